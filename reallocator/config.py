@@ -1,0 +1,116 @@
+"""Server configuration: embedded defaults, overridden by a TOML file, env vars, then flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from reallocator.core.model import Policy, Severity
+
+MIB = 1024 * 1024
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, malformed or out of range."""
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "0.0.0.0"
+    port: int = 50051
+    max_workers: int = 8  # threads serving calls
+    max_message_bytes: int = 64 * MIB  # receive and send limit; a 100k-deal snapshot is ~11 MB
+    solver_time_limit: timedelta = timedelta(seconds=10)
+    grace_period: timedelta = timedelta(seconds=5)  # on SIGTERM: finish in-flight calls
+    default_policy: Policy = field(default_factory=Policy)
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+_ENV = {
+    "REALLOCATOR_HOST": ("host", str),
+    "REALLOCATOR_PORT": ("port", int),
+    "REALLOCATOR_MAX_WORKERS": ("max_workers", int),
+    "REALLOCATOR_MAX_MESSAGE_BYTES": ("max_message_bytes", int),
+    "REALLOCATOR_SOLVER_TIME_LIMIT_SECONDS": ("solver_time_limit", float),
+}
+
+_DURATION_FIELDS = {"solver_time_limit", "grace_period"}
+_POLICY_DURATIONS = {"stalled_window", "min_evidence", "cooldown"}
+
+
+def _seconds(name: str, value: Any) -> timedelta:
+    if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+        raise ConfigError(f"{name}: expected a non-negative number of seconds, got {value!r}")
+    return timedelta(seconds=float(value))
+
+
+def _policy(table: dict[str, Any], base: Policy) -> Policy:
+    known = {f.name for f in dataclasses.fields(Policy)}
+    changes: dict[str, Any] = {}
+    for key, value in table.items():
+        name = key.removesuffix("_seconds") if key.endswith("_seconds") else key
+        if name not in known:
+            raise ConfigError(f"policy.{key}: unknown setting (known: {', '.join(sorted(known))})")
+        if name in _POLICY_DURATIONS:
+            changes[name] = _seconds(f"policy.{key}", value)
+        elif name == "severity":
+            if not isinstance(value, dict):
+                raise ConfigError("policy.severity: expected a table with material and critical")
+            changes[name] = Severity(**value)
+        else:
+            changes[name] = value
+    return dataclasses.replace(base, **changes)
+
+
+def load_config(
+    path: Path | None = None, env: dict[str, str] | None = None, **overrides: Any
+) -> ServerConfig:
+    """Defaults < TOML file ([server], [policy]) < REALLOCATOR_* env vars < explicit overrides."""
+    config = ServerConfig()
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+        server = dict(data.get("server", {}))
+        for key in list(server):
+            if key.endswith("_seconds") and key.removesuffix("_seconds") in _DURATION_FIELDS:
+                server[key.removesuffix("_seconds")] = _seconds(key, server.pop(key))
+        known = {f.name for f in dataclasses.fields(ServerConfig)} - {"default_policy"}
+        unknown = set(server) - known
+        if unknown:
+            raise ConfigError(f"server: unknown settings {sorted(unknown)}")
+        config = dataclasses.replace(config, **server)
+        if "policy" in data:
+            config = dataclasses.replace(
+                config, default_policy=_policy(data["policy"], config.default_policy)
+            )
+    for var, (name, kind) in _ENV.items():
+        raw = (env if env is not None else os.environ).get(var)
+        if raw is None or raw == "":
+            continue
+        try:
+            value: Any = kind(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{var}: cannot read {raw!r} as {kind.__name__}") from exc
+        if name in _DURATION_FIELDS:
+            value = _seconds(var, value)
+        config = dataclasses.replace(config, **{name: value})
+    config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
+    if not 0 <= config.port <= 65535:
+        raise ConfigError(f"port: must be in 0-65535, got {config.port}")
+    if config.max_workers < 1:
+        raise ConfigError(f"max_workers: must be at least 1, got {config.max_workers}")
+    if config.max_message_bytes < MIB:
+        raise ConfigError(
+            f"max_message_bytes: must be at least {MIB}, got {config.max_message_bytes}"
+        )
+    return config

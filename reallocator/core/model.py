@@ -1,0 +1,258 @@
+"""The domain model every core module shares: a campaign snapshot as tables and small dataclasses.
+
+The gRPC adapter converts either wire form (per-deal messages or the columnar table) into exactly
+this; the pacing, forecast and engine modules read only this. Nothing here does I/O.
+
+Units: money is integer micros of the campaign currency. An *allocation* is expressed in the
+campaign's budget unit (micros when the budget type is SPEND, else a count of impressions, clicks,
+completes or requests), so one integer column holds "how much of the goal" a deal gets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import IntEnum, StrEnum
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+INT64_MAX = np.iinfo(np.int64).max
+"""Stands for "no maximum" in integer bound columns."""
+
+
+class BudgetType(StrEnum):
+    SPEND = "SPEND"
+    IMPRESSIONS = "IMPRESSIONS"
+    CLICKS = "CLICKS"
+    COMPLETES = "COMPLETES"
+    REQUESTS = "REQUESTS"
+
+
+class Period(StrEnum):
+    HOUR = "HOUR"
+    DAY = "DAY"
+    WEEK = "WEEK"  # Sunday 00:00 to Saturday 24:00, campaign timezone
+    MONTH = "MONTH"  # calendar month, campaign timezone
+    LIFETIME = "LIFETIME"  # the flight (or the campaign's start..end); needs dates
+
+
+class PacingMode(StrEnum):
+    ASAP = "ASAP"
+    EVEN = "EVEN"
+    FRONT_LOADED = "FRONT_LOADED"
+    BACK_LOADED = "BACK_LOADED"
+    CUSTOM = "CUSTOM"
+
+
+class BudgetChangeBehavior(StrEnum):
+    """How a mid-flight budget change is re-divided over the remaining periods."""
+
+    EVEN = "EVEN"  # original per-period pacing amount re-divided: a spike (increase) or pause
+    SMOOTH = "SMOOTH"  # remaining budget re-divided over the remaining time: a step
+
+
+class DealType(IntEnum):
+    """Codes match the proto enum numbers, so columnar tables carry them as int8."""
+
+    PROGRAMMATIC_GUARANTEED = 1
+    PREFERRED = 2
+    PRIVATE_AUCTION = 3
+    OPEN = 4
+
+
+class DealStatus(IntEnum):
+    ACTIVE = 1
+    PAUSED = 2
+    ENDED = 3
+
+
+class PriceKind(IntEnum):
+    """What `price_micros` prices: a thousand impressions, or one unit of the budget type."""
+
+    ECPM = 1
+    PER_UNIT = 2
+
+
+# The canonical deals table: one row per deal, these columns and dtypes, in this order.
+DEAL_COLUMNS: dict[str, str] = {
+    "deal_id": "object",
+    "seller_id": "object",
+    "channel_id": "object",
+    "order_id": "object",  # the seller's order id (IAB seller-agent change requests use it)
+    "deal_type": "int8",  # DealType
+    "premium": "bool",
+    "status": "int8",  # DealStatus
+    "locked": "bool",
+    "allocation": "int64",  # booked allocation for the flight, budget units
+    "min_allocation": "int64",  # 0 when none
+    "max_allocation": "int64",  # INT64_MAX when none
+    "spend_micros": "int64",  # to date, within the horizon
+    "impressions": "int64",
+    "clicks": "int64",
+    "completes": "int64",
+    "requests": "int64",
+    "price_kind": "int8",  # PriceKind
+    "price_micros": "int64",
+    "value_per_unit": "float64",  # objective weight per budget unit
+    "avails": "int64",  # bid requests seen, to date
+    "bids": "int64",
+    "wins": "int64",
+    "participation_rate": "float64",  # share of auctions we took part in (throttle); NaN = unknown
+    "available_inventory": "int64",  # seller-declared remaining inventory, budget units; -1 unknown
+    "plan_applied_at": "int64",  # unix seconds when the last plan was applied; -1 = never
+    "delivered_at_plan": "int64",  # delivered (budget units) at that instant
+}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """At most one budget per period on an object; the tightest one wins when pacing."""
+
+    period: Period
+    amount: int  # budget units
+
+
+@dataclass(frozen=True)
+class BudgetChange:
+    """A budget's amount changed mid-flight at `at` (the old amount applied before)."""
+
+    at: datetime
+    period: Period
+    old_amount: int
+    new_amount: int
+    flight_id: str = ""  # empty: a campaign-level budget
+
+
+@dataclass(frozen=True)
+class Flight:
+    """A non-overlapping slice of the campaign with its own budgets; nothing rolls over."""
+
+    flight_id: str
+    start: datetime
+    end: datetime
+    budgets: tuple[Budget, ...] = ()
+
+
+@dataclass(frozen=True)
+class PacingSpec:
+    """How delivery should be spread over time (campaign level; deals follow its shape)."""
+
+    budget_type: BudgetType = BudgetType.SPEND
+    mode: PacingMode = PacingMode.EVEN
+    start: datetime | None = None  # campaign start (aware)
+    end: datetime | None = None  # campaign end (aware)
+    budgets: tuple[Budget, ...] = ()
+    flights: tuple[Flight, ...] = ()
+    front_share: float = 0.35  # FRONT_LOADED: share s delivered over the first fraction f
+    front_fraction: float = 0.25
+    back_share: float = 0.35  # BACK_LOADED: share s delivered over the last fraction u
+    back_fraction: float = 0.25  # BACK_LOADED(u) = 1 - FRONT(1 - u)
+    catch_up_fraction: float = 0.95  # EVEN: 100% delivered by this fraction of active time
+    custom_weights: npt.NDArray[np.float64] | None = None  # 24 (hour of day) or 168 (hour of week,
+    # Monday 00h first) relative traffic weights
+    daypart: npt.NDArray[np.bool_] | None = None  # (7, 24) active hours, Monday=0, campaign tz
+    change_behavior: BudgetChangeBehavior = BudgetChangeBehavior.EVEN
+    budget_changes: tuple[BudgetChange, ...] = ()
+    max_spend_micros: int | None = None  # money cap beside a non-spend goal
+
+
+@dataclass(frozen=True)
+class GroupLimits:
+    """Min/max totals of a seller or channel: absolute (budget units) or a share of the flight."""
+
+    min_total: int | None = None
+    max_total: int | None = None
+    min_share: float | None = None
+    max_share: float | None = None
+
+
+@dataclass(frozen=True)
+class Severity:
+    """Change sizes (share of current allocation) from which a change is material / critical."""
+
+    material: float = 0.10
+    critical: float = 0.30
+
+
+@dataclass(frozen=True)
+class Policy:
+    over_threshold: float = 1.10
+    under_threshold: float = 0.90
+    stalled_window: timedelta = timedelta(hours=6)
+    min_evidence: timedelta = timedelta(hours=6)  # hours of delivery before verdicts count
+    min_evidence_impressions: int = 1000
+    confidence_threshold: float = 60.0  # 0..100; alerts only above it
+    step_abs: int = 0  # budget units a deal may move in one plan (0 = no absolute floor)
+    step_rel: float = 1.0  # share of a deal's current allocation it may move in one plan
+    churn_deal: float = 0.0  # lam_deal: value per budget unit moved on a deal
+    churn_channel: float = 0.0  # lam_channel: value per budget unit moved across channels
+    request_tolerance: float = 0.10  # required vs current rate gap that warrants a request
+    min_change: int = 0  # smallest change (budget units) worth making/asking
+    cooldown: timedelta = timedelta(hours=12)
+    severity: Severity = field(default_factory=Severity)
+    auto_apply_up_to: str = ""  # "", "MINOR", "MATERIAL", "CRITICAL": auto-apply up to this
+    relax_group: float = 1.0  # elastic weight per unit on seller/channel bounds
+    relax_commitment: float = 10.0  # ... on deal minimums
+    relax_limit: float = 100.0  # ... on deal maximums and step limits
+
+
+@dataclass(frozen=True)
+class DeliverySeries:
+    """Recent delivery on one common grid: arrays of shape (n_deals, n_buckets).
+
+    Rows follow the deals table; a deal without a series has a row of NaN.
+    """
+
+    window_start: datetime
+    bucket: timedelta
+    spend_micros: npt.NDArray[np.float64]
+    impressions: npt.NDArray[np.float64]
+    avails: npt.NDArray[np.float64]
+    wins: npt.NDArray[np.float64]
+
+    @property
+    def n_buckets(self) -> int:
+        return int(self.spend_micros.shape[1])
+
+
+@dataclass(frozen=True)
+class CampaignSnapshot:
+    campaign_id: str
+    as_of: datetime  # aware
+    timezone: str  # IANA name, e.g. "America/New_York"
+    currency: str  # ISO 4217
+    deals: pd.DataFrame  # DEAL_COLUMNS
+    sellers: pd.DataFrame  # index seller_id; columns min_total, max_total, min_share, max_share
+    channels: pd.DataFrame  # index channel_id; same columns
+    pacing: PacingSpec = field(default_factory=PacingSpec)
+    delivery: DeliverySeries | None = None
+    policy: Policy = field(default_factory=Policy)
+
+
+GROUP_COLUMNS: dict[str, str] = {
+    "min_total": "float64",  # NaN = none (budget units)
+    "max_total": "float64",
+    "min_share": "float64",  # NaN = none (share of the flight budget, 0..1)
+    "max_share": "float64",
+}
+
+
+def empty_deals(n: int = 0) -> pd.DataFrame:
+    """A deals table of `n` default rows with the canonical dtypes (handy in tests)."""
+    data: dict[str, npt.NDArray[np.generic]] = {}
+    for name, dtype in DEAL_COLUMNS.items():
+        if dtype == "object":
+            data[name] = np.array([f"{name[:-3]}{i}" for i in range(n)], dtype=object)
+        else:
+            data[name] = np.zeros(n, dtype=dtype)
+    frame = pd.DataFrame(data)
+    frame["deal_type"] = np.int8(DealType.PREFERRED)
+    frame["status"] = np.int8(DealStatus.ACTIVE)
+    frame["price_kind"] = np.int8(PriceKind.ECPM)
+    frame["max_allocation"] = INT64_MAX
+    frame["participation_rate"] = np.nan
+    frame["available_inventory"] = -1
+    frame["plan_applied_at"] = -1
+    return frame

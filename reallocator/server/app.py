@@ -1,0 +1,74 @@
+"""Builds and runs the gRPC server: ReallocatorService, health checking and reflection."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from concurrent import futures
+from dataclasses import dataclass
+from types import FrameType
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from reallocator.config import ServerConfig
+from reallocator.server.dispatch import generic_handler
+from reallocator.server.servicer import ReallocatorServicer
+from reallocator.v1 import reallocator_service_pb2
+
+log = logging.getLogger(__name__)
+
+SERVICE = reallocator_service_pb2.DESCRIPTOR.services_by_name["ReallocatorService"]
+
+
+@dataclass
+class RunningServer:
+    server: grpc.Server
+    port: int
+    health: health.HealthServicer
+
+    def stop(self, grace: float | None = None) -> None:
+        """Stops taking calls (health NOT_SERVING first) and lets in-flight calls finish."""
+        self.health.enter_graceful_shutdown()
+        self.server.stop(grace).wait()
+
+
+def start_server(config: ServerConfig) -> RunningServer:
+    options = [
+        ("grpc.max_receive_message_length", config.max_message_bytes),
+        ("grpc.max_send_message_length", config.max_message_bytes),
+        ("grpc.so_reuseport", 0),
+    ]
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=config.max_workers), options=options
+    )
+    server.add_generic_rpc_handlers((generic_handler(SERVICE, ReallocatorServicer(config)),))
+    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = (SERVICE.full_name, health.SERVICE_NAME, reflection.SERVICE_NAME)
+    reflection.enable_server_reflection(names, server)
+    port = server.add_insecure_port(config.address)
+    if port == 0:
+        raise OSError(f"cannot listen on {config.address}")
+    server.start()
+    for name in ("", SERVICE.full_name):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log.info("reallocator listening on %s:%d", config.host, port)
+    return RunningServer(server, port, health_servicer)
+
+
+def serve(config: ServerConfig) -> None:
+    """Runs until SIGINT/SIGTERM, then drains in-flight calls for the grace period."""
+    running = start_server(config)
+    stopping = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %d: draining for %.1fs", signum, config.grace_period.total_seconds())
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    stopping.wait()
+    running.stop(config.grace_period.total_seconds())

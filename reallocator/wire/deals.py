@@ -1,0 +1,525 @@
+"""The three wire forms of deals (messages, packed columns, Arrow IPC) -> one canonical table.
+
+Each decoder only reshapes; `check_deals` then validates the table once, vectorised, and names
+bad rows with the field path of the form the caller used (so both forms get the same checks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import pyarrow as pa
+
+from reallocator.core.model import DEAL_COLUMNS, INT64_MAX, DealStatus, PriceKind
+from reallocator.v1 import snapshot_pb2
+from reallocator.wire.timefields import to_datetime, to_timedelta
+from reallocator.wire.violations import Violations
+
+# Columns of DealColumns (and of the Arrow table) -> canonical column.
+_RENAMED = {
+    "seller_order_id": "order_id",
+    "plan_apply_unix_seconds": "plan_applied_at",
+    "delivered_at_apply": "delivered_at_plan",
+}
+# Canonical column -> its path inside a Deal message.
+_DEAL_PATHS = {
+    "order_id": "seller_order_id",
+    "spend_micros": "delivered.spend_micros",
+    "impressions": "delivered.impressions",
+    "clicks": "delivered.clicks",
+    "completes": "delivered.completes",
+    "requests": "delivered.requests",
+    "price_micros": "ecpm_micros",
+    "avails": "supply.avails",
+    "bids": "supply.bids",
+    "wins": "supply.wins",
+    "participation_rate": "supply.participation_rate",
+    "available_inventory": "supply.available_inventory",
+    "plan_applied_at": "last_plan_application.apply_time",
+    "delivered_at_plan": "last_plan_application.delivered_at_apply",
+}
+_COLUMN_NAMES = {v: k for k, v in _RENAMED.items()} | {"price_micros": "ecpm_micros"}
+_INT_COLUMNS = [c for c, t in DEAL_COLUMNS.items() if t == "int64"]
+
+
+def _fmt(template: str, *columns: npt.NDArray[np.generic]) -> Callable[[int], str]:
+    """A row-description callback: the template filled with the row's values."""
+    return lambda i: template.format(*(c[i] for c in columns))
+
+
+@dataclass(frozen=True)
+class DealsForm:
+    """Where a caller's deal fields live, so a violation names the caller's own path."""
+
+    prefix: str  # e.g. "snapshot.deals" or "snapshot.deals_table.columns"
+    per_message: bool
+
+    def path(self, column: str) -> Callable[[int], str]:
+        if self.per_message:
+            suffix = _DEAL_PATHS.get(column, column)
+            return lambda i: f"{self.prefix}[{i}].{suffix}"
+        name = _COLUMN_NAMES.get(column, column)
+        return lambda i: f"{self.prefix}.{name}[{i}]"
+
+
+@dataclass(frozen=True)
+class RawDeals:
+    """A decoded table before validation, with which optional fields were set."""
+
+    table: pd.DataFrame
+    form: DealsForm
+    has_min: npt.NDArray[np.bool_]
+    has_max: npt.NDArray[np.bool_]
+    has_participation: npt.NDArray[np.bool_]
+    has_inventory: npt.NDArray[np.bool_]
+
+
+def _ints(values: Sequence[int] | npt.ArrayLike, n: int) -> npt.NDArray[np.int64]:
+    return np.asarray(values, dtype=np.int64) if n else np.zeros(0, np.int64)
+
+
+def from_messages(deals: Sequence[snapshot_pb2.Deal], prefix: str) -> RawDeals:
+    """Per-deal messages: one pass per field (the wire form small campaigns use)."""
+    n = len(deals)
+    delivered = [d.delivered for d in deals]
+    supply = [d.supply for d in deals]
+    applied = [d.last_plan_application for d in deals]
+    price_kind = np.array(
+        [
+            PriceKind.PER_UNIT
+            if d.WhichOneof("price") == "cost_per_unit_micros"
+            else PriceKind.ECPM
+            for d in deals
+        ],
+        dtype=np.int8,
+    )
+    price = np.where(
+        price_kind == PriceKind.PER_UNIT,
+        _ints([d.cost_per_unit_micros for d in deals], n),
+        _ints([d.ecpm_micros for d in deals], n),
+    )
+    has_participation = np.array([s.HasField("participation_rate") for s in supply], dtype=bool)
+    apply_seconds = _ints(
+        [a.apply_time.seconds if a.HasField("apply_time") else -1 for a in applied], n
+    )
+    data = {
+        "deal_id": np.array([d.deal_id for d in deals], dtype=object),
+        "seller_id": np.array([d.seller_id for d in deals], dtype=object),
+        "channel_id": np.array([d.channel_id for d in deals], dtype=object),
+        "order_id": np.array([d.seller_order_id for d in deals], dtype=object),
+        "deal_type": _ints([d.deal_type for d in deals], n),
+        "premium": np.array([d.premium for d in deals], dtype=bool),
+        "status": _ints([d.status for d in deals], n),
+        "locked": np.array([d.locked for d in deals], dtype=bool),
+        "allocation": _ints([d.allocation for d in deals], n),
+        "min_allocation": _ints([d.min_allocation for d in deals], n),
+        "max_allocation": _ints([d.max_allocation for d in deals], n),
+        "spend_micros": _ints([x.spend_micros for x in delivered], n),
+        "impressions": _ints([x.impressions for x in delivered], n),
+        "clicks": _ints([x.clicks for x in delivered], n),
+        "completes": _ints([x.completes for x in delivered], n),
+        "requests": _ints([x.requests for x in delivered], n),
+        "price_kind": price_kind,
+        "price_micros": price,
+        "value_per_unit": np.array(
+            [d.value_per_unit if d.HasField("value_per_unit") else 1.0 for d in deals],
+            dtype=np.float64,
+        ),
+        "avails": _ints([s.avails for s in supply], n),
+        "bids": _ints([s.bids for s in supply], n),
+        "wins": _ints([s.wins for s in supply], n),
+        "participation_rate": np.array([s.participation_rate for s in supply], dtype=np.float64),
+        "available_inventory": _ints([s.available_inventory for s in supply], n),
+        "plan_applied_at": apply_seconds,
+        "delivered_at_plan": _ints([a.delivered_at_apply for a in applied], n),
+    }
+    return RawDeals(
+        table=pd.DataFrame(data),
+        form=DealsForm(prefix, per_message=True),
+        has_min=np.array([d.HasField("min_allocation") for d in deals], dtype=bool),
+        has_max=np.array([d.HasField("max_allocation") for d in deals], dtype=bool),
+        has_participation=has_participation,
+        has_inventory=np.array([s.HasField("available_inventory") for s in supply], dtype=bool),
+    )
+
+
+_REQUIRED_COLUMNS = ("deal_id", "seller_id", "channel_id", "deal_type", "allocation")
+_ALL_COLUMNS = [f.name for f in snapshot_pb2.DealColumns.DESCRIPTOR.fields]
+
+
+def _column_lengths(lengths: dict[str, int], prefix: str, errors: Violations) -> int:
+    """All non-empty columns share deal_id's length; required columns are non-empty."""
+    n = lengths.get("deal_id", 0)
+    for name in _REQUIRED_COLUMNS:
+        if lengths.get(name, 0) == 0 and n > 0:
+            errors.add(f"{prefix}.{name}", f"required column is empty (expected {n} values)")
+    for name, length in lengths.items():
+        if length not in (0, n):
+            errors.add(f"{prefix}.{name}", f"has {length} values but deal_id has {n}")
+    return n
+
+
+def _from_columns(
+    get: Callable[[str], npt.NDArray[np.generic] | None],
+    n: int,
+    prefix: str,
+    has: Callable[[str, str], npt.NDArray[np.bool_]],
+) -> RawDeals:
+    def col(name: str, dtype: npt.DTypeLike, default: object) -> npt.NDArray[np.generic]:
+        values = get(name)
+        if values is None or len(values) == 0:
+            return np.full(n, default, dtype=dtype)
+        return np.asarray(values, dtype=dtype)
+
+    cost_per_unit = col("cost_per_unit_micros", np.int64, 0)
+    per_unit = cost_per_unit.astype(np.int64) > 0
+    participation = col("participation_rate", np.float64, np.nan)
+    data = {
+        "deal_id": col("deal_id", object, ""),
+        "seller_id": col("seller_id", object, ""),
+        "channel_id": col("channel_id", object, ""),
+        "order_id": col("seller_order_id", object, ""),
+        "deal_type": col("deal_type", np.int64, 0),
+        "premium": col("premium", bool, False),
+        "status": col("status", np.int64, 0),
+        "locked": col("locked", bool, False),
+        "allocation": col("allocation", np.int64, 0),
+        "min_allocation": col("min_allocation", np.int64, 0),
+        "max_allocation": col("max_allocation", np.int64, 0),
+        "spend_micros": col("spend_micros", np.int64, 0),
+        "impressions": col("impressions", np.int64, 0),
+        "clicks": col("clicks", np.int64, 0),
+        "completes": col("completes", np.int64, 0),
+        "requests": col("requests", np.int64, 0),
+        "price_kind": np.where(per_unit, PriceKind.PER_UNIT, PriceKind.ECPM).astype(np.int8),
+        "price_micros": np.where(per_unit, cost_per_unit, col("ecpm_micros", np.int64, 0)),
+        "value_per_unit": col("value_per_unit", np.float64, 1.0),
+        "avails": col("avails", np.int64, 0),
+        "bids": col("bids", np.int64, 0),
+        "wins": col("wins", np.int64, 0),
+        "participation_rate": participation,
+        "available_inventory": col("available_inventory", np.int64, 0),
+        "plan_applied_at": col("plan_apply_unix_seconds", np.int64, 0),
+        "delivered_at_plan": col("delivered_at_apply", np.int64, 0),
+    }
+    table = pd.DataFrame(data)
+    # 0 means "never applied" in columns (an unset int64); the canonical table says -1.
+    table.loc[table["plan_applied_at"] == 0, "plan_applied_at"] = -1
+    return RawDeals(
+        table=table,
+        form=DealsForm(prefix, per_message=False),
+        has_min=has("min_allocation", "has_min_allocation"),
+        has_max=has("max_allocation", "has_max_allocation"),
+        has_participation=~np.isnan(participation),
+        has_inventory=has("available_inventory", "has_available_inventory"),
+    )
+
+
+def from_columns(
+    cols: snapshot_pb2.DealColumns, prefix: str, errors: Violations
+) -> RawDeals | None:
+    """Packed columns: each column converts to numpy in one call."""
+    arrays: dict[str, npt.NDArray[np.generic]] = {}
+    for name in _ALL_COLUMNS:
+        values = getattr(cols, name)
+        if len(values) == 0:
+            continue
+        if name in ("deal_id", "seller_id", "channel_id", "seller_order_id"):
+            arrays[name] = np.array(values, dtype=object)
+        else:
+            arrays[name] = np.array(values)
+    n = _column_lengths({k: len(v) for k, v in arrays.items()}, prefix, errors)
+    if errors:
+        return None
+
+    def has(value_column: str, flag_column: str) -> npt.NDArray[np.bool_]:
+        flags = arrays.get(flag_column)
+        if flags is None:
+            return np.zeros(n, dtype=bool)
+        return flags.astype(bool)
+
+    return _from_columns(arrays.get, n, prefix, has)
+
+
+def from_arrow(data: bytes, prefix: str, errors: Violations) -> RawDeals | None:
+    """An Arrow IPC stream: nulls mean unset, so no has_ columns are needed."""
+    try:
+        table = pa.ipc.open_stream(pa.py_buffer(data)).read_all()
+    except (pa.ArrowInvalid, pa.ArrowException, OSError) as exc:
+        errors.add(prefix, f"not a readable Arrow IPC stream: {exc}")
+        return None
+    known = set(_ALL_COLUMNS)
+    for name in table.column_names:
+        if name not in known or name.startswith("has_"):
+            errors.add(f"{prefix}.{name}", "unknown column (expected DealColumns field names)")
+    lengths = {name: table.num_rows for name in table.column_names if name in known}
+    n = _column_lengths(lengths, prefix, errors)
+    if errors:
+        return None
+    arrays: dict[str, npt.NDArray[np.generic]] = {}
+    nulls: dict[str, npt.NDArray[np.bool_]] = {}
+    for name in table.column_names:
+        column = table.column(name)
+        try:
+            if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+                arrays[name] = np.asarray(
+                    column.fill_null("").to_numpy(zero_copy_only=False), dtype=object
+                )
+            elif (
+                pa.types.is_integer(column.type)
+                or pa.types.is_boolean(column.type)
+                or pa.types.is_floating(column.type)
+                or pa.types.is_dictionary(column.type)
+            ):
+                nulls[name] = np.asarray(
+                    column.is_null().to_numpy(zero_copy_only=False), dtype=bool
+                )
+                if pa.types.is_dictionary(column.type):
+                    column = column.cast(column.type.value_type)
+                fill = np.nan if pa.types.is_floating(column.type) else 0
+                arrays[name] = column.fill_null(fill).to_numpy(zero_copy_only=False)
+            else:
+                errors.add(f"{prefix}.{name}", f"unsupported Arrow type {column.type}")
+        except (pa.ArrowInvalid, pa.ArrowException) as exc:
+            errors.add(f"{prefix}.{name}", f"cannot convert column: {exc}")
+    if errors:
+        return None
+
+    def has(value_column: str, _flag: str) -> npt.NDArray[np.bool_]:
+        if value_column not in arrays:
+            return np.zeros(n, dtype=bool)
+        return ~nulls.get(value_column, np.zeros(n, dtype=bool))
+
+    if "value_per_unit" in arrays:
+        arrays["value_per_unit"] = np.where(nulls["value_per_unit"], 1.0, arrays["value_per_unit"])
+    return _from_columns(arrays.get, n, prefix, has)
+
+
+def check_deals(
+    raw: RawDeals, sellers: pd.Index, channels: pd.Index, as_of: datetime | None, errors: Violations
+) -> pd.DataFrame:
+    """Validates the table (vectorised) and returns it in canonical form (DEAL_COLUMNS dtypes)."""
+    t, form = raw.table, raw.form
+    ids = t["deal_id"]
+    errors.rows(form.path("deal_id"), (ids == "").to_numpy(), "required")
+    dup = ids.duplicated(keep="first").to_numpy() & (ids != "").to_numpy()
+    if dup.any():
+        first_at = (
+            pd.Series(np.arange(len(t))).groupby(ids.to_numpy()).transform("first").to_numpy()
+        )
+        errors.rows(
+            form.path("deal_id"),
+            dup,
+            lambda i: f"duplicate deal_id {ids.iat[i]!r} (first at row {first_at[i]})",
+        )
+    for column, known, what in (
+        ("seller_id", sellers, "seller"),
+        ("channel_id", channels, "channel"),
+    ):
+        values = t[column]
+        empty = (values == "").to_numpy()
+        errors.rows(form.path(column), empty, "required")
+        unknown = ~values.isin(known).to_numpy() & ~empty
+        errors.rows(
+            form.path(column),
+            unknown,
+            _fmt(f"unknown {what} {{!r}}: not listed in the snapshot's {what}s", values.to_numpy()),
+        )
+    deal_type = t["deal_type"].to_numpy()
+    errors.rows(
+        form.path("deal_type"),
+        (deal_type < 1) | (deal_type > 4),
+        lambda i: f"must be a DealType other than UNSPECIFIED (got {deal_type[i]})",
+    )
+    status = t["status"].to_numpy()
+    errors.rows(
+        form.path("status"),
+        (status < 0) | (status > 3),
+        lambda i: f"unknown DealStatus {status[i]}",
+    )
+
+    for column in (
+        "allocation",
+        "spend_micros",
+        "impressions",
+        "clicks",
+        "completes",
+        "requests",
+        "price_micros",
+        "avails",
+        "bids",
+        "wins",
+        "delivered_at_plan",
+    ):
+        ints = t[column].to_numpy()
+        errors.rows(form.path(column), ints < 0, _fmt("must not be negative (got {})", ints))
+    mins, maxs = t["min_allocation"].to_numpy(), t["max_allocation"].to_numpy()
+    errors.rows(
+        form.path("min_allocation"),
+        raw.has_min & (mins < 0),
+        lambda i: f"must not be negative (got {mins[i]})",
+    )
+    errors.rows(
+        form.path("max_allocation"),
+        raw.has_max & (maxs < 0),
+        lambda i: f"must not be negative (got {maxs[i]})",
+    )
+    errors.rows(
+        form.path("max_allocation"),
+        raw.has_min & raw.has_max & (maxs < mins) & (mins >= 0),
+        lambda i: f"must be >= min_allocation ({maxs[i]} < {mins[i]})",
+    )
+    value = t["value_per_unit"].to_numpy()
+    errors.rows(
+        form.path("value_per_unit"),
+        ~np.isfinite(value) | (value < 0),
+        lambda i: f"must be finite and non-negative (got {value[i]})",
+    )
+    rate = t["participation_rate"].to_numpy()
+    bad_rate = raw.has_participation & (~np.isfinite(rate) | (rate <= 0) | (rate > 1))
+    errors.rows(
+        form.path("participation_rate"), bad_rate, lambda i: f"must be in (0, 1] (got {rate[i]})"
+    )
+    inventory = t["available_inventory"].to_numpy()
+    errors.rows(
+        form.path("available_inventory"),
+        raw.has_inventory & (inventory < 0),
+        lambda i: f"must not be negative (got {inventory[i]})",
+    )
+    if as_of is not None:
+        applied = t["plan_applied_at"].to_numpy()
+        limit = as_of.timestamp()
+        errors.rows(
+            form.path("plan_applied_at"), applied > limit, "must not be after the snapshot's as_of"
+        )
+
+    out = t.copy()
+    out["status"] = np.where(status == 0, int(DealStatus.ACTIVE), status)
+    out["min_allocation"] = np.where(raw.has_min, mins, 0)
+    out["max_allocation"] = np.where(raw.has_max, maxs, INT64_MAX)
+    out["available_inventory"] = np.where(raw.has_inventory, inventory, -1)
+    out["participation_rate"] = np.where(raw.has_participation, rate, np.nan)
+    return out.astype(DEAL_COLUMNS)[list(DEAL_COLUMNS)]
+
+
+@dataclass(frozen=True)
+class Grid:
+    window_start: datetime
+    bucket: timedelta
+    n_buckets: int
+
+
+def _check_grid(
+    start: datetime,
+    bucket: timedelta,
+    n_buckets: int,
+    as_of: datetime | None,
+    path: str,
+    errors: Violations,
+) -> None:
+    if as_of is not None and start + bucket * max(n_buckets - 1, 0) > as_of:
+        errors.add(
+            f"{path}.window_start",
+            "the series must end at or before as_of (only the last bucket may be in progress)",
+        )
+
+
+def series_from_messages(
+    deals: Sequence[snapshot_pb2.Deal], prefix: str, as_of: datetime | None, errors: Violations
+) -> tuple[Grid, dict[str, npt.NDArray[np.float64]]] | None:
+    """Per-deal series onto one grid; deals without a series get a row of NaN (unknown)."""
+    rows = [i for i, d in enumerate(deals) if d.HasField("recent_delivery")]
+    if not rows:
+        return None
+    grid: Grid | None = None
+    first_row = rows[0]
+    arrays = {
+        k: np.full((len(deals), 0), np.nan)
+        for k in ("spend_micros", "impressions", "avails", "wins")
+    }
+    for i in rows:
+        s = deals[i].recent_delivery
+        p = f"{prefix}[{i}].recent_delivery"
+        lengths = {k: len(getattr(s, k)) for k in arrays}
+        n_buckets = max(lengths.values())
+        for k, length in lengths.items():
+            if length != n_buckets:
+                errors.add(f"{p}.{k}", f"has {length} buckets but the series has {n_buckets}")
+        start = to_datetime(s.window_start, f"{p}.window_start", errors)
+        width = to_timedelta(s.bucket_width, f"{p}.bucket_width", errors, positive=True)
+        if start is None or width is None:
+            continue
+        if grid is None:
+            grid = Grid(start, width, n_buckets)
+            arrays = {k: np.full((len(deals), n_buckets), np.nan) for k in arrays}
+            _check_grid(start, width, n_buckets, as_of, p, errors)
+        elif (start, width, n_buckets) != (grid.window_start, grid.bucket, grid.n_buckets):
+            errors.add(
+                p,
+                f"every deal's series must share window_start, bucket_width and length "
+                f"with {prefix}[{first_row}].recent_delivery",
+            )
+            continue
+        if errors:
+            continue
+        for k in arrays:
+            values = np.asarray(getattr(s, k), dtype=np.float64)
+            if (values < 0).any():
+                errors.add(f"{p}.{k}", "must not be negative")
+            arrays[k][i] = values
+    if grid is None or errors:
+        return None
+    return grid, arrays
+
+
+def series_from_matrix(
+    m: snapshot_pb2.DeliveryMatrix,
+    n_deals: int,
+    path: str,
+    as_of: datetime | None,
+    errors: Violations,
+) -> tuple[Grid, dict[str, npt.NDArray[np.float64]]] | None:
+    if m.bucket_count < 0:
+        errors.add(f"{path}.bucket_count", "must not be negative")
+        return None
+    start = to_datetime(m.window_start, f"{path}.window_start", errors)
+    width = to_timedelta(m.bucket_width, f"{path}.bucket_width", errors, positive=True)
+    arrays: dict[str, npt.NDArray[np.float64]] = {}
+    for k in ("spend_micros", "impressions", "avails", "wins"):
+        values = np.asarray(getattr(m, k), dtype=np.float64)
+        if values.size != n_deals * m.bucket_count:
+            errors.add(
+                f"{path}.{k}",
+                f"has {values.size} values, expected deal count x bucket_count = "
+                f"{n_deals} x {m.bucket_count}",
+            )
+            continue
+        if (values < 0).any():
+            errors.add(f"{path}.{k}[{int(np.flatnonzero(values < 0)[0])}]", "must not be negative")
+        arrays[k] = values.reshape(n_deals, m.bucket_count)
+    if start is None or width is None or errors:
+        return None
+    _check_grid(start, width, m.bucket_count, as_of, path, errors)
+    return Grid(start, width, m.bucket_count), arrays
+
+
+def unix_seconds(dt: datetime) -> int:
+    return int(dt.astimezone(UTC).timestamp())
+
+
+__all__ = [
+    "DealsForm",
+    "Grid",
+    "RawDeals",
+    "check_deals",
+    "from_arrow",
+    "from_columns",
+    "from_messages",
+    "series_from_matrix",
+    "series_from_messages",
+]

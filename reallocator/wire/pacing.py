@@ -1,0 +1,306 @@
+"""PacingTarget message -> PacingSpec, checking every field on the way."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from datetime import datetime
+
+import numpy as np
+
+from reallocator.core.model import (
+    Budget,
+    BudgetChange,
+    BudgetChangeBehavior,
+    BudgetType,
+    Flight,
+    PacingMode,
+    PacingSpec,
+    Period,
+)
+from reallocator.v1 import common_pb2, pacing_pb2
+from reallocator.wire.timefields import to_datetime
+from reallocator.wire.violations import Violations
+
+BUDGET_TYPES = {
+    common_pb2.BUDGET_TYPE_UNSPECIFIED: BudgetType.SPEND,
+    common_pb2.BUDGET_TYPE_SPEND: BudgetType.SPEND,
+    common_pb2.BUDGET_TYPE_IMPRESSIONS: BudgetType.IMPRESSIONS,
+    common_pb2.BUDGET_TYPE_CLICKS: BudgetType.CLICKS,
+    common_pb2.BUDGET_TYPE_COMPLETES: BudgetType.COMPLETES,
+    common_pb2.BUDGET_TYPE_REQUESTS: BudgetType.REQUESTS,
+}
+PERIODS = {
+    common_pb2.PERIOD_HOUR: Period.HOUR,
+    common_pb2.PERIOD_DAY: Period.DAY,
+    common_pb2.PERIOD_WEEK: Period.WEEK,
+    common_pb2.PERIOD_MONTH: Period.MONTH,
+    common_pb2.PERIOD_LIFETIME: Period.LIFETIME,
+}
+MODES = {
+    common_pb2.PACING_MODE_UNSPECIFIED: PacingMode.EVEN,
+    common_pb2.PACING_MODE_ASAP: PacingMode.ASAP,
+    common_pb2.PACING_MODE_EVEN: PacingMode.EVEN,
+    common_pb2.PACING_MODE_FRONT_LOADED: PacingMode.FRONT_LOADED,
+    common_pb2.PACING_MODE_BACK_LOADED: PacingMode.BACK_LOADED,
+    common_pb2.PACING_MODE_CUSTOM: PacingMode.CUSTOM,
+}
+CHANGE_BEHAVIORS = {
+    common_pb2.BUDGET_CHANGE_BEHAVIOR_UNSPECIFIED: BudgetChangeBehavior.EVEN,
+    common_pb2.BUDGET_CHANGE_BEHAVIOR_EVEN: BudgetChangeBehavior.EVEN,
+    common_pb2.BUDGET_CHANGE_BEHAVIOR_SMOOTH: BudgetChangeBehavior.SMOOTH,
+}
+
+
+def _budgets(
+    msgs: Sequence[pacing_pb2.Budget], path: str, has_dates: bool, errors: Violations
+) -> tuple[Budget, ...]:
+    out: list[Budget] = []
+    seen: dict[Period, int] = {}
+    for i, b in enumerate(msgs):
+        p = f"{path}[{i}]"
+        period = PERIODS.get(b.period)
+        if period is None:
+            errors.add(f"{p}.period", "must be one of HOUR, DAY, WEEK, MONTH, LIFETIME")
+            continue
+        if period in seen:
+            errors.add(
+                f"{p}.period",
+                f"a second {period} budget (first at {path}[{seen[period]}]); "
+                "at most one budget per period",
+            )
+            continue
+        seen[period] = i
+        if b.amount < 0:
+            errors.add(f"{p}.amount", f"must not be negative (got {b.amount})")
+            continue
+        if period is Period.LIFETIME and not has_dates:
+            errors.add(f"{p}.period", "a LIFETIME budget needs start and end dates")
+            continue
+        out.append(Budget(period, int(b.amount)))
+    return tuple(out)
+
+
+def _unit_interval(
+    value: float, path: str, errors: Violations, *, open_low: bool = False, open_high: bool = False
+) -> None:
+    low_ok = value > 0 if open_low else value >= 0
+    high_ok = value < 1 if open_high else value <= 1
+    if not math.isfinite(value) or not (low_ok and high_ok):
+        lo, hi = ("(" if open_low else "["), (")" if open_high else "]")
+        errors.add(path, f"must be in {lo}0, 1{hi} (got {value})")
+
+
+def decode_pacing(
+    msg: pacing_pb2.PacingTarget, path: str, as_of: datetime | None, errors: Violations
+) -> PacingSpec:
+    budget_type = BUDGET_TYPES.get(msg.budget_type)
+    if budget_type is None:
+        errors.add(f"{path}.budget_type", f"unknown value {msg.budget_type}")
+        budget_type = BudgetType.SPEND
+    mode = MODES.get(msg.mode)
+    if mode is None:
+        errors.add(f"{path}.mode", f"unknown value {msg.mode}")
+        mode = PacingMode.EVEN
+    behavior = CHANGE_BEHAVIORS.get(msg.budget_change_behavior)
+    if behavior is None:
+        errors.add(f"{path}.budget_change_behavior", f"unknown value {msg.budget_change_behavior}")
+        behavior = BudgetChangeBehavior.EVEN
+
+    start = (
+        to_datetime(msg.start_time, f"{path}.start_time", errors)
+        if msg.HasField("start_time")
+        else None
+    )
+    end = (
+        to_datetime(msg.end_time, f"{path}.end_time", errors) if msg.HasField("end_time") else None
+    )
+    if start is not None and end is not None and end <= start:
+        errors.add(
+            f"{path}.end_time",
+            f"must be after start_time ({end.isoformat()} <= {start.isoformat()})",
+        )
+    budgets = _budgets(
+        msg.budgets, f"{path}.budgets", start is not None and end is not None, errors
+    )
+    flights = _flights(msg, path, errors)
+
+    catch_up = msg.even.catch_up_fraction if msg.even.HasField("catch_up_fraction") else 0.95
+    _unit_interval(catch_up, f"{path}.even.catch_up_fraction", errors, open_low=True)
+    front_share = msg.front_loaded.share if msg.front_loaded.HasField("share") else 0.35
+    front_fraction = msg.front_loaded.fraction if msg.front_loaded.HasField("fraction") else 0.25
+    back_share = msg.back_loaded.share if msg.back_loaded.HasField("share") else 0.35
+    back_fraction = msg.back_loaded.fraction if msg.back_loaded.HasField("fraction") else 0.25
+    _unit_interval(front_share, f"{path}.front_loaded.share", errors)
+    _unit_interval(
+        front_fraction, f"{path}.front_loaded.fraction", errors, open_low=True, open_high=True
+    )
+    _unit_interval(back_share, f"{path}.back_loaded.share", errors)
+    _unit_interval(
+        back_fraction, f"{path}.back_loaded.fraction", errors, open_low=True, open_high=True
+    )
+
+    custom = _custom_curve(msg, path, mode, errors)
+    daypart = _dayparting(msg, path, errors)
+    changes = _budget_changes(msg, path, as_of, {f.flight_id for f in flights}, errors)
+
+    max_spend: int | None = None
+    if msg.HasField("max_spend_micros"):
+        if msg.max_spend_micros < 0:
+            errors.add(
+                f"{path}.max_spend_micros", f"must not be negative (got {msg.max_spend_micros})"
+            )
+        max_spend = int(msg.max_spend_micros)
+
+    return PacingSpec(
+        budget_type=budget_type,
+        mode=mode,
+        start=start,
+        end=end,
+        budgets=budgets,
+        flights=flights,
+        front_share=front_share,
+        front_fraction=front_fraction,
+        back_share=back_share,
+        back_fraction=back_fraction,
+        catch_up_fraction=catch_up,
+        custom_weights=custom,
+        daypart=daypart,
+        change_behavior=behavior,
+        budget_changes=changes,
+        max_spend_micros=max_spend,
+    )
+
+
+def _flights(msg: pacing_pb2.PacingTarget, path: str, errors: Violations) -> tuple[Flight, ...]:
+    flights: list[tuple[int, Flight]] = []
+    ids: dict[str, int] = {}
+    for i, f in enumerate(msg.flights):
+        p = f"{path}.flights[{i}]"
+        if not f.flight_id:
+            errors.add(f"{p}.flight_id", "required")
+        elif f.flight_id in ids:
+            errors.add(
+                f"{p}.flight_id",
+                f"duplicate flight_id {f.flight_id!r} (first at flights[{ids[f.flight_id]}])",
+            )
+        else:
+            ids[f.flight_id] = i
+        if not f.HasField("start_time"):
+            errors.add(f"{p}.start_time", "required")
+        if not f.HasField("end_time"):
+            errors.add(f"{p}.end_time", "required")
+        fs = (
+            to_datetime(f.start_time, f"{p}.start_time", errors)
+            if f.HasField("start_time")
+            else None
+        )
+        fe = to_datetime(f.end_time, f"{p}.end_time", errors) if f.HasField("end_time") else None
+        budgets = _budgets(f.budgets, f"{p}.budgets", fs is not None and fe is not None, errors)
+        if fs is None or fe is None:
+            continue
+        if fe <= fs:
+            errors.add(
+                f"{p}.end_time", f"must be after start_time ({fe.isoformat()} <= {fs.isoformat()})"
+            )
+            continue
+        flights.append((i, Flight(f.flight_id, fs, fe, budgets)))
+    flights.sort(key=lambda pair: pair[1].start)
+    for (_, a), (j, b) in itertools.pairwise(flights):
+        if b.start < a.end:
+            errors.add(
+                f"{path}.flights[{j}].start_time",
+                f"flight {b.flight_id!r} overlaps flight {a.flight_id!r} "
+                f"(starts {b.start.isoformat()} before it ends {a.end.isoformat()})",
+            )
+    return tuple(f for _, f in flights)
+
+
+def _custom_curve(
+    msg: pacing_pb2.PacingTarget, path: str, mode: PacingMode, errors: Violations
+) -> np.ndarray | None:
+    weights = np.asarray(msg.custom_curve.hour_weights, dtype=np.float64)
+    p = f"{path}.custom_curve.hour_weights"
+    if weights.size == 0:
+        if mode is PacingMode.CUSTOM:
+            errors.add(p, "required by PACING_MODE_CUSTOM (24 or 168 weights)")
+        return None
+    if weights.size not in (24, 168):
+        errors.add(
+            p, f"must hold 24 (hour of day) or 168 (hour of week) weights, got {weights.size}"
+        )
+        return None
+    bad = ~np.isfinite(weights) | (weights < 0)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        errors.add(f"{p}[{i}]", f"must be finite and non-negative (got {weights[i]})")
+        return None
+    if weights.sum() <= 0:
+        errors.add(p, "must not be all zero")
+        return None
+    return weights
+
+
+def _dayparting(msg: pacing_pb2.PacingTarget, path: str, errors: Violations) -> np.ndarray | None:
+    if not msg.HasField("dayparting"):
+        return None
+    p = f"{path}.dayparting.windows"
+    if len(msg.dayparting.windows) == 0:
+        errors.add(p, "at least one active window is required when dayparting is set")
+        return None
+    active = np.zeros((7, 24), dtype=bool)
+    for i, w in enumerate(msg.dayparting.windows):
+        # google.type.DayOfWeek: MONDAY=1 .. SUNDAY=7; model rows are Monday=0.
+        if not 1 <= w.day <= 7:
+            errors.add(f"{p}[{i}].day", "must be MONDAY..SUNDAY")
+            continue
+        if not 0 <= w.start_hour <= 23:
+            errors.add(f"{p}[{i}].start_hour", f"must be in 0-23 (got {w.start_hour})")
+            continue
+        if not w.start_hour < w.end_hour <= 24:
+            errors.add(
+                f"{p}[{i}].end_hour", f"must be after start_hour and at most 24 (got {w.end_hour})"
+            )
+            continue
+        span = active[w.day - 1, w.start_hour : w.end_hour]
+        if span.any():
+            errors.add(f"{p}[{i}]", "overlaps another window on the same day")
+            continue
+        span[:] = True
+    return active
+
+
+def _budget_changes(
+    msg: pacing_pb2.PacingTarget,
+    path: str,
+    as_of: datetime | None,
+    flight_ids: set[str],
+    errors: Violations,
+) -> tuple[BudgetChange, ...]:
+    out: list[BudgetChange] = []
+    for i, c in enumerate(msg.budget_changes):
+        p = f"{path}.budget_changes[{i}]"
+        period = PERIODS.get(c.period)
+        if period is None:
+            errors.add(f"{p}.period", "must be one of HOUR, DAY, WEEK, MONTH, LIFETIME")
+            continue
+        if c.old_amount < 0 or c.new_amount < 0:
+            field = "old_amount" if c.old_amount < 0 else "new_amount"
+            errors.add(f"{p}.{field}", "must not be negative")
+            continue
+        if c.flight_id and c.flight_id not in flight_ids:
+            errors.add(f"{p}.flight_id", f"unknown flight {c.flight_id!r}")
+            continue
+        if not c.HasField("change_time"):
+            errors.add(f"{p}.change_time", "required")
+            continue
+        at = to_datetime(c.change_time, f"{p}.change_time", errors)
+        if at is None:
+            continue
+        if as_of is not None and at > as_of:
+            errors.add(f"{p}.change_time", "must not be after the snapshot's as_of")
+            continue
+        out.append(BudgetChange(at, period, int(c.old_amount), int(c.new_amount), c.flight_id))
+    out.sort(key=lambda change: change.at)
+    return tuple(out)

@@ -1,0 +1,135 @@
+"""Policy message -> Policy, unset fields taking the server's defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from datetime import timedelta
+
+from reallocator.core.model import Policy, Severity
+from reallocator.v1 import common_pb2, policy_pb2
+from reallocator.wire.timefields import to_timedelta
+from reallocator.wire.violations import Violations
+
+_AUTO_APPLY = {
+    common_pb2.SEVERITY_UNSPECIFIED: "",
+    common_pb2.SEVERITY_MINOR: "MINOR",
+    common_pb2.SEVERITY_MATERIAL: "MATERIAL",
+    common_pb2.SEVERITY_CRITICAL: "CRITICAL",
+}
+
+
+def _number(
+    value: float,
+    path: str,
+    errors: Violations,
+    *,
+    low: float = 0.0,
+    high: float = math.inf,
+    low_open: bool = False,
+) -> float:
+    ok = math.isfinite(value) and (value > low if low_open else value >= low) and value <= high
+    if not ok:
+        bound = f"{'>' if low_open else '>='} {low}" + (
+            "" if math.isinf(high) else f" and <= {high}"
+        )
+        errors.add(path, f"must be finite, {bound} (got {value})")
+    return value
+
+
+def decode_policy(
+    msg: policy_pb2.Policy, defaults: Policy, errors: Violations, path: str = "policy"
+) -> Policy:
+    changes: dict[str, object] = {}
+
+    def opt(
+        container: object,
+        name: str,
+        key: str,
+        sub: str,
+        low: float = 0.0,
+        high: float = math.inf,
+        low_open: bool = False,
+    ) -> None:
+        if container.HasField(name):  # type: ignore[attr-defined]
+            value = getattr(container, name)
+            p = f"{path}.{sub}{name}"
+            changes[key] = _number(value, p, errors, low=low, high=high, low_open=low_open)
+
+    def duration(
+        name: str, key: str, positive: bool = False, container: object = msg, sub: str = ""
+    ) -> None:
+        if container.HasField(name):  # type: ignore[attr-defined]
+            value = to_timedelta(
+                getattr(container, name), f"{path}.{sub}{name}", errors, positive=positive
+            )
+            if value is not None:
+                changes[key] = value
+
+    opt(msg, "over_threshold", "over_threshold", "", low=1.0)
+    opt(msg, "under_threshold", "under_threshold", "", low=0.0, high=1.0)
+    opt(msg, "confidence_threshold", "confidence_threshold", "", low=0.0, high=100.0)
+    duration("stalled_window", "stalled_window", positive=True)
+    duration("min_evidence", "min_evidence")
+    if msg.HasField("min_evidence_impressions"):
+        if msg.min_evidence_impressions < 0:
+            errors.add(f"{path}.min_evidence_impressions", "must not be negative")
+        changes["min_evidence_impressions"] = int(msg.min_evidence_impressions)
+    if msg.step_limits.HasField("max_step_abs"):
+        if msg.step_limits.max_step_abs < 0:
+            errors.add(f"{path}.step_limits.max_step_abs", "must not be negative")
+        changes["step_abs"] = int(msg.step_limits.max_step_abs)
+    opt(msg.step_limits, "max_step_rel", "step_rel", "step_limits.")
+    opt(msg.churn, "deal", "churn_deal", "churn.")
+    opt(msg.churn, "channel", "churn_channel", "churn.")
+    opt(msg.requests, "rate_tolerance", "request_tolerance", "requests.")
+    if msg.requests.HasField("min_change"):
+        if msg.requests.min_change < 0:
+            errors.add(f"{path}.requests.min_change", "must not be negative")
+        changes["min_change"] = int(msg.requests.min_change)
+    duration("cooldown", "cooldown", container=msg.requests, sub="requests.")
+
+    material = (
+        msg.severity.material_share
+        if msg.severity.HasField("material_share")
+        else defaults.severity.material
+    )
+    critical = (
+        msg.severity.critical_share
+        if msg.severity.HasField("critical_share")
+        else defaults.severity.critical
+    )
+    _number(material, f"{path}.severity.material_share", errors)
+    _number(critical, f"{path}.severity.critical_share", errors)
+    if math.isfinite(material) and math.isfinite(critical) and critical < material:
+        errors.add(
+            f"{path}.severity.critical_share",
+            f"must be >= material_share ({critical} < {material})",
+        )
+    changes["severity"] = Severity(material=material, critical=critical)
+
+    opt(msg.relaxation, "group_bounds", "relax_group", "relaxation.", low=0.0, low_open=True)
+    opt(
+        msg.relaxation,
+        "deal_commitments",
+        "relax_commitment",
+        "relaxation.",
+        low=0.0,
+        low_open=True,
+    )
+    opt(msg.relaxation, "deal_limits", "relax_limit", "relaxation.", low=0.0, low_open=True)
+
+    auto = _AUTO_APPLY.get(msg.auto_apply.max_severity)
+    if auto is None:
+        errors.add(
+            f"{path}.auto_apply.max_severity", f"unknown value {msg.auto_apply.max_severity}"
+        )
+    elif auto:
+        changes["auto_apply_up_to"] = auto
+
+    policy = dataclasses.replace(defaults, **changes)  # type: ignore[arg-type]
+    if policy.under_threshold > policy.over_threshold:
+        errors.add(f"{path}.under_threshold", "must not exceed over_threshold")
+    if policy.stalled_window <= timedelta(0):
+        errors.add(f"{path}.stalled_window", "must be positive")
+    return policy

@@ -1,0 +1,167 @@
+"""CampaignSnapshot message -> domain CampaignSnapshot, or violations naming every bad field."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from datetime import datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import pandas as pd
+
+from reallocator.core.model import (
+    GROUP_COLUMNS,
+    CampaignSnapshot,
+    DeliverySeries,
+    Policy,
+    empty_deals,
+)
+from reallocator.v1 import snapshot_pb2
+from reallocator.wire import deals as wire_deals
+from reallocator.wire.pacing import decode_pacing
+from reallocator.wire.timefields import to_datetime
+from reallocator.wire.violations import Violations
+
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+
+
+def _time_zone(name: str, path: str, errors: Violations) -> str:
+    if not name:
+        return "UTC"
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        errors.add(path, f"unknown IANA time zone {name!r}")
+    return name
+
+
+def _groups(
+    msgs: Sequence[snapshot_pb2.Seller] | Sequence[snapshot_pb2.Channel],
+    id_field: str,
+    path: str,
+    errors: Violations,
+) -> pd.DataFrame:
+    ids: list[str] = []
+    rows: list[list[float]] = []
+    seen: dict[str, int] = {}
+    for i, g in enumerate(msgs):
+        p = f"{path}[{i}]"
+        gid = getattr(g, id_field)
+        if not gid:
+            errors.add(f"{p}.{id_field}", "required")
+            continue
+        if gid in seen:
+            errors.add(
+                f"{p}.{id_field}", f"duplicate {id_field} {gid!r} (first at {path}[{seen[gid]}])"
+            )
+            continue
+        seen[gid] = i
+        lim: snapshot_pb2.GroupLimits = g.limits  # type: ignore[attr-defined]
+        values = [
+            float(lim.min_total) if lim.HasField("min_total") else math.nan,
+            float(lim.max_total) if lim.HasField("max_total") else math.nan,
+            lim.min_share if lim.HasField("min_share") else math.nan,
+            lim.max_share if lim.HasField("max_share") else math.nan,
+        ]
+        for name, v in zip(("min_total", "max_total"), values[:2], strict=True):
+            if v < 0:
+                errors.add(f"{p}.limits.{name}", f"must not be negative (got {int(v)})")
+        shares_set = (lim.HasField("min_share"), lim.HasField("max_share"))
+        for name, v, is_set in zip(("min_share", "max_share"), values[2:], shares_set, strict=True):
+            if is_set and not (math.isfinite(v) and 0 <= v <= 1):
+                errors.add(f"{p}.limits.{name}", f"must be a share in [0, 1] (got {v})")
+        if values[0] > values[1]:
+            errors.add(
+                f"{p}.limits.max_total",
+                f"must be >= min_total ({int(values[1])} < {int(values[0])})",
+            )
+        if values[2] > values[3]:
+            errors.add(f"{p}.limits.max_share", f"must be >= min_share ({values[3]} < {values[2]})")
+        ids.append(gid)
+        rows.append(values)
+    frame = pd.DataFrame(
+        rows, columns=list(GROUP_COLUMNS), index=pd.Index(ids, name=id_field, dtype=object)
+    )
+    return frame.astype(GROUP_COLUMNS)
+
+
+def decode_snapshot(
+    msg: snapshot_pb2.CampaignSnapshot, policy: Policy, errors: Violations, path: str = "snapshot"
+) -> CampaignSnapshot | None:
+    """Decodes and validates; adds violations to `errors` and returns None when there are any."""
+    if not msg.campaign_id:
+        errors.add(f"{path}.campaign_id", "required")
+    as_of: datetime | None = None
+    if not msg.HasField("as_of"):
+        errors.add(f"{path}.as_of", "required")
+    else:
+        as_of = to_datetime(msg.as_of, f"{path}.as_of", errors)
+    if not msg.currency_code:
+        errors.add(f"{path}.currency_code", "required (ISO 4217, one currency per campaign)")
+    elif not _CURRENCY.match(msg.currency_code):
+        errors.add(
+            f"{path}.currency_code",
+            f"must be an ISO 4217 code like 'USD' (got {msg.currency_code!r})",
+        )
+    tz = _time_zone(msg.time_zone, f"{path}.time_zone", errors)
+    pacing = decode_pacing(msg.pacing, f"{path}.pacing", as_of, errors)
+    sellers = _groups(msg.sellers, "seller_id", f"{path}.sellers", errors)
+    channels = _groups(msg.channels, "channel_id", f"{path}.channels", errors)
+
+    has_table = msg.HasField("deals_table")
+    raw: wire_deals.RawDeals | None = None
+    series = None
+    if len(msg.deals) and has_table:
+        errors.add(f"{path}.deals_table", "set either deals or deals_table, not both")
+    elif has_table:
+        table = msg.deals_table
+        fmt = table.WhichOneof("format")
+        if fmt == "columns":
+            raw = wire_deals.from_columns(table.columns, f"{path}.deals_table.columns", errors)
+        elif fmt == "arrow_ipc":
+            raw = wire_deals.from_arrow(table.arrow_ipc, f"{path}.deals_table.arrow_ipc", errors)
+        else:
+            errors.add(f"{path}.deals_table", "set columns or arrow_ipc")
+        if raw is not None and table.HasField("recent_delivery"):
+            series = wire_deals.series_from_matrix(
+                table.recent_delivery,
+                len(raw.table),
+                f"{path}.deals_table.recent_delivery",
+                as_of,
+                errors,
+            )
+    elif len(msg.deals):
+        raw = wire_deals.from_messages(msg.deals, f"{path}.deals")
+        series = wire_deals.series_from_messages(msg.deals, f"{path}.deals", as_of, errors)
+    else:
+        errors.add(f"{path}.deals", "at least one deal is required (in deals or deals_table)")
+
+    deals = empty_deals(0)
+    if raw is not None:
+        deals = wire_deals.check_deals(raw, sellers.index, channels.index, as_of, errors)
+    if errors or as_of is None:
+        return None
+    delivery = None
+    if series is not None:
+        grid, arrays = series
+        delivery = DeliverySeries(
+            window_start=grid.window_start,
+            bucket=grid.bucket,
+            spend_micros=arrays["spend_micros"],
+            impressions=arrays["impressions"],
+            avails=arrays["avails"],
+            wins=arrays["wins"],
+        )
+    return CampaignSnapshot(
+        campaign_id=msg.campaign_id,
+        as_of=as_of,
+        timezone=tz,
+        currency=msg.currency_code,
+        deals=deals.reset_index(drop=True),
+        sellers=sellers,
+        channels=channels,
+        pacing=pacing,
+        delivery=delivery,
+        policy=policy,
+    )
