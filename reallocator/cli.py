@@ -33,6 +33,28 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _health(args: argparse.Namespace) -> int:
+    """Asks a running server's health service; exit 0 only when SERVING (for Docker/k8s probes)."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    target = f"{args.host}:{args.port}"
+    with grpc.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        try:
+            reply = stub.Check(
+                health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout
+            )
+        except grpc.RpcError as exc:
+            print(
+                f"reallocator health: {target}: {exc.code().name}: {exc.details()}", file=sys.stderr
+            )
+            return 1
+    status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+    print(status)
+    return 0 if reply.status == health_pb2.HealthCheckResponse.SERVING else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="reallocator",
@@ -57,6 +79,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-message-bytes", type=int, help="largest request/response (default 64 MiB)"
     )
     serve.set_defaults(run=_serve)
+    health = sub.add_parser(
+        "health",
+        help="check a running server's health (exit 0 if SERVING)",
+        description="Call grpc.health.v1.Health/Check on a running server.",
+    )
+    health.add_argument("--host", default="127.0.0.1", help="server host (default 127.0.0.1)")
+    health.add_argument("--port", type=int, default=50051, help="server port (default 50051)")
+    health.add_argument("--service", default="", help="service name ('' = the whole server)")
+    health.add_argument("--timeout", type=float, default=3.0, help="seconds to wait (default 3)")
+    health.set_defaults(run=_health)
     return parser
 
 

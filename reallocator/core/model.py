@@ -77,10 +77,10 @@ class PriceKind(IntEnum):
 
 # The canonical deals table: one row per deal, these columns and dtypes, in this order.
 DEAL_COLUMNS: dict[str, str] = {
-    "deal_id": "object",
-    "seller_id": "object",
-    "channel_id": "object",
-    "order_id": "object",  # the seller's order id (IAB seller-agent change requests use it)
+    "deal_id": "str",
+    "seller_id": "str",
+    "channel_id": "str",
+    "order_id": "str",  # the seller's order id (IAB seller-agent change requests use it)
     "deal_type": "int8",  # DealType
     "premium": "bool",
     "status": "int8",  # DealStatus
@@ -243,7 +243,7 @@ def empty_deals(n: int = 0) -> pd.DataFrame:
     """A deals table of `n` default rows with the canonical dtypes (handy in tests)."""
     data: dict[str, npt.NDArray[np.generic]] = {}
     for name, dtype in DEAL_COLUMNS.items():
-        if dtype == "object":
+        if dtype == "str":
             data[name] = np.array([f"{name[:-3]}{i}" for i in range(n)], dtype=object)
         else:
             data[name] = np.zeros(n, dtype=dtype)

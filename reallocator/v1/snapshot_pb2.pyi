@@ -744,7 +744,10 @@ Global___DealColumns: _TypeAlias = DealColumns  # noqa: Y015
 @_typing.final
 class DeliveryMatrix(_message.Message):
     """Recent delivery of every deal on one grid: arrays of deal_count x bucket_count, row-major
-    (deal 0's buckets first).
+    (deal 0's buckets first). Give the arrays either packed (fields 4-7) or, for large portfolios,
+    as one Arrow IPC stream (arrow_ipc): 100k deals x 48 buckets are 19.2M numbers, which packed
+    repeated fields turn into Python integers one by one (over a second) while Arrow maps them
+    as they are.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -756,8 +759,13 @@ class DeliveryMatrix(_message.Message):
     IMPRESSIONS_FIELD_NUMBER: _builtins.int
     AVAILS_FIELD_NUMBER: _builtins.int
     WINS_FIELD_NUMBER: _builtins.int
+    ARROW_IPC_FIELD_NUMBER: _builtins.int
     bucket_count: _builtins.int
     """Buckets per deal."""
+    arrow_ipc: _builtins.bytes
+    """An Arrow IPC stream of one table with int64 columns spend_micros, impressions, avails and
+    wins, deal_count x bucket_count rows, deal-major. When set, fields 4-7 must be empty.
+    """
     @_builtins.property
     def window_start(self) -> _timestamp_pb2.Timestamp:
         """Start of the first bucket."""
@@ -792,10 +800,11 @@ class DeliveryMatrix(_message.Message):
         impressions: _abc.Iterable[_builtins.int] | None = ...,
         avails: _abc.Iterable[_builtins.int] | None = ...,
         wins: _abc.Iterable[_builtins.int] | None = ...,
+        arrow_ipc: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["bucket_width", b"bucket_width", "window_start", b"window_start"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["avails", b"avails", "bucket_count", b"bucket_count", "bucket_width", b"bucket_width", "impressions", b"impressions", "spend_micros", b"spend_micros", "window_start", b"window_start", "wins", b"wins"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["arrow_ipc", b"arrow_ipc", "avails", b"avails", "bucket_count", b"bucket_count", "bucket_width", b"bucket_width", "impressions", b"impressions", "spend_micros", b"spend_micros", "window_start", b"window_start", "wins", b"wins"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

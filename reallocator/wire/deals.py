@@ -148,6 +148,12 @@ def from_messages(deals: Sequence[snapshot_pb2.Deal], prefix: str) -> RawDeals:
     )
 
 
+_COLUMN_DTYPES: dict[str, type[np.generic]] = {
+    f.name: (
+        np.bool_ if f.type == f.TYPE_BOOL else np.float64 if f.type == f.TYPE_DOUBLE else np.int64
+    )
+    for f in snapshot_pb2.DealColumns.DESCRIPTOR.fields
+}
 _REQUIRED_COLUMNS = ("deal_id", "seller_id", "channel_id", "deal_type", "allocation")
 _ALL_COLUMNS = [f.name for f in snapshot_pb2.DealColumns.DESCRIPTOR.fields]
 
@@ -230,9 +236,10 @@ def from_columns(
         if len(values) == 0:
             continue
         if name in ("deal_id", "seller_id", "channel_id", "seller_order_id"):
-            arrays[name] = np.array(values, dtype=object)
+            arrays[name] = np.array(list(values), dtype=object)
         else:
-            arrays[name] = np.array(values)
+            dtype = _COLUMN_DTYPES[name]
+            arrays[name] = np.fromiter(values, dtype=dtype, count=len(values))
     n = _column_lengths({k: len(v) for k, v in arrays.items()}, prefix, errors)
     if errors:
         return None
@@ -281,7 +288,11 @@ def from_arrow(data: bytes, prefix: str, errors: Violations) -> RawDeals | None:
                 )
                 if pa.types.is_dictionary(column.type):
                     column = column.cast(column.type.value_type)
-                fill = np.nan if pa.types.is_floating(column.type) else 0
+                fill: object = 0
+                if pa.types.is_floating(column.type):
+                    fill = np.nan
+                elif pa.types.is_boolean(column.type):
+                    fill = False
                 arrays[name] = column.fill_null(fill).to_numpy(zero_copy_only=False)
             else:
                 errors.add(f"{prefix}.{name}", f"unsupported Arrow type {column.type}")
@@ -398,13 +409,13 @@ def check_deals(
             form.path("plan_applied_at"), applied > limit, "must not be after the snapshot's as_of"
         )
 
-    out = t.copy()
+    out = t
     out["status"] = np.where(status == 0, int(DealStatus.ACTIVE), status)
     out["min_allocation"] = np.where(raw.has_min, mins, 0)
     out["max_allocation"] = np.where(raw.has_max, maxs, INT64_MAX)
     out["available_inventory"] = np.where(raw.has_inventory, inventory, -1)
     out["participation_rate"] = np.where(raw.has_participation, rate, np.nan)
-    return out.astype(DEAL_COLUMNS)[list(DEAL_COLUMNS)]
+    return out.astype(DEAL_COLUMNS, copy=False)[list(DEAL_COLUMNS)]
 
 
 @dataclass(frozen=True)
@@ -477,6 +488,30 @@ def series_from_messages(
     return grid, arrays
 
 
+SERIES_MEASURES = ("spend_micros", "impressions", "avails", "wins")
+
+
+def _matrix_arrow(
+    data: bytes, path: str, errors: Violations
+) -> dict[str, npt.NDArray[np.generic]] | None:
+    try:
+        table = pa.ipc.open_stream(pa.py_buffer(data)).read_all()
+    except (pa.ArrowInvalid, pa.ArrowException, OSError) as exc:
+        errors.add(path, f"not a readable Arrow IPC stream: {exc}")
+        return None
+    out: dict[str, npt.NDArray[np.generic]] = {}
+    for k in SERIES_MEASURES:
+        if k not in table.column_names:
+            errors.add(f"{path}.{k}", "missing column")
+            continue
+        column = table.column(k)
+        if not pa.types.is_integer(column.type) or column.null_count:
+            errors.add(f"{path}.{k}", f"must be a non-null integer column (got {column.type})")
+            continue
+        out[k] = column.to_numpy()
+    return out
+
+
 def series_from_matrix(
     m: snapshot_pb2.DeliveryMatrix,
     n_deals: int,
@@ -489,19 +524,29 @@ def series_from_matrix(
         return None
     start = to_datetime(m.window_start, f"{path}.window_start", errors)
     width = to_timedelta(m.bucket_width, f"{path}.bucket_width", errors, positive=True)
+    source: dict[str, npt.NDArray[np.generic]] | None
+    if m.arrow_ipc:
+        packed = [k for k in SERIES_MEASURES if len(getattr(m, k))]
+        for k in packed:
+            errors.add(f"{path}.{k}", "must be empty when arrow_ipc is set")
+        source = _matrix_arrow(m.arrow_ipc, f"{path}.arrow_ipc", errors)
+        sub = f"{path}.arrow_ipc"
+    else:
+        source = {k: np.asarray(getattr(m, k), dtype=np.int64) for k in SERIES_MEASURES}
+        sub = path
     arrays: dict[str, npt.NDArray[np.float64]] = {}
-    for k in ("spend_micros", "impressions", "avails", "wins"):
-        values = np.asarray(getattr(m, k), dtype=np.float64)
+    for k, values in (source or {}).items():
         if values.size != n_deals * m.bucket_count:
             errors.add(
-                f"{path}.{k}",
+                f"{sub}.{k}",
                 f"has {values.size} values, expected deal count x bucket_count = "
                 f"{n_deals} x {m.bucket_count}",
             )
             continue
-        if (values < 0).any():
-            errors.add(f"{path}.{k}[{int(np.flatnonzero(values < 0)[0])}]", "must not be negative")
-        arrays[k] = values.reshape(n_deals, m.bucket_count)
+        negative = values < 0
+        if negative.any():
+            errors.add(f"{sub}.{k}[{int(np.flatnonzero(negative)[0])}]", "must not be negative")
+        arrays[k] = values.astype(np.float64).reshape(n_deals, m.bucket_count)
     if start is None or width is None or errors:
         return None
     _check_grid(start, width, m.bucket_count, as_of, path, errors)
