@@ -66,8 +66,24 @@ def _policy(table: dict[str, Any], base: Policy) -> Policy:
                 raise ConfigError("policy.severity: expected a table with material and critical")
             changes[name] = Severity(**value)
         else:
-            changes[name] = value
+            changes[name] = _typed(f"policy.{key}", value, getattr(base, name))
     return dataclasses.replace(base, **changes)
+
+
+def _typed(name: str, value: Any, default: Any) -> Any:
+    """A TOML value of the setting's type (ints accepted where floats are expected)."""
+    if isinstance(default, bool) or isinstance(value, bool):
+        ok = isinstance(value, bool) and isinstance(default, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, int | float)
+        value = float(value) if ok else value
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        raise ConfigError(f"{name}: expected {type(default).__name__}, got {value!r}")
+    if isinstance(value, int | float) and value < 0:
+        raise ConfigError(f"{name}: must not be negative, got {value!r}")
+    return value
 
 
 def load_config(
