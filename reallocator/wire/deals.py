@@ -6,9 +6,11 @@ bad rows with the field path of the form the caller used (so both forms get the 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -44,7 +46,7 @@ _DEAL_PATHS = {
     "delivered_at_plan": "last_plan_application.delivered_at_apply",
 }
 _COLUMN_NAMES = {v: k for k, v in _RENAMED.items()} | {"price_micros": "ecpm_micros"}
-_INT_COLUMNS = [c for c, t in DEAL_COLUMNS.items() if t == "int64"]
+SERIES_MEASURES = ("spend_micros", "impressions", "avails", "wins")
 
 
 def _fmt(template: str, *columns: npt.NDArray[np.generic]) -> Callable[[int], str]:
@@ -83,68 +85,67 @@ def _ints(values: Sequence[int] | npt.ArrayLike, n: int) -> npt.NDArray[np.int64
     return np.asarray(values, dtype=np.int64) if n else np.zeros(0, np.int64)
 
 
+_MESSAGE_FIELDS = (
+    ("deal_id", object), ("seller_id", object), ("channel_id", object), ("order_id", object),
+    ("deal_type", np.int64), ("premium", np.bool_), ("status", np.int64), ("locked", np.bool_),
+    ("allocation", np.int64), ("min_allocation", np.int64), ("max_allocation", np.int64),
+    ("has_min", np.bool_), ("has_max", np.bool_),
+    ("spend_micros", np.int64), ("impressions", np.int64), ("clicks", np.int64),
+    ("completes", np.int64), ("requests", np.int64),
+    ("per_unit", np.bool_), ("ecpm_micros", np.int64), ("cost_per_unit_micros", np.int64),
+    ("value_per_unit", np.float64), ("has_value", np.bool_),
+    ("avails", np.int64), ("bids", np.int64), ("wins", np.int64),
+    ("participation_rate", np.float64), ("has_participation", np.bool_),
+    ("available_inventory", np.int64), ("has_inventory", np.bool_),
+    ("apply_seconds", np.int64), ("has_apply", np.bool_), ("delivered_at_plan", np.int64),
+)  # fmt: skip
+
+
 def from_messages(deals: Sequence[snapshot_pb2.Deal], prefix: str) -> RawDeals:
-    """Per-deal messages: one pass per field (the wire form small campaigns use)."""
-    n = len(deals)
-    delivered = [d.delivered for d in deals]
-    supply = [d.supply for d in deals]
-    applied = [d.last_plan_application for d in deals]
-    price_kind = np.array(
-        [
-            PriceKind.PER_UNIT
-            if d.WhichOneof("price") == "cost_per_unit_micros"
-            else PriceKind.ECPM
-            for d in deals
-        ],
-        dtype=np.int8,
-    )
-    price = np.where(
-        price_kind == PriceKind.PER_UNIT,
-        _ints([d.cost_per_unit_micros for d in deals], n),
-        _ints([d.ecpm_micros for d in deals], n),
-    )
-    has_participation = np.array([s.HasField("participation_rate") for s in supply], dtype=bool)
-    apply_seconds = _ints(
-        [a.apply_time.seconds if a.HasField("apply_time") else -1 for a in applied], n
-    )
-    data = {
-        "deal_id": np.array([d.deal_id for d in deals], dtype=object),
-        "seller_id": np.array([d.seller_id for d in deals], dtype=object),
-        "channel_id": np.array([d.channel_id for d in deals], dtype=object),
-        "order_id": np.array([d.seller_order_id for d in deals], dtype=object),
-        "deal_type": _ints([d.deal_type for d in deals], n),
-        "premium": np.array([d.premium for d in deals], dtype=bool),
-        "status": _ints([d.status for d in deals], n),
-        "locked": np.array([d.locked for d in deals], dtype=bool),
-        "allocation": _ints([d.allocation for d in deals], n),
-        "min_allocation": _ints([d.min_allocation for d in deals], n),
-        "max_allocation": _ints([d.max_allocation for d in deals], n),
-        "spend_micros": _ints([x.spend_micros for x in delivered], n),
-        "impressions": _ints([x.impressions for x in delivered], n),
-        "clicks": _ints([x.clicks for x in delivered], n),
-        "completes": _ints([x.completes for x in delivered], n),
-        "requests": _ints([x.requests for x in delivered], n),
-        "price_kind": price_kind,
-        "price_micros": price,
-        "value_per_unit": np.array(
-            [d.value_per_unit if d.HasField("value_per_unit") else 1.0 for d in deals],
-            dtype=np.float64,
-        ),
-        "avails": _ints([s.avails for s in supply], n),
-        "bids": _ints([s.bids for s in supply], n),
-        "wins": _ints([s.wins for s in supply], n),
-        "participation_rate": np.array([s.participation_rate for s in supply], dtype=np.float64),
-        "available_inventory": _ints([s.available_inventory for s in supply], n),
-        "plan_applied_at": apply_seconds,
-        "delivered_at_plan": _ints([a.delivered_at_apply for a in applied], n),
+    """Per-deal messages (the form small campaigns use): one pass reading every field of a deal,
+    which is about twice as fast as one pass per field."""
+    rows: list[tuple[object, ...]] = []
+    add = rows.append
+    for d in deals:
+        x, s, a = d.delivered, d.supply, d.last_plan_application
+        add((
+            d.deal_id, d.seller_id, d.channel_id, d.seller_order_id, d.deal_type, d.premium,
+            d.status, d.locked, d.allocation, d.min_allocation, d.max_allocation,
+            d.HasField("min_allocation"), d.HasField("max_allocation"),
+            x.spend_micros, x.impressions, x.clicks, x.completes, x.requests,
+            d.WhichOneof("price") == "cost_per_unit_micros", d.ecpm_micros, d.cost_per_unit_micros,
+            d.value_per_unit, d.HasField("value_per_unit"),
+            s.avails, s.bids, s.wins, s.participation_rate, s.HasField("participation_rate"),
+            s.available_inventory, s.HasField("available_inventory"),
+            a.apply_time.seconds, a.HasField("apply_time"), a.delivered_at_apply,
+        ))  # fmt: skip
+    n = len(rows)
+    columns = list(zip(*rows, strict=True)) if n else [() for _ in _MESSAGE_FIELDS]
+    c: dict[str, npt.NDArray[Any]] = {
+        name: np.array(values, dtype=dtype) if n else np.zeros(0, dtype=dtype)
+        for (name, dtype), values in zip(_MESSAGE_FIELDS, columns, strict=True)
     }
+    per_unit = c["per_unit"]
+    data = {
+        name: c[name]
+        for name in ("deal_id", "seller_id", "channel_id", "order_id", "deal_type", "premium",
+                     "status", "locked", "allocation", "min_allocation", "max_allocation",
+                     "spend_micros", "impressions", "clicks", "completes", "requests")
+    }  # fmt: skip
+    data["price_kind"] = np.where(per_unit, PriceKind.PER_UNIT, PriceKind.ECPM).astype(np.int8)
+    data["price_micros"] = np.where(per_unit, c["cost_per_unit_micros"], c["ecpm_micros"])
+    data["value_per_unit"] = np.where(c["has_value"], c["value_per_unit"], 1.0)
+    for name in ("avails", "bids", "wins", "participation_rate", "available_inventory",
+                 "delivered_at_plan"):  # fmt: skip
+        data[name] = c[name]
+    data["plan_applied_at"] = np.where(c["has_apply"], c["apply_seconds"], -1)
     return RawDeals(
         table=pd.DataFrame(data),
         form=DealsForm(prefix, per_message=True),
-        has_min=np.array([d.HasField("min_allocation") for d in deals], dtype=bool),
-        has_max=np.array([d.HasField("max_allocation") for d in deals], dtype=bool),
-        has_participation=has_participation,
-        has_inventory=np.array([s.HasField("available_inventory") for s in supply], dtype=bool),
+        has_min=c["has_min"],
+        has_max=c["has_max"],
+        has_participation=c["has_participation"],
+        has_inventory=c["has_inventory"],
     )
 
 
@@ -415,7 +416,7 @@ def check_deals(
     out["max_allocation"] = np.where(raw.has_max, maxs, INT64_MAX)
     out["available_inventory"] = np.where(raw.has_inventory, inventory, -1)
     out["participation_rate"] = np.where(raw.has_participation, rate, np.nan)
-    return out.astype(DEAL_COLUMNS, copy=False)[list(DEAL_COLUMNS)]
+    return out.astype(DEAL_COLUMNS)[list(DEAL_COLUMNS)]
 
 
 @dataclass(frozen=True)
@@ -447,59 +448,60 @@ def series_from_messages(
     rows = [i for i, d in enumerate(deals) if d.HasField("recent_delivery")]
     if not rows:
         return None
-    grid: Grid | None = None
-    first_row = rows[0]
-    arrays = {
-        k: np.full((len(deals), 0), np.nan)
-        for k in ("spend_micros", "impressions", "avails", "wins")
-    }
+    first = deals[rows[0]].recent_delivery
+    p0 = f"{prefix}[{rows[0]}].recent_delivery"
+    start = to_datetime(first.window_start, f"{p0}.window_start", errors)
+    width = to_timedelta(first.bucket_width, f"{p0}.bucket_width", errors, positive=True)
+    n_buckets = len(first.spend_micros)
+    key = (first.window_start.seconds, first.window_start.nanos,
+           first.bucket_width.seconds, first.bucket_width.nanos)  # fmt: skip
+    values: dict[str, list[Sequence[int]]] = {k: [] for k in SERIES_MEASURES}
+    kept: list[int] = []
     for i in rows:
         s = deals[i].recent_delivery
         p = f"{prefix}[{i}].recent_delivery"
-        lengths = {k: len(getattr(s, k)) for k in arrays}
-        n_buckets = max(lengths.values())
-        for k, length in lengths.items():
-            if length != n_buckets:
-                errors.add(f"{p}.{k}", f"has {length} buckets but the series has {n_buckets}")
-        start = to_datetime(s.window_start, f"{p}.window_start", errors)
-        width = to_timedelta(s.bucket_width, f"{p}.bucket_width", errors, positive=True)
-        if start is None or width is None:
+        series = [getattr(s, k) for k in SERIES_MEASURES]
+        bad_length = [
+            k for k, v in zip(SERIES_MEASURES, series, strict=True) if len(v) != n_buckets
+        ]
+        for k in bad_length:
+            errors.add(f"{p}.{k}", f"has {len(getattr(s, k))} buckets, expected {n_buckets} "
+                                   f"(the length of {p0}.spend_micros)")  # fmt: skip
+        ws, bw = s.window_start, s.bucket_width
+        if (ws.seconds, ws.nanos, bw.seconds, bw.nanos) != key:
+            errors.add(p, f"every deal's series must share window_start and bucket_width with {p0}")
             continue
-        if grid is None:
-            grid = Grid(start, width, n_buckets)
-            arrays = {k: np.full((len(deals), n_buckets), np.nan) for k in arrays}
-            _check_grid(start, width, n_buckets, as_of, p, errors)
-        elif (start, width, n_buckets) != (grid.window_start, grid.bucket, grid.n_buckets):
-            errors.add(
-                p,
-                f"every deal's series must share window_start, bucket_width and length "
-                f"with {prefix}[{first_row}].recent_delivery",
-            )
+        if bad_length:
             continue
-        if errors:
-            continue
-        for k in arrays:
-            values = np.asarray(getattr(s, k), dtype=np.float64)
-            if (values < 0).any():
-                errors.add(f"{p}.{k}", "must not be negative")
-            arrays[k][i] = values
-    if grid is None or errors:
+        kept.append(i)
+        for k, v in zip(SERIES_MEASURES, series, strict=True):
+            values[k].append(v)
+    if start is None or width is None or errors:
         return None
-    return grid, arrays
+    _check_grid(start, width, n_buckets, as_of, p0, errors)
+    arrays: dict[str, npt.NDArray[np.float64]] = {}
+    index = np.asarray(kept)
+    for k in SERIES_MEASURES:
+        flat = itertools.chain.from_iterable(values[k])
+        block = np.fromiter(flat, np.float64, len(kept) * n_buckets).reshape(len(kept), n_buckets)
+        negative: npt.NDArray[np.bool_] = np.asarray((block < 0).any(axis=1))
+        errors.rows(lambda r, k=k: f"{prefix}[{index[r]}].recent_delivery.{k}", negative,  # type: ignore[misc,arg-type]
+                    "must not be negative")  # fmt: skip
+        full = np.full((len(deals), n_buckets), np.nan)
+        full[index] = block
+        arrays[k] = full
+    if errors:
+        return None
+    return Grid(start, width, n_buckets), arrays
 
 
-SERIES_MEASURES = ("spend_micros", "impressions", "avails", "wins")
-
-
-def _matrix_arrow(
-    data: bytes, path: str, errors: Violations
-) -> dict[str, npt.NDArray[np.generic]] | None:
+def _matrix_arrow(data: bytes, path: str, errors: Violations) -> dict[str, npt.NDArray[Any]] | None:
     try:
         table = pa.ipc.open_stream(pa.py_buffer(data)).read_all()
     except (pa.ArrowInvalid, pa.ArrowException, OSError) as exc:
         errors.add(path, f"not a readable Arrow IPC stream: {exc}")
         return None
-    out: dict[str, npt.NDArray[np.generic]] = {}
+    out: dict[str, npt.NDArray[Any]] = {}
     for k in SERIES_MEASURES:
         if k not in table.column_names:
             errors.add(f"{path}.{k}", "missing column")
@@ -524,7 +526,7 @@ def series_from_matrix(
         return None
     start = to_datetime(m.window_start, f"{path}.window_start", errors)
     width = to_timedelta(m.bucket_width, f"{path}.bucket_width", errors, positive=True)
-    source: dict[str, npt.NDArray[np.generic]] | None
+    source: dict[str, npt.NDArray[Any]] | None
     if m.arrow_ipc:
         packed = [k for k in SERIES_MEASURES if len(getattr(m, k))]
         for k in packed:
