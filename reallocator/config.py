@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -11,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from reallocator.core.model import Policy, Severity
+from reallocator.wire.policy import decode_policy, encode_policy
+from reallocator.wire.violations import Violations
 
 MIB = 1024 * 1024
 
@@ -47,7 +50,8 @@ _POLICY_DURATIONS = {"stalled_window", "min_evidence", "cooldown"}
 
 
 def _seconds(name: str, value: Any) -> timedelta:
-    if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not number or not math.isfinite(value) or value < 0:
         raise ConfigError(f"{name}: expected a non-negative number of seconds, got {value!r}")
     return timedelta(seconds=float(value))
 
@@ -62,12 +66,20 @@ def _policy(table: dict[str, Any], base: Policy) -> Policy:
         if name in _POLICY_DURATIONS:
             changes[name] = _seconds(f"policy.{key}", value)
         elif name == "severity":
-            if not isinstance(value, dict):
+            if not isinstance(value, dict) or not set(value) <= {"material", "critical"}:
                 raise ConfigError("policy.severity: expected a table with material and critical")
-            changes[name] = Severity(**value)
+            changes[name] = Severity(
+                **{k: _typed(f"policy.severity.{k}", v, 0.0) for k, v in value.items()}
+            )
         else:
             changes[name] = _typed(f"policy.{key}", value, getattr(base, name))
-    return dataclasses.replace(base, **changes)
+    policy = dataclasses.replace(base, **changes)
+    # The same range rules as a request's policy: one source of truth.
+    errors = Violations()
+    decode_policy(encode_policy(policy), Policy(), errors)
+    if errors:
+        raise ConfigError("; ".join(f"{v.field}: {v.description}" for v in errors.items))
+    return policy
 
 
 def _typed(name: str, value: Any, default: Any) -> Any:
@@ -75,7 +87,7 @@ def _typed(name: str, value: Any, default: Any) -> Any:
     if isinstance(default, bool) or isinstance(value, bool):
         ok = isinstance(value, bool) and isinstance(default, bool)
     elif isinstance(default, float):
-        ok = isinstance(value, int | float)
+        ok = isinstance(value, int | float) and math.isfinite(value)
         value = float(value) if ok else value
     else:
         ok = isinstance(value, type(default))
@@ -104,6 +116,10 @@ def load_config(
         unknown = set(server) - known
         if unknown:
             raise ConfigError(f"server: unknown settings {sorted(unknown)}")
+        defaults = ServerConfig()
+        for key in known & set(server):
+            if key not in _DURATION_FIELDS:
+                server[key] = _typed(f"server.{key}", server[key], getattr(defaults, key))
         config = dataclasses.replace(config, **server)
         if "policy" in data:
             config = dataclasses.replace(

@@ -49,7 +49,10 @@ def start_server(config: ServerConfig) -> RunningServer:
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = (SERVICE.full_name, health.SERVICE_NAME, reflection.SERVICE_NAME)
     reflection.enable_server_reflection(names, server)
-    port = server.add_insecure_port(config.address)
+    try:
+        port = server.add_insecure_port(config.address)
+    except RuntimeError as exc:  # grpcio raises RuntimeError when the port is taken
+        raise OSError(f"cannot listen on {config.address}: {exc}") from exc
     if port == 0:
         raise OSError(f"cannot listen on {config.address}")
     server.start()

@@ -6,8 +6,10 @@ import grpc
 
 from reallocator.config import ServerConfig
 from reallocator.core.model import CampaignSnapshot
+from reallocator.core.pacing.assessment import assess
+from reallocator.v1 import assessment_pb2, snapshot_pb2
 from reallocator.v1 import reallocator_service_pb2 as pb
-from reallocator.v1 import snapshot_pb2
+from reallocator.wire.assessment import encode_assessment
 from reallocator.wire.policy import decode_policy
 from reallocator.wire.snapshot import decode_snapshot
 from reallocator.wire.violations import Violations
@@ -31,6 +33,22 @@ class ReallocatorServicer:
         errors.raise_if_any()
         assert decoded is not None
         return decoded
+
+    def assess_pacing(
+        self, request: pb.AssessPacingRequest, context: grpc.ServicerContext
+    ) -> pb.AssessPacingResponse:
+        snapshot = self._snapshot(request.snapshot, request.policy, request.HasField("snapshot"))
+        if request.view not in (
+            assessment_pb2.ASSESSMENT_VIEW_UNSPECIFIED,
+            assessment_pb2.ASSESSMENT_VIEW_BASIC,
+            assessment_pb2.ASSESSMENT_VIEW_FULL,
+        ):
+            errors = Violations()
+            errors.add("view", f"unknown value {request.view}")
+            errors.raise_if_any()
+        result = assess(snapshot)
+        full = request.view != assessment_pb2.ASSESSMENT_VIEW_BASIC
+        return pb.AssessPacingResponse(assessment=encode_assessment(result, include_deals=full))
 
     def replan(self, request: pb.ReplanRequest, context: grpc.ServicerContext) -> pb.ReplanResponse:
         self._snapshot(request.snapshot, request.policy, request.HasField("snapshot"))

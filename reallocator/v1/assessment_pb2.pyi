@@ -99,8 +99,23 @@ class PacingAssessment(_message.Message):
     CHANNELS_FIELD_NUMBER: _builtins.int
     DEALS_FIELD_NUMBER: _builtins.int
     ALERTS_FIELD_NUMBER: _builtins.int
+    HORIZON_START_TIME_FIELD_NUMBER: _builtins.int
+    BUDGET_TYPE_FIELD_NUMBER: _builtins.int
+    CURRENCY_CODE_FIELD_NUMBER: _builtins.int
+    EXPECTED_SHARE_FIELD_NUMBER: _builtins.int
+    OPPORTUNITY_REMAINING_HOURS_FIELD_NUMBER: _builtins.int
     campaign_id: _builtins.str
     """The campaign assessed."""
+    budget_type: _common_pb2.BudgetType.ValueType
+    """The budget unit of every amount in the verdicts."""
+    currency_code: _builtins.str
+    """Currency of every micros amount."""
+    expected_share: _builtins.float
+    """Share of the horizon's total the curve expects delivered by as_of, in [0, 1]."""
+    opportunity_remaining_hours: _builtins.float
+    """Opportunity hours left in the horizon: active hours weighted by expected traffic (an hour
+    of average traffic counts 1). Projections and required rates run over these.
+    """
     @_builtins.property
     def as_of(self) -> _timestamp_pb2.Timestamp:
         """The snapshot's as_of."""
@@ -129,6 +144,10 @@ class PacingAssessment(_message.Message):
     def alerts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Alert]:
         """Alerts that passed the policy's confidence and evidence gates, most severe first."""
 
+    @_builtins.property
+    def horizon_start_time(self) -> _timestamp_pb2.Timestamp:
+        """Start of the horizon (the current flight, else the campaign)."""
+
     def __init__(
         self,
         *,
@@ -140,10 +159,15 @@ class PacingAssessment(_message.Message):
         channels: _abc.Iterable[Global___PacingVerdict] | None = ...,
         deals: _abc.Iterable[Global___PacingVerdict] | None = ...,
         alerts: _abc.Iterable[Global___Alert] | None = ...,
+        horizon_start_time: _timestamp_pb2.Timestamp | None = ...,
+        budget_type: _common_pb2.BudgetType.ValueType = ...,
+        currency_code: _builtins.str = ...,
+        expected_share: _builtins.float = ...,
+        opportunity_remaining_hours: _builtins.float = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "campaign", b"campaign", "horizon_end_time", b"horizon_end_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "campaign", b"campaign", "horizon_end_time", b"horizon_end_time", "horizon_start_time", b"horizon_start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alerts", b"alerts", "as_of", b"as_of", "campaign", b"campaign", "campaign_id", b"campaign_id", "channels", b"channels", "deals", b"deals", "horizon_end_time", b"horizon_end_time", "sellers", b"sellers"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alerts", b"alerts", "as_of", b"as_of", "budget_type", b"budget_type", "campaign", b"campaign", "campaign_id", b"campaign_id", "channels", b"channels", "currency_code", b"currency_code", "deals", b"deals", "expected_share", b"expected_share", "horizon_end_time", b"horizon_end_time", "horizon_start_time", b"horizon_start_time", "opportunity_remaining_hours", b"opportunity_remaining_hours", "sellers", b"sellers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -168,6 +192,10 @@ class PacingVerdict(_message.Message):
     REQUIRED_RATE_PER_HOUR_FIELD_NUMBER: _builtins.int
     CONFIDENCE_FIELD_NUMBER: _builtins.int
     ALLOCATION_FIELD_NUMBER: _builtins.int
+    RECENT_RATE_PER_CLOCK_HOUR_FIELD_NUMBER: _builtins.int
+    CONFIDENCE_FACTORS_FIELD_NUMBER: _builtins.int
+    REASON_CODE_FIELD_NUMBER: _builtins.int
+    ALERTED_FIELD_NUMBER: _builtins.int
     expected: _builtins.int
     """Expected delivery by as_of on the pacing curve, budget unit."""
     actual: _builtins.int
@@ -181,17 +209,25 @@ class PacingVerdict(_message.Message):
     status: Global___PacingStatus.ValueType
     """The verdict."""
     recent_rate_per_hour: _builtins.float
-    """Delivery rate over the recent window, budget units per hour."""
+    """Delivery rate over the recent window, budget units per opportunity hour (an active hour
+    of average expected traffic), so it compares with required_rate_per_hour at any time of day.
+    """
     projected_end: _builtins.int
     """Projected delivery at the horizon end following the remaining opportunity curve, capped
     by the allocation, budget unit.
     """
     required_rate_per_hour: _builtins.float
-    """Rate needed from now on to finish exactly on budget, budget units per active hour."""
+    """Rate needed from now on to finish exactly on budget, budget units per opportunity hour."""
     confidence: _builtins.float
     """How sure the verdict is, 0-100."""
     allocation: _builtins.int
     """Booked allocation for the horizon, budget unit."""
+    recent_rate_per_clock_hour: _builtins.float
+    """Delivery rate over the recent window, budget units per wall-clock hour."""
+    reason_code: _builtins.str
+    """Machine-readable reason of an OVER, UNDER or STALLED verdict (as in Alert.reason_code)."""
+    alerted: _builtins.bool
+    """Whether the verdict passed the confidence and evidence gates (an alert was raised)."""
     @_builtins.property
     def entity(self) -> _common_pb2.EntityRef:
         """What this verdict is about."""
@@ -201,6 +237,10 @@ class PacingVerdict(_message.Message):
         """When the allocation runs out at the projected rate; unset if it does not within the
         horizon.
         """
+
+    @_builtins.property
+    def confidence_factors(self) -> Global___ConfidenceFactors:
+        """The signals the confidence combines."""
 
     def __init__(
         self,
@@ -218,14 +258,60 @@ class PacingVerdict(_message.Message):
         required_rate_per_hour: _builtins.float = ...,
         confidence: _builtins.float = ...,
         allocation: _builtins.int = ...,
+        recent_rate_per_clock_hour: _builtins.float = ...,
+        confidence_factors: Global___ConfidenceFactors | None = ...,
+        reason_code: _builtins.str = ...,
+        alerted: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["entity", b"entity", "projected_exhaustion_time", b"projected_exhaustion_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["confidence_factors", b"confidence_factors", "entity", b"entity", "projected_exhaustion_time", b"projected_exhaustion_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actual", b"actual", "actual_spend_micros", b"actual_spend_micros", "allocation", b"allocation", "confidence", b"confidence", "entity", b"entity", "expected", b"expected", "expected_spend_micros", b"expected_spend_micros", "pacing_ratio", b"pacing_ratio", "projected_end", b"projected_end", "projected_exhaustion_time", b"projected_exhaustion_time", "recent_rate_per_hour", b"recent_rate_per_hour", "required_rate_per_hour", b"required_rate_per_hour", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actual", b"actual", "actual_spend_micros", b"actual_spend_micros", "alerted", b"alerted", "allocation", b"allocation", "confidence", b"confidence", "confidence_factors", b"confidence_factors", "entity", b"entity", "expected", b"expected", "expected_spend_micros", b"expected_spend_micros", "pacing_ratio", b"pacing_ratio", "projected_end", b"projected_end", "projected_exhaustion_time", b"projected_exhaustion_time", "reason_code", b"reason_code", "recent_rate_per_clock_hour", b"recent_rate_per_clock_hour", "recent_rate_per_hour", b"recent_rate_per_hour", "required_rate_per_hour", b"required_rate_per_hour", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PacingVerdict: _TypeAlias = PacingVerdict  # noqa: Y015
+
+@_typing.final
+class ConfidenceFactors(_message.Message):
+    """The signals behind a verdict's confidence, each in [0, 1] (1 = fully supports the verdict)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GAP_FIELD_NUMBER: _builtins.int
+    OUTLOOK_FIELD_NUMBER: _builtins.int
+    TREND_FIELD_NUMBER: _builtins.int
+    EVIDENCE_FIELD_NUMBER: _builtins.int
+    EVIDENCE_HOURS_FIELD_NUMBER: _builtins.int
+    EVIDENCE_IMPRESSIONS_FIELD_NUMBER: _builtins.int
+    gap: _builtins.float
+    """How far actual is from expected, in units of the policy's tolerance band."""
+    outlook: _builtins.float
+    """Whether the remaining budget vs remaining time points the same way."""
+    trend: _builtins.float
+    """Whether the recent rate's trend confirms the verdict."""
+    evidence: _builtins.float
+    """How much evidence there is (delivery hours and impressions)."""
+    evidence_hours: _builtins.float
+    """Active hours the verdict rests on."""
+    evidence_impressions: _builtins.float
+    """Impressions the verdict rests on."""
+    def __init__(
+        self,
+        *,
+        gap: _builtins.float = ...,
+        outlook: _builtins.float = ...,
+        trend: _builtins.float = ...,
+        evidence: _builtins.float = ...,
+        evidence_hours: _builtins.float = ...,
+        evidence_impressions: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["evidence", b"evidence", "evidence_hours", b"evidence_hours", "evidence_impressions", b"evidence_impressions", "gap", b"gap", "outlook", b"outlook", "trend", b"trend"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConfidenceFactors: _TypeAlias = ConfidenceFactors  # noqa: Y015
 
 @_typing.final
 class Alert(_message.Message):

@@ -79,6 +79,7 @@ class RawDeals:
     has_max: npt.NDArray[np.bool_]
     has_participation: npt.NDArray[np.bool_]
     has_inventory: npt.NDArray[np.bool_]
+    bad_apply_time: npt.NDArray[np.bool_] | None = None  # malformed Timestamps (message form)
 
 
 def _ints(values: Sequence[int] | npt.ArrayLike, n: int) -> npt.NDArray[np.int64]:
@@ -97,7 +98,8 @@ _MESSAGE_FIELDS = (
     ("avails", np.int64), ("bids", np.int64), ("wins", np.int64),
     ("participation_rate", np.float64), ("has_participation", np.bool_),
     ("available_inventory", np.int64), ("has_inventory", np.bool_),
-    ("apply_seconds", np.int64), ("has_apply", np.bool_), ("delivered_at_plan", np.int64),
+    ("apply_seconds", np.int64), ("apply_nanos", np.int64), ("has_apply", np.bool_),
+    ("delivered_at_plan", np.int64),
 )  # fmt: skip
 
 
@@ -117,7 +119,8 @@ def from_messages(deals: Sequence[snapshot_pb2.Deal], prefix: str) -> RawDeals:
             d.value_per_unit, d.HasField("value_per_unit"),
             s.avails, s.bids, s.wins, s.participation_rate, s.HasField("participation_rate"),
             s.available_inventory, s.HasField("available_inventory"),
-            a.apply_time.seconds, a.HasField("apply_time"), a.delivered_at_apply,
+            a.apply_time.seconds, a.apply_time.nanos, a.HasField("apply_time"),
+            a.delivered_at_apply,
         ))  # fmt: skip
     n = len(rows)
     columns = list(zip(*rows, strict=True)) if n else [() for _ in _MESSAGE_FIELDS]
@@ -139,7 +142,9 @@ def from_messages(deals: Sequence[snapshot_pb2.Deal], prefix: str) -> RawDeals:
                  "delivered_at_plan"):  # fmt: skip
         data[name] = c[name]
     data["plan_applied_at"] = np.where(c["has_apply"], c["apply_seconds"], -1)
+    nanos = c["apply_nanos"]
     return RawDeals(
+        bad_apply_time=c["has_apply"] & ((nanos < 0) | (nanos >= 1_000_000_000)),
         table=pd.DataFrame(data),
         form=DealsForm(prefix, per_message=True),
         has_min=c["has_min"],
@@ -184,7 +189,7 @@ def _from_columns(
         return np.asarray(values, dtype=dtype)
 
     cost_per_unit = col("cost_per_unit_micros", np.int64, 0)
-    per_unit = cost_per_unit.astype(np.int64) > 0
+    per_unit = cost_per_unit.astype(np.int64) != 0
     participation = col("participation_rate", np.float64, np.nan)
     data = {
         "deal_id": col("deal_id", object, ""),
@@ -241,8 +246,9 @@ def from_columns(
         else:
             dtype = _COLUMN_DTYPES[name]
             arrays[name] = np.fromiter(values, dtype=dtype, count=len(values))
+    mark = errors.mark()
     n = _column_lengths({k: len(v) for k, v in arrays.items()}, prefix, errors)
-    if errors:
+    if errors.since(mark):
         return None
 
     def has(value_column: str, flag_column: str) -> npt.NDArray[np.bool_]:
@@ -254,58 +260,74 @@ def from_columns(
     return _from_columns(arrays.get, n, prefix, has)
 
 
+_STRING_COLUMNS = frozenset({"deal_id", "seller_id", "channel_id", "seller_order_id"})
+
+
+def _arrow_kind_ok(name: str, kind: pa.DataType) -> bool:
+    """Whether an Arrow type can carry a DealColumns field without losing meaning."""
+    if name in _STRING_COLUMNS:
+        return bool(pa.types.is_string(kind) or pa.types.is_large_string(kind))
+    dtype = _COLUMN_DTYPES[name]
+    if dtype is np.bool_:
+        return bool(pa.types.is_boolean(kind))
+    if dtype is np.float64:
+        return bool(pa.types.is_floating(kind) or pa.types.is_integer(kind))
+    return bool(pa.types.is_integer(kind))  # int64 and enum columns: floats would truncate
+
+
 def from_arrow(data: bytes, prefix: str, errors: Violations) -> RawDeals | None:
     """An Arrow IPC stream: nulls mean unset, so no has_ columns are needed."""
+    mark = errors.mark()
     try:
         table = pa.ipc.open_stream(pa.py_buffer(data)).read_all()
     except (pa.ArrowInvalid, pa.ArrowException, OSError) as exc:
         errors.add(prefix, f"not a readable Arrow IPC stream: {exc}")
         return None
     known = set(_ALL_COLUMNS)
-    for name in table.column_names:
+    seen: set[str] = set()
+    columns: dict[str, pa.ChunkedArray] = {}
+    for i, name in enumerate(table.column_names):
         if name not in known or name.startswith("has_"):
             errors.add(f"{prefix}.{name}", "unknown column (expected DealColumns field names)")
-    lengths = {name: table.num_rows for name in table.column_names if name in known}
-    n = _column_lengths(lengths, prefix, errors)
-    if errors:
+            continue
+        if name in seen:
+            errors.add(f"{prefix}.{name}", "column given twice")
+            continue
+        seen.add(name)
+        column = table.column(i)
+        if pa.types.is_dictionary(column.type):  # pandas categoricals arrive dictionary-encoded
+            column = column.cast(column.type.value_type)
+        if not _arrow_kind_ok(name, column.type):
+            expected = "string" if name in _STRING_COLUMNS else _COLUMN_DTYPES[name].__name__
+            errors.add(
+                f"{prefix}.{name}", f"Arrow type {column.type} cannot carry {expected} values"
+            )
+            continue
+        columns[name] = column
+    n = _column_lengths(dict.fromkeys(seen, table.num_rows), prefix, errors)
+    if errors.since(mark):
         return None
     arrays: dict[str, npt.NDArray[np.generic]] = {}
     nulls: dict[str, npt.NDArray[np.bool_]] = {}
-    for name in table.column_names:
-        column = table.column(name)
-        try:
-            if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-                arrays[name] = np.asarray(
-                    column.fill_null("").to_numpy(zero_copy_only=False), dtype=object
-                )
-            elif (
-                pa.types.is_integer(column.type)
-                or pa.types.is_boolean(column.type)
-                or pa.types.is_floating(column.type)
-                or pa.types.is_dictionary(column.type)
-            ):
-                nulls[name] = np.asarray(
-                    column.is_null().to_numpy(zero_copy_only=False), dtype=bool
-                )
-                if pa.types.is_dictionary(column.type):
-                    column = column.cast(column.type.value_type)
-                fill: object = 0
-                if pa.types.is_floating(column.type):
-                    fill = np.nan
-                elif pa.types.is_boolean(column.type):
-                    fill = False
-                arrays[name] = column.fill_null(fill).to_numpy(zero_copy_only=False)
-            else:
-                errors.add(f"{prefix}.{name}", f"unsupported Arrow type {column.type}")
-        except (pa.ArrowInvalid, pa.ArrowException) as exc:
-            errors.add(f"{prefix}.{name}", f"cannot convert column: {exc}")
-    if errors:
+    for name, column in columns.items():
+        nulls[name] = np.asarray(column.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+        if name in _STRING_COLUMNS:
+            arrays[name] = np.asarray(
+                column.fill_null("").to_numpy(zero_copy_only=False), dtype=object
+            )
+            continue
+        dtype = _COLUMN_DTYPES[name]
+        fill = np.nan if dtype is np.float64 else (False if dtype is np.bool_ else 0)
+        values = column.fill_null(fill).to_numpy(zero_copy_only=False)
+        arrays[name] = values.astype(dtype, copy=False)
+    if "allocation" in nulls and nulls["allocation"].any():
+        errors.rows(lambda i: f"{prefix}.allocation[{i}]", nulls["allocation"], "required")
         return None
 
     def has(value_column: str, _flag: str) -> npt.NDArray[np.bool_]:
         if value_column not in arrays:
             return np.zeros(n, dtype=bool)
-        return ~nulls.get(value_column, np.zeros(n, dtype=bool))
+        return ~nulls[value_column]
 
     if "value_per_unit" in arrays:
         arrays["value_per_unit"] = np.where(nulls["value_per_unit"], 1.0, arrays["value_per_unit"])
@@ -362,7 +384,6 @@ def check_deals(
         "clicks",
         "completes",
         "requests",
-        "price_micros",
         "avails",
         "bids",
         "wins",
@@ -370,6 +391,13 @@ def check_deals(
     ):
         ints = t[column].to_numpy()
         errors.rows(form.path(column), ints < 0, _fmt("must not be negative (got {})", ints))
+    price, kind = t["price_micros"].to_numpy(), t["price_kind"].to_numpy()
+    ecpm_path, unit_path = form.path("price_micros"), form.path("cost_per_unit_micros")
+    errors.rows(
+        lambda i: unit_path(i) if kind[i] == PriceKind.PER_UNIT else ecpm_path(i),
+        price < 0,
+        _fmt("must not be negative (got {})", price),
+    )
     mins, maxs = t["min_allocation"].to_numpy(), t["max_allocation"].to_numpy()
     errors.rows(
         form.path("min_allocation"),
@@ -405,6 +433,10 @@ def check_deals(
     )
     if as_of is not None:
         applied = t["plan_applied_at"].to_numpy()
+        if raw.bad_apply_time is not None:
+            errors.rows(form.path("plan_applied_at"), raw.bad_apply_time,
+                        "timestamp out of range (nanos must be in [0, 1e9))")  # fmt: skip
+        errors.rows(form.path("plan_applied_at"), applied < -1, "must not be before 1970")
         limit = as_of.timestamp()
         errors.rows(
             form.path("plan_applied_at"), applied > limit, "must not be after the snapshot's as_of"
@@ -448,6 +480,7 @@ def series_from_messages(
     rows = [i for i, d in enumerate(deals) if d.HasField("recent_delivery")]
     if not rows:
         return None
+    mark = errors.mark()
     first = deals[rows[0]].recent_delivery
     p0 = f"{prefix}[{rows[0]}].recent_delivery"
     start = to_datetime(first.window_start, f"{p0}.window_start", errors)
@@ -476,7 +509,7 @@ def series_from_messages(
         kept.append(i)
         for k, v in zip(SERIES_MEASURES, series, strict=True):
             values[k].append(v)
-    if start is None or width is None or errors:
+    if start is None or width is None or errors.since(mark):
         return None
     _check_grid(start, width, n_buckets, as_of, p0, errors)
     arrays: dict[str, npt.NDArray[np.float64]] = {}
@@ -490,7 +523,7 @@ def series_from_messages(
         full = np.full((len(deals), n_buckets), np.nan)
         full[index] = block
         arrays[k] = full
-    if errors:
+    if errors.since(mark):
         return None
     return Grid(start, width, n_buckets), arrays
 
@@ -521,6 +554,7 @@ def series_from_matrix(
     as_of: datetime | None,
     errors: Violations,
 ) -> tuple[Grid, dict[str, npt.NDArray[np.float64]]] | None:
+    mark = errors.mark()
     if m.bucket_count < 0:
         errors.add(f"{path}.bucket_count", "must not be negative")
         return None
@@ -549,7 +583,7 @@ def series_from_matrix(
         if negative.any():
             errors.add(f"{sub}.{k}[{int(np.flatnonzero(negative)[0])}]", "must not be negative")
         arrays[k] = values.astype(np.float64).reshape(n_deals, m.bucket_count)
-    if start is None or width is None or errors:
+    if start is None or width is None or errors.since(mark):
         return None
     _check_grid(start, width, m.bucket_count, as_of, path, errors)
     return Grid(start, width, m.bucket_count), arrays

@@ -76,7 +76,7 @@ def _budgets(
             errors.add(f"{p}.amount", f"must not be negative (got {b.amount})")
             continue
         if period is Period.LIFETIME and not has_dates:
-            errors.add(f"{p}.period", "a LIFETIME budget needs start and end dates")
+            errors.add(f"{p}.period", "a LIFETIME budget needs start and end dates (or flights)")
             continue
         out.append(Budget(period, int(b.amount)))
     return tuple(out)
@@ -121,9 +121,9 @@ def decode_pacing(
             f"{path}.end_time",
             f"must be after start_time ({end.isoformat()} <= {start.isoformat()})",
         )
-    budgets = _budgets(
-        msg.budgets, f"{path}.budgets", start is not None and end is not None, errors
-    )
+    # A campaign LIFETIME budget spans the campaign dates, or else its flights.
+    dated = (start is not None and end is not None) or len(msg.flights) > 0
+    budgets = _budgets(msg.budgets, f"{path}.budgets", dated, errors)
     flights = _flights(msg, path, errors)
 
     catch_up = msg.even.catch_up_fraction if msg.even.HasField("catch_up_fraction") else 0.95

@@ -133,3 +133,36 @@ def decode_policy(
     if policy.stalled_window <= timedelta(0):
         errors.add(f"{path}.stalled_window", "must be positive")
     return policy
+
+
+def encode_policy(policy: Policy) -> policy_pb2.Policy:
+    """The inverse of decode_policy (every field set), e.g. to check a configured default."""
+    msg = policy_pb2.Policy(
+        over_threshold=policy.over_threshold,
+        under_threshold=policy.under_threshold,
+        min_evidence_impressions=policy.min_evidence_impressions,
+        confidence_threshold=policy.confidence_threshold,
+        step_limits=policy_pb2.StepLimits(
+            max_step_abs=policy.step_abs, max_step_rel=policy.step_rel
+        ),
+        churn=policy_pb2.ChurnWeights(deal=policy.churn_deal, channel=policy.churn_channel),
+        requests=policy_pb2.RequestPolicy(
+            rate_tolerance=policy.request_tolerance, min_change=policy.min_change
+        ),
+        severity=policy_pb2.SeverityTiers(
+            material_share=policy.severity.material, critical_share=policy.severity.critical
+        ),
+        relaxation=policy_pb2.RelaxationOrder(
+            group_bounds=policy.relax_group,
+            deal_commitments=policy.relax_commitment,
+            deal_limits=policy.relax_limit,
+        ),
+    )
+    msg.stalled_window.FromTimedelta(policy.stalled_window)
+    msg.min_evidence.FromTimedelta(policy.min_evidence)
+    msg.requests.cooldown.FromTimedelta(policy.cooldown)
+    severity = {v: k for k, v in _AUTO_APPLY.items()}
+    msg.auto_apply.max_severity = severity.get(
+        policy.auto_apply_up_to, common_pb2.SEVERITY_UNSPECIFIED
+    )
+    return msg

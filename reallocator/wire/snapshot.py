@@ -23,7 +23,7 @@ from reallocator.wire.pacing import decode_pacing
 from reallocator.wire.timefields import to_datetime
 from reallocator.wire.violations import Violations
 
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
+_CURRENCY = re.compile(r"[A-Z]{3}")
 
 
 def _time_zone(name: str, path: str, errors: Violations) -> str:
@@ -31,7 +31,7 @@ def _time_zone(name: str, path: str, errors: Violations) -> str:
         return "UTC"
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         errors.add(path, f"unknown IANA time zone {name!r}")
     return name
 
@@ -99,7 +99,7 @@ def decode_snapshot(
         as_of = to_datetime(msg.as_of, f"{path}.as_of", errors)
     if not msg.currency_code:
         errors.add(f"{path}.currency_code", "required (ISO 4217, one currency per campaign)")
-    elif not _CURRENCY.match(msg.currency_code):
+    elif not _CURRENCY.fullmatch(msg.currency_code):
         errors.add(
             f"{path}.currency_code",
             f"must be an ISO 4217 code like 'USD' (got {msg.currency_code!r})",
@@ -137,6 +137,9 @@ def decode_snapshot(
     else:
         errors.add(f"{path}.deals", "at least one deal is required (in deals or deals_table)")
 
+    if raw is not None and len(raw.table) == 0:
+        errors.add(f"{path}.deals_table", "at least one deal is required")
+        raw = None
     deals = empty_deals(0)
     if raw is not None:
         deals = wire_deals.check_deals(raw, sellers.index, channels.index, as_of, errors)

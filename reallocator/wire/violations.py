@@ -56,6 +56,14 @@ class Violations:
     def __bool__(self) -> bool:
         return bool(self.items)
 
+    def mark(self) -> int:
+        """A bookmark: `since(mark)` tells whether anything was added after it, so a check can
+        stop on its own errors without being silenced by unrelated earlier ones."""
+        return len(self.items)
+
+    def since(self, mark: int) -> bool:
+        return len(self.items) > mark
+
     def raise_if_any(self) -> None:
         if self.items:
             raise InvalidRequest(list(self.items))

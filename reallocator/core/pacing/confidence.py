@@ -1,0 +1,121 @@
+"""How sure a pacing verdict is: a transparent 0–100 score from four named signals.
+
+Every signal is a log-ratio, so "twice too fast" and "half too slow" weigh alike, measured in
+units of the policy's tolerance band: tol_over = ln(over_threshold),
+tol_under = -ln(under_threshold).
+For a verdict with direction d (+1 OVER, -1 UNDER), with sigma the logistic function, K = 2:
+
+* gap (spend vs expected): x = ln(actual / expected); s_gap = sigma(K (d x / tol - 1)),
+  0.5 exactly at the threshold, -> 1 far beyond it. (Ceiling modes use the outlook instead.)
+* outlook (remaining budget vs remaining time): y = ln(projected_end / allocation), where the
+  projection follows the remaining opportunity curve; s_outlook = sigma(K (d y / tol - 1)).
+* trend (of the recent rate): z = ln(recent pace ratio / cumulative pace ratio), i.e. is the
+  entity currently falling further behind (or further ahead)? s_trend = sigma(K d z / tol),
+  0.5 when it holds its gap.
+* evidence: e = min(1, active hours / policy.min_evidence)
+                * min(1, impressions (actual or expected) / policy.min_evidence_impressions).
+
+    confidence = 100 * e * (0.5 s_gap + 0.3 s_outlook + 0.2 s_trend)
+
+ON_PACE uses in-band scores instead: s = 1 - sigma(K (|x| / tol_side - 1)) (0.5 at the band's
+edge, 0.88 at its centre). A missing signal (no series, zero allocation) counts as 0.5: it neither
+supports nor contradicts. STALLED is a Poisson statement: with lambda impressions expected over the
+stalled window, seeing none has probability exp(-lambda), so
+confidence = 100 (1 - exp(-lambda)) min(1, active hours / policy.min_evidence).
+COMPLETED and NOT_STARTED are facts (100).
+
+The components are kept as columns so an alert's rationale can cite them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from reallocator.core.model import Policy
+from reallocator.core.pacing.calendar import FloatArray
+
+K = 2.0
+"""Steepness of the logistic scores: one tolerance band past the threshold gives 0.88."""
+
+WEIGHTS = (0.5, 0.3, 0.2)
+"""Weights of gap, outlook and trend (they sum to 1)."""
+
+_CLIP = 50.0
+
+
+def tolerances(policy: Policy) -> tuple[float, float]:
+    """(tol_over, tol_under): the policy's band as positive log-ratios."""
+    if not policy.over_threshold > 1.0 or not 0.0 < policy.under_threshold < 1.0:
+        raise ValueError("need over_threshold > 1 and 0 < under_threshold < 1")
+    return float(np.log(policy.over_threshold)), float(-np.log(policy.under_threshold))
+
+
+def log_ratio(num: FloatArray, den: FloatArray) -> FloatArray:
+    """ln(num / den), clipped; NaN where the ratio is undefined (0/0, x/0 with x<=0, negatives)."""
+    num = np.asarray(num, dtype=np.float64)
+    den = np.asarray(den, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        value = np.log(num) - np.log(den)
+    value = np.where((num == 0) & (den == 0), np.nan, value)
+    value = np.where((num < 0) | (den < 0), np.nan, value)
+    return np.asarray(np.clip(value, -_CLIP, _CLIP), dtype=np.float64)
+
+
+def sigmoid(x: FloatArray) -> FloatArray:
+    return np.asarray(1.0 / (1.0 + np.exp(-np.clip(x, -_CLIP, _CLIP))), dtype=np.float64)
+
+
+def beyond(x: FloatArray, direction: FloatArray, tol_over: float, tol_under: float) -> FloatArray:
+    """Score that x lies past the threshold in `direction` (+1 over, -1 under); NaN -> 0.5."""
+    tol = np.where(direction > 0, tol_over, tol_under)
+    score = sigmoid(K * (direction * x / tol - 1.0))
+    return np.where(np.isnan(x), 0.5, score)
+
+
+def toward(x: FloatArray, direction: FloatArray, tol_over: float, tol_under: float) -> FloatArray:
+    """Score that x points in `direction` at all (0.5 at x = 0); NaN -> 0.5."""
+    tol = np.where(direction > 0, tol_over, tol_under)
+    score = sigmoid(K * direction * x / tol)
+    return np.where(np.isnan(x), 0.5, score)
+
+
+def within(x: FloatArray, tol_over: float, tol_under: float) -> FloatArray:
+    """Score that x lies inside the tolerance band (ON_PACE); NaN -> 0.5."""
+    tol = np.where(x > 0, tol_over, tol_under)
+    score = 1.0 - sigmoid(K * (np.abs(x) / tol - 1.0))
+    return np.where(np.isnan(x), 0.5, score)
+
+
+def evidence_time(active_hours: FloatArray, policy: Policy) -> FloatArray:
+    """min(1, active hours / policy.min_evidence): young verdicts are noise whatever they say."""
+    need_h = policy.min_evidence.total_seconds() / 3600.0
+    hours = np.asarray(active_hours, dtype=np.float64)
+    if need_h <= 0:
+        return np.ones_like(hours)
+    return np.asarray(np.clip(hours / need_h, 0.0, 1.0), dtype=np.float64)
+
+
+def evidence(active_hours: FloatArray, events: FloatArray, policy: Policy) -> FloatArray:
+    """How much the verdict rests on: hours of active delivery time and impressions, each capped."""
+    need_n = float(policy.min_evidence_impressions)
+    n = np.nan_to_num(np.asarray(events, dtype=np.float64), nan=0.0)
+    by_count = np.clip(n / need_n, 0.0, 1.0) if need_n > 0 else np.ones_like(n)
+    return np.asarray(evidence_time(active_hours, policy) * by_count, dtype=np.float64)
+
+
+def combine(gap: FloatArray, outlook: FloatArray, trend: FloatArray, ev: FloatArray) -> FloatArray:
+    """confidence = 100 * evidence * (0.5 gap + 0.3 outlook + 0.2 trend)."""
+    w_gap, w_out, w_trend = WEIGHTS
+    return np.asarray(
+        100.0 * ev * (w_gap * gap + w_out * outlook + w_trend * trend), dtype=np.float64
+    )
+
+
+def stalled(
+    expected_impressions: FloatArray, active_hours: FloatArray, policy: Policy
+) -> FloatArray:
+    """Poisson confidence that zero impressions is not chance, times the time evidence:
+    100 (1 - exp(-lambda)) min(1, hours / min_evidence)."""
+    lam = np.asarray(expected_impressions, dtype=np.float64)
+    chance = -np.expm1(-np.maximum(lam, 0.0))
+    return np.asarray(100.0 * chance * evidence_time(active_hours, policy), dtype=np.float64)

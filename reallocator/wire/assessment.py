@@ -1,0 +1,149 @@
+"""Assessment (core) -> PacingAssessment message."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from reallocator.core.model import BudgetType
+from reallocator.core.pacing.assessment import Assessment, EntityKind
+from reallocator.v1 import assessment_pb2, common_pb2
+
+STATUS = {
+    "ON_PACE": assessment_pb2.PACING_STATUS_ON_PACE,
+    "OVER": assessment_pb2.PACING_STATUS_OVER,
+    "UNDER": assessment_pb2.PACING_STATUS_UNDER,
+    "STALLED": assessment_pb2.PACING_STATUS_STALLED,
+    "NOT_STARTED": assessment_pb2.PACING_STATUS_NOT_STARTED,
+    "COMPLETED": assessment_pb2.PACING_STATUS_COMPLETED,
+}
+SEVERITY = {
+    "MINOR": common_pb2.SEVERITY_MINOR,
+    "MATERIAL": common_pb2.SEVERITY_MATERIAL,
+    "CRITICAL": common_pb2.SEVERITY_CRITICAL,
+}
+KIND = {
+    EntityKind.DEAL: common_pb2.ENTITY_KIND_DEAL,
+    EntityKind.SELLER: common_pb2.ENTITY_KIND_SELLER,
+    EntityKind.CHANNEL: common_pb2.ENTITY_KIND_CHANNEL,
+    EntityKind.CAMPAIGN: common_pb2.ENTITY_KIND_CAMPAIGN,
+}
+BUDGET_TYPE = {
+    BudgetType.SPEND: common_pb2.BUDGET_TYPE_SPEND,
+    BudgetType.IMPRESSIONS: common_pb2.BUDGET_TYPE_IMPRESSIONS,
+    BudgetType.CLICKS: common_pb2.BUDGET_TYPE_CLICKS,
+    BudgetType.COMPLETES: common_pb2.BUDGET_TYPE_COMPLETES,
+    BudgetType.REQUESTS: common_pb2.BUDGET_TYPE_REQUESTS,
+}
+
+
+def timestamp(at: datetime | float) -> Timestamp:
+    ts = Timestamp()
+    if isinstance(at, datetime):
+        ts.FromDatetime(at)
+    else:
+        ts.FromNanoseconds(round(at * 1e9))
+    return ts
+
+
+def _ints(frame: pd.DataFrame, column: str) -> list[int]:
+    """Whole budget units or micros (rounded half to even); non-finite values read 0."""
+    values = frame[column].to_numpy(np.float64)
+    out: list[int] = np.rint(np.where(np.isfinite(values), values, 0.0)).astype(np.int64).tolist()
+    return out
+
+
+def _floats(frame: pd.DataFrame, column: str) -> list[float]:
+    """Finite floats for the wire (JSON clients choke on inf/NaN): non-finite reads 0."""
+    values = frame[column].to_numpy(np.float64)
+    out: list[float] = np.where(np.isfinite(values), values, 0.0).tolist()
+    return out
+
+
+def verdicts(frame: pd.DataFrame, kind: EntityKind) -> list[assessment_pb2.PacingVerdict]:
+    """One PacingVerdict per row; columns are read once each (no per-row DataFrame access)."""
+    ids = frame.index.astype(str).tolist()
+    ratio = frame["pacing_ratio"].to_numpy(np.float64)
+    # An infinite ratio (nothing expected, something delivered) travels as the largest double.
+    ratio_out = np.where(np.isinf(ratio), np.finfo(np.float64).max, np.nan_to_num(ratio)).tolist()
+    exhaustion = frame["projected_exhaustion"].to_numpy(np.float64).tolist()
+    columns = {
+        name: _ints(frame, name)
+        for name in ("expected", "actual", "expected_spend_micros", "actual_spend_micros",
+                     "projected_end", "allocation")
+    }  # fmt: skip
+    floats = {
+        name: _floats(frame, name)
+        for name in ("recent_rate", "recent_rate_clock", "required_rate", "confidence",
+                     "conf_gap", "conf_outlook", "conf_trend", "conf_evidence",
+                     "evidence_hours", "evidence_events")
+    }  # fmt: skip
+    status = [STATUS[str(s)] for s in frame["status"]]
+    reason = [str(r) for r in frame["reason"]]
+    alerted = frame["alert"].to_numpy(bool).tolist()
+    kind_code = KIND[kind]
+    out = []
+    for i, entity_id in enumerate(ids):
+        verdict = assessment_pb2.PacingVerdict(
+            entity=common_pb2.EntityRef(kind=kind_code, id=entity_id),
+            expected=columns["expected"][i],
+            actual=columns["actual"][i],
+            expected_spend_micros=columns["expected_spend_micros"][i],
+            actual_spend_micros=columns["actual_spend_micros"][i],
+            pacing_ratio=ratio_out[i],
+            status=status[i],
+            recent_rate_per_hour=floats["recent_rate"][i],
+            projected_end=columns["projected_end"][i],
+            required_rate_per_hour=floats["required_rate"][i],
+            confidence=floats["confidence"][i],
+            allocation=columns["allocation"][i],
+            recent_rate_per_clock_hour=floats["recent_rate_clock"][i],
+            confidence_factors=assessment_pb2.ConfidenceFactors(
+                gap=floats["conf_gap"][i],
+                outlook=floats["conf_outlook"][i],
+                trend=floats["conf_trend"][i],
+                evidence=floats["conf_evidence"][i],
+                evidence_hours=floats["evidence_hours"][i],
+                evidence_impressions=floats["evidence_events"][i],
+            ),
+            reason_code=reason[i],
+            alerted=alerted[i],
+        )
+        if math.isfinite(exhaustion[i]):
+            verdict.projected_exhaustion_time.CopyFrom(timestamp(exhaustion[i]))
+        out.append(verdict)
+    return out
+
+
+def encode_assessment(result: Assessment, include_deals: bool) -> assessment_pb2.PacingAssessment:
+    msg = assessment_pb2.PacingAssessment(
+        campaign_id=result.campaign_id,
+        as_of=timestamp(result.as_of),
+        horizon_end_time=timestamp(result.horizon_end),
+        horizon_start_time=timestamp(result.horizon_start),
+        budget_type=BUDGET_TYPE[result.budget_type],
+        currency_code=result.currency,
+        expected_share=result.share_now,
+        opportunity_remaining_hours=result.opportunity_remaining_hours,
+    )
+    msg.campaign.CopyFrom(verdicts(result.campaign, EntityKind.CAMPAIGN)[0])
+    msg.sellers.extend(verdicts(result.sellers, EntityKind.SELLER))
+    msg.channels.extend(verdicts(result.channels, EntityKind.CHANNEL))
+    if include_deals:
+        msg.deals.extend(verdicts(result.deals, EntityKind.DEAL))
+    created = timestamp(result.as_of)
+    for alert in result.alert_list():
+        msg.alerts.add(
+            entity=common_pb2.EntityRef(kind=KIND[alert.entity_kind], id=alert.entity_id),
+            status=STATUS[str(alert.status)],
+            severity=SEVERITY[str(alert.severity)],
+            reason_code=str(alert.reason),
+            message=alert.message,
+            confidence=alert.confidence,
+            create_time=created,
+        )
+    return msg

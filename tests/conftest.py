@@ -1,0 +1,117 @@
+"""Shared fixtures: one real gRPC server for the session, a channel and stub to it, and helpers
+that read a failed call's google.rpc.BadRequest back."""
+
+from __future__ import annotations
+
+import socket
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from google.protobuf.message import Message
+from grpc_status import rpc_status
+
+from reallocator.config import load_config
+from reallocator.server.app import RunningServer, start_server
+from reallocator.server.errors import field_violations
+from reallocator.v1 import reallocator_service_pb2_grpc, snapshot_pb2
+from reallocator.wire.violations import FieldViolation
+
+# `from builders import ...` in test modules, whatever pytest's import mode.
+_TESTS = str(Path(__file__).resolve().parent)
+if _TESTS not in sys.path:
+    sys.path.insert(0, _TESTS)
+
+MIB = 1024 * 1024
+SERVICE = "reallocator.v1.ReallocatorService"
+
+
+def free_port() -> int:
+    """A port nothing listens on right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def rpc_error(call: Callable[[], object]) -> grpc.RpcError:
+    """Runs `call`, which must fail, and returns its error (a grpc.Call too). Wrap a
+    server-streaming call in list(...): it fails when read."""
+    with pytest.raises(grpc.RpcError) as info:
+        call()
+    return info.value
+
+
+def bad_request(error: grpc.RpcError) -> list[FieldViolation]:
+    """The field violations of an INVALID_ARGUMENT error (asserting it is one, with details)."""
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, (error.code(), error.details())
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    assert status is not None, "INVALID_ARGUMENT without grpc-status-details-bin"
+    violations = field_violations(status)
+    assert violations, f"INVALID_ARGUMENT without a BadRequest: {error.details()}"
+    return violations
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[RunningServer]:
+    """The real server on a free port of 127.0.0.1 (REALLOCATOR_* variables ignored)."""
+    running = start_server(load_config(env={}, port=0, host="127.0.0.1"))
+    yield running
+    running.stop(grace=0)
+
+
+@pytest.fixture(scope="session")
+def channel(server: RunningServer) -> Iterator[grpc.Channel]:
+    options = [("grpc.max_receive_message_length", 64 * MIB)]
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}", options=options) as ch:
+        grpc.channel_ready_future(ch).result(timeout=10)
+        yield ch
+
+
+@pytest.fixture(scope="session")
+def stub(channel: grpc.Channel) -> reallocator_service_pb2_grpc.ReallocatorServiceStub:
+    return reallocator_service_pb2_grpc.ReallocatorServiceStub(channel)
+
+
+@pytest.fixture(scope="session")
+def invalid(
+    stub: reallocator_service_pb2_grpc.ReallocatorServiceStub,
+) -> Callable[..., list[FieldViolation]]:
+    """`invalid(request, rpc="Replan")`: sends the request, asserts INVALID_ARGUMENT with a
+    BadRequest, and returns its field violations."""
+
+    def call(request: Message, rpc: str = "Replan") -> list[FieldViolation]:
+        method = getattr(stub, rpc)
+        return bad_request(rpc_error(lambda: method(request, timeout=30)))
+
+    return call
+
+
+@pytest.fixture(scope="session")
+def passes_validation(
+    stub: reallocator_service_pb2_grpc.ReallocatorServiceStub,
+) -> Callable[[Message], None]:
+    """`passes_validation(replan_request)`: Replan validates first; until the engine is wired it
+    then answers UNIMPLEMENTED saying so, which is what a valid request must get (a plan, once
+    the engine answers)."""
+
+    def call(request: Message) -> None:
+        try:
+            stub.Replan(request, timeout=60)
+        except grpc.RpcError as error:
+            if error.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                pytest.fail(f"valid request rejected: {bad_request(error)}")
+            assert error.code() == grpc.StatusCode.UNIMPLEMENTED, (error.code(), error.details())
+            assert "validated" in (error.details() or "")
+
+    return call
+
+
+@pytest.fixture(scope="session")
+def large_columns_snapshot() -> snapshot_pb2.CampaignSnapshot:
+    """A valid 100k-deal snapshot in packed columns (~10 MB). Shared: copy it before changing it."""
+    from builders import build_snapshot, random_snapshot_spec
+
+    return build_snapshot(random_snapshot_spec(100_000, seed=11, n_buckets=0), "columns")

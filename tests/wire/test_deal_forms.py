@@ -1,0 +1,371 @@
+"""The wire forms of deals (per-deal messages, packed columns, Arrow IPC; recent delivery as
+per-deal series, a packed matrix or an Arrow matrix) decode to identical tables, equal to what the
+deals say."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+from builders import (
+    AS_OF,
+    FORMS,
+    DealSpec,
+    Form,
+    RecentDelivery,
+    SnapshotSpec,
+    arrow_ipc,
+    build_snapshot,
+    deal_arrow_table,
+    random_snapshot_spec,
+)
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from reallocator.core.model import (
+    DEAL_COLUMNS,
+    INT64_MAX,
+    CampaignSnapshot,
+    DealStatus,
+    Policy,
+    PriceKind,
+)
+from reallocator.v1 import common_pb2, snapshot_pb2
+from reallocator.wire.snapshot import decode_snapshot
+from reallocator.wire.violations import Violations
+
+SELLERS = ("seller-a", "seller-b", "seller-c")
+CHANNELS = ("display", "ctv")
+AS_OF_SECONDS = int(AS_OF.timestamp())
+
+
+def decode(msg: snapshot_pb2.CampaignSnapshot) -> CampaignSnapshot:
+    errors = Violations()
+    result = decode_snapshot(msg, Policy(), errors)
+    assert not errors.items, errors.items
+    assert result is not None
+    return result
+
+
+def expected_deals(deals: tuple[DealSpec, ...]) -> pd.DataFrame:
+    """The canonical table the deals describe, written from model.DEAL_COLUMNS' documentation."""
+    rows: dict[str, list[Any]] = {
+        "deal_id": [d.deal_id for d in deals],
+        "seller_id": [d.seller_id for d in deals],
+        "channel_id": [d.channel_id for d in deals],
+        "order_id": [d.seller_order_id for d in deals],
+        "deal_type": [d.deal_type for d in deals],
+        "premium": [d.premium for d in deals],
+        "status": [d.status or DealStatus.ACTIVE for d in deals],
+        "locked": [d.locked for d in deals],
+        "allocation": [d.allocation for d in deals],
+        "min_allocation": [d.min_allocation or 0 for d in deals],
+        "max_allocation": [
+            INT64_MAX if d.max_allocation is None else d.max_allocation for d in deals
+        ],
+        **{
+            k: [getattr(d, k) for d in deals]
+            for k in ("spend_micros", "impressions", "clicks", "completes", "requests")
+        },
+        "price_kind": [
+            PriceKind.ECPM if d.cost_per_unit_micros is None else PriceKind.PER_UNIT for d in deals
+        ],
+        "price_micros": [
+            d.ecpm_micros if d.cost_per_unit_micros is None else d.cost_per_unit_micros
+            for d in deals
+        ],
+        "value_per_unit": [1.0 if d.value_per_unit is None else d.value_per_unit for d in deals],
+        **{k: [getattr(d, k) for d in deals] for k in ("avails", "bids", "wins")},
+        "participation_rate": [
+            np.nan if d.participation_rate is None else d.participation_rate for d in deals
+        ],
+        "available_inventory": [
+            -1 if d.available_inventory is None else d.available_inventory for d in deals
+        ],
+        "plan_applied_at": [
+            -1 if d.plan_apply_unix_seconds is None else d.plan_apply_unix_seconds for d in deals
+        ],
+        "delivered_at_plan": [
+            0 if d.plan_apply_unix_seconds is None else d.delivered_at_apply for d in deals
+        ],
+    }
+    return pd.DataFrame(rows).astype(DEAL_COLUMNS)[list(DEAL_COLUMNS)]
+
+
+def assert_same_snapshot(a: CampaignSnapshot, b: CampaignSnapshot) -> None:
+    pd.testing.assert_frame_equal(a.deals, b.deals)
+    pd.testing.assert_frame_equal(a.sellers, b.sellers)
+    pd.testing.assert_frame_equal(a.channels, b.channels)
+    assert (a.campaign_id, a.as_of, a.timezone, a.currency) == (
+        b.campaign_id,
+        b.as_of,
+        b.timezone,
+        b.currency,
+    )
+    assert a.pacing == b.pacing
+    if a.delivery is None or b.delivery is None:
+        assert a.delivery is b.delivery is None
+        return
+    assert (a.delivery.window_start, a.delivery.bucket) == (
+        b.delivery.window_start,
+        b.delivery.bucket,
+    )
+    for measure in ("spend_micros", "impressions", "avails", "wins"):
+        x, y = getattr(a.delivery, measure), getattr(b.delivery, measure)
+        assert x.dtype == y.dtype == np.float64
+        np.testing.assert_array_equal(x, y)  # NaN == NaN here
+
+
+# --- strategies ----------------------------------------------------------------------------
+
+NON_NEGATIVE = st.integers(0, 2**63 - 1)
+NAMES = st.text(min_size=1, max_size=8)
+
+
+def optional(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.none() | strategy
+
+
+@st.composite
+def deal_specs(draw: st.DrawFn, deal_id: str) -> DealSpec:
+    min_allocation = draw(optional(NON_NEGATIVE))
+    applied = draw(optional(st.integers(1, AS_OF_SECONDS)))  # 0 = never in DealColumns
+    return DealSpec(
+        deal_id=deal_id,
+        seller_id=draw(st.sampled_from(SELLERS)),
+        channel_id=draw(st.sampled_from(CHANNELS)),
+        seller_order_id=draw(st.text(max_size=6)),
+        deal_type=draw(st.integers(1, 4)),
+        premium=draw(st.booleans()),
+        status=draw(st.integers(0, 3)),
+        locked=draw(st.booleans()),
+        allocation=draw(NON_NEGATIVE),
+        min_allocation=min_allocation,
+        max_allocation=draw(optional(st.integers(min_allocation or 0, 2**63 - 1))),
+        spend_micros=draw(NON_NEGATIVE),
+        impressions=draw(NON_NEGATIVE),
+        clicks=draw(NON_NEGATIVE),
+        completes=draw(NON_NEGATIVE),
+        requests=draw(NON_NEGATIVE),
+        ecpm_micros=draw(NON_NEGATIVE),
+        cost_per_unit_micros=draw(optional(st.integers(1, 2**63 - 1))),
+        value_per_unit=draw(optional(st.floats(min_value=0.0, allow_infinity=False))),
+        avails=draw(NON_NEGATIVE),
+        bids=draw(NON_NEGATIVE),
+        wins=draw(NON_NEGATIVE),
+        participation_rate=draw(
+            optional(st.floats(min_value=0.0, max_value=1.0, exclude_min=True))
+        ),
+        available_inventory=draw(optional(NON_NEGATIVE)),
+        plan_apply_unix_seconds=applied,
+        delivered_at_apply=draw(NON_NEGATIVE) if applied is not None else 0,
+    )
+
+
+@st.composite
+def recent_deliveries(draw: st.DrawFn, n_deals: int) -> RecentDelivery:
+    n_buckets = draw(st.integers(0, 5))
+    width = timedelta(seconds=draw(st.integers(1, 6 * 3600)))
+    ends_before_as_of = timedelta(seconds=draw(st.integers(0, 10**6)))
+    shape = (n_deals, n_buckets)
+
+    def measure() -> np.ndarray:
+        return draw(hnp.arrays(np.int64, shape, elements=NON_NEGATIVE))
+
+    return RecentDelivery(
+        window_start=AS_OF - width * max(n_buckets - 1, 0) - ends_before_as_of,
+        bucket_width=width,
+        spend_micros=measure(),
+        impressions=measure(),
+        avails=measure(),
+        wins=measure(),
+    )
+
+
+@st.composite
+def snapshot_specs(draw: st.DrawFn) -> SnapshotSpec:
+    ids = draw(st.lists(NAMES, min_size=1, max_size=8, unique=True))
+    deals = tuple(draw(deal_specs(deal_id)) for deal_id in ids)
+    delivery = draw(optional(recent_deliveries(len(deals))))
+    return SnapshotSpec(deals=deals, seller_ids=SELLERS, channel_ids=CHANNELS, delivery=delivery)
+
+
+# --- the property --------------------------------------------------------------------------
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    spec=snapshot_specs(),
+    compact_columns=st.booleans(),
+    compact_arrow=st.booleans(),
+    matrix_arrow=st.booleans(),
+)
+def test_every_form_decodes_to_the_same_tables(
+    spec: SnapshotSpec, compact_columns: bool, compact_arrow: bool, matrix_arrow: bool
+) -> None:
+    per_deal = decode(build_snapshot(spec, "deals"))
+    columns = decode(
+        build_snapshot(spec, "columns", compact=compact_columns, matrix_arrow=matrix_arrow)
+    )
+    arrow = decode(build_snapshot(spec, "arrow", compact=compact_arrow, matrix_arrow=matrix_arrow))
+    pd.testing.assert_frame_equal(per_deal.deals, expected_deals(spec.deals))
+    assert_same_snapshot(per_deal, columns)
+    assert_same_snapshot(per_deal, arrow)
+    if spec.delivery is not None:
+        assert per_deal.delivery is not None
+        for measure in ("spend_micros", "impressions", "avails", "wins"):
+            expected = spec.delivery.measure(measure).astype(np.float64)
+            np.testing.assert_array_equal(getattr(per_deal.delivery, measure), expected)
+
+
+def test_a_larger_random_portfolio_decodes_identically_in_every_form() -> None:
+    spec = random_snapshot_spec(3_000, seed=21, n_buckets=24)
+    decoded: dict[str, CampaignSnapshot] = {f: decode(build_snapshot(spec, f)) for f in FORMS}
+    decoded["arrow-matrix"] = decode(build_snapshot(spec, "arrow", matrix_arrow=True))
+    pd.testing.assert_frame_equal(decoded["deals"].deals, expected_deals(spec.deals))
+    for other in ("columns", "arrow", "arrow-matrix"):
+        assert_same_snapshot(decoded["deals"], decoded[other])
+
+
+# --- the documented differences between the forms ------------------------------------------
+
+TWO = (
+    DealSpec("d0", "seller-a", "display", allocation=100),
+    DealSpec(
+        "d1",
+        "seller-b",
+        "ctv",
+        allocation=200,
+        min_allocation=0,
+        max_allocation=0,
+        cost_per_unit_micros=7,
+        value_per_unit=2.5,
+        participation_rate=0.5,
+        available_inventory=0,
+        plan_apply_unix_seconds=AS_OF_SECONDS - 60,
+        delivered_at_apply=9,
+    ),
+)
+TWO_SPEC = SnapshotSpec(deals=TWO, seller_ids=SELLERS, channel_ids=CHANNELS)
+
+
+def _with_columns(**columns: list[Any]) -> snapshot_pb2.CampaignSnapshot:
+    msg = build_snapshot(TWO_SPEC, "columns", compact=False)
+    cols = msg.deals_table.columns
+    for name, values in columns.items():
+        cols.ClearField(name)  # type: ignore[arg-type]
+        getattr(cols, name).extend(values)
+    return msg
+
+
+def test_deal_columns_encodings_of_unset() -> None:
+    expected = decode(build_snapshot(TWO_SPEC, "deals")).deals
+    pd.testing.assert_frame_equal(expected, expected_deals(TWO))
+    variants = {
+        # a value counts only where its has_ flag is set
+        "has_flags": _with_columns(
+            min_allocation=[55, 0], max_allocation=[66, 0], available_inventory=[77, 0]
+        ),
+        # participation NaN = unset; plan_apply_unix_seconds 0 = never applied
+        "nan_and_zero": _with_columns(
+            participation_rate=[float("nan"), 0.5], plan_apply_unix_seconds=[0, AS_OF_SECONDS - 60]
+        ),
+        # cost_per_unit_micros overrides ecpm_micros where > 0
+        "price": _with_columns(ecpm_micros=[0, 123_456], cost_per_unit_micros=[0, 7]),
+    }
+    for name, msg in variants.items():
+        pd.testing.assert_frame_equal(decode(msg).deals, expected, obj=name)
+
+
+def test_an_empty_optional_column_means_unset_for_every_deal() -> None:
+    spec = SnapshotSpec(
+        deals=tuple(DealSpec(f"d{i}", "seller-a", "ctv", allocation=i) for i in range(3)),
+        seller_ids=SELLERS,
+        channel_ids=CHANNELS,
+    )
+    msg = build_snapshot(spec, "columns", compact=True)
+    present = {f.name for f, _ in msg.deals_table.columns.ListFields()}
+    assert present == {"deal_id", "seller_id", "channel_id", "deal_type", "allocation"}
+    pd.testing.assert_frame_equal(decode(msg).deals, expected_deals(spec.deals))
+
+
+def test_arrow_nulls_mean_unset() -> None:
+    table = deal_arrow_table(TWO)
+    assert "has_min_allocation" not in table.column_names
+    assert table.column("min_allocation").null_count == 1
+    msg = build_snapshot(TWO_SPEC, "arrow")
+    pd.testing.assert_frame_equal(decode(msg).deals, expected_deals(TWO))
+
+
+def _arrow_variant(**columns: pa.Array) -> snapshot_pb2.CampaignSnapshot:
+    table = deal_arrow_table(TWO)
+    for name, values in columns.items():
+        table = table.set_column(table.column_names.index(name), name, values)
+    msg = build_snapshot(TWO_SPEC, "arrow")
+    msg.deals_table.arrow_ipc = arrow_ipc(table)
+    return msg
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        {"allocation": pa.array([100, 200], pa.int32()), "deal_type": pa.array([2, 2], pa.uint8())},
+        {"premium": pa.array([False, None]), "locked": pa.array([None, False])},
+        {"deal_id": pa.array(["d0", "d1"], pa.large_string())},
+        {"value_per_unit": pa.array([None, 2.5], pa.float32())},
+        # dictionary-encoded strings: what pandas categoricals and most Arrow writers send
+        {"seller_id": pa.array(["seller-a", "seller-b"]).dictionary_encode()},
+        {"channel_id": pa.array(["display", "ctv"]).dictionary_encode()},
+    ],
+    ids=["narrow-ints", "null-bools", "large-string", "float32", "dict-seller", "dict-channel"],
+)
+def test_arrow_column_types_that_hold_the_same_values_decode_the_same(
+    variant: dict[str, pa.Array],
+) -> None:
+    pd.testing.assert_frame_equal(decode(_arrow_variant(**variant)).deals, expected_deals(TWO))
+
+
+# --- delivery ------------------------------------------------------------------------------
+
+
+def test_deals_without_a_series_get_rows_of_nan() -> None:
+    spec = random_snapshot_spec(5, seed=4, n_buckets=6)
+    msg = build_snapshot(spec, "deals")
+    for row in (1, 4):
+        msg.deals[row].ClearField("recent_delivery")
+    delivery = decode(msg).delivery
+    assert delivery is not None and delivery.n_buckets == 6
+    assert spec.delivery is not None
+    for measure in ("spend_micros", "impressions", "avails", "wins"):
+        values = getattr(delivery, measure)
+        assert np.isnan(values[[1, 4]]).all()
+        np.testing.assert_array_equal(
+            values[[0, 2, 3]], spec.delivery.measure(measure)[[0, 2, 3]].astype(np.float64)
+        )
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_no_recent_delivery_decodes_to_none(form: Form) -> None:
+    assert (
+        decode(build_snapshot(random_snapshot_spec(4, seed=2, n_buckets=0), form)).delivery is None
+    )
+
+
+def test_the_pacing_target_is_decoded() -> None:
+    msg = build_snapshot(TWO_SPEC, "deals")
+    msg.pacing.mode = common_pb2.PACING_MODE_CUSTOM
+    msg.pacing.custom_curve.hour_weights.extend([1.0] * 24)
+    msg.pacing.dayparting.windows.add(day=1, start_hour=8, end_hour=12)
+    pacing = decode(msg).pacing
+    assert pacing.custom_weights is not None and pacing.custom_weights.shape == (24,)
+    assert pacing.daypart is not None and pacing.daypart.shape == (7, 24)
+    assert pacing.daypart.sum() == 4 and pacing.daypart[0, 8:12].all()
+    assert {(b.period.value, b.amount) for b in pacing.budgets} == {
+        ("LIFETIME", 10**13),
+        ("DAY", 10**12),
+    }
