@@ -1,0 +1,274 @@
+"""Domain CampaignSnapshot -> CampaignSnapshot message, in any of the three deal forms.
+
+The inverse of wire.snapshot.decode_snapshot (decode(encode(s)) == s, tested). Clients written in
+Python (the simulator over gRPC, batch jobs, benchmarks) build requests with it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from reallocator.core.model import (
+    GROUP_COLUMNS,
+    INT64_MAX,
+    CampaignSnapshot,
+    DeliverySeries,
+    PacingSpec,
+    PriceKind,
+)
+from reallocator.v1 import pacing_pb2, snapshot_pb2
+from reallocator.wire.pacing import BUDGET_TYPES, CHANGE_BEHAVIORS, MODES, PERIODS
+
+Form = Literal["deals", "columns", "arrow"]
+
+_PERIOD = {v: k for k, v in PERIODS.items()}
+_BUDGET_TYPE = {v: k for k, v in BUDGET_TYPES.items() if k}
+_MODE = {v: k for k, v in MODES.items() if k}
+_CHANGE = {v: k for k, v in CHANGE_BEHAVIORS.items() if k}
+
+
+def arrow_stream(table: pa.Table, compression: str | None = None) -> bytes:
+    """`table` as an Arrow IPC stream (the bytes DealsTable/DeliveryMatrix.arrow_ipc hold)."""
+    sink = pa.BufferOutputStream()
+    options = pa.ipc.IpcWriteOptions(compression=compression)
+    with pa.ipc.new_stream(sink, table.schema, options=options) as writer:
+        writer.write_table(table)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def encode_pacing(spec: PacingSpec) -> pacing_pb2.PacingTarget:
+    msg = pacing_pb2.PacingTarget(
+        budget_type=_BUDGET_TYPE[spec.budget_type],
+        mode=_MODE[spec.mode],
+        budget_change_behavior=_CHANGE[spec.change_behavior],
+        budgets=[
+            pacing_pb2.Budget(period=_PERIOD[b.period], amount=b.amount) for b in spec.budgets
+        ],
+    )
+    if spec.start is not None:
+        msg.start_time.FromDatetime(spec.start)
+    if spec.end is not None:
+        msg.end_time.FromDatetime(spec.end)
+    for f in spec.flights:
+        flight = msg.flights.add(flight_id=f.flight_id)
+        flight.start_time.FromDatetime(f.start)
+        flight.end_time.FromDatetime(f.end)
+        flight.budgets.extend(
+            pacing_pb2.Budget(period=_PERIOD[b.period], amount=b.amount) for b in f.budgets
+        )
+    msg.even.catch_up_fraction = spec.catch_up_fraction
+    msg.front_loaded.share = spec.front_share
+    msg.front_loaded.fraction = spec.front_fraction
+    msg.back_loaded.share = spec.back_share
+    msg.back_loaded.fraction = spec.back_fraction
+    if spec.custom_weights is not None:
+        msg.custom_curve.hour_weights.extend(np.asarray(spec.custom_weights, float).tolist())
+    if spec.daypart is not None:
+        for day in range(7):
+            hours = np.flatnonzero(spec.daypart[day])
+            if hours.size == 0:
+                continue
+            # Runs of consecutive active hours become windows; DayOfWeek MONDAY=1.
+            breaks = np.flatnonzero(np.diff(hours) > 1)
+            starts = np.concatenate([[hours[0]], hours[breaks + 1]])
+            ends = np.concatenate([hours[breaks], [hours[-1]]]) + 1
+            for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+                msg.dayparting.windows.add(day=day + 1, start_hour=a, end_hour=b)  # type: ignore[arg-type]
+    for c in spec.budget_changes:
+        change = msg.budget_changes.add(
+            period=_PERIOD[c.period],
+            flight_id=c.flight_id,
+            old_amount=c.old_amount,
+            new_amount=c.new_amount,
+        )
+        change.change_time.FromDatetime(c.at)
+    if spec.max_spend_micros is not None:
+        msg.max_spend_micros = spec.max_spend_micros
+    return msg
+
+
+def _limits(frame: pd.DataFrame) -> list[snapshot_pb2.GroupLimits]:
+    values = {c: frame[c].to_numpy(np.float64).tolist() for c in GROUP_COLUMNS}
+    out = []
+    for i in range(len(frame)):
+        limits = snapshot_pb2.GroupLimits()
+        for name in ("min_total", "max_total"):
+            if not math.isnan(values[name][i]):
+                setattr(limits, name, int(values[name][i]))
+        for name in ("min_share", "max_share"):
+            if not math.isnan(values[name][i]):
+                setattr(limits, name, values[name][i])
+        out.append(limits)
+    return out
+
+
+def _columns(deals: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Deals table -> DealColumns-named arrays, with presence masks for the optional fields."""
+    per_unit = deals["price_kind"].to_numpy() == PriceKind.PER_UNIT
+    price = deals["price_micros"].to_numpy()
+    applied = deals["plan_applied_at"].to_numpy()
+    cols: dict[str, np.ndarray] = {
+        name: deals[name].to_numpy()
+        for name in (
+            "deal_id",
+            "seller_id",
+            "channel_id",
+            "deal_type",
+            "premium",
+            "status",
+            "locked",
+            "allocation",
+            "min_allocation",
+            "max_allocation",
+            "spend_micros",
+            "impressions",
+            "clicks",
+            "completes",
+            "requests",
+            "value_per_unit",
+            "avails",
+            "bids",
+            "wins",
+            "participation_rate",
+            "available_inventory",
+        )
+    }
+    cols["seller_order_id"] = deals["order_id"].to_numpy()
+    cols["ecpm_micros"] = np.where(per_unit, 0, price)
+    cols["cost_per_unit_micros"] = np.where(per_unit, price, 0)
+    cols["plan_apply_unix_seconds"] = np.where(applied < 0, 0, applied)
+    cols["delivered_at_apply"] = deals["delivered_at_plan"].to_numpy()
+    cols["has_min_allocation"] = cols["min_allocation"] > 0
+    cols["has_max_allocation"] = cols["max_allocation"] != INT64_MAX
+    cols["has_available_inventory"] = cols["available_inventory"] >= 0
+    cols["available_inventory"] = np.maximum(cols["available_inventory"], 0)
+    return cols
+
+
+_FLAGS = {
+    "min_allocation": "has_min_allocation",
+    "max_allocation": "has_max_allocation",
+    "available_inventory": "has_available_inventory",
+}
+
+
+def _arrow_deals(cols: dict[str, np.ndarray]) -> bytes:
+    arrays = {}
+    for name, values in cols.items():
+        if name.startswith("has_"):
+            continue
+        if name in _FLAGS:
+            arrays[name] = pa.array(values, mask=~cols[_FLAGS[name]])
+        elif name == "participation_rate":
+            arrays[name] = pa.array(values, mask=np.isnan(values))
+        elif name in ("deal_id", "seller_id", "channel_id", "seller_order_id"):
+            arrays[name] = pa.array(values.astype(object), type=pa.string())
+        else:
+            arrays[name] = pa.array(values)
+    return arrow_stream(pa.table(arrays))
+
+
+def _matrix(series: DeliverySeries, arrow: bool) -> snapshot_pb2.DeliveryMatrix:
+    m = snapshot_pb2.DeliveryMatrix(bucket_count=series.n_buckets)
+    m.window_start.FromDatetime(series.window_start)
+    m.bucket_width.FromTimedelta(series.bucket)
+    values = {
+        "spend_micros": series.spend_micros,
+        "impressions": series.impressions,
+        "avails": series.avails,
+        "wins": series.wins,
+    }
+    # A matrix has no "unknown" rows: deals without a series read as zeros there.
+    ints = {k: np.nan_to_num(v, nan=0.0).astype(np.int64).ravel() for k, v in values.items()}
+    if arrow:
+        m.arrow_ipc = arrow_stream(pa.table(ints))
+    else:
+        for k, v in ints.items():
+            getattr(m, k).extend(v.tolist())
+    return m
+
+
+def _deal_messages(
+    cols: dict[str, np.ndarray], series: DeliverySeries | None
+) -> list[snapshot_pb2.Deal]:
+    lists = {k: v.tolist() for k, v in cols.items()}
+    out = []
+    for i in range(len(lists["deal_id"])):
+        d = snapshot_pb2.Deal(
+            deal_id=lists["deal_id"][i],
+            seller_id=lists["seller_id"][i],
+            channel_id=lists["channel_id"][i],
+            seller_order_id=lists["seller_order_id"][i],
+            deal_type=lists["deal_type"][i],
+            premium=lists["premium"][i],
+            status=lists["status"][i],
+            locked=lists["locked"][i],
+            allocation=lists["allocation"][i],
+            value_per_unit=lists["value_per_unit"][i],
+        )
+        if lists["has_min_allocation"][i]:
+            d.min_allocation = lists["min_allocation"][i]
+        if lists["has_max_allocation"][i]:
+            d.max_allocation = lists["max_allocation"][i]
+        for k in ("spend_micros", "impressions", "clicks", "completes", "requests"):
+            setattr(d.delivered, k, lists[k][i])
+        if lists["cost_per_unit_micros"][i]:
+            d.cost_per_unit_micros = lists["cost_per_unit_micros"][i]
+        else:
+            d.ecpm_micros = lists["ecpm_micros"][i]
+        for k in ("avails", "bids", "wins"):
+            setattr(d.supply, k, lists[k][i])
+        if not math.isnan(lists["participation_rate"][i]):
+            d.supply.participation_rate = lists["participation_rate"][i]
+        if lists["has_available_inventory"][i]:
+            d.supply.available_inventory = lists["available_inventory"][i]
+        if lists["plan_apply_unix_seconds"][i]:
+            d.last_plan_application.apply_time.seconds = lists["plan_apply_unix_seconds"][i]
+            d.last_plan_application.delivered_at_apply = lists["delivered_at_apply"][i]
+        if series is not None and not np.isnan(series.impressions[i]).all():
+            s = d.recent_delivery
+            s.window_start.FromDatetime(series.window_start)
+            s.bucket_width.FromTimedelta(series.bucket)
+            for k in ("spend_micros", "impressions", "avails", "wins"):
+                getattr(s, k).extend(getattr(series, k)[i].astype(np.int64).tolist())
+        out.append(d)
+    return out
+
+
+def encode_snapshot(
+    snapshot: CampaignSnapshot, form: Form = "arrow"
+) -> snapshot_pb2.CampaignSnapshot:
+    """The snapshot as a message; `form` picks how deals (and recent delivery) travel."""
+    msg = snapshot_pb2.CampaignSnapshot(
+        campaign_id=snapshot.campaign_id,
+        time_zone=snapshot.timezone,
+        currency_code=snapshot.currency,
+        pacing=encode_pacing(snapshot.pacing),
+        sellers=[
+            snapshot_pb2.Seller(seller_id=str(i), limits=lim)
+            for i, lim in zip(snapshot.sellers.index, _limits(snapshot.sellers), strict=True)
+        ],
+        channels=[
+            snapshot_pb2.Channel(channel_id=str(i), limits=lim)
+            for i, lim in zip(snapshot.channels.index, _limits(snapshot.channels), strict=True)
+        ],
+    )
+    msg.as_of.FromDatetime(snapshot.as_of)
+    cols = _columns(snapshot.deals)
+    if form == "deals":
+        msg.deals.extend(_deal_messages(cols, snapshot.delivery))
+        return msg
+    table = msg.deals_table
+    if form == "arrow":
+        table.arrow_ipc = _arrow_deals(cols)
+    else:
+        for name, values in cols.items():
+            getattr(table.columns, name).extend(values.tolist())
+    if snapshot.delivery is not None:
+        table.recent_delivery.CopyFrom(_matrix(snapshot.delivery, arrow=form == "arrow"))
+    return msg
