@@ -11,7 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from reallocator.core.model import Policy, Severity
+from reallocator.core.model import Policy, SeverityTiers
 from reallocator.wire.policy import decode_policy, encode_policy
 from reallocator.wire.violations import Violations
 
@@ -68,7 +68,7 @@ def _policy(table: dict[str, Any], base: Policy) -> Policy:
         elif name == "severity":
             if not isinstance(value, dict) or not set(value) <= {"material", "critical"}:
                 raise ConfigError("policy.severity: expected a table with material and critical")
-            changes[name] = Severity(
+            changes[name] = SeverityTiers(
                 **{k: _typed(f"policy.severity.{k}", v, 0.0) for k, v in value.items()}
             )
         else:

@@ -20,7 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 import reallocator.server.app
 from reallocator.cli import main
 from reallocator.config import MIB, ConfigError, ServerConfig, load_config
-from reallocator.core.model import Policy, Severity
+from reallocator.core.model import Policy, SeverityTiers
 from reallocator.server.app import RunningServer
 
 CLI = [sys.executable, "-m", "reallocator.cli"]
@@ -230,7 +230,7 @@ def test_policy_table_sets_the_default_policy(tmp_path: Path) -> None:
     assert policy.stalled_window == timedelta(hours=1)
     assert policy.min_change == 5
     assert policy.auto_apply_up_to == "MINOR"
-    assert policy.severity == Severity(material=0.2, critical=0.4)
+    assert policy.severity == SeverityTiers(material=0.2, critical=0.4)
     assert policy.under_threshold == Policy().under_threshold
 
 

@@ -53,6 +53,14 @@ class BudgetChangeBehavior(StrEnum):
     SMOOTH = "SMOOTH"  # remaining budget re-divided over the remaining time: a step
 
 
+class Severity(StrEnum):
+    """How much an alert or a change matters (the v1 proto's Severity enum)."""
+
+    MINOR = "MINOR"
+    MATERIAL = "MATERIAL"
+    CRITICAL = "CRITICAL"
+
+
 class DealType(IntEnum):
     """Codes match the proto enum numbers, so columnar tables carry them as int8."""
 
@@ -169,7 +177,7 @@ class GroupLimits:
 
 
 @dataclass(frozen=True)
-class Severity:
+class SeverityTiers:
     """Change sizes (share of current allocation) from which a change is material / critical."""
 
     material: float = 0.10
@@ -191,7 +199,7 @@ class Policy:
     request_tolerance: float = 0.10  # required vs current rate gap that warrants a request
     min_change: int = 0  # smallest change (budget units) worth making/asking
     cooldown: timedelta = timedelta(hours=12)
-    severity: Severity = field(default_factory=Severity)
+    severity: SeverityTiers = field(default_factory=SeverityTiers)
     auto_apply_up_to: str = ""  # "", "MINOR", "MATERIAL", "CRITICAL": auto-apply up to this
     relax_group: float = 1.0  # elastic weight per unit on seller/channel bounds
     relax_commitment: float = 10.0  # ... on deal minimums

@@ -6,7 +6,7 @@ import dataclasses
 import math
 from datetime import timedelta
 
-from reallocator.core.model import Policy, Severity
+from reallocator.core.model import Policy, SeverityTiers
 from reallocator.v1 import common_pb2, policy_pb2
 from reallocator.wire.timefields import to_timedelta
 from reallocator.wire.violations import Violations
@@ -106,7 +106,7 @@ def decode_policy(
             f"{path}.severity.critical_share",
             f"must be >= material_share ({critical} < {material})",
         )
-    changes["severity"] = Severity(material=material, critical=critical)
+    changes["severity"] = SeverityTiers(material=material, critical=critical)
 
     opt(msg.relaxation, "group_bounds", "relax_group", "relaxation.", low=0.0, low_open=True)
     opt(

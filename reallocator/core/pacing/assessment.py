@@ -34,6 +34,7 @@ from reallocator.core.model import (
     DeliverySeries,
     Policy,
     PriceKind,
+    Severity,
 )
 from reallocator.core.pacing import confidence as conf
 from reallocator.core.pacing.calendar import (
@@ -56,12 +57,8 @@ class PacingStatus(StrEnum):
     COMPLETED = "COMPLETED"
 
 
-class AlertSeverity(StrEnum):
-    """Names follow the v1 proto's Severity enum."""
-
-    MINOR = "MINOR"
-    MATERIAL = "MATERIAL"
-    CRITICAL = "CRITICAL"
+AlertSeverity = Severity
+"""Alert severities are the shared Severity (MINOR / MATERIAL / CRITICAL)."""
 
 
 class EntityKind(StrEnum):
