@@ -1,0 +1,349 @@
+"""From a snapshot's deals table (flight totals) to an `AllocationProblem` (remaining amounts).
+
+Per deal, with s = spent in the horizon (budget units)::
+
+    current = max(0, allocation - s)       min' = max(0, min - s)       max' = max(0, max - s)
+    step    = max(step_abs, floor(step_rel * current))        (a deal at 0 can still grow)
+    ub      = max(min', min(max', capacity, current + step))
+    lb      = min(ub, max(min', current - step))
+    locked:   lb = ub = current
+
+Commitments (min') and locks outrank capacity: what they hold beyond capacity is reported as
+`held_beyond_capacity` (unspendable), never infeasible. Seller and channel limits are flight
+totals (absolute, or shares of the flight budget) and apply to spent + new allocation; a limit
+already exceeded allows nothing beyond what that group's commitments and locks hold, and is
+reported. A group minimum the group's deals cannot deliver is capped at what they can, and the
+shortfall reported.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+
+from reallocator.core.engine.problem import (
+    NO_MAX,
+    AllocationProblem,
+    CodeArray,
+    FloatArray,
+    IntArray,
+    capped_group_sum,
+    group_sum,
+)
+from reallocator.core.model import (
+    Budget,
+    BudgetType,
+    CampaignSnapshot,
+    PacingSpec,
+    Period,
+    Policy,
+    PriceKind,
+)
+
+SPENT_COLUMN: dict[BudgetType, str] = {
+    BudgetType.SPEND: "spend_micros",
+    BudgetType.IMPRESSIONS: "impressions",
+    BudgetType.CLICKS: "clicks",
+    BudgetType.COMPLETES: "completes",
+    BudgetType.REQUESTS: "requests",
+}
+"""Which deals-table column measures delivery in each budget unit."""
+
+PRICE_DEN = 1000
+"""Money prices are kept as integer micros per 1000 budget units, so a CPM price of an
+impression goal is exact and the money cap can be checked in integers."""
+
+
+@dataclass(frozen=True)
+class Horizon:
+    """The span budgets are allocated over, and the budgets that apply to it."""
+
+    start: datetime | None
+    end: datetime | None
+    budgets: tuple[Budget, ...]
+    flight_id: str | None = None
+
+    @property
+    def lifetime_budget(self) -> int | None:
+        """The horizon's LIFETIME amount: what seller and channel shares are shares of."""
+        amounts = [b.amount for b in self.budgets if b.period is Period.LIFETIME]
+        return min(amounts) if amounts else None
+
+
+def horizon(pacing: PacingSpec, as_of: datetime) -> Horizon:
+    """The current flight when flights carry budgets, else the campaign's lifetime."""
+    if any(f.budgets for f in pacing.flights):
+        for f in pacing.flights:
+            if f.start <= as_of < f.end:
+                return Horizon(f.start, f.end, f.budgets, f.flight_id)
+        return Horizon(None, None, ())  # between or after flights: nothing to allocate
+    return Horizon(pacing.start, pacing.end, pacing.budgets)
+
+
+def total_to_allocate(
+    budgets: Sequence[Budget], spent: int, period_left: Mapping[Period, int] | None = None
+) -> int | None:
+    """The smallest of what each applicable budget has left within the horizon (None when no
+    budget applies).
+
+    A LIFETIME budget has `amount - spent` left. What a periodic budget (DAY, WEEK, ...) has left
+    within the horizon depends on the calendar and pacing, so the pacing engine passes it in
+    `period_left`; a periodic budget without a figure there does not limit the total.
+    """
+    left = [b.amount - spent for b in budgets if b.period is Period.LIFETIME]
+    left += [v for p, v in (period_left or {}).items() if any(b.period is p for b in budgets)]
+    return max(0, min(left)) if left else None
+
+
+@dataclass(frozen=True, eq=False)
+class BoundsReport:
+    """What the conversion clipped: reported beside the plan, never an infeasibility."""
+
+    spent: IntArray
+    current: IntArray
+    min_remaining: IntArray
+    max_remaining: IntArray
+    step: IntArray
+    capacity: IntArray
+    held_beyond_capacity: IntArray  # per deal: lb beyond capacity (unspendable commitment/lock)
+    seller_over_limit: IntArray  # per seller: spent + commitments beyond its max (0 = within)
+    channel_over_limit: IntArray
+    seller_min_short: IntArray  # per seller: minimum its deals cannot deliver
+    channel_min_short: IntArray
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, eq=False)
+class BuiltProblem:
+    problem: AllocationProblem
+    report: BoundsReport
+    seller_ids: pd.Index
+    channel_ids: pd.Index
+
+
+def deal_bounds(
+    allocation: IntArray,
+    min_allocation: IntArray,
+    max_allocation: IntArray,
+    spent: IntArray,
+    capacity: IntArray,
+    locked: np.ndarray,
+    policy: Policy,
+) -> tuple[IntArray, IntArray, IntArray, IntArray, IntArray, IntArray]:
+    """The per-deal formulas above, vectorised: (current, min', max', step, lb, ub)."""
+    zero = np.int64(0)
+    current = np.maximum(zero, allocation - spent)
+    min_r = np.maximum(zero, min_allocation - spent)
+    max_r = np.where(max_allocation == NO_MAX, NO_MAX, np.maximum(zero, max_allocation - spent))
+    rel = np.floor(np.minimum(policy.step_rel * current.astype(np.float64), 2.0**62))
+    step = np.maximum(np.int64(policy.step_abs), rel.astype(np.int64))
+    grow = np.minimum(current, NO_MAX - step) + step  # current + step without overflow
+    ub = np.maximum(min_r, np.minimum(np.minimum(max_r, capacity), grow))
+    lb = np.minimum(ub, np.maximum(min_r, current - step))
+    lb = np.where(locked, current, lb)
+    ub = np.where(locked, current, ub)
+    return current, min_r, max_r.astype(np.int64), step, lb, ub
+
+
+def _codes(ids: pd.Series, table: pd.DataFrame | None) -> tuple[CodeArray, pd.Index]:
+    """Group codes in order of first appearance (deterministic), then groups only in the table."""
+    codes, uniques = pd.factorize(ids, sort=False)
+    index = pd.Index(uniques)
+    if table is not None and len(table):
+        index = index.append(pd.Index(table.index).difference(index, sort=False))
+    return codes.astype(np.int32), index
+
+
+def _limit(table: pd.DataFrame | None, index: pd.Index, column: str) -> FloatArray:
+    if table is None or column not in table:
+        return np.full(len(index), np.nan)
+    return table[column].reindex(index).to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def group_limits(
+    table: pd.DataFrame | None,
+    index: pd.Index,
+    codes: CodeArray,
+    spent: IntArray,
+    lb: IntArray,
+    ub: IntArray,
+    flight_budget: int | None,
+) -> tuple[IntArray, IntArray, IntArray, IntArray]:
+    """Remaining (min', max') per group and what was reported: (min', max', over, short)."""
+    n = len(index)
+    fb = float(flight_budget) if flight_budget is not None else math.nan
+    max_abs, min_abs = _limit(table, index, "max_total"), _limit(table, index, "min_total")
+    max_share, min_share = _limit(table, index, "max_share"), _limit(table, index, "min_share")
+    limit_max = np.fmin(max_abs, np.floor(max_share * fb))  # fmin ignores NaN (= no limit)
+    limit_min = np.fmax(min_abs, np.ceil(min_share * fb))
+    spent_g = group_sum(spent, codes, n).astype(np.float64)
+    lb_g = group_sum(lb, codes, n).astype(np.float64)
+    ub_g = capped_group_sum(ub, codes, n, NO_MAX // 2).astype(np.float64)
+    has_max = ~np.isnan(limit_max)
+    cap = np.nan_to_num(limit_max)
+    over = np.where(has_max, np.maximum(0.0, spent_g + lb_g - cap), 0.0)
+    max_r = np.full(n, NO_MAX, dtype=np.int64)
+    room = np.maximum(np.maximum(cap - spent_g, lb_g), 0.0)  # commitments and locks outrank
+    max_r[has_max] = np.minimum(room[has_max], 2.0**62).astype(np.int64)
+    want = np.minimum(np.maximum(0.0, np.nan_to_num(limit_min) - spent_g), 2.0**62)
+    min_r = np.minimum(want, np.minimum(ub_g, max_r.astype(np.float64)))
+    short = want - min_r
+    return min_r.astype(np.int64), max_r, over.astype(np.int64), short.astype(np.int64)
+
+
+def unit_prices(deals: pd.DataFrame, budget_type: BudgetType) -> tuple[IntArray, list[str]]:
+    """Micros per PRICE_DEN budget units, rounded up (a cap is never overrun by rounding).
+
+    ECPM prices a thousand impressions: exact for an impression goal; for clicks, completes or
+    requests it converts through the deal's observed impressions per unit (the campaign's when
+    the deal has none; 0, noted, when nobody has delivered)."""
+    notes: list[str] = []
+    price = deals["price_micros"].to_numpy(np.float64)
+    per_unit = deals["price_kind"].to_numpy() == PriceKind.PER_UNIT
+    imps = deals["impressions"].to_numpy(np.float64)
+    units = deals[SPENT_COLUMN[budget_type]].to_numpy(np.float64)
+    if budget_type is BudgetType.IMPRESSIONS:
+        ratio = np.ones_like(price)
+    else:
+        overall = imps.sum() / units.sum() if units.sum() > 0 else 0.0
+        if units.sum() <= 0:
+            notes.append("no delivery observed: ECPM deals priced at 0 against the money cap")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(units > 0, imps / units, overall)
+    per_thousand = np.where(per_unit, price * PRICE_DEN, price * ratio)
+    return np.ceil(per_thousand).astype(np.int64), notes
+
+
+def build_problem(
+    deals: pd.DataFrame,
+    capacity: IntArray,
+    policy: Policy,
+    *,
+    total: int,
+    flight_budget: int | None,
+    budget_type: BudgetType = BudgetType.SPEND,
+    sellers: pd.DataFrame | None = None,
+    channels: pd.DataFrame | None = None,
+    money_left: int | None = None,
+    value_slopes: FloatArray | None = None,
+    value_breaks: IntArray | None = None,
+    time_limit: float = 10.0,
+) -> BuiltProblem:
+    """The problem for one campaign: deal bounds, group limits, value curves, churn weights.
+
+    `capacity` is the forecast (forecast.py) in budget units; `total` what the budgets have
+    left (`total_to_allocate`); `money_left` the micros left under a money cap beside a unit
+    goal (ignored for a SPEND goal, where the budget is money already). Value defaults to one
+    segment at `value_per_unit`; pass `value_slopes`/`value_breaks` for diminishing returns.
+    """
+    spent = deals[SPENT_COLUMN[budget_type]].to_numpy(np.int64)
+    current, min_r, max_r, step, lb, ub = deal_bounds(
+        deals["allocation"].to_numpy(np.int64),
+        deals["min_allocation"].to_numpy(np.int64),
+        deals["max_allocation"].to_numpy(np.int64),
+        spent,
+        np.asarray(capacity, dtype=np.int64),
+        deals["locked"].to_numpy(bool),
+        policy,
+    )
+    seller, seller_ids = _codes(deals["seller_id"], sellers)
+    channel, channel_ids = _codes(deals["channel_id"], channels)
+    smin, smax, s_over, s_short = group_limits(
+        sellers, seller_ids, seller, spent, lb, ub, flight_budget
+    )
+    cmin, cmax, c_over, c_short = group_limits(
+        channels, channel_ids, channel, spent, lb, ub, flight_budget
+    )
+    if value_slopes is None:
+        value = deals["value_per_unit"].to_numpy(np.float64)
+        value_slopes = np.nan_to_num(value, nan=0.0)[:, None]
+    notes: list[str] = []
+    price_num = None
+    money_cap = None
+    if money_left is not None and budget_type is not BudgetType.SPEND:
+        price_num, notes = unit_prices(deals, budget_type)
+        money_cap = max(0, int(money_left))
+    problem = AllocationProblem(
+        current=current,
+        lb=lb,
+        ub=ub,
+        seller=seller,
+        channel=channel,
+        seller_min=smin,
+        seller_max=smax,
+        channel_min=cmin,
+        channel_max=cmax,
+        total=max(0, int(total)),
+        value_slopes=value_slopes,
+        value_breaks=value_breaks if value_breaks is not None else np.zeros((0, 0), np.int64),
+        lam_deal=policy.churn_deal,
+        lam_channel=policy.churn_channel,
+        money_cap=money_cap,
+        price_num=price_num,
+        price_den=PRICE_DEN,
+        time_limit=time_limit,
+    )
+    report = BoundsReport(
+        spent=spent,
+        current=current,
+        min_remaining=min_r,
+        max_remaining=max_r,
+        step=step,
+        capacity=np.asarray(capacity, dtype=np.int64),
+        held_beyond_capacity=np.maximum(0, lb - np.asarray(capacity, dtype=np.int64)),
+        seller_over_limit=s_over,
+        channel_over_limit=c_over,
+        seller_min_short=s_short,
+        channel_min_short=c_short,
+        notes=tuple(notes),
+    )
+    return BuiltProblem(problem, report, seller_ids, channel_ids)
+
+
+def build_from_snapshot(
+    snapshot: CampaignSnapshot,
+    capacity: IntArray,
+    *,
+    period_left: Mapping[Period, int] | None = None,
+    value_slopes: FloatArray | None = None,
+    value_breaks: IntArray | None = None,
+    time_limit: float = 10.0,
+) -> BuiltProblem:
+    """`build_problem` with the horizon, the total, the flight budget and the money left read
+    from the snapshot. The deals table's delivery columns are to date within the horizon; with
+    no applicable budget the total is what the current plan still holds (a pure reshuffle)."""
+    spec, deals = snapshot.pacing, snapshot.deals
+    span = horizon(spec, snapshot.as_of)
+    spent = int(deals[SPENT_COLUMN[spec.budget_type]].sum())
+    total = total_to_allocate(span.budgets, spent, period_left)
+    notes: tuple[str, ...] = ()
+    if total is None:
+        remaining = deals["allocation"].to_numpy(np.int64) - deals[SPENT_COLUMN[spec.budget_type]]
+        total = int(np.maximum(remaining.to_numpy(np.int64), 0).sum())
+        notes = ("no budget applies to the horizon: total is what the current plan holds",)
+    money_left = None
+    if spec.max_spend_micros is not None:
+        money_left = max(0, spec.max_spend_micros - int(deals["spend_micros"].sum()))
+    built = build_problem(
+        deals,
+        capacity,
+        snapshot.policy,
+        total=total,
+        flight_budget=span.lifetime_budget,
+        budget_type=spec.budget_type,
+        sellers=snapshot.sellers,
+        channels=snapshot.channels,
+        money_left=money_left,
+        value_slopes=value_slopes,
+        value_breaks=value_breaks,
+        time_limit=time_limit,
+    )
+    if not notes:
+        return built
+    report = replace(built.report, notes=built.report.notes + notes)
+    return replace(built, report=report)

@@ -1,0 +1,172 @@
+"""Capacity forecast: what each deal can still deliver in the horizon, in budget units.
+
+    unthrottled = observed_rate / participation          (we throttled it; it could do more)
+    by_rate     = unthrottled * remaining_opportunity_hours
+    by_avails   = avails_rate * remaining_opportunity_hours * win_rate * units_per_win
+    capacity    = min(by_rate, by_avails, available_inventory)       with enough evidence
+                = available_inventory, else booked                   below minimum evidence
+                = 0                                                  stalled or not active
+
+`remaining_opportunity_hours` is the opportunity-weighted active time left in the horizon
+(dayparts and the traffic curve applied): the pacing module computes it; here it is a number or
+one per deal. Participation below `MIN_PARTICIPATION` is floored there, so a deal we barely let
+bid does not extrapolate to absurd volumes. Unknown inputs (NaN) do not cap. The inputs are
+returned beside the capacity for the plan's rationale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from reallocator.core.engine.problem import BoolArray, FloatArray, IntArray
+from reallocator.core.model import BudgetType, DealStatus, DeliverySeries, Policy
+
+MIN_PARTICIPATION = 0.05
+_MAX_CAPACITY = 2.0**62
+
+
+@dataclass(frozen=True, eq=False)
+class ForecastInputs:
+    """Per-deal arrays (length n). Rates are per active hour of the recent window."""
+
+    observed_rate: FloatArray  # budget units per active hour; NaN = no series
+    participation_rate: FloatArray  # share of auctions we took part in; NaN = unknown (1)
+    avails_rate: FloatArray  # bid requests per active hour; NaN = unknown
+    win_rate: FloatArray  # wins per bid; NaN = unknown
+    units_per_win: FloatArray  # budget units per win (1 for impressions); NaN = unknown
+    available_inventory: IntArray  # seller-declared remaining, budget units; -1 = unknown
+    booked: IntArray  # remaining booked allocation, budget units
+    evidence_hours: FloatArray  # hours of delivery observed
+    evidence_impressions: IntArray
+    stalled: BoolArray
+    active: BoolArray
+
+    @classmethod
+    def from_snapshot(
+        cls,
+        deals: pd.DataFrame,
+        delivery: DeliverySeries | None,
+        budget_type: BudgetType,
+        policy: Policy,
+        *,
+        active_buckets: npt.NDArray[np.bool_] | None = None,
+    ) -> ForecastInputs:
+        """Inputs from the deals table and the recent delivery series.
+
+        `active_buckets` marks which series buckets were inside the campaign's dayparts (all
+        when None): rates are per active hour, so they project over active hours only.
+        """
+        n = len(deals)
+        imps = deals["impressions"].to_numpy(np.float64)
+        column = {
+            BudgetType.SPEND: "spend_micros",
+            BudgetType.IMPRESSIONS: "impressions",
+            BudgetType.CLICKS: "clicks",
+            BudgetType.COMPLETES: "completes",
+            BudgetType.REQUESTS: "requests",
+        }[budget_type]
+        units_total = deals[column].to_numpy(np.float64)
+        wins_total = deals["wins"].to_numpy(np.float64)
+        bids = deals["bids"].to_numpy(np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            win_rate = np.where(bids > 0, wins_total / bids, np.nan)
+            units_per_win = np.where(wins_total > 0, units_total / wins_total, np.nan)
+        rate = np.full(n, np.nan)
+        avails_rate = np.full(n, np.nan)
+        evidence = np.zeros(n)
+        stalled = np.zeros(n, dtype=bool)
+        if delivery is not None and delivery.n_buckets:
+            hours = delivery.bucket.total_seconds() / 3600.0
+            act = np.ones(delivery.n_buckets, bool) if active_buckets is None else active_buckets
+            if budget_type is BudgetType.SPEND:
+                series = delivery.spend_micros
+            else:
+                # Impressions series, converted to the unit through each deal's observed ratio.
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    per_imp = np.where(imps > 0, units_total / imps, np.nan)
+                series = delivery.impressions * per_imp[:, None]
+            seen = ~np.isnan(series) & act[None, :]
+            n_hours = seen.sum(axis=1) * hours
+            with np.errstate(divide="ignore", invalid="ignore"):
+                rate = np.where(
+                    n_hours > 0, np.nansum(np.where(seen, series, 0), 1) / n_hours, np.nan
+                )
+                av = np.where(seen, delivery.avails, 0)
+                avails_rate = np.where(n_hours > 0, np.nansum(av, 1) / n_hours, np.nan)
+            evidence = n_hours
+            tail = max(1, int(np.ceil(policy.stalled_window / delivery.bucket)))
+            recent = np.nansum(np.where(seen, series, 0)[:, -tail:], axis=1)
+            stalled = (n_hours >= tail * hours) & (recent <= 0)
+        return cls(
+            observed_rate=rate,
+            participation_rate=deals["participation_rate"].to_numpy(np.float64),
+            avails_rate=avails_rate,
+            win_rate=win_rate,
+            units_per_win=units_per_win,
+            available_inventory=deals["available_inventory"].to_numpy(np.int64),
+            booked=np.maximum(
+                0, deals["allocation"].to_numpy(np.int64) - units_total.astype(np.int64)
+            ),
+            evidence_hours=evidence,
+            evidence_impressions=deals["impressions"].to_numpy(np.int64),
+            stalled=stalled,
+            active=deals["status"].to_numpy() == DealStatus.ACTIVE,
+        )
+
+
+def forecast_capacity(
+    inputs: ForecastInputs,
+    remaining_opportunity_hours: float | FloatArray,
+    policy: Policy,
+) -> tuple[IntArray, pd.DataFrame]:
+    """Capacity per deal (int64 budget units) and a table of how each was reached."""
+    hours = np.broadcast_to(
+        np.asarray(remaining_opportunity_hours, np.float64), inputs.booked.shape
+    )
+    part = np.clip(np.nan_to_num(inputs.participation_rate, nan=1.0), MIN_PARTICIPATION, 1.0)
+    unthrottled = inputs.observed_rate / part
+    by_rate = unthrottled * hours
+    by_avails = inputs.avails_rate * hours * inputs.win_rate * inputs.units_per_win
+    inventory = np.where(
+        inputs.available_inventory >= 0, inputs.available_inventory.astype(np.float64), np.inf
+    )
+    forecast = np.fmin(np.fmin(by_rate, np.nan_to_num(by_avails, nan=np.inf)), inventory)
+
+    min_hours = policy.min_evidence.total_seconds() / 3600.0
+    evident = (
+        (inputs.evidence_hours >= min_hours)
+        & (inputs.evidence_impressions >= policy.min_evidence_impressions)
+        & np.isfinite(inputs.observed_rate)
+    )
+    declared = inputs.available_inventory >= 0
+    fallback = np.where(declared, inventory, inputs.booked.astype(np.float64))
+    capacity = np.where(evident, forecast, fallback)
+    dead = inputs.stalled | ~inputs.active
+    capacity = np.where(dead, 0.0, capacity)
+    capacity = np.floor(np.clip(np.nan_to_num(capacity, nan=0.0), 0.0, _MAX_CAPACITY))
+
+    method = np.select(
+        [~inputs.active, inputs.stalled, evident, declared],
+        ["inactive", "stalled", "rate", "declared"],
+        default="booked",
+    )
+    rationale = pd.DataFrame(
+        {
+            "method": pd.Categorical(method, ["rate", "declared", "booked", "stalled", "inactive"]),
+            "observed_rate": inputs.observed_rate,
+            "participation_rate": inputs.participation_rate,
+            "unthrottled_rate": unthrottled,
+            "remaining_hours": hours,
+            "by_rate": by_rate,
+            "by_avails": by_avails,
+            "available_inventory": inputs.available_inventory,
+            "booked": inputs.booked,
+            "evidence_hours": inputs.evidence_hours,
+            "capacity": capacity.astype(np.int64),
+        }
+    )
+    return capacity.astype(np.int64), rationale

@@ -1,0 +1,184 @@
+"""`AllocationProblem`: the engine's input, numpy arrays in budget units, nothing else.
+
+The contract: every array is indexed by deal (length n) or by group code (sellers 0..S-1,
+channels 0..C-1); integer amounts are int64 budget units (micros when the budget type is SPEND);
+`INT64_MAX` means "no maximum". The problem is already in *remaining* amounts for the horizon:
+`bounds.build_problem` does the conversion from flight totals and reports what it clipped.
+
+The mathematics it stands for (x_d: new allocation of deal d, integer)::
+
+    lex-max ( sum_d x_d ,  sum_d f_d(x_d) - lam_deal * sum_d |x_d - c_d|
+                                         - lam_channel * sum_ch |X_ch - C_ch| )
+    s.t.   lb_d <= x_d <= ub_d                       every deal
+           smin_q <= sum_{d in q} x_d <= smax_q      every seller q
+           cmin_c <= X_c = sum_{d in c} x_d <= cmax_c every channel c
+           sum_d x_d <= total
+           sum_d price_num_d * x_d <= money_cap * price_den      (optional money cap)
+
+with f_d concave piecewise linear: slope value_slopes[d, k] between value_breaks[d, k-1] and
+value_breaks[d, k] (0 before the first break, +inf after the last).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from reallocator.core.model import INT64_MAX
+
+IntArray = npt.NDArray[np.int64]
+CodeArray = npt.NDArray[np.int32]
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+
+NO_MAX = int(INT64_MAX)
+
+MAX_TOTAL = 2**53
+"""Largest total the engine takes: integers up to here are exact in float64 (the LP path) and
+leave the flow path's node sums far from int64 overflow. In micros it is 9 billion currency
+units per campaign and horizon; larger goals should use a coarser unit."""
+
+
+def group_sum(values: npt.NDArray[Any], codes: CodeArray, n_groups: int) -> IntArray:
+    """Exact int64 sum of `values` per group code (np.bincount would go through float64 and
+    lose exactness above 2**53, i.e. above ~9 billion dollars in micros summed)."""
+    out = np.zeros(n_groups, dtype=np.int64)
+    np.add.at(out, codes, values.astype(np.int64, copy=False))
+    return out
+
+
+def capped_group_sum(values: IntArray, codes: CodeArray, n_groups: int, cap: int) -> IntArray:
+    """min(cap, group sums) without int64 overflow: a float64 sum decides which groups reach the
+    cap (its error is far below the gap to 2**63); the others are exact int64 sums."""
+    exact = group_sum(values, codes, n_groups)
+    rough = np.zeros(n_groups, dtype=np.float64)
+    np.add.at(rough, codes, values.astype(np.float64))
+    return np.where(rough >= float(cap), cap, np.minimum(exact, cap)).astype(np.int64)
+
+
+def _as(array: Any, dtype: type[np.generic], name: str, ndim: int) -> npt.NDArray[Any]:
+    out = np.ascontiguousarray(array, dtype=dtype)
+    if out.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {out.shape}")
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class AllocationProblem:
+    """One reallocation to solve. Construction validates shapes, dtypes and signs (a malformed
+    problem is a caller bug and raises ValueError); contradicting constraints are not malformed
+    and surface as `InfeasibleProblem` from `solve`."""
+
+    current: IntArray  # c_d >= 0: allocation still to deliver under the current plan
+    lb: IntArray  # 0 <= lb_d <= ub_d
+    ub: IntArray  # may be INT64_MAX (no cap); the engine never gives more than `total`
+    seller: CodeArray  # seller code per deal, 0..S-1
+    channel: CodeArray  # channel code per deal, 0..C-1
+    seller_min: IntArray  # (S,) 0 when none
+    seller_max: IntArray  # (S,) INT64_MAX when none
+    channel_min: IntArray  # (C,)
+    channel_max: IntArray  # (C,)
+    total: int  # budget left to allocate in the horizon
+    value_slopes: FloatArray  # (n, K) value per budget unit of each segment, non-increasing
+    value_breaks: IntArray = field(default_factory=lambda: np.zeros((0, 0), np.int64))
+    # (n, K-1) non-decreasing amounts where the slope changes; (n, 0) or (0, 0) when K == 1
+    lam_deal: float = 0.0  # churn weight per budget unit moved on a deal
+    lam_channel: float = 0.0  # churn weight per budget unit moved between channels
+    money_cap: int | None = None  # micros left under a money cap beside a unit goal
+    price_num: IntArray | None = None  # money of x_d units = price_num_d * x_d / price_den
+    price_den: int = 1
+    time_limit: float = 10.0  # seconds, for the solvers that can stop early
+
+    def __post_init__(self) -> None:
+        put = object.__setattr__
+        n = np.asarray(self.current).shape[0] if np.ndim(self.current) == 1 else -1
+        for name in ("current", "lb", "ub", "seller_min", "seller_max"):
+            put(self, name, _as(getattr(self, name), np.int64, name, 1))
+        for name in ("channel_min", "channel_max"):
+            put(self, name, _as(getattr(self, name), np.int64, name, 1))
+        put(self, "seller", _as(self.seller, np.int32, "seller", 1))
+        put(self, "channel", _as(self.channel, np.int32, "channel", 1))
+        slopes = np.asarray(self.value_slopes, dtype=np.float64)
+        if slopes.ndim == 1:
+            slopes = slopes[:, None]
+        put(self, "value_slopes", _as(slopes, np.float64, "value_slopes", 2))
+        k = self.value_slopes.shape[1]
+        breaks = np.asarray(self.value_breaks, dtype=np.int64)
+        if breaks.size == 0 and (k == 1 or n == 0):
+            breaks = np.zeros((max(n, 0), k - 1), dtype=np.int64)
+        put(self, "value_breaks", _as(breaks, np.int64, "value_breaks", 2))
+        if self.price_num is not None:
+            put(self, "price_num", _as(self.price_num, np.int64, "price_num", 1))
+        put(self, "total", int(self.total))
+        self._validate(n)
+
+    def _validate(self, n: int) -> None:
+        for name in ("lb", "ub", "seller", "channel"):
+            if getattr(self, name).shape != (n,):
+                raise ValueError(f"{name} must have shape ({n},)")
+        if self.value_slopes.shape[0] != n or self.value_slopes.shape[1] < 1:
+            raise ValueError(f"value_slopes must have shape ({n}, K >= 1)")
+        if self.value_breaks.shape != (n, self.value_slopes.shape[1] - 1):
+            raise ValueError("value_breaks must have shape (n, K - 1)")
+        if self.seller_min.shape != self.seller_max.shape:
+            raise ValueError("seller_min and seller_max differ in shape")
+        if self.channel_min.shape != self.channel_max.shape:
+            raise ValueError("channel_min and channel_max differ in shape")
+        if n and (self.seller.min() < 0 or self.seller.max() >= self.n_sellers):
+            raise ValueError("seller codes out of range")
+        if n and (self.channel.min() < 0 or self.channel.max() >= self.n_channels):
+            raise ValueError("channel codes out of range")
+        if (self.current < 0).any() or (self.lb < 0).any() or (self.lb > self.ub).any():
+            raise ValueError("need 0 <= current and 0 <= lb <= ub per deal")
+        if (self.seller_min < 0).any() or (self.channel_min < 0).any() or self.total < 0:
+            raise ValueError("group minimums and total must be >= 0")
+        if self.total > MAX_TOTAL:
+            raise ValueError(f"total {self.total} above MAX_TOTAL (2**53): use a coarser unit")
+        if not np.isfinite(self.value_slopes).all():
+            raise ValueError("value_slopes must be finite")
+        if (np.diff(self.value_slopes, axis=1) > 0).any():
+            raise ValueError("value_slopes must be non-increasing (concave value curves)")
+        if (self.value_breaks < 0).any() or (np.diff(self.value_breaks, axis=1) < 0).any():
+            raise ValueError("value_breaks must be >= 0 and non-decreasing")
+        lams = (self.lam_deal, self.lam_channel)
+        if not all(np.isfinite(v) and v >= 0 for v in lams):
+            raise ValueError("lam_deal and lam_channel must be finite and >= 0")
+        if self.money_cap is not None:
+            if self.price_num is None or self.price_num.shape != (n,):
+                raise ValueError("a money cap needs price_num of shape (n,)")
+            if self.money_cap < 0 or (self.price_num < 0).any() or self.price_den < 1:
+                raise ValueError("money cap, prices must be >= 0 and price_den >= 1")
+        if not self.time_limit > 0:
+            raise ValueError("time_limit must be > 0")
+
+    @property
+    def n_deals(self) -> int:
+        return int(self.current.shape[0])
+
+    @property
+    def n_sellers(self) -> int:
+        return int(self.seller_min.shape[0])
+
+    @property
+    def n_channels(self) -> int:
+        return int(self.channel_min.shape[0])
+
+    @property
+    def n_segments(self) -> int:
+        return int(self.value_slopes.shape[1])
+
+    @property
+    def ub_capped(self) -> IntArray:
+        """ub clipped to the total: no deal can take more than the whole budget, and finite
+        caps keep every sum below int64 overflow in the solvers."""
+        return np.minimum(self.ub, max(self.total, 0))
+
+    def current_channel_totals(self) -> IntArray:
+        return group_sum(self.current, self.channel, self.n_channels)
+
+    @property
+    def has_money_cap(self) -> bool:
+        return self.money_cap is not None
