@@ -16,7 +16,8 @@ from grpc_status import rpc_status
 from reallocator.config import load_config
 from reallocator.server.app import RunningServer, start_server
 from reallocator.server.errors import field_violations
-from reallocator.v1 import reallocator_service_pb2_grpc, snapshot_pb2
+from reallocator.v1 import assessment_pb2, reallocator_service_pb2_grpc, snapshot_pb2
+from reallocator.v1 import reallocator_service_pb2 as service_pb2
 from reallocator.wire.violations import FieldViolation
 
 # `from builders import ...` in test modules, whatever pytest's import mode.
@@ -93,18 +94,24 @@ def invalid(
 def passes_validation(
     stub: reallocator_service_pb2_grpc.ReallocatorServiceStub,
 ) -> Callable[[Message], None]:
-    """`passes_validation(replan_request)`: Replan validates first; until the engine is wired it
-    then answers UNIMPLEMENTED saying so, which is what a valid request must get (a plan, once
-    the engine answers)."""
+    """`passes_validation(replan_request)`: the request's snapshot and policy pass validation.
+    Checked through AssessPacing (same validation as Replan, and it answers for every valid
+    snapshot, while Replan may rightly answer FAILED_PRECONDITION when constraints conflict)."""
 
     def call(request: Message) -> None:
+        assert isinstance(request, service_pb2.ReplanRequest)
+        assess = service_pb2.AssessPacingRequest(
+            snapshot=request.snapshot,
+            policy=request.policy,
+            view=assessment_pb2.ASSESSMENT_VIEW_BASIC,
+        )
         try:
-            stub.Replan(request, timeout=60)
+            reply = stub.AssessPacing(assess, timeout=120)
         except grpc.RpcError as error:
             if error.code() == grpc.StatusCode.INVALID_ARGUMENT:
                 pytest.fail(f"valid request rejected: {bad_request(error)}")
-            assert error.code() == grpc.StatusCode.UNIMPLEMENTED, (error.code(), error.details())
-            assert "validated" in (error.details() or "")
+            raise
+        assert reply.assessment.campaign_id == request.snapshot.campaign_id
 
     return call
 

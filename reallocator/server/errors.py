@@ -45,3 +45,16 @@ def field_violations(status: status_pb2.Status) -> list[FieldViolation]:
             detail.Unpack(bad)
             out.extend(FieldViolation(v.field, v.description) for v in bad.field_violations)
     return out
+
+
+def precondition_status(message: str, failures: list[tuple[str, str, str]]) -> status_pb2.Status:
+    """FAILED_PRECONDITION with a google.rpc.PreconditionFailure: (type, subject, description)."""
+    detail = error_details_pb2.PreconditionFailure(
+        violations=[
+            error_details_pb2.PreconditionFailure.Violation(type=t, subject=s, description=d)
+            for t, s, d in failures
+        ]
+    )
+    packed = any_pb2.Any()
+    packed.Pack(detail)
+    return status_pb2.Status(code=code_pb2.FAILED_PRECONDITION, message=message, details=[packed])

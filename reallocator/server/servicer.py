@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import grpc
 
 from reallocator.config import ServerConfig
 from reallocator.core.model import CampaignSnapshot
 from reallocator.core.pacing.assessment import assess
-from reallocator.v1 import assessment_pb2, snapshot_pb2
+from reallocator.core.plan.builder import PlanRejected, build_plan
+from reallocator.server.errors import abort_with, precondition_status
+from reallocator.v1 import assessment_pb2, plan_pb2, snapshot_pb2
 from reallocator.v1 import reallocator_service_pb2 as pb
 from reallocator.wire.assessment import encode_assessment
+from reallocator.wire.plan import encode_plan
 from reallocator.wire.policy import decode_policy
 from reallocator.wire.snapshot import decode_snapshot
+from reallocator.wire.timefields import to_timedelta
 from reallocator.wire.violations import Violations
 
 
@@ -51,9 +57,40 @@ class ReallocatorServicer:
         return pb.AssessPacingResponse(assessment=encode_assessment(result, include_deals=full))
 
     def replan(self, request: pb.ReplanRequest, context: grpc.ServicerContext) -> pb.ReplanResponse:
-        self._snapshot(request.snapshot, request.policy, request.HasField("snapshot"))
-        context.abort(
-            grpc.StatusCode.UNIMPLEMENTED,
-            "Replan validated the request; the engine is not wired in this version yet",
-        )
-        raise AssertionError("unreachable")
+        snapshot = self._snapshot(request.snapshot, request.policy, request.HasField("snapshot"))
+        errors = Violations()
+        if request.on_infeasible not in _INFEASIBILITY:
+            errors.add("on_infeasible", f"unknown value {request.on_infeasible}")
+        limit = self.config.solver_time_limit.total_seconds()
+        if request.HasField("time_limit"):
+            asked = to_timedelta(request.time_limit, "time_limit", errors, positive=True)
+            limit = asked.total_seconds() if asked is not None else limit
+        window = timedelta(hours=6)
+        if request.HasField("schedule_window"):
+            asked = to_timedelta(request.schedule_window, "schedule_window", errors, positive=True)
+            window = asked if asked is not None else window
+        errors.raise_if_any()
+        remaining = context.time_remaining()
+        if remaining is not None:  # leave room to encode and send the plan
+            limit = max(0.05, min(limit, 0.8 * remaining))
+        relax = request.on_infeasible == pb.INFEASIBILITY_HANDLING_RELAX
+        try:
+            plan = build_plan(snapshot, relax=relax, time_limit=limit, schedule_window=window)
+        except PlanRejected as exc:
+            failures = [("CONSTRAINT", v.constraint, v.message) for v in exc.violations]
+            abort_with(
+                context,
+                precondition_status(f"constraints conflict: {exc}", failures),
+            )
+            raise AssertionError("unreachable") from exc
+        msg = encode_plan(plan)
+        msg.state = plan_pb2.PLAN_STATE_DRY_RUN if request.dry_run else plan_pb2.PLAN_STATE_PROPOSED
+        msg.create_time.GetCurrentTime()
+        return pb.ReplanResponse(plan=msg)
+
+
+_INFEASIBILITY = (
+    pb.INFEASIBILITY_HANDLING_UNSPECIFIED,
+    pb.INFEASIBILITY_HANDLING_REJECT,
+    pb.INFEASIBILITY_HANDLING_RELAX,
+)

@@ -144,6 +144,7 @@ class ReplanRequest(_message.Message):
     ON_INFEASIBLE_FIELD_NUMBER: _builtins.int
     TIME_LIMIT_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    SCHEDULE_WINDOW_FIELD_NUMBER: _builtins.int
     dry_run: _builtins.bool
     """What-if: compute the plan without recording anything."""
     on_infeasible: Global___InfeasibilityHandling.ValueType
@@ -162,6 +163,10 @@ class ReplanRequest(_message.Message):
     def time_limit(self) -> _duration_pb2.Duration:
         """Solver time limit; the server also respects the call's deadline. Default from config."""
 
+    @_builtins.property
+    def schedule_window(self) -> _duration_pb2.Duration:
+        """How far ahead buyer-side schedules reach: until the next replan. Default 6h."""
+
     def __init__(
         self,
         *,
@@ -171,10 +176,11 @@ class ReplanRequest(_message.Message):
         on_infeasible: Global___InfeasibilityHandling.ValueType = ...,
         time_limit: _duration_pb2.Duration | None = ...,
         request_id: _builtins.str = ...,
+        schedule_window: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["policy", b"policy", "snapshot", b"snapshot", "time_limit", b"time_limit"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["policy", b"policy", "schedule_window", b"schedule_window", "snapshot", b"snapshot", "time_limit", b"time_limit"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dry_run", b"dry_run", "on_infeasible", b"on_infeasible", "policy", b"policy", "request_id", b"request_id", "snapshot", b"snapshot", "time_limit", b"time_limit"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dry_run", b"dry_run", "on_infeasible", b"on_infeasible", "policy", b"policy", "request_id", b"request_id", "schedule_window", b"schedule_window", "snapshot", b"snapshot", "time_limit", b"time_limit"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -27,12 +27,14 @@ def _number(
     low: float = 0.0,
     high: float = math.inf,
     low_open: bool = False,
+    high_open: bool = False,
 ) -> float:
-    ok = math.isfinite(value) and (value > low if low_open else value >= low) and value <= high
-    if not ok:
-        bound = f"{'>' if low_open else '>='} {low}" + (
-            "" if math.isinf(high) else f" and <= {high}"
-        )
+    above = value > low if low_open else value >= low
+    below = value < high if high_open else value <= high
+    if not (math.isfinite(value) and above and below):
+        bound = f"{'>' if low_open else '>='} {low}"
+        if not math.isinf(high):
+            bound += f" and {'<' if high_open else '<='} {high}"
         errors.add(path, f"must be finite, {bound} (got {value})")
     return value
 
@@ -50,11 +52,14 @@ def decode_policy(
         low: float = 0.0,
         high: float = math.inf,
         low_open: bool = False,
+        high_open: bool = False,
     ) -> None:
         if container.HasField(name):  # type: ignore[attr-defined]
             value = getattr(container, name)
             p = f"{path}.{sub}{name}"
-            changes[key] = _number(value, p, errors, low=low, high=high, low_open=low_open)
+            changes[key] = _number(
+                value, p, errors, low=low, high=high, low_open=low_open, high_open=high_open
+            )
 
     def duration(
         name: str, key: str, positive: bool = False, container: object = msg, sub: str = ""
@@ -66,8 +71,18 @@ def decode_policy(
             if value is not None:
                 changes[key] = value
 
-    opt(msg, "over_threshold", "over_threshold", "", low=1.0)
-    opt(msg, "under_threshold", "under_threshold", "", low=0.0, high=1.0)
+    # Thresholds of exactly 1 would flag every deal: the band around "on pace" must be open.
+    opt(msg, "over_threshold", "over_threshold", "", low=1.0, low_open=True)
+    opt(
+        msg,
+        "under_threshold",
+        "under_threshold",
+        "",
+        low=0.0,
+        high=1.0,
+        low_open=True,
+        high_open=True,
+    )
     opt(msg, "confidence_threshold", "confidence_threshold", "", low=0.0, high=100.0)
     duration("stalled_window", "stalled_window", positive=True)
     duration("min_evidence", "min_evidence")

@@ -231,7 +231,8 @@ def test_concurrent_calls_are_all_answered(
 
     with ThreadPoolExecutor(max_workers=16) as pool:
         codes = list(pool.map(one, range(32)))
-    assert codes == [
-        grpc.StatusCode.UNIMPLEMENTED if i % 2 else grpc.StatusCode.INVALID_ARGUMENT
-        for i in range(32)
-    ]
+    # The valid request gets the same answer every time (a plan, or FAILED_PRECONDITION if its
+    # random constraints conflict); the invalid one INVALID_ARGUMENT, whatever the interleaving.
+    valid_answer = codes[1]
+    assert valid_answer in (grpc.StatusCode.OK, grpc.StatusCode.FAILED_PRECONDITION)
+    assert codes == [valid_answer if i % 2 else grpc.StatusCode.INVALID_ARGUMENT for i in range(32)]

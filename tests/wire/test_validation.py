@@ -737,12 +737,12 @@ def seller_without_id(r: pb.ReplanRequest) -> None:
 # policy
 
 
-@case(("policy.over_threshold", ">= 1.0"))
+@case(("policy.over_threshold", "> 1.0"))
 def over_threshold_below_one(r: pb.ReplanRequest) -> None:
     r.policy.over_threshold = 0.95
 
 
-@case(("policy.under_threshold", ">= 0.0"))
+@case(("policy.under_threshold", "> 0.0"))
 def under_threshold_negative(r: pb.ReplanRequest) -> None:
     r.policy.under_threshold = -0.1
 
@@ -928,7 +928,7 @@ def arrow_with_required_columns_only(r: pb.ReplanRequest) -> None:
 @edge()
 def policy_at_its_bounds(r: pb.ReplanRequest) -> None:
     p = r.policy
-    p.over_threshold, p.under_threshold, p.confidence_threshold = 1.0, 1.0, 100.0
+    p.over_threshold, p.under_threshold, p.confidence_threshold = 1.0001, 0.9999, 100.0
     p.stalled_window.seconds = 1
     p.min_evidence.SetInParent()
     p.severity.material_share = p.severity.critical_share = 0.2

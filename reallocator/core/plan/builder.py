@@ -1,0 +1,306 @@
+"""From a snapshot to a plan: assessment -> capacity forecast -> problem -> solve -> plan.
+
+The one entry point every adapter uses (the Replan RPC, batch jobs, the simulator). Pure: no I/O;
+what earlier plans asked of sellers comes in as `RequestHistory`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from datetime import timedelta
+
+import numpy as np
+import pandas as pd
+
+from reallocator.core.engine import (
+    AllocationResult,
+    BuiltProblem,
+    ForecastInputs,
+    InfeasibleProblem,
+    forecast_capacity,
+    solve,
+)
+from reallocator.core.engine.bounds import SPENT_COLUMN, build_from_snapshot, horizon
+from reallocator.core.engine.problem import NO_MAX, group_sum
+from reallocator.core.model import CampaignSnapshot, Period
+from reallocator.core.pacing.assessment import Assessment, assess
+from reallocator.core.pacing.curves import PacingCurve, build_curve
+from reallocator.core.plan.explain import explain
+from reallocator.core.plan.model import (
+    PLAN_DEAL_COLUMNS,
+    ConstraintViolation,
+    Plan,
+    PlanStatus,
+    RequestHistory,
+    SellerResponse,
+    SolverReport,
+    Unspendable,
+)
+from reallocator.core.plan.rationale import decision_record, unspendable_reasons
+
+
+class PlanRejected(Exception):
+    """Constraints conflict and the caller asked to reject rather than relax."""
+
+    def __init__(self, message: str, violations: tuple[ConstraintViolation, ...]) -> None:
+        super().__init__(message)
+        self.violations = violations
+
+
+def _period_left(snapshot: CampaignSnapshot, curve: PacingCurve, as_of: float) -> dict[Period, int]:
+    """What periodic caps (hour/day/week/month) still allow in the horizon: the curve's total
+    minus what it expects by now (the curve already applies every cap, tightest first)."""
+    spec = snapshot.pacing
+    span = horizon(spec, snapshot.as_of)
+    periodic = {b.period for b in span.budgets if b.period is not Period.LIFETIME}
+    if not periodic or span.start is None or span.end is None:
+        return {}
+    window = (span.start.timestamp(), span.end.timestamp())
+    left = float(curve.total(window)) - float(curve.cumulative(as_of)) + 0.0
+    delivered = float(snapshot.deals[SPENT_COLUMN[spec.budget_type]].sum())
+    expected_now = float(curve.cumulative(as_of)) - float(curve.cumulative(window[0]))
+    # Under-delivery so far cannot be caught up beyond the caps; over-delivery used them up.
+    left = max(0.0, left - max(0.0, delivered - expected_now))
+    return dict.fromkeys(periodic, int(left))
+
+
+def _capacity(
+    snapshot: CampaignSnapshot,
+    assessment: Assessment,
+    curve: PacingCurve,
+    history: RequestHistory | None,
+) -> tuple[np.ndarray, pd.DataFrame, np.ndarray]:
+    """Forecast per deal; seller answers cap it (a REJECTED increase keeps the deal at its
+    current plan, a PARTIAL one at what the seller accepted)."""
+    deals, policy = snapshot.deals, snapshot.policy
+    active = None
+    if snapshot.delivery is not None:
+        series = snapshot.delivery
+        active = (
+            curve.calendar.bucket_opportunity(series.window_start, series.bucket, series.n_buckets)
+            > 0
+        )
+    inputs = ForecastInputs.from_snapshot(
+        deals, snapshot.delivery, snapshot.pacing.budget_type, policy, active_buckets=active
+    )
+    stalled = assessment.deals["status"].astype(str).to_numpy() == "STALLED"
+    inputs = ForecastInputs(**{**inputs.__dict__, "stalled": stalled})
+    capacity, table = forecast_capacity(inputs, assessment.opportunity_remaining_hours, policy)
+    capped = np.zeros(len(deals), dtype=bool)
+    if history is not None and len(history.requests):
+        last = history.requests.sort_values("requested_at").groupby("deal_id").tail(1)
+        spent = deals[SPENT_COLUMN[snapshot.pacing.budget_type]].to_numpy(np.int64)
+        remaining = np.maximum(deals["allocation"].to_numpy(np.int64) - spent, 0)
+        index = pd.Index(deals["deal_id"])
+        pos = index.get_indexer(last["deal_id"])
+        ok = pos >= 0
+        last, pos = last[ok], pos[ok]
+        response = last["response"].astype(str).to_numpy()
+        increase = last["kind"].astype(str).to_numpy() == "INCREASE"
+        rejected = increase & (response == SellerResponse.REJECTED)
+        partial = increase & (response == SellerResponse.PARTIAL)
+        limit = np.where(
+            partial,
+            np.maximum(last["accepted_total"].to_numpy(np.int64) - spent[pos], 0),
+            remaining[pos],
+        )
+        hit = (rejected | partial) & (limit < capacity[pos])
+        capacity[pos[hit]] = limit[hit]
+        capped[pos[hit]] = True
+    table["capped_by_response"] = capped
+    return capacity, table, capped
+
+
+def _solve(
+    built: BuiltProblem, relax: bool, policy_weights: tuple[float, float, float]
+) -> tuple[AllocationResult, tuple[ConstraintViolation, ...]]:
+    try:
+        return solve(built.problem), ()
+    except InfeasibleProblem as exc:
+        violations = tuple(
+            ConstraintViolation(
+                constraint=c.kind,
+                entity_kind="CAMPAIGN",
+                entity_id=str(c.index),
+                bound=c.needed,
+                relaxation=max(0, c.needed - c.available),
+                message=str(c),
+            )
+            for c in exc.conflicts
+        )
+        raise PlanRejected(str(exc), violations) from exc
+
+
+def build_plan(
+    snapshot: CampaignSnapshot,
+    *,
+    history: RequestHistory | None = None,
+    relax: bool = True,
+    time_limit: float | None = None,
+    schedule_window: timedelta = timedelta(hours=6),
+    assessment: Assessment | None = None,
+) -> Plan:
+    """The plan for the rest of the horizon. Raises PlanRejected when constraints conflict and
+    `relax` is False (or no relaxation helps)."""
+    started = time.perf_counter()
+    policy, spec = snapshot.policy, snapshot.pacing
+    bt, currency = spec.budget_type, snapshot.currency
+    assessment = assessment or assess(snapshot)
+    curve = build_curve(spec, snapshot.timezone)
+    as_of = snapshot.as_of.timestamp()
+
+    capacity, forecast, capped = _capacity(snapshot, assessment, curve, history)
+    built = build_from_snapshot(
+        snapshot,
+        capacity,
+        period_left=_period_left(snapshot, curve, as_of),
+        time_limit=time_limit if time_limit is not None else 10.0,
+    )
+    problem, report = built.problem, built.report
+    weights = (policy.relax_group, policy.relax_commitment, policy.relax_limit)
+    result, violations = _solve(built, relax, weights)
+    x = result.allocation
+
+    frame = assessment.deals.reset_index(drop=True).copy()
+    frame["locked"] = snapshot.deals["locked"].to_numpy()
+    frame["value_per_unit"] = snapshot.deals["value_per_unit"].to_numpy()
+    frame["capped_by_response"] = capped
+    why = explain(problem, report, result, frame, bt, currency, built.seller_ids, built.channel_ids)
+
+    deals = snapshot.deals
+    spent = report.spent
+    plan_deals = pd.DataFrame(
+        {
+            "deal_id": deals["deal_id"].to_numpy(),
+            "seller_id": deals["seller_id"].to_numpy(),
+            "channel_id": deals["channel_id"].to_numpy(),
+            "delivered": spent,
+            "old_allocation": report.current,
+            "new_allocation": x,
+            "delta": x - report.current,
+            "lower_bound": problem.lb,
+            "upper_bound": np.minimum(problem.ub, problem.total),
+            "binding": why.binding,
+            "capacity": capacity,
+            "reason": why.reason,
+            "rationale": why.rationale,
+            "marginal_value": why.marginal_value,
+            "new_total": spent + x,
+        }
+    ).astype(PLAN_DEAL_COLUMNS)
+
+    alerts = len(assessment.alerts) > 0
+    small = (np.abs(plan_deals["delta"].to_numpy()) < max(policy.min_change, 1)).all()
+    status = PlanStatus.TIME_LIMITED if result.status == "TIME_LIMITED" else PlanStatus.OPTIMAL
+    if violations:
+        status = PlanStatus.RELAXED
+    no_change_reason = ""
+    if not alerts and small and not violations:
+        status = PlanStatus.NO_CHANGE
+        no_change_reason = (
+            f"no alert passed the confidence threshold ({policy.confidence_threshold:.0f}) and "
+            f"every change is below the minimum change worth making "
+            f"({max(policy.min_change, 1)} {bt.lower()} units)"
+        )
+        plan_deals["new_allocation"] = plan_deals["old_allocation"]
+        plan_deals["delta"] = 0
+        plan_deals["new_total"] = plan_deals["delivered"] + plan_deals["old_allocation"]
+        plan_deals["reason"] = "UNCHANGED"
+
+    sellers = _group_frame(
+        plan_deals,
+        "seller_id",
+        built.seller_ids,
+        problem.seller_min,
+        problem.seller_max,
+        result.binding.seller_at_min | result.binding.seller_at_max,
+        None if result.duals is None else result.duals.seller,
+    )
+    channels = _group_frame(
+        plan_deals,
+        "channel_id",
+        built.channel_ids,
+        problem.channel_min,
+        problem.channel_max,
+        result.binding.channel_at_min | result.binding.channel_at_max,
+        None if result.duals is None else result.duals.channel,
+    )
+    allocated = int(plan_deals["new_allocation"].sum())
+    unspendable = max(0, problem.total - allocated)
+    total_seconds = time.perf_counter() - started
+    solver = SolverReport(
+        path=str(result.path),
+        build_seconds=result.timings.build,
+        solve_seconds=result.timings.solve,
+        verify_seconds=result.timings.verify,
+        total_seconds=total_seconds,
+        time_limited=result.status == "TIME_LIMITED",
+        objective_allocated=int(result.objective.delivered),
+        objective_value=float(result.objective.objective),
+    )
+    reasons: tuple[Unspendable, ...] = unspendable_reasons(
+        report, built, unspendable, forecast, bt, currency, deals["deal_id"].to_numpy()
+    )
+    plan = Plan(
+        campaign_id=snapshot.campaign_id,
+        as_of=snapshot.as_of,
+        status=status,
+        budget_type=bt,
+        currency=currency,
+        remaining_budget=int(problem.total),
+        allocated=allocated,
+        unspendable=unspendable,
+        deals=plan_deals,
+        sellers=sellers,
+        channels=channels,
+        unspendable_reasons=reasons,
+        violations=violations,
+        solver=solver,
+        no_change_reason=no_change_reason,
+    )
+    return _with_record(plan, assessment, snapshot, schedule_window, history, curve)
+
+
+def _group_frame(
+    deals: pd.DataFrame,
+    column: str,
+    ids: pd.Index,
+    mins: np.ndarray,
+    maxs: np.ndarray,
+    binding: np.ndarray,
+    duals: np.ndarray | None,
+) -> pd.DataFrame:
+    codes = ids.get_indexer(pd.Index(deals[column])).astype(np.int32)
+    n = len(ids)
+    frame = pd.DataFrame(
+        {
+            "delivered": group_sum(deals["delivered"].to_numpy(), codes, n),
+            "old_allocation": group_sum(deals["old_allocation"].to_numpy(), codes, n),
+            "new_allocation": group_sum(deals["new_allocation"].to_numpy(), codes, n),
+        },
+        index=pd.Index(ids, name=column),
+    )
+    # Limits as totals over the horizon (delivered + allocation), NaN where none.
+    frame["min_total"] = np.where(mins > 0, mins + frame["delivered"], np.nan)
+    frame["max_total"] = np.where(maxs == NO_MAX, np.nan, maxs.astype(float) + frame["delivered"])
+    frame["binding"] = binding
+    frame["marginal_value"] = np.abs(duals) if duals is not None else 0.0
+    return frame
+
+
+def _with_record(
+    plan: Plan,
+    assessment: Assessment,
+    snapshot: CampaignSnapshot,
+    schedule_window: timedelta,
+    history: RequestHistory | None,
+    curve: PacingCurve,
+) -> Plan:
+    """Adds requests, schedules and the decision record (they read the finished allocation)."""
+    record = decision_record(plan, assessment, snapshot)
+    del schedule_window, history, curve  # requests and schedules: see requests.py/schedule.py
+    return replace(plan, rationale=record)
+
+
+__all__ = ["PlanRejected", "build_plan"]

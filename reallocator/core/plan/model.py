@@ -1,0 +1,226 @@
+"""What a plan is, in the core: the allocation per deal and what follows from it.
+
+Built by `reallocator.core.plan.build_plan` from a snapshot; encoded to the v1 `Plan` message by
+the wire layer; stored by the audit store. Amounts are integers in the campaign's budget unit
+(money in micros); rates are budget units per hour.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from reallocator.core.model import BudgetType, Severity
+
+
+class PlanStatus(StrEnum):
+    OPTIMAL = "OPTIMAL"
+    RELAXED = "RELAXED"  # constraints conflicted: the closest plan, violations listed
+    NO_CHANGE = "NO_CHANGE"  # nothing worth changing (no confident alert, changes too small)
+    TIME_LIMITED = "TIME_LIMITED"  # the solver stopped early: best feasible plan, verified
+
+
+class BindingKind(StrEnum):
+    """The constraint that stopped a deal's allocation from moving further."""
+
+    NONE = "NONE"
+    DEAL_MIN = "DEAL_MIN"
+    DEAL_MAX = "DEAL_MAX"
+    CAPACITY = "CAPACITY"
+    STEP = "STEP"
+    LOCKED = "LOCKED"
+    SELLER = "SELLER"
+    CHANNEL = "CHANNEL"
+    BUDGET = "BUDGET"
+
+
+class ReasonCode(StrEnum):
+    UNCHANGED = "UNCHANGED"
+    UNDER_DELIVERY = "UNDER_DELIVERY"
+    OVER_DELIVERY = "OVER_DELIVERY"
+    STALLED = "STALLED"
+    CAPACITY_SHORTFALL = "CAPACITY_SHORTFALL"
+    HIGHER_VALUE = "HIGHER_VALUE"
+    MINIMUM_REQUIRED = "MINIMUM_REQUIRED"
+    MAXIMUM_REACHED = "MAXIMUM_REACHED"
+    SELLER_RESPONSE = "SELLER_RESPONSE"
+    PACING_SCHEDULE = "PACING_SCHEDULE"
+
+
+class RequestKind(StrEnum):
+    INCREASE = "INCREASE"
+    DECREASE = "DECREASE"
+    RESUME = "RESUME"
+    INVESTIGATE = "INVESTIGATE"
+
+
+class SellerResponse(StrEnum):
+    PENDING = "PENDING"
+    ACCEPTED = "ACCEPTED"
+    PARTIAL = "PARTIAL"
+    REJECTED = "REJECTED"
+
+
+PLAN_DEAL_COLUMNS: dict[str, str] = {
+    "deal_id": "str",
+    "seller_id": "str",
+    "channel_id": "str",
+    "delivered": "int64",  # in the horizon so far
+    "old_allocation": "int64",  # remaining before the plan: max(0, booked - delivered)
+    "new_allocation": "int64",  # remaining in the plan
+    "delta": "int64",
+    "lower_bound": "int64",
+    "upper_bound": "int64",
+    "binding": "str",  # BindingKind
+    "capacity": "int64",  # forecast for the rest of the horizon
+    "reason": "str",  # ReasonCode
+    "rationale": "str",
+    "marginal_value": "float64",  # value of one more unit on the binding constraint
+    "new_total": "int64",  # delivered + new_allocation
+}
+"""Columns of Plan.deals, one row per deal in snapshot order."""
+
+PLAN_GROUP_COLUMNS: dict[str, str] = {
+    "delivered": "int64",
+    "old_allocation": "int64",
+    "new_allocation": "int64",
+    "min_total": "float64",  # NaN: none (absolute limit after shares were resolved)
+    "max_total": "float64",
+    "binding": "bool",
+    "marginal_value": "float64",
+}
+"""Columns of Plan.sellers and Plan.channels, indexed by seller_id / channel_id."""
+
+
+@dataclass(frozen=True)
+class Unspendable:
+    amount: int
+    reason_code: str  # "CAPACITY", "SHARE_EXCEEDED", "COMMITMENT_BEYOND_CAPACITY", ...
+    entity_kind: str  # "DEAL", "SELLER", "CHANNEL", "CAMPAIGN"
+    entity_id: str
+    message: str
+
+
+@dataclass(frozen=True)
+class AdjustmentRequest:
+    """A request to the seller of a deal it paces (programmatic guaranteed)."""
+
+    request_id: str
+    deal_id: str
+    seller_id: str
+    order_id: str
+    kind: RequestKind
+    severity: Severity
+    target_total: int  # new goal for the horizon, budget units
+    target_rate: float  # budget units per hour
+    current_rate: float
+    required_rate: float
+    window_start: datetime
+    window_end: datetime
+    reason: ReasonCode
+    rationale: str
+    idempotency_key: str
+    change_request: dict[str, Any]  # IAB Tech Lab seller-agent change-request shape
+    response: SellerResponse = SellerResponse.PENDING
+
+
+@dataclass(frozen=True, eq=False)
+class DeliverySchedule:
+    """A buyer-side schedule change for a deal the buyer paces (non-guaranteed)."""
+
+    deal_id: str
+    window_start: datetime  # start of the first hour
+    hourly_target: npt.NDArray[np.int64]  # budget units per hour
+    hourly_spend_micros: npt.NDArray[np.int64]
+    throttle: float  # participation a probabilistic pacer should apply, 0..1
+    reason: ReasonCode
+    rationale: str
+
+
+@dataclass(frozen=True)
+class ConstraintViolation:
+    constraint: str  # stable name: "seller/S7/min_total", "deal/D3/min_allocation", "budget"
+    entity_kind: str
+    entity_id: str
+    bound: int
+    relaxation: int  # smallest relaxation that makes the rest feasible, budget units
+    message: str
+
+
+@dataclass(frozen=True)
+class DecisionFactor:
+    name: str
+    value: float
+    display: str
+    explanation: str
+
+
+@dataclass(frozen=True)
+class DecisionRecord:
+    summary: str
+    factors: tuple[DecisionFactor, ...] = ()
+    references: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SolverReport:
+    path: str  # "FLOW" | "LP" | "" (no solve)
+    build_seconds: float = 0.0
+    solve_seconds: float = 0.0
+    verify_seconds: float = 0.0
+    total_seconds: float = 0.0
+    time_limited: bool = False
+    objective_allocated: int = 0
+    objective_value: float = 0.0
+
+
+@dataclass(frozen=True, eq=False)
+class Plan:
+    campaign_id: str
+    as_of: datetime
+    status: PlanStatus
+    budget_type: BudgetType
+    currency: str
+    remaining_budget: int
+    allocated: int
+    unspendable: int
+    deals: pd.DataFrame  # PLAN_DEAL_COLUMNS
+    sellers: pd.DataFrame  # PLAN_GROUP_COLUMNS
+    channels: pd.DataFrame
+    unspendable_reasons: tuple[Unspendable, ...] = ()
+    requests: tuple[AdjustmentRequest, ...] = ()
+    schedules: tuple[DeliverySchedule, ...] = ()
+    violations: tuple[ConstraintViolation, ...] = ()
+    rationale: DecisionRecord = field(default_factory=lambda: DecisionRecord(""))
+    solver: SolverReport = field(default_factory=lambda: SolverReport(""))
+    no_change_reason: str = ""
+    max_severity: Severity | None = None
+
+
+@dataclass(frozen=True)
+class RequestHistory:
+    """What earlier plans asked of sellers, so the next plan honours cooldowns and responses.
+
+    `requests` has columns deal_id, requested_at (unix s), kind, target_total, response
+    (SellerResponse), accepted_total (budget units; for PARTIAL). The audit store fills it; the
+    simulator keeps its own. Empty: no history.
+    """
+
+    requests: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(
+            {
+                "deal_id": pd.Series(dtype="str"),
+                "requested_at": pd.Series(dtype="float64"),
+                "kind": pd.Series(dtype="str"),
+                "target_total": pd.Series(dtype="int64"),
+                "response": pd.Series(dtype="str"),
+                "accepted_total": pd.Series(dtype="int64"),
+            }
+        )
+    )

@@ -1,0 +1,179 @@
+"""The plan as a decision record (summary, factors with figures, references) and the reasons
+behind budget no deal can deliver."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from reallocator.core.engine import BoundsReport, BuiltProblem
+from reallocator.core.model import BudgetType, CampaignSnapshot
+from reallocator.core.pacing.assessment import Assessment
+from reallocator.core.plan.model import (
+    DecisionFactor,
+    DecisionRecord,
+    Plan,
+    PlanStatus,
+    Unspendable,
+)
+from reallocator.core.plan.text import amount
+
+
+def unspendable_reasons(
+    report: BoundsReport,
+    built: BuiltProblem,
+    unspendable: int,
+    forecast: pd.DataFrame,
+    bt: BudgetType,
+    currency: str,
+    deal_ids: np.ndarray,
+) -> tuple[Unspendable, ...]:
+    """Where budget goes that no deal can deliver: commitments beyond capacity, limits already
+    exceeded, minimums the deals cannot meet, and the campaign's capacity shortfall."""
+    out: list[Unspendable] = []
+    held = report.held_beyond_capacity
+    deal_index = np.flatnonzero(held > 0)
+    for i in deal_index[:50].tolist():
+        out.append(
+            Unspendable(
+                int(held[i]),
+                "COMMITMENT_BEYOND_CAPACITY",
+                "DEAL",
+                str(i),
+                f"deal #{i} holds {amount(held[i], bt, currency)} (its minimum or lock) beyond "
+                f"its capacity forecast of {amount(report.capacity[i], bt, currency)}",
+            )
+        )
+    for kind, names, over, short in (
+        ("SELLER", built.seller_ids, report.seller_over_limit, report.seller_min_short),
+        ("CHANNEL", built.channel_ids, report.channel_over_limit, report.channel_min_short),
+    ):
+        for q in np.flatnonzero(over > 0).tolist():
+            out.append(
+                Unspendable(
+                    int(over[q]),
+                    "SHARE_EXCEEDED",
+                    kind,
+                    str(names[q]),
+                    f"{kind.lower()} {names[q]} is already {amount(over[q], bt, currency)} beyond "
+                    "its maximum: it gets nothing more",
+                )
+            )
+        for q in np.flatnonzero(short > 0).tolist():
+            out.append(
+                Unspendable(
+                    int(short[q]),
+                    "MINIMUM_BEYOND_CAPACITY",
+                    kind,
+                    str(names[q]),
+                    f"{kind.lower()} {names[q]}'s minimum exceeds what its deals can deliver by "
+                    f"{amount(short[q], bt, currency)}; the minimum is capped there",
+                )
+            )
+    if unspendable > 0:
+        total_capacity = int(np.minimum(forecast["capacity"].to_numpy(), 2**62).sum())
+        out.append(
+            Unspendable(
+                unspendable,
+                "CAPACITY",
+                "CAMPAIGN",
+                "",
+                f"{amount(unspendable, bt, currency)} of the remaining budget cannot be placed: "
+                f"the deals' capacity forecasts and limits allow "
+                f"{amount(min(total_capacity, 2**62), bt, currency)} at most",
+            )
+        )
+    return tuple(out)
+
+
+def decision_record(
+    plan: Plan, assessment: Assessment, snapshot: CampaignSnapshot
+) -> DecisionRecord:
+    bt, cur = plan.budget_type, plan.currency
+    deals = plan.deals
+    delta = deals["delta"].to_numpy()
+    moved = int(delta[delta > 0].sum())
+    takers, givers = int((delta > 0).sum()), int((delta < 0).sum())
+    campaign = assessment.campaign.iloc[0]
+    ratio = float(campaign["pacing_ratio"])
+    status = str(campaign["status"])
+    alerts = len(assessment.alerts)
+    if plan.status is PlanStatus.NO_CHANGE:
+        summary = (
+            f"Campaign {plan.campaign_id} is {status.replace('_', ' ').lower()} "
+            f"({ratio:.0%} of expected delivery). No change: {plan.no_change_reason}."
+        )
+    else:
+        order = np.argsort(-np.abs(delta), kind="stable")[:3]
+        ids = deals["deal_id"].to_numpy()
+        moves = "; ".join(
+            f"{ids[i]} {'+' if delta[i] > 0 else '-'}{amount(abs(int(delta[i])), bt, cur)}"
+            for i in order.tolist()
+            if delta[i] != 0
+        )
+        summary = (
+            f"Campaign {plan.campaign_id} is {status.replace('_', ' ').lower()} "
+            f"({ratio:.0%} of expected delivery, {alerts} alert(s)). The plan moves "
+            f"{amount(moved, bt, cur)} from {givers} deal(s) to {takers} deal(s) and places "
+            f"{amount(plan.allocated, bt, cur)} of the {amount(plan.remaining_budget, bt, cur)} "
+            f"remaining"
+            + (
+                f"; {amount(plan.unspendable, bt, cur)} cannot be delivered"
+                if plan.unspendable
+                else ""
+            )
+            + (f". Largest moves: {moves}." if moves else ".")
+        )
+        if plan.status is PlanStatus.RELAXED:
+            summary += f" Constraints conflicted: {len(plan.violations)} had to give way."
+    p = snapshot.policy
+    factors = (
+        DecisionFactor(
+            "campaign pacing ratio", ratio, f"{ratio:.1%}", "actual vs expected delivery to date"
+        ),
+        DecisionFactor(
+            "remaining budget",
+            plan.remaining_budget,
+            amount(plan.remaining_budget, bt, cur),
+            "what the budgets have left",
+        ),
+        DecisionFactor(
+            "allocated",
+            plan.allocated,
+            amount(plan.allocated, bt, cur),
+            "placed on deals by this plan",
+        ),
+        DecisionFactor(
+            "unspendable",
+            plan.unspendable,
+            amount(plan.unspendable, bt, cur),
+            "no deal can deliver it in the horizon (capacity and limits)",
+        ),
+        DecisionFactor("budget moved", moved, amount(moved, bt, cur), "sum of increases (churn)"),
+        DecisionFactor("deals changed", takers + givers, f"{takers} up, {givers} down", ""),
+        DecisionFactor(
+            "alerts",
+            alerts,
+            str(alerts),
+            f"verdicts above the confidence threshold {p.confidence_threshold:.0f}",
+        ),
+        DecisionFactor(
+            "remaining opportunity hours",
+            assessment.opportunity_remaining_hours,
+            f"{assessment.opportunity_remaining_hours:,.1f} h",
+            "active hours left, weighted by expected traffic",
+        ),
+    )
+    references = [
+        f"policy.over_threshold={p.over_threshold}",
+        f"policy.under_threshold={p.under_threshold}",
+        f"policy.confidence_threshold={p.confidence_threshold}",
+        f"policy.step_limits: max(step_abs={p.step_abs}, step_rel={p.step_rel} x current)",
+        f"policy.churn: deal={p.churn_deal}, channel={p.churn_channel}",
+        f"policy.min_change={p.min_change}",
+    ]
+    for frame, kind in ((plan.sellers, "seller"), (plan.channels, "channel")):
+        for gid in frame.index[frame["binding"].to_numpy(bool)][:20]:
+            references.append(f"{kind}/{gid}: a limit binds")
+    references += [f"constraint {v.constraint}: relaxed by {v.relaxation}" for v in plan.violations]
+    return DecisionRecord(summary=summary, factors=factors, references=tuple(references))

@@ -1,0 +1,420 @@
+"""Buyer-side delivery schedules: hourly targets and a throttle for the deals the buyer paces.
+
+Non-guaranteed deals (preferred, private auction, open) deliver what the buyer bids on, so a new
+plan reaches them as a schedule for the coming window (until the next replan) instead of a seller
+request: per local hour, the budget units (and spend) to deliver, and the participation a
+probabilistic pacer should apply to get there.
+
+Which deals: non-guaranteed, ACTIVE, not COMPLETED, while the horizon has opportunity left, and
+either the plan changed the deal's allocation or its required rate (new allocation / remaining
+opportunity hours) is beyond ``policy.request_tolerance`` of the recent rate (a deal that needs
+re-throttling although its allocation stood); in both cases the change must be worth making:
+max(|new - old allocation|, |new - projection at the recent rate|) >= ``policy.min_change``
+(see `severity.worth_changing`). No cooldown: the buyer changes its own pacer, nobody is asked.
+
+Shape (one hourly profile for the campaign, one (deals x hours) matrix):
+
+* Hours run from ``as_of`` floored to the *local* hour (so hours line up with dayparts in any
+  timezone, including half-hour offsets) to ``window_end``; the first hour counts only from
+  ``as_of``, the last only up to ``window_end``, nothing after the horizon end.
+* ``shape="curve"`` (default): the deal's remaining allocation follows the campaign's pacing
+  curve from ``as_of`` - exactly what the assessment expects of a deal after a plan is applied
+  (`curves.deal_expected` restarts there) - so a deal that meets its schedule reads ON_PACE. The
+  curve is zero outside dayparts and flights and honours the mode (front/back loading, custom
+  weights) and shorter budget caps. When the curve is a ceiling (ASAP) or has nothing left in the
+  horizon (an EVEN catch-up already reached), the opportunity shape is used instead.
+* ``shape="opportunity"``: allocation x (opportunity hours in the hour / opportunity hours left
+  in the horizon): traffic-shaped (custom weights), zero outside dayparts.
+* Hourly targets are integers summing exactly to the window total (the rounded share of the new
+  allocation falling in the window), by largest remainder; hours with no share get nothing.
+* Spend per hour = target x the deal's cost per unit (SPEND budgets: identical; unknown cost: 0).
+
+Throttle: ``clip(participation x required / observed, 0, 1)``, with ``required`` the window's
+target per opportunity hour (window total / window opportunity; the horizon's required rate when
+the window has no opportunity), ``observed`` the recent rate per opportunity hour and unknown
+participation taken as 1 (we did not throttle). Delivery scales with participation, so this is
+the participation that would have produced the required rate. ``required`` 0 gives 0 (stop);
+an unknown or zero ``observed`` gives 1.0 (open fully: nothing says less is enough).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+
+from reallocator.core.model import (
+    BudgetType,
+    CampaignSnapshot,
+    DealStatus,
+    DealType,
+    Policy,
+    PriceKind,
+)
+from reallocator.core.pacing.assessment import UNIT_COLUMN, Assessment, PacingStatus
+from reallocator.core.pacing.curves import PacingCurve
+from reallocator.core.plan.model import DeliverySchedule, ReasonCode
+from reallocator.core.plan.requests import (
+    ObjArray,
+    beyond_tolerance,
+    format_amount,
+    format_deadline,
+    format_rate,
+)
+from reallocator.core.plan.severity import BoolArray, FloatArray, IntArray, worth_changing
+
+Shape = Literal["curve", "opportunity"]
+
+_EPS = 1e-12
+
+
+@dataclass(frozen=True, eq=False)
+class ScheduleInputs:
+    """Per-deal arrays (aligned) and campaign scalars `derive_schedules` reads.
+
+    Amounts are budget units, rates units per opportunity hour, `cost_per_unit` micros per
+    budget unit (NaN unknown). Arrays are coerced to their dtypes on construction.
+    """
+
+    deal_id: ObjArray
+    seller_id: ObjArray
+    deal_type: IntArray
+    deal_status: IntArray
+    pacing_status: ObjArray
+    old_allocation: IntArray
+    new_allocation: IntArray
+    current_rate: FloatArray  # recent rate per opportunity hour, NaN unknown
+    participation_rate: FloatArray  # NaN unknown (= 1)
+    cost_per_unit: FloatArray  # micros per budget unit, NaN unknown
+    as_of: datetime
+    window_end: datetime
+    horizon_end: datetime
+    budget_type: BudgetType
+    currency: str
+    timezone: str = "UTC"
+    plan_reason: ObjArray | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.deal_id)
+        dtypes: dict[str, Any] = {
+            "deal_id": object,
+            "seller_id": object,
+            "deal_type": np.int64,
+            "deal_status": np.int64,
+            "pacing_status": object,
+            "old_allocation": np.int64,
+            "new_allocation": np.int64,
+            "current_rate": np.float64,
+            "participation_rate": np.float64,
+            "cost_per_unit": np.float64,
+            "plan_reason": object,
+        }
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name not in dtypes or value is None:
+                continue
+            array = np.asarray(value, dtype=dtypes[f.name])
+            if dtypes[f.name] is object:
+                array = np.asarray([str(v) for v in array.ravel()], dtype=object)
+            if array.shape != (n,):
+                raise ValueError(f"ScheduleInputs.{f.name} has shape {array.shape}, want ({n},)")
+            object.__setattr__(self, f.name, array)
+        if self.window_end <= self.as_of:
+            raise ValueError("window_end must be after as_of")
+
+    @property
+    def n(self) -> int:
+        return len(self.deal_id)
+
+    @classmethod
+    def from_plan(
+        cls,
+        snapshot: CampaignSnapshot,
+        assessment: Assessment,
+        plan_deals: pd.DataFrame,
+        *,
+        window_end: datetime,
+    ) -> ScheduleInputs:
+        """Inputs from the snapshot, its assessment and the plan's deals frame, in deal order."""
+        deals = snapshot.deals
+        bt = snapshot.pacing.budget_type
+        return cls(
+            deal_id=np.asarray(deals["deal_id"].astype(str), dtype=object),
+            seller_id=np.asarray(deals["seller_id"].astype(str), dtype=object),
+            deal_type=deals["deal_type"].to_numpy(np.int64),
+            deal_status=deals["status"].to_numpy(np.int64),
+            pacing_status=np.asarray(assessment.deals["status"].astype(str), dtype=object),
+            old_allocation=plan_deals["old_allocation"].to_numpy(np.int64),
+            new_allocation=plan_deals["new_allocation"].to_numpy(np.int64),
+            current_rate=assessment.deals["recent_rate"].to_numpy(np.float64),
+            participation_rate=deals["participation_rate"].to_numpy(np.float64),
+            cost_per_unit=cost_per_unit(deals, bt),
+            as_of=snapshot.as_of,
+            window_end=window_end,
+            horizon_end=assessment.horizon_end,
+            budget_type=bt,
+            currency=snapshot.currency,
+            timezone=snapshot.timezone,
+            plan_reason=(
+                np.asarray(plan_deals["reason"].astype(str), dtype=object)
+                if "reason" in plan_deals
+                else None
+            ),
+        )
+
+
+def cost_per_unit(deals: pd.DataFrame, budget_type: BudgetType) -> FloatArray:
+    """Micros per budget unit: observed (spend / units), else from the price; NaN unknowable."""
+    n = len(deals)
+    if budget_type is BudgetType.SPEND:
+        return np.ones(n)
+    units = deals[UNIT_COLUMN[budget_type]].to_numpy(np.float64)
+    spend = deals["spend_micros"].to_numpy(np.float64)
+    price = deals["price_micros"].to_numpy(np.float64)
+    kind = deals["price_kind"].to_numpy()
+    priced = np.where(kind == PriceKind.PER_UNIT, price, np.nan)
+    if budget_type is BudgetType.IMPRESSIONS:
+        priced = np.where(kind == PriceKind.ECPM, price / 1000.0, priced)
+    observed = units > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.where(observed, spend / np.where(observed, units, 1.0), priced)
+    return np.asarray(out, dtype=np.float64)
+
+
+def floor_to_local_hour(at: datetime, tz: str) -> datetime:
+    """Start of the local hour holding `at` (UTC), so schedule hours align with dayparts."""
+    local = at.astimezone(ZoneInfo(tz))
+    return local.replace(minute=0, second=0, microsecond=0).astimezone(UTC)
+
+
+@dataclass(frozen=True, eq=False)
+class HourlyProfile:
+    """The window's hours and the share of the remaining allocation each one carries."""
+
+    window_start: datetime  # start of the first (local) hour
+    edges: FloatArray  # n+1 unix s: as_of, hour starts..., window_end (clamped to the horizon)
+    share: FloatArray  # n: share of the remaining allocation per hour (sums to <= 1)
+    window_opportunity: float  # opportunity hours in the window
+    remaining_opportunity: float  # opportunity hours from as_of to the horizon end
+    shape: Shape  # the shape actually used
+
+
+def hourly_profile(
+    curve: PacingCurve,
+    as_of: datetime,
+    window_end: datetime,
+    horizon_end: datetime,
+    tz: str,
+    shape: Shape = "curve",
+) -> HourlyProfile:
+    """Share of a deal's remaining allocation per hour of the window (see the module docstring)."""
+    start = floor_to_local_hour(as_of, tz)
+    t0, t1, h1 = as_of.timestamp(), window_end.timestamp(), horizon_end.timestamp()
+    if t1 <= t0:
+        raise ValueError("window_end must be after as_of")
+    n = max(1, math.ceil((t1 - start.timestamp()) / 3600.0 - 1e-9))
+    edges = start.timestamp() + 3600.0 * np.arange(n + 1, dtype=np.float64)
+    edges = np.clip(edges, t0, t1)
+    clamped = np.minimum(edges, max(h1, t0))
+    cal = curve.calendar
+    opportunity = np.diff(cal.opportunity_at(clamped))
+    remaining = float(cal.opportunity_hours(t0, max(h1, t0)))
+    used: Shape = shape
+    share = np.zeros(n)
+    if shape == "curve" and not curve.ceiling:
+        cum = curve.cumulative(clamped, left=True)
+        total = float(curve.cumulative(max(h1, t0), left=True) - curve.cumulative(t0, left=True))
+        if total > _EPS:
+            share = np.clip(np.diff(cum), 0.0, None) / total
+        else:
+            used = "opportunity"
+    else:
+        used = "opportunity"
+    if used == "opportunity" and remaining > 0:
+        share = opportunity / remaining
+    if share.sum() > 1.0:  # float noise: the window never gets more than the whole remainder
+        share = share / share.sum()
+    return HourlyProfile(
+        window_start=start,
+        edges=edges,
+        share=np.asarray(share, dtype=np.float64),
+        window_opportunity=float(opportunity.sum()),
+        remaining_opportunity=remaining,
+        shape=used,
+    )
+
+
+def largest_remainder(exact: FloatArray) -> IntArray:
+    """Row-wise integers that sum exactly to each row's rounded total (largest remainder).
+
+    Rows are deals, columns hours. Entries of 0 stay 0; ties go to the earlier hour.
+    """
+    x = np.maximum(np.asarray(exact, dtype=np.float64), 0.0)
+    base = np.floor(x)
+    frac = x - base
+    total = np.rint(x.sum(axis=1))
+    positive = frac > 0
+    deficit = np.clip(total - base.sum(axis=1), 0, positive.sum(axis=1)).astype(np.int64)
+    order = np.argsort(np.where(positive, -frac, 1.0), axis=1, kind="stable")
+    rank = np.empty_like(order)
+    rows = np.arange(x.shape[0])[:, None]
+    rank[rows, order] = np.arange(x.shape[1])[None, :]
+    bump = rank < deficit[:, None]
+    out: IntArray = (base + bump).astype(np.int64)
+    return out
+
+
+def throttle(participation: FloatArray, required: FloatArray, observed: FloatArray) -> FloatArray:
+    """clip(participation x required / observed, 0, 1); participation NaN = 1; required 0 -> 0;
+    observed unknown or 0 -> 1.0 (see the module docstring)."""
+    p = np.clip(np.nan_to_num(np.asarray(participation, np.float64), nan=1.0), 0.0, 1.0)
+    req = np.nan_to_num(np.asarray(required, np.float64), nan=0.0)
+    obs = np.asarray(observed, np.float64)
+    seen = np.isfinite(obs) & (obs > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scaled = np.clip(p * req / np.where(seen, obs, 1.0), 0.0, 1.0)
+    return np.asarray(np.where(req <= 0, 0.0, np.where(seen, scaled, 1.0)), dtype=np.float64)
+
+
+def schedule_candidates(inputs: ScheduleInputs, policy: Policy, remaining: float) -> BoolArray:
+    """Which deals get a schedule (module docstring): buyer-paced, live, and changed enough."""
+    status = inputs.pacing_status
+    buyer = inputs.deal_type != DealType.PROGRAMMATIC_GUARANTEED
+    live = (inputs.deal_status == DealStatus.ACTIVE) & (status != PacingStatus.COMPLETED)
+    old, new = inputs.old_allocation, inputs.new_allocation
+    hours = remaining if remaining > 0 else 1.0
+    observed = inputs.current_rate
+    required = new / hours
+    changed = new != old
+    off_pace = beyond_tolerance(required, observed, policy.request_tolerance)
+    projected = np.rint(np.where(np.isfinite(observed), observed * remaining, old))
+    size = np.maximum(np.abs(new - old), np.abs(new - projected.astype(np.int64)))
+    worth = worth_changing(size, policy.min_change)
+    return np.asarray(buyer & live & (remaining > 0) & (changed | off_pace) & worth, dtype=bool)
+
+
+def derive_schedules(
+    inputs: ScheduleInputs,
+    curve: PacingCurve,
+    policy: Policy,
+    *,
+    shape: Shape = "curve",
+) -> tuple[DeliverySchedule, ...]:
+    """Delivery schedules for the buyer-paced deals the plan changes, in deal order."""
+    prof = hourly_profile(
+        curve, inputs.as_of, inputs.window_end, inputs.horizon_end, inputs.timezone, shape
+    )
+    pick = np.flatnonzero(schedule_candidates(inputs, policy, prof.remaining_opportunity))
+    if pick.size == 0:
+        return ()
+    new = inputs.new_allocation[pick].astype(np.float64)
+    exact = new[:, None] * prof.share[None, :]
+    targets = largest_remainder(exact)  # sums to the rounded share of the allocation
+    targets_total = targets.sum(axis=1)
+    cost = np.nan_to_num(inputs.cost_per_unit[pick], nan=0.0)
+    if inputs.budget_type is BudgetType.SPEND:
+        spend = targets.copy()
+    else:
+        spend = np.rint(targets * cost[:, None]).astype(np.int64)
+
+    horizon_required = new / prof.remaining_opportunity if prof.remaining_opportunity > 0 else new
+    required = (
+        targets_total / prof.window_opportunity if prof.window_opportunity > 0 else horizon_required
+    )
+    observed = inputs.current_rate[pick]
+    participation = inputs.participation_rate[pick]
+    thr = throttle(participation, required, observed)
+
+    status = inputs.pacing_status[pick]
+    plan_reason = (
+        inputs.plan_reason[pick]
+        if inputs.plan_reason is not None
+        else np.full(pick.size, ReasonCode.UNCHANGED, dtype=object)
+    )
+    reason = np.select(
+        [
+            status == PacingStatus.STALLED,
+            status == PacingStatus.UNDER,
+            status == PacingStatus.OVER,
+            ~np.isin(plan_reason, [ReasonCode.UNCHANGED, ""]),
+        ],
+        [ReasonCode.STALLED, ReasonCode.UNDER_DELIVERY, ReasonCode.OVER_DELIVERY, plan_reason],
+        ReasonCode.PACING_SCHEDULE,
+    ).astype(object)
+
+    window_hours = (prof.edges[-1] - prof.edges[0]) / 3600.0
+    deadline = format_deadline(inputs.horizon_end, inputs.timezone)
+    out: list[DeliverySchedule] = []
+    for j, i in enumerate(pick.tolist()):
+        text = _rationale(
+            inputs,
+            i,
+            horizon_rate=float(horizon_required[j]),
+            window_total=int(targets_total[j]),
+            window_hours=window_hours,
+            throttle=float(thr[j]),
+            deadline=deadline,
+        )
+        out.append(
+            DeliverySchedule(
+                deal_id=str(inputs.deal_id[i]),
+                window_start=prof.window_start,
+                hourly_target=targets[j].copy(),
+                hourly_spend_micros=spend[j].copy(),
+                throttle=float(thr[j]),
+                reason=ReasonCode(str(reason[j])),
+                rationale=text,
+            )
+        )
+    return tuple(out)
+
+
+def _rationale(
+    inputs: ScheduleInputs,
+    i: int,
+    *,
+    horizon_rate: float,
+    window_total: int,
+    window_hours: float,
+    throttle: float,
+    deadline: str,
+) -> str:
+    bt, cur = inputs.budget_type, inputs.currency
+    who = f"Deal {inputs.deal_id[i]} (seller {inputs.seller_id[i]})"
+    observed = float(inputs.current_rate[i])
+    new = float(inputs.new_allocation[i])
+    old = float(inputs.old_allocation[i])
+    if math.isfinite(observed):
+        now = f"is delivering {format_rate(observed, bt, cur)}"
+    else:
+        now = "has no recent delivery rate"
+    moved = (
+        f"its allocation moves from {format_amount(old, bt, cur)} to {format_amount(new, bt, cur)}"
+        if new != old
+        else f"its allocation stays at {format_amount(new, bt, cur)}"
+    )
+    p = float(inputs.participation_rate[i])
+    was = f", was {p:.2f}" if math.isfinite(p) else ""
+    return (
+        f"{who} {now} and needs {format_rate(horizon_rate, bt, cur)} to finish by {deadline}; "
+        f"{moved}: target {format_amount(window_total, bt, cur)} over the next "
+        f"{window_hours:.3g} h, throttle {throttle:.2f}{was}."
+    )
+
+
+__all__ = [
+    "HourlyProfile",
+    "ScheduleInputs",
+    "cost_per_unit",
+    "derive_schedules",
+    "floor_to_local_hour",
+    "hourly_profile",
+    "largest_remainder",
+    "schedule_candidates",
+    "throttle",
+]

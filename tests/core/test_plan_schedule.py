@@ -1,0 +1,293 @@
+"""Buyer-side delivery schedules: which deals, hourly shape (dayparts, local hours, DST, curve vs
+traffic), exact integer sums, spend, and the throttle."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from reallocator.core.model import (
+    Budget,
+    BudgetType,
+    DealStatus,
+    DealType,
+    PacingMode,
+    PacingSpec,
+    Period,
+    Policy,
+)
+from reallocator.core.pacing.curves import PacingCurve, build_curve, deal_expected
+from reallocator.core.plan.model import ReasonCode
+from reallocator.core.plan.schedule import (
+    ScheduleInputs,
+    derive_schedules,
+    floor_to_local_hour,
+    hourly_profile,
+    largest_remainder,
+    throttle,
+)
+
+NY = "America/New_York"
+T0 = datetime(2026, 3, 2, 5, tzinfo=UTC)  # Monday 00:00 in New York
+T1 = T0 + timedelta(days=14)
+POLICY = Policy()
+
+
+def spec(**kw: Any) -> PacingSpec:
+    base: dict[str, Any] = {
+        "budget_type": BudgetType.IMPRESSIONS,
+        "start": T0,
+        "end": T1,
+        "catch_up_fraction": 1.0,
+        "budgets": (Budget(Period.LIFETIME, 1_000_000),),
+    }
+    base.update(kw)
+    return PacingSpec(**base)
+
+
+def office_hours() -> np.ndarray:
+    mask = np.zeros((7, 24), dtype=bool)
+    mask[:, 9:17] = True
+    return mask
+
+
+def inputs(curve: PacingCurve, as_of: datetime, n: int = 1, **kw: Any) -> ScheduleInputs:
+    """n open-auction deals at 100 units per opportunity hour, allocation 10,000 -> 20,000."""
+    base: dict[str, Any] = {
+        "deal_id": [f"D{i}" for i in range(n)],
+        "seller_id": [f"S{i}" for i in range(n)],
+        "deal_type": [DealType.OPEN] * n,
+        "deal_status": [DealStatus.ACTIVE] * n,
+        "pacing_status": ["UNDER"] * n,
+        "old_allocation": [10_000] * n,
+        "new_allocation": [20_000] * n,
+        "current_rate": [100.0] * n,
+        "participation_rate": [0.5] * n,
+        "cost_per_unit": [2_000.0] * n,  # micros per impression: a 2 USD CPM
+        "as_of": as_of,
+        "window_end": as_of + timedelta(hours=48),
+        "horizon_end": T1,
+        "budget_type": BudgetType.IMPRESSIONS,
+        "currency": "USD",
+        "timezone": curve.calendar.timezone,
+    }
+    base.update(kw)
+    return ScheduleInputs(**base)
+
+
+def local_hours(start: datetime, n: int, tz: str) -> list[int]:
+    zone = ZoneInfo(tz)
+    return [(start + timedelta(hours=k)).astimezone(zone).hour for k in range(n)]
+
+
+# --- shape --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", ["curve", "opportunity"])
+def test_targets_follow_local_dayparts_across_a_dst_change(shape: str) -> None:
+    curve = build_curve(spec(daypart=office_hours()), NY)
+    as_of = datetime(2026, 3, 7, 20, 40, tzinfo=UTC)  # Sat 15:40 EST; DST starts Sun 2am
+    inp = inputs(curve, as_of, new_allocation=[20_000])
+    (sched,) = derive_schedules(inp, curve, POLICY, shape=shape)  # type: ignore[arg-type]
+    assert sched.window_start == datetime(2026, 3, 7, 20, tzinfo=UTC)  # 15:00 EST
+    n = sched.hourly_target.size
+    assert n == 49  # 15:00 Saturday to 16:40 Monday (local), one hour lost to DST
+    hours = local_hours(sched.window_start, n, NY)
+    inside = np.array([9 <= h < 17 for h in hours])
+    assert np.all(sched.hourly_target[~inside] == 0)
+    assert np.all(sched.hourly_target[inside] > 0)
+    # Hour 0 counts only from as_of (20 of its 60 minutes); later office hours are full.
+    full = sched.hourly_target[inside][1]
+    assert sched.hourly_target[0] == pytest.approx(full / 3, abs=1)
+    assert hours[:2] == [15, 16] and hours[-1] == 16
+    # The window total is the window's share of the allocation, to the unit.
+    prof = hourly_profile(curve, as_of, inp.window_end, T1, NY, shape)  # type: ignore[arg-type]
+    assert int(sched.hourly_target.sum()) == round(20_000 * prof.share.sum())
+    assert sched.hourly_spend_micros.tolist() == (sched.hourly_target * 2_000).tolist()
+
+
+def test_local_hours_with_a_half_hour_offset() -> None:
+    at = datetime(2026, 3, 4, 10, 10, tzinfo=UTC)  # 15:40 in Kolkata (+05:30)
+    assert floor_to_local_hour(at, "Asia/Kolkata") == datetime(2026, 3, 4, 9, 30, tzinfo=UTC)
+    assert floor_to_local_hour(at, "UTC") == datetime(2026, 3, 4, 10, tzinfo=UTC)
+    curve = build_curve(spec(daypart=office_hours()), "Asia/Kolkata")
+    (sched,) = derive_schedules(inputs(curve, at), curve, POLICY)
+    hours = local_hours(sched.window_start, sched.hourly_target.size, "Asia/Kolkata")
+    inside = np.array([9 <= h < 17 for h in hours])
+    assert np.all(sched.hourly_target[~inside] == 0) and np.all(sched.hourly_target[inside] > 0)
+
+
+def test_a_window_covering_the_horizon_schedules_the_whole_allocation() -> None:
+    curve = build_curve(spec(daypart=office_hours()), NY)
+    as_of = T1 - timedelta(days=2, minutes=17)
+    inp = inputs(curve, as_of, 3, new_allocation=[12_345, 7, 0], window_end=T1 + timedelta(days=1))
+    scheds = derive_schedules(inp, curve, POLICY)
+    assert [int(s.hourly_target.sum()) for s in scheds] == [12_345, 7, 0]
+    assert all(s.hourly_target.min() >= 0 for s in scheds)
+    assert scheds[2].throttle == 0.0  # dropped to zero: stop bidding
+
+
+def test_curve_shape_matches_what_the_assessment_expects_after_the_plan() -> None:
+    curve = build_curve(spec(mode=PacingMode.FRONT_LOADED, daypart=office_hours()), NY)
+    as_of = T0 + timedelta(days=3, hours=7, minutes=13)
+    inp = inputs(curve, as_of, new_allocation=[500_000])
+    (sched,) = derive_schedules(inp, curve, POLICY)
+    horizon = curve.horizon_at(as_of)
+    t0, t1 = as_of.timestamp(), inp.window_end.timestamp()
+    restart = deal_expected(
+        curve,
+        horizon,
+        np.array([t1]),
+        np.array([500_000.0]),
+        np.array([t0]),
+        np.array([0.0]),
+    )
+    assert int(sched.hourly_target.sum()) == pytest.approx(float(restart[0]), abs=1.0)
+
+
+def test_curve_versus_traffic_shape_under_custom_weights() -> None:
+    weights = np.ones(24)
+    weights[12:14] = 3.0  # lunchtime traffic peak
+    curve = build_curve(spec(custom_weights=weights, daypart=office_hours()), NY)
+    as_of = datetime(2026, 3, 4, 14, tzinfo=UTC)  # Wednesday 09:00 EST
+    inp = inputs(curve, as_of, new_allocation=[140_000], window_end=as_of + timedelta(hours=8))
+    (even,) = derive_schedules(inp, curve, POLICY, shape="curve")
+    (traffic,) = derive_schedules(inp, curve, POLICY, shape="opportunity")
+    assert np.ptp(even.hourly_target) <= 1  # EVEN mode: every active hour alike
+    peak, quiet = traffic.hourly_target[3], traffic.hourly_target[0]  # 12:00 vs 09:00
+    assert peak == pytest.approx(3 * quiet, abs=2)
+
+
+def test_asap_falls_back_to_the_traffic_shape() -> None:
+    curve = build_curve(spec(mode=PacingMode.ASAP, daypart=office_hours()), NY)
+    as_of = datetime(2026, 3, 4, 14, tzinfo=UTC)
+    prof = hourly_profile(curve, as_of, as_of + timedelta(hours=24), T1, NY)
+    assert prof.shape == "opportunity"
+    assert prof.share[:8] == pytest.approx(np.full(8, prof.share[0]))
+    assert np.all(prof.share[8:] == 0)  # 17:00 to 09:00 local: outside the daypart
+
+
+# --- which deals ----------------------------------------------------------------------------------
+
+
+def test_only_buyer_paced_live_deals_that_change_get_a_schedule() -> None:
+    curve = build_curve(spec(), "UTC")
+    as_of = T0 + timedelta(days=7)  # 168 opportunity hours left
+    remaining = 168.0
+    per_hour = 10_000 / remaining
+    inp = inputs(
+        curve,
+        as_of,
+        7,
+        deal_type=[
+            DealType.PROGRAMMATIC_GUARANTEED,
+            DealType.PREFERRED,
+            DealType.PRIVATE_AUCTION,
+            DealType.OPEN,
+            DealType.OPEN,
+            DealType.OPEN,
+            DealType.OPEN,
+        ],
+        deal_status=[DealStatus.ACTIVE] * 5 + [DealStatus.PAUSED, DealStatus.ACTIVE],
+        pacing_status=["ON_PACE"] * 6 + ["COMPLETED"],
+        old_allocation=[10_000] * 7,
+        new_allocation=[20_000, 20_000, 10_000, 10_000, 10_000, 20_000, 20_000],
+        current_rate=[per_hour, per_hour, per_hour, per_hour * 1.5, per_hour * 1.05, 0, 0],
+    )
+    ids = [s.deal_id for s in derive_schedules(inp, curve, POLICY)]
+    # PG: a seller request instead; D2 unchanged and on pace; D4 within tolerance; paused; done.
+    assert ids == ["D1", "D3"]
+
+
+def test_min_change_applies_to_schedules() -> None:
+    curve = build_curve(spec(), "UTC")
+    as_of = T0 + timedelta(days=7)
+    inp = inputs(curve, as_of, current_rate=[10_000 / 168.0], new_allocation=[10_500])
+    assert len(derive_schedules(inp, curve, POLICY)) == 1  # allocation changed by 500
+    assert derive_schedules(inp, curve, replace(POLICY, min_change=501)) == ()
+
+
+def test_reason_and_rationale() -> None:
+    curve = build_curve(spec(), "UTC")
+    as_of = T0 + timedelta(days=7)
+    inp = inputs(
+        curve,
+        as_of,
+        3,
+        pacing_status=["UNDER", "ON_PACE", "STALLED"],
+        plan_reason=["UNDER_DELIVERY", "HIGHER_VALUE", "STALLED"],
+    )
+    scheds = derive_schedules(inp, curve, POLICY)
+    assert [s.reason for s in scheds] == [
+        ReasonCode.UNDER_DELIVERY,
+        ReasonCode.HIGHER_VALUE,
+        ReasonCode.STALLED,
+    ]
+    text = scheds[0].rationale
+    assert text.startswith("Deal D0 (seller S0) is delivering 100.0 impressions/h")
+    assert "its allocation moves from 10,000 impressions to 20,000 impressions" in text
+    assert "over the next 48 h" in text and "was 0.50" in text
+
+
+# --- throttle ---------------------------------------------------------------------------------
+
+
+def test_throttle_math() -> None:
+    p = np.array([0.5, np.nan, 0.5, 0.5, 0.5, 0.8, np.nan])
+    req = np.array([50.0, 50.0, 400.0, 50.0, 0.0, 10.0, 10.0])
+    obs = np.array([100.0, 100.0, 100.0, 0.0, 100.0, np.nan, 0.0])
+    assert throttle(p, req, obs).tolist() == pytest.approx([0.25, 0.5, 1.0, 1.0, 0.0, 1.0, 1.0])
+
+
+def test_schedule_throttle_uses_the_window_rate() -> None:
+    curve = build_curve(spec(), "UTC")  # no dayparts: every hour is one opportunity hour
+    as_of = T0 + timedelta(days=7)
+    inp = inputs(curve, as_of, new_allocation=[16_800], current_rate=[200.0])
+    (sched,) = derive_schedules(inp, curve, POLICY)
+    # Needs 100/h where 200/h came at participation 0.5: bid on a quarter of auctions.
+    assert sched.throttle == pytest.approx(0.25)
+    assert sched.hourly_target.tolist() == [100] * 48
+
+
+def test_spend_follows_cost_per_unit_and_is_identical_for_spend_budgets() -> None:
+    curve = build_curve(spec(budget_type=BudgetType.SPEND), "UTC")
+    as_of = T0 + timedelta(days=7)
+    inp = inputs(curve, as_of, budget_type=BudgetType.SPEND, cost_per_unit=[np.nan])
+    (sched,) = derive_schedules(inp, curve, POLICY)
+    assert sched.hourly_spend_micros.tolist() == sched.hourly_target.tolist()
+    curve_i = build_curve(spec(), "UTC")
+    (unknown,) = derive_schedules(inputs(curve_i, as_of, cost_per_unit=[np.nan]), curve_i, POLICY)
+    assert unknown.hourly_spend_micros.sum() == 0
+
+
+# --- largest remainder ------------------------------------------------------------------------
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    hnp.arrays(
+        np.float64,
+        hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=12),
+        elements=st.floats(0.0, 1e9, allow_nan=False),
+    )
+)
+def test_largest_remainder_sums_exactly_and_stays_within_a_unit(exact: np.ndarray) -> None:
+    out = largest_remainder(exact)
+    assert out.dtype == np.int64
+    assert out.sum(axis=1).tolist() == np.rint(exact.sum(axis=1)).astype(np.int64).tolist()
+    assert np.all(out >= np.floor(exact)) and np.all(out <= np.ceil(exact))
+    assert np.all(out[exact == 0] == 0)
+
+
+def test_window_must_end_after_as_of() -> None:
+    curve = build_curve(spec(), "UTC")
+    with pytest.raises(ValueError, match="window_end"):
+        inputs(curve, T0 + timedelta(days=1), window_end=T0 + timedelta(days=1))
