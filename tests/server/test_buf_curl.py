@@ -58,3 +58,15 @@ def test_invalid_request_with_buf_curl_names_the_fields(server: RunningServer) -
     assert error["code"] == "invalid_argument"
     assert "snapshot.as_of: required" in error["message"]
     assert any(d["type"] == "google.rpc.BadRequest" for d in error["details"])
+
+
+def test_readme_example_replan_with_buf_curl(server: RunningServer) -> None:
+    example = ROOT / "examples" / "replan_request.json"
+    done = buf_curl(server, "reallocator.v1.ReallocatorService/Replan", f"@{example}")
+    assert done.returncode == 0, done.stderr
+    plan = json.loads(done.stdout)["plan"]
+    assert plan["status"] == "PLAN_STATUS_OPTIMAL" and plan["state"] == "PLAN_STATE_DRY_RUN"
+    moved = {d["dealId"]: int(d.get("delta", "0")) for d in plan["deals"]}
+    assert moved["audio-pmp-003"] == -6_800_000_000  # the stalled deal's budget moves away
+    assert sum(moved.values()) == 0  # ... to the deals that can deliver it
+    assert plan["sellerRequests"][0]["sellerChangeRequest"]["order_id"] == "SO-88121"

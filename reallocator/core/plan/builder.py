@@ -29,7 +29,9 @@ from reallocator.core.pacing.curves import PacingCurve, build_curve
 from reallocator.core.plan.explain import explain
 from reallocator.core.plan.model import (
     PLAN_DEAL_COLUMNS,
+    AdjustmentRequest,
     ConstraintViolation,
+    DeliverySchedule,
     Plan,
     PlanStatus,
     RequestHistory,
@@ -38,6 +40,9 @@ from reallocator.core.plan.model import (
     Unspendable,
 )
 from reallocator.core.plan.rationale import decision_record, unspendable_reasons
+from reallocator.core.plan.requests import RequestInputs, derive_requests
+from reallocator.core.plan.schedule import ScheduleInputs, derive_schedules
+from reallocator.core.plan.severity import change_severity, max_severity, worth_changing
 
 
 class PlanRejected(Exception):
@@ -191,7 +196,7 @@ def build_plan(
     ).astype(PLAN_DEAL_COLUMNS)
 
     alerts = len(assessment.alerts) > 0
-    small = (np.abs(plan_deals["delta"].to_numpy()) < max(policy.min_change, 1)).all()
+    small = not worth_changing(plan_deals["delta"].to_numpy(np.int64), policy.min_change).any()
     status = PlanStatus.TIME_LIMITED if result.status == "TIME_LIMITED" else PlanStatus.OPTIMAL
     if violations:
         status = PlanStatus.RELAXED
@@ -259,7 +264,7 @@ def build_plan(
         solver=solver,
         no_change_reason=no_change_reason,
     )
-    return _with_record(plan, assessment, snapshot, schedule_window, history, curve)
+    return _with_record(plan, assessment, snapshot, schedule_window, history, curve, forecast)
 
 
 def _group_frame(
@@ -296,11 +301,48 @@ def _with_record(
     schedule_window: timedelta,
     history: RequestHistory | None,
     curve: PacingCurve,
+    forecast: pd.DataFrame,
 ) -> Plan:
-    """Adds requests, schedules and the decision record (they read the finished allocation)."""
-    record = decision_record(plan, assessment, snapshot)
-    del schedule_window, history, curve  # requests and schedules: see requests.py/schedule.py
-    return replace(plan, rationale=record)
+    """Adds seller requests, buyer schedules, severity and the decision record: they all read
+    the finished allocation. A NO_CHANGE plan asks nothing of anyone."""
+    policy = snapshot.policy
+    requests: tuple[AdjustmentRequest, ...] = ()
+    schedules: tuple[DeliverySchedule, ...] = ()
+    severity = None
+    if plan.status is not PlanStatus.NO_CHANGE:
+        window_end = snapshot.as_of + schedule_window
+        end = min(window_end, assessment.horizon_end)
+        hours = (
+            float(curve.calendar.opportunity_hours(snapshot.as_of, end))
+            if end > snapshot.as_of
+            else 0.0
+        )
+        seed = f"{snapshot.campaign_id}:{int(snapshot.as_of.timestamp())}"
+        inputs = RequestInputs.from_plan(
+            snapshot,
+            assessment,
+            plan.deals,
+            window_end=window_end,
+            seed=seed,
+            avails_forecast=forecast["by_avails"].to_numpy(),
+            window_hours=hours,
+        )
+        requests = derive_requests(inputs, policy, history)
+        schedules = derive_schedules(
+            ScheduleInputs.from_plan(snapshot, assessment, plan.deals, window_end=window_end),
+            curve,
+            policy,
+        )
+        changes = change_severity(
+            plan.deals["delta"].to_numpy(np.int64),
+            plan.deals["old_allocation"].to_numpy(np.int64),
+            snapshot.deals["premium"].to_numpy(bool),
+            policy.severity,
+        )
+        moved = plan.deals["delta"].to_numpy() != 0
+        severity = max_severity(np.concatenate([changes[moved], [r.severity for r in requests]]))
+    plan = replace(plan, requests=requests, schedules=schedules, max_severity=severity)
+    return replace(plan, rationale=decision_record(plan, assessment, snapshot))
 
 
 __all__ = ["PlanRejected", "build_plan"]

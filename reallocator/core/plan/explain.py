@@ -213,7 +213,8 @@ def _rationales(
         if np.isfinite(ratio[i]) and status[i] not in ("NOT_STARTED", "COMPLETED"):
             pace = (
                 f"; pacing {ratio[i]:.0%} ({status[i]}), delivering "
-                f"{rate(recent[i], bt, currency)} vs {rate(required[i], bt, currency)} needed"
+                f"{rate(recent[i], bt, currency)} vs {rate(required[i], bt, currency)} needed "
+                f"on its old allocation"
             )
         move = (
             f"{signed(float(x[i] - old[i]), bt, currency)} "

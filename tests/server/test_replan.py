@@ -1,0 +1,67 @@
+"""Replan over a real gRPC channel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import grpc
+from conftest import rpc_error
+from google.protobuf import json_format
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from reallocator.v1 import plan_pb2
+from reallocator.v1 import reallocator_service_pb2 as pb
+from reallocator.v1 import reallocator_service_pb2_grpc as rpc
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "replan_request.json"
+
+
+def example() -> pb.ReplanRequest:
+    return json_format.Parse(EXAMPLE.read_text(), pb.ReplanRequest())
+
+
+def test_replan_returns_an_explained_plan(stub: rpc.ReallocatorServiceStub) -> None:
+    request = example()
+    request.dry_run = False
+    plan = stub.Replan(request, timeout=30).plan
+    assert plan.status == plan_pb2.PLAN_STATUS_OPTIMAL
+    assert plan.state == plan_pb2.PLAN_STATE_PROPOSED
+    assert plan.currency_code == "USD" and plan.budget_type
+    assert sum(d.new_allocation for d in plan.deals) == plan.allocated <= plan.remaining_budget
+    by_id = {d.deal_id: d for d in plan.deals}
+    assert by_id["audio-pmp-003"].reason == plan_pb2.REASON_CODE_STALLED
+    assert by_id["audio-pmp-003"].binding == plan_pb2.BINDING_CONSTRAINT_CAPACITY
+    assert all(d.rationale for d in plan.deals)
+    assert plan.solver.path == plan_pb2.SOLVER_PATH_MIN_COST_FLOW
+    assert plan.solver.total_duration.ToTimedelta().total_seconds() > 0
+    [request_msg] = plan.seller_requests
+    change = json_format.MessageToDict(request_msg.seller_change_request)
+    assert change["order_id"] == "SO-88121" and change["idempotency_key"]
+    assert change["change_type"] in ("impressions", "other")
+    assert plan.rationale.summary.startswith("Campaign acme-holiday-2026")
+    assert {f.name for f in plan.rationale.factors} >= {"remaining budget", "unspendable"}
+
+
+def test_dry_run_is_marked(stub: rpc.ReallocatorServiceStub) -> None:
+    plan = stub.Replan(example(), timeout=30).plan
+    assert plan.state == plan_pb2.PLAN_STATE_DRY_RUN
+
+
+def test_conflicting_constraints_answer_failed_precondition_with_details(
+    stub: rpc.ReallocatorServiceStub,
+) -> None:
+    request = example()
+    for seller in request.snapshot.sellers:
+        if seller.seller_id == "streamco":
+            seller.limits.min_total = 16_000_000_000
+        if seller.seller_id == "newsgroup":
+            seller.limits.min_total = 13_500_000_000
+    request.on_infeasible = pb.INFEASIBILITY_HANDLING_REJECT
+    error = rpc_error(lambda: stub.Replan(request, timeout=30))
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    assert status is not None
+    failure = error_details_pb2.PreconditionFailure()
+    assert status.details[0].Unpack(failure)
+    assert failure.violations and all(v.description for v in failure.violations)
