@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
+# The mypy-protobuf plugins (protoc-gen-mypy, protoc-gen-mypy_grpc) live beside that interpreter.
+PATH="$(dirname "$(command -v "$PY")"):$PATH"
+export PATH
 out=reallocator/v1
 rm -f "$out"/*_pb2.py "$out"/*_pb2.pyi "$out"/*_pb2_grpc.py "$out"/*_pb2_grpc.pyi
 "$PY" -m grpc_tools.protoc \
