@@ -69,6 +69,8 @@ class ReallocatorServicer:
         if request.HasField("schedule_window"):
             asked = to_timedelta(request.schedule_window, "schedule_window", errors, positive=True)
             window = asked if asked is not None else window
+        if request.view not in _PLAN_VIEWS:
+            errors.add("view", f"unknown value {request.view}")
         errors.raise_if_any()
         remaining = context.time_remaining()
         if remaining is not None:  # leave room to encode and send the plan
@@ -83,11 +85,18 @@ class ReallocatorServicer:
                 precondition_status(f"constraints conflict: {exc}", failures),
             )
             raise AssertionError("unreachable") from exc
-        msg = encode_plan(plan)
+        msg = encode_plan(plan, deals=_PLAN_VIEWS[request.view])
         msg.state = plan_pb2.PLAN_STATE_DRY_RUN if request.dry_run else plan_pb2.PLAN_STATE_PROPOSED
         msg.create_time.GetCurrentTime()
         return pb.ReplanResponse(plan=msg)
 
+
+_PLAN_VIEWS = {
+    pb.PLAN_VIEW_UNSPECIFIED: "all",
+    pb.PLAN_VIEW_FULL: "all",
+    pb.PLAN_VIEW_CHANGES: "changed",
+    pb.PLAN_VIEW_SUMMARY: "none",
+}
 
 _INFEASIBILITY = (
     pb.INFEASIBILITY_HANDLING_UNSPECIFIED,

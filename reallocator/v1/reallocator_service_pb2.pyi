@@ -50,6 +50,34 @@ INFEASIBILITY_HANDLING_RELAX: InfeasibilityHandling.ValueType  # 2
 """Return the closest plan, status PLAN_STATUS_RELAXED, with the violations listed."""
 Global___InfeasibilityHandling: _TypeAlias = InfeasibilityHandling  # noqa: Y015
 
+class _PlanView:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PlanViewEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PlanView.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PLAN_VIEW_UNSPECIFIED: _PlanView.ValueType  # 0
+    """Not set; treated as PLAN_VIEW_FULL."""
+    PLAN_VIEW_SUMMARY: _PlanView.ValueType  # 1
+    """Totals, groups, violations, seller requests and the rationale; no per-deal rows or schedules."""
+    PLAN_VIEW_CHANGES: _PlanView.ValueType  # 2
+    """As SUMMARY, plus the rows and schedules of the deals whose allocation changes."""
+    PLAN_VIEW_FULL: _PlanView.ValueType  # 3
+    """Everything: one row per deal and every schedule."""
+
+class PlanView(_PlanView, metaclass=_PlanViewEnumTypeWrapper):
+    """How much of a plan a response carries (a 100k-deal plan with every schedule is ~60 MB)."""
+
+PLAN_VIEW_UNSPECIFIED: PlanView.ValueType  # 0
+"""Not set; treated as PLAN_VIEW_FULL."""
+PLAN_VIEW_SUMMARY: PlanView.ValueType  # 1
+"""Totals, groups, violations, seller requests and the rationale; no per-deal rows or schedules."""
+PLAN_VIEW_CHANGES: PlanView.ValueType  # 2
+"""As SUMMARY, plus the rows and schedules of the deals whose allocation changes."""
+PLAN_VIEW_FULL: PlanView.ValueType  # 3
+"""Everything: one row per deal and every schedule."""
+Global___PlanView: _TypeAlias = PlanView  # noqa: Y015
+
 class _ReviewDecision:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -145,12 +173,15 @@ class ReplanRequest(_message.Message):
     TIME_LIMIT_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     SCHEDULE_WINDOW_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
     dry_run: _builtins.bool
     """What-if: compute the plan without recording anything."""
     on_infeasible: Global___InfeasibilityHandling.ValueType
     """What to do when constraints conflict."""
     request_id: _builtins.str
     """Idempotency key: a retried request with the same id returns the same plan."""
+    view: Global___PlanView.ValueType
+    """How much of the plan the response carries. Default FULL."""
     @_builtins.property
     def snapshot(self) -> _snapshot_pb2.CampaignSnapshot:
         """The campaign's state. Required."""
@@ -177,10 +208,11 @@ class ReplanRequest(_message.Message):
         time_limit: _duration_pb2.Duration | None = ...,
         request_id: _builtins.str = ...,
         schedule_window: _duration_pb2.Duration | None = ...,
+        view: Global___PlanView.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["policy", b"policy", "schedule_window", b"schedule_window", "snapshot", b"snapshot", "time_limit", b"time_limit"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dry_run", b"dry_run", "on_infeasible", b"on_infeasible", "policy", b"policy", "request_id", b"request_id", "schedule_window", b"schedule_window", "snapshot", b"snapshot", "time_limit", b"time_limit"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dry_run", b"dry_run", "on_infeasible", b"on_infeasible", "policy", b"policy", "request_id", b"request_id", "schedule_window", b"schedule_window", "snapshot", b"snapshot", "time_limit", b"time_limit", "view", b"view"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -111,8 +111,14 @@ def _groups(frame: pd.DataFrame) -> list[plan_pb2.GroupTotal]:
     return out
 
 
-def encode_plan(plan: Plan, *, name: str = "", include_deals: bool = True) -> plan_pb2.Plan:
-    deals = plan.deals
+def encode_plan(plan: Plan, *, name: str = "", deals: str = "all") -> plan_pb2.Plan:
+    """`deals`: "all" rows and schedules, "changed" (deals whose allocation moves), or "none"."""
+    table = plan.deals
+    if deals == "changed":
+        table = table[table["delta"].to_numpy() != 0]
+    elif deals == "none":
+        table = table.iloc[:0]
+    keep = set(table["deal_id"]) if deals == "changed" else None
     msg = plan_pb2.Plan(
         name=name,
         campaign_id=plan.campaign_id,
@@ -128,9 +134,9 @@ def encode_plan(plan: Plan, *, name: str = "", include_deals: bool = True) -> pl
         if plan.max_severity
         else common_pb2.SEVERITY_UNSPECIFIED,
     )
-    if include_deals:
-        c = {k: deals[k].tolist() for k in deals.columns}
-        for i in range(len(deals)):
+    if len(table):
+        c = {k: table[k].tolist() for k in table.columns}
+        for i in range(len(table)):
             msg.deals.add(
                 deal_id=c["deal_id"][i],
                 seller_id=c["seller_id"][i],
@@ -157,7 +163,10 @@ def encode_plan(plan: Plan, *, name: str = "", include_deals: bool = True) -> pl
             message=u.message,
         )
     msg.seller_requests.extend(encode_request(r) for r in plan.requests)
-    msg.schedules.extend(encode_schedule(s) for s in plan.schedules)
+    if deals != "none":
+        msg.schedules.extend(
+            encode_schedule(s) for s in plan.schedules if keep is None or s.deal_id in keep
+        )
     for v in plan.violations:
         msg.violations.add(
             constraint=v.constraint,

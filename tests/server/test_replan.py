@@ -65,3 +65,19 @@ def test_conflicting_constraints_answer_failed_precondition_with_details(
     failure = error_details_pb2.PreconditionFailure()
     assert status.details[0].Unpack(failure)
     assert failure.violations and all(v.description for v in failure.violations)
+
+
+def test_plan_views_trim_the_response(stub: rpc.ReallocatorServiceStub) -> None:
+    request = example()
+    full = stub.Replan(request, timeout=30).plan
+    request.view = pb.PLAN_VIEW_CHANGES
+    changes = stub.Replan(request, timeout=30).plan
+    request.view = pb.PLAN_VIEW_SUMMARY
+    summary = stub.Replan(request, timeout=30).plan
+    moved = {d.deal_id for d in full.deals if d.delta != 0}
+    assert {d.deal_id for d in changes.deals} == moved
+    assert {s.deal_id for s in changes.schedules} <= moved
+    assert not summary.deals and not summary.schedules
+    assert summary.allocated == changes.allocated == full.allocated
+    assert len(summary.seller_requests) == len(full.seller_requests)
+    assert summary.rationale.summary == full.rationale.summary
