@@ -39,7 +39,6 @@ from reallocator.core.plan.requests import (
     RequestInputs,
     RequestOutcome,
     derive_requests,
-    format_amount,
     format_deadline,
     idempotency_key,
     request_decisions,
@@ -50,6 +49,7 @@ from reallocator.core.plan.severity import (
     max_severity,
     worth_changing,
 )
+from reallocator.core.plan.text import amount
 
 AS_OF = datetime(2026, 11, 16, 12, tzinfo=UTC)
 HORIZON_END = datetime(2026, 12, 1, 5, tzinfo=UTC)  # local midnight in New York
@@ -416,8 +416,8 @@ def test_rationale_with_money_in_the_campaign_currency() -> None:
 
 
 def test_formatting_helpers() -> None:
-    assert format_amount(1_234_560_000, BudgetType.SPEND, "EUR") == "1,234.56 EUR"
-    assert format_amount(12_345, BudgetType.CLICKS, "EUR") == "12,345 clicks"
+    assert amount(1_234_560_000, BudgetType.SPEND, "EUR") == "1,234.56 EUR"
+    assert amount(12_345, BudgetType.CLICKS, "EUR") == "12,345 clicks"
     assert format_deadline(HORIZON_END, "America/New_York") == "2026-11-30"
     assert format_deadline(HORIZON_END, "UTC") == "2026-12-01 05:00 UTC"
 

@@ -83,6 +83,7 @@ from reallocator.core.model import (
 )
 from reallocator.core.pacing.assessment import Assessment, PacingStatus
 from reallocator.core.plan import iab
+from reallocator.core.plan import text as plan_text
 from reallocator.core.plan.model import (
     AdjustmentRequest,
     ReasonCode,
@@ -269,24 +270,6 @@ class RequestInputs:
 
 
 # --- formatting (shared with schedule.py) ------------------------------------------------------
-
-
-def format_amount(value: float, budget_type: BudgetType, currency: str) -> str:
-    """An amount in budget units for a human: "1,234.56 USD" (micros) or "12,345 impressions"."""
-    if not math.isfinite(value):
-        return "n/a"
-    if budget_type is BudgetType.SPEND:
-        return f"{value / 1e6:,.2f} {currency}"
-    return f"{value:,.0f} {budget_type.lower()}"
-
-
-def format_rate(value: float, budget_type: BudgetType, currency: str) -> str:
-    """A rate per opportunity hour: "40.00 USD/h" or "1,250.0 impressions/h"."""
-    if not math.isfinite(value):
-        return "n/a"
-    if budget_type is BudgetType.SPEND:
-        return f"{value / 1e6:,.2f} {currency}/h"
-    return f"{value:,.1f} {budget_type.lower()}/h"
 
 
 def format_deadline(end: datetime, tz: str) -> str:
@@ -619,10 +602,10 @@ def _rationale(
     bt, cur = inputs.budget_type, inputs.currency
 
     def amount(v: float) -> str:
-        return format_amount(v, bt, cur)
+        return plan_text.amount(v, bt, cur)
 
     def rate(v: float) -> str:
-        return format_rate(v, bt, cur)
+        return plan_text.rate(v, bt, cur)
 
     who = f"Deal {row['deal_id']} (seller {inputs.seller_id[i]}, order {inputs.order_id[i]})"
     new = float(inputs.new_allocation[i])
@@ -679,10 +662,8 @@ __all__ = [
     "RequestOutcome",
     "beyond_tolerance",
     "derive_requests",
-    "format_amount",
     "format_date",
     "format_deadline",
-    "format_rate",
     "idempotency_key",
     "request_decisions",
     "request_id",

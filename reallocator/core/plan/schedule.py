@@ -62,11 +62,10 @@ from reallocator.core.plan.model import DeliverySchedule, ReasonCode
 from reallocator.core.plan.requests import (
     ObjArray,
     beyond_tolerance,
-    format_amount,
     format_deadline,
-    format_rate,
 )
 from reallocator.core.plan.severity import BoolArray, FloatArray, IntArray, worth_changing
+from reallocator.core.plan.text import amounts, rates
 
 Shape = Literal["curve", "opportunity"]
 
@@ -349,62 +348,62 @@ def derive_schedules(
 
     window_hours = (prof.edges[-1] - prof.edges[0]) / 3600.0
     deadline = format_deadline(inputs.horizon_end, inputs.timezone)
-    out: list[DeliverySchedule] = []
-    for j, i in enumerate(pick.tolist()):
-        text = _rationale(
-            inputs,
-            i,
-            horizon_rate=float(horizon_required[j]),
-            window_total=int(targets_total[j]),
-            window_hours=window_hours,
-            throttle=float(thr[j]),
-            deadline=deadline,
+    texts = _rationales(inputs, pick, horizon_required, targets_total, window_hours, thr, deadline)
+    ids = inputs.deal_id[pick].astype(str).tolist()
+    reasons = [ReasonCode(str(r)) for r in reason]
+    throttles = thr.astype(float).tolist()
+    return tuple(
+        DeliverySchedule(
+            deal_id=ids[j],
+            window_start=prof.window_start,
+            hourly_target=targets[j],
+            hourly_spend_micros=spend[j],
+            throttle=throttles[j],
+            reason=reasons[j],
+            rationale=texts[j],
         )
-        out.append(
-            DeliverySchedule(
-                deal_id=str(inputs.deal_id[i]),
-                window_start=prof.window_start,
-                hourly_target=targets[j].copy(),
-                hourly_spend_micros=spend[j].copy(),
-                throttle=float(thr[j]),
-                reason=ReasonCode(str(reason[j])),
-                rationale=text,
-            )
-        )
-    return tuple(out)
+        for j in range(pick.size)
+    )
 
 
-def _rationale(
+def _rationales(
     inputs: ScheduleInputs,
-    i: int,
-    *,
-    horizon_rate: float,
-    window_total: int,
+    pick: IntArray,
+    horizon_rate: FloatArray,
+    window_total: IntArray,
     window_hours: float,
-    throttle: float,
+    throttle: FloatArray,
     deadline: str,
-) -> str:
+) -> list[str]:
+    """One sentence per schedule; figures formatted column-wise (the per-value calls are what
+    costs at 100k deals)."""
     bt, cur = inputs.budget_type, inputs.currency
-    who = f"Deal {inputs.deal_id[i]} (seller {inputs.seller_id[i]})"
-    observed = float(inputs.current_rate[i])
-    new = float(inputs.new_allocation[i])
-    old = float(inputs.old_allocation[i])
-    if math.isfinite(observed):
-        now = f"is delivering {format_rate(observed, bt, cur)}"
-    else:
-        now = "has no recent delivery rate"
-    moved = (
-        f"its allocation moves from {format_amount(old, bt, cur)} to {format_amount(new, bt, cur)}"
-        if new != old
-        else f"its allocation stays at {format_amount(new, bt, cur)}"
-    )
-    p = float(inputs.participation_rate[i])
-    was = f", was {p:.2f}" if math.isfinite(p) else ""
-    return (
-        f"{who} {now} and needs {format_rate(horizon_rate, bt, cur)} to finish by {deadline}; "
-        f"{moved}: target {format_amount(window_total, bt, cur)} over the next "
-        f"{window_hours:.3g} h, throttle {throttle:.2f}{was}."
-    )
+    observed = inputs.current_rate[pick]
+    new = inputs.new_allocation[pick]
+    old = inputs.old_allocation[pick]
+    part = inputs.participation_rate[pick].astype(float).tolist()
+    now_t, need_t = rates(observed, bt, cur), rates(horizon_rate, bt, cur)
+    old_t, new_t = amounts(old, bt, cur), amounts(new, bt, cur)
+    total_t = amounts(window_total, bt, cur)
+    deals = inputs.deal_id[pick].astype(str).tolist()
+    sellers = inputs.seller_id[pick].astype(str).tolist()
+    known = np.isfinite(observed).tolist()
+    moved = (new != old).tolist()
+    out = []
+    for j in range(pick.size):
+        now = f"is delivering {now_t[j]}" if known[j] else "has no recent delivery rate"
+        change = (
+            f"its allocation moves from {old_t[j]} to {new_t[j]}"
+            if moved[j]
+            else f"its allocation stays at {new_t[j]}"
+        )
+        was = f", was {part[j]:.2f}" if math.isfinite(part[j]) else ""
+        out.append(
+            f"Deal {deals[j]} (seller {sellers[j]}) {now} and needs {need_t[j]} to finish by "
+            f"{deadline}; {change}: target {total_t[j]} over the next {window_hours:.3g} h, "
+            f"throttle {throttle[j]:.2f}{was}."
+        )
+    return out
 
 
 __all__ = [

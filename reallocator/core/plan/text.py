@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -19,6 +20,8 @@ _UNIT_NAMES = {
 
 def amount(value: float, budget_type: BudgetType, currency: str) -> str:
     """One amount in the budget unit: '1,234.56 USD' for SPEND, '12,345 impressions' else."""
+    if not math.isfinite(value):
+        return "n/a"
     if budget_type is BudgetType.SPEND:
         return money(value, currency)
     return f"{value:,.0f} {_UNIT_NAMES[budget_type]}"
@@ -31,11 +34,38 @@ def money(micros: float, currency: str) -> str:
 def amounts(
     values: npt.NDArray[np.generic] | Sequence[float], budget_type: BudgetType, currency: str
 ) -> list[str]:
-    return [amount(float(v), budget_type, currency) for v in np.asarray(values, np.float64)]
+    """Many amounts at once (one comprehension, no call per value)."""
+    v = np.asarray(values, np.float64)
+    if budget_type is BudgetType.SPEND:
+        out = [f"{m:,.2f} {currency}" for m in (v / 1e6).tolist()]
+    else:
+        unit = _UNIT_NAMES[budget_type]
+        out = [f"{c:,.0f} {unit}" for c in v.tolist()]
+    return _not_available(out, v)
+
+
+def rates(
+    values: npt.NDArray[np.generic] | Sequence[float], budget_type: BudgetType, currency: str
+) -> list[str]:
+    v = np.asarray(values, np.float64)
+    if budget_type is BudgetType.SPEND:
+        out = [f"{m:,.2f} {currency}/h" for m in (v / 1e6).tolist()]
+    else:
+        unit = _UNIT_NAMES[budget_type]
+        out = [f"{c:,.1f} {unit}/h" for c in v.tolist()]
+    return _not_available(out, v)
+
+
+def _not_available(texts: list[str], values: npt.NDArray[np.float64]) -> list[str]:
+    for i in np.flatnonzero(~np.isfinite(values)).tolist():
+        texts[i] = "n/a"
+    return texts
 
 
 def rate(value: float, budget_type: BudgetType, currency: str) -> str:
-    """A rate per hour in the budget unit."""
+    """A rate per (opportunity) hour in the budget unit: '40.00 USD/h', '1,250.0 clicks/h'."""
+    if not math.isfinite(value):
+        return "n/a"
     if budget_type is BudgetType.SPEND:
         return f"{value / 1e6:,.2f} {currency}/h"
     return f"{value:,.1f} {_UNIT_NAMES[budget_type]}/h"
