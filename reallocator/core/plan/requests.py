@@ -62,7 +62,7 @@ from __future__ import annotations
 import hashlib
 import math
 import uuid
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, TypeAlias
@@ -96,6 +96,7 @@ from reallocator.core.plan.severity import (
     FloatArray,
     IntArray,
     change_severity,
+    coerce_columns,
     worth_changing,
 )
 
@@ -183,7 +184,6 @@ class RequestInputs:
     timezone: str = "UTC"
 
     def __post_init__(self) -> None:
-        n = len(self.deal_id)
         dtypes: dict[str, Any] = {
             "deal_id": object,
             "seller_id": object,
@@ -203,18 +203,7 @@ class RequestInputs:
             "impressions_per_unit": np.float64,
             "plan_reason": object,
         }
-        for f in fields(self):
-            if f.name not in dtypes:
-                continue
-            value = getattr(self, f.name)
-            if value is None:
-                continue
-            array = np.asarray(value, dtype=dtypes[f.name])
-            if dtypes[f.name] is object:
-                array = np.asarray([str(v) for v in array.ravel()], dtype=object)
-            if array.shape != (n,):
-                raise ValueError(f"RequestInputs.{f.name} has shape {array.shape}, want ({n},)")
-            object.__setattr__(self, f.name, array)
+        coerce_columns(self, dtypes)
         if self.window_end <= self.as_of:
             raise ValueError("window_end must be after as_of")
 

@@ -40,7 +40,7 @@ an unknown or zero ``observed`` gives 1.0 (open fully: nothing says less is enou
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -64,7 +64,13 @@ from reallocator.core.plan.requests import (
     beyond_tolerance,
     format_deadline,
 )
-from reallocator.core.plan.severity import BoolArray, FloatArray, IntArray, worth_changing
+from reallocator.core.plan.severity import (
+    BoolArray,
+    FloatArray,
+    IntArray,
+    coerce_columns,
+    worth_changing,
+)
 from reallocator.core.plan.text import amounts, rates
 
 Shape = Literal["curve", "opportunity"]
@@ -99,7 +105,6 @@ class ScheduleInputs:
     plan_reason: ObjArray | None = None
 
     def __post_init__(self) -> None:
-        n = len(self.deal_id)
         dtypes: dict[str, Any] = {
             "deal_id": object,
             "seller_id": object,
@@ -113,16 +118,7 @@ class ScheduleInputs:
             "cost_per_unit": np.float64,
             "plan_reason": object,
         }
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name not in dtypes or value is None:
-                continue
-            array = np.asarray(value, dtype=dtypes[f.name])
-            if dtypes[f.name] is object:
-                array = np.asarray([str(v) for v in array.ravel()], dtype=object)
-            if array.shape != (n,):
-                raise ValueError(f"ScheduleInputs.{f.name} has shape {array.shape}, want ({n},)")
-            object.__setattr__(self, f.name, array)
+        coerce_columns(self, dtypes)
         if self.window_end <= self.as_of:
             raise ValueError("window_end must be after as_of")
 

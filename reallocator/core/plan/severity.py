@@ -12,6 +12,7 @@ All functions are vectorised over deals and pure.
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any, TypeAlias
 
 import numpy as np
@@ -105,3 +106,20 @@ def auto_applicable(severity: npt.ArrayLike, policy: Policy) -> BoolArray:
         return np.zeros(ranks.shape, dtype=bool)
     ceiling = SEVERITY_RANK[Severity(limit)]
     return np.asarray((ranks >= 0) & (ranks <= ceiling), dtype=bool)
+
+
+def coerce_columns(obj: Any, dtypes: dict[str, Any]) -> None:
+    """Per-deal array fields of a frozen input dataclass to their dtypes, one per deal (checked):
+    callers pass lists, Series or arrays and the derivations index them as numpy."""
+    n = len(obj.deal_id)
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if f.name not in dtypes or value is None:
+            continue
+        array = np.asarray(value, dtype=dtypes[f.name])
+        if dtypes[f.name] is object:
+            array = np.asarray([str(v) for v in array.ravel()], dtype=object)
+        if array.shape != (n,):
+            name = type(obj).__name__
+            raise ValueError(f"{name}.{f.name} has shape {array.shape}, want ({n},)")
+        object.__setattr__(obj, f.name, array)
