@@ -192,7 +192,8 @@ class Policy:
     min_evidence: timedelta = timedelta(hours=6)  # hours of delivery before verdicts count
     min_evidence_impressions: int = 1000
     confidence_threshold: float = 60.0  # 0..100; alerts only above it
-    step_abs: int = 0  # budget units a deal may move in one plan (0 = no absolute floor)
+    step_abs: int = 0  # budget units a deal may move in one plan; 0 = automatic: an even share
+    # of what the active deals still hold (so a deal at 0 can grow)
     step_rel: float = 1.0  # share of a deal's current allocation it may move in one plan
     churn_deal: float = 0.0  # lam_deal: value per budget unit moved on a deal
     churn_channel: float = 0.0  # lam_channel: value per budget unit moved across channels

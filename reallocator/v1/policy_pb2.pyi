@@ -126,7 +126,9 @@ class StepLimits(_message.Message):
     MAX_STEP_ABS_FIELD_NUMBER: _builtins.int
     MAX_STEP_REL_FIELD_NUMBER: _builtins.int
     max_step_abs: _builtins.int
-    """Absolute step, budget unit. Default 0."""
+    """Absolute step, budget unit. Default 0, which means automatic: an even share of what the
+    active deals still hold (remaining budget / active deals), so a deal at 0 can grow.
+    """
     max_step_rel: _builtins.float
     """Step relative to the deal's current remaining allocation. Default 1.0 (it may double or
     drop to zero in one plan).

@@ -23,7 +23,7 @@ from reallocator.core.engine import (
 )
 from reallocator.core.engine.bounds import SPENT_COLUMN, build_from_snapshot, horizon
 from reallocator.core.engine.problem import NO_MAX, group_sum
-from reallocator.core.model import CampaignSnapshot, Period
+from reallocator.core.model import CampaignSnapshot, DealStatus, Period
 from reallocator.core.pacing.assessment import Assessment, assess
 from reallocator.core.pacing.curves import PacingCurve, build_curve
 from reallocator.core.plan.explain import explain
@@ -70,6 +70,22 @@ def _period_left(snapshot: CampaignSnapshot, curve: PacingCurve, as_of: float) -
     return dict.fromkeys(periodic, int(left))
 
 
+def _with_step_floor(snapshot: CampaignSnapshot) -> CampaignSnapshot:
+    """`step_abs` 0 means automatic: an even share of what the active deals still hold, so a
+    deal cut to zero by an earlier plan can grow again (step = max(step_abs, step_rel x 0))."""
+    policy = snapshot.policy
+    if policy.step_abs > 0:
+        return snapshot
+    deals = snapshot.deals
+    spent = deals[SPENT_COLUMN[snapshot.pacing.budget_type]].to_numpy(np.int64)
+    remaining = np.maximum(deals["allocation"].to_numpy(np.int64) - spent, 0)
+    active = deals["status"].to_numpy() == DealStatus.ACTIVE
+    if not active.any():
+        return snapshot
+    floor = -(-int(remaining[active].sum()) // int(active.sum()))
+    return replace(snapshot, policy=replace(policy, step_abs=max(floor, 1)))
+
+
 def _capacity(
     snapshot: CampaignSnapshot,
     assessment: Assessment,
@@ -80,17 +96,30 @@ def _capacity(
     current plan, a PARTIAL one at what the seller accepted)."""
     deals, policy = snapshot.deals, snapshot.policy
     active = None
+    per_opportunity = 1.0
     if snapshot.delivery is not None:
         series = snapshot.delivery
-        active = (
-            curve.calendar.bucket_opportunity(series.window_start, series.bucket, series.n_buckets)
-            > 0
+        opportunity = curve.calendar.bucket_opportunity(
+            series.window_start, series.bucket, series.n_buckets
         )
+        active = opportunity > 0
+        # The forecast measures rates per active clock hour of the series; the remaining time is
+        # in opportunity hours (traffic-weighted): convert, or a night-heavy window reads low.
+        if opportunity.sum() > 0:
+            clock = active.sum() * series.bucket.total_seconds() / 3600.0
+            per_opportunity = clock / float(opportunity.sum())
     inputs = ForecastInputs.from_snapshot(
         deals, snapshot.delivery, snapshot.pacing.budget_type, policy, active_buckets=active
     )
     stalled = assessment.deals["status"].astype(str).to_numpy() == "STALLED"
-    inputs = ForecastInputs(**{**inputs.__dict__, "stalled": stalled})
+    rate = inputs.observed_rate * per_opportunity
+    avails_rate = inputs.avails_rate * per_opportunity
+    # A deal that delivered nothing because it had nothing to deliver (not stalled) still sees
+    # supply: forecast it from its avails, or a deal cut to zero could never come back.
+    supply_rate = avails_rate * inputs.win_rate * inputs.units_per_win
+    starved = (rate == 0) & ~stalled & np.isfinite(supply_rate) & (supply_rate > 0)
+    rate = np.where(starved, supply_rate, rate)
+    inputs = replace(inputs, stalled=stalled, observed_rate=rate, avails_rate=avails_rate)
     capacity, table = forecast_capacity(inputs, assessment.opportunity_remaining_hours, policy)
     capped = np.zeros(len(deals), dtype=bool)
     if history is not None and len(history.requests):
@@ -155,6 +184,8 @@ def build_plan(
     curve = build_curve(spec, snapshot.timezone)
     as_of = snapshot.as_of.timestamp()
 
+    snapshot = _with_step_floor(snapshot)
+    policy = snapshot.policy
     capacity, forecast, capped = _capacity(snapshot, assessment, curve, history)
     built = build_from_snapshot(
         snapshot,
