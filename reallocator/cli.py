@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from reallocator.config import ConfigError, load_config
+from reallocator.sim.args import add_arguments as add_simulate_arguments
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -55,6 +56,12 @@ def _health(args: argparse.Namespace) -> int:
     return 0 if reply.status == health_pb2.HealthCheckResponse.SERVING else 1
 
 
+def _simulate(args: argparse.Namespace) -> int:
+    from reallocator.sim.cli import simulate_command
+
+    return simulate_command(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="reallocator",
@@ -89,6 +96,17 @@ def build_parser() -> argparse.ArgumentParser:
     health.add_argument("--service", default="", help="service name ('' = the whole server)")
     health.add_argument("--timeout", type=float, default=3.0, help="seconds to wait (default 3)")
     health.set_defaults(run=_health)
+    simulate = sub.add_parser(
+        "simulate",
+        help="simulate a campaign scenario: static, rules and reallocator against the oracle",
+        description="Simulate whole flights of a scenario (a JSON file, or a standard one from "
+        "benchmarks/scenarios) for some seeds: the static booking, the rules baseline and the "
+        "reallocator (in-process, or a running service with --target) on the same random draws, "
+        "against the hindsight oracle. Prints the pacing-quality table and writes a report "
+        "folder: metrics.csv, summary.csv, targets.csv, summary.txt and PNG plots.",
+    )
+    add_simulate_arguments(simulate)
+    simulate.set_defaults(run=_simulate)
     return parser
 
 

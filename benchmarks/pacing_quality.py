@@ -1,0 +1,115 @@
+"""The pacing-quality suite: every standard scenario x seeds x strategies (static, rules,
+reallocator) and the hindsight oracle, one summary table, the issue's targets checked.
+
+Standard scenarios (benchmarks/scenarios): steady, stalled_seller, channel_collapse, flash_sale,
+conflicting_limits, portfolio_500 (probabilistic pacer), and steady_discount (the steady world
+with the discount pacer). Medians over seeds (the early-exhaustion share is a mean).
+
+    .venv/bin/python benchmarks/pacing_quality.py [--seeds 20] [--scenarios steady flash_sale]
+        [--workers 2] [--out reports/pacing_quality] [--no-plots] [--target host:port]
+        [--policy '{"min_evidence_hours": 24}']
+
+Writes OUT/metrics.csv (every run), summary.csv, targets.csv, summary.txt, and for seed 0 of each
+scenario OUT/<scenario>/{cumulative_spend,allocation_by_channel,pacing_heatmap}.png. Progress
+goes to stderr; the table to stdout. Exit status 0 whatever the targets say (it is a
+measurement, not a gate); `--strict` exits 1 when a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from reallocator.sim.args import STRATEGIES, policy_overrides  # noqa: E402
+from reallocator.sim.cli import Task, print_progress, run_tasks, with_policy  # noqa: E402
+from reallocator.sim.metrics import check_targets  # noqa: E402
+from reallocator.sim.report import format_table, format_targets, write_report  # noqa: E402
+from reallocator.sim.scenario import load_scenario  # noqa: E402
+
+SCENARIOS = (
+    "steady",
+    "stalled_seller",
+    "channel_collapse",
+    "flash_sale",
+    "conflicting_limits",
+    "portfolio_500",
+    "steady_discount",
+)
+SCENARIO_DIR = ROOT / "benchmarks" / "scenarios"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, default=20, help="seeds 0..N-1 per scenario")
+    parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), help="names or files")
+    parser.add_argument("--workers", type=int, default=2, help="processes (default 2)")
+    parser.add_argument("--out", type=Path, default=ROOT / "reports" / "pacing_quality")
+    parser.add_argument("--no-plots", action="store_true")
+    parser.add_argument("--target", default=None, help="host:port of a running service")
+    parser.add_argument("--time-limit", type=float, default=10.0)
+    parser.add_argument(
+        "--policy",
+        type=policy_overrides,
+        default=None,
+        metavar="JSON",
+        help="policy overrides merged into every scenario's (scenario file syntax)",
+    )
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    args = parser.parse_args()
+
+    scenarios = []
+    for name in args.scenarios:
+        path = Path(name) if Path(name).exists() else SCENARIO_DIR / f"{name}.json"
+        scenarios.append(with_policy(load_scenario(path), args.policy))
+    tasks = [
+        Task(
+            sc,
+            seed,
+            STRATEGIES,
+            args.target,
+            args.time_limit,
+            keep=(seed == 0 and not args.no_plots),
+        )
+        for sc in scenarios
+        for seed in range(args.seeds)
+    ]
+    # The 500-deal worlds take longest: start them first so the pool ends together.
+    tasks.sort(key=lambda t: -t.scenario.portfolio.deals)
+    print(
+        f"pacing quality: {len(scenarios)} scenarios x {args.seeds} seeds x "
+        f"{len(STRATEGIES)} strategies + oracle, {args.workers} workers",
+        file=sys.stderr,
+    )
+    started = time.perf_counter()
+    rows, kept = run_tasks(tasks, args.workers, print_progress)
+    order = {sc.name: i for i, sc in enumerate(scenarios)}
+    rows = rows.sort_values(
+        ["scenario", "seed"],
+        key=lambda c: c.map(order) if c.name == "scenario" else c,
+        kind="stable",
+    )
+    deviates = {sc.name: sc.deviates for sc in scenarios}
+    kept.sort(key=lambda r: order[r.world.scenario.name])
+    summary = write_report(rows.reset_index(drop=True), args.out, deviates, kept)
+    elapsed = time.perf_counter() - started
+    print(format_table(summary, f"Pacing quality ({args.seeds} seeds, {elapsed:.0f} s)"))
+    checks = check_targets(summary, deviates)
+    print()
+    print(format_targets(checks))
+    print(f"\nreport: {args.out}/")
+    missed = any(
+        v is False or (isinstance(v, float) and not math.isnan(v) and not v)
+        for v in checks.drop(columns="scenario").to_numpy().ravel()
+    )
+    return 1 if (args.strict and missed) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

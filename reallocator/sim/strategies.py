@@ -1,0 +1,218 @@
+"""The strategies compared on the same world (the oracle, which needs no run, is oracle.py).
+
+* `StaticStrategy` - the booked allocation, every deal paced to it, never reallocated.
+* `RulesStrategy` - the rules-based reallocation an open-source buyer agent ships today (IAB Tech
+  Lab buyer-agent, marked experimental upstream), implemented from its description, every
+  `replan_hours`:
+
+      expected_c = budget_c x elapsed share of the flight          (linear over the flight)
+      giver  c: spent_c < (1 - 10%) expected_c,  underspend_c = expected_c - spent_c
+      taker  c: spent_c > (1 + 10%) expected_c,  overspend_c  = spent_c - expected_c
+      every (giver g, taker k) pair moves  min(underspend_g, overspend_k, 30% x total budget)
+      from g to k, pairs independently (computed from the same figures, not netted), moves
+      under $100 dropped; no per-deal, per-seller or per-channel min/max.
+
+  A channel's change reaches its deals as follows (the description is silent; documented choice):
+  a giver's deals keep their shares of the channel's remaining allocation (scaled), a taker's
+  increase goes to its deals in proportion to what each has spent so far (the ones delivering).
+  Channel budgets are the rule's own book: a giver may be driven below what it already spent
+  (pairs are not netted), and then its deals simply stop - while the takers keep what they got,
+  which can add up to more than the budget. PG deals' new amounts go to their sellers as
+  INCREASE/DECREASE requests (one at a time per deal), through the same seller model.
+* `ReallocatorStrategy` - a snapshot every `replan_hours`, the plan from `Planner` (the plan
+  builder in-process, or the service over gRPC), non-guaranteed deals take their new totals at
+  once, guaranteed deals change only through the seller requests the plan makes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Protocol
+
+import numpy as np
+
+from reallocator.core.model import Policy
+from reallocator.core.plan.model import RequestKind, SellerResponse
+from reallocator.sim.planner import Planner
+from reallocator.sim.scenario import MICROS
+from reallocator.sim.sellers import Answer, SellerDesk
+from reallocator.sim.snapshot import RunState, build_snapshot, current_totals
+from reallocator.sim.world import FloatArray, World
+
+
+@dataclass
+class RunContext:
+    world: World
+    state: RunState
+    desk: SellerDesk
+    policy: Policy
+
+
+@dataclass(frozen=True)
+class ReplanRecord:
+    step: int
+    status: str
+    seconds: float  # wall time of the decision (the plan call for the reallocator)
+    requests: int  # seller requests made
+    churn: float  # budget units moved: sum over deals of |new total - old total|
+    note: str = ""
+
+
+class Strategy(Protocol):
+    name: str
+    replans: bool
+
+    def replan(self, ctx: RunContext, step: int) -> ReplanRecord: ...
+
+    def on_answers(self, ctx: RunContext, answers: list[Answer]) -> None: ...
+
+
+class StaticStrategy:
+    name = "static"
+    replans = False
+
+    def replan(self, ctx: RunContext, step: int) -> ReplanRecord:  # pragma: no cover - unused
+        return ReplanRecord(step, "NONE", 0.0, 0, 0.0)
+
+    def on_answers(self, ctx: RunContext, answers: list[Answer]) -> None:
+        return None
+
+
+# --- rules ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RulesConfig:
+    threshold: float = 0.10  # more than 10% under / over expected spend
+    max_move_share: float = 0.30  # of the total budget, per pair
+    min_move: float = 100.0 * MICROS  # moves under $100 are dropped
+
+
+@dataclass(frozen=True)
+class Move:
+    giver: int
+    taker: int
+    amount: float
+
+
+def rules_moves(
+    budgets: FloatArray,
+    spent: FloatArray,
+    elapsed_share: float,
+    total_budget: float,
+    config: RulesConfig = RulesConfig(),
+) -> tuple[list[Move], FloatArray]:
+    """The pairwise moves between channels and the channel budgets after them."""
+    expected = budgets * elapsed_share
+    th = config.threshold
+    under = np.where(spent < (1.0 - th) * expected, expected - spent, 0.0)
+    over = np.where(spent > (1.0 + th) * expected, spent - expected, 0.0)
+    givers, takers = np.flatnonzero(under > 0), np.flatnonzero(over > 0)
+    cap = config.max_move_share * total_budget
+    amount = np.minimum(np.minimum(under[givers][:, None], over[takers][None, :]), cap)
+    amount = np.where(amount >= config.min_move, amount, 0.0)
+    after = budgets.astype(np.float64).copy()
+    np.subtract.at(after, givers, amount.sum(axis=1))
+    np.add.at(after, takers, amount.sum(axis=0))
+    moves = [
+        Move(int(givers[i]), int(takers[j]), float(amount[i, j]))
+        for i, j in zip(*np.nonzero(amount), strict=True)
+    ]
+    return moves, after
+
+
+class RulesStrategy:
+    name = "rules"
+    replans = True
+
+    def __init__(self, config: RulesConfig = RulesConfig()) -> None:
+        self.config = config
+        self.budgets: FloatArray | None = None
+
+    def replan(self, ctx: RunContext, step: int) -> ReplanRecord:
+        t0 = time.perf_counter()
+        w, s = ctx.world, ctx.state
+        n_c = len(w.channel_ids)
+        if self.budgets is None:
+            self.budgets = np.bincount(w.channel, weights=w.booked, minlength=n_c).astype(float)
+        spent_c = np.bincount(w.channel, weights=s.spent, minlength=n_c).astype(np.float64)
+        moves, after = rules_moves(
+            self.budgets, spent_c, step / w.n_steps, float(w.budget), self.config
+        )
+        old = s.effective_allocation(w.pg).copy()
+        new = old.copy()
+        remaining = np.maximum(old - s.spent, 0.0)
+        delta = after - self.budgets
+        for c in np.flatnonzero(delta != 0):  # the channels that moved: a few per replan
+            members = w.channel == c
+            if delta[c] < 0:
+                target = max(0.0, after[c] - spent_c[c])
+                have = remaining[members].sum()
+                scale = target / have if have > 0 else 0.0
+                new[members] = s.spent[members] + remaining[members] * scale
+            else:
+                weight = s.spent[members]
+                if weight.sum() <= 0:
+                    weight = w.booked[members].astype(np.float64)
+                new[members] = old[members] + delta[c] * weight / weight.sum()
+        self.budgets = after
+        requests = 0
+        pending = set(ctx.desk.pending_deals().tolist())
+        for d in np.flatnonzero(w.pg & (np.abs(new - s.committed) >= self.config.min_move)):
+            if int(d) in pending:
+                continue
+            kind = RequestKind.INCREASE if new[d] > s.committed[d] else RequestKind.DECREASE
+            ctx.desk.submit(step, int(d), kind, int(np.floor(new[d])))
+            requests += 1
+        s.alloc = np.where(w.pg, s.alloc, new)
+        churn = float(np.abs(new - old).sum())
+        note = f"{len(moves)} moves"
+        return ReplanRecord(step, "RULES", time.perf_counter() - t0, requests, churn, note)
+
+    def on_answers(self, ctx: RunContext, answers: list[Answer]) -> None:
+        return None
+
+
+# --- reallocator ---------------------------------------------------------------------------
+
+
+class ReallocatorStrategy:
+    name = "reallocator"
+    replans = True
+
+    def __init__(self, planner: Planner) -> None:
+        self.planner = planner
+
+    def replan(self, ctx: RunContext, step: int) -> ReplanRecord:
+        w, s = ctx.world, ctx.state
+        snapshot = build_snapshot(w, s, step, ctx.policy)
+        window = timedelta(hours=w.scenario.replan_hours)
+        view = self.planner.plan(snapshot, ctx.desk.history(), window)
+        current = current_totals(w, s)
+        if view.rejected:
+            return ReplanRecord(step, view.status, view.wall_seconds, 0, 0.0, view.note[:200])
+        new = view.new_total.astype(np.int64)
+        changed = (~w.pg) & (new != current)
+        s.alloc = np.where(w.pg, s.alloc, np.where(changed, new, s.alloc))
+        as_of = int(w.at(step).timestamp())
+        s.plan_applied_at = np.where(changed, as_of, s.plan_applied_at)
+        spent = np.floor(s.spent + 1e-6).astype(np.int64)
+        s.delivered_at_plan = np.where(changed, spent, s.delivered_at_plan)
+        index = {d: i for i, d in enumerate(w.deal_ids.tolist())}
+        for r in view.requests:
+            ctx.desk.submit(step, index[r.deal_id], r.kind, r.target_total, ref=r.request_id)
+        churn = float(np.abs(new - current).sum())
+        note = f"{view.violations} violations" if view.violations else ""
+        return ReplanRecord(step, view.status, view.wall_seconds, len(view.requests), churn, note)
+
+    def on_answers(self, ctx: RunContext, answers: list[Answer]) -> None:
+        w, s = ctx.world, ctx.state
+        for a in answers:
+            at = w.at(a.step)
+            if a.committed_after != a.committed_before:
+                s.plan_applied_at[a.deal] = int(at.timestamp())
+                s.delivered_at_plan[a.deal] = int(np.floor(s.spent[a.deal] + 1e-6))
+            if a.response is not SellerResponse.PENDING:
+                self.planner.record_answer(a.ref, a.response, a.accepted_total, at)

@@ -1,0 +1,57 @@
+"""Metric definitions on hand-computed series."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from reallocator.sim.metrics import (
+    bat_rmse,
+    early_exhaustion,
+    hourly,
+    minutes_before_exhaustion,
+    smart_pacing_rmse,
+    worst_cumulative_gap,
+)
+
+
+def test_smart_pacing_rmse_is_the_rms_of_slot_gaps() -> None:
+    # gaps -1, 0, +1  ->  sqrt((1 + 0 + 1) / 3)
+    assert smart_pacing_rmse([1, 2, 3], [2, 2, 2]) == pytest.approx(math.sqrt(2 / 3))
+    assert smart_pacing_rmse([5, 5], [5, 5]) == 0.0
+
+
+def test_bat_rmse_normalises_by_budget_over_hours() -> None:
+    # budget 40 over 2 hours, shares 1:1 -> ideal 20, 20; spend 10, 30 -> gaps -10, +10
+    # each / (40 / 2) = -0.5, +0.5 -> RMSE 0.5
+    assert bat_rmse([10, 30], 40, [1, 1]) == pytest.approx(0.5)
+    # shares need not be normalised; a perfect follower scores 0
+    assert bat_rmse([10, 30], 40, [0.25, 0.75]) == pytest.approx(0.0)
+    # 4 hours, shares .1 .2 .3 .4 of 100; spend 25 each: gaps -15, -5, 5, 15 over 25
+    expected = math.sqrt(np.mean(np.array([15, 5, 5, 15]) ** 2 / 25.0**2))
+    assert bat_rmse([25] * 4, 100, [0.1, 0.2, 0.3, 0.4]) == pytest.approx(expected)
+
+
+def test_early_exhaustion_is_over_90_percent_in_the_first_half() -> None:
+    assert early_exhaustion([50, 45, 5, 0], 100)  # 95 in the first half
+    assert not early_exhaustion([50, 40, 10, 0], 100)  # exactly 90 is not more than 90
+    assert not early_exhaustion([25, 25, 25, 25], 100)
+
+
+def test_minutes_before_exhaustion() -> None:
+    # budget reached at the end of step 2 of 4 (15 min each): 2 steps = 30 min before the end
+    assert minutes_before_exhaustion([50, 50, 0, 0], 100, 15) == 30.0
+    assert minutes_before_exhaustion([25, 25, 25, 25], 100, 15) == 0.0  # at the very end
+    assert minutes_before_exhaustion([20, 20, 20, 20], 100, 15) == 0.0  # never
+
+
+def test_worst_cumulative_gap() -> None:
+    # cumulative actual 10, 40, 60 vs planned 20, 40, 60: worst |gap| 10 of 100
+    assert worst_cumulative_gap([10, 30, 20], [20, 20, 20], 100) == pytest.approx(0.10)
+
+
+def test_hourly_sums_steps() -> None:
+    assert hourly(np.arange(8.0), 4).tolist() == [6.0, 22.0]
+    assert hourly(np.arange(6.0), 4).tolist() == [6.0, 9.0]  # a trailing partial hour

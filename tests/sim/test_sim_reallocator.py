@@ -1,0 +1,97 @@
+"""The reallocator strategy against the real plan builder, in-process and over gRPC."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from reallocator.core.plan.model import RequestHistory
+from reallocator.sim.planner import GrpcPlanner, InProcessPlanner
+from reallocator.sim.run import make_strategy, simulate
+from reallocator.sim.scenario import scenario_from_dict
+from reallocator.sim.snapshot import RunState, build_snapshot
+from reallocator.sim.strategies import ReallocatorStrategy
+from reallocator.sim.world import build_world
+
+SCENARIO = scenario_from_dict(
+    {
+        "name": "realloc",
+        "budget": 20_000,
+        "flight": {"days": 2},
+        "portfolio": {"deals": 12, "sellers": 4, "channels": 3, "pg_share": 0.4},
+        "sellers": {"declare_inventory": 1.0, "delay_hours": [1, 3]},
+        "stalls": {"events": [{"select": {"sellers": ["S01"]}, "start_hour": 8, "hours": 30}]},
+    }
+)
+
+
+def test_runs_in_process_deterministically() -> None:
+    world = build_world(SCENARIO, 0)
+    a = simulate(world, make_strategy("reallocator"))
+    b = simulate(world, make_strategy("reallocator"))
+    assert len(a.replans) == 7  # every 6 h of a 2-day flight, not at its start
+    assert np.array_equal(a.state.spend_hist, b.state.spend_hist)
+    assert [r.status for r in a.replans] == [r.status for r in b.replans]
+    assert a.state.spent.sum() <= world.budget * (1 + 1e-9)
+    assert a.n_requests == sum(r.requests for r in a.replans)
+
+
+def test_snapshot_is_a_valid_builder_input() -> None:
+    world = build_world(SCENARIO, 0)
+    state = RunState.initial(world)
+    state.spent[:] = world.booked * 0.1
+    state.impressions[:] = 1_000
+    state.spend_hist[:, :24] = (world.booked * 0.1 / 24)[:, None]
+    snap = build_snapshot(world, state, 24, SCENARIO.policy_object())
+    assert snap.deals["allocation"].sum() == world.budget
+    assert snap.delivery is not None and snap.delivery.n_buckets == 6
+    view = InProcessPlanner().plan(snap, RequestHistory(), SCENARIO.step * 24)
+    assert view.new_total.shape == (world.n_deals,)
+    assert not view.rejected
+
+
+def test_grpc_planner_matches_in_process(server: Any) -> None:
+    world = build_world(SCENARIO, 1)
+    run = simulate(world, make_strategy("static"))  # a history to snapshot from
+    state = run.state
+    step = 48
+    state.spent[:] = state.spend_hist[:, :step].sum(axis=1)
+    state.impressions[:] = state.imps_hist[:, :step].sum(axis=1)
+    state.avails[:] = state.avails_hist[:, :step].sum(axis=1)
+    state.bids[:] = state.avails
+    state.wins[:] = state.wins_hist[:, :step].sum(axis=1)
+    snap = build_snapshot(world, state, step, SCENARIO.policy_object())
+    window = SCENARIO.step * 24
+    local = InProcessPlanner().plan(snap, RequestHistory(), window)
+    remote_planner = GrpcPlanner(f"127.0.0.1:{server.port}")
+    try:
+        remote = remote_planner.plan(snap, RequestHistory(), window)
+    finally:
+        remote_planner.close()
+    assert remote.status == local.status
+    assert np.array_equal(remote.new_total, local.new_total)
+    assert [(r.deal_id, r.kind, r.target_total) for r in remote.requests] == [
+        (r.deal_id, r.kind, r.target_total) for r in local.requests
+    ]
+
+
+def test_a_whole_run_over_grpc(server: Any) -> None:
+    scenario = scenario_from_dict({**_one_day(), "name": "grpc"})
+    world = build_world(scenario, 0)
+    planner = GrpcPlanner(f"127.0.0.1:{server.port}")
+    try:
+        run = simulate(world, ReallocatorStrategy(planner))
+    finally:
+        planner.close()
+    assert len(run.replans) == 3
+    assert all(r.seconds > 0 for r in run.replans)
+    assert run.state.spent.sum() <= world.budget * (1 + 1e-9)
+
+
+def _one_day() -> dict[str, Any]:
+    return {
+        "budget": 5_000,
+        "flight": {"days": 1},
+        "portfolio": {"deals": 8, "sellers": 3, "channels": 2},
+    }
