@@ -1,5 +1,5 @@
 """The shipped profiles are exactly what scripts/derive_profiles.py derives from the real series
-(skipped where ../shared/data is absent)."""
+(from ../shared/data, beside the project on every developer machine and in CI)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ import importlib.util
 import subprocess
 import sys
 from pathlib import Path
-
-import pytest
 
 from reallocator.sim import profiles
 
@@ -33,8 +31,8 @@ def test_profiles_are_normalised() -> None:
     assert (SHIPPED / "SOURCES.md").read_text().count("MIT") >= 2
 
 
-@pytest.mark.skipif(not DATA.exists(), reason="../shared/data not present")
 def test_shipped_profiles_rederive_byte_for_byte(tmp_path: Path) -> None:
+    assert DATA.exists(), f"{DATA}: the raw series (../shared/data beside the project) are missing"
     script = ROOT / "scripts" / "derive_profiles.py"
     assert importlib.util.spec_from_file_location("derive_profiles", script) is not None
     subprocess.run(

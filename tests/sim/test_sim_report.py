@@ -25,7 +25,6 @@ SMALL = {
 
 
 def test_report_files_are_written(tmp_path: Path) -> None:
-    pytest.importorskip("matplotlib")
     world = build_world(scenario_from_dict(SMALL), 0)
     result = run_world(world)
     rows = [oracle_metrics(world, result.oracle)]
