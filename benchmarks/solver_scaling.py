@@ -15,7 +15,22 @@ fresh process, which pays the page faults of first touching its memory (costly o
 need tens of GB beyond).
 
     .venv/bin/python benchmarks/solver_scaling.py [--sizes 1000 10000 100000 1000000]
-        [--repeat 5] [--pulp-max 100000] [--money]
+        [--repeat 5] [--pulp-max 100000] [--money] [--infeasible]
+
+`--infeasible` times the diagnosis of infeasible variants of the same instances instead
+(diagnosis.py; target: at most about twice a feasible solve), beside the feasible solve of the
+unchanged instance:
+
+    cheap     channel 0's minimum 1,000,000 above what its deals can take, seller 7's 976,266
+              above: found by the sum checks
+    elastic   channel 0's minimum 1,000 below its deals' maxima, seller 7 capped at its
+              commitments: each fine alone, together infeasible (seller 7's deals in channel 0
+              cannot deliver): the exact elastic min-cost flow on (channel, seller) pairs
+    money     (money-capped family) a cap just above the commitments' money: the pair flow's
+              answer breaks the cap, the per-deal elastic LP with the money row decides
+
+"relax" is `solve_or_relax(..., relax=True)` end to end: the failed solve, the diagnosis and
+the solve of the relaxed problem.
 """
 
 from __future__ import annotations
@@ -140,11 +155,89 @@ def _pulp(n: int, money: bool) -> dict[str, Any]:
     }
 
 
+def _infeasible_variants(n: int) -> dict[str, Any]:
+    """The three infeasible variants of the docstring, each beside its feasible original."""
+    from dataclasses import replace
+
+    from reallocator.core.engine.problem import capped_group_sum, group_sum
+    from reallocator.core.engine.synthetic import random_problem
+
+    p = random_problem(n, seed=n)
+    ub_c = capped_group_sum(p.ub_capped, p.channel, p.n_channels, p.total)
+    ub_s = capped_group_sum(p.ub_capped, p.seller, p.n_sellers, p.total)
+    lb_s = group_sum(p.lb, p.seller, p.n_sellers)
+    cmin, smin, smax = p.channel_min.copy(), p.seller_min.copy(), p.seller_max.copy()
+    cmin[0], smin[7] = ub_c[0] + 1_000_000, ub_s[7] + 976_266
+    cheap = replace(p, channel_min=cmin, seller_min=smin)
+    cmin = p.channel_min.copy()
+    cmin[0], smax[7] = ub_c[0] - 1_000, lb_s[7]
+    elastic = replace(p, channel_min=cmin, seller_max=smax)
+    pm = random_problem(n, seed=n, money_cap_share=0.5)
+    assert pm.price_num is not None
+    committed = int(pm.price_num @ pm.lb.astype(float) / pm.price_den)
+    money = replace(pm, money_cap=committed + 1_000)
+    return {"cheap": (p, cheap), "elastic": (p, elastic), "money": (pm, money)}
+
+
+def _diagnosis(n: int, repeat: int) -> dict[str, Any]:
+    """Median seconds: feasible solve of the original, diagnose and solve_or_relax of the
+    variant; what the diagnosis found."""
+    from reallocator.core.engine import solve
+    from reallocator.core.engine.diagnosis import RelaxationWeights, diagnose, solve_or_relax
+
+    weights = RelaxationWeights()
+    out: dict[str, Any] = {}
+    for case, (original, variant) in _infeasible_variants(n).items():
+        times: dict[str, list[float]] = {"solve": [], "diagnose": [], "relax": []}
+        for _ in range(repeat):
+            t = time.perf_counter()
+            solve(original)
+            times["solve"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            found = diagnose(variant, weights)
+            times["diagnose"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            solve_or_relax(variant, weights, relax=True)
+            times["relax"].append(time.perf_counter() - t)
+        row = {k: statistics.median(v[1:] or v) for k, v in times.items()}
+        row["cheap"] = found.cheap
+        row["violations"] = [str(v) for v in found.violations]
+        row["notes"] = list(found.notes)
+        out[case] = row
+    return out
+
+
 def _child(kind: str, n: int, repeat: int, money: bool, out: Any) -> None:
     import warnings
 
     warnings.simplefilter("ignore")
-    out.put(json.dumps(_pulp(n, money) if kind == "PULP" else _engine(kind, n, repeat, money)))
+    if kind == "PULP":
+        result = _pulp(n, money)
+    elif kind == "DIAGNOSIS":
+        result = _diagnosis(n, repeat)
+    else:
+        result = _engine(kind, n, repeat, money)
+    out.put(json.dumps(result))
+
+
+def report_diagnosis(sizes: Sequence[int], repeat: int) -> None:
+    print(f"{'deals':>9} {'case':<8} {'solve':>9} {'diagnose':>9} {'ratio':>6} {'relax':>9}  found")
+    checks: list[str] = []
+    for n in sizes:
+        rows = measure("DIAGNOSIS", n, 2 if n >= 1_000_000 else repeat, False)
+        for case, r in rows.items():
+            ratio = r["diagnose"] / r["solve"]
+            per_deal = any("per-deal" in note for note in r["notes"])
+            how = "sum checks" if r["cheap"] else ("per-deal LP" if per_deal else "pair flow")
+            found = f"{how}: " + "; ".join(r["violations"][:3])
+            more = len(r["violations"]) - 3
+            found += f" (+{more} more)" if more > 0 else ""
+            ms = [f"{1000 * r[k]:>7.1f}ms" for k in ("solve", "diagnose")]
+            relax = f"{1000 * r['relax']:>7.1f}ms"
+            print(f"{n:>9} {case:<8} {' '.join(ms)} {ratio:>5.2f}x {relax}  {found}")
+            checks.append(f"{n:>9} {case:<8} diagnosis <= 2x feasible solve: {_ok(ratio <= 2.0)}")
+    print("\ntargets")
+    print("\n".join(checks))
 
 
 def measure(kind: str, n: int, repeat: int, money: bool) -> dict[str, Any]:
@@ -163,7 +256,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--pulp-max", type=int, default=100_000)
     parser.add_argument("--money", action="store_true", help="add a binding money cap")
+    parser.add_argument(
+        "--infeasible", action="store_true", help="time the diagnosis of infeasible variants"
+    )
     args = parser.parse_args(argv)
+    if args.infeasible:
+        report_diagnosis(args.sizes, args.repeat)
+        return
 
     header = f"{'deals':>9} {'path':<5} {'build':>9} {'solve':>9} {'verify':>9} {'total':>9}"
     print(f"{header} {'1st total':>10} {'peak RSS':>9}  note")

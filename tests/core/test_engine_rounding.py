@@ -10,7 +10,7 @@ import pytest
 from reallocator.core.engine import AllocationProblem, verify_allocation
 from reallocator.core.engine import lp as lp_module
 from reallocator.core.engine.problem import NO_MAX
-from reallocator.core.engine.rounding import largest_remainder, round_plan
+from reallocator.core.engine.rounding import largest_remainder, round_plan, round_plan_noted
 from reallocator.core.engine.synthetic import random_problem
 
 
@@ -79,20 +79,22 @@ def test_lp_stopped_in_stage_two_returns_the_stage_one_plan_flagged(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """GLOP returns no point on a time limit; simulate stage 2 stopping."""
-    import ortools.linear_solver.linear_solver_pb2 as mp
+    import math
+
+    from ortools.linear_solver.python import model_builder_helper as mbh
 
     from reallocator.core.engine import SolveStatus, solve
 
-    real = lp_module._solve
+    real = lp_module.run_glop
     calls = {"n": 0}
 
-    def stop_second(request: bytes) -> Any:
+    def stop_second(model: Any, time_limit: float) -> lp_module.GlopRun:
         calls["n"] += 1
         if calls["n"] == 1:
-            return real(request)
-        return mp.MPSolutionResponse(status=mp.MPSOLVER_NOT_SOLVED)
+            return real(model, time_limit)
+        return lp_module.GlopRun(mbh.SolveStatus.NOT_SOLVED, None, None, math.nan, 0.0)
 
-    monkeypatch.setattr(lp_module, "_solve", stop_second)
+    monkeypatch.setattr(lp_module, "run_glop", stop_second)
     p = random_problem(500, seed=2, money_cap_share=0.5)
     result = solve(p)
     assert result.status is SolveStatus.TIME_LIMITED
@@ -104,4 +106,31 @@ def test_money_overshoot_from_snapping_is_shaved_from_the_dearest() -> None:
     p = problem(2, [0, 0], money_cap=49, price_num=np.array([10, 1]))
     x = round_plan(p, np.array([4.9999999, 0.0]), target=4)
     assert x.tolist() == [4, 0]
+    verify_allocation(p, x)
+
+
+def test_a_swap_the_greedy_pass_cannot_make_is_found_by_the_flow_repair() -> None:
+    # The LP point [1.5, 0.5] overruns the cap of 7 (as GLOP's tolerance can): flooring leaves
+    # the channel one unit short, and adding a unit of either deal breaks the cap; moving the
+    # dear deal's unit to the cheap one meets both.
+    p = problem(2, [0, 0], channel_min=[2], money_cap=7, price_num=np.array([5, 3]))
+    x, note = round_plan_noted(p, np.array([1.5, 0.5]), target=2)
+    assert x.tolist() == [0, 2]
+    assert note is not None and "fractional deals" in note
+    verify_allocation(p, x)
+
+
+def test_when_nothing_near_the_lp_point_fits_the_least_money_plan_is_taken_and_said() -> None:
+    # Deal 0 sits at an integral 2 (not in the repair window); only moving it helps.
+    p = problem(
+        3,
+        [0, 0, 0],
+        channel_min=[3],
+        money_cap=10,
+        price_num=np.array([10, 2, 2]),
+        price_den=2,
+    )
+    x, note = round_plan_noted(p, np.array([2.0, 0.9, 0.1]), target=3)
+    assert int(x.sum()) == 3 and x[0] == 0
+    assert note is not None and "least-money plan" in note
     verify_allocation(p, x)

@@ -236,3 +236,11 @@ def test_huge_totals_with_many_groups_fall_back_to_the_lp_path() -> None:
     result = solve(p)
     assert result.path is SolvePath.LP
     assert result.allocation.tolist() == [2**52, 2**52]
+
+
+@BOTH
+def test_subnormal_values_count_as_nothing(path: SolvePath) -> None:
+    # R / max|slope| overflowed to inf on the flow path (then inf * 0 = NaN costs).
+    p = make(current=[0, 0], ub=[5, 5], total=7, value_slopes=[2.2e-311, 0.0], lam_channel=0.0)
+    result = solve(p, path=path)
+    assert int(result.allocation.sum()) == 7

@@ -156,3 +156,67 @@ def test_random_snapshots_give_verified_plans_or_a_named_conflict(n: int, seed: 
     changed = plan.deals["delta"].to_numpy() != 0
     assert all(re.search(r"\d", t) for t in plan.deals["rationale"][changed])
     assert np.isfinite(plan.deals["marginal_value"]).all()
+
+
+def _conflicting(example: CampaignSnapshot) -> CampaignSnapshot:
+    sellers = example.sellers.copy()
+    sellers.loc["streamco", "min_total"] = 16_000_000_000.0  # needs 8,100 USD more
+    sellers.loc["newsgroup", "min_total"] = 13_500_000_000.0  # needs 9,250 USD more
+    return dataclasses.replace(example, sellers=sellers)
+
+
+def test_relax_returns_the_closest_plan_with_the_smallest_relaxation(
+    example: CampaignSnapshot,
+) -> None:
+    plan = build_plan(_conflicting(example), relax=True)
+    assert plan.status is PlanStatus.RELAXED
+    # 8,100 + 9,250 = 17,350 USD of minimums against 16,650 USD left: 700 USD must give way,
+    # and only seller minimums (the cheapest class) move.
+    assert {v.constraint for v in plan.violations} <= {
+        "seller/streamco/min_total",
+        "seller/newsgroup/min_total",
+    }
+    assert sum(v.relaxation for v in plan.violations) == 700_000_000
+    assert all(
+        v.message.startswith("relax seller ") and "USD" in v.message for v in plan.violations
+    )
+    assert plan.allocated == plan.remaining_budget
+    by_seller = plan.deals.groupby("seller_id")["new_total"].sum()
+    relaxed = {v.entity_id: v.relaxation for v in plan.violations}
+    assert by_seller["streamco"] >= 16_000_000_000 - relaxed.get("streamco", 0)
+    assert by_seller["newsgroup"] >= 13_500_000_000 - relaxed.get("newsgroup", 0)
+
+
+def test_reject_names_each_conflicting_constraint(example: CampaignSnapshot) -> None:
+    with pytest.raises(PlanRejected) as info:
+        build_plan(_conflicting(example), relax=False)
+    names = {v.constraint for v in info.value.violations}
+    assert names and names <= {"seller/streamco/min_total", "seller/newsgroup/min_total"}
+    assert "relax seller" in str(info.value)
+
+
+def test_marginal_value_of_a_binding_seller_limit_matches_a_re_solve(
+    example: CampaignSnapshot,
+) -> None:
+    """The dual of newsgroup's maximum (display is worth 2.0 a unit, ctv 1.3) is what one more
+    unit of that maximum adds when the plan is solved again: 0.7 per micro."""
+    deals = example.deals.copy()
+    deals.loc[deals["deal_id"] == "display-pd-002", "value_per_unit"] = 2.0
+    deals.loc[deals["deal_id"] == "ctv-pg-001", "available_inventory"] = 12_000_000_000
+
+    def with_max(total: int) -> Plan:
+        sellers = example.sellers.copy()
+        sellers.loc["newsgroup", "max_total"] = float(total)
+        return build_plan(dataclasses.replace(example, deals=deals, sellers=sellers))
+
+    limit = 4_250_000_000 + 7_000_000_000
+    plan, more = with_max(limit), with_max(limit + 1)
+    newsgroup = plan.sellers.loc["newsgroup"]
+    assert newsgroup["binding"] and newsgroup["new_allocation"] == 7_000_000_000
+    assert plan.allocated == plan.remaining_budget
+    re_solve = more.solver.objective_value - plan.solver.objective_value
+    assert re_solve == pytest.approx(0.7, abs=1e-3)
+    assert newsgroup["marginal_value"] == pytest.approx(re_solve, abs=1e-3)
+    display = plan.deals.set_index("deal_id").loc["display-pd-002"]
+    assert display["binding"] == BindingKind.SELLER
+    assert "seller newsgroup at its maximum" in display["rationale"]

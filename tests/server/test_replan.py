@@ -65,6 +65,10 @@ def test_conflicting_constraints_answer_failed_precondition_with_details(
     failure = error_details_pb2.PreconditionFailure()
     assert status.details[0].Unpack(failure)
     assert failure.violations and all(v.description for v in failure.violations)
+    assert {v.subject for v in failure.violations} <= {
+        "seller/streamco/min_total",
+        "seller/newsgroup/min_total",
+    }
 
 
 def test_plan_views_trim_the_response(stub: rpc.ReallocatorServiceStub) -> None:
@@ -81,3 +85,21 @@ def test_plan_views_trim_the_response(stub: rpc.ReallocatorServiceStub) -> None:
     assert summary.allocated == changes.allocated == full.allocated
     assert len(summary.seller_requests) == len(full.seller_requests)
     assert summary.rationale.summary == full.rationale.summary
+
+
+def test_relax_returns_a_relaxed_plan_naming_what_gave_way(
+    stub: rpc.ReallocatorServiceStub,
+) -> None:
+    request = example()
+    for seller in request.snapshot.sellers:
+        if seller.seller_id == "streamco":
+            seller.limits.min_total = 16_000_000_000
+        if seller.seller_id == "newsgroup":
+            seller.limits.min_total = 13_500_000_000
+    request.on_infeasible = pb.INFEASIBILITY_HANDLING_RELAX
+    plan = stub.Replan(request, timeout=30).plan
+    assert plan.status == plan_pb2.PLAN_STATUS_RELAXED
+    assert sum(v.relaxation for v in plan.violations) == 700_000_000
+    for v in plan.violations:
+        assert v.constraint in ("seller/streamco/min_total", "seller/newsgroup/min_total")
+        assert v.message.startswith(f"relax seller {v.entity.id}'s minimum by ")

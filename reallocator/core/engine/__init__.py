@@ -6,7 +6,8 @@ Pure core (no I/O, no gRPC). The flow of data is one way::
 
 `solve` picks the exact min-cost-flow path when the constraints form a network and the
 general LP path (GLOP dual simplex) otherwise; every plan is verified in integers before it
-is returned.
+is returned. When the constraints contradict each other, `diagnose` names the bounds that must
+give way and by how little, and `solve_or_relax` rejects or solves the relaxed problem.
 """
 
 from reallocator.core.engine.bounds import (
@@ -14,6 +15,15 @@ from reallocator.core.engine.bounds import (
     BuiltProblem,
     build_from_snapshot,
     build_problem,
+)
+from reallocator.core.engine.diagnosis import (
+    Diagnosis,
+    RelaxationWeights,
+    Violation,
+    ViolationKind,
+    diagnose,
+    marginal_check,
+    solve_or_relax,
 )
 from reallocator.core.engine.errors import (
     Conflict,
@@ -42,18 +52,25 @@ __all__ = [
     "BoundsReport",
     "BuiltProblem",
     "Conflict",
+    "Diagnosis",
     "ForecastInputs",
     "InfeasibleProblem",
     "LpDuals",
     "NoFeasiblePlan",
     "ObjectiveParts",
     "PlanVerificationError",
+    "RelaxationWeights",
     "SolvePath",
     "SolveStatus",
     "Timings",
+    "Violation",
+    "ViolationKind",
     "build_from_snapshot",
     "build_problem",
+    "diagnose",
     "forecast_capacity",
+    "marginal_check",
     "solve",
+    "solve_or_relax",
     "verify_allocation",
 ]

@@ -1,10 +1,14 @@
-"""Typed failures of the engine, so callers (the gRPC adapter, the elastic diagnosis to come)
+"""Typed failures of the engine, so callers (the gRPC adapter, the elastic diagnosis)
 can tell "the constraints contradict each other" from "the solver could not finish" from "a plan
 failed its own verification" (a bug) without parsing messages."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from reallocator.core.engine.diagnosis import Diagnosis
 
 
 @dataclass(frozen=True)
@@ -30,15 +34,25 @@ class InfeasibleProblem(Exception):
     """No allocation satisfies every hard constraint.
 
     `conflicts` holds what the cheap numpy checks found (possibly empty when only the solver
-    proved infeasibility). It is the seam for an elastic diagnosis: that later step receives the
-    same problem and can add the minimal relaxations.
+    proved infeasibility). `diagnosis` (diagnosis.py), when set, names every bound that must
+    give way and by how much, and holds the relaxed problem (`solve_or_relax` with relax=False).
     """
 
-    def __init__(self, message: str, conflicts: tuple[Conflict, ...] = ()) -> None:
+    def __init__(
+        self,
+        message: str,
+        conflicts: tuple[Conflict, ...] = (),
+        *,
+        diagnosis: Diagnosis | None = None,
+    ) -> None:
         detail = "; ".join(str(c) for c in conflicts[:10])
         more = f" (+{len(conflicts) - 10} more)" if len(conflicts) > 10 else ""
-        super().__init__(f"{message}: {detail}{more}" if conflicts else message)
+        text = f"{message}: {detail}{more}" if conflicts else message
+        if diagnosis is not None and diagnosis.violations:
+            text += f"; smallest relaxation: {diagnosis.summary()}"
+        super().__init__(text)
         self.conflicts = conflicts
+        self.diagnosis = diagnosis
 
 
 class NoFeasiblePlan(Exception):

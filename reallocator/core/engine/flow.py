@@ -160,6 +160,68 @@ def max_deliverable(problem: AllocationProblem) -> int:
     return total - unspendable
 
 
+def min_money_plan(
+    problem: AllocationProblem,
+    lo: IntArray | None = None,
+    hi: IntArray | None = None,
+    delivered: int | None = None,
+) -> IntArray | None:
+    """The integer plan of least money (sum price_num_d * x_d) meeting every bound except the
+    money cap, each deal within [lo_d, hi_d] (default [lb_d, ub_d]) and, when given, exactly
+    `delivered` in total: a min-cost flow with one arc per deal priced at price_num_d (plus an
+    unspent arc when the total is free). Deals with a closed window (lo_d == hi_d) get no arc,
+    only their forced amount, so a window around an LP point is a network of its fractional
+    deals. Raises InfeasibleProblem when no such plan exists; None when the prices or totals
+    are too large for exact int64 costs (callers fall back to the LP)."""
+    s, c, n = problem.n_sellers, problem.n_channels, problem.n_deals
+    total = problem.total
+    sink = 1 + c + s
+    price = problem.price_num if problem.price_num is not None else np.zeros(n, np.int64)
+    top = int(price.max(initial=0))
+    if not fits_network(problem) or top > cost_resolution(sink + 1) or top * total >= 2**62:
+        return None
+    lo = problem.lb if lo is None else lo
+    hi = problem.ub_capped if hi is None else hi
+    cmin, cmax, smin, smax = _group_bounds(problem)
+    i32 = np.int32
+    channel_node = np.arange(1, 1 + c, dtype=i32)
+    seller_node = np.arange(1 + c, sink, dtype=i32)
+    free = delivered is None
+    tail = np.concatenate([np.zeros(c, i32), 1 + problem.channel, seller_node, [0] * free])
+    head = np.concatenate([channel_node, 1 + c + problem.seller, np.full(s + free, sink, i32)])
+    lower = np.concatenate([cmin, lo, smin, [0] * free]).astype(np.int64)
+    upper = np.concatenate([cmax, hi, smax, [total] * free]).astype(np.int64)
+    if (lower > upper).any():
+        raise InfeasibleProblem("a bound's minimum exceeds its maximum")
+    cost = np.zeros(tail.shape[0], dtype=np.int64)
+    cost[c : c + n] = price
+    supply = np.zeros(sink + 1, dtype=np.int64)
+    supply[0] = total if delivered is None else delivered
+    supply[sink] = -supply[0]
+    arcs = _transform(tail.astype(i32), head.astype(i32), lower, upper, cost, supply)
+    deal_arc = np.zeros(tail.shape[0], dtype=bool)
+    deal_arc[c : c + n] = True
+    keep = ~deal_arc | (arcs.capacity > 0)  # closed deals: their forced amount only
+    smcf = _SMCF()
+    index = smcf.add_arcs_with_capacity_and_unit_cost(
+        arcs.tail[keep], arcs.head[keep], arcs.capacity[keep], arcs.cost[keep]
+    )
+    _solve_with_supplies(smcf, arcs.supply)
+    x = lo.copy()
+    open_deals = np.flatnonzero(keep[c : c + n])
+    x[open_deals] += smcf.flows(np.asarray(index)[c : c + open_deals.shape[0]])
+    return x
+
+
+def min_money(problem: AllocationProblem) -> int | None:
+    """The least money of any plan meeting every bound except the money cap (exact, in
+    price_num units: compare with money_cap * price_den); None as for `min_money_plan`."""
+    if problem.price_num is None:
+        return 0
+    x = min_money_plan(problem)
+    return None if x is None else int(np.dot(problem.price_num.astype(object), x.astype(object)))
+
+
 def fits_network(problem: AllocationProblem) -> bool:
     """OR-Tools rejects a node whose possible in- or outflow (arc capacities, each up to the
     total) could overflow int64; the source has 2C+1 arcs out, the sink S+1 in."""
@@ -189,6 +251,8 @@ def solve_flow(problem: AllocationProblem) -> FlowSolution:
     lam_c = problem.lam_channel
     max_slope = max(float(np.abs(pieces.slope[mask]).max(initial=0.0)), lam_c)
     scale = cost_resolution(sink + 1) / max_slope if max_slope > 0 else 0.0
+    if not np.isfinite(scale):  # subnormal slopes (< 1e-300): value is nil, costs are 0
+        scale = 0.0
 
     # Group arcs: channel arc A carries up to the current channel total at +lam_channel, B the
     # rest at -lam_channel (the channel minimum goes to A first: A is never dearer than B);

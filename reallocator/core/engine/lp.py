@@ -1,6 +1,6 @@
 """The general path: the same problem as an LP, for constraints that are not a network (a money
 cap beside a unit goal) and for duals. Solved by GLOP dual simplex through OR-Tools' model
-builder solver (`ModelSolverHelper`).
+builder (`ModelBuilder` filled from sparse arrays, `ModelSolverHelper("glop")`).
 
 Variables: y_i per deal piece (segments.py) with lower_i <= y_i <= width_i, and per channel
 a_c in [low_a, cap_a], b_c in [low_b, cap_b] (its total below / above the current channel total).
@@ -9,19 +9,24 @@ a_c in [low_a, cap_a], b_c in [low_b, cap_b] (its total below / above the curren
     stage 2:  max  sum_i slope_i y_i + lam_channel * sum_c (a_c - b_c)
     s.t.      sum_{i in c} y_i - a_c - b_c = 0                 every channel c
               smin_q <= sum_{i in q} y_i <= smax_q             every seller q
-              D_lo <= sum_c (a_c + b_c) <= total               (stage 1: D_lo = 0)
               sum_i (price_num_d / price_den) y_i <= money_cap (when there is a money cap)
+              D_lo <= sum_c (a_c + b_c) <= total               (stage 1: D_lo = 0)
+
+Rows are laid out in that order (channels, sellers, money, total), so the duals come back as
+one array sliced the same way.
 
 Priority (1) is lexicographic in two solves: stage 1 finds D1 = max deliverable (on a network it
 is the exact flow value and the LP is skipped), stage 2 keeps the total at D_lo = floor(D1) (the
 best any integer plan can do) and maximises value. Lower bounds sit on the pieces, as on the flow
 path (valid because every curve is concave), so there is no per-deal row.
 
-The model is handed to the solver as a serialized MPModelRequest assembled with numpy: each
-variable is a fixed 29-byte MPVariableProto record (a structured array), each row's packed
-indices are varint-encoded in one vectorised pass. That keeps building free of per-variable
-Python objects (ModelBuilder's vectorised `fill_model_from_sparse_data` needs scipy, which the
-project does not depend on) and costs about as much as writing the arrays once.
+The model goes in as arrays: variable bounds and objective as float64 vectors, the rows as one
+scipy CSR matrix, through `ModelBuilderHelper.fill_model_from_sparse_data` (no per-variable
+Python objects). Solutions come back the same way: `ModelSolverHelper.variable_values()` and
+`dual_values()` are numpy arrays. (`model_builder.Solver.values()` builds a pandas Series one
+variable at a time: 0.31 s for the 350k variables of stage 2 at 100k deals, plus 0.15 s for
+`get_variables()`, against 0.3 ms for the arrays; `Solver` keeps its helper private, so the
+helper is used directly.)
 
 GLOP parameters, measured on the benchmark family at 100k deals: dual simplex (100x faster than
 primal, see NOTES); cost perturbation, because stage 1's all-ones objective is massively
@@ -40,7 +45,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-import ortools.linear_solver.linear_solver_pb2 as mp
+import scipy.sparse  # type: ignore[import-untyped]
+from ortools.linear_solver.python import model_builder as mb
 from ortools.linear_solver.python import model_builder_helper as mbh
 
 from reallocator.core.engine.errors import InfeasibleProblem, NoFeasiblePlan
@@ -54,18 +60,7 @@ GLOP_PARAMETERS = (
     "perturb_costs_in_dual_simplex: true use_preprocessing: false"
 )
 
-_VAR_RECORD = np.dtype(
-    [
-        ("field", "u1"),
-        ("size", "u1"),
-        ("lb_tag", "u1"),
-        ("lb", "<f8"),
-        ("ub_tag", "u1"),
-        ("ub", "<f8"),
-        ("obj_tag", "u1"),
-        ("obj", "<f8"),
-    ]
-)  # packed: itemsize 29 = 2 + 27
+_WITH_POINT = (mbh.SolveStatus.OPTIMAL, mbh.SolveStatus.FEASIBLE)
 
 
 @dataclass(frozen=True, eq=False)
@@ -78,96 +73,82 @@ class LpSolution:
     solve_seconds: float
 
 
-def _varints(values: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
-    """Protobuf varint encoding of non-negative ints, all at once: the bytes in order and the
-    byte length of each value."""
-    v = values.astype(np.uint64)
-    top = int(v.max()) if v.size else 0
-    width = max(1, (top.bit_length() + 6) // 7)
-    shifts = (7 * np.arange(width, dtype=np.uint64))[None, :]
-    groups = ((v[:, None] >> shifts) & np.uint64(0x7F)).astype(np.uint8)
-    lengths = np.ones(v.shape[0], dtype=np.int64)
-    for k in range(1, width):
-        lengths += v >= np.uint64(1 << (7 * k))
-    keep = np.arange(width)[None, :] < lengths[:, None]
-    more = np.arange(width)[None, :] < (lengths - 1)[:, None]
-    groups |= np.where(more, np.uint8(0x80), np.uint8(0))
-    return groups[keep], lengths
+@dataclass(frozen=True, eq=False)
+class GlopRun:
+    """One GLOP solve, read back as arrays. `values`/`duals` are None without a point."""
+
+    status: mbh.SolveStatus
+    values: FloatArray | None
+    duals: FloatArray | None
+    objective: float
+    seconds: float
+
+    @property
+    def optimal(self) -> bool:
+        return bool(self.status == mbh.SolveStatus.OPTIMAL)
+
+    @property
+    def infeasible(self) -> bool:
+        return bool(self.status == mbh.SolveStatus.INFEASIBLE)
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _delimited(tag: int, payload: bytes) -> bytes:
-    return bytes([tag]) + _varint(len(payload)) + payload
-
-
-def _double(tag: int, value: float) -> bytes:
-    return bytes([tag]) + np.array([value], "<f8").tobytes()
-
-
-def _variables(lb: FloatArray, ub: FloatArray, obj: FloatArray) -> bytes:
-    """MPModelProto.variable (field 3) records: lower_bound(1), upper_bound(2), objective(3)."""
-    rec = np.empty(lb.shape[0], dtype=_VAR_RECORD)
-    rec["field"], rec["size"] = 0x1A, 27
-    rec["lb_tag"], rec["ub_tag"], rec["obj_tag"] = 0x09, 0x11, 0x19
-    rec["lb"], rec["ub"], rec["obj"] = lb, ub, obj
-    return rec.tobytes()
-
-
-def _rows(
-    var: npt.NDArray[np.int64],
-    coef: FloatArray,
-    counts: npt.NDArray[np.int64],
-    lower: FloatArray,
-    upper: FloatArray,
-) -> bytes:
-    """MPModelProto.constraint (field 4) records for rows whose terms are laid out row after
-    row (`counts` terms each): var_index(6, packed), coefficient(7, packed), bounds(2, 3)."""
-    data, lengths = _varints(var)
-    term_end = np.cumsum(counts)
-    byte_end = np.concatenate([[0], np.cumsum(lengths)])[term_end]
-    byte_start = np.concatenate([[0], byte_end[:-1]])
-    term_start = term_end - counts
-    coef_bytes = coef.astype("<f8").tobytes()
-    out = []
-    for r in range(counts.shape[0]):  # rows are groups (sellers, channels), never deals
-        body = (
-            _delimited(0x32, data[byte_start[r] : byte_end[r]].tobytes())
-            + _delimited(0x3A, coef_bytes[8 * term_start[r] : 8 * term_end[r]])
-            + _double(0x11, float(lower[r]))
-            + _double(0x19, float(upper[r]))
-        )
-        out.append(_delimited(0x22, body))
-    return b"".join(out)
-
-
-def _as_float_bound(values: IntArray) -> FloatArray:
+def as_float_bound(values: IntArray) -> FloatArray:
+    """Integer limits as LP bounds: INT64_MAX ("no maximum") becomes +inf."""
     out = values.astype(np.float64)
     out[values == NO_MAX] = math.inf
     return out
 
 
+def sparse_model(
+    var_lb: FloatArray,
+    var_ub: FloatArray,
+    objective: FloatArray,
+    row_lb: FloatArray,
+    row_ub: FloatArray,
+    entries: tuple[IntArray, IntArray, FloatArray],
+    *,
+    maximize: bool,
+) -> mb.ModelBuilder:
+    """A ModelBuilder model from arrays: `entries` are the (row, column, coefficient) triplets of
+    the constraint matrix, in any order (duplicates add up)."""
+    row, col, coef = entries
+    matrix = scipy.sparse.csr_matrix(
+        (coef, (row, col)), shape=(row_lb.shape[0], var_lb.shape[0]), dtype=np.float64
+    )
+    model = mb.ModelBuilder()  # type: ignore[no-untyped-call]
+    # The binding's stub spells the arrays as ndarray[float64[m, 1]]: plain 1-D float64 is what
+    # it takes (pybind11 Eigen vectors).
+    fill = model.helper.fill_model_from_sparse_data
+    fill(var_lb, var_ub, objective, row_lb, row_ub, matrix)  # type: ignore[arg-type]
+    model.helper.set_maximize(maximize)
+    return model
+
+
+def run_glop(model: mb.ModelBuilder, time_limit: float) -> GlopRun:
+    """Solve with GLOP (GLOP_PARAMETERS) and read the primal and dual solution vectorised."""
+    solver = mbh.ModelSolverHelper("glop")
+    solver.set_solver_specific_parameters(GLOP_PARAMETERS)
+    solver.set_time_limit_in_seconds(max(time_limit, 1e-3))
+    t = time.perf_counter()
+    solver.solve(model.helper)
+    seconds = time.perf_counter() - t
+    status = solver.status()
+    if status in _WITH_POINT and solver.has_solution():
+        values = np.asarray(solver.variable_values(), dtype=np.float64)
+        duals = np.asarray(solver.dual_values(), dtype=np.float64)
+        return GlopRun(status, values, duals, float(solver.objective_value()), seconds)
+    return GlopRun(status, None, None, math.nan, seconds)
+
+
 @dataclass(frozen=True, eq=False)
 class _Model:
-    """The byte pieces that do not change between the two stages, and the layout."""
+    """One stage's model and its layout."""
 
+    model: mb.ModelBuilder
     mask: npt.NDArray[np.bool_]
     pieces: Pieces
     n_y: int
-    constraint_bytes: bytes  # channel, seller and money rows
-    var_lb: FloatArray
-    var_ub: FloatArray
-    n_channels: int
+    total_row: int
 
 
 def _deal_pieces(problem: AllocationProblem) -> Pieces:
@@ -179,7 +160,9 @@ def _deal_pieces(problem: AllocationProblem) -> Pieces:
     return Pieces(start=zero, width=ub, lower=problem.lb[:, None], slope=np.zeros((n, 1)))
 
 
-def _build(problem: AllocationProblem, pieces: Pieces) -> _Model:
+def _build(problem: AllocationProblem, pieces: Pieces, objective: str, d_lo: float) -> _Model:
+    """The LP of the module docstring over `pieces`; `objective` is "units" (stage 1) or
+    "value" (stage 2)."""
     mask = pieces.width > 0
     n_y = int(mask.sum())
     c, s, total = problem.n_channels, problem.n_sellers, problem.total
@@ -189,104 +172,111 @@ def _build(problem: AllocationProblem, pieces: Pieces) -> _Model:
     low_a = np.minimum(cmin, cap_a)
     var_lb = np.concatenate([pieces.lower[mask], low_a, cmin - low_a]).astype(np.float64)
     var_ub = np.concatenate([pieces.width[mask], cap_a, cmax - cap_a]).astype(np.float64)
+    if objective == "units":
+        obj = np.concatenate([np.ones(n_y), np.zeros(2 * c)])
+    else:
+        lam = problem.lam_channel
+        obj = np.concatenate([pieces.slope[mask], np.full(c, lam), np.full(c, -lam)])
 
-    # Column index of each piece, -1 where the piece has no width.
-    n_cols = int(pieces.width.shape[1])
-    column = np.full(pieces.width.shape, -1, dtype=np.int64)
-    column[mask] = np.arange(n_y)
-    a_col = n_y + np.arange(c)
-    b_col = n_y + c + np.arange(c)
-
-    def grouped(codes: npt.NDArray[np.int32], n: int) -> tuple[IntArray, IntArray]:
-        order = np.argsort(codes, kind="stable")
-        cols = column[order].ravel()
-        keep = cols >= 0
-        deal_of = np.repeat(codes[order], n_cols)[keep]
-        return cols[keep], np.bincount(deal_of, minlength=n).astype(np.int64)
-
-    # Channel rows: its pieces (+1), then a_c and b_c (-1); "= 0".
-    ch_cols, ch_counts = grouped(problem.channel, c)
-    ch_start = np.concatenate([[0], np.cumsum(ch_counts)[:-1]])
-    at = np.repeat(ch_start + ch_counts, 2)
-    ch_var = np.insert(ch_cols, at, np.stack([a_col, b_col], 1).ravel())
-    ch_coef = np.insert(np.ones(ch_cols.shape[0]), at, -1.0)
-    rows = _rows(ch_var, ch_coef, ch_counts + 2, np.zeros(c), np.zeros(c))
-
-    q_cols, q_counts = grouped(problem.seller, s)
-    rows += _rows(
-        q_cols,
-        np.ones(q_cols.shape[0]),
-        q_counts,
-        problem.seller_min.astype(np.float64),
-        _as_float_bound(problem.seller_max),
+    # Triplets: each piece is +1 in its channel and seller rows (and priced in the money row);
+    # a_c and b_c are -1 in their channel row and +1 in the total row.
+    deal_of = np.nonzero(mask)[0]
+    y_col = np.arange(n_y, dtype=np.int64)
+    ab_col = n_y + np.arange(2 * c, dtype=np.int64)
+    ab_channel = np.tile(np.arange(c, dtype=np.int64), 2)
+    has_money = problem.money_cap is not None and problem.price_num is not None
+    total_row = c + s + int(has_money)
+    rows: list[IntArray] = [
+        problem.channel[deal_of].astype(np.int64),
+        c + problem.seller[deal_of].astype(np.int64),
+        ab_channel,
+    ]
+    cols: list[IntArray] = [y_col, y_col, ab_col]
+    coefs: list[FloatArray] = [np.ones(n_y), np.ones(n_y), np.full(2 * c, -1.0)]
+    row_lb: list[FloatArray] = [np.zeros(c), problem.seller_min.astype(np.float64)]
+    row_ub: list[FloatArray] = [np.zeros(c), as_float_bound(problem.seller_max)]
+    if has_money and problem.price_num is not None and problem.money_cap is not None:
+        rows.append(np.full(n_y, c + s, np.int64))
+        cols.append(y_col)
+        coefs.append((problem.price_num / problem.price_den)[deal_of])
+        row_lb.append(np.array([-math.inf]))
+        row_ub.append(np.array([float(problem.money_cap)]))
+    rows.append(np.full(2 * c, total_row, np.int64))
+    cols.append(ab_col)
+    coefs.append(np.ones(2 * c))
+    row_lb.append(np.array([d_lo]))
+    row_ub.append(np.array([float(total)]))
+    model = sparse_model(
+        var_lb,
+        var_ub,
+        obj,
+        np.concatenate(row_lb),
+        np.concatenate(row_ub),
+        (np.concatenate(rows), np.concatenate(cols), np.concatenate(coefs)),
+        maximize=True,
     )
-    if problem.money_cap is not None and problem.price_num is not None:
-        price = np.broadcast_to(
-            (problem.price_num / problem.price_den)[:, None], pieces.width.shape
-        )[mask]
-        rows += _rows(
-            np.arange(n_y, dtype=np.int64),
-            price,
-            np.array([n_y]),
-            np.array([-math.inf]),
-            np.array([float(problem.money_cap)]),
-        )
-    return _Model(mask, pieces, n_y, rows, var_lb, var_ub, c)
+    return _Model(model, mask, pieces, n_y, total_row)
 
 
-def _request(model: _Model, objective: FloatArray, d_lo: float, total: int, limit: float) -> bytes:
-    c = model.n_channels
-    cols = np.arange(model.n_y, model.n_y + 2 * c, dtype=np.int64)
-    total_row = _rows(cols, np.ones(2 * c), np.array([2 * c]), np.array([d_lo]), np.array([total]))
-    body = (
-        bytes([0x08, 0x01])  # maximize: true
-        + _variables(model.var_lb, model.var_ub, objective)
-        + model.constraint_bytes
-        + total_row
-    )
-    options = mp.MPModelRequest(
-        solver_type=mp.MPModelRequest.GLOP_LINEAR_PROGRAMMING,
-        solver_time_limit_seconds=max(limit, 1e-3),
-        solver_specific_parameters=GLOP_PARAMETERS,
-    ).SerializeToString()
-    return _delimited(0x0A, body) + bytes(options)
-
-
-def _solve(request: bytes) -> mp.MPSolutionResponse:
-    solver = mbh.ModelSolverHelper("glop")
-    # The binding takes the request as a C++ std::string: bytes pass through unchanged.
-    raw = solver.solve_serialized_request(request)  # type: ignore[arg-type]
-    return mp.MPSolutionResponse.FromString(raw)
-
-
-def _has_solution(response: mp.MPSolutionResponse) -> bool:
-    ok = (mp.MPSOLVER_OPTIMAL, mp.MPSOLVER_FEASIBLE)
-    return response.status in ok and len(response.variable_value) > 0
-
-
-def _per_deal(model: _Model, response: mp.MPSolutionResponse) -> FloatArray:
-    y = np.array(response.variable_value, dtype=np.float64)[: model.n_y]
+def _per_deal(model: _Model, values: FloatArray) -> FloatArray:
     dense = model.pieces.lower.astype(np.float64)
-    dense[model.mask] = y
+    dense[model.mask] = values[: model.n_y]
     out: FloatArray = dense.sum(axis=1)
     return out
 
 
-def _stage1(
-    problem: AllocationProblem, deadline: float
-) -> tuple[_Model, mp.MPSolutionResponse, float]:
-    """max sum x over one variable per deal; the model, the response, its build seconds."""
+def _duals(problem: AllocationProblem, dv: FloatArray) -> LpDuals:
+    c, s = problem.n_channels, problem.n_sellers
+    return LpDuals(
+        channel=dv[:c],
+        seller=dv[c : c + s],
+        money=float(dv[c + s]) if problem.money_cap is not None else None,
+        total=float(dv[-1]),
+    )
+
+
+def _stage1(problem: AllocationProblem, deadline: float) -> tuple[_Model, GlopRun, float]:
+    """max sum x over one variable per deal; the model, the run, its build seconds."""
     t = time.perf_counter()
-    model = _build(problem, _deal_pieces(problem))
-    objective = np.concatenate([np.ones(model.n_y), np.zeros(2 * problem.n_channels)])
-    request = _request(model, objective, 0.0, problem.total, deadline - time.perf_counter())
+    model = _build(problem, _deal_pieces(problem), "units", 0.0)
     build = time.perf_counter() - t
-    response = _solve(request)
-    if response.status == mp.MPSOLVER_INFEASIBLE:
+    run = run_glop(model.model, deadline - time.perf_counter())
+    if run.infeasible:
         raise InfeasibleProblem("the LP has no feasible point")
-    if not _has_solution(response):
-        raise NoFeasiblePlan(f"GLOP stage 1 ended with status {response.status}")
-    return model, response, build
+    if run.values is None:
+        raise NoFeasiblePlan(f"GLOP stage 1 ended with status {run.status.name}")
+    return model, run, build
+
+
+def deliverable_lp(problem: AllocationProblem, time_limit: float | None = None) -> float:
+    """Stage 1 alone: the LP's max deliverable total, money cap included. Raises
+    InfeasibleProblem when the LP has no feasible point (a feasibility check for problems the
+    flow cannot decide)."""
+    limit = problem.time_limit if time_limit is None else time_limit
+    return _stage1(problem, time.perf_counter() + limit)[1].objective
+
+
+@dataclass(frozen=True, eq=False)
+class ValueStage:
+    objective: float  # sum_i slope_i y_i + lam_channel * sum_c (a_c - b_c): value - churn + const
+    duals: LpDuals | None
+    values: FloatArray  # fractional allocation per deal
+
+
+def value_stage(
+    problem: AllocationProblem, delivered: int, time_limit: float | None = None
+) -> ValueStage:
+    """Stage 2 alone with the total held at `delivered` or more: for re-solve checks of duals.
+    The objective leaves out constants that depend only on the current plan, so differences
+    between problems with the same current plan are differences of value minus churn."""
+    limit = problem.time_limit if time_limit is None else time_limit
+    model = _build(problem, fold_pieces(problem), "value", float(delivered))
+    run = run_glop(model.model, limit)
+    if run.infeasible:
+        raise InfeasibleProblem(f"no feasible point delivers {delivered}")
+    if run.values is None or run.duals is None or not run.optimal:
+        raise NoFeasiblePlan(f"GLOP value stage ended with status {run.status.name}")
+    return ValueStage(run.objective, _duals(problem, run.duals), _per_deal(model, run.values))
 
 
 def solve_lp(problem: AllocationProblem, time_limit: float | None = None) -> LpSolution:
@@ -295,55 +285,40 @@ def solve_lp(problem: AllocationProblem, time_limit: float | None = None) -> LpS
     `time_limit` (seconds, default the problem's) bounds both GLOP solves together."""
     t0 = time.perf_counter()
     deadline = t0 + (problem.time_limit if time_limit is None else time_limit)
-    first: tuple[_Model, mp.MPSolutionResponse] | None = None
+    first: tuple[_Model, FloatArray] | None = None
     build = 0.0
     if problem.money_cap is None and fits_network(problem):
         d1 = float(max_deliverable(problem))
     else:
-        first_model, first_response, build = _stage1(problem, deadline)
-        first = (first_model, first_response)
-        d1 = float(first_response.objective_value)
+        first_model, first_run, build = _stage1(problem, deadline)
+        assert first_run.values is not None  # _stage1 raises without a point
+        first = (first_model, first_run.values)
+        d1 = first_run.objective
     stage1_seconds = time.perf_counter() - t0 - build
     d_lo = math.floor(d1 + 1e-6)  # exact when d1 came from the flow; snaps GLOP's x.9999999
 
     t = time.perf_counter()
-    model = _build(problem, fold_pieces(problem))
-    c = problem.n_channels
-    lam = problem.lam_channel
-    stage2 = np.concatenate([model.pieces.slope[model.mask], np.full(c, lam), np.full(c, -lam)])
+    model = _build(problem, fold_pieces(problem), "value", float(d_lo))
     build += time.perf_counter() - t
     solve_time = stage1_seconds
     for attempt in range(2):
-        t = time.perf_counter()
-        req = _request(model, stage2, float(d_lo), problem.total, deadline - t)
-        build += time.perf_counter() - t
-        t = time.perf_counter()
-        second = _solve(req)
-        solve_time += time.perf_counter() - t
-        if second.status != mp.MPSOLVER_INFEASIBLE or attempt:
+        second = run_glop(model.model, deadline - time.perf_counter())
+        solve_time += second.seconds
+        if not second.infeasible or attempt:
             break
         # GLOP's stage-1 value can overshoot by its tolerance: give up one part in a million.
         d_lo = math.floor(d1 * (1 - 1e-6)) - 1
+        model.model.helper.set_constraint_lower_bound(model.total_row, float(d_lo))
 
-    if _has_solution(second):
-        duals = None
-        if len(second.dual_value):
-            dv = np.array(second.dual_value, dtype=np.float64)
-            s = problem.n_sellers
-            duals = LpDuals(
-                channel=dv[:c],
-                seller=dv[c : c + s],
-                money=float(dv[c + s]) if problem.money_cap is not None else None,
-                total=float(dv[-1]),
-            )
-        values = _per_deal(model, second)
-        limited = second.status != mp.MPSOLVER_OPTIMAL
-        return LpSolution(values, d_lo, duals, limited, build, solve_time)
+    if second.values is not None:
+        duals = _duals(problem, second.duals) if second.duals is not None else None
+        values = _per_deal(model, second.values)
+        return LpSolution(values, d_lo, duals, not second.optimal, build, solve_time)
     if first is not None:
         # Stage 2 stopped early: the stage-1 plan is feasible and delivers the most.
-        first_model, first_response = first
-        values = _per_deal(first_model, first_response)
+        first_model, first_values = first
+        values = _per_deal(first_model, first_values)
         return LpSolution(values, d_lo, None, True, build, solve_time)
-    if second.status == mp.MPSOLVER_INFEASIBLE:
+    if second.infeasible:
         raise InfeasibleProblem("the LP has no feasible point")
-    raise NoFeasiblePlan(f"GLOP stage 2 ended with status {second.status}")
+    raise NoFeasiblePlan(f"GLOP stage 2 ended with status {second.status.name}")

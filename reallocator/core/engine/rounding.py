@@ -10,6 +10,19 @@ integers by verify.py.
 The vectorised path covers the usual case; only when the largest remainders would break a limit
 does a greedy pass walk the fractional deals one unit at a time (at most the LP's basic
 variables, i.e. about one per row, so no per-deal loop over the whole problem).
+
+When even the greedy pass leaves a limit broken (a money cap that binds together with group
+minimums: restoring a minimum needs a unit that the cap has no room for, unless a dearer unit
+of the same group goes), the plan is repaired exactly: the least-money integer plan with every
+deal within [floor, ceil] of its LP value and the target total (a min-cost flow over the
+fractional deals only, flow.min_money_plan). The LP point lies in that window, the window is a
+network, so some integer point of it costs no more money than the LP point; if GLOP's
+tolerance put the LP point just outside the cap, the total comes down one unit at a time, then
+the window widens by one unit on each fractional deal (a few tries in all). Last, when the
+problem is so tight that no plan near the LP point fits (a relaxed problem whose group
+minimums were lowered exactly to what the money cap allows: GLOP's point can overrun the cap
+by a rounding error of 1e-13), the least-money plan over the deals' full bounds is taken: it
+meets every limit, but its value may be below the LP optimum, and the caller says so.
 """
 
 from __future__ import annotations
@@ -17,8 +30,13 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from reallocator.core.engine.errors import InfeasibleProblem
+from reallocator.core.engine.flow import min_money_plan
 from reallocator.core.engine.problem import AllocationProblem, FloatArray, IntArray, group_sum
 from reallocator.core.engine.verify import money_exceeds
+
+_REPAIR_TRIES = 8
+"""Totals tried by the exact repair at each window, from the target down."""
 
 SNAP = 1e-6
 """Values within this of an integer are solver noise around an integral vertex: snapped."""
@@ -60,6 +78,13 @@ def largest_remainder(
 
 def round_plan(problem: AllocationProblem, values: FloatArray, target: int) -> IntArray:
     """Integer plan near `values` that reaches `target` total units where the limits allow."""
+    return round_plan_noted(problem, values, target)[0]
+
+
+def round_plan_noted(
+    problem: AllocationProblem, values: FloatArray, target: int
+) -> tuple[IntArray, str | None]:
+    """`round_plan`, with a note when the exact repair (module docstring) was needed."""
     lb, ub = problem.lb, problem.ub_capped
     xf = np.clip(values, lb.astype(np.float64), ub.astype(np.float64))
     near = np.rint(xf)
@@ -73,8 +98,44 @@ def round_plan(problem: AllocationProblem, values: FloatArray, target: int) -> I
     trial = x.copy()
     trial[picked] += 1
     if _feasible_sums(problem, trial):
-        return trial
-    return _greedy(problem, x, frac, need)
+        return trial, None
+    greedy = _greedy(problem, x, frac, need)
+    if _feasible_sums(problem, greedy):
+        return greedy, None
+    repaired = _repair(problem, xf, min(target, problem.total))
+    return repaired if repaired is not None else (greedy, None)
+
+
+def _repair(problem: AllocationProblem, xf: FloatArray, target: int) -> tuple[IntArray, str] | None:
+    """The exact repair of the module docstring; None if it finds nothing (the caller's plan
+    then fails verification, as before)."""
+    lb, ub = problem.lb, problem.ub_capped
+    floor = np.floor(xf + SNAP)
+    ceil = np.ceil(xf - SNAP)
+    fractional = ceil > floor
+    windows = [
+        (
+            np.clip(floor - widen * fractional, lb, ub).astype(np.int64),
+            np.clip(ceil + widen * fractional, lb, ub).astype(np.int64),
+            "rounding repaired by a least-money flow over the fractional deals",
+        )
+        for widen in (0, 1)
+    ]
+    windows.append(
+        (lb, ub, "rounding fell back to the least-money plan: value may be below the LP's")
+    )
+    for lo, hi, note in windows:
+        top = min(target, int(hi.astype(np.float64).sum()))
+        for delivered in range(top, max(top - _REPAIR_TRIES, 0) - 1, -1):
+            try:
+                x = min_money_plan(problem, lo, np.maximum(hi, lo), delivered)
+            except InfeasibleProblem:
+                continue
+            if x is None:
+                return None
+            if _feasible_sums(problem, x):
+                return x, note
+    return None
 
 
 def _take(x: IntArray, lb: IntArray, idx: npt.NDArray[np.int64], excess: int) -> None:

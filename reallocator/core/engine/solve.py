@@ -28,7 +28,7 @@ from reallocator.core.engine.result import (
     SolveStatus,
     Timings,
 )
-from reallocator.core.engine.rounding import round_plan
+from reallocator.core.engine.rounding import round_plan_noted
 from reallocator.core.engine.segments import deal_value
 from reallocator.core.engine.verify import money_exceeds, verify_allocation
 
@@ -89,8 +89,10 @@ def solve(problem: AllocationProblem, *, path: SolvePath | None = None) -> Alloc
         build += lp.build_seconds
         solve_s += lp.solve_seconds
         t = time.perf_counter()
-        x = round_plan(problem, lp.values, lp.delivered_floor)
+        x, repaired = round_plan_noted(problem, lp.values, lp.delivered_floor)
         build += time.perf_counter() - t
+        if repaired:
+            notes.append(repaired)
         used, duals = SolvePath.LP, lp.duals
         if lp.time_limited:
             status = SolveStatus.TIME_LIMITED

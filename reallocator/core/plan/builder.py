@@ -14,16 +14,26 @@ import numpy as np
 import pandas as pd
 
 from reallocator.core.engine import (
+    AllocationProblem,
     AllocationResult,
     BuiltProblem,
     ForecastInputs,
     InfeasibleProblem,
+    NoFeasiblePlan,
+    SolvePath,
     forecast_capacity,
     solve,
 )
 from reallocator.core.engine.bounds import SPENT_COLUMN, build_from_snapshot, horizon
+from reallocator.core.engine.diagnosis import (
+    Diagnosis,
+    RelaxationWeights,
+    ViolationKind,
+    marginal_check,
+    solve_or_relax,
+)
 from reallocator.core.engine.problem import NO_MAX, group_sum
-from reallocator.core.model import CampaignSnapshot, DealStatus, Period
+from reallocator.core.model import BudgetType, CampaignSnapshot, DealStatus, Period
 from reallocator.core.pacing.assessment import Assessment, assess
 from reallocator.core.pacing.curves import PacingCurve, build_curve
 from reallocator.core.plan.explain import explain
@@ -43,6 +53,7 @@ from reallocator.core.plan.rationale import decision_record, unspendable_reasons
 from reallocator.core.plan.requests import RequestInputs, derive_requests
 from reallocator.core.plan.schedule import ScheduleInputs, derive_schedules
 from reallocator.core.plan.severity import change_severity, max_severity, worth_changing
+from reallocator.core.plan.text import amount
 
 
 class PlanRejected(Exception):
@@ -146,24 +157,117 @@ def _capacity(
     return capacity, table, capped
 
 
-def _solve(
-    built: BuiltProblem, relax: bool, policy_weights: tuple[float, float, float]
-) -> tuple[AllocationResult, tuple[ConstraintViolation, ...]]:
-    try:
-        return solve(built.problem), ()
-    except InfeasibleProblem as exc:
-        violations = tuple(
+def _violations(
+    diagnosis: Diagnosis, built: BuiltProblem, deal_ids: np.ndarray, bt: BudgetType, currency: str
+) -> tuple[ConstraintViolation, ...]:
+    """Engine violations (codes) -> the caller's names, ids and words."""
+    out = []
+    for v in diagnosis.violations:
+        if v.kind in (ViolationKind.SELLER_MIN, ViolationKind.SELLER_MAX):
+            kind, entity = "SELLER", str(built.seller_ids[v.index])
+        elif v.kind in (ViolationKind.CHANNEL_MIN, ViolationKind.CHANNEL_MAX):
+            kind, entity = "CHANNEL", str(built.channel_ids[v.index])
+        elif v.kind in (ViolationKind.DEAL_MIN, ViolationKind.DEAL_MAX):
+            kind, entity = "DEAL", str(deal_ids[v.index])
+        else:
+            kind, entity = "CAMPAIGN", ""
+        unit = BudgetType.SPEND if v.kind is ViolationKind.MONEY_CAP else bt
+        # Shown to the cent, rounded up, so relaxing by the figure shown is still enough.
+        shown = -(-v.relaxation // 10_000) * 10_000 if unit is BudgetType.SPEND else v.relaxation
+        out.append(
             ConstraintViolation(
-                constraint=c.kind,
-                entity_kind="CAMPAIGN",
-                entity_id=str(c.index),
-                bound=c.needed,
-                relaxation=max(0, c.needed - c.available),
-                message=str(c),
+                constraint=v.named(entity),
+                entity_kind=kind,
+                entity_id=entity,
+                bound=v.bound,
+                relaxation=v.relaxation,
+                message=v.describe(entity, amount(shown, unit, currency)),
             )
-            for c in exc.conflicts
         )
-        raise PlanRejected(str(exc), violations) from exc
+    return tuple(out)
+
+
+def _solve(
+    built: BuiltProblem,
+    relax: bool,
+    weights: RelaxationWeights,
+    deal_ids: np.ndarray,
+    bt: BudgetType,
+    currency: str,
+) -> tuple[AllocationResult, tuple[ConstraintViolation, ...], AllocationProblem]:
+    """Solve; when constraints conflict, the closest plan (relax) or PlanRejected naming every
+    constraint that must give way and by how much."""
+    try:
+        result, diagnosis = solve_or_relax(built.problem, weights, relax)
+    except InfeasibleProblem as exc:
+        if exc.diagnosis is None:
+            raise
+        named = _violations(exc.diagnosis, built, deal_ids, bt, currency)
+        summary = "; ".join(v.message for v in named[:5])
+        raise PlanRejected(f"constraints conflict: {summary}", named) from exc
+    if diagnosis is None:
+        return result, (), built.problem
+    named = _violations(diagnosis, built, deal_ids, bt, currency)
+    return result, named, diagnosis.relaxed_problem
+
+
+DUALS_UP_TO = 200_000
+"""Deals up to which a plan whose group limits bind also runs the LP path for its duals (what
+one more unit of a binding limit is worth); above it the marginal values come from the slopes."""
+
+
+def _with_duals(problem: AllocationProblem, result: AllocationResult) -> AllocationResult:
+    """The flow path has no duals: when a seller/channel limit or the budget binds, the LP path
+    on the same problem gives them (its allocation is not used: the flow's is exact)."""
+    b = result.binding
+    groups = (b.seller_at_min | b.seller_at_max).any() or (
+        b.channel_at_min | b.channel_at_max
+    ).any()
+    binds = bool(groups) or b.total
+    if result.duals is not None or not binds or problem.n_deals > DUALS_UP_TO:
+        return result
+    try:
+        lp = solve(problem, path=SolvePath.LP)
+    except (InfeasibleProblem, NoFeasiblePlan):
+        return result
+    duals = lp.duals
+    if duals is not None and problem.n_deals <= RESOLVE_UP_TO:
+        duals = replace(
+            duals,
+            seller=_resolved(problem, result, "seller", b.seller_at_min, b.seller_at_max,
+                             duals.seller),
+            channel=_resolved(problem, result, "channel", b.channel_at_min, b.channel_at_max,
+                              duals.channel),
+        )  # fmt: skip
+    return replace(result, duals=duals)
+
+
+RESOLVE_UP_TO = 20_000
+"""Deals up to which a binding group's marginal value is measured by re-solving with its limit
+relaxed by one unit (exact even where the LP dual is degenerate); above, the LP dual."""
+
+
+def _resolved(
+    problem: AllocationProblem,
+    result: AllocationResult,
+    kind: str,
+    at_min: np.ndarray,
+    at_max: np.ndarray,
+    dual: np.ndarray,
+    most: int = 10,
+) -> np.ndarray:
+    """What one more unit of each binding limit is worth: value re-solved with that limit
+    relaxed by one unit, delivery held (at most `most` limits; the others keep the LP dual)."""
+    out = np.abs(np.asarray(dual, dtype=np.float64))
+    binding = np.flatnonzero(at_min | at_max)[:most]
+    # One micro is below GLOP's feasibility tolerance on budgets of billions of micros: step by
+    # a millionth of the budget (at least one unit) and report the value per unit.
+    step = max(1, problem.total // 1_000_000)
+    for code in binding.tolist():
+        side = "max_total" if at_max[code] else "min_total"
+        gain = marginal_check(problem, result, f"{kind}/{code}/{side}", step)
+        out[code] = abs(gain) / step
+    return out
 
 
 def build_plan(
@@ -193,9 +297,11 @@ def build_plan(
         period_left=_period_left(snapshot, curve, as_of),
         time_limit=time_limit if time_limit is not None else 10.0,
     )
-    problem, report = built.problem, built.report
-    weights = (policy.relax_group, policy.relax_commitment, policy.relax_limit)
-    result, violations = _solve(built, relax, weights)
+    report = built.report
+    weights = RelaxationWeights.from_policy(policy)
+    deal_ids = snapshot.deals["deal_id"].to_numpy()
+    result, violations, problem = _solve(built, relax, weights, deal_ids, bt, currency)
+    result = _with_duals(problem, result)
     x = result.allocation
 
     frame = assessment.deals.reset_index(drop=True).copy()
