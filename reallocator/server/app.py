@@ -28,11 +28,14 @@ class RunningServer:
     server: grpc.Server
     port: int
     health: health.HealthServicer
+    executor: futures.ThreadPoolExecutor
 
     def stop(self, grace: float | None = None) -> None:
-        """Stops taking calls (health NOT_SERVING first) and lets in-flight calls finish."""
+        """Stops taking calls (health NOT_SERVING first) and lets in-flight calls finish for up
+        to `grace` seconds; then releases the worker threads so the process can exit."""
         self.health.enter_graceful_shutdown()
-        self.server.stop(grace).wait()
+        self.server.stop(grace).wait((grace or 0.0) + 1.0)
+        self.executor.shutdown(wait=False, cancel_futures=True)
 
 
 def start_server(config: ServerConfig) -> RunningServer:
@@ -41,9 +44,8 @@ def start_server(config: ServerConfig) -> RunningServer:
         ("grpc.max_send_message_length", config.max_message_bytes),
         ("grpc.so_reuseport", 0),
     ]
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=config.max_workers), options=options
-    )
+    executor = futures.ThreadPoolExecutor(max_workers=config.max_workers)
+    server = grpc.server(executor, options=options)
     server.add_generic_rpc_handlers((generic_handler(SERVICE, ReallocatorServicer(config)),))
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -59,12 +61,12 @@ def start_server(config: ServerConfig) -> RunningServer:
     for name in ("", SERVICE.full_name):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("reallocator listening on %s:%d", config.host, port)
-    return RunningServer(server, port, health_servicer)
+    return RunningServer(server, port, health_servicer, executor)
 
 
 def serve(config: ServerConfig) -> None:
-    """Runs until SIGINT/SIGTERM, then drains in-flight calls for the grace period."""
-    running = start_server(config)
+    """Runs until SIGINT/SIGTERM, then drains in-flight calls for the grace period. The
+    handlers are in place before the server reports SERVING, so no signal is missed."""
     stopping = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -73,5 +75,7 @@ def serve(config: ServerConfig) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    stopping.wait()
+    running = start_server(config)
+    while not stopping.wait(0.5):  # a timed wait wakes for signals on every platform
+        pass
     running.stop(config.grace_period.total_seconds())
