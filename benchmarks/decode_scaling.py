@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from reallocator.core.model import Policy
 from reallocator.v1 import common_pb2, snapshot_pb2
+from reallocator.wire.encode import arrow_stream
 from reallocator.wire.snapshot import decode_snapshot
 from reallocator.wire.violations import Violations
 
@@ -104,14 +105,6 @@ def as_messages(c: dict[str, np.ndarray], series: bool) -> bytes:
     return msg.SerializeToString()
 
 
-def _arrow_bytes(table: pa.Table, compression: str | None = None) -> bytes:
-    sink = pa.BufferOutputStream()
-    options = pa.ipc.IpcWriteOptions(compression=compression)
-    with pa.ipc.new_stream(sink, table.schema, options=options) as writer:
-        writer.write_table(table)
-    return bytes(sink.getvalue().to_pybytes())
-
-
 def _matrix(msg: snapshot_pb2.CampaignSnapshot, c: dict[str, np.ndarray], arrow: bool) -> None:
     m = msg.deals_table.recent_delivery
     m.window_start.FromDatetime(AS_OF - timedelta(hours=BUCKETS))
@@ -126,7 +119,7 @@ def _matrix(msg: snapshot_pb2.CampaignSnapshot, c: dict[str, np.ndarray], arrow:
     if arrow:
         # Per-bucket counts fit int32; only spend needs int64. zstd keeps the stream small.
         narrow = {k: v if k == "spend_micros" else v.astype(np.int32) for k, v in series.items()}
-        m.arrow_ipc = _arrow_bytes(pa.table(narrow), compression="zstd")
+        m.arrow_ipc = arrow_stream(pa.table(narrow), compression="zstd")
         return
     for name, values in series.items():
         getattr(m, name).extend(values.tolist())
@@ -171,7 +164,7 @@ def as_arrow(c: dict[str, np.ndarray], series: bool) -> bytes:
     n = len(c["deal_id"])
     msg = snapshot_pb2.CampaignSnapshot()
     _header(msg, n)
-    msg.deals_table.arrow_ipc = _arrow_bytes(pa.table({name: c[name] for name in _TABLE_COLUMNS}))
+    msg.deals_table.arrow_ipc = arrow_stream(pa.table({name: c[name] for name in _TABLE_COLUMNS}))
     if series:
         _matrix(msg, c, arrow=True)
     return msg.SerializeToString()

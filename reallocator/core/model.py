@@ -83,6 +83,15 @@ class PriceKind(IntEnum):
     PER_UNIT = 2
 
 
+DELIVERED_COLUMN: dict[BudgetType, str] = {
+    BudgetType.SPEND: "spend_micros",
+    BudgetType.IMPRESSIONS: "impressions",
+    BudgetType.CLICKS: "clicks",
+    BudgetType.COMPLETES: "completes",
+    BudgetType.REQUESTS: "requests",
+}
+"""The deals-table column that counts delivery in each budget type's unit."""
+
 # The canonical deals table: one row per deal, these columns and dtypes, in this order.
 DEAL_COLUMNS: dict[str, str] = {
     "deal_id": "str",

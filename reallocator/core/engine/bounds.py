@@ -36,6 +36,7 @@ from reallocator.core.engine.problem import (
     group_sum,
 )
 from reallocator.core.model import (
+    DELIVERED_COLUMN,
     Budget,
     BudgetType,
     CampaignSnapshot,
@@ -45,14 +46,8 @@ from reallocator.core.model import (
     PriceKind,
 )
 
-SPENT_COLUMN: dict[BudgetType, str] = {
-    BudgetType.SPEND: "spend_micros",
-    BudgetType.IMPRESSIONS: "impressions",
-    BudgetType.CLICKS: "clicks",
-    BudgetType.COMPLETES: "completes",
-    BudgetType.REQUESTS: "requests",
-}
-"""Which deals-table column measures delivery in each budget unit."""
+SPENT_COLUMN = DELIVERED_COLUMN
+"""Which deals-table column measures delivery in each budget unit (model.DELIVERED_COLUMN)."""
 
 PRICE_DEN = 1000
 """Money prices are kept as integer micros per 1000 budget units, so a CPM price of an

@@ -23,7 +23,13 @@ import numpy.typing as npt
 import pandas as pd
 
 from reallocator.core.engine.problem import BoolArray, FloatArray, IntArray
-from reallocator.core.model import BudgetType, DealStatus, DeliverySeries, Policy
+from reallocator.core.model import (
+    DELIVERED_COLUMN,
+    BudgetType,
+    DealStatus,
+    DeliverySeries,
+    Policy,
+)
 
 MIN_PARTICIPATION = 0.05
 _MAX_CAPACITY = 2.0**62
@@ -62,13 +68,7 @@ class ForecastInputs:
         """
         n = len(deals)
         imps = deals["impressions"].to_numpy(np.float64)
-        column = {
-            BudgetType.SPEND: "spend_micros",
-            BudgetType.IMPRESSIONS: "impressions",
-            BudgetType.CLICKS: "clicks",
-            BudgetType.COMPLETES: "completes",
-            BudgetType.REQUESTS: "requests",
-        }[budget_type]
+        column = DELIVERED_COLUMN[budget_type]
         units_total = deals[column].to_numpy(np.float64)
         wins_total = deals["wins"].to_numpy(np.float64)
         bids = deals["bids"].to_numpy(np.float64)

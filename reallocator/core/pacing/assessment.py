@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from reallocator.core.model import (
+    DELIVERED_COLUMN,
     BudgetType,
     CampaignSnapshot,
     DealStatus,
@@ -79,14 +80,8 @@ class Reason(StrEnum):
     STALLED = "STALLED"
 
 
-UNIT_COLUMN: dict[BudgetType, str] = {
-    BudgetType.SPEND: "spend_micros",
-    BudgetType.IMPRESSIONS: "impressions",
-    BudgetType.CLICKS: "clicks",
-    BudgetType.COMPLETES: "completes",
-    BudgetType.REQUESTS: "requests",
-}
-"""The deals column that counts delivery in each budget type's unit."""
+UNIT_COLUMN = DELIVERED_COLUMN
+"""The deals column that counts delivery in each budget type's unit (model.DELIVERED_COLUMN)."""
 
 ASSESSMENT_COLUMNS: tuple[str, ...] = (
     "allocation",  # budget units over the horizon (campaign: its budgets' expected total)
