@@ -214,6 +214,8 @@ class Policy:
     relax_group: float = 1.0  # elastic weight per unit on seller/channel bounds
     relax_commitment: float = 10.0  # ... on deal minimums
     relax_limit: float = 100.0  # ... on deal maximums and step limits
+    beyond_forecast: float = 1.0  # budget the forecasts cannot absorb: a buyer-paced deal may
+    # take up to this multiple of its forecast beyond it (in proportion); 0 leaves it unplaced
 
 
 @dataclass(frozen=True)

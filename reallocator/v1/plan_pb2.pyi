@@ -207,6 +207,10 @@ class _ReasonCodeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ReasonCode
     """A seller's response to an earlier request changed what the deal can take."""
     REASON_CODE_PACING_SCHEDULE: _ReasonCode.ValueType  # 10
     """Rebalanced to follow the pacing curve (buyer-side schedule change)."""
+    REASON_CODE_BEYOND_FORECAST: _ReasonCode.ValueType  # 11
+    """Given budget beyond its capacity forecast: the forecasts together cannot absorb the
+    remaining budget (Policy.beyond_forecast).
+    """
 
 class ReasonCode(_ReasonCode, metaclass=_ReasonCodeEnumTypeWrapper):
     """Machine-readable reason of an allocation change or a request."""
@@ -233,6 +237,10 @@ REASON_CODE_SELLER_RESPONSE: ReasonCode.ValueType  # 9
 """A seller's response to an earlier request changed what the deal can take."""
 REASON_CODE_PACING_SCHEDULE: ReasonCode.ValueType  # 10
 """Rebalanced to follow the pacing curve (buyer-side schedule change)."""
+REASON_CODE_BEYOND_FORECAST: ReasonCode.ValueType  # 11
+"""Given budget beyond its capacity forecast: the forecasts together cannot absorb the
+remaining budget (Policy.beyond_forecast).
+"""
 Global___ReasonCode: _TypeAlias = ReasonCode  # noqa: Y015
 
 class _RequestKind:

@@ -38,6 +38,7 @@ class Policy(_message.Message):
     SEVERITY_FIELD_NUMBER: _builtins.int
     AUTO_APPLY_FIELD_NUMBER: _builtins.int
     RELAXATION_FIELD_NUMBER: _builtins.int
+    BEYOND_FORECAST_FIELD_NUMBER: _builtins.int
     over_threshold: _builtins.float
     """Pacing ratio (actual / expected) above which delivery is OVER. Default 1.10."""
     under_threshold: _builtins.float
@@ -46,6 +47,14 @@ class Policy(_message.Message):
     """Impressions a verdict needs before it can raise an alert. Default 1000."""
     confidence_threshold: _builtins.float
     """Confidence (0-100) a verdict needs to raise an alert. Default 60."""
+    beyond_forecast: _builtins.float
+    """When the capacity forecasts together cannot absorb the remaining budget, each deal the
+    buyer paces may take up to this multiple of its forecast beyond it (within every other
+    limit), the rest split in proportion to the forecasts, so pacers run at full speed instead
+    of leaving budget idle (a forecast is an estimate; unallocated budget never spends).
+    Guaranteed (seller-paced), locked and seller-capped deals are not stretched. Default 1.0;
+    0 leaves the rest unallocated (reported unspendable).
+    """
     @_builtins.property
     def stalled_window(self) -> _duration_pb2.Duration:
         """A deal that should deliver but served no impression for this long is STALLED. Default 6h."""
@@ -93,11 +102,14 @@ class Policy(_message.Message):
         severity: Global___SeverityTiers | None = ...,
         auto_apply: Global___AutoApply | None = ...,
         relaxation: Global___RelaxationOrder | None = ...,
+        beyond_forecast: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_confidence_threshold", b"_confidence_threshold", "_min_evidence_impressions", b"_min_evidence_impressions", "_over_threshold", b"_over_threshold", "_under_threshold", b"_under_threshold", "auto_apply", b"auto_apply", "churn", b"churn", "confidence_threshold", b"confidence_threshold", "min_evidence", b"min_evidence", "min_evidence_impressions", b"min_evidence_impressions", "over_threshold", b"over_threshold", "relaxation", b"relaxation", "requests", b"requests", "severity", b"severity", "stalled_window", b"stalled_window", "step_limits", b"step_limits", "under_threshold", b"under_threshold"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_beyond_forecast", b"_beyond_forecast", "_confidence_threshold", b"_confidence_threshold", "_min_evidence_impressions", b"_min_evidence_impressions", "_over_threshold", b"_over_threshold", "_under_threshold", b"_under_threshold", "auto_apply", b"auto_apply", "beyond_forecast", b"beyond_forecast", "churn", b"churn", "confidence_threshold", b"confidence_threshold", "min_evidence", b"min_evidence", "min_evidence_impressions", b"min_evidence_impressions", "over_threshold", b"over_threshold", "relaxation", b"relaxation", "requests", b"requests", "severity", b"severity", "stalled_window", b"stalled_window", "step_limits", b"step_limits", "under_threshold", b"under_threshold"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_confidence_threshold", b"_confidence_threshold", "_min_evidence_impressions", b"_min_evidence_impressions", "_over_threshold", b"_over_threshold", "_under_threshold", b"_under_threshold", "auto_apply", b"auto_apply", "churn", b"churn", "confidence_threshold", b"confidence_threshold", "min_evidence", b"min_evidence", "min_evidence_impressions", b"min_evidence_impressions", "over_threshold", b"over_threshold", "relaxation", b"relaxation", "requests", b"requests", "severity", b"severity", "stalled_window", b"stalled_window", "step_limits", b"step_limits", "under_threshold", b"under_threshold"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_beyond_forecast", b"_beyond_forecast", "_confidence_threshold", b"_confidence_threshold", "_min_evidence_impressions", b"_min_evidence_impressions", "_over_threshold", b"_over_threshold", "_under_threshold", b"_under_threshold", "auto_apply", b"auto_apply", "beyond_forecast", b"beyond_forecast", "churn", b"churn", "confidence_threshold", b"confidence_threshold", "min_evidence", b"min_evidence", "min_evidence_impressions", b"min_evidence_impressions", "over_threshold", b"over_threshold", "relaxation", b"relaxation", "requests", b"requests", "severity", b"severity", "stalled_window", b"stalled_window", "step_limits", b"step_limits", "under_threshold", b"under_threshold"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__beyond_forecast: _TypeAlias = _typing.Literal["beyond_forecast"]  # noqa: Y015
+    _WhichOneofArgType__beyond_forecast: _TypeAlias = _typing.Literal["_beyond_forecast", b"_beyond_forecast"]  # noqa: Y015
     _WhichOneofReturnType__confidence_threshold: _TypeAlias = _typing.Literal["confidence_threshold"]  # noqa: Y015
     _WhichOneofArgType__confidence_threshold: _TypeAlias = _typing.Literal["_confidence_threshold", b"_confidence_threshold"]  # noqa: Y015
     _WhichOneofReturnType__min_evidence_impressions: _TypeAlias = _typing.Literal["min_evidence_impressions"]  # noqa: Y015
@@ -106,6 +118,8 @@ class Policy(_message.Message):
     _WhichOneofArgType__over_threshold: _TypeAlias = _typing.Literal["_over_threshold", b"_over_threshold"]  # noqa: Y015
     _WhichOneofReturnType__under_threshold: _TypeAlias = _typing.Literal["under_threshold"]  # noqa: Y015
     _WhichOneofArgType__under_threshold: _TypeAlias = _typing.Literal["_under_threshold", b"_under_threshold"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__beyond_forecast) -> _WhichOneofReturnType__beyond_forecast | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__confidence_threshold) -> _WhichOneofReturnType__confidence_threshold | None: ...
     @_typing.overload

@@ -133,6 +133,7 @@ def decode_policy(
         low_open=True,
     )
     opt(msg.relaxation, "deal_limits", "relax_limit", "relaxation.", low=0.0, low_open=True)
+    opt(msg, "beyond_forecast", "beyond_forecast", "", low=0.0, high=100.0)
 
     auto = _AUTO_APPLY.get(msg.auto_apply.max_severity)
     if auto is None:
@@ -172,6 +173,7 @@ def encode_policy(policy: Policy) -> policy_pb2.Policy:
             deal_commitments=policy.relax_commitment,
             deal_limits=policy.relax_limit,
         ),
+        beyond_forecast=policy.beyond_forecast,
     )
     msg.stalled_window.FromTimedelta(policy.stalled_window)
     msg.min_evidence.FromTimedelta(policy.min_evidence)

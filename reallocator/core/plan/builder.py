@@ -16,6 +16,7 @@ import pandas as pd
 from reallocator.core.engine import (
     AllocationProblem,
     AllocationResult,
+    BoundsReport,
     BuiltProblem,
     ForecastInputs,
     InfeasibleProblem,
@@ -33,7 +34,8 @@ from reallocator.core.engine.diagnosis import (
     solve_or_relax,
 )
 from reallocator.core.engine.problem import NO_MAX, group_sum
-from reallocator.core.model import BudgetType, CampaignSnapshot, DealStatus, Period
+from reallocator.core.engine.stretch import stretch
+from reallocator.core.model import BudgetType, CampaignSnapshot, DealStatus, DealType, Period
 from reallocator.core.pacing.assessment import Assessment, assess
 from reallocator.core.pacing.curves import PacingCurve, build_curve
 from reallocator.core.plan.explain import explain
@@ -211,6 +213,38 @@ def _solve(
     return result, named, diagnosis.relaxed_problem
 
 
+def _beyond_forecast(
+    snapshot: CampaignSnapshot,
+    problem: AllocationProblem,
+    report: BoundsReport,
+    result: AllocationResult,
+    capacity: np.ndarray,
+    capped: np.ndarray,
+) -> tuple[AllocationResult, np.ndarray]:
+    """What the forecasts leave unplaced goes to the deals the buyer paces, within every other
+    limit (engine/stretch.py). Not to deals the seller paces (asking a seller beyond the
+    inventory it can deliver is not a plan), locked ones, or ones a seller's answer capped."""
+    ratio = snapshot.policy.beyond_forecast
+    if ratio <= 0 or int(result.allocation.sum()) >= problem.total:
+        return result, problem.ub
+    deals = snapshot.deals
+    grow = np.minimum(report.current, NO_MAX - report.step) + report.step
+    open_ub = np.maximum(
+        problem.ub,
+        np.maximum(report.min_remaining, np.minimum(report.max_remaining, grow)),
+    )
+    eligible = (
+        (capacity > 0)
+        & (deals["deal_type"].to_numpy() != DealType.PROGRAMMATIC_GUARANTEED)
+        & ~deals["locked"].to_numpy(bool)
+        & ~capped
+    )
+    out = stretch(
+        problem, result, open_ub=open_ub, capacity=capacity, eligible=eligible, ratio=ratio
+    )
+    return (result, problem.ub) if out is None else out
+
+
 DUALS_UP_TO = 200_000
 """Deals up to which a plan whose group limits bind also runs the LP path for its duals (what
 one more unit of a binding limit is worth); above it the marginal values come from the slopes."""
@@ -302,6 +336,7 @@ def build_plan(
     deal_ids = snapshot.deals["deal_id"].to_numpy()
     result, violations, problem = _solve(built, relax, weights, deal_ids, bt, currency)
     result = _with_duals(problem, result)
+    result, upper = _beyond_forecast(snapshot, problem, report, result, capacity, capped)
     x = result.allocation
 
     frame = assessment.deals.reset_index(drop=True).copy()
@@ -322,7 +357,7 @@ def build_plan(
             "new_allocation": x,
             "delta": x - report.current,
             "lower_bound": problem.lb,
-            "upper_bound": np.minimum(problem.ub, problem.total),
+            "upper_bound": np.minimum(upper, problem.total),
             "binding": why.binding,
             "capacity": capacity,
             "reason": why.reason,

@@ -110,6 +110,10 @@ def explain(
     old = report.current
     delta = x - old
     binding = binding_kinds(problem, report, result, frame["locked"].to_numpy(bool))
+    # Beyond its forecast (stretch.py): the forecast no longer stops it; what does is the budget
+    # (all placed) or the room the policy allows beyond forecasts.
+    beyond_kind = BindingKind.BUDGET if result.binding.total else BindingKind.CAPACITY
+    binding = np.where(x > np.maximum(problem.ub, report.capacity), beyond_kind, binding)
     status = frame["status"].astype(str).to_numpy()
     value = frame["value_per_unit"].to_numpy(np.float64)
     givers = delta < 0
@@ -117,9 +121,11 @@ def explain(
         float(np.average(value[givers], weights=-delta[givers])) if givers.any() else -np.inf
     )
     by_response = frame["capped_by_response"].to_numpy(bool)
+    beyond = x > np.maximum(problem.ub, report.capacity)  # placed beyond its forecast
     reason = np.select(
         [
             delta == 0,
+            beyond,
             status == "STALLED",
             by_response,
             (delta < 0) & (report.capacity < old),
@@ -131,6 +137,7 @@ def explain(
         ],
         [
             ReasonCode.UNCHANGED,
+            ReasonCode.BEYOND_FORECAST,
             ReasonCode.STALLED,
             ReasonCode.SELLER_RESPONSE,
             ReasonCode.CAPACITY_SHORTFALL,
@@ -214,7 +221,12 @@ def _rationales(
     channels = channel_ids[b.channel[rows]].astype(str)
     for j, i in enumerate(rows.tolist()):
         kind = kinds[j]
-        if kind == BindingKind.SELLER:
+        if reason[rows[j]] == ReasonCode.BEYOND_FORECAST:
+            stop = (
+                f"its capacity forecast is {cap_t[j]}, but the forecasts together cannot absorb "
+                "the remaining budget: the rest is split in proportion to them"
+            )
+        elif kind == BindingKind.SELLER:
             stop = f"seller {sellers[j]} at its {'maximum' if seller_at_max[j] else 'minimum'}"
         elif kind == BindingKind.CHANNEL:
             stop = f"channel {channels[j]} at its {'maximum' if channel_at_max[j] else 'minimum'}"
