@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from reallocator.sim.args import STRATEGIES, policy_overrides  # noqa: E402
+from reallocator.sim.args import DIAGNOSTICS, STRATEGIES, policy_overrides  # noqa: E402
 from reallocator.sim.cli import Task, print_progress, run_tasks, with_policy  # noqa: E402
 from reallocator.sim.metrics import check_targets  # noqa: E402
 from reallocator.sim.report import format_table, format_targets, write_report  # noqa: E402
@@ -62,6 +62,13 @@ def main() -> int:
         help="policy overrides merged into every scenario's (scenario file syntax)",
     )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument(
+        "--strategies",
+        nargs="+",
+        default=[*STRATEGIES, *DIAGNOSTICS],
+        choices=[*STRATEGIES, *DIAGNOSTICS],
+        help="default: all, foresight included (the reallocator given the true capacities)",
+    )
     args = parser.parse_args()
 
     scenarios = []
@@ -72,7 +79,7 @@ def main() -> int:
         Task(
             sc,
             seed,
-            STRATEGIES,
+            tuple(args.strategies),
             args.target,
             args.time_limit,
             keep=(seed == 0 and not args.no_plots),
@@ -84,7 +91,7 @@ def main() -> int:
     tasks.sort(key=lambda t: -t.scenario.portfolio.deals)
     print(
         f"pacing quality: {len(scenarios)} scenarios x {args.seeds} seeds x "
-        f"{len(STRATEGIES)} strategies + oracle, {args.workers} workers",
+        f"{len(args.strategies)} strategies + oracle, {args.workers} workers",
         file=sys.stderr,
     )
     started = time.perf_counter()

@@ -10,6 +10,11 @@ from pathlib import Path
 STRATEGIES = ("static", "rules", "reallocator")
 """The online strategies, in report order (the oracle is computed beside them)."""
 
+DIAGNOSTICS = ("foresight",)
+"""Strategies no one can run for real, to tell costs apart: `foresight` is the reallocator
+planning with every deal's true remaining capacity instead of its forecast (what the forecast
+costs vs what replanning, step limits, pacers and sellers cost)."""
+
 
 def policy_overrides(text: str) -> dict[str, float]:
     """A JSON object of Policy overrides (scenario file syntax), for --policy."""
@@ -40,8 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--strategies",
         nargs="+",
         default=list(STRATEGIES),
-        choices=list(STRATEGIES),
-        help="online strategies to compare (the oracle is always computed)",
+        choices=[*STRATEGIES, *DIAGNOSTICS],
+        help="strategies to compare (the oracle is always computed); 'foresight' is the "
+        "reallocator given the true remaining capacities instead of forecasts",
     )
     parser.add_argument(
         "--target",

@@ -72,8 +72,13 @@ class InProcessPlanner:
         self.relax = relax
 
     def plan(
-        self, snapshot: CampaignSnapshot, history: RequestHistory, window: timedelta
+        self,
+        snapshot: CampaignSnapshot,
+        history: RequestHistory,
+        window: timedelta,
+        forecast: IntArray | None = None,
     ) -> PlanView:
+        """`forecast`: capacities to plan with instead of the built-in forecast (foresight)."""
         from reallocator.core.plan.builder import PlanRejected, build_plan
 
         t0 = time.perf_counter()
@@ -84,6 +89,7 @@ class InProcessPlanner:
                 relax=self.relax,
                 time_limit=self.time_limit,
                 schedule_window=window,
+                forecast=forecast,
             )
         except PlanRejected as exc:
             wall = time.perf_counter() - t0

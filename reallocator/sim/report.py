@@ -25,7 +25,7 @@ from reallocator.sim.metrics import check_targets, summarise
 from reallocator.sim.run import WorldResult
 from reallocator.sim.world import FloatArray, World
 
-STYLES = {"static": (0, (5, 2)), "rules": "-", "reallocator": "-"}
+STYLES = {"static": (0, (5, 2)), "rules": "-", "reallocator": "-", "foresight": (0, (1, 1))}
 """Static is dashed: with nothing to react to, rules often equals it and would hide it."""
 
 COLORS = {
@@ -33,6 +33,7 @@ COLORS = {
     "static": "#8c8c8c",
     "rules": "#e07b39",
     "reallocator": "#2a6fbb",
+    "foresight": "#7b4fb0",
     "oracle": "#3a9b5c",
 }
 

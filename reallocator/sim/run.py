@@ -24,13 +24,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from reallocator.core.model import Policy
-from reallocator.sim.args import STRATEGIES
+from reallocator.sim.args import DIAGNOSTICS, STRATEGIES
 from reallocator.sim.oracle import OracleResult, solve_oracle
 from reallocator.sim.pacers import DiscountPacer, ProbabilisticPacer, step_targets
 from reallocator.sim.planner import InProcessPlanner, Planner
 from reallocator.sim.sellers import SellerDesk
 from reallocator.sim.snapshot import PG_WIN_RATE, RunState
 from reallocator.sim.strategies import (
+    ForesightStrategy,
     ReallocatorStrategy,
     ReplanRecord,
     RulesStrategy,
@@ -56,7 +57,9 @@ def make_strategy(name: str, planner: Planner | None = None) -> Strategy:
         return RulesStrategy()
     if name == "reallocator":
         return ReallocatorStrategy(planner or InProcessPlanner())
-    raise ValueError(f"unknown strategy {name!r}; known: {STRATEGIES}")
+    if name == "foresight":
+        return ForesightStrategy()
+    raise ValueError(f"unknown strategy {name!r}; known: {(*STRATEGIES, *DIAGNOSTICS)}")
 
 
 def simulate(world: World, strategy: Strategy, policy: Policy | None = None) -> RunResult:

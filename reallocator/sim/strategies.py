@@ -19,6 +19,7 @@
   (pairs are not netted), and then its deals simply stop - while the takers keep what they got,
   which can add up to more than the budget. PG deals' new amounts go to their sellers as
   INCREASE/DECREASE requests (one at a time per deal), through the same seller model.
+* `ForesightStrategy` - the reallocator given the true remaining capacities (a diagnostic).
 * `ReallocatorStrategy` - a snapshot every `replan_hours`, the plan from `Planner` (the plan
   builder in-process, or the service over gRPC), non-guaranteed deals take their new totals at
   once, guaranteed deals change only through the seller requests the plan makes.
@@ -33,9 +34,9 @@ from typing import Protocol
 
 import numpy as np
 
-from reallocator.core.model import Policy
+from reallocator.core.model import CampaignSnapshot, Policy
 from reallocator.core.plan.model import RequestKind, SellerResponse
-from reallocator.sim.planner import Planner
+from reallocator.sim.planner import InProcessPlanner, Planner, PlanView
 from reallocator.sim.scenario import MICROS
 from reallocator.sim.sellers import Answer, SellerDesk
 from reallocator.sim.snapshot import RunState, build_snapshot, current_totals
@@ -189,7 +190,7 @@ class ReallocatorStrategy:
         w, s = ctx.world, ctx.state
         snapshot = build_snapshot(w, s, step, ctx.policy)
         window = timedelta(hours=w.scenario.replan_hours)
-        view = self.planner.plan(snapshot, ctx.desk.history(), window)
+        view = self._plan(ctx, step, snapshot, window)
         current = current_totals(w, s)
         if view.rejected:
             return ReplanRecord(step, view.status, view.wall_seconds, 0, 0.0, view.note[:200])
@@ -207,6 +208,11 @@ class ReallocatorStrategy:
         note = f"{view.violations} violations" if view.violations else ""
         return ReplanRecord(step, view.status, view.wall_seconds, len(view.requests), churn, note)
 
+    def _plan(
+        self, ctx: RunContext, step: int, snapshot: CampaignSnapshot, window: timedelta
+    ) -> PlanView:
+        return self.planner.plan(snapshot, ctx.desk.history(), window)
+
     def on_answers(self, ctx: RunContext, answers: list[Answer]) -> None:
         w, s = ctx.world, ctx.state
         for a in answers:
@@ -216,3 +222,23 @@ class ReallocatorStrategy:
                 s.delivered_at_plan[a.deal] = int(np.floor(s.spent[a.deal] + 1e-6))
             if a.response is not SellerResponse.PENDING:
                 self.planner.record_answer(a.ref, a.response, a.accepted_total, at)
+
+
+class ForesightStrategy(ReallocatorStrategy):
+    """The reallocator planning with each deal's true remaining capacity (the world's full-speed
+    spend from now to the flight's end, stalls included), in-process. No real system has
+    this: it measures what the forecast costs, the rest of the gap to the oracle being what
+    replanning every few hours, step limits, pacers and sellers cost."""
+
+    name = "foresight"
+
+    def __init__(self, planner: InProcessPlanner | None = None) -> None:
+        self.in_process = planner or InProcessPlanner()
+        super().__init__(self.in_process)
+
+    def _plan(
+        self, ctx: RunContext, step: int, snapshot: CampaignSnapshot, window: timedelta
+    ) -> PlanView:
+        w = ctx.world
+        truth = np.floor(w.capacity_left[:, step]).astype(np.int64)
+        return self.in_process.plan(snapshot, ctx.desk.history(), window, forecast=truth)

@@ -220,3 +220,22 @@ def test_marginal_value_of_a_binding_seller_limit_matches_a_re_solve(
     display = plan.deals.set_index("deal_id").loc["display-pd-002"]
     assert display["binding"] == BindingKind.SELLER
     assert "seller newsgroup at its maximum" in display["rationale"]
+
+
+def test_a_given_forecast_replaces_the_built_in_one(example: CampaignSnapshot) -> None:
+    """build_plan(forecast=...): the caller's capacities cap the plan (with nothing left over
+    to stretch, i.e. beyond_forecast 0) and are what the plan reports."""
+    snapshot = dataclasses.replace(
+        example, policy=dataclasses.replace(example.policy, beyond_forecast=0.0)
+    )
+    n = len(snapshot.deals)
+    given = np.full(n, 1_000_000, dtype=np.int64)  # $1 each: far below the budget
+    plan = build_plan(snapshot, forecast=given)
+    check_plan(plan)
+    d = plan.deals
+    assert (d["capacity"].to_numpy() == given).all()
+    grown = d["new_allocation"].to_numpy() > d["old_allocation"].to_numpy()
+    assert (d["new_allocation"].to_numpy()[grown] <= given[grown]).all()
+    assert plan.unspendable > 0
+    with pytest.raises(ValueError, match="one value per deal"):
+        build_plan(snapshot, forecast=given[:-1])

@@ -95,3 +95,27 @@ def _one_day() -> dict[str, Any]:
         "flight": {"days": 1},
         "portfolio": {"deals": 8, "sellers": 3, "channels": 2},
     }
+
+
+def test_foresight_plans_with_the_true_remaining_capacity() -> None:
+    """The diagnostic strategy hands the world's true capacity to the plan builder: its plans'
+    forecasts are the truth, while the reallocator's come from the snapshot."""
+    from reallocator.sim.strategies import ForesightStrategy
+
+    world = build_world(SCENARIO, 0)
+    seen: list[np.ndarray | None] = []
+
+    class Spy(InProcessPlanner):
+        def plan(self, snapshot, history, window, forecast=None):  # type: ignore[no-untyped-def]
+            seen.append(forecast)
+            return super().plan(snapshot, history, window, forecast)
+
+    run = simulate(world, ForesightStrategy(Spy()))
+    every = SCENARIO.replan_steps
+    assert len(seen) == len(run.replans) == 7
+    for k, given in enumerate(seen, start=1):
+        assert given is not None
+        assert np.array_equal(given, np.floor(world.capacity_left[:, k * every]))
+    assert run.strategy == "foresight"
+    assert run.state.spent.sum() <= world.budget * (1 + 1e-9)
+    assert make_strategy("foresight").name == "foresight"

@@ -32,6 +32,8 @@ from reallocator.core.model import (
 )
 
 MIN_PARTICIPATION = 0.05
+METHODS = ["rate", "declared", "booked", "stalled", "inactive", "given"]
+"""How a capacity was reached; "given": the caller's own forecast (build_plan(forecast=...))."""
 _MAX_CAPACITY = 2.0**62
 
 
@@ -156,7 +158,7 @@ def forecast_capacity(
     )
     rationale = pd.DataFrame(
         {
-            "method": pd.Categorical(method, ["rate", "declared", "booked", "stalled", "inactive"]),
+            "method": pd.Categorical(method, METHODS),
             "observed_rate": inputs.observed_rate,
             "participation_rate": inputs.participation_rate,
             "unthrottled_rate": unthrottled,

@@ -9,10 +9,10 @@ budget), in proportion to their forecasts and at most `ratio` x forecast beyond 
 pacers run at full speed; whatever still does not fit stays unspendable, as before.
 
 The proportional split is a second min-cost flow on the same network. Each eligible deal gets
-`levels` equal slices of room (ratio x forecast / levels); slice k is worth `levels - k` on
-every deal, so the flow fills the first slice of every deal before any deal's second, within the
-group limits; inside a level the higher value per unit wins. The first allocation is kept as a
-lower bound: the stretch only adds.
+`levels` equal slices of room (ratio x forecast / levels); slice k is worth `levels - k` plus up
+to VALUE_TILT for the deal's value per unit, so the flow fills slices level by level, the most
+valuable deals up to VALUE_TILT levels ahead, within the group limits. The first allocation is
+kept as a lower bound: the stretch only adds.
 """
 
 from __future__ import annotations
@@ -27,6 +27,11 @@ from reallocator.core.engine.solve import objective_parts, solve
 
 LEVELS = 8
 """Slices of room per deal: the split is proportional to the forecasts within 1/LEVELS."""
+
+VALUE_TILT = 3.0
+"""How many levels ahead the most valuable deal fills, compared with the least valuable one: the
+split leans toward value (measured on the simulator's suite: +0.2 to +2 points of value, the same
+utilisation as a plain proportional split)."""
 
 
 def stretch_room(
@@ -68,10 +73,11 @@ def stretch(
     breaks = np.concatenate([x[:, None], breaks], axis=1)  # below x: forced by lb
     value = np.nan_to_num(problem.value_slopes[:, 0], nan=0.0)
     spread = float(value.max() - value.min()) if value.size else 0.0
-    tie = 0.5 * (value - value.min()) / spread if spread > 0 else np.zeros_like(value)
+    tie = VALUE_TILT * (value - value.min()) / spread if spread > 0 else np.zeros_like(value)
     level_worth = np.arange(levels, 0, -1, dtype=np.float64)  # levels .. 1
     slopes = np.concatenate(
-        [np.full((x.size, 1), levels + 1.0), level_worth[None, :] + tie[:, None]], axis=1
+        [np.full((x.size, 1), levels + VALUE_TILT + 1.0), level_worth[None, :] + tie[:, None]],
+        axis=1,
     )
     second = replace(
         problem,

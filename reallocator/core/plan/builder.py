@@ -11,6 +11,7 @@ from dataclasses import replace
 from datetime import timedelta
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from reallocator.core.engine import (
@@ -104,9 +105,10 @@ def _capacity(
     assessment: Assessment,
     curve: PacingCurve,
     history: RequestHistory | None,
+    given: npt.NDArray[np.int64] | None = None,
 ) -> tuple[np.ndarray, pd.DataFrame, np.ndarray]:
-    """Forecast per deal; seller answers cap it (a REJECTED increase keeps the deal at its
-    current plan, a PARTIAL one at what the seller accepted)."""
+    """Forecast per deal (or the caller's, `given`); seller answers cap it (a REJECTED increase
+    keeps the deal at its current plan, a PARTIAL one at what the seller accepted)."""
     deals, policy = snapshot.deals, snapshot.policy
     active = None
     per_opportunity = 1.0
@@ -134,6 +136,12 @@ def _capacity(
     rate = np.where(starved, supply_rate, rate)
     inputs = replace(inputs, stalled=stalled, observed_rate=rate, avails_rate=avails_rate)
     capacity, table = forecast_capacity(inputs, assessment.opportunity_remaining_hours, policy)
+    if given is not None:
+        capacity = np.maximum(np.asarray(given, dtype=np.int64), 0)
+        if capacity.shape != (len(deals),):
+            raise ValueError(f"forecast needs one value per deal ({len(deals)})")
+        table["method"] = pd.Categorical(["given"] * len(deals), table["method"].cat.categories)
+        table["capacity"] = capacity
     capped = np.zeros(len(deals), dtype=bool)
     if history is not None and len(history.requests):
         last = history.requests.sort_values("requested_at").groupby("deal_id").tail(1)
@@ -312,9 +320,13 @@ def build_plan(
     time_limit: float | None = None,
     schedule_window: timedelta = timedelta(hours=6),
     assessment: Assessment | None = None,
+    forecast: npt.NDArray[np.int64] | None = None,
 ) -> Plan:
     """The plan for the rest of the horizon. Raises PlanRejected when constraints conflict and
-    `relax` is False (or no relaxation helps)."""
+    `relax` is False (or no relaxation helps).
+
+    `forecast`: the caller's own capacity forecast per deal (budget units still deliverable in
+    the horizon, snapshot order) instead of the built-in one; seller answers still cap it."""
     started = time.perf_counter()
     policy, spec = snapshot.policy, snapshot.pacing
     bt, currency = spec.budget_type, snapshot.currency
@@ -324,7 +336,7 @@ def build_plan(
 
     snapshot = _with_step_floor(snapshot)
     policy = snapshot.policy
-    capacity, forecast, capped = _capacity(snapshot, assessment, curve, history)
+    capacity, forecast_table, capped = _capacity(snapshot, assessment, curve, history, forecast)
     built = build_from_snapshot(
         snapshot,
         capacity,
@@ -417,7 +429,7 @@ def build_plan(
         objective_value=float(result.objective.objective),
     )
     reasons: tuple[Unspendable, ...] = unspendable_reasons(
-        report, built, unspendable, forecast, bt, currency, deals["deal_id"].to_numpy()
+        report, built, unspendable, forecast_table, bt, currency, deals["deal_id"].to_numpy()
     )
     plan = Plan(
         campaign_id=snapshot.campaign_id,
@@ -436,7 +448,7 @@ def build_plan(
         solver=solver,
         no_change_reason=no_change_reason,
     )
-    return _with_record(plan, assessment, snapshot, schedule_window, history, curve, forecast)
+    return _with_record(plan, assessment, snapshot, schedule_window, history, curve, forecast_table)
 
 
 def _group_frame(
