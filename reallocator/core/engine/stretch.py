@@ -22,11 +22,12 @@ from dataclasses import replace
 import numpy as np
 
 from reallocator.core.engine.problem import AllocationProblem, BoolArray, IntArray
-from reallocator.core.engine.result import AllocationResult, Timings
+from reallocator.core.engine.result import AllocationResult, SolvePath, SolveStatus, Timings
 from reallocator.core.engine.solve import objective_parts, solve
 
 LEVELS = 8
-"""Slices of room per deal: the split is proportional to the forecasts within 1/LEVELS."""
+"""Slices of room per deal: among deals of equal value the split is proportional to the
+forecasts within 1/LEVELS (VALUE_TILT leans it toward value otherwise)."""
 
 VALUE_TILT = 3.0
 """How many levels ahead the most valuable deal fills, compared with the least valuable one: the
@@ -90,9 +91,15 @@ def stretch(
     )
     extra = solve(second)
     t = first.timings
+    limited = SolveStatus.TIME_LIMITED
     result = replace(
         first,
         allocation=extra.allocation,
+        # The second solve's path and status where they matter (a money cap sends it to the
+        # LP); no duals: its artificial slopes price nothing a caller could use.
+        path=extra.path if extra.path is SolvePath.LP else first.path,
+        status=limited if limited in (first.status, extra.status) else first.status,
+        duals=None,
         objective=objective_parts(problem, extra.allocation),
         binding=extra.binding,
         timings=Timings(
@@ -101,6 +108,10 @@ def stretch(
             verify=t.verify + extra.timings.verify,
             total=t.total + extra.timings.total,
         ),
-        notes=(*first.notes, f"{int(extra.allocation.sum() - x.sum())} placed beyond forecasts"),
+        notes=(
+            *first.notes,
+            *extra.notes,
+            f"{int(extra.allocation.sum() - x.sum())} placed beyond forecasts",
+        ),
     )
     return result, np.maximum(problem.ub, second.ub)

@@ -428,8 +428,16 @@ def build_plan(
         objective_allocated=int(result.objective.delivered),
         objective_value=float(result.objective.objective),
     )
+    beyond = int(np.maximum(x - np.maximum(problem.ub, capacity), 0).sum())
     reasons: tuple[Unspendable, ...] = unspendable_reasons(
-        report, built, unspendable, forecast_table, bt, currency, deals["deal_id"].to_numpy()
+        report,
+        built,
+        unspendable,
+        forecast_table,
+        bt,
+        currency,
+        deals["deal_id"].to_numpy(),
+        beyond=beyond,
     )
     plan = Plan(
         campaign_id=snapshot.campaign_id,

@@ -110,9 +110,18 @@ def explain(
     old = report.current
     delta = x - old
     binding = binding_kinds(problem, report, result, frame["locked"].to_numpy(bool))
-    # Beyond its forecast (stretch.py): the forecast no longer stops it; what does is the budget
-    # (all placed) or the room the policy allows beyond forecasts.
-    beyond_kind = BindingKind.BUDGET if result.binding.total else BindingKind.CAPACITY
+    # Beyond its forecast (stretch.py): the forecast no longer stops it; what does is a seller
+    # or channel limit, the budget (all placed), or the room the policy allows beyond forecasts.
+    b = result.binding
+    beyond_kind = np.select(
+        [
+            (b.seller_at_max | b.seller_at_min)[problem.seller],
+            (b.channel_at_max | b.channel_at_min)[problem.channel],
+            np.full(len(x), b.total or b.money),
+        ],
+        [BindingKind.SELLER, BindingKind.CHANNEL, BindingKind.BUDGET],
+        default=BindingKind.CAPACITY,
+    )
     binding = np.where(x > np.maximum(problem.ub, report.capacity), beyond_kind, binding)
     status = frame["status"].astype(str).to_numpy()
     value = frame["value_per_unit"].to_numpy(np.float64)

@@ -27,9 +27,11 @@ def unspendable_reasons(
     bt: BudgetType,
     currency: str,
     deal_ids: np.ndarray,
+    beyond: int = 0,
 ) -> tuple[Unspendable, ...]:
     """Where budget goes that no deal can deliver: commitments beyond capacity, limits already
-    exceeded, minimums the deals cannot meet, and the campaign's capacity shortfall."""
+    exceeded, minimums the deals cannot meet, and the campaign's capacity shortfall (`beyond`:
+    what the plan placed beyond the forecasts, Policy.beyond_forecast)."""
     out: list[Unspendable] = []
     held = report.held_beyond_capacity
     deal_index = np.flatnonzero(held > 0)
@@ -79,8 +81,14 @@ def unspendable_reasons(
                 "CAMPAIGN",
                 "",
                 f"{amount(unspendable, bt, currency)} of the remaining budget cannot be placed: "
-                f"the deals' capacity forecasts and limits allow "
-                f"{amount(min(total_capacity, 2**62), bt, currency)} at most",
+                f"the deals' capacity forecasts total "
+                f"{amount(min(total_capacity, 2**62), bt, currency)}"
+                + (
+                    f", the plan placed {amount(beyond, bt, currency)} beyond them as far as "
+                    "the policy's beyond_forecast and the limits allow"
+                    if beyond > 0
+                    else " and the limits allow no more"
+                ),
             )
         )
     return tuple(out)
