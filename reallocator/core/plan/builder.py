@@ -39,7 +39,7 @@ from reallocator.core.engine.stretch import stretch
 from reallocator.core.model import BudgetType, CampaignSnapshot, DealStatus, DealType, Period
 from reallocator.core.pacing.assessment import Assessment, assess
 from reallocator.core.pacing.curves import PacingCurve, build_curve
-from reallocator.core.plan.explain import explain
+from reallocator.core.plan.explain import beyond_forecast, explain
 from reallocator.core.plan.model import (
     PLAN_DEAL_COLUMNS,
     AdjustmentRequest,
@@ -428,7 +428,8 @@ def build_plan(
         objective_allocated=int(result.objective.delivered),
         objective_value=float(result.objective.objective),
     )
-    beyond = int(np.maximum(x - np.maximum(problem.ub, capacity), 0).sum())
+    over = x - np.maximum(problem.ub, report.capacity)
+    beyond = int(over[beyond_forecast(problem, report, x)].sum())
     reasons: tuple[Unspendable, ...] = unspendable_reasons(
         report,
         built,

@@ -61,7 +61,19 @@ def binding_kinds(
         [BindingKind.LOCKED, BindingKind.DEAL_MIN, ub_term, ub_term, lb_term],
         default=inside,
     )
+    # Beyond its forecast the forecast no longer stops a deal: a seller or channel limit does,
+    # the budget (all placed), or else the room the policy allows beyond forecasts.
+    room = np.where(inside == BindingKind.NONE, BindingKind.CAPACITY, inside)
+    out = np.where(beyond_forecast(problem, report, x), room, out)
     return np.asarray(out, dtype=str)
+
+
+def beyond_forecast(
+    problem: AllocationProblem, report: BoundsReport, x: IntArray
+) -> npt.NDArray[np.bool_]:
+    """Deals the plan placed beyond their forecast and their bounds (engine/stretch.py)."""
+    out: npt.NDArray[np.bool_] = x > np.maximum(problem.ub, report.capacity)
+    return out
 
 
 def marginal_slopes(problem: AllocationProblem, x: IntArray) -> FloatArray:
@@ -110,19 +122,6 @@ def explain(
     old = report.current
     delta = x - old
     binding = binding_kinds(problem, report, result, frame["locked"].to_numpy(bool))
-    # Beyond its forecast (stretch.py): the forecast no longer stops it; what does is a seller
-    # or channel limit, the budget (all placed), or the room the policy allows beyond forecasts.
-    b = result.binding
-    beyond_kind = np.select(
-        [
-            (b.seller_at_max | b.seller_at_min)[problem.seller],
-            (b.channel_at_max | b.channel_at_min)[problem.channel],
-            np.full(len(x), b.total or b.money),
-        ],
-        [BindingKind.SELLER, BindingKind.CHANNEL, BindingKind.BUDGET],
-        default=BindingKind.CAPACITY,
-    )
-    binding = np.where(x > np.maximum(problem.ub, report.capacity), beyond_kind, binding)
     status = frame["status"].astype(str).to_numpy()
     value = frame["value_per_unit"].to_numpy(np.float64)
     givers = delta < 0
@@ -130,7 +129,7 @@ def explain(
         float(np.average(value[givers], weights=-delta[givers])) if givers.any() else -np.inf
     )
     by_response = frame["capped_by_response"].to_numpy(bool)
-    beyond = x > np.maximum(problem.ub, report.capacity)  # placed beyond its forecast
+    beyond = beyond_forecast(problem, report, x)
     reason = np.select(
         [
             delta == 0,
