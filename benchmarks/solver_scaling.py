@@ -15,7 +15,7 @@ fresh process, which pays the page faults of first touching its memory (costly o
 need tens of GB beyond).
 
     .venv/bin/python benchmarks/solver_scaling.py [--sizes 1000 10000 100000 1000000]
-        [--repeat 5] [--pulp-max 100000] [--money] [--infeasible]
+        [--repeat 5] [--pulp-max 100000] [--money] [--infeasible] [--stretch]
 
 `--infeasible` times the diagnosis of infeasible variants of the same instances instead
 (diagnosis.py; target: at most about twice a feasible solve), beside the feasible solve of the
@@ -31,6 +31,10 @@ unchanged instance:
 
 "relax" is `solve_or_relax(..., relax=True)` end to end: the failed solve, the diagnosis and
 the solve of the relaxed problem.
+
+`--stretch` times the second flow that places budget beyond the forecasts (stretch.py) on the
+same instances with the budget 30% above what the upper bounds (the forecasts) can absorb,
+beside the first solve.
 """
 
 from __future__ import annotations
@@ -207,6 +211,49 @@ def _diagnosis(n: int, repeat: int) -> dict[str, Any]:
     return out
 
 
+def _stretch(n: int, repeat: int) -> dict[str, Any]:
+    """Median seconds of the first solve and of the stretch; what the stretch placed."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from reallocator.core.engine import solve
+    from reallocator.core.engine.problem import NO_MAX
+    from reallocator.core.engine.stretch import stretch
+    from reallocator.core.engine.synthetic import random_problem
+
+    base = random_problem(n, seed=1)
+    problem = replace(base, total=int(base.ub.sum() * 1.3))
+    eligible = np.ones(n, dtype=bool)
+    open_ub = np.full(n, NO_MAX, dtype=np.int64)
+    times: dict[str, list[float]] = {"solve": [], "stretch": []}
+    placed = left = 0
+    for _ in range(repeat):
+        t = time.perf_counter()
+        first = solve(problem)
+        times["solve"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        out = stretch(
+            problem, first, open_ub=open_ub, capacity=base.ub, eligible=eligible, ratio=1.0
+        )
+        times["stretch"].append(time.perf_counter() - t)
+        assert out is not None
+        left = problem.total - int(first.allocation.sum())
+        placed = int(out[0].allocation.sum() - first.allocation.sum())
+    row: dict[str, Any] = {k: statistics.median(v[1:] or v) for k, v in times.items()}
+    row.update(left=left, placed=placed, rss_mb=_rss_mb())
+    return row
+
+
+def report_stretch(sizes: Sequence[int], repeat: int) -> None:
+    print(f"{'deals':>9} {'solve':>9} {'stretch':>9} {'ratio':>6} {'peak RSS':>9}  placed / left")
+    for n in sizes:
+        r = measure("STRETCH", n, 2 if n >= 1_000_000 else repeat, False)
+        ratio = r["stretch"] / r["solve"]
+        ms = " ".join(f"{1000 * r[k]:>7.1f}ms" for k in ("solve", "stretch"))
+        print(f"{n:>9} {ms} {ratio:>5.1f}x {r['rss_mb']:>7.0f}MB  {r['placed']:,} / {r['left']:,}")
+
+
 def _child(kind: str, n: int, repeat: int, money: bool, out: Any) -> None:
     import warnings
 
@@ -215,6 +262,8 @@ def _child(kind: str, n: int, repeat: int, money: bool, out: Any) -> None:
         result = _pulp(n, money)
     elif kind == "DIAGNOSIS":
         result = _diagnosis(n, repeat)
+    elif kind == "STRETCH":
+        result = _stretch(n, repeat)
     else:
         result = _engine(kind, n, repeat, money)
     out.put(json.dumps(result))
@@ -259,9 +308,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--infeasible", action="store_true", help="time the diagnosis of infeasible variants"
     )
+    parser.add_argument(
+        "--stretch", action="store_true", help="time placing budget beyond the forecasts"
+    )
     args = parser.parse_args(argv)
     if args.infeasible:
         report_diagnosis(args.sizes, args.repeat)
+        return
+    if args.stretch:
+        report_stretch(args.sizes, args.repeat)
         return
 
     header = f"{'deals':>9} {'path':<5} {'build':>9} {'solve':>9} {'verify':>9} {'total':>9}"
