@@ -117,6 +117,7 @@ class DealSpec:
     wins: int = 0
     participation_rate: float | None = None
     available_inventory: int | None = None
+    capacity_forecast: int | None = None
     plan_apply_unix_seconds: int | None = None
     delivered_at_apply: int = 0
 
@@ -210,6 +211,8 @@ def random_deals(
         "participation": rng.uniform(0.05, 1.0, n),
         "has_inventory": chance(0.3),
         "inventory": rng.integers(0, 10**10, n),
+        "has_forecast": chance(0.2),
+        "forecast": rng.integers(0, 10**10, n),
         "applied": chance(0.3),
     }
     c = {k: v.tolist() for k, v in columns.items()}
@@ -240,6 +243,7 @@ def random_deals(
             wins=int(wins[i]),
             participation_rate=c["participation"][i] if c["has_participation"][i] else None,
             available_inventory=c["inventory"][i] if c["has_inventory"][i] else None,
+            capacity_forecast=c["forecast"][i] if c["has_forecast"][i] else None,
             plan_apply_unix_seconds=int(applied_at[i]) if c["applied"][i] else None,
             delivered_at_apply=int(spend[i]) // 2 if c["applied"][i] else 0,
         )
@@ -327,6 +331,8 @@ def deal_message(deal: DealSpec) -> snapshot_pb2.Deal:
         msg.supply.participation_rate = deal.participation_rate
     if deal.available_inventory is not None:
         msg.supply.available_inventory = deal.available_inventory
+    if deal.capacity_forecast is not None:
+        msg.supply.capacity_forecast = deal.capacity_forecast
     if deal.plan_apply_unix_seconds is not None:
         applied = msg.last_plan_application
         applied.plan = "campaigns/campaign-1/plans/previous"
@@ -357,7 +363,7 @@ def _column_values(deals: Sequence[DealSpec]) -> dict[str, list[Any]]:
             *_SUPPLY,
         )
     }
-    for name in ("min_allocation", "max_allocation", "available_inventory"):
+    for name in ("min_allocation", "max_allocation", "available_inventory", "capacity_forecast"):
         out[name] = [0 if v is None else v for v in values(name)]
         out[f"has_{name}"] = [v is not None for v in values(name)]
     out["ecpm_micros"] = [0 if d.cost_per_unit_micros is not None else d.ecpm_micros for d in deals]
@@ -377,6 +383,7 @@ _FLAGGED = {
     "min_allocation": "has_min_allocation",
     "max_allocation": "has_max_allocation",
     "available_inventory": "has_available_inventory",
+    "capacity_forecast": "has_capacity_forecast",
 }
 
 
@@ -554,7 +561,10 @@ def assess_request(
 
 _DEAL_MESSAGE_PATHS = {
     **{k: f"delivered.{k}" for k in _DELIVERED},
-    **{k: f"supply.{k}" for k in (*_SUPPLY, "participation_rate", "available_inventory")},
+    **{
+        k: f"supply.{k}"
+        for k in (*_SUPPLY, "participation_rate", "available_inventory", "capacity_forecast")
+    },
     "plan_apply_unix_seconds": "last_plan_application.apply_time",
     "delivered_at_apply": "last_plan_application.delivered_at_apply",
 }

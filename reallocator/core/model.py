@@ -120,6 +120,7 @@ DEAL_COLUMNS: dict[str, str] = {
     "available_inventory": "int64",  # seller-declared remaining inventory, budget units; -1 unknown
     "plan_applied_at": "int64",  # unix seconds when the last plan was applied; -1 = never
     "delivered_at_plan": "int64",  # delivered (budget units) at that instant
+    "capacity_forecast": "int64",  # the caller's own capacity forecast, budget units; -1 = none
 }
 
 
@@ -274,5 +275,6 @@ def empty_deals(n: int = 0) -> pd.DataFrame:
     frame["max_allocation"] = INT64_MAX
     frame["participation_rate"] = np.nan
     frame["available_inventory"] = -1
+    frame["capacity_forecast"] = -1
     frame["plan_applied_at"] = -1
     return frame

@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=list(STRATEGIES),
         choices=[*STRATEGIES, *DIAGNOSTICS],
         help="strategies to compare (the oracle is always computed); 'foresight' is the "
-        "reallocator given the true remaining capacities instead of forecasts",
+        "reallocator given the true remaining capacities as the caller's own forecasts",
     )
     parser.add_argument(
         "--target",

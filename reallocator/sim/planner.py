@@ -72,13 +72,8 @@ class InProcessPlanner:
         self.relax = relax
 
     def plan(
-        self,
-        snapshot: CampaignSnapshot,
-        history: RequestHistory,
-        window: timedelta,
-        forecast: IntArray | None = None,
+        self, snapshot: CampaignSnapshot, history: RequestHistory, window: timedelta
     ) -> PlanView:
-        """`forecast`: capacities to plan with instead of the built-in forecast (foresight)."""
         from reallocator.core.plan.builder import PlanRejected, build_plan
 
         t0 = time.perf_counter()
@@ -89,7 +84,6 @@ class InProcessPlanner:
                 relax=self.relax,
                 time_limit=self.time_limit,
                 schedule_window=window,
-                forecast=forecast,
             )
         except PlanRejected as exc:
             wall = time.perf_counter() - t0

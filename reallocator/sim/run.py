@@ -58,7 +58,7 @@ def make_strategy(name: str, planner: Planner | None = None) -> Strategy:
     if name == "reallocator":
         return ReallocatorStrategy(planner or InProcessPlanner())
     if name == "foresight":
-        return ForesightStrategy()
+        return ForesightStrategy(planner or InProcessPlanner())
     raise ValueError(f"unknown strategy {name!r}; known: {(*STRATEGIES, *DIAGNOSTICS)}")
 
 
@@ -140,6 +140,7 @@ def run_world(
     oracle = solve_oracle(world)
     runs: dict[str, RunResult] = {}
     for name in strategies:
-        planner = planner_factory() if (planner_factory and name == "reallocator") else None
+        planning = name in ("reallocator", "foresight")
+        planner = planner_factory() if (planner_factory and planning) else None
         runs[name] = simulate(world, make_strategy(name, planner))
     return WorldResult(world, oracle, runs)

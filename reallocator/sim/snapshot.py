@@ -166,6 +166,7 @@ def build_snapshot(world: World, state: RunState, step: int, policy: Policy) -> 
         "available_inventory": inventory,
         "plan_applied_at": state.plan_applied_at,
         "delivered_at_plan": state.delivered_at_plan,
+        "capacity_forecast": np.full(n, -1, dtype=np.int64),  # reallocator forecasts
     }
     deals = pd.DataFrame(data, columns=list(DEAL_COLUMNS)).astype(DEAL_COLUMNS)
     return CampaignSnapshot(

@@ -28,7 +28,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Protocol
 
@@ -36,7 +36,7 @@ import numpy as np
 
 from reallocator.core.model import CampaignSnapshot, Policy
 from reallocator.core.plan.model import RequestKind, SellerResponse
-from reallocator.sim.planner import InProcessPlanner, Planner, PlanView
+from reallocator.sim.planner import Planner, PlanView
 from reallocator.sim.scenario import MICROS
 from reallocator.sim.sellers import Answer, SellerDesk
 from reallocator.sim.snapshot import RunState, build_snapshot, current_totals
@@ -226,19 +226,16 @@ class ReallocatorStrategy:
 
 class ForesightStrategy(ReallocatorStrategy):
     """The reallocator planning with each deal's true remaining capacity (the world's full-speed
-    spend from now to the flight's end, stalls included), in-process. No real system has
+    spend from now to the flight's end, stalls included) given as the caller's own forecast
+    (`capacity_forecast`), in-process or over gRPC like the reallocator. No real system has
     this: it measures what the forecast costs, the rest of the gap to the oracle being what
     replanning every few hours, step limits, pacers and sellers cost."""
 
     name = "foresight"
 
-    def __init__(self, planner: InProcessPlanner | None = None) -> None:
-        self.in_process = planner or InProcessPlanner()
-        super().__init__(self.in_process)
-
     def _plan(
         self, ctx: RunContext, step: int, snapshot: CampaignSnapshot, window: timedelta
     ) -> PlanView:
-        w = ctx.world
-        truth = np.floor(w.capacity_left[:, step]).astype(np.int64)
-        return self.in_process.plan(snapshot, ctx.desk.history(), window, forecast=truth)
+        truth = np.floor(ctx.world.capacity_left[:, step]).astype(np.int64)
+        deals = snapshot.deals.assign(capacity_forecast=truth)
+        return self.planner.plan(replace(snapshot, deals=deals), ctx.desk.history(), window)

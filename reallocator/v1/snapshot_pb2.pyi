@@ -382,6 +382,7 @@ class SupplySignals(_message.Message):
     WINS_FIELD_NUMBER: _builtins.int
     PARTICIPATION_RATE_FIELD_NUMBER: _builtins.int
     AVAILABLE_INVENTORY_FIELD_NUMBER: _builtins.int
+    CAPACITY_FORECAST_FIELD_NUMBER: _builtins.int
     avails: _builtins.int
     """Bid requests (avails) seen."""
     bids: _builtins.int
@@ -394,6 +395,12 @@ class SupplySignals(_message.Message):
     """
     available_inventory: _builtins.int
     """Inventory the seller declares still available for the horizon, in the budget unit."""
+    capacity_forecast: _builtins.int
+    """Your own forecast of what the deal can still deliver in the horizon, in the budget unit,
+    when you have a better model than the built-in one (which reads the signals above and the
+    recent delivery). Set: it replaces the built-in forecast for this deal (a seller's REJECTED
+    or PARTIAL answer still caps it). Unset: reallocator forecasts. >= 0.
+    """
     def __init__(
         self,
         *,
@@ -402,17 +409,22 @@ class SupplySignals(_message.Message):
         wins: _builtins.int = ...,
         participation_rate: _builtins.float | None = ...,
         available_inventory: _builtins.int | None = ...,
+        capacity_forecast: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_available_inventory", b"_available_inventory", "_participation_rate", b"_participation_rate", "available_inventory", b"available_inventory", "participation_rate", b"participation_rate"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_available_inventory", b"_available_inventory", "_capacity_forecast", b"_capacity_forecast", "_participation_rate", b"_participation_rate", "available_inventory", b"available_inventory", "capacity_forecast", b"capacity_forecast", "participation_rate", b"participation_rate"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_available_inventory", b"_available_inventory", "_participation_rate", b"_participation_rate", "available_inventory", b"available_inventory", "avails", b"avails", "bids", b"bids", "participation_rate", b"participation_rate", "wins", b"wins"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_available_inventory", b"_available_inventory", "_capacity_forecast", b"_capacity_forecast", "_participation_rate", b"_participation_rate", "available_inventory", b"available_inventory", "avails", b"avails", "bids", b"bids", "capacity_forecast", b"capacity_forecast", "participation_rate", b"participation_rate", "wins", b"wins"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__available_inventory: _TypeAlias = _typing.Literal["available_inventory"]  # noqa: Y015
     _WhichOneofArgType__available_inventory: _TypeAlias = _typing.Literal["_available_inventory", b"_available_inventory"]  # noqa: Y015
+    _WhichOneofReturnType__capacity_forecast: _TypeAlias = _typing.Literal["capacity_forecast"]  # noqa: Y015
+    _WhichOneofArgType__capacity_forecast: _TypeAlias = _typing.Literal["_capacity_forecast", b"_capacity_forecast"]  # noqa: Y015
     _WhichOneofReturnType__participation_rate: _TypeAlias = _typing.Literal["participation_rate"]  # noqa: Y015
     _WhichOneofArgType__participation_rate: _TypeAlias = _typing.Literal["_participation_rate", b"_participation_rate"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__available_inventory) -> _WhichOneofReturnType__available_inventory | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__capacity_forecast) -> _WhichOneofReturnType__capacity_forecast | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__participation_rate) -> _WhichOneofReturnType__participation_rate | None: ...
 
@@ -582,6 +594,8 @@ class DealColumns(_message.Message):
     HAS_AVAILABLE_INVENTORY_FIELD_NUMBER: _builtins.int
     PLAN_APPLY_UNIX_SECONDS_FIELD_NUMBER: _builtins.int
     DELIVERED_AT_APPLY_FIELD_NUMBER: _builtins.int
+    CAPACITY_FORECAST_FIELD_NUMBER: _builtins.int
+    HAS_CAPACITY_FORECAST_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def deal_id(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Deal ids (required)."""
@@ -700,6 +714,16 @@ class DealColumns(_message.Message):
     def delivered_at_apply(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
         """Delivery at the last plan application, budget unit."""
 
+    @_builtins.property
+    def capacity_forecast(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Your own capacity forecasts (SupplySignals.capacity_forecast), budget unit; a row counts
+        only where has_capacity_forecast is true.
+        """
+
+    @_builtins.property
+    def has_capacity_forecast(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bool]:
+        """Whether capacity_forecast is set, per row."""
+
     def __init__(
         self,
         *,
@@ -732,10 +756,12 @@ class DealColumns(_message.Message):
         has_available_inventory: _abc.Iterable[_builtins.bool] | None = ...,
         plan_apply_unix_seconds: _abc.Iterable[_builtins.int] | None = ...,
         delivered_at_apply: _abc.Iterable[_builtins.int] | None = ...,
+        capacity_forecast: _abc.Iterable[_builtins.int] | None = ...,
+        has_capacity_forecast: _abc.Iterable[_builtins.bool] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allocation", b"allocation", "available_inventory", b"available_inventory", "avails", b"avails", "bids", b"bids", "channel_id", b"channel_id", "clicks", b"clicks", "completes", b"completes", "cost_per_unit_micros", b"cost_per_unit_micros", "deal_id", b"deal_id", "deal_type", b"deal_type", "delivered_at_apply", b"delivered_at_apply", "ecpm_micros", b"ecpm_micros", "has_available_inventory", b"has_available_inventory", "has_max_allocation", b"has_max_allocation", "has_min_allocation", b"has_min_allocation", "impressions", b"impressions", "locked", b"locked", "max_allocation", b"max_allocation", "min_allocation", b"min_allocation", "participation_rate", b"participation_rate", "plan_apply_unix_seconds", b"plan_apply_unix_seconds", "premium", b"premium", "requests", b"requests", "seller_id", b"seller_id", "seller_order_id", b"seller_order_id", "spend_micros", b"spend_micros", "status", b"status", "value_per_unit", b"value_per_unit", "wins", b"wins"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allocation", b"allocation", "available_inventory", b"available_inventory", "avails", b"avails", "bids", b"bids", "capacity_forecast", b"capacity_forecast", "channel_id", b"channel_id", "clicks", b"clicks", "completes", b"completes", "cost_per_unit_micros", b"cost_per_unit_micros", "deal_id", b"deal_id", "deal_type", b"deal_type", "delivered_at_apply", b"delivered_at_apply", "ecpm_micros", b"ecpm_micros", "has_available_inventory", b"has_available_inventory", "has_capacity_forecast", b"has_capacity_forecast", "has_max_allocation", b"has_max_allocation", "has_min_allocation", b"has_min_allocation", "impressions", b"impressions", "locked", b"locked", "max_allocation", b"max_allocation", "min_allocation", b"min_allocation", "participation_rate", b"participation_rate", "plan_apply_unix_seconds", b"plan_apply_unix_seconds", "premium", b"premium", "requests", b"requests", "seller_id", b"seller_id", "seller_order_id", b"seller_order_id", "spend_micros", b"spend_micros", "status", b"status", "value_per_unit", b"value_per_unit", "wins", b"wins"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

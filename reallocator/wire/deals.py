@@ -42,6 +42,7 @@ _DEAL_PATHS = {
     "wins": "supply.wins",
     "participation_rate": "supply.participation_rate",
     "available_inventory": "supply.available_inventory",
+    "capacity_forecast": "supply.capacity_forecast",
     "plan_applied_at": "last_plan_application.apply_time",
     "delivered_at_plan": "last_plan_application.delivered_at_apply",
 }
@@ -79,6 +80,7 @@ class RawDeals:
     has_max: npt.NDArray[np.bool_]
     has_participation: npt.NDArray[np.bool_]
     has_inventory: npt.NDArray[np.bool_]
+    has_forecast: npt.NDArray[np.bool_]
     bad_apply_time: npt.NDArray[np.bool_] | None = None  # malformed Timestamps (message form)
 
 
@@ -98,6 +100,7 @@ _MESSAGE_FIELDS = (
     ("avails", np.int64), ("bids", np.int64), ("wins", np.int64),
     ("participation_rate", np.float64), ("has_participation", np.bool_),
     ("available_inventory", np.int64), ("has_inventory", np.bool_),
+    ("capacity_forecast", np.int64), ("has_forecast", np.bool_),
     ("apply_seconds", np.int64), ("apply_nanos", np.int64), ("has_apply", np.bool_),
     ("delivered_at_plan", np.int64),
 )  # fmt: skip
@@ -119,6 +122,7 @@ def from_messages(deals: Sequence[snapshot_pb2.Deal], prefix: str) -> RawDeals:
             d.value_per_unit, d.HasField("value_per_unit"),
             s.avails, s.bids, s.wins, s.participation_rate, s.HasField("participation_rate"),
             s.available_inventory, s.HasField("available_inventory"),
+            s.capacity_forecast, s.HasField("capacity_forecast"),
             a.apply_time.seconds, a.apply_time.nanos, a.HasField("apply_time"),
             a.delivered_at_apply,
         ))  # fmt: skip
@@ -139,7 +143,7 @@ def from_messages(deals: Sequence[snapshot_pb2.Deal], prefix: str) -> RawDeals:
     data["price_micros"] = np.where(per_unit, c["cost_per_unit_micros"], c["ecpm_micros"])
     data["value_per_unit"] = np.where(c["has_value"], c["value_per_unit"], 1.0)
     for name in ("avails", "bids", "wins", "participation_rate", "available_inventory",
-                 "delivered_at_plan"):  # fmt: skip
+                 "capacity_forecast", "delivered_at_plan"):  # fmt: skip
         data[name] = c[name]
     data["plan_applied_at"] = np.where(c["has_apply"], c["apply_seconds"], -1)
     nanos = c["apply_nanos"]
@@ -151,6 +155,7 @@ def from_messages(deals: Sequence[snapshot_pb2.Deal], prefix: str) -> RawDeals:
         has_max=c["has_max"],
         has_participation=c["has_participation"],
         has_inventory=c["has_inventory"],
+        has_forecast=c["has_forecast"],
     )
 
 
@@ -216,6 +221,7 @@ def _from_columns(
         "wins": col("wins", np.int64, 0),
         "participation_rate": participation,
         "available_inventory": col("available_inventory", np.int64, 0),
+        "capacity_forecast": col("capacity_forecast", np.int64, 0),
         "plan_applied_at": col("plan_apply_unix_seconds", np.int64, 0),
         "delivered_at_plan": col("delivered_at_apply", np.int64, 0),
     }
@@ -229,6 +235,7 @@ def _from_columns(
         has_max=has("max_allocation", "has_max_allocation"),
         has_participation=~np.isnan(participation),
         has_inventory=has("available_inventory", "has_available_inventory"),
+        has_forecast=has("capacity_forecast", "has_capacity_forecast"),
     )
 
 
@@ -431,6 +438,12 @@ def check_deals(
         raw.has_inventory & (inventory < 0),
         lambda i: f"must not be negative (got {inventory[i]})",
     )
+    forecast = t["capacity_forecast"].to_numpy()
+    errors.rows(
+        form.path("capacity_forecast"),
+        raw.has_forecast & (forecast < 0),
+        lambda i: f"must not be negative (got {forecast[i]})",
+    )
     if as_of is not None:
         applied = t["plan_applied_at"].to_numpy()
         if raw.bad_apply_time is not None:
@@ -447,6 +460,7 @@ def check_deals(
     out["min_allocation"] = np.where(raw.has_min, mins, 0)
     out["max_allocation"] = np.where(raw.has_max, maxs, INT64_MAX)
     out["available_inventory"] = np.where(raw.has_inventory, inventory, -1)
+    out["capacity_forecast"] = np.where(raw.has_forecast, forecast, -1)
     out["participation_rate"] = np.where(raw.has_participation, rate, np.nan)
     return out.astype(DEAL_COLUMNS)[list(DEAL_COLUMNS)]
 

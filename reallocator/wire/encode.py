@@ -136,6 +136,7 @@ def _columns(deals: pd.DataFrame) -> dict[str, np.ndarray]:
             "wins",
             "participation_rate",
             "available_inventory",
+            "capacity_forecast",
         )
     }
     cols["seller_order_id"] = deals["order_id"].to_numpy()
@@ -147,6 +148,8 @@ def _columns(deals: pd.DataFrame) -> dict[str, np.ndarray]:
     cols["has_max_allocation"] = cols["max_allocation"] != INT64_MAX
     cols["has_available_inventory"] = cols["available_inventory"] >= 0
     cols["available_inventory"] = np.maximum(cols["available_inventory"], 0)
+    cols["has_capacity_forecast"] = cols["capacity_forecast"] >= 0
+    cols["capacity_forecast"] = np.maximum(cols["capacity_forecast"], 0)
     return cols
 
 
@@ -154,6 +157,7 @@ _FLAGS = {
     "min_allocation": "has_min_allocation",
     "max_allocation": "has_max_allocation",
     "available_inventory": "has_available_inventory",
+    "capacity_forecast": "has_capacity_forecast",
 }
 
 
@@ -227,6 +231,8 @@ def _deal_messages(
             d.supply.participation_rate = lists["participation_rate"][i]
         if lists["has_available_inventory"][i]:
             d.supply.available_inventory = lists["available_inventory"][i]
+        if lists["has_capacity_forecast"][i]:
+            d.supply.capacity_forecast = lists["capacity_forecast"][i]
         if lists["plan_apply_unix_seconds"][i]:
             d.last_plan_application.apply_time.seconds = lists["plan_apply_unix_seconds"][i]
             d.last_plan_application.delivered_at_apply = lists["delivered_at_apply"][i]

@@ -239,3 +239,20 @@ def test_a_given_forecast_replaces_the_built_in_one(example: CampaignSnapshot) -
     assert plan.unspendable > 0
     with pytest.raises(ValueError, match="one value per deal"):
         build_plan(snapshot, forecast=given[:-1])
+
+
+def test_a_deal_s_own_capacity_forecast_replaces_the_built_in_one(
+    example: CampaignSnapshot,
+) -> None:
+    """capacity_forecast set on one deal (the wire's SupplySignals.capacity_forecast): that
+    deal's capacity is the caller's, every other deal keeps the built-in forecast."""
+    base = build_plan(example)
+    deals = example.deals.copy()
+    row = int(np.argmax(base.deals["capacity"].to_numpy()))
+    deals.loc[row, "capacity_forecast"] = 12_345_000_000
+    plan = build_plan(dataclasses.replace(example, deals=deals))
+    check_plan(plan)
+    got, before = plan.deals["capacity"].to_numpy(), base.deals["capacity"].to_numpy()
+    assert got[row] == 12_345_000_000 != before[row]
+    others = np.arange(len(deals)) != row
+    assert (got[others] == before[others]).all()

@@ -98,24 +98,42 @@ def _one_day() -> dict[str, Any]:
 
 
 def test_foresight_plans_with_the_true_remaining_capacity() -> None:
-    """The diagnostic strategy hands the world's true capacity to the plan builder: its plans'
-    forecasts are the truth, while the reallocator's come from the snapshot."""
+    """The diagnostic strategy hands the world's true capacity to the planner as the caller's own
+    forecast (the snapshot's capacity_forecast column), and the plans are capped by it; the
+    reallocator's snapshots leave the column unset."""
     from reallocator.sim.strategies import ForesightStrategy
 
     world = build_world(SCENARIO, 0)
-    seen: list[np.ndarray | None] = []
+    seen: list[np.ndarray] = []
+    capacities: list[np.ndarray] = []
 
     class Spy(InProcessPlanner):
-        def plan(self, snapshot, history, window, forecast=None):  # type: ignore[no-untyped-def]
-            seen.append(forecast)
-            return super().plan(snapshot, history, window, forecast)
+        def plan(self, snapshot, history, window):  # type: ignore[no-untyped-def]
+            seen.append(snapshot.deals["capacity_forecast"].to_numpy())
+            view = super().plan(snapshot, history, window)
+            from reallocator.core.plan.builder import build_plan
+
+            plan = build_plan(snapshot, history=history, schedule_window=window)
+            capacities.append(plan.deals["capacity"].to_numpy())
+            return view
 
     run = simulate(world, ForesightStrategy(Spy()))
     every = SCENARIO.replan_steps
     assert len(seen) == len(run.replans) == 7
-    for k, given in enumerate(seen, start=1):
-        assert given is not None
-        assert np.array_equal(given, np.floor(world.capacity_left[:, k * every]))
+    for k, (given, capacity) in enumerate(zip(seen, capacities, strict=True), start=1):
+        truth = np.floor(world.capacity_left[:, k * every])
+        assert np.array_equal(given, truth)
+        # The truth is the plan's capacity, except where a seller's answer caps it lower.
+        assert (capacity <= truth).all() and (capacity == truth).mean() > 0.5
     assert run.strategy == "foresight"
     assert run.state.spent.sum() <= world.budget * (1 + 1e-9)
     assert make_strategy("foresight").name == "foresight"
+    plain: list[np.ndarray] = []
+
+    class Plain(InProcessPlanner):
+        def plan(self, snapshot, history, window):  # type: ignore[no-untyped-def]
+            plain.append(snapshot.deals["capacity_forecast"].to_numpy())
+            return super().plan(snapshot, history, window)
+
+    simulate(world, ReallocatorStrategy(Plain()))
+    assert plain and all((c == -1).all() for c in plain)

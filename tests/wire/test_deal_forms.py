@@ -93,6 +93,9 @@ def expected_deals(deals: tuple[DealSpec, ...]) -> pd.DataFrame:
         "delivered_at_plan": [
             0 if d.plan_apply_unix_seconds is None else d.delivered_at_apply for d in deals
         ],
+        "capacity_forecast": [
+            -1 if d.capacity_forecast is None else d.capacity_forecast for d in deals
+        ],
     }
     return pd.DataFrame(rows).astype(DEAL_COLUMNS)[list(DEAL_COLUMNS)]
 
@@ -162,6 +165,7 @@ def deal_specs(draw: st.DrawFn, deal_id: str) -> DealSpec:
             optional(st.floats(min_value=0.0, max_value=1.0, exclude_min=True))
         ),
         available_inventory=draw(optional(NON_NEGATIVE)),
+        capacity_forecast=draw(optional(NON_NEGATIVE)),
         plan_apply_unix_seconds=applied,
         delivered_at_apply=draw(NON_NEGATIVE) if applied is not None else 0,
     )
@@ -247,6 +251,7 @@ TWO = (
         value_per_unit=2.5,
         participation_rate=0.5,
         available_inventory=0,
+        capacity_forecast=0,
         plan_apply_unix_seconds=AS_OF_SECONDS - 60,
         delivered_at_apply=9,
     ),
@@ -269,7 +274,10 @@ def test_deal_columns_encodings_of_unset() -> None:
     variants = {
         # a value counts only where its has_ flag is set
         "has_flags": _with_columns(
-            min_allocation=[55, 0], max_allocation=[66, 0], available_inventory=[77, 0]
+            min_allocation=[55, 0],
+            max_allocation=[66, 0],
+            available_inventory=[77, 0],
+            capacity_forecast=[88, 0],
         ),
         # participation NaN = unset; plan_apply_unix_seconds 0 = never applied
         "nan_and_zero": _with_columns(

@@ -207,6 +207,11 @@ def negative_available_inventory(r: pb.ReplanRequest) -> None:
     r.snapshot.deals[1].supply.available_inventory = -10
 
 
+@case(("snapshot.deals[0].supply.capacity_forecast", "must not be negative (got -1)"))
+def negative_capacity_forecast(r: pb.ReplanRequest) -> None:
+    r.snapshot.deals[0].supply.capacity_forecast = -1
+
+
 @case(("snapshot.deals[2].seller_id", "unknown seller 'nope'"))
 def unknown_seller(r: pb.ReplanRequest) -> None:
     r.snapshot.deals[2].seller_id = "nope"
@@ -1089,6 +1094,7 @@ def _deal_corruption(
                 "max_allocation",
                 "max_below_min",
                 "available_inventory",
+                "capacity_forecast",
                 "value_per_unit",
                 "participation_rate",
                 "seller_id",
@@ -1103,7 +1109,7 @@ def _deal_corruption(
         )
     )
     as_of = int(spec.as_of.timestamp())
-    if kind in _COUNTERS or kind in ("min_allocation", "available_inventory"):
+    if kind in _COUNTERS or kind in ("min_allocation", "available_inventory", "capacity_forecast"):
         return {kind: draw(NEGATIVE)}, kind, "negative"
     if kind == "ecpm_micros":
         return {kind: draw(NEGATIVE), "cost_per_unit_micros": None}, kind, "negative"

@@ -136,11 +136,18 @@ def _capacity(
     rate = np.where(starved, supply_rate, rate)
     inputs = replace(inputs, stalled=stalled, observed_rate=rate, avails_rate=avails_rate)
     capacity, table = forecast_capacity(inputs, assessment.opportunity_remaining_hours, policy)
+    # The caller's own forecasts: per deal in the snapshot (capacity_forecast >= 0), or all of
+    # them through build_plan(forecast=...).
     if given is not None:
-        capacity = np.maximum(np.asarray(given, dtype=np.int64), 0)
-        if capacity.shape != (len(deals),):
+        own = np.maximum(np.asarray(given, dtype=np.int64), 0)
+        if own.shape != (len(deals),):
             raise ValueError(f"forecast needs one value per deal ({len(deals)})")
-        table["method"] = pd.Categorical(["given"] * len(deals), table["method"].cat.categories)
+    else:
+        own = deals["capacity_forecast"].to_numpy(np.int64)
+    mine = own >= 0
+    if mine.any():
+        capacity = np.where(mine, own, capacity)
+        table["method"] = table["method"].where(~mine, "given")
         table["capacity"] = capacity
     capped = np.zeros(len(deals), dtype=bool)
     if history is not None and len(history.requests):
