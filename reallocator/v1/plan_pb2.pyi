@@ -142,7 +142,9 @@ class _BindingConstraintEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Bin
     BINDING_CONSTRAINT_DEAL_MAX: _BindingConstraint.ValueType  # 3
     """Its maximum allocation."""
     BINDING_CONSTRAINT_CAPACITY: _BindingConstraint.ValueType  # 4
-    """Its capacity forecast."""
+    """Its capacity forecast (for a deal given budget beyond its forecast: the room
+    Policy.beyond_forecast allows beyond it).
+    """
     BINDING_CONSTRAINT_STEP: _BindingConstraint.ValueType  # 5
     """The step limit."""
     BINDING_CONSTRAINT_LOCKED: _BindingConstraint.ValueType  # 6
@@ -166,7 +168,9 @@ BINDING_CONSTRAINT_DEAL_MIN: BindingConstraint.ValueType  # 2
 BINDING_CONSTRAINT_DEAL_MAX: BindingConstraint.ValueType  # 3
 """Its maximum allocation."""
 BINDING_CONSTRAINT_CAPACITY: BindingConstraint.ValueType  # 4
-"""Its capacity forecast."""
+"""Its capacity forecast (for a deal given budget beyond its forecast: the room
+Policy.beyond_forecast allows beyond it).
+"""
 BINDING_CONSTRAINT_STEP: BindingConstraint.ValueType  # 5
 """The step limit."""
 BINDING_CONSTRAINT_LOCKED: BindingConstraint.ValueType  # 6
@@ -359,7 +363,9 @@ class Plan(_message.Message):
     allocated: _builtins.int
     """Allocated to deals by this plan (remaining amounts)."""
     unspendable: _builtins.int
-    """Budget no deal can deliver in the horizon."""
+    """Budget the plan could not place: what no deal's forecast (and, with
+    Policy.beyond_forecast, no room beyond it) nor the limits allow.
+    """
     previous_plan: _builtins.str
     """The plan this one replaces (its resource name), if any."""
     max_severity: _common_pb2.Severity.ValueType
@@ -488,11 +494,15 @@ class DealAllocation(_message.Message):
     lower_bound: _builtins.int
     """Lower bound the optimiser worked with."""
     upper_bound: _builtins.int
-    """Upper bound the optimiser worked with."""
+    """Upper bound the optimiser worked with (beyond the capacity forecast where the plan placed
+    budget beyond the forecasts).
+    """
     binding: Global___BindingConstraint.ValueType
     """The constraint that stopped it."""
     capacity_forecast: _builtins.int
-    """Forecast of what it can deliver in the rest of the horizon."""
+    """Forecast of what it can deliver in the rest of the horizon (the caller's own where the
+    snapshot gave one).
+    """
     reason: Global___ReasonCode.ValueType
     """Machine-readable reason."""
     rationale: _builtins.str
