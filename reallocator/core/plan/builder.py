@@ -266,14 +266,14 @@ one more unit of a binding limit is worth); above it the marginal values come fr
 
 
 def _with_duals(problem: AllocationProblem, result: AllocationResult) -> AllocationResult:
-    """The flow path has no duals: when a seller/channel limit or the budget binds, the LP path
-    on the same problem gives them (its allocation is not used: the flow's is exact)."""
+    """The flow path has no duals: when a seller/channel limit binds, the LP path on the same
+    problem gives them (its allocation is not used: the flow's is exact). A binding budget alone
+    needs no LP: its worth is the best next-unit slope (explain.budget_price)."""
     b = result.binding
     groups = (b.seller_at_min | b.seller_at_max).any() or (
         b.channel_at_min | b.channel_at_max
     ).any()
-    binds = bool(groups) or b.total
-    if result.duals is not None or not binds or problem.n_deals > DUALS_UP_TO:
+    if result.duals is not None or not groups or problem.n_deals > DUALS_UP_TO:
         return result
     try:
         lp = solve(problem, path=SolvePath.LP)
