@@ -446,3 +446,35 @@ def test_random_stretches_are_feasible_and_place_everything_placeable(
     event("stretched: all placed" if int(x.sum()) == p.total else "stretched: some left")
     assert result.objective.delivered == int(x.sum())
     assert result.objective.unspendable == p.total - int(x.sum())
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rooms=st.lists(st.integers(0, 10_000), min_size=1, max_size=30),
+    values=st.lists(st.floats(0.0, 5.0), min_size=30, max_size=30),
+    share=st.floats(0.0, 1.2),
+)
+def test_the_closed_form_fill_matches_the_flow(
+    rooms: list[int], values: list[float], share: float
+) -> None:
+    """Without a binding group maximum the split is computed in closed form (level_fill); the
+    flow it replaces places exactly the same total, and each deal within two slices of it."""
+    from reallocator.core.engine.stretch import VALUE_TILT, _flow_fill, level_fill
+
+    n = len(rooms)
+    room = np.asarray(rooms, np.int64)
+    left = int(room.sum() * share) + 1
+    v = np.asarray(values[:n])
+    spread = float(v.max() - v.min())
+    tie = VALUE_TILT * (v - v.min()) / spread if spread > 0 else np.zeros(n)
+    added = level_fill(room, tie, left, LEVELS)
+    assert added is not None
+    assert (added >= 0).all() and (added <= room).all()
+    assert int(added.sum()) == min(left, int(room.sum()))
+    x = np.zeros(n, np.int64)
+    p = make([0] * n, total=left, value_slopes=v)
+    bounds = replace(p, lb=x, ub=room)
+    flow, _ = _flow_fill(bounds, x, room, tie, LEVELS)
+    assert int(flow.allocation.sum()) == int(added.sum())
+    slice_ = -(-room // LEVELS)
+    assert (np.abs(flow.allocation - added) <= 2 * slice_ + 2).all()

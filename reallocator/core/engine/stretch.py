@@ -8,22 +8,32 @@ take it within every limit except the forecast (deal max, step, seller and chann
 budget), in proportion to their forecasts and at most `ratio` x forecast beyond it, so their
 pacers run at full speed; whatever still does not fit stays unspendable, as before.
 
-The proportional split is a second min-cost flow on the same network. Each eligible deal gets
-`levels` equal slices of room (ratio x forecast / levels); slice k is worth `levels - k` plus up
-to VALUE_TILT for the deal's value per unit, so the flow fills slices level by level, the most
-valuable deals up to VALUE_TILT levels ahead, within the group limits. The first allocation is
-kept as a lower bound: the stretch only adds.
+The split fills every eligible deal's room level by level: `levels` equal slices of room
+(ratio x forecast / levels), slice k worth `levels - k` plus up to VALUE_TILT for the deal's value
+per unit, so the most valuable deals run up to VALUE_TILT levels ahead. Without a binding seller
+or channel maximum (or money cap) that is a closed form: one threshold found by bisection, then
+largest remainders to land on the unit (`level_fill`, O(n)); otherwise the same slices go into a
+second min-cost flow on the network, which honours the limits. The first allocation is kept as a
+lower bound: the stretch only adds.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
 import numpy as np
 
-from reallocator.core.engine.problem import AllocationProblem, BoolArray, IntArray
+from reallocator.core.engine.problem import (
+    AllocationProblem,
+    BoolArray,
+    FloatArray,
+    IntArray,
+    group_sum,
+)
 from reallocator.core.engine.result import AllocationResult, SolvePath, SolveStatus, Timings
 from reallocator.core.engine.solve import objective_parts, solve
+from reallocator.core.engine.verify import verify_allocation
 
 LEVELS = 8
 """Slices of room per deal: among deals of equal value the split is proportional to the
@@ -69,27 +79,35 @@ def stretch(
     room = stretch_room(x, np.minimum(open_ub, problem.total), capacity, eligible, ratio)
     if left <= 0 or not room.any():
         return None
-    k = np.arange(1, levels, dtype=np.int64)
-    breaks = x[:, None] + (room[:, None] * k[None, :]) // levels  # (n, levels - 1)
-    breaks = np.concatenate([x[:, None], breaks], axis=1)  # below x: forced by lb
+    started = time.perf_counter()
     value = np.nan_to_num(problem.value_slopes[:, 0], nan=0.0)
     spread = float(value.max() - value.min()) if value.size else 0.0
     tie = VALUE_TILT * (value - value.min()) / spread if spread > 0 else np.zeros_like(value)
-    level_worth = np.arange(levels, 0, -1, dtype=np.float64)  # levels .. 1
-    slopes = np.concatenate(
-        [np.full((x.size, 1), levels + VALUE_TILT + 1.0), level_worth[None, :] + tie[:, None]],
-        axis=1,
-    )
-    second = replace(
-        problem,
-        lb=x,
-        ub=x + room,
-        value_slopes=slopes,
-        value_breaks=breaks,
-        lam_deal=0.0,
-        lam_channel=0.0,
-    )
-    extra = solve(second)
+    bounds = replace(problem, lb=x, ub=x + room, lam_deal=0.0, lam_channel=0.0)
+    added = None if problem.money_cap is not None else level_fill(room, tie, left, levels)
+    if added is not None and _within_groups(bounds, x + added):
+        t0 = time.perf_counter()
+        binding = verify_allocation(bounds, x + added)
+        fill = (
+            AllocationResult(
+                allocation=x + added,
+                status=SolveStatus.OPTIMAL,
+                path=first.path,
+                objective=objective_parts(bounds, x + added),
+                binding=binding,
+                timings=Timings(
+                    build=0.0,
+                    solve=t0 - started,
+                    verify=time.perf_counter() - t0,
+                    total=time.perf_counter() - started,
+                ),
+                notes=("beyond forecasts: closed-form split",),
+            ),
+            bounds,
+        )
+    else:
+        fill = _flow_fill(bounds, x, room, tie, levels)
+    extra, second = fill
     t = first.timings
     limited = SolveStatus.TIME_LIMITED
     result = replace(
@@ -115,3 +133,58 @@ def stretch(
         ),
     )
     return result, np.maximum(problem.ub, second.ub)
+
+
+def level_fill(room: IntArray, tie: FloatArray, left: int, levels: int) -> IntArray | None:
+    """The level-by-level split in closed form: deal d filled to the share
+    clip(levels + tie_d - theta, 0, levels) / levels of its room, theta found by bisection so
+    the amounts add up to what is left (all the room when it is not enough), then made integer
+    by largest remainders. None if rounding cannot land exactly (the flow decides then)."""
+    total_room = int(room.sum())
+    if total_room <= left:
+        return room.copy()
+    r = room.astype(np.float64)
+
+    def placed(theta: float) -> float:
+        return float((r * np.clip(levels + tie - theta, 0.0, levels)).sum()) / levels
+
+    lo, hi = 0.0, float(levels + (tie.max() if tie.size else 0.0))  # placed(lo) = all room
+    for _ in range(64):
+        mid = 0.5 * (lo + hi)
+        if placed(mid) > left:
+            lo = mid
+        else:
+            hi = mid
+    amount = r * np.clip(levels + tie - hi, 0.0, levels) / levels  # sums to <= left
+    base = np.minimum(np.floor(amount).astype(np.int64), room)
+    short = left - int(base.sum())
+    headroom = base < room
+    if short < 0 or short > int(headroom.sum()):
+        return None
+    fraction = np.where(headroom, amount - base, -1.0)
+    order = np.argsort(-fraction, kind="stable")[:short]
+    base[order] += 1
+    return base
+
+
+def _within_groups(bounds: AllocationProblem, x: IntArray) -> bool:
+    sellers = group_sum(x, bounds.seller, bounds.n_sellers)
+    channels = group_sum(x, bounds.channel, bounds.n_channels)
+    return bool((sellers <= bounds.seller_max).all() and (channels <= bounds.channel_max).all())
+
+
+def _flow_fill(
+    bounds: AllocationProblem, x: IntArray, room: IntArray, tie: FloatArray, levels: int
+) -> tuple[AllocationResult, AllocationProblem]:
+    """The same split as a min-cost flow, for when seller/channel maximums or a money cap bind."""
+    k = np.arange(1, levels, dtype=np.int64)
+    breaks = x[:, None] + (room[:, None] * k[None, :]) // levels  # (n, levels - 1)
+    breaks = np.concatenate([x[:, None], breaks], axis=1)  # below x: forced by lb
+    level_worth = np.arange(levels, 0, -1, dtype=np.float64)  # levels .. 1
+    slopes = np.concatenate(
+        [np.full((x.size, 1), levels + VALUE_TILT + 1.0), level_worth[None, :] + tie[:, None]],
+        axis=1,
+    )
+    second = replace(bounds, value_slopes=slopes, value_breaks=breaks)
+    result = solve(second)
+    return replace(result, notes=(*result.notes, "beyond forecasts: split by flow")), second
