@@ -79,35 +79,14 @@ def stretch(
     room = stretch_room(x, np.minimum(open_ub, problem.total), capacity, eligible, ratio)
     if left <= 0 or not room.any():
         return None
-    started = time.perf_counter()
     value = np.nan_to_num(problem.value_slopes[:, 0], nan=0.0)
     spread = float(value.max() - value.min()) if value.size else 0.0
     tie = VALUE_TILT * (value - value.min()) / spread if spread > 0 else np.zeros_like(value)
     bounds = replace(problem, lb=x, ub=x + room, lam_deal=0.0, lam_channel=0.0)
-    added = None if problem.money_cap is not None else level_fill(room, tie, left, levels)
-    if added is not None and _within_groups(bounds, x + added):
-        t0 = time.perf_counter()
-        binding = verify_allocation(bounds, x + added)
-        fill = (
-            AllocationResult(
-                allocation=x + added,
-                status=SolveStatus.OPTIMAL,
-                path=first.path,
-                objective=objective_parts(bounds, x + added),
-                binding=binding,
-                timings=Timings(
-                    build=0.0,
-                    solve=t0 - started,
-                    verify=time.perf_counter() - t0,
-                    total=time.perf_counter() - started,
-                ),
-                notes=("beyond forecasts: closed-form split",),
-            ),
-            bounds,
-        )
-    else:
-        fill = _flow_fill(bounds, x, room, tie, levels)
-    extra, second = fill
+    extra = None if problem.money_cap is not None else _closed_form(bounds, room, tie, left, levels)
+    second = bounds
+    if extra is None:
+        extra, second = _flow_fill(bounds, x, room, tie, levels)
     t = first.timings
     limited = SolveStatus.TIME_LIMITED
     result = replace(
@@ -167,10 +146,32 @@ def level_fill(room: IntArray, tie: FloatArray, left: int, levels: int) -> IntAr
     return base
 
 
-def _within_groups(bounds: AllocationProblem, x: IntArray) -> bool:
+def _closed_form(
+    bounds: AllocationProblem, room: IntArray, tie: FloatArray, left: int, levels: int
+) -> AllocationResult | None:
+    """`level_fill` on `bounds` (lb = the first allocation), verified; None when a seller or
+    channel maximum would be crossed (the flow honours them)."""
+    started = time.perf_counter()
+    added = level_fill(room, tie, left, levels)
+    if added is None:
+        return None
+    x = bounds.lb + added
     sellers = group_sum(x, bounds.seller, bounds.n_sellers)
     channels = group_sum(x, bounds.channel, bounds.n_channels)
-    return bool((sellers <= bounds.seller_max).all() and (channels <= bounds.channel_max).all())
+    if (sellers > bounds.seller_max).any() or (channels > bounds.channel_max).any():
+        return None
+    t0 = time.perf_counter()
+    binding = verify_allocation(bounds, x)
+    done = time.perf_counter()
+    return AllocationResult(
+        allocation=x,
+        status=SolveStatus.OPTIMAL,
+        path=SolvePath.FLOW,
+        objective=objective_parts(bounds, x),
+        binding=binding,
+        timings=Timings(build=0.0, solve=t0 - started, verify=done - t0, total=done - started),
+        notes=("beyond forecasts: closed-form split",),
+    )
 
 
 def _flow_fill(
