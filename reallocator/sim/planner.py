@@ -19,8 +19,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from reallocator.core.model import CampaignSnapshot
-from reallocator.core.plan.model import RequestHistory, RequestKind, SellerResponse
-from reallocator.sim.world import IntArray
+from reallocator.core.plan.model import DealPacing, RequestHistory, RequestKind, SellerResponse
+from reallocator.sim.world import BoolArray, IntArray
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +35,9 @@ class RequestView:
 
 @dataclass(frozen=True, eq=False)
 class PlanView:
-    """What the simulator applies: the new flight total per deal (snapshot order) and the
-    seller requests; `rejected` when no plan came back (constraints conflicted)."""
+    """What the simulator applies: the new flight total per deal (snapshot order), the deals
+    to pace ahead and the seller requests; `rejected` when no plan came back (constraints
+    conflicted)."""
 
     status: str
     new_total: IntArray
@@ -47,6 +48,7 @@ class PlanView:
     violations: int = 0
     rejected: bool = False
     note: str = ""
+    ahead: BoolArray | None = None  # deals to pace ahead (DealPacing AHEAD); None: no plan
 
 
 class Planner(Protocol):
@@ -102,6 +104,7 @@ class InProcessPlanner:
             solver_seconds=float(plan.solver.total_seconds),
             wall_seconds=wall,
             violations=len(plan.violations),
+            ahead=plan.deals["pacing"].to_numpy(dtype=object) == DealPacing.AHEAD.value,
         )
 
     def record_answer(
@@ -217,11 +220,13 @@ def _decode_plan(msg: Any, snapshot: CampaignSnapshot, wall: float) -> PlanView:
 
     ids = snapshot.deals["deal_id"].astype(str).tolist()
     new_total = _unchanged(snapshot).copy()
+    ahead = np.zeros(len(ids), dtype=bool)
     position = {d: i for i, d in enumerate(ids)}
     for deal in msg.deals:
         i = position.get(deal.deal_id)
         if i is not None:
             new_total[i] = int(deal.new_total)
+            ahead[i] = deal.pacing == plan_pb2.DEAL_PACING_AHEAD
     requests = tuple(
         RequestView(
             r.deal_id,
@@ -241,4 +246,5 @@ def _decode_plan(msg: Any, snapshot: CampaignSnapshot, wall: float) -> PlanView:
         wall_seconds=wall,
         name=msg.name,
         violations=len(msg.violations),
+        ahead=ahead,
     )

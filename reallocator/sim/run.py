@@ -6,7 +6,9 @@ Each step (15 minutes by default), in this order:
    decides: new allocations, seller requests;
 2. seller answers due at this step arrive (commitments change);
 3. every deal gets its step target: what it may still spend (allocation - spent; a PG deal's
-   commitment - spent) spread over its remaining opportunity curve;
+   commitment - spent) spread over its remaining opportunity curve - times `policy.pace_ahead`
+   (within what remains) for the deals the last plan paces AHEAD: their pacer aims at the
+   schedule's hourly ceiling, so it buys the supply above the forecast;
 4. PG deals deliver their seller's target with the seller's noise, up to the step's real supply;
    buyer-paced deals deliver the pacer's share of the step's real supply; nobody beyond what it
    may still spend (and, with `platform_budget_cap`, buyer-paced deals stop at the budget);
@@ -91,7 +93,8 @@ def simulate(world: World, strategy: Strategy, policy: Policy | None = None) -> 
         state.cap_hist[:, t] = cap
         remaining = np.maximum(cap - state.spent, 0.0)
         weight = world.profile_weight[profile, t]
-        target = step_targets(remaining, weight, world.profile_left[profile, t])
+        curve = step_targets(remaining, weight, world.profile_left[profile, t])
+        target = np.minimum(curve * state.pace, remaining)  # AHEAD deals aim above the curve
         full = world.full_spend[:, t]
         seller_spend = np.minimum(target * world.delivery_noise[:, t], full)
         share = pacer.control(target, weight)

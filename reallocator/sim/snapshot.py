@@ -58,6 +58,7 @@ class RunState:
     avails_hist: FloatArray
     wins_hist: FloatArray
     cap_hist: FloatArray  # (n, T) effective allocation (alloc, or commitment for PG) per step
+    pace: FloatArray  # (n,) multiple of the curve target the pacer aims at (plan AHEAD > 1)
     extra: dict[str, object] = field(default_factory=dict)
 
     @classmethod
@@ -87,6 +88,7 @@ class RunState:
             avails_hist=hist(),
             wins_hist=hist(),
             cap_hist=hist(),
+            pace=np.ones(n),
         )
 
     def effective_allocation(self, pg: BoolArray) -> FloatArray:

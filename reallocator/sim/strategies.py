@@ -22,7 +22,8 @@
 * `ForesightStrategy` - the reallocator given the true remaining capacities (a diagnostic).
 * `ReallocatorStrategy` - a snapshot every `replan_hours`, the plan from `Planner` (the plan
   builder in-process, or the service over gRPC), non-guaranteed deals take their new totals at
-  once, guaranteed deals change only through the seller requests the plan makes.
+  once (and the deals the plan paces AHEAD run up to `policy.pace_ahead` x their curve target),
+  guaranteed deals change only through the seller requests the plan makes.
 """
 
 from __future__ import annotations
@@ -196,6 +197,8 @@ class ReallocatorStrategy:
             return ReplanRecord(step, view.status, view.wall_seconds, 0, 0.0, view.note[:200])
         new = view.new_total.astype(np.int64)
         changed = (~w.pg) & (new != current)
+        if view.ahead is not None:
+            s.pace = np.where(view.ahead & ~w.pg, max(ctx.policy.pace_ahead, 1.0), 1.0)
         s.alloc = np.where(w.pg, s.alloc, np.where(changed, new, s.alloc))
         as_of = int(w.at(step).timestamp())
         s.plan_applied_at = np.where(changed, as_of, s.plan_applied_at)

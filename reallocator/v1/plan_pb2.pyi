@@ -183,6 +183,44 @@ BINDING_CONSTRAINT_BUDGET: BindingConstraint.ValueType  # 9
 """The campaign budget (or the money cap)."""
 Global___BindingConstraint: _TypeAlias = BindingConstraint  # noqa: Y015
 
+class _DealPacing:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DealPacingEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DealPacing.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DEAL_PACING_UNSPECIFIED: _DealPacing.ValueType  # 0
+    """Not set."""
+    DEAL_PACING_CURVE: _DealPacing.ValueType  # 1
+    """The buyer's pacer follows the pacing curve to the new allocation."""
+    DEAL_PACING_AHEAD: _DealPacing.ValueType  # 2
+    """Supply-bound: the plan gives the deal all the supply it forecasts (or more), so every
+    impression is worth buying. Its pacer opens fully (throttle 1.0) and may deliver up to
+    Policy.pace_ahead x the curve's hourly target when supply allows (the schedule's
+    hourly_ceiling), never beyond the allocation: hours above the forecast are bought instead
+    of throttled away.
+    """
+    DEAL_PACING_SELLER: _DealPacing.ValueType  # 3
+    """Guaranteed: the seller paces it (changes go out as adjustment requests)."""
+
+class DealPacing(_DealPacing, metaclass=_DealPacingEnumTypeWrapper):
+    """How a deal should be paced after the plan."""
+
+DEAL_PACING_UNSPECIFIED: DealPacing.ValueType  # 0
+"""Not set."""
+DEAL_PACING_CURVE: DealPacing.ValueType  # 1
+"""The buyer's pacer follows the pacing curve to the new allocation."""
+DEAL_PACING_AHEAD: DealPacing.ValueType  # 2
+"""Supply-bound: the plan gives the deal all the supply it forecasts (or more), so every
+impression is worth buying. Its pacer opens fully (throttle 1.0) and may deliver up to
+Policy.pace_ahead x the curve's hourly target when supply allows (the schedule's
+hourly_ceiling), never beyond the allocation: hours above the forecast are bought instead
+of throttled away.
+"""
+DEAL_PACING_SELLER: DealPacing.ValueType  # 3
+"""Guaranteed: the seller paces it (changes go out as adjustment requests)."""
+Global___DealPacing: _TypeAlias = DealPacing  # noqa: Y015
+
 class _ReasonCode:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -479,6 +517,7 @@ class DealAllocation(_message.Message):
     RATIONALE_FIELD_NUMBER: _builtins.int
     MARGINAL_VALUE_FIELD_NUMBER: _builtins.int
     NEW_TOTAL_FIELD_NUMBER: _builtins.int
+    PACING_FIELD_NUMBER: _builtins.int
     deal_id: _builtins.str
     """The deal."""
     seller_id: _builtins.str
@@ -511,6 +550,12 @@ class DealAllocation(_message.Message):
     """Value of one more unit allowed on the binding constraint (dual value), value units."""
     new_total: _builtins.int
     """New total for the horizon: delivered + new_allocation."""
+    pacing: Global___DealPacing.ValueType
+    """How to pace it from now on: AHEAD for a buyer-paced deal given at least its capacity
+    forecast (a forecast measured from its delivery, the seller's declaration or the caller's
+    own; not the booked fallback), SELLER for guaranteed deals, else CURVE. Every deal carries
+    it, so a deal no longer AHEAD reads CURVE here even when its schedule did not change.
+    """
     def __init__(
         self,
         *,
@@ -528,10 +573,11 @@ class DealAllocation(_message.Message):
         rationale: _builtins.str = ...,
         marginal_value: _builtins.float = ...,
         new_total: _builtins.int = ...,
+        pacing: Global___DealPacing.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["binding", b"binding", "capacity_forecast", b"capacity_forecast", "channel_id", b"channel_id", "deal_id", b"deal_id", "delta", b"delta", "lower_bound", b"lower_bound", "marginal_value", b"marginal_value", "new_allocation", b"new_allocation", "new_total", b"new_total", "old_allocation", b"old_allocation", "rationale", b"rationale", "reason", b"reason", "seller_id", b"seller_id", "upper_bound", b"upper_bound"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["binding", b"binding", "capacity_forecast", b"capacity_forecast", "channel_id", b"channel_id", "deal_id", b"deal_id", "delta", b"delta", "lower_bound", b"lower_bound", "marginal_value", b"marginal_value", "new_allocation", b"new_allocation", "new_total", b"new_total", "old_allocation", b"old_allocation", "pacing", b"pacing", "rationale", b"rationale", "reason", b"reason", "seller_id", b"seller_id", "upper_bound", b"upper_bound"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -737,14 +783,20 @@ class DeliverySchedule(_message.Message):
     THROTTLE_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     RATIONALE_FIELD_NUMBER: _builtins.int
+    PACING_FIELD_NUMBER: _builtins.int
+    HOURLY_CEILING_FIELD_NUMBER: _builtins.int
     deal_id: _builtins.str
     """The deal."""
     throttle: _builtins.float
-    """Participation rate a probabilistic pacer should apply to reach it, in [0, 1]."""
+    """Participation rate a probabilistic pacer should apply to reach it, in [0, 1] (1.0 for an
+    AHEAD deal).
+    """
     reason: Global___ReasonCode.ValueType
     """Machine-readable reason."""
     rationale: _builtins.str
     """In words, with the numbers."""
+    pacing: Global___DealPacing.ValueType
+    """CURVE, or AHEAD: the pacer may deliver up to hourly_ceiling when supply allows."""
     @_builtins.property
     def window_start_time(self) -> _timestamp_pb2.Timestamp:
         """Start of the first hour."""
@@ -757,6 +809,13 @@ class DeliverySchedule(_message.Message):
     def hourly_target(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
         """Target delivery per hour, budget unit."""
 
+    @_builtins.property
+    def hourly_ceiling(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Most to deliver per hour, budget unit, same hours as hourly_target: the target itself on
+        the curve, ceil(Policy.pace_ahead x target) for an AHEAD deal. The allocation still caps
+        the total.
+        """
+
     def __init__(
         self,
         *,
@@ -767,10 +826,12 @@ class DeliverySchedule(_message.Message):
         throttle: _builtins.float = ...,
         reason: Global___ReasonCode.ValueType = ...,
         rationale: _builtins.str = ...,
+        pacing: Global___DealPacing.ValueType = ...,
+        hourly_ceiling: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["window_start_time", b"window_start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["deal_id", b"deal_id", "hourly_spend_micros", b"hourly_spend_micros", "hourly_target", b"hourly_target", "rationale", b"rationale", "reason", b"reason", "throttle", b"throttle", "window_start_time", b"window_start_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deal_id", b"deal_id", "hourly_ceiling", b"hourly_ceiling", "hourly_spend_micros", b"hourly_spend_micros", "hourly_target", b"hourly_target", "pacing", b"pacing", "rationale", b"rationale", "reason", b"reason", "throttle", b"throttle", "window_start_time", b"window_start_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -39,6 +39,7 @@ class Policy(_message.Message):
     AUTO_APPLY_FIELD_NUMBER: _builtins.int
     RELAXATION_FIELD_NUMBER: _builtins.int
     BEYOND_FORECAST_FIELD_NUMBER: _builtins.int
+    PACE_AHEAD_FIELD_NUMBER: _builtins.int
     over_threshold: _builtins.float
     """Pacing ratio (actual / expected) above which delivery is OVER. Default 1.10."""
     under_threshold: _builtins.float
@@ -54,6 +55,14 @@ class Policy(_message.Message):
     of leaving budget idle (a forecast is an estimate; unallocated budget never spends).
     Guaranteed (seller-paced), locked and seller-capped deals are not stretched. Default 1.0;
     0 leaves the rest unallocated (reported unspendable).
+    """
+    pace_ahead: _builtins.float
+    """A deal the buyer paces that the plan gives all the supply it forecasts is paced ahead: its
+    pacer may deliver up to this multiple of the curve's hourly target when supply allows
+    (DealPacing AHEAD, DeliverySchedule.hourly_ceiling), so hours above the forecast are bought
+    instead of throttled away. Higher lifts the value delivered and lets the campaign run
+    further ahead of its curve between plans. Default 1.5; 1.0 paces every deal on the curve.
+    Range [1, 10].
     """
     @_builtins.property
     def stalled_window(self) -> _duration_pb2.Duration:
@@ -103,10 +112,11 @@ class Policy(_message.Message):
         auto_apply: Global___AutoApply | None = ...,
         relaxation: Global___RelaxationOrder | None = ...,
         beyond_forecast: _builtins.float | None = ...,
+        pace_ahead: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_beyond_forecast", b"_beyond_forecast", "_confidence_threshold", b"_confidence_threshold", "_min_evidence_impressions", b"_min_evidence_impressions", "_over_threshold", b"_over_threshold", "_under_threshold", b"_under_threshold", "auto_apply", b"auto_apply", "beyond_forecast", b"beyond_forecast", "churn", b"churn", "confidence_threshold", b"confidence_threshold", "min_evidence", b"min_evidence", "min_evidence_impressions", b"min_evidence_impressions", "over_threshold", b"over_threshold", "relaxation", b"relaxation", "requests", b"requests", "severity", b"severity", "stalled_window", b"stalled_window", "step_limits", b"step_limits", "under_threshold", b"under_threshold"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_beyond_forecast", b"_beyond_forecast", "_confidence_threshold", b"_confidence_threshold", "_min_evidence_impressions", b"_min_evidence_impressions", "_over_threshold", b"_over_threshold", "_pace_ahead", b"_pace_ahead", "_under_threshold", b"_under_threshold", "auto_apply", b"auto_apply", "beyond_forecast", b"beyond_forecast", "churn", b"churn", "confidence_threshold", b"confidence_threshold", "min_evidence", b"min_evidence", "min_evidence_impressions", b"min_evidence_impressions", "over_threshold", b"over_threshold", "pace_ahead", b"pace_ahead", "relaxation", b"relaxation", "requests", b"requests", "severity", b"severity", "stalled_window", b"stalled_window", "step_limits", b"step_limits", "under_threshold", b"under_threshold"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_beyond_forecast", b"_beyond_forecast", "_confidence_threshold", b"_confidence_threshold", "_min_evidence_impressions", b"_min_evidence_impressions", "_over_threshold", b"_over_threshold", "_under_threshold", b"_under_threshold", "auto_apply", b"auto_apply", "beyond_forecast", b"beyond_forecast", "churn", b"churn", "confidence_threshold", b"confidence_threshold", "min_evidence", b"min_evidence", "min_evidence_impressions", b"min_evidence_impressions", "over_threshold", b"over_threshold", "relaxation", b"relaxation", "requests", b"requests", "severity", b"severity", "stalled_window", b"stalled_window", "step_limits", b"step_limits", "under_threshold", b"under_threshold"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_beyond_forecast", b"_beyond_forecast", "_confidence_threshold", b"_confidence_threshold", "_min_evidence_impressions", b"_min_evidence_impressions", "_over_threshold", b"_over_threshold", "_pace_ahead", b"_pace_ahead", "_under_threshold", b"_under_threshold", "auto_apply", b"auto_apply", "beyond_forecast", b"beyond_forecast", "churn", b"churn", "confidence_threshold", b"confidence_threshold", "min_evidence", b"min_evidence", "min_evidence_impressions", b"min_evidence_impressions", "over_threshold", b"over_threshold", "pace_ahead", b"pace_ahead", "relaxation", b"relaxation", "requests", b"requests", "severity", b"severity", "stalled_window", b"stalled_window", "step_limits", b"step_limits", "under_threshold", b"under_threshold"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__beyond_forecast: _TypeAlias = _typing.Literal["beyond_forecast"]  # noqa: Y015
     _WhichOneofArgType__beyond_forecast: _TypeAlias = _typing.Literal["_beyond_forecast", b"_beyond_forecast"]  # noqa: Y015
@@ -116,6 +126,8 @@ class Policy(_message.Message):
     _WhichOneofArgType__min_evidence_impressions: _TypeAlias = _typing.Literal["_min_evidence_impressions", b"_min_evidence_impressions"]  # noqa: Y015
     _WhichOneofReturnType__over_threshold: _TypeAlias = _typing.Literal["over_threshold"]  # noqa: Y015
     _WhichOneofArgType__over_threshold: _TypeAlias = _typing.Literal["_over_threshold", b"_over_threshold"]  # noqa: Y015
+    _WhichOneofReturnType__pace_ahead: _TypeAlias = _typing.Literal["pace_ahead"]  # noqa: Y015
+    _WhichOneofArgType__pace_ahead: _TypeAlias = _typing.Literal["_pace_ahead", b"_pace_ahead"]  # noqa: Y015
     _WhichOneofReturnType__under_threshold: _TypeAlias = _typing.Literal["under_threshold"]  # noqa: Y015
     _WhichOneofArgType__under_threshold: _TypeAlias = _typing.Literal["_under_threshold", b"_under_threshold"]  # noqa: Y015
     @_typing.overload
@@ -126,6 +138,8 @@ class Policy(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__min_evidence_impressions) -> _WhichOneofReturnType__min_evidence_impressions | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__over_threshold) -> _WhichOneofReturnType__over_threshold | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__pace_ahead) -> _WhichOneofReturnType__pace_ahead | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__under_threshold) -> _WhichOneofReturnType__under_threshold | None: ...
 

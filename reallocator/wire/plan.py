@@ -12,6 +12,7 @@ from google.protobuf.duration_pb2 import Duration
 from reallocator.core.plan.model import (
     AdjustmentRequest,
     BindingKind,
+    DealPacing,
     DeliverySchedule,
     Plan,
     PlanStatus,
@@ -30,6 +31,7 @@ STATUS = {
 }
 BINDING = {kind: getattr(plan_pb2, f"BINDING_CONSTRAINT_{kind.value}") for kind in BindingKind}
 REASON = {code: getattr(plan_pb2, f"REASON_CODE_{code.value}") for code in ReasonCode}
+PACING = {mode: getattr(plan_pb2, f"DEAL_PACING_{mode.value}") for mode in DealPacing}
 REQUEST_KIND = {kind: getattr(plan_pb2, f"REQUEST_KIND_{kind.value}") for kind in RequestKind}
 RESPONSE = {r: getattr(plan_pb2, f"SELLER_RESPONSE_KIND_{r.value}") for r in SellerResponse}
 PATH = {
@@ -88,6 +90,8 @@ def encode_schedule(s: DeliverySchedule) -> plan_pb2.DeliverySchedule:
         throttle=_finite(s.throttle),
         reason=REASON[s.reason],
         rationale=s.rationale,
+        pacing=PACING[s.pacing],
+        hourly_ceiling=(s.hourly_target if s.hourly_ceiling is None else s.hourly_ceiling).tolist(),
     )
 
 
@@ -152,6 +156,7 @@ def encode_plan(plan: Plan, *, name: str = "", deals: str = "all") -> plan_pb2.P
                 rationale=c["rationale"][i],
                 marginal_value=_finite(c["marginal_value"][i]),
                 new_total=c["new_total"][i],
+                pacing=PACING[DealPacing(c["pacing"][i])],
             )
     msg.sellers.extend(_groups(plan.sellers))
     msg.channels.extend(_groups(plan.channels))

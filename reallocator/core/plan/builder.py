@@ -54,7 +54,7 @@ from reallocator.core.plan.model import (
 )
 from reallocator.core.plan.rationale import decision_record, unspendable_reasons
 from reallocator.core.plan.requests import RequestInputs, derive_requests
-from reallocator.core.plan.schedule import ScheduleInputs, derive_schedules
+from reallocator.core.plan.schedule import ScheduleInputs, derive_schedules, pacing_modes
 from reallocator.core.plan.severity import change_severity, max_severity, worth_changing
 from reallocator.core.plan.text import amount
 
@@ -383,6 +383,14 @@ def build_plan(
             "rationale": why.rationale,
             "marginal_value": why.marginal_value,
             "new_total": spent + x,
+            "pacing": pacing_modes(
+                deals["deal_type"].to_numpy(np.int64),
+                deals["status"].to_numpy(np.int64),
+                x,
+                capacity,
+                forecast_table["method"].astype(str).to_numpy(),
+                policy.pace_ahead,
+            ),
         }
     ).astype(PLAN_DEAL_COLUMNS)
 

@@ -54,6 +54,14 @@ class ReasonCode(StrEnum):
     BEYOND_FORECAST = "BEYOND_FORECAST"
 
 
+class DealPacing(StrEnum):
+    """How a deal should be paced after the plan (see schedule.pacing_modes)."""
+
+    CURVE = "CURVE"  # the buyer's pacer follows the pacing curve to the new allocation
+    AHEAD = "AHEAD"  # supply-bound: the pacer may run up to Policy.pace_ahead x the curve
+    SELLER = "SELLER"  # guaranteed: the seller paces it
+
+
 class RequestKind(StrEnum):
     INCREASE = "INCREASE"
     DECREASE = "DECREASE"
@@ -84,6 +92,7 @@ PLAN_DEAL_COLUMNS: dict[str, str] = {
     "rationale": "str",
     "marginal_value": "float64",  # value of one more unit on the binding constraint
     "new_total": "int64",  # delivered + new_allocation
+    "pacing": "str",  # DealPacing
 }
 """Columns of Plan.deals, one row per deal in snapshot order."""
 
@@ -142,6 +151,8 @@ class DeliverySchedule:
     throttle: float  # participation a probabilistic pacer should apply, 0..1
     reason: ReasonCode
     rationale: str
+    pacing: DealPacing = DealPacing.CURVE
+    hourly_ceiling: npt.NDArray[np.int64] | None = None  # most per hour (AHEAD); None = target
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,16 @@ the window has no opportunity), ``observed`` the recent rate per opportunity hou
 participation taken as 1 (we did not throttle). Delivery scales with participation, so this is
 the participation that would have produced the required rate. ``required`` 0 gives 0 (stop);
 an unknown or zero ``observed`` gives 1.0 (open fully: nothing says less is enough).
+
+Pacing ahead (`pacing_modes`): a deal the plan gives all the supply it forecasts (new allocation
+>= a supply-based capacity forecast, or beyond it) is worth every impression it can get. Paced
+on the curve it would throttle away the hours its traffic runs above the forecast and could not
+win them back in the hours it runs below, ending short of even its forecast - the shortfall going
+to deals worth less. So it is paced AHEAD: throttle 1.0 and an ``hourly_ceiling`` of
+``policy.pace_ahead`` x the hourly target (rounded up) - the pacer may take supply up to the
+ceiling when there is some, never more than the allocation. Every AHEAD deal gets a schedule
+(the ceiling is the instruction), changed or not. Deals whose capacity is only the booked
+fallback (too little evidence) stay on the curve: nothing says they are supply-bound.
 """
 
 from __future__ import annotations
@@ -58,7 +68,7 @@ from reallocator.core.model import (
 )
 from reallocator.core.pacing.assessment import UNIT_COLUMN, Assessment, PacingStatus
 from reallocator.core.pacing.curves import PacingCurve
-from reallocator.core.plan.model import DeliverySchedule, ReasonCode
+from reallocator.core.plan.model import DealPacing, DeliverySchedule, ReasonCode
 from reallocator.core.plan.requests import (
     ObjArray,
     beyond_tolerance,
@@ -103,6 +113,7 @@ class ScheduleInputs:
     currency: str
     timezone: str = "UTC"
     plan_reason: ObjArray | None = None
+    pacing: ObjArray | None = None  # DealPacing per deal; None: all on the curve
 
     def __post_init__(self) -> None:
         dtypes: dict[str, Any] = {
@@ -117,6 +128,7 @@ class ScheduleInputs:
             "participation_rate": np.float64,
             "cost_per_unit": np.float64,
             "plan_reason": object,
+            "pacing": object,
         }
         coerce_columns(self, dtypes)
         if self.window_end <= self.as_of:
@@ -160,7 +172,38 @@ class ScheduleInputs:
                 if "reason" in plan_deals
                 else None
             ),
+            pacing=(
+                np.asarray(plan_deals["pacing"].astype(str), dtype=object)
+                if "pacing" in plan_deals
+                else None
+            ),
         )
+
+
+SUPPLY_METHODS = ("rate", "declared", "given")
+"""Forecast methods that measure supply (forecast.METHODS): the others are fallbacks."""
+
+
+def pacing_modes(
+    deal_type: IntArray,
+    deal_status: IntArray,
+    new_allocation: IntArray,
+    capacity: IntArray,
+    method: ObjArray,
+    pace_ahead: float,
+) -> ObjArray:
+    """DealPacing per deal (module docstring): SELLER for guaranteed deals; AHEAD for live
+    buyer-paced deals given at least their supply forecast (when pace_ahead > 1); else CURVE."""
+    guaranteed = np.asarray(deal_type) == DealType.PROGRAMMATIC_GUARANTEED
+    x = np.asarray(new_allocation, dtype=np.int64)
+    cap = np.asarray(capacity, dtype=np.int64)
+    measured = np.isin(np.asarray(method, dtype=object).astype(str), SUPPLY_METHODS)
+    live = np.asarray(deal_status) == DealStatus.ACTIVE
+    ahead = (pace_ahead > 1.0) & ~guaranteed & live & measured & (x > 0) & (x >= cap)
+    out: ObjArray = np.select(
+        [guaranteed, ahead], [DealPacing.SELLER.value, DealPacing.AHEAD.value], DealPacing.CURVE
+    ).astype(object)
+    return out
 
 
 def cost_per_unit(deals: pd.DataFrame, budget_type: BudgetType) -> FloatArray:
@@ -290,7 +333,15 @@ def schedule_candidates(inputs: ScheduleInputs, policy: Policy, remaining: float
     projected = np.rint(np.where(np.isfinite(observed), observed * remaining, old))
     size = np.maximum(np.abs(new - old), np.abs(new - projected.astype(np.int64)))
     worth = worth_changing(size, policy.min_change)
-    return np.asarray(buyer & live & (remaining > 0) & (changed | off_pace) & worth, dtype=bool)
+    ahead = _ahead(inputs)
+    wanted = ((changed | off_pace) & worth) | ahead
+    return np.asarray(buyer & live & (remaining > 0) & wanted, dtype=bool)
+
+
+def _ahead(inputs: ScheduleInputs) -> BoolArray:
+    if inputs.pacing is None:
+        return np.zeros(inputs.n, dtype=bool)
+    return np.asarray(inputs.pacing == DealPacing.AHEAD.value, dtype=bool)
 
 
 def derive_schedules(
@@ -323,7 +374,11 @@ def derive_schedules(
     )
     observed = inputs.current_rate[pick]
     participation = inputs.participation_rate[pick]
-    thr = throttle(participation, required, observed)
+    ahead = _ahead(inputs)[pick]
+    thr = np.where(ahead, 1.0, throttle(participation, required, observed))
+    ratio = max(policy.pace_ahead, 1.0)
+    ceiling = np.where(ahead[:, None], np.ceil(exact * ratio - 1e-9), targets).astype(np.int64)
+    ceiling = np.maximum(ceiling, targets)
 
     status = inputs.pacing_status[pick]
     plan_reason = (
@@ -345,9 +400,11 @@ def derive_schedules(
     window_hours = (prof.edges[-1] - prof.edges[0]) / 3600.0
     deadline = format_deadline(inputs.horizon_end, inputs.timezone)
     texts = _rationales(inputs, pick, horizon_required, targets_total, window_hours, thr, deadline)
+    texts = _ahead_rationales(texts, ahead, ceiling.sum(axis=1), ratio, inputs)
     ids = inputs.deal_id[pick].astype(str).tolist()
     reasons = [ReasonCode(str(r)) for r in reason]
     throttles = thr.astype(float).tolist()
+    ahead_l = ahead.tolist()
     return tuple(
         DeliverySchedule(
             deal_id=ids[j],
@@ -357,6 +414,8 @@ def derive_schedules(
             throttle=throttles[j],
             reason=reasons[j],
             rationale=texts[j],
+            pacing=DealPacing.AHEAD if ahead_l[j] else DealPacing.CURVE,
+            hourly_ceiling=ceiling[j],
         )
         for j in range(pick.size)
     )
@@ -402,6 +461,24 @@ def _rationales(
     return out
 
 
+def _ahead_rationales(
+    texts: list[str], ahead: BoolArray, ceiling: IntArray, ratio: float, inputs: ScheduleInputs
+) -> list[str]:
+    """The AHEAD schedules say why the ceiling is above the target."""
+    if not ahead.any():
+        return texts
+    rows = np.flatnonzero(ahead)
+    caps = amounts(ceiling[rows], inputs.budget_type, inputs.currency)
+    out = list(texts)
+    for k, j in enumerate(rows.tolist()):
+        out[j] = (
+            f"{texts[j]} Paced ahead: the plan gives it all the supply it forecasts, so its pacer "
+            f"may take up to {ratio:.3g}x the hourly target when supply allows (up to "
+            f"{caps[k]} in the window), never beyond its allocation."
+        )
+    return out
+
+
 __all__ = [
     "HourlyProfile",
     "ScheduleInputs",
@@ -410,6 +487,7 @@ __all__ = [
     "floor_to_local_hour",
     "hourly_profile",
     "largest_remainder",
+    "pacing_modes",
     "schedule_candidates",
     "throttle",
 ]
