@@ -199,12 +199,18 @@ def test_only_buyer_paced_live_deals_that_change_get_a_schedule() -> None:
         deal_status=[DealStatus.ACTIVE] * 5 + [DealStatus.PAUSED, DealStatus.ACTIVE],
         pacing_status=["ON_PACE"] * 6 + ["COMPLETED"],
         old_allocation=[10_000] * 7,
-        new_allocation=[20_000, 20_000, 10_000, 10_000, 10_000, 20_000, 20_000],
+        new_allocation=[20_000, 20_000, 10_000, 10_000, 10_000, 20_000, 0],
         current_rate=[per_hour, per_hour, per_hour, per_hour * 1.5, per_hour * 1.05, 0, 0],
     )
     ids = [s.deal_id for s in derive_schedules(inp, curve, POLICY)]
-    # PG: a seller request instead; D2 unchanged and on pace; D4 within tolerance; paused; done.
+    # PG: a seller request instead; D2 unchanged and on pace; D4 within tolerance; paused; done
+    # and given nothing more.
     assert ids == ["D1", "D3"]
+    revived = replace(
+        inp, new_allocation=np.array([20_000, 20_000, 10_000, 10_000, 10_000, 20_000, 20_000])
+    )
+    ids = [s.deal_id for s in derive_schedules(revived, curve, POLICY)]
+    assert ids == ["D1", "D3", "D6"]  # done, but the plan gives it more: it must deliver again
 
 
 def test_min_change_applies_to_schedules() -> None:

@@ -383,14 +383,7 @@ def build_plan(
             "rationale": why.rationale,
             "marginal_value": why.marginal_value,
             "new_total": spent + x,
-            "pacing": pacing_modes(
-                deals["deal_type"].to_numpy(np.int64),
-                deals["status"].to_numpy(np.int64),
-                x,
-                capacity,
-                forecast_table["method"].astype(str).to_numpy(),
-                policy.pace_ahead,
-            ),
+            "pacing": "CURVE",  # below, once the allocation is final
         }
     ).astype(PLAN_DEAL_COLUMNS)
 
@@ -411,6 +404,14 @@ def build_plan(
         plan_deals["delta"] = 0
         plan_deals["new_total"] = plan_deals["delivered"] + plan_deals["old_allocation"]
         plan_deals["reason"] = "UNCHANGED"
+    plan_deals["pacing"] = pacing_modes(
+        deals["deal_type"].to_numpy(np.int64),
+        deals["status"].to_numpy(np.int64),
+        plan_deals["new_allocation"].to_numpy(np.int64),
+        capacity,
+        forecast_table["method"].astype(str).to_numpy(),
+        policy.pace_ahead,
+    )
 
     sellers = _group_frame(
         plan_deals,

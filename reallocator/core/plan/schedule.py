@@ -5,7 +5,8 @@ plan reaches them as a schedule for the coming window (until the next replan) in
 request: per local hour, the budget units (and spend) to deliver, and the participation a
 probabilistic pacer should apply to get there.
 
-Which deals: non-guaranteed, ACTIVE, not COMPLETED, while the horizon has opportunity left, and
+Which deals: non-guaranteed, ACTIVE, not COMPLETED (unless the plan gives it more), while the
+horizon has opportunity left, and
 either the plan changed the deal's allocation or its required rate (new allocation / remaining
 opportunity hours) is beyond ``policy.request_tolerance`` of the recent rate (a deal that needs
 re-throttling although its allocation stood); in both cases the change must be worth making:
@@ -323,8 +324,12 @@ def schedule_candidates(inputs: ScheduleInputs, policy: Policy, remaining: float
     """Which deals get a schedule (module docstring): buyer-paced, live, and changed enough."""
     status = inputs.pacing_status
     buyer = inputs.deal_type != DealType.PROGRAMMATIC_GUARANTEED
-    live = (inputs.deal_status == DealStatus.ACTIVE) & (status != PacingStatus.COMPLETED)
     old, new = inputs.old_allocation, inputs.new_allocation
+    # COMPLETED: delivered on schedule (or the horizon is over: no remaining opportunity) - live
+    # again when the plan gives it more.
+    live = (inputs.deal_status == DealStatus.ACTIVE) & (
+        (status != PacingStatus.COMPLETED) | (new > 0)
+    )
     hours = remaining if remaining > 0 else 1.0
     observed = inputs.current_rate
     required = new / hours
