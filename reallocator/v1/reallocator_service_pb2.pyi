@@ -61,7 +61,9 @@ class _PlanViewEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PlanView.Val
     PLAN_VIEW_SUMMARY: _PlanView.ValueType  # 1
     """Totals, groups, violations, seller requests and the rationale; no per-deal rows or schedules."""
     PLAN_VIEW_CHANGES: _PlanView.ValueType  # 2
-    """As SUMMARY, plus the rows and schedules of the deals whose allocation changes."""
+    """As SUMMARY, plus the rows of the deals whose allocation changes or that are paced ahead
+    (DEAL_PACING_AHEAD), and every schedule (each one changes the buyer's pacer).
+    """
     PLAN_VIEW_FULL: _PlanView.ValueType  # 3
     """Everything: one row per deal and every schedule."""
 
@@ -73,7 +75,9 @@ PLAN_VIEW_UNSPECIFIED: PlanView.ValueType  # 0
 PLAN_VIEW_SUMMARY: PlanView.ValueType  # 1
 """Totals, groups, violations, seller requests and the rationale; no per-deal rows or schedules."""
 PLAN_VIEW_CHANGES: PlanView.ValueType  # 2
-"""As SUMMARY, plus the rows and schedules of the deals whose allocation changes."""
+"""As SUMMARY, plus the rows of the deals whose allocation changes or that are paced ahead
+(DEAL_PACING_AHEAD), and every schedule (each one changes the buyer's pacer).
+"""
 PLAN_VIEW_FULL: PlanView.ValueType  # 3
 """Everything: one row per deal and every schedule."""
 Global___PlanView: _TypeAlias = PlanView  # noqa: Y015

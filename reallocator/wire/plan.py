@@ -116,13 +116,16 @@ def _groups(frame: pd.DataFrame) -> list[plan_pb2.GroupTotal]:
 
 
 def encode_plan(plan: Plan, *, name: str = "", deals: str = "all") -> plan_pb2.Plan:
-    """`deals`: "all" rows and schedules, "changed" (deals whose allocation moves), or "none"."""
+    """`deals`: "all" rows and schedules; "changed": the rows of the deals whose allocation
+    moves or that are paced AHEAD (an instruction either way) and every schedule (each one is a
+    change to the buyer's pacer); "none": neither."""
     table = plan.deals
     if deals == "changed":
-        table = table[table["delta"].to_numpy() != 0]
+        moved = table["delta"].to_numpy() != 0
+        ahead = table["pacing"].to_numpy(dtype=object) == DealPacing.AHEAD.value
+        table = table[moved | ahead]
     elif deals == "none":
         table = table.iloc[:0]
-    keep = set(table["deal_id"]) if deals == "changed" else None
     msg = plan_pb2.Plan(
         name=name,
         campaign_id=plan.campaign_id,
@@ -169,9 +172,7 @@ def encode_plan(plan: Plan, *, name: str = "", deals: str = "all") -> plan_pb2.P
         )
     msg.seller_requests.extend(encode_request(r) for r in plan.requests)
     if deals != "none":
-        msg.schedules.extend(
-            encode_schedule(s) for s in plan.schedules if keep is None or s.deal_id in keep
-        )
+        msg.schedules.extend(encode_schedule(s) for s in plan.schedules)
     for v in plan.violations:
         msg.violations.add(
             constraint=v.constraint,
