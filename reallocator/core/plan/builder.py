@@ -265,6 +265,44 @@ DUALS_UP_TO = 200_000
 one more unit of a binding limit is worth); above it the marginal values come from the slopes."""
 
 
+def _hold_seller_decreases(
+    snapshot: CampaignSnapshot,
+    problem: AllocationProblem,
+    result: AllocationResult,
+    report: BoundsReport,
+) -> tuple[AllocationProblem, AllocationResult, npt.NDArray[np.int64]]:
+    """Budget a plan frees by asking a seller to deliver less is not the buyer's until the
+    seller agrees: the seller keeps pacing its deal to the old commitment meanwhile. So what a
+    guaranteed deal could still deliver of its commitment, min(current, capacity), stays held
+    beyond its new allocation, and the rest of the plan is re-solved without it (the guaranteed
+    deals asked for less fixed where the first solve put them, the other guaranteed deals kept
+    at what they could deliver). The next plan, once the seller has answered,
+    places it. Without this, deals that spend all they are given (AHEAD) overspend the budget
+    whenever a seller is slow or says no. Returns the problem and result to use and the amount
+    held per deal."""
+    x = result.allocation
+    seller_paced = snapshot.deals["deal_type"].to_numpy() == DealType.PROGRAMMATIC_GUARANTEED
+    deliverable = np.minimum(report.current, report.capacity)
+    held = np.where(seller_paced, np.maximum(deliverable - x, 0), 0)
+    total = int(held.sum())
+    if total <= 0:
+        return problem, result, np.zeros_like(x)
+    asked = held > 0
+    # The others the seller paces keep what they could deliver: lowering one would need a hold.
+    keep = np.where(seller_paced & ~asked, np.minimum(deliverable, problem.ub), 0)
+    fixed = replace(
+        problem,
+        lb=np.where(asked, x, np.maximum(problem.lb, keep)),
+        ub=np.where(asked, x, problem.ub),
+        total=max(0, int(problem.total) - total),
+    )
+    try:
+        second = solve(fixed)
+    except (InfeasibleProblem, NoFeasiblePlan):
+        return problem, result, np.zeros_like(x)  # the minimums need it: nothing to hold back
+    return fixed, second, held.astype(np.int64)
+
+
 def _with_duals(problem: AllocationProblem, result: AllocationResult) -> AllocationResult:
     """The flow path has no duals: when a seller/channel limit binds, the LP path on the same
     problem gives them (its allocation is not used: the flow's is exact). A binding budget alone
@@ -354,6 +392,8 @@ def build_plan(
     weights = RelaxationWeights.from_policy(policy)
     deal_ids = snapshot.deals["deal_id"].to_numpy()
     result, violations, problem = _solve(built, relax, weights, deal_ids, bt, currency)
+    remaining_budget = int(problem.total)
+    problem, result, held = _hold_seller_decreases(snapshot, problem, result, report)
     result = _with_duals(problem, result)
     result, upper = _beyond_forecast(snapshot, problem, report, result, capacity, capped)
     x = result.allocation
@@ -432,7 +472,7 @@ def build_plan(
         None if result.duals is None else result.duals.channel,
     )
     allocated = int(plan_deals["new_allocation"].sum())
-    unspendable = max(0, problem.total - allocated)
+    unspendable = max(0, remaining_budget - allocated)
     total_seconds = time.perf_counter() - started
     solver = SolverReport(
         path=str(result.path),
@@ -455,6 +495,7 @@ def build_plan(
         currency,
         deals["deal_id"].to_numpy(),
         beyond=beyond,
+        held_for_sellers=held,
     )
     plan = Plan(
         campaign_id=snapshot.campaign_id,
@@ -462,7 +503,7 @@ def build_plan(
         status=status,
         budget_type=bt,
         currency=currency,
-        remaining_budget=int(problem.total),
+        remaining_budget=remaining_budget,
         allocated=allocated,
         unspendable=unspendable,
         deals=plan_deals,

@@ -28,11 +28,31 @@ def unspendable_reasons(
     currency: str,
     deal_ids: np.ndarray,
     beyond: int = 0,
+    held_for_sellers: np.ndarray | None = None,
 ) -> tuple[Unspendable, ...]:
     """Where budget goes that no deal can deliver: commitments beyond capacity, limits already
     exceeded, minimums the deals cannot meet, and the campaign's capacity shortfall (`beyond`:
-    what the plan placed beyond the forecasts, Policy.beyond_forecast)."""
+    what the plan placed beyond the forecasts, Policy.beyond_forecast); and budget held for
+    the sellers asked to deliver less until they agree (`held_for_sellers`, per deal)."""
     out: list[Unspendable] = []
+    waiting = 0 if held_for_sellers is None else int(held_for_sellers.sum())
+    unspendable = max(0, unspendable - waiting)  # the rest has no deal that can take it
+    if held_for_sellers is not None and waiting > 0:
+        rows = np.flatnonzero(held_for_sellers > 0)
+        total = waiting
+        named = ", ".join(str(deal_ids[i]) for i in rows[:5].tolist())
+        more = f" and {rows.size - 5} more" if rows.size > 5 else ""
+        out.append(
+            Unspendable(
+                total,
+                "HELD_FOR_SELLER_DECREASE",
+                "CAMPAIGN",
+                "",
+                f"{amount(total, bt, currency)} stays with the sellers of {rows.size} guaranteed "
+                f"deal(s) ({named}{more}) asked to deliver less: they keep pacing to their "
+                f"commitments until they agree, so the next plan places it",
+            )
+        )
     held = report.held_beyond_capacity
     deal_index = np.flatnonzero(held > 0)
     for i in deal_index[:50].tolist():
