@@ -16,6 +16,7 @@ import time
 
 from assess_scaling import decode_wire, make_snapshot
 
+from reallocator.config import ServerConfig
 from reallocator.core.plan.builder import build_plan
 from reallocator.wire.encode import encode_snapshot
 from reallocator.wire.plan import encode_plan
@@ -42,6 +43,10 @@ def main() -> None:
                len(plan.schedules), len(out) / 1e6)  # fmt: skip
         print(f"{row[0]:>11}" + "".join(f"{v:>11.3f}" for v in row[1:6])
               + f"{row[6]:>11}{row[7]:>11}{row[8]:>11.1f}")  # fmt: skip
+        limit = ServerConfig().max_message_bytes
+        if len(out) > limit:
+            print(f"  the full plan exceeds the default message limit ({limit / 2**20:.0f} MiB): "
+                  "use PLAN_VIEW_CHANGES or raise max_message_bytes")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -235,7 +235,7 @@ def check_schedule_message(m: plan_pb2.DeliverySchedule, s: DeliverySchedule) ->
     assert m.throttle == s.throttle
     if m.pacing == plan_pb2.DEAL_PACING_AHEAD:
         assert m.throttle == 1.0
-        assert "Paced ahead" in m.rationale
+        assert "paced ahead up to" in m.rationale
     else:
         assert list(m.hourly_ceiling) == list(m.hourly_target)
 
@@ -326,4 +326,4 @@ def test_replan_over_grpc_carries_pacing_and_honours_the_policy(
     default = stub.Replan(request, timeout=30).plan
     assert _by_id(default)["bound"].pacing == plan_pb2.DEAL_PACING_AHEAD
     (s,) = [m for m in default.schedules if m.deal_id == "bound"]
-    assert f"{Policy().pace_ahead:.3g}x the hourly target" in s.rationale
+    assert f"paced ahead up to {Policy().pace_ahead:.3g}x" in s.rationale

@@ -404,8 +404,9 @@ def derive_schedules(
 
     window_hours = (prof.edges[-1] - prof.edges[0]) / 3600.0
     deadline = format_deadline(inputs.horizon_end, inputs.timezone)
-    texts = _rationales(inputs, pick, horizon_required, targets_total, window_hours, thr, deadline)
-    texts = _ahead_rationales(texts, ahead, ceiling.sum(axis=1), ratio, inputs)
+    texts = _rationales(
+        inputs, pick, horizon_required, targets_total, window_hours, thr, deadline, ahead, ratio
+    )
     ids = inputs.deal_id[pick].astype(str).tolist()
     reasons = [ReasonCode(str(r)) for r in reason]
     throttles = thr.astype(float).tolist()
@@ -434,9 +435,11 @@ def _rationales(
     window_hours: float,
     throttle: FloatArray,
     deadline: str,
+    ahead: BoolArray,
+    ratio: float,
 ) -> list[str]:
     """One sentence per schedule; figures formatted column-wise (the per-value calls are what
-    costs at 100k deals)."""
+    costs at 100k deals). Kept short: a 100k-deal plan carries 100k of them."""
     bt, cur = inputs.budget_type, inputs.currency
     observed = inputs.current_rate[pick]
     new = inputs.new_allocation[pick]
@@ -449,6 +452,7 @@ def _rationales(
     sellers = inputs.seller_id[pick].astype(str).tolist()
     known = np.isfinite(observed).tolist()
     moved = (new != old).tolist()
+    ahead_l = ahead.tolist()
     out = []
     for j in range(pick.size):
         now = f"is delivering {now_t[j]}" if known[j] else "has no recent delivery rate"
@@ -458,28 +462,11 @@ def _rationales(
             else f"its allocation stays at {new_t[j]}"
         )
         was = f", was {part[j]:.2f}" if math.isfinite(part[j]) else ""
+        pace = f"paced ahead up to {ratio:.3g}x, " if ahead_l[j] else ""
         out.append(
             f"Deal {deals[j]} (seller {sellers[j]}) {now} and needs {need_t[j]} to finish by "
             f"{deadline}; {change}: target {total_t[j]} over the next {window_hours:.3g} h, "
-            f"throttle {throttle[j]:.2f}{was}."
-        )
-    return out
-
-
-def _ahead_rationales(
-    texts: list[str], ahead: BoolArray, ceiling: IntArray, ratio: float, inputs: ScheduleInputs
-) -> list[str]:
-    """The AHEAD schedules say why the ceiling is above the target."""
-    if not ahead.any():
-        return texts
-    rows = np.flatnonzero(ahead)
-    caps = amounts(ceiling[rows], inputs.budget_type, inputs.currency)
-    out = list(texts)
-    for k, j in enumerate(rows.tolist()):
-        out[j] = (
-            f"{texts[j]} Paced ahead: the plan gives it all the supply it forecasts, so its pacer "
-            f"may take up to {ratio:.3g}x the hourly target when supply allows (up to "
-            f"{caps[k]} in the window), never beyond its allocation."
+            f"{pace}throttle {throttle[j]:.2f}{was}."
         )
     return out
 
