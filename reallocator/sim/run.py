@@ -8,7 +8,8 @@ Each step (15 minutes by default), in this order:
 3. every deal gets its step target: what it may still spend (allocation - spent; a PG deal's
    commitment - spent) spread over its remaining opportunity curve - times `policy.pace_ahead`
    (within what remains) for the deals the last plan paces AHEAD: their pacer aims at the
-   schedule's hourly ceiling, so it buys the supply above the forecast;
+   schedule's hourly ceiling, so it buys the supply above the forecast, and never goes beyond
+   the ceiling (a traffic burst above it is left);
 4. PG deals deliver their seller's target with the seller's noise, up to the step's real supply;
    buyer-paced deals deliver the pacer's share of the step's real supply; nobody beyond what it
    may still spend (and, with `platform_budget_cap`, buyer-paced deals stop at the budget);
@@ -99,6 +100,8 @@ def simulate(world: World, strategy: Strategy, policy: Policy | None = None) -> 
         seller_spend = np.minimum(target * world.delivery_noise[:, t], full)
         share = pacer.control(target, weight)
         spend = np.minimum(np.where(pg, seller_spend, share * full), remaining)
+        # An AHEAD deal's schedule is a ceiling: its pacer never delivers beyond it in a step.
+        spend = np.where(state.pace > 1.0, np.minimum(spend, target), spend)
         if sc.platform_budget_cap:
             room = budget - state.spent.sum() - spend[pg].sum()
             buyer = spend[~pg].sum()
