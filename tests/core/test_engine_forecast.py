@@ -3,9 +3,12 @@ declared inventory; fallbacks below minimum evidence; zero when stalled or inact
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from reallocator.core.engine import ForecastInputs, forecast_capacity
 from reallocator.core.model import BudgetType, DealStatus, DeliverySeries, Policy, empty_deals
@@ -96,3 +99,86 @@ def test_inputs_from_a_snapshot_series() -> None:
     assert x.booked.tolist() == [4_000_000, 3_000_000]
     cap, _ = forecast_capacity(x, 10.0, POLICY)
     assert cap.tolist() == [1000, 0]
+
+
+# --- seller-paced deals: the rate is the seller's pace ---------------------------------------
+
+
+def seller_paced(n: int, keeping: list[bool], **kw: object) -> ForecastInputs:
+    return inputs(n, seller_paced=np.ones(n, bool), keeping_pace=np.array(keeping), **kw)
+
+
+def test_a_guaranteed_deal_keeping_pace_can_deliver_its_commitment() -> None:
+    """100/h over 5 h projects 500, below the 777 still committed: the seller paces it there,
+    which says nothing about a shortfall. Above it (10 h: 1,000) the rate stands."""
+    cap, why = forecast_capacity(seller_paced(2, [True, True]), np.array([5.0, 10.0]), POLICY)
+    assert cap.tolist() == [777, 1000]
+    assert why["method"].tolist() == ["commitment", "rate"]
+
+
+def test_a_guaranteed_deal_falling_behind_is_capped_by_its_rate() -> None:
+    cap, why = forecast_capacity(seller_paced(1, [False]), 5.0, POLICY)
+    assert cap.tolist() == [500]
+    assert why["method"].tolist() == ["rate"]
+
+
+def test_the_sellers_declaration_says_how_much_more_or_less() -> None:
+    """Declared 2,000 (more than its pace shows) or 300 (less than it holds): the seller's word
+    is the supply of a deal it paces; the rate and the avails it sends only show its pace."""
+    x = seller_paced(
+        2,
+        [True, True],
+        available_inventory=np.array([2000, 300], np.int64),
+        avails_rate=np.array([10.0, 10.0]),
+        win_rate=np.array([1.0, 1.0]),
+        units_per_win=np.array([1.0, 1.0]),
+    )
+    cap, why = forecast_capacity(x, 5.0, POLICY)
+    assert cap.tolist() == [2000, 300]
+    assert why["method"].tolist() == ["declared", "declared"]
+
+
+def test_buyer_paced_and_unflagged_deals_keep_the_conservative_forecast() -> None:
+    """The same deal paced by the buyer (its rate is supply seen through a throttle), or with
+    no flags at all, is capped by its rate as before."""
+    base, _ = forecast_capacity(inputs(1), 5.0, POLICY)
+    buyer, _ = forecast_capacity(
+        inputs(1, seller_paced=np.zeros(1, bool), keeping_pace=np.ones(1, bool)), 5.0, POLICY
+    )
+    assert base.tolist() == buyer.tolist() == [500]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    n=st.integers(1, 30),
+    seed=st.integers(0, 10_000),
+    hours=st.floats(0.0, 500.0, allow_nan=False),
+)
+def test_only_guaranteed_deals_keeping_pace_change(n: int, seed: int, hours: float) -> None:
+    rng = np.random.default_rng(seed)
+    x = inputs(
+        n,
+        observed_rate=rng.uniform(0.0, 500.0, n),
+        booked=rng.integers(0, 100_000, n),
+        available_inventory=np.where(rng.random(n) < 0.3, rng.integers(0, 100_000, n), -1),
+        evidence_hours=np.where(rng.random(n) < 0.8, 24.0, 1.0),
+        stalled=rng.random(n) < 0.1,
+        active=rng.random(n) < 0.9,
+    )
+    paced, keeping = rng.random(n) < 0.5, rng.random(n) < 0.6
+    flagged = replace(x, seller_paced=paced, keeping_pace=keeping)
+    before, _ = forecast_capacity(x, hours, POLICY)
+    after, why = forecast_capacity(flagged, hours, POLICY)
+    changed = paced & keeping
+    assert np.array_equal(after[~changed], before[~changed])
+    dead = x.stalled | ~x.active
+    evident = x.evidence_hours >= 6.0
+    live = changed & ~dead & evident
+    declared = x.available_inventory >= 0
+    # Kept pace, no declaration: at least what remains of the commitment, and never below the
+    # rule for any deal; declared: exactly the declaration.
+    assert np.all(after[live & ~declared] >= x.booked[live & ~declared])
+    assert np.all(after[live & ~declared] >= before[live & ~declared])
+    assert np.array_equal(after[live & declared], x.available_inventory[live & declared])
+    assert np.all(after[changed & dead] == 0)
+    assert set(why["method"][live & ~declared]) <= {"commitment", "rate"}

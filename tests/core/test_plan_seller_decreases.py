@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from reallocator.core.model import CampaignSnapshot, DealType, Policy
 from reallocator.core.plan.builder import PlanRejected, build_plan
-from reallocator.core.plan.model import Plan, PlanStatus
+from reallocator.core.plan.model import Plan, PlanStatus, RequestKind
 from reallocator.v1 import common_pb2, pacing_pb2
 from reallocator.wire.snapshot import decode_snapshot
 from reallocator.wire.violations import Violations
@@ -238,3 +238,44 @@ def test_random_snapshots_never_overspend_either(n: int, seed: int, own: bool) -
         return  # nothing changes, nothing is asked
     assert exposure(plan, snap) <= plan.remaining_budget
     assert plan.allocated + held_amount(plan) <= plan.remaining_budget
+
+
+def test_a_guaranteed_deal_keeping_pace_is_not_trimmed_to_its_pace() -> None:
+    """The seller paces "pg" to its commitment (a third delivered after a third of the flight,
+    40 USD/h against the 41.67 its last 10,000 USD need): its rate projects 9,600 USD, which
+    measures the seller's pace, not a shortfall. The plan keeps the commitment; before, every
+    plan trimmed such a deal to its pace and the next one trimmed it again."""
+    deals = (
+        deal("pg", DealType.PROGRAMMATIC_GUARANTEED, 2.0, 15 * B),
+        deal("other", DealType.PREFERRED, 1.0, 15 * B),
+    )
+    rate = np.array([40_000_000, 40_000_000], dtype=np.int64)[:, None]
+    imps = np.full((2, HOURS), 4_000, dtype=np.int64)
+    spec = SnapshotSpec(
+        deals=deals,
+        seller_ids=("seller-pg", "seller-other"),
+        channel_ids=("display",),
+        pacing=pacing(30 * B),
+        delivery=RecentDelivery(
+            window_start=AS_OF - timedelta(hours=HOURS),
+            bucket_width=timedelta(hours=1),
+            spend_micros=np.repeat(rate, HOURS, axis=1),
+            impressions=imps,
+            avails=imps * 4,
+            wins=imps,
+        ),
+    )
+    errors = Violations()
+    snap = decode_snapshot(build_snapshot(spec), Policy(), errors)
+    assert snap is not None, errors.items
+    plan = build_plan(snap)
+    pg = row(plan, "pg")
+    assert pg["old_allocation"] == 10 * B
+    assert pg["capacity"] >= pg["old_allocation"]
+    assert pg["new_allocation"] >= pg["old_allocation"]
+    assert not any(r.deal_id == "pg" and r.kind is RequestKind.DECREASE for r in plan.requests)
+    # The same deal paced by the buyer: its rate is supply, and it caps the plan.
+    deals_b = snap.deals.copy()
+    deals_b.loc[deals_b["deal_id"] == "pg", "deal_type"] = int(DealType.PREFERRED)
+    buyer = build_plan(dataclasses.replace(snap, deals=deals_b))
+    assert row(buyer, "pg")["capacity"] < 10 * B

@@ -32,8 +32,9 @@ from reallocator.core.model import (
 )
 
 MIN_PARTICIPATION = 0.05
-METHODS = ["rate", "declared", "booked", "stalled", "inactive", "given"]
-"""How a capacity was reached; "given": the caller's own forecast (build_plan(forecast=...))."""
+METHODS = ["rate", "declared", "booked", "stalled", "inactive", "given", "commitment"]
+"""How a capacity was reached; "given": the caller's own forecast (build_plan(forecast=...));
+"commitment": a seller-paced deal keeping pace, at least what remains of its commitment."""
 _MAX_CAPACITY = 2.0**62
 
 
@@ -52,6 +53,8 @@ class ForecastInputs:
     evidence_impressions: IntArray
     stalled: BoolArray
     active: BoolArray
+    seller_paced: BoolArray | None = None  # guaranteed: the rate is the seller's pace
+    keeping_pace: BoolArray | None = None  # delivering what its allocation needs (not UNDER)
 
     @classmethod
     def from_snapshot(
@@ -120,6 +123,12 @@ class ForecastInputs:
         )
 
 
+def _flag(values: BoolArray | None, inputs: ForecastInputs) -> BoolArray:
+    if values is None:
+        return np.zeros(inputs.booked.shape, dtype=bool)
+    return np.asarray(values, dtype=bool)
+
+
 def forecast_capacity(
     inputs: ForecastInputs,
     remaining_opportunity_hours: float | FloatArray,
@@ -137,6 +146,16 @@ def forecast_capacity(
         inputs.available_inventory >= 0, inputs.available_inventory.astype(np.float64), np.inf
     )
     forecast = np.fmin(np.fmin(by_rate, np.nan_to_num(by_avails, nan=np.inf)), inventory)
+    # A seller paces its guaranteed deal to the commitment, so the deal's rate (and the bid
+    # requests the seller sends) measure that pace, not the supply: planned on them, a deal
+    # that keeps pace reads as capacity-bound at its pace and every plan trims it a little
+    # further. Keeping pace shows supply of at least what remains of the commitment; the
+    # seller's declaration, when there is one, says how much more (or less). Falling behind
+    # is evidence of a shortfall: then the rate caps it like any deal.
+    keeping = _flag(inputs.seller_paced, inputs) & _flag(inputs.keeping_pace, inputs)
+    declared_any = inputs.available_inventory >= 0
+    committed = np.where(declared_any, inventory, np.fmax(forecast, inputs.booked))
+    forecast = np.where(keeping, committed, forecast)
 
     min_hours = policy.min_evidence.total_seconds() / 3600.0
     evident = (
@@ -152,8 +171,15 @@ def forecast_capacity(
     capacity = np.floor(np.clip(np.nan_to_num(capacity, nan=0.0), 0.0, _MAX_CAPACITY))
 
     method = np.select(
-        [~inputs.active, inputs.stalled, evident, declared],
-        ["inactive", "stalled", "rate", "declared"],
+        [
+            ~inputs.active,
+            inputs.stalled,
+            evident & keeping & declared,
+            evident & keeping & (forecast > np.nan_to_num(by_rate, nan=-1.0)),
+            evident,
+            declared,
+        ],
+        ["inactive", "stalled", "declared", "commitment", "rate", "declared"],
         default="booked",
     )
     rationale = pd.DataFrame(

@@ -37,7 +37,7 @@ from reallocator.core.engine.diagnosis import (
 from reallocator.core.engine.problem import NO_MAX, group_sum
 from reallocator.core.engine.stretch import stretch
 from reallocator.core.model import BudgetType, CampaignSnapshot, DealStatus, DealType, Period
-from reallocator.core.pacing.assessment import Assessment, assess
+from reallocator.core.pacing.assessment import Assessment, PacingStatus, assess
 from reallocator.core.pacing.curves import PacingCurve, build_curve
 from reallocator.core.plan.explain import beyond_forecast, explain
 from reallocator.core.plan.model import (
@@ -134,7 +134,17 @@ def _capacity(
     supply_rate = avails_rate * inputs.win_rate * inputs.units_per_win
     starved = (rate == 0) & ~stalled & np.isfinite(supply_rate) & (supply_rate > 0)
     rate = np.where(starved, supply_rate, rate)
-    inputs = replace(inputs, stalled=stalled, observed_rate=rate, avails_rate=avails_rate)
+    status = assessment.deals["status"].astype(str).to_numpy()
+    inputs = replace(
+        inputs,
+        stalled=stalled,
+        observed_rate=rate,
+        avails_rate=avails_rate,
+        seller_paced=deals["deal_type"].to_numpy() == DealType.PROGRAMMATIC_GUARANTEED,
+        keeping_pace=~np.isin(
+            status, [PacingStatus.UNDER, PacingStatus.STALLED, PacingStatus.NOT_STARTED]
+        ),
+    )
     capacity, table = forecast_capacity(inputs, assessment.opportunity_remaining_hours, policy)
     # The caller's own forecasts: per deal in the snapshot (capacity_forecast >= 0), or all of
     # them through build_plan(forecast=...).
