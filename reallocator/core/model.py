@@ -217,7 +217,7 @@ class Policy:
     relax_limit: float = 100.0  # ... on deal maximums and step limits
     beyond_forecast: float = 1.0  # budget the forecasts cannot absorb: a buyer-paced deal may
     # take up to this multiple of its forecast beyond it (in proportion); 0 leaves it unplaced
-    pace_ahead: float = 1.75  # a buyer-paced deal given all its forecast supply may deliver up
+    pace_ahead: float = 2.0  # a buyer-paced deal given all its forecast supply may deliver up
     # to this multiple of its curve's hourly target when supply allows; 1.0: every deal on the curve
 
 

@@ -61,7 +61,7 @@ class Policy(_message.Message):
     pacer may deliver up to this multiple of the curve's hourly target when supply allows
     (DealPacing AHEAD, DeliverySchedule.hourly_ceiling), so hours above the forecast are bought
     instead of throttled away. Higher lifts the value delivered and lets the campaign run
-    further ahead of its curve between plans. Default 1.75; 1.0 paces every deal on the curve.
+    further ahead of its curve between plans. Default 2.0; 1.0 paces every deal on the curve.
     Range [1, 10].
     """
     @_builtins.property

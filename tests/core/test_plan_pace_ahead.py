@@ -599,6 +599,6 @@ def test_random_plans_pace_ahead_consistently(n: int, seed: int, pace_ahead: flo
             assert np.array_equal(s.hourly_ceiling, s.hourly_target)
 
 
-def test_the_default_paces_ahead_at_one_and_three_quarters() -> None:
-    assert Policy().pace_ahead == 1.75
+def test_the_default_paces_ahead_at_two() -> None:
+    assert Policy().pace_ahead == 2.0
     assert dataclasses.replace(Policy(), pace_ahead=2.5).pace_ahead == 2.5

@@ -105,7 +105,7 @@ def test_unset_pace_ahead_takes_the_server_default() -> None:
     msg = policy_pb2.Policy()
     assert not msg.HasField("pace_ahead")
     assert decode_policy(msg, Policy(pace_ahead=3.0), errors).pace_ahead == 3.0
-    assert decode_policy(msg, Policy(), errors).pace_ahead == Policy().pace_ahead == 1.75
+    assert decode_policy(msg, Policy(), errors).pace_ahead == Policy().pace_ahead == 2.0
     assert errors.items == []
 
 
@@ -321,7 +321,7 @@ def test_replan_over_grpc_carries_pacing_and_honours_the_policy(
     flat = stub.Replan(request, timeout=30).plan
     assert plan_pb2.DEAL_PACING_AHEAD not in {d.pacing for d in flat.deals}
     assert all(list(m.hourly_ceiling) == list(m.hourly_target) for m in flat.schedules)
-    # Unset: the server's default (1.75) paces the bound deal ahead again.
+    # Unset: the server's default (2.0) paces the bound deal ahead again.
     request.policy.ClearField("pace_ahead")
     default = stub.Replan(request, timeout=30).plan
     assert _by_id(default)["bound"].pacing == plan_pb2.DEAL_PACING_AHEAD
