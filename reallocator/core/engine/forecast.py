@@ -4,6 +4,7 @@
     by_rate     = unthrottled * remaining_opportunity_hours
     by_avails   = avails_rate * remaining_opportunity_hours * win_rate * units_per_win
     capacity    = min(by_rate, by_avails, available_inventory)       with enough evidence
+                = available_inventory, else max(that, booked)        seller-paced, keeping pace
                 = available_inventory, else booked                   below minimum evidence
                 = 0                                                  stalled or not active
 
