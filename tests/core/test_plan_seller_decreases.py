@@ -124,6 +124,9 @@ def test_a_decrease_asked_of_a_seller_frees_nothing_until_it_agrees() -> None:
     # than even its new total needs, so the request reads INCREASE).
     (ask,) = [r for r in plan.requests if r.deal_id == "pg"]
     assert ask.target_total == pg["delivered"] + pg["new_allocation"]
+    # Shown and explained within its real bounds (the re-solve fixed it; that is not a limit).
+    assert pg["lower_bound"] <= pg["new_allocation"] < pg["upper_bound"]
+    assert pg["binding"] not in ("LOCKED", "STEP")
     held = int(min(pg["old_allocation"], pg["capacity"]) - pg["new_allocation"])
     assert held > 0 and held_amount(plan) == held
     # "rich" gets only what is really free; the rest waits for the seller.

@@ -403,16 +403,25 @@ def build_plan(
     deal_ids = snapshot.deals["deal_id"].to_numpy()
     result, violations, problem = _solve(built, relax, weights, deal_ids, bt, currency)
     remaining_budget = int(problem.total)
+    before = problem
     problem, result, held = _hold_seller_decreases(snapshot, problem, result, report)
     result = _with_duals(problem, result)
     result, upper = _beyond_forecast(snapshot, problem, report, result, capacity, capped)
+    # The deals a hold fixed are explained and shown within their real bounds, not the fix.
+    asked = held > 0
+    shown = replace(
+        problem,
+        lb=np.where(asked, before.lb, problem.lb),
+        ub=np.where(asked, before.ub, problem.ub),
+    )
+    upper = np.where(asked, before.ub, upper)
     x = result.allocation
 
     frame = assessment.deals.reset_index(drop=True).copy()
     frame["locked"] = snapshot.deals["locked"].to_numpy()
     frame["value_per_unit"] = snapshot.deals["value_per_unit"].to_numpy()
     frame["capped_by_response"] = capped
-    why = explain(problem, report, result, frame, bt, currency, built.seller_ids, built.channel_ids)
+    why = explain(shown, report, result, frame, bt, currency, built.seller_ids, built.channel_ids)
 
     deals = snapshot.deals
     spent = report.spent
@@ -425,7 +434,7 @@ def build_plan(
             "old_allocation": report.current,
             "new_allocation": x,
             "delta": x - report.current,
-            "lower_bound": problem.lb,
+            "lower_bound": shown.lb,
             "upper_bound": np.minimum(upper, problem.total),
             "binding": why.binding,
             "capacity": capacity,
@@ -494,8 +503,8 @@ def build_plan(
         objective_allocated=int(result.objective.delivered),
         objective_value=float(result.objective.objective),
     )
-    over = x - np.maximum(problem.ub, report.capacity)
-    beyond = int(over[beyond_forecast(problem, report, x)].sum())
+    over = x - np.maximum(shown.ub, report.capacity)
+    beyond = int(over[beyond_forecast(shown, report, x)].sum())
     reasons: tuple[Unspendable, ...] = unspendable_reasons(
         report,
         built,
