@@ -67,6 +67,20 @@ def default_pacing(
     return target
 
 
+def lifetime_pacing(
+    lifetime: int, start: datetime = CAMPAIGN_START, end: datetime = CAMPAIGN_END
+) -> pacing_pb2.PacingTarget:
+    """A spend campaign paced EVEN from `start` to `end` on one lifetime budget (no daily cap)."""
+    target = pacing_pb2.PacingTarget(
+        budget_type=common_pb2.BUDGET_TYPE_SPEND,
+        mode=common_pb2.PACING_MODE_EVEN,
+        budgets=[pacing_pb2.Budget(period=common_pb2.PERIOD_LIFETIME, amount=lifetime)],
+    )
+    target.start_time.FromDatetime(start)
+    target.end_time.FromDatetime(end)
+    return target
+
+
 def flight(
     flight_id: str,
     start: datetime,

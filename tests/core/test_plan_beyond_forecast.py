@@ -15,11 +15,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from builders import (
-    CAMPAIGN_END,
-    CAMPAIGN_START,
     DealSpec,
     SnapshotSpec,
     build_snapshot,
+    lifetime_pacing,
     random_snapshot_spec,
     replan_request,
 )
@@ -27,7 +26,7 @@ from builders import (
 from reallocator.core.model import CampaignSnapshot, Policy
 from reallocator.core.plan.builder import build_plan
 from reallocator.core.plan.model import BindingKind, Plan, PlanStatus, ReasonCode, RequestHistory
-from reallocator.v1 import common_pb2, pacing_pb2, plan_pb2, policy_pb2, snapshot_pb2
+from reallocator.v1 import common_pb2, plan_pb2, policy_pb2, snapshot_pb2
 from reallocator.v1 import reallocator_service_pb2_grpc as pb_grpc
 from reallocator.wire.plan import encode_plan
 from reallocator.wire.policy import decode_policy, encode_policy
@@ -68,17 +67,6 @@ def deal(deal_id: str, seller: str, channel: str, deal_type: int, locked: bool =
     )
 
 
-def pacing(lifetime: int) -> pacing_pb2.PacingTarget:
-    target = pacing_pb2.PacingTarget(
-        budget_type=common_pb2.BUDGET_TYPE_SPEND,
-        mode=common_pb2.PACING_MODE_EVEN,
-        budgets=[pacing_pb2.Budget(period=common_pb2.PERIOD_LIFETIME, amount=lifetime)],
-    )
-    target.start_time.FromDatetime(CAMPAIGN_START)
-    target.end_time.FromDatetime(CAMPAIGN_END)
-    return target
-
-
 def spec(lifetime: int = 60 * B) -> SnapshotSpec:
     return SnapshotSpec(
         deals=(
@@ -91,7 +79,7 @@ def spec(lifetime: int = 60 * B) -> SnapshotSpec:
         ),
         seller_ids=("s1", "s2", "s3"),
         channel_ids=("ctv", "display", "audio"),
-        pacing=pacing(lifetime),
+        pacing=lifetime_pacing(lifetime),
     )
 
 

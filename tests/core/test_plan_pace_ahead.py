@@ -20,11 +20,11 @@ import pandas as pd
 import pytest
 from builders import (
     AS_OF,
-    CAMPAIGN_START,
     DealSpec,
     RecentDelivery,
     SnapshotSpec,
     build_snapshot,
+    lifetime_pacing,
     random_snapshot_spec,
 )
 from hypothesis import HealthCheck, given, settings
@@ -45,7 +45,7 @@ from reallocator.core.pacing.curves import build_curve
 from reallocator.core.plan.builder import PlanRejected, build_plan
 from reallocator.core.plan.model import DealPacing, DeliverySchedule, Plan, PlanStatus
 from reallocator.core.plan.schedule import ScheduleInputs, derive_schedules, pacing_modes
-from reallocator.v1 import common_pb2, pacing_pb2
+from reallocator.v1 import common_pb2
 from reallocator.wire.snapshot import decode_snapshot
 from reallocator.wire.violations import Violations
 
@@ -314,17 +314,6 @@ FORECAST = np.array([3 * B, 1 * B, 50 * B, 2 * B, 1 * B], dtype=np.int64)
 HOURS = 24
 
 
-def lifetime_pacing(lifetime: int, end: datetime) -> pacing_pb2.PacingTarget:
-    target = pacing_pb2.PacingTarget(
-        budget_type=common_pb2.BUDGET_TYPE_SPEND,
-        mode=common_pb2.PACING_MODE_EVEN,
-        budgets=[pacing_pb2.Budget(period=common_pb2.PERIOD_LIFETIME, amount=lifetime)],
-    )
-    target.start_time.FromDatetime(CAMPAIGN_START)
-    target.end_time.FromDatetime(end)
-    return target
-
-
 def deal(deal_id: str, deal_type: int, value: float, **kw: Any) -> DealSpec:
     base: dict[str, Any] = {
         "deal_id": deal_id,
@@ -377,7 +366,7 @@ def plan_spec() -> SnapshotSpec:
         deals=deals,
         seller_ids=("s1", "s2"),
         channel_ids=("display",),
-        pacing=lifetime_pacing(40 * B, AS_OF + timedelta(days=20)),
+        pacing=lifetime_pacing(40 * B, end=AS_OF + timedelta(days=20)),
         delivery=recent(len(deals)),
     )
 
@@ -540,7 +529,7 @@ def test_every_ahead_deal_gets_a_schedule_even_after_delivering_its_allocation()
         deals=deals,
         seller_ids=("s2",),
         channel_ids=("display",),
-        pacing=lifetime_pacing(12 * B, AS_OF + timedelta(hours=3)),
+        pacing=lifetime_pacing(12 * B, end=AS_OF + timedelta(hours=3)),
         delivery=recent(len(deals)),
     )
     plan = build_plan(decode(spec), forecast=np.array([1 * B, 1 * B]))

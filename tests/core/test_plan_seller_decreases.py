@@ -16,7 +16,14 @@ from datetime import timedelta
 from typing import Any
 
 import numpy as np
-from builders import AS_OF, DealSpec, RecentDelivery, SnapshotSpec, build_snapshot
+from builders import (
+    AS_OF,
+    DealSpec,
+    RecentDelivery,
+    SnapshotSpec,
+    build_snapshot,
+    lifetime_pacing,
+)
 from builders import random_snapshot_spec as random_spec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -34,14 +41,7 @@ HELD = "HELD_FOR_SELLER_DECREASE"
 
 
 def pacing(lifetime: int) -> pacing_pb2.PacingTarget:
-    target = pacing_pb2.PacingTarget(
-        budget_type=common_pb2.BUDGET_TYPE_SPEND,
-        mode=common_pb2.PACING_MODE_EVEN,
-    )
-    target.start_time.FromDatetime(AS_OF - timedelta(days=5))
-    target.end_time.FromDatetime(AS_OF + timedelta(days=10))
-    target.budgets.add(period=common_pb2.PERIOD_LIFETIME, amount=lifetime)
-    return target
+    return lifetime_pacing(lifetime, AS_OF - timedelta(days=5), AS_OF + timedelta(days=10))
 
 
 def deal(deal_id: str, deal_type: int, value: float, allocation: int, **kw: Any) -> DealSpec:
