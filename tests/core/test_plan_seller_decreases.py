@@ -216,7 +216,8 @@ def test_no_plan_can_overspend_when_sellers_say_no(n: int, seed: int) -> None:
     snap, forecast = mixed_snapshot(n, seed)
     plan = build_plan(snap, forecast=forecast)
     if plan.status is PlanStatus.NO_CHANGE:
-        return  # nothing changes, nothing is asked
+        assert held_amount(plan) == 0  # nothing changes, nothing is asked, nothing held
+        return
     assert exposure(plan, snap) <= plan.remaining_budget
     assert plan.allocated + held_amount(plan) <= plan.remaining_budget
     assert plan.allocated + held_amount(plan) == plan.remaining_budget - max(
@@ -238,7 +239,8 @@ def test_random_snapshots_never_overspend_either(n: int, seed: int, own: bool) -
     if any(v.constraint == "budget" for v in plan.violations):
         return  # the budget itself had to give way: nothing to hold it to
     if plan.status is PlanStatus.NO_CHANGE:
-        return  # nothing changes, nothing is asked
+        assert held_amount(plan) == 0  # nothing changes, nothing is asked, nothing held
+        return
     assert exposure(plan, snap) <= plan.remaining_budget
     assert plan.allocated + held_amount(plan) <= plan.remaining_budget
 

@@ -286,10 +286,10 @@ def _hold_seller_decreases(
     guaranteed deal could still deliver of its commitment, min(current, capacity), stays held
     beyond its new allocation, and the rest of the plan is re-solved without it (the guaranteed
     deals asked for less fixed where the first solve put them, the other guaranteed deals kept
-    at what they could deliver). The next plan, once the seller has answered,
-    places it. Without this, deals that spend all they are given (AHEAD) overspend the budget
-    whenever a seller is slow or says no. Returns the problem and result to use and the amount
-    held per deal."""
+    at what they could deliver). The next plan, once the seller has answered, places it.
+    Without this, deals that spend all they are given (AHEAD) overspend the budget whenever a
+    seller is slow or says no. Returns the problem and result to use and the amount held per
+    deal (none when the minimums need it: the re-solve is infeasible)."""
     x = result.allocation
     seller_paced = snapshot.deals["deal_type"].to_numpy() == DealType.PROGRAMMATIC_GUARANTEED
     deliverable = np.minimum(report.current, report.capacity)
@@ -514,7 +514,7 @@ def build_plan(
         currency,
         deals["deal_id"].to_numpy(),
         beyond=beyond,
-        held_for_sellers=held,
+        held_for_sellers=None if status is PlanStatus.NO_CHANGE else held,  # nothing is asked
     )
     plan = Plan(
         campaign_id=snapshot.campaign_id,
