@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
@@ -9,24 +11,60 @@ from grpc_status import rpc_status
 
 from reallocator.wire.violations import FieldViolation
 
+DETAILS_BUDGET = 4_000
+"""Most bytes of error details in one status. They travel base64-encoded in a trailer, and gRPC
+clients drop a call whose metadata passes 8-16 KiB (the caller then sees only "Stream removed"):
+a status listing thousands of violations must be cut, saying how many it left out."""
+MESSAGE_BUDGET = 1_000
+"""Most characters of a status message (the grpc-message trailer)."""
+
+
+def _within_budget(n: int, size_of: Callable[[int], int]) -> int:
+    """How many of the first `n` entries fit the details budget (at least one)."""
+    lo, hi = 1, n
+    while lo < hi:  # the largest k with size_of(k) <= budget, by bisection
+        mid = (lo + hi + 1) // 2
+        if size_of(mid) <= DETAILS_BUDGET:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def _short(message: str) -> str:
+    return message if len(message) <= MESSAGE_BUDGET else message[: MESSAGE_BUDGET - 1] + "…"
+
 
 def bad_request_status(
     violations: list[FieldViolation], what: str = "request"
 ) -> status_pb2.Status:
-    """INVALID_ARGUMENT with a google.rpc.BadRequest listing every field and why."""
-    detail = error_details_pb2.BadRequest(
-        field_violations=[
-            error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
-            for v in violations
-        ]
-    )
+    """INVALID_ARGUMENT with a google.rpc.BadRequest listing the fields and why (as many as the
+    details budget allows, then one entry saying how many more)."""
+    entries = [
+        error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+        for v in violations
+    ]
+
+    def build(k: int) -> error_details_pb2.BadRequest:
+        kept = entries[:k]
+        if k < len(entries):
+            kept = [
+                *kept,
+                error_details_pb2.BadRequest.FieldViolation(
+                    field=entries[k].field,
+                    description=f"... and {len(entries) - k} more violations, left out",
+                ),
+            ]
+        return error_details_pb2.BadRequest(field_violations=kept)
+
+    detail = build(_within_budget(len(entries), lambda k: build(k).ByteSize()))
     packed = any_pb2.Any()
     packed.Pack(detail)
     first = violations[0]
     more = f" (and {len(violations) - 1} more)" if len(violations) > 1 else ""
     return status_pb2.Status(
         code=code_pb2.INVALID_ARGUMENT,
-        message=f"invalid {what}: {first.field}: {first.description}{more}",
+        message=_short(f"invalid {what}: {first.field}: {first.description}{more}"),
         details=[packed],
     )
 
@@ -48,13 +86,50 @@ def field_violations(status: status_pb2.Status) -> list[FieldViolation]:
 
 
 def precondition_status(message: str, failures: list[tuple[str, str, str]]) -> status_pb2.Status:
-    """FAILED_PRECONDITION with a google.rpc.PreconditionFailure: (type, subject, description)."""
-    detail = error_details_pb2.PreconditionFailure(
-        violations=[
-            error_details_pb2.PreconditionFailure.Violation(type=t, subject=s, description=d)
-            for t, s, d in failures
-        ]
+    """FAILED_PRECONDITION with a google.rpc.PreconditionFailure: (type, subject, description),
+    as many as the details budget allows, then one entry saying how many more."""
+    entries = [
+        error_details_pb2.PreconditionFailure.Violation(type=t, subject=s, description=d)
+        for t, s, d in failures
+    ]
+
+    def build(k: int) -> error_details_pb2.PreconditionFailure:
+        kept = entries[:k]
+        if k < len(entries):
+            kept = [
+                *kept,
+                error_details_pb2.PreconditionFailure.Violation(
+                    type=entries[k].type,
+                    subject="...",
+                    description=f"and {len(entries) - k} more, left out",
+                ),
+            ]
+        return error_details_pb2.PreconditionFailure(violations=kept)
+
+    detail = build(_within_budget(len(entries), lambda k: build(k).ByteSize()) if entries else 0)
+    packed = any_pb2.Any()
+    packed.Pack(detail)
+    return status_pb2.Status(
+        code=code_pb2.FAILED_PRECONDITION, message=_short(message), details=[packed]
+    )
+
+
+def too_large_status(what: str, size: int, limit: int, remedy: str) -> status_pb2.Status:
+    """RESOURCE_EXHAUSTED for a response over the message limit, said before grpc would fail
+    it with a bare "Sent message larger than max": how large, the limit, and what to ask
+    instead (google.rpc.ErrorInfo reason RESPONSE_TOO_LARGE, sizes in its metadata)."""
+    detail = error_details_pb2.ErrorInfo(
+        reason="RESPONSE_TOO_LARGE",
+        domain="reallocator.v1",
+        metadata={"response_bytes": str(size), "max_message_bytes": str(limit)},
     )
     packed = any_pb2.Any()
     packed.Pack(detail)
-    return status_pb2.Status(code=code_pb2.FAILED_PRECONDITION, message=message, details=[packed])
+    return status_pb2.Status(
+        code=code_pb2.RESOURCE_EXHAUSTED,
+        message=(
+            f"the {what} is {size / 1e6:.1f} MB, over the server's message limit of "
+            f"{limit / 2**20:.0f} MiB (max_message_bytes): {remedy}"
+        ),
+        details=[packed],
+    )

@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 import grpc
+from google.protobuf.message import Message
 
 from reallocator.config import ServerConfig
 from reallocator.core.model import CampaignSnapshot
 from reallocator.core.pacing.assessment import assess
 from reallocator.core.plan.builder import PlanRejected, build_plan
-from reallocator.server.errors import abort_with, precondition_status
+from reallocator.server.errors import abort_with, precondition_status, too_large_status
 from reallocator.v1 import assessment_pb2, plan_pb2, snapshot_pb2
 from reallocator.v1 import reallocator_service_pb2 as pb
 from reallocator.wire.assessment import encode_assessment
@@ -54,7 +55,9 @@ class ReallocatorServicer:
             errors.raise_if_any()
         result = assess(snapshot)
         full = request.view != assessment_pb2.ASSESSMENT_VIEW_BASIC
-        return pb.AssessPacingResponse(assessment=encode_assessment(result, include_deals=full))
+        response = pb.AssessPacingResponse(assessment=encode_assessment(result, include_deals=full))
+        self._fits(context, response, "assessment", "ask for ASSESSMENT_VIEW_BASIC")
+        return response
 
     def replan(self, request: pb.ReplanRequest, context: grpc.ServicerContext) -> pb.ReplanResponse:
         snapshot = self._snapshot(request.snapshot, request.policy, request.HasField("snapshot"))
@@ -88,7 +91,24 @@ class ReallocatorServicer:
         msg = encode_plan(plan, deals=_PLAN_VIEWS[request.view])
         msg.state = plan_pb2.PLAN_STATE_DRY_RUN if request.dry_run else plan_pb2.PLAN_STATE_PROPOSED
         msg.create_time.GetCurrentTime()
-        return pb.ReplanResponse(plan=msg)
+        response = pb.ReplanResponse(plan=msg)
+        self._fits(
+            context,
+            response,
+            "plan",
+            "ask for PLAN_VIEW_CHANGES or PLAN_VIEW_SUMMARY (view), or raise max_message_bytes on "
+            "the server and the client",
+        )
+        return response
+
+    def _fits(
+        self, context: grpc.ServicerContext, response: Message, what: str, remedy: str
+    ) -> None:
+        """Ends the call with a clear RESOURCE_EXHAUSTED when `response` is over the limit."""
+        size = response.ByteSize()
+        limit = self.config.max_message_bytes
+        if size > limit:
+            abort_with(context, too_large_status(what, size, limit, remedy))
 
 
 _PLAN_VIEWS = {

@@ -156,7 +156,7 @@ class GrpcPlanner:
 
         del history  # the server keeps its own (RecordSellerResponse)
         request = pb.ReplanRequest(
-            snapshot=encode_snapshot(snapshot, "arrow"),
+            snapshot=encode_snapshot(snapshot, "arrow", compression="zstd"),
             policy=encode_policy(snapshot.policy),
             on_infeasible=pb.INFEASIBILITY_HANDLING_RELAX,
         )

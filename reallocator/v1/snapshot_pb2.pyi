@@ -531,6 +531,7 @@ class DealsTable(_message.Message):
     arrow_ipc: _builtins.bytes
     """An Apache Arrow IPC stream (pyarrow `ipc.new_stream`) of one table whose column names
     are the field names of DealColumns (minus the `has_` columns: Arrow nulls mean unset).
+    Body compression (ZSTD or LZ4_FRAME) is read as it is.
     """
     @_builtins.property
     def columns(self) -> Global___DealColumns:
@@ -790,7 +791,9 @@ class DeliveryMatrix(_message.Message):
     """Buckets per deal."""
     arrow_ipc: _builtins.bytes
     """An Arrow IPC stream of one table with int64 columns spend_micros, impressions, avails and
-    wins, deal_count x bucket_count rows, deal-major. When set, fields 4-7 must be empty.
+    wins, deal_count x bucket_count rows, deal-major. When set, fields 4-7 must be empty. Body
+    compression (ZSTD or LZ4_FRAME) is read as it is: ZSTD takes 100k deals x 24 hourly buckets
+    from 77 MB to about 20 MB, inside the default 64 MiB message limit.
     """
     @_builtins.property
     def window_start(self) -> _timestamp_pb2.Timestamp:

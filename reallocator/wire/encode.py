@@ -161,7 +161,7 @@ _FLAGS = {
 }
 
 
-def _arrow_deals(cols: dict[str, np.ndarray]) -> bytes:
+def _arrow_deals(cols: dict[str, np.ndarray], compression: str | None = None) -> bytes:
     arrays = {}
     for name, values in cols.items():
         if name.startswith("has_"):
@@ -174,10 +174,12 @@ def _arrow_deals(cols: dict[str, np.ndarray]) -> bytes:
             arrays[name] = pa.array(values.astype(object), type=pa.string())
         else:
             arrays[name] = pa.array(values)
-    return arrow_stream(pa.table(arrays))
+    return arrow_stream(pa.table(arrays), compression)
 
 
-def _matrix(series: DeliverySeries, arrow: bool) -> snapshot_pb2.DeliveryMatrix:
+def _matrix(
+    series: DeliverySeries, arrow: bool, compression: str | None = None
+) -> snapshot_pb2.DeliveryMatrix:
     m = snapshot_pb2.DeliveryMatrix(bucket_count=series.n_buckets)
     m.window_start.FromDatetime(series.window_start)
     m.bucket_width.FromTimedelta(series.bucket)
@@ -190,7 +192,7 @@ def _matrix(series: DeliverySeries, arrow: bool) -> snapshot_pb2.DeliveryMatrix:
     # A matrix has no "unknown" rows: deals without a series read as zeros there.
     ints = {k: np.nan_to_num(v, nan=0.0).astype(np.int64).ravel() for k, v in values.items()}
     if arrow:
-        m.arrow_ipc = arrow_stream(pa.table(ints))
+        m.arrow_ipc = arrow_stream(pa.table(ints), compression)
     else:
         for k, v in ints.items():
             getattr(m, k).extend(v.tolist())
@@ -247,9 +249,14 @@ def _deal_messages(
 
 
 def encode_snapshot(
-    snapshot: CampaignSnapshot, form: Form = "arrow"
+    snapshot: CampaignSnapshot, form: Form = "arrow", *, compression: str | None = None
 ) -> snapshot_pb2.CampaignSnapshot:
-    """The snapshot as a message; `form` picks how deals (and recent delivery) travel."""
+    """The snapshot as a message; `form` picks how deals (and recent delivery) travel.
+
+    `compression` ("zstd" or "lz4", arrow form only): Arrow IPC body compression, which the
+    server reads as it is. Recent delivery compresses about 4x: at 100k deals a day of hourly
+    series is 77 MB plain and 20 MB with zstd, the difference between refused and accepted
+    under the default 64 MiB message limit."""
     msg = snapshot_pb2.CampaignSnapshot(
         campaign_id=snapshot.campaign_id,
         time_zone=snapshot.timezone,
@@ -271,10 +278,12 @@ def encode_snapshot(
         return msg
     table = msg.deals_table
     if form == "arrow":
-        table.arrow_ipc = _arrow_deals(cols)
+        table.arrow_ipc = _arrow_deals(cols, compression)
     else:
         for name, values in cols.items():
             getattr(table.columns, name).extend(values.tolist())
     if snapshot.delivery is not None:
-        table.recent_delivery.CopyFrom(_matrix(snapshot.delivery, arrow=form == "arrow"))
+        table.recent_delivery.CopyFrom(
+            _matrix(snapshot.delivery, arrow=form == "arrow", compression=compression)
+        )
     return msg

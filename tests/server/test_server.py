@@ -12,8 +12,10 @@ from builders import FORMS, Form, build_snapshot, random_snapshot_spec, replan_r
 from conftest import MIB, SERVICE, bad_request, rpc_error
 from google.protobuf import descriptor_pb2
 from google.protobuf.message import Message
+from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from grpc_status import rpc_status
 
 from reallocator.config import load_config
 from reallocator.server.app import RunningServer, start_server
@@ -236,3 +238,59 @@ def test_concurrent_calls_are_all_answered(
     valid_answer = codes[1]
     assert valid_answer in (grpc.StatusCode.OK, grpc.StatusCode.FAILED_PRECONDITION)
     assert codes == [valid_answer if i % 2 else grpc.StatusCode.INVALID_ARGUMENT for i in range(32)]
+
+
+def test_a_response_over_the_limit_says_so_and_what_to_ask_instead() -> None:
+    """A plan too large for the message limit ends in RESOURCE_EXHAUSTED naming its size, the
+    limit and the smaller views (not grpc's bare "Sent message larger than max"); the same
+    request with PLAN_VIEW_SUMMARY is answered."""
+    running: RunningServer = start_server(
+        load_config(env={}, port=0, host="127.0.0.1", max_message_bytes=MIB)
+    )
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as ch:
+            stub = reallocator_service_pb2_grpc.ReallocatorServiceStub(ch)
+            snapshot = build_snapshot(random_snapshot_spec(4_000, seed=3, n_buckets=6), "columns")
+            request = replan_request(
+                snapshot, dry_run=True, on_infeasible=pb.INFEASIBILITY_HANDLING_RELAX
+            )
+            assert request.ByteSize() < MIB
+            error = rpc_error(lambda: stub.Replan(request, timeout=60))
+            assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "PLAN_VIEW_CHANGES" in error.details()
+            assert "max_message_bytes" in error.details()
+            status = rpc_status.from_call(error)
+            assert status is not None
+            (info,) = [d for d in status.details if d.Is(error_details_pb2.ErrorInfo.DESCRIPTOR)]
+            detail = error_details_pb2.ErrorInfo()
+            info.Unpack(detail)
+            assert detail.reason == "RESPONSE_TOO_LARGE"
+            assert int(detail.metadata["response_bytes"]) > MIB
+            assert int(detail.metadata["max_message_bytes"]) == MIB
+            request.view = pb.PLAN_VIEW_SUMMARY
+            plan = stub.Replan(request, timeout=60).plan
+            assert plan.allocated > 0 and not plan.deals
+    finally:
+        running.stop(grace=0)
+
+
+def test_thousands_of_conflicts_fit_the_trailers(
+    stub: reallocator_service_pb2_grpc.ReallocatorServiceStub,
+) -> None:
+    """Random limits on 4,000 deals conflict in hundreds of places. The status lists as many as
+    fit a few KB and says how many it left out: listed in full it passed the clients' metadata
+    limit and the caller saw only RESOURCE_EXHAUSTED "Stream removed"."""
+    snapshot = build_snapshot(random_snapshot_spec(4_000, seed=3, n_buckets=6), "columns")
+    error = rpc_error(lambda: stub.Replan(replan_request(snapshot, dry_run=True), timeout=60))
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert error.details().startswith("constraints conflict")
+    status = rpc_status.from_call(error)
+    assert status is not None
+    assert status.ByteSize() < 8 * 1024
+    (packed,) = status.details
+    failure = error_details_pb2.PreconditionFailure()
+    assert packed.Unpack(failure)
+    *listed, last = failure.violations
+    assert len(listed) >= 10
+    assert all(v.type == "CONSTRAINT" and v.subject for v in listed)
+    assert last.subject == "..." and "more, left out" in last.description

@@ -70,6 +70,28 @@ def test_round_trip_in_every_form(n: int, seed: int, form: str, buckets: int) ->
     assert_same(original, again)
 
 
+@settings(max_examples=15, deadline=None)
+@given(
+    n=st.integers(1, 40),
+    seed=st.integers(0, 10_000),
+    compression=st.sampled_from(["zstd", "lz4"]),
+    buckets=st.sampled_from([0, 6]),
+)
+def test_compressed_arrow_decodes_the_same(
+    n: int, seed: int, compression: str, buckets: int
+) -> None:
+    original = decode(build_snapshot(random_snapshot_spec(n, seed, n_buckets=buckets), "deals"))
+    again = decode(encode_snapshot(original, "arrow", compression=compression))
+    assert_same(original, again)
+
+
+def test_compression_shrinks_a_day_of_delivery() -> None:
+    original = decode(build_snapshot(random_snapshot_spec(2_000, 5, n_buckets=24), "deals"))
+    plain = encode_snapshot(original, "arrow").ByteSize()
+    packed = encode_snapshot(original, "arrow", compression="zstd").ByteSize()
+    assert packed < plain / 2
+
+
 def test_pacing_round_trip_keeps_every_setting() -> None:
     start = datetime(2026, 3, 1, 5, tzinfo=UTC)
     daypart = np.zeros((7, 24), dtype=bool)
