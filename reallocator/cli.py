@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port (default 50051; 0 picks a free one)")
     serve.add_argument("--max-workers", type=int, help="threads serving calls (default 8)")
     serve.add_argument(
-        "--max-message-bytes", type=int, help="largest request/response (default 64 MiB)"
+        "--max-message-bytes", type=int, help="largest request/response (default 128 MiB)"
     )
     serve.set_defaults(run=_serve)
     health = sub.add_parser(

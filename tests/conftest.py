@@ -65,7 +65,7 @@ def server() -> Iterator[RunningServer]:
 
 @pytest.fixture(scope="session")
 def channel(server: RunningServer) -> Iterator[grpc.Channel]:
-    options = [("grpc.max_receive_message_length", 64 * MIB)]
+    options = [("grpc.max_receive_message_length", 128 * MIB)]
     with grpc.insecure_channel(f"127.0.0.1:{server.port}", options=options) as ch:
         grpc.channel_ready_future(ch).result(timeout=10)
         yield ch

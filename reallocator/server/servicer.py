@@ -92,12 +92,16 @@ class ReallocatorServicer:
         msg.state = plan_pb2.PLAN_STATE_DRY_RUN if request.dry_run else plan_pb2.PLAN_STATE_PROPOSED
         msg.create_time.GetCurrentTime()
         response = pb.ReplanResponse(plan=msg)
+        smaller = (
+            "PLAN_VIEW_SUMMARY"
+            if request.view == pb.PLAN_VIEW_CHANGES
+            else "PLAN_VIEW_CHANGES or PLAN_VIEW_SUMMARY"
+        )
         self._fits(
             context,
             response,
             "plan",
-            "ask for PLAN_VIEW_CHANGES or PLAN_VIEW_SUMMARY (view), or raise max_message_bytes on "
-            "the server and the client",
+            f"ask for {smaller} (view), or raise max_message_bytes on the server and the client",
         )
         return response
 

@@ -135,8 +135,8 @@ class GrpcPlanner:
         self.channel = grpc.insecure_channel(
             target,
             options=[
-                ("grpc.max_send_message_length", 64 * 1024 * 1024),
-                ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+                ("grpc.max_send_message_length", 128 * 1024 * 1024),
+                ("grpc.max_receive_message_length", 128 * 1024 * 1024),
             ],
         )
         self.stub: Any = svc.ReallocatorServiceStub(self.channel)

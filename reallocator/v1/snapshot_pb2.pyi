@@ -793,7 +793,7 @@ class DeliveryMatrix(_message.Message):
     """An Arrow IPC stream of one table with int64 columns spend_micros, impressions, avails and
     wins, deal_count x bucket_count rows, deal-major. When set, fields 4-7 must be empty. Body
     compression (ZSTD or LZ4_FRAME) is read as it is: ZSTD takes 100k deals x 24 hourly buckets
-    from 77 MB to about 20 MB, inside the default 64 MiB message limit.
+    from 77 MB to about 20 MB.
     """
     @_builtins.property
     def window_start(self) -> _timestamp_pb2.Timestamp:

@@ -255,8 +255,7 @@ def encode_snapshot(
 
     `compression` ("zstd" or "lz4", arrow form only): Arrow IPC body compression, which the
     server reads as it is. Recent delivery compresses about 4x: at 100k deals a day of hourly
-    series is 77 MB plain and 20 MB with zstd, the difference between refused and accepted
-    under the default 64 MiB message limit."""
+    series is 77 MB plain and 20 MB with zstd."""
     msg = snapshot_pb2.CampaignSnapshot(
         campaign_id=snapshot.campaign_id,
         time_zone=snapshot.timezone,

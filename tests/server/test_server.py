@@ -267,6 +267,11 @@ def test_a_response_over_the_limit_says_so_and_what_to_ask_instead() -> None:
             assert detail.reason == "RESPONSE_TOO_LARGE"
             assert int(detail.metadata["response_bytes"]) > MIB
             assert int(detail.metadata["max_message_bytes"]) == MIB
+            # Every deal moves here, so CHANGES is as large: the answer suggests SUMMARY alone.
+            request.view = pb.PLAN_VIEW_CHANGES
+            error = rpc_error(lambda: stub.Replan(request, timeout=60))
+            assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "ask for PLAN_VIEW_SUMMARY (view)" in error.details()
             request.view = pb.PLAN_VIEW_SUMMARY
             plan = stub.Replan(request, timeout=60).plan
             assert plan.allocated > 0 and not plan.deals
