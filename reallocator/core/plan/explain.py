@@ -231,8 +231,8 @@ def _rationales(
         kind = kinds[j]
         if reason[rows[j]] == ReasonCode.BEYOND_FORECAST:
             stop = (
-                f"its capacity forecast is {cap_t[j]}, but the forecasts together cannot absorb "
-                "the remaining budget: the rest is split in proportion to them"
+                f"beyond its capacity forecast of {cap_t[j]}, as the forecasts cannot absorb "
+                "the budget"
             )
         elif kind == BindingKind.SELLER:
             stop = f"seller {sellers[j]} at its {'maximum' if seller_at_max[j] else 'minimum'}"
