@@ -27,7 +27,7 @@ class ServerConfig:
     host: str = "0.0.0.0"
     port: int = 50051
     max_workers: int = 8  # threads serving calls
-    max_message_bytes: int = 128 * MIB  # receive and send limit: a full 100k-deal plan is 63-75 MB
+    max_message_bytes: int = 128 * MIB  # receive and send limit: a full 100k-deal plan is 63-68 MB
     solver_time_limit: timedelta = timedelta(seconds=10)
     grace_period: timedelta = timedelta(seconds=5)  # on SIGTERM: finish in-flight calls
     default_policy: Policy = field(default_factory=Policy)

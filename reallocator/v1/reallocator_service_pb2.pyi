@@ -68,7 +68,7 @@ class _PlanViewEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PlanView.Val
     """Everything: one row per deal and every schedule."""
 
 class PlanView(_PlanView, metaclass=_PlanViewEnumTypeWrapper):
-    """How much of a plan a response carries (a 100k-deal plan with every schedule is 63-75 MB)."""
+    """How much of a plan a response carries (a 100k-deal plan with every schedule is 63-68 MB)."""
 
 PLAN_VIEW_UNSPECIFIED: PlanView.ValueType  # 0
 """Not set; treated as PLAN_VIEW_FULL."""
