@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import grpc
 from google.protobuf import any_pb2
+from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from reallocator.wire.violations import FieldViolation
+
+E = TypeVar("E")
+M = TypeVar("M", bound=Message)
 
 DETAILS_BUDGET = 4_000
 """Most bytes of error details in one status. They travel base64-encoded in a trailer, and gRPC
@@ -19,16 +24,22 @@ MESSAGE_BUDGET = 1_000
 """Most characters of a status message (the grpc-message trailer)."""
 
 
-def _within_budget(n: int, size_of: Callable[[int], int]) -> int:
-    """How many of the first `n` entries fit the details budget (at least one)."""
-    lo, hi = 1, n
-    while lo < hi:  # the largest k with size_of(k) <= budget, by bisection
+def _cut(entries: Sequence[E], more: Callable[[int], E], wrap: Callable[[list[E]], M]) -> M:
+    """`wrap` of as many leading `entries` as fit the details budget (at least one), and then
+    `more(k)`, the entry saying how many of them were left out after the first k."""
+
+    def build(k: int) -> M:
+        kept = list(entries[:k])
+        return wrap([*kept, more(k)] if k < len(entries) else kept)
+
+    lo, hi = min(1, len(entries)), len(entries)
+    while lo < hi:  # the largest k whose message fits, by bisection
         mid = (lo + hi + 1) // 2
-        if size_of(mid) <= DETAILS_BUDGET:
+        if build(mid).ByteSize() <= DETAILS_BUDGET:
             lo = mid
         else:
             hi = mid - 1
-    return lo
+    return build(lo)
 
 
 def _short(message: str) -> str:
@@ -44,20 +55,14 @@ def bad_request_status(
         error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
         for v in violations
     ]
-
-    def build(k: int) -> error_details_pb2.BadRequest:
-        kept = entries[:k]
-        if k < len(entries):
-            kept = [
-                *kept,
-                error_details_pb2.BadRequest.FieldViolation(
-                    field=entries[k].field,
-                    description=f"... and {len(entries) - k} more violations, left out",
-                ),
-            ]
-        return error_details_pb2.BadRequest(field_violations=kept)
-
-    detail = build(_within_budget(len(entries), lambda k: build(k).ByteSize()))
+    detail = _cut(
+        entries,
+        lambda k: error_details_pb2.BadRequest.FieldViolation(
+            field=entries[k].field,
+            description=f"... and {len(entries) - k} more violations, left out",
+        ),
+        lambda kept: error_details_pb2.BadRequest(field_violations=kept),
+    )
     packed = any_pb2.Any()
     packed.Pack(detail)
     first = violations[0]
@@ -92,21 +97,15 @@ def precondition_status(message: str, failures: list[tuple[str, str, str]]) -> s
         error_details_pb2.PreconditionFailure.Violation(type=t, subject=s, description=d)
         for t, s, d in failures
     ]
-
-    def build(k: int) -> error_details_pb2.PreconditionFailure:
-        kept = entries[:k]
-        if k < len(entries):
-            kept = [
-                *kept,
-                error_details_pb2.PreconditionFailure.Violation(
-                    type=entries[k].type,
-                    subject="...",
-                    description=f"and {len(entries) - k} more, left out",
-                ),
-            ]
-        return error_details_pb2.PreconditionFailure(violations=kept)
-
-    detail = build(_within_budget(len(entries), lambda k: build(k).ByteSize()) if entries else 0)
+    detail = _cut(
+        entries,
+        lambda k: error_details_pb2.PreconditionFailure.Violation(
+            type=entries[k].type,
+            subject="...",
+            description=f"and {len(entries) - k} more, left out",
+        ),
+        lambda kept: error_details_pb2.PreconditionFailure(violations=kept),
+    )
     packed = any_pb2.Any()
     packed.Pack(detail)
     return status_pb2.Status(

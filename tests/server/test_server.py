@@ -3,8 +3,9 @@ that do not decode, message size limits and valid requests in every wire form.""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import grpc
 import pytest
@@ -200,20 +201,26 @@ def test_request_over_4_mib_is_not_rejected_for_size(
     passes_validation(request)
 
 
-def test_request_over_the_configured_limit_is_resource_exhausted() -> None:
+@contextmanager
+def one_mib_server() -> Iterator[reallocator_service_pb2_grpc.ReallocatorServiceStub]:
+    """A server of its own whose message limit is 1 MiB, and a stub on it."""
     running: RunningServer = start_server(
         load_config(env={}, port=0, host="127.0.0.1", max_message_bytes=MIB)
     )
     try:
         with grpc.insecure_channel(f"127.0.0.1:{running.port}") as ch:
-            stub = reallocator_service_pb2_grpc.ReallocatorServiceStub(ch)
-            snapshot = build_snapshot(random_snapshot_spec(12_000, seed=2, n_buckets=0), "columns")
-            request = replan_request(snapshot)
-            assert request.ByteSize() > MIB
-            error = rpc_error(lambda: stub.Replan(request, timeout=10))
-            assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            yield reallocator_service_pb2_grpc.ReallocatorServiceStub(ch)
     finally:
         running.stop(grace=0)
+
+
+def test_request_over_the_configured_limit_is_resource_exhausted() -> None:
+    with one_mib_server() as stub:
+        snapshot = build_snapshot(random_snapshot_spec(12_000, seed=2, n_buckets=0), "columns")
+        request = replan_request(snapshot)
+        assert request.ByteSize() > MIB
+        error = rpc_error(lambda: stub.Replan(request, timeout=10))
+        assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
 def test_concurrent_calls_are_all_answered(
@@ -244,39 +251,32 @@ def test_a_response_over_the_limit_says_so_and_what_to_ask_instead() -> None:
     """A plan too large for the message limit ends in RESOURCE_EXHAUSTED naming its size, the
     limit and the smaller views (not grpc's bare "Sent message larger than max"); the same
     request with PLAN_VIEW_SUMMARY is answered."""
-    running: RunningServer = start_server(
-        load_config(env={}, port=0, host="127.0.0.1", max_message_bytes=MIB)
-    )
-    try:
-        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as ch:
-            stub = reallocator_service_pb2_grpc.ReallocatorServiceStub(ch)
-            snapshot = build_snapshot(random_snapshot_spec(4_000, seed=3, n_buckets=6), "columns")
-            request = replan_request(
-                snapshot, dry_run=True, on_infeasible=pb.INFEASIBILITY_HANDLING_RELAX
-            )
-            assert request.ByteSize() < MIB
-            error = rpc_error(lambda: stub.Replan(request, timeout=60))
-            assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-            assert "PLAN_VIEW_CHANGES" in error.details()
-            assert "max_message_bytes" in error.details()
-            status = rpc_status.from_call(error)
-            assert status is not None
-            (info,) = [d for d in status.details if d.Is(error_details_pb2.ErrorInfo.DESCRIPTOR)]
-            detail = error_details_pb2.ErrorInfo()
-            info.Unpack(detail)
-            assert detail.reason == "RESPONSE_TOO_LARGE"
-            assert int(detail.metadata["response_bytes"]) > MIB
-            assert int(detail.metadata["max_message_bytes"]) == MIB
-            # Every deal moves here, so CHANGES is as large: the answer suggests SUMMARY alone.
-            request.view = pb.PLAN_VIEW_CHANGES
-            error = rpc_error(lambda: stub.Replan(request, timeout=60))
-            assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-            assert "ask for PLAN_VIEW_SUMMARY (view)" in error.details()
-            request.view = pb.PLAN_VIEW_SUMMARY
-            plan = stub.Replan(request, timeout=60).plan
-            assert plan.allocated > 0 and not plan.deals
-    finally:
-        running.stop(grace=0)
+    with one_mib_server() as stub:
+        snapshot = build_snapshot(random_snapshot_spec(4_000, seed=3, n_buckets=6), "columns")
+        request = replan_request(
+            snapshot, dry_run=True, on_infeasible=pb.INFEASIBILITY_HANDLING_RELAX
+        )
+        assert request.ByteSize() < MIB
+        error = rpc_error(lambda: stub.Replan(request, timeout=60))
+        assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "PLAN_VIEW_CHANGES" in error.details()
+        assert "max_message_bytes" in error.details()
+        status = rpc_status.from_call(error)
+        assert status is not None
+        (info,) = [d for d in status.details if d.Is(error_details_pb2.ErrorInfo.DESCRIPTOR)]
+        detail = error_details_pb2.ErrorInfo()
+        info.Unpack(detail)
+        assert detail.reason == "RESPONSE_TOO_LARGE"
+        assert int(detail.metadata["response_bytes"]) > MIB
+        assert int(detail.metadata["max_message_bytes"]) == MIB
+        # Every deal moves here, so CHANGES is as large: the answer suggests SUMMARY alone.
+        request.view = pb.PLAN_VIEW_CHANGES
+        error = rpc_error(lambda: stub.Replan(request, timeout=60))
+        assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "ask for PLAN_VIEW_SUMMARY (view)" in error.details()
+        request.view = pb.PLAN_VIEW_SUMMARY
+        plan = stub.Replan(request, timeout=60).plan
+        assert plan.allocated > 0 and not plan.deals
 
 
 def test_thousands_of_conflicts_fit_the_trailers(
