@@ -11,7 +11,26 @@ from pathlib import Path
 from reallocator.sim import profiles
 
 ROOT = Path(__file__).resolve().parents[2]
-DATA = ROOT / ".." / "shared" / "data"
+
+
+def _shared_data() -> Path:
+    """../shared/data beside the project; for a clone made elsewhere (a scratch directory), the
+    one beside the repository it was cloned from."""
+    here = ROOT / ".." / "shared" / "data"
+    if here.exists():
+        return here
+    origin = subprocess.run(
+        ["git", "-C", str(ROOT), "config", "--get", "remote.origin.url"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    if origin and Path(origin).is_dir():
+        return Path(origin).resolve() / ".." / "shared" / "data"
+    return here
+
+
+DATA = _shared_data()
 SHIPPED = ROOT / "reallocator" / "sim" / "data"
 
 
