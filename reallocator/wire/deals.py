@@ -282,14 +282,26 @@ def _arrow_kind_ok(name: str, kind: pa.DataType) -> bool:
     return bool(pa.types.is_integer(kind))  # int64 and enum columns: floats would truncate
 
 
-def from_arrow(data: bytes, prefix: str, errors: Violations) -> RawDeals | None:
-    """An Arrow IPC stream: nulls mean unset, so no has_ columns are needed."""
-    mark = errors.mark()
+def read_arrow_stream(data: bytes, prefix: str, errors: Violations) -> pa.Table | None:
+    """The table of an Arrow IPC stream, or None with a violation at `prefix`."""
     try:
-        table = pa.ipc.open_stream(pa.py_buffer(data)).read_all()
+        table: pa.Table = pa.ipc.open_stream(pa.py_buffer(data)).read_all()
     except (pa.ArrowInvalid, pa.ArrowException, OSError) as exc:
         errors.add(prefix, f"not a readable Arrow IPC stream: {exc}")
         return None
+    return table
+
+
+def from_arrow(data: bytes, prefix: str, errors: Violations) -> RawDeals | None:
+    """An Arrow IPC stream: nulls mean unset, so no has_ columns are needed."""
+    table = read_arrow_stream(data, prefix, errors)
+    return None if table is None else from_arrow_table(table, prefix, errors)
+
+
+def from_arrow_table(table: pa.Table, prefix: str, errors: Violations) -> RawDeals | None:
+    """An Arrow table whose columns are DealColumns field names (nulls mean unset): the one
+    decoder of the Arrow form, for the wire's IPC stream and for batch jobs' Parquet/CSV files."""
+    mark = errors.mark()
     known = set(_ALL_COLUMNS)
     seen: set[str] = set()
     columns: dict[str, pa.ChunkedArray] = {}
@@ -613,8 +625,10 @@ __all__ = [
     "RawDeals",
     "check_deals",
     "from_arrow",
+    "from_arrow_table",
     "from_columns",
     "from_messages",
+    "read_arrow_stream",
     "series_from_matrix",
     "series_from_messages",
 ]
