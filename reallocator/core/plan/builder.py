@@ -36,6 +36,7 @@ from reallocator.core.engine.diagnosis import (
 )
 from reallocator.core.engine.problem import NO_MAX, group_sum
 from reallocator.core.engine.stretch import stretch
+from reallocator.core.interrupt import Checkpoint, never
 from reallocator.core.model import BudgetType, CampaignSnapshot, DealStatus, DealType, Period
 from reallocator.core.pacing.assessment import Assessment, PacingStatus, assess
 from reallocator.core.pacing.curves import PacingCurve, build_curve
@@ -376,16 +377,21 @@ def build_plan(
     schedule_window: timedelta = timedelta(hours=6),
     assessment: Assessment | None = None,
     forecast: npt.NDArray[np.int64] | None = None,
+    checkpoint: Checkpoint = never,
 ) -> Plan:
     """The plan for the rest of the horizon. Raises PlanRejected when constraints conflict and
     `relax` is False (or no relaxation helps).
 
     `forecast`: the caller's own capacity forecast per deal (budget units still deliverable in
-    the horizon, snapshot order) instead of the built-in one; seller answers still cap it."""
+    the horizon, snapshot order) instead of the built-in one; seller answers still cap it.
+
+    `checkpoint` is called between phases (core/interrupt.py): it may raise Interrupted."""
     started = time.perf_counter()
     policy, spec = snapshot.policy, snapshot.pacing
     bt, currency = spec.budget_type, snapshot.currency
+    checkpoint("assess")
     assessment = assessment or assess(snapshot)
+    checkpoint("forecast")
     curve = build_curve(spec, snapshot.timezone)
     as_of = snapshot.as_of.timestamp()
 
@@ -401,7 +407,9 @@ def build_plan(
     report = built.report
     weights = RelaxationWeights.from_policy(policy)
     deal_ids = snapshot.deals["deal_id"].to_numpy()
+    checkpoint("solve")
     result, violations, problem = _solve(built, relax, weights, deal_ids, bt, currency)
+    checkpoint("post-solve")
     remaining_budget = int(problem.total)
     before = problem
     problem, result, held = _hold_seller_decreases(snapshot, problem, result, report)
@@ -421,6 +429,7 @@ def build_plan(
     frame["locked"] = snapshot.deals["locked"].to_numpy()
     frame["value_per_unit"] = snapshot.deals["value_per_unit"].to_numpy()
     frame["capped_by_response"] = capped
+    checkpoint("explain")
     why = explain(shown, report, result, frame, bt, currency, built.seller_ids, built.channel_ids)
 
     deals = snapshot.deals
@@ -533,6 +542,7 @@ def build_plan(
         solver=solver,
         no_change_reason=no_change_reason,
     )
+    checkpoint("requests and schedules")
     return _with_record(plan, assessment, snapshot, schedule_window, history, curve, forecast_table)
 
 
