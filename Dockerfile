@@ -1,11 +1,11 @@
 # reallocator gRPC service. Install steps are the README's (python -m venv; pip install -U pip;
-# pip install .); keep them identical. Build: docker build -t reallocator .
-# Run: docker run -p 50051:50051 reallocator
+# pip install -c constraints.txt .: the pinned, CI-tested versions); keep them identical.
+# Build: docker build -t reallocator .   Run: docker run -p 50051:50051 reallocator
 FROM python:3.11-slim-bookworm AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY reallocator ./reallocator
-RUN python3 -m venv /opt/venv && /opt/venv/bin/pip install --no-cache-dir -U pip && /opt/venv/bin/pip install --no-cache-dir .
+RUN python3 -m venv /opt/venv && /opt/venv/bin/pip install --no-cache-dir -U pip && /opt/venv/bin/pip install --no-cache-dir -c constraints.txt .
 
 FROM python:3.11-slim-bookworm
 RUN groupadd --system --gid 10001 reallocator \
