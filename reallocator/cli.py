@@ -69,6 +69,18 @@ def _simulate(args: argparse.Namespace) -> int:
     return simulate_command(args)
 
 
+def _error_details(args: argparse.Namespace) -> int:
+    from reallocator.error_details import main_text
+
+    text = args.file.read_text() if args.file else sys.stdin.read()
+    try:
+        print(main_text(text))
+    except ValueError as exc:
+        print(f"reallocator error-details: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="reallocator",
@@ -125,6 +137,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_simulate_arguments(simulate)
     simulate.set_defaults(run=_simulate)
+    details = sub.add_parser(
+        "error-details",
+        help="decode a failed call's error details as buf curl prints them (base64)",
+        description="Read a failed call's status as `buf curl` prints it (JSON; pipe it in with "
+        "2>&1) and print its google.rpc details decoded: BadRequest field violations, "
+        "PreconditionFailure constraints, ErrorInfo.",
+    )
+    details.add_argument("file", nargs="?", type=Path, help="the JSON (default: stdin)")
+    details.set_defaults(run=_error_details)
     return parser
 
 
