@@ -57,13 +57,18 @@ POLICY_DURATIONS = frozenset({"stalled_window", "min_evidence", "cooldown"})
 """Policy fields that are durations: spelled `<name>_seconds` in every configuration source."""
 
 
+_OTHER_UNITS = frozenset({"ms", "millis", "milliseconds", "s", "secs", "sec", "minutes", "mins"})
+_OTHER_UNITS |= {"m", "h", "hours", "hrs", "d", "days"}
+
+
 def duration_key(key: str, durations: frozenset[str] | set[str], where: str) -> str | None:
     """The duration a `<name>_seconds` key sets, None for a key that is not a duration; a
     duration spelled any other way (`stalled_window`, `stalled_window_hours`) is an error."""
     if key.endswith("_seconds") and key.removesuffix("_seconds") in durations:
         return key.removesuffix("_seconds")
     for name in durations:
-        if key == name or (key.startswith(name + "_") and key != name + "_seconds"):
+        unit = key.removeprefix(name + "_") if key.startswith(name + "_") else None
+        if key == name or unit in _OTHER_UNITS:
             raise ConfigError(
                 f"{where}{key}: durations are given in seconds as {name}_seconds "
                 f"(e.g. {name}_seconds = 3600)"

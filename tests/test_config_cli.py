@@ -250,7 +250,15 @@ DURATION_SPELLINGS = {
     "toml_server_hours": ("[server]\nsolver_time_limit_hours = 1\n", "solver_time_limit_seconds"),
     "toml_policy_bare": ("[policy]\nstalled_window = 3600\n", "stalled_window_seconds"),
     "toml_policy_hours": ("[policy]\ncooldown_hours = 12\n", "cooldown_seconds"),
+    "toml_policy_minutes": ("[policy]\nstalled_window_minutes = 5\n", "stalled_window_seconds"),
 }
+
+
+def test_a_setting_that_only_starts_like_a_duration_is_not_one(tmp_path: Path) -> None:
+    path = _toml(tmp_path, "[policy]\nmin_evidence_impressions = 5\nmin_evidence_seconds = 60\n")
+    policy = load_config(path, env={}).default_policy
+    assert policy.min_evidence_impressions == 5
+    assert policy.min_evidence == timedelta(seconds=60)
 
 
 @pytest.mark.parametrize(
