@@ -9,8 +9,11 @@ RUN python3 -m venv /opt/venv && /opt/venv/bin/pip install --no-cache-dir -U pip
 
 FROM python:3.11-slim-bookworm
 RUN groupadd --system --gid 10001 reallocator \
-    && useradd --system --uid 10001 --gid reallocator --no-create-home --shell /usr/sbin/nologin reallocator
+    && useradd --system --uid 10001 --gid reallocator --no-create-home --shell /usr/sbin/nologin reallocator \
+    && install -d -o reallocator -g reallocator /var/lib/reallocator
 COPY --from=build /opt/venv /opt/venv
+# A writable working directory: `reallocator simulate` writes its report folder there.
+WORKDIR /var/lib/reallocator
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     REALLOCATOR_HOST=0.0.0.0 \

@@ -264,3 +264,26 @@ def test_configuration_example_is_the_defaults(tmp_path: Path) -> None:
     config = load_config(path, env={})
     assert (config.port, config.max_workers) == (50051, 8)
     assert config.default_policy == Policy()
+
+
+def test_conflict_example_relaxed_returns_the_closest_plan(server: RunningServer) -> None:
+    """'With INFEASIBILITY_HANDLING_RELAX it returns the closest plan instead, status
+    PLAN_STATUS_RELAXED, with the same list in violations.'"""
+    import grpc
+    from google.protobuf import json_format
+
+    from reallocator.v1 import plan_pb2
+    from reallocator.v1 import reallocator_service_pb2 as pb
+    from reallocator.v1 import reallocator_service_pb2_grpc as rpc
+
+    assert "INFEASIBILITY_HANDLING_RELAX` it returns the closest plan" in README
+    request = json_format.Parse(
+        (ROOT / "examples" / "conflict_request.json").read_text(), pb.ReplanRequest()
+    )
+    request.on_infeasible = pb.INFEASIBILITY_HANDLING_RELAX
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        reply = rpc.ReallocatorServiceStub(channel).Replan(request, timeout=60)
+    assert reply.plan.status == plan_pb2.PLAN_STATUS_RELAXED
+    assert [(v.constraint, v.relaxation) for v in reply.plan.violations] == [
+        ("seller/streamco/min_total", 700_000_000)
+    ]
