@@ -77,7 +77,7 @@ class PacingTarget(_message.Message):
     @_builtins.property
     def budgets(self) -> _containers.RepeatedCompositeFieldContainer[Global___Budget]:
         """Campaign-level budgets, at most one per period. With several, the tightest wins at every
-        instant (e.g. 1,000 over 10 days with a 200 daily cap paces 100 a day).
+        instant (e.g. 1,000 over 10 days with a 50 daily cap spends 50 a day, 500 in all).
         """
 
     @_builtins.property

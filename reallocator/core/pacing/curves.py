@@ -17,7 +17,8 @@ Model (all of it computed once per campaign on a `PacingCalendar`, then interpol
 * Budgets combine as the tightest wins: expected cumulative D(t) is the largest delivery that
   stays within every level's budget-to-date in every instance,
   ``D(t) = min_k [ D(start of k's instance) + E_k(t) ]``. So $1000 over 10 days with a $200
-  daily cap paces $100/day, and with a $50 daily cap spends $500 in total.
+  daily cap paces $100/day (EVEN with catch_up_fraction 1; the default 0.95 paces $105.26/day,
+  under the cap), and with a $50 daily cap spends $500 in total.
 * Flights pace to their own budgets (instances never cross a flight boundary: nothing rolls over).
   A periodic instance cut by the span or a flight keeps its full amount (no proration), and a
   cap's shortfall in one period is not redistributed, though a longer budget that fell behind
