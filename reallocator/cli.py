@@ -133,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
         "the rules baseline and the "
         "reallocator (in-process, or a running service with --target) on the same random draws, "
         "against the hindsight oracle. Prints the pacing-quality table and writes a report "
-        "folder: metrics.csv, summary.csv, targets.csv, summary.txt and PNG plots.",
+        "folder: metrics.csv, summary.csv, targets.csv, summary.txt and, with matplotlib "
+        "(pip install 'reallocator[sim]'), PNG plots.",
     )
     add_simulate_arguments(simulate)
     simulate.set_defaults(run=_simulate)
