@@ -1,13 +1,14 @@
 """The pacing-quality suite: every standard scenario x seeds x strategies (static, rules,
-reallocator) and the hindsight oracle, one summary table, the issue's targets checked.
+reallocator) and the hindsight oracle, one summary table, the pacing-quality targets checked.
 
-Standard scenarios (benchmarks/scenarios): steady, stalled_seller, channel_collapse, flash_sale,
-conflicting_limits, portfolio_500 (probabilistic pacer), and steady_discount (the steady world
-with the discount pacer). Medians over seeds (the early-exhaustion share is a mean).
+Standard scenarios (shipped in reallocator/sim/scenarios): steady, stalled_seller,
+channel_collapse, flash_sale, conflicting_limits, portfolio_500 (probabilistic pacer), and
+steady_discount (the steady world with the discount pacer). Medians over seeds (the
+early-exhaustion share is a mean).
 
     .venv/bin/python benchmarks/pacing_quality.py [--seeds 20] [--scenarios steady flash_sale]
         [--workers 2] [--out reports/pacing_quality] [--no-plots] [--target host:port]
-        [--policy '{"min_evidence_hours": 24}']
+        [--policy '{"min_evidence_seconds": 86400}']
 
 Writes OUT/metrics.csv (every run), summary.csv, targets.csv, summary.txt, and for seed 0 of each
 scenario OUT/<scenario>/{cumulative_spend,allocation_by_channel,pacing_heatmap}.png. Progress
@@ -31,7 +32,7 @@ from reallocator.sim.args import DIAGNOSTICS, STRATEGIES, policy_overrides  # no
 from reallocator.sim.cli import Task, print_progress, run_tasks, with_policy  # noqa: E402
 from reallocator.sim.metrics import check_targets  # noqa: E402
 from reallocator.sim.report import format_table, format_targets, write_report  # noqa: E402
-from reallocator.sim.scenario import load_scenario  # noqa: E402
+from reallocator.sim.scenario import load_scenario, resolve_scenario  # noqa: E402
 
 SCENARIOS = (
     "steady",
@@ -42,7 +43,6 @@ SCENARIOS = (
     "portfolio_500",
     "steady_discount",
 )
-SCENARIO_DIR = ROOT / "benchmarks" / "scenarios"
 
 
 def main() -> int:
@@ -53,7 +53,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "pacing_quality")
     parser.add_argument("--no-plots", action="store_true")
     parser.add_argument("--target", default=None, help="host:port of a running service")
-    parser.add_argument("--time-limit", type=float, default=10.0)
+    parser.add_argument("--solver-time-limit-seconds", dest="time_limit", type=float, default=10.0)
     parser.add_argument(
         "--policy",
         type=policy_overrides,
@@ -73,7 +73,7 @@ def main() -> int:
 
     scenarios = []
     for name in args.scenarios:
-        path = Path(name) if Path(name).exists() else SCENARIO_DIR / f"{name}.json"
+        path = resolve_scenario(name)
         scenarios.append(with_policy(load_scenario(path), args.policy))
     tasks = [
         Task(

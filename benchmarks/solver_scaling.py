@@ -7,7 +7,8 @@ Targets on a 2-core machine, fast (flow) path: 10k under 40 ms, 100k under 0.5 s
 within 1 GB; at least 100x faster than PuLP at 10k and 300x at 100k.
 
 Each measurement runs in a fresh process (spawned), so its peak RSS is its own and PuLP is
-never imported next to OR-Tools' solvers (see ../shared/NOTES.md). Timings are medians over
+never imported next to OR-Tools' solvers (importing pulp breaks OR-Tools' bundled HiGHS:
+google/or-tools#5246). Timings are medians over
 `--repeat` solves after the first (2 solves at 1M); "1st total" is that first solve in the
 fresh process, which pays the page faults of first touching its memory (costly on this VM:
 ~0.5 GB/s) -- a long-running service sees the steady state. PuLP is skipped above

@@ -1,4 +1,9 @@
-"""The `reallocator` command."""
+"""The `reallocator` command.
+
+Start-up must stay light: `reallocator --help` and `reallocator health` (the Docker health check,
+5 s timeout) import neither numpy, pandas, OR-Tools nor the generated API; each command imports
+what it needs when it runs (tests/test_imports.py checks the import graph).
+"""
 
 from __future__ import annotations
 
@@ -8,11 +13,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from reallocator.config import ConfigError, load_config
 from reallocator.sim.args import add_arguments as add_simulate_arguments
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from reallocator.config import ConfigError, load_config
     from reallocator.server.app import serve
 
     try:
@@ -22,6 +27,8 @@ def _serve(args: argparse.Namespace) -> int:
             port=args.port,
             max_workers=args.max_workers,
             max_message_bytes=args.max_message_bytes,
+            solver_time_limit_seconds=args.solver_time_limit_seconds,
+            grace_period_seconds=args.grace_period_seconds,
         )
     except ConfigError as exc:
         print(f"reallocator serve: configuration error: {exc}", file=sys.stderr)
@@ -62,6 +69,18 @@ def _simulate(args: argparse.Namespace) -> int:
     return simulate_command(args)
 
 
+def _error_details(args: argparse.Namespace) -> int:
+    from reallocator.error_details import main_text
+
+    text = args.file.read_text() if args.file else sys.stdin.read()
+    try:
+        print(main_text(text))
+    except ValueError as exc:
+        print(f"reallocator error-details: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="reallocator",
@@ -83,7 +102,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port (default 50051; 0 picks a free one)")
     serve.add_argument("--max-workers", type=int, help="threads serving calls (default 8)")
     serve.add_argument(
-        "--max-message-bytes", type=int, help="largest request/response (default 128 MiB)"
+        "--max-message-bytes",
+        type=int,
+        help="largest request/response (default 128 MiB; at least 1 MiB)",
+    )
+    serve.add_argument(
+        "--solver-time-limit-seconds",
+        type=float,
+        help="solver time limit per Replan when the request sets none (default 10)",
+    )
+    serve.add_argument(
+        "--grace-period-seconds", type=float, help="drain time on SIGTERM (default 5)"
     )
     serve.set_defaults(run=_serve)
     health = sub.add_parser(
@@ -99,14 +128,25 @@ def build_parser() -> argparse.ArgumentParser:
     simulate = sub.add_parser(
         "simulate",
         help="simulate a campaign scenario: static, rules and reallocator against the oracle",
-        description="Simulate whole flights of a scenario (a JSON file, or a standard one from "
-        "benchmarks/scenarios) for some seeds: the static booking, the rules baseline and the "
+        description="Simulate whole flights of a scenario (a JSON file, or a standard one shipped "
+        "with the package: steady, stalled_seller, ...) for some seeds: the static booking, "
+        "the rules baseline and the "
         "reallocator (in-process, or a running service with --target) on the same random draws, "
         "against the hindsight oracle. Prints the pacing-quality table and writes a report "
-        "folder: metrics.csv, summary.csv, targets.csv, summary.txt and PNG plots.",
+        "folder: metrics.csv, summary.csv, targets.csv, summary.txt and, with matplotlib "
+        "(pip install 'reallocator[sim]'), PNG plots.",
     )
     add_simulate_arguments(simulate)
     simulate.set_defaults(run=_simulate)
+    details = sub.add_parser(
+        "error-details",
+        help="decode a failed call's error details as buf curl prints them (base64)",
+        description="Read a failed call's status as `buf curl` prints it (JSON; pipe it in with "
+        "2>&1) and print its google.rpc details decoded: BadRequest field violations, "
+        "PreconditionFailure constraints, ErrorInfo.",
+    )
+    details.add_argument("file", nargs="?", type=Path, help="the JSON (default: stdin)")
+    details.set_defaults(run=_error_details)
     return parser
 
 

@@ -1,4 +1,10 @@
-"""Server configuration: embedded defaults, overridden by a TOML file, env vars, then flags."""
+"""Server configuration: embedded defaults, overridden by a TOML file, env vars, then flags.
+
+Durations have one spelling everywhere: `<name>_seconds`, a number of seconds, in TOML
+(`stalled_window_seconds = 21600`), environment variables (`REALLOCATOR_<NAME>_SECONDS`), flags
+(`--<name>-seconds`) and the simulator's `--policy` JSON. `<name>` alone, or another unit, is an
+error that names the spelling to use.
+"""
 
 from __future__ import annotations
 
@@ -43,10 +49,31 @@ _ENV = {
     "REALLOCATOR_MAX_WORKERS": ("max_workers", int),
     "REALLOCATOR_MAX_MESSAGE_BYTES": ("max_message_bytes", int),
     "REALLOCATOR_SOLVER_TIME_LIMIT_SECONDS": ("solver_time_limit", float),
+    "REALLOCATOR_GRACE_PERIOD_SECONDS": ("grace_period", float),
 }
 
 _DURATION_FIELDS = {"solver_time_limit", "grace_period"}
-_POLICY_DURATIONS = {"stalled_window", "min_evidence", "cooldown"}
+POLICY_DURATIONS = frozenset({"stalled_window", "min_evidence", "cooldown"})
+"""Policy fields that are durations: spelled `<name>_seconds` in every configuration source."""
+
+
+_OTHER_UNITS = frozenset({"ms", "millis", "milliseconds", "s", "secs", "sec", "minutes", "mins"})
+_OTHER_UNITS |= {"m", "h", "hours", "hrs", "d", "days"}
+
+
+def duration_key(key: str, durations: frozenset[str] | set[str], where: str) -> str | None:
+    """The duration a `<name>_seconds` key sets, None for a key that is not a duration; a
+    duration spelled any other way (`stalled_window`, `stalled_window_hours`) is an error."""
+    if key.endswith("_seconds") and key.removesuffix("_seconds") in durations:
+        return key.removesuffix("_seconds")
+    for name in durations:
+        unit = key.removeprefix(name + "_") if key.startswith(name + "_") else None
+        if key == name or unit in _OTHER_UNITS:
+            raise ConfigError(
+                f"{where}{key}: durations are given in seconds as {name}_seconds "
+                f"(e.g. {name}_seconds = 3600)"
+            )
+    return None
 
 
 def _seconds(name: str, value: Any) -> timedelta:
@@ -60,10 +87,12 @@ def _policy(table: dict[str, Any], base: Policy) -> Policy:
     known = {f.name for f in dataclasses.fields(Policy)}
     changes: dict[str, Any] = {}
     for key, value in table.items():
-        name = key.removesuffix("_seconds") if key.endswith("_seconds") else key
+        duration = duration_key(key, POLICY_DURATIONS, "policy.")
+        name = duration or key
         if name not in known:
-            raise ConfigError(f"policy.{key}: unknown setting (known: {', '.join(sorted(known))})")
-        if name in _POLICY_DURATIONS:
+            spelled = sorted(f"{k}_seconds" if k in POLICY_DURATIONS else k for k in known)
+            raise ConfigError(f"policy.{key}: unknown setting (known: {', '.join(spelled)})")
+        if duration is not None:
             changes[name] = _seconds(f"policy.{key}", value)
         elif name == "severity":
             if not isinstance(value, dict) or not set(value) <= {"material", "critical"}:
@@ -110,8 +139,9 @@ def load_config(
             raise ConfigError(f"{path}: {exc}") from exc
         server = dict(data.get("server", {}))
         for key in list(server):
-            if key.endswith("_seconds") and key.removesuffix("_seconds") in _DURATION_FIELDS:
-                server[key.removesuffix("_seconds")] = _seconds(key, server.pop(key))
+            duration = duration_key(key, _DURATION_FIELDS, "server.")
+            if duration is not None:
+                server[duration] = _seconds(key, server.pop(key))
         known = {f.name for f in dataclasses.fields(ServerConfig)} - {"default_policy"}
         unknown = set(server) - known
         if unknown:
@@ -136,7 +166,12 @@ def load_config(
         if name in _DURATION_FIELDS:
             value = _seconds(var, value)
         config = dataclasses.replace(config, **{name: value})
-    config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
+    given = {k: v for k, v in overrides.items() if v is not None}
+    for name in _DURATION_FIELDS:
+        seconds = given.pop(f"{name}_seconds", None)
+        if seconds is not None:
+            given[name] = _seconds(f"--{name.replace('_', '-')}-seconds", seconds)
+    config = dataclasses.replace(config, **given)
     if not 0 <= config.port <= 65535:
         raise ConfigError(f"port: must be in 0-65535, got {config.port}")
     if config.max_workers < 1:

@@ -1,10 +1,11 @@
 """Re-derive the small traffic and price profiles the simulator ships (reallocator/sim/data).
 
-Reads the real series in ../shared/data (see its README.md; NAB and BAT data, MIT licences) and
+Reads the real series (NAB and BAT data, MIT licences; see reallocator/sim/data/SOURCES.md) from a
+folder given by --data or $REALLOCATOR_RAW_DATA, laid out as `nab/...` and `avito/...`, and
 writes a few hundred numbers per profile, so `reallocator.sim` runs for a user who has only the
 project. Nothing is tuned to a window of the data: every profile is a plain average or ratio.
 
-    .venv/bin/python scripts/derive_profiles.py [--data ../shared/data] [--out reallocator/sim/data]
+    .venv/bin/python scripts/derive_profiles.py --data DIR [--out reallocator/sim/data]
 
 Outputs (all deterministic; re-running reproduces the shipped files byte for byte):
 
@@ -26,13 +27,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = ROOT.parent / "shared" / "data"
+RAW_DATA_ENV = "REALLOCATOR_RAW_DATA"
 DEFAULT_OUT = ROOT / "reallocator" / "sim" / "data"
 
 
@@ -148,9 +150,16 @@ def blizzard_shock(data: Path) -> pd.DataFrame:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=os.environ.get(RAW_DATA_ENV) or None,
+        help=f"folder of the raw series (default ${RAW_DATA_ENV})",
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
+    if args.data is None:
+        parser.error(f"the raw series are needed: pass --data DIR or set ${RAW_DATA_ENV}")
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     traffic, traffic_noise = traffic_profiles(args.data)

@@ -245,6 +245,42 @@ def test_serve_flags_override_env_and_toml(
     assert (config.host, config.port, config.max_workers) == ("10.1.1.1", 1234, 3)
 
 
+DURATION_SPELLINGS = {
+    "toml_server": ("[server]\ngrace_period = 3\n", "server.grace_period"),
+    "toml_server_hours": ("[server]\nsolver_time_limit_hours = 1\n", "solver_time_limit_seconds"),
+    "toml_policy_bare": ("[policy]\nstalled_window = 3600\n", "stalled_window_seconds"),
+    "toml_policy_hours": ("[policy]\ncooldown_hours = 12\n", "cooldown_seconds"),
+    "toml_policy_minutes": ("[policy]\nstalled_window_minutes = 5\n", "stalled_window_seconds"),
+}
+
+
+def test_a_setting_that_only_starts_like_a_duration_is_not_one(tmp_path: Path) -> None:
+    path = _toml(tmp_path, "[policy]\nmin_evidence_impressions = 5\nmin_evidence_seconds = 60\n")
+    policy = load_config(path, env={}).default_policy
+    assert policy.min_evidence_impressions == 5
+    assert policy.min_evidence == timedelta(seconds=60)
+
+
+@pytest.mark.parametrize(
+    ("text", "named"), DURATION_SPELLINGS.values(), ids=list(DURATION_SPELLINGS)
+)
+def test_durations_have_one_spelling(tmp_path: Path, text: str, named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        load_config(_toml(tmp_path, text), env={})
+
+
+def test_durations_in_seconds_from_toml_env_and_flags(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, served: list[ServerConfig]
+) -> None:
+    path = _toml(tmp_path, "[server]\nsolver_time_limit_seconds = 4\ngrace_period_seconds = 2\n")
+    monkeypatch.setenv("REALLOCATOR_GRACE_PERIOD_SECONDS", "7")
+    assert main(["serve", "--config", str(path), "--solver-time-limit-seconds", "1.5"]) == 0
+    (config,) = served
+    assert config.solver_time_limit == timedelta(seconds=1.5)
+    assert config.grace_period == timedelta(seconds=7)
+    assert main(["serve", "--grace-period-seconds", "-1"]) == 2
+
+
 def test_load_config_raises_config_error() -> None:
     with pytest.raises(ConfigError, match="REALLOCATOR_PORT"):
         load_config(env={"REALLOCATOR_PORT": "eighty"})

@@ -173,7 +173,8 @@ class PacingSpec:
     daypart: npt.NDArray[np.bool_] | None = None  # (7, 24) active hours, Monday=0, campaign tz
     change_behavior: BudgetChangeBehavior = BudgetChangeBehavior.EVEN
     budget_changes: tuple[BudgetChange, ...] = ()
-    max_spend_micros: int | None = None  # money cap beside a non-spend goal
+    max_spend_micros: int | None = None  # money cap; with SPEND also a ceiling on the curve
+    paced_period: Period | None = None  # the budget the mode's shape paces; None: the longest
 
 
 @dataclass(frozen=True)

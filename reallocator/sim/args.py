@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "scenario",
         help="scenario file (.json, or .yaml with PyYAML), or the name of a standard one "
-        "in benchmarks/scenarios (steady, stalled_seller, channel_collapse, flash_sale, "
+        "shipped with the package (steady, stalled_seller, channel_collapse, flash_sale, "
         "conflicting_limits, portfolio_500, steady_discount)",
     )
     parser.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 (default 1)")
@@ -55,7 +55,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="HOST:PORT",
         help="plan with a running reallocator service (gRPC Replan) instead of in-process",
     )
-    parser.add_argument("--time-limit", type=float, default=10.0, help="solver seconds per plan")
+    parser.add_argument(
+        "--solver-time-limit-seconds",
+        dest="time_limit",
+        type=float,
+        default=10.0,
+        help="solver time limit per plan (default 10)",
+    )
     parser.add_argument("--workers", type=int, default=1, help="processes (default 1)")
     parser.add_argument("--no-plots", action="store_true", help="tables only")
     parser.add_argument(
@@ -63,5 +69,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=policy_overrides,
         default=None,
         metavar="JSON",
-        help="policy overrides merged into the scenario's, e.g. '{\"min_evidence_hours\": 24}'",
+        help="policy overrides merged into the scenario's, durations as <name>_seconds, e.g. "
+        "'{\"min_evidence_seconds\": 86400}'",
     )

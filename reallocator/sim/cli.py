@@ -20,7 +20,13 @@ import pandas as pd
 
 from reallocator.sim.args import add_arguments
 from reallocator.sim.metrics import check_targets, oracle_metrics, run_metrics
-from reallocator.sim.report import format_table, format_targets, write_report
+from reallocator.sim.report import (
+    MATPLOTLIB_MISSING,
+    format_table,
+    format_targets,
+    plots_available,
+    write_report,
+)
 from reallocator.sim.run import WorldResult, run_world
 from reallocator.sim.scenario import Scenario, ScenarioError, load_scenario, resolve_scenario
 from reallocator.sim.world import build_world
@@ -109,15 +115,26 @@ def simulate_command(args: argparse.Namespace) -> int:
     except (ScenarioError, OSError) as exc:
         print(f"reallocator simulate: {exc}", file=sys.stderr)
         return 2
+    plots = not args.no_plots
+    if plots and not plots_available():
+        print(f"reallocator simulate: no plots: {MATPLOTLIB_MISSING}", file=sys.stderr)
+        plots = False
     seeds = [args.seed] if args.seed is not None else list(range(max(1, args.seeds)))
     tasks = [
-        Task(scenario, s, tuple(args.strategies), args.target, args.time_limit, keep=(i == 0))
+        Task(
+            scenario,
+            s,
+            tuple(args.strategies),
+            args.target,
+            args.time_limit,
+            keep=(plots and i == 0),
+        )
         for i, s in enumerate(seeds)
     ]
     rows, kept = run_tasks(tasks, args.workers, print_progress)
     out = args.out or Path("reports") / scenario.name
     deviates = {scenario.name: scenario.deviates}
-    summary = write_report(rows, out, deviates, [] if args.no_plots else kept)
+    summary = write_report(rows, out, deviates, kept if plots else [])
     print(format_table(summary))
     print()
     print(format_targets(check_targets(summary, deviates)))

@@ -203,7 +203,7 @@ TARGETS = {
 
 
 def check_targets(summary: pd.DataFrame, deviates: dict[str, bool]) -> pd.DataFrame:
-    """Per scenario: the reallocator against the issue's targets (medians over seeds), and
+    """Per scenario: the reallocator against the pacing-quality TARGETS (medians over seeds), and
     whether it is strictly better than static and rules on utilisation and value where delivery
     deviates. One row per scenario with a column per check (True/False, NaN if not applicable)."""
     rows = []

@@ -1,6 +1,7 @@
 """The report: a printable table, CSV of every metric, and plots.
 
-Plots (PNG, matplotlib with the Agg backend, imported only here):
+Plots (PNG, matplotlib with the Agg backend, imported only here; matplotlib comes with the
+`sim` extra, ``pip install 'reallocator[sim]'``, and without it the report has tables only):
 
 * ``cumulative_spend.png`` - cumulative spend of each strategy against the plan, % of budget
   over the flight (the gap is what pacing error measures);
@@ -13,6 +14,7 @@ Plots (PNG, matplotlib with the Agg backend, imported only here):
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from collections.abc import Iterable
 from pathlib import Path
@@ -117,8 +119,26 @@ def write_tables(rows: pd.DataFrame, out: Path, deviates: dict[str, bool]) -> pd
 # --- plots ---------------------------------------------------------------------------------
 
 
+MATPLOTLIB_MISSING = (
+    "plots need matplotlib, which comes with the simulator extra: "
+    "pip install 'reallocator[sim]' (or pass --no-plots)"
+)
+
+
+class PlotsUnavailable(RuntimeError):
+    """matplotlib is not installed (it is an optional dependency: the `sim` extra)."""
+
+
+def plots_available() -> bool:
+    """Whether matplotlib can be imported (checked without importing it)."""
+    return importlib.util.find_spec("matplotlib") is not None
+
+
 def _pyplot() -> Any:
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError as exc:
+        raise PlotsUnavailable(MATPLOTLIB_MISSING) from exc
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

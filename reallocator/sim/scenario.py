@@ -11,7 +11,7 @@ Selectors pick deals for events and limits: by ``deals`` / ``sellers`` / ``chann
 `CHANNEL_NAMES` (``display``, ``video``, ``ctv``, ...); seller ``S<k>`` sells mostly in channel
 ``k mod channels`` (``portfolio.seller_channel_affinity``).
 
-Example (benchmarks/scenarios/stalled_seller.json)::
+Example (reallocator/sim/scenarios/stalled_seller.json, one of the standard scenarios)::
 
     {"name": "stalled_seller", "budget": 100000,
      "stalls": {"events": [{"select": {"sellers": ["S01"]}, "start_hour": 30, "hours": 48}]}}
@@ -20,6 +20,7 @@ Example (benchmarks/scenarios/stalled_seller.json)::
 from __future__ import annotations
 
 import json
+import math
 import types
 import typing
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
@@ -225,14 +226,23 @@ class Scenario:
         return round(self.budget * MICROS)
 
     def policy_object(self) -> Policy:
-        """`Policy()` with the scenario's overrides: field names of `Policy`; the timedeltas as
-        ``<name>_hours`` (stalled_window_hours, min_evidence_hours, cooldown_hours); step_abs and
-        min_change in currency units (the budget is money)."""
+        """`Policy()` with the scenario's overrides: field names of `Policy`; durations as
+        ``<name>_seconds`` (stalled_window_seconds, min_evidence_seconds, cooldown_seconds), the
+        spelling of the server's TOML, environment and flags; step_abs and min_change in currency
+        units (the budget is money)."""
+        from reallocator.config import POLICY_DURATIONS, ConfigError, duration_key
+
         changes: dict[str, Any] = {}
         names = {f.name: f for f in fields(Policy)}
         for key, value in self.policy.items():
-            if key.endswith("_hours") and key[: -len("_hours")] in names:
-                changes[key[: -len("_hours")]] = timedelta(hours=float(value))
+            try:
+                duration = duration_key(key, POLICY_DURATIONS, "policy.")
+            except ConfigError as exc:
+                raise ScenarioError(str(exc)) from exc
+            if duration is not None:
+                if not (math.isfinite(float(value)) and float(value) >= 0):
+                    raise ScenarioError(f"policy.{key}: must be a non-negative number of seconds")
+                changes[duration] = timedelta(seconds=float(value))
             elif key in ("step_abs", "min_change"):
                 changes[key] = round(float(value) * MICROS)
             elif key in names and key not in ("severity", "auto_apply_up_to"):
@@ -382,18 +392,25 @@ def load_scenario(path: str | Path) -> Scenario:
         raise ScenarioError(f"{path}: {exc}") from exc
 
 
-SCENARIO_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / "scenarios"
+SCENARIO_DIR = Path(__file__).resolve().with_name("scenarios")
+"""The standard scenarios, shipped as package data (so `reallocator simulate steady` works from
+any directory, after `pip install .` and in the Docker image)."""
+
+
+def standard_scenarios() -> list[str]:
+    """Names of the standard scenarios."""
+    return sorted(p.stem for p in SCENARIO_DIR.glob("*.json"))
 
 
 def resolve_scenario(name_or_path: str) -> Path:
-    """A path as given if it exists, else a standard scenario by name
-    (benchmarks/scenarios/NAME.json, in the working directory or beside the package)."""
+    """A path as given if it exists, else a standard scenario by name (SCENARIO_DIR/NAME.json)."""
     given = Path(name_or_path)
     if given.exists():
         return given
-    for folder in (Path.cwd() / "benchmarks" / "scenarios", SCENARIO_DIR):
-        for suffix in (".json", ".yaml", ".yml"):
-            candidate = folder / f"{name_or_path}{suffix}"
-            if candidate.exists():
-                return candidate
-    raise ScenarioError(f"{name_or_path}: no such file or standard scenario")
+    candidate = SCENARIO_DIR / f"{name_or_path}.json"
+    if candidate.exists():
+        return candidate
+    raise ScenarioError(
+        f"{name_or_path}: no such file or standard scenario "
+        f"(standard: {', '.join(standard_scenarios())})"
+    )

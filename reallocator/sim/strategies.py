@@ -6,8 +6,10 @@
   `replan_hours`:
 
       expected_c = budget_c x elapsed share of the flight          (linear over the flight)
-      giver  c: spent_c < (1 - 10%) expected_c,  underspend_c = expected_c - spent_c
-      taker  c: spent_c > (1 + 10%) expected_c,  overspend_c  = spent_c - expected_c
+      deviation_c = round(round(100 x spent_c / expected_c, 2) - 100, 2)   (percent, as there)
+      giver  c: deviation_c < -10,  underspend_c = expected_c - spent_c
+      taker  c: deviation_c > +10,  overspend_c  = spent_c - expected_c
+      channels with a budget <= 0 (or nothing expected yet) are skipped
       every (giver g, taker k) pair moves  min(underspend_g, overspend_k, 30% x total budget)
       from g to k, pairs independently (computed from the same figures, not netted), moves
       under $100 dropped; no per-deal, per-seller or per-channel min/max.
@@ -106,11 +108,21 @@ def rules_moves(
     total_budget: float,
     config: RulesConfig = RulesConfig(),
 ) -> tuple[list[Move], FloatArray]:
-    """The pairwise moves between channels and the channel budgets after them."""
+    """The pairwise moves between channels and the channel budgets after them.
+
+    As the engine it imitates (`BudgetPacingEngine.propose_reallocations`): channels whose
+    allocated budget is <= 0, or that expect nothing yet, are skipped; the pacing percentage
+    and the deviation are rounded to two decimals before the (exclusive) threshold compare, so
+    a channel at +10.004 % is on pace.
+    """
     expected = budgets * elapsed_share
-    th = config.threshold
-    under = np.where(spent < (1.0 - th) * expected, expected - spent, 0.0)
-    over = np.where(spent > (1.0 + th) * expected, spent - expected, 0.0)
+    active = (budgets > 0) & (expected > 0)
+    safe = np.where(active, expected, 1.0)
+    pacing_pct = np.round(spent / safe * 100.0, 2)
+    deviation = np.round(pacing_pct - 100.0, 2)
+    limit = config.threshold * 100.0
+    under = np.where(active & (deviation < -limit), expected - spent, 0.0)
+    over = np.where(active & (deviation > limit), spent - expected, 0.0)
     givers, takers = np.flatnonzero(under > 0), np.flatnonzero(over > 0)
     cap = config.max_move_share * total_budget
     amount = np.minimum(np.minimum(under[givers][:, None], over[takers][None, :]), cap)

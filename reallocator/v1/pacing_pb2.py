@@ -27,7 +27,7 @@ from google.type import dayofweek_pb2 as google_dot_type_dot_dayofweek__pb2
 from reallocator.v1 import common_pb2 as reallocator_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1breallocator/v1/pacing.proto\x12\x0ereallocator.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bgoogle/type/dayofweek.proto\x1a\x1breallocator/v1/common.proto\"\xc6\x05\n\x0cPacingTarget\x12/\n\x0b\x62udget_type\x18\x01 \x01(\x0e\x32\x1a.reallocator.v1.BudgetType\x12(\n\x04mode\x18\x02 \x01(\x0e\x32\x1a.reallocator.v1.PacingMode\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x07\x62udgets\x18\x05 \x03(\x0b\x32\x16.reallocator.v1.Budget\x12\'\n\x07\x66lights\x18\x06 \x03(\x0b\x32\x16.reallocator.v1.Flight\x12(\n\x04\x65ven\x18\x07 \x01(\x0b\x32\x1a.reallocator.v1.EvenPacing\x12\x37\n\x0c\x66ront_loaded\x18\x08 \x01(\x0b\x32!.reallocator.v1.FrontLoadedPacing\x12\x35\n\x0b\x62\x61\x63k_loaded\x18\t \x01(\x0b\x32 .reallocator.v1.BackLoadedPacing\x12\x31\n\x0c\x63ustom_curve\x18\n \x01(\x0b\x32\x1b.reallocator.v1.CustomCurve\x12\x44\n\x16\x62udget_change_behavior\x18\x0b \x01(\x0e\x32$.reallocator.v1.BudgetChangeBehavior\x12\x34\n\x0e\x62udget_changes\x18\x0c \x03(\x0b\x32\x1c.reallocator.v1.BudgetChange\x12.\n\ndayparting\x18\r \x01(\x0b\x32\x1a.reallocator.v1.Dayparting\x12\x1d\n\x10max_spend_micros\x18\x0e \x01(\x03H\x00\x88\x01\x01\x42\x13\n\x11_max_spend_micros\"@\n\x06\x42udget\x12&\n\x06period\x18\x01 \x01(\x0e\x32\x16.reallocator.v1.Period\x12\x0e\n\x06\x61mount\x18\x02 \x01(\x03\"\xa2\x01\n\x06\x46light\x12\x11\n\tflight_id\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x07\x62udgets\x18\x04 \x03(\x0b\x32\x16.reallocator.v1.Budget\"B\n\nEvenPacing\x12\x1e\n\x11\x63\x61tch_up_fraction\x18\x01 \x01(\x01H\x00\x88\x01\x01\x42\x14\n\x12_catch_up_fraction\"U\n\x11\x46rontLoadedPacing\x12\x12\n\x05share\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x15\n\x08\x66raction\x18\x02 \x01(\x01H\x01\x88\x01\x01\x42\x08\n\x06_shareB\x0b\n\t_fraction\"T\n\x10\x42\x61\x63kLoadedPacing\x12\x12\n\x05share\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x15\n\x08\x66raction\x18\x02 \x01(\x01H\x01\x88\x01\x01\x42\x08\n\x06_shareB\x0b\n\t_fraction\"#\n\x0b\x43ustomCurve\x12\x14\n\x0chour_weights\x18\x01 \x03(\x01\"\xa2\x01\n\x0c\x42udgetChange\x12/\n\x0b\x63hange_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x06period\x18\x02 \x01(\x0e\x32\x16.reallocator.v1.Period\x12\x11\n\tflight_id\x18\x03 \x01(\t\x12\x12\n\nold_amount\x18\x04 \x01(\x03\x12\x12\n\nnew_amount\x18\x05 \x01(\x03\"<\n\nDayparting\x12.\n\x07windows\x18\x01 \x03(\x0b\x32\x1d.reallocator.v1.DaypartWindow\"Z\n\rDaypartWindow\x12#\n\x03\x64\x61y\x18\x01 \x01(\x0e\x32\x16.google.type.DayOfWeek\x12\x12\n\nstart_hour\x18\x02 \x01(\x05\x12\x10\n\x08\x65nd_hour\x18\x03 \x01(\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1breallocator/v1/pacing.proto\x12\x0ereallocator.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bgoogle/type/dayofweek.proto\x1a\x1breallocator/v1/common.proto\"\xf4\x05\n\x0cPacingTarget\x12/\n\x0b\x62udget_type\x18\x01 \x01(\x0e\x32\x1a.reallocator.v1.BudgetType\x12(\n\x04mode\x18\x02 \x01(\x0e\x32\x1a.reallocator.v1.PacingMode\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x07\x62udgets\x18\x05 \x03(\x0b\x32\x16.reallocator.v1.Budget\x12\'\n\x07\x66lights\x18\x06 \x03(\x0b\x32\x16.reallocator.v1.Flight\x12(\n\x04\x65ven\x18\x07 \x01(\x0b\x32\x1a.reallocator.v1.EvenPacing\x12\x37\n\x0c\x66ront_loaded\x18\x08 \x01(\x0b\x32!.reallocator.v1.FrontLoadedPacing\x12\x35\n\x0b\x62\x61\x63k_loaded\x18\t \x01(\x0b\x32 .reallocator.v1.BackLoadedPacing\x12\x31\n\x0c\x63ustom_curve\x18\n \x01(\x0b\x32\x1b.reallocator.v1.CustomCurve\x12\x44\n\x16\x62udget_change_behavior\x18\x0b \x01(\x0e\x32$.reallocator.v1.BudgetChangeBehavior\x12\x34\n\x0e\x62udget_changes\x18\x0c \x03(\x0b\x32\x1c.reallocator.v1.BudgetChange\x12.\n\ndayparting\x18\r \x01(\x0b\x32\x1a.reallocator.v1.Dayparting\x12\x1d\n\x10max_spend_micros\x18\x0e \x01(\x03H\x00\x88\x01\x01\x12,\n\x0cpaced_period\x18\x0f \x01(\x0e\x32\x16.reallocator.v1.PeriodB\x13\n\x11_max_spend_micros\"@\n\x06\x42udget\x12&\n\x06period\x18\x01 \x01(\x0e\x32\x16.reallocator.v1.Period\x12\x0e\n\x06\x61mount\x18\x02 \x01(\x03\"\xa2\x01\n\x06\x46light\x12\x11\n\tflight_id\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x07\x62udgets\x18\x04 \x03(\x0b\x32\x16.reallocator.v1.Budget\"B\n\nEvenPacing\x12\x1e\n\x11\x63\x61tch_up_fraction\x18\x01 \x01(\x01H\x00\x88\x01\x01\x42\x14\n\x12_catch_up_fraction\"U\n\x11\x46rontLoadedPacing\x12\x12\n\x05share\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x15\n\x08\x66raction\x18\x02 \x01(\x01H\x01\x88\x01\x01\x42\x08\n\x06_shareB\x0b\n\t_fraction\"T\n\x10\x42\x61\x63kLoadedPacing\x12\x12\n\x05share\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x15\n\x08\x66raction\x18\x02 \x01(\x01H\x01\x88\x01\x01\x42\x08\n\x06_shareB\x0b\n\t_fraction\"#\n\x0b\x43ustomCurve\x12\x14\n\x0chour_weights\x18\x01 \x03(\x01\"\xa2\x01\n\x0c\x42udgetChange\x12/\n\x0b\x63hange_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x06period\x18\x02 \x01(\x0e\x32\x16.reallocator.v1.Period\x12\x11\n\tflight_id\x18\x03 \x01(\t\x12\x12\n\nold_amount\x18\x04 \x01(\x03\x12\x12\n\nnew_amount\x18\x05 \x01(\x03\"<\n\nDayparting\x12.\n\x07windows\x18\x01 \x03(\x0b\x32\x1d.reallocator.v1.DaypartWindow\"Z\n\rDaypartWindow\x12#\n\x03\x64\x61y\x18\x01 \x01(\x0e\x32\x16.google.type.DayOfWeek\x12\x12\n\nstart_hour\x18\x02 \x01(\x05\x12\x10\n\x08\x65nd_hour\x18\x03 \x01(\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,23 +35,23 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'reallocator.v1.pacing_pb2',
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_PACINGTARGET']._serialized_start=139
-  _globals['_PACINGTARGET']._serialized_end=849
-  _globals['_BUDGET']._serialized_start=851
-  _globals['_BUDGET']._serialized_end=915
-  _globals['_FLIGHT']._serialized_start=918
-  _globals['_FLIGHT']._serialized_end=1080
-  _globals['_EVENPACING']._serialized_start=1082
-  _globals['_EVENPACING']._serialized_end=1148
-  _globals['_FRONTLOADEDPACING']._serialized_start=1150
-  _globals['_FRONTLOADEDPACING']._serialized_end=1235
-  _globals['_BACKLOADEDPACING']._serialized_start=1237
-  _globals['_BACKLOADEDPACING']._serialized_end=1321
-  _globals['_CUSTOMCURVE']._serialized_start=1323
-  _globals['_CUSTOMCURVE']._serialized_end=1358
-  _globals['_BUDGETCHANGE']._serialized_start=1361
-  _globals['_BUDGETCHANGE']._serialized_end=1523
-  _globals['_DAYPARTING']._serialized_start=1525
-  _globals['_DAYPARTING']._serialized_end=1585
-  _globals['_DAYPARTWINDOW']._serialized_start=1587
-  _globals['_DAYPARTWINDOW']._serialized_end=1677
+  _globals['_PACINGTARGET']._serialized_end=895
+  _globals['_BUDGET']._serialized_start=897
+  _globals['_BUDGET']._serialized_end=961
+  _globals['_FLIGHT']._serialized_start=964
+  _globals['_FLIGHT']._serialized_end=1126
+  _globals['_EVENPACING']._serialized_start=1128
+  _globals['_EVENPACING']._serialized_end=1194
+  _globals['_FRONTLOADEDPACING']._serialized_start=1196
+  _globals['_FRONTLOADEDPACING']._serialized_end=1281
+  _globals['_BACKLOADEDPACING']._serialized_start=1283
+  _globals['_BACKLOADEDPACING']._serialized_end=1367
+  _globals['_CUSTOMCURVE']._serialized_start=1369
+  _globals['_CUSTOMCURVE']._serialized_end=1404
+  _globals['_BUDGETCHANGE']._serialized_start=1407
+  _globals['_BUDGETCHANGE']._serialized_end=1569
+  _globals['_DAYPARTING']._serialized_start=1571
+  _globals['_DAYPARTING']._serialized_end=1631
+  _globals['_DAYPARTWINDOW']._serialized_start=1633
+  _globals['_DAYPARTWINDOW']._serialized_end=1723
 # @@protoc_insertion_point(module_scope)

@@ -43,6 +43,7 @@ class PacingTarget(_message.Message):
     BUDGET_CHANGES_FIELD_NUMBER: _builtins.int
     DAYPARTING_FIELD_NUMBER: _builtins.int
     MAX_SPEND_MICROS_FIELD_NUMBER: _builtins.int
+    PACED_PERIOD_FIELD_NUMBER: _builtins.int
     budget_type: _common_pb2.BudgetType.ValueType
     """What the budgets count; the unit of every allocation and budget amount."""
     mode: _common_pb2.PacingMode.ValueType
@@ -50,8 +51,20 @@ class PacingTarget(_message.Message):
     budget_change_behavior: _common_pb2.BudgetChangeBehavior.ValueType
     """How mid-flight budget changes (budget_changes) are re-divided."""
     max_spend_micros: _builtins.int
-    """A money cap beside a non-spend goal (e.g. 2,000,000 impressions for at most $10,000), in
-    micros of the campaign currency, over the same horizon as the goal.
+    """A money cap, in micros of the campaign currency, over the whole campaign: beside a non-spend
+    goal (e.g. 2,000,000 impressions for at most $10,000) it bounds what a plan may commit to
+    spend; with BUDGET_TYPE_SPEND it is one more budget, a ceiling over the campaign: the
+    expected curve, the campaign's allocation in the assessment and the budget a plan places
+    never exceed it (a $200 daily budget with a $1,000 cap expects $1,000 from day 5 on).
+    """
+    paced_period: _common_pb2.Period.ValueType
+    """The budget period the pacing mode's shape paces; it must be the period of one of the
+    budgets (the campaign's or a flight's). Unset or PERIOD_UNSPECIFIED: the longest budget
+    (lifetime pacing: 1,000 over 10 days with a 200 daily cap, EVEN with catch_up_fraction 1,
+    paces 100 a day). A shorter period gives daily (or hourly, weekly) pacing: each instance of
+    that budget follows the shape, longer budgets are ceilings available at once, so delivery
+    stops when they run out (PERIOD_DAY, 200 a day and 1,000 lifetime: 200 a day until day 5;
+    50 a day: 500 over the 10 days), and shorter budgets stay caps spread evenly.
     """
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
@@ -64,7 +77,7 @@ class PacingTarget(_message.Message):
     @_builtins.property
     def budgets(self) -> _containers.RepeatedCompositeFieldContainer[Global___Budget]:
         """Campaign-level budgets, at most one per period. With several, the tightest wins at every
-        instant (e.g. 1,000 over 10 days with a 200 daily cap paces 100 a day).
+        instant (e.g. 1,000 over 10 days with a 50 daily cap spends 50 a day, 500 in all).
         """
 
     @_builtins.property
@@ -116,10 +129,11 @@ class PacingTarget(_message.Message):
         budget_changes: _abc.Iterable[Global___BudgetChange] | None = ...,
         dayparting: Global___Dayparting | None = ...,
         max_spend_micros: _builtins.int | None = ...,
+        paced_period: _common_pb2.Period.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_max_spend_micros", b"_max_spend_micros", "back_loaded", b"back_loaded", "custom_curve", b"custom_curve", "dayparting", b"dayparting", "end_time", b"end_time", "even", b"even", "front_loaded", b"front_loaded", "max_spend_micros", b"max_spend_micros", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_spend_micros", b"_max_spend_micros", "back_loaded", b"back_loaded", "budget_change_behavior", b"budget_change_behavior", "budget_changes", b"budget_changes", "budget_type", b"budget_type", "budgets", b"budgets", "custom_curve", b"custom_curve", "dayparting", b"dayparting", "end_time", b"end_time", "even", b"even", "flights", b"flights", "front_loaded", b"front_loaded", "max_spend_micros", b"max_spend_micros", "mode", b"mode", "start_time", b"start_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_spend_micros", b"_max_spend_micros", "back_loaded", b"back_loaded", "budget_change_behavior", b"budget_change_behavior", "budget_changes", b"budget_changes", "budget_type", b"budget_type", "budgets", b"budgets", "custom_curve", b"custom_curve", "dayparting", b"dayparting", "end_time", b"end_time", "even", b"even", "flights", b"flights", "front_loaded", b"front_loaded", "max_spend_micros", b"max_spend_micros", "mode", b"mode", "paced_period", b"paced_period", "start_time", b"start_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__max_spend_micros: _TypeAlias = _typing.Literal["max_spend_micros"]  # noqa: Y015
     _WhichOneofArgType__max_spend_micros: _TypeAlias = _typing.Literal["_max_spend_micros", b"_max_spend_micros"]  # noqa: Y015
@@ -221,7 +235,11 @@ Global___EvenPacing: _TypeAlias = EvenPacing  # noqa: Y015
 
 @_typing.final
 class FrontLoadedPacing(_message.Message):
-    """FRONT_LOADED(s, f): share s delivered evenly over the first fraction f of active time."""
+    """FRONT_LOADED(s, f): share s delivered evenly over the first fraction f of active time, the
+    rest evenly after it. f = 0 is the ad-server rule "the first 35% of the budget ASAP, then the
+    rest evenly over the flight" (share 0.35, fraction 0): a head of s available at once, which
+    is a ceiling as ASAP is (under-delivery is judged on the projected end total).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -230,7 +248,9 @@ class FrontLoadedPacing(_message.Message):
     share: _builtins.float
     """s, in [0, 1]. Default 0.35."""
     fraction: _builtins.float
-    """f, in (0, 1). Default 0.25."""
+    """f, in [0, 1); 0 makes the share an ASAP head. Default 0.25 (a curve that under-delivery
+    can be judged against at every instant, where a head is judged only on projections).
+    """
     def __init__(
         self,
         *,

@@ -89,6 +89,8 @@ def encode_pacing(spec: PacingSpec) -> pacing_pb2.PacingTarget:
         change.change_time.FromDatetime(c.at)
     if spec.max_spend_micros is not None:
         msg.max_spend_micros = spec.max_spend_micros
+    if spec.paced_period is not None:
+        msg.paced_period = _PERIOD[spec.paced_period]  # type: ignore[assignment]
     return msg
 
 

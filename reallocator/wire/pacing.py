@@ -133,9 +133,8 @@ def decode_pacing(
     back_share = msg.back_loaded.share if msg.back_loaded.HasField("share") else 0.35
     back_fraction = msg.back_loaded.fraction if msg.back_loaded.HasField("fraction") else 0.25
     _unit_interval(front_share, f"{path}.front_loaded.share", errors)
-    _unit_interval(
-        front_fraction, f"{path}.front_loaded.fraction", errors, open_low=True, open_high=True
-    )
+    # fraction 0: the share is an ASAP head (a ceiling), the ad-server front-loaded rule.
+    _unit_interval(front_fraction, f"{path}.front_loaded.fraction", errors, open_high=True)
     _unit_interval(back_share, f"{path}.back_loaded.share", errors)
     _unit_interval(
         back_fraction, f"{path}.back_loaded.fraction", errors, open_low=True, open_high=True
@@ -152,6 +151,7 @@ def decode_pacing(
                 f"{path}.max_spend_micros", f"must not be negative (got {msg.max_spend_micros})"
             )
         max_spend = int(msg.max_spend_micros)
+    paced_period = _paced_period(msg, path, budgets, flights, errors)
 
     return PacingSpec(
         budget_type=budget_type,
@@ -170,7 +170,33 @@ def decode_pacing(
         change_behavior=behavior,
         budget_changes=changes,
         max_spend_micros=max_spend,
+        paced_period=paced_period,
     )
+
+
+def _paced_period(
+    msg: pacing_pb2.PacingTarget,
+    path: str,
+    budgets: tuple[Budget, ...],
+    flights: tuple[Flight, ...],
+    errors: Violations,
+) -> Period | None:
+    """The budget period the mode's shape paces (None: the longest); it must have a budget."""
+    if msg.paced_period == common_pb2.PERIOD_UNSPECIFIED:
+        return None
+    period = PERIODS.get(msg.paced_period)
+    if period is None:
+        errors.add(f"{path}.paced_period", f"unknown value {msg.paced_period}")
+        return None
+    have = {b.period for b in budgets} | {b.period for f in flights for b in f.budgets}
+    if period not in have:
+        listed = ", ".join(sorted(str(p) for p in have)) or "none"
+        errors.add(
+            f"{path}.paced_period",
+            f"must be the period of one of the budgets ({listed}); got {period}",
+        )
+        return None
+    return period
 
 
 def _flights(msg: pacing_pb2.PacingTarget, path: str, errors: Violations) -> tuple[Flight, ...]:

@@ -174,3 +174,31 @@ def test_build_from_snapshot_reads_horizon_total_and_money_cap() -> None:
     rebuilt = build_from_snapshot(no_budget, i64(1000, 1000, 1000, 1000))
     assert rebuilt.problem.total == int(rebuilt.problem.current.sum())
     assert rebuilt.report.notes
+
+
+def test_a_spend_goals_money_cap_bounds_the_total_placed() -> None:
+    """With SPEND, max_spend_micros is a budget in the same unit: the plan places at most what
+    it leaves, on the network path (no separate money row)."""
+    deals, sellers, channels = _snapshot()
+    t = datetime(2026, 11, 10, tzinfo=UTC)
+    spent = int(deals["spend_micros"].sum())
+    lifetime = (Budget(Period.LIFETIME, spent + 5000),)
+    flight = Flight("f1", t.replace(day=1), t.replace(day=20), lifetime)
+    spec = PacingSpec(flights=(flight,), max_spend_micros=spent + 700)
+    snapshot = CampaignSnapshot(
+        campaign_id="c",
+        as_of=t,
+        timezone="UTC",
+        currency="USD",
+        deals=deals,
+        sellers=sellers,
+        channels=channels,
+        pacing=spec,
+    )
+    built = build_from_snapshot(snapshot, i64(1000, 1000, 1000, 1000))
+    assert built.problem.total == 700
+    assert built.problem.money_cap is None
+    uncapped = build_from_snapshot(
+        replace(snapshot, pacing=replace(spec, max_spend_micros=None)), i64(1000, 1000, 1000, 1000)
+    )
+    assert uncapped.problem.total == 5000

@@ -55,3 +55,22 @@ def test_simulate_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert "tiny (median over 2 seeds)" in printed and "reallocator" in printed
     assert len(pd.read_csv(out / "metrics.csv")) == 2 * 4
     assert main([str(tmp_path / "missing.json")]) == 2
+
+
+def test_without_matplotlib_the_report_has_tables_and_says_how_to_get_plots(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    from reallocator.sim import report
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    monkeypatch.setattr("reallocator.sim.cli.plots_available", lambda: False)
+    with pytest.raises(report.PlotsUnavailable, match=r"reallocator\[sim\]"):
+        report._pyplot()
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(SMALL))
+    out = tmp_path / "report"
+    assert main([str(path), "--seed", "0", "--out", str(out), "--strategies", "static"]) == 0
+    assert "pip install 'reallocator[sim]'" in capsys.readouterr().err
+    assert (out / "summary.csv").exists() and not list(out.glob("*.png"))

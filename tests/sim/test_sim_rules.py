@@ -46,3 +46,25 @@ def test_threshold_and_minimum_are_configurable() -> None:
     assert moves == [Move(0, 1, 60.0)]
     moves, _ = rules_moves(budgets, spent, 0.5, 2_000.0, RulesConfig(threshold=0.15, min_move=10))
     assert moves == []  # 12% over is no longer a taker
+
+
+def test_deviation_is_compared_after_rounding_to_two_decimals() -> None:
+    # expected 1,000,000 each; +10.004% rounds to +10.00 (on pace), +10.006% to +10.01 (over).
+    budgets = np.array([2_000_000.0, 2_000_000.0, 2_000_000.0])
+    spent = np.array([500_000.0, 1_100_040.0, 1_100_060.0])
+    moves, _ = rules_moves(budgets, spent, 0.5, budgets.sum(), RulesConfig(min_move=1.0))
+    assert [(m.giver, m.taker) for m in moves] == [(0, 2)]
+    # -10.004% is on pace too: no giver left, nothing moves.
+    spent = np.array([899_960.0, 1_100_060.0, 1_000_000.0])
+    moves, _ = rules_moves(budgets, spent, 0.5, budgets.sum(), RulesConfig(min_move=1.0))
+    assert moves == []
+
+
+def test_channels_without_budget_are_skipped() -> None:
+    # A channel with no (or a negative) budget that spent anyway is no taker, and one with a
+    # negative budget is no giver.
+    budgets = np.array([1_000.0, 0.0, -50.0, 1_000.0])
+    spent = np.array([100.0, 300.0, 0.0, 800.0])  # expected 500, 0, -25, 500
+    moves, after = rules_moves(budgets, spent, 0.5, 2_000.0, RulesConfig(min_move=1.0))
+    assert moves == [Move(0, 3, 300.0)]
+    assert after.tolist() == [700.0, 0.0, -50.0, 1_300.0]

@@ -9,13 +9,14 @@ from pathlib import Path
 import pytest
 
 from reallocator.sim.scenario import (
+    SCENARIO_DIR,
     ScenarioError,
     load_scenario,
     resolve_scenario,
     scenario_from_dict,
 )
 
-SCENARIOS = Path(__file__).resolve().parents[2] / "benchmarks" / "scenarios"
+SCENARIOS = SCENARIO_DIR
 STANDARD = (
     "steady",
     "stalled_seller",
@@ -53,7 +54,7 @@ def test_policy_overrides_convert_hours_and_money() -> None:
     scenario = scenario_from_dict(
         {
             "name": "x",
-            "policy": {"min_evidence_hours": 24, "min_change": 100, "step_rel": 0.5},
+            "policy": {"min_evidence_seconds": 86400, "min_change": 100, "step_rel": 0.5},
         }
     )
     policy = scenario.policy_object()
@@ -62,6 +63,10 @@ def test_policy_overrides_convert_hours_and_money() -> None:
     assert policy.step_rel == 0.5
     with pytest.raises(ScenarioError, match=r"policy\.nonsense"):
         scenario_from_dict({"name": "x", "policy": {"nonsense": 1}})
+    # One spelling for durations, as in the server's TOML, environment and flags.
+    for spelled in ("min_evidence_hours", "min_evidence"):
+        with pytest.raises(ScenarioError, match=r"min_evidence_seconds"):
+            scenario_from_dict({"name": "x", "policy": {spelled: 24}})
 
 
 def test_json_errors_name_the_file(tmp_path: Path) -> None:

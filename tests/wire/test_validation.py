@@ -657,7 +657,7 @@ def catch_up_fraction_zero(r: pb.ReplanRequest) -> None:
     r.snapshot.pacing.even.catch_up_fraction = 0.0
 
 
-@case(("snapshot.pacing.front_loaded.fraction", "must be in (0, 1)"))
+@case(("snapshot.pacing.front_loaded.fraction", "must be in [0, 1)"))
 def front_loaded_fraction_one(r: pb.ReplanRequest) -> None:
     r.snapshot.pacing.front_loaded.fraction = 1.0
 

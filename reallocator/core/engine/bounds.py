@@ -324,6 +324,10 @@ def build_from_snapshot(
     money_left = None
     if spec.max_spend_micros is not None:
         money_left = max(0, spec.max_spend_micros - int(deals["spend_micros"].sum()))
+        if spec.budget_type is BudgetType.SPEND:
+            # Money is the budget unit: the cap is one more budget, so it bounds the total
+            # placed (and the plan stays a network flow, with no money row).
+            total, money_left = min(total, money_left), None
     built = build_problem(
         deals,
         capacity,

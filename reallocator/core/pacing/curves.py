@@ -17,13 +17,20 @@ Model (all of it computed once per campaign on a `PacingCalendar`, then interpol
 * Budgets combine as the tightest wins: expected cumulative D(t) is the largest delivery that
   stays within every level's budget-to-date in every instance,
   ``D(t) = min_k [ D(start of k's instance) + E_k(t) ]``. So $1000 over 10 days with a $200
-  daily cap paces $100/day, and with a $50 daily cap spends $500 in total.
+  daily cap paces $100/day (EVEN with catch_up_fraction 1; the default 0.95 paces $105.26/day,
+  under the cap), and with a $50 daily cap spends $500 in total.
 * Flights pace to their own budgets (instances never cross a flight boundary: nothing rolls over).
   A periodic instance cut by the span or a flight keeps its full amount (no proration), and a
   cap's shortfall in one period is not redistributed, though a longer budget that fell behind
   because of a cap may catch up later where the cap allows.
 * The EVEN catch-up buffer belongs to the mode's shape, so only the longest budget carries it;
   CUSTOM follows its weights without a buffer.
+* `paced_period` moves the mode's shape to a shorter budget (DSP *daily* pacing): that budget's
+  instances follow the shape, longer budgets become ceilings available at once (so delivery
+  stops when they run out: $200/day with $1000 lifetime is $200/day until day 5), shorter ones
+  stay even caps. Unset, the longest budget is paced (*lifetime* pacing).
+* With a SPEND goal `max_spend_micros` is one more budget over the whole span, a ceiling (it
+  bounds the curve, so every total read from it, but paces nothing by itself).
 * Mid-flight budget changes (BudgetChange): EVEN follows the new amount's curve as if it had
   always applied (a catch-up jump on an increase, a pause on a decrease); SMOOTH re-divides what
   remains of the new amount over the rest of the instance along its shape (a step in rate).
@@ -48,6 +55,7 @@ from reallocator.core.model import (
     Budget,
     BudgetChange,
     BudgetChangeBehavior,
+    BudgetType,
     PacingMode,
     PacingSpec,
     Period,
@@ -150,6 +158,7 @@ class _LevelSpec:
     covered: BoolArray
     amounts: dict[int, float]
     changes: list[tuple[int, BudgetChange]] = field(default_factory=list)
+    ceiling: bool = False  # a cap available at once whatever the mode (max_spend_micros)
 
 
 @dataclass
@@ -395,9 +404,27 @@ def _level_specs(spec: PacingSpec, cal: PacingCalendar) -> tuple[list[_LevelSpec
             if c.period is period and c.flight_id == flights[i].flight_id
         ]
         levels.append(_LevelSpec(period, cal.flight_scoped_key(period), covered, amounts, scoped))
+    if levels and spec.max_spend_micros is not None and spec.budget_type is BudgetType.SPEND:
+        # The money cap of a SPEND goal is a budget in the same unit: a ceiling over the span.
+        cap = {-1: float(spec.max_spend_micros)}
+        levels.append(
+            _LevelSpec(Period.LIFETIME, np.zeros(n, np.int64), everywhere, cap, ceiling=True)
+        )
     if levels:
         return levels, True
     return [_LevelSpec(Period.LIFETIME, np.zeros(n, np.int64), everywhere, {-1: 1.0})], False
+
+
+def _paced_rank(spec: PacingSpec, specs: Sequence[_LevelSpec]) -> int:
+    """Rank of the period whose budget carries the mode's shape: `paced_period`, else the
+    longest budget's."""
+    ranks = {period_rank(ls.period) for ls in specs if not ls.ceiling}
+    if spec.paced_period is None:
+        return max(ranks) if ranks else period_rank(Period.LIFETIME)
+    rank = period_rank(spec.paced_period)
+    if rank not in ranks:
+        raise ValueError(f"paced_period {spec.paced_period}: no budget of that period")
+    return rank
 
 
 def _unique(budgets: Sequence[Budget], owner: str) -> list[Budget]:
@@ -442,14 +469,16 @@ def build_curve(
             "some active time is covered by no budget (a flight without budgets "
             "while the campaign has none)"
         )
-    top = max(period_rank(ls.period) for ls in specs)
+    paced = _paced_rank(spec, specs)
     inner = CEILING if spec.mode is PacingMode.ASAP else LINEAR
-    levels = [
-        _evaluate_level(
-            cal, ls, pace, shape if period_rank(ls.period) == top else inner, spec.change_behavior
-        )
-        for ls in specs
-    ]
+
+    def level_shape(ls: _LevelSpec) -> Shape:
+        rank = period_rank(ls.period)
+        if ls.ceiling or rank > paced:
+            return CEILING  # longer than the paced budget: a ceiling, as a lifetime cap is
+        return shape if rank == paced else inner
+
+    levels = [_evaluate_level(cal, ls, pace, level_shape(ls), spec.change_behavior) for ls in specs]
     d_start, d_end = _combine(levels, cal.n_slots)
     return PacingCurve(cal, d_start, d_end, shape, in_units)
 
