@@ -26,6 +26,7 @@ class Recorder:
     seen: ClassVar[list[tuple[str, str]]] = []
     gate: ClassVar[threading.Event | None] = None
     entered: ClassVar[threading.Semaphore] = threading.Semaphore(0)
+    fail_with: ClassVar[Exception | None] = None  # ReviewPlan raises it when set
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
@@ -43,6 +44,8 @@ class Recorder:
 
     def review_plan(self, request: Any, context: grpc.ServicerContext) -> Any:
         Recorder.seen.append(("ReviewPlan", current_actor(context)))
+        if Recorder.fail_with is not None:
+            raise Recorder.fail_with
         return pb.ReviewPlanResponse()
 
     def watch_campaign(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
@@ -62,6 +65,7 @@ def ops_server(
     Recorder.seen = []
     Recorder.gate = None
     Recorder.entered = threading.Semaphore(0)
+    Recorder.fail_with = None
     patch = mock.patch("reallocator.server.app.ReallocatorServicer", Recorder)
     with patch if recorder else _nothing():
         running = start_server(config)
