@@ -255,7 +255,9 @@ roles = ["read", "plan"]
         ops_server(tmp_path, toml) as running,
         grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel,
     ):
-        stub(channel).Replan(request, metadata=[*bearer(SECRET), ("x-request-id", "req-1")])
+        metadata = [*bearer(SECRET), ("x-request-id", "req-1")]
+        _, call = stub(channel).Replan.with_call(request, metadata=metadata)
+        assert ("x-request-id", "req-1") in call.initial_metadata()
         rpc_error(lambda: stub(channel).Replan(request, metadata=bearer(SECRET + "x")))
         rpc_error(lambda: stub(channel).Replan(request, metadata=bearer(BODY)))
     lines = [JsonFormatter().format(r) for r in caplog.records]

@@ -141,3 +141,21 @@ def test_plaintext_without_auth_off_loopback_warns_at_start(
     assert bool(warnings) is warned
     if warned:
         assert "without authentication" in warnings[0]
+
+
+def test_the_readme_security_example_loads(tmp_path: Path) -> None:
+    """The README's secure TOML is valid (its file paths pointed at files that exist)."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Security", 1)[1]
+    example = section.split("```toml", 1)[1].split("```", 1)[0]
+    for name in ("server.pem", "server.key", "clients-ca.pem"):
+        (tmp_path / name).write_text("x")
+        example = example.replace(f"/etc/reallocator/tls/{name}", str(tmp_path / name))
+    config = load_config(_toml(tmp_path, example), env={})
+    assert config.security.tls and config.security.tls_client_ca is not None
+    assert {t.name: t.roles for t in config.security.tokens} == {
+        "orchestrator": {"read", "plan"},
+        "alice@example.com": {"read", "review"},
+    }
+    assert [c.name for c in config.security.clients] == ["batch-replanner.internal"]
+    assert config.security.reflection is False
