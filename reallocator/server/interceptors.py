@@ -209,7 +209,9 @@ class CallInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
     def _close(self, call: _Call, context: grpc.ServicerContext) -> None:
         seconds = time.perf_counter() - call.start
         code = context.code()
-        if code is None:
+        if code is None and not call.failed and not context.is_active():
+            status = "CANCELLED"  # the client went away or its deadline passed
+        elif code is None:
             status = "UNKNOWN" if call.failed else "OK"
         else:
             status = code.name if isinstance(code, grpc.StatusCode) else str(code)

@@ -279,3 +279,22 @@ roles = ["read", "plan"]
     assert ok["duration_ms"] > 0
     assert [c["status"] for c in refused] == ["UNAUTHENTICATED"] * 2
     assert all(len(c["request_id"]) == 32 for c in refused)  # generated when none is given
+
+
+def test_a_call_the_client_abandoned_is_logged_cancelled(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="reallocator.calls")
+    with (
+        ops_server(tmp_path, recorder=True) as running,
+        grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel,
+    ):
+        Recorder.gate = threading.Event()
+        error = rpc_error(lambda: stub(channel).AssessPacing(pb.AssessPacingRequest(), timeout=0.5))
+        assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        Recorder.gate.set()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not caplog.records:
+            time.sleep(0.05)
+    (record,) = [r for r in caplog.records if r.name == "reallocator.calls"]
+    assert record.fields["status"] == "CANCELLED"  # type: ignore[attr-defined]
