@@ -267,3 +267,20 @@ def test_sighup_reloads_files_whose_stamps_did_not_change(pki: dict, tmp_path: P
             assert _serving_issuer(running.port, pki) == "other_ca"
         finally:
             signal.signal(signal.SIGHUP, previous)
+
+
+def test_buf_curl_over_mutual_tls_with_a_token(mtls_server: RunningServer, pki: dict) -> None:
+    """A client nobody here wrote: buf curl with the CA, a client certificate and a token;
+    reflection answers it (authenticated) and Replan reaches the servicer as the token's name."""
+    buf = Path(__file__).resolve().parents[2] / ".tools" / "node_modules" / ".bin" / "buf"
+    assert buf.exists(), f"{buf} missing: run the README's test set-up command (npm install ...)"
+    Recorder.seen = []
+    url = f"https://localhost:{mtls_server.port}/reallocator.v1.ReallocatorService/Replan"
+    done = subprocess.run(
+        [str(buf), "curl", "--protocol", "grpc", "--cacert", str(pki["ca"]),
+         "--cert", str(pki["client"].cert), "--key", str(pki["client"].key),
+         "-H", f"authorization: Bearer {TOKEN}", url, "-d", "{}"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert Recorder.seen == [("Replan", "ops-person")]
