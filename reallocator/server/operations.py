@@ -36,8 +36,11 @@ def is_loopback(host: str) -> bool:
 class Operations:
     """What `start_server` adds to a plain gRPC server, built from `config.security`/`ops`."""
 
-    def __init__(self, config: ServerConfig) -> None:
+    def __init__(self, config: ServerConfig, process_index: int = 0) -> None:
+        """`process_index`: with several server processes on one port (SO_REUSEPORT), process
+        i serves its metrics on metrics_port + i (each process counts its own calls)."""
         self.config = config
+        self.process_index = process_index
         security, ops = config.security, config.ops
         self.reloader = CertificateReloader(security) if security.tls else None
         self.metrics = Metrics()
@@ -78,8 +81,9 @@ class Operations:
         self.serving = ServingState(health_servicer, services)
         ops = self.config.ops
         if ops.metrics_enabled:
+            port = ops.metrics_port + self.process_index if ops.metrics_port else 0
             self.metrics_server = MetricsServer(
-                ops.metrics_host, ops.metrics_port, self.metrics, self.serving.status
+                ops.metrics_host, port, self.metrics, self.serving.status
             )
             self.metrics_server.start()
         metrics_module.activate(self.metrics)

@@ -17,17 +17,19 @@ from typing import Any
 import grpc
 import pytest
 from builders import build_snapshot, random_snapshot_spec, replan_request
-from conftest import rpc_error
+from conftest import free_port, rpc_error
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 from ops_helpers import Recorder, bearer, ops_server, stub
 from prometheus_client.parser import text_string_to_metric_families
 
+from reallocator.config import load_config
 from reallocator.server.app import RunningServer
 from reallocator.server.auth import hash_token
 from reallocator.server.logs import JsonFormatter, TextFormatter
 from reallocator.server.metrics import store_timer
+from reallocator.server.operations import Operations
 from reallocator.server.serving import Unavailable
 from reallocator.v1 import plan_pb2
 from reallocator.v1 import reallocator_service_pb2 as pb
@@ -298,3 +300,17 @@ def test_a_call_the_client_abandoned_is_logged_cancelled(
             time.sleep(0.05)
     (record,) = [r for r in caplog.records if r.name == "reallocator.calls"]
     assert record.fields["status"] == "CANCELLED"  # type: ignore[attr-defined]
+
+
+def test_each_server_process_gets_its_own_metrics_port(tmp_path: Path) -> None:
+    base = free_port()
+    config = load_config(env={}, host="127.0.0.1", port=0, metrics_port=base)
+    with ops_server(tmp_path, f"[metrics]\nport = {base}\n") as running:
+        assert running.ops is not None and running.ops.metrics_server is not None
+        assert running.ops.metrics_server.port == base
+    second = Operations(config, process_index=1)
+    second.start(running.health, ("",))
+    try:
+        assert second.metrics_server is not None and second.metrics_server.port == base + 1
+    finally:
+        second.stop()
