@@ -28,6 +28,7 @@ from reallocator.server.limits import CallLimiter
 from reallocator.server.metrics import Metrics
 from reallocator.server.serving import Unavailable
 from reallocator.server.tracing import Tracer, span
+from reallocator.v1 import plan_pb2
 
 REQUEST_ID = "x-request-id"
 _REQUEST_ID = re.compile(r"^[\w.:-]{1,128}$")
@@ -200,8 +201,6 @@ class CallInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         plan = response.plan
         self.metrics.plan_deals.observe(len(plan.deals))
         if plan.HasField("solver"):
-            from reallocator.v1 import plan_pb2
-
             path = plan_pb2.SolverPath.Name(plan.solver.path)
             solve = plan.solver.solve_duration
             self.metrics.solve.labels(path).observe(solve.seconds + solve.nanos / 1e9)

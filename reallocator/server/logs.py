@@ -19,6 +19,8 @@ from typing import Any
 
 from google.protobuf.message import Message
 
+from reallocator.v1 import plan_pb2
+
 CALLS = logging.getLogger("reallocator.calls")
 MAX_FIELD = 128
 _RESOURCE = re.compile(r"^campaigns/([^/]+)")
@@ -82,8 +84,6 @@ def note_response(record: CallRecord, response: Any) -> None:
     record.responses += 1
     plan = getattr(response, "plan", None)
     if isinstance(plan, Message) and response.HasField("plan"):
-        from reallocator.v1 import plan_pb2
-
         record.plan_status = plan_pb2.PlanStatus.Name(plan.status)  # type: ignore[attr-defined]
         record.deals = len(plan.deals)  # type: ignore[attr-defined]
         return
