@@ -17,7 +17,7 @@ from typing import Any
 import grpc
 import pytest
 from builders import build_snapshot, random_snapshot_spec, replan_request
-from conftest import free_port, rpc_error
+from conftest import bad_request, free_port, rpc_error
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
@@ -259,8 +259,9 @@ roles = ["read", "plan"]
     ):
         metadata = [*bearer(SECRET), ("x-request-id", "req-1")]
         _, call = stub(channel).Replan.with_call(request, metadata=metadata)
-        assert ("x-request-id", "req-1") in call.initial_metadata()
-        rpc_error(lambda: stub(channel).Replan(request, metadata=bearer(SECRET + "x")))
+        assert ("x-request-id", "req-1") in call.trailing_metadata()
+        refused = rpc_error(lambda: stub(channel).Replan(request, metadata=bearer(SECRET + "x")))
+        assert any(k == "x-request-id" for k, _ in refused.trailing_metadata())
         rpc_error(lambda: stub(channel).Replan(request, metadata=bearer(BODY)))
     lines = [JsonFormatter().format(r) for r in caplog.records]
     lines += [TextFormatter("%(message)s").format(r) for r in caplog.records]
@@ -281,6 +282,19 @@ roles = ["read", "plan"]
     assert ok["duration_ms"] > 0
     assert [c["status"] for c in refused] == ["UNAUTHENTICATED"] * 2
     assert all(len(c["request_id"]) == 32 for c in refused)  # generated when none is given
+
+
+def test_an_error_with_details_keeps_them_beside_the_request_id(tmp_path: Path) -> None:
+    with (
+        ops_server(tmp_path) as running,
+        grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel,
+    ):
+        metadata = (("x-request-id", "req-7"),)
+        error = rpc_error(
+            lambda: stub(channel).AssessPacing(pb.AssessPacingRequest(), metadata=metadata)
+        )
+    assert ("x-request-id", "req-7") in error.trailing_metadata()
+    assert bad_request(error)  # google.rpc.BadRequest still there
 
 
 def test_a_call_the_client_abandoned_is_logged_cancelled(
