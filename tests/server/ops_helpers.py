@@ -27,12 +27,14 @@ class Recorder:
     gate: ClassVar[threading.Event | None] = None
     entered: ClassVar[threading.Semaphore] = threading.Semaphore(0)
     fail_with: ClassVar[Exception | None] = None  # ReviewPlan raises it when set
+    ended: ClassVar[threading.Event] = threading.Event()  # grpc saw an AssessPacing call end
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
 
     def assess_pacing(self, request: Any, context: grpc.ServicerContext) -> Any:
         Recorder.seen.append(("AssessPacing", current_actor(context)))
+        context.add_callback(Recorder.ended.set)
         Recorder.entered.release()
         if Recorder.gate is not None:
             Recorder.gate.wait(30)
@@ -66,6 +68,7 @@ def ops_server(
     Recorder.gate = None
     Recorder.entered = threading.Semaphore(0)
     Recorder.fail_with = None
+    Recorder.ended = threading.Event()
     patch = mock.patch("reallocator.server.app.ReallocatorServicer", Recorder)
     with patch if recorder else _nothing():
         running = start_server(config)

@@ -308,6 +308,7 @@ def test_a_call_the_client_abandoned_is_logged_cancelled(
         Recorder.gate = threading.Event()
         error = rpc_error(lambda: stub(channel).AssessPacing(pb.AssessPacingRequest(), timeout=0.5))
         assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert Recorder.ended.wait(10)  # the server has seen the call end
         Recorder.gate.set()
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and not caplog.records:
