@@ -18,6 +18,7 @@ from ops_helpers import Recorder, bearer, ops_server, stub
 
 from reallocator.server.app import RunningServer
 from reallocator.server.auth import METHOD_ROLES, hash_token
+from reallocator.server.client import open_channel
 from reallocator.v1 import reallocator_service_pb2
 from reallocator.v1 import reallocator_service_pb2 as pb
 from reallocator.v1 import reallocator_service_pb2_grpc as grpc_pb
@@ -179,3 +180,11 @@ def test_token_commands_make_and_hash_tokens() -> None:
         input=token + "\n", capture_output=True, text=True, check=True, timeout=60,
     )  # fmt: skip
     assert hashed.stdout.strip() == digest
+
+
+def test_open_channel_sends_the_token_on_plaintext_too(secured: RunningServer) -> None:
+    Recorder.seen = []
+    with open_channel(f"127.0.0.1:{secured.port}", token=ORCHESTRATOR) as channel:
+        stub(channel).Replan(pb.ReplanRequest(), timeout=5)
+        list(stub(channel).WatchCampaign(pb.WatchCampaignRequest(campaign_id="c"), timeout=5))
+    assert Recorder.seen == [("Replan", "orchestrator")] + [("WatchCampaign", "orchestrator")] * 2
