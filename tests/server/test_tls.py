@@ -4,18 +4,21 @@ reloaded on file change and on request (SIGHUP) without a restart."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
 from certs import Authority, Issued
-from conftest import rpc_error
+from conftest import free_port, rpc_error
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from ops_helpers import Recorder, ops_server, stub
 
@@ -284,3 +287,39 @@ def test_buf_curl_over_mutual_tls_with_a_token(mtls_server: RunningServer, pki: 
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert Recorder.seen == [("Replan", "ops-person")]
+
+
+def test_serve_command_with_tls_metrics_and_json_logs(pki: dict) -> None:
+    """`reallocator serve` with the TLS and metrics flags: health over TLS, /healthz over
+    HTTP, JSON lines on stderr, exit 0 on SIGTERM."""
+    port, metrics_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REALLOCATOR_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reallocator.cli", "serve", "--host", "127.0.0.1",
+         "--port", str(port), "--tls-cert", str(pki["server"].cert),
+         "--tls-key", str(pki["server"].key), "--metrics-port", str(metrics_port)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        status = None
+        while time.monotonic() < deadline and status != SERVING:
+            assert proc.poll() is None, proc.communicate()[1]
+            with open_channel(f"localhost:{port}", tls_ca=pki["ca"]) as channel:
+                try:
+                    status = _health(channel)
+                except grpc.RpcError:
+                    time.sleep(0.2)
+        assert status == SERVING
+        url = f"http://127.0.0.1:{metrics_port}/healthz"
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            assert reply.read() == b"SERVING\n"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=15)
+        assert proc.returncode == 0, err
+        records = [json.loads(line) for line in err.splitlines() if line.strip()]
+        assert any("listening" in r["message"] and "'tls': True" in r["message"] for r in records)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
