@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from reallocator.sim.args import add_arguments as add_simulate_arguments
 
@@ -29,10 +31,14 @@ def _serve(args: argparse.Namespace) -> int:
             max_message_bytes=args.max_message_bytes,
             solver_time_limit_seconds=args.solver_time_limit_seconds,
             grace_period_seconds=args.grace_period_seconds,
+            **_security_flags(args),
         )
     except ConfigError as exc:
         print(f"reallocator serve: configuration error: {exc}", file=sys.stderr)
         return 2
+    from reallocator.server.logs import configure
+
+    configure(config.ops.log_format, args.log_level)
     try:
         serve(config)
     except OSError as exc:
@@ -46,8 +52,24 @@ def _health(args: argparse.Namespace) -> int:
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+    from reallocator.server.client import open_channel
+
     target = f"{args.host}:{args.port}"
-    with grpc.insecure_channel(target) as channel:
+    token = _read_token(args.token_file) if args.token_file else os.environ.get(TOKEN_ENV) or None
+    try:
+        channel = open_channel(
+            target,
+            tls_ca=args.tls_ca,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            token=token,
+            server_name=args.tls_server_name,
+            tls=args.tls,
+        )
+    except ConfigError as exc:
+        print(f"reallocator health: {exc}", file=sys.stderr)
+        return 2
+    with channel:
         stub = health_pb2_grpc.HealthStub(channel)
         try:
             reply = stub.Check(
@@ -61,6 +83,45 @@ def _health(args: argparse.Namespace) -> int:
     status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
     print(status)
     return 0 if reply.status == health_pb2.HealthCheckResponse.SERVING else 1
+
+
+TOKEN_ENV = "REALLOCATOR_TOKEN"
+
+
+def _read_token(path: Path) -> str:
+    return path.read_text().strip()
+
+
+def _security_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The serve flags of [security], [overload], [metrics] and [logging] (None: not given)."""
+    return {
+        "tls_cert": args.tls_cert,
+        "tls_key": args.tls_key,
+        "tls_client_ca": args.tls_client_ca,
+        "reflection": False if args.no_reflection else None,
+        "max_concurrent_calls": args.max_concurrent_calls,
+        "max_calls_per_caller": args.max_calls_per_caller,
+        "metrics_port": args.metrics_port,
+        "metrics_host": args.metrics_host,
+        "log_format": args.log_format,
+    }
+
+
+def _token(args: argparse.Namespace) -> int:
+    """`token new`: a fresh token and its hash; `token hash`: the hash of a token on stdin."""
+    from reallocator.server.auth import hash_token, new_token
+
+    if args.action == "new":
+        token = new_token()
+        print(f"token:  {token}")
+        print(f"sha256: {hash_token(token)}")
+        return 0
+    token = sys.stdin.readline().strip()
+    if not token:
+        print("reallocator token hash: expected the token on stdin", file=sys.stderr)
+        return 2
+    print(hash_token(token))
+    return 0
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -114,6 +175,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--grace-period-seconds", type=float, help="drain time on SIGTERM (default 5)"
     )
+    tls = serve.add_argument_group("security and operations (README: Security, Operations)")
+    tls.add_argument("--tls-cert", type=Path, help="PEM certificate chain: serve TLS")
+    tls.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
+    tls.add_argument("--tls-client-ca", type=Path, help="CA of client certificates: mutual TLS")
+    tls.add_argument("--no-reflection", action="store_true", help="turn server reflection off")
+    tls.add_argument("--max-concurrent-calls", type=int, help="calls in progress (process)")
+    tls.add_argument("--max-calls-per-caller", type=int, help="calls in progress per caller")
+    tls.add_argument("--metrics-port", type=int, help="serve /metrics and /healthz on this port")
+    tls.add_argument("--metrics-host", help="interface of the metrics port (default 127.0.0.1)")
+    tls.add_argument("--log-format", choices=["json", "text"], help="log lines (default json)")
     serve.set_defaults(run=_serve)
     health = sub.add_parser(
         "health",
@@ -124,7 +195,23 @@ def build_parser() -> argparse.ArgumentParser:
     health.add_argument("--port", type=int, default=50051, help="server port (default 50051)")
     health.add_argument("--service", default="", help="service name ('' = the whole server)")
     health.add_argument("--timeout", type=float, default=3.0, help="seconds to wait (default 3)")
+    health.add_argument("--tls", action="store_true", help="TLS, trusting the system CAs")
+    health.add_argument("--tls-ca", type=Path, help="PEM CA to trust (implies TLS)")
+    health.add_argument("--tls-cert", type=Path, help="client certificate (mutual TLS)")
+    health.add_argument("--tls-key", type=Path, help="client key (mutual TLS)")
+    health.add_argument("--tls-server-name", help="name to expect in the server certificate")
+    health.add_argument(
+        "--token-file", type=Path, help=f"file holding a bearer token (else ${TOKEN_ENV})"
+    )
     health.set_defaults(run=_health)
+    token = sub.add_parser(
+        "token",
+        help="make a bearer token, or hash one for [[security.tokens]]",
+        description="`token new` prints a fresh random token and its sha256 (store only the "
+        "sha256 in the configuration); `token hash` reads a token on stdin and prints its sha256.",
+    )
+    token.add_argument("action", choices=["new", "hash"])
+    token.set_defaults(run=_token)
     simulate = sub.add_parser(
         "simulate",
         help="simulate a campaign scenario: static, rules and reallocator against the oracle",

@@ -37,6 +37,8 @@ class ServerConfig:
     solver_time_limit: timedelta = timedelta(seconds=10)
     grace_period: timedelta = timedelta(seconds=5)  # on SIGTERM: finish in-flight calls
     default_policy: Policy = field(default_factory=Policy)
+    security: SecurityConfig = field(default_factory=lambda: SecurityConfig())
+    ops: OpsConfig = field(default_factory=lambda: OpsConfig())
 
     @property
     def address(self) -> str:
@@ -142,7 +144,7 @@ def load_config(
             duration = duration_key(key, _DURATION_FIELDS, "server.")
             if duration is not None:
                 server[duration] = _seconds(key, server.pop(key))
-        known = {f.name for f in dataclasses.fields(ServerConfig)} - {"default_policy"}
+        known = {f.name for f in dataclasses.fields(ServerConfig)} - _TABLE_FIELDS
         unknown = set(server) - known
         if unknown:
             raise ConfigError(f"server: unknown settings {sorted(unknown)}")
@@ -155,6 +157,7 @@ def load_config(
             config = dataclasses.replace(
                 config, default_policy=_policy(data["policy"], config.default_policy)
             )
+        config = _ops_from_toml(data, config)
     for var, (name, kind) in _ENV.items():
         raw = (env if env is not None else os.environ).get(var)
         if raw is None or raw == "":
@@ -166,6 +169,8 @@ def load_config(
         if name in _DURATION_FIELDS:
             value = _seconds(var, value)
         config = dataclasses.replace(config, **{name: value})
+    config = _ops_from_env(env if env is not None else os.environ, config)
+    config, overrides = _ops_overrides(config, overrides)
     given = {k: v for k, v in overrides.items() if v is not None}
     for name in _DURATION_FIELDS:
         seconds = given.pop(f"{name}_seconds", None)
@@ -180,4 +185,232 @@ def load_config(
         raise ConfigError(
             f"max_message_bytes: must be at least {MIB}, got {config.max_message_bytes}"
         )
+    _check_ops(config)
     return config
+
+
+# --- security and operations: [security], [overload], [metrics], [logging], [tracing] --------
+
+ROLES = ("read", "plan", "review")
+_TABLE_FIELDS = {"default_policy", "security", "ops"}
+_SHA256_HEX = frozenset("0123456789abcdef")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """A caller the server knows: a bearer token (by its SHA-256) or a client-certificate
+    identity (subject CN or a DNS/URI SAN), with the roles it holds."""
+
+    name: str
+    roles: frozenset[str]
+    sha256: str = ""  # tokens only: hex SHA-256 of the token; the token itself is never stored
+
+
+@dataclass(frozen=True)
+class SecurityConfig:
+    """TLS, mutual TLS, callers and reflection. Authentication is on when any token or client
+    identity is configured; then every call but health must present one."""
+
+    tls_cert: Path | None = None  # PEM certificate chain
+    tls_key: Path | None = None  # PEM private key
+    tls_client_ca: Path | None = None  # set: mutual TLS, client certificates required
+    tokens: tuple[Principal, ...] = ()
+    clients: tuple[Principal, ...] = ()
+    reflection: bool = True
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
+
+    @property
+    def auth(self) -> bool:
+        return bool(self.tokens or self.clients)
+
+
+@dataclass(frozen=True)
+class OpsConfig:
+    """Overload limits, metrics endpoint, logs and tracing."""
+
+    max_concurrent_calls: int = 0  # 0: max_workers - 2 (threads stay free for health)
+    max_calls_per_caller: int = 0  # 0: no limit beyond max_concurrent_calls
+    max_queued_calls: int = 64  # calls grpc holds beyond those running; more: RESOURCE_EXHAUSTED
+    retry_after: timedelta = timedelta(seconds=1)  # the RetryInfo hint on RESOURCE_EXHAUSTED
+    metrics_enabled: bool = False
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9464
+    log_format: str = "json"  # "json": one JSON object per line; "text": human-readable
+    call_log: bool = True  # one line per call (never bodies or credentials)
+    tracing: bool = False  # OpenTelemetry spans, when its packages are installed
+
+    def concurrent_limit(self, max_workers: int) -> int:
+        return self.max_concurrent_calls or max(1, max_workers - 2)
+
+    def caller_limit(self, max_workers: int) -> int:
+        return self.max_calls_per_caller or self.concurrent_limit(max_workers)
+
+
+# TOML table.key -> (config part, field)
+_OPS_TOML = {
+    ("security", "tls_cert"): ("security", "tls_cert"),
+    ("security", "tls_key"): ("security", "tls_key"),
+    ("security", "tls_client_ca"): ("security", "tls_client_ca"),
+    ("security", "reflection"): ("security", "reflection"),
+    ("overload", "max_concurrent_calls"): ("ops", "max_concurrent_calls"),
+    ("overload", "max_calls_per_caller"): ("ops", "max_calls_per_caller"),
+    ("overload", "max_queued_calls"): ("ops", "max_queued_calls"),
+    ("overload", "retry_after_seconds"): ("ops", "retry_after"),
+    ("metrics", "enabled"): ("ops", "metrics_enabled"),
+    ("metrics", "host"): ("ops", "metrics_host"),
+    ("metrics", "port"): ("ops", "metrics_port"),
+    ("logging", "format"): ("ops", "log_format"),
+    ("logging", "calls"): ("ops", "call_log"),
+    ("tracing", "enabled"): ("ops", "tracing"),
+}
+_PATHS = {"tls_cert", "tls_key", "tls_client_ca"}
+
+# env var -> (config part, field); also the flags' names without the prefix, lower-cased
+_OPS_ENV = {
+    "REALLOCATOR_TLS_CERT": ("security", "tls_cert"),
+    "REALLOCATOR_TLS_KEY": ("security", "tls_key"),
+    "REALLOCATOR_TLS_CLIENT_CA": ("security", "tls_client_ca"),
+    "REALLOCATOR_REFLECTION": ("security", "reflection"),
+    "REALLOCATOR_MAX_CONCURRENT_CALLS": ("ops", "max_concurrent_calls"),
+    "REALLOCATOR_MAX_CALLS_PER_CALLER": ("ops", "max_calls_per_caller"),
+    "REALLOCATOR_METRICS_PORT": ("ops", "metrics_port"),
+    "REALLOCATOR_METRICS_HOST": ("ops", "metrics_host"),
+    "REALLOCATOR_LOG_FORMAT": ("ops", "log_format"),
+}
+_BOOL_WORDS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+
+
+def _set(config: ServerConfig, part: str, name: str, value: Any, where: str) -> ServerConfig:
+    """`config` with `part.name` set to `value`, checked against the field's type."""
+    target = getattr(config, part)
+    if name in _PATHS:
+        if not isinstance(value, str | Path) or not str(value):
+            raise ConfigError(f"{where}: expected a file path, got {value!r}")
+        value = Path(value)
+    elif name == "retry_after":
+        value = _seconds(where, value)
+    else:
+        value = _typed(where, value, getattr(type(target)(), name))
+    changes: dict[str, Any] = {name: value}
+    if part == "ops" and name.startswith("metrics_") and name != "metrics_enabled":
+        changes["metrics_enabled"] = True  # naming a metrics port or host turns metrics on
+    return dataclasses.replace(config, **{part: dataclasses.replace(target, **changes)})
+
+
+def _principals(entries: Any, table: str, token: bool) -> tuple[Principal, ...]:
+    if not isinstance(entries, list):
+        raise ConfigError(f"{table}: expected an array of tables ([[{table}]])")
+    found: list[Principal] = []
+    allowed = {"name", "roles", "sha256"} if token else {"name", "roles"}
+    for i, entry in enumerate(entries):
+        where = f"{table}[{i}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: expected a table")
+        if set(entry) - allowed:
+            raise ConfigError(f"{where}: unknown settings {sorted(set(entry) - allowed)}")
+        name = entry.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(f"{where}.name: required, a non-empty string")
+        roles = entry.get("roles")
+        if not isinstance(roles, list) or not roles or not set(roles) <= set(ROLES):
+            raise ConfigError(f"{where}.roles: expected a non-empty list from {list(ROLES)}")
+        digest = ""
+        if token:
+            digest = entry.get("sha256", "")
+            ok = isinstance(digest, str) and len(digest) == 64 and set(digest) <= _SHA256_HEX
+            if not ok:
+                raise ConfigError(
+                    f"{where}.sha256: expected 64 lower-case hex digits "
+                    "(make one with `reallocator token hash`)"
+                )
+        found.append(Principal(name.strip(), frozenset(roles), digest))
+    return tuple(found)
+
+
+def _ops_from_toml(data: dict[str, Any], config: ServerConfig) -> ServerConfig:
+    for table in ("security", "overload", "metrics", "logging", "tracing"):
+        section = data.get(table, {})
+        if not isinstance(section, dict):
+            raise ConfigError(f"{table}: expected a table")
+        for key, value in section.items():
+            if table == "security" and key in ("tokens", "clients"):
+                found = _principals(value, f"security.{key}", token=key == "tokens")
+                changes: dict[str, Any] = {key: found}
+                security = dataclasses.replace(config.security, **changes)
+                config = dataclasses.replace(config, security=security)
+                continue
+            if (table, key) not in _OPS_TOML:
+                known = sorted(k for t, k in _OPS_TOML if t == table)
+                raise ConfigError(f"{table}.{key}: unknown setting (known: {', '.join(known)})")
+            part, name = _OPS_TOML[(table, key)]
+            config = _set(config, part, name, value, f"{table}.{key}")
+    return config
+
+
+def _ops_from_env(env: Any, config: ServerConfig) -> ServerConfig:
+    for var, (part, name) in _OPS_ENV.items():
+        raw = env.get(var)
+        if raw is None or raw == "":
+            continue
+        value: Any = raw
+        default = getattr(type(getattr(config, part))(), name)
+        if isinstance(default, bool):
+            if raw.lower() not in _BOOL_WORDS:
+                raise ConfigError(f"{var}: expected true or false, got {raw!r}")
+            value = _BOOL_WORDS[raw.lower()]
+        elif isinstance(default, int):
+            try:
+                value = int(raw)
+            except ValueError as exc:
+                raise ConfigError(f"{var}: cannot read {raw!r} as int") from exc
+        config = _set(config, part, name, value, var)
+    return config
+
+
+def _ops_overrides(
+    config: ServerConfig, overrides: dict[str, Any]
+) -> tuple[ServerConfig, dict[str, Any]]:
+    """Applies the flags that set security/ops fields (named like the fields); returns the rest."""
+    rest = dict(overrides)
+    for part, name in _OPS_ENV.values():
+        value = rest.pop(name, None)
+        if value is not None:
+            config = _set(config, part, name, value, f"--{name.replace('_', '-')}")
+    return config, rest
+
+
+def _check_ops(config: ServerConfig) -> None:
+    security, ops = config.security, config.ops
+    if (security.tls_cert is None) != (security.tls_key is None):
+        raise ConfigError("security.tls_cert and security.tls_key: give both or neither")
+    if security.tls_client_ca is not None and security.tls_cert is None:
+        raise ConfigError("security.tls_client_ca: mutual TLS needs tls_cert and tls_key")
+    if security.clients and security.tls_client_ca is None:
+        raise ConfigError(
+            "security.clients: certificate identities need tls_client_ca (mutual TLS)"
+        )
+    for name in ("tls_cert", "tls_key", "tls_client_ca"):
+        path = getattr(security, name)
+        if path is not None and not path.is_file():
+            raise ConfigError(f"security.{name}: no such file: {path}")
+    for kind in ("tokens", "clients"):
+        names = [p.name for p in getattr(security, kind)]
+        if len(names) != len(set(names)):
+            raise ConfigError(f"security.{kind}: names must be unique")
+    digests = [t.sha256 for t in security.tokens]
+    if len(digests) != len(set(digests)):
+        raise ConfigError("security.tokens: two entries have the same sha256")
+    if ops.max_concurrent_calls and ops.max_concurrent_calls >= config.max_workers:
+        raise ConfigError(
+            f"overload.max_concurrent_calls: must be below max_workers ({config.max_workers}) "
+            "so a thread stays free for health checks"
+        )
+    if ops.max_queued_calls < 1:
+        raise ConfigError("overload.max_queued_calls: must be at least 1")
+    if not 0 <= ops.metrics_port <= 65535:
+        raise ConfigError(f"metrics.port: must be in 0-65535, got {ops.metrics_port}")
+    if ops.log_format not in ("json", "text"):
+        raise ConfigError(f"logging.format: expected json or text, got {ops.log_format!r}")

@@ -15,6 +15,7 @@ from grpc_reflection.v1alpha import reflection
 
 from reallocator.config import ServerConfig
 from reallocator.server.dispatch import generic_handler
+from reallocator.server.operations import Operations
 from reallocator.server.servicer import ReallocatorServicer
 from reallocator.v1 import reallocator_service_pb2
 
@@ -29,6 +30,7 @@ class RunningServer:
     port: int
     health: health.HealthServicer
     executor: futures.ThreadPoolExecutor
+    ops: Operations | None = None  # security and operations (server/operations.py)
 
     def stop(self, grace: float | None = None) -> None:
         """Stops taking calls (health NOT_SERVING first) and lets in-flight calls finish for up
@@ -36,6 +38,8 @@ class RunningServer:
         self.health.enter_graceful_shutdown()
         self.server.stop(grace).wait((grace or 0.0) + 1.0)
         self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.ops is not None:
+            self.ops.stop()
 
 
 def start_server(config: ServerConfig) -> RunningServer:
@@ -45,14 +49,23 @@ def start_server(config: ServerConfig) -> RunningServer:
         ("grpc.so_reuseport", 0),
     ]
     executor = futures.ThreadPoolExecutor(max_workers=config.max_workers)
-    server = grpc.server(executor, options=options)
+    # --- security and operations (server/operations.py): TLS, auth, limits, metrics, logs ---
+    ops = Operations(config)
+    server = grpc.server(
+        executor,
+        options=options,
+        interceptors=ops.interceptors,
+        maximum_concurrent_rpcs=ops.maximum_concurrent_rpcs,
+    )
+    # --- end security and operations ---
     server.add_generic_rpc_handlers((generic_handler(SERVICE, ReallocatorServicer(config)),))
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    names = (SERVICE.full_name, health.SERVICE_NAME, reflection.SERVICE_NAME)
-    reflection.enable_server_reflection(names, server)
+    if config.security.reflection:
+        names = (SERVICE.full_name, health.SERVICE_NAME, reflection.SERVICE_NAME)
+        reflection.enable_server_reflection(names, server)
     try:
-        port = server.add_insecure_port(config.address)
+        port = ops.add_port(server, config.address)
     except RuntimeError as exc:  # grpcio raises RuntimeError when the port is taken
         raise OSError(f"cannot listen on {config.address}: {exc}") from exc
     if port == 0:
@@ -60,8 +73,9 @@ def start_server(config: ServerConfig) -> RunningServer:
     server.start()
     for name in ("", SERVICE.full_name):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    log.info("reallocator listening on %s:%d", config.host, port)
-    return RunningServer(server, port, health_servicer, executor)
+    ops.start(health_servicer, ("", SERVICE.full_name))  # metrics endpoint, SIGHUP, warnings
+    log.info("reallocator listening on %s:%d %s", config.host, port, ops.describe())
+    return RunningServer(server, port, health_servicer, executor, ops)
 
 
 def serve(config: ServerConfig) -> None:

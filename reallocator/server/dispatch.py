@@ -15,6 +15,7 @@ from google.protobuf import message, message_factory
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 
 from reallocator.server.errors import abort_with, bad_request_status
+from reallocator.server.logs import note_request
 from reallocator.wire.violations import FieldViolation, InvalidRequest
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ def _parse(method: MethodDescriptor, data: bytes, context: grpc.ServicerContext)
             "", f"request bytes are not a valid {method.input_type.full_name}: {exc}"
         )
         abort_with(context, bad_request_status([violation]))
+    note_request(request)  # the campaign id for the call's log line
     return request
 
 

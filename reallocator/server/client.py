@@ -1,0 +1,65 @@
+"""Client channels that speak the server's security: TLS (trusting a CA), a client certificate
+for mutual TLS, and a bearer token on every call. Used by `reallocator health` and tests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from reallocator.server.tls import channel_credentials
+
+
+class _BearerToken(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):  # type: ignore[misc]
+    """Adds `authorization: Bearer <token>` on a plaintext channel (grpc's call credentials
+    refuse insecure channels; loopback and test set-ups still need the header)."""
+
+    def __init__(self, token: str) -> None:
+        self._header = ("authorization", f"Bearer {token}")
+
+    def _with_token(self, details: Any) -> Any:
+        metadata = [*(details.metadata or ()), self._header]
+        return details._replace(metadata=metadata)
+
+    def intercept_unary_unary(
+        self, continuation: Callable[..., Any], details: Any, request: Any
+    ) -> Any:
+        return continuation(self._with_token(details), request)
+
+    def intercept_unary_stream(
+        self, continuation: Callable[..., Any], details: Any, request: Any
+    ) -> Any:
+        return continuation(self._with_token(details), request)
+
+
+def open_channel(
+    target: str,
+    *,
+    tls_ca: Path | None = None,
+    tls_cert: Path | None = None,
+    tls_key: Path | None = None,
+    token: str | None = None,
+    server_name: str | None = None,
+    tls: bool = False,
+    options: Sequence[tuple[str, Any]] = (),
+) -> grpc.Channel:
+    """A channel to `target`: TLS when any TLS setting is given (or `tls`), else plaintext."""
+    opts = list(options)
+    if server_name:
+        opts.append(("grpc.ssl_target_name_override", server_name))
+    if tls or tls_ca or tls_cert or tls_key:
+        credentials = channel_credentials(tls_ca, tls_cert, tls_key)
+        if token:
+            credentials = grpc.composite_channel_credentials(
+                credentials, grpc.access_token_call_credentials(token)
+            )
+        return grpc.secure_channel(target, credentials, options=opts)
+    channel = grpc.insecure_channel(target, options=opts)
+    if token:
+        return grpc.intercept_channel(channel, _BearerToken(token))
+    return channel
+
+
+__all__ = ["open_channel"]
