@@ -24,10 +24,10 @@ from unittest import mock
 
 import grpc
 
+from reallocator.client import open_channel
 from reallocator.config import load_config
 from reallocator.server.app import RunningServer, start_server
 from reallocator.server.auth import hash_token
-from reallocator.server.client import open_channel
 from reallocator.server.logs import JsonFormatter
 from reallocator.server.operations import Operations
 from reallocator.v1 import reallocator_service_pb2 as pb

@@ -52,7 +52,8 @@ def _health(args: argparse.Namespace) -> int:
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    from reallocator.server.client import open_channel
+    from reallocator.client import open_channel
+    from reallocator.config_error import ConfigError
 
     target = f"{args.host}:{args.port}"
     token = _read_token(args.token_file) if args.token_file else os.environ.get(TOKEN_ENV) or None

@@ -17,15 +17,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from reallocator.config_error import ConfigError as ConfigError
 from reallocator.core.model import Policy, SeverityTiers
 from reallocator.wire.policy import decode_policy, encode_policy
 from reallocator.wire.violations import Violations
 
 MIB = 1024 * 1024
-
-
-class ConfigError(ValueError):
-    """A configuration value is missing, malformed or out of range."""
 
 
 @dataclass(frozen=True)

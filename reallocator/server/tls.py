@@ -17,7 +17,8 @@ from typing import Any
 
 import grpc
 
-from reallocator.config import ConfigError, SecurityConfig
+from reallocator.config import SecurityConfig
+from reallocator.config_error import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -103,17 +104,4 @@ def reload_on_sighup(reloader: CertificateReloader) -> None:
     signal.signal(signal.SIGHUP, on_sighup)
 
 
-def channel_credentials(
-    ca: Path | None = None, cert: Path | None = None, key: Path | None = None
-) -> grpc.ChannelCredentials:
-    """Client side: trust `ca` (else the system roots); present `cert`/`key` for mutual TLS."""
-    if (cert is None) != (key is None):
-        raise ConfigError("--tls-cert and --tls-key: give both or neither")
-    return grpc.ssl_channel_credentials(
-        root_certificates=_read(ca, "tls_ca") if ca else None,
-        private_key=_read(key, "tls_key") if key else None,
-        certificate_chain=_read(cert, "tls_cert") if cert else None,
-    )
-
-
-__all__ = ["CertificateReloader", "channel_credentials", "reload_on_sighup"]
+__all__ = ["CertificateReloader", "reload_on_sighup"]

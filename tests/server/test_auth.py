@@ -16,9 +16,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from ops_helpers import Recorder, bearer, ops_server, stub
 
+from reallocator.client import open_channel
 from reallocator.server.app import RunningServer
 from reallocator.server.auth import METHOD_ROLES, hash_token
-from reallocator.server.client import open_channel
 from reallocator.v1 import reallocator_service_pb2
 from reallocator.v1 import reallocator_service_pb2 as pb
 from reallocator.v1 import reallocator_service_pb2_grpc as grpc_pb

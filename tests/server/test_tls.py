@@ -22,10 +22,10 @@ from conftest import free_port, rpc_error
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from ops_helpers import Recorder, ops_server, stub
 
+from reallocator.client import open_channel
 from reallocator.config import ConfigError, load_config
 from reallocator.server.app import RunningServer
 from reallocator.server.auth import hash_token
-from reallocator.server.client import open_channel
 from reallocator.v1 import reallocator_service_pb2 as pb
 
 SERVING = health_pb2.HealthCheckResponse.SERVING

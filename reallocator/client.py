@@ -1,5 +1,6 @@
 """Client channels that speak the server's security: TLS (trusting a CA), a client certificate
-for mutual TLS, and a bearer token on every call. Used by `reallocator health` and tests."""
+for mutual TLS, and a bearer token on every call. Used by `reallocator health` (which must start
+light: only grpc is loaded here) and tests."""
 
 from __future__ import annotations
 
@@ -9,7 +10,30 @@ from typing import Any
 
 import grpc
 
-from reallocator.server.tls import channel_credentials
+from reallocator.config_error import ConfigError
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"security.{what}: cannot read {path}: {exc}") from exc
+    if b"-----BEGIN " not in data:
+        raise ConfigError(f"security.{what}: {path} is not PEM")
+    return data
+
+
+def channel_credentials(
+    ca: Path | None = None, cert: Path | None = None, key: Path | None = None
+) -> grpc.ChannelCredentials:
+    """Client side: trust `ca` (else the system roots); present `cert`/`key` for mutual TLS."""
+    if (cert is None) != (key is None):
+        raise ConfigError("--tls-cert and --tls-key: give both or neither")
+    return grpc.ssl_channel_credentials(
+        root_certificates=_read(ca, "tls_ca") if ca else None,
+        private_key=_read(key, "tls_key") if key else None,
+        certificate_chain=_read(cert, "tls_cert") if cert else None,
+    )
 
 
 class _BearerToken(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):  # type: ignore[misc]
