@@ -40,7 +40,7 @@ from reallocator.core.interrupt import Checkpoint, never
 from reallocator.core.model import BudgetType, CampaignSnapshot, DealStatus, DealType, Period
 from reallocator.core.pacing.assessment import Assessment, PacingStatus, assess
 from reallocator.core.pacing.curves import PacingCurve, build_curve
-from reallocator.core.plan.explain import beyond_forecast, explain
+from reallocator.core.plan.explain import beyond_forecast, explain, render_deal_rationales
 from reallocator.core.plan.model import (
     PLAN_DEAL_COLUMNS,
     AdjustmentRequest,
@@ -378,6 +378,7 @@ def build_plan(
     assessment: Assessment | None = None,
     forecast: npt.NDArray[np.int64] | None = None,
     checkpoint: Checkpoint = never,
+    text: bool = True,
 ) -> Plan:
     """The plan for the rest of the horizon. Raises PlanRejected when constraints conflict and
     `relax` is False (or no relaxation helps).
@@ -385,7 +386,12 @@ def build_plan(
     `forecast`: the caller's own capacity forecast per deal (budget units still deliverable in
     the horizon, snapshot order) instead of the built-in one; seller answers still cap it.
 
-    `checkpoint` is called between phases (core/interrupt.py): it may raise Interrupted."""
+    `checkpoint` is called between phases (core/interrupt.py): it may raise Interrupted.
+
+    `text`: render every rationale now (in-process callers read them from the plan); False leaves
+    the per-deal and per-schedule rationales empty for a caller that renders only the rows it
+    returns (`render_deal_rationales`, `render_schedule_rationales`) - at 100k deals the words
+    cost more than the whole optimisation."""
     started = time.perf_counter()
     policy, spec = snapshot.policy, snapshot.pacing
     bt, currency = spec.budget_type, snapshot.currency
@@ -430,7 +436,7 @@ def build_plan(
     frame["value_per_unit"] = snapshot.deals["value_per_unit"].to_numpy()
     frame["capped_by_response"] = capped
     checkpoint("explain")
-    why = explain(shown, report, result, frame, bt, currency, built.seller_ids, built.channel_ids)
+    why = explain(shown, report, result, frame)
 
     deals = snapshot.deals
     spent = report.spent
@@ -448,10 +454,16 @@ def build_plan(
             "binding": why.binding,
             "capacity": capacity,
             "reason": why.reason,
-            "rationale": why.rationale,
+            "rationale": "",  # rendered from the table, once the gate has decided
             "marginal_value": why.marginal_value,
             "new_total": spent + x,
             "pacing": "CURVE",  # below, once the allocation is final
+            "step": report.step,
+            "pacing_ratio": frame["pacing_ratio"].to_numpy(np.float64),
+            "pacing_status": frame["status"].astype(str).to_numpy(),
+            "recent_rate": frame["recent_rate"].to_numpy(np.float64),
+            "required_rate": frame["required_rate"].to_numpy(np.float64),
+            "group_at_max": why.group_at_max,
         }
     ).astype(PLAN_DEAL_COLUMNS)
 
@@ -472,6 +484,12 @@ def build_plan(
         plan_deals["delta"] = 0
         plan_deals["new_total"] = plan_deals["delivered"] + plan_deals["old_allocation"]
         plan_deals["reason"] = "UNCHANGED"
+        # Nothing moved because the gate held it, not because a limit stopped it.
+        locked = plan_deals["binding"].to_numpy(dtype=object) == "LOCKED"
+        plan_deals["binding"] = np.where(locked, "LOCKED", "NONE")
+        plan_deals["marginal_value"] = 0.0
+    if text:
+        plan_deals["rationale"] = render_deal_rationales(plan_deals, bt, currency)
     plan_deals["pacing"] = pacing_modes(
         deals["deal_type"].to_numpy(np.int64),
         deals["status"].to_numpy(np.int64),

@@ -93,6 +93,14 @@ PLAN_DEAL_COLUMNS: dict[str, str] = {
     "marginal_value": "float64",  # value of one more unit on the binding constraint
     "new_total": "int64",  # delivered + new_allocation
     "pacing": "str",  # DealPacing
+    # What only the rationale reads (explain.RATIONALE_COLUMNS), so the words can be rendered
+    # from this table alone:
+    "step": "int64",
+    "pacing_ratio": "float64",
+    "pacing_status": "str",
+    "recent_rate": "float64",
+    "required_rate": "float64",
+    "group_at_max": "bool",
 }
 """Columns of Plan.deals, one row per deal in snapshot order."""
 
