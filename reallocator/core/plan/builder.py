@@ -45,17 +45,18 @@ from reallocator.core.plan.model import (
     PLAN_DEAL_COLUMNS,
     AdjustmentRequest,
     ConstraintViolation,
-    DeliverySchedule,
     Plan,
     PlanStatus,
     RequestHistory,
+    ScheduleTable,
     SellerResponse,
     SolverReport,
     Unspendable,
 )
 from reallocator.core.plan.rationale import decision_record, unspendable_reasons
 from reallocator.core.plan.requests import RequestInputs, derive_requests
-from reallocator.core.plan.schedule import ScheduleInputs, derive_schedules, pacing_modes
+from reallocator.core.plan.schedule import ScheduleInputs, derive_schedule_table, pacing_modes
+from reallocator.core.plan.schedule_text import render_schedule_rationales
 from reallocator.core.plan.severity import change_severity, max_severity, worth_changing
 from reallocator.core.plan.text import amount
 
@@ -561,7 +562,9 @@ def build_plan(
         no_change_reason=no_change_reason,
     )
     checkpoint("requests and schedules")
-    return _with_record(plan, assessment, snapshot, schedule_window, history, curve, forecast_table)
+    return _with_record(
+        plan, assessment, snapshot, schedule_window, history, curve, forecast_table, text
+    )
 
 
 def _group_frame(
@@ -599,12 +602,13 @@ def _with_record(
     history: RequestHistory | None,
     curve: PacingCurve,
     forecast: pd.DataFrame,
+    text: bool,
 ) -> Plan:
     """Adds seller requests, buyer schedules, severity and the decision record: they all read
     the finished allocation. A NO_CHANGE plan asks nothing of anyone."""
     policy = snapshot.policy
     requests: tuple[AdjustmentRequest, ...] = ()
-    schedules: tuple[DeliverySchedule, ...] = ()
+    schedules: ScheduleTable | None = None
     severity = None
     if plan.status is not PlanStatus.NO_CHANGE:
         window_end = snapshot.as_of + schedule_window
@@ -625,11 +629,16 @@ def _with_record(
             window_hours=hours,
         )
         requests = derive_requests(inputs, policy, history)
-        schedules = derive_schedules(
+        schedules = derive_schedule_table(
             ScheduleInputs.from_plan(snapshot, assessment, plan.deals, window_end=window_end),
             curve,
             policy,
         )
+        if text:
+            schedules = replace(
+                schedules,
+                rationale=np.asarray(render_schedule_rationales(schedules), dtype=object),
+            )
         changes = change_severity(
             plan.deals["delta"].to_numpy(np.int64),
             plan.deals["old_allocation"].to_numpy(np.int64),
@@ -638,7 +647,7 @@ def _with_record(
         )
         moved = plan.deals["delta"].to_numpy() != 0
         severity = max_severity(np.concatenate([changes[moved], [r.severity for r in requests]]))
-    plan = replace(plan, requests=requests, schedules=schedules, max_severity=severity)
+    plan = replace(plan, requests=requests, schedule_table=schedules, max_severity=severity)
     return replace(plan, rationale=decision_record(plan, assessment, snapshot))
 
 
