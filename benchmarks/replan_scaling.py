@@ -1,52 +1,140 @@
-"""End-to-end Replan cost at 1k, 10k and 100k deals: decode, plan, encode.
+"""Replan (and AssessPacing) as a caller sees it: a started `reallocator serve`, a real gRPC channel
+on loopback, warm calls repeated, median and p99 of the whole round trip (encode on the client,
+transport, decode, assess, forecast, solve, verify, explain, encode, transport, the client's
+parse), with the request and response sizes.
 
 The campaign is `assess_scaling.make_snapshot` (10-day flight, dayparts, hourly traffic curve,
-lifetime budget plus a daily cap, 100 sellers, 10 channels, 48 h of hourly series). `plan` is
-`build_plan`: assessment, capacity forecast, problem, solve (min-cost flow), explanations,
-seller requests, buyer schedules and the decision record; the solver's own share is printed
-beside it. `encode` is the Plan message (every deal, request and schedule).
+lifetime budget plus a daily cap, 100 sellers, 10 channels, 48 h of hourly series), sent in the
+Arrow form with ZSTD body compression (`encode_snapshot(..., compression="zstd")`), so even the
+100k-deal request fits a default server's 128 MiB limit. Views: SUMMARY (no per-deal rows),
+TABLE (every deal and schedule as Arrow columns) and FULL (per-deal messages with their words).
 
-    .venv/bin/python benchmarks/replan_scaling.py [--sizes 1000 10000 100000]
+    .venv/bin/python benchmarks/replan_scaling.py [--sizes 50 1000 10000 100000] [--workers N]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
-from assess_scaling import decode_wire, make_snapshot
+import grpc
+from assess_scaling import make_snapshot
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from reallocator.config import ServerConfig
-from reallocator.core.plan.builder import build_plan
+from reallocator.v1 import assessment_pb2
+from reallocator.v1 import reallocator_service_pb2 as pb
+from reallocator.v1 import reallocator_service_pb2_grpc as rpc
 from reallocator.wire.encode import encode_snapshot
-from reallocator.wire.plan import encode_plan
+
+MIB = 1024 * 1024
+VIEWS = {"SUMMARY": pb.PLAN_VIEW_SUMMARY, "TABLE": pb.PLAN_VIEW_TABLE, "FULL": pb.PLAN_VIEW_FULL}
+REPEATS = {50: 200, 1_000: 60, 10_000: 12, 100_000: 5}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@contextmanager
+def started_server(workers: int | None) -> Iterator[str]:
+    """`reallocator serve` as a README reader starts it (default settings), on loopback."""
+    port = free_port()
+    command = [sys.executable, "-m", "reallocator.cli", "--log-level", "WARNING", "serve",
+               "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    if workers is not None:
+        command += ["--workers", str(workers)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REALLOCATOR_")}
+    proc = subprocess.Popen(command, env=env, cwd=Path(__file__).resolve().parents[1])
+    target = f"127.0.0.1:{port}"
+    try:
+        with grpc.insecure_channel(target) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    reply = health.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                        break
+                except grpc.RpcError:
+                    pass
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("the server did not start")
+                time.sleep(0.2)
+        yield target
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def timed(call: Callable[[], object], repeats: int) -> tuple[float, float, object]:
+    call()  # warm: caches, first allocations
+    seconds = []
+    reply: object = None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        reply = call()
+        seconds.append(time.perf_counter() - t0)
+    seconds.sort()
+    p99 = seconds[min(len(seconds) - 1, round(0.99 * (len(seconds) - 1)))]
+    return statistics.median(seconds), p99, reply
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000, 100_000])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[50, 1_000, 10_000, 100_000])
+    parser.add_argument("--views", nargs="+", default=list(VIEWS), choices=list(VIEWS))
+    parser.add_argument("--repeats", type=int, default=None, help="calls per row (default by size)")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="server processes (default: the server's own)"
+    )
     args = parser.parse_args()
-    header = ("deals", "decode s", "plan s", "solver s", "encode s", "total s", "requests",
-              "schedules", "MB out")  # fmt: skip
-    print("".join(f"{h:>11}" for h in header))
-    for n in args.sizes:
-        wire = encode_snapshot(make_snapshot(n), "arrow").SerializeToString()
-        t0 = time.perf_counter()
-        snapshot = decode_wire(wire)
-        t1 = time.perf_counter()
-        plan = build_plan(snapshot)
-        t2 = time.perf_counter()
-        out = encode_plan(plan).SerializeToString()
-        t3 = time.perf_counter()
-        solver = plan.solver.build_seconds + plan.solver.solve_seconds + plan.solver.verify_seconds
-        row = (n, t1 - t0, t2 - t1, solver, t3 - t2, t3 - t0, len(plan.requests),
-               len(plan.schedules), len(out) / 1e6)  # fmt: skip
-        print(f"{row[0]:>11}" + "".join(f"{v:>11.3f}" for v in row[1:6])
-              + f"{row[6]:>11}{row[7]:>11}{row[8]:>11.1f}")  # fmt: skip
-        limit = ServerConfig().max_message_bytes
-        if len(out) > limit:
-            print(f"  the full plan exceeds the default message limit ({limit / 2**20:.0f} MiB): "
-                  "use PLAN_VIEW_CHANGES or raise max_message_bytes")  # fmt: skip
+    options = [
+        ("grpc.max_receive_message_length", 256 * MIB),
+        ("grpc.max_send_message_length", 256 * MIB),
+    ]
+    header = ("deals", "call", "p50 ms", "p99 ms", "calls", "request MB", "response MB")
+    print(f"{header[0]:>8}{header[1]:>16}" + "".join(f"{h:>13}" for h in header[2:]))
+    with started_server(args.workers) as target, grpc.insecure_channel(target, options) as ch:
+        stub = rpc.ReallocatorServiceStub(ch)
+        for n in args.sizes:
+            snapshot = encode_snapshot(make_snapshot(n), "arrow", compression="zstd")
+            repeats = args.repeats or REPEATS.get(n, 5)
+            calls: list[tuple[str, Callable[[], object], int]] = []
+            for view in args.views:
+                request = pb.ReplanRequest(snapshot=snapshot, view=VIEWS[view], dry_run=True)
+                calls.append(
+                    (
+                        f"Replan {view}",
+                        lambda r=request: stub.Replan(r, timeout=600),
+                        request.ByteSize(),
+                    )
+                )
+            assess = pb.AssessPacingRequest(
+                snapshot=snapshot, view=assessment_pb2.ASSESSMENT_VIEW_BASIC
+            )
+            calls.append(
+                (
+                    "Assess BASIC",
+                    lambda r=assess: stub.AssessPacing(r, timeout=600),
+                    assess.ByteSize(),
+                )
+            )
+            for name, call, size in calls:
+                p50, p99, reply = timed(call, repeats)
+                out = reply.ByteSize() if hasattr(reply, "ByteSize") else 0
+                print(f"{n:>8}{name:>16}{p50 * 1e3:>13.1f}{p99 * 1e3:>13.1f}{repeats:>13}"
+                      f"{size / 1e6:>13.2f}{out / 1e6:>13.2f}", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -72,6 +72,16 @@ def _unimplemented(method: MethodDescriptor) -> Callable[[bytes, grpc.ServicerCo
     return handle
 
 
+def _serializer(out: type[message.Message]) -> Callable[[Any], bytes]:
+    """Responses as they come: a message is serialised, bytes (a servicer that serialised once
+    to check the size) go out as they are."""
+
+    def serialize(response: Any) -> bytes:
+        return response if isinstance(response, bytes) else out.SerializeToString(response)
+
+    return serialize
+
+
 def generic_handler(service: ServiceDescriptor, servicer: object) -> grpc.GenericRpcHandler:
     """One handler per method of `service`, bound to `servicer.<snake_case name>` if it exists."""
     handlers: dict[str, grpc.RpcMethodHandler] = {}
@@ -83,11 +93,11 @@ def generic_handler(service: ServiceDescriptor, servicer: object) -> grpc.Generi
         if method.server_streaming:
             fn = _streaming(method, impl) if impl else _unimplemented(method)
             handlers[method.name] = grpc.unary_stream_rpc_method_handler(
-                fn, request_deserializer=None, response_serializer=out.SerializeToString
+                fn, request_deserializer=None, response_serializer=_serializer(out)
             )
         else:
             fn = _unary(method, impl) if impl else _unimplemented(method)
             handlers[method.name] = grpc.unary_unary_rpc_method_handler(
-                fn, request_deserializer=None, response_serializer=out.SerializeToString
+                fn, request_deserializer=None, response_serializer=_serializer(out)
             )
     return grpc.method_handlers_generic_handler(service.full_name, handlers)

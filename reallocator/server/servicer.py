@@ -43,7 +43,7 @@ class ReallocatorServicer:
 
     def assess_pacing(
         self, request: pb.AssessPacingRequest, context: grpc.ServicerContext
-    ) -> pb.AssessPacingResponse:
+    ) -> bytes:
         snapshot = self._snapshot(request.snapshot, request.policy, request.HasField("snapshot"))
         if request.view not in (
             assessment_pb2.ASSESSMENT_VIEW_UNSPECIFIED,
@@ -56,10 +56,9 @@ class ReallocatorServicer:
         result = assess(snapshot)
         full = request.view != assessment_pb2.ASSESSMENT_VIEW_BASIC
         response = pb.AssessPacingResponse(assessment=encode_assessment(result, include_deals=full))
-        self._fits(context, response, "assessment", "ask for ASSESSMENT_VIEW_BASIC")
-        return response
+        return self._fits(context, response, "assessment", "ask for ASSESSMENT_VIEW_BASIC")
 
-    def replan(self, request: pb.ReplanRequest, context: grpc.ServicerContext) -> pb.ReplanResponse:
+    def replan(self, request: pb.ReplanRequest, context: grpc.ServicerContext) -> bytes:
         snapshot = self._snapshot(request.snapshot, request.policy, request.HasField("snapshot"))
         errors = Violations()
         if request.on_infeasible not in _INFEASIBILITY:
@@ -80,7 +79,9 @@ class ReallocatorServicer:
             limit = max(0.05, min(limit, 0.8 * remaining))
         relax = request.on_infeasible == pb.INFEASIBILITY_HANDLING_RELAX
         try:
-            plan = build_plan(snapshot, relax=relax, time_limit=limit, schedule_window=window)
+            plan = build_plan(
+                snapshot, relax=relax, time_limit=limit, schedule_window=window, text=False
+            )
         except PlanRejected as exc:
             failures = [("CONSTRAINT", v.constraint, v.message) for v in exc.violations]
             abort_with(
@@ -88,31 +89,32 @@ class ReallocatorServicer:
                 precondition_status(f"constraints conflict: {exc}", failures),
             )
             raise AssertionError("unreachable") from exc
-        msg = encode_plan(plan, deals=_PLAN_VIEWS[request.view])
+        response = pb.ReplanResponse()
+        msg = encode_plan(plan, deals=_PLAN_VIEWS[request.view], out=response.plan)
         msg.state = plan_pb2.PLAN_STATE_DRY_RUN if request.dry_run else plan_pb2.PLAN_STATE_PROPOSED
         msg.create_time.GetCurrentTime()
-        response = pb.ReplanResponse(plan=msg)
         smaller = (
             "PLAN_VIEW_SUMMARY"
-            if request.view == pb.PLAN_VIEW_CHANGES
-            else "PLAN_VIEW_CHANGES or PLAN_VIEW_SUMMARY"
+            if request.view in (pb.PLAN_VIEW_CHANGES, pb.PLAN_VIEW_TABLE)
+            else "PLAN_VIEW_TABLE, PLAN_VIEW_CHANGES or PLAN_VIEW_SUMMARY"
         )
-        self._fits(
+        return self._fits(
             context,
             response,
             "plan",
             f"ask for {smaller} (view), or raise max_message_bytes on the server and the client",
         )
-        return response
 
     def _fits(
         self, context: grpc.ServicerContext, response: Message, what: str, remedy: str
-    ) -> None:
-        """Ends the call with a clear RESOURCE_EXHAUSTED when `response` is over the limit."""
-        size = response.ByteSize()
+    ) -> bytes:
+        """The response serialised once (the dispatch layer sends bytes as they are), or a clear
+        RESOURCE_EXHAUSTED when it is over the limit."""
+        data: bytes = response.SerializeToString()
         limit = self.config.max_message_bytes
-        if size > limit:
-            abort_with(context, too_large_status(what, size, limit, remedy))
+        if len(data) > limit:
+            abort_with(context, too_large_status(what, len(data), limit, remedy))
+        return data
 
 
 _PLAN_VIEWS = {
@@ -120,6 +122,7 @@ _PLAN_VIEWS = {
     pb.PLAN_VIEW_FULL: "all",
     pb.PLAN_VIEW_CHANGES: "changed",
     pb.PLAN_VIEW_SUMMARY: "none",
+    pb.PLAN_VIEW_TABLE: "table",
 }
 
 _INFEASIBILITY = (

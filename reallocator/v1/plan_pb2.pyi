@@ -382,6 +382,8 @@ class Plan(_message.Message):
     MAX_SEVERITY_FIELD_NUMBER: _builtins.int
     HISTORY_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
+    DEALS_ARROW_FIELD_NUMBER: _builtins.int
+    SCHEDULES_ARROW_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name: "campaigns/{campaign_id}/plans/{plan_id}"."""
     campaign_id: _builtins.str
@@ -410,6 +412,21 @@ class Plan(_message.Message):
     """Severity of the largest change."""
     etag: _builtins.str
     """Identifies this version of the plan, for optimistic concurrency in ReviewPlan."""
+    deals_arrow: _builtins.bytes
+    """PLAN_VIEW_TABLE only: every deal of the plan as an Arrow IPC stream (ZSTD body
+    compression), one row per deal in snapshot order, the same meaning as DealAllocation:
+    deal_id, seller_id, channel_id (string); old_allocation, new_allocation, delta,
+    lower_bound, upper_bound, capacity_forecast, new_total (int64, budget unit);
+    marginal_value (float64); binding, reason, pacing (int32: the BindingConstraint,
+    ReasonCode and DealPacing numbers). Read it with pyarrow.ipc.open_stream.
+    """
+    schedules_arrow: _builtins.bytes
+    """PLAN_VIEW_TABLE only: every schedule as an Arrow IPC stream (ZSTD), one row per scheduled
+    deal, the same meaning as DeliverySchedule: deal_id (string); window_start_unix_seconds
+    (int64, the same for every row: start of the first hour); hourly_target,
+    hourly_spend_micros, hourly_ceiling (fixed-size lists of int64, one entry per hour);
+    throttle (float64); reason, pacing (int32: ReasonCode and DealPacing numbers).
+    """
     @_builtins.property
     def as_of(self) -> _timestamp_pb2.Timestamp:
         """The snapshot's as_of the plan was computed from."""
@@ -486,10 +503,12 @@ class Plan(_message.Message):
         max_severity: _common_pb2.Severity.ValueType = ...,
         history: _abc.Iterable[Global___PlanEvent] | None = ...,
         etag: _builtins.str = ...,
+        deals_arrow: _builtins.bytes = ...,
+        schedules_arrow: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "create_time", b"create_time", "rationale", b"rationale", "solver", b"solver"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allocated", b"allocated", "as_of", b"as_of", "budget_type", b"budget_type", "campaign_id", b"campaign_id", "channels", b"channels", "create_time", b"create_time", "currency_code", b"currency_code", "deals", b"deals", "etag", b"etag", "history", b"history", "max_severity", b"max_severity", "name", b"name", "no_change_reason", b"no_change_reason", "previous_plan", b"previous_plan", "rationale", b"rationale", "remaining_budget", b"remaining_budget", "schedules", b"schedules", "seller_requests", b"seller_requests", "sellers", b"sellers", "solver", b"solver", "state", b"state", "status", b"status", "unspendable", b"unspendable", "unspendable_reasons", b"unspendable_reasons", "violations", b"violations"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allocated", b"allocated", "as_of", b"as_of", "budget_type", b"budget_type", "campaign_id", b"campaign_id", "channels", b"channels", "create_time", b"create_time", "currency_code", b"currency_code", "deals", b"deals", "deals_arrow", b"deals_arrow", "etag", b"etag", "history", b"history", "max_severity", b"max_severity", "name", b"name", "no_change_reason", b"no_change_reason", "previous_plan", b"previous_plan", "rationale", b"rationale", "remaining_budget", b"remaining_budget", "schedules", b"schedules", "schedules_arrow", b"schedules_arrow", "seller_requests", b"seller_requests", "sellers", b"sellers", "solver", b"solver", "state", b"state", "status", b"status", "unspendable", b"unspendable", "unspendable_reasons", b"unspendable_reasons", "violations", b"violations"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -66,6 +66,12 @@ class _PlanViewEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PlanView.Val
     """
     PLAN_VIEW_FULL: _PlanView.ValueType  # 3
     """Everything: one row per deal and every schedule."""
+    PLAN_VIEW_TABLE: _PlanView.ValueType  # 4
+    """As SUMMARY, plus every deal and every schedule as columns: Plan.deals_arrow and
+    Plan.schedules_arrow (Arrow IPC streams, ZSTD-compressed; see their comments), numbers and
+    codes only, no per-deal words. The fastest way to read a large plan: a 100k-deal plan is a
+    few MB, where FULL per-deal messages are 63-68 MB, most of it words.
+    """
 
 class PlanView(_PlanView, metaclass=_PlanViewEnumTypeWrapper):
     """How much of a plan a response carries (a 100k-deal plan with every schedule is 63-68 MB)."""
@@ -80,6 +86,12 @@ PLAN_VIEW_CHANGES: PlanView.ValueType  # 2
 """
 PLAN_VIEW_FULL: PlanView.ValueType  # 3
 """Everything: one row per deal and every schedule."""
+PLAN_VIEW_TABLE: PlanView.ValueType  # 4
+"""As SUMMARY, plus every deal and every schedule as columns: Plan.deals_arrow and
+Plan.schedules_arrow (Arrow IPC streams, ZSTD-compressed; see their comments), numbers and
+codes only, no per-deal words. The fastest way to read a large plan: a 100k-deal plan is a
+few MB, where FULL per-deal messages are 63-68 MB, most of it words.
+"""
 Global___PlanView: _TypeAlias = PlanView  # noqa: Y015
 
 class _ReviewDecision:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from google.protobuf import struct_pb2
 from google.protobuf.duration_pb2 import Duration
 
+from reallocator.core.plan.explain import render_deal_rationales
 from reallocator.core.plan.model import (
     AdjustmentRequest,
     BindingKind,
@@ -18,8 +21,10 @@ from reallocator.core.plan.model import (
     PlanStatus,
     ReasonCode,
     RequestKind,
+    ScheduleTable,
     SellerResponse,
 )
+from reallocator.core.plan.schedule_text import render_schedule_rationales
 from reallocator.v1 import common_pb2, plan_pb2
 from reallocator.wire.assessment import BUDGET_TYPE, SEVERITY, timestamp
 
@@ -95,6 +100,179 @@ def encode_schedule(s: DeliverySchedule) -> plan_pb2.DeliverySchedule:
     )
 
 
+def _codes(values: np.ndarray, table: dict[Any, int]) -> list[int]:
+    """Enum numbers of a column of code strings (one dict lookup per value)."""
+    numbers = {str(k): v for k, v in table.items()}
+    return [numbers[v] for v in values.astype(str).tolist()]
+
+
+def _schedule_messages(msg: plan_pb2.Plan, table: ScheduleTable) -> None:
+    """Every schedule of the table as a message, straight from its columns (no objects)."""
+    if len(table) == 0:
+        return
+    texts = (
+        table.rationale.astype(str).tolist()
+        if table.rationale is not None
+        else render_schedule_rationales(table)
+    )
+    start = timestamp(table.window_start)
+    ids = table.deal_id.astype(str).tolist()
+    targets = table.hourly_target.tolist()
+    spend = table.hourly_spend_micros.tolist()
+    ceiling = table.hourly_ceiling.tolist()
+    throttle = np.where(np.isfinite(table.throttle), table.throttle, 0.0).tolist()
+    reasons = _codes(table.reason, REASON)
+    pacing = _codes(table.pacing, PACING)
+    add = msg.schedules.add
+    for j in range(len(ids)):
+        add(
+            deal_id=ids[j],
+            window_start_time=start,
+            hourly_spend_micros=spend[j],
+            hourly_target=targets[j],
+            throttle=throttle[j],
+            reason=reasons[j],
+            rationale=texts[j],
+            pacing=pacing[j],
+            hourly_ceiling=ceiling[j],
+        )
+
+
+def _arrow(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    options = pa.ipc.IpcWriteOptions(compression="zstd")
+    with pa.ipc.new_stream(sink, table.schema, options=options) as writer:
+        writer.write_table(table)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+DEAL_TABLE_COLUMNS: dict[str, str] = {
+    "deal_id": "deal_id",
+    "seller_id": "seller_id",
+    "channel_id": "channel_id",
+    "old_allocation": "old_allocation",
+    "new_allocation": "new_allocation",
+    "delta": "delta",
+    "lower_bound": "lower_bound",
+    "upper_bound": "upper_bound",
+    "capacity_forecast": "capacity",
+    "marginal_value": "marginal_value",
+    "new_total": "new_total",
+}
+"""Columns of Plan.deals_arrow (wire name -> the plan table's column), before the codes."""
+
+
+def deals_arrow(plan: Plan) -> bytes:
+    """The plan's deals as the Arrow stream of Plan.deals_arrow (numbers and codes only)."""
+    d = plan.deals
+    columns: dict[str, Any] = {}
+    for wire, col in DEAL_TABLE_COLUMNS.items():
+        values = d[col].to_numpy()
+        if wire == "marginal_value":
+            values = np.where(np.isfinite(values), values, 0.0)
+        if wire.endswith("_id"):
+            columns[wire] = pa.array(values.astype(object), pa.string())
+        else:
+            columns[wire] = pa.array(values)
+    for wire, codes in (("binding", BINDING), ("reason", REASON), ("pacing", PACING)):
+        columns[wire] = pa.array(_codes(d[wire].to_numpy(dtype=object), codes), pa.int32())
+    return _arrow(pa.table(columns))
+
+
+def schedules_arrow(plan: Plan) -> bytes:
+    """The plan's schedules as the Arrow stream of Plan.schedules_arrow."""
+    table = plan.schedule_table
+    n = 0 if table is None else len(table)
+    hours = 0 if table is None else table.n_hours
+
+    def matrix(values: np.ndarray | None) -> pa.Array:
+        flat = np.zeros(0, np.int64) if values is None else values.reshape(-1)
+        return pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.int64()), max(hours, 1))
+
+    if table is None or n == 0:
+        empty = pa.array(np.zeros(0, np.int64))
+        lists = pa.FixedSizeListArray.from_arrays(empty, 1)
+        out = pa.table(
+            {
+                "deal_id": pa.array([], pa.string()),
+                "window_start_unix_seconds": empty,
+                "hourly_target": lists,
+                "hourly_spend_micros": lists,
+                "hourly_ceiling": lists,
+                "throttle": pa.array([], pa.float64()),
+                "reason": pa.array([], pa.int32()),
+                "pacing": pa.array([], pa.int32()),
+            }
+        )
+        return _arrow(out)
+    start = int(table.window_start.timestamp())
+    out = pa.table(
+        {
+            "deal_id": pa.array(table.deal_id.astype(object), pa.string()),
+            "window_start_unix_seconds": pa.array(np.full(n, start, dtype=np.int64)),
+            "hourly_target": matrix(table.hourly_target),
+            "hourly_spend_micros": matrix(table.hourly_spend_micros),
+            "hourly_ceiling": matrix(table.hourly_ceiling),
+            "throttle": pa.array(np.where(np.isfinite(table.throttle), table.throttle, 0.0)),
+            "reason": pa.array(_codes(table.reason, REASON), pa.int32()),
+            "pacing": pa.array(_codes(table.pacing, PACING), pa.int32()),
+        }
+    )
+    return _arrow(out)
+
+
+def _deal_messages(msg: plan_pb2.Plan, plan: Plan, rows: np.ndarray) -> None:
+    """One DealAllocation per row of `rows`, columns read once; missing words rendered."""
+    table = plan.deals
+    c = {k: table[k].to_numpy()[rows].tolist() for k in _DEAL_FIELDS}
+    texts = table["rationale"].to_numpy(dtype=object)[rows]
+    missing = np.flatnonzero(texts == "")
+    if missing.size:
+        texts = texts.copy()
+        rendered = render_deal_rationales(table, plan.budget_type, plan.currency, rows[missing])
+        texts[missing] = np.asarray(rendered, dtype=object)
+    text = texts.astype(str).tolist()
+    binding = _codes(table["binding"].to_numpy(dtype=object)[rows], BINDING)
+    reason = _codes(table["reason"].to_numpy(dtype=object)[rows], REASON)
+    pacing = _codes(table["pacing"].to_numpy(dtype=object)[rows], PACING)
+    marginal = np.nan_to_num(
+        table["marginal_value"].to_numpy(np.float64)[rows], nan=0.0, posinf=0.0, neginf=0.0
+    ).tolist()
+    add = msg.deals.add
+    for i in range(rows.size):
+        add(
+            deal_id=c["deal_id"][i],
+            seller_id=c["seller_id"][i],
+            channel_id=c["channel_id"][i],
+            old_allocation=c["old_allocation"][i],
+            new_allocation=c["new_allocation"][i],
+            delta=c["delta"][i],
+            lower_bound=c["lower_bound"][i],
+            upper_bound=c["upper_bound"][i],
+            binding=binding[i],
+            capacity_forecast=c["capacity"][i],
+            reason=reason[i],
+            rationale=text[i],
+            marginal_value=marginal[i],
+            new_total=c["new_total"][i],
+            pacing=pacing[i],
+        )
+
+
+_DEAL_FIELDS = (
+    "deal_id",
+    "seller_id",
+    "channel_id",
+    "old_allocation",
+    "new_allocation",
+    "delta",
+    "lower_bound",
+    "upper_bound",
+    "capacity",
+    "new_total",
+)
+
+
 def _groups(frame: pd.DataFrame) -> list[plan_pb2.GroupTotal]:
     out = []
     cols = {c: frame[c].to_numpy() for c in frame.columns}
@@ -115,52 +293,48 @@ def _groups(frame: pd.DataFrame) -> list[plan_pb2.GroupTotal]:
     return out
 
 
-def encode_plan(plan: Plan, *, name: str = "", deals: str = "all") -> plan_pb2.Plan:
-    """`deals`: "all" rows and schedules; "changed": the rows of the deals whose allocation
-    moves or that are paced AHEAD (an instruction either way) and every schedule (each one is a
-    change to the buyer's pacer); "none": neither."""
+VIEWS = ("all", "changed", "none", "table")
+
+
+def encode_plan(
+    plan: Plan, *, name: str = "", deals: str = "all", out: plan_pb2.Plan | None = None
+) -> plan_pb2.Plan:
+    """The plan as a message (filled into `out` when given, so a response is not copied).
+
+    `deals`: "all" rows and schedules; "changed": the rows of the deals whose allocation moves
+    or that are paced AHEAD (an instruction either way) and every schedule (each one is a change
+    to the buyer's pacer); "none": neither; "table": neither as messages, both as Arrow streams
+    (deals_arrow, schedules_arrow). Words missing from the plan (build_plan(text=False)) are
+    rendered here, for the rows returned only."""
+    if deals not in VIEWS:
+        raise ValueError(f"deals must be one of {VIEWS}, got {deals!r}")
     table = plan.deals
+    rows = np.arange(len(table))
     if deals == "changed":
         moved = table["delta"].to_numpy() != 0
         ahead = table["pacing"].to_numpy(dtype=object) == DealPacing.AHEAD.value
-        table = table[moved | ahead]
-    elif deals == "none":
-        table = table.iloc[:0]
-    msg = plan_pb2.Plan(
-        name=name,
-        campaign_id=plan.campaign_id,
-        as_of=timestamp(plan.as_of),
-        status=STATUS[plan.status],
-        no_change_reason=plan.no_change_reason,
-        budget_type=BUDGET_TYPE[plan.budget_type],
-        currency_code=plan.currency,
-        remaining_budget=plan.remaining_budget,
-        allocated=plan.allocated,
-        unspendable=plan.unspendable,
-        max_severity=SEVERITY[str(plan.max_severity)]
-        if plan.max_severity
-        else common_pb2.SEVERITY_UNSPECIFIED,
+        rows = np.flatnonzero(moved | ahead)
+    elif deals in ("none", "table"):
+        rows = rows[:0]
+    msg = plan_pb2.Plan() if out is None else out
+    msg.name = name
+    msg.campaign_id = plan.campaign_id
+    msg.as_of.CopyFrom(timestamp(plan.as_of))
+    msg.status = STATUS[plan.status]
+    msg.no_change_reason = plan.no_change_reason
+    msg.budget_type = BUDGET_TYPE[plan.budget_type]
+    msg.currency_code = plan.currency
+    msg.remaining_budget = plan.remaining_budget
+    msg.allocated = plan.allocated
+    msg.unspendable = plan.unspendable
+    msg.max_severity = (
+        SEVERITY[str(plan.max_severity)] if plan.max_severity else common_pb2.SEVERITY_UNSPECIFIED
     )
-    if len(table):
-        c = {k: table[k].tolist() for k in table.columns}
-        for i in range(len(table)):
-            msg.deals.add(
-                deal_id=c["deal_id"][i],
-                seller_id=c["seller_id"][i],
-                channel_id=c["channel_id"][i],
-                old_allocation=c["old_allocation"][i],
-                new_allocation=c["new_allocation"][i],
-                delta=c["delta"][i],
-                lower_bound=c["lower_bound"][i],
-                upper_bound=c["upper_bound"][i],
-                binding=BINDING[BindingKind(c["binding"][i])],
-                capacity_forecast=c["capacity"][i],
-                reason=REASON[ReasonCode(c["reason"][i])],
-                rationale=c["rationale"][i],
-                marginal_value=_finite(c["marginal_value"][i]),
-                new_total=c["new_total"][i],
-                pacing=PACING[DealPacing(c["pacing"][i])],
-            )
+    if rows.size:
+        _deal_messages(msg, plan, rows)
+    if deals == "table":
+        msg.deals_arrow = deals_arrow(plan)
+        msg.schedules_arrow = schedules_arrow(plan)
     msg.sellers.extend(_groups(plan.sellers))
     msg.channels.extend(_groups(plan.channels))
     for u in plan.unspendable_reasons:
@@ -171,8 +345,8 @@ def encode_plan(plan: Plan, *, name: str = "", deals: str = "all") -> plan_pb2.P
             message=u.message,
         )
     msg.seller_requests.extend(encode_request(r) for r in plan.requests)
-    if deals != "none":
-        msg.schedules.extend(encode_schedule(s) for s in plan.schedules)
+    if deals in ("all", "changed") and plan.schedule_table is not None:
+        _schedule_messages(msg, plan.schedule_table)
     for v in plan.violations:
         msg.violations.add(
             constraint=v.constraint,
@@ -206,4 +380,4 @@ def encode_plan(plan: Plan, *, name: str = "", deals: str = "all") -> plan_pb2.P
     return msg
 
 
-__all__ = ["encode_plan", "encode_request", "encode_schedule"]
+__all__ = ["deals_arrow", "encode_plan", "encode_request", "encode_schedule", "schedules_arrow"]

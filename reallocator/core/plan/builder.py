@@ -40,22 +40,23 @@ from reallocator.core.interrupt import Checkpoint, never
 from reallocator.core.model import BudgetType, CampaignSnapshot, DealStatus, DealType, Period
 from reallocator.core.pacing.assessment import Assessment, PacingStatus, assess
 from reallocator.core.pacing.curves import PacingCurve, build_curve
-from reallocator.core.plan.explain import beyond_forecast, explain
+from reallocator.core.plan.explain import beyond_forecast, explain, render_deal_rationales
 from reallocator.core.plan.model import (
     PLAN_DEAL_COLUMNS,
     AdjustmentRequest,
     ConstraintViolation,
-    DeliverySchedule,
     Plan,
     PlanStatus,
     RequestHistory,
+    ScheduleTable,
     SellerResponse,
     SolverReport,
     Unspendable,
 )
 from reallocator.core.plan.rationale import decision_record, unspendable_reasons
 from reallocator.core.plan.requests import RequestInputs, derive_requests
-from reallocator.core.plan.schedule import ScheduleInputs, derive_schedules, pacing_modes
+from reallocator.core.plan.schedule import ScheduleInputs, derive_schedule_table, pacing_modes
+from reallocator.core.plan.schedule_text import render_schedule_rationales
 from reallocator.core.plan.severity import change_severity, max_severity, worth_changing
 from reallocator.core.plan.text import amount
 
@@ -378,6 +379,7 @@ def build_plan(
     assessment: Assessment | None = None,
     forecast: npt.NDArray[np.int64] | None = None,
     checkpoint: Checkpoint = never,
+    text: bool = True,
 ) -> Plan:
     """The plan for the rest of the horizon. Raises PlanRejected when constraints conflict and
     `relax` is False (or no relaxation helps).
@@ -385,7 +387,12 @@ def build_plan(
     `forecast`: the caller's own capacity forecast per deal (budget units still deliverable in
     the horizon, snapshot order) instead of the built-in one; seller answers still cap it.
 
-    `checkpoint` is called between phases (core/interrupt.py): it may raise Interrupted."""
+    `checkpoint` is called between phases (core/interrupt.py): it may raise Interrupted.
+
+    `text`: render every rationale now (in-process callers read them from the plan); False leaves
+    the per-deal and per-schedule rationales empty for a caller that renders only the rows it
+    returns (`render_deal_rationales`, `render_schedule_rationales`) - at 100k deals the words
+    cost more than the whole optimisation."""
     started = time.perf_counter()
     policy, spec = snapshot.policy, snapshot.pacing
     bt, currency = spec.budget_type, snapshot.currency
@@ -430,7 +437,7 @@ def build_plan(
     frame["value_per_unit"] = snapshot.deals["value_per_unit"].to_numpy()
     frame["capped_by_response"] = capped
     checkpoint("explain")
-    why = explain(shown, report, result, frame, bt, currency, built.seller_ids, built.channel_ids)
+    why = explain(shown, report, result, frame)
 
     deals = snapshot.deals
     spent = report.spent
@@ -448,10 +455,16 @@ def build_plan(
             "binding": why.binding,
             "capacity": capacity,
             "reason": why.reason,
-            "rationale": why.rationale,
+            "rationale": "",  # rendered from the table, once the gate has decided
             "marginal_value": why.marginal_value,
             "new_total": spent + x,
             "pacing": "CURVE",  # below, once the allocation is final
+            "step": report.step,
+            "pacing_ratio": frame["pacing_ratio"].to_numpy(np.float64),
+            "pacing_status": frame["status"].astype(str).to_numpy(),
+            "recent_rate": frame["recent_rate"].to_numpy(np.float64),
+            "required_rate": frame["required_rate"].to_numpy(np.float64),
+            "group_at_max": why.group_at_max,
         }
     ).astype(PLAN_DEAL_COLUMNS)
 
@@ -472,6 +485,12 @@ def build_plan(
         plan_deals["delta"] = 0
         plan_deals["new_total"] = plan_deals["delivered"] + plan_deals["old_allocation"]
         plan_deals["reason"] = "UNCHANGED"
+        # Nothing moved because the gate held it, not because a limit stopped it.
+        locked = plan_deals["binding"].to_numpy(dtype=object) == "LOCKED"
+        plan_deals["binding"] = np.where(locked, "LOCKED", "NONE")
+        plan_deals["marginal_value"] = 0.0
+    if text:
+        plan_deals["rationale"] = render_deal_rationales(plan_deals, bt, currency)
     plan_deals["pacing"] = pacing_modes(
         deals["deal_type"].to_numpy(np.int64),
         deals["status"].to_numpy(np.int64),
@@ -543,7 +562,9 @@ def build_plan(
         no_change_reason=no_change_reason,
     )
     checkpoint("requests and schedules")
-    return _with_record(plan, assessment, snapshot, schedule_window, history, curve, forecast_table)
+    return _with_record(
+        plan, assessment, snapshot, schedule_window, history, curve, forecast_table, text
+    )
 
 
 def _group_frame(
@@ -581,12 +602,13 @@ def _with_record(
     history: RequestHistory | None,
     curve: PacingCurve,
     forecast: pd.DataFrame,
+    text: bool,
 ) -> Plan:
     """Adds seller requests, buyer schedules, severity and the decision record: they all read
     the finished allocation. A NO_CHANGE plan asks nothing of anyone."""
     policy = snapshot.policy
     requests: tuple[AdjustmentRequest, ...] = ()
-    schedules: tuple[DeliverySchedule, ...] = ()
+    schedules: ScheduleTable | None = None
     severity = None
     if plan.status is not PlanStatus.NO_CHANGE:
         window_end = snapshot.as_of + schedule_window
@@ -607,11 +629,16 @@ def _with_record(
             window_hours=hours,
         )
         requests = derive_requests(inputs, policy, history)
-        schedules = derive_schedules(
+        schedules = derive_schedule_table(
             ScheduleInputs.from_plan(snapshot, assessment, plan.deals, window_end=window_end),
             curve,
             policy,
         )
+        if text:
+            schedules = replace(
+                schedules,
+                rationale=np.asarray(render_schedule_rationales(schedules), dtype=object),
+            )
         changes = change_severity(
             plan.deals["delta"].to_numpy(np.int64),
             plan.deals["old_allocation"].to_numpy(np.int64),
@@ -620,7 +647,7 @@ def _with_record(
         )
         moved = plan.deals["delta"].to_numpy() != 0
         severity = max_severity(np.concatenate([changes[moved], [r.severity for r in requests]]))
-    plan = replace(plan, requests=requests, schedules=schedules, max_severity=severity)
+    plan = replace(plan, requests=requests, schedule_table=schedules, max_severity=severity)
     return replace(plan, rationale=decision_record(plan, assessment, snapshot))
 
 

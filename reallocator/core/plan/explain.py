@@ -1,5 +1,6 @@
-"""Why each deal got what it got: the binding constraint, the reason code, the marginal value
-and a one-line rationale with the numbers. Vectorised over deals; strings only for changed deals.
+"""Why each deal got what it got: the binding constraint, the reason code and the marginal value
+(`explain`, vectorised over deals), and the one-line rationale with the numbers, rendered from
+the plan's deals table alone for the rows asked (`render_deal_rationales`).
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ class Explanation:
     binding: npt.NDArray[np.str_]
     reason: npt.NDArray[np.str_]
     marginal_value: FloatArray
-    rationale: list[str]
+    group_at_max: npt.NDArray[np.bool_]  # the binding seller/channel is at its maximum
 
 
 def explain(
@@ -111,13 +112,10 @@ def explain(
     report: BoundsReport,
     result: AllocationResult,
     frame: pd.DataFrame,
-    budget_type: BudgetType,
-    currency: str,
-    seller_ids: pd.Index,
-    channel_ids: pd.Index,
 ) -> Explanation:
-    """`frame` carries per deal: deal_id, locked, status (assessment), pacing_ratio,
-    recent_rate, required_rate, value_per_unit, capacity_capped_by_response (bool)."""
+    """Binding constraint, reason code and marginal value per deal: numbers and codes only (the
+    words are rendered later from the plan's table, `render_deal_rationales`). `frame` carries
+    per deal: locked, status (assessment), value_per_unit, capped_by_response (bool)."""
     x = result.allocation
     old = report.current
     delta = x - old
@@ -171,10 +169,11 @@ def explain(
         group_dual += result.duals.channel[problem.channel] * (binding == BindingKind.CHANNEL)
         marginal = np.where(group_dual != 0, np.abs(group_dual), marginal)
 
-    rationale = _rationales(
-        frame, problem, report, x, binding, reason, budget_type, currency, seller_ids, channel_ids
-    )
-    return Explanation(binding, np.asarray(reason, dtype=str), marginal, rationale)
+    b = problem
+    seller_at_max = (group_sum(x, b.seller, b.n_sellers) >= b.seller_max)[b.seller]
+    channel_at_max = (group_sum(x, b.channel, b.n_channels) >= b.channel_max)[b.channel]
+    group_at_max = np.where(binding == BindingKind.SELLER, seller_at_max, channel_at_max)
+    return Explanation(binding, np.asarray(reason, dtype=str), marginal, group_at_max)
 
 
 _STOP = {
@@ -188,56 +187,65 @@ _STOP = {
 }
 
 
-def _rationales(
-    frame: pd.DataFrame,
-    problem: AllocationProblem,
-    report: BoundsReport,
-    x: IntArray,
-    binding: npt.NDArray[np.str_],
-    reason: npt.NDArray[np.generic],
-    bt: BudgetType,
+RATIONALE_COLUMNS: dict[str, str] = {
+    "step": "int64",  # the step limit the bounds used
+    "pacing_ratio": "float64",  # the assessment's verdict on the deal
+    "pacing_status": "str",
+    "recent_rate": "float64",  # budget units per opportunity hour
+    "required_rate": "float64",  # ... needed on its old allocation
+    "group_at_max": "bool",  # the seller/channel that binds is at its maximum (else minimum)
+}
+"""Columns of the plan's deals table that only the rationale reads: with them the words are
+rendered from the table alone (after the NO_CHANGE gate, for the rows a view returns)."""
+
+
+def render_deal_rationales(
+    deals: pd.DataFrame,
+    budget_type: BudgetType,
     currency: str,
-    seller_ids: pd.Index,
-    channel_ids: pd.Index,
+    rows: npt.NDArray[np.int64] | None = None,
 ) -> list[str]:
-    """One sentence per deal that moved or is held by a constraint ("unchanged" otherwise).
-    Figures are formatted column-wise first (one list comprehension per column), then joined:
-    at 100k deals the per-value function calls, not the joining, are what costs."""
-    old = report.current
-    rows = np.flatnonzero((x != old) | (binding != BindingKind.NONE))
-    out = ["unchanged"] * len(x)
-    if rows.size == 0:
+    """One sentence per deal of `rows` (every deal when None), in that order, from the plan's
+    deals table alone: the move and its reason, the pacing verdict, and what stopped it ("unchanged"
+    for a deal that did not move and is held by nothing). Figures are formatted column-wise (one
+    comprehension per column): at 100k deals the per-value calls, not the joining, cost."""
+    picked = np.arange(len(deals)) if rows is None else np.asarray(rows, dtype=np.int64)
+    old_all = deals["old_allocation"].to_numpy(np.int64)[picked]
+    x_all = deals["new_allocation"].to_numpy(np.int64)[picked]
+    binding_all = deals["binding"].to_numpy(dtype=object)[picked].astype(str)
+    out = ["unchanged"] * picked.size
+    told = np.flatnonzero((x_all != old_all) | (binding_all != BindingKind.NONE))
+    if told.size == 0:
         return out
-    b = problem
-    seller_total = group_sum(x, b.seller, b.n_sellers)
-    channel_total = group_sum(x, b.channel, b.n_channels)
-    kinds = binding[rows]
-    ratio = frame["pacing_ratio"].to_numpy(np.float64)[rows]
-    status = frame["status"].astype(str).to_numpy()[rows]
-    old_t = amounts(old[rows], bt, currency)
-    new_t = amounts(x[rows], bt, currency)
-    delta = x[rows] - old[rows]
-    delta_t = amounts(np.abs(delta), bt, currency)
-    cap_t = amounts(report.capacity[rows], bt, currency)
-    step_t = amounts(report.step[rows], bt, currency)
-    recent_t = rates(frame["recent_rate"].to_numpy(np.float64)[rows], bt, currency)
-    need_t = rates(frame["required_rate"].to_numpy(np.float64)[rows], bt, currency)
-    why = [str(r).lower().replace("_", " ") for r in reason[rows]]
-    seller_at_max = (seller_total >= b.seller_max)[b.seller[rows]]
-    channel_at_max = (channel_total >= b.channel_max)[b.channel[rows]]
-    sellers = seller_ids[b.seller[rows]].astype(str)
-    channels = channel_ids[b.channel[rows]].astype(str)
-    for j, i in enumerate(rows.tolist()):
+    idx = picked[told]
+    bt, cur = budget_type, currency
+    old, x, kinds = old_all[told], x_all[told], binding_all[told]
+    reason = deals["reason"].to_numpy(dtype=object)[idx].astype(str)
+    ratio = deals["pacing_ratio"].to_numpy(np.float64)[idx]
+    status = deals["pacing_status"].to_numpy(dtype=object)[idx].astype(str)
+    old_t = amounts(old, bt, cur)
+    new_t = amounts(x, bt, cur)
+    delta = x - old
+    delta_t = amounts(np.abs(delta), bt, cur)
+    cap_t = amounts(deals["capacity"].to_numpy(np.int64)[idx], bt, cur)
+    step_t = amounts(deals["step"].to_numpy(np.int64)[idx], bt, cur)
+    recent_t = rates(deals["recent_rate"].to_numpy(np.float64)[idx], bt, cur)
+    need_t = rates(deals["required_rate"].to_numpy(np.float64)[idx], bt, cur)
+    why = [r.lower().replace("_", " ") for r in reason.tolist()]
+    at_max = deals["group_at_max"].to_numpy(bool)[idx].tolist()
+    sellers = deals["seller_id"].to_numpy(dtype=object)[idx].astype(str).tolist()
+    channels = deals["channel_id"].to_numpy(dtype=object)[idx].astype(str).tolist()
+    for j, i in enumerate(told.tolist()):
         kind = kinds[j]
-        if reason[rows[j]] == ReasonCode.BEYOND_FORECAST:
+        if reason[j] == ReasonCode.BEYOND_FORECAST:
             stop = (
                 f"beyond its capacity forecast of {cap_t[j]}, as the forecasts cannot absorb "
                 "the budget"
             )
         elif kind == BindingKind.SELLER:
-            stop = f"seller {sellers[j]} at its {'maximum' if seller_at_max[j] else 'minimum'}"
+            stop = f"seller {sellers[j]} at its {'maximum' if at_max[j] else 'minimum'}"
         elif kind == BindingKind.CHANNEL:
-            stop = f"channel {channels[j]} at its {'maximum' if channel_at_max[j] else 'minimum'}"
+            stop = f"channel {channels[j]} at its {'maximum' if at_max[j] else 'minimum'}"
         else:
             stop = _STOP.get(BindingKind(kind), "").format(cap=cap_t[j], step=step_t[j])
         pace = ""

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -93,6 +94,14 @@ PLAN_DEAL_COLUMNS: dict[str, str] = {
     "marginal_value": "float64",  # value of one more unit on the binding constraint
     "new_total": "int64",  # delivered + new_allocation
     "pacing": "str",  # DealPacing
+    # What only the rationale reads (explain.RATIONALE_COLUMNS), so the words can be rendered
+    # from this table alone:
+    "step": "int64",
+    "pacing_ratio": "float64",
+    "pacing_status": "str",
+    "recent_rate": "float64",
+    "required_rate": "float64",
+    "group_at_max": "bool",
 }
 """Columns of Plan.deals, one row per deal in snapshot order."""
 
@@ -155,6 +164,73 @@ class DeliverySchedule:
     hourly_ceiling: npt.NDArray[np.int64] | None = None  # most per hour (AHEAD); None = target
 
 
+@dataclass(frozen=True, eq=False)
+class ScheduleTable:
+    """Every schedule of a plan as columns: one row per scheduled deal, the hours as a
+    (schedules x hours) int64 matrix sharing one `window_start`. The plan carries this, not
+    100k objects; `DeliverySchedule`s and their words are made only for the rows asked
+    (`rows`, `core/plan/schedule_text.py`). The per-row inputs of the rationale ride along, so
+    the words come from this table alone."""
+
+    window_start: datetime  # start of the first (local) hour
+    deal_index: npt.NDArray[np.int64]  # row of the deal in the plan's deals table
+    deal_id: npt.NDArray[np.object_]
+    seller_id: npt.NDArray[np.object_]
+    hourly_target: npt.NDArray[np.int64]  # budget units per hour
+    hourly_spend_micros: npt.NDArray[np.int64]
+    hourly_ceiling: npt.NDArray[np.int64]  # the target on the curve, pace_ahead x for AHEAD
+    throttle: npt.NDArray[np.float64]
+    reason: npt.NDArray[np.object_]  # ReasonCode values
+    pacing: npt.NDArray[np.object_]  # DealPacing values (CURVE or AHEAD)
+    # What the rationale reads:
+    current_rate: npt.NDArray[np.float64]  # recent rate per opportunity hour, NaN unknown
+    horizon_rate: npt.NDArray[np.float64]  # the rate the new allocation needs to the end
+    old_allocation: npt.NDArray[np.int64]
+    new_allocation: npt.NDArray[np.int64]
+    participation: npt.NDArray[np.float64]  # NaN unknown
+    window_hours: float = 0.0
+    deadline: str = ""  # the horizon end, local, for people
+    pace_ahead: float = 1.0
+    budget_type: BudgetType = BudgetType.SPEND
+    currency: str = ""
+    rationale: npt.NDArray[np.object_] | None = None  # rendered words, when rendered
+
+    def __len__(self) -> int:
+        return len(self.deal_index)
+
+    @property
+    def n_hours(self) -> int:
+        return int(self.hourly_target.shape[1]) if self.hourly_target.ndim == 2 else 0
+
+    def rows(self, picked: npt.NDArray[np.int64] | None = None) -> tuple[DeliverySchedule, ...]:
+        """The schedules of `picked` rows (all when None) as objects, with their words."""
+        from reallocator.core.plan.schedule_text import render_schedule_rationales
+
+        idx = np.arange(len(self)) if picked is None else np.asarray(picked, dtype=np.int64)
+        if self.rationale is not None:
+            texts = self.rationale[idx].astype(str).tolist()
+        else:
+            texts = render_schedule_rationales(self, idx)
+        ids = self.deal_id[idx].astype(str).tolist()
+        reasons = [ReasonCode(r) for r in self.reason[idx].astype(str).tolist()]
+        pacing = [DealPacing(p) for p in self.pacing[idx].astype(str).tolist()]
+        throttles = self.throttle[idx].astype(float).tolist()
+        return tuple(
+            DeliverySchedule(
+                deal_id=ids[j],
+                window_start=self.window_start,
+                hourly_target=self.hourly_target[i],
+                hourly_spend_micros=self.hourly_spend_micros[i],
+                throttle=throttles[j],
+                reason=reasons[j],
+                rationale=texts[j],
+                pacing=pacing[j],
+                hourly_ceiling=self.hourly_ceiling[i],
+            )
+            for j, i in enumerate(idx.tolist())
+        )
+
+
 @dataclass(frozen=True)
 class ConstraintViolation:
     constraint: str  # stable name: "seller/S7/min_total", "deal/D3/min_allocation", "budget"
@@ -207,12 +283,18 @@ class Plan:
     channels: pd.DataFrame
     unspendable_reasons: tuple[Unspendable, ...] = ()
     requests: tuple[AdjustmentRequest, ...] = ()
-    schedules: tuple[DeliverySchedule, ...] = ()
+    schedule_table: ScheduleTable | None = None
     violations: tuple[ConstraintViolation, ...] = ()
     rationale: DecisionRecord = field(default_factory=lambda: DecisionRecord(""))
     solver: SolverReport = field(default_factory=lambda: SolverReport(""))
     no_change_reason: str = ""
     max_severity: Severity | None = None
+
+    @cached_property
+    def schedules(self) -> tuple[DeliverySchedule, ...]:
+        """Every schedule as an object with its words (made on first use: at 100k deals the
+        objects and words cost more than the optimisation; encoders read `schedule_table`)."""
+        return () if self.schedule_table is None else self.schedule_table.rows()
 
 
 @dataclass(frozen=True)

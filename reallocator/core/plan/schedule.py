@@ -69,7 +69,7 @@ from reallocator.core.model import (
 )
 from reallocator.core.pacing.assessment import UNIT_COLUMN, Assessment, PacingStatus
 from reallocator.core.pacing.curves import PacingCurve
-from reallocator.core.plan.model import DealPacing, DeliverySchedule, ReasonCode
+from reallocator.core.plan.model import DealPacing, DeliverySchedule, ReasonCode, ScheduleTable
 from reallocator.core.plan.requests import (
     ObjArray,
     beyond_tolerance,
@@ -82,7 +82,6 @@ from reallocator.core.plan.severity import (
     coerce_columns,
     worth_changing,
 )
-from reallocator.core.plan.text import amounts, rates
 
 Shape = Literal["curve", "opportunity"]
 
@@ -349,23 +348,25 @@ def _ahead(inputs: ScheduleInputs) -> BoolArray:
     return np.asarray(inputs.pacing == DealPacing.AHEAD.value, dtype=bool)
 
 
-def derive_schedules(
+def derive_schedule_table(
     inputs: ScheduleInputs,
     curve: PacingCurve,
     policy: Policy,
     *,
     shape: Shape = "curve",
-) -> tuple[DeliverySchedule, ...]:
-    """Delivery schedules for the buyer-paced deals the plan changes, in deal order."""
+) -> ScheduleTable:
+    """Delivery schedules for the buyer-paced deals the plan changes, in deal order, as one
+    table (the words are rendered from it for the rows asked: `schedule_text.py`)."""
     prof = hourly_profile(
         curve, inputs.as_of, inputs.window_end, inputs.horizon_end, inputs.timezone, shape
     )
     pick = np.flatnonzero(schedule_candidates(inputs, policy, prof.remaining_opportunity))
-    if pick.size == 0:
-        return ()
+    n_hours = len(prof.share)
     new = inputs.new_allocation[pick].astype(np.float64)
     exact = new[:, None] * prof.share[None, :]
-    targets = largest_remainder(exact)  # sums to the rounded share of the allocation
+    targets = (
+        largest_remainder(exact) if pick.size else np.zeros((0, n_hours), dtype=np.int64)
+    )  # sums to the rounded share of the allocation
     targets_total = targets.sum(axis=1)
     cost = np.nan_to_num(inputs.cost_per_unit[pick], nan=0.0)
     if inputs.budget_type is BudgetType.SPEND:
@@ -391,90 +392,60 @@ def derive_schedules(
         if inputs.plan_reason is not None
         else np.full(pick.size, ReasonCode.UNCHANGED, dtype=object)
     )
-    reason = np.select(
-        [
-            status == PacingStatus.STALLED,
-            status == PacingStatus.UNDER,
-            status == PacingStatus.OVER,
-            ~np.isin(plan_reason, [ReasonCode.UNCHANGED, ""]),
-        ],
-        [ReasonCode.STALLED, ReasonCode.UNDER_DELIVERY, ReasonCode.OVER_DELIVERY, plan_reason],
-        ReasonCode.PACING_SCHEDULE,
-    ).astype(object)
-
-    window_hours = (prof.edges[-1] - prof.edges[0]) / 3600.0
-    deadline = format_deadline(inputs.horizon_end, inputs.timezone)
-    texts = _rationales(
-        inputs, pick, horizon_required, targets_total, window_hours, thr, deadline, ahead, ratio
-    )
-    ids = inputs.deal_id[pick].astype(str).tolist()
-    reasons = [ReasonCode(str(r)) for r in reason]
-    throttles = thr.astype(float).tolist()
-    ahead_l = ahead.tolist()
-    return tuple(
-        DeliverySchedule(
-            deal_id=ids[j],
-            window_start=prof.window_start,
-            hourly_target=targets[j],
-            hourly_spend_micros=spend[j],
-            throttle=throttles[j],
-            reason=reasons[j],
-            rationale=texts[j],
-            pacing=DealPacing.AHEAD if ahead_l[j] else DealPacing.CURVE,
-            hourly_ceiling=ceiling[j],
+    reason = (
+        np.select(
+            [
+                status == PacingStatus.STALLED,
+                status == PacingStatus.UNDER,
+                status == PacingStatus.OVER,
+                ~np.isin(plan_reason, [ReasonCode.UNCHANGED, ""]),
+            ],
+            [ReasonCode.STALLED, ReasonCode.UNDER_DELIVERY, ReasonCode.OVER_DELIVERY, plan_reason],
+            ReasonCode.PACING_SCHEDULE,
         )
-        for j in range(pick.size)
+        .astype(str)
+        .astype(object)
+    )
+    return ScheduleTable(
+        window_start=prof.window_start,
+        deal_index=pick.astype(np.int64),
+        deal_id=inputs.deal_id[pick],
+        seller_id=inputs.seller_id[pick],
+        hourly_target=targets.astype(np.int64),
+        hourly_spend_micros=spend.astype(np.int64),
+        hourly_ceiling=ceiling,
+        throttle=np.asarray(thr, dtype=np.float64),
+        reason=reason,
+        pacing=np.where(ahead, DealPacing.AHEAD.value, DealPacing.CURVE.value).astype(object),
+        current_rate=np.asarray(observed, dtype=np.float64),
+        horizon_rate=np.asarray(horizon_required, dtype=np.float64),
+        old_allocation=inputs.old_allocation[pick],
+        new_allocation=inputs.new_allocation[pick],
+        participation=np.asarray(participation, dtype=np.float64),
+        window_hours=float((prof.edges[-1] - prof.edges[0]) / 3600.0),
+        deadline=format_deadline(inputs.horizon_end, inputs.timezone),
+        pace_ahead=ratio,
+        budget_type=inputs.budget_type,
+        currency=inputs.currency,
     )
 
 
-def _rationales(
+def derive_schedules(
     inputs: ScheduleInputs,
-    pick: IntArray,
-    horizon_rate: FloatArray,
-    window_total: IntArray,
-    window_hours: float,
-    throttle: FloatArray,
-    deadline: str,
-    ahead: BoolArray,
-    ratio: float,
-) -> list[str]:
-    """One sentence per schedule; figures formatted column-wise (the per-value calls are what
-    costs at 100k deals). Kept short: a 100k-deal plan carries 100k of them."""
-    bt, cur = inputs.budget_type, inputs.currency
-    observed = inputs.current_rate[pick]
-    new = inputs.new_allocation[pick]
-    old = inputs.old_allocation[pick]
-    part = inputs.participation_rate[pick].astype(float).tolist()
-    now_t, need_t = rates(observed, bt, cur), rates(horizon_rate, bt, cur)
-    old_t, new_t = amounts(old, bt, cur), amounts(new, bt, cur)
-    total_t = amounts(window_total, bt, cur)
-    deals = inputs.deal_id[pick].astype(str).tolist()
-    sellers = inputs.seller_id[pick].astype(str).tolist()
-    known = np.isfinite(observed).tolist()
-    moved = (new != old).tolist()
-    ahead_l = ahead.tolist()
-    out = []
-    for j in range(pick.size):
-        now = f"is delivering {now_t[j]}" if known[j] else "has no recent delivery rate"
-        change = (
-            f"its allocation moves from {old_t[j]} to {new_t[j]}"
-            if moved[j]
-            else f"its allocation stays at {new_t[j]}"
-        )
-        was = f", was {part[j]:.2f}" if math.isfinite(part[j]) else ""
-        pace = f"paced ahead up to {ratio:.3g}x, " if ahead_l[j] else ""
-        out.append(
-            f"Deal {deals[j]} (seller {sellers[j]}) {now} and needs {need_t[j]} to finish by "
-            f"{deadline}; {change}: target {total_t[j]} over the next {window_hours:.3g} h, "
-            f"{pace}throttle {throttle[j]:.2f}{was}."
-        )
-    return out
+    curve: PacingCurve,
+    policy: Policy,
+    *,
+    shape: Shape = "curve",
+) -> tuple[DeliverySchedule, ...]:
+    """The schedules of `derive_schedule_table` as objects with their words."""
+    return derive_schedule_table(inputs, curve, policy, shape=shape).rows()
 
 
 __all__ = [
     "HourlyProfile",
     "ScheduleInputs",
     "cost_per_unit",
+    "derive_schedule_table",
     "derive_schedules",
     "floor_to_local_hour",
     "hourly_profile",
