@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from reallocator.config import ConfigError, load_config
+from reallocator.replay.cli import add_arguments as add_replay_arguments
 from reallocator.sim.args import add_arguments as add_simulate_arguments
 
 
@@ -62,6 +63,12 @@ def _simulate(args: argparse.Namespace) -> int:
     return simulate_command(args)
 
 
+def _replay(args: argparse.Namespace) -> int:
+    from reallocator.replay.cli import replay_command
+
+    return replay_command(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="reallocator",
@@ -107,6 +114,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_simulate_arguments(simulate)
     simulate.set_defaults(run=_simulate)
+    replay = sub.add_parser(
+        "replay",
+        help="replay recorded snapshots: what the planner would have done under other policies",
+        description="Re-run the planner over a campaign's recorded snapshots under the recorded "
+        "policy and alternatives, and project what each would have delivered (capacity as the "
+        "recording revealed it). Prints the policies side by side, the recorded decisions first; "
+        "--out writes CSVs and PNG plots.",
+    )
+    add_replay_arguments(replay)
+    replay.set_defaults(run=_replay)
     return parser
 
 
