@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from reallocator.replay.cli import add_arguments as add_replay_arguments
 from reallocator.sim.args import add_arguments as add_simulate_arguments
 
 
@@ -143,6 +144,12 @@ def _error_details(args: argparse.Namespace) -> int:
     return 0
 
 
+def _replay(args: argparse.Namespace) -> int:
+    from reallocator.replay.cli import replay_command
+
+    return replay_command(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="reallocator",
@@ -235,6 +242,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     details.add_argument("file", nargs="?", type=Path, help="the JSON (default: stdin)")
     details.set_defaults(run=_error_details)
+
+    replay = sub.add_parser(
+        "replay",
+        help="replay recorded snapshots: what the planner would have done under other policies",
+        description="Re-run the planner over a campaign's recorded snapshots under the recorded "
+        "policy and alternatives, and project what each would have delivered (capacity as the "
+        "recording revealed it). Prints the policies side by side, the recorded decisions first; "
+        "--out writes CSVs and PNG plots.",
+    )
+    add_replay_arguments(replay)
+    replay.set_defaults(run=_replay)
     return parser
 
 
