@@ -220,6 +220,8 @@ class Policy:
     # take up to this multiple of its forecast beyond it (in proportion); 0 leaves it unplaced
     pace_ahead: float = 2.0  # a buyer-paced deal given all its forecast supply may deliver up
     # to this multiple of its curve's hourly target when supply allows; 1.0: every deal on the curve
+    cap_unmeetable_minimums: bool = True  # a seller/channel minimum its deals cannot deliver
+    # is capped there (True) or is a conflict like any other (False: reject or relax)
 
 
 @dataclass(frozen=True)

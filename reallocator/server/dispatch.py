@@ -72,12 +72,23 @@ def _unimplemented(method: MethodDescriptor) -> Callable[[bytes, grpc.ServicerCo
     return handle
 
 
+class Encoded:
+    """A response a servicer serialised already (to check its size on the bytes sent): the
+    message for whoever reads it on the way out (call log, metrics), the bytes for the wire."""
+
+    def __init__(self, response: message.Message, data: bytes) -> None:
+        self.message = response
+        self.data = data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.message, name)
+
+
 def _serializer(out: type[message.Message]) -> Callable[[Any], bytes]:
-    """Responses as they come: a message is serialised, bytes (a servicer that serialised once
-    to check the size) go out as they are."""
+    """Responses as they come: a message is serialised, an `Encoded` one goes out as it is."""
 
     def serialize(response: Any) -> bytes:
-        return response if isinstance(response, bytes) else out.SerializeToString(response)
+        return response.data if isinstance(response, Encoded) else out.SerializeToString(response)
 
     return serialize
 

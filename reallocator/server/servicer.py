@@ -11,6 +11,7 @@ from reallocator.config import ServerConfig
 from reallocator.core.model import CampaignSnapshot
 from reallocator.core.pacing.assessment import assess
 from reallocator.core.plan.builder import PlanRejected, build_plan
+from reallocator.server.dispatch import Encoded
 from reallocator.server.errors import abort_with, precondition_status, too_large_status
 from reallocator.v1 import assessment_pb2, plan_pb2, snapshot_pb2
 from reallocator.v1 import reallocator_service_pb2 as pb
@@ -43,7 +44,7 @@ class ReallocatorServicer:
 
     def assess_pacing(
         self, request: pb.AssessPacingRequest, context: grpc.ServicerContext
-    ) -> bytes:
+    ) -> Encoded:
         snapshot = self._snapshot(request.snapshot, request.policy, request.HasField("snapshot"))
         if request.view not in (
             assessment_pb2.ASSESSMENT_VIEW_UNSPECIFIED,
@@ -58,7 +59,7 @@ class ReallocatorServicer:
         response = pb.AssessPacingResponse(assessment=encode_assessment(result, include_deals=full))
         return self._fits(context, response, "assessment", "ask for ASSESSMENT_VIEW_BASIC")
 
-    def replan(self, request: pb.ReplanRequest, context: grpc.ServicerContext) -> bytes:
+    def replan(self, request: pb.ReplanRequest, context: grpc.ServicerContext) -> Encoded:
         snapshot = self._snapshot(request.snapshot, request.policy, request.HasField("snapshot"))
         errors = Violations()
         if request.on_infeasible not in _INFEASIBILITY:
@@ -86,7 +87,7 @@ class ReallocatorServicer:
             failures = [("CONSTRAINT", v.constraint, v.message) for v in exc.violations]
             abort_with(
                 context,
-                precondition_status(f"constraints conflict: {exc}", failures),
+                precondition_status(str(exc), failures),
             )
             raise AssertionError("unreachable") from exc
         response = pb.ReplanResponse()
@@ -107,14 +108,14 @@ class ReallocatorServicer:
 
     def _fits(
         self, context: grpc.ServicerContext, response: Message, what: str, remedy: str
-    ) -> bytes:
-        """The response serialised once (the dispatch layer sends bytes as they are), or a clear
+    ) -> Encoded:
+        """The response serialised once (the dispatch layer sends these bytes), or a clear
         RESOURCE_EXHAUSTED when it is over the limit."""
         data: bytes = response.SerializeToString()
         limit = self.config.max_message_bytes
         if len(data) > limit:
             abort_with(context, too_large_status(what, len(data), limit, remedy))
-        return data
+        return Encoded(response, data)
 
 
 _PLAN_VIEWS = {

@@ -155,6 +155,10 @@ class _BindingConstraintEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Bin
     """Its channel's minimum or maximum total."""
     BINDING_CONSTRAINT_BUDGET: _BindingConstraint.ValueType  # 9
     """The campaign budget (or the money cap)."""
+    BINDING_CONSTRAINT_ZERO: _BindingConstraint.ValueType  # 10
+    """Cut to nothing: a remaining allocation cannot go below zero (no commitment or step limit
+    held it higher).
+    """
 
 class BindingConstraint(_BindingConstraint, metaclass=_BindingConstraintEnumTypeWrapper):
     """The constraint that stopped a deal's allocation from moving further."""
@@ -181,6 +185,10 @@ BINDING_CONSTRAINT_CHANNEL: BindingConstraint.ValueType  # 8
 """Its channel's minimum or maximum total."""
 BINDING_CONSTRAINT_BUDGET: BindingConstraint.ValueType  # 9
 """The campaign budget (or the money cap)."""
+BINDING_CONSTRAINT_ZERO: BindingConstraint.ValueType  # 10
+"""Cut to nothing: a remaining allocation cannot go below zero (no commitment or step limit
+held it higher).
+"""
 Global___BindingConstraint: _TypeAlias = BindingConstraint  # noqa: Y015
 
 class _DealPacing:
@@ -253,6 +261,13 @@ class _ReasonCodeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ReasonCode
     """Given budget beyond its capacity forecast: the forecasts together cannot absorb the
     remaining budget (Policy.beyond_forecast).
     """
+    REASON_CODE_REDISTRIBUTED: _ReasonCode.ValueType  # 16
+    """Given budget that other deals cannot deliver or may not keep (they under-deliver, stalled,
+    lost capacity or hit a limit), or that no deal held before, though it is worth no more per
+    unit than the deals that gave.
+    """
+    REASON_CODE_LOWER_VALUE: _ReasonCode.ValueType  # 17
+    """Budget moved away to deals worth more per unit (it was delivering as planned)."""
 
 class ReasonCode(_ReasonCode, metaclass=_ReasonCodeEnumTypeWrapper):
     """Machine-readable reason of an allocation change or a request."""
@@ -283,6 +298,13 @@ REASON_CODE_BEYOND_FORECAST: ReasonCode.ValueType  # 11
 """Given budget beyond its capacity forecast: the forecasts together cannot absorb the
 remaining budget (Policy.beyond_forecast).
 """
+REASON_CODE_REDISTRIBUTED: ReasonCode.ValueType  # 16
+"""Given budget that other deals cannot deliver or may not keep (they under-deliver, stalled,
+lost capacity or hit a limit), or that no deal held before, though it is worth no more per
+unit than the deals that gave.
+"""
+REASON_CODE_LOWER_VALUE: ReasonCode.ValueType  # 17
+"""Budget moved away to deals worth more per unit (it was delivering as planned)."""
 Global___ReasonCode: _TypeAlias = ReasonCode  # noqa: Y015
 
 class _RequestKind:

@@ -40,6 +40,7 @@ class Policy(_message.Message):
     RELAXATION_FIELD_NUMBER: _builtins.int
     BEYOND_FORECAST_FIELD_NUMBER: _builtins.int
     PACE_AHEAD_FIELD_NUMBER: _builtins.int
+    CAP_UNMEETABLE_MINIMUMS_FIELD_NUMBER: _builtins.int
     over_threshold: _builtins.float
     """Pacing ratio (actual / expected) above which delivery is OVER. Default 1.10."""
     under_threshold: _builtins.float
@@ -63,6 +64,14 @@ class Policy(_message.Message):
     instead of throttled away. Higher lifts the value delivered and lets the campaign run
     further ahead of its curve between plans. Default 2.0; 1.0 paces every deal on the curve.
     Range [1, 10].
+    """
+    cap_unmeetable_minimums: _builtins.bool
+    """A seller or channel minimum its deals cannot deliver (their capacity forecasts and maxima
+    add up to less) is a broken commitment. true (default): the plan caps the minimum at what
+    the deals can deliver, says so in its summary and unspendable_reasons, and stays OPTIMAL.
+    false: it is a conflict like any other: ReplanRequest.on_infeasible REJECT answers
+    FAILED_PRECONDITION naming it, RELAX returns the capped plan as PLAN_STATUS_RELAXED with it
+    in `violations`.
     """
     @_builtins.property
     def stalled_window(self) -> _duration_pb2.Duration:
@@ -113,13 +122,16 @@ class Policy(_message.Message):
         relaxation: Global___RelaxationOrder | None = ...,
         beyond_forecast: _builtins.float | None = ...,
         pace_ahead: _builtins.float | None = ...,
+        cap_unmeetable_minimums: _builtins.bool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_beyond_forecast", b"_beyond_forecast", "_confidence_threshold", b"_confidence_threshold", "_min_evidence_impressions", b"_min_evidence_impressions", "_over_threshold", b"_over_threshold", "_pace_ahead", b"_pace_ahead", "_under_threshold", b"_under_threshold", "auto_apply", b"auto_apply", "beyond_forecast", b"beyond_forecast", "churn", b"churn", "confidence_threshold", b"confidence_threshold", "min_evidence", b"min_evidence", "min_evidence_impressions", b"min_evidence_impressions", "over_threshold", b"over_threshold", "pace_ahead", b"pace_ahead", "relaxation", b"relaxation", "requests", b"requests", "severity", b"severity", "stalled_window", b"stalled_window", "step_limits", b"step_limits", "under_threshold", b"under_threshold"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_beyond_forecast", b"_beyond_forecast", "_cap_unmeetable_minimums", b"_cap_unmeetable_minimums", "_confidence_threshold", b"_confidence_threshold", "_min_evidence_impressions", b"_min_evidence_impressions", "_over_threshold", b"_over_threshold", "_pace_ahead", b"_pace_ahead", "_under_threshold", b"_under_threshold", "auto_apply", b"auto_apply", "beyond_forecast", b"beyond_forecast", "cap_unmeetable_minimums", b"cap_unmeetable_minimums", "churn", b"churn", "confidence_threshold", b"confidence_threshold", "min_evidence", b"min_evidence", "min_evidence_impressions", b"min_evidence_impressions", "over_threshold", b"over_threshold", "pace_ahead", b"pace_ahead", "relaxation", b"relaxation", "requests", b"requests", "severity", b"severity", "stalled_window", b"stalled_window", "step_limits", b"step_limits", "under_threshold", b"under_threshold"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_beyond_forecast", b"_beyond_forecast", "_confidence_threshold", b"_confidence_threshold", "_min_evidence_impressions", b"_min_evidence_impressions", "_over_threshold", b"_over_threshold", "_pace_ahead", b"_pace_ahead", "_under_threshold", b"_under_threshold", "auto_apply", b"auto_apply", "beyond_forecast", b"beyond_forecast", "churn", b"churn", "confidence_threshold", b"confidence_threshold", "min_evidence", b"min_evidence", "min_evidence_impressions", b"min_evidence_impressions", "over_threshold", b"over_threshold", "pace_ahead", b"pace_ahead", "relaxation", b"relaxation", "requests", b"requests", "severity", b"severity", "stalled_window", b"stalled_window", "step_limits", b"step_limits", "under_threshold", b"under_threshold"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_beyond_forecast", b"_beyond_forecast", "_cap_unmeetable_minimums", b"_cap_unmeetable_minimums", "_confidence_threshold", b"_confidence_threshold", "_min_evidence_impressions", b"_min_evidence_impressions", "_over_threshold", b"_over_threshold", "_pace_ahead", b"_pace_ahead", "_under_threshold", b"_under_threshold", "auto_apply", b"auto_apply", "beyond_forecast", b"beyond_forecast", "cap_unmeetable_minimums", b"cap_unmeetable_minimums", "churn", b"churn", "confidence_threshold", b"confidence_threshold", "min_evidence", b"min_evidence", "min_evidence_impressions", b"min_evidence_impressions", "over_threshold", b"over_threshold", "pace_ahead", b"pace_ahead", "relaxation", b"relaxation", "requests", b"requests", "severity", b"severity", "stalled_window", b"stalled_window", "step_limits", b"step_limits", "under_threshold", b"under_threshold"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__beyond_forecast: _TypeAlias = _typing.Literal["beyond_forecast"]  # noqa: Y015
     _WhichOneofArgType__beyond_forecast: _TypeAlias = _typing.Literal["_beyond_forecast", b"_beyond_forecast"]  # noqa: Y015
+    _WhichOneofReturnType__cap_unmeetable_minimums: _TypeAlias = _typing.Literal["cap_unmeetable_minimums"]  # noqa: Y015
+    _WhichOneofArgType__cap_unmeetable_minimums: _TypeAlias = _typing.Literal["_cap_unmeetable_minimums", b"_cap_unmeetable_minimums"]  # noqa: Y015
     _WhichOneofReturnType__confidence_threshold: _TypeAlias = _typing.Literal["confidence_threshold"]  # noqa: Y015
     _WhichOneofArgType__confidence_threshold: _TypeAlias = _typing.Literal["_confidence_threshold", b"_confidence_threshold"]  # noqa: Y015
     _WhichOneofReturnType__min_evidence_impressions: _TypeAlias = _typing.Literal["min_evidence_impressions"]  # noqa: Y015
@@ -132,6 +144,8 @@ class Policy(_message.Message):
     _WhichOneofArgType__under_threshold: _TypeAlias = _typing.Literal["_under_threshold", b"_under_threshold"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__beyond_forecast) -> _WhichOneofReturnType__beyond_forecast | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__cap_unmeetable_minimums) -> _WhichOneofReturnType__cap_unmeetable_minimums | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__confidence_threshold) -> _WhichOneofReturnType__confidence_threshold | None: ...
     @_typing.overload

@@ -216,6 +216,35 @@ def _violations(
     return tuple(out)
 
 
+def _unmeetable_minimums(
+    built: BuiltProblem, bt: BudgetType, currency: str
+) -> tuple[ConstraintViolation, ...]:
+    """Seller and channel minimums their deals cannot deliver, as violations (for
+    Policy.cap_unmeetable_minimums = False): the bounds capped them at what the deals can
+    deliver; relaxing each by its shortfall is what the capped plan does."""
+    problem, report = built.problem, built.report
+    out = []
+    for kind, names, mins, short in (
+        ("seller", built.seller_ids, problem.seller_min, report.seller_min_short),
+        ("channel", built.channel_ids, problem.channel_min, report.channel_min_short),
+    ):
+        for q in np.flatnonzero(short > 0).tolist():
+            name = str(names[q])
+            shown = -(-int(short[q]) // 10_000) * 10_000 if bt is BudgetType.SPEND else short[q]
+            out.append(
+                ConstraintViolation(
+                    constraint=f"{kind}/{name}/min_total",
+                    entity_kind=kind.upper(),
+                    entity_id=name,
+                    bound=int(mins[q] + short[q]),
+                    relaxation=int(short[q]),
+                    message=f"relax {kind} {name}'s minimum by {amount(shown, bt, currency)}: "
+                    "its deals cannot deliver more",
+                )
+            )
+    return tuple(out)
+
+
 def _solve(
     built: BuiltProblem,
     relax: bool,
@@ -414,21 +443,23 @@ def build_plan(
     report = built.report
     weights = RelaxationWeights.from_policy(policy)
     deal_ids = snapshot.deals["deal_id"].to_numpy()
+    unmet = () if policy.cap_unmeetable_minimums else _unmeetable_minimums(built, bt, currency)
+    if unmet and not relax:
+        summary = "; ".join(v.message for v in unmet[:5])
+        raise PlanRejected(f"constraints conflict: {summary}", unmet)
     checkpoint("solve")
     result, violations, problem = _solve(built, relax, weights, deal_ids, bt, currency)
+    violations = (*violations, *unmet)
     checkpoint("post-solve")
     remaining_budget = int(problem.total)
     before = problem
     problem, result, held = _hold_seller_decreases(snapshot, problem, result, report)
     result = _with_duals(problem, result)
     result, upper = _beyond_forecast(snapshot, problem, report, result, capacity, capped)
-    # The deals a hold fixed are explained and shown within their real bounds, not the fix.
+    # The deals a hold fixed (asked to deliver less, or the other guaranteed deals kept at what
+    # they can deliver meanwhile) are explained and shown within their real bounds, not the fix.
     asked = held > 0
-    shown = replace(
-        problem,
-        lb=np.where(asked, before.lb, problem.lb),
-        ub=np.where(asked, before.ub, problem.ub),
-    )
+    shown = replace(problem, lb=before.lb, ub=np.where(asked, before.ub, problem.ub))
     upper = np.where(asked, before.ub, upper)
     x = result.allocation
 
@@ -590,7 +621,9 @@ def _group_frame(
     frame["min_total"] = np.where(mins > 0, mins + frame["delivered"], np.nan)
     frame["max_total"] = np.where(maxs == NO_MAX, np.nan, maxs.astype(float) + frame["delivered"])
     frame["binding"] = binding
-    frame["marginal_value"] = np.abs(duals) if duals is not None else 0.0
+    # What one more unit of a limit is worth, where a limit binds (nothing is worth more of a
+    # limit that does not bind, whatever the LP's degenerate duals say).
+    frame["marginal_value"] = np.where(binding, np.abs(duals), 0.0) if duals is not None else 0.0
     return frame
 
 

@@ -46,8 +46,12 @@ def binding_kinds(
         [BindingKind.DEAL_MIN, BindingKind.CAPACITY, BindingKind.DEAL_MAX, BindingKind.STEP],
         default=BindingKind.CAPACITY,
     )
-    lb_term = np.where(
-        (problem.lb == report.min_remaining) & has_min, BindingKind.DEAL_MIN, BindingKind.STEP
+    # At its lower bound: its commitment, else the step limit - or, where the step would go
+    # below nothing, the zero floor (a deal cut to 0 was not stopped by the step).
+    lb_term = np.select(
+        [(problem.lb == report.min_remaining) & has_min, problem.lb <= 0],
+        [BindingKind.DEAL_MIN, BindingKind.ZERO],
+        default=BindingKind.STEP,
     )
     b = result.binding
     seller_bound = (b.seller_at_max | b.seller_at_min)[problem.seller]
@@ -123,20 +127,32 @@ def explain(
     status = frame["status"].astype(str).to_numpy()
     value = frame["value_per_unit"].to_numpy(np.float64)
     givers = delta < 0
+    # Nobody gave: budget no deal held is being placed, and no deal is "worth more" than a
+    # giver there is not.
     giver_value = (
-        float(np.average(value[givers], weights=-delta[givers])) if givers.any() else -np.inf
+        float(np.average(value[givers], weights=-delta[givers])) if givers.any() else np.inf
     )
     by_response = frame["capped_by_response"].to_numpy(bool)
     beyond = beyond_forecast(problem, report, x)
+    b = problem
+    seller_at_max = (group_sum(x, b.seller, b.n_sellers) >= b.seller_max)[b.seller]
+    channel_at_max = (group_sum(x, b.channel, b.n_channels) >= b.channel_max)[b.channel]
+    group_at_max = np.where(binding == BindingKind.SELLER, seller_at_max, channel_at_max)
+    capped = (binding == BindingKind.DEAL_MAX) | (
+        np.isin(binding, [BindingKind.SELLER, BindingKind.CHANNEL]) & group_at_max
+    )
+    # Each code says why this deal moved, in words its own verdict cannot contradict: a deal
+    # is UNDER_/OVER_DELIVERY only when it gives budget away and its verdict says so.
     reason = np.select(
         [
             delta == 0,
             beyond,
-            status == "STALLED",
+            (status == "STALLED") & (delta < 0),
             by_response,
             (delta < 0) & (report.capacity < old),
             (delta < 0) & (status == "OVER"),
             (delta < 0) & (status == "UNDER"),
+            (delta < 0) & capped,
             (delta < 0),
             (delta > 0) & (x <= problem.lb) & (problem.lb == report.min_remaining),
             (delta > 0) & (value > giver_value),
@@ -150,10 +166,11 @@ def explain(
             ReasonCode.OVER_DELIVERY,
             ReasonCode.UNDER_DELIVERY,
             ReasonCode.MAXIMUM_REACHED,
+            ReasonCode.LOWER_VALUE,
             ReasonCode.MINIMUM_REQUIRED,
             ReasonCode.HIGHER_VALUE,
         ],
-        default=ReasonCode.UNDER_DELIVERY,
+        default=ReasonCode.REDISTRIBUTED,
     )
     # Marginal value of the binding constraint: for a deal held at its upper bound, what one more
     # unit there would add beyond the budget's price; at a lower bound, what one unit less saves.
@@ -169,10 +186,6 @@ def explain(
         group_dual += result.duals.channel[problem.channel] * (binding == BindingKind.CHANNEL)
         marginal = np.where(group_dual != 0, np.abs(group_dual), marginal)
 
-    b = problem
-    seller_at_max = (group_sum(x, b.seller, b.n_sellers) >= b.seller_max)[b.seller]
-    channel_at_max = (group_sum(x, b.channel, b.n_channels) >= b.channel_max)[b.channel]
-    group_at_max = np.where(binding == BindingKind.SELLER, seller_at_max, channel_at_max)
     return Explanation(binding, np.asarray(reason, dtype=str), marginal, group_at_max)
 
 
@@ -183,9 +196,16 @@ _STOP = {
     BindingKind.LOCKED: "locked: not moved",
     BindingKind.DEAL_MIN: "held at its minimum allocation (a commitment)",
     BindingKind.BUDGET: "the remaining budget is fully placed",
+    BindingKind.ZERO: "cut to nothing",
     BindingKind.NONE: "",
 }
 
+
+_WHY = {
+    ReasonCode.REDISTRIBUTED.value: "takes budget other deals cannot deliver or did not hold",
+    ReasonCode.LOWER_VALUE.value: "moved to deals worth more per unit",
+}
+"""Reason codes whose words are not simply the code's name."""
 
 RATIONALE_COLUMNS: dict[str, str] = {
     "step": "int64",  # the step limit the bounds used
@@ -231,7 +251,7 @@ def render_deal_rationales(
     step_t = amounts(deals["step"].to_numpy(np.int64)[idx], bt, cur)
     recent_t = rates(deals["recent_rate"].to_numpy(np.float64)[idx], bt, cur)
     need_t = rates(deals["required_rate"].to_numpy(np.float64)[idx], bt, cur)
-    why = [r.lower().replace("_", " ") for r in reason.tolist()]
+    why = [_WHY.get(r) or r.lower().replace("_", " ") for r in reason.tolist()]
     at_max = deals["group_at_max"].to_numpy(bool)[idx].tolist()
     sellers = deals["seller_id"].to_numpy(dtype=object)[idx].astype(str).tolist()
     channels = deals["channel_id"].to_numpy(dtype=object)[idx].astype(str).tolist()

@@ -39,6 +39,7 @@ class BindingKind(StrEnum):
     SELLER = "SELLER"
     CHANNEL = "CHANNEL"
     BUDGET = "BUDGET"
+    ZERO = "ZERO"  # cut to nothing: a remaining allocation cannot go below 0
 
 
 class ReasonCode(StrEnum):
@@ -53,6 +54,8 @@ class ReasonCode(StrEnum):
     SELLER_RESPONSE = "SELLER_RESPONSE"
     PACING_SCHEDULE = "PACING_SCHEDULE"
     BEYOND_FORECAST = "BEYOND_FORECAST"
+    REDISTRIBUTED = "REDISTRIBUTED"  # takes what others cannot deliver; worth no more
+    LOWER_VALUE = "LOWER_VALUE"  # gives to deals worth more per unit
 
 
 class DealPacing(StrEnum):

@@ -120,7 +120,10 @@ def decision_record(
     bt, cur = plan.budget_type, plan.currency
     deals = plan.deals
     delta = deals["delta"].to_numpy()
-    moved = int(delta[delta > 0].sum())
+    increases, decreases = int(delta[delta > 0].sum()), int(-delta[delta < 0].sum())
+    moved = min(increases, decreases)  # from deals to deals
+    added = increases - moved  # budget no deal held before, now placed
+    released = decreases - moved  # taken off deals and placed nowhere
     takers, givers = int((delta > 0).sum()), int((delta < 0).sum())
     campaign = assessment.campaign.iloc[0]
     ratio = float(campaign["pacing_ratio"])
@@ -139,10 +142,23 @@ def decision_record(
             for i in order.tolist()
             if delta[i] != 0
         )
+        actions = []
+        if moved:
+            actions.append(
+                f"moves {amount(moved, bt, cur)} from {givers} deal(s) to {takers} deal(s)"
+            )
+        elif takers:
+            actions.append(f"gives {takers} deal(s) more")
+        if added:
+            actions.append(f"adds {amount(added, bt, cur)} no deal held before")
+        if released:
+            taken = f"takes {amount(released, bt, cur)} off"
+            actions.append(f"{taken} {givers} deal(s) that cannot deliver it" if not moved else
+                           f"{taken} deals with nowhere better to place it")  # fmt: skip
+        did = ", ".join(actions) if actions else "changes no allocation"
         summary = (
             f"Campaign {plan.campaign_id} is {status.replace('_', ' ').lower()} "
-            f"({ratio:.0%} of expected delivery, {alerts} alert(s)). The plan moves "
-            f"{amount(moved, bt, cur)} from {givers} deal(s) to {takers} deal(s) and places "
+            f"({ratio:.0%} of expected delivery, {alerts} alert(s)). The plan {did} and places "
             f"{amount(plan.allocated, bt, cur)} of the {amount(plan.remaining_budget, bt, cur)} "
             f"remaining"
             + (
@@ -154,6 +170,20 @@ def decision_record(
         )
         if plan.status is PlanStatus.RELAXED:
             summary += f" Constraints conflicted: {len(plan.violations)} had to give way."
+    broken = [u for u in plan.unspendable_reasons if u.reason_code == "MINIMUM_BEYOND_CAPACITY"]
+    if broken:
+        named = ", ".join(f"{u.entity_kind.lower()} {u.entity_id}" for u in broken[:3])
+        more = f" and {len(broken) - 3} more" if len(broken) > 3 else ""
+        short = sum(u.amount for u in broken)
+        summary += (
+            f" Broken commitment: the minimum of {named}{more} exceeds what its deals can "
+            f"deliver by {amount(short, bt, cur)} in all"
+            + (
+                "; the plan caps it there (policy.cap_unmeetable_minimums)."
+                if snapshot.policy.cap_unmeetable_minimums
+                else "."
+            )
+        )
     p = snapshot.policy
     factors = (
         DecisionFactor(
@@ -177,7 +207,15 @@ def decision_record(
             amount(plan.unspendable, bt, cur),
             "no deal can deliver it in the horizon (capacity and limits)",
         ),
-        DecisionFactor("budget moved", moved, amount(moved, bt, cur), "sum of increases (churn)"),
+        DecisionFactor(
+            "budget moved", moved, amount(moved, bt, cur), "from deals to other deals (churn)"
+        ),
+        DecisionFactor(
+            "budget released",
+            released,
+            amount(released, bt, cur),
+            "taken off deals and placed on none",
+        ),
         DecisionFactor("deals changed", takers + givers, f"{takers} up, {givers} down", ""),
         DecisionFactor(
             "alerts",
