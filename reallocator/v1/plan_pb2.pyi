@@ -11,6 +11,7 @@ from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from reallocator.v1 import assessment_pb2 as _assessment_pb2
 from reallocator.v1 import common_pb2 as _common_pb2
 import builtins as _builtins
 import sys
@@ -406,6 +407,7 @@ class Plan(_message.Message):
     ETAG_FIELD_NUMBER: _builtins.int
     DEALS_ARROW_FIELD_NUMBER: _builtins.int
     SCHEDULES_ARROW_FIELD_NUMBER: _builtins.int
+    ALERTS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name: "campaigns/{campaign_id}/plans/{plan_id}"."""
     campaign_id: _builtins.str
@@ -497,6 +499,13 @@ class Plan(_message.Message):
     def history(self) -> _containers.RepeatedCompositeFieldContainer[Global___PlanEvent]:
         """Review decisions, applications, rollbacks and seller responses, oldest first."""
 
+    @_builtins.property
+    def alerts(self) -> _containers.RepeatedCompositeFieldContainer[_assessment_pb2.Alert]:
+        """Alerts the plan itself raises, beside the assessment's: reason_code "BROKEN_COMMITMENT"
+        (SEVERITY_CRITICAL) for each seller or channel minimum its deals cannot deliver (see
+        Policy.cap_unmeetable_minimums), with the shortfall in its message.
+        """
+
     def __init__(
         self,
         *,
@@ -527,10 +536,11 @@ class Plan(_message.Message):
         etag: _builtins.str = ...,
         deals_arrow: _builtins.bytes = ...,
         schedules_arrow: _builtins.bytes = ...,
+        alerts: _abc.Iterable[_assessment_pb2.Alert] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "create_time", b"create_time", "rationale", b"rationale", "solver", b"solver"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allocated", b"allocated", "as_of", b"as_of", "budget_type", b"budget_type", "campaign_id", b"campaign_id", "channels", b"channels", "create_time", b"create_time", "currency_code", b"currency_code", "deals", b"deals", "deals_arrow", b"deals_arrow", "etag", b"etag", "history", b"history", "max_severity", b"max_severity", "name", b"name", "no_change_reason", b"no_change_reason", "previous_plan", b"previous_plan", "rationale", b"rationale", "remaining_budget", b"remaining_budget", "schedules", b"schedules", "schedules_arrow", b"schedules_arrow", "seller_requests", b"seller_requests", "sellers", b"sellers", "solver", b"solver", "state", b"state", "status", b"status", "unspendable", b"unspendable", "unspendable_reasons", b"unspendable_reasons", "violations", b"violations"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alerts", b"alerts", "allocated", b"allocated", "as_of", b"as_of", "budget_type", b"budget_type", "campaign_id", b"campaign_id", "channels", b"channels", "create_time", b"create_time", "currency_code", b"currency_code", "deals", b"deals", "deals_arrow", b"deals_arrow", "etag", b"etag", "history", b"history", "max_severity", b"max_severity", "name", b"name", "no_change_reason", b"no_change_reason", "previous_plan", b"previous_plan", "rationale", b"rationale", "remaining_budget", b"remaining_budget", "schedules", b"schedules", "schedules_arrow", b"schedules_arrow", "seller_requests", b"seller_requests", "sellers", b"sellers", "solver", b"solver", "state", b"state", "status", b"status", "unspendable", b"unspendable", "unspendable_reasons", b"unspendable_reasons", "violations", b"violations"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

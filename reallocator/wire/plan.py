@@ -27,6 +27,7 @@ from reallocator.core.plan.model import (
 from reallocator.core.plan.schedule_text import render_schedule_rationales
 from reallocator.v1 import common_pb2, plan_pb2
 from reallocator.wire.assessment import BUDGET_TYPE, SEVERITY, timestamp
+from reallocator.wire.assessment import STATUS as PACING_STATUS
 
 STATUS = {
     PlanStatus.OPTIMAL: plan_pb2.PLAN_STATUS_OPTIMAL,
@@ -345,6 +346,17 @@ def encode_plan(
             message=u.message,
         )
     msg.seller_requests.extend(encode_request(r) for r in plan.requests)
+    created = timestamp(plan.as_of)
+    for alert in plan.alerts:
+        msg.alerts.add(
+            entity=common_pb2.EntityRef(kind=ENTITY[str(alert.entity_kind)], id=alert.entity_id),
+            status=PACING_STATUS[str(alert.status)],
+            severity=SEVERITY[str(alert.severity)],
+            reason_code=str(alert.reason),
+            message=alert.message,
+            confidence=alert.confidence,
+            create_time=created,
+        )
     if deals in ("all", "changed") and plan.schedule_table is not None:
         _schedule_messages(msg, plan.schedule_table)
     for v in plan.violations:

@@ -18,6 +18,7 @@ from reallocator.core.model import Budget, CampaignSnapshot, Period, Policy
 from reallocator.core.plan.builder import PlanRejected, build_plan
 from reallocator.core.plan.model import BindingKind, Plan, PlanStatus, ReasonCode
 from reallocator.core.plan.text import amount
+from reallocator.wire.plan import encode_plan
 from reallocator.wire.snapshot import decode_snapshot
 from reallocator.wire.violations import Violations
 
@@ -136,6 +137,15 @@ def test_a_broken_commitment_is_in_the_summary() -> None:
     first = snapshot.sellers.index[0]
     assert f"Broken commitment: the minimum of seller {first}" in plan.rationale.summary
     assert any(u.reason_code == "MINIMUM_BEYOND_CAPACITY" for u in plan.unspendable_reasons)
+    (alert,) = plan.alerts
+    assert (str(alert.reason), str(alert.severity), alert.entity_id) == (
+        "BROKEN_COMMITMENT",
+        "CRITICAL",
+        first,
+    )
+    msg = encode_plan(plan, deals="none")
+    assert [(a.reason_code, a.entity.id) for a in msg.alerts] == [("BROKEN_COMMITMENT", first)]
+    assert not build_plan(_snapshot(40, 7)).alerts  # none where every minimum can be met
 
 
 def test_a_broken_commitment_can_be_rejected_or_relaxed_instead_of_capped() -> None:

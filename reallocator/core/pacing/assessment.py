@@ -78,6 +78,7 @@ class Reason(StrEnum):
     PROJECTED_UNDERDELIVERY = "PROJECTED_UNDERDELIVERY"  # UNDER judged on the projection (ASAP)
     PAUSED = "PAUSED"  # UNDER, and the deal is paused
     STALLED = "STALLED"
+    BROKEN_COMMITMENT = "BROKEN_COMMITMENT"  # raised by a plan: a minimum its deals cannot meet
 
 
 UNIT_COLUMN = DELIVERED_COLUMN

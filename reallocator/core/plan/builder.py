@@ -37,8 +37,22 @@ from reallocator.core.engine.diagnosis import (
 from reallocator.core.engine.problem import NO_MAX, group_sum
 from reallocator.core.engine.stretch import stretch
 from reallocator.core.interrupt import Checkpoint, never
-from reallocator.core.model import BudgetType, CampaignSnapshot, DealStatus, DealType, Period
-from reallocator.core.pacing.assessment import Assessment, PacingStatus, assess
+from reallocator.core.model import (
+    BudgetType,
+    CampaignSnapshot,
+    DealStatus,
+    DealType,
+    Period,
+    Severity,
+)
+from reallocator.core.pacing.assessment import (
+    Alert,
+    Assessment,
+    EntityKind,
+    PacingStatus,
+    Reason,
+    assess,
+)
 from reallocator.core.pacing.curves import PacingCurve, build_curve
 from reallocator.core.plan.explain import beyond_forecast, explain, render_deal_rationales
 from reallocator.core.plan.model import (
@@ -576,6 +590,7 @@ def build_plan(
         held_for_sellers=None if status is PlanStatus.NO_CHANGE else held,  # nothing is asked
     )
     plan = Plan(
+        alerts=_broken_commitments(reasons, assessment),
         campaign_id=snapshot.campaign_id,
         as_of=snapshot.as_of,
         status=status,
@@ -596,6 +611,34 @@ def build_plan(
     return _with_record(
         plan, assessment, snapshot, schedule_window, history, curve, forecast_table, text
     )
+
+
+def _broken_commitments(
+    reasons: tuple[Unspendable, ...], assessment: Assessment
+) -> tuple[Alert, ...]:
+    """A CRITICAL alert per seller or channel minimum its deals cannot deliver."""
+    out = []
+    for u in reasons:
+        if u.reason_code != "MINIMUM_BEYOND_CAPACITY":
+            continue
+        frame = assessment.sellers if u.entity_kind == "SELLER" else assessment.channels
+        status = (
+            PacingStatus(str(frame.loc[u.entity_id, "status"]))
+            if u.entity_id in frame.index
+            else PacingStatus.ON_PACE
+        )
+        out.append(
+            Alert(
+                entity_kind=EntityKind(u.entity_kind),
+                entity_id=u.entity_id,
+                status=status,
+                severity=Severity.CRITICAL,
+                reason=Reason.BROKEN_COMMITMENT,
+                message=u.message,
+                confidence=100.0,
+            )
+        )
+    return tuple(out)
 
 
 def _group_frame(

@@ -18,6 +18,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from reallocator.core.model import BudgetType, Severity
+from reallocator.core.pacing.assessment import Alert
 
 
 class PlanStatus(StrEnum):
@@ -292,6 +293,7 @@ class Plan:
     solver: SolverReport = field(default_factory=lambda: SolverReport(""))
     no_change_reason: str = ""
     max_severity: Severity | None = None
+    alerts: tuple[Alert, ...] = ()  # raised by the plan itself (broken commitments)
 
     @cached_property
     def schedules(self) -> tuple[DeliverySchedule, ...]:
