@@ -30,6 +30,7 @@ def _serve(args: argparse.Namespace) -> int:
             port=args.port,
             max_workers=args.max_workers,
             max_message_bytes=args.max_message_bytes,
+            database_url=args.database_url,
             solver_time_limit_seconds=args.solver_time_limit_seconds,
             grace_period_seconds=args.grace_period_seconds,
             **_security_flags(args),
@@ -150,6 +151,26 @@ def _replay(args: argparse.Namespace) -> int:
     return replay_command(args)
 
 
+def _db(args: argparse.Namespace) -> int:
+    """`reallocator db upgrade`: applies the audit store's migrations (serve does it at start)."""
+    from reallocator.config import ConfigError, load_config
+    from reallocator.store.sql import SqlStore, default_database_url
+
+    try:
+        config = load_config(args.config, database_url=args.database_url)
+    except ConfigError as exc:
+        print(f"reallocator db: configuration error: {exc}", file=sys.stderr)
+        return 2
+    url = config.database_url or default_database_url()
+    try:
+        SqlStore.open(url).close()
+    except Exception as exc:
+        print(f"reallocator db upgrade: {url.split('@')[-1]}: {exc}", file=sys.stderr)
+        return 1
+    print(f"audit store up to date: {url.split('@')[-1]}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="reallocator",
@@ -170,6 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="interface to bind (default 0.0.0.0)")
     serve.add_argument("--port", type=int, help="port (default 50051; 0 picks a free one)")
     serve.add_argument("--max-workers", type=int, help="threads serving calls (default 8)")
+    serve.add_argument(
+        "--database-url",
+        help="the audit store (SQLAlchemy URL; default: SQLite reallocator.db in the working "
+        "directory; postgresql+psycopg://user@host/db for PostgreSQL)",
+    )
     serve.add_argument(
         "--max-message-bytes",
         type=int,
@@ -253,6 +279,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_replay_arguments(replay)
     replay.set_defaults(run=_replay)
+    db = sub.add_parser(
+        "db",
+        help="manage the audit store (upgrade: apply the migrations)",
+        description="The audit store's database: SQLite (default: reallocator.db in the working "
+        "directory) or PostgreSQL (postgresql+psycopg://...). Settings as for serve.",
+    )
+    db.add_argument("action", choices=["upgrade"], help="upgrade: apply the migrations")
+    db.add_argument("--config", type=Path, help="TOML file with a [store] table")
+    db.add_argument("--database-url", help="SQLAlchemy URL (default REALLOCATOR_DATABASE_URL)")
+    db.set_defaults(run=_db)
     return parser
 
 

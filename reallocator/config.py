@@ -36,6 +36,7 @@ class ServerConfig:
     default_policy: Policy = field(default_factory=Policy)
     security: SecurityConfig = field(default_factory=lambda: SecurityConfig())
     ops: OpsConfig = field(default_factory=lambda: OpsConfig())
+    database_url: str = ""  # the audit store; "" = SQLite file reallocator.db in the working dir
 
     @property
     def address(self) -> str:
@@ -49,6 +50,7 @@ _ENV = {
     "REALLOCATOR_MAX_MESSAGE_BYTES": ("max_message_bytes", int),
     "REALLOCATOR_SOLVER_TIME_LIMIT_SECONDS": ("solver_time_limit", float),
     "REALLOCATOR_GRACE_PERIOD_SECONDS": ("grace_period", float),
+    "REALLOCATOR_DATABASE_URL": ("database_url", str),
 }
 
 _DURATION_FIELDS = {"solver_time_limit", "grace_period"}
@@ -155,6 +157,14 @@ def load_config(
                 config, default_policy=_policy(data["policy"], config.default_policy)
             )
         config = _ops_from_toml(data, config)
+        store = data.get("store", {})
+        unknown_store = set(store) - {"database_url"}
+        if unknown_store:
+            raise ConfigError(f"store: unknown settings {sorted(unknown_store)}")
+        if "database_url" in store:
+            config = dataclasses.replace(
+                config, database_url=_typed("store.database_url", store["database_url"], "")
+            )
     for var, (name, kind) in _ENV.items():
         raw = (env if env is not None else os.environ).get(var)
         if raw is None or raw == "":
@@ -189,7 +199,7 @@ def load_config(
 # --- security and operations: [security], [overload], [metrics], [logging], [tracing] --------
 
 ROLES = ("read", "plan", "review")
-_TABLE_FIELDS = {"default_policy", "security", "ops"}
+_TABLE_FIELDS = {"default_policy", "security", "ops", "database_url"}
 _SHA256_HEX = frozenset("0123456789abcdef")
 
 

@@ -3,8 +3,10 @@ that read a failed call's google.rpc.BadRequest back."""
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -26,6 +28,13 @@ if _TESTS not in sys.path:
     sys.path.insert(0, _TESTS)
 
 MIB = 1024 * 1024
+
+# Servers the tests start as processes keep their audit store in a scratch folder, not in the
+# working directory (the default of `reallocator serve`).
+os.environ.setdefault(
+    "REALLOCATOR_DATABASE_URL",
+    f"sqlite:///{tempfile.mkdtemp(prefix='reallocator-tests-')}/reallocator.db",
+)
 SERVICE = "reallocator.v1.ReallocatorService"
 
 
@@ -56,9 +65,11 @@ def bad_request(error: grpc.RpcError) -> list[FieldViolation]:
 
 
 @pytest.fixture(scope="session")
-def server() -> Iterator[RunningServer]:
-    """The real server on a free port of 127.0.0.1 (REALLOCATOR_* variables ignored)."""
-    running = start_server(load_config(env={}, port=0, host="127.0.0.1"))
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """The real server on a free port of 127.0.0.1 (REALLOCATOR_* variables ignored), its
+    audit store a fresh SQLite file."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('store') / 'reallocator.db'}"
+    running = start_server(load_config(env={}, port=0, host="127.0.0.1", database_url=url))
     yield running
     running.stop(grace=0)
 

@@ -27,13 +27,14 @@ CLI = [sys.executable, "-m", "reallocator.cli"]
 
 
 def _clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("REALLOCATOR_")}
+    keep = ("REALLOCATOR_DATABASE_URL",)  # the tests' scratch audit store (conftest.py)
+    return {k: v for k, v in os.environ.items() if not k.startswith("REALLOCATOR_") or k in keep}
 
 
 @pytest.fixture(autouse=True)
 def _no_reallocator_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
-        if name.startswith("REALLOCATOR_"):
+        if name.startswith("REALLOCATOR_") and name != "REALLOCATOR_DATABASE_URL":
             monkeypatch.delenv(name)
 
 

@@ -84,6 +84,7 @@ CHECKED = (
     "Replan -d @examples/replan",
     "s9",
     "conflict",
+    "ListPlans",
 )
 
 
@@ -288,3 +289,27 @@ def test_conflict_example_relaxed_returns_the_closest_plan(server: RunningServer
     assert [(v.constraint, v.relaxation) for v in reply.plan.violations] == [
         ("seller/streamco/min_total", 700_000_000)
     ]
+
+
+def test_life_cycle_example(server: RunningServer) -> None:
+    """The audit store's worked example, its placeholders (plan name, etag, request id) filled
+    in from the answers as a reader would."""
+    block, _ = _block_with("ReviewPlan")
+    prepare, replan, review, confirm, answer, listing = _commands(block)
+    _run(prepare, server)
+    plan = json.loads(_run(replan, server))["plan"]
+    assert plan["state"] == "PLAN_STATE_PROPOSED" and plan["name"].startswith(
+        "campaigns/acme-holiday-2026/plans/"
+    )
+
+    def filled(command: str) -> str:
+        command = command.replace("campaigns/acme-holiday-2026/plans/5c1d...", plan["name"])
+        command = command.replace("9f2e...", plan["etag"])
+        return command.replace("req-...", plan["sellerRequests"][0]["requestId"])
+
+    assert json.loads(_run(filled(review), server))["plan"]["state"] == "PLAN_STATE_APPROVED"
+    assert json.loads(_run(filled(confirm), server))["plan"]["state"] == "PLAN_STATE_APPLIED"
+    answered = json.loads(_run(filled(answer), server))["request"]
+    assert answered["response"] == "SELLER_RESPONSE_KIND_REJECTED"
+    listed = json.loads(_run(filled(listing), server))["plans"]
+    assert plan["name"] in [p["name"] for p in listed]

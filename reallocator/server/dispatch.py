@@ -16,6 +16,7 @@ from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 
 from reallocator.server.errors import abort_with, bad_request_status
 from reallocator.server.logs import note_request
+from reallocator.store.errors import StoreError
 from reallocator.wire.violations import FieldViolation, InvalidRequest
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,8 @@ def _unary(
             return impl(request, context)
         except InvalidRequest as exc:
             abort_with(context, bad_request_status(exc.violations))
+        except StoreError as exc:
+            context.abort(getattr(grpc.StatusCode, exc.code), _cut_message(str(exc)))
 
     return handle
 
@@ -62,6 +65,10 @@ def _streaming(
             abort_with(context, bad_request_status(exc.violations))
 
     return handle
+
+
+def _cut_message(text: str, most: int = 1000) -> str:
+    return text if len(text) <= most else text[: most - 1] + "…"
 
 
 def _unimplemented(method: MethodDescriptor) -> Callable[[bytes, grpc.ServicerContext], Any]:

@@ -11,8 +11,13 @@ from reallocator.config import ServerConfig
 from reallocator.core.model import CampaignSnapshot
 from reallocator.core.pacing.assessment import assess
 from reallocator.core.plan.builder import PlanRejected, build_plan
+from reallocator.core.plan.model import Plan
+from reallocator.core.plan.severity import auto_applicable
 from reallocator.server.dispatch import Encoded
 from reallocator.server.errors import abort_with, precondition_status, too_large_status
+from reallocator.server.identity import current_actor
+from reallocator.server.lifecycle import LifecycleMethods
+from reallocator.store.sql import SqlStore, default_database_url, request_hash
 from reallocator.v1 import assessment_pb2, plan_pb2, snapshot_pb2
 from reallocator.v1 import reallocator_service_pb2 as pb
 from reallocator.wire.assessment import encode_assessment
@@ -23,11 +28,12 @@ from reallocator.wire.timefields import to_timedelta
 from reallocator.wire.violations import Violations
 
 
-class ReallocatorServicer:
+class ReallocatorServicer(LifecycleMethods):
     """Methods are named after the RPCs in snake case; missing ones answer UNIMPLEMENTED."""
 
-    def __init__(self, config: ServerConfig) -> None:
+    def __init__(self, config: ServerConfig, store: SqlStore | None = None) -> None:
         self.config = config
+        self.store = store or SqlStore.open(config.database_url or default_database_url())
 
     def _snapshot(
         self, snapshot: snapshot_pb2.CampaignSnapshot, policy_msg: object, has_snapshot: bool
@@ -79,9 +85,21 @@ class ReallocatorServicer:
         if remaining is not None:  # leave room to encode and send the plan
             limit = max(0.05, min(limit, 0.8 * remaining))
         relax = request.on_infeasible == pb.INFEASIBILITY_HANDLING_RELAX
+        body = request.SerializeToString(deterministic=True)
+        digest = request_hash(body)
+        if request.request_id and not request.dry_run:
+            earlier = self.store.find_retry(snapshot.campaign_id, request.request_id, digest)
+            if earlier is not None:  # a retry: the plan it created, recorded once
+                return self._fits(context, _in_view(earlier, request.view), "plan", "")
+        history = self.store.request_history(snapshot.campaign_id)
         try:
             plan = build_plan(
-                snapshot, relax=relax, time_limit=limit, schedule_window=window, text=False
+                snapshot,
+                relax=relax,
+                time_limit=limit,
+                schedule_window=window,
+                text=False,
+                history=history if len(history.requests) else None,
             )
         except PlanRejected as exc:
             failures = [("CONSTRAINT", v.constraint, v.message) for v in exc.violations]
@@ -92,8 +110,23 @@ class ReallocatorServicer:
             raise AssertionError("unreachable") from exc
         response = pb.ReplanResponse()
         msg = encode_plan(plan, deals=_PLAN_VIEWS[request.view], out=response.plan)
-        msg.state = plan_pb2.PLAN_STATE_DRY_RUN if request.dry_run else plan_pb2.PLAN_STATE_PROPOSED
-        msg.create_time.GetCurrentTime()
+        if request.dry_run:
+            msg.state = plan_pb2.PLAN_STATE_DRY_RUN
+            msg.create_time.GetCurrentTime()
+        else:  # recorded: the whole plan, whatever view this answer carries
+            full = msg if request.view in (pb.PLAN_VIEW_FULL, 0) else encode_plan(plan)
+            stored = self.store.record_plan(
+                full,
+                snapshot=request.snapshot.SerializeToString(deterministic=True),
+                actor=current_actor(context),
+                approve=_auto_approved(plan, snapshot),
+                request_id=request.request_id,
+                request_hash=digest,
+            )
+            msg.name, msg.state, msg.etag = stored.name, stored.state, stored.etag
+            msg.previous_plan = stored.previous_plan
+            msg.create_time.CopyFrom(stored.create_time)
+            msg.history.extend(stored.history)
         smaller = (
             "PLAN_VIEW_SUMMARY"
             if request.view in (pb.PLAN_VIEW_CHANGES, pb.PLAN_VIEW_TABLE)
@@ -116,6 +149,27 @@ class ReallocatorServicer:
         if len(data) > limit:
             abort_with(context, too_large_status(what, len(data), limit, remedy))
         return Encoded(response, data)
+
+
+def _auto_approved(plan: Plan, snapshot: CampaignSnapshot) -> bool:
+    """Policy.auto_apply: a plan whose most severe change is within its tier approves at once."""
+    severity = str(plan.max_severity or "MINOR")
+    return bool(auto_applicable([severity], snapshot.policy)[0])
+
+
+def _in_view(plan: plan_pb2.Plan, view: int) -> pb.ReplanResponse:
+    """A recorded (FULL) plan cut to a view: SUMMARY and TABLE without rows or schedules
+    (a retry of a TABLE call gets the summary), CHANGES with the rows that move or run ahead."""
+    response = pb.ReplanResponse(plan=plan)
+    out = response.plan
+    if view in (pb.PLAN_VIEW_SUMMARY, pb.PLAN_VIEW_TABLE):
+        out.ClearField("deals")
+        out.ClearField("schedules")
+    elif view == pb.PLAN_VIEW_CHANGES:
+        keep = [d for d in out.deals if d.delta != 0 or d.pacing == plan_pb2.DEAL_PACING_AHEAD]
+        del out.deals[:]
+        out.deals.extend(keep)
+    return response
 
 
 _PLAN_VIEWS = {

@@ -293,7 +293,8 @@ def test_serve_command_with_tls_metrics_and_json_logs(pki: dict) -> None:
     """`reallocator serve` with the TLS and metrics flags: health over TLS, /healthz over
     HTTP, JSON lines on stderr, exit 0 on SIGTERM."""
     port, metrics_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REALLOCATOR_")}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("REALLOCATOR_") or k == "REALLOCATOR_DATABASE_URL"}  # fmt: skip
     proc = subprocess.Popen(
         [sys.executable, "-m", "reallocator.cli", "serve", "--host", "127.0.0.1",
          "--port", str(port), "--tls-cert", str(pki["server"].cert),

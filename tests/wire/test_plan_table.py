@@ -33,8 +33,8 @@ def _without_timings(msg: plan_pb2.Plan) -> plan_pb2.Plan:
     out.solver.ClearField("solve_duration")
     out.solver.ClearField("verify_duration")
     out.solver.ClearField("total_duration")
-    out.ClearField("create_time")
-    out.ClearField("state")
+    for field in ("create_time", "state", "name", "etag", "history", "previous_plan"):
+        out.ClearField(field)
     return out
 
 

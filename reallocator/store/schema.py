@@ -1,0 +1,95 @@
+"""The audit store's tables (SQLAlchemy Core). Append-only history: snapshots are deduplicated
+by content hash; a plan row changes only its life-cycle state and etag (each change is also a
+plan_events row); idempotency keys map a caller's request id to what it created.
+
+Times are unix microseconds (BIGINT), so SQLite and PostgreSQL compare them alike.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+snapshots = Table(
+    "snapshots",
+    metadata,
+    Column("content_hash", String(64), primary_key=True),  # sha256 of the serialised snapshot
+    Column("campaign_id", Text, nullable=False),
+    Column("as_of", BigInteger, nullable=False),
+    Column("create_time", BigInteger, nullable=False),
+    Column("size", BigInteger, nullable=False),  # serialised bytes before compression
+    Column("payload", LargeBinary, nullable=False),  # zstd of the CampaignSnapshot message
+    Index("ix_snapshots_campaign", "campaign_id", "as_of"),
+)
+
+plans = Table(
+    "plans",
+    metadata,
+    Column("name", Text, primary_key=True),  # campaigns/{campaign}/plans/{plan}
+    Column("campaign_id", Text, nullable=False),
+    Column("seq", BigInteger, nullable=False),  # creation order within the store
+    Column("state", String(32), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("etag", String(64), nullable=False),
+    Column("create_time", BigInteger, nullable=False),
+    Column("update_time", BigInteger, nullable=False),
+    Column("as_of", BigInteger, nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("previous_plan", Text, nullable=False),
+    Column("snapshot_hash", String(64), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("payload", LargeBinary, nullable=False),  # zstd of the Plan message, life cycle cleared
+    Index("ix_plans_campaign", "campaign_id", "seq"),
+)
+
+plan_events = Table(
+    "plan_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("plan_name", Text, nullable=False),
+    Column("event_time", BigInteger, nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("state", String(32), nullable=False),
+    Column("comment", Text, nullable=False),
+    Index("ix_plan_events_plan", "plan_name", "id"),
+)
+
+seller_requests = Table(
+    "seller_requests",
+    metadata,
+    Column("plan_name", Text, primary_key=True),
+    Column("request_id", Text, primary_key=True),
+    Column("campaign_id", Text, nullable=False),
+    Column("deal_id", Text, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("target_total", BigInteger, nullable=False),
+    Column("requested_at", BigInteger, nullable=False),  # the plan's as_of, unix micros
+    Column("response", String(32), nullable=False),  # SellerResponse; PENDING until answered
+    Column("accepted_total", BigInteger, nullable=False),
+    Column("response_time", BigInteger, nullable=False),  # 0 until answered
+    Column("message", Text, nullable=False),
+    Column("actor", Text, nullable=False),
+    Index("ix_seller_requests_campaign", "campaign_id", "requested_at"),
+)
+
+idempotency = Table(
+    "idempotency",
+    metadata,
+    Column("key", Text, primary_key=True),  # method:campaign:request_id
+    Column("request_hash", String(64), nullable=False),
+    Column("result", Text, nullable=False),  # the plan name created
+    Column("create_time", BigInteger, nullable=False),
+)
+
+__all__ = ["idempotency", "metadata", "plan_events", "plans", "seller_requests", "snapshots"]

@@ -1,0 +1,202 @@
+"""The plan life cycle over a real gRPC channel, on the audit store: Replan records, GetPlan reads
+back the same plan, ListPlans pages, a newer plan supersedes, reviews and confirmations respect
+the etag and the state, request ids are idempotent in the database, and seller answers recorded
+through the API change the next plan without the caller sending them."""
+
+from __future__ import annotations
+
+import multiprocessing
+from pathlib import Path
+
+import grpc
+import pytest
+from conftest import rpc_error
+from google.protobuf import json_format
+
+from reallocator.store.sql import SqlStore
+from reallocator.v1 import plan_pb2
+from reallocator.v1 import reallocator_service_pb2 as pb
+from reallocator.v1 import reallocator_service_pb2_grpc as rpc
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "replan_request.json"
+
+
+def _request(campaign: str, request_id: str = "") -> pb.ReplanRequest:
+    request = json_format.Parse(EXAMPLE.read_text(), pb.ReplanRequest())
+    request.dry_run = False
+    request.snapshot.campaign_id = campaign
+    request.request_id = request_id
+    return request
+
+
+def _life_cycle_cleared(plan: plan_pb2.Plan) -> plan_pb2.Plan:
+    out = plan_pb2.Plan()
+    out.CopyFrom(plan)
+    for field in ("name", "state", "etag", "create_time", "history", "previous_plan"):
+        out.ClearField(field)
+    return out
+
+
+def test_replan_records_and_get_plan_reads_back_the_same_plan(
+    stub: rpc.ReallocatorServiceStub,
+) -> None:
+    plan = stub.Replan(_request("life-read"), timeout=30).plan
+    assert plan.name.startswith("campaigns/life-read/plans/") and plan.etag
+    assert plan.state == plan_pb2.PLAN_STATE_PROPOSED
+    assert [e.state for e in plan.history] == [plan_pb2.PLAN_STATE_PROPOSED]
+    again = stub.GetPlan(pb.GetPlanRequest(name=plan.name), timeout=10).plan
+    assert again == plan  # life cycle included: nothing changed since
+    assert again.SerializeToString(deterministic=True) == plan.SerializeToString(deterministic=True)
+
+
+def test_a_dry_run_is_never_recorded(stub: rpc.ReallocatorServiceStub) -> None:
+    request = _request("life-dry")
+    request.dry_run = True
+    plan = stub.Replan(request, timeout=30).plan
+    assert plan.name == "" and plan.state == plan_pb2.PLAN_STATE_DRY_RUN
+    listed = stub.ListPlans(pb.ListPlansRequest(parent="campaigns/life-dry"), timeout=10)
+    assert not listed.plans
+
+
+def test_a_newer_plan_supersedes_and_list_pages_newest_first(
+    stub: rpc.ReallocatorServiceStub,
+) -> None:
+    names = [stub.Replan(_request("life-list"), timeout=30).plan.name for _ in range(3)]
+    seen, token = [], ""
+    while True:
+        page = stub.ListPlans(
+            pb.ListPlansRequest(parent="campaigns/life-list", page_size=2, page_token=token),
+            timeout=10,
+        )
+        seen += [p.name for p in page.plans]
+        token = page.next_page_token
+        if not token:
+            break
+    assert seen == names[::-1]
+    states = {p.name: p.state for p in stub.ListPlans(
+        pb.ListPlansRequest(parent="campaigns/life-list"), timeout=10).plans}  # fmt: skip
+    assert states[names[-1]] == plan_pb2.PLAN_STATE_PROPOSED
+    assert {states[n] for n in names[:-1]} == {plan_pb2.PLAN_STATE_SUPERSEDED}
+    proposed = stub.ListPlans(
+        pb.ListPlansRequest(parent="campaigns/life-list", state=plan_pb2.PLAN_STATE_PROPOSED),
+        timeout=10,
+    )
+    assert [p.name for p in proposed.plans] == [names[-1]]
+    nonsense = pb.ListPlansRequest(parent="campaigns/life-list", page_token="nonsense")
+    bad = rpc_error(lambda: stub.ListPlans(nonsense, timeout=10))
+    assert bad.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_request_ids_are_idempotent(stub: rpc.ReallocatorServiceStub) -> None:
+    first = stub.Replan(_request("life-idem", "req-1"), timeout=30).plan
+    retry = stub.Replan(_request("life-idem", "req-1"), timeout=30).plan
+    assert retry.name == first.name and retry.etag == first.etag
+    listed = stub.ListPlans(pb.ListPlansRequest(parent="campaigns/life-idem"), timeout=10)
+    assert [p.name for p in listed.plans] == [first.name]  # recorded once
+    other = _request("life-idem", "req-1")
+    other.snapshot.deals[0].allocation += 1_000_000
+    error = rpc_error(lambda: stub.Replan(other, timeout=30))
+    assert error.code() == grpc.StatusCode.ALREADY_EXISTS
+
+
+def test_review_and_apply_follow_etag_and_state(stub: rpc.ReallocatorServiceStub) -> None:
+    plan = stub.Replan(_request("life-review"), timeout=30).plan
+    old = pb.ReviewPlanRequest(name=plan.name, decision=pb.REVIEW_DECISION_APPROVE, etag="0" * 32)
+    stale = rpc_error(lambda: stub.ReviewPlan(old, timeout=10))
+    assert stale.code() == grpc.StatusCode.ABORTED
+    early = rpc_error(
+        lambda: stub.ConfirmApplied(pb.ConfirmAppliedRequest(name=plan.name), timeout=10)
+    )
+    assert early.code() == grpc.StatusCode.FAILED_PRECONDITION
+    approved = stub.ReviewPlan(
+        pb.ReviewPlanRequest(
+            name=plan.name,
+            decision=pb.REVIEW_DECISION_APPROVE,
+            etag=plan.etag,
+            reviewer="ana",
+            comment="looks right",
+        ),
+        timeout=10,
+    ).plan
+    assert approved.state == plan_pb2.PLAN_STATE_APPROVED and approved.etag != plan.etag
+    assert (approved.history[-1].actor, approved.history[-1].comment) == ("ana", "looks right")
+    applied = stub.ConfirmApplied(pb.ConfirmAppliedRequest(name=plan.name), timeout=10).plan
+    assert applied.state == plan_pb2.PLAN_STATE_APPLIED
+    again = rpc_error(lambda: stub.ReviewPlan(pb.ReviewPlanRequest(
+        name=plan.name, decision=pb.REVIEW_DECISION_REJECT), timeout=10))  # fmt: skip
+    assert again.code() == grpc.StatusCode.FAILED_PRECONDITION
+    missing = rpc_error(lambda: stub.GetPlan(
+        pb.GetPlanRequest(name="campaigns/life-review/plans/0123abcd"), timeout=10))  # fmt: skip
+    assert missing.code() == grpc.StatusCode.NOT_FOUND
+    malformed = rpc_error(lambda: stub.GetPlan(pb.GetPlanRequest(name="plans/x"), timeout=10))
+    assert malformed.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_stored_seller_answers_change_the_next_plan(stub: rpc.ReallocatorServiceStub) -> None:
+    plan = stub.Replan(_request("life-answer"), timeout=30).plan
+    (request,) = [r for r in plan.seller_requests if r.deal_id == "ctv-pg-001"]
+    stub.ReviewPlan(pb.ReviewPlanRequest(name=plan.name, decision=pb.REVIEW_DECISION_APPROVE,
+                                         etag=plan.etag), timeout=10)  # fmt: skip
+    answered = stub.RecordSellerResponse(
+        pb.RecordSellerResponseRequest(
+            plan=plan.name,
+            request_id=request.request_id,
+            response=plan_pb2.SELLER_RESPONSE_KIND_REJECTED,
+            message="sold out",
+        ),
+        timeout=10,
+    ).request
+    assert answered.response == plan_pb2.SELLER_RESPONSE_KIND_REJECTED
+    # The next plan, from the same snapshot, knows the seller said no within the cooldown:
+    # it does not ask again (the caller sent nothing but the snapshot).
+    later = _request("life-answer")
+    later.snapshot.as_of.seconds += 3600  # an hour later, within the 12 h cooldown
+    after = stub.Replan(later, timeout=30).plan
+    assert request.deal_id not in [r.deal_id for r in after.seller_requests
+                                   if r.kind == request.kind]  # fmt: skip
+    assert after.previous_plan == plan.name
+    wrong = rpc_error(lambda: stub.RecordSellerResponse(pb.RecordSellerResponseRequest(
+        plan=plan.name, request_id="nope", response=plan_pb2.SELLER_RESPONSE_KIND_ACCEPTED),
+        timeout=10))  # fmt: skip
+    assert wrong.code() == grpc.StatusCode.NOT_FOUND
+
+
+def _review(url: str, name: str, etag: str, approve: bool, out: multiprocessing.Queue) -> None:
+    store = SqlStore.open(url)
+    try:
+        store.review(name, approve, etag=etag, actor=f"proc-{approve}", comment="")
+        out.put("won")
+    except Exception as exc:
+        out.put(type(exc).__name__)
+
+
+def test_two_processes_reviewing_one_plan_one_wins(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    store = SqlStore.open(url)
+    plan = plan_pb2.Plan(campaign_id="race", status=plan_pb2.PLAN_STATUS_OPTIMAL)
+    plan.as_of.GetCurrentTime()
+    stored = store.record_plan(plan, snapshot=b"snapshot", actor="t", approve=False)
+    ctx = multiprocessing.get_context("spawn")
+    results: multiprocessing.Queue = ctx.Queue()
+    procs = [ctx.Process(target=_review, args=(url, stored.name, stored.etag, a, results))
+             for a in (True, False)]  # fmt: skip
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    outcomes = sorted(results.get(timeout=5) for _ in procs)
+    assert outcomes in (["StaleEtag", "won"], ["WrongState", "won"]), outcomes
+    final = SqlStore.open(url).get_plan(stored.name)
+    assert final.state in (plan_pb2.PLAN_STATE_APPROVED, plan_pb2.PLAN_STATE_REJECTED)
+    assert len(final.history) == 2  # created, then exactly one review
+
+
+def test_the_store_survives_a_reopen(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'reopen.db'}"
+    plan = plan_pb2.Plan(campaign_id="reopen")
+    plan.as_of.GetCurrentTime()
+    name = SqlStore.open(url).record_plan(plan, snapshot=b"s", actor="a", approve=True).name
+    again = SqlStore.open(url)  # migrations applied twice: nothing to do the second time
+    assert again.get_plan(name).state == plan_pb2.PLAN_STATE_APPROVED
+    with pytest.raises(Exception, match="no plan"):
+        again.get_plan("campaigns/reopen/plans/ffff")
