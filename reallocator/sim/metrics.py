@@ -79,6 +79,34 @@ def hourly(series: FloatArray, steps_per_hour: int) -> FloatArray:
     return out
 
 
+def allocation_moves(booked: npt.ArrayLike, allocation_hist: FloatArray) -> FloatArray:
+    """(n, T) -> (n, T) changes of each deal's effective allocation step to step (the first
+    against the booking): what actually moved, seller answers included."""
+    before = np.concatenate([np.asarray(booked, np.float64)[:, None], allocation_hist], axis=1)
+    out: FloatArray = np.diff(before, axis=1)
+    return out
+
+
+def reversed_share(moves: FloatArray, tolerance: float = 1.0) -> float:
+    """Share of all movement that cancels out within a deal: sum_d (M_d - |N_d|) / sum_d M_d,
+    M_d the deal's total movement and N_d its net change. A cut later restored counts both
+    moves (100 %); moves that all point one way count 0. Changes below `tolerance` are noise."""
+    m = np.where(np.abs(moves) >= tolerance, moves, 0.0)
+    total = np.abs(m).sum(axis=1)
+    if total.sum() <= 0:
+        return 0.0
+    return float((total - np.abs(m.sum(axis=1))).sum()) / float(total.sum())
+
+
+def reversals_per_deal(moves: FloatArray, tolerance: float = 1.0) -> float:
+    """Mean over deals of how often a deal's move points against its previous move."""
+    out = 0
+    for row in np.asarray(moves, np.float64):
+        signs = np.sign(row[np.abs(row) >= tolerance])
+        out += int(np.count_nonzero(signs[1:] != signs[:-1]))
+    return float(out) / float(max(moves.shape[0], 1))
+
+
 def limit_violation(world: World, spend: FloatArray) -> float:
     """Budget units by which final spends break deal, seller and channel minimums and maximums
     (shares of the budget), summed."""
@@ -111,6 +139,7 @@ def run_metrics(world: World, oracle: OracleResult, run: RunResult) -> dict[str,
     hourly_spend = hourly(spend_t, sc.steps_per_hour)
     hourly_plan = hourly(world.plan_weight, sc.steps_per_hour)
     statuses = [r.status for r in run.replans]
+    moves = allocation_moves(world.booked, run.state.cap_hist)
     return {
         "scenario": sc.name,
         "seed": world.seed,
@@ -129,6 +158,9 @@ def run_metrics(world: World, oracle: OracleResult, run: RunResult) -> dict[str,
         "value_vs_oracle": value / oracle.value if oracle.value else math.nan,
         "requests": run.n_requests,
         "churn": sum(r.churn for r in run.replans) / budget,
+        "reversed": reversed_share(moves),
+        "reversals_per_deal": reversals_per_deal(moves),
+        "requests_per_pg": run.n_requests / max(int(world.pg.sum()), 1),
         "replans": len(run.replans),
         "rejected_plans": statuses.count("REJECTED"),
         "solve_ms_mean": 1000.0 * float(np.mean(seconds)) if seconds else math.nan,
@@ -157,6 +189,9 @@ def oracle_metrics(world: World, oracle: OracleResult) -> dict[str, Any]:
         "value_vs_oracle": 1.0,
         "requests": 0,
         "churn": float(np.abs(x - world.booked).sum()) / world.budget,
+        "reversed": 0.0,
+        "reversals_per_deal": 0.0,
+        "requests_per_pg": nan,
         "replans": 1,
         "rejected_plans": 0,
         "solve_ms_mean": 1000.0 * oracle.seconds,
@@ -177,6 +212,9 @@ SUMMARY_COLUMNS: dict[str, str] = {
     "value_vs_oracle": "median",
     "requests": "median",
     "churn": "median",
+    "reversed": "median",
+    "reversals_per_deal": "median",
+    "requests_per_pg": "median",
     "solve_ms_mean": "median",
     "solve_ms_max": "max",
     "rejected_plans": "median",

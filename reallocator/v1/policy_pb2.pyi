@@ -40,6 +40,8 @@ class Policy(_message.Message):
     RELAXATION_FIELD_NUMBER: _builtins.int
     BEYOND_FORECAST_FIELD_NUMBER: _builtins.int
     PACE_AHEAD_FIELD_NUMBER: _builtins.int
+    CHURN_RELATIVE_FIELD_NUMBER: _builtins.int
+    CUT_CONFIDENCE_FIELD_NUMBER: _builtins.int
     over_threshold: _builtins.float
     """Pacing ratio (actual / expected) above which delivery is OVER. Default 1.10."""
     under_threshold: _builtins.float
@@ -63,6 +65,21 @@ class Policy(_message.Message):
     instead of throttled away. Higher lifts the value delivered and lets the campaign run
     further ahead of its curve between plans. Default 2.0; 1.0 paces every deal on the curve.
     Range [1, 10].
+    """
+    churn_relative: _builtins.float
+    """Churn weight per budget unit moved on a deal, as a share of the campaign's own value per
+    unit (the deals' mean, weighted by what they hold), added to churn.deal. A move from one
+    deal to another must gain twice this share of the value per unit it moves, so equal optima
+    keep the current plan and near-equal deals stop trading budget on noise; moves a forecast
+    forces still happen. Scaled to the campaign's value, the same setting means the same at any
+    currency scale. Higher: less churn and fewer seller requests, less value. Default 0.1;
+    range [0, 10].
+    """
+    cut_confidence: _builtins.float
+    """A deal forecast from its own recent rate is cut below its current allocation only when its
+    forecast plus this many standard errors of that rate still falls short of it, and grows
+    beyond it only up to its forecast minus as many: noise in the forecast moves no budget.
+    0 plans on the raw forecast. Default 2.0; range [0, 10].
     """
     @_builtins.property
     def stalled_window(self) -> _duration_pb2.Duration:
@@ -113,15 +130,21 @@ class Policy(_message.Message):
         relaxation: Global___RelaxationOrder | None = ...,
         beyond_forecast: _builtins.float | None = ...,
         pace_ahead: _builtins.float | None = ...,
+        churn_relative: _builtins.float | None = ...,
+        cut_confidence: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_beyond_forecast", b"_beyond_forecast", "_confidence_threshold", b"_confidence_threshold", "_min_evidence_impressions", b"_min_evidence_impressions", "_over_threshold", b"_over_threshold", "_pace_ahead", b"_pace_ahead", "_under_threshold", b"_under_threshold", "auto_apply", b"auto_apply", "beyond_forecast", b"beyond_forecast", "churn", b"churn", "confidence_threshold", b"confidence_threshold", "min_evidence", b"min_evidence", "min_evidence_impressions", b"min_evidence_impressions", "over_threshold", b"over_threshold", "pace_ahead", b"pace_ahead", "relaxation", b"relaxation", "requests", b"requests", "severity", b"severity", "stalled_window", b"stalled_window", "step_limits", b"step_limits", "under_threshold", b"under_threshold"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_beyond_forecast", b"_beyond_forecast", "_churn_relative", b"_churn_relative", "_confidence_threshold", b"_confidence_threshold", "_cut_confidence", b"_cut_confidence", "_min_evidence_impressions", b"_min_evidence_impressions", "_over_threshold", b"_over_threshold", "_pace_ahead", b"_pace_ahead", "_under_threshold", b"_under_threshold", "auto_apply", b"auto_apply", "beyond_forecast", b"beyond_forecast", "churn", b"churn", "churn_relative", b"churn_relative", "confidence_threshold", b"confidence_threshold", "cut_confidence", b"cut_confidence", "min_evidence", b"min_evidence", "min_evidence_impressions", b"min_evidence_impressions", "over_threshold", b"over_threshold", "pace_ahead", b"pace_ahead", "relaxation", b"relaxation", "requests", b"requests", "severity", b"severity", "stalled_window", b"stalled_window", "step_limits", b"step_limits", "under_threshold", b"under_threshold"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_beyond_forecast", b"_beyond_forecast", "_confidence_threshold", b"_confidence_threshold", "_min_evidence_impressions", b"_min_evidence_impressions", "_over_threshold", b"_over_threshold", "_pace_ahead", b"_pace_ahead", "_under_threshold", b"_under_threshold", "auto_apply", b"auto_apply", "beyond_forecast", b"beyond_forecast", "churn", b"churn", "confidence_threshold", b"confidence_threshold", "min_evidence", b"min_evidence", "min_evidence_impressions", b"min_evidence_impressions", "over_threshold", b"over_threshold", "pace_ahead", b"pace_ahead", "relaxation", b"relaxation", "requests", b"requests", "severity", b"severity", "stalled_window", b"stalled_window", "step_limits", b"step_limits", "under_threshold", b"under_threshold"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_beyond_forecast", b"_beyond_forecast", "_churn_relative", b"_churn_relative", "_confidence_threshold", b"_confidence_threshold", "_cut_confidence", b"_cut_confidence", "_min_evidence_impressions", b"_min_evidence_impressions", "_over_threshold", b"_over_threshold", "_pace_ahead", b"_pace_ahead", "_under_threshold", b"_under_threshold", "auto_apply", b"auto_apply", "beyond_forecast", b"beyond_forecast", "churn", b"churn", "churn_relative", b"churn_relative", "confidence_threshold", b"confidence_threshold", "cut_confidence", b"cut_confidence", "min_evidence", b"min_evidence", "min_evidence_impressions", b"min_evidence_impressions", "over_threshold", b"over_threshold", "pace_ahead", b"pace_ahead", "relaxation", b"relaxation", "requests", b"requests", "severity", b"severity", "stalled_window", b"stalled_window", "step_limits", b"step_limits", "under_threshold", b"under_threshold"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__beyond_forecast: _TypeAlias = _typing.Literal["beyond_forecast"]  # noqa: Y015
     _WhichOneofArgType__beyond_forecast: _TypeAlias = _typing.Literal["_beyond_forecast", b"_beyond_forecast"]  # noqa: Y015
+    _WhichOneofReturnType__churn_relative: _TypeAlias = _typing.Literal["churn_relative"]  # noqa: Y015
+    _WhichOneofArgType__churn_relative: _TypeAlias = _typing.Literal["_churn_relative", b"_churn_relative"]  # noqa: Y015
     _WhichOneofReturnType__confidence_threshold: _TypeAlias = _typing.Literal["confidence_threshold"]  # noqa: Y015
     _WhichOneofArgType__confidence_threshold: _TypeAlias = _typing.Literal["_confidence_threshold", b"_confidence_threshold"]  # noqa: Y015
+    _WhichOneofReturnType__cut_confidence: _TypeAlias = _typing.Literal["cut_confidence"]  # noqa: Y015
+    _WhichOneofArgType__cut_confidence: _TypeAlias = _typing.Literal["_cut_confidence", b"_cut_confidence"]  # noqa: Y015
     _WhichOneofReturnType__min_evidence_impressions: _TypeAlias = _typing.Literal["min_evidence_impressions"]  # noqa: Y015
     _WhichOneofArgType__min_evidence_impressions: _TypeAlias = _typing.Literal["_min_evidence_impressions", b"_min_evidence_impressions"]  # noqa: Y015
     _WhichOneofReturnType__over_threshold: _TypeAlias = _typing.Literal["over_threshold"]  # noqa: Y015
@@ -133,7 +156,11 @@ class Policy(_message.Message):
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__beyond_forecast) -> _WhichOneofReturnType__beyond_forecast | None: ...
     @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__churn_relative) -> _WhichOneofReturnType__churn_relative | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__confidence_threshold) -> _WhichOneofReturnType__confidence_threshold | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__cut_confidence) -> _WhichOneofReturnType__cut_confidence | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__min_evidence_impressions) -> _WhichOneofReturnType__min_evidence_impressions | None: ...
     @_typing.overload

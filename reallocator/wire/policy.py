@@ -135,6 +135,8 @@ def decode_policy(
     opt(msg.relaxation, "deal_limits", "relax_limit", "relaxation.", low=0.0, low_open=True)
     opt(msg, "beyond_forecast", "beyond_forecast", "", low=0.0, high=100.0)
     opt(msg, "pace_ahead", "pace_ahead", "", low=1.0, high=10.0)
+    opt(msg, "churn_relative", "churn_relative", "", low=0.0, high=10.0)
+    opt(msg, "cut_confidence", "cut_confidence", "", low=0.0, high=10.0)
 
     auto = _AUTO_APPLY.get(msg.auto_apply.max_severity)
     if auto is None:
@@ -176,6 +178,8 @@ def encode_policy(policy: Policy) -> policy_pb2.Policy:
         ),
         beyond_forecast=policy.beyond_forecast,
         pace_ahead=policy.pace_ahead,
+        churn_relative=policy.churn_relative,
+        cut_confidence=policy.cut_confidence,
     )
     msg.stalled_window.FromTimedelta(policy.stalled_window)
     msg.min_evidence.FromTimedelta(policy.min_evidence)

@@ -8,10 +8,13 @@ import numpy as np
 import pytest
 
 from reallocator.sim.metrics import (
+    allocation_moves,
     bat_rmse,
     early_exhaustion,
     hourly,
     minutes_before_exhaustion,
+    reversals_per_deal,
+    reversed_share,
     smart_pacing_rmse,
     worst_cumulative_gap,
 )
@@ -55,3 +58,19 @@ def test_worst_cumulative_gap() -> None:
 def test_hourly_sums_steps() -> None:
     assert hourly(np.arange(8.0), 4).tolist() == [6.0, 22.0]
     assert hourly(np.arange(6.0), 4).tolist() == [6.0, 9.0]  # a trailing partial hour
+
+
+def test_reversed_share_counts_movement_that_cancels_within_a_deal() -> None:
+    booked = np.array([100.0, 100.0])
+    # deal 0: cut by 40 at step 1, restored by 40 at step 3 (both moves wasted);
+    # deal 1: raised by 20 then by 20 more (all one way).
+    hist = np.array([[100.0, 60.0, 60.0, 100.0], [100.0, 120.0, 120.0, 140.0]])
+    moves = allocation_moves(booked, hist)
+    assert moves.tolist() == [[0, -40, 0, 40], [0, 20, 0, 20]]
+    # movement 80 + 40 = 120; net |0| + |40| -> (80 + 40 - 40) / 120
+    assert reversed_share(moves) == pytest.approx(80 / 120)
+    assert reversals_per_deal(moves) == pytest.approx(0.5)  # one reversal over two deals
+    assert reversed_share(np.zeros((2, 3))) == 0.0
+    # moves below the tolerance are noise, not reversals
+    assert reversals_per_deal(np.array([[5.0, -0.5, 5.0]])) == 0.0
+    assert reversed_share(np.array([[5.0, -0.5, 5.0]])) == 0.0
