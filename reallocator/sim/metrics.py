@@ -237,13 +237,15 @@ TARGETS = {
     "utilisation_vs_oracle": 0.99,
     "worst_cum_gap": 0.03,
     "value_vs_oracle": 0.95,
+    "churn": 1.0,  # budget moved per flight, x the budget
+    "reversed": 0.25,  # share of movement later undone
 }
 
 
 def check_targets(summary: pd.DataFrame, deviates: dict[str, bool]) -> pd.DataFrame:
     """Per scenario: the reallocator against the issue's targets (medians over seeds), and
-    whether it is strictly better than static and rules on utilisation and value where delivery
-    deviates. One row per scenario with a column per check (True/False, NaN if not applicable)."""
+    whether it is strictly better than static and rules on utilisation and value, and than
+    greedy on value and churn, where delivery deviates. One row per scenario with a column per check (True/False, NaN if not applicable)."""
     rows = []
     for scenario, group in summary.groupby("scenario", sort=False):
         by = group.set_index("strategy")
@@ -257,6 +259,8 @@ def check_targets(summary: pd.DataFrame, deviates: dict[str, bool]) -> pd.DataFr
             "cum_gap<=3%": bool(r["worst_cum_gap"] <= TARGETS["worst_cum_gap"]),
             "value>=95%oracle": bool(r["value_vs_oracle"] >= TARGETS["value_vs_oracle"]),
         }
+        row["churn<=1x"] = bool(r["churn"] <= TARGETS["churn"])
+        row["reversed<=25%"] = bool(r["reversed"] <= TARGETS["reversed"])
         for other in ("static", "rules"):
             key = f"beats_{other}"
             if not deviates.get(str(scenario), True) or other not in by.index:
@@ -266,5 +270,13 @@ def check_targets(summary: pd.DataFrame, deviates: dict[str, bool]) -> pd.DataFr
             row[key] = bool(
                 r["utilisation"] > o["utilisation"] and r["value_vs_oracle"] > o["value_vs_oracle"]
             )
+        # Against the greedy tool: more value for less churn.
+        if deviates.get(str(scenario), True) and "greedy" in by.index:
+            g = by.loc["greedy"]
+            row["beats_greedy"] = bool(
+                r["value_vs_oracle"] > g["value_vs_oracle"] and r["churn"] < g["churn"]
+            )
+        else:
+            row["beats_greedy"] = math.nan
         rows.append(row)
     return pd.DataFrame(rows)

@@ -25,13 +25,22 @@ from reallocator.sim.metrics import check_targets, summarise
 from reallocator.sim.run import WorldResult
 from reallocator.sim.world import FloatArray, World
 
-STYLES = {"static": (0, (5, 2)), "rules": "-", "reallocator": "-", "foresight": (0, (1, 1))}
+STYLES = {
+    "static": (0, (5, 2)),
+    "rules": "-",
+    "greedy": "-",
+    "reallocator": "-",
+    "foresight": (0, (1, 1)),
+    "unstabilised": (0, (3, 1)),
+}
 """Static is dashed: with nothing to react to, rules often equals it and would hide it."""
 
 COLORS = {
     "plan": "#444444",
     "static": "#8c8c8c",
     "rules": "#e07b39",
+    "greedy": "#b8860b",
+    "unstabilised": "#8a8a8a",
     "reallocator": "#2a6fbb",
     "foresight": "#7b4fb0",
     "oracle": "#3a9b5c",
