@@ -46,7 +46,7 @@ _ENV = {
 }
 
 _DURATION_FIELDS = {"solver_time_limit", "grace_period"}
-_POLICY_DURATIONS = {"stalled_window", "min_evidence", "cooldown"}
+_POLICY_DURATIONS = {"stalled_window", "min_evidence", "cooldown", "forecast_prior"}
 
 
 def _seconds(name: str, value: Any) -> timedelta:

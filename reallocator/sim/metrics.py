@@ -245,7 +245,8 @@ TARGETS = {
 def check_targets(summary: pd.DataFrame, deviates: dict[str, bool]) -> pd.DataFrame:
     """Per scenario: the reallocator against the issue's targets (medians over seeds), and
     whether it is strictly better than static and rules on utilisation and value, and than
-    greedy on value and churn, where delivery deviates. One row per scenario with a column per check (True/False, NaN if not applicable)."""
+    greedy on value and churn, where delivery deviates. One row per scenario with a column per
+    check (True/False, NaN if not applicable)."""
     rows = []
     for scenario, group in summary.groupby("scenario", sort=False):
         by = group.set_index("strategy")

@@ -42,6 +42,7 @@ class Policy(_message.Message):
     PACE_AHEAD_FIELD_NUMBER: _builtins.int
     CHURN_RELATIVE_FIELD_NUMBER: _builtins.int
     CUT_CONFIDENCE_FIELD_NUMBER: _builtins.int
+    FORECAST_PRIOR_FIELD_NUMBER: _builtins.int
     over_threshold: _builtins.float
     """Pacing ratio (actual / expected) above which delivery is OVER. Default 1.10."""
     under_threshold: _builtins.float
@@ -113,6 +114,16 @@ class Policy(_message.Message):
     def relaxation(self) -> Global___RelaxationOrder:
         """What gives way first when constraints conflict."""
 
+    @_builtins.property
+    def forecast_prior(self) -> _duration_pb2.Duration:
+        """A deal's capacity forecast from H hours of recent delivery is combined with its current
+        allocation (the last plan's estimate, the booking before any plan) as
+        current + H / (H + forecast_prior) x (forecast - current): across replans an exponentially
+        weighted estimate that shrinks towards the booking when evidence is thin. Longer: calmer
+        plans, slower reaction to a supply change (a confident stall is never shrunk). Default 24h;
+        zero plans on the raw forecast.
+        """
+
     def __init__(
         self,
         *,
@@ -132,10 +143,11 @@ class Policy(_message.Message):
         pace_ahead: _builtins.float | None = ...,
         churn_relative: _builtins.float | None = ...,
         cut_confidence: _builtins.float | None = ...,
+        forecast_prior: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_beyond_forecast", b"_beyond_forecast", "_churn_relative", b"_churn_relative", "_confidence_threshold", b"_confidence_threshold", "_cut_confidence", b"_cut_confidence", "_min_evidence_impressions", b"_min_evidence_impressions", "_over_threshold", b"_over_threshold", "_pace_ahead", b"_pace_ahead", "_under_threshold", b"_under_threshold", "auto_apply", b"auto_apply", "beyond_forecast", b"beyond_forecast", "churn", b"churn", "churn_relative", b"churn_relative", "confidence_threshold", b"confidence_threshold", "cut_confidence", b"cut_confidence", "min_evidence", b"min_evidence", "min_evidence_impressions", b"min_evidence_impressions", "over_threshold", b"over_threshold", "pace_ahead", b"pace_ahead", "relaxation", b"relaxation", "requests", b"requests", "severity", b"severity", "stalled_window", b"stalled_window", "step_limits", b"step_limits", "under_threshold", b"under_threshold"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_beyond_forecast", b"_beyond_forecast", "_churn_relative", b"_churn_relative", "_confidence_threshold", b"_confidence_threshold", "_cut_confidence", b"_cut_confidence", "_min_evidence_impressions", b"_min_evidence_impressions", "_over_threshold", b"_over_threshold", "_pace_ahead", b"_pace_ahead", "_under_threshold", b"_under_threshold", "auto_apply", b"auto_apply", "beyond_forecast", b"beyond_forecast", "churn", b"churn", "churn_relative", b"churn_relative", "confidence_threshold", b"confidence_threshold", "cut_confidence", b"cut_confidence", "forecast_prior", b"forecast_prior", "min_evidence", b"min_evidence", "min_evidence_impressions", b"min_evidence_impressions", "over_threshold", b"over_threshold", "pace_ahead", b"pace_ahead", "relaxation", b"relaxation", "requests", b"requests", "severity", b"severity", "stalled_window", b"stalled_window", "step_limits", b"step_limits", "under_threshold", b"under_threshold"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_beyond_forecast", b"_beyond_forecast", "_churn_relative", b"_churn_relative", "_confidence_threshold", b"_confidence_threshold", "_cut_confidence", b"_cut_confidence", "_min_evidence_impressions", b"_min_evidence_impressions", "_over_threshold", b"_over_threshold", "_pace_ahead", b"_pace_ahead", "_under_threshold", b"_under_threshold", "auto_apply", b"auto_apply", "beyond_forecast", b"beyond_forecast", "churn", b"churn", "churn_relative", b"churn_relative", "confidence_threshold", b"confidence_threshold", "cut_confidence", b"cut_confidence", "min_evidence", b"min_evidence", "min_evidence_impressions", b"min_evidence_impressions", "over_threshold", b"over_threshold", "pace_ahead", b"pace_ahead", "relaxation", b"relaxation", "requests", b"requests", "severity", b"severity", "stalled_window", b"stalled_window", "step_limits", b"step_limits", "under_threshold", b"under_threshold"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_beyond_forecast", b"_beyond_forecast", "_churn_relative", b"_churn_relative", "_confidence_threshold", b"_confidence_threshold", "_cut_confidence", b"_cut_confidence", "_min_evidence_impressions", b"_min_evidence_impressions", "_over_threshold", b"_over_threshold", "_pace_ahead", b"_pace_ahead", "_under_threshold", b"_under_threshold", "auto_apply", b"auto_apply", "beyond_forecast", b"beyond_forecast", "churn", b"churn", "churn_relative", b"churn_relative", "confidence_threshold", b"confidence_threshold", "cut_confidence", b"cut_confidence", "forecast_prior", b"forecast_prior", "min_evidence", b"min_evidence", "min_evidence_impressions", b"min_evidence_impressions", "over_threshold", b"over_threshold", "pace_ahead", b"pace_ahead", "relaxation", b"relaxation", "requests", b"requests", "severity", b"severity", "stalled_window", b"stalled_window", "step_limits", b"step_limits", "under_threshold", b"under_threshold"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__beyond_forecast: _TypeAlias = _typing.Literal["beyond_forecast"]  # noqa: Y015
     _WhichOneofArgType__beyond_forecast: _TypeAlias = _typing.Literal["_beyond_forecast", b"_beyond_forecast"]  # noqa: Y015

@@ -10,7 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reallocator.core.engine.forecast import hold_unconfident_cuts, starved_rate
+from reallocator.core.engine.forecast import (
+    hold_unconfident_cuts,
+    shrink_to_current,
+    starved_rate,
+)
 from reallocator.core.model import (
     GROUP_COLUMNS,
     Budget,
@@ -149,7 +153,12 @@ def test_raw_forecasts_when_cut_confidence_is_zero() -> None:
     spent = per_hour.sum(axis=1).astype(np.int64)
     snap = pool(T0 + hours * HOUR, spent, per_hour, avails)
     held = build_plan(snap)
-    raw = build_plan(replace(snap, policy=Policy(cut_confidence=0.0, churn_relative=0.0)))
+    raw = build_plan(
+        replace(
+            snap,
+            policy=Policy(cut_confidence=0.0, churn_relative=0.0, forecast_prior=timedelta(0)),
+        )
+    )
     assert int(raw.deals["delta"].abs().sum()) > int(held.deals["delta"].abs().sum())
 
 
@@ -165,3 +174,17 @@ def test_churn_weight_scales_with_the_campaigns_value_per_unit() -> None:
     assert churn_weight(policy, slopes * 1000, current) == pytest.approx(lam * 1000)
     assert churn_weight(replace(policy, churn_deal=5.0), slopes, current) == pytest.approx(5 + lam)
     assert churn_weight(Policy(churn_relative=0.0), slopes, current) == 0.0
+
+
+def test_shrink_weighs_evidence_against_the_current_allocation() -> None:
+    capacity = np.array([200, 200, 0, 200], np.int64)
+    current = np.full(4, 100, np.int64)
+    hours = np.array([24.0, 72.0, 24.0, 0.0])
+    eligible = np.array([True, True, True, True])
+    policy = Policy(forecast_prior=timedelta(hours=24))
+    out = shrink_to_current(capacity, current, hours, policy, eligible)
+    assert out.tolist() == [150, 175, 50, 100]
+    none = shrink_to_current(capacity, current, hours, policy, ~eligible)
+    assert none.tolist() == capacity.tolist()
+    raw = shrink_to_current(capacity, current, hours, Policy(forecast_prior=timedelta(0)), eligible)
+    assert raw.tolist() == capacity.tolist()

@@ -37,7 +37,6 @@ METHODS = ["rate", "declared", "booked", "stalled", "inactive", "given", "commit
 """How a capacity was reached; "given": the caller's own forecast (build_plan(forecast=...));
 "commitment": a seller-paced deal keeping pace, at least what remains of its commitment."""
 _MAX_CAPACITY = 2.0**62
-GROW_ON_LOWER_BOUND = True
 
 
 @dataclass(frozen=True, eq=False)
@@ -278,18 +277,11 @@ def forecast_capacity(
 def confident_cuts(
     inputs: ForecastInputs, table: pd.DataFrame, current: IntArray, policy: Policy
 ) -> tuple[IntArray, BoolArray]:
-    """`hold_unconfident_cuts` for the deals forecast from their own rate: the upper bound is
-    (rate + z x standard error) / participation x remaining hours, z = `policy.cut_confidence`
-    (0 keeps the raw forecast). A declared inventory below the allocation is the seller's word
-    and a stall is judged elsewhere: neither is held."""
+    """`hold_unconfident_cuts` for the deals forecast from their own rate: the bounds are
+    (rate +/- z x standard error) / participation x remaining hours, z = `policy.cut_confidence`
+    (0 keeps the raw forecast); then `shrink_to_current`. A declared inventory below the
+    allocation is the seller's word and a stall is judged elsewhere: neither is held."""
     capacity = np.array(table["capacity"].to_numpy(np.int64))
-    if policy.cut_confidence <= 0 or inputs.rate_se is None:
-        return capacity, np.zeros(capacity.shape, dtype=bool)
-    part = np.clip(np.nan_to_num(inputs.participation_rate, nan=1.0), MIN_PARTICIPATION, 1.0)
-    hours = table["remaining_hours"].to_numpy(np.float64)
-    spread = policy.cut_confidence * inputs.rate_se
-    upper = (inputs.observed_rate + spread) / part * hours
-    lower = (inputs.observed_rate - spread) / part * hours if GROW_ON_LOWER_BOUND else None
     declared = inputs.available_inventory
     eligible = (
         (table["method"].astype(str).to_numpy() == "rate")
@@ -297,4 +289,40 @@ def confident_cuts(
         & ~inputs.stalled
         & ((declared < 0) | (declared >= current))
     )
-    return hold_unconfident_cuts(capacity, current, upper, eligible, lower)
+    if policy.cut_confidence <= 0 or inputs.rate_se is None:
+        shrunk = shrink_to_current(capacity, current, inputs.evidence_hours, policy, eligible)
+        return shrunk, np.zeros(capacity.shape, dtype=bool)
+    part = np.clip(np.nan_to_num(inputs.participation_rate, nan=1.0), MIN_PARTICIPATION, 1.0)
+    hours = table["remaining_hours"].to_numpy(np.float64)
+    spread = policy.cut_confidence * inputs.rate_se
+    upper = (inputs.observed_rate + spread) / part * hours
+    lower = (inputs.observed_rate - spread) / part * hours
+    out, held = hold_unconfident_cuts(capacity, current, upper, eligible, lower)
+    out = shrink_to_current(out, current, inputs.evidence_hours, policy, eligible)
+    return out, held
+
+
+def shrink_to_current(
+    capacity: IntArray,
+    current: IntArray,
+    evidence_hours: FloatArray,
+    policy: Policy,
+    eligible: BoolArray,
+) -> IntArray:
+    """The capacity estimate combined with the current plan's, weighted by evidence:
+
+        capacity' = current + w (capacity - current),   w = H / (H + H0)
+
+    H the hours of delivery the rate was measured on, H0 = `policy.forecast_prior`. The current
+    allocation is the last plan's estimate for a deal it holds at its capacity (and the booking
+    before any plan), so across replans this is an exponentially weighted estimate (each new
+    24 h window weighs 24 / (24 + H0)), shrinking towards the booking when evidence is thin.
+    A stall (0), a seller's declaration and the caller's own forecasts are not shrunk."""
+    h0 = policy.forecast_prior.total_seconds() / 3600.0
+    if h0 <= 0:
+        return capacity
+    h = np.maximum(np.nan_to_num(evidence_hours, nan=0.0), 0.0)
+    w = h / (h + h0)
+    shrunk = np.floor(current + w * (capacity - current.astype(np.float64)))
+    out: IntArray = np.where(eligible, np.maximum(shrunk, 0.0), capacity).astype(np.int64)
+    return out
