@@ -107,6 +107,23 @@ def reversals_per_deal(moves: FloatArray, tolerance: float = 1.0) -> float:
     return float(out) / float(max(moves.shape[0], 1))
 
 
+def cut_to_spend(
+    world: World, allocation_hist: FloatArray, spend_hist: FloatArray
+) -> tuple[int, int]:
+    """Deals cut to their spend while they still had supply: (at the end of a day, at any
+    step). A deal is at its spend when what its allocation leaves is under 0.1% of its booking,
+    and has supply when its true remaining capacity (full speed, stalls included) is over 1%.
+    The last day's end is not counted (nothing is left to spend then)."""
+    booked = world.booked.astype(np.float64)
+    spent_before = np.cumsum(spend_hist, axis=1) - spend_hist  # before each step's delivery
+    left = allocation_hist - spent_before
+    supply = world.capacity_left[:, : allocation_hist.shape[1]]
+    cut = (left <= 1e-3 * booked[:, None]) & (supply > 1e-2 * booked[:, None])
+    per_day = 24 * world.scenario.steps_per_hour
+    ends = np.arange(per_day - 1, allocation_hist.shape[1] - 1, per_day)
+    return int(cut[:, ends].any(axis=1).sum()), int(cut.any(axis=1).sum())
+
+
 def limit_violation(world: World, spend: FloatArray) -> float:
     """Budget units by which final spends break deal, seller and channel minimums and maximums
     (shares of the budget), summed."""
@@ -140,6 +157,7 @@ def run_metrics(world: World, oracle: OracleResult, run: RunResult) -> dict[str,
     hourly_plan = hourly(world.plan_weight, sc.steps_per_hour)
     statuses = [r.status for r in run.replans]
     moves = allocation_moves(world.booked, run.state.cap_hist)
+    day_end_cuts, any_cuts = cut_to_spend(world, run.state.cap_hist, run.state.spend_hist)
     return {
         "scenario": sc.name,
         "seed": world.seed,
@@ -161,6 +179,8 @@ def run_metrics(world: World, oracle: OracleResult, run: RunResult) -> dict[str,
         "reversed": reversed_share(moves),
         "reversals_per_deal": reversals_per_deal(moves),
         "requests_per_pg": run.n_requests / max(int(world.pg.sum()), 1),
+        "cut_to_spend_eod": day_end_cuts,
+        "cut_to_spend_any": any_cuts,
         "replans": len(run.replans),
         "rejected_plans": statuses.count("REJECTED"),
         "solve_ms_mean": 1000.0 * float(np.mean(seconds)) if seconds else math.nan,
@@ -192,6 +212,8 @@ def oracle_metrics(world: World, oracle: OracleResult) -> dict[str, Any]:
         "reversed": 0.0,
         "reversals_per_deal": 0.0,
         "requests_per_pg": nan,
+        "cut_to_spend_eod": 0,
+        "cut_to_spend_any": 0,
         "replans": 1,
         "rejected_plans": 0,
         "solve_ms_mean": 1000.0 * oracle.seconds,
@@ -215,6 +237,8 @@ SUMMARY_COLUMNS: dict[str, str] = {
     "reversed": "median",
     "reversals_per_deal": "median",
     "requests_per_pg": "median",
+    "cut_to_spend_eod": "median",
+    "cut_to_spend_any": "median",
     "solve_ms_mean": "median",
     "solve_ms_max": "max",
     "rejected_plans": "median",

@@ -63,6 +63,7 @@ TABLE_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("reversed", "rev%", "pct0"),
     ("reversals_per_deal", "rev/deal", ".2f"),
     ("requests_per_pg", "req/PG", ".1f"),
+    ("cut_to_spend_eod", "cut-eod", ".0f"),
     ("limit_violation", "limits%", "pct1"),
     ("solve_ms_mean", "solve-ms", ",.1f"),
 )

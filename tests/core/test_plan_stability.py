@@ -188,3 +188,22 @@ def test_shrink_weighs_evidence_against_the_current_allocation() -> None:
     assert none.tolist() == capacity.tolist()
     raw = shrink_to_current(capacity, current, hours, Policy(forecast_prior=timedelta(0)), eligible)
     assert raw.tolist() == capacity.tolist()
+
+
+def test_a_deal_cut_before_it_ever_won_comes_back_on_its_bid_requests() -> None:
+    # Deal 0 had no supply all night, a confident stall cut it to its spend (0) at 06:00; now
+    # its bid requests are back, but it never won, so it has no win rate or price of its own.
+    hours = 8
+    per_hour = np.full((N, hours), 12e6)
+    per_hour[0] = 0.0
+    avails = np.full((N, hours), 60_000.0)
+    avails[0, :6] = 0.0
+    spent = per_hour.sum(axis=1).astype(np.int64)
+    allocation = np.full(N, DAILY)
+    allocation[0] = 0
+    snap = pool(T0 + hours * HOUR, spent, per_hour, avails, allocation)
+    deals = snap.deals.copy()
+    deals.loc[0, ["wins", "bids", "impressions"]] = 0
+    plan = build_plan(replace(snap, deals=deals))
+    row = plan.deals.iloc[0]
+    assert row["capacity"] > 0 and row["new_allocation"] > 0

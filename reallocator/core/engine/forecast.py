@@ -57,6 +57,7 @@ class ForecastInputs:
     seller_paced: BoolArray | None = None  # guaranteed: the rate is the seller's pace
     keeping_pace: BoolArray | None = None  # delivering what its allocation needs (not UNDER)
     rate_se: FloatArray | None = None  # standard error of observed_rate (bucket to bucket)
+    from_supply: BoolArray | None = None  # observed_rate read from supply (starved_rate)
 
     @classmethod
     def from_snapshot(
@@ -169,6 +170,17 @@ def starved_rate(
     return out
 
 
+def pooled(values: FloatArray) -> FloatArray:
+    """Each deal's own figure where it has one (finite, > 0), else the median of those that do
+    (NaN when none does): a deal that has not won yet is read at the campaign's typical rate."""
+    values = np.asarray(values, np.float64)
+    known = np.isfinite(values) & (values > 0)
+    if not known.any():
+        return values
+    out: FloatArray = np.where(known, values, float(np.median(values[known])))
+    return out
+
+
 def hold_unconfident_cuts(
     capacity: IntArray,
     current: IntArray,
@@ -237,6 +249,9 @@ def forecast_capacity(
         & (inputs.evidence_impressions >= policy.min_evidence_impressions)
         & np.isfinite(inputs.observed_rate)
     )
+    # A rate read from supply needs no delivery of its own: the plan prevented that delivery,
+    # and falling back to the booking would read the starved deal's nothing left as its supply.
+    evident |= _flag(inputs.from_supply, inputs) & np.isfinite(inputs.observed_rate)
     declared = inputs.available_inventory >= 0
     fallback = np.where(declared, inventory, inputs.booked.astype(np.float64))
     capacity = np.where(evident, forecast, fallback)

@@ -110,7 +110,7 @@ def _capacity(
 ) -> tuple[np.ndarray, pd.DataFrame, np.ndarray]:
     """Forecast per deal (or the caller's, `given`); seller answers cap it (a REJECTED increase
     keeps the deal at its current plan, a PARTIAL one at what the seller accepted)."""
-    from reallocator.core.engine.forecast import confident_cuts, starved_rate
+    from reallocator.core.engine.forecast import confident_cuts, pooled, starved_rate
 
     deals, policy = snapshot.deals, snapshot.policy
     active = None
@@ -147,11 +147,14 @@ def _capacity(
     remaining = np.maximum(deals["allocation"].to_numpy(np.int64) - spent, 0)
     # A deal the plan starved (nothing left to spend), or one that delivered nothing without a
     # confident stall, is forecast from its supply, not from the delivery the plan prevented.
-    supply_rate = avails_rate * inputs.win_rate * inputs.units_per_win
+    # One that never won yet (its first hours were at night, or a stall cut it before it could)
+    # is read at the campaign's typical win rate and units per win.
+    supply_rate = avails_rate * pooled(inputs.win_rate) * pooled(inputs.units_per_win)
     elapsed = assessment.opportunity_elapsed_hours
     to_date = spent / elapsed if elapsed > 0 else np.full(len(deals), np.nan)
     starved = ((remaining <= 0) | (rate == 0)) & ~stalled & inputs.active
     rate = starved_rate(rate, supply_rate, np.where(spent > 0, to_date, np.nan), starved)
+    from_supply = starved & np.isfinite(rate) & (rate > 0)
     # A starved deal's series measures the plan: its spread says nothing about its supply.
     rate_se = None if inputs.rate_se is None else inputs.rate_se * per_opportunity
     rate_se = None if rate_se is None else np.where(starved, np.nan, rate_se)
@@ -161,6 +164,7 @@ def _capacity(
         observed_rate=rate,
         avails_rate=avails_rate,
         rate_se=rate_se,
+        from_supply=from_supply,
         seller_paced=deals["deal_type"].to_numpy() == DealType.PROGRAMMATIC_GUARANTEED,
         keeping_pace=~np.isin(
             status, [PacingStatus.UNDER, PacingStatus.STALLED, PacingStatus.NOT_STARTED]
