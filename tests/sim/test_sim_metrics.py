@@ -74,3 +74,24 @@ def test_reversed_share_counts_movement_that_cancels_within_a_deal() -> None:
     # moves below the tolerance are noise, not reversals
     assert reversals_per_deal(np.array([[5.0, -0.5, 5.0]])) == 0.0
     assert reversed_share(np.array([[5.0, -0.5, 5.0]])) == 0.0
+
+
+def test_greedy_moves_budget_from_projected_underspenders_to_valuable_headroom() -> None:
+    from reallocator.sim.strategies import greedy_moves
+
+    alloc = np.array([100.0, 100.0, 100.0, 100.0])
+    spent = np.array([10.0, 10.0, 10.0, 10.0])
+    projected = np.array([40.0, 100.0, 100.0, 100.0])  # deal 0 will end 60 short
+    supply = np.array([40.0, 130.0, 200.0, 200.0])
+    value = np.array([1.0, 3.0, 2.0, 1.0])
+    can_take = np.ones(4, dtype=bool)
+    floor = np.zeros(4)
+    ceiling = np.full(4, np.inf)
+    new = greedy_moves(alloc, spent, projected, supply, value, can_take, floor, ceiling, 0.0, 0.1)
+    assert new.sum() == pytest.approx(alloc.sum())  # budget conserved
+    assert new[0] == pytest.approx(40.0)
+    # deals 1 and 2 (value >= the median of those with headroom) share by headroom 30:100,
+    # capped at their headroom; deal 3, the least valuable, gets nothing
+    assert new[1] == pytest.approx(100 + 60 * 30 / 130)
+    assert new[2] == pytest.approx(100 + 60 * 100 / 130)
+    assert new[3] == 100.0
