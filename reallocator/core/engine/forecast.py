@@ -298,21 +298,23 @@ def confident_cuts(
     allocation is the seller's word and a stall is judged elsewhere: neither is held."""
     capacity = np.array(table["capacity"].to_numpy(np.int64))
     declared = inputs.available_inventory
+    method = table["method"].astype(str).to_numpy()
     eligible = (
-        (table["method"].astype(str).to_numpy() == "rate")
+        (method == "rate")
         & inputs.active
         & ~inputs.stalled
         & ((declared < 0) | (declared >= current))
     )
-    if policy.cut_confidence <= 0 or inputs.rate_se is None:
-        shrunk = shrink_to_current(capacity, current, inputs.evidence_hours, policy, eligible)
-        return shrunk, np.zeros(capacity.shape, dtype=bool)
-    part = np.clip(np.nan_to_num(inputs.participation_rate, nan=1.0), MIN_PARTICIPATION, 1.0)
-    hours = table["remaining_hours"].to_numpy(np.float64)
-    spread = policy.cut_confidence * inputs.rate_se
-    upper = (inputs.observed_rate + spread) / part * hours
-    lower = (inputs.observed_rate - spread) / part * hours
-    out, held = hold_unconfident_cuts(capacity, current, upper, eligible, lower)
+    out, held = capacity, np.zeros(capacity.shape, dtype=bool)
+    if policy.cut_confidence > 0 and inputs.rate_se is not None:
+        part = np.clip(np.nan_to_num(inputs.participation_rate, nan=1.0), MIN_PARTICIPATION, 1.0)
+        hours = table["remaining_hours"].to_numpy(np.float64)
+        spread = policy.cut_confidence * inputs.rate_se
+        upper = (inputs.observed_rate + spread) / part * hours
+        lower = (inputs.observed_rate - spread) / part * hours
+        out, held = hold_unconfident_cuts(capacity, current, upper, eligible, lower)
+    # A seller's declaration is the seller's word (and the prior a rate would shrink towards):
+    # it is not shrunk.
     out = shrink_to_current(out, current, inputs.evidence_hours, policy, eligible)
     return out, held
 
