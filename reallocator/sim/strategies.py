@@ -210,7 +210,9 @@ def greedy_moves(
     giver = projected < (1.0 - threshold) * alloc
     keep = np.maximum(np.maximum(projected, spent), floor)
     new = np.where(giver, np.minimum(alloc, keep), alloc)
-    pot = free + float((alloc - new).sum())
+    # What a deal that cannot take gives (a guaranteed deal, through a request) is not free
+    # until its seller agrees: only the others' releases are handed out now.
+    pot = free + float(np.where(can_take, alloc - new, 0.0).sum())
     headroom = np.where(can_take & ~giver, np.maximum(np.minimum(supply, ceiling) - alloc, 0), 0)
     takers = np.flatnonzero(headroom > 0)
     if pot <= 0 or takers.size == 0:

@@ -95,3 +95,25 @@ def test_greedy_moves_budget_from_projected_underspenders_to_valuable_headroom()
     assert new[1] == pytest.approx(100 + 60 * 30 / 130)
     assert new[2] == pytest.approx(100 + 60 * 100 / 130)
     assert new[3] == 100.0
+
+
+def test_greedy_hands_out_no_budget_a_seller_still_holds() -> None:
+    from reallocator.sim.strategies import greedy_moves
+
+    alloc = np.array([100.0, 100.0])
+    spent = np.zeros(2)
+    # deal 0 (guaranteed: cannot take) is projected 60 short: it is asked for less, but its
+    # budget is the seller's until it agrees, so deal 1 gets nothing yet
+    new = greedy_moves(
+        alloc,
+        spent,
+        np.array([40.0, 100.0]),
+        np.array([40.0, 500.0]),
+        np.array([1.0, 1.0]),
+        np.array([False, True]),
+        np.zeros(2),
+        np.full(2, np.inf),
+        0.0,
+        0.1,
+    )
+    assert new.tolist() == [40.0, 100.0]
