@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from reallocator.core.engine.forecast import (
     hold_unconfident_cuts,
@@ -207,3 +209,36 @@ def test_a_deal_cut_before_it_ever_won_comes_back_on_its_bid_requests() -> None:
     plan = build_plan(replace(snap, deals=deals))
     row = plan.deals.iloc[0]
     assert row["capacity"] > 0 and row["new_allocation"] > 0
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 10**12),
+            st.integers(0, 10**12),
+            st.floats(0, 1e12),
+            st.floats(0, 1e12),
+            st.floats(0, 500),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=30,
+    ),
+    st.floats(0, 500),
+)
+@settings(max_examples=200, deadline=None)
+def test_stabilised_capacity_lies_between_the_forecast_and_the_current_plan(
+    rows: list[tuple[int, int, float, float, float, bool]], prior_hours: float
+) -> None:
+    capacity = np.array([r[0] for r in rows], np.int64)
+    current = np.array([r[1] for r in rows], np.int64)
+    spread = np.array([r[2] for r in rows])
+    centre = np.array([r[3] for r in rows])
+    hours = np.array([r[4] for r in rows])
+    eligible = np.array([r[5] for r in rows])
+    held, _ = hold_unconfident_cuts(capacity, current, centre + spread, eligible, centre - spread)
+    policy = Policy(forecast_prior=timedelta(hours=prior_hours))
+    out = shrink_to_current(held, current, hours, policy, eligible)
+    lo, hi = np.minimum(capacity, current), np.maximum(capacity, current)
+    assert (out >= lo).all() and (out <= hi).all()
+    assert (out[~eligible] == capacity[~eligible]).all()
