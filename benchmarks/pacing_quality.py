@@ -1,12 +1,18 @@
 """The pacing-quality suite: every standard scenario x seeds x strategies (static, rules,
 reallocator) and the hindsight oracle, one summary table, the pacing-quality targets checked.
 
-Standard scenarios (shipped in reallocator/sim/scenarios): steady, stalled_seller,
-channel_collapse, flash_sale, conflicting_limits, portfolio_500 (probabilistic pacer), and
-steady_discount (the steady world with the discount pacer). Medians over seeds (the
-early-exhaustion share is a mean).
+Standard scenarios, the tuning set (shipped in reallocator/sim/scenarios): steady, stalled_seller,
+channel_collapse, flash_sale, conflicting_limits, portfolio_500 (probabilistic pacer),
+steady_discount (the steady world with the discount pacer) and night_pool (a shared pool
+replanned hourly, no supply on most deals at night). The evaluation set (`--set evaluation`,
+reallocator/sim/scenarios/eval): the same kinds of world on traffic curves and real events no
+setting was tuned on. Medians over seeds (the early-exhaustion share is a mean). Besides the
+pacing figures: churn (budget moved per flight), reversed movement (the share of it later
+undone), reversals per deal, seller requests per guaranteed deal, and deals cut to their spend
+at a day's end while they still had supply (cut-eod).
 
-    .venv/bin/python benchmarks/pacing_quality.py [--seeds 20] [--scenarios steady flash_sale]
+    .venv/bin/python benchmarks/pacing_quality.py [--seeds 20] [--set evaluation]
+        [--scenarios steady flash_sale]
         [--workers 2] [--out reports/pacing_quality] [--no-plots] [--target host:port]
         [--policy '{"min_evidence_seconds": 86400}']
 
@@ -43,12 +49,31 @@ SCENARIOS = (
     "portfolio_500",
     "steady_discount",
 )
+EVALUATION = (
+    "eval_steady",
+    "eval_stalled_seller",
+    "eval_collapse",
+    "eval_holiday_burst",
+    "eval_thanksgiving",
+    "eval_marathon",
+    "eval_discount",
+    "eval_night_pool",
+)
+"""The evaluation set (reallocator/sim/scenarios/eval): traffic curves and events derived from real
+series no setting was tuned on (sim/profiles.REGION_PROFILES["evaluation"], TAXI_EVENTS)."""
+SETS = {"tuning": (*SCENARIOS, "night_pool"), "evaluation": EVALUATION}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=20, help="seeds 0..N-1 per scenario")
-    parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), help="names or files")
+    parser.add_argument("--scenarios", nargs="+", default=None, help="names or files")
+    parser.add_argument(
+        "--set",
+        choices=sorted(SETS),
+        default="tuning",
+        help="scenarios tuned on (default) or the evaluation set (without --scenarios)",
+    )
     parser.add_argument("--workers", type=int, default=2, help="processes (default 2)")
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "pacing_quality")
     parser.add_argument("--no-plots", action="store_true")
@@ -72,7 +97,7 @@ def main() -> int:
     args = parser.parse_args()
 
     scenarios = []
-    for name in args.scenarios:
+    for name in args.scenarios or SETS[args.set]:
         path = resolve_scenario(name)
         scenarios.append(with_policy(load_scenario(path), args.policy))
     tasks = [

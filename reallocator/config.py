@@ -54,7 +54,7 @@ _ENV = {
 }
 
 _DURATION_FIELDS = {"solver_time_limit", "grace_period"}
-POLICY_DURATIONS = frozenset({"stalled_window", "min_evidence", "cooldown"})
+POLICY_DURATIONS = frozenset({"stalled_window", "min_evidence", "cooldown", "forecast_prior"})
 """Policy fields that are durations: spelled `<name>_seconds` in every configuration source."""
 
 

@@ -21,6 +21,14 @@ Outputs (all deterministic; re-running reproduces the shipped files byte for byt
   at 15 minutes, as a multiple of its weekly rolling median (1 h before to 23 h after the peak).
 * ``shock_nyc_blizzard.csv`` - offset_minutes, multiplier: NYC taxi demand over the January 2015
   blizzard (NAB's labelled window), as a multiple of the median for that half hour of the week.
+* ``traffic_regions.csv`` - profile, set, dow, hour, weight: single BAT regions at fixed ranks of
+  their weekday peak, alternately in the tuning set (``avito_t*``) and the evaluation set
+  (``avito_e*``).
+* ``shocks_nyc_taxi.csv`` - event, offset_minutes, multiplier: NAB's other labelled NYC taxi
+  windows (marathon, Thanksgiving, Christmas, New Year), like the blizzard; evaluation set.
+
+The split into a tuning set (the profiles above but the last two files' evaluation members)
+and an evaluation set is made here, by rank, before anything is tuned on the simulator.
 """
 
 from __future__ import annotations
@@ -148,6 +156,68 @@ def blizzard_shock(data: Path) -> pd.DataFrame:
     )
 
 
+REGION_QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+"""Regions picked by the rank of their weekday peak (centre of mass of the mean weekday curve),
+at these quantiles; alternately into the tuning set and the evaluation set, the split fixed
+here before any tuning (the evaluation regions never shaped a setting)."""
+
+TAXI_EVENTS = ("nyc_marathon", "nyc_thanksgiving", "nyc_christmas", "nyc_newyear")
+"""NAB's first four labelled NYC taxi windows in time order (the fifth is the blizzard,
+shipped as shock_nyc_blizzard.csv): the 2014 NYC marathon weekend, Thanksgiving, Christmas and
+New Year. All four belong to the evaluation set (the blizzard and the AMZN burst to tuning)."""
+
+
+def region_profiles(data: Path) -> pd.DataFrame:
+    """Hour-of-week weights of single regions (``avito_t1``.. tuning, ``avito_e1``.. evaluation)
+    with a ``set`` column: profile, set, dow, hour, weight."""
+    avito = pd.read_csv(data / "avito" / "traffic_share.csv")
+    avito = avito.sort_values(["region_id", "dow", "hour"])
+    shares = avito.pivot_table(index="region_id", columns=["dow", "hour"], values="traffic_share")
+    matrix = shares.to_numpy(np.float64)
+    # Some regions share one identical curve: keep each curve once, or a tuning region and an
+    # evaluation region could be the same data.
+    _, first = np.unique(np.round(matrix, 9), axis=0, return_index=True)
+    matrix = matrix[np.sort(first)]
+    weekday = matrix.reshape(-1, 7, 24)[:, :5, :].mean(axis=1)
+    centre = (weekday * np.arange(24)).sum(axis=1) / weekday.sum(axis=1)
+    order = np.argsort(centre, kind="stable")
+    frames = []
+    for k, q in enumerate(REGION_QUANTILES):
+        region = int(order[round(q * (len(order) - 1))])
+        kind, number = ("tuning", "t") if k % 2 == 0 else ("evaluation", "e")
+        frame = _weights_frame(f"avito_{number}{k // 2 + 1}", matrix[region])
+        frame.insert(1, "set", kind)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def taxi_events(data: Path) -> pd.DataFrame:
+    """NYC taxi demand over each labelled window but the last, whole days, as a multiple of the
+    median for that half hour of the week: event, offset_minutes, multiplier."""
+    taxi = pd.read_csv(data / "nab" / "nyc_taxi.csv", parse_dates=["timestamp"])
+    windows = json.loads((data / "nab" / "combined_windows.json").read_text())
+    ts = taxi["timestamp"]
+    half = ts.dt.day_of_week * 48 + ts.dt.hour * 2 + ts.dt.minute // 30
+    median = taxi["value"].groupby(half.to_numpy()).median()
+    ratio = taxi["value"].to_numpy(np.float64) / median.reindex(half.to_numpy()).to_numpy()
+    frames = []
+    for name, (a, b) in zip(TAXI_EVENTS, windows["realKnownCause/nyc_taxi.csv"], strict=False):
+        start, end = pd.Timestamp(a), pd.Timestamp(b)
+        keep = ((ts >= start.floor("1D")) & (ts < end.ceil("1D"))).to_numpy()
+        stamps = ts[keep]
+        offsets = ((stamps - stamps.iloc[0]).dt.total_seconds() // 60).astype(int)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "event": name,
+                    "offset_minutes": offsets.to_numpy(),
+                    "multiplier": np.round(ratio[keep], 4),
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -170,6 +240,8 @@ def main() -> None:
     (out / "noise.json").write_text(json.dumps(noise, indent=2, sort_keys=True) + "\n")
     burst_profile(args.data).to_csv(out / "burst_twitter_amzn.csv", index=False)
     blizzard_shock(args.data).to_csv(out / "shock_nyc_blizzard.csv", index=False)
+    region_profiles(args.data).to_csv(out / "traffic_regions.csv", index=False)
+    taxi_events(args.data).to_csv(out / "shocks_nyc_taxi.csv", index=False)
     for path in sorted(out.iterdir()):
         print(f"{path.name:32s} {path.stat().st_size:8d} bytes")
 

@@ -207,6 +207,7 @@ class Policy:
     # of what the active deals still hold (so a deal at 0 can grow)
     step_rel: float = 1.0  # share of a deal's current allocation it may move in one plan
     churn_deal: float = 0.0  # lam_deal: value per budget unit moved on a deal
+    churn_relative: float = 0.1  # ... plus this share of the campaign's mean value per unit
     churn_channel: float = 0.0  # lam_channel: value per budget unit moved across channels
     request_tolerance: float = 0.10  # required vs current rate gap that warrants a request
     min_change: int = 0  # smallest change (budget units) worth making/asking
@@ -218,6 +219,10 @@ class Policy:
     relax_limit: float = 100.0  # ... on deal maximums and step limits
     beyond_forecast: float = 1.0  # budget the forecasts cannot absorb: a buyer-paced deal may
     # take up to this multiple of its forecast beyond it (in proportion); 0 leaves it unplaced
+    forecast_prior: timedelta = timedelta(hours=24)  # H0: a capacity forecast from H hours of
+    # delivery weighs H / (H + H0) against the current allocation (0: the raw forecast)
+    cut_confidence: float = 2.0  # z: a deal is cut below its allocation only when its forecast
+    # plus z standard errors of its recent rate falls short of it (0: raw forecasts)
     pace_ahead: float = 2.0  # a buyer-paced deal given all its forecast supply may deliver up
     # to this multiple of its curve's hourly target when supply allows; 1.0: every deal on the curve
     cap_unmeetable_minimums: bool = True  # a seller/channel minimum its deals cannot deliver

@@ -7,13 +7,14 @@ import argparse
 import json
 from pathlib import Path
 
-STRATEGIES = ("static", "rules", "reallocator")
+STRATEGIES = ("static", "rules", "greedy", "reallocator")
 """The online strategies, in report order (the oracle is computed beside them)."""
 
-DIAGNOSTICS = ("foresight",)
-"""Strategies no one can run for real, to tell costs apart: `foresight` is the reallocator
-planning with every deal's true remaining capacity instead of its forecast (what the forecast
-costs vs what replanning, step limits, pacers and sellers cost)."""
+DIAGNOSTICS = ("foresight", "unstabilised")
+"""Strategies to tell costs apart: `foresight` is the reallocator planning with every deal's true
+remaining capacity instead of its forecast (what the forecast costs vs what replanning, step
+limits, pacers and sellers cost; no one can run it for real); `unstabilised` the reallocator
+without its stabilisation (churn weights 0, raw forecasts: cut_confidence 0), an ablation."""
 
 
 def policy_overrides(text: str) -> dict[str, float]:

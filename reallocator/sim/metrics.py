@@ -79,6 +79,51 @@ def hourly(series: FloatArray, steps_per_hour: int) -> FloatArray:
     return out
 
 
+def allocation_moves(booked: npt.ArrayLike, allocation_hist: FloatArray) -> FloatArray:
+    """(n, T) -> (n, T) changes of each deal's effective allocation step to step (the first
+    against the booking): what actually moved, seller answers included."""
+    before = np.concatenate([np.asarray(booked, np.float64)[:, None], allocation_hist], axis=1)
+    out: FloatArray = np.diff(before, axis=1)
+    return out
+
+
+def reversed_share(moves: FloatArray, tolerance: float = 1.0) -> float:
+    """Share of all movement that cancels out within a deal: sum_d (M_d - |N_d|) / sum_d M_d,
+    M_d the deal's total movement and N_d its net change. A cut later restored counts both
+    moves (100 %); moves that all point one way count 0. Changes below `tolerance` are noise."""
+    m = np.where(np.abs(moves) >= tolerance, moves, 0.0)
+    total = np.abs(m).sum(axis=1)
+    if total.sum() <= 0:
+        return 0.0
+    return float((total - np.abs(m.sum(axis=1))).sum()) / float(total.sum())
+
+
+def reversals_per_deal(moves: FloatArray, tolerance: float = 1.0) -> float:
+    """Mean over deals of how often a deal's move points against its previous move."""
+    out = 0
+    for row in np.asarray(moves, np.float64):
+        signs = np.sign(row[np.abs(row) >= tolerance])
+        out += int(np.count_nonzero(signs[1:] != signs[:-1]))
+    return float(out) / float(max(moves.shape[0], 1))
+
+
+def cut_to_spend(
+    world: World, allocation_hist: FloatArray, spend_hist: FloatArray
+) -> tuple[int, int]:
+    """Deals cut to their spend while they still had supply: (at the end of a day, at any
+    step). A deal is at its spend when what its allocation leaves is under 0.1% of its booking,
+    and has supply when its true remaining capacity (full speed, stalls included) is over 1%.
+    The last day's end is not counted (nothing is left to spend then)."""
+    booked = world.booked.astype(np.float64)
+    spent_before = np.cumsum(spend_hist, axis=1) - spend_hist  # before each step's delivery
+    left = allocation_hist - spent_before
+    supply = world.capacity_left[:, : allocation_hist.shape[1]]
+    cut = (left <= 1e-3 * booked[:, None]) & (supply > 1e-2 * booked[:, None])
+    per_day = 24 * world.scenario.steps_per_hour
+    ends = np.arange(per_day - 1, allocation_hist.shape[1] - 1, per_day)
+    return int(cut[:, ends].any(axis=1).sum()), int(cut.any(axis=1).sum())
+
+
 def limit_violation(world: World, spend: FloatArray) -> float:
     """Budget units by which final spends break deal, seller and channel minimums and maximums
     (shares of the budget), summed."""
@@ -111,6 +156,8 @@ def run_metrics(world: World, oracle: OracleResult, run: RunResult) -> dict[str,
     hourly_spend = hourly(spend_t, sc.steps_per_hour)
     hourly_plan = hourly(world.plan_weight, sc.steps_per_hour)
     statuses = [r.status for r in run.replans]
+    moves = allocation_moves(world.booked, run.state.cap_hist)
+    day_end_cuts, any_cuts = cut_to_spend(world, run.state.cap_hist, run.state.spend_hist)
     return {
         "scenario": sc.name,
         "seed": world.seed,
@@ -129,6 +176,11 @@ def run_metrics(world: World, oracle: OracleResult, run: RunResult) -> dict[str,
         "value_vs_oracle": value / oracle.value if oracle.value else math.nan,
         "requests": run.n_requests,
         "churn": sum(r.churn for r in run.replans) / budget,
+        "reversed": reversed_share(moves),
+        "reversals_per_deal": reversals_per_deal(moves),
+        "requests_per_pg": run.n_requests / max(int(world.pg.sum()), 1),
+        "cut_to_spend_eod": day_end_cuts,
+        "cut_to_spend_any": any_cuts,
         "replans": len(run.replans),
         "rejected_plans": statuses.count("REJECTED"),
         "solve_ms_mean": 1000.0 * float(np.mean(seconds)) if seconds else math.nan,
@@ -157,6 +209,11 @@ def oracle_metrics(world: World, oracle: OracleResult) -> dict[str, Any]:
         "value_vs_oracle": 1.0,
         "requests": 0,
         "churn": float(np.abs(x - world.booked).sum()) / world.budget,
+        "reversed": 0.0,
+        "reversals_per_deal": 0.0,
+        "requests_per_pg": nan,
+        "cut_to_spend_eod": 0,
+        "cut_to_spend_any": 0,
         "replans": 1,
         "rejected_plans": 0,
         "solve_ms_mean": 1000.0 * oracle.seconds,
@@ -177,6 +234,11 @@ SUMMARY_COLUMNS: dict[str, str] = {
     "value_vs_oracle": "median",
     "requests": "median",
     "churn": "median",
+    "reversed": "median",
+    "reversals_per_deal": "median",
+    "requests_per_pg": "median",
+    "cut_to_spend_eod": "median",
+    "cut_to_spend_any": "median",
     "solve_ms_mean": "median",
     "solve_ms_max": "max",
     "rejected_plans": "median",
@@ -199,13 +261,16 @@ TARGETS = {
     "utilisation_vs_oracle": 0.99,
     "worst_cum_gap": 0.03,
     "value_vs_oracle": 0.95,
+    "churn": 1.0,  # budget moved per flight, x the budget
+    "reversed": 0.25,  # share of movement later undone
 }
 
 
 def check_targets(summary: pd.DataFrame, deviates: dict[str, bool]) -> pd.DataFrame:
     """Per scenario: the reallocator against the pacing-quality TARGETS (medians over seeds), and
-    whether it is strictly better than static and rules on utilisation and value where delivery
-    deviates. One row per scenario with a column per check (True/False, NaN if not applicable)."""
+    whether it is strictly better than static and rules on utilisation and value, and than
+    greedy on value and churn, where delivery deviates. One row per scenario with a column per
+    check (True/False, NaN if not applicable)."""
     rows = []
     for scenario, group in summary.groupby("scenario", sort=False):
         by = group.set_index("strategy")
@@ -219,6 +284,8 @@ def check_targets(summary: pd.DataFrame, deviates: dict[str, bool]) -> pd.DataFr
             "cum_gap<=3%": bool(r["worst_cum_gap"] <= TARGETS["worst_cum_gap"]),
             "value>=95%oracle": bool(r["value_vs_oracle"] >= TARGETS["value_vs_oracle"]),
         }
+        row["churn<=1x"] = bool(r["churn"] <= TARGETS["churn"])
+        row["reversed<=25%"] = bool(r["reversed"] <= TARGETS["reversed"])
         for other in ("static", "rules"):
             key = f"beats_{other}"
             if not deviates.get(str(scenario), True) or other not in by.index:
@@ -228,5 +295,13 @@ def check_targets(summary: pd.DataFrame, deviates: dict[str, bool]) -> pd.DataFr
             row[key] = bool(
                 r["utilisation"] > o["utilisation"] and r["value_vs_oracle"] > o["value_vs_oracle"]
             )
+        # Against the greedy tool: more value for less churn.
+        if deviates.get(str(scenario), True) and "greedy" in by.index:
+            g = by.loc["greedy"]
+            row["beats_greedy"] = bool(
+                r["value_vs_oracle"] > g["value_vs_oracle"] and r["churn"] < g["churn"]
+            )
+        else:
+            row["beats_greedy"] = math.nan
         rows.append(row)
     return pd.DataFrame(rows)

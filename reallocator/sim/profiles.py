@@ -1,10 +1,12 @@
 """The real-data profiles the simulator ships (reallocator/sim/data, derived by
 scripts/derive_profiles.py from NAB and BAT series; see data/SOURCES.md), read as numpy arrays.
 
-* traffic: 168 hour-of-week weights (Monday 00h first, mean 1) per profile name;
+* traffic: 168 hour-of-week weights (Monday 00h first, mean 1) per profile name (single
+  regions in a tuning and an evaluation set: REGION_PROFILES);
 * cpm: 168 hour-of-week eCPM levels (mean 1) per exchange, with the AR(1) noise around them;
 * traffic noise: AR(1) sigma/phi of real demand around its weekly curve;
-* burst / shock: multipliers over time (minutes from the event's start).
+* burst / shock: multipliers over time (minutes from the event's start); the NYC marathon,
+  Thanksgiving, Christmas and New Year windows are the evaluation set's events.
 
 Cached: the files are read once per process.
 """
@@ -23,9 +25,24 @@ import pandas as pd
 
 FloatArray = npt.NDArray[np.float64]
 
-TRAFFIC_PROFILES = ("avito_mean", "avito_early", "avito_late", "nyc_taxi")
+REGION_PROFILES = {
+    "tuning": ("avito_t1", "avito_t2", "avito_t3", "avito_t4"),
+    "evaluation": ("avito_e1", "avito_e2", "avito_e3", "avito_e4"),
+}
+"""Single regions' curves (traffic_regions.csv), split by scripts/derive_profiles.py before
+any tuning: settings are tuned on the tuning set, figures stated on the evaluation set."""
+TAXI_EVENTS = ("nyc_marathon", "nyc_thanksgiving", "nyc_christmas", "nyc_newyear")
+"""NAB's other labelled NYC taxi windows (shocks_nyc_taxi.csv): evaluation set."""
+TRAFFIC_PROFILES = (
+    "avito_mean",
+    "avito_early",
+    "avito_late",
+    "nyc_taxi",
+    *REGION_PROFILES["tuning"],
+    *REGION_PROFILES["evaluation"],
+)
 CPM_PROFILES = ("exchange-2", "exchange-3", "exchange-4")
-EVENT_SHAPES = ("twitter_amzn", "nyc_blizzard")
+EVENT_SHAPES = ("twitter_amzn", "nyc_blizzard", *TAXI_EVENTS)
 
 
 def _text(name: str) -> str:
@@ -51,7 +68,9 @@ class Noise:
 
 @cache
 def _traffic() -> dict[str, FloatArray]:
-    frame = _csv("traffic_hour_of_week.csv").sort_values(["profile", "dow", "hour"])
+    regions = _csv("traffic_regions.csv").drop(columns="set")
+    frame = pd.concat([_csv("traffic_hour_of_week.csv"), regions], ignore_index=True)
+    frame = frame.sort_values(["profile", "dow", "hour"])
     return {
         str(name): group["weight"].to_numpy(np.float64)
         for name, group in frame.groupby("profile", sort=True)
@@ -103,9 +122,13 @@ def traffic_noise() -> Noise:
 @cache
 def _event(name: str) -> tuple[FloatArray, FloatArray]:
     files = {"twitter_amzn": "burst_twitter_amzn.csv", "nyc_blizzard": "shock_nyc_blizzard.csv"}
-    if name not in files:
-        raise ValueError(f"unknown event shape {name!r}; known: {sorted(files)}")
-    frame = _csv(files[name])
+    if name in TAXI_EVENTS:
+        frame = _csv("shocks_nyc_taxi.csv")
+        frame = frame[frame["event"] == name]
+    elif name in files:
+        frame = _csv(files[name])
+    else:
+        raise ValueError(f"unknown event shape {name!r}; known: {sorted(EVENT_SHAPES)}")
     return (
         frame["offset_minutes"].to_numpy(np.float64),
         frame["multiplier"].to_numpy(np.float64),

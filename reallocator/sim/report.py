@@ -27,13 +27,22 @@ from reallocator.sim.metrics import check_targets, summarise
 from reallocator.sim.run import WorldResult
 from reallocator.sim.world import FloatArray, World
 
-STYLES = {"static": (0, (5, 2)), "rules": "-", "reallocator": "-", "foresight": (0, (1, 1))}
+STYLES = {
+    "static": (0, (5, 2)),
+    "rules": "-",
+    "greedy": "-",
+    "reallocator": "-",
+    "foresight": (0, (1, 1)),
+    "unstabilised": (0, (3, 1)),
+}
 """Static is dashed: with nothing to react to, rules often equals it and would hide it."""
 
 COLORS = {
     "plan": "#444444",
     "static": "#8c8c8c",
     "rules": "#e07b39",
+    "greedy": "#b8860b",
+    "unstabilised": "#8a8a8a",
     "reallocator": "#2a6fbb",
     "foresight": "#7b4fb0",
     "oracle": "#3a9b5c",
@@ -53,6 +62,10 @@ TABLE_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("value_vs_oracle", "value/orc%", "pct1"),
     ("requests", "requests", ",.0f"),
     ("churn", "churn%", "pct1"),
+    ("reversed", "rev%", "pct0"),
+    ("reversals_per_deal", "rev/deal", ".2f"),
+    ("requests_per_pg", "req/PG", ".1f"),
+    ("cut_to_spend_eod", "cut-eod", ".0f"),
     ("limit_violation", "limits%", "pct1"),
     ("solve_ms_mean", "solve-ms", ",.1f"),
 )

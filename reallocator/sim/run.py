@@ -35,12 +35,14 @@ from reallocator.sim.sellers import SellerDesk
 from reallocator.sim.snapshot import PG_WIN_RATE, RunState
 from reallocator.sim.strategies import (
     ForesightStrategy,
+    GreedyStrategy,
     ReallocatorStrategy,
     ReplanRecord,
     RulesStrategy,
     RunContext,
     StaticStrategy,
     Strategy,
+    UnstabilisedStrategy,
 )
 from reallocator.sim.world import World
 
@@ -62,6 +64,10 @@ def make_strategy(name: str, planner: Planner | None = None) -> Strategy:
         return ReallocatorStrategy(planner or InProcessPlanner())
     if name == "foresight":
         return ForesightStrategy(planner or InProcessPlanner())
+    if name == "greedy":
+        return GreedyStrategy()
+    if name == "unstabilised":
+        return UnstabilisedStrategy(planner or InProcessPlanner())
     raise ValueError(f"unknown strategy {name!r}; known: {(*STRATEGIES, *DIAGNOSTICS)}")
 
 
@@ -146,7 +152,7 @@ def run_world(
     oracle = solve_oracle(world)
     runs: dict[str, RunResult] = {}
     for name in strategies:
-        planning = name in ("reallocator", "foresight")
+        planning = name in ("reallocator", "foresight", "unstabilised")
         planner = planner_factory() if (planner_factory and planning) else None
         runs[name] = simulate(world, make_strategy(name, planner))
     return WorldResult(world, oracle, runs)

@@ -407,9 +407,12 @@ def resolve_scenario(name_or_path: str) -> Path:
     given = Path(name_or_path)
     if given.exists():
         return given
-    candidate = SCENARIO_DIR / f"{name_or_path}.json"
-    if candidate.exists():
-        return candidate
+    for candidate in (
+        SCENARIO_DIR / f"{name_or_path}.json",
+        SCENARIO_DIR / "eval" / f"{name_or_path}.json",  # the evaluation set
+    ):
+        if candidate.exists():
+            return candidate
     raise ScenarioError(
         f"{name_or_path}: no such file or standard scenario "
         f"(standard: {', '.join(standard_scenarios())})"

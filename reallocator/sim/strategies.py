@@ -36,6 +36,7 @@ from datetime import timedelta
 from typing import Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from reallocator.core.model import CampaignSnapshot, Policy
 from reallocator.core.plan.model import RequestKind, SellerResponse
@@ -189,6 +190,138 @@ class RulesStrategy:
         return None
 
 
+# --- greedy --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GreedyConfig:
+    threshold: float = 0.10  # projected more than 10% under its allocation: a giver
+    window_hours: int = 24  # the recent rate's window (the reallocator's series length)
+    min_participation: float = 0.05  # as the forecast floors it
+    min_move: float = 1.0 * MICROS  # smaller changes are not made or asked
+
+
+def greedy_moves(
+    alloc: FloatArray,
+    spent: FloatArray,
+    projected: FloatArray,
+    supply: FloatArray,
+    value: FloatArray,
+    can_take: npt.NDArray[np.bool_],
+    floor: FloatArray,
+    ceiling: FloatArray,
+    free: float,
+    threshold: float,
+) -> FloatArray:
+    """New allocations: every deal projected to end more than `threshold` under its allocation
+    gives what it will not spend (down to max(projected, spent, floor)); the freed budget and
+    `free` go to the deals with headroom (supply beyond their allocation, within `ceiling`), the
+    most valuable first: the deals valued at least the median of those with headroom share it in
+    proportion to their headroom, what they cannot take goes down the value order."""
+    new = alloc.copy()
+    giver = projected < (1.0 - threshold) * alloc
+    keep = np.maximum(np.maximum(projected, spent), floor)
+    new = np.where(giver, np.minimum(alloc, keep), alloc)
+    # What a deal that cannot take gives (a guaranteed deal, through a request) is not free
+    # until its seller agrees: only the others' releases are handed out now.
+    pot = free + float(np.where(can_take, alloc - new, 0.0).sum())
+    headroom = np.where(can_take & ~giver, np.maximum(np.minimum(supply, ceiling) - alloc, 0), 0)
+    takers = np.flatnonzero(headroom > 0)
+    if pot <= 0 or takers.size == 0:
+        return new
+    top = takers[value[takers] >= np.median(value[takers])]
+    room = headroom[top]
+    share = np.minimum(room, pot * room / room.sum())
+    new[top] += share
+    pot -= float(share.sum())
+    for d in takers[np.argsort(-value[takers], kind="stable")]:
+        if pot <= 0:
+            break
+        add = min(pot, float(headroom[d] - (new[d] - alloc[d])))
+        if add > 0:
+            new[d] += add
+            pot -= add
+    return new
+
+
+class GreedyStrategy:
+    """What a trader's tool commonly does (`greedy_moves` every `replan_hours`): projections
+    from each deal's last-day rate per opportunity hour, headroom from the rate at full
+    participation. Buyer-paced deals take their new totals at once; a guaranteed deal projected
+    under gives through a DECREASE request (its budget is free once the seller agrees) and
+    never takes. Deal minimums and maximums, the reallocator's automatic step (an even share
+    of what the active deals hold) and seller/channel maximums bound every increase."""
+
+    name = "greedy"
+    replans = True
+
+    def __init__(self, config: GreedyConfig = GreedyConfig()) -> None:
+        self.config = config
+
+    def replan(self, ctx: RunContext, step: int) -> ReplanRecord:
+        t0 = time.perf_counter()
+        w, s, cfg = ctx.world, ctx.state, self.config
+        a = max(0, step - cfg.window_hours * w.scenario.steps_per_hour)
+        profile = w.deal_profile
+        opportunity = w.profile_weight[profile, a:step].sum(axis=1)
+        recent = s.spend_hist[:, a:step].sum(axis=1)
+        rate = np.divide(recent, opportunity, out=np.zeros(w.n_deals), where=opportunity > 0)
+        left = w.profile_left[profile, step]
+        part = np.where(w.pg, 1.0, np.clip(s.participation, cfg.min_participation, 1.0))
+        old = s.effective_allocation(w.pg).copy()
+        projected = s.spent + rate * left
+        supply = s.spent + rate / part * left
+        held = np.maximum(old, s.spent)
+        free = max(0.0, float(w.budget) - float(held.sum()))
+        remaining = np.maximum(old - s.spent, 0.0)
+        step_abs = remaining.sum() / max(w.n_deals, 1)
+        ceiling = np.minimum(
+            w.max_allocation.astype(np.float64), old + np.maximum(step_abs, remaining)
+        )
+        ceiling = np.minimum(ceiling, old + self._group_room(w, held))
+        pending = set(ctx.desk.pending_deals().tolist())
+        frozen = np.isin(np.arange(w.n_deals), list(pending))
+        new = greedy_moves(
+            old,
+            s.spent,
+            np.where(frozen, old, projected),
+            supply,
+            w.value_per_unit,
+            ~w.pg & ~frozen,
+            w.min_allocation.astype(np.float64),
+            ceiling,
+            free,
+            cfg.threshold,
+        )
+        requests = 0
+        for d in np.flatnonzero(w.pg & (old - new >= cfg.min_move) & ~frozen):
+            ctx.desk.submit(step, int(d), RequestKind.DECREASE, int(np.floor(new[d])))
+            requests += 1
+        s.alloc = np.where(w.pg, s.alloc, new)
+        churn = float(np.abs(new - old).sum())
+        return ReplanRecord(step, "GREEDY", time.perf_counter() - t0, requests, churn)
+
+    @staticmethod
+    def _group_room(w: World, held: FloatArray) -> FloatArray:
+        """Per deal: what its seller's and its channel's maximum still allow (shared by the
+        deals of the group: each may take at most the group's room)."""
+        room = np.full(w.n_deals, np.inf)
+        for table, codes, ids in (
+            (w.seller_limits, w.seller, w.seller_ids),
+            (w.channel_limits, w.channel, w.channel_ids),
+        ):
+            frame = table.reindex(list(ids))
+            hi = frame["max_share"].to_numpy(np.float64) * float(w.budget)
+            hi = np.fmin(hi, frame["max_total"].to_numpy(np.float64))
+            totals = np.bincount(codes, weights=held, minlength=len(ids))
+            group = np.nan_to_num(np.maximum(hi - totals, 0.0), nan=np.inf)
+            room = np.minimum(room, group[codes])
+        return room
+
+    def on_answers(self, ctx: RunContext, answers: list[Answer]) -> None:
+        return None
+
+
 # --- reallocator ---------------------------------------------------------------------------
 
 
@@ -237,6 +370,19 @@ class ReallocatorStrategy:
                 s.delivered_at_plan[a.deal] = int(np.floor(s.spent[a.deal] + 1e-6))
             if a.response is not SellerResponse.PENDING:
                 self.planner.record_answer(a.ref, a.response, a.accepted_total, at)
+
+
+class UnstabilisedStrategy(ReallocatorStrategy):
+    """The ablation: the reallocator with no stabilisation - no churn weight (churn_deal,
+    churn_relative and churn_channel 0) and the raw forecasts (cut_confidence 0)."""
+
+    name = "unstabilised"
+
+    def replan(self, ctx: RunContext, step: int) -> ReplanRecord:
+        raw = replace(
+            ctx.policy, churn_deal=0.0, churn_relative=0.0, churn_channel=0.0, cut_confidence=0.0
+        )
+        return super().replan(replace(ctx, policy=raw), step)
 
 
 class ForesightStrategy(ReallocatorStrategy):

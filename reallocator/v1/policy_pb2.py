@@ -26,7 +26,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from reallocator.v1 import common_pb2 as reallocator_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1breallocator/v1/policy.proto\x12\x0ereallocator.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1breallocator/v1/common.proto\"\x8e\x06\n\x06Policy\x12\x1b\n\x0eover_threshold\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x1c\n\x0funder_threshold\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x31\n\x0estalled_window\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0cmin_evidence\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12%\n\x18min_evidence_impressions\x18\x05 \x01(\x03H\x02\x88\x01\x01\x12!\n\x14\x63onfidence_threshold\x18\x06 \x01(\x01H\x03\x88\x01\x01\x12/\n\x0bstep_limits\x18\x07 \x01(\x0b\x32\x1a.reallocator.v1.StepLimits\x12+\n\x05\x63hurn\x18\x08 \x01(\x0b\x32\x1c.reallocator.v1.ChurnWeights\x12/\n\x08requests\x18\t \x01(\x0b\x32\x1d.reallocator.v1.RequestPolicy\x12/\n\x08severity\x18\n \x01(\x0b\x32\x1d.reallocator.v1.SeverityTiers\x12-\n\nauto_apply\x18\x0b \x01(\x0b\x32\x19.reallocator.v1.AutoApply\x12\x33\n\nrelaxation\x18\x0c \x01(\x0b\x32\x1f.reallocator.v1.RelaxationOrder\x12\x1c\n\x0f\x62\x65yond_forecast\x18\r \x01(\x01H\x04\x88\x01\x01\x12\x17\n\npace_ahead\x18\x0e \x01(\x01H\x05\x88\x01\x01\x12$\n\x17\x63\x61p_unmeetable_minimums\x18\x14 \x01(\x08H\x06\x88\x01\x01\x42\x11\n\x0f_over_thresholdB\x12\n\x10_under_thresholdB\x1b\n\x19_min_evidence_impressionsB\x17\n\x15_confidence_thresholdB\x12\n\x10_beyond_forecastB\r\n\x0b_pace_aheadB\x1a\n\x18_cap_unmeetable_minimums\"d\n\nStepLimits\x12\x19\n\x0cmax_step_abs\x18\x01 \x01(\x03H\x00\x88\x01\x01\x12\x19\n\x0cmax_step_rel\x18\x02 \x01(\x01H\x01\x88\x01\x01\x42\x0f\n\r_max_step_absB\x0f\n\r_max_step_rel\"L\n\x0c\x43hurnWeights\x12\x11\n\x04\x64\x65\x61l\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x14\n\x07\x63hannel\x18\x02 \x01(\x01H\x01\x88\x01\x01\x42\x07\n\x05_dealB\n\n\x08_channel\"\x94\x01\n\rRequestPolicy\x12\x1b\n\x0erate_tolerance\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x17\n\nmin_change\x18\x02 \x01(\x03H\x01\x88\x01\x01\x12+\n\x08\x63ooldown\x18\x03 \x01(\x0b\x32\x19.google.protobuf.DurationB\x11\n\x0f_rate_toleranceB\r\n\x0b_min_change\"o\n\rSeverityTiers\x12\x1b\n\x0ematerial_share\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x1b\n\x0e\x63ritical_share\x18\x02 \x01(\x01H\x01\x88\x01\x01\x42\x11\n\x0f_material_shareB\x11\n\x0f_critical_share\";\n\tAutoApply\x12.\n\x0cmax_severity\x18\x01 \x01(\x0e\x32\x18.reallocator.v1.Severity\"\x9b\x01\n\x0fRelaxationOrder\x12\x19\n\x0cgroup_bounds\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x1d\n\x10\x64\x65\x61l_commitments\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x18\n\x0b\x64\x65\x61l_limits\x18\x03 \x01(\x01H\x02\x88\x01\x01\x42\x0f\n\r_group_boundsB\x13\n\x11_deal_commitmentsB\x0e\n\x0c_deal_limitsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1breallocator/v1/policy.proto\x12\x0ereallocator.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1breallocator/v1/common.proto\"\xa1\x07\n\x06Policy\x12\x1b\n\x0eover_threshold\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x1c\n\x0funder_threshold\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x31\n\x0estalled_window\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0cmin_evidence\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12%\n\x18min_evidence_impressions\x18\x05 \x01(\x03H\x02\x88\x01\x01\x12!\n\x14\x63onfidence_threshold\x18\x06 \x01(\x01H\x03\x88\x01\x01\x12/\n\x0bstep_limits\x18\x07 \x01(\x0b\x32\x1a.reallocator.v1.StepLimits\x12+\n\x05\x63hurn\x18\x08 \x01(\x0b\x32\x1c.reallocator.v1.ChurnWeights\x12/\n\x08requests\x18\t \x01(\x0b\x32\x1d.reallocator.v1.RequestPolicy\x12/\n\x08severity\x18\n \x01(\x0b\x32\x1d.reallocator.v1.SeverityTiers\x12-\n\nauto_apply\x18\x0b \x01(\x0b\x32\x19.reallocator.v1.AutoApply\x12\x33\n\nrelaxation\x18\x0c \x01(\x0b\x32\x1f.reallocator.v1.RelaxationOrder\x12\x1c\n\x0f\x62\x65yond_forecast\x18\r \x01(\x01H\x04\x88\x01\x01\x12\x17\n\npace_ahead\x18\x0e \x01(\x01H\x05\x88\x01\x01\x12$\n\x17\x63\x61p_unmeetable_minimums\x18\x14 \x01(\x08H\x06\x88\x01\x01\x12\x1b\n\x0e\x63hurn_relative\x18\x17 \x01(\x01H\x07\x88\x01\x01\x12\x1b\n\x0e\x63ut_confidence\x18\x18 \x01(\x01H\x08\x88\x01\x01\x12\x31\n\x0e\x66orecast_prior\x18\x19 \x01(\x0b\x32\x19.google.protobuf.DurationB\x11\n\x0f_over_thresholdB\x12\n\x10_under_thresholdB\x1b\n\x19_min_evidence_impressionsB\x17\n\x15_confidence_thresholdB\x12\n\x10_beyond_forecastB\r\n\x0b_pace_aheadB\x1a\n\x18_cap_unmeetable_minimumsB\x11\n\x0f_churn_relativeB\x11\n\x0f_cut_confidence\"d\n\nStepLimits\x12\x19\n\x0cmax_step_abs\x18\x01 \x01(\x03H\x00\x88\x01\x01\x12\x19\n\x0cmax_step_rel\x18\x02 \x01(\x01H\x01\x88\x01\x01\x42\x0f\n\r_max_step_absB\x0f\n\r_max_step_rel\"L\n\x0c\x43hurnWeights\x12\x11\n\x04\x64\x65\x61l\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x14\n\x07\x63hannel\x18\x02 \x01(\x01H\x01\x88\x01\x01\x42\x07\n\x05_dealB\n\n\x08_channel\"\x94\x01\n\rRequestPolicy\x12\x1b\n\x0erate_tolerance\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x17\n\nmin_change\x18\x02 \x01(\x03H\x01\x88\x01\x01\x12+\n\x08\x63ooldown\x18\x03 \x01(\x0b\x32\x19.google.protobuf.DurationB\x11\n\x0f_rate_toleranceB\r\n\x0b_min_change\"o\n\rSeverityTiers\x12\x1b\n\x0ematerial_share\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x1b\n\x0e\x63ritical_share\x18\x02 \x01(\x01H\x01\x88\x01\x01\x42\x11\n\x0f_material_shareB\x11\n\x0f_critical_share\";\n\tAutoApply\x12.\n\x0cmax_severity\x18\x01 \x01(\x0e\x32\x18.reallocator.v1.Severity\"\x9b\x01\n\x0fRelaxationOrder\x12\x19\n\x0cgroup_bounds\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x1d\n\x10\x64\x65\x61l_commitments\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x18\n\x0b\x64\x65\x61l_limits\x18\x03 \x01(\x01H\x02\x88\x01\x01\x42\x0f\n\r_group_boundsB\x13\n\x11_deal_commitmentsB\x0e\n\x0c_deal_limitsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,17 +34,17 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'reallocator.v1.policy_pb2',
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_POLICY']._serialized_start=109
-  _globals['_POLICY']._serialized_end=891
-  _globals['_STEPLIMITS']._serialized_start=893
-  _globals['_STEPLIMITS']._serialized_end=993
-  _globals['_CHURNWEIGHTS']._serialized_start=995
-  _globals['_CHURNWEIGHTS']._serialized_end=1071
-  _globals['_REQUESTPOLICY']._serialized_start=1074
-  _globals['_REQUESTPOLICY']._serialized_end=1222
-  _globals['_SEVERITYTIERS']._serialized_start=1224
-  _globals['_SEVERITYTIERS']._serialized_end=1335
-  _globals['_AUTOAPPLY']._serialized_start=1337
-  _globals['_AUTOAPPLY']._serialized_end=1396
-  _globals['_RELAXATIONORDER']._serialized_start=1399
-  _globals['_RELAXATIONORDER']._serialized_end=1554
+  _globals['_POLICY']._serialized_end=1038
+  _globals['_STEPLIMITS']._serialized_start=1040
+  _globals['_STEPLIMITS']._serialized_end=1140
+  _globals['_CHURNWEIGHTS']._serialized_start=1142
+  _globals['_CHURNWEIGHTS']._serialized_end=1218
+  _globals['_REQUESTPOLICY']._serialized_start=1221
+  _globals['_REQUESTPOLICY']._serialized_end=1369
+  _globals['_SEVERITYTIERS']._serialized_start=1371
+  _globals['_SEVERITYTIERS']._serialized_end=1482
+  _globals['_AUTOAPPLY']._serialized_start=1484
+  _globals['_AUTOAPPLY']._serialized_end=1543
+  _globals['_RELAXATIONORDER']._serialized_start=1546
+  _globals['_RELAXATIONORDER']._serialized_end=1701
 # @@protoc_insertion_point(module_scope)

@@ -41,6 +41,9 @@ class Policy(_message.Message):
     BEYOND_FORECAST_FIELD_NUMBER: _builtins.int
     PACE_AHEAD_FIELD_NUMBER: _builtins.int
     CAP_UNMEETABLE_MINIMUMS_FIELD_NUMBER: _builtins.int
+    CHURN_RELATIVE_FIELD_NUMBER: _builtins.int
+    CUT_CONFIDENCE_FIELD_NUMBER: _builtins.int
+    FORECAST_PRIOR_FIELD_NUMBER: _builtins.int
     over_threshold: _builtins.float
     """Pacing ratio (actual / expected) above which delivery is OVER. Default 1.10."""
     under_threshold: _builtins.float
@@ -72,6 +75,21 @@ class Policy(_message.Message):
     false: it is a conflict like any other: ReplanRequest.on_infeasible REJECT answers
     FAILED_PRECONDITION naming it, RELAX returns the capped plan as PLAN_STATUS_RELAXED with it
     in `violations`.
+    """
+    churn_relative: _builtins.float
+    """Churn weight per budget unit moved on a deal, as a share of the campaign's own value per
+    unit (the deals' mean, weighted by what they hold), added to churn.deal. A move from one
+    deal to another must gain twice this share of the value per unit it moves, so equal optima
+    keep the current plan and near-equal deals stop trading budget on noise; moves a forecast
+    forces still happen. Scaled to the campaign's value, the same setting means the same at any
+    currency scale. Higher: less churn and fewer seller requests, less value. Default 0.1;
+    range [0, 10].
+    """
+    cut_confidence: _builtins.float
+    """A deal forecast from its own recent rate is cut below its current allocation only when its
+    forecast plus this many standard errors of that rate still falls short of it, and grows
+    beyond it only up to its forecast minus as many: noise in the forecast moves no budget.
+    0 plans on the raw forecast. Default 2.0; range [0, 10].
     """
     @_builtins.property
     def stalled_window(self) -> _duration_pb2.Duration:
@@ -105,6 +123,16 @@ class Policy(_message.Message):
     def relaxation(self) -> Global___RelaxationOrder:
         """What gives way first when constraints conflict."""
 
+    @_builtins.property
+    def forecast_prior(self) -> _duration_pb2.Duration:
+        """A deal's capacity forecast from H hours of recent delivery is combined with its current
+        allocation (the last plan's estimate, the booking before any plan) as
+        current + H / (H + forecast_prior) x (forecast - current): across replans an exponentially
+        weighted estimate that shrinks towards the booking when evidence is thin. Longer: calmer
+        plans, slower reaction to a supply change (a confident stall is never shrunk). Default 24h;
+        zero plans on the raw forecast.
+        """
+
     def __init__(
         self,
         *,
@@ -123,17 +151,24 @@ class Policy(_message.Message):
         beyond_forecast: _builtins.float | None = ...,
         pace_ahead: _builtins.float | None = ...,
         cap_unmeetable_minimums: _builtins.bool | None = ...,
+        churn_relative: _builtins.float | None = ...,
+        cut_confidence: _builtins.float | None = ...,
+        forecast_prior: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_beyond_forecast", b"_beyond_forecast", "_cap_unmeetable_minimums", b"_cap_unmeetable_minimums", "_confidence_threshold", b"_confidence_threshold", "_min_evidence_impressions", b"_min_evidence_impressions", "_over_threshold", b"_over_threshold", "_pace_ahead", b"_pace_ahead", "_under_threshold", b"_under_threshold", "auto_apply", b"auto_apply", "beyond_forecast", b"beyond_forecast", "cap_unmeetable_minimums", b"cap_unmeetable_minimums", "churn", b"churn", "confidence_threshold", b"confidence_threshold", "min_evidence", b"min_evidence", "min_evidence_impressions", b"min_evidence_impressions", "over_threshold", b"over_threshold", "pace_ahead", b"pace_ahead", "relaxation", b"relaxation", "requests", b"requests", "severity", b"severity", "stalled_window", b"stalled_window", "step_limits", b"step_limits", "under_threshold", b"under_threshold"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_beyond_forecast", b"_beyond_forecast", "_cap_unmeetable_minimums", b"_cap_unmeetable_minimums", "_churn_relative", b"_churn_relative", "_confidence_threshold", b"_confidence_threshold", "_cut_confidence", b"_cut_confidence", "_min_evidence_impressions", b"_min_evidence_impressions", "_over_threshold", b"_over_threshold", "_pace_ahead", b"_pace_ahead", "_under_threshold", b"_under_threshold", "auto_apply", b"auto_apply", "beyond_forecast", b"beyond_forecast", "cap_unmeetable_minimums", b"cap_unmeetable_minimums", "churn", b"churn", "churn_relative", b"churn_relative", "confidence_threshold", b"confidence_threshold", "cut_confidence", b"cut_confidence", "forecast_prior", b"forecast_prior", "min_evidence", b"min_evidence", "min_evidence_impressions", b"min_evidence_impressions", "over_threshold", b"over_threshold", "pace_ahead", b"pace_ahead", "relaxation", b"relaxation", "requests", b"requests", "severity", b"severity", "stalled_window", b"stalled_window", "step_limits", b"step_limits", "under_threshold", b"under_threshold"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_beyond_forecast", b"_beyond_forecast", "_cap_unmeetable_minimums", b"_cap_unmeetable_minimums", "_confidence_threshold", b"_confidence_threshold", "_min_evidence_impressions", b"_min_evidence_impressions", "_over_threshold", b"_over_threshold", "_pace_ahead", b"_pace_ahead", "_under_threshold", b"_under_threshold", "auto_apply", b"auto_apply", "beyond_forecast", b"beyond_forecast", "cap_unmeetable_minimums", b"cap_unmeetable_minimums", "churn", b"churn", "confidence_threshold", b"confidence_threshold", "min_evidence", b"min_evidence", "min_evidence_impressions", b"min_evidence_impressions", "over_threshold", b"over_threshold", "pace_ahead", b"pace_ahead", "relaxation", b"relaxation", "requests", b"requests", "severity", b"severity", "stalled_window", b"stalled_window", "step_limits", b"step_limits", "under_threshold", b"under_threshold"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_beyond_forecast", b"_beyond_forecast", "_cap_unmeetable_minimums", b"_cap_unmeetable_minimums", "_churn_relative", b"_churn_relative", "_confidence_threshold", b"_confidence_threshold", "_cut_confidence", b"_cut_confidence", "_min_evidence_impressions", b"_min_evidence_impressions", "_over_threshold", b"_over_threshold", "_pace_ahead", b"_pace_ahead", "_under_threshold", b"_under_threshold", "auto_apply", b"auto_apply", "beyond_forecast", b"beyond_forecast", "cap_unmeetable_minimums", b"cap_unmeetable_minimums", "churn", b"churn", "churn_relative", b"churn_relative", "confidence_threshold", b"confidence_threshold", "cut_confidence", b"cut_confidence", "forecast_prior", b"forecast_prior", "min_evidence", b"min_evidence", "min_evidence_impressions", b"min_evidence_impressions", "over_threshold", b"over_threshold", "pace_ahead", b"pace_ahead", "relaxation", b"relaxation", "requests", b"requests", "severity", b"severity", "stalled_window", b"stalled_window", "step_limits", b"step_limits", "under_threshold", b"under_threshold"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__beyond_forecast: _TypeAlias = _typing.Literal["beyond_forecast"]  # noqa: Y015
     _WhichOneofArgType__beyond_forecast: _TypeAlias = _typing.Literal["_beyond_forecast", b"_beyond_forecast"]  # noqa: Y015
     _WhichOneofReturnType__cap_unmeetable_minimums: _TypeAlias = _typing.Literal["cap_unmeetable_minimums"]  # noqa: Y015
     _WhichOneofArgType__cap_unmeetable_minimums: _TypeAlias = _typing.Literal["_cap_unmeetable_minimums", b"_cap_unmeetable_minimums"]  # noqa: Y015
+    _WhichOneofReturnType__churn_relative: _TypeAlias = _typing.Literal["churn_relative"]  # noqa: Y015
+    _WhichOneofArgType__churn_relative: _TypeAlias = _typing.Literal["_churn_relative", b"_churn_relative"]  # noqa: Y015
     _WhichOneofReturnType__confidence_threshold: _TypeAlias = _typing.Literal["confidence_threshold"]  # noqa: Y015
     _WhichOneofArgType__confidence_threshold: _TypeAlias = _typing.Literal["_confidence_threshold", b"_confidence_threshold"]  # noqa: Y015
+    _WhichOneofReturnType__cut_confidence: _TypeAlias = _typing.Literal["cut_confidence"]  # noqa: Y015
+    _WhichOneofArgType__cut_confidence: _TypeAlias = _typing.Literal["_cut_confidence", b"_cut_confidence"]  # noqa: Y015
     _WhichOneofReturnType__min_evidence_impressions: _TypeAlias = _typing.Literal["min_evidence_impressions"]  # noqa: Y015
     _WhichOneofArgType__min_evidence_impressions: _TypeAlias = _typing.Literal["_min_evidence_impressions", b"_min_evidence_impressions"]  # noqa: Y015
     _WhichOneofReturnType__over_threshold: _TypeAlias = _typing.Literal["over_threshold"]  # noqa: Y015
@@ -147,7 +182,11 @@ class Policy(_message.Message):
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__cap_unmeetable_minimums) -> _WhichOneofReturnType__cap_unmeetable_minimums | None: ...
     @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__churn_relative) -> _WhichOneofReturnType__churn_relative | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__confidence_threshold) -> _WhichOneofReturnType__confidence_threshold | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__cut_confidence) -> _WhichOneofReturnType__cut_confidence | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__min_evidence_impressions) -> _WhichOneofReturnType__min_evidence_impressions | None: ...
     @_typing.overload

@@ -137,6 +137,9 @@ def decode_policy(
     opt(msg, "pace_ahead", "pace_ahead", "", low=1.0, high=10.0)
     if msg.HasField("cap_unmeetable_minimums"):
         changes["cap_unmeetable_minimums"] = bool(msg.cap_unmeetable_minimums)
+    opt(msg, "churn_relative", "churn_relative", "", low=0.0, high=10.0)
+    opt(msg, "cut_confidence", "cut_confidence", "", low=0.0, high=10.0)
+    duration("forecast_prior", "forecast_prior")
 
     auto = _AUTO_APPLY.get(msg.auto_apply.max_severity)
     if auto is None:
@@ -179,8 +182,11 @@ def encode_policy(policy: Policy) -> policy_pb2.Policy:
         beyond_forecast=policy.beyond_forecast,
         pace_ahead=policy.pace_ahead,
         cap_unmeetable_minimums=policy.cap_unmeetable_minimums,
+        churn_relative=policy.churn_relative,
+        cut_confidence=policy.cut_confidence,
     )
     msg.stalled_window.FromTimedelta(policy.stalled_window)
+    msg.forecast_prior.FromTimedelta(policy.forecast_prior)
     msg.min_evidence.FromTimedelta(policy.min_evidence)
     msg.requests.cooldown.FromTimedelta(policy.cooldown)
     severity = {v: k for k, v in _AUTO_APPLY.items()}

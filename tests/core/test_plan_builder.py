@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -118,8 +119,11 @@ def test_conflicting_constraints_are_rejected_with_the_conflict(
     sellers = example.sellers.copy()
     sellers.loc["streamco", "min_total"] = 16_000_000_000.0
     sellers.loc["newsgroup", "min_total"] = 13_500_000_000.0
+    # On the raw forecast (shrunk towards the current plan, display's would no longer fit
+    # newsgroup's minimum, which is then capped at what its deals can deliver: no conflict).
+    raw = dataclasses.replace(example.policy, forecast_prior=timedelta(0))
     with pytest.raises(PlanRejected) as info:
-        build_plan(dataclasses.replace(example, sellers=sellers), relax=False)
+        build_plan(dataclasses.replace(example, sellers=sellers, policy=raw), relax=False)
     assert info.value.violations
 
 
@@ -162,7 +166,10 @@ def _conflicting(example: CampaignSnapshot) -> CampaignSnapshot:
     sellers = example.sellers.copy()
     sellers.loc["streamco", "min_total"] = 16_000_000_000.0  # needs 8,100 USD more
     sellers.loc["newsgroup", "min_total"] = 13_500_000_000.0  # needs 9,250 USD more
-    return dataclasses.replace(example, sellers=sellers)
+    # On the raw forecast: shrunk towards the current plan, display's would no longer fit
+    # newsgroup's minimum, which is then capped at what its deals can deliver (no conflict).
+    raw = dataclasses.replace(example.policy, forecast_prior=timedelta(0))
+    return dataclasses.replace(example, sellers=sellers, policy=raw)
 
 
 def test_relax_returns_the_closest_plan_with_the_smallest_relaxation(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import grpc
@@ -58,6 +59,9 @@ def test_conflicting_constraints_answer_failed_precondition_with_details(
         if seller.seller_id == "newsgroup":
             seller.limits.min_total = 13_500_000_000
     request.on_infeasible = pb.INFEASIBILITY_HANDLING_REJECT
+    # On the raw forecast: shrunk towards the current plan, display's would no longer fit
+    # newsgroup's minimum, which is then capped at what its deals can deliver (no conflict).
+    request.policy.forecast_prior.FromTimedelta(timedelta(0))
     error = rpc_error(lambda: stub.Replan(request, timeout=30))
     assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
     status = rpc_status.from_call(error)  # type: ignore[arg-type]
@@ -99,6 +103,9 @@ def test_relax_returns_a_relaxed_plan_naming_what_gave_way(
         if seller.seller_id == "newsgroup":
             seller.limits.min_total = 13_500_000_000
     request.on_infeasible = pb.INFEASIBILITY_HANDLING_RELAX
+    # On the raw forecast: shrunk towards the current plan, display's would no longer fit
+    # newsgroup's minimum, which is then capped at what its deals can deliver (no conflict).
+    request.policy.forecast_prior.FromTimedelta(timedelta(0))
     plan = stub.Replan(request, timeout=30).plan
     assert plan.status == plan_pb2.PLAN_STATUS_RELAXED
     assert sum(v.relaxation for v in plan.violations) == 700_000_000

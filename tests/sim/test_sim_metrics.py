@@ -8,10 +8,13 @@ import numpy as np
 import pytest
 
 from reallocator.sim.metrics import (
+    allocation_moves,
     bat_rmse,
     early_exhaustion,
     hourly,
     minutes_before_exhaustion,
+    reversals_per_deal,
+    reversed_share,
     smart_pacing_rmse,
     worst_cumulative_gap,
 )
@@ -55,3 +58,62 @@ def test_worst_cumulative_gap() -> None:
 def test_hourly_sums_steps() -> None:
     assert hourly(np.arange(8.0), 4).tolist() == [6.0, 22.0]
     assert hourly(np.arange(6.0), 4).tolist() == [6.0, 9.0]  # a trailing partial hour
+
+
+def test_reversed_share_counts_movement_that_cancels_within_a_deal() -> None:
+    booked = np.array([100.0, 100.0])
+    # deal 0: cut by 40 at step 1, restored by 40 at step 3 (both moves wasted);
+    # deal 1: raised by 20 then by 20 more (all one way).
+    hist = np.array([[100.0, 60.0, 60.0, 100.0], [100.0, 120.0, 120.0, 140.0]])
+    moves = allocation_moves(booked, hist)
+    assert moves.tolist() == [[0, -40, 0, 40], [0, 20, 0, 20]]
+    # movement 80 + 40 = 120; net |0| + |40| -> (80 + 40 - 40) / 120
+    assert reversed_share(moves) == pytest.approx(80 / 120)
+    assert reversals_per_deal(moves) == pytest.approx(0.5)  # one reversal over two deals
+    assert reversed_share(np.zeros((2, 3))) == 0.0
+    # moves below the tolerance are noise, not reversals
+    assert reversals_per_deal(np.array([[5.0, -0.5, 5.0]])) == 0.0
+    assert reversed_share(np.array([[5.0, -0.5, 5.0]])) == 0.0
+
+
+def test_greedy_moves_budget_from_projected_underspenders_to_valuable_headroom() -> None:
+    from reallocator.sim.strategies import greedy_moves
+
+    alloc = np.array([100.0, 100.0, 100.0, 100.0])
+    spent = np.array([10.0, 10.0, 10.0, 10.0])
+    projected = np.array([40.0, 100.0, 100.0, 100.0])  # deal 0 will end 60 short
+    supply = np.array([40.0, 130.0, 200.0, 200.0])
+    value = np.array([1.0, 3.0, 2.0, 1.0])
+    can_take = np.ones(4, dtype=bool)
+    floor = np.zeros(4)
+    ceiling = np.full(4, np.inf)
+    new = greedy_moves(alloc, spent, projected, supply, value, can_take, floor, ceiling, 0.0, 0.1)
+    assert new.sum() == pytest.approx(alloc.sum())  # budget conserved
+    assert new[0] == pytest.approx(40.0)
+    # deals 1 and 2 (value >= the median of those with headroom) share by headroom 30:100,
+    # capped at their headroom; deal 3, the least valuable, gets nothing
+    assert new[1] == pytest.approx(100 + 60 * 30 / 130)
+    assert new[2] == pytest.approx(100 + 60 * 100 / 130)
+    assert new[3] == 100.0
+
+
+def test_greedy_hands_out_no_budget_a_seller_still_holds() -> None:
+    from reallocator.sim.strategies import greedy_moves
+
+    alloc = np.array([100.0, 100.0])
+    spent = np.zeros(2)
+    # deal 0 (guaranteed: cannot take) is projected 60 short: it is asked for less, but its
+    # budget is the seller's until it agrees, so deal 1 gets nothing yet
+    new = greedy_moves(
+        alloc,
+        spent,
+        np.array([40.0, 100.0]),
+        np.array([40.0, 500.0]),
+        np.array([1.0, 1.0]),
+        np.array([False, True]),
+        np.zeros(2),
+        np.full(2, np.inf),
+        0.0,
+        0.1,
+    )
+    assert new.tolist() == [40.0, 100.0]

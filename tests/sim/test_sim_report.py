@@ -30,7 +30,7 @@ def test_report_files_are_written(tmp_path: Path) -> None:
     rows = [oracle_metrics(world, result.oracle)]
     rows += [run_metrics(world, result.oracle, r) for r in result.runs.values()]
     summary = write_report(pd.DataFrame(rows), tmp_path, {"tiny": True}, [result])
-    assert list(summary["strategy"]) == ["oracle", "static", "rules", "reallocator"]
+    assert list(summary["strategy"]) == ["oracle", "static", "rules", "greedy", "reallocator"]
     for name in (
         "metrics.csv",
         "summary.csv",
@@ -44,6 +44,7 @@ def test_report_files_are_written(tmp_path: Path) -> None:
     assert (tmp_path / "cumulative_spend.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     metrics = pd.read_csv(tmp_path / "metrics.csv")
     assert {"sp_rmse", "bat_rmse", "early_exhaustion", "value_vs_oracle"} <= set(metrics)
+    assert {"reversed", "reversals_per_deal", "requests_per_pg"} <= set(metrics)
 
 
 def test_simulate_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -53,7 +54,7 @@ def test_simulate_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert main([str(path), "--seeds", "2", "--out", str(out), "--no-plots"]) == 0
     printed = capsys.readouterr().out
     assert "tiny (median over 2 seeds)" in printed and "reallocator" in printed
-    assert len(pd.read_csv(out / "metrics.csv")) == 2 * 4
+    assert len(pd.read_csv(out / "metrics.csv")) == 2 * 5
     assert main([str(tmp_path / "missing.json")]) == 2
 
 

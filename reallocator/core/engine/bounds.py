@@ -276,7 +276,7 @@ def build_problem(
         total=max(0, int(total)),
         value_slopes=value_slopes,
         value_breaks=value_breaks if value_breaks is not None else np.zeros((0, 0), np.int64),
-        lam_deal=policy.churn_deal,
+        lam_deal=churn_weight(policy, value_slopes, current),
         lam_channel=policy.churn_channel,
         money_cap=money_cap,
         price_num=price_num,
@@ -298,6 +298,25 @@ def build_problem(
         notes=tuple(notes),
     )
     return BuiltProblem(problem, report, seller_ids, channel_ids)
+
+
+def churn_weight(policy: Policy, value_slopes: FloatArray, current: IntArray) -> float:
+    """lam_deal: `churn_deal` plus `churn_relative` x the campaign's own value per unit (the
+    first value segment's slope, averaged over deals weighted by what they hold, else plainly).
+
+    Scaled to the campaign's value, a default means the same at every currency scale: a move
+    from one deal to another must gain 2 x churn_relative of the value per unit it moves, so
+    equal optima keep the current plan and near-equal deals stop trading budget on noise,
+    while moves the forecasts force (a deal that cannot spend) still happen: they cost churn
+    on both sides but free budget that would otherwise be unplaced.
+    A constant on the currency's scale instead (0.01 per micro) outweighs every value slope
+    10,000-fold and makes value irrelevant to the plan."""
+    if policy.churn_relative <= 0 or value_slopes.size == 0:
+        return policy.churn_deal
+    first = np.nan_to_num(value_slopes[:, 0], nan=0.0)
+    weight = current.astype(np.float64)
+    mean = float(np.average(first, weights=weight)) if weight.sum() > 0 else float(first.mean())
+    return policy.churn_deal + policy.churn_relative * max(mean, 0.0)
 
 
 def build_from_snapshot(

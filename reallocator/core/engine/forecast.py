@@ -56,6 +56,8 @@ class ForecastInputs:
     active: BoolArray
     seller_paced: BoolArray | None = None  # guaranteed: the rate is the seller's pace
     keeping_pace: BoolArray | None = None  # delivering what its allocation needs (not UNDER)
+    rate_se: FloatArray | None = None  # standard error of observed_rate (bucket to bucket)
+    from_supply: BoolArray | None = None  # observed_rate read from supply (starved_rate)
 
     @classmethod
     def from_snapshot(
@@ -66,11 +68,15 @@ class ForecastInputs:
         policy: Policy,
         *,
         active_buckets: npt.NDArray[np.bool_] | None = None,
+        bucket_weights: FloatArray | None = None,
     ) -> ForecastInputs:
         """Inputs from the deals table and the recent delivery series.
 
         `active_buckets` marks which series buckets were inside the campaign's dayparts (all
         when None): rates are per active hour, so they project over active hours only.
+        `bucket_weights` is each bucket's expected traffic relative to an average active bucket
+        (the hour-of-week curve): the rate's standard error is measured on the buckets divided
+        by it, so the daily traffic cycle does not read as noise.
         """
         n = len(deals)
         imps = deals["impressions"].to_numpy(np.float64)
@@ -84,6 +90,7 @@ class ForecastInputs:
         rate = np.full(n, np.nan)
         avails_rate = np.full(n, np.nan)
         evidence = np.zeros(n)
+        rate_se = np.full(n, np.nan)
         stalled = np.zeros(n, dtype=bool)
         if delivery is not None and delivery.n_buckets:
             hours = delivery.bucket.total_seconds() / 3600.0
@@ -104,6 +111,7 @@ class ForecastInputs:
                 av = np.where(seen, delivery.avails, 0)
                 avails_rate = np.where(n_hours > 0, np.nansum(av, 1) / n_hours, np.nan)
             evidence = n_hours
+            rate_se = _rate_se(series, seen, hours, bucket_weights)
             tail = max(1, int(np.ceil(policy.stalled_window / delivery.bucket)))
             recent = np.nansum(np.where(seen, series, 0)[:, -tail:], axis=1)
             stalled = (n_hours >= tail * hours) & (recent <= 0)
@@ -121,7 +129,84 @@ class ForecastInputs:
             evidence_impressions=deals["impressions"].to_numpy(np.int64),
             stalled=stalled,
             active=deals["status"].to_numpy() == DealStatus.ACTIVE,
+            rate_se=rate_se,
         )
+
+
+def _rate_se(
+    series: FloatArray, seen: BoolArray, hours: float, weights: FloatArray | None
+) -> FloatArray:
+    """Standard error of the mean rate per hour: the spread of the traffic-normalised buckets
+    over sqrt(count); NaN with fewer than two buckets."""
+    w = np.ones(series.shape[1]) if weights is None else np.asarray(weights, np.float64)
+    usable = seen & (w > 0)[None, :]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_hour = np.where(usable, series / (hours * np.where(w > 0, w, 1.0))[None, :], np.nan)
+    count = usable.sum(axis=1)
+    out = np.full(series.shape[0], np.nan)
+    ok = count >= 2
+    if ok.any():
+        out[ok] = np.nanstd(per_hour[ok], axis=1, ddof=1) / np.sqrt(count[ok])
+    return out
+
+
+def starved_rate(
+    rate: FloatArray,
+    supply_rate: FloatArray,
+    to_date_rate: FloatArray,
+    starved: BoolArray,
+) -> FloatArray:
+    """The rate to forecast a deal from when the plan itself (not the market) stopped it: a
+    deal with nothing left to spend, or one that delivered nothing without a confident stall.
+
+    Its recent delivery measures the plan, not its supply: read as capacity it would keep the
+    deal at its spend for good (a death spiral). Its supply says what it could do: bid requests
+    x win rate x units per win, else its own flight-to-date rate (the pace it kept while it had
+    budget). The larger of these and the observed rate; the observed rate where neither is known.
+    """
+    alt = np.where(np.isfinite(supply_rate) & (supply_rate > 0), supply_rate, to_date_rate)
+    usable = starved & np.isfinite(alt) & (alt > 0)
+    out: FloatArray = np.where(usable, np.fmax(rate, alt), rate)
+    return out
+
+
+def pooled(values: FloatArray) -> FloatArray:
+    """Each deal's own figure where it has one (finite, > 0), else the median of those that do
+    (NaN when none does): a deal that has not won yet is read at the campaign's typical rate."""
+    values = np.asarray(values, np.float64)
+    known = np.isfinite(values) & (values > 0)
+    if not known.any():
+        return values
+    out: FloatArray = np.where(known, values, float(np.median(values[known])))
+    return out
+
+
+def hold_unconfident_cuts(
+    capacity: IntArray,
+    current: IntArray,
+    upper: FloatArray,
+    eligible: BoolArray,
+    lower: FloatArray | None = None,
+) -> tuple[IntArray, BoolArray]:
+    """Capacity raised back to the deal's current allocation where the forecast's upper
+    confidence bound (`upper`, budget units) still reaches it: a cut needs a confident shortfall.
+
+    Without this the forecast's noise moves money: a deal reads short at 06:00 and is cut, reads
+    long at 12:00 and the money comes back - each move a reversal and, on a guaranteed deal, a
+    seller request. Only `eligible` deals (forecast from their own rate, not stalled, not
+    declared) are held; where the cut is confident the forecast stands. Returns the capacity and
+    which deals were held."""
+    held = eligible & (capacity < current) & (np.nan_to_num(upper, nan=np.inf) >= current)
+    out: IntArray = np.where(held, current, capacity).astype(np.int64)
+    if lower is not None:
+        # Growth needs evidence too: beyond the current allocation only up to the lower bound.
+        grow = eligible & (capacity > current)
+        # An unknown spread (NaN: fewer than two buckets, or a rate not read from the series)
+        # does not restrict growth.
+        low = np.floor(np.clip(np.nan_to_num(lower, nan=_MAX_CAPACITY), 0.0, _MAX_CAPACITY))
+        out = np.where(grow, np.maximum(current, np.minimum(capacity, low)), out).astype(np.int64)
+        held = held | (grow & (out < capacity))
+    return out, held
 
 
 def _flag(values: BoolArray | None, inputs: ForecastInputs) -> BoolArray:
@@ -164,6 +249,9 @@ def forecast_capacity(
         & (inputs.evidence_impressions >= policy.min_evidence_impressions)
         & np.isfinite(inputs.observed_rate)
     )
+    # A rate read from supply needs no delivery of its own: the plan prevented that delivery,
+    # and falling back to the booking would read the starved deal's nothing left as its supply.
+    evident |= _flag(inputs.from_supply, inputs) & np.isfinite(inputs.observed_rate)
     declared = inputs.available_inventory >= 0
     fallback = np.where(declared, inventory, inputs.booked.astype(np.float64))
     capacity = np.where(evident, forecast, fallback)
@@ -199,3 +287,59 @@ def forecast_capacity(
         }
     )
     return capacity.astype(np.int64), rationale
+
+
+def confident_cuts(
+    inputs: ForecastInputs, table: pd.DataFrame, current: IntArray, policy: Policy
+) -> tuple[IntArray, BoolArray]:
+    """`hold_unconfident_cuts` for the deals forecast from their own rate: the bounds are
+    (rate +/- z x standard error) / participation x remaining hours, z = `policy.cut_confidence`
+    (0 keeps the raw forecast); then `shrink_to_current`. A declared inventory below the
+    allocation is the seller's word and a stall is judged elsewhere: neither is held."""
+    capacity = np.array(table["capacity"].to_numpy(np.int64))
+    declared = inputs.available_inventory
+    method = table["method"].astype(str).to_numpy()
+    eligible = (
+        (method == "rate")
+        & inputs.active
+        & ~inputs.stalled
+        & ((declared < 0) | (declared >= current))
+    )
+    out, held = capacity, np.zeros(capacity.shape, dtype=bool)
+    if policy.cut_confidence > 0 and inputs.rate_se is not None:
+        part = np.clip(np.nan_to_num(inputs.participation_rate, nan=1.0), MIN_PARTICIPATION, 1.0)
+        hours = table["remaining_hours"].to_numpy(np.float64)
+        spread = policy.cut_confidence * inputs.rate_se
+        upper = (inputs.observed_rate + spread) / part * hours
+        lower = (inputs.observed_rate - spread) / part * hours
+        out, held = hold_unconfident_cuts(capacity, current, upper, eligible, lower)
+    # A seller's declaration is the seller's word (and the prior a rate would shrink towards):
+    # it is not shrunk.
+    out = shrink_to_current(out, current, inputs.evidence_hours, policy, eligible)
+    return out, held
+
+
+def shrink_to_current(
+    capacity: IntArray,
+    current: IntArray,
+    evidence_hours: FloatArray,
+    policy: Policy,
+    eligible: BoolArray,
+) -> IntArray:
+    """The capacity estimate combined with the current plan's, weighted by evidence:
+
+        capacity' = current + w (capacity - current),   w = H / (H + H0)
+
+    H the hours of delivery the rate was measured on, H0 = `policy.forecast_prior`. The current
+    allocation is the last plan's estimate for a deal it holds at its capacity (and the booking
+    before any plan), so across replans this is an exponentially weighted estimate (each new
+    24 h window weighs 24 / (24 + H0)), shrinking towards the booking when evidence is thin.
+    A stall (0), a seller's declaration and the caller's own forecasts are not shrunk."""
+    h0 = policy.forecast_prior.total_seconds() / 3600.0
+    if h0 <= 0:
+        return capacity
+    h = np.maximum(np.nan_to_num(evidence_hours, nan=0.0), 0.0)
+    w = h / (h + h0)
+    shrunk = np.floor(current + w * (capacity - current.astype(np.float64)))
+    out: IntArray = np.where(eligible, np.maximum(shrunk, 0.0), capacity).astype(np.int64)
+    return out

@@ -422,8 +422,11 @@ def _context(snapshot: CampaignSnapshot, curve: PacingCurve, recent: timedelta) 
             if opp >= MIN_WINDOW_OPPORTUNITY_HOURS:
                 rate_window, rate_opp = (a, hi), opp
                 break
-        a_s = max(as_of - policy.stalled_window.total_seconds(), lo)
-        if hi > a_s:
+        # A stall verdict needs the whole window of evidence: a window cut short by the start
+        # of the flight (or of the series) would read a deal that has not had its first
+        # delivery hour yet - night supply at an hourly replan - as STALLED.
+        a_s = as_of - policy.stalled_window.total_seconds()
+        if a_s >= lo and hi > a_s:
             stall_window = (a_s, hi)
     return _Context(
         curve=curve,

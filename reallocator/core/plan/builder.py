@@ -125,8 +125,11 @@ def _capacity(
 ) -> tuple[np.ndarray, pd.DataFrame, np.ndarray]:
     """Forecast per deal (or the caller's, `given`); seller answers cap it (a REJECTED increase
     keeps the deal at its current plan, a PARTIAL one at what the seller accepted)."""
+    from reallocator.core.engine.forecast import confident_cuts, pooled, starved_rate
+
     deals, policy = snapshot.deals, snapshot.policy
     active = None
+    weights = None
     per_opportunity = 1.0
     if snapshot.delivery is not None:
         series = snapshot.delivery
@@ -139,29 +142,53 @@ def _capacity(
         if opportunity.sum() > 0:
             clock = active.sum() * series.bucket.total_seconds() / 3600.0
             per_opportunity = clock / float(opportunity.sum())
+            weights = opportunity / (float(opportunity.sum()) / int(active.sum()))
     inputs = ForecastInputs.from_snapshot(
-        deals, snapshot.delivery, snapshot.pacing.budget_type, policy, active_buckets=active
+        deals,
+        snapshot.delivery,
+        snapshot.pacing.budget_type,
+        policy,
+        active_buckets=active,
+        bucket_weights=weights,
     )
-    stalled = assessment.deals["status"].astype(str).to_numpy() == "STALLED"
+    status = assessment.deals["status"].astype(str).to_numpy()
+    # Zero capacity (a cut to the spend) only on a confident stall, never on a verdict that
+    # lacks its evidence.
+    confidence = np.nan_to_num(assessment.deals["confidence"].to_numpy(np.float64))
+    stalled = (status == PacingStatus.STALLED) & (confidence >= policy.confidence_threshold)
     rate = inputs.observed_rate * per_opportunity
     avails_rate = inputs.avails_rate * per_opportunity
-    # A deal that delivered nothing because it had nothing to deliver (not stalled) still sees
-    # supply: forecast it from its avails, or a deal cut to zero could never come back.
-    supply_rate = avails_rate * inputs.win_rate * inputs.units_per_win
-    starved = (rate == 0) & ~stalled & np.isfinite(supply_rate) & (supply_rate > 0)
-    rate = np.where(starved, supply_rate, rate)
-    status = assessment.deals["status"].astype(str).to_numpy()
+    spent = deals[SPENT_COLUMN[snapshot.pacing.budget_type]].to_numpy(np.int64)
+    remaining = np.maximum(deals["allocation"].to_numpy(np.int64) - spent, 0)
+    # A deal the plan starved (nothing left to spend), or one that delivered nothing without a
+    # confident stall, is forecast from its supply, not from the delivery the plan prevented.
+    # One that never won yet (its first hours were at night, or a stall cut it before it could)
+    # is read at the campaign's typical win rate and units per win.
+    supply_rate = avails_rate * pooled(inputs.win_rate) * pooled(inputs.units_per_win)
+    elapsed = assessment.opportunity_elapsed_hours
+    to_date = spent / elapsed if elapsed > 0 else np.full(len(deals), np.nan)
+    starved = ((remaining <= 0) | (rate == 0)) & ~stalled & inputs.active
+    rate = starved_rate(rate, supply_rate, np.where(spent > 0, to_date, np.nan), starved)
+    from_supply = starved & np.isfinite(rate) & (rate > 0)
+    # A starved deal's series measures the plan: its spread says nothing about its supply.
+    rate_se = None if inputs.rate_se is None else inputs.rate_se * per_opportunity
+    rate_se = None if rate_se is None else np.where(starved, np.nan, rate_se)
     inputs = replace(
         inputs,
         stalled=stalled,
         observed_rate=rate,
         avails_rate=avails_rate,
+        rate_se=rate_se,
+        from_supply=from_supply,
         seller_paced=deals["deal_type"].to_numpy() == DealType.PROGRAMMATIC_GUARANTEED,
         keeping_pace=~np.isin(
             status, [PacingStatus.UNDER, PacingStatus.STALLED, PacingStatus.NOT_STARTED]
         ),
     )
     capacity, table = forecast_capacity(inputs, assessment.opportunity_remaining_hours, policy)
+    capacity, held = confident_cuts(inputs, table, remaining, policy)
+    table["held_to_current"] = held
+    table["capacity"] = capacity
     # The caller's own forecasts: per deal in the snapshot (capacity_forecast >= 0), or all of
     # them through build_plan(forecast=...).
     if given is not None:

@@ -1,0 +1,244 @@
+"""No death spirals, no noise-driven moves: build_plan on the hourly-replan-at-night case and on
+deals the plan itself starved."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from reallocator.core.engine.forecast import (
+    hold_unconfident_cuts,
+    shrink_to_current,
+    starved_rate,
+)
+from reallocator.core.model import (
+    GROUP_COLUMNS,
+    Budget,
+    CampaignSnapshot,
+    DeliverySeries,
+    PacingSpec,
+    Period,
+    Policy,
+    empty_deals,
+)
+from reallocator.core.plan.builder import build_plan
+
+T0 = datetime(2026, 3, 2, tzinfo=UTC)  # Monday 00:00: the flight starts at night
+HOUR = timedelta(hours=1)
+N = 30
+DAILY = 300_000_000  # micros per deal per day: 12.5 USD an hour on average
+PRICE = 2_000_000  # 2 USD CPM
+
+
+def pool(
+    as_of: datetime,
+    spent: np.ndarray,
+    per_hour: np.ndarray,
+    avails: np.ndarray,
+    allocation: np.ndarray | None = None,
+    policy: Policy | None = None,
+) -> CampaignSnapshot:
+    """N deals of one shared daily pool; `per_hour` (N, hours) spend per hourly bucket up to
+    `as_of` since the flight's start."""
+    frame = empty_deals(N)
+    frame["allocation"] = DAILY if allocation is None else allocation
+    frame["spend_micros"] = spent
+    frame["impressions"] = spent // 2_000
+    frame["wins"] = frame["impressions"]
+    frame["bids"] = avails.sum(axis=1).astype(np.int64)
+    frame["avails"] = avails.sum(axis=1).astype(np.int64)
+    frame["price_micros"] = PRICE
+    frame["value_per_unit"] = 1e-6  # identical deals: every split is an equal optimum
+    frame["channel_id"] = "display"
+    frame["seller_id"] = [f"s{i % 5}" for i in range(N)]
+    hours = per_hour.shape[1]
+    groups = pd.DataFrame({c: pd.Series(dtype=t) for c, t in GROUP_COLUMNS.items()})
+    return CampaignSnapshot(
+        campaign_id="pool",
+        as_of=as_of,
+        timezone="UTC",
+        currency="USD",
+        deals=frame,
+        sellers=groups,
+        channels=groups.copy(),
+        pacing=PacingSpec(
+            start=T0,
+            end=T0 + timedelta(days=1),
+            budgets=(Budget(Period.LIFETIME, N * DAILY),),
+        ),
+        delivery=DeliverySeries(
+            window_start=as_of - hours * HOUR,
+            bucket=HOUR,
+            spend_micros=per_hour.astype(np.float64),
+            impressions=per_hour / 2_000.0,
+            avails=avails.astype(np.float64),
+            wins=per_hour / 2_000.0,
+        ),
+        policy=policy or Policy(),
+    )
+
+
+@pytest.mark.parametrize("hours", [1, 2, 5])
+def test_night_start_at_an_hourly_replan_cuts_no_deal_to_its_spend(hours: int) -> None:
+    # Two thirds of the deals have no night supply: nothing delivered, no bid requests yet.
+    rng = np.random.default_rng(hours)
+    night = np.arange(N) % 3 != 0
+    per_hour = np.where(night[:, None], 0.0, rng.uniform(8e6, 16e6, (N, hours)))
+    avails = np.where(night[:, None], 0.0, per_hour / 2_000.0 * 10)
+    spent = per_hour.sum(axis=1).astype(np.int64)
+    plan = build_plan(pool(T0 + hours * HOUR, spent, per_hour, avails))
+    d = plan.deals
+    assert (d.loc[night, "capacity"] > 0).all()
+    assert (d.loc[night, "new_allocation"] > 0).all(), d.loc[night, ["capacity", "reason"]]
+    assert (d["reason"] != "STALLED").all()
+    # Equal deals, equal optima: the plan keeps the current split.
+    assert int(d["delta"].abs().sum()) == 0
+
+
+def test_a_confident_stall_still_cuts_a_deal_to_its_spend() -> None:
+    hours = 8
+    per_hour = np.full((N, hours), 12e6)
+    per_hour[0, -7:] = 0.0  # deal 0 stopped 7 hours ago while the others delivered
+    avails = per_hour / 2_000.0 * 10
+    spent = per_hour.sum(axis=1).astype(np.int64)
+    plan = build_plan(pool(T0 + hours * HOUR, spent, per_hour, avails))
+    row = plan.deals.iloc[0]
+    assert row["reason"] == "STALLED" and row["capacity"] == 0 and row["new_allocation"] == 0
+
+
+def test_a_deal_the_plan_starved_is_forecast_from_its_supply() -> None:
+    hours = 12
+    per_hour = np.full((N, hours), 12e6)
+    per_hour[0, 2:] = 0.0  # deal 0 got nothing left after two hours: the plan starved it
+    avails = np.full((N, hours), 60_000.0)  # its bid requests kept coming
+    spent = per_hour.sum(axis=1).astype(np.int64)
+    allocation = np.full(N, DAILY)
+    allocation[0] = spent[0]  # cut to its spend by an earlier plan
+    plan = build_plan(pool(T0 + hours * HOUR, spent, per_hour, avails, allocation))
+    row = plan.deals.iloc[0]
+    assert row["capacity"] > 0
+    assert row["new_allocation"] > 0
+
+
+def test_starved_rate_prefers_supply_then_the_flight_to_date_pace() -> None:
+    rate = np.array([0.0, 0.0, 0.0, 5.0, 0.0])
+    supply = np.array([7.0, np.nan, np.nan, 2.0, 7.0])
+    to_date = np.array([3.0, 3.0, np.nan, 9.0, 3.0])
+    starved = np.array([True, True, True, True, False])
+    out = starved_rate(rate, supply, to_date, starved)
+    assert out.tolist() == [7.0, 3.0, 0.0, 5.0, 0.0]
+
+
+def test_cuts_and_growth_need_confidence() -> None:
+    capacity = np.array([50, 50, 200, 200, 50], np.int64)
+    current = np.full(5, 100, np.int64)
+    upper = np.array([120.0, 80.0, 400.0, 400.0, 120.0])
+    lower = np.array([20.0, 20.0, 90.0, 150.0, 20.0])
+    eligible = np.array([True, True, True, True, False])
+    out, held = hold_unconfident_cuts(capacity, current, upper, eligible, lower)
+    # noise-level shortfall held; confident one cut; growth to the lower bound only
+    assert out.tolist() == [100, 50, 100, 150, 50]
+    assert held.tolist() == [True, False, True, True, False]
+
+
+def test_raw_forecasts_when_cut_confidence_is_zero() -> None:
+    hours = 12
+    rng = np.random.default_rng(0)
+    per_hour = rng.uniform(2e6, 22e6, (N, hours))  # noisy rates around the pace
+    avails = per_hour / 2_000.0 * 10
+    spent = per_hour.sum(axis=1).astype(np.int64)
+    snap = pool(T0 + hours * HOUR, spent, per_hour, avails)
+    held = build_plan(snap)
+    raw = build_plan(
+        replace(
+            snap,
+            policy=Policy(cut_confidence=0.0, churn_relative=0.0, forecast_prior=timedelta(0)),
+        )
+    )
+    assert int(raw.deals["delta"].abs().sum()) > int(held.deals["delta"].abs().sum())
+
+
+def test_churn_weight_scales_with_the_campaigns_value_per_unit() -> None:
+    from reallocator.core.engine.bounds import churn_weight
+
+    current = np.array([100, 300], np.int64)
+    slopes = np.array([[2e-6], [1e-6]])
+    policy = Policy(churn_relative=0.1, churn_deal=0.0)
+    lam = churn_weight(policy, slopes, current)
+    assert lam == pytest.approx(0.1 * (2e-6 * 100 + 1e-6 * 300) / 400)
+    # the same campaign in another currency scale: the same decision
+    assert churn_weight(policy, slopes * 1000, current) == pytest.approx(lam * 1000)
+    assert churn_weight(replace(policy, churn_deal=5.0), slopes, current) == pytest.approx(5 + lam)
+    assert churn_weight(Policy(churn_relative=0.0), slopes, current) == 0.0
+
+
+def test_shrink_weighs_evidence_against_the_current_allocation() -> None:
+    capacity = np.array([200, 200, 0, 200], np.int64)
+    current = np.full(4, 100, np.int64)
+    hours = np.array([24.0, 72.0, 24.0, 0.0])
+    eligible = np.array([True, True, True, True])
+    policy = Policy(forecast_prior=timedelta(hours=24))
+    out = shrink_to_current(capacity, current, hours, policy, eligible)
+    assert out.tolist() == [150, 175, 50, 100]
+    none = shrink_to_current(capacity, current, hours, policy, ~eligible)
+    assert none.tolist() == capacity.tolist()
+    raw = shrink_to_current(capacity, current, hours, Policy(forecast_prior=timedelta(0)), eligible)
+    assert raw.tolist() == capacity.tolist()
+
+
+def test_a_deal_cut_before_it_ever_won_comes_back_on_its_bid_requests() -> None:
+    # Deal 0 had no supply all night, a confident stall cut it to its spend (0) at 06:00; now
+    # its bid requests are back, but it never won, so it has no win rate or price of its own.
+    hours = 8
+    per_hour = np.full((N, hours), 12e6)
+    per_hour[0] = 0.0
+    avails = np.full((N, hours), 60_000.0)
+    avails[0, :6] = 0.0
+    spent = per_hour.sum(axis=1).astype(np.int64)
+    allocation = np.full(N, DAILY)
+    allocation[0] = 0
+    snap = pool(T0 + hours * HOUR, spent, per_hour, avails, allocation)
+    deals = snap.deals.copy()
+    deals.loc[0, ["wins", "bids", "impressions"]] = 0
+    plan = build_plan(replace(snap, deals=deals))
+    row = plan.deals.iloc[0]
+    assert row["capacity"] > 0 and row["new_allocation"] > 0
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 10**12),
+            st.integers(0, 10**12),
+            st.floats(0, 1e12),
+            st.floats(0, 1e12),
+            st.floats(0, 500),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=30,
+    ),
+    st.floats(0, 500),
+)
+@settings(max_examples=200, deadline=None)
+def test_stabilised_capacity_lies_between_the_forecast_and_the_current_plan(
+    rows: list[tuple[int, int, float, float, float, bool]], prior_hours: float
+) -> None:
+    capacity = np.array([r[0] for r in rows], np.int64)
+    current = np.array([r[1] for r in rows], np.int64)
+    spread = np.array([r[2] for r in rows])
+    centre = np.array([r[3] for r in rows])
+    hours = np.array([r[4] for r in rows])
+    eligible = np.array([r[5] for r in rows])
+    held, _ = hold_unconfident_cuts(capacity, current, centre + spread, eligible, centre - spread)
+    policy = Policy(forecast_prior=timedelta(hours=prior_hours))
+    out = shrink_to_current(held, current, hours, policy, eligible)
+    lo, hi = np.minimum(capacity, current), np.maximum(capacity, current)
+    assert (out >= lo).all() and (out <= hi).all()
+    assert (out[~eligible] == capacity[~eligible]).all()
