@@ -1,12 +1,15 @@
 """Generic gRPC handlers for a service descriptor: requests arrive as raw bytes and are parsed in
 the handler, so undecodable bytes answer INVALID_ARGUMENT (grpcio's own deserialiser would answer
-INTERNAL), validation errors map to a BadRequest in one place, and methods the servicer does not
-implement answer UNIMPLEMENTED."""
+INTERNAL); every error a method raises becomes a status through one table
+(`server/status_map.py`), an unforeseen one INTERNAL with a request id (logged, never a traceback
+or request bytes to the caller); methods the servicer does not implement answer UNIMPLEMENTED."""
 
 from __future__ import annotations
 
 import logging
 import re
+import traceback
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -14,8 +17,9 @@ import grpc
 from google.protobuf import message, message_factory
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 
-from reallocator.server.errors import abort_with, bad_request_status
-from reallocator.wire.violations import FieldViolation, InvalidRequest
+from reallocator.server.errors import abort_with, bad_request_status, short_text
+from reallocator.server.status_map import internal_status, status_for
+from reallocator.wire.violations import FieldViolation
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +40,30 @@ def _parse(method: MethodDescriptor, data: bytes, context: grpc.ServicerContext)
     return request
 
 
+def _fail(method: MethodDescriptor, exc: Exception, context: grpc.ServicerContext) -> None:
+    """Ends the call with the status the table gives `exc` (raises, as abort does). An abort the
+    method made itself (the context already has a code) passes through unchanged."""
+    if context.code() is not None:  # type: ignore[attr-defined]
+        raise exc
+    status = status_for(exc)
+    if status is None:
+        request_id = uuid.uuid4().hex[:16]
+        # The stack, the type and a cut message: enough to find the bug, and no request bytes
+        # beyond what a short message may quote.
+        log.error(
+            "request %s: %s failed with %s: %s\n%s",
+            request_id,
+            method.full_name,
+            type(exc).__name__,
+            short_text(str(exc), 300),
+            "".join(traceback.format_tb(exc.__traceback__)).rstrip(),
+        )
+        status = internal_status(request_id)
+    elif isinstance(exc, MemoryError):
+        log.warning("%s: out of memory (RESOURCE_EXHAUSTED)", method.full_name)
+    abort_with(context, status)
+
+
 def _unary(
     method: MethodDescriptor, impl: Callable[..., Any]
 ) -> Callable[[bytes, grpc.ServicerContext], Any]:
@@ -43,8 +71,8 @@ def _unary(
         request = _parse(method, data, context)
         try:
             return impl(request, context)
-        except InvalidRequest as exc:
-            abort_with(context, bad_request_status(exc.violations))
+        except Exception as exc:  # every error maps to a status in one place
+            _fail(method, exc, context)
 
     return handle
 
@@ -56,8 +84,8 @@ def _streaming(
         request = _parse(method, data, context)
         try:
             yield from impl(request, context)
-        except InvalidRequest as exc:
-            abort_with(context, bad_request_status(exc.violations))
+        except Exception as exc:  # every error maps to a status in one place
+            _fail(method, exc, context)
 
     return handle
 

@@ -8,10 +8,11 @@ import grpc
 from google.protobuf.message import Message
 
 from reallocator.config import ServerConfig
+from reallocator.core.interrupt import Checkpoint, Interrupted
 from reallocator.core.model import CampaignSnapshot
 from reallocator.core.pacing.assessment import assess
-from reallocator.core.plan.builder import PlanRejected, build_plan
-from reallocator.server.errors import abort_with, precondition_status, too_large_status
+from reallocator.core.plan.builder import build_plan
+from reallocator.server.errors import abort_with, too_large_status
 from reallocator.v1 import assessment_pb2, plan_pb2, snapshot_pb2
 from reallocator.v1 import reallocator_service_pb2 as pb
 from reallocator.wire.assessment import encode_assessment
@@ -20,6 +21,20 @@ from reallocator.wire.policy import decode_policy
 from reallocator.wire.snapshot import decode_snapshot
 from reallocator.wire.timefields import to_timedelta
 from reallocator.wire.violations import Violations
+
+
+def call_checkpoint(context: grpc.ServicerContext) -> Checkpoint:
+    """Stops the core's work at its next phase once nobody waits for the answer: the caller's
+    deadline has passed (DEADLINE_EXCEEDED) or it cancelled / went away (CANCELLED)."""
+
+    def check(phase: str) -> None:
+        remaining = context.time_remaining()
+        if remaining is not None and remaining <= 0:
+            raise Interrupted("DEADLINE", phase)
+        if not context.is_active():
+            raise Interrupted("CANCELLED", phase)
+
+    return check
 
 
 class ReallocatorServicer:
@@ -53,7 +68,7 @@ class ReallocatorServicer:
             errors = Violations()
             errors.add("view", f"unknown value {request.view}")
             errors.raise_if_any()
-        result = assess(snapshot)
+        result = assess(snapshot, checkpoint=call_checkpoint(context))
         full = request.view != assessment_pb2.ASSESSMENT_VIEW_BASIC
         response = pb.AssessPacingResponse(assessment=encode_assessment(result, include_deals=full))
         self._fits(context, response, "assessment", "ask for ASSESSMENT_VIEW_BASIC")
@@ -79,15 +94,14 @@ class ReallocatorServicer:
         if remaining is not None:  # leave room to encode and send the plan
             limit = max(0.05, min(limit, 0.8 * remaining))
         relax = request.on_infeasible == pb.INFEASIBILITY_HANDLING_RELAX
-        try:
-            plan = build_plan(snapshot, relax=relax, time_limit=limit, schedule_window=window)
-        except PlanRejected as exc:
-            failures = [("CONSTRAINT", v.constraint, v.message) for v in exc.violations]
-            abort_with(
-                context,
-                precondition_status(f"constraints conflict: {exc}", failures),
-            )
-            raise AssertionError("unreachable") from exc
+        # PlanRejected (FAILED_PRECONDITION) and Interrupted map to statuses in the dispatch layer.
+        plan = build_plan(
+            snapshot,
+            relax=relax,
+            time_limit=limit,
+            schedule_window=window,
+            checkpoint=call_checkpoint(context),
+        )
         msg = encode_plan(plan, deals=_PLAN_VIEWS[request.view])
         msg.state = plan_pb2.PLAN_STATE_DRY_RUN if request.dry_run else plan_pb2.PLAN_STATE_PROPOSED
         msg.create_time.GetCurrentTime()
