@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from reallocator.core.model import Policy, SeverityTiers
+from reallocator.wire.limits import DEFAULT_LIMITS, WireLimits
 from reallocator.wire.policy import decode_policy, encode_policy
 from reallocator.wire.violations import Violations
 
@@ -31,10 +32,22 @@ class ServerConfig:
     solver_time_limit: timedelta = timedelta(seconds=10)
     grace_period: timedelta = timedelta(seconds=5)  # on SIGTERM: finish in-flight calls
     default_policy: Policy = field(default_factory=Policy)
+    # Per-request limits (wire/limits.py says why each exists): checked before the work.
+    max_arrow_bytes: int = DEFAULT_LIMITS.max_arrow_bytes
+    max_id_length: int = DEFAULT_LIMITS.max_id_length
+    max_span_days: int = DEFAULT_LIMITS.max_span_days
+    max_buckets: int = DEFAULT_LIMITS.max_buckets
+    max_budget_changes: int = DEFAULT_LIMITS.max_budget_changes
+    max_flights: int = DEFAULT_LIMITS.max_flights
+    max_schedule_window_hours: int = DEFAULT_LIMITS.max_schedule_window_hours
 
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def wire_limits(self) -> WireLimits:
+        return WireLimits(**{f.name: getattr(self, f.name) for f in dataclasses.fields(WireLimits)})
 
 
 _ENV = {
@@ -43,6 +56,7 @@ _ENV = {
     "REALLOCATOR_MAX_WORKERS": ("max_workers", int),
     "REALLOCATOR_MAX_MESSAGE_BYTES": ("max_message_bytes", int),
     "REALLOCATOR_SOLVER_TIME_LIMIT_SECONDS": ("solver_time_limit", float),
+    **{f"REALLOCATOR_{f.name.upper()}": (f.name, int) for f in dataclasses.fields(WireLimits)},
 }
 
 _DURATION_FIELDS = {"solver_time_limit", "grace_period"}
@@ -141,6 +155,11 @@ def load_config(
         raise ConfigError(f"port: must be in 0-65535, got {config.port}")
     if config.max_workers < 1:
         raise ConfigError(f"max_workers: must be at least 1, got {config.max_workers}")
+    for limit in dataclasses.fields(WireLimits):
+        if getattr(config, limit.name) < 1:
+            raise ConfigError(
+                f"{limit.name}: must be at least 1, got {getattr(config, limit.name)}"
+            )
     if config.max_message_bytes < MIB:
         raise ConfigError(
             f"max_message_bytes: must be at least {MIB}, got {config.max_message_bytes}"

@@ -51,7 +51,7 @@ class ReallocatorServicer:
         if not has_snapshot:
             errors.add("snapshot", "required")
             errors.raise_if_any()
-        decoded = decode_snapshot(snapshot, policy, errors)
+        decoded = decode_snapshot(snapshot, policy, errors, limits=self.config.wire_limits)
         errors.raise_if_any()
         assert decoded is not None
         return decoded
@@ -87,6 +87,12 @@ class ReallocatorServicer:
         if request.HasField("schedule_window"):
             asked = to_timedelta(request.schedule_window, "schedule_window", errors, positive=True)
             window = asked if asked is not None else window
+            longest = timedelta(hours=self.config.max_schedule_window_hours)
+            if window > longest:
+                errors.add(
+                    "schedule_window",
+                    f"at most {longest.total_seconds() / 3600:.0f} h (max_schedule_window_hours)",
+                )
         if request.view not in _PLAN_VIEWS:
             errors.add("view", f"unknown value {request.view}")
         errors.raise_if_any()
