@@ -12,6 +12,9 @@ import pytest
 from conftest import bad_request, rpc_error
 from google.protobuf import json_format
 
+from reallocator.config import load_config
+from reallocator.core.interrupt import Interrupted
+from reallocator.server.servicer import ReallocatorServicer
 from reallocator.v1 import reallocator_service_pb2 as pb
 from reallocator.v1 import reallocator_service_pb2_grpc
 from reallocator.wire.limits import MAX_AMOUNT
@@ -140,3 +143,41 @@ def test_amounts_at_the_limit_give_a_plan_within_its_own_rules(
     for d in plan.deals:
         assert 0 <= d.lower_bound <= d.new_allocation <= d.upper_bound
         assert 0 <= d.new_total <= 2 * MAX_AMOUNT
+
+
+class _GivingUp:
+    """A call context whose caller gives up after `patience` checks (deadline or cancel)."""
+
+    def __init__(self, patience: int, why: str) -> None:
+        self.patience, self.why, self.checks = patience, why, 0
+
+    def _tick(self) -> bool:
+        self.checks += 1
+        return self.checks <= self.patience
+
+    def time_remaining(self) -> float | None:
+        if self.why == "DEADLINE":
+            return 10.0 if self._tick() else 0.0
+        return None
+
+    def is_active(self) -> bool:
+        return True if self.why == "DEADLINE" else self._tick()
+
+    def invocation_metadata(self) -> tuple[()]:
+        return ()
+
+
+@pytest.mark.parametrize("why", ["DEADLINE", "CANCELLED"])
+@pytest.mark.parametrize("patience", [0, 2, 4])
+def test_work_stops_at_the_next_phase_once_the_caller_gave_up(why: str, patience: int) -> None:
+    servicer = ReallocatorServicer(load_config(env={}))
+    context = _GivingUp(patience, why)
+    with pytest.raises(Interrupted) as info:
+        servicer.replan(_replan(), context)  # type: ignore[arg-type]
+    assert info.value.why == why
+    # Stopped at the first checkpoint after giving up (Replan also reads the deadline once).
+    assert context.checks - patience in (1, 2)
+    context = _GivingUp(0, why)
+    assess = pb.AssessPacingRequest(snapshot=_replan().snapshot)
+    with pytest.raises(Interrupted):
+        servicer.assess_pacing(assess, context)  # type: ignore[arg-type]
