@@ -22,6 +22,7 @@ def _serve(args: argparse.Namespace) -> int:
             port=args.port,
             max_workers=args.max_workers,
             max_message_bytes=args.max_message_bytes,
+            workers=args.workers,
         )
     except ConfigError as exc:
         print(f"reallocator serve: configuration error: {exc}", file=sys.stderr)
@@ -82,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="interface to bind (default 0.0.0.0)")
     serve.add_argument("--port", type=int, help="port (default 50051; 0 picks a free one)")
     serve.add_argument("--max-workers", type=int, help="threads serving calls (default 8)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="server processes sharing the port (default: one per core)",
+    )
     serve.add_argument(
         "--max-message-bytes", type=int, help="largest request/response (default 128 MiB)"
     )

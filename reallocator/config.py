@@ -30,7 +30,10 @@ class ServerConfig:
     max_workers: int = 8  # threads serving calls
     max_message_bytes: int = 128 * MIB  # receive and send limit: a full 100k-deal plan is 63-68 MB
     solver_time_limit: timedelta = timedelta(seconds=10)
-    grace_period: timedelta = timedelta(seconds=5)  # on SIGTERM: finish in-flight calls
+    grace_period: timedelta = timedelta(seconds=5)  # on SIGTERM: the whole drain, at most
+    drain_delay: timedelta = timedelta(seconds=1)  # ... of which NOT_SERVING, still accepting
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)  # server processes
+    max_pending_calls: int = 32  # calls waiting for a thread beyond max_workers; more: refused
     default_policy: Policy = field(default_factory=Policy)
     # Per-request limits (wire/limits.py says why each exists): checked before the work.
     max_arrow_bytes: int = DEFAULT_LIMITS.max_arrow_bytes
@@ -56,10 +59,14 @@ _ENV = {
     "REALLOCATOR_MAX_WORKERS": ("max_workers", int),
     "REALLOCATOR_MAX_MESSAGE_BYTES": ("max_message_bytes", int),
     "REALLOCATOR_SOLVER_TIME_LIMIT_SECONDS": ("solver_time_limit", float),
+    "REALLOCATOR_GRACE_PERIOD_SECONDS": ("grace_period", float),
+    "REALLOCATOR_DRAIN_DELAY_SECONDS": ("drain_delay", float),
+    "REALLOCATOR_WORKERS": ("workers", int),
+    "REALLOCATOR_MAX_PENDING_CALLS": ("max_pending_calls", int),
     **{f"REALLOCATOR_{f.name.upper()}": (f.name, int) for f in dataclasses.fields(WireLimits)},
 }
 
-_DURATION_FIELDS = {"solver_time_limit", "grace_period"}
+_DURATION_FIELDS = {"solver_time_limit", "grace_period", "drain_delay"}
 _POLICY_DURATIONS = {"stalled_window", "min_evidence", "cooldown"}
 
 
@@ -155,6 +162,12 @@ def load_config(
         raise ConfigError(f"port: must be in 0-65535, got {config.port}")
     if config.max_workers < 1:
         raise ConfigError(f"max_workers: must be at least 1, got {config.max_workers}")
+    if config.workers < 1:
+        raise ConfigError(f"workers: must be at least 1, got {config.workers}")
+    if config.max_pending_calls < 0:
+        raise ConfigError(
+            f"max_pending_calls: must not be negative, got {config.max_pending_calls}"
+        )
     for limit in dataclasses.fields(WireLimits):
         if getattr(config, limit.name) < 1:
             raise ConfigError(

@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import traceback
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import grpc
 from google.protobuf import message, message_factory
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 
+from reallocator.core.interrupt import Interrupted
 from reallocator.server.errors import abort_with, bad_request_status, short_text
-from reallocator.server.status_map import internal_status, status_for
+from reallocator.server.status_map import ResourceLimit, internal_status, status_for
 from reallocator.wire.violations import FieldViolation
 
 log = logging.getLogger(__name__)
@@ -64,13 +67,59 @@ def _fail(method: MethodDescriptor, exc: Exception, context: grpc.ServicerContex
     abort_with(context, status)
 
 
+class Busy(ResourceLimit):
+    """Every serving slot is taken and the waiting line is full: retry with backoff."""
+
+
+class Admission:
+    """Bounds the service's calls: at most `running` at once, at most `waiting` more queued for a
+    slot (until their deadline; a cancelled caller leaves the line), the rest refused at once
+    with RESOURCE_EXHAUSTED. The server's thread pool is larger than running + waiting, so
+    health checks and reflection always find a free thread, whatever the service's calls do."""
+
+    def __init__(self, running: int, waiting: int) -> None:
+        self._slots = threading.BoundedSemaphore(running)
+        self._lock = threading.Lock()
+        self._admitted = 0
+        self.running, self.capacity = running, running + waiting
+
+    @contextmanager
+    def slot(self, context: grpc.ServicerContext) -> Iterator[None]:
+        with self._lock:
+            if self._admitted >= self.capacity:
+                raise Busy(
+                    f"server busy: {self.running} calls running and "
+                    f"{self.capacity - self.running} waiting; retry with backoff"
+                )
+            self._admitted += 1
+        try:
+            while not self._slots.acquire(timeout=0.25):
+                _check_caller(context, "waiting for a serving slot")
+            try:
+                yield
+            finally:
+                self._slots.release()
+        finally:
+            with self._lock:
+                self._admitted -= 1
+
+
+def _check_caller(context: grpc.ServicerContext, phase: str) -> None:
+    remaining = context.time_remaining()
+    if remaining is not None and remaining <= 0:
+        raise Interrupted("DEADLINE", phase)
+    if not context.is_active():
+        raise Interrupted("CANCELLED", phase)
+
+
 def _unary(
-    method: MethodDescriptor, impl: Callable[..., Any]
+    method: MethodDescriptor, impl: Callable[..., Any], admission: Admission | None
 ) -> Callable[[bytes, grpc.ServicerContext], Any]:
     def handle(data: bytes, context: grpc.ServicerContext) -> Any:
         request = _parse(method, data, context)
         try:
-            return impl(request, context)
+            with admission.slot(context) if admission else nullcontext():
+                return impl(request, context)
         except Exception as exc:  # every error maps to a status in one place
             _fail(method, exc, context)
 
@@ -78,12 +127,13 @@ def _unary(
 
 
 def _streaming(
-    method: MethodDescriptor, impl: Callable[..., Any]
+    method: MethodDescriptor, impl: Callable[..., Any], admission: Admission | None
 ) -> Callable[[bytes, grpc.ServicerContext], Iterator[Any]]:
     def handle(data: bytes, context: grpc.ServicerContext) -> Iterator[Any]:
         request = _parse(method, data, context)
         try:
-            yield from impl(request, context)
+            with admission.slot(context) if admission else nullcontext():
+                yield from impl(request, context)
         except Exception as exc:  # every error maps to a status in one place
             _fail(method, exc, context)
 
@@ -98,8 +148,11 @@ def _unimplemented(method: MethodDescriptor) -> Callable[[bytes, grpc.ServicerCo
     return handle
 
 
-def generic_handler(service: ServiceDescriptor, servicer: object) -> grpc.GenericRpcHandler:
-    """One handler per method of `service`, bound to `servicer.<snake_case name>` if it exists."""
+def generic_handler(
+    service: ServiceDescriptor, servicer: object, admission: Admission | None = None
+) -> grpc.GenericRpcHandler:
+    """One handler per method of `service`, bound to `servicer.<snake_case name>` if it exists;
+    `admission` bounds how many run and wait at once."""
     handlers: dict[str, grpc.RpcMethodHandler] = {}
     for method in service.methods:
         out = message_factory.GetMessageClass(method.output_type)
@@ -107,12 +160,12 @@ def generic_handler(service: ServiceDescriptor, servicer: object) -> grpc.Generi
         if method.client_streaming:
             raise NotImplementedError("client-streaming methods are not supported")
         if method.server_streaming:
-            fn = _streaming(method, impl) if impl else _unimplemented(method)
+            fn = _streaming(method, impl, admission) if impl else _unimplemented(method)
             handlers[method.name] = grpc.unary_stream_rpc_method_handler(
                 fn, request_deserializer=None, response_serializer=out.SerializeToString
             )
         else:
-            fn = _unary(method, impl) if impl else _unimplemented(method)
+            fn = _unary(method, impl, admission) if impl else _unimplemented(method)
             handlers[method.name] = grpc.unary_unary_rpc_method_handler(
                 fn, request_deserializer=None, response_serializer=out.SerializeToString
             )
