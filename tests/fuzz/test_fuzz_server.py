@@ -16,7 +16,15 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
-from fuzz_cases import ALLOWED, MUTATIONS, Case, ServerProcess, check_response, valid_request
+from fuzz_cases import (
+    ALLOWED,
+    MUTATIONS,
+    Case,
+    ServerProcess,
+    check_response,
+    random_case,
+    valid_request,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -26,9 +34,11 @@ def target() -> Iterator[ServerProcess]:
     server = ServerProcess()
     # Warm up: the first calls import and allocate what every later call reuses.
     rng = random.Random(0)
-    for _ in range(6):
+    for _ in range(10):
         method, request = valid_request(rng)
         server.call(Case("warm-up", method, request.SerializeToString()))
+    for _ in range(40):
+        server.call(random_case(rng))
     server.baseline = server.rss()  # type: ignore[attr-defined]
     yield server
     log = server.stop()
@@ -51,7 +61,7 @@ def _exercise(target: ServerProcess, case: Case) -> None:
 
 
 @settings(
-    max_examples=150,
+    max_examples=400,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     derandomize=True,
