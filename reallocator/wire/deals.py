@@ -317,6 +317,11 @@ def from_arrow_table(table: pa.Table, prefix: str, errors: Violations) -> RawDea
     """An Arrow table whose columns are DealColumns field names (nulls mean unset): the one
     decoder of the Arrow form, for the wire's IPC stream and for batch jobs' Parquet/CSV files."""
     mark = errors.mark()
+    try:  # a table from a file or another library: converting an invalid one can crash
+        table.validate(full=True)
+    except pa.ArrowException as exc:
+        errors.add(prefix, f"not a valid Arrow table: {exc}")
+        return None
     known = set(_ALL_COLUMNS)
     seen: set[str] = set()
     columns: dict[str, pa.ChunkedArray] = {}
