@@ -14,6 +14,7 @@ from reallocator.core.model import (
     GROUP_COLUMNS,
     CampaignSnapshot,
     DeliverySeries,
+    PacingSpec,
     Policy,
     empty_deals,
 )
@@ -116,8 +117,6 @@ def decode_snapshot(
     if not msg.campaign_id:
         errors.add(f"{path}.campaign_id", "required")
     _id_length(msg.campaign_id, f"{path}.campaign_id", limits.max_id_length, errors)
-    if not msg.HasField("pacing"):
-        errors.add(f"{path}.pacing", "required (budgets and dates or flights)")
     as_of: datetime | None = None
     if not msg.HasField("as_of"):
         errors.add(f"{path}.as_of", "required")
@@ -131,7 +130,11 @@ def decode_snapshot(
             f"must be an ISO 4217 code like 'USD' (got {msg.currency_code!r})",
         )
     tz = _time_zone(msg.time_zone, f"{path}.time_zone", errors)
-    pacing = decode_pacing(msg.pacing, f"{path}.pacing", as_of, errors, limits)
+    if msg.HasField("pacing"):
+        pacing = decode_pacing(msg.pacing, f"{path}.pacing", as_of, errors, limits)
+    else:
+        errors.add(f"{path}.pacing", "required (budgets and dates or flights)")
+        pacing = PacingSpec()
     sellers = _groups(msg.sellers, "seller_id", f"{path}.sellers", errors, limits)
     channels = _groups(msg.channels, "channel_id", f"{path}.channels", errors, limits)
 
