@@ -132,7 +132,10 @@ def test_busy_calls_cannot_starve_health_checks(monkeypatch: pytest.MonkeyPatch)
             calls = [
                 stub.AssessPacing.future(pb.AssessPacingRequest(), timeout=30) for _ in range(8)
             ]
-            time.sleep(1.0)
+            deadline = time.monotonic() + 15  # the four past the line are refused at once
+            while sum(c.done() for c in calls) < 4 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.5)
             started = time.monotonic()
             assert _health(running.port, timeout=1.0) == "SERVING"
             assert time.monotonic() - started < 1.0
