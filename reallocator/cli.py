@@ -33,6 +33,7 @@ def _serve(args: argparse.Namespace) -> int:
             database_url=args.database_url,
             solver_time_limit_seconds=args.solver_time_limit_seconds,
             grace_period_seconds=args.grace_period_seconds,
+            workers=args.workers,
             **_security_flags(args),
         )
     except ConfigError as exc:
@@ -195,6 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--database-url",
         help="the audit store (SQLAlchemy URL; default: SQLite reallocator.db in the working "
         "directory; postgresql+psycopg://user@host/db for PostgreSQL)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="server processes sharing the port (default: one per core)",
     )
     serve.add_argument(
         "--max-message-bytes",

@@ -19,6 +19,7 @@ from typing import Any
 
 from reallocator.config_error import ConfigError as ConfigError
 from reallocator.core.model import Policy, SeverityTiers
+from reallocator.wire.limits import DEFAULT_LIMITS, WireLimits
 from reallocator.wire.policy import decode_policy, encode_policy
 from reallocator.wire.violations import Violations
 
@@ -32,15 +33,30 @@ class ServerConfig:
     max_workers: int = 8  # threads serving calls
     max_message_bytes: int = 128 * MIB  # receive and send limit: a full 100k-deal plan is 63-68 MB
     solver_time_limit: timedelta = timedelta(seconds=10)
-    grace_period: timedelta = timedelta(seconds=5)  # on SIGTERM: finish in-flight calls
+    grace_period: timedelta = timedelta(seconds=5)  # on SIGTERM: the whole drain, at most
+    drain_delay: timedelta = timedelta(seconds=1)  # ... of which NOT_SERVING, still accepting
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)  # server processes
+    max_pending_calls: int = 32  # calls waiting for a thread beyond max_workers; more: refused
     default_policy: Policy = field(default_factory=Policy)
     security: SecurityConfig = field(default_factory=lambda: SecurityConfig())
     ops: OpsConfig = field(default_factory=lambda: OpsConfig())
     database_url: str = ""  # the audit store; "" = SQLite file reallocator.db in the working dir
+    # Per-request limits (wire/limits.py says why each exists): checked before the work.
+    max_arrow_bytes: int = DEFAULT_LIMITS.max_arrow_bytes
+    max_id_length: int = DEFAULT_LIMITS.max_id_length
+    max_span_days: int = DEFAULT_LIMITS.max_span_days
+    max_buckets: int = DEFAULT_LIMITS.max_buckets
+    max_budget_changes: int = DEFAULT_LIMITS.max_budget_changes
+    max_flights: int = DEFAULT_LIMITS.max_flights
+    max_schedule_window_hours: int = DEFAULT_LIMITS.max_schedule_window_hours
 
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def wire_limits(self) -> WireLimits:
+        return WireLimits(**{f.name: getattr(self, f.name) for f in dataclasses.fields(WireLimits)})
 
 
 _ENV = {
@@ -51,9 +67,13 @@ _ENV = {
     "REALLOCATOR_SOLVER_TIME_LIMIT_SECONDS": ("solver_time_limit", float),
     "REALLOCATOR_GRACE_PERIOD_SECONDS": ("grace_period", float),
     "REALLOCATOR_DATABASE_URL": ("database_url", str),
+    "REALLOCATOR_DRAIN_DELAY_SECONDS": ("drain_delay", float),
+    "REALLOCATOR_WORKERS": ("workers", int),
+    "REALLOCATOR_MAX_PENDING_CALLS": ("max_pending_calls", int),
+    **{f"REALLOCATOR_{f.name.upper()}": (f.name, int) for f in dataclasses.fields(WireLimits)},
 }
 
-_DURATION_FIELDS = {"solver_time_limit", "grace_period"}
+_DURATION_FIELDS = {"solver_time_limit", "grace_period", "drain_delay"}
 POLICY_DURATIONS = frozenset({"stalled_window", "min_evidence", "cooldown", "forecast_prior"})
 """Policy fields that are durations: spelled `<name>_seconds` in every configuration source."""
 
@@ -188,6 +208,17 @@ def load_config(
         raise ConfigError(f"port: must be in 0-65535, got {config.port}")
     if config.max_workers < 1:
         raise ConfigError(f"max_workers: must be at least 1, got {config.max_workers}")
+    if config.workers < 1:
+        raise ConfigError(f"workers: must be at least 1, got {config.workers}")
+    if config.max_pending_calls < 0:
+        raise ConfigError(
+            f"max_pending_calls: must not be negative, got {config.max_pending_calls}"
+        )
+    for limit in dataclasses.fields(WireLimits):
+        if getattr(config, limit.name) < 1:
+            raise ConfigError(
+                f"{limit.name}: must be at least 1, got {getattr(config, limit.name)}"
+            )
     if config.max_message_bytes < MIB:
         raise ConfigError(
             f"max_message_bytes: must be at least {MIB}, got {config.max_message_bytes}"
@@ -238,7 +269,7 @@ class SecurityConfig:
 class OpsConfig:
     """Overload limits, metrics endpoint, logs and tracing."""
 
-    max_concurrent_calls: int = 0  # 0: max_workers - 2 (threads stay free for health)
+    max_concurrent_calls: int = 0  # 0: max_workers + max_pending_calls (the admission bound)
     max_calls_per_caller: int = 0  # 0: no limit beyond max_concurrent_calls
     max_queued_calls: int = 64  # calls grpc holds beyond those running; more: RESOURCE_EXHAUSTED
     retry_after: timedelta = timedelta(seconds=1)  # the RetryInfo hint on RESOURCE_EXHAUSTED
@@ -249,11 +280,13 @@ class OpsConfig:
     call_log: bool = True  # one line per call (never bodies or credentials)
     tracing: bool = False  # OpenTelemetry spans, when its packages are installed
 
-    def concurrent_limit(self, max_workers: int) -> int:
-        return self.max_concurrent_calls or max(1, max_workers - 2)
+    def concurrent_limit(self, max_workers: int, max_pending: int = 0) -> int:
+        """Calls in progress per process: by default what the dispatch layer admits (running
+        plus waiting; its thread pool keeps threads free for health checks beyond those)."""
+        return self.max_concurrent_calls or max(1, max_workers + max_pending)
 
-    def caller_limit(self, max_workers: int) -> int:
-        return self.max_calls_per_caller or self.concurrent_limit(max_workers)
+    def caller_limit(self, max_workers: int, max_pending: int = 0) -> int:
+        return self.max_calls_per_caller or self.concurrent_limit(max_workers, max_pending)
 
 
 # TOML table.key -> (config part, field)

@@ -287,7 +287,7 @@ def test_conflict_example_relaxed_returns_the_closest_plan(server: RunningServer
         reply = rpc.ReallocatorServiceStub(channel).Replan(request, timeout=60)
     assert reply.plan.status == plan_pb2.PLAN_STATUS_RELAXED
     assert [(v.constraint, v.relaxation) for v in reply.plan.violations] == [
-        ("seller/streamco/min_total", 700_000_000)
+        ("seller/streamco/min_total", 90_000_000)
     ]
 
 

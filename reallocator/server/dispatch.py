@@ -1,23 +1,30 @@
 """Generic gRPC handlers for a service descriptor: requests arrive as raw bytes and are parsed in
 the handler, so undecodable bytes answer INVALID_ARGUMENT (grpcio's own deserialiser would answer
-INTERNAL), validation errors map to a BadRequest in one place, and methods the servicer does not
-implement answer UNIMPLEMENTED."""
+INTERNAL); every error a method raises becomes a status through one table
+(`server/status_map.py`), an unforeseen one INTERNAL with a request id (logged, never a traceback
+or request bytes to the caller); methods the servicer does not implement answer UNIMPLEMENTED."""
 
 from __future__ import annotations
 
 import logging
 import re
+import threading
+import traceback
+import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import grpc
 from google.protobuf import message, message_factory
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 
-from reallocator.server.errors import abort_with, bad_request_status
+from reallocator.core.interrupt import Interrupted
+from reallocator.server.errors import abort_with, bad_request_status, short_text
 from reallocator.server.logs import note_request
-from reallocator.store.errors import StoreError
-from reallocator.wire.violations import FieldViolation, InvalidRequest
+from reallocator.server.serving import Unavailable
+from reallocator.server.status_map import ResourceLimit, internal_status, status_for
+from reallocator.wire.violations import FieldViolation
 
 log = logging.getLogger(__name__)
 
@@ -39,30 +46,103 @@ def _parse(method: MethodDescriptor, data: bytes, context: grpc.ServicerContext)
     return request
 
 
+def _fail(method: MethodDescriptor, exc: Exception, context: grpc.ServicerContext) -> None:
+    """Ends the call with the status the table gives `exc` (raises, as abort does). An abort the
+    method made itself (the context already has a code) passes through unchanged."""
+    if context.code() is not None:  # type: ignore[attr-defined]
+        raise exc
+    status = status_for(exc)
+    if status is None:
+        request_id = uuid.uuid4().hex[:16]
+        # The stack, the type and a cut message: enough to find the bug, and no request bytes
+        # beyond what a short message may quote.
+        log.error(
+            "request %s: %s failed with %s: %s\n%s",
+            request_id,
+            method.full_name,
+            type(exc).__name__,
+            short_text(str(exc), 300),
+            "".join(traceback.format_tb(exc.__traceback__)).rstrip(),
+        )
+        status = internal_status(request_id)
+    elif isinstance(exc, MemoryError):
+        log.warning("%s: out of memory (RESOURCE_EXHAUSTED)", method.full_name)
+    abort_with(context, status)
+
+
+class Busy(ResourceLimit):
+    """Every serving slot is taken and the waiting line is full: retry with backoff."""
+
+
+class Admission:
+    """Bounds the service's calls: at most `running` at once, at most `waiting` more queued for a
+    slot (until their deadline; a cancelled caller leaves the line), the rest refused at once
+    with RESOURCE_EXHAUSTED. The server's thread pool is larger than running + waiting, so
+    health checks and reflection always find a free thread, whatever the service's calls do."""
+
+    def __init__(self, running: int, waiting: int) -> None:
+        self._slots = threading.BoundedSemaphore(running)
+        self._lock = threading.Lock()
+        self._admitted = 0
+        self.running, self.capacity = running, running + waiting
+
+    @contextmanager
+    def slot(self, context: grpc.ServicerContext) -> Iterator[None]:
+        with self._lock:
+            if self._admitted >= self.capacity:
+                raise Busy(
+                    f"server busy: {self.running} calls running and "
+                    f"{self.capacity - self.running} waiting; retry with backoff"
+                )
+            self._admitted += 1
+        try:
+            while not self._slots.acquire(timeout=0.25):
+                _check_caller(context, "waiting for a serving slot")
+            try:
+                yield
+            finally:
+                self._slots.release()
+        finally:
+            with self._lock:
+                self._admitted -= 1
+
+
+def _check_caller(context: grpc.ServicerContext, phase: str) -> None:
+    remaining = context.time_remaining()
+    if remaining is not None and remaining <= 0:
+        raise Interrupted("DEADLINE", phase)
+    if not context.is_active():
+        raise Interrupted("CANCELLED", phase)
+
+
 def _unary(
-    method: MethodDescriptor, impl: Callable[..., Any]
+    method: MethodDescriptor, impl: Callable[..., Any], admission: Admission | None
 ) -> Callable[[bytes, grpc.ServicerContext], Any]:
     def handle(data: bytes, context: grpc.ServicerContext) -> Any:
         request = _parse(method, data, context)
         try:
-            return impl(request, context)
-        except InvalidRequest as exc:
-            abort_with(context, bad_request_status(exc.violations))
-        except StoreError as exc:
-            context.abort(getattr(grpc.StatusCode, exc.code), _cut_message(str(exc)))
+            with admission.slot(context) if admission else nullcontext():
+                return impl(request, context)
+        except Unavailable:
+            raise  # the operations interceptor answers it, with its retry hint
+        except Exception as exc:  # every error maps to a status in one place
+            _fail(method, exc, context)
 
     return handle
 
 
 def _streaming(
-    method: MethodDescriptor, impl: Callable[..., Any]
+    method: MethodDescriptor, impl: Callable[..., Any], admission: Admission | None
 ) -> Callable[[bytes, grpc.ServicerContext], Iterator[Any]]:
     def handle(data: bytes, context: grpc.ServicerContext) -> Iterator[Any]:
         request = _parse(method, data, context)
         try:
-            yield from impl(request, context)
-        except InvalidRequest as exc:
-            abort_with(context, bad_request_status(exc.violations))
+            with admission.slot(context) if admission else nullcontext():
+                yield from impl(request, context)
+        except Unavailable:
+            raise  # the operations interceptor answers it, with its retry hint
+        except Exception as exc:  # every error maps to a status in one place
+            _fail(method, exc, context)
 
     return handle
 
@@ -100,8 +180,11 @@ def _serializer(out: type[message.Message]) -> Callable[[Any], bytes]:
     return serialize
 
 
-def generic_handler(service: ServiceDescriptor, servicer: object) -> grpc.GenericRpcHandler:
-    """One handler per method of `service`, bound to `servicer.<snake_case name>` if it exists."""
+def generic_handler(
+    service: ServiceDescriptor, servicer: object, admission: Admission | None = None
+) -> grpc.GenericRpcHandler:
+    """One handler per method of `service`, bound to `servicer.<snake_case name>` if it exists;
+    `admission` bounds how many run and wait at once."""
     handlers: dict[str, grpc.RpcMethodHandler] = {}
     for method in service.methods:
         out = message_factory.GetMessageClass(method.output_type)
@@ -109,12 +192,12 @@ def generic_handler(service: ServiceDescriptor, servicer: object) -> grpc.Generi
         if method.client_streaming:
             raise NotImplementedError("client-streaming methods are not supported")
         if method.server_streaming:
-            fn = _streaming(method, impl) if impl else _unimplemented(method)
+            fn = _streaming(method, impl, admission) if impl else _unimplemented(method)
             handlers[method.name] = grpc.unary_stream_rpc_method_handler(
                 fn, request_deserializer=None, response_serializer=_serializer(out)
             )
         else:
-            fn = _unary(method, impl) if impl else _unimplemented(method)
+            fn = _unary(method, impl, admission) if impl else _unimplemented(method)
             handlers[method.name] = grpc.unary_unary_rpc_method_handler(
                 fn, request_deserializer=None, response_serializer=_serializer(out)
             )

@@ -21,7 +21,10 @@ DETAILS_BUDGET = 4_000
 clients drop a call whose metadata passes 8-16 KiB (the caller then sees only "Stream removed"):
 a status listing thousands of violations must be cut, saying how many it left out."""
 MESSAGE_BUDGET = 1_000
-"""Most characters of a status message (the grpc-message trailer)."""
+"""Most bytes (UTF-8) of a status message (the grpc-message trailer)."""
+ENTRY_BUDGET = 400
+"""Most bytes (UTF-8) of one detail string (a field path, a description, a subject): one entry
+quoting a 100 KB value must not push the trailer past what clients accept."""
 
 
 def _cut(entries: Sequence[E], more: Callable[[int], E], wrap: Callable[[list[E]], M]) -> M:
@@ -42,8 +45,19 @@ def _cut(entries: Sequence[E], more: Callable[[int], E], wrap: Callable[[list[E]
     return build(lo)
 
 
-def _short(message: str) -> str:
-    return message if len(message) <= MESSAGE_BUDGET else message[: MESSAGE_BUDGET - 1] + "…"
+def short_text(text: str, budget: int = MESSAGE_BUDGET) -> str:
+    """`text` cut to at most `budget` bytes of UTF-8, the cut marked with an ellipsis (what
+    travels is bytes: a value of multi-byte characters must not pass the trailer limit)."""
+    if len(text) <= budget // 4:
+        return text  # fits whatever its characters
+    raw = text.encode("utf-8", errors="replace")
+    if len(raw) <= budget:
+        return text
+    return raw[: budget - 3].decode("utf-8", errors="ignore") + "…"
+
+
+def _entry(text: str) -> str:
+    return short_text(text, ENTRY_BUDGET)
 
 
 def bad_request_status(
@@ -52,7 +66,9 @@ def bad_request_status(
     """INVALID_ARGUMENT with a google.rpc.BadRequest listing the fields and why (as many as the
     details budget allows, then one entry saying how many more)."""
     entries = [
-        error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+        error_details_pb2.BadRequest.FieldViolation(
+            field=_entry(v.field), description=_entry(v.description)
+        )
         for v in violations
     ]
     detail = _cut(
@@ -69,7 +85,9 @@ def bad_request_status(
     more = f" (and {len(violations) - 1} more)" if len(violations) > 1 else ""
     return status_pb2.Status(
         code=code_pb2.INVALID_ARGUMENT,
-        message=_short(f"invalid {what}: {first.field}: {first.description}{more}"),
+        message=short_text(
+            f"invalid {what}: {_entry(first.field)}: {_entry(first.description)}{more}"
+        ),
         details=[packed],
     )
 
@@ -94,7 +112,9 @@ def precondition_status(message: str, failures: list[tuple[str, str, str]]) -> s
     """FAILED_PRECONDITION with a google.rpc.PreconditionFailure: (type, subject, description),
     as many as the details budget allows, then one entry saying how many more."""
     entries = [
-        error_details_pb2.PreconditionFailure.Violation(type=t, subject=s, description=d)
+        error_details_pb2.PreconditionFailure.Violation(
+            type=_entry(t), subject=_entry(s), description=_entry(d)
+        )
         for t, s, d in failures
     ]
     detail = _cut(
@@ -109,7 +129,7 @@ def precondition_status(message: str, failures: list[tuple[str, str, str]]) -> s
     packed = any_pb2.Any()
     packed.Pack(detail)
     return status_pb2.Status(
-        code=code_pb2.FAILED_PRECONDITION, message=_short(message), details=[packed]
+        code=code_pb2.FAILED_PRECONDITION, message=short_text(message), details=[packed]
     )
 
 

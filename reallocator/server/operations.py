@@ -45,7 +45,8 @@ class Operations:
         self.reloader = CertificateReloader(security) if security.tls else None
         self.metrics = Metrics()
         self.limiter = CallLimiter(
-            ops.concurrent_limit(config.max_workers), ops.caller_limit(config.max_workers)
+            ops.concurrent_limit(config.max_workers, config.max_pending_calls),
+            ops.caller_limit(config.max_workers, config.max_pending_calls),
         )
         self.interceptor = CallInterceptor(
             Authenticator(security),

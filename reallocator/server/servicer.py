@@ -8,13 +8,14 @@ import grpc
 from google.protobuf.message import Message
 
 from reallocator.config import ServerConfig
+from reallocator.core.interrupt import Checkpoint, Interrupted
 from reallocator.core.model import CampaignSnapshot
 from reallocator.core.pacing.assessment import assess
-from reallocator.core.plan.builder import PlanRejected, build_plan
+from reallocator.core.plan.builder import build_plan
 from reallocator.core.plan.model import Plan
 from reallocator.core.plan.severity import auto_applicable
 from reallocator.server.dispatch import Encoded
-from reallocator.server.errors import abort_with, precondition_status, too_large_status
+from reallocator.server.errors import abort_with, too_large_status
 from reallocator.server.identity import current_actor
 from reallocator.server.lifecycle import LifecycleMethods
 from reallocator.store.sql import SqlStore, default_database_url, request_hash
@@ -26,6 +27,20 @@ from reallocator.wire.policy import decode_policy
 from reallocator.wire.snapshot import decode_snapshot
 from reallocator.wire.timefields import to_timedelta
 from reallocator.wire.violations import Violations
+
+
+def call_checkpoint(context: grpc.ServicerContext) -> Checkpoint:
+    """Stops the core's work at its next phase once nobody waits for the answer: the caller's
+    deadline has passed (DEADLINE_EXCEEDED) or it cancelled / went away (CANCELLED)."""
+
+    def check(phase: str) -> None:
+        remaining = context.time_remaining()
+        if remaining is not None and remaining <= 0:
+            raise Interrupted("DEADLINE", phase)
+        if not context.is_active():
+            raise Interrupted("CANCELLED", phase)
+
+    return check
 
 
 class ReallocatorServicer(LifecycleMethods):
@@ -43,7 +58,7 @@ class ReallocatorServicer(LifecycleMethods):
         if not has_snapshot:
             errors.add("snapshot", "required")
             errors.raise_if_any()
-        decoded = decode_snapshot(snapshot, policy, errors)
+        decoded = decode_snapshot(snapshot, policy, errors, limits=self.config.wire_limits)
         errors.raise_if_any()
         assert decoded is not None
         return decoded
@@ -60,7 +75,7 @@ class ReallocatorServicer(LifecycleMethods):
             errors = Violations()
             errors.add("view", f"unknown value {request.view}")
             errors.raise_if_any()
-        result = assess(snapshot)
+        result = assess(snapshot, checkpoint=call_checkpoint(context))
         full = request.view != assessment_pb2.ASSESSMENT_VIEW_BASIC
         response = pb.AssessPacingResponse(assessment=encode_assessment(result, include_deals=full))
         return self._fits(context, response, "assessment", "ask for ASSESSMENT_VIEW_BASIC")
@@ -78,6 +93,12 @@ class ReallocatorServicer(LifecycleMethods):
         if request.HasField("schedule_window"):
             asked = to_timedelta(request.schedule_window, "schedule_window", errors, positive=True)
             window = asked if asked is not None else window
+            longest = timedelta(hours=self.config.max_schedule_window_hours)
+            if window > longest:
+                errors.add(
+                    "schedule_window",
+                    f"at most {longest.total_seconds() / 3600:.0f} h (max_schedule_window_hours)",
+                )
         if request.view not in _PLAN_VIEWS:
             errors.add("view", f"unknown value {request.view}")
         errors.raise_if_any()
@@ -92,22 +113,16 @@ class ReallocatorServicer(LifecycleMethods):
             if earlier is not None:  # a retry: the plan it created, recorded once
                 return self._fits(context, _in_view(earlier, request.view), "plan", "")
         history = self.store.request_history(snapshot.campaign_id)
-        try:
-            plan = build_plan(
-                snapshot,
-                relax=relax,
-                time_limit=limit,
-                schedule_window=window,
-                text=False,
-                history=history if len(history.requests) else None,
-            )
-        except PlanRejected as exc:
-            failures = [("CONSTRAINT", v.constraint, v.message) for v in exc.violations]
-            abort_with(
-                context,
-                precondition_status(str(exc), failures),
-            )
-            raise AssertionError("unreachable") from exc
+        # PlanRejected (FAILED_PRECONDITION) and Interrupted map to statuses in the dispatch layer.
+        plan = build_plan(
+            snapshot,
+            relax=relax,
+            time_limit=limit,
+            schedule_window=window,
+            text=False,
+            history=history if len(history.requests) else None,
+            checkpoint=call_checkpoint(context),
+        )
         response = pb.ReplanResponse()
         msg = encode_plan(plan, deals=_PLAN_VIEWS[request.view], out=response.plan)
         if request.dry_run:

@@ -45,6 +45,10 @@ _RESPONSE: dict[int, str] = {
 }
 
 
+class _Raced(Exception):
+    """Another call claimed the same request id first."""
+
+
 def _now() -> int:
     return time.time_ns() // 1000
 
@@ -127,6 +131,36 @@ class SqlStore:
         request_id: str = "",
         request_hash: str = "",
     ) -> plan_pb2.Plan:
+        """Stores a plan Replan computed (see `_record`); a retry racing the first call of the
+        same request gets the first call's plan."""
+        try:
+            return self._record(plan, snapshot=snapshot, actor=actor, approve=approve,
+                                request_id=request_id, request_hash=request_hash)  # fmt: skip
+        except _Raced:
+            earlier = self.find_retry(plan.campaign_id, request_id, request_hash)
+            assert earlier is not None
+            return earlier
+
+    def _insert(self, table: sa.Table) -> Any:
+        """INSERT with ON CONFLICT support in this database's dialect."""
+        if self.engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            return pg_insert(table)
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table)
+
+    def _record(
+        self,
+        plan: plan_pb2.Plan,
+        *,
+        snapshot: bytes,
+        actor: str,
+        approve: bool,
+        request_id: str = "",
+        request_hash: str = "",
+    ) -> plan_pb2.Plan:
         """Stores a plan Replan computed (PROPOSED, or APPROVED when the auto-apply policy
         covers it); a newer plan supersedes the campaign's unapplied older ones. With a
         `request_id`, a retry with the same body returns the first plan and records nothing;
@@ -149,20 +183,28 @@ class SqlStore:
                         )
                     return self._read(tx, seen.result)
             content_hash = hashlib.sha256(snapshot).hexdigest()
-            exists = tx.execute(
-                sa.select(snapshots.c.content_hash).where(snapshots.c.content_hash == content_hash)
-            ).first()
-            if exists is None:
-                tx.execute(
-                    snapshots.insert().values(
-                        content_hash=content_hash,
-                        campaign_id=campaign,
-                        as_of=plan.as_of.ToMicroseconds(),
-                        create_time=now,
-                        size=len(snapshot),
-                        payload=_pack(snapshot),
-                    )
+            name = f"campaigns/{campaign}/plans/{uuid.uuid4().hex[:20]}"
+            if key:  # claimed first: a concurrent retry of the same request waits here, then
+                # finds the claim taken and reads the plan the first one recorded
+                claimed = tx.execute(
+                    self._insert(idempotency)
+                    .values(key=key, request_hash=request_hash, result=name, create_time=now)
+                    .on_conflict_do_nothing(index_elements=["key"])
                 )
+                if claimed.rowcount == 0:
+                    raise _Raced
+            tx.execute(  # stored once per content (two plans from one snapshot share it)
+                self._insert(snapshots)
+                .values(
+                    content_hash=content_hash,
+                    campaign_id=campaign,
+                    as_of=plan.as_of.ToMicroseconds(),
+                    create_time=now,
+                    size=len(snapshot),
+                    payload=_pack(snapshot),
+                )
+                .on_conflict_do_nothing(index_elements=["content_hash"])
+            )
             previous = tx.execute(
                 sa.select(plans.c.name, plans.c.state)
                 .where(plans.c.campaign_id == campaign)
@@ -181,7 +223,6 @@ class SqlStore:
             for field in _LIFE_CYCLE:
                 stored.ClearField(field)  # type: ignore[arg-type]
             data = stored.SerializeToString()
-            name = f"campaigns/{campaign}/plans/{uuid.uuid4().hex[:20]}"
             state = "APPROVED" if approve else "PROPOSED"
             tx.execute(
                 plans.insert().values(
@@ -224,12 +265,6 @@ class SqlStore:
                         response_time=0,
                         message="",
                         actor="",
-                    )
-                )
-            if key:
-                tx.execute(
-                    idempotency.insert().values(
-                        key=key, request_hash=request_hash, result=name, create_time=now
                     )
                 )
             return self._read(tx, name)

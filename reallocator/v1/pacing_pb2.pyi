@@ -83,7 +83,7 @@ class PacingTarget(_message.Message):
     @_builtins.property
     def flights(self) -> _containers.RepeatedCompositeFieldContainer[Global___Flight]:
         """Flights: non-overlapping slices of the campaign, each paced to its own budgets. Nothing
-        rolls over from one flight to the next.
+        rolls over from one flight to the next. At most max_flights [1,000].
         """
 
     @_builtins.property
@@ -105,7 +105,7 @@ class PacingTarget(_message.Message):
     @_builtins.property
     def budget_changes(self) -> _containers.RepeatedCompositeFieldContainer[Global___BudgetChange]:
         """Past changes of budget amounts, oldest first; the current amounts are those in `budgets`
-        and `flights`.
+        and `flights`. At most max_budget_changes [1,000].
         """
 
     @_builtins.property

@@ -212,7 +212,9 @@ class ReplanRequest(_message.Message):
 
     @_builtins.property
     def schedule_window(self) -> _duration_pb2.Duration:
-        """How far ahead buyer-side schedules reach: until the next replan. Default 6h."""
+        """How far ahead buyer-side schedules reach: until the next replan. Default 6h; at most
+        max_schedule_window_hours [168].
+        """
 
     def __init__(
         self,

@@ -31,7 +31,11 @@ class ReallocatorServiceStub:
 
     Errors: a request that fails validation gets INVALID_ARGUMENT with a google.rpc.BadRequest
     detail listing every offending field path and why; a plan in the wrong state for a call
-    gets FAILED_PRECONDITION; an unknown plan NOT_FOUND.
+    gets FAILED_PRECONDITION; an unknown plan NOT_FOUND. A call whose deadline passes or that is
+    cancelled stops at the server's next phase (DEADLINE_EXCEEDED / CANCELLED); a server whose
+    serving slots and waiting line are full answers RESOURCE_EXHAUSTED at once (retry with
+    backoff), as does a request that needs more memory than one call may have; an unforeseen
+    error answers INTERNAL with a request id (google.rpc.RequestInfo) the server log also carries.
     """
 
     def __init__(self, channel):
@@ -98,7 +102,11 @@ class ReallocatorServiceServicer:
 
     Errors: a request that fails validation gets INVALID_ARGUMENT with a google.rpc.BadRequest
     detail listing every offending field path and why; a plan in the wrong state for a call
-    gets FAILED_PRECONDITION; an unknown plan NOT_FOUND.
+    gets FAILED_PRECONDITION; an unknown plan NOT_FOUND. A call whose deadline passes or that is
+    cancelled stops at the server's next phase (DEADLINE_EXCEEDED / CANCELLED); a server whose
+    serving slots and waiting line are full answers RESOURCE_EXHAUSTED at once (retry with
+    backoff), as does a request that needs more memory than one call may have; an unforeseen
+    error answers INTERNAL with a request id (google.rpc.RequestInfo) the server log also carries.
     """
 
     def AssessPacing(self, request, context):
@@ -239,7 +247,11 @@ class ReallocatorService:
 
     Errors: a request that fails validation gets INVALID_ARGUMENT with a google.rpc.BadRequest
     detail listing every offending field path and why; a plan in the wrong state for a call
-    gets FAILED_PRECONDITION; an unknown plan NOT_FOUND.
+    gets FAILED_PRECONDITION; an unknown plan NOT_FOUND. A call whose deadline passes or that is
+    cancelled stops at the server's next phase (DEADLINE_EXCEEDED / CANCELLED); a server whose
+    serving slots and waiting line are full answers RESOURCE_EXHAUSTED at once (retry with
+    backoff), as does a request that needs more memory than one call may have; an unforeseen
+    error answers INTERNAL with a request id (google.rpc.RequestInfo) the server log also carries.
     """
 
     @staticmethod

@@ -32,7 +32,11 @@ class ReallocatorServiceStub:
 
     Errors: a request that fails validation gets INVALID_ARGUMENT with a google.rpc.BadRequest
     detail listing every offending field path and why; a plan in the wrong state for a call
-    gets FAILED_PRECONDITION; an unknown plan NOT_FOUND.
+    gets FAILED_PRECONDITION; an unknown plan NOT_FOUND. A call whose deadline passes or that is
+    cancelled stops at the server's next phase (DEADLINE_EXCEEDED / CANCELLED); a server whose
+    serving slots and waiting line are full answers RESOURCE_EXHAUSTED at once (retry with
+    backoff), as does a request that needs more memory than one call may have; an unforeseen
+    error answers INTERNAL with a request id (google.rpc.RequestInfo) the server log also carries.
     """
 
     @_typing.overload
@@ -69,7 +73,11 @@ class ReallocatorServiceAsyncStub(ReallocatorServiceStub):
 
     Errors: a request that fails validation gets INVALID_ARGUMENT with a google.rpc.BadRequest
     detail listing every offending field path and why; a plan in the wrong state for a call
-    gets FAILED_PRECONDITION; an unknown plan NOT_FOUND.
+    gets FAILED_PRECONDITION; an unknown plan NOT_FOUND. A call whose deadline passes or that is
+    cancelled stops at the server's next phase (DEADLINE_EXCEEDED / CANCELLED); a server whose
+    serving slots and waiting line are full answers RESOURCE_EXHAUSTED at once (retry with
+    backoff), as does a request that needs more memory than one call may have; an unforeseen
+    error answers INTERNAL with a request id (google.rpc.RequestInfo) the server log also carries.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -102,7 +110,11 @@ class ReallocatorServiceServicer(metaclass=_abc_1.ABCMeta):
 
     Errors: a request that fails validation gets INVALID_ARGUMENT with a google.rpc.BadRequest
     detail listing every offending field path and why; a plan in the wrong state for a call
-    gets FAILED_PRECONDITION; an unknown plan NOT_FOUND.
+    gets FAILED_PRECONDITION; an unknown plan NOT_FOUND. A call whose deadline passes or that is
+    cancelled stops at the server's next phase (DEADLINE_EXCEEDED / CANCELLED); a server whose
+    serving slots and waiting line are full answers RESOURCE_EXHAUSTED at once (retry with
+    backoff), as does a request that needs more memory than one call may have; an unforeseen
+    error answers INTERNAL with a request id (google.rpc.RequestInfo) the server log also carries.
     """
 
     @_abc_1.abstractmethod

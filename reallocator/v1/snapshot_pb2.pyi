@@ -31,6 +31,15 @@ class CampaignSnapshot(_message.Message):
     Deals come in exactly one of two forms that mean exactly the same thing: `deals` (one
     message per deal, convenient for small campaigns) or `deals_table` (columnar, for large
     portfolios: 100k deals decode in milliseconds).
+
+    Limits (server settings, defaults in brackets; a request past one answers INVALID_ARGUMENT
+    naming the field before any work is done): identifiers at most max_id_length characters
+    [256]; timestamps from 1970-01-01 to 2999-12-31 and durations at most 3,660 days; every
+    amount and count (allocations, delivered figures, budgets, limits, inventory, forecasts) at
+    most 2^53, and so is each column's sum over all deals; prices (ecpm_micros,
+    cost_per_unit_micros) at most 10^12 micros; a campaign's dates (as_of, start/end, flights,
+    budget changes) within max_span_days [1,830] of each other; at most max_buckets [10,000]
+    buckets of recent delivery, spanning at most max_span_days.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -531,7 +540,10 @@ class DealsTable(_message.Message):
     arrow_ipc: _builtins.bytes
     """An Apache Arrow IPC stream (pyarrow `ipc.new_stream`) of one table whose column names
     are the field names of DealColumns (minus the `has_` columns: Arrow nulls mean unset).
-    Body compression (ZSTD or LZ4_FRAME) is read as it is.
+    Body compression (ZSTD or LZ4_FRAME) is read as it is. The stream is validated before
+    any column is read (every buffer inside its body, offsets, lengths, UTF-8 of strings);
+    what it declares once decompressed may not pass max_arrow_bytes [256 MiB], checked
+    before anything is inflated. Integer columns must fit int64 (uint64 above it is an error).
     """
     @_builtins.property
     def columns(self) -> Global___DealColumns:

@@ -19,6 +19,8 @@ import pyarrow as pa
 
 from reallocator.core.model import DEAL_COLUMNS, INT64_MAX, DealStatus, PriceKind
 from reallocator.v1 import snapshot_pb2
+from reallocator.wire.arrow_guard import StreamRejected, read_checked
+from reallocator.wire.limits import DEFAULT_LIMITS, MAX_AMOUNT, MAX_PRICE_MICROS, WireLimits
 from reallocator.wire.timefields import to_datetime, to_timedelta
 from reallocator.wire.violations import Violations
 
@@ -282,19 +284,32 @@ def _arrow_kind_ok(name: str, kind: pa.DataType) -> bool:
     return bool(pa.types.is_integer(kind))  # int64 and enum columns: floats would truncate
 
 
-def read_arrow_stream(data: bytes, prefix: str, errors: Violations) -> pa.Table | None:
-    """The table of an Arrow IPC stream, or None with a violation at `prefix`."""
+_ARROW_TYPES: dict[str, pa.DataType] = {
+    name: pa.bool_() if dtype is np.bool_ else pa.float64() if dtype is np.float64 else pa.int64()
+    for name, dtype in _COLUMN_DTYPES.items()
+    if name not in _STRING_COLUMNS
+}
+
+
+def read_arrow_stream(
+    data: bytes, prefix: str, errors: Violations, *, max_bytes: int = DEFAULT_LIMITS.max_arrow_bytes
+) -> pa.Table | None:
+    """The table of an Arrow IPC stream, or None with a violation at `prefix`. The stream is
+    checked before anything is converted (wire/arrow_guard.py): every buffer inside its body,
+    at most `max_bytes` declared once decompressed (checked before inflating), every batch
+    validated in full (offsets, lengths, UTF-8)."""
     try:
-        table: pa.Table = pa.ipc.open_stream(pa.py_buffer(data)).read_all()
-    except (pa.ArrowInvalid, pa.ArrowException, OSError) as exc:
+        return read_checked(data, max_bytes)
+    except (StreamRejected, pa.ArrowException, OSError, ValueError) as exc:
         errors.add(prefix, f"not a readable Arrow IPC stream: {exc}")
         return None
-    return table
 
 
-def from_arrow(data: bytes, prefix: str, errors: Violations) -> RawDeals | None:
+def from_arrow(
+    data: bytes, prefix: str, errors: Violations, *, max_bytes: int = DEFAULT_LIMITS.max_arrow_bytes
+) -> RawDeals | None:
     """An Arrow IPC stream: nulls mean unset, so no has_ columns are needed."""
-    table = read_arrow_stream(data, prefix, errors)
+    table = read_arrow_stream(data, prefix, errors, max_bytes=max_bytes)
     return None if table is None else from_arrow_table(table, prefix, errors)
 
 
@@ -302,6 +317,11 @@ def from_arrow_table(table: pa.Table, prefix: str, errors: Violations) -> RawDea
     """An Arrow table whose columns are DealColumns field names (nulls mean unset): the one
     decoder of the Arrow form, for the wire's IPC stream and for batch jobs' Parquet/CSV files."""
     mark = errors.mark()
+    try:  # a table from a file or another library: converting an invalid one can crash
+        table.validate(full=True)
+    except pa.ArrowException as exc:
+        errors.add(prefix, f"not a valid Arrow table: {exc}")
+        return None
     known = set(_ALL_COLUMNS)
     seen: set[str] = set()
     columns: dict[str, pa.ChunkedArray] = {}
@@ -320,6 +340,13 @@ def from_arrow_table(table: pa.Table, prefix: str, errors: Violations) -> RawDea
             expected = "string" if name in _STRING_COLUMNS else _COLUMN_DTYPES[name].__name__
             errors.add(
                 f"{prefix}.{name}", f"Arrow type {column.type} cannot carry {expected} values"
+            )
+            continue
+        try:  # one Arrow type per column: a uint64 above int64's range is an error, not a wrap
+            column = column.cast(_ARROW_TYPES.get(name, pa.large_string()), safe=True)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            errors.add(
+                f"{prefix}.{name}", f"values out of range for {_ARROW_TYPES.get(name)}: {exc}"
             )
             continue
         columns[name] = column
@@ -353,11 +380,64 @@ def from_arrow_table(table: pa.Table, prefix: str, errors: Violations) -> RawDea
     return _from_columns(arrays.get, n, prefix, has)
 
 
+_AMOUNT_COLUMNS = (
+    "allocation", "spend_micros", "impressions", "clicks", "completes", "requests",
+    "avails", "bids", "wins", "delivered_at_plan",
+)  # fmt: skip
+_OPTIONAL_AMOUNTS = (  # max_allocation may be anything: it only ever caps
+    ("min_allocation", "has_min"),
+    ("available_inventory", "has_inventory"),
+    ("capacity_forecast", "has_forecast"),
+)
+
+
+def _check_ranges(raw: RawDeals, errors: Violations, limits: WireLimits) -> None:
+    """What later arithmetic relies on: identifiers of bounded length, every amount and each
+    column's sum within MAX_AMOUNT (the solver's exact range; sums of a few stay inside int64),
+    prices within MAX_PRICE_MICROS."""
+    t, form = raw.table, raw.form
+    for column in ("deal_id", "seller_id", "channel_id", "order_id"):
+        lengths = t[column].str.len().to_numpy(dtype=np.float64, na_value=0.0)
+        errors.rows(
+            form.path(column),
+            lengths > limits.max_id_length,
+            _fmt(f"longer than {limits.max_id_length} characters ({{:.0f}})", lengths),
+        )
+    for column in _AMOUNT_COLUMNS:
+        ints = t[column].to_numpy()
+        errors.rows(form.path(column), ints > MAX_AMOUNT, f"must be at most 2**53 ({MAX_AMOUNT})")
+        if float(np.clip(ints, 0, MAX_AMOUNT).astype(np.float64).sum()) > MAX_AMOUNT:
+            errors.add(
+                form.path(column)(0).replace("[0]", "[*]"),
+                f"the sum over all deals must be at most 2**53 ({MAX_AMOUNT})",
+            )
+    for column, flag in _OPTIONAL_AMOUNTS:
+        ints = t[column].to_numpy()
+        errors.rows(
+            form.path(column),
+            getattr(raw, flag) & (ints > MAX_AMOUNT),
+            f"must be at most 2**53 ({MAX_AMOUNT})",
+        )
+    price, kind = t["price_micros"].to_numpy(), t["price_kind"].to_numpy()
+    ecpm_path, unit_path = form.path("price_micros"), form.path("cost_per_unit_micros")
+    errors.rows(
+        lambda i: unit_path(i) if kind[i] == PriceKind.PER_UNIT else ecpm_path(i),
+        price > MAX_PRICE_MICROS,
+        f"must be at most {MAX_PRICE_MICROS} micros",
+    )
+
+
 def check_deals(
-    raw: RawDeals, sellers: pd.Index, channels: pd.Index, as_of: datetime | None, errors: Violations
+    raw: RawDeals,
+    sellers: pd.Index,
+    channels: pd.Index,
+    as_of: datetime | None,
+    errors: Violations,
+    limits: WireLimits = DEFAULT_LIMITS,
 ) -> pd.DataFrame:
     """Validates the table (vectorised) and returns it in canonical form (DEAL_COLUMNS dtypes)."""
     t, form = raw.table, raw.form
+    _check_ranges(raw, errors, limits)
     ids = t["deal_id"]
     errors.rows(form.path("deal_id"), (ids == "").to_numpy(), "required")
     dup = ids.duplicated(keep="first").to_numpy() & (ids != "").to_numpy()
@@ -396,18 +476,7 @@ def check_deals(
         lambda i: f"unknown DealStatus {status[i]}",
     )
 
-    for column in (
-        "allocation",
-        "spend_micros",
-        "impressions",
-        "clicks",
-        "completes",
-        "requests",
-        "avails",
-        "bids",
-        "wins",
-        "delivered_at_plan",
-    ):
+    for column in _AMOUNT_COLUMNS:
         ints = t[column].to_numpy()
         errors.rows(form.path(column), ints < 0, _fmt("must not be negative (got {})", ints))
     price, kind = t["price_micros"].to_numpy(), t["price_kind"].to_numpy()
@@ -491,8 +560,16 @@ def _check_grid(
     as_of: datetime | None,
     path: str,
     errors: Violations,
+    limits: WireLimits,
 ) -> None:
-    if as_of is not None and start + bucket * max(n_buckets - 1, 0) > as_of:
+    span = bucket * max(n_buckets - 1, 0)
+    if span > timedelta(days=limits.max_span_days):
+        errors.add(
+            f"{path}.bucket_width",
+            f"the series spans {span.days} days, more than {limits.max_span_days} (max_span_days)",
+        )
+        return
+    if as_of is not None and start + span > as_of:
         errors.add(
             f"{path}.window_start",
             "the series must end at or before as_of (only the last bucket may be in progress)",
@@ -500,7 +577,11 @@ def _check_grid(
 
 
 def series_from_messages(
-    deals: Sequence[snapshot_pb2.Deal], prefix: str, as_of: datetime | None, errors: Violations
+    deals: Sequence[snapshot_pb2.Deal],
+    prefix: str,
+    as_of: datetime | None,
+    errors: Violations,
+    limits: WireLimits = DEFAULT_LIMITS,
 ) -> tuple[Grid, dict[str, npt.NDArray[np.float64]]] | None:
     """Per-deal series onto one grid; deals without a series get a row of NaN (unknown)."""
     rows = [i for i, d in enumerate(deals) if d.HasField("recent_delivery")]
@@ -512,6 +593,12 @@ def series_from_messages(
     start = to_datetime(first.window_start, f"{p0}.window_start", errors)
     width = to_timedelta(first.bucket_width, f"{p0}.bucket_width", errors, positive=True)
     n_buckets = len(first.spend_micros)
+    if n_buckets > limits.max_buckets:
+        errors.add(
+            f"{p0}.spend_micros",
+            f"at most {limits.max_buckets} buckets (max_buckets), got {n_buckets}",
+        )
+        return None
     key = (first.window_start.seconds, first.window_start.nanos,
            first.bucket_width.seconds, first.bucket_width.nanos)  # fmt: skip
     values: dict[str, list[Sequence[int]]] = {k: [] for k in SERIES_MEASURES}
@@ -537,7 +624,9 @@ def series_from_messages(
             values[k].append(v)
     if start is None or width is None or errors.since(mark):
         return None
-    _check_grid(start, width, n_buckets, as_of, p0, errors)
+    _check_grid(start, width, n_buckets, as_of, p0, errors, limits)
+    if errors.since(mark):
+        return None
     arrays: dict[str, npt.NDArray[np.float64]] = {}
     index = np.asarray(kept)
     for k in SERIES_MEASURES:
@@ -554,11 +643,11 @@ def series_from_messages(
     return Grid(start, width, n_buckets), arrays
 
 
-def _matrix_arrow(data: bytes, path: str, errors: Violations) -> dict[str, npt.NDArray[Any]] | None:
-    try:
-        table = pa.ipc.open_stream(pa.py_buffer(data)).read_all()
-    except (pa.ArrowInvalid, pa.ArrowException, OSError) as exc:
-        errors.add(path, f"not a readable Arrow IPC stream: {exc}")
+def _matrix_arrow(
+    data: bytes, path: str, errors: Violations, max_bytes: int
+) -> dict[str, npt.NDArray[Any]] | None:
+    table = read_arrow_stream(data, path, errors, max_bytes=max_bytes)
+    if table is None:
         return None
     out: dict[str, npt.NDArray[Any]] = {}
     for k in SERIES_MEASURES:
@@ -568,6 +657,11 @@ def _matrix_arrow(data: bytes, path: str, errors: Violations) -> dict[str, npt.N
         column = table.column(k)
         if not pa.types.is_integer(column.type) or column.null_count:
             errors.add(f"{path}.{k}", f"must be a non-null integer column (got {column.type})")
+            continue
+        try:
+            column = column.cast(pa.int64(), safe=True)
+        except pa.ArrowInvalid as exc:
+            errors.add(f"{path}.{k}", f"values out of range for int64: {exc}")
             continue
         out[k] = column.to_numpy()
     return out
@@ -579,10 +673,17 @@ def series_from_matrix(
     path: str,
     as_of: datetime | None,
     errors: Violations,
+    limits: WireLimits = DEFAULT_LIMITS,
 ) -> tuple[Grid, dict[str, npt.NDArray[np.float64]]] | None:
     mark = errors.mark()
     if m.bucket_count < 0:
         errors.add(f"{path}.bucket_count", "must not be negative")
+        return None
+    if m.bucket_count > limits.max_buckets:
+        errors.add(
+            f"{path}.bucket_count",
+            f"at most {limits.max_buckets} buckets (max_buckets), got {m.bucket_count}",
+        )
         return None
     start = to_datetime(m.window_start, f"{path}.window_start", errors)
     width = to_timedelta(m.bucket_width, f"{path}.bucket_width", errors, positive=True)
@@ -591,7 +692,7 @@ def series_from_matrix(
         packed = [k for k in SERIES_MEASURES if len(getattr(m, k))]
         for k in packed:
             errors.add(f"{path}.{k}", "must be empty when arrow_ipc is set")
-        source = _matrix_arrow(m.arrow_ipc, f"{path}.arrow_ipc", errors)
+        source = _matrix_arrow(m.arrow_ipc, f"{path}.arrow_ipc", errors, limits.max_arrow_bytes)
         sub = f"{path}.arrow_ipc"
     else:
         source = {k: np.asarray(getattr(m, k), dtype=np.int64) for k in SERIES_MEASURES}
@@ -611,7 +712,9 @@ def series_from_matrix(
         arrays[k] = values.astype(np.float64).reshape(n_deals, m.bucket_count)
     if start is None or width is None or errors.since(mark):
         return None
-    _check_grid(start, width, m.bucket_count, as_of, path, errors)
+    _check_grid(start, width, m.bucket_count, as_of, path, errors, limits)
+    if errors.since(mark):
+        return None
     return Grid(start, width, m.bucket_count), arrays
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import numpy as np
 
@@ -20,6 +20,7 @@ from reallocator.core.model import (
     Period,
 )
 from reallocator.v1 import common_pb2, pacing_pb2
+from reallocator.wire.limits import DEFAULT_LIMITS, MAX_AMOUNT, WireLimits
 from reallocator.wire.timefields import to_datetime
 from reallocator.wire.violations import Violations
 
@@ -75,6 +76,9 @@ def _budgets(
         if b.amount < 0:
             errors.add(f"{p}.amount", f"must not be negative (got {b.amount})")
             continue
+        if b.amount > MAX_AMOUNT:
+            errors.add(f"{p}.amount", f"must be at most 2**53 ({MAX_AMOUNT})")
+            continue
         if period is Period.LIFETIME and not has_dates:
             errors.add(f"{p}.period", "a LIFETIME budget needs start and end dates (or flights)")
             continue
@@ -93,8 +97,13 @@ def _unit_interval(
 
 
 def decode_pacing(
-    msg: pacing_pb2.PacingTarget, path: str, as_of: datetime | None, errors: Violations
+    msg: pacing_pb2.PacingTarget,
+    path: str,
+    as_of: datetime | None,
+    errors: Violations,
+    limits: WireLimits = DEFAULT_LIMITS,
 ) -> PacingSpec:
+    mark = errors.mark()
     budget_type = BUDGET_TYPES.get(msg.budget_type)
     if budget_type is None:
         errors.add(f"{path}.budget_type", f"unknown value {msg.budget_type}")
@@ -124,6 +133,19 @@ def decode_pacing(
     # A campaign LIFETIME budget spans the campaign dates, or else its flights.
     dated = (start is not None and end is not None) or len(msg.flights) > 0
     budgets = _budgets(msg.budgets, f"{path}.budgets", dated, errors)
+    if not dated and not any(b.period is not Period.LIFETIME for b in budgets):
+        errors.add(
+            f"{path}.budgets",
+            "a campaign without start and end dates (or flights) needs a periodic budget "
+            "(HOUR, DAY, WEEK or MONTH): it is paced over that period",
+        )
+    for name, count, limit in (
+        ("flights", len(msg.flights), limits.max_flights),
+        ("budget_changes", len(msg.budget_changes), limits.max_budget_changes),
+    ):
+        if count > limit:
+            errors.add(f"{path}.{name}", f"at most {limit} entries ({name}), got {count}")
+            return _empty_spec()
     flights = _flights(msg, path, errors)
 
     catch_up = msg.even.catch_up_fraction if msg.even.HasField("catch_up_fraction") else 0.95
@@ -150,8 +172,12 @@ def decode_pacing(
             errors.add(
                 f"{path}.max_spend_micros", f"must not be negative (got {msg.max_spend_micros})"
             )
+        if msg.max_spend_micros > MAX_AMOUNT:
+            errors.add(f"{path}.max_spend_micros", f"must be at most 2**53 ({MAX_AMOUNT})")
         max_spend = int(msg.max_spend_micros)
     paced_period = _paced_period(msg, path, budgets, flights, errors)
+    if not errors.since(mark):  # one report per problem: a reversed date is not also too long
+        _check_span(path, as_of, start, end, flights, changes, limits, errors)
 
     return PacingSpec(
         budget_type=budget_type,
@@ -197,6 +223,36 @@ def _paced_period(
         )
         return None
     return period
+
+
+def _empty_spec() -> PacingSpec:
+    """A placeholder for a rejected pacing target (the request fails; nothing reads it)."""
+    return PacingSpec(budget_type=BudgetType.SPEND, mode=PacingMode.EVEN)
+
+
+def _check_span(
+    path: str,
+    as_of: datetime | None,
+    start: datetime | None,
+    end: datetime | None,
+    flights: tuple[Flight, ...],
+    changes: tuple[BudgetChange, ...],
+    limits: WireLimits,
+    errors: Violations,
+) -> None:
+    """Work and memory of pacing grow with the time it spans (one calendar slot per hour or
+    less): from the earliest to the latest instant it names, as_of included."""
+    instants = [t for t in (as_of, start, end) if t is not None]
+    instants += [t for f in flights for t in (f.start, f.end)] + [c.at for c in changes]
+    if len(instants) < 2:
+        return
+    span = max(instants) - min(instants)
+    if span > timedelta(days=limits.max_span_days):
+        errors.add(
+            path,
+            f"spans {span.days} days from its earliest to its latest date (as_of, start, end, "
+            f"flights, budget changes), more than {limits.max_span_days} (max_span_days)",
+        )
 
 
 def _flights(msg: pacing_pb2.PacingTarget, path: str, errors: Violations) -> tuple[Flight, ...]:
@@ -314,6 +370,10 @@ def _budget_changes(
         if c.old_amount < 0 or c.new_amount < 0:
             field = "old_amount" if c.old_amount < 0 else "new_amount"
             errors.add(f"{p}.{field}", "must not be negative")
+            continue
+        if c.old_amount > MAX_AMOUNT or c.new_amount > MAX_AMOUNT:
+            field = "old_amount" if c.old_amount > MAX_AMOUNT else "new_amount"
+            errors.add(f"{p}.{field}", f"must be at most 2**53 ({MAX_AMOUNT})")
             continue
         if c.flight_id and c.flight_id not in flight_ids:
             errors.add(f"{p}.flight_id", f"unknown flight {c.flight_id!r}")

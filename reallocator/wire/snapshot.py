@@ -14,11 +14,13 @@ from reallocator.core.model import (
     GROUP_COLUMNS,
     CampaignSnapshot,
     DeliverySeries,
+    PacingSpec,
     Policy,
     empty_deals,
 )
 from reallocator.v1 import snapshot_pb2
 from reallocator.wire import deals as wire_deals
+from reallocator.wire.limits import DEFAULT_LIMITS, MAX_AMOUNT, WireLimits
 from reallocator.wire.pacing import decode_pacing
 from reallocator.wire.timefields import to_datetime
 from reallocator.wire.violations import Violations
@@ -29,6 +31,9 @@ _CURRENCY = re.compile(r"[A-Z]{3}")
 def _time_zone(name: str, path: str, errors: Violations) -> str:
     if not name:
         return "UTC"
+    if len(name) > 64:  # IANA names are at most 30-odd characters
+        errors.add(path, f"not an IANA time zone name ({len(name)} characters)")
+        return name
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):
@@ -41,6 +46,7 @@ def _groups(
     id_field: str,
     path: str,
     errors: Violations,
+    limits: WireLimits,
 ) -> pd.DataFrame:
     ids: list[str] = []
     rows: list[list[float]] = []
@@ -50,6 +56,11 @@ def _groups(
         gid = getattr(g, id_field)
         if not gid:
             errors.add(f"{p}.{id_field}", "required")
+            continue
+        if len(gid) > limits.max_id_length:
+            errors.add(
+                f"{p}.{id_field}", f"longer than {limits.max_id_length} characters ({len(gid)})"
+            )
             continue
         if gid in seen:
             errors.add(
@@ -67,6 +78,8 @@ def _groups(
         for name, v in zip(("min_total", "max_total"), values[:2], strict=True):
             if v < 0:
                 errors.add(f"{p}.limits.{name}", f"must not be negative (got {int(v)})")
+            if v > MAX_AMOUNT:
+                errors.add(f"{p}.limits.{name}", f"must be at most 2**53 ({MAX_AMOUNT})")
         shares_set = (lim.HasField("min_share"), lim.HasField("max_share"))
         for name, v, is_set in zip(("min_share", "max_share"), values[2:], shares_set, strict=True):
             if is_set and not (math.isfinite(v) and 0 <= v <= 1):
@@ -86,12 +99,24 @@ def _groups(
     return frame.astype(GROUP_COLUMNS)
 
 
+def _id_length(value: str, path: str, limit: int, errors: Violations) -> None:
+    if len(value) > limit:
+        errors.add(path, f"longer than {limit} characters ({len(value)})")
+
+
 def decode_snapshot(
-    msg: snapshot_pb2.CampaignSnapshot, policy: Policy, errors: Violations, path: str = "snapshot"
+    msg: snapshot_pb2.CampaignSnapshot,
+    policy: Policy,
+    errors: Violations,
+    path: str = "snapshot",
+    *,
+    limits: WireLimits = DEFAULT_LIMITS,
 ) -> CampaignSnapshot | None:
-    """Decodes and validates; adds violations to `errors` and returns None when there are any."""
+    """Decodes and validates; adds violations to `errors` and returns None when there are any.
+    `limits` bounds what the request may ask of the server (wire/limits.py)."""
     if not msg.campaign_id:
         errors.add(f"{path}.campaign_id", "required")
+    _id_length(msg.campaign_id, f"{path}.campaign_id", limits.max_id_length, errors)
     as_of: datetime | None = None
     if not msg.HasField("as_of"):
         errors.add(f"{path}.as_of", "required")
@@ -105,9 +130,13 @@ def decode_snapshot(
             f"must be an ISO 4217 code like 'USD' (got {msg.currency_code!r})",
         )
     tz = _time_zone(msg.time_zone, f"{path}.time_zone", errors)
-    pacing = decode_pacing(msg.pacing, f"{path}.pacing", as_of, errors)
-    sellers = _groups(msg.sellers, "seller_id", f"{path}.sellers", errors)
-    channels = _groups(msg.channels, "channel_id", f"{path}.channels", errors)
+    if msg.HasField("pacing"):
+        pacing = decode_pacing(msg.pacing, f"{path}.pacing", as_of, errors, limits)
+    else:
+        errors.add(f"{path}.pacing", "required (budgets and dates or flights)")
+        pacing = PacingSpec()
+    sellers = _groups(msg.sellers, "seller_id", f"{path}.sellers", errors, limits)
+    channels = _groups(msg.channels, "channel_id", f"{path}.channels", errors, limits)
 
     has_table = msg.HasField("deals_table")
     raw: wire_deals.RawDeals | None = None
@@ -120,7 +149,12 @@ def decode_snapshot(
         if fmt == "columns":
             raw = wire_deals.from_columns(table.columns, f"{path}.deals_table.columns", errors)
         elif fmt == "arrow_ipc":
-            raw = wire_deals.from_arrow(table.arrow_ipc, f"{path}.deals_table.arrow_ipc", errors)
+            raw = wire_deals.from_arrow(
+                table.arrow_ipc,
+                f"{path}.deals_table.arrow_ipc",
+                errors,
+                max_bytes=limits.max_arrow_bytes,
+            )
         else:
             errors.add(f"{path}.deals_table", "set columns or arrow_ipc")
         if raw is not None and table.HasField("recent_delivery"):
@@ -130,10 +164,11 @@ def decode_snapshot(
                 f"{path}.deals_table.recent_delivery",
                 as_of,
                 errors,
+                limits,
             )
     elif len(msg.deals):
         raw = wire_deals.from_messages(msg.deals, f"{path}.deals")
-        series = wire_deals.series_from_messages(msg.deals, f"{path}.deals", as_of, errors)
+        series = wire_deals.series_from_messages(msg.deals, f"{path}.deals", as_of, errors, limits)
     else:
         errors.add(f"{path}.deals", "at least one deal is required (in deals or deals_table)")
 
@@ -142,7 +177,7 @@ def decode_snapshot(
         raw = None
     deals = empty_deals(0)
     if raw is not None:
-        deals = wire_deals.check_deals(raw, sellers.index, channels.index, as_of, errors)
+        deals = wire_deals.check_deals(raw, sellers.index, channels.index, as_of, errors, limits)
     if errors or as_of is None:
         return None
     delivery = None

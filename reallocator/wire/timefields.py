@@ -7,15 +7,21 @@ from datetime import UTC, datetime, timedelta
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from reallocator.wire.limits import EARLIEST, LATEST, MAX_DURATION
 from reallocator.wire.violations import Violations
 
-_MIN_SECONDS = -62135596800  # 0001-01-01T00:00:00Z, the Timestamp range (google/protobuf docs)
-_MAX_SECONDS = 253402300799  # 9999-12-31T23:59:59Z
+# Narrower than the Timestamp range (0001-9999): dates and durations computed from a request
+# (as_of + schedule_window, start + buckets x width, ...) must stay within Python's datetime.
+_MIN_SECONDS = int(EARLIEST.timestamp())
+_MAX_SECONDS = int(LATEST.timestamp())
 
 
 def to_datetime(ts: Timestamp, path: str, errors: Violations) -> datetime | None:
     if not (_MIN_SECONDS <= ts.seconds <= _MAX_SECONDS) or not (0 <= ts.nanos < 1_000_000_000):
-        errors.add(path, "timestamp out of range (0001-01-01 to 9999-12-31, nanos in [0, 1e9))")
+        errors.add(
+            path,
+            f"timestamp out of range ({EARLIEST:%Y-%m-%d} to {LATEST:%Y-%m-%d}, nanos in [0, 1e9))",
+        )
         return None
     return ts.ToDatetime(tzinfo=UTC)
 
@@ -23,8 +29,8 @@ def to_datetime(ts: Timestamp, path: str, errors: Violations) -> datetime | None
 def to_timedelta(
     d: Duration, path: str, errors: Violations, *, positive: bool = False
 ) -> timedelta | None:
-    if abs(d.seconds) > 315_576_000_000 or abs(d.nanos) >= 1_000_000_000:
-        errors.add(path, "duration out of range")
+    if abs(d.seconds) > MAX_DURATION.total_seconds() or abs(d.nanos) >= 1_000_000_000:
+        errors.add(path, f"duration out of range (at most {MAX_DURATION.days} days)")
         return None
     value = d.ToTimedelta()
     if positive and value <= timedelta(0):

@@ -27,8 +27,9 @@ def _toml(tmp_path: Path, text: str) -> Path:
 def test_defaults_are_plaintext_open_with_limits_from_the_thread_count() -> None:
     config = load_config(env={})
     assert not config.security.tls and not config.security.auth and config.security.reflection
-    assert config.ops.concurrent_limit(config.max_workers) == config.max_workers - 2
-    assert config.ops.caller_limit(config.max_workers) == config.max_workers - 2
+    admitted = config.max_workers + config.max_pending_calls  # the dispatch layer's bound
+    assert config.ops.concurrent_limit(config.max_workers, config.max_pending_calls) == admitted
+    assert config.ops.caller_limit(config.max_workers, config.max_pending_calls) == admitted
     assert not config.ops.metrics_enabled and config.ops.log_format == "json"
 
 

@@ -9,7 +9,9 @@ from reallocator.sim.run import run_world
 from reallocator.sim.scenario import load_scenario
 from reallocator.sim.world import build_world
 
-SCENARIO = Path(__file__).resolve().parents[2] / "reallocator" / "sim" / "scenarios" / "night_pool.json"
+SCENARIO = (
+    Path(__file__).resolve().parents[2] / "reallocator" / "sim" / "scenarios" / "night_pool.json"
+)
 
 
 def test_no_deal_ends_a_day_cut_to_its_spend_while_it_had_supply() -> None:

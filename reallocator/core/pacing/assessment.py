@@ -27,6 +27,7 @@ from enum import StrEnum
 import numpy as np
 import pandas as pd
 
+from reallocator.core.interrupt import Checkpoint, never
 from reallocator.core.model import (
     DELIVERED_COLUMN,
     BudgetType,
@@ -261,12 +262,20 @@ class _Rows:
         return _Rows(**{name: total(value) for name, value in vars(self).items()})
 
 
-def assess(snapshot: CampaignSnapshot, *, recent_window: timedelta = RECENT_WINDOW) -> Assessment:
-    """Assess pacing of every deal, seller, channel and the campaign at `snapshot.as_of`."""
+def assess(
+    snapshot: CampaignSnapshot,
+    *,
+    recent_window: timedelta = RECENT_WINDOW,
+    checkpoint: Checkpoint = never,
+) -> Assessment:
+    """Assess pacing of every deal, seller, channel and the campaign at `snapshot.as_of`.
+    `checkpoint` is called between phases (core/interrupt.py): it may raise Interrupted."""
     spec = snapshot.pacing
     as_of = float(to_unix(snapshot.as_of))
     span = default_span(spec, snapshot.timezone, snapshot.as_of)
+    checkpoint("pacing curve")
     curve = build_curve(spec, snapshot.timezone, span=span)
+    checkpoint("deal verdicts")
     ctx = _context(snapshot, curve, recent_window)
 
     deals = snapshot.deals
@@ -352,6 +361,7 @@ def assess(snapshot: CampaignSnapshot, *, recent_window: timedelta = RECENT_WIND
     deal_frame.insert(0, "seller_id", deals["seller_id"].to_numpy())
     deal_frame.insert(1, "channel_id", deals["channel_id"].to_numpy())
 
+    checkpoint("group verdicts")
     group_frames: list[pd.DataFrame] = []
     for column, kind in (("seller_id", EntityKind.SELLER), ("channel_id", EntityKind.CHANNEL)):
         codes, uniques = pd.factorize(deals[column], sort=True)

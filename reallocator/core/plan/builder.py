@@ -467,7 +467,7 @@ def build_plan(
     policy, spec = snapshot.policy, snapshot.pacing
     bt, currency = spec.budget_type, snapshot.currency
     checkpoint("assess")
-    assessment = assessment or assess(snapshot)
+    assessment = assessment or assess(snapshot, checkpoint=checkpoint)
     checkpoint("forecast")
     curve = build_curve(spec, snapshot.timezone)
     as_of = snapshot.as_of.timestamp()

@@ -1,0 +1,156 @@
+"""Checks an Arrow IPC stream from a caller before anything in it is inflated or converted.
+
+A corrupted stream read with `read_all()` can crash the process when a column is converted (a
+string column's offsets pointing outside its data), and a 300 KB zstd body can declare, and
+inflate to, gigabytes. So the stream is walked message by message first:
+
+1. every message's metadata is read (a few bytes of flatbuffer) and each body buffer's place is
+   checked against the body it lies in;
+2. with compression, each buffer starts with the uncompressed length Arrow will allocate: their
+   sum over the stream must stay within `max_bytes` BEFORE any of them is inflated;
+3. only then are the batches read, each validated in full (`validate(full=True)`: offsets,
+   lengths, UTF-8 of strings), before a column is touched.
+
+The flatbuffer reader below reads only the fields of `Message.fbs` this needs (Message.header,
+RecordBatch.length/nodes/buffers/compression, DictionaryBatch.data) and checks every offset it
+follows against the metadata's size, so garbage metadata is an error, never a wild read.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+
+class StreamRejected(ValueError):
+    """The stream is malformed or declares more than the limits allow (the message says which)."""
+
+
+class _Flat:
+    """Bounds-checked reads of one flatbuffer."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def _unpack(self, fmt: str, at: int) -> int:
+        size = struct.calcsize(fmt)
+        if at < 0 or at + size > len(self.data):
+            raise StreamRejected("message metadata is truncated or corrupt")
+        value: int = struct.unpack_from(fmt, self.data, at)[0]
+        return value
+
+    def root(self) -> int:
+        return self._unpack("<I", 0)
+
+    def _field(self, table: int, index: int) -> int:
+        """Position of field `index` of the table at `table`, or 0 when absent."""
+        vtable = table - self._unpack("<i", table)
+        vsize = self._unpack("<H", vtable)
+        slot = 4 + 2 * index
+        if slot + 2 > vsize:
+            return 0
+        offset = self._unpack("<H", vtable + slot)
+        return table + offset if offset else 0
+
+    def scalar(self, table: int, index: int, fmt: str, default: int = 0) -> int:
+        at = self._field(table, index)
+        return self._unpack(fmt, at) if at else default
+
+    def ref(self, table: int, index: int) -> int:
+        """Position of the table/vector field `index` refers to, or 0 when absent."""
+        at = self._field(table, index)
+        return at + self._unpack("<I", at) if at else 0
+
+    def structs(self, vector: int, width: int) -> list[tuple[int, int]]:
+        """A vector of structs of two int64 (FieldNode, Buffer)."""
+        if not vector:
+            return []
+        n = self._unpack("<I", vector)
+        if vector + 4 + n * width > len(self.data):
+            raise StreamRejected("message metadata is truncated or corrupt")
+        return [struct.unpack_from("<qq", self.data, vector + 4 + i * width) for i in range(n)]
+
+
+_RECORD_BATCH = 3
+_DICTIONARY_BATCH = 2
+
+
+@dataclass(frozen=True)
+class _Batch:
+    rows: int
+    buffers: list[tuple[int, int]]
+    compressed: bool
+
+
+def _batch_of(metadata: bytes) -> _Batch | None:
+    """The RecordBatch a message carries (itself or inside a DictionaryBatch), else None."""
+    flat = _Flat(metadata)
+    message = flat.root()
+    kind = flat.scalar(message, 1, "<B")
+    header = flat.ref(message, 2)
+    if kind == _DICTIONARY_BATCH and header:
+        header = flat.ref(header, 1)
+    elif kind != _RECORD_BATCH:
+        return None
+    if not header:
+        raise StreamRejected("a batch message without its header")
+    rows = flat.scalar(header, 0, "<q")
+    nodes = flat.structs(flat.ref(header, 1), 16)
+    buffers = flat.structs(flat.ref(header, 2), 16)
+    if rows < 0 or any(length < 0 or nulls < 0 or nulls > length for length, nulls in nodes):
+        raise StreamRejected("a batch declares a negative length or more nulls than values")
+    return _Batch(rows, buffers, compressed=bool(flat.ref(header, 3)))
+
+
+def _declared_bytes(batch: _Batch, body: pa.Buffer) -> int:
+    """Bytes the batch will occupy once read: its buffers as they lie in the body, or, when
+    compressed, the uncompressed lengths their 8-byte prefixes declare."""
+    size = body.size
+    total = 0
+    for offset, length in batch.buffers:
+        if offset < 0 or length < 0 or offset + length > size:
+            raise StreamRejected("a buffer lies outside its message body")
+        if not batch.compressed or length == 0:
+            total += length
+            continue
+        if length < 8:
+            raise StreamRejected("a compressed buffer without its length prefix")
+        declared = struct.unpack_from("<q", body, offset)[0] if offset + 8 <= size else -2
+        if declared < -1:
+            raise StreamRejected("a compressed buffer declares a negative length")
+        total += length - 8 if declared == -1 else declared  # -1: stored uncompressed
+    return total
+
+
+def read_checked(data: bytes, max_bytes: int) -> pa.Table:
+    """The table of an Arrow IPC stream, checked as the module docstring says; raises
+    StreamRejected (or a pyarrow error) for any inconsistency."""
+    source = pa.py_buffer(data)
+    total = 0
+    reader = pa.ipc.MessageReader.open_stream(source)
+    while True:
+        try:
+            message = reader.read_next_message()
+        except StopIteration:
+            break
+        batch = _batch_of(message.metadata.to_pybytes())
+        if batch is None:
+            continue
+        total += _declared_bytes(batch, message.body)
+        if total > max_bytes:
+            raise StreamRejected(
+                f"declares more than {max_bytes} bytes of data once decompressed (max_arrow_bytes)"
+            )
+    stream = pa.ipc.open_stream(source)
+    batches = []
+    for batch_read in stream:
+        batch_read.validate(full=True)
+        batches.append(batch_read)
+    table = pa.Table.from_batches(batches, schema=stream.schema)
+    table.validate(full=True)
+    return table
+
+
+__all__ = ["StreamRejected", "read_checked"]

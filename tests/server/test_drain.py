@@ -1,0 +1,149 @@
+"""`reallocator serve` as a real process: one server per worker sharing the port, and the
+documented drain on SIGTERM (NOT_SERVING while still accepting, then the grace period, then
+exit), observed from outside as a load balancer would."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import grpc
+import pytest
+from conftest import free_port
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+CLI = [sys.executable, "-m", "reallocator.cli"]
+SERVING = health_pb2.HealthCheckResponse.SERVING
+
+
+def _health(port: int, timeout: float = 1.0) -> str:
+    """One health check on a new connection (as a load balancer's probe)."""
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=timeout
+            )
+        except grpc.RpcError as error:
+            return str(error.code().name)
+    return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
+
+
+@contextmanager
+def _serve(*flags: str, **env: str) -> Iterator[subprocess.Popen[str]]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("REALLOCATOR_")}
+    proc = subprocess.Popen(
+        [*CLI, "serve", "--host", "127.0.0.1", *flags],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean | env,
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def _wait_serving(proc: subprocess.Popen[str], port: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()[1]
+        if _health(port) == "SERVING":
+            return
+        time.sleep(0.1)
+    pytest.fail("no SERVING in time")
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_sigterm_shows_not_serving_while_accepting_then_exits_within_the_grace_period(
+    workers: str,
+) -> None:
+    port = free_port()
+    env = {"REALLOCATOR_DRAIN_DELAY_SECONDS": "1.5", "REALLOCATOR_GRACE_PERIOD_SECONDS": "3"}
+    with _serve("--port", str(port), "--workers", workers, **env) as proc:
+        _wait_serving(proc, port)
+        if workers == "2":  # give the second worker time to start before the signal
+            time.sleep(3)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        seen: list[str] = []
+        while proc.poll() is None and time.monotonic() - started < 15:
+            seen.append(_health(port, timeout=0.5))
+            time.sleep(0.05)
+        _, err = proc.communicate(timeout=15)
+        took = time.monotonic() - started
+    assert proc.returncode == 0, err
+    assert "NOT_SERVING" in seen, seen  # the listener still accepted during the delay
+    assert took < 3 + 2.5, took  # grace period (whole drain) plus process exit
+    assert "Traceback" not in err
+
+
+def test_port_0_with_several_workers_serves_on_the_picked_port() -> None:
+    with _serve("--port", "0", "--workers", "2") as proc:
+        assert proc.stderr is not None
+        lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=lambda: [lines.put(x) for x in proc.stderr], daemon=True).start()
+        port = 0
+        deadline = time.monotonic() + 60
+        while not port and time.monotonic() < deadline:
+            with contextlib.suppress(queue.Empty):
+                line = lines.get(timeout=1)
+                found = re.search(r"supervising 2 workers on 127\.0\.0\.1:(\d+)", line)
+                port = int(found.group(1)) if found else 0
+        assert port > 0
+        _wait_serving(proc, port)
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=15)
+        assert proc.returncode == 0
+
+
+def test_busy_calls_cannot_starve_health_checks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every service thread stuck in a call, more calls waiting: health still answers at once,
+    and calls past the waiting line are refused (RESOURCE_EXHAUSTED) instead of queueing."""
+    from reallocator.config import load_config
+    from reallocator.server import servicer
+    from reallocator.server.app import start_server
+    from reallocator.v1 import reallocator_service_pb2 as pb
+    from reallocator.v1 import reallocator_service_pb2_grpc
+
+    release = threading.Event()
+
+    def stuck(self: object, request: object, context: object) -> pb.AssessPacingResponse:
+        release.wait(20)
+        return pb.AssessPacingResponse()
+
+    monkeypatch.setattr(servicer.ReallocatorServicer, "assess_pacing", stuck)
+    config = load_config(env={}, host="127.0.0.1", port=0, max_workers=2, max_pending_calls=2)
+    running = start_server(config)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            stub = reallocator_service_pb2_grpc.ReallocatorServiceStub(channel)
+            calls = [
+                stub.AssessPacing.future(pb.AssessPacingRequest(), timeout=30) for _ in range(8)
+            ]
+            deadline = time.monotonic() + 15  # the four past the line are refused at once
+            while sum(c.done() for c in calls) < 4 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.5)
+            started = time.monotonic()
+            assert _health(running.port, timeout=1.0) == "SERVING"
+            assert time.monotonic() - started < 1.0
+            refused = [c for c in calls if c.done()]
+            assert len(refused) == 4
+            assert {c.code() for c in refused} == {grpc.StatusCode.RESOURCE_EXHAUSTED}
+            release.set()
+            assert {c.code() for c in calls if c not in refused} == {grpc.StatusCode.OK}
+    finally:
+        release.set()
+        running.stop(grace=0)

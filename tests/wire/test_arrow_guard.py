@@ -1,0 +1,126 @@
+"""A caller's Arrow IPC stream is checked before anything in it is inflated or converted: a
+corrupted stream is a violation (it used to crash the process), a decompression bomb is
+rejected before it inflates, and values that cannot mean what the column says are named."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from builders import arrow_ipc, deal_arrow_table, random_snapshot_spec
+
+from reallocator.wire.deals import from_arrow, read_arrow_stream
+from reallocator.wire.violations import Violations
+
+TESTS = Path(__file__).resolve().parents[1]
+
+
+def _stream(table: pa.Table, compression: str | None = None) -> bytes:
+    sink = pa.BufferOutputStream()
+    options = pa.ipc.IpcWriteOptions(compression=compression)
+    with pa.ipc.new_stream(sink, table.schema, options=options) as writer:
+        writer.write_table(table)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def test_bit_flipped_streams_are_violations_not_crashes() -> None:
+    """Seeds of flips that ended the process with SIGSEGV/SIGABRT before the stream was
+    validated (8 of them out of the first 100), plus 300 more, in a child process so that a
+    crash fails the test instead of ending pytest."""
+    script = textwrap.dedent(
+        f"""
+        import random, sys
+        sys.path.insert(0, {str(TESTS)!r})
+        from builders import arrow_ipc, deal_arrow_table, random_snapshot_spec
+        from reallocator.wire.deals import from_arrow
+        from reallocator.wire.violations import Violations
+        data = arrow_ipc(deal_arrow_table(random_snapshot_spec(600, seed=5, n_buckets=0).deals))
+        rejected = 0
+        for k in [0, 4, 15, 17, 22, 85, 92, 96, *range(1000, 1300)]:
+            rnd = random.Random(k)
+            b = bytearray(data)
+            for _ in range(rnd.randint(1, 4)):
+                b[rnd.randrange(len(b))] = rnd.randrange(256)
+            errors = Violations()
+            raw = from_arrow(bytes(b), "arrow_ipc", errors)
+            assert (raw is None) == bool(errors), k
+            rejected += raw is None
+        print(rejected)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=240, check=False
+    )
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert int(done.stdout.split()[-1]) >= 8
+
+
+@pytest.mark.parametrize("codec", ["zstd", "lz4"])
+def test_a_decompression_bomb_is_rejected_before_it_inflates(codec: str) -> None:
+    bomb = _stream(pa.table({"allocation": np.zeros(2_000_000, np.int64)}), codec)
+    assert len(bomb) < 100_000  # 16 MB of zeros
+    errors = Violations()
+    assert read_arrow_stream(bomb, "arrow_ipc", errors, max_bytes=1_000_000) is None
+    assert errors.items[0].field == "arrow_ipc"
+    assert "max_arrow_bytes" in errors.items[0].description
+    errors = Violations()
+    table = read_arrow_stream(bomb, "arrow_ipc", errors, max_bytes=20_000_000)
+    assert table is not None and table.num_rows == 2_000_000
+
+
+def test_a_lying_length_prefix_is_rejected_before_allocating() -> None:
+    """The 8-byte prefix of a compressed buffer is what Arrow allocates: 2**40 must not be."""
+    data = bytearray(_stream(pa.table({"allocation": np.arange(1000, dtype=np.int64)}), "zstd"))
+    # The value buffer's prefix is the only int64 equal to 8000 (1000 int64 values).
+    at = bytes(data).find((8000).to_bytes(8, "little"))
+    assert at > 0
+    data[at : at + 8] = (2**40).to_bytes(8, "little")
+    errors = Violations()
+    assert read_arrow_stream(bytes(data), "arrow_ipc", errors) is None
+    assert "max_arrow_bytes" in errors.items[0].description
+
+
+def test_uint64_above_int64_is_named_not_wrapped() -> None:
+    spec = random_snapshot_spec(3, seed=2, n_buckets=0)
+    table = deal_arrow_table(spec.deals)
+    i = table.column_names.index("allocation")
+    table = table.set_column(i, "allocation", pa.array([1, 2**63 + 5, 3], pa.uint64()))
+    errors = Violations()
+    assert from_arrow(arrow_ipc(table), "arrow_ipc", errors) is None
+    assert errors.items[0].field == "arrow_ipc.allocation"
+    assert "out of range" in errors.items[0].description
+
+
+def test_uint64_value_per_unit_is_read_as_numbers() -> None:
+    spec = random_snapshot_spec(3, seed=2, n_buckets=0)
+    table = deal_arrow_table(spec.deals)
+    column = pa.array([1, 2, 3], pa.uint64())
+    if "value_per_unit" in table.column_names:
+        i = table.column_names.index("value_per_unit")
+        table = table.set_column(i, "value_per_unit", column)
+    else:
+        table = table.append_column("value_per_unit", column)
+    errors = Violations()
+    raw = from_arrow(arrow_ipc(table), "arrow_ipc", errors)
+    assert not errors, errors.items
+    assert raw is not None
+    assert raw.table["value_per_unit"].tolist() == [1.0, 2.0, 3.0]
+
+
+def test_undecodable_utf8_in_a_string_column_is_a_violation() -> None:
+    spec = random_snapshot_spec(3, seed=2, n_buckets=0)
+    table = deal_arrow_table(spec.deals)
+    ids = [d.deal_id for d in spec.deals]
+    data = bytearray(arrow_ipc(table))
+    at = bytes(data).find(ids[1].encode())
+    assert at > 0
+    data[at] = 0xFF  # not UTF-8
+    errors = Violations()
+    assert from_arrow(bytes(data), "arrow_ipc", errors) is None
+    assert errors.items[0].field == "arrow_ipc"
+    assert "UTF-8" in errors.items[0].description or "utf" in errors.items[0].description.lower()
