@@ -13,7 +13,8 @@ import grpc
 from reallocator.config_error import ConfigError
 
 
-def _read(path: Path, what: str) -> bytes:
+def read_pem(path: Path, what: str) -> bytes:
+    """A PEM file's bytes, or a ConfigError naming the setting (`security.<what>`)."""
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -30,9 +31,9 @@ def channel_credentials(
     if (cert is None) != (key is None):
         raise ConfigError("--tls-cert and --tls-key: give both or neither")
     return grpc.ssl_channel_credentials(
-        root_certificates=_read(ca, "tls_ca") if ca else None,
-        private_key=_read(key, "tls_key") if key else None,
-        certificate_chain=_read(cert, "tls_cert") if cert else None,
+        root_certificates=read_pem(ca, "tls_ca") if ca else None,
+        private_key=read_pem(key, "tls_key") if key else None,
+        certificate_chain=read_pem(cert, "tls_cert") if cert else None,
     )
 
 
@@ -86,4 +87,4 @@ def open_channel(
     return channel
 
 
-__all__ = ["open_channel"]
+__all__ = ["channel_credentials", "open_channel", "read_pem"]

@@ -11,26 +11,16 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import grpc
 
+from reallocator.client import read_pem
 from reallocator.config import SecurityConfig
 from reallocator.config_error import ConfigError
 
 log = logging.getLogger(__name__)
-
-
-def _read(path: Path, what: str) -> bytes:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"security.{what}: cannot read {path}: {exc}") from exc
-    if b"-----BEGIN " not in data:
-        raise ConfigError(f"security.{what}: {path} is not PEM")
-    return data
 
 
 class CertificateReloader:
@@ -60,9 +50,9 @@ class CertificateReloader:
         return tuple(stamps)
 
     def _configuration(self) -> Any:
-        key = _read(self._files["tls_key"], "tls_key")
-        chain = _read(self._files["tls_cert"], "tls_cert")
-        ca = _read(self._files["tls_client_ca"], "tls_client_ca") if self.mutual else None
+        key = read_pem(self._files["tls_key"], "tls_key")
+        chain = read_pem(self._files["tls_cert"], "tls_cert")
+        ca = read_pem(self._files["tls_client_ca"], "tls_client_ca") if self.mutual else None
         return grpc.ssl_server_certificate_configuration([(key, chain)], root_certificates=ca)
 
     def request_reload(self) -> None:

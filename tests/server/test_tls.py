@@ -298,7 +298,8 @@ def test_serve_command_with_tls_metrics_and_json_logs(pki: dict) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "reallocator.cli", "serve", "--host", "127.0.0.1",
          "--port", str(port), "--tls-cert", str(pki["server"].cert),
-         "--tls-key", str(pki["server"].key), "--metrics-port", str(metrics_port)],
+         "--tls-key", str(pki["server"].key), "--metrics-port", str(metrics_port),
+         "--workers", "1"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     try:
