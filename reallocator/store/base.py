@@ -1,0 +1,102 @@
+"""The audit store's interface: what the server needs from any database, nothing more."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from reallocator.core.lifecycle.states import Action, PlanState
+
+
+@dataclass(frozen=True)
+class PlanEvent:
+    kind: str  # CREATED, APPROVE, REJECT, CONFIRM_APPLIED, SUPERSEDE, ROLL_BACK
+    state: PlanState  # after the event
+    event_time: datetime
+    actor: str
+    comment: str = ""
+    detail: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class PlanRecord:
+    name: str  # campaigns/{campaign_id}/plans/{plan_id}
+    campaign_id: str
+    state: PlanState
+    etag: str
+    previous_plan: str
+    create_time: datetime
+    update_time: datetime
+    actor: str
+    seq: int  # the store's order of creation (page tokens)
+    body: bytes | None = None  # plan_codec bytes; None when listed without bodies
+    events: tuple[PlanEvent, ...] = ()
+
+
+@dataclass(frozen=True)
+class NewPlan:
+    """One Replan's result to record, with what it was computed from."""
+
+    campaign_id: str
+    as_of: datetime
+    body: bytes  # plan_codec bytes
+    state: PlanState
+    max_severity: str
+    snapshot: bytes | None = None  # the request's snapshot, serialised (stored deduplicated)
+
+
+@dataclass(frozen=True)
+class IdempotencyKey:
+    method: str
+    request_id: str
+    body_hash: str  # sha256 of the request without its request_id
+
+
+class AuditStore(Protocol):
+    """Append-only history of what the service decided; one transaction per call."""
+
+    def upgrade(self) -> None:
+        """Applies the migrations not yet applied (idempotent; safe from several processes)."""
+
+    def replay(self, key: IdempotencyKey) -> str | None:
+        """The resource a request with this key produced, None if new; AlreadyExists when the
+        key was used with a different body."""
+
+    def record_plan(
+        self, plan: NewPlan, actor: str, now: datetime, key: IdempotencyKey | None = None
+    ) -> PlanRecord:
+        """Records a plan (superseding the campaign's unapplied ones) and `key`, atomically.
+        When `key` was recorded meanwhile, returns the plan it names (or AlreadyExists)."""
+
+    def get_plan(self, name: str, *, body: bool = True) -> PlanRecord:
+        """The plan and its events; NotFound."""
+
+    def list_plans(
+        self,
+        campaign_id: str,
+        *,
+        state: PlanState | None = None,
+        start_time: datetime | None = None,
+        end_time: datetime | None = None,
+        before_seq: int | None = None,
+        limit: int = 50,
+    ) -> list[PlanRecord]:
+        """The campaign's plans, newest first, without bodies."""
+
+    def transition(
+        self,
+        name: str,
+        action: Action,
+        *,
+        etag: str,
+        actor: str,
+        now: datetime,
+        comment: str = "",
+        detail: dict[str, Any] | None = None,
+    ) -> PlanRecord:
+        """Moves the plan to its next state if its etag is still `etag` ("" = any): StaleEtag,
+        InvalidTransition, NotFound."""
+
+    def purge(self, older_than: datetime) -> dict[str, int]:
+        """Deletes snapshots and assessments recorded before `older_than`; keeps decisions."""
