@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
+import re
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from reallocator.config import ConfigError, load_config
+from reallocator.config import ConfigError, ServerConfig, load_config
 from reallocator.sim.args import add_arguments as add_simulate_arguments
 
 
@@ -22,16 +25,72 @@ def _serve(args: argparse.Namespace) -> int:
             port=args.port,
             max_workers=args.max_workers,
             max_message_bytes=args.max_message_bytes,
+            database_url=args.database_url,
         )
     except ConfigError as exc:
         print(f"reallocator serve: configuration error: {exc}", file=sys.stderr)
         return 2
     try:
-        serve(config)
-    except OSError as exc:
+        serve(_with_default_store(config))
+    except (OSError, ValueError) as exc:
         print(f"reallocator serve: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _with_default_store(config: ServerConfig) -> ServerConfig:
+    """`serve` and `db` record to the embedded default database unless told otherwise."""
+    from reallocator.store import default_database_url
+
+    if config.database_url:
+        return config
+    return dataclasses.replace(config, database_url=default_database_url())
+
+
+_DURATION = re.compile(r"^(\d+)([dhm])$")
+_UNITS = {"d": "days", "h": "hours", "m": "minutes"}
+
+
+def _older_than(text: str) -> timedelta:
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise argparse.ArgumentTypeError(f"expected e.g. 90d, 12h or 30m, got {text!r}")
+    amount, unit = int(match[1]), match[2]
+    return timedelta(**{_UNITS[unit]: amount})
+
+
+def _db(args: argparse.Namespace) -> int:
+    """`db upgrade` applies the migrations; `db purge` removes old snapshots and assessments."""
+    from reallocator.store import SqlStore, StoreError
+
+    try:
+        config = _with_default_store(load_config(args.config, database_url=args.database_url))
+    except ConfigError as exc:
+        print(f"reallocator db: configuration error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        store = SqlStore(config.database_url)
+    except (ValueError, StoreError) as exc:
+        print(f"reallocator db: {exc}", file=sys.stderr)
+        return 1
+    try:
+        if args.db_command == "upgrade":
+            print(f"database at the newest schema: {store.url}")
+            return 0
+        older = args.older_than
+        if older is None:
+            if not config.retention_days:
+                print(
+                    "reallocator db purge: give --older-than or [store] retention_days",
+                    file=sys.stderr,
+                )
+                return 2
+            older = timedelta(days=config.retention_days)
+        counts = store.purge(datetime.now(UTC) - older)
+        print(", ".join(f"{n} {what} removed" for what, n in counts.items()))
+        return 0
+    finally:
+        store.close()
 
 
 def _health(args: argparse.Namespace) -> int:
@@ -85,7 +144,30 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--max-message-bytes", type=int, help="largest request/response (default 128 MiB)"
     )
+    serve.add_argument(
+        "--database-url",
+        help="audit store (default sqlite:///$XDG_DATA_HOME/reallocator/reallocator.db; "
+        "postgresql+psycopg://user@host/db for PostgreSQL)",
+    )
     serve.set_defaults(run=_serve)
+    db = sub.add_parser(
+        "db",
+        help="manage the audit store: upgrade (apply migrations), purge (retention)",
+        description="Manage the audit store. The server applies migrations at start-up too.",
+    )
+    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
+    for name, text in (("upgrade", "apply pending migrations"), ("purge", "remove old history")):
+        cmd = db_sub.add_parser(name, help=text, description=text)
+        cmd.add_argument("--config", type=Path, help="TOML file with a [store] table")
+        cmd.add_argument("--database-url", help="the database (default: as `serve`)")
+        cmd.set_defaults(run=_db)
+        if name == "purge":
+            cmd.add_argument(
+                "--older-than",
+                type=_older_than,
+                help="remove snapshots and assessments older than this (90d, 12h, 30m); "
+                "plans, reviews and seller responses are kept. Default: [store] retention_days",
+            )
     health = sub.add_parser(
         "health",
         help="check a running server's health (exit 0 if SERVING)",

@@ -31,6 +31,11 @@ class ServerConfig:
     solver_time_limit: timedelta = timedelta(seconds=10)
     grace_period: timedelta = timedelta(seconds=5)  # on SIGTERM: finish in-flight calls
     default_policy: Policy = field(default_factory=Policy)
+    # The audit store ([store] in TOML). "" records nothing (plans are not stored and the
+    # life-cycle RPCs answer FAILED_PRECONDITION); `reallocator serve` fills in the default
+    # sqlite:///$XDG_DATA_HOME/reallocator/reallocator.db.
+    database_url: str = ""
+    retention_days: int = 0  # snapshots/assessments older than this are purged; 0 keeps all
 
     @property
     def address(self) -> str:
@@ -43,7 +48,10 @@ _ENV = {
     "REALLOCATOR_MAX_WORKERS": ("max_workers", int),
     "REALLOCATOR_MAX_MESSAGE_BYTES": ("max_message_bytes", int),
     "REALLOCATOR_SOLVER_TIME_LIMIT_SECONDS": ("solver_time_limit", float),
+    "REALLOCATOR_DATABASE_URL": ("database_url", str),
 }
+
+_STORE_KEYS = {"database_url", "retention_days"}
 
 _DURATION_FIELDS = {"solver_time_limit", "grace_period"}
 _POLICY_DURATIONS = {"stalled_window", "min_evidence", "cooldown"}
@@ -98,6 +106,17 @@ def _typed(name: str, value: Any, default: Any) -> Any:
     return value
 
 
+def _store(table: Any, config: ServerConfig) -> ServerConfig:
+    """The [store] table: database_url (str) and retention_days (non-negative int)."""
+    if not isinstance(table, dict):
+        raise ConfigError("store: expected a table")
+    unknown = set(table) - _STORE_KEYS
+    if unknown:
+        raise ConfigError(f"store: unknown settings {sorted(unknown)}")
+    typed = {k: _typed(f"store.{k}", v, getattr(config, k)) for k, v in table.items()}
+    return dataclasses.replace(config, **typed)
+
+
 def load_config(
     path: Path | None = None, env: dict[str, str] | None = None, **overrides: Any
 ) -> ServerConfig:
@@ -113,6 +132,7 @@ def load_config(
             if key.endswith("_seconds") and key.removesuffix("_seconds") in _DURATION_FIELDS:
                 server[key.removesuffix("_seconds")] = _seconds(key, server.pop(key))
         known = {f.name for f in dataclasses.fields(ServerConfig)} - {"default_policy"}
+        known -= _STORE_KEYS
         unknown = set(server) - known
         if unknown:
             raise ConfigError(f"server: unknown settings {sorted(unknown)}")
@@ -121,6 +141,7 @@ def load_config(
             if key not in _DURATION_FIELDS:
                 server[key] = _typed(f"server.{key}", server[key], getattr(defaults, key))
         config = dataclasses.replace(config, **server)
+        config = _store(data.get("store", {}), config)
         if "policy" in data:
             config = dataclasses.replace(
                 config, default_policy=_policy(data["policy"], config.default_policy)
@@ -141,6 +162,8 @@ def load_config(
         raise ConfigError(f"port: must be in 0-65535, got {config.port}")
     if config.max_workers < 1:
         raise ConfigError(f"max_workers: must be at least 1, got {config.max_workers}")
+    if config.retention_days < 0:
+        raise ConfigError(f"retention_days: must not be negative, got {config.retention_days}")
     if config.max_message_bytes < MIB:
         raise ConfigError(
             f"max_message_bytes: must be at least {MIB}, got {config.max_message_bytes}"

@@ -16,6 +16,7 @@ from grpc_reflection.v1alpha import reflection
 from reallocator.config import ServerConfig
 from reallocator.server.dispatch import generic_handler
 from reallocator.server.servicer import ReallocatorServicer
+from reallocator.store import SqlStore
 from reallocator.v1 import reallocator_service_pb2
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ class RunningServer:
     port: int
     health: health.HealthServicer
     executor: futures.ThreadPoolExecutor
+    store: SqlStore | None = None
 
     def stop(self, grace: float | None = None) -> None:
         """Stops taking calls (health NOT_SERVING first) and lets in-flight calls finish for up
@@ -36,6 +38,8 @@ class RunningServer:
         self.health.enter_graceful_shutdown()
         self.server.stop(grace).wait((grace or 0.0) + 1.0)
         self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.store is not None:
+            self.store.close()
 
 
 def start_server(config: ServerConfig) -> RunningServer:
@@ -44,9 +48,12 @@ def start_server(config: ServerConfig) -> RunningServer:
         ("grpc.max_send_message_length", config.max_message_bytes),
         ("grpc.so_reuseport", 0),
     ]
+    # The audit store first: its migrations run before the server takes a call.
+    store = SqlStore(config.database_url) if config.database_url else None
     executor = futures.ThreadPoolExecutor(max_workers=config.max_workers)
     server = grpc.server(executor, options=options)
-    server.add_generic_rpc_handlers((generic_handler(SERVICE, ReallocatorServicer(config)),))
+    servicer = ReallocatorServicer(config, store)
+    server.add_generic_rpc_handlers((generic_handler(SERVICE, servicer),))
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = (SERVICE.full_name, health.SERVICE_NAME, reflection.SERVICE_NAME)
@@ -61,7 +68,7 @@ def start_server(config: ServerConfig) -> RunningServer:
     for name in ("", SERVICE.full_name):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("reallocator listening on %s:%d", config.host, port)
-    return RunningServer(server, port, health_servicer, executor)
+    return RunningServer(server, port, health_servicer, executor, store)
 
 
 def serve(config: ServerConfig) -> None:

@@ -15,6 +15,14 @@ from google.protobuf import message, message_factory
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 
 from reallocator.server.errors import abort_with, bad_request_status
+from reallocator.store.errors import (
+    AlreadyExists,
+    InvalidTransition,
+    NotFound,
+    StaleEtag,
+    StoreError,
+    Unavailable,
+)
 from reallocator.wire.violations import FieldViolation, InvalidRequest
 
 log = logging.getLogger(__name__)
@@ -45,6 +53,8 @@ def _unary(
             return impl(request, context)
         except InvalidRequest as exc:
             abort_with(context, bad_request_status(exc.violations))
+        except StoreError as exc:
+            context.abort(store_code(exc), str(exc))
 
     return handle
 
@@ -58,8 +68,31 @@ def _streaming(
             yield from impl(request, context)
         except InvalidRequest as exc:
             abort_with(context, bad_request_status(exc.violations))
+        except StoreError as exc:
+            context.abort(store_code(exc), str(exc))
 
     return handle
+
+
+# --- audit store errors -> status codes (reallocator.store.errors) --------------------------
+_STORE_CODES: tuple[tuple[type[StoreError], grpc.StatusCode], ...] = (
+    (NotFound, grpc.StatusCode.NOT_FOUND),
+    (StaleEtag, grpc.StatusCode.ABORTED),
+    (AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
+    (InvalidTransition, grpc.StatusCode.FAILED_PRECONDITION),
+    (Unavailable, grpc.StatusCode.UNAVAILABLE),
+)
+
+
+def store_code(exc: StoreError) -> grpc.StatusCode:
+    """The status code of an audit store error (INTERNAL for one not listed)."""
+    for kind, code in _STORE_CODES:
+        if isinstance(exc, kind):
+            return code
+    return grpc.StatusCode.INTERNAL
+
+
+# ------------------------------------------------------------------------------------------
 
 
 def _unimplemented(method: MethodDescriptor) -> Callable[[bytes, grpc.ServicerContext], Any]:

@@ -12,6 +12,8 @@ from reallocator.core.model import CampaignSnapshot
 from reallocator.core.pacing.assessment import assess
 from reallocator.core.plan.builder import PlanRejected, build_plan
 from reallocator.server.errors import abort_with, precondition_status, too_large_status
+from reallocator.server.lifecycle import LifecycleMixin
+from reallocator.store import AuditStore
 from reallocator.v1 import assessment_pb2, plan_pb2, snapshot_pb2
 from reallocator.v1 import reallocator_service_pb2 as pb
 from reallocator.wire.assessment import encode_assessment
@@ -22,11 +24,13 @@ from reallocator.wire.timefields import to_timedelta
 from reallocator.wire.violations import Violations
 
 
-class ReallocatorServicer:
-    """Methods are named after the RPCs in snake case; missing ones answer UNIMPLEMENTED."""
+class ReallocatorServicer(LifecycleMixin):
+    """Methods are named after the RPCs in snake case; missing ones answer UNIMPLEMENTED.
+    The plan life-cycle RPCs come from LifecycleMixin (server/lifecycle.py)."""
 
-    def __init__(self, config: ServerConfig) -> None:
+    def __init__(self, config: ServerConfig, store: AuditStore | None = None) -> None:
         self.config = config
+        self.store = store
 
     def _snapshot(
         self, snapshot: snapshot_pb2.CampaignSnapshot, policy_msg: object, has_snapshot: bool
@@ -61,6 +65,9 @@ class ReallocatorServicer:
 
     def replan(self, request: pb.ReplanRequest, context: grpc.ServicerContext) -> pb.ReplanResponse:
         snapshot = self._snapshot(request.snapshot, request.policy, request.HasField("snapshot"))
+        replayed = self._replayed_replan(request)  # a retried request_id: the recorded plan
+        if replayed is not None:
+            return replayed
         errors = Violations()
         if request.on_infeasible not in _INFEASIBILITY:
             errors.add("on_infeasible", f"unknown value {request.on_infeasible}")
@@ -91,6 +98,7 @@ class ReallocatorServicer:
         msg = encode_plan(plan, deals=_PLAN_VIEWS[request.view])
         msg.state = plan_pb2.PLAN_STATE_DRY_RUN if request.dry_run else plan_pb2.PLAN_STATE_PROPOSED
         msg.create_time.GetCurrentTime()
+        msg = self._record_replan(request, snapshot, plan, msg, context)  # unless dry_run
         response = pb.ReplanResponse(plan=msg)
         smaller = (
             "PLAN_VIEW_SUMMARY"

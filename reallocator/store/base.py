@@ -30,6 +30,8 @@ class PlanRecord:
     update_time: datetime
     actor: str
     seq: int  # the store's order of creation (page tokens)
+    as_of: datetime  # the snapshot's as_of
+    max_severity: str  # "" when the plan changes nothing
     body: bytes | None = None  # plan_codec bytes; None when listed without bodies
     events: tuple[PlanEvent, ...] = ()
 
@@ -94,6 +96,7 @@ class AuditStore(Protocol):
         now: datetime,
         comment: str = "",
         detail: dict[str, Any] | None = None,
+        event_time: datetime | None = None,
     ) -> PlanRecord:
         """Moves the plan to its next state if its etag is still `etag` ("" = any): StaleEtag,
         InvalidTransition, NotFound."""

@@ -380,6 +380,8 @@ def _record(row: Any, events: tuple[PlanEvent, ...] = ()) -> PlanRecord:
         update_time=_utc(row.update_time),
         actor=row.actor,
         seq=row.seq,
+        as_of=_utc(row.as_of),
+        max_severity=row.max_severity,
         body=None if body is None else bytes(body),
         events=events,
     )

@@ -317,10 +317,13 @@ class ConfirmAppliedRequest(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     APPLY_TIME_FIELD_NUMBER: _builtins.int
     ACTOR_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """The plan's resource name. Required."""
     actor: _builtins.str
     """Who applied it."""
+    etag: _builtins.str
+    """The plan's etag as read; the call fails with ABORTED if the plan changed since."""
     @_builtins.property
     def apply_time(self) -> _timestamp_pb2.Timestamp:
         """When it took effect on the buying platform. Default: now."""
@@ -331,10 +334,11 @@ class ConfirmAppliedRequest(_message.Message):
         name: _builtins.str = ...,
         apply_time: _timestamp_pb2.Timestamp | None = ...,
         actor: _builtins.str = ...,
+        etag: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["apply_time", b"apply_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "apply_time", b"apply_time", "name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "apply_time", b"apply_time", "etag", b"etag", "name", b"name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -499,16 +503,20 @@ class GetPlanRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """"campaigns/{campaign_id}/plans/{plan_id}". Required."""
+    view: Global___PlanView.ValueType
+    """How much of the plan to return. Default FULL."""
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
+        view: Global___PlanView.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "view", b"view"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -548,6 +556,8 @@ class ListPlansRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
     parent: _builtins.str
     """"campaigns/{campaign_id}". Required."""
     page_size: _builtins.int
@@ -556,6 +566,14 @@ class ListPlansRequest(_message.Message):
     """From a previous response's next_page_token."""
     state: _plan_pb2.PlanState.ValueType
     """Only plans in this state; unset for all."""
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """Only plans created at or after this instant."""
+
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp:
+        """Only plans created before this instant."""
+
     def __init__(
         self,
         *,
@@ -563,10 +581,12 @@ class ListPlansRequest(_message.Message):
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
         state: _plan_pb2.PlanState.ValueType = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "parent", b"parent", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "page_size", b"page_size", "page_token", b"page_token", "parent", b"parent", "start_time", b"start_time", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

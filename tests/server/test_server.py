@@ -107,16 +107,30 @@ def test_reflection_resolves_message_types(channel: grpc.Channel) -> None:
 
 # --- methods not implemented yet -------------------------------------------------------------
 
-_NOT_YET = [
+_PLAN = "campaigns/c/plans/" + "0" * 32
+_NEEDS_STORE = [
     (
         "ReviewPlan",
-        pb.ReviewPlanRequest(name="campaigns/c/plans/p", decision=pb.REVIEW_DECISION_APPROVE),
+        pb.ReviewPlanRequest(name=_PLAN, decision=pb.REVIEW_DECISION_APPROVE),
     ),
-    ("ConfirmApplied", pb.ConfirmAppliedRequest(name="campaigns/c/plans/p")),
+    ("ConfirmApplied", pb.ConfirmAppliedRequest(name=_PLAN)),
+    ("GetPlan", pb.GetPlanRequest(name=_PLAN)),
+    ("ListPlans", pb.ListPlansRequest(parent="campaigns/c")),
+]
+
+
+@pytest.mark.parametrize(("method", "request_msg"), _NEEDS_STORE, ids=[m for m, _ in _NEEDS_STORE])
+def test_life_cycle_without_a_database_answers_failed_precondition(
+    stub: reallocator_service_pb2_grpc.ReallocatorServiceStub, method: str, request_msg: object
+) -> None:
+    error = rpc_error(lambda: getattr(stub, method)(request_msg, timeout=5))
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "database_url" in (error.details() or "")
+
+
+_NOT_YET = [
     ("RollbackPlan", pb.RollbackPlanRequest(name="campaigns/c/plans/p")),
     ("RecordSellerResponse", pb.RecordSellerResponseRequest(plan="p", request_id="r")),
-    ("GetPlan", pb.GetPlanRequest(name="campaigns/c/plans/p")),
-    ("ListPlans", pb.ListPlansRequest(parent="campaigns/c")),
     ("GetPacingHistory", pb.GetPacingHistoryRequest(campaign_id="c")),
 ]
 

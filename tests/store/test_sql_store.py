@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import databases
 import pytest
 import sqlalchemy as sa
 
@@ -18,6 +19,8 @@ from reallocator.store import (
     StaleEtag,
 )
 
+database_url = databases.database_url  # fixtures shared by the store tests
+postgres_server = databases.postgres_server
 T0 = datetime(2026, 12, 1, 12, tzinfo=UTC)
 
 

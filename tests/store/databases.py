@@ -1,4 +1,4 @@
-"""Databases for store tests: a fresh SQLite file, and a throwaway PostgreSQL server.
+"""Database fixtures the store tests import: a fresh SQLite file, a throwaway PostgreSQL.
 
 The PostgreSQL server is started once per session from Debian's binaries on a temporary
 directory and a free port of 127.0.0.1 (as the `postgres` user when running as root: it refuses

@@ -1,0 +1,274 @@
+"""The plan life-cycle RPCs (GetPlan, ListPlans, ReviewPlan, ConfirmApplied) and Replan's
+recording: converts messages, calls the audit store and the pure life-cycle rules.
+
+Store errors (reallocator.store.errors) become status codes in dispatch.py; a server started
+without a database answers these RPCs FAILED_PRECONDITION.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from datetime import UTC as _UTC
+from datetime import datetime
+
+import grpc
+
+from reallocator.config import ServerConfig
+from reallocator.core.lifecycle.states import Action, PlanState, initial_state
+from reallocator.core.model import CampaignSnapshot
+from reallocator.core.plan.model import Plan
+from reallocator.server.identity import current_actor
+from reallocator.store import AuditStore, IdempotencyKey, InvalidTransition, NewPlan, PlanRecord
+from reallocator.store.plan_codec import decode_plan, encode_plan
+from reallocator.store.sql import now
+from reallocator.v1 import common_pb2, plan_pb2
+from reallocator.v1 import reallocator_service_pb2 as pb
+from reallocator.wire import plan as wire_plan
+from reallocator.wire.assessment import SEVERITY, timestamp
+from reallocator.wire.violations import Violations
+
+PLAN_NAME = re.compile(r"^campaigns/([^/]+)/plans/([0-9a-f]{32})$")
+CAMPAIGN_NAME = re.compile(r"^campaigns/([^/]+)$")
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+
+VIEWS = {
+    pb.PLAN_VIEW_UNSPECIFIED: "all",
+    pb.PLAN_VIEW_FULL: "all",
+    pb.PLAN_VIEW_CHANGES: "changed",
+    pb.PLAN_VIEW_SUMMARY: "none",
+}
+
+_STATES = {s: plan_pb2.PlanState.Value(f"PLAN_STATE_{s}") for s in PlanState}
+_STATES_BACK = {v: k for k, v in _STATES.items()}
+
+
+def request_hash(request: pb.ReplanRequest) -> str:
+    """sha256 of the request without its request_id: what "the same body" means."""
+    copy = pb.ReplanRequest()
+    copy.CopyFrom(request)
+    copy.request_id = ""
+    return hashlib.sha256(copy.SerializeToString(deterministic=True)).hexdigest()
+
+
+def lifecycle_fields(msg: plan_pb2.Plan, record: PlanRecord) -> plan_pb2.Plan:
+    """Sets the fields the store owns (name, state, etag, times, history) on `msg`."""
+    msg.name = record.name
+    msg.state = _STATES[record.state]
+    msg.etag = record.etag
+    msg.previous_plan = record.previous_plan
+    msg.create_time.CopyFrom(timestamp(record.create_time))
+    del msg.history[:]
+    for e in record.events:
+        msg.history.add(
+            event_time=timestamp(e.event_time),
+            actor=e.actor,
+            state=_STATES[e.state],
+            comment=e.comment or e.kind,
+        )
+    return msg
+
+
+def _plan_name(name: str, field: str, errors: Violations) -> None:
+    if not PLAN_NAME.match(name):
+        errors.add(field, "expected campaigns/{campaign_id}/plans/{plan_id}")
+
+
+class LifecycleMixin:
+    """Life-cycle RPCs of ReallocatorServicer; `store` is None when no database is set."""
+
+    config: ServerConfig
+    store: AuditStore | None
+
+    def _store(self) -> AuditStore:
+        if self.store is None:
+            raise InvalidTransition(
+                "this server records nothing: start it with a database_url to use the plan "
+                "life cycle"
+            )
+        return self.store
+
+    def _stored_plan(self, record: PlanRecord, view: str) -> plan_pb2.Plan:
+        assert record.body is not None
+        return lifecycle_fields(
+            wire_plan.encode_plan(decode_plan(record.body), name=record.name, deals=view), record
+        )
+
+    # --- Replan -------------------------------------------------------------------------------
+
+    def _replayed_replan(self, request: pb.ReplanRequest) -> pb.ReplanResponse | None:
+        """The plan an earlier Replan with this request_id recorded (None when new)."""
+        if self.store is None or request.dry_run or not request.request_id:
+            return None
+        key = IdempotencyKey("Replan", request.request_id, request_hash(request))
+        name = self.store.replay(key)
+        if name is None:
+            return None
+        record = self.store.get_plan(name)
+        return pb.ReplanResponse(plan=self._stored_plan(record, VIEWS[request.view]))
+
+    def _record_replan(
+        self,
+        request: pb.ReplanRequest,
+        snapshot: CampaignSnapshot,
+        plan: Plan,
+        msg: plan_pb2.Plan,
+        context: grpc.ServicerContext,
+    ) -> plan_pb2.Plan:
+        """Records a non-dry-run plan (state by the auto-apply policy) and returns `msg` with
+        its life-cycle fields, or the plan a concurrent retry of the same request recorded."""
+        if self.store is None or request.dry_run:
+            return msg
+        key = None
+        if request.request_id:
+            key = IdempotencyKey("Replan", request.request_id, request_hash(request))
+        body = encode_plan(plan)
+        record = self.store.record_plan(
+            NewPlan(
+                campaign_id=plan.campaign_id,
+                as_of=plan.as_of,
+                body=body,
+                state=initial_state(plan.max_severity, snapshot.policy),
+                max_severity=str(plan.max_severity or ""),
+                snapshot=request.snapshot.SerializeToString(deterministic=True),
+            ),
+            current_actor(context),
+            now(),
+            key,
+        )
+        if record.body != body:  # a concurrent retry of the same request recorded first
+            return self._stored_plan(record, VIEWS[request.view])
+        return lifecycle_fields(msg, record)
+
+    # --- reads --------------------------------------------------------------------------------
+
+    def get_plan(
+        self, request: pb.GetPlanRequest, context: grpc.ServicerContext
+    ) -> pb.GetPlanResponse:
+        errors = Violations()
+        _plan_name(request.name, "name", errors)
+        if request.view not in VIEWS:
+            errors.add("view", f"unknown value {request.view}")
+        errors.raise_if_any()
+        record = self._store().get_plan(request.name)
+        return pb.GetPlanResponse(plan=self._stored_plan(record, VIEWS[request.view]))
+
+    def list_plans(
+        self, request: pb.ListPlansRequest, context: grpc.ServicerContext
+    ) -> pb.ListPlansResponse:
+        """Newest first; each plan carries its life-cycle fields, as_of and max_severity
+        (GetPlan reads its content). Page tokens name the last plan seen and the filter."""
+        errors = Violations()
+        match = CAMPAIGN_NAME.match(request.parent)
+        if not match:
+            errors.add("parent", "expected campaigns/{campaign_id}")
+        if request.page_size < 0:
+            errors.add("page_size", "must not be negative")
+        state = None
+        if request.state != plan_pb2.PLAN_STATE_UNSPECIFIED:
+            state = _STATES_BACK.get(request.state)
+            if state is None:
+                errors.add("state", f"not a stored state: {request.state}")
+        start = (
+            request.start_time.ToDatetime(tzinfo=_UTC) if request.HasField("start_time") else None
+        )
+        end = request.end_time.ToDatetime(tzinfo=_UTC) if request.HasField("end_time") else None
+        filter_key = hashlib.sha256(
+            f"{request.parent}|{request.state}|{start}|{end}".encode()
+        ).hexdigest()[:16]
+        before = None
+        if request.page_token:
+            before = _read_token(request.page_token, filter_key, errors)
+        errors.raise_if_any()
+        assert match is not None
+        size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        records = self._store().list_plans(
+            match[1],
+            state=state,
+            start_time=start,
+            end_time=end,
+            before_seq=before,
+            limit=size + 1,
+        )
+        response = pb.ListPlansResponse()
+        for record in records[:size]:
+            msg = lifecycle_fields(plan_pb2.Plan(campaign_id=record.campaign_id), record)
+            msg.as_of.CopyFrom(timestamp(record.as_of))
+            msg.max_severity = SEVERITY.get(record.max_severity, common_pb2.SEVERITY_UNSPECIFIED)
+            response.plans.append(msg)
+        if len(records) > size:
+            response.next_page_token = _token(records[size - 1].seq, filter_key)
+        return response
+
+    # --- changes ------------------------------------------------------------------------------
+
+    def review_plan(
+        self, request: pb.ReviewPlanRequest, context: grpc.ServicerContext
+    ) -> pb.ReviewPlanResponse:
+        errors = Violations()
+        _plan_name(request.name, "name", errors)
+        actions = {
+            pb.REVIEW_DECISION_APPROVE: Action.APPROVE,
+            pb.REVIEW_DECISION_REJECT: Action.REJECT,
+        }
+        if request.decision not in actions:
+            errors.add("decision", "required: REVIEW_DECISION_APPROVE or REVIEW_DECISION_REJECT")
+        errors.raise_if_any()
+        store = self._store()
+        reviewer = request.reviewer or current_actor(context)
+        record = store.transition(
+            request.name,
+            actions[request.decision],
+            etag=request.etag,
+            actor=current_actor(context),
+            now=now(),
+            comment=request.comment,
+            detail={"reviewer": reviewer},
+        )
+        return pb.ReviewPlanResponse(plan=self._stored_plan(store.get_plan(record.name), "none"))
+
+    def confirm_applied(
+        self, request: pb.ConfirmAppliedRequest, context: grpc.ServicerContext
+    ) -> pb.ConfirmAppliedResponse:
+        errors = Violations()
+        _plan_name(request.name, "name", errors)
+        applied: datetime | None = None
+        if request.HasField("apply_time"):
+            applied = request.apply_time.ToDatetime(tzinfo=_UTC)
+        errors.raise_if_any()
+        store = self._store()
+        record = store.transition(
+            request.name,
+            Action.CONFIRM_APPLIED,
+            etag=request.etag,
+            actor=current_actor(context),
+            now=now(),
+            comment=f"applied by {request.actor}" if request.actor else "",
+            detail={"applied_by": request.actor} if request.actor else None,
+            event_time=applied,
+        )
+        return pb.ConfirmAppliedResponse(
+            plan=self._stored_plan(store.get_plan(record.name), "none")
+        )
+
+
+def _token(seq: int, filter_key: str) -> str:
+    raw = json.dumps({"before": seq, "filter": filter_key}).encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def _read_token(token: str, filter_key: str, errors: Violations) -> int | None:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token.encode()))
+        before = int(data["before"])
+        same = data["filter"] == filter_key
+    except (ValueError, KeyError, TypeError):
+        errors.add("page_token", "not a token this server issued")
+        return None
+    if not same:
+        errors.add("page_token", "was issued for a different parent or filter")
+        return None
+    return before

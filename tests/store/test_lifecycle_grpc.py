@@ -1,0 +1,151 @@
+"""The plan life cycle over a real gRPC channel, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import databases
+import grpc
+import pytest
+from google.protobuf import json_format
+
+from reallocator.config import ServerConfig
+from reallocator.server.app import RunningServer, start_server
+from reallocator.v1 import common_pb2, plan_pb2
+from reallocator.v1 import reallocator_service_pb2 as pb
+from reallocator.v1 import reallocator_service_pb2_grpc as rpc
+
+database_url = databases.database_url  # fixtures shared by the store tests
+postgres_server = databases.postgres_server
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "replan_request.json"
+ACTOR = (("x-reallocator-actor", "planner-bot"),)
+
+
+def example(**fields: object) -> pb.ReplanRequest:
+    request = json_format.Parse(EXAMPLE.read_text(), pb.ReplanRequest())
+    request.dry_run = False
+    for key, value in fields.items():
+        setattr(request, key, value)
+    return request
+
+
+@pytest.fixture
+def server(database_url: str) -> Iterator[RunningServer]:
+    running = start_server(ServerConfig(host="127.0.0.1", port=0, database_url=database_url))
+    yield running
+    running.stop(0)
+
+
+@pytest.fixture
+def stub(server: RunningServer) -> Iterator[rpc.ReallocatorServiceStub]:
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        yield rpc.ReallocatorServiceStub(channel)
+
+
+def failure(call: object) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as info:
+        call()  # type: ignore[operator]
+    return info.value
+
+
+def test_replan_records_a_plan_that_reads_back_identically(
+    stub: rpc.ReallocatorServiceStub,
+) -> None:
+    plan = stub.Replan(example(), timeout=60, metadata=ACTOR).plan
+    assert plan.name.startswith("campaigns/acme-holiday-2026/plans/") and plan.etag
+    assert plan.state == plan_pb2.PLAN_STATE_PROPOSED
+    assert [(e.actor, e.state) for e in plan.history] == [
+        ("planner-bot", plan_pb2.PLAN_STATE_PROPOSED)
+    ]
+    got = stub.GetPlan(pb.GetPlanRequest(name=plan.name), timeout=30).plan
+    assert got.SerializeToString(deterministic=True) == plan.SerializeToString(deterministic=True)
+    summary = stub.GetPlan(
+        pb.GetPlanRequest(name=plan.name, view=pb.PLAN_VIEW_SUMMARY), timeout=30
+    ).plan
+    assert not summary.deals and summary.allocated == plan.allocated
+
+
+def test_dry_run_records_nothing(stub: rpc.ReallocatorServiceStub) -> None:
+    plan = stub.Replan(example(dry_run=True), timeout=60).plan
+    assert plan.name == "" and plan.state == plan_pb2.PLAN_STATE_DRY_RUN
+    listed = stub.ListPlans(pb.ListPlansRequest(parent="campaigns/acme-holiday-2026"))
+    assert not listed.plans
+
+
+def test_retried_request_id_returns_the_original_and_a_new_body_is_refused(
+    stub: rpc.ReallocatorServiceStub,
+) -> None:
+    first = stub.Replan(example(request_id="run-7"), timeout=60).plan
+    again = stub.Replan(example(request_id="run-7"), timeout=60).plan
+    assert again.SerializeToString(deterministic=True) == first.SerializeToString(
+        deterministic=True
+    )
+    listed = stub.ListPlans(pb.ListPlansRequest(parent="campaigns/acme-holiday-2026"))
+    assert [p.name for p in listed.plans] == [first.name]
+    changed = example(request_id="run-7")
+    changed.schedule_window.FromSeconds(3600)
+    error = failure(lambda: stub.Replan(changed, timeout=60))
+    assert error.code() == grpc.StatusCode.ALREADY_EXISTS and "run-7" in error.details()
+
+
+def test_review_confirm_and_stale_etag(stub: rpc.ReallocatorServiceStub) -> None:
+    plan = stub.Replan(example(), timeout=60).plan
+    approve = pb.ReviewPlanRequest(
+        name=plan.name, decision=pb.REVIEW_DECISION_APPROVE, etag=plan.etag, comment="ok"
+    )
+    approved = stub.ReviewPlan(approve, metadata=(("x-reallocator-actor", "ann"),)).plan
+    assert approved.state == plan_pb2.PLAN_STATE_APPROVED and approved.etag != plan.etag
+    assert approved.history[-1].actor == "ann" and approved.history[-1].comment == "ok"
+    stale = failure(lambda: stub.ReviewPlan(approve))
+    assert stale.code() == grpc.StatusCode.ABORTED
+    applied = stub.ConfirmApplied(
+        pb.ConfirmAppliedRequest(name=plan.name, etag=approved.etag, actor="dsp")
+    ).plan
+    assert applied.state == plan_pb2.PLAN_STATE_APPLIED
+    again = failure(
+        lambda: stub.ReviewPlan(
+            pb.ReviewPlanRequest(name=plan.name, decision=pb.REVIEW_DECISION_REJECT)
+        )
+    )
+    assert again.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_newer_plan_supersedes_and_auto_apply_approves(stub: rpc.ReallocatorServiceStub) -> None:
+    first = stub.Replan(example(), timeout=60).plan
+    auto = example()
+    auto.policy.auto_apply.max_severity = common_pb2.SEVERITY_CRITICAL
+    second = stub.Replan(auto, timeout=60).plan
+    assert second.state == plan_pb2.PLAN_STATE_APPROVED and second.previous_plan == first.name
+    old = stub.GetPlan(pb.GetPlanRequest(name=first.name, view=pb.PLAN_VIEW_SUMMARY)).plan
+    assert old.state == plan_pb2.PLAN_STATE_SUPERSEDED
+
+
+def test_list_plans_pages_and_filters(stub: rpc.ReallocatorServiceStub) -> None:
+    names = [stub.Replan(example(), timeout=60).plan.name for _ in range(3)]
+    parent = "campaigns/acme-holiday-2026"
+    page = stub.ListPlans(pb.ListPlansRequest(parent=parent, page_size=2))
+    assert [p.name for p in page.plans] == names[::-1][:2] and page.next_page_token
+    rest = stub.ListPlans(
+        pb.ListPlansRequest(parent=parent, page_size=2, page_token=page.next_page_token)
+    )
+    assert [p.name for p in rest.plans] == names[:1] and not rest.next_page_token
+    proposed = stub.ListPlans(
+        pb.ListPlansRequest(parent=parent, state=plan_pb2.PLAN_STATE_PROPOSED)
+    )
+    assert [p.name for p in proposed.plans] == [names[-1]]
+    bad = failure(
+        lambda: stub.ListPlans(
+            pb.ListPlansRequest(
+                parent=parent, state=plan_pb2.PLAN_STATE_PROPOSED, page_token=page.next_page_token
+            )
+        )
+    )
+    assert bad.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_unknown_plan_is_not_found_and_bad_name_invalid(stub: rpc.ReallocatorServiceStub) -> None:
+    missing = failure(lambda: stub.GetPlan(pb.GetPlanRequest(name="campaigns/x/plans/" + "0" * 32)))
+    assert missing.code() == grpc.StatusCode.NOT_FOUND
+    bad = failure(lambda: stub.GetPlan(pb.GetPlanRequest(name="plans/1")))
+    assert bad.code() == grpc.StatusCode.INVALID_ARGUMENT
