@@ -93,9 +93,8 @@ class LifecycleMixin:
 
     def _stored_plan(self, record: PlanRecord, view: str) -> plan_pb2.Plan:
         assert record.body is not None
-        return lifecycle_fields(
-            wire_plan.encode_plan(decode_plan(record.body), name=record.name, deals=view), record
-        )
+        plan = decode_plan(record.body, summary=view == "none")
+        return lifecycle_fields(wire_plan.encode_plan(plan, name=record.name, deals=view), record)
 
     # --- Replan -------------------------------------------------------------------------------
 

@@ -192,9 +192,14 @@ def _hours(value: Any) -> Any:
     return None if value is None else np.asarray(value, dtype=np.int64)
 
 
-def decode_plan(data: bytes) -> Plan:
-    """The `Plan` that `encode_plan` stored; PlanCodecError for bytes it did not write."""
+def decode_plan(data: bytes, *, summary: bool = False) -> Plan:
+    """The `Plan` that `encode_plan` stored; PlanCodecError for bytes it did not write.
+    `summary` skips the per-deal table and the schedules (an empty table, no schedules): what
+    PLAN_VIEW_SUMMARY shows, without inflating 100k rows."""
     head, deals, sellers, channels, schedules = _split(data)
+    if summary:
+        deals = _ipc(_deals_table(pd.DataFrame({c: [] for c in PLAN_DEAL_COLUMNS})))
+        schedules = _ipc(_schedules_table(()))
     try:
         h = json.loads(head)
     except ValueError as exc:

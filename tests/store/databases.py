@@ -16,6 +16,7 @@ import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -34,15 +35,13 @@ def _as_postgres(args: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else args
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[str]:
-    """Base URL (no database) of a throwaway PostgreSQL server."""
+@contextmanager
+def throwaway_postgres() -> Iterator[str | None]:
+    """Base URL (no database) of a throwaway PostgreSQL server; None without the binaries."""
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     if not found:
-        reason = "PostgreSQL server binaries not installed (/usr/lib/postgresql/*/bin/initdb)"
-        if os.environ.get("REALLOCATOR_REQUIRE_POSTGRES") == "1":
-            pytest.fail(reason + " and REALLOCATOR_REQUIRE_POSTGRES=1")
-        pytest.skip(reason + "; apt-get install postgresql to run these tests")
+        yield None
+        return
     bindir = Path(found[-1]).parent
     root = Path(tempfile.mkdtemp(prefix="reallocator-pg-"))
     data = root / "data"
@@ -54,20 +53,11 @@ def postgres_server() -> Iterator[str]:
         check=True,
         capture_output=True,
     )
-    opts = f"-h 127.0.0.1 -p {port} -k {root} -c fsync=off"
+    opts = f"-h 127.0.0.1 -p {port} -k {root}"
+    log = str(root / "log")
     subprocess.run(
         _as_postgres(
-            [
-                str(bindir / "pg_ctl"),
-                "-D",
-                str(data),
-                "-o",
-                opts,
-                "-l",
-                str(root / "log"),
-                "-w",
-                "start",
-            ]
+            [str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", log, "-w", "start"]
         ),
         check=True,
         capture_output=True,
@@ -80,6 +70,18 @@ def postgres_server() -> Iterator[str]:
             capture_output=True,
         )
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """Base URL (no database) of a throwaway PostgreSQL server for the session."""
+    with throwaway_postgres() as url:
+        if url is None:
+            reason = "PostgreSQL server binaries not installed (/usr/lib/postgresql/*/bin/initdb)"
+            if os.environ.get("REALLOCATOR_REQUIRE_POSTGRES") == "1":
+                pytest.fail(reason + " and REALLOCATOR_REQUIRE_POSTGRES=1")
+            pytest.skip(reason + "; apt-get install postgresql to run these tests")
+        yield url
 
 
 def new_postgres_database(base: str) -> str:

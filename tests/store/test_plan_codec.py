@@ -44,6 +44,10 @@ def test_plan_round_trips_to_the_same_wire_bytes(source: str) -> None:
         expected = wire_plan.encode_plan(plan, deals=view).SerializeToString(deterministic=True)
         got = wire_plan.encode_plan(back, deals=view).SerializeToString(deterministic=True)
         assert got == expected
+    summary = wire_plan.encode_plan(decode_plan(stored, summary=True), deals="none")
+    assert summary.SerializeToString(deterministic=True) == wire_plan.encode_plan(
+        plan, deals="none"
+    ).SerializeToString(deterministic=True)
 
 
 def test_example_plan_has_requests_and_schedules() -> None:
