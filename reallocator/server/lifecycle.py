@@ -8,6 +8,7 @@ without a database answers these RPCs FAILED_PRECONDITION.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import re
@@ -15,13 +16,23 @@ from datetime import UTC as _UTC
 from datetime import datetime
 
 import grpc
+import pandas as pd
 
 from reallocator.config import ServerConfig
 from reallocator.core.lifecycle.states import Action, PlanState, initial_state
 from reallocator.core.model import CampaignSnapshot
-from reallocator.core.plan.model import Plan
+from reallocator.core.plan.model import Plan, RequestHistory, SellerResponse
 from reallocator.server.identity import current_actor
-from reallocator.store import AuditStore, IdempotencyKey, InvalidTransition, NewPlan, PlanRecord
+from reallocator.store import (
+    AuditStore,
+    IdempotencyKey,
+    InvalidTransition,
+    NewPlan,
+    NotFound,
+    PlanRecord,
+    SellerAnswer,
+    SellerRequest,
+)
 from reallocator.store.plan_codec import decode_plan, encode_plan
 from reallocator.store.sql import now
 from reallocator.v1 import common_pb2, plan_pb2
@@ -41,6 +52,17 @@ VIEWS = {
     pb.PLAN_VIEW_CHANGES: "changed",
     pb.PLAN_VIEW_SUMMARY: "none",
 }
+
+IAB_STATUSES = {
+    "pending_approval": SellerResponse.PENDING,
+    "approved": SellerResponse.ACCEPTED,
+    "applied": SellerResponse.ACCEPTED,
+    "rejected": SellerResponse.REJECTED,
+    "failed": SellerResponse.REJECTED,
+}
+"""IAB Tech Lab seller-agent change-request statuses and the answer each means for planning."""
+
+_RESPONSES = {v: k for k, v in wire_plan.RESPONSE.items()}
 
 _STATES = {s: plan_pb2.PlanState.Value(f"PLAN_STATE_{s}") for s in PlanState}
 _STATES_BACK = {v: k for k, v in _STATES.items()}
@@ -133,6 +155,10 @@ class LifecycleMixin:
                 state=initial_state(plan.max_severity, snapshot.policy),
                 max_severity=str(plan.max_severity or ""),
                 snapshot=request.snapshot.SerializeToString(deterministic=True),
+                requests=tuple(
+                    SellerRequest(r.request_id, r.deal_id, str(r.kind), int(r.target_total))
+                    for r in plan.requests
+                ),
             ),
             current_actor(context),
             now(),
@@ -141,6 +167,75 @@ class LifecycleMixin:
         if record.body != body:  # a concurrent retry of the same request recorded first
             return self._stored_plan(record, VIEWS[request.view])
         return lifecycle_fields(msg, record)
+
+    def _stored_history(self, campaign_id: str) -> RequestHistory | None:
+        """What the campaign's applied plans asked of sellers and what they answered (None
+        without a store): the caller no longer carries seller answers back."""
+        if self.store is None:
+            return None
+        rows = self.store.request_history(campaign_id)
+        if not rows:
+            return None
+        frame = pd.DataFrame(rows, columns=list(RequestHistory().requests.columns))
+        return RequestHistory(requests=frame.astype({"target_total": "int64"}))
+
+    def record_seller_response(
+        self, request: pb.RecordSellerResponseRequest, context: grpc.ServicerContext
+    ) -> pb.RecordSellerResponseResponse:
+        errors = Violations()
+        _plan_name(request.plan, "plan", errors)
+        if not request.request_id:
+            errors.add("request_id", "required")
+        status = _RESPONSES.get(request.response)
+        if request.response != plan_pb2.SELLER_RESPONSE_KIND_UNSPECIFIED and status is None:
+            errors.add("response", f"unknown value {request.response}")
+        iab = request.iab_status.strip().lower()
+        if iab and iab not in IAB_STATUSES:
+            errors.add("iab_status", f"expected one of {', '.join(IAB_STATUSES)}, got {iab!r}")
+        if status is None and iab in IAB_STATUSES:
+            status = IAB_STATUSES[iab]
+            if status == SellerResponse.ACCEPTED and request.accepted_total > 0:
+                status = SellerResponse.PARTIAL
+        if status is None and not iab and request.response == 0:
+            errors.add("response", "required (or iab_status)")
+        if request.accepted_total < 0:
+            errors.add("accepted_total", "must not be negative")
+        if status == SellerResponse.PARTIAL and request.accepted_total <= 0:
+            errors.add("accepted_total", "required for a PARTIAL response")
+        if request.HasField("available_inventory") and request.available_inventory < 0:
+            errors.add("available_inventory", "must not be negative")
+        errors.raise_if_any()
+        assert status is not None
+        store = self._store()
+        record = store.get_plan(request.plan)
+        assert record.body is not None
+        plan = decode_plan(record.body, summary=True)
+        asked = next((r for r in plan.requests if r.request_id == request.request_id), None)
+        if asked is None:
+            raise NotFound(f"plan {request.plan!r} has no seller request {request.request_id!r}")
+        answered = (
+            request.response_time.ToDatetime(tzinfo=_UTC)
+            if request.HasField("response_time")
+            else now()
+        )
+        store.record_seller_response(
+            SellerAnswer(
+                plan_name=request.plan,
+                request_id=request.request_id,
+                status=str(status),
+                iab_status=iab,
+                accepted_total=request.accepted_total or None,
+                available_inventory=request.available_inventory
+                if request.HasField("available_inventory")
+                else None,
+                message=request.message,
+                response_time=answered,
+            ),
+            current_actor(context),
+            now(),
+        )
+        msg = wire_plan.encode_request(dataclasses.replace(asked, response=status))
+        return pb.RecordSellerResponseResponse(request=msg)
 
     # --- reads --------------------------------------------------------------------------------
 

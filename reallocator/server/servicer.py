@@ -87,7 +87,13 @@ class ReallocatorServicer(LifecycleMixin):
             limit = max(0.05, min(limit, 0.8 * remaining))
         relax = request.on_infeasible == pb.INFEASIBILITY_HANDLING_RELAX
         try:
-            plan = build_plan(snapshot, relax=relax, time_limit=limit, schedule_window=window)
+            plan = build_plan(
+                snapshot,
+                history=self._stored_history(snapshot.campaign_id),  # seller answers, stored
+                relax=relax,
+                time_limit=limit,
+                schedule_window=window,
+            )
         except PlanRejected as exc:
             failures = [("CONSTRAINT", v.constraint, v.message) for v in exc.violations]
             abort_with(

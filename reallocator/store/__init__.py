@@ -1,7 +1,15 @@
 """The audit store: what the service decided and why (interface, SQL implementation,
 migrations, the stored plan format)."""
 
-from reallocator.store.base import AuditStore, IdempotencyKey, NewPlan, PlanEvent, PlanRecord
+from reallocator.store.base import (
+    AuditStore,
+    IdempotencyKey,
+    NewPlan,
+    PlanEvent,
+    PlanRecord,
+    SellerAnswer,
+    SellerRequest,
+)
 from reallocator.store.errors import (
     AlreadyExists,
     InvalidTransition,
@@ -21,6 +29,8 @@ __all__ = [
     "NotFound",
     "PlanEvent",
     "PlanRecord",
+    "SellerAnswer",
+    "SellerRequest",
     "SqlStore",
     "StaleEtag",
     "StoreError",

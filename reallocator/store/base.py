@@ -46,6 +46,31 @@ class NewPlan:
     state: PlanState
     max_severity: str
     snapshot: bytes | None = None  # the request's snapshot, serialised (stored deduplicated)
+    requests: tuple[SellerRequest, ...] = ()
+
+
+@dataclass(frozen=True)
+class SellerRequest:
+    """What a plan asks of a seller, as the next plan's history needs it."""
+
+    request_id: str
+    deal_id: str
+    kind: str  # RequestKind
+    target_total: int
+
+
+@dataclass(frozen=True)
+class SellerAnswer:
+    """A seller's recorded answer to one request."""
+
+    plan_name: str
+    request_id: str
+    status: str  # SellerResponse: PENDING, ACCEPTED, PARTIAL, REJECTED
+    iab_status: str  # pending_approval, approved, rejected, applied, failed ("" if not given)
+    accepted_total: int | None
+    available_inventory: int | None
+    message: str
+    response_time: datetime
 
 
 @dataclass(frozen=True)
@@ -100,6 +125,14 @@ class AuditStore(Protocol):
     ) -> PlanRecord:
         """Moves the plan to its next state if its etag is still `etag` ("" = any): StaleEtag,
         InvalidTransition, NotFound."""
+
+    def record_seller_response(self, answer: SellerAnswer, actor: str, now: datetime) -> None:
+        """Appends a seller's answer to a request of an applied plan: NotFound (plan or
+        request), InvalidTransition (the plan was never applied)."""
+
+    def request_history(self, campaign_id: str) -> list[dict[str, Any]]:
+        """Every request of the campaign's applied plans with its latest answer (PENDING when
+        none): rows of core RequestHistory.requests."""
 
     def purge(self, older_than: datetime) -> dict[str, int]:
         """Deletes snapshots and assessments recorded before `older_than`; keeps decisions."""

@@ -70,6 +70,21 @@ plan_events = sa.Table(
     sa.Index("ix_plan_events_campaign_id", "campaign_id", "id"),
 )
 
+seller_requests = sa.Table(
+    "seller_requests",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("plan_name", sa.String(300), sa.ForeignKey("plans.name"), nullable=False),
+    sa.Column("campaign_id", sa.String(200), nullable=False, index=True),
+    sa.Column("request_id", sa.String(200), nullable=False),
+    sa.Column("deal_id", sa.String(200), nullable=False),
+    sa.Column("kind", sa.String(20), nullable=False),  # RequestKind
+    sa.Column("target_total", sa.BigInteger, nullable=False),
+    sa.Column("requested_at", sa.DateTime(timezone=True), nullable=False),  # the plan's as_of
+    sa.UniqueConstraint("plan_name", "request_id"),
+)
+"""One row per seller request of a recorded plan: the next Replan's RequestHistory."""
+
 seller_responses = sa.Table(
     "seller_responses",
     metadata,
@@ -78,7 +93,8 @@ seller_responses = sa.Table(
     sa.Column("campaign_id", sa.String(200), nullable=False, index=True),
     sa.Column("request_id", sa.String(200), nullable=False),
     sa.Column("deal_id", sa.String(200), nullable=False),
-    sa.Column("status", sa.String(30), nullable=False),  # IAB seller-agent status
+    sa.Column("status", sa.String(30), nullable=False),  # SellerResponse
+    sa.Column("iab_status", sa.String(30), nullable=False, default=""),  # IAB seller-agent
     sa.Column("accepted_total", sa.BigInteger, nullable=True),
     sa.Column("available_inventory", sa.BigInteger, nullable=True),
     sa.Column("message", sa.Text, nullable=False, default=""),

@@ -33,7 +33,13 @@ from reallocator.core.lifecycle.states import (
     next_state,
 )
 from reallocator.store import schema as t
-from reallocator.store.base import IdempotencyKey, NewPlan, PlanEvent, PlanRecord
+from reallocator.store.base import (
+    IdempotencyKey,
+    NewPlan,
+    PlanEvent,
+    PlanRecord,
+    SellerAnswer,
+)
 from reallocator.store.errors import (
     AlreadyExists,
     InvalidTransition,
@@ -44,6 +50,8 @@ from reallocator.store.errors import (
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 BUSY_TIMEOUT_MS = 10_000
+SENT = (PlanState.APPLIED, PlanState.ROLLED_BACK)
+"""States of plans whose seller requests went out: their answers shape the next plan."""
 _ZSTD = pa.Codec("zstd")
 
 
@@ -183,6 +191,22 @@ class SqlStore:
                     )
                 )
                 self._event(conn, name, plan.campaign_id, "CREATED", plan.state, actor, now)
+                if plan.requests:
+                    conn.execute(
+                        t.seller_requests.insert(),
+                        [
+                            {
+                                "plan_name": name,
+                                "campaign_id": plan.campaign_id,
+                                "request_id": r.request_id,
+                                "deal_id": r.deal_id,
+                                "kind": r.kind,
+                                "target_total": r.target_total,
+                                "requested_at": plan.as_of,
+                            }
+                            for r in plan.requests
+                        ],
+                    )
                 for old in older:
                     state = next_state(PlanState(old.state), Action.SUPERSEDE)
                     conn.execute(
@@ -341,6 +365,84 @@ class SqlStore:
                 event_time=event_time,
             )
             return self._get(conn, name, body=False)
+
+    def record_seller_response(self, answer: SellerAnswer, actor: str, now: datetime) -> None:
+        with self._tx() as conn:
+            plan = conn.execute(
+                sa.select(t.plans.c.state, t.plans.c.campaign_id).where(
+                    t.plans.c.name == answer.plan_name
+                )
+            ).first()
+            if plan is None:
+                raise NotFound(f"plan {answer.plan_name!r} not found")
+            request = conn.execute(
+                sa.select(t.seller_requests.c.deal_id).where(
+                    t.seller_requests.c.plan_name == answer.plan_name,
+                    t.seller_requests.c.request_id == answer.request_id,
+                )
+            ).first()
+            if request is None:
+                raise NotFound(
+                    f"plan {answer.plan_name!r} has no seller request {answer.request_id!r}"
+                )
+            if PlanState(plan.state) not in SENT:
+                raise InvalidTransition(
+                    f"plan {answer.plan_name!r} is {plan.state}: its requests were never sent "
+                    "(confirm it applied first)"
+                )
+            conn.execute(
+                t.seller_responses.insert().values(
+                    plan_name=answer.plan_name,
+                    campaign_id=plan.campaign_id,
+                    request_id=answer.request_id,
+                    deal_id=request.deal_id,
+                    status=answer.status,
+                    iab_status=answer.iab_status,
+                    accepted_total=answer.accepted_total,
+                    available_inventory=answer.available_inventory,
+                    message=answer.message,
+                    response_time=answer.response_time,
+                    create_time=now,
+                    actor=actor,
+                )
+            )
+
+    def request_history(self, campaign_id: str) -> list[dict[str, Any]]:
+        q, r = t.seller_requests, t.seller_responses
+        with self._tx() as conn:
+            requests = conn.execute(
+                sa.select(
+                    q.c.plan_name,
+                    q.c.request_id,
+                    q.c.deal_id,
+                    q.c.kind,
+                    q.c.target_total,
+                    q.c.requested_at,
+                )
+                .join(t.plans, t.plans.c.name == q.c.plan_name)
+                .where(q.c.campaign_id == campaign_id, t.plans.c.state.in_([str(s) for s in SENT]))
+                .order_by(q.c.id)
+            ).all()
+            answers = conn.execute(
+                sa.select(r.c.plan_name, r.c.request_id, r.c.status, r.c.accepted_total)
+                .where(r.c.campaign_id == campaign_id)
+                .order_by(r.c.response_time, r.c.id)
+            ).all()
+        latest = {(a.plan_name, a.request_id): a for a in answers}  # the last one wins
+        rows = []
+        for req in requests:
+            answer = latest.get((req.plan_name, req.request_id))
+            rows.append(
+                {
+                    "deal_id": req.deal_id,
+                    "requested_at": _utc(req.requested_at).timestamp(),
+                    "kind": req.kind,
+                    "target_total": int(req.target_total),
+                    "response": answer.status if answer is not None else "PENDING",
+                    "accepted_total": int(answer.accepted_total or 0) if answer else 0,
+                }
+            )
+        return rows
 
     def purge(self, older_than: datetime) -> dict[str, int]:
         with self._tx() as conn:

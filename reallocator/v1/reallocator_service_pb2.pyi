@@ -440,6 +440,8 @@ class RecordSellerResponseRequest(_message.Message):
     ACCEPTED_TOTAL_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
     RESPONSE_TIME_FIELD_NUMBER: _builtins.int
+    IAB_STATUS_FIELD_NUMBER: _builtins.int
+    AVAILABLE_INVENTORY_FIELD_NUMBER: _builtins.int
     plan: _builtins.str
     """The plan holding the request. Required."""
     request_id: _builtins.str
@@ -450,6 +452,13 @@ class RecordSellerResponseRequest(_message.Message):
     """For PARTIAL: the total the seller accepts, budget unit."""
     message: _builtins.str
     """The seller's message."""
+    iab_status: _builtins.str
+    """The IAB Tech Lab seller-agent status as the seller sent it: pending_approval, approved,
+    rejected, applied or failed. When `response` is unset it is derived from this
+    (approved/applied: ACCEPTED, or PARTIAL with accepted_total; rejected/failed: REJECTED).
+    """
+    available_inventory: _builtins.int
+    """The inventory the seller says it can now deliver in the horizon, budget unit (optional)."""
     @_builtins.property
     def response_time(self) -> _timestamp_pb2.Timestamp:
         """When the seller answered. Default: now."""
@@ -463,12 +472,16 @@ class RecordSellerResponseRequest(_message.Message):
         accepted_total: _builtins.int = ...,
         message: _builtins.str = ...,
         response_time: _timestamp_pb2.Timestamp | None = ...,
+        iab_status: _builtins.str = ...,
+        available_inventory: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["response_time", b"response_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_available_inventory", b"_available_inventory", "available_inventory", b"available_inventory", "response_time", b"response_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_total", b"accepted_total", "message", b"message", "plan", b"plan", "request_id", b"request_id", "response", b"response", "response_time", b"response_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_available_inventory", b"_available_inventory", "accepted_total", b"accepted_total", "available_inventory", b"available_inventory", "iab_status", b"iab_status", "message", b"message", "plan", b"plan", "request_id", b"request_id", "response", b"response", "response_time", b"response_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__available_inventory: _TypeAlias = _typing.Literal["available_inventory"]  # noqa: Y015
+    _WhichOneofArgType__available_inventory: _TypeAlias = _typing.Literal["_available_inventory", b"_available_inventory"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__available_inventory) -> _WhichOneofReturnType__available_inventory | None: ...
 
 Global___RecordSellerResponseRequest: _TypeAlias = RecordSellerResponseRequest  # noqa: Y015
 

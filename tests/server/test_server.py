@@ -116,6 +116,10 @@ _NEEDS_STORE = [
     ("ConfirmApplied", pb.ConfirmAppliedRequest(name=_PLAN)),
     ("GetPlan", pb.GetPlanRequest(name=_PLAN)),
     ("ListPlans", pb.ListPlansRequest(parent="campaigns/c")),
+    (
+        "RecordSellerResponse",
+        pb.RecordSellerResponseRequest(plan=_PLAN, request_id="r", iab_status="approved"),
+    ),
 ]
 
 
@@ -130,7 +134,6 @@ def test_life_cycle_without_a_database_answers_failed_precondition(
 
 _NOT_YET = [
     ("RollbackPlan", pb.RollbackPlanRequest(name="campaigns/c/plans/p")),
-    ("RecordSellerResponse", pb.RecordSellerResponseRequest(plan="p", request_id="r")),
     ("GetPacingHistory", pb.GetPacingHistoryRequest(campaign_id="c")),
 ]
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import databases
 import grpc
 import pytest
+from conftest import bad_request
 from google.protobuf import json_format
 
 from reallocator.config import ServerConfig
@@ -149,3 +150,69 @@ def test_unknown_plan_is_not_found_and_bad_name_invalid(stub: rpc.ReallocatorSer
     assert missing.code() == grpc.StatusCode.NOT_FOUND
     bad = failure(lambda: stub.GetPlan(pb.GetPlanRequest(name="plans/1")))
     assert bad.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def later(hours: int) -> pb.ReplanRequest:
+    request = example()
+    request.snapshot.as_of.FromSeconds(request.snapshot.as_of.seconds + 3600 * hours)
+    return request
+
+
+def test_stored_seller_answers_shape_the_next_plan(stub: rpc.ReallocatorServiceStub) -> None:
+    """replan -> review -> apply -> the seller declines -> the next plan does not ask again
+    (without the caller sending the answer)."""
+    plan = stub.Replan(example(), timeout=60).plan
+    [asked] = plan.seller_requests
+    record = pb.RecordSellerResponseRequest(
+        plan=plan.name, request_id=asked.request_id, iab_status="rejected", message="sold out"
+    )
+    early = failure(lambda: stub.RecordSellerResponse(record))
+    assert early.code() == grpc.StatusCode.FAILED_PRECONDITION  # not applied yet
+    approved = stub.ReviewPlan(
+        pb.ReviewPlanRequest(name=plan.name, decision=pb.REVIEW_DECISION_APPROVE, etag=plan.etag)
+    ).plan
+    stub.ConfirmApplied(pb.ConfirmAppliedRequest(name=plan.name, etag=approved.etag))
+    answered = stub.RecordSellerResponse(record).request
+    assert answered.response == plan_pb2.SELLER_RESPONSE_KIND_REJECTED
+    assert answered.request_id == asked.request_id
+    declined = stub.Replan(later(2), timeout=60).plan
+    assert asked.deal_id not in [r.deal_id for r in declined.seller_requests]
+
+
+def test_stored_answers_differ_from_no_history(stub: rpc.ReallocatorServiceStub) -> None:
+    """The same late snapshot planned with no stored history asks the seller again: the
+    stored answer is what removes the request above."""
+    plan = stub.Replan(later(2), timeout=60).plan
+    assert [r.deal_id for r in plan.seller_requests] == ["ctv-pg-001"]
+
+
+def test_bad_seller_responses_are_named(stub: rpc.ReallocatorServiceStub) -> None:
+    plan = stub.Replan(example(), timeout=60).plan
+    approved = stub.ReviewPlan(
+        pb.ReviewPlanRequest(name=plan.name, decision=pb.REVIEW_DECISION_APPROVE, etag=plan.etag)
+    ).plan
+    stub.ConfirmApplied(pb.ConfirmAppliedRequest(name=plan.name, etag=approved.etag))
+    unknown = failure(
+        lambda: stub.RecordSellerResponse(
+            pb.RecordSellerResponseRequest(plan=plan.name, request_id="nope", iab_status="approved")
+        )
+    )
+    assert unknown.code() == grpc.StatusCode.NOT_FOUND
+    request_id = plan.seller_requests[0].request_id
+    for fields, field in (
+        ({"response": plan_pb2.SELLER_RESPONSE_KIND_PARTIAL}, "accepted_total"),
+        ({"iab_status": "maybe"}, "iab_status"),
+        ({}, "response"),
+    ):
+        bad = failure(
+            lambda fields=fields: stub.RecordSellerResponse(
+                pb.RecordSellerResponseRequest(plan=plan.name, request_id=request_id, **fields)
+            )
+        )
+        assert [v.field for v in bad_request(bad)] == [field]
+    partial = stub.RecordSellerResponse(
+        pb.RecordSellerResponseRequest(
+            plan=plan.name, request_id=request_id, iab_status="approved", accepted_total=5
+        )
+    ).request
+    assert partial.response == plan_pb2.SELLER_RESPONSE_KIND_PARTIAL

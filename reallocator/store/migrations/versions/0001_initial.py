@@ -1,5 +1,5 @@
-"""The audit store's first schema: snapshots, assessments, plans, plan events, seller responses,
-idempotency keys.
+"""The audit store's first schema: snapshots, assessments, plans, plan events, seller requests
+and responses, idempotency keys.
 
 Revision ID: 0001
 Revises:
@@ -21,6 +21,7 @@ _TABLES = (
     schema.assessments,
     schema.plans,
     schema.plan_events,
+    schema.seller_requests,
     schema.seller_responses,
     schema.idempotency_keys,
 )
