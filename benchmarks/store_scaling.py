@@ -27,7 +27,7 @@ from reallocator.core.lifecycle.states import PlanState
 from reallocator.core.plan.builder import build_plan
 from reallocator.core.plan.model import Plan
 from reallocator.store import NewPlan, SqlStore
-from reallocator.store.plan_codec import decode_plan, encode_plan
+from reallocator.store.plan_codec import decode_plan, encode_plan, encode_summary
 from reallocator.wire.encode import encode_snapshot
 from reallocator.wire.plan import encode_plan as wire_plan
 
@@ -53,14 +53,17 @@ def measure(
         body = encode_plan(plan)
         # a fresh snapshot each time: measure its insert, not the deduplication
         snap = snapshot_bytes + str(time.perf_counter_ns()).encode()
-        new = NewPlan(plan.campaign_id, plan.as_of, body, PlanState.PROPOSED, "", snap)
+        new = NewPlan(
+            plan.campaign_id, plan.as_of, body, PlanState.PROPOSED, "", snap,
+            summary=encode_summary(plan),
+        )  # fmt: skip
         return store.record_plan(new, "bench", datetime.now(UTC)).name
 
     name = record()
     store_s = best(record, repeat)
 
     def summary() -> None:
-        rec = store.get_plan(name)
+        rec = store.get_plan(name, summary=True)
         assert rec.body is not None
         wire_plan(decode_plan(rec.body, summary=True), deals="none").SerializeToString()
 

@@ -33,7 +33,7 @@ from reallocator.store import (
     SellerAnswer,
     SellerRequest,
 )
-from reallocator.store.plan_codec import decode_plan, encode_plan
+from reallocator.store.plan_codec import decode_plan, encode_plan, encode_summary
 from reallocator.store.sql import now
 from reallocator.v1 import common_pb2, plan_pb2
 from reallocator.v1 import reallocator_service_pb2 as pb
@@ -128,7 +128,7 @@ class LifecycleMixin:
         name = self.store.replay(key)
         if name is None:
             return None
-        record = self.store.get_plan(name)
+        record = self.store.get_plan(name, summary=VIEWS[request.view] == "none")
         return pb.ReplanResponse(plan=self._stored_plan(record, VIEWS[request.view]))
 
     def _record_replan(
@@ -152,6 +152,7 @@ class LifecycleMixin:
                 campaign_id=plan.campaign_id,
                 as_of=plan.as_of,
                 body=body,
+                summary=encode_summary(plan),
                 state=initial_state(plan.max_severity, snapshot.policy),
                 max_severity=str(plan.max_severity or ""),
                 snapshot=request.snapshot.SerializeToString(deterministic=True),
@@ -207,7 +208,7 @@ class LifecycleMixin:
         errors.raise_if_any()
         assert status is not None
         store = self._store()
-        record = store.get_plan(request.plan)
+        record = store.get_plan(request.plan, summary=True)
         assert record.body is not None
         plan = decode_plan(record.body, summary=True)
         asked = next((r for r in plan.requests if r.request_id == request.request_id), None)
@@ -247,7 +248,7 @@ class LifecycleMixin:
         if request.view not in VIEWS:
             errors.add("view", f"unknown value {request.view}")
         errors.raise_if_any()
-        record = self._store().get_plan(request.name)
+        record = self._store().get_plan(request.name, summary=VIEWS[request.view] == "none")
         return pb.GetPlanResponse(plan=self._stored_plan(record, VIEWS[request.view]))
 
     def list_plans(
@@ -322,7 +323,9 @@ class LifecycleMixin:
             comment=request.comment,
             detail={"reviewer": reviewer},
         )
-        return pb.ReviewPlanResponse(plan=self._stored_plan(store.get_plan(record.name), "none"))
+        return pb.ReviewPlanResponse(
+            plan=self._stored_plan(store.get_plan(record.name, summary=True), "none")
+        )
 
     def confirm_applied(
         self, request: pb.ConfirmAppliedRequest, context: grpc.ServicerContext
@@ -345,7 +348,7 @@ class LifecycleMixin:
             event_time=applied,
         )
         return pb.ConfirmAppliedResponse(
-            plan=self._stored_plan(store.get_plan(record.name), "none")
+            plan=self._stored_plan(store.get_plan(record.name, summary=True), "none")
         )
 
 

@@ -47,6 +47,7 @@ class NewPlan:
     max_severity: str
     snapshot: bytes | None = None  # the request's snapshot, serialised (stored deduplicated)
     requests: tuple[SellerRequest, ...] = ()
+    summary: bytes = b""  # plan_codec bytes of the plan without deal rows and schedules
 
 
 @dataclass(frozen=True)
@@ -96,8 +97,8 @@ class AuditStore(Protocol):
         """Records a plan (superseding the campaign's unapplied ones) and `key`, atomically.
         When `key` was recorded meanwhile, returns the plan it names (or AlreadyExists)."""
 
-    def get_plan(self, name: str, *, body: bool = True) -> PlanRecord:
-        """The plan and its events; NotFound."""
+    def get_plan(self, name: str, *, body: bool = True, summary: bool = False) -> PlanRecord:
+        """The plan and its events; NotFound. `summary`: body holds the summary bytes."""
 
     def list_plans(
         self,

@@ -9,6 +9,7 @@ Each IPC stream is validated before use (see ../shared NOTES: a corrupt stream c
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import struct
 from dataclasses import asdict
@@ -148,6 +149,11 @@ def encode_plan(plan: Plan) -> bytes:
         _ipc(_schedules_table(plan.schedules)),
     ]
     return MAGIC + b"".join(struct.pack("<Q", len(p)) + p for p in parts)
+
+
+def encode_summary(plan: Plan) -> bytes:
+    """The stored bytes of `plan` without deal rows and schedules (what SUMMARY shows)."""
+    return encode_plan(dataclasses.replace(plan, deals=plan.deals.iloc[:0], schedules=()))
 
 
 def _split(data: bytes) -> list[bytes]:

@@ -48,6 +48,8 @@ plans = sa.Table(
     sa.Column("max_severity", sa.String(20), nullable=False, default=""),
     sa.Column("as_of", sa.DateTime(timezone=True), nullable=False),
     sa.Column("body", sa.LargeBinary, nullable=False),  # plan_codec bytes
+    # the same without deal rows and schedules: GetPlan SUMMARY reads kilobytes, not megabytes
+    sa.Column("summary_body", sa.LargeBinary, nullable=False),
     sa.Column("create_time", sa.DateTime(timezone=True), nullable=False),
     sa.Column("update_time", sa.DateTime(timezone=True), nullable=False),
     sa.Column("actor", sa.String(200), nullable=False),

@@ -185,6 +185,7 @@ class SqlStore:
                         max_severity=plan.max_severity,
                         as_of=plan.as_of,
                         body=plan.body,
+                        summary_body=plan.summary or plan.body,
                         create_time=now,
                         update_time=now,
                         actor=actor,
@@ -262,8 +263,13 @@ class SqlStore:
             )
         )
 
-    def _get(self, conn: sa.Connection, name: str, *, body: bool) -> PlanRecord:
-        cols = [c for c in t.plans.c if body or c.name != "body"]
+    def _get(
+        self, conn: sa.Connection, name: str, *, body: bool, summary: bool = False
+    ) -> PlanRecord:
+        part = "summary_body" if summary else "body"
+        cols: list[Any] = [c for c in t.plans.c if c.name not in ("body", "summary_body")]
+        if body:
+            cols.append(t.plans.c[part].label("body"))
         row = conn.execute(sa.select(*cols).where(t.plans.c.name == name)).first()
         if row is None:
             raise NotFound(f"plan {name!r} not found")
@@ -287,9 +293,9 @@ class SqlStore:
             ),
         )
 
-    def get_plan(self, name: str, *, body: bool = True) -> PlanRecord:
+    def get_plan(self, name: str, *, body: bool = True, summary: bool = False) -> PlanRecord:
         with self._tx() as conn:
-            return self._get(conn, name, body=body)
+            return self._get(conn, name, body=body, summary=summary)
 
     def list_plans(
         self,
@@ -301,7 +307,7 @@ class SqlStore:
         before_seq: int | None = None,
         limit: int = 50,
     ) -> list[PlanRecord]:
-        query = sa.select(*[c for c in t.plans.c if c.name != "body"]).where(
+        query = sa.select(*[c for c in t.plans.c if c.name not in ("body", "summary_body")]).where(
             t.plans.c.campaign_id == campaign_id
         )
         if state is not None:
