@@ -12,6 +12,8 @@ import dataclasses
 import hashlib
 import json
 import re
+import time
+from collections.abc import Iterator
 from datetime import UTC as _UTC
 from datetime import datetime
 
@@ -43,6 +45,7 @@ from reallocator.wire.violations import Violations
 
 PLAN_NAME = re.compile(r"^campaigns/([^/]+)/plans/([0-9a-f]{32})$")
 CAMPAIGN_NAME = re.compile(r"^campaigns/([^/]+)$")
+WATCH_POLL_SECONDS = 0.5
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 
@@ -297,6 +300,26 @@ class LifecycleMixin:
         if len(records) > size:
             response.next_page_token = _token(records[size - 1].seq, filter_key)
         return response
+
+    def watch_campaign(
+        self, request: pb.WatchCampaignRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.WatchCampaignResponse]:
+        """Streams the campaign's plans as they are created or change state, as PLAN_VIEW_SUMMARY.
+        Polls the store (every WATCH_POLL_SECONDS), so it sees what other server processes
+        record. Alerts are not recorded yet: with include_plans false the stream stays quiet."""
+        errors = Violations()
+        if not request.campaign_id:
+            errors.add("campaign_id", "required")
+        errors.raise_if_any()
+        store = self._store()
+        [(last, _, _)] = store.plan_events_after(request.campaign_id, None)
+        while context.is_active():
+            for event_id, name, at in store.plan_events_after(request.campaign_id, last):
+                last = event_id
+                if request.include_plans:
+                    plan = self._stored_plan(store.get_plan(name, summary=True), "none")
+                    yield pb.WatchCampaignResponse(event_time=timestamp(at), plan=plan)
+            time.sleep(WATCH_POLL_SECONDS)
 
     # --- changes ------------------------------------------------------------------------------
 

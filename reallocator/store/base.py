@@ -135,5 +135,11 @@ class AuditStore(Protocol):
         """Every request of the campaign's applied plans with its latest answer (PENDING when
         none): rows of core RequestHistory.requests."""
 
+    def plan_events_after(
+        self, campaign_id: str, after: int | None, limit: int = 100
+    ) -> list[tuple[int, str, datetime]]:
+        """(event id, plan name, event time) of the campaign's plan events after event id
+        `after`, oldest first; `after` None: the newest id only (a watch starts now)."""
+
     def purge(self, older_than: datetime) -> dict[str, int]:
         """Deletes snapshots and assessments recorded before `older_than`; keeps decisions."""

@@ -450,6 +450,24 @@ class SqlStore:
             )
         return rows
 
+    def plan_events_after(
+        self, campaign_id: str, after: int | None, limit: int = 100
+    ) -> list[tuple[int, str, datetime]]:
+        e = t.plan_events
+        with self._tx() as conn:
+            if after is None:
+                newest = conn.execute(
+                    sa.select(sa.func.max(e.c.id)).where(e.c.campaign_id == campaign_id)
+                ).scalar()
+                return [(int(newest or 0), "", now())]
+            rows = conn.execute(
+                sa.select(e.c.id, e.c.plan_name, e.c.create_time)
+                .where(e.c.campaign_id == campaign_id, e.c.id > after)
+                .order_by(e.c.id)
+                .limit(limit)
+            ).all()
+        return [(int(r.id), str(r.plan_name), _utc(r.create_time)) for r in rows]
+
     def purge(self, older_than: datetime) -> dict[str, int]:
         with self._tx() as conn:
             referenced = sa.select(t.plans.c.snapshot_hash).where(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -216,3 +217,31 @@ def test_bad_seller_responses_are_named(stub: rpc.ReallocatorServiceStub) -> Non
         )
     ).request
     assert partial.response == plan_pb2.SELLER_RESPONSE_KIND_PARTIAL
+
+
+def test_watch_sees_plans_recorded_by_another_server(
+    server: RunningServer, stub: rpc.ReallocatorServiceStub, database_url: str
+) -> None:
+    """Two servers on one database: a watch on the first streams what the second records."""
+    other = start_server(ServerConfig(host="127.0.0.1", port=0, database_url=database_url))
+    try:
+        watch = stub.WatchCampaign(
+            pb.WatchCampaignRequest(campaign_id="acme-holiday-2026", include_plans=True),
+            timeout=30,
+        )
+        with grpc.insecure_channel(f"127.0.0.1:{other.port}") as channel:
+            elsewhere = rpc.ReallocatorServiceStub(channel)
+            time.sleep(1.0)  # the watch starts from the newest event it finds
+            plan = elsewhere.Replan(example(), timeout=60).plan
+            seen = next(watch).plan
+            assert seen.name == plan.name and seen.state == plan_pb2.PLAN_STATE_PROPOSED
+            assert not seen.deals and seen.allocated == plan.allocated
+            elsewhere.ReviewPlan(
+                pb.ReviewPlanRequest(
+                    name=plan.name, decision=pb.REVIEW_DECISION_REJECT, etag=plan.etag
+                )
+            )
+            assert next(watch).plan.state == plan_pb2.PLAN_STATE_REJECTED
+        watch.cancel()
+    finally:
+        other.stop(0)
