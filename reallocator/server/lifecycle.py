@@ -21,8 +21,10 @@ import grpc
 import pandas as pd
 
 from reallocator.config import ServerConfig
+from reallocator.core.lifecycle.rollback import rollback_snapshot
 from reallocator.core.lifecycle.states import Action, PlanState, initial_state
 from reallocator.core.model import CampaignSnapshot
+from reallocator.core.plan.builder import build_plan
 from reallocator.core.plan.model import Plan, RequestHistory, SellerResponse
 from reallocator.server.identity import current_actor
 from reallocator.store import (
@@ -37,7 +39,7 @@ from reallocator.store import (
 )
 from reallocator.store.plan_codec import decode_plan, encode_plan, encode_summary
 from reallocator.store.sql import now
-from reallocator.v1 import common_pb2, plan_pb2
+from reallocator.v1 import common_pb2, plan_pb2, policy_pb2
 from reallocator.v1 import reallocator_service_pb2 as pb
 from reallocator.wire import plan as wire_plan
 from reallocator.wire.assessment import SEVERITY, timestamp
@@ -322,6 +324,61 @@ class LifecycleMixin:
             time.sleep(WATCH_POLL_SECONDS)
 
     # --- changes ------------------------------------------------------------------------------
+
+    def rollback_plan(
+        self, request: pb.RollbackPlanRequest, context: grpc.ServicerContext
+    ) -> pb.RollbackPlanResponse:
+        """Records, in one transaction, a plan restoring the allocations before an APPLIED plan
+        (core/lifecycle/rollback.py; given what was spent since, from `snapshot`) as APPROVED,
+        and the applied plan as ROLLED_BACK."""
+        errors = Violations()
+        _plan_name(request.name, "name", errors)
+        if not request.HasField("snapshot"):
+            errors.add("snapshot", "required: the campaign's state now")
+        errors.raise_if_any()
+        store = self._store()
+        record = store.get_plan(request.name)
+        if record.state != PlanState.APPLIED:
+            raise InvalidTransition(
+                f"plan {request.name!r} is {record.state}: only an APPLIED plan is rolled back"
+            )
+        assert record.body is not None
+        rolled = decode_plan(record.body)
+        snapshot = self._snapshot(  # type: ignore[attr-defined]
+            request.snapshot, policy_pb2.Policy(), True
+        )
+        if snapshot.campaign_id != rolled.campaign_id:
+            errors.add("snapshot.campaign_id", f"must be {rolled.campaign_id!r}, the plan's")
+            errors.raise_if_any()
+        plan = build_plan(rollback_snapshot(snapshot, rolled), relax=True)
+        reason = request.reason or "rolled back"
+        body = encode_plan(plan)
+        new = store.record_plan(
+            NewPlan(
+                campaign_id=plan.campaign_id,
+                as_of=plan.as_of,
+                body=body,
+                summary=encode_summary(plan),
+                state=PlanState.APPROVED,
+                max_severity=str(plan.max_severity or ""),
+                snapshot=request.snapshot.SerializeToString(deterministic=True),
+                requests=tuple(
+                    SellerRequest(r.request_id, r.deal_id, str(r.kind), int(r.target_total))
+                    for r in plan.requests
+                ),
+                rolls_back=request.name,
+                comment=f"{reason} (by {request.actor})" if request.actor else reason,
+            ),
+            current_actor(context),
+            now(),
+        )
+        rollback_msg = lifecycle_fields(
+            wire_plan.encode_plan(plan, name=new.name, deals="changed"), new
+        )
+        old = self._stored_plan(store.get_plan(request.name, summary=True), "none")
+        return pb.RollbackPlanResponse(
+            plan=old, restored=list(rollback_msg.deals), rollback_plan=rollback_msg
+        )
 
     def review_plan(
         self, request: pb.ReviewPlanRequest, context: grpc.ServicerContext

@@ -48,6 +48,8 @@ class NewPlan:
     snapshot: bytes | None = None  # the request's snapshot, serialised (stored deduplicated)
     requests: tuple[SellerRequest, ...] = ()
     summary: bytes = b""  # plan_codec bytes of the plan without deal rows and schedules
+    rolls_back: str = ""  # the APPLIED plan this one rolls back (ROLLED_BACK in the same call)
+    comment: str = ""  # why (recorded on the events)
 
 
 @dataclass(frozen=True)

@@ -191,7 +191,12 @@ class SqlStore:
                         actor=actor,
                     )
                 )
-                self._event(conn, name, plan.campaign_id, "CREATED", plan.state, actor, now)
+                self._event(
+                    conn, name, plan.campaign_id, "CREATED", plan.state, actor, now,
+                    comment=plan.comment,
+                )  # fmt: skip
+                if plan.rolls_back:
+                    self._roll_back(conn, plan, name, actor, now)
                 if plan.requests:
                     conn.execute(
                         t.seller_requests.insert(),
@@ -234,6 +239,30 @@ class SqlStore:
                 done = self._replay(conn, key)
                 assert done is not None
                 return self._get(conn, done, body=True)
+
+    def _roll_back(
+        self, conn: sa.Connection, plan: NewPlan, name: str, actor: str, now: datetime
+    ) -> None:
+        row = conn.execute(
+            sa.select(t.plans.c.state, t.plans.c.etag).where(t.plans.c.name == plan.rolls_back)
+        ).first()
+        if row is None:
+            raise NotFound(f"plan {plan.rolls_back!r} not found")
+        try:
+            state = next_state(PlanState(row.state), Action.ROLL_BACK)
+        except TransitionError as exc:
+            raise InvalidTransition(str(exc)) from exc
+        done = conn.execute(
+            t.plans.update()
+            .where(t.plans.c.name == plan.rolls_back, t.plans.c.etag == row.etag)
+            .values(state=str(state), etag=_etag(), update_time=now)
+        )
+        if done.rowcount != 1:
+            raise StaleEtag(f"plan {plan.rolls_back!r} changed concurrently; read it again")
+        self._event(
+            conn, plan.rolls_back, plan.campaign_id, str(Action.ROLL_BACK), state, actor, now,
+            comment=plan.comment, detail={"rollback_plan": name},
+        )  # fmt: skip
 
     def _event(
         self,

@@ -377,22 +377,28 @@ class RollbackPlanRequest(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     ACTOR_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    SNAPSHOT_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """The plan's resource name. Required."""
     actor: _builtins.str
     """Who rolls back."""
     reason: _builtins.str
     """Why."""
+    @_builtins.property
+    def snapshot(self) -> _snapshot_pb2.CampaignSnapshot:
+        """The campaign's state now (what was spent since the plan). Required."""
+
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         actor: _builtins.str = ...,
         reason: _builtins.str = ...,
+        snapshot: _snapshot_pb2.CampaignSnapshot | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["snapshot", b"snapshot"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "name", b"name", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "name", b"name", "reason", b"reason", "snapshot", b"snapshot"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -406,6 +412,7 @@ class RollbackPlanResponse(_message.Message):
 
     PLAN_FIELD_NUMBER: _builtins.int
     RESTORED_FIELD_NUMBER: _builtins.int
+    ROLLBACK_PLAN_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def plan(self) -> _plan_pb2.Plan:
         """The rolled-back plan."""
@@ -414,15 +421,20 @@ class RollbackPlanResponse(_message.Message):
     def restored(self) -> _containers.RepeatedCompositeFieldContainer[_plan_pb2.DealAllocation]:
         """The allocations restored (those before the plan)."""
 
+    @_builtins.property
+    def rollback_plan(self) -> _plan_pb2.Plan:
+        """The plan that restores them (recorded, APPROVED): apply it and ConfirmApplied it."""
+
     def __init__(
         self,
         *,
         plan: _plan_pb2.Plan | None = ...,
         restored: _abc.Iterable[_plan_pb2.DealAllocation] | None = ...,
+        rollback_plan: _plan_pb2.Plan | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["plan", b"plan"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["plan", b"plan", "rollback_plan", b"rollback_plan"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["plan", b"plan", "restored", b"restored"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["plan", b"plan", "restored", b"restored", "rollback_plan", b"rollback_plan"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

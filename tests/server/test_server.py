@@ -117,6 +117,10 @@ _NEEDS_STORE = [
     ("GetPlan", pb.GetPlanRequest(name=_PLAN)),
     ("ListPlans", pb.ListPlansRequest(parent="campaigns/c")),
     (
+        "RollbackPlan",
+        pb.RollbackPlanRequest(name=_PLAN, snapshot=snapshot_pb2.CampaignSnapshot(campaign_id="c")),
+    ),
+    (
         "RecordSellerResponse",
         pb.RecordSellerResponseRequest(plan=_PLAN, request_id="r", iab_status="approved"),
     ),
@@ -133,7 +137,6 @@ def test_life_cycle_without_a_database_answers_failed_precondition(
 
 
 _NOT_YET = [
-    ("RollbackPlan", pb.RollbackPlanRequest(name="campaigns/c/plans/p")),
     ("GetPacingHistory", pb.GetPacingHistoryRequest(campaign_id="c")),
 ]
 

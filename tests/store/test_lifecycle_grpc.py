@@ -245,3 +245,26 @@ def test_watch_sees_plans_recorded_by_another_server(
         watch.cancel()
     finally:
         other.stop(0)
+
+
+def test_rollback_restores_the_allocations_before_the_plan(
+    stub: rpc.ReallocatorServiceStub,
+) -> None:
+    plan = stub.Replan(example(), timeout=60).plan
+    approved = stub.ReviewPlan(
+        pb.ReviewPlanRequest(name=plan.name, decision=pb.REVIEW_DECISION_APPROVE, etag=plan.etag)
+    ).plan
+    stub.ConfirmApplied(pb.ConfirmAppliedRequest(name=plan.name, etag=approved.etag))
+    before = {d.deal_id: d.old_allocation for d in plan.deals}
+    assert any(d.delta for d in plan.deals)  # the plan did move something
+    request = pb.RollbackPlanRequest(name=plan.name, reason="CTV under-delivered", actor="ann")
+    request.snapshot.CopyFrom(example().snapshot)  # nothing spent since
+    answer = stub.RollbackPlan(request, timeout=60)
+    assert answer.plan.state == plan_pb2.PLAN_STATE_ROLLED_BACK
+    assert answer.plan.history[-1].comment == "CTV under-delivered (by ann)"
+    back = answer.rollback_plan
+    assert back.state == plan_pb2.PLAN_STATE_APPROVED and back.previous_plan == plan.name
+    stored = stub.GetPlan(pb.GetPlanRequest(name=back.name)).plan
+    assert {d.deal_id: d.new_allocation for d in stored.deals} == before
+    again = failure(lambda: stub.RollbackPlan(request, timeout=60))
+    assert again.code() == grpc.StatusCode.FAILED_PRECONDITION
