@@ -268,3 +268,39 @@ def test_rollback_restores_the_allocations_before_the_plan(
     assert {d.deal_id: d.new_allocation for d in stored.deals} == before
     again = failure(lambda: stub.RollbackPlan(request, timeout=60))
     assert again.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_end_to_end_campaign_history(stub: rpc.ReallocatorServiceStub) -> None:
+    """replan -> review -> apply -> seller answer -> replan (the answer changes the plan) ->
+    rollback, then the history read back: one campaign over a real channel."""
+    plan = stub.Replan(example(request_id="e2e-1"), timeout=60, metadata=ACTOR).plan
+    approved = stub.ReviewPlan(
+        pb.ReviewPlanRequest(name=plan.name, decision=pb.REVIEW_DECISION_APPROVE, etag=plan.etag)
+    ).plan
+    stub.ConfirmApplied(pb.ConfirmAppliedRequest(name=plan.name, etag=approved.etag))
+    [asked] = plan.seller_requests
+    stub.RecordSellerResponse(
+        pb.RecordSellerResponseRequest(
+            plan=plan.name, request_id=asked.request_id, iab_status="rejected"
+        )
+    )
+    nxt = stub.Replan(later(2), timeout=60).plan
+    assert asked.deal_id not in [r.deal_id for r in nxt.seller_requests]
+    assert nxt.previous_plan == plan.name
+    rollback = pb.RollbackPlanRequest(name=plan.name, reason="undo")
+    rollback.snapshot.CopyFrom(later(2).snapshot)
+    back = stub.RollbackPlan(rollback, timeout=60).rollback_plan
+    listed = stub.ListPlans(pb.ListPlansRequest(parent="campaigns/acme-holiday-2026")).plans
+    assert [(p.name, p.state) for p in listed] == [
+        (back.name, plan_pb2.PLAN_STATE_APPROVED),
+        (nxt.name, plan_pb2.PLAN_STATE_SUPERSEDED),
+        (plan.name, plan_pb2.PLAN_STATE_ROLLED_BACK),
+    ]
+    history = stub.GetPlan(pb.GetPlanRequest(name=plan.name, view=pb.PLAN_VIEW_SUMMARY)).plan
+    assert [plan_pb2.PlanState.Name(e.state) for e in history.history] == [
+        "PLAN_STATE_PROPOSED",
+        "PLAN_STATE_APPROVED",
+        "PLAN_STATE_APPLIED",
+        "PLAN_STATE_ROLLED_BACK",
+    ]
+    assert history.history[0].actor == "planner-bot"
