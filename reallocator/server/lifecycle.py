@@ -36,10 +36,11 @@ from reallocator.store import (
     PlanRecord,
     SellerAnswer,
     SellerRequest,
+    StaleEtag,
 )
 from reallocator.store.plan_codec import decode_plan, encode_plan, encode_summary
 from reallocator.store.sql import now
-from reallocator.v1 import common_pb2, plan_pb2, policy_pb2
+from reallocator.v1 import common_pb2, plan_pb2, policy_pb2, snapshot_pb2
 from reallocator.v1 import reallocator_service_pb2 as pb
 from reallocator.wire import plan as wire_plan
 from reallocator.wire.assessment import SEVERITY, timestamp
@@ -158,6 +159,7 @@ class LifecycleMixin:
                 as_of=plan.as_of,
                 body=body,
                 summary=encode_summary(plan),
+                policy=request.policy.SerializeToString(deterministic=True),
                 state=initial_state(plan.max_severity, snapshot.policy),
                 max_severity=str(plan.max_severity or ""),
                 snapshot=request.snapshot.SerializeToString(deterministic=True),
@@ -391,9 +393,15 @@ class LifecycleMixin:
         }
         if request.decision not in actions:
             errors.add("decision", "required: REVIEW_DECISION_APPROVE or REVIEW_DECISION_REJECT")
+        if request.rejected_deal_ids and request.decision != pb.REVIEW_DECISION_APPROVE:
+            errors.add(
+                "rejected_deal_ids", "only with REVIEW_DECISION_APPROVE (a partial approval)"
+            )
         errors.raise_if_any()
         store = self._store()
         reviewer = request.reviewer or current_actor(context)
+        if request.rejected_deal_ids:
+            return self._partial_approval(request, reviewer, context)
         record = store.transition(
             request.name,
             actions[request.decision],
@@ -406,6 +414,63 @@ class LifecycleMixin:
         return pb.ReviewPlanResponse(
             plan=self._stored_plan(store.get_plan(record.name, summary=True), "none")
         )
+
+    def _partial_approval(
+        self, request: pb.ReviewPlanRequest, reviewer: str, context: grpc.ServicerContext
+    ) -> pb.ReviewPlanResponse:
+        """Re-solves the reviewed plan's snapshot with the rejected deals locked at their
+        pre-plan allocations and records that revision APPROVED (superseding the reviewed one)."""
+        store = self._store()
+        record = store.get_plan(request.name)
+        if request.etag and request.etag != record.etag:
+            raise StaleEtag(f"plan {request.name!r} changed since it was read; read it again")
+        if record.state != PlanState.PROPOSED:
+            raise InvalidTransition(f"plan {request.name!r} is {record.state}, not PROPOSED")
+        assert record.body is not None
+        reviewed = decode_plan(record.body)
+        deals = reviewed.deals
+        known = set(deals["deal_id"].astype(str))
+        errors = Violations()
+        for i, deal_id in enumerate(request.rejected_deal_ids):
+            if deal_id not in known:
+                errors.add(f"rejected_deal_ids[{i}]", f"deal {deal_id!r} is not in the plan")
+        errors.raise_if_any()
+        if not record.snapshot_hash:
+            raise InvalidTransition(f"plan {request.name!r} has no stored snapshot to re-solve")
+        snapshot_msg = snapshot_pb2.CampaignSnapshot.FromString(
+            store.snapshot_body(record.snapshot_hash)
+        )
+        policy_msg = policy_pb2.Policy.FromString(record.policy)
+        snapshot = self._snapshot(snapshot_msg, policy_msg, True)  # type: ignore[attr-defined]
+        rejected = deals["deal_id"].astype(str).isin(set(request.rejected_deal_ids)).to_numpy()
+        pinned = rollback_snapshot(snapshot, dataclasses.replace(reviewed, deals=deals[rejected]))
+        plan = build_plan(pinned, history=self._stored_history(reviewed.campaign_id), relax=True)
+        comment = (
+            f"partial approval of {request.name} by {reviewer}: moves of "
+            f"{', '.join(request.rejected_deal_ids)} rejected"
+            + (f"; {request.comment}" if request.comment else "")
+        )
+        new = store.record_plan(
+            NewPlan(
+                campaign_id=plan.campaign_id,
+                as_of=plan.as_of,
+                body=encode_plan(plan),
+                summary=encode_summary(plan),
+                policy=record.policy,
+                state=PlanState.APPROVED,
+                max_severity=str(plan.max_severity or ""),
+                snapshot=snapshot_msg.SerializeToString(deterministic=True),
+                requests=tuple(
+                    SellerRequest(r.request_id, r.deal_id, str(r.kind), int(r.target_total))
+                    for r in plan.requests
+                ),
+                comment=comment,
+            ),
+            current_actor(context),
+            now(),
+        )
+        msg = lifecycle_fields(wire_plan.encode_plan(plan, name=new.name, deals="all"), new)
+        return pb.ReviewPlanResponse(plan=msg)
 
     def confirm_applied(
         self, request: pb.ConfirmAppliedRequest, context: grpc.ServicerContext

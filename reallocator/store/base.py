@@ -32,6 +32,8 @@ class PlanRecord:
     seq: int  # the store's order of creation (page tokens)
     as_of: datetime  # the snapshot's as_of
     max_severity: str  # "" when the plan changes nothing
+    snapshot_hash: str = ""  # the snapshot it was computed from ("" if none)
+    policy: bytes = b""  # the request's serialised Policy
     body: bytes | None = None  # plan_codec bytes; None when listed without bodies
     events: tuple[PlanEvent, ...] = ()
 
@@ -48,6 +50,7 @@ class NewPlan:
     snapshot: bytes | None = None  # the request's snapshot, serialised (stored deduplicated)
     requests: tuple[SellerRequest, ...] = ()
     summary: bytes = b""  # plan_codec bytes of the plan without deal rows and schedules
+    policy: bytes = b""  # the request's serialised Policy (a revision re-solves with it)
     rolls_back: str = ""  # the APPLIED plan this one rolls back (ROLLED_BACK in the same call)
     comment: str = ""  # why (recorded on the events)
 
@@ -142,6 +145,9 @@ class AuditStore(Protocol):
     ) -> list[tuple[int, str, datetime]]:
         """(event id, plan name, event time) of the campaign's plan events after event id
         `after`, oldest first; `after` None: the newest id only (a watch starts now)."""
+
+    def snapshot_body(self, content_hash: str) -> bytes:
+        """The stored snapshot (serialised CampaignSnapshot); NotFound."""
 
     def purge(self, older_than: datetime) -> dict[str, int]:
         """Deletes snapshots and assessments recorded before `older_than`; keeps decisions."""

@@ -45,6 +45,7 @@ plans = sa.Table(
     sa.Column("etag", sa.String(40), nullable=False),
     sa.Column("previous_plan", sa.String(300), nullable=False, default=""),
     sa.Column("snapshot_hash", sa.String(64), nullable=True),
+    sa.Column("policy", sa.LargeBinary, nullable=True),  # the request's Policy message
     sa.Column("max_severity", sa.String(20), nullable=False, default=""),
     sa.Column("as_of", sa.DateTime(timezone=True), nullable=False),
     sa.Column("body", sa.LargeBinary, nullable=False),  # plan_codec bytes

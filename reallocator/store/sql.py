@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import struct
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -58,6 +59,16 @@ _ZSTD = pa.Codec("zstd")
 def _utc(value: datetime) -> datetime:
     """SQLite hands back naive datetimes: everything stored is UTC."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _pack(data: bytes) -> bytes:
+    """zstd with the decompressed size in front (pyarrow's codec needs it to decompress)."""
+    return struct.pack("<Q", len(data)) + bytes(_ZSTD.compress(data, asbytes=True))
+
+
+def _unpack(data: bytes) -> bytes:
+    (size,) = struct.unpack_from("<Q", data)
+    return bytes(_ZSTD.decompress(data[8:], decompressed_size=size, asbytes=True))
 
 
 def _etag() -> str:
@@ -158,7 +169,7 @@ class SqlStore:
                         content_hash=digest,
                         campaign_id=plan.campaign_id,
                         as_of=plan.as_of,
-                        body=_ZSTD.compress(plan.snapshot, asbytes=True),
+                        body=_pack(plan.snapshot),
                         create_time=now,
                         actor=actor,
                     )
@@ -182,6 +193,7 @@ class SqlStore:
                         etag=_etag(),
                         previous_plan=previous or "",
                         snapshot_hash=digest,
+                        policy=plan.policy,
                         max_severity=plan.max_severity,
                         as_of=plan.as_of,
                         body=plan.body,
@@ -520,7 +532,7 @@ class SqlStore:
             ).scalar()
         if body is None:
             raise NotFound(f"snapshot {content_hash} not found")
-        return bytes(_ZSTD.decompress(body, asbytes=True))
+        return _unpack(bytes(body))
 
 
 def _record(row: Any, events: tuple[PlanEvent, ...] = ()) -> PlanRecord:
@@ -536,6 +548,8 @@ def _record(row: Any, events: tuple[PlanEvent, ...] = ()) -> PlanRecord:
         actor=row.actor,
         seq=row.seq,
         as_of=_utc(row.as_of),
+        snapshot_hash=row.snapshot_hash or "",
+        policy=bytes(row.policy or b""),
         max_severity=row.max_severity,
         body=None if body is None else bytes(body),
         events=events,

@@ -257,6 +257,7 @@ class ReviewPlanRequest(_message.Message):
     REVIEWER_FIELD_NUMBER: _builtins.int
     COMMENT_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
+    REJECTED_DEAL_IDS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """The plan's resource name. Required."""
     decision: Global___ReviewDecision.ValueType
@@ -267,6 +268,13 @@ class ReviewPlanRequest(_message.Message):
     """Why."""
     etag: _builtins.str
     """The plan's etag as read; the call fails with ABORTED if the plan changed since."""
+    @_builtins.property
+    def rejected_deal_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """With APPROVE: approve every move except these deals'. They keep their allocation from
+        before the plan (locked), the rest is re-solved, and the response is that new revision
+        (APPROVED; the reviewed plan becomes SUPERSEDED). Deals the plan does not move are ignored.
+        """
+
     def __init__(
         self,
         *,
@@ -275,10 +283,11 @@ class ReviewPlanRequest(_message.Message):
         reviewer: _builtins.str = ...,
         comment: _builtins.str = ...,
         etag: _builtins.str = ...,
+        rejected_deal_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["comment", b"comment", "decision", b"decision", "etag", b"etag", "name", b"name", "reviewer", b"reviewer"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["comment", b"comment", "decision", b"decision", "etag", b"etag", "name", b"name", "rejected_deal_ids", b"rejected_deal_ids", "reviewer", b"reviewer"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -304,3 +304,35 @@ def test_end_to_end_campaign_history(stub: rpc.ReallocatorServiceStub) -> None:
         "PLAN_STATE_ROLLED_BACK",
     ]
     assert history.history[0].actor == "planner-bot"
+
+
+def test_partial_approval_re_solves_with_rejected_moves_pinned(
+    stub: rpc.ReallocatorServiceStub,
+) -> None:
+    plan = stub.Replan(example(), timeout=60).plan
+    moved = [d for d in plan.deals if d.delta]
+    assert len(moved) >= 2
+    rejected = moved[0]
+    review = pb.ReviewPlanRequest(
+        name=plan.name,
+        decision=pb.REVIEW_DECISION_APPROVE,
+        etag=plan.etag,
+        rejected_deal_ids=[rejected.deal_id],
+        comment="keep audio",
+    )
+    revision = stub.ReviewPlan(review, timeout=60).plan
+    assert revision.name != plan.name and revision.previous_plan == plan.name
+    assert revision.state == plan_pb2.PLAN_STATE_APPROVED
+    by_id = {d.deal_id: d for d in revision.deals}
+    assert by_id[rejected.deal_id].new_allocation == rejected.old_allocation
+    assert by_id[rejected.deal_id].binding == plan_pb2.BINDING_CONSTRAINT_LOCKED
+    assert "keep audio" in revision.history[0].comment
+    old = stub.GetPlan(pb.GetPlanRequest(name=plan.name, view=pb.PLAN_VIEW_SUMMARY)).plan
+    assert old.state == plan_pb2.PLAN_STATE_SUPERSEDED
+    fresh = stub.Replan(example(), timeout=60).plan
+    unknown = pb.ReviewPlanRequest(
+        name=fresh.name, decision=pb.REVIEW_DECISION_APPROVE, rejected_deal_ids=["nope"]
+    )
+    assert [v.field for v in bad_request(failure(lambda: stub.ReviewPlan(unknown)))] == [
+        "rejected_deal_ids[0]"
+    ]
