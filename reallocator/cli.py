@@ -30,9 +30,11 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"reallocator serve: configuration error: {exc}", file=sys.stderr)
         return 2
+    from reallocator.store import StoreError
+
     try:
         serve(_with_default_store(config))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, StoreError) as exc:
         print(f"reallocator serve: {exc}", file=sys.stderr)
         return 1
     return 0
