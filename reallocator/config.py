@@ -31,6 +31,8 @@ class ServerConfig:
     solver_time_limit: timedelta = timedelta(seconds=10)
     grace_period: timedelta = timedelta(seconds=5)  # on SIGTERM: finish in-flight calls
     default_policy: Policy = field(default_factory=Policy)
+    # The audit store ([store] database_url): "" = SQLite at store.sql.default_database_url()
+    database_url: str = ""
 
     @property
     def address(self) -> str:
@@ -43,6 +45,7 @@ _ENV = {
     "REALLOCATOR_MAX_WORKERS": ("max_workers", int),
     "REALLOCATOR_MAX_MESSAGE_BYTES": ("max_message_bytes", int),
     "REALLOCATOR_SOLVER_TIME_LIMIT_SECONDS": ("solver_time_limit", float),
+    "REALLOCATOR_DATABASE_URL": ("database_url", str),
 }
 
 _DURATION_FIELDS = {"solver_time_limit", "grace_period"}
@@ -98,10 +101,29 @@ def _typed(name: str, value: Any, default: Any) -> Any:
     return value
 
 
+_STORE_KEYS = {"database_url"}
+
+
+def _store(table: Any, config: ServerConfig) -> ServerConfig:
+    """The [store] table: where the audit store lives."""
+    if not isinstance(table, dict):
+        raise ConfigError("store: expected a table")
+    unknown = set(table) - _STORE_KEYS
+    if unknown:
+        raise ConfigError(f"store: unknown settings {sorted(unknown)} (known: database_url)")
+    if "database_url" in table:
+        url = table["database_url"]
+        if not isinstance(url, str):
+            raise ConfigError(f"store.database_url: expected a string, got {url!r}")
+        config = dataclasses.replace(config, database_url=url)
+    return config
+
+
 def load_config(
     path: Path | None = None, env: dict[str, str] | None = None, **overrides: Any
 ) -> ServerConfig:
-    """Defaults < TOML file ([server], [policy]) < REALLOCATOR_* env vars < explicit overrides."""
+    """Defaults < TOML file ([server], [policy], [store]) < REALLOCATOR_* env vars < explicit
+    overrides."""
     config = ServerConfig()
     if path is not None:
         try:
@@ -112,7 +134,10 @@ def load_config(
         for key in list(server):
             if key.endswith("_seconds") and key.removesuffix("_seconds") in _DURATION_FIELDS:
                 server[key.removesuffix("_seconds")] = _seconds(key, server.pop(key))
-        known = {f.name for f in dataclasses.fields(ServerConfig)} - {"default_policy"}
+        known = {f.name for f in dataclasses.fields(ServerConfig)} - {
+            "default_policy",
+            *_STORE_KEYS,
+        }
         unknown = set(server) - known
         if unknown:
             raise ConfigError(f"server: unknown settings {sorted(unknown)}")
@@ -121,6 +146,7 @@ def load_config(
             if key not in _DURATION_FIELDS:
                 server[key] = _typed(f"server.{key}", server[key], getattr(defaults, key))
         config = dataclasses.replace(config, **server)
+        config = _store(data.get("store", {}), config)
         if "policy" in data:
             config = dataclasses.replace(
                 config, default_policy=_policy(data["policy"], config.default_policy)

@@ -3,6 +3,8 @@ that read a failed call's google.rpc.BadRequest back."""
 
 from __future__ import annotations
 
+import itertools
+import os
 import socket
 import sys
 from collections.abc import Callable, Iterator
@@ -56,11 +58,48 @@ def bad_request(error: grpc.RpcError) -> list[FieldViolation]:
 
 
 @pytest.fixture(scope="session")
-def server() -> Iterator[RunningServer]:
-    """The real server on a free port of 127.0.0.1 (REALLOCATOR_* variables ignored)."""
-    running = start_server(load_config(env={}, port=0, host="127.0.0.1"))
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """The real server on a free port of 127.0.0.1 (REALLOCATOR_* variables ignored), with its
+    own temporary SQLite audit store."""
+    database = tmp_path_factory.mktemp("store") / "audit.db"
+    config = load_config(env={}, port=0, host="127.0.0.1", database_url=f"sqlite:///{database}")
+    running = start_server(config)
     yield running
     running.stop(grace=0)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A throwaway PostgreSQL server for the session (tests/postgres.py). Skips when PostgreSQL
+    is not installed, unless REALLOCATOR_REQUIRE_POSTGRES=1 (CI), where that fails."""
+    from postgres import REQUIRE, postgres_bin, postgres_server
+
+    if postgres_bin() is None:
+        reason = "PostgreSQL server binaries not installed (apt-get install postgresql)"
+        if os.environ.get(REQUIRE) == "1":
+            pytest.fail(f"{REQUIRE}=1 but {reason}")
+        pytest.skip(reason)
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database of each kind (PostgreSQL: a new database on the session server)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'audit.db'}"
+        return
+    import psycopg
+
+    base = request.getfixturevalue("postgres_url")
+    name = f"t{os.getpid()}_{next(_DATABASES)}"
+    plain = base.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(plain, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    yield base.rsplit("/", 1)[0] + f"/{name}"
+
+
+_DATABASES = itertools.count()
 
 
 @pytest.fixture(scope="session")
