@@ -16,6 +16,7 @@ from grpc_reflection.v1alpha import reflection
 from reallocator.config import ServerConfig
 from reallocator.server.dispatch import generic_handler
 from reallocator.server.servicer import ReallocatorServicer
+from reallocator.store.sql import default_database_url, open_store
 from reallocator.v1 import reallocator_service_pb2
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,9 @@ def start_server(config: ServerConfig) -> RunningServer:
     ]
     executor = futures.ThreadPoolExecutor(max_workers=config.max_workers)
     server = grpc.server(executor, options=options)
-    server.add_generic_rpc_handlers((generic_handler(SERVICE, ReallocatorServicer(config)),))
+    store = open_store(config.database_url or default_database_url())  # migrates at start-up
+    servicer = ReallocatorServicer(config, store)
+    server.add_generic_rpc_handlers((generic_handler(SERVICE, servicer),))
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = (SERVICE.full_name, health.SERVICE_NAME, reflection.SERVICE_NAME)

@@ -15,6 +15,7 @@ from google.protobuf import message, message_factory
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 
 from reallocator.server.errors import abort_with, bad_request_status
+from reallocator.store.errors import StoreError
 from reallocator.wire.violations import FieldViolation, InvalidRequest
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,18 @@ def _parse(method: MethodDescriptor, data: bytes, context: grpc.ServicerContext)
     return request
 
 
+# --- audit store errors (each names its status code; to be re-based on ServiceError) ---------
+
+
+def _abort_store(context: grpc.ServicerContext, exc: StoreError) -> None:
+    if exc.code == grpc.StatusCode.UNAVAILABLE:
+        log.warning("audit store: %s", exc)
+    context.abort(exc.code, str(exc))
+
+
+# ---------------------------------------------------------------------------------------------
+
+
 def _unary(
     method: MethodDescriptor, impl: Callable[..., Any]
 ) -> Callable[[bytes, grpc.ServicerContext], Any]:
@@ -45,6 +58,8 @@ def _unary(
             return impl(request, context)
         except InvalidRequest as exc:
             abort_with(context, bad_request_status(exc.violations))
+        except StoreError as exc:
+            _abort_store(context, exc)
 
     return handle
 
@@ -58,6 +73,8 @@ def _streaming(
             yield from impl(request, context)
         except InvalidRequest as exc:
             abort_with(context, bad_request_status(exc.violations))
+        except StoreError as exc:
+            _abort_store(context, exc)
 
     return handle
 

@@ -12,6 +12,8 @@ from reallocator.core.model import CampaignSnapshot
 from reallocator.core.pacing.assessment import assess
 from reallocator.core.plan.builder import PlanRejected, build_plan
 from reallocator.server.errors import abort_with, precondition_status, too_large_status
+from reallocator.server.lifecycle import LifecycleMixin, plan_message, with_life_cycle
+from reallocator.store.base import AuditStore
 from reallocator.v1 import assessment_pb2, plan_pb2, snapshot_pb2
 from reallocator.v1 import reallocator_service_pb2 as pb
 from reallocator.wire.assessment import encode_assessment
@@ -22,11 +24,13 @@ from reallocator.wire.timefields import to_timedelta
 from reallocator.wire.violations import Violations
 
 
-class ReallocatorServicer:
-    """Methods are named after the RPCs in snake case; missing ones answer UNIMPLEMENTED."""
+class ReallocatorServicer(LifecycleMixin):
+    """Methods are named after the RPCs in snake case; missing ones answer UNIMPLEMENTED.
+    The life-cycle RPCs and Replan's store half live in `lifecycle.LifecycleMixin`."""
 
-    def __init__(self, config: ServerConfig) -> None:
+    def __init__(self, config: ServerConfig, store: AuditStore) -> None:
         self.config = config
+        self.store = store
 
     def _snapshot(
         self, snapshot: snapshot_pb2.CampaignSnapshot, policy_msg: object, has_snapshot: bool
@@ -79,8 +83,14 @@ class ReallocatorServicer:
         if remaining is not None:  # leave room to encode and send the plan
             limit = max(0.05, min(limit, 0.8 * remaining))
         relax = request.on_infeasible == pb.INFEASIBILITY_HANDLING_RELAX
+        done = self.stored_replan(request)  # a retry: the plan the first call stored
+        if done is not None:
+            return pb.ReplanResponse(plan=plan_message(done, _PLAN_VIEWS[request.view]))
+        history = self.stored_history(request, snapshot.campaign_id)
         try:
-            plan = build_plan(snapshot, relax=relax, time_limit=limit, schedule_window=window)
+            plan = build_plan(
+                snapshot, history=history, relax=relax, time_limit=limit, schedule_window=window
+            )
         except PlanRejected as exc:
             failures = [("CONSTRAINT", v.constraint, v.message) for v in exc.violations]
             abort_with(
@@ -89,8 +99,11 @@ class ReallocatorServicer:
             )
             raise AssertionError("unreachable") from exc
         msg = encode_plan(plan, deals=_PLAN_VIEWS[request.view])
-        msg.state = plan_pb2.PLAN_STATE_DRY_RUN if request.dry_run else plan_pb2.PLAN_STATE_PROPOSED
-        msg.create_time.GetCurrentTime()
+        if request.dry_run:
+            msg.state = plan_pb2.PLAN_STATE_DRY_RUN
+            msg.create_time.GetCurrentTime()
+        else:
+            with_life_cycle(msg, self.save_replan(request, snapshot, plan, context))
         response = pb.ReplanResponse(plan=msg)
         smaller = (
             "PLAN_VIEW_SUMMARY"

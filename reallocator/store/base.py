@@ -60,6 +60,7 @@ class SellerRequestRow:
     deal_id: str
     kind: str
     target_total: int
+    requested_at: datetime  # the plan's as_of: cooldowns run on the snapshot's clock
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,7 @@ seller_requests = sa.Table(
     sa.Column("deal_id", sa.String(200), nullable=False),
     sa.Column("kind", sa.String(16), nullable=False),
     sa.Column("target_total", sa.BigInteger, nullable=False),
+    sa.Column("requested_at", TIME, nullable=False),  # the plan's as_of (snapshot clock)
     sa.Column("create_time", TIME, nullable=False),
     sa.Column("actor", sa.String(200), nullable=False),
     sa.UniqueConstraint("plan_name", "request_id"),

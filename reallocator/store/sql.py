@@ -264,6 +264,7 @@ class SqlStore:
                             "deal_id": r.deal_id,
                             "kind": r.kind,
                             "target_total": r.target_total,
+                            "requested_at": r.requested_at,
                             "create_time": now,
                             "actor": actor,
                         }
@@ -406,7 +407,9 @@ class SqlStore:
                     actor=actor,
                 )
             )
-            return SellerRequestRow(row.request_id, row.deal_id, row.kind, int(row.target_total))
+            return SellerRequestRow(
+                row.request_id, row.deal_id, row.kind, int(row.target_total), _utc(row.requested_at)
+            )
 
     def request_history(self, campaign_id: str) -> RequestHistory:
         """Each request of the campaign's plans with its latest answer (PENDING when none)."""
@@ -421,7 +424,7 @@ class SqlStore:
         query = (
             sa.select(
                 t.seller_requests.c.deal_id,
-                t.seller_requests.c.create_time,
+                t.seller_requests.c.requested_at,
                 t.seller_requests.c.kind,
                 t.seller_requests.c.target_total,
                 t.seller_responses.c.response,
@@ -440,7 +443,7 @@ class SqlStore:
                 {
                     "deal_id": pd.Series([r.deal_id for r in rows], dtype="str"),
                     "requested_at": pd.Series(
-                        [_utc(r.create_time).timestamp() for r in rows], dtype="float64"
+                        [_utc(r.requested_at).timestamp() for r in rows], dtype="float64"
                     ),
                     "kind": pd.Series([r.kind for r in rows], dtype="str"),
                     "target_total": pd.Series([r.target_total for r in rows], dtype="int64"),

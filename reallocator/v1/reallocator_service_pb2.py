@@ -32,7 +32,7 @@ from reallocator.v1 import policy_pb2 as reallocator_dot_v1_dot_policy__pb2
 from reallocator.v1 import snapshot_pb2 as reallocator_dot_v1_dot_snapshot__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(reallocator/v1/reallocator_service.proto\x12\x0ereallocator.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1freallocator/v1/assessment.proto\x1a\x1breallocator/v1/common.proto\x1a\x19reallocator/v1/plan.proto\x1a\x1breallocator/v1/policy.proto\x1a\x1dreallocator/v1/snapshot.proto\"\xa5\x01\n\x13\x41ssessPacingRequest\x12\x38\n\x08snapshot\x18\x01 \x01(\x0b\x32 .reallocator.v1.CampaignSnapshotB\x04\xe2\x41\x01\x02\x12&\n\x06policy\x18\x02 \x01(\x0b\x32\x16.reallocator.v1.Policy\x12,\n\x04view\x18\x03 \x01(\x0e\x32\x1e.reallocator.v1.AssessmentView\"L\n\x14\x41ssessPacingResponse\x12\x34\n\nassessment\x18\x01 \x01(\x0b\x32 .reallocator.v1.PacingAssessment\"\xdf\x02\n\rReplanRequest\x12\x38\n\x08snapshot\x18\x01 \x01(\x0b\x32 .reallocator.v1.CampaignSnapshotB\x04\xe2\x41\x01\x02\x12&\n\x06policy\x18\x02 \x01(\x0b\x32\x16.reallocator.v1.Policy\x12\x0f\n\x07\x64ry_run\x18\x03 \x01(\x08\x12<\n\ron_infeasible\x18\x04 \x01(\x0e\x32%.reallocator.v1.InfeasibilityHandling\x12-\n\ntime_limit\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\nrequest_id\x18\x06 \x01(\t\x12\x32\n\x0fschedule_window\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12&\n\x04view\x18\x08 \x01(\x0e\x32\x18.reallocator.v1.PlanView\"4\n\x0eReplanResponse\x12\"\n\x04plan\x18\x01 \x01(\x0b\x32\x14.reallocator.v1.Plan\"\x90\x01\n\x11ReviewPlanRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x36\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0e\x32\x1e.reallocator.v1.ReviewDecisionB\x04\xe2\x41\x01\x02\x12\x10\n\x08reviewer\x18\x03 \x01(\t\x12\x0f\n\x07\x63omment\x18\x04 \x01(\t\x12\x0c\n\x04\x65tag\x18\x05 \x01(\t\"8\n\x12ReviewPlanResponse\x12\"\n\x04plan\x18\x01 \x01(\x0b\x32\x14.reallocator.v1.Plan\"j\n\x15\x43onfirmAppliedRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12.\n\napply_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\"<\n\x16\x43onfirmAppliedResponse\x12\"\n\x04plan\x18\x01 \x01(\x0b\x32\x14.reallocator.v1.Plan\"H\n\x13RollbackPlanRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\r\n\x05\x61\x63tor\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"l\n\x14RollbackPlanResponse\x12\"\n\x04plan\x18\x01 \x01(\x0b\x32\x14.reallocator.v1.Plan\x12\x30\n\x08restored\x18\x02 \x03(\x0b\x32\x1e.reallocator.v1.DealAllocation\"\xe3\x01\n\x1bRecordSellerResponseRequest\x12\x12\n\x04plan\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x18\n\nrequest_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12:\n\x08response\x18\x03 \x01(\x0e\x32\".reallocator.v1.SellerResponseKindB\x04\xe2\x41\x01\x02\x12\x16\n\x0e\x61\x63\x63\x65pted_total\x18\x04 \x01(\x03\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\x31\n\rresponse_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"R\n\x1cRecordSellerResponseResponse\x12\x32\n\x07request\x18\x01 \x01(\x0b\x32!.reallocator.v1.AdjustmentRequest\"$\n\x0eGetPlanRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"5\n\x0fGetPlanResponse\x12\"\n\x04plan\x18\x01 \x01(\x0b\x32\x14.reallocator.v1.Plan\"y\n\x10ListPlansRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12(\n\x05state\x18\x04 \x01(\x0e\x32\x19.reallocator.v1.PlanState\"Q\n\x11ListPlansResponse\x12#\n\x05plans\x18\x01 \x03(\x0b\x32\x14.reallocator.v1.Plan\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xe4\x01\n\x17GetPacingHistoryRequest\x12\x19\n\x0b\x63\x61mpaign_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12)\n\x06\x65ntity\x18\x02 \x01(\x0b\x32\x19.reallocator.v1.EntityRef\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\"g\n\x18GetPacingHistoryResponse\x12\x32\n\x06points\x18\x01 \x03(\x0b\x32\".reallocator.v1.PacingHistoryPoint\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"o\n\x12PacingHistoryPoint\x12)\n\x05\x61s_of\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\x07verdict\x18\x02 \x01(\x0b\x32\x1d.reallocator.v1.PacingVerdict\"x\n\x14WatchCampaignRequest\x12\x19\n\x0b\x63\x61mpaign_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12.\n\x0cmin_severity\x18\x02 \x01(\x0e\x32\x18.reallocator.v1.Severity\x12\x15\n\rinclude_plans\x18\x03 \x01(\x08\"\x9e\x01\n\x15WatchCampaignResponse\x12.\n\nevent_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x05\x61lert\x18\x02 \x01(\x0b\x32\x15.reallocator.v1.AlertH\x00\x12$\n\x04plan\x18\x03 \x01(\x0b\x32\x14.reallocator.v1.PlanH\x00\x42\x07\n\x05\x65vent*\x84\x01\n\x15InfeasibilityHandling\x12&\n\"INFEASIBILITY_HANDLING_UNSPECIFIED\x10\x00\x12!\n\x1dINFEASIBILITY_HANDLING_REJECT\x10\x01\x12 \n\x1cINFEASIBILITY_HANDLING_RELAX\x10\x02*g\n\x08PlanView\x12\x19\n\x15PLAN_VIEW_UNSPECIFIED\x10\x00\x12\x15\n\x11PLAN_VIEW_SUMMARY\x10\x01\x12\x15\n\x11PLAN_VIEW_CHANGES\x10\x02\x12\x12\n\x0ePLAN_VIEW_FULL\x10\x03*j\n\x0eReviewDecision\x12\x1f\n\x1bREVIEW_DECISION_UNSPECIFIED\x10\x00\x12\x1b\n\x17REVIEW_DECISION_APPROVE\x10\x01\x12\x1a\n\x16REVIEW_DECISION_REJECT\x10\x02\x32\xa1\x07\n\x12ReallocatorService\x12Y\n\x0c\x41ssessPacing\x12#.reallocator.v1.AssessPacingRequest\x1a$.reallocator.v1.AssessPacingResponse\x12G\n\x06Replan\x12\x1d.reallocator.v1.ReplanRequest\x1a\x1e.reallocator.v1.ReplanResponse\x12S\n\nReviewPlan\x12!.reallocator.v1.ReviewPlanRequest\x1a\".reallocator.v1.ReviewPlanResponse\x12_\n\x0e\x43onfirmApplied\x12%.reallocator.v1.ConfirmAppliedRequest\x1a&.reallocator.v1.ConfirmAppliedResponse\x12Y\n\x0cRollbackPlan\x12#.reallocator.v1.RollbackPlanRequest\x1a$.reallocator.v1.RollbackPlanResponse\x12q\n\x14RecordSellerResponse\x12+.reallocator.v1.RecordSellerResponseRequest\x1a,.reallocator.v1.RecordSellerResponseResponse\x12J\n\x07GetPlan\x12\x1e.reallocator.v1.GetPlanRequest\x1a\x1f.reallocator.v1.GetPlanResponse\x12P\n\tListPlans\x12 .reallocator.v1.ListPlansRequest\x1a!.reallocator.v1.ListPlansResponse\x12\x65\n\x10GetPacingHistory\x12\'.reallocator.v1.GetPacingHistoryRequest\x1a(.reallocator.v1.GetPacingHistoryResponse\x12^\n\rWatchCampaign\x12$.reallocator.v1.WatchCampaignRequest\x1a%.reallocator.v1.WatchCampaignResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(reallocator/v1/reallocator_service.proto\x12\x0ereallocator.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1freallocator/v1/assessment.proto\x1a\x1breallocator/v1/common.proto\x1a\x19reallocator/v1/plan.proto\x1a\x1breallocator/v1/policy.proto\x1a\x1dreallocator/v1/snapshot.proto\"\xa5\x01\n\x13\x41ssessPacingRequest\x12\x38\n\x08snapshot\x18\x01 \x01(\x0b\x32 .reallocator.v1.CampaignSnapshotB\x04\xe2\x41\x01\x02\x12&\n\x06policy\x18\x02 \x01(\x0b\x32\x16.reallocator.v1.Policy\x12,\n\x04view\x18\x03 \x01(\x0e\x32\x1e.reallocator.v1.AssessmentView\"L\n\x14\x41ssessPacingResponse\x12\x34\n\nassessment\x18\x01 \x01(\x0b\x32 .reallocator.v1.PacingAssessment\"\xdf\x02\n\rReplanRequest\x12\x38\n\x08snapshot\x18\x01 \x01(\x0b\x32 .reallocator.v1.CampaignSnapshotB\x04\xe2\x41\x01\x02\x12&\n\x06policy\x18\x02 \x01(\x0b\x32\x16.reallocator.v1.Policy\x12\x0f\n\x07\x64ry_run\x18\x03 \x01(\x08\x12<\n\ron_infeasible\x18\x04 \x01(\x0e\x32%.reallocator.v1.InfeasibilityHandling\x12-\n\ntime_limit\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\nrequest_id\x18\x06 \x01(\t\x12\x32\n\x0fschedule_window\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12&\n\x04view\x18\x08 \x01(\x0e\x32\x18.reallocator.v1.PlanView\"4\n\x0eReplanResponse\x12\"\n\x04plan\x18\x01 \x01(\x0b\x32\x14.reallocator.v1.Plan\"\x90\x01\n\x11ReviewPlanRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x36\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0e\x32\x1e.reallocator.v1.ReviewDecisionB\x04\xe2\x41\x01\x02\x12\x10\n\x08reviewer\x18\x03 \x01(\t\x12\x0f\n\x07\x63omment\x18\x04 \x01(\t\x12\x0c\n\x04\x65tag\x18\x05 \x01(\t\"8\n\x12ReviewPlanResponse\x12\"\n\x04plan\x18\x01 \x01(\x0b\x32\x14.reallocator.v1.Plan\"x\n\x15\x43onfirmAppliedRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12.\n\napply_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x0c\n\x04\x65tag\x18\x04 \x01(\t\"<\n\x16\x43onfirmAppliedResponse\x12\"\n\x04plan\x18\x01 \x01(\x0b\x32\x14.reallocator.v1.Plan\"H\n\x13RollbackPlanRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\r\n\x05\x61\x63tor\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"l\n\x14RollbackPlanResponse\x12\"\n\x04plan\x18\x01 \x01(\x0b\x32\x14.reallocator.v1.Plan\x12\x30\n\x08restored\x18\x02 \x03(\x0b\x32\x1e.reallocator.v1.DealAllocation\"\xe3\x01\n\x1bRecordSellerResponseRequest\x12\x12\n\x04plan\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x18\n\nrequest_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12:\n\x08response\x18\x03 \x01(\x0e\x32\".reallocator.v1.SellerResponseKindB\x04\xe2\x41\x01\x02\x12\x16\n\x0e\x61\x63\x63\x65pted_total\x18\x04 \x01(\x03\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\x31\n\rresponse_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"R\n\x1cRecordSellerResponseResponse\x12\x32\n\x07request\x18\x01 \x01(\x0b\x32!.reallocator.v1.AdjustmentRequest\"L\n\x0eGetPlanRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12&\n\x04view\x18\x02 \x01(\x0e\x32\x18.reallocator.v1.PlanView\"5\n\x0fGetPlanResponse\x12\"\n\x04plan\x18\x01 \x01(\x0b\x32\x14.reallocator.v1.Plan\"y\n\x10ListPlansRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12(\n\x05state\x18\x04 \x01(\x0e\x32\x19.reallocator.v1.PlanState\"Q\n\x11ListPlansResponse\x12#\n\x05plans\x18\x01 \x03(\x0b\x32\x14.reallocator.v1.Plan\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xe4\x01\n\x17GetPacingHistoryRequest\x12\x19\n\x0b\x63\x61mpaign_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12)\n\x06\x65ntity\x18\x02 \x01(\x0b\x32\x19.reallocator.v1.EntityRef\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\"g\n\x18GetPacingHistoryResponse\x12\x32\n\x06points\x18\x01 \x03(\x0b\x32\".reallocator.v1.PacingHistoryPoint\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"o\n\x12PacingHistoryPoint\x12)\n\x05\x61s_of\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\x07verdict\x18\x02 \x01(\x0b\x32\x1d.reallocator.v1.PacingVerdict\"x\n\x14WatchCampaignRequest\x12\x19\n\x0b\x63\x61mpaign_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12.\n\x0cmin_severity\x18\x02 \x01(\x0e\x32\x18.reallocator.v1.Severity\x12\x15\n\rinclude_plans\x18\x03 \x01(\x08\"\x9e\x01\n\x15WatchCampaignResponse\x12.\n\nevent_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x05\x61lert\x18\x02 \x01(\x0b\x32\x15.reallocator.v1.AlertH\x00\x12$\n\x04plan\x18\x03 \x01(\x0b\x32\x14.reallocator.v1.PlanH\x00\x42\x07\n\x05\x65vent*\x84\x01\n\x15InfeasibilityHandling\x12&\n\"INFEASIBILITY_HANDLING_UNSPECIFIED\x10\x00\x12!\n\x1dINFEASIBILITY_HANDLING_REJECT\x10\x01\x12 \n\x1cINFEASIBILITY_HANDLING_RELAX\x10\x02*g\n\x08PlanView\x12\x19\n\x15PLAN_VIEW_UNSPECIFIED\x10\x00\x12\x15\n\x11PLAN_VIEW_SUMMARY\x10\x01\x12\x15\n\x11PLAN_VIEW_CHANGES\x10\x02\x12\x12\n\x0ePLAN_VIEW_FULL\x10\x03*j\n\x0eReviewDecision\x12\x1f\n\x1bREVIEW_DECISION_UNSPECIFIED\x10\x00\x12\x1b\n\x17REVIEW_DECISION_APPROVE\x10\x01\x12\x1a\n\x16REVIEW_DECISION_REJECT\x10\x02\x32\xa1\x07\n\x12ReallocatorService\x12Y\n\x0c\x41ssessPacing\x12#.reallocator.v1.AssessPacingRequest\x1a$.reallocator.v1.AssessPacingResponse\x12G\n\x06Replan\x12\x1d.reallocator.v1.ReplanRequest\x1a\x1e.reallocator.v1.ReplanResponse\x12S\n\nReviewPlan\x12!.reallocator.v1.ReviewPlanRequest\x1a\".reallocator.v1.ReviewPlanResponse\x12_\n\x0e\x43onfirmApplied\x12%.reallocator.v1.ConfirmAppliedRequest\x1a&.reallocator.v1.ConfirmAppliedResponse\x12Y\n\x0cRollbackPlan\x12#.reallocator.v1.RollbackPlanRequest\x1a$.reallocator.v1.RollbackPlanResponse\x12q\n\x14RecordSellerResponse\x12+.reallocator.v1.RecordSellerResponseRequest\x1a,.reallocator.v1.RecordSellerResponseResponse\x12J\n\x07GetPlan\x12\x1e.reallocator.v1.GetPlanRequest\x1a\x1f.reallocator.v1.GetPlanResponse\x12P\n\tListPlans\x12 .reallocator.v1.ListPlansRequest\x1a!.reallocator.v1.ListPlansResponse\x12\x65\n\x10GetPacingHistory\x12\'.reallocator.v1.GetPacingHistoryRequest\x1a(.reallocator.v1.GetPacingHistoryResponse\x12^\n\rWatchCampaign\x12$.reallocator.v1.WatchCampaignRequest\x1a%.reallocator.v1.WatchCampaignResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -65,12 +65,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETPACINGHISTORYREQUEST'].fields_by_name['campaign_id']._serialized_options = b'\342A\001\002'
   _globals['_WATCHCAMPAIGNREQUEST'].fields_by_name['campaign_id']._loaded_options = None
   _globals['_WATCHCAMPAIGNREQUEST'].fields_by_name['campaign_id']._serialized_options = b'\342A\001\002'
-  _globals['_INFEASIBILITYHANDLING']._serialized_start=2866
-  _globals['_INFEASIBILITYHANDLING']._serialized_end=2998
-  _globals['_PLANVIEW']._serialized_start=3000
-  _globals['_PLANVIEW']._serialized_end=3103
-  _globals['_REVIEWDECISION']._serialized_start=3105
-  _globals['_REVIEWDECISION']._serialized_end=3211
+  _globals['_INFEASIBILITYHANDLING']._serialized_start=2920
+  _globals['_INFEASIBILITYHANDLING']._serialized_end=3052
+  _globals['_PLANVIEW']._serialized_start=3054
+  _globals['_PLANVIEW']._serialized_end=3157
+  _globals['_REVIEWDECISION']._serialized_start=3159
+  _globals['_REVIEWDECISION']._serialized_end=3265
   _globals['_ASSESSPACINGREQUEST']._serialized_start=308
   _globals['_ASSESSPACINGREQUEST']._serialized_end=473
   _globals['_ASSESSPACINGRESPONSE']._serialized_start=475
@@ -84,35 +84,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REVIEWPLANRESPONSE']._serialized_start=1108
   _globals['_REVIEWPLANRESPONSE']._serialized_end=1164
   _globals['_CONFIRMAPPLIEDREQUEST']._serialized_start=1166
-  _globals['_CONFIRMAPPLIEDREQUEST']._serialized_end=1272
-  _globals['_CONFIRMAPPLIEDRESPONSE']._serialized_start=1274
-  _globals['_CONFIRMAPPLIEDRESPONSE']._serialized_end=1334
-  _globals['_ROLLBACKPLANREQUEST']._serialized_start=1336
-  _globals['_ROLLBACKPLANREQUEST']._serialized_end=1408
-  _globals['_ROLLBACKPLANRESPONSE']._serialized_start=1410
-  _globals['_ROLLBACKPLANRESPONSE']._serialized_end=1518
-  _globals['_RECORDSELLERRESPONSEREQUEST']._serialized_start=1521
-  _globals['_RECORDSELLERRESPONSEREQUEST']._serialized_end=1748
-  _globals['_RECORDSELLERRESPONSERESPONSE']._serialized_start=1750
-  _globals['_RECORDSELLERRESPONSERESPONSE']._serialized_end=1832
-  _globals['_GETPLANREQUEST']._serialized_start=1834
-  _globals['_GETPLANREQUEST']._serialized_end=1870
-  _globals['_GETPLANRESPONSE']._serialized_start=1872
-  _globals['_GETPLANRESPONSE']._serialized_end=1925
-  _globals['_LISTPLANSREQUEST']._serialized_start=1927
-  _globals['_LISTPLANSREQUEST']._serialized_end=2048
-  _globals['_LISTPLANSRESPONSE']._serialized_start=2050
-  _globals['_LISTPLANSRESPONSE']._serialized_end=2131
-  _globals['_GETPACINGHISTORYREQUEST']._serialized_start=2134
-  _globals['_GETPACINGHISTORYREQUEST']._serialized_end=2362
-  _globals['_GETPACINGHISTORYRESPONSE']._serialized_start=2364
-  _globals['_GETPACINGHISTORYRESPONSE']._serialized_end=2467
-  _globals['_PACINGHISTORYPOINT']._serialized_start=2469
-  _globals['_PACINGHISTORYPOINT']._serialized_end=2580
-  _globals['_WATCHCAMPAIGNREQUEST']._serialized_start=2582
-  _globals['_WATCHCAMPAIGNREQUEST']._serialized_end=2702
-  _globals['_WATCHCAMPAIGNRESPONSE']._serialized_start=2705
-  _globals['_WATCHCAMPAIGNRESPONSE']._serialized_end=2863
-  _globals['_REALLOCATORSERVICE']._serialized_start=3214
-  _globals['_REALLOCATORSERVICE']._serialized_end=4143
+  _globals['_CONFIRMAPPLIEDREQUEST']._serialized_end=1286
+  _globals['_CONFIRMAPPLIEDRESPONSE']._serialized_start=1288
+  _globals['_CONFIRMAPPLIEDRESPONSE']._serialized_end=1348
+  _globals['_ROLLBACKPLANREQUEST']._serialized_start=1350
+  _globals['_ROLLBACKPLANREQUEST']._serialized_end=1422
+  _globals['_ROLLBACKPLANRESPONSE']._serialized_start=1424
+  _globals['_ROLLBACKPLANRESPONSE']._serialized_end=1532
+  _globals['_RECORDSELLERRESPONSEREQUEST']._serialized_start=1535
+  _globals['_RECORDSELLERRESPONSEREQUEST']._serialized_end=1762
+  _globals['_RECORDSELLERRESPONSERESPONSE']._serialized_start=1764
+  _globals['_RECORDSELLERRESPONSERESPONSE']._serialized_end=1846
+  _globals['_GETPLANREQUEST']._serialized_start=1848
+  _globals['_GETPLANREQUEST']._serialized_end=1924
+  _globals['_GETPLANRESPONSE']._serialized_start=1926
+  _globals['_GETPLANRESPONSE']._serialized_end=1979
+  _globals['_LISTPLANSREQUEST']._serialized_start=1981
+  _globals['_LISTPLANSREQUEST']._serialized_end=2102
+  _globals['_LISTPLANSRESPONSE']._serialized_start=2104
+  _globals['_LISTPLANSRESPONSE']._serialized_end=2185
+  _globals['_GETPACINGHISTORYREQUEST']._serialized_start=2188
+  _globals['_GETPACINGHISTORYREQUEST']._serialized_end=2416
+  _globals['_GETPACINGHISTORYRESPONSE']._serialized_start=2418
+  _globals['_GETPACINGHISTORYRESPONSE']._serialized_end=2521
+  _globals['_PACINGHISTORYPOINT']._serialized_start=2523
+  _globals['_PACINGHISTORYPOINT']._serialized_end=2634
+  _globals['_WATCHCAMPAIGNREQUEST']._serialized_start=2636
+  _globals['_WATCHCAMPAIGNREQUEST']._serialized_end=2756
+  _globals['_WATCHCAMPAIGNRESPONSE']._serialized_start=2759
+  _globals['_WATCHCAMPAIGNRESPONSE']._serialized_end=2917
+  _globals['_REALLOCATORSERVICE']._serialized_start=3268
+  _globals['_REALLOCATORSERVICE']._serialized_end=4197
 # @@protoc_insertion_point(module_scope)

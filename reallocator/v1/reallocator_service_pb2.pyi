@@ -317,10 +317,13 @@ class ConfirmAppliedRequest(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     APPLY_TIME_FIELD_NUMBER: _builtins.int
     ACTOR_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """The plan's resource name. Required."""
     actor: _builtins.str
     """Who applied it."""
+    etag: _builtins.str
+    """The plan's etag as read; the call fails with ABORTED if the plan changed since. Optional."""
     @_builtins.property
     def apply_time(self) -> _timestamp_pb2.Timestamp:
         """When it took effect on the buying platform. Default: now."""
@@ -331,10 +334,11 @@ class ConfirmAppliedRequest(_message.Message):
         name: _builtins.str = ...,
         apply_time: _timestamp_pb2.Timestamp | None = ...,
         actor: _builtins.str = ...,
+        etag: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["apply_time", b"apply_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "apply_time", b"apply_time", "name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "apply_time", b"apply_time", "etag", b"etag", "name", b"name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -499,16 +503,20 @@ class GetPlanRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """"campaigns/{campaign_id}/plans/{plan_id}". Required."""
+    view: Global___PlanView.ValueType
+    """How much of the plan to return. Default FULL; SUMMARY reads no per-deal rows."""
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
+        view: Global___PlanView.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "view", b"view"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

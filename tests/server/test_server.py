@@ -20,8 +20,8 @@ from grpc_status import rpc_status
 
 from reallocator.config import load_config
 from reallocator.server.app import RunningServer, start_server
+from reallocator.v1 import plan_pb2, reallocator_service_pb2_grpc, snapshot_pb2
 from reallocator.v1 import reallocator_service_pb2 as pb
-from reallocator.v1 import reallocator_service_pb2_grpc, snapshot_pb2
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -108,17 +108,37 @@ def test_reflection_resolves_message_types(channel: grpc.Channel) -> None:
 # --- methods not implemented yet -------------------------------------------------------------
 
 _NOT_YET = [
+    ("RollbackPlan", pb.RollbackPlanRequest(name="campaigns/c/plans/p")),
+    ("GetPacingHistory", pb.GetPacingHistoryRequest(campaign_id="c")),
+]
+
+_NO_SUCH_PLAN = [
     (
         "ReviewPlan",
         pb.ReviewPlanRequest(name="campaigns/c/plans/p", decision=pb.REVIEW_DECISION_APPROVE),
     ),
     ("ConfirmApplied", pb.ConfirmAppliedRequest(name="campaigns/c/plans/p")),
-    ("RollbackPlan", pb.RollbackPlanRequest(name="campaigns/c/plans/p")),
-    ("RecordSellerResponse", pb.RecordSellerResponseRequest(plan="p", request_id="r")),
+    (
+        "RecordSellerResponse",
+        pb.RecordSellerResponseRequest(
+            plan="campaigns/c/plans/p",
+            request_id="r",
+            response=plan_pb2.SELLER_RESPONSE_KIND_ACCEPTED,
+        ),
+    ),
     ("GetPlan", pb.GetPlanRequest(name="campaigns/c/plans/p")),
-    ("ListPlans", pb.ListPlansRequest(parent="campaigns/c")),
-    ("GetPacingHistory", pb.GetPacingHistoryRequest(campaign_id="c")),
 ]
+
+
+@pytest.mark.parametrize(
+    ("method", "request_msg"), _NO_SUCH_PLAN, ids=[m for m, _ in _NO_SUCH_PLAN]
+)
+def test_life_cycle_methods_on_an_unknown_plan_answer_not_found(
+    stub: reallocator_service_pb2_grpc.ReallocatorServiceStub, method: str, request_msg: object
+) -> None:
+    error = rpc_error(lambda: getattr(stub, method)(request_msg, timeout=5))
+    assert error.code() == grpc.StatusCode.NOT_FOUND, error.details()
+    assert "campaigns/c/plans/p" in (error.details() or "")
 
 
 @pytest.mark.parametrize(("method", "request_msg"), _NOT_YET, ids=[m for m, _ in _NOT_YET])

@@ -108,9 +108,10 @@ def test_list_plans_pages_newest_first(store: SqlStore) -> None:
 
 
 def test_seller_answers_become_request_history(store: SqlStore) -> None:
+    asked = datetime(2026, 11, 30, tzinfo=UTC)
     rows = (
-        SellerRequestRow("q1", "d1", "INCREASE", 500),
-        SellerRequestRow("q2", "d2", "DECREASE", 10),
+        SellerRequestRow("q1", "d1", "INCREASE", 500, asked),
+        SellerRequestRow("q2", "d2", "DECREASE", 10, asked),
     )
     plan = store.save_plan(new_plan(seller_requests=rows), "a")
     when = datetime(2026, 12, 1, tzinfo=UTC)
@@ -120,6 +121,7 @@ def test_seller_answers_become_request_history(store: SqlStore) -> None:
     assert history["response"].tolist() == ["PARTIAL", "PENDING"]
     assert history["accepted_total"].tolist() == [300, 0]
     assert history["target_total"].tolist() == [500, 10]
+    assert history["requested_at"].tolist() == [asked.timestamp()] * 2
     with pytest.raises(NotFound):
         store.record_seller_response(plan.name, "nope", "REJECTED", 0, "", when, "seller")
 

@@ -66,6 +66,7 @@ def upgrade() -> None:
         sa.Column("deal_id", sa.String(200), nullable=False),
         sa.Column("kind", sa.String(16), nullable=False),
         sa.Column("target_total", sa.BigInteger, nullable=False),
+        sa.Column("requested_at", TIME, nullable=False),  # the plan's as_of
         *_audit(),
         sa.UniqueConstraint("plan_name", "request_id"),
     )

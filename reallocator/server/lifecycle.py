@@ -1,0 +1,249 @@
+"""The plan life-cycle RPCs (GetPlan, ListPlans, ReviewPlan, ConfirmApplied, RecordSellerResponse)
+and the audit-store half of Replan: message conversion around `reallocator.store`, rules in
+`reallocator.core.lifecycle`. Store errors carry their status code (see dispatch)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import hashlib
+import json
+from datetime import UTC, datetime
+
+import grpc
+
+from reallocator.core.lifecycle import Action, PlanState
+from reallocator.core.model import CampaignSnapshot
+from reallocator.core.plan.model import Plan, RequestHistory, SellerResponse
+from reallocator.server.identity import current_actor
+from reallocator.store import plan_codec
+from reallocator.store.base import AuditStore, NewPlan, SellerRequestRow, StoredPlan
+from reallocator.store.errors import NotFound
+from reallocator.v1 import plan_pb2
+from reallocator.v1 import reallocator_service_pb2 as pb
+from reallocator.wire.assessment import timestamp
+from reallocator.wire.plan import encode_plan, encode_request
+from reallocator.wire.violations import Violations
+
+PLAN_VIEWS = {
+    pb.PLAN_VIEW_UNSPECIFIED: "all",
+    pb.PLAN_VIEW_FULL: "all",
+    pb.PLAN_VIEW_CHANGES: "changed",
+    pb.PLAN_VIEW_SUMMARY: "none",
+}
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+_STATE = {s: plan_pb2.PlanState.Value(f"PLAN_STATE_{s.value}") for s in PlanState}
+_STATE_BACK = {v: k for k, v in _STATE.items()}
+_RESPONSE = {
+    plan_pb2.SELLER_RESPONSE_KIND_PENDING: SellerResponse.PENDING,
+    plan_pb2.SELLER_RESPONSE_KIND_ACCEPTED: SellerResponse.ACCEPTED,
+    plan_pb2.SELLER_RESPONSE_KIND_PARTIAL: SellerResponse.PARTIAL,
+    plan_pb2.SELLER_RESPONSE_KIND_REJECTED: SellerResponse.REJECTED,
+}
+
+
+def request_hash(request: pb.ReplanRequest) -> str:
+    """What a request_id guards: the request body apart from the view asked for."""
+    body = pb.ReplanRequest()
+    body.CopyFrom(request)
+    body.ClearField("view")
+    return hashlib.sha256(body.SerializeToString(deterministic=True)).hexdigest()
+
+
+def _name(value: str, field: str, errors: Violations, parts: int = 4) -> None:
+    pieces = value.split("/")
+    if not value:
+        errors.add(field, "required")
+    elif len(pieces) != parts or pieces[0] != "campaigns" or (parts == 4 and pieces[2] != "plans"):
+        shape = "campaigns/{campaign}/plans/{plan}" if parts == 4 else "campaigns/{campaign}"
+        errors.add(field, f"expected {shape}, got {value!r}")
+
+
+def with_life_cycle(msg: plan_pb2.Plan, stored: StoredPlan) -> plan_pb2.Plan:
+    """Sets the life-cycle fields of a plan message from its stored record."""
+    msg.name = stored.name
+    msg.state = _STATE[stored.state]
+    msg.etag = stored.etag
+    msg.previous_plan = stored.previous_plan
+    msg.create_time.CopyFrom(timestamp(stored.create_time))
+    del msg.history[:]
+    for e in stored.events:
+        msg.history.add(
+            event_time=timestamp(e.time), actor=e.actor, state=_STATE[e.state], comment=e.comment
+        )
+    return msg
+
+
+def plan_message(stored: StoredPlan, view: str) -> plan_pb2.Plan:
+    """The stored plan as the API shows it (SUMMARY reads no per-deal rows)."""
+    plan = (
+        plan_codec.decode_summary(stored.body)
+        if view == "none"
+        else plan_codec.decode_plan(stored.body)
+    )
+    return with_life_cycle(encode_plan(plan, deals=view), stored)
+
+
+class LifecycleMixin:
+    """Mixed into ReallocatorServicer, which sets `self.store`."""
+
+    store: AuditStore
+
+    # --- Replan's store half -----------------------------------------------------------------
+
+    def stored_replan(self, request: pb.ReplanRequest) -> StoredPlan | None:
+        """The plan an earlier Replan with this request_id stored (AlreadyExists: other body)."""
+        if request.dry_run or not request.request_id:
+            return None
+        return self.store.find_replan(request.request_id, request_hash(request))
+
+    def stored_history(self, request: pb.ReplanRequest, campaign_id: str) -> RequestHistory | None:
+        """The campaign's stored seller requests and answers (None for a dry run)."""
+        return None if request.dry_run else self.store.request_history(campaign_id)
+
+    def save_replan(
+        self,
+        request: pb.ReplanRequest,
+        snapshot: CampaignSnapshot,
+        plan: Plan,
+        context: grpc.ServicerContext,
+    ) -> StoredPlan:
+        new = NewPlan(
+            campaign_id=plan.campaign_id,
+            body=plan_codec.encode_plan(plan),
+            severity=plan.max_severity.value if plan.max_severity else "",
+            auto_apply_up_to=snapshot.policy.auto_apply_up_to,
+            snapshot=request.snapshot.SerializeToString(deterministic=True),
+            request_id=request.request_id,
+            request_hash=request_hash(request) if request.request_id else "",
+            seller_requests=tuple(
+                SellerRequestRow(r.request_id, r.deal_id, r.kind.value, r.target_total, plan.as_of)
+                for r in plan.requests
+            ),
+        )
+        return self.store.save_plan(new, current_actor(context))
+
+    # --- life-cycle RPCs ---------------------------------------------------------------------
+
+    def get_plan(
+        self, request: pb.GetPlanRequest, context: grpc.ServicerContext
+    ) -> pb.GetPlanResponse:
+        errors = Violations()
+        _name(request.name, "name", errors)
+        if request.view not in PLAN_VIEWS:
+            errors.add("view", f"unknown value {request.view}")
+        errors.raise_if_any()
+        stored = self.store.get_plan(request.name)
+        return pb.GetPlanResponse(plan=plan_message(stored, PLAN_VIEWS[request.view]))
+
+    def list_plans(
+        self, request: pb.ListPlansRequest, context: grpc.ServicerContext
+    ) -> pb.ListPlansResponse:
+        """Newest first, in SUMMARY view; the page token binds the parent and the filter."""
+        errors = Violations()
+        _name(request.parent, "parent", errors, parts=2)
+        if request.page_size < 0:
+            errors.add("page_size", f"must not be negative, got {request.page_size}")
+        if request.state and request.state not in _STATE_BACK:
+            errors.add("state", f"not a stored state: {request.state}")
+        errors.raise_if_any()
+        scope = f"{request.parent}|{request.state}"
+        after = None
+        if request.page_token:
+            try:
+                token = json.loads(base64.urlsafe_b64decode(request.page_token.encode()))
+                after, ok = int(token["after"]), token["scope"] == scope
+            except (ValueError, KeyError, TypeError, binascii.Error):
+                ok = False
+            if not ok:
+                errors.add("page_token", "not a token from this listing (same parent and state)")
+                errors.raise_if_any()
+        size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        state = _STATE_BACK.get(request.state) if request.state else None
+        page = self.store.list_plans(request.parent.split("/")[1], state, after, size)
+        response = pb.ListPlansResponse(plans=[plan_message(p, "none") for p in page.plans])
+        if page.next_after is not None:
+            raw = json.dumps({"after": page.next_after, "scope": scope}).encode()
+            response.next_page_token = base64.urlsafe_b64encode(raw).decode()
+        return response
+
+    def review_plan(
+        self, request: pb.ReviewPlanRequest, context: grpc.ServicerContext
+    ) -> pb.ReviewPlanResponse:
+        errors = Violations()
+        _name(request.name, "name", errors)
+        actions = {
+            pb.REVIEW_DECISION_APPROVE: Action.APPROVE,
+            pb.REVIEW_DECISION_REJECT: Action.REJECT,
+        }
+        if request.decision not in actions:
+            errors.add("decision", "required: REVIEW_DECISION_APPROVE or REVIEW_DECISION_REJECT")
+        errors.raise_if_any()
+        comment = request.comment
+        if request.reviewer:
+            comment = (
+                f"reviewer {request.reviewer}: {comment}"
+                if comment
+                else f"reviewer {request.reviewer}"
+            )
+        stored = self.store.change_state(
+            request.name, request.etag, actions[request.decision], current_actor(context), comment
+        )
+        return pb.ReviewPlanResponse(plan=plan_message(stored, "none"))
+
+    def confirm_applied(
+        self, request: pb.ConfirmAppliedRequest, context: grpc.ServicerContext
+    ) -> pb.ConfirmAppliedResponse:
+        errors = Violations()
+        _name(request.name, "name", errors)
+        errors.raise_if_any()
+        when = (
+            request.apply_time.ToDatetime(UTC)
+            if request.HasField("apply_time")
+            else datetime.now(UTC)
+        )
+        comment = f"applied at {when.isoformat()}"
+        if request.actor:
+            comment += f" by {request.actor}"
+        stored = self.store.change_state(
+            request.name, request.etag, Action.APPLY, current_actor(context), comment
+        )
+        return pb.ConfirmAppliedResponse(plan=plan_message(stored, "none"))
+
+    def record_seller_response(
+        self, request: pb.RecordSellerResponseRequest, context: grpc.ServicerContext
+    ) -> pb.RecordSellerResponseResponse:
+        errors = Violations()
+        _name(request.plan, "plan", errors)
+        if not request.request_id:
+            errors.add("request_id", "required")
+        if request.response not in _RESPONSE:
+            errors.add("response", "required: PENDING, ACCEPTED, PARTIAL or REJECTED")
+        if request.accepted_total < 0:
+            errors.add("accepted_total", f"must not be negative, got {request.accepted_total}")
+        if request.response == plan_pb2.SELLER_RESPONSE_KIND_PARTIAL and not request.accepted_total:
+            errors.add("accepted_total", "required for a PARTIAL answer")
+        errors.raise_if_any()
+        when = (
+            request.response_time.ToDatetime(UTC)
+            if request.HasField("response_time")
+            else datetime.now(UTC)
+        )
+        answer = _RESPONSE[request.response]
+        self.store.record_seller_response(
+            request.plan,
+            request.request_id,
+            answer.value,
+            request.accepted_total,
+            request.message,
+            when,
+            current_actor(context),
+        )
+        plan = plan_codec.decode_summary(self.store.get_plan(request.plan).body)
+        for r in plan.requests:
+            if r.request_id == request.request_id:
+                answered = dataclasses.replace(r, response=answer)
+                return pb.RecordSellerResponseResponse(request=encode_request(answered))
+        raise NotFound(f"plan {request.plan!r} has no seller request {request.request_id!r}")
