@@ -22,6 +22,7 @@ def _serve(args: argparse.Namespace) -> int:
             port=args.port,
             max_workers=args.max_workers,
             max_message_bytes=args.max_message_bytes,
+            database_url=args.database_url,
         )
     except ConfigError as exc:
         print(f"reallocator serve: configuration error: {exc}", file=sys.stderr)
@@ -56,6 +57,28 @@ def _health(args: argparse.Namespace) -> int:
     return 0 if reply.status == health_pb2.HealthCheckResponse.SERVING else 1
 
 
+def _db(args: argparse.Namespace) -> int:
+    """`reallocator db upgrade`: applies the audit store's migrations."""
+    import sqlalchemy as sa
+
+    from reallocator.store.sql import default_database_url, open_store
+
+    try:
+        config = load_config(args.config, database_url=args.database_url)
+    except ConfigError as exc:
+        print(f"reallocator db: configuration error: {exc}", file=sys.stderr)
+        return 2
+    url = config.database_url or default_database_url()
+    try:
+        store = open_store(url)
+    except (sa.exc.SQLAlchemyError, OSError) as exc:
+        print(f"reallocator db upgrade: {url}: {exc}", file=sys.stderr)
+        return 1
+    store.close()
+    print(f"{sa.engine.make_url(url).render_as_string(hide_password=True)}: up to date")
+    return 0
+
+
 def _simulate(args: argparse.Namespace) -> int:
     from reallocator.sim.cli import simulate_command
 
@@ -85,7 +108,22 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--max-message-bytes", type=int, help="largest request/response (default 128 MiB)"
     )
+    serve.add_argument(
+        "--database-url",
+        help="audit store (SQLAlchemy URL: sqlite:///path or postgresql+psycopg://...; "
+        "default SQLite under ~/.local/state/reallocator)",
+    )
     serve.set_defaults(run=_serve)
+    db = sub.add_parser(
+        "db",
+        help="manage the audit store",
+        description="Manage the audit store. Settings as for serve: --config [store] "
+        "database_url < REALLOCATOR_DATABASE_URL < --database-url.",
+    )
+    db.add_argument("action", choices=["upgrade"], help="upgrade: apply pending migrations")
+    db.add_argument("--config", type=Path, help="TOML file with a [store] table")
+    db.add_argument("--database-url", help="audit store URL (see serve --database-url)")
+    db.set_defaults(run=_db)
     health = sub.add_parser(
         "health",
         help="check a running server's health (exit 0 if SERVING)",

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -26,8 +27,13 @@ from reallocator.server.app import RunningServer
 CLI = [sys.executable, "-m", "reallocator.cli"]
 
 
+_STATE_HOME = tempfile.mkdtemp(prefix="reallocator-state-")
+
+
 def _clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("REALLOCATOR_")}
+    """No REALLOCATOR_* settings; the default audit store goes to a temporary state folder."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REALLOCATOR_")}
+    return {**env, "XDG_STATE_HOME": _STATE_HOME}
 
 
 @pytest.fixture(autouse=True)
@@ -243,6 +249,34 @@ def test_serve_flags_override_env_and_toml(
     assert main(["serve", "--config", str(path), "--port", "1234"]) == 0
     (config,) = served
     assert (config.host, config.port, config.max_workers) == ("10.1.1.1", 1234, 3)
+
+
+def test_database_url_from_toml_env_and_flag(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, served: list[ServerConfig]
+) -> None:
+    path = _toml(tmp_path, '[store]\ndatabase_url = "sqlite:///toml.db"\n')
+    assert load_config(path, env={}).database_url == "sqlite:///toml.db"
+    env = {"REALLOCATOR_DATABASE_URL": "postgresql+psycopg://h/db"}
+    assert load_config(path, env=env).database_url == "postgresql+psycopg://h/db"
+    assert main(["serve", "--config", str(path), "--database-url", "sqlite:///flag.db"]) == 0
+    assert served[0].database_url == "sqlite:///flag.db"
+    with pytest.raises(ConfigError, match="store: unknown settings"):
+        load_config(_toml(tmp_path, '[store]\nurl = "x"\n'), env={})
+    with pytest.raises(ConfigError, match=r"store\.database_url"):
+        load_config(_toml(tmp_path, "[store]\ndatabase_url = 3\n"), env={})
+
+
+def test_db_upgrade_creates_the_tables(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import sqlalchemy as sa
+
+    url = f"sqlite:///{tmp_path / 'sub' / 'audit.db'}"
+    assert main(["db", "upgrade", "--database-url", url]) == 0
+    assert "up to date" in capsys.readouterr().out
+    tables = set(sa.inspect(sa.create_engine(url)).get_table_names())
+    assert {"plans", "plan_events", "snapshots", "idempotency_keys"} <= tables
+    assert main(["db", "upgrade", "--database-url", url]) == 0  # nothing pending: still fine
+    assert main(["db", "upgrade", "--database-url", "postgresql+psycopg://x@127.0.0.1:1/x"]) == 1
+    assert "reallocator db upgrade" in capsys.readouterr().err
 
 
 def test_load_config_raises_config_error() -> None:
