@@ -61,7 +61,7 @@ def main() -> None:
                 new = NewPlan(plan.campaign_id, body, "", "", wire)
                 stored = store.save_plan(new, "bench")
                 t1 = time.perf_counter()
-                got = store.get_plan(stored.name)
+                got = store.get_plan(stored.name, summary=True)
                 summary = plan_message(got, "none")
                 t2 = time.perf_counter()
                 full = plan_message(store.get_plan(stored.name), "all")

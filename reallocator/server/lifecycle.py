@@ -135,7 +135,8 @@ class LifecycleMixin:
         if request.view not in PLAN_VIEWS:
             errors.add("view", f"unknown value {request.view}")
         errors.raise_if_any()
-        stored = self.store.get_plan(request.name)
+        view = PLAN_VIEWS[request.view]
+        stored = self.store.get_plan(request.name, summary=view == "none")
         return pb.GetPlanResponse(plan=plan_message(stored, PLAN_VIEWS[request.view]))
 
     def list_plans(
@@ -241,7 +242,7 @@ class LifecycleMixin:
             when,
             current_actor(context),
         )
-        plan = plan_codec.decode_summary(self.store.get_plan(request.plan).body)
+        plan = plan_codec.decode_summary(self.store.get_plan(request.plan, summary=True).body)
         for r in plan.requests:
             if r.request_id == request.request_id:
                 answered = dataclasses.replace(r, response=answer)

@@ -80,16 +80,19 @@ class AuditStore(Protocol):
         """Stores a plan (superseding the campaign's unapplied ones); a retry with the same key
         returns the first plan."""
 
-    def get_plan(self, name: str) -> StoredPlan: ...
+    def get_plan(self, name: str, summary: bool = False) -> StoredPlan:
+        """With `summary`, the body holds only what plan_codec.decode_summary reads."""
 
     def list_plans(
         self, campaign_id: str, state: PlanState | None, after: int | None, limit: int
-    ) -> PlanPage: ...
+    ) -> PlanPage:
+        """Newest first; bodies cut for a summary (see get_plan)."""
 
     def change_state(
         self, name: str, etag: str, action: Action, actor: str, comment: str = ""
     ) -> StoredPlan:
-        """Applies a life-cycle action if `etag` (when given) is current: Conflict otherwise."""
+        """Applies a life-cycle action if `etag` (when given) is current: Conflict otherwise.
+        Returns the plan with its body cut for a summary."""
 
     def record_seller_response(
         self,

@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from reallocator.core.model import BudgetType, Severity
 from reallocator.core.plan.model import (
+    PLAN_DEAL_COLUMNS,
     AdjustmentRequest,
     ConstraintViolation,
     DealPacing,
@@ -217,30 +218,48 @@ _SMALL = (
 def encode_plan(plan: Plan) -> bytes:
     """The plan as stored bytes (deterministic: the same plan gives the same bytes)."""
     small = {name: _plain(getattr(plan, name)) for name in _SMALL}
-    parts = {
+    parts = {  # what a summary needs first: a summary reads a prefix (`summary_length`)
         "small": json.dumps(small, sort_keys=True, separators=(",", ":")).encode(),
-        "deals": _table_bytes(plan.deals, index=False),
         "sellers": _table_bytes(plan.sellers, index=True),
         "channels": _table_bytes(plan.channels, index=True),
+        "deals": _table_bytes(plan.deals, index=False),
         "schedules": _schedules_bytes(plan.schedules),
     }
     header = json.dumps([[k, len(v)] for k, v in parts.items()]).encode()
     return MAGIC + struct.pack("<I", len(header)) + header + b"".join(parts.values())
 
 
-def _split(data: bytes) -> dict[str, bytes]:
+def _layout(data: bytes) -> tuple[int, list[tuple[str, int]]]:
     if not data.startswith(MAGIC):
         raise PlanCodecError("not a stored plan (bad magic)")
     at = len(MAGIC)
     try:
         (size,) = struct.unpack_from("<I", data, at)
         header = json.loads(data[at + 4 : at + 4 + size])
-    except (struct.error, ValueError) as exc:
+        parts = [(str(name), int(length)) for name, length in header]
+    except (struct.error, ValueError, TypeError) as exc:
         raise PlanCodecError(f"stored plan header unreadable: {exc}") from exc
-    at += 4 + size
+    return at + 4 + size, parts
+
+
+def summary_length(data: bytes) -> int:
+    """How many leading bytes `decode_summary` needs (the store reads only those)."""
+    at, parts = _layout(data)
+    for name, length in parts:
+        at += length
+        if name == "channels":
+            return at
+    raise PlanCodecError("stored plan has no channels part")
+
+
+def _split(data: bytes, needed: tuple[str, ...] = ()) -> dict[str, bytes]:
+    """The parts (only `needed` ones must be present: a summary is a prefix)."""
+    at, layout = _layout(data)
     parts: dict[str, bytes] = {}
-    for name, length in header:
+    for name, length in layout:
         if not 0 <= length <= MAX_PART_BYTES or at + length > len(data):
+            if needed and name not in needed:
+                break
             raise PlanCodecError(f"stored plan part {name!r} truncated")
         parts[name] = data[at : at + length]
         at += length
@@ -266,24 +285,19 @@ def decode_plan(data: bytes) -> Plan:
 
 
 def decode_summary(data: bytes) -> Plan:
-    """The plan without per-deal rows and schedules (PLAN_VIEW_SUMMARY): skips the big parts."""
-    parts = _split(data)
+    """The plan without per-deal rows and schedules (PLAN_VIEW_SUMMARY), from the whole bytes or
+    their first `summary_length` bytes."""
+    parts = _split(data, ("small", "sellers", "channels"))
     small = json.loads(parts["small"])
     hints = typing.get_type_hints(Plan)
     fields = {name: _typed(hints[name], small[name]) for name in _SMALL}
-    deals = _empty_deals(parts["deals"])
+    deals = pd.DataFrame({k: pd.Series(dtype=v) for k, v in PLAN_DEAL_COLUMNS.items()})
     return Plan(
         **fields,
         deals=deals,
         sellers=_table(parts["sellers"]),
         channels=_table(parts["channels"]),
     )
-
-
-def _empty_deals(data: bytes) -> pd.DataFrame:
-    reader = pa.ipc.open_stream(pa.py_buffer(data))
-    frame: pd.DataFrame = reader.schema.empty_table().to_pandas()
-    return frame
 
 
 __all__ = [
@@ -299,4 +313,5 @@ __all__ = [
     "decode_plan",
     "decode_summary",
     "encode_plan",
+    "summary_length",
 ]

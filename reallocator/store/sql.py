@@ -37,6 +37,7 @@ from reallocator.core.lifecycle import (
 )
 from reallocator.core.model import Severity
 from reallocator.core.plan.model import RequestHistory
+from reallocator.store import plan_codec
 from reallocator.store import schema as t
 from reallocator.store.base import NewPlan, PlanEvent, PlanPage, SellerRequestRow, StoredPlan
 from reallocator.store.errors import (
@@ -164,8 +165,8 @@ class SqlStore:
             events=events,
         )
 
-    def _plan_row(self, conn: Connection, name: str) -> Any:
-        row = conn.execute(sa.select(t.plans).where(t.plans.c.name == name)).first()
+    def _plan_row(self, conn: Connection, name: str, summary: bool = False) -> Any:
+        row = conn.execute(_plan_select(summary).where(t.plans.c.name == name)).first()
         if row is None:
             raise NotFound(f"plan {name!r} not found")
         return row
@@ -245,6 +246,7 @@ class SqlStore:
                     snapshot_id=snapshot_id,
                     request_id=new.request_id or None,
                     body=new.body,
+                    summary_bytes=_summary_bytes(new.body),
                     create_time=now,
                     actor=actor,
                 )
@@ -331,15 +333,15 @@ class SqlStore:
             )
         )
 
-    def get_plan(self, name: str) -> StoredPlan:
+    def get_plan(self, name: str, summary: bool = False) -> StoredPlan:
         with self._tx() as conn:
-            return self._row_plan(conn, self._plan_row(conn, name))
+            return self._row_plan(conn, self._plan_row(conn, name, summary))
 
     def list_plans(
         self, campaign_id: str, state: PlanState | None, after: int | None, limit: int
     ) -> PlanPage:
         """Newest first; `after` is the last row id of the previous page."""
-        query = sa.select(t.plans).where(t.plans.c.campaign_id == campaign_id)
+        query = _plan_select(summary=True).where(t.plans.c.campaign_id == campaign_id)
         if state is not None:
             query = query.where(t.plans.c.state == state.value)
         if after is not None:
@@ -372,7 +374,7 @@ class SqlStore:
             if moved != 1:
                 raise Conflict(f"plan {name!r} changed while this call was running; read it again")
             self._event(conn, name, action, state, comment, now, actor)
-            return self._row_plan(conn, self._plan_row(conn, name))
+            return self._row_plan(conn, self._plan_row(conn, name, summary=True))
 
     # --- seller requests ---------------------------------------------------------------------
 
@@ -454,6 +456,24 @@ class SqlStore:
                 }
             )
         )
+
+
+def _plan_select(summary: bool) -> sa.Select[Any]:
+    """All of a plan row; with `summary`, its body cut to what PLAN_VIEW_SUMMARY needs (the
+    database sends a few kB instead of the whole plan)."""
+    if not summary:
+        return sa.select(t.plans)
+    columns = [c for c in t.plans.c if c.name != "body"]
+    cut = sa.func.substr(t.plans.c.body, 1, sa.cast(t.plans.c.summary_bytes, sa.Integer))
+    return sa.select(*columns, sa.type_coerce(cut, sa.LargeBinary).label("body"))
+
+
+def _summary_bytes(body: bytes) -> int:
+    """The prefix of the body a summary needs (all of it for bodies the codec cannot split)."""
+    try:
+        return plan_codec.summary_length(body)
+    except plan_codec.PlanCodecError:
+        return len(body)
 
 
 def _severity(value: str) -> Severity:

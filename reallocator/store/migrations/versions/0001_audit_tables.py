@@ -46,6 +46,7 @@ def upgrade() -> None:
         sa.Column("snapshot_id", ID, sa.ForeignKey("snapshots.id"), nullable=True),
         sa.Column("request_id", sa.String(200), nullable=True),
         sa.Column("body", sa.LargeBinary, nullable=False),
+        sa.Column("summary_bytes", sa.BigInteger, nullable=False),
         *_audit(),
     )
     op.create_table(
