@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from reallocator.config import ConfigError, load_config
@@ -58,9 +60,11 @@ def _health(args: argparse.Namespace) -> int:
 
 
 def _db(args: argparse.Namespace) -> int:
-    """`reallocator db upgrade`: applies the audit store's migrations."""
+    """`reallocator db upgrade` applies the audit store's migrations; `db purge --older-than 90d`
+    removes old snapshots (retention) and keeps the decision record."""
     import sqlalchemy as sa
 
+    from reallocator.store.errors import StoreError
     from reallocator.store.sql import default_database_url, open_store
 
     try:
@@ -69,14 +73,40 @@ def _db(args: argparse.Namespace) -> int:
         print(f"reallocator db: configuration error: {exc}", file=sys.stderr)
         return 2
     url = config.database_url or default_database_url()
+    shown = sa.engine.make_url(url).render_as_string(hide_password=True)
+    age = None
+    if args.action == "purge":
+        age = _age(args.older_than)
+        if age is None:
+            print(
+                f"reallocator db purge: --older-than: expected a whole number of days or hours "
+                f"such as 90d or 36h, got {args.older_than!r}",
+                file=sys.stderr,
+            )
+            return 2
     try:
         store = open_store(url)
-    except (sa.exc.SQLAlchemyError, OSError) as exc:
-        print(f"reallocator db upgrade: {url}: {exc}", file=sys.stderr)
+        try:
+            if age is not None:
+                removed = store.purge_snapshots(datetime.now(UTC) - age)
+                print(f"{shown}: removed {removed} snapshot(s) older than {args.older_than}")
+            else:
+                print(f"{shown}: up to date")
+        finally:
+            store.close()
+    except (sa.exc.SQLAlchemyError, StoreError, OSError) as exc:
+        print(f"reallocator db {args.action}: {shown}: {exc}", file=sys.stderr)
         return 1
-    store.close()
-    print(f"{sa.engine.make_url(url).render_as_string(hide_password=True)}: up to date")
     return 0
+
+
+def _age(text: str | None) -> timedelta | None:
+    """ "90d" / "36h" as a timedelta; None if malformed or zero."""
+    match = re.fullmatch(r"(\d{1,6})([dh])", (text or "").strip())
+    if match is None or int(match[1]) == 0:
+        return None
+    unit = "days" if match[2] == "d" else "hours"
+    return timedelta(**{unit: int(match[1])})
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -120,7 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Manage the audit store. Settings as for serve: --config [store] "
         "database_url < REALLOCATOR_DATABASE_URL < --database-url.",
     )
-    db.add_argument("action", choices=["upgrade"], help="upgrade: apply pending migrations")
+    db.add_argument(
+        "action",
+        choices=["upgrade", "purge"],
+        help="upgrade: apply pending migrations; purge: remove snapshots older than --older-than "
+        "(plans, reviews and seller answers are kept)",
+    )
+    db.add_argument("--older-than", help="for purge: an age such as 90d or 36h")
     db.add_argument("--config", type=Path, help="TOML file with a [store] table")
     db.add_argument("--database-url", help="audit store URL (see serve --database-url)")
     db.set_defaults(run=_db)

@@ -279,6 +279,15 @@ def test_db_upgrade_creates_the_tables(tmp_path: Path, capsys: pytest.CaptureFix
     assert "reallocator db upgrade" in capsys.readouterr().err
 
 
+def test_db_purge_takes_an_age(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    assert main(["db", "purge", "--older-than", "90d", "--database-url", url]) == 0
+    assert "removed 0 snapshot(s) older than 90d" in capsys.readouterr().out
+    for bad in ("90", "0d", "ninety", "3w"):
+        assert main(["db", "purge", "--older-than", bad, "--database-url", url]) == 2
+        assert "--older-than" in capsys.readouterr().err
+
+
 def test_load_config_raises_config_error() -> None:
     with pytest.raises(ConfigError, match="REALLOCATOR_PORT"):
         load_config(env={"REALLOCATOR_PORT": "eighty"})

@@ -108,4 +108,7 @@ class AuditStore(Protocol):
     def request_history(self, campaign_id: str) -> RequestHistory:
         """Every stored seller request of the campaign with its latest answer."""
 
+    def purge_snapshots(self, before: datetime) -> int:
+        """Retention: drops snapshots older than `before`; the decision record stays."""
+
     def close(self) -> None: ...

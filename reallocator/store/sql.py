@@ -376,6 +376,30 @@ class SqlStore:
             self._event(conn, name, action, state, comment, now, actor)
             return self._row_plan(conn, self._plan_row(conn, name, summary=True))
 
+    # --- retention ---------------------------------------------------------------------------
+
+    def purge_snapshots(self, before: datetime) -> int:
+        """Removes snapshots stored before `before` that no plan from `before` on refers to;
+        older plans keep their record (plan, events, requests, responses) without the snapshot.
+        Returns how many were removed."""
+        recent = sa.select(t.plans.c.snapshot_id).where(
+            t.plans.c.create_time >= before, t.plans.c.snapshot_id.is_not(None)
+        )
+        old = sa.select(t.snapshots.c.id).where(
+            t.snapshots.c.create_time < before, t.snapshots.c.id.not_in(recent)
+        )
+        with self._tx() as conn:
+            ids = [int(i) for i in conn.execute(old).scalars()]
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                conn.execute(
+                    sa.update(t.plans)
+                    .where(t.plans.c.snapshot_id.in_(chunk))
+                    .values(snapshot_id=None)
+                )
+                conn.execute(sa.delete(t.snapshots).where(t.snapshots.c.id.in_(chunk)))
+        return len(ids)
+
     # --- seller requests ---------------------------------------------------------------------
 
     def record_seller_response(

@@ -126,6 +126,20 @@ def test_seller_answers_become_request_history(store: SqlStore) -> None:
         store.record_seller_response(plan.name, "nope", "REJECTED", 0, "", when, "seller")
 
 
+def test_purge_drops_old_snapshots_and_keeps_the_decisions(store: SqlStore) -> None:
+    old = store.save_plan(new_plan(snapshot=b"old"), "a")
+    shared = store.save_plan(new_plan(snapshot=b"shared"), "a")
+    cutoff = datetime.now(UTC)
+    newer = store.save_plan(new_plan(snapshot=b"shared"), "a")  # dedup: refers to an old row
+    assert count(store, t.snapshots) == 2
+    assert store.purge_snapshots(cutoff) == 1  # "old" only: "shared" is still referenced
+    assert count(store, t.snapshots) == 1
+    assert store.get_plan(old.name).body == b"plan-bytes"  # the decision record stays
+    assert len(store.get_plan(shared.name).events) == 2 and newer.previous_plan == shared.name
+    assert store.purge_snapshots(datetime.now(UTC)) == 1
+    assert count(store, t.snapshots) == 0 and count(store, t.plans) == 3
+
+
 def _review(url: str, name: str, etag: str, start: mp.synchronize.Event, out: mp.Queue) -> None:  # type: ignore[type-arg]
     store = SqlStore(url)
     start.wait(10)
