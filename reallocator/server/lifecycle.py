@@ -9,6 +9,8 @@ import binascii
 import dataclasses
 import hashlib
 import json
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import grpc
@@ -32,6 +34,7 @@ PLAN_VIEWS = {
     pb.PLAN_VIEW_CHANGES: "changed",
     pb.PLAN_VIEW_SUMMARY: "none",
 }
+WATCH_POLL_SECONDS = 0.25
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 _STATE = {s: plan_pb2.PlanState.Value(f"PLAN_STATE_{s.value}") for s in PlanState}
@@ -212,6 +215,27 @@ class LifecycleMixin:
             request.name, request.etag, Action.APPLY, current_actor(context), comment
         )
         return pb.ConfirmAppliedResponse(plan=plan_message(stored, "none"))
+
+    def watch_campaign(
+        self, request: pb.WatchCampaignRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.WatchCampaignResponse]:
+        """Streams the campaign's plan events recorded after the call started, by any server
+        process sharing the store: it polls the store every WATCH_POLL_SECONDS. Alerts are not
+        stored yet, so without include_plans the stream stays quiet."""
+        errors = Violations()
+        if not request.campaign_id:
+            errors.add("campaign_id", "required")
+        errors.raise_if_any()
+        (start,) = self.store.campaign_events(request.campaign_id, None)
+        after = start.sequence
+        while context.is_active():
+            for item in self.store.campaign_events(request.campaign_id, after):
+                after = item.sequence
+                if request.include_plans:
+                    stored = self.store.get_plan(item.plan_name, summary=True)
+                    msg = plan_message(stored, "none")
+                    yield pb.WatchCampaignResponse(event_time=timestamp(item.event.time), plan=msg)
+            time.sleep(WATCH_POLL_SECONDS)
 
     def record_seller_response(
         self, request: pb.RecordSellerResponseRequest, context: grpc.ServicerContext

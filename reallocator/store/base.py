@@ -26,6 +26,15 @@ class PlanEvent:
 
 
 @dataclass(frozen=True)
+class CampaignEvent:
+    """A plan event with its place in the store's order (for WatchCampaign)."""
+
+    sequence: int
+    plan_name: str
+    event: PlanEvent
+
+
+@dataclass(frozen=True)
 class StoredPlan:
     """A plan's record: the encoded core plan (`plan_codec`) and its life-cycle fields."""
 
@@ -107,6 +116,10 @@ class AuditStore(Protocol):
 
     def request_history(self, campaign_id: str) -> RequestHistory:
         """Every stored seller request of the campaign with its latest answer."""
+
+    def campaign_events(self, campaign_id: str, after: int | None) -> tuple[CampaignEvent, ...]:
+        """Plan events of the campaign after sequence `after`, in order; `after` None: none,
+        only the current last sequence (as a single-element tuple with an empty plan name)."""
 
     def purge_snapshots(self, before: datetime) -> int:
         """Retention: drops snapshots older than `before`; the decision record stays."""

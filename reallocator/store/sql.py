@@ -39,7 +39,14 @@ from reallocator.core.model import Severity
 from reallocator.core.plan.model import RequestHistory
 from reallocator.store import plan_codec
 from reallocator.store import schema as t
-from reallocator.store.base import NewPlan, PlanEvent, PlanPage, SellerRequestRow, StoredPlan
+from reallocator.store.base import (
+    CampaignEvent,
+    NewPlan,
+    PlanEvent,
+    PlanPage,
+    SellerRequestRow,
+    StoredPlan,
+)
 from reallocator.store.errors import (
     AlreadyExists,
     Conflict,
@@ -376,6 +383,29 @@ class SqlStore:
             self._event(conn, name, action, state, comment, now, actor)
             return self._row_plan(conn, self._plan_row(conn, name, summary=True))
 
+    # --- watching ------------------------------------------------------------------------
+
+    def campaign_events(self, campaign_id: str, after: int | None) -> tuple[CampaignEvent, ...]:
+        e = t.plan_events
+        names = sa.select(t.plans.c.name).where(t.plans.c.campaign_id == campaign_id)
+        with self._tx() as conn:
+            if after is None:
+                last = conn.execute(sa.select(sa.func.max(e.c.id))).scalar()
+                return (CampaignEvent(int(last or 0), "", _NO_EVENT),)
+            rows = conn.execute(
+                sa.select(e).where(e.c.id > after, e.c.plan_name.in_(names)).order_by(e.c.id)
+            ).all()
+        return tuple(
+            CampaignEvent(
+                int(r.id),
+                r.plan_name,
+                PlanEvent(
+                    _utc(r.create_time), r.actor, Action(r.action), PlanState(r.state), r.comment
+                ),
+            )
+            for r in rows
+        )
+
     # --- retention ---------------------------------------------------------------------------
 
     def purge_snapshots(self, before: datetime) -> int:
@@ -480,6 +510,9 @@ class SqlStore:
                 }
             )
         )
+
+
+_NO_EVENT = PlanEvent(datetime.fromtimestamp(0, UTC), "", Action.CREATE, PlanState.PROPOSED)
 
 
 def _plan_select(summary: bool) -> sa.Select[Any]:

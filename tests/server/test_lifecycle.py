@@ -3,6 +3,7 @@ replan -> review -> apply -> seller response -> replan (the stored answer change
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -178,3 +179,40 @@ def test_auto_apply_approves_at_once(life_stub: rpc.ReallocatorServiceStub) -> N
     plan = life_stub.Replan(request, timeout=60).plan
     assert plan.state == plan_pb2.PLAN_STATE_APPROVED
     assert plan.history[-1].comment == "auto-approved by policy"
+
+
+def test_watch_campaign_streams_plan_events_from_another_server(database_url: str) -> None:
+    """Two servers on one database: a watcher on the first sees what the second records."""
+    servers = [
+        start_server(load_config(env={}, port=0, host="127.0.0.1", database_url=database_url))
+        for _ in range(2)
+    ]
+    try:
+        with (
+            grpc.insecure_channel(f"127.0.0.1:{servers[0].port}") as watch_channel,
+            grpc.insecure_channel(f"127.0.0.1:{servers[1].port}") as write_channel,
+        ):
+            watcher = rpc.ReallocatorServiceStub(watch_channel)
+            writer = rpc.ReallocatorServiceStub(write_channel)
+            before = writer.Replan(example(), timeout=60).plan  # before the watch: not streamed
+            stream = watcher.WatchCampaign(
+                pb.WatchCampaignRequest(campaign_id="acme-holiday-2026", include_plans=True),
+                timeout=30,
+            )
+            time.sleep(1.0)  # the watch has taken its starting point
+            plan = writer.Replan(example(), timeout=60).plan
+            review = pb.ReviewPlanRequest(name=plan.name, decision=pb.REVIEW_DECISION_REJECT)
+            writer.ReviewPlan(review, timeout=30)
+            seen = []
+            for event in stream:
+                seen.append((event.plan.name, event.plan.state))
+                if len(seen) == 3:
+                    break
+            stream.cancel()
+    finally:
+        for running in servers:
+            running.stop(grace=0)
+    # the older plan is superseded, the new one created (its state now), then rejected
+    assert {n for n, _ in seen} == {before.name, plan.name}
+    assert (before.name, plan_pb2.PLAN_STATE_SUPERSEDED) in seen
+    assert seen[-1] == (plan.name, plan_pb2.PLAN_STATE_REJECTED)

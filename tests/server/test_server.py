@@ -150,14 +150,6 @@ def test_unary_methods_not_implemented_answer_unimplemented(
     assert f"{SERVICE}.{method}" in (error.details() or "")
 
 
-def test_watch_campaign_answers_unimplemented(
-    stub: reallocator_service_pb2_grpc.ReallocatorServiceStub,
-) -> None:
-    request = pb.WatchCampaignRequest(campaign_id="c", include_plans=True)
-    error = rpc_error(lambda: list(stub.WatchCampaign(request, timeout=5)))
-    assert error.code() == grpc.StatusCode.UNIMPLEMENTED
-
-
 def test_unknown_method_answers_unimplemented(channel: grpc.Channel) -> None:
     call = channel.unary_unary(f"/{SERVICE}/NoSuchMethod")
     error = rpc_error(lambda: call(b"", timeout=5))
