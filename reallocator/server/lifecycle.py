@@ -216,6 +216,38 @@ class LifecycleMixin:
         )
         return pb.ConfirmAppliedResponse(plan=plan_message(stored, "none"))
 
+    def rollback_plan(
+        self, request: pb.RollbackPlanRequest, context: grpc.ServicerContext
+    ) -> pb.RollbackPlanResponse:
+        """Marks an APPLIED plan ROLLED_BACK and answers the allocations it replaced, for the
+        deals it moved (the caller restores them). It does not re-plan for what was spent
+        since the plan was applied."""
+        errors = Violations()
+        _name(request.name, "name", errors)
+        errors.raise_if_any()
+        comment = request.reason or "rolled back"
+        if request.actor:
+            comment = f"{comment} (by {request.actor})"
+        stored = self.store.change_state(
+            request.name, "", Action.ROLL_BACK, current_actor(context), comment
+        )
+        deals = plan_codec.decode_plan(self.store.get_plan(request.name).body).deals
+        moved = deals[deals["delta"].to_numpy() != 0]
+        response = pb.RollbackPlanResponse(plan=plan_message(stored, "none"))
+        c = {k: moved[k].tolist() for k in ("deal_id", "seller_id", "channel_id")}
+        old = moved["old_allocation"].to_numpy()
+        new = moved["new_allocation"].to_numpy()
+        for i in range(len(moved)):
+            response.restored.add(
+                deal_id=c["deal_id"][i],
+                seller_id=c["seller_id"][i],
+                channel_id=c["channel_id"][i],
+                old_allocation=int(new[i]),
+                new_allocation=int(old[i]),
+                delta=int(old[i] - new[i]),
+            )
+        return response
+
     def watch_campaign(
         self, request: pb.WatchCampaignRequest, context: grpc.ServicerContext
     ) -> Iterator[pb.WatchCampaignResponse]:

@@ -148,6 +148,21 @@ def test_replan_review_apply_answer_replan(life_stub: rpc.ReallocatorServiceStub
         timeout=30,
     )
     assert [p.name for p in applied_only.plans] == [first.name]
+
+    rolled = stub.RollbackPlan(
+        pb.RollbackPlanRequest(name=first.name, reason="delivery fell"), timeout=30
+    )
+    assert rolled.plan.state == plan_pb2.PLAN_STATE_ROLLED_BACK
+    assert rolled.plan.history[-1].comment == "delivery fell"
+    moved = {d.deal_id: d for d in first.deals if d.delta}
+    assert {d.deal_id for d in rolled.restored} == set(moved) and moved
+    for d in rolled.restored:
+        assert (d.old_allocation, d.new_allocation) == (
+            moved[d.deal_id].new_allocation,
+            moved[d.deal_id].old_allocation,
+        )
+    again = rpc_error(lambda: stub.RollbackPlan(pb.RollbackPlanRequest(name=first.name)))
+    assert again.code() == grpc.StatusCode.FAILED_PRECONDITION
     wrong = rpc_error(
         lambda: stub.ListPlans(
             pb.ListPlansRequest(parent="campaigns/other", page_token=page.next_page_token),

@@ -108,7 +108,6 @@ def test_reflection_resolves_message_types(channel: grpc.Channel) -> None:
 # --- methods not implemented yet -------------------------------------------------------------
 
 _NOT_YET = [
-    ("RollbackPlan", pb.RollbackPlanRequest(name="campaigns/c/plans/p")),
     ("GetPacingHistory", pb.GetPacingHistoryRequest(campaign_id="c")),
 ]
 
@@ -127,6 +126,7 @@ _NO_SUCH_PLAN = [
         ),
     ),
     ("GetPlan", pb.GetPlanRequest(name="campaigns/c/plans/p")),
+    ("RollbackPlan", pb.RollbackPlanRequest(name="campaigns/c/plans/p")),
 ]
 
 
