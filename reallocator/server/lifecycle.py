@@ -11,21 +11,25 @@ import hashlib
 import json
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import grpc
 
-from reallocator.core.lifecycle import Action, PlanState
+from reallocator.config import ServerConfig
+from reallocator.core.lifecycle import Action, InvalidTransition, PlanState, transition
 from reallocator.core.model import CampaignSnapshot
+from reallocator.core.plan.builder import PlanRejected, build_plan
 from reallocator.core.plan.model import Plan, RequestHistory, SellerResponse
 from reallocator.server.identity import current_actor
 from reallocator.store import plan_codec
 from reallocator.store.base import AuditStore, NewPlan, SellerRequestRow, StoredPlan
-from reallocator.store.errors import NotFound
+from reallocator.store.errors import Conflict, FailedPrecondition, NotFound
 from reallocator.v1 import plan_pb2
 from reallocator.v1 import reallocator_service_pb2 as pb
 from reallocator.wire.assessment import timestamp
 from reallocator.wire.plan import encode_plan, encode_request
+from reallocator.wire.policy import decode_policy
+from reallocator.wire.snapshot import decode_snapshot
 from reallocator.wire.violations import Violations
 
 PLAN_VIEWS = {
@@ -89,10 +93,20 @@ def plan_message(stored: StoredPlan, view: str) -> plan_pb2.Plan:
     return with_life_cycle(encode_plan(plan, deals=view), stored)
 
 
+def _options(request: pb.ReplanRequest) -> bytes:
+    """The request without its snapshot and call-specific fields: what a re-solve reuses."""
+    options = pb.ReplanRequest()
+    options.CopyFrom(request)
+    for name in ("snapshot", "view", "request_id", "dry_run"):
+        options.ClearField(name)
+    return options.SerializeToString(deterministic=True)
+
+
 class LifecycleMixin:
     """Mixed into ReallocatorServicer, which sets `self.store`."""
 
     store: AuditStore
+    config: ServerConfig
 
     # --- Replan's store half -----------------------------------------------------------------
 
@@ -113,7 +127,17 @@ class LifecycleMixin:
         plan: Plan,
         context: grpc.ServicerContext,
     ) -> StoredPlan:
-        new = NewPlan(
+        return self.store.save_plan(self._new_plan(request, snapshot, plan), current_actor(context))
+
+    def _new_plan(
+        self,
+        request: pb.ReplanRequest,
+        snapshot: CampaignSnapshot,
+        plan: Plan,
+        replaces: tuple[str, str] | None = None,
+    ) -> NewPlan:
+        return NewPlan(
+            replaces=replaces,
             campaign_id=plan.campaign_id,
             body=plan_codec.encode_plan(plan),
             severity=plan.max_severity.value if plan.max_severity else "",
@@ -121,12 +145,12 @@ class LifecycleMixin:
             snapshot=request.snapshot.SerializeToString(deterministic=True),
             request_id=request.request_id,
             request_hash=request_hash(request) if request.request_id else "",
+            options=_options(request),
             seller_requests=tuple(
                 SellerRequestRow(r.request_id, r.deal_id, r.kind.value, r.target_total, plan.as_of)
                 for r in plan.requests
             ),
         )
-        return self.store.save_plan(new, current_actor(context))
 
     # --- life-cycle RPCs ---------------------------------------------------------------------
 
@@ -182,20 +206,93 @@ class LifecycleMixin:
             pb.REVIEW_DECISION_APPROVE: Action.APPROVE,
             pb.REVIEW_DECISION_REJECT: Action.REJECT,
         }
-        if request.decision not in actions:
+        rejected: list[str] = []
+        seen: set[str] = set()
+        for i, d in enumerate(request.deal_decisions):
+            if not d.deal_id:
+                errors.add(f"deal_decisions[{i}].deal_id", "required")
+            elif d.deal_id in seen:
+                errors.add(f"deal_decisions[{i}].deal_id", f"{d.deal_id!r} appears twice")
+            seen.add(d.deal_id)
+            if d.decision not in actions:
+                errors.add(f"deal_decisions[{i}].decision", "required: APPROVE or REJECT")
+            elif d.decision == pb.REVIEW_DECISION_REJECT:
+                rejected.append(d.deal_id)
+        if request.decision not in actions and not request.deal_decisions:
             errors.add("decision", "required: REVIEW_DECISION_APPROVE or REVIEW_DECISION_REJECT")
+        if request.decision == pb.REVIEW_DECISION_REJECT and request.deal_decisions:
+            errors.add("deal_decisions", "must be empty when the whole plan is rejected")
         errors.raise_if_any()
         comment = request.comment
         if request.reviewer:
-            comment = (
-                f"reviewer {request.reviewer}: {comment}"
-                if comment
-                else f"reviewer {request.reviewer}"
-            )
+            who = f"reviewer {request.reviewer}"
+            comment = f"{who}: {comment}" if comment else who
+        if rejected:
+            return pb.ReviewPlanResponse(plan=self._revise(request, rejected, comment, context))
         stored = self.store.change_state(
-            request.name, request.etag, actions[request.decision], current_actor(context), comment
+            request.name,
+            request.etag,
+            Action.APPROVE if request.deal_decisions else actions[request.decision],
+            current_actor(context),
+            comment,
         )
         return pb.ReviewPlanResponse(plan=plan_message(stored, "none"))
+
+    def _revise(
+        self,
+        request: pb.ReviewPlanRequest,
+        rejected: list[str],
+        comment: str,
+        context: grpc.ServicerContext,
+    ) -> plan_pb2.Plan:
+        """A partial approval: re-solves the plan's snapshot with the rejected deals locked at
+        their allocation before the plan, and stores the result as the next revision."""
+        stored = self.store.get_plan(request.name, summary=True)
+        if request.etag and request.etag != stored.etag:
+            raise Conflict(f"plan {request.name!r} changed since it was read (etag is stale)")
+        try:
+            transition(stored.state, Action.APPROVE)
+        except InvalidTransition as exc:
+            raise FailedPrecondition(f"plan {request.name!r}: {exc}") from exc
+        snapshot_bytes, option_bytes = self.store.replan_inputs(request.name)
+        options = pb.ReplanRequest.FromString(option_bytes)
+        options.snapshot.ParseFromString(snapshot_bytes)
+        errors = Violations()
+        policy = decode_policy(options.policy, self.config.default_policy, errors)
+        snapshot = decode_snapshot(options.snapshot, policy, errors)
+        errors.raise_if_any()
+        assert snapshot is not None
+        known = set(snapshot.deals["deal_id"].tolist())
+        unknown = [d for d in rejected if d not in known]
+        if unknown:
+            errors.add("deal_decisions", f"deals not in the plan: {', '.join(unknown[:5])}")
+            errors.raise_if_any()
+        locked = snapshot.deals["locked"].to_numpy(bool) | snapshot.deals["deal_id"].isin(
+            rejected
+        ).to_numpy(bool)
+        snapshot = dataclasses.replace(snapshot, deals=snapshot.deals.assign(locked=locked))
+        window = (
+            options.schedule_window.ToTimedelta()
+            if options.HasField("schedule_window")
+            else timedelta(hours=6)
+        )
+        try:
+            plan = build_plan(
+                snapshot,
+                history=self.store.request_history(snapshot.campaign_id),
+                relax=options.on_infeasible == pb.INFEASIBILITY_HANDLING_RELAX,
+                time_limit=self.config.solver_time_limit.total_seconds(),
+                schedule_window=window,
+            )
+        except PlanRejected as exc:
+            why = f"the plan with those deals rejected is infeasible: {exc}"
+            raise FailedPrecondition(why) from exc
+        new = self._new_plan(options, snapshot, plan, replaces=(stored.name, stored.etag))
+        note = f"revises {stored.name}; moves rejected: {', '.join(rejected)}"
+        new = dataclasses.replace(new, comment=f"{comment}; {note}" if comment else note)
+        revised = self.store.save_plan(new, current_actor(context))
+        msg = encode_plan(plan, deals="changed")
+        return with_life_cycle(msg, revised)
 
     def confirm_applied(
         self, request: pb.ConfirmAppliedRequest, context: grpc.ServicerContext

@@ -61,6 +61,9 @@ class NewPlan:
     request_id: str = ""  # idempotency key ("" = none)
     request_hash: str = ""  # hash of the request body the key guards
     seller_requests: tuple[SellerRequestRow, ...] = ()
+    options: bytes = b""  # the Replan request without its snapshot (policy, limits): to re-solve
+    replaces: tuple[str, str] | None = None  # (name, etag) a review revises: Conflict if stale
+    comment: str = ""  # on the creation event
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,10 @@ class AuditStore(Protocol):
 
     def request_history(self, campaign_id: str) -> RequestHistory:
         """Every stored seller request of the campaign with its latest answer."""
+
+    def replan_inputs(self, name: str) -> tuple[bytes, bytes]:
+        """The snapshot bytes and request options a stored plan was computed from (NotFound if
+        the snapshot was purged)."""
 
     def campaign_events(self, campaign_id: str, after: int | None) -> tuple[CampaignEvent, ...]:
         """Plan events of the campaign after sequence `after`, in order; `after` None: none,

@@ -40,6 +40,7 @@ plans = sa.Table(
     sa.Column("request_id", sa.String(200), nullable=True),
     sa.Column("body", sa.LargeBinary, nullable=False),  # plan_codec
     sa.Column("summary_bytes", sa.BigInteger, nullable=False),  # plan_codec.summary_length
+    sa.Column("options", sa.LargeBinary, nullable=False),  # the ReplanRequest without snapshot
     sa.Column("create_time", TIME, nullable=False),
     sa.Column("actor", sa.String(200), nullable=False),
 )

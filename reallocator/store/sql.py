@@ -215,6 +215,10 @@ class SqlStore:
                 done = self._find_key(conn, REPLAN_SCOPE, new.request_id, new.request_hash)
                 if done is not None:
                     return self._row_plan(conn, self._plan_row(conn, done))
+            if new.replaces is not None:
+                replaced = self._plan_row(conn, new.replaces[0], summary=True)
+                if replaced.etag != new.replaces[1]:
+                    raise Conflict(f"plan {replaced.name!r} changed while it was being revised")
             snapshot_id = self._snapshot(conn, new.campaign_id, new.snapshot, now, actor)
             name = plan_name(new.campaign_id)
             previous = conn.execute(
@@ -254,12 +258,13 @@ class SqlStore:
                     request_id=new.request_id or None,
                     body=new.body,
                     summary_bytes=_summary_bytes(new.body),
+                    options=new.options,
                     create_time=now,
                     actor=actor,
                 )
             )
             comment = "auto-approved by policy" if state == PlanState.APPROVED else ""
-            self._event(conn, name, Action.CREATE, PlanState.PROPOSED, "", now, actor)
+            self._event(conn, name, Action.CREATE, PlanState.PROPOSED, new.comment, now, actor)
             if state == PlanState.APPROVED:
                 self._event(conn, name, Action.APPROVE, state, comment, now, actor)
             if new.seller_requests:
@@ -382,6 +387,24 @@ class SqlStore:
                 raise Conflict(f"plan {name!r} changed while this call was running; read it again")
             self._event(conn, name, action, state, comment, now, actor)
             return self._row_plan(conn, self._plan_row(conn, name, summary=True))
+
+    def replan_inputs(self, name: str) -> tuple[bytes, bytes]:
+        query = (
+            sa.select(t.plans.c.options, t.snapshots.c.body, t.snapshots.c.raw_bytes)
+            .select_from(t.plans)
+            .outerjoin(t.snapshots, t.snapshots.c.id == t.plans.c.snapshot_id)
+            .where(t.plans.c.name == name)
+        )
+        with self._tx() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            raise NotFound(f"plan {name!r} not found")
+        if row.body is None:
+            raise NotFound(f"plan {name!r}: its snapshot was purged (retention)")
+        snapshot = pa.decompress(
+            row.body, codec="zstd", asbytes=True, decompressed_size=int(row.raw_bytes)
+        )
+        return bytes(snapshot), bytes(row.options)
 
     # --- watching ------------------------------------------------------------------------
 

@@ -257,6 +257,7 @@ class ReviewPlanRequest(_message.Message):
     REVIEWER_FIELD_NUMBER: _builtins.int
     COMMENT_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
+    DEAL_DECISIONS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """The plan's resource name. Required."""
     decision: Global___ReviewDecision.ValueType
@@ -267,6 +268,13 @@ class ReviewPlanRequest(_message.Message):
     """Why."""
     etag: _builtins.str
     """The plan's etag as read; the call fails with ABORTED if the plan changed since."""
+    @_builtins.property
+    def deal_decisions(self) -> _containers.RepeatedCompositeFieldContainer[Global___DealDecision]:
+        """Decisions on individual deal moves (then `decision` may be unset). Rejecting any re-solves
+        with the rejected deals locked at their allocation before the plan; the response carries
+        the revised plan (a new plan, PROPOSED, whose previous_plan is the reviewed one).
+        """
+
     def __init__(
         self,
         *,
@@ -275,14 +283,41 @@ class ReviewPlanRequest(_message.Message):
         reviewer: _builtins.str = ...,
         comment: _builtins.str = ...,
         etag: _builtins.str = ...,
+        deal_decisions: _abc.Iterable[Global___DealDecision] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["comment", b"comment", "decision", b"decision", "etag", b"etag", "name", b"name", "reviewer", b"reviewer"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["comment", b"comment", "deal_decisions", b"deal_decisions", "decision", b"decision", "etag", b"etag", "name", b"name", "reviewer", b"reviewer"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReviewPlanRequest: _TypeAlias = ReviewPlanRequest  # noqa: Y015
+
+@_typing.final
+class DealDecision(_message.Message):
+    """A reviewer's decision on one deal's move."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEAL_ID_FIELD_NUMBER: _builtins.int
+    DECISION_FIELD_NUMBER: _builtins.int
+    deal_id: _builtins.str
+    """The deal."""
+    decision: Global___ReviewDecision.ValueType
+    """Approve or reject its move."""
+    def __init__(
+        self,
+        *,
+        deal_id: _builtins.str = ...,
+        decision: Global___ReviewDecision.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deal_id", b"deal_id", "decision", b"decision"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DealDecision: _TypeAlias = DealDecision  # noqa: Y015
 
 @_typing.final
 class ReviewPlanResponse(_message.Message):

@@ -231,3 +231,40 @@ def test_watch_campaign_streams_plan_events_from_another_server(database_url: st
     assert {n for n, _ in seen} == {before.name, plan.name}
     assert (before.name, plan_pb2.PLAN_STATE_SUPERSEDED) in seen
     assert seen[-1] == (plan.name, plan_pb2.PLAN_STATE_REJECTED)
+
+
+def test_a_partial_approval_re_solves_with_the_rejected_moves_pinned(
+    life_stub: rpc.ReallocatorServiceStub,
+) -> None:
+    plan = life_stub.Replan(example(), timeout=60).plan
+    moved = [d for d in plan.deals if d.delta]
+    assert len(moved) >= 2
+    no = moved[0]
+    review = pb.ReviewPlanRequest(
+        name=plan.name,
+        etag=plan.etag,
+        comment="keep the audio deal",
+        deal_decisions=[
+            pb.DealDecision(deal_id=no.deal_id, decision=pb.REVIEW_DECISION_REJECT),
+            pb.DealDecision(deal_id=moved[1].deal_id, decision=pb.REVIEW_DECISION_APPROVE),
+        ],
+    )
+    revised = life_stub.ReviewPlan(review, timeout=60).plan
+    assert revised.name != plan.name and revised.previous_plan == plan.name
+    assert revised.state == plan_pb2.PLAN_STATE_PROPOSED
+    assert no.deal_id in revised.history[0].comment
+    assert revised.allocated <= revised.remaining_budget
+    full = life_stub.GetPlan(pb.GetPlanRequest(name=revised.name), timeout=30).plan
+    [pinned] = [d for d in full.deals if d.deal_id == no.deal_id]
+    assert pinned.new_allocation == pinned.old_allocation == no.old_allocation
+    assert pinned.binding == plan_pb2.BINDING_CONSTRAINT_LOCKED
+    old = life_stub.GetPlan(pb.GetPlanRequest(name=plan.name), timeout=30).plan
+    assert old.state == plan_pb2.PLAN_STATE_SUPERSEDED
+    stale = rpc_error(lambda: life_stub.ReviewPlan(review, timeout=60))
+    assert stale.code() == grpc.StatusCode.ABORTED
+    bad = pb.ReviewPlanRequest(
+        name=revised.name,
+        deal_decisions=[pb.DealDecision(deal_id="nope", decision=pb.REVIEW_DECISION_REJECT)],
+    )
+    error = rpc_error(lambda: life_stub.ReviewPlan(bad, timeout=60))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "nope" in (error.details() or "")

@@ -47,6 +47,7 @@ def upgrade() -> None:
         sa.Column("request_id", sa.String(200), nullable=True),
         sa.Column("body", sa.LargeBinary, nullable=False),
         sa.Column("summary_bytes", sa.BigInteger, nullable=False),
+        sa.Column("options", sa.LargeBinary, nullable=False),
         *_audit(),
     )
     op.create_table(
