@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 from builders import build_snapshot, random_snapshot_spec
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from reallocator.core.model import Policy
 from reallocator.core.plan.builder import build_plan
@@ -40,6 +42,15 @@ def test_round_trip_is_byte_identical(seed: int) -> None:
     assert wire_plan(again).SerializeToString(deterministic=True) == wire_plan(
         plan
     ).SerializeToString(deterministic=True)
+
+
+@settings(max_examples=8, deadline=None)
+@given(n_deals=st.integers(1, 120), seed=st.integers(0, 10_000))
+def test_round_trip_holds_for_random_campaigns(n_deals: int, seed: int) -> None:
+    plan = plan_of(n_deals, seed)
+    data = encode_plan(plan)
+    assert encode_plan(decode_plan(data)) == data
+    assert wire_plan(decode_summary(data[: summary_length(data)])) == wire_plan(plan, deals="none")
 
 
 def test_summary_has_no_deal_rows_but_the_same_totals() -> None:
