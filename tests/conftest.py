@@ -57,6 +57,19 @@ def bad_request(error: grpc.RpcError) -> list[FieldViolation]:
     return violations
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _state_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A server started without a database_url puts its default SQLite store under
+    $XDG_STATE_HOME: point that at a temporary folder, never the user's own."""
+    before = os.environ.get("XDG_STATE_HOME")
+    os.environ["XDG_STATE_HOME"] = str(tmp_path_factory.mktemp("state"))
+    yield
+    if before is None:
+        os.environ.pop("XDG_STATE_HOME", None)
+    else:
+        os.environ["XDG_STATE_HOME"] = before
+
+
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     """The real server on a free port of 127.0.0.1 (REALLOCATOR_* variables ignored), with its
