@@ -1,52 +1,69 @@
-"""End-to-end Replan cost at 1k, 10k and 100k deals: decode, plan, encode.
+"""Replan as a caller sees it: over gRPC on loopback against a started `reallocator serve`.
 
 The campaign is `assess_scaling.make_snapshot` (10-day flight, dayparts, hourly traffic curve,
-lifetime budget plus a daily cap, 100 sellers, 10 channels, 48 h of hourly series). `plan` is
-`build_plan`: assessment, capacity forecast, problem, solve (min-cost flow), explanations,
-seller requests, buyer schedules and the decision record; the solver's own share is printed
-beside it. `encode` is the Plan message (every deal, request and schedule).
+lifetime budget plus a daily cap, 100 sellers, 10 channels, 48 h of hourly series), sent as
+`encode_snapshot(..., "arrow")` writes it. Each size and view is called once to warm the server,
+then `--repeat` times (fewer at 100k, bounded by `--budget` seconds); the figures are the median
+and p99 of the end-to-end call (serialise, send, decode, assess, solve, explain, encode, receive,
+parse), with the request and response sizes. Server and client run with their default settings
+(the client's message limit is the server's default `max_message_bytes`).
 
-    .venv/bin/python benchmarks/replan_scaling.py [--sizes 1000 10000 100000]
+    .venv/bin/python benchmarks/replan_scaling.py [--sizes 50 1000 10000 100000] [--views FULL ...]
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
-from assess_scaling import decode_wire, make_snapshot
+import grpc
+from assess_scaling import make_snapshot
+from grpc_server import channel, percentile, running_server, stub
 
-from reallocator.config import ServerConfig
-from reallocator.core.plan.builder import build_plan
+from reallocator.v1 import reallocator_service_pb2 as pb
 from reallocator.wire.encode import encode_snapshot
-from reallocator.wire.plan import encode_plan
+
+VIEWS = {name: getattr(pb, f"PLAN_VIEW_{name}") for name in ("FULL", "CHANGES", "SUMMARY")}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000, 100_000])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[50, 1_000, 10_000, 100_000])
+    parser.add_argument("--views", nargs="+", default=["FULL", "SUMMARY"], choices=sorted(VIEWS))
+    parser.add_argument("--repeat", type=int, default=20, help="calls per size and view")
+    parser.add_argument("--budget", type=float, default=60.0, help="seconds per size and view")
     args = parser.parse_args()
-    header = ("deals", "decode s", "plan s", "solver s", "encode s", "total s", "requests",
-              "schedules", "MB out")  # fmt: skip
-    print("".join(f"{h:>11}" for h in header))
-    for n in args.sizes:
-        wire = encode_snapshot(make_snapshot(n), "arrow").SerializeToString()
-        t0 = time.perf_counter()
-        snapshot = decode_wire(wire)
-        t1 = time.perf_counter()
-        plan = build_plan(snapshot)
-        t2 = time.perf_counter()
-        out = encode_plan(plan).SerializeToString()
-        t3 = time.perf_counter()
-        solver = plan.solver.build_seconds + plan.solver.solve_seconds + plan.solver.verify_seconds
-        row = (n, t1 - t0, t2 - t1, solver, t3 - t2, t3 - t0, len(plan.requests),
-               len(plan.schedules), len(out) / 1e6)  # fmt: skip
-        print(f"{row[0]:>11}" + "".join(f"{v:>11.3f}" for v in row[1:6])
-              + f"{row[6]:>11}{row[7]:>11}{row[8]:>11.1f}")  # fmt: skip
-        limit = ServerConfig().max_message_bytes
-        if len(out) > limit:
-            print(f"  the full plan exceeds the default message limit ({limit / 2**20:.0f} MiB): "
-                  "use PLAN_VIEW_CHANGES or raise max_message_bytes")  # fmt: skip
+    header = ("deals", "view", "calls", "p50 s", "p99 s", "min s", "MB in", "MB out")
+    print("".join(f"{h:>10}" for h in header), flush=True)
+    with running_server() as target, channel(target) as ch:
+        call = stub(ch).Replan
+        for n in args.sizes:
+            request = pb.ReplanRequest(snapshot=encode_snapshot(make_snapshot(n), "arrow"))
+            size_in = request.ByteSize() / 1e6
+            for view in args.views:
+                request.view = VIEWS[view]
+                times: list[float] = []
+                size_out = 0.0
+                deadline = time.perf_counter() + args.budget
+                for i in range(args.repeat + 1):
+                    t0 = time.perf_counter()
+                    try:
+                        response = call(request, timeout=600)
+                    except grpc.RpcError as exc:
+                        print(f"{n:>10}{view:>10}  {exc.code().name}: {exc.details()}")
+                        break
+                    elapsed = time.perf_counter() - t0
+                    size_out = response.ByteSize() / 1e6
+                    if i:  # the first call warms the server
+                        times.append(elapsed)
+                    if time.perf_counter() > deadline and len(times) >= 3:
+                        break
+                if times:
+                    figures = (statistics.median(times), percentile(times, 99), min(times))
+                    print(f"{n:>10}{view:>10}{len(times):>10}"
+                          + "".join(f"{v:>10.4f}" for v in figures)
+                          + f"{size_in:>10.2f}{size_out:>10.2f}", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":
