@@ -88,10 +88,11 @@ class ReallocatorServicer:
                 precondition_status(f"constraints conflict: {exc}", failures),
             )
             raise AssertionError("unreachable") from exc
-        msg = encode_plan(plan, deals=_PLAN_VIEWS[request.view])
+        response = pb.ReplanResponse()
+        # Encoded in place: a copy into the response would cost as much as a large plan's encoding.
+        msg = encode_plan(plan, deals=_PLAN_VIEWS[request.view], into=response.plan)
         msg.state = plan_pb2.PLAN_STATE_DRY_RUN if request.dry_run else plan_pb2.PLAN_STATE_PROPOSED
         msg.create_time.GetCurrentTime()
-        response = pb.ReplanResponse(plan=msg)
         smaller = (
             "PLAN_VIEW_SUMMARY"
             if request.view == pb.PLAN_VIEW_CHANGES

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
+from datetime import datetime
 
 import numpy as np
 import pandas as pd
 from google.protobuf import struct_pb2
 from google.protobuf.duration_pb2 import Duration
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from reallocator.core.plan.model import (
     AdjustmentRequest,
@@ -81,10 +84,18 @@ def encode_request(r: AdjustmentRequest) -> plan_pb2.AdjustmentRequest:
     return msg
 
 
-def encode_schedule(s: DeliverySchedule) -> plan_pb2.DeliverySchedule:
+def encode_schedule(
+    s: DeliverySchedule, starts: dict[datetime, Timestamp] | None = None
+) -> plan_pb2.DeliverySchedule:
+    """`starts` caches the Timestamp of each window start (a plan's schedules share one)."""
+    start = None if starts is None else starts.get(s.window_start)
+    if start is None:
+        start = timestamp(s.window_start)
+        if starts is not None:
+            starts[s.window_start] = start
     return plan_pb2.DeliverySchedule(
         deal_id=s.deal_id,
-        window_start_time=timestamp(s.window_start),
+        window_start_time=start,
         hourly_spend_micros=s.hourly_spend_micros.tolist(),
         hourly_target=s.hourly_target.tolist(),
         throttle=_finite(s.throttle),
@@ -115,10 +126,15 @@ def _groups(frame: pd.DataFrame) -> list[plan_pb2.GroupTotal]:
     return out
 
 
-def encode_plan(plan: Plan, *, name: str = "", deals: str = "all") -> plan_pb2.Plan:
+def encode_plan(
+    plan: Plan, *, name: str = "", deals: str = "all", into: plan_pb2.Plan | None = None
+) -> plan_pb2.Plan:
     """`deals`: "all" rows and schedules; "changed": the rows of the deals whose allocation
     moves or that are paced AHEAD (an instruction either way) and every schedule (each one is a
-    change to the buyer's pacer); "none": neither."""
+    change to the buyer's pacer); "none": neither.
+
+    `into`: an empty Plan message to fill (e.g. a response's field), which spares a copy of a
+    large plan; the filled message is returned."""
     table = plan.deals
     if deals == "changed":
         moved = table["delta"].to_numpy() != 0
@@ -126,7 +142,9 @@ def encode_plan(plan: Plan, *, name: str = "", deals: str = "all") -> plan_pb2.P
         table = table[moved | ahead]
     elif deals == "none":
         table = table.iloc[:0]
-    msg = plan_pb2.Plan(
+    msg = plan_pb2.Plan() if into is None else into
+    _fill(
+        msg,
         name=name,
         campaign_id=plan.campaign_id,
         as_of=timestamp(plan.as_of),
@@ -153,13 +171,13 @@ def encode_plan(plan: Plan, *, name: str = "", deals: str = "all") -> plan_pb2.P
                 delta=c["delta"][i],
                 lower_bound=c["lower_bound"][i],
                 upper_bound=c["upper_bound"][i],
-                binding=BINDING[BindingKind(c["binding"][i])],
+                binding=BINDING[c["binding"][i]],  # StrEnum keys: a str finds its member
                 capacity_forecast=c["capacity"][i],
-                reason=REASON[ReasonCode(c["reason"][i])],
+                reason=REASON[c["reason"][i]],
                 rationale=c["rationale"][i],
                 marginal_value=_finite(c["marginal_value"][i]),
                 new_total=c["new_total"][i],
-                pacing=PACING[DealPacing(c["pacing"][i])],
+                pacing=PACING[c["pacing"][i]],
             )
     msg.sellers.extend(_groups(plan.sellers))
     msg.channels.extend(_groups(plan.channels))
@@ -172,7 +190,8 @@ def encode_plan(plan: Plan, *, name: str = "", deals: str = "all") -> plan_pb2.P
         )
     msg.seller_requests.extend(encode_request(r) for r in plan.requests)
     if deals != "none":
-        msg.schedules.extend(encode_schedule(s) for s in plan.schedules)
+        starts: dict[datetime, Timestamp] = {}
+        msg.schedules.extend(encode_schedule(s, starts) for s in plan.schedules)
     for v in plan.violations:
         msg.violations.add(
             constraint=v.constraint,
@@ -204,6 +223,15 @@ def encode_plan(plan: Plan, *, name: str = "", deals: str = "all") -> plan_pb2.P
         )
     )
     return msg
+
+
+def _fill(msg: plan_pb2.Plan, **fields: object) -> None:
+    """Sets scalar and message fields of `msg` as the constructor would."""
+    for key, value in fields.items():
+        if isinstance(value, Message):
+            getattr(msg, key).CopyFrom(value)
+        else:
+            setattr(msg, key, value)
 
 
 __all__ = ["encode_plan", "encode_request", "encode_schedule"]

@@ -34,3 +34,19 @@ def test_plan_matches_the_golden_fixture(index: int) -> None:
     case = Case(**stored["case"])
     # Through JSON, so tuples and ints compare as the fixture stores them.
     assert json.loads(json.dumps(summary(plan_for(case)), sort_keys=True)) == stored["plan"]
+
+
+def test_a_plan_encoded_into_a_response_is_the_plan_encoded_alone() -> None:
+    from reallocator.v1 import reallocator_service_pb2 as pb
+    from reallocator.wire.plan import encode_plan
+
+    for case in cases()[:8]:
+        plan = plan_for(case)
+        if isinstance(plan, str):
+            continue
+        for view in ("all", "changed", "none"):
+            response = pb.ReplanResponse()
+            filled = encode_plan(plan, deals=view, into=response.plan)
+            assert filled is response.plan
+            assert response.plan == encode_plan(plan, deals=view)
+            assert response.plan.schedules or view == "none" or not plan.schedules
