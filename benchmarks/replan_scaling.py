@@ -2,7 +2,8 @@
 
 The campaign is `assess_scaling.make_snapshot` (10-day flight, dayparts, hourly traffic curve,
 lifetime budget plus a daily cap, 100 sellers, 10 channels, 48 h of hourly series), sent as
-`encode_snapshot(..., "arrow")` writes it. Each size and view is called once to warm the server,
+`encode_snapshot(..., "arrow")` writes it (zstd-compressed Arrow when the plain request is over
+the default message limit, as at 100k deals). Each size and view is called once to warm the server,
 then `--repeat` times (fewer at 100k, bounded by `--budget` seconds); the figures are the median
 and p99 of the end-to-end call (serialise, send, decode, assess, solve, explain, encode, receive,
 parse), with the request and response sizes. Server and client run with their default settings
@@ -19,7 +20,7 @@ import time
 
 import grpc
 from assess_scaling import make_snapshot
-from grpc_server import channel, percentile, running_server, stub
+from grpc_server import LIMIT, channel, percentile, running_server, stub
 
 from reallocator.v1 import reallocator_service_pb2 as pb
 from reallocator.wire.encode import encode_snapshot
@@ -33,13 +34,24 @@ def main() -> None:
     parser.add_argument("--views", nargs="+", default=["FULL", "SUMMARY"], choices=sorted(VIEWS))
     parser.add_argument("--repeat", type=int, default=20, help="calls per size and view")
     parser.add_argument("--budget", type=float, default=60.0, help="seconds per size and view")
+    parser.add_argument(
+        "--compression",
+        choices=["auto", "none", "zstd", "lz4"],
+        default="auto",
+        help="Arrow IPC compression of the request (auto: zstd when plain is over the limit)",
+    )
     args = parser.parse_args()
-    header = ("deals", "view", "calls", "p50 s", "p99 s", "min s", "MB in", "MB out")
+    header = ("deals", "view", "calls", "p50 s", "p99 s", "min s", "MB in", "MB out", "request")
     print("".join(f"{h:>10}" for h in header), flush=True)
     with running_server() as target, channel(target) as ch:
         call = stub(ch).Replan
         for n in args.sizes:
-            request = pb.ReplanRequest(snapshot=encode_snapshot(make_snapshot(n), "arrow"))
+            snapshot = make_snapshot(n)
+            compression = None if args.compression in ("auto", "none") else args.compression
+            request = pb.ReplanRequest(snapshot=encode_snapshot(snapshot, compression=compression))
+            if args.compression == "auto" and request.ByteSize() > LIMIT:
+                compression = "zstd"
+                request = pb.ReplanRequest(snapshot=encode_snapshot(snapshot, compression="zstd"))
             size_in = request.ByteSize() / 1e6
             for view in args.views:
                 request.view = VIEWS[view]
@@ -63,7 +75,8 @@ def main() -> None:
                     figures = (statistics.median(times), percentile(times, 99), min(times))
                     print(f"{n:>10}{view:>10}{len(times):>10}"
                           + "".join(f"{v:>10.4f}" for v in figures)
-                          + f"{size_in:>10.2f}{size_out:>10.2f}", flush=True)  # fmt: skip
+                          + f"{size_in:>10.2f}{size_out:>10.2f}{compression or 'plain':>10}",
+                          flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":
