@@ -85,7 +85,7 @@ class ReallocatorServicer:
             failures = [("CONSTRAINT", v.constraint, v.message) for v in exc.violations]
             abort_with(
                 context,
-                precondition_status(f"constraints conflict: {exc}", failures),
+                precondition_status(str(exc), failures),  # it begins "constraints conflict: "
             )
             raise AssertionError("unreachable") from exc
         response = pb.ReplanResponse()
