@@ -40,7 +40,7 @@ from reallocator.core.interrupt import Checkpoint, never
 from reallocator.core.model import BudgetType, CampaignSnapshot, DealStatus, DealType, Period
 from reallocator.core.pacing.assessment import Assessment, PacingStatus, assess
 from reallocator.core.pacing.curves import PacingCurve, build_curve
-from reallocator.core.plan.explain import beyond_forecast, explain
+from reallocator.core.plan.explain import beyond_forecast, explain, explain_unchanged
 from reallocator.core.plan.model import (
     PLAN_DEAL_COLUMNS,
     AdjustmentRequest,
@@ -429,8 +429,17 @@ def build_plan(
     frame["locked"] = snapshot.deals["locked"].to_numpy()
     frame["value_per_unit"] = snapshot.deals["value_per_unit"].to_numpy()
     frame["capped_by_response"] = capped
+    # The NO_CHANGE gate, decided before any text exists: such a plan explains no move.
+    alerts = len(assessment.alerts) > 0
+    small = not worth_changing(x - report.current, policy.min_change).any()
+    no_change = not alerts and small and not violations
     checkpoint("explain")
-    why = explain(shown, report, result, frame, bt, currency, built.seller_ids, built.channel_ids)
+    if no_change:
+        why = explain_unchanged(report.current, frame["locked"].to_numpy(bool), bt, currency)
+    else:
+        why = explain(
+            shown, report, result, frame, bt, currency, built.seller_ids, built.channel_ids
+        )
 
     deals = snapshot.deals
     spent = report.spent
@@ -455,13 +464,11 @@ def build_plan(
         }
     ).astype(PLAN_DEAL_COLUMNS)
 
-    alerts = len(assessment.alerts) > 0
-    small = not worth_changing(plan_deals["delta"].to_numpy(np.int64), policy.min_change).any()
     status = PlanStatus.TIME_LIMITED if result.status == "TIME_LIMITED" else PlanStatus.OPTIMAL
     if violations:
         status = PlanStatus.RELAXED
     no_change_reason = ""
-    if not alerts and small and not violations:
+    if no_change:
         status = PlanStatus.NO_CHANGE
         no_change_reason = (
             f"no alert passed the confidence threshold ({policy.confidence_threshold:.0f}) and "
@@ -487,7 +494,7 @@ def build_plan(
         built.seller_ids,
         problem.seller_min,
         problem.seller_max,
-        result.binding.seller_at_min | result.binding.seller_at_max,
+        (result.binding.seller_at_min | result.binding.seller_at_max) & (not no_change),
         None if result.duals is None else result.duals.seller,
     )
     channels = _group_frame(
@@ -496,7 +503,7 @@ def build_plan(
         built.channel_ids,
         problem.channel_min,
         problem.channel_max,
-        result.binding.channel_at_min | result.binding.channel_at_max,
+        (result.binding.channel_at_min | result.binding.channel_at_max) & (not no_change),
         None if result.duals is None else result.duals.channel,
     )
     allocated = int(plan_deals["new_allocation"].sum())
@@ -569,7 +576,8 @@ def _group_frame(
     frame["min_total"] = np.where(mins > 0, mins + frame["delivered"], np.nan)
     frame["max_total"] = np.where(maxs == NO_MAX, np.nan, maxs.astype(float) + frame["delivered"])
     frame["binding"] = binding
-    frame["marginal_value"] = np.abs(duals) if duals is not None else 0.0
+    # The worth of one more unit of a limit that binds; a limit that does not bind is worth 0.
+    frame["marginal_value"] = np.where(binding, np.abs(duals), 0.0) if duals is not None else 0.0
     return frame
 
 

@@ -177,6 +177,23 @@ def explain(
     return Explanation(binding, np.asarray(reason, dtype=str), marginal, rationale)
 
 
+def explain_unchanged(
+    current: IntArray, locked: npt.NDArray[np.bool_], budget_type: BudgetType, currency: str
+) -> Explanation:
+    """A NO_CHANGE plan's deals: nothing moved, so only a lock binds and no move is explained
+    (the gate is decided before any text exists, so no row describes the solver's discarded
+    allocation)."""
+    n = len(current)
+    held = amounts(current, budget_type, currency)
+    why = np.where(locked, "locked", "no change worth making").tolist()
+    return Explanation(
+        binding=np.where(locked, BindingKind.LOCKED.value, BindingKind.NONE.value),
+        reason=np.full(n, ReasonCode.UNCHANGED.value),
+        marginal_value=np.zeros(n),
+        rationale=[f"unchanged at {h} remaining: {w}" for h, w in zip(held, why, strict=True)],
+    )
+
+
 _STOP = {
     BindingKind.CAPACITY: "capped by its capacity forecast of {cap}",
     BindingKind.DEAL_MAX: "capped by its maximum allocation",
