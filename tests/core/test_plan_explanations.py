@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from reallocator.core.model import Policy
 from reallocator.core.plan.builder import PlanRejected, build_plan
 from reallocator.core.plan.model import BindingKind, Plan, PlanStatus, ReasonCode
+from reallocator.core.plan.text import amount
 from reallocator.wire.snapshot import decode_snapshot
 from reallocator.wire.violations import Violations
 
@@ -65,6 +66,21 @@ def check_deals_agree(plan: Plan) -> None:
             assert STOP_WORDS[BindingKind(binding)] in text, (binding, text)
 
 
+def check_summary_agrees(plan: Plan) -> None:
+    """The summary's moved, released and added budget are the deals' changes."""
+    summary = plan.rationale.summary
+    delta = plan.deals["delta"].to_numpy()
+    increase, decrease = int(delta[delta > 0].sum()), int(-delta[delta < 0].sum())
+    moved = min(increase, decrease)
+    bt, cur = plan.budget_type, plan.currency
+    assert (f"moves {amount(moved, bt, cur)} from" in summary) == (moved > 0), summary
+    released = f"releases {amount(decrease - moved, bt, cur)} from"
+    assert (released in summary) == (decrease > moved), summary
+    added = f"adds {amount(increase - moved, bt, cur)} of unplaced"
+    assert (added in summary) == (increase > moved), summary
+    assert "moves 0.00" not in summary
+
+
 def check_groups_agree(plan: Plan) -> None:
     for frame in (plan.sellers, plan.channels):
         idle = ~frame["binding"].to_numpy(bool)
@@ -78,6 +94,8 @@ def test_codes_text_and_numbers_agree(plan: Plan | None) -> None:
         return
     check_deals_agree(plan)
     check_groups_agree(plan)
+    if plan.status is not PlanStatus.NO_CHANGE:
+        check_summary_agrees(plan)
     if plan.status is PlanStatus.NO_CHANGE:
         d = plan.deals
         assert (d["delta"] == 0).all()

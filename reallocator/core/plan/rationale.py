@@ -120,7 +120,8 @@ def decision_record(
     bt, cur = plan.budget_type, plan.currency
     deals = plan.deals
     delta = deals["delta"].to_numpy()
-    moved = int(delta[delta > 0].sum())
+    increase, decrease = int(delta[delta > 0].sum()), int(-delta[delta < 0].sum())
+    moved = min(increase, decrease)  # from some deals to others; the rest is released or added
     takers, givers = int((delta > 0).sum()), int((delta < 0).sum())
     campaign = assessment.campaign.iloc[0]
     ratio = float(campaign["pacing_ratio"])
@@ -139,18 +140,33 @@ def decision_record(
             for i in order.tolist()
             if delta[i] != 0
         )
+        largest = "moves" if increase == decrease else "changes"
+        changes = []
+        if moved:
+            changes.append(
+                f"moves {amount(moved, bt, cur)} from {givers} deal(s) to {takers} deal(s)"
+            )
+        if decrease > moved:
+            changes.append(
+                f"releases {amount(decrease - moved, bt, cur)} from {givers} deal(s) that no "
+                "other deal takes"
+            )
+        if increase > moved:
+            changes.append(
+                f"adds {amount(increase - moved, bt, cur)} of unplaced budget to {takers} deal(s)"
+            )
         summary = (
             f"Campaign {plan.campaign_id} is {status.replace('_', ' ').lower()} "
-            f"({ratio:.0%} of expected delivery, {alerts} alert(s)). The plan moves "
-            f"{amount(moved, bt, cur)} from {givers} deal(s) to {takers} deal(s) and places "
-            f"{amount(plan.allocated, bt, cur)} of the {amount(plan.remaining_budget, bt, cur)} "
-            f"remaining"
+            f"({ratio:.0%} of expected delivery, {alerts} alert(s)). The plan "
+            + (", ".join(changes) if changes else "changes no deal's allocation")
+            + f" and places {amount(plan.allocated, bt, cur)} of the "
+            f"{amount(plan.remaining_budget, bt, cur)} remaining"
             + (
                 f"; {amount(plan.unspendable, bt, cur)} cannot be delivered"
                 if plan.unspendable
                 else ""
             )
-            + (f". Largest moves: {moves}." if moves else ".")
+            + (f". Largest {largest}: {moves}." if moves else ".")
         )
         if plan.status is PlanStatus.RELAXED:
             summary += f" Constraints conflicted: {len(plan.violations)} had to give way."
