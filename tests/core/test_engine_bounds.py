@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from reallocator.core.engine import build_from_snapshot, build_problem, solve
 from reallocator.core.engine.bounds import (
@@ -202,3 +203,18 @@ def test_a_spend_goals_money_cap_bounds_the_total_placed() -> None:
         replace(snapshot, pacing=replace(spec, max_spend_micros=None)), i64(1000, 1000, 1000, 1000)
     )
     assert uncapped.problem.total == 5000
+
+
+def test_churn_weight_stays_finite_at_the_float_limit() -> None:
+    """Values near the float limit (a caller's, fuzzed) once made the weight inf: INTERNAL."""
+    from reallocator.core.engine.bounds import MAX_CHURN, churn_weight
+    from reallocator.core.model import Policy
+
+    slopes = np.array([[1e308], [1e308], [0.0]])
+    current = np.array([2**50, 2**50, 1], dtype=np.int64)
+    for policy in (Policy(), Policy(churn_deal=1e308)):
+        lam = churn_weight(policy, slopes, current)
+        assert np.isfinite(lam) and 0 < lam <= MAX_CHURN
+    assert churn_weight(Policy(), np.array([[2.0], [4.0]]), np.array([1, 3])) == pytest.approx(
+        0.1 * 3.5
+    )

@@ -315,8 +315,17 @@ def churn_weight(policy: Policy, value_slopes: FloatArray, current: IntArray) ->
         return policy.churn_deal
     first = np.nan_to_num(value_slopes[:, 0], nan=0.0)
     weight = current.astype(np.float64)
-    mean = float(np.average(first, weights=weight)) if weight.sum() > 0 else float(first.mean())
-    return policy.churn_deal + policy.churn_relative * max(mean, 0.0)
+    total = float(weight.sum())
+    with np.errstate(over="ignore", invalid="ignore"):  # values near the float limit
+        mean = float(np.dot(first, weight / total)) if total > 0 else float(first.mean())
+        lam = policy.churn_deal + policy.churn_relative * max(
+            float(np.nan_to_num(mean, nan=0.0, posinf=MAX_CHURN, neginf=0.0)), 0.0
+        )
+    return float(min(lam, MAX_CHURN))
+
+
+MAX_CHURN = 1e300
+"""The largest churn weight (finite, whatever values a caller sends: it already freezes a plan)."""
 
 
 def build_from_snapshot(
