@@ -63,6 +63,16 @@ def main() -> None:
             f"  local runner, {processes} process(es): {rate:8.1f} campaigns/s "
             f"(overhead over the bare solve per process: {overhead:+.0f} %)"
         )
+    with tempfile.TemporaryDirectory() as out:
+        start = time.perf_counter()
+        replan_book(
+            campaigns, deals, Path(out), options, processes=2, progress=False, engine="dask"
+        )
+        dask_rate = args.campaigns / (time.perf_counter() - start)
+    print(
+        f"  Dask LocalCluster, 2 workers (start included): {dask_rate:8.1f} campaigns/s "
+        f"(local 2 processes / Dask: {rate / dask_rate:.2f}x)"
+    )
 
 
 if __name__ == "__main__":

@@ -23,6 +23,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--rationale", action="store_true", help="also write the rationale text (large)"
     )
     parser.add_argument("--time-limit", type=float, default=None, help="solver seconds per plan")
+    parser.add_argument(
+        "--engine",
+        choices=["local", "dask"],
+        default="local",
+        help="local processes (default) or Dask (needs reallocator[batch])",
+    )
+    parser.add_argument(
+        "--scheduler", default=None, help="Dask scheduler address (default: a LocalCluster)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(
         "--store",

@@ -27,6 +27,8 @@ def batch_command(args: argparse.Namespace) -> int:
             processes=args.processes,
             chunk_size=args.chunk_size,
             progress=not args.no_progress,
+            engine=args.engine,
+            scheduler=args.scheduler,
         )
     except BatchError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -11,7 +11,7 @@ import json
 import multiprocessing
 import os
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,8 +110,12 @@ def replan_book(
     processes: int | None = None,
     chunk_size: int = 64,
     progress: bool = True,
+    engine: str = "local",
+    scheduler: str | None = None,
 ) -> Summary:
-    """Replans every campaign on local processes ("forkserver"; default all cores)."""
+    """Replans every campaign on local processes ("forkserver"; default all cores), or on Dask
+    (`engine="dask"`: the scheduler at `scheduler`, or a LocalCluster of `processes` workers);
+    both run the same `run_chunk`. Dask workers must see `out` (a shared file system)."""
     if "campaign_id" not in campaigns or "campaign_id" not in deals:
         raise BatchError("both tables need a campaign_id column")
     _job_file(out, chunk_size, options.rationale)
@@ -142,7 +146,9 @@ def replan_book(
         bar.update(n)
 
     try:
-        if workers == 1:
+        if engine == "dask":
+            _on_dask(todo, deal_rows, out, options, workers, scheduler, done)
+        elif workers == 1:
             for i, chunk in todo:
                 done(run_chunk(i, chunk, deal_rows(chunk), out, options))
         else:
@@ -157,6 +163,40 @@ def replan_book(
     finally:
         bar.close()
     return summary
+
+
+def _on_dask(
+    todo: list[tuple[int, pd.DataFrame]],
+    deal_rows: Callable[[pd.DataFrame], pd.DataFrame],
+    out: Path,
+    options: Options,
+    workers: int,
+    scheduler: str | None,
+    done: Callable[[Counter[str]], None],
+) -> None:
+    try:
+        from distributed import Client, LocalCluster, as_completed
+    except ImportError as exc:
+        raise BatchError(
+            "--engine dask needs Dask: pip install 'reallocator[batch]' "
+            "(dask[dataframe] and distributed)"
+        ) from exc
+    cluster = None
+    if scheduler is None:
+        cluster = LocalCluster(  # type: ignore[no-untyped-call]
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+        )
+    try:
+        with Client(scheduler or cluster) as client:  # type: ignore[no-untyped-call]
+            futures = [
+                client.submit(run_chunk, i, chunk, deal_rows(chunk), out, options, pure=False)
+                for i, chunk in todo
+            ]
+            for future in as_completed(futures):  # type: ignore[no-untyped-call]
+                done(future.result())
+    finally:
+        if cluster is not None:
+            cluster.close()
 
 
 def _bar(total: int, enabled: bool) -> _Progress:

@@ -162,3 +162,12 @@ def test_cli_writes_parts_and_reports(tmp_path: Path, capsys: pytest.CaptureFixt
     assert len(read_table(next((tmp_path / "out" / "status").glob("*.parquet")))) == 6
     assert main([*args, "--store"]) == 2
     assert "not available in this build" in capsys.readouterr().err
+
+
+def test_dask_local_cluster_agrees_with_local_runner(tmp_path: Path) -> None:
+    campaigns, deals = _book(4, n_deals=8)
+    replan_book(campaigns, deals, tmp_path / "a", Options(), processes=1, chunk_size=2)
+    replan_book(
+        campaigns, deals, tmp_path / "b", Options(), processes=2, chunk_size=2, engine="dask"
+    )
+    assert _files(tmp_path / "a") == _files(tmp_path / "b")
