@@ -171,3 +171,16 @@ def test_dask_local_cluster_agrees_with_local_runner(tmp_path: Path) -> None:
         campaigns, deals, tmp_path / "b", Options(), processes=2, chunk_size=2, engine="dask"
     )
     assert _files(tmp_path / "a") == _files(tmp_path / "b")
+
+
+def test_csv_input_gives_the_same_status_as_parquet(tmp_path: Path) -> None:
+    campaigns, deals = _bad_book()
+    campaigns.to_csv(tmp_path / "c.csv", index=False)
+    deals.to_csv(tmp_path / "d.csv", index=False)
+    args = ["batch", "replan", "--deals", str(tmp_path / "d.csv"), "--campaigns"]
+    args += [str(tmp_path / "c.csv"), "--out", str(tmp_path / "csv"), "--processes", "1"]
+    assert main([*args, "--no-progress"]) == 0
+    replan_book(campaigns, deals, tmp_path / "pq", Options(), processes=1, progress=False)
+    pd.testing.assert_frame_equal(
+        _read(tmp_path / "csv", "status"), _read(tmp_path / "pq", "status")
+    )
