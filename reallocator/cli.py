@@ -172,6 +172,12 @@ def _db(args: argparse.Namespace) -> int:
     return 0
 
 
+def _batch(args: argparse.Namespace) -> int:
+    from reallocator.batch.cli import batch_command
+
+    return batch_command(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="reallocator",
@@ -295,6 +301,18 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("--config", type=Path, help="TOML file with a [store] table")
     db.add_argument("--database-url", help="SQLAlchemy URL (default REALLOCATOR_DATABASE_URL)")
     db.set_defaults(run=_db)
+
+    batch = sub.add_parser(
+        "batch",
+        help="replan a whole book of campaigns from Parquet/CSV tables, on all local cores",
+        description="Replan every campaign of a book (deal rows + campaign rows, Parquet or CSV) "
+        "with no server: plan deals, seller requests, schedules, a status table and an errors "
+        "table as Parquet parts in --out. A rerun skips parts already written.",
+    )
+    from reallocator.batch.args import add_arguments as add_batch_arguments
+
+    add_batch_arguments(batch)
+    batch.set_defaults(run=_batch)
     return parser
 
 

@@ -1,0 +1,186 @@
+"""Batch replanning: status and errors tables, resumption, runners and Replan agree."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from builders import build_snapshot, random_snapshot_spec
+
+from reallocator.batch.book import book_rows
+from reallocator.batch.campaign import Options, plan_campaign
+from reallocator.batch.runner import read_table, replan_book
+from reallocator.cli import main
+from reallocator.v1 import reallocator_service_pb2 as pb
+from reallocator.v1 import reallocator_service_pb2_grpc as rpc
+
+
+def _book(n: int, n_deals: int = 12) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rows, deals = [], []
+    for seed in range(n):
+        spec = random_snapshot_spec(n_deals, seed, n_buckets=0)
+        row, d = book_rows(build_snapshot(spec, "arrow"))
+        rows.append(row)
+        deals.append(d)
+    return pd.DataFrame(rows), pd.concat(deals, ignore_index=True)
+
+
+def _bad_book() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Campaigns 0-1 good; 2 a bad deal row; 3 a bad currency; 4-5 infeasible (reject, relax)."""
+    campaigns, deals = _book(6, n_deals=24)
+    bad = deals.index[deals["campaign_id"] == "campaign-2"][3]
+    deals.loc[bad, "allocation"] = -5
+    campaigns.loc[3, "currency_code"] = "dollars"
+    for i, mode in ((4, "REJECT"), (5, "RELAX")):  # seller floors summing over the budget
+        totals = deals[deals["campaign_id"] == f"campaign-{i}"].groupby("seller_id")["allocation"]
+        floors = totals.sum()
+        campaigns.loc[i, "sellers"] = json.dumps(
+            [{"sellerId": s, "limits": {"minTotal": str(int(v))}} for s, v in floors.items()]
+        )
+        pacing = json.loads(campaigns.loc[i, "pacing"])
+        pacing["budgets"] = [{"period": "PERIOD_LIFETIME", "amount": str(int(floors.sum() // 2))}]
+        campaigns.loc[i, "pacing"] = json.dumps(pacing)
+        campaigns.loc[i, "on_infeasible"] = mode
+    return campaigns, deals
+
+
+def _read(out: Path, part: str) -> pd.DataFrame:
+    return pd.concat(
+        [pd.read_parquet(p) for p in sorted((out / part).glob("part-*.parquet"))],
+        ignore_index=True,
+    )
+
+
+def test_status_and_errors_tables(tmp_path: Path) -> None:
+    campaigns, deals = _bad_book()
+    summary = replan_book(campaigns, deals, tmp_path, Options(), processes=1, chunk_size=4)
+    status = _read(tmp_path, "status").set_index("campaign_id")["status"]
+    assert status["campaign-0"] in ("OPTIMAL", "NO_CHANGE")
+    assert status["campaign-1"] in ("OPTIMAL", "NO_CHANGE")
+    assert status["campaign-2"] == "INVALID"
+    assert status["campaign-3"] == "INVALID"
+    assert status["campaign-4"] == "REJECTED"
+    assert status["campaign-5"] == "RELAXED"
+    assert summary.campaigns == 6
+    errors = _read(tmp_path, "errors")
+    bad_deal = deals[deals["campaign_id"] == "campaign-2"]["deal_id"].iloc[3]
+    row = errors[errors["campaign_id"] == "campaign-2"].iloc[0]
+    assert (row["deal_id"], row["column"]) == (bad_deal, "allocation")
+    assert errors[errors["campaign_id"] == "campaign-3"]["column"].tolist() == ["currency_code"]
+    st = _read(tmp_path, "status").set_index("campaign_id")
+    assert "min_total" in st.loc["campaign-4", "violations"]
+    assert st.loc["campaign-4", "reason"].startswith("constraints conflict")
+    assert "min_total" in st.loc["campaign-5", "violations"]
+    planned = set(_read(tmp_path, "deals")["campaign_id"])
+    assert planned == {"campaign-0", "campaign-1", "campaign-5"}
+
+
+def _files(out: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def test_interrupted_run_resumed_is_byte_identical(tmp_path: Path) -> None:
+    campaigns, deals = _book(5, n_deals=8)
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    replan_book(campaigns, deals, whole, Options(), processes=1, chunk_size=2, progress=False)
+    replan_book(campaigns, deals, resumed, Options(), processes=1, chunk_size=2, progress=False)
+    # an interruption: the last chunk never finished (its status part missing, a temp file left)
+    (resumed / "status" / "part-00002.parquet").unlink()
+    (resumed / "deals" / "part-00002.parquet").write_bytes(b"half")
+    (resumed / "status" / ".part-00002.parquet.tmp-1").write_bytes(b"half")
+    summary = replan_book(
+        campaigns, deals, resumed, Options(), processes=1, chunk_size=2, progress=False
+    )
+    assert summary.skipped_chunks == 2 and summary.campaigns == 1
+    (resumed / "status" / ".part-00002.parquet.tmp-1").unlink()
+    assert _files(resumed) == _files(whole)
+
+
+def test_local_processes_agree_with_one_process(tmp_path: Path) -> None:
+    campaigns, deals = _book(4, n_deals=8)
+    replan_book(campaigns, deals, tmp_path / "a", Options(), processes=1, chunk_size=2)
+    replan_book(campaigns, deals, tmp_path / "b", Options(), processes=2, chunk_size=2)
+    assert _files(tmp_path / "a") == _files(tmp_path / "b")
+
+
+def test_pandas_groupby_apply_calls_the_same_function() -> None:
+    """The README's Spark snippet, run with pandas: groupBy + applyInPandas over plan_campaign."""
+    campaigns, deals = _book(3, n_deals=8)
+    by_id = campaigns.set_index("campaign_id", drop=False)
+
+    def plan_deals(group: pd.DataFrame) -> pd.DataFrame:
+        cid = group["campaign_id"].iloc[0]
+        return plan_campaign(by_id.loc[cid], group, Options()).deals
+
+    out = pd.concat(
+        [plan_deals(g) for _, g in deals.groupby("campaign_id", sort=True)], ignore_index=True
+    )
+    direct = pd.concat(
+        [
+            plan_campaign(row, deals[deals["campaign_id"] == row["campaign_id"]], Options()).deals
+            for _, row in campaigns.iterrows()
+        ],
+        ignore_index=True,
+    )
+    pd.testing.assert_frame_equal(out, direct)
+    assert len(out) == 24
+
+
+def test_batch_and_replan_give_the_same_plan(stub: rpc.ReallocatorServiceStub) -> None:
+    msg = build_snapshot(random_snapshot_spec(30, 7, n_buckets=0), "arrow")
+    row, deals = book_rows(msg)
+    result = plan_campaign(pd.Series(row), deals, Options())
+    request = pb.ReplanRequest(view=pb.PLAN_VIEW_FULL)
+    request.snapshot.CopyFrom(msg)
+    plan = stub.Replan(request, timeout=30).plan
+    wire = [(d.deal_id, d.old_allocation, d.new_allocation) for d in plan.deals]
+    batch = list(
+        zip(
+            result.deals["deal_id"],
+            result.deals["old_allocation"],
+            result.deals["new_allocation"],
+            strict=True,
+        )
+    )
+    assert wire == batch
+    assert plan.seller_requests
+    targets = result.requests["target_total"].tolist()
+    assert [r.target_total for r in plan.seller_requests] == targets
+    assert result.status["allocated"].iloc[0] == plan.allocated
+
+
+def test_cli_writes_parts_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    campaigns, deals = _bad_book()
+    campaigns.to_parquet(tmp_path / "campaigns.parquet")
+    deals.to_parquet(tmp_path / "deals.parquet")
+    args = ["batch", "replan", "--deals", str(tmp_path / "deals.parquet")]
+    args += ["--campaigns", str(tmp_path / "campaigns.parquet"), "--out", str(tmp_path / "out")]
+    assert main([*args, "--processes", "1", "--no-progress"]) == 0
+    assert "6 campaigns planned" in capsys.readouterr().out
+    assert len(read_table(next((tmp_path / "out" / "status").glob("*.parquet")))) == 6
+    assert main([*args, "--store"]) == 2
+    assert "not available in this build" in capsys.readouterr().err
+
+
+def test_dask_local_cluster_agrees_with_local_runner(tmp_path: Path) -> None:
+    campaigns, deals = _book(4, n_deals=8)
+    replan_book(campaigns, deals, tmp_path / "a", Options(), processes=1, chunk_size=2)
+    replan_book(
+        campaigns, deals, tmp_path / "b", Options(), processes=2, chunk_size=2, engine="dask"
+    )
+    assert _files(tmp_path / "a") == _files(tmp_path / "b")
+
+
+def test_csv_input_gives_the_same_status_as_parquet(tmp_path: Path) -> None:
+    campaigns, deals = _bad_book()
+    campaigns.to_csv(tmp_path / "c.csv", index=False)
+    deals.to_csv(tmp_path / "d.csv", index=False)
+    args = ["batch", "replan", "--deals", str(tmp_path / "d.csv"), "--campaigns"]
+    args += [str(tmp_path / "c.csv"), "--out", str(tmp_path / "csv"), "--processes", "1"]
+    assert main([*args, "--no-progress"]) == 0
+    replan_book(campaigns, deals, tmp_path / "pq", Options(), processes=1, progress=False)
+    pd.testing.assert_frame_equal(
+        _read(tmp_path / "csv", "status"), _read(tmp_path / "pq", "status")
+    )
