@@ -1,0 +1,1 @@
+"""Batch replanning: a book of campaigns from tables, with no server in the loop."""
