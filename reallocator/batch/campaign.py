@@ -152,5 +152,5 @@ def replan_campaign(
     try:
         plan = build_plan(snapshot, relax=relax, time_limit=time_limit)
     except PlanRejected as exc:
-        return CampaignResult(cid, "REJECTED", f"constraints conflict: {exc}")
+        return CampaignResult(cid, "REJECTED", str(exc))
     return CampaignResult(cid, str(plan.status), plan.no_change_reason, plan=plan)
