@@ -62,6 +62,12 @@ def _simulate(args: argparse.Namespace) -> int:
     return simulate_command(args)
 
 
+def _batch_replan(args: argparse.Namespace) -> int:
+    from reallocator.batch.cli import replan_command
+
+    return replan_command(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="reallocator",
@@ -107,6 +113,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_simulate_arguments(simulate)
     simulate.set_defaults(run=_simulate)
+    batch = sub.add_parser("batch", help="batch jobs over a whole book of campaigns, no server")
+    batch_sub = batch.add_subparsers(dest="batch_command", required=True, metavar="JOB")
+    replan = batch_sub.add_parser(
+        "replan",
+        help="replan every campaign of a book (Parquet/CSV) on all local cores",
+        description="Replan every campaign of --campaigns (one row each) with its rows of --deals "
+        "(DealColumns names plus campaign_id) and write Parquet tables under --out: deals, "
+        "requests, schedules, errors, status. A rerun skips the campaigns already written.",
+    )
+    replan.add_argument("--deals", type=Path, required=True, help="deal rows (.parquet or .csv)")
+    replan.add_argument("--campaigns", type=Path, required=True, help="campaign rows")
+    replan.add_argument("--out", type=Path, required=True, help="output folder")
+    replan.add_argument("--processes", type=int, default=0, help="worker processes (0: all cores)")
+    replan.add_argument("--chunk-size", type=int, default=50, help="campaigns per output part")
+    replan.add_argument("--relax", action="store_true", help="RELAXED plans instead of REJECTED")
+    replan.add_argument("--rationale", action="store_true", help="keep the rationale text")
+    replan.add_argument("--quiet", action="store_true", help="no progress bar")
+    replan.set_defaults(run=_batch_replan)
     return parser
 
 
