@@ -37,6 +37,10 @@ class ServerConfig:
     drain_delay: timedelta = timedelta(seconds=1)  # ... of which NOT_SERVING, still accepting
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)  # server processes
     max_pending_calls: int = 32  # calls waiting for a thread beyond max_workers; more: refused
+    max_watch_streams: int = (
+        8  # WatchCampaign streams open at once (beside the calls); more: refused
+    )
+    watch_poll: timedelta = timedelta(seconds=1)  # how often a watch reads the store for news
     default_policy: Policy = field(default_factory=Policy)
     security: SecurityConfig = field(default_factory=lambda: SecurityConfig())
     ops: OpsConfig = field(default_factory=lambda: OpsConfig())
@@ -70,10 +74,12 @@ _ENV = {
     "REALLOCATOR_DRAIN_DELAY_SECONDS": ("drain_delay", float),
     "REALLOCATOR_WORKERS": ("workers", int),
     "REALLOCATOR_MAX_PENDING_CALLS": ("max_pending_calls", int),
+    "REALLOCATOR_MAX_WATCH_STREAMS": ("max_watch_streams", int),
+    "REALLOCATOR_WATCH_POLL_SECONDS": ("watch_poll", float),
     **{f"REALLOCATOR_{f.name.upper()}": (f.name, int) for f in dataclasses.fields(WireLimits)},
 }
 
-_DURATION_FIELDS = {"solver_time_limit", "grace_period", "drain_delay"}
+_DURATION_FIELDS = {"solver_time_limit", "grace_period", "drain_delay", "watch_poll"}
 POLICY_DURATIONS = frozenset({"stalled_window", "min_evidence", "cooldown", "forecast_prior"})
 """Policy fields that are durations: spelled `<name>_seconds` in every configuration source."""
 
@@ -210,6 +216,10 @@ def load_config(
         raise ConfigError(f"max_workers: must be at least 1, got {config.max_workers}")
     if config.workers < 1:
         raise ConfigError(f"workers: must be at least 1, got {config.workers}")
+    if config.max_watch_streams < 0:
+        raise ConfigError(
+            f"max_watch_streams: must not be negative, got {config.max_watch_streams}"
+        )
     if config.max_pending_calls < 0:
         raise ConfigError(
             f"max_pending_calls: must not be negative, got {config.max_pending_calls}"

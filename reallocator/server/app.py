@@ -83,7 +83,9 @@ def start_server(
         ("grpc.max_send_message_length", config.max_message_bytes),
         ("grpc.so_reuseport", 1 if reuse_port else 0),
     ]
-    threads = config.max_workers + config.max_pending_calls + RESERVED_THREADS
+    threads = (
+        config.max_workers + config.max_pending_calls + config.max_watch_streams + RESERVED_THREADS
+    )
     executor = futures.ThreadPoolExecutor(max_workers=threads)
     # --- security and operations (server/operations.py): TLS, auth, limits, metrics, logs ---
     ops = Operations(config, process_index=process_index)
@@ -95,8 +97,9 @@ def start_server(
     )
     # --- end security and operations ---
     admission = Admission(config.max_workers, config.max_pending_calls)
+    watches = Admission(config.max_watch_streams, 0)  # streams wait on the store, not a core
     servicer = ReallocatorServicer(config)
-    server.add_generic_rpc_handlers((generic_handler(SERVICE, servicer, admission),))
+    server.add_generic_rpc_handlers((generic_handler(SERVICE, servicer, admission, watches),))
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if config.security.reflection:

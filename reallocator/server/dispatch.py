@@ -181,10 +181,14 @@ def _serializer(out: type[message.Message]) -> Callable[[Any], bytes]:
 
 
 def generic_handler(
-    service: ServiceDescriptor, servicer: object, admission: Admission | None = None
+    service: ServiceDescriptor,
+    servicer: object,
+    admission: Admission | None = None,
+    streams: Admission | None = None,
 ) -> grpc.GenericRpcHandler:
     """One handler per method of `service`, bound to `servicer.<snake_case name>` if it exists;
-    `admission` bounds how many run and wait at once."""
+    `admission` bounds how many calls run and wait at once, `streams` how many server streams
+    are open (they wait on the store, so they must not hold a call's slot)."""
     handlers: dict[str, grpc.RpcMethodHandler] = {}
     for method in service.methods:
         out = message_factory.GetMessageClass(method.output_type)
@@ -192,7 +196,7 @@ def generic_handler(
         if method.client_streaming:
             raise NotImplementedError("client-streaming methods are not supported")
         if method.server_streaming:
-            fn = _streaming(method, impl, admission) if impl else _unimplemented(method)
+            fn = _streaming(method, impl, streams) if impl else _unimplemented(method)
             handlers[method.name] = grpc.unary_stream_rpc_method_handler(
                 fn, request_deserializer=None, response_serializer=_serializer(out)
             )

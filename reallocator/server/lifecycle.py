@@ -1,18 +1,33 @@
-"""The plan life-cycle RPCs on the audit store: GetPlan, ListPlans, ReviewPlan, ConfirmApplied,
-RecordSellerResponse. Each converts messages, validates and calls the store (one transaction);
-the store's errors map to statuses in the dispatch layer."""
+"""The plan life-cycle RPCs on the audit store: GetPlan, ListPlans, ReviewPlan (whole plans or
+single moves), ConfirmApplied, RollbackPlan, RecordSellerResponse, GetPacingHistory and
+WatchCampaign. Each converts messages, validates, calls the pure core where something must be
+computed (a revision, a rollback) and the store (one transaction); the store's errors map to
+statuses in the dispatch layer."""
 
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import grpc
+import numpy as np
+import pandas as pd
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
 
+from reallocator.core.plan.model import Plan
 from reallocator.server.identity import current_actor
-from reallocator.store.sql import SqlStore
-from reallocator.v1 import plan_pb2
+from reallocator.store.sql import NewPlan, Replaces, SqlStore, request_hash
+from reallocator.v1 import assessment_pb2, common_pb2, plan_pb2
 from reallocator.v1 import reallocator_service_pb2 as pb
 from reallocator.wire.violations import Violations
+
+if TYPE_CHECKING:
+    from reallocator.config import ServerConfig
+    from reallocator.server.dispatch import Encoded
 
 PLAN_NAME = re.compile(r"campaigns/([^/]{1,200})/plans/([0-9a-f]{1,64})")
 CAMPAIGN = re.compile(r"campaigns/([^/]{1,200})")
@@ -25,6 +40,7 @@ STATES = {
     plan_pb2.PLAN_STATE_SUPERSEDED: "SUPERSEDED",
 }
 MAX_PAGE = 1000
+_MAX_TIME = 32503680000 * 10**6  # year 3000, unix micros
 
 
 def _plan_name(value: str, field: str, errors: Violations) -> str:
@@ -34,22 +50,63 @@ def _plan_name(value: str, field: str, errors: Violations) -> str:
     return value
 
 
+def _campaign_of(name: str) -> str:
+    match = PLAN_NAME.fullmatch(name)
+    assert match is not None
+    return match.group(1)
+
+
+def _micros(request: object, field: str, errors: Violations) -> int | None:
+    """An optional Timestamp field as unix micros, checked to lie in 1970-3000."""
+    if not request.HasField(field):  # type: ignore[attr-defined]
+        return None
+    micros = int(getattr(request, field).ToMicroseconds())
+    if not 0 <= micros < _MAX_TIME:
+        errors.add(field, "must be between 1970 and 3000")
+    return micros
+
+
+def _body_hash(request: object) -> str:
+    return request_hash(request.SerializeToString(deterministic=True))  # type: ignore[attr-defined]
+
+
 class LifecycleMethods:
     """Mixed into ReallocatorServicer; `self.store` is the audit store."""
 
     store: SqlStore
+    config: ServerConfig
 
-    def get_plan(
-        self, request: pb.GetPlanRequest, context: grpc.ServicerContext
-    ) -> pb.GetPlanResponse:
+    # The servicer provides these (they share the Replan path).
+    def _resolve(
+        self, name: str, pin: list[str] | None, rollback: bool
+    ) -> tuple[Plan, plan_pb2.Plan, NewPlan]:
+        raise NotImplementedError
+
+    def _fits(
+        self, context: grpc.ServicerContext, response: Message, what: str, remedy: str
+    ) -> Encoded:
+        raise NotImplementedError
+
+    def get_plan(self, request: pb.GetPlanRequest, context: grpc.ServicerContext) -> Encoded:
+        from reallocator.server.servicer import PLAN_VIEWS
+
         errors = Violations()
         name = _plan_name(request.name, "name", errors)
+        if request.view not in PLAN_VIEWS:
+            errors.add("view", f"unknown value {request.view}")
         errors.raise_if_any()
-        return pb.GetPlanResponse(plan=self.store.get_plan(name))
+        plan = self.store.get_plan(name, PLAN_VIEWS[request.view])
+        return self._fits(
+            context,
+            pb.GetPlanResponse(plan=plan),
+            "plan",
+            "ask for PLAN_VIEW_TABLE, PLAN_VIEW_CHANGES or PLAN_VIEW_SUMMARY (view)",
+        )
 
     def list_plans(
         self, request: pb.ListPlansRequest, context: grpc.ServicerContext
     ) -> pb.ListPlansResponse:
+        """Plans as summaries (no per-deal rows): read one with GetPlan for its deals."""
         errors = Violations()
         match = CAMPAIGN.fullmatch(request.parent)
         if match is None:
@@ -62,12 +119,16 @@ class LifecycleMethods:
                 errors.add("state", f"not a state a stored plan can be in ({request.state})")
             else:
                 state = STATES[request.state]
+        start = _micros(request, "start_time", errors)
+        end = _micros(request, "end_time", errors)
         errors.raise_if_any()
         assert match is not None
         try:
             plans, token = self.store.list_plans(
                 match.group(1),
                 state=state,
+                start=start,
+                end=end,
                 page_size=request.page_size or 50,
                 page_token=request.page_token,
             )
@@ -80,36 +141,149 @@ class LifecycleMethods:
     def review_plan(
         self, request: pb.ReviewPlanRequest, context: grpc.ServicerContext
     ) -> pb.ReviewPlanResponse:
+        """A whole plan approved or rejected, or single moves: rejecting any re-solves with
+        those deals pinned and records the revision (see the proto)."""
         errors = Violations()
         name = _plan_name(request.name, "name", errors)
-        if request.decision not in (pb.REVIEW_DECISION_APPROVE, pb.REVIEW_DECISION_REJECT):
-            errors.add("decision", "required: REVIEW_DECISION_APPROVE or REVIEW_DECISION_REJECT")
+        decisions = (pb.REVIEW_DECISION_APPROVE, pb.REVIEW_DECISION_REJECT)
+        if request.decision not in decisions and not (
+            request.decision == pb.REVIEW_DECISION_UNSPECIFIED and request.deal_decisions
+        ):
+            errors.add(
+                "decision",
+                "required (REVIEW_DECISION_APPROVE or REVIEW_DECISION_REJECT) unless "
+                "deal_decisions are given",
+            )
+        seen: set[str] = set()
+        for i, d in enumerate(request.deal_decisions):
+            if d.decision not in decisions:
+                errors.add(f"deal_decisions[{i}].decision", "required: APPROVE or REJECT")
+            if not d.deal_id:
+                errors.add(f"deal_decisions[{i}].deal_id", "required")
+            elif d.deal_id in seen:
+                errors.add(f"deal_decisions[{i}].deal_id", f"{d.deal_id!r} decided twice")
+            seen.add(d.deal_id)
         errors.raise_if_any()
-        actor = request.reviewer or current_actor(context)
-        plan = self.store.review(
-            name,
-            request.decision == pb.REVIEW_DECISION_APPROVE,
-            etag=request.etag,
-            actor=actor[:200],
-            comment=request.comment[:2000],
+        actor = (request.reviewer or current_actor(context))[:200]
+        comment = request.comment[:2000]
+        rejected = [d.deal_id for d in request.deal_decisions if d.decision != 1]
+        default_reject = request.decision == pb.REVIEW_DECISION_REJECT
+        if not request.deal_decisions or default_reject or not rejected:
+            approve = request.decision != pb.REVIEW_DECISION_REJECT
+            if default_reject and any(d.decision == 1 for d in request.deal_decisions):
+                errors.add(
+                    "deal_decisions",
+                    "approving single moves of a rejected plan: leave decision unset or "
+                    "APPROVE, and reject the moves you do not want",
+                )
+                errors.raise_if_any()
+            lc = self.store.review(
+                name, approve, etag=request.etag, actor=actor, comment=comment,
+                request_id=request.request_id, request_hash=_body_hash(request),
+            )  # fmt: skip
+            return pb.ReviewPlanResponse(plan=lc.fill(self.store.get_plan(name, "changed")))
+        revision = self._revise(request, rejected, actor, comment, errors)
+        return pb.ReviewPlanResponse(plan=revision)
+
+    def _revise(
+        self,
+        request: pb.ReviewPlanRequest,
+        rejected: list[str],
+        actor: str,
+        comment: str,
+        errors: Violations,
+    ) -> plan_pb2.Plan:
+        """Re-solves the reviewed plan's snapshot with the rejected deals pinned at their
+        allocation before the plan; the revision is APPROVED when it only makes moves the
+        reviewer approved (same deal and direction, no larger), else PROPOSED."""
+        name = request.name
+        key = f"ReviewPlan:{name}:{request.request_id}" if request.request_id else ""
+        digest = _body_hash(request)
+        if key:
+            earlier = self.store.find_key(key, digest, name)
+            if earlier is not None:
+                return self.store.get_plan(earlier, "changed")
+        row = self.store.check_state(name, ("PROPOSED",), request.etag)
+        original = self.store.plan_inputs(name).deals
+        known = set(original["deal_id"].astype(str).tolist())
+        unknown = [d for d in rejected if d not in known]
+        if unknown:
+            errors.add("deal_decisions", f"deals not in the plan: {', '.join(unknown[:5])}")
+            errors.raise_if_any()
+        plan, msg, new = self._resolve(name, rejected, False)
+        approved = _within_approved(original, plan.deals, rejected)
+        note = f"revises {name}: moves of {', '.join(rejected[:20])} rejected"
+        if len(rejected) > 20:
+            note += f" and {len(rejected) - 20} more"
+        new = replace(
+            new,
+            kind="REVISION",
+            approve=approved,
+            comment=f"{comment}; {note}" if comment else note,
         )
-        return pb.ReviewPlanResponse(plan=plan)
+        lc = self.store.record_plan(
+            new,
+            actor=actor,
+            key=key,
+            request_hash=digest,
+            replaces=Replaces(
+                name,
+                request.etag or row.etag,
+                "PROPOSED",
+                "SUPERSEDED",
+                comment or "partially approved",
+            ),
+        )
+        if lc.replayed:
+            return self.store.get_plan(lc.name, "changed")
+        return lc.fill(msg)
 
     def confirm_applied(
         self, request: pb.ConfirmAppliedRequest, context: grpc.ServicerContext
     ) -> pb.ConfirmAppliedResponse:
         errors = Violations()
         name = _plan_name(request.name, "name", errors)
-        when = None
-        if request.HasField("apply_time"):
-            micros = request.apply_time.ToMicroseconds()
-            if not 0 < micros < 32503680000 * 10**6:  # 1970 .. 3000
-                errors.add("apply_time", "must be between 1970 and 3000")
-            when = micros
+        when = _micros(request, "apply_time", errors)
+        if when == 0:
+            errors.add("apply_time", "must be after 1970")
         errors.raise_if_any()
-        actor = request.actor or current_actor(context)
-        plan = self.store.confirm_applied(name, actor=actor[:200], apply_time=when)
-        return pb.ConfirmAppliedResponse(plan=plan)
+        actor = (request.actor or current_actor(context))[:200]
+        lc = self.store.confirm_applied(
+            name, actor=actor, apply_time=when, etag=request.etag,
+            request_id=request.request_id, request_hash=_body_hash(request),
+        )  # fmt: skip
+        return pb.ConfirmAppliedResponse(plan=self.store.get_plan(lc.name, "none"))
+
+    def rollback_plan(
+        self, request: pb.RollbackPlanRequest, context: grpc.ServicerContext
+    ) -> pb.RollbackPlanResponse:
+        """Rolls an APPLIED plan back: the closest plan to the allocations before it that
+        what was delivered since allows, recorded as a plan (APPROVED) beside the rolled-back
+        one (ROLLED_BACK), in one transaction."""
+        errors = Violations()
+        name = _plan_name(request.name, "name", errors)
+        errors.raise_if_any()
+        actor = (request.actor or current_actor(context))[:200]
+        reason = request.reason[:2000] or "rolled back"
+        key = f"RollbackPlan:{name}:{request.request_id}" if request.request_id else ""
+        digest = _body_hash(request)
+        if key:
+            earlier = self.store.find_key(key, digest, name)
+            if earlier is not None:
+                rollback = self.store.get_plan(earlier, "changed")
+                return _rollback_response(self.store.get_plan(name, "none"), rollback)
+        row = self.store.check_state(name, ("APPLIED",), request.etag)
+        _, msg, new = self._resolve(name, None, True)
+        new = replace(new, kind="ROLLBACK", approve=True, comment=f"rolls back {name}: {reason}")
+        lc = self.store.record_plan(
+            new,
+            actor=actor,
+            key=key,
+            request_hash=digest,
+            replaces=Replaces(name, request.etag or row.etag, "APPLIED", "ROLLED_BACK", reason),
+        )
+        rollback = self.store.get_plan(lc.name, "changed") if lc.replayed else lc.fill(msg)
+        return _rollback_response(self.store.get_plan(name, "none"), rollback)
 
     def record_seller_response(
         self, request: pb.RecordSellerResponseRequest, context: grpc.ServicerContext
@@ -129,7 +303,7 @@ class LifecycleMethods:
             errors.add("accepted_total", "must not be negative")
         if request.response == plan_pb2.SELLER_RESPONSE_KIND_PARTIAL and not request.accepted_total:
             errors.add("accepted_total", "required for PARTIAL: the total the seller accepts")
-        when = request.response_time.ToMicroseconds() if request.HasField("response_time") else None
+        when = _micros(request, "response_time", errors)
         errors.raise_if_any()
         self.store.record_response(
             name,
@@ -140,9 +314,136 @@ class LifecycleMethods:
             response_time=when,
             actor=current_actor(context),
         )
-        plan = self.store.get_plan(name)
+        plan = self.store.get_plan(name, "none")
         (answered,) = [r for r in plan.seller_requests if r.request_id == request.request_id]
         return pb.RecordSellerResponseResponse(request=answered)
+
+    def get_pacing_history(
+        self, request: pb.GetPacingHistoryRequest, context: grpc.ServicerContext
+    ) -> pb.GetPacingHistoryResponse:
+        """The campaign's (or one seller's or channel's) verdict at every stored assessment,
+        oldest first, with the plan made from it."""
+        errors = Violations()
+        if not request.campaign_id:
+            errors.add("campaign_id", "required")
+        kind = request.entity.kind if request.HasField("entity") else 0
+        if kind == common_pb2.ENTITY_KIND_DEAL:
+            errors.add(
+                "entity.kind",
+                "deal verdicts are not stored (they are in each plan's deals): ask for the "
+                "campaign, a seller or a channel",
+            )
+        elif kind not in (0, common_pb2.ENTITY_KIND_CAMPAIGN, common_pb2.ENTITY_KIND_SELLER,
+                          common_pb2.ENTITY_KIND_CHANNEL):  # fmt: skip
+            errors.add("entity.kind", f"unknown value {kind}")
+        if kind in (common_pb2.ENTITY_KIND_SELLER, common_pb2.ENTITY_KIND_CHANNEL) and not (
+            request.entity.id
+        ):
+            errors.add("entity.id", "required for a seller or a channel")
+        if not 0 <= request.page_size <= MAX_PAGE:
+            errors.add("page_size", f"must be in 0-{MAX_PAGE} (got {request.page_size})")
+        start = _micros(request, "start_time", errors)
+        end = _micros(request, "end_time", errors)
+        errors.raise_if_any()
+        try:
+            rows, token = self.store.pacing_history(
+                request.campaign_id, start=start, end=end,
+                page_size=request.page_size or 500, page_token=request.page_token,
+            )  # fmt: skip
+        except ValueError as exc:
+            errors.add("page_token", str(exc).removeprefix("page_token: "))
+            errors.raise_if_any()
+            raise
+        out = pb.GetPacingHistoryResponse(next_page_token=token)
+        for _, payload, plan, state in rows:
+            assessment = assessment_pb2.PacingAssessment.FromString(payload)
+            verdict = _verdict(assessment, kind, request.entity.id)
+            if verdict is None:
+                continue
+            out.points.add(
+                as_of=assessment.as_of,
+                verdict=verdict,
+                plan=plan,
+                plan_state=plan_pb2.PlanState.Value(f"PLAN_STATE_{state}") if state else 0,
+            )
+        return out
+
+    def watch_campaign(
+        self, request: pb.WatchCampaignRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.WatchCampaignResponse]:
+        """New alerts (from stored assessments) and, with include_plans, plans as they are
+        created and change state (summaries), recorded after the call started by any server
+        process sharing the store: it reads the store every `watch_poll`."""
+        errors = Violations()
+        if not request.campaign_id:
+            errors.add("campaign_id", "required")
+        if request.min_severity not in (0, *common_pb2.Severity.values()):
+            errors.add("min_severity", f"unknown value {request.min_severity}")
+        errors.raise_if_any()
+        campaign = request.campaign_id
+        cursor = self.store.cursor(campaign)
+        poll = max(0.05, self.config.watch_poll.total_seconds())
+        while context.is_active():
+            events, assessed = self.store.events_after(campaign, cursor, request.min_severity)
+            if assessed:
+                cursor = (cursor[0], assessed[-1][0])
+            for _, when, payload in assessed:
+                if not payload:
+                    continue
+                for alert in assessment_pb2.PacingAssessment.FromString(payload).alerts:
+                    if alert.severity >= request.min_severity:
+                        yield pb.WatchCampaignResponse(event_time=_stamp(when), alert=alert)
+            if events:
+                cursor = (events[-1][0], cursor[1])
+            if request.include_plans:
+                sent: set[str] = set()
+                for _, when, name in reversed(events):  # the newest state of each plan once
+                    if name not in sent:
+                        sent.add(name)
+                        plan = self.store.get_plan(name, "none")
+                        yield pb.WatchCampaignResponse(event_time=_stamp(when), plan=plan)
+            remaining = context.time_remaining()
+            time.sleep(poll if remaining is None else max(0.0, min(poll, remaining)))
+
+
+def _stamp(micros: int) -> Timestamp:
+    ts = Timestamp()
+    ts.FromMicroseconds(micros)
+    return ts
+
+
+def _verdict(
+    assessment: assessment_pb2.PacingAssessment, kind: int, entity_id: str
+) -> assessment_pb2.PacingVerdict | None:
+    if kind in (0, common_pb2.ENTITY_KIND_CAMPAIGN):
+        return assessment.campaign
+    group = assessment.sellers if kind == common_pb2.ENTITY_KIND_SELLER else assessment.channels
+    for v in group:
+        if v.entity.id == entity_id:
+            return v
+    return None
+
+
+def _within_approved(original: pd.DataFrame, revised: pd.DataFrame, rejected: list[str]) -> bool:
+    """Every move of the revision is one the reviewer approved: the same deal moved the same
+    way by no more (deals are matched by id; the revision's rejected deals do not move)."""
+    before = original.set_index(original["deal_id"].astype(str))["delta"]
+    delta = revised["delta"].to_numpy(np.int64)
+    ids = revised["deal_id"].astype(str).to_numpy()
+    approved = before.reindex(ids).fillna(0).to_numpy(np.int64)
+    approved = np.where(np.isin(ids, rejected), 0, approved)
+    ok = (delta == 0) | (
+        (np.sign(delta) == np.sign(approved)) & (np.abs(delta) <= np.abs(approved))
+    )
+    return bool(ok.all())
+
+
+def _rollback_response(
+    rolled_back: plan_pb2.Plan, rollback: plan_pb2.Plan
+) -> pb.RollbackPlanResponse:
+    return pb.RollbackPlanResponse(
+        plan=rolled_back, restored=[d for d in rollback.deals if d.delta != 0], rollback=rollback
+    )
 
 
 __all__ = ["LifecycleMethods"]

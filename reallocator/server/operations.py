@@ -44,9 +44,10 @@ class Operations:
         security, ops = config.security, config.ops
         self.reloader = CertificateReloader(security) if security.tls else None
         self.metrics = Metrics()
+        watches = config.max_watch_streams
         self.limiter = CallLimiter(
-            ops.concurrent_limit(config.max_workers, config.max_pending_calls),
-            ops.caller_limit(config.max_workers, config.max_pending_calls),
+            ops.concurrent_limit(config.max_workers, config.max_pending_calls + watches),
+            ops.caller_limit(config.max_workers, config.max_pending_calls + watches),
         )
         self.interceptor = CallInterceptor(
             Authenticator(security),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import grpc
@@ -9,19 +10,21 @@ from google.protobuf.message import Message
 
 from reallocator.config import ServerConfig
 from reallocator.core.interrupt import Checkpoint, Interrupted
-from reallocator.core.model import CampaignSnapshot
-from reallocator.core.pacing.assessment import assess
+from reallocator.core.model import CampaignSnapshot, Policy
+from reallocator.core.pacing.assessment import Assessment, assess
 from reallocator.core.plan.builder import build_plan
 from reallocator.core.plan.model import Plan
+from reallocator.core.plan.rollback import rollback_snapshot
 from reallocator.core.plan.severity import auto_applicable
 from reallocator.server.dispatch import Encoded
 from reallocator.server.errors import abort_with, too_large_status
 from reallocator.server.identity import current_actor
 from reallocator.server.lifecycle import LifecycleMethods
-from reallocator.store.sql import SqlStore, default_database_url, request_hash
+from reallocator.store import plan_codec
+from reallocator.store.sql import NewPlan, SqlStore, default_database_url, request_hash
 from reallocator.v1 import assessment_pb2, plan_pb2, snapshot_pb2
 from reallocator.v1 import reallocator_service_pb2 as pb
-from reallocator.wire.assessment import encode_assessment
+from reallocator.wire.assessment import SEVERITY, encode_assessment
 from reallocator.wire.plan import encode_plan
 from reallocator.wire.policy import decode_policy
 from reallocator.wire.snapshot import decode_snapshot
@@ -78,6 +81,19 @@ class ReallocatorServicer(LifecycleMethods):
         result = assess(snapshot, checkpoint=call_checkpoint(context))
         full = request.view != assessment_pb2.ASSESSMENT_VIEW_BASIC
         response = pb.AssessPacingResponse(assessment=encode_assessment(result, include_deals=full))
+        stored = response.assessment if not full else None
+        self.store.record_assessment(  # the pacing history and the alerts a watch streams
+            snapshot.campaign_id,
+            response.assessment.as_of.ToMicroseconds(),
+            snapshot=request.snapshot.SerializeToString(deterministic=True),
+            assessment=(
+                stored.SerializeToString(deterministic=True)
+                if stored is not None
+                else _assessment_bytes(result)
+            ),
+            severity=max((a.severity for a in response.assessment.alerts), default=0),
+            actor=current_actor(context),
+        )
         return self._fits(context, response, "assessment", "ask for ASSESSMENT_VIEW_BASIC")
 
     def replan(self, request: pb.ReplanRequest, context: grpc.ServicerContext) -> Encoded:
@@ -99,20 +115,24 @@ class ReallocatorServicer(LifecycleMethods):
                     "schedule_window",
                     f"at most {longest.total_seconds() / 3600:.0f} h (max_schedule_window_hours)",
                 )
-        if request.view not in _PLAN_VIEWS:
+        if request.view not in PLAN_VIEWS:
             errors.add("view", f"unknown value {request.view}")
         errors.raise_if_any()
         remaining = context.time_remaining()
         if remaining is not None:  # leave room to encode and send the plan
             limit = max(0.05, min(limit, 0.8 * remaining))
         relax = request.on_infeasible == pb.INFEASIBILITY_HANDLING_RELAX
-        body = request.SerializeToString(deterministic=True)
-        digest = request_hash(body)
+        key, digest = "", ""
         if request.request_id and not request.dry_run:
-            earlier = self.store.find_retry(snapshot.campaign_id, request.request_id, digest)
+            key = f"Replan:{snapshot.campaign_id}:{request.request_id}"
+            digest = request_hash(request.SerializeToString(deterministic=True))
+            earlier = self.store.find_key(key, digest, f"campaign {snapshot.campaign_id!r}")
             if earlier is not None:  # a retry: the plan it created, recorded once
-                return self._fits(context, _in_view(earlier, request.view), "plan", "")
+                again = self.store.get_plan(earlier, PLAN_VIEWS[request.view])
+                return self._fits(context, pb.ReplanResponse(plan=again), "plan", "")
         history = self.store.request_history(snapshot.campaign_id)
+        checkpoint = call_checkpoint(context)
+        assessment = assess(snapshot, checkpoint=checkpoint)
         # PlanRejected (FAILED_PRECONDITION) and Interrupted map to statuses in the dispatch layer.
         plan = build_plan(
             snapshot,
@@ -121,27 +141,36 @@ class ReallocatorServicer(LifecycleMethods):
             schedule_window=window,
             text=False,
             history=history if len(history.requests) else None,
-            checkpoint=call_checkpoint(context),
+            assessment=assessment,
+            checkpoint=checkpoint,
         )
         response = pb.ReplanResponse()
-        msg = encode_plan(plan, deals=_PLAN_VIEWS[request.view], out=response.plan)
+        msg = encode_plan(plan, deals=PLAN_VIEWS[request.view], out=response.plan)
         if request.dry_run:
             msg.state = plan_pb2.PLAN_STATE_DRY_RUN
             msg.create_time.GetCurrentTime()
-        else:  # recorded: the whole plan, whatever view this answer carries
-            full = msg if request.view in (pb.PLAN_VIEW_FULL, 0) else encode_plan(plan)
-            stored = self.store.record_plan(
-                full,
-                snapshot=request.snapshot.SerializeToString(deterministic=True),
-                actor=current_actor(context),
-                approve=_auto_approved(plan, snapshot),
-                request_id=request.request_id,
-                request_hash=digest,
+        else:  # recorded: the plan's numbers, whatever view this answer carries
+            new = self._new_plan(
+                plan,
+                msg,
+                request.snapshot.SerializeToString(deterministic=True),
+                request,
+                snapshot.policy,
             )
-            msg.name, msg.state, msg.etag = stored.name, stored.state, stored.etag
-            msg.previous_plan = stored.previous_plan
-            msg.create_time.CopyFrom(stored.create_time)
-            msg.history.extend(stored.history)
+            new = replace(
+                new,
+                assessment=_assessment_bytes(assessment),
+                max_alert_severity=max(
+                    (SEVERITY[str(v)] for v in assessment.alerts["severity"].tolist()), default=0
+                ),
+            )
+            lc = self.store.record_plan(
+                new, actor=current_actor(context), key=key, request_hash=digest
+            )
+            if lc.replayed:  # a concurrent retry recorded it first: its plan
+                again = self.store.get_plan(lc.name, PLAN_VIEWS[request.view])
+                return self._fits(context, pb.ReplanResponse(plan=again), "plan", "")
+            lc.fill(msg)
         smaller = (
             "PLAN_VIEW_SUMMARY"
             if request.view in (pb.PLAN_VIEW_CHANGES, pb.PLAN_VIEW_TABLE)
@@ -153,6 +182,69 @@ class ReallocatorServicer(LifecycleMethods):
             "plan",
             f"ask for {smaller} (view), or raise max_message_bytes on the server and the client",
         )
+
+    def _new_plan(
+        self,
+        plan: Plan,
+        msg: plan_pb2.Plan,
+        snapshot: bytes,
+        request: pb.ReplanRequest,
+        policy: Policy,
+    ) -> NewPlan:
+        """What the store records of a plan: its numbers, its snapshot and how it was asked
+        for (the request without its snapshot, so a review can re-solve it the same way)."""
+        options = pb.ReplanRequest()
+        options.CopyFrom(request)
+        options.ClearField("snapshot")
+        options.ClearField("request_id")
+        options.ClearField("view")
+        return NewPlan(
+            msg=msg,
+            parts=plan_codec.split(plan, msg),
+            snapshot=snapshot,
+            options=options.SerializeToString(deterministic=True),
+            approve=_auto_approved(plan, policy),
+            comment="created by Replan"
+            + (" and approved by Policy.auto_apply" if _auto_approved(plan, policy) else ""),
+        )
+
+    def _resolve(
+        self, name: str, pin: list[str] | None, rollback: bool
+    ) -> tuple[Plan, plan_pb2.Plan, NewPlan]:
+        """A stored plan solved again: with the deals `pin` names held at their allocation
+        before it (a partial approval), or rolled back (core/plan/rollback.py) from the
+        campaign's newest stored snapshot. Its request's options apply again."""
+        inputs = self.store.plan_inputs(name)
+        options = pb.ReplanRequest.FromString(inputs.options)
+        data = inputs.snapshot
+        if rollback:
+            data = self.store.latest_snapshot(_campaign(name)) or data
+        message = snapshot_pb2.CampaignSnapshot.FromString(data)
+        snapshot = self._snapshot(message, options.policy, True)
+        if pin:
+            locked = snapshot.deals["locked"].to_numpy(bool) | snapshot.deals["deal_id"].isin(
+                pin
+            ).to_numpy(bool)
+            snapshot = replace(snapshot, deals=snapshot.deals.assign(locked=locked))
+        if rollback:
+            snapshot = rollback_snapshot(snapshot, inputs.deals)
+        window = (
+            to_timedelta(options.schedule_window, "schedule_window", Violations(), positive=True)
+            if options.HasField("schedule_window")
+            else None
+        ) or timedelta(hours=6)
+        history = self.store.request_history(snapshot.campaign_id)
+        plan = build_plan(
+            snapshot,
+            relax=rollback or options.on_infeasible == pb.INFEASIBILITY_HANDLING_RELAX,
+            time_limit=self.config.solver_time_limit.total_seconds(),
+            schedule_window=window,
+            text=False,
+            history=history if len(history.requests) else None,
+            rollback=rollback,
+        )
+        msg = encode_plan(plan, deals="changed")
+        return plan, msg, self._new_plan(plan, msg, data, options, snapshot.policy)
 
     def _fits(
         self, context: grpc.ServicerContext, response: Message, what: str, remedy: str
@@ -166,28 +258,25 @@ class ReallocatorServicer(LifecycleMethods):
         return Encoded(response, data)
 
 
-def _auto_approved(plan: Plan, snapshot: CampaignSnapshot) -> bool:
+def _auto_approved(plan: Plan, policy: Policy) -> bool:
     """Policy.auto_apply: a plan whose most severe change is within its tier approves at once."""
-    severity = str(plan.max_severity or "MINOR")
-    return bool(auto_applicable([severity], snapshot.policy)[0])
+    return bool(auto_applicable([str(plan.max_severity or "MINOR")], policy)[0])
 
 
-def _in_view(plan: plan_pb2.Plan, view: int) -> pb.ReplanResponse:
-    """A recorded (FULL) plan cut to a view: SUMMARY and TABLE without rows or schedules
-    (a retry of a TABLE call gets the summary), CHANGES with the rows that move or run ahead."""
-    response = pb.ReplanResponse(plan=plan)
-    out = response.plan
-    if view in (pb.PLAN_VIEW_SUMMARY, pb.PLAN_VIEW_TABLE):
-        out.ClearField("deals")
-        out.ClearField("schedules")
-    elif view == pb.PLAN_VIEW_CHANGES:
-        keep = [d for d in out.deals if d.delta != 0 or d.pacing == plan_pb2.DEAL_PACING_AHEAD]
-        del out.deals[:]
-        out.deals.extend(keep)
-    return response
+def _assessment_bytes(assessment: Assessment) -> bytes:
+    """The assessment as stored: campaign, seller and channel verdicts and the alerts (the
+    deals' verdicts are in the plan's deals table)."""
+    data: bytes = encode_assessment(assessment, include_deals=False).SerializeToString(
+        deterministic=True
+    )
+    return data
 
 
-_PLAN_VIEWS = {
+def _campaign(plan_name: str) -> str:
+    return plan_name.split("/")[1]
+
+
+PLAN_VIEWS = {
     pb.PLAN_VIEW_UNSPECIFIED: "all",
     pb.PLAN_VIEW_FULL: "all",
     pb.PLAN_VIEW_CHANGES: "changed",

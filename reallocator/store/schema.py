@@ -49,8 +49,35 @@ plans = Table(
     Column("previous_plan", Text, nullable=False),
     Column("snapshot_hash", String(64), nullable=False),
     Column("size", BigInteger, nullable=False),
-    Column("payload", LargeBinary, nullable=False),  # zstd of the Plan message, life cycle cleared
+    # zstd of the Plan message, life cycle cleared: without per-deal rows and schedules when
+    # the tables below are set (plan_codec.py), whole for plans stored before they existed
+    Column("payload", LargeBinary, nullable=False),
+    Column("deals_table", LargeBinary, nullable=True),  # Arrow IPC (zstd) of Plan.deals
+    Column("schedules_table", LargeBinary, nullable=True),  # Arrow IPC (zstd) of the schedules
+    Column("deal_count", BigInteger, nullable=False, server_default="0"),
+    Column("kind", String(16), nullable=False, server_default="REPLAN"),  # REVISION, ROLLBACK
+    Column("options", LargeBinary, nullable=True),  # the ReplanRequest minus its snapshot
+    Column("apply_time", BigInteger, nullable=True),  # when ConfirmApplied said it was applied
     Index("ix_plans_campaign", "campaign_id", "seq"),
+    Index("ix_plans_campaign_state", "campaign_id", "state"),
+)
+
+assessments = Table(
+    "assessments",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("campaign_id", Text, nullable=False),
+    Column("as_of", BigInteger, nullable=False),
+    Column("create_time", BigInteger, nullable=False),
+    Column("snapshot_hash", String(64), nullable=False),
+    Column("plan_name", Text, nullable=False),  # the plan made from it; "" for AssessPacing
+    Column("actor", Text, nullable=False),
+    Column("max_severity", Integer, nullable=False),  # of its alerts (common.Severity), 0 none
+    Column("size", BigInteger, nullable=False),
+    Column("payload", LargeBinary, nullable=False),  # zstd of the PacingAssessment, BASIC view
+    Index("ix_assessments_campaign", "campaign_id", "as_of", "id"),
 )
 
 plan_events = Table(

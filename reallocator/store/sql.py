@@ -1,10 +1,10 @@
 """The audit store on SQLAlchemy Core: SQLite (WAL, the embedded default) or PostgreSQL
 (psycopg 3). Every call is one transaction, so nothing half-written is ever visible; optimistic
-concurrency and idempotency are enforced by the database (conditional UPDATEs, primary keys),
+concurrency and idempotency are enforced by the database (conditional UPDATEs, unique keys),
 never in process memory, so several server processes may share one database.
 
-Plans are stored as the Plan message the Replan call returned, life-cycle fields cleared,
-ZSTD-compressed; GetPlan returns those bytes with the life cycle filled in again.
+A plan is stored as numbers (plan_codec.py): its summary message and its deals and schedule
+tables; GetPlan renders the view asked from them, life cycle filled in again.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +28,18 @@ from sqlalchemy.engine import Connection, Engine
 
 from reallocator.core.plan.model import RequestHistory
 from reallocator.store.errors import AlreadyExists, NotFound, StaleEtag, WrongState
-from reallocator.store.schema import idempotency, plan_events, plans, seller_requests, snapshots
+from reallocator.store.plan_codec import PlanParts, deals_frame, render
+from reallocator.store.schema import (
+    assessments,
+    idempotency,
+    plan_events,
+    plans,
+    seller_requests,
+    snapshots,
+)
 from reallocator.v1 import plan_pb2
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-
-_LIFE_CYCLE = ("name", "state", "etag", "create_time", "history", "previous_plan")
-"""Plan fields the store owns: cleared before storing, filled in on reading."""
 
 _STATE = {name: plan_pb2.PlanState.Value(f"PLAN_STATE_{name}") for name in (
     "PROPOSED", "APPROVED", "REJECTED", "APPLIED", "ROLLED_BACK", "SUPERSEDED")}  # fmt: skip
@@ -43,6 +49,75 @@ _RESPONSE: dict[int, str] = {
     plan_pb2.SELLER_RESPONSE_KIND_PARTIAL: "PARTIAL",
     plan_pb2.SELLER_RESPONSE_KIND_REJECTED: "REJECTED",
 }
+
+
+@dataclass(frozen=True)
+class NewPlan:
+    """A plan for the store to record: its message in any view (the summary and the seller
+    requests are read from it), its tables, and what it was made from."""
+
+    msg: plan_pb2.Plan
+    parts: PlanParts
+    snapshot: bytes  # the serialised CampaignSnapshot message (deduplicated by content)
+    assessment: bytes = b""  # the serialised PacingAssessment (BASIC view); "" none
+    max_alert_severity: int = 0  # common.Severity of its most severe alert, 0 none
+    options: bytes = b""  # the ReplanRequest without its snapshot, for a re-solve
+    kind: str = "REPLAN"  # REPLAN, REVISION (a partial approval) or ROLLBACK
+    approve: bool = False  # APPROVED at once (auto-apply, or a reviewer's revision)
+    comment: str = "created by Replan"
+
+
+@dataclass(frozen=True)
+class Replaces:
+    """The plan a new one revises or rolls back: moved from `state` to `to`."""
+
+    name: str
+    etag: str
+    state: str
+    to: str
+    comment: str
+
+
+@dataclass(frozen=True)
+class PlanInputs:
+    snapshot: bytes
+    options: bytes
+    deals: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class LifeCycle:
+    """What the store owns of a plan: name, state, etag, lineage and events."""
+
+    name: str
+    state: str
+    etag: str
+    previous_plan: str
+    create_time: int
+    events: tuple[tuple[int, str, str, str], ...] = ()  # (time, actor, state, comment)
+    answers: dict[str, str] = field(default_factory=dict)  # seller request id -> response
+    replayed: bool = False  # returned for a retry: the first call's plan, nothing recorded
+
+    def fill(self, msg: plan_pb2.Plan) -> plan_pb2.Plan:
+        """Sets the life-cycle fields of a plan message (in place) and returns it."""
+        msg.name = self.name
+        msg.state = _STATE[self.state]
+        msg.etag = self.etag
+        msg.previous_plan = self.previous_plan
+        msg.create_time.CopyFrom(_timestamp(self.create_time))
+        del msg.history[:]
+        for when, actor, state, comment in self.events:
+            msg.history.add(
+                event_time=_timestamp(when),
+                actor=actor,
+                state=_STATE.get(state, plan_pb2.PLAN_STATE_UNSPECIFIED),
+                comment=comment,
+            )
+        for r in msg.seller_requests:
+            answer = self.answers.get(r.request_id)
+            if answer:
+                r.response = plan_pb2.SellerResponseKind.Value(f"SELLER_RESPONSE_KIND_{answer}")
+        return msg
 
 
 class _Raced(Exception):
@@ -119,27 +194,53 @@ class SqlStore:
         with self.engine.begin() as connection:
             yield connection
 
-    # --- writing ------------------------------------------------------------------------------
+    # --- idempotency --------------------------------------------------------------------------
 
-    def record_plan(
-        self,
-        plan: plan_pb2.Plan,
-        *,
-        snapshot: bytes,
-        actor: str,
-        approve: bool,
-        request_id: str = "",
-        request_hash: str = "",
-    ) -> plan_pb2.Plan:
-        """Stores a plan Replan computed (see `_record`); a retry racing the first call of the
-        same request gets the first call's plan."""
-        try:
-            return self._record(plan, snapshot=snapshot, actor=actor, approve=approve,
-                                request_id=request_id, request_hash=request_hash)  # fmt: skip
-        except _Raced:
-            earlier = self.find_retry(plan.campaign_id, request_id, request_hash)
-            assert earlier is not None
-            return earlier
+    def _seen(self, tx: Connection, key: str, request_hash: str, what: str) -> str | None:
+        """The result recorded under an idempotency key, or None; AlreadyExists for a key
+        reused with another body."""
+        seen = tx.execute(
+            sa.select(idempotency.c.request_hash, idempotency.c.result).where(
+                idempotency.c.key == key
+            )
+        ).first()
+        if seen is None:
+            return None
+        if seen.request_hash != request_hash:
+            raise AlreadyExists(
+                f"request_id was used for another request on {what}: use a new id for a new request"
+            )
+        return str(seen.result)
+
+    def _claim(self, tx: Connection, key: str, request_hash: str, result: str) -> None:
+        """Claims an idempotency key in this transaction: a concurrent call with the same key
+        waits for it (the database's unique key), then finds it taken (_Raced)."""
+        claimed = tx.execute(
+            self._insert(idempotency)
+            .values(key=key, request_hash=request_hash, result=result, create_time=_now())
+            .on_conflict_do_nothing(index_elements=["key"])
+        )
+        if claimed.rowcount == 0:
+            raise _Raced
+
+    def _idempotent(self, key: str, request_hash: str, what: str, call: Any) -> LifeCycle:
+        """Runs `call(tx)` (returning the plan name it leaves) once per key: a retry returns
+        the life cycle of the plan the first call left, recording nothing."""
+        if not key:
+            with self._tx() as tx:
+                return self._life_cycle(tx, call(tx))
+        for _ in range(2):
+            try:
+                with self._tx() as tx:
+                    earlier = self._seen(tx, key, request_hash, what)
+                    if earlier is not None:
+                        return replace(self._life_cycle(tx, earlier), replayed=True)
+                    name = call(tx)
+                    self._claim(tx, key, request_hash, name)
+                    return self._life_cycle(tx, name)
+            except _Raced:
+                continue
+        raise _Raced
 
     def _insert(self, table: sa.Table) -> Any:
         """INSERT with ON CONFLICT support in this database's dialect."""
@@ -151,123 +252,180 @@ class SqlStore:
 
         return sqlite_insert(table)
 
-    def _record(
+    # --- writing ------------------------------------------------------------------------------
+
+    def record_plan(
         self,
-        plan: plan_pb2.Plan,
+        new: NewPlan,
         *,
-        snapshot: bytes,
         actor: str,
-        approve: bool,
-        request_id: str = "",
+        key: str = "",
         request_hash: str = "",
-    ) -> plan_pb2.Plan:
-        """Stores a plan Replan computed (PROPOSED, or APPROVED when the auto-apply policy
-        covers it); a newer plan supersedes the campaign's unapplied older ones. With a
-        `request_id`, a retry with the same body returns the first plan and records nothing;
-        another body under the same id is AlreadyExists."""
-        campaign = plan.campaign_id
-        key = f"Replan:{campaign}:{request_id}" if request_id else ""
+        replaces: Replaces | None = None,
+    ) -> LifeCycle:
+        """Stores a plan (one transaction): its snapshot (once per content), its assessment,
+        the plan's summary and tables, its seller requests and its first event. A newer plan
+        supersedes the campaign's unapplied older ones; `replaces` moves the plan it revises
+        or rolls back (conditional on its etag). With an idempotency `key`, a retry with the
+        same body returns the first plan (`replayed`) and records nothing; another body is
+        AlreadyExists."""
+        campaign = new.msg.campaign_id
+        return self._idempotent(
+            key,
+            request_hash,
+            f"campaign {campaign!r}",
+            lambda tx: self._record(tx, new, actor, replaces),
+        )
+
+    def _record(self, tx: Connection, new: NewPlan, actor: str, replaces: Replaces | None) -> str:
+        msg, parts = new.msg, new.parts
+        campaign = msg.campaign_id
+        now = _now()
+        as_of = msg.as_of.ToMicroseconds()
+        content_hash = hashlib.sha256(new.snapshot).hexdigest()
+        name = f"campaigns/{campaign}/plans/{uuid.uuid4().hex[:20]}"
+        previous = ""
+        if replaces is not None:
+            row = self._row(tx, replaces.name)
+            if row.state != replaces.state:
+                raise WrongState(f"{replaces.name} is {row.state}, not {replaces.state}")
+            self._set_state(
+                tx, replaces.name, replaces.to, actor, f"{replaces.comment} (by {name})", now,
+                etag=replaces.etag or row.etag,
+            )  # fmt: skip
+            previous = replaces.name
+        tx.execute(  # stored once per content (two plans from one snapshot share it)
+            self._insert(snapshots)
+            .values(
+                content_hash=content_hash,
+                campaign_id=campaign,
+                as_of=as_of,
+                create_time=now,
+                size=len(new.snapshot),
+                payload=_pack(new.snapshot),
+            )
+            .on_conflict_do_nothing(index_elements=["content_hash"])
+        )
+        if not previous:
+            last = tx.execute(
+                sa.select(plans.c.name)
+                .where(plans.c.campaign_id == campaign)
+                .order_by(plans.c.seq.desc(), plans.c.name.desc())
+                .limit(1)
+            ).first()
+            previous = last.name if last is not None else ""
+        open_plans = tx.execute(
+            sa.select(plans.c.name).where(
+                (plans.c.campaign_id == campaign) & plans.c.state.in_(("PROPOSED", "APPROVED"))
+            )
+        ).all()
+        for row in open_plans:
+            self._set_state(tx, row.name, "SUPERSEDED", actor, f"replaced by {name}", now)
+        state = "APPROVED" if new.approve else "PROPOSED"
+        tx.execute(
+            plans.insert().values(
+                name=name,
+                campaign_id=campaign,
+                seq=self._next_seq(tx, campaign, now),
+                state=state,
+                status=plan_pb2.PlanStatus.Name(msg.status),
+                etag=uuid.uuid4().hex,
+                create_time=now,
+                update_time=now,
+                as_of=as_of,
+                actor=actor,
+                previous_plan=previous,
+                snapshot_hash=content_hash,
+                size=len(parts.summary),
+                payload=_pack(parts.summary),
+                deals_table=parts.deals,
+                schedules_table=parts.schedules,
+                deal_count=parts.deal_count,
+                kind=new.kind,
+                options=new.options,
+            )
+        )
+        tx.execute(
+            plan_events.insert().values(
+                plan_name=name, event_time=now, actor=actor, state=state, comment=new.comment
+            )
+        )
+        rows = [
+            {
+                "plan_name": name,
+                "request_id": r.request_id,
+                "campaign_id": campaign,
+                "deal_id": r.deal_id,
+                "kind": plan_pb2.RequestKind.Name(r.kind).removeprefix("REQUEST_KIND_"),
+                "target_total": r.target_total,
+                "requested_at": as_of,
+                "response": "PENDING",
+                "accepted_total": 0,
+                "response_time": 0,
+                "message": "",
+                "actor": "",
+            }
+            for r in msg.seller_requests
+        ]
+        if rows:
+            tx.execute(seller_requests.insert(), rows)
+        if new.assessment:
+            tx.execute(
+                assessments.insert().values(
+                    campaign_id=campaign,
+                    as_of=as_of,
+                    create_time=now,
+                    snapshot_hash=content_hash,
+                    plan_name=name,
+                    actor=actor,
+                    max_severity=new.max_alert_severity,
+                    size=len(new.assessment),
+                    payload=_pack(new.assessment),
+                )
+            )
+        return name
+
+    def _next_seq(self, tx: Connection, campaign: str, now: int) -> int:
+        """Creation order within a campaign, strictly increasing even when two plans share a
+        microsecond (a rollback right after a plan)."""
+        last = tx.execute(
+            sa.select(sa.func.max(plans.c.seq)).where(plans.c.campaign_id == campaign)
+        ).scalar()
+        return max(now, int(last or 0) + 1)
+
+    def record_assessment(
+        self, campaign: str, as_of: int, *, snapshot: bytes, assessment: bytes, severity: int,
+        actor: str,
+    ) -> None:  # fmt: skip
+        """Stores an AssessPacing call's snapshot and verdicts (pacing history, alerts)."""
+        content_hash = hashlib.sha256(snapshot).hexdigest()
         now = _now()
         with self._tx() as tx:
-            if key:
-                seen = tx.execute(
-                    sa.select(idempotency.c.request_hash, idempotency.c.result).where(
-                        idempotency.c.key == key
-                    )
-                ).first()
-                if seen is not None:
-                    if seen.request_hash != request_hash:
-                        raise AlreadyExists(
-                            f"request_id {request_id!r} was used for another request on "
-                            f"campaign {campaign!r}: use a new id for a new request"
-                        )
-                    return self._read(tx, seen.result)
-            content_hash = hashlib.sha256(snapshot).hexdigest()
-            name = f"campaigns/{campaign}/plans/{uuid.uuid4().hex[:20]}"
-            if key:  # claimed first: a concurrent retry of the same request waits here, then
-                # finds the claim taken and reads the plan the first one recorded
-                claimed = tx.execute(
-                    self._insert(idempotency)
-                    .values(key=key, request_hash=request_hash, result=name, create_time=now)
-                    .on_conflict_do_nothing(index_elements=["key"])
-                )
-                if claimed.rowcount == 0:
-                    raise _Raced
-            tx.execute(  # stored once per content (two plans from one snapshot share it)
+            tx.execute(
                 self._insert(snapshots)
                 .values(
                     content_hash=content_hash,
                     campaign_id=campaign,
-                    as_of=plan.as_of.ToMicroseconds(),
+                    as_of=as_of,
                     create_time=now,
                     size=len(snapshot),
                     payload=_pack(snapshot),
                 )
                 .on_conflict_do_nothing(index_elements=["content_hash"])
             )
-            previous = tx.execute(
-                sa.select(plans.c.name, plans.c.state)
-                .where(plans.c.campaign_id == campaign)
-                .order_by(plans.c.create_time.desc(), plans.c.name.desc())
-                .limit(1)
-            ).first()
-            open_plans = tx.execute(
-                sa.select(plans.c.name).where(
-                    (plans.c.campaign_id == campaign) & plans.c.state.in_(("PROPOSED", "APPROVED"))
-                )
-            ).all()
-            for row in open_plans:
-                self._set_state(tx, row.name, "SUPERSEDED", actor, "a newer plan replaces it", now)
-            stored = plan_pb2.Plan()
-            stored.CopyFrom(plan)
-            for field in _LIFE_CYCLE:
-                stored.ClearField(field)  # type: ignore[arg-type]
-            data = stored.SerializeToString()
-            state = "APPROVED" if approve else "PROPOSED"
             tx.execute(
-                plans.insert().values(
-                    name=name,
+                assessments.insert().values(
                     campaign_id=campaign,
-                    seq=now,
-                    state=state,
-                    status=plan_pb2.PlanStatus.Name(plan.status),
-                    etag=uuid.uuid4().hex,
+                    as_of=as_of,
                     create_time=now,
-                    update_time=now,
-                    as_of=plan.as_of.ToMicroseconds(),
-                    actor=actor,
-                    previous_plan=previous.name if previous is not None else "",
                     snapshot_hash=content_hash,
-                    size=len(data),
-                    payload=_pack(data),
+                    plan_name="",
+                    actor=actor,
+                    max_severity=severity,
+                    size=len(assessment),
+                    payload=_pack(assessment),
                 )
             )
-            comment = "created by Replan" + (
-                " and approved by Policy.auto_apply" if approve else ""
-            )
-            tx.execute(
-                plan_events.insert().values(
-                    plan_name=name, event_time=now, actor=actor, state=state, comment=comment
-                )
-            )
-            for r in plan.seller_requests:
-                tx.execute(
-                    seller_requests.insert().values(
-                        plan_name=name,
-                        request_id=r.request_id,
-                        campaign_id=campaign,
-                        deal_id=r.deal_id,
-                        kind=plan_pb2.RequestKind.Name(r.kind).removeprefix("REQUEST_KIND_"),
-                        target_total=r.target_total,
-                        requested_at=plan.as_of.ToMicroseconds(),
-                        response="PENDING",
-                        accepted_total=0,
-                        response_time=0,
-                        message="",
-                        actor="",
-                    )
-                )
-            return self._read(tx, name)
 
     def _set_state(
         self,
@@ -278,6 +436,7 @@ class SqlStore:
         comment: str,
         now: int,
         etag: str | None = None,
+        **values: Any,
     ) -> None:
         """Moves a plan to `state` (conditional on `etag` when given) and records the event."""
         condition = plans.c.name == name
@@ -286,7 +445,7 @@ class SqlStore:
         done = tx.execute(
             plans.update()
             .where(condition)
-            .values(state=state, etag=uuid.uuid4().hex, update_time=now)
+            .values(state=state, etag=uuid.uuid4().hex, update_time=now, **values)
         )
         if done.rowcount != 1:
             raise StaleEtag(f"{name} changed since it was read (etag {etag!r}): read it again")
@@ -297,10 +456,19 @@ class SqlStore:
         )
 
     def review(
-        self, name: str, approve: bool, *, etag: str, actor: str, comment: str
-    ) -> plan_pb2.Plan:
+        self,
+        name: str,
+        approve: bool,
+        *,
+        etag: str,
+        actor: str,
+        comment: str,
+        request_id: str = "",
+        request_hash: str = "",
+    ) -> LifeCycle:
         """Approves or rejects a PROPOSED plan; a stale etag is StaleEtag (ABORTED)."""
-        with self._tx() as tx:
+
+        def call(tx: Connection) -> str:
             row = self._row(tx, name)
             if row.state != "PROPOSED":
                 raise WrongState(f"{name} is {row.state}: only a PROPOSED plan can be reviewed")
@@ -308,20 +476,49 @@ class SqlStore:
                 tx, name, "APPROVED" if approve else "REJECTED", actor, comment, _now(),
                 etag=etag or row.etag,
             )  # fmt: skip
-            return self._read(tx, name)
+            return name
 
-    def confirm_applied(self, name: str, *, actor: str, apply_time: int | None) -> plan_pb2.Plan:
-        """Marks an APPROVED plan APPLIED (confirming an APPLIED one again changes nothing)."""
+        key = f"ReviewPlan:{name}:{request_id}" if request_id else ""
+        return self._idempotent(key, request_hash, name, call)
+
+    def check_state(self, name: str, states: tuple[str, ...], etag: str) -> Any:
+        """The plan's row when it is in one of `states` (and at `etag` when given), before a
+        call computes something for it (the write checks again, in its transaction)."""
         with self._tx() as tx:
             row = self._row(tx, name)
+        if etag and row.etag != etag:
+            raise StaleEtag(f"{name} changed since it was read (etag {etag!r}): read it again")
+        if row.state not in states:
+            raise WrongState(f"{name} is {row.state}: this call needs it {' or '.join(states)}")
+        return row
+
+    def confirm_applied(
+        self,
+        name: str,
+        *,
+        actor: str,
+        apply_time: int | None,
+        etag: str = "",
+        request_id: str = "",
+        request_hash: str = "",
+    ) -> LifeCycle:
+        """Marks an APPROVED plan APPLIED (confirming an APPLIED one again changes nothing)."""
+
+        def call(tx: Connection) -> str:
+            row = self._row(tx, name)
             if row.state == "APPLIED":
-                return self._read(tx, name)
+                return name
             if row.state != "APPROVED":
                 raise WrongState(f"{name} is {row.state}: only an APPROVED plan can be applied")
             when = apply_time or _now()
-            note = f"applied at {datetime.fromtimestamp(when / 1e6).isoformat()}"
-            self._set_state(tx, name, "APPLIED", actor, note, _now(), etag=row.etag)
-            return self._read(tx, name)
+            note = f"applied at {datetime.fromtimestamp(when / 1e6, UTC).isoformat()}"
+            self._set_state(
+                tx, name, "APPLIED", actor, note, _now(), etag=etag or row.etag, apply_time=when
+            )
+            return name
+
+        key = f"ConfirmApplied:{name}:{request_id}" if request_id else ""
+        return self._idempotent(key, request_hash, name, call)
 
     def record_response(
         self,
@@ -333,13 +530,13 @@ class SqlStore:
         message: str,
         response_time: int | None,
         actor: str,
-    ) -> tuple[str, str, int, int]:
-        """Records a seller's answer to one request of `plan`; returns (deal, kind,
-        target_total, response_time)."""
+    ) -> None:
+        """Records a seller's answer to one request of `plan` (the latest answer counts: a
+        seller may answer PENDING first, then ACCEPTED)."""
         with self._tx() as tx:
             self._row(tx, plan)
             row = tx.execute(
-                sa.select(seller_requests).where(
+                sa.select(seller_requests.c.deal_id).where(
                     (seller_requests.c.plan_name == plan)
                     & (seller_requests.c.request_id == request_id)
                 )
@@ -367,94 +564,257 @@ class SqlStore:
                     plan_name=plan, event_time=_now(), actor=actor, state="", comment=note
                 )
             )
-            return str(row.deal_id), str(row.kind), int(row.target_total), when
+
+    def purge(self, before: int) -> tuple[int, int]:
+        """Removes snapshots and assessments recorded before `before` (unix micros), keeping
+        the decision record (plans, their events, reviews and seller answers). Returns how
+        many snapshots and assessments went. A plan whose snapshot went can no longer be
+        revised or rolled back from it."""
+        with self._tx() as tx:
+            gone_a = tx.execute(assessments.delete().where(assessments.c.create_time < before))
+            gone_s = tx.execute(snapshots.delete().where(snapshots.c.create_time < before))
+            return int(gone_s.rowcount), int(gone_a.rowcount)
 
     # --- reading ------------------------------------------------------------------------------
 
-    def find_retry(self, campaign: str, request_id: str, request_hash: str) -> plan_pb2.Plan | None:
-        """The plan a Replan with this request id created, if any (before computing it again);
-        AlreadyExists when the id was used for another body."""
-        key = f"Replan:{campaign}:{request_id}"
+    def find_key(self, key: str, request_hash: str, what: str) -> str | None:
+        """The plan a call under this idempotency key left, if any (before computing it
+        again); AlreadyExists when the key was used for another body."""
         with self._tx() as tx:
-            seen = tx.execute(
-                sa.select(idempotency.c.request_hash, idempotency.c.result).where(
-                    idempotency.c.key == key
-                )
-            ).first()
-            if seen is None:
-                return None
-            if seen.request_hash != request_hash:
-                raise AlreadyExists(
-                    f"request_id {request_id!r} was used for another request on campaign "
-                    f"{campaign!r}: use a new id for a new request"
-                )
-            return self._read(tx, seen.result)
+            return self._seen(tx, key, request_hash, what)
 
     def _row(self, tx: Connection, name: str) -> Any:
-        row = tx.execute(sa.select(plans).where(plans.c.name == name)).first()
+        row = tx.execute(
+            sa.select(*(c for c in plans.c if c.name not in _BULKY)).where(plans.c.name == name)
+        ).first()
         if row is None:
             raise NotFound(f"no plan {name!r}")
         return row
 
-    def _read(self, tx: Connection, name: str) -> plan_pb2.Plan:
+    def _life_cycle(self, tx: Connection, name: str) -> LifeCycle:
         row = self._row(tx, name)
-        plan = plan_pb2.Plan.FromString(_unpack(row.payload, row.size))
-        plan.name = row.name
-        plan.state = _STATE[row.state]
-        plan.etag = row.etag
-        plan.previous_plan = row.previous_plan
-        plan.create_time.CopyFrom(_timestamp(row.create_time))
         events = tx.execute(
             sa.select(plan_events).where(plan_events.c.plan_name == name).order_by(plan_events.c.id)
         ).all()
-        for e in events:
-            plan.history.add(
-                event_time=_timestamp(e.event_time),
-                actor=e.actor,
-                state=_STATE.get(e.state, plan_pb2.PLAN_STATE_UNSPECIFIED),
-                comment=e.comment,
+        answers = tx.execute(
+            sa.select(seller_requests.c.request_id, seller_requests.c.response).where(
+                seller_requests.c.plan_name == name
             )
-        for r in plan.seller_requests:
-            answer = tx.execute(
-                sa.select(seller_requests.c.response).where(
-                    (seller_requests.c.plan_name == name)
-                    & (seller_requests.c.request_id == r.request_id)
-                )
-            ).scalar()
-            if answer:
-                r.response = plan_pb2.SellerResponseKind.Value(f"SELLER_RESPONSE_KIND_{answer}")
-        return plan
+        ).all()
+        return LifeCycle(
+            name=name,
+            state=str(row.state),
+            etag=str(row.etag),
+            previous_plan=str(row.previous_plan),
+            create_time=int(row.create_time),
+            events=tuple(
+                (int(e.event_time), str(e.actor), str(e.state), str(e.comment)) for e in events
+            ),
+            answers={str(a.request_id): str(a.response) for a in answers},
+        )
 
-    def get_plan(self, name: str) -> plan_pb2.Plan:
+    def life_cycle(self, name: str) -> LifeCycle:
         with self._tx() as tx:
-            return self._read(tx, name)
+            return self._life_cycle(tx, name)
+
+    def get_plan(self, name: str, view: str = "all") -> plan_pb2.Plan:
+        """The stored plan in `view` (plan_codec.render), life cycle filled in."""
+        with self._tx() as tx:
+            lc = self._life_cycle(tx, name)
+            columns = [plans.c.payload, plans.c.size]
+            if view != "none":
+                columns += [plans.c.deals_table, plans.c.schedules_table]
+            row = tx.execute(sa.select(*columns).where(plans.c.name == name)).one()
+        summary = _unpack(row.payload, row.size)
+        if view == "none":  # a summary, whether stored as one or whole
+            return lc.fill(render(summary, None, None, view))
+        return lc.fill(render(summary, row.deals_table, row.schedules_table, view))
+
+    def plan_inputs(self, name: str) -> PlanInputs:
+        """What a re-solve of a stored plan needs: its snapshot, its options and its deals."""
+        with self._tx() as tx:
+            row = tx.execute(
+                sa.select(plans.c.snapshot_hash, plans.c.options, plans.c.deals_table).where(
+                    plans.c.name == name
+                )
+            ).first()
+            if row is None:
+                raise NotFound(f"no plan {name!r}")
+            snap = tx.execute(
+                sa.select(snapshots.c.payload, snapshots.c.size).where(
+                    snapshots.c.content_hash == row.snapshot_hash
+                )
+            ).first()
+        if snap is None or row.deals_table is None:
+            raise WrongState(f"{name}: its snapshot is no longer stored (purged)")
+        return PlanInputs(
+            snapshot=_unpack(snap.payload, snap.size),
+            options=bytes(row.options or b""),
+            deals=deals_frame(row.deals_table),
+        )
+
+    def latest_snapshot(self, campaign: str) -> bytes | None:
+        """The campaign's newest stored snapshot (by as_of, then recording order)."""
+        with self._tx() as tx:
+            row = tx.execute(
+                sa.select(snapshots.c.payload, snapshots.c.size)
+                .where(snapshots.c.campaign_id == campaign)
+                .order_by(snapshots.c.as_of.desc(), snapshots.c.create_time.desc())
+                .limit(1)
+            ).first()
+        return None if row is None else _unpack(row.payload, row.size)
 
     def list_plans(
-        self, campaign: str, *, state: str = "", page_size: int = 50, page_token: str = ""
+        self,
+        campaign: str,
+        *,
+        state: str = "",
+        start: int | None = None,
+        end: int | None = None,
+        page_size: int = 50,
+        page_token: str = "",
     ) -> tuple[list[plan_pb2.Plan], str]:
-        """A campaign's plans, newest first, `page_size` at a time (AIP-158 page tokens)."""
+        """A campaign's plans, newest first, as summaries, `page_size` at a time (AIP-158)."""
         condition = plans.c.campaign_id == campaign
         if state:
             condition = condition & (plans.c.state == state)
+        if start is not None:
+            condition = condition & (plans.c.create_time >= start)
+        if end is not None:
+            condition = condition & (plans.c.create_time < end)
         if page_token:
-            created, _, last = _decode_token(page_token).partition(":")
+            seq, _, last = _decode_token(page_token).partition(":")
             condition = condition & (
-                (plans.c.create_time < int(created))
-                | ((plans.c.create_time == int(created)) & (plans.c.name < last))
+                (plans.c.seq < int(seq)) | ((plans.c.seq == int(seq)) & (plans.c.name < last))
             )
         with self._tx() as tx:
             rows = tx.execute(
-                sa.select(plans.c.name, plans.c.create_time)
+                sa.select(plans.c.name, plans.c.seq)
                 .where(condition)
-                .order_by(plans.c.create_time.desc(), plans.c.name.desc())
+                .order_by(plans.c.seq.desc(), plans.c.name.desc())
                 .limit(page_size + 1)
             ).all()
-            out = [self._read(tx, r.name) for r in rows[:page_size]]
+        out = [self.get_plan(r.name, "none") for r in rows[:page_size]]
         token = ""
         if len(rows) > page_size:
             last_row = rows[page_size - 1]
-            token = _encode_token(f"{last_row.create_time}:{last_row.name}")
+            token = _encode_token(f"{last_row.seq}:{last_row.name}")
         return out, token
+
+    def pacing_history(
+        self,
+        campaign: str,
+        *,
+        start: int | None = None,
+        end: int | None = None,
+        page_size: int = 500,
+        page_token: str = "",
+    ) -> tuple[list[tuple[int, bytes, str, str]], str]:
+        """The campaign's stored assessments, oldest first: (id, PacingAssessment bytes, plan
+        name, plan state) per assessment, `page_size` at a time."""
+        condition = assessments.c.campaign_id == campaign
+        if start is not None:
+            condition = condition & (assessments.c.as_of >= start)
+        if end is not None:
+            condition = condition & (assessments.c.as_of < end)
+        if page_token:
+            as_of, _, last = _decode_token(page_token).partition(":")
+            condition = condition & (
+                (assessments.c.as_of > int(as_of))
+                | ((assessments.c.as_of == int(as_of)) & (assessments.c.id > int(last or 0)))
+            )
+        with self._tx() as tx:
+            rows = tx.execute(
+                sa.select(
+                    assessments.c.id,
+                    assessments.c.as_of,
+                    assessments.c.payload,
+                    assessments.c.size,
+                    assessments.c.plan_name,
+                    plans.c.state,
+                )
+                .select_from(assessments.outerjoin(plans, plans.c.name == assessments.c.plan_name))
+                .where(condition)
+                .order_by(assessments.c.as_of, assessments.c.id)
+                .limit(page_size + 1)
+            ).all()
+        out = [
+            (int(r.id), _unpack(r.payload, r.size), str(r.plan_name), str(r.state or ""))
+            for r in rows[:page_size]
+        ]
+        token = ""
+        if len(rows) > page_size:
+            last_row = rows[page_size - 1]
+            token = _encode_token(f"{last_row.as_of}:{last_row.id}")
+        return out, token
+
+    def cursor(self, campaign: str) -> tuple[int, int]:
+        """Where a watch starts: the newest plan event and assessment ids of the campaign."""
+        with self._tx() as tx:
+            event = tx.execute(
+                sa.select(sa.func.max(plan_events.c.id))
+                .select_from(plan_events.join(plans, plans.c.name == plan_events.c.plan_name))
+                .where(plans.c.campaign_id == campaign)
+            ).scalar()
+            assessed = tx.execute(
+                sa.select(sa.func.max(assessments.c.id)).where(
+                    assessments.c.campaign_id == campaign
+                )
+            ).scalar()
+        return int(event or 0), int(assessed or 0)
+
+    def events_after(
+        self, campaign: str, after: tuple[int, int], min_severity: int = 0
+    ) -> tuple[list[tuple[int, int, str]], list[tuple[int, int, bytes]]]:
+        """New plan events (id, time, plan name) and new assessments with alerts at least
+        `min_severity` (id, time, PacingAssessment bytes) since the cursor `after`, oldest
+        first. Polled by WatchCampaign: it sees what any server process sharing the database
+        wrote."""
+        with self._tx() as tx:
+            events = tx.execute(
+                sa.select(plan_events.c.id, plan_events.c.event_time, plan_events.c.plan_name)
+                .select_from(plan_events.join(plans, plans.c.name == plan_events.c.plan_name))
+                .where((plans.c.campaign_id == campaign) & (plan_events.c.id > after[0]))
+                .order_by(plan_events.c.id)
+                .limit(500)
+            ).all()
+            assessed = tx.execute(
+                sa.select(
+                    assessments.c.id,
+                    assessments.c.create_time,
+                    assessments.c.payload,
+                    assessments.c.size,
+                    assessments.c.max_severity,
+                )
+                .where((assessments.c.campaign_id == campaign) & (assessments.c.id > after[1]))
+                .order_by(assessments.c.id)
+                .limit(500)
+            ).all()
+        return (
+            [(int(e.id), int(e.event_time), str(e.plan_name)) for e in events],
+            [
+                (int(a.id), int(a.create_time), _unpack(a.payload, a.size))
+                if a.max_severity and a.max_severity >= min_severity
+                else (int(a.id), int(a.create_time), b"")
+                for a in assessed
+            ],
+        )
+
+    def applied_plans(self, campaign: str, since: int) -> list[tuple[int, pd.DataFrame]]:
+        """The campaign's plans applied at or after `since` (unix micros), oldest first, with
+        their deals tables: what the rolling step limits measure moves against."""
+        with self._tx() as tx:
+            rows = tx.execute(
+                sa.select(plans.c.apply_time, plans.c.deals_table)
+                .where(
+                    (plans.c.campaign_id == campaign)
+                    & plans.c.state.in_(("APPLIED", "ROLLED_BACK"))
+                    & (plans.c.apply_time >= since)
+                    & plans.c.deals_table.is_not(None)
+                )
+                .order_by(plans.c.apply_time)
+            ).all()
+        return [(int(r.apply_time), deals_frame(r.deals_table)) for r in rows]
 
     def request_history(self, campaign: str) -> RequestHistory:
         """The campaign's seller requests sent (plans approved or applied) and their answers,
@@ -484,6 +844,10 @@ class SqlStore:
         return RequestHistory(requests=frame)
 
 
+_BULKY = frozenset({"payload", "deals_table", "schedules_table", "options"})
+"""Plan columns read only when the plan's content is asked for."""
+
+
 def _encode_token(text: str) -> str:
     return base64.urlsafe_b64encode(text.encode()).decode()
 
@@ -493,8 +857,8 @@ def _decode_token(token: str) -> str:
         text = base64.urlsafe_b64decode(token.encode()).decode()
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValueError("page_token: not a token this server issued") from exc
-    created, sep, _ = text.partition(":")
-    if not sep or not created.isdigit():
+    first, sep, _ = text.partition(":")
+    if not sep or not first.isdigit():
         raise ValueError("page_token: not a token this server issued")
     return text
 
@@ -503,4 +867,12 @@ def request_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-__all__ = ["SqlStore", "default_database_url", "request_hash"]
+__all__ = [
+    "LifeCycle",
+    "NewPlan",
+    "PlanInputs",
+    "Replaces",
+    "SqlStore",
+    "default_database_url",
+    "request_hash",
+]

@@ -269,6 +269,8 @@ class _ReasonCodeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ReasonCode
     """
     REASON_CODE_LOWER_VALUE: _ReasonCode.ValueType  # 17
     """Budget moved away to deals worth more per unit (it was delivering as planned)."""
+    REASON_CODE_ROLLBACK: _ReasonCode.ValueType  # 18
+    """Moved back towards its allocation before a plan that was rolled back."""
 
 class ReasonCode(_ReasonCode, metaclass=_ReasonCodeEnumTypeWrapper):
     """Machine-readable reason of an allocation change or a request."""
@@ -306,6 +308,8 @@ unit than the deals that gave.
 """
 REASON_CODE_LOWER_VALUE: ReasonCode.ValueType  # 17
 """Budget moved away to deals worth more per unit (it was delivering as planned)."""
+REASON_CODE_ROLLBACK: ReasonCode.ValueType  # 18
+"""Moved back towards its allocation before a plan that was rolled back."""
 Global___ReasonCode: _TypeAlias = ReasonCode  # noqa: Y015
 
 class _RequestKind:

@@ -271,6 +271,8 @@ class ReviewPlanRequest(_message.Message):
     REVIEWER_FIELD_NUMBER: _builtins.int
     COMMENT_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
+    DEAL_DECISIONS_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """The plan's resource name. Required."""
     decision: Global___ReviewDecision.ValueType
@@ -281,6 +283,20 @@ class ReviewPlanRequest(_message.Message):
     """Why."""
     etag: _builtins.str
     """The plan's etag as read; the call fails with ABORTED if the plan changed since."""
+    request_id: _builtins.str
+    """Idempotency key: a retry with the same key and body returns the first result without
+    recording twice; the same key with another body fails with ALREADY_EXISTS.
+    """
+    @_builtins.property
+    def deal_decisions(self) -> _containers.RepeatedCompositeFieldContainer[Global___DealDecision]:
+        """Decisions on single deal moves, instead of (or refining) `decision`. Rejecting any move
+        re-solves the plan's snapshot with the rejected deals pinned at their allocation before the
+        plan; the reviewed plan becomes SUPERSEDED and the response carries the revision (a new
+        plan whose previous_plan is the reviewed one). The revision is APPROVED when every move it
+        makes is one the reviewer approved (same deal and direction, no larger), else PROPOSED for
+        another look. Deals not named follow `decision` (APPROVE when unset).
+        """
+
     def __init__(
         self,
         *,
@@ -289,14 +305,42 @@ class ReviewPlanRequest(_message.Message):
         reviewer: _builtins.str = ...,
         comment: _builtins.str = ...,
         etag: _builtins.str = ...,
+        deal_decisions: _abc.Iterable[Global___DealDecision] | None = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["comment", b"comment", "decision", b"decision", "etag", b"etag", "name", b"name", "reviewer", b"reviewer"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["comment", b"comment", "deal_decisions", b"deal_decisions", "decision", b"decision", "etag", b"etag", "name", b"name", "request_id", b"request_id", "reviewer", b"reviewer"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReviewPlanRequest: _TypeAlias = ReviewPlanRequest  # noqa: Y015
+
+@_typing.final
+class DealDecision(_message.Message):
+    """A reviewer's decision on one deal's move."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEAL_ID_FIELD_NUMBER: _builtins.int
+    DECISION_FIELD_NUMBER: _builtins.int
+    deal_id: _builtins.str
+    """The deal."""
+    decision: Global___ReviewDecision.ValueType
+    """Approve or reject its move."""
+    def __init__(
+        self,
+        *,
+        deal_id: _builtins.str = ...,
+        decision: Global___ReviewDecision.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deal_id", b"deal_id", "decision", b"decision"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DealDecision: _TypeAlias = DealDecision  # noqa: Y015
 
 @_typing.final
 class ReviewPlanResponse(_message.Message):
@@ -331,10 +375,16 @@ class ConfirmAppliedRequest(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     APPLY_TIME_FIELD_NUMBER: _builtins.int
     ACTOR_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """The plan's resource name. Required."""
     actor: _builtins.str
     """Who applied it."""
+    etag: _builtins.str
+    """The plan's etag as read; ABORTED if the plan changed since. Optional."""
+    request_id: _builtins.str
+    """Idempotency key, as in ReviewPlanRequest.request_id."""
     @_builtins.property
     def apply_time(self) -> _timestamp_pb2.Timestamp:
         """When it took effect on the buying platform. Default: now."""
@@ -345,10 +395,12 @@ class ConfirmAppliedRequest(_message.Message):
         name: _builtins.str = ...,
         apply_time: _timestamp_pb2.Timestamp | None = ...,
         actor: _builtins.str = ...,
+        etag: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["apply_time", b"apply_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "apply_time", b"apply_time", "name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "apply_time", b"apply_time", "etag", b"etag", "name", b"name", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -387,22 +439,30 @@ class RollbackPlanRequest(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     ACTOR_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """The plan's resource name. Required."""
     actor: _builtins.str
     """Who rolls back."""
     reason: _builtins.str
     """Why."""
+    etag: _builtins.str
+    """The plan's etag as read; ABORTED if the plan changed since. Optional."""
+    request_id: _builtins.str
+    """Idempotency key, as in ReviewPlanRequest.request_id."""
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         actor: _builtins.str = ...,
         reason: _builtins.str = ...,
+        etag: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "name", b"name", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "etag", b"etag", "name", b"name", "reason", b"reason", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -416,23 +476,35 @@ class RollbackPlanResponse(_message.Message):
 
     PLAN_FIELD_NUMBER: _builtins.int
     RESTORED_FIELD_NUMBER: _builtins.int
+    ROLLBACK_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def plan(self) -> _plan_pb2.Plan:
-        """The rolled-back plan."""
+        """The rolled-back plan, now ROLLED_BACK (summary: no per-deal rows)."""
 
     @_builtins.property
     def restored(self) -> _containers.RepeatedCompositeFieldContainer[_plan_pb2.DealAllocation]:
-        """The allocations restored (those before the plan)."""
+        """Per deal the rollback moves: its allocation now (old_allocation) and the one restored
+        (new_allocation), the closest to the allocation before the plan that what was delivered
+        since and the campaign's limits allow.
+        """
+
+    @_builtins.property
+    def rollback(self) -> _plan_pb2.Plan:
+        """The rollback itself, recorded as a plan (APPROVED: apply it and confirm with
+        ConfirmApplied), with its seller requests and schedules; previous_plan is the rolled-back
+        plan.
+        """
 
     def __init__(
         self,
         *,
         plan: _plan_pb2.Plan | None = ...,
         restored: _abc.Iterable[_plan_pb2.DealAllocation] | None = ...,
+        rollback: _plan_pb2.Plan | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["plan", b"plan"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["plan", b"plan", "rollback", b"rollback"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["plan", b"plan", "restored", b"restored"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["plan", b"plan", "restored", b"restored", "rollback", b"rollback"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -513,16 +585,23 @@ class GetPlanRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """"campaigns/{campaign_id}/plans/{plan_id}". Required."""
+    view: Global___PlanView.ValueType
+    """How much of the plan to return, as in ReplanRequest.view (default FULL). The store keeps
+    numbers, not words: rationales are rendered again on reading, so a plan read in a view is
+    the message Replan returned in that view, life-cycle fields apart.
+    """
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
+        view: Global___PlanView.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "view", b"view"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -562,6 +641,8 @@ class ListPlansRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
     parent: _builtins.str
     """"campaigns/{campaign_id}". Required."""
     page_size: _builtins.int
@@ -570,6 +651,14 @@ class ListPlansRequest(_message.Message):
     """From a previous response's next_page_token."""
     state: _plan_pb2.PlanState.ValueType
     """Only plans in this state; unset for all."""
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """Only plans created at or after this instant."""
+
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp:
+        """Only plans created before this instant."""
+
     def __init__(
         self,
         *,
@@ -577,10 +666,12 @@ class ListPlansRequest(_message.Message):
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
         state: _plan_pb2.PlanState.ValueType = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "parent", b"parent", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "page_size", b"page_size", "page_token", b"page_token", "parent", b"parent", "start_time", b"start_time", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -698,6 +789,12 @@ class PacingHistoryPoint(_message.Message):
 
     AS_OF_FIELD_NUMBER: _builtins.int
     VERDICT_FIELD_NUMBER: _builtins.int
+    PLAN_FIELD_NUMBER: _builtins.int
+    PLAN_STATE_FIELD_NUMBER: _builtins.int
+    plan: _builtins.str
+    """The plan made from this snapshot ("" when it was only assessed)."""
+    plan_state: _plan_pb2.PlanState.ValueType
+    """That plan's state now."""
     @_builtins.property
     def as_of(self) -> _timestamp_pb2.Timestamp:
         """The snapshot's as_of."""
@@ -711,10 +808,12 @@ class PacingHistoryPoint(_message.Message):
         *,
         as_of: _timestamp_pb2.Timestamp | None = ...,
         verdict: _assessment_pb2.PacingVerdict | None = ...,
+        plan: _builtins.str = ...,
+        plan_state: _plan_pb2.PlanState.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "verdict", b"verdict"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "verdict", b"verdict"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "plan", b"plan", "plan_state", b"plan_state", "verdict", b"verdict"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

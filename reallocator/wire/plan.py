@@ -11,6 +11,7 @@ import pyarrow as pa
 from google.protobuf import struct_pb2
 from google.protobuf.duration_pb2 import Duration
 
+from reallocator.core.model import BudgetType
 from reallocator.core.plan.explain import render_deal_rationales
 from reallocator.core.plan.model import (
     AdjustmentRequest,
@@ -163,9 +164,9 @@ DEAL_TABLE_COLUMNS: dict[str, str] = {
 """Columns of Plan.deals_arrow (wire name -> the plan table's column), before the codes."""
 
 
-def deals_arrow(plan: Plan) -> bytes:
+def deals_arrow(plan: Plan | pd.DataFrame) -> bytes:
     """The plan's deals as the Arrow stream of Plan.deals_arrow (numbers and codes only)."""
-    d = plan.deals
+    d = plan.deals if isinstance(plan, Plan) else plan
     columns: dict[str, Any] = {}
     for wire, col in DEAL_TABLE_COLUMNS.items():
         values = d[col].to_numpy()
@@ -180,9 +181,9 @@ def deals_arrow(plan: Plan) -> bytes:
     return _arrow(pa.table(columns))
 
 
-def schedules_arrow(plan: Plan) -> bytes:
+def schedules_arrow(plan: Plan | ScheduleTable | None) -> bytes:
     """The plan's schedules as the Arrow stream of Plan.schedules_arrow."""
-    table = plan.schedule_table
+    table = plan.schedule_table if isinstance(plan, Plan) else plan
     n = 0 if table is None else len(table)
     hours = 0 if table is None else table.n_hours
 
@@ -222,15 +223,16 @@ def schedules_arrow(plan: Plan) -> bytes:
     return _arrow(out)
 
 
-def _deal_messages(msg: plan_pb2.Plan, plan: Plan, rows: np.ndarray) -> None:
+def _deal_messages(
+    msg: plan_pb2.Plan, table: pd.DataFrame, bt: BudgetType, currency: str, rows: np.ndarray
+) -> None:
     """One DealAllocation per row of `rows`, columns read once; missing words rendered."""
-    table = plan.deals
     c = {k: table[k].to_numpy()[rows].tolist() for k in _DEAL_FIELDS}
     texts = table["rationale"].to_numpy(dtype=object)[rows]
     missing = np.flatnonzero(texts == "")
     if missing.size:
         texts = texts.copy()
-        rendered = render_deal_rationales(table, plan.budget_type, plan.currency, rows[missing])
+        rendered = render_deal_rationales(table, bt, currency, rows[missing])
         texts[missing] = np.asarray(rendered, dtype=object)
     text = texts.astype(str).tolist()
     binding = _codes(table["binding"].to_numpy(dtype=object)[rows], BINDING)
@@ -294,6 +296,33 @@ def _groups(frame: pd.DataFrame) -> list[plan_pb2.GroupTotal]:
     return out
 
 
+def add_rows(
+    msg: plan_pb2.Plan,
+    deals: pd.DataFrame,
+    schedules: ScheduleTable | None,
+    budget_type: BudgetType,
+    currency: str,
+    view: str,
+) -> None:
+    """The per-deal part of a plan message in `view` (see `encode_plan`), from the plan's two
+    tables alone: the audit store keeps those tables, not the messages, and fills a stored
+    summary in with this on reading, so a plan read back equals the one Replan returned."""
+    rows = np.arange(len(deals))
+    if view == "changed":
+        moved = deals["delta"].to_numpy() != 0
+        ahead = deals["pacing"].to_numpy(dtype=object) == DealPacing.AHEAD.value
+        rows = np.flatnonzero(moved | ahead)
+    elif view in ("none", "table"):
+        rows = rows[:0]
+    if rows.size:
+        _deal_messages(msg, deals, budget_type, currency, rows)
+    if view == "table":
+        msg.deals_arrow = deals_arrow(deals)
+        msg.schedules_arrow = schedules_arrow(schedules)
+    if view in ("all", "changed") and schedules is not None:
+        _schedule_messages(msg, schedules)
+
+
 VIEWS = ("all", "changed", "none", "table")
 
 
@@ -309,14 +338,6 @@ def encode_plan(
     rendered here, for the rows returned only."""
     if deals not in VIEWS:
         raise ValueError(f"deals must be one of {VIEWS}, got {deals!r}")
-    table = plan.deals
-    rows = np.arange(len(table))
-    if deals == "changed":
-        moved = table["delta"].to_numpy() != 0
-        ahead = table["pacing"].to_numpy(dtype=object) == DealPacing.AHEAD.value
-        rows = np.flatnonzero(moved | ahead)
-    elif deals in ("none", "table"):
-        rows = rows[:0]
     msg = plan_pb2.Plan() if out is None else out
     msg.name = name
     msg.campaign_id = plan.campaign_id
@@ -331,11 +352,7 @@ def encode_plan(
     msg.max_severity = (
         SEVERITY[str(plan.max_severity)] if plan.max_severity else common_pb2.SEVERITY_UNSPECIFIED
     )
-    if rows.size:
-        _deal_messages(msg, plan, rows)
-    if deals == "table":
-        msg.deals_arrow = deals_arrow(plan)
-        msg.schedules_arrow = schedules_arrow(plan)
+    add_rows(msg, plan.deals, plan.schedule_table, plan.budget_type, plan.currency, deals)
     msg.sellers.extend(_groups(plan.sellers))
     msg.channels.extend(_groups(plan.channels))
     for u in plan.unspendable_reasons:
@@ -357,8 +374,6 @@ def encode_plan(
             confidence=alert.confidence,
             create_time=created,
         )
-    if deals in ("all", "changed") and plan.schedule_table is not None:
-        _schedule_messages(msg, plan.schedule_table)
     for v in plan.violations:
         msg.violations.add(
             constraint=v.constraint,
@@ -392,4 +407,11 @@ def encode_plan(
     return msg
 
 
-__all__ = ["deals_arrow", "encode_plan", "encode_request", "encode_schedule", "schedules_arrow"]
+__all__ = [
+    "add_rows",
+    "deals_arrow",
+    "encode_plan",
+    "encode_request",
+    "encode_schedule",
+    "schedules_arrow",
+]

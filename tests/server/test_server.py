@@ -20,8 +20,8 @@ from grpc_status import rpc_status
 
 from reallocator.config import load_config
 from reallocator.server.app import RunningServer, start_server
+from reallocator.v1 import common_pb2, reallocator_service_pb2_grpc, snapshot_pb2
 from reallocator.v1 import reallocator_service_pb2 as pb
-from reallocator.v1 import reallocator_service_pb2_grpc, snapshot_pb2
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -105,29 +105,35 @@ def test_reflection_resolves_message_types(channel: grpc.Channel) -> None:
     assert "reallocator/v1/policy.proto" in by_name
 
 
-# --- methods not implemented yet -------------------------------------------------------------
-
-_NOT_YET = [
-    ("RollbackPlan", pb.RollbackPlanRequest(name="campaigns/c/plans/p")),
-    ("GetPacingHistory", pb.GetPacingHistoryRequest(campaign_id="c")),
-]
+# --- every method answers ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("method", "request_msg"), _NOT_YET, ids=[m for m, _ in _NOT_YET])
-def test_unary_methods_not_implemented_answer_unimplemented(
-    stub: reallocator_service_pb2_grpc.ReallocatorServiceStub, method: str, request_msg: object
-) -> None:
-    error = rpc_error(lambda: getattr(stub, method)(request_msg, timeout=5))
-    assert error.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert f"{SERVICE}.{method}" in (error.details() or "")
-
-
-def test_watch_campaign_answers_unimplemented(
+def test_life_cycle_methods_answer_for_what_is_not_there(
     stub: reallocator_service_pb2_grpc.ReallocatorServiceStub,
 ) -> None:
-    request = pb.WatchCampaignRequest(campaign_id="c", include_plans=True)
-    error = rpc_error(lambda: list(stub.WatchCampaign(request, timeout=5)))
-    assert error.code() == grpc.StatusCode.UNIMPLEMENTED
+    missing = rpc_error(
+        lambda: stub.RollbackPlan(pb.RollbackPlanRequest(name="campaigns/c/plans/ab"), timeout=5)
+    )
+    assert missing.code() == grpc.StatusCode.NOT_FOUND
+    empty = stub.GetPacingHistory(pb.GetPacingHistoryRequest(campaign_id="nobody"), timeout=5)
+    assert not empty.points and not empty.next_page_token
+    deal = common_pb2.EntityRef(kind=common_pb2.ENTITY_KIND_DEAL, id="d1")
+    bad = rpc_error(
+        lambda: stub.GetPacingHistory(
+            pb.GetPacingHistoryRequest(campaign_id="c", entity=deal), timeout=5
+        )
+    )
+    assert bad.code() == grpc.StatusCode.INVALID_ARGUMENT and "entity.kind" in (bad.details() or "")
+
+
+def test_a_watch_with_nothing_to_report_ends_at_its_deadline(
+    stub: reallocator_service_pb2_grpc.ReallocatorServiceStub,
+) -> None:
+    request = pb.WatchCampaignRequest(campaign_id="quiet", include_plans=True)
+    error = rpc_error(lambda: list(stub.WatchCampaign(request, timeout=1.5)))
+    assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    unnamed = rpc_error(lambda: list(stub.WatchCampaign(pb.WatchCampaignRequest(), timeout=5)))
+    assert unnamed.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 def test_unknown_method_answers_unimplemented(channel: grpc.Channel) -> None:

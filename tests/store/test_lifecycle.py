@@ -12,6 +12,7 @@ import grpc
 import pytest
 from conftest import rpc_error
 from google.protobuf import json_format
+from plans import new_plan
 
 from reallocator.store.sql import SqlStore
 from reallocator.v1 import plan_pb2
@@ -173,9 +174,7 @@ def _review(url: str, name: str, etag: str, approve: bool, out: multiprocessing.
 def test_two_processes_reviewing_one_plan_one_wins(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'race.db'}"
     store = SqlStore.open(url)
-    plan = plan_pb2.Plan(campaign_id="race", status=plan_pb2.PLAN_STATUS_OPTIMAL)
-    plan.as_of.GetCurrentTime()
-    stored = store.record_plan(plan, snapshot=b"snapshot", actor="t", approve=False)
+    stored = store.record_plan(new_plan("race"), actor="t")
     ctx = multiprocessing.get_context("spawn")
     results: multiprocessing.Queue = ctx.Queue()
     procs = [ctx.Process(target=_review, args=(url, stored.name, stored.etag, a, results))
@@ -193,9 +192,7 @@ def test_two_processes_reviewing_one_plan_one_wins(tmp_path: Path) -> None:
 
 def test_the_store_survives_a_reopen(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'reopen.db'}"
-    plan = plan_pb2.Plan(campaign_id="reopen")
-    plan.as_of.GetCurrentTime()
-    name = SqlStore.open(url).record_plan(plan, snapshot=b"s", actor="a", approve=True).name
+    name = SqlStore.open(url).record_plan(new_plan("reopen", approve=True), actor="a").name
     again = SqlStore.open(url)  # migrations applied twice: nothing to do the second time
     assert again.get_plan(name).state == plan_pb2.PLAN_STATE_APPROVED
     with pytest.raises(Exception, match="no plan"):

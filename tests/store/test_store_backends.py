@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from plans import new_plan, with_requests
 
 from reallocator.store.errors import AlreadyExists, NotFound, StaleEtag, WrongState
 from reallocator.store.sql import SqlStore
@@ -70,48 +71,41 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlStore]:
     opened.close()
 
 
-def _plan(campaign: str, requests: int = 0) -> plan_pb2.Plan:
-    plan = plan_pb2.Plan(campaign_id=campaign, status=plan_pb2.PLAN_STATUS_OPTIMAL)
-    plan.as_of.FromSeconds(1_790_000_000)
-    for i in range(requests):
-        plan.seller_requests.add(
-            request_id=f"r{i}", deal_id=f"d{i}", kind=plan_pb2.REQUEST_KIND_INCREASE,
-            target_total=1_000 * (i + 1),
-        )  # fmt: skip
-    return plan
-
-
 def test_the_life_cycle_on_each_database(store: SqlStore) -> None:
     campaign = f"c-{os.getpid()}-{id(store)}"
-    first = store.record_plan(_plan(campaign, 2), snapshot=b"s1", actor="svc", approve=False,
-                              request_id="a", request_hash="h1")  # fmt: skip
-    assert first.state == plan_pb2.PLAN_STATE_PROPOSED
-    assert store.find_retry(campaign, "a", "h1") == first
+    key = f"Replan:{campaign}:a"
+    new = with_requests(campaign)
+    first = store.record_plan(new, actor="svc", key=key, request_hash="h1")
+    assert first.state == "PROPOSED" and not first.replayed
+    assert store.find_key(key, "h1", campaign) == first.name
+    assert store.record_plan(new, actor="svc", key=key, request_hash="h1").replayed
     with pytest.raises(AlreadyExists):
-        store.find_retry(campaign, "a", "h2")
+        store.find_key(key, "h2", campaign)
     with pytest.raises(StaleEtag):
         store.review(first.name, True, etag="stale", actor="ana", comment="")
     approved = store.review(first.name, True, etag=first.etag, actor="ana", comment="ok")
     with pytest.raises(WrongState):
         store.review(first.name, False, etag=approved.etag, actor="bo", comment="")
-    assert store.confirm_applied(first.name, actor="svc", apply_time=None).state == (
-        plan_pb2.PLAN_STATE_APPLIED
-    )
+    assert store.confirm_applied(first.name, actor="svc", apply_time=None).state == "APPLIED"
+    requests = list(new.msg.seller_requests)
     partial = plan_pb2.SELLER_RESPONSE_KIND_PARTIAL
     store.record_response(
-        first.name, "r1", response=partial, accepted_total=1_500, message="",
+        first.name, requests[1].request_id, response=partial, accepted_total=1_500, message="",
         response_time=None, actor="seller",
     )  # fmt: skip
-    history = store.request_history(campaign).requests.sort_values("deal_id")
-    rows = history[["deal_id", "response", "accepted_total"]].values.tolist()
-    assert rows == [["d0", "PENDING", 0], ["d1", "PARTIAL", 1_500]]
-    second = store.record_plan(_plan(campaign), snapshot=b"s1", actor="svc", approve=True)
-    assert second.previous_plan == first.name and second.state == plan_pb2.PLAN_STATE_APPROVED
+    history = store.request_history(campaign).requests.set_index("deal_id")
+    assert history.loc[requests[1].deal_id, "response"] == "PARTIAL"
+    assert history.loc[requests[1].deal_id, "accepted_total"] == 1_500
+    assert history.loc[requests[0].deal_id, "response"] == "PENDING"
+    second = store.record_plan(new_plan(campaign, approve=True), actor="svc")
+    assert second.previous_plan == first.name and second.state == "APPROVED"
     plans, token = store.list_plans(campaign, page_size=1)
     assert [p.name for p in plans] == [second.name] and token
     more, last = store.list_plans(campaign, page_size=1, page_token=token)
     assert [p.name for p in more] == [first.name] and not last
     # APPLIED stays APPLIED: the newer plan does not supersede what was applied.
     assert store.get_plan(first.name).state == plan_pb2.PLAN_STATE_APPLIED
+    answered = {r.request_id: r.response for r in store.get_plan(first.name).seller_requests}
+    assert answered[requests[1].request_id] == partial
     with pytest.raises(NotFound):
         store.get_plan(f"campaigns/{campaign}/plans/0000")

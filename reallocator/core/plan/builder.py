@@ -61,6 +61,7 @@ from reallocator.core.plan.model import (
     ConstraintViolation,
     Plan,
     PlanStatus,
+    ReasonCode,
     RequestHistory,
     ScheduleTable,
     SellerResponse,
@@ -450,6 +451,7 @@ def build_plan(
     forecast: npt.NDArray[np.int64] | None = None,
     checkpoint: Checkpoint = never,
     text: bool = True,
+    rollback: bool = False,
 ) -> Plan:
     """The plan for the rest of the horizon. Raises PlanRejected when constraints conflict and
     `relax` is False (or no relaxation helps).
@@ -462,7 +464,12 @@ def build_plan(
     `text`: render every rationale now (in-process callers read them from the plan); False leaves
     the per-deal and per-schedule rationales empty for a caller that renders only the rows it
     returns (`render_deal_rationales`, `render_schedule_rationales`) - at 100k deals the words
-    cost more than the whole optimisation."""
+    cost more than the whole optimisation.
+
+    `rollback`: the snapshot pins each deal where a rolled-back plan found it
+    (`rollback.rollback_snapshot`); the deals that move are told ROLLBACK, not the pin that
+    moved them, and the plan is made unless every move is too small to be worth making.
+    """
     started = time.perf_counter()
     policy, spec = snapshot.policy, snapshot.pacing
     bt, currency = spec.budget_type, snapshot.currency
@@ -540,7 +547,11 @@ def build_plan(
         }
     ).astype(PLAN_DEAL_COLUMNS)
 
-    alerts = len(assessment.alerts) > 0
+    if rollback:
+        moved = plan_deals["delta"].to_numpy() != 0
+        plan_deals["reason"] = np.where(moved, ReasonCode.ROLLBACK.value, "UNCHANGED")
+        plan_deals["binding"] = np.where(moved, "NONE", plan_deals["binding"].to_numpy(object))
+    alerts = len(assessment.alerts) > 0 and not rollback
     small = not worth_changing(plan_deals["delta"].to_numpy(np.int64), policy.min_change).any()
     status = PlanStatus.TIME_LIMITED if result.status == "TIME_LIMITED" else PlanStatus.OPTIMAL
     if violations:

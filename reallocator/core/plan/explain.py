@@ -204,6 +204,7 @@ _STOP = {
 _WHY = {
     ReasonCode.REDISTRIBUTED.value: "takes budget other deals cannot deliver or did not hold",
     ReasonCode.LOWER_VALUE.value: "moved to deals worth more per unit",
+    ReasonCode.ROLLBACK.value: "back towards its allocation before the rolled-back plan",
 }
 """Reason codes whose words are not simply the code's name."""
 

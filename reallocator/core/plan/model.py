@@ -57,6 +57,7 @@ class ReasonCode(StrEnum):
     BEYOND_FORECAST = "BEYOND_FORECAST"
     REDISTRIBUTED = "REDISTRIBUTED"  # takes what others cannot deliver; worth no more
     LOWER_VALUE = "LOWER_VALUE"  # gives to deals worth more per unit
+    ROLLBACK = "ROLLBACK"  # back towards its allocation before a rolled-back plan
 
 
 class DealPacing(StrEnum):

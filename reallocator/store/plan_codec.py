@@ -1,0 +1,200 @@
+"""A plan as the audit store keeps it: numbers, not words.
+
+Three parts per plan:
+
+- the summary: the Plan message without its per-deal rows and schedules (totals, groups,
+  seller requests, alerts, violations, the decision record), life-cycle fields cleared;
+- the deals table (`Plan.deals`: allocations, bounds, codes and the inputs of each rationale)
+  as a zstd-compressed Arrow IPC stream;
+- the schedule table (`ScheduleTable`: the deals x hours matrices and the inputs of each
+  rationale) likewise, its scalars in the Arrow schema's metadata.
+
+Rationale text is not stored: `render` fills the summary in with `wire.plan.add_rows`, the same
+function `encode_plan` uses, so a plan read back in any view is byte for byte the message Replan
+returned in that view (life cycle apart). At 100k deals the FULL message is ~65 MB, mostly text;
+the tables are a few MB.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from reallocator.core.model import BudgetType
+from reallocator.core.plan.model import Plan, ScheduleTable
+from reallocator.v1 import plan_pb2
+from reallocator.wire.assessment import BUDGET_TYPE
+from reallocator.wire.plan import add_rows
+
+LIFE_CYCLE = ("name", "state", "etag", "create_time", "history", "previous_plan")
+"""Plan fields the store owns: cleared before storing, filled in on reading."""
+
+_BUDGET_TYPE = {number: bt for bt, number in BUDGET_TYPE.items()}
+
+_SCHEDULE_VECTORS = (
+    "deal_index",
+    "deal_id",
+    "seller_id",
+    "throttle",
+    "reason",
+    "pacing",
+    "current_rate",
+    "horizon_rate",
+    "old_allocation",
+    "new_allocation",
+    "participation",
+)
+_SCHEDULE_MATRICES = ("hourly_target", "hourly_spend_micros", "hourly_ceiling")
+
+
+@dataclass(frozen=True)
+class PlanParts:
+    """What the store writes for one plan (`summary` is the serialised Plan message)."""
+
+    summary: bytes
+    deals: bytes
+    schedules: bytes
+    deal_count: int
+
+
+def _ipc(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    options = pa.ipc.IpcWriteOptions(compression="zstd")
+    with pa.ipc.new_stream(sink, table.schema, options=options) as writer:
+        writer.write_table(table)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def _read_ipc(data: bytes) -> pa.Table:
+    with pa.ipc.open_stream(pa.py_buffer(data)) as reader:
+        return reader.read_all()
+
+
+def _summary(msg: plan_pb2.Plan) -> bytes:
+    out = plan_pb2.Plan()
+    out.CopyFrom(msg)
+    for field in (*LIFE_CYCLE, "deals", "schedules", "deals_arrow", "schedules_arrow"):
+        out.ClearField(field)  # type: ignore[arg-type]
+    data: bytes = out.SerializeToString(deterministic=True)
+    return data
+
+
+def _schedule_ipc(table: ScheduleTable | None) -> bytes:
+    if table is None:
+        return b""
+    hours = table.n_hours
+    columns: dict[str, pa.Array] = {}
+    for name in _SCHEDULE_VECTORS:
+        values = getattr(table, name)
+        if values.dtype == object:
+            columns[name] = pa.array(values.astype(str).tolist(), pa.string())
+        else:
+            columns[name] = pa.array(values)
+    for name in _SCHEDULE_MATRICES:
+        flat = np.asarray(getattr(table, name), dtype=np.int64).reshape(-1)
+        columns[name] = pa.FixedSizeListArray.from_arrays(pa.array(flat), max(hours, 1))
+    meta = {
+        "window_start_us": round(table.window_start.timestamp() * 1e6),
+        "hours": hours,
+        "window_hours": table.window_hours,
+        "deadline": table.deadline,
+        "pace_ahead": table.pace_ahead,
+        "budget_type": table.budget_type.value,
+        "currency": table.currency,
+    }
+    schema = pa.schema([(k, v.type) for k, v in columns.items()])
+    schema = schema.with_metadata({"reallocator": json.dumps(meta)})
+    return _ipc(pa.table(columns, schema=schema))
+
+
+def _schedule_table(data: bytes) -> ScheduleTable | None:
+    if not data:
+        return None
+    table = _read_ipc(data)
+    meta = json.loads(table.schema.metadata[b"reallocator"])
+    hours = int(meta["hours"])
+    n = table.num_rows
+    vectors: dict[str, np.ndarray] = {}
+    for name in _SCHEDULE_VECTORS:
+        column = table.column(name)
+        if pa.types.is_string(column.type):
+            vectors[name] = np.asarray(column.to_pylist(), dtype=object)
+        else:
+            vectors[name] = column.to_numpy()
+    matrices = {
+        name: table.column(name).combine_chunks().flatten().to_numpy().reshape(n, hours)
+        if hours
+        else np.zeros((n, 0), np.int64)
+        for name in _SCHEDULE_MATRICES
+    }
+    start = datetime.fromtimestamp(int(meta["window_start_us"]) / 1e6, UTC)
+    return ScheduleTable(
+        window_start=start,
+        **vectors,
+        **matrices,
+        window_hours=float(meta["window_hours"]),
+        deadline=str(meta["deadline"]),
+        pace_ahead=float(meta["pace_ahead"]),
+        budget_type=BudgetType(meta["budget_type"]),
+        currency=str(meta["currency"]),
+    )
+
+
+def split(plan: Plan, msg: plan_pb2.Plan) -> PlanParts:
+    """The parts to store of `plan`, whose message (any view) Replan encoded as `msg`."""
+    words = plan.deals["rationale"]  # rendered again on reading, from the same numbers
+    numbers = plan.deals.assign(rationale=pd.Series("", index=words.index, dtype=words.dtype))
+    deals = pa.Table.from_pandas(numbers, preserve_index=False)
+    return PlanParts(
+        summary=_summary(msg),
+        deals=_ipc(deals),
+        schedules=_schedule_ipc(plan.schedule_table),
+        deal_count=len(plan.deals),
+    )
+
+
+def deals_frame(data: bytes) -> pd.DataFrame:
+    """The stored deals table (`Plan.deals` columns)."""
+    frame: pd.DataFrame = _read_ipc(data).to_pandas()
+    return frame
+
+
+def render(
+    summary: bytes, deals: bytes | None, schedules: bytes | None, view: str
+) -> plan_pb2.Plan:
+    """The stored plan as a message in `view` ("all", "changed", "none", "table"), life cycle
+    unset. A plan stored whole (before the tables existed: `deals` None) is cut to the view."""
+    msg = plan_pb2.Plan.FromString(summary)
+    if deals is None:
+        return _cut(msg, view)
+    if view == "none":
+        return msg
+    add_rows(
+        msg,
+        deals_frame(deals),
+        _schedule_table(schedules or b""),
+        _BUDGET_TYPE[msg.budget_type],
+        msg.currency_code,
+        view,
+    )
+    return msg
+
+
+def _cut(msg: plan_pb2.Plan, view: str) -> plan_pb2.Plan:
+    """A whole stored message cut to a view (the Arrow streams cannot be made from it)."""
+    if view in ("none", "table"):
+        msg.ClearField("deals")
+        msg.ClearField("schedules")
+    elif view == "changed":
+        keep = [d for d in msg.deals if d.delta != 0 or d.pacing == plan_pb2.DEAL_PACING_AHEAD]
+        del msg.deals[:]
+        msg.deals.extend(keep)
+    return msg
+
+
+__all__ = ["LIFE_CYCLE", "PlanParts", "deals_frame", "render", "split"]
