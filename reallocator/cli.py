@@ -152,8 +152,23 @@ def _replay(args: argparse.Namespace) -> int:
     return replay_command(args)
 
 
+_AGE = {"d": 86_400, "h": 3_600, "m": 60, "s": 1}
+
+
+def _age_seconds(text: str) -> float:
+    """'90d', '12h', '30m' or '3600s' as seconds (ValueError otherwise)."""
+    number, unit = text[:-1], text[-1:]
+    if unit not in _AGE or not number.replace(".", "", 1).isdigit():
+        raise ValueError(f"{text!r} is not an age such as 90d, 12h, 30m or 3600s")
+    return float(number) * _AGE[unit]
+
+
 def _db(args: argparse.Namespace) -> int:
-    """`reallocator db upgrade`: applies the audit store's migrations (serve does it at start)."""
+    """`reallocator db upgrade`: applies the audit store's migrations (serve does it at start);
+    `reallocator db purge`: removes snapshots and assessments older than `--older-than` (or
+    the configured retention_days), keeping the decision record."""
+    import time
+
     from reallocator.config import ConfigError, load_config
     from reallocator.store.sql import SqlStore, default_database_url
 
@@ -162,13 +177,34 @@ def _db(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"reallocator db: configuration error: {exc}", file=sys.stderr)
         return 2
+    age = None
+    if args.action == "purge":
+        try:
+            age = _age_seconds(args.older_than) if args.older_than else None
+        except ValueError as exc:
+            print(f"reallocator db purge: --older-than: {exc}", file=sys.stderr)
+            return 2
+        if age is None and config.retention_days:
+            age = config.retention_days * 86_400.0
+        if age is None:
+            print(
+                "reallocator db purge: --older-than is required (or set [store] retention_days)",
+                file=sys.stderr,
+            )
+            return 2
     url = config.database_url or default_database_url()
+    shown = url.split("@")[-1]
     try:
-        SqlStore.open(url).close()
+        store = SqlStore.open(url)
+        if age is not None:
+            gone = store.purge(int((time.time() - age) * 1e6))
+            print(f"purged {gone[0]} snapshot(s) and {gone[1]} assessment(s) from {shown}")
+        store.close()
     except Exception as exc:
-        print(f"reallocator db upgrade: {url.split('@')[-1]}: {exc}", file=sys.stderr)
+        print(f"reallocator db {args.action}: {shown}: {exc}", file=sys.stderr)
         return 1
-    print(f"audit store up to date: {url.split('@')[-1]}")
+    if age is None:
+        print(f"audit store up to date: {shown}")
     return 0
 
 
@@ -297,7 +333,18 @@ def build_parser() -> argparse.ArgumentParser:
         description="The audit store's database: SQLite (default: reallocator.db in the working "
         "directory) or PostgreSQL (postgresql+psycopg://...). Settings as for serve.",
     )
-    db.add_argument("action", choices=["upgrade"], help="upgrade: apply the migrations")
+    db.add_argument(
+        "action",
+        choices=["upgrade", "purge"],
+        help="upgrade: apply the migrations; purge: remove old snapshots and assessments "
+        "(plans, reviews and seller answers are kept)",
+    )
+    db.add_argument(
+        "--older-than",
+        metavar="AGE",
+        help="purge: what was recorded before this age ago, e.g. 90d, 12h (default: "
+        "[store] retention_days)",
+    )
     db.add_argument("--config", type=Path, help="TOML file with a [store] table")
     db.add_argument("--database-url", help="SQLAlchemy URL (default REALLOCATOR_DATABASE_URL)")
     db.set_defaults(run=_db)

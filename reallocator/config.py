@@ -45,6 +45,7 @@ class ServerConfig:
     security: SecurityConfig = field(default_factory=lambda: SecurityConfig())
     ops: OpsConfig = field(default_factory=lambda: OpsConfig())
     database_url: str = ""  # the audit store; "" = SQLite file reallocator.db in the working dir
+    retention_days: int = 0  # snapshots and assessments older than this are purged; 0 = kept
     # Per-request limits (wire/limits.py says why each exists): checked before the work.
     max_arrow_bytes: int = DEFAULT_LIMITS.max_arrow_bytes
     max_id_length: int = DEFAULT_LIMITS.max_id_length
@@ -71,6 +72,7 @@ _ENV = {
     "REALLOCATOR_SOLVER_TIME_LIMIT_SECONDS": ("solver_time_limit", float),
     "REALLOCATOR_GRACE_PERIOD_SECONDS": ("grace_period", float),
     "REALLOCATOR_DATABASE_URL": ("database_url", str),
+    "REALLOCATOR_RETENTION_DAYS": ("retention_days", int),
     "REALLOCATOR_DRAIN_DELAY_SECONDS": ("drain_delay", float),
     "REALLOCATOR_WORKERS": ("workers", int),
     "REALLOCATOR_MAX_PENDING_CALLS": ("max_pending_calls", int),
@@ -184,9 +186,13 @@ def load_config(
             )
         config = _ops_from_toml(data, config)
         store = data.get("store", {})
-        unknown_store = set(store) - {"database_url"}
+        unknown_store = set(store) - {"database_url", "retention_days"}
         if unknown_store:
             raise ConfigError(f"store: unknown settings {sorted(unknown_store)}")
+        if "retention_days" in store:
+            config = dataclasses.replace(
+                config, retention_days=_typed("store.retention_days", store["retention_days"], 0)
+            )
         if "database_url" in store:
             config = dataclasses.replace(
                 config, database_url=_typed("store.database_url", store["database_url"], "")
@@ -216,6 +222,8 @@ def load_config(
         raise ConfigError(f"max_workers: must be at least 1, got {config.max_workers}")
     if config.workers < 1:
         raise ConfigError(f"workers: must be at least 1, got {config.workers}")
+    if config.retention_days < 0:
+        raise ConfigError(f"retention_days: must not be negative, got {config.retention_days}")
     if config.max_watch_streams < 0:
         raise ConfigError(
             f"max_watch_streams: must not be negative, got {config.max_watch_streams}"

@@ -99,6 +99,10 @@ def start_server(
     admission = Admission(config.max_workers, config.max_pending_calls)
     watches = Admission(config.max_watch_streams, 0)  # streams wait on the store, not a core
     servicer = ReallocatorServicer(config)
+    if config.retention_days:
+        threading.Thread(
+            target=_purge_every_hour, args=(servicer, config.retention_days), daemon=True
+        ).start()
     server.add_generic_rpc_handlers((generic_handler(SERVICE, servicer, admission, watches),))
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -119,6 +123,19 @@ def start_server(
         "reallocator listening on %s:%d (pid %d) %s", config.host, port, os.getpid(), ops.describe()
     )
     return RunningServer(server, port, health_servicer, executor, ops)
+
+
+def _purge_every_hour(servicer: ReallocatorServicer, days: int) -> None:
+    """Retention (`retention_days`): snapshots and assessments older than that go, hourly;
+    the decision record stays. Several processes may purge at once: deletes are idempotent."""
+    while True:
+        try:
+            gone = servicer.store.purge(int((time.time() - days * 86_400) * 1e6))
+            if any(gone):
+                log.info("retention: purged %d snapshot(s), %d assessment(s)", *gone)
+        except Exception:  # the next hour tries again; a call that needs the store will say
+            log.exception("retention: purge failed")
+        time.sleep(3600)
 
 
 def _return_freed_memory(every: float = 10.0) -> None:

@@ -26,7 +26,7 @@ import pandas as pd
 import pyarrow as pa
 
 from reallocator.core.model import BudgetType
-from reallocator.core.plan.model import Plan, ScheduleTable
+from reallocator.core.plan.model import PLAN_DEAL_COLUMNS, Plan, ScheduleTable
 from reallocator.v1 import plan_pb2
 from reallocator.wire.assessment import BUDGET_TYPE
 from reallocator.wire.plan import add_rows
@@ -35,6 +35,9 @@ LIFE_CYCLE = ("name", "state", "etag", "create_time", "history", "previous_plan"
 """Plan fields the store owns: cleared before storing, filled in on reading."""
 
 _BUDGET_TYPE = {number: bt for bt, number in BUDGET_TYPE.items()}
+
+_CODES = frozenset({"binding", "reason", "pacing", "pacing_status", "seller_id", "channel_id"})
+"""Deal columns with few distinct values."""
 
 _SCHEDULE_VECTORS = (
     "deal_index",
@@ -95,9 +98,14 @@ def _schedule_ipc(table: ScheduleTable | None) -> bytes:
             columns[name] = pa.array(values.astype(str).tolist(), pa.string())
         else:
             columns[name] = pa.array(values)
+    target = np.asarray(table.hourly_target, dtype=np.int64)
     for name in _SCHEDULE_MATRICES:
-        flat = np.asarray(getattr(table, name), dtype=np.int64).reshape(-1)
-        columns[name] = pa.FixedSizeListArray.from_arrays(pa.array(flat), max(hours, 1))
+        values = np.asarray(getattr(table, name), dtype=np.int64)
+        if name != "hourly_target":  # mostly equal to the target: store the difference
+            values = values - target
+        columns[name] = pa.FixedSizeListArray.from_arrays(
+            pa.array(values.reshape(-1)), max(hours, 1)
+        )
     meta = {
         "window_start_us": round(table.window_start.timestamp() * 1e6),
         "hours": hours,
@@ -132,6 +140,9 @@ def _schedule_table(data: bytes) -> ScheduleTable | None:
         else np.zeros((n, 0), np.int64)
         for name in _SCHEDULE_MATRICES
     }
+    for name in _SCHEDULE_MATRICES:
+        if name != "hourly_target":
+            matrices[name] = matrices[name] + matrices["hourly_target"]
     start = datetime.fromtimestamp(int(meta["window_start_us"]) / 1e6, UTC)
     return ScheduleTable(
         window_start=start,
@@ -150,6 +161,9 @@ def split(plan: Plan, msg: plan_pb2.Plan) -> PlanParts:
     words = plan.deals["rationale"]  # rendered again on reading, from the same numbers
     numbers = plan.deals.assign(rationale=pd.Series("", index=words.index, dtype=words.dtype))
     deals = pa.Table.from_pandas(numbers, preserve_index=False)
+    for i, name in enumerate(deals.column_names):
+        if name in _CODES:  # a few distinct values: dictionary-encoded, a byte or so a row
+            deals = deals.set_column(i, name, deals.column(name).dictionary_encode())
     return PlanParts(
         summary=_summary(msg),
         deals=_ipc(deals),
@@ -159,8 +173,10 @@ def split(plan: Plan, msg: plan_pb2.Plan) -> PlanParts:
 
 
 def deals_frame(data: bytes) -> pd.DataFrame:
-    """The stored deals table (`Plan.deals` columns)."""
+    """The stored deals table (`Plan.deals` columns and dtypes)."""
     frame: pd.DataFrame = _read_ipc(data).to_pandas()
+    for name in _CODES.intersection(frame.columns):
+        frame[name] = frame[name].astype(PLAN_DEAL_COLUMNS[name])
     return frame
 
 
