@@ -4,8 +4,10 @@ service over gRPC. Both return the same small `PlanView` the simulator applies.
 In-process: ``build_plan(snapshot, history=..., relax=True, time_limit=...,
 schedule_window=...)``, the seller answers fed back as `RequestHistory`. Over gRPC: ``Replan``
 with the snapshot encoded in the Arrow form and the scenario's policy; seller answers are
-reported with ``RecordSellerResponse`` (best effort: a server without an audit store answers
-UNIMPLEMENTED, and then the server plans without the history).
+reported with ``RecordSellerResponse`` and every plan is approved and confirmed applied
+(``ReviewPlan``, ``ConfirmApplied``), so the service plans from the history it stored, as it
+would for a trader who applies every plan (best effort: should the life cycle fail, the run
+goes on and the server plans without the history).
 """
 
 from __future__ import annotations
@@ -179,8 +181,38 @@ class GrpcPlanner:
                     note=str(exc.details()),
                 )
             raise
+        self._apply(reply.plan, snapshot.as_of)
         wall = time.perf_counter() - t0
         return _decode_plan(reply.plan, snapshot, wall)
+
+    def _apply(self, plan: Any, at: datetime) -> None:
+        """The simulator applies every plan: through the life cycle, so the service plans with
+        the history it stored (approved, then confirmed applied at the snapshot's time)."""
+        import grpc
+
+        from reallocator.v1 import plan_pb2
+        from reallocator.v1 import reallocator_service_pb2 as pb
+
+        if not plan.name or not self._record_ok:
+            return
+        try:
+            if plan.state == plan_pb2.PLAN_STATE_PROPOSED:
+                review = pb.ReviewPlanRequest(
+                    name=plan.name,
+                    etag=plan.etag,
+                    decision=pb.REVIEW_DECISION_APPROVE,
+                    reviewer="simulator",
+                )
+                plan = self.stub.ReviewPlan(review, timeout=self.timeout).plan
+            confirm = pb.ConfirmAppliedRequest(name=plan.name, etag=plan.etag, actor="simulator")
+            confirm.apply_time.FromDatetime(at)
+            self.stub.ConfirmApplied(confirm, timeout=self.timeout)
+        except grpc.RpcError as exc:
+            self._record_ok = False
+            log.warning(
+                "the plan life cycle failed (%s): the server plans without the history",
+                exc.code().name,
+            )
 
     def record_answer(
         self, ref: str, response: SellerResponse, accepted_total: int, at: datetime

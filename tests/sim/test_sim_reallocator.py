@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import sqlalchemy as sa
 
 from reallocator.core.plan.model import RequestHistory
 from reallocator.sim.planner import GrpcPlanner, InProcessPlanner
@@ -13,6 +15,7 @@ from reallocator.sim.scenario import scenario_from_dict
 from reallocator.sim.snapshot import RunState, build_snapshot
 from reallocator.sim.strategies import ReallocatorStrategy
 from reallocator.sim.world import build_world
+from reallocator.v1 import plan_pb2
 
 SCENARIO = scenario_from_dict(
     {
@@ -87,6 +90,33 @@ def test_a_whole_run_over_grpc(server: Any) -> None:
     assert len(run.replans) == 3
     assert all(r.seconds > 0 for r in run.replans)
     assert run.state.spent.sum() <= world.budget * (1 + 1e-9)
+
+
+def test_in_process_and_grpc_runs_give_the_same_figures(tmp_path: Path) -> None:
+    """Over gRPC the service keeps the history itself (plans approved and confirmed applied,
+    seller answers recorded through the API): the run is the in-process run."""
+    from reallocator.config import load_config
+    from reallocator.server.app import start_server
+    from reallocator.store.sql import SqlStore
+
+    scenario = scenario_from_dict({**_one_day(), "name": "twins"})
+    local = simulate(build_world(scenario, 3), ReallocatorStrategy(InProcessPlanner()))
+    url = f"sqlite:///{tmp_path / 'twins.db'}"
+    running = start_server(load_config(env={}, port=0, host="127.0.0.1", database_url=url))
+    planner = GrpcPlanner(f"127.0.0.1:{running.port}")
+    try:
+        remote = simulate(build_world(scenario, 3), ReallocatorStrategy(planner))
+    finally:
+        planner.close()
+        running.stop(grace=0)
+    assert planner._record_ok
+    assert np.array_equal(remote.state.spent, local.state.spent)
+    assert [r.status for r in remote.replans] == [r.status for r in local.replans]
+    store = SqlStore.open(url)
+    campaign = store.engine.connect().execute(sa.text("select campaign_id from plans")).scalar()
+    listed, _ = store.list_plans(str(campaign), page_size=100)
+    assert len(listed) == len(local.replans)
+    assert {p.state for p in listed} == {plan_pb2.PLAN_STATE_APPLIED}
 
 
 def _one_day() -> dict[str, Any]:
