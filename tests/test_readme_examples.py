@@ -85,6 +85,7 @@ CHECKED = (
     "s9",
     "conflict",
     "ListPlans",
+    "RollbackPlan",
 )
 
 
@@ -292,24 +293,40 @@ def test_conflict_example_relaxed_returns_the_closest_plan(server: RunningServer
 
 
 def test_life_cycle_example(server: RunningServer) -> None:
-    """The audit store's worked example, its placeholders (plan name, etag, request id) filled
-    in from the answers as a reader would."""
-    block, _ = _block_with("ReviewPlan")
-    prepare, replan, review, confirm, answer, listing = _commands(block)
+    """The audit store's worked example, its placeholders (plan names, etag, request id) filled
+    in from the answers as a reader would, with the states it shows."""
+    block, _ = _block_with("RollbackPlan")
+    prepare, replan, review, confirm, answer, rollback, listing, history = _commands(block)
     _run(prepare, server)
     plan = json.loads(_run(replan, server))["plan"]
     assert plan["state"] == "PLAN_STATE_PROPOSED" and plan["name"].startswith(
         "campaigns/acme-holiday-2026/plans/"
     )
+    names = {"campaigns/acme-holiday-2026/plans/5c1d...": plan["name"], "9f2e...": plan["etag"]}
 
     def filled(command: str) -> str:
-        command = command.replace("campaigns/acme-holiday-2026/plans/5c1d...", plan["name"])
-        command = command.replace("9f2e...", plan["etag"])
-        return command.replace("req-...", plan["sellerRequests"][0]["requestId"])
+        for shown, real in names.items():
+            command = command.replace(shown, real)
+        return command
 
-    assert json.loads(_run(filled(review), server))["plan"]["state"] == "PLAN_STATE_APPROVED"
+    revision = json.loads(_run(filled(review), server))["plan"]
+    assert revision["state"] == "PLAN_STATE_APPROVED"
+    assert revision["previousPlan"] == plan["name"]
+    moves = {d["dealId"]: int(d.get("delta", 0)) for d in revision["deals"]}
+    assert moves == {"ctv-pg-001": 4_900_000_000, "audio-pmp-003": -6_800_000_000}
+    names["campaigns/acme-holiday-2026/plans/7a0b..."] = revision["name"]
+    names["req-..."] = revision["sellerRequests"][0]["requestId"]
     assert json.loads(_run(filled(confirm), server))["plan"]["state"] == "PLAN_STATE_APPLIED"
     answered = json.loads(_run(filled(answer), server))["request"]
     assert answered["response"] == "SELLER_RESPONSE_KIND_REJECTED"
+    rolled = json.loads(_run(filled(rollback), server))
+    assert rolled["plan"]["state"] == "PLAN_STATE_ROLLED_BACK"
+    assert rolled["rollback"]["state"] == "PLAN_STATE_APPROVED"
+    assert {d["dealId"] for d in rolled["restored"]} == set(moves)
     listed = json.loads(_run(filled(listing), server))["plans"]
-    assert plan["name"] in [p["name"] for p in listed]
+    states = {p["name"]: p["state"] for p in listed}
+    assert states[plan["name"]] == "PLAN_STATE_SUPERSEDED"
+    assert states[revision["name"]] == "PLAN_STATE_ROLLED_BACK"
+    points = json.loads(_run(filled(history), server))["points"]
+    assert plan["name"] in [p.get("plan") for p in points]
+    assert {p["verdict"]["entity"]["id"] for p in points} == {"ctv"}

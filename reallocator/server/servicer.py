@@ -217,8 +217,14 @@ class ReallocatorServicer(LifecycleMethods):
         inputs = self.store.plan_inputs(name)
         options = pb.ReplanRequest.FromString(inputs.options)
         data = inputs.snapshot
+        applied_since = False
         if rollback:
-            data = self.store.latest_snapshot(_campaign(name)) or data
+            latest = self.store.latest_snapshot(_campaign(name))
+            row = self.store.check_state(name, ("APPLIED",), "")
+            if latest is not None:
+                data = latest[0]
+                # no snapshot newer than the plan's own: its deals hold the plan's totals now
+                applied_since = latest[1] <= int(row.as_of)
         message = snapshot_pb2.CampaignSnapshot.FromString(data)
         snapshot = self._snapshot(message, options.policy, True)
         if pin:
@@ -227,7 +233,7 @@ class ReallocatorServicer(LifecycleMethods):
             ).to_numpy(bool)
             snapshot = replace(snapshot, deals=snapshot.deals.assign(locked=locked))
         if rollback:
-            snapshot = rollback_snapshot(snapshot, inputs.deals)
+            snapshot = rollback_snapshot(snapshot, inputs.deals, applied_since)
         window = (
             to_timedelta(options.schedule_window, "schedule_window", Violations(), positive=True)
             if options.HasField("schedule_window")

@@ -176,7 +176,7 @@ def deals_frame(data: bytes) -> pd.DataFrame:
     """The stored deals table (`Plan.deals` columns and dtypes)."""
     frame: pd.DataFrame = _read_ipc(data).to_pandas()
     for name in _CODES.intersection(frame.columns):
-        frame[name] = frame[name].astype(PLAN_DEAL_COLUMNS[name])
+        frame[name] = frame[name].astype(PLAN_DEAL_COLUMNS[name])  # type: ignore[call-overload]
     return frame
 
 

@@ -662,16 +662,17 @@ class SqlStore:
             deals=deals_frame(row.deals_table),
         )
 
-    def latest_snapshot(self, campaign: str) -> bytes | None:
-        """The campaign's newest stored snapshot (by as_of, then recording order)."""
+    def latest_snapshot(self, campaign: str) -> tuple[bytes, int] | None:
+        """The campaign's newest stored snapshot (by as_of, then recording order) and its
+        as_of (unix micros)."""
         with self._tx() as tx:
             row = tx.execute(
-                sa.select(snapshots.c.payload, snapshots.c.size)
+                sa.select(snapshots.c.payload, snapshots.c.size, snapshots.c.as_of)
                 .where(snapshots.c.campaign_id == campaign)
                 .order_by(snapshots.c.as_of.desc(), snapshots.c.create_time.desc())
                 .limit(1)
             ).first()
-        return None if row is None else _unpack(row.payload, row.size)
+        return None if row is None else (_unpack(row.payload, row.size), int(row.as_of))
 
     def list_plans(
         self,

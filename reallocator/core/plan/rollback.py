@@ -22,9 +22,12 @@ from reallocator.core.engine.bounds import SPENT_COLUMN
 from reallocator.core.model import CampaignSnapshot
 
 
-def rollback_snapshot(snapshot: CampaignSnapshot, before: pd.DataFrame) -> CampaignSnapshot:
+def rollback_snapshot(
+    snapshot: CampaignSnapshot, before: pd.DataFrame, applied_since: bool = False
+) -> CampaignSnapshot:
     """`snapshot` (the campaign now) with each deal of `before` (the rolled-back plan's deals
-    table) pinned at its total before that plan."""
+    table) pinned at its total before that plan. `applied_since`: the snapshot predates the
+    plan's application (no newer one was recorded), so the deals hold the plan's totals now."""
     deals = snapshot.deals
     spent = deals[SPENT_COLUMN[snapshot.pacing.budget_type]].to_numpy(np.int64)
     totals = before["delivered"].to_numpy(np.int64) + before["old_allocation"].to_numpy(np.int64)
@@ -33,6 +36,10 @@ def rollback_snapshot(snapshot: CampaignSnapshot, before: pd.DataFrame) -> Campa
     known = ~np.isnan(target)
     pinned = np.maximum(np.nan_to_num(target, nan=0.0).astype(np.int64), spent)
     allocation = deals["allocation"].to_numpy(np.int64)
+    if applied_since:
+        planned = pd.Series(before["new_total"].to_numpy(np.int64), index=by_deal.index)
+        now = planned.reindex(deals["deal_id"].astype(str).to_numpy()).to_numpy(np.float64)
+        allocation = np.where(known, np.nan_to_num(now).astype(np.int64), allocation)
     out = deals.assign(
         min_allocation=np.where(known, pinned, deals["min_allocation"].to_numpy(np.int64)),
         max_allocation=np.where(known, pinned, deals["max_allocation"].to_numpy(np.int64)),
