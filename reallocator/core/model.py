@@ -206,6 +206,8 @@ class Policy:
     step_abs: int = 0  # budget units a deal may move in one plan; 0 = automatic: an even share
     # of what the active deals still hold (so a deal at 0 can grow)
     step_rel: float = 1.0  # share of a deal's current allocation it may move in one plan
+    step_rel_per_hour: float = 0.0  # ... in any rolling hour, of its total then; 0 = no limit
+    step_rel_per_day: float = 0.0  # ... in any rolling day (both from the applied plans stored)
     churn_deal: float = 0.0  # lam_deal: value per budget unit moved on a deal
     churn_relative: float = 0.1  # ... plus this share of the campaign's mean value per unit
     churn_channel: float = 0.0  # lam_channel: value per budget unit moved across channels

@@ -15,6 +15,7 @@ from reallocator.core.pacing.assessment import Assessment, assess
 from reallocator.core.plan.builder import build_plan
 from reallocator.core.plan.model import Plan
 from reallocator.core.plan.rollback import rollback_snapshot
+from reallocator.core.plan.rolling import WindowStarts, window_starts
 from reallocator.core.plan.severity import auto_applicable
 from reallocator.server.dispatch import Encoded
 from reallocator.server.errors import abort_with, too_large_status
@@ -131,6 +132,7 @@ class ReallocatorServicer(LifecycleMethods):
                 again = self.store.get_plan(earlier, PLAN_VIEWS[request.view])
                 return self._fits(context, pb.ReplanResponse(plan=again), "plan", "")
         history = self.store.request_history(snapshot.campaign_id)
+        windows = self._windows(snapshot)
         checkpoint = call_checkpoint(context)
         assessment = assess(snapshot, checkpoint=checkpoint)
         # PlanRejected (FAILED_PRECONDITION) and Interrupted map to statuses in the dispatch layer.
@@ -143,6 +145,7 @@ class ReallocatorServicer(LifecycleMethods):
             history=history if len(history.requests) else None,
             assessment=assessment,
             checkpoint=checkpoint,
+            windows=windows,
         )
         response = pb.ReplanResponse()
         msg = encode_plan(plan, deals=PLAN_VIEWS[request.view], out=response.plan)
@@ -182,6 +185,16 @@ class ReallocatorServicer(LifecycleMethods):
             "plan",
             f"ask for {smaller} (view), or raise max_message_bytes on the server and the client",
         )
+
+    def _windows(self, snapshot: CampaignSnapshot) -> WindowStarts | None:
+        """The rolling step windows' starts from the plans applied in the last day, when the
+        policy limits steps per hour or day."""
+        policy = snapshot.policy
+        if policy.step_rel_per_hour <= 0 and policy.step_rel_per_day <= 0:
+            return None
+        as_of = snapshot.as_of.timestamp()
+        applied = self.store.applied_plans(snapshot.campaign_id, int((as_of - 86_400) * 1e6))
+        return window_starts(applied, snapshot.deals["deal_id"].to_numpy(dtype=object), as_of)
 
     def _new_plan(
         self,

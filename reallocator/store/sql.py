@@ -810,21 +810,22 @@ class SqlStore:
             ],
         )
 
-    def applied_plans(self, campaign: str, since: int) -> list[tuple[int, pd.DataFrame]]:
-        """The campaign's plans applied at or after `since` (unix micros), oldest first, with
-        their deals tables: what the rolling step limits measure moves against."""
+    def applied_plans(self, campaign: str, since: int) -> list[tuple[float, pd.DataFrame]]:
+        """The campaign's plans applied (or applied, then rolled back) whose snapshot is from
+        `since` (unix micros) on, oldest first, with their deals tables: what the rolling step
+        limits count moves over. Times are the plans' as_of (the campaign's clock)."""
         with self._tx() as tx:
             rows = tx.execute(
-                sa.select(plans.c.apply_time, plans.c.deals_table)
+                sa.select(plans.c.as_of, plans.c.deals_table)
                 .where(
                     (plans.c.campaign_id == campaign)
                     & plans.c.state.in_(("APPLIED", "ROLLED_BACK"))
-                    & (plans.c.apply_time >= since)
+                    & (plans.c.as_of >= since)
                     & plans.c.deals_table.is_not(None)
                 )
-                .order_by(plans.c.apply_time)
+                .order_by(plans.c.as_of)
             ).all()
-        return [(int(r.apply_time), deals_frame(r.deals_table)) for r in rows]
+        return [(r.as_of / 1e6, deals_frame(r.deals_table)) for r in rows]
 
     def request_history(self, campaign: str) -> RequestHistory:
         """The campaign's seller requests sent (plans approved or applied) and their answers,

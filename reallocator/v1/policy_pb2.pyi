@@ -206,6 +206,8 @@ class StepLimits(_message.Message):
 
     MAX_STEP_ABS_FIELD_NUMBER: _builtins.int
     MAX_STEP_REL_FIELD_NUMBER: _builtins.int
+    MAX_STEP_REL_PER_HOUR_FIELD_NUMBER: _builtins.int
+    MAX_STEP_REL_PER_DAY_FIELD_NUMBER: _builtins.int
     max_step_abs: _builtins.int
     """Absolute step, budget unit. Default 0, which means automatic: an even share of what the
     active deals still hold (remaining budget / active deals), so a deal at 0 can grow.
@@ -214,24 +216,42 @@ class StepLimits(_message.Message):
     """Step relative to the deal's current remaining allocation. Default 1.0 (it may double or
     drop to zero in one plan).
     """
+    max_step_rel_per_hour: _builtins.float
+    """Most a deal's total allocation may move within any rolling hour, as a share of its total
+    at the hour's start (at least max_step_abs, or the automatic step), counted over the plans
+    applied (ConfirmApplied) in that hour, so replanning every few minutes cannot get around
+    the step limit. Default 0: no limit. The audit store supplies the plans applied.
+    """
+    max_step_rel_per_day: _builtins.float
+    """The same within any rolling day (24 hours). Default 0: no limit."""
     def __init__(
         self,
         *,
         max_step_abs: _builtins.int | None = ...,
         max_step_rel: _builtins.float | None = ...,
+        max_step_rel_per_hour: _builtins.float | None = ...,
+        max_step_rel_per_day: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_step_abs", b"_max_step_abs", "_max_step_rel", b"_max_step_rel", "max_step_abs", b"max_step_abs", "max_step_rel", b"max_step_rel"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_step_abs", b"_max_step_abs", "_max_step_rel", b"_max_step_rel", "_max_step_rel_per_day", b"_max_step_rel_per_day", "_max_step_rel_per_hour", b"_max_step_rel_per_hour", "max_step_abs", b"max_step_abs", "max_step_rel", b"max_step_rel", "max_step_rel_per_day", b"max_step_rel_per_day", "max_step_rel_per_hour", b"max_step_rel_per_hour"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_step_abs", b"_max_step_abs", "_max_step_rel", b"_max_step_rel", "max_step_abs", b"max_step_abs", "max_step_rel", b"max_step_rel"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_step_abs", b"_max_step_abs", "_max_step_rel", b"_max_step_rel", "_max_step_rel_per_day", b"_max_step_rel_per_day", "_max_step_rel_per_hour", b"_max_step_rel_per_hour", "max_step_abs", b"max_step_abs", "max_step_rel", b"max_step_rel", "max_step_rel_per_day", b"max_step_rel_per_day", "max_step_rel_per_hour", b"max_step_rel_per_hour"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__max_step_abs: _TypeAlias = _typing.Literal["max_step_abs"]  # noqa: Y015
     _WhichOneofArgType__max_step_abs: _TypeAlias = _typing.Literal["_max_step_abs", b"_max_step_abs"]  # noqa: Y015
     _WhichOneofReturnType__max_step_rel: _TypeAlias = _typing.Literal["max_step_rel"]  # noqa: Y015
     _WhichOneofArgType__max_step_rel: _TypeAlias = _typing.Literal["_max_step_rel", b"_max_step_rel"]  # noqa: Y015
+    _WhichOneofReturnType__max_step_rel_per_day: _TypeAlias = _typing.Literal["max_step_rel_per_day"]  # noqa: Y015
+    _WhichOneofArgType__max_step_rel_per_day: _TypeAlias = _typing.Literal["_max_step_rel_per_day", b"_max_step_rel_per_day"]  # noqa: Y015
+    _WhichOneofReturnType__max_step_rel_per_hour: _TypeAlias = _typing.Literal["max_step_rel_per_hour"]  # noqa: Y015
+    _WhichOneofArgType__max_step_rel_per_hour: _TypeAlias = _typing.Literal["_max_step_rel_per_hour", b"_max_step_rel_per_hour"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__max_step_abs) -> _WhichOneofReturnType__max_step_abs | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__max_step_rel) -> _WhichOneofReturnType__max_step_rel | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_step_rel_per_day) -> _WhichOneofReturnType__max_step_rel_per_day | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_step_rel_per_hour) -> _WhichOneofReturnType__max_step_rel_per_hour | None: ...
 
 Global___StepLimits: _TypeAlias = StepLimits  # noqa: Y015
 

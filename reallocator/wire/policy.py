@@ -95,6 +95,8 @@ def decode_policy(
             errors.add(f"{path}.step_limits.max_step_abs", "must not be negative")
         changes["step_abs"] = int(msg.step_limits.max_step_abs)
     opt(msg.step_limits, "max_step_rel", "step_rel", "step_limits.")
+    opt(msg.step_limits, "max_step_rel_per_hour", "step_rel_per_hour", "step_limits.", low=0.0)
+    opt(msg.step_limits, "max_step_rel_per_day", "step_rel_per_day", "step_limits.", low=0.0)
     opt(msg.churn, "deal", "churn_deal", "churn.")
     opt(msg.churn, "channel", "churn_channel", "churn.")
     opt(msg.requests, "rate_tolerance", "request_tolerance", "requests.")
@@ -165,7 +167,10 @@ def encode_policy(policy: Policy) -> policy_pb2.Policy:
         min_evidence_impressions=policy.min_evidence_impressions,
         confidence_threshold=policy.confidence_threshold,
         step_limits=policy_pb2.StepLimits(
-            max_step_abs=policy.step_abs, max_step_rel=policy.step_rel
+            max_step_abs=policy.step_abs,
+            max_step_rel=policy.step_rel,
+            max_step_rel_per_hour=policy.step_rel_per_hour,
+            max_step_rel_per_day=policy.step_rel_per_day,
         ),
         churn=policy_pb2.ChurnWeights(deal=policy.churn_deal, channel=policy.churn_channel),
         requests=policy_pb2.RequestPolicy(

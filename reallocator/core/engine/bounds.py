@@ -129,17 +129,23 @@ def deal_bounds(
     capacity: IntArray,
     locked: np.ndarray,
     policy: Policy,
+    room: tuple[IntArray, IntArray] | None = None,
 ) -> tuple[IntArray, IntArray, IntArray, IntArray, IntArray, IntArray]:
-    """The per-deal formulas above, vectorised: (current, min', max', step, lb, ub)."""
+    """The per-deal formulas above, vectorised: (current, min', max', step, lb, ub). `room`:
+    how far each deal may still grow and shrink within the rolling step windows
+    (plan/rolling.py); the step each way is the smaller, and `step` reports the upward one."""
     zero = np.int64(0)
     current = np.maximum(zero, allocation - spent)
     min_r = np.maximum(zero, min_allocation - spent)
     max_r = np.where(max_allocation == NO_MAX, NO_MAX, np.maximum(zero, max_allocation - spent))
     rel = np.floor(np.minimum(policy.step_rel * current.astype(np.float64), 2.0**62))
     step = np.maximum(np.int64(policy.step_abs), rel.astype(np.int64))
+    down = step
+    if room is not None:
+        step, down = np.minimum(step, room[0]), np.minimum(step, room[1])
     grow = np.minimum(current, NO_MAX - step) + step  # current + step without overflow
     ub = np.maximum(min_r, np.minimum(np.minimum(max_r, capacity), grow))
-    lb = np.minimum(ub, np.maximum(min_r, current - step))
+    lb = np.minimum(ub, np.maximum(min_r, current - down))
     lb = np.where(locked, current, lb)
     ub = np.where(locked, current, ub)
     return current, min_r, max_r.astype(np.int64), step, lb, ub
@@ -228,6 +234,7 @@ def build_problem(
     value_slopes: FloatArray | None = None,
     value_breaks: IntArray | None = None,
     time_limit: float = 10.0,
+    room: tuple[IntArray, IntArray] | None = None,
 ) -> BuiltProblem:
     """The problem for one campaign: deal bounds, group limits, value curves, churn weights.
 
@@ -245,6 +252,7 @@ def build_problem(
         np.asarray(capacity, dtype=np.int64),
         deals["locked"].to_numpy(bool),
         policy,
+        room,
     )
     seller, seller_ids = _codes(deals["seller_id"], sellers)
     channel, channel_ids = _codes(deals["channel_id"], channels)
@@ -336,6 +344,7 @@ def build_from_snapshot(
     value_slopes: FloatArray | None = None,
     value_breaks: IntArray | None = None,
     time_limit: float = 10.0,
+    room: tuple[IntArray, IntArray] | None = None,
 ) -> BuiltProblem:
     """`build_problem` with the horizon, the total, the flight budget and the money left read
     from the snapshot. The deals table's delivery columns are to date within the horizon; with
@@ -369,6 +378,7 @@ def build_from_snapshot(
         value_slopes=value_slopes,
         value_breaks=value_breaks,
         time_limit=time_limit,
+        room=room,
     )
     if not notes:
         return built

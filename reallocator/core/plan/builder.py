@@ -70,6 +70,7 @@ from reallocator.core.plan.model import (
 )
 from reallocator.core.plan.rationale import decision_record, unspendable_reasons
 from reallocator.core.plan.requests import RequestInputs, derive_requests
+from reallocator.core.plan.rolling import WindowStarts, rolling_room
 from reallocator.core.plan.schedule import ScheduleInputs, derive_schedule_table, pacing_modes
 from reallocator.core.plan.schedule_text import render_schedule_rationales
 from reallocator.core.plan.severity import change_severity, max_severity, worth_changing
@@ -452,6 +453,7 @@ def build_plan(
     checkpoint: Checkpoint = never,
     text: bool = True,
     rollback: bool = False,
+    windows: WindowStarts | None = None,
 ) -> Plan:
     """The plan for the rest of the horizon. Raises PlanRejected when constraints conflict and
     `relax` is False (or no relaxation helps).
@@ -465,6 +467,9 @@ def build_plan(
     the per-deal and per-schedule rationales empty for a caller that renders only the rows it
     returns (`render_deal_rationales`, `render_schedule_rationales`) - at 100k deals the words
     cost more than the whole optimisation.
+
+    `windows`: the deals' totals at the start of the rolling hour and day (from the plans
+    applied), for `Policy.step_rel_per_hour` / `step_rel_per_day` (plan/rolling.py).
 
     `rollback`: the snapshot pins each deal where a rolled-back plan found it
     (`rollback.rollback_snapshot`); the deals that move are told ROLLBACK, not the pin that
@@ -482,11 +487,16 @@ def build_plan(
     snapshot = _with_step_floor(snapshot)
     policy = snapshot.policy
     capacity, forecast_table, capped = _capacity(snapshot, assessment, curve, history, forecast)
+    room = None
+    if windows is not None:
+        total_now = snapshot.deals["allocation"].to_numpy(np.int64)
+        room = rolling_room(total_now, windows, policy, policy.step_abs)
     built = build_from_snapshot(
         snapshot,
         capacity,
         period_left=_period_left(snapshot, curve, as_of),
         time_limit=time_limit if time_limit is not None else 10.0,
+        room=room,
     )
     report = built.report
     weights = RelaxationWeights.from_policy(policy)
