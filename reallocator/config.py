@@ -82,7 +82,9 @@ _ENV = {
 }
 
 _DURATION_FIELDS = {"solver_time_limit", "grace_period", "drain_delay", "watch_poll"}
-POLICY_DURATIONS = frozenset({"stalled_window", "min_evidence", "cooldown", "forecast_prior"})
+POLICY_DURATIONS = frozenset(
+    {"stalled_window", "min_evidence", "cooldown", "forecast_prior", "protect_window"}
+)
 """Policy fields that are durations: spelled `<name>_seconds` in every configuration source."""
 
 

@@ -227,6 +227,9 @@ class Policy:
     # plus z standard errors of its recent rate falls short of it (0: raw forecasts)
     pace_ahead: float = 2.0  # a buyer-paced deal given all its forecast supply may deliver up
     # to this multiple of its curve's hourly target when supply allows; 1.0: every deal on the curve
+    protect_deviation: float = 0.0  # protection: roll an applied plan back at the next replan
+    # when delivery since it strays from its schedules by more than this share (0: off) ...
+    protect_window: timedelta = timedelta(hours=6)  # ... within this long after it
     cap_unmeetable_minimums: bool = True  # a seller/channel minimum its deals cannot deliver
     # is capped there (True) or is a conflict like any other (False: reject or relax)
 

@@ -78,7 +78,12 @@ class LifecycleMethods:
 
     # The servicer provides these (they share the Replan path).
     def _resolve(
-        self, name: str, pin: list[str] | None, rollback: bool
+        self,
+        name: str,
+        pin: list[str] | None,
+        rollback: bool,
+        view: str = "changed",
+        now: bytes | None = None,
     ) -> tuple[Plan, plan_pb2.Plan, NewPlan]:
         raise NotImplementedError
 

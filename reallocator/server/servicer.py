@@ -14,6 +14,7 @@ from reallocator.core.model import CampaignSnapshot, Policy
 from reallocator.core.pacing.assessment import Assessment, assess
 from reallocator.core.plan.builder import build_plan
 from reallocator.core.plan.model import Plan
+from reallocator.core.plan.protection import strayed
 from reallocator.core.plan.rollback import rollback_snapshot
 from reallocator.core.plan.rolling import WindowStarts, window_starts
 from reallocator.core.plan.severity import auto_applicable
@@ -22,7 +23,7 @@ from reallocator.server.errors import abort_with, too_large_status
 from reallocator.server.identity import current_actor
 from reallocator.server.lifecycle import LifecycleMethods
 from reallocator.store import plan_codec
-from reallocator.store.sql import NewPlan, SqlStore, default_database_url, request_hash
+from reallocator.store.sql import NewPlan, Replaces, SqlStore, default_database_url, request_hash
 from reallocator.v1 import assessment_pb2, plan_pb2, snapshot_pb2
 from reallocator.v1 import reallocator_service_pb2 as pb
 from reallocator.wire.assessment import SEVERITY, encode_assessment
@@ -131,6 +132,17 @@ class ReallocatorServicer(LifecycleMethods):
             if earlier is not None:  # a retry: the plan it created, recorded once
                 again = self.store.get_plan(earlier, PLAN_VIEWS[request.view])
                 return self._fits(context, pb.ReplanResponse(plan=again), "plan", "")
+        if snapshot.policy.protect_deviation > 0 and not request.dry_run:
+            protected = self._protect(
+                snapshot,
+                request.snapshot.SerializeToString(deterministic=True),
+                key,
+                digest,
+                PLAN_VIEWS[request.view],
+                current_actor(context),
+            )
+            if protected is not None:  # the answer is the rollback
+                return self._fits(context, pb.ReplanResponse(plan=protected), "plan", "")
         history = self.store.request_history(snapshot.campaign_id)
         windows = self._windows(snapshot)
         checkpoint = call_checkpoint(context)
@@ -222,16 +234,24 @@ class ReallocatorServicer(LifecycleMethods):
         )
 
     def _resolve(
-        self, name: str, pin: list[str] | None, rollback: bool
+        self,
+        name: str,
+        pin: list[str] | None,
+        rollback: bool,
+        view: str = "changed",
+        now: bytes | None = None,
     ) -> tuple[Plan, plan_pb2.Plan, NewPlan]:
         """A stored plan solved again: with the deals `pin` names held at their allocation
         before it (a partial approval), or rolled back (core/plan/rollback.py) from the
-        campaign's newest stored snapshot. Its request's options apply again."""
+        campaign's newest stored snapshot (or `now`, a snapshot just received). Its request's
+        options apply again."""
         inputs = self.store.plan_inputs(name)
         options = pb.ReplanRequest.FromString(inputs.options)
         data = inputs.snapshot
         applied_since = False
-        if rollback:
+        if rollback and now is not None:
+            data = now
+        elif rollback:
             latest = self.store.latest_snapshot(_campaign(name))
             row = self.store.check_state(name, ("APPLIED",), "")
             if latest is not None:
@@ -262,8 +282,32 @@ class ReallocatorServicer(LifecycleMethods):
             history=history if len(history.requests) else None,
             rollback=rollback,
         )
-        msg = encode_plan(plan, deals="changed")
+        msg = encode_plan(plan, deals=view)
         return plan, msg, self._new_plan(plan, msg, data, options, snapshot.policy)
+
+    def _protect(
+        self, snapshot: CampaignSnapshot, data: bytes, key: str, digest: str, view: str,
+        actor: str,
+    ) -> plan_pb2.Plan | None:  # fmt: skip
+        """Protection mode: the campaign's last applied plan rolled back (recorded, with the
+        reason) when delivery since has strayed from it (core/plan/protection.py)."""
+        latest = self.store.latest_applied(snapshot.campaign_id)
+        if latest is None:
+            return None
+        name, as_of, deals, schedules = latest
+        why = strayed(deals, schedules, as_of, snapshot)
+        if why is None:
+            return None
+        _, msg, new = self._resolve(name, None, True, view=view, now=data)
+        new = replace(new, kind="ROLLBACK", approve=True, comment=f"rolls back {name}: {why}")
+        lc = self.store.record_plan(
+            new,
+            actor=actor,
+            key=key,
+            request_hash=digest,
+            replaces=Replaces(name, "", "APPLIED", "ROLLED_BACK", why),
+        )
+        return self.store.get_plan(lc.name, view) if lc.replayed else lc.fill(msg)
 
     def _fits(
         self, context: grpc.ServicerContext, response: Message, what: str, remedy: str

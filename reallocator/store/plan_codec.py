@@ -120,7 +120,7 @@ def _schedule_ipc(table: ScheduleTable | None) -> bytes:
     return _ipc(pa.table(columns, schema=schema))
 
 
-def _schedule_table(data: bytes) -> ScheduleTable | None:
+def schedule_table(data: bytes) -> ScheduleTable | None:
     if not data:
         return None
     table = _read_ipc(data)
@@ -193,7 +193,7 @@ def render(
     add_rows(
         msg,
         deals_frame(deals),
-        _schedule_table(schedules or b""),
+        schedule_table(schedules or b""),
         _BUDGET_TYPE[msg.budget_type],
         msg.currency_code,
         view,
@@ -213,4 +213,4 @@ def _cut(msg: plan_pb2.Plan, view: str) -> plan_pb2.Plan:
     return msg
 
 
-__all__ = ["LIFE_CYCLE", "PlanParts", "deals_frame", "render", "split"]
+__all__ = ["LIFE_CYCLE", "PlanParts", "deals_frame", "render", "schedule_table", "split"]

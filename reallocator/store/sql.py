@@ -26,9 +26,9 @@ import sqlalchemy as sa
 from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy.engine import Connection, Engine
 
-from reallocator.core.plan.model import RequestHistory
+from reallocator.core.plan.model import RequestHistory, ScheduleTable
 from reallocator.store.errors import AlreadyExists, NotFound, StaleEtag, WrongState
-from reallocator.store.plan_codec import PlanParts, deals_frame, render
+from reallocator.store.plan_codec import PlanParts, deals_frame, render, schedule_table
 from reallocator.store.schema import (
     assessments,
     idempotency,
@@ -660,6 +660,31 @@ class SqlStore:
             snapshot=_unpack(snap.payload, snap.size),
             options=bytes(row.options or b""),
             deals=deals_frame(row.deals_table),
+        )
+
+    def latest_applied(
+        self, campaign: str
+    ) -> tuple[str, float, pd.DataFrame, ScheduleTable | None] | None:
+        """The campaign's newest APPLIED plan: (name, as_of in unix seconds, deals table,
+        schedule table), or None."""
+        with self._tx() as tx:
+            row = tx.execute(
+                sa.select(plans.c.name, plans.c.as_of, plans.c.deals_table, plans.c.schedules_table)
+                .where(
+                    (plans.c.campaign_id == campaign)
+                    & (plans.c.state == "APPLIED")
+                    & plans.c.deals_table.is_not(None)
+                )
+                .order_by(plans.c.seq.desc())
+                .limit(1)
+            ).first()
+        if row is None:
+            return None
+        return (
+            str(row.name),
+            row.as_of / 1e6,
+            deals_frame(row.deals_table),
+            schedule_table(row.schedules_table or b""),
         )
 
     def latest_snapshot(self, campaign: str) -> tuple[bytes, int] | None:

@@ -44,6 +44,8 @@ class Policy(_message.Message):
     CHURN_RELATIVE_FIELD_NUMBER: _builtins.int
     CUT_CONFIDENCE_FIELD_NUMBER: _builtins.int
     FORECAST_PRIOR_FIELD_NUMBER: _builtins.int
+    PROTECT_DEVIATION_FIELD_NUMBER: _builtins.int
+    PROTECT_WINDOW_FIELD_NUMBER: _builtins.int
     over_threshold: _builtins.float
     """Pacing ratio (actual / expected) above which delivery is OVER. Default 1.10."""
     under_threshold: _builtins.float
@@ -91,6 +93,13 @@ class Policy(_message.Message):
     beyond it only up to its forecast minus as many: noise in the forecast moves no budget.
     0 plans on the raw forecast. Default 2.0; range [0, 10].
     """
+    protect_deviation: _builtins.float
+    """Protection mode: when delivery since the campaign's last applied plan strays from that
+    plan's schedules (the hourly targets of the deals the buyer paces, over the whole hours
+    elapsed) by more than this share either way within protect_window of it, the next Replan
+    rolls that plan back (as RollbackPlan, reason recorded) and answers the rollback plan.
+    Default 0: off. E.g. 0.5: delivery below half or above 1.5 times what the plan scheduled.
+    """
     @_builtins.property
     def stalled_window(self) -> _duration_pb2.Duration:
         """A deal that should deliver but served no impression for this long is STALLED. Default 6h."""
@@ -133,6 +142,10 @@ class Policy(_message.Message):
         zero plans on the raw forecast.
         """
 
+    @_builtins.property
+    def protect_window(self) -> _duration_pb2.Duration:
+        """How long after a plan protection watches it. Default 6h."""
+
     def __init__(
         self,
         *,
@@ -154,10 +167,12 @@ class Policy(_message.Message):
         churn_relative: _builtins.float | None = ...,
         cut_confidence: _builtins.float | None = ...,
         forecast_prior: _duration_pb2.Duration | None = ...,
+        protect_deviation: _builtins.float | None = ...,
+        protect_window: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_beyond_forecast", b"_beyond_forecast", "_cap_unmeetable_minimums", b"_cap_unmeetable_minimums", "_churn_relative", b"_churn_relative", "_confidence_threshold", b"_confidence_threshold", "_cut_confidence", b"_cut_confidence", "_min_evidence_impressions", b"_min_evidence_impressions", "_over_threshold", b"_over_threshold", "_pace_ahead", b"_pace_ahead", "_under_threshold", b"_under_threshold", "auto_apply", b"auto_apply", "beyond_forecast", b"beyond_forecast", "cap_unmeetable_minimums", b"cap_unmeetable_minimums", "churn", b"churn", "churn_relative", b"churn_relative", "confidence_threshold", b"confidence_threshold", "cut_confidence", b"cut_confidence", "forecast_prior", b"forecast_prior", "min_evidence", b"min_evidence", "min_evidence_impressions", b"min_evidence_impressions", "over_threshold", b"over_threshold", "pace_ahead", b"pace_ahead", "relaxation", b"relaxation", "requests", b"requests", "severity", b"severity", "stalled_window", b"stalled_window", "step_limits", b"step_limits", "under_threshold", b"under_threshold"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_beyond_forecast", b"_beyond_forecast", "_cap_unmeetable_minimums", b"_cap_unmeetable_minimums", "_churn_relative", b"_churn_relative", "_confidence_threshold", b"_confidence_threshold", "_cut_confidence", b"_cut_confidence", "_min_evidence_impressions", b"_min_evidence_impressions", "_over_threshold", b"_over_threshold", "_pace_ahead", b"_pace_ahead", "_protect_deviation", b"_protect_deviation", "_under_threshold", b"_under_threshold", "auto_apply", b"auto_apply", "beyond_forecast", b"beyond_forecast", "cap_unmeetable_minimums", b"cap_unmeetable_minimums", "churn", b"churn", "churn_relative", b"churn_relative", "confidence_threshold", b"confidence_threshold", "cut_confidence", b"cut_confidence", "forecast_prior", b"forecast_prior", "min_evidence", b"min_evidence", "min_evidence_impressions", b"min_evidence_impressions", "over_threshold", b"over_threshold", "pace_ahead", b"pace_ahead", "protect_deviation", b"protect_deviation", "protect_window", b"protect_window", "relaxation", b"relaxation", "requests", b"requests", "severity", b"severity", "stalled_window", b"stalled_window", "step_limits", b"step_limits", "under_threshold", b"under_threshold"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_beyond_forecast", b"_beyond_forecast", "_cap_unmeetable_minimums", b"_cap_unmeetable_minimums", "_churn_relative", b"_churn_relative", "_confidence_threshold", b"_confidence_threshold", "_cut_confidence", b"_cut_confidence", "_min_evidence_impressions", b"_min_evidence_impressions", "_over_threshold", b"_over_threshold", "_pace_ahead", b"_pace_ahead", "_under_threshold", b"_under_threshold", "auto_apply", b"auto_apply", "beyond_forecast", b"beyond_forecast", "cap_unmeetable_minimums", b"cap_unmeetable_minimums", "churn", b"churn", "churn_relative", b"churn_relative", "confidence_threshold", b"confidence_threshold", "cut_confidence", b"cut_confidence", "forecast_prior", b"forecast_prior", "min_evidence", b"min_evidence", "min_evidence_impressions", b"min_evidence_impressions", "over_threshold", b"over_threshold", "pace_ahead", b"pace_ahead", "relaxation", b"relaxation", "requests", b"requests", "severity", b"severity", "stalled_window", b"stalled_window", "step_limits", b"step_limits", "under_threshold", b"under_threshold"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_beyond_forecast", b"_beyond_forecast", "_cap_unmeetable_minimums", b"_cap_unmeetable_minimums", "_churn_relative", b"_churn_relative", "_confidence_threshold", b"_confidence_threshold", "_cut_confidence", b"_cut_confidence", "_min_evidence_impressions", b"_min_evidence_impressions", "_over_threshold", b"_over_threshold", "_pace_ahead", b"_pace_ahead", "_protect_deviation", b"_protect_deviation", "_under_threshold", b"_under_threshold", "auto_apply", b"auto_apply", "beyond_forecast", b"beyond_forecast", "cap_unmeetable_minimums", b"cap_unmeetable_minimums", "churn", b"churn", "churn_relative", b"churn_relative", "confidence_threshold", b"confidence_threshold", "cut_confidence", b"cut_confidence", "forecast_prior", b"forecast_prior", "min_evidence", b"min_evidence", "min_evidence_impressions", b"min_evidence_impressions", "over_threshold", b"over_threshold", "pace_ahead", b"pace_ahead", "protect_deviation", b"protect_deviation", "protect_window", b"protect_window", "relaxation", b"relaxation", "requests", b"requests", "severity", b"severity", "stalled_window", b"stalled_window", "step_limits", b"step_limits", "under_threshold", b"under_threshold"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__beyond_forecast: _TypeAlias = _typing.Literal["beyond_forecast"]  # noqa: Y015
     _WhichOneofArgType__beyond_forecast: _TypeAlias = _typing.Literal["_beyond_forecast", b"_beyond_forecast"]  # noqa: Y015
@@ -175,6 +190,8 @@ class Policy(_message.Message):
     _WhichOneofArgType__over_threshold: _TypeAlias = _typing.Literal["_over_threshold", b"_over_threshold"]  # noqa: Y015
     _WhichOneofReturnType__pace_ahead: _TypeAlias = _typing.Literal["pace_ahead"]  # noqa: Y015
     _WhichOneofArgType__pace_ahead: _TypeAlias = _typing.Literal["_pace_ahead", b"_pace_ahead"]  # noqa: Y015
+    _WhichOneofReturnType__protect_deviation: _TypeAlias = _typing.Literal["protect_deviation"]  # noqa: Y015
+    _WhichOneofArgType__protect_deviation: _TypeAlias = _typing.Literal["_protect_deviation", b"_protect_deviation"]  # noqa: Y015
     _WhichOneofReturnType__under_threshold: _TypeAlias = _typing.Literal["under_threshold"]  # noqa: Y015
     _WhichOneofArgType__under_threshold: _TypeAlias = _typing.Literal["_under_threshold", b"_under_threshold"]  # noqa: Y015
     @_typing.overload
@@ -193,6 +210,8 @@ class Policy(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__over_threshold) -> _WhichOneofReturnType__over_threshold | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__pace_ahead) -> _WhichOneofReturnType__pace_ahead | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__protect_deviation) -> _WhichOneofReturnType__protect_deviation | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__under_threshold) -> _WhichOneofReturnType__under_threshold | None: ...
 

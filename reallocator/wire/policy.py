@@ -142,6 +142,8 @@ def decode_policy(
     opt(msg, "churn_relative", "churn_relative", "", low=0.0, high=10.0)
     opt(msg, "cut_confidence", "cut_confidence", "", low=0.0, high=10.0)
     duration("forecast_prior", "forecast_prior")
+    opt(msg, "protect_deviation", "protect_deviation", "", low=0.0, high=100.0)
+    duration("protect_window", "protect_window", positive=True)
 
     auto = _AUTO_APPLY.get(msg.auto_apply.max_severity)
     if auto is None:
@@ -189,7 +191,9 @@ def encode_policy(policy: Policy) -> policy_pb2.Policy:
         cap_unmeetable_minimums=policy.cap_unmeetable_minimums,
         churn_relative=policy.churn_relative,
         cut_confidence=policy.cut_confidence,
+        protect_deviation=policy.protect_deviation,
     )
+    msg.protect_window.FromTimedelta(policy.protect_window)
     msg.stalled_window.FromTimedelta(policy.stalled_window)
     msg.forecast_prior.FromTimedelta(policy.forecast_prior)
     msg.min_evidence.FromTimedelta(policy.min_evidence)

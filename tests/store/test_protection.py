@@ -1,0 +1,73 @@
+"""Protection mode: when delivery after an applied plan strays from what it scheduled, the next
+Replan rolls that plan back (recorded with the reason) and answers the rollback; within the
+first hour, or with protection off, it plans as usual."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from google.protobuf import json_format
+
+from reallocator.v1 import plan_pb2
+from reallocator.v1 import reallocator_service_pb2 as pb
+from reallocator.v1 import reallocator_service_pb2_grpc as rpc
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "replan_request.json"
+
+
+def _request(
+    campaign: str, minutes: int, totals: dict[str, int], protect: float
+) -> pb.ReplanRequest:
+    request = json_format.Parse(EXAMPLE.read_text(), pb.ReplanRequest())
+    request.dry_run = False
+    request.snapshot.campaign_id = campaign
+    request.snapshot.as_of.seconds += 60 * minutes
+    for d in request.snapshot.deals:
+        d.allocation = totals.get(d.deal_id, d.allocation)
+    if protect:
+        request.policy.protect_deviation = protect
+    return request
+
+
+def _applied(stub: rpc.ReallocatorServiceStub, campaign: str, protect: float) -> plan_pb2.Plan:
+    plan = stub.Replan(_request(campaign, 0, {}, protect), timeout=60).plan
+    assert plan.schedules, "the example schedules deals the buyer paces"
+    if plan.state == plan_pb2.PLAN_STATE_PROPOSED:
+        plan = stub.ReviewPlan(
+            pb.ReviewPlanRequest(name=plan.name, etag=plan.etag, decision=1), timeout=10
+        ).plan
+    stub.ConfirmApplied(pb.ConfirmAppliedRequest(name=plan.name), timeout=10)
+    return stub.GetPlan(pb.GetPlanRequest(name=plan.name), timeout=10).plan
+
+
+def test_a_plan_whose_deals_stopped_delivering_is_rolled_back(
+    stub: rpc.ReallocatorServiceStub,
+) -> None:
+    first = _applied(stub, "protect-on", 0.5)
+    totals = {d.deal_id: d.new_total for d in first.deals}
+    # Two hours later nothing was delivered (the delivery totals did not move): 0 % of plan.
+    answer = stub.Replan(_request("protect-on", 120, totals, 0.5), timeout=60).plan
+    assert answer.previous_plan == first.name
+    assert answer.state == plan_pb2.PLAN_STATE_APPROVED
+    assert "protection" in answer.history[0].comment and "(0%)" in answer.history[0].comment
+    moved = [d for d in answer.deals if d.delta != 0]
+    assert moved and all(d.reason == plan_pb2.REASON_CODE_ROLLBACK for d in moved)
+    rolled = stub.GetPlan(pb.GetPlanRequest(name=first.name, view=1), timeout=10).plan
+    assert rolled.state == plan_pb2.PLAN_STATE_ROLLED_BACK
+    assert "protection" in rolled.history[-1].comment
+
+
+def test_protection_waits_for_an_hour_of_evidence_and_can_be_off(
+    stub: rpc.ReallocatorServiceStub,
+) -> None:
+    first = _applied(stub, "protect-early", 0.5)
+    totals = {d.deal_id: d.new_total for d in first.deals}
+    early = stub.Replan(_request("protect-early", 30, totals, 0.5), timeout=60).plan
+    assert early.previous_plan == first.name and "Replan" in early.history[0].comment
+    off = _applied(stub, "protect-off", 0.0)
+    totals = {d.deal_id: d.new_total for d in off.deals}
+    later = stub.Replan(_request("protect-off", 120, totals, 0.0), timeout=60).plan
+    assert "Replan" in later.history[0].comment
+    assert stub.GetPlan(pb.GetPlanRequest(name=off.name, view=1), timeout=10).plan.state == (
+        plan_pb2.PLAN_STATE_APPLIED
+    )
