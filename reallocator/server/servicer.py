@@ -6,6 +6,8 @@ from dataclasses import replace
 from datetime import timedelta
 
 import grpc
+import numpy as np
+import pandas as pd
 from google.protobuf.message import Message
 
 from reallocator.config import ServerConfig
@@ -143,6 +145,7 @@ class ReallocatorServicer(LifecycleMethods):
             )
             if protected is not None:  # the answer is the rollback
                 return self._fits(context, pb.ReplanResponse(plan=protected), "plan", "")
+        snapshot = self._with_application(snapshot)
         history = self.store.request_history(snapshot.campaign_id)
         windows = self._windows(snapshot)
         checkpoint = call_checkpoint(context)
@@ -197,6 +200,38 @@ class ReallocatorServicer(LifecycleMethods):
             "plan",
             f"ask for {smaller} (view), or raise max_message_bytes on the server and the client",
         )
+
+    def _with_application(self, snapshot: CampaignSnapshot) -> CampaignSnapshot:
+        """Deals the caller sent no last_plan_application for get the campaign's last plan
+        confirmed applied (ConfirmApplied's apply_time, and the deal's delivery the plan saw),
+        so the pacing curve restarts from it as if the caller had sent it; a caller who still
+        sends it gets the same plan. An application after the snapshot's as_of is not yet in
+        effect and is left out."""
+        deals = snapshot.deals
+        missing = deals["plan_applied_at"].to_numpy(np.int64) < 0
+        if not missing.any():
+            return snapshot
+        last = self.store.last_application(snapshot.campaign_id)
+        if last is None or last[1] > snapshot.as_of.timestamp():
+            return snapshot
+        _, at, plan_deals = last
+        seen = pd.Series(
+            plan_deals["delivered"].to_numpy(np.int64),
+            index=plan_deals["deal_id"].astype(str).to_numpy(),
+        )
+        delivered = seen.reindex(deals["deal_id"].astype(str).to_numpy()).to_numpy(np.float64)
+        fill = missing & ~np.isnan(delivered)
+        if not fill.any():
+            return snapshot
+        filled = deals.assign(
+            plan_applied_at=np.where(fill, int(at), deals["plan_applied_at"].to_numpy(np.int64)),
+            delivered_at_plan=np.where(
+                fill,
+                np.nan_to_num(delivered).astype(np.int64),
+                deals["delivered_at_plan"].to_numpy(np.int64),
+            ),
+        )
+        return replace(snapshot, deals=filled)
 
     def _windows(self, snapshot: CampaignSnapshot) -> WindowStarts | None:
         """The rolling step windows' starts from the plans applied in the last day, when the

@@ -662,6 +662,25 @@ class SqlStore:
             deals=deals_frame(row.deals_table),
         )
 
+    def last_application(self, campaign: str) -> tuple[str, float, pd.DataFrame] | None:
+        """The campaign's newest APPLIED plan as the snapshot's last_plan_application reads
+        it: (name, apply time in unix seconds, its deals table), or None."""
+        with self._tx() as tx:
+            row = tx.execute(
+                sa.select(plans.c.name, plans.c.apply_time, plans.c.deals_table)
+                .where(
+                    (plans.c.campaign_id == campaign)
+                    & (plans.c.state == "APPLIED")
+                    & plans.c.deals_table.is_not(None)
+                    & plans.c.apply_time.is_not(None)
+                )
+                .order_by(plans.c.apply_time.desc(), plans.c.seq.desc())
+                .limit(1)
+            ).first()
+        if row is None:
+            return None
+        return str(row.name), row.apply_time / 1e6, deals_frame(row.deals_table)
+
     def latest_applied(
         self, campaign: str
     ) -> tuple[str, float, pd.DataFrame, ScheduleTable | None] | None:

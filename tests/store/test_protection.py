@@ -71,3 +71,38 @@ def test_protection_waits_for_an_hour_of_evidence_and_can_be_off(
     assert stub.GetPlan(pb.GetPlanRequest(name=off.name, view=1), timeout=10).plan.state == (
         plan_pb2.PLAN_STATE_APPLIED
     )
+
+
+def _deals(plan: plan_pb2.Plan) -> list[tuple[str, int, str]]:
+    return [(d.deal_id, d.new_allocation, d.rationale) for d in plan.deals]
+
+
+def test_the_stored_application_is_the_one_a_caller_would_send(
+    stub: rpc.ReallocatorServiceStub,
+) -> None:
+    first = stub.Replan(_request("applied-fill", 0, {}, 0.0), timeout=60).plan
+    first = stub.ReviewPlan(
+        pb.ReviewPlanRequest(name=first.name, etag=first.etag, decision=1), timeout=10
+    ).plan
+    confirm = pb.ConfirmAppliedRequest(name=first.name)
+    confirm.apply_time.CopyFrom(first.as_of)
+    stub.ConfirmApplied(confirm, timeout=10)
+    full = stub.GetPlan(pb.GetPlanRequest(name=first.name), timeout=10).plan
+    totals = {d.deal_id: d.new_total for d in full.deals}
+    later = _request("applied-fill", 180, totals, 0.0)
+    later.dry_run = True
+    stored = stub.Replan(later, timeout=60).plan  # the store supplies the application
+    sent = pb.ReplanRequest()
+    sent.CopyFrom(later)
+    delivered = {d.deal_id: d.new_total - d.new_allocation for d in full.deals}
+    for d in sent.snapshot.deals:
+        d.last_plan_application.plan = first.name
+        d.last_plan_application.apply_time.CopyFrom(first.as_of)
+        d.last_plan_application.delivered_at_apply = delivered[d.deal_id]
+    told = stub.Replan(sent, timeout=60).plan
+    assert _deals(stored) == _deals(told)
+    stranger = pb.ReplanRequest()
+    stranger.CopyFrom(later)
+    stranger.snapshot.campaign_id = "applied-fill-unknown"
+    unknown = stub.Replan(stranger, timeout=60).plan  # no plan applied: the curve from the start
+    assert _deals(unknown) != _deals(stored)
