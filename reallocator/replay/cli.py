@@ -105,14 +105,10 @@ def _change(name: str, body: str) -> Candidate:
 def replay_command(args: argparse.Namespace) -> int:
     from reallocator.replay.counterfactual import Candidate, replay
     from reallocator.replay.report import dumps, table_text, write_report
-    from reallocator.replay.source import ReplaySourceError, read_recorded
+    from reallocator.replay.source import ReplaySourceError, read_recorded, read_store
 
-    if args.database_url is not None:
-        print(
-            "reallocator replay: reading from the audit store is not available in this build; "
-            "export the snapshots and use --snapshots FILE",
-            file=sys.stderr,
-        )
+    if args.database_url is not None and not args.campaign:
+        print("reallocator replay: --database-url needs --campaign", file=sys.stderr)
         return 2
     try:
         candidates = [Candidate("replayed")]
@@ -122,8 +118,11 @@ def replay_command(args: argparse.Namespace) -> int:
         names = [c.name for c in candidates]
         if len(set(names)) != len(names) or "recorded" in names:
             raise ValueError("--policy names must be unique and not 'recorded' or 'replayed'")
-        records = read_recorded(args.snapshots, campaign=args.campaign, start=args.start,
-                                end=args.end)  # fmt: skip
+        if args.database_url is not None:
+            records = read_store(args.database_url, args.campaign, start=args.start, end=args.end)
+        else:
+            records = read_recorded(args.snapshots, campaign=args.campaign, start=args.start,
+                                    end=args.end)  # fmt: skip
         result = replay(records, candidates)
     except (ReplaySourceError, ValueError, OSError) as exc:
         print(f"reallocator replay: {exc}", file=sys.stderr)

@@ -37,6 +37,7 @@ from reallocator.core.model import DELIVERED_COLUMN, BudgetType, CampaignSnapsho
 from reallocator.core.pacing.curves import build_curve
 from reallocator.core.plan.builder import PlanRejected, build_plan
 from reallocator.core.plan.model import DealPacing, Plan, RequestHistory
+from reallocator.core.plan.rolling import WindowStarts
 from reallocator.replay.source import Recorded
 
 FloatArray = npt.NDArray[np.float64]
@@ -160,9 +161,16 @@ def load_flight(records: Sequence[Recorded]) -> Flight:
     )
 
 
-def _plan(snapshot: CampaignSnapshot, history: RequestHistory) -> Plan | None:
+def _plan(
+    snapshot: CampaignSnapshot, history: RequestHistory, windows: WindowStarts | None = None
+) -> Plan | None:
     try:
-        return build_plan(snapshot, history=history, relax=True)
+        return build_plan(
+            snapshot,
+            history=history if len(history.requests) else None,
+            relax=True,
+            windows=windows,
+        )
     except PlanRejected:
         return None
 
@@ -174,7 +182,7 @@ def replan_recorded(flight: Flight, policy: Policy | None = None) -> list[Plan |
     out: list[Plan | None] = []
     for r in flight.records:
         snapshot = r.snapshot if policy is None else replace(r.snapshot, policy=policy)
-        out.append(_plan(snapshot, r.history))
+        out.append(_plan(snapshot, r.history, r.windows if policy is None else None))
     return out
 
 

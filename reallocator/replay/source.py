@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from google.protobuf.message import DecodeError
 
 from reallocator.core.model import CampaignSnapshot, Policy
 from reallocator.core.plan.model import RequestHistory
+from reallocator.core.plan.rolling import WindowStarts
 from reallocator.v1 import reallocator_service_pb2 as service_pb2
 from reallocator.v1 import snapshot_pb2
 from reallocator.wire.policy import decode_policy
@@ -46,6 +47,8 @@ class Recorded:
 
     snapshot: CampaignSnapshot
     history: RequestHistory = field(default_factory=RequestHistory)
+    windows: WindowStarts | None = None  # rolling step windows' starts, as recorded
+    plan: str = ""  # the recorded plan's name (audit store records)
 
 
 def history_frame(rows: Sequence[dict[str, Any]]) -> RequestHistory:
@@ -200,6 +203,69 @@ def read_recorded(
     return records
 
 
+def read_store(
+    url: str,
+    campaign: str,
+    defaults: Policy | None = None,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> list[Recorded]:
+    """The campaign's Replan calls recorded by the audit store at `url`, oldest first: each
+    snapshot under the policy and options it was planned with, with what the service supplied
+    it (the seller history, the last plan applied, the rolling windows), so the planner re-run
+    on it makes the recorded plan."""
+    import numpy as np
+
+    from reallocator.store.sql import SqlStore
+
+    policy = defaults or Policy()
+    store = SqlStore.open(url)
+    try:
+        rows = store.recorded_replans(
+            campaign,
+            int(start.timestamp() * 1e6) if start else None,
+            int(end.timestamp() * 1e6) if end else None,
+        )
+    finally:
+        store.close()
+    out = []
+    for snapshot, options, supplied, name in rows:
+        request = service_pb2.ReplanRequest.FromString(options)
+        request.snapshot.ParseFromString(snapshot)
+        decoded = _decode(request, policy, name)
+        history = RequestHistory()
+        windows = None
+        if supplied is not None:
+            if len(supplied.history):
+                history = history_frame(supplied.history.to_dict("records"))  # type: ignore[arg-type]
+            per_deal = supplied.deals
+            if len(per_deal):
+                ids = decoded.deals["deal_id"].astype(str).to_numpy()
+                by_id = per_deal.set_index(per_deal["deal_id"].astype(str)).reindex(ids)
+                known = by_id["plan_applied_at"].notna().to_numpy()
+                deals = decoded.deals.assign(
+                    plan_applied_at=np.where(
+                        known, by_id["plan_applied_at"].fillna(-1).to_numpy(np.int64),
+                        decoded.deals["plan_applied_at"].to_numpy(np.int64),
+                    ),
+                    delivered_at_plan=np.where(
+                        known, by_id["delivered_at_plan"].fillna(0).to_numpy(np.int64),
+                        decoded.deals["delivered_at_plan"].to_numpy(np.int64),
+                    ),
+                )  # fmt: skip
+                decoded = replace(decoded, deals=deals)
+                if bool(per_deal["windows"].any()):
+                    windows = WindowStarts(
+                        hour=by_id["window_hour"].to_numpy(np.float64),
+                        day=by_id["window_day"].to_numpy(np.float64),
+                    )
+        out.append(Recorded(decoded, history, windows, name))
+    if not out:
+        raise ReplaySourceError(f"the audit store holds no Replan of {campaign!r} in that range")
+    return out
+
+
 def write_json_lines(path: Path, records: Iterable[Recorded]) -> int:
     """Writes records as JSON lines (ReplanRequest JSON with the snapshot's policy, and the
     history): the format `read_recorded` reads. Returns the count."""
@@ -226,5 +292,6 @@ __all__ = [
     "history_frame",
     "history_rows",
     "read_recorded",
+    "read_store",
     "write_json_lines",
 ]

@@ -15,7 +15,7 @@ from reallocator.core.interrupt import Checkpoint, Interrupted
 from reallocator.core.model import CampaignSnapshot, Policy
 from reallocator.core.pacing.assessment import Assessment, assess
 from reallocator.core.plan.builder import build_plan
-from reallocator.core.plan.model import Plan
+from reallocator.core.plan.model import Plan, RequestHistory
 from reallocator.core.plan.protection import strayed
 from reallocator.core.plan.rollback import rollback_snapshot
 from reallocator.core.plan.rolling import WindowStarts, window_starts
@@ -25,6 +25,7 @@ from reallocator.server.errors import abort_with, too_large_status
 from reallocator.server.identity import current_actor
 from reallocator.server.lifecycle import LifecycleMethods
 from reallocator.store import plan_codec
+from reallocator.store.plan_codec import StoredInputs
 from reallocator.store.sql import NewPlan, Replaces, SqlStore, default_database_url, request_hash
 from reallocator.v1 import assessment_pb2, plan_pb2, snapshot_pb2
 from reallocator.v1 import reallocator_service_pb2 as pb
@@ -177,6 +178,7 @@ class ReallocatorServicer(LifecycleMethods):
             )
             new = replace(
                 new,
+                inputs=_supplied(snapshot, history, windows),
                 assessment=_assessment_bytes(assessment),
                 max_alert_severity=max(
                     (SEVERITY[str(v)] for v in assessment.alerts["severity"].tolist()), default=0
@@ -359,6 +361,41 @@ class ReallocatorServicer(LifecycleMethods):
 def _auto_approved(plan: Plan, policy: Policy) -> bool:
     """Policy.auto_apply: a plan whose most severe change is within its tier approves at once."""
     return bool(auto_applicable([str(plan.max_severity or "MINOR")], policy)[0])
+
+
+def _supplied(
+    snapshot: CampaignSnapshot, history: RequestHistory, windows: WindowStarts | None
+) -> StoredInputs:
+    """What the service supplied this plan beyond the caller's snapshot (a replay needs it to
+    make the same plan): the seller history, and per deal the application and windows, when
+    any was filled in (else no rows)."""
+    deals = snapshot.deals
+    applied = deals["plan_applied_at"].to_numpy(np.int64)
+    if windows is None and not (applied >= 0).any():
+        per_deal = pd.DataFrame({c: pd.Series(dtype=t) for c, t in _SUPPLIED.items()})
+    else:
+        n = len(deals)
+        per_deal = pd.DataFrame(
+            {
+                "deal_id": deals["deal_id"].astype(str).to_numpy(),
+                "plan_applied_at": applied,
+                "delivered_at_plan": deals["delivered_at_plan"].to_numpy(np.int64),
+                "window_hour": windows.hour if windows is not None else np.full(n, np.nan),
+                "window_day": windows.day if windows is not None else np.full(n, np.nan),
+                "windows": np.full(n, windows is not None),
+            }
+        )
+    return StoredInputs(history=history.requests, deals=per_deal)
+
+
+_SUPPLIED = {
+    "deal_id": "str",
+    "plan_applied_at": "int64",
+    "delivered_at_plan": "int64",
+    "window_hour": "float64",
+    "window_day": "float64",
+    "windows": "bool",
+}
 
 
 def _assessment_bytes(assessment: Assessment) -> bytes:

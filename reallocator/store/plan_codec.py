@@ -172,6 +172,26 @@ def split(plan: Plan, msg: plan_pb2.Plan) -> PlanParts:
     )
 
 
+@dataclass(frozen=True, eq=False)
+class StoredInputs:
+    """What the service supplied a plan beyond the caller's snapshot: the seller history it
+    read from the store, and per deal (snapshot order) the last plan applied it filled in and
+    the rolling windows' starts (NaN: none)."""
+
+    history: pd.DataFrame  # RequestHistory.requests
+    deals: pd.DataFrame  # deal_id, plan_applied_at, delivered_at_plan, window_hour, window_day
+
+
+def inputs_parts(inputs: StoredInputs) -> tuple[bytes, bytes]:
+    """The two Arrow streams the store keeps for `inputs` (history, per-deal)."""
+    history = pa.Table.from_pandas(inputs.history, preserve_index=False)
+    return _ipc(history), _ipc(pa.Table.from_pandas(inputs.deals, preserve_index=False))
+
+
+def inputs_frames(history: bytes, deals: bytes) -> StoredInputs:
+    return StoredInputs(_read_ipc(history).to_pandas(), _read_ipc(deals).to_pandas())
+
+
 def deals_frame(data: bytes) -> pd.DataFrame:
     """The stored deals table (`Plan.deals` columns and dtypes)."""
     frame: pd.DataFrame = _read_ipc(data).to_pandas()
@@ -213,4 +233,14 @@ def _cut(msg: plan_pb2.Plan, view: str) -> plan_pb2.Plan:
     return msg
 
 
-__all__ = ["LIFE_CYCLE", "PlanParts", "deals_frame", "render", "schedule_table", "split"]
+__all__ = [
+    "LIFE_CYCLE",
+    "PlanParts",
+    "StoredInputs",
+    "deals_frame",
+    "inputs_frames",
+    "inputs_parts",
+    "render",
+    "schedule_table",
+    "split",
+]

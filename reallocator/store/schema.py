@@ -58,6 +58,9 @@ plans = Table(
     Column("kind", String(16), nullable=False, server_default="REPLAN"),  # REVISION, ROLLBACK
     Column("options", LargeBinary, nullable=True),  # the ReplanRequest minus its snapshot
     Column("apply_time", BigInteger, nullable=True),  # when ConfirmApplied said it was applied
+    # What the store supplied the plan beyond its snapshot (plan_codec.PlanInputs), for replay:
+    Column("history_table", LargeBinary, nullable=True),  # Arrow IPC: the seller history
+    Column("inputs_table", LargeBinary, nullable=True),  # Arrow IPC: per-deal filled inputs
     Index("ix_plans_campaign", "campaign_id", "seq"),
     Index("ix_plans_campaign_state", "campaign_id", "state"),
 )

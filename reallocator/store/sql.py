@@ -28,7 +28,15 @@ from sqlalchemy.engine import Connection, Engine
 
 from reallocator.core.plan.model import RequestHistory, ScheduleTable
 from reallocator.store.errors import AlreadyExists, NotFound, StaleEtag, WrongState
-from reallocator.store.plan_codec import PlanParts, deals_frame, render, schedule_table
+from reallocator.store.plan_codec import (
+    PlanParts,
+    StoredInputs,
+    deals_frame,
+    inputs_frames,
+    inputs_parts,
+    render,
+    schedule_table,
+)
 from reallocator.store.schema import (
     assessments,
     idempotency,
@@ -65,6 +73,7 @@ class NewPlan:
     kind: str = "REPLAN"  # REPLAN, REVISION (a partial approval) or ROLLBACK
     approve: bool = False  # APPROVED at once (auto-apply, or a reviewer's revision)
     comment: str = "created by Replan"
+    inputs: StoredInputs | None = None  # what the store supplied beyond the snapshot (replay)
 
 
 @dataclass(frozen=True)
@@ -352,6 +361,11 @@ class SqlStore:
                 deal_count=parts.deal_count,
                 kind=new.kind,
                 options=new.options,
+                **dict(
+                    zip(("history_table", "inputs_table"), inputs_parts(new.inputs), strict=True)
+                    if new.inputs is not None
+                    else {}
+                ),
             )
         )
         tx.execute(
@@ -706,6 +720,45 @@ class SqlStore:
             schedule_table(row.schedules_table or b""),
         )
 
+    def recorded_replans(
+        self, campaign: str, start: int | None = None, end: int | None = None
+    ) -> list[tuple[bytes, bytes, StoredInputs | None, str]]:
+        """The campaign's Replan plans with as_of in [start, end) (unix micros), oldest first:
+        (snapshot, options, what the store supplied, plan name) each, for a replay. Plans whose
+        snapshot was purged are left out."""
+        condition = (plans.c.campaign_id == campaign) & (plans.c.kind == "REPLAN")
+        if start is not None:
+            condition = condition & (plans.c.as_of >= start)
+        if end is not None:
+            condition = condition & (plans.c.as_of < end)
+        with self._tx() as tx:
+            rows = tx.execute(
+                sa.select(
+                    plans.c.name,
+                    plans.c.options,
+                    plans.c.history_table,
+                    plans.c.inputs_table,
+                    snapshots.c.payload,
+                    snapshots.c.size,
+                )
+                .select_from(
+                    plans.join(snapshots, snapshots.c.content_hash == plans.c.snapshot_hash)
+                )
+                .where(condition)
+                .order_by(plans.c.as_of, plans.c.seq)
+            ).all()
+        return [
+            (
+                _unpack(r.payload, r.size),
+                bytes(r.options or b""),
+                inputs_frames(r.history_table, r.inputs_table)
+                if r.history_table is not None and r.inputs_table is not None
+                else None,
+                str(r.name),
+            )
+            for r in rows
+        ]
+
     def latest_snapshot(self, campaign: str) -> tuple[bytes, int] | None:
         """The campaign's newest stored snapshot (by as_of, then recording order) and its
         as_of (unix micros)."""
@@ -899,7 +952,9 @@ class SqlStore:
         return RequestHistory(requests=frame)
 
 
-_BULKY = frozenset({"payload", "deals_table", "schedules_table", "options"})
+_BULKY = frozenset(
+    {"payload", "deals_table", "schedules_table", "options", "history_table", "inputs_table"}
+)
 """Plan columns read only when the plan's content is asked for."""
 
 

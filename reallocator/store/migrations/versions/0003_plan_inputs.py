@@ -1,0 +1,29 @@
+"""What a plan was made from beyond its snapshot and options: the seller history the store
+supplied and the per-deal inputs it filled in (last plan applied, rolling window starts), so a
+replay reproduces the plan exactly.
+
+Revision ID: 0003
+Revises: 0002
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0003"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("plans") as batch:
+        batch.add_column(sa.Column("history_table", sa.LargeBinary, nullable=True))
+        batch.add_column(sa.Column("inputs_table", sa.LargeBinary, nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("plans") as batch:
+        batch.drop_column("inputs_table")
+        batch.drop_column("history_table")
