@@ -103,9 +103,7 @@ def measure(store: SqlStore, n: int, label: str) -> None:
             ).where(plans.c.name == lc.name)
         ).one()
         snap = c.execute(
-            sa.select(sa.func.length(snapshots.c.payload)).where(
-                snapshots.c.content_hash == row[3]
-            )
+            sa.select(sa.func.length(snapshots.c.payload)).where(snapshots.c.content_hash == row[3])
         ).scalar()
     plan_bytes = int(row[0]) + int(row[1]) + int(row[2] or 0)
     reads = []
