@@ -4,6 +4,7 @@ the plan paces AHEAD (in-process, and decoded from the gRPC Plan)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -390,7 +391,8 @@ def test_only_deal_pacing_ahead_reads_ahead(snapshot: CampaignSnapshot) -> None:
 
 def test_grpc_planner_paces_ahead_like_in_process(server: Any) -> None:
     for pace_ahead in (1.7, 1.0):
-        snap = sim_snapshot(scenario(pace_ahead))
+        # a campaign of its own: the service remembers the plans the planner applies
+        snap = replace(sim_snapshot(scenario(pace_ahead)), campaign_id=f"ahead-{pace_ahead}")
         local = InProcessPlanner().plan(snap, RequestHistory(), WINDOW)
         remote_planner = GrpcPlanner(f"127.0.0.1:{server.port}")
         try:

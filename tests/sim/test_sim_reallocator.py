@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,8 @@ def test_grpc_planner_matches_in_process(server: Any) -> None:
     state.bids[:] = state.avails
     state.wins[:] = state.wins_hist[:, :step].sum(axis=1)
     snap = build_snapshot(world, state, step, SCENARIO.policy_object())
+    # a campaign of its own: the service remembers the plans the planner applies
+    snap = replace(snap, campaign_id="grpc-matches-in-process")
     window = SCENARIO.step * 24
     local = InProcessPlanner().plan(snap, RequestHistory(), window)
     remote_planner = GrpcPlanner(f"127.0.0.1:{server.port}")
