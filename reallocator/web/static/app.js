@@ -1,0 +1,37 @@
+// Charts (plotly.js, served locally) and live updates (server-sent events -> htmx refresh).
+(function () {
+  "use strict";
+  function drawCharts(root) {
+    if (!window.Plotly) return;
+    (root || document).querySelectorAll(".chart").forEach(function (el) {
+      var data = document.getElementById(el.id + "-data");
+      if (!data) return;
+      var fig = JSON.parse(data.textContent);
+      window.Plotly.react(el, fig.data, fig.layout, {displaylogo: false, responsive: true});
+      el.dataset.points = String(fig.data.map(function (t) { return t.x.length; }));
+    });
+  }
+  window.reallocatorCharts = drawCharts;
+  document.addEventListener("htmx:afterSwap", function (e) { drawCharts(e.target.parentNode || document); });
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var url = document.body.dataset.events;
+    var status = document.getElementById("live-status");
+    if (!url || !window.EventSource) { if (status) status.textContent = ""; return; }
+    var source = new EventSource(url);
+    source.addEventListener("hello", function () {
+      document.body.dataset.live = "on";
+      if (status) status.textContent = "live updates: on";
+    });
+    source.addEventListener("plan", function (e) {
+      var event = JSON.parse(e.data);
+      document.body.dataset.lastEvent = String(event.id);
+      if (status) status.textContent = "live: " + event.plan.split("/").pop() + " " + (event.state || "seller answer").toLowerCase() + (event.actor ? " by " + event.actor : "");
+      if (window.htmx) window.htmx.trigger(document.body, "store-changed", event);
+    });
+    source.onerror = function () {
+      document.body.dataset.live = "off";
+      if (status) status.textContent = "live updates: reconnecting";
+    };
+  });
+})();
