@@ -11,10 +11,14 @@ plan_events table, polled by id); pages re-fetch what changed through htmx.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import json
+import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,6 +79,7 @@ class Settings:
     secret: bytes = field(default_factory=new_secret)  # signs CSRF tokens
     poll_seconds: float = 1.0  # how often /events looks for new plan events
     secure_cookies: bool = False  # set Secure on cookies (behind HTTPS)
+    warm: bool = True  # assess the newest snapshots in the background, ahead of the first view
 
 
 class Dashboard:
@@ -86,6 +91,7 @@ class Dashboard:
         self.settings = settings
         self.auth = WebAuth(settings.security)
         self.snapshots = views.Lru(256)  # content hash -> SnapshotFacts (immutable)
+        self.summaries = views.Lru(4096)  # plan name -> PlanSummary (the payload never changes)
         self.deal_frames = views.Lru(16)  # plan name -> deal frame (a plan's deals never change)
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
         self.templates.env.filters["q"] = lambda s: quote(str(s), safe="")
@@ -121,6 +127,41 @@ class Dashboard:
             return views.snapshot_facts(payload, full=full)
 
         return self.snapshots.get((row.content_hash, full), make)
+
+    def summary(self, plan: str) -> views.PlanSummary:
+        return self.summaries.get(
+            plan, lambda: views.plan_summary(*queries.plan_payload(self.engine, plan))
+        )
+
+    def warm(self, campaign: str) -> None:
+        """Assesses the campaign's newest snapshot and tables its newest plan's deals ahead of
+        the first view (the assessment is most of a cold page: ~0.2 s at 1,000 deals)."""
+        rows = queries.campaign_snapshots(self.engine, campaign, limit=1)
+        names = queries.plan_names(self.engine, campaign)
+        if rows:
+            self.facts(rows[-1], full=True)
+        if names:
+            self.summary(names[0])
+            plan = self.store.get_plan(names[0])
+            self.deals_context(campaign, plan, "delta", "", 0)
+
+    def warmer(self, stop: threading.Event, *, campaigns: int = 50) -> None:
+        """Warms the newest campaigns at start, then each campaign that gets a new plan."""
+        cursor = queries.last_event_id(self.engine)
+        try:
+            for row in queries.list_campaigns(self.engine)[:campaigns]:
+                if stop.is_set():
+                    return
+                self.warm(row.campaign_id)
+            while not stop.wait(self.settings.poll_seconds * 2):
+                found = queries.events_after(self.engine, cursor)
+                for e in found:
+                    cursor = e.id
+                fresh = {e.campaign_id for e in found if e.comment.startswith("created by")}
+                for campaign in sorted(fresh)[:campaigns]:
+                    self.warm(campaign)
+        except Exception:  # a cache warmer must never take the dashboard down
+            logging.getLogger(__name__).exception("warming the dashboard's caches failed")
 
     def campaign(self, campaign: str) -> dict[str, Any]:
         """Everything the campaign page shows (run in a worker thread)."""
@@ -254,8 +295,13 @@ def create_app(store: SqlStore, settings: Settings | None = None) -> Starlette:
             "pending": lambda r: (-r.pending, r.campaign_id),
             "state": lambda r: (r.latest_state, r.campaign_id),
         }
+        summaries = await run_in_threadpool(
+            lambda: {r.campaign_id: dash.summary(r.latest_plan) for r in rows}
+        )
+        keys["pacing"] = lambda r: (_nan_last(summaries[r.campaign_id].pacing), r.campaign_id)
+        keys["alerts"] = lambda r: (-summaries[r.campaign_id].alerts, r.campaign_id)
         rows.sort(key=keys.get(sort, keys["recent"]))
-        return {"rows": rows, "q": q, "state": state, "sort": sort,
+        return {"rows": rows, "summaries": summaries, "q": q, "state": state, "sort": sort,
                 "states": ["PROPOSED", "APPROVED", "REJECTED", "APPLIED", "ROLLED_BACK",
                            "SUPERSEDED"]}  # fmt: skip
 
@@ -440,13 +486,31 @@ def create_app(store: SqlStore, settings: Settings | None = None) -> Starlette:
     async def store_failed(_: Request, exc: Exception) -> Response:
         return PlainTextResponse(f"audit store: {exc}", status_code=500)
 
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        stop = threading.Event()
+        thread = threading.Thread(target=dash.warmer, args=(stop,), daemon=True)
+        if dash.settings.warm:
+            thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            with contextlib.suppress(RuntimeError):
+                thread.join(5)
+
     app = Starlette(
+        lifespan=lifespan,
         routes=routes,
         middleware=[Middleware(BaseHTTPMiddleware, dispatch=guard)],
         exception_handlers={Denied: denied, CsrfError: csrf_failed, StoreError: store_failed},
     )
     app.state.dashboard = dash
     return app
+
+
+def _nan_last(value: float) -> float:
+    return value if value == value else float("inf")
 
 
 def _with_header(request: Request, value: str) -> Request:

@@ -102,6 +102,14 @@ def list_campaigns(engine: Engine) -> list[CampaignRow]:
     return out
 
 
+def plan_payload(engine: Engine, name: str) -> tuple[bytes, int]:
+    """A plan's stored bytes (zstd of the Plan message, life cycle cleared) and their size."""
+    query = sa.select(plans.c.payload, plans.c.size).where(plans.c.name == name)
+    with engine.connect() as connection:
+        row = connection.execute(query).one()
+    return bytes(row.payload), int(row.size)
+
+
 def plan_names(engine: Engine, campaign: str, *, state: str = "") -> list[str]:
     """A campaign's plan names, newest first (optionally in one state)."""
     condition = plans.c.campaign_id == campaign
@@ -223,6 +231,7 @@ __all__ = [
     "last_event_id",
     "list_campaigns",
     "plan_names",
+    "plan_payload",
     "seller_answers",
     "snapshot_payload",
 ]

@@ -175,6 +175,34 @@ def snapshot_facts(row: SnapshotRow, *, full: bool) -> SnapshotFacts:
     )
 
 
+@dataclass(frozen=True)
+class PlanSummary:
+    """What the campaign list shows of a plan: the campaign's pacing and alerts when it was
+    computed (its decision record's figures) and its largest change's severity."""
+
+    pacing: float  # NaN when the plan has no pacing figure
+    pacing_text: str
+    alerts: int
+    severity: str
+    heat: str
+
+
+def plan_summary(payload: bytes, size: int) -> PlanSummary:
+    data = pa.decompress(payload, decompressed_size=size, codec="zstd", asbytes=True)
+    plan = plan_pb2.Plan.FromString(data)
+    pacing = factor(plan, "campaign pacing ratio")
+    alerts = factor(plan, "alerts")
+    ratio = pacing[0] if pacing else float("nan")
+    severity = common_pb2.Severity.Name(plan.max_severity).removeprefix("SEVERITY_")  # type: ignore[arg-type]
+    return PlanSummary(
+        pacing=ratio,
+        pacing_text=pacing[1] if pacing else "",
+        alerts=int(alerts[0]) if alerts else len(plan.alerts),
+        severity="" if severity == "UNSPECIFIED" else severity,
+        heat=heat(ratio),
+    )
+
+
 # --- the chart --------------------------------------------------------------------------------
 
 
@@ -224,7 +252,11 @@ def spend_chart(
             "margin": {"l": 70, "r": 10, "t": 10, "b": 40},
             "height": 320,
             "legend": {"orientation": "h", "y": -0.2},
-            "yaxis": {"title": {"text": f"cumulative ({unit})"}, "tickformat": ",.0f"},
+            "yaxis": {
+                "title": {"text": f"cumulative ({unit})"},
+                "tickformat": ",.0f",
+                "automargin": True,
+            },
             "xaxis": {"type": "date"},
             "font": {"size": 13},
         },
@@ -264,7 +296,11 @@ def moves_chart(plan: plan_pb2.Plan) -> dict[str, Any]:
             "margin": {"l": 70, "r": 10, "t": 10, "b": 40},
             "height": 260,
             "legend": {"orientation": "h", "y": -0.25},
-            "yaxis": {"title": {"text": f"remaining ({unit})"}, "tickformat": ",.0f"},
+            "yaxis": {
+                "title": {"text": f"remaining ({unit})"},
+                "tickformat": ",.0f",
+                "automargin": True,
+            },
             "font": {"size": 13},
         },
     }
@@ -500,6 +536,7 @@ __all__ = [
     "DealLine",
     "GroupLine",
     "Lru",
+    "PlanSummary",
     "SnapshotFacts",
     "alert_lines",
     "amount",
@@ -510,6 +547,7 @@ __all__ = [
     "factor",
     "group_lines",
     "moves_chart",
+    "plan_summary",
     "snapshot_facts",
     "spend_chart",
     "state_name",

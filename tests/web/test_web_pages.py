@@ -54,12 +54,22 @@ def test_the_campaign_list_shows_each_campaign_its_newest_plan_and_pending_revie
     for campaign, row in rows:
         assert "PROPOSED" in row and '<strong class="pending">1</strong>' in row
         assert f">{len(plans[campaign])}</td>" in row  # plans recorded
+        figures = {f.name: f for f in plans[campaign][-1].rationale.factors}
+        cells = re.findall(r'<td class="num[^"]*">([^<]*)</td>', row)
+        assert cells[:2] == [
+            figures["campaign pacing ratio"].display_value,
+            f"{figures['alerts'].value:.0f}",
+        ]
     only = client.get("/campaigns", params={"q": "alp"})
     assert 'data-campaign="alpha"' in only.text and 'data-campaign="beta"' not in only.text
     none = client.get("/campaigns", params={"state": "APPLIED"})
     assert "data-campaign" not in none.text and "No campaign matches" in none.text
     by_id = client.get("/campaigns", params={"sort": "campaign"})
     assert re.findall(r'data-campaign="([^"]+)"', by_id.text) == ["alpha", "beta"]
+    pacing = {c: next(f.value for f in p[-1].rationale.factors if f.name == "campaign pacing ratio")
+              for c, p in plans.items()}  # fmt: skip
+    by_pacing = client.get("/campaigns", params={"sort": "pacing"})
+    assert re.findall(r'data-campaign="([^"]+)"', by_pacing.text) == sorted(pacing, key=pacing.get)
 
 
 def test_the_campaign_page_charts_one_delivered_point_per_snapshot(recorded: Recorded) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 from datetime import timedelta
 
-from builders import AS_OF, build_snapshot, random_delivery, random_snapshot_spec
+from builders import AS_OF, build_snapshot, lifetime_pacing, random_delivery, random_snapshot_spec
 
 from reallocator.core.model import Policy
 from reallocator.core.plan.builder import build_plan
@@ -23,8 +23,11 @@ def snapshots(
     campaign: str, n_deals: int, n_snapshots: int, seed: int, *, n_channels: int | None = None
 ) -> list[snapshot_pb2.CampaignSnapshot]:
     """`n_snapshots` snapshots of one campaign, a day apart, the newest at AS_OF; delivery to
-    date grows in proportion to the time since the campaign's start."""
+    date grows in proportion to the time since the campaign's start; the lifetime budget is the
+    deals' booked total."""
     spec = random_snapshot_spec(n_deals, seed, n_channels=n_channels)
+    # The campaign's budget is what its deals booked, so delivery and the curve share a scale.
+    spec = spec.replace(pacing=lifetime_pacing(sum(d.allocation for d in spec.deals)))
     start = spec.pacing.start_time.ToDatetime().replace(tzinfo=AS_OF.tzinfo)
     out = []
     for i in range(n_snapshots):

@@ -1,8 +1,24 @@
 // Charts (plotly.js, served locally) and live updates (server-sent events -> htmx refresh).
 (function () {
   "use strict";
+  var PLOTLY = "/assets/plotly.min.js";  // served from the installed plotly package
+
+  // plotly.js is 4.8 MB: it loads after the page is shown, and only on pages with a chart.
+  function withPlotly(then) {
+    if (window.Plotly) { then(); return; }
+    var script = document.querySelector("script[data-plotly]");
+    if (!script) {
+      script = document.createElement("script");
+      script.src = PLOTLY;
+      script.dataset.plotly = "1";
+      document.head.appendChild(script);
+    }
+    script.addEventListener("load", then);
+  }
+
   function drawCharts(root) {
-    if (!window.Plotly) return;
+    if (!document.querySelector(".chart")) return;
+    if (!window.Plotly) { withPlotly(function () { drawCharts(root); }); return; }
     (root || document).querySelectorAll(".chart").forEach(function (el) {
       var data = document.getElementById(el.id + "-data");
       if (!data) return;
@@ -10,11 +26,13 @@
       window.Plotly.react(el, fig.data, fig.layout, {displaylogo: false, responsive: true});
       el.dataset.points = String(fig.data.map(function (t) { return t.x.length; }));
     });
+    window.reallocatorChartsDrawnAt = performance.now();
   }
   window.reallocatorCharts = drawCharts;
   document.addEventListener("htmx:afterSwap", function (e) { drawCharts(e.target.parentNode || document); });
 
   document.addEventListener("DOMContentLoaded", function () {
+    drawCharts(document);
     var url = document.body.dataset.events;
     var status = document.getElementById("live-status");
     if (!url || !window.EventSource) { if (status) status.textContent = ""; return; }
