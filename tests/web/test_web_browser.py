@@ -24,6 +24,8 @@ from reallocator.v1 import plan_pb2
 from reallocator.web.app import Settings, create_app
 
 CHROMIUM = Path(os.environ.get("REALLOCATOR_CHROMIUM", "/usr/bin/chromium"))
+# The README's screenshots: written into docs/ with REALLOCATOR_WRITE_SCREENSHOTS=1, else into a
+# scratch folder (still taken and checked, so every run exercises them).
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 VIEWPORT = {"width": 1280, "height": 800}
 
@@ -99,17 +101,17 @@ def _load_times(page: Any) -> dict[str, float]:
 
 
 def test_review_in_the_browser_reaches_the_store_and_a_second_browser_live(
-    served: tuple[str, SqlStore, dict[str, Any]], browser: Any
+    served: tuple[str, SqlStore, dict[str, Any]], browser: Any, tmp_path: Path
 ) -> None:
     from playwright.sync_api import expect
 
     base, store, plans = served
-    DOCS.mkdir(exist_ok=True)
+    shots = DOCS if os.environ.get("REALLOCATOR_WRITE_SCREENSHOTS") == "1" else tmp_path
     first = browser.new_context(viewport=VIEWPORT).new_page()
     first.goto(f"{base}/")
     rows = first.locator("#campaign-rows tr[data-campaign]")
     expect(rows).to_have_count(3)
-    first.screenshot(path=str(DOCS / "dashboard-campaigns.png"))
+    first.screenshot(path=str(shots / "dashboard-campaigns.png"))
     first.keyboard.press("Tab")  # keyboard users land on the skip link first
     assert first.evaluate("document.activeElement.className") == "skip"
     # The filter narrows the list as one types (htmx).
@@ -128,7 +130,7 @@ def test_review_in_the_browser_reaches_the_store_and_a_second_browser_live(
     expect(first.locator("#moves-chart .barlayer .point")).to_have_count(2 * len(pending.channels))
     expect(first.locator("#plan-state")).to_have_text("PROPOSED")
     first.wait_for_selector("body[data-live='on']")
-    first.screenshot(path=str(DOCS / "dashboard-campaign.png"), full_page=True,
+    first.screenshot(path=str(shots / "dashboard-campaign.png"), full_page=True,
                      clip={"x": 0, "y": 0, "width": 1280, "height": 1700})  # fmt: skip
 
     # A second browser (its own cookies) watches the same campaign.
@@ -165,11 +167,13 @@ def test_review_in_the_browser_reaches_the_store_and_a_second_browser_live(
     steps = first.locator("#history-rows tr")
     expect(steps.last).to_contain_text("CTV can take it")
     assert first.locator("#history-rows tr.step-snapshot").count() == 4
-    first.screenshot(path=str(DOCS / "dashboard-history.png"))
+    first.screenshot(path=str(shots / "dashboard-history.png"))
 
     # The campaign list in the second browser follows too (no pending review left).
     second.goto(f"{base}/")
     expect(second.locator("tr[data-campaign='acme-ctv'] .pending")).to_have_count(0)
+    for page in ("campaigns", "campaign", "history"):
+        assert (shots / f"dashboard-{page}.png").stat().st_size > 10_000
 
 
 def test_page_load_of_a_1000_deal_campaign(
