@@ -398,7 +398,8 @@ def create_app(store: SqlStore, settings: Settings | None = None) -> Starlette:
             cursor = after
             if cursor < 0:
                 cursor = await run_in_threadpool(queries.last_event_id, dash.engine)
-            yield {"event": "hello", "data": json.dumps({"after": cursor})}
+            # The id makes a reconnecting browser resume here (Last-Event-ID), missing nothing.
+            yield {"id": str(cursor), "event": "hello", "data": json.dumps({"after": cursor})}
             while True:
                 found = await run_in_threadpool(
                     queries.events_after, dash.engine, cursor, campaign=campaign

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from google.protobuf.message import DecodeError
 
 from reallocator.core.model import BudgetType, Policy
 from reallocator.core.pacing.assessment import Assessment, assess
@@ -143,10 +144,16 @@ def parse_snapshot(row: SnapshotRow) -> snapshot_pb2.CampaignSnapshot:
 
 
 def snapshot_facts(row: SnapshotRow, *, full: bool) -> SnapshotFacts:
-    """Totals of a snapshot; with `full`, its assessment and pacing curve too."""
-    msg = parse_snapshot(row)
+    """Totals of a snapshot; with `full`, its assessment and pacing curve too. A record that
+    cannot be read says so in `problem` (the page shows it) instead of failing the page."""
+    try:
+        msg = parse_snapshot(row)
+        total = delivered_total(msg)
+    except (DecodeError, pa.ArrowException, ValueError) as exc:
+        problem = f"the recorded snapshot cannot be read ({type(exc).__name__}: {exc})"
+        return SnapshotFacts(row.as_of, BudgetType.SPEND, "", 0, None, [], [], problem)
     bt = budget_type(msg.pacing.budget_type)
-    base = SnapshotFacts(row.as_of, bt, msg.currency_code, delivered_total(msg), None, [], [], "")
+    base = SnapshotFacts(row.as_of, bt, msg.currency_code, total, None, [], [], "")
     if not full:
         return base
     errors = Violations()
@@ -213,6 +220,7 @@ def spend_chart(
     (plotly.js renders it in the browser): one delivered point per recorded snapshot."""
     bt, currency = latest.budget_type, latest.currency
     scale = display_scale(bt)
+    points = [p for p in points if not p.problem.startswith("the recorded snapshot cannot")]
     unit = currency if bt is BudgetType.SPEND else bt.value.lower()
     fmt = ",.2f" if bt is BudgetType.SPEND else ",.0f"
     traces: list[dict[str, Any]] = []

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
-from web_data import snapshots
+from web_data import plan_of, snapshots
 
 from reallocator.config import Principal, SecurityConfig
 from reallocator.server.auth import hash_token
@@ -260,3 +261,19 @@ def test_delivered_total_reads_every_deal_form_alike(n: int, seed: int) -> None:
     spec = random_snapshot_spec(n, seed, n_buckets=0)
     totals = {form: delivered_total(build_snapshot(spec, form)) for form in FORMS}
     assert set(totals.values()) == {sum(d.spend_micros for d in spec.deals)}
+
+
+def test_a_snapshot_that_cannot_be_read_is_reported_not_fatal(
+    tmp_path: Path,
+) -> None:
+    store = SqlStore.open(f"sqlite:///{tmp_path / 'store.db'}")
+    good = snapshots("gamma", 8, 2, 31)
+    store.record_plan(plan_of(good[0]), snapshot=good[0].SerializeToString(), actor="svc",
+                      approve=False)  # fmt: skip
+    store.record_plan(plan_of(good[1]), snapshot=b"not a snapshot", actor="svc", approve=False)
+    page = TestClient(create_app(store)).get("/campaigns/gamma")
+    assert page.status_code == 200
+    assert "the recorded snapshot cannot be read (DecodeError" in page.text
+    delivered = [t for t in _figure(page.text, "spend-chart")["data"] if t["name"] == "delivered"]
+    assert len(delivered[0]["x"]) == 1  # the readable snapshot only
+    store.close()
