@@ -10,5 +10,5 @@ if [ -x /usr/bin/chromium ]; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
-apt-get install -y -q --no-install-recommends chromium fonts-dejavu-core
+apt-get install -y -q chromium
 echo "chromium: $(/usr/bin/chromium --version)"
