@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
-from web_data import plan_of, snapshots
+from web_data import plan_of, record_campaign, snapshots
 
 from reallocator.config import Principal, SecurityConfig
 from reallocator.server.auth import hash_token
@@ -24,6 +25,21 @@ from reallocator.web.security import CSRF_COOKIE, CSRF_FIELD
 from reallocator.web.views import delivered_total
 
 Recorded = tuple[SqlStore, dict[str, list[plan_pb2.Plan]]]
+
+
+@pytest.fixture(scope="module")
+def recorded(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Recorded]:
+    """Store with `alpha` (30 deals, 3 snapshots, 3 channels) and `beta` (12 deals, 2)."""
+    folder: Path = tmp_path_factory.mktemp("web-store")
+    store = SqlStore.open(f"sqlite:///{folder / 'store.db'}")
+    plans = {
+        "alpha": record_campaign(store, "alpha", 30, 3, 11, n_channels=3),
+        "beta": record_campaign(store, "beta", 12, 2, 12, n_channels=2),
+    }
+    yield store, plans
+    store.close()
 
 
 def _figure(html: str, name: str) -> dict[str, Any]:
