@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from web_data import record_campaign
+from web_data import plan_of, record_campaign, snapshots
 
 from reallocator.store.sql import SqlStore
 from reallocator.v1 import plan_pb2
@@ -150,6 +150,15 @@ def test_review_in_the_browser_reaches_the_store_and_a_second_browser_live(
     expect(second.locator("button.approve")).to_have_count(0)
     expect(second.locator("#live-status")).to_contain_text("approved")
 
+    # A new plan arrives (the orchestrator replans from a newer snapshot): the second browser's
+    # chart gains a point and its panel shows the new pending plan, without reloading.
+    newer = snapshots("acme-ctv", 40, 1, 21, n_channels=4, later_days=1)[0]
+    fresh = store.record_plan(plan_of(newer), snapshot=newer.SerializeToString(deterministic=True),
+                              actor="orchestrator", approve=False)  # fmt: skip
+    expect(second.locator("#spend-chart .scatterlayer path.point")).to_have_count(5, timeout=15_000)
+    expect(second.locator("#plan-state")).to_have_text("PROPOSED")
+    expect(second.locator("#plan-state")).to_have_attribute("data-plan", fresh.name)
+
     # Reject another campaign's plan, by keyboard only.
     other = plans["brand-audio"][-1]
     first.goto(f"{base}/campaigns/brand-audio")
@@ -162,16 +171,15 @@ def test_review_in_the_browser_reaches_the_store_and_a_second_browser_live(
     expect(first.locator("#plan-state")).to_have_text("REJECTED")
     assert _state(store, other.name) == "REJECTED"
 
-    # The decision history shows the chain, the review with its comment last.
+    # The decision history shows the chain: five snapshots, the review with its comment.
     first.goto(f"{base}/campaigns/acme-ctv/history")
-    steps = first.locator("#history-rows tr")
-    expect(steps.last).to_contain_text("CTV can take it")
-    assert first.locator("#history-rows tr.step-snapshot").count() == 4
+    expect(first.locator("#history-rows tr.step-review")).to_contain_text("CTV can take it")
+    assert first.locator("#history-rows tr.step-snapshot").count() == 5
     first.screenshot(path=str(shots / "dashboard-history.png"))
 
-    # The campaign list in the second browser follows too (no pending review left).
+    # The campaign list in the second browser follows too: brand-audio has no pending review.
     second.goto(f"{base}/")
-    expect(second.locator("tr[data-campaign='acme-ctv'] .pending")).to_have_count(0)
+    expect(second.locator("tr[data-campaign='brand-audio'] .pending")).to_have_count(0)
     for page in ("campaigns", "campaign", "history"):
         assert (shots / f"dashboard-{page}.png").stat().st_size > 10_000
 

@@ -20,9 +20,16 @@ from reallocator.wire.violations import Violations
 
 
 def snapshots(
-    campaign: str, n_deals: int, n_snapshots: int, seed: int, *, n_channels: int | None = None
+    campaign: str,
+    n_deals: int,
+    n_snapshots: int,
+    seed: int,
+    *,
+    n_channels: int | None = None,
+    later_days: int = 0,
 ) -> list[snapshot_pb2.CampaignSnapshot]:
-    """`n_snapshots` snapshots of one campaign, a day apart, the newest at AS_OF; delivery to
+    """`n_snapshots` snapshots of one campaign, a day apart, the newest at AS_OF (plus
+    `later_days`, for a snapshot that comes after those already recorded); delivery to
     date grows in proportion to the time since the campaign's start; the lifetime budget is the
     deals' booked total."""
     spec = random_snapshot_spec(n_deals, seed, n_channels=n_channels)
@@ -31,7 +38,7 @@ def snapshots(
     start = spec.pacing.start_time.ToDatetime().replace(tzinfo=AS_OF.tzinfo)
     out = []
     for i in range(n_snapshots):
-        as_of = AS_OF - timedelta(days=n_snapshots - 1 - i)
+        as_of = AS_OF - timedelta(days=n_snapshots - 1 - i - later_days)
         share = (as_of - start) / (AS_OF - start)
         deals = tuple(
             dataclasses.replace(

@@ -45,7 +45,14 @@
       var event = JSON.parse(e.data);
       document.body.dataset.lastEvent = String(event.id);
       if (status) status.textContent = "live: " + event.plan.split("/").pop() + " " + (event.state || "seller answer").toLowerCase() + (event.actor ? " by " + event.actor : "");
-      if (window.htmx) window.htmx.trigger(document.body, "store-changed", event);
+      if (!window.htmx) return;
+      var main = document.getElementById("main");
+      if (event.comment.indexOf("created by") === 0 && main && main.querySelector(".chart")) {
+        // A new plan from a new snapshot: the whole campaign page changes (chart, tables).
+        window.htmx.ajax("GET", window.location.pathname, {target: "#main", select: "#main", swap: "outerHTML"});
+      } else {
+        window.htmx.trigger(document.body, "store-changed", event);
+      }
     });
     source.onerror = function () {
       document.body.dataset.live = "off";
