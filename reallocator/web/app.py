@@ -368,6 +368,7 @@ def create_app(store: SqlStore, settings: Settings | None = None) -> Starlette:
         if not etag:
             raise HTTPException(400, "etag: required (the plan's etag as read)")
         message, status = "", 200
+        plan: plan_pb2.Plan | None = None
         try:
             plan = await run_in_threadpool(
                 dash.store.review, name, decision == "approve", etag=etag,
@@ -378,7 +379,9 @@ def create_app(store: SqlStore, settings: Settings | None = None) -> Starlette:
             raise HTTPException(404, str(exc)) from None
         except (StaleEtag, WrongState) as exc:
             message, status = f"not recorded: {exc}", 409
-        campaign = name.split("/")[1] if name.count("/") >= 3 else ""
+        if plan is None:  # refused: the plan as it is now says which campaign to show
+            plan = await run_in_threadpool(dash.store.get_plan, name)
+        campaign = plan.campaign_id
         if "hx-request" not in request.headers:
             if status != 200:
                 return PlainTextResponse(message, status_code=status)
