@@ -60,6 +60,16 @@ from reallocator.web.security import (
 )
 
 HERE = Path(__file__).resolve().parent
+
+# Scripts and styles from this site only (no inline script; plotly.js sets inline styles), and
+# no framing, so the approve and reject buttons cannot be clickjacked from another site.
+SECURITY_HEADERS = {
+    "content-security-policy": "default-src 'self'; script-src 'self'; "
+    "style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'",
+    "x-frame-options": "DENY",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "same-origin",
+}
 DEAL_PAGE = 50
 
 
@@ -463,16 +473,20 @@ def create_app(store: SqlStore, settings: Settings | None = None) -> Starlette:
     async def guard(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        """Authentication (when on): who calls, and may they read."""
+        """Authentication (when on): who calls, and may they read; security headers."""
         if request.url.path.startswith(open_paths):
             request.state.caller = Caller("anonymous", frozenset(), "none")
-            return await call_next(request)
-        try:
-            request.state.caller = dash.auth.caller(request)
-            dash.auth.require(request.state.caller, "read")
-        except Denied as exc:
-            return await denied(request, exc)
-        return await call_next(request)
+            response = await call_next(request)
+        else:
+            try:
+                request.state.caller = dash.auth.caller(request)
+                dash.auth.require(request.state.caller, "read")
+            except Denied as exc:
+                response = await denied(request, exc)
+            else:
+                response = await call_next(request)
+        response.headers.update(SECURITY_HEADERS)
+        return response
 
     async def denied(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, Denied)

@@ -108,6 +108,9 @@ def test_review_in_the_browser_reaches_the_store_and_a_second_browser_live(
     base, store, plans = served
     shots = DOCS if os.environ.get("REALLOCATOR_WRITE_SCREENSHOTS") == "1" else tmp_path
     first = browser.new_context(viewport=VIEWPORT).new_page()
+    problems: list[str] = []  # script errors and refusals (CSP) in the page
+    first.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    first.on("pageerror", lambda e: problems.append(str(e)))
     first.goto(f"{base}/")
     rows = first.locator("#campaign-rows tr[data-campaign]")
     expect(rows).to_have_count(3)
@@ -182,6 +185,7 @@ def test_review_in_the_browser_reaches_the_store_and_a_second_browser_live(
     expect(second.locator("tr[data-campaign='brand-audio'] .pending")).to_have_count(0)
     for page in ("campaigns", "campaign", "history"):
         assert (shots / f"dashboard-{page}.png").stat().st_size > 10_000
+    assert problems == []
 
 
 def test_page_load_of_a_1000_deal_campaign(

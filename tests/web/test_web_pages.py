@@ -235,8 +235,13 @@ def test_assets_are_served_locally(recorded: Recorded) -> None:
     assert len(plotly.content) > 1_000_000
     assert "htmx" in client.get("/static/htmx.min.js").text[:2000]
     assert client.get("/static/app.css").status_code == 200
-    page = client.get("/campaigns/alpha").text
+    response = client.get("/campaigns/alpha")
+    page = response.text
     assert not re.search(r'(src|href)="(https?:)?//', page)  # nothing from the internet
+    policy = response.headers["content-security-policy"]
+    assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    assert response.headers["x-frame-options"] == "DENY"
+    assert not re.search(r"<script>|<script\s+(?!type=\"application/json\"|src=)", page)
 
 
 def test_with_tokens_reading_needs_read_and_deciding_needs_review(recorded: Recorded) -> None:
