@@ -213,6 +213,11 @@ def test_reject_through_htmx_returns_the_panel_with_the_new_state(recorded: Reco
     assert store.get_plan(plan.name).state == plan_pb2.PLAN_STATE_REJECTED
     assert client.post("/review", data={**form, "decision": "maybe"},
                        headers={"x-csrf-token": token}).status_code == 400  # fmt: skip
+    assert client.post("/review", data={**form, "etag": ""},
+                       headers={"x-csrf-token": token}).status_code == 400  # fmt: skip
+    missing = client.post("/review", data={**form, "plan": "campaigns/beta/plans/none"},
+                          headers={"x-csrf-token": token})  # fmt: skip
+    assert missing.status_code == 404 and "no plan" in missing.text
 
 
 def test_events_after_an_id_are_the_store_events_recorded_since(recorded: Recorded) -> None:
