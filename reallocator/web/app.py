@@ -371,6 +371,10 @@ def create_app(store: SqlStore, settings: Settings | None = None) -> Starlette:
         decision = str(form.get("decision", ""))
         etag = str(form.get("etag", ""))
         comment = str(form.get("comment", ""))[:2000]
+        # Signed in: the token's name. Authentication off: the name typed, as ReviewPlan's
+        # `reviewer` (else "web"), so the audit trail still says who decided.
+        typed = " ".join(str(form.get("reviewer", "")).split())[:100]
+        actor = caller.name if dash.auth.enabled else (typed or caller.name)
         if not name:
             raise HTTPException(400, "plan: required")
         if decision not in ("approve", "reject"):
@@ -382,9 +386,9 @@ def create_app(store: SqlStore, settings: Settings | None = None) -> Starlette:
         try:
             plan = await run_in_threadpool(
                 dash.store.review, name, decision == "approve", etag=etag,
-                actor=caller.name, comment=comment,
+                actor=actor, comment=comment,
             )  # fmt: skip
-            message = f"{views.state_name(plan.state).lower()} by {caller.name}"
+            message = f"{views.state_name(plan.state).lower()} by {actor}"
         except NotFound as exc:
             raise HTTPException(404, str(exc)) from None
         except (StaleEtag, WrongState) as exc:

@@ -206,9 +206,11 @@ def test_reject_through_htmx_returns_the_panel_with_the_new_state(recorded: Reco
     client = TestClient(create_app(store))
     plan = plans["beta"][-1]
     token = _csrf(client.get("/campaigns/beta").text)
-    form = {"plan": plan.name, "etag": plan.etag, "decision": "reject", "comment": "too much"}
+    form = {"plan": plan.name, "etag": plan.etag, "decision": "reject", "comment": "too much",
+            "reviewer": "  Ana   Lima "}  # fmt: skip
     panel = client.post("/review", data=form, headers={"hx-request": "true", "x-csrf-token": token})
-    assert panel.status_code == 200 and "rejected by web" in panel.text
+    assert panel.status_code == 200 and "rejected by Ana Lima" in panel.text
+    assert store.get_plan(plan.name).history[-1].actor == "Ana Lima"  # the name typed
     assert 'class="badge state-rejected"' in panel.text
     assert store.get_plan(plan.name).state == plan_pb2.PLAN_STATE_REJECTED
     assert client.post("/review", data={**form, "decision": "maybe"},
@@ -277,6 +279,14 @@ def test_with_tokens_reading_needs_read_and_deciding_needs_review(recorded: Reco
     signed = browser.post("/login", data={CSRF_FIELD: _csrf(login.text), "token": "review-token"})
     assert signed.status_code == 303
     assert "signed in as ana" in browser.get("/").text
+    # Signed in, the decision is the token's: a name typed in the form does not count.
+    fresh = store.record_plan(newest, snapshot=b"s", actor="svc", approve=False)
+    page = browser.get("/campaigns/beta")
+    assert 'name="reviewer"' not in page.text
+    form = {CSRF_FIELD: _csrf(page.text), "plan": fresh.name, "etag": fresh.etag,
+            "decision": "approve", "reviewer": "mallory"}  # fmt: skip
+    assert browser.post("/review", data=form).status_code == 303
+    assert store.get_plan(fresh.name).history[-1].actor == "ana"
 
 
 @settings(max_examples=10, deadline=None)
