@@ -214,6 +214,12 @@ def _batch(args: argparse.Namespace) -> int:
     return batch_command(args)
 
 
+def _web(args: argparse.Namespace) -> int:
+    from reallocator.web.cli import web_command
+
+    return web_command(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="reallocator",
@@ -360,6 +366,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_batch_arguments(batch)
     batch.set_defaults(run=_batch)
+
+    web = sub.add_parser(
+        "web",
+        help="serve the pacing dashboard: campaigns, plans, alerts and approvals in a browser",
+        description="Serve the pacing dashboard on the audit store the service writes: the "
+        "campaign list, each campaign's delivery against its pacing curve and plan, alerts, "
+        "the pending plan to approve or reject, and the decision history, updated live. "
+        "Needs pip install 'reallocator[web]'.",
+    )
+    from reallocator.web.cli import add_arguments as add_web_arguments
+
+    add_web_arguments(web)
+    web.set_defaults(run=_web)
     return parser
 
 
