@@ -140,7 +140,7 @@ def _now() -> int:
 def _pack(data: bytes) -> bytes:
     """zstd, unless the data is compressed already (a snapshot's Arrow body usually is: a
     100k-deal one is 43 MB that zstd gains nothing on and spends 0.1 s): then as it is. A
-    zstd frame of incompressible data is longer than the data, so `_unpack` tells them apart
+    zstd frame of incompressible data is longer than the data, so `unpack` tells them apart
     by length."""
     sample = data[: 1 << 18]
     if len(data) > 1 << 20 and len(pa.compress(sample, codec="zstd")) > 0.9 * len(sample):
@@ -149,7 +149,8 @@ def _pack(data: bytes) -> bytes:
     return data if len(out) >= len(data) else out
 
 
-def _unpack(data: bytes, size: int) -> bytes:
+def unpack(data: bytes, size: int) -> bytes:
+    """A payload `_pack` wrote (zstd, or as it was when that gained nothing)."""
     if len(data) == size:
         return bytes(data)
     out: bytes = pa.decompress(data, decompressed_size=size, codec="zstd", asbytes=True)
@@ -648,7 +649,7 @@ class SqlStore:
             if view != "none":
                 columns += [plans.c.deals_table, plans.c.schedules_table]
             row = tx.execute(sa.select(*columns).where(plans.c.name == name)).one()
-        summary = _unpack(row.payload, row.size)
+        summary = unpack(row.payload, row.size)
         if view == "none":  # a summary, whether stored as one or whole
             return lc.fill(render(summary, None, None, view))
         return lc.fill(render(summary, row.deals_table, row.schedules_table, view))
@@ -671,7 +672,7 @@ class SqlStore:
         if snap is None or row.deals_table is None:
             raise WrongState(f"{name}: its snapshot is no longer stored (purged)")
         return PlanInputs(
-            snapshot=_unpack(snap.payload, snap.size),
+            snapshot=unpack(snap.payload, snap.size),
             options=bytes(row.options or b""),
             deals=deals_frame(row.deals_table),
         )
@@ -749,7 +750,7 @@ class SqlStore:
             ).all()
         return [
             (
-                _unpack(r.payload, r.size),
+                unpack(r.payload, r.size),
                 bytes(r.options or b""),
                 inputs_frames(r.history_table, r.inputs_table)
                 if r.history_table is not None and r.inputs_table is not None
@@ -769,7 +770,7 @@ class SqlStore:
                 .order_by(snapshots.c.as_of.desc(), snapshots.c.create_time.desc())
                 .limit(1)
             ).first()
-        return None if row is None else (_unpack(row.payload, row.size), int(row.as_of))
+        return None if row is None else (unpack(row.payload, row.size), int(row.as_of))
 
     def list_plans(
         self,
@@ -846,7 +847,7 @@ class SqlStore:
                 .limit(page_size + 1)
             ).all()
         out = [
-            (int(r.id), _unpack(r.payload, r.size), str(r.plan_name), str(r.state or ""))
+            (int(r.id), unpack(r.payload, r.size), str(r.plan_name), str(r.state or ""))
             for r in rows[:page_size]
         ]
         token = ""
@@ -900,7 +901,7 @@ class SqlStore:
         return (
             [(int(e.id), int(e.event_time), str(e.plan_name)) for e in events],
             [
-                (int(a.id), int(a.create_time), _unpack(a.payload, a.size))
+                (int(a.id), int(a.create_time), unpack(a.payload, a.size))
                 if a.max_severity and a.max_severity >= min_severity
                 else (int(a.id), int(a.create_time), b"")
                 for a in assessed
@@ -985,4 +986,5 @@ __all__ = [
     "SqlStore",
     "default_database_url",
     "request_hash",
+    "unpack",
 ]

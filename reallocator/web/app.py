@@ -384,11 +384,12 @@ def create_app(store: SqlStore, settings: Settings | None = None) -> Starlette:
         message, status = "", 200
         plan: plan_pb2.Plan | None = None
         try:
-            plan = await run_in_threadpool(
+            reviewed = await run_in_threadpool(
                 dash.store.review, name, decision == "approve", etag=etag,
                 actor=actor, comment=comment,
             )  # fmt: skip
-            message = f"{views.state_name(plan.state).lower()} by {actor}"
+            plan = await run_in_threadpool(dash.store.get_plan, name, "none")
+            message = f"{reviewed.state.lower()} by {actor}"
         except NotFound as exc:
             raise HTTPException(404, str(exc)) from None
         except (StaleEtag, WrongState) as exc:

@@ -27,6 +27,7 @@ from reallocator.core.pacing.assessment import Assessment, assess
 from reallocator.core.pacing.calendar import default_span
 from reallocator.core.pacing.curves import build_curve
 from reallocator.core.plan.text import amount, amounts
+from reallocator.store.sql import unpack
 from reallocator.v1 import common_pb2, plan_pb2, snapshot_pb2
 from reallocator.web.queries import SnapshotRow
 from reallocator.wire.snapshot import decode_snapshot
@@ -139,7 +140,7 @@ class SnapshotFacts:
 
 
 def parse_snapshot(row: SnapshotRow) -> snapshot_pb2.CampaignSnapshot:
-    data = pa.decompress(row.payload, decompressed_size=row.size, codec="zstd", asbytes=True)
+    data = unpack(row.payload, row.size)
     return snapshot_pb2.CampaignSnapshot.FromString(data)
 
 
@@ -195,7 +196,7 @@ class PlanSummary:
 
 
 def plan_summary(payload: bytes, size: int) -> PlanSummary:
-    data = pa.decompress(payload, decompressed_size=size, codec="zstd", asbytes=True)
+    data = unpack(payload, size)
     plan = plan_pb2.Plan.FromString(data)
     pacing = factor(plan, "campaign pacing ratio")
     alerts = factor(plan, "alerts")

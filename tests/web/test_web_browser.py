@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from web_data import plan_of, record_campaign, snapshots
+from web_data import record, record_campaign, snapshots
 
 from reallocator.store.sql import SqlStore
 from reallocator.v1 import plan_pb2
@@ -156,8 +156,7 @@ def test_review_in_the_browser_reaches_the_store_and_a_second_browser_live(
     # A new plan arrives (the orchestrator replans from a newer snapshot): the second browser's
     # chart gains a point and its panel shows the new pending plan, without reloading.
     newer = snapshots("acme-ctv", 40, 1, 21, n_channels=4, later_days=1)[0]
-    fresh = store.record_plan(plan_of(newer), snapshot=newer.SerializeToString(deterministic=True),
-                              actor="orchestrator", approve=False)  # fmt: skip
+    fresh = record(store, newer)
     expect(second.locator("#spend-chart .scatterlayer path.point")).to_have_count(5, timeout=15_000)
     expect(second.locator("#plan-state")).to_have_text("PROPOSED")
     expect(second.locator("#plan-state")).to_have_attribute("data-plan", fresh.name)

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
-from web_data import plan_of, record_campaign, snapshots
+from web_data import record, record_campaign, snapshots
 
 from reallocator.config import Principal, SecurityConfig
 from reallocator.server.auth import hash_token
@@ -223,10 +223,10 @@ def test_reject_through_htmx_returns_the_panel_with_the_new_state(recorded: Reco
 
 
 def test_events_after_an_id_are_the_store_events_recorded_since(recorded: Recorded) -> None:
-    store, plans = recorded
+    store, _ = recorded
     before = queries.last_event_id(store.engine)
     assert [e.id for e in queries.events_after(store.engine, before)] == []
-    newer = store.record_plan(plans["beta"][-1], snapshot=b"x", actor="svc", approve=True)
+    newer = record(store, snapshots("beta", 8, 1, 77)[0], actor="svc", approve=True)
     seen = queries.events_after(store.engine, before)
     assert [(e.plan_name, e.state) for e in seen] == [(newer.name, "APPROVED")]
     assert queries.events_after(store.engine, before, campaign="alpha") == []
@@ -280,7 +280,7 @@ def test_with_tokens_reading_needs_read_and_deciding_needs_review(recorded: Reco
     assert signed.status_code == 303
     assert "signed in as ana" in browser.get("/").text
     # Signed in, the decision is the token's: a name typed in the form does not count.
-    fresh = store.record_plan(newest, snapshot=b"s", actor="svc", approve=False)
+    fresh = record(store, snapshots("beta", 8, 1, 78)[0], actor="svc")
     page = browser.get("/campaigns/beta")
     assert 'name="reviewer"' not in page.text
     form = {CSRF_FIELD: _csrf(page.text), "plan": fresh.name, "etag": fresh.etag,
@@ -304,9 +304,8 @@ def test_a_snapshot_that_cannot_be_read_is_reported_not_fatal(
 ) -> None:
     store = SqlStore.open(f"sqlite:///{tmp_path / 'store.db'}")
     good = snapshots("gamma", 8, 2, 31)
-    store.record_plan(plan_of(good[0]), snapshot=good[0].SerializeToString(), actor="svc",
-                      approve=False)  # fmt: skip
-    store.record_plan(plan_of(good[1]), snapshot=b"not a snapshot", actor="svc", approve=False)
+    record(store, good[0], actor="svc")
+    record(store, good[1], snapshot=b"not a snapshot", actor="svc")
     page = TestClient(create_app(store)).get("/campaigns/gamma")
     assert page.status_code == 200
     assert "the recorded snapshot cannot be read (DecodeError" in page.text

@@ -12,7 +12,8 @@ from builders import AS_OF, build_snapshot, lifetime_pacing, random_delivery, ra
 
 from reallocator.core.model import Policy
 from reallocator.core.plan.builder import build_plan
-from reallocator.store.sql import SqlStore
+from reallocator.store.plan_codec import split
+from reallocator.store.sql import NewPlan, SqlStore
 from reallocator.v1 import plan_pb2, snapshot_pb2
 from reallocator.wire.plan import encode_plan
 from reallocator.wire.snapshot import decode_snapshot
@@ -62,26 +63,43 @@ def snapshots(
     return out
 
 
-def plan_of(msg: snapshot_pb2.CampaignSnapshot) -> plan_pb2.Plan:
+def new_plan(
+    msg: snapshot_pb2.CampaignSnapshot, snapshot: bytes | None = None, approve: bool = False
+) -> NewPlan:
+    """The plan the core makes of `msg`, as Replan hands it to the store (`snapshot`: the
+    bytes recorded as its snapshot, the message's own by default)."""
     errors = Violations()
-    snapshot = decode_snapshot(msg, Policy(), errors)
-    assert snapshot is not None, errors.items
-    return encode_plan(build_plan(snapshot, schedule_window=timedelta(hours=6)))
+    decoded = decode_snapshot(msg, Policy(), errors)
+    assert decoded is not None, errors.items
+    plan = build_plan(decoded, schedule_window=timedelta(hours=6), text=False)
+    summary = encode_plan(plan, deals="none")
+    return NewPlan(
+        msg=summary,
+        parts=split(plan, summary),
+        snapshot=msg.SerializeToString(deterministic=True) if snapshot is None else snapshot,
+        approve=approve,
+    )
+
+
+def record(
+    store: SqlStore,
+    msg: snapshot_pb2.CampaignSnapshot,
+    *,
+    snapshot: bytes | None = None,
+    actor: str = "orchestrator",
+    approve: bool = False,
+) -> plan_pb2.Plan:
+    """Records the plan of `msg` and returns it as the store reads it back."""
+    lc = store.record_plan(new_plan(msg, snapshot, approve), actor=actor)
+    return store.get_plan(lc.name)
 
 
 def record_campaign(
     store: SqlStore, campaign: str, n_deals: int, n_snapshots: int, seed: int, **kw: int
 ) -> list[plan_pb2.Plan]:
     """Records one plan per snapshot (each newer one supersedes the older); returns them as
-    the store answered, oldest first: only the last is PROPOSED."""
-    out = []
-    for msg in snapshots(campaign, n_deals, n_snapshots, seed, **kw):
-        out.append(
-            store.record_plan(
-                plan_of(msg),
-                snapshot=msg.SerializeToString(deterministic=True),
-                actor="orchestrator",
-                approve=False,
-            )
-        )
-    return out
+    the store reads them now, oldest first: only the last is PROPOSED."""
+    names = [
+        record(store, msg).name for msg in snapshots(campaign, n_deals, n_snapshots, seed, **kw)
+    ]
+    return [store.get_plan(name) for name in names]
