@@ -9,18 +9,15 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import grpc
-import numpy as np
-import pandas as pd
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from reallocator.core.plan.model import Plan
+from reallocator.lifecycle import PlanLifecycle
 from reallocator.server.identity import current_actor
-from reallocator.store.sql import NewPlan, Replaces, SqlStore, request_hash
+from reallocator.store.sql import SqlStore, request_hash
 from reallocator.v1 import assessment_pb2, common_pb2, plan_pb2
 from reallocator.v1 import reallocator_service_pb2 as pb
 from reallocator.wire.violations import Violations
@@ -75,18 +72,9 @@ class LifecycleMethods:
 
     store: SqlStore
     config: ServerConfig
+    lifecycle: PlanLifecycle
 
-    # The servicer provides these (they share the Replan path).
-    def _resolve(
-        self,
-        name: str,
-        pin: list[str] | None,
-        rollback: bool,
-        view: str = "changed",
-        now: bytes | None = None,
-    ) -> tuple[Plan, plan_pb2.Plan, NewPlan]:
-        raise NotImplementedError
-
+    # The servicer provides this.
     def _fits(
         self, context: grpc.ServicerContext, response: Message, what: str, remedy: str
     ) -> Encoded:
@@ -187,61 +175,12 @@ class LifecycleMethods:
                 request_id=request.request_id, request_hash=_body_hash(request),
             )  # fmt: skip
             return pb.ReviewPlanResponse(plan=lc.fill(self.store.get_plan(name, "changed")))
-        revision = self._revise(request, rejected, actor, comment, errors)
-        return pb.ReviewPlanResponse(plan=revision)
-
-    def _revise(
-        self,
-        request: pb.ReviewPlanRequest,
-        rejected: list[str],
-        actor: str,
-        comment: str,
-        errors: Violations,
-    ) -> plan_pb2.Plan:
-        """Re-solves the reviewed plan's snapshot with the rejected deals pinned at their
-        allocation before the plan; the revision is APPROVED when it only makes moves the
-        reviewer approved (same deal and direction, no larger), else PROPOSED."""
-        name = request.name
         key = f"ReviewPlan:{name}:{request.request_id}" if request.request_id else ""
-        digest = _body_hash(request)
-        if key:
-            earlier = self.store.find_key(key, digest, name)
-            if earlier is not None:
-                return self.store.get_plan(earlier, "changed")
-        row = self.store.check_state(name, ("PROPOSED",), request.etag)
-        original = self.store.plan_inputs(name).deals
-        known = set(original["deal_id"].astype(str).tolist())
-        unknown = [d for d in rejected if d not in known]
-        if unknown:
-            errors.add("deal_decisions", f"deals not in the plan: {', '.join(unknown[:5])}")
-            errors.raise_if_any()
-        plan, msg, new = self._resolve(name, rejected, False)
-        approved = _within_approved(original, plan.deals, rejected)
-        note = f"revises {name}: moves of {', '.join(rejected[:20])} rejected"
-        if len(rejected) > 20:
-            note += f" and {len(rejected) - 20} more"
-        new = replace(
-            new,
-            kind="REVISION",
-            approve=approved,
-            comment=f"{comment}; {note}" if comment else note,
-        )
-        lc = self.store.record_plan(
-            new,
-            actor=actor,
-            key=key,
-            request_hash=digest,
-            replaces=Replaces(
-                name,
-                request.etag or row.etag,
-                "PROPOSED",
-                "SUPERSEDED",
-                comment or "partially approved",
-            ),
-        )
-        if lc.replayed:
-            return self.store.get_plan(lc.name, "changed")
-        return lc.fill(msg)
+        revision = self.lifecycle.revise(
+            name, request.etag, rejected, actor=actor, comment=comment, key=key,
+            digest=_body_hash(request),
+        )  # fmt: skip
+        return pb.ReviewPlanResponse(plan=revision)
 
     def confirm_applied(
         self, request: pb.ConfirmAppliedRequest, context: grpc.ServicerContext
@@ -271,24 +210,10 @@ class LifecycleMethods:
         actor = (request.actor or current_actor(context))[:200]
         reason = request.reason[:2000] or "rolled back"
         key = f"RollbackPlan:{name}:{request.request_id}" if request.request_id else ""
-        digest = _body_hash(request)
-        if key:
-            earlier = self.store.find_key(key, digest, name)
-            if earlier is not None:
-                rollback = self.store.get_plan(earlier, "changed")
-                return _rollback_response(self.store.get_plan(name, "none"), rollback)
-        row = self.store.check_state(name, ("APPLIED",), request.etag)
-        _, msg, new = self._resolve(name, None, True)
-        new = replace(new, kind="ROLLBACK", approve=True, comment=f"rolls back {name}: {reason}")
-        lc = self.store.record_plan(
-            new,
-            actor=actor,
-            key=key,
-            request_hash=digest,
-            replaces=Replaces(name, request.etag or row.etag, "APPLIED", "ROLLED_BACK", reason),
+        rolled_back, rollback = self.lifecycle.rollback(
+            name, request.etag, reason, actor=actor, key=key, digest=_body_hash(request)
         )
-        rollback = self.store.get_plan(lc.name, "changed") if lc.replayed else lc.fill(msg)
-        return _rollback_response(self.store.get_plan(name, "none"), rollback)
+        return _rollback_response(rolled_back, rollback)
 
     def record_seller_response(
         self, request: pb.RecordSellerResponseRequest, context: grpc.ServicerContext
@@ -427,20 +352,6 @@ def _verdict(
         if v.entity.id == entity_id:
             return v
     return None
-
-
-def _within_approved(original: pd.DataFrame, revised: pd.DataFrame, rejected: list[str]) -> bool:
-    """Every move of the revision is one the reviewer approved: the same deal moved the same
-    way by no more (deals are matched by id; the revision's rejected deals do not move)."""
-    before = original.set_index(original["deal_id"].astype(str))["delta"]
-    delta = revised["delta"].to_numpy(np.int64)
-    ids = revised["deal_id"].astype(str).to_numpy()
-    approved = before.reindex(ids).fillna(0).to_numpy(np.int64)
-    approved = np.where(np.isin(ids, rejected), 0, approved)
-    ok = (delta == 0) | (
-        (np.sign(delta) == np.sign(approved)) & (np.abs(delta) <= np.abs(approved))
-    )
-    return bool(ok.all())
 
 
 def _rollback_response(

@@ -1,4 +1,5 @@
-"""ReallocatorService: converts messages and calls the transport-free core. No logic of its own."""
+"""ReallocatorService: converts messages and calls the transport-free core and the life cycle
+(reallocator/lifecycle.py). No logic of its own."""
 
 from __future__ import annotations
 
@@ -6,27 +7,19 @@ from dataclasses import replace
 from datetime import timedelta
 
 import grpc
-import numpy as np
-import pandas as pd
 from google.protobuf.message import Message
 
 from reallocator.config import ServerConfig
 from reallocator.core.interrupt import Checkpoint, Interrupted
-from reallocator.core.model import CampaignSnapshot, Policy
-from reallocator.core.pacing.assessment import Assessment, assess
+from reallocator.core.model import CampaignSnapshot
+from reallocator.core.pacing.assessment import assess
 from reallocator.core.plan.builder import build_plan
-from reallocator.core.plan.model import Plan, RequestHistory
-from reallocator.core.plan.protection import strayed
-from reallocator.core.plan.rollback import rollback_snapshot
-from reallocator.core.plan.rolling import WindowStarts, window_starts
-from reallocator.core.plan.severity import auto_applicable
+from reallocator.lifecycle import PlanLifecycle, assessment_bytes, supplied
 from reallocator.server.dispatch import Encoded
 from reallocator.server.errors import abort_with, too_large_status
 from reallocator.server.identity import current_actor
 from reallocator.server.lifecycle import LifecycleMethods
-from reallocator.store import plan_codec
-from reallocator.store.plan_codec import StoredInputs
-from reallocator.store.sql import NewPlan, Replaces, SqlStore, default_database_url, request_hash
+from reallocator.store.sql import SqlStore, default_database_url, request_hash
 from reallocator.v1 import assessment_pb2, plan_pb2, snapshot_pb2
 from reallocator.v1 import reallocator_service_pb2 as pb
 from reallocator.wire.assessment import SEVERITY, encode_assessment
@@ -57,6 +50,12 @@ class ReallocatorServicer(LifecycleMethods):
     def __init__(self, config: ServerConfig, store: SqlStore | None = None) -> None:
         self.config = config
         self.store = store or SqlStore.open(config.database_url or default_database_url())
+        self.lifecycle = PlanLifecycle(
+            self.store,
+            config.default_policy,
+            config.solver_time_limit.total_seconds(),
+            config.wire_limits,
+        )
 
     def _snapshot(
         self, snapshot: snapshot_pb2.CampaignSnapshot, policy_msg: object, has_snapshot: bool
@@ -94,7 +93,7 @@ class ReallocatorServicer(LifecycleMethods):
             assessment=(
                 stored.SerializeToString(deterministic=True)
                 if stored is not None
-                else _assessment_bytes(result)
+                else assessment_bytes(result)
             ),
             severity=max((a.severity for a in response.assessment.alerts), default=0),
             actor=current_actor(context),
@@ -136,7 +135,7 @@ class ReallocatorServicer(LifecycleMethods):
                 again = self.store.get_plan(earlier, PLAN_VIEWS[request.view])
                 return self._fits(context, pb.ReplanResponse(plan=again), "plan", "")
         if snapshot.policy.protect_deviation > 0 and not request.dry_run:
-            protected = self._protect(
+            protected = self.lifecycle.protect(
                 snapshot,
                 request.snapshot.SerializeToString(deterministic=True),
                 key,
@@ -146,9 +145,9 @@ class ReallocatorServicer(LifecycleMethods):
             )
             if protected is not None:  # the answer is the rollback
                 return self._fits(context, pb.ReplanResponse(plan=protected), "plan", "")
-        snapshot = self._with_application(snapshot)
+        snapshot = self.lifecycle.with_application(snapshot)
         history = self.store.request_history(snapshot.campaign_id)
-        windows = self._windows(snapshot)
+        windows = self.lifecycle.windows(snapshot)
         checkpoint = call_checkpoint(context)
         assessment = assess(snapshot, checkpoint=checkpoint)
         # PlanRejected (FAILED_PRECONDITION) and Interrupted map to statuses in the dispatch layer.
@@ -169,7 +168,7 @@ class ReallocatorServicer(LifecycleMethods):
             msg.state = plan_pb2.PLAN_STATE_DRY_RUN
             msg.create_time.GetCurrentTime()
         else:  # recorded: the plan's numbers, whatever view this answer carries
-            new = self._new_plan(
+            new = self.lifecycle.new_plan(
                 plan,
                 msg,
                 request.snapshot.SerializeToString(deterministic=True),
@@ -178,8 +177,8 @@ class ReallocatorServicer(LifecycleMethods):
             )
             new = replace(
                 new,
-                inputs=_supplied(snapshot, history, windows),
-                assessment=_assessment_bytes(assessment),
+                inputs=supplied(snapshot, history, windows),
+                assessment=assessment_bytes(assessment),
                 max_alert_severity=max(
                     (SEVERITY[str(v)] for v in assessment.alerts["severity"].tolist()), default=0
                 ),
@@ -203,149 +202,6 @@ class ReallocatorServicer(LifecycleMethods):
             f"ask for {smaller} (view), or raise max_message_bytes on the server and the client",
         )
 
-    def _with_application(self, snapshot: CampaignSnapshot) -> CampaignSnapshot:
-        """Deals the caller sent no last_plan_application for get the campaign's last plan
-        confirmed applied (ConfirmApplied's apply_time, and the deal's delivery the plan saw),
-        so the pacing curve restarts from it as if the caller had sent it; a caller who still
-        sends it gets the same plan. An application after the snapshot's as_of is not yet in
-        effect and is left out."""
-        deals = snapshot.deals
-        missing = deals["plan_applied_at"].to_numpy(np.int64) < 0
-        if not missing.any():
-            return snapshot
-        last = self.store.last_application(snapshot.campaign_id)
-        if last is None or last[1] > snapshot.as_of.timestamp():
-            return snapshot
-        _, at, plan_deals = last
-        seen = pd.Series(
-            plan_deals["delivered"].to_numpy(np.int64),
-            index=plan_deals["deal_id"].astype(str).to_numpy(),
-        )
-        delivered = seen.reindex(deals["deal_id"].astype(str).to_numpy()).to_numpy(np.float64)
-        fill = missing & ~np.isnan(delivered)
-        if not fill.any():
-            return snapshot
-        filled = deals.assign(
-            plan_applied_at=np.where(fill, int(at), deals["plan_applied_at"].to_numpy(np.int64)),
-            delivered_at_plan=np.where(
-                fill,
-                np.nan_to_num(delivered).astype(np.int64),
-                deals["delivered_at_plan"].to_numpy(np.int64),
-            ),
-        )
-        return replace(snapshot, deals=filled)
-
-    def _windows(self, snapshot: CampaignSnapshot) -> WindowStarts | None:
-        """The rolling step windows' starts from the plans applied in the last day, when the
-        policy limits steps per hour or day."""
-        policy = snapshot.policy
-        if policy.step_rel_per_hour <= 0 and policy.step_rel_per_day <= 0:
-            return None
-        as_of = snapshot.as_of.timestamp()
-        applied = self.store.applied_plans(snapshot.campaign_id, int((as_of - 86_400) * 1e6))
-        return window_starts(applied, snapshot.deals["deal_id"].to_numpy(dtype=object), as_of)
-
-    def _new_plan(
-        self,
-        plan: Plan,
-        msg: plan_pb2.Plan,
-        snapshot: bytes,
-        request: pb.ReplanRequest,
-        policy: Policy,
-    ) -> NewPlan:
-        """What the store records of a plan: its numbers, its snapshot and how it was asked
-        for (the request without its snapshot, so a review can re-solve it the same way)."""
-        options = pb.ReplanRequest()
-        options.CopyFrom(request)
-        options.ClearField("snapshot")
-        options.ClearField("request_id")
-        options.ClearField("view")
-        return NewPlan(
-            msg=msg,
-            parts=plan_codec.split(plan, msg),
-            snapshot=snapshot,
-            options=options.SerializeToString(deterministic=True),
-            approve=_auto_approved(plan, policy),
-            comment="created by Replan"
-            + (" and approved by Policy.auto_apply" if _auto_approved(plan, policy) else ""),
-        )
-
-    def _resolve(
-        self,
-        name: str,
-        pin: list[str] | None,
-        rollback: bool,
-        view: str = "changed",
-        now: bytes | None = None,
-    ) -> tuple[Plan, plan_pb2.Plan, NewPlan]:
-        """A stored plan solved again: with the deals `pin` names held at their allocation
-        before it (a partial approval), or rolled back (core/plan/rollback.py) from the
-        campaign's newest stored snapshot (or `now`, a snapshot just received). Its request's
-        options apply again."""
-        inputs = self.store.plan_inputs(name)
-        options = pb.ReplanRequest.FromString(inputs.options)
-        data = inputs.snapshot
-        applied_since = False
-        if rollback and now is not None:
-            data = now
-        elif rollback:
-            latest = self.store.latest_snapshot(_campaign(name))
-            row = self.store.check_state(name, ("APPLIED",), "")
-            if latest is not None:
-                data = latest[0]
-                # no snapshot newer than the plan's own: its deals hold the plan's totals now
-                applied_since = latest[1] <= int(row.as_of)
-        message = snapshot_pb2.CampaignSnapshot.FromString(data)
-        snapshot = self._snapshot(message, options.policy, True)
-        if pin:
-            locked = snapshot.deals["locked"].to_numpy(bool) | snapshot.deals["deal_id"].isin(
-                pin
-            ).to_numpy(bool)
-            snapshot = replace(snapshot, deals=snapshot.deals.assign(locked=locked))
-        if rollback:
-            snapshot = rollback_snapshot(snapshot, inputs.deals, applied_since)
-        window = (
-            to_timedelta(options.schedule_window, "schedule_window", Violations(), positive=True)
-            if options.HasField("schedule_window")
-            else None
-        ) or timedelta(hours=6)
-        history = self.store.request_history(snapshot.campaign_id)
-        plan = build_plan(
-            snapshot,
-            relax=rollback or options.on_infeasible == pb.INFEASIBILITY_HANDLING_RELAX,
-            time_limit=self.config.solver_time_limit.total_seconds(),
-            schedule_window=window,
-            text=False,
-            history=history if len(history.requests) else None,
-            rollback=rollback,
-        )
-        msg = encode_plan(plan, deals=view)
-        return plan, msg, self._new_plan(plan, msg, data, options, snapshot.policy)
-
-    def _protect(
-        self, snapshot: CampaignSnapshot, data: bytes, key: str, digest: str, view: str,
-        actor: str,
-    ) -> plan_pb2.Plan | None:  # fmt: skip
-        """Protection mode: the campaign's last applied plan rolled back (recorded, with the
-        reason) when delivery since has strayed from it (core/plan/protection.py)."""
-        latest = self.store.latest_applied(snapshot.campaign_id)
-        if latest is None:
-            return None
-        name, as_of, deals, schedules = latest
-        why = strayed(deals, schedules, as_of, snapshot)
-        if why is None:
-            return None
-        _, msg, new = self._resolve(name, None, True, view=view, now=data)
-        new = replace(new, kind="ROLLBACK", approve=True, comment=f"rolls back {name}: {why}")
-        lc = self.store.record_plan(
-            new,
-            actor=actor,
-            key=key,
-            request_hash=digest,
-            replaces=Replaces(name, "", "APPLIED", "ROLLED_BACK", why),
-        )
-        return self.store.get_plan(lc.name, view) if lc.replayed else lc.fill(msg)
-
     def _fits(
         self, context: grpc.ServicerContext, response: Message, what: str, remedy: str
     ) -> Encoded:
@@ -356,59 +212,6 @@ class ReallocatorServicer(LifecycleMethods):
         if len(data) > limit:
             abort_with(context, too_large_status(what, len(data), limit, remedy))
         return Encoded(response, data)
-
-
-def _auto_approved(plan: Plan, policy: Policy) -> bool:
-    """Policy.auto_apply: a plan whose most severe change is within its tier approves at once."""
-    return bool(auto_applicable([str(plan.max_severity or "MINOR")], policy)[0])
-
-
-def _supplied(
-    snapshot: CampaignSnapshot, history: RequestHistory, windows: WindowStarts | None
-) -> StoredInputs:
-    """What the service supplied this plan beyond the caller's snapshot (a replay needs it to
-    make the same plan): the seller history, and per deal the application and windows, when
-    any was filled in (else no rows)."""
-    deals = snapshot.deals
-    applied = deals["plan_applied_at"].to_numpy(np.int64)
-    if windows is None and not (applied >= 0).any():
-        per_deal = pd.DataFrame({c: pd.Series(dtype=t) for c, t in _SUPPLIED.items()})
-    else:
-        n = len(deals)
-        per_deal = pd.DataFrame(
-            {
-                "deal_id": deals["deal_id"].astype(str).to_numpy(),
-                "plan_applied_at": applied,
-                "delivered_at_plan": deals["delivered_at_plan"].to_numpy(np.int64),
-                "window_hour": windows.hour if windows is not None else np.full(n, np.nan),
-                "window_day": windows.day if windows is not None else np.full(n, np.nan),
-                "windows": np.full(n, windows is not None),
-            }
-        )
-    return StoredInputs(history=history.requests, deals=per_deal)
-
-
-_SUPPLIED = {
-    "deal_id": "str",
-    "plan_applied_at": "int64",
-    "delivered_at_plan": "int64",
-    "window_hour": "float64",
-    "window_day": "float64",
-    "windows": "bool",
-}
-
-
-def _assessment_bytes(assessment: Assessment) -> bytes:
-    """The assessment as stored: campaign, seller and channel verdicts and the alerts (the
-    deals' verdicts are in the plan's deals table)."""
-    data: bytes = encode_assessment(assessment, include_deals=False).SerializeToString(
-        deterministic=True
-    )
-    return data
-
-
-def _campaign(plan_name: str) -> str:
-    return plan_name.split("/")[1]
 
 
 PLAN_VIEWS = {
