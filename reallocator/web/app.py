@@ -20,6 +20,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -42,6 +43,9 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from reallocator.config import SecurityConfig
+from reallocator.core.model import Policy
+from reallocator.core.plan.builder import PlanRejected
+from reallocator.lifecycle import PlanLifecycle
 from reallocator.server.auth import Caller, Denied
 from reallocator.store.errors import NotFound, StaleEtag, StoreError, WrongState
 from reallocator.store.sql import SqlStore
@@ -58,6 +62,7 @@ from reallocator.web.security import (
     csrf_token,
     new_secret,
 )
+from reallocator.wire.violations import InvalidRequest
 
 HERE = Path(__file__).resolve().parent
 
@@ -71,6 +76,7 @@ SECURITY_HEADERS = {
     "referrer-policy": "same-origin",
 }
 DEAL_PAGE = 50
+MOVES_SHOWN = 200  # moves a reviewer can decide one by one on the page (the rest: whole plan)
 
 
 def plotly_js() -> Path:
@@ -90,6 +96,7 @@ class Settings:
     poll_seconds: float = 1.0  # how often /events looks for new plan events
     secure_cookies: bool = False  # set Secure on cookies (behind HTTPS)
     warm: bool = True  # assess the newest snapshots in the background, ahead of the first view
+    default_policy: Policy = field(default_factory=Policy)  # under which a revision re-solves
 
 
 class Dashboard:
@@ -97,6 +104,7 @@ class Dashboard:
 
     def __init__(self, store: SqlStore, settings: Settings) -> None:
         self.store = store
+        self.lifecycle = PlanLifecycle(store, settings.default_policy)  # ReviewPlan's re-solve
         self.engine = store.engine
         self.settings = settings
         self.auth = WebAuth(settings.security)
@@ -240,8 +248,22 @@ class Dashboard:
             }
             for s in plan.schedules[:20]
         ]
+        moves = [
+            {
+                "deal_id": d.deal_id,
+                "channel_id": d.channel_id,
+                "old": views.amount(d.old_allocation, bt, plan.currency_code),
+                "new": views.amount(d.new_allocation, bt, plan.currency_code),
+                "up": d.delta > 0,
+                "rationale": d.rationale,
+            }
+            for d in plan.deals
+            if d.delta != 0
+        ]
         return {
             "plan": plan,
+            "moves": moves[:MOVES_SHOWN],
+            "move_total": len(moves),
             "plan_state": views.state_name(plan.state),
             "moves_chart": views.moves_chart(plan) if plan.channels else None,
             "requests": requests,
@@ -377,23 +399,41 @@ def create_app(store: SqlStore, settings: Settings | None = None) -> Starlette:
         actor = caller.name if dash.auth.enabled else (typed or caller.name)
         if not name:
             raise HTTPException(400, "plan: required")
-        if decision not in ("approve", "reject"):
-            raise HTTPException(400, "decision: 'approve' or 'reject'")
+        if decision not in ("approve", "reject", "moves"):
+            raise HTTPException(400, "decision: 'approve', 'reject' or 'moves'")
+        rejected = sorted({str(v) for v in form.getlist("reject") if str(v)})
         if not etag:
             raise HTTPException(400, "etag: required (the plan's etag as read)")
         message, status = "", 200
         plan: plan_pb2.Plan | None = None
         try:
-            reviewed = await run_in_threadpool(
-                dash.store.review, name, decision == "approve", etag=etag,
-                actor=actor, comment=comment,
-            )  # fmt: skip
-            plan = await run_in_threadpool(dash.store.get_plan, name, "none")
-            message = f"{reviewed.state.lower()} by {actor}"
+            if decision == "moves" and rejected:  # single moves rejected: ReviewPlan's re-solve
+                revision = await run_in_threadpool(
+                    partial(
+                        dash.lifecycle.revise, name, etag, rejected, actor=actor, comment=comment
+                    )
+                )
+                plan = revision
+                state = views.state_name(revision.state).lower()
+                message = (
+                    f"{len(rejected)} move(s) rejected by {actor}: revised plan "
+                    f"{revision.name.rsplit('/', 1)[-1]} is {state}"
+                )
+            else:
+                reviewed = await run_in_threadpool(
+                    dash.store.review, name, decision != "reject", etag=etag,
+                    actor=actor, comment=comment,
+                )  # fmt: skip
+                plan = await run_in_threadpool(dash.store.get_plan, name, "none")
+                message = f"{reviewed.state.lower()} by {actor}"
         except NotFound as exc:
             raise HTTPException(404, str(exc)) from None
         except (StaleEtag, WrongState) as exc:
             message, status = f"not recorded: {exc}", 409
+        except InvalidRequest as exc:
+            message, status = f"not recorded: {exc}", 400
+        except PlanRejected as exc:
+            message, status = f"not recorded: with those moves rejected, {exc}", 409
         if plan is None:  # refused: the plan as it is now says which campaign to show
             plan = await run_in_threadpool(dash.store.get_plan, name)
         campaign = plan.campaign_id

@@ -65,6 +65,7 @@ def web_command(args: argparse.Namespace) -> int:
         security=config.security,
         poll_seconds=args.poll_seconds,
         secure_cookies=args.secure_cookies,
+        default_policy=config.default_policy,
     )
     app = create_app(store, settings)
     print(f"dashboard on http://{args.host}:{args.port}/ (store {url.split('@')[-1]})")

@@ -345,3 +345,34 @@ def test_deal_pages_cover_every_matching_deal_once_in_order(
     if sort in keys:
         order = [keys[sort](x.deal_id) for x in seen]
         assert order == sorted(order)
+
+
+def test_moves_decided_one_by_one_revise_the_plan(tmp_path: Path) -> None:
+    """Approve one move and reject another: the plan is re-solved with the rejected deal
+    pinned (ReviewPlan's revision), the reviewed plan is superseded, and the page shows it."""
+    store = SqlStore.open(f"sqlite:///{tmp_path / 'moves.db'}")
+    plan = record_campaign(store, "delta", 24, 1, 5, n_channels=3)[-1]
+    moved = [d for d in plan.deals if d.delta != 0]
+    assert len(moved) >= 2
+    client = TestClient(create_app(store), follow_redirects=False)
+    page = client.get("/campaigns/delta").text
+    assert page.count('name="reject" value=') == len(moved)
+    form = {CSRF_FIELD: _csrf(page), "plan": plan.name, "etag": plan.etag,
+            "decision": "moves", "reject": [moved[0].deal_id], "comment": "keep it"}  # fmt: skip
+    done = client.post("/review", data=form, headers={"hx-request": "true"})
+    assert done.status_code == 200 and "1 move(s) rejected" in done.text
+    assert store.get_plan(plan.name).state == plan_pb2.PLAN_STATE_SUPERSEDED
+    (revision,) = [p for p in store.list_plans("delta")[0] if p.previous_plan == plan.name]
+    revised = store.get_plan(revision.name)
+    assert moved[0].deal_id not in [d.deal_id for d in revised.deals if d.delta != 0]
+    assert revised.state in (plan_pb2.PLAN_STATE_APPROVED, plan_pb2.PLAN_STATE_PROPOSED)
+    assert "keep it" in revised.history[0].comment
+    assert f'data-plan="{revised.name}"' in client.get("/campaigns/delta").text
+    unknown = client.post(
+        "/review", data={**form, "etag": revised.etag, "plan": revised.name, "reject": ["nope"]}
+    )
+    if revised.state == plan_pb2.PLAN_STATE_PROPOSED:
+        assert unknown.status_code == 400 and "deals not in the plan" in unknown.text
+    else:
+        assert unknown.status_code == 409
+    store.close()
