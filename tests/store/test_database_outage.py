@@ -127,8 +127,10 @@ def test_postgres_stopped_under_load_unavailable_not_serving_then_recovers(
         try:
             time.sleep(1.5)
             load.phase = "down"
+            stopping = time.monotonic()
             postgres.stop()
-            noticed = _until(lambda: _health(channel) == "NOT_SERVING", 10, "NOT_SERVING")
+            _until(lambda: _health(channel) == "NOT_SERVING", 10, "NOT_SERVING")
+            noticed = time.monotonic() - stopping
             time.sleep(1.0)
             error = rpc_error(lambda: stub.GetPlan(pb.GetPlanRequest(name=kept.name), timeout=10))
             assert error.code() == grpc.StatusCode.UNAVAILABLE, error.details()
@@ -139,8 +141,10 @@ def test_postgres_stopped_under_load_unavailable_not_serving_then_recovers(
             assert assessed.assessment.campaign_id == "campaign-7"
             assert _health(channel) == "NOT_SERVING"  # still away: the probe keeps it so
             load.phase = "restarting"
+            starting = time.monotonic()
             postgres.start()
-            back = _until(lambda: _health(channel) == "SERVING", 15, "SERVING again")
+            _until(lambda: _health(channel) == "SERVING", 15, "SERVING again")
+            back = time.monotonic() - starting
             load.phase = "back"
             time.sleep(1.5)
         finally:
@@ -152,7 +156,8 @@ def test_postgres_stopped_under_load_unavailable_not_serving_then_recovers(
             timeout=20,
         ).plan
         assert retried.name == kept.name
-    print(f"\noutage: NOT_SERVING after {noticed:.2f}s, SERVING {back:.2f}s after restart; "
+    print(f"\noutage: NOT_SERVING {noticed:.2f}s after pg_ctl stop began, SERVING "
+          f"{back:.2f}s after pg_ctl start began; "
           f"codes {dict(load.codes)}")  # fmt: skip
     assert set(load.codes["up"]) == {"OK"}, load.codes
     assert set(load.codes["down"]) <= {"OK", "UNAVAILABLE"}, load.codes  # never INTERNAL
