@@ -89,7 +89,6 @@ class DatabaseWatch:
         self._reason = ""  # why the database is unreachable; "" while it answers
         self._listeners: list[Listener] = []
         self._prober: threading.Thread | None = None
-        self.losses = 0  # times the database went away (for tests and logs)
 
     @property
     def reachable(self) -> bool:
@@ -118,7 +117,6 @@ class DatabaseWatch:
         with self._lock:
             if not self._reason:
                 self._reason = f"the audit store's database is unreachable ({_cause(exc)})"
-                self.losses += 1
                 log.warning("%s; probing it every %.1fs", self._reason, self.interval)
                 for listener in self._listeners:
                     listener(False, self._reason)

@@ -193,3 +193,30 @@ def test_a_store_that_cannot_reach_its_database_says_so(tmp_path: Path) -> None:
         SqlStore.open(f"postgresql+psycopg://ana:secret@127.0.0.1:{port}/db")
     assert f"127.0.0.1:{port}" in str(info.value) and "secret" not in str(info.value)
     assert isinstance(info.value, ConnectionError)  # the CLI's OSError branch prints it
+
+
+def test_the_watch_tells_listeners_when_the_database_goes_and_comes_back(tmp_path: Path) -> None:
+    """Lost on a failed call, back when the probe answers (here after three failed probes); a
+    listener subscribing while the database is away hears so at once."""
+    store = SqlStore.open(f"sqlite:///{tmp_path / 'watch.db'}", probe_interval=0.05)
+    watch = store.watch
+    assert watch is not None
+    seen: list[tuple[bool, str]] = []
+    watch.subscribe(lambda ok, why: seen.append((ok, why)))
+    real_probe, probes = watch.probe, []
+
+    def probe() -> bool:  # the database "answers" from the fourth probe on
+        probes.append(time.monotonic())
+        return len(probes) > 3 and real_probe()
+
+    watch.probe = probe  # type: ignore[method-assign]
+    cause = sa.exc.OperationalError("SELECT 1", {}, ConnectionRefusedError("refused"))
+    error = watch.lost(cause)
+    assert isinstance(error, StoreUnavailable) and error.retry_after == 0.05
+    late: list[tuple[bool, str]] = []
+    watch.subscribe(lambda ok, why: late.append((ok, why)))
+    assert late and late[0][0] is False and "ConnectionRefusedError" in late[0][1]
+    _until(lambda: watch.reachable, 5, "the probe finding the database")
+    assert [ok for ok, _ in seen] == [False, True] and [ok for ok, _ in late] == [False, True]
+    assert len(probes) == 4 and probes[-1] - probes[0] >= 3 * 0.05 * 0.9
+    store.close()
