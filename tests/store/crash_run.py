@@ -39,6 +39,8 @@ LATER = {  # the states a plan may reach from each state (itself included)
     S.PLAN_STATE_APPLIED: {S.PLAN_STATE_APPLIED},
     S.PLAN_STATE_SUPERSEDED: {S.PLAN_STATE_SUPERSEDED},
 }  # fmt: skip
+REJECTED = object()
+"""A Replan refused on its merits (FAILED_PRECONDITION): answered, and nothing to record."""
 WRITES = ("ReviewPlan", "ConfirmApplied")
 LOST = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED}
 """What a call killed with its server ends with: its outcome is unknown."""
@@ -76,6 +78,7 @@ class Client:
         self.acked: Counter[str] = Counter()
         self.lost: Counter[str] = Counter()
         self.steps = 0
+        self.rejected = 0  # Replans answered FAILED_PRECONDITION (the plan builder's verdict)
         self.on_write: Callable[[], None] | None = None  # called as the next write is sent
 
     # --- one step -------------------------------------------------------------------------
@@ -123,6 +126,9 @@ class Client:
             if code in LOST:
                 self.lost[method] += 1
                 return None
+            if method == "Replan" and code == grpc.StatusCode.FAILED_PRECONDITION:
+                self.rejected += 1  # a snapshot whose constraints conflict: nothing recorded
+                return REJECTED
             raise AssertionError(f"{method}: {code} {error.details()}") from error  # type: ignore[attr-defined]
         self.acked[method] += 1
         return answer
@@ -131,8 +137,10 @@ class Client:
         reply = self._call("Replan", lambda: stub.Replan(request, timeout=30))
         if reply is None:
             return
-        plan = reply.plan  # type: ignore[attr-defined]
         self.pending.remove(request)
+        if reply is REJECTED:
+            return
+        plan = reply.plan  # type: ignore[attr-defined]
         campaign = request.snapshot.campaign_id
         for known in self.plans.values():  # a newer plan supersedes the campaign's open ones
             if known.campaign == campaign and known.state in (S.PLAN_STATE_PROPOSED,
@@ -277,6 +285,7 @@ def crash_run(url: str, seed: int, kills: int = KILLS) -> dict[str, object]:
         "acknowledged": dict(client.acked),
         "unanswered": dict(client.lost),  # cut by a kill: outcome unknown to the client
         "plans": len(client.plans),
+        "replans_rejected": client.rejected,
         "rows": rows,
         "seconds": round(time.monotonic() - started, 1),
     }
