@@ -5,6 +5,8 @@ the server shutting down or starting up, SQLite locked past its busy timeout) ra
 `StoreUnavailable` (UNAVAILABLE with a retry hint) instead of an internal error, and the store's
 `DatabaseWatch` tells its listeners (the server's health) that the database is gone. A probe
 thread then runs `SELECT 1` every `interval` seconds until it answers, and tells them it is back.
+A server also has the watch probe every `IDLE_PROBE` seconds while the database answers
+(`keep_watching`), so an outage while no call needs the database shows in health too.
 
 Calls are not refused while the database is known to be down: each still tries (a refused
 connection fails in a millisecond; an unroutable host after `CONNECT_TIMEOUT`), so calls recover
@@ -32,6 +34,9 @@ log = logging.getLogger(__name__)
 
 Listener = Callable[[bool, str], None]
 """Called with (reachable, reason) when the database goes away or comes back."""
+
+IDLE_PROBE = 5.0
+"""Seconds between probes while the database answers (`keep_watching`)."""
 
 CONNECT_TIMEOUT = 5
 """Seconds PostgreSQL connection attempts wait (libpq's default is to wait for the OS, minutes
@@ -131,17 +136,24 @@ class DatabaseWatch:
             retry_after=self.interval,
         )
 
-    def probe(self) -> bool:
+    def probe(self) -> BaseException | None:
         """One round trip to the database (SQLite: a read of its schema page, so the file
-        itself must answer)."""
+        itself must answer): None when it answered, else the error."""
         sql = "SELECT count(*) FROM sqlite_master" if self.engine.dialect.name == "sqlite" else (
             "SELECT 1")  # fmt: skip
         try:
             with self.engine.connect() as connection:
                 connection.execute(sa.text(sql))
-        except (sa.exc.SQLAlchemyError, OSError):
-            return False
-        return True
+        except (sa.exc.SQLAlchemyError, OSError) as exc:
+            return exc
+        return None
+
+    def keep_watching(self, every: float = IDLE_PROBE) -> None:
+        """Probes every `every` s while the database answers too (a server calls this), so
+        health turns NOT_SERVING when it goes away while no call needs it. The thread ends
+        with the watch."""
+        threading.Thread(target=_probe_while_up, args=(weakref.ref(self), every),
+                         name="store-watch", daemon=True).start()  # fmt: skip
 
     def _back(self) -> None:
         with self._lock:
@@ -163,9 +175,24 @@ def _probe_until_back(ref: weakref.ref[DatabaseWatch], interval: float) -> None:
         watch = ref()
         if watch is None:
             return
-        if watch.probe():
+        if watch.probe() is None:
             watch._back()
             return
+        del watch
+
+
+def _probe_while_up(ref: weakref.ref[DatabaseWatch], every: float) -> None:
+    """The idle probe thread: a failed probe counts as a failed call (NOT_SERVING, and the
+    fast probe until the database is back)."""
+    while True:
+        time.sleep(every)
+        watch = ref()
+        if watch is None:
+            return
+        if watch.reachable:
+            error = watch.probe()
+            if error is not None:
+                watch.lost(error)
         del watch
 
 
@@ -183,4 +210,11 @@ def starting(url: str) -> Iterator[None]:
         raise StoreUnavailable(message) from exc
 
 
-__all__ = ["CONNECT_TIMEOUT", "DatabaseWatch", "engine_options", "starting", "unreachable"]
+__all__ = [
+    "CONNECT_TIMEOUT",
+    "IDLE_PROBE",
+    "DatabaseWatch",
+    "engine_options",
+    "starting",
+    "unreachable",
+]

@@ -26,7 +26,7 @@ from throwaway_postgres import ThrowawayPostgres
 
 from reallocator.config import load_config
 from reallocator.server.app import RunningServer, start_server
-from reallocator.store.availability import unreachable
+from reallocator.store.availability import IDLE_PROBE, unreachable
 from reallocator.store.errors import StoreUnavailable
 from reallocator.store.sql import SqlStore
 from reallocator.v1 import reallocator_service_pb2 as pb
@@ -156,8 +156,14 @@ def test_postgres_stopped_under_load_unavailable_not_serving_then_recovers(
             timeout=20,
         ).plan
         assert retried.name == kept.name
+        # Idle: no call needs the database, and health still follows it (the idle probe).
+        postgres.stop()
+        idle_noticed = _until(lambda: _health(channel) == "NOT_SERVING", IDLE_PROBE + 5, "idle")
+        postgres.start()
+        _until(lambda: _health(channel) == "SERVING", 15, "SERVING again, idle")
     print(f"\noutage: NOT_SERVING {noticed:.2f}s after pg_ctl stop began, SERVING "
-          f"{back:.2f}s after pg_ctl start began; "
+          f"{back:.2f}s after pg_ctl start began; idle: NOT_SERVING {idle_noticed:.2f}s after "
+          f"pg_ctl stop returned; "
           f"codes {dict(load.codes)}")  # fmt: skip
     assert set(load.codes["up"]) == {"OK"}, load.codes
     assert set(load.codes["down"]) <= {"OK", "UNAVAILABLE"}, load.codes  # never INTERNAL
@@ -205,9 +211,9 @@ def test_the_watch_tells_listeners_when_the_database_goes_and_comes_back(tmp_pat
     watch.subscribe(lambda ok, why: seen.append((ok, why)))
     real_probe, probes = watch.probe, []
 
-    def probe() -> bool:  # the database "answers" from the fourth probe on
+    def probe() -> BaseException | None:  # the database "answers" from the fourth probe on
         probes.append(time.monotonic())
-        return len(probes) > 3 and real_probe()
+        return real_probe() if len(probes) > 3 else ConnectionRefusedError("refused")
 
     watch.probe = probe  # type: ignore[method-assign]
     cause = sa.exc.OperationalError("SELECT 1", {}, ConnectionRefusedError("refused"))
