@@ -119,6 +119,10 @@ def start_server(
     for name in ("", SERVICE.full_name):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     ops.start(health_servicer, ("", SERVICE.full_name))  # metrics endpoint, SIGHUP, warnings
+    watch = getattr(getattr(servicer, "store", None), "watch", None)  # tests replace the servicer
+    if watch is not None and ops.serving is not None:
+        watch.subscribe(ops.serving.set_serving)  # the store's database away: NOT_SERVING
+        watch.keep_watching()  # an outage while no call needs the database shows too
     log.info(
         "reallocator listening on %s:%d (pid %d) %s", config.host, port, os.getpid(), ops.describe()
     )

@@ -21,7 +21,8 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from reallocator.core.interrupt import Interrupted
 from reallocator.core.plan.builder import PlanRejected
 from reallocator.server.errors import bad_request_status, precondition_status, short_text
-from reallocator.store.errors import StoreError
+from reallocator.server.interceptors import retry_status
+from reallocator.store.errors import StoreError, StoreUnavailable
 from reallocator.wire.violations import InvalidRequest
 
 ToStatus = Callable[[BaseException], status_pb2.Status]
@@ -77,6 +78,13 @@ def _store(exc: BaseException) -> status_pb2.Status:
     return status_pb2.Status(code=code.value[0], message=short_text(str(exc)))
 
 
+def _store_unavailable(exc: BaseException) -> status_pb2.Status:
+    """UNAVAILABLE with a google.rpc.RetryInfo: the database is away, the call is worth a
+    retry (a Replan with the same request id is answered once)."""
+    assert isinstance(exc, StoreUnavailable)
+    return retry_status(code_pb2.UNAVAILABLE, short_text(str(exc)), exc.retry_after)
+
+
 def _memory(_exc: BaseException) -> status_pb2.Status:
     return status_pb2.Status(
         code=code_pb2.RESOURCE_EXHAUSTED,
@@ -90,6 +98,7 @@ _TABLE: list[tuple[type[BaseException], ToStatus]] = [
     (PlanRejected, _rejected),
     (Interrupted, _interrupted),
     (ServiceError, _service),
+    (StoreUnavailable, _store_unavailable),
     (StoreError, _store),
     (MemoryError, _memory),
 ]

@@ -33,4 +33,17 @@ class WrongState(StoreError):
     code = "FAILED_PRECONDITION"
 
 
-__all__ = ["AlreadyExists", "NotFound", "StaleEtag", "StoreError", "WrongState"]
+class StoreUnavailable(StoreError, ConnectionError):
+    """The database cannot be reached right now (connection refused or lost, server shutting
+    down, SQLite locked past its busy timeout): nothing was written, or the write's outcome is
+    unknown, so the caller retries after `retry_after` seconds (a Replan with its request id).
+    A ConnectionError too, so a server that cannot reach it at start exits with the message."""
+
+    code = "UNAVAILABLE"
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+__all__ = ["AlreadyExists", "NotFound", "StaleEtag", "StoreError", "StoreUnavailable", "WrongState"]

@@ -14,7 +14,7 @@ import hashlib
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +27,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy.engine import Connection, Engine
 
 from reallocator.core.plan.model import RequestHistory, ScheduleTable
+from reallocator.store.availability import DatabaseWatch, engine_options, starting
 from reallocator.store.errors import AlreadyExists, NotFound, StaleEtag, WrongState
 from reallocator.store.plan_codec import (
     PlanParts,
@@ -182,16 +183,23 @@ def default_database_url() -> str:
 class SqlStore:
     """The audit store. Open it with `SqlStore.open(url)`, which applies the migrations."""
 
+    watch: DatabaseWatch | None = None
+    """Whether the database answers (store/availability.py); set by `open`."""
+
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
     @classmethod
-    def open(cls, url: str) -> SqlStore:
-        engine = sa.create_engine(url, pool_pre_ping=True)
+    def open(cls, url: str, *, probe_interval: float = 1.0) -> SqlStore:
+        """An unreachable database is StoreUnavailable, here and in every call after; then
+        `watch` probes it every `probe_interval` s and tells its listeners when it is back."""
+        engine = sa.create_engine(url, pool_pre_ping=True, **engine_options(url))
         if engine.dialect.name == "sqlite":
             sa.event.listen(engine, "connect", _on_connect)
         store = cls(engine)
-        store.upgrade()
+        with starting(url):
+            store.upgrade()
+        store.watch = DatabaseWatch(engine, interval=probe_interval)
         return store
 
     def upgrade(self) -> None:
@@ -210,8 +218,10 @@ class SqlStore:
 
     @contextmanager
     def _tx(self) -> Iterator[Connection]:
-        with self.engine.begin() as connection:
-            yield connection
+        """One transaction, committed as a whole or not at all; a database that cannot be
+        reached (now or mid-way) is StoreUnavailable, whose outcome the caller retries."""
+        with self.watch.guard() if self.watch else nullcontext(), self.engine.begin() as tx:
+            yield tx
 
     # --- idempotency --------------------------------------------------------------------------
 
