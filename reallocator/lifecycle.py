@@ -96,6 +96,25 @@ class PlanLifecycle:
         )
         return replace(snapshot, deals=filled)
 
+    def with_declared_inventory(self, snapshot: CampaignSnapshot) -> CampaignSnapshot:
+        """Deals whose snapshot carries no available_inventory get the newest figure their
+        seller declared with an answer (RecordSellerResponse.available_inventory)."""
+        deals = snapshot.deals
+        unknown = deals["available_inventory"].to_numpy(np.int64) < 0
+        if not unknown.any():
+            return snapshot
+        declared = self.store.declared_inventory(snapshot.campaign_id)
+        if declared.empty:
+            return snapshot
+        found = declared.reindex(deals["deal_id"].astype(str).to_numpy()).to_numpy(np.float64)
+        fill = unknown & ~np.isnan(found)
+        if not fill.any():
+            return snapshot
+        inventory = np.where(
+            fill, np.nan_to_num(found).astype(np.int64), deals["available_inventory"].to_numpy()
+        )
+        return replace(snapshot, deals=deals.assign(available_inventory=inventory))
+
     def windows(self, snapshot: CampaignSnapshot) -> WindowStarts | None:
         """The rolling step windows' starts from the plans applied in the last day, when the
         policy limits steps per hour or day."""
@@ -295,7 +314,8 @@ def supplied(
     any was filled in (else no rows)."""
     deals = snapshot.deals
     applied = deals["plan_applied_at"].to_numpy(np.int64)
-    if windows is None and not (applied >= 0).any():
+    inventory = deals["available_inventory"].to_numpy(np.int64)
+    if windows is None and not (applied >= 0).any() and not (inventory >= 0).any():
         per_deal = pd.DataFrame({c: pd.Series(dtype=t) for c, t in _SUPPLIED.items()})
     else:
         n = len(deals)
@@ -304,6 +324,7 @@ def supplied(
                 "deal_id": deals["deal_id"].astype(str).to_numpy(),
                 "plan_applied_at": applied,
                 "delivered_at_plan": deals["delivered_at_plan"].to_numpy(np.int64),
+                "available_inventory": inventory,
                 "window_hour": windows.hour if windows is not None else np.full(n, np.nan),
                 "window_day": windows.day if windows is not None else np.full(n, np.nan),
                 "windows": np.full(n, windows is not None),
@@ -316,6 +337,7 @@ _SUPPLIED = {
     "deal_id": "str",
     "plan_applied_at": "int64",
     "delivered_at_plan": "int64",
+    "available_inventory": "int64",
     "window_hour": "float64",
     "window_day": "float64",
     "windows": "bool",

@@ -254,6 +254,11 @@ def read_store(
                         decoded.deals["delivered_at_plan"].to_numpy(np.int64),
                     ),
                 )  # fmt: skip
+                if "available_inventory" in by_id:
+                    deals = deals.assign(available_inventory=np.where(
+                        known, by_id["available_inventory"].fillna(-1).to_numpy(np.int64),
+                        deals["available_inventory"].to_numpy(np.int64),
+                    ))  # fmt: skip
                 decoded = replace(decoded, deals=deals)
                 if bool(per_deal["windows"].any()):
                     windows = WindowStarts(

@@ -227,10 +227,17 @@ class LifecycleMethods:
             plan_pb2.SELLER_RESPONSE_KIND_PARTIAL,
             plan_pb2.SELLER_RESPONSE_KIND_REJECTED,
             plan_pb2.SELLER_RESPONSE_KIND_PENDING,
+            plan_pb2.SELLER_RESPONSE_KIND_APPLIED,
+            plan_pb2.SELLER_RESPONSE_KIND_FAILED,
         ):
             errors.add("response", "required: a SellerResponseKind other than UNSPECIFIED")
         if request.accepted_total < 0:
             errors.add("accepted_total", "must not be negative")
+        inventory = None
+        if request.HasField("available_inventory"):
+            inventory = request.available_inventory
+            if inventory < 0 or inventory > 2**53:
+                errors.add("available_inventory", "must be in 0-2^53 (budget unit)")
         if request.response == plan_pb2.SELLER_RESPONSE_KIND_PARTIAL and not request.accepted_total:
             errors.add("accepted_total", "required for PARTIAL: the total the seller accepts")
         when = _micros(request, "response_time", errors)
@@ -243,6 +250,7 @@ class LifecycleMethods:
             message=request.message[:2000],
             response_time=when,
             actor=current_actor(context),
+            available_inventory=inventory,
         )
         plan = self.store.get_plan(name, "none")
         (answered,) = [r for r in plan.seller_requests if r.request_id == request.request_id]

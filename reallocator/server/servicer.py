@@ -145,7 +145,7 @@ class ReallocatorServicer(LifecycleMethods):
             )
             if protected is not None:  # the answer is the rollback
                 return self._fits(context, pb.ReplanResponse(plan=protected), "plan", "")
-        snapshot = self.lifecycle.with_application(snapshot)
+        snapshot = self.lifecycle.with_declared_inventory(self.lifecycle.with_application(snapshot))
         history = self.store.request_history(snapshot.campaign_id)
         windows = self.lifecycle.windows(snapshot)
         checkpoint = call_checkpoint(context)

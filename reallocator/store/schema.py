@@ -110,6 +110,7 @@ seller_requests = Table(
     Column("response_time", BigInteger, nullable=False),  # 0 until answered
     Column("message", Text, nullable=False),
     Column("actor", Text, nullable=False),
+    Column("available_inventory", BigInteger, nullable=True),  # declared with the answer
     Index("ix_seller_requests_campaign", "campaign_id", "requested_at"),
 )
 

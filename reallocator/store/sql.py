@@ -57,7 +57,11 @@ _RESPONSE: dict[int, str] = {
     plan_pb2.SELLER_RESPONSE_KIND_ACCEPTED: "ACCEPTED",
     plan_pb2.SELLER_RESPONSE_KIND_PARTIAL: "PARTIAL",
     plan_pb2.SELLER_RESPONSE_KIND_REJECTED: "REJECTED",
+    plan_pb2.SELLER_RESPONSE_KIND_APPLIED: "APPLIED",
+    plan_pb2.SELLER_RESPONSE_KIND_FAILED: "FAILED",
 }
+_AS_PLANS_READ = {"APPLIED": "ACCEPTED", "FAILED": "REJECTED"}
+"""IAB statuses the plan builder reads as one of its own (core SellerResponse)."""
 
 
 @dataclass(frozen=True)
@@ -564,6 +568,7 @@ class SqlStore:
         message: str,
         response_time: int | None,
         actor: str,
+        available_inventory: int | None = None,
     ) -> None:
         """Records a seller's answer to one request of `plan` (the latest answer counts: a
         seller may answer PENDING first, then ACCEPTED)."""
@@ -590,6 +595,7 @@ class SqlStore:
                     response_time=when,
                     message=message,
                     actor=actor,
+                    available_inventory=available_inventory,
                 )
             )
             note = f"seller answered {request_id}: {_RESPONSE[response]}"
@@ -935,6 +941,20 @@ class SqlStore:
             ).all()
         return [(r.as_of / 1e6, deals_frame(r.deals_table)) for r in rows]
 
+    def declared_inventory(self, campaign: str) -> pd.Series:
+        """Per deal, the newest inventory a seller declared with an answer (budget units)."""
+        with self._tx() as tx:
+            rows = tx.execute(
+                sa.select(seller_requests.c.deal_id, seller_requests.c.available_inventory)
+                .where(
+                    (seller_requests.c.campaign_id == campaign)
+                    & seller_requests.c.available_inventory.is_not(None)
+                )
+                .order_by(seller_requests.c.response_time)
+            ).all()
+        latest = {str(r.deal_id): int(r.available_inventory) for r in rows}
+        return pd.Series(latest, dtype="int64")
+
     def request_history(self, campaign: str) -> RequestHistory:
         """The campaign's seller requests sent (plans approved or applied) and their answers,
         as the plan builder reads them."""
@@ -956,7 +976,7 @@ class SqlStore:
                 "requested_at": [r.requested_at / 1e6 for r in rows],
                 "kind": [r.kind for r in rows],
                 "target_total": [int(r.target_total) for r in rows],
-                "response": [r.response for r in rows],
+                "response": [_AS_PLANS_READ.get(r.response, r.response) for r in rows],
                 "accepted_total": [int(r.accepted_total) for r in rows],
             }
         ).astype({"requested_at": "float64", "target_total": "int64", "accepted_total": "int64"})

@@ -360,6 +360,10 @@ class _SellerResponseKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Se
     """Accepted in part: accepted_amount says how much."""
     SELLER_RESPONSE_KIND_REJECTED: _SellerResponseKind.ValueType  # 4
     """Declined."""
+    SELLER_RESPONSE_KIND_APPLIED: _SellerResponseKind.ValueType  # 5
+    """Applied on the seller's side (IAB seller-agent `applied`); plans read it as ACCEPTED."""
+    SELLER_RESPONSE_KIND_FAILED: _SellerResponseKind.ValueType  # 6
+    """Tried and failed on the seller's side (IAB `failed`); plans read it as REJECTED."""
 
 class SellerResponseKind(_SellerResponseKind, metaclass=_SellerResponseKindEnumTypeWrapper):
     """A seller's answer to a request."""
@@ -374,6 +378,10 @@ SELLER_RESPONSE_KIND_PARTIAL: SellerResponseKind.ValueType  # 3
 """Accepted in part: accepted_amount says how much."""
 SELLER_RESPONSE_KIND_REJECTED: SellerResponseKind.ValueType  # 4
 """Declined."""
+SELLER_RESPONSE_KIND_APPLIED: SellerResponseKind.ValueType  # 5
+"""Applied on the seller's side (IAB seller-agent `applied`); plans read it as ACCEPTED."""
+SELLER_RESPONSE_KIND_FAILED: SellerResponseKind.ValueType  # 6
+"""Tried and failed on the seller's side (IAB `failed`); plans read it as REJECTED."""
 Global___SellerResponseKind: _TypeAlias = SellerResponseKind  # noqa: Y015
 
 @_typing.final

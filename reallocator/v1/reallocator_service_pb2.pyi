@@ -522,6 +522,7 @@ class RecordSellerResponseRequest(_message.Message):
     ACCEPTED_TOTAL_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
     RESPONSE_TIME_FIELD_NUMBER: _builtins.int
+    AVAILABLE_INVENTORY_FIELD_NUMBER: _builtins.int
     plan: _builtins.str
     """The plan holding the request. Required."""
     request_id: _builtins.str
@@ -532,6 +533,11 @@ class RecordSellerResponseRequest(_message.Message):
     """For PARTIAL: the total the seller accepts, budget unit."""
     message: _builtins.str
     """The seller's message."""
+    available_inventory: _builtins.int
+    """Inventory the seller says the deal can still deliver through the horizon, budget unit.
+    The next Replan of the campaign uses the newest such figure as the deal's
+    supply.available_inventory when the snapshot does not carry one.
+    """
     @_builtins.property
     def response_time(self) -> _timestamp_pb2.Timestamp:
         """When the seller answered. Default: now."""
@@ -545,12 +551,15 @@ class RecordSellerResponseRequest(_message.Message):
         accepted_total: _builtins.int = ...,
         message: _builtins.str = ...,
         response_time: _timestamp_pb2.Timestamp | None = ...,
+        available_inventory: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["response_time", b"response_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_available_inventory", b"_available_inventory", "available_inventory", b"available_inventory", "response_time", b"response_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_total", b"accepted_total", "message", b"message", "plan", b"plan", "request_id", b"request_id", "response", b"response", "response_time", b"response_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_available_inventory", b"_available_inventory", "accepted_total", b"accepted_total", "available_inventory", b"available_inventory", "message", b"message", "plan", b"plan", "request_id", b"request_id", "response", b"response", "response_time", b"response_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__available_inventory: _TypeAlias = _typing.Literal["available_inventory"]  # noqa: Y015
+    _WhichOneofArgType__available_inventory: _TypeAlias = _typing.Literal["_available_inventory", b"_available_inventory"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__available_inventory) -> _WhichOneofReturnType__available_inventory | None: ...
 
 Global___RecordSellerResponseRequest: _TypeAlias = RecordSellerResponseRequest  # noqa: Y015
 

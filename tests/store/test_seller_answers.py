@@ -1,0 +1,86 @@
+"""Seller answers in the IAB seller-agent vocabulary (applied, failed) and the inventory a seller
+declares: stored, shown on the plan, and read by the next Replan as if the caller had sent the
+inventory in the snapshot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import grpc
+from conftest import rpc_error
+from google.protobuf import json_format
+
+from reallocator.v1 import plan_pb2
+from reallocator.v1 import reallocator_service_pb2 as pb
+from reallocator.v1 import reallocator_service_pb2_grpc as rpc
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "replan_request.json"
+
+
+def _request(campaign: str) -> pb.ReplanRequest:
+    request = json_format.Parse(EXAMPLE.read_text(), pb.ReplanRequest())
+    request.dry_run = False
+    request.snapshot.campaign_id = campaign
+    return request
+
+
+def _deals(plan: plan_pb2.Plan) -> list[tuple[str, int, int]]:
+    return [(d.deal_id, d.new_allocation, d.capacity_forecast) for d in plan.deals]
+
+
+def test_applied_failed_and_declared_inventory(stub: rpc.ReallocatorServiceStub) -> None:
+    plan = stub.Replan(_request("iab-answers"), timeout=60).plan
+    (asked,) = plan.seller_requests[:1]
+    stub.ReviewPlan(pb.ReviewPlanRequest(name=plan.name, etag=plan.etag, decision=1), timeout=10)
+    inventory = 1_500_000_000
+    answered = stub.RecordSellerResponse(
+        pb.RecordSellerResponseRequest(
+            plan=plan.name,
+            request_id=asked.request_id,
+            response=plan_pb2.SELLER_RESPONSE_KIND_APPLIED,
+            available_inventory=inventory,
+        ),
+        timeout=10,
+    ).request
+    assert answered.response == plan_pb2.SELLER_RESPONSE_KIND_APPLIED
+    later = _request("iab-answers")
+    later.snapshot.as_of.seconds += 3600
+    later.dry_run = True
+    for d in later.snapshot.deals:  # the caller no longer says: the seller's word stands
+        if d.deal_id == asked.deal_id:
+            d.supply.ClearField("available_inventory")
+    stored = stub.Replan(later, timeout=60).plan  # the store supplies the inventory
+    told = pb.ReplanRequest()
+    told.CopyFrom(later)
+    for d in told.snapshot.deals:
+        if d.deal_id == asked.deal_id:
+            d.supply.available_inventory = inventory
+    sent = stub.Replan(told, timeout=60).plan
+    assert _deals(stored) == _deals(sent)
+    unknown = pb.ReplanRequest()
+    unknown.CopyFrom(later)
+    unknown.snapshot.campaign_id = "iab-answers-unknown"  # no answer stored
+    assert _deals(stub.Replan(unknown, timeout=60).plan) != _deals(stored)
+    failed = stub.RecordSellerResponse(
+        pb.RecordSellerResponseRequest(
+            plan=plan.name,
+            request_id=asked.request_id,
+            response=plan_pb2.SELLER_RESPONSE_KIND_FAILED,
+            message="ad server rejected the change",
+        ),
+        timeout=10,
+    ).request
+    assert failed.response == plan_pb2.SELLER_RESPONSE_KIND_FAILED  # the newest answer counts
+    bad = rpc_error(
+        lambda: stub.RecordSellerResponse(
+            pb.RecordSellerResponseRequest(
+                plan=plan.name,
+                request_id=asked.request_id,
+                response=plan_pb2.SELLER_RESPONSE_KIND_APPLIED,
+                available_inventory=-5,
+            ),
+            timeout=10,
+        )
+    )
+    assert bad.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "available_inventory" in (bad.details() or "")
