@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -304,6 +305,9 @@ class ServerProcess:
     def __init__(self, workers: int = 1, **env: str) -> None:
         self.port = free_port()
         clean = {k: v for k, v in os.environ.items() if not k.startswith("REALLOCATOR_")}
+        # its own audit store, never a reallocator.db left in the working directory
+        self.folder = tempfile.mkdtemp(prefix="reallocator-fuzz-")
+        clean["REALLOCATOR_DATABASE_URL"] = f"sqlite:///{self.folder}/fuzz.db"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "reallocator.cli", "--log-level", "WARNING", "serve",
              "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(workers)],

@@ -289,9 +289,10 @@ def test_buf_curl_over_mutual_tls_with_a_token(mtls_server: RunningServer, pki: 
     assert Recorder.seen == [("Replan", "ops-person")]
 
 
-def test_serve_command_with_tls_metrics_and_json_logs(pki: dict) -> None:
-    """`reallocator serve` with the TLS and metrics flags: health over TLS, /healthz over
-    HTTP, JSON lines on stderr, exit 0 on SIGTERM."""
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_command_with_tls_metrics_and_json_logs(pki: dict, workers: str) -> None:
+    """`reallocator serve` with the TLS and metrics flags, in one process and in two sharing
+    the port: health over TLS, /healthz over HTTP, JSON lines on stderr, exit 0 on SIGTERM."""
     port, metrics_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("REALLOCATOR_") or k == "REALLOCATOR_DATABASE_URL"}  # fmt: skip
@@ -299,7 +300,7 @@ def test_serve_command_with_tls_metrics_and_json_logs(pki: dict) -> None:
         [sys.executable, "-m", "reallocator.cli", "serve", "--host", "127.0.0.1",
          "--port", str(port), "--tls-cert", str(pki["server"].cert),
          "--tls-key", str(pki["server"].key), "--metrics-port", str(metrics_port),
-         "--workers", "1"],
+         "--workers", workers],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     try:
