@@ -11,6 +11,7 @@ from builders import build_snapshot, random_snapshot_spec
 
 from reallocator.batch.book import book_rows
 from reallocator.batch.campaign import Options, plan_campaign
+from reallocator.batch.dask_runner import replan_on_dask
 from reallocator.batch.runner import read_table, replan_book
 from reallocator.cli import main
 from reallocator.v1 import reallocator_service_pb2 as pb
@@ -148,7 +149,7 @@ def test_batch_and_replan_give_the_same_plan(stub: rpc.ReallocatorServiceStub) -
     assert plan.seller_requests
     targets = result.requests["target_total"].tolist()
     assert [r.target_total for r in plan.seller_requests] == targets
-    assert result.status["allocated"].iloc[0] == plan.allocated
+    assert result.status_table["allocated"].iloc[0] == plan.allocated
 
 
 def test_cli_writes_parts_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -160,17 +161,28 @@ def test_cli_writes_parts_and_reports(tmp_path: Path, capsys: pytest.CaptureFixt
     assert main([*args, "--processes", "1", "--no-progress"]) == 0
     assert "6 campaigns planned" in capsys.readouterr().out
     assert len(read_table(next((tmp_path / "out" / "status").glob("*.parquet")))) == 6
-    assert main([*args, "--store"]) == 2
-    assert "not available in this build" in capsys.readouterr().err
 
 
-def test_dask_local_cluster_agrees_with_local_runner(tmp_path: Path) -> None:
-    campaigns, deals = _book(4, n_deals=8)
+def test_dask_local_cluster_gives_the_local_runners_plans(tmp_path: Path) -> None:
+    """Dask reads the files per partition and groups by campaign on the workers; the plans
+    (every part, in campaign order) are the local runner's."""
+    campaigns, deals = _bad_book()
+    deals = deals.sample(frac=1.0, random_state=3)  # campaigns interleaved across partitions
+    deals.to_parquet(tmp_path / "deals.parquet", row_group_size=40)
+    campaigns.to_parquet(tmp_path / "campaigns.parquet")
     replan_book(campaigns, deals, tmp_path / "a", Options(), processes=1, chunk_size=2)
-    replan_book(
-        campaigns, deals, tmp_path / "b", Options(), processes=2, chunk_size=2, engine="dask"
+    summary = replan_on_dask(
+        tmp_path / "campaigns.parquet",
+        tmp_path / "deals.parquet",
+        tmp_path / "b",
+        Options(),
+        workers=2,
+        chunk_size=2,
+        progress=False,
     )
-    assert _files(tmp_path / "a") == _files(tmp_path / "b")
+    assert summary.campaigns == 6
+    for part in ("deals", "requests", "schedules", "status", "errors"):
+        pd.testing.assert_frame_equal(_read(tmp_path / "a", part), _read(tmp_path / "b", part))
 
 
 def test_csv_input_gives_the_same_status_as_parquet(tmp_path: Path) -> None:
