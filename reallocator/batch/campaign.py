@@ -225,10 +225,24 @@ def _parse_list(text: object, factory: Any, path: str, errors: Violations) -> li
     return out
 
 
-def decode_campaign(
-    campaign: Mapping[str, Any], deals: pa.Table, default_policy: Policy, errors: Violations
-) -> CampaignSnapshot | None:
-    """The campaign's snapshot, validated as the API validates it; None (and `errors`) if bad."""
+@dataclass(frozen=True)
+class CampaignFields:
+    """The campaign row decoded and validated; its deal rows are checked apart (`attach`)."""
+
+    campaign_id: str
+    as_of: datetime | None
+    timezone: Any
+    currency: str
+    pacing: Any
+    sellers: pd.DataFrame
+    channels: pd.DataFrame
+    policy: Policy
+
+
+def decode_fields(
+    campaign: Mapping[str, Any], default_policy: Policy, errors: Violations
+) -> CampaignFields:
+    """The campaign row's fields, validated as the API validates a snapshot's."""
     cid = str(campaign.get("campaign_id") or "")
     if not cid:
         errors.add("campaign.campaign_id", "required")
@@ -272,27 +286,80 @@ def decode_campaign(
         errors,
         DEFAULT_LIMITS,
     )
+    return CampaignFields(cid, as_of, tz, currency, pacing, sellers, channels, policy)
+
+
+def check_campaign_deals(
+    fields: CampaignFields, deals: pa.Table, errors: Violations
+) -> pd.DataFrame | None:
+    """The campaign's deal rows decoded by the wire's Arrow decoder and checked by the API's
+    `check_deals` against its own sellers, channels and as_of (canonical DEAL_COLUMNS form)."""
     if deals.num_rows == 0:
         errors.add("deals", "at least one deal is required")
         return None
     raw = wire_deals.from_arrow_table(deals, "deals", errors)
     if raw is None:
         return None
-    table = wire_deals.check_deals(raw, sellers.index, channels.index, as_of, errors)
-    if errors or as_of is None:
+    return wire_deals.check_deals(
+        raw, fields.sellers.index, fields.channels.index, fields.as_of, errors
+    )
+
+
+def attach(fields: CampaignFields, table: pd.DataFrame | None, errors: Violations) -> (
+    CampaignSnapshot | None
+):  # fmt: skip
+    """The snapshot, or None when anything was wrong (then `errors` says what)."""
+    if errors or table is None or fields.as_of is None:
         return None
     return CampaignSnapshot(
-        campaign_id=cid,
-        as_of=as_of,
-        timezone=tz,
-        currency=currency,
+        campaign_id=fields.campaign_id,
+        as_of=fields.as_of,
+        timezone=fields.timezone,
+        currency=fields.currency,
         deals=table.reset_index(drop=True),
-        sellers=sellers,
-        channels=channels,
-        pacing=pacing,
+        sellers=fields.sellers,
+        channels=fields.channels,
+        pacing=fields.pacing,
         delivery=None,
-        policy=policy,
+        policy=fields.policy,
     )
+
+
+def decode_campaign(
+    campaign: Mapping[str, Any], deals: pa.Table, default_policy: Policy, errors: Violations
+) -> CampaignSnapshot | None:
+    """The campaign's snapshot, validated as the API validates it; None (and `errors`) if bad."""
+    fields = decode_fields(campaign, default_policy, errors)
+    return attach(fields, check_campaign_deals(fields, deals, errors), errors)
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """One campaign decoded: its snapshot, or None with the errors that say why."""
+
+    snapshot: CampaignSnapshot | None
+    errors: Violations
+    deals: pa.Table  # the campaign's deal rows as given (for the errors table's deal ids)
+    relax: bool = False
+
+
+def on_infeasible(campaign: Mapping[str, Any], errors: Violations) -> bool:
+    """The campaign's on_infeasible: True for RELAX; REJECT (the default) otherwise."""
+    mode = str(campaign.get("on_infeasible") or "REJECT").upper()
+    if mode not in ("REJECT", "RELAX"):
+        errors.add("campaign.on_infeasible", f"must be REJECT or RELAX (got {mode!r})")
+    return mode == "RELAX"
+
+
+def decode(campaign: Mapping[str, Any], deals: pd.DataFrame | pa.Table, options: Options) -> (
+    Decoded
+):  # fmt: skip
+    """`plan_campaign`'s first step: the campaign row and its deal rows decoded and validated."""
+    table = _deal_table(deals)
+    errors = Violations()
+    relax = on_infeasible(campaign, errors)
+    snapshot = decode_campaign(campaign, table, options.default_policy, errors)
+    return Decoded(snapshot, errors, table, relax)
 
 
 _PATH = re.compile(r"^deals\.(?P<column>\w+)(?:\[(?P<row>\d+)\])?")
@@ -414,14 +481,18 @@ def plan_campaign(
     it never raises for bad input. `campaign` is the campaign row (a dict or a pandas Series),
     `deals` its deal rows (pandas or Arrow; a campaign_id column is ignored). `history`: the
     audit store's earlier requests, as Replan passes them."""
-    cid = str(campaign.get("campaign_id") or "")
-    table = _deal_table(deals)
-    errors = Violations()
-    mode = str(campaign.get("on_infeasible") or "REJECT").upper()
-    if mode not in ("REJECT", "RELAX"):
-        errors.add("campaign.on_infeasible", f"must be REJECT or RELAX (got {mode!r})")
-    snapshot = decode_campaign(campaign, table, options.default_policy, errors)
+    return plan_decoded(str(campaign.get("campaign_id") or ""), decode(campaign, deals, options),
+                        options, history=history)  # fmt: skip
+
+
+def plan_decoded(
+    cid: str, decoded: Decoded, options: Options, *, history: RequestHistory | None = None
+) -> CampaignResult:
+    """`plan_campaign`'s second step: the plan rows of a decoded campaign (runners that decode
+    many campaigns at once, `batch.chunk.decode_chunk`, call this with their decodings)."""
+    snapshot, errors = decoded.snapshot, decoded.errors
     if snapshot is None or errors:
+        table = decoded.deals
         ids = table.column("deal_id").to_pylist() if "deal_id" in table.column_names else []
         n = len(errors.items)
         return CampaignResult(
@@ -436,7 +507,7 @@ def plan_campaign(
     try:
         plan = build_plan(
             snapshot,
-            relax=mode == "RELAX",
+            relax=decoded.relax,
             time_limit=options.time_limit,
             text=options.rationale,
             history=history,

@@ -36,9 +36,10 @@ from reallocator.batch.campaign import (
     Options,
     _error_columns,
     _status,
-    plan_campaign,
+    plan_decoded,
     tables,
 )
+from reallocator.batch.chunk import decode_chunk
 from reallocator.wire.violations import Violations
 
 
@@ -165,23 +166,25 @@ def _duplicate(row: dict[str, Any], options: Options) -> CampaignResult:
 
 
 def plan_chunk(chunk: Chunk, options: Options, store: str | None = None) -> list[CampaignResult]:
-    """`plan_campaign` for every campaign of a chunk, each on its Arrow slice of the deal rows;
+    """`plan_campaign` for every campaign of a chunk (decoded together, `chunk.decode_chunk`,
+    then planned one by one with `plan_decoded`), each on its Arrow slice of the deal rows;
     with `store` (a database URL), each plan is recorded in the audit store as Replan does."""
     recorder = None
     if store is not None:
         from reallocator.batch.record import recorder_for
 
         recorder = recorder_for(store)
+    decoded = decode_chunk(chunk.rows, chunk.deals, chunk.starts, chunk.stops, options)
     results = []
     for i, row in enumerate(chunk.rows):
         if chunk.duplicate[i]:
             results.append(_duplicate(row, options))
             continue
-        deals = chunk.deals.slice(int(chunk.starts[i]), int(chunk.stops[i] - chunk.starts[i]))
-        history = recorder.history(str(row["campaign_id"])) if recorder is not None else None
-        result = plan_campaign(row, deals, options, history=history)
+        cid = str(row["campaign_id"])
+        history = recorder.history(cid) if recorder is not None else None
+        result = plan_decoded(cid, decoded[i], options, history=history)
         if recorder is not None:
-            recorder.record(result, row, deals)
+            recorder.record(result, row, decoded[i].deals)
         results.append(result)
     return results
 
