@@ -63,6 +63,23 @@ def read_dask(source: Path | pd.DataFrame, npartitions: int = 1) -> Any:
     return dd.read_parquet(str(source), dtype_backend="pyarrow")
 
 
+def _sorted_deals(source: Path | pd.DataFrame) -> Any | None:
+    """The deal table indexed by campaign_id with known divisions, when its Parquet row groups
+    are already in campaign order (their min/max statistics say so): then the runner cuts it at
+    the campaigns' divisions without a shuffle. None otherwise."""
+    if not isinstance(source, Path) or source.suffix.lower() == ".csv":
+        return None
+    try:
+        frame = _dd().read_parquet(
+            str(source), dtype_backend="pyarrow", index="campaign_id", calculate_divisions=True
+        )
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not frame.known_divisions or not all(isinstance(d, str) for d in frame.divisions):
+        return None
+    return frame
+
+
 def _with_row(frame: pd.DataFrame, partition_info: dict[str, Any] | None = None) -> pd.DataFrame:
     """A global row number (input partition, row), so a campaign's deals keep their order
     through the shuffle (a partition's sort by index is not stable)."""
@@ -141,12 +158,15 @@ def replan_on_dask(
     try:
         with Client(scheduler or cluster) as client:  # type: ignore[no-untyped-call]
             camps = read_dask(campaigns, workers)
-            deal_rows = read_dask(deals, workers)
-            for name, frame in (("campaigns", camps), ("deals", deal_rows)):
-                if "campaign_id" not in frame.columns:
-                    raise BatchError(f"the {name} table needs a campaign_id column")
+            if "campaign_id" not in camps.columns:
+                raise BatchError("the campaigns table needs a campaign_id column")
             camps = camps.assign(campaign_id=camps["campaign_id"].astype(str))
-            deal_rows = deal_rows.assign(campaign_id=deal_rows["campaign_id"].astype(str))
+            deal_rows = _sorted_deals(deals)
+            if deal_rows is None:  # not sorted by campaign: a shuffle groups the rows
+                deal_rows = read_dask(deals, workers)
+                if "campaign_id" not in deal_rows.columns:
+                    raise BatchError("the deals table needs a campaign_id column")
+                deal_rows = deal_rows.assign(campaign_id=deal_rows["campaign_id"].astype(str))
             path = out / "_job.json"
             earlier = json.loads(path.read_text()) if path.exists() else {}
             divisions = earlier.get("divisions")
@@ -154,11 +174,17 @@ def replan_on_dask(
             n = len(ids)
             if divisions is None:
                 divisions = _divisions(ids, chunk_size * PARTITION_CHUNKS)
+                if deal_rows.known_divisions:  # cover every deal row's id (repartition needs it)
+                    divisions[0] = min(divisions[0], str(deal_rows.divisions[0]))
+                    divisions[-1] = max(divisions[-1], str(deal_rows.divisions[-1]))
             camps = camps.set_index("campaign_id", divisions=divisions)
             job_file(out, {"engine": "dask", "chunk_size": chunk_size,
                            "rationale": options.rationale, "divisions": divisions})  # fmt: skip
-            deal_rows = deal_rows.map_partitions(_with_row, meta={**deal_rows.dtypes, _ROW: int})
-            deal_rows = deal_rows.set_index("campaign_id", divisions=divisions)
+            deal_rows = deal_rows.map_partitions(_with_row)
+            if deal_rows.known_divisions:  # already in campaign order: cut, no shuffle
+                deal_rows = deal_rows.repartition(divisions=divisions)
+            else:
+                deal_rows = deal_rows.set_index("campaign_id", divisions=divisions)
             planned = dd.map_partitions(
                 _plan_partition,
                 camps,

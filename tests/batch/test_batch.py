@@ -6,12 +6,14 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from builders import build_snapshot, random_snapshot_spec
 
 from reallocator.batch.book import book_rows
 from reallocator.batch.campaign import Options, plan_campaign
-from reallocator.batch.dask_runner import replan_on_dask
+from reallocator.batch.dask_runner import _sorted_deals, replan_on_dask
 from reallocator.batch.runner import read_table, replan_book
 from reallocator.cli import main
 from reallocator.v1 import reallocator_service_pb2 as pb
@@ -181,6 +183,33 @@ def test_dask_local_cluster_gives_the_local_runners_plans(tmp_path: Path) -> Non
         progress=False,
     )
     assert summary.campaigns == 6
+    for part in ("deals", "requests", "schedules", "status", "errors"):
+        pd.testing.assert_frame_equal(_read(tmp_path / "a", part), _read(tmp_path / "b", part))
+    assert _sorted_deals(tmp_path / "deals.parquet") is None  # interleaved: shuffled
+
+
+def test_dask_cuts_a_book_sorted_by_campaign_without_a_shuffle(tmp_path: Path) -> None:
+    """Deal rows written in campaign order (one row group per campaign): the row groups'
+    statistics give the divisions, the table is cut at the campaigns' bounds, same plans."""
+    campaigns, deals = _bad_book()
+    table = pa.Table.from_pandas(deals, preserve_index=False)
+    with pq.ParquetWriter(tmp_path / "deals.parquet", table.schema) as writer:
+        for cid in sorted(deals["campaign_id"].unique()):
+            rows = deals[deals["campaign_id"] == cid]
+            writer.write_table(pa.Table.from_pandas(rows, preserve_index=False))
+    campaigns.to_parquet(tmp_path / "campaigns.parquet")
+    grouped = _sorted_deals(tmp_path / "deals.parquet")
+    assert grouped is not None and grouped.known_divisions
+    replan_book(campaigns, deals, tmp_path / "a", Options(), processes=1, chunk_size=2)
+    replan_on_dask(
+        tmp_path / "campaigns.parquet",
+        tmp_path / "deals.parquet",
+        tmp_path / "b",
+        Options(),
+        workers=2,
+        chunk_size=2,
+        progress=False,
+    )
     for part in ("deals", "requests", "schedules", "status", "errors"):
         pd.testing.assert_frame_equal(_read(tmp_path / "a", part), _read(tmp_path / "b", part))
 
