@@ -64,6 +64,12 @@ def batch_command(args: argparse.Namespace) -> int:
         f"{summary.campaigns} campaigns planned ({counts or 'none'}); "
         f"{summary.skipped_chunks} part(s) already written, skipped; output in {args.out}"
     )
+    if summary.orphan_deals:
+        print(
+            f"warning: {summary.orphan_deals} deal row(s) name a campaign_id missing from "
+            f"{args.campaigns}: left out",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -99,11 +99,13 @@ def _plan_partition(
     """Plans one aligned pair of partitions and writes its chunks; campaigns per status."""
     number = partition_info["number"] if partition_info is not None else 0
     counts: Counter[str] = Counter()
+    counts["orphan_deals"] = 0 if len(campaigns) else len(deals)
     if len(campaigns):
         book = group_book(
             campaigns.reset_index(),
             deals.reset_index().sort_values(_ROW, kind="stable").drop(columns=[_ROW]),
         )
+        counts["orphan_deals"] = book.orphans
         for k, lo in enumerate(range(0, len(book.rows), chunk_size)):
             name = f"part-{number:05d}-{k:05d}.parquet"
             status = Path(out) / "status" / name
@@ -203,6 +205,9 @@ def replan_on_dask(
                     for status, count in zip(frame["status"], frame["campaigns"], strict=True):
                         if status == "skipped_chunk":
                             summary.skipped_chunks += int(count)
+                            continue
+                        if status == "orphan_deals":
+                            summary.orphan_deals += int(count)
                             continue
                         bar.update(int(count))
                         summary.statuses[str(status)] += int(count)

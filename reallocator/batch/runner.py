@@ -78,6 +78,7 @@ class Summary:
     campaigns: int = 0
     skipped_chunks: int = 0
     statuses: Counter[str] = field(default_factory=Counter)
+    orphan_deals: int = 0  # deal rows whose campaign_id is not in the campaign table
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,7 @@ class Book:
     starts: npt.NDArray[np.int64]
     stops: npt.NDArray[np.int64]
     duplicate: npt.NDArray[np.bool_]
+    orphans: int = 0  # deal rows of no campaign in the table (left out)
 
     def chunk(self, lo: int, hi: int) -> Chunk:
         """Campaign rows lo..hi and one Arrow slice holding all their deal rows."""
@@ -151,6 +153,7 @@ def group_book(campaigns: pd.DataFrame | pa.Table, deals: pd.DataFrame | pa.Tabl
         starts=bounds[which],
         stops=bounds[which + 1],
         duplicate=duplicate,
+        orphans=len(deal_ids) - len(known),
     )
 
 
@@ -246,7 +249,7 @@ def replan_book(
     job_file(out, {"chunk_size": chunk_size, "rationale": options.rationale})
     book = group_book(campaigns, deals)
     n = len(book.rows)
-    summary = Summary()
+    summary = Summary(orphan_deals=book.orphans)
     todo = []
     for i, lo in enumerate(range(0, n, chunk_size)):
         if (out / "status" / f"part-{i:05d}.parquet").exists():

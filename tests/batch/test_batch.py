@@ -46,7 +46,8 @@ def _bad_book() -> tuple[pd.DataFrame, pd.DataFrame]:
         pacing["budgets"] = [{"period": "PERIOD_LIFETIME", "amount": str(int(floors.sum() // 2))}]
         campaigns.loc[i, "pacing"] = json.dumps(pacing)
         campaigns.loc[i, "on_infeasible"] = mode
-    return campaigns, deals
+    ghost = deals.iloc[[0]].assign(campaign_id="campaign-ghost")  # a deal of no campaign
+    return campaigns, pd.concat([deals, ghost], ignore_index=True)
 
 
 def _read(out: Path, part: str) -> pd.DataFrame:
@@ -66,7 +67,7 @@ def test_status_and_errors_tables(tmp_path: Path) -> None:
     assert status["campaign-3"] == "INVALID"
     assert status["campaign-4"] == "REJECTED"
     assert status["campaign-5"] == "RELAXED"
-    assert summary.campaigns == 6
+    assert summary.campaigns == 6 and summary.orphan_deals == 1
     errors = _read(tmp_path, "errors")
     bad_deal = deals[deals["campaign_id"] == "campaign-2"]["deal_id"].iloc[3]
     row = errors[errors["campaign_id"] == "campaign-2"].iloc[0]
@@ -161,7 +162,9 @@ def test_cli_writes_parts_and_reports(tmp_path: Path, capsys: pytest.CaptureFixt
     args = ["batch", "replan", "--deals", str(tmp_path / "deals.parquet")]
     args += ["--campaigns", str(tmp_path / "campaigns.parquet"), "--out", str(tmp_path / "out")]
     assert main([*args, "--processes", "1", "--no-progress"]) == 0
-    assert "6 campaigns planned" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "6 campaigns planned" in captured.out
+    assert "1 deal row(s) name a campaign_id missing" in captured.err
     assert len(read_table(next((tmp_path / "out" / "status").glob("*.parquet")))) == 6
 
 
@@ -182,7 +185,7 @@ def test_dask_local_cluster_gives_the_local_runners_plans(tmp_path: Path) -> Non
         chunk_size=2,
         progress=False,
     )
-    assert summary.campaigns == 6
+    assert summary.campaigns == 6 and summary.orphan_deals == 1
     for part in ("deals", "requests", "schedules", "status", "errors"):
         pd.testing.assert_frame_equal(_read(tmp_path / "a", part), _read(tmp_path / "b", part))
     assert _sorted_deals(tmp_path / "deals.parquet") is None  # interleaved: shuffled
