@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from google.protobuf.descriptor import FieldDescriptor
 
 from reallocator.batch.campaign import Options
 from reallocator.batch.runner import (
@@ -58,8 +59,8 @@ def read_dask(source: Path | pd.DataFrame, npartitions: int = 1) -> Any:
         return dd.from_pandas(source, npartitions=npartitions, sort=False)
     if not source.exists():
         raise BatchError(f"cannot read {source}: no such file or directory")
-    if source.suffix.lower() == ".csv":
-        return dd.read_csv(str(source), dtype_backend="pyarrow", dtype={"campaign_id": str})
+    if source.suffix.lower() == ".csv":  # typed up front: blocks inferred apart disagree
+        return dd.read_csv(str(source), dtype_backend="pyarrow", dtype=_csv_dtypes())
     return dd.read_parquet(str(source), dtype_backend="pyarrow")
 
 
@@ -78,6 +79,25 @@ def _sorted_deals(source: Path | pd.DataFrame) -> Any | None:
     if not frame.known_divisions or not all(isinstance(d, str) for d in frame.divisions):
         return None
     return frame
+
+
+def _csv_dtypes() -> dict[str, Any]:
+    """The DealColumns fields' types (from the proto), so an empty optional column in one block
+    of a CSV file is not read as another type than in the next."""
+    import pyarrow as pa
+
+    from reallocator.v1 import snapshot_pb2
+
+    kinds = {
+        FieldDescriptor.TYPE_STRING: pa.string(),
+        FieldDescriptor.TYPE_BOOL: pa.bool_(),
+        FieldDescriptor.TYPE_DOUBLE: pa.float64(),
+    }
+    out: dict[str, Any] = {"campaign_id": pd.ArrowDtype(pa.string())}
+    for f in snapshot_pb2.DealColumns.DESCRIPTOR.fields:
+        if not f.name.startswith("has_"):
+            out[f.name] = pd.ArrowDtype(kinds.get(f.type, pa.int64()))
+    return out
 
 
 def _with_row(frame: pd.DataFrame, partition_info: dict[str, Any] | None = None) -> pd.DataFrame:
