@@ -234,3 +234,21 @@ def test_csv_input_gives_the_same_status_as_parquet(tmp_path: Path) -> None:
         progress=False,
     )  # fmt: skip
     pd.testing.assert_frame_equal(_read(tmp_path / "dask", "status"), expected)
+
+
+def test_rationale_only_when_asked() -> None:
+    """--rationale adds the words (deals, requests, schedules); without it no column carries
+    them, and the numbers are the same either way."""
+    msg = build_snapshot(random_snapshot_spec(30, 7, n_buckets=0), "arrow")
+    row, deals = book_rows(msg)
+    bare = plan_campaign(pd.Series(row), deals, Options())
+    worded = plan_campaign(pd.Series(row), deals, Options(rationale=True))
+    for part in ("deals", "requests", "schedules"):
+        assert "rationale" not in bare.frame(part)
+        assert "rationale" in worded.frame(part)
+        pd.testing.assert_frame_equal(
+            bare.frame(part), worded.frame(part).drop(columns="rationale")
+        )
+    assert len(worded.deals) and (worded.deals["rationale"].str.len() > 20).all()
+    assert len(worded.requests) and (worded.requests["rationale"].str.len() > 20).all()
+    assert len(worded.schedules) and (worded.schedules["rationale"].str.len() > 20).all()
