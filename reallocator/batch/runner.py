@@ -18,7 +18,7 @@ import multiprocessing
 import os
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, as_completed, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -271,11 +271,14 @@ def replan_book(
         else:
             context = multiprocessing.get_context("forkserver")
             with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-                futures: list[Future[Counter[str]]] = [
-                    pool.submit(run_chunk, i, book.chunk(lo, hi), out, options, store)
-                    for i, lo, hi in todo
-                ]
-                for future in as_completed(futures):
+                pending: set[Future[Counter[str]]] = set()
+                for i, lo, hi in todo:  # a few chunks in flight: the book is not copied at once
+                    if len(pending) >= 2 * workers:
+                        finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                        for future in finished:
+                            done(future.result())
+                    pending.add(pool.submit(run_chunk, i, book.chunk(lo, hi), out, options, store))
+                for future in as_completed(pending):
                     done(future.result())
     finally:
         bar.close()
