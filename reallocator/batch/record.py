@@ -31,7 +31,9 @@ def snapshot_message(campaign: Mapping[str, Any], deals: pa.Table) -> snapshot_p
         time_zone=str(campaign.get("time_zone") or ""),
         currency_code=str(campaign.get("currency_code") or ""),
     )
-    msg.as_of.FromDatetime(pd.Timestamp(campaign["as_of"]).tz_convert("UTC").to_pydatetime())
+    stamp = pd.Timestamp(campaign["as_of"])  # naive: UTC, as decode_fields reads it
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    msg.as_of.FromDatetime(stamp.to_pydatetime())
     if text := _text(campaign.get("pacing")):
         json_format.Parse(text, msg.pacing)
     for name, target in (("sellers", msg.sellers), ("channels", msg.channels)):

@@ -252,3 +252,21 @@ def test_rationale_only_when_asked() -> None:
     assert len(worded.deals) and (worded.deals["rationale"].str.len() > 20).all()
     assert len(worded.requests) and (worded.requests["rationale"].str.len() > 20).all()
     assert len(worded.schedules) and (worded.schedules["rationale"].str.len() > 20).all()
+
+
+def test_the_stored_snapshot_is_the_replan_callers_message() -> None:
+    """--store keeps each plan's input as the CampaignSnapshot a Replan caller would send."""
+    from reallocator.batch.record import snapshot_message
+    from reallocator.wire.deals import read_arrow_stream
+    from reallocator.wire.violations import Violations
+
+    msg = build_snapshot(random_snapshot_spec(12, 3, n_buckets=0), "arrow")
+    row, deals = book_rows(msg)
+    table = pa.Table.from_pandas(deals.drop(columns="campaign_id"), preserve_index=False)
+    again = snapshot_message(row, table)
+    original_deals = read_arrow_stream(msg.deals_table.arrow_ipc, "deals", Violations())
+    assert read_arrow_stream(again.deals_table.arrow_ipc, "deals", Violations()).equals(table)
+    assert original_deals is not None and original_deals.num_rows == table.num_rows
+    again.ClearField("deals_table")
+    msg.ClearField("deals_table")
+    assert again == msg
