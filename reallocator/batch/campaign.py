@@ -1,9 +1,12 @@
 """The pure per-campaign function: one campaign's deal rows and campaign row in, plan rows out.
 
-Every runner (local processes, Dask, pandas/Spark `applyInPandas`) calls `plan_campaign`; it decodes
-with the wire's own code (`from_arrow_table` + `check_deals`, the proto JSON mapping for nested
-fields) and plans with `build_plan`, the function the gRPC servicer calls, so batch and `Replan`
-agree. A result holds its rows as columns (numpy arrays, lists); `tables` joins the results of many
+`plan_campaign` is two steps: `decode` (the wire's own code: `from_arrow_table` + `check_deals`,
+the proto JSON mapping for nested fields) and `plan_decoded` (`build_plan`, the function the gRPC
+servicer calls), so batch and `Replan` agree. pandas/Spark `applyInPandas` calls `plan_campaign`;
+the local and Dask runners decode a chunk of campaigns at once (`batch.chunk.decode_chunk`, which
+gives what `decode` gives for each campaign) and call `plan_decoded` for each.
+
+A result holds its rows as columns (numpy arrays, lists); `tables` joins the results of many
 campaigns into one Arrow table per output part, so a runner builds one table per chunk of
 campaigns, not one DataFrame per campaign and part (at 20 deals a campaign, the per-campaign
 frames cost as much as the plan)."""
