@@ -129,10 +129,11 @@ def _plan_partition(
         for k, lo in enumerate(range(0, len(book.rows), chunk_size)):
             name = f"part-{number:05d}-{k:05d}.parquet"
             status = Path(out) / "status" / name
+            hi = min(lo + chunk_size, len(book.rows))
             if status.exists():  # written by an earlier run
                 counts["skipped_chunk"] += 1
+                counts["skipped_campaigns"] += hi - lo
                 continue
-            hi = min(lo + chunk_size, len(book.rows))
             results = plan_chunk(book.chunk(lo, hi), options, store)
             write_parts(results, Path(out), name, options.rationale)
             counts.update(r.status for r in results)
@@ -230,6 +231,8 @@ def replan_on_dask(
                             summary.orphan_deals += int(count)
                             continue
                         bar.update(int(count))
+                        if status == "skipped_campaigns":
+                            continue
                         summary.statuses[str(status)] += int(count)
                         summary.campaigns += int(count)
             finally:

@@ -204,17 +204,17 @@ def test_dask_cuts_a_book_sorted_by_campaign_without_a_shuffle(tmp_path: Path) -
     grouped = _sorted_deals(tmp_path / "deals.parquet")
     assert grouped is not None and grouped.known_divisions
     replan_book(campaigns, deals, tmp_path / "a", Options(), processes=1, chunk_size=2)
-    replan_on_dask(
-        tmp_path / "campaigns.parquet",
-        tmp_path / "deals.parquet",
-        tmp_path / "b",
-        Options(),
-        workers=2,
-        chunk_size=2,
-        progress=False,
-    )
+    dask_args = (tmp_path / "campaigns.parquet", tmp_path / "deals.parquet", tmp_path / "b")
+    replan_on_dask(*dask_args, Options(), workers=2, chunk_size=2, progress=False)
     for part in ("deals", "requests", "schedules", "status", "errors"):
         pd.testing.assert_frame_equal(_read(tmp_path / "a", part), _read(tmp_path / "b", part))
+    # interrupted: one chunk's status part missing; the rerun plans that chunk only
+    whole = _files(tmp_path / "b")
+    last = sorted((tmp_path / "b" / "status").glob("part-*.parquet"))[-1]
+    last.unlink()
+    summary = replan_on_dask(*dask_args, Options(), workers=2, chunk_size=2, progress=False)
+    assert summary.campaigns == 2 and summary.skipped_chunks == 2
+    assert _files(tmp_path / "b") == whole
 
 
 def test_csv_input_gives_the_same_status_as_parquet(tmp_path: Path) -> None:
