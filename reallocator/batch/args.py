@@ -36,5 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--store",
         action="store_true",
-        help="record the plans in the audit store (not available in this build)",
+        help="record each plan in the audit store, as Replan does (actor 'batch')",
+    )
+    parser.add_argument(
+        "--database-url",
+        help="the audit store for --store (SQLAlchemy URL; default REALLOCATOR_DATABASE_URL, "
+        "else SQLite reallocator.db in the working directory)",
     )

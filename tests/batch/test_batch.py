@@ -6,11 +6,14 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from builders import build_snapshot, random_snapshot_spec
 
 from reallocator.batch.book import book_rows
 from reallocator.batch.campaign import Options, plan_campaign
+from reallocator.batch.dask_runner import _sorted_deals, replan_on_dask
 from reallocator.batch.runner import read_table, replan_book
 from reallocator.cli import main
 from reallocator.v1 import reallocator_service_pb2 as pb
@@ -43,7 +46,8 @@ def _bad_book() -> tuple[pd.DataFrame, pd.DataFrame]:
         pacing["budgets"] = [{"period": "PERIOD_LIFETIME", "amount": str(int(floors.sum() // 2))}]
         campaigns.loc[i, "pacing"] = json.dumps(pacing)
         campaigns.loc[i, "on_infeasible"] = mode
-    return campaigns, deals
+    ghost = deals.iloc[[0]].assign(campaign_id="campaign-ghost")  # a deal of no campaign
+    return campaigns, pd.concat([deals, ghost], ignore_index=True)
 
 
 def _read(out: Path, part: str) -> pd.DataFrame:
@@ -63,7 +67,7 @@ def test_status_and_errors_tables(tmp_path: Path) -> None:
     assert status["campaign-3"] == "INVALID"
     assert status["campaign-4"] == "REJECTED"
     assert status["campaign-5"] == "RELAXED"
-    assert summary.campaigns == 6
+    assert summary.campaigns == 6 and summary.orphan_deals == 1
     errors = _read(tmp_path, "errors")
     bad_deal = deals[deals["campaign_id"] == "campaign-2"]["deal_id"].iloc[3]
     row = errors[errors["campaign_id"] == "campaign-2"].iloc[0]
@@ -148,7 +152,7 @@ def test_batch_and_replan_give_the_same_plan(stub: rpc.ReallocatorServiceStub) -
     assert plan.seller_requests
     targets = result.requests["target_total"].tolist()
     assert [r.target_total for r in plan.seller_requests] == targets
-    assert result.status["allocated"].iloc[0] == plan.allocated
+    assert result.status_table["allocated"].iloc[0] == plan.allocated
 
 
 def test_cli_writes_parts_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -158,22 +162,64 @@ def test_cli_writes_parts_and_reports(tmp_path: Path, capsys: pytest.CaptureFixt
     args = ["batch", "replan", "--deals", str(tmp_path / "deals.parquet")]
     args += ["--campaigns", str(tmp_path / "campaigns.parquet"), "--out", str(tmp_path / "out")]
     assert main([*args, "--processes", "1", "--no-progress"]) == 0
-    assert "6 campaigns planned" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "6 campaigns planned" in captured.out
+    assert "1 deal row(s) name a campaign_id missing" in captured.err
     assert len(read_table(next((tmp_path / "out" / "status").glob("*.parquet")))) == 6
-    assert main([*args, "--store"]) == 2
-    assert "not available in this build" in capsys.readouterr().err
 
 
-def test_dask_local_cluster_agrees_with_local_runner(tmp_path: Path) -> None:
-    campaigns, deals = _book(4, n_deals=8)
+def test_dask_local_cluster_gives_the_local_runners_plans(tmp_path: Path) -> None:
+    """Dask reads the files per partition and groups by campaign on the workers; the plans
+    (every part, in campaign order) are the local runner's."""
+    campaigns, deals = _bad_book()
+    deals = deals.sample(frac=1.0, random_state=3)  # campaigns interleaved across partitions
+    deals.to_parquet(tmp_path / "deals.parquet", row_group_size=40)
+    campaigns.to_parquet(tmp_path / "campaigns.parquet")
     replan_book(campaigns, deals, tmp_path / "a", Options(), processes=1, chunk_size=2)
-    replan_book(
-        campaigns, deals, tmp_path / "b", Options(), processes=2, chunk_size=2, engine="dask"
+    summary = replan_on_dask(
+        tmp_path / "campaigns.parquet",
+        tmp_path / "deals.parquet",
+        tmp_path / "b",
+        Options(),
+        workers=2,
+        chunk_size=2,
+        progress=False,
     )
-    assert _files(tmp_path / "a") == _files(tmp_path / "b")
+    assert summary.campaigns == 6 and summary.orphan_deals == 1
+    for part in ("deals", "requests", "schedules", "status", "errors"):
+        pd.testing.assert_frame_equal(_read(tmp_path / "a", part), _read(tmp_path / "b", part))
+    assert _sorted_deals(tmp_path / "deals.parquet") is None  # interleaved: shuffled
+
+
+def test_dask_cuts_a_book_sorted_by_campaign_without_a_shuffle(tmp_path: Path) -> None:
+    """Deal rows written in campaign order (one row group per campaign): the row groups'
+    statistics give the divisions, the table is cut at the campaigns' bounds, same plans."""
+    campaigns, deals = _bad_book()
+    table = pa.Table.from_pandas(deals, preserve_index=False)
+    with pq.ParquetWriter(tmp_path / "deals.parquet", table.schema) as writer:
+        for cid in sorted(deals["campaign_id"].unique()):
+            rows = deals[deals["campaign_id"] == cid]
+            writer.write_table(pa.Table.from_pandas(rows, preserve_index=False))
+    campaigns.to_parquet(tmp_path / "campaigns.parquet")
+    grouped = _sorted_deals(tmp_path / "deals.parquet")
+    assert grouped is not None and grouped.known_divisions
+    replan_book(campaigns, deals, tmp_path / "a", Options(), processes=1, chunk_size=2)
+    dask_args = (tmp_path / "campaigns.parquet", tmp_path / "deals.parquet", tmp_path / "b")
+    replan_on_dask(*dask_args, Options(), workers=2, chunk_size=2, progress=False)
+    for part in ("deals", "requests", "schedules", "status", "errors"):
+        pd.testing.assert_frame_equal(_read(tmp_path / "a", part), _read(tmp_path / "b", part))
+    # interrupted: one chunk's status part missing; the rerun plans that chunk only
+    whole = _files(tmp_path / "b")
+    last = sorted((tmp_path / "b" / "status").glob("part-*.parquet"))[-1]
+    last.unlink()
+    summary = replan_on_dask(*dask_args, Options(), workers=2, chunk_size=2, progress=False)
+    assert summary.campaigns == 2 and summary.skipped_chunks == 2
+    assert _files(tmp_path / "b") == whole
 
 
 def test_csv_input_gives_the_same_status_as_parquet(tmp_path: Path) -> None:
+    """CSV on both runners (Dask reads it typed: an empty optional column is not a null column
+    in one block and an integer one in the next)."""
     campaigns, deals = _bad_book()
     campaigns.to_csv(tmp_path / "c.csv", index=False)
     deals.to_csv(tmp_path / "d.csv", index=False)
@@ -181,6 +227,46 @@ def test_csv_input_gives_the_same_status_as_parquet(tmp_path: Path) -> None:
     args += [str(tmp_path / "c.csv"), "--out", str(tmp_path / "csv"), "--processes", "1"]
     assert main([*args, "--no-progress"]) == 0
     replan_book(campaigns, deals, tmp_path / "pq", Options(), processes=1, progress=False)
-    pd.testing.assert_frame_equal(
-        _read(tmp_path / "csv", "status"), _read(tmp_path / "pq", "status")
-    )
+    expected = _read(tmp_path / "pq", "status")
+    pd.testing.assert_frame_equal(_read(tmp_path / "csv", "status"), expected)
+    replan_on_dask(
+        tmp_path / "c.csv", tmp_path / "d.csv", tmp_path / "dask", Options(), workers=1,
+        progress=False,
+    )  # fmt: skip
+    pd.testing.assert_frame_equal(_read(tmp_path / "dask", "status"), expected)
+
+
+def test_rationale_only_when_asked() -> None:
+    """--rationale adds the words (deals, requests, schedules); without it no column carries
+    them, and the numbers are the same either way."""
+    msg = build_snapshot(random_snapshot_spec(30, 7, n_buckets=0), "arrow")
+    row, deals = book_rows(msg)
+    bare = plan_campaign(pd.Series(row), deals, Options())
+    worded = plan_campaign(pd.Series(row), deals, Options(rationale=True))
+    for part in ("deals", "requests", "schedules"):
+        assert "rationale" not in bare.frame(part)
+        assert "rationale" in worded.frame(part)
+        pd.testing.assert_frame_equal(
+            bare.frame(part), worded.frame(part).drop(columns="rationale")
+        )
+    assert len(worded.deals) and (worded.deals["rationale"].str.len() > 20).all()
+    assert len(worded.requests) and (worded.requests["rationale"].str.len() > 20).all()
+    assert len(worded.schedules) and (worded.schedules["rationale"].str.len() > 20).all()
+
+
+def test_the_stored_snapshot_is_the_replan_callers_message() -> None:
+    """--store keeps each plan's input as the CampaignSnapshot a Replan caller would send."""
+    from reallocator.batch.record import snapshot_message
+    from reallocator.wire.deals import read_arrow_stream
+    from reallocator.wire.violations import Violations
+
+    msg = build_snapshot(random_snapshot_spec(12, 3, n_buckets=0), "arrow")
+    row, deals = book_rows(msg)
+    table = pa.Table.from_pandas(deals.drop(columns="campaign_id"), preserve_index=False)
+    again = snapshot_message(row, table)
+    original_deals = read_arrow_stream(msg.deals_table.arrow_ipc, "deals", Violations())
+    assert read_arrow_stream(again.deals_table.arrow_ipc, "deals", Violations()).equals(table)
+    assert original_deals is not None and original_deals.num_rows == table.num_rows
+    again.ClearField("deals_table")
+    msg.ClearField("deals_table")
+    assert again == msg

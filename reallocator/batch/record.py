@@ -1,0 +1,84 @@
+"""`--store`: each batch plan recorded in the audit store as `Replan` records it (the same
+`SqlStore.record_plan`, with the earlier requests' history passed to the planner), so a plan made
+in a nightly job is approved, applied and rolled back like any other."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+from google.protobuf import json_format
+
+from reallocator.batch.campaign import CampaignResult
+from reallocator.core.plan.model import RequestHistory
+from reallocator.core.plan.severity import auto_applicable
+from reallocator.store.sql import SqlStore
+from reallocator.v1 import snapshot_pb2
+from reallocator.wire.plan import encode_plan
+
+ACTOR = "batch"
+"""The actor recorded on plans a batch job creates."""
+
+
+def snapshot_message(campaign: Mapping[str, Any], deals: pa.Table) -> snapshot_pb2.CampaignSnapshot:
+    """The campaign as the snapshot message a Replan caller would send (deals as Arrow IPC): the
+    store keeps the input of every plan, so a batch plan can be replayed like any other."""
+    msg = snapshot_pb2.CampaignSnapshot(
+        campaign_id=str(campaign["campaign_id"]),
+        time_zone=str(campaign.get("time_zone") or ""),
+        currency_code=str(campaign.get("currency_code") or ""),
+    )
+    stamp = pd.Timestamp(campaign["as_of"])  # naive: UTC, as decode_fields reads it
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    msg.as_of.FromDatetime(stamp.to_pydatetime())
+    if text := _text(campaign.get("pacing")):
+        json_format.Parse(text, msg.pacing)
+    for name, target in (("sellers", msg.sellers), ("channels", msg.channels)):
+        if text := _text(campaign.get(name)):
+            for item in json.loads(text):
+                json_format.ParseDict(item, target.add())
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, deals.schema) as writer:
+        writer.write_table(deals)
+    msg.deals_table.arrow_ipc = sink.getvalue().to_pybytes()
+    return msg
+
+
+def _text(value: object) -> str:
+    return "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
+
+
+class Recorder:
+    """One process's connection to the store (opened once per process, migrations applied)."""
+
+    def __init__(self, store: SqlStore) -> None:
+        self.store = store
+
+    def history(self, campaign_id: str) -> RequestHistory | None:
+        history = self.store.request_history(campaign_id)
+        return history if len(history.requests) else None
+
+    def record(self, result: CampaignResult, campaign: Mapping[str, Any], deals: pa.Table) -> None:
+        """Records a planned campaign (INVALID and REJECTED ones have no plan to record)."""
+        if result.plan is None or result.snapshot is None:
+            return
+        severity = str(result.plan.max_severity or "MINOR")
+        self.store.record_plan(
+            encode_plan(result.plan),
+            snapshot=snapshot_message(campaign, deals).SerializeToString(deterministic=True),
+            actor=ACTOR,
+            approve=bool(auto_applicable([severity], result.snapshot.policy)[0]),
+        )
+
+
+_RECORDERS: dict[str, Recorder] = {}
+
+
+def recorder_for(url: str) -> Recorder:
+    """The process's recorder for this database URL."""
+    if url not in _RECORDERS:
+        _RECORDERS[url] = Recorder(SqlStore.open(url))
+    return _RECORDERS[url]
