@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import pandas as pd
@@ -14,10 +15,12 @@ from google.protobuf import json_format
 
 from reallocator.batch.campaign import CampaignResult
 from reallocator.core.plan.model import RequestHistory
-from reallocator.core.plan.severity import auto_applicable
+from reallocator.lifecycle import PlanLifecycle, supplied
 from reallocator.store.sql import SqlStore
+from reallocator.v1 import reallocator_service_pb2 as pb
 from reallocator.v1 import snapshot_pb2
 from reallocator.wire.plan import encode_plan
+from reallocator.wire.policy import encode_policy
 
 ACTOR = "batch"
 """The actor recorded on plans a batch job creates."""
@@ -56,22 +59,29 @@ class Recorder:
 
     def __init__(self, store: SqlStore) -> None:
         self.store = store
+        self.lifecycle = PlanLifecycle(store)
 
     def history(self, campaign_id: str) -> RequestHistory | None:
         history = self.store.request_history(campaign_id)
         return history if len(history.requests) else None
 
     def record(self, result: CampaignResult, campaign: Mapping[str, Any], deals: pa.Table) -> None:
-        """Records a planned campaign (INVALID and REJECTED ones have no plan to record)."""
+        """Records a planned campaign (INVALID and REJECTED ones have no plan to record) through
+        the life cycle Replan uses: its numbers, its snapshot, its policy (so a review can
+        re-solve it) and the seller history it was planned with."""
         if result.plan is None or result.snapshot is None:
             return
-        severity = str(result.plan.max_severity or "MINOR")
-        self.store.record_plan(
-            encode_plan(result.plan),
-            snapshot=snapshot_message(campaign, deals).SerializeToString(deterministic=True),
-            actor=ACTOR,
-            approve=bool(auto_applicable([severity], result.snapshot.policy)[0]),
+        plan, snapshot = result.plan, result.snapshot
+        msg = encode_plan(plan, deals="none")
+        request = pb.ReplanRequest(
+            policy=encode_policy(snapshot.policy),
+            on_infeasible=pb.INFEASIBILITY_HANDLING_RELAX,
         )
+        data = snapshot_message(campaign, deals).SerializeToString(deterministic=True)
+        new = self.lifecycle.new_plan(plan, msg, data, request, snapshot.policy)
+        history = self.store.request_history(snapshot.campaign_id)
+        new = replace(new, inputs=supplied(snapshot, history, None), comment="created by batch")
+        self.store.record_plan(new, actor=ACTOR)
 
 
 _RECORDERS: dict[str, Recorder] = {}

@@ -270,3 +270,36 @@ def test_the_stored_snapshot_is_the_replan_callers_message() -> None:
     again.ClearField("deals_table")
     msg.ClearField("deals_table")
     assert again == msg
+
+
+def test_store_records_planned_campaigns_as_replan_does(tmp_path: Path) -> None:
+    """--store: planned campaigns are recorded (INVALID and REJECTED ones are not), a rerun
+    records nothing again, and a stored batch plan goes through the life cycle like any other
+    (a partial approval re-solves it from what was stored)."""
+    from reallocator.lifecycle import PlanLifecycle
+    from reallocator.store.sql import SqlStore
+
+    campaigns, deals = _bad_book()
+    campaigns.to_parquet(tmp_path / "campaigns.parquet")
+    deals.to_parquet(tmp_path / "deals.parquet")
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    args = ["batch", "replan", "--deals", str(tmp_path / "deals.parquet"), "--campaigns",
+            str(tmp_path / "campaigns.parquet"), "--out", str(tmp_path / "out"), "--store",
+            "--database-url", url, "--processes", "1", "--no-progress"]  # fmt: skip
+    assert main(args) == 0
+    assert main(args) == 0  # resumed: nothing planned, nothing recorded again
+    status = read_table(next((tmp_path / "out" / "status").glob("*.parquet")))
+    planned = status.loc[status["status"].isin(["OPTIMAL", "RELAXED", "NO_CHANGE"]), "campaign_id"]
+    store = SqlStore.open(url)
+    recorded = {c: store.list_plans(str(c))[0] for c in status["campaign_id"]}
+    assert {c for c, p in recorded.items() if p} == set(planned)
+    assert all(len(p) == 1 for c, p in recorded.items() if c in set(planned))
+    plan = next(
+        store.get_plan(p[0].name) for p in recorded.values()
+        if p and p[0].state == 1 and sum(d.delta != 0 for d in store.get_plan(p[0].name).deals) > 1
+    )  # fmt: skip
+    moved = [d.deal_id for d in plan.deals if d.delta != 0]
+    revision = PlanLifecycle(store).revise(plan.name, plan.etag, moved[:1], actor="t", comment="")
+    assert revision.previous_plan == plan.name
+    assert moved[0] not in [d.deal_id for d in revision.deals if d.delta != 0]
+    store.close()
