@@ -590,8 +590,11 @@ def _steps(events: list[queries.EventRow]) -> list[dict[str, Any]]:
     seen: set[str] = set()
     for e in events:
         short = e.plan_name.rsplit("/", 1)[-1]
-        if e.plan_name not in seen:
-            seen.add(e.plan_name)
+        first = e.plan_name not in seen
+        seen.add(e.plan_name)
+        # a revision or a rollback is made from a snapshot already shown (or none new)
+        derived = "revises " in e.comment or e.comment.startswith("rolls back")
+        if first and not derived:
             out.append({"time": views.when(e.plan_as_of), "step": "snapshot", "plan": short,
                         "name": e.plan_name, "state": "", "actor": "",
                         "comment": "delivery snapshot read"})  # fmt: skip

@@ -161,6 +161,20 @@ def test_review_in_the_browser_reaches_the_store_and_a_second_browser_live(
     expect(second.locator("#plan-state")).to_have_text("PROPOSED")
     expect(second.locator("#plan-state")).to_have_attribute("data-plan", fresh.name)
 
+    # Move by move in the second browser: reject one move, approve the others. The plan is
+    # re-solved with that deal pinned; the store holds the revision, the reviewed plan is
+    # superseded, and the page shows the revision.
+    moved = [d.deal_id for d in fresh.deals if d.delta != 0]
+    assert len(moved) >= 2
+    second.check(f"#moves input[value='{moved[0]}']")
+    second.click("button.moves-submit")
+    expect(second.locator("#review-message")).to_contain_text("1 move(s) rejected")
+    assert _state(store, fresh.name) == "SUPERSEDED"
+    (revision,) = [p for p in store.list_plans("acme-ctv")[0] if p.previous_plan == fresh.name]
+    revised = store.get_plan(revision.name)
+    assert moved[0] not in [d.deal_id for d in revised.deals if d.delta != 0]
+    expect(second.locator("#plan-state")).to_have_attribute("data-plan", revised.name)
+
     # Reject another campaign's plan, by keyboard only.
     other = plans["brand-audio"][-1]
     first.goto(f"{base}/campaigns/brand-audio")
