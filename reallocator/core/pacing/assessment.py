@@ -20,7 +20,7 @@ end-of-flight total instead of the curve.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -182,6 +182,8 @@ class Assessment:
     channels: pd.DataFrame
     campaign: pd.DataFrame
     alerts: pd.DataFrame
+    curve: PacingCurve | None = field(default=None, repr=False)
+    """The pacing curve the verdicts used (over `default_span`): the plan reuses it."""
 
     def alert_list(self) -> list[Alert]:
         """Alerts as typed records (for the gRPC adapter)."""
@@ -403,6 +405,7 @@ def assess(
         channels=group_frames[1],
         campaign=campaign_frame,
         alerts=_alerts(frames, ctx),
+        curve=curve,
     )
 
 

@@ -53,6 +53,7 @@ from reallocator.core.pacing.assessment import (
     Reason,
     assess,
 )
+from reallocator.core.pacing.calendar import campaign_span
 from reallocator.core.pacing.curves import PacingCurve, build_curve
 from reallocator.core.plan.explain import beyond_forecast, explain, render_deal_rationales
 from reallocator.core.plan.model import (
@@ -467,9 +468,15 @@ def build_plan(
     policy, spec = snapshot.policy, snapshot.pacing
     bt, currency = spec.budget_type, snapshot.currency
     checkpoint("assess")
+    own = assessment is None
     assessment = assessment or assess(snapshot, checkpoint=checkpoint)
     checkpoint("forecast")
-    curve = build_curve(spec, snapshot.timezone)
+    # The curve our own assessment built is the campaign's when the campaign is dated
+    # (default_span is then its span): building it again cost ~5 % of a 50-deal plan.
+    if own and assessment.curve is not None and campaign_span(spec) is not None:
+        curve = assessment.curve
+    else:
+        curve = build_curve(spec, snapshot.timezone)
     as_of = snapshot.as_of.timestamp()
 
     snapshot = _with_step_floor(snapshot)
