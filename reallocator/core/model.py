@@ -270,6 +270,13 @@ GROUP_COLUMNS: dict[str, str] = {
 }
 
 
+def conform(frame: pd.DataFrame, dtypes: dict[str, str]) -> pd.DataFrame:
+    """`frame` with `dtypes`, cast only where a column differs: `astype` of a whole frame copies
+    every column even when nothing changes (~5 % of a 50-deal plan)."""
+    off = {name: dtype for name, dtype in dtypes.items() if frame[name].dtype != dtype}
+    return frame.astype(off) if off else frame
+
+
 def empty_deals(n: int = 0) -> pd.DataFrame:
     """A deals table of `n` default rows with the canonical dtypes (handy in tests)."""
     data: dict[str, npt.NDArray[np.generic]] = {}

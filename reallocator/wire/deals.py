@@ -17,7 +17,7 @@ import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 
-from reallocator.core.model import DEAL_COLUMNS, INT64_MAX, DealStatus, PriceKind
+from reallocator.core.model import DEAL_COLUMNS, INT64_MAX, DealStatus, PriceKind, conform
 from reallocator.v1 import snapshot_pb2
 from reallocator.wire.arrow_guard import StreamRejected, read_checked
 from reallocator.wire.limits import DEFAULT_LIMITS, MAX_AMOUNT, MAX_PRICE_MICROS, WireLimits
@@ -559,8 +559,7 @@ def _canonical(columns: dict[str, npt.NDArray[Any]]) -> pd.DataFrame:
             for name, dtype in DEAL_COLUMNS.items()
         }
     )
-    off = {name: dtype for name, dtype in DEAL_COLUMNS.items() if frame[name].dtype != dtype}
-    return frame.astype(off) if off else frame
+    return conform(frame, DEAL_COLUMNS)
 
 
 @dataclass(frozen=True)

@@ -154,10 +154,21 @@ def _codes(ids: pd.Series, table: pd.DataFrame | None) -> tuple[CodeArray, pd.In
     return codes.astype(np.int32), index
 
 
-def _limit(table: pd.DataFrame | None, index: pd.Index, column: str) -> FloatArray:
-    if table is None or column not in table:
-        return np.full(len(index), np.nan)
-    return table[column].reindex(index).to_numpy(dtype=np.float64, na_value=np.nan)
+def _limits(table: pd.DataFrame | None, index: pd.Index) -> dict[str, FloatArray]:
+    """Each limit column aligned on `index`, NaN where a group has none: one indexer for the
+    four columns (a reindex per column cost ~5 % of a 50-deal plan)."""
+    columns = ("min_total", "max_total", "min_share", "max_share")
+    none = np.full(len(index), np.nan)
+    if table is None or len(table) == 0:
+        return dict.fromkeys(columns, none)
+    pos = table.index.get_indexer(index)
+    found, at = pos >= 0, np.maximum(pos, 0)
+    return {
+        c: np.where(found, table[c].to_numpy(dtype=np.float64, na_value=np.nan)[at], np.nan)
+        if c in table
+        else none
+        for c in columns
+    }
 
 
 def group_limits(
@@ -172,8 +183,9 @@ def group_limits(
     """Remaining (min', max') per group and what was reported: (min', max', over, short)."""
     n = len(index)
     fb = float(flight_budget) if flight_budget is not None else math.nan
-    max_abs, min_abs = _limit(table, index, "max_total"), _limit(table, index, "min_total")
-    max_share, min_share = _limit(table, index, "max_share"), _limit(table, index, "min_share")
+    limits = _limits(table, index)
+    max_abs, min_abs = limits["max_total"], limits["min_total"]
+    max_share, min_share = limits["max_share"], limits["min_share"]
     limit_max = np.fmin(max_abs, np.floor(max_share * fb))  # fmin ignores NaN (= no limit)
     limit_min = np.fmax(min_abs, np.ceil(min_share * fb))
     spent_g = group_sum(spent, codes, n).astype(np.float64)

@@ -44,6 +44,7 @@ from reallocator.core.model import (
     DealType,
     Period,
     Severity,
+    conform,
 )
 from reallocator.core.pacing.assessment import (
     Alert,
@@ -545,7 +546,8 @@ def build_plan(
             "required_rate": frame["required_rate"].to_numpy(np.float64),
             "group_at_max": why.group_at_max,
         }
-    ).astype(PLAN_DEAL_COLUMNS)
+    )
+    plan_deals = conform(plan_deals, PLAN_DEAL_COLUMNS)
 
     alerts = len(assessment.alerts) > 0
     small = not worth_changing(plan_deals["delta"].to_numpy(np.int64), policy.min_change).any()
