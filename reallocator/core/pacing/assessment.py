@@ -136,6 +136,9 @@ MIN_WINDOW_OPPORTUNITY_HOURS = 1.0
 _STATUSES = [str(s) for s in PacingStatus]
 _SEVERITIES = ["", *(str(s) for s in AlertSeverity)]
 _REASONS = ["", *(str(r) for r in Reason)]
+_STATUS_DTYPE = pd.CategoricalDtype(pd.Index(_STATUSES))
+_SEVERITY_DTYPE = pd.CategoricalDtype(pd.Index(_SEVERITIES))
+_REASON_DTYPE = pd.CategoricalDtype(pd.Index(_REASONS))
 _STATUS_CODE = {PacingStatus(s): i for i, s in enumerate(_STATUSES)}
 _SEVERITY_CODE = {AlertSeverity(s): i for i, s in enumerate(_SEVERITIES) if s}
 _REASON_CODE = {Reason(r): i for i, r in enumerate(_REASONS) if r}
@@ -711,7 +714,7 @@ def _evaluate(
             "expected_spend_micros": rows.expected_spend,
             "actual_spend_micros": rows.actual_spend,
             "pacing_ratio": ratio,
-            "status": _categorical(status, _STATUSES),
+            "status": _categorical(status, _STATUS_DTYPE),
             "recent_rate": rate,
             "recent_rate_clock": rows.window_units / ctx.rate_window_clock_hours
             if ctx.rate_window_clock_hours > 0
@@ -726,8 +729,8 @@ def _evaluate(
             "conf_evidence": ev,
             "evidence_hours": np.broadcast_to(evidence_hours, (n,)).astype(np.float64),
             "evidence_events": rows.events,
-            "severity": _categorical(severity, _SEVERITIES),
-            "reason": _categorical(reason, _REASONS),
+            "severity": _categorical(severity, _SEVERITY_DTYPE),
+            "reason": _categorical(reason, _REASON_DTYPE),
             "alert": alert,
             "_stall_lambda": rows.stall_lambda,
         },
@@ -735,10 +738,13 @@ def _evaluate(
     )
 
 
-def _categorical(codes: np.ndarray, categories: list[str]) -> pd.Categorical[str]:
-    """Label columns as categoricals built from codes: no per-row string work."""
-    return pd.Categorical.from_codes(
-        np.asarray(codes, dtype=np.int64), categories=pd.Index(categories)
+def _categorical(codes: np.ndarray, dtype: pd.CategoricalDtype) -> pd.Categorical[str]:
+    """Label columns as categoricals built from codes: no per-row string work, and one dtype
+    per label list (building its categories each call was ~3 % of a 50-deal plan)."""
+    # pandas-stubs types the dtype by its codes, not its labels
+    return pd.Categorical.from_codes(  # type: ignore[return-value]
+        np.asarray(codes, dtype=np.int64),
+        dtype=dtype,  # type: ignore[arg-type]
     )
 
 

@@ -442,9 +442,10 @@ def request_decisions(
 
     cooldown = policy.cooldown.total_seconds()
     in_cooldown = (as_of - past.last_at) < cooldown  # NaN compares False
-    key = pd.MultiIndex.from_arrays([inputs.deal_id, kinds])
     rejected_at = (
-        past.rejected.reindex(key).to_numpy(np.float64)
+        past.rejected.reindex(pd.MultiIndex.from_arrays([inputs.deal_id, kinds])).to_numpy(
+            np.float64
+        )
         if not past.rejected.empty
         else np.full(n, np.nan)
     )
