@@ -362,12 +362,15 @@ def assess(
         paused=status == DealStatus.PAUSED,
         ended=status == DealStatus.ENDED,
         trend_ok=trend_ok,
+        leading={
+            "seller_id": deals["seller_id"].to_numpy(),
+            "channel_id": deals["channel_id"].to_numpy(),
+        },
     )
-    deal_frame.insert(0, "seller_id", deals["seller_id"].to_numpy())
-    deal_frame.insert(1, "channel_id", deals["channel_id"].to_numpy())
 
     checkpoint("group verdicts")
     group_frames: list[pd.DataFrame] = []
+    group_lambdas: list[FloatArray] = []
     for column, kind in (("seller_id", EntityKind.SELLER), ("channel_id", EntityKind.CHANNEL)):
         codes, uniques = pd.factorize(deals[column], sort=True)
         group_rows = rows.grouped(codes, len(uniques))
@@ -375,6 +378,7 @@ def assess(
         hours = np.full(len(uniques), ctx.elapsed_active_hours)
         members_trend = np.bincount(codes, weights=trend_ok, minlength=len(uniques)) > 0
         group_frames.append(_evaluate(group_rows, ctx, kind, ids, hours, trend_ok=members_trend))
+        group_lambdas.append(group_rows.stall_lambda)
 
     campaign_rows = _campaign_rows(rows, ctx, curve, bt)
     campaign_frame = _evaluate(
@@ -386,10 +390,10 @@ def assess(
         trend_ok=np.array([bool(trend_ok.any())]),
     )
     frames = {
-        EntityKind.DEAL: deal_frame,
-        EntityKind.SELLER: group_frames[0],
-        EntityKind.CHANNEL: group_frames[1],
-        EntityKind.CAMPAIGN: campaign_frame,
+        EntityKind.DEAL: (deal_frame, rows.stall_lambda),
+        EntityKind.SELLER: (group_frames[0], group_lambdas[0]),
+        EntityKind.CHANNEL: (group_frames[1], group_lambdas[1]),
+        EntityKind.CAMPAIGN: (campaign_frame, campaign_rows.stall_lambda),
     }
     return Assessment(
         campaign_id=snapshot.campaign_id,
@@ -574,8 +578,10 @@ def _evaluate(
     paused: BoolArray | None = None,
     ended: BoolArray | None = None,
     trend_ok: BoolArray | None = None,
+    leading: dict[str, np.ndarray] | None = None,
 ) -> pd.DataFrame:
-    """Verdicts, projections and confidence for rows of additive quantities (vectorised)."""
+    """Verdicts, projections and confidence for rows of additive quantities (vectorised);
+    `leading` columns come first (the deals' seller and channel)."""
     policy = ctx.policy
     n = rows.actual.size
     alloc, expected, actual = rows.allocation, rows.expected, rows.actual
@@ -708,6 +714,7 @@ def _evaluate(
     )
     return pd.DataFrame(
         {
+            **(leading or {}),
             "allocation": alloc,
             "expected": expected,
             "actual": actual,
@@ -732,7 +739,6 @@ def _evaluate(
             "severity": _categorical(severity, _SEVERITY_DTYPE),
             "reason": _categorical(reason, _REASON_DTYPE),
             "alert": alert,
-            "_stall_lambda": rows.stall_lambda,
         },
         index=index,
     )
@@ -860,18 +866,20 @@ def _labels(frame: pd.DataFrame, column: str, mask: BoolArray) -> np.ndarray:
     return picked
 
 
-def _alerts(frames: dict[EntityKind, pd.DataFrame], ctx: _Context) -> pd.DataFrame:
+def _alerts(
+    frames: dict[EntityKind, tuple[pd.DataFrame, FloatArray]], ctx: _Context
+) -> pd.DataFrame:
     """Alerts of every entity that passed the gates: most severe first, then the broadest
     (campaign, channels, sellers, deals: a campaign-wide outage leads), then most confident.
 
     Built from numpy columns and one DataFrame at the end: a Replan of 50 deals spent more on
     the per-kind frames and their concatenation than on the words."""
     parts: list[dict[str, np.ndarray]] = []
-    for kind, frame in frames.items():
+    for kind, (frame, lambdas) in frames.items():
         mask = frame["alert"].to_numpy(bool)
-        stall_lambda = frame.pop("_stall_lambda").to_numpy(np.float64)[mask]
         if not mask.any():
             continue
+        stall_lambda = np.asarray(lambdas, dtype=np.float64)[mask]
         hit = {name: frame[name].to_numpy(np.float64)[mask] for name in _ALERT_NUMBERS}
         hit["entity_id"] = frame.index.astype(str).to_numpy(dtype=object)[mask]
         for column in ("status", "severity", "reason"):
