@@ -272,9 +272,12 @@ def assess(
     *,
     recent_window: timedelta = RECENT_WINDOW,
     checkpoint: Checkpoint = never,
+    alert_messages: bool = True,
 ) -> Assessment:
     """Assess pacing of every deal, seller, channel and the campaign at `snapshot.as_of`.
-    `checkpoint` is called between phases (core/interrupt.py): it may raise Interrupted."""
+    `checkpoint` is called between phases (core/interrupt.py): it may raise Interrupted.
+    `alert_messages` False leaves the alerts' messages empty (a planner that only counts the
+    alerts does not pay for 100k sentences)."""
     spec = snapshot.pacing
     as_of = float(to_unix(snapshot.as_of))
     span = default_span(spec, snapshot.timezone, snapshot.as_of)
@@ -411,7 +414,7 @@ def assess(
         sellers=group_frames[0],
         channels=group_frames[1],
         campaign=campaign_frame,
-        alerts=_alerts(frames, ctx),
+        alerts=_alerts(frames, ctx, alert_messages),
         curve=curve,
     )
 
@@ -867,7 +870,7 @@ def _labels(frame: pd.DataFrame, column: str, mask: BoolArray) -> np.ndarray:
 
 
 def _alerts(
-    frames: dict[EntityKind, tuple[pd.DataFrame, FloatArray]], ctx: _Context
+    frames: dict[EntityKind, tuple[pd.DataFrame, FloatArray]], ctx: _Context, words: bool = True
 ) -> pd.DataFrame:
     """Alerts of every entity that passed the gates: most severe first, then the broadest
     (campaign, channels, sellers, deals: a campaign-wide outage leads), then most confident.
@@ -884,7 +887,11 @@ def _alerts(
         hit["entity_id"] = frame.index.astype(str).to_numpy(dtype=object)[mask]
         for column in ("status", "severity", "reason"):
             hit[column] = _labels(frame, column, mask)
-        hit["message"] = np.array(_messages(kind, hit, stall_lambda, ctx), dtype=object)
+        hit["message"] = (
+            np.array(_messages(kind, hit, stall_lambda, ctx), dtype=object)
+            if words
+            else np.full(int(mask.sum()), "", dtype=object)
+        )
         hit["entity_kind"] = np.full(int(mask.sum()), str(kind), dtype=object)
         parts.append(hit)
     text = {"entity_kind", "entity_id", "status", "severity", "reason", "message"}

@@ -470,7 +470,8 @@ def build_plan(
     bt, currency = spec.budget_type, snapshot.currency
     checkpoint("assess")
     own = assessment is None
-    assessment = assessment or assess(snapshot, checkpoint=checkpoint)
+    # The plan counts the alerts and never shows their sentences: they are not written.
+    assessment = assessment or assess(snapshot, checkpoint=checkpoint, alert_messages=False)
     checkpoint("forecast")
     # The curve our own assessment built is the campaign's when the campaign is dated
     # (default_span is then its span): building it again cost ~5 % of a 50-deal plan.

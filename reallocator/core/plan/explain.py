@@ -201,6 +201,9 @@ _STOP = {
 }
 
 
+_STOP_TEXT = {str(k): v for k, v in _STOP.items()}
+"""The same templates keyed by plain strings (the table's binding column)."""
+
 _WHY = {
     ReasonCode.REDISTRIBUTED.value: "takes budget other deals cannot deliver or did not hold",
     ReasonCode.LOWER_VALUE.value: "moved to deals worth more per unit",
@@ -255,9 +258,12 @@ def render_deal_rationales(
     at_max = deals["group_at_max"].to_numpy(bool)[idx].tolist()
     sellers = deals["seller_id"].to_numpy(dtype=object)[idx].astype(str).tolist()
     channels = deals["channel_id"].to_numpy(dtype=object)[idx].astype(str).tolist()
-    for j, i in enumerate(told.tolist()):
-        kind = kinds[j]
-        if reason[j] == ReasonCode.BEYOND_FORECAST:
+    # Plain Python values per row (no numpy scalars, no enum calls): the loop is what costs.
+    paced = (np.isfinite(ratio) & ~np.isin(status, ["NOT_STARTED", "COMPLETED"])).tolist()
+    ratio_l, status_l, delta_l = ratio.tolist(), status.tolist(), delta.tolist()
+    beyond = (reason == ReasonCode.BEYOND_FORECAST).tolist()
+    for j, (i, kind) in enumerate(zip(told.tolist(), kinds.tolist(), strict=True)):
+        if beyond[j]:
             stop = (
                 f"beyond its capacity forecast of {cap_t[j]}, as the forecasts cannot absorb "
                 "the budget"
@@ -267,15 +273,18 @@ def render_deal_rationales(
         elif kind == BindingKind.CHANNEL:
             stop = f"channel {channels[j]} at its {'maximum' if at_max[j] else 'minimum'}"
         else:
-            stop = _STOP.get(BindingKind(kind), "").format(cap=cap_t[j], step=step_t[j])
+            template = _STOP_TEXT.get(kind)
+            if template is None:  # not a BindingKind: raises ValueError, as it always did
+                template = _STOP.get(BindingKind(kind), "")
+            stop = template.format(cap=cap_t[j], step=step_t[j]) if template else ""
         pace = ""
-        if np.isfinite(ratio[j]) and status[j] not in ("NOT_STARTED", "COMPLETED"):
+        if paced[j]:
             pace = (
-                f"; pacing {ratio[j]:.0%} ({status[j]}), delivering {recent_t[j]} vs "
+                f"; pacing {ratio_l[j]:.0%} ({status_l[j]}), delivering {recent_t[j]} vs "
                 f"{need_t[j]} needed on its old allocation"
             )
-        if delta[j]:
-            sign = "+" if delta[j] > 0 else "-"
+        if delta_l[j]:
+            sign = "+" if delta_l[j] > 0 else "-"
             move = f"{sign}{delta_t[j]} ({old_t[j]} -> {new_t[j]} remaining)"
         else:
             move = f"unchanged at {old_t[j]} remaining"
