@@ -270,6 +270,20 @@ GROUP_COLUMNS: dict[str, str] = {
 }
 
 
+def as_text(column: pd.Series) -> npt.NDArray[np.object_]:
+    """`column.astype(str)` as an object array, without the round trip through pandas for the
+    two kinds of label column the core holds: a categorical's labels picked by code, a str
+    column's values as they are (each cost ~0.2 ms a call at 50 rows, many calls a plan)."""
+    values = column.array
+    if isinstance(values, pd.Categorical):
+        labels = np.array([*(str(c) for c in values.categories), "nan"], dtype=object)
+        picked: npt.NDArray[np.object_] = labels[values.codes]  # code -1 (NaN) reads "nan"
+        return picked
+    if column.dtype == "str":
+        return column.to_numpy(dtype=object)
+    return np.asarray(column.astype(str), dtype=object)
+
+
 def conform(frame: pd.DataFrame, dtypes: dict[str, str]) -> pd.DataFrame:
     """`frame` with `dtypes`, cast only where a column differs: `astype` of a whole frame copies
     every column even when nothing changes (~5 % of a 50-deal plan)."""

@@ -276,8 +276,8 @@ _DEAL_FIELDS = (
 
 def _groups(frame: pd.DataFrame) -> list[plan_pb2.GroupTotal]:
     out = []
-    cols = {c: frame[c].to_numpy() for c in frame.columns}
-    for i, gid in enumerate(frame.index.astype(str)):
+    cols = {c: frame[c].to_numpy().tolist() for c in frame.columns}  # plain values per row
+    for i, gid in enumerate(frame.index.astype(str).tolist()):
         g = plan_pb2.GroupTotal(
             id=gid,
             delivered=int(cols["delivered"][i]),
@@ -286,9 +286,9 @@ def _groups(frame: pd.DataFrame) -> list[plan_pb2.GroupTotal]:
             binding=bool(cols["binding"][i]),
             marginal_value=_finite(float(cols["marginal_value"][i])),
         )
-        if not np.isnan(cols["min_total"][i]):
+        if not math.isnan(cols["min_total"][i]):
             g.min_total = int(cols["min_total"][i])
-        if not np.isnan(cols["max_total"][i]):
+        if not math.isnan(cols["max_total"][i]):
             g.max_total = int(cols["max_total"][i])
         out.append(g)
     return out

@@ -150,7 +150,11 @@ def _codes(ids: pd.Series, table: pd.DataFrame | None) -> tuple[CodeArray, pd.In
     codes, uniques = pd.factorize(ids, sort=False)
     index = pd.Index(uniques)
     if table is not None and len(table):
-        index = index.append(pd.Index(table.index).difference(index, sort=False))
+        # A set of the (few) group ids: Index.difference cost ~2 % of a 50-deal plan.
+        seen = set(index.tolist())
+        extra = [g for g in table.index.tolist() if g not in seen]
+        if extra:
+            index = index.append(pd.Index(extra, dtype=object))
     return codes.astype(np.int32), index
 
 

@@ -30,12 +30,14 @@ from reallocator.core.model import (
     DealStatus,
     DeliverySeries,
     Policy,
+    as_text,
 )
 
 MIN_PARTICIPATION = 0.05
 METHODS = ["rate", "declared", "booked", "stalled", "inactive", "given", "commitment"]
 """How a capacity was reached; "given": the caller's own forecast (build_plan(forecast=...));
 "commitment": a seller-paced deal keeping pace, at least what remains of its commitment."""
+_METHOD_DTYPE = pd.CategoricalDtype(pd.Index(METHODS))
 _MAX_CAPACITY = 2.0**62
 
 
@@ -273,7 +275,10 @@ def forecast_capacity(
     )
     rationale = pd.DataFrame(
         {
-            "method": pd.Categorical(method, METHODS),
+            "method": pd.Categorical.from_codes(  # codes: no per-row hashing of strings
+                np.select([method == m for m in METHODS], list(range(len(METHODS))), default=-1),
+                dtype=_METHOD_DTYPE,
+            ),
             "observed_rate": inputs.observed_rate,
             "participation_rate": inputs.participation_rate,
             "unthrottled_rate": unthrottled,
@@ -298,7 +303,7 @@ def confident_cuts(
     allocation is the seller's word and a stall is judged elsewhere: neither is held."""
     capacity = np.array(table["capacity"].to_numpy(np.int64))
     declared = inputs.available_inventory
-    method = table["method"].astype(str).to_numpy()
+    method = as_text(table["method"])
     eligible = (
         (method == "rate")
         & inputs.active

@@ -44,6 +44,7 @@ from reallocator.core.model import (
     DealType,
     Period,
     Severity,
+    as_text,
     conform,
 )
 from reallocator.core.pacing.assessment import (
@@ -153,7 +154,7 @@ def _capacity(
         active_buckets=active,
         bucket_weights=weights,
     )
-    status = assessment.deals["status"].astype(str).to_numpy()
+    status = as_text(assessment.deals["status"])
     # Zero capacity (a cut to the spend) only on a confident stall, never on a verdict that
     # lacks its evidence.
     confidence = np.nan_to_num(assessment.deals["confidence"].to_numpy(np.float64))
@@ -547,7 +548,7 @@ def build_plan(
             "pacing": "CURVE",  # below, once the allocation is final
             "step": report.step,
             "pacing_ratio": verdicts["pacing_ratio"].to_numpy(np.float64),
-            "pacing_status": verdicts["status"].astype(str).to_numpy(),
+            "pacing_status": as_text(verdicts["status"]),
             "recent_rate": verdicts["recent_rate"].to_numpy(np.float64),
             "required_rate": verdicts["required_rate"].to_numpy(np.float64),
             "group_at_max": why.group_at_max,
@@ -583,7 +584,7 @@ def build_plan(
         deals["status"].to_numpy(np.int64),
         plan_deals["new_allocation"].to_numpy(np.int64),
         capacity,
-        forecast_table["method"].astype(str).to_numpy(),
+        as_text(forecast_table["method"]),
         policy.pace_ahead,
     )
 

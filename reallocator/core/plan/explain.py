@@ -13,7 +13,7 @@ import pandas as pd
 
 from reallocator.core.engine import AllocationProblem, AllocationResult, BoundsReport
 from reallocator.core.engine.problem import NO_MAX, group_sum
-from reallocator.core.model import BudgetType
+from reallocator.core.model import BudgetType, as_text
 from reallocator.core.plan.model import BindingKind, ReasonCode
 from reallocator.core.plan.text import amounts, rates
 
@@ -124,7 +124,7 @@ def explain(
     old = report.current
     delta = x - old
     binding = binding_kinds(problem, report, result, frame["locked"].to_numpy(bool))
-    status = frame["status"].astype(str).to_numpy()
+    status = as_text(frame["status"])
     value = frame["value_per_unit"].to_numpy(np.float64)
     givers = delta < 0
     # Nobody gave: budget no deal held is being placed, and no deal is "worth more" than a

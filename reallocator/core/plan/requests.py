@@ -80,6 +80,7 @@ from reallocator.core.model import (
     DealType,
     Policy,
     Severity,
+    as_text,
 )
 from reallocator.core.pacing.assessment import Assessment, PacingStatus
 from reallocator.core.plan import iab
@@ -228,13 +229,13 @@ class RequestInputs:
         deals = snapshot.deals
         bt = snapshot.pacing.budget_type
         return cls(
-            deal_id=_obj(deals["deal_id"].astype(str)),
-            seller_id=_obj(deals["seller_id"].astype(str)),
-            order_id=_obj(deals["order_id"].astype(str)),
+            deal_id=as_text(deals["deal_id"]),
+            seller_id=as_text(deals["seller_id"]),
+            order_id=as_text(deals["order_id"]),
             deal_type=deals["deal_type"].to_numpy(np.int64),
             premium=deals["premium"].to_numpy(bool),
             deal_status=deals["status"].to_numpy(np.int64),
-            pacing_status=_obj(assessment.deals["status"].astype(str)),
+            pacing_status=as_text(assessment.deals["status"]),
             old_allocation=plan_deals["old_allocation"].to_numpy(np.int64),
             new_allocation=plan_deals["new_allocation"].to_numpy(np.int64),
             delivered=plan_deals["delivered"].to_numpy(np.int64),
@@ -252,7 +253,7 @@ class RequestInputs:
             seed=seed,
             avails_forecast=None if avails_forecast is None else np.asarray(avails_forecast),
             impressions_per_unit=iab.impressions_per_unit(deals, bt),
-            plan_reason=_obj(plan_deals["reason"].astype(str)) if "reason" in plan_deals else None,
+            plan_reason=as_text(plan_deals["reason"]) if "reason" in plan_deals else None,
             window_hours=window_hours,
             timezone=snapshot.timezone,
         )

@@ -66,6 +66,7 @@ from reallocator.core.model import (
     DealType,
     Policy,
     PriceKind,
+    as_text,
 )
 from reallocator.core.pacing.assessment import UNIT_COLUMN, Assessment, PacingStatus
 from reallocator.core.pacing.curves import PacingCurve
@@ -151,11 +152,11 @@ class ScheduleInputs:
         deals = snapshot.deals
         bt = snapshot.pacing.budget_type
         return cls(
-            deal_id=np.asarray(deals["deal_id"].astype(str), dtype=object),
-            seller_id=np.asarray(deals["seller_id"].astype(str), dtype=object),
+            deal_id=as_text(deals["deal_id"]),
+            seller_id=as_text(deals["seller_id"]),
             deal_type=deals["deal_type"].to_numpy(np.int64),
             deal_status=deals["status"].to_numpy(np.int64),
-            pacing_status=np.asarray(assessment.deals["status"].astype(str), dtype=object),
+            pacing_status=as_text(assessment.deals["status"]),
             old_allocation=plan_deals["old_allocation"].to_numpy(np.int64),
             new_allocation=plan_deals["new_allocation"].to_numpy(np.int64),
             current_rate=assessment.deals["recent_rate"].to_numpy(np.float64),
@@ -167,16 +168,8 @@ class ScheduleInputs:
             budget_type=bt,
             currency=snapshot.currency,
             timezone=snapshot.timezone,
-            plan_reason=(
-                np.asarray(plan_deals["reason"].astype(str), dtype=object)
-                if "reason" in plan_deals
-                else None
-            ),
-            pacing=(
-                np.asarray(plan_deals["pacing"].astype(str), dtype=object)
-                if "pacing" in plan_deals
-                else None
-            ),
+            plan_reason=(as_text(plan_deals["reason"]) if "reason" in plan_deals else None),
+            pacing=(as_text(plan_deals["pacing"]) if "pacing" in plan_deals else None),
         )
 
 
