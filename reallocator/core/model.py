@@ -276,8 +276,8 @@ def as_text(column: pd.Series) -> npt.NDArray[np.object_]:
     column's values as they are (each cost ~0.2 ms a call at 50 rows, many calls a plan)."""
     values = column.array
     if isinstance(values, pd.Categorical):
-        labels = np.array([*(str(c) for c in values.categories), "nan"], dtype=object)
-        picked: npt.NDArray[np.object_] = labels[values.codes]  # code -1 (NaN) reads "nan"
+        labels = np.array([*(str(c) for c in values.categories), np.nan], dtype=object)
+        picked: npt.NDArray[np.object_] = labels[values.codes]  # code -1 stays NaN, as in astype
         return picked
     if column.dtype == "str":
         return column.to_numpy(dtype=object)
