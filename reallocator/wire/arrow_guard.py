@@ -23,7 +23,6 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-
 THREADED_BYTES = 1 << 20
 """Streams above this many bytes are read with Arrow's thread pool."""
 
