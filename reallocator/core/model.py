@@ -287,7 +287,7 @@ def as_text(column: pd.Series) -> npt.NDArray[np.object_]:
 def conform(frame: pd.DataFrame, dtypes: dict[str, str]) -> pd.DataFrame:
     """`frame` with `dtypes`, cast only where a column differs: `astype` of a whole frame copies
     every column even when nothing changes (~5 % of a 50-deal plan)."""
-    have = frame.dtypes
+    have = dict(zip(frame.columns, frame.dtypes.tolist(), strict=True))  # one pass, no getitem
     off = {name: dtype for name, dtype in dtypes.items() if have[name] != dtype}
     return frame.astype(off) if off else frame
 

@@ -559,7 +559,12 @@ def _canonical(columns: dict[str, npt.NDArray[Any]]) -> pd.DataFrame:
             for name, dtype in DEAL_COLUMNS.items()
         }
     )
-    return conform(frame, DEAL_COLUMNS)
+    # The numbers have their dtypes from numpy; only strings are inferred (an empty column of
+    # objects stays object).
+    return conform(frame, _TEXT_COLUMNS)
+
+
+_TEXT_COLUMNS = {name: dtype for name, dtype in DEAL_COLUMNS.items() if dtype == "str"}
 
 
 @dataclass(frozen=True)
