@@ -23,6 +23,7 @@ import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -356,7 +357,7 @@ def assess(
         has_series=has_series.astype(np.float64),
     )
     deal_ids = deals["deal_id"].astype(str).to_numpy()
-    deal_frame = _evaluate(
+    deal_verdicts = _evaluate(
         rows,
         ctx,
         EntityKind.DEAL,
@@ -372,19 +373,17 @@ def assess(
     )
 
     checkpoint("group verdicts")
-    group_frames: list[pd.DataFrame] = []
-    group_lambdas: list[FloatArray] = []
+    groups: list[_Verdicts] = []
     for column, kind in (("seller_id", EntityKind.SELLER), ("channel_id", EntityKind.CHANNEL)):
         codes, uniques = pd.factorize(deals[column], sort=True)
         group_rows = rows.grouped(codes, len(uniques))
         ids = np.asarray(uniques, dtype=object).astype(str)
         hours = np.full(len(uniques), ctx.elapsed_active_hours)
         members_trend = np.bincount(codes, weights=trend_ok, minlength=len(uniques)) > 0
-        group_frames.append(_evaluate(group_rows, ctx, kind, ids, hours, trend_ok=members_trend))
-        group_lambdas.append(group_rows.stall_lambda)
+        groups.append(_evaluate(group_rows, ctx, kind, ids, hours, trend_ok=members_trend))
 
     campaign_rows = _campaign_rows(rows, ctx, curve, bt)
-    campaign_frame = _evaluate(
+    campaign_verdicts = _evaluate(
         campaign_rows,
         ctx,
         EntityKind.CAMPAIGN,
@@ -392,11 +391,11 @@ def assess(
         np.array([ctx.elapsed_active_hours]),
         trend_ok=np.array([bool(trend_ok.any())]),
     )
-    frames = {
-        EntityKind.DEAL: (deal_frame, rows.stall_lambda),
-        EntityKind.SELLER: (group_frames[0], group_lambdas[0]),
-        EntityKind.CHANNEL: (group_frames[1], group_lambdas[1]),
-        EntityKind.CAMPAIGN: (campaign_frame, campaign_rows.stall_lambda),
+    verdicts = {
+        EntityKind.DEAL: deal_verdicts,
+        EntityKind.SELLER: groups[0],
+        EntityKind.CHANNEL: groups[1],
+        EntityKind.CAMPAIGN: campaign_verdicts,
     }
     return Assessment(
         campaign_id=snapshot.campaign_id,
@@ -410,11 +409,11 @@ def assess(
         opportunity_remaining_hours=ctx.remaining_opportunity,
         rate_window_hours=ctx.rate_window_opportunity,
         ceiling=curve.ceiling,
-        deals=deal_frame,
-        sellers=group_frames[0],
-        channels=group_frames[1],
-        campaign=campaign_frame,
-        alerts=_alerts(frames, ctx, alert_messages),
+        deals=deal_verdicts.frame,
+        sellers=groups[0].frame,
+        channels=groups[1].frame,
+        campaign=campaign_verdicts.frame,
+        alerts=_alerts(verdicts, ctx, alert_messages),
         curve=curve,
     )
 
@@ -582,7 +581,7 @@ def _evaluate(
     ended: BoolArray | None = None,
     trend_ok: BoolArray | None = None,
     leading: dict[str, np.ndarray] | None = None,
-) -> pd.DataFrame:
+) -> _Verdicts:
     """Verdicts, projections and confidence for rows of additive quantities (vectorised);
     `leading` columns come first (the deals' seller and channel)."""
     policy = ctx.policy
@@ -715,8 +714,7 @@ def _evaluate(
             EntityKind.CHANNEL: "channel_id",
         }.get(kind, "campaign_id"),
     )
-    return pd.DataFrame(
-        {
+    columns = {
             **(leading or {}),
             "allocation": alloc,
             "expected": expected,
@@ -742,9 +740,26 @@ def _evaluate(
             "severity": _categorical(severity, _SEVERITY_DTYPE),
             "reason": _categorical(reason, _REASON_DTYPE),
             "alert": alert,
-        },
-        index=index,
+        }  # fmt: skip
+    return _Verdicts(
+        frame=pd.DataFrame(columns, index=index),
+        columns=columns,
+        codes={"status": status, "severity": severity, "reason": reason},
+        ids=np.asarray(ids),
+        stall_lambda=rows.stall_lambda,
     )
+
+
+@dataclass(frozen=True, eq=False)
+class _Verdicts:
+    """A verdict frame and the arrays it was built from: the alerts read the arrays (a frame
+    getitem per column cost more than the alerts' own work at 50 deals)."""
+
+    frame: pd.DataFrame
+    columns: dict[str, Any]
+    codes: dict[str, np.ndarray]  # status, severity, reason codes (into _STATUSES, ...)
+    ids: np.ndarray
+    stall_lambda: FloatArray
 
 
 def _categorical(codes: np.ndarray, dtype: pd.CategoricalDtype) -> pd.Categorical[str]:
@@ -859,18 +874,15 @@ _ALERT_NUMBERS = (
 )  # fmt: skip
 
 
-def _labels(frame: pd.DataFrame, column: str, mask: BoolArray) -> np.ndarray:
-    """A categorical column's labels at `mask` as str objects, from its codes (no per-row
-    astype of the whole column)."""
-    values = frame[column].array
-    assert isinstance(values, pd.Categorical)
-    labels = np.asarray([str(c) for c in values.categories], dtype=object)
-    picked: np.ndarray = labels[values.codes[mask]]
-    return picked
+_LABELS = {
+    "status": np.asarray(_STATUSES, dtype=object),
+    "severity": np.asarray(_SEVERITIES, dtype=object),
+    "reason": np.asarray(_REASONS, dtype=object),
+}
 
 
 def _alerts(
-    frames: dict[EntityKind, tuple[pd.DataFrame, FloatArray]], ctx: _Context, words: bool = True
+    verdicts: dict[EntityKind, _Verdicts], ctx: _Context, words: bool = True
 ) -> pd.DataFrame:
     """Alerts of every entity that passed the gates: most severe first, then the broadest
     (campaign, channels, sellers, deals: a campaign-wide outage leads), then most confident.
@@ -878,15 +890,15 @@ def _alerts(
     Built from numpy columns and one DataFrame at the end: a Replan of 50 deals spent more on
     the per-kind frames and their concatenation than on the words."""
     parts: list[dict[str, np.ndarray]] = []
-    for kind, (frame, lambdas) in frames.items():
-        mask = frame["alert"].to_numpy(bool)
+    for kind, v in verdicts.items():
+        mask = np.asarray(v.columns["alert"], dtype=bool)
         if not mask.any():
             continue
-        stall_lambda = np.asarray(lambdas, dtype=np.float64)[mask]
-        hit = {name: frame[name].to_numpy(np.float64)[mask] for name in _ALERT_NUMBERS}
-        hit["entity_id"] = frame.index.astype(str).to_numpy(dtype=object)[mask]
-        for column in ("status", "severity", "reason"):
-            hit[column] = _labels(frame, column, mask)
+        stall_lambda = np.asarray(v.stall_lambda, dtype=np.float64)[mask]
+        hit = {name: np.asarray(v.columns[name], dtype=np.float64)[mask] for name in _ALERT_NUMBERS}
+        hit["entity_id"] = v.ids.astype(str).astype(object)[mask]
+        for column, labels in _LABELS.items():
+            hit[column] = labels[v.codes[column][mask]]
         hit["message"] = (
             np.array(_messages(kind, hit, stall_lambda, ctx), dtype=object)
             if words
