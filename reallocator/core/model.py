@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import IntEnum, StrEnum
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -268,6 +269,25 @@ GROUP_COLUMNS: dict[str, str] = {
     "min_share": "float64",  # NaN = none (share of the flight budget, 0..1)
     "max_share": "float64",
 }
+
+
+def values_of(frame: pd.DataFrame, name: str, dtype: Any = None) -> np.ndarray:
+    """`frame[name].to_numpy(dtype)` without building a Series: ~1.5 us instead of 15-30 us,
+    and a 50-deal plan reads ~200 columns. Read-only where it shares the frame's memory, as a
+    copy-on-write frame's `to_numpy()` is; columns that are not plain numpy (strings,
+    categoricals) and frames without pandas' column accessor take the ordinary path."""
+    get = getattr(frame, "_get_column_array", None)
+    columns = getattr(frame, "columns", None)
+    if get is None or columns is None or not columns.is_unique or name not in columns:
+        return np.asarray(frame[name].to_numpy(dtype))
+    values = get(columns.get_loc(name))
+    if not isinstance(values, np.ndarray):
+        return np.asarray(frame[name].to_numpy(dtype))
+    out = values if dtype is None else values.astype(dtype, copy=False)
+    if out is values:
+        out = out.view()
+        out.flags.writeable = False
+    return out
 
 
 def as_text(column: pd.Series) -> npt.NDArray[np.object_]:

@@ -11,6 +11,7 @@ import pyarrow as pa
 from google.protobuf import struct_pb2
 from google.protobuf.duration_pb2 import Duration
 
+from reallocator.core.model import values_of
 from reallocator.core.plan.explain import render_deal_rationales
 from reallocator.core.plan.model import (
     AdjustmentRequest,
@@ -226,18 +227,18 @@ def _deal_messages(msg: plan_pb2.Plan, plan: Plan, rows: np.ndarray) -> None:
     """One DealAllocation per row of `rows`, columns read once; missing words rendered."""
     table = plan.deals
     c = {k: table[k].to_numpy()[rows].tolist() for k in _DEAL_FIELDS}
-    texts = table["rationale"].to_numpy(dtype=object)[rows]
+    texts = values_of(table, "rationale", object)[rows]
     missing = np.flatnonzero(texts == "")
     if missing.size:
         texts = texts.copy()
         rendered = render_deal_rationales(table, plan.budget_type, plan.currency, rows[missing])
         texts[missing] = np.asarray(rendered, dtype=object)
     text = texts.astype(str).tolist()
-    binding = _codes(table["binding"].to_numpy(dtype=object)[rows], BINDING)
-    reason = _codes(table["reason"].to_numpy(dtype=object)[rows], REASON)
-    pacing = _codes(table["pacing"].to_numpy(dtype=object)[rows], PACING)
+    binding = _codes(values_of(table, "binding", object)[rows], BINDING)
+    reason = _codes(values_of(table, "reason", object)[rows], REASON)
+    pacing = _codes(values_of(table, "pacing", object)[rows], PACING)
     marginal = np.nan_to_num(
-        table["marginal_value"].to_numpy(np.float64)[rows], nan=0.0, posinf=0.0, neginf=0.0
+        values_of(table, "marginal_value", np.float64)[rows], nan=0.0, posinf=0.0, neginf=0.0
     ).tolist()
     add = msg.deals.add
     for i in range(rows.size):
@@ -312,8 +313,8 @@ def encode_plan(
     table = plan.deals
     rows = np.arange(len(table))
     if deals == "changed":
-        moved = table["delta"].to_numpy() != 0
-        ahead = table["pacing"].to_numpy(dtype=object) == DealPacing.AHEAD.value
+        moved = values_of(table, "delta") != 0
+        ahead = values_of(table, "pacing", object) == DealPacing.AHEAD.value
         rows = np.flatnonzero(moved | ahead)
     elif deals in ("none", "table"):
         rows = rows[:0]

@@ -7,7 +7,7 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reallocator.core.model import as_text, conform
+from reallocator.core.model import as_text, conform, values_of
 
 LABELS = ["ON_PACE", "OVER", "UNDER", ""]
 
@@ -37,3 +37,18 @@ def test_conform_casts_only_the_columns_that_differ() -> None:
     out = conform(frame, dtypes)
     pd.testing.assert_frame_equal(out, frame.astype(dtypes))
     assert conform(out, dtypes) is out  # nothing to cast: the frame itself
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.integers(-(2**40), 2**40), min_size=1, max_size=20),
+    st.sampled_from([None, np.int64, np.float64, bool]),
+)
+def test_values_of_is_to_numpy(values: list[int], dtype: type | None) -> None:
+    frame = pd.DataFrame({"n": np.array(values, dtype=np.int64), "s": [str(v) for v in values]})
+    for name in ("n", "s"):
+        got = values_of(frame, name, dtype)
+        expected = frame[name].to_numpy(dtype)
+        assert got.dtype == expected.dtype
+        assert got.tolist() == expected.tolist()
+        assert got.flags.writeable == expected.flags.writeable  # read-only when shared

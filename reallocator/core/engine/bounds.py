@@ -44,6 +44,7 @@ from reallocator.core.model import (
     Period,
     Policy,
     PriceKind,
+    values_of,
 )
 
 SPENT_COLUMN = DELIVERED_COLUMN
@@ -214,9 +215,9 @@ def unit_prices(deals: pd.DataFrame, budget_type: BudgetType) -> tuple[IntArray,
     requests it converts through the deal's observed impressions per unit (the campaign's when
     the deal has none; 0, noted, when nobody has delivered)."""
     notes: list[str] = []
-    price = deals["price_micros"].to_numpy(np.float64)
-    per_unit = deals["price_kind"].to_numpy() == PriceKind.PER_UNIT
-    imps = deals["impressions"].to_numpy(np.float64)
+    price = values_of(deals, "price_micros", np.float64)
+    per_unit = values_of(deals, "price_kind") == PriceKind.PER_UNIT
+    imps = values_of(deals, "impressions", np.float64)
     units = deals[SPENT_COLUMN[budget_type]].to_numpy(np.float64)
     if budget_type is BudgetType.IMPRESSIONS:
         ratio = np.ones_like(price)
@@ -254,12 +255,12 @@ def build_problem(
     """
     spent = deals[SPENT_COLUMN[budget_type]].to_numpy(np.int64)
     current, min_r, max_r, step, lb, ub = deal_bounds(
-        deals["allocation"].to_numpy(np.int64),
-        deals["min_allocation"].to_numpy(np.int64),
-        deals["max_allocation"].to_numpy(np.int64),
+        values_of(deals, "allocation", np.int64),
+        values_of(deals, "min_allocation", np.int64),
+        values_of(deals, "max_allocation", np.int64),
         spent,
         np.asarray(capacity, dtype=np.int64),
-        deals["locked"].to_numpy(bool),
+        values_of(deals, "locked", bool),
         policy,
     )
     seller, seller_ids = _codes(deals["seller_id"], sellers)
@@ -271,7 +272,7 @@ def build_problem(
         channels, channel_ids, channel, spent, lb, ub, flight_budget
     )
     if value_slopes is None:
-        value = deals["value_per_unit"].to_numpy(np.float64)
+        value = values_of(deals, "value_per_unit", np.float64)
         value_slopes = np.nan_to_num(value, nan=0.0)[:, None]
     notes: list[str] = []
     price_num = None
@@ -362,7 +363,7 @@ def build_from_snapshot(
     total = total_to_allocate(span.budgets, spent, period_left)
     notes: tuple[str, ...] = ()
     if total is None:
-        remaining = deals["allocation"].to_numpy(np.int64) - deals[SPENT_COLUMN[spec.budget_type]]
+        remaining = values_of(deals, "allocation", np.int64) - deals[SPENT_COLUMN[spec.budget_type]]
         total = int(np.maximum(remaining.to_numpy(np.int64), 0).sum())
         notes = ("no budget applies to the horizon: total is what the current plan holds",)
     money_left = None

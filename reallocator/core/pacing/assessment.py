@@ -38,6 +38,7 @@ from reallocator.core.model import (
     Policy,
     PriceKind,
     Severity,
+    values_of,
 )
 from reallocator.core.pacing import confidence as conf
 from reallocator.core.pacing.calendar import (
@@ -289,13 +290,13 @@ def assess(
 
     deals = snapshot.deals
     bt = spec.budget_type
-    alloc = deals["allocation"].to_numpy(np.float64)
+    alloc = values_of(deals, "allocation", np.float64)
     actual = deals[UNIT_COLUMN[bt]].to_numpy(np.float64)
-    spend = deals["spend_micros"].to_numpy(np.float64)
-    impressions = deals["impressions"].to_numpy(np.float64)
-    plan_at = deals["plan_applied_at"].to_numpy(np.float64)
-    at_plan = deals["delivered_at_plan"].to_numpy(np.float64)
-    status = deals["status"].to_numpy()
+    spend = values_of(deals, "spend_micros", np.float64)
+    impressions = values_of(deals, "impressions", np.float64)
+    plan_at = values_of(deals, "plan_applied_at", np.float64)
+    at_plan = values_of(deals, "delivered_at_plan", np.float64)
+    status = values_of(deals, "status")
     horizon = (ctx.h0, ctx.h1)
 
     def expected_at(t: float | FloatArray) -> FloatArray:
@@ -367,8 +368,8 @@ def assess(
         ended=status == DealStatus.ENDED,
         trend_ok=trend_ok,
         leading={
-            "seller_id": deals["seller_id"].to_numpy(),
-            "channel_id": deals["channel_id"].to_numpy(),
+            "seller_id": values_of(deals, "seller_id"),
+            "channel_id": values_of(deals, "channel_id"),
         },
     )
 
@@ -481,8 +482,8 @@ def _impressions_per_unit(
     """Impressions per budget unit: observed, else from an eCPM price; NaN when unknowable."""
     if bt is BudgetType.IMPRESSIONS:
         return np.ones(actual.size)
-    price = deals["price_micros"].to_numpy(np.float64)
-    ecpm = deals["price_kind"].to_numpy() == PriceKind.ECPM
+    price = values_of(deals, "price_micros", np.float64)
+    ecpm = values_of(deals, "price_kind") == PriceKind.ECPM
     priced = np.full(actual.size, np.nan)
     if bt is BudgetType.SPEND:
         priced = np.where(ecpm & (price > 0), 1000.0 / np.where(price > 0, price, 1.0), np.nan)
@@ -496,8 +497,8 @@ def _cost_per_unit(
     """Micros per budget unit: observed, else from the price; NaN when unknowable."""
     if bt is BudgetType.SPEND:
         return np.ones(actual.size)
-    price = deals["price_micros"].to_numpy(np.float64)
-    kind = deals["price_kind"].to_numpy()
+    price = values_of(deals, "price_micros", np.float64)
+    kind = values_of(deals, "price_kind")
     priced = np.where(kind == PriceKind.PER_UNIT, price, np.nan)
     if bt is BudgetType.IMPRESSIONS:
         priced = np.where(kind == PriceKind.ECPM, price / 1000.0, priced)

@@ -81,6 +81,7 @@ from reallocator.core.model import (
     Policy,
     Severity,
     as_text,
+    values_of,
 )
 from reallocator.core.pacing.assessment import Assessment, PacingStatus
 from reallocator.core.plan import iab
@@ -232,17 +233,17 @@ class RequestInputs:
             deal_id=as_text(deals["deal_id"]),
             seller_id=as_text(deals["seller_id"]),
             order_id=as_text(deals["order_id"]),
-            deal_type=deals["deal_type"].to_numpy(np.int64),
-            premium=deals["premium"].to_numpy(bool),
-            deal_status=deals["status"].to_numpy(np.int64),
+            deal_type=values_of(deals, "deal_type", np.int64),
+            premium=values_of(deals, "premium", bool),
+            deal_status=values_of(deals, "status", np.int64),
             pacing_status=as_text(assessment.deals["status"]),
-            old_allocation=plan_deals["old_allocation"].to_numpy(np.int64),
-            new_allocation=plan_deals["new_allocation"].to_numpy(np.int64),
-            delivered=plan_deals["delivered"].to_numpy(np.int64),
-            capacity=plan_deals["capacity"].to_numpy(np.int64),
-            available_inventory=deals["available_inventory"].to_numpy(np.int64),
-            current_rate=assessment.deals["recent_rate"].to_numpy(np.float64),
-            participation_rate=deals["participation_rate"].to_numpy(np.float64),
+            old_allocation=values_of(plan_deals, "old_allocation", np.int64),
+            new_allocation=values_of(plan_deals, "new_allocation", np.int64),
+            delivered=values_of(plan_deals, "delivered", np.int64),
+            capacity=values_of(plan_deals, "capacity", np.int64),
+            available_inventory=values_of(deals, "available_inventory", np.int64),
+            current_rate=values_of(assessment.deals, "recent_rate", np.float64),
+            participation_rate=values_of(deals, "participation_rate", np.float64),
             as_of=snapshot.as_of,
             window_end=window_end,
             horizon_end=assessment.horizon_end,
@@ -312,7 +313,7 @@ def _history(history: RequestHistory | None, deal_ids: ObjArray, as_of: float) -
     if history is None or history.requests.empty:
         return none
     h = history.requests
-    at = h["requested_at"].to_numpy(np.float64)
+    at = values_of(h, "requested_at", np.float64)
     ids = h["deal_id"].astype(str).to_numpy(dtype=object)
     index = pd.Index(deal_ids, dtype=object)
     if index.is_unique:
@@ -328,14 +329,14 @@ def _history(history: RequestHistory | None, deal_ids: ObjArray, as_of: float) -
     last = h.drop_duplicates("deal_id", keep="last").set_index("deal_id").reindex(deal_ids)
     response = last["response"].astype(str).to_numpy()
     partial = response == SellerResponse.PARTIAL
-    accepted = last["accepted_total"].to_numpy(np.float64)
+    accepted = values_of(last, "accepted_total", np.float64)
     capped = partial & np.isfinite(accepted)
     partial_cap = np.full(n, INT64_MAX, dtype=np.int64)
     partial_cap[capped] = accepted[capped].astype(np.int64)
     rejected_rows = h.loc[h["response"].astype(str) == SellerResponse.REJECTED]
     rejected = rejected_rows.groupby(["deal_id", "kind"])["requested_at"].max()
     return _History(
-        last_at=last["requested_at"].to_numpy(np.float64),
+        last_at=values_of(last, "requested_at", np.float64),
         partial_cap=partial_cap,
         rejected=rejected,
     )
@@ -533,7 +534,7 @@ def derive_requests(
 ) -> tuple[AdjustmentRequest, ...]:
     """Seller requests for the PG deals that need one, in deal order, IAB export attached."""
     decisions = request_decisions(inputs, policy, history)
-    rows = np.flatnonzero(decisions["outcome"].to_numpy() == RequestOutcome.REQUESTED)
+    rows = np.flatnonzero(values_of(decisions, "outcome") == RequestOutcome.REQUESTED)
     if rows.size == 0:
         return ()
     out: list[AdjustmentRequest] = []
