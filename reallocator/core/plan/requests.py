@@ -370,6 +370,14 @@ def request_decisions(
 
     Vectorised over deals; see the module docstring for the rules. Columns: DECISION_COLUMNS.
     """
+    return pd.DataFrame(_decisions(inputs, policy, history))
+
+
+def _decisions(
+    inputs: RequestInputs, policy: Policy, history: RequestHistory | None
+) -> dict[str, np.ndarray]:
+    """The columns of `request_decisions` as arrays (`derive_requests` reads them without a
+    frame: building it cost ~4 % of a 50-deal plan)."""
     n = inputs.n
     hours = float(inputs.remaining_hours) if math.isfinite(inputs.remaining_hours) else 0.0
     safe_hours = hours if hours > 0 else 1.0
@@ -503,38 +511,44 @@ def request_decisions(
     capped_by = np.select(
         [inventory_binds, partial_binds], ["INVENTORY", "SELLER_PARTIAL"], ""
     ).astype(object)
-    return pd.DataFrame(
-        {
-            "deal_id": inputs.deal_id,
-            "outcome": outcome,
-            "kind": kinds,
-            "reason": reason,
-            "severity": np.where(kind_code > 0, severity, "").astype(object),
-            "current_rate": current,
-            "rate_presumed": presumed,
-            "required_rate": np.where(hours > 0, required, np.nan),
-            "target_rate": np.where(hours > 0, target_rate, np.nan),
-            "target_remaining": target,
-            "target_total": delivered + target,
-            "size": size,
-            "capped_by": capped_by,
-            "supply": supply,
-            "last_request_at": past.last_at,
-            "rejected_at": rejected_at,
-            "accepted_total": np.where(past.partial_cap >= INT64_MAX, -1, past.partial_cap),
-        }
-    )
+    return {
+        "deal_id": inputs.deal_id,
+        "outcome": outcome,
+        "kind": kinds,
+        "reason": reason,
+        "severity": np.where(kind_code > 0, severity, "").astype(object),
+        "current_rate": current,
+        "rate_presumed": presumed,
+        "required_rate": np.where(hours > 0, required, np.nan),
+        "target_rate": np.where(hours > 0, target_rate, np.nan),
+        "target_remaining": target,
+        "target_total": delivered + target,
+        "size": size,
+        "capped_by": capped_by,
+        "supply": supply,
+        "last_request_at": past.last_at,
+        "rejected_at": rejected_at,
+        "accepted_total": np.where(past.partial_cap >= INT64_MAX, -1, past.partial_cap),
+    }
 
 
 # --- requests ----------------------------------------------------------------------------------
+
+
+def _plain(values: np.ndarray) -> list[Any]:
+    """Python values, text as plain str (what a frame's str column gives back)."""
+    if values.dtype.kind in "OU":
+        return [str(v) for v in values.tolist()]
+    out: list[Any] = values.tolist()
+    return out
 
 
 def derive_requests(
     inputs: RequestInputs, policy: Policy, history: RequestHistory | None = None
 ) -> tuple[AdjustmentRequest, ...]:
     """Seller requests for the PG deals that need one, in deal order, IAB export attached."""
-    decisions = request_decisions(inputs, policy, history)
-    rows = np.flatnonzero(values_of(decisions, "outcome") == RequestOutcome.REQUESTED)
+    decisions = _decisions(inputs, policy, history)
+    rows = np.flatnonzero(decisions["outcome"] == RequestOutcome.REQUESTED)
     if rows.size == 0:
         return ()
     out: list[AdjustmentRequest] = []
@@ -542,7 +556,7 @@ def derive_requests(
     stalled_hours = policy.stalled_window.total_seconds() / 3600.0
     deadline = format_deadline(inputs.horizon_end, inputs.timezone)
     # Plain Python lists per column: one cheap dict per request instead of pandas row objects.
-    columns = {name: decisions[name].to_numpy()[rows].tolist() for name in decisions.columns}
+    columns = {name: _plain(values[rows]) for name, values in decisions.items()}
     for j, i in enumerate(rows.tolist()):
         row: dict[str, Any] = {name: values[j] for name, values in columns.items()}
         kind = RequestKind(row["kind"])
