@@ -275,24 +275,25 @@ _DEAL_FIELDS = (
 )
 
 
-def _groups(frame: pd.DataFrame) -> list[plan_pb2.GroupTotal]:
-    out = []
-    cols = {c: frame[c].to_numpy().tolist() for c in frame.columns}  # plain values per row
+def _groups(frame: pd.DataFrame, into: Any) -> None:
+    """A GroupTotal per row, added in place (no message built then copied into the plan)."""
+    cols = {c: values_of(frame, c).tolist() for c in frame.columns}  # plain values per row
+    add = into.add
     for i, gid in enumerate(frame.index.astype(str).tolist()):
-        g = plan_pb2.GroupTotal(
+        fields: dict[str, Any] = {}
+        if not math.isnan(cols["min_total"][i]):
+            fields["min_total"] = int(cols["min_total"][i])
+        if not math.isnan(cols["max_total"][i]):
+            fields["max_total"] = int(cols["max_total"][i])
+        add(
             id=gid,
             delivered=int(cols["delivered"][i]),
             old_allocation=int(cols["old_allocation"][i]),
             new_allocation=int(cols["new_allocation"][i]),
             binding=bool(cols["binding"][i]),
             marginal_value=_finite(float(cols["marginal_value"][i])),
+            **fields,
         )
-        if not math.isnan(cols["min_total"][i]):
-            g.min_total = int(cols["min_total"][i])
-        if not math.isnan(cols["max_total"][i]):
-            g.max_total = int(cols["max_total"][i])
-        out.append(g)
-    return out
 
 
 VIEWS = ("all", "changed", "none", "table")
@@ -337,8 +338,8 @@ def encode_plan(
     if deals == "table":
         msg.deals_arrow = deals_arrow(plan)
         msg.schedules_arrow = schedules_arrow(plan)
-    msg.sellers.extend(_groups(plan.sellers))
-    msg.channels.extend(_groups(plan.channels))
+    _groups(plan.sellers, msg.sellers)
+    _groups(plan.channels, msg.channels)
     for u in plan.unspendable_reasons:
         msg.unspendable_reasons.add(
             amount=u.amount,
