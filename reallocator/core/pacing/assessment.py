@@ -23,6 +23,7 @@ import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -183,12 +184,21 @@ class Assessment:
     rate_window_hours: float  # opportunity hours behind recent_rate (0: lifetime average used)
     ceiling: bool  # UNDER judged on projections (ASAP-like shape)
     deals: pd.DataFrame
-    sellers: pd.DataFrame
-    channels: pd.DataFrame
     campaign: pd.DataFrame
     alerts: pd.DataFrame
     curve: PacingCurve | None = field(default=None, repr=False)
     """The pacing curve the verdicts used (over `default_span`): the plan reuses it."""
+    groups: dict[str, _Verdicts] = field(default_factory=dict, repr=False)
+    """The seller and channel verdicts, framed on first read (a plan rarely reads them: their
+    two frames were ~10 % of a 50-deal plan)."""
+
+    @cached_property
+    def sellers(self) -> pd.DataFrame:
+        return self.groups["sellers"].frame
+
+    @cached_property
+    def channels(self) -> pd.DataFrame:
+        return self.groups["channels"].frame
 
     def alert_list(self) -> list[Alert]:
         """Alerts as typed records (for the gRPC adapter)."""
@@ -411,11 +421,10 @@ def assess(
         rate_window_hours=ctx.rate_window_opportunity,
         ceiling=curve.ceiling,
         deals=deal_verdicts.frame,
-        sellers=groups[0].frame,
-        channels=groups[1].frame,
         campaign=campaign_verdicts.frame,
         alerts=_alerts(verdicts, ctx, alert_messages),
         curve=curve,
+        groups={"sellers": groups[0], "channels": groups[1]},
     )
 
 
@@ -743,7 +752,7 @@ def _evaluate(
             "alert": alert,
         }  # fmt: skip
     return _Verdicts(
-        frame=pd.DataFrame(columns, index=index),
+        index=index,
         columns=columns,
         codes={"status": status, "severity": severity, "reason": reason},
         ids=np.asarray(ids),
@@ -756,11 +765,16 @@ class _Verdicts:
     """A verdict frame and the arrays it was built from: the alerts read the arrays (a frame
     getitem per column cost more than the alerts' own work at 50 deals)."""
 
-    frame: pd.DataFrame
+    index: pd.Index
     columns: dict[str, Any]
     codes: dict[str, np.ndarray]  # status, severity, reason codes (into _STATUSES, ...)
     ids: np.ndarray
     stall_lambda: FloatArray
+
+    @cached_property
+    def frame(self) -> pd.DataFrame:
+        """Built once, when first read (the arrays are never changed after `_evaluate`)."""
+        return pd.DataFrame(self.columns, index=self.index)
 
 
 def _categorical(codes: np.ndarray, dtype: pd.CategoricalDtype) -> pd.Categorical[str]:
