@@ -348,8 +348,9 @@ def from_arrow_table(table: pa.Table, prefix: str, errors: Violations) -> RawDea
                 f"{prefix}.{name}", f"Arrow type {column.type} cannot carry {expected} values"
             )
             continue
+        target = _ARROW_TYPES.get(name, pa.large_string())
         try:  # one Arrow type per column: a uint64 above int64's range is an error, not a wrap
-            column = column.cast(_ARROW_TYPES.get(name, pa.large_string()), safe=True)
+            column = column if column.type == target else column.cast(target, safe=True)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
             errors.add(
                 f"{prefix}.{name}", f"values out of range for {_ARROW_TYPES.get(name)}: {exc}"
@@ -362,15 +363,23 @@ def from_arrow_table(table: pa.Table, prefix: str, errors: Violations) -> RawDea
     arrays: dict[str, npt.NDArray[np.generic]] = {}
     nulls: dict[str, npt.NDArray[np.bool_]] = {}
     for name, column in columns.items():
-        nulls[name] = np.asarray(column.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+        # Columns without nulls (the usual case) skip the mask and the fill: ~30 Arrow calls
+        # fewer for a 50-deal table.
+        some = column.null_count > 0
+        nulls[name] = (
+            np.asarray(column.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+            if some
+            else np.zeros(len(column), dtype=bool)
+        )
         if name in _STRING_COLUMNS:
             arrays[name] = np.asarray(
-                column.fill_null("").to_numpy(zero_copy_only=False), dtype=object
+                (column.fill_null("") if some else column).to_numpy(zero_copy_only=False),
+                dtype=object,
             )
             continue
         dtype = _COLUMN_DTYPES[name]
         fill = np.nan if dtype is np.float64 else (False if dtype is np.bool_ else 0)
-        values = column.fill_null(fill).to_numpy(zero_copy_only=False)
+        values = (column.fill_null(fill) if some else column).to_numpy(zero_copy_only=False)
         arrays[name] = values.astype(dtype, copy=False)
     if "allocation" in nulls and nulls["allocation"].any():
         errors.rows(lambda i: f"{prefix}.allocation[{i}]", nulls["allocation"], "required")
