@@ -378,8 +378,9 @@ def assess(
         ended=status == DealStatus.ENDED,
         trend_ok=trend_ok,
         leading={
-            "seller_id": values_of(deals, "seller_id"),
-            "channel_id": values_of(deals, "channel_id"),
+            # A str column as it is (no round trip through objects); others as numpy.
+            name: deals[name].array if deals[name].dtype == "str" else deals[name].to_numpy()
+            for name in ("seller_id", "channel_id")
         },
     )
 

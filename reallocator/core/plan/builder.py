@@ -531,9 +531,9 @@ def build_plan(
     spent = report.spent
     plan_deals = pd.DataFrame(
         {
-            "deal_id": values_of(deals, "deal_id"),
-            "seller_id": values_of(deals, "seller_id"),
-            "channel_id": values_of(deals, "channel_id"),
+            "deal_id": deals["deal_id"].array,
+            "seller_id": deals["seller_id"].array,
+            "channel_id": deals["channel_id"].array,
             "delivered": spent,
             "old_allocation": report.current,
             "new_allocation": x,
