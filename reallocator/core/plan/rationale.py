@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from reallocator.core.engine import BoundsReport, BuiltProblem
-from reallocator.core.model import BudgetType, CampaignSnapshot, values_of
+from reallocator.core.model import BudgetType, CampaignSnapshot, as_text, values_of
 from reallocator.core.pacing.assessment import Assessment
 from reallocator.core.plan.model import (
     DecisionFactor,
@@ -125,9 +125,9 @@ def decision_record(
     added = increases - moved  # budget no deal held before, now placed
     released = decreases - moved  # taken off deals and placed nowhere
     takers, givers = int((delta > 0).sum()), int((delta < 0).sum())
-    campaign = assessment.campaign.iloc[0]
-    ratio = float(campaign["pacing_ratio"])
-    status = str(campaign["status"])
+    campaign = assessment.campaign  # one row; read by column (a mixed row costs a Series)
+    ratio = float(values_of(campaign, "pacing_ratio", np.float64)[0])
+    status = str(as_text(campaign["status"])[0])
     alerts = len(assessment.alerts)
     if plan.status is PlanStatus.NO_CHANGE:
         summary = (
