@@ -593,6 +593,7 @@ def build_plan(
         plan_deals,
         "seller_id",
         built.seller_ids,
+        problem.seller,
         problem.seller_min,
         problem.seller_max,
         result.binding.seller_at_min | result.binding.seller_at_max,
@@ -602,6 +603,7 @@ def build_plan(
         plan_deals,
         "channel_id",
         built.channel_ids,
+        problem.channel,
         problem.channel_min,
         problem.channel_max,
         result.binding.channel_at_min | result.binding.channel_at_max,
@@ -689,12 +691,14 @@ def _group_frame(
     deals: pd.DataFrame,
     column: str,
     ids: pd.Index,
+    codes: np.ndarray,
     mins: np.ndarray,
     maxs: np.ndarray,
     binding: np.ndarray,
     duals: np.ndarray | None,
 ) -> pd.DataFrame:
-    codes = ids.get_indexer(pd.Index(deals[column])).astype(np.int32)
+    """Totals per seller or channel. `codes`: each deal's position in `ids` (the problem's own
+    group codes, built with `ids`: no lookup of the deals' ids again)."""
     n = len(ids)
     delivered = group_sum(values_of(deals, "delivered"), codes, n)
     # Limits as totals over the horizon (delivered + allocation), NaN where none. What one more
