@@ -154,8 +154,9 @@ def read_checked(data: bytes, max_bytes: int) -> pa.Table:
     for batch_read in stream:
         batch_read.validate(full=True)
         batches.append(batch_read)
-    # Each batch is validated in full above: the table's columns are those very arrays.
-    return pa.Table.from_batches(batches, schema=stream.schema)
+    table = pa.Table.from_batches(batches, schema=stream.schema)
+    table.validate(full=True)  # also the schema: a field name that is not UTF-8 fails here
+    return table
 
 
 __all__ = ["StreamRejected", "read_checked"]
