@@ -11,64 +11,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import threading
-import time
 
-import grpc
 from assess_scaling import make_snapshot
-from replan_scaling import started_server
+from replan_scaling import run, started_server
 
 from reallocator.v1 import reallocator_service_pb2 as pb
-from reallocator.v1 import reallocator_service_pb2_grpc as rpc
 from reallocator.wire.encode import encode_snapshot
-
-
-def run(
-    target: str, request: pb.ReplanRequest, clients: int, calls: int, seconds: float
-) -> dict[str, float]:
-    """`clients` threads calling until `calls` calls in all or `seconds` have passed."""
-    latencies: list[float] = []
-    errors: list[str] = []
-    lock = threading.Lock()
-    left = [calls]
-    stop = time.monotonic() + seconds
-
-    def client() -> None:
-        with grpc.insecure_channel(target) as channel:
-            stub = rpc.ReallocatorServiceStub(channel)
-            stub.Replan(request, timeout=120)  # warm this channel
-            while time.monotonic() < stop:
-                with lock:
-                    if left[0] <= 0:
-                        return
-                    left[0] -= 1
-                t0 = time.perf_counter()
-                try:
-                    stub.Replan(request, timeout=120)
-                except grpc.RpcError as exc:
-                    with lock:
-                        errors.append(exc.code().name)
-                    continue
-                with lock:
-                    latencies.append(time.perf_counter() - t0)
-
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - t0
-    latencies.sort()
-    n = len(latencies)
-    return {
-        "calls": n,
-        "errors": len(errors),
-        "p50": statistics.median(latencies) if n else float("nan"),
-        "p99": latencies[min(n - 1, round(0.99 * (n - 1)))] if n else float("nan"),
-        "rate": n / wall if wall > 0 else 0.0,
-    }
 
 
 def main() -> None:
@@ -92,7 +40,7 @@ def main() -> None:
     print("".join(f"{h:>10}" for h in header))
     rates: dict[tuple[int, int, int], float] = {}
     for workers in sorted({1, args.workers}):
-        with started_server(None if workers == 1 else workers) as target:
+        with started_server(workers) as target:
             for n, request in requests.items():
                 for clients in args.clients:
                     r = run(target, request, clients, args.calls, args.seconds)

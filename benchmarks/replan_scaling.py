@@ -9,7 +9,13 @@ Arrow form with ZSTD body compression (`encode_snapshot(..., compression="zstd")
 100k-deal request fits a default server's 128 MiB limit. Views: SUMMARY (no per-deal rows),
 TABLE (every deal and schedule as Arrow columns) and FULL (per-deal messages with their words).
 
+First, the everyday call under concurrency: 50-deal FULL Replans from 1 and 8 concurrent
+clients (each a thread with its own channel, warmed, calls back to back, bounded in count and
+time) against a warmed server of 1 process and of one per core (`--concurrency-workers`),
+p50/p99 and calls/s. Then the sizes, one caller at a time, against a server of `--workers`.
+
     .venv/bin/python benchmarks/replan_scaling.py [--sizes 50 1000 10000 100000] [--workers N]
+        [--clients 1 8] [--concurrency-workers 1 2] [--concurrent-calls 400]
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -90,6 +97,96 @@ def timed(call: Callable[[], object], repeats: int) -> tuple[float, float, objec
     return statistics.median(seconds), p99, reply
 
 
+def run(
+    target: str, request: pb.ReplanRequest, clients: int, calls: int, seconds: float
+) -> dict[str, float]:
+    """`clients` threads, each with its own channel (warmed by one call first), calling until
+    `calls` calls in all or `seconds` have passed: p50/p99 of the calls and calls/s."""
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    left = [calls]
+    stop = [0.0]
+    started = [0.0]
+
+    def start_clock() -> None:  # once every channel is connected and warm
+        started[0] = time.perf_counter()
+        stop[0] = time.monotonic() + seconds
+
+    ready = threading.Barrier(clients, action=start_clock)
+    options = [
+        ("grpc.max_receive_message_length", 256 * MIB),
+        ("grpc.max_send_message_length", 256 * MIB),
+    ]
+
+    def client() -> None:
+        with grpc.insecure_channel(target, options) as channel:
+            stub = rpc.ReallocatorServiceStub(channel)
+            try:
+                stub.Replan(request, timeout=120)  # warm this channel
+            finally:
+                ready.wait()
+            while time.monotonic() < stop[0]:
+                with lock:
+                    if left[0] <= 0:
+                        return
+                    left[0] -= 1
+                t0 = time.perf_counter()
+                try:
+                    stub.Replan(request, timeout=120)
+                except grpc.RpcError as exc:
+                    with lock:
+                        errors.append(exc.code().name)
+                    continue
+                with lock:
+                    latencies.append(time.perf_counter() - t0)
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - started[0]
+    latencies.sort()
+    n = len(latencies)
+    return {
+        "calls": n,
+        "errors": len(errors),
+        "p50": statistics.median(latencies) if n else float("nan"),
+        "p99": latencies[min(n - 1, round(0.99 * (n - 1)))] if n else float("nan"),
+        "rate": n / wall if wall > 0 else 0.0,
+    }
+
+
+def concurrency(
+    deals: int, clients: list[int], workers: list[int], calls: int, seconds: float
+) -> None:
+    """The everyday call (a FULL dry-run Replan) from concurrent clients, per server size."""
+    request = pb.ReplanRequest(
+        snapshot=encode_snapshot(make_snapshot(deals), "arrow", compression="zstd"),
+        view=pb.PLAN_VIEW_FULL,
+        dry_run=True,
+    )
+    header = ("workers", "deals", "clients", "calls", "errors", "p50 ms", "p99 ms", "calls/s")
+    print("".join(f"{h:>10}" for h in header))
+    rates: dict[tuple[int, int], float] = {}
+    for w in workers:
+        with started_server(w) as target:
+            run(target, request, 1, 50, seconds)  # warm the server's every worker and cache
+            for c in clients:
+                r = run(target, request, c, calls, seconds)
+                rates[(w, c)] = r["rate"]
+                print(f"{w:>10}{deals:>10}{c:>10}{r['calls']:>10.0f}{r['errors']:>10.0f}"
+                      f"{r['p50'] * 1e3:>10.1f}{r['p99'] * 1e3:>10.1f}{r['rate']:>10.1f}",
+                      flush=True)  # fmt: skip
+    if len(workers) > 1:
+        for c in clients:
+            one, many = rates[(workers[0], c)], rates[(workers[-1], c)]
+            print(f"  {c} client(s): {workers[-1]} workers / {workers[0]}: "
+                  f"{many / one if one else float('nan'):.2f}x calls/s")  # fmt: skip
+    print()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[50, 1_000, 10_000, 100_000])
@@ -98,7 +195,29 @@ def main() -> None:
     parser.add_argument(
         "--workers", type=int, default=None, help="server processes (default: the server's own)"
     )
+    parser.add_argument("--clients", type=int, nargs="*", default=[1, 8],
+                        help="concurrent clients of the 50-deal run (none: skip it)")  # fmt: skip
+    parser.add_argument(
+        "--concurrency-workers",
+        type=int,
+        nargs="+",
+        default=sorted({1, os.cpu_count() or 1}),
+        help="server processes of the concurrent runs (default: 1 and the cores)",
+    )
+    parser.add_argument("--concurrent-deals", type=int, default=50)
+    parser.add_argument("--concurrent-calls", type=int, default=400,
+                        help="most calls per concurrent run")  # fmt: skip
+    parser.add_argument("--concurrent-seconds", type=float, default=30.0,
+                        help="most seconds per concurrent run")  # fmt: skip
     args = parser.parse_args()
+    if args.clients:
+        concurrency(
+            args.concurrent_deals,
+            args.clients,
+            args.concurrency_workers,
+            args.concurrent_calls,
+            args.concurrent_seconds,
+        )
     options = [
         ("grpc.max_receive_message_length", 256 * MIB),
         ("grpc.max_send_message_length", 256 * MIB),

@@ -94,7 +94,7 @@ def _check_together(
         return None
     counts = np.asarray([slices[i].num_rows for i in picked], dtype=np.int64)
     labels = np.repeat(np.asarray([f"{k}{_SEP}" for k in range(len(picked))], dtype=object), counts)
-    original = {c: raw.table[c].to_numpy(dtype=object) for c in _IDS}
+    original = {c: np.asarray(raw.table[c], dtype=object) for c in _IDS}
     for c in _IDS:
         raw.table[c] = _qualify(original[c], labels)
     sellers = pd.Index(

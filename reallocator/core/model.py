@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import IntEnum, StrEnum
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -273,6 +274,47 @@ GROUP_COLUMNS: dict[str, str] = {
     "min_share": "float64",  # NaN = none (share of the flight budget, 0..1)
     "max_share": "float64",
 }
+
+
+def values_of(frame: pd.DataFrame, name: str, dtype: Any = None) -> np.ndarray:
+    """`frame[name].to_numpy(dtype)` without building a Series: ~1.5 us instead of 15-30 us,
+    and a 50-deal plan reads ~200 columns. Read-only where it shares the frame's memory, as a
+    copy-on-write frame's `to_numpy()` is; columns that are not plain numpy (strings,
+    categoricals) and frames without pandas' column accessor take the ordinary path."""
+    get = getattr(frame, "_get_column_array", None)
+    columns = getattr(frame, "columns", None)
+    if get is None or columns is None or not columns.is_unique or name not in columns:
+        return np.asarray(frame[name].to_numpy(dtype))
+    values = get(columns.get_loc(name))
+    if not isinstance(values, np.ndarray):
+        return np.asarray(frame[name].to_numpy(dtype))
+    out = values if dtype is None else values.astype(dtype, copy=False)
+    if out is values:
+        out = out.view()
+        out.flags.writeable = False
+    return out
+
+
+def as_text(column: pd.Series) -> npt.NDArray[np.object_]:
+    """`column.astype(str)` as an object array, without the round trip through pandas for the
+    two kinds of label column the core holds: a categorical's labels picked by code, a str
+    column's values as they are (each cost ~0.2 ms a call at 50 rows, many calls a plan)."""
+    values = column.array
+    if isinstance(values, pd.Categorical):
+        labels = np.array([*(str(c) for c in values.categories), np.nan], dtype=object)
+        picked: npt.NDArray[np.object_] = labels[values.codes]  # code -1 stays NaN, as in astype
+        return picked
+    if column.dtype == "str":
+        return column.to_numpy(dtype=object)
+    return np.asarray(column.astype(str), dtype=object)
+
+
+def conform(frame: pd.DataFrame, dtypes: dict[str, str]) -> pd.DataFrame:
+    """`frame` with `dtypes`, cast only where a column differs: `astype` of a whole frame copies
+    every column even when nothing changes (~5 % of a 50-deal plan)."""
+    have = dict(zip(frame.columns, frame.dtypes.tolist(), strict=True))  # one pass, no getitem
+    off = {name: dtype for name, dtype in dtypes.items() if have[name] != dtype}
+    return frame.astype(off) if off else frame
 
 
 def empty_deals(n: int = 0) -> pd.DataFrame:

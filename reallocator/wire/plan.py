@@ -11,7 +11,7 @@ import pyarrow as pa
 from google.protobuf import struct_pb2
 from google.protobuf.duration_pb2 import Duration
 
-from reallocator.core.model import BudgetType
+from reallocator.core.model import BudgetType, values_of
 from reallocator.core.plan.explain import render_deal_rationales
 from reallocator.core.plan.model import (
     AdjustmentRequest,
@@ -228,18 +228,18 @@ def _deal_messages(
 ) -> None:
     """One DealAllocation per row of `rows`, columns read once; missing words rendered."""
     c = {k: table[k].to_numpy()[rows].tolist() for k in _DEAL_FIELDS}
-    texts = table["rationale"].to_numpy(dtype=object)[rows]
+    texts = values_of(table, "rationale", object)[rows]
     missing = np.flatnonzero(texts == "")
     if missing.size:
         texts = texts.copy()
         rendered = render_deal_rationales(table, bt, currency, rows[missing])
         texts[missing] = np.asarray(rendered, dtype=object)
     text = texts.astype(str).tolist()
-    binding = _codes(table["binding"].to_numpy(dtype=object)[rows], BINDING)
-    reason = _codes(table["reason"].to_numpy(dtype=object)[rows], REASON)
-    pacing = _codes(table["pacing"].to_numpy(dtype=object)[rows], PACING)
+    binding = _codes(values_of(table, "binding", object)[rows], BINDING)
+    reason = _codes(values_of(table, "reason", object)[rows], REASON)
+    pacing = _codes(values_of(table, "pacing", object)[rows], PACING)
     marginal = np.nan_to_num(
-        table["marginal_value"].to_numpy(np.float64)[rows], nan=0.0, posinf=0.0, neginf=0.0
+        values_of(table, "marginal_value", np.float64)[rows], nan=0.0, posinf=0.0, neginf=0.0
     ).tolist()
     add = msg.deals.add
     for i in range(rows.size):
@@ -276,24 +276,25 @@ _DEAL_FIELDS = (
 )
 
 
-def _groups(frame: pd.DataFrame) -> list[plan_pb2.GroupTotal]:
-    out = []
-    cols = {c: frame[c].to_numpy() for c in frame.columns}
-    for i, gid in enumerate(frame.index.astype(str)):
-        g = plan_pb2.GroupTotal(
+def _groups(frame: pd.DataFrame, into: Any) -> None:
+    """A GroupTotal per row, added in place (no message built then copied into the plan)."""
+    cols = {c: values_of(frame, c).tolist() for c in frame.columns}  # plain values per row
+    add = into.add
+    for i, gid in enumerate(frame.index.astype(str).tolist()):
+        fields: dict[str, Any] = {}
+        if not math.isnan(cols["min_total"][i]):
+            fields["min_total"] = int(cols["min_total"][i])
+        if not math.isnan(cols["max_total"][i]):
+            fields["max_total"] = int(cols["max_total"][i])
+        add(
             id=gid,
             delivered=int(cols["delivered"][i]),
             old_allocation=int(cols["old_allocation"][i]),
             new_allocation=int(cols["new_allocation"][i]),
             binding=bool(cols["binding"][i]),
             marginal_value=_finite(float(cols["marginal_value"][i])),
+            **fields,
         )
-        if not np.isnan(cols["min_total"][i]):
-            g.min_total = int(cols["min_total"][i])
-        if not np.isnan(cols["max_total"][i]):
-            g.max_total = int(cols["max_total"][i])
-        out.append(g)
-    return out
 
 
 def add_rows(
@@ -309,8 +310,8 @@ def add_rows(
     summary in with this on reading, so a plan read back equals the one Replan returned."""
     rows = np.arange(len(deals))
     if view == "changed":
-        moved = deals["delta"].to_numpy() != 0
-        ahead = deals["pacing"].to_numpy(dtype=object) == DealPacing.AHEAD.value
+        moved = values_of(deals, "delta") != 0
+        ahead = values_of(deals, "pacing", object) == DealPacing.AHEAD.value
         rows = np.flatnonzero(moved | ahead)
     elif view in ("none", "table"):
         rows = rows[:0]
@@ -353,8 +354,8 @@ def encode_plan(
         SEVERITY[str(plan.max_severity)] if plan.max_severity else common_pb2.SEVERITY_UNSPECIFIED
     )
     add_rows(msg, plan.deals, plan.schedule_table, plan.budget_type, plan.currency, deals)
-    msg.sellers.extend(_groups(plan.sellers))
-    msg.channels.extend(_groups(plan.channels))
+    _groups(plan.sellers, msg.sellers)
+    _groups(plan.channels, msg.channels)
     for u in plan.unspendable_reasons:
         msg.unspendable_reasons.add(
             amount=u.amount,

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import numpy as np
 import pandas as pd
 
 from reallocator.core.model import (
@@ -16,7 +17,6 @@ from reallocator.core.model import (
     DeliverySeries,
     PacingSpec,
     Policy,
-    empty_deals,
 )
 from reallocator.v1 import snapshot_pb2
 from reallocator.wire import deals as wire_deals
@@ -93,10 +93,12 @@ def _groups(
             errors.add(f"{p}.limits.max_share", f"must be >= min_share ({values[3]} < {values[2]})")
         ids.append(gid)
         rows.append(values)
-    frame = pd.DataFrame(
-        rows, columns=list(GROUP_COLUMNS), index=pd.Index(ids, name=id_field, dtype=object)
+    limits_table = np.array(rows, dtype=np.float64).reshape(len(rows), len(GROUP_COLUMNS))
+    return pd.DataFrame(  # every GROUP_COLUMNS column is float64: no astype
+        limits_table,
+        columns=list(GROUP_COLUMNS),
+        index=pd.Index(ids, name=id_field, dtype=object),
     )
-    return frame.astype(GROUP_COLUMNS)
 
 
 def _id_length(value: str, path: str, limit: int, errors: Violations) -> None:
@@ -160,7 +162,7 @@ def decode_snapshot(
         if raw is not None and table.HasField("recent_delivery"):
             series = wire_deals.series_from_matrix(
                 table.recent_delivery,
-                len(raw.table),
+                raw.n,
                 f"{path}.deals_table.recent_delivery",
                 as_of,
                 errors,
@@ -172,13 +174,13 @@ def decode_snapshot(
     else:
         errors.add(f"{path}.deals", "at least one deal is required (in deals or deals_table)")
 
-    if raw is not None and len(raw.table) == 0:
+    if raw is not None and raw.n == 0:
         errors.add(f"{path}.deals_table", "at least one deal is required")
         raw = None
-    deals = empty_deals(0)
+    deals = None
     if raw is not None:
         deals = wire_deals.check_deals(raw, sellers.index, channels.index, as_of, errors, limits)
-    if errors or as_of is None:
+    if errors or as_of is None or deals is None:
         return None
     delivery = None
     if series is not None:

@@ -405,6 +405,24 @@ def test_sellers_channels_and_campaign_are_judged_as_wholes() -> None:
     assert {EntityKind.DEAL, EntityKind.SELLER, EntityKind.CHANNEL, EntityKind.CAMPAIGN} <= kinds
 
 
+def test_alerts_without_their_words_are_the_same_alerts() -> None:
+    """A planner that only counts alerts asks for no sentences: same rows, same order, same
+    numbers, empty messages."""
+    frame = deals(
+        [150_000, 60_000, 120_000], sellers=["s1", "s1", "s2"], channels=["web", "ctv", "web"]
+    )
+    pacing = spec(budgets=(Budget(Period.LIFETIME, 900_000),))
+    snap = snapshot(frame, DAY5, pacing=pacing, delivery=hourly(steady([1250, 500, 1000]), DAY5))
+    full, bare = assess(snap), assess(snap, alert_messages=False)
+    assert len(full.alerts) >= 4
+    assert (full.alerts["message"] != "").all()
+    assert (bare.alerts["message"] == "").all()
+    pd.testing.assert_frame_equal(
+        full.alerts.drop(columns="message"), bare.alerts.drop(columns="message")
+    )
+    pd.testing.assert_frame_equal(full.deals, bare.deals)
+
+
 def test_spend_columns_for_a_clicks_goal() -> None:
     frame = deals([500], [1_000], unit="clicks")  # 500 clicks for 1,000,000 micros: 2,000 each
     pacing = spec(budget_type=BudgetType.CLICKS, budgets=(Budget(Period.LIFETIME, 1_000),))

@@ -30,12 +30,15 @@ from reallocator.core.model import (
     DealStatus,
     DeliverySeries,
     Policy,
+    as_text,
+    values_of,
 )
 
 MIN_PARTICIPATION = 0.05
 METHODS = ["rate", "declared", "booked", "stalled", "inactive", "given", "commitment"]
 """How a capacity was reached; "given": the caller's own forecast (build_plan(forecast=...));
 "commitment": a seller-paced deal keeping pace, at least what remains of its commitment."""
+_METHOD_DTYPE = pd.CategoricalDtype(pd.Index(METHODS))
 _MAX_CAPACITY = 2.0**62
 
 
@@ -79,11 +82,11 @@ class ForecastInputs:
         by it, so the daily traffic cycle does not read as noise.
         """
         n = len(deals)
-        imps = deals["impressions"].to_numpy(np.float64)
+        imps = values_of(deals, "impressions", np.float64)
         column = DELIVERED_COLUMN[budget_type]
         units_total = deals[column].to_numpy(np.float64)
-        wins_total = deals["wins"].to_numpy(np.float64)
-        bids = deals["bids"].to_numpy(np.float64)
+        wins_total = values_of(deals, "wins", np.float64)
+        bids = values_of(deals, "bids", np.float64)
         with np.errstate(divide="ignore", invalid="ignore"):
             win_rate = np.where(bids > 0, wins_total / bids, np.nan)
             units_per_win = np.where(wins_total > 0, units_total / wins_total, np.nan)
@@ -117,18 +120,18 @@ class ForecastInputs:
             stalled = (n_hours >= tail * hours) & (recent <= 0)
         return cls(
             observed_rate=rate,
-            participation_rate=deals["participation_rate"].to_numpy(np.float64),
+            participation_rate=values_of(deals, "participation_rate", np.float64),
             avails_rate=avails_rate,
             win_rate=win_rate,
             units_per_win=units_per_win,
-            available_inventory=deals["available_inventory"].to_numpy(np.int64),
+            available_inventory=values_of(deals, "available_inventory", np.int64),
             booked=np.maximum(
-                0, deals["allocation"].to_numpy(np.int64) - units_total.astype(np.int64)
+                0, values_of(deals, "allocation", np.int64) - units_total.astype(np.int64)
             ),
             evidence_hours=evidence,
-            evidence_impressions=deals["impressions"].to_numpy(np.int64),
+            evidence_impressions=values_of(deals, "impressions", np.int64),
             stalled=stalled,
-            active=deals["status"].to_numpy() == DealStatus.ACTIVE,
+            active=values_of(deals, "status") == DealStatus.ACTIVE,
             rate_se=rate_se,
         )
 
@@ -273,7 +276,10 @@ def forecast_capacity(
     )
     rationale = pd.DataFrame(
         {
-            "method": pd.Categorical(method, METHODS),
+            "method": pd.Categorical.from_codes(  # codes: no per-row hashing of strings
+                np.select([method == m for m in METHODS], list(range(len(METHODS))), default=-1),
+                dtype=_METHOD_DTYPE,
+            ),
             "observed_rate": inputs.observed_rate,
             "participation_rate": inputs.participation_rate,
             "unthrottled_rate": unthrottled,
@@ -296,9 +302,9 @@ def confident_cuts(
     (rate +/- z x standard error) / participation x remaining hours, z = `policy.cut_confidence`
     (0 keeps the raw forecast); then `shrink_to_current`. A declared inventory below the
     allocation is the seller's word and a stall is judged elsewhere: neither is held."""
-    capacity = np.array(table["capacity"].to_numpy(np.int64))
+    capacity = np.array(values_of(table, "capacity", np.int64))
     declared = inputs.available_inventory
-    method = table["method"].astype(str).to_numpy()
+    method = as_text(table["method"])
     eligible = (
         (method == "rate")
         & inputs.active
@@ -308,7 +314,7 @@ def confident_cuts(
     out, held = capacity, np.zeros(capacity.shape, dtype=bool)
     if policy.cut_confidence > 0 and inputs.rate_se is not None:
         part = np.clip(np.nan_to_num(inputs.participation_rate, nan=1.0), MIN_PARTICIPATION, 1.0)
-        hours = table["remaining_hours"].to_numpy(np.float64)
+        hours = values_of(table, "remaining_hours", np.float64)
         spread = policy.cut_confidence * inputs.rate_se
         upper = (inputs.observed_rate + spread) / part * hours
         lower = (inputs.observed_rate - spread) / part * hours

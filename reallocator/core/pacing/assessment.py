@@ -20,9 +20,11 @@ end-of-flight total instead of the curve.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import cached_property
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -37,6 +39,7 @@ from reallocator.core.model import (
     Policy,
     PriceKind,
     Severity,
+    values_of,
 )
 from reallocator.core.pacing import confidence as conf
 from reallocator.core.pacing.calendar import (
@@ -136,6 +139,9 @@ MIN_WINDOW_OPPORTUNITY_HOURS = 1.0
 _STATUSES = [str(s) for s in PacingStatus]
 _SEVERITIES = ["", *(str(s) for s in AlertSeverity)]
 _REASONS = ["", *(str(r) for r in Reason)]
+_STATUS_DTYPE = pd.CategoricalDtype(pd.Index(_STATUSES))
+_SEVERITY_DTYPE = pd.CategoricalDtype(pd.Index(_SEVERITIES))
+_REASON_DTYPE = pd.CategoricalDtype(pd.Index(_REASONS))
 _STATUS_CODE = {PacingStatus(s): i for i, s in enumerate(_STATUSES)}
 _SEVERITY_CODE = {AlertSeverity(s): i for i, s in enumerate(_SEVERITIES) if s}
 _REASON_CODE = {Reason(r): i for i, r in enumerate(_REASONS) if r}
@@ -178,10 +184,21 @@ class Assessment:
     rate_window_hours: float  # opportunity hours behind recent_rate (0: lifetime average used)
     ceiling: bool  # UNDER judged on projections (ASAP-like shape)
     deals: pd.DataFrame
-    sellers: pd.DataFrame
-    channels: pd.DataFrame
     campaign: pd.DataFrame
     alerts: pd.DataFrame
+    curve: PacingCurve | None = field(default=None, repr=False)
+    """The pacing curve the verdicts used (over `default_span`): the plan reuses it."""
+    groups: dict[str, _Verdicts] = field(default_factory=dict, repr=False)
+    """The seller and channel verdicts, framed on first read (a plan rarely reads them: their
+    two frames were ~10 % of a 50-deal plan)."""
+
+    @cached_property
+    def sellers(self) -> pd.DataFrame:
+        return self.groups["sellers"].frame
+
+    @cached_property
+    def channels(self) -> pd.DataFrame:
+        return self.groups["channels"].frame
 
     def alert_list(self) -> list[Alert]:
         """Alerts as typed records (for the gRPC adapter)."""
@@ -267,9 +284,12 @@ def assess(
     *,
     recent_window: timedelta = RECENT_WINDOW,
     checkpoint: Checkpoint = never,
+    alert_messages: bool = True,
 ) -> Assessment:
     """Assess pacing of every deal, seller, channel and the campaign at `snapshot.as_of`.
-    `checkpoint` is called between phases (core/interrupt.py): it may raise Interrupted."""
+    `checkpoint` is called between phases (core/interrupt.py): it may raise Interrupted.
+    `alert_messages` False leaves the alerts' messages empty (a planner that only counts the
+    alerts does not pay for 100k sentences)."""
     spec = snapshot.pacing
     as_of = float(to_unix(snapshot.as_of))
     span = default_span(spec, snapshot.timezone, snapshot.as_of)
@@ -280,13 +300,13 @@ def assess(
 
     deals = snapshot.deals
     bt = spec.budget_type
-    alloc = deals["allocation"].to_numpy(np.float64)
+    alloc = values_of(deals, "allocation", np.float64)
     actual = deals[UNIT_COLUMN[bt]].to_numpy(np.float64)
-    spend = deals["spend_micros"].to_numpy(np.float64)
-    impressions = deals["impressions"].to_numpy(np.float64)
-    plan_at = deals["plan_applied_at"].to_numpy(np.float64)
-    at_plan = deals["delivered_at_plan"].to_numpy(np.float64)
-    status = deals["status"].to_numpy()
+    spend = values_of(deals, "spend_micros", np.float64)
+    impressions = values_of(deals, "impressions", np.float64)
+    plan_at = values_of(deals, "plan_applied_at", np.float64)
+    at_plan = values_of(deals, "delivered_at_plan", np.float64)
+    status = values_of(deals, "status")
     horizon = (ctx.h0, ctx.h1)
 
     def expected_at(t: float | FloatArray) -> FloatArray:
@@ -348,7 +368,7 @@ def assess(
         has_series=has_series.astype(np.float64),
     )
     deal_ids = deals["deal_id"].astype(str).to_numpy()
-    deal_frame = _evaluate(
+    deal_verdicts = _evaluate(
         rows,
         ctx,
         EntityKind.DEAL,
@@ -357,22 +377,25 @@ def assess(
         paused=status == DealStatus.PAUSED,
         ended=status == DealStatus.ENDED,
         trend_ok=trend_ok,
+        leading={
+            # A str column as it is (no round trip through objects); others as numpy.
+            name: deals[name].array if deals[name].dtype == "str" else deals[name].to_numpy()
+            for name in ("seller_id", "channel_id")
+        },
     )
-    deal_frame.insert(0, "seller_id", deals["seller_id"].to_numpy())
-    deal_frame.insert(1, "channel_id", deals["channel_id"].to_numpy())
 
     checkpoint("group verdicts")
-    group_frames: list[pd.DataFrame] = []
+    groups: list[_Verdicts] = []
     for column, kind in (("seller_id", EntityKind.SELLER), ("channel_id", EntityKind.CHANNEL)):
         codes, uniques = pd.factorize(deals[column], sort=True)
         group_rows = rows.grouped(codes, len(uniques))
         ids = np.asarray(uniques, dtype=object).astype(str)
         hours = np.full(len(uniques), ctx.elapsed_active_hours)
         members_trend = np.bincount(codes, weights=trend_ok, minlength=len(uniques)) > 0
-        group_frames.append(_evaluate(group_rows, ctx, kind, ids, hours, trend_ok=members_trend))
+        groups.append(_evaluate(group_rows, ctx, kind, ids, hours, trend_ok=members_trend))
 
     campaign_rows = _campaign_rows(rows, ctx, curve, bt)
-    campaign_frame = _evaluate(
+    campaign_verdicts = _evaluate(
         campaign_rows,
         ctx,
         EntityKind.CAMPAIGN,
@@ -380,11 +403,11 @@ def assess(
         np.array([ctx.elapsed_active_hours]),
         trend_ok=np.array([bool(trend_ok.any())]),
     )
-    frames = {
-        EntityKind.DEAL: deal_frame,
-        EntityKind.SELLER: group_frames[0],
-        EntityKind.CHANNEL: group_frames[1],
-        EntityKind.CAMPAIGN: campaign_frame,
+    verdicts = {
+        EntityKind.DEAL: deal_verdicts,
+        EntityKind.SELLER: groups[0],
+        EntityKind.CHANNEL: groups[1],
+        EntityKind.CAMPAIGN: campaign_verdicts,
     }
     return Assessment(
         campaign_id=snapshot.campaign_id,
@@ -398,11 +421,11 @@ def assess(
         opportunity_remaining_hours=ctx.remaining_opportunity,
         rate_window_hours=ctx.rate_window_opportunity,
         ceiling=curve.ceiling,
-        deals=deal_frame,
-        sellers=group_frames[0],
-        channels=group_frames[1],
-        campaign=campaign_frame,
-        alerts=_alerts(frames, ctx),
+        deals=deal_verdicts.frame,
+        campaign=campaign_verdicts.frame,
+        alerts=_alerts(verdicts, ctx, alert_messages),
+        curve=curve,
+        groups={"sellers": groups[0], "channels": groups[1]},
     )
 
 
@@ -469,8 +492,8 @@ def _impressions_per_unit(
     """Impressions per budget unit: observed, else from an eCPM price; NaN when unknowable."""
     if bt is BudgetType.IMPRESSIONS:
         return np.ones(actual.size)
-    price = deals["price_micros"].to_numpy(np.float64)
-    ecpm = deals["price_kind"].to_numpy() == PriceKind.ECPM
+    price = values_of(deals, "price_micros", np.float64)
+    ecpm = values_of(deals, "price_kind") == PriceKind.ECPM
     priced = np.full(actual.size, np.nan)
     if bt is BudgetType.SPEND:
         priced = np.where(ecpm & (price > 0), 1000.0 / np.where(price > 0, price, 1.0), np.nan)
@@ -484,8 +507,8 @@ def _cost_per_unit(
     """Micros per budget unit: observed, else from the price; NaN when unknowable."""
     if bt is BudgetType.SPEND:
         return np.ones(actual.size)
-    price = deals["price_micros"].to_numpy(np.float64)
-    kind = deals["price_kind"].to_numpy()
+    price = values_of(deals, "price_micros", np.float64)
+    kind = values_of(deals, "price_kind")
     priced = np.where(kind == PriceKind.PER_UNIT, price, np.nan)
     if bt is BudgetType.IMPRESSIONS:
         priced = np.where(kind == PriceKind.ECPM, price / 1000.0, priced)
@@ -568,8 +591,10 @@ def _evaluate(
     paused: BoolArray | None = None,
     ended: BoolArray | None = None,
     trend_ok: BoolArray | None = None,
-) -> pd.DataFrame:
-    """Verdicts, projections and confidence for rows of additive quantities (vectorised)."""
+    leading: dict[str, np.ndarray] | None = None,
+) -> _Verdicts:
+    """Verdicts, projections and confidence for rows of additive quantities (vectorised);
+    `leading` columns come first (the deals' seller and channel)."""
     policy = ctx.policy
     n = rows.actual.size
     alloc, expected, actual = rows.allocation, rows.expected, rows.actual
@@ -700,15 +725,15 @@ def _evaluate(
             EntityKind.CHANNEL: "channel_id",
         }.get(kind, "campaign_id"),
     )
-    return pd.DataFrame(
-        {
+    columns = {
+            **(leading or {}),
             "allocation": alloc,
             "expected": expected,
             "actual": actual,
             "expected_spend_micros": rows.expected_spend,
             "actual_spend_micros": rows.actual_spend,
             "pacing_ratio": ratio,
-            "status": _categorical(status, _STATUSES),
+            "status": _categorical(status, _STATUS_DTYPE),
             "recent_rate": rate,
             "recent_rate_clock": rows.window_units / ctx.rate_window_clock_hours
             if ctx.rate_window_clock_hours > 0
@@ -723,19 +748,43 @@ def _evaluate(
             "conf_evidence": ev,
             "evidence_hours": np.broadcast_to(evidence_hours, (n,)).astype(np.float64),
             "evidence_events": rows.events,
-            "severity": _categorical(severity, _SEVERITIES),
-            "reason": _categorical(reason, _REASONS),
+            "severity": _categorical(severity, _SEVERITY_DTYPE),
+            "reason": _categorical(reason, _REASON_DTYPE),
             "alert": alert,
-            "_stall_lambda": rows.stall_lambda,
-        },
+        }  # fmt: skip
+    return _Verdicts(
         index=index,
+        columns=columns,
+        codes={"status": status, "severity": severity, "reason": reason},
+        ids=np.asarray(ids),
+        stall_lambda=rows.stall_lambda,
     )
 
 
-def _categorical(codes: np.ndarray, categories: list[str]) -> pd.Categorical[str]:
-    """Label columns as categoricals built from codes: no per-row string work."""
-    return pd.Categorical.from_codes(
-        np.asarray(codes, dtype=np.int64), categories=pd.Index(categories)
+@dataclass(frozen=True, eq=False)
+class _Verdicts:
+    """A verdict frame and the arrays it was built from: the alerts read the arrays (a frame
+    getitem per column cost more than the alerts' own work at 50 deals)."""
+
+    index: pd.Index
+    columns: dict[str, Any]
+    codes: dict[str, np.ndarray]  # status, severity, reason codes (into _STATUSES, ...)
+    ids: np.ndarray
+    stall_lambda: FloatArray
+
+    @cached_property
+    def frame(self) -> pd.DataFrame:
+        """Built once, when first read (the arrays are never changed after `_evaluate`)."""
+        return pd.DataFrame(self.columns, index=self.index)
+
+
+def _categorical(codes: np.ndarray, dtype: pd.CategoricalDtype) -> pd.Categorical[str]:
+    """Label columns as categoricals built from codes: no per-row string work, and one dtype
+    per label list (building its categories each call was ~3 % of a 50-deal plan)."""
+    # pandas-stubs types the dtype by its codes, not its labels
+    return pd.Categorical.from_codes(  # type: ignore[return-value]
+        np.asarray(codes, dtype=np.int64),
+        dtype=dtype,  # type: ignore[arg-type]
     )
 
 
@@ -755,7 +804,10 @@ def _exhaustion(
 
 
 def _messages(
-    kind: EntityKind, hit: pd.DataFrame, stall_lambda: FloatArray, ctx: _Context
+    kind: EntityKind,
+    hit: dict[str, np.ndarray],
+    stall_lambda: FloatArray,
+    ctx: _Context,
 ) -> list[str]:
     """A human sentence with the numbers behind each alert.
 
@@ -769,7 +821,7 @@ def _messages(
     per = ",.2f" if money else ",.1f"
 
     def column(name: str) -> list[float]:
-        values: list[float] = (hit[name].to_numpy(np.float64) * scale).tolist()
+        values: list[float] = (hit[name] * scale).tolist()
         return values
 
     def rates(name: str) -> list[str]:
@@ -781,18 +833,16 @@ def _messages(
     actual, expected = column("actual"), column("expected")
     alloc, proj = column("allocation"), column("projected_end")
     rate, required = rates("recent_rate"), rates("required_rate")
-    ratio = percent(hit["pacing_ratio"].to_numpy(np.float64))
+    ratio = percent(hit["pacing_ratio"])
     with np.errstate(divide="ignore", invalid="ignore"):
-        end_share = percent(
-            hit["projected_end"].to_numpy(np.float64) / hit["allocation"].to_numpy(np.float64)
-        )
-    confidence = hit["confidence"].to_numpy(np.float64).tolist()
-    runs_out = hit["projected_exhaustion"].to_numpy(np.float64).tolist()
+        end_share = percent(hit["projected_end"] / hit["allocation"])
+    confidence = hit["confidence"].tolist()
+    runs_out = hit["projected_exhaustion"].tolist()
     lam = stall_lambda.tolist()
-    who = [f"{kind.lower()} {i}" for i in hit.index.astype(str).tolist()]
+    who = [f"{kind.lower()} {i}" for i in hit["entity_id"].tolist()]
     hours = f"{ctx.policy.stalled_window.total_seconds() / 3600.0:g}"
     out: list[str] = []
-    for i, reason in enumerate(hit["reason"].astype(str).tolist()):
+    for i, reason in enumerate(hit["reason"].tolist()):
         if reason == Reason.STALLED:
             msg = (
                 f"{who[i]} delivered no impressions in the last {hours} h while about "
@@ -834,42 +884,53 @@ def _messages(
     return out
 
 
-def _alerts(frames: dict[EntityKind, pd.DataFrame], ctx: _Context) -> pd.DataFrame:
+_ALERT_NUMBERS = (
+    "confidence", "pacing_ratio", "expected", "actual", "projected_end", "allocation",
+    "recent_rate", "required_rate", "projected_exhaustion",
+)  # fmt: skip
+
+
+_LABELS = {
+    "status": np.asarray(_STATUSES, dtype=object),
+    "severity": np.asarray(_SEVERITIES, dtype=object),
+    "reason": np.asarray(_REASONS, dtype=object),
+}
+
+
+def _alerts(
+    verdicts: dict[EntityKind, _Verdicts], ctx: _Context, words: bool = True
+) -> pd.DataFrame:
     """Alerts of every entity that passed the gates: most severe first, then the broadest
-    (campaign, channels, sellers, deals: a campaign-wide outage leads), then most confident."""
-    parts: list[pd.DataFrame] = []
-    for kind, frame in frames.items():
-        mask = frame["alert"].to_numpy(bool)
-        stall_lambda = frame.pop("_stall_lambda").to_numpy(np.float64)[mask]
-        hit = frame.loc[mask]
-        if hit.empty:
+    (campaign, channels, sellers, deals: a campaign-wide outage leads), then most confident.
+
+    Built from numpy columns and one DataFrame at the end: a Replan of 50 deals spent more on
+    the per-kind frames and their concatenation than on the words."""
+    parts: list[dict[str, np.ndarray]] = []
+    for kind, v in verdicts.items():
+        mask = np.asarray(v.columns["alert"], dtype=bool)
+        if not mask.any():
             continue
-        part = pd.DataFrame(
-            {
-                "entity_kind": np.full(len(hit), str(kind), dtype=object),
-                "entity_id": hit.index.astype(str).to_numpy(dtype=object),
-                "status": hit["status"].astype(str).to_numpy(dtype=object),
-                "severity": hit["severity"].astype(str).to_numpy(dtype=object),
-                "reason": hit["reason"].astype(str).to_numpy(dtype=object),
-                "message": np.array(_messages(kind, hit, stall_lambda, ctx), dtype=object),
-                "confidence": hit["confidence"].to_numpy(np.float64),
-                "pacing_ratio": hit["pacing_ratio"].to_numpy(np.float64),
-                "expected": hit["expected"].to_numpy(np.float64),
-                "actual": hit["actual"].to_numpy(np.float64),
-                "projected_end": hit["projected_end"].to_numpy(np.float64),
-                "allocation": hit["allocation"].to_numpy(np.float64),
-            }
+        stall_lambda = np.asarray(v.stall_lambda, dtype=np.float64)[mask]
+        hit = {name: np.asarray(v.columns[name], dtype=np.float64)[mask] for name in _ALERT_NUMBERS}
+        hit["entity_id"] = v.ids.astype(str).astype(object)[mask]
+        for column, labels in _LABELS.items():
+            hit[column] = labels[v.codes[column][mask]]
+        hit["message"] = (
+            np.array(_messages(kind, hit, stall_lambda, ctx), dtype=object)
+            if words
+            else np.full(int(mask.sum()), "", dtype=object)
         )
-        parts.append(part)
+        hit["entity_kind"] = np.full(int(mask.sum()), str(kind), dtype=object)
+        parts.append(hit)
+    text = {"entity_kind", "entity_id", "status", "severity", "reason", "message"}
     if not parts:
-        text = {"entity_kind", "entity_id", "status", "severity", "reason", "message"}
         return pd.DataFrame(
             {c: pd.Series(dtype=object if c in text else np.float64) for c in ALERT_COLUMNS}
         )
-    alerts = pd.concat(parts, ignore_index=True)
-    severity = alerts["severity"].map({str(k): v for k, v in _SEVERITY_RANK.items()})
-    breadth = alerts["entity_kind"].map({str(k): v for k, v in _KIND_RANK.items()})
-    order = np.lexsort(
-        (-alerts["confidence"].to_numpy(np.float64), breadth.to_numpy(), severity.to_numpy())
-    )
-    return alerts.iloc[order].reset_index(drop=True)
+    columns = {c: np.concatenate([p[c] for p in parts]) for c in ALERT_COLUMNS}
+    severity_rank = {str(k): v for k, v in _SEVERITY_RANK.items()}
+    kind_rank = {str(k): v for k, v in _KIND_RANK.items()}
+    severity = np.array([severity_rank.get(s, np.nan) for s in columns["severity"].tolist()])
+    breadth = np.array([kind_rank.get(k, np.nan) for k in columns["entity_kind"].tolist()])
+    order = np.lexsort((-columns["confidence"], breadth, severity))
+    return pd.DataFrame({c: values[order] for c, values in columns.items()})

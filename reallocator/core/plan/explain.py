@@ -13,7 +13,7 @@ import pandas as pd
 
 from reallocator.core.engine import AllocationProblem, AllocationResult, BoundsReport
 from reallocator.core.engine.problem import NO_MAX, group_sum
-from reallocator.core.model import BudgetType
+from reallocator.core.model import BudgetType, as_text, values_of
 from reallocator.core.plan.model import BindingKind, ReasonCode
 from reallocator.core.plan.text import amounts, rates
 
@@ -123,16 +123,16 @@ def explain(
     x = result.allocation
     old = report.current
     delta = x - old
-    binding = binding_kinds(problem, report, result, frame["locked"].to_numpy(bool))
-    status = frame["status"].astype(str).to_numpy()
-    value = frame["value_per_unit"].to_numpy(np.float64)
+    binding = binding_kinds(problem, report, result, values_of(frame, "locked", bool))
+    status = as_text(frame["status"])
+    value = values_of(frame, "value_per_unit", np.float64)
     givers = delta < 0
     # Nobody gave: budget no deal held is being placed, and no deal is "worth more" than a
     # giver there is not.
     giver_value = (
         float(np.average(value[givers], weights=-delta[givers])) if givers.any() else np.inf
     )
-    by_response = frame["capped_by_response"].to_numpy(bool)
+    by_response = values_of(frame, "capped_by_response", bool)
     beyond = beyond_forecast(problem, report, x)
     b = problem
     seller_at_max = (group_sum(x, b.seller, b.n_sellers) >= b.seller_max)[b.seller]
@@ -201,6 +201,9 @@ _STOP = {
 }
 
 
+_STOP_TEXT = {str(k): v for k, v in _STOP.items()}
+"""The same templates keyed by plain strings (the table's binding column)."""
+
 _WHY = {
     ReasonCode.REDISTRIBUTED.value: "takes budget other deals cannot deliver or did not hold",
     ReasonCode.LOWER_VALUE.value: "moved to deals worth more per unit",
@@ -231,9 +234,9 @@ def render_deal_rationales(
     for a deal that did not move and is held by nothing). Figures are formatted column-wise (one
     comprehension per column): at 100k deals the per-value calls, not the joining, cost."""
     picked = np.arange(len(deals)) if rows is None else np.asarray(rows, dtype=np.int64)
-    old_all = deals["old_allocation"].to_numpy(np.int64)[picked]
-    x_all = deals["new_allocation"].to_numpy(np.int64)[picked]
-    binding_all = deals["binding"].to_numpy(dtype=object)[picked].astype(str)
+    old_all = values_of(deals, "old_allocation", np.int64)[picked]
+    x_all = values_of(deals, "new_allocation", np.int64)[picked]
+    binding_all = values_of(deals, "binding", object)[picked].astype(str)
     out = ["unchanged"] * picked.size
     told = np.flatnonzero((x_all != old_all) | (binding_all != BindingKind.NONE))
     if told.size == 0:
@@ -241,24 +244,27 @@ def render_deal_rationales(
     idx = picked[told]
     bt, cur = budget_type, currency
     old, x, kinds = old_all[told], x_all[told], binding_all[told]
-    reason = deals["reason"].to_numpy(dtype=object)[idx].astype(str)
-    ratio = deals["pacing_ratio"].to_numpy(np.float64)[idx]
-    status = deals["pacing_status"].to_numpy(dtype=object)[idx].astype(str)
+    reason = values_of(deals, "reason", object)[idx].astype(str)
+    ratio = values_of(deals, "pacing_ratio", np.float64)[idx]
+    status = values_of(deals, "pacing_status", object)[idx].astype(str)
     old_t = amounts(old, bt, cur)
     new_t = amounts(x, bt, cur)
     delta = x - old
     delta_t = amounts(np.abs(delta), bt, cur)
-    cap_t = amounts(deals["capacity"].to_numpy(np.int64)[idx], bt, cur)
-    step_t = amounts(deals["step"].to_numpy(np.int64)[idx], bt, cur)
-    recent_t = rates(deals["recent_rate"].to_numpy(np.float64)[idx], bt, cur)
-    need_t = rates(deals["required_rate"].to_numpy(np.float64)[idx], bt, cur)
+    cap_t = amounts(values_of(deals, "capacity", np.int64)[idx], bt, cur)
+    step_t = amounts(values_of(deals, "step", np.int64)[idx], bt, cur)
+    recent_t = rates(values_of(deals, "recent_rate", np.float64)[idx], bt, cur)
+    need_t = rates(values_of(deals, "required_rate", np.float64)[idx], bt, cur)
     why = [_WHY.get(r) or r.lower().replace("_", " ") for r in reason.tolist()]
-    at_max = deals["group_at_max"].to_numpy(bool)[idx].tolist()
-    sellers = deals["seller_id"].to_numpy(dtype=object)[idx].astype(str).tolist()
-    channels = deals["channel_id"].to_numpy(dtype=object)[idx].astype(str).tolist()
-    for j, i in enumerate(told.tolist()):
-        kind = kinds[j]
-        if reason[j] == ReasonCode.BEYOND_FORECAST:
+    at_max = values_of(deals, "group_at_max", bool)[idx].tolist()
+    sellers = values_of(deals, "seller_id", object)[idx].astype(str).tolist()
+    channels = values_of(deals, "channel_id", object)[idx].astype(str).tolist()
+    # Plain Python values per row (no numpy scalars, no enum calls): the loop is what costs.
+    paced = (np.isfinite(ratio) & ~np.isin(status, ["NOT_STARTED", "COMPLETED"])).tolist()
+    ratio_l, status_l, delta_l = ratio.tolist(), status.tolist(), delta.tolist()
+    beyond = (reason == ReasonCode.BEYOND_FORECAST).tolist()
+    for j, (i, kind) in enumerate(zip(told.tolist(), kinds.tolist(), strict=True)):
+        if beyond[j]:
             stop = (
                 f"beyond its capacity forecast of {cap_t[j]}, as the forecasts cannot absorb "
                 "the budget"
@@ -268,15 +274,18 @@ def render_deal_rationales(
         elif kind == BindingKind.CHANNEL:
             stop = f"channel {channels[j]} at its {'maximum' if at_max[j] else 'minimum'}"
         else:
-            stop = _STOP.get(BindingKind(kind), "").format(cap=cap_t[j], step=step_t[j])
+            template = _STOP_TEXT.get(kind)
+            if template is None:  # not a BindingKind: raises ValueError, as it always did
+                template = _STOP.get(BindingKind(kind), "")
+            stop = template.format(cap=cap_t[j], step=step_t[j]) if template else ""
         pace = ""
-        if np.isfinite(ratio[j]) and status[j] not in ("NOT_STARTED", "COMPLETED"):
+        if paced[j]:
             pace = (
-                f"; pacing {ratio[j]:.0%} ({status[j]}), delivering {recent_t[j]} vs "
+                f"; pacing {ratio_l[j]:.0%} ({status_l[j]}), delivering {recent_t[j]} vs "
                 f"{need_t[j]} needed on its old allocation"
             )
-        if delta[j]:
-            sign = "+" if delta[j] > 0 else "-"
+        if delta_l[j]:
+            sign = "+" if delta_l[j] > 0 else "-"
             move = f"{sign}{delta_t[j]} ({old_t[j]} -> {new_t[j]} remaining)"
         else:
             move = f"unchanged at {old_t[j]} remaining"

@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from reallocator.core.model import BudgetType, PriceKind
+from reallocator.core.model import BudgetType, PriceKind, values_of
 from reallocator.core.plan.model import AdjustmentRequest, RequestKind
 from reallocator.core.plan.severity import FloatArray
 
@@ -89,13 +89,13 @@ def impressions_per_unit(deals: pd.DataFrame, budget_type: BudgetType) -> FloatA
     if budget_type is BudgetType.IMPRESSIONS:
         return np.ones(n)
     units = deals[_UNIT_COLUMN[budget_type]].to_numpy(np.float64)
-    imps = deals["impressions"].to_numpy(np.float64)
+    imps = values_of(deals, "impressions", np.float64)
     observed = (units > 0) & (imps > 0)
     with np.errstate(divide="ignore", invalid="ignore"):
         out = np.where(observed, imps / np.where(observed, units, 1.0), np.nan)
     if budget_type is BudgetType.SPEND:
-        price = deals["price_micros"].to_numpy(np.float64)
-        ecpm = (deals["price_kind"].to_numpy() == PriceKind.ECPM) & (price > 0)
+        price = values_of(deals, "price_micros", np.float64)
+        ecpm = (values_of(deals, "price_kind") == PriceKind.ECPM) & (price > 0)
         out = np.where(ecpm, 1000.0 / np.where(ecpm, price, 1.0), out)
     return np.asarray(out, dtype=np.float64)
 

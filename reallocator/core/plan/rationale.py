@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from reallocator.core.engine import BoundsReport, BuiltProblem
-from reallocator.core.model import BudgetType, CampaignSnapshot
+from reallocator.core.model import BudgetType, CampaignSnapshot, as_text, values_of
 from reallocator.core.pacing.assessment import Assessment
 from reallocator.core.plan.model import (
     DecisionFactor,
@@ -93,7 +93,7 @@ def unspendable_reasons(
                 )
             )
     if unspendable > 0:
-        total_capacity = int(np.minimum(forecast["capacity"].to_numpy(), 2**62).sum())
+        total_capacity = int(np.minimum(values_of(forecast, "capacity"), 2**62).sum())
         out.append(
             Unspendable(
                 unspendable,
@@ -119,15 +119,15 @@ def decision_record(
 ) -> DecisionRecord:
     bt, cur = plan.budget_type, plan.currency
     deals = plan.deals
-    delta = deals["delta"].to_numpy()
+    delta = values_of(deals, "delta")
     increases, decreases = int(delta[delta > 0].sum()), int(-delta[delta < 0].sum())
     moved = min(increases, decreases)  # from deals to deals
     added = increases - moved  # budget no deal held before, now placed
     released = decreases - moved  # taken off deals and placed nowhere
     takers, givers = int((delta > 0).sum()), int((delta < 0).sum())
-    campaign = assessment.campaign.iloc[0]
-    ratio = float(campaign["pacing_ratio"])
-    status = str(campaign["status"])
+    campaign = assessment.campaign  # one row; read by column (a mixed row costs a Series)
+    ratio = float(values_of(campaign, "pacing_ratio", np.float64)[0])
+    status = str(as_text(campaign["status"])[0])
     alerts = len(assessment.alerts)
     if plan.status is PlanStatus.NO_CHANGE:
         summary = (
@@ -136,7 +136,7 @@ def decision_record(
         )
     else:
         order = np.argsort(-np.abs(delta), kind="stable")[:3]
-        ids = deals["deal_id"].to_numpy()
+        ids = values_of(deals, "deal_id")
         moves = "; ".join(
             f"{ids[i]} {'+' if delta[i] > 0 else '-'}{amount(abs(int(delta[i])), bt, cur)}"
             for i in order.tolist()
@@ -239,7 +239,7 @@ def decision_record(
         f"policy.min_change={p.min_change}",
     ]
     for frame, kind in ((plan.sellers, "seller"), (plan.channels, "channel")):
-        for gid in frame.index[frame["binding"].to_numpy(bool)][:20]:
+        for gid in frame.index[values_of(frame, "binding", bool)][:20]:
             references.append(f"{kind}/{gid}: a limit binds")
     references += [f"constraint {v.constraint}: relaxed by {v.relaxation}" for v in plan.violations]
     return DecisionRecord(summary=summary, factors=factors, references=tuple(references))

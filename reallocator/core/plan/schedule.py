@@ -66,6 +66,8 @@ from reallocator.core.model import (
     DealType,
     Policy,
     PriceKind,
+    as_text,
+    values_of,
 )
 from reallocator.core.pacing.assessment import UNIT_COLUMN, Assessment, PacingStatus
 from reallocator.core.pacing.curves import PacingCurve
@@ -151,15 +153,15 @@ class ScheduleInputs:
         deals = snapshot.deals
         bt = snapshot.pacing.budget_type
         return cls(
-            deal_id=np.asarray(deals["deal_id"].astype(str), dtype=object),
-            seller_id=np.asarray(deals["seller_id"].astype(str), dtype=object),
-            deal_type=deals["deal_type"].to_numpy(np.int64),
-            deal_status=deals["status"].to_numpy(np.int64),
-            pacing_status=np.asarray(assessment.deals["status"].astype(str), dtype=object),
-            old_allocation=plan_deals["old_allocation"].to_numpy(np.int64),
-            new_allocation=plan_deals["new_allocation"].to_numpy(np.int64),
-            current_rate=assessment.deals["recent_rate"].to_numpy(np.float64),
-            participation_rate=deals["participation_rate"].to_numpy(np.float64),
+            deal_id=as_text(deals["deal_id"]),
+            seller_id=as_text(deals["seller_id"]),
+            deal_type=values_of(deals, "deal_type", np.int64),
+            deal_status=values_of(deals, "status", np.int64),
+            pacing_status=as_text(assessment.deals["status"]),
+            old_allocation=values_of(plan_deals, "old_allocation", np.int64),
+            new_allocation=values_of(plan_deals, "new_allocation", np.int64),
+            current_rate=values_of(assessment.deals, "recent_rate", np.float64),
+            participation_rate=values_of(deals, "participation_rate", np.float64),
             cost_per_unit=cost_per_unit(deals, bt),
             as_of=snapshot.as_of,
             window_end=window_end,
@@ -167,16 +169,8 @@ class ScheduleInputs:
             budget_type=bt,
             currency=snapshot.currency,
             timezone=snapshot.timezone,
-            plan_reason=(
-                np.asarray(plan_deals["reason"].astype(str), dtype=object)
-                if "reason" in plan_deals
-                else None
-            ),
-            pacing=(
-                np.asarray(plan_deals["pacing"].astype(str), dtype=object)
-                if "pacing" in plan_deals
-                else None
-            ),
+            plan_reason=(as_text(plan_deals["reason"]) if "reason" in plan_deals else None),
+            pacing=(as_text(plan_deals["pacing"]) if "pacing" in plan_deals else None),
         )
 
 
@@ -212,9 +206,9 @@ def cost_per_unit(deals: pd.DataFrame, budget_type: BudgetType) -> FloatArray:
     if budget_type is BudgetType.SPEND:
         return np.ones(n)
     units = deals[UNIT_COLUMN[budget_type]].to_numpy(np.float64)
-    spend = deals["spend_micros"].to_numpy(np.float64)
-    price = deals["price_micros"].to_numpy(np.float64)
-    kind = deals["price_kind"].to_numpy()
+    spend = values_of(deals, "spend_micros", np.float64)
+    price = values_of(deals, "price_micros", np.float64)
+    kind = values_of(deals, "price_kind")
     priced = np.where(kind == PriceKind.PER_UNIT, price, np.nan)
     if budget_type is BudgetType.IMPRESSIONS:
         priced = np.where(kind == PriceKind.ECPM, price / 1000.0, priced)

@@ -1,0 +1,112 @@
+"""The server's work for one Replan, in process and per stage: what a servicer call costs in CPU
+without the transport (parse the request bytes, decode and validate the snapshot, build the
+plan without words as the servicer does, assessment included, encode the plan in the asked
+view, serialise the answer; "(assess)" is the assessment alone, timed apart, not in the total).
+
+It prints the median and the minimum thread CPU time of each stage and of the whole call over
+`--repeats` warm calls (CPU time, not wall time, so other jobs on the machine disturb it less),
+for each size. `--profile` prints cProfile's top functions of the whole call instead.
+
+The snapshot is `assess_scaling.make_snapshot` (as replan_scaling sends it: Arrow, ZSTD).
+
+    .venv/bin/python benchmarks/replan_inprocess.py [--sizes 50 1000] [--view all] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import statistics
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from assess_scaling import make_snapshot
+
+from reallocator.config import ServerConfig
+from reallocator.core.pacing.assessment import assess
+from reallocator.core.plan.builder import build_plan
+from reallocator.v1 import reallocator_service_pb2 as pb
+from reallocator.wire.encode import encode_snapshot
+from reallocator.wire.plan import VIEWS, encode_plan
+from reallocator.wire.policy import decode_policy
+from reallocator.wire.snapshot import decode_snapshot
+from reallocator.wire.violations import Violations
+
+STAGES = ("parse", "decode", "plan", "encode", "serialise")
+
+
+def one_call(
+    data: bytes, view: str, config: ServerConfig, clock: Callable[[], float]
+) -> dict[str, float]:
+    """One Replan's stages, timed with `clock`."""
+    times: dict[str, float] = {}
+    t = clock()
+
+    def lap(stage: str) -> None:
+        nonlocal t
+        now = clock()
+        times[stage] = now - t
+        t = now
+
+    request = pb.ReplanRequest()
+    request.ParseFromString(data)
+    lap("parse")
+    errors = Violations()
+    policy = decode_policy(request.policy, config.default_policy, errors)
+    snapshot = decode_snapshot(request.snapshot, policy, errors, limits=config.wire_limits)
+    errors.raise_if_any()
+    assert snapshot is not None
+    lap("decode")
+    plan = build_plan(
+        snapshot, time_limit=10.0, schedule_window=timedelta(hours=6), text=False, relax=False
+    )
+    lap("plan")
+    response = pb.ReplanResponse()
+    encode_plan(plan, deals=view, out=response.plan)
+    lap("encode")
+    response.SerializeToString()
+    lap("serialise")
+    assess(snapshot, alert_messages=False)  # as build_plan calls it
+    lap("(assess)")
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[50, 1_000])
+    parser.add_argument("--view", default="all", choices=VIEWS, help="encode_plan's deals=")
+    parser.add_argument("--repeats", type=int, default=None, help="calls (default by size)")
+    parser.add_argument("--profile", action="store_true", help="cProfile of the whole call")
+    args = parser.parse_args()
+    config = ServerConfig()
+    if not args.profile:
+        print(f"{'deals':>8}{'stage':>11}{'cpu p50 ms':>13}{'cpu min ms':>13}")
+    for n in args.sizes:
+        snapshot = encode_snapshot(make_snapshot(n), "arrow", compression="zstd")
+        data = pb.ReplanRequest(snapshot=snapshot, dry_run=True).SerializeToString()
+        repeats = args.repeats or max(3, min(300, 20_000 // n))
+        for _ in range(3):  # warm: imports, caches, first allocations
+            one_call(data, args.view, config, time.thread_time)
+        if args.profile:
+            profile = cProfile.Profile()
+            profile.enable()
+            for _ in range(repeats):
+                one_call(data, args.view, config, time.thread_time)
+            profile.disable()
+            print(f"--- {n} deals, {repeats} calls")
+            pstats.Stats(profile).sort_stats("cumulative").print_stats(40)
+            continue
+        runs: list[dict[str, Any]] = [
+            one_call(data, args.view, config, time.thread_time) for _ in range(repeats)
+        ]
+        for stage in (*STAGES, "total", "(assess)"):
+            values = [sum(r[s] for s in STAGES) if stage == "total" else r[stage] for r in runs]
+            print(f"{n:>8}{stage:>11}{statistics.median(values) * 1e3:>13.2f}"
+                  f"{min(values) * 1e3:>13.2f}", flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
