@@ -528,7 +528,10 @@ class RecordSellerResponseRequest(_message.Message):
     request_id: _builtins.str
     """The request answered. Required."""
     response: _plan_pb2.SellerResponseKind.ValueType
-    """The answer. Required."""
+    """The answer. Required. IAB seller-agent statuses map as pending_approval -> PENDING,
+    approved -> ACCEPTED, rejected -> REJECTED, applied -> APPLIED, failed -> FAILED; PARTIAL
+    (with accepted_total) when the seller accepts part. The newest answer to a request counts.
+    """
     accepted_total: _builtins.int
     """For PARTIAL: the total the seller accepts, budget unit."""
     message: _builtins.str
