@@ -10,8 +10,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from reallocator.core.model import Policy
-    from reallocator.replay.counterfactual import Candidate
+    from reallocator.replay.counterfactual import Candidate, ReplayResult
+    from reallocator.replay.source import Recorded
 
 
 def _instant(text: str) -> datetime:
@@ -68,6 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--format", choices=["table", "json"], default="table", help="what to print (default table)"
     )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 
 def _change(name: str, body: str) -> Candidate:
@@ -102,8 +106,21 @@ def _change(name: str, body: str) -> Candidate:
     return Candidate(name, change)
 
 
+def _with_progress(
+    records: Sequence[Recorded], candidates: Sequence[Candidate], *, quiet: bool
+) -> ReplayResult:
+    """The replay with a progress bar on stderr (rate and ETA), one step per snapshot planned."""
+    from tqdm import tqdm  # type: ignore[import-untyped]
+
+    from reallocator.replay.counterfactual import replay
+
+    total = len(records) * (1 + len(candidates))
+    with tqdm(total=total, unit="plan", disable=quiet, file=sys.stderr, leave=False) as bar:
+        return replay(records, candidates, tick=lambda: bar.update(1))
+
+
 def replay_command(args: argparse.Namespace) -> int:
-    from reallocator.replay.counterfactual import Candidate, replay
+    from reallocator.replay.counterfactual import Candidate
     from reallocator.replay.report import dumps, table_text, write_report
     from reallocator.replay.source import ReplaySourceError, read_recorded, read_store
 
@@ -123,7 +140,7 @@ def replay_command(args: argparse.Namespace) -> int:
         else:
             records = read_recorded(args.snapshots, campaign=args.campaign, start=args.start,
                                     end=args.end)  # fmt: skip
-        result = replay(records, candidates)
+        result = _with_progress(records, candidates, quiet=args.no_progress)
     except (ReplaySourceError, ValueError, OSError) as exc:
         print(f"reallocator replay: {exc}", file=sys.stderr)
         return 2

@@ -175,7 +175,17 @@ def _plan(
         return None
 
 
-def replan_recorded(flight: Flight, policy: Policy | None = None) -> list[Plan | None]:
+Tick = Callable[[], None]
+"""Called once per snapshot planned (a progress bar's update)."""
+
+
+def _no_tick() -> None:
+    return None
+
+
+def replan_recorded(
+    flight: Flight, policy: Policy | None = None, tick: Tick = _no_tick
+) -> list[Plan | None]:
     """The planner re-run on every recorded snapshot as it was (the recorded policy when
     `policy` is None), with the recorded seller history. None where constraints conflicted
     beyond relaxation."""
@@ -183,6 +193,7 @@ def replan_recorded(flight: Flight, policy: Policy | None = None) -> list[Plan |
     for r in flight.records:
         snapshot = r.snapshot if policy is None else replace(r.snapshot, policy=policy)
         out.append(_plan(snapshot, r.history, r.windows if policy is None else None))
+        tick()
     return out
 
 
@@ -283,7 +294,7 @@ class Trajectory:
     statuses: tuple[str, ...]
 
 
-def project(flight: Flight, candidate: Candidate) -> Trajectory:
+def project(flight: Flight, candidate: Candidate, tick: Tick = _no_tick) -> Trajectory:
     """The closed loop (module docstring) under one candidate policy."""
     n_snap = flight.n_snapshots
     ids = pd.Index(flight.deal_ids)
@@ -295,6 +306,7 @@ def project(flight: Flight, candidate: Candidate) -> Trajectory:
     requests = np.zeros(n_snap, dtype=np.int64)
     statuses: list[str] = []
     for i in range(n_snap):
+        tick()
         delivered[i] = x
         record = flight.records[i]
         target: FloatArray | None = None
@@ -427,11 +439,14 @@ class ReplayResult:
     currency: str = ""
 
 
-def replay(records: Sequence[Recorded], candidates: Sequence[Candidate]) -> ReplayResult:
-    """Everything a replay reports: the recorded decisions first, then each candidate policy."""
+def replay(
+    records: Sequence[Recorded], candidates: Sequence[Candidate], tick: Tick = _no_tick
+) -> ReplayResult:
+    """Everything a replay reports: the recorded decisions first, then each candidate policy.
+    `tick` is called (1 + len(candidates)) x len(records) times, as the work goes."""
     flight = load_flight(records)
-    plans = replan_recorded(flight)
-    runs = [recorded_trajectory(flight), *(project(flight, c) for c in candidates)]
+    plans = replan_recorded(flight, tick=tick)
+    runs = [recorded_trajectory(flight), *(project(flight, c, tick) for c in candidates)]
     return ReplayResult(
         summary=summarise(flight, runs),
         steps=steps_table(flight, runs),

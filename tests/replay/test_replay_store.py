@@ -83,3 +83,13 @@ def test_purged_snapshots_are_not_replayed(tmp_path: Path) -> None:
     SqlStore.open(url).close()
     with pytest.raises(ReplaySourceError):
         read_store(url, "c")
+
+
+def test_progress_ticks_once_per_snapshot_planned(recorded: tuple[str, str]) -> None:
+    from reallocator.replay.counterfactual import Candidate, replay
+
+    url, campaign = recorded
+    records = read_store(url, campaign)[:4]
+    ticks: list[int] = []
+    replay(records, [Candidate("replayed")], tick=lambda: ticks.append(1))
+    assert len(ticks) == 2 * len(records)
