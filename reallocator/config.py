@@ -74,7 +74,9 @@ _ENV = {
 }
 
 _DURATION_FIELDS = {"solver_time_limit", "grace_period", "drain_delay"}
-POLICY_DURATIONS = frozenset({"stalled_window", "min_evidence", "cooldown", "forecast_prior"})
+POLICY_DURATIONS = frozenset(
+    {"stalled_window", "min_evidence", "cooldown", "forecast_prior", "reversal_window"}
+)
 """Policy fields that are durations: spelled `<name>_seconds` in every configuration source."""
 
 

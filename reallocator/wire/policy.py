@@ -140,6 +140,9 @@ def decode_policy(
     opt(msg, "churn_relative", "churn_relative", "", low=0.0, high=10.0)
     opt(msg, "cut_confidence", "cut_confidence", "", low=0.0, high=10.0)
     duration("forecast_prior", "forecast_prior")
+    opt(msg, "move_band", "move_band", "", low=0.0, high=1.0)
+    opt(msg, "reversal_band", "reversal_band", "", low=0.0, high=1.0)
+    duration("reversal_window", "reversal_window")
 
     auto = _AUTO_APPLY.get(msg.auto_apply.max_severity)
     if auto is None:
@@ -184,9 +187,12 @@ def encode_policy(policy: Policy) -> policy_pb2.Policy:
         cap_unmeetable_minimums=policy.cap_unmeetable_minimums,
         churn_relative=policy.churn_relative,
         cut_confidence=policy.cut_confidence,
+        move_band=policy.move_band,
+        reversal_band=policy.reversal_band,
     )
     msg.stalled_window.FromTimedelta(policy.stalled_window)
     msg.forecast_prior.FromTimedelta(policy.forecast_prior)
+    msg.reversal_window.FromTimedelta(policy.reversal_window)
     msg.min_evidence.FromTimedelta(policy.min_evidence)
     msg.requests.cooldown.FromTimedelta(policy.cooldown)
     severity = {v: k for k, v in _AUTO_APPLY.items()}

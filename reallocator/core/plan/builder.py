@@ -43,6 +43,7 @@ from reallocator.core.model import (
     DealStatus,
     DealType,
     Period,
+    Policy,
     Severity,
 )
 from reallocator.core.pacing.assessment import (
@@ -116,6 +117,28 @@ def _with_step_floor(snapshot: CampaignSnapshot) -> CampaignSnapshot:
     return replace(snapshot, policy=replace(policy, step_abs=max(floor, 1)))
 
 
+def last_moves(
+    history: RequestHistory | None, deal_ids: pd.Series, as_of: float, policy: Policy
+) -> npt.NDArray[np.int8]:
+    """Per deal (snapshot order) the sign of the last move an earlier plan made on it within
+    `policy.reversal_window` before `as_of`: -1 cut, +1 raised, 0 none (or no history)."""
+    out = np.zeros(len(deal_ids), dtype=np.int8)
+    window = policy.reversal_window.total_seconds()
+    if history is None or not len(history.moves) or window <= 0:
+        return out
+    moves = history.moves
+    at = moves["planned_at"].to_numpy(np.float64)
+    delta = moves["delta"].to_numpy(np.int64)
+    recent = moves[(at <= as_of) & (at > as_of - window) & (delta != 0)]
+    if not len(recent):
+        return out
+    last = recent.sort_values("planned_at", kind="stable").groupby("deal_id").tail(1)
+    pos = pd.Index(deal_ids).get_indexer(last["deal_id"])
+    ok = pos >= 0
+    out[pos[ok]] = np.sign(last["delta"].to_numpy(np.int64)[ok]).astype(np.int8)
+    return out
+
+
 def _capacity(
     snapshot: CampaignSnapshot,
     assessment: Assessment,
@@ -186,7 +209,14 @@ def _capacity(
         ),
     )
     capacity, table = forecast_capacity(inputs, assessment.opportunity_remaining_hours, policy)
-    capacity, held = confident_cuts(inputs, table, remaining, policy)
+    campaign = assessment.campaign
+    behind = 0.0
+    if len(campaign):
+        # How far the campaign is behind its curve, as a share of its budget.
+        row = campaign.iloc[0]
+        behind = float(row["expected"] - row["actual"]) / max(float(row["allocation"]), 1.0)
+    moved = last_moves(history, deals["deal_id"], snapshot.as_of.timestamp(), policy)
+    capacity, held = confident_cuts(inputs, table, remaining, policy, moved, behind)
     table["held_to_current"] = held
     table["capacity"] = capacity
     # The caller's own forecasts: per deal in the snapshot (capacity_forecast >= 0), or all of
