@@ -228,6 +228,8 @@ class Policy:
     reversal_band: float = 0.3  # ... and one that would undo the deal's last recent move must
     # differ by more than this share (hysteresis)
     reversal_window: timedelta = timedelta(hours=24)  # how long a move counts as recent
+    reversal_churn: float = 2.0  # a move undoing the last recent one costs this multiple of
+    # the churn weight per unit on top of it
     pace_ahead: float = 2.0  # a buyer-paced deal given all its forecast supply may deliver up
     # to this multiple of its curve's hourly target when supply allows; 1.0: every deal on the curve
     cap_unmeetable_minimums: bool = True  # a seller/channel minimum its deals cannot deliver

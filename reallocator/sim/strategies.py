@@ -402,7 +402,7 @@ class ReallocatorStrategy:
 class UnstabilisedStrategy(ReallocatorStrategy):
     """The ablation: the reallocator with no stabilisation - no churn weight (churn_deal,
     churn_relative and churn_channel 0) and the raw forecasts (cut_confidence 0, no dead band or
-    hysteresis: move_band and reversal_band 0)."""
+    hysteresis: move_band, reversal_band and reversal_churn 0)."""
 
     name = "unstabilised"
 
@@ -415,6 +415,7 @@ class UnstabilisedStrategy(ReallocatorStrategy):
             cut_confidence=0.0,
             move_band=0.0,
             reversal_band=0.0,
+            reversal_churn=0.0,
         )
         return super().replan(replace(ctx, policy=raw), step)
 

@@ -47,6 +47,7 @@ class Policy(_message.Message):
     MOVE_BAND_FIELD_NUMBER: _builtins.int
     REVERSAL_BAND_FIELD_NUMBER: _builtins.int
     REVERSAL_WINDOW_FIELD_NUMBER: _builtins.int
+    REVERSAL_CHURN_FIELD_NUMBER: _builtins.int
     over_threshold: _builtins.float
     """Pacing ratio (actual / expected) above which delivery is OVER. Default 1.10."""
     under_threshold: _builtins.float
@@ -108,6 +109,13 @@ class Policy(_message.Message):
     is unless it exceeds this share of what the deal holds. Needs the plans' moves in the
     request history (the simulator keeps them; without them every move is fresh). Default 0.3;
     range [0, 1].
+    """
+    reversal_churn: _builtins.float
+    """A move that would undo a deal's last move made within reversal_window costs this multiple
+    of the deal churn weight per unit on top of it, so budget a forecast forces out of a deal or
+    frees goes to one it does not turn back (the plan still places the whole budget first).
+    Needs the plans' moves in the request history, like reversal_band. Default 2.0; range
+    [0, 100].
     """
     @_builtins.property
     def stalled_window(self) -> _duration_pb2.Duration:
@@ -181,10 +189,11 @@ class Policy(_message.Message):
         move_band: _builtins.float | None = ...,
         reversal_band: _builtins.float | None = ...,
         reversal_window: _duration_pb2.Duration | None = ...,
+        reversal_churn: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_beyond_forecast", b"_beyond_forecast", "_cap_unmeetable_minimums", b"_cap_unmeetable_minimums", "_churn_relative", b"_churn_relative", "_confidence_threshold", b"_confidence_threshold", "_cut_confidence", b"_cut_confidence", "_min_evidence_impressions", b"_min_evidence_impressions", "_move_band", b"_move_band", "_over_threshold", b"_over_threshold", "_pace_ahead", b"_pace_ahead", "_reversal_band", b"_reversal_band", "_under_threshold", b"_under_threshold", "auto_apply", b"auto_apply", "beyond_forecast", b"beyond_forecast", "cap_unmeetable_minimums", b"cap_unmeetable_minimums", "churn", b"churn", "churn_relative", b"churn_relative", "confidence_threshold", b"confidence_threshold", "cut_confidence", b"cut_confidence", "forecast_prior", b"forecast_prior", "min_evidence", b"min_evidence", "min_evidence_impressions", b"min_evidence_impressions", "move_band", b"move_band", "over_threshold", b"over_threshold", "pace_ahead", b"pace_ahead", "relaxation", b"relaxation", "requests", b"requests", "reversal_band", b"reversal_band", "reversal_window", b"reversal_window", "severity", b"severity", "stalled_window", b"stalled_window", "step_limits", b"step_limits", "under_threshold", b"under_threshold"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_beyond_forecast", b"_beyond_forecast", "_cap_unmeetable_minimums", b"_cap_unmeetable_minimums", "_churn_relative", b"_churn_relative", "_confidence_threshold", b"_confidence_threshold", "_cut_confidence", b"_cut_confidence", "_min_evidence_impressions", b"_min_evidence_impressions", "_move_band", b"_move_band", "_over_threshold", b"_over_threshold", "_pace_ahead", b"_pace_ahead", "_reversal_band", b"_reversal_band", "_reversal_churn", b"_reversal_churn", "_under_threshold", b"_under_threshold", "auto_apply", b"auto_apply", "beyond_forecast", b"beyond_forecast", "cap_unmeetable_minimums", b"cap_unmeetable_minimums", "churn", b"churn", "churn_relative", b"churn_relative", "confidence_threshold", b"confidence_threshold", "cut_confidence", b"cut_confidence", "forecast_prior", b"forecast_prior", "min_evidence", b"min_evidence", "min_evidence_impressions", b"min_evidence_impressions", "move_band", b"move_band", "over_threshold", b"over_threshold", "pace_ahead", b"pace_ahead", "relaxation", b"relaxation", "requests", b"requests", "reversal_band", b"reversal_band", "reversal_churn", b"reversal_churn", "reversal_window", b"reversal_window", "severity", b"severity", "stalled_window", b"stalled_window", "step_limits", b"step_limits", "under_threshold", b"under_threshold"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_beyond_forecast", b"_beyond_forecast", "_cap_unmeetable_minimums", b"_cap_unmeetable_minimums", "_churn_relative", b"_churn_relative", "_confidence_threshold", b"_confidence_threshold", "_cut_confidence", b"_cut_confidence", "_min_evidence_impressions", b"_min_evidence_impressions", "_move_band", b"_move_band", "_over_threshold", b"_over_threshold", "_pace_ahead", b"_pace_ahead", "_reversal_band", b"_reversal_band", "_under_threshold", b"_under_threshold", "auto_apply", b"auto_apply", "beyond_forecast", b"beyond_forecast", "cap_unmeetable_minimums", b"cap_unmeetable_minimums", "churn", b"churn", "churn_relative", b"churn_relative", "confidence_threshold", b"confidence_threshold", "cut_confidence", b"cut_confidence", "forecast_prior", b"forecast_prior", "min_evidence", b"min_evidence", "min_evidence_impressions", b"min_evidence_impressions", "move_band", b"move_band", "over_threshold", b"over_threshold", "pace_ahead", b"pace_ahead", "relaxation", b"relaxation", "requests", b"requests", "reversal_band", b"reversal_band", "reversal_window", b"reversal_window", "severity", b"severity", "stalled_window", b"stalled_window", "step_limits", b"step_limits", "under_threshold", b"under_threshold"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_beyond_forecast", b"_beyond_forecast", "_cap_unmeetable_minimums", b"_cap_unmeetable_minimums", "_churn_relative", b"_churn_relative", "_confidence_threshold", b"_confidence_threshold", "_cut_confidence", b"_cut_confidence", "_min_evidence_impressions", b"_min_evidence_impressions", "_move_band", b"_move_band", "_over_threshold", b"_over_threshold", "_pace_ahead", b"_pace_ahead", "_reversal_band", b"_reversal_band", "_reversal_churn", b"_reversal_churn", "_under_threshold", b"_under_threshold", "auto_apply", b"auto_apply", "beyond_forecast", b"beyond_forecast", "cap_unmeetable_minimums", b"cap_unmeetable_minimums", "churn", b"churn", "churn_relative", b"churn_relative", "confidence_threshold", b"confidence_threshold", "cut_confidence", b"cut_confidence", "forecast_prior", b"forecast_prior", "min_evidence", b"min_evidence", "min_evidence_impressions", b"min_evidence_impressions", "move_band", b"move_band", "over_threshold", b"over_threshold", "pace_ahead", b"pace_ahead", "relaxation", b"relaxation", "requests", b"requests", "reversal_band", b"reversal_band", "reversal_churn", b"reversal_churn", "reversal_window", b"reversal_window", "severity", b"severity", "stalled_window", b"stalled_window", "step_limits", b"step_limits", "under_threshold", b"under_threshold"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__beyond_forecast: _TypeAlias = _typing.Literal["beyond_forecast"]  # noqa: Y015
     _WhichOneofArgType__beyond_forecast: _TypeAlias = _typing.Literal["_beyond_forecast", b"_beyond_forecast"]  # noqa: Y015
@@ -206,6 +215,8 @@ class Policy(_message.Message):
     _WhichOneofArgType__pace_ahead: _TypeAlias = _typing.Literal["_pace_ahead", b"_pace_ahead"]  # noqa: Y015
     _WhichOneofReturnType__reversal_band: _TypeAlias = _typing.Literal["reversal_band"]  # noqa: Y015
     _WhichOneofArgType__reversal_band: _TypeAlias = _typing.Literal["_reversal_band", b"_reversal_band"]  # noqa: Y015
+    _WhichOneofReturnType__reversal_churn: _TypeAlias = _typing.Literal["reversal_churn"]  # noqa: Y015
+    _WhichOneofArgType__reversal_churn: _TypeAlias = _typing.Literal["_reversal_churn", b"_reversal_churn"]  # noqa: Y015
     _WhichOneofReturnType__under_threshold: _TypeAlias = _typing.Literal["under_threshold"]  # noqa: Y015
     _WhichOneofArgType__under_threshold: _TypeAlias = _typing.Literal["_under_threshold", b"_under_threshold"]  # noqa: Y015
     @_typing.overload
@@ -228,6 +239,8 @@ class Policy(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__pace_ahead) -> _WhichOneofReturnType__pace_ahead | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__reversal_band) -> _WhichOneofReturnType__reversal_band | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__reversal_churn) -> _WhichOneofReturnType__reversal_churn | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__under_threshold) -> _WhichOneofReturnType__under_threshold | None: ...
 

@@ -143,6 +143,7 @@ def decode_policy(
     opt(msg, "move_band", "move_band", "", low=0.0, high=1.0)
     opt(msg, "reversal_band", "reversal_band", "", low=0.0, high=1.0)
     duration("reversal_window", "reversal_window")
+    opt(msg, "reversal_churn", "reversal_churn", "", low=0.0, high=100.0)
 
     auto = _AUTO_APPLY.get(msg.auto_apply.max_severity)
     if auto is None:
@@ -189,6 +190,7 @@ def encode_policy(policy: Policy) -> policy_pb2.Policy:
         cut_confidence=policy.cut_confidence,
         move_band=policy.move_band,
         reversal_band=policy.reversal_band,
+        reversal_churn=policy.reversal_churn,
     )
     msg.stalled_window.FromTimedelta(policy.stalled_window)
     msg.forecast_prior.FromTimedelta(policy.forecast_prior)

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -177,3 +178,63 @@ def test_last_moves_reads_the_latest_recent_move_per_deal() -> None:
     off = last_moves(RequestHistory(moves=moves), ids, at, never)
     assert off.tolist() == [0] * 5
     assert last_moves(None, ids, at, policy).tolist() == [0] * 5
+
+
+def _two_homes(lam_above: np.ndarray | None) -> np.ndarray:
+    """Deal 0 can no longer hold its 100 (ub 40): 60 must go to deal 1 or deal 2, equal in value
+    and in room. Returns the allocation."""
+    from reallocator.core.engine import AllocationProblem, solve
+
+    problem = AllocationProblem(
+        current=np.array([100, 50, 50]),
+        lb=np.zeros(3, np.int64),
+        ub=np.array([40, 200, 200]),
+        seller=np.zeros(3, np.int32),
+        channel=np.zeros(3, np.int32),
+        seller_min=np.zeros(1, np.int64),
+        seller_max=np.array([2**62]),
+        channel_min=np.zeros(1, np.int64),
+        channel_max=np.array([2**62]),
+        total=200,
+        value_slopes=np.array([[3.0], [1.0], [1.0]]),
+        lam_deal=0.1,
+        lam_above=lam_above,
+    )
+    return solve(problem).allocation
+
+
+def test_freed_budget_goes_to_a_deal_it_does_not_turn_back() -> None:
+    # Deal 1 was cut by the last plan: raising it now would undo that move.
+    x = _two_homes(np.array([0.0, 0.3, 0.0]))
+    assert x.tolist() == [40, 50, 110]
+    x = _two_homes(np.array([0.0, 0.0, 0.3]))
+    assert x.tolist() == [40, 110, 50]
+
+
+def test_reversal_churn_charges_only_moves_against_the_last_one() -> None:
+    from reallocator.core.engine import AllocationProblem
+    from reallocator.core.plan.builder import reversal_churn
+
+    problem = AllocationProblem(
+        current=np.array([10, 10, 10]),
+        lb=np.zeros(3, np.int64),
+        ub=np.full(3, 100),
+        seller=np.zeros(3, np.int32),
+        channel=np.zeros(3, np.int32),
+        seller_min=np.zeros(1, np.int64),
+        seller_max=np.array([2**62]),
+        channel_min=np.zeros(1, np.int64),
+        channel_max=np.array([2**62]),
+        total=30,
+        value_slopes=np.ones((3, 1)),
+        lam_deal=0.5,
+    )
+    last = np.array([-1, 1, 0], np.int8)
+    out = reversal_churn(problem, last, Policy(reversal_churn=2.0))
+    assert out.lam_above is not None and out.lam_below is not None
+    assert out.lam_above.tolist() == [1.0, 0.0, 0.0]
+    assert out.lam_below.tolist() == [0.0, 1.0, 0.0]
+    assert reversal_churn(problem, last, Policy(reversal_churn=0.0)) is problem
+    assert reversal_churn(problem, np.zeros(3, np.int8), Policy()) is problem
+    with pytest.raises(ValueError, match="lam_above"):
+        replace(problem, lam_above=np.array([-1.0, 0.0, 0.0]))

@@ -26,7 +26,12 @@ from reallocator.core.engine import (
     forecast_capacity,
     solve,
 )
-from reallocator.core.engine.bounds import SPENT_COLUMN, build_from_snapshot, horizon
+from reallocator.core.engine.bounds import (
+    MAX_CHURN,
+    SPENT_COLUMN,
+    build_from_snapshot,
+    horizon,
+)
 from reallocator.core.engine.diagnosis import (
     Diagnosis,
     RelaxationWeights,
@@ -137,6 +142,26 @@ def last_moves(
     ok = pos >= 0
     out[pos[ok]] = np.sign(last["delta"].to_numpy(np.int64)[ok]).astype(np.int8)
     return out
+
+
+def reversal_churn(
+    problem: AllocationProblem, last_move: npt.NDArray[np.int8], policy: Policy
+) -> AllocationProblem:
+    """Charge a move that would undo a deal's last recent move `policy.reversal_churn` x the
+    churn weight per unit on top of it: raising a deal a recent plan cut, cutting one it raised.
+
+    Where forecasts force budget out of a deal, or free some, the objective decides only where
+    it goes; with equal churn it goes to the deal next in value, which is often the one the
+    last plan moved the other way (the marginal deal of the LP). Charged more, the money goes
+    to a deal it does not turn back."""
+    extra = min(policy.reversal_churn * problem.lam_deal, MAX_CHURN)
+    if extra <= 0 or not (last_move != 0).any():
+        return problem
+    return replace(
+        problem,
+        lam_above=np.where(last_move < 0, extra, 0.0),
+        lam_below=np.where(last_move > 0, extra, 0.0),
+    )
 
 
 def _capacity(
@@ -510,6 +535,12 @@ def build_plan(
         capacity,
         period_left=_period_left(snapshot, curve, as_of),
         time_limit=time_limit if time_limit is not None else 10.0,
+    )
+    built = replace(
+        built,
+        problem=reversal_churn(
+            built.problem, last_moves(history, snapshot.deals["deal_id"], as_of, policy), policy
+        ),
     )
     report = built.report
     weights = RelaxationWeights.from_policy(policy)
