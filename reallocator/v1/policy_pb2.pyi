@@ -101,7 +101,9 @@ class Policy(_message.Message):
     seller paces (guaranteed) moves either way only beyond it, so forecast noise moves no budget
     and sends no seller request. Wider: calmer plans and fewer requests; budget a deal cannot
     spend is moved a replan later. A stall, the caller's own forecasts and a deal holding nothing
-    are never held. Default 0.2; range [0, 1].
+    are never held; the band narrows to 0 over the horizon's last 24 opportunity hours, and a
+    campaign behind its curve by more than 2% of its budget holds no buyer-paced cut. Default
+    0.2; range [0, 1].
     """
     reversal_band: _builtins.float
     """Hysteresis: a forecast change that would undo a deal's last move made within
