@@ -238,3 +238,37 @@ def test_reversal_churn_charges_only_moves_against_the_last_one() -> None:
     assert reversal_churn(problem, np.zeros(3, np.int8), Policy()) is problem
     with pytest.raises(ValueError, match="lam_above"):
         replace(problem, lam_above=np.array([-1.0, 0.0, 0.0]))
+
+
+def test_a_guaranteed_deal_with_an_unanswered_request_is_not_held() -> None:
+    """A seller may still accept an earlier INCREASE: held at its commitment, the plan would give
+    the money that request asks for to other deals, and the campaign overspends on a yes."""
+    from reallocator.core.model import DealType
+    from reallocator.core.plan.builder import _awaiting
+
+    per_hour = np.full((N, 12), PACE * 1.3)
+    snap = campaign(12, per_hour, np.full(N, BOOKED, np.int64), Policy())
+    deals = snap.deals.copy()
+    deals["deal_type"] = np.int8(DealType.PROGRAMMATIC_GUARANTEED)
+    # Deal 0's seller declares 15% more than it holds: inside the band.
+    remaining = BOOKED - int(per_hour[0].sum())
+    deals.loc[0, "available_inventory"] = int(remaining * 1.15)
+    snap = replace(snap, deals=deals)
+    held = build_plan(snap)
+    assert int(held.deals["capacity"].iloc[0]) == remaining
+    asked = RequestHistory(
+        requests=pd.DataFrame(
+            {
+                "deal_id": ["deal0", "deal0"],
+                "requested_at": [T0.timestamp(), T0.timestamp() + 3_600],
+                "kind": ["INCREASE", "INCREASE"],
+                "target_total": [BOOKED * 2, BOOKED * 2],
+                "response": ["REJECTED", "PENDING"],
+                "accepted_total": [-1, -1],
+            }
+        )
+    )
+    assert deals["deal_id"].iloc[0] == "deal0"
+    assert _awaiting(asked, deals).tolist() == [True] + [False] * (N - 1)
+    plan = build_plan(snap, history=asked)
+    assert int(plan.deals["capacity"].iloc[0]) > remaining

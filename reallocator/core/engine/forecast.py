@@ -296,12 +296,14 @@ def confident_cuts(
     policy: Policy,
     last_move: npt.NDArray[np.int8] | None = None,
     behind: float = 0.0,
+    awaiting: BoolArray | None = None,
 ) -> tuple[IntArray, BoolArray]:
     """`hold_unconfident_cuts` for the deals forecast from their own rate: the bounds are
     (rate +/- z x standard error) / participation x remaining hours, z = `policy.cut_confidence`
     (0 keeps the raw forecast); then `shrink_to_current`, then `hold_band` (`last_move`: the
     sign of each deal's last recent move, for the wider band against it; `behind`: how far the
-    campaign is behind its curve, share of its budget, see BAND_RELEASE_GAP). A declared inventory
+    campaign is behind its curve, share of its budget, see BAND_RELEASE_GAP; `awaiting`: deals
+    with a seller request unanswered, never held by the band). A declared inventory
     below the allocation is the seller's word and a stall is judged elsewhere: neither is held
     by the confidence bounds (a guaranteed deal's declaration only by the band)."""
     capacity = np.array(table["capacity"].to_numpy(np.int64))
@@ -327,6 +329,11 @@ def confident_cuts(
     # Seller-paced deals move through seller requests: the band holds them either way.
     paced = _flag(inputs.seller_paced, inputs)
     seller = paced & np.isin(method, ["declared", "commitment"]) & inputs.active & ~inputs.stalled
+    if awaiting is not None:
+        # A request still unanswered may be accepted after this plan: held at its current
+        # commitment, the deal's plan would give the money the request asks for to other deals
+        # (an overspend when the seller says yes).
+        seller &= ~awaiting
     # Behind its curve, the campaign needs every unit placed where it can be spent.
     buyer = eligible & (behind <= BAND_RELEASE_GAP)
     hours = table["remaining_hours"].to_numpy(np.float64)

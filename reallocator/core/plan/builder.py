@@ -144,6 +144,18 @@ def last_moves(
     return out
 
 
+def _awaiting(history: RequestHistory | None, deals: pd.DataFrame) -> npt.NDArray[np.bool_]:
+    """Deals whose last seller request is still unanswered (snapshot order)."""
+    out = np.zeros(len(deals), dtype=bool)
+    if history is None or not len(history.requests):
+        return out
+    last = history.requests.sort_values("requested_at", kind="stable").groupby("deal_id").tail(1)
+    open_ids = last.loc[last["response"].astype(str) == SellerResponse.PENDING, "deal_id"]
+    pos = pd.Index(deals["deal_id"]).get_indexer(open_ids)
+    out[pos[pos >= 0]] = True
+    return out
+
+
 def reversal_churn(
     problem: AllocationProblem, last_move: npt.NDArray[np.int8], policy: Policy
 ) -> AllocationProblem:
@@ -241,7 +253,9 @@ def _capacity(
         row = campaign.iloc[0]
         behind = float(row["expected"] - row["actual"]) / max(float(row["allocation"]), 1.0)
     moved = last_moves(history, deals["deal_id"], snapshot.as_of.timestamp(), policy)
-    capacity, held = confident_cuts(inputs, table, remaining, policy, moved, behind)
+    capacity, held = confident_cuts(
+        inputs, table, remaining, policy, moved, behind, awaiting=_awaiting(history, deals)
+    )
     table["held_to_current"] = held
     table["capacity"] = capacity
     # The caller's own forecasts: per deal in the snapshot (capacity_forecast >= 0), or all of
