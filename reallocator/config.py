@@ -83,7 +83,14 @@ _ENV = {
 
 _DURATION_FIELDS = {"solver_time_limit", "grace_period", "drain_delay", "watch_poll"}
 POLICY_DURATIONS = frozenset(
-    {"stalled_window", "min_evidence", "cooldown", "forecast_prior", "protect_window"}
+    {
+        "stalled_window",
+        "min_evidence",
+        "cooldown",
+        "forecast_prior",
+        "protect_window",
+        "reversal_window",
+    }
 )
 """Policy fields that are durations: spelled `<name>_seconds` in every configuration source."""
 

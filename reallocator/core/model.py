@@ -226,6 +226,13 @@ class Policy:
     # delivery weighs H / (H + H0) against the current allocation (0: the raw forecast)
     cut_confidence: float = 2.0  # z: a deal is cut below its allocation only when its forecast
     # plus z standard errors of its recent rate falls short of it (0: raw forecasts)
+    move_band: float = 0.2  # a capacity estimate short of what a deal holds by at most this
+    # share keeps it there (a dead band: noise moves nothing; guaranteed deals either way)
+    reversal_band: float = 0.3  # ... and one that would undo the deal's last recent move must
+    # differ by more than this share (hysteresis)
+    reversal_window: timedelta = timedelta(hours=24)  # how long a move counts as recent
+    reversal_churn: float = 2.0  # a move undoing the last recent one costs this multiple of
+    # the churn weight per unit on top of it
     pace_ahead: float = 2.0  # a buyer-paced deal given all its forecast supply may deliver up
     # to this multiple of its curve's hourly target when supply allows; 1.0: every deal on the curve
     protect_deviation: float = 0.0  # protection: roll an applied plan back at the next replan

@@ -34,7 +34,7 @@ class RecordingPlanner(InProcessPlanner):
     def plan(
         self, snapshot: CampaignSnapshot, history: RequestHistory, window: timedelta
     ) -> PlanView:
-        copy = RequestHistory(requests=history.requests.copy())
+        copy = RequestHistory(requests=history.requests.copy(), moves=history.moves.copy())
         view = super().plan(snapshot, history, window)
         self.records.append(Recorded(snapshot, copy))
         self.plans.append(view)

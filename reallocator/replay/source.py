@@ -34,6 +34,8 @@ from reallocator.wire.snapshot import decode_snapshot
 from reallocator.wire.violations import Violations
 
 HISTORY_COLUMNS = ("deal_id", "requested_at", "kind", "target_total", "response", "accepted_total")
+MOVES_COLUMNS = ("deal_id", "planned_at", "delta")
+"""What earlier plans changed per deal (RequestHistory.moves), the optional "moves" key/column."""
 
 
 class ReplaySourceError(ValueError):
@@ -81,6 +83,41 @@ def history_rows(history: RequestHistory) -> list[dict[str, Any]]:
     ]
 
 
+def moves_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """Rows of earlier plans' moves as RequestHistory.moves."""
+    if not rows:
+        return RequestHistory().moves
+    frame = pd.DataFrame(list(rows))
+    missing = [c for c in MOVES_COLUMNS if c not in frame]
+    if missing:
+        raise ValueError(f"moves rows need the columns {', '.join(missing)}")
+    frame = frame[list(MOVES_COLUMNS)].astype(
+        {"deal_id": "str", "planned_at": "float64", "delta": "int64"}
+    )
+    return frame.reset_index(drop=True)
+
+
+def moves_rows(history: RequestHistory) -> list[dict[str, Any]]:
+    frame = history.moves
+    return [
+        {"deal_id": str(d), "planned_at": float(t), "delta": int(x)}
+        for d, t, x in zip(frame["deal_id"], frame["planned_at"], frame["delta"], strict=True)
+    ]
+
+
+def _with_moves(history: RequestHistory, raw: Any, where: str) -> RequestHistory:
+    if raw is None:
+        return history
+    if isinstance(raw, str):
+        raw = json.loads(raw) if raw else []
+    if not isinstance(raw, list) or not all(isinstance(r, dict) for r in raw):
+        raise ReplaySourceError(f"{where}: moves: expected a list of move rows")
+    try:
+        return replace(history, moves=moves_frame(raw))
+    except (ValueError, TypeError) as exc:
+        raise ReplaySourceError(f"{where}: moves: {exc}") from exc
+
+
 def _decode(request: service_pb2.ReplanRequest, defaults: Policy, where: str) -> CampaignSnapshot:
     errors = Violations()
     policy = decode_policy(request.policy, defaults, errors)
@@ -95,7 +132,7 @@ def _decode(request: service_pb2.ReplanRequest, defaults: Policy, where: str) ->
 
 
 def _request_from_json(data: dict[str, Any], where: str) -> service_pb2.ReplanRequest:
-    body = {k: v for k, v in data.items() if k != "history"}
+    body = {k: v for k, v in data.items() if k not in ("history", "moves")}
     try:
         if "snapshot" in body:
             return json_format.ParseDict(body, service_pb2.ReplanRequest())
@@ -131,7 +168,8 @@ def _json_lines(path: Path, defaults: Policy) -> Iterator[Recorded]:
             if not isinstance(data, dict):
                 raise ReplaySourceError(f"{where}: expected a JSON object")
             request = _request_from_json(data, where)
-            yield Recorded(_decode(request, defaults, where), _history(data.get("history"), where))
+            history = _with_moves(_history(data.get("history"), where), data.get("moves"), where)
+            yield Recorded(_decode(request, defaults, where), history)
 
 
 def _table(path: Path, defaults: Policy) -> Iterator[Recorded]:
@@ -155,7 +193,12 @@ def _table(path: Path, defaults: Policy) -> Iterator[Recorded]:
         if "history" in table.column_names
         else [None] * len(payloads)
     )
-    for row, (payload, raw) in enumerate(zip(payloads, histories, strict=True)):
+    moves = (
+        table.column("moves").to_pylist()
+        if "moves" in table.column_names
+        else [None] * len(payloads)
+    )
+    for row, (payload, raw, moved) in enumerate(zip(payloads, histories, moves, strict=True)):
         where = f"{path.name} row {row}"
         if not isinstance(payload, bytes | bytearray):
             raise ReplaySourceError(f"{where}: {column}: expected serialised protobuf bytes")
@@ -167,7 +210,8 @@ def _table(path: Path, defaults: Policy) -> Iterator[Recorded]:
                 request = service_pb2.ReplanRequest(snapshot=snap)
         except DecodeError as exc:
             raise ReplaySourceError(f"{where}: {column}: not a valid message: {exc}") from exc
-        yield Recorded(_decode(request, defaults, where), _history(raw, where))
+        history = _with_moves(_history(raw, where), moved, where)
+        yield Recorded(_decode(request, defaults, where), history)
 
 
 def read_recorded(
@@ -286,6 +330,8 @@ def write_json_lines(path: Path, records: Iterable[Recorded]) -> int:
             )
             data = json_format.MessageToDict(request)
             data["history"] = history_rows(r.history)
+            if len(r.history.moves):
+                data["moves"] = moves_rows(r.history)
             out.write(json.dumps(data, separators=(",", ":")) + "\n")
             count += 1
     return count
@@ -296,6 +342,8 @@ __all__ = [
     "ReplaySourceError",
     "history_frame",
     "history_rows",
+    "moves_frame",
+    "moves_rows",
     "read_recorded",
     "read_store",
     "write_json_lines",

@@ -14,7 +14,8 @@ DIAGNOSTICS = ("foresight", "unstabilised")
 """Strategies to tell costs apart: `foresight` is the reallocator planning with every deal's true
 remaining capacity instead of its forecast (what the forecast costs vs what replanning, step
 limits, pacers and sellers cost; no one can run it for real); `unstabilised` the reallocator
-without its stabilisation (churn weights 0, raw forecasts: cut_confidence 0), an ablation."""
+without its stabilisation (churn weights 0, raw forecasts: cut_confidence 0, no dead band), an
+ablation."""
 
 
 def policy_overrides(text: str) -> dict[str, float]:

@@ -33,18 +33,19 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 
 from reallocator.core.model import CampaignSnapshot, Policy
-from reallocator.core.plan.model import RequestKind, SellerResponse
+from reallocator.core.plan.model import RequestHistory, RequestKind, SellerResponse
 from reallocator.sim.planner import Planner, PlanView
 from reallocator.sim.scenario import MICROS
 from reallocator.sim.sellers import Answer, SellerDesk
 from reallocator.sim.snapshot import RunState, build_snapshot, current_totals
-from reallocator.sim.world import FloatArray, World
+from reallocator.sim.world import FloatArray, IntArray, World
 
 
 @dataclass
@@ -325,6 +326,31 @@ class GreedyStrategy:
 # --- reallocator ---------------------------------------------------------------------------
 
 
+def _record_moves(state: RunState, deal_ids: npt.NDArray[Any], at: int, delta: IntArray) -> None:
+    """Keep what each plan changed per deal, as the audit store would (RequestHistory.moves)."""
+    moved = delta != 0
+    log = state.extra.setdefault("moves", [])
+    assert isinstance(log, list)
+    log.append(
+        pd.DataFrame(
+            {
+                "deal_id": np.asarray(deal_ids)[moved].astype(str),
+                "planned_at": float(at),
+                "delta": delta[moved].astype(np.int64),
+            }
+        )
+    )
+
+
+def _with_moves(ctx: RunContext) -> RequestHistory:
+    """The seller desk's request history plus the plans' moves."""
+    history = ctx.desk.history()
+    log = ctx.state.extra.get("moves")
+    if not isinstance(log, list) or not log:
+        return history
+    return replace(history, moves=pd.concat(log, ignore_index=True))
+
+
 class ReallocatorStrategy:
     name = "reallocator"
     replans = True
@@ -341,6 +367,7 @@ class ReallocatorStrategy:
         if view.rejected:
             return ReplanRecord(step, view.status, view.wall_seconds, 0, 0.0, view.note[:200])
         new = view.new_total.astype(np.int64)
+        _record_moves(s, w.deal_ids, int(w.at(step).timestamp()), new - current)
         changed = (~w.pg) & (new != current)
         if view.ahead is not None:
             s.pace = np.where(view.ahead & ~w.pg, max(ctx.policy.pace_ahead, 1.0), 1.0)
@@ -359,7 +386,7 @@ class ReallocatorStrategy:
     def _plan(
         self, ctx: RunContext, step: int, snapshot: CampaignSnapshot, window: timedelta
     ) -> PlanView:
-        return self.planner.plan(snapshot, ctx.desk.history(), window)
+        return self.planner.plan(snapshot, _with_moves(ctx), window)
 
     def on_answers(self, ctx: RunContext, answers: list[Answer]) -> None:
         w, s = ctx.world, ctx.state
@@ -374,13 +401,21 @@ class ReallocatorStrategy:
 
 class UnstabilisedStrategy(ReallocatorStrategy):
     """The ablation: the reallocator with no stabilisation - no churn weight (churn_deal,
-    churn_relative and churn_channel 0) and the raw forecasts (cut_confidence 0)."""
+    churn_relative and churn_channel 0) and the raw forecasts (cut_confidence 0, no dead band or
+    hysteresis: move_band, reversal_band and reversal_churn 0)."""
 
     name = "unstabilised"
 
     def replan(self, ctx: RunContext, step: int) -> ReplanRecord:
         raw = replace(
-            ctx.policy, churn_deal=0.0, churn_relative=0.0, churn_channel=0.0, cut_confidence=0.0
+            ctx.policy,
+            churn_deal=0.0,
+            churn_relative=0.0,
+            churn_channel=0.0,
+            cut_confidence=0.0,
+            move_band=0.0,
+            reversal_band=0.0,
+            reversal_churn=0.0,
         )
         return super().replan(replace(ctx, policy=raw), step)
 
@@ -399,4 +434,4 @@ class ForesightStrategy(ReallocatorStrategy):
     ) -> PlanView:
         truth = np.floor(ctx.world.capacity_left[:, step]).astype(np.int64)
         deals = snapshot.deals.assign(capacity_forecast=truth)
-        return self.planner.plan(replace(snapshot, deals=deals), ctx.desk.history(), window)
+        return self.planner.plan(replace(snapshot, deals=deals), _with_moves(ctx), window)

@@ -46,6 +46,10 @@ class Policy(_message.Message):
     FORECAST_PRIOR_FIELD_NUMBER: _builtins.int
     PROTECT_DEVIATION_FIELD_NUMBER: _builtins.int
     PROTECT_WINDOW_FIELD_NUMBER: _builtins.int
+    MOVE_BAND_FIELD_NUMBER: _builtins.int
+    REVERSAL_BAND_FIELD_NUMBER: _builtins.int
+    REVERSAL_WINDOW_FIELD_NUMBER: _builtins.int
+    REVERSAL_CHURN_FIELD_NUMBER: _builtins.int
     over_threshold: _builtins.float
     """Pacing ratio (actual / expected) above which delivery is OVER. Default 1.10."""
     under_threshold: _builtins.float
@@ -100,6 +104,30 @@ class Policy(_message.Message):
     rolls that plan back (as RollbackPlan, reason recorded) and answers the rollback plan.
     Default 0: off. E.g. 0.5: delivery below half or above 1.5 times what the plan scheduled.
     """
+    move_band: _builtins.float
+    """A dead band on capacity forecasts, as a share of what a deal still holds: a deal the buyer
+    paces is cut only when its forecast falls short by more than this share, and a deal the
+    seller paces (guaranteed) moves either way only beyond it, so forecast noise moves no budget
+    and sends no seller request. Wider: calmer plans and fewer requests; budget a deal cannot
+    spend is moved a replan later. A stall, the caller's own forecasts and a deal holding nothing
+    are never held; the band narrows to 0 over the horizon's last 24 opportunity hours, and a
+    campaign behind its curve by more than 2% of its budget holds no buyer-paced cut. Default
+    0.2; range [0, 1].
+    """
+    reversal_band: _builtins.float
+    """Hysteresis: a forecast change that would undo a deal's last move made within
+    reversal_window (raise a deal a recent plan cut, cut one it raised) keeps the deal where it
+    is unless it exceeds this share of what the deal holds. Needs the plans' moves in the
+    request history (the simulator keeps them; without them every move is fresh). Default 0.3;
+    range [0, 1].
+    """
+    reversal_churn: _builtins.float
+    """A move that would undo a deal's last move made within reversal_window costs this multiple
+    of the deal churn weight per unit on top of it, so budget a forecast forces out of a deal or
+    frees goes to one it does not turn back (the plan still places the whole budget first).
+    Needs the plans' moves in the request history, like reversal_band. Default 2.0; range
+    [0, 100].
+    """
     @_builtins.property
     def stalled_window(self) -> _duration_pb2.Duration:
         """A deal that should deliver but served no impression for this long is STALLED. Default 6h."""
@@ -146,6 +174,12 @@ class Policy(_message.Message):
     def protect_window(self) -> _duration_pb2.Duration:
         """How long after a plan protection watches it. Default 6h."""
 
+    @_builtins.property
+    def reversal_window(self) -> _duration_pb2.Duration:
+        """How long a plan's move on a deal counts as recent for reversal_band. Default 24h; zero
+        turns the hysteresis off.
+        """
+
     def __init__(
         self,
         *,
@@ -169,10 +203,14 @@ class Policy(_message.Message):
         forecast_prior: _duration_pb2.Duration | None = ...,
         protect_deviation: _builtins.float | None = ...,
         protect_window: _duration_pb2.Duration | None = ...,
+        move_band: _builtins.float | None = ...,
+        reversal_band: _builtins.float | None = ...,
+        reversal_window: _duration_pb2.Duration | None = ...,
+        reversal_churn: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_beyond_forecast", b"_beyond_forecast", "_cap_unmeetable_minimums", b"_cap_unmeetable_minimums", "_churn_relative", b"_churn_relative", "_confidence_threshold", b"_confidence_threshold", "_cut_confidence", b"_cut_confidence", "_min_evidence_impressions", b"_min_evidence_impressions", "_over_threshold", b"_over_threshold", "_pace_ahead", b"_pace_ahead", "_protect_deviation", b"_protect_deviation", "_under_threshold", b"_under_threshold", "auto_apply", b"auto_apply", "beyond_forecast", b"beyond_forecast", "cap_unmeetable_minimums", b"cap_unmeetable_minimums", "churn", b"churn", "churn_relative", b"churn_relative", "confidence_threshold", b"confidence_threshold", "cut_confidence", b"cut_confidence", "forecast_prior", b"forecast_prior", "min_evidence", b"min_evidence", "min_evidence_impressions", b"min_evidence_impressions", "over_threshold", b"over_threshold", "pace_ahead", b"pace_ahead", "protect_deviation", b"protect_deviation", "protect_window", b"protect_window", "relaxation", b"relaxation", "requests", b"requests", "severity", b"severity", "stalled_window", b"stalled_window", "step_limits", b"step_limits", "under_threshold", b"under_threshold"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_beyond_forecast", b"_beyond_forecast", "_cap_unmeetable_minimums", b"_cap_unmeetable_minimums", "_churn_relative", b"_churn_relative", "_confidence_threshold", b"_confidence_threshold", "_cut_confidence", b"_cut_confidence", "_min_evidence_impressions", b"_min_evidence_impressions", "_move_band", b"_move_band", "_over_threshold", b"_over_threshold", "_pace_ahead", b"_pace_ahead", "_protect_deviation", b"_protect_deviation", "_reversal_band", b"_reversal_band", "_reversal_churn", b"_reversal_churn", "_under_threshold", b"_under_threshold", "auto_apply", b"auto_apply", "beyond_forecast", b"beyond_forecast", "cap_unmeetable_minimums", b"cap_unmeetable_minimums", "churn", b"churn", "churn_relative", b"churn_relative", "confidence_threshold", b"confidence_threshold", "cut_confidence", b"cut_confidence", "forecast_prior", b"forecast_prior", "min_evidence", b"min_evidence", "min_evidence_impressions", b"min_evidence_impressions", "move_band", b"move_band", "over_threshold", b"over_threshold", "pace_ahead", b"pace_ahead", "protect_deviation", b"protect_deviation", "protect_window", b"protect_window", "relaxation", b"relaxation", "requests", b"requests", "reversal_band", b"reversal_band", "reversal_churn", b"reversal_churn", "reversal_window", b"reversal_window", "severity", b"severity", "stalled_window", b"stalled_window", "step_limits", b"step_limits", "under_threshold", b"under_threshold"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_beyond_forecast", b"_beyond_forecast", "_cap_unmeetable_minimums", b"_cap_unmeetable_minimums", "_churn_relative", b"_churn_relative", "_confidence_threshold", b"_confidence_threshold", "_cut_confidence", b"_cut_confidence", "_min_evidence_impressions", b"_min_evidence_impressions", "_over_threshold", b"_over_threshold", "_pace_ahead", b"_pace_ahead", "_protect_deviation", b"_protect_deviation", "_under_threshold", b"_under_threshold", "auto_apply", b"auto_apply", "beyond_forecast", b"beyond_forecast", "cap_unmeetable_minimums", b"cap_unmeetable_minimums", "churn", b"churn", "churn_relative", b"churn_relative", "confidence_threshold", b"confidence_threshold", "cut_confidence", b"cut_confidence", "forecast_prior", b"forecast_prior", "min_evidence", b"min_evidence", "min_evidence_impressions", b"min_evidence_impressions", "over_threshold", b"over_threshold", "pace_ahead", b"pace_ahead", "protect_deviation", b"protect_deviation", "protect_window", b"protect_window", "relaxation", b"relaxation", "requests", b"requests", "severity", b"severity", "stalled_window", b"stalled_window", "step_limits", b"step_limits", "under_threshold", b"under_threshold"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_beyond_forecast", b"_beyond_forecast", "_cap_unmeetable_minimums", b"_cap_unmeetable_minimums", "_churn_relative", b"_churn_relative", "_confidence_threshold", b"_confidence_threshold", "_cut_confidence", b"_cut_confidence", "_min_evidence_impressions", b"_min_evidence_impressions", "_move_band", b"_move_band", "_over_threshold", b"_over_threshold", "_pace_ahead", b"_pace_ahead", "_protect_deviation", b"_protect_deviation", "_reversal_band", b"_reversal_band", "_reversal_churn", b"_reversal_churn", "_under_threshold", b"_under_threshold", "auto_apply", b"auto_apply", "beyond_forecast", b"beyond_forecast", "cap_unmeetable_minimums", b"cap_unmeetable_minimums", "churn", b"churn", "churn_relative", b"churn_relative", "confidence_threshold", b"confidence_threshold", "cut_confidence", b"cut_confidence", "forecast_prior", b"forecast_prior", "min_evidence", b"min_evidence", "min_evidence_impressions", b"min_evidence_impressions", "move_band", b"move_band", "over_threshold", b"over_threshold", "pace_ahead", b"pace_ahead", "protect_deviation", b"protect_deviation", "protect_window", b"protect_window", "relaxation", b"relaxation", "requests", b"requests", "reversal_band", b"reversal_band", "reversal_churn", b"reversal_churn", "reversal_window", b"reversal_window", "severity", b"severity", "stalled_window", b"stalled_window", "step_limits", b"step_limits", "under_threshold", b"under_threshold"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__beyond_forecast: _TypeAlias = _typing.Literal["beyond_forecast"]  # noqa: Y015
     _WhichOneofArgType__beyond_forecast: _TypeAlias = _typing.Literal["_beyond_forecast", b"_beyond_forecast"]  # noqa: Y015
@@ -186,12 +224,18 @@ class Policy(_message.Message):
     _WhichOneofArgType__cut_confidence: _TypeAlias = _typing.Literal["_cut_confidence", b"_cut_confidence"]  # noqa: Y015
     _WhichOneofReturnType__min_evidence_impressions: _TypeAlias = _typing.Literal["min_evidence_impressions"]  # noqa: Y015
     _WhichOneofArgType__min_evidence_impressions: _TypeAlias = _typing.Literal["_min_evidence_impressions", b"_min_evidence_impressions"]  # noqa: Y015
+    _WhichOneofReturnType__move_band: _TypeAlias = _typing.Literal["move_band"]  # noqa: Y015
+    _WhichOneofArgType__move_band: _TypeAlias = _typing.Literal["_move_band", b"_move_band"]  # noqa: Y015
     _WhichOneofReturnType__over_threshold: _TypeAlias = _typing.Literal["over_threshold"]  # noqa: Y015
     _WhichOneofArgType__over_threshold: _TypeAlias = _typing.Literal["_over_threshold", b"_over_threshold"]  # noqa: Y015
     _WhichOneofReturnType__pace_ahead: _TypeAlias = _typing.Literal["pace_ahead"]  # noqa: Y015
     _WhichOneofArgType__pace_ahead: _TypeAlias = _typing.Literal["_pace_ahead", b"_pace_ahead"]  # noqa: Y015
     _WhichOneofReturnType__protect_deviation: _TypeAlias = _typing.Literal["protect_deviation"]  # noqa: Y015
     _WhichOneofArgType__protect_deviation: _TypeAlias = _typing.Literal["_protect_deviation", b"_protect_deviation"]  # noqa: Y015
+    _WhichOneofReturnType__reversal_band: _TypeAlias = _typing.Literal["reversal_band"]  # noqa: Y015
+    _WhichOneofArgType__reversal_band: _TypeAlias = _typing.Literal["_reversal_band", b"_reversal_band"]  # noqa: Y015
+    _WhichOneofReturnType__reversal_churn: _TypeAlias = _typing.Literal["reversal_churn"]  # noqa: Y015
+    _WhichOneofArgType__reversal_churn: _TypeAlias = _typing.Literal["_reversal_churn", b"_reversal_churn"]  # noqa: Y015
     _WhichOneofReturnType__under_threshold: _TypeAlias = _typing.Literal["under_threshold"]  # noqa: Y015
     _WhichOneofArgType__under_threshold: _TypeAlias = _typing.Literal["_under_threshold", b"_under_threshold"]  # noqa: Y015
     @_typing.overload
@@ -207,11 +251,17 @@ class Policy(_message.Message):
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__min_evidence_impressions) -> _WhichOneofReturnType__min_evidence_impressions | None: ...
     @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__move_band) -> _WhichOneofReturnType__move_band | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__over_threshold) -> _WhichOneofReturnType__over_threshold | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__pace_ahead) -> _WhichOneofReturnType__pace_ahead | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__protect_deviation) -> _WhichOneofReturnType__protect_deviation | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__reversal_band) -> _WhichOneofReturnType__reversal_band | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__reversal_churn) -> _WhichOneofReturnType__reversal_churn | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__under_threshold) -> _WhichOneofReturnType__under_threshold | None: ...
 

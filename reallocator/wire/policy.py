@@ -144,6 +144,10 @@ def decode_policy(
     duration("forecast_prior", "forecast_prior")
     opt(msg, "protect_deviation", "protect_deviation", "", low=0.0, high=100.0)
     duration("protect_window", "protect_window", positive=True)
+    opt(msg, "move_band", "move_band", "", low=0.0, high=1.0)
+    opt(msg, "reversal_band", "reversal_band", "", low=0.0, high=1.0)
+    duration("reversal_window", "reversal_window")
+    opt(msg, "reversal_churn", "reversal_churn", "", low=0.0, high=100.0)
 
     auto = _AUTO_APPLY.get(msg.auto_apply.max_severity)
     if auto is None:
@@ -192,10 +196,14 @@ def encode_policy(policy: Policy) -> policy_pb2.Policy:
         churn_relative=policy.churn_relative,
         cut_confidence=policy.cut_confidence,
         protect_deviation=policy.protect_deviation,
+        move_band=policy.move_band,
+        reversal_band=policy.reversal_band,
+        reversal_churn=policy.reversal_churn,
     )
     msg.protect_window.FromTimedelta(policy.protect_window)
     msg.stalled_window.FromTimedelta(policy.stalled_window)
     msg.forecast_prior.FromTimedelta(policy.forecast_prior)
+    msg.reversal_window.FromTimedelta(policy.reversal_window)
     msg.min_evidence.FromTimedelta(policy.min_evidence)
     msg.requests.cooldown.FromTimedelta(policy.cooldown)
     severity = {v: k for k, v in _AUTO_APPLY.items()}

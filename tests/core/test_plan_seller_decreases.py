@@ -282,5 +282,9 @@ def test_a_guaranteed_deal_keeping_pace_is_not_trimmed_to_its_pace() -> None:
     # The same deal paced by the buyer: its rate is supply, and it caps the plan.
     deals_b = snap.deals.copy()
     deals_b.loc[deals_b["deal_id"] == "pg", "deal_type"] = int(DealType.PREFERRED)
-    buyer = build_plan(dataclasses.replace(snap, deals=deals_b))
+    # A 4% shortfall is inside Policy.move_band, which holds it; without the band it caps.
+    held = build_plan(dataclasses.replace(snap, deals=deals_b))
+    assert row(held, "pg")["capacity"] == 10 * B
+    unbanded = dataclasses.replace(snap.policy, move_band=0.0)
+    buyer = build_plan(dataclasses.replace(snap, deals=deals_b, policy=unbanded))
     assert row(buyer, "pg")["capacity"] < 10 * B

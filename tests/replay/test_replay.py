@@ -291,3 +291,25 @@ def test_cli_refuses_bad_input_with_a_message(
     code = main(["replay", "--snapshots", str(tmp_path / "missing.jsonl")])
     assert code == 2
     assert "missing.jsonl" in capsys.readouterr().err
+
+
+def test_the_plans_moves_travel_with_the_records(
+    recorded_flight: tuple[Path, object], tmp_path: Path
+) -> None:
+    """The reversal rules read the earlier plans' moves: a recording keeps them per record, and
+    a bad moves row is named."""
+    path, planner = recorded_flight
+    records = read_recorded(path)
+    kept = planner.records  # type: ignore[attr-defined]
+    assert len(records[0].history.moves) == 0 and len(records[-1].history.moves) > 0
+    for got, want in zip(records, kept, strict=True):
+        pd.testing.assert_frame_equal(
+            got.history.moves.reset_index(drop=True), want.history.moves.reset_index(drop=True)
+        )
+    lines = path.read_text().splitlines()
+    data = json.loads(lines[-1])
+    data["moves"] = [{"deal_id": "d", "planned_at": 1.0}]
+    bad = tmp_path / "moves.jsonl"
+    bad.write_text(json.dumps(data) + "\n")
+    with pytest.raises(ReplaySourceError, match=r"moves.jsonl:1: moves: .*delta"):
+        read_recorded(bad)

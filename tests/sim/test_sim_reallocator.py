@@ -170,3 +170,28 @@ def test_foresight_plans_with_the_true_remaining_capacity() -> None:
 
     simulate(world, ReallocatorStrategy(Plain()))
     assert plain and all((c == -1).all() for c in plain)
+
+
+def test_each_plan_sees_the_earlier_plans_moves() -> None:
+    """The simulator keeps what each plan changed (RequestHistory.moves) as the audit store
+    would, so the next plan can tell a move that undoes a recent one from a fresh one."""
+    world = build_world(SCENARIO, 0)
+    seen: list[RequestHistory] = []
+    totals: list[np.ndarray] = []
+
+    class Spy(InProcessPlanner):
+        def plan(self, snapshot, history, window):  # type: ignore[no-untyped-def]
+            seen.append(history)
+            view = super().plan(snapshot, history, window)
+            totals.append(view.new_total - np.floor(snapshot.deals["allocation"].to_numpy()))
+            return view
+
+    simulate(world, ReallocatorStrategy(Spy()))
+    assert len(seen[0].moves) == 0
+    last = seen[-1].moves
+    assert set(last.columns) >= {"deal_id", "planned_at", "delta"}
+    # Every plan's non-zero changes, in order, for every deal that moved.
+    want = int(sum(np.count_nonzero(t) for t in totals[:-1]))
+    assert len(last) == want > 0
+    assert (last["delta"] != 0).all()
+    assert last["planned_at"].is_monotonic_increasing

@@ -8,6 +8,7 @@ channels 0..C-1); integer amounts are int64 budget units (micros when the budget
 The mathematics it stands for (x_d: new allocation of deal d, integer)::
 
     lex-max ( sum_d x_d ,  sum_d f_d(x_d) - lam_deal * sum_d |x_d - c_d|
+                                         - sum_d (a_d (x_d - c_d)+ + b_d (c_d - x_d)+)
                                          - lam_channel * sum_ch |X_ch - C_ch| )
     s.t.   lb_d <= x_d <= ub_d                       every deal
            smin_q <= sum_{d in q} x_d <= smax_q      every seller q
@@ -16,7 +17,8 @@ The mathematics it stands for (x_d: new allocation of deal d, integer)::
            sum_d price_num_d * x_d <= money_cap * price_den      (optional money cap)
 
 with f_d concave piecewise linear: slope value_slopes[d, k] between value_breaks[d, k-1] and
-value_breaks[d, k] (0 before the first break, +inf after the last).
+value_breaks[d, k] (0 before the first break, +inf after the last); a_d = lam_above[d] and
+b_d = lam_below[d] (0 when None) charge a move against the deal's last one more than a fresh one.
 """
 
 from __future__ import annotations
@@ -87,6 +89,9 @@ class AllocationProblem:
     # (n, K-1) non-decreasing amounts where the slope changes; (n, 0) or (0, 0) when K == 1
     lam_deal: float = 0.0  # churn weight per budget unit moved on a deal
     lam_channel: float = 0.0  # churn weight per budget unit moved between channels
+    lam_above: FloatArray | None = None  # (n,) extra churn weight per unit above c_d (a move
+    # up that would undo a recent cut); None: 0
+    lam_below: FloatArray | None = None  # (n,) ... per unit below c_d (undoing a recent raise)
     money_cap: int | None = None  # micros left under a money cap beside a unit goal
     price_num: IntArray | None = None  # money of x_d units = price_num_d * x_d / price_den
     price_den: int = 1
@@ -112,6 +117,9 @@ class AllocationProblem:
         put(self, "value_breaks", _as(breaks, np.int64, "value_breaks", 2))
         if self.price_num is not None:
             put(self, "price_num", _as(self.price_num, np.int64, "price_num", 1))
+        for name in ("lam_above", "lam_below"):
+            if getattr(self, name) is not None:
+                put(self, name, _as(getattr(self, name), np.float64, name, 1))
         put(self, "total", int(self.total))
         self._validate(n)
 
@@ -146,6 +154,12 @@ class AllocationProblem:
         lams = (self.lam_deal, self.lam_channel)
         if not all(np.isfinite(v) and v >= 0 for v in lams):
             raise ValueError("lam_deal and lam_channel must be finite and >= 0")
+        for name in ("lam_above", "lam_below"):
+            extra = getattr(self, name)
+            if extra is not None and (
+                extra.shape != (n,) or not np.isfinite(extra).all() or (extra < 0).any()
+            ):
+                raise ValueError(f"{name} must have shape ({n},), finite and >= 0")
         if self.money_cap is not None:
             if self.price_num is None or self.price_num.shape != (n,):
                 raise ValueError("a money cap needs price_num of shape (n,)")

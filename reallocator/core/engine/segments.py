@@ -2,13 +2,13 @@
 
 Both solver paths read these pieces, so they optimise literally the same function.
 
-    g_d(x) = f_d(x) - lam_deal * |x - c_d|
+    g_d(x) = f_d(x) - lam_deal * |x - c_d| - a_d (x - c_d)+ - b_d (c_d - x)+
 
 f_d has slopes v_k between its breaks; |x - c_d| adds a break at c_d. Merging the K-1 value breaks
 with c_d gives K+1 pieces; piece i spans [start_i, start_i + width_i] with slope
 
-    v_{k(i)} + lam_deal   if the piece lies below c_d   (restoring budget the deal had)
-    v_{k(i)} - lam_deal   if it lies above c_d          (moving new budget in)
+    v_{k(i)} + lam_deal + b_d   if the piece lies below c_d   (restoring budget the deal had)
+    v_{k(i)} - lam_deal - a_d   if it lies above c_d          (moving new budget in)
 
 which stays non-increasing, so g_d is concave and a maximiser fills pieces in order. That order
 also places lower bounds: lb_d is laid on the first pieces (lower_i = clip(lb_d - start_i, 0,
@@ -58,15 +58,38 @@ def fold_pieces(problem: AllocationProblem) -> Pieces:
     # segment i; pieces after it use segment i - 1 (the extra break was c_d itself).
     pos = (problem.value_breaks < current[:, None]).sum(axis=1)
     slope = np.empty((n, k + 1), np.float64)
-    lam = problem.lam_deal
+    lam_below, lam_above = _churn(problem)
     for i in range(k + 1):  # over the K+1 piece columns, each a vectorised step
         below = i <= pos
         same = problem.value_slopes[:, min(i, k - 1)]
         prev = problem.value_slopes[:, max(i - 1, 0)]
-        np.copyto(slope[:, i], np.where(below, same + lam, prev - lam))
+        np.copyto(slope[:, i], np.where(below, same + lam_below, prev - lam_above))
     lower = problem.lb[:, None] - start
     np.clip(lower, 0, width, out=lower)
     return Pieces(start=start, width=width, lower=lower, slope=slope)
+
+
+def _churn(problem: AllocationProblem) -> tuple[float | FloatArray, float | FloatArray]:
+    """Churn weight per unit below and above c_d: lam_deal plus the per-deal extras."""
+    lam = problem.lam_deal
+    below = lam if problem.lam_below is None else lam + problem.lam_below
+    above = lam if problem.lam_above is None else lam + problem.lam_above
+    return below, above
+
+
+def churn_cost(problem: AllocationProblem, x: IntArray) -> float:
+    """The deal churn term of the objective for `x`: lam_deal |x - c| plus the extras."""
+    below, above = _churn(problem)
+    moved = x.astype(np.float64) - problem.current
+    cost = np.where(moved > 0, above * moved, -below * moved)
+    return float(np.sum(cost, dtype=np.float64))
+
+
+def marginal_churn(problem: AllocationProblem, x: IntArray) -> FloatArray:
+    """Churn on the next unit of each deal: -(weight above c_d) at or above it, +(below) under."""
+    below, above = _churn(problem)
+    out: FloatArray = np.where(x >= problem.current, -np.broadcast_to(above, x.shape), below)
+    return out
 
 
 def deal_value(problem: AllocationProblem, x: IntArray) -> FloatArray:

@@ -29,7 +29,7 @@ from reallocator.core.engine.result import (
     Timings,
 )
 from reallocator.core.engine.rounding import round_plan_noted
-from reallocator.core.engine.segments import deal_value
+from reallocator.core.engine.segments import churn_cost, deal_value
 from reallocator.core.engine.verify import money_exceeds, verify_allocation
 
 
@@ -43,7 +43,7 @@ def objective_parts(problem: AllocationProblem, x: IntArray) -> ObjectiveParts:
         delivered=delivered,
         unspendable=problem.total - delivered,
         value=float(deal_value(problem, x).sum()),
-        churn_deal=problem.lam_deal * float(np.abs(x - problem.current).sum(dtype=np.float64)),
+        churn_deal=churn_cost(problem, x),
         churn_channel=problem.lam_channel * float(np.abs(moved_channel).sum(dtype=np.float64)),
     )
 

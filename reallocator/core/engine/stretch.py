@@ -82,7 +82,15 @@ def stretch(
     value = np.nan_to_num(problem.value_slopes[:, 0], nan=0.0)
     spread = float(value.max() - value.min()) if value.size else 0.0
     tie = VALUE_TILT * (value - value.min()) / spread if spread > 0 else np.zeros_like(value)
-    bounds = replace(problem, lb=x, ub=x + room, lam_deal=0.0, lam_channel=0.0)
+    bounds = replace(
+        problem,
+        lb=x,
+        ub=x + room,
+        lam_deal=0.0,
+        lam_channel=0.0,
+        lam_above=None,
+        lam_below=None,
+    )
     extra = None if problem.money_cap is not None else _closed_form(bounds, room, tie, left, levels)
     second = bounds
     if extra is None:

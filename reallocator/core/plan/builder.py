@@ -26,7 +26,12 @@ from reallocator.core.engine import (
     forecast_capacity,
     solve,
 )
-from reallocator.core.engine.bounds import SPENT_COLUMN, build_from_snapshot, horizon
+from reallocator.core.engine.bounds import (
+    MAX_CHURN,
+    SPENT_COLUMN,
+    build_from_snapshot,
+    horizon,
+)
 from reallocator.core.engine.diagnosis import (
     Diagnosis,
     RelaxationWeights,
@@ -43,6 +48,7 @@ from reallocator.core.model import (
     DealStatus,
     DealType,
     Period,
+    Policy,
     Severity,
     as_text,
     conform,
@@ -122,6 +128,60 @@ def _with_step_floor(snapshot: CampaignSnapshot) -> CampaignSnapshot:
     return replace(snapshot, policy=replace(policy, step_abs=max(floor, 1)))
 
 
+def last_moves(
+    history: RequestHistory | None, deal_ids: pd.Series, as_of: float, policy: Policy
+) -> npt.NDArray[np.int8]:
+    """Per deal (snapshot order) the sign of the last move an earlier plan made on it within
+    `policy.reversal_window` before `as_of`: -1 cut, +1 raised, 0 none (or no history)."""
+    out = np.zeros(len(deal_ids), dtype=np.int8)
+    window = policy.reversal_window.total_seconds()
+    if history is None or not len(history.moves) or window <= 0:
+        return out
+    moves = history.moves
+    at = moves["planned_at"].to_numpy(np.float64)
+    delta = moves["delta"].to_numpy(np.int64)
+    recent = moves[(at <= as_of) & (at > as_of - window) & (delta != 0)]
+    if not len(recent):
+        return out
+    last = recent.sort_values("planned_at", kind="stable").groupby("deal_id").tail(1)
+    pos = pd.Index(deal_ids).get_indexer(last["deal_id"])
+    ok = pos >= 0
+    out[pos[ok]] = np.sign(last["delta"].to_numpy(np.int64)[ok]).astype(np.int8)
+    return out
+
+
+def _awaiting(history: RequestHistory | None, deals: pd.DataFrame) -> npt.NDArray[np.bool_]:
+    """Deals whose last seller request is still unanswered (snapshot order)."""
+    out = np.zeros(len(deals), dtype=bool)
+    if history is None or not len(history.requests):
+        return out
+    last = history.requests.sort_values("requested_at", kind="stable").groupby("deal_id").tail(1)
+    open_ids = last.loc[last["response"].astype(str) == SellerResponse.PENDING, "deal_id"]
+    pos = pd.Index(deals["deal_id"]).get_indexer(open_ids)
+    out[pos[pos >= 0]] = True
+    return out
+
+
+def reversal_churn(
+    problem: AllocationProblem, last_move: npt.NDArray[np.int8], policy: Policy
+) -> AllocationProblem:
+    """Charge a move that would undo a deal's last recent move `policy.reversal_churn` x the
+    churn weight per unit on top of it: raising a deal a recent plan cut, cutting one it raised.
+
+    Where forecasts force budget out of a deal, or free some, the objective decides only where
+    it goes; with equal churn it goes to the deal next in value, which is often the one the
+    last plan moved the other way (the marginal deal of the LP). Charged more, the money goes
+    to a deal it does not turn back."""
+    extra = min(policy.reversal_churn * problem.lam_deal, MAX_CHURN)
+    if extra <= 0 or not (last_move != 0).any():
+        return problem
+    return replace(
+        problem,
+        lam_above=np.where(last_move < 0, extra, 0.0),
+        lam_below=np.where(last_move > 0, extra, 0.0),
+    )
+
+
 def _capacity(
     snapshot: CampaignSnapshot,
     assessment: Assessment,
@@ -192,7 +252,16 @@ def _capacity(
         ),
     )
     capacity, table = forecast_capacity(inputs, assessment.opportunity_remaining_hours, policy)
-    capacity, held = confident_cuts(inputs, table, remaining, policy)
+    campaign = assessment.campaign
+    behind = 0.0
+    if len(campaign):
+        # How far the campaign is behind its curve, as a share of its budget.
+        row = campaign.iloc[0]
+        behind = float(row["expected"] - row["actual"]) / max(float(row["allocation"]), 1.0)
+    moved = last_moves(history, deals["deal_id"], snapshot.as_of.timestamp(), policy)
+    capacity, held = confident_cuts(
+        inputs, table, remaining, policy, moved, behind, awaiting=_awaiting(history, deals)
+    )
     table["held_to_current"] = held
     table["capacity"] = capacity
     # The caller's own forecasts: per deal in the snapshot (capacity_forecast >= 0), or all of
@@ -508,6 +577,12 @@ def build_plan(
         period_left=_period_left(snapshot, curve, as_of),
         time_limit=time_limit if time_limit is not None else 10.0,
         room=room,
+    )
+    built = replace(
+        built,
+        problem=reversal_churn(
+            built.problem, last_moves(history, snapshot.deals["deal_id"], as_of, policy), policy
+        ),
     )
     report = built.report
     weights = RelaxationWeights.from_policy(policy)

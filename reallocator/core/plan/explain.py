@@ -13,6 +13,7 @@ import pandas as pd
 
 from reallocator.core.engine import AllocationProblem, AllocationResult, BoundsReport
 from reallocator.core.engine.problem import NO_MAX, group_sum
+from reallocator.core.engine.segments import marginal_churn
 from reallocator.core.model import BudgetType, as_text, values_of
 from reallocator.core.plan.model import BindingKind, ReasonCode
 from reallocator.core.plan.text import amounts, rates
@@ -89,8 +90,7 @@ def marginal_slopes(problem: AllocationProblem, x: IntArray) -> FloatArray:
         value = slopes[np.arange(len(x)), np.minimum(segment, slopes.shape[1] - 1)]
     else:
         value = slopes[:, 0]
-    churn = np.where(x >= problem.current, -problem.lam_deal, problem.lam_deal)
-    out: FloatArray = value + churn
+    out: FloatArray = value + marginal_churn(problem, x)
     return out
 
 

@@ -310,6 +310,10 @@ class RequestHistory:
     `requests` has columns deal_id, requested_at (unix s), kind, target_total, response
     (SellerResponse), accepted_total (budget units; for PARTIAL). The audit store fills it; the
     simulator keeps its own. Empty: no history.
+
+    `moves` has columns deal_id, planned_at (unix s), delta (budget units): what earlier plans
+    changed per deal, so a move that would undo a recent one needs more evidence
+    (Policy.reversal_band). Empty: every move is fresh.
     """
 
     requests: pd.DataFrame = field(
@@ -321,6 +325,15 @@ class RequestHistory:
                 "target_total": pd.Series(dtype="int64"),
                 "response": pd.Series(dtype="str"),
                 "accepted_total": pd.Series(dtype="int64"),
+            }
+        )
+    )
+    moves: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(
+            {
+                "deal_id": pd.Series(dtype="str"),
+                "planned_at": pd.Series(dtype="float64"),
+                "delta": pd.Series(dtype="int64"),
             }
         )
     )
