@@ -64,9 +64,20 @@ class PlanLifecycle:
         assert decoded is not None
         return decoded
 
+    def history(self, snapshot: CampaignSnapshot) -> RequestHistory:
+        """What the store knows of the campaign's past for this plan: the seller requests and
+        answers, and the moves of the plans applied within `Policy.reversal_window` (for the
+        hysteresis and the reversal charge) when the policy uses them."""
+        policy = snapshot.policy
+        window = policy.reversal_window.total_seconds()
+        uses_moves = window > 0 and (policy.reversal_band > 0 or policy.reversal_churn > 0)
+        since = int((snapshot.as_of.timestamp() - window) * 1e6) if uses_moves else None
+        return self.store.request_history(snapshot.campaign_id, moves_since=since)
+
     def with_application(self, snapshot: CampaignSnapshot) -> CampaignSnapshot:
-        """Deals the caller sent no last_plan_application for get the campaign's last plan
-        confirmed applied (ConfirmApplied's apply_time, and the deal's delivery the plan saw),
+        """Deals the caller sent no last_plan_application for, and that the campaign's last plan
+        confirmed applied moved (buyer-paced deals), get that application (ConfirmApplied's
+        apply_time, and the deal's delivery the plan saw),
         so the pacing curve restarts from it as if the caller had sent it; a caller who still
         sends it gets the same plan. An application after the snapshot's as_of is not yet in
         effect and is left out."""
@@ -78,9 +89,14 @@ class PlanLifecycle:
         if last is None or last[1] > snapshot.as_of.timestamp():
             return snapshot
         _, at, plan_deals = last
+        # The plan restarted the curve of the deals it moved and the buyer paces; a guaranteed
+        # deal's changes take effect when its seller commits (the caller says when).
+        took = (plan_deals["delta"].to_numpy(np.int64) != 0) & (
+            plan_deals["pacing"].astype(str).to_numpy() != "SELLER"
+        )
         seen = pd.Series(
-            plan_deals["delivered"].to_numpy(np.int64),
-            index=plan_deals["deal_id"].astype(str).to_numpy(),
+            plan_deals["delivered"].to_numpy(np.int64)[took],
+            index=plan_deals["deal_id"].astype(str).to_numpy()[took],
         )
         delivered = seen.reindex(deals["deal_id"].astype(str).to_numpy()).to_numpy(np.float64)
         fill = missing & ~np.isnan(delivered)
@@ -189,14 +205,14 @@ class PlanLifecycle:
             if options.HasField("schedule_window")
             else None
         ) or timedelta(hours=6)
-        history = self.store.request_history(snapshot.campaign_id)
+        history = self.history(snapshot)
         plan = build_plan(
             snapshot,
             relax=rollback or options.on_infeasible == pb.INFEASIBILITY_HANDLING_RELAX,
             time_limit=self.time_limit,
             schedule_window=window,
             text=False,
-            history=history if len(history.requests) else None,
+            history=None if history.empty else history,
             rollback=rollback,
         )
         msg = encode_plan(plan, deals=view)
@@ -330,7 +346,7 @@ def supplied(
                 "windows": np.full(n, windows is not None),
             }
         )
-    return StoredInputs(history=history.requests, deals=per_deal)
+    return StoredInputs(history=history.requests, deals=per_deal, moves=history.moves)
 
 
 _SUPPLIED = {

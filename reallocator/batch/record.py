@@ -63,7 +63,7 @@ class Recorder:
 
     def history(self, campaign_id: str) -> RequestHistory | None:
         history = self.store.request_history(campaign_id)
-        return history if len(history.requests) else None
+        return None if history.empty else history
 
     def record(self, result: CampaignResult, campaign: Mapping[str, Any], deals: pa.Table) -> None:
         """Records a planned campaign (INVALID and REJECTED ones have no plan to record) through

@@ -167,7 +167,7 @@ def _plan(
     try:
         return build_plan(
             snapshot,
-            history=history if len(history.requests) else None,
+            history=None if history.empty else history,
             relax=True,
             windows=windows,
         )

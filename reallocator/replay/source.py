@@ -283,6 +283,8 @@ def read_store(
         if supplied is not None:
             if len(supplied.history):
                 history = history_frame(supplied.history.to_dict("records"))  # type: ignore[arg-type]
+            if supplied.moves is not None and len(supplied.moves):
+                history = replace(history, moves=moves_frame(supplied.moves.to_dict("records")))  # type: ignore[arg-type]
             per_deal = supplied.deals
             if len(per_deal):
                 ids = decoded.deals["deal_id"].astype(str).to_numpy()

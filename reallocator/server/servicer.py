@@ -146,7 +146,7 @@ class ReallocatorServicer(LifecycleMethods):
             if protected is not None:  # the answer is the rollback
                 return self._fits(context, pb.ReplanResponse(plan=protected), "plan", "")
         snapshot = self.lifecycle.with_declared_inventory(self.lifecycle.with_application(snapshot))
-        history = self.store.request_history(snapshot.campaign_id)
+        history = self.lifecycle.history(snapshot)
         windows = self.lifecycle.windows(snapshot)
         checkpoint = call_checkpoint(context)
         assessment = assess(snapshot, checkpoint=checkpoint)
@@ -157,7 +157,7 @@ class ReallocatorServicer(LifecycleMethods):
             time_limit=limit,
             schedule_window=window,
             text=False,
-            history=history if len(history.requests) else None,
+            history=None if history.empty else history,
             assessment=assessment,
             checkpoint=checkpoint,
             windows=windows,

@@ -180,16 +180,27 @@ class StoredInputs:
 
     history: pd.DataFrame  # RequestHistory.requests
     deals: pd.DataFrame  # deal_id, plan_applied_at, delivered_at_plan, window_hour, window_day
+    moves: pd.DataFrame | None = None  # RequestHistory.moves (None: not recorded)
 
 
-def inputs_parts(inputs: StoredInputs) -> tuple[bytes, bytes]:
-    """The two Arrow streams the store keeps for `inputs` (history, per-deal)."""
+def inputs_parts(inputs: StoredInputs) -> tuple[bytes, bytes, bytes | None]:
+    """The Arrow streams the store keeps for `inputs` (history, per-deal, moves)."""
     history = pa.Table.from_pandas(inputs.history, preserve_index=False)
-    return _ipc(history), _ipc(pa.Table.from_pandas(inputs.deals, preserve_index=False))
+    deals = pa.Table.from_pandas(inputs.deals, preserve_index=False)
+    moves = (
+        None
+        if inputs.moves is None
+        else _ipc(pa.Table.from_pandas(inputs.moves, preserve_index=False))
+    )
+    return _ipc(history), _ipc(deals), moves
 
 
-def inputs_frames(history: bytes, deals: bytes) -> StoredInputs:
-    return StoredInputs(_read_ipc(history).to_pandas(), _read_ipc(deals).to_pandas())
+def inputs_frames(history: bytes, deals: bytes, moves: bytes | None = None) -> StoredInputs:
+    return StoredInputs(
+        _read_ipc(history).to_pandas(),
+        _read_ipc(deals).to_pandas(),
+        None if moves is None else _read_ipc(moves).to_pandas(),
+    )
 
 
 def deals_frame(data: bytes) -> pd.DataFrame:

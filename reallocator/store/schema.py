@@ -61,6 +61,7 @@ plans = Table(
     # What the store supplied the plan beyond its snapshot (plan_codec.PlanInputs), for replay:
     Column("history_table", LargeBinary, nullable=True),  # Arrow IPC: the seller history
     Column("inputs_table", LargeBinary, nullable=True),  # Arrow IPC: per-deal filled inputs
+    Column("moves_table", LargeBinary, nullable=True),  # Arrow IPC: earlier plans' moves read
     Index("ix_plans_campaign", "campaign_id", "seq"),
     Index("ix_plans_campaign_state", "campaign_id", "state"),
 )

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import sqlalchemy as sa
@@ -377,7 +378,11 @@ class SqlStore:
                 kind=new.kind,
                 options=new.options,
                 **dict(
-                    zip(("history_table", "inputs_table"), inputs_parts(new.inputs), strict=True)
+                    zip(
+                        ("history_table", "inputs_table", "moves_table"),
+                        inputs_parts(new.inputs),
+                        strict=True,
+                    )
                     if new.inputs is not None
                     else {}
                 ),
@@ -755,6 +760,7 @@ class SqlStore:
                     plans.c.options,
                     plans.c.history_table,
                     plans.c.inputs_table,
+                    plans.c.moves_table,
                     snapshots.c.payload,
                     snapshots.c.size,
                 )
@@ -768,7 +774,7 @@ class SqlStore:
             (
                 unpack(r.payload, r.size),
                 bytes(r.options or b""),
-                inputs_frames(r.history_table, r.inputs_table)
+                inputs_frames(r.history_table, r.inputs_table, r.moves_table)
                 if r.history_table is not None and r.inputs_table is not None
                 else None,
                 str(r.name),
@@ -955,9 +961,34 @@ class SqlStore:
         latest = {str(r.deal_id): int(r.available_inventory) for r in rows}
         return pd.Series(latest, dtype="int64")
 
-    def request_history(self, campaign: str) -> RequestHistory:
+    def request_history(self, campaign: str, moves_since: int | None = None) -> RequestHistory:
         """The campaign's seller requests sent (plans approved or applied) and their answers,
-        as the plan builder reads them."""
+        as the plan builder reads them; with `moves_since` (unix micros), also the moves of
+        the plans applied from then on (their deals' changes, at their as_of)."""
+        moves = self._moves(campaign, moves_since) if moves_since is not None else None
+        history = self._requests(campaign)
+        return history if moves is None else replace(history, moves=moves)
+
+    def _moves(self, campaign: str, since: int) -> pd.DataFrame:
+        frames = []
+        for at, deals in self.applied_plans(campaign, since):
+            delta = deals["delta"].to_numpy(np.int64)
+            moved = delta != 0
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "deal_id": deals["deal_id"].astype(str).to_numpy()[moved],
+                        "planned_at": np.full(int(moved.sum()), at, dtype=np.float64),
+                        "delta": delta[moved],
+                    }
+                )
+            )
+        if not frames:
+            return RequestHistory().moves
+        out = pd.concat(frames, ignore_index=True)
+        return out.astype({"deal_id": "str", "planned_at": "float64", "delta": "int64"})
+
+    def _requests(self, campaign: str) -> RequestHistory:
         with self._tx() as tx:
             rows = tx.execute(
                 sa.select(seller_requests)
@@ -984,7 +1015,15 @@ class SqlStore:
 
 
 _BULKY = frozenset(
-    {"payload", "deals_table", "schedules_table", "options", "history_table", "inputs_table"}
+    {
+        "payload",
+        "deals_table",
+        "schedules_table",
+        "options",
+        "history_table",
+        "inputs_table",
+        "moves_table",
+    }
 )
 """Plan columns read only when the plan's content is asked for."""
 

@@ -117,15 +117,14 @@ class Policy(_message.Message):
     reversal_band: _builtins.float
     """Hysteresis: a forecast change that would undo a deal's last move made within
     reversal_window (raise a deal a recent plan cut, cut one it raised) keeps the deal where it
-    is unless it exceeds this share of what the deal holds. Needs the plans' moves in the
-    request history (the simulator keeps them; without them every move is fresh). Default 0.3;
-    range [0, 1].
+    is unless it exceeds this share of what the deal holds. The moves are those of the
+    plans confirmed applied, as the audit store recorded them. Default 0.3; range [0, 1].
     """
     reversal_churn: _builtins.float
     """A move that would undo a deal's last move made within reversal_window costs this multiple
     of the deal churn weight per unit on top of it, so budget a forecast forces out of a deal or
     frees goes to one it does not turn back (the plan still places the whole budget first).
-    Needs the plans' moves in the request history, like reversal_band. Default 2.0; range
+    The moves are read as for reversal_band. Default 2.0; range
     [0, 100].
     """
     @_builtins.property

@@ -100,9 +100,11 @@ def test_in_process_and_grpc_runs_give_the_same_figures(tmp_path: Path) -> None:
     seller answers recorded through the API): the run is the in-process run."""
     from reallocator.config import load_config
     from reallocator.server.app import start_server
+    from reallocator.sim.scenario import load_scenario, resolve_scenario
     from reallocator.store.sql import SqlStore
 
-    scenario = scenario_from_dict({**_one_day(), "name": "twins"})
+    # A whole standard flight: seller answers, plans applied, moves reversed or held.
+    scenario = load_scenario(resolve_scenario("steady"))
     local = simulate(build_world(scenario, 3), ReallocatorStrategy(InProcessPlanner()))
     url = f"sqlite:///{tmp_path / 'twins.db'}"
     running = start_server(load_config(env={}, port=0, host="127.0.0.1", database_url=url))

@@ -337,3 +337,8 @@ class RequestHistory:
             }
         )
     )
+
+    @property
+    def empty(self) -> bool:
+        """Nothing asked and nothing moved before: plans as if there were no history."""
+        return not len(self.requests) and not len(self.moves)
