@@ -189,8 +189,21 @@ def _serve_here(config: ServerConfig, reuse_port: bool, process_index: int = 0) 
     os._exit(0)
 
 
+def _die_with_parent() -> None:
+    """Linux: this process gets SIGTERM when its supervisor dies, however it dies (even
+    SIGKILL), so no orphaned worker keeps the port. No-op elsewhere."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the supervisor died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def _worker(config: ServerConfig, log_level: int, index: int) -> None:
     """A worker process's entry point (spawned: it imports everything afresh)."""
+    _die_with_parent()
     from reallocator.server import logs
 
     logs.configure(config.ops.log_format, logging.getLevelName(log_level))

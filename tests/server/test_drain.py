@@ -147,3 +147,39 @@ def test_busy_calls_cannot_starve_health_checks(monkeypatch: pytest.MonkeyPatch)
     finally:
         release.set()
         running.stop(grace=0)
+
+
+def test_workers_die_with_their_supervisor_even_when_it_is_killed() -> None:
+    """SIGKILL of the supervising process leaves no orphaned worker holding the port."""
+    port = free_port()
+    with _serve("--port", str(port), "--workers", "2") as proc:
+        _wait_serving(proc, port)
+        children: list[int] = []
+        deadline = time.monotonic() + 30
+        while len(children) < 2 and time.monotonic() < deadline:
+            time.sleep(0.5)
+            path = f"/proc/{proc.pid}/task/{proc.pid}/children"
+            found = open(path).read().split()  # noqa: SIM115 - one read of a proc file
+            children = [int(c) for c in found if _is_worker(int(c))]
+        assert len(children) == 2, children
+        proc.kill()
+        proc.wait(10)
+        deadline = time.monotonic() + 15
+        while any(_alive(c) for c in children) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_alive(c) for c in children), "a worker outlived its supervisor"
+
+
+def _is_worker(pid: int) -> bool:
+    try:
+        return "spawn_main" in open(f"/proc/{pid}/cmdline").read()
+    except OSError:
+        return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = open(f"/proc/{pid}/stat").read().split(")")[-1].split()[0]  # noqa: SIM115
+    except OSError:
+        return False
+    return state != "Z"

@@ -314,6 +314,8 @@ def test_serve_command_with_tls_metrics_and_json_logs(pki: dict, workers: str) -
                 except grpc.RpcError:
                     time.sleep(0.2)
         assert status == SERVING
+        if workers == "2":  # give the second worker time to start before the signal
+            time.sleep(3)
         url = f"http://127.0.0.1:{metrics_port}/healthz"
         with urllib.request.urlopen(url, timeout=5) as reply:
             assert reply.read() == b"SERVING\n"
