@@ -1,63 +1,31 @@
 """The same store on both databases: SQLite and a real PostgreSQL server (started here, in a
-temporary folder on a free port of 127.0.0.1, as /work/shared-style CI runs it as root through
+temporary folder on a free port of 127.0.0.1, run as root through
 the postgres user, and stopped afterwards). Without PostgreSQL's binaries the PostgreSQL case
 skips, saying why; with REALLOCATOR_REQUIRE_POSTGRES=1 (CI) it fails instead."""
 
 from __future__ import annotations
 
-import glob
 import os
-import shutil
-import socket
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from plans import new_plan, with_requests
+from throwaway_postgres import ThrowawayPostgres
 
 from reallocator.store.errors import AlreadyExists, NotFound, StaleEtag, WrongState
 from reallocator.store.sql import SqlStore
 from reallocator.v1 import plan_pb2
 
 
-def _postgres_bin() -> Path | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    return Path(found[-1]).parent if found else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def postgres_url() -> Iterator[str]:
-    bindir = _postgres_bin()
-    if bindir is None:
-        if os.environ.get("REALLOCATOR_REQUIRE_POSTGRES") == "1":
-            pytest.fail("PostgreSQL's server binaries are missing (apt-get install postgresql)")
-        pytest.skip("PostgreSQL's server binaries are not installed (apt-get install postgresql)")
-    folder = Path(tempfile.mkdtemp(prefix="reallocator-pg-"))
-    shutil.chown(folder, "postgres")
-    data = folder / "data"
-    port = _free_port()
-    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    run = {"check": True, "capture_output": True, "timeout": 120}
-    subprocess.run([*as_postgres, str(bindir / "initdb"), "-D", str(data), "-U", "postgres",
-                    "--auth=trust"], **run)  # type: ignore[call-overload]  # fmt: skip
-    subprocess.run([*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-w", "-l",
-                    str(folder / "log"), "-o", f"-h 127.0.0.1 -p {port} -k {folder}",
-                    "start"], **run)  # type: ignore[call-overload]  # fmt: skip
+    server = ThrowawayPostgres()
+    server.start()
     try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+        yield server.url
     finally:
-        subprocess.run([*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-m",
-                        "immediate", "stop"], capture_output=True, timeout=60)  # fmt: skip
-        shutil.rmtree(folder, ignore_errors=True)
+        server.remove()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
