@@ -20,6 +20,7 @@ from reallocator.server.identity import current_actor
 from reallocator.store.sql import SqlStore, request_hash
 from reallocator.v1 import assessment_pb2, common_pb2, plan_pb2
 from reallocator.v1 import reallocator_service_pb2 as pb
+from reallocator.wire.timefields import to_datetime
 from reallocator.wire.violations import Violations
 
 if TYPE_CHECKING:
@@ -37,7 +38,6 @@ STATES = {
     plan_pb2.PLAN_STATE_SUPERSEDED: "SUPERSEDED",
 }
 MAX_PAGE = 1000
-_MAX_TIME = 32503680000 * 10**6  # year 3000, unix micros
 
 
 def _plan_name(value: str, field: str, errors: Violations) -> str:
@@ -54,13 +54,13 @@ def _campaign_of(name: str) -> str:
 
 
 def _micros(request: object, field: str, errors: Violations) -> int | None:
-    """An optional Timestamp field as unix micros, checked to lie in 1970-3000."""
+    """An optional Timestamp field as unix micros, checked as every request time is."""
     if not request.HasField(field):  # type: ignore[attr-defined]
         return None
-    micros = int(getattr(request, field).ToMicroseconds())
-    if not 0 <= micros < _MAX_TIME:
-        errors.add(field, "must be between 1970 and 3000")
-    return micros
+    stamp = getattr(request, field)
+    if to_datetime(stamp, field, errors) is None:
+        return None
+    return int(stamp.ToMicroseconds())
 
 
 def _body_hash(request: object) -> str:

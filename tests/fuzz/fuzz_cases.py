@@ -230,14 +230,122 @@ def _bomb(rng: random.Random) -> Case:
     )
 
 
+_LIFECYCLE = (
+    "GetPlan",
+    "ListPlans",
+    "ReviewPlan",
+    "ConfirmApplied",
+    "RollbackPlan",
+    "RecordSellerResponse",
+    "GetPacingHistory",
+    "WatchCampaign",
+)
+
+
+def _plan_name(rng: random.Random) -> str:
+    campaign = rng.choice(["campaign-1", "c", "x" * 300, "a/b", ""])
+    return rng.choice(
+        [
+            f"campaigns/{campaign}/plans/{rng.getrandbits(80):020x}",
+            f"campaigns/{campaign}",
+            "",
+            "plans/1",
+        ]
+    )
+
+
+def _token(rng: random.Random) -> str:
+    return rng.choice(["", "nonsense", "MTIzOmFi", "OTk5OTk5OTk5OTk5OTk5OTk5OTk5Ojo=", "%%%"])
+
+
+def _lifecycle(rng: random.Random) -> Case:
+    """A request to one of the life-cycle RPCs: plausible names and tokens, then 0-3 fields set
+    to extreme values (as `field` does for Replan)."""
+    method = rng.choice(_LIFECYCLE)
+    name, campaign = _plan_name(rng), rng.choice(["campaign-1", "", "x" * 1000])
+    request: Message
+    if method == "GetPlan":
+        request = pb.GetPlanRequest(name=name, view=rng.choice([0, 1, 2, 3, 4, 7]))
+    elif method == "ListPlans":
+        request = pb.ListPlansRequest(
+            parent=f"campaigns/{campaign}",
+            page_size=rng.choice([0, 1, 1000, 1001, -1]),
+            page_token=_token(rng),
+            state=rng.choice([0, 1, 5, 99]),
+        )
+        request.start_time.seconds = rng.choice(SECONDS)
+    elif method == "ReviewPlan":
+        request = pb.ReviewPlanRequest(
+            name=name,
+            decision=rng.choice([0, 1, 2, 9]),
+            etag=rng.choice(["", "0" * 32]),
+            request_id="r",
+        )
+        for _ in range(rng.choice([0, 1, 3])):
+            request.deal_decisions.add(
+                deal_id=rng.choice(["", "d1", "deal-000001"]), decision=rng.choice([0, 1, 2, 5])
+            )
+    elif method == "ConfirmApplied":
+        request = pb.ConfirmAppliedRequest(name=name, etag=rng.choice(["", "e"]))
+        request.apply_time.seconds = rng.choice(SECONDS)
+    elif method == "RollbackPlan":
+        request = pb.RollbackPlanRequest(name=name, reason="r" * rng.choice([0, 5, 5000]))
+    elif method == "RecordSellerResponse":
+        request = pb.RecordSellerResponseRequest(
+            plan=name,
+            request_id=rng.choice(["", "req-1"]),
+            response=rng.choice([0, 1, 3, 6, 9]),
+            accepted_total=rng.choice(INTS),
+            available_inventory=rng.choice(INTS),
+        )
+    elif method == "GetPacingHistory":
+        request = pb.GetPacingHistoryRequest(
+            campaign_id=campaign, page_size=rng.choice([0, 5, -3]), page_token=_token(rng)
+        )
+        request.entity.kind = rng.choice([0, 1, 2, 3, 4, 9])
+        request.end_time.seconds = rng.choice(SECONDS)
+    else:
+        request = pb.WatchCampaignRequest(
+            campaign_id=campaign,
+            include_plans=rng.random() < 0.5,
+            min_severity=rng.choice([0, 1, 3, 99]),
+        )
+    fields = _fields(request)
+    for _ in range(rng.choice([0, 1, 2, 3])):
+        msg, field = rng.choice(fields)
+        _set(msg, field, _extreme(rng, field, getattr(msg, field.name)))  # type: ignore[attr-defined]
+    timeout = 1.5 if method == "WatchCampaign" else 20.0
+    return Case("lifecycle", method, request.SerializeToString(), timeout)
+
+
+LIFECYCLE_ALLOWED = {
+    grpc.StatusCode.NOT_FOUND,  # no such plan
+    grpc.StatusCode.ABORTED,  # a stale etag
+    grpc.StatusCode.ALREADY_EXISTS,  # a request id reused with another body
+}
+
+
+def allowed(case: Case) -> set[grpc.StatusCode]:
+    """The statuses a clean answer to `case` may carry."""
+    return ALLOWED | LIFECYCLE_ALLOWED if case.kind == "lifecycle" else ALLOWED
+
+
 MUTATIONS: dict[str, Callable[[random.Random], Case]] = {
     "field": _field_values,
     "duplicates": _duplicates,
     "arrow-bytes": _arrow_flips,
     "request-bytes": _request_flips,
     "bomb": _bomb,
+    "lifecycle": _lifecycle,
 }
-WEIGHTS = {"field": 6, "duplicates": 1, "arrow-bytes": 2, "request-bytes": 2, "bomb": 1}
+WEIGHTS = {
+    "field": 6,
+    "duplicates": 1,
+    "arrow-bytes": 2,
+    "request-bytes": 2,
+    "bomb": 1,
+    "lifecycle": 2,
+}
 
 
 def random_case(rng: random.Random) -> Case:
@@ -286,7 +394,7 @@ def check_response(method: str, data: bytes) -> list[str]:
 
 
 def _parse(method: str, data: bytes) -> Message:
-    kind = pb.ReplanResponse if method == "Replan" else pb.AssessPacingResponse
+    kind: type[Message] = getattr(pb, f"{method}Response")
     return kind.FromString(data)
 
 
@@ -326,6 +434,15 @@ class ServerProcess:
             time.sleep(0.2)
 
     def call(self, case: Case) -> tuple[grpc.StatusCode, bytes | None, str]:
+        if case.method == "WatchCampaign":  # a stream: read until its deadline
+            stream = self.channel.unary_stream(SERVICE + case.method)
+            try:
+                replies = list(stream(case.payload, timeout=case.timeout))
+            except grpc.RpcError as error:
+                if error.code() == grpc.StatusCode.DEADLINE_EXCEEDED:  # type: ignore[attr-defined]
+                    return grpc.StatusCode.OK, b"", ""  # watched until the caller left
+                return error.code(), None, error.details() or ""  # type: ignore[attr-defined]
+            return grpc.StatusCode.OK, replies[-1] if replies else b"", ""
         method = self.channel.unary_unary(SERVICE + case.method)
         try:
             reply = method(case.payload, timeout=case.timeout)

@@ -124,6 +124,13 @@ def test_life_cycle_methods_answer_for_what_is_not_there(
         )
     )
     assert bad.code() == grpc.StatusCode.INVALID_ARGUMENT and "entity.kind" in (bad.details() or "")
+    # A Timestamp outside protobuf's own range (the fuzzer found it answered INTERNAL).
+    far = pb.GetPacingHistoryRequest(campaign_id="c")
+    far.end_time.seconds = -(2**40)
+    wrong = rpc_error(lambda: stub.GetPacingHistory(far, timeout=5))
+    assert wrong.code() == grpc.StatusCode.INVALID_ARGUMENT and "end_time" in (
+        wrong.details() or ""
+    )
 
 
 def test_a_watch_with_nothing_to_report_ends_at_its_deadline(
