@@ -95,7 +95,7 @@ def _schedule_ipc(table: ScheduleTable | None) -> bytes:
     for name in _SCHEDULE_VECTORS:
         values = getattr(table, name)
         if values.dtype == object:
-            columns[name] = pa.array(values.astype(str).tolist(), pa.string())
+            columns[name] = pa.array(values, pa.string())
         else:
             columns[name] = pa.array(values)
     target = np.asarray(table.hourly_target, dtype=np.int64)
@@ -131,7 +131,7 @@ def schedule_table(data: bytes) -> ScheduleTable | None:
     for name in _SCHEDULE_VECTORS:
         column = table.column(name)
         if pa.types.is_string(column.type):
-            vectors[name] = np.asarray(column.to_pylist(), dtype=object)
+            vectors[name] = column.to_numpy(zero_copy_only=False).astype(object)
         else:
             vectors[name] = column.to_numpy()
     matrices = {

@@ -248,6 +248,7 @@ class Dashboard:
             }
             for s in plan.schedules[:20]
         ]
+        moved = [d for d in plan.deals if d.delta != 0]
         moves = [
             {
                 "deal_id": d.deal_id,
@@ -257,13 +258,12 @@ class Dashboard:
                 "up": d.delta > 0,
                 "rationale": d.rationale,
             }
-            for d in plan.deals
-            if d.delta != 0
+            for d in moved[:MOVES_SHOWN]  # formatted for the rows shown only
         ]
         return {
             "plan": plan,
-            "moves": moves[:MOVES_SHOWN],
-            "move_total": len(moves),
+            "moves": moves,
+            "move_total": len(moved),
             "plan_state": views.state_name(plan.state),
             "moves_chart": views.moves_chart(plan) if plan.channels else None,
             "requests": requests,
