@@ -26,7 +26,7 @@ from reallocator.core.plan.rolling import WindowStarts, window_starts
 from reallocator.core.plan.severity import auto_applicable
 from reallocator.store import plan_codec
 from reallocator.store.plan_codec import StoredInputs
-from reallocator.store.sql import NewPlan, Replaces, SqlStore
+from reallocator.store.sql import CampaignPast, NewPlan, Replaces, SqlStore
 from reallocator.v1 import plan_pb2, snapshot_pb2
 from reallocator.v1 import reallocator_service_pb2 as pb
 from reallocator.wire.assessment import encode_assessment
@@ -64,82 +64,48 @@ class PlanLifecycle:
         assert decoded is not None
         return decoded
 
+    def supply(
+        self, snapshot: CampaignSnapshot
+    ) -> tuple[CampaignSnapshot, RequestHistory, WindowStarts | None]:
+        """What the store supplies a Replan beyond the caller's snapshot, read in one
+        transaction: the snapshot with the last application and the declared inventory filled
+        in where the caller sent none, the campaign's request history, and the rolling step
+        windows."""
+        policy = snapshot.policy
+        deals = snapshot.deals
+        as_of = snapshot.as_of.timestamp()
+        uses_windows = policy.step_rel_per_hour > 0 or policy.step_rel_per_day > 0
+        past = self.store.campaign_past(
+            snapshot.campaign_id,
+            moves_since=self._moves_since(snapshot),
+            applied_since=int((as_of - 86_400) * 1e6) if uses_windows else None,
+            application=bool((deals["plan_applied_at"].to_numpy(np.int64) < 0).any()),
+            declared=bool((deals["available_inventory"].to_numpy(np.int64) < 0).any()),
+        )
+        snapshot = _with_declared_inventory(_with_application(snapshot, past.application), past)
+        windows = (
+            window_starts(past.applied, snapshot.deals["deal_id"].to_numpy(dtype=object), as_of)
+            if uses_windows
+            else None
+        )
+        return snapshot, past.history, windows
+
+    @staticmethod
+    def _moves_since(snapshot: CampaignSnapshot) -> int | None:
+        """Since when the moves of applied plans count (unix micros), when the policy uses
+        them: the hysteresis and the reversal charge look back `Policy.reversal_window`."""
+        policy = snapshot.policy
+        window = policy.reversal_window.total_seconds()
+        uses_moves = window > 0 and (policy.reversal_band > 0 or policy.reversal_churn > 0)
+        return int((snapshot.as_of.timestamp() - window) * 1e6) if uses_moves else None
+
     def history(self, snapshot: CampaignSnapshot) -> RequestHistory:
         """What the store knows of the campaign's past for this plan: the seller requests and
         answers, and the moves of the plans applied within `Policy.reversal_window` (for the
         hysteresis and the reversal charge) when the policy uses them."""
-        policy = snapshot.policy
-        window = policy.reversal_window.total_seconds()
-        uses_moves = window > 0 and (policy.reversal_band > 0 or policy.reversal_churn > 0)
-        since = int((snapshot.as_of.timestamp() - window) * 1e6) if uses_moves else None
-        return self.store.request_history(snapshot.campaign_id, moves_since=since)
-
-    def with_application(self, snapshot: CampaignSnapshot) -> CampaignSnapshot:
-        """Deals the caller sent no last_plan_application for, and that the campaign's last plan
-        confirmed applied moved (buyer-paced deals), get that application (ConfirmApplied's
-        apply_time, and the deal's delivery the plan saw),
-        so the pacing curve restarts from it as if the caller had sent it; a caller who still
-        sends it gets the same plan. An application after the snapshot's as_of is not yet in
-        effect and is left out."""
-        deals = snapshot.deals
-        missing = deals["plan_applied_at"].to_numpy(np.int64) < 0
-        if not missing.any():
-            return snapshot
-        last = self.store.last_application(snapshot.campaign_id)
-        if last is None or last[1] > snapshot.as_of.timestamp():
-            return snapshot
-        _, at, plan_deals = last
-        # The plan restarted the curve of the deals it moved and the buyer paces; a guaranteed
-        # deal's changes take effect when its seller commits (the caller says when).
-        took = (plan_deals["delta"].to_numpy(np.int64) != 0) & (
-            plan_deals["pacing"].astype(str).to_numpy() != "SELLER"
+        return self.store.request_history(
+            snapshot.campaign_id, moves_since=self._moves_since(snapshot)
         )
-        seen = pd.Series(
-            plan_deals["delivered"].to_numpy(np.int64)[took],
-            index=plan_deals["deal_id"].astype(str).to_numpy()[took],
-        )
-        delivered = seen.reindex(deals["deal_id"].astype(str).to_numpy()).to_numpy(np.float64)
-        fill = missing & ~np.isnan(delivered)
-        if not fill.any():
-            return snapshot
-        filled = deals.assign(
-            plan_applied_at=np.where(fill, int(at), deals["plan_applied_at"].to_numpy(np.int64)),
-            delivered_at_plan=np.where(
-                fill,
-                np.nan_to_num(delivered).astype(np.int64),
-                deals["delivered_at_plan"].to_numpy(np.int64),
-            ),
-        )
-        return replace(snapshot, deals=filled)
-
-    def with_declared_inventory(self, snapshot: CampaignSnapshot) -> CampaignSnapshot:
-        """Deals whose snapshot carries no available_inventory get the newest figure their
-        seller declared with an answer (RecordSellerResponse.available_inventory)."""
-        deals = snapshot.deals
-        unknown = deals["available_inventory"].to_numpy(np.int64) < 0
-        if not unknown.any():
-            return snapshot
-        declared = self.store.declared_inventory(snapshot.campaign_id)
-        if declared.empty:
-            return snapshot
-        found = declared.reindex(deals["deal_id"].astype(str).to_numpy()).to_numpy(np.float64)
-        fill = unknown & ~np.isnan(found)
-        if not fill.any():
-            return snapshot
-        inventory = np.where(
-            fill, np.nan_to_num(found).astype(np.int64), deals["available_inventory"].to_numpy()
-        )
-        return replace(snapshot, deals=deals.assign(available_inventory=inventory))
-
-    def windows(self, snapshot: CampaignSnapshot) -> WindowStarts | None:
-        """The rolling step windows' starts from the plans applied in the last day, when the
-        policy limits steps per hour or day."""
-        policy = snapshot.policy
-        if policy.step_rel_per_hour <= 0 and policy.step_rel_per_day <= 0:
-            return None
-        as_of = snapshot.as_of.timestamp()
-        applied = self.store.applied_plans(snapshot.campaign_id, int((as_of - 86_400) * 1e6))
-        return window_starts(applied, snapshot.deals["deal_id"].to_numpy(dtype=object), as_of)
 
     def new_plan(
         self,
@@ -358,6 +324,60 @@ _SUPPLIED = {
     "window_day": "float64",
     "windows": "bool",
 }
+
+
+def _with_application(
+    snapshot: CampaignSnapshot, last: tuple[str, float, pd.DataFrame] | None
+) -> CampaignSnapshot:
+    """Deals the caller sent no last_plan_application for, and that the campaign's last plan
+    confirmed applied (`last`) moved (buyer-paced deals), get that application (ConfirmApplied's
+    apply_time, and the deal's delivery the plan saw), so the pacing curve restarts from it as
+    if the caller had sent it; a caller who still sends it gets the same plan. An application
+    after the snapshot's as_of is not yet in effect and is left out."""
+    deals = snapshot.deals
+    missing = deals["plan_applied_at"].to_numpy(np.int64) < 0
+    if not missing.any() or last is None or last[1] > snapshot.as_of.timestamp():
+        return snapshot
+    _, at, plan_deals = last
+    # The plan restarted the curve of the deals it moved and the buyer paces; a guaranteed
+    # deal's changes take effect when its seller commits (the caller says when).
+    took = (plan_deals["delta"].to_numpy(np.int64) != 0) & (
+        plan_deals["pacing"].astype(str).to_numpy() != "SELLER"
+    )
+    seen = pd.Series(
+        plan_deals["delivered"].to_numpy(np.int64)[took],
+        index=plan_deals["deal_id"].astype(str).to_numpy()[took],
+    )
+    delivered = seen.reindex(deals["deal_id"].astype(str).to_numpy()).to_numpy(np.float64)
+    fill = missing & ~np.isnan(delivered)
+    if not fill.any():
+        return snapshot
+    filled = deals.assign(
+        plan_applied_at=np.where(fill, int(at), deals["plan_applied_at"].to_numpy(np.int64)),
+        delivered_at_plan=np.where(
+            fill,
+            np.nan_to_num(delivered).astype(np.int64),
+            deals["delivered_at_plan"].to_numpy(np.int64),
+        ),
+    )
+    return replace(snapshot, deals=filled)
+
+
+def _with_declared_inventory(snapshot: CampaignSnapshot, past: CampaignPast) -> CampaignSnapshot:
+    """Deals whose snapshot carries no available_inventory get the newest figure their seller
+    declared with an answer (RecordSellerResponse.available_inventory)."""
+    deals = snapshot.deals
+    unknown = deals["available_inventory"].to_numpy(np.int64) < 0
+    if not unknown.any() or past.declared.empty:
+        return snapshot
+    found = past.declared.reindex(deals["deal_id"].astype(str).to_numpy()).to_numpy(np.float64)
+    fill = unknown & ~np.isnan(found)
+    if not fill.any():
+        return snapshot
+    inventory = np.where(
+        fill, np.nan_to_num(found).astype(np.int64), deals["available_inventory"].to_numpy()
+    )
+    return replace(snapshot, deals=deals.assign(available_inventory=inventory))
 
 
 def assessment_bytes(assessment: Assessment) -> bytes:

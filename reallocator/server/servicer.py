@@ -145,9 +145,7 @@ class ReallocatorServicer(LifecycleMethods):
             )
             if protected is not None:  # the answer is the rollback
                 return self._fits(context, pb.ReplanResponse(plan=protected), "plan", "")
-        snapshot = self.lifecycle.with_declared_inventory(self.lifecycle.with_application(snapshot))
-        history = self.lifecycle.history(snapshot)
-        windows = self.lifecycle.windows(snapshot)
+        snapshot, history, windows = self.lifecycle.supply(snapshot)
         checkpoint = call_checkpoint(context)
         assessment = assess(snapshot, checkpoint=checkpoint)
         # PlanRejected (FAILED_PRECONDITION) and Interrupted map to statuses in the dispatch layer.

@@ -158,12 +158,13 @@ def schedule_table(data: bytes) -> ScheduleTable | None:
 
 def split(plan: Plan, msg: plan_pb2.Plan) -> PlanParts:
     """The parts to store of `plan`, whose message (any view) Replan encoded as `msg`."""
-    words = plan.deals["rationale"]  # rendered again on reading, from the same numbers
-    numbers = plan.deals.assign(rationale=pd.Series("", index=words.index, dtype=words.dtype))
-    deals = pa.Table.from_pandas(numbers, preserve_index=False)
+    deals = pa.Table.from_pandas(plan.deals, preserve_index=False)
     for i, name in enumerate(deals.column_names):
         if name in _CODES:  # a few distinct values: dictionary-encoded, a byte or so a row
             deals = deals.set_column(i, name, deals.column(name).dictionary_encode())
+        elif name == "rationale":  # rendered again on reading, from the same numbers
+            words = deals.schema.field(i).type
+            deals = deals.set_column(i, name, pa.array(np.full(len(deals), ""), type=words))
     return PlanParts(
         summary=_summary(msg),
         deals=_ipc(deals),
@@ -185,14 +186,22 @@ class StoredInputs:
 
 def inputs_parts(inputs: StoredInputs) -> tuple[bytes, bytes, bytes | None]:
     """The Arrow streams the store keeps for `inputs` (history, per-deal, moves)."""
-    history = pa.Table.from_pandas(inputs.history, preserve_index=False)
-    deals = pa.Table.from_pandas(inputs.deals, preserve_index=False)
-    moves = (
-        None
-        if inputs.moves is None
-        else _ipc(pa.Table.from_pandas(inputs.moves, preserve_index=False))
-    )
-    return _ipc(history), _ipc(deals), moves
+    moves = None if inputs.moves is None else _frame_ipc(inputs.moves)
+    return _frame_ipc(inputs.history), _frame_ipc(inputs.deals), moves
+
+
+_EMPTY: dict[tuple[tuple[str, str], ...], bytes] = {}
+"""The stream of an empty frame, per column names and dtypes: most plans have no history,
+moves or filled-in inputs, and writing an empty stream costs as much as a small one."""
+
+
+def _frame_ipc(frame: pd.DataFrame) -> bytes:
+    if len(frame):
+        return _ipc(pa.Table.from_pandas(frame, preserve_index=False))
+    key = tuple((str(name), str(dtype)) for name, dtype in frame.dtypes.items())
+    if key not in _EMPTY:
+        _EMPTY[key] = _ipc(pa.Table.from_pandas(frame, preserve_index=False))
+    return _EMPTY[key]
 
 
 def inputs_frames(history: bytes, deals: bytes, moves: bytes | None = None) -> StoredInputs:

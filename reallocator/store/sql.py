@@ -198,7 +198,10 @@ class SqlStore:
     def open(cls, url: str, *, probe_interval: float = 1.0) -> SqlStore:
         """An unreachable database is StoreUnavailable, here and in every call after; then
         `watch` probes it every `probe_interval` s and tells its listeners when it is back."""
-        engine = sa.create_engine(url, pool_pre_ping=True, **engine_options(url))
+        # A pooled PostgreSQL connection may have died with its server: pinged at checkout. An
+        # SQLite file has no connection to lose (the ping would cost every transaction a query).
+        sqlite = sa.engine.make_url(url).get_backend_name() == "sqlite"
+        engine = sa.create_engine(url, pool_pre_ping=not sqlite, **engine_options(url))
         if engine.dialect.name == "sqlite":
             sa.event.listen(engine, "connect", _on_connect)
         store = cls(engine)
@@ -258,20 +261,23 @@ class SqlStore:
             raise _Raced
 
     def _idempotent(self, key: str, request_hash: str, what: str, call: Any) -> LifeCycle:
-        """Runs `call(tx)` (returning the plan name it leaves) once per key: a retry returns
-        the life cycle of the plan the first call left, recording nothing."""
+        """Runs `call(tx)` (returning the plan name it leaves, or that plan's life cycle when
+        it knows it without reading) once per key: a retry returns the life cycle of the plan
+        the first call left, recording nothing."""
         if not key:
             with self._tx() as tx:
-                return self._life_cycle(tx, call(tx))
+                done = call(tx)
+                return done if isinstance(done, LifeCycle) else self._life_cycle(tx, done)
         for _ in range(2):
             try:
                 with self._tx() as tx:
                     earlier = self._seen(tx, key, request_hash, what)
                     if earlier is not None:
                         return replace(self._life_cycle(tx, earlier), replayed=True)
-                    name = call(tx)
+                    done = call(tx)
+                    name = done.name if isinstance(done, LifeCycle) else done
                     self._claim(tx, key, request_hash, name)
-                    return self._life_cycle(tx, name)
+                    return done if isinstance(done, LifeCycle) else self._life_cycle(tx, name)
             except _Raced:
                 continue
         raise _Raced
@@ -311,7 +317,9 @@ class SqlStore:
             lambda tx: self._record(tx, new, actor, replaces),
         )
 
-    def _record(self, tx: Connection, new: NewPlan, actor: str, replaces: Replaces | None) -> str:
+    def _record(
+        self, tx: Connection, new: NewPlan, actor: str, replaces: Replaces | None
+    ) -> LifeCycle:
         msg, parts = new.msg, new.parts
         campaign = msg.campaign_id
         now = _now()
@@ -329,14 +337,16 @@ class SqlStore:
             )  # fmt: skip
             previous = replaces.name
         self._store_snapshot(tx, content_hash, campaign, as_of, now, new.snapshot)
-        if not previous:
-            last = tx.execute(
-                sa.select(plans.c.name)
-                .where(plans.c.campaign_id == campaign)
-                .order_by(plans.c.seq.desc(), plans.c.name.desc())
-                .limit(1)
-            ).first()
-            previous = last.name if last is not None else ""
+        last = tx.execute(
+            sa.select(plans.c.name, plans.c.seq)
+            .where(plans.c.campaign_id == campaign)
+            .order_by(plans.c.seq.desc(), plans.c.name.desc())
+            .limit(1)
+        ).first()
+        previous = previous or (last.name if last is not None else "")
+        # creation order within a campaign, strictly increasing even when two plans share a
+        # microsecond (a rollback right after a plan)
+        seq = max(now, int(last.seq) + 1 if last is not None else 0)
         open_plans = tx.execute(
             sa.select(plans.c.name).where(
                 (plans.c.campaign_id == campaign) & plans.c.state.in_(("PROPOSED", "APPROVED"))
@@ -345,14 +355,15 @@ class SqlStore:
         for row in open_plans:
             self._set_state(tx, row.name, "SUPERSEDED", actor, f"replaced by {name}", now)
         state = "APPROVED" if new.approve else "PROPOSED"
+        etag = uuid.uuid4().hex
         tx.execute(
             plans.insert().values(
                 name=name,
                 campaign_id=campaign,
-                seq=self._next_seq(tx, campaign, now),
+                seq=seq,
                 state=state,
                 status=plan_pb2.PlanStatus.Name(msg.status),
-                etag=uuid.uuid4().hex,
+                etag=etag,
                 create_time=now,
                 update_time=now,
                 as_of=as_of,
@@ -415,7 +426,15 @@ class SqlStore:
                     payload=_pack(new.assessment),
                 )
             )
-        return name
+        return LifeCycle(  # as _life_cycle would read it back: one event, no answers yet
+            name=name,
+            state=state,
+            etag=etag,
+            previous_plan=previous,
+            create_time=now,
+            events=((now, actor, state, new.comment),),
+            answers={row["request_id"]: "PENDING" for row in rows},
+        )
 
     def _store_snapshot(
         self, tx: Connection, content_hash: str, campaign: str, as_of: int, now: int, data: bytes
@@ -439,14 +458,6 @@ class SqlStore:
             )
             .on_conflict_do_nothing(index_elements=["content_hash"])
         )
-
-    def _next_seq(self, tx: Connection, campaign: str, now: int) -> int:
-        """Creation order within a campaign, strictly increasing even when two plans share a
-        microsecond (a rollback right after a plan)."""
-        last = tx.execute(
-            sa.select(sa.func.max(plans.c.seq)).where(plans.c.campaign_id == campaign)
-        ).scalar()
-        return max(now, int(last or 0) + 1)
 
     def record_assessment(
         self, campaign: str, as_of: int, *, snapshot: bytes, assessment: bytes, severity: int,
@@ -703,17 +714,22 @@ class SqlStore:
         """The campaign's newest APPLIED plan as the snapshot's last_plan_application reads
         it: (name, apply time in unix seconds, its deals table), or None."""
         with self._tx() as tx:
-            row = tx.execute(
-                sa.select(plans.c.name, plans.c.apply_time, plans.c.deals_table)
-                .where(
-                    (plans.c.campaign_id == campaign)
-                    & (plans.c.state == "APPLIED")
-                    & plans.c.deals_table.is_not(None)
-                    & plans.c.apply_time.is_not(None)
-                )
-                .order_by(plans.c.apply_time.desc(), plans.c.seq.desc())
-                .limit(1)
-            ).first()
+            return self._last_application(tx, campaign)
+
+    def _last_application(
+        self, tx: Connection, campaign: str
+    ) -> tuple[str, float, pd.DataFrame] | None:
+        row = tx.execute(
+            sa.select(plans.c.name, plans.c.apply_time, plans.c.deals_table)
+            .where(
+                (plans.c.campaign_id == campaign)
+                & (plans.c.state == "APPLIED")
+                & plans.c.deals_table.is_not(None)
+                & plans.c.apply_time.is_not(None)
+            )
+            .order_by(plans.c.apply_time.desc(), plans.c.seq.desc())
+            .limit(1)
+        ).first()
         if row is None:
             return None
         return str(row.name), row.apply_time / 1e6, deals_frame(row.deals_table)
@@ -936,29 +952,39 @@ class SqlStore:
         `since` (unix micros) on, oldest first, with their deals tables: what the rolling step
         limits count moves over. Times are the plans' as_of (the campaign's clock)."""
         with self._tx() as tx:
-            rows = tx.execute(
-                sa.select(plans.c.as_of, plans.c.deals_table)
-                .where(
-                    (plans.c.campaign_id == campaign)
-                    & plans.c.state.in_(("APPLIED", "ROLLED_BACK"))
-                    & (plans.c.as_of >= since)
-                    & plans.c.deals_table.is_not(None)
-                )
-                .order_by(plans.c.as_of)
-            ).all()
+            return self._applied_plans(tx, campaign, since)
+
+    def _applied_plans(
+        self, tx: Connection, campaign: str, since: int
+    ) -> list[tuple[float, pd.DataFrame]]:
+        rows = tx.execute(
+            sa.select(plans.c.as_of, plans.c.deals_table)
+            .where(
+                (plans.c.campaign_id == campaign)
+                & plans.c.state.in_(("APPLIED", "ROLLED_BACK"))
+                & (plans.c.as_of >= since)
+                & plans.c.deals_table.is_not(None)
+            )
+            .order_by(plans.c.as_of)
+        ).all()
         return [(r.as_of / 1e6, deals_frame(r.deals_table)) for r in rows]
 
     def declared_inventory(self, campaign: str) -> pd.Series:
         """Per deal, the newest inventory a seller declared with an answer (budget units)."""
         with self._tx() as tx:
-            rows = tx.execute(
-                sa.select(seller_requests.c.deal_id, seller_requests.c.available_inventory)
-                .where(
-                    (seller_requests.c.campaign_id == campaign)
-                    & seller_requests.c.available_inventory.is_not(None)
-                )
-                .order_by(seller_requests.c.response_time)
-            ).all()
+            return self._declared_inventory(tx, campaign)
+
+    def _declared_inventory(self, tx: Connection, campaign: str) -> pd.Series:
+        rows = tx.execute(
+            sa.select(seller_requests.c.deal_id, seller_requests.c.available_inventory)
+            .where(
+                (seller_requests.c.campaign_id == campaign)
+                & seller_requests.c.available_inventory.is_not(None)
+            )
+            .order_by(seller_requests.c.response_time)
+        ).all()
+        if not rows:
+            return _NO_DECLARED
         latest = {str(r.deal_id): int(r.available_inventory) for r in rows}
         return pd.Series(latest, dtype="int64")
 
@@ -966,42 +992,63 @@ class SqlStore:
         """The campaign's seller requests sent (plans approved or applied) and their answers,
         as the plan builder reads them; with `moves_since` (unix micros), also the moves of
         the plans applied from then on (their deals' changes, at their as_of)."""
-        moves = self._moves(campaign, moves_since) if moves_since is not None else None
-        history = self._requests(campaign)
-        return history if moves is None else replace(history, moves=moves)
+        return self.campaign_past(campaign, moves_since=moves_since).history
 
-    def _moves(self, campaign: str, since: int) -> pd.DataFrame:
-        frames = []
-        for at, deals in self.applied_plans(campaign, since):
-            delta = deals["delta"].to_numpy(np.int64)
-            moved = delta != 0
-            frames.append(
-                pd.DataFrame(
-                    {
-                        "deal_id": deals["deal_id"].astype(str).to_numpy()[moved],
-                        "planned_at": np.full(int(moved.sum()), at, dtype=np.float64),
-                        "delta": delta[moved],
-                    }
-                )
-            )
-        if not frames:
-            return RequestHistory().moves
-        out = pd.concat(frames, ignore_index=True)
-        return out.astype({"deal_id": "str", "planned_at": "float64", "delta": "int64"})
-
-    def _requests(self, campaign: str) -> RequestHistory:
+    def campaign_past(
+        self,
+        campaign: str,
+        *,
+        moves_since: int | None = None,
+        applied_since: int | None = None,
+        application: bool = False,
+        declared: bool = False,
+    ) -> CampaignPast:
+        """Everything a Replan reads of the campaign's past, in one transaction (one consistent
+        view, one connection checkout): the seller requests and answers, the moves of the plans
+        applied since `moves_since`, the plans applied since `applied_since` (the rolling step
+        windows), the last application (`application`) and the inventory sellers declared
+        (`declared`). A campaign none of whose plans was ever approved has no requests sent,
+        moves or applications: one query tells, and the others are not made."""
         with self._tx() as tx:
-            rows = tx.execute(
-                sa.select(seller_requests)
-                .join(plans, plans.c.name == seller_requests.c.plan_name)
-                .where(
-                    (seller_requests.c.campaign_id == campaign)
-                    & plans.c.state.in_(("APPROVED", "APPLIED", "ROLLED_BACK"))
-                )
-                .order_by(seller_requests.c.requested_at)
-            ).all()
+            acted = (
+                tx.execute(
+                    sa.select(plans.c.name)
+                    .where(
+                        (plans.c.campaign_id == campaign)
+                        & plans.c.state.in_(("APPROVED", "APPLIED", "ROLLED_BACK"))
+                    )
+                    .limit(1)
+                ).first()
+                is not None
+            )
+            history = self._requests(tx, campaign) if acted else _NO_HISTORY
+            starts = [t for t in (moves_since, applied_since) if t is not None]
+            applied = self._applied_plans(tx, campaign, min(starts)) if acted and starts else []
+            if moves_since is not None and applied:
+                history = replace(history, moves=_moves(applied, moves_since / 1e6))
+            return CampaignPast(
+                history=history,
+                applied=(
+                    [(at, deals) for at, deals in applied if at >= applied_since / 1e6]
+                    if applied_since is not None
+                    else []
+                ),
+                application=self._last_application(tx, campaign) if acted and application else None,
+                declared=(self._declared_inventory(tx, campaign) if declared else _NO_DECLARED),
+            )
+
+    def _requests(self, tx: Connection, campaign: str) -> RequestHistory:
+        rows = tx.execute(
+            sa.select(seller_requests)
+            .join(plans, plans.c.name == seller_requests.c.plan_name)
+            .where(
+                (seller_requests.c.campaign_id == campaign)
+                & plans.c.state.in_(("APPROVED", "APPLIED", "ROLLED_BACK"))
+            )
+            .order_by(seller_requests.c.requested_at)
+        ).all()
         if not rows:
-            return RequestHistory()
+            return _NO_HISTORY
         frame = pd.DataFrame(
             {
                 "deal_id": [r.deal_id for r in rows],
@@ -1013,6 +1060,48 @@ class SqlStore:
             }
         ).astype({"requested_at": "float64", "target_total": "int64", "accepted_total": "int64"})
         return RequestHistory(requests=frame)
+
+
+_NO_HISTORY = RequestHistory()
+_NO_DECLARED = pd.Series({}, dtype="int64")
+"""Shared empty answers (never mutated): most campaigns have no past, and building empty
+frames costs more than the queries that find nothing."""
+
+
+@dataclass(frozen=True)
+class CampaignPast:
+    """What the store knows of a campaign's past that a Replan uses (`SqlStore.campaign_past`)."""
+
+    history: RequestHistory
+    applied: list[tuple[float, pd.DataFrame]]
+    """Plans applied since `applied_since`: (as_of in unix seconds, deals table), oldest first."""
+    application: tuple[str, float, pd.DataFrame] | None
+    """The newest APPLIED plan: (name, apply time in unix seconds, deals table)."""
+    declared: pd.Series
+    """Per deal id, the newest inventory its seller declared (budget units)."""
+
+
+def _moves(applied: list[tuple[float, pd.DataFrame]], since: float) -> pd.DataFrame:
+    """The deals' changes of the applied plans from `since` (unix seconds) on, at their as_of."""
+    frames = []
+    for at, deals in applied:
+        if at < since:
+            continue
+        delta = deals["delta"].to_numpy(np.int64)
+        moved = delta != 0
+        frames.append(
+            pd.DataFrame(
+                {
+                    "deal_id": deals["deal_id"].astype(str).to_numpy()[moved],
+                    "planned_at": np.full(int(moved.sum()), at, dtype=np.float64),
+                    "delta": delta[moved],
+                }
+            )
+        )
+    if not frames:
+        return _NO_HISTORY.moves
+    out = pd.concat(frames, ignore_index=True)
+    return out.astype({"deal_id": "str", "planned_at": "float64", "delta": "int64"})
 
 
 _BULKY = frozenset(
@@ -1049,6 +1138,7 @@ def request_hash(data: bytes) -> str:
 
 
 __all__ = [
+    "CampaignPast",
     "LifeCycle",
     "NewPlan",
     "PlanInputs",
