@@ -433,7 +433,7 @@ class SqlStore:
             previous_plan=previous,
             create_time=now,
             events=((now, actor, state, new.comment),),
-            answers={row["request_id"]: "PENDING" for row in rows},
+            answers={str(row["request_id"]): "PENDING" for row in rows},
         )
 
     def _store_snapshot(
