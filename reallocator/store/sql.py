@@ -834,14 +834,55 @@ class SqlStore:
             condition = condition & (
                 (plans.c.seq < int(seq)) | ((plans.c.seq == int(seq)) & (plans.c.name < last))
             )
-        with self._tx() as tx:
+        with self._tx() as tx:  # one consistent page: three queries, whatever its size
             rows = tx.execute(
-                sa.select(plans.c.name, plans.c.seq)
+                sa.select(
+                    plans.c.name,
+                    plans.c.seq,
+                    plans.c.state,
+                    plans.c.etag,
+                    plans.c.previous_plan,
+                    plans.c.create_time,
+                    plans.c.payload,
+                    plans.c.size,
+                )
                 .where(condition)
                 .order_by(plans.c.seq.desc(), plans.c.name.desc())
                 .limit(page_size + 1)
             ).all()
-        out = [self.get_plan(r.name, "none") for r in rows[:page_size]]
+            names = [r.name for r in rows[:page_size]]
+            events = tx.execute(
+                sa.select(plan_events)
+                .where(plan_events.c.plan_name.in_(names))
+                .order_by(plan_events.c.id)
+            ).all()
+            answers = tx.execute(
+                sa.select(
+                    seller_requests.c.plan_name,
+                    seller_requests.c.request_id,
+                    seller_requests.c.response,
+                ).where(seller_requests.c.plan_name.in_(names))
+            ).all()
+        by_plan: dict[str, list[tuple[int, str, str, str]]] = {name: [] for name in names}
+        for e in events:
+            by_plan[e.plan_name].append(
+                (int(e.event_time), str(e.actor), str(e.state), str(e.comment))
+            )
+        answered: dict[str, dict[str, str]] = {name: {} for name in names}
+        for a in answers:
+            answered[a.plan_name][str(a.request_id)] = str(a.response)
+        out = [
+            LifeCycle(
+                name=r.name,
+                state=str(r.state),
+                etag=str(r.etag),
+                previous_plan=str(r.previous_plan),
+                create_time=int(r.create_time),
+                events=tuple(by_plan[r.name]),
+                answers=answered[r.name],
+            ).fill(render(unpack(r.payload, r.size), None, None, "none"))
+            for r in rows[:page_size]
+        ]
         token = ""
         if len(rows) > page_size:
             last_row = rows[page_size - 1]

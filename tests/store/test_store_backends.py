@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,16 @@ def test_the_life_cycle_on_each_database(store: SqlStore) -> None:
     assert [p.name for p in plans] == [second.name] and token
     more, last = store.list_plans(campaign, page_size=1, page_token=token)
     assert [p.name for p in more] == [first.name] and not last
+    # A page is what GetPlan SUMMARY answers for each plan: life cycle, events and answers.
+    page, _ = store.list_plans(campaign)
+    assert page == [store.get_plan(p.name, "none") for p in page]
+    assert [len(p.history) for p in page] == [1, 4]
+    assert [r.response for r in page[1].seller_requests] == [
+        plan_pb2.SELLER_RESPONSE_KIND_PENDING,
+        partial,
+    ]
+    # The recorded plan's life cycle, as returned without reading it back, is the stored one.
+    assert store.life_cycle(second.name) == replace(second, replayed=False)
     # APPLIED stays APPLIED: the newer plan does not supersede what was applied.
     assert store.get_plan(first.name).state == plan_pb2.PLAN_STATE_APPLIED
     answered = {r.request_id: r.response for r in store.get_plan(first.name).seller_requests}
