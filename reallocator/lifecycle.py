@@ -118,18 +118,23 @@ class PlanLifecycle:
         """What the store records of a plan: its numbers, its snapshot and how it was asked
         for (the request without its snapshot, so a review can re-solve it the same way)."""
         options = pb.ReplanRequest()
-        options.CopyFrom(request)
-        options.ClearField("snapshot")
-        options.ClearField("request_id")
-        options.ClearField("view")
+        for field, value in request.ListFields():  # all but the snapshot, never copied
+            if field.name in ("snapshot", "request_id", "view"):
+                continue
+            if field.label == field.LABEL_REPEATED:
+                getattr(options, field.name).extend(value)
+            elif field.message_type is not None:
+                getattr(options, field.name).CopyFrom(value)
+            else:
+                setattr(options, field.name, value)
+        approve = auto_approved(plan, policy)
         return NewPlan(
             msg=msg,
             parts=plan_codec.split(plan, msg),
             snapshot=snapshot,
             options=options.SerializeToString(deterministic=True),
-            approve=auto_approved(plan, policy),
-            comment="created by Replan"
-            + (" and approved by Policy.auto_apply" if auto_approved(plan, policy) else ""),
+            approve=approve,
+            comment="created by Replan" + (" and approved by Policy.auto_apply" if approve else ""),
         )
 
     def resolve(
@@ -298,7 +303,7 @@ def supplied(
     applied = deals["plan_applied_at"].to_numpy(np.int64)
     inventory = deals["available_inventory"].to_numpy(np.int64)
     if windows is None and not (applied >= 0).any() and not (inventory >= 0).any():
-        per_deal = pd.DataFrame({c: pd.Series(dtype=t) for c, t in _SUPPLIED.items()})
+        per_deal = _NOTHING_SUPPLIED
     else:
         n = len(deals)
         per_deal = pd.DataFrame(
@@ -324,6 +329,8 @@ _SUPPLIED = {
     "window_day": "float64",
     "windows": "bool",
 }
+_NOTHING_SUPPLIED = pd.DataFrame({c: pd.Series(dtype=t) for c, t in _SUPPLIED.items()})
+"""Shared, never mutated: most plans are made from the caller's snapshot alone."""
 
 
 def _with_application(
