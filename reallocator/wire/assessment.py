@@ -135,15 +135,46 @@ def encode_assessment(result: Assessment, include_deals: bool) -> assessment_pb2
     msg.channels.extend(verdicts(result.channels, EntityKind.CHANNEL))
     if include_deals:
         msg.deals.extend(verdicts(result.deals, EntityKind.DEAL))
-    created = timestamp(result.as_of)
-    for alert in result.alert_list():
-        msg.alerts.add(
-            entity=common_pb2.EntityRef(kind=KIND[alert.entity_kind], id=alert.entity_id),
-            status=STATUS[str(alert.status)],
-            severity=SEVERITY[str(alert.severity)],
-            reason_code=str(alert.reason),
-            message=alert.message,
-            confidence=alert.confidence,
+    _add_alerts(msg, result.alerts, timestamp(result.as_of))
+    return msg
+
+
+def _codes(column: pd.Series, table: dict[str, int]) -> list[int]:
+    """A categorical column's values as wire enum numbers: mapped once per category, not
+    once per row (a 100k-deal campaign can raise ~20k alerts)."""
+    if len(column) < 256:  # a categorical's setup costs more than a few lookups
+        return [table[str(value)] for value in column.tolist()]
+    values = column.astype(str) if not isinstance(column.dtype, pd.CategoricalDtype) else column
+    cat = pd.Categorical(values)
+    lookup = np.array([table[str(c)] for c in cat.categories] + [0], dtype=np.int64)
+    out: list[int] = lookup[cat.codes].tolist()
+    return out
+
+
+def _add_alerts(
+    msg: assessment_pb2.PacingAssessment, alerts: pd.DataFrame, created: Timestamp
+) -> None:
+    """The alerts, read column by column (see Assessment.alerts for their order)."""
+    if not len(alerts):
+        return
+    kinds = _codes(alerts["entity_kind"], {str(k): v for k, v in KIND.items()})
+    statuses = _codes(alerts["status"], STATUS)
+    severities = _codes(alerts["severity"], SEVERITY)
+    ids = alerts["entity_id"].astype(str).tolist()
+    reasons = alerts["reason"].astype(str).tolist()
+    messages = alerts["message"].astype(str).tolist()
+    confidences = alerts["confidence"].to_numpy(np.float64).tolist()
+    add = msg.alerts.add
+    for kind, entity, status, severity, reason, text, confidence in zip(
+        kinds, ids, statuses, severities, reasons, messages, confidences, strict=True
+    ):
+        alert = add(
+            status=status,
+            severity=severity,
+            reason_code=reason,
+            message=text,
+            confidence=confidence,
             create_time=created,
         )
-    return msg
+        alert.entity.kind = kind
+        alert.entity.id = entity
