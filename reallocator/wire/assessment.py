@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from datetime import datetime
 
 import numpy as np
@@ -139,7 +140,7 @@ def encode_assessment(result: Assessment, include_deals: bool) -> assessment_pb2
     return msg
 
 
-def _codes(column: pd.Series, table: dict[str, int]) -> list[int]:
+def _codes(column: pd.Series, table: Mapping[str, int]) -> list[int]:
     """A categorical column's values as wire enum numbers: mapped once per category, not
     once per row (a 100k-deal campaign can raise ~20k alerts)."""
     if len(column) < 256:  # a categorical's setup costs more than a few lookups
