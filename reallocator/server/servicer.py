@@ -12,7 +12,7 @@ from google.protobuf.message import Message
 from reallocator.config import ServerConfig
 from reallocator.core.interrupt import Checkpoint, Interrupted
 from reallocator.core.model import CampaignSnapshot
-from reallocator.core.pacing.assessment import assess
+from reallocator.core.pacing.assessment import Assessment, assess
 from reallocator.core.plan.builder import build_plan
 from reallocator.lifecycle import PlanLifecycle, assessment_bytes, supplied
 from reallocator.server.dispatch import Encoded
@@ -95,7 +95,7 @@ class ReallocatorServicer(LifecycleMethods):
                 if stored is not None
                 else assessment_bytes(result)
             ),
-            severity=max((a.severity for a in response.assessment.alerts), default=0),
+            severity=_most_severe(result),
             actor=current_actor(context),
         )
         return self._fits(context, response, "assessment", "ask for ASSESSMENT_VIEW_BASIC")
@@ -177,9 +177,7 @@ class ReallocatorServicer(LifecycleMethods):
                 new,
                 inputs=supplied(snapshot, history, windows),
                 assessment=assessment_bytes(assessment),
-                max_alert_severity=max(
-                    (SEVERITY[str(v)] for v in assessment.alerts["severity"].tolist()), default=0
-                ),
+                max_alert_severity=_most_severe(assessment),
             )
             lc = self.store.record_plan(
                 new, actor=current_actor(context), key=key, request_hash=digest
@@ -210,6 +208,11 @@ class ReallocatorServicer(LifecycleMethods):
         if len(data) > limit:
             abort_with(context, too_large_status(what, len(data), limit, remedy))
         return Encoded(response, data)
+
+
+def _most_severe(assessment: Assessment) -> int:
+    """The wire number of the assessment's most severe alert (0: none), for the store's index."""
+    return max((SEVERITY[str(v)] for v in assessment.alerts["severity"].unique()), default=0)
 
 
 PLAN_VIEWS = {
