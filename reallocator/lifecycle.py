@@ -121,7 +121,7 @@ class PlanLifecycle:
         for field, value in request.ListFields():  # all but the snapshot, never copied
             if field.name in ("snapshot", "request_id", "view"):
                 continue
-            if field.label == field.LABEL_REPEATED:
+            if field.is_repeated:
                 getattr(options, field.name).extend(value)
             elif field.message_type is not None:
                 getattr(options, field.name).CopyFrom(value)

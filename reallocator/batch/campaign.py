@@ -31,6 +31,7 @@ from google.protobuf import json_format
 from reallocator.core.model import CampaignSnapshot, Policy
 from reallocator.core.plan.builder import PlanRejected, build_plan
 from reallocator.core.plan.model import PLAN_DEAL_COLUMNS, Plan, RequestHistory
+from reallocator.core.plan.rolling import WindowStarts
 from reallocator.v1 import pacing_pb2, policy_pb2, snapshot_pb2
 from reallocator.wire import deals as wire_deals
 from reallocator.wire.limits import DEFAULT_LIMITS
@@ -489,7 +490,12 @@ def plan_campaign(
 
 
 def plan_decoded(
-    cid: str, decoded: Decoded, options: Options, *, history: RequestHistory | None = None
+    cid: str,
+    decoded: Decoded,
+    options: Options,
+    *,
+    history: RequestHistory | None = None,
+    windows: WindowStarts | None = None,
 ) -> CampaignResult:
     """`plan_campaign`'s second step: the plan rows of a decoded campaign (runners that decode
     many campaigns at once, `batch.chunk.decode_chunk`, call this with their decodings)."""
@@ -514,6 +520,7 @@ def plan_decoded(
             time_limit=options.time_limit,
             text=options.rationale,
             history=history,
+            windows=windows,
         )
     except PlanRejected as exc:
         violations = json.dumps([dataclasses.asdict(v) for v in exc.violations])

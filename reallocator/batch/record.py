@@ -1,20 +1,22 @@
 """`--store`: each batch plan recorded in the audit store as `Replan` records it (the same
-`SqlStore.record_plan`, with the earlier requests' history passed to the planner), so a plan made
+`SqlStore.record_plan`, with what the store supplies a Replan passed to the planner: the seller
+history, the last application, declared inventory and the rolling step windows), so a plan made
 in a nightly job is approved, applied and rolled back like any other."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 from google.protobuf import json_format
 
-from reallocator.batch.campaign import CampaignResult
+from reallocator.batch.campaign import CampaignResult, Decoded
 from reallocator.core.plan.model import RequestHistory
+from reallocator.core.plan.rolling import WindowStarts
 from reallocator.lifecycle import PlanLifecycle, supplied
 from reallocator.store.sql import SqlStore
 from reallocator.v1 import reallocator_service_pb2 as pb
@@ -61,27 +63,54 @@ class Recorder:
         self.store = store
         self.lifecycle = PlanLifecycle(store)
 
-    def history(self, campaign_id: str) -> RequestHistory | None:
-        history = self.store.request_history(campaign_id)
-        return None if history.empty else history
+    def supply(self, decoded: Decoded) -> Supplied:
+        """What the store supplies this campaign's plan, as it supplies a Replan's
+        (`PlanLifecycle.supply`: the last application and declared inventory filled in, the
+        seller history and the rolling step windows), read in one transaction."""
+        if decoded.snapshot is None or decoded.errors:
+            return Supplied(decoded, RequestHistory(), None)
+        snapshot, history, windows = self.lifecycle.supply(decoded.snapshot)
+        return Supplied(replace(decoded, snapshot=snapshot), history, windows)
 
-    def record(self, result: CampaignResult, campaign: Mapping[str, Any], deals: pa.Table) -> None:
+    def record(
+        self,
+        result: CampaignResult,
+        campaign: Mapping[str, Any],
+        deals: pa.Table,
+        supply: Supplied,
+    ) -> None:
         """Records a planned campaign (INVALID and REJECTED ones have no plan to record) through
-        the life cycle Replan uses: its numbers, its snapshot, its policy (so a review can
-        re-solve it) and the seller history it was planned with."""
+        the life cycle Replan uses: its numbers, its snapshot, its policy and infeasibility
+        handling (so a review can re-solve it) and what the store supplied it."""
         if result.plan is None or result.snapshot is None:
             return
         plan, snapshot = result.plan, result.snapshot
         msg = encode_plan(plan, deals="none")
         request = pb.ReplanRequest(
             policy=encode_policy(snapshot.policy),
-            on_infeasible=pb.INFEASIBILITY_HANDLING_RELAX,
+            on_infeasible=(
+                pb.INFEASIBILITY_HANDLING_RELAX
+                if supply.decoded.relax
+                else pb.INFEASIBILITY_HANDLING_REJECT
+            ),
         )
         data = snapshot_message(campaign, deals).SerializeToString(deterministic=True)
         new = self.lifecycle.new_plan(plan, msg, data, request, snapshot.policy)
-        history = self.store.request_history(snapshot.campaign_id)
-        new = replace(new, inputs=supplied(snapshot, history, None), comment="created by batch")
+        new = replace(
+            new,
+            inputs=supplied(snapshot, supply.history, supply.windows),
+            comment="created by batch",
+        )
         self.store.record_plan(new, actor=ACTOR)
+
+
+@dataclass(frozen=True)
+class Supplied:
+    """A decoded campaign with what the store supplied it (`Recorder.supply`)."""
+
+    decoded: Decoded
+    history: RequestHistory
+    windows: WindowStarts | None
 
 
 _RECORDERS: dict[str, Recorder] = {}

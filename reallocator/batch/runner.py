@@ -184,10 +184,18 @@ def plan_chunk(chunk: Chunk, options: Options, store: str | None = None) -> list
             results.append(_duplicate(row, options))
             continue
         cid = str(row["campaign_id"])
-        history = recorder.history(cid) if recorder is not None else None
-        result = plan_decoded(cid, decoded[i], options, history=history)
-        if recorder is not None:
-            recorder.record(result, row, decoded[i].deals)
+        if recorder is None:
+            results.append(plan_decoded(cid, decoded[i], options))
+            continue
+        supply = recorder.supply(decoded[i])
+        result = plan_decoded(
+            cid,
+            supply.decoded,
+            options,
+            history=None if supply.history.empty else supply.history,
+            windows=supply.windows,
+        )
+        recorder.record(result, row, decoded[i].deals, supply)
         results.append(result)
     return results
 

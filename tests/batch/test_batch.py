@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -302,4 +303,63 @@ def test_store_records_planned_campaigns_as_replan_does(tmp_path: Path) -> None:
     revision = PlanLifecycle(store).revise(plan.name, plan.etag, moved[:1], actor="t", comment="")
     assert revision.previous_plan == plan.name
     assert moved[0] not in [d.deal_id for d in revision.deals if d.delta != 0]
+    store.close()
+
+
+class _Context:
+    """The servicer's view of a call, for an in-process Replan on a test's own store."""
+
+    def time_remaining(self) -> None:
+        return None
+
+    def is_active(self) -> bool:
+        return True
+
+    def invocation_metadata(self) -> tuple[()]:
+        return ()
+
+
+def test_store_supplies_batch_what_it_supplies_replan(tmp_path: Path) -> None:
+    """With --store, a campaign whose last plan was applied and whose seller declared its
+    inventory is planned by batch exactly as Replan plans it from the same store (the last
+    application and the declared inventory filled in, the seller history read)."""
+    from reallocator.config import ServerConfig
+    from reallocator.server.servicer import ReallocatorServicer
+    from reallocator.store.sql import SqlStore
+    from reallocator.v1 import plan_pb2
+
+    msg = build_snapshot(random_snapshot_spec(24, 22, n_buckets=0), "arrow")
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    store = SqlStore.open(url)
+    servicer = ReallocatorServicer(ServerConfig(), store)
+    context: Any = _Context()
+    first = servicer.replan(pb.ReplanRequest(snapshot=msg), context).message.plan
+    assert any(d.delta for d in first.deals) and first.seller_requests
+    approved = store.review(first.name, True, etag=first.etag, actor="t", comment="")
+    as_of = msg.as_of.ToMicroseconds()
+    store.confirm_applied(
+        first.name, actor="t", apply_time=as_of - 3_600_000_000, etag=approved.etag
+    )
+    request = first.seller_requests[0]
+    store.record_response(
+        first.name, request.request_id, response=plan_pb2.SELLER_RESPONSE_KIND_PARTIAL,
+        accepted_total=request.target_total // 2, message="", response_time=as_of - 1,
+        actor="seller", available_inventory=1_000,
+    )  # fmt: skip
+    again = servicer.replan(pb.ReplanRequest(snapshot=msg, dry_run=True), context).message.plan
+    row, deals = book_rows(msg)
+    alone = plan_campaign(pd.Series(row), deals, Options())  # no store: planned from msg only
+    assert list(alone.deals["new_allocation"]) != [d.new_allocation for d in again.deals]
+    pd.DataFrame([row]).to_parquet(tmp_path / "campaigns.parquet")
+    deals.to_parquet(tmp_path / "deals.parquet")
+    args = ["batch", "replan", "--deals", str(tmp_path / "deals.parquet"), "--campaigns",
+            str(tmp_path / "campaigns.parquet"), "--out", str(tmp_path / "out"), "--store",
+            "--database-url", url, "--processes", "1", "--no-progress"]  # fmt: skip
+    assert main(args) == 0
+    batch = read_table(next((tmp_path / "out" / "deals").glob("*.parquet")))
+    assert list(batch["new_allocation"]) == [d.new_allocation for d in again.deals]
+    newest = store.list_plans(msg.campaign_id)[0][0]
+    assert [d.new_allocation for d in store.get_plan(newest.name).deals] == list(
+        batch["new_allocation"]
+    )
     store.close()
