@@ -24,7 +24,8 @@ from reallocator.server.errors import abort_with, bad_request_status, short_text
 from reallocator.server.logs import note_request
 from reallocator.server.serving import Unavailable
 from reallocator.server.status_map import ResourceLimit, internal_status, status_for
-from reallocator.wire.violations import FieldViolation
+from reallocator.wire.strings import check_strings
+from reallocator.wire.violations import FieldViolation, Violations
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,10 @@ def _parse(method: MethodDescriptor, data: bytes, context: grpc.ServicerContext)
             "", f"request bytes are not a valid {method.input_type.full_name}: {exc}"
         )
         abort_with(context, bad_request_status([violation]))
+    errors = Violations()
+    check_strings(request, errors)
+    if errors:
+        abort_with(context, bad_request_status(errors.items))
     note_request(request)  # the campaign id for the call's log line
     return request
 

@@ -31,7 +31,9 @@ class ReallocatorServiceStub:
     the remaining budget under constraints, and keeps the audit trail of plans and responses.
 
     Errors: a request that fails validation gets INVALID_ARGUMENT with a google.rpc.BadRequest
-    detail listing every offending field path and why; a plan in the wrong state for a call
+    detail listing every offending field path and why (strings outside the snapshot, such as
+    request ids, names, etags and page tokens, hold at most 4,096 characters, a comment or a
+    seller's message 16,384); a plan in the wrong state for a call
     gets FAILED_PRECONDITION; an unknown plan NOT_FOUND. A call whose deadline passes or that is
     cancelled stops at the server's next phase (DEADLINE_EXCEEDED / CANCELLED); a server whose
     serving slots and waiting line are full answers RESOURCE_EXHAUSTED at once (retry with
@@ -72,7 +74,9 @@ class ReallocatorServiceAsyncStub(ReallocatorServiceStub):
     the remaining budget under constraints, and keeps the audit trail of plans and responses.
 
     Errors: a request that fails validation gets INVALID_ARGUMENT with a google.rpc.BadRequest
-    detail listing every offending field path and why; a plan in the wrong state for a call
+    detail listing every offending field path and why (strings outside the snapshot, such as
+    request ids, names, etags and page tokens, hold at most 4,096 characters, a comment or a
+    seller's message 16,384); a plan in the wrong state for a call
     gets FAILED_PRECONDITION; an unknown plan NOT_FOUND. A call whose deadline passes or that is
     cancelled stops at the server's next phase (DEADLINE_EXCEEDED / CANCELLED); a server whose
     serving slots and waiting line are full answers RESOURCE_EXHAUSTED at once (retry with
@@ -109,7 +113,9 @@ class ReallocatorServiceServicer(metaclass=_abc_1.ABCMeta):
     the remaining budget under constraints, and keeps the audit trail of plans and responses.
 
     Errors: a request that fails validation gets INVALID_ARGUMENT with a google.rpc.BadRequest
-    detail listing every offending field path and why; a plan in the wrong state for a call
+    detail listing every offending field path and why (strings outside the snapshot, such as
+    request ids, names, etags and page tokens, hold at most 4,096 characters, a comment or a
+    seller's message 16,384); a plan in the wrong state for a call
     gets FAILED_PRECONDITION; an unknown plan NOT_FOUND. A call whose deadline passes or that is
     cancelled stops at the server's next phase (DEADLINE_EXCEEDED / CANCELLED); a server whose
     serving slots and waiting line are full answers RESOURCE_EXHAUSTED at once (retry with

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import bad_request, rpc_error
 from google.protobuf import json_format
+from google.protobuf.message import Message
 
 from reallocator.config import load_config
 from reallocator.core.interrupt import Interrupted
@@ -18,6 +19,8 @@ from reallocator.server.servicer import ReallocatorServicer
 from reallocator.v1 import reallocator_service_pb2 as pb
 from reallocator.v1 import reallocator_service_pb2_grpc
 from reallocator.wire.limits import MAX_AMOUNT
+from reallocator.wire.strings import MAX_NOTE_LENGTH, MAX_TEXT_LENGTH, check_strings
+from reallocator.wire.violations import Violations
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 I64 = 2**63 - 1
@@ -181,3 +184,54 @@ def test_work_stops_at_the_next_phase_once_the_caller_gave_up(why: str, patience
     assess = pb.AssessPacingRequest(snapshot=_replan().snapshot)
     with pytest.raises(Interrupted):
         servicer.assess_pacing(assess, context)  # type: ignore[arg-type]
+
+
+LONG = "x" * (MAX_TEXT_LENGTH + 1)
+PLAN = "campaigns/acme/plans/0123"
+
+
+@pytest.mark.parametrize(
+    ("method", "request_", "field"),
+    [
+        ("Replan", pb.ReplanRequest(request_id=LONG), "request_id"),
+        ("GetPlan", pb.GetPlanRequest(name=LONG), "name"),
+        ("ListPlans", pb.ListPlansRequest(parent="campaigns/acme", page_token=LONG), "page_token"),
+        ("ReviewPlan", pb.ReviewPlanRequest(name=PLAN, etag=LONG), "etag"),
+        (
+            "ReviewPlan",
+            pb.ReviewPlanRequest(
+                name=PLAN,
+                deal_decisions=[pb.DealDecision(deal_id="d"), pb.DealDecision(deal_id=LONG)],
+            ),
+            "deal_decisions[1].deal_id",
+        ),
+        (
+            "ReviewPlan",
+            pb.ReviewPlanRequest(name=PLAN, comment="c" * (MAX_NOTE_LENGTH + 1)),
+            "comment",
+        ),
+        ("RollbackPlan", pb.RollbackPlanRequest(name=PLAN, request_id=LONG), "request_id"),
+        (
+            "RecordSellerResponse",
+            pb.RecordSellerResponseRequest(plan=PLAN, request_id="r", message="m" * 20_000),
+            "message",
+        ),
+    ],
+)
+def test_an_overlong_string_anywhere_is_invalid_argument_naming_it(
+    stub: reallocator_service_pb2_grpc.ReallocatorServiceStub,
+    method: str,
+    request_: Message,
+    field: str,
+) -> None:
+    """Strings outside the snapshot are logged, stored or used as keys: each has a bound
+    (a 100 MB request_id was accepted as an idempotency key)."""
+    fields = [v.field for v in bad_request(rpc_error(lambda: getattr(stub, method)(request_)))]
+    assert fields == [field]
+
+
+def test_a_comment_within_its_bound_is_not_refused_for_its_length() -> None:
+    errors = Violations()
+    check_strings(pb.ReviewPlanRequest(name=PLAN, comment="c" * MAX_NOTE_LENGTH), errors)
+    check_strings(pb.ReplanRequest(request_id="r" * MAX_TEXT_LENGTH), errors)
+    assert not errors
