@@ -7,7 +7,9 @@ The campaign is `assess_scaling.make_snapshot` (10-day flight, dayparts, hourly 
 lifetime budget plus a daily cap, 100 sellers, 10 channels, 48 h of hourly series), sent in the
 Arrow form with ZSTD body compression (`encode_snapshot(..., compression="zstd")`), so even the
 100k-deal request fits a default server's 128 MiB limit. Views: SUMMARY (no per-deal rows),
-TABLE (every deal and schedule as Arrow columns) and FULL (per-deal messages with their words).
+TABLE (every deal and schedule as Arrow columns) and FULL (per-deal messages with their words),
+all dry runs; then a Replan recorded in the server's audit store (`--recorded`, SUMMARY view), and
+AssessPacing (BASIC), which is always recorded.
 
 First, the everyday call under concurrency: 50-deal FULL Replans from 1 and 8 concurrent
 clients (each a thread with its own channel, warmed, calls back to back, bounded in count and
@@ -204,6 +206,8 @@ def main() -> None:
         default=sorted({1, os.cpu_count() or 1}),
         help="server processes of the concurrent runs (default: 1 and the cores)",
     )
+    parser.add_argument("--recorded", default="SUMMARY", choices=["", *VIEWS],
+                        help="view of recorded (not dry) Replans ('': none)")  # fmt: skip
     parser.add_argument("--concurrent-deals", type=int, default=50)
     parser.add_argument("--concurrent-calls", type=int, default=400,
                         help="most calls per concurrent run")  # fmt: skip
@@ -237,6 +241,15 @@ def main() -> None:
                         f"Replan {view}",
                         lambda r=request: stub.Replan(r, timeout=600),
                         request.ByteSize(),
+                    )
+                )
+            if args.recorded:  # not a dry run: the plan is stored (its snapshot, tables, requests)
+                recorded = pb.ReplanRequest(snapshot=snapshot, view=VIEWS[args.recorded])
+                calls.append(
+                    (
+                        f"{args.recorded} stored",
+                        lambda r=recorded: stub.Replan(r, timeout=600),
+                        recorded.ByteSize(),
                     )
                 )
             assess = pb.AssessPacingRequest(
