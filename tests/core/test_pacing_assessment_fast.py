@@ -219,3 +219,15 @@ def reference_snapshot(stalled: bool = False) -> CampaignSnapshot:
         ),
         policy=Policy(),
     )
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.text(max_size=4), min_size=1, max_size=150))
+def test_short_group_columns_factorize_as_pandas_does(ids: list[str]) -> None:
+    from reallocator.core.pacing.assessment import _factorize
+
+    column = pd.Series(ids, dtype="str")
+    codes, uniques = _factorize(column)
+    want_codes, want_uniques = pd.factorize(column, sort=True)
+    np.testing.assert_array_equal(codes, want_codes)
+    assert uniques.tolist() == list(want_uniques)
