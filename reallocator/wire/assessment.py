@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import datetime
 
 import numpy as np
@@ -50,41 +51,57 @@ def timestamp(at: datetime | float) -> Timestamp:
     return ts
 
 
-def _ints(frame: pd.DataFrame, column: str) -> list[int]:
+Columns = Callable[[str], np.ndarray]
+"""Reads one ASSESSMENT_COLUMNS column as numpy (labels as str objects)."""
+
+
+def _ints(column: Columns, name: str) -> list[int]:
     """Whole budget units or micros (rounded half to even); non-finite values read 0."""
-    values = frame[column].to_numpy(np.float64)
+    values = np.asarray(column(name), dtype=np.float64)
     out: list[int] = np.rint(np.where(np.isfinite(values), values, 0.0)).astype(np.int64).tolist()
     return out
 
 
-def _floats(frame: pd.DataFrame, column: str) -> list[float]:
+def _floats(column: Columns, name: str) -> list[float]:
     """Finite floats for the wire (JSON clients choke on inf/NaN): non-finite reads 0."""
-    values = frame[column].to_numpy(np.float64)
+    values = np.asarray(column(name), dtype=np.float64)
     out: list[float] = np.where(np.isfinite(values), values, 0.0).tolist()
     return out
 
 
 def verdicts(frame: pd.DataFrame, kind: EntityKind) -> list[assessment_pb2.PacingVerdict]:
-    """One PacingVerdict per row; columns are read once each (no per-row DataFrame access)."""
+    """One PacingVerdict per row of a verdict frame."""
     ids = frame.index.astype(str).tolist()
-    ratio = frame["pacing_ratio"].to_numpy(np.float64)
+    return _verdicts(ids, lambda name: frame[name].to_numpy(), kind)
+
+
+def _verdicts_of(result: Assessment, kind: EntityKind) -> list[assessment_pb2.PacingVerdict]:
+    """`verdicts` of one kind read from the assessment's columns (no frame is built)."""
+    return _verdicts(result.ids(kind), lambda name: result.column(kind, name), kind)
+
+
+def _verdicts(
+    ids: list[str], column: Columns, kind: EntityKind
+) -> list[assessment_pb2.PacingVerdict]:
+    """Columns are read once each (no per-row DataFrame access)."""
+    ratio = np.asarray(column("pacing_ratio"), dtype=np.float64)
     # An infinite ratio (nothing expected, something delivered) travels as the largest double.
     ratio_out = np.where(np.isinf(ratio), np.finfo(np.float64).max, np.nan_to_num(ratio)).tolist()
-    exhaustion = frame["projected_exhaustion"].to_numpy(np.float64).tolist()
+    exhaustion = np.asarray(column("projected_exhaustion"), dtype=np.float64).tolist()
     columns = {
-        name: _ints(frame, name)
+        name: _ints(column, name)
         for name in ("expected", "actual", "expected_spend_micros", "actual_spend_micros",
                      "projected_end", "allocation")
     }  # fmt: skip
     floats = {
-        name: _floats(frame, name)
+        name: _floats(column, name)
         for name in ("recent_rate", "recent_rate_clock", "required_rate", "confidence",
                      "conf_gap", "conf_outlook", "conf_trend", "conf_evidence",
                      "evidence_hours", "evidence_events")
     }  # fmt: skip
-    status = [STATUS[str(s)] for s in frame["status"]]
-    reason = [str(r) for r in frame["reason"]]
-    alerted = frame["alert"].to_numpy(bool).tolist()
+    status = [STATUS[str(s)] for s in column("status")]
+    reason = [str(r) for r in column("reason")]
+    alerted = np.asarray(column("alert"), dtype=bool).tolist()
     kind_code = KIND[kind]
     out = []
     for i, entity_id in enumerate(ids):
@@ -130,20 +147,31 @@ def encode_assessment(result: Assessment, include_deals: bool) -> assessment_pb2
         expected_share=result.share_now,
         opportunity_remaining_hours=result.opportunity_remaining_hours,
     )
-    msg.campaign.CopyFrom(verdicts(result.campaign, EntityKind.CAMPAIGN)[0])
-    msg.sellers.extend(verdicts(result.sellers, EntityKind.SELLER))
-    msg.channels.extend(verdicts(result.channels, EntityKind.CHANNEL))
+    msg.campaign.CopyFrom(_verdicts_of(result, EntityKind.CAMPAIGN)[0])
+    msg.sellers.extend(_verdicts_of(result, EntityKind.SELLER))
+    msg.channels.extend(_verdicts_of(result, EntityKind.CHANNEL))
     if include_deals:
-        msg.deals.extend(verdicts(result.deals, EntityKind.DEAL))
+        msg.deals.extend(_verdicts_of(result, EntityKind.DEAL))
     created = timestamp(result.as_of)
-    for alert in result.alert_list():
-        msg.alerts.add(
-            entity=common_pb2.EntityRef(kind=KIND[alert.entity_kind], id=alert.entity_id),
-            status=STATUS[str(alert.status)],
-            severity=SEVERITY[str(alert.severity)],
-            reason_code=str(alert.reason),
-            message=alert.message,
-            confidence=alert.confidence,
+    alerts = result.alert_columns()  # columns, not 17k typed records and a frame
+    add = msg.alerts.add
+    for kind, entity_id, status, severity, reason, message, confidence in zip(
+        alerts["entity_kind"].tolist(),
+        alerts["entity_id"].tolist(),
+        alerts["status"].tolist(),
+        alerts["severity"].tolist(),
+        alerts["reason"].tolist(),
+        alerts["message"].tolist(),
+        alerts["confidence"].tolist(),
+        strict=True,
+    ):
+        add(
+            entity=common_pb2.EntityRef(kind=KIND[EntityKind(kind)], id=str(entity_id)),
+            status=STATUS[status],
+            severity=SEVERITY[severity],
+            reason_code=reason,
+            message=message,
+            confidence=confidence,
             create_time=created,
         )
     return msg

@@ -31,6 +31,16 @@ from reallocator.core.model import (
     empty_deals,
 )
 from reallocator.core.pacing import ASSESSMENT_COLUMNS, EntityKind, assess
+from reallocator.v1 import assessment_pb2, common_pb2
+from reallocator.wire.assessment import (
+    BUDGET_TYPE,
+    KIND,
+    SEVERITY,
+    STATUS,
+    encode_assessment,
+    timestamp,
+    verdicts,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import reference_assessment as reference
@@ -150,6 +160,38 @@ def assert_same(fast: Any, slow: Any) -> None:
     for kind, frame in ((EntityKind.DEAL, slow.deals), (EntityKind.SELLER, slow.sellers)):
         for name in ASSESSMENT_COLUMNS:
             np.testing.assert_array_equal(fast.column(kind, name), frame[name].to_numpy())
+    for include_deals in (False, True):
+        assert encode_assessment(fast, include_deals) == frame_encoding(slow, include_deals)
+
+
+def frame_encoding(result: Any, include_deals: bool) -> assessment_pb2.PacingAssessment:
+    """The message as the adapter built it before: from the frames and the typed alerts."""
+    msg = assessment_pb2.PacingAssessment(
+        campaign_id=result.campaign_id,
+        as_of=timestamp(result.as_of),
+        horizon_end_time=timestamp(result.horizon_end),
+        horizon_start_time=timestamp(result.horizon_start),
+        budget_type=BUDGET_TYPE[result.budget_type],
+        currency_code=result.currency,
+        expected_share=result.share_now,
+        opportunity_remaining_hours=result.opportunity_remaining_hours,
+    )
+    msg.campaign.CopyFrom(verdicts(result.campaign, EntityKind.CAMPAIGN)[0])
+    msg.sellers.extend(verdicts(result.sellers, EntityKind.SELLER))
+    msg.channels.extend(verdicts(result.channels, EntityKind.CHANNEL))
+    if include_deals:
+        msg.deals.extend(verdicts(result.deals, EntityKind.DEAL))
+    for alert in result.alert_list():
+        msg.alerts.add(
+            entity=common_pb2.EntityRef(kind=KIND[alert.entity_kind], id=alert.entity_id),
+            status=STATUS[str(alert.status)],
+            severity=SEVERITY[str(alert.severity)],
+            reason_code=str(alert.reason),
+            message=alert.message,
+            confidence=alert.confidence,
+            create_time=timestamp(result.as_of),
+        )
+    return msg
 
 
 @settings(max_examples=150, deadline=None)

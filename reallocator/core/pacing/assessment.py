@@ -256,6 +256,18 @@ class Assessment:
         Read-only: it is the assessment's own memory."""
         return self.verdicts[kind].column(name)
 
+    def ids(self, kind: EntityKind) -> list[str]:
+        """The entity ids of `kind` as str, in row order (the frame's index, without it)."""
+        out: list[str] = np.asarray(self.verdicts[kind].ids).astype(str).tolist()
+        return out
+
+    def alert_columns(self) -> dict[str, np.ndarray]:
+        """The alerts' ALERT_COLUMNS as numpy, sorted as `alerts` (labels and text as object
+        arrays of str), without the frame."""
+        if self.table is None or not self.table.rows.size:
+            return {c: self.alerts[c].to_numpy() for c in ALERT_COLUMNS}
+        return self.table.columns()
+
     def codes(self, kind: EntityKind, name: str) -> np.ndarray:
         """A label column as its integer codes into the categories of the frame's dtype."""
         return self.verdicts[kind].codes[name]
