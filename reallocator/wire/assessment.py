@@ -33,6 +33,7 @@ KIND = {
     EntityKind.CHANNEL: common_pb2.ENTITY_KIND_CHANNEL,
     EntityKind.CAMPAIGN: common_pb2.ENTITY_KIND_CAMPAIGN,
 }
+_KIND_OF_LABEL = {str(kind): code for kind, code in KIND.items()}
 BUDGET_TYPE = {
     BudgetType.SPEND: common_pb2.BUDGET_TYPE_SPEND,
     BudgetType.IMPRESSIONS: common_pb2.BUDGET_TYPE_IMPRESSIONS,
@@ -166,7 +167,7 @@ def encode_assessment(result: Assessment, include_deals: bool) -> assessment_pb2
         strict=True,
     ):
         add(
-            entity=common_pb2.EntityRef(kind=KIND[EntityKind(kind)], id=str(entity_id)),
+            entity=common_pb2.EntityRef(kind=_KIND_OF_LABEL[kind], id=str(entity_id)),
             status=STATUS[status],
             severity=SEVERITY[severity],
             reason_code=reason,
