@@ -154,6 +154,7 @@ def encode_assessment(result: Assessment, include_deals: bool) -> assessment_pb2
     if include_deals:
         msg.deals.extend(_verdicts_of(result, EntityKind.DEAL))
     created = timestamp(result.as_of)
+    seconds, nanos = created.seconds, created.nanos
     alerts = result.alert_columns()  # columns, not 17k typed records and a frame
     add = msg.alerts.add
     for kind, entity_id, status, severity, reason, message, confidence in zip(
@@ -166,13 +167,18 @@ def encode_assessment(result: Assessment, include_deals: bool) -> assessment_pb2
         alerts["confidence"].tolist(),
         strict=True,
     ):
-        add(
-            entity=common_pb2.EntityRef(kind=_KIND_OF_LABEL[kind], id=str(entity_id)),
+        alert = add(
             status=STATUS[status],
             severity=SEVERITY[severity],
             reason_code=reason,
             message=message,
             confidence=confidence,
-            create_time=created,
         )
+        # Fields set in place: a third cheaper than building and copying two sub-messages.
+        entity = alert.entity
+        entity.kind = _KIND_OF_LABEL[kind]
+        entity.id = str(entity_id)
+        when = alert.create_time
+        when.seconds = seconds
+        when.nanos = nanos
     return msg
