@@ -221,17 +221,27 @@ def test_alert_frames_are_equal_when_nothing_alerts_and_when_everything_does() -
     assert_same(fast, reference.assess(loud))
 
 
-def reference_snapshot(stalled: bool = False) -> CampaignSnapshot:
-    """A 40-deal campaign in New York, every deal with a series; `stalled`: all went dark."""
+def test_thousands_of_deals_with_restarted_plans_are_the_reference() -> None:
+    """Past the short-column factorize and with plans applied inside the windows."""
+    snapshot = reference_snapshot(n=3_000)
+    fast = assess(snapshot)
+    assert fast.n_alerts > 100
+    assert_same(fast, reference.assess(snapshot))
+
+
+def reference_snapshot(stalled: bool = False, n: int = 40) -> CampaignSnapshot:
+    """A campaign in New York, every deal with a series; `stalled`: all went dark."""
     rng = np.random.default_rng(7)
-    n = 40
     as_of = T0 + timedelta(days=4, hours=15)
     frame = empty_deals(n)
     frame["deal_id"] = [f"deal-{i}" for i in range(n)]
-    frame["seller_id"] = [f"s{i % 7}" for i in range(n)]
+    frame["seller_id"] = [f"s{i % 7}" if n < 100 else f"s{i % 301}" for i in range(n)]
     frame["channel_id"] = [f"c{i % 3}" for i in range(n)]
     frame["allocation"] = rng.integers(10**8, 10**9, n)
     frame["spend_micros"] = (frame["allocation"] * rng.uniform(0.2, 0.7, n)).astype(np.int64)
+    applied = (as_of.timestamp() - 3600 * rng.choice([3, 30], n)).astype(np.int64)
+    frame["plan_applied_at"] = np.where(rng.random(n) < 0.2, applied, -1)
+    frame["delivered_at_plan"] = frame["spend_micros"] // 2
     frame["impressions"] = frame["spend_micros"] // 2000
     frame["price_micros"] = 2_000_000
     values = rng.gamma(4.0, 1.0, (n, 48)) * 1e6
