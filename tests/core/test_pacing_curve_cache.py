@@ -127,3 +127,35 @@ def test_one_instant_reads_as_the_array_path(
         curve.cumulative(np.asarray([h0]), left=True)[0]
     )
     assert curve.total(horizon) == as_before  # type: ignore[arg-type]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    start=st.floats(-2e9, 4e9),
+    step=st.sampled_from([450.0, 900.0, 3600.0, 86_400.0, 1e5 + 0.5]),
+    tz=st.sampled_from(
+        [
+            "UTC",
+            "Etc/UTC",
+            "America/New_York",
+            "Europe/London",
+            "Australia/Lord_Howe",
+            "Asia/Kathmandu",
+            "America/St_Johns",
+            "Pacific/Chatham",
+        ]
+    ),
+)
+def test_local_offsets_are_those_of_naive_timestamps(start: float, step: float, tz: str) -> None:
+    """The offsets as they were computed before (local minus UTC naive timestamps)."""
+    from zoneinfo import ZoneInfo
+
+    import pandas as pd
+
+    from reallocator.core.pacing.calendar import _local_offsets
+
+    mid = start + step * np.arange(400.0)
+    utc = pd.to_datetime(mid, unit="s", utc=True)
+    local = utc.tz_convert(ZoneInfo(tz)).tz_localize(None)
+    want = np.rint(((local - utc.tz_localize(None)) / pd.Timedelta(seconds=1)).to_numpy(float))
+    np.testing.assert_array_equal(_local_offsets(mid, tz), want.astype(np.int64))
