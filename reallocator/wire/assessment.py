@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable
 from datetime import datetime
 
 import numpy as np
@@ -33,6 +33,7 @@ KIND = {
     EntityKind.CHANNEL: common_pb2.ENTITY_KIND_CHANNEL,
     EntityKind.CAMPAIGN: common_pb2.ENTITY_KIND_CAMPAIGN,
 }
+_KIND_OF_LABEL = {str(kind): code for kind, code in KIND.items()}
 BUDGET_TYPE = {
     BudgetType.SPEND: common_pb2.BUDGET_TYPE_SPEND,
     BudgetType.IMPRESSIONS: common_pb2.BUDGET_TYPE_IMPRESSIONS,
@@ -51,41 +52,57 @@ def timestamp(at: datetime | float) -> Timestamp:
     return ts
 
 
-def _ints(frame: pd.DataFrame, column: str) -> list[int]:
+Columns = Callable[[str], np.ndarray]
+"""Reads one ASSESSMENT_COLUMNS column as numpy (labels as str objects)."""
+
+
+def _ints(column: Columns, name: str) -> list[int]:
     """Whole budget units or micros (rounded half to even); non-finite values read 0."""
-    values = frame[column].to_numpy(np.float64)
+    values = np.asarray(column(name), dtype=np.float64)
     out: list[int] = np.rint(np.where(np.isfinite(values), values, 0.0)).astype(np.int64).tolist()
     return out
 
 
-def _floats(frame: pd.DataFrame, column: str) -> list[float]:
+def _floats(column: Columns, name: str) -> list[float]:
     """Finite floats for the wire (JSON clients choke on inf/NaN): non-finite reads 0."""
-    values = frame[column].to_numpy(np.float64)
+    values = np.asarray(column(name), dtype=np.float64)
     out: list[float] = np.where(np.isfinite(values), values, 0.0).tolist()
     return out
 
 
 def verdicts(frame: pd.DataFrame, kind: EntityKind) -> list[assessment_pb2.PacingVerdict]:
-    """One PacingVerdict per row; columns are read once each (no per-row DataFrame access)."""
+    """One PacingVerdict per row of a verdict frame."""
     ids = frame.index.astype(str).tolist()
-    ratio = frame["pacing_ratio"].to_numpy(np.float64)
+    return _verdicts(ids, lambda name: frame[name].to_numpy(), kind)
+
+
+def _verdicts_of(result: Assessment, kind: EntityKind) -> list[assessment_pb2.PacingVerdict]:
+    """`verdicts` of one kind read from the assessment's columns (no frame is built)."""
+    return _verdicts(result.ids(kind), lambda name: result.column(kind, name), kind)
+
+
+def _verdicts(
+    ids: list[str], column: Columns, kind: EntityKind
+) -> list[assessment_pb2.PacingVerdict]:
+    """Columns are read once each (no per-row DataFrame access)."""
+    ratio = np.asarray(column("pacing_ratio"), dtype=np.float64)
     # An infinite ratio (nothing expected, something delivered) travels as the largest double.
     ratio_out = np.where(np.isinf(ratio), np.finfo(np.float64).max, np.nan_to_num(ratio)).tolist()
-    exhaustion = frame["projected_exhaustion"].to_numpy(np.float64).tolist()
+    exhaustion = np.asarray(column("projected_exhaustion"), dtype=np.float64).tolist()
     columns = {
-        name: _ints(frame, name)
+        name: _ints(column, name)
         for name in ("expected", "actual", "expected_spend_micros", "actual_spend_micros",
                      "projected_end", "allocation")
     }  # fmt: skip
     floats = {
-        name: _floats(frame, name)
+        name: _floats(column, name)
         for name in ("recent_rate", "recent_rate_clock", "required_rate", "confidence",
                      "conf_gap", "conf_outlook", "conf_trend", "conf_evidence",
                      "evidence_hours", "evidence_events")
     }  # fmt: skip
-    status = [STATUS[str(s)] for s in frame["status"]]
-    reason = [str(r) for r in frame["reason"]]
-    alerted = frame["alert"].to_numpy(bool).tolist()
+    status = [STATUS[str(s)] for s in column("status")]
+    reason = [str(r) for r in column("reason")]
+    alerted = np.asarray(column("alert"), dtype=bool).tolist()
     kind_code = KIND[kind]
     out = []
     for i, entity_id in enumerate(ids):
@@ -131,51 +148,37 @@ def encode_assessment(result: Assessment, include_deals: bool) -> assessment_pb2
         expected_share=result.share_now,
         opportunity_remaining_hours=result.opportunity_remaining_hours,
     )
-    msg.campaign.CopyFrom(verdicts(result.campaign, EntityKind.CAMPAIGN)[0])
-    msg.sellers.extend(verdicts(result.sellers, EntityKind.SELLER))
-    msg.channels.extend(verdicts(result.channels, EntityKind.CHANNEL))
+    msg.campaign.CopyFrom(_verdicts_of(result, EntityKind.CAMPAIGN)[0])
+    msg.sellers.extend(_verdicts_of(result, EntityKind.SELLER))
+    msg.channels.extend(_verdicts_of(result, EntityKind.CHANNEL))
     if include_deals:
-        msg.deals.extend(verdicts(result.deals, EntityKind.DEAL))
-    _add_alerts(msg, result.alerts, timestamp(result.as_of))
-    return msg
-
-
-def _codes(column: pd.Series, table: Mapping[str, int]) -> list[int]:
-    """A categorical column's values as wire enum numbers: mapped once per category, not
-    once per row (a 100k-deal campaign can raise ~20k alerts)."""
-    if len(column) < 256:  # a categorical's setup costs more than a few lookups
-        return [table[str(value)] for value in column.tolist()]
-    values = column.astype(str) if not isinstance(column.dtype, pd.CategoricalDtype) else column
-    cat = pd.Categorical(values)
-    lookup = np.array([table[str(c)] for c in cat.categories] + [0], dtype=np.int64)
-    out: list[int] = lookup[cat.codes].tolist()
-    return out
-
-
-def _add_alerts(
-    msg: assessment_pb2.PacingAssessment, alerts: pd.DataFrame, created: Timestamp
-) -> None:
-    """The alerts, read column by column (see Assessment.alerts for their order)."""
-    if not len(alerts):
-        return
-    kinds = _codes(alerts["entity_kind"], {str(k): v for k, v in KIND.items()})
-    statuses = _codes(alerts["status"], STATUS)
-    severities = _codes(alerts["severity"], SEVERITY)
-    ids = alerts["entity_id"].astype(str).tolist()
-    reasons = alerts["reason"].astype(str).tolist()
-    messages = alerts["message"].astype(str).tolist()
-    confidences = alerts["confidence"].to_numpy(np.float64).tolist()
+        msg.deals.extend(_verdicts_of(result, EntityKind.DEAL))
+    created = timestamp(result.as_of)
+    seconds, nanos = created.seconds, created.nanos
+    alerts = result.alert_columns()  # columns, not 17k typed records and a frame
     add = msg.alerts.add
-    for kind, entity, status, severity, reason, text, confidence in zip(
-        kinds, ids, statuses, severities, reasons, messages, confidences, strict=True
+    for kind, entity_id, status, severity, reason, message, confidence in zip(
+        alerts["entity_kind"].tolist(),
+        alerts["entity_id"].tolist(),
+        alerts["status"].tolist(),
+        alerts["severity"].tolist(),
+        alerts["reason"].tolist(),
+        alerts["message"].tolist(),
+        alerts["confidence"].tolist(),
+        strict=True,
     ):
         alert = add(
-            status=status,
-            severity=severity,
+            status=STATUS[status],
+            severity=SEVERITY[severity],
             reason_code=reason,
-            message=text,
+            message=message,
             confidence=confidence,
-            create_time=created,
         )
-        alert.entity.kind = kind
-        alert.entity.id = entity
+        # Fields set in place: a third cheaper than building and copying two sub-messages.
+        entity = alert.entity
+        entity.kind = _KIND_OF_LABEL[kind]
+        entity.id = str(entity_id)
+        when = alert.create_time
+        when.seconds = seconds
+        when.nanos = nanos
+    return msg

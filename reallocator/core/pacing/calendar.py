@@ -275,11 +275,18 @@ def _daypart_mask(daypart: npt.NDArray[np.bool_] | None) -> BoolArray:
     return mask.ravel()
 
 
+_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+_UTC_NAMES = frozenset({"UTC", "Etc/UTC"})
+
+
 def _local_offsets(mid: FloatArray, tz: str) -> IntArray:
-    """UTC offset (seconds) at each instant, vectorised through pandas' tz database."""
+    """UTC offset (seconds) at each instant, vectorised through pandas' tz database (on the
+    index's integers: two fewer index conversions than through naive timestamps)."""
+    if tz in _UTC_NAMES:
+        return np.zeros(mid.size, dtype=np.int64)
     utc = pd.to_datetime(mid, unit="s", utc=True)
     local = utc.tz_convert(ZoneInfo(tz)).tz_localize(None)
-    offsets = (local - utc.tz_localize(None)) / pd.Timedelta(seconds=1)
+    offsets = (local.asi8 - utc.asi8) / _PER_SECOND[utc.unit]
     return np.rint(np.asarray(offsets, dtype=np.float64)).astype(np.int64)
 
 

@@ -45,8 +45,11 @@ within every budget.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -182,6 +185,9 @@ class PacingCurve:
     cum_end: FloatArray
     shape: Shape
     budget_units: bool
+    _horizons: dict[tuple[float, float], tuple[float, float]] = field(
+        default_factory=dict, repr=False
+    )
 
     @property
     def ceiling(self) -> bool:
@@ -190,6 +196,8 @@ class PacingCurve:
     def cumulative(self, at: TimeLike, *, left: bool = False) -> FloatArray:
         """Expected cumulative delivery at `at` (right-continuous; `left` gives left limits)."""
         t = to_unix(at)
+        if t.ndim == 0:
+            return np.asarray(self._cumulative_at(float(t), left), dtype=np.float64)
         edges, n = self.calendar.edges, self.calendar.n_slots
         if left:
             idx = np.searchsorted(edges, t, side="left") - 1
@@ -203,6 +211,38 @@ class PacingCurve:
         value = np.where(idx < 0, 0.0, np.where(idx >= n, self.cum_end[-1], value))
         return np.asarray(value, dtype=np.float64)
 
+    def _cumulative_at(self, t: float, left: bool) -> float:
+        """`cumulative` of one instant with scalar arithmetic (the same IEEE operations as the
+        array path, so the same value, without a dozen array calls: the assessment reads the
+        curve at a few instants per call)."""
+        edges, n = self.calendar.edges, self.calendar.n_slots
+        if left:
+            idx = int(edges.searchsorted(t, side="left")) - 1
+            if not t > edges[0]:
+                idx = -1
+        else:
+            idx = int(edges.searchsorted(t, side="right")) - 1
+        if idx < 0:
+            return 0.0
+        if idx >= n:
+            return float(self.cum_end[-1])
+        e0 = float(edges[idx])
+        frac = (t - e0) / (float(edges[idx + 1]) - e0)
+        frac = 0.0 if frac < 0.0 else (1.0 if frac > 1.0 else frac)
+        start = float(self.cum_start[idx])
+        return start + (float(self.cum_end[idx]) - start) * frac
+
+    def _base_total(self, h0: float, h1: float) -> tuple[float, float]:
+        """Expected delivery before the horizon and within it (kept per horizon: a curve is
+        immutable, and every deal's share reads the same two numbers)."""
+        key = (h0, h1)
+        known = self._horizons.get(key)
+        if known is None:
+            base = self._cumulative_at(h0, True)
+            known = (base, self._cumulative_at(h1, True) - base)
+            self._horizons[key] = known
+        return known
+
     def horizon_at(self, at: TimeLike) -> tuple[float, float]:
         """The flight (or span) a snapshot at `at` is judged against; see PacingCalendar."""
         return self.calendar.horizon_at(float(to_unix(at)))
@@ -210,7 +250,7 @@ class PacingCurve:
     def total(self, horizon: tuple[float, float] | None = None) -> float:
         """Expected delivery over the horizon (default: the whole span), budget units."""
         h0, h1 = horizon or (self.calendar.start, self.calendar.end)
-        return float(self.cumulative(h1, left=True) - self.cumulative(h0, left=True))
+        return self._cumulative_at(float(h1), True) - self._cumulative_at(float(h0), True)
 
     def share(self, at: TimeLike, horizon: tuple[float, float] | None = None) -> FloatArray:
         """Share of the horizon's expected total delivered by `at`, in [0, 1].
@@ -218,12 +258,18 @@ class PacingCurve:
         The default horizon is the whole span; the assessment passes the current flight.
         """
         h0, h1 = horizon or (self.calendar.start, self.calendar.end)
-        base = float(self.cumulative(h0, left=True))
-        total = float(self.cumulative(h1, left=True)) - base
-        t = np.minimum(to_unix(at), h1)
-        value = self.cumulative(t, left=False)
-        # At h1 itself take the left limit: a jump exactly at the end belongs to the next flight.
-        value = np.where(t >= h1, base + total, value)
+        base, total = self._base_total(float(h0), float(h1))
+        at_s = to_unix(at)
+        if at_s.ndim == 0 and math.isfinite(float(at_s)):
+            when = min(float(at_s), float(h1))
+            # At h1 itself take the left limit: a jump at the end belongs to the next flight.
+            reached = base + total if when >= h1 else self._cumulative_at(when, False)
+            if total <= _EPS:
+                return np.asarray(1.0 if when >= h1 else 0.0, dtype=np.float64)
+            ratio = (reached - base) / total
+            return np.asarray(0.0 if ratio < 0.0 else (1.0 if ratio > 1.0 else ratio))
+        t = np.minimum(at_s, h1)
+        value = np.where(t >= h1, base + total, self.cumulative(t, left=False))
         if total <= _EPS:
             return np.where(t >= h1, 1.0, 0.0).astype(np.float64)
         return np.asarray(np.clip((value - base) / total, 0.0, 1.0), dtype=np.float64)
@@ -460,6 +506,68 @@ def build_curve(
         if dated is None and as_of is None:
             raise ValueError("a campaign without dates needs `span` or `as_of`")
         span = dated if dated is not None else default_span(spec, tz, as_of)  # type: ignore[arg-type]
+    key = _curve_key(spec, tz, span)
+    if key is None:
+        return _build_curve(spec, tz, span)
+    with _CACHE_LOCK:
+        curve = _CACHE.get(key)
+        if curve is not None:
+            _CACHE.move_to_end(key)
+            return curve
+    curve = _build_curve(spec, tz, span)
+    _remember(key, curve)
+    return curve
+
+
+CACHE_SLOTS = 400_000
+"""Most calendar slots the curve cache holds (a 10-day flight is ~1,000 slots, the longest
+span a request may name ~176,000; a slot costs ~130 bytes over the calendar and curve)."""
+
+CACHE_ENTRIES = 64
+
+_CACHE: OrderedDict[Hashable, PacingCurve] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+
+
+def _curve_key(spec: PacingSpec, tz: str, span: tuple[TimeLike, TimeLike]) -> Hashable | None:
+    """What a curve depends on: every field of the spec (arrays by value), the timezone and the
+    span. None when a field cannot be keyed (the curve is then built, and fails, as before)."""
+    try:
+        values: list[Hashable] = []
+        for name in _SPEC_FIELDS:
+            value = getattr(spec, name)
+            if value is not None and name in ("custom_weights", "daypart"):
+                array = np.asarray(value)
+                value = (array.dtype.str, array.shape, array.tobytes())
+            values.append(value)
+        key = (tuple(values), tz, float(to_unix(span[0])), float(to_unix(span[1])))
+        hash(key)
+    except (TypeError, ValueError):
+        return None
+    return key
+
+
+_SPEC_FIELDS = tuple(f.name for f in fields(PacingSpec))
+
+
+def _remember(key: Hashable, curve: PacingCurve) -> None:
+    """Keeps a built curve (read-only: every later caller shares its arrays), least recently
+    used first out, within CACHE_ENTRIES and CACHE_SLOTS."""
+    if curve.calendar.n_slots > CACHE_SLOTS // 4:
+        return
+    for value in (*vars(curve.calendar).values(), curve.cum_start, curve.cum_end):
+        if isinstance(value, np.ndarray):
+            value.flags.writeable = False
+    with _CACHE_LOCK:
+        _CACHE[key] = curve
+        slots = sum(c.calendar.n_slots for c in _CACHE.values())
+        while len(_CACHE) > CACHE_ENTRIES or slots > CACHE_SLOTS:
+            _, dropped = _CACHE.popitem(last=False)
+            slots -= dropped.calendar.n_slots
+
+
+def _build_curve(spec: PacingSpec, tz: str, span: tuple[TimeLike, TimeLike]) -> PacingCurve:
+    """`build_curve` without the cache."""
     breakpoints = [float(to_unix(c.at)) for c in spec.budget_changes]
     cal = build_calendar(spec, tz, span[0], span[1], breakpoints)
     shape = mode_shape(spec)
