@@ -65,9 +65,9 @@ def read_dask(source: Path | pd.DataFrame, npartitions: int = 1) -> Any:
 
 
 def _sorted_deals(source: Path | pd.DataFrame) -> Any | None:
-    """The deal table indexed by campaign_id with known divisions, when its Parquet row groups
-    are already in campaign order (their min/max statistics say so): then the runner cuts it at
-    the campaigns' divisions without a shuffle. None otherwise."""
+    """A table (deals or campaigns) indexed by campaign_id with known divisions, when its
+    Parquet row groups are already in campaign order (their min/max statistics say so): then
+    the runner cuts it at the campaigns' divisions without a shuffle. None otherwise."""
     if not isinstance(source, Path) or source.suffix.lower() == ".csv":
         return None
     try:
@@ -142,6 +142,20 @@ def _plan_partition(
     ).astype(_META.dtypes.to_dict())
 
 
+def _cut(table: Any, divisions: list[str]) -> Any | None:
+    """A table with known divisions cut at the inner bounds of `divisions` (its own first and
+    last ids kept as its ends, as `repartition` requires), so partition p holds the same
+    campaigns in every table; None when its ids do not reach past the inner bounds (then the
+    caller shuffles it)."""
+    lo, hi = str(table.divisions[0]), str(table.divisions[-1])
+    inner = list(divisions[1:-1])
+    if inner and not (lo < inner[0] and inner[-1] < hi):
+        return None
+    if not inner and lo == hi:
+        return table.repartition(npartitions=1)
+    return table.repartition(divisions=[lo, *inner, hi])
+
+
 def _divisions(ids: Any, per_partition: int) -> list[str]:
     """Partition bounds holding `per_partition` campaigns each: only the id column comes to the
     client (a few MB at a million campaigns), and the partitions are exact, not estimated."""
@@ -180,6 +194,7 @@ def replan_on_dask(
     summary = Summary()
     try:
         with Client(scheduler or cluster) as client:  # type: ignore[no-untyped-call]
+            sorted_camps = _sorted_deals(campaigns)  # in campaign order: no shuffle either
             camps = read_dask(campaigns, workers)
             if "campaign_id" not in camps.columns:
                 raise BatchError("the campaigns table needs a campaign_id column")
@@ -197,16 +212,22 @@ def replan_on_dask(
             n = len(ids)
             if divisions is None:
                 divisions = _divisions(ids, chunk_size * PARTITION_CHUNKS)
-                if deal_rows.known_divisions:  # cover every deal row's id (repartition needs it)
-                    divisions[0] = min(divisions[0], str(deal_rows.divisions[0]))
-                    divisions[-1] = max(divisions[-1], str(deal_rows.divisions[-1]))
-            camps = camps.set_index("campaign_id", divisions=divisions)
+                for table in (deal_rows, sorted_camps):  # cover every row's id (repartition)
+                    if table is not None and table.known_divisions:
+                        divisions[0] = min(divisions[0], str(table.divisions[0]))
+                        divisions[-1] = max(divisions[-1], str(table.divisions[-1]))
+            cut = _cut(sorted_camps, divisions) if sorted_camps is not None else None
+            # already in campaign order: cut, no shuffle
+            camps = cut if cut is not None else camps.set_index("campaign_id", divisions=divisions)
             job_file(out, {"engine": "dask", "chunk_size": chunk_size,
                            "rationale": options.rationale, "divisions": divisions})  # fmt: skip
             deal_rows = deal_rows.map_partitions(_with_row)
-            if deal_rows.known_divisions:  # already in campaign order: cut, no shuffle
-                deal_rows = deal_rows.repartition(divisions=divisions)
+            cut = _cut(deal_rows, divisions) if deal_rows.known_divisions else None
+            if cut is not None:  # already in campaign order: cut, no shuffle
+                deal_rows = cut
             else:
+                if deal_rows.known_divisions:
+                    deal_rows = deal_rows.reset_index()
                 deal_rows = deal_rows.set_index("campaign_id", divisions=divisions)
             planned = dd.map_partitions(
                 _plan_partition,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pandas as pd
 import pyarrow as pa
@@ -201,12 +202,16 @@ def test_dask_cuts_a_book_sorted_by_campaign_without_a_shuffle(tmp_path: Path) -
         for cid in sorted(deals["campaign_id"].unique()):
             rows = deals[deals["campaign_id"] == cid]
             writer.write_table(pa.Table.from_pandas(rows, preserve_index=False))
-    campaigns.to_parquet(tmp_path / "campaigns.parquet")
-    grouped = _sorted_deals(tmp_path / "deals.parquet")
-    assert grouped is not None and grouped.known_divisions
+    campaigns.sort_values("campaign_id").to_parquet(tmp_path / "campaigns.parquet")
+    for table in ("deals", "campaigns"):
+        grouped = _sorted_deals(tmp_path / f"{table}.parquet")
+        assert grouped is not None and grouped.known_divisions
     replan_book(campaigns, deals, tmp_path / "a", Options(), processes=1, chunk_size=2)
     dask_args = (tmp_path / "campaigns.parquet", tmp_path / "deals.parquet", tmp_path / "b")
-    replan_on_dask(*dask_args, Options(), workers=2, chunk_size=2, progress=False)
+    import dask.dataframe as dd
+
+    with mock.patch.object(dd.DataFrame, "set_index", side_effect=AssertionError("shuffled")):
+        replan_on_dask(*dask_args, Options(), workers=2, chunk_size=2, progress=False)
     for part in ("deals", "requests", "schedules", "status", "errors"):
         pd.testing.assert_frame_equal(_read(tmp_path / "a", part), _read(tmp_path / "b", part))
     # interrupted: one chunk's status part missing; the rerun plans that chunk only
