@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import collections
 import random
+import re
 import sys
 import threading
 import time
@@ -110,10 +111,15 @@ def main() -> int:
           f"end {rss_end / 1e6:.0f} MB ({rss_end / baseline - 1:+.0%})")  # fmt: skip
     for finding in findings[:20]:
         print("FINDING", finding)
+        found = re.search(r"request id (\w+)", finding)
+        at = log.find(found.group(1)) if found else -1
+        if at >= 0:  # the server log's record of it: the stack the caller never sees
+            print("  server log:", log[at : at + 2500])
     ok = alive and not findings and not health_failures[0] and rss_end <= 1.2 * baseline
     if "Traceback" in log or "Segmentation" in log:
         print("server log:", log[-2000:])
         ok = False
+    print(f"server log: {server.log_path}")
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1
 

@@ -907,6 +907,8 @@ class SqlStore:
             condition = condition & (assessments.c.as_of < end)
         if page_token:
             as_of, _, last = _decode_token(page_token).partition(":")
+            if last and not _int64(last):
+                raise ValueError("page_token: not a token this server issued")
             condition = condition & (
                 (assessments.c.as_of > int(as_of))
                 | ((assessments.c.as_of == int(as_of)) & (assessments.c.id > int(last or 0)))
@@ -1168,10 +1170,16 @@ def _decode_token(token: str) -> str:
         text = base64.urlsafe_b64decode(token.encode()).decode()
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValueError("page_token: not a token this server issued") from exc
-    first, sep, _ = text.partition(":")
-    if not sep or not first.isdigit():
+    first, sep, rest = text.partition(":")
+    if not sep or not _int64(first):
         raise ValueError("page_token: not a token this server issued")
     return text
+
+
+def _int64(text: str) -> bool:
+    """A non-negative decimal a database integer holds (a forged token's 10**30 must be a bad
+    token, not a driver's overflow)."""
+    return text.isascii() and text.isdigit() and int(text) < 2**63
 
 
 def request_hash(data: bytes) -> str:

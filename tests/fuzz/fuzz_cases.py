@@ -416,12 +416,13 @@ class ServerProcess:
         # its own audit store, never a reallocator.db left in the working directory
         self.folder = tempfile.mkdtemp(prefix="reallocator-fuzz-")
         clean["REALLOCATOR_DATABASE_URL"] = f"sqlite:///{self.folder}/fuzz.db"
+        self.log_path = Path(self.folder) / "server.log"
+        self._log = self.log_path.open("w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "reallocator.cli", "--log-level", "WARNING", "serve",
              "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(workers)],
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
+            stderr=self._log,  # a file: a pipe nobody reads would stall a chatty server
             env=clean | env,
         )  # fmt: skip
         options = [("grpc.max_receive_message_length", 256 * MIB),
@@ -477,5 +478,6 @@ class ServerProcess:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
-        err = self.proc.stderr.read() if self.proc.stderr else ""
-        return f"exit {self.proc.returncode}: {err[-3000:]}"
+        self._log.close()
+        err = self.log_path.read_text(errors="replace")
+        return f"exit {self.proc.returncode}: {err}"

@@ -5,12 +5,13 @@ through the API change the next plan without the caller sending them."""
 
 from __future__ import annotations
 
+import base64
 import multiprocessing
 from pathlib import Path
 
 import grpc
 import pytest
-from conftest import rpc_error
+from conftest import bad_request, rpc_error
 from google.protobuf import json_format
 from plans import new_plan
 
@@ -83,9 +84,26 @@ def test_a_newer_plan_supersedes_and_list_pages_newest_first(
         timeout=10,
     )
     assert [p.name for p in proposed.plans] == [names[-1]]
-    nonsense = pb.ListPlansRequest(parent="campaigns/life-list", page_token="nonsense")
-    bad = rpc_error(lambda: stub.ListPlans(nonsense, timeout=10))
-    assert bad.code() == grpc.StatusCode.INVALID_ARGUMENT
+    forged = [
+        "nonsense",
+        base64.urlsafe_b64encode(b"9" * 30 + b"::").decode(),  # past any database integer
+        base64.urlsafe_b64encode("²:x".encode()).decode(),  # a digit int() refuses
+    ]
+    for token in forged:
+        bad = rpc_error(
+            lambda t=token: stub.ListPlans(
+                pb.ListPlansRequest(parent="campaigns/life-list", page_token=t), timeout=10
+            )
+        )
+        assert [v.field for v in bad_request(bad)] == ["page_token"]
+        history = pb.GetPacingHistoryRequest(campaign_id="life-list", page_token=token)
+        bad = rpc_error(lambda h=history: stub.GetPacingHistory(h, timeout=10))
+        assert [v.field for v in bad_request(bad)] == ["page_token"]
+    history = pb.GetPacingHistoryRequest(
+        campaign_id="life-list", page_token=base64.urlsafe_b64encode(b"1:" + b"9" * 30).decode()
+    )
+    bad = rpc_error(lambda: stub.GetPacingHistory(history, timeout=10))
+    assert [v.field for v in bad_request(bad)] == ["page_token"]
 
 
 def test_request_ids_are_idempotent(stub: rpc.ReallocatorServiceStub) -> None:
