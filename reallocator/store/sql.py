@@ -1170,7 +1170,7 @@ def _decode_token(token: str) -> str:
         text = base64.urlsafe_b64decode(token.encode()).decode()
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValueError("page_token: not a token this server issued") from exc
-    first, sep, rest = text.partition(":")
+    first, sep, _ = text.partition(":")
     if not sep or not _int64(first):
         raise ValueError("page_token: not a token this server issued")
     return text
