@@ -186,8 +186,8 @@ class PacingCurve:
     shape: Shape
     budget_units: bool
     _horizons: dict[tuple[float, float], tuple[float, float]] = field(
-        default_factory=dict, repr=False
-    )
+        default_factory=dict, init=False, repr=False
+    )  # (base, total) per horizon, filled on first read; a replaced curve starts empty
 
     @property
     def ceiling(self) -> bool:
