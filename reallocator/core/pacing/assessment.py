@@ -331,6 +331,10 @@ class _Rows:
     has_series: FloatArray  # count of members with a delivery series
 
 
+_ONE_BINCOUNT = 2048
+"""Up to this many deals the group sums are one bincount (fewer calls); past it, three a
+quantity (no copies: at 100k deals the copies cost more than the calls)."""
+
 _SMALL_FACTORIZE = 128
 """Up to this many deals, numpy's unique is cheaper than pandas' factorize (its fixed cost was
 ~50 us a column)."""
@@ -481,13 +485,21 @@ def assess(
         raw[i] = getattr(rows, name)
     raw[-1] = trend_ok
     clean = _zero_nan(raw)
-    keys = codes[None, :] + n_groups * np.arange(n_fields)[:, None]
-    summed = np.bincount(
-        keys.ravel(),
-        weights=np.concatenate([clean, clean, clean], axis=1).ravel(),
-        minlength=n_fields * n_groups,
-    )
-    sums = np.asarray(summed, dtype=np.float64).reshape(n_fields, n_groups)
+    if n <= _ONE_BINCOUNT:
+        keys = codes[None, :] + n_groups * np.arange(n_fields)[:, None]
+        summed = np.bincount(
+            keys.ravel(),
+            weights=np.concatenate([clean, clean, clean], axis=1).ravel(),
+            minlength=n_fields * n_groups,
+        )
+        sums = np.asarray(summed, dtype=np.float64).reshape(n_fields, n_groups)
+    else:  # the same sums without the three-fold copies of every quantity and code
+        sums = np.empty((n_fields, n_groups))
+        everyone = np.zeros(n, dtype=np.int64)
+        for i in range(n_fields):
+            sums[i, :n_sellers] = np.bincount(seller_codes, clean[i], minlength=n_sellers)
+            sums[i, n_sellers:-1] = np.bincount(channel_codes, clean[i], minlength=n_channels)
+            sums[i, -1] = np.bincount(everyone, clean[i], minlength=1)[0]
     members_trend = sums[-1] > 0
     matrix = np.concatenate([raw[:-1], sums[:-1]], axis=1)
     field_row = {name: i for i, name in enumerate(_ROW_FIELDS)}

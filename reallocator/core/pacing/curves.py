@@ -186,8 +186,8 @@ class PacingCurve:
     shape: Shape
     budget_units: bool
     _horizons: dict[tuple[float, float], tuple[float, float]] = field(
-        default_factory=dict, repr=False
-    )
+        default_factory=dict, init=False, repr=False
+    )  # (base, total) per horizon, filled on first read; a replaced curve starts empty
 
     @property
     def ceiling(self) -> bool:
@@ -521,9 +521,12 @@ def build_curve(
 
 CACHE_SLOTS = 400_000
 """Most calendar slots the curve cache holds (a 10-day flight is ~1,000 slots, the longest
-span a request may name ~176,000; a slot costs ~130 bytes over the calendar and curve)."""
+span a request may name ~176,000; a slot costs ~100 bytes over the calendar and curve, so at
+most ~40 MB a process)."""
 
-CACHE_ENTRIES = 64
+CACHE_ENTRIES = 256
+"""Most curves it holds: the campaigns a worker replans in turn keep theirs (a new campaign's
+curve costs ~0.4 ms, the whole 50-deal assessment with a cached one ~0.5 ms)."""
 
 _CACHE: OrderedDict[Hashable, PacingCurve] = OrderedDict()
 _CACHE_LOCK = threading.Lock()
