@@ -183,3 +183,17 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def test_a_server_process_runs_blas_on_one_thread() -> None:
+    """One process per core already uses the cores: BLAS threads on top only contend."""
+    import numpy as np
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from reallocator.server.app import one_blas_thread
+
+    np.ones((64, 64)) @ np.ones((64, 64))  # BLAS loaded
+    with threadpool_limits():  # restored afterwards, for the other tests in this process
+        one_blas_thread()
+        blas = [p for p in threadpool_info() if p["user_api"] == "blas"]
+        assert blas and all(p["num_threads"] == 1 for p in blas)
