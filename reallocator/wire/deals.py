@@ -736,9 +736,8 @@ def series_from_matrix(
                 f"{n_deals} x {m.bucket_count}",
             )
             continue
-        negative = values < 0
-        if negative.any():
-            errors.add(f"{sub}.{k}[{int(np.flatnonzero(negative)[0])}]", "must not be negative")
+        if values.size and values.min() < 0:  # a pass without a 4.8M-entry mask at 100k deals
+            errors.add(f"{sub}.{k}[{int(np.flatnonzero(values < 0)[0])}]", "must not be negative")
         arrays[k] = values.astype(np.float64).reshape(n_deals, m.bucket_count)
     if start is None or width is None or errors.since(mark):
         return None
