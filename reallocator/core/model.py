@@ -324,6 +324,40 @@ def conform(frame: pd.DataFrame, dtypes: dict[str, str]) -> pd.DataFrame:
     return frame.astype(off) if off else frame
 
 
+def table_of(
+    columns: dict[str, Any], dtypes: dict[str, str], index: pd.Index | None = None
+) -> pd.DataFrame:
+    """A DataFrame of `columns` (arrays of one length, or a scalar for a constant column) in the
+    order and with the dtypes of `dtypes`, built without pandas' per-column sanitising: ~50 us
+    at 50 rows where the dict constructor plus `conform` cost ~250 us (a plan builds several).
+    Label columns become the "str" dtype; numeric ones are copied with their dtype; other
+    extension arrays (a categorical) are kept as they are (dtype "keep")."""
+    n = next(len(v) for v in columns.values() if not isinstance(v, (str, int, float, bool)))
+    arrays: list[Any] = []
+    for name, dtype in dtypes.items():
+        value = columns[name]
+        if dtype == "keep":
+            pass
+        elif dtype == "str":
+            if isinstance(value, str):
+                value = np.full(n, value, dtype=object)
+            if not (
+                isinstance(value, pd.api.extensions.ExtensionArray) and str(value.dtype) == "str"
+            ):
+                value = pd.array(np.asarray(value, dtype=object), dtype="str")
+        else:
+            # A copy, as the dict constructor makes: the table owns its (writeable) columns.
+            value = np.full(n, value, dtype=dtype) if np.isscalar(value) else np.array(value, dtype)
+        arrays.append(value)
+    frame: pd.DataFrame = pd.DataFrame._from_arrays(  # type: ignore[attr-defined]
+        arrays,
+        columns=list(dtypes),
+        index=pd.RangeIndex(n) if index is None else index,
+        verify_integrity=False,
+    )
+    return frame
+
+
 def empty_deals(n: int = 0) -> pd.DataFrame:
     """A deals table of `n` default rows with the canonical dtypes (handy in tests)."""
     data: dict[str, npt.NDArray[np.generic]] = {}
