@@ -294,6 +294,9 @@ def values_of(frame: pd.DataFrame, name: str, dtype: Any = None) -> np.ndarray:
         return np.asarray(frame[name].to_numpy(dtype))
     values = get(columns.get_loc(name))
     if not isinstance(values, np.ndarray):
+        # What Series.to_numpy does for an extension array, without building the Series.
+        if isinstance(values, pd.api.extensions.ExtensionArray):
+            return np.asarray(values.to_numpy(dtype=dtype))
         return np.asarray(frame[name].to_numpy(dtype))
     out = values if dtype is None else values.astype(dtype, copy=False)
     if out is values:
@@ -314,6 +317,22 @@ def as_text(column: pd.Series) -> npt.NDArray[np.object_]:
     if column.dtype == "str":
         return column.to_numpy(dtype=object)
     return np.asarray(column.astype(str), dtype=object)
+
+
+def text_of(frame: pd.DataFrame, name: str) -> npt.NDArray[np.object_]:
+    """`as_text(frame[name])` without building the Series (~3 us instead of ~10 us)."""
+    get = getattr(frame, "_get_column_array", None)
+    columns = getattr(frame, "columns", None)
+    if get is None or columns is None or not columns.is_unique or name not in columns:
+        return as_text(frame[name])
+    values = get(columns.get_loc(name))
+    if isinstance(values, pd.Categorical):
+        labels = np.array([*(str(c) for c in values.categories), np.nan], dtype=object)
+        picked: npt.NDArray[np.object_] = labels[values.codes]
+        return picked
+    if str(values.dtype) == "str":
+        return np.asarray(values.to_numpy(dtype=object))
+    return as_text(frame[name])
 
 
 def conform(frame: pd.DataFrame, dtypes: dict[str, str]) -> pd.DataFrame:

@@ -30,7 +30,7 @@ from reallocator.core.model import (
     DealStatus,
     DeliverySeries,
     Policy,
-    as_text,
+    text_of,
     values_of,
 )
 
@@ -314,7 +314,7 @@ def confident_cuts(
     by the confidence bounds (a guaranteed deal's declaration only by the band)."""
     capacity = np.array(values_of(table, "capacity", np.int64))
     declared = inputs.available_inventory
-    method = as_text(table["method"])
+    method = text_of(table, "method")
     eligible = (
         (method == "rate")
         & inputs.active

@@ -50,8 +50,8 @@ from reallocator.core.model import (
     Period,
     Policy,
     Severity,
-    as_text,
     table_of,
+    text_of,
     values_of,
 )
 from reallocator.core.pacing.assessment import (
@@ -218,7 +218,7 @@ def _capacity(
         active_buckets=active,
         bucket_weights=weights,
     )
-    status = as_text(assessment.deals["status"])
+    status = text_of(assessment.deals, "status")
     # Zero capacity (a cut to the spend) only on a confident stall, never on a verdict that
     # lacks its evidence.
     confidence = np.nan_to_num(values_of(assessment.deals, "confidence", np.float64))
@@ -611,7 +611,7 @@ def build_plan(
     verdicts = assessment.deals
     frame = {  # what explain reads (not a copy of the whole assessment)
         "locked": values_of(snapshot.deals, "locked", bool),
-        "status": as_text(verdicts["status"]),
+        "status": text_of(verdicts, "status"),
         "value_per_unit": values_of(snapshot.deals, "value_per_unit", np.float64),
         "capped_by_response": capped,
     }
@@ -640,7 +640,7 @@ def build_plan(
             "pacing": "CURVE",  # below, once the allocation is final
             "step": report.step,
             "pacing_ratio": values_of(verdicts, "pacing_ratio", np.float64),
-            "pacing_status": as_text(verdicts["status"]),
+            "pacing_status": text_of(verdicts, "status"),
             "recent_rate": values_of(verdicts, "recent_rate", np.float64),
             "required_rate": values_of(verdicts, "required_rate", np.float64),
             "group_at_max": why.group_at_max,
@@ -680,7 +680,7 @@ def build_plan(
         values_of(deals, "status", np.int64),
         values_of(plan_deals, "new_allocation", np.int64),
         capacity,
-        as_text(forecast_table["method"]),
+        text_of(forecast_table, "method"),
         policy.pace_ahead,
     )
 

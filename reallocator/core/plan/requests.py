@@ -80,7 +80,7 @@ from reallocator.core.model import (
     DealType,
     Policy,
     Severity,
-    as_text,
+    text_of,
     values_of,
 )
 from reallocator.core.pacing.assessment import Assessment, PacingStatus
@@ -230,13 +230,13 @@ class RequestInputs:
         deals = snapshot.deals
         bt = snapshot.pacing.budget_type
         return cls(
-            deal_id=as_text(deals["deal_id"]),
-            seller_id=as_text(deals["seller_id"]),
-            order_id=as_text(deals["order_id"]),
+            deal_id=text_of(deals, "deal_id"),
+            seller_id=text_of(deals, "seller_id"),
+            order_id=text_of(deals, "order_id"),
             deal_type=values_of(deals, "deal_type", np.int64),
             premium=values_of(deals, "premium", bool),
             deal_status=values_of(deals, "status", np.int64),
-            pacing_status=as_text(assessment.deals["status"]),
+            pacing_status=text_of(assessment.deals, "status"),
             old_allocation=values_of(plan_deals, "old_allocation", np.int64),
             new_allocation=values_of(plan_deals, "new_allocation", np.int64),
             delivered=values_of(plan_deals, "delivered", np.int64),
@@ -254,7 +254,7 @@ class RequestInputs:
             seed=seed,
             avails_forecast=None if avails_forecast is None else np.asarray(avails_forecast),
             impressions_per_unit=iab.impressions_per_unit(deals, bt),
-            plan_reason=as_text(plan_deals["reason"]) if "reason" in plan_deals else None,
+            plan_reason=text_of(plan_deals, "reason") if "reason" in plan_deals else None,
             window_hours=window_hours,
             timezone=snapshot.timezone,
         )

@@ -66,7 +66,7 @@ from reallocator.core.model import (
     DealType,
     Policy,
     PriceKind,
-    as_text,
+    text_of,
     values_of,
 )
 from reallocator.core.pacing.assessment import UNIT_COLUMN, Assessment, PacingStatus
@@ -153,11 +153,11 @@ class ScheduleInputs:
         deals = snapshot.deals
         bt = snapshot.pacing.budget_type
         return cls(
-            deal_id=as_text(deals["deal_id"]),
-            seller_id=as_text(deals["seller_id"]),
+            deal_id=text_of(deals, "deal_id"),
+            seller_id=text_of(deals, "seller_id"),
             deal_type=values_of(deals, "deal_type", np.int64),
             deal_status=values_of(deals, "status", np.int64),
-            pacing_status=as_text(assessment.deals["status"]),
+            pacing_status=text_of(assessment.deals, "status"),
             old_allocation=values_of(plan_deals, "old_allocation", np.int64),
             new_allocation=values_of(plan_deals, "new_allocation", np.int64),
             current_rate=values_of(assessment.deals, "recent_rate", np.float64),
@@ -169,8 +169,8 @@ class ScheduleInputs:
             budget_type=bt,
             currency=snapshot.currency,
             timezone=snapshot.timezone,
-            plan_reason=(as_text(plan_deals["reason"]) if "reason" in plan_deals else None),
-            pacing=(as_text(plan_deals["pacing"]) if "pacing" in plan_deals else None),
+            plan_reason=(text_of(plan_deals, "reason") if "reason" in plan_deals else None),
+            pacing=(text_of(plan_deals, "pacing") if "pacing" in plan_deals else None),
         )
 
 
