@@ -30,6 +30,7 @@ from reallocator.core.model import (
     DealStatus,
     DeliverySeries,
     Policy,
+    table_of,
     text_of,
     values_of,
 )
@@ -39,6 +40,21 @@ METHODS = ["rate", "declared", "booked", "stalled", "inactive", "given", "commit
 """How a capacity was reached; "given": the caller's own forecast (build_plan(forecast=...));
 "commitment": a seller-paced deal keeping pace, at least what remains of its commitment."""
 _METHOD_DTYPE = pd.CategoricalDtype(pd.Index(METHODS))
+_CODE = {m: i for i, m in enumerate(METHODS)}
+RATIONALE_DTYPES: dict[str, str] = {
+    "method": "keep",  # categorical over METHODS
+    "observed_rate": "float64",
+    "participation_rate": "float64",
+    "unthrottled_rate": "float64",
+    "remaining_hours": "float64",
+    "by_rate": "float64",
+    "by_avails": "float64",
+    "available_inventory": "int64",
+    "booked": "int64",
+    "evidence_hours": "float64",
+    "capacity": "int64",
+}
+"""Columns of forecast_capacity's table (how each capacity was reached)."""
 _MAX_CAPACITY = 2.0**62
 
 
@@ -262,7 +278,8 @@ def forecast_capacity(
     capacity = np.where(dead, 0.0, capacity)
     capacity = np.floor(np.clip(np.nan_to_num(capacity, nan=0.0), 0.0, _MAX_CAPACITY))
 
-    method = np.select(
+    # Codes into METHODS straight away: no string per deal, no second pass comparing them.
+    code = np.select(
         [
             ~inputs.active,
             inputs.stalled,
@@ -271,15 +288,12 @@ def forecast_capacity(
             evident,
             declared,
         ],
-        ["inactive", "stalled", "declared", "commitment", "rate", "declared"],
-        default="booked",
+        [_CODE[m] for m in ("inactive", "stalled", "declared", "commitment", "rate", "declared")],
+        default=_CODE["booked"],
     )
-    rationale = pd.DataFrame(
+    rationale = table_of(
         {
-            "method": pd.Categorical.from_codes(  # codes: no per-row hashing of strings
-                np.select([method == m for m in METHODS], list(range(len(METHODS))), default=-1),
-                dtype=_METHOD_DTYPE,
-            ),
+            "method": pd.Categorical.from_codes(code, dtype=_METHOD_DTYPE),
             "observed_rate": inputs.observed_rate,
             "participation_rate": inputs.participation_rate,
             "unthrottled_rate": unthrottled,
@@ -290,7 +304,8 @@ def forecast_capacity(
             "booked": inputs.booked,
             "evidence_hours": inputs.evidence_hours,
             "capacity": capacity.astype(np.int64),
-        }
+        },
+        RATIONALE_DTYPES,
     )
     return capacity.astype(np.int64), rationale
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -51,6 +52,7 @@ from reallocator.core.model import (
     Policy,
     Severity,
     table_of,
+    text_column,
     text_of,
     values_of,
 )
@@ -192,7 +194,13 @@ def _capacity(
 ) -> tuple[np.ndarray, pd.DataFrame, np.ndarray]:
     """Forecast per deal (or the caller's, `given`); seller answers cap it (a REJECTED increase
     keeps the deal at its current plan, a PARTIAL one at what the seller accepted)."""
-    from reallocator.core.engine.forecast import confident_cuts, pooled, starved_rate
+    from reallocator.core.engine.forecast import (
+        METHODS,
+        RATIONALE_DTYPES,
+        confident_cuts,
+        pooled,
+        starved_rate,
+    )
 
     deals, policy = snapshot.deals, snapshot.policy
     active = None
@@ -256,15 +264,17 @@ def _capacity(
     campaign = assessment.campaign
     behind = 0.0
     if len(campaign):
-        # How far the campaign is behind its curve, as a share of its budget.
-        row = campaign.iloc[0]
-        behind = float(row["expected"] - row["actual"]) / max(float(row["allocation"]), 1.0)
+        # How far the campaign is behind its curve, as a share of its budget (read by column:
+        # a mixed row costs a Series).
+        expected, actual, booked = (
+            float(values_of(campaign, c, np.float64)[0])
+            for c in ("expected", "actual", "allocation")
+        )
+        behind = (expected - actual) / max(booked, 1.0)
     moved = last_moves(history, deals["deal_id"], snapshot.as_of.timestamp(), policy)
     capacity, held = confident_cuts(
         inputs, table, remaining, policy, moved, behind, awaiting=_awaiting(history, deals)
     )
-    table["held_to_current"] = held
-    table["capacity"] = capacity
     # The caller's own forecasts: per deal in the snapshot (capacity_forecast >= 0), or all of
     # them through build_plan(forecast=...).
     if given is not None:
@@ -274,10 +284,13 @@ def _capacity(
     else:
         own = values_of(deals, "capacity_forecast", np.int64)
     mine = own >= 0
+    method = table["method"].array
     if mine.any():
         capacity = np.where(mine, own, capacity)
-        table["method"] = table["method"].where(~mine, "given")
-        table["capacity"] = capacity
+        method = pd.Categorical.from_codes(
+            np.where(mine, METHODS.index("given"), method.codes), dtype=method.dtype
+        )
+    capacity_column = capacity.copy()  # before the seller answers cap it
     capped = np.zeros(len(deals), dtype=bool)
     if history is not None and len(history.requests):
         last = history.requests.sort_values("requested_at").groupby("deal_id").tail(1)
@@ -299,8 +312,16 @@ def _capacity(
         hit = (rejected | partial) & (limit < capacity[pos])
         capacity[pos[hit]] = limit[hit]
         capped[pos[hit]] = True
-    table["capped_by_response"] = capped
-    return capacity, table, capped
+    # One table (a column set at a time cost ~25 us each).
+    columns = {name: values_of(table, name) for name in RATIONALE_DTYPES if name != "method"}
+    columns |= {
+        "method": method,
+        "capacity": capacity_column,
+        "held_to_current": held,
+        "capped_by_response": capped,
+    }
+    dtypes = RATIONALE_DTYPES | {"held_to_current": "bool", "capped_by_response": "bool"}
+    return capacity, table_of(columns, dtypes), capped
 
 
 def _violations(
@@ -620,40 +641,18 @@ def build_plan(
 
     deals = snapshot.deals
     spent = report.spent
-    plan_deals = table_of(
-        {
-            "deal_id": deals["deal_id"].array,
-            "seller_id": deals["seller_id"].array,
-            "channel_id": deals["channel_id"].array,
-            "delivered": spent,
-            "old_allocation": report.current,
-            "new_allocation": x,
-            "delta": x - report.current,
-            "lower_bound": shown.lb,
-            "upper_bound": np.minimum(upper, problem.total),
-            "binding": why.binding,
-            "capacity": capacity,
-            "reason": why.reason,
-            "rationale": "",  # rendered from the table, once the gate has decided
-            "marginal_value": why.marginal_value,
-            "new_total": spent + x,
-            "pacing": "CURVE",  # below, once the allocation is final
-            "step": report.step,
-            "pacing_ratio": values_of(verdicts, "pacing_ratio", np.float64),
-            "pacing_status": text_of(verdicts, "status"),
-            "recent_rate": values_of(verdicts, "recent_rate", np.float64),
-            "required_rate": values_of(verdicts, "required_rate", np.float64),
-            "group_at_max": why.group_at_max,
-        },
-        PLAN_DEAL_COLUMNS,
-    )
-
+    current = report.current
+    # The decisions on arrays (rollback, the NO_CHANGE gate, pacing), then one table.
+    new_allocation, delta = x, x - current
+    binding: npt.NDArray[Any] = why.binding
+    reason: npt.NDArray[Any] | str = why.reason
+    marginal: npt.NDArray[np.float64] | float = why.marginal_value
     if rollback:
-        moved = values_of(plan_deals, "delta", np.int64) != 0
-        plan_deals["reason"] = np.where(moved, ReasonCode.ROLLBACK.value, "UNCHANGED")
-        plan_deals["binding"] = np.where(moved, "NONE", plan_deals["binding"].to_numpy(object))
+        moved = delta != 0
+        reason = np.where(moved, ReasonCode.ROLLBACK.value, "UNCHANGED")
+        binding = np.where(moved, "NONE", np.asarray(binding, dtype=object))
     alerts = len(assessment.alerts) > 0 and not rollback
-    small = not worth_changing(values_of(plan_deals, "delta", np.int64), policy.min_change).any()
+    small = not worth_changing(delta, policy.min_change).any()
     status = PlanStatus.TIME_LIMITED if result.status == "TIME_LIMITED" else PlanStatus.OPTIMAL
     if violations:
         status = PlanStatus.RELAXED
@@ -665,24 +664,48 @@ def build_plan(
             f"every change is below the minimum change worth making "
             f"({max(policy.min_change, 1)} {bt.lower()} units)"
         )
-        plan_deals["new_allocation"] = plan_deals["old_allocation"]
-        plan_deals["delta"] = 0
-        plan_deals["new_total"] = plan_deals["delivered"] + plan_deals["old_allocation"]
-        plan_deals["reason"] = "UNCHANGED"
+        new_allocation, delta = current, np.zeros_like(delta)
+        reason = "UNCHANGED"
         # Nothing moved because the gate held it, not because a limit stopped it.
-        locked = values_of(plan_deals, "binding", object) == "LOCKED"
-        plan_deals["binding"] = np.where(locked, "LOCKED", "NONE")
-        plan_deals["marginal_value"] = 0.0
-    if text:
-        plan_deals["rationale"] = render_deal_rationales(plan_deals, bt, currency)
-    plan_deals["pacing"] = pacing_modes(
+        binding = np.where(np.asarray(binding, dtype=object) == "LOCKED", "LOCKED", "NONE")
+        marginal = 0.0
+    pacing = pacing_modes(
         values_of(deals, "deal_type", np.int64),
         values_of(deals, "status", np.int64),
-        values_of(plan_deals, "new_allocation", np.int64),
+        new_allocation,
         capacity,
         text_of(forecast_table, "method"),
         policy.pace_ahead,
     )
+    plan_deals = table_of(
+        {
+            "deal_id": text_column(deals, "deal_id"),
+            "seller_id": text_column(deals, "seller_id"),
+            "channel_id": text_column(deals, "channel_id"),
+            "delivered": spent,
+            "old_allocation": current,
+            "new_allocation": new_allocation,
+            "delta": delta,
+            "lower_bound": shown.lb,
+            "upper_bound": np.minimum(upper, problem.total),
+            "binding": binding,
+            "capacity": capacity,
+            "reason": reason,
+            "rationale": "",  # rendered from the table below, when asked
+            "marginal_value": marginal,
+            "new_total": spent + new_allocation,
+            "pacing": pacing,
+            "step": report.step,
+            "pacing_ratio": values_of(verdicts, "pacing_ratio", np.float64),
+            "pacing_status": text_of(verdicts, "status"),
+            "recent_rate": values_of(verdicts, "recent_rate", np.float64),
+            "required_rate": values_of(verdicts, "required_rate", np.float64),
+            "group_at_max": why.group_at_max,
+        },
+        PLAN_DEAL_COLUMNS,
+    )
+    if text:
+        plan_deals["rationale"] = render_deal_rationales(plan_deals, bt, currency)
 
     sellers = _group_frame(
         plan_deals,
