@@ -368,9 +368,10 @@ def table_of(
         if dtype == "keep":
             value = value.copy()
         elif dtype == "str":
-            if isinstance(value, str):
-                value = np.full(n, value, dtype=object)
-            if isinstance(value, pd.api.extensions.ExtensionArray) and str(value.dtype) == "str":
+            if isinstance(value, str):  # a constant: one Arrow string, taken n times
+                one = pd.array(np.array([value], dtype=object), dtype="str")
+                value = one.take(np.zeros(n, dtype=np.intp))
+            elif isinstance(value, pd.api.extensions.ExtensionArray) and str(value.dtype) == "str":
                 value = value.copy()
             else:
                 value = pd.array(np.asarray(value, dtype=object), dtype="str")

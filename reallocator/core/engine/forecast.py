@@ -123,16 +123,16 @@ class ForecastInputs:
                 series = delivery.impressions * per_imp[:, None]
             seen = ~np.isnan(series) & act[None, :]
             n_hours = seen.sum(axis=1) * hours
+            # NaN only where not seen: masked once, summed plainly (nansum's NaN pass is moot).
+            masked = np.where(seen, series, 0.0)
             with np.errstate(divide="ignore", invalid="ignore"):
-                rate = np.where(
-                    n_hours > 0, np.nansum(np.where(seen, series, 0), 1) / n_hours, np.nan
-                )
+                rate = np.where(n_hours > 0, masked.sum(axis=1) / n_hours, np.nan)
                 av = np.where(seen, delivery.avails, 0)
                 avails_rate = np.where(n_hours > 0, np.nansum(av, 1) / n_hours, np.nan)
             evidence = n_hours
             rate_se = _rate_se(series, seen, hours, bucket_weights)
             tail = max(1, int(np.ceil(policy.stalled_window / delivery.bucket)))
-            recent = np.nansum(np.where(seen, series, 0)[:, -tail:], axis=1)
+            recent = masked[:, -tail:].sum(axis=1)
             stalled = (n_hours >= tail * hours) & (recent <= 0)
         return cls(
             observed_rate=rate,
