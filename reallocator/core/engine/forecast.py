@@ -164,7 +164,9 @@ def _rate_se(
     count = usable.sum(axis=1)
     out = np.full(series.shape[0], np.nan)
     ok = count >= 2
-    if ok.any():
+    if ok.all():  # row by row as below, without copying the rows out
+        out = np.nanstd(per_hour, axis=1, ddof=1) / np.sqrt(count)
+    elif ok.any():
         out[ok] = np.nanstd(per_hour[ok], axis=1, ddof=1) / np.sqrt(count[ok])
     return out
 

@@ -865,18 +865,28 @@ def _with_record(
             else 0.0
         )
         seed = f"{snapshot.campaign_id}:{int(snapshot.as_of.timestamp())}"
+        # The label columns both read, converted once.
+        texts = {
+            "deal_id": text_of(snapshot.deals, "deal_id"),
+            "seller_id": text_of(snapshot.deals, "seller_id"),
+            "pacing_status": text_of(assessment.deals, "status"),
+            "plan_reason": text_of(plan.deals, "reason"),
+        }
         inputs = RequestInputs.from_plan(
             snapshot,
             assessment,
             plan.deals,
             window_end=window_end,
+            texts=texts,
             seed=seed,
             avails_forecast=values_of(forecast, "by_avails"),
             window_hours=hours,
         )
         requests = derive_requests(inputs, policy, history)
         schedules = derive_schedule_table(
-            ScheduleInputs.from_plan(snapshot, assessment, plan.deals, window_end=window_end),
+            ScheduleInputs.from_plan(
+                snapshot, assessment, plan.deals, window_end=window_end, texts=texts
+            ),
             curve,
             policy,
         )

@@ -62,6 +62,7 @@ from __future__ import annotations
 import hashlib
 import math
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -221,6 +222,7 @@ class RequestInputs:
         plan_deals: pd.DataFrame,
         *,
         window_end: datetime,
+        texts: Mapping[str, ObjArray] | None = None,
         seed: str,
         avails_forecast: npt.ArrayLike | None = None,
         window_hours: float = math.nan,
@@ -228,15 +230,23 @@ class RequestInputs:
         """Inputs from the snapshot, its assessment and the plan's deals frame (PLAN_DEAL_COLUMNS),
         all in snapshot deal order. `avails_forecast`: the engine forecast's ``by_avails``."""
         deals = snapshot.deals
+        # `texts`: the label columns as object arrays when the caller already has them
+        # (build_plan makes requests and schedules from one conversion).
+        texts = texts or {}
+
+        def text(frame: pd.DataFrame, name: str, key: str) -> ObjArray:
+            given = texts.get(key)
+            return given if given is not None else text_of(frame, name)
+
         bt = snapshot.pacing.budget_type
         return cls(
-            deal_id=text_of(deals, "deal_id"),
-            seller_id=text_of(deals, "seller_id"),
+            deal_id=text(deals, "deal_id", "deal_id"),
+            seller_id=text(deals, "seller_id", "seller_id"),
             order_id=text_of(deals, "order_id"),
             deal_type=values_of(deals, "deal_type", np.int64),
             premium=values_of(deals, "premium", bool),
             deal_status=values_of(deals, "status", np.int64),
-            pacing_status=text_of(assessment.deals, "status"),
+            pacing_status=text(assessment.deals, "status", "pacing_status"),
             old_allocation=values_of(plan_deals, "old_allocation", np.int64),
             new_allocation=values_of(plan_deals, "new_allocation", np.int64),
             delivered=values_of(plan_deals, "delivered", np.int64),
@@ -254,7 +264,9 @@ class RequestInputs:
             seed=seed,
             avails_forecast=None if avails_forecast is None else np.asarray(avails_forecast),
             impressions_per_unit=iab.impressions_per_unit(deals, bt),
-            plan_reason=text_of(plan_deals, "reason") if "reason" in plan_deals else None,
+            plan_reason=text(plan_deals, "reason", "plan_reason")
+            if "reason" in plan_deals
+            else None,
             window_hours=window_hours,
             timezone=snapshot.timezone,
         )
