@@ -239,7 +239,7 @@ def decision_record(
         f"policy.min_change={p.min_change}",
     ]
     for frame, kind in ((plan.sellers, "seller"), (plan.channels, "channel")):
-        for gid in frame.index[values_of(frame, "binding", bool)][:20]:
+        for gid in np.asarray(frame.index, dtype=object)[values_of(frame, "binding", bool)][:20]:
             references.append(f"{kind}/{gid}: a limit binds")
     references += [f"constraint {v.constraint}: relaxed by {v.relaxation}" for v in plan.violations]
     return DecisionRecord(summary=summary, factors=factors, references=tuple(references))

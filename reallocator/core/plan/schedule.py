@@ -401,20 +401,25 @@ def derive_schedule_table(
         if inputs.plan_reason is not None
         else np.full(pick.size, ReasonCode.UNCHANGED, dtype=object)
     )
-    reason = (
-        np.select(
-            [
-                status == PacingStatus.STALLED,
-                status == PacingStatus.UNDER,
-                status == PacingStatus.OVER,
-                ~np.isin(plan_reason, [ReasonCode.UNCHANGED, ""]),
-            ],
-            [ReasonCode.STALLED, ReasonCode.UNDER_DELIVERY, ReasonCode.OVER_DELIVERY, plan_reason],
-            ReasonCode.PACING_SCHEDULE,
-        )
-        .astype(str)
-        .astype(object)
-    )
+    reason = np.select(
+        [
+            status == PacingStatus.STALLED,
+            status == PacingStatus.UNDER,
+            status == PacingStatus.OVER,
+            ~np.isin(plan_reason, [ReasonCode.UNCHANGED, ""]),
+        ],
+        [
+            ReasonCode.STALLED.value,
+            ReasonCode.UNDER_DELIVERY.value,
+            ReasonCode.OVER_DELIVERY.value,
+            plan_reason,
+        ],
+        ReasonCode.PACING_SCHEDULE.value,
+    ).astype(object)
+    # Plain str throughout (a caller's plan_reason may hold enum members or numpy strings):
+    # converted only where some element is not one (~9 ms at 100k deals otherwise).
+    if set(map(type, reason.tolist())) - {str}:
+        reason = reason.astype(str).astype(object)
     return ScheduleTable(
         window_start=prof.window_start,
         deal_index=pick.astype(np.int64),
