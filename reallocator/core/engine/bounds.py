@@ -243,7 +243,7 @@ def unit_prices(deals: pd.DataFrame, budget_type: BudgetType) -> tuple[IntArray,
     price = values_of(deals, "price_micros", np.float64)
     per_unit = values_of(deals, "price_kind") == PriceKind.PER_UNIT
     imps = values_of(deals, "impressions", np.float64)
-    units = deals[SPENT_COLUMN[budget_type]].to_numpy(np.float64)
+    units = values_of(deals, SPENT_COLUMN[budget_type], np.float64)
     if budget_type is BudgetType.IMPRESSIONS:
         ratio = np.ones_like(price)
     else:
@@ -279,7 +279,7 @@ def build_problem(
     goal (ignored for a SPEND goal, where the budget is money already). Value defaults to one
     segment at `value_per_unit`; pass `value_slopes`/`value_breaks` for diminishing returns.
     """
-    spent = deals[SPENT_COLUMN[budget_type]].to_numpy(np.int64)
+    spent = values_of(deals, SPENT_COLUMN[budget_type], np.int64)
     current, min_r, max_r, step, lb, ub = deal_bounds(
         values_of(deals, "allocation", np.int64),
         values_of(deals, "min_allocation", np.int64),
@@ -387,7 +387,7 @@ def build_from_snapshot(
     no applicable budget the total is what the current plan still holds (a pure reshuffle)."""
     spec, deals = snapshot.pacing, snapshot.deals
     span = horizon(spec, snapshot.as_of)
-    spent = int(deals[SPENT_COLUMN[spec.budget_type]].sum())
+    spent = int(values_of(deals, SPENT_COLUMN[spec.budget_type]).sum())
     total = total_to_allocate(span.budgets, spent, period_left)
     notes: tuple[str, ...] = ()
     if total is None:
@@ -396,7 +396,7 @@ def build_from_snapshot(
         notes = ("no budget applies to the horizon: total is what the current plan holds",)
     money_left = None
     if spec.max_spend_micros is not None:
-        money_left = max(0, spec.max_spend_micros - int(deals["spend_micros"].sum()))
+        money_left = max(0, spec.max_spend_micros - int(values_of(deals, "spend_micros").sum()))
         if spec.budget_type is BudgetType.SPEND:
             # Money is the budget unit: the cap is one more budget, so it bounds the total
             # placed (and the plan stays a network flow, with no money row).

@@ -108,7 +108,7 @@ def _period_left(snapshot: CampaignSnapshot, curve: PacingCurve, as_of: float) -
         return {}
     window = (span.start.timestamp(), span.end.timestamp())
     left = float(curve.total(window)) - float(curve.cumulative(as_of)) + 0.0
-    delivered = float(snapshot.deals[SPENT_COLUMN[spec.budget_type]].sum())
+    delivered = float(values_of(snapshot.deals, SPENT_COLUMN[spec.budget_type]).sum())
     expected_now = float(curve.cumulative(as_of)) - float(curve.cumulative(window[0]))
     # Under-delivery so far cannot be caught up beyond the caps; over-delivery used them up.
     left = max(0.0, left - max(0.0, delivered - expected_now))
@@ -122,7 +122,7 @@ def _with_step_floor(snapshot: CampaignSnapshot) -> CampaignSnapshot:
     if policy.step_abs > 0:
         return snapshot
     deals = snapshot.deals
-    spent = deals[SPENT_COLUMN[snapshot.pacing.budget_type]].to_numpy(np.int64)
+    spent = values_of(deals, SPENT_COLUMN[snapshot.pacing.budget_type], np.int64)
     remaining = np.maximum(values_of(deals, "allocation", np.int64) - spent, 0)
     active = values_of(deals, "status") == DealStatus.ACTIVE
     if not active.any():
@@ -233,7 +233,7 @@ def _capacity(
     stalled = (status == PacingStatus.STALLED) & (confidence >= policy.confidence_threshold)
     rate = inputs.observed_rate * per_opportunity
     avails_rate = inputs.avails_rate * per_opportunity
-    spent = deals[SPENT_COLUMN[snapshot.pacing.budget_type]].to_numpy(np.int64)
+    spent = values_of(deals, SPENT_COLUMN[snapshot.pacing.budget_type], np.int64)
     remaining = np.maximum(values_of(deals, "allocation", np.int64) - spent, 0)
     # A deal the plan starved (nothing left to spend), or one that delivered nothing without a
     # confident stall, is forecast from its supply, not from the delivery the plan prevented.
@@ -294,7 +294,7 @@ def _capacity(
     capped = np.zeros(len(deals), dtype=bool)
     if history is not None and len(history.requests):
         last = history.requests.sort_values("requested_at").groupby("deal_id").tail(1)
-        spent = deals[SPENT_COLUMN[snapshot.pacing.budget_type]].to_numpy(np.int64)
+        spent = values_of(deals, SPENT_COLUMN[snapshot.pacing.budget_type], np.int64)
         remaining = np.maximum(values_of(deals, "allocation", np.int64) - spent, 0)
         index = pd.Index(deals["deal_id"])
         pos = index.get_indexer(last["deal_id"])
@@ -591,7 +591,7 @@ def build_plan(
     capacity, forecast_table, capped = _capacity(snapshot, assessment, curve, history, forecast)
     room = None
     if windows is not None:
-        total_now = snapshot.deals["allocation"].to_numpy(np.int64)
+        total_now = values_of(snapshot.deals, "allocation", np.int64)
         room = rolling_room(total_now, windows, policy, policy.step_abs)
     built = build_from_snapshot(
         snapshot,
@@ -727,7 +727,7 @@ def build_plan(
         result.binding.channel_at_min | result.binding.channel_at_max,
         None if result.duals is None else result.duals.channel,
     )
-    allocated = int(plan_deals["new_allocation"].sum())
+    allocated = int(values_of(plan_deals, "new_allocation").sum())
     unspendable = max(0, remaining_budget - allocated)
     total_seconds = time.perf_counter() - started
     solver = SolverReport(

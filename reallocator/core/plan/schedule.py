@@ -220,7 +220,7 @@ def cost_per_unit(deals: pd.DataFrame, budget_type: BudgetType) -> FloatArray:
     n = len(deals)
     if budget_type is BudgetType.SPEND:
         return np.ones(n)
-    units = deals[UNIT_COLUMN[budget_type]].to_numpy(np.float64)
+    units = values_of(deals, UNIT_COLUMN[budget_type], np.float64)
     spend = values_of(deals, "spend_micros", np.float64)
     price = values_of(deals, "price_micros", np.float64)
     kind = values_of(deals, "price_kind")
