@@ -294,6 +294,9 @@ def values_of(frame: pd.DataFrame, name: str, dtype: Any = None) -> np.ndarray:
         return np.asarray(frame[name].to_numpy(dtype))
     values = get(columns.get_loc(name))
     if not isinstance(values, np.ndarray):
+        # What Series.to_numpy does for an extension array, without building the Series.
+        if isinstance(values, pd.api.extensions.ExtensionArray):
+            return np.asarray(values.to_numpy(dtype=dtype))
         return np.asarray(frame[name].to_numpy(dtype))
     out = values if dtype is None else values.astype(dtype, copy=False)
     if out is values:
@@ -316,12 +319,73 @@ def as_text(column: pd.Series) -> npt.NDArray[np.object_]:
     return np.asarray(column.astype(str), dtype=object)
 
 
+def text_of(frame: pd.DataFrame, name: str) -> npt.NDArray[np.object_]:
+    """`as_text(frame[name])` without building the Series (~3 us instead of ~10 us)."""
+    get = getattr(frame, "_get_column_array", None)
+    columns = getattr(frame, "columns", None)
+    if get is None or columns is None or not columns.is_unique or name not in columns:
+        return as_text(frame[name])
+    values = get(columns.get_loc(name))
+    if isinstance(values, pd.Categorical):
+        labels = np.array([*(str(c) for c in values.categories), np.nan], dtype=object)
+        picked: npt.NDArray[np.object_] = labels[values.codes]
+        return picked
+    if str(values.dtype) == "str":
+        return np.asarray(values.to_numpy(dtype=object))
+    return as_text(frame[name])
+
+
+def text_column(frame: pd.DataFrame, name: str) -> Any:
+    """The column's own array (no Series built): for a "str" column, what `table_of` keeps."""
+    get = getattr(frame, "_get_column_array", None)
+    if get is None or not frame.columns.is_unique or name not in frame.columns:
+        return frame[name].array
+    return get(frame.columns.get_loc(name))
+
+
 def conform(frame: pd.DataFrame, dtypes: dict[str, str]) -> pd.DataFrame:
     """`frame` with `dtypes`, cast only where a column differs: `astype` of a whole frame copies
     every column even when nothing changes (~5 % of a 50-deal plan)."""
     have = dict(zip(frame.columns, frame.dtypes.tolist(), strict=True))  # one pass, no getitem
     off = {name: dtype for name, dtype in dtypes.items() if have[name] != dtype}
     return frame.astype(off) if off else frame
+
+
+def table_of(
+    columns: dict[str, Any], dtypes: dict[str, str], index: pd.Index | None = None
+) -> pd.DataFrame:
+    """A DataFrame of `columns` (arrays of one length, or a scalar for a constant column) in the
+    order and with the dtypes of `dtypes`, built without pandas' per-column sanitising: ~50 us
+    at 50 rows where the dict constructor plus `conform` cost ~250 us (a plan builds several).
+    Label columns become the "str" dtype; numeric ones are copied with their dtype; other
+    extension arrays (a categorical) are kept as they are (dtype "keep")."""
+    n = next(len(v) for v in columns.values() if not isinstance(v, (str, int, float, bool)))
+    arrays: list[Any] = []
+    for name, dtype in dtypes.items():
+        value = columns[name]
+        # Extension arrays are copied too (cheap: an Arrow string array's buffers are shared
+        # and immutable), so no edit of the table reaches the caller's array.
+        if dtype == "keep":
+            value = value.copy()
+        elif dtype == "str":
+            if isinstance(value, str):  # a constant: one Arrow string, taken n times
+                one = pd.array(np.array([value], dtype=object), dtype="str")
+                value = one.take(np.zeros(n, dtype=np.intp))
+            elif isinstance(value, pd.api.extensions.ExtensionArray) and str(value.dtype) == "str":
+                value = value.copy()
+            else:
+                value = pd.array(np.asarray(value, dtype=object), dtype="str")
+        else:
+            # A copy, as the dict constructor makes: the table owns its (writeable) columns.
+            value = np.full(n, value, dtype=dtype) if np.isscalar(value) else np.array(value, dtype)
+        arrays.append(value)
+    frame: pd.DataFrame = pd.DataFrame._from_arrays(  # type: ignore[attr-defined]
+        arrays,
+        columns=list(dtypes),
+        index=pd.RangeIndex(n) if index is None else index,
+        verify_integrity=False,
+    )
+    return frame
 
 
 def empty_deals(n: int = 0) -> pd.DataFrame:

@@ -30,7 +30,8 @@ from reallocator.core.model import (
     DealStatus,
     DeliverySeries,
     Policy,
-    as_text,
+    table_of,
+    text_of,
     values_of,
 )
 
@@ -39,6 +40,21 @@ METHODS = ["rate", "declared", "booked", "stalled", "inactive", "given", "commit
 """How a capacity was reached; "given": the caller's own forecast (build_plan(forecast=...));
 "commitment": a seller-paced deal keeping pace, at least what remains of its commitment."""
 _METHOD_DTYPE = pd.CategoricalDtype(pd.Index(METHODS))
+_CODE = {m: i for i, m in enumerate(METHODS)}
+RATIONALE_DTYPES: dict[str, str] = {
+    "method": "keep",  # categorical over METHODS
+    "observed_rate": "float64",
+    "participation_rate": "float64",
+    "unthrottled_rate": "float64",
+    "remaining_hours": "float64",
+    "by_rate": "float64",
+    "by_avails": "float64",
+    "available_inventory": "int64",
+    "booked": "int64",
+    "evidence_hours": "float64",
+    "capacity": "int64",
+}
+"""Columns of forecast_capacity's table (how each capacity was reached)."""
 _MAX_CAPACITY = 2.0**62
 
 
@@ -107,16 +123,16 @@ class ForecastInputs:
                 series = delivery.impressions * per_imp[:, None]
             seen = ~np.isnan(series) & act[None, :]
             n_hours = seen.sum(axis=1) * hours
+            # NaN only where not seen: masked once, summed plainly (nansum's NaN pass is moot).
+            masked = np.where(seen, series, 0.0)
             with np.errstate(divide="ignore", invalid="ignore"):
-                rate = np.where(
-                    n_hours > 0, np.nansum(np.where(seen, series, 0), 1) / n_hours, np.nan
-                )
+                rate = np.where(n_hours > 0, masked.sum(axis=1) / n_hours, np.nan)
                 av = np.where(seen, delivery.avails, 0)
                 avails_rate = np.where(n_hours > 0, np.nansum(av, 1) / n_hours, np.nan)
             evidence = n_hours
             rate_se = _rate_se(series, seen, hours, bucket_weights)
             tail = max(1, int(np.ceil(policy.stalled_window / delivery.bucket)))
-            recent = np.nansum(np.where(seen, series, 0)[:, -tail:], axis=1)
+            recent = masked[:, -tail:].sum(axis=1)
             stalled = (n_hours >= tail * hours) & (recent <= 0)
         return cls(
             observed_rate=rate,
@@ -148,7 +164,9 @@ def _rate_se(
     count = usable.sum(axis=1)
     out = np.full(series.shape[0], np.nan)
     ok = count >= 2
-    if ok.any():
+    if ok.all():  # row by row as below, without copying the rows out
+        out = np.nanstd(per_hour, axis=1, ddof=1) / np.sqrt(count)
+    elif ok.any():
         out[ok] = np.nanstd(per_hour[ok], axis=1, ddof=1) / np.sqrt(count[ok])
     return out
 
@@ -262,7 +280,8 @@ def forecast_capacity(
     capacity = np.where(dead, 0.0, capacity)
     capacity = np.floor(np.clip(np.nan_to_num(capacity, nan=0.0), 0.0, _MAX_CAPACITY))
 
-    method = np.select(
+    # Codes into METHODS straight away: no string per deal, no second pass comparing them.
+    code = np.select(
         [
             ~inputs.active,
             inputs.stalled,
@@ -271,15 +290,12 @@ def forecast_capacity(
             evident,
             declared,
         ],
-        ["inactive", "stalled", "declared", "commitment", "rate", "declared"],
-        default="booked",
+        [_CODE[m] for m in ("inactive", "stalled", "declared", "commitment", "rate", "declared")],
+        default=_CODE["booked"],
     )
-    rationale = pd.DataFrame(
+    rationale = table_of(
         {
-            "method": pd.Categorical.from_codes(  # codes: no per-row hashing of strings
-                np.select([method == m for m in METHODS], list(range(len(METHODS))), default=-1),
-                dtype=_METHOD_DTYPE,
-            ),
+            "method": pd.Categorical.from_codes(code, dtype=_METHOD_DTYPE),
             "observed_rate": inputs.observed_rate,
             "participation_rate": inputs.participation_rate,
             "unthrottled_rate": unthrottled,
@@ -290,7 +306,8 @@ def forecast_capacity(
             "booked": inputs.booked,
             "evidence_hours": inputs.evidence_hours,
             "capacity": capacity.astype(np.int64),
-        }
+        },
+        RATIONALE_DTYPES,
     )
     return capacity.astype(np.int64), rationale
 
@@ -314,7 +331,7 @@ def confident_cuts(
     by the confidence bounds (a guaranteed deal's declaration only by the band)."""
     capacity = np.array(values_of(table, "capacity", np.int64))
     declared = inputs.available_inventory
-    method = as_text(table["method"])
+    method = text_of(table, "method")
     eligible = (
         (method == "rate")
         & inputs.active

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -50,8 +51,9 @@ from reallocator.core.model import (
     Period,
     Policy,
     Severity,
-    as_text,
-    conform,
+    table_of,
+    text_column,
+    text_of,
     values_of,
 )
 from reallocator.core.pacing.assessment import (
@@ -67,6 +69,7 @@ from reallocator.core.pacing.curves import PacingCurve, build_curve
 from reallocator.core.plan.explain import beyond_forecast, explain, render_deal_rationales
 from reallocator.core.plan.model import (
     PLAN_DEAL_COLUMNS,
+    PLAN_GROUP_COLUMNS,
     AdjustmentRequest,
     ConstraintViolation,
     Plan,
@@ -105,7 +108,7 @@ def _period_left(snapshot: CampaignSnapshot, curve: PacingCurve, as_of: float) -
         return {}
     window = (span.start.timestamp(), span.end.timestamp())
     left = float(curve.total(window)) - float(curve.cumulative(as_of)) + 0.0
-    delivered = float(snapshot.deals[SPENT_COLUMN[spec.budget_type]].sum())
+    delivered = float(values_of(snapshot.deals, SPENT_COLUMN[spec.budget_type]).sum())
     expected_now = float(curve.cumulative(as_of)) - float(curve.cumulative(window[0]))
     # Under-delivery so far cannot be caught up beyond the caps; over-delivery used them up.
     left = max(0.0, left - max(0.0, delivered - expected_now))
@@ -119,7 +122,7 @@ def _with_step_floor(snapshot: CampaignSnapshot) -> CampaignSnapshot:
     if policy.step_abs > 0:
         return snapshot
     deals = snapshot.deals
-    spent = deals[SPENT_COLUMN[snapshot.pacing.budget_type]].to_numpy(np.int64)
+    spent = values_of(deals, SPENT_COLUMN[snapshot.pacing.budget_type], np.int64)
     remaining = np.maximum(values_of(deals, "allocation", np.int64) - spent, 0)
     active = values_of(deals, "status") == DealStatus.ACTIVE
     if not active.any():
@@ -191,7 +194,13 @@ def _capacity(
 ) -> tuple[np.ndarray, pd.DataFrame, np.ndarray]:
     """Forecast per deal (or the caller's, `given`); seller answers cap it (a REJECTED increase
     keeps the deal at its current plan, a PARTIAL one at what the seller accepted)."""
-    from reallocator.core.engine.forecast import confident_cuts, pooled, starved_rate
+    from reallocator.core.engine.forecast import (
+        METHODS,
+        RATIONALE_DTYPES,
+        confident_cuts,
+        pooled,
+        starved_rate,
+    )
 
     deals, policy = snapshot.deals, snapshot.policy
     active = None
@@ -217,14 +226,14 @@ def _capacity(
         active_buckets=active,
         bucket_weights=weights,
     )
-    status = as_text(assessment.deals["status"])
+    status = text_of(assessment.deals, "status")
     # Zero capacity (a cut to the spend) only on a confident stall, never on a verdict that
     # lacks its evidence.
     confidence = np.nan_to_num(values_of(assessment.deals, "confidence", np.float64))
     stalled = (status == PacingStatus.STALLED) & (confidence >= policy.confidence_threshold)
     rate = inputs.observed_rate * per_opportunity
     avails_rate = inputs.avails_rate * per_opportunity
-    spent = deals[SPENT_COLUMN[snapshot.pacing.budget_type]].to_numpy(np.int64)
+    spent = values_of(deals, SPENT_COLUMN[snapshot.pacing.budget_type], np.int64)
     remaining = np.maximum(values_of(deals, "allocation", np.int64) - spent, 0)
     # A deal the plan starved (nothing left to spend), or one that delivered nothing without a
     # confident stall, is forecast from its supply, not from the delivery the plan prevented.
@@ -255,15 +264,17 @@ def _capacity(
     campaign = assessment.campaign
     behind = 0.0
     if len(campaign):
-        # How far the campaign is behind its curve, as a share of its budget.
-        row = campaign.iloc[0]
-        behind = float(row["expected"] - row["actual"]) / max(float(row["allocation"]), 1.0)
+        # How far the campaign is behind its curve, as a share of its budget (read by column:
+        # a mixed row costs a Series).
+        expected, actual, booked = (
+            float(values_of(campaign, c, np.float64)[0])
+            for c in ("expected", "actual", "allocation")
+        )
+        behind = (expected - actual) / max(booked, 1.0)
     moved = last_moves(history, deals["deal_id"], snapshot.as_of.timestamp(), policy)
     capacity, held = confident_cuts(
         inputs, table, remaining, policy, moved, behind, awaiting=_awaiting(history, deals)
     )
-    table["held_to_current"] = held
-    table["capacity"] = capacity
     # The caller's own forecasts: per deal in the snapshot (capacity_forecast >= 0), or all of
     # them through build_plan(forecast=...).
     if given is not None:
@@ -273,14 +284,17 @@ def _capacity(
     else:
         own = values_of(deals, "capacity_forecast", np.int64)
     mine = own >= 0
+    method = table["method"].array
     if mine.any():
         capacity = np.where(mine, own, capacity)
-        table["method"] = table["method"].where(~mine, "given")
-        table["capacity"] = capacity
+        method = pd.Categorical.from_codes(
+            np.where(mine, METHODS.index("given"), method.codes), dtype=method.dtype
+        )
+    capacity_column = capacity.copy()  # before the seller answers cap it
     capped = np.zeros(len(deals), dtype=bool)
     if history is not None and len(history.requests):
         last = history.requests.sort_values("requested_at").groupby("deal_id").tail(1)
-        spent = deals[SPENT_COLUMN[snapshot.pacing.budget_type]].to_numpy(np.int64)
+        spent = values_of(deals, SPENT_COLUMN[snapshot.pacing.budget_type], np.int64)
         remaining = np.maximum(values_of(deals, "allocation", np.int64) - spent, 0)
         index = pd.Index(deals["deal_id"])
         pos = index.get_indexer(last["deal_id"])
@@ -298,8 +312,16 @@ def _capacity(
         hit = (rejected | partial) & (limit < capacity[pos])
         capacity[pos[hit]] = limit[hit]
         capped[pos[hit]] = True
-    table["capped_by_response"] = capped
-    return capacity, table, capped
+    # One table (a column set at a time cost ~25 us each).
+    columns = {name: values_of(table, name) for name in RATIONALE_DTYPES if name != "method"}
+    columns |= {
+        "method": method,
+        "capacity": capacity_column,
+        "held_to_current": held,
+        "capped_by_response": capped,
+    }
+    dtypes = RATIONALE_DTYPES | {"held_to_current": "bool", "capped_by_response": "bool"}
+    return capacity, table_of(columns, dtypes), capped
 
 
 def _violations(
@@ -569,7 +591,7 @@ def build_plan(
     capacity, forecast_table, capped = _capacity(snapshot, assessment, curve, history, forecast)
     room = None
     if windows is not None:
-        total_now = snapshot.deals["allocation"].to_numpy(np.int64)
+        total_now = values_of(snapshot.deals, "allocation", np.int64)
         room = rolling_room(total_now, windows, policy, policy.step_abs)
     built = build_from_snapshot(
         snapshot,
@@ -608,53 +630,29 @@ def build_plan(
     x = result.allocation
 
     verdicts = assessment.deals
-    frame = pd.DataFrame(  # what explain reads (not a copy of the whole assessment)
-        {
-            "locked": values_of(snapshot.deals, "locked"),
-            "status": verdicts["status"].array,
-            "value_per_unit": values_of(snapshot.deals, "value_per_unit"),
-            "capped_by_response": capped,
-        }
-    )
+    frame = {  # what explain reads (not a copy of the whole assessment)
+        "locked": values_of(snapshot.deals, "locked", bool),
+        "status": text_of(verdicts, "status"),
+        "value_per_unit": values_of(snapshot.deals, "value_per_unit", np.float64),
+        "capped_by_response": capped,
+    }
     checkpoint("explain")
     why = explain(shown, report, result, frame)
 
     deals = snapshot.deals
     spent = report.spent
-    plan_deals = pd.DataFrame(
-        {
-            "deal_id": deals["deal_id"].array,
-            "seller_id": deals["seller_id"].array,
-            "channel_id": deals["channel_id"].array,
-            "delivered": spent,
-            "old_allocation": report.current,
-            "new_allocation": x,
-            "delta": x - report.current,
-            "lower_bound": shown.lb,
-            "upper_bound": np.minimum(upper, problem.total),
-            "binding": why.binding,
-            "capacity": capacity,
-            "reason": why.reason,
-            "rationale": "",  # rendered from the table, once the gate has decided
-            "marginal_value": why.marginal_value,
-            "new_total": spent + x,
-            "pacing": "CURVE",  # below, once the allocation is final
-            "step": report.step,
-            "pacing_ratio": values_of(verdicts, "pacing_ratio", np.float64),
-            "pacing_status": as_text(verdicts["status"]),
-            "recent_rate": values_of(verdicts, "recent_rate", np.float64),
-            "required_rate": values_of(verdicts, "required_rate", np.float64),
-            "group_at_max": why.group_at_max,
-        }
-    )
-    plan_deals = conform(plan_deals, PLAN_DEAL_COLUMNS)
-
+    current = report.current
+    # The decisions on arrays (rollback, the NO_CHANGE gate, pacing), then one table.
+    new_allocation, delta = x, x - current
+    binding: npt.NDArray[Any] = why.binding
+    reason: npt.NDArray[Any] | str = why.reason
+    marginal: npt.NDArray[np.float64] | float = why.marginal_value
     if rollback:
-        moved = values_of(plan_deals, "delta", np.int64) != 0
-        plan_deals["reason"] = np.where(moved, ReasonCode.ROLLBACK.value, "UNCHANGED")
-        plan_deals["binding"] = np.where(moved, "NONE", plan_deals["binding"].to_numpy(object))
+        moved = delta != 0
+        reason = np.where(moved, ReasonCode.ROLLBACK.value, "UNCHANGED")
+        binding = np.where(moved, "NONE", np.asarray(binding, dtype=object))
     alerts = len(assessment.alerts) > 0 and not rollback
-    small = not worth_changing(values_of(plan_deals, "delta", np.int64), policy.min_change).any()
+    small = not worth_changing(delta, policy.min_change).any()
     status = PlanStatus.TIME_LIMITED if result.status == "TIME_LIMITED" else PlanStatus.OPTIMAL
     if violations:
         status = PlanStatus.RELAXED
@@ -666,24 +664,48 @@ def build_plan(
             f"every change is below the minimum change worth making "
             f"({max(policy.min_change, 1)} {bt.lower()} units)"
         )
-        plan_deals["new_allocation"] = plan_deals["old_allocation"]
-        plan_deals["delta"] = 0
-        plan_deals["new_total"] = plan_deals["delivered"] + plan_deals["old_allocation"]
-        plan_deals["reason"] = "UNCHANGED"
+        new_allocation, delta = current, np.zeros_like(delta)
+        reason = "UNCHANGED"
         # Nothing moved because the gate held it, not because a limit stopped it.
-        locked = values_of(plan_deals, "binding", object) == "LOCKED"
-        plan_deals["binding"] = np.where(locked, "LOCKED", "NONE")
-        plan_deals["marginal_value"] = 0.0
-    if text:
-        plan_deals["rationale"] = render_deal_rationales(plan_deals, bt, currency)
-    plan_deals["pacing"] = pacing_modes(
+        binding = np.where(np.asarray(binding, dtype=object) == "LOCKED", "LOCKED", "NONE")
+        marginal = 0.0
+    pacing = pacing_modes(
         values_of(deals, "deal_type", np.int64),
         values_of(deals, "status", np.int64),
-        values_of(plan_deals, "new_allocation", np.int64),
+        new_allocation,
         capacity,
-        as_text(forecast_table["method"]),
+        text_of(forecast_table, "method"),
         policy.pace_ahead,
     )
+    plan_deals = table_of(
+        {
+            "deal_id": text_column(deals, "deal_id"),
+            "seller_id": text_column(deals, "seller_id"),
+            "channel_id": text_column(deals, "channel_id"),
+            "delivered": spent,
+            "old_allocation": current,
+            "new_allocation": new_allocation,
+            "delta": delta,
+            "lower_bound": shown.lb,
+            "upper_bound": np.minimum(upper, problem.total),
+            "binding": binding,
+            "capacity": capacity,
+            "reason": reason,
+            "rationale": "",  # rendered from the table below, when asked
+            "marginal_value": marginal,
+            "new_total": spent + new_allocation,
+            "pacing": pacing,
+            "step": report.step,
+            "pacing_ratio": values_of(verdicts, "pacing_ratio", np.float64),
+            "pacing_status": text_of(verdicts, "status"),
+            "recent_rate": values_of(verdicts, "recent_rate", np.float64),
+            "required_rate": values_of(verdicts, "required_rate", np.float64),
+            "group_at_max": why.group_at_max,
+        },
+        PLAN_DEAL_COLUMNS,
+    )
+    if text:
+        plan_deals["rationale"] = render_deal_rationales(plan_deals, bt, currency)
 
     sellers = _group_frame(
         plan_deals,
@@ -705,7 +727,7 @@ def build_plan(
         result.binding.channel_at_min | result.binding.channel_at_max,
         None if result.duals is None else result.duals.channel,
     )
-    allocated = int(plan_deals["new_allocation"].sum())
+    allocated = int(values_of(plan_deals, "new_allocation").sum())
     unspendable = max(0, remaining_budget - allocated)
     total_seconds = time.perf_counter() - started
     solver = SolverReport(
@@ -801,7 +823,7 @@ def _group_frame(
     # unit of a limit is worth, where a limit binds (nothing is worth more of a limit that does
     # not bind, whatever the LP's degenerate duals say). One constructor: a column added at a
     # time cost ~4 % of a 50-deal plan.
-    frame = pd.DataFrame(
+    return table_of(
         {
             "delivered": delivered,
             "old_allocation": group_sum(values_of(deals, "old_allocation"), codes, n),
@@ -813,9 +835,9 @@ def _group_frame(
             if duals is not None
             else np.zeros(n),
         },
+        PLAN_GROUP_COLUMNS,
         index=pd.Index(ids, name=column),
     )
-    return frame
 
 
 def _with_record(
@@ -843,18 +865,28 @@ def _with_record(
             else 0.0
         )
         seed = f"{snapshot.campaign_id}:{int(snapshot.as_of.timestamp())}"
+        # The label columns both read, converted once.
+        texts = {
+            "deal_id": text_of(snapshot.deals, "deal_id"),
+            "seller_id": text_of(snapshot.deals, "seller_id"),
+            "pacing_status": text_of(assessment.deals, "status"),
+            "plan_reason": text_of(plan.deals, "reason"),
+        }
         inputs = RequestInputs.from_plan(
             snapshot,
             assessment,
             plan.deals,
             window_end=window_end,
+            texts=texts,
             seed=seed,
             avails_forecast=values_of(forecast, "by_avails"),
             window_hours=hours,
         )
         requests = derive_requests(inputs, policy, history)
         schedules = derive_schedule_table(
-            ScheduleInputs.from_plan(snapshot, assessment, plan.deals, window_end=window_end),
+            ScheduleInputs.from_plan(
+                snapshot, assessment, plan.deals, window_end=window_end, texts=texts
+            ),
             curve,
             policy,
         )

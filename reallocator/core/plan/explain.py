@@ -5,7 +5,9 @@ the plan's deals table alone for the rows asked (`render_deal_rationales`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -14,7 +16,7 @@ import pandas as pd
 from reallocator.core.engine import AllocationProblem, AllocationResult, BoundsReport
 from reallocator.core.engine.problem import NO_MAX, group_sum
 from reallocator.core.engine.segments import marginal_churn
-from reallocator.core.model import BudgetType, as_text, values_of
+from reallocator.core.model import BudgetType, values_of
 from reallocator.core.plan.model import BindingKind, ReasonCode
 from reallocator.core.plan.text import amounts, rates
 
@@ -115,24 +117,24 @@ def explain(
     problem: AllocationProblem,
     report: BoundsReport,
     result: AllocationResult,
-    frame: pd.DataFrame,
+    frame: Mapping[str, npt.NDArray[Any]],
 ) -> Explanation:
     """Binding constraint, reason code and marginal value per deal: numbers and codes only (the
     words are rendered later from the plan's table, `render_deal_rationales`). `frame` carries
-    per deal: locked, status (assessment), value_per_unit, capped_by_response (bool)."""
+    per deal (arrays): locked, status (assessment, text), value_per_unit, capped_by_response."""
     x = result.allocation
     old = report.current
     delta = x - old
-    binding = binding_kinds(problem, report, result, values_of(frame, "locked", bool))
-    status = as_text(frame["status"])
-    value = values_of(frame, "value_per_unit", np.float64)
+    binding = binding_kinds(problem, report, result, np.asarray(frame["locked"], bool))
+    status = np.asarray(frame["status"], dtype=object)
+    value = np.asarray(frame["value_per_unit"], np.float64)
     givers = delta < 0
     # Nobody gave: budget no deal held is being placed, and no deal is "worth more" than a
     # giver there is not.
     giver_value = (
         float(np.average(value[givers], weights=-delta[givers])) if givers.any() else np.inf
     )
-    by_response = values_of(frame, "capped_by_response", bool)
+    by_response = np.asarray(frame["capped_by_response"], bool)
     beyond = beyond_forecast(problem, report, x)
     b = problem
     seller_at_max = (group_sum(x, b.seller, b.n_sellers) >= b.seller_max)[b.seller]

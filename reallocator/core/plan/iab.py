@@ -88,7 +88,7 @@ def impressions_per_unit(deals: pd.DataFrame, budget_type: BudgetType) -> FloatA
     n = len(deals)
     if budget_type is BudgetType.IMPRESSIONS:
         return np.ones(n)
-    units = deals[_UNIT_COLUMN[budget_type]].to_numpy(np.float64)
+    units = values_of(deals, _UNIT_COLUMN[budget_type], np.float64)
     imps = values_of(deals, "impressions", np.float64)
     observed = (units > 0) & (imps > 0)
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from reallocator.core.engine import BoundsReport, BuiltProblem
-from reallocator.core.model import BudgetType, CampaignSnapshot, as_text, values_of
+from reallocator.core.model import BudgetType, CampaignSnapshot, text_of, values_of
 from reallocator.core.pacing.assessment import Assessment
 from reallocator.core.plan.model import (
     DecisionFactor,
@@ -127,7 +127,7 @@ def decision_record(
     takers, givers = int((delta > 0).sum()), int((delta < 0).sum())
     campaign = assessment.campaign  # one row; read by column (a mixed row costs a Series)
     ratio = float(values_of(campaign, "pacing_ratio", np.float64)[0])
-    status = str(as_text(campaign["status"])[0])
+    status = str(text_of(campaign, "status")[0])
     alerts = len(assessment.alerts)
     if plan.status is PlanStatus.NO_CHANGE:
         summary = (
@@ -239,7 +239,7 @@ def decision_record(
         f"policy.min_change={p.min_change}",
     ]
     for frame, kind in ((plan.sellers, "seller"), (plan.channels, "channel")):
-        for gid in frame.index[values_of(frame, "binding", bool)][:20]:
+        for gid in np.asarray(frame.index, dtype=object)[values_of(frame, "binding", bool)][:20]:
             references.append(f"{kind}/{gid}: a limit binds")
     references += [f"constraint {v.constraint}: relaxed by {v.relaxation}" for v in plan.violations]
     return DecisionRecord(summary=summary, factors=factors, references=tuple(references))

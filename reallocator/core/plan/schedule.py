@@ -51,6 +51,7 @@ fallback (too little evidence) stay on the curve: nothing says they are supply-b
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -66,7 +67,7 @@ from reallocator.core.model import (
     DealType,
     Policy,
     PriceKind,
-    as_text,
+    text_of,
     values_of,
 )
 from reallocator.core.pacing.assessment import UNIT_COLUMN, Assessment, PacingStatus
@@ -148,16 +149,25 @@ class ScheduleInputs:
         plan_deals: pd.DataFrame,
         *,
         window_end: datetime,
+        texts: Mapping[str, ObjArray] | None = None,
     ) -> ScheduleInputs:
         """Inputs from the snapshot, its assessment and the plan's deals frame, in deal order."""
         deals = snapshot.deals
+        # `texts`: the label columns as object arrays when the caller already has them
+        # (build_plan makes requests and schedules from one conversion).
+        texts = texts or {}
+
+        def text(frame: pd.DataFrame, name: str, key: str) -> ObjArray:
+            given = texts.get(key)
+            return given if given is not None else text_of(frame, name)
+
         bt = snapshot.pacing.budget_type
         return cls(
-            deal_id=as_text(deals["deal_id"]),
-            seller_id=as_text(deals["seller_id"]),
+            deal_id=text(deals, "deal_id", "deal_id"),
+            seller_id=text(deals, "seller_id", "seller_id"),
             deal_type=values_of(deals, "deal_type", np.int64),
             deal_status=values_of(deals, "status", np.int64),
-            pacing_status=as_text(assessment.deals["status"]),
+            pacing_status=text(assessment.deals, "status", "pacing_status"),
             old_allocation=values_of(plan_deals, "old_allocation", np.int64),
             new_allocation=values_of(plan_deals, "new_allocation", np.int64),
             current_rate=values_of(assessment.deals, "recent_rate", np.float64),
@@ -169,8 +179,10 @@ class ScheduleInputs:
             budget_type=bt,
             currency=snapshot.currency,
             timezone=snapshot.timezone,
-            plan_reason=(as_text(plan_deals["reason"]) if "reason" in plan_deals else None),
-            pacing=(as_text(plan_deals["pacing"]) if "pacing" in plan_deals else None),
+            plan_reason=(
+                text(plan_deals, "reason", "plan_reason") if "reason" in plan_deals else None
+            ),
+            pacing=(text_of(plan_deals, "pacing") if "pacing" in plan_deals else None),
         )
 
 
@@ -191,7 +203,10 @@ def pacing_modes(
     guaranteed = np.asarray(deal_type) == DealType.PROGRAMMATIC_GUARANTEED
     x = np.asarray(new_allocation, dtype=np.int64)
     cap = np.asarray(capacity, dtype=np.int64)
-    measured = np.isin(np.asarray(method, dtype=object).astype(str), SUPPLY_METHODS)
+    labels = np.asarray(method, dtype=object)
+    measured = np.zeros(labels.shape, dtype=bool)  # compared as they are: no str() per deal
+    for m in SUPPLY_METHODS:
+        measured |= labels == m
     live = np.asarray(deal_status) == DealStatus.ACTIVE
     ahead = (pace_ahead > 1.0) & ~guaranteed & live & measured & (x > 0) & (x >= cap)
     out: ObjArray = np.select(
@@ -205,7 +220,7 @@ def cost_per_unit(deals: pd.DataFrame, budget_type: BudgetType) -> FloatArray:
     n = len(deals)
     if budget_type is BudgetType.SPEND:
         return np.ones(n)
-    units = deals[UNIT_COLUMN[budget_type]].to_numpy(np.float64)
+    units = values_of(deals, UNIT_COLUMN[budget_type], np.float64)
     spend = values_of(deals, "spend_micros", np.float64)
     price = values_of(deals, "price_micros", np.float64)
     kind = values_of(deals, "price_kind")
@@ -386,20 +401,25 @@ def derive_schedule_table(
         if inputs.plan_reason is not None
         else np.full(pick.size, ReasonCode.UNCHANGED, dtype=object)
     )
-    reason = (
-        np.select(
-            [
-                status == PacingStatus.STALLED,
-                status == PacingStatus.UNDER,
-                status == PacingStatus.OVER,
-                ~np.isin(plan_reason, [ReasonCode.UNCHANGED, ""]),
-            ],
-            [ReasonCode.STALLED, ReasonCode.UNDER_DELIVERY, ReasonCode.OVER_DELIVERY, plan_reason],
-            ReasonCode.PACING_SCHEDULE,
-        )
-        .astype(str)
-        .astype(object)
-    )
+    reason = np.select(
+        [
+            status == PacingStatus.STALLED,
+            status == PacingStatus.UNDER,
+            status == PacingStatus.OVER,
+            ~np.isin(plan_reason, [ReasonCode.UNCHANGED, ""]),
+        ],
+        [
+            ReasonCode.STALLED.value,
+            ReasonCode.UNDER_DELIVERY.value,
+            ReasonCode.OVER_DELIVERY.value,
+            plan_reason,
+        ],
+        ReasonCode.PACING_SCHEDULE.value,
+    ).astype(object)
+    # Plain str throughout (a caller's plan_reason may hold enum members or numpy strings):
+    # converted only where some element is not one (~9 ms at 100k deals otherwise).
+    if set(map(type, reason.tolist())) - {str}:
+        reason = reason.astype(str).astype(object)
     return ScheduleTable(
         window_start=prof.window_start,
         deal_index=pick.astype(np.int64),
