@@ -226,10 +226,10 @@ def _capacity(
         active_buckets=active,
         bucket_weights=weights,
     )
-    status = text_of(assessment.deals, "status")
+    status = assessment.column(EntityKind.DEAL, "status")  # no frame built
     # Zero capacity (a cut to the spend) only on a confident stall, never on a verdict that
     # lacks its evidence.
-    confidence = np.nan_to_num(values_of(assessment.deals, "confidence", np.float64))
+    confidence = np.nan_to_num(assessment.column(EntityKind.DEAL, "confidence"))
     stalled = (status == PacingStatus.STALLED) & (confidence >= policy.confidence_threshold)
     rate = inputs.observed_rate * per_opportunity
     avails_rate = inputs.avails_rate * per_opportunity
@@ -261,13 +261,11 @@ def _capacity(
         ),
     )
     capacity, table = forecast_capacity(inputs, assessment.opportunity_remaining_hours, policy)
-    campaign = assessment.campaign
     behind = 0.0
-    if len(campaign):
-        # How far the campaign is behind its curve, as a share of its budget (read by column:
-        # a mixed row costs a Series).
+    if len(assessment.column(EntityKind.CAMPAIGN, "expected")):
+        # How far the campaign is behind its curve, as a share of its budget.
         expected, actual, booked = (
-            float(values_of(campaign, c, np.float64)[0])
+            float(assessment.column(EntityKind.CAMPAIGN, c)[0])
             for c in ("expected", "actual", "allocation")
         )
         behind = (expected - actual) / max(booked, 1.0)
@@ -629,10 +627,9 @@ def build_plan(
     upper = np.where(asked, before.ub, upper)
     x = result.allocation
 
-    verdicts = assessment.deals
     frame = {  # what explain reads (not a copy of the whole assessment)
         "locked": values_of(snapshot.deals, "locked", bool),
-        "status": text_of(verdicts, "status"),
+        "status": assessment.column(EntityKind.DEAL, "status"),
         "value_per_unit": values_of(snapshot.deals, "value_per_unit", np.float64),
         "capped_by_response": capped,
     }
@@ -651,7 +648,7 @@ def build_plan(
         moved = delta != 0
         reason = np.where(moved, ReasonCode.ROLLBACK.value, "UNCHANGED")
         binding = np.where(moved, "NONE", np.asarray(binding, dtype=object))
-    alerts = len(assessment.alerts) > 0 and not rollback
+    alerts = assessment.n_alerts > 0 and not rollback
     small = not worth_changing(delta, policy.min_change).any()
     status = PlanStatus.TIME_LIMITED if result.status == "TIME_LIMITED" else PlanStatus.OPTIMAL
     if violations:
@@ -696,10 +693,10 @@ def build_plan(
             "new_total": spent + new_allocation,
             "pacing": pacing,
             "step": report.step,
-            "pacing_ratio": values_of(verdicts, "pacing_ratio", np.float64),
-            "pacing_status": text_of(verdicts, "status"),
-            "recent_rate": values_of(verdicts, "recent_rate", np.float64),
-            "required_rate": values_of(verdicts, "required_rate", np.float64),
+            "pacing_ratio": assessment.column(EntityKind.DEAL, "pacing_ratio"),
+            "pacing_status": assessment.column(EntityKind.DEAL, "status"),
+            "recent_rate": assessment.column(EntityKind.DEAL, "recent_rate"),
+            "required_rate": assessment.column(EntityKind.DEAL, "required_rate"),
             "group_at_max": why.group_at_max,
         },
         PLAN_DEAL_COLUMNS,
@@ -869,7 +866,7 @@ def _with_record(
         texts = {
             "deal_id": text_of(snapshot.deals, "deal_id"),
             "seller_id": text_of(snapshot.deals, "seller_id"),
-            "pacing_status": text_of(assessment.deals, "status"),
+            "pacing_status": assessment.column(EntityKind.DEAL, "status"),
             "plan_reason": text_of(plan.deals, "reason"),
         }
         inputs = RequestInputs.from_plan(

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 
 from reallocator.core.engine import BoundsReport, BuiltProblem
-from reallocator.core.model import BudgetType, CampaignSnapshot, text_of, values_of
-from reallocator.core.pacing.assessment import Assessment
+from reallocator.core.model import BudgetType, CampaignSnapshot, values_of
+from reallocator.core.pacing.assessment import Assessment, EntityKind
 from reallocator.core.plan.model import (
     DecisionFactor,
     DecisionRecord,
@@ -125,10 +125,9 @@ def decision_record(
     added = increases - moved  # budget no deal held before, now placed
     released = decreases - moved  # taken off deals and placed nowhere
     takers, givers = int((delta > 0).sum()), int((delta < 0).sum())
-    campaign = assessment.campaign  # one row; read by column (a mixed row costs a Series)
-    ratio = float(values_of(campaign, "pacing_ratio", np.float64)[0])
-    status = str(text_of(campaign, "status")[0])
-    alerts = len(assessment.alerts)
+    ratio = float(assessment.column(EntityKind.CAMPAIGN, "pacing_ratio")[0])  # no frame built
+    status = str(assessment.column(EntityKind.CAMPAIGN, "status")[0])
+    alerts = assessment.n_alerts
     if plan.status is PlanStatus.NO_CHANGE:
         summary = (
             f"Campaign {plan.campaign_id} is {status.replace('_', ' ').lower()} "

@@ -84,7 +84,7 @@ from reallocator.core.model import (
     text_of,
     values_of,
 )
-from reallocator.core.pacing.assessment import Assessment, PacingStatus
+from reallocator.core.pacing.assessment import Assessment, EntityKind, PacingStatus
 from reallocator.core.plan import iab
 from reallocator.core.plan import text as plan_text
 from reallocator.core.plan.model import (
@@ -147,6 +147,13 @@ DECISION_COLUMNS: tuple[str, ...] = (
 
 def _obj(values: Any) -> ObjArray:
     return np.asarray(values, dtype=object)
+
+
+def pacing_status(assessment: Assessment, texts: Mapping[str, ObjArray]) -> ObjArray:
+    """The deals' pacing verdicts as labels: the caller's conversion when it made one, else the
+    assessment's own column (no frame built)."""
+    given = texts.get("pacing_status")
+    return given if given is not None else assessment.column(EntityKind.DEAL, "status")
 
 
 @dataclass(frozen=True, eq=False)
@@ -246,13 +253,13 @@ class RequestInputs:
             deal_type=values_of(deals, "deal_type", np.int64),
             premium=values_of(deals, "premium", bool),
             deal_status=values_of(deals, "status", np.int64),
-            pacing_status=text(assessment.deals, "status", "pacing_status"),
+            pacing_status=pacing_status(assessment, texts),
             old_allocation=values_of(plan_deals, "old_allocation", np.int64),
             new_allocation=values_of(plan_deals, "new_allocation", np.int64),
             delivered=values_of(plan_deals, "delivered", np.int64),
             capacity=values_of(plan_deals, "capacity", np.int64),
             available_inventory=values_of(deals, "available_inventory", np.int64),
-            current_rate=values_of(assessment.deals, "recent_rate", np.float64),
+            current_rate=assessment.column(EntityKind.DEAL, "recent_rate"),
             participation_rate=values_of(deals, "participation_rate", np.float64),
             as_of=snapshot.as_of,
             window_end=window_end,

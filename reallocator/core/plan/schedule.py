@@ -70,13 +70,14 @@ from reallocator.core.model import (
     text_of,
     values_of,
 )
-from reallocator.core.pacing.assessment import UNIT_COLUMN, Assessment, PacingStatus
+from reallocator.core.pacing.assessment import UNIT_COLUMN, Assessment, EntityKind, PacingStatus
 from reallocator.core.pacing.curves import PacingCurve
 from reallocator.core.plan.model import DealPacing, DeliverySchedule, ReasonCode, ScheduleTable
 from reallocator.core.plan.requests import (
     ObjArray,
     beyond_tolerance,
     format_deadline,
+    pacing_status,
 )
 from reallocator.core.plan.severity import (
     BoolArray,
@@ -167,10 +168,10 @@ class ScheduleInputs:
             seller_id=text(deals, "seller_id", "seller_id"),
             deal_type=values_of(deals, "deal_type", np.int64),
             deal_status=values_of(deals, "status", np.int64),
-            pacing_status=text(assessment.deals, "status", "pacing_status"),
+            pacing_status=pacing_status(assessment, texts),
             old_allocation=values_of(plan_deals, "old_allocation", np.int64),
             new_allocation=values_of(plan_deals, "new_allocation", np.int64),
-            current_rate=values_of(assessment.deals, "recent_rate", np.float64),
+            current_rate=assessment.column(EntityKind.DEAL, "recent_rate"),
             participation_rate=values_of(deals, "participation_rate", np.float64),
             cost_per_unit=cost_per_unit(deals, bt),
             as_of=snapshot.as_of,
