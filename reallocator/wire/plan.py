@@ -240,7 +240,7 @@ def _deal_messages(
     msg: plan_pb2.Plan, table: pd.DataFrame, bt: BudgetType, currency: str, rows: np.ndarray
 ) -> None:
     """One DealAllocation per row of `rows`, columns read once; missing words rendered."""
-    c = {k: table[k].to_numpy()[rows].tolist() for k in _DEAL_FIELDS}
+    c = {k: values_of(table, k)[rows].tolist() for k in _DEAL_FIELDS}  # no Series per column
     texts = values_of(table, "rationale", object)[rows]
     missing = np.flatnonzero(texts == "")
     if missing.size:
