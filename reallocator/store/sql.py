@@ -185,6 +185,31 @@ def default_database_url() -> str:
     return f"sqlite:///{Path.cwd() / 'reallocator.db'}"
 
 
+_LOCK = 0x7265616C6C6F63  # "realloc": the PostgreSQL advisory lock key of the migrations
+
+
+@contextmanager
+def _one_migrator(engine: Engine) -> Iterator[None]:
+    """One process at a time applies the migrations to a SQLite file: `serve --workers N` opens
+    the store in every worker at once, and on a new file each would create the tables (the
+    others failed "table snapshots already exists" and their workers died at start). An
+    exclusive flock on `<file>-migrations.lock`; PostgreSQL takes an advisory lock instead."""
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        fcntl = None  # type: ignore[assignment]
+    if not database or database == ":memory:" or database.startswith("file:") or fcntl is None:
+        yield
+        return
+    with open(f"{database}-migrations.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 class SqlStore:
     """The audit store. Open it with `SqlStore.open(url)`, which applies the migrations."""
 
@@ -217,7 +242,9 @@ class SqlStore:
 
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
-        with self.engine.begin() as connection:
+        with _one_migrator(self.engine), self.engine.begin() as connection:
+            if connection.dialect.name == "postgresql":  # held to this transaction's end
+                connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK})
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
 

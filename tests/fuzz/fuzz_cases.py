@@ -242,7 +242,14 @@ _LIFECYCLE = (
 )
 
 
+KNOWN_PLANS: list[str] = []
+"""Plans the server holds (seed_plans): half the life-cycle cases name one, so reviews,
+applications and rollbacks really change state under the fuzz, not only answer NOT_FOUND."""
+
+
 def _plan_name(rng: random.Random) -> str:
+    if KNOWN_PLANS and rng.random() < 0.5:
+        return rng.choice(KNOWN_PLANS)
     campaign = rng.choice(["campaign-1", "c", "x" * 300, "a/b", ""])
     return rng.choice(
         [
@@ -273,13 +280,14 @@ def _lifecycle(rng: random.Random) -> Case:
             page_token=_token(rng),
             state=rng.choice([0, 1, 5, 99]),
         )
-        request.start_time.seconds = rng.choice(SECONDS)
+        if rng.random() < 0.5:
+            request.start_time.seconds = rng.choice(SECONDS)
     elif method == "ReviewPlan":
         request = pb.ReviewPlanRequest(
             name=name,
             decision=rng.choice([0, 1, 2, 9]),
             etag=rng.choice(["", "0" * 32]),
-            request_id="r",
+            request_id=rng.choice(["r", "", f"r{rng.getrandbits(32)}"]),
         )
         for _ in range(rng.choice([0, 1, 3])):
             request.deal_decisions.add(
@@ -287,7 +295,8 @@ def _lifecycle(rng: random.Random) -> Case:
             )
     elif method == "ConfirmApplied":
         request = pb.ConfirmAppliedRequest(name=name, etag=rng.choice(["", "e"]))
-        request.apply_time.seconds = rng.choice(SECONDS)
+        if rng.random() < 0.5:
+            request.apply_time.seconds = rng.choice(SECONDS)
     elif method == "RollbackPlan":
         request = pb.RollbackPlanRequest(name=name, reason="r" * rng.choice([0, 5, 5000]))
     elif method == "RecordSellerResponse":
@@ -451,6 +460,23 @@ class ServerProcess:
             return error.code(), None, error.details() or ""  # type: ignore[attr-defined]
         return grpc.StatusCode.OK, reply, ""
 
+    def seed_plans(self, count: int, campaign: str = "campaign-1") -> list[str]:
+        """Records `count` plans (Replan, not a dry run, of the example request) for the life-cycle
+        cases to act on; returns their names (also added to KNOWN_PLANS)."""
+        from google.protobuf import json_format
+
+        example = TESTS.parent / "examples" / "replan_request.json"
+        request = json_format.Parse(example.read_text(), pb.ReplanRequest())
+        request.dry_run = False
+        request.snapshot.campaign_id = campaign
+        replan = self.channel.unary_unary(SERVICE + "Replan")
+        names = []
+        for _ in range(count):
+            reply = pb.ReplanResponse.FromString(replan(request.SerializeToString(), timeout=120))
+            names.append(reply.plan.name)
+        KNOWN_PLANS.extend(names)
+        return names
+
     def health(self, timeout: float = 1.0) -> str:
         try:
             reply = health_pb2_grpc.HealthStub(self.channel).Check(
@@ -463,12 +489,28 @@ class ServerProcess:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
+    def children(self) -> set[int]:
+        """Process ids of the serving workers the supervisor started (empty with one worker,
+        which serves in the process itself); a changed set means a worker died and was
+        restarted."""
+        found: set[int] = set()
+        for task in Path(f"/proc/{self.proc.pid}/task").glob("*/children"):
+            try:
+                found.update(int(p) for p in task.read_text().split())
+            except OSError:
+                continue
+        return found
+
     def rss(self) -> int:
-        """Resident bytes of the server process (Linux /proc)."""
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        return 0
+        """Resident bytes of the server: its process and every worker it started (Linux /proc)."""
+        total = 0
+        for pid in [self.proc.pid, *sorted(self.children())]:
+            try:
+                lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+            except OSError:
+                continue
+            total += sum(int(x.split()[1]) * 1024 for x in lines if x.startswith("VmRSS:"))
+        return total
 
     def stop(self) -> str:
         self.channel.close()
