@@ -28,7 +28,7 @@ import pandas as pd
 import pyarrow as pa
 from google.protobuf import json_format
 
-from reallocator.core.model import CampaignSnapshot, Policy
+from reallocator.core.model import CampaignSnapshot, Policy, values_of
 from reallocator.core.plan.builder import PlanRejected, build_plan
 from reallocator.core.plan.model import PLAN_DEAL_COLUMNS, Plan, RequestHistory
 from reallocator.core.plan.rolling import WindowStarts
@@ -461,7 +461,7 @@ def _deals(cid: str, plan: Plan, rationale: bool) -> Columns:
     frame = plan.deals
     cols: Columns = {"campaign_id": np.full(len(frame), cid, dtype=object)}
     for c in _deal_columns(rationale):
-        cols[c] = frame[c].to_numpy()
+        cols[c] = values_of(frame, c)  # the column's array, no Series built per column
     return cols
 
 
