@@ -212,7 +212,8 @@ class ReallocatorServicer(LifecycleMethods):
 
 def _most_severe(assessment: Assessment) -> int:
     """The wire number of the assessment's most severe alert (0: none), for the store's index."""
-    return max((SEVERITY[str(v)] for v in assessment.alerts["severity"].unique()), default=0)
+    severity = assessment.most_severe
+    return SEVERITY[str(severity)] if severity is not None else 0
 
 
 PLAN_VIEWS = {

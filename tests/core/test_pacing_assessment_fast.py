@@ -31,6 +31,7 @@ from reallocator.core.model import (
     empty_deals,
 )
 from reallocator.core.pacing import ASSESSMENT_COLUMNS, EntityKind, assess
+from reallocator.core.pacing.assessment import AlertSeverity
 from reallocator.v1 import assessment_pb2, common_pb2
 from reallocator.wire.assessment import (
     BUDGET_TYPE,
@@ -146,6 +147,10 @@ def campaign(draw: Any) -> CampaignSnapshot:
     )
 
 
+_RANK = {AlertSeverity.CRITICAL: 0, AlertSeverity.MATERIAL: 1, AlertSeverity.MINOR: 2}
+_SEVERITIES_BY_RANK = {rank: severity for severity, rank in _RANK.items()}
+
+
 def assert_same(fast: Any, slow: Any) -> None:
     for name in (
         "campaign_id", "as_of", "horizon_start", "horizon_end", "budget_type", "currency",
@@ -157,6 +162,8 @@ def assert_same(fast: Any, slow: Any) -> None:
         pd.testing.assert_frame_equal(getattr(fast, name), getattr(slow, name), check_exact=True)
     assert fast.alert_list() == slow.alert_list()
     assert fast.n_alerts == len(slow.alerts)
+    ranks = [_RANK[AlertSeverity(str(v))] for v in slow.alerts["severity"]]
+    assert fast.most_severe == (_SEVERITIES_BY_RANK[min(ranks)] if ranks else None)
     for kind, frame in ((EntityKind.DEAL, slow.deals), (EntityKind.SELLER, slow.sellers)):
         for name in ASSESSMENT_COLUMNS:
             np.testing.assert_array_equal(fast.column(kind, name), frame[name].to_numpy())

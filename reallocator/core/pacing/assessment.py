@@ -250,6 +250,15 @@ class Assessment:
         """len(alerts), without building the frame or any message."""
         return 0 if self.table is None else int(self.table.rows.size)
 
+    @property
+    def most_severe(self) -> AlertSeverity | None:
+        """The severity of the most severe alert (None: no alert), without building the frame
+        or any message: the alerts are sorted most severe first."""
+        if self.table is None or not self.table.rows.size:
+            return None
+        code = self.table.evaluated.codes["severity"][self.table.rows[0]]
+        return AlertSeverity(_LABELS["severity"][code])
+
     def column(self, kind: EntityKind, name: str) -> np.ndarray:
         """One ASSESSMENT_COLUMNS column of `kind` as numpy, without a frame: numbers as
         float64 (alert as bool), labels (status, severity, reason) as an object array of str.
