@@ -298,7 +298,10 @@ class OpsConfig:
 
     max_concurrent_calls: int = 0  # 0: max_workers + max_pending_calls (the admission bound)
     max_calls_per_caller: int = 0  # 0: no limit beyond max_concurrent_calls
-    max_queued_calls: int = 64  # calls grpc holds beyond those running; more: RESOURCE_EXHAUSTED
+    max_queued_calls: int = 64  # calls grpc holds beyond its threads; more: RESOURCE_EXHAUSTED
+    max_arriving_calls: int = 1024  # calls whose request is still arriving (a thread each)
+    max_connection_age_seconds: int = 1800  # then GOAWAY: clients reconnect (0: never)
+    max_connection_age_grace_seconds: int = 300  # calls left on an aged connection end after
     retry_after: timedelta = timedelta(seconds=1)  # the RetryInfo hint on RESOURCE_EXHAUSTED
     metrics_enabled: bool = False
     metrics_host: str = "127.0.0.1"
@@ -325,6 +328,9 @@ _OPS_TOML = {
     ("overload", "max_concurrent_calls"): ("ops", "max_concurrent_calls"),
     ("overload", "max_calls_per_caller"): ("ops", "max_calls_per_caller"),
     ("overload", "max_queued_calls"): ("ops", "max_queued_calls"),
+    ("overload", "max_arriving_calls"): ("ops", "max_arriving_calls"),
+    ("overload", "max_connection_age_seconds"): ("ops", "max_connection_age_seconds"),
+    ("overload", "max_connection_age_grace_seconds"): ("ops", "max_connection_age_grace_seconds"),
     ("overload", "retry_after_seconds"): ("ops", "retry_after"),
     ("metrics", "enabled"): ("ops", "metrics_enabled"),
     ("metrics", "host"): ("ops", "metrics_host"),
@@ -343,6 +349,9 @@ _OPS_ENV = {
     "REALLOCATOR_REFLECTION": ("security", "reflection"),
     "REALLOCATOR_MAX_CONCURRENT_CALLS": ("ops", "max_concurrent_calls"),
     "REALLOCATOR_MAX_CALLS_PER_CALLER": ("ops", "max_calls_per_caller"),
+    "REALLOCATOR_MAX_ARRIVING_CALLS": ("ops", "max_arriving_calls"),
+    "REALLOCATOR_MAX_CONNECTION_AGE_SECONDS": ("ops", "max_connection_age_seconds"),
+    "REALLOCATOR_MAX_CONNECTION_AGE_GRACE_SECONDS": ("ops", "max_connection_age_grace_seconds"),
     "REALLOCATOR_METRICS_PORT": ("ops", "metrics_port"),
     "REALLOCATOR_METRICS_HOST": ("ops", "metrics_host"),
     "REALLOCATOR_LOG_FORMAT": ("ops", "log_format"),
@@ -477,6 +486,13 @@ def _check_ops(config: ServerConfig) -> None:
         )
     if ops.max_queued_calls < 1:
         raise ConfigError("overload.max_queued_calls: must be at least 1")
+    for name in ("max_connection_age_seconds", "max_connection_age_grace_seconds"):
+        if not 0 <= getattr(ops, name) <= 365 * 86_400:
+            raise ConfigError(f"overload.{name}: must be in 0-31536000, got {getattr(ops, name)}")
+    if not 0 <= ops.max_arriving_calls <= 100_000:
+        raise ConfigError(
+            f"overload.max_arriving_calls: must be in 0-100000, got {ops.max_arriving_calls}"
+        )
     if not 0 <= ops.metrics_port <= 65535:
         raise ConfigError(f"metrics.port: must be in 0-65535, got {ops.metrics_port}")
     if ops.log_format not in ("json", "text"):

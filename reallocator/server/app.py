@@ -30,7 +30,7 @@ from multiprocessing.process import BaseProcess
 from types import FrameType
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2
 from grpc_reflection.v1alpha import reflection
 from threadpoolctl import threadpool_limits
 
@@ -43,9 +43,9 @@ from reallocator.v1 import reallocator_service_pb2
 log = logging.getLogger(__name__)
 
 SERVICE = reallocator_service_pb2.DESCRIPTOR.services_by_name["ReallocatorService"]
-RESERVED_THREADS = 2
-"""Threads beyond the service's running and waiting calls: health checks and reflection always
-find one free."""
+HEALTH_THREADS = 2
+"""Health checks (`Check`) run on threads of their own: a load balancer's probe is answered
+whatever the service's calls hold, including calls whose request never finishes arriving."""
 
 
 @dataclass
@@ -55,6 +55,7 @@ class RunningServer:
     health: health.HealthServicer
     executor: futures.ThreadPoolExecutor
     ops: Operations | None = None  # security and operations (server/operations.py)
+    health_pool: futures.ThreadPoolExecutor | None = None
 
     def stop(self, grace: float | None = None) -> None:
         """Stops taking calls (health NOT_SERVING first) and lets in-flight calls finish for up
@@ -62,6 +63,8 @@ class RunningServer:
         self.health.enter_graceful_shutdown()
         self.server.stop(grace).wait((grace or 0.0) + 1.0)
         self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.health_pool is not None:
+            self.health_pool.shutdown(wait=False, cancel_futures=True)
         if self.ops is not None:
             self.ops.stop()
 
@@ -84,12 +87,15 @@ def start_server(
         ("grpc.max_send_message_length", config.max_message_bytes),
         ("grpc.so_reuseport", 1 if reuse_port else 0),
     ]
-    threads = (
-        config.max_workers + config.max_pending_calls + config.max_watch_streams + RESERVED_THREADS
-    )
-    executor = futures.ThreadPoolExecutor(max_workers=threads)
+    age, grace = config.ops.max_connection_age_seconds, config.ops.max_connection_age_grace_seconds
+    if age:  # bounds how long a call whose request never arrives can hold a thread
+        options += [
+            ("grpc.max_connection_age_ms", age * 1000),
+            ("grpc.max_connection_age_grace_ms", grace * 1000),
+        ]
     # --- security and operations (server/operations.py): TLS, auth, limits, metrics, logs ---
     ops = Operations(config, process_index=process_index)
+    executor = futures.ThreadPoolExecutor(max_workers=ops.threads, thread_name_prefix="call")
     server = grpc.server(
         executor,
         options=options,
@@ -106,7 +112,8 @@ def start_server(
         ).start()
     server.add_generic_rpc_handlers((generic_handler(SERVICE, servicer, admission, watches),))
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    health_pool = futures.ThreadPoolExecutor(HEALTH_THREADS, thread_name_prefix="health")
+    _add_health(server, health_servicer, health_pool)
     if config.security.reflection:
         names = (SERVICE.full_name, health.SERVICE_NAME, reflection.SERVICE_NAME)
         reflection.enable_server_reflection(names, server)
@@ -127,7 +134,34 @@ def start_server(
     log.info(
         "reallocator listening on %s:%d (pid %d) %s", config.host, port, os.getpid(), ops.describe()
     )
-    return RunningServer(server, port, health_servicer, executor, ops)
+    return RunningServer(server, port, health_servicer, executor, ops, health_pool)
+
+
+def _add_health(
+    server: grpc.Server, servicer: health.HealthServicer, pool: futures.ThreadPoolExecutor
+) -> None:
+    """The generated registration of the health service, with `Check` on `pool` (grpcio runs
+    a behaviour on the pool it names in `experimental_thread_pool`). `Watch` streams stay on
+    the service's pool, so a flood of watchers cannot take the probes' threads."""
+
+    def check(
+        request: health_pb2.HealthCheckRequest, context: grpc.ServicerContext
+    ) -> health_pb2.HealthCheckResponse:
+        return servicer.Check(request, context)
+
+    check.experimental_thread_pool = pool  # type: ignore[attr-defined]
+    codec = {
+        "request_deserializer": health_pb2.HealthCheckRequest.FromString,
+        "response_serializer": health_pb2.HealthCheckResponse.SerializeToString,
+    }
+    handlers = {
+        "Check": grpc.unary_unary_rpc_method_handler(check, **codec),
+        "Watch": grpc.unary_stream_rpc_method_handler(servicer.Watch, **codec),
+    }
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(health.SERVICE_NAME, handlers),)
+    )
+    server.add_registered_method_handlers(health.SERVICE_NAME, handlers)
 
 
 def _purge_every_hour(servicer: ReallocatorServicer, days: int) -> None:

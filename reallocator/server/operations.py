@@ -23,6 +23,10 @@ from reallocator.server.tracing import make_tracer
 
 log = logging.getLogger(__name__)
 
+RESERVED_THREADS = 2
+"""Threads beyond the service's running, waiting, streaming and arriving calls: reflection
+always finds one free (health checks have their own, `HEALTH_THREADS`)."""
+
 
 def is_loopback(host: str) -> bool:
     if host in ("localhost", ""):
@@ -65,10 +69,27 @@ class Operations:
         return [self.interceptor]
 
     @property
+    def threads(self) -> int:
+        """The service's thread pool. grpcio's sync server holds a thread for a call from its
+        first byte, while its request still arrives, so the pool has room for
+        `max_arriving_calls` such calls beside the ones the dispatch layer runs, queues and
+        streams: a hundred clients that never finish their message (slowloris) hold threads
+        that would otherwise serve. Idle threads are only created when needed."""
+        c = self.config
+        return (
+            c.max_workers
+            + c.max_pending_calls
+            + c.max_watch_streams
+            + c.ops.max_arriving_calls
+            + RESERVED_THREADS
+        )
+
+    @property
     def maximum_concurrent_rpcs(self) -> int:
-        """grpc's own bound on calls held (running or waiting for a thread): the backstop that
-        keeps the executor's queue finite; the interceptor's limits answer first, with a hint."""
-        return self.config.max_workers + self.config.ops.max_queued_calls
+        """grpc's own bound on calls held (on a thread or waiting for one): the backstop that
+        keeps the executor's queue finite; the interceptor's limits answer first, with a hint.
+        Health checks count too, so the bound sits above every thread the pool has."""
+        return self.threads + self.config.ops.max_queued_calls
 
     def add_port(self, server: grpc.Server, address: str) -> int:
         port: int

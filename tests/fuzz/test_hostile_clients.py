@@ -153,15 +153,9 @@ def test_idle_connections_and_a_few_stalled_calls_do_not_starve_real_callers(
     _healthy(server)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open (reported to the lead): grpcio's sync server reads a unary call's message on "
-    "an executor thread, so a call whose message never completes holds a thread and a "
-    "maximum_concurrent_rpcs slot while its client keeps the connection open (no deadline: "
-    "for ever); 100 such calls make health answer RESOURCE_EXHAUSTED",
-)
 def test_slowloris_calls_do_not_starve_health(server: ServerProcess) -> None:
-    """100 calls stalled mid-message (no grpc-timeout, one connection each)."""
+    """100 calls stalled mid-message (no grpc-timeout, one connection each): each holds one of
+    the threads kept for arriving requests, and health and a real Replan are still answered."""
     held = _stall(server, calls=100, idle=0)
     try:
         time.sleep(0.5)
@@ -170,6 +164,56 @@ def test_slowloris_calls_do_not_starve_health(server: ServerProcess) -> None:
     finally:
         _release(held)
         time.sleep(1.0)  # the server sees the connections go and frees their calls
+
+
+def test_health_checks_have_threads_of_their_own() -> None:
+    """No threads kept for arriving requests (max_arriving_calls 0): 100 stalled calls take
+    every thread of the service's pool (50), yet health checks are answered, on their own."""
+    small = ServerProcess(REALLOCATOR_MAX_ARRIVING_CALLS="0")
+    held: list[object] = []
+    try:
+        held = _stall(small, calls=100, idle=0)
+        time.sleep(0.5)
+        for _ in range(3):
+            _healthy(small)
+    finally:
+        _release(held)
+        log = small.stop()
+    assert "Traceback" not in log, log
+
+
+def test_an_aged_connection_frees_the_threads_its_stalled_calls_hold() -> None:
+    """max_connection_age 2 s + grace 1 s, no threads kept for arriving requests: 60 stalled
+    calls take every thread of the service's pool (50) and a real Replan waits; once their
+    connections age out the server closes them, the threads return and a Replan is answered
+    while the stalling clients still hold their sockets open."""
+    small = ServerProcess(
+        REALLOCATOR_MAX_ARRIVING_CALLS="0",
+        REALLOCATOR_MAX_CONNECTION_AGE_SECONDS="2",
+        REALLOCATOR_MAX_CONNECTION_AGE_GRACE_SECONDS="1",
+    )
+    held: list[object] = []
+    try:
+        held = _stall(small, calls=60, idle=0)
+        stub = rpc.ReallocatorServiceStub(small.channel)
+        request = json_format.Parse(EXAMPLE.read_text(), pb.ReplanRequest())
+        request.dry_run = True
+        with pytest.raises(grpc.RpcError) as waited:
+            stub.Replan(request, timeout=1.0)
+        assert waited.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        time.sleep(3.5)  # age + grace, with room for the server's timers
+        answers = []
+        for _ in range(5):  # the client's own channel ages too: a retry may meet a GOAWAY
+            try:
+                answers.append(bool(stub.Replan(request, timeout=10).plan.deals))
+            except grpc.RpcError as exc:
+                assert exc.code() == grpc.StatusCode.UNAVAILABLE, exc
+        assert any(answers)
+        _healthy(small)
+    finally:
+        _release(held)
+        log = small.stop()
+    assert "Traceback" not in log, log
 
 
 # --- streams, cancellation -------------------------------------------------------------------
