@@ -313,7 +313,7 @@ def test_life_cycle_example(server: RunningServer) -> None:
     assert revision["state"] == "PLAN_STATE_APPROVED"
     assert revision["previousPlan"] == plan["name"]
     moves = {d["dealId"]: int(d.get("delta", 0)) for d in revision["deals"]}
-    assert moves == {"ctv-pg-001": 4_900_000_000, "audio-pmp-003": -6_800_000_000}
+    assert moves == {"ctv-pg-001": 4_900_000_000, "audio-pmp-003": -4_900_000_000}
     names["campaigns/acme-holiday-2026/plans/7a0b..."] = revision["name"]
     names["req-..."] = revision["sellerRequests"][0]["requestId"]
     assert json.loads(_run(filled(confirm), server))["plan"]["state"] == "PLAN_STATE_APPLIED"

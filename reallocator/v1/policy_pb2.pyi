@@ -50,6 +50,7 @@ class Policy(_message.Message):
     REVERSAL_BAND_FIELD_NUMBER: _builtins.int
     REVERSAL_WINDOW_FIELD_NUMBER: _builtins.int
     REVERSAL_CHURN_FIELD_NUMBER: _builtins.int
+    STALL_OUTLOOK_FIELD_NUMBER: _builtins.int
     over_threshold: _builtins.float
     """Pacing ratio (actual / expected) above which delivery is OVER. Default 1.10."""
     under_threshold: _builtins.float
@@ -126,6 +127,14 @@ class Policy(_message.Message):
     frees goes to one it does not turn back (the plan still places the whole budget first).
     The moves are read as for reversal_band. Default 2.0; range
     [0, 100].
+    """
+    stall_outlook: _builtins.bool
+    """A confidently STALLED deal keeps the share of its capacity forecast it is expected to
+    deliver once the stall ends, judged by how long the stall has lasted: seen for s hours with
+    R opportunity hours left, 1 - (s/R) ln(1 + R/s) (a stall as likely to last another s hours
+    as to end sooner). A night without supply or a short outage then moves a little budget
+    and a long stall drains the deal plan by plan, instead of one cut to its spend that is
+    reversed when supply returns. Default true; false: a confident stall forecasts 0.
     """
     @_builtins.property
     def stalled_window(self) -> _duration_pb2.Duration:
@@ -206,10 +215,11 @@ class Policy(_message.Message):
         reversal_band: _builtins.float | None = ...,
         reversal_window: _duration_pb2.Duration | None = ...,
         reversal_churn: _builtins.float | None = ...,
+        stall_outlook: _builtins.bool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_beyond_forecast", b"_beyond_forecast", "_cap_unmeetable_minimums", b"_cap_unmeetable_minimums", "_churn_relative", b"_churn_relative", "_confidence_threshold", b"_confidence_threshold", "_cut_confidence", b"_cut_confidence", "_min_evidence_impressions", b"_min_evidence_impressions", "_move_band", b"_move_band", "_over_threshold", b"_over_threshold", "_pace_ahead", b"_pace_ahead", "_protect_deviation", b"_protect_deviation", "_reversal_band", b"_reversal_band", "_reversal_churn", b"_reversal_churn", "_under_threshold", b"_under_threshold", "auto_apply", b"auto_apply", "beyond_forecast", b"beyond_forecast", "cap_unmeetable_minimums", b"cap_unmeetable_minimums", "churn", b"churn", "churn_relative", b"churn_relative", "confidence_threshold", b"confidence_threshold", "cut_confidence", b"cut_confidence", "forecast_prior", b"forecast_prior", "min_evidence", b"min_evidence", "min_evidence_impressions", b"min_evidence_impressions", "move_band", b"move_band", "over_threshold", b"over_threshold", "pace_ahead", b"pace_ahead", "protect_deviation", b"protect_deviation", "protect_window", b"protect_window", "relaxation", b"relaxation", "requests", b"requests", "reversal_band", b"reversal_band", "reversal_churn", b"reversal_churn", "reversal_window", b"reversal_window", "severity", b"severity", "stalled_window", b"stalled_window", "step_limits", b"step_limits", "under_threshold", b"under_threshold"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_beyond_forecast", b"_beyond_forecast", "_cap_unmeetable_minimums", b"_cap_unmeetable_minimums", "_churn_relative", b"_churn_relative", "_confidence_threshold", b"_confidence_threshold", "_cut_confidence", b"_cut_confidence", "_min_evidence_impressions", b"_min_evidence_impressions", "_move_band", b"_move_band", "_over_threshold", b"_over_threshold", "_pace_ahead", b"_pace_ahead", "_protect_deviation", b"_protect_deviation", "_reversal_band", b"_reversal_band", "_reversal_churn", b"_reversal_churn", "_stall_outlook", b"_stall_outlook", "_under_threshold", b"_under_threshold", "auto_apply", b"auto_apply", "beyond_forecast", b"beyond_forecast", "cap_unmeetable_minimums", b"cap_unmeetable_minimums", "churn", b"churn", "churn_relative", b"churn_relative", "confidence_threshold", b"confidence_threshold", "cut_confidence", b"cut_confidence", "forecast_prior", b"forecast_prior", "min_evidence", b"min_evidence", "min_evidence_impressions", b"min_evidence_impressions", "move_band", b"move_band", "over_threshold", b"over_threshold", "pace_ahead", b"pace_ahead", "protect_deviation", b"protect_deviation", "protect_window", b"protect_window", "relaxation", b"relaxation", "requests", b"requests", "reversal_band", b"reversal_band", "reversal_churn", b"reversal_churn", "reversal_window", b"reversal_window", "severity", b"severity", "stall_outlook", b"stall_outlook", "stalled_window", b"stalled_window", "step_limits", b"step_limits", "under_threshold", b"under_threshold"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_beyond_forecast", b"_beyond_forecast", "_cap_unmeetable_minimums", b"_cap_unmeetable_minimums", "_churn_relative", b"_churn_relative", "_confidence_threshold", b"_confidence_threshold", "_cut_confidence", b"_cut_confidence", "_min_evidence_impressions", b"_min_evidence_impressions", "_move_band", b"_move_band", "_over_threshold", b"_over_threshold", "_pace_ahead", b"_pace_ahead", "_protect_deviation", b"_protect_deviation", "_reversal_band", b"_reversal_band", "_reversal_churn", b"_reversal_churn", "_under_threshold", b"_under_threshold", "auto_apply", b"auto_apply", "beyond_forecast", b"beyond_forecast", "cap_unmeetable_minimums", b"cap_unmeetable_minimums", "churn", b"churn", "churn_relative", b"churn_relative", "confidence_threshold", b"confidence_threshold", "cut_confidence", b"cut_confidence", "forecast_prior", b"forecast_prior", "min_evidence", b"min_evidence", "min_evidence_impressions", b"min_evidence_impressions", "move_band", b"move_band", "over_threshold", b"over_threshold", "pace_ahead", b"pace_ahead", "protect_deviation", b"protect_deviation", "protect_window", b"protect_window", "relaxation", b"relaxation", "requests", b"requests", "reversal_band", b"reversal_band", "reversal_churn", b"reversal_churn", "reversal_window", b"reversal_window", "severity", b"severity", "stalled_window", b"stalled_window", "step_limits", b"step_limits", "under_threshold", b"under_threshold"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_beyond_forecast", b"_beyond_forecast", "_cap_unmeetable_minimums", b"_cap_unmeetable_minimums", "_churn_relative", b"_churn_relative", "_confidence_threshold", b"_confidence_threshold", "_cut_confidence", b"_cut_confidence", "_min_evidence_impressions", b"_min_evidence_impressions", "_move_band", b"_move_band", "_over_threshold", b"_over_threshold", "_pace_ahead", b"_pace_ahead", "_protect_deviation", b"_protect_deviation", "_reversal_band", b"_reversal_band", "_reversal_churn", b"_reversal_churn", "_stall_outlook", b"_stall_outlook", "_under_threshold", b"_under_threshold", "auto_apply", b"auto_apply", "beyond_forecast", b"beyond_forecast", "cap_unmeetable_minimums", b"cap_unmeetable_minimums", "churn", b"churn", "churn_relative", b"churn_relative", "confidence_threshold", b"confidence_threshold", "cut_confidence", b"cut_confidence", "forecast_prior", b"forecast_prior", "min_evidence", b"min_evidence", "min_evidence_impressions", b"min_evidence_impressions", "move_band", b"move_band", "over_threshold", b"over_threshold", "pace_ahead", b"pace_ahead", "protect_deviation", b"protect_deviation", "protect_window", b"protect_window", "relaxation", b"relaxation", "requests", b"requests", "reversal_band", b"reversal_band", "reversal_churn", b"reversal_churn", "reversal_window", b"reversal_window", "severity", b"severity", "stall_outlook", b"stall_outlook", "stalled_window", b"stalled_window", "step_limits", b"step_limits", "under_threshold", b"under_threshold"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__beyond_forecast: _TypeAlias = _typing.Literal["beyond_forecast"]  # noqa: Y015
     _WhichOneofArgType__beyond_forecast: _TypeAlias = _typing.Literal["_beyond_forecast", b"_beyond_forecast"]  # noqa: Y015
@@ -235,6 +245,8 @@ class Policy(_message.Message):
     _WhichOneofArgType__reversal_band: _TypeAlias = _typing.Literal["_reversal_band", b"_reversal_band"]  # noqa: Y015
     _WhichOneofReturnType__reversal_churn: _TypeAlias = _typing.Literal["reversal_churn"]  # noqa: Y015
     _WhichOneofArgType__reversal_churn: _TypeAlias = _typing.Literal["_reversal_churn", b"_reversal_churn"]  # noqa: Y015
+    _WhichOneofReturnType__stall_outlook: _TypeAlias = _typing.Literal["stall_outlook"]  # noqa: Y015
+    _WhichOneofArgType__stall_outlook: _TypeAlias = _typing.Literal["_stall_outlook", b"_stall_outlook"]  # noqa: Y015
     _WhichOneofReturnType__under_threshold: _TypeAlias = _typing.Literal["under_threshold"]  # noqa: Y015
     _WhichOneofArgType__under_threshold: _TypeAlias = _typing.Literal["_under_threshold", b"_under_threshold"]  # noqa: Y015
     @_typing.overload
@@ -261,6 +273,8 @@ class Policy(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__reversal_band) -> _WhichOneofReturnType__reversal_band | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__reversal_churn) -> _WhichOneofReturnType__reversal_churn | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__stall_outlook) -> _WhichOneofReturnType__stall_outlook | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__under_threshold) -> _WhichOneofReturnType__under_threshold | None: ...
 

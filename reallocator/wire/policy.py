@@ -139,6 +139,8 @@ def decode_policy(
     opt(msg, "pace_ahead", "pace_ahead", "", low=1.0, high=10.0)
     if msg.HasField("cap_unmeetable_minimums"):
         changes["cap_unmeetable_minimums"] = bool(msg.cap_unmeetable_minimums)
+    if msg.HasField("stall_outlook"):
+        changes["stall_outlook"] = bool(msg.stall_outlook)
     opt(msg, "churn_relative", "churn_relative", "", low=0.0, high=10.0)
     opt(msg, "cut_confidence", "cut_confidence", "", low=0.0, high=10.0)
     duration("forecast_prior", "forecast_prior")
@@ -193,6 +195,7 @@ def encode_policy(policy: Policy) -> policy_pb2.Policy:
         beyond_forecast=policy.beyond_forecast,
         pace_ahead=policy.pace_ahead,
         cap_unmeetable_minimums=policy.cap_unmeetable_minimums,
+        stall_outlook=policy.stall_outlook,
         churn_relative=policy.churn_relative,
         cut_confidence=policy.cut_confidence,
         protect_deviation=policy.protect_deviation,

@@ -71,11 +71,20 @@ def test_example_campaign_plan_reads_like_a_decision(example: CampaignSnapshot) 
     check_plan(plan)
     assert plan.status is PlanStatus.OPTIMAL
     deals = plan.deals.set_index("deal_id")
-    # The stalled audio deal forecasts nothing: its budget moves to deals that can deliver it.
+    # The audio deal, silent for its last 12 hours, keeps what it is expected to deliver
+    # once the stall ends (its 4.50 USD/h over the 278 opportunity hours left, x the 86 % a
+    # 12-hour stall leaves of them): the rest of its budget moves to deals that can deliver it.
     audio = deals.loc["audio-pmp-003"]
-    assert audio["new_allocation"] == 0 and audio["reason"] == ReasonCode.STALLED
-    assert audio["binding"] == BindingKind.CAPACITY
-    assert "capacity forecast of 0.00 USD" in audio["rationale"]
+    assert audio["reason"] == ReasonCode.STALLED and audio["binding"] == BindingKind.CAPACITY
+    assert 0 < audio["new_allocation"] == audio["capacity"] < 0.2 * audio["old_allocation"]
+    assert "capacity forecast of 1,079.01 USD" in audio["rationale"]
+    gone = dataclasses.replace(example.policy, stall_outlook=False)
+    assert (
+        build_plan(dataclasses.replace(example, policy=gone))
+        .deals.set_index("deal_id")
+        .loc["audio-pmp-003", "new_allocation"]
+        == 0
+    )
     assert plan.allocated == plan.remaining_budget == 30_000_000_000 - 13_350_000_000
     # Only the programmatic-guaranteed deal gets a seller request; the others, schedules.
     assert {r.deal_id for r in plan.requests} == {"ctv-pg-001"}

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from reallocator.core.engine.forecast import (
     hold_unconfident_cuts,
     shrink_to_current,
+    stall_outlook,
     starved_rate,
 )
 from reallocator.core.model import (
@@ -101,15 +102,44 @@ def test_night_start_at_an_hourly_replan_cuts_no_deal_to_its_spend(hours: int) -
     assert int(d["delta"].abs().sum()) == 0
 
 
-def test_a_confident_stall_still_cuts_a_deal_to_its_spend() -> None:
+def test_a_confident_stall_keeps_only_what_it_may_deliver_after_it() -> None:
+    """Deal 0 stopped 7 hours ago while the others delivered: a confident stall. Its capacity
+    is its forecast times the share of the time left a 7-hour stall is expected to leave
+    (stall_outlook), not 0; with stall_outlook off it is cut to its spend."""
     hours = 8
     per_hour = np.full((N, hours), 12e6)
-    per_hour[0, -7:] = 0.0  # deal 0 stopped 7 hours ago while the others delivered
+    per_hour[0, -7:] = 0.0
     avails = per_hour / 2_000.0 * 10
     spent = per_hour.sum(axis=1).astype(np.int64)
-    plan = build_plan(pool(T0 + hours * HOUR, spent, per_hour, avails))
-    row = plan.deals.iloc[0]
+    snapshot = pool(T0 + hours * HOUR, spent, per_hour, avails)
+    plan = build_plan(snapshot)
+    row, others = plan.deals.iloc[0], plan.deals.iloc[1:]
+    assert row["pacing_status"] == "STALLED"
+    assert 0 < row["capacity"] < others["capacity"].min() / 8
+    assert row["new_allocation"] < row["old_allocation"]
+    off = replace(snapshot, policy=replace(snapshot.policy, stall_outlook=False))
+    row = build_plan(off).deals.iloc[0]
     assert row["reason"] == "STALLED" and row["capacity"] == 0 and row["new_allocation"] == 0
+
+
+@given(
+    s=st.floats(0.0, 5_000.0),
+    r=st.floats(0.0, 5_000.0),
+    more=st.floats(0.1, 500.0),
+)
+def test_the_stall_outlook_shrinks_as_a_stall_lasts_and_grows_with_the_time_left(
+    s: float, r: float, more: float
+) -> None:
+    share = float(stall_outlook(np.array([s]), np.array([r]))[0])
+    assert 0.0 <= share <= 1.0
+    assert float(stall_outlook(np.array([s + more]), np.array([r]))[0]) <= share + 1e-12
+    assert float(stall_outlook(np.array([s]), np.array([r + more]))[0]) >= share - 1e-12
+
+
+def test_the_stall_outlook_reads_as_documented() -> None:
+    """A Pareto ("Lindy") stall: 1 - (s/R) ln(1 + R/s)."""
+    got = stall_outlook(np.array([6.0, 48.0, 24.0, 6.0]), np.array([162.0, 96.0, 24.0, 0.0]))
+    assert np.allclose(got, [0.8766, 0.4507, 0.3069, 0.0], atol=1e-4)
 
 
 def test_a_deal_the_plan_starved_is_forecast_from_its_supply() -> None:

@@ -76,8 +76,14 @@ def test_policies_move_the_figures_the_way_they_should(
 ) -> None:
     path, _ = recorded_flight
     records = read_recorded(path)
-    calm = Candidate("calm", lambda p: replace(p, churn_deal=0.5))
-    result = replay(records, [Candidate("replayed"), calm, Candidate("kept", None)])
+    # Compared without the stall outlook: the projection keeps each deal's recorded series, so
+    # a deal stalled in the recording reads stalled at every snapshot whatever budget the
+    # candidate gives it, and its outlook drains it a little at each one; under a churn weight
+    # that outweighs value, where that forced money lands is arbitrary and the recorded series
+    # of the deal it lands on cannot confirm it, so it moves again.
+    calm = Candidate("calm", lambda p: replace(p, churn_deal=0.5, stall_outlook=False))
+    replayed = Candidate("replayed", lambda p: replace(p, stall_outlook=False))
+    result = replay(records, [replayed, calm, Candidate("kept", None)])
     s = result.summary
     assert list(s.index) == [RECORDED, "replayed", "calm", "kept"]
     # Keeping the bookings moves nothing and asks nothing; a churn weight moves less.
