@@ -389,7 +389,10 @@ class RequestPolicy(_message.Message):
     """The smallest change (budget unit) worth making or asking for. Default 0."""
     @_builtins.property
     def cooldown(self) -> _duration_pb2.Duration:
-        """No new request on a deal within this time of the last one. Default 12h."""
+        """No new request on a deal within this time of the last one, unless it is CRITICAL and
+        says something new: another kind, or a target total beyond rate_tolerance of the last
+        request's (RESUME and INVESTIGATE count as one kind). Default 12h.
+        """
 
     def __init__(
         self,

@@ -314,6 +314,35 @@ def test_cooldown_blocks_non_critical_requests_only() -> None:
     assert outcomes(inp, replace(POLICY, cooldown=timedelta(hours=14)), old)[0] == "COOLDOWN"
 
 
+def test_the_same_critical_ask_waits_for_the_cooldown_a_new_one_does_not() -> None:
+    """A critical DECREASE to 2,000 (target total 7,000 with 5,000 delivered) asked 2 hours
+    ago is not asked again within the cooldown: the seller has it. A target moved beyond the
+    tolerance, another kind, or the cooldown's end sends it."""
+    inp = inputs(new_allocation=2_000)
+    (first,) = derive_requests(inp, POLICY)
+    assert first.severity == Severity.CRITICAL
+    total = first.target_total
+
+    def asked(kind: str, target: int, hours: float = 2.0) -> list[str]:
+        past = history(("D0", AS_OF - timedelta(hours=hours), kind, target, "ACCEPTED", 0))
+        return outcomes(inp, POLICY, past)
+
+    assert asked("DECREASE", total) == ["COOLDOWN"]
+    assert asked("DECREASE", int(total * 1.05)) == ["COOLDOWN"]  # within the 10 % tolerance
+    assert asked("DECREASE", int(total * 1.5)) == ["REQUESTED"]  # a larger miss: new
+    assert asked("INCREASE", total) == ["REQUESTED"]
+    assert asked("DECREASE", total, hours=13.0) == ["REQUESTED"]
+
+
+def test_resume_and_investigate_are_one_ask_for_the_cooldown() -> None:
+    inp = inputs(pacing_status="STALLED", current_rate=0.0, new_allocation=12_000)
+    (resume,) = derive_requests(inp, POLICY)
+    past = history(
+        ("D0", AS_OF - timedelta(hours=6), "INVESTIGATE", resume.target_total, "PENDING", 0)
+    )
+    assert outcomes(inp, POLICY, past) == ["COOLDOWN"]
+
+
 def test_history_at_or_after_as_of_is_ignored_so_a_retry_is_identical() -> None:
     inp = inputs(new_allocation=8_500)
     first = derive_requests(inp, POLICY)

@@ -41,7 +41,9 @@ Rules (vectorised over deals in `request_decisions`; `derive_requests` builds th
    for. It must be worth asking (``policy.min_change``); its severity uses
    `severity.change_severity` against the old allocation (premium deals at least MATERIAL).
 8. **Cooldown**: no new request on a deal whose last request is within ``policy.cooldown`` of
-   ``as_of``, unless the new one is CRITICAL (a stall or a large miss should not wait).
+   ``as_of``, unless the new one is CRITICAL (a stall or a large miss should not wait) and
+   says something new: another kind, or a target total beyond ``request_tolerance`` of the
+   last one's (the same critical ask every replan is noise to the seller).
 
 Rationales carry the numbers: current and required rates, the new allocation and its deadline
 (local date), the change asked for in percent, the target total, and where they apply the
@@ -320,6 +322,8 @@ class _History:
     last_at: FloatArray  # per deal: last request strictly before as_of (NaN none)
     partial_cap: IntArray  # accepted_total when the last request was PARTIAL, else INT64_MAX
     rejected: pd.Series  # (deal_id, kind) -> last rejection before as_of, unix s
+    last_kind: ObjArray  # per deal: the last request's kind ("" none)
+    last_target: FloatArray  # ... and its target_total (NaN none)
 
 
 def _history(history: RequestHistory | None, deal_ids: ObjArray, as_of: float) -> _History:
@@ -328,6 +332,8 @@ def _history(history: RequestHistory | None, deal_ids: ObjArray, as_of: float) -
         np.full(n, np.nan),
         np.full(n, INT64_MAX, dtype=np.int64),
         pd.Series(dtype=np.float64),
+        np.full(n, "", dtype=object),
+        np.full(n, np.nan),
     )
     if history is None or history.requests.empty:
         return none
@@ -358,6 +364,8 @@ def _history(history: RequestHistory | None, deal_ids: ObjArray, as_of: float) -
         last_at=values_of(last, "requested_at", np.float64),
         partial_cap=partial_cap,
         rejected=rejected,
+        last_kind=last["kind"].fillna("").astype(str).to_numpy(dtype=object),
+        last_target=values_of(last, "target_total", np.float64),
     )
 
 
@@ -479,6 +487,18 @@ def _decisions(
         else np.full(n, np.nan)
     )
     rejected_recently = (as_of - rejected_at) < cooldown
+    # The same ask again (same kind, a target within the tolerance of the last one) waits for
+    # the cooldown even when it is critical: the seller has it already, and asking every
+    # replan is noise. A critical ask that says something new (another kind, a target moved
+    # beyond the tolerance: a stall, a larger miss) still goes at once.
+    asked_total = (delivered + target).astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        moved = np.abs(asked_total / np.maximum(past.last_target, 1.0) - 1.0)
+    stall_kinds = [RequestKind.RESUME, RequestKind.INVESTIGATE]  # one ask: "it stopped"
+    same_kind = (past.last_kind == kinds) | (
+        np.isin(past.last_kind, stall_kinds) & np.isin(kinds, stall_kinds)
+    )
+    repeat = same_kind & ~(np.nan_to_num(moved, nan=np.inf) > tolerance)
 
     outcome = np.select(
         [
@@ -489,7 +509,7 @@ def _decisions(
             no_inventory,
             ~worth,
             rejected_recently,
-            in_cooldown & ~critical,
+            in_cooldown & (~critical | repeat),
         ],
         [
             RequestOutcome.NOT_GUARANTEED,
