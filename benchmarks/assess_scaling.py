@@ -207,7 +207,7 @@ def grpc_times(sizes: Sequence[int], repeats: int) -> None:
         stub = rpc.ReallocatorServiceStub(channel)
         for n in sizes:
             request = pb.AssessPacingRequest(
-                snapshot=encode_snapshot(make_snapshot(n), "arrow", compression="zstd"),
+                snapshot=encode_snapshot(make_snapshot(n), "arrow", compression="auto"),
                 view=assessment_pb2.ASSESSMENT_VIEW_BASIC,
             )
             p50, p99, reply = timed(lambda r=request: stub.AssessPacing(r, timeout=600), repeats)

@@ -30,7 +30,7 @@ def main() -> None:
     args = parser.parse_args()
     requests = {
         n: pb.ReplanRequest(
-            snapshot=encode_snapshot(make_snapshot(n), "arrow", compression="zstd"),
+            snapshot=encode_snapshot(make_snapshot(n), "arrow", compression="auto"),
             view=pb.PLAN_VIEW_SUMMARY,
             dry_run=True,
         )

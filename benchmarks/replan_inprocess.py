@@ -86,7 +86,7 @@ def main() -> None:
     if not args.profile:
         print(f"{'deals':>8}{'stage':>12}{'cpu p50 ms':>13}{'cpu min ms':>13}")
     for n in args.sizes:
-        snapshot = encode_snapshot(make_snapshot(n), "arrow", compression="zstd")
+        snapshot = encode_snapshot(make_snapshot(n), "arrow", compression="auto")
         data = pb.ReplanRequest(snapshot=snapshot, dry_run=True).SerializeToString()
         repeats = args.repeats or max(3, min(300, 20_000 // n))
         for _ in range(3):  # warm: imports, caches, first allocations

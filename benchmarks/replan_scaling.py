@@ -5,9 +5,11 @@ parse), with the request and response sizes.
 
 The campaign is `assess_scaling.make_snapshot` (10-day flight, dayparts, hourly traffic curve,
 lifetime budget plus a daily cap, 100 sellers, 10 channels, 48 h of hourly series), sent in the
-Arrow form with ZSTD body compression (`encode_snapshot(..., compression="zstd")`), so even the
-100k-deal request fits a default server's 128 MiB limit. Views: SUMMARY (no per-deal rows),
-TABLE (every deal and schedule as Arrow columns) and FULL (per-deal messages with their words),
+Arrow form with ZSTD body compression on the tables of 1 MiB or more
+(`encode_snapshot(..., compression="auto")`: small tables go plain, as compressing them costs more
+CPU than it saves), so even the 100k-deal request fits a default server's 128 MiB limit. Views:
+SUMMARY (no per-deal rows), TABLE (every deal and schedule as Arrow columns) and FULL (per-deal
+messages with their words),
 all dry runs; then a Replan recorded in the server's audit store (`--recorded`, SUMMARY view), and
 AssessPacing (BASIC), which is always recorded.
 
@@ -165,7 +167,7 @@ def concurrency(
 ) -> None:
     """The everyday call (a FULL dry-run Replan) from concurrent clients, per server size."""
     request = pb.ReplanRequest(
-        snapshot=encode_snapshot(make_snapshot(deals), "arrow", compression="zstd"),
+        snapshot=encode_snapshot(make_snapshot(deals), "arrow", compression="auto"),
         view=pb.PLAN_VIEW_FULL,
         dry_run=True,
     )
@@ -231,7 +233,7 @@ def main() -> None:
     with started_server(args.workers) as target, grpc.insecure_channel(target, options) as ch:
         stub = rpc.ReallocatorServiceStub(ch)
         for n in args.sizes:
-            snapshot = encode_snapshot(make_snapshot(n), "arrow", compression="zstd")
+            snapshot = encode_snapshot(make_snapshot(n), "arrow", compression="auto")
             repeats = args.repeats or REPEATS.get(n, 5)
             calls: list[tuple[str, Callable[[], object], int]] = []
             for view in args.views:

@@ -158,7 +158,7 @@ class GrpcPlanner:
 
         del history  # the server keeps its own (RecordSellerResponse)
         request = pb.ReplanRequest(
-            snapshot=encode_snapshot(snapshot, "arrow", compression="zstd"),
+            snapshot=encode_snapshot(snapshot, "arrow", compression="auto"),
             policy=encode_policy(snapshot.policy),
             on_infeasible=pb.INFEASIBILITY_HANDLING_RELAX,
         )

@@ -32,8 +32,19 @@ _MODE = {v: k for k, v in MODES.items() if k}
 _CHANGE = {v: k for k, v in CHANGE_BEHAVIORS.items() if k}
 
 
+COMPRESS_FROM_BYTES = 1 << 20
+"""`compression="auto"` compresses (zstd) a table of at least this many bytes, none below."""
+
+
 def arrow_stream(table: pa.Table, compression: str | None = None) -> bytes:
-    """`table` as an Arrow IPC stream (the bytes DealsTable/DeliveryMatrix.arrow_ipc hold)."""
+    """`table` as an Arrow IPC stream (the bytes DealsTable/DeliveryMatrix.arrow_ipc hold).
+
+    `compression="auto"`: zstd from `COMPRESS_FROM_BYTES` of data up, none below. A small
+    table gains nothing on the wire and costs the server's CPU: pyarrow decompresses each
+    buffer apart, ~5 us of zstd set-up per buffer, so a 50-deal deals table reads in 0.33 ms
+    with zstd, 0.03 ms with lz4 and 0.014 ms plain."""
+    if compression == "auto":
+        compression = "zstd" if table.nbytes >= COMPRESS_FROM_BYTES else None
     sink = pa.BufferOutputStream()
     options = pa.ipc.IpcWriteOptions(compression=compression)
     with pa.ipc.new_stream(sink, table.schema, options=options) as writer:
@@ -255,9 +266,10 @@ def encode_snapshot(
 ) -> snapshot_pb2.CampaignSnapshot:
     """The snapshot as a message; `form` picks how deals (and recent delivery) travel.
 
-    `compression` ("zstd" or "lz4", arrow form only): Arrow IPC body compression, which the
-    server reads as it is. Recent delivery compresses about 4x: at 100k deals a day of hourly
-    series is 77 MB plain and 20 MB with zstd."""
+    `compression` ("zstd", "lz4" or "auto", arrow form only): Arrow IPC body compression, which
+    the server reads as it is. Recent delivery compresses about 4x: at 100k deals a day of
+    hourly series is 77 MB plain and 20 MB with zstd. "auto" compresses each table of 1 MiB or
+    more with zstd and sends smaller ones plain (see `arrow_stream`)."""
     msg = snapshot_pb2.CampaignSnapshot(
         campaign_id=snapshot.campaign_id,
         time_zone=snapshot.timezone,

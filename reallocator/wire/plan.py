@@ -29,6 +29,7 @@ from reallocator.core.plan.schedule_text import render_schedule_rationales
 from reallocator.v1 import common_pb2, plan_pb2
 from reallocator.wire.assessment import BUDGET_TYPE, SEVERITY, timestamp
 from reallocator.wire.assessment import STATUS as PACING_STATUS
+from reallocator.wire.encode import arrow_stream
 
 STATUS = {
     PlanStatus.OPTIMAL: plan_pb2.PLAN_STATUS_OPTIMAL,
@@ -154,11 +155,9 @@ def _schedule_messages(msg: plan_pb2.Plan, table: ScheduleTable) -> None:
 
 
 def _arrow(table: pa.Table) -> bytes:
-    sink = pa.BufferOutputStream()
-    options = pa.ipc.IpcWriteOptions(compression="zstd")
-    with pa.ipc.new_stream(sink, table.schema, options=options) as writer:
-        writer.write_table(table)
-    return bytes(sink.getvalue().to_pybytes())
+    """zstd from 1 MiB up (a 100k-deal table), plain below: a 50-deal table costs 0.36 ms to
+    compress here and 0.30 ms to inflate at the caller, for 6 KB saved."""
+    return arrow_stream(table, "auto")
 
 
 DEAL_TABLE_COLUMNS: dict[str, str] = {

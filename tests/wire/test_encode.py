@@ -22,7 +22,7 @@ from reallocator.core.model import (
     Policy,
 )
 from reallocator.v1 import snapshot_pb2
-from reallocator.wire.encode import encode_pacing, encode_snapshot
+from reallocator.wire.encode import COMPRESS_FROM_BYTES, encode_pacing, encode_snapshot
 from reallocator.wire.pacing import decode_pacing
 from reallocator.wire.snapshot import decode_snapshot
 from reallocator.wire.violations import Violations
@@ -90,6 +90,21 @@ def test_compression_shrinks_a_day_of_delivery() -> None:
     plain = encode_snapshot(original, "arrow").ByteSize()
     packed = encode_snapshot(original, "arrow", compression="zstd").ByteSize()
     assert packed < plain / 2
+
+
+def test_auto_compression_packs_large_tables_only() -> None:
+    """Compression "auto": a table of 1 MiB or more goes zstd, a smaller one plain
+    (compressing it costs the server more CPU than the bytes it saves); both decode the same."""
+    small = decode(build_snapshot(random_snapshot_spec(50, 3, n_buckets=24), "deals"))
+    auto = encode_snapshot(small, "arrow", compression="auto")
+    assert auto.deals_table.arrow_ipc == encode_snapshot(small, "arrow").deals_table.arrow_ipc
+    assert_same(small, decode(auto))
+    large = decode(build_snapshot(random_snapshot_spec(4_000, 4, n_buckets=48), "deals"))
+    plain = encode_snapshot(large, "arrow").deals_table.recent_delivery.arrow_ipc
+    assert len(plain) >= COMPRESS_FROM_BYTES
+    packed = encode_snapshot(large, "arrow", compression="auto")
+    assert len(packed.deals_table.recent_delivery.arrow_ipc) < len(plain) / 2
+    assert_same(large, decode(packed))
 
 
 def test_pacing_round_trip_keeps_every_setting() -> None:
