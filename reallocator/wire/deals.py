@@ -17,7 +17,7 @@ import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 
-from reallocator.core.model import DEAL_COLUMNS, INT64_MAX, DealStatus, PriceKind, conform
+from reallocator.core.model import DEAL_COLUMNS, INT64_MAX, DealStatus, PriceKind, table_of
 from reallocator.v1 import snapshot_pb2
 from reallocator.wire.arrow_guard import StreamRejected, read_checked
 from reallocator.wire.limits import DEFAULT_LIMITS, MAX_AMOUNT, MAX_PRICE_MICROS, WireLimits
@@ -560,20 +560,9 @@ def check_deals(
 
 
 def _canonical(columns: dict[str, npt.NDArray[Any]]) -> pd.DataFrame:
-    """The DEAL_COLUMNS table, built once: numbers cast in numpy, strings inferred as pandas'
-    str dtype by the constructor (an astype of the whole frame cost ~10 % of a 50-deal plan)."""
-    frame = pd.DataFrame(
-        {
-            name: columns[name] if dtype == "str" else np.asarray(columns[name]).astype(dtype)
-            for name, dtype in DEAL_COLUMNS.items()
-        }
-    )
-    # The numbers have their dtypes from numpy; only strings are inferred (an empty column of
-    # objects stays object).
-    return conform(frame, _TEXT_COLUMNS)
-
-
-_TEXT_COLUMNS = {name: dtype for name, dtype in DEAL_COLUMNS.items() if dtype == "str"}
+    """The DEAL_COLUMNS table, built once with the canonical dtypes (`table_of`: no per-column
+    sanitising, ~0.2 ms less than the dict constructor at 50 deals)."""
+    return table_of(columns, DEAL_COLUMNS)
 
 
 @dataclass(frozen=True)
