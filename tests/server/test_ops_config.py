@@ -105,6 +105,9 @@ def test_serve_flags_reach_the_configuration(tmp_path: Path) -> None:
         ("[security]\ntoken = 1", "security.token: unknown setting"),
         ("[overload]\nmax_concurrent_calls = 8", "below max_workers"),
         ("[overload]\nmax_concurrent_calls = -1", "must not be negative"),
+        ("[overload]\nmax_arriving_calls = 200000", "max_arriving_calls: must be in 0-100000"),
+        ("[overload]\nmax_connection_age_seconds = -5", "overload.max_connection_age_seconds"),
+        ("[overload]\nmax_connection_age_grace_seconds = 1e3", "expected int"),
         ("[metrics]\nport = 70000", "metrics.port"),
         ('[logging]\nformat = "xml"', "logging.format"),
         ('[tracing]\nenabled = "yes"', "tracing.enabled: expected bool"),
@@ -120,6 +123,22 @@ def test_bad_environment_names_the_variable() -> None:
         load_config(env={"REALLOCATOR_REFLECTION": "maybe"})
     with pytest.raises(ConfigError, match="REALLOCATOR_METRICS_PORT"):
         load_config(env={"REALLOCATOR_METRICS_PORT": "x"})
+    with pytest.raises(ConfigError, match="REALLOCATOR_MAX_CONNECTION_AGE_SECONDS"):
+        load_config(env={"REALLOCATOR_MAX_CONNECTION_AGE_SECONDS": "soon"})
+
+
+def test_slow_sender_settings_size_the_pool_and_grpc_bound() -> None:
+    """The pool has a thread for every call the dispatch layer runs, queues and streams, plus
+    max_arriving_calls for requests still arriving; grpc's bound sits max_queued_calls above."""
+    from reallocator.server.operations import RESERVED_THREADS, Operations
+
+    config = load_config(env={"REALLOCATOR_MAX_ARRIVING_CALLS": "100"})
+    ops = Operations(config)
+    assert config.ops.max_arriving_calls == 100
+    base = config.max_workers + config.max_pending_calls + config.max_watch_streams
+    assert ops.threads == base + 100 + RESERVED_THREADS
+    assert ops.maximum_concurrent_rpcs == ops.threads + config.ops.max_queued_calls
+    assert load_config(env={}).ops.max_connection_age_seconds == 1800
 
 
 @pytest.mark.parametrize(
