@@ -182,3 +182,32 @@ def test_only_guaranteed_deals_keeping_pace_change(n: int, seed: int, hours: flo
     assert np.array_equal(after[live & declared], x.available_inventory[live & declared])
     assert np.all(after[changed & dead] == 0)
     assert set(why["method"][live & ~declared]) <= {"commitment", "rate"}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    data=st.data(),
+    n=st.integers(1, 12),
+    buckets=st.integers(1, 30),
+)
+def test_silent_hours_count_the_active_buckets_after_the_last_delivery(
+    data: st.DataObject, n: int, buckets: int
+) -> None:
+    """Against a plain loop: the active buckets after a deal's last delivery, or all of its
+    observed ones when it never delivered, in hours."""
+    from reallocator.core.engine.forecast import _silent_hours
+
+    values = np.array(
+        data.draw(
+            st.lists(st.sampled_from([0.0, 0.0, 3.0]), min_size=n * buckets, max_size=n * buckets)
+        )
+    ).reshape(n, buckets)
+    active = np.array(data.draw(st.lists(st.booleans(), min_size=buckets, max_size=buckets)))
+    seen = np.broadcast_to(active, (n, buckets)).copy()
+    masked = np.where(seen, values, 0.0)
+    want = []
+    for row, observed in zip(masked, seen, strict=True):
+        hit = np.flatnonzero(row > 0)
+        want.append(observed[hit[-1] + 1 :].sum() if hit.size else observed.sum())
+    got = _silent_hours(masked, seen, active, 2.0)
+    np.testing.assert_array_equal(got, np.array(want, dtype=np.float64) * 2.0)

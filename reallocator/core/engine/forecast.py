@@ -136,7 +136,7 @@ class ForecastInputs:
             tail = max(1, int(np.ceil(policy.stalled_window / delivery.bucket)))
             recent = masked[:, -tail:].sum(axis=1)
             stalled = (n_hours >= tail * hours) & (recent <= 0)
-            stall_hours = _silent_hours(masked, seen, hours)
+            stall_hours = _silent_hours(masked, seen, act, hours)
         return cls(
             observed_rate=rate,
             participation_rate=values_of(deals, "participation_rate", np.float64),
@@ -156,20 +156,19 @@ class ForecastInputs:
         )
 
 
-def _silent_hours(masked: FloatArray, seen: BoolArray, hours: float) -> FloatArray:
-    """Observed (active) hours since each deal's last delivery; all of them when it never
-    delivered in the series."""
+def _silent_hours(
+    masked: FloatArray, seen: BoolArray, active: BoolArray, hours: float
+) -> FloatArray:
+    """Active hours since each deal's last delivery in the series (all of its observed hours
+    when it never delivered). Two passes over the matrix (a comparison and an argmax); the
+    buckets after the last delivery are counted on the 1-D active mask (an unknown bucket
+    there counts as silent)."""
     delivered = masked > 0
-    later_seen = np.cumsum(seen[:, ::-1], axis=1)[:, ::-1]  # seen buckets from here to the end
-    last = np.where(
-        delivered.any(axis=1), delivered.shape[1] - 1 - np.argmax(delivered[:, ::-1], 1), -1
-    )
-    after = np.where(
-        last >= 0,
-        later_seen[np.arange(len(last)), np.clip(last, 0, None)] - 1,
-        seen.sum(axis=1),
-    )
-    out: FloatArray = np.maximum(after, 0) * hours
+    n_buckets = delivered.shape[1]
+    last = n_buckets - 1 - np.argmax(delivered[:, ::-1], axis=1)
+    ever = delivered[np.arange(delivered.shape[0]), last]  # argmax is 0 when none delivered
+    after = np.concatenate([np.cumsum(active[::-1])[::-1][1:], [0]])  # active buckets after j
+    out: FloatArray = np.where(ever, after[last], seen.sum(axis=1)) * hours
     return out
 
 
