@@ -5,7 +5,7 @@ parse), with the request and response sizes.
 
 The campaign is `assess_scaling.make_snapshot` (10-day flight, dayparts, hourly traffic curve,
 lifetime budget plus a daily cap, 100 sellers, 10 channels, 48 h of hourly series), sent in the
-Arrow form with ZSTD body compression on the tables of 1 MiB or more
+Arrow form with ZSTD body compression on the tables of 32 MiB or more
 (`encode_snapshot(..., compression="auto")`: small tables go plain, as compressing them costs more
 CPU than it saves), so even the 100k-deal request fits a default server's 128 MiB limit. Views:
 SUMMARY (no per-deal rows), TABLE (every deal and schedule as Arrow columns) and FULL (per-deal
