@@ -299,7 +299,7 @@ class OpsConfig:
     max_concurrent_calls: int = 0  # 0: max_workers + max_pending_calls (the admission bound)
     max_calls_per_caller: int = 0  # 0: no limit beyond max_concurrent_calls
     max_queued_calls: int = 64  # calls grpc holds beyond its threads; more: RESOURCE_EXHAUSTED
-    max_arriving_calls: int = 1024  # calls whose request is still arriving (a thread each)
+    max_arriving_calls: int = 256  # calls whose request is still arriving (a thread each)
     max_connection_age_seconds: int = 1800  # then GOAWAY: clients reconnect (0: never)
     max_connection_age_grace_seconds: int = 300  # calls left on an aged connection end after
     retry_after: timedelta = timedelta(seconds=1)  # the RetryInfo hint on RESOURCE_EXHAUSTED
