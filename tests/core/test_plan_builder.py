@@ -77,7 +77,12 @@ def test_example_campaign_plan_reads_like_a_decision(example: CampaignSnapshot) 
     audio = deals.loc["audio-pmp-003"]
     assert audio["reason"] == ReasonCode.STALLED and audio["binding"] == BindingKind.CAPACITY
     assert 0 < audio["new_allocation"] == audio["capacity"] < 0.2 * audio["old_allocation"]
-    assert "capacity forecast of 1,079.01 USD" in audio["rationale"]
+    assert audio["rationale"].endswith(
+        "capacity forecast of 1,079.01 USD: the 86% of its forecast a stall this long is "
+        "expected to leave"
+    )
+    assert audio["stall_outlook"] == pytest.approx(0.862, abs=1e-3)
+    assert np.isnan(deals.drop(index="audio-pmp-003")["stall_outlook"]).all()
     gone = dataclasses.replace(example.policy, stall_outlook=False)
     assert (
         build_plan(dataclasses.replace(example, policy=gone))

@@ -74,3 +74,32 @@ def test_a_plan_stored_whole_is_cut_to_the_view_asked() -> None:
         want = encode_plan(plan, deals=view)
         assert [d.deal_id for d in got.deals] == [d.deal_id for d in want.deals]
         assert len(got.schedules) == len(want.schedules)
+
+
+def test_a_plan_stored_before_the_stall_outlook_still_renders() -> None:
+    """Deals tables stored before the stall_outlook column: the words render without it (no
+    outlook clause), the numbers unchanged. The example's audio deal is stalled."""
+    from pathlib import Path
+
+    from google.protobuf import json_format
+
+    from reallocator.v1 import reallocator_service_pb2 as pb
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "replan_request.json"
+    request = json_format.Parse(example.read_text(), pb.ReplanRequest())
+    errors = Violations()
+    snapshot = decode_snapshot(request.snapshot, Policy(), errors)
+    assert snapshot is not None, errors.items
+    plan = build_plan(snapshot, schedule_window=timedelta(hours=6))
+    parts = plan_codec.split(plan, encode_plan(plan, deals="none"))
+    want = encode_plan(plan, deals="all")
+    assert any("stall this long" in d.rationale for d in want.deals)
+    table = pa.ipc.open_stream(pa.py_buffer(parts.deals)).read_all()
+    old = table.drop_columns(["stall_outlook"])
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, old.schema) as writer:
+        writer.write_table(old)
+    got = plan_codec.render(parts.summary, sink.getvalue().to_pybytes(), parts.schedules, "all")
+    assert [d.new_allocation for d in got.deals] == [d.new_allocation for d in want.deals]
+    assert all("stall this long" not in d.rationale for d in got.deals)
+    assert [d.rationale.split(": the ")[0] for d in want.deals] == [d.rationale for d in got.deals]

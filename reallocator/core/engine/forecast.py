@@ -53,6 +53,7 @@ RATIONALE_DTYPES: dict[str, str] = {
     "booked": "int64",
     "evidence_hours": "float64",
     "capacity": "int64",
+    "stall_outlook": "float64",  # share of its forecast a confident stall keeps; NaN: none
 }
 """Columns of forecast_capacity's table (how each capacity was reached)."""
 _MAX_CAPACITY = 2.0**62
@@ -315,9 +316,11 @@ def forecast_capacity(
     declared = inputs.available_inventory >= 0
     fallback = np.where(declared, inventory, inputs.booked.astype(np.float64))
     capacity = np.where(evident, forecast, fallback)
+    kept = np.full(capacity.shape, np.nan)
     if inputs.stall_hours is not None and policy.stall_outlook:
         outlook = stall_outlook(inputs.stall_hours, hours)
         capacity = np.where(inputs.stalled, capacity * outlook, capacity)
+        kept = np.where(inputs.stalled & inputs.active, outlook, np.nan)
         dead = ~inputs.active
     else:
         dead = inputs.stalled | ~inputs.active
@@ -350,6 +353,7 @@ def forecast_capacity(
             "booked": inputs.booked,
             "evidence_hours": inputs.evidence_hours,
             "capacity": capacity.astype(np.int64),
+            "stall_outlook": kept,
         },
         RATIONALE_DTYPES,
     )

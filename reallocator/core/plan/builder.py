@@ -317,6 +317,8 @@ def _capacity(
         "capacity": capacity_column,
         "held_to_current": held,
         "capped_by_response": capped,
+        # The outlook speaks for the capacity only where nothing else set it.
+        "stall_outlook": np.where(mine | capped | held, np.nan, columns["stall_outlook"]),
     }
     dtypes = RATIONALE_DTYPES | {"held_to_current": "bool", "capped_by_response": "bool"}
     return capacity, table_of(columns, dtypes), capped
@@ -698,6 +700,7 @@ def build_plan(
             "recent_rate": assessment.column(EntityKind.DEAL, "recent_rate"),
             "required_rate": assessment.column(EntityKind.DEAL, "required_rate"),
             "group_at_max": why.group_at_max,
+            "stall_outlook": values_of(forecast_table, "stall_outlook"),
         },
         PLAN_DEAL_COLUMNS,
     )

@@ -220,6 +220,7 @@ RATIONALE_COLUMNS: dict[str, str] = {
     "recent_rate": "float64",  # budget units per opportunity hour
     "required_rate": "float64",  # ... needed on its old allocation
     "group_at_max": "bool",  # the seller/channel that binds is at its maximum (else minimum)
+    "stall_outlook": "float64",  # share of its forecast a confident stall keeps (NaN: none)
 }
 """Columns of the plan's deals table that only the rationale reads: with them the words are
 rendered from the table alone (after the NO_CHANGE gate, for the rows a view returns)."""
@@ -265,6 +266,16 @@ def render_deal_rationales(
     paced = (np.isfinite(ratio) & ~np.isin(status, ["NOT_STARTED", "COMPLETED"])).tolist()
     ratio_l, status_l, delta_l = ratio.tolist(), status.tolist(), delta.tolist()
     beyond = (reason == ReasonCode.BEYOND_FORECAST).tolist()
+    # Plans stored before the stall outlook have no such column: nothing to say there.
+    kept = (
+        values_of(deals, "stall_outlook", np.float64)[idx]
+        if "stall_outlook" in deals.columns
+        else np.full(idx.size, np.nan)
+    )
+    outlook = [
+        f": the {k:.0%} of its forecast a stall this long is expected to leave" if k == k else ""
+        for k in kept.tolist()
+    ]
     for j, (i, kind) in enumerate(zip(told.tolist(), kinds.tolist(), strict=True)):
         if beyond[j]:
             stop = (
@@ -280,6 +291,8 @@ def render_deal_rationales(
             if template is None:  # not a BindingKind: raises ValueError, as it always did
                 template = _STOP.get(BindingKind(kind), "")
             stop = template.format(cap=cap_t[j], step=step_t[j]) if template else ""
+            if kind == BindingKind.CAPACITY:
+                stop += outlook[j]
         pace = ""
         if paced[j]:
             pace = (

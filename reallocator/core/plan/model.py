@@ -107,6 +107,7 @@ PLAN_DEAL_COLUMNS: dict[str, str] = {
     "recent_rate": "float64",
     "required_rate": "float64",
     "group_at_max": "bool",
+    "stall_outlook": "float64",  # share of its forecast a confident stall keeps; NaN: none
 }
 """Columns of Plan.deals, one row per deal in snapshot order."""
 
