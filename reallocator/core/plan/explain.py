@@ -273,8 +273,8 @@ def render_deal_rationales(
         else np.full(idx.size, np.nan)
     )
     outlook = [
-        f": the {k:.0%} of its forecast a stall this long is expected to leave" if k == k else ""
-        for k in kept.tolist()
+        f": the {k:.0%} of its forecast a stall this long is expected to leave" if has else ""
+        for k, has in zip(kept.tolist(), np.isfinite(kept).tolist(), strict=True)
     ]
     for j, (i, kind) in enumerate(zip(told.tolist(), kinds.tolist(), strict=True)):
         if beyond[j]:
