@@ -7,6 +7,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -211,3 +212,38 @@ def test_silent_hours_count_the_active_buckets_after_the_last_delivery(
         want.append(observed[hit[-1] + 1 :].sum() if hit.size else observed.sum())
     got = _silent_hours(masked, seen, active, 2.0)
     np.testing.assert_array_equal(got, np.array(want, dtype=np.float64) * 2.0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    n=st.integers(1, 12),
+    buckets=st.integers(0, 30),
+    kind=st.sampled_from(["int32", "uint16", "int64", "float64"]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_rate_se_is_nanstd_over_sqrt_count(n: int, buckets: int, kind: str, seed: int) -> None:
+    """The rate's standard error (computed without nanstd's NaN passes) is exactly nanstd's
+    over the usable buckets / sqrt(count), NaN below two buckets, for integer series (the
+    matrix form sends them) and float ones with unknown buckets."""
+    from reallocator.core.engine.forecast import _rate_se
+
+    rng = np.random.default_rng(seed)
+    series = rng.integers(0, 60_000, (n, buckets)).astype(kind)
+    seen = rng.random((n, buckets)) < 0.8
+    if kind == "float64":
+        series[~seen] = np.nan
+    weights = (
+        None
+        if seed % 3 == 0
+        else np.where(rng.random(buckets) < 0.2, 0.0, rng.random(buckets) + 0.1)
+    )
+    got = _rate_se(series, seen, 2.0, weights)
+    w = np.ones(buckets) if weights is None else weights
+    usable = seen & (w > 0)[None, :]
+    for i in range(n):
+        values = series[i][usable[i]].astype(np.float64) / (2.0 * w[usable[i]])
+        if values.size < 2:
+            assert np.isnan(got[i])
+        else:
+            want = np.std(values, ddof=1) / np.sqrt(values.size)
+            assert got[i] == pytest.approx(want, rel=1e-12, abs=1e-12)

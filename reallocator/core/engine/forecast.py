@@ -124,14 +124,22 @@ class ForecastInputs:
                 with np.errstate(divide="ignore", invalid="ignore"):
                     per_imp = np.where(imps > 0, units_total / imps, np.nan)
                 series = delivery.impressions * per_imp[:, None]
-            seen = ~np.isnan(series) & act[None, :]
-            n_hours = seen.sum(axis=1) * hours
+            if series.dtype.kind == "f":
+                seen = ~np.isnan(series) & act[None, :]
+                n_hours = seen.sum(axis=1) * hours
+            else:  # integers (the matrix form): every bucket known, no NaN pass
+                seen = np.broadcast_to(act[None, :], series.shape)
+                n_hours = np.full(series.shape[0], float(act.sum()) * hours)
             # NaN only where not seen: masked once, summed plainly (nansum's NaN pass is moot).
             masked = np.where(seen, series, 0.0)
             with np.errstate(divide="ignore", invalid="ignore"):
                 rate = np.where(n_hours > 0, masked.sum(axis=1) / n_hours, np.nan)
                 av = np.where(seen, delivery.avails, 0)
-                avails_rate = np.where(n_hours > 0, np.nansum(av, 1) / n_hours, np.nan)
+                avails_rate = np.where(
+                    n_hours > 0,
+                    (np.nansum(av, 1) if av.dtype.kind == "f" else av.sum(axis=1)) / n_hours,
+                    np.nan,
+                )
             evidence = n_hours
             rate_se = _rate_se(series, seen, hours, bucket_weights)
             tail = max(1, int(np.ceil(policy.stalled_window / delivery.bucket)))
@@ -196,18 +204,24 @@ def _rate_se(
     series: FloatArray, seen: BoolArray, hours: float, weights: FloatArray | None
 ) -> FloatArray:
     """Standard error of the mean rate per hour: the spread of the traffic-normalised buckets
-    over sqrt(count); NaN with fewer than two buckets."""
+    over sqrt(count); NaN with fewer than two buckets.
+
+    `np.nanstd`'s own steps (zeros for the unusable buckets, row sums, deviations, squares,
+    row sums: the same numbers), without its NaN passes: ~10 passes over a 100k x 48 matrix
+    down to 5."""
     w = np.ones(series.shape[1]) if weights is None else np.asarray(weights, np.float64)
     usable = seen & (w > 0)[None, :]
+    everywhere = bool(usable.all())
     with np.errstate(divide="ignore", invalid="ignore"):
-        per_hour = np.where(usable, series / (hours * np.where(w > 0, w, 1.0))[None, :], np.nan)
-    count = usable.sum(axis=1)
-    out = np.full(series.shape[0], np.nan)
-    ok = count >= 2
-    if ok.all():  # row by row as below, without copying the rows out
-        out = np.nanstd(per_hour, axis=1, ddof=1) / np.sqrt(count)
-    elif ok.any():
-        out[ok] = np.nanstd(per_hour[ok], axis=1, ddof=1) / np.sqrt(count[ok])
+        per_hour = np.divide(series, (hours * np.where(w > 0, w, 1.0))[None, :], dtype=np.float64)
+        if not everywhere:
+            per_hour[~usable] = 0.0
+        count = usable.sum(axis=1)
+        mean = per_hour.sum(axis=1, keepdims=True) / count[:, None]
+        np.subtract(per_hour, mean, out=per_hour, where=True if everywhere else usable)
+        np.multiply(per_hour, per_hour, out=per_hour)
+        var = per_hour.sum(axis=1) / (count - 1)
+        out: FloatArray = np.where(count >= 2, np.sqrt(var) / np.sqrt(count), np.nan)
     return out
 
 

@@ -17,6 +17,7 @@ from typing import Any, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
+from pandas.api.types import infer_dtype
 
 from reallocator.core.model import Policy, Severity, SeverityTiers
 
@@ -121,7 +122,7 @@ def coerce_columns(obj: Any, dtypes: dict[str, Any]) -> None:
         # 100k deals cost ~40 ms to convert one by one) is kept as it is.
         if dtypes[f.name] is object:
             flat = array.ravel()
-            if set(map(type, flat.tolist())) - {str}:
+            if infer_dtype(flat, skipna=False) not in ("string", "empty"):  # one C pass
                 array = np.asarray([str(v) for v in flat], dtype=object)
             else:
                 array = flat.copy()  # a new array, as the conversion made
