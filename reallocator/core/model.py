@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+import pyarrow as pa
 
 INT64_MAX = np.iinfo(np.int64).max
 """Stands for "no maximum" in integer bound columns."""
@@ -379,6 +380,9 @@ def table_of(
                 value = one.take(np.zeros(n, dtype=np.intp))
             elif isinstance(value, pd.api.extensions.ExtensionArray) and str(value.dtype) == "str":
                 value = value.copy()
+            elif isinstance(value, np.ndarray) and value.dtype.kind == "U":
+                # numpy's fixed-width text straight to Arrow: no object per row (~40 % less).
+                value = pd.array(pa.array(value, pa.large_string()), dtype="str")
             else:
                 value = pd.array(np.asarray(value, dtype=object), dtype="str")
         else:

@@ -75,10 +75,11 @@ class DealsForm:
 @dataclass(frozen=True)
 class RawDeals:
     """A decoded table before validation, with which optional fields were set. The columns are
-    plain numpy arrays (strings as objects): validation reads them as arrays, and the canonical
-    DataFrame is built once, at the end of `check_deals`."""
+    numpy arrays; strings are objects, or, from the Arrow form, the stream's own strings
+    (pandas "str", no objects: validation reads them with Arrow and the canonical table keeps
+    them). The canonical DataFrame is built once, at the end of `check_deals`."""
 
-    table: dict[str, npt.NDArray[Any]]
+    table: dict[str, Any]
     form: DealsForm
     has_min: npt.NDArray[np.bool_]
     has_max: npt.NDArray[np.bool_]
@@ -199,6 +200,8 @@ def _from_columns(
         values = get(name)
         if values is None or len(values) == 0:
             return np.full(n, default, dtype=dtype)
+        if dtype is object and _arrow_text(values):
+            return values  # type: ignore[no-any-return]
         return np.asarray(values, dtype=dtype)
 
     cost_per_unit = col("cost_per_unit_micros", np.int64, 0)
@@ -275,6 +278,8 @@ def from_columns(
     return _from_columns(arrays.get, n, prefix, has)
 
 
+ARROW_TEXT_FROM = 1_000
+"""Rows from which the Arrow form's strings stay Arrow strings (module note in from_arrow_table)."""
 _STRING_COLUMNS = frozenset({"deal_id", "seller_id", "channel_id", "seller_order_id"})
 
 
@@ -372,9 +377,14 @@ def from_arrow_table(table: pa.Table, prefix: str, errors: Violations) -> RawDea
             else np.zeros(len(column), dtype=bool)
         )
         if name in _STRING_COLUMNS:
-            arrays[name] = np.asarray(
-                (column.fill_null("") if some else column).to_numpy(zero_copy_only=False),
-                dtype=object,
+            text = column.fill_null("") if some else column
+            # Large tables keep the stream's strings (as the canonical table holds them): no
+            # objects made and converted back (1k deals: 1.8 ms less; 100k: ~35 ms). Small ones
+            # read as objects, whose per-call overhead is smaller (~0.2 ms less at 50 deals).
+            arrays[name] = (
+                pd.array(text, dtype="str")
+                if table.num_rows >= ARROW_TEXT_FROM
+                else np.asarray(text.to_numpy(zero_copy_only=False), dtype=object)
             )
             continue
         dtype = _COLUMN_DTYPES[name]
@@ -406,13 +416,39 @@ _OPTIONAL_AMOUNTS = (  # max_allocation may be anything: it only ever caps
 )
 
 
+def _arrow_text(values: object) -> bool:
+    return isinstance(values, pd.api.extensions.ExtensionArray) and str(values.dtype) == "str"
+
+
+def _lengths(values: Any, n: int) -> npt.NDArray[np.float64]:
+    """Characters per string (Arrow counts them without objects)."""
+    if _arrow_text(values):
+        return np.asarray(pd.Series(values, copy=False).str.len(), dtype=np.float64)
+    return np.fromiter(map(len, values.tolist()), dtype=np.float64, count=n)
+
+
+def _duplicated(values: Any) -> npt.NDArray[np.bool_]:
+    """Whether each value appeared in an earlier row (one hash pass, Arrow's for its strings)."""
+    codes, _ = pd.factorize(values)
+    out = np.ones(len(codes), dtype=bool)
+    out[np.unique(codes, return_index=True)[1]] = False
+    return out
+
+
+def _isin(values: Any, known: pd.Index) -> npt.NDArray[np.bool_]:
+    """Whether each value is in `known`: the few distinct values looked up, not every row."""
+    codes, uniques = pd.factorize(values)
+    found: npt.NDArray[np.bool_] = np.asarray(pd.Index(uniques, dtype=object).isin(known))[codes]
+    return found
+
+
 def _check_ranges(raw: RawDeals, errors: Violations, limits: WireLimits) -> None:
     """What later arithmetic relies on: identifiers of bounded length, every amount and each
     column's sum within MAX_AMOUNT (the solver's exact range; sums of a few stay inside int64),
     prices within MAX_PRICE_MICROS."""
     t, form = raw.table, raw.form
     for column in ("deal_id", "seller_id", "channel_id", "order_id"):
-        lengths = np.fromiter(map(len, t[column].tolist()), dtype=np.float64, count=raw.n)
+        lengths = _lengths(t[column], raw.n)
         errors.rows(
             form.path(column),
             lengths > limits.max_id_length,
@@ -455,7 +491,7 @@ def check_deals(
     _check_ranges(raw, errors, limits)
     ids = t["deal_id"]
     errors.rows(form.path("deal_id"), ids == "", "required")
-    dup = pd.Index(ids, dtype=object).duplicated(keep="first") & (ids != "")
+    dup = _duplicated(ids) & (ids != "")
     if dup.any():
         first_at = pd.Series(np.arange(raw.n)).groupby(ids).transform("first").to_numpy()
         errors.rows(
@@ -470,7 +506,7 @@ def check_deals(
         values = t[column]
         empty = values == ""
         errors.rows(form.path(column), empty, "required")
-        unknown = ~pd.Index(values, dtype=object).isin(known) & ~empty
+        unknown = ~_isin(values, known) & ~empty
         errors.rows(
             form.path(column),
             unknown,

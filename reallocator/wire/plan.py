@@ -11,7 +11,7 @@ import pyarrow as pa
 from google.protobuf import struct_pb2
 from google.protobuf.duration_pb2 import Duration
 
-from reallocator.core.model import BudgetType, values_of
+from reallocator.core.model import BudgetType, text_column, values_of
 from reallocator.core.plan.explain import render_deal_rationales
 from reallocator.core.plan.model import (
     AdjustmentRequest,
@@ -103,13 +103,14 @@ def encode_schedule(s: DeliverySchedule) -> plan_pb2.DeliverySchedule:
     )
 
 
-def _codes(values: np.ndarray, table: dict[Any, int]) -> list[int]:
-    """Enum numbers of a column of code strings: one dict lookup per value for a few rows, one
-    per distinct code for many (at 100k deals a string cast and 100k lookups cost ~20 ms a
-    column, and a plan has six such columns)."""
+def _codes(values: Any, table: dict[Any, int]) -> list[int]:
+    """Enum numbers of a column of code strings (an object array, or a table's Arrow-backed
+    column as it is): one dict lookup per value for a few rows, one per distinct code for many
+    (at 100k deals a string cast and 100k lookups cost ~20 ms a column, and a plan has six such
+    columns; an Arrow column is factorised by Arrow, without objects)."""
     numbers = {str(k): v for k, v in table.items()}
     if len(values) < 256:
-        return [numbers[v] for v in values.astype(str).tolist()]
+        return [numbers[str(v)] for v in np.asarray(values, dtype=object).tolist()]
     codes, uniques = pd.factorize(values)
     lookup = np.array([numbers[str(c)] for c in uniques], dtype=np.int64)
     out: list[int] = lookup[codes].tolist()
@@ -181,15 +182,15 @@ def deals_arrow(plan: Plan | pd.DataFrame) -> bytes:
     d = plan.deals if isinstance(plan, Plan) else plan
     columns: dict[str, Any] = {}
     for wire, col in DEAL_TABLE_COLUMNS.items():
+        if wire.endswith("_id"):  # the table's Arrow strings as they are (no objects between)
+            columns[wire] = pa.array(text_column(d, col), pa.string())
+            continue
         values = d[col].to_numpy()
         if wire == "marginal_value":
             values = np.where(np.isfinite(values), values, 0.0)
-        if wire.endswith("_id"):
-            columns[wire] = pa.array(values.astype(object), pa.string())
-        else:
-            columns[wire] = pa.array(values)
+        columns[wire] = pa.array(values)
     for wire, codes in (("binding", BINDING), ("reason", REASON), ("pacing", PACING)):
-        columns[wire] = pa.array(_codes(d[wire].to_numpy(dtype=object), codes), pa.int32())
+        columns[wire] = pa.array(_codes(text_column(d, wire), codes), pa.int32())
     return _arrow(pa.table(columns))
 
 

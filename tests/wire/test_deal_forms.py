@@ -4,6 +4,7 @@ deals say."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 from typing import Any
 
@@ -378,3 +379,49 @@ def test_the_pacing_target_is_decoded() -> None:
         ("LIFETIME", 10**13),
         ("DAY", 10**12),
     }
+
+
+@pytest.mark.parametrize("rows", [5, 1_500])
+def test_arrow_strings_validate_as_objects_do(rows: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A large Arrow table keeps its strings as Arrow strings (no objects): its violations and
+    its canonical table are the ones the object path gives, for every string check (empty,
+    duplicate, unknown seller/channel, too long counted in characters, not bytes)."""
+    from reallocator.wire import deals as wire_deals
+
+    ids = [f"d{i}" for i in range(rows)]
+    ids[3], ids[4] = ids[1], ""  # a duplicate, an empty one
+    sellers = ["s1"] * rows
+    sellers[2] = "nobody"
+    channels = ["c1"] * rows
+    channels[1] = ""
+    orders: list[str | None] = [None] * rows
+    orders[0] = "é" * 128  # 128 characters, 256 bytes: within max_id_length
+    orders[2] = "x" * 129
+    table = pa.table(
+        {
+            "deal_id": pa.array(ids),
+            "seller_id": pa.array(sellers),
+            "channel_id": pa.array(channels),
+            "seller_order_id": pa.array(orders, pa.string()),
+            "deal_type": pa.array([1] * rows, pa.int32()),
+            "allocation": pa.array([10] * rows, pa.int64()),
+        }
+    )
+
+    def decoded(arrow_from: int) -> tuple[list[Any], pd.DataFrame]:
+        monkeypatch.setattr(wire_deals, "ARROW_TEXT_FROM", arrow_from)
+        errors = Violations()
+        raw = wire_deals.from_arrow_table(table, "t", errors)
+        assert raw is not None
+        limits = dataclasses.replace(wire_deals.DEFAULT_LIMITS, max_id_length=128)
+        out = wire_deals.check_deals(raw, pd.Index(["s1"]), pd.Index(["c1"]), None, errors, limits)
+        return errors.items, out
+
+    arrow_errors, arrow_table = decoded(0)
+    object_errors, object_table = decoded(10**9)
+    assert arrow_errors == object_errors
+    paths = {e.field for e in arrow_errors}
+    assert paths >= {"t.deal_id[3]", "t.deal_id[4]", "t.seller_id[2]", "t.channel_id[1]",
+                     "t.seller_order_id[2]"}  # fmt: skip
+    assert "t.seller_order_id[0]" not in paths
+    pd.testing.assert_frame_equal(arrow_table, object_table)

@@ -265,6 +265,11 @@ class Assessment:
         Read-only: it is the assessment's own memory."""
         return self.verdicts[kind].column(name)
 
+    def labels(self, kind: EntityKind, name: str) -> Any:
+        """A label column (status, severity, reason) as a table's "str" column, picked by code
+        from its few labels: no object per row converted to Arrow (~3 ms a column at 100k)."""
+        return _LABEL_TEXT[name].take(self.verdicts[kind].codes[name])
+
     def ids(self, kind: EntityKind) -> list[str]:
         """The entity ids of `kind` as str, in row order (the frame's index, without it)."""
         out: list[str] = np.asarray(self.verdicts[kind].ids).astype(str).tolist()
@@ -1097,6 +1102,7 @@ _LABELS = {
     "severity": np.asarray(_SEVERITIES, dtype=object),
     "reason": np.asarray(_REASONS, dtype=object),
 }
+_LABEL_TEXT = {name: pd.array(labels, dtype="str") for name, labels in _LABELS.items()}
 _TEXT_COLUMNS = {"entity_kind", "entity_id", "status", "severity", "reason", "message"}
 
 

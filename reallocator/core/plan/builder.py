@@ -325,7 +325,7 @@ def _capacity(
 
 
 def _violations(
-    diagnosis: Diagnosis, built: BuiltProblem, deal_ids: np.ndarray, bt: BudgetType, currency: str
+    diagnosis: Diagnosis, built: BuiltProblem, deal_ids: Any, bt: BudgetType, currency: str
 ) -> tuple[ConstraintViolation, ...]:
     """Engine violations (codes) -> the caller's names, ids and words."""
     out = []
@@ -387,7 +387,7 @@ def _solve(
     built: BuiltProblem,
     relax: bool,
     weights: RelaxationWeights,
-    deal_ids: np.ndarray,
+    deal_ids: Any,
     bt: BudgetType,
     currency: str,
 ) -> tuple[AllocationResult, tuple[ConstraintViolation, ...], AllocationProblem]:
@@ -608,7 +608,7 @@ def build_plan(
     )
     report = built.report
     weights = RelaxationWeights.from_policy(policy)
-    deal_ids = values_of(snapshot.deals, "deal_id")
+    deal_ids = text_column(snapshot.deals, "deal_id")  # read only to name a conflict
     unmet = () if policy.cap_unmeetable_minimums else _unmeetable_minimums(built, bt, currency)
     if unmet and not relax:
         summary = "; ".join(v.message for v in unmet[:5])
@@ -696,7 +696,7 @@ def build_plan(
             "pacing": pacing,
             "step": report.step,
             "pacing_ratio": assessment.column(EntityKind.DEAL, "pacing_ratio"),
-            "pacing_status": assessment.column(EntityKind.DEAL, "status"),
+            "pacing_status": assessment.labels(EntityKind.DEAL, "status"),
             "recent_rate": assessment.column(EntityKind.DEAL, "recent_rate"),
             "required_rate": assessment.column(EntityKind.DEAL, "required_rate"),
             "group_at_max": why.group_at_max,
