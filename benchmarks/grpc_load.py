@@ -1,6 +1,7 @@
 """Concurrent callers against a started `reallocator serve` on loopback: 1, 8 and 32 clients of
-50-deal and 2,000-deal Replans (dry runs, SUMMARY view), each client a thread with its own
-channel issuing calls back to back. Bounded: every run stops after `--calls` calls or
+50-deal and 2,000-deal Replans (dry runs, SUMMARY view), each client a process with its own
+channel issuing calls back to back (threads of one process would share a GIL and be the
+bottleneck themselves). Bounded: every run stops after `--calls` calls or
 `--seconds`, whichever comes first. Prints p50/p99 latency and throughput, for one server
 process and for `--workers N` (one per core by default), and the throughput ratio.
 

@@ -14,9 +14,10 @@ all dry runs; then a Replan recorded in the server's audit store (`--recorded`, 
 AssessPacing (BASIC), which is always recorded.
 
 First, the everyday call under concurrency: 50-deal FULL Replans from 1 and 8 concurrent
-clients (each a thread with its own channel, warmed, calls back to back, bounded in count and
-time) against a warmed server of 1 process and of one per core (`--concurrency-workers`),
-p50/p99 and calls/s. Then the sizes, one caller at a time, against a server of `--workers`.
+clients (each a process with its own channel, so the callers do not share one GIL; warmed,
+calls back to back, bounded in count and time) against a warmed server of 1 process and of
+one per core (`--concurrency-workers`), p50/p99 and calls/s. Then the sizes, one caller at a
+time, against a server of `--workers`.
 
     .venv/bin/python benchmarks/replan_scaling.py [--sizes 50 1000 10000 100000] [--workers N]
         [--clients 1 8] [--concurrency-workers 1 2] [--concurrent-calls 400]
@@ -25,16 +26,17 @@ p50/p99 and calls/s. Then the sizes, one caller at a time, against a server of `
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import grpc
 from assess_scaling import make_snapshot
@@ -101,57 +103,69 @@ def timed(call: Callable[[], object], repeats: int) -> tuple[float, float, objec
     return statistics.median(seconds), p99, reply
 
 
-def run(
-    target: str, request: pb.ReplanRequest, clients: int, calls: int, seconds: float
-) -> dict[str, float]:
-    """`clients` threads, each with its own channel (warmed by one call first), calling until
-    `calls` calls in all or `seconds` have passed: p50/p99 of the calls and calls/s."""
-    latencies: list[float] = []
-    errors: list[str] = []
-    lock = threading.Lock()
-    left = [calls]
-    stop = [0.0]
-    started = [0.0]
-
-    def start_clock() -> None:  # once every channel is connected and warm
-        started[0] = time.perf_counter()
-        stop[0] = time.monotonic() + seconds
-
-    ready = threading.Barrier(clients, action=start_clock)
+def _client(target: str, data: bytes, ready: Any, left: Any, stop_at: Any, out: Any) -> None:
+    """One client process: its own channel, warmed by one call, then calls back to back until
+    the shared budget of calls is spent or the clock runs out; its latencies go to `out`."""
+    request = pb.ReplanRequest.FromString(data)
     options = [
         ("grpc.max_receive_message_length", 256 * MIB),
         ("grpc.max_send_message_length", 256 * MIB),
     ]
-
-    def client() -> None:
-        with grpc.insecure_channel(target, options) as channel:
-            stub = rpc.ReallocatorServiceStub(channel)
+    latencies: list[float] = []
+    errors: list[str] = []
+    with grpc.insecure_channel(target, options) as channel:
+        stub = rpc.ReallocatorServiceStub(channel)
+        try:
+            stub.Replan(request, timeout=120)  # warm this channel
+        finally:
+            ready.wait()
+        while time.time() < stop_at.value:
+            with left.get_lock():
+                if left.value <= 0:
+                    break
+                left.value -= 1
+            t0 = time.perf_counter()
             try:
-                stub.Replan(request, timeout=120)  # warm this channel
-            finally:
-                ready.wait()
-            while time.monotonic() < stop[0]:
-                with lock:
-                    if left[0] <= 0:
-                        return
-                    left[0] -= 1
-                t0 = time.perf_counter()
-                try:
-                    stub.Replan(request, timeout=120)
-                except grpc.RpcError as exc:
-                    with lock:
-                        errors.append(exc.code().name)
-                    continue
-                with lock:
-                    latencies.append(time.perf_counter() - t0)
+                stub.Replan(request, timeout=120)
+            except grpc.RpcError as exc:
+                errors.append(exc.code().name)
+                continue
+            latencies.append(time.perf_counter() - t0)
+    out.put((latencies, errors))
 
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+
+def run(
+    target: str, request: pb.ReplanRequest, clients: int, calls: int, seconds: float
+) -> dict[str, float]:
+    """`clients` client processes (so the callers' own Python does not share one GIL and
+    become the bottleneck), each with its own channel (warmed by one call first), calling until
+    `calls` calls in all or `seconds` have passed: p50/p99 of the calls and calls/s."""
+    context = multiprocessing.get_context("spawn")  # no fork of a process with gRPC threads
+    started = [0.0]
+    stop_at = context.Value("d", float("inf"))
+
+    def start_clock() -> None:  # once every channel is connected and warm
+        started[0] = time.perf_counter()
+        stop_at.value = time.time() + seconds
+
+    ready = context.Barrier(clients + 1)
+    left = context.Value("l", calls)
+    out = context.Queue()
+    data = request.SerializeToString()
+    procs = [
+        context.Process(target=_client, args=(target, data, ready, left, stop_at, out))
+        for _ in range(clients)
+    ]
+    for p in procs:
+        p.start()
+    ready.wait(timeout=300)
+    start_clock()
+    results = [out.get(timeout=seconds + 300) for _ in procs]
     wall = time.perf_counter() - started[0]
-    latencies.sort()
+    for p in procs:
+        p.join(timeout=30)
+    latencies = sorted(x for lat, _ in results for x in lat)
+    errors = [e for _, errs in results for e in errs]
     n = len(latencies)
     return {
         "calls": n,

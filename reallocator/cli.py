@@ -239,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", type=Path, help="TOML file with [server] and [policy] tables")
     serve.add_argument("--host", help="interface to bind (default 0.0.0.0)")
     serve.add_argument("--port", type=int, help="port (default 50051; 0 picks a free one)")
-    serve.add_argument("--max-workers", type=int, help="threads serving calls (default 8)")
+    serve.add_argument("--max-workers", type=int, help="calls one process runs at once (default 2)")
     serve.add_argument(
         "--database-url",
         help="the audit store (SQLAlchemy URL; default: SQLite reallocator.db in the working "

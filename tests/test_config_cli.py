@@ -184,7 +184,7 @@ def test_malformed_flag_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> 
 
 def test_defaults() -> None:
     config = load_config(env={})
-    assert (config.host, config.port, config.max_workers) == ("0.0.0.0", 50051, 8)
+    assert (config.host, config.port, config.max_workers) == ("0.0.0.0", 50051, 2)
     assert config.max_message_bytes > 4 * MIB  # a 100k-deal request is ~11 MB
     assert config.default_policy == Policy()
 

@@ -265,7 +265,7 @@ def test_configuration_example_is_the_defaults(tmp_path: Path) -> None:
     path = tmp_path / "reallocator.toml"
     path.write_text(toml)
     config = load_config(path, env={})
-    assert (config.port, config.max_workers) == (50051, 8)
+    assert (config.port, config.max_workers) == (50051, 2)
     assert config.default_policy == Policy()
 
 

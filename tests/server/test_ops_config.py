@@ -103,7 +103,6 @@ def test_serve_flags_reach_the_configuration(tmp_path: Path) -> None:
         ('[[security.clients]]\nname = "x"\nroles = ["read"]', "tls_client_ca"),
         ('[security]\ntls_client_ca = "/etc/hosts"', "mutual TLS needs"),
         ("[security]\ntoken = 1", "security.token: unknown setting"),
-        ("[overload]\nmax_concurrent_calls = 8", "below max_workers"),
         ("[overload]\nmax_concurrent_calls = -1", "must not be negative"),
         ("[overload]\nmax_arriving_calls = 200000", "max_arriving_calls: must be in 0-100000"),
         ("[overload]\nmax_connection_age_seconds = -5", "overload.max_connection_age_seconds"),
