@@ -230,6 +230,8 @@ def test_rate_se_is_nanstd_over_sqrt_count(n: int, buckets: int, kind: str, seed
     rng = np.random.default_rng(seed)
     series = rng.integers(0, 60_000, (n, buckets)).astype(kind)
     seen = rng.random((n, buckets)) < 0.8
+    if seed % 2:  # one mask shared by every row (a broadcast view), as the matrix form has
+        seen = np.broadcast_to(seen[:1], (n, buckets))
     if kind == "float64":
         series[~seen] = np.nan
     weights = (
@@ -247,3 +249,47 @@ def test_rate_se_is_nanstd_over_sqrt_count(n: int, buckets: int, kind: str, seed
         else:
             want = np.std(values, ddof=1) / np.sqrt(values.size)
             assert got[i] == pytest.approx(want, rel=1e-12, abs=1e-12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(1, 8),
+    buckets=st.integers(1, 30),
+    width=st.sampled_from(["uint8", "uint16", "int32", "int64"]),
+    seed=st.integers(0, 2**32 - 1),
+    dayparts=st.booleans(),
+)
+def test_integer_series_forecast_as_their_float_copies(
+    n: int, buckets: int, width: str, seed: int, dayparts: bool
+) -> None:
+    """The matrix form's series arrive as integers in the width sent: every forecast input
+    (rates, spreads, evidence, stalls) is exactly what the same series as float64 give."""
+    rng = np.random.default_rng(seed)
+    high = min(np.iinfo(width).max, 10**9)
+    arrays = {
+        k: rng.integers(0, high, (n, buckets)).astype(width)
+        * (rng.random((n, buckets)) < 0.7).astype(width)
+        for k in ("spend_micros", "impressions", "avails", "wins")
+    }
+    deals = empty_deals(n)
+    deals["impressions"] = rng.integers(0, 10**6, n)
+    deals["spend_micros"] = rng.integers(0, 10**9, n)
+    start = datetime(2026, 3, 2, tzinfo=UTC)
+    active = (rng.random(buckets) < 0.7) if dayparts else None
+
+    def inputs_of(kind: str, budget: BudgetType) -> ForecastInputs:
+        series = DeliverySeries(start, timedelta(hours=1),
+                                **{k: v.astype(kind) for k, v in arrays.items()})  # fmt: skip
+        return ForecastInputs.from_snapshot(
+            deals, series, budget, POLICY, active_buckets=active,
+            bucket_weights=rng.random(buckets) + 0.5 if seed % 2 else None,
+        )  # fmt: skip
+
+    for budget in (BudgetType.SPEND, BudgetType.IMPRESSIONS):
+        rng = np.random.default_rng(seed + 1)
+        ints = inputs_of(width, budget)
+        rng = np.random.default_rng(seed + 1)
+        floats = inputs_of("float64", budget)
+        for name in ("observed_rate", "avails_rate", "evidence_hours", "rate_se",
+                     "stalled", "stall_hours"):  # fmt: skip
+            np.testing.assert_array_equal(getattr(ints, name), getattr(floats, name), name)

@@ -130,11 +130,15 @@ class ForecastInputs:
             else:  # integers (the matrix form): every bucket known, no NaN pass
                 seen = np.broadcast_to(act[None, :], series.shape)
                 n_hours = np.full(series.shape[0], float(act.sum()) * hours)
+            # Integers with every bucket active are summed as they are (exact; sums of an
+            # hour's micros over a series stay far below 2**53, so the same numbers); otherwise
             # NaN only where not seen: masked once, summed plainly (nansum's NaN pass is moot).
-            masked = np.where(seen, series, 0.0)
+            whole = series.dtype.kind in "iu" and bool(act.all())
+            masked = series if whole else np.where(seen, series, 0.0)
             with np.errstate(divide="ignore", invalid="ignore"):
                 rate = np.where(n_hours > 0, masked.sum(axis=1) / n_hours, np.nan)
-                av = np.where(seen, delivery.avails, 0)
+                avails = delivery.avails
+                av = avails if whole and avails.dtype.kind in "iu" else np.where(seen, avails, 0)
                 avails_rate = np.where(
                     n_hours > 0,
                     (np.nansum(av, 1) if av.dtype.kind == "f" else av.sum(axis=1)) / n_hours,
@@ -210,13 +214,19 @@ def _rate_se(
     row sums: the same numbers), without its NaN passes: ~10 passes over a 100k x 48 matrix
     down to 5."""
     w = np.ones(series.shape[1]) if weights is None else np.asarray(weights, np.float64)
-    usable = seen & (w > 0)[None, :]
+    shared = seen.ndim == 2 and seen.shape[0] > 0 and seen.strides[0] == 0  # one row for all
+    usable = (seen[:1] if shared else seen) & (w > 0)[None, :]
     everywhere = bool(usable.all())
     with np.errstate(divide="ignore", invalid="ignore"):
         per_hour = np.divide(series, (hours * np.where(w > 0, w, 1.0))[None, :], dtype=np.float64)
         if not everywhere:
-            per_hour[~usable] = 0.0
-        count = usable.sum(axis=1)
+            if shared:
+                per_hour[:, ~usable[0]] = 0.0
+            else:
+                per_hour[~usable] = 0.0
+        count = np.full(series.shape[0], int(usable.sum())) if shared else usable.sum(axis=1)
+        if shared:
+            usable = np.broadcast_to(usable, series.shape)
         mean = per_hour.sum(axis=1, keepdims=True) / count[:, None]
         np.subtract(per_hour, mean, out=per_hour, where=True if everywhere else usable)
         np.multiply(per_hour, per_hour, out=per_hour)

@@ -659,14 +659,20 @@ def _series_matrices(
     The series carries spend and impressions only; other units are impressions scaled by the
     deal's observed units per impression.
     """
+    whole = series.impressions.dtype.kind in "iu"  # the matrix form's integers: no NaN
     raw = np.asarray(series.impressions, dtype=np.float64)
     if raw.shape[0] != n:
         raise ValueError(f"delivery series has {raw.shape[0]} rows for {n} deals")
-    impr = _zero_nan(raw)
+    impr = raw if whole else _zero_nan(raw)
     # All finite (one sum tells): every row with a bucket has a series.
     has = np.full(n, raw.shape[1] > 0) if impr is raw else ~np.all(np.isnan(raw), axis=1)
     if bt is BudgetType.SPEND:
-        units = _zero_nan(np.asarray(series.spend_micros, dtype=np.float64))
+        spend = series.spend_micros
+        units = (
+            spend.astype(np.float64)
+            if spend.dtype.kind in "iu"
+            else _zero_nan(np.asarray(spend, dtype=np.float64))
+        )
     elif bt is BudgetType.IMPRESSIONS:
         units = impr
     else:

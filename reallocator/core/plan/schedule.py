@@ -309,11 +309,11 @@ def largest_remainder(exact: FloatArray) -> IntArray:
     positive = frac > 0
     deficit = np.clip(total - base.sum(axis=1), 0, positive.sum(axis=1)).astype(np.int64)
     order = np.argsort(np.where(positive, -frac, 1.0), axis=1, kind="stable")
-    rank = np.empty_like(order)
-    rows = np.arange(x.shape[0])[:, None]
-    rank[rows, order] = np.arange(x.shape[1])[None, :]
-    bump = rank < deficit[:, None]
-    out: IntArray = (base + bump).astype(np.int64)
+    # The first `deficit` hours in that order get one more, scattered back to their hours.
+    bump = np.empty(x.shape, dtype=bool)
+    np.put_along_axis(bump, order, np.arange(x.shape[1])[None, :] < deficit[:, None], axis=1)
+    out: IntArray = base.astype(np.int64)
+    out += bump
     return out
 
 
