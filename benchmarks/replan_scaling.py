@@ -141,13 +141,7 @@ def run(
     become the bottleneck), each with its own channel (warmed by one call first), calling until
     `calls` calls in all or `seconds` have passed: p50/p99 of the calls and calls/s."""
     context = multiprocessing.get_context("spawn")  # no fork of a process with gRPC threads
-    started = [0.0]
     stop_at = context.Value("d", float("inf"))
-
-    def start_clock() -> None:  # once every channel is connected and warm
-        started[0] = time.perf_counter()
-        stop_at.value = time.time() + seconds
-
     ready = context.Barrier(clients + 1)
     left = context.Value("l", calls)
     out = context.Queue()
@@ -158,10 +152,11 @@ def run(
     ]
     for p in procs:
         p.start()
-    ready.wait(timeout=300)
-    start_clock()
+    ready.wait(timeout=300)  # every channel connected and warm: the clock starts
+    started = time.perf_counter()
+    stop_at.value = time.time() + seconds
     results = [out.get(timeout=seconds + 300) for _ in procs]
-    wall = time.perf_counter() - started[0]
+    wall = time.perf_counter() - started
     for p in procs:
         p.join(timeout=30)
     latencies = sorted(x for lat, _ in results for x in lat)

@@ -139,11 +139,7 @@ class ForecastInputs:
                 rate = np.where(n_hours > 0, masked.sum(axis=1) / n_hours, np.nan)
                 avails = delivery.avails
                 av = avails if whole and avails.dtype.kind in "iu" else np.where(seen, avails, 0)
-                avails_rate = np.where(
-                    n_hours > 0,
-                    (np.nansum(av, 1) if av.dtype.kind == "f" else av.sum(axis=1)) / n_hours,
-                    np.nan,
-                )
+                avails_rate = np.where(n_hours > 0, np.nansum(av, 1) / n_hours, np.nan)
             evidence = n_hours
             rate_se = _rate_se(series, seen, hours, bucket_weights)
             tail = max(1, int(np.ceil(policy.stalled_window / delivery.bucket)))
