@@ -36,6 +36,7 @@ from threadpoolctl import threadpool_limits
 
 from reallocator.config import ServerConfig
 from reallocator.server.dispatch import Admission, generic_handler
+from reallocator.server.memory import keep_large_buffers, return_freed_memory
 from reallocator.server.operations import Operations
 from reallocator.server.servicer import ReallocatorServicer
 from reallocator.v1 import reallocator_service_pb2
@@ -177,25 +178,6 @@ def _purge_every_hour(servicer: ReallocatorServicer, days: int) -> None:
         time.sleep(3600)
 
 
-def _return_freed_memory(every: float = 10.0) -> None:
-    """Hands freed heap pages back to the OS every `every` seconds (glibc `malloc_trim`). A
-    rejected 100 MB request is freed, but glibc keeps the pages in its per-thread arenas: over
-    a 10-minute fuzz run (benchmarks/fuzz.py, under load) the resident size ended 28 % above
-    its warm level without this, 17 % with it. No-op where glibc is absent."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        trim = libc.malloc_trim
-    except (OSError, AttributeError):
-        return
-
-    def loop() -> None:
-        while True:
-            time.sleep(every)
-            trim(0)
-
-    threading.Thread(target=loop, name="malloc-trim", daemon=True).start()
-
-
 def _stop_event() -> threading.Event:
     """An event set by SIGTERM/SIGINT (handlers in place before anything reports SERVING)."""
     stopping = threading.Event()
@@ -213,8 +195,9 @@ def _serve_here(config: ServerConfig, reuse_port: bool, process_index: int = 0) 
     exits at once (a call still in a solver must not hold it past the grace period)."""
     stopping = _stop_event()
     one_blas_thread()
+    keep_large_buffers()  # before the server's threads start
     running = start_server(config, reuse_port=reuse_port, process_index=process_index)
-    _return_freed_memory()
+    return_freed_memory()
     while not stopping.wait(0.5):  # a timed wait wakes for signals on every platform
         pass
     running.drain(config.drain_delay.total_seconds(), config.grace_period.total_seconds())

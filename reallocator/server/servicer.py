@@ -159,6 +159,8 @@ class ReallocatorServicer(LifecycleMethods):
             assessment=assessment,
             checkpoint=checkpoint,
             windows=windows,
+            # A dry-run SUMMARY returns no schedules and keeps nothing: none are made.
+            schedules=not request.dry_run or request.view != pb.PLAN_VIEW_SUMMARY,
         )
         response = pb.ReplanResponse()
         msg = encode_plan(plan, deals=PLAN_VIEWS[request.view], out=response.plan)

@@ -1045,14 +1045,7 @@ class SqlStore:
             return self._declared_inventory(tx, campaign)
 
     def _declared_inventory(self, tx: Connection, campaign: str) -> pd.Series:
-        rows = tx.execute(
-            sa.select(seller_requests.c.deal_id, seller_requests.c.available_inventory)
-            .where(
-                (seller_requests.c.campaign_id == campaign)
-                & seller_requests.c.available_inventory.is_not(None)
-            )
-            .order_by(seller_requests.c.response_time)
-        ).all()
+        rows = tx.execute(_DECLARED, {"campaign": campaign}).all()
         if not rows:
             return _NO_DECLARED
         latest = {str(r.deal_id): int(r.available_inventory) for r in rows}
@@ -1080,17 +1073,7 @@ class SqlStore:
         (`declared`). A campaign none of whose plans was ever approved has no requests sent,
         moves or applications: one query tells, and the others are not made."""
         with self._tx() as tx:
-            acted = (
-                tx.execute(
-                    sa.select(plans.c.name)
-                    .where(
-                        (plans.c.campaign_id == campaign)
-                        & plans.c.state.in_(("APPROVED", "APPLIED", "ROLLED_BACK"))
-                    )
-                    .limit(1)
-                ).first()
-                is not None
-            )
+            acted = tx.execute(_ACTED, {"campaign": campaign}).first() is not None
             history = self._requests(tx, campaign) if acted else _NO_HISTORY
             starts = [t for t in (moves_since, applied_since) if t is not None]
             applied = self._applied_plans(tx, campaign, min(starts)) if acted and starts else []
@@ -1211,6 +1194,25 @@ def _int64(text: str) -> bool:
 
 def request_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+# Statements every Replan runs, built once (building them cost about as much as running them).
+_ACTED = (
+    sa.select(plans.c.name)
+    .where(
+        (plans.c.campaign_id == sa.bindparam("campaign"))
+        & plans.c.state.in_(("APPROVED", "APPLIED", "ROLLED_BACK"))
+    )
+    .limit(1)
+)
+_DECLARED = (
+    sa.select(seller_requests.c.deal_id, seller_requests.c.available_inventory)
+    .where(
+        (seller_requests.c.campaign_id == sa.bindparam("campaign"))
+        & seller_requests.c.available_inventory.is_not(None)
+    )
+    .order_by(seller_requests.c.response_time)
+)
 
 
 __all__ = [

@@ -450,18 +450,19 @@ class Plan(_message.Message):
     """Identifies this version of the plan, for optimistic concurrency in ReviewPlan."""
     deals_arrow: _builtins.bytes
     """PLAN_VIEW_TABLE only: every deal of the plan as an Arrow IPC stream (ZSTD body
-    compression), one row per deal in snapshot order, the same meaning as DealAllocation:
+    compression from 32 MiB of data up, plain below: pyarrow reads both), one row per deal in
+    snapshot order, the same meaning as DealAllocation:
     deal_id, seller_id, channel_id (string); old_allocation, new_allocation, delta,
     lower_bound, upper_bound, capacity_forecast, new_total (int64, budget unit);
     marginal_value (float64); binding, reason, pacing (int32: the BindingConstraint,
     ReasonCode and DealPacing numbers). Read it with pyarrow.ipc.open_stream.
     """
     schedules_arrow: _builtins.bytes
-    """PLAN_VIEW_TABLE only: every schedule as an Arrow IPC stream (ZSTD), one row per scheduled
-    deal, the same meaning as DeliverySchedule: deal_id (string); window_start_unix_seconds
-    (int64, the same for every row: start of the first hour); hourly_target,
-    hourly_spend_micros, hourly_ceiling (fixed-size lists of int64, one entry per hour);
-    throttle (float64); reason, pacing (int32: ReasonCode and DealPacing numbers).
+    """PLAN_VIEW_TABLE only: every schedule as an Arrow IPC stream (compressed as deals_arrow),
+    one row per scheduled deal, the same meaning as DeliverySchedule: deal_id (string);
+    window_start_unix_seconds (int64, the same for every row: start of the first hour);
+    hourly_target, hourly_spend_micros, hourly_ceiling (fixed-size lists of int64, one entry
+    per hour); throttle (float64); reason, pacing (int32: ReasonCode and DealPacing numbers).
     """
     @_builtins.property
     def as_of(self) -> _timestamp_pb2.Timestamp:

@@ -104,17 +104,24 @@ def encode_schedule(s: DeliverySchedule) -> plan_pb2.DeliverySchedule:
 
 
 def _codes(values: Any, table: dict[Any, int]) -> list[int]:
-    """Enum numbers of a column of code strings (an object array, or a table's Arrow-backed
-    column as it is): one dict lookup per value for a few rows, one per distinct code for many
-    (at 100k deals a string cast and 100k lookups cost ~20 ms a column, and a plan has six such
-    columns; an Arrow column is factorised by Arrow, without objects)."""
+    """Enum numbers of a column of code strings, as the ints a message's fields take."""
     numbers = {str(k): v for k, v in table.items()}
     if len(values) < 256:
         return [numbers[str(v)] for v in np.asarray(values, dtype=object).tolist()]
-    codes, uniques = pd.factorize(values)
-    lookup = np.array([numbers[str(c)] for c in uniques], dtype=np.int64)
-    out: list[int] = lookup[codes].tolist()
+    out: list[int] = _code_array(values, table).tolist()
     return out
+
+
+def _code_array(values: Any, table: dict[Any, int]) -> pa.Array:
+    """Enum numbers of a column of code strings (an object array, or a table's Arrow-backed
+    column as it is) as an int32 Arrow array: one dict lookup per distinct code (at 100k deals
+    a string cast and 100k lookups cost ~20 ms a column, and a plan has six such columns; an
+    Arrow column is factorised by Arrow, without objects; the numbers go to Arrow as an array,
+    not as 100k ints)."""
+    numbers = {str(k): v for k, v in table.items()}
+    codes, uniques = pd.factorize(values, use_na_sentinel=False)  # a missing code: KeyError
+    lookup = np.array([numbers[str(c)] for c in uniques], dtype=np.int32)
+    return pa.array(lookup[codes], pa.int32())
 
 
 def _texts(values: np.ndarray) -> list[str]:
@@ -193,7 +200,7 @@ def deals_arrow(plan: Plan | pd.DataFrame) -> bytes:
             values = np.where(np.isfinite(values), values, 0.0)
         columns[wire] = pa.array(values)
     for wire, codes in (("binding", BINDING), ("reason", REASON), ("pacing", PACING)):
-        columns[wire] = pa.array(_codes(text_column(d, wire), codes), pa.int32())
+        columns[wire] = _code_array(text_column(d, wire), codes)
     return _arrow(pa.table(columns))
 
 
@@ -232,8 +239,8 @@ def schedules_arrow(plan: Plan | ScheduleTable | None) -> bytes:
             "hourly_spend_micros": matrix(table.hourly_spend_micros),
             "hourly_ceiling": matrix(table.hourly_ceiling),
             "throttle": pa.array(np.where(np.isfinite(table.throttle), table.throttle, 0.0)),
-            "reason": pa.array(_codes(table.reason, REASON), pa.int32()),
-            "pacing": pa.array(_codes(table.pacing, PACING), pa.int32()),
+            "reason": _code_array(table.reason, REASON),
+            "pacing": _code_array(table.pacing, PACING),
         }
     )
     return _arrow(out)

@@ -41,6 +41,9 @@ def _time_zone(name: str, path: str, errors: Violations) -> str:
     return name
 
 
+_NO_LIMITS = [math.nan] * len(GROUP_COLUMNS)
+
+
 def _groups(
     msgs: Sequence[snapshot_pb2.Seller] | Sequence[snapshot_pb2.Channel],
     id_field: str,
@@ -52,22 +55,28 @@ def _groups(
     rows: list[list[float]] = []
     seen: dict[str, int] = {}
     for i, g in enumerate(msgs):
-        p = f"{path}[{i}]"
         gid = getattr(g, id_field)
-        if not gid:
-            errors.add(f"{p}.{id_field}", "required")
-            continue
-        if len(gid) > limits.max_id_length:
-            errors.add(
-                f"{p}.{id_field}", f"longer than {limits.max_id_length} characters ({len(gid)})"
-            )
-            continue
-        if gid in seen:
-            errors.add(
-                f"{p}.{id_field}", f"duplicate {id_field} {gid!r} (first at {path}[{seen[gid]}])"
-            )
+        if not gid or len(gid) > limits.max_id_length or gid in seen:
+            p = f"{path}[{i}]"
+            if not gid:
+                errors.add(f"{p}.{id_field}", "required")
+            elif gid in seen:
+                errors.add(
+                    f"{p}.{id_field}",
+                    f"duplicate {id_field} {gid!r} (first at {path}[{seen[gid]}])",
+                )
+            else:
+                errors.add(
+                    f"{p}.{id_field}",
+                    f"longer than {limits.max_id_length} characters ({len(gid)})",
+                )
             continue
         seen[gid] = i
+        if not g.HasField("limits"):  # the common case: nothing to read or check
+            ids.append(gid)
+            rows.append(_NO_LIMITS)
+            continue
+        p = f"{path}[{i}]"
         lim: snapshot_pb2.GroupLimits = g.limits  # type: ignore[attr-defined]
         values = [
             float(lim.min_total) if lim.HasField("min_total") else math.nan,

@@ -93,6 +93,25 @@ def test_plan_views_trim_the_response(stub: rpc.ReallocatorServiceStub) -> None:
     assert summary.rationale.summary == full.rationale.summary
 
 
+def test_a_dry_run_summary_is_the_full_answer_without_its_rows(
+    stub: rpc.ReallocatorServiceStub,
+) -> None:
+    """A dry-run SUMMARY makes no schedules (it returns none and keeps nothing): everything it
+    does return is what the FULL answer says."""
+    request = example()
+    assert request.dry_run
+    full = stub.Replan(request, timeout=30).plan
+    request.view = pb.PLAN_VIEW_SUMMARY
+    summary = stub.Replan(request, timeout=30).plan
+    assert full.schedules and full.deals and full.seller_requests
+    for plan in (full, summary):
+        del plan.deals[:]
+        del plan.schedules[:]
+        plan.ClearField("create_time")
+        plan.ClearField("solver")
+    assert summary == full
+
+
 def test_relax_returns_a_relaxed_plan_naming_what_gave_way(
     stub: rpc.ReallocatorServiceStub,
 ) -> None:

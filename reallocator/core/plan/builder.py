@@ -549,6 +549,7 @@ def build_plan(
     text: bool = True,
     rollback: bool = False,
     windows: WindowStarts | None = None,
+    schedules: bool = True,
 ) -> Plan:
     """The plan for the rest of the horizon. Raises PlanRejected when constraints conflict and
     `relax` is False (or no relaxation helps).
@@ -565,6 +566,10 @@ def build_plan(
 
     `windows`: the deals' totals at the start of the rolling hour and day (from the plans
     applied), for `Policy.step_rel_per_hour` / `step_rel_per_day` (plan/rolling.py).
+
+    `schedules`: False makes no buyer schedules (`schedule_table` None) for a caller that
+    returns none and keeps nothing (a dry-run SUMMARY): at 100k deals they are a quarter of the
+    plan's time. Seller requests, severity and the decision record are made either way.
 
     `rollback`: the snapshot pins each deal where a rolled-back plan found it
     (`rollback.rollback_snapshot`); the deals that move are told ROLLBACK, not the pin that
@@ -773,7 +778,7 @@ def build_plan(
     )
     checkpoint("requests and schedules")
     return _with_record(
-        plan, assessment, snapshot, schedule_window, history, curve, forecast_table, text
+        plan, assessment, snapshot, schedule_window, history, curve, forecast_table, text, schedules
     )
 
 
@@ -849,9 +854,10 @@ def _with_record(
     curve: PacingCurve,
     forecast: pd.DataFrame,
     text: bool,
+    make_schedules: bool = True,
 ) -> Plan:
-    """Adds seller requests, buyer schedules, severity and the decision record: they all read
-    the finished allocation. A NO_CHANGE plan asks nothing of anyone."""
+    """Adds seller requests, buyer schedules (when `make_schedules`), severity and the decision
+    record: they all read the finished allocation. A NO_CHANGE plan asks nothing of anyone."""
     policy = snapshot.policy
     requests: tuple[AdjustmentRequest, ...] = ()
     schedules: ScheduleTable | None = None
@@ -883,14 +889,15 @@ def _with_record(
             window_hours=hours,
         )
         requests = derive_requests(inputs, policy, history)
-        schedules = derive_schedule_table(
-            ScheduleInputs.from_plan(
-                snapshot, assessment, plan.deals, window_end=window_end, texts=texts
-            ),
-            curve,
-            policy,
-        )
-        if text:
+        if make_schedules:
+            schedules = derive_schedule_table(
+                ScheduleInputs.from_plan(
+                    snapshot, assessment, plan.deals, window_end=window_end, texts=texts
+                ),
+                curve,
+                policy,
+            )
+        if text and schedules is not None:
             schedules = replace(
                 schedules,
                 rationale=np.asarray(render_schedule_rationales(schedules), dtype=object),
