@@ -36,7 +36,11 @@ from threadpoolctl import threadpool_limits
 
 from reallocator.config import ServerConfig
 from reallocator.server.dispatch import Admission, generic_handler
-from reallocator.server.memory import keep_large_buffers, return_freed_memory
+from reallocator.server.memory import (
+    collect_garbage_less_often,
+    keep_large_buffers,
+    return_freed_memory,
+)
 from reallocator.server.operations import Operations
 from reallocator.server.servicer import ReallocatorServicer
 from reallocator.v1 import reallocator_service_pb2
@@ -196,6 +200,7 @@ def _serve_here(config: ServerConfig, reuse_port: bool, process_index: int = 0) 
     stopping = _stop_event()
     one_blas_thread()
     keep_large_buffers()  # before the server's threads start
+    collect_garbage_less_often()
     running = start_server(config, reuse_port=reuse_port, process_index=process_index)
     return_freed_memory()
     while not stopping.wait(0.5):  # a timed wait wakes for signals on every platform

@@ -1,9 +1,11 @@
-"""How a server process uses glibc's allocator: large request buffers reused while calls come,
-freed pages handed back while they do not. No-ops where glibc is absent (macOS, musl)."""
+"""How a server process uses memory: glibc's allocator reuses large request buffers while calls
+come and hands freed pages back while they do not (no-ops where glibc is absent: macOS, musl);
+the garbage collector runs in larger batches."""
 
 from __future__ import annotations
 
 import ctypes
+import gc
 import logging
 import os
 import threading
@@ -58,6 +60,19 @@ def keep_large_buffers() -> bool:
     return took
 
 
+GC_YOUNG_THRESHOLD = 10_000
+"""Allocations between two collections of the youngest generation (Python's default: 700)."""
+
+
+def collect_garbage_less_often() -> None:
+    """A large plan's messages and lists are millions of short-lived objects: with Python's
+    default threshold the collector ran so often that it took ~0.3 s of a 100k-deal FULL
+    encode (1.40 -> 1.10 s with this; a whole FULL call 1.73 -> 1.48 s in process). A 50-deal
+    call sees no difference at the median. Cycles are still collected, in larger batches."""
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
+
+
 def return_freed_memory(every: float = 10.0) -> None:
     """Hands freed heap pages back to the OS every `every` seconds (glibc `malloc_trim`). A
     rejected 100 MB request is freed, but glibc keeps the pages in its arenas: over a 10-minute
@@ -76,4 +91,10 @@ def return_freed_memory(every: float = 10.0) -> None:
     threading.Thread(target=loop, name="malloc-trim", daemon=True).start()
 
 
-__all__ = ["LARGE_BUFFER_BYTES", "keep_large_buffers", "return_freed_memory"]
+__all__ = [
+    "GC_YOUNG_THRESHOLD",
+    "LARGE_BUFFER_BYTES",
+    "collect_garbage_less_often",
+    "keep_large_buffers",
+    "return_freed_memory",
+]

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from reallocator.server.memory import _libc
+from reallocator.server.memory import GC_YOUNG_THRESHOLD, _libc
 
 PROBE = """
 import resource, sys
@@ -47,3 +47,15 @@ def test_the_operators_own_malloc_tunables_are_left_alone() -> None:
     env = {**os.environ, "GLIBC_TUNABLES": "glibc.malloc.check=0"}
     took, _ = _second_request_faults("keep", env)
     assert took == "False"
+
+
+def test_the_collector_runs_in_larger_batches_keeping_the_older_generations() -> None:
+    probe = (
+        "import gc; gc.set_threshold(700, 11, 12)\n"
+        "from reallocator.server.memory import collect_garbage_less_often\n"
+        "collect_garbage_less_often(); print(*gc.get_threshold())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert [int(v) for v in out] == [GC_YOUNG_THRESHOLD, 11, 12]
