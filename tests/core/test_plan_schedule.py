@@ -24,10 +24,12 @@ from reallocator.core.model import (
     Period,
     Policy,
 )
+from reallocator.core.pacing.assessment import PacingStatus
 from reallocator.core.pacing.curves import PacingCurve, build_curve, deal_expected
 from reallocator.core.plan.model import ReasonCode
 from reallocator.core.plan.schedule import (
     ScheduleInputs,
+    _schedule_reasons,
     derive_schedules,
     floor_to_local_hour,
     hourly_profile,
@@ -297,3 +299,35 @@ def test_window_must_end_after_as_of() -> None:
     curve = build_curve(spec(), "UTC")
     with pytest.raises(ValueError, match="window_end"):
         inputs(curve, T0 + timedelta(days=1), window_end=T0 + timedelta(days=1))
+
+
+_STATUSES = [s.value for s in PacingStatus] + list(PacingStatus)
+_REASONS = ["", *[r.value for r in ReasonCode], *ReasonCode, np.str_("LOWER_VALUE")]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.sampled_from(_STATUSES), min_size=0, max_size=40),
+    st.lists(st.sampled_from(_REASONS), min_size=40, max_size=40) | st.none(),
+    st.data(),
+)
+def test_a_schedules_reason_is_its_verdict_else_the_plans_reason_else_the_schedule(
+    status: list[Any], reasons: list[Any] | None, data: st.DataObject
+) -> None:
+    """Decided per distinct value (pacing verdicts and reasons may arrive as enum members,
+    numpy strings or str): the same words as the row-by-row rule, always plain str."""
+    n = len(status)
+    pick = np.asarray(
+        data.draw(st.lists(st.integers(0, 39), min_size=n, max_size=n)), dtype=np.int64
+    )
+    plan_reason = None if reasons is None else np.asarray(reasons, dtype=object)
+    got = _schedule_reasons(np.asarray(status, dtype=object), plan_reason, pick)
+    expected = []
+    for j, s in enumerate(status):
+        own = "" if plan_reason is None else str(plan_reason[pick[j]])
+        expected.append(
+            {"STALLED": "STALLED", "UNDER": "UNDER_DELIVERY", "OVER": "OVER_DELIVERY"}.get(str(s))
+            or (own if own not in ("", "UNCHANGED") else "PACING_SCHEDULE")
+        )
+    assert got.tolist() == expected
+    assert all(type(w) is str for w in got.tolist())
