@@ -8,7 +8,8 @@ It prints the median and the minimum thread CPU time of each stage and of the wh
 `--repeats` warm calls (CPU time, not wall time, so other jobs on the machine disturb it less),
 for each size. `--profile` prints cProfile's top functions of the whole call instead.
 
-The snapshot is `assess_scaling.make_snapshot` (as replan_scaling sends it: Arrow, ZSTD).
+The snapshot is `assess_scaling.make_snapshot` as replan_scaling sends it (Arrow,
+compression="auto"). The process uses the server's memory settings (server/memory.py).
 
     .venv/bin/python benchmarks/replan_inprocess.py [--sizes 50 1000] [--view all] [--profile]
 """
@@ -29,6 +30,7 @@ from assess_scaling import make_snapshot
 from reallocator.config import ServerConfig
 from reallocator.core.pacing.assessment import assess
 from reallocator.core.plan.builder import build_plan
+from reallocator.server.memory import collect_garbage_less_often, keep_large_buffers
 from reallocator.v1 import reallocator_service_pb2 as pb
 from reallocator.wire.encode import encode_snapshot
 from reallocator.wire.plan import VIEWS, encode_plan
@@ -62,7 +64,12 @@ def one_call(
     assert snapshot is not None
     lap("decode")
     plan = build_plan(
-        snapshot, time_limit=10.0, schedule_window=timedelta(hours=6), text=False, relax=False
+        snapshot,
+        time_limit=10.0,
+        schedule_window=timedelta(hours=6),
+        text=False,
+        relax=False,
+        schedules=view != "none",  # as the servicer's dry-run SUMMARY
     )
     lap("plan")
     response = pb.ReplanResponse()
@@ -83,6 +90,8 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="cProfile of the whole call")
     args = parser.parse_args()
     config = ServerConfig()
+    keep_large_buffers()  # the server process's memory settings, as `serve` makes them
+    collect_garbage_less_often()
     if not args.profile:
         print(f"{'deals':>8}{'stage':>12}{'cpu p50 ms':>13}{'cpu min ms':>13}")
     for n in args.sizes:
