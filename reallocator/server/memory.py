@@ -77,7 +77,8 @@ def return_freed_memory(every: float = 10.0) -> None:
     """Hands freed heap pages back to the OS every `every` seconds (glibc `malloc_trim`). A
     rejected 100 MB request is freed, but glibc keeps the pages in its arenas: over a 10-minute
     fuzz run (benchmarks/fuzz.py, under load) the resident size ended 28 % above its warm level
-    without this, 17 % with it. Between calls a few seconds apart the buffers stay."""
+    without this, 17 % with it. With `keep_large_buffers` the first large call after a trim
+    maps its buffers afresh and the calls after it reuse them."""
     libc = _libc()
     if libc is None:
         return
