@@ -26,7 +26,7 @@ import pandas as pd
 
 from reallocator.sim.oracle import OracleResult, deal_values
 from reallocator.sim.run import RunResult
-from reallocator.sim.world import World
+from reallocator.sim.world import BoolArray, World
 
 FloatArray = npt.NDArray[np.float64]
 MICROS = 1_000_000.0
@@ -96,6 +96,41 @@ def reversed_share(moves: FloatArray, tolerance: float = 1.0) -> float:
     if total.sum() <= 0:
         return 0.0
     return float((total - np.abs(m.sum(axis=1))).sum()) / float(total.sum())
+
+
+def reversed_by_class(
+    moves: FloatArray, classes: dict[str, BoolArray], tolerance: float = 1.0
+) -> dict[str, float]:
+    """Where reversed movement comes from: per class of deals (a mask each), its reversed
+    movement as a share of all movement, so the classes of a partition add up to
+    `reversed_share`. Changes below `tolerance` are noise."""
+    m = np.where(np.abs(moves) >= tolerance, moves, 0.0)
+    total = np.abs(m).sum(axis=1)
+    undone = total - np.abs(m.sum(axis=1))
+    whole = float(total.sum())
+    return {
+        name: float(undone[mask].sum()) / whole if whole > 0 else 0.0
+        for name, mask in classes.items()
+    }
+
+
+def oracle_classes(world: World, oracle: OracleResult) -> dict[str, BoolArray]:
+    """Deals by what the hindsight optimum gives them: their whole true capacity ("full"), a
+    part of it ("part") or nothing ("none"); and the guaranteed deals ("guaranteed"), moved
+    through seller requests."""
+    x = oracle.allocation.astype(np.float64)
+    full = x >= 0.999 * world.true_capacity
+    none = (x <= 0) & ~full
+    return {
+        "full": full,
+        "part": ~full & ~none,
+        "none": none,
+        "guaranteed": np.asarray(world.pg, dtype=bool),
+    }
+
+
+REVERSAL_CLASSES = ("full", "part", "none", "guaranteed")
+"""`oracle_classes`: reversed movement is reported per class (metrics.csv, summary.csv)."""
 
 
 def reversals_per_deal(moves: FloatArray, tolerance: float = 1.0) -> float:
@@ -177,6 +212,10 @@ def run_metrics(world: World, oracle: OracleResult, run: RunResult) -> dict[str,
         "requests": run.n_requests,
         "churn": sum(r.churn for r in run.replans) / budget,
         "reversed": reversed_share(moves),
+        **{
+            f"reversed_{name}": share
+            for name, share in reversed_by_class(moves, oracle_classes(world, oracle)).items()
+        },
         "reversals_per_deal": reversals_per_deal(moves),
         "requests_per_pg": run.n_requests / max(int(world.pg.sum()), 1),
         "cut_to_spend_eod": day_end_cuts,
@@ -210,6 +249,7 @@ def oracle_metrics(world: World, oracle: OracleResult) -> dict[str, Any]:
         "requests": 0,
         "churn": float(np.abs(x - world.booked).sum()) / world.budget,
         "reversed": 0.0,
+        **{f"reversed_{name}": 0.0 for name in REVERSAL_CLASSES},
         "reversals_per_deal": 0.0,
         "requests_per_pg": nan,
         "cut_to_spend_eod": 0,
@@ -235,6 +275,7 @@ SUMMARY_COLUMNS: dict[str, str] = {
     "requests": "median",
     "churn": "median",
     "reversed": "median",
+    **{f"reversed_{name}": "median" for name in REVERSAL_CLASSES},
     "reversals_per_deal": "median",
     "requests_per_pg": "median",
     "cut_to_spend_eod": "median",

@@ -14,6 +14,7 @@ from reallocator.sim.metrics import (
     hourly,
     minutes_before_exhaustion,
     reversals_per_deal,
+    reversed_by_class,
     reversed_share,
     smart_pacing_rmse,
     worst_cumulative_gap,
@@ -117,3 +118,19 @@ def test_greedy_hands_out_no_budget_a_seller_still_holds() -> None:
         0.1,
     )
     assert new.tolist() == [40.0, 100.0]
+
+
+def test_reversed_movement_splits_by_class_and_the_partition_adds_up() -> None:
+    moves = np.array(
+        [
+            [50.0, -30.0, 0.0],  # moved 80, net 20: 60 undone
+            [10.0, 10.0, 0.0],  # moved 20, all one way
+            [-5.0, 5.0, 0.4],  # moved 10 (0.4 is noise), all undone
+        ]
+    )
+    first = np.array([True, False, False])
+    split = reversed_by_class(moves, {"a": first, "b": ~first, "all": np.ones(3, bool)})
+    assert split["a"] == pytest.approx(60 / 110)
+    assert split["b"] == pytest.approx(10 / 110)
+    assert split["a"] + split["b"] == pytest.approx(reversed_share(moves)) == split["all"]
+    assert reversed_by_class(np.zeros((2, 2)), {"a": np.ones(2, bool)}) == {"a": 0.0}
