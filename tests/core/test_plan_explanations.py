@@ -14,10 +14,10 @@ from builders import build_snapshot, random_snapshot_spec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reallocator.core.model import Budget, CampaignSnapshot, Period, Policy
+from reallocator.core.model import Budget, BudgetType, CampaignSnapshot, Period, Policy
 from reallocator.core.plan.builder import PlanRejected, build_plan
 from reallocator.core.plan.model import BindingKind, Plan, PlanStatus, ReasonCode
-from reallocator.core.plan.text import amount
+from reallocator.core.plan.text import amount, amounts, rates, where
 from reallocator.wire.plan import encode_plan
 from reallocator.wire.snapshot import decode_snapshot
 from reallocator.wire.violations import Violations
@@ -185,3 +185,22 @@ def test_a_deal_cut_to_nothing_was_stopped_by_zero_not_the_step() -> None:
     assert row["binding"] == "ZERO" and row["rationale"].endswith("cut to nothing")
     assert row["reason"] in {r.value for r in GIVES}
     check_words_agree(plan)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.floats(-1e15, 1e15) | st.just(float("nan")), st.booleans()),
+        max_size=30,
+    ),
+    st.sampled_from(list(BudgetType)),
+)
+def test_figures_are_formatted_only_where_a_sentence_shows_them(
+    rows: list[tuple[float, bool]], budget_type: BudgetType
+) -> None:
+    values = np.array([v for v, _ in rows], dtype=np.float64)
+    used = np.array([u for _, u in rows], dtype=bool)
+    for render in (amounts, rates):
+        got = where(render, values, used, budget_type, "EUR")
+        full = render(values, budget_type, "EUR")
+        assert got == [t if u else "" for t, u in zip(full, used.tolist(), strict=True)]

@@ -18,7 +18,7 @@ from reallocator.core.engine.problem import NO_MAX, group_sum
 from reallocator.core.engine.segments import marginal_churn
 from reallocator.core.model import BudgetType, values_of
 from reallocator.core.plan.model import BindingKind, ReasonCode
-from reallocator.core.plan.text import amounts, rates
+from reallocator.core.plan.text import amounts, rates, where
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -250,22 +250,35 @@ def render_deal_rationales(
     reason = values_of(deals, "reason", object)[idx].astype(str)
     ratio = values_of(deals, "pacing_ratio", np.float64)[idx]
     status = values_of(deals, "pacing_status", object)[idx].astype(str)
-    old_t = amounts(old, bt, cur)
-    new_t = amounts(x, bt, cur)
     delta = x - old
-    delta_t = amounts(np.abs(delta), bt, cur)
-    cap_t = amounts(values_of(deals, "capacity", np.int64)[idx], bt, cur)
-    step_t = amounts(values_of(deals, "step", np.int64)[idx], bt, cur)
-    recent_t = rates(values_of(deals, "recent_rate", np.float64)[idx], bt, cur)
-    need_t = rates(values_of(deals, "required_rate", np.float64)[idx], bt, cur)
+    moved = delta != 0
+    beyond_forecast = reason == ReasonCode.BEYOND_FORECAST
+    # Paced: a verdict to report (not before the start or after the end).
+    paced_rows = np.isfinite(ratio) & ~np.isin(status, ["NOT_STARTED", "COMPLETED"])
+    # Each figure formatted only for the sentences that show it.
+    old_t = amounts(old, bt, cur)
+    new_t = where(amounts, x, moved, bt, cur)
+    delta_t = where(amounts, np.abs(delta), moved, bt, cur)
+    cap_t = where(
+        amounts,
+        values_of(deals, "capacity", np.int64)[idx],
+        beyond_forecast | (kinds == BindingKind.CAPACITY),
+        bt,
+        cur,
+    )
+    step_t = where(
+        amounts, values_of(deals, "step", np.int64)[idx], kinds == BindingKind.STEP, bt, cur
+    )
+    recent_t = where(rates, values_of(deals, "recent_rate", np.float64)[idx], paced_rows, bt, cur)
+    need_t = where(rates, values_of(deals, "required_rate", np.float64)[idx], paced_rows, bt, cur)
     why = [_WHY.get(r) or r.lower().replace("_", " ") for r in reason.tolist()]
     at_max = values_of(deals, "group_at_max", bool)[idx].tolist()
     sellers = values_of(deals, "seller_id", object)[idx].astype(str).tolist()
     channels = values_of(deals, "channel_id", object)[idx].astype(str).tolist()
     # Plain Python values per row (no numpy scalars, no enum calls): the loop is what costs.
-    paced = (np.isfinite(ratio) & ~np.isin(status, ["NOT_STARTED", "COMPLETED"])).tolist()
+    paced = paced_rows.tolist()
     ratio_l, status_l, delta_l = ratio.tolist(), status.tolist(), delta.tolist()
-    beyond = (reason == ReasonCode.BEYOND_FORECAST).tolist()
+    beyond = beyond_forecast.tolist()
     # Plans stored before the stall outlook have no such column: nothing to say there.
     kept = (
         values_of(deals, "stall_outlook", np.float64)[idx]

@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from reallocator.core.plan.model import DealPacing, ScheduleTable
-from reallocator.core.plan.text import amounts, rates
+from reallocator.core.plan.text import amounts, rates, where
 
 
 def render_schedule_rationales(
@@ -27,13 +27,16 @@ def render_schedule_rationales(
     new = table.new_allocation[idx]
     old = table.old_allocation[idx]
     part = table.participation[idx].astype(float).tolist()
-    now_t, need_t = rates(observed, bt, cur), rates(table.horizon_rate[idx], bt, cur)
-    old_t, new_t = amounts(old, bt, cur), amounts(new, bt, cur)
+    seen, changed = np.isfinite(observed), new != old
+    # Each figure formatted only for the sentences that show it.
+    now_t = where(rates, observed, seen, bt, cur)
+    need_t = rates(table.horizon_rate[idx], bt, cur)
+    old_t, new_t = where(amounts, old, changed, bt, cur), amounts(new, bt, cur)
     total_t = amounts(table.hourly_target[idx].sum(axis=1), bt, cur)
     deals = table.deal_id[idx].astype(str).tolist()
     sellers = table.seller_id[idx].astype(str).tolist()
-    known = np.isfinite(observed).tolist()
-    moved = (new != old).tolist()
+    known = seen.tolist()
+    moved = changed.tolist()
     ahead = (table.pacing[idx] == DealPacing.AHEAD.value).tolist()
     throttle = table.throttle[idx].astype(float).tolist()
     hours, deadline, ratio = table.window_hours, table.deadline, table.pace_ahead

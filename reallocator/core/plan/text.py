@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -54,6 +54,29 @@ def rates(
         unit = _UNIT_NAMES[budget_type]
         out = [f"{c:,.1f} {unit}/h" for c in v.tolist()]
     return _not_available(out, v)
+
+
+def where(
+    render: Callable[[npt.NDArray[np.generic], BudgetType, str], list[str]],
+    values: npt.NDArray[np.generic],
+    used: npt.NDArray[np.bool_],
+    budget_type: BudgetType,
+    currency: str,
+) -> list[str]:
+    """`render` (amounts or rates) of the `used` values only, "" elsewhere: a sentence shows a
+    figure only in some of its forms (the step limit only where it stops a deal, the new
+    allocation only where it moves), and formatting, not joining, is what a sentence costs."""
+    used = np.asarray(used, dtype=bool)
+    if used.all():
+        return render(values, budget_type, currency)
+    out = np.full(used.shape, "", dtype=object)
+    picked = np.flatnonzero(used)
+    if picked.size:
+        out[picked] = np.asarray(
+            render(np.asarray(values)[picked], budget_type, currency), dtype=object
+        )
+    texts: list[str] = out.tolist()
+    return texts
 
 
 def _not_available(texts: list[str], values: npt.NDArray[np.float64]) -> list[str]:
