@@ -61,6 +61,7 @@ class RunningServer:
     executor: futures.ThreadPoolExecutor
     ops: Operations | None = None  # security and operations (server/operations.py)
     health_pool: futures.ThreadPoolExecutor | None = None
+    admission: Admission | None = None  # the service's calls (their activity: server/memory.py)
 
     def stop(self, grace: float | None = None) -> None:
         """Stops taking calls (health NOT_SERVING first) and lets in-flight calls finish for up
@@ -139,7 +140,7 @@ def start_server(
     log.info(
         "reallocator listening on %s:%d (pid %d) %s", config.host, port, os.getpid(), ops.describe()
     )
-    return RunningServer(server, port, health_servicer, executor, ops, health_pool)
+    return RunningServer(server, port, health_servicer, executor, ops, health_pool, admission)
 
 
 def _add_health(
@@ -202,7 +203,7 @@ def _serve_here(config: ServerConfig, reuse_port: bool, process_index: int = 0) 
     keep_large_buffers()  # before the server's threads start
     collect_garbage_less_often()
     running = start_server(config, reuse_port=reuse_port, process_index=process_index)
-    return_freed_memory()
+    return_freed_memory(running.admission.activity if running.admission else None)
     while not stopping.wait(0.5):  # a timed wait wakes for signals on every platform
         pass
     running.drain(config.drain_delay.total_seconds(), config.grace_period.total_seconds())

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 import traceback
 import uuid
 from collections import deque
@@ -95,7 +96,16 @@ class Admission:
         self._free = running
         self._line: deque[threading.Event] = deque()
         self._admitted = 0
+        self._calls = 0
+        self._quiet_since = time.monotonic()
         self.running, self.capacity = running, running + waiting
+
+    def activity(self) -> tuple[int, float]:
+        """(calls admitted so far, seconds since the last one ended; 0.0 while any is in):
+        what tells the memory trim the server is quiet (server/memory.py)."""
+        with self._lock:
+            quiet = 0.0 if self._admitted else time.monotonic() - self._quiet_since
+            return self._calls, quiet
 
     @contextmanager
     def slot(self, context: grpc.ServicerContext) -> Iterator[None]:
@@ -106,6 +116,7 @@ class Admission:
                     f"{self.capacity - self.running} waiting; retry with backoff"
                 )
             self._admitted += 1
+            self._calls += 1
             turn: threading.Event | None = None
             if self._free > 0 and not self._line:
                 self._free -= 1
@@ -123,6 +134,8 @@ class Admission:
         finally:
             with self._lock:
                 self._admitted -= 1
+                if not self._admitted:
+                    self._quiet_since = time.monotonic()
 
     def _wait(self, turn: threading.Event, context: grpc.ServicerContext) -> None:
         while not turn.wait(0.25):

@@ -10,6 +10,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,8 @@ def keep_large_buffers() -> bool:
     arena (a thread's arena cannot grow past 64 MB, so a request read on a gRPC thread was
     mapped anyway; the server's Python runs under one GIL, so threads rarely contend for it).
     Called before the server's threads start. Skipped when the operator tuned malloc through
-    GLIBC_TUNABLES. Freed memory still goes back to the OS (`return_freed_memory`).
+    GLIBC_TUNABLES. Freed memory still goes back to the OS when calls pause
+    (`return_freed_memory`).
     Returns whether the settings took."""
     if "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", ""):
         return False
@@ -73,21 +75,56 @@ def collect_garbage_less_often() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
-def return_freed_memory(every: float = 10.0) -> None:
-    """Hands freed heap pages back to the OS every `every` seconds (glibc `malloc_trim`). A
-    rejected 100 MB request is freed, but glibc keeps the pages in its arenas: over a 10-minute
-    fuzz run (benchmarks/fuzz.py, under load) the resident size ended 28 % above its warm level
-    without this, 17 % with it. With `keep_large_buffers` the first large call after a trim
-    maps its buffers afresh and the calls after it reuse them."""
+TRIM_WHEN_QUIET = 2.0
+"""Seconds without a call after which freed pages go back to the OS."""
+TRIM_AT_LEAST_EVERY = 60.0
+"""Under calls that never pause, freed pages still go back this often."""
+
+
+def should_trim(
+    worked: bool, quiet_for: float, since_trim: float, quiet: float, at_least_every: float
+) -> bool:
+    """Whether to trim now: only after calls since the last trim (an idle server has nothing new
+    to give back), once they pause for `quiet` seconds or, if they never do, every
+    `at_least_every` seconds."""
+    return worked and (quiet_for >= quiet or since_trim >= at_least_every)
+
+
+def return_freed_memory(
+    activity: Callable[[], tuple[int, float]] | None = None,
+    *,
+    quiet: float = TRIM_WHEN_QUIET,
+    at_least_every: float = TRIM_AT_LEAST_EVERY,
+    poll: float = 1.0,
+) -> None:
+    """Hands freed heap pages back to the OS (glibc `malloc_trim`) once the server has been
+    quiet for `quiet` seconds after calls, and at least every `at_least_every` seconds while
+    calls keep coming. `activity` (Admission.activity) gives the calls admitted so far and how
+    long the server has been quiet; without it, every `quiet` seconds.
+
+    A rejected 100 MB request is freed, but glibc keeps the pages: over a 10-minute fuzz run
+    (benchmarks/fuzz.py, under load) the resident size ended 28 % above its warm level without
+    a trim, 17 % with one every 10 s. A trim between two calls costs the next one its buffers,
+    though (`keep_large_buffers`: a 100k-deal FULL answer is hundreds of MB of objects to
+    page-fault in again, ~0.1-0.3 s): so the trim waits for a pause."""
     libc = _libc()
     if libc is None:
         return
     trim = libc.malloc_trim
 
     def loop() -> None:
+        trimmed_at, calls_then = time.monotonic(), -1
         while True:
-            time.sleep(every)
-            trim(0)
+            if activity is None:
+                time.sleep(quiet)
+                trim(0)
+                continue
+            time.sleep(poll)
+            calls, quiet_for = activity()
+            now = time.monotonic()
+            if should_trim(calls != calls_then, quiet_for, now - trimmed_at, quiet, at_least_every):
+                trim(0)
+                trimmed_at, calls_then = now, calls
 
     threading.Thread(target=loop, name="malloc-trim", daemon=True).start()
 
@@ -95,7 +132,10 @@ def return_freed_memory(every: float = 10.0) -> None:
 __all__ = [
     "GC_YOUNG_THRESHOLD",
     "LARGE_BUFFER_BYTES",
+    "TRIM_AT_LEAST_EVERY",
+    "TRIM_WHEN_QUIET",
     "collect_garbage_less_often",
     "keep_large_buffers",
     "return_freed_memory",
+    "should_trim",
 ]

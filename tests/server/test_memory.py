@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from unittest.mock import MagicMock
 
 import pytest
 
-from reallocator.server.memory import GC_YOUNG_THRESHOLD, _libc
+from reallocator.server.dispatch import Admission
+from reallocator.server.memory import GC_YOUNG_THRESHOLD, _libc, should_trim
 
 PROBE = """
 import resource, sys
@@ -59,3 +62,27 @@ def test_the_collector_runs_in_larger_batches_keeping_the_older_generations() ->
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     ).stdout.split()
     assert [int(v) for v in out] == [GC_YOUNG_THRESHOLD, 11, 12]
+
+
+def test_freed_pages_go_back_when_calls_pause_or_at_least_every_minute() -> None:
+    assert should_trim(True, quiet_for=2.5, since_trim=5.0, quiet=2.0, at_least_every=60.0)
+    # calls still running, or only a short gap: the next call reuses the pages
+    assert not should_trim(True, quiet_for=0.0, since_trim=5.0, quiet=2.0, at_least_every=60.0)
+    assert not should_trim(True, quiet_for=1.0, since_trim=5.0, quiet=2.0, at_least_every=60.0)
+    # calls that never pause: once a minute all the same
+    assert should_trim(True, quiet_for=0.0, since_trim=61.0, quiet=2.0, at_least_every=60.0)
+    # nothing ran since the last trim: nothing new to give back
+    assert not should_trim(False, quiet_for=99.0, since_trim=99.0, quiet=2.0, at_least_every=60.0)
+
+
+def test_admission_reports_calls_and_how_long_the_server_has_been_quiet() -> None:
+    admission = Admission(2, 0)
+    context = MagicMock()
+    context.time_remaining.return_value = None
+    context.is_active.return_value = True
+    assert admission.activity()[0] == 0
+    with admission.slot(context):
+        assert admission.activity() == (1, 0.0)
+    time.sleep(0.05)
+    calls, quiet = admission.activity()
+    assert calls == 1 and quiet >= 0.05
