@@ -17,7 +17,14 @@ import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 
-from reallocator.core.model import DEAL_COLUMNS, INT64_MAX, DealStatus, PriceKind, table_of
+from reallocator.core.model import (
+    DEAL_COLUMNS,
+    INT64_MAX,
+    TEXT_DTYPE,
+    DealStatus,
+    PriceKind,
+    table_of,
+)
 from reallocator.v1 import snapshot_pb2
 from reallocator.wire.arrow_guard import StreamRejected, read_checked
 from reallocator.wire.limits import DEFAULT_LIMITS, MAX_AMOUNT, MAX_PRICE_MICROS, WireLimits
@@ -382,7 +389,7 @@ def from_arrow_table(table: pa.Table, prefix: str, errors: Violations) -> RawDea
             # objects made and converted back (1k deals: 1.8 ms less; 100k: ~35 ms). Small ones
             # read as objects, whose per-call overhead is smaller (~0.2 ms less at 50 deals).
             arrays[name] = (
-                pd.array(text, dtype="str")
+                pd.array(text, dtype=TEXT_DTYPE)
                 if table.num_rows >= ARROW_TEXT_FROM
                 else np.asarray(text.to_numpy(zero_copy_only=False), dtype=object)
             )
