@@ -23,6 +23,7 @@ from reallocator.core.model import (
     TEXT_DTYPE,
     DealStatus,
     PriceKind,
+    is_text_array,
     table_of,
 )
 from reallocator.v1 import snapshot_pb2
@@ -207,7 +208,7 @@ def _from_columns(
         values = get(name)
         if values is None or len(values) == 0:
             return np.full(n, default, dtype=dtype)
-        if dtype is object and _arrow_text(values):
+        if dtype is object and is_text_array(values):
             return values  # type: ignore[no-any-return]
         return np.asarray(values, dtype=dtype)
 
@@ -423,13 +424,9 @@ _OPTIONAL_AMOUNTS = (  # max_allocation may be anything: it only ever caps
 )
 
 
-def _arrow_text(values: object) -> bool:
-    return isinstance(values, pd.api.extensions.ExtensionArray) and str(values.dtype) == "str"
-
-
 def _lengths(values: Any, n: int) -> npt.NDArray[np.float64]:
     """Characters per string (Arrow counts them without objects)."""
-    if _arrow_text(values):
+    if is_text_array(values):
         return np.asarray(pd.Series(values, copy=False).str.len(), dtype=np.float64)
     return np.fromiter(map(len, values.tolist()), dtype=np.float64, count=n)
 

@@ -32,6 +32,7 @@ import pandas as pd
 from reallocator.core.interrupt import Checkpoint, never
 from reallocator.core.model import (
     DELIVERED_COLUMN,
+    TEXT_DTYPE,
     BudgetType,
     CampaignSnapshot,
     DealStatus,
@@ -1108,7 +1109,7 @@ _LABELS = {
     "severity": np.asarray(_SEVERITIES, dtype=object),
     "reason": np.asarray(_REASONS, dtype=object),
 }
-_LABEL_TEXT = {name: pd.array(labels, dtype="str") for name, labels in _LABELS.items()}
+_LABEL_TEXT = {name: pd.array(labels, dtype=TEXT_DTYPE) for name, labels in _LABELS.items()}
 _TEXT_COLUMNS = {"entity_kind", "entity_id", "status", "severity", "reason", "message"}
 
 
