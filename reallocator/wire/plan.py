@@ -29,7 +29,13 @@ from reallocator.core.plan.schedule_text import render_schedule_rationales
 from reallocator.v1 import common_pb2, plan_pb2
 from reallocator.wire.assessment import BUDGET_TYPE, SEVERITY, timestamp
 from reallocator.wire.assessment import STATUS as PACING_STATUS
+from reallocator.wire.columnar import merge_repeated
 from reallocator.wire.encode import arrow_stream
+
+COLUMNAR_FROM = 1_000
+"""Rows from which deals and schedules are serialised from columns (`wire/columnar.py`):
+below it a message per row is cheaper (2k rows: 3.1 -> 2.2 ms for deals, 3.9 -> 2.1 ms for
+schedules; 200 rows: 0.36 -> 0.96 ms), above it ~0.3 s less at 100k."""
 
 STATUS = {
     PlanStatus.OPTIMAL: plan_pb2.PLAN_STATUS_OPTIMAL,
@@ -139,6 +145,24 @@ def _schedule_messages(msg: plan_pb2.Plan, table: ScheduleTable) -> None:
         if table.rationale is not None
         else render_schedule_rationales(table)
     )
+    throttle = np.where(np.isfinite(table.throttle), table.throttle, 0.0)
+    if len(table) >= COLUMNAR_FROM:
+        merge_repeated(
+            msg,
+            "schedules",
+            {
+                "deal_id": table.deal_id,
+                "window_start_time": timestamp(table.window_start).SerializeToString(),
+                "hourly_spend_micros": table.hourly_spend_micros,
+                "hourly_target": table.hourly_target,
+                "throttle": throttle,
+                "reason": _code_array(table.reason, REASON).to_numpy(),
+                "rationale": texts,
+                "pacing": _code_array(table.pacing, PACING).to_numpy(),
+                "hourly_ceiling": table.hourly_ceiling,
+            },
+        )
+        return
     # The one window start every schedule shares, merged from its bytes: ~35 % cheaper than
     # passing the Timestamp to each add (a submessage copied per row; 100k rows ~0.09 s).
     start = plan_pb2.DeliverySchedule(
@@ -148,16 +172,16 @@ def _schedule_messages(msg: plan_pb2.Plan, table: ScheduleTable) -> None:
     targets = table.hourly_target.tolist()
     spend = table.hourly_spend_micros.tolist()
     ceiling = table.hourly_ceiling.tolist()
-    throttle = np.where(np.isfinite(table.throttle), table.throttle, 0.0).tolist()
     reasons = _codes(table.reason, REASON)
     pacing = _codes(table.pacing, PACING)
+    throttles = throttle.tolist()
     add = msg.schedules.add
     for j in range(len(ids)):
         add(
             deal_id=ids[j],
             hourly_spend_micros=spend[j],
             hourly_target=targets[j],
-            throttle=throttle[j],
+            throttle=throttles[j],
             reason=reasons[j],
             rationale=texts[j],
             pacing=pacing[j],
@@ -250,13 +274,16 @@ def _deal_messages(
     msg: plan_pb2.Plan, table: pd.DataFrame, bt: BudgetType, currency: str, rows: np.ndarray
 ) -> None:
     """One DealAllocation per row of `rows`, columns read once; missing words rendered."""
-    c = {k: values_of(table, k)[rows].tolist() for k in _DEAL_FIELDS}  # no Series per column
     texts = values_of(table, "rationale", object)[rows]
     missing = np.flatnonzero(texts == "")
     if missing.size:
         texts = texts.copy()
         rendered = render_deal_rationales(table, bt, currency, rows[missing])
         texts[missing] = np.asarray(rendered, dtype=object)
+    if rows.size >= COLUMNAR_FROM:
+        _deal_columns(msg, table, rows, texts)
+        return
+    c = {k: values_of(table, k)[rows].tolist() for k in _DEAL_FIELDS}  # no Series per column
     text = _texts(texts)
     binding = _codes(values_of(table, "binding", object)[rows], BINDING)
     reason = _codes(values_of(table, "reason", object)[rows], REASON)
@@ -284,6 +311,41 @@ def _deal_messages(
             pacing=pacing[i],
         )
 
+
+def _deal_columns(
+    msg: plan_pb2.Plan, table: pd.DataFrame, rows: np.ndarray, texts: np.ndarray
+) -> None:
+    """`_deal_messages` for many rows: the same fields, serialised from columns."""
+    every = rows.size == len(table)
+
+    def picked(values: Any) -> Any:
+        return values if every else values.take(rows)
+
+    columns: dict[str, Any] = {
+        wire: picked(pa.array(text_column(table, wire), pa.large_string()))
+        for wire in ("deal_id", "seller_id", "channel_id")
+    }
+    for wire, col in _DEAL_NUMBERS.items():
+        columns[wire] = values_of(table, col)[rows]
+    for wire, codes in (("binding", BINDING), ("reason", REASON), ("pacing", PACING)):
+        columns[wire] = picked(_code_array(text_column(table, wire), codes)).to_numpy()
+    columns["rationale"] = texts
+    columns["marginal_value"] = np.nan_to_num(
+        values_of(table, "marginal_value", np.float64)[rows], nan=0.0, posinf=0.0, neginf=0.0
+    )
+    merge_repeated(msg, "deals", columns)
+
+
+_DEAL_NUMBERS = {
+    "old_allocation": "old_allocation",
+    "new_allocation": "new_allocation",
+    "delta": "delta",
+    "lower_bound": "lower_bound",
+    "upper_bound": "upper_bound",
+    "capacity_forecast": "capacity",
+    "new_total": "new_total",
+}
+"""Integer fields of DealAllocation (wire name -> the plan table's column)."""
 
 _DEAL_FIELDS = (
     "deal_id",
