@@ -714,6 +714,20 @@ class SqlStore:
             return lc.fill(render(summary, None, None, view))
         return lc.fill(render(summary, row.deals_table, row.schedules_table, view))
 
+    def plan_tables(self, name: str) -> tuple[pd.DataFrame, ScheduleTable | None] | None:
+        """The stored plan's deals and schedules as the tables the plan held (words rendered
+        from them for the rows a reader shows, `wire.plan.deal_rationales`); None for a plan
+        stored whole, before the tables existed (its rows are in `get_plan`)."""
+        with self._tx() as tx:
+            row = tx.execute(
+                sa.select(plans.c.deals_table, plans.c.schedules_table).where(plans.c.name == name)
+            ).first()
+        if row is None:
+            raise NotFound(f"no plan {name!r}")
+        if row.deals_table is None:
+            return None
+        return deals_frame(row.deals_table), schedule_table(row.schedules_table or b"")
+
     def plan_inputs(self, name: str) -> PlanInputs:
         """What a re-solve of a stored plan needs: its snapshot, its options and its deals."""
         with self._tx() as tx:

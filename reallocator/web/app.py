@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import numpy as np
 from sse_starlette import EventSourceResponse
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -111,6 +112,7 @@ class Dashboard:
         self.snapshots = views.Lru(256)  # content hash -> SnapshotFacts (immutable)
         self.summaries = views.Lru(4096)  # plan name -> PlanSummary (the payload never changes)
         self.deal_frames = views.Lru(16)  # plan name -> deal frame (a plan's deals never change)
+        self.rows = views.Lru(4)  # plan name -> PlanRows (its tables: ~45 MB at 100k deals)
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
         self.templates.env.filters["q"] = lambda s: quote(str(s), safe="")
         self.templates.env.globals["when"] = views.when
@@ -160,7 +162,7 @@ class Dashboard:
             self.facts(rows[-1], full=True)
         if names:
             self.summary(names[0])
-            plan = self.store.get_plan(names[0])
+            plan = self.store.get_plan(names[0], "none")
             self.deals_context(campaign, plan, "delta", "", 0)
 
     def warmer(self, stop: threading.Event, *, campaigns: int = 50) -> None:
@@ -186,12 +188,13 @@ class Dashboard:
         names = queries.plan_names(self.engine, campaign)
         if not names:
             raise HTTPException(404, f"no campaign {campaign!r} in the store")
-        latest = self.store.get_plan(names[0])
+        # Summaries with their life cycle; the rows come from the plan's tables (`plan_rows`).
+        latest = self.store.get_plan(names[0], "none")
         pending_names = queries.plan_names(self.engine, campaign, state="PROPOSED")
         pending = (
             latest
             if pending_names and pending_names[0] == latest.name
-            else (self.store.get_plan(pending_names[0]) if pending_names else None)
+            else (self.store.get_plan(pending_names[0], "none") if pending_names else None)
         )
         rows = queries.campaign_snapshots(self.engine, campaign)
         points = [self.facts(r, full=False) for r in rows]
@@ -222,8 +225,19 @@ class Dashboard:
         context.update(self.deals_context(campaign, shown, "delta", "", 0))
         return context
 
+    def plan_rows(self, plan: plan_pb2.Plan) -> views.PlanRows:
+        """The plan's deals and schedules (read once per plan: they never change)."""
+
+        def make() -> views.PlanRows:
+            tables = self.store.plan_tables(plan.name)
+            whole = self.store.get_plan(plan.name) if tables is None else plan
+            return views.plan_rows(whole, tables)
+
+        return self.rows.get(plan.name, make)
+
     def review_context(self, plan: plan_pb2.Plan) -> dict[str, Any]:
         bt = views.budget_type(plan.budget_type)
+        rows = self.plan_rows(plan)
         answers = queries.seller_answers(self.engine, plan.name) if plan.name else {}
         requests = []
         for r in plan.seller_requests:
@@ -238,37 +252,36 @@ class Dashboard:
                     "rationale": r.rationale,
                 }
             )
-        schedules = [
-            {
-                "deal_id": s.deal_id,
-                "pacing": plan_pb2.DealPacing.Name(s.pacing).removeprefix("DEAL_PACING_"),
-                "throttle": f"{s.throttle:.2f}",
-                "hours": len(s.hourly_target),
-                "rationale": s.rationale,
-            }
-            for s in plan.schedules[:20]
-        ]
-        moved = [d for d in plan.deals if d.delta != 0]
+        deals = rows.deals
+        delta = deals["delta"].to_numpy(np.int64)
+        moved = np.flatnonzero(delta != 0)
+        shown = moved[:MOVES_SHOWN]  # formatted, and their words rendered, for these only
+        ids = deals["deal_id"].to_numpy(object)[shown].tolist()
+        channels = deals["channel_id"].to_numpy(object)[shown].tolist()
+        old = views.amounts(deals["old"].to_numpy(np.int64)[shown], bt, plan.currency_code)
+        new = views.amounts(deals["new"].to_numpy(np.int64)[shown], bt, plan.currency_code)
+        up = (delta[shown] > 0).tolist()
+        words = rows.words(shown)
         moves = [
             {
-                "deal_id": d.deal_id,
-                "channel_id": d.channel_id,
-                "old": views.amount(d.old_allocation, bt, plan.currency_code),
-                "new": views.amount(d.new_allocation, bt, plan.currency_code),
-                "up": d.delta > 0,
-                "rationale": d.rationale,
+                "deal_id": ids[j],
+                "channel_id": channels[j],
+                "old": old[j],
+                "new": new[j],
+                "up": up[j],
+                "rationale": words[j],
             }
-            for d in moved[:MOVES_SHOWN]  # formatted for the rows shown only
+            for j in range(shown.size)
         ]
         return {
             "plan": plan,
             "moves": moves,
-            "move_total": len(moved),
+            "move_total": int(moved.size),
             "plan_state": views.state_name(plan.state),
             "moves_chart": views.moves_chart(plan) if plan.channels else None,
             "requests": requests,
-            "schedules": schedules,
-            "schedule_total": len(plan.schedules),
+            "schedules": rows.schedules(20),
+            "schedule_total": rows.schedule_total,
             "summary": plan.rationale.summary,
             "factors": list(plan.rationale.factors),
         }
@@ -276,14 +289,16 @@ class Dashboard:
     def deals_context(
         self, campaign: str, plan: plan_pb2.Plan, sort: str, query: str, page: int
     ) -> dict[str, Any]:
+        rows = self.plan_rows(plan)
+
         def make() -> Any:
-            rows = queries.campaign_snapshots(self.engine, campaign, limit=1)
-            facts = self.facts(rows[-1], full=True) if rows else None
-            return views.deal_frame(plan, facts.assessment if facts else None)
+            snapshots = queries.campaign_snapshots(self.engine, campaign, limit=1)
+            facts = self.facts(snapshots[-1], full=True) if snapshots else None
+            return views.deal_frame(rows, facts.assessment if facts else None)
 
         frame = self.deal_frames.get(plan.name, make)
         lines, total = views.deal_page(
-            plan, frame, sort=sort, query=query, page=page, size=DEAL_PAGE
+            plan, rows, frame, sort=sort, query=query, page=page, size=DEAL_PAGE
         )
         return {
             "deals": lines,
@@ -363,7 +378,7 @@ def create_app(store: SqlStore, settings: Settings | None = None) -> Starlette:
 
         def build() -> dict[str, Any]:
             try:
-                plan = dash.store.get_plan(plan_name)
+                plan = dash.store.get_plan(plan_name, "none")
             except NotFound:
                 raise HTTPException(404, f"no plan {plan_name!r}") from None
             return dash.deals_context(campaign, plan, sort, params.get("q", ""), page)
@@ -435,7 +450,7 @@ def create_app(store: SqlStore, settings: Settings | None = None) -> Starlette:
         except PlanRejected as exc:
             message, status = f"not recorded: with those moves rejected, {exc}", 409
         if plan is None:  # refused: the plan as it is now says which campaign to show
-            plan = await run_in_threadpool(dash.store.get_plan, name)
+            plan = await run_in_threadpool(dash.store.get_plan, name, "none")
         campaign = plan.campaign_id
         if "hx-request" not in request.headers:
             if status != 200:

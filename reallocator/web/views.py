@@ -10,6 +10,7 @@ rationale (core/plan/text.py), so the dashboard and the plan never disagree on a
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -18,18 +19,21 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 from google.protobuf.message import DecodeError
 
-from reallocator.core.model import BudgetType, Policy
+from reallocator.core.model import BudgetType, Policy, values_of
 from reallocator.core.pacing.assessment import Assessment, assess
 from reallocator.core.pacing.calendar import default_span
 from reallocator.core.pacing.curves import build_curve
+from reallocator.core.plan.model import ScheduleTable
 from reallocator.core.plan.text import amount, amounts
 from reallocator.store.sql import unpack
 from reallocator.v1 import common_pb2, plan_pb2, snapshot_pb2
 from reallocator.web.queries import SnapshotRow
+from reallocator.wire.plan import deal_rationales
 from reallocator.wire.snapshot import decode_snapshot
 from reallocator.wire.violations import Violations
 
@@ -376,23 +380,102 @@ def group_lines(groups: Any, plan: plan_pb2.Plan, frame: pd.DataFrame | None) ->
 DEAL_SORTS = ("delta", "-delta", "pacing", "-pacing", "deal", "new", "-new")
 
 
-def deal_frame(plan: plan_pb2.Plan, assessment: Assessment | None) -> pd.DataFrame:
-    """The plan's deals with their pacing verdicts, one row per deal (numbers only)."""
-    deals = plan.deals
-    frame = pd.DataFrame(
+@dataclass(frozen=True, eq=False)
+class PlanRows:
+    """A plan's deals and schedules as the pages read them, once per plan (they never change):
+    from the stored tables, with words rendered only for the rows a page shows (a 100k-deal
+    plan's messages cost ~1 s to build, its table ~0.1 s to read); or, for a plan stored whole
+    before the tables existed, from its messages."""
+
+    deals: pd.DataFrame  # deal_id seller_id channel_id old new delta reason, the plan's order
+    words: Callable[[npt.NDArray[np.int64]], list[str]]  # the rationales of those rows
+    schedules: Callable[[int], list[dict[str, Any]]]  # the first k, as the review panel lists
+    schedule_total: int
+
+
+def plan_rows(
+    plan: plan_pb2.Plan, tables: tuple[pd.DataFrame, ScheduleTable | None] | None
+) -> PlanRows:
+    """`plan`'s rows from its stored tables (`SqlStore.plan_tables`), or from its own messages
+    when there are none (`plan` read whole)."""
+    if tables is None:
+        return _message_rows(plan)
+    table, schedules = tables
+    bt, currency = budget_type(plan.budget_type), plan.currency_code
+    deals = pd.DataFrame(
         {
-            "deal_id": [d.deal_id for d in deals],
-            "seller_id": [d.seller_id for d in deals],
-            "channel_id": [d.channel_id for d in deals],
-            "old": np.fromiter((d.old_allocation for d in deals), np.int64, len(deals)),
-            "new": np.fromiter((d.new_allocation for d in deals), np.int64, len(deals)),
-            "delta": np.fromiter((d.delta for d in deals), np.int64, len(deals)),
-            "reason": [
-                plan_pb2.ReasonCode.Name(d.reason).removeprefix("REASON_CODE_") for d in deals
-            ],
-            "row": np.arange(len(deals)),
+            "deal_id": values_of(table, "deal_id", object),
+            "seller_id": values_of(table, "seller_id", object),
+            "channel_id": values_of(table, "channel_id", object),
+            "old": values_of(table, "old_allocation", np.int64),
+            "new": values_of(table, "new_allocation", np.int64),
+            "delta": values_of(table, "delta", np.int64),
+            "reason": values_of(table, "reason", object),
         }
     )
+
+    def words(rows: npt.NDArray[np.int64]) -> list[str]:
+        texts: list[str] = deal_rationales(table, bt, currency, rows).tolist()
+        return texts
+
+    def first(k: int) -> list[dict[str, Any]]:
+        if schedules is None:
+            return []
+        return [
+            _schedule_line(s.deal_id, s.pacing.value, s.throttle, len(s.hourly_target), s.rationale)
+            for s in schedules.rows(np.arange(min(k, len(schedules))))
+        ]
+
+    return PlanRows(deals, words, first, 0 if schedules is None else len(schedules))
+
+
+def _message_rows(plan: plan_pb2.Plan) -> PlanRows:
+    d = plan.deals
+    deals = pd.DataFrame(
+        {
+            "deal_id": [x.deal_id for x in d],
+            "seller_id": [x.seller_id for x in d],
+            "channel_id": [x.channel_id for x in d],
+            "old": np.fromiter((x.old_allocation for x in d), np.int64, len(d)),
+            "new": np.fromiter((x.new_allocation for x in d), np.int64, len(d)),
+            "delta": np.fromiter((x.delta for x in d), np.int64, len(d)),
+            "reason": [plan_pb2.ReasonCode.Name(x.reason).removeprefix("REASON_CODE_") for x in d],
+        }
+    )
+
+    def first(k: int) -> list[dict[str, Any]]:
+        return [
+            _schedule_line(
+                s.deal_id,
+                plan_pb2.DealPacing.Name(s.pacing).removeprefix("DEAL_PACING_"),
+                s.throttle,
+                len(s.hourly_target),
+                s.rationale,
+            )
+            for s in plan.schedules[:k]
+        ]
+
+    return PlanRows(
+        deals, lambda rows: [d[int(i)].rationale for i in rows], first, len(plan.schedules)
+    )
+
+
+def _schedule_line(
+    deal_id: str, pacing: str, throttle: float, hours: int, rationale: str
+) -> dict[str, Any]:
+    shown = throttle if math.isfinite(throttle) else 0.0  # as the message carries it
+    return {
+        "deal_id": deal_id,
+        "pacing": pacing,
+        "throttle": f"{shown:.2f}",
+        "hours": hours,
+        "rationale": rationale,
+    }
+
+
+def deal_frame(rows: PlanRows, assessment: Assessment | None) -> pd.DataFrame:
+    """The plan's deals with their pacing verdicts, one row per deal (numbers only)."""
+    frame = rows.deals.assign(row=np.arange(len(rows.deals)))
     if assessment is not None and len(frame):
         verdicts = assessment.deals[["pacing_ratio", "status"]]
         frame = frame.join(verdicts, on="deal_id")
@@ -421,6 +504,7 @@ class DealLine:
 
 def deal_page(
     plan: plan_pb2.Plan,
+    rows_of: PlanRows,
     frame: pd.DataFrame,
     *,
     sort: str,
@@ -458,6 +542,7 @@ def deal_page(
     ratios = chunk["pacing_ratio"].to_numpy(np.float64)
     ids, sellers, channels = (chunk[c].tolist() for c in ("deal_id", "seller_id", "channel_id"))
     status, reason, row = (chunk[c].tolist() for c in ("status", "reason", "row"))
+    words = rows_of.words(np.asarray(row, dtype=np.int64))  # for the rows shown only
     lines = []
     for i in range(len(chunk)):
         d = int(deltas[i])
@@ -475,7 +560,7 @@ def deal_page(
                 status=str(status[i]),
                 heat=heat(ratio),
                 reason=str(reason[i]),
-                rationale=plan.deals[int(row[i])].rationale,
+                rationale=words[i],
             )
         )
     return lines, total
@@ -545,10 +630,12 @@ __all__ = [
     "DealLine",
     "GroupLine",
     "Lru",
+    "PlanRows",
     "PlanSummary",
     "SnapshotFacts",
     "alert_lines",
     "amount",
+    "amounts",
     "budget_type",
     "deal_frame",
     "deal_page",
@@ -556,6 +643,7 @@ __all__ = [
     "factor",
     "group_lines",
     "moves_chart",
+    "plan_rows",
     "plan_summary",
     "snapshot_facts",
     "spend_chart",

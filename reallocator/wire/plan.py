@@ -274,12 +274,7 @@ def _deal_messages(
     msg: plan_pb2.Plan, table: pd.DataFrame, bt: BudgetType, currency: str, rows: np.ndarray
 ) -> None:
     """One DealAllocation per row of `rows`, columns read once; missing words rendered."""
-    texts = values_of(table, "rationale", object)[rows]
-    missing = np.flatnonzero(texts == "")
-    if missing.size:
-        texts = texts.copy()
-        rendered = render_deal_rationales(table, bt, currency, rows[missing])
-        texts[missing] = np.asarray(rendered, dtype=object)
+    texts = deal_rationales(table, bt, currency, rows)
     if rows.size >= COLUMNAR_FROM:
         _deal_columns(msg, table, rows, texts)
         return
@@ -310,6 +305,20 @@ def _deal_messages(
             new_total=c["new_total"][i],
             pacing=pacing[i],
         )
+
+
+def deal_rationales(
+    table: pd.DataFrame, bt: BudgetType, currency: str, rows: np.ndarray
+) -> np.ndarray:
+    """The words of the deals in `rows` (an object array): the table's own where it has them
+    (a plan built with its words), rendered from its numbers where not."""
+    texts: np.ndarray = values_of(table, "rationale", object)[rows]
+    missing = np.flatnonzero(texts == "")
+    if missing.size:
+        texts = texts.copy()
+        rendered = render_deal_rationales(table, bt, currency, rows[missing])
+        texts[missing] = np.asarray(rendered, dtype=object)
+    return texts
 
 
 def _deal_columns(
@@ -495,6 +504,7 @@ def encode_plan(
 
 __all__ = [
     "add_rows",
+    "deal_rationales",
     "deals_arrow",
     "encode_plan",
     "encode_request",

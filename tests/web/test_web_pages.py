@@ -3,6 +3,7 @@ SQLite audit store populated the way Replan populates it."""
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from collections.abc import Iterator
@@ -22,7 +23,7 @@ from reallocator.v1 import plan_pb2
 from reallocator.web import queries
 from reallocator.web.app import Settings, create_app
 from reallocator.web.security import CSRF_COOKIE, CSRF_FIELD
-from reallocator.web.views import DEAL_SORTS, deal_frame, deal_page, delivered_total
+from reallocator.web.views import DEAL_SORTS, deal_frame, deal_page, delivered_total, plan_rows
 
 Recorded = tuple[SqlStore, dict[str, list[plan_pb2.Plan]]]
 
@@ -145,6 +146,21 @@ def test_the_deals_table_sorts_filters_and_pages(recorded: Recorded) -> None:
     assert client.get(url, params={"plan": plan.name, "sort": "bogus"}).status_code == 400
     assert client.get(url, params={"plan": plan.name, "page": "x"}).status_code == 400
     assert client.get(url, params={"plan": "campaigns/alpha/plans/0"}).status_code == 404
+
+
+def test_the_review_panel_says_what_the_full_plan_says(recorded: Recorded) -> None:
+    """Moves and schedules on the page come from the plan's stored tables, their words rendered
+    for the rows shown: the words of the plan read whole."""
+    store, plans = recorded
+    client = TestClient(create_app(store))
+    plan = store.get_plan(plans["beta"][-1].name)  # FULL: every row and schedule with words
+    page = client.get("/campaigns/beta").text
+    moved = [d for d in plan.deals if d.delta != 0]
+    assert moved and plan.schedules
+    assert page.count('name="reject" value=') == len(moved)
+    for text in [d.rationale for d in moved] + [s.rationale for s in plan.schedules[:20]]:
+        assert html.escape(text, quote=False) in page or html.escape(text) in page, text
+    assert f"Buyer-side schedules ({len(plan.schedules)})" in page
 
 
 def test_a_review_needs_the_csrf_token_of_this_browser(recorded: Recorded) -> None:
@@ -323,13 +339,23 @@ def test_a_snapshot_that_cannot_be_read_is_reported_not_fatal(
 def test_deal_pages_cover_every_matching_deal_once_in_order(
     recorded: Recorded, sort: str, size: int, query: str
 ) -> None:
-    _, plans = recorded
+    store, plans = recorded
     plan = plans["alpha"][0]  # never reviewed by these tests: its rows do not change
-    frame = deal_frame(plan, None)
-    first, total = deal_page(plan, frame, sort=sort, query=query, page=0, size=size)
+    # The pages read the stored tables, with words rendered for the rows shown.
+    rows = plan_rows(store.get_plan(plan.name, "none"), store.plan_tables(plan.name))
+    frame = deal_frame(rows, None)
+    first, total = deal_page(plan, rows, frame, sort=sort, query=query, page=0, size=size)
     pages = [first]
     while sum(map(len, pages)) < total:
-        pages.append(deal_page(plan, frame, sort=sort, query=query, page=len(pages), size=size)[0])
+        more = deal_page(plan, rows, frame, sort=sort, query=query, page=len(pages), size=size)
+        pages.append(more[0])
+    # The same pages as from the plan's own messages, words included.
+    whole = plan_rows(plan, None)
+    again = deal_page(plan, whole, deal_frame(whole, None), sort=sort, query=query, page=0,
+                      size=size)  # fmt: skip
+    assert again == (first, total)
+    by_id = {d.deal_id: d for d in plan.deals}
+    assert all(line.rationale == by_id[line.deal_id].rationale != "" for line in first)
     seen = [line for page in pages for line in page]
     matching = [d for d in plan.deals if query in (d.deal_id + d.seller_id + d.channel_id)
                 or not query]  # fmt: skip
