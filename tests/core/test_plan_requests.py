@@ -228,46 +228,6 @@ def test_increase_only_when_the_seller_shows_inventory() -> None:
     assert "inventory of 12,000 impressions" in capped.rationale
 
 
-def test_an_increase_never_asks_below_the_commitment() -> None:
-    """A deal behind its schedule whose seller declares less than the commitment: the request
-    asks for the commitment's pace, not a total below it (a seller accepting an "increase" to
-    the declared inventory would lower the commitment the plan kept)."""
-    inp = inputs(
-        2,
-        current_rate=60.0,  # 6,000 projected of 10,000 committed
-        new_allocation=[10_000, 15_000],  # kept by the plan; raised by it
-        available_inventory=8_000,
-    )
-    frame = decide(inp)
-    assert frame["kind"].tolist() == ["INCREASE", "INCREASE"]
-    assert frame["target_remaining"].tolist() == [10_000, 10_000]
-    assert frame["capped_by"].tolist() == ["", "COMMITMENT"]
-    kept, raised = derive_requests(inp, POLICY)
-    assert kept.target_total == raised.target_total == 5_000 + 10_000
-    assert "inventory" not in kept.rationale
-    assert "what its current commitment needs" in raised.rationale
-    assert "declared inventory of 8,000 impressions" in raised.rationale
-
-
-@settings(max_examples=60, deadline=None)
-@given(
-    old=st.integers(0, 50_000),
-    new=st.integers(0, 50_000),
-    rate=st.floats(0.0, 400.0),
-    inventory=st.integers(-1, 50_000),
-)
-def test_increases_ask_at_least_the_commitment_the_plan_keeps(
-    old: int, new: int, rate: float, inventory: int
-) -> None:
-    inp = inputs(
-        old_allocation=old, new_allocation=new, current_rate=rate, available_inventory=inventory
-    )
-    for r in derive_requests(inp, POLICY):
-        if r.kind is RequestKind.INCREASE:
-            assert r.target_total >= 5_000 + min(old, new)
-            assert r.target_total <= 5_000 + max(new, 0)
-
-
 def test_decrease_needs_no_inventory() -> None:
     assert outcomes(inputs(new_allocation=5_000)) == ["REQUESTED"]
 

@@ -34,11 +34,8 @@ Rules (vectorised over deals in `request_decisions`; `derive_requests` builds th
    avails-based forecast (observed avails x win rate x units per win over the remaining
    opportunity: the engine forecast's ``by_avails``), else unknown. An INCREASE is asked only
    when the supply is known and exceeds what the deal delivers at its current rate; the target
-   is capped at the supply, but never below the deal's current commitment (its old
-   allocation): an increase with a total below the commitment would read as a cut, and a
-   declaration below the commitment is for the plan's forecast and dead band to weigh.
-   Unknown supply: no INCREASE (outcome NO_INVENTORY). RESUME is not gated: it asks for
-   delivery that was booked.
+   is capped at the supply. Unknown supply: no INCREASE (outcome NO_INVENTORY). RESUME is not
+   gated: it asks for delivery that was booked.
 7. **Size and severity**: a request's size is max(|target - old allocation|, |target -
    projection at the current rate|) - the allocation change and the delivery change it asks
    for. It must be worth asking (``policy.min_change``); its severity uses
@@ -141,7 +138,7 @@ DECISION_COLUMNS: tuple[str, ...] = (
     "target_remaining",  # budget units asked for over the rest of the horizon
     "target_total",  # delivered + target_remaining
     "size",  # budget units; see the module docstring
-    "capped_by",  # "", "INVENTORY", "COMMITMENT" (inventory below it) or "SELLER_PARTIAL"
+    "capped_by",  # "", "INVENTORY" or "SELLER_PARTIAL"
     "supply",  # seller supply for the rest of the horizon (NaN unknown)
     "last_request_at",  # unix s of the deal's last earlier request (NaN none)
     "rejected_at",  # unix s of the last rejection of this kind (NaN none)
@@ -442,13 +439,10 @@ def _decisions(
     known = np.isfinite(supply)
     increase = ~stalled & (target > projected)
     no_inventory = increase & (~known | ~(np.where(known, supply, 0.0) > projected))
-    # The inventory caps what an increase asks beyond the deal's commitment, never the
-    # commitment itself: an "increase" whose total is below what the seller committed to would
-    # read as a cut (a seller accepting it lowers the commitment), and a declaration below the
-    # commitment is the plan's to act on (its forecast and dead band), not the request's.
-    cap = np.maximum(np.floor(np.where(known, supply, 0.0)), np.minimum(target, old))
-    inventory_binds = increase & known & ~no_inventory & (target > cap)
-    target = np.where(inventory_binds, cap, target).astype(np.int64)
+    inventory_binds = increase & known & ~no_inventory & (target > np.where(known, supply, 0.0))
+    target = np.where(
+        inventory_binds, np.floor(np.where(known, supply, 0.0)).astype(np.int64), target
+    )
     target = np.where(stalled & (new == 0), 0, target).astype(np.int64)
     target_rate = target / safe_hours
 
@@ -553,11 +547,8 @@ def _decisions(
         ],
         ReasonCode.PACING_SCHEDULE,
     ).astype(object)
-    at_commitment = inventory_binds & (cap > np.floor(np.where(known, supply, 0.0)))
     capped_by = np.select(
-        [at_commitment, inventory_binds, partial_binds],
-        ["COMMITMENT", "INVENTORY", "SELLER_PARTIAL"],
-        "",
+        [inventory_binds, partial_binds], ["INVENTORY", "SELLER_PARTIAL"], ""
     ).astype(object)
     return {
         "deal_id": inputs.deal_id,
@@ -723,12 +714,6 @@ def _rationale(
         if row["capped_by"] == "INVENTORY":
             supply = amount(float(row["supply"]))
             text += f" to {rate(row['target_rate'])}, as far as its inventory of {supply} allows"
-        elif row["capped_by"] == "COMMITMENT":
-            supply = amount(float(row["supply"]))
-            text += (
-                f" to {rate(row['target_rate'])}, what its current commitment needs (its "
-                f"declared inventory of {supply} does not cover more)"
-            )
         text += f" (target total {total})."
         if kind is RequestKind.INCREASE and inputs.capacity[i] >= 0:
             text += f" Capacity forecast: {amount(float(inputs.capacity[i]))}."
