@@ -4,7 +4,6 @@ that read a failed call's google.rpc.BadRequest back."""
 from __future__ import annotations
 
 import os
-import socket
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -27,6 +26,8 @@ _TESTS = str(Path(__file__).resolve().parent)
 if _TESTS not in sys.path:
     sys.path.insert(0, _TESTS)
 
+from ports import free_port as free_port  # noqa: E402  (tests import it from here)
+
 MIB = 1024 * 1024
 
 # Servers the tests start as processes keep their audit store in a scratch folder, not in the
@@ -36,14 +37,6 @@ os.environ.setdefault(
     f"sqlite:///{tempfile.mkdtemp(prefix='reallocator-tests-')}/reallocator.db",
 )
 SERVICE = "reallocator.v1.ReallocatorService"
-
-
-def free_port() -> int:
-    """A port nothing listens on right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def rpc_error(call: Callable[[], object]) -> grpc.RpcError:

@@ -16,7 +16,6 @@ import math
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,6 +40,7 @@ from builders import (  # noqa: E402
     deal_arrow_table,
     random_snapshot_spec,
 )
+from ports import free_port  # noqa: E402
 
 from reallocator.v1 import reallocator_service_pb2 as pb  # noqa: E402
 
@@ -408,12 +408,6 @@ def _parse(method: str, data: bytes) -> Message:
 
 
 # --- the server in a child process ---------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class ServerProcess:
