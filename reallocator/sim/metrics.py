@@ -91,11 +91,17 @@ def reversed_share(moves: FloatArray, tolerance: float = 1.0) -> float:
     """Share of all movement that cancels out within a deal: sum_d (M_d - |N_d|) / sum_d M_d,
     M_d the deal's total movement and N_d its net change. A cut later restored counts both
     moves (100 %); moves that all point one way count 0. Changes below `tolerance` are noise."""
-    m = np.where(np.abs(moves) >= tolerance, moves, 0.0)
-    total = np.abs(m).sum(axis=1)
+    total, undone = _movement(moves, tolerance)
     if total.sum() <= 0:
         return 0.0
-    return float((total - np.abs(m.sum(axis=1))).sum()) / float(total.sum())
+    return float(undone.sum()) / float(total.sum())
+
+
+def _movement(moves: FloatArray, tolerance: float) -> tuple[FloatArray, FloatArray]:
+    """Per deal: its total movement M_d and the part of it that cancels out, M_d - |N_d|."""
+    m = np.where(np.abs(moves) >= tolerance, moves, 0.0)
+    total = np.abs(m).sum(axis=1)
+    return total, total - np.abs(m.sum(axis=1))
 
 
 def reversed_by_class(
@@ -104,9 +110,7 @@ def reversed_by_class(
     """Where reversed movement comes from: per class of deals (a mask each), its reversed
     movement as a share of all movement, so the classes of a partition add up to
     `reversed_share`. Changes below `tolerance` are noise."""
-    m = np.where(np.abs(moves) >= tolerance, moves, 0.0)
-    total = np.abs(m).sum(axis=1)
-    undone = total - np.abs(m.sum(axis=1))
+    total, undone = _movement(moves, tolerance)
     whole = float(total.sum())
     return {
         name: float(undone[mask].sum()) / whole if whole > 0 else 0.0

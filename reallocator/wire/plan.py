@@ -346,28 +346,17 @@ def _deal_columns(
 
 
 _DEAL_NUMBERS = {
-    "old_allocation": "old_allocation",
-    "new_allocation": "new_allocation",
-    "delta": "delta",
-    "lower_bound": "lower_bound",
-    "upper_bound": "upper_bound",
-    "capacity_forecast": "capacity",
-    "new_total": "new_total",
+    wire: col
+    for wire, col in DEAL_TABLE_COLUMNS.items()
+    if not wire.endswith("_id") and wire != "marginal_value"
 }
 """Integer fields of DealAllocation (wire name -> the plan table's column)."""
 
 _DEAL_FIELDS = (
-    "deal_id",
-    "seller_id",
-    "channel_id",
-    "old_allocation",
-    "new_allocation",
-    "delta",
-    "lower_bound",
-    "upper_bound",
-    "capacity",
-    "new_total",
+    *(c for w, c in DEAL_TABLE_COLUMNS.items() if w.endswith("_id")),
+    *_DEAL_NUMBERS.values(),
 )
+"""The plan table's columns a DealAllocation reads as they are (ids and integers)."""
 
 
 def _groups(frame: pd.DataFrame, into: Any) -> None:
