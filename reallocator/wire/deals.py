@@ -232,7 +232,10 @@ def _from_columns(
         "clicks": col("clicks", np.int64, 0),
         "completes": col("completes", np.int64, 0),
         "requests": col("requests", np.int64, 0),
-        "price_kind": np.where(per_unit, PriceKind.PER_UNIT, PriceKind.ECPM).astype(np.int8),
+        # Plain ints: numpy reads an enum member as an object (~10 us).
+        "price_kind": np.where(per_unit, int(PriceKind.PER_UNIT), int(PriceKind.ECPM)).astype(
+            np.int8
+        ),
         "price_micros": np.where(per_unit, cost_per_unit, col("ecpm_micros", np.int64, 0)),
         "value_per_unit": col("value_per_unit", np.float64, 1.0),
         "avails": col("avails", np.int64, 0),
@@ -329,18 +332,29 @@ def from_arrow(
 ) -> RawDeals | None:
     """An Arrow IPC stream: nulls mean unset, so no has_ columns are needed."""
     table = read_arrow_stream(data, prefix, errors, max_bytes=max_bytes)
-    return None if table is None else from_arrow_table(table, prefix, errors)
+    return None if table is None else from_arrow_table(table, prefix, errors, validated=True)
 
 
-def from_arrow_table(table: pa.Table, prefix: str, errors: Violations) -> RawDeals | None:
+def _numpy_widens(kind: pa.DataType, target: pa.DataType) -> bool:
+    """Whether numpy's astype converts an Arrow column of `kind` to `target` exactly, so no
+    Arrow cast is needed (~5 us a column): signed or narrow unsigned integers into int64."""
+    return bool(target == pa.int64() and pa.types.is_integer(kind) and not pa.types.is_uint64(kind))
+
+
+def from_arrow_table(
+    table: pa.Table, prefix: str, errors: Violations, *, validated: bool = False
+) -> RawDeals | None:
     """An Arrow table whose columns are DealColumns field names (nulls mean unset): the one
-    decoder of the Arrow form, for the wire's IPC stream and for batch jobs' Parquet/CSV files."""
+    decoder of the Arrow form, for the wire's IPC stream and for batch jobs' Parquet/CSV files.
+    `validated`: the table was already validated in full (`read_checked` did it)."""
     mark = errors.mark()
     try:  # a table from a file or another library: converting an invalid one can crash
-        table.validate(full=True)
+        if not validated:
+            table.validate(full=True)
     except pa.ArrowException as exc:
         errors.add(prefix, f"not a valid Arrow table: {exc}")
         return None
+    small = table.num_rows < ARROW_TEXT_FROM
     known = set(_ALL_COLUMNS)
     seen: set[str] = set()
     columns: dict[str, pa.ChunkedArray] = {}
@@ -362,8 +376,12 @@ def from_arrow_table(table: pa.Table, prefix: str, errors: Violations) -> RawDea
             )
             continue
         target = _ARROW_TYPES.get(name, pa.large_string())
+        # A small table's strings become objects and narrow integers widen in numpy: no cast.
+        keep = column.type == target or (
+            (small and pa.types.is_string(column.type)) or _numpy_widens(column.type, target)
+        )
         try:  # one Arrow type per column: a uint64 above int64's range is an error, not a wrap
-            column = column if column.type == target else column.cast(target, safe=True)
+            column = column if keep else column.cast(target, safe=True)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
             errors.add(
                 f"{prefix}.{name}", f"values out of range for {_ARROW_TYPES.get(name)}: {exc}"
@@ -391,7 +409,7 @@ def from_arrow_table(table: pa.Table, prefix: str, errors: Violations) -> RawDea
             # read as objects, whose per-call overhead is smaller (~0.2 ms less at 50 deals).
             arrays[name] = (
                 pd.array(text, dtype=TEXT_DTYPE)
-                if table.num_rows >= ARROW_TEXT_FROM
+                if not small
                 else np.asarray(text.to_numpy(zero_copy_only=False), dtype=object)
             )
             continue
@@ -432,7 +450,10 @@ def _lengths(values: Any, n: int) -> npt.NDArray[np.float64]:
 
 
 def _duplicated(values: Any) -> npt.NDArray[np.bool_]:
-    """Whether each value appeared in an earlier row (one hash pass, Arrow's for its strings)."""
+    """Whether each value appeared in an earlier row (one hash pass, Arrow's for its strings;
+    a set first for a table of objects, where a hash table of pandas costs ~50 us)."""
+    if isinstance(values, np.ndarray) and len(set(values.tolist())) == len(values):
+        return np.zeros(len(values), dtype=bool)
     codes, _ = pd.factorize(values)
     out = np.ones(len(codes), dtype=bool)
     out[np.unique(codes, return_index=True)[1]] = False
@@ -440,7 +461,11 @@ def _duplicated(values: Any) -> npt.NDArray[np.bool_]:
 
 
 def _isin(values: Any, known: pd.Index) -> npt.NDArray[np.bool_]:
-    """Whether each value is in `known`: the few distinct values looked up, not every row."""
+    """Whether each value is in `known`: the few distinct values looked up, not every row (a
+    small table of objects: each row in a set, ~10x cheaper than pandas' hashing there)."""
+    if isinstance(values, np.ndarray) and len(values) < ARROW_TEXT_FROM:
+        names = set(known.tolist())
+        return np.fromiter((v in names for v in values.tolist()), dtype=bool, count=len(values))
     codes, uniques = pd.factorize(values)
     found: npt.NDArray[np.bool_] = np.asarray(pd.Index(uniques, dtype=object).isin(known))[codes]
     return found
@@ -458,10 +483,15 @@ def _check_ranges(raw: RawDeals, errors: Violations, limits: WireLimits) -> None
             lengths > limits.max_id_length,
             _fmt(f"longer than {limits.max_id_length} characters ({{:.0f}})", lengths),
         )
-    for column in _AMOUNT_COLUMNS:
-        ints = t[column]
-        errors.rows(form.path(column), ints > MAX_AMOUNT, f"must be at most 2**53 ({MAX_AMOUNT})")
-        if float(np.clip(ints, 0, MAX_AMOUNT).astype(np.float64).sum()) > MAX_AMOUNT:
+    # The amounts as one matrix: one comparison and one sum for all columns, and a column's rows
+    # named only where it has a bad one (~0.1 ms less at 50 deals than column by column).
+    amounts = np.stack([np.asarray(t[column], dtype=np.int64) for column in _AMOUNT_COLUMNS])
+    too_big = amounts > MAX_AMOUNT
+    sums = np.clip(amounts, 0, MAX_AMOUNT).astype(np.float64).sum(axis=1)
+    for k in np.flatnonzero(too_big.any(axis=1) | (sums > MAX_AMOUNT)).tolist():
+        column = _AMOUNT_COLUMNS[k]
+        errors.rows(form.path(column), too_big[k], f"must be at most 2**53 ({MAX_AMOUNT})")
+        if sums[k] > MAX_AMOUNT:
             errors.add(
                 form.path(column)(0).replace("[0]", "[*]"),
                 f"the sum over all deals must be at most 2**53 ({MAX_AMOUNT})",
@@ -529,9 +559,13 @@ def check_deals(
         lambda i: f"unknown DealStatus {status[i]}",
     )
 
-    for column in _AMOUNT_COLUMNS:
-        ints = t[column]
-        errors.rows(form.path(column), ints < 0, _fmt("must not be negative (got {})", ints))
+    amounts = np.stack([np.asarray(t[column], dtype=np.int64) for column in _AMOUNT_COLUMNS])
+    negative = amounts < 0
+    for k in np.flatnonzero(negative.any(axis=1)).tolist():
+        column = _AMOUNT_COLUMNS[k]
+        errors.rows(
+            form.path(column), negative[k], _fmt("must not be negative (got {})", amounts[k])
+        )
     price, kind = t["price_micros"], t["price_kind"]
     ecpm_path, unit_path = form.path("price_micros"), form.path("cost_per_unit_micros")
     errors.rows(

@@ -136,9 +136,10 @@ def encode_pacing(spec: PacingSpec) -> pacing_pb2.PacingTarget:
     return msg
 
 
-def _limits(frame: pd.DataFrame) -> list[snapshot_pb2.GroupLimits]:
+def _limits(frame: pd.DataFrame) -> list[snapshot_pb2.GroupLimits | None]:
+    """Each group's limits message, None where it has none (no empty message is sent)."""
     values = {c: frame[c].to_numpy(np.float64).tolist() for c in GROUP_COLUMNS}
-    out = []
+    out: list[snapshot_pb2.GroupLimits | None] = []
     for i in range(len(frame)):
         limits = snapshot_pb2.GroupLimits()
         for name in ("min_total", "max_total"):
@@ -147,7 +148,7 @@ def _limits(frame: pd.DataFrame) -> list[snapshot_pb2.GroupLimits]:
         for name in ("min_share", "max_share"):
             if not math.isnan(values[name][i]):
                 setattr(limits, name, values[name][i])
-        out.append(limits)
+        out.append(limits if limits.ListFields() else None)
     return out
 
 

@@ -17,6 +17,7 @@ from reallocator.core.model import (
     DeliverySeries,
     PacingSpec,
     Policy,
+    table_of,
 )
 from reallocator.v1 import snapshot_pb2
 from reallocator.wire import deals as wire_deals
@@ -41,7 +42,52 @@ def _time_zone(name: str, path: str, errors: Violations) -> str:
     return name
 
 
-_NO_LIMITS = [math.nan] * len(GROUP_COLUMNS)
+def _usable_ids(
+    ids: list[str], id_field: str, path: str, errors: Violations, limits: WireLimits
+) -> list[int]:
+    """The positions whose id is set, short enough and first of its kind; a violation for each
+    other one."""
+    kept: list[int] = []
+    seen: dict[str, int] = {}
+    for i, gid in enumerate(ids):
+        p = f"{path}[{i}].{id_field}"
+        if not gid:
+            errors.add(p, "required")
+        elif gid in seen:
+            errors.add(p, f"duplicate {id_field} {gid!r} (first at {path}[{seen[gid]}])")
+        elif len(gid) > limits.max_id_length:
+            errors.add(p, f"longer than {limits.max_id_length} characters ({len(gid)})")
+        else:
+            seen[gid] = i
+            kept.append(i)
+    return kept
+
+
+def _limit_values(lim: snapshot_pb2.GroupLimits, p: str, errors: Violations) -> list[float]:
+    """One group's limits as GROUP_COLUMNS values (NaN where unset), checked."""
+    values = [
+        float(lim.min_total) if lim.HasField("min_total") else math.nan,
+        float(lim.max_total) if lim.HasField("max_total") else math.nan,
+        lim.min_share if lim.HasField("min_share") else math.nan,
+        lim.max_share if lim.HasField("max_share") else math.nan,
+    ]
+    for name, v in zip(("min_total", "max_total"), values[:2], strict=True):
+        if v < 0:
+            errors.add(f"{p}.limits.{name}", f"must not be negative (got {int(v)})")
+        if v > MAX_AMOUNT:
+            errors.add(f"{p}.limits.{name}", f"must be at most 2**53 ({MAX_AMOUNT})")
+    shares_set = (lim.HasField("min_share"), lim.HasField("max_share"))
+    for name, v, is_set in zip(("min_share", "max_share"), values[2:], shares_set, strict=True):
+        if is_set and not (math.isfinite(v) and 0 <= v <= 1):
+            errors.add(f"{p}.limits.{name}", f"must be a share in [0, 1] (got {v})")
+    if values[0] > values[1]:
+        errors.add(
+            f"{p}.limits.max_total",
+            f"must be >= min_total ({int(values[1])} < {int(values[0])})",
+        )
+    if values[2] > values[3]:
+        errors.add(f"{p}.limits.max_share", f"must be >= min_share ({values[3]} < {values[2]})")
+    return values
 
 
 def _groups(
@@ -51,62 +97,25 @@ def _groups(
     errors: Violations,
     limits: WireLimits,
 ) -> pd.DataFrame:
-    ids: list[str] = []
-    rows: list[list[float]] = []
-    seen: dict[str, int] = {}
-    for i, g in enumerate(msgs):
-        gid = getattr(g, id_field)
-        if not gid or len(gid) > limits.max_id_length or gid in seen:
-            p = f"{path}[{i}]"
-            if not gid:
-                errors.add(f"{p}.{id_field}", "required")
-            elif gid in seen:
-                errors.add(
-                    f"{p}.{id_field}",
-                    f"duplicate {id_field} {gid!r} (first at {path}[{seen[gid]}])",
-                )
-            else:
-                errors.add(
-                    f"{p}.{id_field}",
-                    f"longer than {limits.max_id_length} characters ({len(gid)})",
-                )
-            continue
-        seen[gid] = i
-        if not g.HasField("limits"):  # the common case: nothing to read or check
-            ids.append(gid)
-            rows.append(_NO_LIMITS)
-            continue
-        p = f"{path}[{i}]"
-        lim: snapshot_pb2.GroupLimits = g.limits  # type: ignore[attr-defined]
-        values = [
-            float(lim.min_total) if lim.HasField("min_total") else math.nan,
-            float(lim.max_total) if lim.HasField("max_total") else math.nan,
-            lim.min_share if lim.HasField("min_share") else math.nan,
-            lim.max_share if lim.HasField("max_share") else math.nan,
-        ]
-        for name, v in zip(("min_total", "max_total"), values[:2], strict=True):
-            if v < 0:
-                errors.add(f"{p}.limits.{name}", f"must not be negative (got {int(v)})")
-            if v > MAX_AMOUNT:
-                errors.add(f"{p}.limits.{name}", f"must be at most 2**53 ({MAX_AMOUNT})")
-        shares_set = (lim.HasField("min_share"), lim.HasField("max_share"))
-        for name, v, is_set in zip(("min_share", "max_share"), values[2:], shares_set, strict=True):
-            if is_set and not (math.isfinite(v) and 0 <= v <= 1):
-                errors.add(f"{p}.limits.{name}", f"must be a share in [0, 1] (got {v})")
-        if values[0] > values[1]:
-            errors.add(
-                f"{p}.limits.max_total",
-                f"must be >= min_total ({int(values[1])} < {int(values[0])})",
-            )
-        if values[2] > values[3]:
-            errors.add(f"{p}.limits.max_share", f"must be >= min_share ({values[3]} < {values[2]})")
-        ids.append(gid)
-        rows.append(values)
-    limits_table = np.array(rows, dtype=np.float64).reshape(len(rows), len(GROUP_COLUMNS))
-    return pd.DataFrame(  # every GROUP_COLUMNS column is float64: no astype
-        limits_table,
-        columns=list(GROUP_COLUMNS),
-        index=pd.Index(ids, name=id_field, dtype=object),
+    """The sellers' or channels' limits table, indexed by id. The ids are checked as one list
+    (a loop with a violation per row only when one is bad), and only groups with a limit set
+    are read one by one: a 50-deal snapshot's ~50 groups cost ~0.3 ms read field by field."""
+    ids = [getattr(g, id_field) for g in msgs]
+    longest = max(map(len, ids), default=0)
+    if "" in ids or len(set(ids)) < len(ids) or longest > limits.max_id_length:
+        kept = _usable_ids(ids, id_field, path, errors, limits)
+    else:
+        kept = list(range(len(ids)))
+    table = np.full((len(kept), len(GROUP_COLUMNS)), np.nan)
+    for row, i in enumerate(kept):
+        g = msgs[i]
+        # An unset or empty limits message (an encoder's default) has nothing to read or check.
+        if g.HasField("limits") and g.limits.ListFields():  # type: ignore[attr-defined]
+            table[row] = _limit_values(g.limits, f"{path}[{i}]", errors)  # type: ignore[attr-defined]
+    return table_of(
+        dict(zip(GROUP_COLUMNS, table.T, strict=True)),
+        GROUP_COLUMNS,
+        index=pd.Index([ids[i] for i in kept], name=id_field, dtype=object),
     )
 
 

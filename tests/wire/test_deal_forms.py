@@ -31,12 +31,14 @@ from hypothesis.extra import numpy as hnp
 from reallocator.core.model import (
     DEAL_COLUMNS,
     INT64_MAX,
+    TEXT_DTYPE,
     CampaignSnapshot,
     DealStatus,
     Policy,
     PriceKind,
 )
 from reallocator.v1 import common_pb2, snapshot_pb2
+from reallocator.wire import deals as wire_deals
 from reallocator.wire.snapshot import decode_snapshot
 from reallocator.wire.violations import Violations
 
@@ -325,6 +327,8 @@ def _arrow_variant(**columns: pa.Array) -> snapshot_pb2.CampaignSnapshot:
     "variant",
     [
         {"allocation": pa.array([100, 200], pa.int32()), "deal_type": pa.array([2, 2], pa.uint8())},
+        # narrow integers with nulls: filled in their own width, widened by numpy
+        {"status": pa.array([None, 0], pa.int8()), "clicks": pa.array([0, None], pa.int16())},
         {"premium": pa.array([False, None]), "locked": pa.array([None, False])},
         {"deal_id": pa.array(["d0", "d1"], pa.large_string())},
         {"value_per_unit": pa.array([None, 2.5], pa.float32())},
@@ -332,7 +336,15 @@ def _arrow_variant(**columns: pa.Array) -> snapshot_pb2.CampaignSnapshot:
         {"seller_id": pa.array(["seller-a", "seller-b"]).dictionary_encode()},
         {"channel_id": pa.array(["display", "ctv"]).dictionary_encode()},
     ],
-    ids=["narrow-ints", "null-bools", "large-string", "float32", "dict-seller", "dict-channel"],
+    ids=[
+        "narrow-ints",
+        "narrow-null-ints",
+        "null-bools",
+        "large-string",
+        "float32",
+        "dict-seller",
+        "dict-channel",
+    ],
 )
 def test_arrow_column_types_that_hold_the_same_values_decode_the_same(
     variant: dict[str, pa.Array],
@@ -425,3 +437,45 @@ def test_arrow_strings_validate_as_objects_do(rows: int, monkeypatch: pytest.Mon
                      "t.seller_order_id[2]"}  # fmt: skip
     assert "t.seller_order_id[0]" not in paths
     pd.testing.assert_frame_equal(arrow_table, object_table)
+
+
+@given(
+    values=st.lists(st.sampled_from(["", "a", "b", "seller-a", "é", "a\x00"]), max_size=40),
+    known=st.lists(st.sampled_from(["a", "b", "seller-a", "é", "z"]), unique=True, max_size=5),
+)
+@settings(max_examples=150, deadline=None)
+def test_membership_and_repeats_read_the_same_from_objects_and_arrow_strings(
+    values: list[str], known: list[str]
+) -> None:
+    """Small tables' strings are objects checked with sets, large ones Arrow strings checked
+    with pandas' hashing: both say the same."""
+    objects = np.array(values, dtype=object)
+    arrow = pd.array(values, dtype=TEXT_DTYPE)
+    index = pd.Index(known, dtype=object)
+    np.testing.assert_array_equal(wire_deals._isin(objects, index), wire_deals._isin(arrow, index))
+    np.testing.assert_array_equal(wire_deals._duplicated(objects), wire_deals._duplicated(arrow))
+    np.testing.assert_array_equal(
+        wire_deals._duplicated(objects), pd.Series(values, dtype=object).duplicated().to_numpy()
+    )
+
+
+def test_group_limits_empty_partial_and_unset_read_as_they_say() -> None:
+    """An empty limits message (what a default encoder writes) is no limit; a partial one sets
+    only its fields; ids are named where they are missing or repeated."""
+    msg = build_snapshot(TWO_SPEC, "arrow")
+    msg.sellers[0].limits.SetInParent()
+    msg.sellers[1].limits.min_total = 5
+    msg.channels[0].limits.max_share = 0.5
+    sellers = decode(msg).sellers
+    assert sellers.loc["seller-a"].isna().all()
+    assert sellers.loc["seller-b", "min_total"] == 5
+    assert sellers.loc["seller-b", ["max_total", "min_share", "max_share"]].isna().all()
+    assert decode(msg).channels.loc["display", "max_share"] == 0.5
+    msg.sellers.add(seller_id="seller-a")
+    msg.sellers.add(seller_id="")
+    errors = Violations()
+    assert decode_snapshot(msg, Policy(), errors) is None
+    assert [(v.field, v.description.split(" (")[0]) for v in errors.items] == [
+        ("snapshot.sellers[3].seller_id", "duplicate seller_id 'seller-a'"),
+        ("snapshot.sellers[4].seller_id", "required"),
+    ]
