@@ -102,7 +102,7 @@ class ForecastInputs:
         n = len(deals)
         imps = values_of(deals, "impressions", np.float64)
         column = DELIVERED_COLUMN[budget_type]
-        units_total = deals[column].to_numpy(np.float64)
+        units_total = values_of(deals, column, np.float64)
         wins_total = values_of(deals, "wins", np.float64)
         bids = values_of(deals, "bids", np.float64)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -427,7 +427,7 @@ def confident_cuts(
         seller &= ~awaiting
     # Behind its curve, the campaign needs every unit placed where it can be spent.
     buyer = eligible & (behind <= BAND_RELEASE_GAP)
-    hours = table["remaining_hours"].to_numpy(np.float64)
+    hours = values_of(table, "remaining_hours", np.float64)
     out, banded = hold_band(
         out,
         current,

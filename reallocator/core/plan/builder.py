@@ -132,7 +132,7 @@ def _with_step_floor(snapshot: CampaignSnapshot) -> CampaignSnapshot:
 
 
 def last_moves(
-    history: RequestHistory | None, deal_ids: pd.Series, as_of: float, policy: Policy
+    history: RequestHistory | None, deal_ids: Any, as_of: float, policy: Policy
 ) -> npt.NDArray[np.int8]:
     """Per deal (snapshot order) the sign of the last move an earlier plan made on it within
     `policy.reversal_window` before `as_of`: -1 cut, +1 raised, 0 none (or no history)."""
@@ -190,6 +190,7 @@ def _capacity(
     assessment: Assessment,
     curve: PacingCurve,
     history: RequestHistory | None,
+    moved: npt.NDArray[np.int8],
     given: npt.NDArray[np.int64] | None = None,
 ) -> tuple[np.ndarray, pd.DataFrame, np.ndarray]:
     """Forecast per deal (or the caller's, `given`); seller answers cap it (a REJECTED increase
@@ -269,7 +270,6 @@ def _capacity(
             for c in ("expected", "actual", "allocation")
         )
         behind = (expected - actual) / max(booked, 1.0)
-    moved = last_moves(history, deals["deal_id"], snapshot.as_of.timestamp(), policy)
     capacity, held = confident_cuts(
         inputs, table, remaining, policy, moved, behind, awaiting=_awaiting(history, deals)
     )
@@ -593,7 +593,11 @@ def build_plan(
 
     snapshot = _with_step_floor(snapshot)
     policy = snapshot.policy
-    capacity, forecast_table, capped = _capacity(snapshot, assessment, curve, history, forecast)
+    # The sign of each deal's last recent move (hysteresis and the reversal charge read it).
+    moved = last_moves(history, text_column(snapshot.deals, "deal_id"), as_of, policy)
+    capacity, forecast_table, capped = _capacity(
+        snapshot, assessment, curve, history, moved, forecast
+    )
     room = None
     if windows is not None:
         total_now = values_of(snapshot.deals, "allocation", np.int64)
@@ -607,9 +611,7 @@ def build_plan(
     )
     built = replace(
         built,
-        problem=reversal_churn(
-            built.problem, last_moves(history, snapshot.deals["deal_id"], as_of, policy), policy
-        ),
+        problem=reversal_churn(built.problem, moved, policy),
     )
     report = built.report
     weights = RelaxationWeights.from_policy(policy)
