@@ -16,7 +16,7 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 
-from reallocator.core.model import CampaignSnapshot, Policy
+from reallocator.core.model import CampaignSnapshot, Policy, values_of
 from reallocator.core.pacing.assessment import Assessment
 from reallocator.core.plan.builder import build_plan
 from reallocator.core.plan.model import Plan, RequestHistory
@@ -79,8 +79,8 @@ class PlanLifecycle:
             snapshot.campaign_id,
             moves_since=self._moves_since(snapshot),
             applied_since=int((as_of - 86_400) * 1e6) if uses_windows else None,
-            application=bool((deals["plan_applied_at"].to_numpy(np.int64) < 0).any()),
-            declared=bool((deals["available_inventory"].to_numpy(np.int64) < 0).any()),
+            application=bool((values_of(deals, "plan_applied_at", np.int64) < 0).any()),
+            declared=bool((values_of(deals, "available_inventory", np.int64) < 0).any()),
         )
         snapshot = _with_declared_inventory(_with_application(snapshot, past.application), past)
         windows = (
@@ -342,8 +342,8 @@ def _with_application(
     if the caller had sent it; a caller who still sends it gets the same plan. An application
     after the snapshot's as_of is not yet in effect and is left out."""
     deals = snapshot.deals
-    missing = deals["plan_applied_at"].to_numpy(np.int64) < 0
-    if not missing.any() or last is None or last[1] > snapshot.as_of.timestamp():
+    missing = values_of(deals, "plan_applied_at", np.int64) < 0
+    if last is None or not missing.any() or last[1] > snapshot.as_of.timestamp():
         return snapshot
     _, at, plan_deals = last
     # The plan restarted the curve of the deals it moved and the buyer paces; a guaranteed
@@ -374,8 +374,10 @@ def _with_declared_inventory(snapshot: CampaignSnapshot, past: CampaignPast) -> 
     """Deals whose snapshot carries no available_inventory get the newest figure their seller
     declared with an answer (RecordSellerResponse.available_inventory)."""
     deals = snapshot.deals
-    unknown = deals["available_inventory"].to_numpy(np.int64) < 0
-    if not unknown.any() or past.declared.empty:
+    if past.declared.empty:
+        return snapshot
+    unknown = values_of(deals, "available_inventory", np.int64) < 0
+    if not unknown.any():
         return snapshot
     found = past.declared.reindex(deals["deal_id"].astype(str).to_numpy()).to_numpy(np.float64)
     fill = unknown & ~np.isnan(found)

@@ -369,6 +369,21 @@ def is_text_array(values: object) -> bool:
     return isinstance(values, pd.api.extensions.ExtensionArray) and str(values.dtype) == "str"
 
 
+_ArrowText: type = type(pd.array(np.array([""], dtype=object), dtype=TEXT_DTYPE))
+
+
+def _text_array(values: Any) -> Any:
+    """Text (numpy's fixed-width, or str objects) as the "str" dtype's Arrow array: built from
+    the Arrow array directly (~5 us a column) where `pd.array` checks it again (~10 us); values
+    Arrow will not take as strings (numbers, NaN) go through pandas' conversion."""
+    if not (isinstance(values, np.ndarray) and values.dtype.kind == "U"):
+        values = np.asarray(values, dtype=object)
+    try:
+        return _ArrowText(pa.array(values, pa.large_string()), dtype=TEXT_DTYPE)
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        return pd.array(values, dtype=TEXT_DTYPE)
+
+
 @functools.lru_cache(maxsize=256)
 def _column_index(names: tuple[str, ...]) -> pd.Index:
     """The columns' Index, built once per schema (immutable, so tables share it): building it
@@ -398,11 +413,8 @@ def table_of(
                 value = one.take(np.zeros(n, dtype=np.intp))
             elif is_text_array(value):
                 value = value.copy()
-            elif isinstance(value, np.ndarray) and value.dtype.kind == "U":
-                # numpy's fixed-width text straight to Arrow: no object per row (~40 % less).
-                value = pd.array(pa.array(value, pa.large_string()), dtype=TEXT_DTYPE)
             else:
-                value = pd.array(np.asarray(value, dtype=object), dtype=TEXT_DTYPE)
+                value = _text_array(value)
         else:
             # A copy, as the dict constructor makes: the table owns its (writeable) columns.
             value = np.full(n, value, dtype=dtype) if np.isscalar(value) else np.array(value, dtype)

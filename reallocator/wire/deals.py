@@ -397,6 +397,12 @@ def from_arrow_table(
         # Columns without nulls (the usual case) skip the mask and the fill: ~30 Arrow calls
         # fewer for a 50-deal table.
         some = column.null_count > 0
+        if name not in _STRING_COLUMNS and column.null_count == n:
+            # An optional column sent all null (an encoder's unset): the defaults, no Arrow call.
+            dtype = _COLUMN_DTYPES[name]
+            nulls[name] = np.ones(n, dtype=bool)
+            arrays[name] = np.full(n, np.nan if dtype is np.float64 else 0, dtype=dtype)
+            continue
         nulls[name] = (
             np.asarray(column.is_null().to_numpy(zero_copy_only=False), dtype=bool)
             if some

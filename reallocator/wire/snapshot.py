@@ -216,7 +216,7 @@ def decode_snapshot(
         as_of=as_of,
         timezone=tz,
         currency=msg.currency_code,
-        deals=deals.reset_index(drop=True),
+        deals=deals,  # check_deals built it on a RangeIndex
         sellers=sellers,
         channels=channels,
         pacing=pacing,

@@ -18,6 +18,7 @@ returned beside the capacity for the plan's rationale.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -31,7 +32,6 @@ from reallocator.core.model import (
     DeliverySeries,
     Policy,
     table_of,
-    text_of,
     values_of,
 )
 
@@ -302,6 +302,17 @@ def forecast_capacity(
     policy: Policy,
 ) -> tuple[IntArray, pd.DataFrame]:
     """Capacity per deal (int64 budget units) and a table of how each was reached."""
+    capacity, columns = forecast_columns(inputs, remaining_opportunity_hours, policy)
+    return capacity, table_of(columns, RATIONALE_DTYPES)
+
+
+def forecast_columns(
+    inputs: ForecastInputs,
+    remaining_opportunity_hours: float | FloatArray,
+    policy: Policy,
+) -> tuple[IntArray, dict[str, Any]]:
+    """`forecast_capacity`'s table as its columns (RATIONALE_DTYPES): the plan adds its own
+    columns and builds one table, not two."""
     hours = np.broadcast_to(
         np.asarray(remaining_opportunity_hours, np.float64), inputs.booked.shape
     )
@@ -360,29 +371,35 @@ def forecast_capacity(
         [_CODE[m] for m in ("inactive", "stalled", "declared", "commitment", "rate", "declared")],
         default=_CODE["booked"],
     )
-    rationale = table_of(
-        {
-            "method": pd.Categorical.from_codes(code, dtype=_METHOD_DTYPE),
-            "observed_rate": inputs.observed_rate,
-            "participation_rate": inputs.participation_rate,
-            "unthrottled_rate": unthrottled,
-            "remaining_hours": hours,
-            "by_rate": by_rate,
-            "by_avails": by_avails,
-            "available_inventory": inputs.available_inventory,
-            "booked": inputs.booked,
-            "evidence_hours": inputs.evidence_hours,
-            "capacity": capacity.astype(np.int64),
-            "stall_outlook": kept,
-        },
-        RATIONALE_DTYPES,
-    )
+    rationale = {
+        "method": pd.Categorical.from_codes(code, dtype=_METHOD_DTYPE),
+        "observed_rate": inputs.observed_rate,
+        "participation_rate": inputs.participation_rate,
+        "unthrottled_rate": unthrottled,
+        "remaining_hours": hours,
+        "by_rate": by_rate,
+        "by_avails": by_avails,
+        "available_inventory": inputs.available_inventory,
+        "booked": inputs.booked,
+        "evidence_hours": inputs.evidence_hours,
+        "capacity": capacity.astype(np.int64),
+        "stall_outlook": kept,
+    }
     return capacity.astype(np.int64), rationale
+
+
+def method_names(method: pd.Categorical) -> npt.NDArray[np.object_]:
+    """Each deal's forecast method as text (the categorical's labels picked by code)."""
+    names: npt.NDArray[np.object_] = _METHOD_NAMES[method.codes]
+    return names
+
+
+_METHOD_NAMES = np.array(METHODS, dtype=object)
 
 
 def confident_cuts(
     inputs: ForecastInputs,
-    table: pd.DataFrame,
+    table: dict[str, Any],
     current: IntArray,
     policy: Policy,
     last_move: npt.NDArray[np.int8] | None = None,
@@ -397,9 +414,9 @@ def confident_cuts(
     with a seller request unanswered, never held by the band). A declared inventory
     below the allocation is the seller's word and a stall is judged elsewhere: neither is held
     by the confidence bounds (a guaranteed deal's declaration only by the band)."""
-    capacity = np.array(values_of(table, "capacity", np.int64))
+    capacity = np.array(table["capacity"], dtype=np.int64)
     declared = inputs.available_inventory
-    method = text_of(table, "method")
+    method = method_names(table["method"])
     eligible = (
         (method == "rate")
         & inputs.active
@@ -409,7 +426,7 @@ def confident_cuts(
     out, held = capacity, np.zeros(capacity.shape, dtype=bool)
     if policy.cut_confidence > 0 and inputs.rate_se is not None:
         part = np.clip(np.nan_to_num(inputs.participation_rate, nan=1.0), MIN_PARTICIPATION, 1.0)
-        hours = values_of(table, "remaining_hours", np.float64)
+        hours = np.asarray(table["remaining_hours"], dtype=np.float64)
         spread = policy.cut_confidence * inputs.rate_se
         upper = (inputs.observed_rate + spread) / part * hours
         lower = (inputs.observed_rate - spread) / part * hours
@@ -427,7 +444,7 @@ def confident_cuts(
         seller &= ~awaiting
     # Behind its curve, the campaign needs every unit placed where it can be spent.
     buyer = eligible & (behind <= BAND_RELEASE_GAP)
-    hours = values_of(table, "remaining_hours", np.float64)
+    hours = np.asarray(table["remaining_hours"], dtype=np.float64)
     out, banded = hold_band(
         out,
         current,
