@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from reallocator.core.engine import (
     AllocationProblem,
@@ -18,6 +20,7 @@ from reallocator.core.engine import (
     solve,
     verify_allocation,
 )
+from reallocator.core.engine.flow import max_deliverable, network_max_deliverable
 from reallocator.core.engine.problem import NO_MAX
 from reallocator.core.engine.synthetic import random_problem
 
@@ -244,3 +247,47 @@ def test_subnormal_values_count_as_nothing(path: SolvePath) -> None:
     p = make(current=[0, 0], ub=[5, 5], total=7, value_slopes=[2.2e-311, 0.0], lam_channel=0.0)
     result = solve(p, path=path)
     assert int(result.allocation.sum()) == 7
+
+
+@given(
+    data=st.lists(
+        st.tuples(st.integers(0, 10**6), st.integers(0, 10**6), st.integers(0, 3)),
+        min_size=0,
+        max_size=30,
+    ),
+    total=st.integers(0, 5 * 10**6),
+    huge=st.booleans(),
+)
+@settings(max_examples=200, deadline=None)
+def test_max_deliverable_without_group_limits_equals_the_network(
+    data: list[tuple[int, int, int]], total: int, huge: bool
+) -> None:
+    """Without seller or channel limits the deliverable total is a sum: the same answer (and
+    the same infeasibility) as the flow through channels, pairs and sellers."""
+    lb = np.array([min(a, b) for a, b, _ in data], dtype=np.int64)
+    ub = np.array([max(a, b) for a, b, _ in data], dtype=np.int64)
+    if huge and len(ub):
+        ub[0] = NO_MAX  # no cap: sums must not overflow
+    n = len(data)
+    problem = make(
+        current=np.zeros(n, np.int64),
+        lb=lb,
+        ub=ub,
+        seller=np.array([k % 2 for *_, k in data], dtype=np.int32),
+        channel=np.array([k // 2 for *_, k in data], dtype=np.int32),
+        seller_min=[0, 0],
+        seller_max=[NO_MAX, total],
+        channel_min=[0, 0],
+        channel_max=[total, NO_MAX],
+        total=total,
+        value_slopes=np.ones(n),
+    )
+    try:
+        fast: int | None = max_deliverable(problem)
+    except InfeasibleProblem:
+        fast = None
+    try:
+        network: int | None = network_max_deliverable(problem)
+    except InfeasibleProblem:
+        network = None
+    assert fast == network

@@ -121,8 +121,23 @@ def max_deliverable(problem: AllocationProblem) -> int:
     """Priority (1): the largest total any feasible plan can allocate (step 1 above).
 
     Raises InfeasibleProblem when no plan meets every lower bound within the total."""
+    total = problem.total
+    cmin, cmax, smin, smax = _group_bounds(problem)
+    if not (cmin.any() or smin.any()) and bool((cmax >= total).all() and (smax >= total).all()):
+        # No seller or channel limit: the network is its deals alone, and its answer is a sum
+        # (the lower bounds fit the total or nothing does; then all that fits, up to the total).
+        one = np.zeros(problem.n_deals, dtype=np.int32)
+        if int(capped_group_sum(problem.lb, one, 1, total + 1)[0]) > total:
+            raise InfeasibleProblem("the flow network has no feasible flow")
+        return int(capped_group_sum(problem.ub_capped, one, 1, total)[0])
+    return network_max_deliverable(problem)
+
+
+def network_max_deliverable(problem: AllocationProblem) -> int:
+    """`max_deliverable` as a flow through channels, (channel, seller) pairs and sellers."""
     s, c = problem.n_sellers, problem.n_channels
     total = problem.total
+    cmin, cmax, smin, smax = _group_bounds(problem)
     sink = 1 + c + s
     # Pair code of each deal; dense when the C x S grid is small, else compressed by np.unique.
     pair = problem.channel.astype(np.int64) * s + problem.seller
@@ -138,7 +153,6 @@ def max_deliverable(problem: AllocationProblem) -> int:
     pair_lb = group_sum(problem.lb, code32, n_pairs)[used]
     pair_ub = capped_group_sum(problem.ub_capped, code32, n_pairs, total)[used]
     keys = keys[used]
-    cmin, cmax, smin, smax = _group_bounds(problem)
     i32 = np.int32
     tail = np.concatenate(
         [np.zeros(c, i32), (1 + keys // s).astype(i32), np.arange(1 + c, sink, dtype=i32), [0]]

@@ -390,6 +390,22 @@ def beyond_tolerance(required: FloatArray, current: FloatArray, tolerance: float
     return np.asarray(out & np.isfinite(req) & np.isfinite(cur), dtype=bool)
 
 
+_OUTCOME_NAMES = np.array([str(o) for o in RequestOutcome], dtype=object)
+_OUTCOME_CODE = {o: i for i, o in enumerate(RequestOutcome)}
+_REQUEST_REASONS = np.array(
+    [
+        str(r)
+        for r in (
+            ReasonCode.STALLED,
+            ReasonCode.SELLER_RESPONSE,
+            ReasonCode.UNDER_DELIVERY,
+            ReasonCode.OVER_DELIVERY,
+            ReasonCode.PACING_SCHEDULE,
+        )
+    ],
+    dtype=object,
+)
+_CAPPED_BY = np.array(["", "INVENTORY", "SELLER_PARTIAL"], dtype=object)
 _KINDS = np.array(["", *(str(k) for k in RequestKind)], dtype=object)
 _KIND_CODE = {RequestKind(k): i for i, k in enumerate(_KINDS) if k}
 
@@ -504,29 +520,32 @@ def _decisions(
     )
     repeat = same_kind & ~(np.nan_to_num(moved, nan=np.inf) > tolerance)
 
-    outcome = np.select(
-        [
-            ~pg,
-            ~active,
-            np.full(n, hours <= 0),
-            ~gap_ok,
-            no_inventory,
-            ~worth,
-            rejected_recently,
-            in_cooldown & (~critical | repeat),
-        ],
-        [
-            RequestOutcome.NOT_GUARANTEED,
-            RequestOutcome.INACTIVE,
-            RequestOutcome.HORIZON_OVER,
-            RequestOutcome.WITHIN_TOLERANCE,
-            RequestOutcome.NO_INVENTORY,
-            RequestOutcome.BELOW_MIN_CHANGE,
-            RequestOutcome.REJECTED_RECENTLY,
-            RequestOutcome.COOLDOWN,
-        ],
-        RequestOutcome.REQUESTED,
-    ).astype(object)
+    # Codes, then their names picked once: np.select over text builds a text array per choice.
+    outcome = _OUTCOME_NAMES[
+        np.select(
+            [
+                ~pg,
+                ~active,
+                np.full(n, hours <= 0),
+                ~gap_ok,
+                no_inventory,
+                ~worth,
+                rejected_recently,
+                in_cooldown & (~critical | repeat),
+            ],
+            [
+                _OUTCOME_CODE[RequestOutcome.NOT_GUARANTEED],
+                _OUTCOME_CODE[RequestOutcome.INACTIVE],
+                _OUTCOME_CODE[RequestOutcome.HORIZON_OVER],
+                _OUTCOME_CODE[RequestOutcome.WITHIN_TOLERANCE],
+                _OUTCOME_CODE[RequestOutcome.NO_INVENTORY],
+                _OUTCOME_CODE[RequestOutcome.BELOW_MIN_CHANGE],
+                _OUTCOME_CODE[RequestOutcome.REJECTED_RECENTLY],
+                _OUTCOME_CODE[RequestOutcome.COOLDOWN],
+            ],
+            _OUTCOME_CODE[RequestOutcome.REQUESTED],
+        )
+    ]
 
     plan_reason = (
         inputs.plan_reason
@@ -534,7 +553,7 @@ def _decisions(
         else np.full(n, ReasonCode.UNCHANGED, dtype=object)
     )
     usable_plan_reason = ~np.isin(plan_reason, [ReasonCode.UNCHANGED, ""])
-    reason = np.select(
+    reason_code = np.select(
         [
             stalled,
             partial_binds,
@@ -542,18 +561,11 @@ def _decisions(
             status == PacingStatus.OVER,
             usable_plan_reason,
         ],
-        [
-            ReasonCode.STALLED,
-            ReasonCode.SELLER_RESPONSE,
-            ReasonCode.UNDER_DELIVERY,
-            ReasonCode.OVER_DELIVERY,
-            plan_reason,
-        ],
-        ReasonCode.PACING_SCHEDULE,
-    ).astype(object)
-    capped_by = np.select(
-        [inventory_binds, partial_binds], ["INVENTORY", "SELLER_PARTIAL"], ""
-    ).astype(object)
+        [0, 1, 2, 3, -1],  # _REQUEST_REASONS; -1: the plan's own reason
+        4,
+    )
+    reason = np.where(reason_code < 0, plan_reason, _REQUEST_REASONS[reason_code])
+    capped_by = _CAPPED_BY[np.select([inventory_binds, partial_binds], [1, 2], 0)]
     return {
         "deal_id": inputs.deal_id,
         "outcome": outcome,
