@@ -361,21 +361,27 @@ _DEAL_FIELDS = (
 
 def _groups(frame: pd.DataFrame, into: Any) -> None:
     """A GroupTotal per row, added in place (no message built then copied into the plan)."""
-    cols = {c: values_of(frame, c).tolist() for c in frame.columns}  # plain values per row
+    names = ("delivered", "old_allocation", "new_allocation", "binding", "marginal_value")
+    # Plain values per row, one list per column (a seller row costs ~2 us this way).
+    rows = zip(
+        frame.index.tolist(),
+        *(values_of(frame, c).tolist() for c in (*names, "min_total", "max_total")),
+        strict=True,
+    )
     add = into.add
-    for i, gid in enumerate(frame.index.astype(str).tolist()):
+    for gid, delivered, old, new, binding, marginal, low, high in rows:
         fields: dict[str, Any] = {}
-        if not math.isnan(cols["min_total"][i]):
-            fields["min_total"] = int(cols["min_total"][i])
-        if not math.isnan(cols["max_total"][i]):
-            fields["max_total"] = int(cols["max_total"][i])
+        if not math.isnan(low):
+            fields["min_total"] = int(low)
+        if not math.isnan(high):
+            fields["max_total"] = int(high)
         add(
-            id=gid,
-            delivered=int(cols["delivered"][i]),
-            old_allocation=int(cols["old_allocation"][i]),
-            new_allocation=int(cols["new_allocation"][i]),
-            binding=bool(cols["binding"][i]),
-            marginal_value=_finite(float(cols["marginal_value"][i])),
+            id=str(gid),
+            delivered=int(delivered),
+            old_allocation=int(old),
+            new_allocation=int(new),
+            binding=bool(binding),
+            marginal_value=_finite(float(marginal)),
             **fields,
         )
 

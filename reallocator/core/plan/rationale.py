@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from reallocator.core.engine import BoundsReport, BuiltProblem
-from reallocator.core.model import BudgetType, CampaignSnapshot, values_of
+from reallocator.core.model import BudgetType, CampaignSnapshot, text_column, values_of
 from reallocator.core.pacing.assessment import Assessment, EntityKind
 from reallocator.core.plan.model import (
     DecisionFactor,
@@ -135,7 +135,7 @@ def decision_record(
         )
     else:
         order = np.argsort(-np.abs(delta), kind="stable")[:3]
-        ids = values_of(deals, "deal_id")
+        ids = text_column(deals, "deal_id")  # three of them named: no column converted
         moves = "; ".join(
             f"{ids[i]} {'+' if delta[i] > 0 else '-'}{amount(abs(int(delta[i])), bt, cur)}"
             for i in order.tolist()
