@@ -39,6 +39,7 @@ from reallocator.core.model import (
     GROUP_COLUMNS,
     Budget,
     CampaignSnapshot,
+    DealType,
     DeliverySeries,
     PacingMode,
     PacingSpec,
@@ -59,8 +60,10 @@ HOURS = 48
 Stage = Callable[[CampaignSnapshot], object]
 
 
-def make_snapshot(n_deals: int, seed: int = 0) -> CampaignSnapshot:
-    """A campaign with `n_deals` deals and 48 h of hourly delivery, built directly with numpy."""
+def make_snapshot(n_deals: int, seed: int = 0, guaranteed: float = 0.0) -> CampaignSnapshot:
+    """A campaign with `n_deals` deals and 48 h of hourly delivery, built directly with numpy.
+    Every deal is PREFERRED (buyer-paced) but a `guaranteed` share of them, drawn at random,
+    which are PROGRAMMATIC_GUARANTEED: those get seller requests, the others none."""
     rng = np.random.default_rng(seed)
     zone = ZoneInfo(TZ)
     start = datetime(2026, 3, 4, tzinfo=zone)
@@ -103,6 +106,9 @@ def make_snapshot(n_deals: int, seed: int = 0) -> CampaignSnapshot:
     deals["spend_micros"] = to_date.astype(np.int64)
     deals["impressions"] = (to_date * 1000.0 / price).astype(np.int64)
     deals["price_micros"] = price.astype(np.int64)
+    if guaranteed > 0:  # its own stream: the other columns stay those of guaranteed=0
+        pg = np.random.default_rng([seed, 1]).random(n_deals) < guaranteed
+        deals["deal_type"] = np.where(pg, int(DealType.PROGRAMMATIC_GUARANTEED), deals["deal_type"])
 
     def groups(ids: pd.Series) -> pd.DataFrame:
         index = pd.Index(sorted(ids.unique()), dtype=object)

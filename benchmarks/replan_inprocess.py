@@ -12,6 +12,7 @@ The snapshot is `assess_scaling.make_snapshot` as replan_scaling sends it (Arrow
 compression="auto"). The process uses the server's memory settings (server/memory.py).
 
     .venv/bin/python benchmarks/replan_inprocess.py [--sizes 50 1000] [--view all] [--profile]
+        [--guaranteed 0.3]
 """
 
 from __future__ import annotations
@@ -88,6 +89,8 @@ def main() -> None:
     parser.add_argument("--view", default="all", choices=VIEWS, help="encode_plan's deals=")
     parser.add_argument("--repeats", type=int, default=None, help="calls (default by size)")
     parser.add_argument("--profile", action="store_true", help="cProfile of the whole call")
+    parser.add_argument("--guaranteed", type=float, default=0.0,
+                        help="share of guaranteed deals (seller requests; default 0)")  # fmt: skip
     args = parser.parse_args()
     config = ServerConfig()
     keep_large_buffers()  # the server process's memory settings, as `serve` makes them
@@ -95,7 +98,9 @@ def main() -> None:
     if not args.profile:
         print(f"{'deals':>8}{'stage':>12}{'cpu p50 ms':>13}{'cpu min ms':>13}")
     for n in args.sizes:
-        snapshot = encode_snapshot(make_snapshot(n), "arrow", compression="auto")
+        snapshot = encode_snapshot(
+            make_snapshot(n, guaranteed=args.guaranteed), "arrow", compression="auto"
+        )
         data = pb.ReplanRequest(snapshot=snapshot, dry_run=True).SerializeToString()
         repeats = args.repeats or max(3, min(300, 20_000 // n))
         for _ in range(3):  # warm: imports, caches, first allocations

@@ -21,6 +21,7 @@ time, against a server of `--workers`.
 
     .venv/bin/python benchmarks/replan_scaling.py [--sizes 50 1000 10000 100000] [--workers N]
         [--clients 1 8] [--concurrency-workers 1 2] [--concurrent-calls 400]
+        [--guaranteed 0.3]
 """
 
 from __future__ import annotations
@@ -172,11 +173,18 @@ def run(
 
 
 def concurrency(
-    deals: int, clients: list[int], workers: list[int], calls: int, seconds: float
+    deals: int,
+    clients: list[int],
+    workers: list[int],
+    calls: int,
+    seconds: float,
+    guaranteed: float = 0.0,
 ) -> None:
     """The everyday call (a FULL dry-run Replan) from concurrent clients, per server size."""
     request = pb.ReplanRequest(
-        snapshot=encode_snapshot(make_snapshot(deals), "arrow", compression="auto"),
+        snapshot=encode_snapshot(
+            make_snapshot(deals, guaranteed=guaranteed), "arrow", compression="auto"
+        ),
         view=pb.PLAN_VIEW_FULL,
         dry_run=True,
     )
@@ -220,6 +228,8 @@ def main() -> None:
     parser.add_argument("--recorded", default="SUMMARY", choices=["", *VIEWS],
                         help="view of recorded (not dry) Replans ('': none)")  # fmt: skip
     parser.add_argument("--concurrent-deals", type=int, default=50)
+    parser.add_argument("--guaranteed", type=float, default=0.0,
+                        help="share of guaranteed deals (seller requests; default 0)")  # fmt: skip
     parser.add_argument("--concurrent-calls", type=int, default=400,
                         help="most calls per concurrent run")  # fmt: skip
     parser.add_argument("--concurrent-seconds", type=float, default=30.0,
@@ -232,6 +242,7 @@ def main() -> None:
             args.concurrency_workers,
             args.concurrent_calls,
             args.concurrent_seconds,
+            args.guaranteed,
         )
     options = [
         ("grpc.max_receive_message_length", 256 * MIB),
@@ -242,7 +253,9 @@ def main() -> None:
     with started_server(args.workers) as target, grpc.insecure_channel(target, options) as ch:
         stub = rpc.ReallocatorServiceStub(ch)
         for n in args.sizes:
-            snapshot = encode_snapshot(make_snapshot(n), "arrow", compression="auto")
+            snapshot = encode_snapshot(
+                make_snapshot(n, guaranteed=args.guaranteed), "arrow", compression="auto"
+            )
             repeats = args.repeats or REPEATS.get(n, 5)
             calls: list[tuple[str, Callable[[], object], int]] = []
             for view in args.views:

@@ -1,0 +1,130 @@
+"""Two versions of the server side by side: the same Replan against a server of this working tree
+and one of an earlier commit, in one run, calls alternated in blocks, so a machine whose speed
+drifts (a shared VM's does, by a quarter within an hour) slows both alike and the ratio holds.
+
+The earlier commit is checked out with `git worktree` into a temporary folder (removed after);
+both servers start as README says (`reallocator serve`, one worker each unless `--workers`),
+warm, then `--blocks` blocks of `--calls` calls alternate between them. Prints p50 and p99 of
+each and the ratio of the p50s. The request is `assess_scaling.make_snapshot` (Arrow,
+compression="auto"), a dry run in `--view`.
+
+    .venv/bin/python benchmarks/replan_versions.py --base b31b1c9 [--deals 50] [--view SUMMARY]
+        [--guaranteed 0.3] [--blocks 20] [--calls 25] [--workers 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import grpc
+from assess_scaling import make_snapshot
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from replan_scaling import VIEWS, free_port
+
+from reallocator.v1 import reallocator_service_pb2 as pb
+from reallocator.v1 import reallocator_service_pb2_grpc as rpc
+from reallocator.wire.encode import encode_snapshot
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@contextmanager
+def checkout(commit: str) -> Iterator[Path]:
+    """The tree of `commit` in a temporary folder (a detached git worktree)."""
+    with tempfile.TemporaryDirectory(prefix="reallocator-base-") as folder:
+        path = Path(folder) / "tree"
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", "-q", str(path), commit], cwd=ROOT, check=True
+        )
+        try:
+            yield path
+        finally:
+            remove = ["git", "worktree", "remove", "--force", str(path)]
+            subprocess.run(remove, cwd=ROOT, check=False)
+
+
+@contextmanager
+def server(root: Path, workers: int) -> Iterator[rpc.ReallocatorServiceStub]:
+    """`reallocator serve` of the code in `root` (its own package first on the path)."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REALLOCATOR_")}
+    env["PYTHONPATH"] = str(root)
+    command = [sys.executable, "-m", "reallocator.cli", "--log-level", "WARNING", "serve",
+               "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]  # fmt: skip
+    proc = subprocess.Popen(command, cwd=root, env=env)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    reply = health.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                        break
+                except grpc.RpcError:
+                    pass
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError(f"the server of {root} did not start")
+                time.sleep(0.2)
+            yield rpc.ReallocatorServiceStub(channel)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base", required=True, help="the earlier commit (any git revision)")
+    parser.add_argument("--deals", type=int, default=50)
+    parser.add_argument("--view", default="SUMMARY", choices=list(VIEWS))
+    parser.add_argument("--guaranteed", type=float, default=0.0, help="share of guaranteed deals")
+    parser.add_argument("--blocks", type=int, default=20)
+    parser.add_argument("--calls", type=int, default=25, help="calls per block and version")
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args()
+    snapshot = make_snapshot(args.deals, guaranteed=args.guaranteed)
+    request = pb.ReplanRequest(
+        snapshot=encode_snapshot(snapshot, "arrow", compression="auto"),
+        view=VIEWS[args.view],
+        dry_run=True,
+    )
+    with ExitStack() as stack:
+        base_tree = stack.enter_context(checkout(args.base))
+        stubs = {
+            args.base: stack.enter_context(server(base_tree, args.workers)),
+            "this tree": stack.enter_context(server(ROOT, args.workers)),
+        }
+        for stub in stubs.values():
+            for _ in range(50):  # warm: caches, first allocations
+                stub.Replan(request, timeout=60)
+        seconds: dict[str, list[float]] = {name: [] for name in stubs}
+        for _ in range(args.blocks):
+            for name, stub in stubs.items():
+                for _ in range(args.calls):
+                    t0 = time.perf_counter()
+                    stub.Replan(request, timeout=60)
+                    seconds[name].append(time.perf_counter() - t0)
+    print(f"{args.deals} deals, {args.view} dry run, {args.guaranteed:.0%} guaranteed, "
+          f"{args.workers} worker(s), {args.blocks} x {args.calls} calls each")  # fmt: skip
+    for name, values in seconds.items():
+        print(f"  {name:>12}: p50 {percentile(values, 0.5) * 1e3:6.2f} ms  "
+              f"p99 {percentile(values, 0.99) * 1e3:6.2f} ms")  # fmt: skip
+    base, now = (percentile(seconds[k], 0.5) for k in stubs)
+    print(f"  p50 this tree / {args.base}: {now / base:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
