@@ -9,11 +9,15 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from reallocator.core.engine import bounds as bounds_module
 from reallocator.core.engine import build_from_snapshot, build_problem, solve
 from reallocator.core.engine.bounds import (
     PRICE_DEN,
     deal_bounds,
+    group_limits,
     horizon,
     total_to_allocate,
 )
@@ -218,3 +222,38 @@ def test_churn_weight_stays_finite_at_the_float_limit() -> None:
     assert churn_weight(Policy(), np.array([[2.0], [4.0]]), np.array([1, 3])) == pytest.approx(
         0.1 * 3.5
     )
+
+
+@given(
+    groups=st.integers(1, 6),
+    rows=st.lists(
+        st.tuples(st.integers(0, 5), st.integers(0, 10**9), st.integers(0, 10**9)),
+        min_size=1,
+        max_size=40,
+    ),
+    flight_budget=st.one_of(st.none(), st.integers(1, 10**12)),
+)
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_groups_without_limits_skip_the_sums_and_say_the_same(
+    groups: int,
+    rows: list[tuple[int, int, int]],
+    flight_budget: int | None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A table of groups none of which has a limit takes a shortcut: the same four answers as
+    the general arithmetic gives it."""
+    index = pd.Index([f"g{i}" for i in range(groups)], dtype=object)
+    table = pd.DataFrame(np.nan, index=index, columns=list(GROUP_COLUMNS))
+    codes = np.array([g % groups for g, _, _ in rows], dtype=np.int32)
+    spent = np.array([s for _, s, _ in rows], dtype=np.int64)
+    lb = np.array([min(a, b) for _, a, b in rows], dtype=np.int64)
+    ub = np.array([max(a, b) for _, a, b in rows], dtype=np.int64)
+    fast = group_limits(table, index, codes, spent, lb, ub, flight_budget)
+    with monkeypatch.context() as m:
+        m.setattr(bounds_module, "_no_limits", lambda _table: False)
+        general = group_limits(table, index, codes, spent, lb, ub, flight_budget)
+    for a, b in zip(fast, general, strict=True):
+        np.testing.assert_array_equal(a, b)
+        assert a.dtype == b.dtype

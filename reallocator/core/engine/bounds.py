@@ -201,6 +201,15 @@ def _float_column(table: pd.DataFrame, name: str) -> FloatArray:
     return np.asarray(table[name].to_numpy(dtype=np.float64, na_value=np.nan))
 
 
+def _no_limits(table: pd.DataFrame) -> bool:
+    """Whether every limit of every group is unset (NaN)."""
+    return all(
+        bool(np.isnan(_float_column(table, c)).all())
+        for c in ("min_total", "max_total", "min_share", "max_share")
+        if c in table
+    )
+
+
 def group_limits(
     table: pd.DataFrame | None,
     index: pd.Index,
@@ -212,6 +221,10 @@ def group_limits(
 ) -> tuple[IntArray, IntArray, IntArray, IntArray]:
     """Remaining (min', max') per group and what was reported: (min', max', over, short)."""
     n = len(index)
+    if table is None or not len(table) or _no_limits(table):
+        # No group has a limit (the common case): nothing to sum (what follows gives the same).
+        zeros = np.zeros(n, dtype=np.int64)
+        return zeros, np.full(n, NO_MAX, dtype=np.int64), zeros.copy(), zeros.copy()
     fb = float(flight_budget) if flight_budget is not None else math.nan
     limits = _limits(table, index)
     max_abs, min_abs = limits["max_total"], limits["min_total"]

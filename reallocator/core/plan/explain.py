@@ -140,8 +140,9 @@ def explain(
     seller_at_max = (group_sum(x, b.seller, b.n_sellers) >= b.seller_max)[b.seller]
     channel_at_max = (group_sum(x, b.channel, b.n_channels) >= b.channel_max)[b.channel]
     group_at_max = np.where(binding == BindingKind.SELLER, seller_at_max, channel_at_max)
+    # Comparisons rather than np.isin: over text it sorts both sides (~15 us a call).
     capped = (binding == BindingKind.DEAL_MAX) | (
-        np.isin(binding, [BindingKind.SELLER, BindingKind.CHANNEL]) & group_at_max
+        ((binding == BindingKind.SELLER) | (binding == BindingKind.CHANNEL)) & group_at_max
     )
     # Each code says why this deal moved, in words its own verdict cannot contradict: a deal
     # is UNDER_/OVER_DELIVERY only when it gives budget away and its verdict says so.
@@ -178,8 +179,13 @@ def explain(
     # unit there would add beyond the budget's price; at a lower bound, what one unit less saves.
     price = budget_price(problem, x)
     slope = marginal_slopes(problem, x)
+    upper = (
+        (binding == BindingKind.CAPACITY)
+        | (binding == BindingKind.DEAL_MAX)
+        | (binding == BindingKind.STEP)
+    )
     marginal = np.where(
-        np.isin(binding, [BindingKind.CAPACITY, BindingKind.DEAL_MAX, BindingKind.STEP]),
+        upper,
         np.maximum(slope - price, 0.0),
         np.where(binding == BindingKind.DEAL_MIN, np.maximum(price - slope, 0.0), 0.0),
     )
