@@ -61,15 +61,19 @@ def free_port() -> int:
 
 
 @contextmanager
-def started_server(workers: int | None) -> Iterator[str]:
-    """`reallocator serve` as a README reader starts it (default settings), on loopback."""
+def started_server(workers: int | None, root: Path | None = None) -> Iterator[str]:
+    """`reallocator serve` as a README reader starts it (default settings), on loopback; with
+    `root`, the code of that checkout (its package first on the path) instead of this one."""
     port = free_port()
     command = [sys.executable, "-m", "reallocator.cli", "--log-level", "WARNING", "serve",
                "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
     if workers is not None:
         command += ["--workers", str(workers)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("REALLOCATOR_")}
-    proc = subprocess.Popen(command, env=env, cwd=Path(__file__).resolve().parents[1])
+    if root is not None:
+        env["PYTHONPATH"] = str(root)
+    cwd = root or Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen(command, env=env, cwd=cwd)
     target = f"127.0.0.1:{port}"
     try:
         with grpc.insecure_channel(target) as channel:

@@ -15,9 +15,7 @@ compression="auto"), a dry run in `--view`.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -26,8 +24,7 @@ from pathlib import Path
 
 import grpc
 from assess_scaling import make_snapshot
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from replan_scaling import VIEWS, free_port
+from replan_scaling import VIEWS, started_server
 
 from reallocator.v1 import reallocator_service_pb2 as pb
 from reallocator.v1 import reallocator_service_pb2_grpc as rpc
@@ -49,35 +46,6 @@ def checkout(commit: str) -> Iterator[Path]:
         finally:
             remove = ["git", "worktree", "remove", "--force", str(path)]
             subprocess.run(remove, cwd=ROOT, check=False)
-
-
-@contextmanager
-def server(root: Path, workers: int) -> Iterator[rpc.ReallocatorServiceStub]:
-    """`reallocator serve` of the code in `root` (its own package first on the path)."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REALLOCATOR_")}
-    env["PYTHONPATH"] = str(root)
-    command = [sys.executable, "-m", "reallocator.cli", "--log-level", "WARNING", "serve",
-               "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]  # fmt: skip
-    proc = subprocess.Popen(command, cwd=root, env=env)
-    try:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            health = health_pb2_grpc.HealthStub(channel)
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    reply = health.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                        break
-                except grpc.RpcError:
-                    pass
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError(f"the server of {root} did not start")
-                time.sleep(0.2)
-            yield rpc.ReallocatorServiceStub(channel)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -103,9 +71,13 @@ def main() -> None:
     )
     with ExitStack() as stack:
         base_tree = stack.enter_context(checkout(args.base))
+        targets = {
+            args.base: stack.enter_context(started_server(args.workers, base_tree)),
+            "this tree": stack.enter_context(started_server(args.workers)),
+        }
         stubs = {
-            args.base: stack.enter_context(server(base_tree, args.workers)),
-            "this tree": stack.enter_context(server(ROOT, args.workers)),
+            name: rpc.ReallocatorServiceStub(stack.enter_context(grpc.insecure_channel(target)))
+            for name, target in targets.items()
         }
         for stub in stubs.values():
             for _ in range(50):  # warm: caches, first allocations
