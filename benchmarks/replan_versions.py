@@ -6,10 +6,11 @@ The earlier commit is checked out with `git worktree` into a temporary folder (r
 both servers start as README says (`reallocator serve`, one worker each unless `--workers`),
 warm, then `--blocks` blocks of `--calls` calls alternate between them. Prints p50 and p99 of
 each and the ratio of the p50s. The request is `assess_scaling.make_snapshot` (Arrow,
-compression="auto"), a dry run in `--view`.
+compression="auto"), a dry run in `--view` (`--recorded`: stored in each server's audit store,
+the SQLite file of its working folder).
 
     .venv/bin/python benchmarks/replan_versions.py --base b31b1c9 [--deals 50] [--view SUMMARY]
-        [--guaranteed 0.3] [--blocks 20] [--calls 25] [--workers 1]
+        [--guaranteed 0.3] [--blocks 20] [--calls 25] [--workers 1] [--recorded]
 """
 
 from __future__ import annotations
@@ -62,12 +63,14 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=20)
     parser.add_argument("--calls", type=int, default=25, help="calls per block and version")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--recorded", action="store_true",
+                        help="not a dry run: each call records a plan in its store")  # fmt: skip
     args = parser.parse_args()
     snapshot = make_snapshot(args.deals, guaranteed=args.guaranteed)
     request = pb.ReplanRequest(
         snapshot=encode_snapshot(snapshot, "arrow", compression="auto"),
         view=VIEWS[args.view],
-        dry_run=True,
+        dry_run=not args.recorded,
     )
     with ExitStack() as stack:
         base_tree = stack.enter_context(checkout(args.base))
@@ -89,7 +92,8 @@ def main() -> None:
                     t0 = time.perf_counter()
                     stub.Replan(request, timeout=60)
                     seconds[name].append(time.perf_counter() - t0)
-    print(f"{args.deals} deals, {args.view} dry run, {args.guaranteed:.0%} guaranteed, "
+    kind = "recorded" if args.recorded else "dry run"
+    print(f"{args.deals} deals, {args.view} {kind}, {args.guaranteed:.0%} guaranteed, "
           f"{args.workers} worker(s), {args.blocks} x {args.calls} calls each")  # fmt: skip
     for name, values in seconds.items():
         print(f"  {name:>12}: p50 {percentile(values, 0.5) * 1e3:6.2f} ms  "

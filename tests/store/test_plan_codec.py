@@ -7,13 +7,15 @@ from __future__ import annotations
 import dataclasses
 from datetime import timedelta
 
+import numpy as np
 import pyarrow as pa
 from builders import build_snapshot, random_snapshot_spec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reallocator.core.model import Policy
+from reallocator.core.model import Policy, table_of
 from reallocator.core.plan.builder import build_plan
+from reallocator.core.plan.model import PLAN_DEAL_COLUMNS
 from reallocator.store import plan_codec
 from reallocator.wire.plan import encode_plan
 from reallocator.wire.snapshot import decode_snapshot
@@ -103,3 +105,27 @@ def test_a_plan_stored_before_the_stall_outlook_still_renders() -> None:
     assert [d.new_allocation for d in got.deals] == [d.new_allocation for d in want.deals]
     assert all("stall this long" not in d.rationale for d in got.deals)
     assert [d.rationale.split(": the ")[0] for d in want.deals] == [d.rationale for d in got.deals]
+
+
+_TEXT = st.text(alphabet=st.sampled_from(["a", "Z", "0", "-", "é", "中", " "]), max_size=6)
+_FLOAT = st.floats(allow_nan=True, allow_infinity=True)
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data(), n=st.integers(0, 30))
+def test_the_stored_deals_table_is_the_one_pandas_would_give(data: st.DataObject, n: int) -> None:
+    """A plan's deals table goes to Arrow from its columns (the schema found once): the same
+    table, pandas metadata included, and the same stored bytes as `pa.Table.from_pandas`, for
+    any values (NaN and infinities, empty and non-ASCII text, no rows)."""
+    columns: dict[str, object] = {}
+    for name, dtype in PLAN_DEAL_COLUMNS.items():
+        element = {"str": _TEXT, "int64": st.integers(-(2**63), 2**63 - 1),
+                   "float64": _FLOAT, "bool": st.booleans()}[dtype]  # fmt: skip
+        values = data.draw(st.lists(element, min_size=n, max_size=n))
+        columns[name] = np.array(values, dtype=object if dtype == "str" else dtype)
+    frame = table_of(columns, PLAN_DEAL_COLUMNS)
+    expected = pa.Table.from_pandas(frame, preserve_index=False)
+    for _ in range(2):  # the first call finds the schema, the second uses it
+        table = plan_codec._arrow_of(frame)
+        assert table.equals(expected, check_metadata=True)
+        assert plan_codec._ipc(table) == plan_codec._ipc(expected)

@@ -40,6 +40,8 @@ from reallocator.core.model import (
     Policy,
     PriceKind,
     Severity,
+    is_text_array,
+    text_column,
     values_of,
 )
 from reallocator.core.pacing import confidence as conf
@@ -938,6 +940,9 @@ class _Verdicts:
         """The ids of some rows as Python str (what the whole column would give there)."""
         if self.source is None:
             assert self.deals is not None
+            column = text_column(self.deals, "deal_id")
+            if is_text_array(column):  # the rows taken from the Arrow strings: no Series built
+                return np.asarray(column.take(np.asarray(rows)).to_numpy(dtype=object))
             part = np.asarray(self.deals["deal_id"].iloc[rows].astype(str).to_numpy())
         else:
             part = np.asarray(self.source)[rows]
