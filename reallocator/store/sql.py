@@ -364,27 +364,21 @@ class SqlStore:
             )  # fmt: skip
             previous = replaces.name
         self._store_snapshot(tx, content_hash, campaign, as_of, now, new.snapshot)
-        last = tx.execute(
-            sa.select(plans.c.name, plans.c.seq)
-            .where(plans.c.campaign_id == campaign)
-            .order_by(plans.c.seq.desc(), plans.c.name.desc())
-            .limit(1)
-        ).first()
+        last = tx.execute(_LAST_PLAN, {"campaign": campaign}).first()
         previous = previous or (last.name if last is not None else "")
         # creation order within a campaign, strictly increasing even when two plans share a
         # microsecond (a rollback right after a plan)
         seq = max(now, int(last.seq) + 1 if last is not None else 0)
-        open_plans = tx.execute(
-            sa.select(plans.c.name).where(
-                (plans.c.campaign_id == campaign) & plans.c.state.in_(("PROPOSED", "APPROVED"))
-            )
-        ).all()
+        open_plans = tx.execute(_OPEN_PLANS, {"campaign": campaign}).all()
         for row in open_plans:
             self._set_state(tx, row.name, "SUPERSEDED", actor, f"replaced by {name}", now)
         state = "APPROVED" if new.approve else "PROPOSED"
         etag = uuid.uuid4().hex
+        # Statements built once, values as parameters: building an INSERT per call cost more
+        # than running it (SQLAlchemy caches the compiled form per set of columns).
         tx.execute(
-            plans.insert().values(
+            _INSERT_PLAN,
+            dict(
                 name=name,
                 campaign_id=campaign,
                 seq=seq,
@@ -413,12 +407,11 @@ class SqlStore:
                     if new.inputs is not None
                     else {}
                 ),
-            )
+            ),
         )
         tx.execute(
-            plan_events.insert().values(
-                plan_name=name, event_time=now, actor=actor, state=state, comment=new.comment
-            )
+            _INSERT_EVENT,
+            dict(plan_name=name, event_time=now, actor=actor, state=state, comment=new.comment),
         )
         rows = [
             {
@@ -441,7 +434,8 @@ class SqlStore:
             tx.execute(seller_requests.insert(), rows)
         if new.assessment:
             tx.execute(
-                assessments.insert().values(
+                _INSERT_ASSESSMENT,
+                dict(
                     campaign_id=campaign,
                     as_of=as_of,
                     create_time=now,
@@ -451,7 +445,7 @@ class SqlStore:
                     max_severity=new.max_alert_severity,
                     size=len(new.assessment),
                     payload=_pack(new.assessment),
-                )
+                ),
             )
         return LifeCycle(  # as _life_cycle would read it back: one event, no answers yet
             name=name,
@@ -468,9 +462,7 @@ class SqlStore:
     ) -> None:
         """Stored once per content (plans and assessments from one snapshot share it); a
         snapshot already stored is not sent to the database again (at 100k deals it is 43 MB)."""
-        known = tx.execute(
-            sa.select(snapshots.c.content_hash).where(snapshots.c.content_hash == content_hash)
-        ).first()
+        known = tx.execute(_KNOWN_SNAPSHOT, {"content_hash": content_hash}).first()
         if known is not None:
             return
         tx.execute(
@@ -532,9 +524,8 @@ class SqlStore:
         if done.rowcount != 1:
             raise StaleEtag(f"{name} changed since it was read (etag {etag!r}): read it again")
         tx.execute(
-            plan_events.insert().values(
-                plan_name=name, event_time=now, actor=actor, state=state, comment=comment
-            )
+            _INSERT_EVENT,
+            dict(plan_name=name, event_time=now, actor=actor, state=state, comment=comment),
         )
 
     def review(
@@ -1211,6 +1202,21 @@ def request_hash(data: bytes) -> str:
 
 
 # Statements every Replan runs, built once (building them cost about as much as running them).
+_KNOWN_SNAPSHOT = sa.select(snapshots.c.content_hash).where(
+    snapshots.c.content_hash == sa.bindparam("content_hash")
+)
+_LAST_PLAN = (
+    sa.select(plans.c.name, plans.c.seq)
+    .where(plans.c.campaign_id == sa.bindparam("campaign"))
+    .order_by(plans.c.seq.desc(), plans.c.name.desc())
+    .limit(1)
+)
+_OPEN_PLANS = sa.select(plans.c.name).where(
+    (plans.c.campaign_id == sa.bindparam("campaign")) & plans.c.state.in_(("PROPOSED", "APPROVED"))
+)
+_INSERT_PLAN = plans.insert()
+_INSERT_EVENT = plan_events.insert()
+_INSERT_ASSESSMENT = assessments.insert()
 _ACTED = (
     sa.select(plans.c.name)
     .where(
