@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -73,18 +74,20 @@ def _floats(column: Columns, name: str) -> list[float]:
 def verdicts(frame: pd.DataFrame, kind: EntityKind) -> list[assessment_pb2.PacingVerdict]:
     """One PacingVerdict per row of a verdict frame."""
     ids = frame.index.astype(str).tolist()
-    return _verdicts(ids, lambda name: frame[name].to_numpy(), kind)
+    holder = assessment_pb2.PacingAssessment()
+    _verdicts(ids, lambda name: frame[name].to_numpy(), kind, holder.sellers)
+    return list(holder.sellers)
 
 
-def _verdicts_of(result: Assessment, kind: EntityKind) -> list[assessment_pb2.PacingVerdict]:
-    """`verdicts` of one kind read from the assessment's columns (no frame is built)."""
-    return _verdicts(result.ids(kind), lambda name: result.column(kind, name), kind)
+def _verdicts_of(result: Assessment, kind: EntityKind, into: Any) -> None:
+    """`verdicts` of one kind read from the assessment's columns (no frame is built), added to
+    the repeated field `into`."""
+    _verdicts(result.ids(kind), lambda name: result.column(kind, name), kind, into)
 
 
-def _verdicts(
-    ids: list[str], column: Columns, kind: EntityKind
-) -> list[assessment_pb2.PacingVerdict]:
-    """Columns are read once each (no per-row DataFrame access)."""
+def _verdicts(ids: list[str], column: Columns, kind: EntityKind, into: Any) -> None:
+    """Columns are read once each (no per-row DataFrame access); each verdict is added in place
+    to the repeated field `into`, its parts given as dicts (no message built, then copied)."""
     ratio = np.asarray(column("pacing_ratio"), dtype=np.float64)
     # An infinite ratio (nothing expected, something delivered) travels as the largest double.
     ratio_out = np.where(np.isinf(ratio), np.finfo(np.float64).max, np.nan_to_num(ratio)).tolist()
@@ -104,10 +107,10 @@ def _verdicts(
     reason = [str(r) for r in column("reason")]
     alerted = np.asarray(column("alert"), dtype=bool).tolist()
     kind_code = KIND[kind]
-    out = []
+    add = into.add
     for i, entity_id in enumerate(ids):
-        verdict = assessment_pb2.PacingVerdict(
-            entity=common_pb2.EntityRef(kind=kind_code, id=entity_id),
+        verdict = add(
+            entity={"kind": kind_code, "id": entity_id},
             expected=columns["expected"][i],
             actual=columns["actual"][i],
             expected_spend_micros=columns["expected_spend_micros"][i],
@@ -120,21 +123,19 @@ def _verdicts(
             confidence=floats["confidence"][i],
             allocation=columns["allocation"][i],
             recent_rate_per_clock_hour=floats["recent_rate_clock"][i],
-            confidence_factors=assessment_pb2.ConfidenceFactors(
-                gap=floats["conf_gap"][i],
-                outlook=floats["conf_outlook"][i],
-                trend=floats["conf_trend"][i],
-                evidence=floats["conf_evidence"][i],
-                evidence_hours=floats["evidence_hours"][i],
-                evidence_impressions=floats["evidence_events"][i],
-            ),
+            confidence_factors={
+                "gap": floats["conf_gap"][i],
+                "outlook": floats["conf_outlook"][i],
+                "trend": floats["conf_trend"][i],
+                "evidence": floats["conf_evidence"][i],
+                "evidence_hours": floats["evidence_hours"][i],
+                "evidence_impressions": floats["evidence_events"][i],
+            },
             reason_code=reason[i],
             alerted=alerted[i],
         )
         if math.isfinite(exhaustion[i]):
             verdict.projected_exhaustion_time.CopyFrom(timestamp(exhaustion[i]))
-        out.append(verdict)
-    return out
 
 
 def encode_assessment(result: Assessment, include_deals: bool) -> assessment_pb2.PacingAssessment:
@@ -148,11 +149,13 @@ def encode_assessment(result: Assessment, include_deals: bool) -> assessment_pb2
         expected_share=result.share_now,
         opportunity_remaining_hours=result.opportunity_remaining_hours,
     )
-    msg.campaign.CopyFrom(_verdicts_of(result, EntityKind.CAMPAIGN)[0])
-    msg.sellers.extend(_verdicts_of(result, EntityKind.SELLER))
-    msg.channels.extend(_verdicts_of(result, EntityKind.CHANNEL))
+    holder = assessment_pb2.PacingAssessment()  # the one campaign verdict, then copied
+    _verdicts_of(result, EntityKind.CAMPAIGN, holder.sellers)
+    msg.campaign.CopyFrom(holder.sellers[0])
+    _verdicts_of(result, EntityKind.SELLER, msg.sellers)
+    _verdicts_of(result, EntityKind.CHANNEL, msg.channels)
     if include_deals:
-        msg.deals.extend(_verdicts_of(result, EntityKind.DEAL))
+        _verdicts_of(result, EntityKind.DEAL, msg.deals)
     created = timestamp(result.as_of)
     seconds, nanos = created.seconds, created.nanos
     alerts = result.alert_columns()  # columns, not 17k typed records and a frame
