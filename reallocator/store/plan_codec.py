@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from reallocator.core.model import BudgetType, text_column
+from reallocator.core.model import BudgetType, text_column, values_of
 from reallocator.core.plan.model import PLAN_DEAL_COLUMNS, Plan, ScheduleTable
 from reallocator.v1 import plan_pb2
 from reallocator.wire.assessment import BUDGET_TYPE
@@ -176,11 +176,11 @@ def _arrow_of(frame: pd.DataFrame) -> pa.Table:
         return table
     columns = []
     for (name, dtype), field in zip(key, schema, strict=True):
-        values = text_column(frame, name)
         if dtype == "str":
-            columns.append(pa.chunked_array(values._pa_array.chunks, field.type))
+            chunks = text_column(frame, name)._pa_array.chunks
+            columns.append(pa.chunked_array(chunks, field.type))
         else:
-            array = pa.array(np.asarray(values), field.type, from_pandas=True)  # NaN is null
+            array = pa.array(values_of(frame, name), field.type, from_pandas=True)  # NaN: null
             columns.append(pa.chunked_array([array]))
     return pa.Table.from_arrays(columns, schema=schema)
 

@@ -477,10 +477,19 @@ def _isin(values: Any, known: pd.Index) -> npt.NDArray[np.bool_]:
     return found
 
 
-def _check_ranges(raw: RawDeals, errors: Violations, limits: WireLimits) -> None:
+def _amounts(raw: RawDeals) -> npt.NDArray[np.int64]:
+    """The _AMOUNT_COLUMNS as one matrix (a row each): each check is one comparison for all of
+    them, and a column's rows are named only where it has a bad one (~0.1 ms less at 50 deals
+    than column by column)."""
+    return np.stack([np.asarray(raw.table[column], dtype=np.int64) for column in _AMOUNT_COLUMNS])
+
+
+def _check_ranges(
+    raw: RawDeals, amounts: npt.NDArray[np.int64], errors: Violations, limits: WireLimits
+) -> None:
     """What later arithmetic relies on: identifiers of bounded length, every amount and each
     column's sum within MAX_AMOUNT (the solver's exact range; sums of a few stay inside int64),
-    prices within MAX_PRICE_MICROS."""
+    prices within MAX_PRICE_MICROS. `amounts`: `_amounts(raw)`."""
     t, form = raw.table, raw.form
     for column in ("deal_id", "seller_id", "channel_id", "order_id"):
         lengths = _lengths(t[column], raw.n)
@@ -489,9 +498,6 @@ def _check_ranges(raw: RawDeals, errors: Violations, limits: WireLimits) -> None
             lengths > limits.max_id_length,
             _fmt(f"longer than {limits.max_id_length} characters ({{:.0f}})", lengths),
         )
-    # The amounts as one matrix: one comparison and one sum for all columns, and a column's rows
-    # named only where it has a bad one (~0.1 ms less at 50 deals than column by column).
-    amounts = np.stack([np.asarray(t[column], dtype=np.int64) for column in _AMOUNT_COLUMNS])
     too_big = amounts > MAX_AMOUNT
     sums = np.clip(amounts, 0, MAX_AMOUNT).astype(np.float64).sum(axis=1)
     for k in np.flatnonzero(too_big.any(axis=1) | (sums > MAX_AMOUNT)).tolist():
@@ -528,7 +534,8 @@ def check_deals(
 ) -> pd.DataFrame:
     """Validates the table (vectorised) and returns it in canonical form (DEAL_COLUMNS dtypes)."""
     t, form = raw.table, raw.form
-    _check_ranges(raw, errors, limits)
+    amounts = _amounts(raw)
+    _check_ranges(raw, amounts, errors, limits)
     ids = t["deal_id"]
     errors.rows(form.path("deal_id"), ids == "", "required")
     dup = _duplicated(ids) & (ids != "")
@@ -565,7 +572,6 @@ def check_deals(
         lambda i: f"unknown DealStatus {status[i]}",
     )
 
-    amounts = np.stack([np.asarray(t[column], dtype=np.int64) for column in _AMOUNT_COLUMNS])
     negative = amounts < 0
     for k in np.flatnonzero(negative.any(axis=1)).tolist():
         column = _AMOUNT_COLUMNS[k]

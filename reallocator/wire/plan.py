@@ -359,13 +359,19 @@ _DEAL_FIELDS = (
 """The plan table's columns a DealAllocation reads as they are (ids and integers)."""
 
 
+_GROUP_FIELDS = (
+    "delivered", "old_allocation", "new_allocation", "binding", "marginal_value",
+    "min_total", "max_total",
+)  # fmt: skip
+"""The group table's columns a GroupTotal reads, in `_groups`' order."""
+
+
 def _groups(frame: pd.DataFrame, into: Any) -> None:
     """A GroupTotal per row, added in place (no message built then copied into the plan)."""
-    names = ("delivered", "old_allocation", "new_allocation", "binding", "marginal_value")
     # Plain values per row, one list per column (a seller row costs ~2 us this way).
     rows = zip(
         frame.index.tolist(),
-        *(values_of(frame, c).tolist() for c in (*names, "min_total", "max_total")),
+        *(values_of(frame, c).tolist() for c in _GROUP_FIELDS),
         strict=True,
     )
     add = into.add
