@@ -5,7 +5,7 @@ Three parts per plan:
 - the summary: the Plan message without its per-deal rows and schedules (totals, groups,
   seller requests, alerts, violations, the decision record), life-cycle fields cleared;
 - the deals table (`Plan.deals`: allocations, bounds, codes and the inputs of each rationale)
-  as a zstd-compressed Arrow IPC stream;
+  as an Arrow IPC stream (zstd-compressed from `STORE_COMPRESS_FROM_BYTES` up);
 - the schedule table (`ScheduleTable`: the deals x hours matrices and the inputs of each
   rationale) likewise, its scalars in the Arrow schema's metadata.
 
@@ -66,10 +66,15 @@ class PlanParts:
     deal_count: int
 
 
+STORE_COMPRESS_FROM_BYTES = 64 << 10
+"""Stored tables are zstd-compressed from this much data up (about 200 deals), plain below.
+pyarrow compresses each buffer apart with ~5 us of set-up each, so a 50-deal plan's two tables
+cost ~1.2 ms of a recorded Replan's ~10 to compress, and saved ~13 KB of a record whose
+snapshot alone is ~43 KB. Readers take either form (the IPC stream says, per buffer)."""
+
+
 def _ipc(table: pa.Table) -> bytes:
-    """zstd at every size: the audit trail keeps every plan for good, so its bytes matter more
-    than the ~0.7 ms zstd costs a 50-deal plan's two tables."""
-    return arrow_stream(table, "zstd")
+    return arrow_stream(table, "zstd" if table.nbytes >= STORE_COMPRESS_FROM_BYTES else None)
 
 
 def _read_ipc(data: bytes) -> pa.Table:

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import numpy as np
 import pyarrow as pa
+import pytest
 from builders import build_snapshot, random_snapshot_spec
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -17,6 +18,7 @@ from reallocator.core.model import Policy, table_of
 from reallocator.core.plan.builder import build_plan
 from reallocator.core.plan.model import PLAN_DEAL_COLUMNS
 from reallocator.store import plan_codec
+from reallocator.wire.encode import arrow_stream
 from reallocator.wire.plan import encode_plan
 from reallocator.wire.snapshot import decode_snapshot
 from reallocator.wire.violations import Violations
@@ -56,15 +58,42 @@ def test_the_summary_stored_is_the_same_whatever_view_replan_answered() -> None:
     assert len(summaries) == 1
 
 
-def test_words_are_not_stored_and_the_parts_are_smaller_than_the_full_message() -> None:
-    plan = _plan(400, 11, True)
+@pytest.mark.parametrize(("n", "share"), [(400, 1 / 2), (1500, 1 / 4)])
+def test_words_are_not_stored_and_the_parts_are_smaller_than_the_full_message(
+    n: int, share: float
+) -> None:
+    """Plain tables (400 deals) are under half the FULL message; compressed ones (1,500 deals,
+    over STORE_COMPRESS_FROM_BYTES) under a quarter."""
+    plan = _plan(n, 11, True)
     full = encode_plan(plan, deals="all")
     parts = plan_codec.split(plan, full)
     summary = pa.compress(parts.summary, codec="zstd", asbytes=True)  # as the store keeps it
     stored = len(summary) + len(parts.deals) + len(parts.schedules)
-    assert stored < full.ByteSize() / 3
+    assert stored < full.ByteSize() * share
     texts = [d.rationale for d in full.deals if len(d.rationale) > 40]
     assert texts and not any(t.encode() in parts.summary for t in texts)
+
+
+def _compressed(stream: bytes) -> bool:
+    """Whether an IPC stream's record batches carry compressed buffers."""
+    reader = pa.ipc.open_stream(pa.py_buffer(stream))
+    plain = arrow_stream(reader.read_all(), None)
+    return len(stream) != len(plain)
+
+
+@pytest.mark.parametrize("n", [50, 2000])
+def test_stored_tables_are_compressed_from_the_threshold_up(n: int) -> None:
+    """Small tables stay plain (compressing each buffer costs a small recorded Replan ~1 ms);
+    large ones are zstd-compressed; both read back to the same numbers."""
+    plan = _plan(n, 5, False)
+    parts = plan_codec.split(plan, encode_plan(plan, deals="none"))
+    table = pa.ipc.open_stream(pa.py_buffer(parts.deals)).read_all()
+    assert _compressed(parts.deals) == (table.nbytes >= plan_codec.STORE_COMPRESS_FROM_BYTES)
+    assert _compressed(parts.deals) == (n == 2000)
+    back = plan_codec.deals_frame(parts.deals)
+    want = plan.deals.reset_index(drop=True)
+    for column in ("deal_id", "new_allocation", "delta"):
+        assert back[column].astype(str).tolist() == want[column].astype(str).tolist()
 
 
 def test_a_plan_stored_whole_is_cut_to_the_view_asked() -> None:
