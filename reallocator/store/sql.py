@@ -513,14 +513,19 @@ class SqlStore:
         **values: Any,
     ) -> None:
         """Moves a plan to `state` (conditional on `etag` when given) and records the event."""
-        condition = plans.c.name == name
-        if etag:
-            condition = condition & (plans.c.etag == etag)
-        done = tx.execute(
-            plans.update()
-            .where(condition)
-            .values(state=state, etag=uuid.uuid4().hex, update_time=now, **values)
-        )
+        if etag or values:
+            condition = plans.c.name == name
+            if etag:
+                condition = condition & (plans.c.etag == etag)
+            done = tx.execute(
+                plans.update()
+                .where(condition)
+                .values(state=state, etag=uuid.uuid4().hex, update_time=now, **values)
+            )
+        else:  # a Replan superseding the open plan: the prebuilt statement
+            done = tx.execute(
+                _SET_STATE, dict(plan=name, to=state, new_etag=uuid.uuid4().hex, at=now)
+            )
         if done.rowcount != 1:
             raise StaleEtag(f"{name} changed since it was read (etag {etag!r}): read it again")
         tx.execute(
@@ -1215,6 +1220,11 @@ _OPEN_PLANS = sa.select(plans.c.name).where(
     (plans.c.campaign_id == sa.bindparam("campaign")) & plans.c.state.in_(("PROPOSED", "APPROVED"))
 )
 _INSERT_PLAN = plans.insert()
+_SET_STATE = (
+    plans.update()
+    .where(plans.c.name == sa.bindparam("plan"))
+    .values(state=sa.bindparam("to"), etag=sa.bindparam("new_etag"), update_time=sa.bindparam("at"))
+)
 _INSERT_EVENT = plan_events.insert()
 _INSERT_ASSESSMENT = assessments.insert()
 _ACTED = (
