@@ -41,7 +41,9 @@ PG, PD, PMP, OPEN = (
     common_pb2.DEAL_TYPE_OPEN,
 )
 
-# Every deal: 6,000 USD booked, 1,000 delivered (5,000 remaining), and a declared inventory.
+# Every deal: 6,000 USD booked, 1,000 delivered (5,000 remaining), and a declared inventory;
+# the guaranteed deal's seller committed to 2,000 (1,000 remaining, all it declares): a
+# commitment beyond the plan stays held until the seller agrees (test_plan_seller_decreases).
 FORECAST = {"pg": 1 * B, "locked": 1 * B, "pd": 1 * B, "pmp": 2 * B, "open": 3 * B, "capped": 2 * B}
 STRETCHABLE = ("pd", "pmp", "open")  # buyer-paced, not locked, not capped by a seller answer
 SPENT = 6 * B  # 1,000 USD on each of the six deals
@@ -56,7 +58,7 @@ def deal(deal_id: str, seller: str, channel: str, deal_type: int, locked: bool =
         deal_id=deal_id,
         seller_id=seller,
         channel_id=channel,
-        allocation=6 * B,
+        allocation=2 * B if deal_type == PG else 6 * B,
         spend_micros=1 * B,
         impressions=100_000,
         ecpm_micros=10_000_000,

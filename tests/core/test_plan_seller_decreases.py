@@ -1,9 +1,10 @@
 """Budget freed by asking a seller to deliver less stays held until the seller agrees.
 
 A guaranteed deal is paced by its seller to the commitment it has; a plan that lowers it only
-asks. Until the seller answers, the deal can still deliver min(current allocation, capacity
-forecast); the plan must not hand that to other deals, or deals that spend all they are given
-overspend the budget whenever a seller is slow or says no.
+asks. Until the seller answers, the seller keeps pacing to the whole commitment (a forecast below
+it may be wrong: the seller catches up where it can); the plan must not hand any of it to other
+deals, or deals that spend all they are given overspend the budget whenever a seller is slow or
+says no.
 
 The snapshot: a 40,000 USD lifetime budget with 10,000 USD delivered. "pg" (guaranteed, value
 1.0) holds 14,000 USD more and could deliver 20,000; "rich" (preferred, value 3.0) holds 10,000
@@ -103,11 +104,11 @@ def row(plan: Plan, deal_id: str) -> Any:
 
 def exposure(plan: Plan, snap: CampaignSnapshot) -> int:
     """The most the plan can spend if every seller asked for less says no: a guaranteed deal
-    keeps what it could deliver of its current allocation."""
+    keeps its current allocation (its commitment), whatever its forecast says."""
     d = plan.deals
     pg = snap.deals["deal_type"].to_numpy() == DealType.PROGRAMMATIC_GUARANTEED
     new = d["new_allocation"].to_numpy(np.int64)
-    keep = np.minimum(d["old_allocation"].to_numpy(np.int64), d["capacity"].to_numpy(np.int64))
+    keep = d["old_allocation"].to_numpy(np.int64)
     return int(np.where(pg, np.maximum(new, keep), new).sum())
 
 
@@ -127,7 +128,7 @@ def test_a_decrease_asked_of_a_seller_frees_nothing_until_it_agrees() -> None:
     # Shown and explained within its real bounds (the re-solve fixed it; that is not a limit).
     assert pg["lower_bound"] <= pg["new_allocation"] < pg["upper_bound"]
     assert pg["binding"] not in ("LOCKED", "STEP")
-    held = int(min(pg["old_allocation"], pg["capacity"]) - pg["new_allocation"])
+    held = int(pg["old_allocation"] - pg["new_allocation"])
     assert held > 0 and held_amount(plan) == held
     # "rich" gets only what is really free; the rest waits for the seller.
     assert rich["new_allocation"] == plan.remaining_budget - pg["old_allocation"]
@@ -150,16 +151,17 @@ def test_once_the_seller_agrees_the_next_plan_places_it() -> None:
     assert second.allocated == second.remaining_budget
 
 
-def test_a_deal_that_cannot_deliver_its_commitment_frees_the_rest_at_once() -> None:
-    """Below its forecast a guaranteed deal cannot spend its commitment anyway: what it cannot
-    deliver is free now, only the deliverable part of a decrease is held."""
+def test_a_commitment_forecast_short_is_held_whole_until_the_seller_agrees() -> None:
+    """A forecast that a guaranteed deal cannot deliver its commitment frees nothing at once:
+    the seller keeps pacing to the commitment and catches up where its supply allows, so a
+    forecast that was wrong would overspend the budget (the evaluation set's marathon did, by
+    0.04 %, on 1 seed in 30 when only the forecast part was held)."""
     forecast = np.array([4 * B, 30 * B])  # pg can deliver 4,000 of the 14,000 it holds
     plan = build_plan(snapshot(), forecast=forecast)
     pg = row(plan, "pg")
-    assert held_amount(plan) == max(0, int(min(pg["old_allocation"], 4 * B) - pg["new_allocation"]))
-    assert (
-        row(plan, "rich")["new_allocation"] >= plan.remaining_budget - 4 * B - pg["new_allocation"]
-    )
+    assert pg["new_allocation"] <= 4 * B
+    assert held_amount(plan) == int(pg["old_allocation"] - pg["new_allocation"])
+    assert row(plan, "rich")["new_allocation"] == plan.remaining_budget - pg["old_allocation"]
     assert exposure(plan, snapshot()) <= plan.remaining_budget
 
 

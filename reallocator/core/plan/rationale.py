@@ -49,8 +49,8 @@ def unspendable_reasons(
                 "CAMPAIGN",
                 "",
                 f"{amount(total, bt, currency)} stays with the sellers of {rows.size} guaranteed "
-                f"deal(s) ({named}{more}) asked to deliver less: they keep pacing to their "
-                f"commitments until they agree, so the next plan places it",
+                f"deal(s) ({named}{more}) planned below their commitments: they keep pacing "
+                f"to their commitments until they agree to less, so the next plan places it",
             )
         )
     held = report.held_beyond_capacity
