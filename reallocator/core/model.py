@@ -216,7 +216,7 @@ class Policy:
     churn_channel: float = 0.0  # lam_channel: value per budget unit moved across channels
     request_tolerance: float = 0.10  # required vs current rate gap that warrants a request
     min_change: int = 0  # smallest change (budget units) worth making/asking
-    cooldown: timedelta = timedelta(hours=12)
+    cooldown: timedelta = timedelta(hours=24)
     severity: SeverityTiers = field(default_factory=SeverityTiers)
     auto_apply_up_to: str = ""  # "", "MINOR", "MATERIAL", "CRITICAL": auto-apply up to this
     relax_group: float = 1.0  # elastic weight per unit on seller/channel bounds

@@ -391,7 +391,8 @@ class RequestPolicy(_message.Message):
     def cooldown(self) -> _duration_pb2.Duration:
         """No new request on a deal within this time of the last one, unless it is CRITICAL and
         says something new: another kind, or a target total beyond rate_tolerance of the last
-        request's (RESUME and INVESTIGATE count as one kind). Default 12h.
+        request's (RESUME and INVESTIGATE count as one kind). Default 24h: a seller hears at most
+        one routine ask per deal a day (12h asked a third more for plans of the same value).
         """
 
     def __init__(

@@ -55,7 +55,7 @@ AS_OF = datetime(2026, 11, 16, 12, tzinfo=UTC)
 HORIZON_END = datetime(2026, 12, 1, 5, tzinfo=UTC)  # local midnight in New York
 HOURS = 100.0  # remaining opportunity hours
 PG = DealType.PROGRAMMATIC_GUARANTEED
-POLICY = Policy()  # tolerance 0.10, tiers 0.10 / 0.30, cooldown 12 h, min_change 0
+POLICY = Policy(cooldown=timedelta(hours=12))  # tolerance 0.10, tiers 0.10 / 0.30, min_change 0
 
 
 def inputs(n: int = 1, **kw: Any) -> RequestInputs:
