@@ -58,6 +58,7 @@ EVALUATION = (
     "eval_marathon",
     "eval_discount",
     "eval_night_pool",
+    "eval_portfolio",
 )
 """The evaluation set (reallocator/sim/scenarios/eval): traffic curves and events derived from real
 series no setting was tuned on (sim/profiles.REGION_PROFILES["evaluation"], TAXI_EVENTS)."""

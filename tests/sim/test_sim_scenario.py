@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import runpy
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from reallocator.sim.profiles import REGION_PROFILES, TAXI_EVENTS
 from reallocator.sim.scenario import (
     SCENARIO_DIR,
+    Scenario,
     ScenarioError,
     load_scenario,
     resolve_scenario,
@@ -74,3 +77,34 @@ def test_json_errors_name_the_file(tmp_path: Path) -> None:
     path.write_text(json.dumps({"name": "bad", "flight": {"step_minutes": 7}}))
     with pytest.raises(ScenarioError, match=r"bad\.json: flight\.step_minutes"):
         load_scenario(path)
+
+
+def _data_used(scenario: Scenario) -> tuple[set[str], set[str]]:
+    """The traffic curves and event shapes a scenario draws on."""
+    curves = {scenario.traffic.profile, *scenario.traffic.channel_profiles.values()}
+    return curves, {event.shape for event in scenario.events}
+
+
+@pytest.mark.parametrize("path", sorted((SCENARIOS / "eval").glob("*.json")), ids=lambda p: p.stem)
+def test_evaluation_scenarios_use_only_held_out_data(path: Path) -> None:
+    """The evaluation set's figures mean something only if no setting saw its data: its curves
+    are the held-out regions' and its events the held-out NYC windows."""
+    scenario = load_scenario(path)
+    assert scenario.name == path.stem
+    curves, shapes = _data_used(scenario)
+    assert curves <= set(REGION_PROFILES["evaluation"])
+    assert shapes <= set(TAXI_EVENTS)
+
+
+@pytest.mark.parametrize("name", [*STANDARD, "night_pool"])
+def test_tuning_scenarios_never_touch_held_out_data(name: str) -> None:
+    curves, shapes = _data_used(load_scenario(SCENARIOS / f"{name}.json"))
+    assert not curves & set(REGION_PROFILES["evaluation"])
+    assert not shapes & set(TAXI_EVENTS)
+
+
+def test_the_suite_runs_every_evaluation_scenario() -> None:
+    """A scenario file added to the evaluation set is measured by the suite (README's table)."""
+    suite = runpy.run_path(str(Path(__file__).parents[2] / "benchmarks" / "pacing_quality.py"))
+    shipped = {path.stem for path in (SCENARIOS / "eval").glob("*.json")}
+    assert set(suite["EVALUATION"]) == shipped
