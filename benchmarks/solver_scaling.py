@@ -19,7 +19,7 @@ need tens of GB beyond).
         [--repeat 5] [--pulp-max 100000] [--money] [--infeasible] [--stretch]
 
 `--infeasible` times the diagnosis of infeasible variants of the same instances instead
-(diagnosis.py; target: at most about twice a feasible solve), beside the feasible solve of the
+(engine/diagnosis; target: at most about twice a feasible solve), beside the feasible solve of the
 unchanged instance:
 
     cheap     channel 0's minimum 1,000,000 above what its deals can take, seller 7's 976,266

@@ -34,7 +34,7 @@ class InfeasibleProblem(Exception):
     """No allocation satisfies every hard constraint.
 
     `conflicts` holds what the cheap numpy checks found (possibly empty when only the solver
-    proved infeasibility). `diagnosis` (diagnosis.py), when set, names every bound that must
+    proved infeasibility). `diagnosis` (engine/diagnosis), when set, names every bound that must
     give way and by how much, and holds the relaxed problem (`solve_or_relax` with relax=False).
     """
 
