@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -48,51 +47,60 @@ from reallocator.v1 import reallocator_service_pb2 as pb
 from reallocator.v1 import reallocator_service_pb2_grpc as rpc
 from reallocator.wire.encode import encode_snapshot
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from ports import free_port  # the tests' ports: below the ephemeral range
+
 MIB = 1024 * 1024
 VIEWS = {"SUMMARY": pb.PLAN_VIEW_SUMMARY, "TABLE": pb.PLAN_VIEW_TABLE, "FULL": pb.PLAN_VIEW_FULL}
 REPEATS = {50: 200, 1_000: 60, 10_000: 12, 100_000: 5}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @contextmanager
 def started_server(workers: int | None, root: Path | None = None) -> Iterator[str]:
     """`reallocator serve` as a README reader starts it (default settings), on loopback; with
-    `root`, the code of that checkout (its package first on the path) instead of this one."""
-    port = free_port()
-    command = [sys.executable, "-m", "reallocator.cli", "--log-level", "WARNING", "serve",
-               "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
-    if workers is not None:
-        command += ["--workers", str(workers)]
+    `root`, the code of that checkout (its package first on the path) instead of this one. A
+    server that exits before it serves (its port taken in the meantime by another process on
+    a shared machine) is started again on another port, up to three times."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("REALLOCATOR_")}
     if root is not None:
         env["PYTHONPATH"] = str(root)
     cwd = root or Path(__file__).resolve().parents[1]
-    proc = subprocess.Popen(command, env=env, cwd=cwd)
-    target = f"127.0.0.1:{port}"
-    try:
-        with grpc.insecure_channel(target) as channel:
-            health = health_pb2_grpc.HealthStub(channel)
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    reply = health.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                        break
-                except grpc.RpcError:
-                    pass
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("the server did not start")
-                time.sleep(0.2)
-        yield target
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    for _ in range(3):
+        port = free_port()
+        command = [sys.executable, "-m", "reallocator.cli", "--log-level", "WARNING", "serve",
+                   "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+        if workers is not None:
+            command += ["--workers", str(workers)]
+        proc = subprocess.Popen(command, env=env, cwd=cwd)
+        target = f"127.0.0.1:{port}"
+        try:
+            if _serving(target, proc):
+                yield target
+                return
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    raise RuntimeError(f"the server did not start (3 attempts, last on port {port})")
+
+
+def _serving(target: str, proc: subprocess.Popen[bytes]) -> bool:
+    """Whether the server at `target` reports SERVING within a minute; False as soon as its
+    process has exited."""
+    with grpc.insecure_channel(target) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                reply = health.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return True
+            except grpc.RpcError:
+                pass
+            if proc.poll() is not None:
+                return False
+            if time.monotonic() > deadline:
+                raise RuntimeError("the server did not report SERVING within 60 s")
+            time.sleep(0.2)
 
 
 def timed(call: Callable[[], object], repeats: int) -> tuple[float, float, object]:
