@@ -69,19 +69,25 @@ def _raise(bound: IntArray, amount: IntArray) -> IntArray:
     return out
 
 
+def clipped(p: AllocationProblem, r: Relaxation) -> Relaxation:
+    """`r` within what each bound of `p` allows: a minimum never below 0, a missing maximum
+    (or money cap) stays missing. What `apply_relaxation` moves and `violations_of` names."""
+    return Relaxation(
+        seller_min=np.minimum(r.seller_min, p.seller_min),
+        seller_max=np.where(p.seller_max == NO_MAX, 0, r.seller_max),
+        channel_min=np.minimum(r.channel_min, p.channel_min),
+        channel_max=np.where(p.channel_max == NO_MAX, 0, r.channel_max),
+        deal_min=np.minimum(r.deal_min, p.lb),
+        deal_max=np.where(p.ub == NO_MAX, 0, r.deal_max),
+        money=0 if p.money_cap is None else r.money,
+    )
+
+
 def apply_relaxation(p: AllocationProblem, r: Relaxation) -> AllocationProblem:
-    """The problem with the bounds moved; amounts are clipped to what each bound allows (a
-    minimum never below 0, a missing maximum stays missing)."""
-    r.seller_min = np.minimum(r.seller_min, p.seller_min)
-    r.channel_min = np.minimum(r.channel_min, p.channel_min)
-    r.deal_min = np.minimum(r.deal_min, p.lb)
-    r.seller_max = np.where(p.seller_max == NO_MAX, 0, r.seller_max)
-    r.channel_max = np.where(p.channel_max == NO_MAX, 0, r.channel_max)
-    r.deal_max = np.where(p.ub == NO_MAX, 0, r.deal_max)
+    """The problem with the bounds moved by `r`, clipped (`clipped`)."""
+    r = clipped(p, r)
     money_cap = p.money_cap
-    if money_cap is None:
-        r.money = 0
-    elif r.money:
+    if money_cap is not None and r.money:
         money_cap += r.money
     return replace(
         p,

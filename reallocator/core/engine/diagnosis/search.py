@@ -12,6 +12,7 @@ from reallocator.core.engine.diagnosis.outcome import Diagnosis, RelaxationWeigh
 from reallocator.core.engine.diagnosis.relaxation import (
     Relaxation,
     apply_relaxation,
+    clipped,
     is_feasible,
     violations_of,
     weighted_cost,
@@ -32,6 +33,7 @@ def _finish(
     t0: float,
     notes: tuple[str, ...] = (),
 ) -> Diagnosis:
+    r = clipped(p, r)
     relaxed = apply_relaxation(p, r)
     violations = violations_of(p, r)
     return Diagnosis(
