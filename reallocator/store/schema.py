@@ -58,12 +58,15 @@ plans = Table(
     Column("kind", String(16), nullable=False, server_default="REPLAN"),  # REVISION, ROLLBACK
     Column("options", LargeBinary, nullable=True),  # the ReplanRequest minus its snapshot
     Column("apply_time", BigInteger, nullable=True),  # when ConfirmApplied said it was applied
+    # When it was approved (its seller requests went out), kept when a newer plan supersedes it
+    Column("approve_time", BigInteger, nullable=True),
     # What the store supplied the plan beyond its snapshot (plan_codec.PlanInputs), for replay:
     Column("history_table", LargeBinary, nullable=True),  # Arrow IPC: the seller history
     Column("inputs_table", LargeBinary, nullable=True),  # Arrow IPC: per-deal filled inputs
     Column("moves_table", LargeBinary, nullable=True),  # Arrow IPC: earlier plans' moves read
     Index("ix_plans_campaign", "campaign_id", "seq"),
     Index("ix_plans_campaign_state", "campaign_id", "state"),
+    Index("ix_plans_campaign_approved", "campaign_id", "approve_time"),
 )
 
 assessments = Table(

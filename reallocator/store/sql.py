@@ -398,6 +398,7 @@ class SqlStore:
                 deal_count=parts.deal_count,
                 kind=new.kind,
                 options=new.options,
+                approve_time=now if new.approve else None,
                 **dict(
                     zip(
                         ("history_table", "inputs_table", "moves_table"),
@@ -550,9 +551,10 @@ class SqlStore:
             row = self._row(tx, name)
             if row.state != "PROPOSED":
                 raise WrongState(f"{name} is {row.state}: only a PROPOSED plan can be reviewed")
+            now = _now()
             self._set_state(
-                tx, name, "APPROVED" if approve else "REJECTED", actor, comment, _now(),
-                etag=etag or row.etag,
+                tx, name, "APPROVED" if approve else "REJECTED", actor, comment, now,
+                etag=etag or row.etag, **({"approve_time": now} if approve else {}),
             )  # fmt: skip
             return name
 
@@ -1062,7 +1064,7 @@ class SqlStore:
         return pd.Series(latest, dtype="int64")
 
     def request_history(self, campaign: str, moves_since: int | None = None) -> RequestHistory:
-        """The campaign's seller requests sent (plans approved or applied) and their answers,
+        """The campaign's seller requests sent (by plans ever approved) and their answers,
         as the plan builder reads them; with `moves_since` (unix micros), also the moves of
         the plans applied from then on (their deals' changes, at their as_of)."""
         return self.campaign_past(campaign, moves_since=moves_since).history
@@ -1104,10 +1106,7 @@ class SqlStore:
         rows = tx.execute(
             sa.select(seller_requests)
             .join(plans, plans.c.name == seller_requests.c.plan_name)
-            .where(
-                (seller_requests.c.campaign_id == campaign)
-                & plans.c.state.in_(("APPROVED", "APPLIED", "ROLLED_BACK"))
-            )
+            .where((seller_requests.c.campaign_id == campaign) & _SENT)
             .order_by(seller_requests.c.requested_at)
         ).all()
         if not rows:
@@ -1227,12 +1226,13 @@ _SET_STATE = (
 )
 _INSERT_EVENT = plan_events.insert()
 _INSERT_ASSESSMENT = assessments.insert()
+_SENT = plans.c.approve_time.is_not(None)
+"""Plans whose seller requests went out: every plan ever approved, also one a newer plan then
+superseded before anyone confirmed it applied (the sellers were asked all the same: their
+answers and the cooldown still count)."""
 _ACTED = (
     sa.select(plans.c.name)
-    .where(
-        (plans.c.campaign_id == sa.bindparam("campaign"))
-        & plans.c.state.in_(("APPROVED", "APPLIED", "ROLLED_BACK"))
-    )
+    .where((plans.c.campaign_id == sa.bindparam("campaign")) & _SENT)
     .limit(1)
 )
 _DECLARED = (

@@ -79,7 +79,9 @@ class _PlanStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PlanState.V
     PLAN_STATE_ROLLED_BACK: _PlanState.ValueType  # 5
     """Rolled back to the allocations before it."""
     PLAN_STATE_SUPERSEDED: _PlanState.ValueType  # 6
-    """Replaced by a newer plan before it was applied."""
+    """Replaced by a newer plan before it was applied. A plan approved before it was superseded
+    sent its seller requests: the next plans still read them and the sellers' answers.
+    """
     PLAN_STATE_DRY_RUN: _PlanState.ValueType  # 7
     """A dry run: computed, never recorded."""
 
@@ -99,7 +101,9 @@ PLAN_STATE_APPLIED: PlanState.ValueType  # 4
 PLAN_STATE_ROLLED_BACK: PlanState.ValueType  # 5
 """Rolled back to the allocations before it."""
 PLAN_STATE_SUPERSEDED: PlanState.ValueType  # 6
-"""Replaced by a newer plan before it was applied."""
+"""Replaced by a newer plan before it was applied. A plan approved before it was superseded
+sent its seller requests: the next plans still read them and the sellers' answers.
+"""
 PLAN_STATE_DRY_RUN: PlanState.ValueType  # 7
 """A dry run: computed, never recorded."""
 Global___PlanState: _TypeAlias = PlanState  # noqa: Y015

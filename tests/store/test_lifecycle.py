@@ -180,6 +180,35 @@ def test_stored_seller_answers_change_the_next_plan(stub: rpc.ReallocatorService
     assert wrong.code() == grpc.StatusCode.NOT_FOUND
 
 
+def test_requests_of_an_approved_plan_count_after_a_newer_plan_supersedes_it(
+    stub: rpc.ReallocatorServiceStub,
+) -> None:
+    """Approval sends a plan's requests; a Replan before the plan is confirmed applied
+    supersedes it, but the sellers were asked: their answers and the cooldown still hold."""
+    plan = stub.Replan(_request("life-superseded"), timeout=30).plan
+    asked = {r.deal_id for r in plan.seller_requests}
+    assert asked
+    (request,) = [r for r in plan.seller_requests if r.deal_id == "ctv-pg-001"]
+    stub.ReviewPlan(pb.ReviewPlanRequest(name=plan.name, decision=pb.REVIEW_DECISION_APPROVE,
+                                         etag=plan.etag), timeout=10)  # fmt: skip
+    stub.RecordSellerResponse(
+        pb.RecordSellerResponseRequest(
+            plan=plan.name, request_id=request.request_id,
+            response=plan_pb2.SELLER_RESPONSE_KIND_REJECTED, message="sold out",
+        ),
+        timeout=10,
+    )  # fmt: skip
+    later = []
+    for hours in (1, 2, 3):  # hourly replans, none confirmed applied
+        again = _request("life-superseded")
+        again.snapshot.as_of.seconds += hours * 3600
+        later.append(stub.Replan(again, timeout=30).plan)
+    first = stub.GetPlan(pb.GetPlanRequest(name=plan.name), timeout=10).plan
+    assert first.state == plan_pb2.PLAN_STATE_SUPERSEDED
+    for after in later:  # within the 24 h cooldown nothing asked is asked again
+        assert not asked & {r.deal_id for r in after.seller_requests}
+
+
 def _review(url: str, name: str, etag: str, approve: bool, out: multiprocessing.Queue) -> None:
     store = SqlStore.open(url)
     try:
