@@ -582,14 +582,21 @@ class SqlStore:
         request_id: str = "",
         request_hash: str = "",
     ) -> LifeCycle:
-        """Marks an APPROVED plan APPLIED (confirming an APPLIED one again changes nothing)."""
+        """Marks an APPROVED plan APPLIED (confirming an APPLIED one again changes nothing).
+        A plan approved and then superseded by a newer Replan may still be confirmed: the
+        caller applied what was approved, and the moves it made count (rolling steps,
+        hysteresis, the last application) however the plans raced."""
 
         def call(tx: Connection) -> str:
             row = self._row(tx, name)
             if row.state == "APPLIED":
                 return name
-            if row.state != "APPROVED":
-                raise WrongState(f"{name} is {row.state}: only an APPROVED plan can be applied")
+            approved_then_superseded = row.state == "SUPERSEDED" and row.approve_time is not None
+            if row.state != "APPROVED" and not approved_then_superseded:
+                raise WrongState(
+                    f"{name} is {row.state}: only an APPROVED plan (or one approved, then "
+                    "superseded) can be applied"
+                )
             when = apply_time or _now()
             note = f"applied at {datetime.fromtimestamp(when / 1e6, UTC).isoformat()}"
             self._set_state(

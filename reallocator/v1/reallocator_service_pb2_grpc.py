@@ -136,7 +136,8 @@ class ReallocatorServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ConfirmApplied(self, request, context):
-        """Confirms an approved plan was applied on the buying platform.
+        """Confirms an approved plan was applied on the buying platform (also one a newer Replan
+        superseded after it was approved: what was approved was applied).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -54,7 +54,9 @@ class ReallocatorServiceStub:
     ReviewPlan: _grpc.UnaryUnaryMultiCallable[_reallocator_service_pb2.ReviewPlanRequest, _reallocator_service_pb2.ReviewPlanResponse]
     """Approves or rejects a proposed plan."""
     ConfirmApplied: _grpc.UnaryUnaryMultiCallable[_reallocator_service_pb2.ConfirmAppliedRequest, _reallocator_service_pb2.ConfirmAppliedResponse]
-    """Confirms an approved plan was applied on the buying platform."""
+    """Confirms an approved plan was applied on the buying platform (also one a newer Replan
+    superseded after it was approved: what was approved was applied).
+    """
     RollbackPlan: _grpc.UnaryUnaryMultiCallable[_reallocator_service_pb2.RollbackPlanRequest, _reallocator_service_pb2.RollbackPlanResponse]
     """Rolls an applied plan back to the allocations before it."""
     RecordSellerResponse: _grpc.UnaryUnaryMultiCallable[_reallocator_service_pb2.RecordSellerResponseRequest, _reallocator_service_pb2.RecordSellerResponseResponse]
@@ -94,7 +96,9 @@ class ReallocatorServiceAsyncStub(ReallocatorServiceStub):
     ReviewPlan: _aio.UnaryUnaryMultiCallable[_reallocator_service_pb2.ReviewPlanRequest, _reallocator_service_pb2.ReviewPlanResponse]  # type: ignore[assignment]
     """Approves or rejects a proposed plan."""
     ConfirmApplied: _aio.UnaryUnaryMultiCallable[_reallocator_service_pb2.ConfirmAppliedRequest, _reallocator_service_pb2.ConfirmAppliedResponse]  # type: ignore[assignment]
-    """Confirms an approved plan was applied on the buying platform."""
+    """Confirms an approved plan was applied on the buying platform (also one a newer Replan
+    superseded after it was approved: what was approved was applied).
+    """
     RollbackPlan: _aio.UnaryUnaryMultiCallable[_reallocator_service_pb2.RollbackPlanRequest, _reallocator_service_pb2.RollbackPlanResponse]  # type: ignore[assignment]
     """Rolls an applied plan back to the allocations before it."""
     RecordSellerResponse: _aio.UnaryUnaryMultiCallable[_reallocator_service_pb2.RecordSellerResponseRequest, _reallocator_service_pb2.RecordSellerResponseResponse]  # type: ignore[assignment]
@@ -155,7 +159,9 @@ class ReallocatorServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _reallocator_service_pb2.ConfirmAppliedRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_reallocator_service_pb2.ConfirmAppliedResponse, _abc.Awaitable[_reallocator_service_pb2.ConfirmAppliedResponse]]:
-        """Confirms an approved plan was applied on the buying platform."""
+        """Confirms an approved plan was applied on the buying platform (also one a newer Replan
+        superseded after it was approved: what was approved was applied).
+        """
 
     @_abc_1.abstractmethod
     def RollbackPlan(

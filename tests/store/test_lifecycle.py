@@ -207,6 +207,14 @@ def test_requests_of_an_approved_plan_count_after_a_newer_plan_supersedes_it(
     assert first.state == plan_pb2.PLAN_STATE_SUPERSEDED
     for after in later:  # within the 24 h cooldown nothing asked is asked again
         assert not asked & {r.deal_id for r in after.seller_requests}
+    # The caller applied what it approved while the newer plans were made: confirming it counts.
+    applied = stub.ConfirmApplied(pb.ConfirmAppliedRequest(name=plan.name), timeout=10).plan
+    assert applied.state == plan_pb2.PLAN_STATE_APPLIED
+    assert later[0].state == plan_pb2.PLAN_STATE_PROPOSED  # never approved: nothing to confirm
+    never = rpc_error(
+        lambda: stub.ConfirmApplied(pb.ConfirmAppliedRequest(name=later[0].name), timeout=10)
+    )
+    assert never.code() == grpc.StatusCode.FAILED_PRECONDITION
 
 
 def _review(url: str, name: str, etag: str, approve: bool, out: multiprocessing.Queue) -> None:
