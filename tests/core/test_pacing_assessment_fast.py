@@ -40,11 +40,12 @@ from reallocator.wire.assessment import (
     STATUS,
     encode_assessment,
     timestamp,
-    verdicts,
 )
+from reallocator.wire.assessment import verdicts as fast_verdicts
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import reference_assessment as reference
+from reference_encoding import verdicts
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -168,11 +169,22 @@ def assert_same(fast: Any, slow: Any) -> None:
         for name in ASSESSMENT_COLUMNS:
             np.testing.assert_array_equal(fast.column(kind, name), frame[name].to_numpy())
     for include_deals in (False, True):
-        assert encode_assessment(fast, include_deals) == frame_encoding(slow, include_deals)
+        encoded = encode_assessment(fast, include_deals)
+        assert encoded == frame_encoding(slow, include_deals)
+        # the bytes stored and sent, not only an equal message
+        want = frame_encoding(slow, include_deals).SerializeToString(deterministic=True)
+        assert encoded.SerializeToString(deterministic=True) == want
+    for kind, frame in (
+        (EntityKind.DEAL, slow.deals),
+        (EntityKind.SELLER, slow.sellers),
+        (EntityKind.CAMPAIGN, slow.campaign),
+    ):
+        assert fast_verdicts(frame, kind) == verdicts(frame, kind)
 
 
 def frame_encoding(result: Any, include_deals: bool) -> assessment_pb2.PacingAssessment:
-    """The message as the adapter built it before: from the frames and the typed alerts."""
+    """The message as the adapter built it before: from the frames and the typed alerts, each
+    verdict added on its own (reference_encoding.py)."""
     msg = assessment_pb2.PacingAssessment(
         campaign_id=result.campaign_id,
         as_of=timestamp(result.as_of),
