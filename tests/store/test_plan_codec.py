@@ -8,6 +8,7 @@ import dataclasses
 from datetime import timedelta
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pytest
 from builders import build_snapshot, random_snapshot_spec
@@ -171,3 +172,20 @@ def stored_as_before(deals: pa.Table) -> pa.Table:
             words = deals.schema.field(i).type
             deals = deals.set_column(i, name, pa.array(np.full(len(deals), ""), type=words))
     return deals
+
+
+def test_an_empty_frame_is_stored_as_pandas_gives_it_whatever_its_columns() -> None:
+    """Empty streams are kept per column names and dtypes (read from the columns): frames that
+    differ in a name, a dtype or the order of their columns each get their own stream."""
+    frames = [
+        pd.DataFrame({"a": pd.Series(dtype="int64"), "b": pd.Series(dtype="str")}),
+        pd.DataFrame({"a": pd.Series(dtype="float64"), "b": pd.Series(dtype="str")}),
+        pd.DataFrame({"b": pd.Series(dtype="str"), "a": pd.Series(dtype="int64")}),
+        pd.DataFrame({"a": pd.Series(dtype="int64"), "c": pd.Series(dtype="bool")}),
+        pd.DataFrame({"a": pd.Series(dtype="int64"), "b": pd.Series(dtype=object)}),
+    ]
+    for _ in range(2):  # found, then kept
+        for frame in frames:
+            want = arrow_stream(pa.Table.from_pandas(frame, preserve_index=False))
+            assert plan_codec._frame_ipc(frame) == want
+    assert len({plan_codec._frame_ipc(frame) for frame in frames}) == len(frames)
