@@ -89,7 +89,8 @@ def test_stored_tables_are_compressed_from_the_threshold_up(n: int) -> None:
     plan = _plan(n, 5, False)
     parts = plan_codec.split(plan, encode_plan(plan, deals="none"))
     table = pa.ipc.open_stream(pa.py_buffer(parts.deals)).read_all()
-    assert _compressed(parts.deals) == (table.nbytes >= plan_codec.STORE_COMPRESS_FROM_BYTES)
+    plain = arrow_stream(table, None)
+    assert _compressed(parts.deals) == (len(plain) >= plan_codec.STORE_COMPRESS_FROM_BYTES)
     assert _compressed(parts.deals) == (n == 2000)
     back = plan_codec.deals_frame(parts.deals)
     want = plan.deals.reset_index(drop=True)
@@ -189,3 +190,42 @@ def test_an_empty_frame_is_stored_as_pandas_gives_it_whatever_its_columns() -> N
             want = arrow_stream(pa.Table.from_pandas(frame, preserve_index=False))
             assert plan_codec._frame_ipc(frame) == want
     assert len({plan_codec._frame_ipc(frame) for frame in frames}) == len(frames)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    rows=st.sampled_from([0, 1, 300, 700, 1500, 4095, 4096, 6000, 9000]),
+    kinds=st.lists(st.sampled_from(["int64", "bool", "text", "codes", "int8"]), min_size=1),
+    sliced=st.booleans(),
+)
+def test_a_table_is_compressed_exactly_when_its_plain_stream_reaches_the_threshold(
+    rows: int, kinds: list[str], sliced: bool
+) -> None:
+    """`_ipc` writes plain first, or skips that when the fixed-width columns alone reach the
+    threshold: either way compressed exactly when the plain stream is that long, and the same
+    table read back. The fixed-width count never exceeds the plain stream (sliced and chunked
+    tables too), so the shortcut never compresses a table that would have stayed plain."""
+    rng = np.random.default_rng(rows + len(kinds))
+    columns: dict[str, pa.Array] = {}
+    for i, kind in enumerate(kinds):
+        n = rows + 5
+        if kind == "int64":
+            columns[f"c{i}"] = pa.array(rng.integers(0, 10**12, n))
+        elif kind == "int8":
+            columns[f"c{i}"] = pa.array(rng.integers(0, 100, n).astype(np.int8))
+        elif kind == "bool":
+            columns[f"c{i}"] = pa.array(rng.random(n) < 0.5)
+        else:
+            words = pa.array([f"w{j % 37}" for j in range(n)], pa.large_string())
+            columns[f"c{i}"] = words.dictionary_encode() if kind == "codes" else words
+    table = pa.table(columns)
+    table = (
+        table.slice(3, rows)
+        if sliced
+        else pa.concat_tables([table.slice(0, 5), table.slice(5)]).slice(0, rows)
+    )
+    plain = arrow_stream(table, None)
+    assert plan_codec._fixed_bytes(table) <= len(plain)
+    stored = plan_codec._ipc(table)
+    assert _compressed(stored) == (len(plain) >= plan_codec.STORE_COMPRESS_FROM_BYTES)
+    assert plan_codec._read_ipc(stored).equals(table)
