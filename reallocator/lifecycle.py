@@ -300,8 +300,8 @@ def supplied(
     make the same plan): the seller history, and per deal the application and windows, when
     any was filled in (else no rows)."""
     deals = snapshot.deals
-    applied = deals["plan_applied_at"].to_numpy(np.int64)
-    inventory = deals["available_inventory"].to_numpy(np.int64)
+    applied = values_of(deals, "plan_applied_at", np.int64)  # no Series built
+    inventory = values_of(deals, "available_inventory", np.int64)
     if windows is None and not (applied >= 0).any() and not (inventory >= 0).any():
         per_deal = _NOTHING_SUPPLIED
     else:
@@ -310,7 +310,7 @@ def supplied(
             {
                 "deal_id": deals["deal_id"].astype(str).to_numpy(),
                 "plan_applied_at": applied,
-                "delivered_at_plan": deals["delivered_at_plan"].to_numpy(np.int64),
+                "delivered_at_plan": values_of(deals, "delivered_at_plan", np.int64),
                 "available_inventory": inventory,
                 "window_hour": windows.hour if windows is not None else np.full(n, np.nan),
                 "window_day": windows.day if windows is not None else np.full(n, np.nan),
