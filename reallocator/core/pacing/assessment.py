@@ -1053,69 +1053,76 @@ def _messages(
         tails = [f" (confidence {c:.0f})" for c in hit["confidence"][rows].tolist()]
         return rows.tolist(), [who[i] for i in rows.tolist()], tails
 
-    rows_, names, tails = sentences(Reason.STALLED)
-    rows = np.asarray(rows_, dtype=np.int64)
-    for i, w, lam, a, al, t in zip(
-        rows_, names, stall_lambda[rows].tolist(), scaled("actual", rows),
-        scaled("allocation", rows), tails, strict=True,
-    ):  # fmt: skip
-        out[i] = (
-            f"{w} delivered no impressions in the last {hours} h while about {lam:,.0f} were "
-            f"expected; {a:{amt}}{unit} of {al:{amt}}{unit} delivered{t}"
-        )
-    rows_, names, tails = sentences(Reason.EARLY_EXHAUSTION)
-    rows = np.asarray(rows_, dtype=np.int64)
-    for i, w, a, al, r, e, t in zip(
-        rows_, names, scaled("actual", rows), scaled("allocation", rows),
-        percent(hit["pacing_ratio"][rows]), scaled("expected", rows), tails, strict=True,
-    ):  # fmt: skip
-        out[i] = (
-            f"{w} already delivered its whole allocation: {a:{amt}}{unit} of {al:{amt}}{unit}, "
-            f"{r} of the {e:{amt}}{unit} expected by now{t}"
-        )
-    rows_, names, tails = sentences(Reason.OVERPACING)
-    rows = np.asarray(rows_, dtype=np.int64)
-    for i, w, a, e, r, when, rate, t in zip(
-        rows_, names, scaled("actual", rows), scaled("expected", rows),
-        percent(hit["pacing_ratio"][rows]), hit["projected_exhaustion"][rows].tolist(),
-        rates("recent_rate", rows), tails, strict=True,
-    ):  # fmt: skip
-        tail = (
-            f"; at {rate} it runs out at {to_datetime(when):%Y-%m-%d %H:%M} UTC"
-            if math.isfinite(when)
-            else ""
-        )
-        out[i] = (
-            f"{w} is over pace: {a:{amt}}{unit} delivered vs {e:{amt}}{unit} expected "
-            f"({r}){tail}{t}"
-        )
-    rows_, names, tails = sentences(Reason.PROJECTED_UNDERDELIVERY)
-    rows = np.asarray(rows_, dtype=np.int64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        end_share = percent(hit["projected_end"][rows] / hit["allocation"][rows])
-    for i, w, p, al, s, rate, need, t in zip(
-        rows_, names, scaled("projected_end", rows), scaled("allocation", rows), end_share,
-        rates("recent_rate", rows), rates("required_rate", rows), tails, strict=True,
-    ):  # fmt: skip
-        out[i] = (
-            f"{w} is projected to deliver {p:{amt}}{unit} of {al:{amt}}{unit} ({s}) at the "
-            f"recent {rate}; it needs {need}{t}"
-        )
+    # Only the reasons some alert has are worded: an absent one cost ~10 numpy calls for none.
+    present = set(reasons.tolist())
+    if _REASON_CODE[Reason.STALLED] in present:
+        rows_, names, tails = sentences(Reason.STALLED)
+        rows = np.asarray(rows_, dtype=np.int64)
+        for i, w, lam, a, al, t in zip(
+            rows_, names, stall_lambda[rows].tolist(), scaled("actual", rows),
+            scaled("allocation", rows), tails, strict=True,
+        ):  # fmt: skip
+            out[i] = (
+                f"{w} delivered no impressions in the last {hours} h while about {lam:,.0f} were "
+                f"expected; {a:{amt}}{unit} of {al:{amt}}{unit} delivered{t}"
+            )
+    if _REASON_CODE[Reason.EARLY_EXHAUSTION] in present:
+        rows_, names, tails = sentences(Reason.EARLY_EXHAUSTION)
+        rows = np.asarray(rows_, dtype=np.int64)
+        for i, w, a, al, r, e, t in zip(
+            rows_, names, scaled("actual", rows), scaled("allocation", rows),
+            percent(hit["pacing_ratio"][rows]), scaled("expected", rows), tails, strict=True,
+        ):  # fmt: skip
+            out[i] = (
+                f"{w} already delivered its whole allocation: {a:{amt}}{unit} of {al:{amt}}{unit}, "
+                f"{r} of the {e:{amt}}{unit} expected by now{t}"
+            )
+    if _REASON_CODE[Reason.OVERPACING] in present:
+        rows_, names, tails = sentences(Reason.OVERPACING)
+        rows = np.asarray(rows_, dtype=np.int64)
+        for i, w, a, e, r, when, rate, t in zip(
+            rows_, names, scaled("actual", rows), scaled("expected", rows),
+            percent(hit["pacing_ratio"][rows]), hit["projected_exhaustion"][rows].tolist(),
+            rates("recent_rate", rows), tails, strict=True,
+        ):  # fmt: skip
+            tail = (
+                f"; at {rate} it runs out at {to_datetime(when):%Y-%m-%d %H:%M} UTC"
+                if math.isfinite(when)
+                else ""
+            )
+            out[i] = (
+                f"{w} is over pace: {a:{amt}}{unit} delivered vs {e:{amt}}{unit} expected "
+                f"({r}){tail}{t}"
+            )
+    if _REASON_CODE[Reason.PROJECTED_UNDERDELIVERY] in present:
+        rows_, names, tails = sentences(Reason.PROJECTED_UNDERDELIVERY)
+        rows = np.asarray(rows_, dtype=np.int64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            end_share = percent(hit["projected_end"][rows] / hit["allocation"][rows])
+        for i, w, p, al, s, rate, need, t in zip(
+            rows_, names, scaled("projected_end", rows), scaled("allocation", rows), end_share,
+            rates("recent_rate", rows), rates("required_rate", rows), tails, strict=True,
+        ):  # fmt: skip
+            out[i] = (
+                f"{w} is projected to deliver {p:{amt}}{unit} of {al:{amt}}{unit} ({s}) at the "
+                f"recent {rate}; it needs {need}{t}"
+            )
     paused_code = _REASON_CODE[Reason.PAUSED]
-    rows_, names, tails = sentences(Reason.UNDERPACING, others=True)
-    rows = np.asarray(rows_, dtype=np.int64)
-    for i, w, code, a, e, r, rate, p, al, need, t in zip(
-        rows_, names, reasons[rows].tolist(), scaled("actual", rows), scaled("expected", rows),
-        percent(hit["pacing_ratio"][rows]), rates("recent_rate", rows),
-        scaled("projected_end", rows), scaled("allocation", rows), rates("required_rate", rows),
-        tails, strict=True,
-    ):  # fmt: skip
-        paused = " and paused" if code == paused_code else ""
-        out[i] = (
-            f"{w} is under pace{paused}: {a:{amt}}{unit} delivered vs {e:{amt}}{unit} expected "
-            f"({r}); at the recent {rate} it ends at {p:{amt}}{unit} of {al:{amt}}{unit}, "
-            f"needs {need}{t}"
-        )
+    if not present.issubset(worded):
+        rows_, names, tails = sentences(Reason.UNDERPACING, others=True)
+        rows = np.asarray(rows_, dtype=np.int64)
+        for i, w, code, a, e, r, rate, p, al, need, t in zip(
+            rows_, names, reasons[rows].tolist(), scaled("actual", rows), scaled("expected", rows),
+            percent(hit["pacing_ratio"][rows]), rates("recent_rate", rows),
+            scaled("projected_end", rows), scaled("allocation", rows), rates("required_rate", rows),
+            tails, strict=True,
+        ):  # fmt: skip
+            paused = " and paused" if code == paused_code else ""
+            out[i] = (
+                f"{w} is under pace{paused}: {a:{amt}}{unit} delivered vs {e:{amt}}{unit} expected "
+                f"({r}); at the recent {rate} it ends at {p:{amt}}{unit} of {al:{amt}}{unit}, "
+                f"needs {need}{t}"
+            )
     return out
 
 
