@@ -6,12 +6,12 @@ read the finished deals table; a NO_CHANGE plan asks nothing of anyone. No words
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass
 from datetime import timedelta
 
 import numpy as np
 
-from reallocator.core.model import DealType, text_of, values_of
+from reallocator.core.model import DealType, Severity, text_of, values_of
 from reallocator.core.pacing.assessment import EntityKind
 from reallocator.core.plan.model import (
     AdjustmentRequest,
@@ -26,6 +26,16 @@ from reallocator.core.plan.schedule import ScheduleInputs, derive_schedule_table
 from reallocator.core.plan.severity import change_severity, max_severity
 
 
+@dataclass(frozen=True)
+class Actions:
+    """What a plan asks: of sellers (`requests`), of the buyer's pacer (`schedules`, their words
+    not yet rendered; None when not made), and how severe the change is (None: NO_CHANGE)."""
+
+    requests: tuple[AdjustmentRequest, ...] = ()
+    schedules: ScheduleTable | None = None
+    severity: Severity | None = None
+
+
 def act(
     plan: Plan,
     prepared: Prepared,
@@ -33,9 +43,8 @@ def act(
     history: RequestHistory | None,
     schedule_window: timedelta,
     make_schedules: bool = True,
-) -> Plan:
-    """`plan` with seller requests, buyer schedules (when `make_schedules`; their rationale
-    empty) and severity."""
+) -> Actions:
+    """Seller requests, buyer schedules (when `make_schedules`) and severity, for `plan`."""
     snapshot, assessment, curve = prepared.snapshot, prepared.assessment, prepared.curve
     policy = snapshot.policy
     requests: tuple[AdjustmentRequest, ...] = ()
@@ -88,7 +97,7 @@ def act(
         )
         moved = values_of(plan.deals, "delta") != 0
         severity = max_severity(np.concatenate([changes[moved], [r.severity for r in requests]]))
-    return replace(plan, requests=requests, schedule_table=schedules, max_severity=severity)
+    return Actions(requests=requests, schedules=schedules, severity=severity)
 
 
-__all__ = ["act"]
+__all__ = ["Actions", "act"]

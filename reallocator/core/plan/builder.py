@@ -5,9 +5,9 @@
     post-solve  hold seller decreases, duals, beyond forecasts             post_solve.py
     codes       per deal: binding limit, reason, marginal value            table.py (explain.py)
     gate        rollback labels, status, NO_CHANGE                         gate.py
-    table       the deals table, then the plan around it                   table.py
+    table       the deals table (its words when asked), the plan around it  table.py
     actions     seller requests, buyer schedules, severity                 actions.py
-    render      rationales, the gate's reason, the decision record         render.py
+    render      schedule words, the gate's reason, the decision record     render.py
 
 Each stage takes the earlier ones' frozen results and returns a new one; none edits its
 arguments. The one entry point every adapter uses (the Replan RPC, batch jobs, the simulator).
@@ -92,13 +92,13 @@ def build_plan(
     checkpoint("explain")
     why = deal_codes(prepared, post)
     decision = decide(prepared, post, solved.violations, why, rollback=rollback)
-    deals = deal_table(prepared, post, why, decision)
+    deals = deal_table(prepared, post, why, decision, text=text)
     plan = assemble(prepared, post, solved.violations, decision, deals, started)
     checkpoint("requests and schedules")
-    plan = act(
+    actions = act(
         plan, prepared, history=history, schedule_window=schedule_window, make_schedules=schedules
     )
-    return render(plan, prepared, text=text)
+    return render(plan, actions, prepared, text=text)
 
 
 # Re-exported: tests and adapters import these from here.

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from reallocator.core.engine import (
     AllocationProblem,
@@ -54,13 +55,14 @@ def solve_prepared(prepared: Prepared, *, relax: bool, checkpoint: Checkpoint) -
     built, policy = prepared.built, prepared.policy
     bt, currency = prepared.budget_type, prepared.currency
     weights = RelaxationWeights.from_policy(policy)
-    deal_ids = text_column(prepared.snapshot.deals, "deal_id")  # read only to name a conflict
     unmet = () if policy.cap_unmeetable_minimums else _unmeetable_minimums(built, bt, currency)
     if unmet and not relax:
         summary = "; ".join(v.message for v in unmet[:5])
         raise PlanRejected(f"constraints conflict: {summary}", unmet)
     checkpoint("solve")
-    result, violations, problem = _solve(built, relax, weights, deal_ids, bt, currency)
+    result, violations, problem = _solve(
+        built, relax, weights, prepared.snapshot.deals, bt, currency
+    )
     return Solved(result=result, problem=problem, violations=(*violations, *unmet))
 
 
@@ -127,23 +129,23 @@ def _solve(
     built: BuiltProblem,
     relax: bool,
     weights: RelaxationWeights,
-    deal_ids: Any,
+    deals: pd.DataFrame,
     bt: BudgetType,
     currency: str,
 ) -> tuple[AllocationResult, tuple[ConstraintViolation, ...], AllocationProblem]:
     """Solve; when constraints conflict, the closest plan (relax) or PlanRejected naming every
-    constraint that must give way and by how much."""
+    constraint that must give way and by how much (the deals' ids read only to name one)."""
     try:
         result, diagnosis = solve_or_relax(built.problem, weights, relax)
     except InfeasibleProblem as exc:
         if exc.diagnosis is None:
             raise
-        named = _violations(exc.diagnosis, built, deal_ids, bt, currency)
+        named = _violations(exc.diagnosis, built, text_column(deals, "deal_id"), bt, currency)
         summary = "; ".join(v.message for v in named[:5])
         raise PlanRejected(f"constraints conflict: {summary}", named) from exc
     if diagnosis is None:
         return result, (), built.problem
-    named = _violations(diagnosis, built, deal_ids, bt, currency)
+    named = _violations(diagnosis, built, text_column(deals, "deal_id"), bt, currency)
     return result, named, diagnosis.relaxed_problem
 
 

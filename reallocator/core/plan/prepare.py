@@ -133,9 +133,10 @@ def _period_left(snapshot: CampaignSnapshot, curve: PacingCurve, as_of: float) -
     if not periodic or span.start is None or span.end is None:
         return {}
     window = (span.start.timestamp(), span.end.timestamp())
-    left = float(curve.total(window)) - float(curve.cumulative(as_of)) + 0.0
+    now = float(curve.cumulative(as_of))
+    left = float(curve.total(window)) - now + 0.0
     delivered = float(values_of(snapshot.deals, SPENT_COLUMN[spec.budget_type]).sum())
-    expected_now = float(curve.cumulative(as_of)) - float(curve.cumulative(window[0]))
+    expected_now = now - float(curve.cumulative(window[0]))
     # Under-delivery so far cannot be caught up beyond the caps; over-delivery used them up.
     left = max(0.0, left - max(0.0, delivered - expected_now))
     return dict.fromkeys(periodic, int(left))
