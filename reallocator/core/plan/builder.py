@@ -1,13 +1,13 @@
 """From a snapshot to a plan, in stages one can read in order (`build_plan`):
 
-    prepare     assessment, curve, capacity forecast, problem              prepare.py
-    solve       or relax, naming what conflicts (or PlanRejected)          conflicts.py
-    post-solve  hold seller decreases, duals, beyond forecasts             post_solve.py
-    codes       per deal: binding limit, reason, marginal value            table.py (explain.py)
-    gate        rollback labels, status, NO_CHANGE                         gate.py
-    table       the deals table (its words when asked), the plan around it  table.py
-    actions     seller requests, buyer schedules, severity                 actions.py
-    render      schedule words, the gate's reason, the decision record     render.py
+    prepare     assessment, curve, capacity forecast, problem       prepare.py
+    solve       or relax, naming what conflicts (or PlanRejected)   conflicts.py
+    post-solve  hold seller decreases, duals, beyond forecasts      post_solve.py
+    codes       per deal: binding limit, reason, marginal value     table.py (explain.py)
+    gate        rollback labels, status, NO_CHANGE                  gate.py
+    table       the deals table (its words when asked), the plan    table.py
+    actions     seller requests, buyer schedules, severity          actions.py
+    render      schedule words, the gate's reason, decision record  render.py
 
 Each stage takes the earlier ones' frozen results and returns a new one; none edits its
 arguments. The one entry point every adapter uses (the Replan RPC, batch jobs, the simulator).

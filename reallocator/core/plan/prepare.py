@@ -48,7 +48,7 @@ class Prepared:
     assessment: Assessment
     curve: PacingCurve
     capacity: npt.NDArray[np.int64]  # per deal, after seller answers capped it
-    forecast: pd.DataFrame  # how each capacity was reached (engine/forecast.py's table and ours)
+    forecast_table: pd.DataFrame  # how each capacity was reached (engine/forecast.py's and ours)
     capped: npt.NDArray[np.bool_]  # a seller's answer capped the deal's capacity
     built: BuiltProblem  # bounds, the problem (reversal charge on it) and their report
 
@@ -118,7 +118,7 @@ def prepare(
         assessment=assessment,
         curve=curve,
         capacity=capacity,
-        forecast=forecast_table,
+        forecast_table=forecast_table,
         capped=capped,
         built=built,
     )

@@ -64,7 +64,7 @@ def deal_table(
     actions (render.py), because a column set on a frame once another stage holds it costs a copy
     of the frame: ~90 us of a 50-deal plan's ~4.5 ms, measured."""
     deals, report, assessment = prepared.snapshot.deals, prepared.built.report, prepared.assessment
-    forecast_table = prepared.forecast
+    forecast_table = prepared.forecast_table
     pacing = pacing_modes(
         values_of(deals, "deal_type", np.int64),
         values_of(deals, "status", np.int64),
@@ -165,7 +165,7 @@ def assemble(
         report,
         built,
         unspendable,
-        prepared.forecast,
+        prepared.forecast_table,
         bt,
         currency,
         values_of(snapshot.deals, "deal_id"),
