@@ -25,6 +25,7 @@ from reallocator.core.engine.problem import NO_MAX
 from reallocator.core.engine.stretch import stretch
 from reallocator.core.model import CampaignSnapshot, DealType, values_of
 from reallocator.core.plan.conflicts import Solved
+from reallocator.core.plan.explain import beyond_forecast
 from reallocator.core.plan.prepare import Prepared
 
 
@@ -33,17 +34,19 @@ class PostSolved:
     """The plan after the post-solve steps, and what each changed.
 
     `problem`/`result`: what the final allocation solves (the hold's re-solve when it held, with
-    duals and the beyond-forecast placement). `held`: per deal, what a guaranteed deal asked to
-    deliver less still holds for its seller. `shown`: the problem with the held deals' real
-    bounds, which explanations and the table show (not the hold's fix). `upper`: the upper bound
-    shown per deal (beyond-forecast opened some). `remaining_budget`: what the budgets have
-    left, before any hold."""
+    the duals and the beyond-forecast placement). `held`: per deal, what a guaranteed deal asked
+    to deliver less still holds for its seller (the hold). `upper`: the upper bound shown per
+    deal (beyond-forecast opened some) and `beyond`: the units placed beyond the forecasts (the
+    stretch). `shown`: the problem with the held deals' real bounds, which explanations and the
+    table show (not the hold's fix). `remaining_budget`: what the budgets have left, before any
+    hold."""
 
     problem: AllocationProblem
     result: AllocationResult
     held: npt.NDArray[np.int64]
     shown: AllocationProblem
     upper: npt.NDArray[np.int64]
+    beyond: int
     remaining_budget: int
 
 
@@ -60,12 +63,16 @@ def post_solve(prepared: Prepared, solved: Solved) -> PostSolved:
     # The deals a hold fixed (asked to deliver less, or the other guaranteed deals kept at their
     # commitments meanwhile) are explained and shown within their real bounds, not the fix.
     asked = held > 0
+    shown = replace(problem, lb=before.lb, ub=np.where(asked, before.ub, problem.ub))
+    x = result.allocation
+    over = x - np.maximum(shown.ub, report.capacity)
     return PostSolved(
         problem=problem,
         result=result,
         held=held,
-        shown=replace(problem, lb=before.lb, ub=np.where(asked, before.ub, problem.ub)),
+        shown=shown,
         upper=np.where(asked, before.ub, upper),
+        beyond=int(over[beyond_forecast(shown, report, x)].sum()),
         remaining_budget=int(before.total),
     )
 

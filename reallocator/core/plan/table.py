@@ -20,12 +20,7 @@ from reallocator.core.pacing.assessment import (
     PacingStatus,
     Reason,
 )
-from reallocator.core.plan.explain import (
-    Explanation,
-    beyond_forecast,
-    explain,
-    render_deal_rationales,
-)
+from reallocator.core.plan.explain import Explanation, explain, render_deal_rationales
 from reallocator.core.plan.gate import Decision
 from reallocator.core.plan.model import (
     PLAN_DEAL_COLUMNS,
@@ -119,7 +114,7 @@ def assemble(
     the broken commitments, the solver's report (`started`: perf_counter at the plan's start).
     No requests, schedules, gate's reason or decision record yet (actions.py, render.py)."""
     snapshot, assessment, built = prepared.snapshot, prepared.assessment, prepared.built
-    report, problem, result, shown = built.report, post.problem, post.result, post.shown
+    report, problem, result = built.report, post.problem, post.result
     bt, currency = prepared.budget_type, prepared.currency
     # The totals add up the table's own columns, from the arrays it was built of (a column read
     # back from the frame costs a few us, six reads a plan).
@@ -157,9 +152,6 @@ def assemble(
         objective_allocated=int(result.objective.delivered),
         objective_value=float(result.objective.objective),
     )
-    x = result.allocation  # the solver's, whatever the gate decided
-    over = x - np.maximum(shown.ub, report.capacity)
-    beyond = int(over[beyond_forecast(shown, report, x)].sum())
     status = decision.status
     reasons: tuple[Unspendable, ...] = unspendable_reasons(
         report,
@@ -169,7 +161,7 @@ def assemble(
         bt,
         currency,
         values_of(snapshot.deals, "deal_id"),
-        beyond=beyond,
+        beyond=post.beyond,
         held_for_sellers=None if status is PlanStatus.NO_CHANGE else post.held,  # nothing asked
     )
     return Plan(
