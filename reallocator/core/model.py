@@ -391,6 +391,14 @@ def _column_index(names: tuple[str, ...]) -> pd.Index:
     return pd.Index(names)
 
 
+@functools.lru_cache(maxsize=32)
+def _one_text(value: str) -> Any:
+    """A constant label as a one-row "str" array, made once (~8 us each time otherwise, a plan's
+    deals table has one: its rationale before the words): Arrow arrays are immutable, and
+    `take` makes each table a new one."""
+    return pd.array(np.array([value], dtype=object), dtype=TEXT_DTYPE)
+
+
 def table_of(
     columns: dict[str, Any], dtypes: dict[str, str], index: pd.Index | None = None
 ) -> pd.DataFrame:
@@ -409,8 +417,7 @@ def table_of(
             value = value.copy()
         elif dtype == "str":
             if isinstance(value, str):  # a constant: one Arrow string, taken n times
-                one = pd.array(np.array([value], dtype=object), dtype=TEXT_DTYPE)
-                value = one.take(np.zeros(n, dtype=np.intp))
+                value = _one_text(value).take(np.zeros(n, dtype=np.intp))
             elif is_text_array(value):
                 value = value.copy()
             else:

@@ -1,0 +1,176 @@
+"""The capacity a plan places budget against: per deal, the engine's forecast (or the caller's
+own), capped by what sellers answered to earlier requests, with the table of how each was reached.
+
+Read by `prepare.py`; its table rides along to the plan (stall outlooks, the unspendable reasons,
+the requests' avails forecast).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from reallocator.core.engine import ForecastInputs
+from reallocator.core.engine.bounds import SPENT_COLUMN
+from reallocator.core.model import CampaignSnapshot, DealType, table_of, values_of
+from reallocator.core.pacing.assessment import Assessment, EntityKind, PacingStatus
+from reallocator.core.pacing.curves import PacingCurve
+from reallocator.core.plan.model import RequestHistory, SellerResponse
+
+
+def _awaiting(history: RequestHistory | None, deals: pd.DataFrame) -> npt.NDArray[np.bool_]:
+    """Deals whose last seller request is still unanswered (snapshot order)."""
+    out = np.zeros(len(deals), dtype=bool)
+    if history is None or not len(history.requests):
+        return out
+    last = history.requests.sort_values("requested_at", kind="stable").groupby("deal_id").tail(1)
+    open_ids = last.loc[last["response"].astype(str) == SellerResponse.PENDING, "deal_id"]
+    pos = pd.Index(deals["deal_id"]).get_indexer(open_ids)
+    out[pos[pos >= 0]] = True
+    return out
+
+
+def deal_capacity(
+    snapshot: CampaignSnapshot,
+    assessment: Assessment,
+    curve: PacingCurve,
+    history: RequestHistory | None,
+    moved: npt.NDArray[np.int8],
+    given: npt.NDArray[np.int64] | None = None,
+) -> tuple[np.ndarray, pd.DataFrame, np.ndarray]:
+    """Forecast per deal (or the caller's, `given`); seller answers cap it (a REJECTED increase
+    keeps the deal at its current plan, a PARTIAL one at what the seller accepted)."""
+    from reallocator.core.engine.forecast import (
+        METHODS,
+        RATIONALE_DTYPES,
+        confident_cuts,
+        forecast_columns,
+        pooled,
+        starved_rate,
+    )
+
+    deals, policy = snapshot.deals, snapshot.policy
+    active = None
+    weights = None
+    per_opportunity = 1.0
+    if snapshot.delivery is not None:
+        series = snapshot.delivery
+        opportunity = curve.calendar.bucket_opportunity(
+            series.window_start, series.bucket, series.n_buckets
+        )
+        active = opportunity > 0
+        # The forecast measures rates per active clock hour of the series; the remaining time is
+        # in opportunity hours (traffic-weighted): convert, or a night-heavy window reads low.
+        if opportunity.sum() > 0:
+            clock = active.sum() * series.bucket.total_seconds() / 3600.0
+            per_opportunity = clock / float(opportunity.sum())
+            weights = opportunity / (float(opportunity.sum()) / int(active.sum()))
+    inputs = ForecastInputs.from_snapshot(
+        deals,
+        snapshot.delivery,
+        snapshot.pacing.budget_type,
+        policy,
+        active_buckets=active,
+        bucket_weights=weights,
+    )
+    status = assessment.column(EntityKind.DEAL, "status")  # no frame built
+    # Zero capacity (a cut to the spend) only on a confident stall, never on a verdict that
+    # lacks its evidence.
+    confidence = np.nan_to_num(assessment.column(EntityKind.DEAL, "confidence"))
+    stalled = (status == PacingStatus.STALLED) & (confidence >= policy.confidence_threshold)
+    rate = inputs.observed_rate * per_opportunity
+    avails_rate = inputs.avails_rate * per_opportunity
+    spent = values_of(deals, SPENT_COLUMN[snapshot.pacing.budget_type], np.int64)
+    remaining = np.maximum(values_of(deals, "allocation", np.int64) - spent, 0)
+    # A deal the plan starved (nothing left to spend), or one that delivered nothing without a
+    # confident stall, is forecast from its supply, not from the delivery the plan prevented.
+    # One that never won yet (its first hours were at night, or a stall cut it before it could)
+    # is read at the campaign's typical win rate and units per win.
+    supply_rate = avails_rate * pooled(inputs.win_rate) * pooled(inputs.units_per_win)
+    elapsed = assessment.opportunity_elapsed_hours
+    to_date = spent / elapsed if elapsed > 0 else np.full(len(deals), np.nan)
+    starved = ((remaining <= 0) | (rate == 0)) & ~stalled & inputs.active
+    rate = starved_rate(rate, supply_rate, np.where(spent > 0, to_date, np.nan), starved)
+    from_supply = starved & np.isfinite(rate) & (rate > 0)
+    # A starved deal's series measures the plan: its spread says nothing about its supply.
+    rate_se = None if inputs.rate_se is None else inputs.rate_se * per_opportunity
+    rate_se = None if rate_se is None else np.where(starved, np.nan, rate_se)
+    inputs = replace(
+        inputs,
+        stalled=stalled,
+        observed_rate=rate,
+        avails_rate=avails_rate,
+        rate_se=rate_se,
+        from_supply=from_supply,
+        seller_paced=values_of(deals, "deal_type") == DealType.PROGRAMMATIC_GUARANTEED,
+        keeping_pace=~np.isin(
+            status, [PacingStatus.UNDER, PacingStatus.STALLED, PacingStatus.NOT_STARTED]
+        ),
+    )
+    capacity, table = forecast_columns(inputs, assessment.opportunity_remaining_hours, policy)
+    behind = 0.0
+    if len(assessment.column(EntityKind.CAMPAIGN, "expected")):
+        # How far the campaign is behind its curve, as a share of its budget.
+        expected, actual, booked = (
+            float(assessment.column(EntityKind.CAMPAIGN, c)[0])
+            for c in ("expected", "actual", "allocation")
+        )
+        behind = (expected - actual) / max(booked, 1.0)
+    capacity, held = confident_cuts(
+        inputs, table, remaining, policy, moved, behind, awaiting=_awaiting(history, deals)
+    )
+    # The caller's own forecasts: per deal in the snapshot (capacity_forecast >= 0), or all of
+    # them through build_plan(forecast=...).
+    if given is not None:
+        own = np.maximum(np.asarray(given, dtype=np.int64), 0)
+        if own.shape != (len(deals),):
+            raise ValueError(f"forecast needs one value per deal ({len(deals)})")
+    else:
+        own = values_of(deals, "capacity_forecast", np.int64)
+    mine = own >= 0
+    method = table["method"]
+    if mine.any():
+        capacity = np.where(mine, own, capacity)
+        method = pd.Categorical.from_codes(
+            np.where(mine, METHODS.index("given"), method.codes), dtype=method.dtype
+        )
+    capacity_column = capacity.copy()  # before the seller answers cap it
+    capped = np.zeros(len(deals), dtype=bool)
+    if history is not None and len(history.requests):
+        last = history.requests.sort_values("requested_at").groupby("deal_id").tail(1)
+        spent = values_of(deals, SPENT_COLUMN[snapshot.pacing.budget_type], np.int64)
+        remaining = np.maximum(values_of(deals, "allocation", np.int64) - spent, 0)
+        index = pd.Index(deals["deal_id"])
+        pos = index.get_indexer(last["deal_id"])
+        ok = pos >= 0
+        last, pos = last[ok], pos[ok]
+        response = last["response"].astype(str).to_numpy()
+        increase = last["kind"].astype(str).to_numpy() == "INCREASE"
+        rejected = increase & (response == SellerResponse.REJECTED)
+        partial = increase & (response == SellerResponse.PARTIAL)
+        limit = np.where(
+            partial,
+            np.maximum(values_of(last, "accepted_total", np.int64) - spent[pos], 0),
+            remaining[pos],
+        )
+        hit = (rejected | partial) & (limit < capacity[pos])
+        capacity[pos[hit]] = limit[hit]
+        capped[pos[hit]] = True
+    # One table (a column set at a time cost ~25 us each).
+    columns = dict(table)
+    columns |= {
+        "method": method,
+        "capacity": capacity_column,
+        "held_to_current": held,
+        "capped_by_response": capped,
+        # The outlook speaks for the capacity only where nothing else set it.
+        "stall_outlook": np.where(mine | capped | held, np.nan, columns["stall_outlook"]),
+    }
+    dtypes = RATIONALE_DTYPES | {"held_to_current": "bool", "capped_by_response": "bool"}
+    return capacity, table_of(columns, dtypes), capped
+
+
+__all__ = ["deal_capacity"]

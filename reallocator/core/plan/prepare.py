@@ -1,0 +1,203 @@
+"""Prepare: everything the solve reads, from a snapshot — the assessment and the campaign's
+curve, the automatic step floor, each deal's last recent move, the capacity forecast, the rolling
+room, and the problem with the reversal charge on it.
+
+Nothing here decides the plan: it states the problem (`Prepared`) the later stages solve, adjust,
+tabulate and render (builder.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from reallocator.core.engine import AllocationProblem, BuiltProblem
+from reallocator.core.engine.bounds import (
+    MAX_CHURN,
+    SPENT_COLUMN,
+    build_from_snapshot,
+    horizon,
+)
+from reallocator.core.interrupt import Checkpoint
+from reallocator.core.model import (
+    BudgetType,
+    CampaignSnapshot,
+    DealStatus,
+    Period,
+    Policy,
+    text_column,
+    values_of,
+)
+from reallocator.core.pacing.assessment import Assessment, assess
+from reallocator.core.pacing.calendar import campaign_span
+from reallocator.core.pacing.curves import PacingCurve, build_curve
+from reallocator.core.plan.capacity import deal_capacity
+from reallocator.core.plan.model import RequestHistory
+from reallocator.core.plan.rolling import WindowStarts, rolling_room
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The problem a plan solves and what its later stages read beside it (snapshot order)."""
+
+    snapshot: CampaignSnapshot  # with the automatic step floor (`_with_step_floor`)
+    assessment: Assessment
+    curve: PacingCurve
+    capacity: npt.NDArray[np.int64]  # per deal, after seller answers capped it
+    forecast_table: pd.DataFrame  # how each capacity was reached (engine/forecast.py's and ours)
+    capped: npt.NDArray[np.bool_]  # a seller's answer capped the deal's capacity
+    built: BuiltProblem  # bounds, the problem (reversal charge on it) and their report
+
+    @property
+    def policy(self) -> Policy:
+        return self.snapshot.policy
+
+    @property
+    def budget_type(self) -> BudgetType:
+        return self.snapshot.pacing.budget_type
+
+    @property
+    def currency(self) -> str:
+        return self.snapshot.currency
+
+
+def prepare(
+    snapshot: CampaignSnapshot,
+    *,
+    assessment: Assessment | None,
+    history: RequestHistory | None,
+    forecast: npt.NDArray[np.int64] | None,
+    windows: WindowStarts | None,
+    time_limit: float | None,
+    checkpoint: Checkpoint,
+) -> Prepared:
+    """The assessment (the caller's or ours), the curve, the capacity forecast and the problem
+    built from them; see `build_plan` for the arguments."""
+    spec = snapshot.pacing
+    checkpoint("assess")
+    own = assessment is None
+    # The plan counts the alerts and never shows their sentences: they are not written.
+    assessment = assessment or assess(snapshot, checkpoint=checkpoint, alert_messages=False)
+    checkpoint("forecast")
+    # The curve our own assessment built is the campaign's when the campaign is dated
+    # (default_span is then its span): building it again cost ~5 % of a 50-deal plan.
+    if own and assessment.curve is not None and campaign_span(spec) is not None:
+        curve = assessment.curve
+    else:
+        curve = build_curve(spec, snapshot.timezone)
+    as_of = snapshot.as_of.timestamp()
+
+    snapshot = _with_step_floor(snapshot)
+    policy = snapshot.policy
+    # The sign of each deal's last recent move (hysteresis and the reversal charge read it).
+    moved = last_moves(history, text_column(snapshot.deals, "deal_id"), as_of, policy)
+    capacity, forecast_table, capped = deal_capacity(
+        snapshot, assessment, curve, history, moved, forecast
+    )
+    room = None
+    if windows is not None:
+        total_now = values_of(snapshot.deals, "allocation", np.int64)
+        room = rolling_room(total_now, windows, policy, policy.step_abs)
+    built = build_from_snapshot(
+        snapshot,
+        capacity,
+        period_left=_period_left(snapshot, curve, as_of),
+        time_limit=time_limit if time_limit is not None else 10.0,
+        room=room,
+    )
+    built = replace(
+        built,
+        problem=reversal_churn(built.problem, moved, policy),
+    )
+    return Prepared(
+        snapshot=snapshot,
+        assessment=assessment,
+        curve=curve,
+        capacity=capacity,
+        forecast_table=forecast_table,
+        capped=capped,
+        built=built,
+    )
+
+
+def _period_left(snapshot: CampaignSnapshot, curve: PacingCurve, as_of: float) -> dict[Period, int]:
+    """What periodic caps (hour/day/week/month) still allow in the horizon: the curve's total
+    minus what it expects by now (the curve already applies every cap, tightest first)."""
+    spec = snapshot.pacing
+    span = horizon(spec, snapshot.as_of)
+    periodic = {b.period for b in span.budgets if b.period is not Period.LIFETIME}
+    if not periodic or span.start is None or span.end is None:
+        return {}
+    window = (span.start.timestamp(), span.end.timestamp())
+    now = float(curve.cumulative(as_of))
+    left = float(curve.total(window)) - now + 0.0
+    delivered = float(values_of(snapshot.deals, SPENT_COLUMN[spec.budget_type]).sum())
+    expected_now = now - float(curve.cumulative(window[0]))
+    # Under-delivery so far cannot be caught up beyond the caps; over-delivery used them up.
+    left = max(0.0, left - max(0.0, delivered - expected_now))
+    return dict.fromkeys(periodic, int(left))
+
+
+def _with_step_floor(snapshot: CampaignSnapshot) -> CampaignSnapshot:
+    """`step_abs` 0 means automatic: an even share of what the active deals still hold, so a
+    deal cut to zero by an earlier plan can grow again (step = max(step_abs, step_rel x 0))."""
+    policy = snapshot.policy
+    if policy.step_abs > 0:
+        return snapshot
+    deals = snapshot.deals
+    spent = values_of(deals, SPENT_COLUMN[snapshot.pacing.budget_type], np.int64)
+    remaining = np.maximum(values_of(deals, "allocation", np.int64) - spent, 0)
+    active = values_of(deals, "status") == DealStatus.ACTIVE
+    if not active.any():
+        return snapshot
+    floor = -(-int(remaining[active].sum()) // int(active.sum()))
+    return replace(snapshot, policy=replace(policy, step_abs=max(floor, 1)))
+
+
+def last_moves(
+    history: RequestHistory | None, deal_ids: Any, as_of: float, policy: Policy
+) -> npt.NDArray[np.int8]:
+    """Per deal (snapshot order) the sign of the last move an earlier plan made on it within
+    `policy.reversal_window` before `as_of`: -1 cut, +1 raised, 0 none (or no history)."""
+    out = np.zeros(len(deal_ids), dtype=np.int8)
+    window = policy.reversal_window.total_seconds()
+    if history is None or not len(history.moves) or window <= 0:
+        return out
+    moves = history.moves
+    at = moves["planned_at"].to_numpy(np.float64)
+    delta = moves["delta"].to_numpy(np.int64)
+    recent = moves[(at <= as_of) & (at > as_of - window) & (delta != 0)]
+    if not len(recent):
+        return out
+    last = recent.sort_values("planned_at", kind="stable").groupby("deal_id").tail(1)
+    pos = pd.Index(deal_ids).get_indexer(last["deal_id"])
+    ok = pos >= 0
+    out[pos[ok]] = np.sign(last["delta"].to_numpy(np.int64)[ok]).astype(np.int8)
+    return out
+
+
+def reversal_churn(
+    problem: AllocationProblem, last_move: npt.NDArray[np.int8], policy: Policy
+) -> AllocationProblem:
+    """Charge a move that would undo a deal's last recent move `policy.reversal_churn` x the
+    churn weight per unit on top of it: raising a deal a recent plan cut, cutting one it raised.
+
+    Where forecasts force budget out of a deal, or free some, the objective decides only where
+    it goes; with equal churn it goes to the deal next in value, which is often the one the
+    last plan moved the other way (the marginal deal of the LP). Charged more, the money goes
+    to a deal it does not turn back."""
+    extra = min(policy.reversal_churn * problem.lam_deal, MAX_CHURN)
+    if extra <= 0 or not (last_move != 0).any():
+        return problem
+    return replace(
+        problem,
+        lam_above=np.where(last_move < 0, extra, 0.0),
+        lam_below=np.where(last_move > 0, extra, 0.0),
+    )
+
+
+__all__ = ["Prepared", "last_moves", "prepare", "reversal_churn"]
