@@ -166,7 +166,8 @@ def _age_seconds(text: str) -> float:
 def _db(args: argparse.Namespace) -> int:
     """`reallocator db upgrade`: applies the audit store's migrations (serve does it at start);
     `reallocator db purge`: removes snapshots and assessments older than `--older-than` (or
-    the configured retention_days), keeping the decision record."""
+    the configured retention_days), keeping the decision record; `reallocator db downgrade
+    --to REVISION`: undoes the migrations after REVISION, for an older release."""
     import time
 
     from reallocator.config import ConfigError, load_config
@@ -194,6 +195,19 @@ def _db(args: argparse.Namespace) -> int:
             return 2
     url = config.database_url or default_database_url()
     shown = url.split("@")[-1]
+    if args.action == "downgrade":
+        if not args.to:
+            print(
+                "reallocator db downgrade: --to REVISION is required (e.g. 0004)", file=sys.stderr
+            )
+            return 2
+        try:
+            SqlStore.downgrade(url, args.to)
+        except Exception as exc:
+            print(f"reallocator db downgrade: {shown}: {exc}", file=sys.stderr)
+            return 1
+        print(f"audit store at revision {args.to}: {shown}")
+        return 0
     try:
         store = SqlStore.open(url)
         if age is not None:
@@ -341,10 +355,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     db.add_argument(
         "action",
-        choices=["upgrade", "purge"],
+        choices=["upgrade", "purge", "downgrade"],
         help="upgrade: apply the migrations; purge: remove old snapshots and assessments "
-        "(plans, reviews and seller answers are kept)",
+        "(plans, reviews and seller answers are kept); downgrade: undo the migrations after "
+        "--to, so an older release can open the store",
     )
+    db.add_argument("--to", metavar="REVISION", help="downgrade: the revision to keep, e.g. 0004")
     db.add_argument(
         "--older-than",
         metavar="AGE",

@@ -210,6 +210,20 @@ def _one_migrator(engine: Engine) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def _migrate(engine: Engine, revision: str, *, up: bool) -> None:
+    """Alembic's upgrade or downgrade to `revision`, one migrator at a time."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with _one_migrator(engine), engine.begin() as connection:
+        if connection.dialect.name == "postgresql":  # held to this transaction's end
+            connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK})
+        config.attributes["connection"] = connection
+        (command.upgrade if up else command.downgrade)(config, revision)
+
+
 class SqlStore:
     """The audit store. Open it with `SqlStore.open(url)`, which applies the migrations."""
 
@@ -237,16 +251,20 @@ class SqlStore:
 
     def upgrade(self) -> None:
         """Applies the migrations (alembic) up to the newest."""
-        from alembic import command
-        from alembic.config import Config
+        _migrate(self.engine, "head", up=True)
 
-        config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS))
-        with _one_migrator(self.engine), self.engine.begin() as connection:
-            if connection.dialect.name == "postgresql":  # held to this transaction's end
-                connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK})
-            config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+    @classmethod
+    def downgrade(cls, url: str, revision: str) -> None:
+        """Undoes the migrations after `revision` (e.g. "0004"), so an older release of the
+        service, which refuses a store migrated past what it knows, can open it again. Not
+        `open`: that would first upgrade it."""
+        engine = sa.create_engine(url, **engine_options(url))
+        if engine.dialect.name == "sqlite":
+            sa.event.listen(engine, "connect", _on_connect)
+        try:
+            _migrate(engine, revision, up=False)
+        finally:
+            engine.dispose()
 
     def close(self) -> None:
         self.engine.dispose()

@@ -1,24 +1,17 @@
 """Migrations keep what a store already holds meaning what it meant: 0005 gives every plan that
-was approved before the column existed its approval time, also a plan since superseded."""
+was approved before the column existed its approval time, also a plan since superseded; and
+`reallocator db downgrade --to` takes a store back for an older release, without losing it."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 from plans import with_requests
 
-from reallocator.store.sql import MIGRATIONS, SqlStore
-
-
-def _to(store: SqlStore, revision: str, up: bool) -> None:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    with store.engine.begin() as connection:
-        config.attributes["connection"] = connection
-        (command.upgrade if up else command.downgrade)(config, revision)
+from reallocator.cli import main
+from reallocator.store.sql import SqlStore
 
 
 def test_0005_backfills_the_approval_of_plans_stored_before_it(tmp_path: Path) -> None:
@@ -32,8 +25,12 @@ def test_0005_backfills_the_approval_of_plans_stored_before_it(tmp_path: Path) -
     before = store.request_history(campaign).requests
     assert len(before)  # the superseded plan's requests went out when it was approved
 
-    _to(store, "0004", up=False)  # the store as 0004 left it: no approval times
-    _to(store, "head", up=True)
+    url = str(store.engine.url)
+    SqlStore.downgrade(url, "0004")  # the store as 0004 left it: no approval times
+    with store.engine.connect() as connection:
+        columns = {c["name"] for c in sa.inspect(connection).get_columns("plans")}
+    assert "approve_time" not in columns
+    store.upgrade()
 
     with store.engine.connect() as connection:
         rows = dict(connection.execute(sa.text("SELECT name, approve_time FROM plans")).all())
@@ -48,3 +45,27 @@ def test_0005_backfills_the_approval_of_plans_stored_before_it(tmp_path: Path) -
     after = store.request_history(campaign).requests
     assert after.equals(before)
     store.close()
+
+
+def test_db_downgrade_takes_a_store_back_and_upgrade_forward(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    store = SqlStore.open(url)
+    first = store.record_plan(with_requests("back"), actor="svc")
+    store.close()
+    assert main(["db", "downgrade", "--database-url", url]) == 2
+    assert "--to REVISION is required" in capsys.readouterr().err
+    assert main(["db", "downgrade", "--to", "0004", "--database-url", url]) == 0
+    engine = sa.create_engine(url)
+    with engine.connect() as connection:
+        version = connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+        kept = connection.execute(sa.text("SELECT name FROM plans")).scalars().all()
+    engine.dispose()
+    assert version == "0004" and kept == [first.name]
+    assert main(["db", "downgrade", "--to", "nonsense", "--database-url", url]) == 1
+    assert "nonsense" in capsys.readouterr().err
+    assert main(["db", "upgrade", "--database-url", url]) == 0
+    again = SqlStore.open(url)
+    assert again.life_cycle(first.name).name == first.name
+    again.close()
