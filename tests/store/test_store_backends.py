@@ -88,3 +88,23 @@ def test_the_life_cycle_on_each_database(store: SqlStore) -> None:
     assert answered[requests[1].request_id] == partial
     with pytest.raises(NotFound):
         store.get_plan(f"campaigns/{campaign}/plans/0000")
+
+
+def test_a_downgrade_and_upgrade_keep_the_records_on_each_database(store: SqlStore) -> None:
+    """`db downgrade` then `db upgrade` (an older release in between) on both databases: the
+    records stay, and the approval times come back from the approval events."""
+    import sqlalchemy as sa
+
+    campaign = f"down-{os.getpid()}-{id(store)}"
+    first = store.record_plan(with_requests(campaign), actor="svc")
+    store.review(first.name, True, etag=first.etag, actor="ana", comment="")
+    store.record_plan(with_requests(campaign), actor="svc")  # supersedes the approved plan
+    before = store.request_history(campaign).requests
+    url = store.engine.url.render_as_string(hide_password=False)
+    SqlStore.downgrade(url, "0004")
+    with store.engine.connect() as connection:
+        assert "approve_time" not in {
+            c["name"] for c in sa.inspect(connection).get_columns("plans")
+        }
+    store.upgrade()
+    assert store.request_history(campaign).requests.equals(before) and len(before)
