@@ -210,6 +210,17 @@ def _one_migrator(engine: Engine) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def _engine(url: str) -> Engine:
+    """The store's engine for `url`: SQLite with its pragmas on every connection (`_on_connect`);
+    a pooled PostgreSQL connection, which may have died with its server, pinged at checkout (an
+    SQLite file has no connection to lose, and the ping would cost every transaction a query)."""
+    sqlite = sa.engine.make_url(url).get_backend_name() == "sqlite"
+    engine = sa.create_engine(url, pool_pre_ping=not sqlite, **engine_options(url))
+    if sqlite:
+        sa.event.listen(engine, "connect", _on_connect)
+    return engine
+
+
 def _migrate(engine: Engine, revision: str, *, up: bool) -> None:
     """Alembic's upgrade or downgrade to `revision`, one migrator at a time."""
     from alembic import command
@@ -237,12 +248,7 @@ class SqlStore:
     def open(cls, url: str, *, probe_interval: float = 1.0) -> SqlStore:
         """An unreachable database is StoreUnavailable, here and in every call after; then
         `watch` probes it every `probe_interval` s and tells its listeners when it is back."""
-        # A pooled PostgreSQL connection may have died with its server: pinged at checkout. An
-        # SQLite file has no connection to lose (the ping would cost every transaction a query).
-        sqlite = sa.engine.make_url(url).get_backend_name() == "sqlite"
-        engine = sa.create_engine(url, pool_pre_ping=not sqlite, **engine_options(url))
-        if engine.dialect.name == "sqlite":
-            sa.event.listen(engine, "connect", _on_connect)
+        engine = _engine(url)
         store = cls(engine)
         with starting(url):
             store.upgrade()
@@ -258,9 +264,7 @@ class SqlStore:
         """Undoes the migrations after `revision` (e.g. "0004"), so an older release of the
         service, which refuses a store migrated past what it knows, can open it again. Not
         `open`: that would first upgrade it."""
-        engine = sa.create_engine(url, **engine_options(url))
-        if engine.dialect.name == "sqlite":
-            sa.event.listen(engine, "connect", _on_connect)
+        engine = _engine(url)
         try:
             _migrate(engine, revision, up=False)
         finally:
