@@ -81,6 +81,7 @@ class PlanLifecycle:
             applied_since=int((as_of - 86_400) * 1e6) if uses_windows else None,
             application=bool((values_of(deals, "plan_applied_at", np.int64) < 0).any()),
             declared=bool((values_of(deals, "available_inventory", np.int64) < 0).any()),
+            before=round(as_of * 1e6),
         )
         snapshot = _with_declared_inventory(_with_application(snapshot, past.application), past)
         windows = (
@@ -104,7 +105,9 @@ class PlanLifecycle:
         answers, and the moves of the plans applied within `Policy.reversal_window` (for the
         hysteresis and the reversal charge) when the policy uses them."""
         return self.store.request_history(
-            snapshot.campaign_id, moves_since=self._moves_since(snapshot)
+            snapshot.campaign_id,
+            moves_since=self._moves_since(snapshot),
+            before=round(snapshot.as_of.timestamp() * 1e6),
         )
 
     def new_plan(

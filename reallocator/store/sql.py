@@ -450,6 +450,7 @@ class SqlStore:
                 "response_time": 0,
                 "message": "",
                 "actor": "",
+                "sent": new.approve,
             }
             for r in msg.seller_requests
         ]
@@ -578,6 +579,8 @@ class SqlStore:
                 tx, name, "APPROVED" if approve else "REJECTED", actor, comment, now,
                 etag=etag or row.etag, **({"approve_time": now} if approve else {}),
             )  # fmt: skip
+            if approve:  # its requests go out now
+                tx.execute(_MARK_SENT, {"plan": name})
             return name
 
         key = f"ReviewPlan:{name}:{request_id}" if request_id else ""
@@ -1092,11 +1095,14 @@ class SqlStore:
         latest = {str(r.deal_id): int(r.available_inventory) for r in rows}
         return pd.Series(latest, dtype="int64")
 
-    def request_history(self, campaign: str, moves_since: int | None = None) -> RequestHistory:
+    def request_history(
+        self, campaign: str, moves_since: int | None = None, before: int | None = None
+    ) -> RequestHistory:
         """The campaign's seller requests sent (by plans ever approved) and their answers,
-        as the plan builder reads them; with `moves_since` (unix micros), also the moves of
-        the plans applied from then on (their deals' changes, at their as_of)."""
-        return self.campaign_past(campaign, moves_since=moves_since).history
+        as the plan builder reads them; with `before` (unix micros: the plan's as_of) only the
+        ones a plan then reads (`_requests`); with `moves_since` (unix micros), also the moves
+        of the plans applied from then on (their deals' changes, at their as_of)."""
+        return self.campaign_past(campaign, moves_since=moves_since, before=before).history
 
     def campaign_past(
         self,
@@ -1106,16 +1112,19 @@ class SqlStore:
         applied_since: int | None = None,
         application: bool = False,
         declared: bool = False,
+        before: int | None = None,
     ) -> CampaignPast:
         """Everything a Replan reads of the campaign's past, in one transaction (one consistent
         view, one connection checkout): the seller requests and answers, the moves of the plans
         applied since `moves_since`, the plans applied since `applied_since` (the rolling step
         windows), the last application (`application`) and the inventory sellers declared
-        (`declared`). A campaign none of whose plans was ever approved has no requests sent,
-        moves or applications: one query tells, and the others are not made."""
+        (`declared`). With `before` (the plan's as_of, unix micros) only the requests a plan
+        then reads (`_requests`), else all. A campaign none of whose plans was ever approved
+        has no requests sent, moves or applications: one query tells, and the others are not
+        made."""
         with self._tx() as tx:
             acted = tx.execute(_ACTED, {"campaign": campaign}).first() is not None
-            history = self._requests(tx, campaign) if acted else _NO_HISTORY
+            history = self._requests(tx, campaign, before) if acted else _NO_HISTORY
             starts = [t for t in (moves_since, applied_since) if t is not None]
             applied = self._applied_plans(tx, campaign, min(starts)) if acted and starts else []
             if moves_since is not None and applied:
@@ -1131,25 +1140,30 @@ class SqlStore:
                 declared=(self._declared_inventory(tx, campaign) if declared else _NO_DECLARED),
             )
 
-    def _requests(self, tx: Connection, campaign: str) -> RequestHistory:
-        rows = tx.execute(
-            sa.select(seller_requests)
-            .join(plans, plans.c.name == seller_requests.c.plan_name)
-            .where((seller_requests.c.campaign_id == campaign) & _SENT)
-            .order_by(seller_requests.c.requested_at)
-        ).all()
+    def _requests(self, tx: Connection, campaign: str, before: int | None) -> RequestHistory:
+        """The requests sent that a plan at `before` (unix micros) reads: per deal the last
+        one, per deal and kind the last rejection (`core.plan.history.deciding_requests`), so
+        the read and the stored history grow with the deals, not with the campaign's age.
+        A request sent at or after `before` (a plan made from an older snapshot) changes what
+        came last before it: then every request is read, and the plan filters them."""
+        rows = [] if before is None else tx.execute(_DECIDING, {"campaign": campaign}).all()
+        if before is None or any(r.requested_at >= before for r in rows):
+            rows = tx.execute(_ALL_SENT, {"campaign": campaign}).all()
         if not rows:
             return _NO_HISTORY
+        _, _, deal_id, requested_at, kind, target_total, response, accepted_total = zip(
+            *rows, strict=True
+        )
         frame = pd.DataFrame(
             {
-                "deal_id": [r.deal_id for r in rows],
-                "requested_at": [r.requested_at / 1e6 for r in rows],
-                "kind": [r.kind for r in rows],
-                "target_total": [int(r.target_total) for r in rows],
-                "response": [_AS_PLANS_READ.get(r.response, r.response) for r in rows],
-                "accepted_total": [int(r.accepted_total) for r in rows],
+                "deal_id": deal_id,
+                "requested_at": np.array(requested_at, dtype=np.float64) / 1e6,
+                "kind": kind,
+                "target_total": np.array(target_total, dtype=np.int64),
+                "response": [_AS_PLANS_READ.get(r, r) for r in response],
+                "accepted_total": np.array(accepted_total, dtype=np.int64),
             }
-        ).astype({"requested_at": "float64", "target_total": "int64", "accepted_total": "int64"})
+        )
         return RequestHistory(requests=frame)
 
 
@@ -1263,6 +1277,78 @@ _ACTED = (
     sa.select(plans.c.name)
     .where((plans.c.campaign_id == sa.bindparam("campaign")) & _SENT)
     .limit(1)
+)
+_MARK_SENT = (
+    seller_requests.update()
+    .where(seller_requests.c.plan_name == sa.bindparam("plan"))
+    .values(sent=True)
+)
+
+
+def _deciding() -> sa.CompoundSelect[Any]:
+    """Per deal the last request sent, and per deal and kind the last one rejected (FAILED
+    reads as REJECTED): grouped in ix_seller_requests_sent, then each row fetched by its key.
+    The group is the outer side of a LEFT JOIN (every group has its row) so that SQLite looks
+    the rows up by the index rather than scanning the campaign's requests."""
+    sr = seller_requests
+    sent = (sr.c.campaign_id == sa.bindparam("campaign")) & (sr.c.sent == sa.true())
+    rejected = sr.c.response.in_(_REJECTIONS)
+    last = (
+        sa.select(sr.c.deal_id, sa.func.max(sr.c.requested_at).label("at"))
+        .where(sent)
+        .group_by(sr.c.deal_id)
+        .subquery("last")
+    )
+    last_rejected = (
+        sa.select(sr.c.deal_id, sr.c.kind, sa.func.max(sr.c.requested_at).label("at"))
+        .where(sent & rejected)
+        .group_by(sr.c.deal_id, sr.c.kind)
+        .subquery("last_rejected")
+    )
+    read = _READ_COLUMNS
+    heads = sa.select(*read).select_from(
+        last.outerjoin(
+            sr, sent & (sr.c.deal_id == last.c.deal_id) & (sr.c.requested_at == last.c.at)
+        )
+    )
+    rejections = sa.select(*read).select_from(
+        last_rejected.outerjoin(
+            sr,
+            sent
+            & rejected
+            & (sr.c.deal_id == last_rejected.c.deal_id)
+            & (sr.c.kind == last_rejected.c.kind)
+            & (sr.c.requested_at == last_rejected.c.at),
+        )
+    )
+    both = sa.union(heads, rejections)
+    c = both.selected_columns
+    return both.order_by(c.requested_at, c.plan_name, c.request_id)
+
+
+_READ_COLUMNS = tuple(
+    seller_requests.c[name]
+    for name in (
+        "plan_name",
+        "request_id",
+        "deal_id",
+        "requested_at",
+        "kind",
+        "target_total",
+        "response",
+        "accepted_total",
+    )
+)
+"""What a plan reads of a request, after its key (plan_name, request_id: a row's identity in
+the union and the order of ties)."""
+_REJECTIONS = ("REJECTED", *(k for k, v in _AS_PLANS_READ.items() if v == "REJECTED"))
+_DECIDING = _deciding()
+_ALL_SENT = (
+    sa.select(*_READ_COLUMNS)
+    .where((seller_requests.c.campaign_id == sa.bindparam("campaign")) & seller_requests.c.sent)
+    .order_by(
+        seller_requests.c.requested_at, seller_requests.c.plan_name, seller_requests.c.request_id
+    )
 )
 _DECLARED = (
     sa.select(seller_requests.c.deal_id, seller_requests.c.available_inventory)

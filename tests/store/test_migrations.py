@@ -1,6 +1,7 @@
 """Migrations keep what a store already holds meaning what it meant: 0005 gives every plan that
-was approved before the column existed its approval time, also a plan since superseded; and
-`reallocator db downgrade --to` takes a store back for an older release, without losing it."""
+was approved before the column existed its approval time, also a plan since superseded; 0006
+marks the requests of those plans as sent; and `reallocator db downgrade --to` takes a store back
+for an older release, without losing it."""
 
 from __future__ import annotations
 
@@ -69,3 +70,30 @@ def test_db_downgrade_takes_a_store_back_and_upgrade_forward(
     again = SqlStore.open(url)
     assert again.life_cycle(first.name).name == first.name
     again.close()
+
+
+def test_0006_marks_the_requests_of_plans_approved_before_it_as_sent(tmp_path: Path) -> None:
+    store = SqlStore.open(f"sqlite:///{tmp_path / 'audit.db'}")
+    campaign = "sent"
+    first = store.record_plan(with_requests(campaign), actor="svc")
+    store.review(first.name, True, etag=first.etag, actor="ana", comment="")
+    store.record_plan(with_requests(campaign), actor="svc")  # supersedes it, never approved
+    last = store.record_plan(with_requests(campaign), actor="svc")
+    store.review(last.name, True, etag=last.etag, actor="ana", comment="")
+    as_of = store.request_history(campaign).requests["requested_at"].max()
+    before = store.request_history(campaign, before=round(as_of * 1e6) + 1).requests
+
+    SqlStore.downgrade(str(store.engine.url), "0005")
+    with store.engine.connect() as connection:
+        columns = {c["name"] for c in sa.inspect(connection).get_columns("seller_requests")}
+    assert "sent" not in columns
+    store.upgrade()
+
+    query = "SELECT plan_name, sent FROM seller_requests"
+    with store.engine.connect() as connection:
+        sent = {str(name): bool(flag) for name, flag in connection.execute(sa.text(query))}
+    approved = {first.name, last.name}
+    assert sent and all(flag == (name in approved) for name, flag in sent.items())
+    after = store.request_history(campaign, before=round(as_of * 1e6) + 1).requests
+    assert len(after) and after.equals(before)
+    store.close()

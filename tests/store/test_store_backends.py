@@ -10,10 +10,12 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 from plans import new_plan, with_requests
 from throwaway_postgres import ThrowawayPostgres
 
+from reallocator.core.plan.model import RequestHistory
 from reallocator.store.errors import AlreadyExists, NotFound, StaleEtag, WrongState
 from reallocator.store.sql import SqlStore
 from reallocator.v1 import plan_pb2
@@ -108,3 +110,63 @@ def test_a_downgrade_and_upgrade_keep_the_records_on_each_database(store: SqlSto
         }
     store.upgrade()
     assert store.request_history(campaign).requests.equals(before) and len(before)
+
+
+def test_a_replan_reads_only_the_requests_that_decide_its_plan(store: SqlStore) -> None:
+    """Per deal the last request sent and per deal and kind the last rejection: the same rows
+    a plan reads of the whole history (`RequestHistory.deciding`), on both databases. Ties in
+    time, FAILED answers (read as REJECTED) and plans never approved included; a plan older
+    than the newest request sent reads them all (it decides what came before it)."""
+    campaign = f"hist-{os.getpid()}-{id(store)}"
+    rng = np.random.default_rng(7)
+    base = with_requests(campaign, at_least=3)
+    t0 = base.msg.as_of.ToMicroseconds()
+    hour = 3_600_000_000
+    answers = [
+        None,
+        plan_pb2.SELLER_RESPONSE_KIND_ACCEPTED,
+        plan_pb2.SELLER_RESPONSE_KIND_REJECTED,
+        plan_pb2.SELLER_RESPONSE_KIND_PARTIAL,
+        plan_pb2.SELLER_RESPONSE_KIND_FAILED,
+    ]
+    for k in range(30):
+        msg = plan_pb2.Plan()
+        msg.CopyFrom(base.msg)
+        msg.as_of.FromMicroseconds(t0 + hour * int(k - (k % 4 == 1)))  # some plans tie
+        del msg.seller_requests[4:]
+        for r, deal in zip(msg.seller_requests, rng.permutation(6), strict=False):
+            r.deal_id = f"d{deal}"
+            r.kind = int(
+                rng.choice([plan_pb2.REQUEST_KIND_INCREASE, plan_pb2.REQUEST_KIND_DECREASE])
+            )
+        lc = store.record_plan(replace(base, msg=msg), actor="svc")
+        if rng.random() < 0.3:
+            continue  # never approved: its requests never went out
+        store.review(lc.name, True, etag=lc.etag, actor="ana", comment="")
+        for r in msg.seller_requests:
+            answer = answers[int(rng.integers(len(answers)))]
+            if answer is not None:
+                store.record_response(
+                    lc.name, r.request_id, response=answer, accepted_total=5_000_000,
+                    message="", response_time=None, actor="seller",
+                )  # fmt: skip
+
+    every = store.request_history(campaign).requests
+    newest = round(every["requested_at"].max() * 1e6)
+    read = store.request_history(campaign, before=newest + 1).requests
+    at = every["requested_at"]
+    rejected = every["response"] == "REJECTED"
+    last = at == at.groupby(every["deal_id"]).transform("max")
+    last_rejected = rejected & (
+        at == at.where(rejected).groupby([every["deal_id"], every["kind"]]).transform("max")
+    )
+    expected = every[last | last_rejected]
+    assert 0 < len(read) < len(every)
+    assert sorted(map(tuple, read.to_numpy().tolist())) == sorted(
+        map(tuple, expected.to_numpy().tolist())
+    )
+    decided = RequestHistory(requests=every).deciding().requests.reset_index(drop=True)
+    assert RequestHistory(requests=read).deciding().requests.reset_index(drop=True).equals(decided)
+
+    older = store.request_history(campaign, before=newest).requests  # the newest is not before
+    assert older.reset_index(drop=True).equals(every.reset_index(drop=True))

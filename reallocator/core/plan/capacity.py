@@ -140,7 +140,8 @@ def deal_capacity(
     capacity_column = capacity.copy()  # before the seller answers cap it
     capped = np.zeros(len(deals), dtype=bool)
     if history is not None and len(history.requests):
-        last = history.requests.sort_values("requested_at").groupby("deal_id").tail(1)
+        ordered = history.requests.sort_values("requested_at", kind="stable")
+        last = ordered.groupby("deal_id").tail(1)
         spent = values_of(deals, SPENT_COLUMN[snapshot.pacing.budget_type], np.int64)
         remaining = np.maximum(values_of(deals, "allocation", np.int64) - spent, 0)
         index = pd.Index(deals["deal_id"])

@@ -7,7 +7,7 @@ the wire layer; stored by the audit store. Amounts are integers in the campaign'
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from functools import cached_property
@@ -343,3 +343,20 @@ class RequestHistory:
     def empty(self) -> bool:
         """Nothing asked and nothing moved before: plans as if there were no history."""
         return not len(self.requests) and not len(self.moves)
+
+    def deciding(self) -> RequestHistory:
+        """The requests a plan reads, when all of them precede its as_of: per deal the last
+        (its answer, its cooldown, whether it is still awaited) and per deal and kind the last
+        REJECTED (the rejection cooldown). A plan made from them is the plan made from all, so
+        a store reads and keeps these, not the campaign's whole past (ties in requested_at
+        keep their order: the last of them counts)."""
+        requests = self.requests
+        if requests.empty:
+            return self
+        ordered = requests.sort_values("requested_at", kind="stable")
+        last = ~ordered.duplicated("deal_id", keep="last").to_numpy()
+        rejected = (ordered["response"].astype(str) == SellerResponse.REJECTED).to_numpy()
+        last_rejected = np.zeros(len(ordered), dtype=bool)
+        by_kind = ordered.loc[rejected].duplicated(["deal_id", "kind"], keep="last")
+        last_rejected[rejected] = ~by_kind.to_numpy()
+        return replace(self, requests=ordered.loc[last | last_rejected])
