@@ -15,10 +15,16 @@ import pytest
 from plans import new_plan, with_requests
 from throwaway_postgres import ThrowawayPostgres
 
+from reallocator.core.model import Policy
+from reallocator.core.plan.builder import build_plan
 from reallocator.core.plan.model import RequestHistory
+from reallocator.lifecycle import PlanLifecycle
 from reallocator.store.errors import AlreadyExists, NotFound, StaleEtag, WrongState
-from reallocator.store.sql import SqlStore
-from reallocator.v1 import plan_pb2
+from reallocator.store.sql import NewPlan, SqlStore
+from reallocator.v1 import plan_pb2, snapshot_pb2
+from reallocator.wire.plan import encode_plan
+from reallocator.wire.snapshot import decode_snapshot
+from reallocator.wire.violations import Violations
 
 
 @pytest.fixture(scope="module")
@@ -112,14 +118,14 @@ def test_a_downgrade_and_upgrade_keep_the_records_on_each_database(store: SqlSto
     assert store.request_history(campaign).requests.equals(before) and len(before)
 
 
-def test_a_replan_reads_only_the_requests_that_decide_its_plan(store: SqlStore) -> None:
-    """Per deal the last request sent and per deal and kind the last rejection: the same rows
-    a plan reads of the whole history (`RequestHistory.deciding`), on both databases. Ties in
-    time, FAILED answers (read as REJECTED) and plans never approved included; a plan older
-    than the newest request sent reads them all (it decides what came before it)."""
-    campaign = f"hist-{os.getpid()}-{id(store)}"
+def _long_history(store: SqlStore, campaign: str) -> NewPlan:
+    """30 hourly plans asking up to 4 of the campaign's first 6 deals each (some plans at the
+    same time), 70 % of them approved, their requests answered at random (FAILED too); the
+    plan they were made from is returned."""
     rng = np.random.default_rng(7)
     base = with_requests(campaign, at_least=3)
+    snapshot = snapshot_pb2.CampaignSnapshot.FromString(base.snapshot)
+    deal_ids = [d.deal_id for d in snapshot.deals][:6]
     t0 = base.msg.as_of.ToMicroseconds()
     hour = 3_600_000_000
     answers = [
@@ -134,8 +140,8 @@ def test_a_replan_reads_only_the_requests_that_decide_its_plan(store: SqlStore) 
         msg.CopyFrom(base.msg)
         msg.as_of.FromMicroseconds(t0 + hour * int(k - (k % 4 == 1)))  # some plans tie
         del msg.seller_requests[4:]
-        for r, deal in zip(msg.seller_requests, rng.permutation(6), strict=False):
-            r.deal_id = f"d{deal}"
+        for r, deal in zip(msg.seller_requests, rng.permutation(len(deal_ids)), strict=False):
+            r.deal_id = deal_ids[deal]
             r.kind = int(
                 rng.choice([plan_pb2.REQUEST_KIND_INCREASE, plan_pb2.REQUEST_KIND_DECREASE])
             )
@@ -150,6 +156,16 @@ def test_a_replan_reads_only_the_requests_that_decide_its_plan(store: SqlStore) 
                     lc.name, r.request_id, response=answer, accepted_total=5_000_000,
                     message="", response_time=None, actor="seller",
                 )  # fmt: skip
+    return base
+
+
+def test_a_replan_reads_only_the_requests_that_decide_its_plan(store: SqlStore) -> None:
+    """Per deal the last request sent and per deal and kind the last rejection: the same rows
+    a plan reads of the whole history (`RequestHistory.deciding`), on both databases. Ties in
+    time, FAILED answers (read as REJECTED) and plans never approved included; a plan older
+    than the newest request sent reads them all (it decides what came before it)."""
+    campaign = f"hist-{os.getpid()}-{id(store)}"
+    _long_history(store, campaign)
 
     every = store.request_history(campaign).requests
     newest = round(every["requested_at"].max() * 1e6)
@@ -170,3 +186,27 @@ def test_a_replan_reads_only_the_requests_that_decide_its_plan(store: SqlStore) 
 
     older = store.request_history(campaign, before=newest).requests  # the newest is not before
     assert older.reset_index(drop=True).equals(every.reset_index(drop=True))
+
+
+def test_a_replan_is_supplied_the_deciding_requests_alone(store: SqlStore) -> None:
+    """What the service hands the plan builder (`PlanLifecycle.supply`) from a long history:
+    the deciding rows only, and the plan made from them is the plan made from all of them."""
+    campaign = f"supply-{os.getpid()}-{id(store)}"
+    base = _long_history(store, campaign)
+    msg = snapshot_pb2.CampaignSnapshot.FromString(base.snapshot)
+    msg.as_of.FromMicroseconds(base.msg.as_of.ToMicroseconds() + 31 * 3_600_000_000)
+    errors = Violations()
+    snapshot = decode_snapshot(msg, Policy(), errors)
+    assert snapshot is not None, errors.items
+    every = store.request_history(campaign)
+    _, supplied_history, _ = PlanLifecycle(store).supply(snapshot)
+    assert 0 < len(supplied_history.requests) < len(every.requests)
+    expected = every.deciding().requests.reset_index(drop=True)
+    assert supplied_history.deciding().requests.reset_index(drop=True).equals(expected)
+
+    def plan(history: RequestHistory) -> bytes:
+        made = encode_plan(build_plan(snapshot, history=history, text=True))
+        made.ClearField("solver")  # its timings
+        return made.SerializeToString(deterministic=True)
+
+    assert plan(supplied_history) == plan(every)
