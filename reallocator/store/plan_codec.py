@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -313,6 +314,20 @@ def deals_frame(data: bytes) -> pd.DataFrame:
     for name in _CODES.intersection(frame.columns):
         frame[name] = frame[name].astype(PLAN_DEAL_COLUMNS[name])  # type: ignore[call-overload]
     return frame
+
+
+def deals_columns(data: bytes, names: Sequence[str]) -> pa.Table:
+    """Some columns of a stored deals table, as Arrow: the others are neither decompressed nor
+    converted. A Replan reads four columns of every plan applied in the last day (the moves the
+    hysteresis reads, the rolling windows): whole, 100k deals cost ~0.1 s a plan."""
+    with pa.ipc.open_stream(pa.py_buffer(data)) as reader:
+        schema = reader.schema
+    fields = [schema.get_field_index(name) for name in names]
+    if min(fields, default=0) < 0:  # a column this table lacks: read what it has
+        return _read_ipc(data).select([n for n in names if schema.get_field_index(n) >= 0])
+    options = pa.ipc.IpcReadOptions(included_fields=fields)
+    with pa.ipc.open_stream(pa.py_buffer(data), options=options) as reader:
+        return reader.read_all().select(list(names))
 
 
 def render(

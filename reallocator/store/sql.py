@@ -27,12 +27,14 @@ import sqlalchemy as sa
 from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy.engine import Connection, Engine
 
+from reallocator.core.model import values_of
 from reallocator.core.plan.model import RequestHistory, ScheduleTable
 from reallocator.store.availability import DatabaseWatch, engine_options, starting
 from reallocator.store.errors import AlreadyExists, NotFound, StaleEtag, WrongState
 from reallocator.store.plan_codec import (
     PlanParts,
     StoredInputs,
+    deals_columns,
     deals_frame,
     inputs_frames,
     inputs_parts,
@@ -783,7 +785,8 @@ class SqlStore:
 
     def last_application(self, campaign: str) -> tuple[str, float, pd.DataFrame] | None:
         """The campaign's newest APPLIED plan as the snapshot's last_plan_application reads
-        it: (name, apply time in unix seconds, its deals table), or None."""
+        it: (name, apply time in unix seconds, its deals' deal_id, delta, pacing and
+        delivered), or None."""
         with self._tx() as tx:
             return self._last_application(tx, campaign)
 
@@ -803,7 +806,9 @@ class SqlStore:
         ).first()
         if row is None:
             return None
-        return str(row.name), row.apply_time / 1e6, deals_frame(row.deals_table)
+        table = deals_columns(row.deals_table, _APPLICATION_COLUMNS)
+        deals = pd.DataFrame({name: table.column(name).to_numpy() for name in _APPLICATION_COLUMNS})
+        return str(row.name), row.apply_time / 1e6, deals
 
     def latest_applied(
         self, campaign: str
@@ -1081,7 +1086,18 @@ class SqlStore:
             )
             .order_by(plans.c.as_of)
         ).all()
-        return [(r.as_of / 1e6, deals_frame(r.deals_table)) for r in rows]
+        out: list[tuple[float, pd.DataFrame]] = []
+        ids: tuple[pa.ChunkedArray, pd.Series] | None = None
+        for r in rows:
+            table = deals_columns(r.deals_table, _APPLIED_COLUMNS)
+            column = table.column("deal_id")
+            # A campaign's plans mostly list the same deals in the same order: their ids are
+            # converted once (at 100k deals the conversion is most of reading a plan).
+            if ids is None or not ids[0].equals(column):
+                ids = (column, column.to_pandas())
+            frame = {name: table.column(name).to_numpy() for name in _APPLIED_COLUMNS[1:]}
+            out.append((r.as_of / 1e6, pd.DataFrame({"deal_id": ids[1], **frame})))
+        return out
 
     def declared_inventory(self, campaign: str) -> pd.Series:
         """Per deal, the newest inventory a seller declared with an answer (budget units)."""
@@ -1187,27 +1203,34 @@ class CampaignPast:
 
 
 def _moves(applied: list[tuple[float, pd.DataFrame]], since: float) -> pd.DataFrame:
-    """The deals' changes of the applied plans from `since` (unix seconds) on, at their as_of."""
-    frames = []
-    for at, deals in applied:
-        if at < since:
+    """The deals' changes of the applied plans from `since` (unix seconds) on, at their as_of:
+    gathered as arrays and made one frame (a frame per plan cost more than reading it)."""
+    ids, at, delta = [], [], []
+    for when, deals in applied:
+        if when < since:
             continue
-        delta = deals["delta"].to_numpy(np.int64)
-        moved = delta != 0
-        frames.append(
-            pd.DataFrame(
-                {
-                    "deal_id": deals["deal_id"].astype(str).to_numpy()[moved],
-                    "planned_at": np.full(int(moved.sum()), at, dtype=np.float64),
-                    "delta": delta[moved],
-                }
-            )
-        )
-    if not frames:
+        change = values_of(deals, "delta", np.int64)
+        moved = np.flatnonzero(change)
+        ids.append(deals["deal_id"].iloc[moved])
+        at.append(np.full(moved.size, when, dtype=np.float64))
+        delta.append(change[moved])
+    if not ids:
         return _NO_HISTORY.moves
-    out = pd.concat(frames, ignore_index=True)
-    return out.astype({"deal_id": "str", "planned_at": "float64", "delta": "int64"})
+    return pd.DataFrame(
+        {
+            "deal_id": pd.concat(ids, ignore_index=True).astype("str"),
+            "planned_at": np.concatenate(at),
+            "delta": np.concatenate(delta),
+        }
+    )
 
+
+_APPLIED_COLUMNS = ("deal_id", "delta", "delivered", "old_allocation")
+"""What a Replan reads of the plans applied in its windows: their moves (`_moves`) and what
+each deal held before them (`core.plan.rolling.window_starts`)."""
+
+_APPLICATION_COLUMNS = ("deal_id", "delta", "pacing", "delivered")
+"""What a Replan reads of the last plan applied (`lifecycle._with_application`)."""
 
 _BULKY = frozenset(
     {
