@@ -11,8 +11,14 @@ per deal the last request, per deal and kind the last rejection), the median tim
 the bytes of the history table the plan stores, and the thread CPU of the plan made from them
 (`build_plan(text=False)`; the plans are identical, tests/core/test_request_history.py).
 
+Then the plans applied: `--applied N` plans of `--applied-deals` deals each, an hour apart,
+approved and confirmed applied, and the Replan's read of the last day (`PlanLifecycle.supply`:
+the moves the hysteresis looks back on, the last application), from the moved rows each plan
+keeps since migration 0007 and, in the same run, from the whole deals tables (as plans stored
+before 0007 are read).
+
     .venv/bin/python benchmarks/history_scaling.py [--requests 100 1000 10000 30000]
-        [--deals 1000] [--postgres-url URL]
+        [--deals 1000] [--applied 24] [--applied-deals 10000 100000] [--postgres-url URL]
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -31,9 +38,13 @@ from assess_scaling import make_snapshot
 from reallocator.core.model import CampaignSnapshot, DealType
 from reallocator.core.plan.builder import build_plan
 from reallocator.core.plan.model import RequestHistory
+from reallocator.lifecycle import PlanLifecycle
+from reallocator.store import plan_codec
 from reallocator.store.plan_codec import StoredInputs, inputs_parts
 from reallocator.store.schema import plans, seller_requests
-from reallocator.store.sql import SqlStore
+from reallocator.store.sql import NewPlan, SqlStore
+from reallocator.wire.encode import encode_snapshot
+from reallocator.wire.plan import encode_plan
 
 HOUR = 3_600_000_000
 PER_PLAN = 10
@@ -110,11 +121,40 @@ def measure(
     ]
 
 
+def applied_reads(store: SqlStore, n_deals: int, n_plans: int, repeats: int) -> None:
+    """`n_plans` applied plans of `n_deals` deals an hour apart; the supply of the next Replan
+    read from their moved rows, then from their whole tables."""
+    snapshot = make_snapshot(n_deals, seed=1)
+    campaign = f"applied-{n_deals}-{time.time_ns()}"
+    snapshot = replace(snapshot, campaign_id=campaign)
+    for k in range(n_plans):
+        at = replace(snapshot, as_of=snapshot.as_of + timedelta(hours=k))
+        plan = build_plan(at, text=False)
+        msg = encode_plan(plan, deals="none")
+        new = NewPlan(
+            msg=msg,
+            parts=plan_codec.split(plan, msg),
+            snapshot=encode_snapshot(at).SerializeToString(),
+        )
+        lc = store.record_plan(new, actor="bench")
+        store.review(lc.name, True, etag=lc.etag, actor="bench", comment="")
+        store.confirm_applied(lc.name, actor="bench", apply_time=None)
+    nxt = replace(snapshot, as_of=snapshot.as_of + timedelta(hours=n_plans))
+    lifecycle = PlanLifecycle(store)
+    moved = median_ms(lambda: lifecycle.supply(nxt), repeats, time.perf_counter)
+    with store.engine.begin() as tx:
+        tx.execute(plans.update().where(plans.c.campaign_id == campaign).values(moved_table=None))
+    whole = median_ms(lambda: lifecycle.supply(nxt), repeats, time.perf_counter)
+    print(f"{n_deals:>9} {n_plans:>8} | {moved:>14.1f} {whole:>14.1f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, nargs="+", default=[100, 1_000, 10_000, 30_000])
     parser.add_argument("--deals", type=int, default=1_000)
     parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--applied", type=int, default=24, help="plans applied in the day")
+    parser.add_argument("--applied-deals", type=int, nargs="*", default=[10_000])
     parser.add_argument("--postgres-url", default="")
     args = parser.parse_args()
     snapshot = make_snapshot(args.deals, seed=0, guaranteed=0.3)
@@ -135,6 +175,11 @@ def main() -> None:
                 *measure(store, mine, None, args.repeats),
             ]
             print(f"{count:>9} | {' '.join(row[:4])} | {' '.join(row[4:])}")
+        if args.applied_deals:
+            print(f"\n{'deals':>9} {'applied':>8} | {'supply ms':>14} {'supply ms':>14}")
+            print(f"{'':>9} {'in 24 h':>8} | {'moved rows':>14} {'whole tables':>14}")
+        for n_deals in args.applied_deals:
+            applied_reads(store, n_deals, args.applied, max(3, args.repeats // 3))
         store.close()
 
 

@@ -67,6 +67,14 @@ class PlanParts:
     deals: bytes
     schedules: bytes
     deal_count: int
+    moved: bytes | None = None  # MOVED_COLUMNS of the deals it changes (delta != 0)
+
+
+MOVED_COLUMNS = ("deal_id", "delta", "delivered", "old_allocation", "pacing")
+"""What later Replans read of a plan once it is applied: the moves the hysteresis looks back
+on and the application a snapshot may leave out (`SqlStore.campaign_past`). Kept apart from the
+deals table, for the deals the plan changes only: a 100k-deal plan's table is ~6 MB, and a
+Replan looks back on every plan applied in the last day."""
 
 
 STORE_COMPRESS_FROM_BYTES = 64 << 10
@@ -194,12 +202,21 @@ def schedule_table(data: bytes) -> ScheduleTable | None:
 
 def split(plan: Plan, msg: plan_pb2.Plan) -> PlanParts:
     """The parts to store of `plan`, whose message (any view) Replan encoded as `msg`."""
+    deals = _deals_table(plan.deals)
     return PlanParts(
         summary=_summary(msg),
-        deals=_ipc(_deals_table(plan.deals)),
+        deals=_ipc(deals),
         schedules=_schedule_ipc(plan.schedule_table),
         deal_count=len(plan.deals),
+        moved=_ipc(moved_rows(deals)),
     )
+
+
+def moved_rows(deals: pa.Table) -> pa.Table:
+    """MOVED_COLUMNS of the rows of a stored deals table whose delta is not 0."""
+    table = deals.select(list(MOVED_COLUMNS))
+    delta = table.column("delta").to_numpy()
+    return table.take(pa.array(np.flatnonzero(delta)))
 
 
 def _stored(table: pa.Table) -> pa.Table:

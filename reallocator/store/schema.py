@@ -66,6 +66,9 @@ plans = Table(
     Column("history_table", LargeBinary, nullable=True),  # Arrow IPC: the seller history
     Column("inputs_table", LargeBinary, nullable=True),  # Arrow IPC: per-deal filled inputs
     Column("moves_table", LargeBinary, nullable=True),  # Arrow IPC: earlier plans' moves read
+    # Arrow IPC: plan_codec.MOVED_COLUMNS of the deals this plan changes (what later Replans
+    # read once it is applied); NULL for plans stored before 0007 (their deals_table is read)
+    Column("moved_table", LargeBinary, nullable=True),
     Index("ix_plans_campaign", "campaign_id", "seq"),
     Index("ix_plans_campaign_state", "campaign_id", "state"),
     Index("ix_plans_campaign_approved", "campaign_id", "approve_time"),

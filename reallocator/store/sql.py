@@ -418,6 +418,7 @@ class SqlStore:
                 size=len(parts.summary),
                 payload=_pack(parts.summary),
                 deals_table=parts.deals,
+                moved_table=parts.moved,
                 schedules_table=parts.schedules,
                 deal_count=parts.deal_count,
                 kind=new.kind,
@@ -794,7 +795,7 @@ class SqlStore:
         self, tx: Connection, campaign: str
     ) -> tuple[str, float, pd.DataFrame] | None:
         row = tx.execute(
-            sa.select(plans.c.name, plans.c.apply_time, plans.c.deals_table)
+            sa.select(plans.c.name, plans.c.apply_time, _MOVED_OR_DEALS.label("deals"))
             .where(
                 (plans.c.campaign_id == campaign)
                 & (plans.c.state == "APPLIED")
@@ -806,7 +807,7 @@ class SqlStore:
         ).first()
         if row is None:
             return None
-        table = deals_columns(row.deals_table, _APPLICATION_COLUMNS)
+        table = deals_columns(row.deals, _APPLICATION_COLUMNS)
         deals = pd.DataFrame({name: table.column(name).to_numpy() for name in _APPLICATION_COLUMNS})
         return str(row.name), row.apply_time / 1e6, deals
 
@@ -1074,10 +1075,15 @@ class SqlStore:
             return self._applied_plans(tx, campaign, since)
 
     def _applied_plans(
-        self, tx: Connection, campaign: str, since: int
+        self, tx: Connection, campaign: str, since: int, *, whole: bool = True
     ) -> list[tuple[float, pd.DataFrame]]:
+        """The plans applied (or rolled back) from `since` (unix micros) on, oldest first: per
+        plan its as_of (unix seconds) and `_APPLIED_COLUMNS` of every deal (`whole`, the rolling
+        windows need them), else deal_id and delta of the deals it changed (the moves; from
+        `moved_table`, for a plan stored before it from its deals table)."""
+        blob = plans.c.deals_table if whole else _MOVED_OR_DEALS
         rows = tx.execute(
-            sa.select(plans.c.as_of, plans.c.deals_table)
+            sa.select(plans.c.as_of, blob.label("deals"))
             .where(
                 (plans.c.campaign_id == campaign)
                 & plans.c.state.in_(("APPLIED", "ROLLED_BACK"))
@@ -1089,13 +1095,13 @@ class SqlStore:
         out: list[tuple[float, pd.DataFrame]] = []
         ids: tuple[pa.ChunkedArray, pd.Series] | None = None
         for r in rows:
-            table = deals_columns(r.deals_table, _APPLIED_COLUMNS)
-            column = table.column("deal_id")
+            read = deals_columns(r.deals, _APPLIED_COLUMNS if whole else _MOVE_COLUMNS)
+            column = read.column("deal_id")
             # A campaign's plans mostly list the same deals in the same order: their ids are
             # converted once (at 100k deals the conversion is most of reading a plan).
             if ids is None or not ids[0].equals(column):
                 ids = (column, column.to_pandas())
-            frame = {name: table.column(name).to_numpy() for name in _APPLIED_COLUMNS[1:]}
+            frame = {name: read.column(name).to_numpy() for name in read.column_names[1:]}
             out.append((r.as_of / 1e6, pd.DataFrame({"deal_id": ids[1], **frame})))
         return out
 
@@ -1142,7 +1148,11 @@ class SqlStore:
             acted = tx.execute(_ACTED, {"campaign": campaign}).first() is not None
             history = self._requests(tx, campaign, before) if acted else _NO_HISTORY
             starts = [t for t in (moves_since, applied_since) if t is not None]
-            applied = self._applied_plans(tx, campaign, min(starts)) if acted and starts else []
+            applied = (
+                self._applied_plans(tx, campaign, min(starts), whole=applied_since is not None)
+                if acted and starts
+                else []
+            )
             if moves_since is not None and applied:
                 history = replace(history, moves=_moves(applied, moves_since / 1e6))
             return CampaignPast(
@@ -1158,7 +1168,7 @@ class SqlStore:
 
     def _requests(self, tx: Connection, campaign: str, before: int | None) -> RequestHistory:
         """The requests sent that a plan at `before` (unix micros) reads: per deal the last
-        one, per deal and kind the last rejection (`core.plan.history.deciding_requests`), so
+        one, per deal and kind the last rejection (`RequestHistory.deciding`), so
         the read and the stored history grow with the deals, not with the campaign's age.
         A request sent at or after `before` (a plan made from an older snapshot) changes what
         came last before it: then every request is read, and the plan filters them."""
@@ -1225,12 +1235,17 @@ def _moves(applied: list[tuple[float, pd.DataFrame]], since: float) -> pd.DataFr
     )
 
 
+_MOVE_COLUMNS = ("deal_id", "delta")
 _APPLIED_COLUMNS = ("deal_id", "delta", "delivered", "old_allocation")
 """What a Replan reads of the plans applied in its windows: their moves (`_moves`) and what
 each deal held before them (`core.plan.rolling.window_starts`)."""
 
 _APPLICATION_COLUMNS = ("deal_id", "delta", "pacing", "delivered")
 """What a Replan reads of the last plan applied (`lifecycle._with_application`)."""
+
+_MOVED_OR_DEALS = sa.func.coalesce(plans.c.moved_table, plans.c.deals_table)
+"""What later Replans read of an applied plan: its moved rows, or its whole deals table when
+it was stored before 0007 (the rows it did not change are dropped by the readers)."""
 
 _BULKY = frozenset(
     {
@@ -1241,6 +1256,7 @@ _BULKY = frozenset(
         "history_table",
         "inputs_table",
         "moves_table",
+        "moved_table",
     }
 )
 """Plan columns read only when the plan's content is asked for."""

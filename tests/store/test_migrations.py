@@ -1,7 +1,8 @@
 """Migrations keep what a store already holds meaning what it meant: 0005 gives every plan that
 was approved before the column existed its approval time, also a plan since superseded; 0006
-marks the requests of those plans as sent; and `reallocator db downgrade --to` takes a store back
-for an older release, without losing it."""
+marks the requests of those plans as sent; 0007 leaves plans stored before it readable from their
+deals tables; and `reallocator db downgrade --to` takes a store back for an older release, without
+losing it."""
 
 from __future__ import annotations
 
@@ -96,4 +97,28 @@ def test_0006_marks_the_requests_of_plans_approved_before_it_as_sent(tmp_path: P
     assert sent and all(flag == (name in approved) for name, flag in sent.items())
     after = store.request_history(campaign, before=round(as_of * 1e6) + 1).requests
     assert len(after) and after.equals(before)
+    store.close()
+
+
+def test_0007_keeps_plans_stored_before_it_readable_from_their_tables(tmp_path: Path) -> None:
+    store = SqlStore.open(f"sqlite:///{tmp_path / 'audit.db'}")
+    campaign = "moved"
+    lc = store.record_plan(with_requests(campaign), actor="svc")
+    store.review(lc.name, True, etag=lc.etag, actor="ana", comment="")
+    store.confirm_applied(lc.name, actor="ana", apply_time=None)
+    past = store.campaign_past(campaign, moves_since=0, application=True)
+
+    SqlStore.downgrade(str(store.engine.url), "0006")
+    with store.engine.connect() as connection:
+        columns = {c["name"] for c in sa.inspect(connection).get_columns("plans")}
+    assert "moved_table" not in columns
+    store.upgrade()
+
+    with store.engine.connect() as connection:
+        kept = connection.execute(sa.text("SELECT moved_table FROM plans")).scalar_one()
+    assert kept is None  # read from its deals table
+    again = store.campaign_past(campaign, moves_since=0, application=True)
+    assert len(past.history.moves) and again.history.moves.equals(past.history.moves)
+    assert again.application is not None and past.application is not None
+    assert again.application[:2] == past.application[:2]
     store.close()

@@ -11,7 +11,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
+import sqlalchemy as sa
 from plans import new_plan, with_requests
 from throwaway_postgres import ThrowawayPostgres
 
@@ -210,3 +212,35 @@ def test_a_replan_is_supplied_the_deciding_requests_alone(store: SqlStore) -> No
         return made.SerializeToString(deterministic=True)
 
     assert plan(supplied_history) == plan(every)
+
+
+def test_applied_plans_read_from_their_moved_rows_as_from_their_tables(store: SqlStore) -> None:
+    """What later Replans read of applied plans (their moves, the last application) is the same
+    from the moved rows kept since 0007 as from the whole deals table a plan stored before it
+    has, on both databases."""
+    campaign = f"moved-{os.getpid()}-{id(store)}"
+    t0 = new_plan(campaign).msg.as_of.ToMicroseconds()
+    for k in range(5):
+        new = new_plan(campaign, n=30, seed=k + 3)
+        new.msg.as_of.FromMicroseconds(t0 + k * 3_600_000_000)
+        lc = store.record_plan(new, actor="svc")
+        store.review(lc.name, True, etag=lc.etag, actor="ana", comment="")
+        store.confirm_applied(lc.name, actor="ana", apply_time=t0 + k * 3_600_000_000 + 60)
+
+    def read() -> tuple[pd.DataFrame, pd.DataFrame, str, float]:
+        past = store.campaign_past(campaign, moves_since=0, application=True)
+        assert past.application is not None
+        name, at, deals = past.application
+        moved = deals[deals["delta"] != 0].reset_index(drop=True)
+        return past.history.moves, moved.astype({"pacing": str}), name, at
+
+    kept = read()
+    with store.engine.begin() as connection:
+        connection.execute(
+            sa.text("UPDATE plans SET moved_table = NULL WHERE campaign_id = :c"), {"c": campaign}
+        )
+    before_0007 = read()
+    assert len(kept[0]) and len(kept[1])
+    assert kept[0].equals(before_0007[0])
+    assert kept[1].equals(before_0007[1])
+    assert kept[2:] == before_0007[2:]
