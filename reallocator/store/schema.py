@@ -19,6 +19,7 @@ from sqlalchemy import (
     Table,
     Text,
     false,
+    text,
 )
 
 metadata = MetaData()
@@ -134,6 +135,15 @@ seller_requests = Table(
         "requested_at",
         "response",
         "kind",
+    ),
+    # ... and per deal the newest answer that declared an inventory (SqlStore._declared)
+    Index(
+        "ix_seller_requests_declared",
+        "campaign_id",
+        "deal_id",
+        "response_time",
+        sqlite_where=text("available_inventory IS NOT NULL"),
+        postgresql_where=text("available_inventory IS NOT NULL"),
     ),
 )
 

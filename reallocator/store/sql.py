@@ -1389,14 +1389,35 @@ _ALL_SENT = (
         seller_requests.c.requested_at, seller_requests.c.plan_name, seller_requests.c.request_id
     )
 )
-_DECLARED = (
-    sa.select(seller_requests.c.deal_id, seller_requests.c.available_inventory)
-    .where(
-        (seller_requests.c.campaign_id == sa.bindparam("campaign"))
-        & seller_requests.c.available_inventory.is_not(None)
+
+
+def _declared() -> sa.Select[Any]:
+    """Per deal the newest answer that declared an inventory: grouped in the partial index
+    ix_seller_requests_declared, then each row fetched by its key (the group is the outer side
+    of a LEFT JOIN, as in `_deciding`), instead of every such answer the campaign ever had."""
+    sr = seller_requests
+    declared = (sr.c.campaign_id == sa.bindparam("campaign")) & sr.c.available_inventory.is_not(
+        None
     )
-    .order_by(seller_requests.c.response_time)
-)
+    newest = (
+        sa.select(sr.c.deal_id, sa.func.max(sr.c.response_time).label("at"))
+        .where(declared)
+        .group_by(sr.c.deal_id)
+        .subquery("newest")
+    )
+    return (
+        sa.select(sr.c.deal_id, sr.c.available_inventory)
+        .select_from(
+            newest.outerjoin(
+                sr,
+                declared & (sr.c.deal_id == newest.c.deal_id) & (sr.c.response_time == newest.c.at),
+            )
+        )
+        .order_by(sr.c.response_time, sr.c.plan_name, sr.c.request_id)
+    )
+
+
+_DECLARED = _declared()
 
 
 __all__ = [

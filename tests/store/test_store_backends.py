@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 from plans import new_plan, with_requests
 from throwaway_postgres import ThrowawayPostgres
 
@@ -22,6 +24,7 @@ from reallocator.core.plan.builder import build_plan
 from reallocator.core.plan.model import RequestHistory
 from reallocator.lifecycle import PlanLifecycle
 from reallocator.store.errors import AlreadyExists, NotFound, StaleEtag, WrongState
+from reallocator.store.schema import metadata
 from reallocator.store.sql import NewPlan, SqlStore
 from reallocator.v1 import plan_pb2, snapshot_pb2
 from reallocator.wire.plan import encode_plan
@@ -244,3 +247,49 @@ def test_applied_plans_read_from_their_moved_rows_as_from_their_tables(store: Sq
     assert kept[0].equals(before_0007[0])
     assert kept[1].equals(before_0007[1])
     assert kept[2:] == before_0007[2:]
+
+
+def test_the_newest_declared_inventory_per_deal(store: SqlStore) -> None:
+    """Per deal the inventory of its newest answer that declared one (ties in answer time
+    broken by plan and request), read through the partial index, on both databases."""
+    campaign = f"declared-{os.getpid()}-{id(store)}"
+    base = with_requests(campaign, at_least=3)
+    rng = np.random.default_rng(11)
+    t0 = base.msg.as_of.ToMicroseconds()
+    for k in range(12):
+        msg = plan_pb2.Plan()
+        msg.CopyFrom(base.msg)
+        msg.as_of.FromMicroseconds(t0 + k * 3_600_000_000)
+        lc = store.record_plan(replace(base, msg=msg), actor="svc")
+        store.review(lc.name, True, etag=lc.etag, actor="ana", comment="")
+        for r in msg.seller_requests:
+            store.record_response(
+                lc.name, r.request_id, response=plan_pb2.SELLER_RESPONSE_KIND_ACCEPTED,
+                accepted_total=0, message="", actor="seller",
+                response_time=t0 + int(rng.integers(0, 6)) * 60_000_000,  # ties
+                available_inventory=(
+                    int(rng.integers(0, 10**9)) if rng.random() < 0.7 else None
+                ),
+            )  # fmt: skip
+    query = sa.text(
+        "SELECT deal_id, available_inventory, response_time, plan_name, request_id "
+        "FROM seller_requests WHERE campaign_id = :c AND available_inventory IS NOT NULL"
+    )
+    with store.engine.connect() as connection:
+        rows = pd.DataFrame(connection.execute(query, {"c": campaign}).all())
+    newest = rows.sort_values(["response_time", "plan_name", "request_id"]).drop_duplicates(
+        "deal_id", keep="last"
+    )
+    expected = newest.set_index("deal_id")["available_inventory"].astype("int64").sort_index()
+    got = store.declared_inventory(campaign).sort_index()
+    assert len(got) > 1 and len(rows) > len(got)
+    assert got.to_dict() == expected.to_dict()
+
+
+def test_the_migrations_make_the_tables_schema_py_describes(store: SqlStore) -> None:
+    """A store migrated to the newest revision has the tables, columns and indexes (partial
+    ones included) that schema.py declares, on both databases: a migration and the schema
+    cannot drift apart."""
+    with store.engine.connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection), metadata)
+    assert diff == []
