@@ -27,12 +27,7 @@ def test_0005_backfills_the_approval_of_plans_stored_before_it(tmp_path: Path) -
     before = store.request_history(campaign).requests
     assert len(before)  # the superseded plan's requests went out when it was approved
 
-    url = str(store.engine.url)
-    SqlStore.downgrade(url, "0004")  # the store as 0004 left it: no approval times
-    with store.engine.connect() as connection:
-        columns = {c["name"] for c in sa.inspect(connection).get_columns("plans")}
-    assert "approve_time" not in columns
-    store.upgrade()
+    assert "approve_time" not in _round_trip(store, "0004", "plans")
 
     with store.engine.connect() as connection:
         rows = dict(connection.execute(sa.text("SELECT name, approve_time FROM plans")).all())
@@ -84,11 +79,7 @@ def test_0006_marks_the_requests_of_plans_approved_before_it_as_sent(tmp_path: P
     as_of = store.request_history(campaign).requests["requested_at"].max()
     before = store.request_history(campaign, before=round(as_of * 1e6) + 1).requests
 
-    SqlStore.downgrade(str(store.engine.url), "0005")
-    with store.engine.connect() as connection:
-        columns = {c["name"] for c in sa.inspect(connection).get_columns("seller_requests")}
-    assert "sent" not in columns
-    store.upgrade()
+    assert "sent" not in _round_trip(store, "0005", "seller_requests")
 
     query = "SELECT plan_name, sent FROM seller_requests"
     with store.engine.connect() as connection:
@@ -108,11 +99,7 @@ def test_0007_keeps_plans_stored_before_it_readable_from_their_tables(tmp_path: 
     store.confirm_applied(lc.name, actor="ana", apply_time=None)
     past = store.campaign_past(campaign, moves_since=0, application=True)
 
-    SqlStore.downgrade(str(store.engine.url), "0006")
-    with store.engine.connect() as connection:
-        columns = {c["name"] for c in sa.inspect(connection).get_columns("plans")}
-    assert "moved_table" not in columns
-    store.upgrade()
+    assert "moved_table" not in _round_trip(store, "0006", "plans")
 
     with store.engine.connect() as connection:
         kept = connection.execute(sa.text("SELECT moved_table FROM plans")).scalar_one()
@@ -122,3 +109,13 @@ def test_0007_keeps_plans_stored_before_it_readable_from_their_tables(tmp_path: 
     assert again.application is not None and past.application is not None
     assert again.application[:2] == past.application[:2]
     store.close()
+
+
+def _round_trip(store: SqlStore, revision: str, table: str) -> set[str]:
+    """Takes the store back to `revision` and forward to the newest again: the columns `table`
+    had back there."""
+    SqlStore.downgrade(str(store.engine.url), revision)
+    with store.engine.connect() as connection:
+        columns = {c["name"] for c in sa.inspect(connection).get_columns(table)}
+    store.upgrade()
+    return columns
