@@ -1140,10 +1140,10 @@ class SqlStore:
         view, one connection checkout): the seller requests and answers, the moves of the plans
         applied since `moves_since`, the plans applied since `applied_since` (the rolling step
         windows), the last application (`application`) and the inventory sellers declared
-        (`declared`). With `before` (the plan's as_of, unix micros) only the requests a plan
-        then reads (`_requests`), else all. A campaign none of whose plans was ever approved
-        has no requests sent, moves or applications: one query tells, and the others are not
-        made."""
+        (`declared`). With `before` (the plan's as_of, unix micros) only the requests and moves
+        a plan then reads (`_requests`, `RequestHistory.deciding`), else all. A campaign none
+        of whose plans was ever approved has no requests sent, moves or applications: one query
+        tells, and the others are not made."""
         with self._tx() as tx:
             acted = tx.execute(_ACTED, {"campaign": campaign}).first() is not None
             history = self._requests(tx, campaign, before) if acted else _NO_HISTORY
@@ -1154,7 +1154,10 @@ class SqlStore:
                 else []
             )
             if moves_since is not None and applied:
-                history = replace(history, moves=_moves(applied, moves_since / 1e6))
+                moves = _moves(applied, moves_since / 1e6)
+                if before is not None and (moves["planned_at"].to_numpy() <= before / 1e6).all():
+                    moves = RequestHistory(moves=moves).deciding().moves  # per deal the last
+                history = replace(history, moves=moves)
             return CampaignPast(
                 history=history,
                 applied=(

@@ -26,11 +26,13 @@ RESPONSES = [str(r) for r in SellerResponse]
 
 def long_history(snapshot: CampaignSnapshot, rows: int, seed: int) -> RequestHistory:
     """`rows` requests over the last ten days on the snapshot's deals and two it does not
-    have, some at the same time, every kind and answer; all before the snapshot's as_of."""
+    have, some at the same time, every kind and answer; all before the snapshot's as_of; and
+    `rows` moves over the last two days (some of 0, some at the as_of itself)."""
     rng = np.random.default_rng(seed)
     ids = [*snapshot.deals["deal_id"].astype(str), "gone-1", "gone-2"]
     as_of = snapshot.as_of.timestamp()
     hours = rng.integers(1, 240, rows)  # whole hours: plans an hour apart tie
+    moved = rng.integers(0, 48, rows)  # and the moves of the last two days, 0 changes too
     return RequestHistory(
         requests=pd.DataFrame(
             {
@@ -41,11 +43,20 @@ def long_history(snapshot: CampaignSnapshot, rows: int, seed: int) -> RequestHis
                 "response": rng.choice(RESPONSES, rows),
                 "accepted_total": rng.integers(0, 10**10, rows),
             }
-        )
+        ),
+        moves=pd.DataFrame(
+            {
+                "deal_id": rng.choice(ids, rows),
+                "planned_at": as_of - 3600.0 * moved,
+                "delta": rng.integers(-3, 4, rows) * 10**6,
+            }
+        ),
     )
 
 
-def test_deciding_keeps_the_last_request_and_the_last_rejection_of_each_kind() -> None:
+def test_deciding_keeps_the_last_request_the_last_rejection_of_each_kind_and_the_last_move() -> (
+    None
+):
     t = 1_800_000_000.0
     history = RequestHistory(
         requests=pd.DataFrame(
@@ -63,6 +74,21 @@ def test_deciding_keeps_the_last_request_and_the_last_rejection_of_each_kind() -
     # a: the last (4), the last rejected increase (2) and decrease (3); b: the later of a tie
     assert sorted(kept["target_total"]) == [2, 3, 4, 6]
     assert RequestHistory().deciding().requests.empty
+    moves = (
+        RequestHistory(
+            moves=pd.DataFrame(
+                {
+                    "deal_id": ["a", "a", "a", "b", "b"],
+                    "planned_at": [t, t + 1, t + 2, t, t],
+                    "delta": [5, -3, 0, 1, 2],
+                }
+            )
+        )
+        .deciding()
+        .moves
+    )
+    # a: its last change that moved something (-3); b: the later of a tie (2)
+    assert sorted(moves["delta"]) == [-3, 2]
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -87,6 +113,7 @@ def test_a_plan_from_the_deciding_requests_is_the_plan_from_all(
     history = long_history(snapshot, rows, seed)
     reduced = history.deciding()
     assert len(reduced.requests) <= len(history.requests)
+    assert len(reduced.moves) <= len(history.moves)
 
     def plan(h: RequestHistory) -> bytes | str:
         try:

@@ -345,18 +345,34 @@ class RequestHistory:
         return not len(self.requests) and not len(self.moves)
 
     def deciding(self) -> RequestHistory:
-        """The requests a plan reads, when all of them precede its as_of: per deal the last
-        (its answer, its cooldown, whether it is still awaited) and per deal and kind the last
-        REJECTED (the rejection cooldown). A plan made from them is the plan made from all, so
-        a store reads and keeps these, not the campaign's whole past (ties in requested_at
-        keep their order: the last of them counts)."""
-        requests = self.requests
-        if requests.empty:
-            return self
-        ordered = requests.sort_values("requested_at", kind="stable")
-        last = ~ordered.duplicated("deal_id", keep="last").to_numpy()
-        rejected = (ordered["response"].astype(str) == SellerResponse.REJECTED).to_numpy()
-        last_rejected = np.zeros(len(ordered), dtype=bool)
-        by_kind = ordered.loc[rejected].duplicated(["deal_id", "kind"], keep="last")
-        last_rejected[rejected] = ~by_kind.to_numpy()
-        return replace(self, requests=ordered.loc[last | last_rejected])
+        """What a plan reads, when all of it precedes the plan's as_of: of the requests, per
+        deal the last (its answer, its cooldown, whether it is still awaited) and per deal and
+        kind the last REJECTED (the rejection cooldown); of the moves, per deal the last
+        change (the hysteresis looks at its sign and time). A plan made from them is the plan
+        made from all, so a store reads and keeps these, not the campaign's whole past (ties
+        in time keep their order: the last of them counts)."""
+        return replace(
+            self, requests=_deciding_requests(self.requests), moves=_last_moves(self.moves)
+        )
+
+
+def _deciding_requests(requests: pd.DataFrame) -> pd.DataFrame:
+    if requests.empty:
+        return requests
+    ordered = requests.sort_values("requested_at", kind="stable")
+    last = ~ordered.duplicated("deal_id", keep="last").to_numpy()
+    rejected = (ordered["response"].astype(str) == SellerResponse.REJECTED).to_numpy()
+    last_rejected = np.zeros(len(ordered), dtype=bool)
+    by_kind = ordered.loc[rejected].duplicated(["deal_id", "kind"], keep="last")
+    last_rejected[rejected] = ~by_kind.to_numpy()
+    return ordered.loc[last | last_rejected]
+
+
+def _last_moves(moves: pd.DataFrame) -> pd.DataFrame:
+    """Per deal its last change that is not 0 (a change of 0 moved nothing)."""
+    if moves.empty:
+        return moves
+    moved = moves.loc[moves["delta"].to_numpy(np.int64) != 0]
+    ordered = moved.sort_values("planned_at", kind="stable")
+    last: pd.DataFrame = ordered.loc[~ordered.duplicated("deal_id", keep="last").to_numpy()]
+    return last
