@@ -160,6 +160,7 @@ def test_review_in_the_browser_reaches_the_store_and_a_second_browser_live(
     expect(second.locator("#spend-chart .scatterlayer path.point")).to_have_count(5, timeout=15_000)
     expect(second.locator("#plan-state")).to_have_text("PROPOSED")
     expect(second.locator("#plan-state")).to_have_attribute("data-plan", fresh.name)
+    _settled(second)  # the live refreshes done: a tick and a click now reach the new form
 
     # Move by move in the second browser: reject one move, approve the others. The plan is
     # re-solved with that deal pinned; the store holds the revision, the reviewed plan is
@@ -225,3 +226,13 @@ def test_page_load_of_a_1000_deal_campaign(
             f"{t['html']:.0f} ms, first paint {t['paint']:.0f} ms, DOM ready {t['dom']:.0f} ms, "
             f"charts drawn {t['chart']:.0f} ms"
         )
+
+
+def _settled(page: Any) -> None:
+    """Waits until no live refresh is in flight or settling. htmx binds swapped-in content
+    when it settles (~20 ms after the swap), and a plan's creation refreshes the page and its
+    supersession the review panel, in either order: a form clicked before then submits
+    without htmx (the page reloads, without the answer's message), a box ticked before the
+    last swap is replaced unticked."""
+    busy = ".htmx-request, .htmx-added, .htmx-settling, .htmx-swapping"
+    page.wait_for_function(f"() => document.querySelector({busy!r}) === null")
