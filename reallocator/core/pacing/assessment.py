@@ -1045,21 +1045,24 @@ def _messages(
         )
     ]  # fmt: skip
 
-    def sentences(reason: Reason, others: bool = False) -> tuple[list[int], list[str], list[str]]:
+    def sentences(
+        reason: Reason, others: bool = False
+    ) -> tuple[IntArray, list[int], list[str], list[str]]:
         """The rows of a reason (`others`: of every reason without a sentence of its own, the
-        under-pace one): positions, who they are, and their confidence tail."""
+        under-pace one): as an array (to index the numbers) and a list (to place the
+        sentences), who they are, and their confidence tail."""
         chosen = ~np.isin(reasons, worded) if others else reasons == _REASON_CODE[reason]
         rows = np.flatnonzero(chosen)
+        at = rows.tolist()
         tails = [f" (confidence {c:.0f})" for c in hit["confidence"][rows].tolist()]
-        return rows.tolist(), [who[i] for i in rows.tolist()], tails
+        return rows, at, [who[i] for i in at], tails
 
     # Only the reasons some alert has are worded: an absent one cost ~10 numpy calls for none.
     present = set(reasons.tolist())
     if _REASON_CODE[Reason.STALLED] in present:
-        rows_, names, tails = sentences(Reason.STALLED)
-        rows = np.asarray(rows_, dtype=np.int64)
+        rows, at, names, tails = sentences(Reason.STALLED)
         for i, w, lam, a, al, t in zip(
-            rows_, names, stall_lambda[rows].tolist(), scaled("actual", rows),
+            at, names, stall_lambda[rows].tolist(), scaled("actual", rows),
             scaled("allocation", rows), tails, strict=True,
         ):  # fmt: skip
             out[i] = (
@@ -1067,10 +1070,9 @@ def _messages(
                 f"expected; {a:{amt}}{unit} of {al:{amt}}{unit} delivered{t}"
             )
     if _REASON_CODE[Reason.EARLY_EXHAUSTION] in present:
-        rows_, names, tails = sentences(Reason.EARLY_EXHAUSTION)
-        rows = np.asarray(rows_, dtype=np.int64)
+        rows, at, names, tails = sentences(Reason.EARLY_EXHAUSTION)
         for i, w, a, al, r, e, t in zip(
-            rows_, names, scaled("actual", rows), scaled("allocation", rows),
+            at, names, scaled("actual", rows), scaled("allocation", rows),
             percent(hit["pacing_ratio"][rows]), scaled("expected", rows), tails, strict=True,
         ):  # fmt: skip
             out[i] = (
@@ -1078,10 +1080,9 @@ def _messages(
                 f"{r} of the {e:{amt}}{unit} expected by now{t}"
             )
     if _REASON_CODE[Reason.OVERPACING] in present:
-        rows_, names, tails = sentences(Reason.OVERPACING)
-        rows = np.asarray(rows_, dtype=np.int64)
+        rows, at, names, tails = sentences(Reason.OVERPACING)
         for i, w, a, e, r, when, rate, t in zip(
-            rows_, names, scaled("actual", rows), scaled("expected", rows),
+            at, names, scaled("actual", rows), scaled("expected", rows),
             percent(hit["pacing_ratio"][rows]), hit["projected_exhaustion"][rows].tolist(),
             rates("recent_rate", rows), tails, strict=True,
         ):  # fmt: skip
@@ -1095,12 +1096,11 @@ def _messages(
                 f"({r}){tail}{t}"
             )
     if _REASON_CODE[Reason.PROJECTED_UNDERDELIVERY] in present:
-        rows_, names, tails = sentences(Reason.PROJECTED_UNDERDELIVERY)
-        rows = np.asarray(rows_, dtype=np.int64)
+        rows, at, names, tails = sentences(Reason.PROJECTED_UNDERDELIVERY)
         with np.errstate(divide="ignore", invalid="ignore"):
             end_share = percent(hit["projected_end"][rows] / hit["allocation"][rows])
         for i, w, p, al, s, rate, need, t in zip(
-            rows_, names, scaled("projected_end", rows), scaled("allocation", rows), end_share,
+            at, names, scaled("projected_end", rows), scaled("allocation", rows), end_share,
             rates("recent_rate", rows), rates("required_rate", rows), tails, strict=True,
         ):  # fmt: skip
             out[i] = (
@@ -1109,10 +1109,9 @@ def _messages(
             )
     paused_code = _REASON_CODE[Reason.PAUSED]
     if not present.issubset(worded):
-        rows_, names, tails = sentences(Reason.UNDERPACING, others=True)
-        rows = np.asarray(rows_, dtype=np.int64)
+        rows, at, names, tails = sentences(Reason.UNDERPACING, others=True)
         for i, w, code, a, e, r, rate, p, al, need, t in zip(
-            rows_, names, reasons[rows].tolist(), scaled("actual", rows), scaled("expected", rows),
+            at, names, reasons[rows].tolist(), scaled("actual", rows), scaled("expected", rows),
             percent(hit["pacing_ratio"][rows]), rates("recent_rate", rows),
             scaled("projected_end", rows), scaled("allocation", rows), rates("required_rate", rows),
             tails, strict=True,
