@@ -293,3 +293,110 @@ def test_integer_series_forecast_as_their_float_copies(
         for name in ("observed_rate", "avails_rate", "evidence_hours", "rate_se",
                      "stalled", "stall_hours"):  # fmt: skip
             np.testing.assert_array_equal(getattr(ints, name), getattr(floats, name), name)
+
+
+# --- a deal live again after a stall -----------------------------------------------------------
+
+
+def _stall_series(spend: np.ndarray, avails: np.ndarray) -> DeliverySeries:
+    return DeliverySeries(
+        window_start=datetime(2026, 11, 1, tzinfo=UTC),
+        bucket=timedelta(hours=1),
+        spend_micros=spend,
+        impressions=spend / 10,
+        avails=avails,
+        wins=spend / 100,
+    )
+
+
+def test_a_deal_live_again_after_a_stall_is_measured_from_the_stalls_end() -> None:
+    """Eight hours at 100, ten with neither delivery nor bid requests (a stall: the window is
+    6 h), then six at 300: the deal is forecast at 300 an hour on six hours of evidence, not at
+    the 24 h mean the outage dragged down (a deal whose supply returned would otherwise stay at
+    what the stall left it). Not so for a deal the plan left with nothing to spend (its bid
+    requests never stopped: no stall), a silence shorter than the stall window, or a stall
+    still going on."""
+    deals = empty_deals(4)
+    deals["impressions"] = 10_000
+    deals["spend_micros"] = 2_000_000
+    deals["allocation"] = 5_000_000
+    pattern = np.array([100.0] * 8 + [0.0] * 10 + [300.0] * 6)
+    short = np.array([100.0] * 13 + [0.0] * 5 + [300.0] * 6)
+    ongoing = np.array([100.0] * 14 + [0.0] * 10)
+    spend = np.stack([pattern, pattern, short, ongoing])
+    offered = np.where(spend > 0, 50.0, 0.0)
+    offered[1] = 50.0  # supply all along: the silence was the plan's, not a stall
+    x = ForecastInputs.from_snapshot(deals, _stall_series(spend, offered), BudgetType.SPEND, POLICY)
+    assert x.observed_rate[0] == 300.0
+    assert x.evidence_hours[0] == 6.0
+    assert x.avails_rate[0] == 50.0
+    assert x.observed_rate[1:].tolist() == pytest.approx(
+        [pattern.sum() / 24, short.sum() / 24, ongoing.sum() / 24]
+    )
+    assert x.evidence_hours[1:].tolist() == [24.0, 24.0, 24.0]
+    assert x.avails_rate[1] == 50.0
+    assert x.stalled.tolist() == [False, False, False, True]
+    # The spread is the post-stall hours' own: all at 300, none.
+    assert x.rate_se[0] == 0.0
+
+
+def test_the_rate_since_a_stall_is_per_traffic_weighted_hour() -> None:
+    """A morning after a night's outage is not an average hour: the rate since the stall is
+    its delivery over the traffic those hours carry (`bucket_weights`), so a deal live again
+    in the quiet hours is not read as slow."""
+    deals = empty_deals(1)
+    deals["impressions"] = 10_000
+    deals["spend_micros"] = 2_000_000
+    deals["allocation"] = 5_000_000
+    spend = np.array([[100.0] * 10 + [0.0] * 8 + [50.0] * 6])
+    weights = np.array([1.2] * 10 + [0.5] * 8 + [0.5] * 6)
+    x = ForecastInputs.from_snapshot(
+        deals,
+        _stall_series(spend, np.where(spend > 0, 5.0, 0.0)),
+        BudgetType.SPEND,
+        POLICY,
+        bucket_weights=weights,
+    )
+    assert x.observed_rate[0] == pytest.approx(300.0 / (6 * 0.5))
+    assert x.avails_rate[0] == pytest.approx(30.0 / (6 * 0.5))
+    assert x.evidence_hours[0] == 6.0
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data(), n=st.integers(1, 10), buckets=st.integers(1, 30), tail=st.integers(1, 8))
+def test_the_end_of_a_stall_is_found_as_a_plain_loop_finds_it(
+    data: st.DataObject, n: int, buckets: int, tail: int
+) -> None:
+    """Against a loop: the bucket after the latest run of >= `tail` observed buckets with
+    neither delivery nor supply that a later live bucket ended (-1 where none; None when no
+    deal has one). Unobserved buckets neither end a run nor count in it."""
+    from reallocator.core.engine.forecast import _since_stall
+
+    cells = n * buckets
+
+    def matrix(values: list[float]) -> np.ndarray:
+        drawn = data.draw(st.lists(st.sampled_from(values), min_size=cells, max_size=cells))
+        return np.array(drawn).reshape(n, buckets)
+
+    spend, avails = matrix([0.0, 0.0, 0.0, 2.0]), matrix([0.0, 0.0, 0.0, 0.0, 7.0])
+    seen = np.array(data.draw(st.lists(st.booleans(), min_size=cells, max_size=cells)))
+    seen = seen.reshape(n, buckets) | data.draw(st.booleans())
+    masked, offered = np.where(seen, spend, 0.0), np.where(seen, avails, 0.0)
+    want = []
+    for row, offer, observed in zip(masked, offered, seen, strict=True):
+        run, end = 0, -1
+        for j in range(buckets):
+            live = row[j] > 0 or offer[j] > 0
+            if live:
+                if run >= tail:
+                    end = j
+                run = 0
+            elif observed[j]:
+                run += 1
+        want.append(end)
+    got = _since_stall(masked, seen, tail, offered)
+    if max(want) < 0:
+        assert got is None
+    else:
+        assert got is not None
+        assert got.tolist() == want

@@ -122,6 +122,25 @@ def test_a_confident_stall_keeps_only_what_it_may_deliver_after_it() -> None:
     assert row["reason"] == "STALLED" and row["capacity"] == 0 and row["new_allocation"] == 0
 
 
+def test_a_deal_back_from_a_stall_is_forecast_from_its_pace_since() -> None:
+    """Deal 0 delivered for two hours, stalled for ten (no delivery, no bid requests) and has
+    delivered at its old pace for the last six, like its 29 equal peers all along. Read over
+    the whole day its rate would be a third lower and the plan would cut it (the supply it has
+    again would go unbought); measured since the stall ended it is forecast, and planned, as
+    its peers are."""
+    hours, left = 18, 6
+    per_hour = np.full((N, hours), 12e6)
+    per_hour[0, 2:12] = 0.0
+    avails = per_hour / 2_000.0 * 10
+    spent = per_hour.sum(axis=1).astype(np.int64)
+    allocation = spent + 12_000_000 * left  # what each can still buy at its pace
+    plan = build_plan(pool(T0 + hours * HOUR, spent, per_hour, avails, allocation=allocation))
+    back, peers = plan.deals.iloc[0], plan.deals.iloc[1:]
+    assert back["capacity"] == 12_000_000 * left
+    assert (peers["capacity"] == back["capacity"]).all()
+    assert (peers["new_allocation"] - back["new_allocation"]).abs().max() <= 1
+
+
 @given(
     s=st.floats(0.0, 5_000.0),
     r=st.floats(0.0, 5_000.0),

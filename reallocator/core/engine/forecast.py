@@ -140,12 +140,22 @@ class ForecastInputs:
                 avails = delivery.avails
                 av = avails if whole and avails.dtype.kind in "iu" else np.where(seen, avails, 0)
                 avails_rate = np.where(n_hours > 0, np.nansum(av, 1) / n_hours, np.nan)
-            evidence = n_hours
-            rate_se = _rate_se(series, seen, hours, bucket_weights)
             tail = max(1, int(np.ceil(policy.stalled_window / delivery.bucket)))
             recent = masked[:, -tail:].sum(axis=1)
             stalled = (n_hours >= tail * hours) & (recent <= 0)
             stall_hours = _silent_hours(masked, seen, act, hours)
+            since = _since_stall(masked, seen, tail, av)
+            if since is None:
+                rate_se = _rate_se(series, seen, hours, bucket_weights)
+            else:
+                # A deal live again after a stall inside the series is measured from the
+                # stall's end: the silent hours were the outage, not its rate (read over them,
+                # a deal whose supply returned stays at what the stall left it).
+                rate, avails_rate, n_hours, rate_se = _measured_since(
+                    since, series, masked, seen, av, hours, bucket_weights,
+                    (rate, avails_rate, n_hours),
+                )  # fmt: skip
+            evidence = n_hours
         return cls(
             observed_rate=rate,
             participation_rate=values_of(deals, "participation_rate", np.float64),
@@ -179,6 +189,79 @@ def _silent_hours(
     after = np.concatenate([np.cumsum(active[::-1])[::-1][1:], [0]])  # active buckets after j
     out: FloatArray = np.where(ever, after[last], seen.sum(axis=1)) * hours
     return out
+
+
+def _since_stall(
+    masked: FloatArray, seen: BoolArray, tail: int, offered: npt.NDArray[Any]
+) -> IntArray | None:
+    """Per deal, the bucket that ended its latest run of at least `tail` observed buckets with
+    neither delivery nor supply (bid requests): where it came out of a stall (-1: it did not;
+    None when no deal did). Supply counts as life: a deal the plan left with nothing to spend
+    bids on nothing, yet its bid requests show the stall is over. `masked` and `offered` are 0
+    where not `seen`: unobserved buckets carry a run without adding to it. Only the rows with
+    `tail` silent buckets at all are scanned, one bucket at a time across them (a series has
+    tens of buckets and a plan up to 100k deals: numpy's accumulations along short rows cost
+    ~10x more)."""
+    live = (masked > 0) | (offered > 0)  # bid requests (0 where not seen; NaN compares False)
+    silent = seen & ~live
+    rows = np.flatnonzero(np.count_nonzero(silent, axis=1) >= tail)
+    if rows.size == 0:
+        return None
+    alive, quiet = np.asfortranarray(live[rows]), np.asfortranarray(silent[rows])
+    run = np.zeros(rows.size, dtype=np.int32)
+    at = np.full(rows.size, -1, dtype=np.int64)
+    for j in range(1, alive.shape[1]):
+        run += quiet[:, j - 1]
+        back = alive[:, j] & (run >= tail)
+        at[back] = j
+        run[alive[:, j]] = 0
+    hit = at >= 0
+    if not hit.any():
+        return None
+    out = np.full(masked.shape[0], -1, dtype=np.int64)
+    out[rows[hit]] = at[hit]
+    return out
+
+
+def _measured_since(
+    since: IntArray,
+    series: FloatArray,
+    masked: FloatArray,
+    seen: BoolArray,
+    offered: npt.NDArray[Any],
+    hours: float,
+    weights: FloatArray | None,
+    measured: tuple[FloatArray, FloatArray, FloatArray],
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """The rate, avails rate and evidence hours (`measured`, as read over the whole series) of
+    the deals live again (`since` >= 0) read anew over the buckets from `since` on, and every
+    deal's standard error, over the buckets its rate is read on. The rates are per
+    traffic-weighted hour of those buckets (a morning after a night's outage is not an
+    average hour), which the caller's conversion to opportunity hours leaves as delivery per
+    opportunity hour of that stretch."""
+    rate, avails_rate, n_hours = (m.copy() for m in measured)
+    rows = np.flatnonzero(since >= 0)
+    every = rows.size == since.size  # no row copies
+    shared = seen.strides[0] == 0  # one mask for all rows (the matrix form)
+    after = np.arange(masked.shape[1])[None, :] >= since[rows, None]
+    part = after & (seen[:1] if shared else seen[rows])
+    count = np.count_nonzero(part, axis=1)
+    weighted = (count if weights is None else part @ np.asarray(weights, np.float64)) * hours
+    spent = np.einsum("ij,ij->i", masked if every else masked[rows], part, dtype=np.float64)
+    asked = offered if every else offered[rows]
+    if asked.dtype.kind == "f" and np.isnan(asked).any():  # unknown bid requests count 0
+        asked = np.where(np.isnan(asked), 0.0, asked)
+    asked_total = np.einsum("ij,ij->i", asked, part, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate[rows] = np.where(weighted > 0, spent / weighted, np.nan)
+        avails_rate[rows] = np.where(weighted > 0, asked_total / weighted, np.nan)
+    n_hours[rows] = count * hours
+    if every:
+        rate_se = _rate_se(series, part, hours, weights)
+    else:
+        rate_se = _rate_se(series, seen, hours, weights)
+        rate_se[rows] = _rate_se(series[rows], part, hours, weights)
+    return rate, avails_rate, n_hours, rate_se
 
 
 def stall_outlook(stall_hours: FloatArray, remaining_hours: FloatArray) -> FloatArray:
