@@ -34,6 +34,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from reallocator.core.model import DELIVERED_COLUMN, BudgetType, CampaignSnapshot, Policy
+from reallocator.core.pacing.calendar import campaign_span
 from reallocator.core.pacing.curves import build_curve
 from reallocator.core.plan.builder import PlanRejected, build_plan
 from reallocator.core.plan.model import DealPacing, Plan, RequestHistory
@@ -137,6 +138,11 @@ def load_flight(records: Sequence[Recorded]) -> Flight:
         if len(records) > 1
         else np.zeros((0, len(ids)))
     )
+    if campaign_span(first.pacing) is None:
+        raise ValueError(
+            f"campaign {first.campaign_id!r} has no start and end dates (or flights), only "
+            "periodic budgets: a replay measures pacing against a flight's curve"
+        )
     curve = build_curve(first.pacing, first.timezone)
     times = np.array([r.snapshot.as_of.timestamp() for r in records])
     expected = np.asarray(curve.cumulative(times, left=True), dtype=np.float64)

@@ -277,3 +277,22 @@ def test_a_deal_s_own_capacity_forecast_replaces_the_built_in_one(
     assert got[row] == 12_345_000_000 != before[row]
     others = np.arange(len(deals)) != row
     assert (got[others] == before[others]).all()
+
+
+def test_a_campaign_with_only_periodic_budgets_is_planned_over_its_current_period() -> None:
+    """An always-on campaign (no dates, a daily budget) is planned over the current day, with
+    its own assessment or the one a caller passes in (the servicer's): the same plan."""
+    from reallocator.core.pacing.assessment import assess
+
+    request = json_format.Parse(EXAMPLE.read_text(), pb.ReplanRequest())
+    pacing = request.snapshot.pacing
+    pacing.ClearField("start_time")
+    pacing.ClearField("end_time")
+    del pacing.budgets[:]
+    pacing.budgets.add(period=2, amount=30_000_000_000)  # PERIOD_DAY
+    snapshot = decode(request.snapshot)
+    own = build_plan(snapshot)
+    check_plan(own)
+    assert own.status is PlanStatus.OPTIMAL and 0 < own.allocated <= 30_000_000_000
+    given = build_plan(snapshot, assessment=assess(snapshot))
+    assert given.deals["new_allocation"].tolist() == own.deals["new_allocation"].tolist()

@@ -319,3 +319,16 @@ def test_the_plans_moves_travel_with_the_records(
     bad.write_text(json.dumps(data) + "\n")
     with pytest.raises(ReplaySourceError, match=r"moves.jsonl:1: moves: .*delta"):
         read_recorded(bad)
+
+
+def test_a_campaign_without_dates_is_refused_with_a_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An always-on campaign (only a daily budget) has no flight curve to replay against: the
+    CLI says so and exits 2."""
+    undated = PacingSpec(start=None, end=None, budgets=(Budget(Period.DAY, 100 * USD),))
+    records = [Recorded(replace(r.snapshot, pacing=undated)) for r in _hand_flight()]
+    path = tmp_path / "always_on.jsonl"
+    write_json_lines(path, records)
+    assert main(["replay", "--snapshots", str(path)]) == 2
+    assert "no start and end dates" in capsys.readouterr().err

@@ -131,3 +131,23 @@ def test_relax_returns_a_relaxed_plan_naming_what_gave_way(
     for v in plan.violations:
         assert v.constraint in ("seller/streamco/min_total", "seller/newsgroup/min_total")
         assert v.message.startswith(f"relax seller {v.entity.id}'s minimum by ")
+
+
+def test_a_campaign_with_only_a_daily_budget_is_planned_over_today(
+    stub: rpc.ReallocatorServiceStub,
+) -> None:
+    """No start or end date, one PERIOD_DAY budget: valid input (an always-on campaign), paced
+    over the current day as AssessPacing paces it. It was planned from a curve that needed the
+    dates and answered INTERNAL (found by the fuzzer)."""
+    request = example()
+    pacing = request.snapshot.pacing
+    pacing.ClearField("start_time")
+    pacing.ClearField("end_time")
+    del pacing.budgets[:]
+    pacing.budgets.add(period=2, amount=30_000_000_000)  # PERIOD_DAY
+    for dry_run in (True, False):
+        request.dry_run = dry_run
+        plan = stub.Replan(request, timeout=30).plan
+        assert plan.status == plan_pb2.PLAN_STATUS_OPTIMAL
+        assert sum(d.new_allocation for d in plan.deals) == plan.allocated
+        assert 0 < plan.allocated <= plan.remaining_budget <= 30_000_000_000

@@ -33,7 +33,7 @@ from reallocator.core.model import (
     values_of,
 )
 from reallocator.core.pacing.assessment import Assessment, assess
-from reallocator.core.pacing.calendar import campaign_span
+from reallocator.core.pacing.calendar import default_span
 from reallocator.core.pacing.curves import PacingCurve, build_curve
 from reallocator.core.plan.capacity import deal_capacity
 from reallocator.core.plan.model import RequestHistory
@@ -83,12 +83,14 @@ def prepare(
     # The plan counts the alerts and never shows their sentences: they are not written.
     assessment = assessment or assess(snapshot, checkpoint=checkpoint, alert_messages=False)
     checkpoint("forecast")
-    # The curve our own assessment built is the campaign's when the campaign is dated
-    # (default_span is then its span): building it again cost ~5 % of a 50-deal plan.
-    if own and assessment.curve is not None and campaign_span(spec) is not None:
+    # Paced over the span the assessment uses: the campaign's dates, else (a campaign with only
+    # periodic budgets) the current instance of its longest period. Our own assessment's curve
+    # is that one: building it again cost ~5 % of a 50-deal plan.
+    if own and assessment.curve is not None:
         curve = assessment.curve
     else:
-        curve = build_curve(spec, snapshot.timezone)
+        span = default_span(spec, snapshot.timezone, snapshot.as_of)
+        curve = build_curve(spec, snapshot.timezone, span=span)
     as_of = snapshot.as_of.timestamp()
 
     snapshot = _with_step_floor(snapshot)
