@@ -68,7 +68,10 @@ class PacingTarget(_message.Message):
     """
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
-        """Campaign start. Required by a PERIOD_LIFETIME budget when there are no flights."""
+        """Campaign start. Required by a PERIOD_LIFETIME budget when there are no flights. Without
+        dates or flights (an always-on campaign with only periodic budgets, e.g. PERIOD_DAY) the
+        campaign is assessed and planned over the current instance of its longest budget period.
+        """
 
     @_builtins.property
     def end_time(self) -> _timestamp_pb2.Timestamp:
