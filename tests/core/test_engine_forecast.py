@@ -258,12 +258,14 @@ def test_rate_se_is_nanstd_over_sqrt_count(n: int, buckets: int, kind: str, seed
     width=st.sampled_from(["uint8", "uint16", "int32", "int64"]),
     seed=st.integers(0, 2**32 - 1),
     dayparts=st.booleans(),
+    stalls=st.booleans(),
 )
 def test_integer_series_forecast_as_their_float_copies(
-    n: int, buckets: int, width: str, seed: int, dayparts: bool
+    n: int, buckets: int, width: str, seed: int, dayparts: bool, stalls: bool
 ) -> None:
     """The matrix form's series arrive as integers in the width sent: every forecast input
-    (rates, spreads, evidence, stalls) is exactly what the same series as float64 give."""
+    (rates, spreads, evidence, stalls, and the rates of deals back from a stall, measured from
+    its end) is exactly what the same series as float64 give."""
     rng = np.random.default_rng(seed)
     high = min(np.iinfo(width).max, 10**9)
     arrays = {
@@ -271,6 +273,12 @@ def test_integer_series_forecast_as_their_float_copies(
         * (rng.random((n, buckets)) < 0.7).astype(width)
         for k in ("spend_micros", "impressions", "avails", "wins")
     }
+    if stalls:  # a silent run (no delivery, no bid requests) of 6-12 buckets in some deals
+        for row in np.flatnonzero(rng.random(n) < 0.6):
+            length = int(rng.integers(6, 13))
+            first = int(rng.integers(0, max(1, buckets - length)))
+            for values in arrays.values():
+                values[row, first : first + length] = 0
     deals = empty_deals(n)
     deals["impressions"] = rng.integers(0, 10**6, n)
     deals["spend_micros"] = rng.integers(0, 10**9, n)
