@@ -21,12 +21,24 @@ from reallocator.core.pacing.curves import PacingCurve
 from reallocator.core.plan.model import RequestHistory, SellerResponse
 
 
-def _awaiting(history: RequestHistory | None, deals: pd.DataFrame) -> npt.NDArray[np.bool_]:
-    """Deals whose last seller request is still unanswered (snapshot order)."""
-    out = np.zeros(len(deals), dtype=bool)
+def _last_requests(history: RequestHistory | None) -> pd.DataFrame | None:
+    """Per deal its last seller request (ties in time: the last listed), or None."""
     if history is None or not len(history.requests):
+        return None
+    ordered = history.requests.sort_values("requested_at", kind="stable")
+    last: pd.DataFrame = ordered.groupby("deal_id").tail(1)
+    return last
+
+
+def _awaiting(
+    history: RequestHistory | None, deals: pd.DataFrame, last: pd.DataFrame | None = None
+) -> npt.NDArray[np.bool_]:
+    """Deals whose last seller request is still unanswered (snapshot order); `last`: the
+    history's `_last_requests` when the caller has them already."""
+    out = np.zeros(len(deals), dtype=bool)
+    last = _last_requests(history) if last is None else last
+    if last is None:
         return out
-    last = history.requests.sort_values("requested_at", kind="stable").groupby("deal_id").tail(1)
     open_ids = last.loc[last["response"].astype(str) == SellerResponse.PENDING, "deal_id"]
     pos = pd.Index(deals["deal_id"]).get_indexer(open_ids)
     out[pos[pos >= 0]] = True
@@ -119,8 +131,15 @@ def deal_capacity(
             for c in ("expected", "actual", "allocation")
         )
         behind = (expected - actual) / max(booked, 1.0)
+    last_requests = _last_requests(history)  # read twice below: the awaited and the answered
     capacity, held = confident_cuts(
-        inputs, table, remaining, policy, moved, behind, awaiting=_awaiting(history, deals)
+        inputs,
+        table,
+        remaining,
+        policy,
+        moved,
+        behind,
+        awaiting=_awaiting(history, deals, last_requests),
     )
     # The caller's own forecasts: per deal in the snapshot (capacity_forecast >= 0), or all of
     # them through build_plan(forecast=...).
@@ -139,11 +158,8 @@ def deal_capacity(
         )
     capacity_column = capacity.copy()  # before the seller answers cap it
     capped = np.zeros(len(deals), dtype=bool)
-    if history is not None and len(history.requests):
-        ordered = history.requests.sort_values("requested_at", kind="stable")
-        last = ordered.groupby("deal_id").tail(1)
-        spent = values_of(deals, SPENT_COLUMN[snapshot.pacing.budget_type], np.int64)
-        remaining = np.maximum(values_of(deals, "allocation", np.int64) - spent, 0)
+    if last_requests is not None:
+        last = last_requests  # spent and remaining as read above
         index = pd.Index(deals["deal_id"])
         pos = index.get_indexer(last["deal_id"])
         ok = pos >= 0
