@@ -648,17 +648,23 @@ class SqlStore:
         available_inventory: int | None = None,
     ) -> None:
         """Records a seller's answer to one request of `plan` (the latest answer counts: a
-        seller may answer PENDING first, then ACCEPTED)."""
+        seller may answer PENDING first, then ACCEPTED). A request of a plan never approved was
+        never sent: answering it is WrongState, as no plan would read the answer."""
         with self._tx() as tx:
-            self._row(tx, plan)
+            state = self._row(tx, plan).state
             row = tx.execute(
-                sa.select(seller_requests.c.deal_id).where(
+                sa.select(seller_requests.c.deal_id, seller_requests.c.sent).where(
                     (seller_requests.c.plan_name == plan)
                     & (seller_requests.c.request_id == request_id)
                 )
             ).first()
             if row is None:
                 raise NotFound(f"{plan} has no seller request {request_id!r}")
+            if not row.sent:  # no plan reads it: an OK here would be an answer ignored
+                raise WrongState(
+                    f"{plan} request {request_id!r} was never sent to its seller: the plan is "
+                    f"{state} and was never approved; approve it (ReviewPlan) first"
+                )
             when = response_time or _now()
             tx.execute(
                 seller_requests.update()

@@ -528,7 +528,9 @@ class RecordSellerResponseRequest(_message.Message):
     plan: _builtins.str
     """The plan holding the request. Required."""
     request_id: _builtins.str
-    """The request answered. Required."""
+    """The request answered. Required. It must have been sent: a request of a plan never
+    approved (PROPOSED, REJECTED, or superseded before approval) is FAILED_PRECONDITION.
+    """
     response: _plan_pb2.SellerResponseKind.ValueType
     """The answer. Required. IAB seller-agent statuses map as pending_approval -> PENDING,
     approved -> ACCEPTED, rejected -> REJECTED, applied -> APPLIED, failed -> FAILED; PARTIAL

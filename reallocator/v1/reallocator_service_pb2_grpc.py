@@ -151,7 +151,8 @@ class ReallocatorServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RecordSellerResponse(self, request, context):
-        """Records a seller's response to an adjustment request; it feeds the next plan.
+        """Records a seller's response to an adjustment request; it feeds the next plan. Only a
+        request that was sent (its plan approved) takes an answer: FAILED_PRECONDITION else.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -60,7 +60,9 @@ class ReallocatorServiceStub:
     RollbackPlan: _grpc.UnaryUnaryMultiCallable[_reallocator_service_pb2.RollbackPlanRequest, _reallocator_service_pb2.RollbackPlanResponse]
     """Rolls an applied plan back to the allocations before it."""
     RecordSellerResponse: _grpc.UnaryUnaryMultiCallable[_reallocator_service_pb2.RecordSellerResponseRequest, _reallocator_service_pb2.RecordSellerResponseResponse]
-    """Records a seller's response to an adjustment request; it feeds the next plan."""
+    """Records a seller's response to an adjustment request; it feeds the next plan. Only a
+    request that was sent (its plan approved) takes an answer: FAILED_PRECONDITION else.
+    """
     GetPlan: _grpc.UnaryUnaryMultiCallable[_reallocator_service_pb2.GetPlanRequest, _reallocator_service_pb2.GetPlanResponse]
     """Reads one plan."""
     ListPlans: _grpc.UnaryUnaryMultiCallable[_reallocator_service_pb2.ListPlansRequest, _reallocator_service_pb2.ListPlansResponse]
@@ -102,7 +104,9 @@ class ReallocatorServiceAsyncStub(ReallocatorServiceStub):
     RollbackPlan: _aio.UnaryUnaryMultiCallable[_reallocator_service_pb2.RollbackPlanRequest, _reallocator_service_pb2.RollbackPlanResponse]  # type: ignore[assignment]
     """Rolls an applied plan back to the allocations before it."""
     RecordSellerResponse: _aio.UnaryUnaryMultiCallable[_reallocator_service_pb2.RecordSellerResponseRequest, _reallocator_service_pb2.RecordSellerResponseResponse]  # type: ignore[assignment]
-    """Records a seller's response to an adjustment request; it feeds the next plan."""
+    """Records a seller's response to an adjustment request; it feeds the next plan. Only a
+    request that was sent (its plan approved) takes an answer: FAILED_PRECONDITION else.
+    """
     GetPlan: _aio.UnaryUnaryMultiCallable[_reallocator_service_pb2.GetPlanRequest, _reallocator_service_pb2.GetPlanResponse]  # type: ignore[assignment]
     """Reads one plan."""
     ListPlans: _aio.UnaryUnaryMultiCallable[_reallocator_service_pb2.ListPlansRequest, _reallocator_service_pb2.ListPlansResponse]  # type: ignore[assignment]
@@ -177,7 +181,9 @@ class ReallocatorServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _reallocator_service_pb2.RecordSellerResponseRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_reallocator_service_pb2.RecordSellerResponseResponse, _abc.Awaitable[_reallocator_service_pb2.RecordSellerResponseResponse]]:
-        """Records a seller's response to an adjustment request; it feeds the next plan."""
+        """Records a seller's response to an adjustment request; it feeds the next plan. Only a
+        request that was sent (its plan approved) takes an answer: FAILED_PRECONDITION else.
+        """
 
     @_abc_1.abstractmethod
     def GetPlan(

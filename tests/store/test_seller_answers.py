@@ -84,3 +84,52 @@ def test_applied_failed_and_declared_inventory(stub: rpc.ReallocatorServiceStub)
     )
     assert bad.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "available_inventory" in (bad.details() or "")
+
+
+def test_an_answer_to_a_request_never_sent_is_refused(stub: rpc.ReallocatorServiceStub) -> None:
+    """A proposed plan's requests were never sent: no plan would read an answer to one, so
+    OK would be an answer silently ignored. FAILED_PRECONDITION, nothing stored; once the plan
+    is approved the same answer is taken."""
+    plan = stub.Replan(_request("iab-unsent"), timeout=60).plan
+    assert plan.state == plan_pb2.PLAN_STATE_PROPOSED
+    (asked,) = plan.seller_requests[:1]
+    answer = pb.RecordSellerResponseRequest(
+        plan=plan.name,
+        request_id=asked.request_id,
+        response=plan_pb2.SELLER_RESPONSE_KIND_ACCEPTED,
+        available_inventory=2_000_000_000,
+    )
+    refused = rpc_error(lambda: stub.RecordSellerResponse(answer, timeout=10))
+    assert refused.code() == grpc.StatusCode.FAILED_PRECONDITION
+    details = refused.details() or ""
+    assert asked.request_id in details and "never sent" in details and "PROPOSED" in details
+    stored = stub.GetPlan(pb.GetPlanRequest(name=plan.name), timeout=10).plan
+    (unanswered,) = [r for r in stored.seller_requests if r.request_id == asked.request_id]
+    assert unanswered.response == asked.response
+    assert len(stored.history) == len(plan.history)  # no event recorded
+    reviewed = stub.ReviewPlan(
+        pb.ReviewPlanRequest(name=plan.name, etag=plan.etag, decision=1), timeout=10
+    )
+    assert reviewed.plan.state == plan_pb2.PLAN_STATE_APPROVED
+    taken = stub.RecordSellerResponse(answer, timeout=10).request
+    assert taken.response == plan_pb2.SELLER_RESPONSE_KIND_ACCEPTED
+
+
+def test_an_answer_to_a_rejected_plans_request_is_refused(
+    stub: rpc.ReallocatorServiceStub,
+) -> None:
+    plan = stub.Replan(_request("iab-rejected"), timeout=60).plan
+    (asked,) = plan.seller_requests[:1]
+    stub.ReviewPlan(pb.ReviewPlanRequest(name=plan.name, etag=plan.etag, decision=2), timeout=10)
+    refused = rpc_error(
+        lambda: stub.RecordSellerResponse(
+            pb.RecordSellerResponseRequest(
+                plan=plan.name,
+                request_id=asked.request_id,
+                response=plan_pb2.SELLER_RESPONSE_KIND_REJECTED,
+            ),
+            timeout=10,
+        )
+    )
+    assert refused.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "REJECTED" in (refused.details() or "")
