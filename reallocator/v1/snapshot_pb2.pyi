@@ -279,7 +279,8 @@ class Deal(_message.Message):
     """Cost of one budget unit (one click, one complete, ...), in micros."""
     value_per_unit: _builtins.float
     """Value of one budget unit to the buyer (any consistent scale); the objective maximises it.
-    Finite and >= 0. Default 1: all units worth the same.
+    Finite, >= 0 and at most 1e100 (INVALID_ARGUMENT beyond). Default 1: all units worth the
+    same.
     """
     @_builtins.property
     def delivered(self) -> Global___DeliveryTotals:

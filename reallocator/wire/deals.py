@@ -28,7 +28,13 @@ from reallocator.core.model import (
 )
 from reallocator.v1 import snapshot_pb2
 from reallocator.wire.arrow_guard import StreamRejected, read_checked
-from reallocator.wire.limits import DEFAULT_LIMITS, MAX_AMOUNT, MAX_PRICE_MICROS, WireLimits
+from reallocator.wire.limits import (
+    DEFAULT_LIMITS,
+    MAX_AMOUNT,
+    MAX_PRICE_MICROS,
+    MAX_VALUE_PER_UNIT,
+    WireLimits,
+)
 from reallocator.wire.timefields import to_datetime, to_timedelta
 from reallocator.wire.violations import Violations
 
@@ -604,8 +610,8 @@ def check_deals(
     value = t["value_per_unit"]
     errors.rows(
         form.path("value_per_unit"),
-        ~np.isfinite(value) | (value < 0),
-        lambda i: f"must be finite and non-negative (got {value[i]})",
+        ~np.isfinite(value) | (value < 0) | (value > MAX_VALUE_PER_UNIT),
+        lambda i: f"must be finite and non-negative, at most 1e100 (got {value[i]})",
     )
     rate = t["participation_rate"]
     bad_rate = raw.has_participation & (~np.isfinite(rate) | (rate <= 0) | (rate > 1))

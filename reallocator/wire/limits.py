@@ -20,6 +20,10 @@ micros. Sums of several such amounts then stay far inside int64."""
 MAX_PRICE_MICROS = 10**12
 """Largest eCPM or cost per unit (a million currency units): price x amount stays finite and
 far inside what float64 counts exactly enough for pacing."""
+MAX_VALUE_PER_UNIT = 1e100
+"""Largest value of one budget unit ("any consistent scale", so far beyond any real scale):
+value x amount x deals stays finite in float64, where 1e300 overflowed the objective's terms
+to inf (the plan stayed right, its objective and the server log did not)."""
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(2999, 12, 31, 23, 59, 59, tzinfo=UTC)
 """Timestamps a request may carry: adding any accepted duration stays within Python's datetime."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import warnings
 from datetime import timedelta
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from reallocator.core.plan.model import (
 )
 from reallocator.v1 import reallocator_service_pb2 as pb
 from reallocator.v1 import snapshot_pb2
+from reallocator.wire.limits import MAX_VALUE_PER_UNIT
 from reallocator.wire.snapshot import decode_snapshot
 from reallocator.wire.violations import Violations
 
@@ -173,6 +175,33 @@ def test_random_snapshots_give_verified_plans_or_a_named_conflict(n: int, seed: 
     check_plan(plan)
     changed = plan.deals["delta"].to_numpy() != 0
     assert all(re.search(r"\d", t) for t in plan.deals["rationale"][changed])
+    assert np.isfinite(plan.deals["marginal_value"]).all()
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n=st.integers(2, 40),
+    seed=st.integers(0, 5_000),
+    exponents=st.lists(st.floats(-324, 100), min_size=1, max_size=8),
+)
+def test_values_over_the_whole_accepted_range_plan_without_overflow(
+    n: int, seed: int, exponents: list[float]
+) -> None:
+    """value_per_unit is "any consistent scale" up to the wire's 1e100: values from subnormal
+    to 1e100 side by side give a verified plan with finite figures and no numpy warning (at
+    1e300, accepted before, the objective's terms overflowed to inf)."""
+    snapshot = decode(build_snapshot(random_snapshot_spec(n, seed, n_buckets=6), "columns"))
+    values = np.resize(np.power(10.0, np.asarray(exponents)), n)
+    values = np.minimum(values, MAX_VALUE_PER_UNIT)
+    deals = snapshot.deals.assign(value_per_unit=values)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        try:
+            plan = build_plan(dataclasses.replace(snapshot, deals=deals), relax=False)
+        except PlanRejected:
+            return
+    check_plan(plan)
+    assert np.isfinite(plan.solver.objective_value)
     assert np.isfinite(plan.deals["marginal_value"]).all()
 
 

@@ -161,7 +161,7 @@ def deal_specs(draw: st.DrawFn, deal_id: str) -> DealSpec:
         requests=draw(NON_NEGATIVE),
         ecpm_micros=draw(st.integers(0, 10**12)),
         cost_per_unit_micros=draw(optional(st.integers(1, 10**12))),
-        value_per_unit=draw(optional(st.floats(min_value=0.0, allow_infinity=False))),
+        value_per_unit=draw(optional(st.floats(min_value=0.0, max_value=1e100))),
         avails=draw(NON_NEGATIVE),
         bids=draw(NON_NEGATIVE),
         wins=draw(NON_NEGATIVE),

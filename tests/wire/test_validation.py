@@ -179,7 +179,7 @@ def negative_wins(r: pb.ReplanRequest) -> None:
 
 case_family(
     "bad_value_per_unit",
-    [math.nan, -1.0, -1e-300, math.inf],
+    [math.nan, -1.0, -1e-300, math.inf, 1.0000001e100, 1.7e308],
     lambda r, value: setattr(r.snapshot.deals[3], "value_per_unit", value),
     ("snapshot.deals[3].value_per_unit", "must be finite and non-negative"),
 )
