@@ -296,7 +296,7 @@ class StepLimits(_message.Message):
     """
     max_step_rel: _builtins.float
     """Step relative to the deal's current remaining allocation. Default 1.0 (it may double or
-    drop to zero in one plan).
+    drop to zero in one plan). This and the two below: at most 1e6.
     """
     max_step_rel_per_hour: _builtins.float
     """Most a deal's total allocation may move within any rolling hour, as a share of its total
@@ -339,7 +339,9 @@ Global___StepLimits: _TypeAlias = StepLimits  # noqa: Y015
 
 @_typing.final
 class ChurnWeights(_message.Message):
-    """Value lost per budget unit moved; larger weights keep plans closer to the current one."""
+    """Value lost per budget unit moved; larger weights keep plans closer to the current one.
+    Each finite, >= 0 and at most 1e100 (the scale of value_per_unit).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -475,7 +477,7 @@ Global___AutoApply: _TypeAlias = AutoApply  # noqa: Y015
 @_typing.final
 class RelaxationOrder(_message.Message):
     """The order in which constraint groups give way when a plan must be relaxed. The budget is
-    never exceeded.
+    never exceeded. Each weight > 0 and at most 1e100.
     """
 
     DESCRIPTOR: _descriptor.Descriptor

@@ -24,6 +24,9 @@ MAX_VALUE_PER_UNIT = 1e100
 """Largest value of one budget unit ("any consistent scale", so far beyond any real scale):
 value x amount x deals stays finite in float64, where 1e300 overflowed the objective's terms
 to inf (the plan stayed right, its objective and the server log did not)."""
+MAX_STEP_REL = 1e6
+"""Largest relative step limit (a share of the allocation; 1e6 is no limit at all): x amount
+stays finite."""
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(2999, 12, 31, 23, 59, 59, tzinfo=UTC)
 """Timestamps a request may carry: adding any accepted duration stays within Python's datetime."""

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from reallocator.core.model import Policy, SeverityTiers
 from reallocator.v1 import common_pb2, policy_pb2
+from reallocator.wire.limits import MAX_STEP_REL, MAX_VALUE_PER_UNIT
 from reallocator.wire.timefields import to_timedelta
 from reallocator.wire.violations import Violations
 
@@ -94,11 +95,16 @@ def decode_policy(
         if msg.step_limits.max_step_abs < 0:
             errors.add(f"{path}.step_limits.max_step_abs", "must not be negative")
         changes["step_abs"] = int(msg.step_limits.max_step_abs)
-    opt(msg.step_limits, "max_step_rel", "step_rel", "step_limits.")
-    opt(msg.step_limits, "max_step_rel_per_hour", "step_rel_per_hour", "step_limits.", low=0.0)
-    opt(msg.step_limits, "max_step_rel_per_day", "step_rel_per_day", "step_limits.", low=0.0)
-    opt(msg.churn, "deal", "churn_deal", "churn.")
-    opt(msg.churn, "channel", "churn_channel", "churn.")
+    # Upper bounds far past any meaning (a step of a million times the allocation is no limit;
+    # churn on the values' own scale, at most MAX_VALUE_PER_UNIT) keep weight x amount finite.
+    for name, key in (
+        ("max_step_rel", "step_rel"),
+        ("max_step_rel_per_hour", "step_rel_per_hour"),
+        ("max_step_rel_per_day", "step_rel_per_day"),
+    ):
+        opt(msg.step_limits, name, key, "step_limits.", high=MAX_STEP_REL)
+    opt(msg.churn, "deal", "churn_deal", "churn.", high=MAX_VALUE_PER_UNIT)
+    opt(msg.churn, "channel", "churn_channel", "churn.", high=MAX_VALUE_PER_UNIT)
     opt(msg.requests, "rate_tolerance", "request_tolerance", "requests.")
     if msg.requests.HasField("min_change"):
         if msg.requests.min_change < 0:
@@ -125,16 +131,12 @@ def decode_policy(
         )
     changes["severity"] = SeverityTiers(material=material, critical=critical)
 
-    opt(msg.relaxation, "group_bounds", "relax_group", "relaxation.", low=0.0, low_open=True)
-    opt(
-        msg.relaxation,
-        "deal_commitments",
-        "relax_commitment",
-        "relaxation.",
-        low=0.0,
-        low_open=True,
-    )
-    opt(msg.relaxation, "deal_limits", "relax_limit", "relaxation.", low=0.0, low_open=True)
+    for name, key in (
+        ("group_bounds", "relax_group"),
+        ("deal_commitments", "relax_commitment"),
+        ("deal_limits", "relax_limit"),
+    ):
+        opt(msg.relaxation, name, key, "relaxation.", low_open=True, high=MAX_VALUE_PER_UNIT)
     opt(msg, "beyond_forecast", "beyond_forecast", "", low=0.0, high=100.0)
     opt(msg, "pace_ahead", "pace_ahead", "", low=1.0, high=10.0)
     if msg.HasField("cap_unmeetable_minimums"):

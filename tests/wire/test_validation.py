@@ -797,6 +797,30 @@ def nan_churn(r: pb.ReplanRequest) -> None:
     r.policy.churn.deal = math.nan
 
 
+def _policy_number(group: str, name: str, value: float) -> Callable[[pb.ReplanRequest], None]:
+    return lambda r: setattr(getattr(r.policy, group), name, value)
+
+
+# Beyond these bounds weight x amount overflows float64 (the plan's objective became inf).
+for _group, _name, _value, _bound in (
+    ("churn", "deal", 1e101, "<= 1e+100"),
+    ("churn", "channel", 1.7e308, "<= 1e+100"),
+    ("relaxation", "group_bounds", 1e300, "<= 1e+100"),
+    ("relaxation", "deal_limits", 2e100, "<= 1e+100"),
+    ("step_limits", "max_step_rel", 1e300, "<= 1000000.0"),
+    ("step_limits", "max_step_rel_per_hour", 1e7, "<= 1000000.0"),
+    ("step_limits", "max_step_rel_per_day", 1.7e308, "<= 1000000.0"),
+):
+    CASES.append(
+        Case(
+            f"huge_{_name}",
+            "deals",
+            _policy_number(_group, _name, _value),
+            ((f"policy.{_group}.{_name}", _bound),),
+        )
+    )
+
+
 @case(("policy.step_limits.max_step_abs", "must not be negative"))
 def negative_step(r: pb.ReplanRequest) -> None:
     r.policy.step_limits.max_step_abs = -1
