@@ -66,5 +66,7 @@ __all__ = [
     "MAX_AMOUNT",
     "MAX_DURATION",
     "MAX_PRICE_MICROS",
+    "MAX_STEP_REL",
+    "MAX_VALUE_PER_UNIT",
     "WireLimits",
 ]
