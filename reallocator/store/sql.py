@@ -661,9 +661,14 @@ class SqlStore:
             if row is None:
                 raise NotFound(f"{plan} has no seller request {request_id!r}")
             if not row.sent:  # no plan reads it: an OK here would be an answer ignored
+                then = (
+                    "approve it (ReviewPlan) first"
+                    if state == "PROPOSED"
+                    else "only a PROPOSED plan can be, so its requests will never go out"
+                )
                 raise WrongState(
                     f"{plan} request {request_id!r} was never sent to its seller: the plan is "
-                    f"{state} and was never approved; approve it (ReviewPlan) first"
+                    f"{state} and was never approved; {then}"
                 )
             when = response_time or _now()
             tx.execute(

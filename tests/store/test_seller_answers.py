@@ -103,6 +103,7 @@ def test_an_answer_to_a_request_never_sent_is_refused(stub: rpc.ReallocatorServi
     assert refused.code() == grpc.StatusCode.FAILED_PRECONDITION
     details = refused.details() or ""
     assert asked.request_id in details and "never sent" in details and "PROPOSED" in details
+    assert "approve it (ReviewPlan) first" in details
     stored = stub.GetPlan(pb.GetPlanRequest(name=plan.name), timeout=10).plan
     (unanswered,) = [r for r in stored.seller_requests if r.request_id == asked.request_id]
     assert unanswered.response == asked.response
@@ -132,4 +133,38 @@ def test_an_answer_to_a_rejected_plans_request_is_refused(
         )
     )
     assert refused.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert "REJECTED" in (refused.details() or "")
+    details = refused.details() or ""
+    assert "REJECTED" in details and "will never go out" in details
+    assert "approve it" not in details  # a rejected plan can no longer be approved
+
+
+def test_an_answer_to_a_plan_superseded_before_approval_is_refused(
+    stub: rpc.ReallocatorServiceStub,
+) -> None:
+    """A newer Replan supersedes a plan nobody approved: its requests never went out, the
+    answer is refused (the message does not advise approving what can no longer be), and the
+    plan read back shows the request unanswered with no event added."""
+    plan = stub.Replan(_request("iab-superseded"), timeout=60).plan
+    (asked,) = plan.seller_requests[:1]
+    later = _request("iab-superseded")
+    later.snapshot.as_of.seconds += 3600
+    stub.Replan(later, timeout=60)
+    before = stub.GetPlan(pb.GetPlanRequest(name=plan.name), timeout=10).plan
+    assert before.state == plan_pb2.PLAN_STATE_SUPERSEDED
+    refused = rpc_error(
+        lambda: stub.RecordSellerResponse(
+            pb.RecordSellerResponseRequest(
+                plan=plan.name,
+                request_id=asked.request_id,
+                response=plan_pb2.SELLER_RESPONSE_KIND_ACCEPTED,
+            ),
+            timeout=10,
+        )
+    )
+    assert refused.code() == grpc.StatusCode.FAILED_PRECONDITION
+    details = refused.details() or ""
+    assert asked.request_id in details and "SUPERSEDED" in details
+    assert "approve it" not in details
+    after = stub.GetPlan(pb.GetPlanRequest(name=plan.name), timeout=10).plan
+    assert list(after.seller_requests) == list(before.seller_requests)
+    assert len(after.history) == len(before.history)
