@@ -5,19 +5,97 @@ bottleneck themselves). Bounded: every run stops after `--calls` calls or
 `--seconds`, whichever comes first. Prints p50/p99 latency and throughput, for one server
 process and for `--workers N` (one per core by default), and the throughput ratio.
 
+`--one-channel` runs the callers the other way many clients are written: one process, one
+channel, that many calls in flight at once (futures). grpcio sends them all over one
+connection, which the kernel gives one server process; the workers share such calls
+(server/peers.py), and this is what shows it.
+
     .venv/bin/python benchmarks/grpc_load.py [--clients 1 8 32] [--sizes 50 2000] [--workers 2]
+        [--one-channel]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
+import threading
+import time
+from typing import Any
 
+import grpc
 from assess_scaling import make_snapshot
 from replan_scaling import run, started_server
 
 from reallocator.v1 import reallocator_service_pb2 as pb
 from reallocator.wire.encode import encode_snapshot
+
+WORKER_HEADER = "x-reallocator-worker"
+
+
+def run_one_channel(
+    target: str, request: pb.ReplanRequest, inflight: int, calls: int, seconds: float
+) -> dict[str, Any]:
+    """One channel, `inflight` calls in flight at once (a new one as each ends), until `calls`
+    calls or `seconds`: p50/p99, calls/s and the share each server process computed."""
+    limit = 256 * 1024 * 1024
+    options = [("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)]
+    data = request.SerializeToString()
+    with grpc.insecure_channel(target, options) as channel:
+        call = channel.unary_unary(
+            "/reallocator.v1.ReallocatorService/Replan",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        for _ in range(3):
+            call(data, timeout=120)  # warm
+        lock, slots, finished = threading.Lock(), threading.Semaphore(inflight), threading.Event()
+        latencies: list[float] = []
+        workers: dict[str, int] = {}
+        errors = [0]
+        sent = [0]
+
+        def done(future: grpc.Future, start: float) -> None:
+            elapsed = time.perf_counter() - start
+            try:
+                future.result()
+                who = str(dict(future.trailing_metadata() or ()).get(WORKER_HEADER, "-"))
+            except grpc.RpcError:
+                who = "error"
+            with lock:
+                if who == "error":
+                    errors[0] += 1
+                else:
+                    latencies.append(elapsed)
+                workers[who] = workers.get(who, 0) + 1
+                if len(latencies) + errors[0] == sent[0] and stopping:
+                    finished.set()
+            slots.release()
+
+        stopping = False
+        started = time.perf_counter()
+        while sent[0] < calls and time.perf_counter() - started < seconds:
+            slots.acquire()
+            with lock:
+                sent[0] += 1
+            begin = time.perf_counter()
+            call.future(data, timeout=120).add_done_callback(lambda f, b=begin: done(f, b))
+        with lock:
+            stopping = True
+            if len(latencies) + errors[0] == sent[0]:
+                finished.set()
+        finished.wait(300)
+        wall = time.perf_counter() - started
+    latencies.sort()
+    n = len(latencies)
+    return {
+        "calls": n,
+        "errors": errors[0],
+        "p50": statistics.median(latencies) if n else float("nan"),
+        "p99": latencies[min(n - 1, round(0.99 * (n - 1)))] if n else float("nan"),
+        "rate": n / wall if wall > 0 else 0.0,
+        "workers": workers,
+    }
 
 
 def main() -> None:
@@ -28,6 +106,8 @@ def main() -> None:
                         help="server processes of the second run (default: the cores)")  # fmt: skip
     parser.add_argument("--calls", type=int, default=400, help="most calls per run (default 400)")
     parser.add_argument("--seconds", type=float, default=30.0, help="most seconds per run")
+    parser.add_argument("--one-channel", action="store_true",
+                        help="one process, one channel, --clients calls in flight")  # fmt: skip
     args = parser.parse_args()
     requests = {
         n: pb.ReplanRequest(
@@ -44,11 +124,15 @@ def main() -> None:
         with started_server(workers) as target:
             for n, request in requests.items():
                 for clients in args.clients:
-                    r = run(target, request, clients, args.calls, args.seconds)
+                    if args.one_channel:
+                        r = run_one_channel(target, request, clients, args.calls, args.seconds)
+                    else:
+                        r = run(target, request, clients, args.calls, args.seconds)
                     rates[(workers, n, clients)] = r["rate"]
+                    split = f"  {r['workers']}" if "workers" in r else ""
                     print(f"{workers:>10}{n:>10}{clients:>10}{r['calls']:>10.0f}"
                           f"{r['errors']:>10.0f}{r['p50'] * 1e3:>10.1f}{r['p99'] * 1e3:>10.1f}"
-                          f"{r['rate']:>10.1f}", flush=True)  # fmt: skip
+                          f"{r['rate']:>10.1f}{split}", flush=True)  # fmt: skip
     if args.workers > 1:
         print(f"\nthroughput with {args.workers} workers / 1 worker:")
         for n in args.sizes:

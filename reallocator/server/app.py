@@ -7,7 +7,9 @@ worker that dies and forwards SIGTERM/SIGINT. Every worker answers health checks
 its own: NOT_SERVING first for `drain_delay` while the listener still accepts (a load balancer
 sees it and stops sending), then in-flight calls get the rest of `grace_period` to finish, are
 cancelled (the servicer stops at its next phase), and the process exits — the whole drain takes
-`grace_period`, whatever a call is doing.
+`grace_period`, whatever a call is doing. The workers share CPU-bound calls: a busy one hands
+a call to an idle sibling over its private socket (server/peers.py), so the calls of a single
+connection use every core.
 """
 
 from __future__ import annotations
@@ -35,13 +37,23 @@ from grpc_reflection.v1alpha import reflection
 from threadpoolctl import threadpool_limits
 
 from reallocator.config import ServerConfig
-from reallocator.server.dispatch import Admission, generic_handler
+from reallocator.server.dispatch import Admission, Sharing, generic_handler
 from reallocator.server.memory import (
     collect_garbage_less_often,
     keep_large_buffers,
     return_freed_memory,
 )
 from reallocator.server.operations import Operations
+from reallocator.server.peers import (
+    CLOSED,
+    SHARED_METHODS,
+    Peers,
+    PeerSpec,
+    forwarder,
+    peer_spec,
+    start_private_server,
+    tagger,
+)
 from reallocator.server.servicer import ReallocatorServicer
 from reallocator.v1 import reallocator_service_pb2
 
@@ -62,12 +74,24 @@ class RunningServer:
     ops: Operations | None = None  # security and operations (server/operations.py)
     health_pool: futures.ThreadPoolExecutor | None = None
     admission: Admission | None = None  # the service's calls (their activity: server/memory.py)
+    peers: Peers | None = None  # calls shared with the sibling processes (server/peers.py)
+    private: tuple[grpc.Server, futures.ThreadPoolExecutor] | None = None  # their calls here
 
     def stop(self, grace: float | None = None) -> None:
         """Stops taking calls (health NOT_SERVING first) and lets in-flight calls finish for up
         to `grace` seconds; then releases the worker threads so the process can exit."""
         self.health.enter_graceful_shutdown()
-        self.server.stop(grace).wait((grace or 0.0) + 1.0)
+        if self.peers is not None:
+            self.peers.shut()
+        stopped = [self.server.stop(grace)]
+        if self.private is not None:
+            stopped.append(self.private[0].stop(grace))
+        for event in stopped:
+            event.wait((grace or 0.0) + 1.0)
+        if self.private is not None:
+            self.private[1].shutdown(wait=False, cancel_futures=True)
+        if self.peers is not None:
+            self.peers.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
         if self.health_pool is not None:
             self.health_pool.shutdown(wait=False, cancel_futures=True)
@@ -79,15 +103,22 @@ class RunningServer:
         then in-flight calls get what is left of `grace` before they are cancelled."""
         delay = min(delay, grace)
         self.health.enter_graceful_shutdown()
+        if self.peers is not None:
+            self.peers.shut()  # siblings stop sending calls here; those in flight finish
         log.info("draining: NOT_SERVING for %.1fs, then %.1fs for calls", delay, grace - delay)
         time.sleep(delay)
         self.stop(max(grace - delay, 0.0))
 
 
 def start_server(
-    config: ServerConfig, *, reuse_port: bool = False, process_index: int = 0
+    config: ServerConfig,
+    *,
+    reuse_port: bool = False,
+    process_index: int = 0,
+    peers: PeerSpec | None = None,
 ) -> RunningServer:
-    """Starts a server in this process (tests, and each worker of `serve`)."""
+    """Starts a server in this process (tests, and each worker of `serve`); with `peers`, it
+    shares CPU-bound calls with the other workers (server/peers.py)."""
     options = [
         ("grpc.max_receive_message_length", config.max_message_bytes),
         ("grpc.max_send_message_length", config.max_message_bytes),
@@ -109,14 +140,30 @@ def start_server(
         maximum_concurrent_rpcs=ops.maximum_concurrent_rpcs,
     )
     # --- end security and operations ---
-    admission = Admission(config.max_workers, config.max_pending_calls)
+    siblings = Peers(peers, process_index, config.max_message_bytes) if peers else None
+    admission = Admission(
+        config.max_workers,
+        config.max_pending_calls,
+        publish=siblings.publish if siblings else None,
+    )
     watches = Admission(config.max_watch_streams, 0)  # streams wait on the store, not a core
     servicer = ReallocatorServicer(config)
     if config.retention_days:
         threading.Thread(
             target=_purge_every_hour, args=(servicer, config.retention_days), daemon=True
         ).start()
-    server.add_generic_rpc_handlers((generic_handler(SERVICE, servicer, admission, watches),))
+    sharing, private = None, None
+    if siblings is not None:
+        tag = tagger(process_index)
+        sharing = Sharing(SHARED_METHODS, tag, forward=forwarder(siblings))
+        received = Sharing(
+            SHARED_METHODS, tag, forwarded=True, unavailable=ops.interceptor.unavailable
+        )
+        handler = generic_handler(SERVICE, servicer, admission, watches, received)
+        private = start_private_server(siblings, handler, ops.threads)
+    server.add_generic_rpc_handlers(
+        (generic_handler(SERVICE, servicer, admission, watches, sharing),)
+    )
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pool = futures.ThreadPoolExecutor(HEALTH_THREADS, thread_name_prefix="health")
     _add_health(server, health_servicer, health_pool)
@@ -132,6 +179,8 @@ def start_server(
     server.start()
     for name in ("", SERVICE.full_name):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    if siblings is not None:
+        siblings.open()
     ops.start(health_servicer, ("", SERVICE.full_name))  # metrics endpoint, SIGHUP, warnings
     watch = getattr(getattr(servicer, "store", None), "watch", None)  # tests replace the servicer
     if watch is not None and ops.serving is not None:
@@ -140,7 +189,9 @@ def start_server(
     log.info(
         "reallocator listening on %s:%d (pid %d) %s", config.host, port, os.getpid(), ops.describe()
     )
-    return RunningServer(server, port, health_servicer, executor, ops, health_pool, admission)
+    return RunningServer(
+        server, port, health_servicer, executor, ops, health_pool, admission, siblings, private
+    )
 
 
 def _add_health(
@@ -195,14 +246,16 @@ def _stop_event() -> threading.Event:
     return stopping
 
 
-def _serve_here(config: ServerConfig, reuse_port: bool, process_index: int = 0) -> None:
+def _serve_here(
+    config: ServerConfig, reuse_port: bool, process_index: int = 0, peers: PeerSpec | None = None
+) -> None:
     """One server in this process until SIGTERM/SIGINT, then the drain; then the process
     exits at once (a call still in a solver must not hold it past the grace period)."""
     stopping = _stop_event()
     one_blas_thread()
     keep_large_buffers()  # before the server's threads start
     collect_garbage_less_often()
-    running = start_server(config, reuse_port=reuse_port, process_index=process_index)
+    running = start_server(config, reuse_port=reuse_port, process_index=process_index, peers=peers)
     return_freed_memory(running.admission.activity if running.admission else None)
     while not stopping.wait(0.5):  # a timed wait wakes for signals on every platform
         pass
@@ -234,14 +287,14 @@ def _die_with_parent() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _worker(config: ServerConfig, log_level: int, index: int) -> None:
+def _worker(config: ServerConfig, log_level: int, index: int, peers: PeerSpec) -> None:
     """A worker process's entry point (spawned: it imports everything afresh)."""
     _die_with_parent()
     from reallocator.server import logs
 
     logs.configure(config.ops.log_format, logging.getLevelName(log_level))
     try:
-        _serve_here(config, reuse_port=True, process_index=index)
+        _serve_here(config, reuse_port=True, process_index=index, peers=peers)
     except OSError as exc:
         log.error("%s", exc)
         logging.shutdown()
@@ -274,17 +327,20 @@ def serve(config: ServerConfig) -> None:
         except OSError as exc:
             raise OSError(f"cannot listen on {config.address}: {exc.strerror}") from exc
         port = int(reservation.getsockname()[1])
-        _supervise(dataclasses.replace(config, port=port))
+        with peer_spec(config.workers) as peers:
+            _supervise(dataclasses.replace(config, port=port), peers)
 
 
-def _supervise(config: ServerConfig) -> None:
+def _supervise(config: ServerConfig, peers: PeerSpec) -> None:
     stopping = _stop_event()
     context = multiprocessing.get_context("spawn")
     level = logging.getLogger().getEffectiveLevel()
 
     def start(index: int) -> BaseProcess:
         process = context.Process(
-            target=_worker, args=(config, level, index), name=f"reallocator-worker-{index}"
+            target=_worker,
+            args=(config, level, index, peers),
+            name=f"reallocator-worker-{index}",
         )
         process.start()
         return process
@@ -308,6 +364,7 @@ def _supervise(config: ServerConfig) -> None:
                 break
             log.error("worker %d (pid %s) exited with %s; restarting", i, process.pid,
                       process.exitcode)  # fmt: skip
+            peers.loads[i] = CLOSED  # no call is sent to it until it serves again
             workers[i] = start(i)
     for process in workers:
         if process.is_alive() and process.pid is not None:

@@ -15,6 +15,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -91,7 +92,11 @@ class Admission:
     (a semaphore polled with a timeout sends a waiter that checks on its caller to the back,
     and under 32 callers a few waited seconds while others passed)."""
 
-    def __init__(self, running: int, waiting: int) -> None:
+    def __init__(
+        self, running: int, waiting: int, publish: Callable[[int], None] | None = None
+    ) -> None:
+        """`publish(admitted)` is told every change of the calls admitted (under the lock):
+        how the other server processes see this one's load (server/peers.py)."""
         self._lock = threading.Lock()
         self._free = running
         self._line: deque[threading.Event] = deque()
@@ -99,6 +104,7 @@ class Admission:
         self._calls = 0
         self._quiet_since = time.monotonic()
         self.running, self.capacity = running, running + waiting
+        self._publish = publish
 
     def activity(self) -> tuple[int, float]:
         """(calls admitted so far, seconds since the last one ended; 0.0 while any is in):
@@ -117,6 +123,8 @@ class Admission:
                 )
             self._admitted += 1
             self._calls += 1
+            if self._publish is not None:
+                self._publish(self._admitted)
             turn: threading.Event | None = None
             if self._free > 0 and not self._line:
                 self._free -= 1
@@ -134,6 +142,8 @@ class Admission:
         finally:
             with self._lock:
                 self._admitted -= 1
+                if self._publish is not None:
+                    self._publish(self._admitted)
                 if not self._admitted:
                     self._quiet_since = time.monotonic()
 
@@ -165,15 +175,44 @@ def _check_caller(context: grpc.ServicerContext, phase: str) -> None:
         raise Interrupted("CANCELLED", phase)
 
 
+@dataclass(frozen=True)
+class Sharing:
+    """How this process shares calls with its siblings (server/peers.py): `forward` hands a
+    call to a less busy one (None: none is; run it here), `tag` marks an answer with the worker
+    that computed it. A call that arrived forwarded (`forwarded`) is never forwarded again."""
+
+    methods: frozenset[str]
+    tag: Callable[[grpc.ServicerContext, Any, bool], None]
+    forward: Callable[[MethodDescriptor, bytes, grpc.ServicerContext], Any] | None = None
+    forwarded: bool = False
+    unavailable: Callable[[grpc.ServicerContext, Unavailable], None] | None = None
+    """Answers Unavailable where no interceptor does (the private server of forwarded calls)."""
+
+
 def _unary(
-    method: MethodDescriptor, impl: Callable[..., Any], admission: Admission | None
+    method: MethodDescriptor,
+    impl: Callable[..., Any],
+    admission: Admission | None,
+    sharing: Sharing | None = None,
 ) -> Callable[[bytes, grpc.ServicerContext], Any]:
+    shared = sharing is not None and method.name in sharing.methods
+    forward = sharing.forward if sharing is not None and shared else None
+
     def handle(data: bytes, context: grpc.ServicerContext) -> Any:
         request = _parse(method, data, context)
+        if forward is not None:
+            relayed = forward(method, data, context)
+            if relayed is not None:
+                return relayed
         try:
             with admission.slot(context) if admission else nullcontext():
-                return impl(request, context)
-        except Unavailable:
+                response = impl(request, context)
+            if shared:
+                sharing.tag(context, response, sharing.forwarded)  # type: ignore[union-attr]
+            return response
+        except Unavailable as exc:
+            if sharing is not None and sharing.unavailable is not None:
+                sharing.unavailable(context, exc)
             raise  # the operations interceptor answers it, with its retry hint
         except Exception as exc:  # every error maps to a status in one place
             _fail(method, exc, context)
@@ -235,10 +274,12 @@ def generic_handler(
     servicer: object,
     admission: Admission | None = None,
     streams: Admission | None = None,
+    sharing: Sharing | None = None,
 ) -> grpc.GenericRpcHandler:
     """One handler per method of `service`, bound to `servicer.<snake_case name>` if it exists;
     `admission` bounds how many calls run and wait at once, `streams` how many server streams
-    are open (they wait on the store, so they must not hold a call's slot)."""
+    are open (they wait on the store, so they must not hold a call's slot); `sharing`: calls
+    shared with the other server processes."""
     handlers: dict[str, grpc.RpcMethodHandler] = {}
     for method in service.methods:
         out = message_factory.GetMessageClass(method.output_type)
@@ -251,7 +292,7 @@ def generic_handler(
                 fn, request_deserializer=None, response_serializer=_serializer(out)
             )
         else:
-            fn = _unary(method, impl, admission) if impl else _unimplemented(method)
+            fn = _unary(method, impl, admission, sharing) if impl else _unimplemented(method)
             handlers[method.name] = grpc.unary_unary_rpc_method_handler(
                 fn, request_deserializer=None, response_serializer=_serializer(out)
             )

@@ -124,7 +124,7 @@ class CallInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
                 self._observe(response)
                 return response
             except Unavailable as exc:
-                self._unavailable(context, exc)
+                self.unavailable(context, exc)
             except BaseException:
                 call.failed = True
                 raise
@@ -143,7 +143,7 @@ class CallInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
                         logs.note_response(call.record, response)
                         yield response
             except Unavailable as exc:
-                self._unavailable(context, exc)
+                self.unavailable(context, exc)
             except BaseException:
                 call.failed = True
                 raise
@@ -189,7 +189,7 @@ class CallInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         attributes = {"rpc.method": call.full_method, "enduser.id": call.record.caller}
         scope.enter_context(span(self.tracer, call.full_method, attributes))
 
-    def _unavailable(self, context: grpc.ServicerContext, exc: Unavailable) -> None:
+    def unavailable(self, context: grpc.ServicerContext, exc: Unavailable) -> None:
         message = f"temporarily unavailable: {exc}"
         abort_with(context, retry_status(code_pb2.UNAVAILABLE, message, self.retry_after))
 
@@ -198,7 +198,8 @@ class CallInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         if self.metrics is None or not _has(response, "plan"):
             return
         plan = response.plan
-        self.metrics.plan_deals.observe(len(plan.deals))
+        counted = getattr(response, "deal_count", None)  # relayed from another worker
+        self.metrics.plan_deals.observe(len(plan.deals) if counted is None else counted)
         if plan.HasField("solver"):
             path = plan_pb2.SolverPath.Name(plan.solver.path)
             solve = plan.solver.solve_duration

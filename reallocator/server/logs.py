@@ -96,14 +96,15 @@ def note_request(request: Message) -> None:
 def note_response(record: CallRecord, response: Any) -> None:
     """Deals and plan status from an answer (the first field holding a plan or assessment)."""
     record.responses += 1
+    counted = getattr(response, "deal_count", None)  # an answer relayed from another worker
     plan = getattr(response, "plan", None)
     if isinstance(plan, Message) and response.HasField("plan"):
         record.plan_status = plan_pb2.PlanStatus.Name(plan.status)  # type: ignore[attr-defined]
-        record.deals = len(plan.deals)  # type: ignore[attr-defined]
+        record.deals = len(plan.deals) if counted is None else counted  # type: ignore[attr-defined]
         return
     assessment = getattr(response, "assessment", None)
     if isinstance(assessment, Message) and response.HasField("assessment"):
-        record.deals = len(assessment.deals)  # type: ignore[attr-defined]
+        record.deals = len(assessment.deals) if counted is None else counted  # type: ignore[attr-defined]
 
 
 def bind(record: CallRecord) -> Any:
