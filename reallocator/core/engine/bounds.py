@@ -29,6 +29,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from reallocator.core.engine.problem import (
+    FLOAT_MAX,
     NO_MAX,
     AllocationProblem,
     CodeArray,
@@ -36,6 +37,7 @@ from reallocator.core.engine.problem import (
     IntArray,
     capped_group_sum,
     group_sum,
+    power_of_two_unit,
 )
 from reallocator.core.model import (
     DELIVERED_COLUMN,
@@ -314,6 +316,11 @@ def build_problem(
     if value_slopes is None:
         value = values_of(deals, "value_per_unit", np.float64)
         value_slopes = np.nan_to_num(value, nan=0.0)[:, None]
+    # Values and churn weights in one power-of-two unit (problem.py), chosen before the churn
+    # weight is: churn_relative x values near the float limit would overflow it.
+    unit = objective_unit(value_slopes, policy)
+    if unit != 1.0:
+        value_slopes = value_slopes / unit
     notes: list[str] = []
     price_num = None
     money_cap = None
@@ -333,12 +340,13 @@ def build_problem(
         total=max(0, int(total)),
         value_slopes=value_slopes,
         value_breaks=value_breaks if value_breaks is not None else np.zeros((0, 0), np.int64),
-        lam_deal=churn_weight(policy, value_slopes, current),
-        lam_channel=policy.churn_channel,
+        lam_deal=churn_weight(policy, value_slopes, current, unit),
+        lam_channel=policy.churn_channel / unit,
         money_cap=money_cap,
         price_num=price_num,
         price_den=PRICE_DEN,
         time_limit=time_limit,
+        value_unit=unit,
     )
     report = BoundsReport(
         spent=spent,
@@ -357,9 +365,19 @@ def build_problem(
     return BuiltProblem(problem, report, seller_ids, channel_ids)
 
 
-def churn_weight(policy: Policy, value_slopes: FloatArray, current: IntArray) -> float:
+def objective_unit(value_slopes: FloatArray, policy: Policy) -> float:
+    """The problem's `value_unit` for these values and the policy's churn weights: 1 within
+    COEFFICIENT_RANGE (problem.py), else a power of two bringing the largest into [1, 2)."""
+    top = max(float(np.abs(value_slopes).max(initial=0.0)), policy.churn_deal, policy.churn_channel)
+    return power_of_two_unit(top)
+
+
+def churn_weight(
+    policy: Policy, value_slopes: FloatArray, current: IntArray, unit: float = 1.0
+) -> float:
     """lam_deal: `churn_deal` plus `churn_relative` x the campaign's own value per unit (the
     first value segment's slope, averaged over deals weighted by what they hold, else plainly).
+    `value_slopes` and the weight are in multiples of `unit` (the problem's `value_unit`).
 
     Scaled to the campaign's value, a default means the same at every currency scale: a move
     from one deal to another must gain 2 x churn_relative of the value per unit it moves, so
@@ -368,21 +386,24 @@ def churn_weight(policy: Policy, value_slopes: FloatArray, current: IntArray) ->
     on both sides but free budget that would otherwise be unplaced.
     A constant on the currency's scale instead (0.01 per micro) outweighs every value slope
     10,000-fold and makes value irrelevant to the plan."""
+    deal = policy.churn_deal / unit
     if policy.churn_relative <= 0 or value_slopes.size == 0:
-        return policy.churn_deal
-    first = np.nan_to_num(value_slopes[:, 0], nan=0.0)
+        return deal
+    first = np.nan_to_num(value_slopes[:, 0], nan=0.0, posinf=FLOAT_MAX, neginf=-FLOAT_MAX)
+    # The mean on a power-of-two scale of the values (exact: the same bits when it is 1), so
+    # that no product in it overflows; the weight then stays finite by the cap below.
+    scale = power_of_two_unit(float(np.abs(first).max(initial=0.0)))
+    first = first / scale if scale != 1.0 else first
     weight = current.astype(np.float64)
     total = float(weight.sum())
-    with np.errstate(over="ignore", invalid="ignore"):  # values near the float limit
-        mean = float(np.dot(first, weight / total)) if total > 0 else float(first.mean())
-        lam = policy.churn_deal + policy.churn_relative * max(
-            float(np.nan_to_num(mean, nan=0.0, posinf=MAX_CHURN, neginf=0.0)), 0.0
-        )
+    mean = float(np.dot(first, weight / total)) if total > 0 else float(first.mean())
+    lam = deal + policy.churn_relative * max(mean, 0.0) * scale
     return float(min(lam, MAX_CHURN))
 
 
 MAX_CHURN = 1e300
-"""The largest churn weight (finite, whatever values a caller sends: it already freezes a plan)."""
+"""The largest churn weight (finite, whatever values a caller sends: it already freezes a plan).
+`build_problem` holds the weight in the values' own unit, where it never comes near."""
 
 
 def build_from_snapshot(

@@ -51,7 +51,13 @@ from ortools.linear_solver.python import model_builder_helper as mbh
 
 from reallocator.core.engine.errors import InfeasibleProblem, NoFeasiblePlan
 from reallocator.core.engine.flow import fits_network, max_deliverable
-from reallocator.core.engine.problem import NO_MAX, AllocationProblem, FloatArray, IntArray
+from reallocator.core.engine.problem import (
+    NO_MAX,
+    AllocationProblem,
+    FloatArray,
+    IntArray,
+    from_unit_array,
+)
 from reallocator.core.engine.result import LpDuals
 from reallocator.core.engine.segments import Pieces, fold_pieces
 
@@ -226,7 +232,9 @@ def _per_deal(model: _Model, values: FloatArray) -> FloatArray:
 
 
 def _duals(problem: AllocationProblem, dv: FloatArray) -> LpDuals:
+    """The row duals in plain values (the model's costs are in `problem.value_unit`)."""
     c, s = problem.n_channels, problem.n_sellers
+    dv = from_unit_array(dv, problem.value_unit)
     return LpDuals(
         channel=dv[:c],
         seller=dv[c : c + s],
@@ -258,7 +266,8 @@ def deliverable_lp(problem: AllocationProblem, time_limit: float | None = None) 
 
 @dataclass(frozen=True, eq=False)
 class ValueStage:
-    objective: float  # sum_i slope_i y_i + lam_channel * sum_c (a_c - b_c): value - churn + const
+    objective: float  # sum_i slope_i y_i + lam_channel * sum_c (a_c - b_c): value - churn + const,
+    # in multiples of problem.value_unit (marginal_check turns a difference of two into value)
     duals: LpDuals | None
     values: FloatArray  # fractional allocation per deal
 

@@ -19,10 +19,20 @@ The mathematics it stands for (x_d: new allocation of deal d, integer)::
 with f_d concave piecewise linear: slope value_slopes[d, k] between value_breaks[d, k-1] and
 value_breaks[d, k] (0 before the first break, +inf after the last); a_d = lam_above[d] and
 b_d = lam_below[d] (0 when None) charge a move against the deal's last one more than a fresh one.
+
+The objective's coefficients (value slopes and churn weights) are held in multiples of
+`value_unit`, a power of two: 1 while they lie within COEFFICIENT_RANGE, else chosen on
+construction so that the largest is in [1, 2). Value is "any consistent scale": above 1e30 a unit
+GLOP refused the costs (ABNORMAL), near 1e308 the objective's sums (value x amount) overflowed and
+the flow's cost scale turned inf x 0 = NaN. Dividing by a power of two is exact: the flow's
+integer costs and the engine's sums are the same bits on every scale, GLOP's costs the same up to
+a power of two (the same plans, duals within 1e-13). What leaves the engine as a value (objective
+parts, duals, marginal values) is multiplied back (`from_unit`).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +52,44 @@ MAX_TOTAL = 2**53
 """Largest total the engine takes: integers up to here are exact in float64 (the LP path) and
 leave the flow path's node sums far from int64 overflow. In micros it is 9 billion currency
 units per campaign and horizon; larger goals should use a coarser unit."""
+
+
+COEFFICIENT_RANGE = (2.0**-64, 2.0**64)
+"""Largest objective coefficient magnitudes the engine takes as they are (every realistic value
+scale, 5e-20 to 1.8e19): every sum of value or churn x amount stays far below float64's limit
+(2**64 x 2**53 x a few), GLOP takes the folded slopes as costs (it refuses more than 1e30), and
+the flow's cost scale R / max slope is finite. Beyond it, `value_unit` rescales them."""
+
+FLOAT_MAX = float(np.finfo(np.float64).max)
+
+
+def power_of_two_unit(top: float) -> float:
+    """1.0 when `top` (a largest magnitude) is 0, not finite or within COEFFICIENT_RANGE; else
+    the power of two 2**k with top / 2**k in [1, 2) (exact to divide by, whatever k)."""
+    low, high = COEFFICIENT_RANGE
+    if not math.isfinite(top) or top == 0.0 or low <= top <= high:
+        return 1.0
+    return math.ldexp(1.0, math.frexp(top)[1] - 1)
+
+
+def from_unit(x: float, unit: float) -> float:
+    """`x` multiples of `unit` as a plain number, clipped to float64's range: a figure beyond it
+    (value x amount at 1e308 a unit) reads as the largest float of its sign, not inf."""
+    if unit == 1.0:
+        return x
+    if unit < 1.0:
+        return x * unit  # at worst a gradual underflow
+    limit = FLOAT_MAX / unit  # exact: a power of two
+    return min(max(x, -limit), limit) * unit
+
+
+def from_unit_array(x: FloatArray, unit: float) -> FloatArray:
+    """`from_unit` per element; `x` itself when the unit is 1."""
+    if unit == 1.0:
+        return x
+    limit = FLOAT_MAX / unit if unit > 1.0 else FLOAT_MAX
+    out: FloatArray = np.clip(x, -limit, limit) * unit
+    return out
 
 
 def group_sum(values: npt.NDArray[Any], codes: CodeArray, n_groups: int) -> IntArray:
@@ -96,6 +144,9 @@ class AllocationProblem:
     price_num: IntArray | None = None  # money of x_d units = price_num_d * x_d / price_den
     price_den: int = 1
     time_limit: float = 10.0  # seconds, for the solvers that can stop early
+    value_unit: float = 1.0  # value per budget unit that 1.0 in value_slopes and the lam_*
+    # weights stands for: a power of two, 1 unless they lie beyond COEFFICIENT_RANGE (then
+    # __post_init__ divides them by one and multiplies it in here; see the module docstring)
 
     def __post_init__(self) -> None:
         put = object.__setattr__
@@ -121,7 +172,30 @@ class AllocationProblem:
             if getattr(self, name) is not None:
                 put(self, name, _as(getattr(self, name), np.float64, name, 1))
         put(self, "total", int(self.total))
+        self._rescale()
         self._validate(n)
+
+    def _rescale(self) -> None:
+        """Coefficients beyond COEFFICIENT_RANGE into a power-of-two `value_unit` (exact)."""
+        extras = [e for e in (self.lam_above, self.lam_below) if e is not None]
+        tops = [
+            max(float(a.max(initial=0.0)), -float(a.min(initial=0.0)))
+            for a in (self.value_slopes, *extras)
+        ]
+        tops += [abs(float(self.lam_deal)), abs(float(self.lam_channel))]
+        if not all(math.isfinite(t) for t in tops):
+            return  # _validate names what is not finite
+        unit = power_of_two_unit(max(tops))
+        if unit == 1.0:
+            return
+        put = object.__setattr__
+        put(self, "value_slopes", self.value_slopes / unit)
+        put(self, "lam_deal", float(self.lam_deal) / unit)
+        put(self, "lam_channel", float(self.lam_channel) / unit)
+        for name in ("lam_above", "lam_below"):
+            if getattr(self, name) is not None:
+                put(self, name, getattr(self, name) / unit)
+        put(self, "value_unit", float(self.value_unit) * unit)
 
     def _validate(self, n: int) -> None:
         for name in ("lb", "ub", "seller", "channel"):
@@ -167,6 +241,8 @@ class AllocationProblem:
                 raise ValueError("money cap, prices must be >= 0 and price_den >= 1")
         if not self.time_limit > 0:
             raise ValueError("time_limit must be > 0")
+        if not (math.isfinite(self.value_unit) and self.value_unit > 0):
+            raise ValueError("value_unit must be finite and > 0")
 
     @property
     def n_deals(self) -> int:

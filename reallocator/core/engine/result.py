@@ -27,18 +27,16 @@ class SolvePath(StrEnum):
 
 @dataclass(frozen=True)
 class ObjectiveParts:
-    """The objective in its parts, each in its own unit so a rationale can quote them."""
+    """The objective in its parts, each in its own unit so a rationale can quote them. The
+    value figures are plain values (not the problem's `value_unit`), each clipped to float64's
+    range: one beyond it (value x amount at 1e308 a unit) reads as the largest float."""
 
     delivered: int  # sum of the plan (budget units): priority (1)
     unspendable: int  # total - delivered: budget no feasible plan can place
     value: float  # sum_d f_d(x_d)
     churn_deal: float  # lam_deal * sum_d |x_d - c_d|
     churn_channel: float  # lam_channel * sum_c |X_c - C_c|
-
-    @property
-    def objective(self) -> float:
-        """Priority (2): value minus churn."""
-        return self.value - self.churn_deal - self.churn_channel
+    objective: float  # priority (2): value minus churn, taken before any part was clipped
 
 
 @dataclass(frozen=True)
@@ -66,7 +64,8 @@ class Binding:
 @dataclass(frozen=True, eq=False)
 class LpDuals:
     """Row duals of the value stage of the LP path (GLOP, maximisation): objective change per
-    budget unit of a binding limit. Zero for slack rows."""
+    budget unit of a binding limit, in plain values (like `ObjectiveParts`). Zero for slack
+    rows."""
 
     seller: npt.NDArray[np.float64]
     channel: npt.NDArray[np.float64]

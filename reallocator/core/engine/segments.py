@@ -14,6 +14,9 @@ which stays non-increasing, so g_d is concave and a maximiser fills pieces in or
 also places lower bounds: lb_d is laid on the first pieces (lower_i = clip(lb_d - start_i, 0,
 width_i)); an optimum that fills in order meets lb_d exactly when these piece minimums hold.
 The constant -lam_deal * c_d is left out of the pieces and added back when reporting.
+
+Slopes, churn and values here are in the problem's `value_unit` (problem.py), where no sum of
+them can overflow; `objective_parts` turns them into plain values.
 """
 
 from __future__ import annotations
@@ -78,7 +81,8 @@ def _churn(problem: AllocationProblem) -> tuple[float | FloatArray, float | Floa
 
 
 def churn_cost(problem: AllocationProblem, x: IntArray) -> float:
-    """The deal churn term of the objective for `x`: lam_deal |x - c| plus the extras."""
+    """The deal churn term of the objective for `x`: lam_deal |x - c| plus the extras (in
+    multiples of `problem.value_unit`)."""
     below, above = _churn(problem)
     moved = x.astype(np.float64) - problem.current
     cost = np.where(moved > 0, above * moved, -below * moved)
@@ -86,14 +90,16 @@ def churn_cost(problem: AllocationProblem, x: IntArray) -> float:
 
 
 def marginal_churn(problem: AllocationProblem, x: IntArray) -> FloatArray:
-    """Churn on the next unit of each deal: -(weight above c_d) at or above it, +(below) under."""
+    """Churn on the next unit of each deal: -(weight above c_d) at or above it, +(below) under
+    (in multiples of `problem.value_unit`)."""
     below, above = _churn(problem)
     out: FloatArray = np.where(x >= problem.current, -np.broadcast_to(above, x.shape), below)
     return out
 
 
 def deal_value(problem: AllocationProblem, x: IntArray) -> FloatArray:
-    """f_d(x_d) per deal, straight from the value segments (independent of the folding)."""
+    """f_d(x_d) per deal, straight from the value segments (independent of the folding), in
+    multiples of `problem.value_unit`."""
     n = problem.n_deals
     start = np.concatenate([np.zeros((n, 1), np.int64), problem.value_breaks], axis=1)
     end = np.concatenate(

@@ -19,7 +19,7 @@ import numpy as np
 from reallocator.core.engine.feasibility import check_necessary
 from reallocator.core.engine.flow import fits_network, solve_flow
 from reallocator.core.engine.lp import solve_lp
-from reallocator.core.engine.problem import AllocationProblem, IntArray, group_sum
+from reallocator.core.engine.problem import AllocationProblem, IntArray, from_unit, group_sum
 from reallocator.core.engine.result import (
     AllocationResult,
     LpDuals,
@@ -34,17 +34,23 @@ from reallocator.core.engine.verify import money_exceeds, verify_allocation
 
 
 def objective_parts(problem: AllocationProblem, x: IntArray) -> ObjectiveParts:
-    """The objective of any plan, computed from the problem's own definition (not the solver's)."""
+    """The objective of any plan, computed from the problem's own definition (not the solver's):
+    summed in the problem's `value_unit` (where no sum can overflow), then in plain values."""
     delivered = int(x.sum())
     moved_channel = group_sum(x, problem.channel, problem.n_channels) - (
         problem.current_channel_totals()
     )
+    value = float(deal_value(problem, x).sum())
+    churn_deal = churn_cost(problem, x)
+    churn_channel = problem.lam_channel * float(np.abs(moved_channel).sum(dtype=np.float64))
+    unit = problem.value_unit
     return ObjectiveParts(
         delivered=delivered,
         unspendable=problem.total - delivered,
-        value=float(deal_value(problem, x).sum()),
-        churn_deal=churn_cost(problem, x),
-        churn_channel=problem.lam_channel * float(np.abs(moved_channel).sum(dtype=np.float64)),
+        value=from_unit(value, unit),
+        churn_deal=from_unit(churn_deal, unit),
+        churn_channel=from_unit(churn_channel, unit),
+        objective=from_unit(value - churn_deal - churn_channel, unit),
     )
 
 

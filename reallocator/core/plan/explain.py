@@ -14,7 +14,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from reallocator.core.engine import AllocationProblem, AllocationResult, BoundsReport
-from reallocator.core.engine.problem import NO_MAX, group_sum
+from reallocator.core.engine.problem import NO_MAX, from_unit_array, group_sum, power_of_two_unit
 from reallocator.core.engine.segments import marginal_churn
 from reallocator.core.model import BudgetType, values_of
 from reallocator.core.plan.model import BindingKind, ReasonCode
@@ -85,7 +85,8 @@ def beyond_forecast(
 
 
 def marginal_slopes(problem: AllocationProblem, x: IntArray) -> FloatArray:
-    """Value of the next unit on each deal, churn included (slope of its folded curve at x+)."""
+    """Value of the next unit on each deal, churn included (slope of its folded curve at x+), in
+    multiples of `problem.value_unit`."""
     slopes = problem.value_slopes
     if slopes.shape[1] > 1:
         segment = (problem.value_breaks <= x[:, None]).sum(axis=1)
@@ -98,7 +99,8 @@ def marginal_slopes(problem: AllocationProblem, x: IntArray) -> FloatArray:
 
 def budget_price(problem: AllocationProblem, x: IntArray) -> float:
     """What one more unit of total budget is worth: the best next-unit value among deals that
-    can still grow (0 when none can, i.e. the extra unit would be unspendable)."""
+    can still grow (0 when none can, i.e. the extra unit would be unspendable), in multiples of
+    `problem.value_unit`."""
     room = x < problem.ub_capped
     if not room.any():
         return 0.0
@@ -128,6 +130,9 @@ def explain(
     binding = binding_kinds(problem, report, result, np.asarray(frame["locked"], bool))
     status = np.asarray(frame["status"], dtype=object)
     value = np.asarray(frame["value_per_unit"], np.float64)
+    # On a power-of-two scale (exact; 1 for every realistic value): value x amount in the
+    # average would overflow near the float limit.
+    value = value / power_of_two_unit(float(np.abs(value).max(initial=0.0)))
     givers = delta < 0
     # Nobody gave: budget no deal held is being placed, and no deal is "worth more" than a
     # giver there is not.
@@ -189,6 +194,7 @@ def explain(
         np.maximum(slope - price, 0.0),
         np.where(binding == BindingKind.DEAL_MIN, np.maximum(price - slope, 0.0), 0.0),
     )
+    marginal = from_unit_array(marginal, problem.value_unit)  # the duals are plain values
     if result.duals is not None:
         group_dual = result.duals.seller[problem.seller] * (binding == BindingKind.SELLER)
         group_dual += result.duals.channel[problem.channel] * (binding == BindingKind.CHANNEL)

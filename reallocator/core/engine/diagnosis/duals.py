@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from reallocator.core.engine.diagnosis.names import LOWERED, ViolationKind, parse_constraint
 from reallocator.core.engine.lp import value_stage
-from reallocator.core.engine.problem import NO_MAX, AllocationProblem
+from reallocator.core.engine.problem import NO_MAX, AllocationProblem, from_unit
 from reallocator.core.engine.result import AllocationResult
 
 
@@ -50,4 +50,4 @@ def marginal_check(
     delivered = result.objective.delivered
     base = value_stage(problem, delivered).objective
     moved = value_stage(relax_one(problem, constraint, delta), delivered).objective
-    return moved - base
+    return from_unit(moved - base, problem.value_unit)  # both in it: relax_one keeps the unit
