@@ -21,9 +21,10 @@ MAX_PRICE_MICROS = 10**12
 """Largest eCPM or cost per unit (a million currency units): price x amount stays finite and
 far inside what float64 counts exactly enough for pacing."""
 MAX_VALUE_PER_UNIT = 1e100
-"""Largest value of one budget unit ("any consistent scale", so far beyond any real scale):
-value x amount x deals stays finite in float64, where 1e300 overflowed the objective's terms
-to inf (the plan stayed right, its objective and the server log did not)."""
+"""Largest value of one budget unit ("any consistent scale", so far beyond any real scale). The
+engine plans in a power-of-two unit of its own (core/engine/problem.py), the same plan at every
+scale; this keeps the answer's figures (objective, marginal values: value x amount x deals)
+finite in float64."""
 MAX_STEP_REL = 1e6
 """Largest relative step limit (a share of the allocation; 1e6 is no limit at all): x amount
 stays finite."""
