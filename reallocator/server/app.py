@@ -160,7 +160,10 @@ def start_server(
             SHARED_METHODS, tag, forwarded=True, unavailable=ops.interceptor.unavailable
         )
         handler = generic_handler(SERVICE, servicer, admission, watches, received)
-        private = start_private_server(siblings, handler, ops.threads)
+        try:
+            private = start_private_server(siblings, handler, ops.threads)
+        except OSError as exc:  # this worker still forwards; it never opens to its siblings
+            log.warning("calls are not shared with this worker: %s", exc)
     server.add_generic_rpc_handlers(
         (generic_handler(SERVICE, servicer, admission, watches, sharing),)
     )
@@ -179,7 +182,7 @@ def start_server(
     server.start()
     for name in ("", SERVICE.full_name):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    if siblings is not None:
+    if siblings is not None and private is not None:
         siblings.open()
     ops.start(health_servicer, ("", SERVICE.full_name))  # metrics endpoint, SIGHUP, warnings
     watch = getattr(getattr(servicer, "store", None), "watch", None)  # tests replace the servicer

@@ -52,22 +52,30 @@ class PeerSpec:
     """What the supervisor hands each worker: the shared loads and the sockets' directory."""
 
     loads: SynchronizedArray[int]
-    directory: str
+    directory: str | None  # None: no place for the sockets (every worker runs its own calls)
 
     def socket(self, index: int) -> str:
+        if self.directory is None:
+            raise OSError("no directory for the workers' private sockets")
         return os.path.join(self.directory, f"worker-{index}.sock")
 
 
 @contextmanager
 def peer_spec(workers: int) -> Iterator[PeerSpec]:
     """A spec for `workers` processes (spawn context): every load CLOSED until the worker
-    serves; the directory (0700: only this user may call the private sockets) removed after."""
-    directory = tempfile.mkdtemp(prefix="reallocator-peers-")
+    serves; the directory (0700: only this user may call the private sockets) removed after.
+    Without a writable temporary directory the workers serve as before, each its own calls."""
+    try:
+        directory: str | None = tempfile.mkdtemp(prefix="reallocator-peers-")
+    except OSError as exc:
+        log.warning("calls are not shared between the workers: %s", exc)
+        directory = None
     loads = multiprocessing.get_context("spawn").Array("i", [CLOSED] * workers)
     try:
         yield PeerSpec(loads, directory)
     finally:
-        shutil.rmtree(directory, ignore_errors=True)
+        if directory is not None:
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 class Peers:
@@ -258,13 +266,19 @@ def start_private_server(
     peers: Peers, handler: grpc.GenericRpcHandler, threads: int
 ) -> tuple[grpc.Server, futures.ThreadPoolExecutor]:
     """The service on this worker's private socket, for its siblings' forwarded calls."""
-    path = peers.spec.socket(peers.index)
+    path = peers.spec.socket(peers.index)  # OSError without a directory
     if os.path.exists(path):  # a socket left by this worker's previous process
         os.unlink(path)
     pool = futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="peer")
     server = grpc.server(pool, options=peers._options)
     server.add_generic_rpc_handlers((handler,))
-    server.add_insecure_port(f"unix:{path}")
+    try:
+        bound = server.add_insecure_port(f"unix:{path}")
+    except RuntimeError:  # grpcio's word for a socket it cannot bind (a path too long, ...)
+        bound = 0
+    if not bound:
+        pool.shutdown(wait=False)
+        raise OSError(f"cannot listen on unix:{path}")
     server.start()
     return server, pool
 

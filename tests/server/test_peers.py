@@ -157,3 +157,25 @@ def test_serve_shares_one_connections_calls_between_its_workers() -> None:
                 if seen == {"0", "1"}:
                     break
     assert seen == {"0", "1"}
+
+
+def test_a_worker_that_cannot_open_its_socket_serves_its_own_calls(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A socket path past the OS's limit (a long TMPDIR), or no temporary directory at all:
+    the worker says so, never opens to its siblings, and serves every call itself."""
+    config = load_config(
+        env={}, host="127.0.0.1", port=0, database_url=f"sqlite:///{tmp_path / 'store.db'}"
+    )
+    with peer_spec(2) as spec:
+        spec = dataclasses.replace(spec, directory=str(tmp_path / ("d" * 200)))
+        running = start_server(config, process_index=0, peers=spec)
+        try:
+            assert running.private is None and spec.loads[0] == CLOSED
+            assert "not shared with this worker" in caplog.text
+            with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+                stub = rpc.ReallocatorServiceStub(channel)
+                assert stub.Replan(_request(), timeout=60).plan.deals
+            assert spec.loads[0] == CLOSED  # a call admitted did not open it
+        finally:
+            running.stop(grace=0)
