@@ -65,8 +65,9 @@ def peer_spec(workers: int) -> Iterator[PeerSpec]:
     """A spec for `workers` processes (spawn context): every load CLOSED until the worker
     serves; the directory (0700: only this user may call the private sockets) removed after.
     Without a writable temporary directory the workers serve as before, each its own calls."""
+    _remove_stale()
     try:
-        directory: str | None = tempfile.mkdtemp(prefix="reallocator-peers-")
+        directory: str | None = tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-")
     except OSError as exc:
         log.warning("calls are not shared between the workers: %s", exc)
         directory = None
@@ -76,6 +77,29 @@ def peer_spec(workers: int) -> Iterator[PeerSpec]:
     finally:
         if directory is not None:
             shutil.rmtree(directory, ignore_errors=True)
+
+
+_PREFIX = "reallocator-peers-"
+
+
+def _remove_stale() -> None:
+    """Directories a supervisor killed outright (SIGKILL: no cleanup) left behind: each named
+    after its supervisor's pid, removed when that process is gone."""
+    root = tempfile.gettempdir()
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return
+    for name in names:
+        pid = name.removeprefix(_PREFIX).split("-")[0]
+        if not name.startswith(_PREFIX) or not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+        except OSError:  # alive (another user's, or ours): left alone
+            continue
 
 
 class Peers:

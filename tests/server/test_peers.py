@@ -7,6 +7,11 @@ workers (their shared loads set by hand to decide where a call goes), then `real
 from __future__ import annotations
 
 import dataclasses
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -179,3 +184,24 @@ def test_a_worker_that_cannot_open_its_socket_serves_its_own_calls(
             assert spec.loads[0] == CLOSED  # a call admitted did not open it
         finally:
             running.stop(grace=0)
+
+
+def test_sockets_left_by_a_killed_supervisor_are_removed(tmp_path: Path) -> None:
+    """A supervisor killed outright cannot remove its sockets' directory; the next one does,
+    and leaves the directories of supervisors still alive."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    root = Path(tempfile.gettempdir())
+    stale = root / f"reallocator-peers-{dead.pid}-test"
+    alive = root / f"reallocator-peers-{os.getpid()}-test"
+    for path in (stale, alive):
+        path.mkdir(exist_ok=True)
+        (path / "worker-0.sock").write_text("")
+    try:
+        with peer_spec(2) as spec:
+            assert spec.directory is not None and Path(spec.directory).is_dir()
+            assert not stale.exists() and alive.exists()
+        assert not Path(spec.directory).exists()
+    finally:
+        shutil.rmtree(stale, ignore_errors=True)
+        shutil.rmtree(alive, ignore_errors=True)
