@@ -107,28 +107,33 @@ class Peers:
 
     def __init__(self, spec: PeerSpec, index: int, max_message_bytes: int) -> None:
         self.spec, self.index = spec, index
-        self._options = [
+        self.options = [
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
         ]
+        self._calls: dict[tuple[int, str], grpc.UnaryUnaryMultiCallable] = {}
         self._channels: dict[int, grpc.Channel] = {}
         self._lock = threading.Lock()
+        self._state = threading.Lock()  # publish and shut: CLOSED is never overwritten
         self._open = False
 
     def publish(self, admitted: int) -> None:
         """This worker's calls admitted (running and waiting), once it is open."""
-        if self._open:
-            self.spec.loads[self.index] = admitted
+        with self._state:
+            if self._open:
+                self.spec.loads[self.index] = admitted
 
     def open(self, admitted: int = 0) -> None:
         """Siblings may send calls here from now on."""
-        self._open = True
-        self.spec.loads[self.index] = admitted
+        with self._state:
+            self._open = True
+            self.spec.loads[self.index] = admitted
 
     def shut(self) -> None:
         """No more calls from siblings (draining); those in flight finish."""
-        self._open = False
-        self.spec.loads[self.index] = CLOSED
+        with self._state:
+            self._open = False
+            self.spec.loads[self.index] = CLOSED
 
     def pick(self) -> int | None:
         """The least loaded sibling (the lowest index among equals) when this worker is busy and
@@ -146,19 +151,26 @@ class Peers:
         load = loads[best]
         return best if load == 0 or own - load >= 2 else None
 
-    def channel(self, index: int) -> grpc.Channel:
+    def call(self, index: int, path: str) -> grpc.UnaryUnaryMultiCallable:
+        """Method `path` of sibling `index`, bytes in and out (one channel per sibling)."""
         with self._lock:
-            channel = self._channels.get(index)
-            if channel is None:
-                channel = grpc.insecure_channel(f"unix:{self.spec.socket(index)}", self._options)
-                self._channels[index] = channel
-            return channel
+            found = self._calls.get((index, path))
+            if found is None:
+                channel = self._channels.get(index)
+                if channel is None:
+                    socket = f"unix:{self.spec.socket(index)}"
+                    channel = self._channels[index] = grpc.insecure_channel(socket, self.options)
+                found = self._calls[(index, path)] = channel.unary_unary(
+                    path, request_serializer=None, response_deserializer=None
+                )
+            return found
 
     def close(self) -> None:
         with self._lock:
             for channel in self._channels.values():
                 channel.close()
             self._channels.clear()
+            self._calls.clear()
 
 
 @dataclass(frozen=True)
@@ -188,11 +200,7 @@ def forwarder(peers: Peers) -> Callable[[MethodDescriptor, bytes, grpc.ServicerC
         if target is None:
             return None
         remaining = context.time_remaining()
-        call = peers.channel(target).unary_unary(
-            f"/{method.containing_service.full_name}/{method.name}",
-            request_serializer=None,
-            response_deserializer=None,
-        )
+        call = peers.call(target, f"/{method.containing_service.full_name}/{method.name}")
         future = call.future(
             data,
             timeout=remaining,
@@ -294,7 +302,7 @@ def start_private_server(
     if os.path.exists(path):  # a socket left by this worker's previous process
         os.unlink(path)
     pool = futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="peer")
-    server = grpc.server(pool, options=peers._options)
+    server = grpc.server(pool, options=peers.options)
     server.add_generic_rpc_handlers((handler,))
     try:
         bound = server.add_insecure_port(f"unix:{path}")
