@@ -29,7 +29,6 @@ import numpy.typing as npt
 import pandas as pd
 
 from reallocator.core.engine.problem import (
-    FLOAT_MAX,
     NO_MAX,
     AllocationProblem,
     CodeArray,
@@ -389,15 +388,11 @@ def churn_weight(
     deal = policy.churn_deal / unit
     if policy.churn_relative <= 0 or value_slopes.size == 0:
         return deal
-    first = np.nan_to_num(value_slopes[:, 0], nan=0.0, posinf=FLOAT_MAX, neginf=-FLOAT_MAX)
-    # The mean on a power-of-two scale of the values (exact: the same bits when it is 1), so
-    # that no product in it overflows; the weight then stays finite by the cap below.
-    scale = power_of_two_unit(float(np.abs(first).max(initial=0.0)))
-    first = first / scale if scale != 1.0 else first
+    first = np.nan_to_num(value_slopes[:, 0], nan=0.0)
     weight = current.astype(np.float64)
     total = float(weight.sum())
     mean = float(np.dot(first, weight / total)) if total > 0 else float(first.mean())
-    lam = deal + policy.churn_relative * max(mean, 0.0) * scale
+    lam = deal + policy.churn_relative * max(mean, 0.0)
     return float(min(lam, MAX_CHURN))
 
 
