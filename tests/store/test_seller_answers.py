@@ -28,6 +28,12 @@ def _deals(plan: plan_pb2.Plan) -> list[tuple[str, int, int]]:
     return [(d.deal_id, d.new_allocation, d.capacity_forecast) for d in plan.deals]
 
 
+def _answer(
+    plan: plan_pb2.Plan, request_id: str, kind: plan_pb2.SellerResponseKind.ValueType
+) -> pb.RecordSellerResponseRequest:
+    return pb.RecordSellerResponseRequest(plan=plan.name, request_id=request_id, response=kind)
+
+
 def test_applied_failed_and_declared_inventory(stub: rpc.ReallocatorServiceStub) -> None:
     plan = stub.Replan(_request("iab-answers"), timeout=60).plan
     (asked,) = plan.seller_requests[:1]
@@ -93,12 +99,8 @@ def test_an_answer_to_a_request_never_sent_is_refused(stub: rpc.ReallocatorServi
     plan = stub.Replan(_request("iab-unsent"), timeout=60).plan
     assert plan.state == plan_pb2.PLAN_STATE_PROPOSED
     (asked,) = plan.seller_requests[:1]
-    answer = pb.RecordSellerResponseRequest(
-        plan=plan.name,
-        request_id=asked.request_id,
-        response=plan_pb2.SELLER_RESPONSE_KIND_ACCEPTED,
-        available_inventory=2_000_000_000,
-    )
+    answer = _answer(plan, asked.request_id, plan_pb2.SELLER_RESPONSE_KIND_ACCEPTED)
+    answer.available_inventory = 2_000_000_000
     refused = rpc_error(lambda: stub.RecordSellerResponse(answer, timeout=10))
     assert refused.code() == grpc.StatusCode.FAILED_PRECONDITION
     details = refused.details() or ""
@@ -122,16 +124,8 @@ def test_an_answer_to_a_rejected_plans_request_is_refused(
     plan = stub.Replan(_request("iab-rejected"), timeout=60).plan
     (asked,) = plan.seller_requests[:1]
     stub.ReviewPlan(pb.ReviewPlanRequest(name=plan.name, etag=plan.etag, decision=2), timeout=10)
-    refused = rpc_error(
-        lambda: stub.RecordSellerResponse(
-            pb.RecordSellerResponseRequest(
-                plan=plan.name,
-                request_id=asked.request_id,
-                response=plan_pb2.SELLER_RESPONSE_KIND_REJECTED,
-            ),
-            timeout=10,
-        )
-    )
+    answer = _answer(plan, asked.request_id, plan_pb2.SELLER_RESPONSE_KIND_REJECTED)
+    refused = rpc_error(lambda: stub.RecordSellerResponse(answer, timeout=10))
     assert refused.code() == grpc.StatusCode.FAILED_PRECONDITION
     details = refused.details() or ""
     assert "REJECTED" in details and "will never go out" in details
@@ -151,16 +145,8 @@ def test_an_answer_to_a_plan_superseded_before_approval_is_refused(
     stub.Replan(later, timeout=60)
     before = stub.GetPlan(pb.GetPlanRequest(name=plan.name), timeout=10).plan
     assert before.state == plan_pb2.PLAN_STATE_SUPERSEDED
-    refused = rpc_error(
-        lambda: stub.RecordSellerResponse(
-            pb.RecordSellerResponseRequest(
-                plan=plan.name,
-                request_id=asked.request_id,
-                response=plan_pb2.SELLER_RESPONSE_KIND_ACCEPTED,
-            ),
-            timeout=10,
-        )
-    )
+    answer = _answer(plan, asked.request_id, plan_pb2.SELLER_RESPONSE_KIND_ACCEPTED)
+    refused = rpc_error(lambda: stub.RecordSellerResponse(answer, timeout=10))
     assert refused.code() == grpc.StatusCode.FAILED_PRECONDITION
     details = refused.details() or ""
     assert asked.request_id in details and "SUPERSEDED" in details
