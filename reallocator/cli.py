@@ -34,6 +34,7 @@ def _serve(args: argparse.Namespace) -> int:
             solver_time_limit_seconds=args.solver_time_limit_seconds,
             grace_period_seconds=args.grace_period_seconds,
             workers=args.workers,
+            share_calls=args.share_calls,
             **_security_flags(args),
         )
     except ConfigError as exc:
@@ -263,6 +264,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         type=int,
         help="server processes sharing the port (default: one per core)",
+    )
+    serve.add_argument(
+        "--no-share-calls",
+        dest="share_calls",
+        action="store_const",
+        const=False,
+        help="each worker runs the calls of its own connections (default: a busy worker hands "
+        "Replan and AssessPacing calls to an idle one)",
     )
     serve.add_argument(
         "--max-message-bytes",

@@ -39,6 +39,9 @@ class ServerConfig:
     grace_period: timedelta = timedelta(seconds=5)  # on SIGTERM: the whole drain, at most
     drain_delay: timedelta = timedelta(seconds=1)  # ... of which NOT_SERVING, still accepting
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)  # server processes
+    # With workers > 1: a busy worker hands a Replan or AssessPacing to an idle sibling over a
+    # private Unix socket (server/peers.py), so one connection's calls use every core.
+    share_calls: bool = True
     max_pending_calls: int = 32  # calls waiting for a thread beyond max_workers; more: refused
     max_watch_streams: int = (
         8  # WatchCampaign streams open at once (beside the calls); more: refused
@@ -78,6 +81,7 @@ _ENV = {
     "REALLOCATOR_RETENTION_DAYS": ("retention_days", int),
     "REALLOCATOR_DRAIN_DELAY_SECONDS": ("drain_delay", float),
     "REALLOCATOR_WORKERS": ("workers", int),
+    "REALLOCATOR_SHARE_CALLS": ("share_calls", bool),
     "REALLOCATOR_MAX_PENDING_CALLS": ("max_pending_calls", int),
     "REALLOCATOR_MAX_WATCH_STREAMS": ("max_watch_streams", int),
     "REALLOCATOR_WATCH_POLL_SECONDS": ("watch_poll", float),
@@ -214,9 +218,10 @@ def load_config(
         if raw is None or raw == "":
             continue
         try:
-            value: Any = kind(raw)
+            value: Any = _bool_word(raw) if kind is bool else kind(raw)
         except ValueError as exc:
-            raise ConfigError(f"{var}: cannot read {raw!r} as {kind.__name__}") from exc
+            wanted = "true or false" if kind is bool else kind.__name__
+            raise ConfigError(f"{var}: cannot read {raw!r} as {wanted}") from exc
         if name in _DURATION_FIELDS:
             value = _seconds(var, value)
         config = dataclasses.replace(config, **{name: value})
@@ -360,6 +365,13 @@ _OPS_ENV = {
     "REALLOCATOR_LOG_FORMAT": ("ops", "log_format"),
 }
 _BOOL_WORDS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+
+
+def _bool_word(raw: str) -> bool:
+    """An environment variable's true or false (ValueError for any other word)."""
+    if raw.lower() not in _BOOL_WORDS:
+        raise ValueError(raw)
+    return _BOOL_WORDS[raw.lower()]
 
 
 def _set(config: ServerConfig, part: str, name: str, value: Any, where: str) -> ServerConfig:

@@ -93,6 +93,7 @@ BAD_ENV = [
     ("REALLOCATOR_PORT", "abc", "REALLOCATOR_PORT"),
     ("REALLOCATOR_PORT", "70000", "port"),
     ("REALLOCATOR_MAX_WORKERS", "0", "max_workers"),
+    ("REALLOCATOR_SHARE_CALLS", "maybe", "REALLOCATOR_SHARE_CALLS"),
     ("REALLOCATOR_MAX_MESSAGE_BYTES", "1000", "max_message_bytes"),
     ("REALLOCATOR_SOLVER_TIME_LIMIT_SECONDS", "-1", "REALLOCATOR_SOLVER_TIME_LIMIT_SECONDS"),
     ("REALLOCATOR_SOLVER_TIME_LIMIT_SECONDS", "nan", "REALLOCATOR_SOLVER_TIME_LIMIT_SECONDS"),
@@ -124,6 +125,7 @@ BAD_TOML = {
     "port_out_of_range": ("[server]\nport = 70000\n", "port"),
     "port_as_text": ('[server]\nport = "abc"\n', "port"),
     "host_as_number": ("[server]\nhost = 5\n", "host"),
+    "share_calls_as_text": ('[server]\nshare_calls = "no"\n', "server.share_calls"),
     "negative_duration": ("[server]\ngrace_period_seconds = -1\n", "grace_period_seconds"),
     "duration_as_text": ('[server]\nsolver_time_limit_seconds = "soon"\n', "solver_time_limit"),
     "policy_value_as_text": ('[policy]\nover_threshold = "high"\n', "policy.over_threshold"),
@@ -244,6 +246,20 @@ def test_serve_flags_override_env_and_toml(
     assert main(["serve", "--config", str(path), "--port", "1234"]) == 0
     (config,) = served
     assert (config.host, config.port, config.max_workers) == ("10.1.1.1", 1234, 3)
+
+
+def test_share_calls_from_toml_env_and_the_flag(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, served: list[ServerConfig]
+) -> None:
+    """On by default; `share_calls = false`, REALLOCATOR_SHARE_CALLS=0 or --no-share-calls
+    turn it off, and the environment overrides the file both ways."""
+    assert load_config(env={}).share_calls
+    off = _toml(tmp_path, "[server]\nshare_calls = false\n")
+    assert not load_config(off, env={}).share_calls
+    assert load_config(off, env={"REALLOCATOR_SHARE_CALLS": "true"}).share_calls
+    assert not load_config(env={"REALLOCATOR_SHARE_CALLS": "No"}).share_calls
+    assert main(["serve"]) == 0 and main(["serve", "--no-share-calls"]) == 0
+    assert [c.share_calls for c in served] == [True, False]
 
 
 DURATION_SPELLINGS = {

@@ -140,7 +140,13 @@ def start_server(
         maximum_concurrent_rpcs=ops.maximum_concurrent_rpcs,
     )
     # --- end security and operations ---
-    siblings = Peers(peers, process_index, config.max_message_bytes) if peers else None
+    # No directory for the private sockets (share_calls off, or none could be made): each
+    # worker runs its own calls, and nothing is published or forwarded.
+    siblings = (
+        Peers(peers, process_index, config.max_message_bytes)
+        if peers is not None and peers.directory is not None
+        else None
+    )
     admission = Admission(
         config.max_workers,
         config.max_pending_calls,
@@ -330,7 +336,7 @@ def serve(config: ServerConfig) -> None:
         except OSError as exc:
             raise OSError(f"cannot listen on {config.address}: {exc.strerror}") from exc
         port = int(reservation.getsockname()[1])
-        with peer_spec(config.workers) as peers:
+        with peer_spec(config.workers, share=config.share_calls) as peers:
             _supervise(dataclasses.replace(config, port=port), peers)
 
 

@@ -61,16 +61,18 @@ class PeerSpec:
 
 
 @contextmanager
-def peer_spec(workers: int) -> Iterator[PeerSpec]:
+def peer_spec(workers: int, share: bool = True) -> Iterator[PeerSpec]:
     """A spec for `workers` processes (spawn context): every load CLOSED until the worker
     serves; the directory (0700: only this user may call the private sockets) removed after.
-    Without a writable temporary directory the workers serve as before, each its own calls."""
+    Without a writable temporary directory, or with `share` False (`share_calls`), there is no
+    directory and each worker runs its own calls."""
     _remove_stale()
-    try:
-        directory: str | None = tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-")
-    except OSError as exc:
-        log.warning("calls are not shared between the workers: %s", exc)
-        directory = None
+    directory: str | None = None
+    if share:
+        try:
+            directory = tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-")
+        except OSError as exc:
+            log.warning("calls are not shared between the workers: %s", exc)
     loads = multiprocessing.get_context("spawn").Array("i", [CLOSED] * workers)
     try:
         yield PeerSpec(loads, directory)

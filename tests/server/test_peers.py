@@ -148,6 +148,7 @@ def test_serve_shares_one_connections_calls_between_its_workers() -> None:
     port = free_port()
     with _serve("--port", str(port), "--workers", "2") as proc:
         _wait_serving(proc, port)
+        assert _sockets_directories(proc.pid)
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = rpc.ReallocatorServiceStub(channel)
             request = _request()
@@ -162,6 +163,54 @@ def test_serve_shares_one_connections_calls_between_its_workers() -> None:
                 if seen == {"0", "1"}:
                     break
     assert seen == {"0", "1"}
+
+
+def _sockets_directories(supervisor: int) -> list[str]:
+    """The private sockets' directories a supervisor made (named after its pid)."""
+    prefix = f"reallocator-peers-{supervisor}-"
+    return [n for n in os.listdir(tempfile.gettempdir()) if n.startswith(prefix)]
+
+
+def test_serve_with_share_calls_off_keeps_each_connections_calls(tmp_path: Path) -> None:
+    """`--no-share-calls`: no private sockets are made (no directory for this supervisor) and
+    no call is forwarded: the answers carry no worker trailer, as with one worker."""
+    port = free_port()
+    with _serve("--port", str(port), "--workers", "2", "--no-share-calls") as proc:
+        _wait_serving(proc, port)
+        made = _sockets_directories(proc.pid)
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = rpc.ReallocatorServiceStub(channel)
+            with ThreadPoolExecutor(8) as pool:
+                calls = [
+                    pool.submit(stub.Replan.with_call, _request(), timeout=60) for _ in range(16)
+                ]
+                answers = [c.result() for c in calls]
+    assert not made
+    assert all(response.plan.deals for response, _ in answers)
+    assert {_worker(call) for _, call in answers} == {"?"}
+
+
+def test_a_worker_without_a_sockets_directory_shares_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`peer_spec(share=False)` makes no directory; a worker given such a spec publishes no
+    load, opens no socket, says nothing of it, and serves its calls."""
+    config = load_config(
+        env={}, host="127.0.0.1", port=0, database_url=f"sqlite:///{tmp_path / 'store.db'}"
+    )
+    with peer_spec(2, share=False) as spec:
+        assert spec.directory is None
+        running = start_server(config, process_index=0, peers=spec)
+        try:
+            assert running.private is None and running.peers is None
+            with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+                stub = rpc.ReallocatorServiceStub(channel)
+                response, call = stub.Replan.with_call(_request(), timeout=60)
+            assert response.plan.deals and _worker(call) == "?"
+            assert list(spec.loads) == [CLOSED, CLOSED]
+            assert "not shared" not in caplog.text
+        finally:
+            running.stop(grace=0)
 
 
 def test_a_worker_that_cannot_open_its_socket_serves_its_own_calls(
