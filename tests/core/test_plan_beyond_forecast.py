@@ -3,18 +3,21 @@ cannot absorb the remaining budget, buyer-paced deals take the rest in proportio
 forecasts, at most `beyond_forecast` x forecast each; guaranteed, locked and seller-capped deals
 are not stretched. Also the policy field on the wire: range check, round trip, and Replan.
 
-The snapshot: no recent delivery, so every forecast falls back to the seller-declared
-available inventory (small), and the lifetime budget is far above what they add up to."""
+The snapshot: no recent delivery; each deal's rate to date (1,000 USD in the first 5 of 25 days)
+projects 4,000 USD more, above every seller-declared available inventory, so every forecast is
+that declaration (small), and the lifetime budget is far above what they add up to."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from datetime import timedelta
 
 import numpy as np
 import pandas as pd
 import pytest
 from builders import (
+    AS_OF,
     DealSpec,
     SnapshotSpec,
     build_snapshot,
@@ -81,7 +84,8 @@ def spec(lifetime: int = 60 * B) -> SnapshotSpec:
         ),
         seller_ids=("s1", "s2", "s3"),
         channel_ids=("ctv", "display", "audio"),
-        pacing=lifetime_pacing(lifetime),
+        # 5 days elapsed, 20 to go: the rate to date projects 4x what each deal spent.
+        pacing=lifetime_pacing(lifetime, start=AS_OF - timedelta(days=5)),
     )
 
 

@@ -17,7 +17,7 @@ returned beside the capacity for the plan's rationale.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -312,6 +312,45 @@ def _rate_se(
         var = per_hour.sum(axis=1) / (count - 1)
         out: FloatArray = np.where(count >= 2, np.sqrt(var) / np.sqrt(count), np.nan)
     return out
+
+
+TOTALS_HOURLY_CV = 0.5
+"""The hour-to-hour spread (coefficient of variation of a deal's traffic-normalised hourly rate)
+assumed for a deal known only by its totals: no series, so none is measured. The simulator's
+series measure 0.26-0.29 at the median and 0.36-0.46 at the 90th percentile (steady, flash
+sale, discount, night pool); 0.5 errs towards holding a cut."""
+
+
+def with_totals_rate(
+    inputs: ForecastInputs,
+    spent: FloatArray,
+    avails: FloatArray,
+    elapsed_hours: float,
+) -> ForecastInputs:
+    """Deals with no recent series measured by their totals: the rate to date (delivered over
+    the opportunity hours elapsed in the flight), bid requests likewise, the hours elapsed as
+    the evidence, and a standard error from `TOTALS_HOURLY_CV` and the count of units won.
+
+    Without it such deals have no evidence at all and every forecast falls back to what the deal
+    holds: a caller that sends only totals would get plans that never move, however far a deal
+    is from its pace. A deal that joined the flight late reads low by the hours it missed."""
+    rows = ~np.isfinite(inputs.observed_rate) & inputs.active
+    if elapsed_hours <= 0 or not rows.any():
+        return inputs
+    hours = float(elapsed_hours)
+    rate = np.where(rows, spent / hours, inputs.observed_rate)
+    per_avail = np.where(avails > 0, avails / hours, np.nan)
+    avails_rate = np.where(rows, per_avail, inputs.avails_rate)
+    count = np.maximum(inputs.evidence_impressions.astype(np.float64), 1.0)
+    se = rate * np.sqrt(TOTALS_HOURLY_CV**2 / hours + 1.0 / count)
+    base_se = np.full(rows.shape, np.nan) if inputs.rate_se is None else inputs.rate_se
+    return replace(
+        inputs,
+        observed_rate=rate,
+        avails_rate=avails_rate,
+        evidence_hours=np.where(rows, hours, inputs.evidence_hours),
+        rate_se=np.where(rows, se, base_se),
+    )
 
 
 def starved_rate(

@@ -62,6 +62,7 @@ def deal_capacity(
         forecast_columns,
         pooled,
         starved_rate,
+        with_totals_rate,
     )
 
     deals, policy = snapshot.deals, snapshot.policy
@@ -88,6 +89,15 @@ def deal_capacity(
         active_buckets=active,
         bucket_weights=weights,
     )
+    spent = values_of(deals, SPENT_COLUMN[snapshot.pacing.budget_type], np.int64)
+    elapsed = assessment.opportunity_elapsed_hours
+    # Per opportunity hour, as the series' rates are once converted below (per_opportunity).
+    inputs = with_totals_rate(
+        inputs,
+        spent.astype(np.float64) / per_opportunity,
+        values_of(deals, "avails", np.float64) / per_opportunity,
+        elapsed,
+    )
     status = assessment.column(EntityKind.DEAL, "status")  # no frame built
     # Zero capacity (a cut to the spend) only on a confident stall, never on a verdict that
     # lacks its evidence.
@@ -95,14 +105,12 @@ def deal_capacity(
     stalled = (status == PacingStatus.STALLED) & (confidence >= policy.confidence_threshold)
     rate = inputs.observed_rate * per_opportunity
     avails_rate = inputs.avails_rate * per_opportunity
-    spent = values_of(deals, SPENT_COLUMN[snapshot.pacing.budget_type], np.int64)
     remaining = np.maximum(values_of(deals, "allocation", np.int64) - spent, 0)
     # A deal the plan starved (nothing left to spend), or one that delivered nothing without a
     # confident stall, is forecast from its supply, not from the delivery the plan prevented.
     # One that never won yet (its first hours were at night, or a stall cut it before it could)
     # is read at the campaign's typical win rate and units per win.
     supply_rate = avails_rate * pooled(inputs.win_rate) * pooled(inputs.units_per_win)
-    elapsed = assessment.opportunity_elapsed_hours
     to_date = spent / elapsed if elapsed > 0 else np.full(len(deals), np.nan)
     starved = ((remaining <= 0) | (rate == 0)) & ~stalled & inputs.active
     rate = starved_rate(rate, supply_rate, np.where(spent > 0, to_date, np.nan), starved)
