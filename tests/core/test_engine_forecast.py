@@ -317,15 +317,15 @@ def _stall_series(spend: np.ndarray, avails: np.ndarray) -> DeliverySeries:
     )
 
 
-def test_a_deal_live_again_after_a_stall_is_measured_from_the_stalls_end() -> None:
+def test_a_deal_live_again_after_a_stall_is_measured_outside_it() -> None:
     """Eight hours at 100, ten with neither delivery nor bid requests (a stall: the window is
-    6 h), then six at 300: the deal is forecast at 300 an hour on six hours of evidence, not at
-    the 24 h mean the outage dragged down (a deal whose supply returned would otherwise stay at
-    what the stall left it). Not so for a deal the plan left with nothing to spend (its bid
-    requests never stopped: no stall), a silence shorter than the stall window, or a stall
-    still going on."""
+    6 h), then six at 300: the deal is forecast on the fourteen live hours (2,600 / 14 an hour),
+    not at the 24 h mean the outage dragged down (a deal whose supply returned would otherwise
+    stay at what the stall left it). Not so for a deal the plan left with nothing to spend (its
+    bid requests never stopped: no stall), a silence shorter than the stall window, or a stall
+    still going on. Its impressions in those hours count as evidence."""
     deals = empty_deals(4)
-    deals["impressions"] = 10_000
+    deals["impressions"] = 10
     deals["spend_micros"] = 2_000_000
     deals["allocation"] = 5_000_000
     pattern = np.array([100.0] * 8 + [0.0] * 10 + [300.0] * 6)
@@ -335,8 +335,8 @@ def test_a_deal_live_again_after_a_stall_is_measured_from_the_stalls_end() -> No
     offered = np.where(spend > 0, 50.0, 0.0)
     offered[1] = 50.0  # supply all along: the silence was the plan's, not a stall
     x = ForecastInputs.from_snapshot(deals, _stall_series(spend, offered), BudgetType.SPEND, POLICY)
-    assert x.observed_rate[0] == 300.0
-    assert x.evidence_hours[0] == 6.0
+    assert x.observed_rate[0] == pytest.approx(2_600.0 / 14)
+    assert x.evidence_hours[0] == 14.0
     assert x.avails_rate[0] == 50.0
     assert x.observed_rate[1:].tolist() == pytest.approx(
         [pattern.sum() / 24, short.sum() / 24, ongoing.sum() / 24]
@@ -344,14 +344,32 @@ def test_a_deal_live_again_after_a_stall_is_measured_from_the_stalls_end() -> No
     assert x.evidence_hours[1:].tolist() == [24.0, 24.0, 24.0]
     assert x.avails_rate[1] == 50.0
     assert x.stalled.tolist() == [False, False, False, True]
-    # The spread is the post-stall hours' own: all at 300, none.
-    assert x.rate_se[0] == 0.0
+    # The series' impressions (a tenth of the spend), above the totals' 10.
+    assert x.evidence_impressions.tolist() == [260, 260, 310, 140]
+    # The spread is the live hours' own (two levels), not the outage's.
+    live = np.array([100.0] * 8 + [300.0] * 6)
+    assert x.rate_se[0] == pytest.approx(live.std(ddof=1) / np.sqrt(14))
 
 
-def test_the_rate_since_a_stall_is_per_traffic_weighted_hour() -> None:
-    """A morning after a night's outage is not an average hour: the rate since the stall is
-    its delivery over the traffic those hours carry (`bucket_weights`), so a deal live again
-    in the quiet hours is not read as slow."""
+def test_every_stall_that_ended_is_left_out_and_short_silences_are_not() -> None:
+    """Two nights without supply (8 h each, longer than the 6 h window) in a 48 h series and
+    a 3 h gap: the rate is read on the 32 hours outside the two nights, the short gap
+    included (it is the deal's own variation, not an outage)."""
+    deals = empty_deals(1)
+    deals["impressions"] = 10_000
+    day = [0.0] * 8 + [100.0] * 6 + [0.0] * 3 + [100.0] * 7
+    spend = np.array([day + day])
+    x = ForecastInputs.from_snapshot(
+        deals, _stall_series(spend, np.where(spend > 0, 5.0, 0.0)), BudgetType.SPEND, POLICY
+    )
+    assert x.evidence_hours[0] == 32.0
+    assert x.observed_rate[0] == pytest.approx(2_600.0 / 32)
+
+
+def test_the_rate_outside_a_stall_is_per_traffic_weighted_hour() -> None:
+    """A morning after a night's outage is not an average hour: the rate outside the stall is
+    the deal's delivery over the traffic those hours carry (`bucket_weights`), so a deal live
+    again in the quiet hours is not read as slow."""
     deals = empty_deals(1)
     deals["impressions"] = 10_000
     deals["spend_micros"] = 2_000_000
@@ -365,20 +383,21 @@ def test_the_rate_since_a_stall_is_per_traffic_weighted_hour() -> None:
         POLICY,
         bucket_weights=weights,
     )
-    assert x.observed_rate[0] == pytest.approx(300.0 / (6 * 0.5))
-    assert x.avails_rate[0] == pytest.approx(30.0 / (6 * 0.5))
-    assert x.evidence_hours[0] == 6.0
+    traffic = 10 * 1.2 + 6 * 0.5  # the live hours' weighted hours
+    assert x.observed_rate[0] == pytest.approx((1_000.0 + 300.0) / traffic)
+    assert x.avails_rate[0] == pytest.approx(16 * 5.0 / traffic)
+    assert x.evidence_hours[0] == 16.0
 
 
 @settings(max_examples=200, deadline=None)
 @given(data=st.data(), n=st.integers(1, 10), buckets=st.integers(1, 30), tail=st.integers(1, 8))
-def test_the_end_of_a_stall_is_found_as_a_plain_loop_finds_it(
+def test_the_stalls_that_ended_are_found_as_a_plain_loop_finds_them(
     data: st.DataObject, n: int, buckets: int, tail: int
 ) -> None:
-    """Against a loop: the bucket after the latest run of >= `tail` observed buckets with
-    neither delivery nor supply that a later live bucket ended (-1 where none; None when no
-    deal has one). Unobserved buckets neither end a run nor count in it."""
-    from reallocator.core.engine.forecast import _since_stall
+    """Against a loop: every observed bucket with neither delivery nor supply in a run of >=
+    `tail` such buckets that a later live bucket ended (None when no deal has one). Unobserved
+    buckets neither end a run nor count in it."""
+    from reallocator.core.engine.forecast import _past_stalls
 
     cells = n * buckets
 
@@ -390,21 +409,19 @@ def test_the_end_of_a_stall_is_found_as_a_plain_loop_finds_it(
     seen = np.array(data.draw(st.lists(st.booleans(), min_size=cells, max_size=cells)))
     seen = seen.reshape(n, buckets) | data.draw(st.booleans())
     masked, offered = np.where(seen, spend, 0.0), np.where(seen, avails, 0.0)
-    want = []
-    for row, offer, observed in zip(masked, offered, seen, strict=True):
-        run, end = 0, -1
+    want = np.zeros((n, buckets), dtype=bool)
+    for i, (row, offer, observed) in enumerate(zip(masked, offered, seen, strict=True)):
+        quiet: list[int] = []  # the observed silent buckets of the current run
         for j in range(buckets):
-            live = row[j] > 0 or offer[j] > 0
-            if live:
-                if run >= tail:
-                    end = j
-                run = 0
+            if row[j] > 0 or offer[j] > 0:
+                if len(quiet) >= tail:
+                    want[i, quiet] = True
+                quiet = []
             elif observed[j]:
-                run += 1
-        want.append(end)
-    got = _since_stall(masked, seen, tail, offered)
-    if max(want) < 0:
+                quiet.append(j)
+    got = _past_stalls(masked, seen, tail, offered)
+    if not want.any():
         assert got is None
     else:
         assert got is not None
-        assert got.tolist() == want
+        assert got.tolist() == want.tolist()

@@ -122,12 +122,12 @@ def test_a_confident_stall_keeps_only_what_it_may_deliver_after_it() -> None:
     assert row["reason"] == "STALLED" and row["capacity"] == 0 and row["new_allocation"] == 0
 
 
-def test_a_deal_back_from_a_stall_is_forecast_from_its_pace_since() -> None:
+def test_a_deal_back_from_a_stall_is_forecast_from_its_pace_outside_it() -> None:
     """Deal 0 delivered for two hours, stalled for ten (no delivery, no bid requests) and has
     delivered at its old pace for the last six, like its 29 equal peers all along. Read over
     the whole day its rate would be a third lower and the plan would cut it (the supply it has
-    again would go unbought); measured since the stall ended it is forecast, and planned, as
-    its peers are."""
+    again would go unbought); measured outside the stall it is forecast, and planned, as its
+    peers are."""
     hours, left = 18, 6
     per_hour = np.full((N, hours), 12e6)
     per_hour[0, 2:12] = 0.0

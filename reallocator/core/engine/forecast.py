@@ -114,6 +114,7 @@ class ForecastInputs:
         rate_se = np.full(n, np.nan)
         stalled = np.zeros(n, dtype=bool)
         stall_hours = np.zeros(n)
+        evidence_imps = values_of(deals, "impressions", np.int64)
         if delivery is not None and delivery.n_buckets:
             hours = delivery.bucket.total_seconds() / 3600.0
             act = np.ones(delivery.n_buckets, bool) if active_buckets is None else active_buckets
@@ -144,18 +145,33 @@ class ForecastInputs:
             recent = masked[:, -tail:].sum(axis=1)
             stalled = (n_hours >= tail * hours) & (recent <= 0)
             stall_hours = _silent_hours(masked, seen, act, hours)
-            since = _since_stall(masked, seen, tail, av)
-            if since is None:
+            stalls = _past_stalls(masked, seen, tail, av)
+            if stalls is None:
                 rate_se = _rate_se(series, seen, hours, bucket_weights)
             else:
-                # A deal live again after a stall inside the series is measured from the
-                # stall's end: the silent hours were the outage, not its rate (read over them,
-                # a deal whose supply returned stays at what the stall left it).
-                rate, avails_rate, n_hours, rate_se = _measured_since(
-                    since, series, masked, seen, av, hours, bucket_weights,
+                # A deal live again after a stall inside the series is measured outside it:
+                # the silent hours were the outage, not its rate (read over them, a deal whose
+                # supply returned stays at what the stall left it), and the hours before it
+                # are evidence of what the deal does when it is live (a night without supply
+                # every night, unknown to the dayparts, is such a stall every morning).
+                rate, avails_rate, n_hours, rate_se = _measured_outside(
+                    stalls, series, masked, seen, av, hours, bucket_weights,
                     (rate, avails_rate, n_hours),
                 )  # fmt: skip
             evidence = n_hours
+            # The series' own impressions (on the buckets the rate is read on) count as
+            # evidence beside the totals to date: a campaign whose budget is a day's counts its
+            # totals from midnight, while the series may hold the day before. Read only where
+            # the totals fall short of the minimum.
+            short = np.flatnonzero(evidence_imps < policy.min_evidence_impressions)
+            if short.size:
+                shown = np.asarray(delivery.impressions[short], dtype=np.float64)
+                read_on = seen[short] & ~np.isnan(shown)
+                if stalls is not None:
+                    read_on &= ~stalls[short]
+                in_series = np.where(read_on, shown, 0.0).sum(axis=1).astype(np.int64)
+                evidence_imps = evidence_imps.copy()  # values_of's view is read-only
+                evidence_imps[short] = np.maximum(evidence_imps[short], in_series)
         return cls(
             observed_rate=rate,
             participation_rate=values_of(deals, "participation_rate", np.float64),
@@ -167,7 +183,7 @@ class ForecastInputs:
                 0, values_of(deals, "allocation", np.int64) - units_total.astype(np.int64)
             ),
             evidence_hours=evidence,
-            evidence_impressions=values_of(deals, "impressions", np.int64),
+            evidence_impressions=evidence_imps,
             stalled=stalled,
             active=values_of(deals, "status") == DealStatus.ACTIVE,
             rate_se=rate_se,
@@ -191,40 +207,52 @@ def _silent_hours(
     return out
 
 
-def _since_stall(
+def _past_stalls(
     masked: FloatArray, seen: BoolArray, tail: int, offered: npt.NDArray[Any]
-) -> IntArray | None:
-    """Per deal, the bucket that ended its latest run of at least `tail` observed buckets with
-    neither delivery nor supply (bid requests): where it came out of a stall (-1: it did not;
-    None when no deal did). Supply counts as life: a deal the plan left with nothing to spend
-    bids on nothing, yet its bid requests show the stall is over. `masked` and `offered` are 0
-    where not `seen`: unobserved buckets carry a run without adding to it. Only the rows with
-    `tail` silent buckets at all are scanned, one bucket at a time across them (a series has
-    tens of buckets and a plan up to 100k deals: numpy's accumulations along short rows cost
-    ~10x more)."""
+) -> BoolArray | None:
+    """Per deal and bucket, whether the bucket lies in a stall the deal came out of: a run of at
+    least `tail` observed buckets with neither delivery nor supply (bid requests) that a live
+    bucket follows (None when no deal has one). Supply counts as life: a deal the plan left
+    with nothing to spend bids on nothing, yet its bid requests show the stall is over.
+    `masked` and `offered` are 0 where not `seen`: unobserved buckets carry a run without
+    adding to it. A stall still running at the end of the series is not one of them (the
+    stall outlook speaks for it). Only the rows with `tail` silent buckets at all are read."""
     live = (masked > 0) | (offered > 0)  # bid requests (0 where not seen; NaN compares False)
     silent = seen & ~live
     rows = np.flatnonzero(np.count_nonzero(silent, axis=1) >= tail)
     if rows.size == 0:
         return None
-    alive, quiet = np.asfortranarray(live[rows]), np.asfortranarray(silent[rows])
-    run = np.zeros(rows.size, dtype=np.int32)
-    at = np.full(rows.size, -1, dtype=np.int64)
-    for j in range(1, alive.shape[1]):
-        run += quiet[:, j - 1]
-        back = alive[:, j] & (run >= tail)
-        at[back] = j
-        run[alive[:, j]] = 0
-    hit = at >= 0
-    if not hit.any():
+    # Bucket by bucket across the deals (a series has tens of buckets and a plan up to 100k
+    # deals: numpy's accumulations along short rows cost several times more). Forward: the
+    # quiet buckets of each run so far; backward: each run's total, and whether a live bucket
+    # ends it.
+    alive, quiet = np.ascontiguousarray(live[rows].T), np.ascontiguousarray(silent[rows].T)
+    n_buckets, n_rows = alive.shape
+    so_far = np.empty((n_buckets, n_rows), dtype=np.int32)
+    run = np.zeros(n_rows, dtype=np.int32)
+    for j in range(n_buckets):
+        np.add(run, quiet[j], out=run)
+        np.copyto(run, 0, where=alive[j])
+        so_far[j] = run
+    stall = np.zeros((n_buckets, n_rows), dtype=bool)
+    total = so_far[-1].copy()  # the run the series ends in: still going, never a past stall
+    ended = np.zeros(n_rows, dtype=bool)
+    for j in range(n_buckets - 2, -1, -1):
+        nxt = alive[j + 1]  # a live bucket next: bucket j's run ends here, at its total
+        np.copyto(total, so_far[j], where=nxt)
+        ended |= nxt
+        np.greater_equal(total, tail, out=stall[j])
+        stall[j] &= quiet[j]
+        stall[j] &= ended
+    if not stall.any():
         return None
-    out = np.full(masked.shape[0], -1, dtype=np.int64)
-    out[rows[hit]] = at[hit]
+    out = np.zeros(masked.shape, dtype=bool)
+    out[rows] = stall.T
     return out
 
 
-def _measured_since(
-    since: IntArray,
+def _measured_outside(
+    stalls: BoolArray,
     series: FloatArray,
     masked: FloatArray,
     seen: BoolArray,
@@ -234,17 +262,16 @@ def _measured_since(
     measured: tuple[FloatArray, FloatArray, FloatArray],
 ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
     """The rate, avails rate and evidence hours (`measured`, as read over the whole series) of
-    the deals live again (`since` >= 0) read anew over the buckets from `since` on, and every
-    deal's standard error, over the buckets its rate is read on. The rates are per
-    traffic-weighted hour of those buckets (a morning after a night's outage is not an
-    average hour), which the caller's conversion to opportunity hours leaves as delivery per
-    opportunity hour of that stretch."""
+    the deals that came out of a stall, read anew over the buckets outside their stalls, and
+    every deal's standard error over the buckets its rate is read on. The
+    rates are per traffic-weighted hour of those buckets (a morning after a night's outage is
+    not an average hour), which the caller's conversion to opportunity hours leaves as delivery
+    per opportunity hour of them."""
     rate, avails_rate, n_hours = (m.copy() for m in measured)
-    rows = np.flatnonzero(since >= 0)
-    every = rows.size == since.size  # no row copies
+    rows = np.flatnonzero(stalls.any(axis=1))
+    every = rows.size == stalls.shape[0]  # no row copies
     shared = seen.strides[0] == 0  # one mask for all rows (the matrix form)
-    after = np.arange(masked.shape[1])[None, :] >= since[rows, None]
-    part = after & (seen[:1] if shared else seen[rows])
+    part = (seen[:1] if shared else seen[rows]) & ~stalls[rows]
     count = np.count_nonzero(part, axis=1)
     weighted = (count if weights is None else part @ np.asarray(weights, np.float64)) * hours
     spent = np.einsum("ij,ij->i", masked if every else masked[rows], part, dtype=np.float64)

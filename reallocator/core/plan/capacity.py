@@ -17,6 +17,12 @@ from reallocator.core.engine import ForecastInputs
 from reallocator.core.engine.bounds import SPENT_COLUMN
 from reallocator.core.model import CampaignSnapshot, DealType, table_of, values_of
 from reallocator.core.pacing.assessment import Assessment, EntityKind, PacingStatus
+from reallocator.core.pacing.calendar import (
+    PacingCalendar,
+    build_calendar,
+    campaign_span,
+    to_unix,
+)
 from reallocator.core.pacing.curves import PacingCurve
 from reallocator.core.plan.model import RequestHistory, SellerResponse
 
@@ -45,6 +51,23 @@ def _awaiting(
     return out
 
 
+def _series_calendar(snapshot: CampaignSnapshot, curve: PacingCurve) -> PacingCalendar:
+    """The calendar the recent series' buckets are read on: the curve's, or for a campaign
+    without dates (planned over the current instance of its budget period) one reaching back
+    to the series' start. Supply does not reset when a day's budget does: read on today's
+    calendar alone, yesterday's buckets would be outside it and every morning the forecast
+    would start again from nothing."""
+    calendar = curve.calendar
+    series = snapshot.delivery
+    assert series is not None
+    if campaign_span(snapshot.pacing) is not None:
+        return calendar
+    first = float(to_unix(series.window_start))
+    if first >= calendar.start:
+        return calendar
+    return build_calendar(snapshot.pacing, snapshot.timezone, series.window_start, calendar.end)
+
+
 def deal_capacity(
     snapshot: CampaignSnapshot,
     assessment: Assessment,
@@ -71,7 +94,7 @@ def deal_capacity(
     per_opportunity = 1.0
     if snapshot.delivery is not None:
         series = snapshot.delivery
-        opportunity = curve.calendar.bucket_opportunity(
+        opportunity = _series_calendar(snapshot, curve).bucket_opportunity(
             series.window_start, series.bucket, series.n_buckets
         )
         active = opportunity > 0
