@@ -321,8 +321,8 @@ def render_deal_rationales(
         pace = ""
         if paced[j]:
             pace = (
-                f"; pacing {ratio_l[j]:.0%} ({status_l[j]}), delivering {recent_t[j]} vs "
-                f"{need_t[j]} needed on its old allocation"
+                f"; pacing {ratio_l[j]:.0%} of its curve to date ({status_l[j]}), lately "
+                f"{recent_t[j]} where its old allocation needs {need_t[j]}"
             )
         if delta_l[j]:
             sign = "+" if delta_l[j] > 0 else "-"
