@@ -80,12 +80,9 @@ import argparse
 import itertools
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -93,15 +90,12 @@ from typing import Any, Protocol
 
 import grpc
 import numpy as np
+import replan_scaling
 from auction_world import MINUTES, FloatArray, World, build_world, hindsight
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from reallocator.v1 import common_pb2, pacing_pb2, plan_pb2, snapshot_pb2
 from reallocator.v1 import reallocator_service_pb2 as pb
 from reallocator.v1 import reallocator_service_pb2_grpc as rpc
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from ports import free_port  # the tests' ports: below the ephemeral range
 
 START = datetime(2026, 3, 2, tzinfo=UTC)  # a Monday; UTC, so no DST
 MICROS = 1_000_000
@@ -121,43 +115,10 @@ SCENARIOS = {
 # ---------------------------------------------------------------- the server
 
 
-@contextmanager
-def started_server(root: Path, workers: int = 1) -> Iterator[str]:
+def started_server(root: Path, workers: int = 1) -> AbstractContextManager[str]:
     """`reallocator serve` with default settings on loopback, its audit store under `root`
-    (the pattern of replan_scaling.started_server, with a temporary store)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REALLOCATOR_")}
-    for _ in range(3):
-        port = free_port()
-        command = [sys.executable, "-m", "reallocator.cli", "--log-level", "WARNING", "serve",
-                   "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
-                   "--database-url", f"sqlite:///{root / 'reallocator.db'}"]  # fmt: skip
-        proc = subprocess.Popen(command, env=env, cwd=root)
-        target = f"127.0.0.1:{port}"
-        try:
-            if _serving(target, proc):
-                yield target
-                return
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
-    raise RuntimeError("the server did not start (3 attempts)")
-
-
-def _serving(target: str, proc: subprocess.Popen[bytes]) -> bool:
-    with grpc.insecure_channel(target) as channel:
-        health = health_pb2_grpc.HealthStub(channel)
-        deadline = time.monotonic() + 60
-        while proc.poll() is None:
-            try:
-                reply = health.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return True
-            except grpc.RpcError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("the server did not report SERVING within 60 s")
-            time.sleep(0.2)
-    return False
+    (replan_scaling's, the service started as a README reader starts it)."""
+    return replan_scaling.started_server(workers, store=root)
 
 
 # ---------------------------------------------------------------- the simulation state

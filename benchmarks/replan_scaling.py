@@ -56,21 +56,26 @@ REPEATS = {50: 200, 1_000: 60, 10_000: 12, 100_000: 5}
 
 
 @contextmanager
-def started_server(workers: int | None, root: Path | None = None) -> Iterator[str]:
+def started_server(
+    workers: int | None, root: Path | None = None, store: Path | None = None
+) -> Iterator[str]:
     """`reallocator serve` as a README reader starts it (default settings), on loopback; with
-    `root`, the code of that checkout (its package first on the path) instead of this one. A
-    server that exits before it serves (its port taken in the meantime by another process on
+    `root`, the code of that checkout (its package first on the path) instead of this one; with
+    `store`, its audit store (SQLite) in that directory, which is also its working directory.
+    A server that exits before it serves (its port taken in the meantime by another process on
     a shared machine) is started again on another port, up to three times."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("REALLOCATOR_")}
     if root is not None:
         env["PYTHONPATH"] = str(root)
-    cwd = root or Path(__file__).resolve().parents[1]
+    cwd = store or root or Path(__file__).resolve().parents[1]
     for _ in range(3):
         port = free_port()
         command = [sys.executable, "-m", "reallocator.cli", "--log-level", "WARNING", "serve",
                    "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
         if workers is not None:
             command += ["--workers", str(workers)]
+        if store is not None:
+            command += ["--database-url", f"sqlite:///{store / 'reallocator.db'}"]
         proc = subprocess.Popen(command, env=env, cwd=cwd)
         target = f"127.0.0.1:{port}"
         try:
