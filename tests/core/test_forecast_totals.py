@@ -4,6 +4,7 @@ that follow delivery; too few hours elapsed and the deal keeps what it holds."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 import numpy as np
@@ -135,3 +136,47 @@ def test_totals_fill_only_the_active_deals_without_a_series(elapsed: float) -> N
 def test_no_hours_elapsed_leaves_the_inputs_as_they_are() -> None:
     inputs = _inputs([np.nan, np.nan], [0.0, 0.0])
     assert with_totals_rate(inputs, np.ones(2), np.ones(2), 0.0) is inputs
+
+
+def _three(policy: Policy) -> CampaignSnapshot:
+    """Ten days into a 30-day, 9,000 USD flight, totals only: `a` and `c` are measured (10 and
+    50 USD a day), `new` is not (500 impressions, under `min_evidence_impressions`): it is
+    forecast at the 2,995 USD it holds. The forecasts leave budget unplaced."""
+    deals = (
+        _deal("a", 4_000, 100, 1.0),
+        dataclasses.replace(_deal("new", 3_000, 5, 1.0), impressions=500),
+        _deal("c", 2_000, 500, 1.0),
+    )
+    spec = SnapshotSpec(
+        deals=deals,
+        seller_ids=("s1",),
+        channel_ids=("display",),
+        pacing=lifetime_pacing(
+            9_000 * USD, start=AS_OF - timedelta(days=10), end=AS_OF + timedelta(days=20)
+        ),
+    )
+    errors = Violations()
+    snapshot = decode_snapshot(build_snapshot(spec), policy, errors)
+    assert snapshot is not None, errors.items
+    return snapshot
+
+
+def test_a_deal_without_evidence_takes_budget_beyond_the_forecasts_last() -> None:
+    """With room enough beyond the measured deals' forecasts (`beyond_forecast` 5), the budget
+    they leave goes to them: the unmeasured deal keeps what it holds, no more (stretched in
+    proportion to that, it would grow on its own forecast plan after plan). With little room
+    (1), the measured deals fill theirs and the unmeasured one takes the rest."""
+    wide = build_plan(_three(Policy(beyond_forecast=5.0)))
+    new = dict(zip(wide.deals["deal_id"], wide.deals["new_total"], strict=True))
+    capacity = dict(zip(wide.deals["deal_id"], wide.deals["capacity"], strict=True))
+    assert wide.unspendable == 0
+    assert new["new"] == 5 * USD + capacity["new"] == 3_000 * USD
+    assert new["a"] > 100 * USD + capacity["a"] and new["c"] > 500 * USD + capacity["c"]
+    narrow = build_plan(_three(Policy(beyond_forecast=1.0)))
+    new = dict(zip(narrow.deals["deal_id"], narrow.deals["new_total"], strict=True))
+    capacity = dict(zip(narrow.deals["deal_id"], narrow.deals["capacity"], strict=True))
+    spent = {"a": 100 * USD, "new": 5 * USD, "c": 500 * USD}
+    for deal in ("a", "c"):  # filled to twice their forecasts
+        assert new[deal] - spent[deal] == 2 * capacity[deal]
+    assert new["new"] > 3_000 * USD
+    assert sum(new.values()) == 9_000 * USD

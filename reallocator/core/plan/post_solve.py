@@ -23,7 +23,7 @@ from reallocator.core.engine import (
 from reallocator.core.engine.diagnosis import marginal_check
 from reallocator.core.engine.problem import NO_MAX
 from reallocator.core.engine.stretch import stretch
-from reallocator.core.model import CampaignSnapshot, DealType, values_of
+from reallocator.core.model import CampaignSnapshot, DealType, text_of, values_of
 from reallocator.core.plan.conflicts import Solved
 from reallocator.core.plan.explain import beyond_forecast
 from reallocator.core.plan.prepare import Prepared
@@ -57,8 +57,10 @@ def post_solve(prepared: Prepared, solved: Solved) -> PostSolved:
     before = solved.problem
     problem, result, held = _hold_seller_decreases(snapshot, before, solved.result, report)
     result = _with_duals(problem, result)
+    # A deal forecast at what it holds for want of evidence ("booked") shows no capacity.
+    unmeasured = text_of(prepared.forecast_table, "method") == "booked"
     result, upper = _beyond_forecast(
-        snapshot, problem, report, result, prepared.capacity, prepared.capped
+        snapshot, problem, report, result, prepared.capacity, prepared.capped, unmeasured
     )
     # The deals a hold fixed (asked to deliver less, or the other guaranteed deals kept at their
     # commitments meanwhile) are explained and shown within their real bounds, not the fix.
@@ -84,10 +86,15 @@ def _beyond_forecast(
     result: AllocationResult,
     capacity: np.ndarray,
     capped: np.ndarray,
+    unmeasured: np.ndarray,
 ) -> tuple[AllocationResult, np.ndarray]:
     """What the forecasts leave unplaced goes to the deals the buyer paces, within every other
     limit (engine/stretch.py). Not to deals the seller paces (asking a seller beyond the
-    inventory it can deliver is not a plan), locked ones, or ones a seller's answer capped."""
+    inventory it can deliver is not a plan), locked ones, or ones a seller's answer capped. The
+    `unmeasured` deals (too little evidence: forecast at what they hold) take only what the
+    measured ones cannot: stretched in proportion to what they hold, they would grow on their
+    own forecast plan by plan (a deal able to buy 40 USD a day grew from 300 to 560 in a daily
+    pool sent totals only, while deals with supply went short)."""
     ratio = snapshot.policy.beyond_forecast
     if ratio <= 0 or int(result.allocation.sum()) >= problem.total:
         return result, problem.ub
@@ -103,10 +110,17 @@ def _beyond_forecast(
         & ~values_of(deals, "locked", bool)
         & ~capped
     )
-    out = stretch(
-        problem, result, open_ub=open_ub, capacity=capacity, eligible=eligible, ratio=ratio
-    )
-    return (result, problem.ub) if out is None else out
+    upper = problem.ub
+    for tier in (eligible & ~unmeasured, eligible & unmeasured):
+        if not tier.any() or int(result.allocation.sum()) >= problem.total:
+            continue
+        out = stretch(
+            problem, result, open_ub=open_ub, capacity=capacity, eligible=tier, ratio=ratio
+        )
+        if out is not None:
+            result, reached = out
+            upper = np.maximum(upper, reached)
+    return result, upper
 
 
 DUALS_UP_TO = 200_000
