@@ -292,7 +292,12 @@ class Deal(_message.Message):
 
     @_builtins.property
     def recent_delivery(self) -> Global___DeliverySeries:
-        """Recent delivery, bucketed (default: the last 48 hours)."""
+        """Recent delivery, bucketed (default: the last 48 hours). The capacity forecast reads the
+        deal's rate, spread and stalls from it; a deal without one is measured by its totals (its
+        delivery to date over the opportunity hours elapsed), which cannot tell a stall or a late
+        start. For a campaign without dates (a daily or weekly budget), send buckets from before
+        the period's start too: the forecast reads them, while the totals restart with the period.
+        """
 
     @_builtins.property
     def last_plan_application(self) -> Global___PlanApplication:
