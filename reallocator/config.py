@@ -449,9 +449,10 @@ def _ops_from_env(env: Any, config: ServerConfig) -> ServerConfig:
         value: Any = raw
         default = getattr(type(getattr(config, part))(), name)
         if isinstance(default, bool):
-            if raw.lower() not in _BOOL_WORDS:
-                raise ConfigError(f"{var}: expected true or false, got {raw!r}")
-            value = _BOOL_WORDS[raw.lower()]
+            try:
+                value = _bool_word(raw)
+            except ValueError as exc:
+                raise ConfigError(f"{var}: expected true or false, got {raw!r}") from exc
         elif isinstance(default, int):
             try:
                 value = int(raw)

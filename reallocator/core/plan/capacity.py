@@ -15,7 +15,13 @@ import pandas as pd
 
 from reallocator.core.engine import ForecastInputs
 from reallocator.core.engine.bounds import SPENT_COLUMN
-from reallocator.core.model import CampaignSnapshot, DealType, table_of, values_of
+from reallocator.core.model import (
+    CampaignSnapshot,
+    DealType,
+    DeliverySeries,
+    table_of,
+    values_of,
+)
 from reallocator.core.pacing.assessment import Assessment, EntityKind, PacingStatus
 from reallocator.core.pacing.calendar import (
     PacingCalendar,
@@ -51,15 +57,15 @@ def _awaiting(
     return out
 
 
-def _series_calendar(snapshot: CampaignSnapshot, curve: PacingCurve) -> PacingCalendar:
+def _series_calendar(
+    snapshot: CampaignSnapshot, curve: PacingCurve, series: DeliverySeries
+) -> PacingCalendar:
     """The calendar the recent series' buckets are read on: the curve's, or for a campaign
     without dates (planned over the current instance of its budget period) one reaching back
     to the series' start. Supply does not reset when a day's budget does: read on today's
     calendar alone, yesterday's buckets would be outside it and every morning the forecast
     would start again from nothing."""
     calendar = curve.calendar
-    series = snapshot.delivery
-    assert series is not None
     if campaign_span(snapshot.pacing) is not None:
         return calendar
     first = float(to_unix(series.window_start))
@@ -94,7 +100,7 @@ def deal_capacity(
     per_opportunity = 1.0
     if snapshot.delivery is not None:
         series = snapshot.delivery
-        opportunity = _series_calendar(snapshot, curve).bucket_opportunity(
+        opportunity = _series_calendar(snapshot, curve, series).bucket_opportunity(
             series.window_start, series.bucket, series.n_buckets
         )
         active = opportunity > 0
@@ -112,22 +118,24 @@ def deal_capacity(
         active_buckets=active,
         bucket_weights=weights,
     )
+    if per_opportunity != 1.0:  # the series' rates, per opportunity hour
+        inputs = replace(
+            inputs,
+            observed_rate=inputs.observed_rate * per_opportunity,
+            avails_rate=inputs.avails_rate * per_opportunity,
+            rate_se=None if inputs.rate_se is None else inputs.rate_se * per_opportunity,
+        )
     spent = values_of(deals, SPENT_COLUMN[snapshot.pacing.budget_type], np.int64)
     elapsed = assessment.opportunity_elapsed_hours
-    # Per opportunity hour, as the series' rates are once converted below (per_opportunity).
     inputs = with_totals_rate(
-        inputs,
-        spent.astype(np.float64) / per_opportunity,
-        values_of(deals, "avails", np.float64) / per_opportunity,
-        elapsed,
+        inputs, spent.astype(np.float64), values_of(deals, "avails", np.float64), elapsed
     )
     status = assessment.column(EntityKind.DEAL, "status")  # no frame built
     # Zero capacity (a cut to the spend) only on a confident stall, never on a verdict that
     # lacks its evidence.
     confidence = np.nan_to_num(assessment.column(EntityKind.DEAL, "confidence"))
     stalled = (status == PacingStatus.STALLED) & (confidence >= policy.confidence_threshold)
-    rate = inputs.observed_rate * per_opportunity
-    avails_rate = inputs.avails_rate * per_opportunity
+    rate, avails_rate = inputs.observed_rate, inputs.avails_rate
     remaining = np.maximum(values_of(deals, "allocation", np.int64) - spent, 0)
     # A deal the plan starved (nothing left to spend), or one that delivered nothing without a
     # confident stall, is forecast from its supply, not from the delivery the plan prevented.
@@ -139,8 +147,7 @@ def deal_capacity(
     rate = starved_rate(rate, supply_rate, np.where(spent > 0, to_date, np.nan), starved)
     from_supply = starved & np.isfinite(rate) & (rate > 0)
     # A starved deal's series measures the plan: its spread says nothing about its supply.
-    rate_se = None if inputs.rate_se is None else inputs.rate_se * per_opportunity
-    rate_se = None if rate_se is None else np.where(starved, np.nan, rate_se)
+    rate_se = None if inputs.rate_se is None else np.where(starved, np.nan, inputs.rate_se)
     inputs = replace(
         inputs,
         stalled=stalled,
