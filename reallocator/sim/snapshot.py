@@ -5,9 +5,10 @@ deals and the seller's commitment for PG deals; delivery columns are flight to d
 ``participation_rate`` is the probabilistic pacer's share of auctions (1.0 for the discount pacer,
 which takes part in every auction and shades its bid; NaN for PG deals, paced by the seller);
 ``available_inventory`` is the seller's declaration where it declares (PG), else -1; the price is
-the nominal eCPM. Recent delivery: the last 24 hours in hourly buckets. Pacing: the campaign's
-lifetime budget, CUSTOM mode on the campaign's hour-of-week opportunity curve (the curve the
-pacers follow and the metrics' plan uses).
+the nominal eCPM. Recent delivery: the last 48 hours in hourly buckets, as the proto recommends
+(the forecast reads the last day; the day before tells a nightly hole from a stall). Pacing:
+the campaign's lifetime budget, CUSTOM mode on the campaign's hour-of-week opportunity curve
+(the curve the pacers follow and the metrics' plan uses).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from reallocator.core.model import (
 from reallocator.sim.sellers import declared_inventory
 from reallocator.sim.world import BoolArray, FloatArray, IntArray, World
 
-SERIES_HOURS = 24
+SERIES_HOURS = 48
 PG_WIN_RATE = 0.95
 """Share of a PG deal's bid requests the buyer wins (it bids the fixed price on all of them)."""
 

@@ -293,10 +293,15 @@ class Deal(_message.Message):
     @_builtins.property
     def recent_delivery(self) -> Global___DeliverySeries:
         """Recent delivery, bucketed (default: the last 48 hours). The capacity forecast reads the
-        deal's rate, spread and stalls from it; a deal without one is measured by its totals (its
+        deal's rate and spread on the last 24 hours of it (one whole day, where the buckets make
+        one) and its stalls on all of it; a deal without one is measured by its totals (its
         delivery to date over the opportunity hours elapsed), which cannot tell a stall or a late
-        start. For a campaign without dates (a daily or weekly budget), send buckets from before
-        the period's start too: the forecast reads them, while the totals restart with the period.
+        start. Send 48 hours: silence at the same hours a day earlier, with delivery between, is
+        the deal's daily cycle (a deal without night supply), not a stall, and only a series that
+        reaches the day before shows it (with 24 hours, a night as long as the stall window reads
+        as a stall every morning). For a campaign without dates (a daily or weekly budget), send
+        buckets from before the period's start too: the forecast reads them, while the totals
+        restart with the period.
         """
 
     @_builtins.property

@@ -352,18 +352,48 @@ def test_a_deal_live_again_after_a_stall_is_measured_outside_it() -> None:
 
 
 def test_every_stall_that_ended_is_left_out_and_short_silences_are_not() -> None:
-    """Two nights without supply (8 h each, longer than the 6 h window) in a 48 h series and
-    a 3 h gap: the rate is read on the 32 hours outside the two nights, the short gap
+    """Two outages (8 h and 6 h, at least the 6 h window) at different hours of a 48 h series
+    and a 3 h gap: the rate is read on the 34 hours outside the two outages, the short gap
     included (it is the deal's own variation, not an outage)."""
     deals = empty_deals(1)
     deals["impressions"] = 10_000
     day = [0.0] * 8 + [100.0] * 6 + [0.0] * 3 + [100.0] * 7
-    spend = np.array([day + day])
+    later = [100.0] * 17 + [0.0] * 6 + [100.0]  # the second outage at other hours
+    spend = np.array([day + later])
     x = ForecastInputs.from_snapshot(
         deals, _stall_series(spend, np.where(spend > 0, 5.0, 0.0)), BudgetType.SPEND, POLICY
     )
-    assert x.evidence_hours[0] == 32.0
-    assert x.observed_rate[0] == pytest.approx(2_600.0 / 32)
+    assert x.evidence_hours[0] == 34.0
+    assert x.observed_rate[0] == pytest.approx(3_100.0 / 34)
+
+
+def test_a_hole_at_the_same_hours_every_day_is_the_deals_daily_cycle_not_a_stall() -> None:
+    """A deal without supply from midnight to 08:00 every night (two nights in a 48 h series):
+    the nights are its daily cycle, so its rate is its daily average over all 48 hours, as a
+    deal without the hole in its dayparts would be read, not the daytime rate a stall's
+    exclusion would give (which every morning's verdict then cut back). One night alone in the
+    series (24 h) is still an outage left out of the rate, and so is the part of a 30 h
+    silence that is not repeated a day apart."""
+    deals = empty_deals(3)
+    deals["impressions"] = 10_000
+    night = [0.0] * 8 + [100.0] * 16
+    dead = [0.0] * 30 + [100.0] * 18  # silent from the start of the series for 30 hours
+    spend = np.array([night + night, night + night, dead])
+    x = ForecastInputs.from_snapshot(
+        deals, _stall_series(spend, np.where(spend > 0, 5.0, 0.0)), BudgetType.SPEND, POLICY
+    )
+    assert x.evidence_hours[0] == 48.0
+    assert x.observed_rate[0] == pytest.approx(3_200.0 / 48)
+    one = ForecastInputs.from_snapshot(
+        deals[:1], _stall_series(spend[:1, 24:], np.where(spend[:1, 24:] > 0, 5.0, 0.0)),
+        BudgetType.SPEND, POLICY,
+    )  # fmt: skip
+    assert one.evidence_hours[0] == 16.0
+    assert one.observed_rate[0] == pytest.approx(100.0)
+    # Silent 30 h: hours 0-5 and 24-29 are silent a day apart (read as a daily hole, in the
+    # rate), hours 6-23 are the stall left out.
+    assert x.evidence_hours[2] == 30.0
+    assert x.observed_rate[2] == pytest.approx(1_800.0 / 30)
 
 
 def test_the_rate_outside_a_stall_is_per_traffic_weighted_hour() -> None:
@@ -389,14 +419,21 @@ def test_the_rate_outside_a_stall_is_per_traffic_weighted_hour() -> None:
     assert x.evidence_hours[0] == 16.0
 
 
-@settings(max_examples=200, deadline=None)
-@given(data=st.data(), n=st.integers(1, 10), buckets=st.integers(1, 30), tail=st.integers(1, 8))
+@settings(max_examples=300, deadline=None)
+@given(
+    data=st.data(),
+    n=st.integers(1, 10),
+    buckets=st.integers(1, 30),
+    tail=st.integers(1, 8),
+    day=st.sampled_from([0, 0, 3, 5, 9]),
+)
 def test_the_stalls_that_ended_are_found_as_a_plain_loop_finds_them(
-    data: st.DataObject, n: int, buckets: int, tail: int
+    data: st.DataObject, n: int, buckets: int, tail: int, day: int
 ) -> None:
     """Against a loop: every observed bucket with neither delivery nor supply in a run of >=
     `tail` such buckets that a later live bucket ended (None when no deal has one). Unobserved
-    buckets neither end a run nor count in it."""
+    buckets neither end a run nor count in it, nor do silent ones whose bucket `day` earlier
+    or later is silent too (a daily hole)."""
     from reallocator.core.engine.forecast import _past_stalls
 
     cells = n * buckets
@@ -410,16 +447,20 @@ def test_the_stalls_that_ended_are_found_as_a_plain_loop_finds_them(
     seen = seen.reshape(n, buckets) | data.draw(st.booleans())
     masked, offered = np.where(seen, spend, 0.0), np.where(seen, avails, 0.0)
     want = np.zeros((n, buckets), dtype=bool)
-    for i, (row, offer, observed) in enumerate(zip(masked, offered, seen, strict=True)):
+
+    def silent(i: int, j: int) -> bool:
+        return 0 <= j < buckets and bool(seen[i, j]) and masked[i, j] <= 0 and offered[i, j] <= 0
+
+    for i, (row, offer) in enumerate(zip(masked, offered, strict=True)):
         quiet: list[int] = []  # the observed silent buckets of the current run
         for j in range(buckets):
             if row[j] > 0 or offer[j] > 0:
                 if len(quiet) >= tail:
                     want[i, quiet] = True
                 quiet = []
-            elif observed[j]:
+            elif silent(i, j) and not (day and (silent(i, j - day) or silent(i, j + day))):
                 quiet.append(j)
-    got = _past_stalls(masked, seen, tail, offered)
+    got = _past_stalls(masked, seen, tail, offered, day)
     if not want.any():
         assert got is None
     else:

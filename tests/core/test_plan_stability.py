@@ -44,11 +44,12 @@ def pool(
     avails: np.ndarray,
     allocation: np.ndarray | None = None,
     policy: Policy | None = None,
+    days: int = 1,
 ) -> CampaignSnapshot:
     """N deals of one shared daily pool; `per_hour` (N, hours) spend per hourly bucket up to
     `as_of` since the flight's start."""
     frame = empty_deals(N)
-    frame["allocation"] = DAILY if allocation is None else allocation
+    frame["allocation"] = days * DAILY if allocation is None else allocation
     frame["spend_micros"] = spent
     frame["impressions"] = spent // 2_000
     frame["wins"] = frame["impressions"]
@@ -70,8 +71,8 @@ def pool(
         channels=groups.copy(),
         pacing=PacingSpec(
             start=T0,
-            end=T0 + timedelta(days=1),
-            budgets=(Budget(Period.LIFETIME, N * DAILY),),
+            end=T0 + timedelta(days=days),
+            budgets=(Budget(Period.LIFETIME, days * N * DAILY),),
         ),
         delivery=DeliverySeries(
             window_start=as_of - hours * HOUR,
@@ -100,6 +101,32 @@ def test_night_start_at_an_hourly_replan_cuts_no_deal_to_its_spend(hours: int) -
     assert (d["reason"] != "STALLED").all()
     # Equal deals, equal optima: the plan keeps the current split.
     assert int(d["delta"].abs().sum()) == 0
+
+
+def test_a_night_without_supply_every_night_is_no_stall_when_the_series_shows_two() -> None:
+    """Two thirds of the deals have no supply from midnight to 06:00, every night. At 06:00 on
+    the second day, with 30 h of series (the proto recommends 48), the night is silent a day
+    earlier too and the deals delivered in between: their daily cycle, not a stall, so no
+    STALLED verdict (and no stall cut, which used to be undone at 07:00, every day). A deal
+    silent since the flight began is STALLED; with only the last 24 h the two cannot be told
+    apart, and the night is a stall as before."""
+    hours = 30
+    rng = np.random.default_rng(7)
+    night = np.arange(N) % 3 != 0
+    dark = (np.arange(hours) % 24 < 6)[None, :]
+    per_hour = np.where(night[:, None] & dark, 0.0, rng.uniform(8e6, 16e6, (N, hours)))
+    per_hour[1] = 0.0  # deal 1: silent since the start
+    avails = per_hour / 2_000.0 * 10
+    spent = per_hour.sum(axis=1).astype(np.int64)
+    as_of = T0 + hours * HOUR
+    d = build_plan(pool(as_of, spent, per_hour, avails, days=3)).deals
+    others = night & (np.arange(N) != 1)
+    assert (d.loc[others, "pacing_status"] != "STALLED").all()
+    assert (d.loc[others, "reason"] != "STALLED").all()
+    assert d.loc[1, "pacing_status"] == "STALLED"
+    last_day = pool(as_of, spent, per_hour[:, -24:], avails[:, -24:], days=3)
+    d = build_plan(last_day).deals
+    assert (d.loc[others, "pacing_status"] == "STALLED").all()
 
 
 def test_a_confident_stall_keeps_only_what_it_may_deliver_after_it() -> None:

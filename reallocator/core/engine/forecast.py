@@ -18,6 +18,7 @@ returned beside the capacity for the plan's rationale.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
@@ -90,6 +91,7 @@ class ForecastInputs:
         *,
         active_buckets: npt.NDArray[np.bool_] | None = None,
         bucket_weights: FloatArray | None = None,
+        read_from: int = 0,
     ) -> ForecastInputs:
         """Inputs from the deals table and the recent delivery series.
 
@@ -97,7 +99,8 @@ class ForecastInputs:
         when None): rates are per active hour, so they project over active hours only.
         `bucket_weights` is each bucket's expected traffic relative to an average active bucket
         (the hour-of-week curve): the rate's standard error is measured on the buckets divided
-        by it, so the daily traffic cycle does not read as noise.
+        by it, so the daily traffic cycle does not read as noise. Rates are read on the
+        buckets from `read_from` on (0: all); the whole series tells stalls from daily holes.
         """
         n = len(deals)
         imps = values_of(deals, "impressions", np.float64)
@@ -125,35 +128,54 @@ class ForecastInputs:
                 with np.errstate(divide="ignore", invalid="ignore"):
                     per_imp = np.where(imps > 0, units_total / imps, np.nan)
                 series = delivery.impressions * per_imp[:, None]
+            shown = delivery.impressions
             if series.dtype.kind == "f":
                 seen = ~np.isnan(series) & act[None, :]
-                n_hours = seen.sum(axis=1) * hours
             else:  # integers (the matrix form): every bucket known, no NaN pass
                 seen = np.broadcast_to(act[None, :], series.shape)
-                n_hours = np.full(series.shape[0], float(act.sum()) * hours)
             # Integers with every bucket active are summed as they are (exact; sums of an
             # hour's micros over a series stay far below 2**53, so the same numbers); otherwise
             # NaN only where not seen: masked once, summed plainly (nansum's NaN pass is moot).
             whole = series.dtype.kind in "iu" and bool(act.all())
             masked = series if whole else np.where(seen, series, 0.0)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                rate = np.where(n_hours > 0, masked.sum(axis=1) / n_hours, np.nan)
-                avails = delivery.avails
-                av = avails if whole and avails.dtype.kind in "iu" else np.where(seen, avails, 0)
-                avails_rate = np.where(n_hours > 0, np.nansum(av, 1) / n_hours, np.nan)
+            avails = delivery.avails
+            av = avails if whole and avails.dtype.kind in "iu" else np.where(seen, avails, 0)
+            if series.dtype.kind == "f":
+                n_hours = seen.sum(axis=1) * hours
+            else:
+                n_hours = np.full(series.shape[0], float(act.sum()) * hours)
             tail = max(1, int(np.ceil(policy.stalled_window / delivery.bucket)))
             recent = masked[:, -tail:].sum(axis=1)
             stalled = (n_hours >= tail * hours) & (recent <= 0)
             stall_hours = _silent_hours(masked, seen, act, hours)
-            stalls = _past_stalls(masked, seen, tail, av)
+            stalls = _past_stalls(masked, seen, tail, av, _buckets_a_day(delivery.bucket, tail))
+            if 0 < read_from < delivery.n_buckets:
+                # The rate is read on the last buckets only (read_from on); the earlier ones
+                # told a daily hole from a stall above.
+                keep = slice(read_from, None)
+                series, seen, masked, av, act, shown = (
+                    m[..., keep] for m in (series, seen, masked, av, act, shown)
+                )  # fmt: skip
+                if bucket_weights is not None:
+                    bucket_weights = bucket_weights[keep]
+                if stalls is not None:
+                    stalls = stalls[:, keep]
+                    if not stalls.any():
+                        stalls = None
+                if series.dtype.kind == "f":
+                    n_hours = seen.sum(axis=1) * hours
+                else:
+                    n_hours = np.full(series.shape[0], float(act.sum()) * hours)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                rate = np.where(n_hours > 0, masked.sum(axis=1) / n_hours, np.nan)
+                avails_rate = np.where(n_hours > 0, np.nansum(av, 1) / n_hours, np.nan)
             if stalls is None:
                 rate_se = _rate_se(series, seen, hours, bucket_weights)
             else:
                 # A deal live again after a stall inside the series is measured outside it:
                 # the silent hours were the outage, not its rate (read over them, a deal whose
                 # supply returned stays at what the stall left it), and the hours before it
-                # are evidence of what the deal does when it is live (a night without supply
-                # every night, unknown to the dayparts, is such a stall every morning).
+                # are evidence of what the deal does when it is live.
                 rate, avails_rate, n_hours, rate_se = _measured_outside(
                     stalls, series, masked, seen, av, hours, bucket_weights,
                     (rate, avails_rate, n_hours),
@@ -165,11 +187,11 @@ class ForecastInputs:
             # the totals fall short of the minimum.
             short = np.flatnonzero(evidence_imps < policy.min_evidence_impressions)
             if short.size:
-                shown = np.asarray(delivery.impressions[short], dtype=np.float64)
-                read_on = seen[short] & ~np.isnan(shown)
+                counted = np.asarray(shown[short], dtype=np.float64)
+                read_on = seen[short] & ~np.isnan(counted)
                 if stalls is not None:
                     read_on &= ~stalls[short]
-                in_series = np.where(read_on, shown, 0.0).sum(axis=1).astype(np.int64)
+                in_series = np.where(read_on, counted, 0.0).sum(axis=1).astype(np.int64)
                 evidence_imps = evidence_imps.copy()  # values_of's view is read-only
                 evidence_imps[short] = np.maximum(evidence_imps[short], in_series)
         return cls(
@@ -207,8 +229,30 @@ def _silent_hours(
     return out
 
 
+def rate_read_from(bucket: timedelta, n_buckets: int) -> int:
+    """The first bucket a deal's rate is read on: the series' last day when it holds more
+    (one whole daily cycle, so no hour of the day counts twice; 48 h of buckets are
+    recommended so that the day before can tell a nightly hole from a stall), else all."""
+    per_day = _buckets_a_day(bucket, 0)
+    return n_buckets - per_day if per_day and n_buckets > per_day else 0
+
+
+def _buckets_a_day(bucket: timedelta, tail: int) -> int:
+    """Buckets in a day, when a whole number of them makes one and a stall window is shorter
+    (0: no daily recurrence is read)."""
+    seconds = bucket.total_seconds()
+    per_day = round(86_400.0 / seconds) if seconds > 0 else 0
+    if per_day <= tail or abs(per_day * seconds - 86_400.0) > 1e-6:
+        return 0
+    return per_day
+
+
 def _past_stalls(
-    masked: FloatArray, seen: BoolArray, tail: int, offered: npt.NDArray[Any]
+    masked: FloatArray,
+    seen: BoolArray,
+    tail: int,
+    offered: npt.NDArray[Any],
+    day: int = 0,
 ) -> BoolArray | None:
     """Per deal and bucket, whether the bucket lies in a stall the deal came out of: a run of at
     least `tail` observed buckets with neither delivery nor supply (bid requests) that a live
@@ -216,9 +260,19 @@ def _past_stalls(
     with nothing to spend bids on nothing, yet its bid requests show the stall is over.
     `masked` and `offered` are 0 where not `seen`: unobserved buckets carry a run without
     adding to it. A stall still running at the end of the series is not one of them (the
-    stall outlook speaks for it). Only the rows with `tail` silent buckets at all are read."""
+    stall outlook speaks for it). Only the rows with `tail` silent buckets at all are read.
+
+    With `day` buckets a day (0: none), a silent bucket whose bucket a day earlier or a day
+    later is silent too is a daily hole (a deal without night supply), carried like an
+    unobserved one: its hours stay in the rate, which is then the deal's daily average. A
+    stall running since yesterday still shows, by its silent buckets whose days before and
+    after were live or outside the series."""
     live = (masked > 0) | (offered > 0)  # bid requests (0 where not seen; NaN compares False)
     silent = seen & ~live
+    if day and silent.shape[1] > day:
+        again = silent[:, day:] & silent[:, :-day]  # silent a day apart: both are the hole
+        silent[:, day:] &= ~again
+        silent[:, :-day] &= ~again
     rows = np.flatnonzero(np.count_nonzero(silent, axis=1) >= tail)
     if rows.size == 0:
         return None

@@ -465,6 +465,7 @@ def assess(
     window_expected = np.zeros(n)
     stall_impressions = np.zeros(n)
     stall_expected = np.zeros(n)
+    recurring: BoolArray | None = None
     has_series = np.zeros(n, dtype=bool)
     trend_ok = np.zeros(n, dtype=bool)
     series = snapshot.delivery
@@ -479,6 +480,7 @@ def assess(
             a, b = ctx.stall_window
             stall_impressions = impr_series @ _bucket_weights(series, as_of, a, b)
             stall_expected = expected_over(a, b)
+            recurring = _recurring_hole(series, impr_series, as_of, a, b)
     active = status == DealStatus.ACTIVE
     should = (
         has_series
@@ -487,6 +489,8 @@ def assess(
         & (actual < alloc)
         & (ctx.stall_window is not None)
     )
+    if recurring is not None:
+        should &= ~recurring
     rows = _Rows(
         allocation=alloc,
         expected=expected,
@@ -698,6 +702,25 @@ def _series_matrices(
         per = np.where(impressions > 0, actual / np.where(impressions > 0, impressions, 1.0), 0.0)
         units = impr * per[:, None]
     return units, impr, has
+
+
+DAY_SECONDS = 86_400.0
+
+
+def _recurring_hole(
+    series: DeliverySeries, impressions: FloatArray, as_of: float, a: float, b: float
+) -> BoolArray | None:
+    """Deals whose silence over the stall window [a, b] is a daily hole, not a stall: the same
+    clock hours a day earlier were silent too and the deal delivered between the two (a deal
+    without night supply, every night, is not STALLED each morning; one silent since
+    yesterday is). None when the series does not reach a day before the window (the proto
+    recommends 48 h of buckets) or the window is a day or longer."""
+    start = float(to_unix(series.window_start))
+    if b - a >= DAY_SECONDS or a - DAY_SECONDS < start:
+        return None
+    before = impressions @ _bucket_weights(series, as_of, a - DAY_SECONDS, b - DAY_SECONDS)
+    between = impressions @ _bucket_weights(series, as_of, b - DAY_SECONDS, a)
+    return np.asarray((before <= 0) & (between > 0), dtype=bool)
 
 
 def _bucket_weights(series: DeliverySeries, as_of: float, a: float, b: float) -> FloatArray:

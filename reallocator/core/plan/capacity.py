@@ -90,6 +90,7 @@ def deal_capacity(
         confident_cuts,
         forecast_columns,
         pooled,
+        rate_read_from,
         starved_rate,
         with_totals_rate,
     )
@@ -98,18 +99,22 @@ def deal_capacity(
     active = None
     weights = None
     per_opportunity = 1.0
+    read_from = 0
     if snapshot.delivery is not None:
         series = snapshot.delivery
         opportunity = _series_calendar(snapshot, curve, series).bucket_opportunity(
             series.window_start, series.bucket, series.n_buckets
         )
         active = opportunity > 0
-        # The forecast measures rates per active clock hour of the series; the remaining time is
-        # in opportunity hours (traffic-weighted): convert, or a night-heavy window reads low.
-        if opportunity.sum() > 0:
-            clock = active.sum() * series.bucket.total_seconds() / 3600.0
-            per_opportunity = clock / float(opportunity.sum())
-            weights = opportunity / (float(opportunity.sum()) / int(active.sum()))
+        read_from = rate_read_from(series.bucket, series.n_buckets)
+        read = opportunity[read_from:]
+        # The forecast measures rates per active clock hour of the buckets it reads; the
+        # remaining time is in opportunity hours (traffic-weighted): convert, or a night-heavy
+        # window reads low.
+        if read.sum() > 0:
+            clock = np.count_nonzero(read) * series.bucket.total_seconds() / 3600.0
+            per_opportunity = clock / float(read.sum())
+            weights = opportunity / (float(read.sum()) / np.count_nonzero(read))
     inputs = ForecastInputs.from_snapshot(
         deals,
         snapshot.delivery,
@@ -117,6 +122,7 @@ def deal_capacity(
         policy,
         active_buckets=active,
         bucket_weights=weights,
+        read_from=read_from,
     )
     if per_opportunity != 1.0:  # the series' rates, per opportunity hour
         inputs = replace(
