@@ -29,8 +29,8 @@ shared pool with a daily budget (9,000 USD a day), simulated minute by minute ov
   impressions today, ecpm (the deal's eCPM today, else its median clearing CPM), the value per
   unit (variant b), supply today (avails = bid opportunities, bids, wins) with the last hour's
   participation rate (bids / avails), and `recent_delivery`: hourly buckets over the last 24 h
-  (spend, impressions, avails, wins; fewer on the first day). `--no-series` sends only the
-  totals.
+  (`--series-hours`; spend, impressions, avails, wins; fewer on the first day). `--no-series`
+  sends only the totals.
 
 Strategies (the same world and random draws for each):
 
@@ -71,7 +71,7 @@ p99 as the client sees it).
     .venv/bin/python benchmarks/auction_pool.py [--seeds 5] [--days 3] [--deals 30]
         [--strategies fixed greedy reallocator reallocator-dry] [--no-series] [--quick]
         [--scenarios equal-series equal-noseries varied-series varied-noseries]
-        [--examples 4]
+        [--examples 4] [--series-hours 48]
 """
 
 from __future__ import annotations
@@ -211,11 +211,17 @@ class PlanRecord:
 
 class Reallocator:
     def __init__(
-        self, stub: rpc.ReallocatorServiceStub, campaign: str, series: bool, dry_run: bool
+        self,
+        stub: rpc.ReallocatorServiceStub,
+        campaign: str,
+        series: bool,
+        dry_run: bool,
+        series_hours: int = 24,
     ) -> None:
         self.stub = stub
         self.campaign = campaign
         self.series = series
+        self.series_hours = series_hours
         self.dry_run = dry_run
         self.name = "reallocator-dry" if dry_run else "reallocator"
         self.latencies: list[float] = []
@@ -241,7 +247,7 @@ class Reallocator:
         for c in sorted(set(w.channel)):
             snap.channels.add(channel_id=c)
         h = state.global_hour
-        lo = max(0, h - 24)
+        lo = max(0, h - self.series_hours)
         last = max(0, h - 1)
         for d in range(w.n_deals):
             deal = snap.deals.add(
@@ -680,6 +686,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1 seed, 1 day")
     parser.add_argument("--examples", type=int, default=3, help="anomaly examples per kind")
     parser.add_argument("--workers", type=int, default=1, help="server processes")
+    parser.add_argument(
+        "--series-hours", type=int, default=24, help="hours of recent_delivery sent (proto: 48)"
+    )
     args = parser.parse_args()
     if args.quick:
         args.seeds, args.days = 1, 1
@@ -708,7 +717,9 @@ def main() -> None:
                         strategy = Greedy()
                     else:
                         campaign = f"pool-{scenario}-{name}-s{seed}-{os.getpid()}"
-                        strategy = Reallocator(stub, campaign, series, name.endswith("dry"))
+                        strategy = Reallocator(
+                            stub, campaign, series, name.endswith("dry"), args.series_hours
+                        )
                     run = simulate(world, strategy)
                     evs = measure(run, fixed_alive)
                     if name == "fixed":
