@@ -306,14 +306,26 @@ _EMPTY: dict[object, bytes] = {}
 moves or filled-in inputs, and writing an empty stream costs as much as a small one."""
 
 
+_SHARED: dict[int, tuple[pd.DataFrame, pd.Index, bytes]] = {}
+"""The stream of an empty frame seen before, per frame (kept, so its id is not reused): the
+store's and the life cycle's shared empty frames come back on most plans, and reading a
+frame's column names and dtypes for `_EMPTY` cost ~35 us of the three a plan stores."""
+
+
 def _frame_ipc(frame: pd.DataFrame) -> bytes:
     if len(frame):
         return _ipc(pa.Table.from_pandas(frame, preserve_index=False))
+    seen = _SHARED.get(id(frame))
+    if seen is not None and seen[0] is frame and seen[1] is frame.columns:
+        return seen[2]
     key: object = _columns_key(frame)
     if key is None:
         key = tuple((str(name), str(dtype)) for name, dtype in frame.dtypes.items())
     if key not in _EMPTY:
         _EMPTY[key] = _ipc(pa.Table.from_pandas(frame, preserve_index=False))
+    if len(_SHARED) >= 64:  # frames made per call: no use keeping them
+        _SHARED.clear()
+    _SHARED[id(frame)] = (frame, frame.columns, _EMPTY[key])
     return _EMPTY[key]
 
 
