@@ -161,9 +161,16 @@ def read_checked(data: bytes, max_bytes: int) -> pa.Table:
     for batch_read in stream:
         batch_read.validate(full=True)
         batches.append(batch_read)
-    table = pa.Table.from_batches(batches, schema=stream.schema)
-    table.validate(full=True)  # also the schema: a field name that is not UTF-8 fails here
-    return table
+    # The batches are the table's columns, each validated in full above. The table's own full
+    # validation would add only the names' check (and wrap every column first: ~15 us).
+    _decode_names(stream.schema)
+    return pa.Table.from_batches(batches, schema=stream.schema)
+
+
+def _decode_names(schema: pa.Schema) -> None:
+    """Decodes the field names: one that is not UTF-8 raises UnicodeDecodeError (a ValueError)
+    here, among the stream's checks, not later where a column is read by name."""
+    schema.names  # noqa: B018  # the property decodes them
 
 
 __all__ = ["StreamRejected", "read_checked"]
