@@ -347,6 +347,67 @@ def _numpy_widens(kind: pa.DataType, target: pa.DataType) -> bool:
     return bool(target == pa.int64() and pa.types.is_integer(kind) and not pa.types.is_uint64(kind))
 
 
+@dataclass(frozen=True)
+class _ArrowStep:
+    """What `from_arrow_table` does with one column of the table, in the table's order."""
+
+    name: str
+    index: int
+    decode: bool  # dictionary-encoded (pandas categoricals): cast to its values first
+    cast: pa.DataType | None = None  # then to one Arrow type (None: numpy reads them as sent)
+    violation: str | None = None  # the column is not read: this is said of it instead
+
+
+def _arrow_steps(schema: pa.Schema, small: bool) -> tuple[tuple[_ArrowStep, ...], tuple[str, ...]]:
+    """`from_arrow_table`'s step for each column of a table of `schema`, and the DealColumns
+    names it holds: decided by the names and types alone."""
+    known = set(_ALL_COLUMNS)
+    seen: dict[str, None] = {}
+    steps: list[_ArrowStep] = []
+    for i, (name, kind) in enumerate(zip(schema.names, schema.types, strict=True)):
+        if name not in known or name.startswith("has_"):
+            bad = "unknown column (expected DealColumns field names)"
+            steps.append(_ArrowStep(name, i, decode=False, violation=bad))
+            continue
+        if name in seen:
+            steps.append(_ArrowStep(name, i, decode=False, violation="column given twice"))
+            continue
+        seen[name] = None
+        decode = pa.types.is_dictionary(kind)
+        if decode:
+            kind = kind.value_type
+        if not _arrow_kind_ok(name, kind):
+            expected = "string" if name in _STRING_COLUMNS else _COLUMN_DTYPES[name].__name__
+            bad = f"Arrow type {kind} cannot carry {expected} values"
+            steps.append(_ArrowStep(name, i, decode, violation=bad))
+            continue
+        target = _ARROW_TYPES.get(name, pa.large_string())
+        # A small table's strings become objects and narrow integers widen in numpy: no cast.
+        keep = kind == target or (
+            (small and pa.types.is_string(kind)) or _numpy_widens(kind, target)
+        )
+        steps.append(_ArrowStep(name, i, decode, None if keep else target))
+    return tuple(steps), tuple(seen)
+
+
+_STEPS: dict[tuple[str, bool], tuple[pa.Schema, tuple[tuple[_ArrowStep, ...], tuple[str, ...]]]]
+_STEPS = {}
+"""`_arrow_steps` per schema (callers send the same one call after call: deciding again cost
+~2 us a column), keyed by its text and checked equal; a bounded handful."""
+
+
+def _steps_of(schema: pa.Schema, small: bool) -> tuple[tuple[_ArrowStep, ...], tuple[str, ...]]:
+    key = (schema.to_string(show_field_metadata=False, show_schema_metadata=False), small)
+    known = _STEPS.get(key)
+    if known is not None and known[0].equals(schema):
+        return known[1]
+    steps = _arrow_steps(schema, small)
+    if len(_STEPS) >= 64:
+        _STEPS.clear()
+    _STEPS[key] = (schema, steps)
+    return steps
+
+
 def from_arrow_table(
     table: pa.Table, prefix: str, errors: Violations, *, validated: bool = False
 ) -> RawDeals | None:
@@ -360,50 +421,39 @@ def from_arrow_table(
     except pa.ArrowException as exc:
         errors.add(prefix, f"not a valid Arrow table: {exc}")
         return None
-    small = table.num_rows < ARROW_TEXT_FROM
-    known = set(_ALL_COLUMNS)
-    seen: set[str] = set()
+    n_rows = table.num_rows
+    small = n_rows < ARROW_TEXT_FROM
+    steps, seen = _steps_of(table.schema, small)
     columns: dict[str, pa.ChunkedArray] = {}
-    for i, name in enumerate(table.column_names):
-        if name not in known or name.startswith("has_"):
-            errors.add(f"{prefix}.{name}", "unknown column (expected DealColumns field names)")
-            continue
-        if name in seen:
-            errors.add(f"{prefix}.{name}", "column given twice")
-            continue
-        seen.add(name)
-        column = table.column(i)
-        if pa.types.is_dictionary(column.type):  # pandas categoricals arrive dictionary-encoded
+    for step in steps:
+        name = step.name
+        column = table.column(step.index)
+        if step.decode:  # before any violation, as a categorical that cannot be decoded fails
             column = column.cast(column.type.value_type)
-        if not _arrow_kind_ok(name, column.type):
-            expected = "string" if name in _STRING_COLUMNS else _COLUMN_DTYPES[name].__name__
-            errors.add(
-                f"{prefix}.{name}", f"Arrow type {column.type} cannot carry {expected} values"
-            )
+        if step.violation is not None:
+            errors.add(f"{prefix}.{name}", step.violation)
             continue
-        target = _ARROW_TYPES.get(name, pa.large_string())
-        # A small table's strings become objects and narrow integers widen in numpy: no cast.
-        keep = column.type == target or (
-            (small and pa.types.is_string(column.type)) or _numpy_widens(column.type, target)
-        )
-        try:  # one Arrow type per column: a uint64 above int64's range is an error, not a wrap
-            column = column if keep else column.cast(target, safe=True)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-            errors.add(
-                f"{prefix}.{name}", f"values out of range for {_ARROW_TYPES.get(name)}: {exc}"
-            )
-            continue
+        if step.cast is not None:
+            try:  # one Arrow type per column: a uint64 above int64's range is an error, no wrap
+                column = column.cast(step.cast, safe=True)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                errors.add(
+                    f"{prefix}.{name}", f"values out of range for {_ARROW_TYPES.get(name)}: {exc}"
+                )
+                continue
         columns[name] = column
-    n = _column_lengths(dict.fromkeys(seen, table.num_rows), prefix, errors)
+    n = _column_lengths(dict.fromkeys(seen, n_rows), prefix, errors)
     if errors.since(mark):
         return None
     arrays: dict[str, npt.NDArray[np.generic]] = {}
     nulls: dict[str, npt.NDArray[np.bool_]] = {}
+    no_nulls = np.zeros(n, dtype=bool)  # shared: the masks are only read
     for name, column in columns.items():
         # Columns without nulls (the usual case) skip the mask and the fill: ~30 Arrow calls
         # fewer for a 50-deal table.
-        some = column.null_count > 0
-        if name not in _STRING_COLUMNS and column.null_count == n:
+        null_count = column.null_count
+        some = null_count > 0
+        if name not in _STRING_COLUMNS and null_count == n:
             # An optional column sent all null (an encoder's unset): the defaults, no Arrow call.
             dtype = _COLUMN_DTYPES[name]
             nulls[name] = np.ones(n, dtype=bool)
@@ -412,7 +462,7 @@ def from_arrow_table(
         nulls[name] = (
             np.asarray(column.is_null().to_numpy(zero_copy_only=False), dtype=bool)
             if some
-            else np.zeros(len(column), dtype=bool)
+            else no_nulls
         )
         if name in _STRING_COLUMNS:
             text = column.fill_null("") if some else column

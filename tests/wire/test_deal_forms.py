@@ -352,6 +352,29 @@ def test_arrow_column_types_that_hold_the_same_values_decode_the_same(
     pd.testing.assert_frame_equal(decode(_arrow_variant(**variant)).deals, expected_deals(TWO))
 
 
+def test_column_steps_kept_per_schema_follow_each_table_s_own_types() -> None:
+    """What is done with each Arrow column is decided once per schema (names and types): a
+    table of the same names in other types is read by its own, and a bad one again says so."""
+    for variant in (
+        {},
+        {"allocation": pa.array([100, 200], pa.int32())},
+        {"allocation": pa.array([100, 200], pa.uint64())},
+        {},
+    ):
+        pd.testing.assert_frame_equal(decode(_arrow_variant(**variant)).deals, expected_deals(TWO))
+    for _ in range(2):
+        errors = Violations()
+        msg = _arrow_variant(
+            allocation=pa.array([1.0, 2.0]), deal_type=pa.array([1, 2**63], pa.uint64())
+        )
+        assert decode_snapshot(msg, Policy(), errors) is None
+        assert [e.field for e in errors.items] == [
+            "snapshot.deals_table.arrow_ipc.deal_type",
+            "snapshot.deals_table.arrow_ipc.allocation",
+        ]
+        assert "cannot carry int64" in errors.items[1].description
+
+
 # --- delivery ------------------------------------------------------------------------------
 
 
