@@ -17,7 +17,6 @@ from reallocator.core.model import (
     DeliverySeries,
     PacingSpec,
     Policy,
-    table_of,
 )
 from reallocator.v1 import snapshot_pb2
 from reallocator.wire import deals as wire_deals
@@ -92,6 +91,11 @@ def _limit_values(lim: snapshot_pb2.GroupLimits, p: str, errors: Violations) -> 
     return values
 
 
+_GROUP_INDEX = pd.Index(list(GROUP_COLUMNS))
+"""The groups table's columns, one immutable Index all tables share."""
+assert set(GROUP_COLUMNS.values()) == {"float64"}, "_groups builds the table as one float block"
+
+
 def _groups(
     msgs: Sequence[snapshot_pb2.Seller] | Sequence[snapshot_pb2.Channel],
     id_field: str,
@@ -99,21 +103,29 @@ def _groups(
     errors: Violations,
     limits: WireLimits,
 ) -> pd.DataFrame:
-    """The sellers' or channels' limits table, indexed by id. Only groups with a limit set are
-    read field by field: a 50-deal snapshot's ~50 groups cost ~0.3 ms read so."""
-    ids = [getattr(g, id_field) for g in msgs]
+    """The sellers' or channels' limits table, indexed by id. One pass over the messages; only
+    groups with a limit set are read field by field (a 50-deal snapshot's ~50 groups cost ~0.3
+    ms read so), and the table is one block of floats built as such (~10 us less than by
+    columns)."""
+    ids: list[str] = []
+    limited: list[int] = []
+    for i, g in enumerate(msgs):
+        ids.append(getattr(g, id_field))
+        if g.HasField("limits"):
+            limited.append(i)
     kept = _usable_ids(ids, id_field, path, errors, limits)
-    table = np.full((len(kept), len(GROUP_COLUMNS)), np.nan)
-    for row, i in enumerate(kept):
-        g = msgs[i]
-        # An unset or empty limits message (an encoder's default) has nothing to read or check.
-        if g.HasField("limits") and g.limits.ListFields():  # type: ignore[attr-defined]
-            table[row] = _limit_values(g.limits, f"{path}[{i}]", errors)  # type: ignore[attr-defined]
-    return table_of(
-        dict(zip(GROUP_COLUMNS, table.T, strict=True)),
-        GROUP_COLUMNS,
-        index=pd.Index([ids[i] for i in kept], name=id_field, dtype=object),
-    )
+    table = np.full((len(GROUP_COLUMNS), len(kept)), np.nan)
+    if limited:
+        row_of = {i: row for row, i in enumerate(kept)}
+        for i in limited:
+            row = row_of.get(i)
+            lim = msgs[i].limits
+            # An empty limits message (an encoder's default) has nothing to read or check.
+            if row is not None and lim.ListFields():
+                table[:, row] = _limit_values(lim, f"{path}[{i}]", errors)
+    names = ids if len(kept) == len(ids) else [ids[i] for i in kept]
+    index = pd.Index(names, name=id_field, dtype=object)
+    return pd.DataFrame(table.T, index=index, columns=_GROUP_INDEX, copy=False)
 
 
 def _id_length(value: str, path: str, limit: int, errors: Violations) -> None:
