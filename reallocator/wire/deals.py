@@ -537,7 +537,8 @@ def _amounts(raw: RawDeals) -> npt.NDArray[np.int64]:
     """The _AMOUNT_COLUMNS as one matrix (a row each): each check is one comparison for all of
     them, and a column's rows are named only where it has a bad one (~0.1 ms less at 50 deals
     than column by column)."""
-    return np.stack([np.asarray(raw.table[column], dtype=np.int64) for column in _AMOUNT_COLUMNS])
+    # One array from the list (~2 us; np.stack checks and copies each row first, ~5 us).
+    return np.array([raw.table[column] for column in _AMOUNT_COLUMNS], dtype=np.int64)
 
 
 def _check_ranges(
@@ -555,7 +556,8 @@ def _check_ranges(
             _fmt(f"longer than {limits.max_id_length} characters ({{:.0f}})", lengths),
         )
     too_big = amounts > MAX_AMOUNT
-    sums = np.clip(amounts, 0, MAX_AMOUNT).astype(np.float64).sum(axis=1)
+    # np.clip's own dispatch costs ~2 us more than the two ufuncs it stands for.
+    sums = np.minimum(np.maximum(amounts, 0), MAX_AMOUNT).astype(np.float64).sum(axis=1)
     for k in np.flatnonzero(too_big.any(axis=1) | (sums > MAX_AMOUNT)).tolist():
         column = _AMOUNT_COLUMNS[k]
         errors.rows(form.path(column), too_big[k], f"must be at most 2**53 ({MAX_AMOUNT})")
