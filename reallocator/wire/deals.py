@@ -429,7 +429,11 @@ def from_arrow_table(
         name = step.name
         column = table.column(step.index)
         if step.decode:  # before any violation, as a categorical that cannot be decoded fails
-            column = column.cast(column.type.value_type)
+            try:  # Arrow decodes no dictionary of lists or structs: said of the column, no crash
+                column = column.cast(column.type.value_type)
+            except pa.ArrowException as exc:
+                errors.add(f"{prefix}.{name}", f"dictionary values cannot be decoded: {exc}")
+                continue
         if step.violation is not None:
             errors.add(f"{prefix}.{name}", step.violation)
             continue

@@ -375,6 +375,20 @@ def test_column_steps_kept_per_schema_follow_each_table_s_own_types() -> None:
         assert "cannot carry int64" in errors.items[1].description
 
 
+@pytest.mark.parametrize("column", ["deal_id", "allocation", "status"])
+def test_a_dictionary_column_arrow_cannot_decode_is_a_violation_of_that_column(
+    column: str,
+) -> None:
+    """A dictionary whose values are lists (or structs) has no cast back to its values: the
+    column is named with the reason, never an Arrow error escaping the decoder (INTERNAL)."""
+    values = pa.array([[1, 2], [3]], pa.list_(pa.int64()))
+    encoded = pa.DictionaryArray.from_arrays(pa.array([0, 1], pa.int32()), values)
+    errors = Violations()
+    assert decode_snapshot(_arrow_variant(**{column: encoded}), Policy(), errors) is None
+    assert [e.field for e in errors.items] == [f"snapshot.deals_table.arrow_ipc.{column}"]
+    assert "dictionary values cannot be decoded" in errors.items[0].description
+
+
 # --- delivery ------------------------------------------------------------------------------
 
 
