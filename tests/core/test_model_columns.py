@@ -7,7 +7,7 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reallocator.core.model import as_text, conform, values_of
+from reallocator.core.model import as_text, conform, table_of, values_of
 
 LABELS = ["ON_PACE", "OVER", "UNDER", ""]
 
@@ -52,3 +52,23 @@ def test_values_of_is_to_numpy(values: list[int], dtype: type | None) -> None:
         assert got.dtype == expected.dtype
         assert got.tolist() == expected.tolist()
         assert got.flags.writeable == expected.flags.writeable  # read-only when shared
+
+
+def test_a_table_owns_its_columns_no_edit_reaches_the_arrays_it_was_built_from() -> None:
+    """`table_of` leaves the numeric copies to pandas' blocks: a table and the caller's arrays
+    never share memory, either way round, whatever pandas version consolidates them."""
+    ints, floats, flag = np.arange(4, dtype=np.int64), np.linspace(0, 1, 4), np.zeros(4, bool)
+    table = table_of(
+        {"i": ints, "f": floats, "b": flag, "k": 7, "s": "x"},
+        {"i": "int64", "f": "float64", "b": "bool", "k": "int64", "s": "str"},
+    )
+    for name, source in (("i", ints), ("f", floats), ("b", flag)):
+        column = table[name].to_numpy()
+        assert not np.shares_memory(column, source)
+    ints[0] = 99
+    floats[1] = 5.0
+    assert table["i"].tolist() == [0, 1, 2, 3]
+    assert table["f"].tolist() == np.linspace(0, 1, 4).tolist()
+    assert table["k"].tolist() == [7] * 4 and table["s"].tolist() == ["x"] * 4
+    table.loc[2, "i"] = -1  # the table's own columns are writeable
+    assert ints[2] == 2
