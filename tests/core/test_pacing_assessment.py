@@ -226,6 +226,36 @@ def test_stalled_deal_and_its_poisson_confidence() -> None:
     )
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    start=st.integers(0, 23),
+    silent=st.integers(6, 12),
+    before=st.booleans(),
+    between=st.booleans(),
+    hours=st.sampled_from([24, 30, 36, 48]),
+)
+def test_a_silence_repeated_a_day_earlier_with_delivery_between_is_no_stall(
+    start: int, silent: int, before: bool, between: bool, hours: int
+) -> None:
+    """The deal has been silent for the last `silent` hours (at least the 6 h window). It is
+    STALLED unless the series reaches a day before the window and shows there the same hours
+    silent (`before`) with delivery in the hours between (`between`): then the silence is its
+    daily cycle."""
+    as_of = DAY5 + timedelta(hours=start)
+    rates = steady([1000.0], hours)
+    rates[0, -silent:] = 0.0
+    window = 6  # Policy().stalled_window
+    reaches = hours >= 24 + window  # the series holds the window's hours a day earlier
+    if reaches:
+        rates[0, hours - 24 - window : hours - 24] = 0.0 if before else 1000.0
+        # Between the two: delivery up to the silence, or none at all.
+        rates[0, hours - 24 : hours - silent] = 1000.0 if between else 0.0
+    frame = deals([120_000])
+    status = one(assess(snapshot(frame, as_of, delivery=hourly(rates, as_of))))["status"]
+    daily = reaches and before and between
+    assert (status != PacingStatus.STALLED) == daily, (hours, silent, before, between)
+
+
 def test_paused_deal_is_never_stalled_and_says_so_when_under() -> None:
     rates = steady([500], 48)
     rates[:, -8:] = 0.0
