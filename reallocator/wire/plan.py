@@ -428,21 +428,11 @@ def _groups(frame: pd.DataFrame, into: Any) -> None:
     )
     add = into.add
     for gid, total, old_total, new_total, binds, value, min_total, max_total in rows:
-        if math.isnan(min_total) and math.isnan(max_total):  # the usual group: no limit
-            add(
-                id=gid,
-                delivered=total,
-                old_allocation=old_total,
-                new_allocation=new_total,
-                binding=binds,
-                marginal_value=value,
-            )
-            continue
-        fields: dict[str, Any] = {}
+        limits: dict[str, int] = {}  # the usual group has none
         if not math.isnan(min_total):
-            fields["min_total"] = int(min_total)
+            limits["min_total"] = int(min_total)
         if not math.isnan(max_total):
-            fields["max_total"] = int(max_total)
+            limits["max_total"] = int(max_total)
         add(
             id=gid,
             delivered=total,
@@ -450,7 +440,7 @@ def _groups(frame: pd.DataFrame, into: Any) -> None:
             new_allocation=new_total,
             binding=binds,
             marginal_value=value,
-            **fields,
+            **limits,
         )
 
 
