@@ -309,11 +309,15 @@ class SqlStore:
 
     def _claim(self, tx: Connection, key: str, request_hash: str, result: str) -> None:
         """Claims an idempotency key in this transaction: a concurrent call with the same key
-        waits for it (the database's unique key), then finds it taken (_Raced)."""
+        waits for it (the database's unique key), then finds it taken (_Raced). The INSERT's
+        rowcount is kept (`preserve_rowcount`): SQLAlchemy keeps only UPDATE's and DELETE's
+        by default, and psycopg's is -1 once the cursor is closed, so on PostgreSQL every
+        racing call "claimed" the key and recorded a plan of its own."""
         claimed = tx.execute(
             self._insert(idempotency)
             .values(key=key, request_hash=request_hash, result=result, create_time=_now())
             .on_conflict_do_nothing(index_elements=["key"])
+            .execution_options(preserve_rowcount=True)
         )
         if claimed.rowcount == 0:
             raise _Raced
