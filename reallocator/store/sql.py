@@ -1,7 +1,8 @@
 """The audit store on SQLAlchemy Core: SQLite (WAL, the embedded default) or PostgreSQL
 (psycopg 3). Every call is one transaction, so nothing half-written is ever visible; optimistic
-concurrency and idempotency are enforced by the database (conditional UPDATEs, unique keys),
-never in process memory, so several server processes may share one database.
+concurrency and idempotency are enforced by the database (conditional UPDATEs, unique keys,
+and the locks a write transaction takes before its reads: `SqlStore._tx`), never in process
+memory, so several server processes may share one database.
 
 A plan is stored as numbers (plan_codec.py): its summary message and its deals and schedule
 tables; GetPlan renders the view asked from them, life cycle filled in again.
@@ -181,12 +182,30 @@ def _timestamp(micros: int) -> Timestamp:
 def _on_connect(dbapi_connection: Any, _record: Any) -> None:
     """SQLite: WAL so readers never block the writer and several processes can share the file;
     synchronous FULL so an acknowledged write survives a power cut, not only a crash (NORMAL
-    loses the last transactions then); a busy timeout instead of "database is locked"."""
+    loses the last transactions then); a busy timeout instead of "database is locked". The
+    driver begins no transaction itself (SQLAlchemy's pysqlite recipe): it would BEGIN only at
+    the first INSERT or UPDATE, after the reads that decide them; `_begin` does instead."""
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
+    dbapi_connection.isolation_level = None
+
+
+_WRITE = "reallocator_write"
+"""The execution option of a write transaction (`SqlStore._tx(write=True)`, the migrations)."""
+
+
+def _begin(connection: Connection) -> None:
+    """SQLite: every transaction begins at once, so its reads are one view. A write
+    transaction begins IMMEDIATE: it holds the database's write lock (waiting for it up
+    to the busy timeout) before its first read, so what it reads to decide its writes (a
+    campaign's last and open plans, a plan's state, an idempotency key) is still so when it
+    commits, across threads and processes. A read transaction stays deferred: in WAL it
+    never waits for a writer."""
+    write = connection.get_execution_options().get(_WRITE, False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
 def default_database_url() -> str:
@@ -195,6 +214,19 @@ def default_database_url() -> str:
 
 
 _LOCK = 0x7265616C6C6F63  # "realloc": the PostgreSQL advisory lock key of the migrations
+_LOCK_CAMPAIGN = sa.text("SELECT pg_advisory_xact_lock(:key)")
+
+
+def _campaign_key(campaign: str) -> int:
+    """A campaign's PostgreSQL advisory lock key: a signed 64-bit hash that every process
+    computes alike (Python's hash() of a str is salted per process)."""
+    digest = hashlib.blake2b(campaign.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _campaign_of(name: str) -> str:
+    """The campaign of a plan name the store gave (`campaigns/{campaign}/plans/{id}`)."""
+    return name.removeprefix("campaigns/").rpartition("/plans/")[0]
 
 
 @contextmanager
@@ -227,6 +259,7 @@ def _engine(url: str) -> Engine:
     engine = sa.create_engine(url, pool_pre_ping=not sqlite, **engine_options(url))
     if sqlite:
         sa.event.listen(engine, "connect", _on_connect)
+        sa.event.listen(engine, "begin", _begin)
     return engine
 
 
@@ -237,7 +270,7 @@ def _migrate(engine: Engine, revision: str, *, up: bool) -> None:
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    with _one_migrator(engine), engine.begin() as connection:
+    with _one_migrator(engine), engine.execution_options(**{_WRITE: True}).begin() as connection:
         if connection.dialect.name == "postgresql":  # held to this transaction's end
             connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK})
         config.attributes["connection"] = connection
@@ -252,6 +285,8 @@ class SqlStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._writer = engine.execution_options(**{_WRITE: True})  # same pool, its own option
+        self._postgres = engine.dialect.name == "postgresql"
 
     @classmethod
     def open(cls, url: str, *, probe_interval: float = 1.0) -> SqlStore:
@@ -283,10 +318,21 @@ class SqlStore:
         self.engine.dispose()
 
     @contextmanager
-    def _tx(self) -> Iterator[Connection]:
+    def _tx(self, write: bool = False, *, campaign: str = "") -> Iterator[Connection]:
         """One transaction, committed as a whole or not at all; a database that cannot be
-        reached (now or mid-way) is StoreUnavailable, whose outcome the caller retries."""
-        with self.watch.guard() if self.watch else nullcontext(), self.engine.begin() as tx:
+        reached (now or mid-way) is StoreUnavailable, whose outcome the caller retries.
+
+        One that writes (`write`) holds SQLite's write lock from its start (`_begin`); one that
+        changes a `campaign`'s plans (implies `write`) takes, on PostgreSQL, that campaign's
+        advisory lock first, held to its end (READ COMMITTED: each later statement sees what
+        the lock's last holder committed). So the reads that decide its writes (the last and
+        open plans, a plan's state, an idempotency key) see every earlier such write, and no
+        other comes between them and the commit: concurrent Replans of one campaign, in
+        threads or server processes, each supersede the one before."""
+        engine = self._writer if write or campaign else self.engine
+        with self.watch.guard() if self.watch else nullcontext(), engine.begin() as tx:
+            if campaign and self._postgres:
+                tx.execute(_LOCK_CAMPAIGN, {"key": _campaign_key(campaign)})
             yield tx
 
     # --- idempotency --------------------------------------------------------------------------
@@ -322,17 +368,20 @@ class SqlStore:
         if claimed.rowcount == 0:
             raise _Raced
 
-    def _idempotent(self, key: str, request_hash: str, what: str, call: Any) -> LifeCycle:
+    def _idempotent(
+        self, key: str, request_hash: str, what: str, call: Any, *, campaign: str
+    ) -> LifeCycle:
         """Runs `call(tx)` (returning the plan name it leaves, or that plan's life cycle when
-        it knows it without reading) once per key: a retry returns the life cycle of the plan
-        the first call left, recording nothing."""
+        it knows it without reading) once per key, in a write transaction on `campaign`'s
+        plans: a retry returns the life cycle of the plan the first call left, recording
+        nothing."""
         if not key:
-            with self._tx() as tx:
+            with self._tx(write=True, campaign=campaign) as tx:
                 done = call(tx)
                 return done if isinstance(done, LifeCycle) else self._life_cycle(tx, done)
         for _ in range(2):
             try:
-                with self._tx() as tx:
+                with self._tx(write=True, campaign=campaign) as tx:
                     earlier = self._seen(tx, key, request_hash, what)
                     if earlier is not None:
                         return replace(self._life_cycle(tx, earlier), replayed=True)
@@ -377,6 +426,7 @@ class SqlStore:
             request_hash,
             f"campaign {campaign!r}",
             lambda tx: self._record(tx, new, actor, replaces),
+            campaign=campaign,
         )
 
     def _record(
@@ -523,7 +573,7 @@ class SqlStore:
         """Stores an AssessPacing call's snapshot and verdicts (pacing history, alerts)."""
         content_hash = hashlib.sha256(snapshot).hexdigest()
         now = _now()
-        with self._tx() as tx:
+        with self._tx(write=True) as tx:
             self._store_snapshot(tx, content_hash, campaign, as_of, now, snapshot)
             tx.execute(
                 assessments.insert().values(
@@ -598,7 +648,7 @@ class SqlStore:
             return name
 
         key = f"ReviewPlan:{name}:{request_id}" if request_id else ""
-        return self._idempotent(key, request_hash, name, call)
+        return self._idempotent(key, request_hash, name, call, campaign=_campaign_of(name))
 
     def check_state(self, name: str, states: tuple[str, ...], etag: str) -> Any:
         """The plan's row when it is in one of `states` (and at `etag` when given), before a
@@ -644,7 +694,7 @@ class SqlStore:
             return name
 
         key = f"ConfirmApplied:{name}:{request_id}" if request_id else ""
-        return self._idempotent(key, request_hash, name, call)
+        return self._idempotent(key, request_hash, name, call, campaign=_campaign_of(name))
 
     def record_response(
         self,
@@ -661,7 +711,7 @@ class SqlStore:
         """Records a seller's answer to one request of `plan` (the latest answer counts: a
         seller may answer PENDING first, then ACCEPTED). A request of a plan never approved was
         never sent: answering it is WrongState, as no plan would read the answer."""
-        with self._tx() as tx:
+        with self._tx(write=True) as tx:
             state = self._row(tx, plan).state
             row = tx.execute(
                 sa.select(seller_requests.c.deal_id, seller_requests.c.sent).where(
@@ -709,7 +759,7 @@ class SqlStore:
         the decision record (plans, their events, reviews and seller answers). Returns how
         many snapshots and assessments went. A plan whose snapshot went can no longer be
         revised or rolled back from it."""
-        with self._tx() as tx:
+        with self._tx(write=True) as tx:
             gone_a = tx.execute(assessments.delete().where(assessments.c.create_time < before))
             gone_s = tx.execute(snapshots.delete().where(snapshots.c.create_time < before))
             return int(gone_s.rowcount), int(gone_a.rowcount)
