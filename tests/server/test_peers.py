@@ -18,6 +18,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+import sqlalchemy as sa
 from conftest import bad_request, free_port, rpc_error
 from google.protobuf import json_format
 from test_drain import _serve, _wait_serving
@@ -254,3 +255,37 @@ def test_sockets_left_by_a_killed_supervisor_are_removed(tmp_path: Path) -> None
     finally:
         shutil.rmtree(stale, ignore_errors=True)
         shutil.rmtree(alive, ignore_errors=True)
+
+
+def test_serve_workers_record_concurrent_replans_of_one_campaign_as_one_chain(
+    tmp_path: Path,
+) -> None:
+    """Both processes of `serve --workers 2` record Replans of one campaign into one SQLite
+    file at once (the same snapshot, as a caller retrying without a request_id): each newer
+    plan supersedes the one before, so the campaign keeps one open plan and one chain."""
+    port = free_port()
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    request = _request("one-chain", dry_run=False)
+    with _serve("--port", str(port), "--workers", "2", REALLOCATOR_DATABASE_URL=url) as proc:
+        _wait_serving(proc, port)
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = rpc.ReallocatorServiceStub(channel)
+            stub.Replan(request, timeout=60)
+            seen: set[str] = set()
+            rounds = 0
+            with ThreadPoolExecutor(4) as pool:
+                while rounds < 8 or (seen != {"0", "1"} and rounds < 30):
+                    calls = [pool.submit(stub.Replan.with_call, request, timeout=60)
+                             for _ in range(4)]  # fmt: skip
+                    seen |= {_worker(c.result()[1]) for c in calls}
+                    rounds += 1
+    assert seen == {"0", "1"}
+    engine = sa.create_engine(url)
+    with engine.connect() as connection:
+        rows = connection.execute(
+            sa.text("SELECT name, state, previous_plan FROM plans ORDER BY seq, name")
+        ).all()
+    engine.dispose()
+    assert len(rows) == 1 + 4 * rounds
+    assert [r.name for r in rows if r.state in ("PROPOSED", "APPROVED")] == [rows[-1].name]
+    assert [r.previous_plan for r in rows] == ["", *(r.name for r in rows[:-1])]
