@@ -186,12 +186,19 @@ def test_a_campaign_through_its_whole_life(life_stub: rpc.ReallocatorServiceStub
     )
     assert twice.code() == grpc.StatusCode.FAILED_PRECONDITION
 
-    # 7. The watch saw the new plans and the state changes, live.
+    # 7. The watch saw the new plans and the state changes, live. It sends a poll's plans one
+    # message at a time, newest first: wait for every change the test looks for, not for the
+    # first of them (the rollback's plan arrives before the rolled-back one's new state).
     reader.join(timeout=0.1)
+    wanted = {
+        (rolled.rollback.name, plan_pb2.PLAN_STATE_APPROVED),
+        (revision.name, plan_pb2.PLAN_STATE_ROLLED_BACK),
+    }
     deadline = 50
-    while deadline and not {rolled.rollback.name, second.name} <= {
-        w.plan.name for w in watched if w.HasField("plan")
-    }:
+    while deadline and not (
+        wanted <= {(w.plan.name, w.plan.state) for w in watched if w.HasField("plan")}
+        and second.name in {w.plan.name for w in watched if w.HasField("plan")}
+    ):
         threading.Event().wait(0.1)
         deadline -= 1
     watch.cancel()
