@@ -52,3 +52,27 @@ def test_one_day_of_the_pool_beats_the_booking_without_errors_or_overspend(
     assert strategy.below_spend == 0
     assert m["churn"] > 0
     assert m["util"] > fixed.metrics["util"] + 5
+
+
+def test_a_deal_without_night_supply_is_not_stalled_each_morning_with_48_hours_sent(
+    bench: tuple[Any, Any, Any],
+) -> None:
+    """40 % of the pool's deals have no supply from 00:00 to 06:00, every day. Sent 48 h of
+    buckets (the proto's recommendation), the second morning's plan reads the night as their
+    daily cycle: none of them is STALLED at 06:00 (sent 24 h, the night reads as a stall)."""
+    pool, world_module, stub = bench
+    world = world_module.build_world(1, 30, 2)
+    night = {f"d{d:02d}" for d in range(world.n_deals) if world.night[d]}
+    assert night
+    stalled: dict[int, set[str]] = {}
+    for hours in (48, 24):
+        strategy = pool.Reallocator(
+            stub, f"test-night-{hours}-{os.getpid()}", True, dry_run=False, series_hours=hours
+        )
+        pool.simulate(world, strategy)
+        assert strategy.errors == [] and strategy.lifecycle_errors == []
+        morning = next(r for r in strategy.records if r.hour == 30)  # day 2, 06:00
+        # The verdict is in each deal's rationale: "pacing 40% of its curve (STALLED), ..."
+        stalled[hours] = {d for d in night if "(STALLED)" in morning.deals[d][6]}
+    assert stalled[48] == set()
+    assert stalled[24], "sent 24 h, the night reads as a stall: nothing to compare with"
