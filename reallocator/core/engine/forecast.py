@@ -140,10 +140,7 @@ class ForecastInputs:
             masked = series if whole else np.where(seen, series, 0.0)
             avails = delivery.avails
             av = avails if whole and avails.dtype.kind in "iu" else np.where(seen, avails, 0)
-            if series.dtype.kind == "f":
-                n_hours = seen.sum(axis=1) * hours
-            else:
-                n_hours = np.full(series.shape[0], float(act.sum()) * hours)
+            n_hours = _observed_hours(series, seen, act, hours)
             tail = max(1, int(np.ceil(policy.stalled_window / delivery.bucket)))
             recent = masked[:, -tail:].sum(axis=1)
             stalled = (n_hours >= tail * hours) & (recent <= 0)
@@ -162,10 +159,7 @@ class ForecastInputs:
                     stalls = stalls[:, keep]
                     if not stalls.any():
                         stalls = None
-                if series.dtype.kind == "f":
-                    n_hours = seen.sum(axis=1) * hours
-                else:
-                    n_hours = np.full(series.shape[0], float(act.sum()) * hours)
+                n_hours = _observed_hours(series, seen, act, hours)
             with np.errstate(divide="ignore", invalid="ignore"):
                 rate = np.where(n_hours > 0, masked.sum(axis=1) / n_hours, np.nan)
                 avails_rate = np.where(n_hours > 0, np.nansum(av, 1) / n_hours, np.nan)
@@ -211,6 +205,17 @@ class ForecastInputs:
             rate_se=rate_se,
             stall_hours=stall_hours,
         )
+
+
+def _observed_hours(
+    series: npt.NDArray[Any], seen: BoolArray, active: BoolArray, hours: float
+) -> FloatArray:
+    """Hours of each deal's series observed in active buckets: counted per row for floats
+    (NaN is unknown), the active buckets' hours for every row of an integer matrix."""
+    if series.dtype.kind == "f":
+        out: FloatArray = seen.sum(axis=1) * hours
+        return out
+    return np.full(series.shape[0], float(active.sum()) * hours)
 
 
 def _silent_hours(

@@ -111,10 +111,11 @@ def deal_capacity(
         # The forecast measures rates per active clock hour of the buckets it reads; the
         # remaining time is in opportunity hours (traffic-weighted): convert, or a night-heavy
         # window reads low.
-        if read.sum() > 0:
-            clock = np.count_nonzero(read) * series.bucket.total_seconds() / 3600.0
-            per_opportunity = clock / float(read.sum())
-            weights = opportunity / (float(read.sum()) / np.count_nonzero(read))
+        read_active, read_total = np.count_nonzero(read), float(read.sum())
+        if read_total > 0:
+            clock = read_active * series.bucket.total_seconds() / 3600.0
+            per_opportunity = clock / read_total
+            weights = opportunity / (read_total / read_active)
     inputs = ForecastInputs.from_snapshot(
         deals,
         snapshot.delivery,
