@@ -5,10 +5,10 @@ snapshots already exists" and was restarted by the supervisor."""
 
 from __future__ import annotations
 
-import multiprocessing
 from pathlib import Path
 
 import sqlalchemy as sa
+from both_databases import run_together
 
 
 def _open(url: str, barrier: object, errors: object) -> None:
@@ -22,20 +22,9 @@ def _open(url: str, barrier: object, errors: object) -> None:
 
 
 def test_processes_opening_a_new_store_at_once_all_start(tmp_path: Path) -> None:
-    context = multiprocessing.get_context("spawn")
     for attempt in range(4):
         url = f"sqlite:///{tmp_path / f'race{attempt}.db'}"
-        barrier, errors = context.Barrier(6), context.Queue()
-        processes = [context.Process(target=_open, args=(url, barrier, errors)) for _ in range(6)]
-        for p in processes:
-            p.start()
-        for p in processes:
-            p.join(120)
-        found = []
-        while not errors.empty():
-            found.append(errors.get())
-        assert not found, found
-        assert [p.exitcode for p in processes] == [0] * 6
+        run_together(_open, (url,), 6)
         with sa.create_engine(url).connect() as connection:  # migrated once, to the newest
             versions = connection.execute(sa.text("SELECT version_num FROM alembic_version"))
             assert len(versions.all()) == 1

@@ -6,7 +6,6 @@ chain). Threads and processes on SQLite, threads on a real PostgreSQL server."""
 
 from __future__ import annotations
 
-import multiprocessing
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -18,6 +17,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from both_databases import database_url, run_together
 from plans import new_plan
 from test_store_backends import postgres_url  # noqa: F401  (a fixture)
 
@@ -32,11 +32,7 @@ CALLERS = 4
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlStore]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'store.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    opened = SqlStore.open(url)
+    opened = SqlStore.open(database_url(request, tmp_path))
     yield opened
     opened.close()
 
@@ -192,21 +188,7 @@ def test_processes_sharing_a_sqlite_file_leave_one_open_plan(tmp_path: Path) -> 
     campaign = "race-processes"
     new = new_plan(campaign)
     SqlStore.open(url).close()
-    context = multiprocessing.get_context("spawn")
-    barrier, errors = context.Barrier(2), context.Queue()
-    processes = [
-        context.Process(target=_record_in_process, args=(url, new, 3 * ROUNDS, barrier, errors))
-        for _ in range(2)
-    ]
-    for p in processes:
-        p.start()
-    for p in processes:
-        p.join(120)
-    found = []
-    while not errors.empty():
-        found.append(errors.get())
-    assert not found, found
-    assert [p.exitcode for p in processes] == [0, 0]
+    run_together(_record_in_process, (url, new, 3 * ROUNDS), 2)
     engine = sa.create_engine(url)
     try:
         assert_one_chain(engine, campaign)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from both_databases import database_url
 from conftest import rpc_error
 from google.protobuf import json_format
 from test_store_backends import postgres_url  # noqa: F401  (a fixture)
@@ -30,11 +31,7 @@ LIFE_CYCLE = ("name", "state", "etag", "create_time", "history", "previous_plan"
 def life_stub(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[rpc.ReallocatorServiceStub]:
-    url = (
-        f"sqlite:///{tmp_path / 'life.db'}"
-        if request.param == "sqlite"
-        else request.getfixturevalue("postgres_url")
-    )
+    url = database_url(request, tmp_path, "life")
     config = load_config(env={}, port=0, host="127.0.0.1", database_url=url)
     config = config.__class__(**{**config.__dict__, "watch_poll": timedelta(seconds=0.1)})
     running = start_server(config)

@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from both_databases import database_url
 from plans import new_plan, with_requests
 from throwaway_postgres import ThrowawayPostgres
 
@@ -44,11 +45,7 @@ def postgres_url() -> Iterator[str]:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlStore]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'store.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    opened = SqlStore.open(url)
+    opened = SqlStore.open(database_url(request, tmp_path))
     yield opened
     opened.close()
 
