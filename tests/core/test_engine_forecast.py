@@ -351,6 +351,30 @@ def test_a_deal_live_again_after_a_stall_is_measured_outside_it() -> None:
     assert x.rate_se[0] == pytest.approx(live.std(ddof=1) / np.sqrt(14))
 
 
+def test_hours_idle_before_the_plan_that_raised_a_deal_are_not_its_rate() -> None:
+    """A deal the last plan left at its spend for 18 hours (bid requests all along, so no
+    stall), raised at hour 18 and delivering 300 an hour since: its rate is read on the six
+    hours since the plan, not the 24 h mean the plan's own starvation dragged to 75 (which cut
+    it back at the next plan). Not so without a plan in the series, for a deal that delivered
+    before the plan, or for an idle stretch shorter than the stall window (6 h)."""
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    deals = empty_deals(4)
+    deals["impressions"] = 10_000
+    idle = np.array([0.0] * 18 + [300.0] * 6)
+    early = np.array([50.0] + [0.0] * 17 + [300.0] * 6)
+    short = np.array([100.0] * 14 + [0.0] * 4 + [300.0] * 6)
+    spend = np.stack([idle, idle, early, short])
+    plan_at = int((start + timedelta(hours=18)).timestamp())
+    deals["plan_applied_at"] = [plan_at, -1, plan_at, plan_at]
+    x = ForecastInputs.from_snapshot(
+        deals, _stall_series(spend, np.full(spend.shape, 50.0)), BudgetType.SPEND, POLICY
+    )
+    assert x.observed_rate[0] == pytest.approx(300.0)
+    assert x.evidence_hours[0] == 6.0
+    assert x.observed_rate[1:].tolist() == pytest.approx([r.sum() / 24 for r in spend[1:]])
+    assert x.evidence_hours[1:].tolist() == [24.0, 24.0, 24.0]
+
+
 def test_every_stall_that_ended_is_left_out_and_short_silences_are_not() -> None:
     """Two outages (8 h and 6 h, at least the 6 h window) at different hours of a 48 h series
     and a 3 h gap: the rate is read on the 34 hours outside the two outages, the short gap

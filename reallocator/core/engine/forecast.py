@@ -146,6 +146,10 @@ class ForecastInputs:
             stalled = (n_hours >= tail * hours) & (recent <= 0)
             stall_hours = _silent_hours(masked, seen, act, hours)
             stalls = _past_stalls(masked, seen, tail, av, _buckets_a_day(delivery.bucket, tail))
+            stalls = _idle_before_plan(
+                stalls, masked, delivery, values_of(deals, "plan_applied_at", np.int64),
+                read_from, tail,
+            )  # fmt: skip
             if 0 < read_from < delivery.n_buckets:
                 # The rate is read on the last buckets only (read_from on); the earlier ones
                 # told a daily hole from a stall above.
@@ -307,6 +311,38 @@ def _past_stalls(
         return None
     out = np.zeros(masked.shape, dtype=bool)
     out[rows] = stall.T
+    return out
+
+
+def _idle_before_plan(
+    stalls: BoolArray | None,
+    masked: FloatArray,
+    delivery: DeliverySeries,
+    plan_applied_at: npt.NDArray[np.int64],
+    read_from: int,
+    tail: int,
+) -> BoolArray | None:
+    """A deal that delivered nothing on the read buckets before its current plan was applied
+    (at least a stall window of them) was idle by the plan's doing (left nothing to spend) or
+    by an outage that plan answered: those buckets measure the plan, not the deal, and are left
+    out of its rate like a stall it came out of."""
+    start = delivery.window_start.timestamp()
+    width = delivery.bucket.total_seconds()
+    n = masked.shape[1]
+    with np.errstate(invalid="ignore"):
+        at = np.floor((plan_applied_at - start) / width)
+    first = np.where(plan_applied_at >= 0, at, -1).astype(np.int64)
+    rows = np.flatnonzero((first - read_from >= tail) & (first < n))
+    if rows.size == 0:
+        return stalls
+    before = np.arange(n)[None, :] < first[rows, None]
+    window = before & (np.arange(n)[None, :] >= read_from)
+    idle = ~((masked[rows] > 0) & window).any(axis=1)
+    rows, window = rows[idle], window[idle]
+    if rows.size == 0:
+        return stalls
+    out = np.zeros(masked.shape, dtype=bool) if stalls is None else stalls.copy()
+    out[rows] |= window
     return out
 
 
