@@ -15,8 +15,8 @@ Each step (15 minutes by default), in this order:
    may still spend (and, with `platform_budget_cap`, buyer-paced deals stop at the budget);
 5. the pacer learns from the step, the counters (spend, impressions, avails, bids, wins) add up.
 
-`run_world` runs several strategies on one world (the same draws for all) and the oracle, and
-returns per-run results; `metrics.py` turns them into numbers.
+`run_world` runs several strategies on one world (the same draws for all), the oracle and the
+gap floor, and returns per-run results; `metrics.py` turns them into numbers.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import numpy as np
 
 from reallocator.core.model import Policy
 from reallocator.sim.args import DIAGNOSTICS, STRATEGIES
+from reallocator.sim.gap_floor import GapFloor, world_floor
 from reallocator.sim.oracle import OracleResult, solve_oracle
 from reallocator.sim.pacers import DiscountPacer, ProbabilisticPacer, step_targets
 from reallocator.sim.planner import InProcessPlanner, Planner
@@ -140,6 +141,7 @@ class WorldResult:
     world: World
     oracle: OracleResult
     runs: dict[str, RunResult]
+    floor: GapFloor | None = None  # the hindsight gap floor (gap_floor.py), once per world
 
 
 def run_world(
@@ -148,11 +150,12 @@ def run_world(
     *,
     planner_factory: Callable[[], Planner] | None = None,
 ) -> WorldResult:
-    """Every strategy on the same world, and the oracle."""
+    """Every strategy on the same world, the oracle and the gap floor."""
     oracle = solve_oracle(world)
+    floor = world_floor(world)
     runs: dict[str, RunResult] = {}
     for name in strategies:
         planning = name in ("reallocator", "foresight", "unstabilised")
         planner = planner_factory() if (planner_factory and planning) else None
         runs[name] = simulate(world, make_strategy(name, planner))
-    return WorldResult(world, oracle, runs)
+    return WorldResult(world, oracle, runs, floor)
