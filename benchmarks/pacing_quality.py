@@ -8,8 +8,11 @@ replanned hourly, no supply on most deals at night). The evaluation set (`--set 
 reallocator/sim/scenarios/eval): the same kinds of world on traffic curves and real events no
 setting was tuned on. Medians over seeds (the early-exhaustion share is a mean). Besides the
 pacing figures: churn (budget moved per flight), reversed movement (the share of it later
-undone), reversals per deal, seller requests per guaranteed deal, and deals cut to their spend
-at a day's end while they still had supply (cut-eod).
+undone), reversals per deal, seller requests per guaranteed deal, deals cut to their spend
+at a day's end while they still had supply (cut-eod), and the world's gap floor (floor%: the least
+worst cumulative gap any strategy within the limits' maximums could reach with hindsight,
+reallocator/sim/gap_floor.py; targets' floor<=3% says whether the world allows the 3 % gap
+target at all).
 
     .venv/bin/python benchmarks/pacing_quality.py [--seeds 20] [--set evaluation]
         [--scenarios steady flash_sale]
@@ -139,7 +142,8 @@ def main() -> int:
     print(f"\nreport: {args.out}/")
     missed = any(
         v is False or (isinstance(v, float) and not math.isnan(v) and not v)
-        for v in checks.drop(columns="scenario", errors="ignore").to_numpy().ravel()
+        # floor<=3% describes the world (whether it allows the gap target), not the strategy.
+        for v in checks.drop(columns=["scenario", "floor<=3%"], errors="ignore").to_numpy().ravel()
     )
     return 1 if (args.strict and missed) else 0
 

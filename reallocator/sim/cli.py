@@ -55,8 +55,8 @@ def run_task(task: Task) -> tuple[list[dict[str, Any]], WorldResult | None, floa
         return InProcessPlanner(time_limit=task.time_limit)
 
     result = run_world(world, task.strategies, planner_factory=planner)
-    rows = [oracle_metrics(world, result.oracle)]
-    rows += [run_metrics(world, result.oracle, run) for run in result.runs.values()]
+    rows = [oracle_metrics(world, result.oracle, result.floor)]
+    rows += [run_metrics(world, result.oracle, run, result.floor) for run in result.runs.values()]
     return rows, (result if task.keep else None), time.perf_counter() - started
 
 

@@ -57,6 +57,7 @@ TABLE_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("sp_rmse", "SP-RMSE$", ",.1f"),
     ("bat_rmse", "BAT-RMSE", ".3f"),
     ("worst_cum_gap", "maxgap%", "pct2"),
+    ("gap_floor", "floor%", "pct2"),
     ("early_exhaustion", "early%", "pct0"),
     ("minutes_before_exhaustion", "min-early", ",.0f"),
     ("value_vs_oracle", "value/orc%", "pct1"),

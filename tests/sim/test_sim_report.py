@@ -45,6 +45,15 @@ def test_report_files_are_written(tmp_path: Path) -> None:
     metrics = pd.read_csv(tmp_path / "metrics.csv")
     assert {"sp_rmse", "bat_rmse", "early_exhaustion", "value_vs_oracle"} <= set(metrics)
     assert {"reversed", "reversals_per_deal", "requests_per_pg"} <= set(metrics)
+    # The world's gap floor on every row, the oracle's too, the same within a world.
+    assert metrics["gap_floor"].notna().all() and metrics["gap_floor"].nunique() == 1
+    assert (metrics["gap_floor_supply"] <= metrics["gap_floor"] + 1e-12).all()
+    assert {"gap_floor", "gap_floor_supply"} <= set(pd.read_csv(tmp_path / "summary.csv"))
+    targets = pd.read_csv(tmp_path / "targets.csv")
+    assert list(targets.columns[3:5]) == ["cum_gap<=3%", "floor<=3%"]
+    assert bool(targets["floor<=3%"].iloc[0]) is True
+    table = (tmp_path / "summary.txt").read_text()
+    assert "maxgap%  floor%" in table
 
 
 def test_simulate_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
