@@ -13,14 +13,19 @@ on the metric's own grid: the world's steps and `World.planned`, the series `run
 
 Why it is a lower bound. Every run of `run.simulate` spends s[d, t] <= full_spend[d, t] at
 every step, PG deals included (a seller delivers min(target x noise, full_spend); buyer-paced
-deals a delivery share <= 1 of it, then capped by what they may still spend and, with the
-platform cap, scaled down). So a run's spends are a feasible point of the LP *without* the
-limit rows, and its worst gap is >= that LP's optimum: `GapFloor.supply`, a bound for every run.
+deals a delivery share <= 1 of it - the probabilistic pacer clips its share to 1, the discount
+pacer's m ** bid_elasticity is <= 1 for m <= 1 as long as bid_elasticity >= 0, which the
+scenario format does not check - then capped by what they may still spend and, with the
+platform cap, scaled down; tests assert it on every run they make). So a run's spends are a
+feasible point of the LP *without* the limit rows, and its worst gap is >= that LP's optimum:
+`GapFloor.supply`, a bound for every run.
 A run whose final spends also keep the deal, seller and channel maximums is a feasible point of
-the whole LP, and its worst gap is >= `GapFloor.floor`. The reallocator, greedy and the
-foresight diagnostic keep them; static and rules need not (static keeps the booking, rules moves
-budget with no limits), hence two figures (equal where no maximum binds: every shipped scenario
-but conflicting_limits).
+the whole LP, and its worst gap is >= `GapFloor.floor`. The reallocator plans within them (it
+kept them in every conflicting_limits run checked); static, rules and greedy need not: static
+keeps the booking, which may hold more than a maximum (conflicting_limits books 21-35 % on
+display, whose maximum is 12 %), rules moves budget with no limits, greedy bounds only its
+increases. Hence two figures, equal where no maximum binds (every shipped scenario but
+conflicting_limits, where they differ by ~0.01 point); `keeps_maximums` tells which applies.
 
 Left out, and why the bound stays valid: minimums (deal, seller, channel) only shrink the
 feasible set, so dropping them lowers the optimum; rounding of group maximums to whole units
@@ -33,15 +38,17 @@ what perfect foresight and perfect control could do.
 Grid. The cumulative rows are imposed at every step, as the metric takes its maximum there.
 Imposing them only at coarser block ends (and summing supply per block) would still give a
 lower bound - every per-step path maps to a block path with the same cumulative values at block
-ends - but a weaker one (spend could shift within a block); it is not needed: the LP is small.
+ends - but a weaker one (spend could shift within a block). `world_floor` falls back to hourly
+blocks only when the exact LP does not finish in its time limit (`FloorLp.block` says which).
 
 Size. Deals that no binding maximum tells apart are merged into one class per step (a class's
 supply is the sum of its deals'; any class path splits back into per-deal paths within each
 deal's supply), so with no binding maximum the LP has one spend variable per step. Exact, and
 checked against the per-deal formulation (`aggregate=False`) and an independent PuLP model in
 tests. Cumulative spend is a variable per step (C_t = C_{t-1} + sum_k s[k, t]), so the matrix
-has O(classes x steps) non-zeros, not O(deals x steps^2). Solved with GLOP (dual simplex, the
-engine's parameters); in budget units, so GLOP's tolerances (~1e-7) are shares of the budget.
+has O(classes x steps) non-zeros, not O(deals x steps^2). Solved with GLOP (GLOP_PARAMETERS),
+money in units of the mean planned step (budget / T). The optimum is GLOP's primal value, not a
+certified bound: it may sit a tolerance (~1e-9 of the budget here) off the exact optimum.
 """
 
 from __future__ import annotations
@@ -305,26 +312,27 @@ def world_floor(world: World, *, aggregate: bool = True, time_limit: float = 30.
         (world.channel, group_maxima(world.channel_limits, world.channel_ids, world.budget)),
     ]
 
-    def solve(block: int, limit: float) -> FloorLp:
+    def solve(limits: bool, block: int, limit: float) -> FloorLp:
         return solve_floor(
             world.full_spend,
             world.planned,
             world.budget,
-            world.max_allocation,
-            groupings,
-            aggregate=aggregate,
+            world.max_allocation if limits else None,
+            groupings if limits else (),
+            aggregate=aggregate or not limits,
             block=block,
             time_limit=limit,
         )
 
-    try:
-        limited = solve(1, time_limit)
-    except FloorNotSolved:
-        limited = solve(world.scenario.steps_per_hour, 4.0 * time_limit)
+    def exact_or_hourly(limits: bool) -> FloorLp:
+        try:
+            return solve(limits, 1, time_limit)
+        except FloorNotSolved:
+            return solve(limits, world.scenario.steps_per_hour, 4.0 * time_limit)
+
+    limited = exact_or_hourly(True)
     binds = limited.classes > 1 or not aggregate
-    supply = (
-        solve_floor(world.full_spend, world.planned, world.budget).gap if binds else limited.gap
-    )
+    supply = exact_or_hourly(False).gap if binds else limited.gap
     return GapFloor(floor=limited.gap, supply=min(supply, limited.gap), lp=limited)
 
 

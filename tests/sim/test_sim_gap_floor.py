@@ -9,8 +9,9 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from reallocator.sim import gap_floor
 from reallocator.sim.args import STRATEGIES
-from reallocator.sim.gap_floor import keeps_maximums, solve_floor, world_floor
+from reallocator.sim.gap_floor import FloorNotSolved, keeps_maximums, solve_floor, world_floor
 from reallocator.sim.metrics import worst_cumulative_gap
 from reallocator.sim.run import run_world
 from reallocator.sim.scenario import scenario_from_dict
@@ -192,3 +193,22 @@ def test_the_limits_raise_the_floor_only_where_they_bind() -> None:
     assert bound.supply == pytest.approx(free.supply, abs=1e-9)
     # 55 % of the budget at most: the final gap alone is 45 %.
     assert bound.floor >= 0.45 - 1e-9 and bound.lp.classes == 2
+
+
+def test_an_exact_lp_that_does_not_finish_falls_back_to_hourly_blocks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    world = build_world(scenario_from_dict(LIMITED), 0)
+    exact = world_floor(world)
+    solve = gap_floor.solve_floor
+
+    def slow_exact(*args: object, block: int = 1, **kwargs: object) -> gap_floor.FloorLp:
+        if block == 1:
+            raise FloorNotSolved("time limit")
+        return solve(*args, block=block, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(gap_floor, "solve_floor", slow_exact)
+    hourly = world_floor(world)
+    assert hourly.lp.block == world.scenario.steps_per_hour == 4
+    assert 0.0 < hourly.floor <= exact.floor + 1e-9
+    assert 0.0 < hourly.supply <= min(exact.supply, hourly.floor) + 1e-9
