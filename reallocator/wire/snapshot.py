@@ -124,8 +124,29 @@ def _groups(
             if row is not None and lim.ListFields():
                 table[:, row] = _limit_values(lim, f"{path}[{i}]", errors)
     names = ids if len(kept) == len(ids) else [ids[i] for i in kept]
-    index = pd.Index(names, name=id_field, dtype=object)
-    return pd.DataFrame(table.T, index=index, columns=_GROUP_INDEX, copy=False)
+    return pd.DataFrame(
+        table.T, index=_group_ids(names, id_field), columns=_GROUP_INDEX, copy=False
+    )
+
+
+_GROUP_IDS: dict[tuple[str, tuple[str, ...]], pd.Index] = {}
+"""The sellers' or channels' id Index per id list: a campaign sends the same groups call after
+call, and pandas' Index constructor costs ~25 us for 40 ids (two per snapshot). An Index is
+immutable, so the tables of every call share it. Lists up to `_SHARED_IDS` ids, a bounded
+handful of them: a larger list's fixed cost is small beside its size."""
+_SHARED_IDS = 1_000
+
+
+def _group_ids(names: list[str], id_field: str) -> pd.Index:
+    if len(names) > _SHARED_IDS:
+        return pd.Index(names, name=id_field, dtype=object)
+    key = (id_field, tuple(names))
+    index = _GROUP_IDS.get(key)
+    if index is None:
+        if len(_GROUP_IDS) >= 256:
+            _GROUP_IDS.clear()
+        index = _GROUP_IDS[key] = pd.Index(names, name=id_field, dtype=object)
+    return index
 
 
 def _id_length(value: str, path: str, limit: int, errors: Violations) -> None:
