@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -96,6 +98,23 @@ def _unit_interval(
         errors.add(path, f"must be in {lo}0, 1{hi} (got {value})")
 
 
+@dataclass(frozen=True)
+class _Decoded:
+    """A pacing target decoded without its snapshot's as_of, and found valid so: what every
+    snapshot sending it shares. `changes`: its budget changes (all of them, by time), each
+    with its index in the message."""
+
+    spec: PacingSpec
+    changes: tuple[tuple[int, BudgetChange], ...]
+
+
+_DECODED: dict[tuple[bytes, str, WireLimits], _Decoded] = {}
+"""Valid pacing targets per message bytes, path and limits: a campaign sends the same target
+(budgets, dates, dayparts, curve) with every snapshot, and decoding it cost ~70 us of a 50-deal
+snapshot's ~1 ms where its bytes cost ~2 us. Only the checks against as_of run per call. A
+bounded handful are kept."""
+
+
 def decode_pacing(
     msg: pacing_pb2.PacingTarget,
     path: str,
@@ -103,6 +122,64 @@ def decode_pacing(
     errors: Violations,
     limits: WireLimits = DEFAULT_LIMITS,
 ) -> PacingSpec:
+    """The pacing target as a PacingSpec; each bad field is added to `errors`."""
+    key = (msg.SerializeToString(deterministic=True), path, limits)
+    known = _DECODED.get(key)
+    if known is None:
+        found = Violations()
+        changes: list[tuple[int, BudgetChange]] = []
+        spec = _decode(msg, path, None, found, limits, changes)
+        if found:  # decoded again with as_of: its violations, in their order
+            return _decode(msg, path, as_of, errors, limits)
+        known = _Decoded(_read_only(spec), tuple(changes))
+        if len(_DECODED) >= 64:
+            _DECODED.clear()
+        _DECODED[key] = known
+    return _at(known, path, as_of, errors, limits)
+
+
+def _read_only(spec: PacingSpec) -> PacingSpec:
+    """`spec` with its arrays read-only, as calls share it."""
+    for array in (spec.custom_weights, spec.daypart):
+        if array is not None:
+            array.flags.writeable = False
+    return spec
+
+
+def _at(
+    known: _Decoded, path: str, as_of: datetime | None, errors: Violations, limits: WireLimits
+) -> PacingSpec:
+    """A shared decoded target checked against `as_of`, as `_decode` checks it: no budget
+    change after it (each one named, and left out), then the span (WireLimits.max_span_days)."""
+    spec = known.spec
+    mark = errors.mark()
+    if as_of is not None and known.changes:
+        for i, change in sorted(known.changes):
+            if change.at > as_of:
+                errors.add(
+                    f"{path}.budget_changes[{i}].change_time",
+                    "must not be after the snapshot's as_of",
+                )
+        if errors.since(mark):
+            kept = tuple(change for _, change in known.changes if change.at <= as_of)
+            spec = dataclasses.replace(spec, budget_changes=kept)
+    if not errors.since(mark):
+        _check_span(
+            path, as_of, spec.start, spec.end, spec.flights, spec.budget_changes, limits, errors
+        )
+    return spec
+
+
+def _decode(
+    msg: pacing_pb2.PacingTarget,
+    path: str,
+    as_of: datetime | None,
+    errors: Violations,
+    limits: WireLimits,
+    indexed: list[tuple[int, BudgetChange]] | None = None,
+) -> PacingSpec:
+    """Decodes and checks every field (those against `as_of` when given); `indexed` receives
+    the budget changes with their index in the message, by time."""
     mark = errors.mark()
     budget_type = BUDGET_TYPES.get(msg.budget_type)
     if budget_type is None:
@@ -164,7 +241,10 @@ def decode_pacing(
 
     custom = _custom_curve(msg, path, mode, errors)
     daypart = _dayparting(msg, path, errors)
-    changes = _budget_changes(msg, path, as_of, {f.flight_id for f in flights}, errors)
+    dated_changes = _budget_changes(msg, path, as_of, {f.flight_id for f in flights}, errors)
+    if indexed is not None:
+        indexed.extend(dated_changes)
+    changes = tuple(change for _, change in dated_changes)
 
     max_spend: int | None = None
     if msg.HasField("max_spend_micros"):
@@ -359,8 +439,9 @@ def _budget_changes(
     as_of: datetime | None,
     flight_ids: set[str],
     errors: Violations,
-) -> tuple[BudgetChange, ...]:
-    out: list[BudgetChange] = []
+) -> list[tuple[int, BudgetChange]]:
+    """The valid budget changes with their index in the message, by time."""
+    out: list[tuple[int, BudgetChange]] = []
     for i, c in enumerate(msg.budget_changes):
         p = f"{path}.budget_changes[{i}]"
         period = PERIODS.get(c.period)
@@ -387,6 +468,6 @@ def _budget_changes(
         if as_of is not None and at > as_of:
             errors.add(f"{p}.change_time", "must not be after the snapshot's as_of")
             continue
-        out.append(BudgetChange(at, period, int(c.old_amount), int(c.new_amount), c.flight_id))
-    out.sort(key=lambda change: change.at)
-    return tuple(out)
+        out.append((i, BudgetChange(at, period, int(c.old_amount), int(c.new_amount), c.flight_id)))
+    out.sort(key=lambda item: item[1].at)
+    return out
