@@ -100,9 +100,9 @@ def _unit_interval(
 
 @dataclass(frozen=True)
 class _Decoded:
-    """A pacing target decoded without its snapshot's as_of, and found valid so: what every
-    snapshot sending it shares. `changes`: its budget changes (all of them, by time), each
-    with its index in the message."""
+    """A pacing target found valid (against one snapshot's as_of, so without one as well):
+    what every snapshot sending it shares. `changes`: its budget changes (all of them, by
+    time), each with its index in the message."""
 
     spec: PacingSpec
     changes: tuple[tuple[int, BudgetChange], ...]
@@ -125,17 +125,18 @@ def decode_pacing(
     """The pacing target as a PacingSpec; each bad field is added to `errors`."""
     key = (msg.SerializeToString(deterministic=True), path, limits)
     known = _DECODED.get(key)
-    if known is None:
-        found = Violations()
-        changes: list[tuple[int, BudgetChange]] = []
-        spec = _decode(msg, path, None, found, limits, changes)
-        if found:  # decoded again with as_of: its violations, in their order
-            return _decode(msg, path, as_of, errors, limits)
-        known = _Decoded(_read_only(spec), tuple(changes))
+    if known is not None:
+        return _at(known, path, as_of, errors, limits)
+    mark = errors.mark()
+    changes: list[tuple[int, BudgetChange]] = []
+    spec = _decode(msg, path, as_of, errors, limits, changes)
+    # Valid against this as_of, it is valid without it, with the same fields: as_of only
+    # drops a late budget change, which is a violation, and widens the span checked.
+    if not errors.since(mark):
         if len(_DECODED) >= 64:
             _DECODED.clear()
-        _DECODED[key] = known
-    return _at(known, path, as_of, errors, limits)
+        _DECODED[key] = _Decoded(_read_only(spec), tuple(changes))
+    return spec
 
 
 def _read_only(spec: PacingSpec) -> PacingSpec:

@@ -63,16 +63,29 @@ def _same_spec(a: PacingSpec, b: PacingSpec) -> None:
 
 @pytest.mark.parametrize("days", [0, 2, 5, 8, 11, 40])
 def test_a_shared_pacing_target_is_checked_against_each_as_of(days: int) -> None:
-    """Changes on days 4, 7 and 10 (listed newest first): as_of before, between and after them,
-    and past the span limit; each call after the first is served from the shared target."""
+    """Changes on days 4, 7 and 10 (listed newest first), the target kept from a valid call
+    on day 12: as_of before, between and after them is checked as a fresh decode checks it."""
     msg = _target()
     wire_pacing._DECODED.clear()
+    assert not _decoded(msg, START + timedelta(days=12))[1]
+    assert len(wire_pacing._DECODED) == 1
     for as_of in (START + timedelta(days=days), START + timedelta(days=days, hours=1)):
         spec, errors = _decoded(msg, as_of)
         fresh, fresh_errors = _fresh(msg, as_of)
         _same_spec(spec, fresh)
         assert errors == fresh_errors
+        assert bool(errors) == (days < 10)
     assert len(wire_pacing._DECODED) == 1
+
+
+def test_a_target_with_a_change_after_as_of_is_not_kept() -> None:
+    wire_pacing._DECODED.clear()
+    _, errors = _decoded(_target(), START + timedelta(days=5))
+    assert [v.field for v in errors] == [
+        "snapshot.pacing.budget_changes[0].change_time",
+        "snapshot.pacing.budget_changes[1].change_time",
+    ]
+    assert not wire_pacing._DECODED
 
 
 def test_an_invalid_pacing_target_is_decoded_afresh_with_its_violations() -> None:
