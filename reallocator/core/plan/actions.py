@@ -77,7 +77,7 @@ def act(
                 window_end=window_end,
                 texts=texts,
                 seed=seed,
-                avails_forecast=values_of(prepared.forecast_table, "by_avails"),
+                avails_forecast=prepared.forecast["by_avails"],
                 window_hours=hours,
             )
             requests = derive_requests(inputs, policy, history)

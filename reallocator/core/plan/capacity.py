@@ -1,13 +1,15 @@
 """The capacity a plan places budget against: per deal, the engine's forecast (or the caller's
-own), capped by what sellers answered to earlier requests, with the table of how each was reached.
+own), capped by what sellers answered to earlier requests, with the columns of how each was
+reached (`FORECAST_DTYPES`).
 
-Read by `prepare.py`; its table rides along to the plan (stall outlooks, the unspendable reasons,
-the requests' avails forecast).
+Read by `prepare.py`; its columns ride along to the plan (stall outlooks, the unspendable
+reasons, the requests' avails forecast).
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -15,11 +17,11 @@ import pandas as pd
 
 from reallocator.core.engine import ForecastInputs
 from reallocator.core.engine.bounds import SPENT_COLUMN
+from reallocator.core.engine.forecast import RATIONALE_DTYPES
 from reallocator.core.model import (
     CampaignSnapshot,
     DealType,
     DeliverySeries,
-    table_of,
     values_of,
 )
 from reallocator.core.pacing.assessment import Assessment, EntityKind, PacingStatus
@@ -31,6 +33,13 @@ from reallocator.core.pacing.calendar import (
 )
 from reallocator.core.pacing.curves import PacingCurve
 from reallocator.core.plan.model import RequestHistory, SellerResponse
+
+FORECAST_DTYPES: dict[str, str] = RATIONALE_DTYPES | {
+    "held_to_current": "bool",
+    "capped_by_response": "bool",
+}
+"""`deal_capacity`'s columns: the engine's forecast table (RATIONALE_DTYPES; "capacity" before
+the seller answers cap it) and which deals the confidence band held or an answer capped."""
 
 
 def _last_requests(history: RequestHistory | None) -> pd.DataFrame | None:
@@ -81,12 +90,13 @@ def deal_capacity(
     history: RequestHistory | None,
     moved: npt.NDArray[np.int8],
     given: npt.NDArray[np.int64] | None = None,
-) -> tuple[np.ndarray, pd.DataFrame, np.ndarray]:
+) -> tuple[np.ndarray, dict[str, Any], np.ndarray]:
     """Forecast per deal (or the caller's, `given`); seller answers cap it (a REJECTED increase
-    keeps the deal at its current plan, a PARTIAL one at what the seller accepted)."""
+    keeps the deal at its current plan, a PARTIAL one at what the seller accepted). Returns the
+    capacity, the columns of how it was reached (`FORECAST_DTYPES`, read-only arrays: the plan
+    reads a few and builds no table of them) and which deals an answer capped."""
     from reallocator.core.engine.forecast import (
         METHODS,
-        RATIONALE_DTYPES,
         confident_cuts,
         forecast_columns,
         pooled,
@@ -221,7 +231,6 @@ def deal_capacity(
         hit = (rejected | partial) & (limit < capacity[pos])
         capacity[pos[hit]] = limit[hit]
         capped[pos[hit]] = True
-    # One table (a column set at a time cost ~25 us each).
     columns = dict(table)
     columns |= {
         "method": method,
@@ -231,8 +240,20 @@ def deal_capacity(
         # The outlook speaks for the capacity only where nothing else set it.
         "stall_outlook": np.where(mine | capped | held, np.nan, columns["stall_outlook"]),
     }
-    dtypes = RATIONALE_DTYPES | {"held_to_current": "bool", "capped_by_response": "bool"}
-    return capacity, table_of(columns, dtypes), capped
+    return capacity, _frozen(columns, FORECAST_DTYPES), capped
+
+
+def _frozen(columns: dict[str, Any], dtypes: dict[str, str]) -> dict[str, Any]:
+    """The columns in `dtypes`' order, numeric ones with those dtypes and read-only (as a
+    table's values are to its readers); "keep" ones (the method's categorical) as they are."""
+    out: dict[str, Any] = {}
+    for name, dtype in dtypes.items():
+        value = columns[name]
+        if dtype != "keep":
+            value = np.array(value, dtype=dtype)  # a copy: no reader's edit reaches the source
+            value.flags.writeable = False
+        out[name] = value
+    return out
 
 
 __all__ = ["deal_capacity"]

@@ -4,7 +4,6 @@ behind budget no deal can deliver."""
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from reallocator.core.engine import BoundsReport, BuiltProblem
 from reallocator.core.model import BudgetType, CampaignSnapshot, text_column, values_of
@@ -23,7 +22,7 @@ def unspendable_reasons(
     report: BoundsReport,
     built: BuiltProblem,
     unspendable: int,
-    forecast: pd.DataFrame,
+    forecast: np.ndarray,
     bt: BudgetType,
     currency: str,
     deal_ids: np.ndarray,
@@ -33,7 +32,8 @@ def unspendable_reasons(
     """Where budget goes that no deal can deliver: commitments beyond capacity, limits already
     exceeded, minimums the deals cannot meet, and the campaign's capacity shortfall (`beyond`:
     what the plan placed beyond the forecasts, Policy.beyond_forecast); and budget held for
-    the sellers asked to deliver less until they agree (`held_for_sellers`, per deal)."""
+    the sellers asked to deliver less until they agree (`held_for_sellers`, per deal).
+    `forecast`: each deal's capacity forecast before the sellers' answers capped it."""
     out: list[Unspendable] = []
     waiting = 0 if held_for_sellers is None else int(held_for_sellers.sum())
     unspendable = max(0, unspendable - waiting)  # the rest has no deal that can take it
@@ -93,7 +93,7 @@ def unspendable_reasons(
                 )
             )
     if unspendable > 0:
-        total_capacity = int(np.minimum(values_of(forecast, "capacity"), 2**62).sum())
+        total_capacity = int(np.minimum(forecast, 2**62).sum())
         out.append(
             Unspendable(
                 unspendable,

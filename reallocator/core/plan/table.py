@@ -11,8 +11,9 @@ import time
 import numpy as np
 import pandas as pd
 
+from reallocator.core.engine.forecast import method_names
 from reallocator.core.engine.problem import NO_MAX, group_sum
-from reallocator.core.model import Severity, table_of, text_column, text_of, values_of
+from reallocator.core.model import Severity, table_of, text_column, values_of
 from reallocator.core.pacing.assessment import (
     Alert,
     Assessment,
@@ -59,13 +60,13 @@ def deal_table(
     actions (render.py), because a column set on a frame once another stage holds it costs a copy
     of the frame: ~90 us of a 50-deal plan's ~4.5 ms, measured."""
     deals, report, assessment = prepared.snapshot.deals, prepared.built.report, prepared.assessment
-    forecast_table = prepared.forecast_table
+    forecast = prepared.forecast
     pacing = pacing_modes(
         values_of(deals, "deal_type", np.int64),
         values_of(deals, "status", np.int64),
         decision.allocation,
         prepared.capacity,
-        text_of(forecast_table, "method"),
+        method_names(forecast["method"]),
         prepared.policy.pace_ahead,
     )
     spent = report.spent
@@ -93,7 +94,7 @@ def deal_table(
             "recent_rate": assessment.column(EntityKind.DEAL, "recent_rate"),
             "required_rate": assessment.column(EntityKind.DEAL, "required_rate"),
             "group_at_max": why.group_at_max,
-            "stall_outlook": values_of(forecast_table, "stall_outlook"),
+            "stall_outlook": forecast["stall_outlook"],
         },
         PLAN_DEAL_COLUMNS,
     )
@@ -157,7 +158,7 @@ def assemble(
         report,
         built,
         unspendable,
-        prepared.forecast_table,
+        prepared.forecast["capacity"],
         bt,
         currency,
         values_of(snapshot.deals, "deal_id"),
