@@ -372,7 +372,7 @@ def is_text_array(values: object) -> bool:
 _ArrowText: type = type(pd.array(np.array([""], dtype=object), dtype=TEXT_DTYPE))
 
 
-def _text_array(values: Any) -> Any:
+def text_array(values: Any) -> Any:
     """Text (numpy's fixed-width, or str objects) as the "str" dtype's Arrow array: built from
     the Arrow array directly (~5 us a column) where `pd.array` checks it again (~10 us); values
     Arrow will not take as strings (numbers, NaN) go through pandas' conversion."""
@@ -421,7 +421,7 @@ def table_of(
             elif is_text_array(value):
                 value = value.copy()
             else:
-                value = _text_array(value)
+                value = text_array(value)
         else:
             # No copy here: pandas stacks the numeric columns into its blocks, a copy the table
             # owns (writeable) either way; copying first as well cost ~15-20 us a table.

@@ -244,7 +244,7 @@ def _group_frame(
             else np.zeros(n),
         },
         PLAN_GROUP_COLUMNS,
-        index=pd.Index(ids, name=column),
+        index=ids.rename(column),  # a view named (building an Index again cost ~20 us)
     )
 
 
