@@ -66,7 +66,11 @@ def post_solve(prepared: Prepared, solved: Solved) -> PostSolved:
     # The deals a hold fixed (asked to deliver less, or the other guaranteed deals kept at their
     # commitments meanwhile) are explained and shown within their real bounds, not the fix.
     asked = held > 0
-    shown = replace(problem, lb=before.lb, ub=np.where(asked, before.ub, problem.ub))
+    shown = (
+        problem  # nothing held: the problem solved is the one shown (no second validation)
+        if problem is before
+        else replace(problem, lb=before.lb, ub=np.where(asked, before.ub, problem.ub))
+    )
     x = result.allocation
     over = x - np.maximum(shown.ub, report.capacity)
     return PostSolved(
