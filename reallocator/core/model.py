@@ -313,6 +313,21 @@ def values_of(frame: pd.DataFrame, name: str, dtype: Any = None) -> np.ndarray:
     return out
 
 
+def select(conditions: list[Any], choices: list[Any], default: Any) -> np.ndarray:
+    """`np.select(conditions, choices, default)` for boolean arrays of one shape (choices and
+    default: scalars or arrays of that shape): its own steps - the common dtype of the choices,
+    the default, then each choice copied in where its condition holds, the last one first -
+    without broadcasting every argument beforehand, most of its ~20 us a call on short arrays
+    (a 50-deal plan makes ten calls)."""
+    values = [
+        v if type(v) in (int, float, complex) else np.asarray(v) for v in (*choices, default)
+    ]  # Python numbers stay weak in the dtype's promotion, as np.select keeps them
+    out = np.full(np.shape(conditions[0]), values[-1], dtype=np.result_type(*values))
+    for condition, choice in zip(reversed(conditions), reversed(values[:-1]), strict=True):
+        np.copyto(out, choice, where=condition)
+    return out
+
+
 def as_text(column: pd.Series) -> npt.NDArray[np.object_]:
     """`column.astype(str)` as an object array, without the round trip through pandas for the
     two kinds of label column the core holds: a categorical's labels picked by code, a str

@@ -32,6 +32,7 @@ from reallocator.core.model import (
     DealStatus,
     DeliverySeries,
     Policy,
+    select,
     table_of,
     values_of,
 )
@@ -603,7 +604,7 @@ def forecast_columns(
     capacity = np.floor(np.clip(np.nan_to_num(capacity, nan=0.0), 0.0, _MAX_CAPACITY))
 
     # Codes into METHODS straight away: no string per deal, no second pass comparing them.
-    code = np.select(
+    code = select(
         [
             ~inputs.active,
             inputs.stalled,

@@ -42,6 +42,7 @@ from reallocator.core.model import (
     PriceKind,
     Severity,
     is_text_array,
+    select,
     text_column,
     values_of,
 )
@@ -827,7 +828,7 @@ def _evaluate(
         PacingStatus.COMPLETED,
         PacingStatus.UNDER,
     ]
-    status = _first(
+    status = select(
         conditions, [_STATUS_CODE[c] for c in choices], _STATUS_CODE[PacingStatus.ON_PACE]
     )
 
@@ -872,7 +873,7 @@ def _evaluate(
 
     # Severity, reason and the gates.
     deviation = np.where(is_over, gap_x / tol_o, -gap_x / tol_u)
-    severity = _first(
+    severity = select(
         [is_stalled, judged & (deviation >= 3.0), judged & (deviation >= 1.5), judged],
         [
             _SEVERITY_CODE[AlertSeverity.CRITICAL],
@@ -883,7 +884,7 @@ def _evaluate(
         0,
     )
     under_reason = Reason.PROJECTED_UNDERDELIVERY if ctx.curve.ceiling else Reason.UNDERPACING
-    reason = _first(
+    reason = select(
         [is_stalled, is_over & delivered, is_over, is_under & paused, is_under],
         [
             _REASON_CODE[Reason.STALLED],
@@ -931,15 +932,6 @@ def _evaluate(
         codes={"status": status, "severity": severity, "reason": reason},
         stall_lambda=rows.stall_lambda,
     )
-
-
-def _first(conditions: list[BoolArray], choices: list[int], default: int) -> IntArray:
-    """`np.select`: the choice of the first true condition, else `default` (nested wheres, a
-    third of select's fixed cost on short rows)."""
-    out = np.full(conditions[0].shape, default, dtype=np.int64)
-    for condition, choice in zip(reversed(conditions), reversed(choices), strict=True):
-        out = np.where(condition, choice, out)
-    return out
 
 
 @dataclass(frozen=True, eq=False)

@@ -16,7 +16,7 @@ import pandas as pd
 from reallocator.core.engine import AllocationProblem, AllocationResult, BoundsReport
 from reallocator.core.engine.problem import NO_MAX, from_unit_array, group_sum, power_of_two_unit
 from reallocator.core.engine.segments import marginal_churn
-from reallocator.core.model import BudgetType, values_of
+from reallocator.core.model import BudgetType, select, values_of
 from reallocator.core.plan.model import BindingKind, ReasonCode
 from reallocator.core.plan.text import amounts, rates, where
 
@@ -39,7 +39,7 @@ def binding_kinds(
     fixed = problem.lb == problem.ub
     grow = np.where(cur > NO_MAX - step, NO_MAX, cur + step)
     has_min = report.min_remaining > 0
-    ub_term = np.select(
+    ub_term = select(
         [
             (problem.ub == report.min_remaining) & has_min,
             problem.ub == report.capacity,
@@ -51,7 +51,7 @@ def binding_kinds(
     )
     # At its lower bound: its commitment, else the step limit - or, where the step would go
     # below nothing, the zero floor (a deal cut to 0 was not stopped by the step).
-    lb_term = np.select(
+    lb_term = select(
         [(problem.lb == report.min_remaining) & has_min, problem.lb <= 0],
         [BindingKind.DEAL_MIN, BindingKind.ZERO],
         default=BindingKind.STEP,
@@ -59,12 +59,12 @@ def binding_kinds(
     b = result.binding
     seller_bound = (b.seller_at_max | b.seller_at_min)[problem.seller]
     channel_bound = (b.channel_at_max | b.channel_at_min)[problem.channel]
-    inside = np.select(
+    inside = select(
         [seller_bound, channel_bound, np.full(len(x), b.total or b.money)],
         [BindingKind.SELLER, BindingKind.CHANNEL, BindingKind.BUDGET],
         default=BindingKind.NONE,
     )
-    out = np.select(
+    out = select(
         [locked, fixed & (problem.lb == report.min_remaining) & has_min, fixed, at_ub, at_lb],
         [BindingKind.LOCKED, BindingKind.DEAL_MIN, ub_term, ub_term, lb_term],
         default=inside,
@@ -151,7 +151,7 @@ def explain(
     )
     # Each code says why this deal moved, in words its own verdict cannot contradict: a deal
     # is UNDER_/OVER_DELIVERY only when it gives budget away and its verdict says so.
-    reason = np.select(
+    reason = select(
         [
             delta == 0,
             beyond,

@@ -67,6 +67,7 @@ from reallocator.core.model import (
     DealType,
     Policy,
     PriceKind,
+    select,
     text_of,
     values_of,
 )
@@ -210,7 +211,7 @@ def pacing_modes(
         measured |= labels == m
     live = np.asarray(deal_status) == DealStatus.ACTIVE
     ahead = (pace_ahead > 1.0) & ~guaranteed & live & measured & (x > 0) & (x >= cap)
-    out: ObjArray = np.select(
+    out: ObjArray = select(
         [guaranteed, ahead], [DealPacing.SELLER.value, DealPacing.AHEAD.value], DealPacing.CURVE
     ).astype(object)
     return out

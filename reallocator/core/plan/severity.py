@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 from pandas.api.types import infer_dtype
 
-from reallocator.core.model import Policy, Severity, SeverityTiers
+from reallocator.core.model import Policy, Severity, SeverityTiers, select
 
 IntArray: TypeAlias = npt.NDArray[np.int64]
 FloatArray: TypeAlias = npt.NDArray[np.float64]
@@ -62,7 +62,7 @@ def change_severity(
     rel = relative_change(d, current)
     changed = d != 0
     prem = np.broadcast_to(np.asarray(premium, dtype=bool), rel.shape)
-    rank = np.select(
+    rank = select(
         [changed & (rel >= tiers.critical), changed & ((rel >= tiers.material) | prem)],
         [SEVERITY_RANK[Severity.CRITICAL], SEVERITY_RANK[Severity.MATERIAL]],
         SEVERITY_RANK[Severity.MINOR],
