@@ -681,7 +681,8 @@ def confident_cuts(
     out = shrink_to_current(out, current, inputs.evidence_hours, policy, eligible)
     # Seller-paced deals move through seller requests: the band holds them either way.
     paced = _flag(inputs.seller_paced, inputs)
-    seller = paced & np.isin(method, ["declared", "commitment"]) & inputs.active & ~inputs.stalled
+    by_seller = (method == "declared") | (method == "commitment")  # np.isin sorts text
+    seller = paced & by_seller & inputs.active & ~inputs.stalled
     if awaiting is not None:
         # A request still unanswered may be accepted after this plan: held at its current
         # commitment, the deal's plan would give the money the request asks for to other deals

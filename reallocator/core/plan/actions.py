@@ -59,17 +59,22 @@ def act(
             else 0.0
         )
         seed = f"{snapshot.campaign_id}:{int(snapshot.as_of.timestamp())}"
-        # The label columns both read, converted once.
-        texts = {
-            "deal_id": text_of(snapshot.deals, "deal_id"),
-            "seller_id": text_of(snapshot.deals, "seller_id"),
-            "pacing_status": assessment.column(EntityKind.DEAL, "status"),
-            "plan_reason": text_of(plan.deals, "reason"),
-        }
         # Only guaranteed deals are asked anything: a campaign of none (open auctions, private
         # marketplaces) skips the request inputs and rules (~0.4 ms of a 50-deal plan).
         guaranteed = values_of(snapshot.deals, "deal_type") == DealType.PROGRAMMATIC_GUARANTEED
-        if guaranteed.any():
+        ask = bool(guaranteed.any())
+        # The label columns both read, converted once, and only when either is made.
+        texts = (
+            {
+                "deal_id": text_of(snapshot.deals, "deal_id"),
+                "seller_id": text_of(snapshot.deals, "seller_id"),
+                "pacing_status": assessment.column(EntityKind.DEAL, "status"),
+                "plan_reason": text_of(plan.deals, "reason"),
+            }
+            if ask or make_schedules
+            else {}
+        )
+        if ask:
             inputs = RequestInputs.from_plan(
                 snapshot,
                 assessment,

@@ -173,8 +173,11 @@ def deal_capacity(
         rate_se=rate_se,
         from_supply=from_supply,
         seller_paced=values_of(deals, "deal_type") == DealType.PROGRAMMATIC_GUARANTEED,
-        keeping_pace=~np.isin(
-            status, [PacingStatus.UNDER, PacingStatus.STALLED, PacingStatus.NOT_STARTED]
+        # Comparisons rather than np.isin: over text it sorts both sides (~15 us a call).
+        keeping_pace=~(
+            (status == PacingStatus.UNDER)
+            | (status == PacingStatus.STALLED)
+            | (status == PacingStatus.NOT_STARTED)
         ),
     )
     capacity, table = forecast_columns(inputs, assessment.opportunity_remaining_hours, policy)
