@@ -328,6 +328,18 @@ def select(conditions: list[Any], choices: list[Any], default: Any) -> np.ndarra
     return out
 
 
+def nan_to_num(x: npt.ArrayLike, nan: float = 0.0) -> npt.NDArray[np.float64]:
+    """`np.nan_to_num(x, nan=nan)` of a float array as a new float64 array (NaN to `nan`,
+    infinities to the largest doubles), in one check where every value is finite (the usual
+    case): numpy's passes for NaN and for each infinity cost ~8 us a call on short arrays, and
+    a plan makes a dozen."""
+    out = np.array(x, dtype=np.float64)
+    if np.isfinite(out).all():
+        return out
+    fixed: npt.NDArray[np.float64] = np.nan_to_num(out, copy=False, nan=nan)
+    return fixed
+
+
 def as_text(column: pd.Series) -> npt.NDArray[np.object_]:
     """`column.astype(str)` as an object array, without the round trip through pandas for the
     two kinds of label column the core holds: a categorical's labels picked by code, a str

@@ -48,6 +48,7 @@ from reallocator.core.model import (
     Policy,
     PriceKind,
     is_text_array,
+    nan_to_num,
     text_array,
     text_column,
     values_of,
@@ -260,12 +261,12 @@ def group_limits(
     lb_g = group_sum(lb, codes, n).astype(np.float64)
     ub_g = capped_group_sum(ub, codes, n, NO_MAX // 2).astype(np.float64)
     has_max = ~np.isnan(limit_max)
-    cap = np.nan_to_num(limit_max)
+    cap = nan_to_num(limit_max)
     over = np.where(has_max, np.maximum(0.0, spent_g + lb_g - cap), 0.0)
     max_r = np.full(n, NO_MAX, dtype=np.int64)
     room = np.maximum(np.maximum(cap - spent_g, lb_g), 0.0)  # commitments and locks outrank
     max_r[has_max] = np.minimum(room[has_max], 2.0**62).astype(np.int64)
-    want = np.minimum(np.maximum(0.0, np.nan_to_num(limit_min) - spent_g), 2.0**62)
+    want = np.minimum(np.maximum(0.0, nan_to_num(limit_min) - spent_g), 2.0**62)
     min_r = np.minimum(want, np.minimum(ub_g, max_r.astype(np.float64)))
     short = want - min_r
     return min_r.astype(np.int64), max_r, over.astype(np.int64), short.astype(np.int64)
@@ -338,7 +339,7 @@ def build_problem(
     )
     if value_slopes is None:
         value = values_of(deals, "value_per_unit", np.float64)
-        value_slopes = np.nan_to_num(value, nan=0.0)[:, None]
+        value_slopes = nan_to_num(value, nan=0.0)[:, None]
     # Values and churn weights in one power-of-two unit (problem.py), chosen before the churn
     # weight is: churn_relative x values near the float limit would overflow it.
     unit = objective_unit(value_slopes, policy)
@@ -412,7 +413,7 @@ def churn_weight(
     deal = policy.churn_deal / unit
     if policy.churn_relative <= 0 or value_slopes.size == 0:
         return deal
-    first = np.nan_to_num(value_slopes[:, 0], nan=0.0)
+    first = nan_to_num(value_slopes[:, 0], nan=0.0)
     weight = current.astype(np.float64)
     total = float(weight.sum())
     mean = float(np.dot(first, weight / total)) if total > 0 else float(first.mean())

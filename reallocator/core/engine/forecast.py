@@ -32,6 +32,7 @@ from reallocator.core.model import (
     DealStatus,
     DeliverySeries,
     Policy,
+    nan_to_num,
     select,
     table_of,
     values_of,
@@ -402,7 +403,7 @@ def stall_outlook(stall_hours: FloatArray, remaining_hours: FloatArray) -> Float
     r = np.maximum(np.asarray(remaining_hours, np.float64), 0.0)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         share = np.where(r > 0, 1.0 - (s / np.where(r > 0, r, 1.0)) * np.log1p(r / s), 0.0)
-    out: FloatArray = np.clip(np.nan_to_num(share, nan=0.0), 0.0, 1.0)
+    out: FloatArray = np.clip(nan_to_num(share, nan=0.0), 0.0, 1.0)
     return out
 
 
@@ -522,14 +523,14 @@ def hold_unconfident_cuts(
     seller request. Only `eligible` deals (forecast from their own rate, not stalled, not
     declared) are held; where the cut is confident the forecast stands. Returns the capacity and
     which deals were held."""
-    held = eligible & (capacity < current) & (np.nan_to_num(upper, nan=np.inf) >= current)
+    held = eligible & (capacity < current) & (nan_to_num(upper, nan=np.inf) >= current)
     out: IntArray = np.where(held, current, capacity).astype(np.int64)
     if lower is not None:
         # Growth needs evidence too: beyond the current allocation only up to the lower bound.
         grow = eligible & (capacity > current)
         # An unknown spread (NaN: fewer than two buckets, or a rate not read from the series)
         # does not restrict growth.
-        low = np.floor(np.clip(np.nan_to_num(lower, nan=_MAX_CAPACITY), 0.0, _MAX_CAPACITY))
+        low = np.floor(np.clip(nan_to_num(lower, nan=_MAX_CAPACITY), 0.0, _MAX_CAPACITY))
         out = np.where(grow, np.maximum(current, np.minimum(capacity, low)), out).astype(np.int64)
         held = held | (grow & (out < capacity))
     return out, held
@@ -561,14 +562,14 @@ def forecast_columns(
     hours = np.broadcast_to(
         np.asarray(remaining_opportunity_hours, np.float64), inputs.booked.shape
     )
-    part = np.clip(np.nan_to_num(inputs.participation_rate, nan=1.0), MIN_PARTICIPATION, 1.0)
+    part = np.clip(nan_to_num(inputs.participation_rate, nan=1.0), MIN_PARTICIPATION, 1.0)
     unthrottled = inputs.observed_rate / part
     by_rate = unthrottled * hours
     by_avails = inputs.avails_rate * hours * inputs.win_rate * inputs.units_per_win
     inventory = np.where(
         inputs.available_inventory >= 0, inputs.available_inventory.astype(np.float64), np.inf
     )
-    forecast = np.fmin(np.fmin(by_rate, np.nan_to_num(by_avails, nan=np.inf)), inventory)
+    forecast = np.fmin(np.fmin(by_rate, nan_to_num(by_avails, nan=np.inf)), inventory)
     # A seller paces its guaranteed deal to the commitment, so the deal's rate (and the bid
     # requests the seller sends) measure that pace, not the supply: planned on them, a deal
     # that keeps pace reads as capacity-bound at its pace and every plan trims it a little
@@ -601,7 +602,7 @@ def forecast_columns(
     else:
         dead = inputs.stalled | ~inputs.active
     capacity = np.where(dead, 0.0, capacity)
-    capacity = np.floor(np.clip(np.nan_to_num(capacity, nan=0.0), 0.0, _MAX_CAPACITY))
+    capacity = np.floor(np.clip(nan_to_num(capacity, nan=0.0), 0.0, _MAX_CAPACITY))
 
     # Codes into METHODS straight away: no string per deal, no second pass comparing them.
     code = select(
@@ -609,7 +610,7 @@ def forecast_columns(
             ~inputs.active,
             inputs.stalled,
             evident & keeping & declared,
-            evident & keeping & (forecast > np.nan_to_num(by_rate, nan=-1.0)),
+            evident & keeping & (forecast > nan_to_num(by_rate, nan=-1.0)),
             evident,
             declared,
         ],
@@ -670,7 +671,7 @@ def confident_cuts(
     )
     out, held = capacity, np.zeros(capacity.shape, dtype=bool)
     if policy.cut_confidence > 0 and inputs.rate_se is not None:
-        part = np.clip(np.nan_to_num(inputs.participation_rate, nan=1.0), MIN_PARTICIPATION, 1.0)
+        part = np.clip(nan_to_num(inputs.participation_rate, nan=1.0), MIN_PARTICIPATION, 1.0)
         hours = np.asarray(table["remaining_hours"], dtype=np.float64)
         spread = policy.cut_confidence * inputs.rate_se
         upper = (inputs.observed_rate + spread) / part * hours
@@ -774,7 +775,7 @@ def shrink_to_current(
     h0 = policy.forecast_prior.total_seconds() / 3600.0
     if h0 <= 0:
         return capacity
-    h = np.maximum(np.nan_to_num(evidence_hours, nan=0.0), 0.0)
+    h = np.maximum(nan_to_num(evidence_hours, nan=0.0), 0.0)
     w = h / (h + h0)
     shrunk = np.floor(current + w * (capacity - current.astype(np.float64)))
     out: IntArray = np.where(eligible, np.maximum(shrunk, 0.0), capacity).astype(np.int64)

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from reallocator.core.model import Policy
+from reallocator.core.model import Policy, nan_to_num
 from reallocator.core.pacing.calendar import FloatArray
 
 K = 2.0
@@ -98,7 +98,7 @@ def evidence_time(active_hours: FloatArray, policy: Policy) -> FloatArray:
 def evidence(active_hours: FloatArray, events: FloatArray, policy: Policy) -> FloatArray:
     """How much the verdict rests on: hours of active delivery time and impressions, each capped."""
     need_n = float(policy.min_evidence_impressions)
-    n = np.nan_to_num(np.asarray(events, dtype=np.float64), nan=0.0)
+    n = nan_to_num(events)
     by_count = np.clip(n / need_n, 0.0, 1.0) if need_n > 0 else np.ones_like(n)
     return np.asarray(evidence_time(active_hours, policy) * by_count, dtype=np.float64)
 

@@ -22,6 +22,7 @@ from reallocator.core.model import (
     CampaignSnapshot,
     DealType,
     DeliverySeries,
+    nan_to_num,
     values_of,
 )
 from reallocator.core.pacing.assessment import Assessment, EntityKind, PacingStatus
@@ -150,7 +151,7 @@ def deal_capacity(
     status = assessment.column(EntityKind.DEAL, "status")  # no frame built
     # Zero capacity (a cut to the spend) only on a confident stall, never on a verdict that
     # lacks its evidence.
-    confidence = np.nan_to_num(assessment.column(EntityKind.DEAL, "confidence"))
+    confidence = nan_to_num(assessment.column(EntityKind.DEAL, "confidence"))
     stalled = (status == PacingStatus.STALLED) & (confidence >= policy.confidence_threshold)
     rate, avails_rate = inputs.observed_rate, inputs.avails_rate
     remaining = np.maximum(values_of(deals, "allocation", np.int64) - spent, 0)
