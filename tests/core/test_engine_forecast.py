@@ -375,6 +375,25 @@ def test_hours_idle_before_the_plan_that_raised_a_deal_are_not_its_rate() -> Non
     assert x.evidence_hours[1:].tolist() == [24.0, 24.0, 24.0]
 
 
+def test_a_night_without_supply_before_the_plan_stays_the_deals_daily_cycle() -> None:
+    """A deal without supply from midnight to 06:00 (48 h sent, the rate read on the last
+    24), whose plan was applied at 06:00 on the second day: its silent night had no bid
+    requests, so it is its daily cycle (kept in the rate as its daily average), not hours
+    the plan starved it."""
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    deals = empty_deals(1)
+    deals["impressions"] = 10_000
+    day = [0.0] * 6 + [100.0] * 18
+    spend = np.array([day + day])
+    deals["plan_applied_at"] = int((start + timedelta(hours=30)).timestamp())
+    x = ForecastInputs.from_snapshot(
+        deals, _stall_series(spend, np.where(spend > 0, 50.0, 0.0)), BudgetType.SPEND, POLICY,
+        read_from=24,
+    )  # fmt: skip
+    assert x.evidence_hours[0] == 24.0
+    assert x.observed_rate[0] == pytest.approx(1_800.0 / 24)
+
+
 def test_every_stall_that_ended_is_left_out_and_short_silences_are_not() -> None:
     """Two outages (8 h and 6 h, at least the 6 h window) at different hours of a 48 h series
     and a 3 h gap: the rate is read on the 34 hours outside the two outages, the short gap

@@ -149,7 +149,7 @@ class ForecastInputs:
             stall_hours = _silent_hours(masked, seen, act, hours)
             stalls = _past_stalls(masked, seen, tail, av, _buckets_a_day(delivery.bucket, tail))
             stalls = _idle_before_plan(
-                stalls, masked, delivery, values_of(deals, "plan_applied_at", np.int64),
+                stalls, masked, av, delivery, values_of(deals, "plan_applied_at", np.int64),
                 read_from, tail,
             )  # fmt: skip
             if 0 < read_from < delivery.n_buckets:
@@ -319,15 +319,17 @@ def _past_stalls(
 def _idle_before_plan(
     stalls: BoolArray | None,
     masked: FloatArray,
+    offered: npt.NDArray[Any],
     delivery: DeliverySeries,
     plan_applied_at: npt.NDArray[np.int64],
     read_from: int,
     tail: int,
 ) -> BoolArray | None:
-    """A deal that delivered nothing on the read buckets before its current plan was applied
-    (at least a stall window of them) was idle by the plan's doing (left nothing to spend) or
-    by an outage that plan answered: those buckets measure the plan, not the deal, and are left
-    out of its rate like a stall it came out of."""
+    """A deal that delivered nothing on the read buckets before its current plan was applied,
+    while it was offered supply in a stall window or more of them, was idle by the plan's doing
+    (left nothing to spend): those buckets measure the plan, not the deal, and are left out of
+    its rate like a stall it came out of. Its buckets without supply are not the plan's (a
+    night without supply, a stall): the stall scan reads them."""
     start = delivery.window_start.timestamp()
     width = delivery.bucket.total_seconds()
     n = masked.shape[1]
@@ -337,14 +339,15 @@ def _idle_before_plan(
     rows = np.flatnonzero((first - read_from >= tail) & (first < n))
     if rows.size == 0:
         return stalls
-    before = np.arange(n)[None, :] < first[rows, None]
-    window = before & (np.arange(n)[None, :] >= read_from)
+    columns = np.arange(n)[None, :]
+    window = (columns < first[rows, None]) & (columns >= read_from)
+    supplied = window & (np.asarray(offered[rows]) > 0)  # NaN compares False
     idle = ~((masked[rows] > 0) & window).any(axis=1)
-    rows, window = rows[idle], window[idle]
-    if rows.size == 0:
+    idle &= np.count_nonzero(supplied, axis=1) >= tail
+    if not idle.any():
         return stalls
     out = np.zeros(masked.shape, dtype=bool) if stalls is None else stalls.copy()
-    out[rows] |= window
+    out[rows[idle]] |= supplied[idle]
     return out
 
 
