@@ -218,19 +218,18 @@ def solve_floor(
         plan_cum,
         infs,
     )
+
+    def at_most(row_of_class: IntArray, caps: FloatArray) -> None:
+        """One row per cap: the spend of the classes mapped to it (-1: none), at most it."""
+        take = row_of_class[ks] >= 0
+        add(row_of_class[ks][take], np.flatnonzero(take), 1.0, np.full(caps.size, -math.inf), caps)
+
     # Deal maximums: one row per binding deal (its own class).
     bound_deals = np.flatnonzero(deal_binds)
     if bound_deals.size:
         row_of_class = np.full(k, -1, np.int64)
         row_of_class[cls[bound_deals]] = np.arange(bound_deals.size)
-        take = row_of_class[ks] >= 0
-        add(
-            row_of_class[ks][take],
-            np.flatnonzero(take),
-            1.0,
-            -np.full(bound_deals.size, math.inf),
-            dmax[bound_deals],
-        )
+        at_most(row_of_class, dmax[bound_deals])
     # Group maximums: one row per binding group.
     for member, gmax in group_rows:
         bound = np.flatnonzero(np.bincount(member[member >= 0], minlength=gmax.size) > 0)
@@ -240,14 +239,7 @@ def solve_floor(
         row_of_group[bound] = np.arange(bound.size)
         class_group = np.full(k, -1, np.int64)
         class_group[cls] = np.where(member >= 0, row_of_group[np.maximum(member, 0)], -1)
-        take = class_group[ks] >= 0
-        add(
-            class_group[ks][take],
-            np.flatnonzero(take),
-            1.0,
-            -np.full(bound.size, math.inf),
-            gmax[bound],
-        )
+        at_most(class_group, gmax[bound])
 
     row, col, coef = np.concatenate(rows), np.concatenate(cols), np.concatenate(coefs)
     model = sparse_model(
