@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Sequence
@@ -129,24 +130,23 @@ def _groups(
     )
 
 
-_GROUP_IDS: dict[tuple[str, tuple[str, ...]], pd.Index] = {}
-"""The sellers' or channels' id Index per id list: a campaign sends the same groups call after
-call, and pandas' Index constructor costs ~25 us for 40 ids (two per snapshot). An Index is
-immutable, so the tables of every call share it. Lists up to `_SHARED_IDS` ids, a bounded
-handful of them: a larger list's fixed cost is small beside its size."""
 _SHARED_IDS = 1_000
+"""Longest id list whose Index is shared (`_shared_group_ids`): a larger list's fixed cost is
+small beside its size."""
 
 
 def _group_ids(names: list[str], id_field: str) -> pd.Index:
     if len(names) > _SHARED_IDS:
         return pd.Index(names, name=id_field, dtype=object)
-    key = (id_field, tuple(names))
-    index = _GROUP_IDS.get(key)
-    if index is None:
-        if len(_GROUP_IDS) >= 256:
-            _GROUP_IDS.clear()
-        index = _GROUP_IDS[key] = pd.Index(names, name=id_field, dtype=object)
-    return index
+    return _shared_group_ids(id_field, tuple(names))
+
+
+@functools.lru_cache(maxsize=256)
+def _shared_group_ids(id_field: str, names: tuple[str, ...]) -> pd.Index:
+    """The sellers' or channels' id Index per id list: a campaign sends the same groups call
+    after call, and pandas' Index constructor costs ~25 us for 40 ids (two per snapshot). An
+    Index is immutable, so the tables of every call share it."""
+    return pd.Index(names, name=id_field, dtype=object)
 
 
 def _id_length(value: str, path: str, limit: int, errors: Violations) -> None:
