@@ -101,6 +101,16 @@ def reversed_share(moves: FloatArray, tolerance: float = 1.0) -> float:
     return float(undone.sum()) / float(total.sum())
 
 
+def moved_share(moves: FloatArray, budget: float, tolerance: float = 1.0) -> float:
+    """Churn: the budget that moved between deals over the flight, x the budget - each deal's
+    effective allocation (a guaranteed deal's the seller's commitment) step to step, on the same
+    basis as `reversed_share`. A plan's ask that a seller has not answered moves nothing yet, so
+    it is counted once, when the commitment moves; `churn_plan` counts the plans' allocations
+    against the current ones at every replan instead (an unanswered ask again at each)."""
+    total, _ = _movement(moves, tolerance)
+    return float(total.sum()) / budget if budget > 0 else 0.0
+
+
 def _movement(moves: FloatArray, tolerance: float) -> tuple[FloatArray, FloatArray]:
     """Per deal: its total movement M_d and the part of it that cancels out, M_d - |N_d|."""
     m = np.where(np.abs(moves) >= tolerance, moves, 0.0)
@@ -228,7 +238,8 @@ def run_metrics(
         "value": value,
         "value_vs_oracle": value / oracle.value if oracle.value else math.nan,
         "requests": run.n_requests,
-        "churn": sum(r.churn for r in run.replans) / budget,
+        "churn": moved_share(moves, budget),
+        "churn_plan": sum(r.churn for r in run.replans) / budget,
         "reversed": reversed_share(moves),
         **{
             f"reversed_{name}": share
@@ -270,6 +281,7 @@ def oracle_metrics(
         "value_vs_oracle": 1.0,
         "requests": 0,
         "churn": float(np.abs(x - world.booked).sum()) / world.budget,
+        "churn_plan": float(np.abs(x - world.booked).sum()) / world.budget,
         "reversed": 0.0,
         **{f"reversed_{name}": 0.0 for name in REVERSAL_CLASSES},
         "reversals_per_deal": 0.0,
@@ -298,6 +310,7 @@ SUMMARY_COLUMNS: dict[str, str] = {
     "value_vs_oracle": "median",
     "requests": "median",
     "churn": "median",
+    "churn_plan": "median",
     "reversed": "median",
     **{f"reversed_{name}": "median" for name in REVERSAL_CLASSES},
     "reversals_per_deal": "median",

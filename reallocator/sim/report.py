@@ -63,6 +63,7 @@ TABLE_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("value_vs_oracle", "value/orc%", "pct1"),
     ("requests", "requests", ",.0f"),
     ("churn", "churn%", "pct1"),
+    ("churn_plan", "plan%", "pct1"),
     ("reversed", "rev%", "pct0"),
     ("reversals_per_deal", "rev/deal", ".2f"),
     ("requests_per_pg", "req/PG", ".1f"),

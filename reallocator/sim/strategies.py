@@ -62,7 +62,7 @@ class ReplanRecord:
     status: str
     seconds: float  # wall time of the decision (the plan call for the reallocator)
     requests: int  # seller requests made
-    churn: float  # budget units moved: sum over deals of |new total - old total|
+    churn: float  # the plan's moves: sum over deals of |new total - current total| (asks included)
     note: str = ""
 
 

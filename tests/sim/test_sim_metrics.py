@@ -13,6 +13,7 @@ from reallocator.sim.metrics import (
     early_exhaustion,
     hourly,
     minutes_before_exhaustion,
+    moved_share,
     reversals_per_deal,
     reversed_by_class,
     reversed_share,
@@ -75,6 +76,19 @@ def test_reversed_share_counts_movement_that_cancels_within_a_deal() -> None:
     # moves below the tolerance are noise, not reversals
     assert reversals_per_deal(np.array([[5.0, -0.5, 5.0]])) == 0.0
     assert reversed_share(np.array([[5.0, -0.5, 5.0]])) == 0.0
+
+
+def test_churn_is_what_moved_each_move_once() -> None:
+    booked = np.array([100.0, 100.0])
+    # deal 0 cut by 40 and restored (80 moved); deal 1 raised by 20 twice (40): 120 of 200
+    hist = np.array([[100.0, 60.0, 60.0, 100.0], [100.0, 120.0, 120.0, 140.0]])
+    assert moved_share(allocation_moves(booked, hist), 200.0) == pytest.approx(0.6)
+    # a guaranteed deal whose ask waits three replans for the seller moves once, when the
+    # commitment does: the effective allocation is flat until then
+    hist = np.array([[100.0, 100.0, 100.0, 150.0]])
+    assert moved_share(allocation_moves(np.array([100.0]), hist), 100.0) == pytest.approx(0.5)
+    assert moved_share(np.array([[0.5, -0.5]]), 100.0) == 0.0  # below the tolerance: noise
+    assert moved_share(np.zeros((1, 2)), 0.0) == 0.0
 
 
 def test_greedy_moves_budget_from_projected_underspenders_to_valuable_headroom() -> None:

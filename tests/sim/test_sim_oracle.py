@@ -37,6 +37,9 @@ def test_oracle_beats_every_strategy_on_value() -> None:
             row = run_metrics(world, oracle, run)
             assert row["value"] <= oracle.value * (1 + 1e-9), run.strategy
             assert row["utilisation"] <= oracle.utilisation + 1e-9, run.strategy
+            # what moved never exceeds what the plans moved or asked for (an ask moves at most
+            # its size, once, when the seller answers)
+            assert row["churn"] <= row["churn_plan"] + 1e-9, run.strategy
         assert oracle_metrics(world, oracle)["value_vs_oracle"] == 1.0
 
 
