@@ -26,6 +26,10 @@ MAX_FIELD = 128
 _RESOURCE = re.compile(r"^campaigns/([^/]+)")
 _SAFE = re.compile(r"[^\w.:@/+-]")
 
+_JSON = json.JSONEncoder(default=str)
+"""`json.dumps(value, default=str)`'s encoder, built once: dumps builds one per call (~3 us)
+when given `default`."""
+
 _current: ContextVar[CallRecord | None] = ContextVar("reallocator_call", default=None)
 
 
@@ -131,7 +135,7 @@ class JsonFormatter(logging.Formatter):
             out.update(extra)
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
-        return json.dumps(out, default=str)
+        return _JSON.encode(out)
 
 
 class TextFormatter(logging.Formatter):
@@ -140,7 +144,7 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
         extra = getattr(record, "fields", None)
-        return f"{text} {json.dumps(extra, default=str)}" if isinstance(extra, dict) else text
+        return f"{text} {_JSON.encode(extra)}" if isinstance(extra, dict) else text
 
 
 def configure(log_format: str, level: str = "INFO") -> None:

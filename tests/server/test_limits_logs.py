@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -54,3 +56,73 @@ def test_campaign_comes_from_the_id_the_snapshot_or_a_resource_name() -> None:
     assert campaign_of(pb.ListPlansRequest(parent="campaigns/c-4")) == "c-4"
     assert campaign_of(pb.GetPlanRequest(name="plans/p9")) == ""
     assert campaign_of(pb.GetPacingHistoryRequest(campaign_id="x\ny")) == "x?y"
+
+
+def test_the_interceptor_wraps_each_handler_once_and_counts_every_call() -> None:
+    """grpcio asks the interceptor for a handler on every call: the same handler gets the same
+    wrapper, a new one (another server's) a new wrapper, health is not wrapped; the metrics'
+    series looked up once still count each call under its method and status."""
+    from types import SimpleNamespace
+    from typing import Any
+
+    import grpc
+
+    from reallocator.config import ServerConfig
+    from reallocator.server.operations import Operations
+
+    ops = Operations(ServerConfig())
+    interceptor = ops.interceptor
+
+    def answer(request: Any, context: Any) -> Any:
+        if request == b"fail":
+            context.abort(grpc.StatusCode.NOT_FOUND, "no")
+        return pb.GetPlanResponse()
+
+    class Context:
+        def __init__(self) -> None:
+            self.trailers: tuple[Any, ...] = ()
+            self.status: grpc.StatusCode | None = None
+
+        def invocation_metadata(self) -> tuple[Any, ...]:
+            return ()
+
+        def peer(self) -> str:
+            return "ipv4:127.0.0.1:5555"
+
+        def code(self) -> grpc.StatusCode | None:
+            return self.status
+
+        def is_active(self) -> bool:
+            return True
+
+        def trailing_metadata(self) -> tuple[Any, ...]:
+            return self.trailers
+
+        def set_trailing_metadata(self, trailers: tuple[Any, ...]) -> None:
+            self.trailers = trailers
+
+        def abort(self, code: grpc.StatusCode, details: str) -> None:
+            self.status = code
+            raise RuntimeError(details)
+
+    handler = grpc.unary_unary_rpc_method_handler(answer)
+    details = SimpleNamespace(method="/reallocator.v1.ReallocatorService/GetPlan")
+    wrapped = interceptor.intercept_service(lambda _: handler, details)
+    assert wrapped is not handler
+    assert interceptor.intercept_service(lambda _: handler, details) is wrapped
+    other = grpc.unary_unary_rpc_method_handler(answer)
+    assert interceptor.intercept_service(lambda _: other, details) not in (wrapped, None)
+    health = SimpleNamespace(method="/grpc.health.v1.Health/Check")
+    assert interceptor.intercept_service(lambda _: handler, health) is handler
+    for request in (b"", b"", b"fail"):
+        context = Context()
+        with contextlib.suppress(RuntimeError):
+            wrapped.unary_unary(request, context)
+        assert ("x-request-id", context.trailers[-1][1]) == context.trailers[-1]
+    registry = ops.metrics.registry
+    labels = {"method": "GetPlan", "code": "OK"}
+    assert registry.get_sample_value("reallocator_calls_total", labels) == 2
+    labels["code"] = "NOT_FOUND"
+    assert registry.get_sample_value("reallocator_calls_total", labels) == 1
+    count = registry.get_sample_value("reallocator_call_seconds_count", {"method": "GetPlan"})
+    assert count == 3
