@@ -124,3 +124,20 @@ def test_undecodable_utf8_in_a_string_column_is_a_violation() -> None:
     assert from_arrow(bytes(data), "arrow_ipc", errors) is None
     assert errors.items[0].field == "arrow_ipc"
     assert "UTF-8" in errors.items[0].description or "utf" in errors.items[0].description.lower()
+
+
+def test_a_stream_read_again_reuses_its_metadata_and_a_corrupt_one_is_rejected_again() -> None:
+    """`_batch_of` is kept per metadata bytes: the same stream twice reads the same table, and
+    a stream whose metadata is rejected is rejected on every read (no rejection is kept)."""
+    from reallocator.wire import arrow_guard
+
+    table = pa.table({"allocation": np.arange(10, dtype=np.int64), "deal_id": list("abcdefghij")})
+    data = _stream(table)
+    first = arrow_guard.read_checked(data, 1 << 20)
+    hits = arrow_guard._batch_of.cache_info().hits
+    again = arrow_guard.read_checked(data, 1 << 20)
+    assert arrow_guard._batch_of.cache_info().hits > hits
+    assert first.equals(again) and again.equals(table)
+    for _ in range(2):  # metadata cut short: rejected on every read
+        with pytest.raises(arrow_guard.StreamRejected, match="truncated or corrupt"):
+            arrow_guard._batch_of(b"\x08\x00")
