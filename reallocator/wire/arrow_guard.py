@@ -95,12 +95,22 @@ class _Batch:
     compressed: bool
 
 
-@functools.lru_cache(maxsize=256)
+CACHED_METADATA_BYTES = 4096
+"""Metadata up to this size is parsed once (`_batch_of`); a deals batch's is ~1 KB. Larger is
+parsed every time, so a caller cannot pin large buffers in the cache."""
+
+
 def _batch_of(metadata: bytes) -> _Batch | None:
     """The RecordBatch a message carries (itself or inside a DictionaryBatch), else None. Kept
     per metadata (a pure function of its bytes; a campaign's stream has the same metadata call
     after call where its ids' lengths and its nulls do not change: ~10 us a message read again;
     a rejection is raised again, not kept)."""
+    if len(metadata) <= CACHED_METADATA_BYTES:
+        return _kept_batch_of(metadata)
+    return _parse_batch(metadata)
+
+
+def _parse_batch(metadata: bytes) -> _Batch | None:
     flat = _Flat(metadata)
     message = flat.root()
     kind = flat.scalar(message, 1, "<B")
@@ -119,6 +129,9 @@ def _batch_of(metadata: bytes) -> _Batch | None:
         raise StreamRejected("a batch declares a negative length or more nulls than values")
     return _Batch(rows, buffers, compressed=bool(flat.ref(header, 3)))
 
+
+
+_kept_batch_of = functools.lru_cache(maxsize=256)(_parse_batch)
 
 def _declared_bytes(batch: _Batch, body: pa.Buffer) -> int:
     """Bytes the batch will occupy once read: its buffers as they lie in the body, or, when

@@ -4,6 +4,7 @@ rejected before it inflates, and values that cannot mean what the column says ar
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import textwrap
@@ -134,10 +135,16 @@ def test_a_stream_read_again_reuses_its_metadata_and_a_corrupt_one_is_rejected_a
     table = pa.table({"allocation": np.arange(10, dtype=np.int64), "deal_id": list("abcdefghij")})
     data = _stream(table)
     first = arrow_guard.read_checked(data, 1 << 20)
-    hits = arrow_guard._batch_of.cache_info().hits
+    hits = arrow_guard._kept_batch_of.cache_info().hits
     again = arrow_guard.read_checked(data, 1 << 20)
-    assert arrow_guard._batch_of.cache_info().hits > hits
+    assert arrow_guard._kept_batch_of.cache_info().hits > hits
     assert first.equals(again) and again.equals(table)
     for _ in range(2):  # metadata cut short: rejected on every read
         with pytest.raises(arrow_guard.StreamRejected, match="truncated or corrupt"):
             arrow_guard._batch_of(b"\x08\x00")
+    # metadata above the cached size is parsed every time, never kept
+    kept = arrow_guard._kept_batch_of.cache_info().currsize
+    big = b"\x08\x00" + bytes(arrow_guard.CACHED_METADATA_BYTES)
+    with contextlib.suppress(arrow_guard.StreamRejected):
+        arrow_guard._batch_of(big)
+    assert arrow_guard._kept_batch_of.cache_info().currsize == kept
