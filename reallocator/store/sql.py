@@ -454,9 +454,18 @@ class SqlStore:
         # creation order within a campaign, strictly increasing even when two plans share a
         # microsecond (a rollback right after a plan)
         seq = max(now, int(last.seq) + 1 if last is not None else 0)
-        open_plans = tx.execute(_OPEN_PLANS, {"campaign": campaign}).all()
-        for row in open_plans:
-            self._set_state(tx, row.name, "SUPERSEDED", actor, f"replaced by {name}", now)
+        # The campaign's open plans superseded by name, one executemany whatever their number
+        # (an UPDATE ... RETURNING that found them itself took SQLite ~1.4x as long on a large
+        # row, which it rewrites whole: 19 -> 27 ms on 10 MB)
+        superseded = [row.name for row in tx.execute(_OPEN_PLANS, {"campaign": campaign})]
+        if superseded:
+            tx.execute(
+                _SET_STATE,
+                [
+                    dict(plan=plan, to="SUPERSEDED", new_etag=uuid.uuid4().hex, at=now)
+                    for plan in superseded
+                ],
+            )
         state = "APPROVED" if new.approve else "PROPOSED"
         etag = uuid.uuid4().hex
         # Statements built once, values as parameters: building an INSERT per call cost more
@@ -496,10 +505,17 @@ class SqlStore:
                 ),
             ),
         )
-        tx.execute(
+        tx.execute(  # the superseded plans' events and this one's, one executemany
             _INSERT_EVENT,
-            dict(plan_name=name, event_time=now, actor=actor, state=state, comment=new.comment),
-        )
+            [
+                *(
+                    dict(plan_name=plan, event_time=now, actor=actor, state="SUPERSEDED",
+                         comment=f"replaced by {name}")
+                    for plan in superseded
+                ),
+                dict(plan_name=name, event_time=now, actor=actor, state=state, comment=new.comment),
+            ],
+        )  # fmt: skip
         rows = [
             {
                 "plan_name": name,
@@ -601,19 +617,14 @@ class SqlStore:
         **values: Any,
     ) -> None:
         """Moves a plan to `state` (conditional on `etag` when given) and records the event."""
-        if etag or values:
-            condition = plans.c.name == name
-            if etag:
-                condition = condition & (plans.c.etag == etag)
-            done = tx.execute(
-                plans.update()
-                .where(condition)
-                .values(state=state, etag=uuid.uuid4().hex, update_time=now, **values)
-            )
-        else:  # a Replan superseding the open plan: the prebuilt statement
-            done = tx.execute(
-                _SET_STATE, dict(plan=name, to=state, new_etag=uuid.uuid4().hex, at=now)
-            )
+        condition = plans.c.name == name
+        if etag:
+            condition = condition & (plans.c.etag == etag)
+        done = tx.execute(
+            plans.update()
+            .where(condition)
+            .values(state=state, etag=uuid.uuid4().hex, update_time=now, **values)
+        )
         if done.rowcount != 1:
             raise StaleEtag(f"{name} changed since it was read (etag {etag!r}): read it again")
         tx.execute(
@@ -1373,14 +1384,17 @@ _LAST_PLAN = (
     .limit(1)
 )
 _OPEN_PLANS = sa.select(plans.c.name).where(
-    (plans.c.campaign_id == sa.bindparam("campaign")) & plans.c.state.in_(("PROPOSED", "APPROVED"))
+    (plans.c.campaign_id == sa.bindparam("campaign"))
+    & sa.or_(plans.c.state == "PROPOSED", plans.c.state == "APPROVED")
 )
-_INSERT_PLAN = plans.insert()
+"""The campaign's open plans, which a new Replan's plan supersedes. `or_`, not `in_`: an IN of
+literals is an expanding parameter, rendered into the statement at every execution (~15 us)."""
 _SET_STATE = (
     plans.update()
     .where(plans.c.name == sa.bindparam("plan"))
     .values(state=sa.bindparam("to"), etag=sa.bindparam("new_etag"), update_time=sa.bindparam("at"))
 )
+_INSERT_PLAN = plans.insert()
 _INSERT_EVENT = plan_events.insert()
 _INSERT_ASSESSMENT = assessments.insert()
 _SENT = plans.c.approve_time.is_not(None)
