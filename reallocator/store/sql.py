@@ -448,12 +448,14 @@ class SqlStore:
                 etag=replaces.etag or row.etag,
             )  # fmt: skip
             previous = replaces.name
-        self._store_snapshot(tx, content_hash, campaign, as_of, now, new.snapshot)
-        last = tx.execute(_LAST_PLAN, {"campaign": campaign}).first()
-        previous = previous or (last.name if last is not None else "")
+        # One query: whether the snapshot is stored already, and the campaign's last plan.
+        known = tx.execute(_BEFORE_RECORD, {"content_hash": content_hash, "campaign": campaign})
+        seen = known.one()
+        self._store_snapshot(tx, content_hash, campaign, as_of, now, new.snapshot, seen.known)
+        previous = previous or (seen.last_name or "")
         # creation order within a campaign, strictly increasing even when two plans share a
         # microsecond (a rollback right after a plan)
-        seq = max(now, int(last.seq) + 1 if last is not None else 0)
+        seq = max(now, int(seen.last_seq) + 1 if seen.last_seq is not None else 0)
         # The campaign's open plans superseded by name, one executemany whatever their number
         # (an UPDATE ... RETURNING that found them itself took SQLite ~1.4x as long on a large
         # row, which it rewrites whole: 19 -> 27 ms on 10 MB)
@@ -562,12 +564,15 @@ class SqlStore:
         )
 
     def _store_snapshot(
-        self, tx: Connection, content_hash: str, campaign: str, as_of: int, now: int, data: bytes
-    ) -> None:
+        self, tx: Connection, content_hash: str, campaign: str, as_of: int, now: int, data: bytes,
+        known: bool | None = None,
+    ) -> None:  # fmt: skip
         """Stored once per content (plans and assessments from one snapshot share it); a
-        snapshot already stored is not sent to the database again (at 100k deals it is 43 MB)."""
-        known = tx.execute(_KNOWN_SNAPSHOT, {"content_hash": content_hash}).first()
-        if known is not None:
+        snapshot already stored is not sent to the database again (at 100k deals it is 43 MB).
+        `known`: whether it is, when the caller read that in this transaction."""
+        if known is None:
+            known = tx.execute(_KNOWN_SNAPSHOT, {"content_hash": content_hash}).first() is not None
+        if known:
             return
         tx.execute(
             self._insert(snapshots)
@@ -1383,6 +1388,13 @@ _LAST_PLAN = (
     .order_by(plans.c.seq.desc(), plans.c.name.desc())
     .limit(1)
 )
+_BEFORE_RECORD = sa.select(
+    sa.exists(_KNOWN_SNAPSHOT).label("known"),
+    _LAST_PLAN.with_only_columns(plans.c.name).scalar_subquery().label("last_name"),
+    _LAST_PLAN.with_only_columns(plans.c.seq).scalar_subquery().label("last_seq"),
+)
+"""What recording a plan reads first, in one round trip: whether its snapshot is stored
+(`_KNOWN_SNAPSHOT`) and the campaign's last plan (`_LAST_PLAN`: name and seq, NULL for none)."""
 _OPEN_PLANS = sa.select(plans.c.name).where(
     (plans.c.campaign_id == sa.bindparam("campaign"))
     & sa.or_(plans.c.state == "PROPOSED", plans.c.state == "APPROVED")
