@@ -33,6 +33,7 @@ from reallocator.core.plan.model import RequestHistory, ScheduleTable
 from reallocator.store.availability import DatabaseWatch, engine_options, starting
 from reallocator.store.errors import AlreadyExists, NotFound, StaleEtag, WrongState
 from reallocator.store.plan_codec import (
+    STORE_COMPRESS_FROM_BYTES,
     PlanParts,
     StoredInputs,
     deals_columns,
@@ -151,12 +152,17 @@ _PACK_FROM_BYTES = 4096
 50-deal plan's 2.7 KB summary came out 0.8 KB shorter for ~26 us (~60 us in a Replan)."""
 
 
-def _pack(data: bytes) -> bytes:
-    """zstd, unless the data is short (`_PACK_FROM_BYTES`) or compressed already (a snapshot's
+_ASSESSMENT_PACK_FROM_BYTES = STORE_COMPRESS_FROM_BYTES
+"""A stored assessment is compressed from the length the plan's tables are (64 KiB): a 50-deal
+one is 14 KB, 7 KB as zstd, which cost ~0.1 ms of a recorded Replan's ~1 ms in the store."""
+
+
+def _pack(data: bytes, from_bytes: int = _PACK_FROM_BYTES) -> bytes:
+    """zstd, unless the data is short (`from_bytes`) or compressed already (a snapshot's
     Arrow body usually is: a 100k-deal one is 43 MB that zstd gains nothing on and spends
     0.1 s): then as it is. A zstd frame of incompressible data is longer than the data, so
     `unpack` tells them apart by length."""
-    if len(data) < _PACK_FROM_BYTES:
+    if len(data) < from_bytes:
         return data
     sample = data[: 1 << 18]
     if len(data) > 1 << 20 and len(pa.compress(sample, codec="zstd")) > 0.9 * len(sample):
@@ -550,7 +556,7 @@ class SqlStore:
                     actor=actor,
                     max_severity=new.max_alert_severity,
                     size=len(new.assessment),
-                    payload=_pack(new.assessment),
+                    payload=_pack(new.assessment, _ASSESSMENT_PACK_FROM_BYTES),
                 ),
             )
         return LifeCycle(  # as _life_cycle would read it back: one event, no answers yet
@@ -606,7 +612,7 @@ class SqlStore:
                     actor=actor,
                     max_severity=severity,
                     size=len(assessment),
-                    payload=_pack(assessment),
+                    payload=_pack(assessment, _ASSESSMENT_PACK_FROM_BYTES),
                 )
             )
 
