@@ -25,7 +25,8 @@ from reallocator.core.plan.builder import build_plan
 from reallocator.core.plan.model import RequestHistory
 from reallocator.lifecycle import PlanLifecycle
 from reallocator.store.errors import AlreadyExists, NotFound, StaleEtag, WrongState
-from reallocator.store.schema import metadata
+from reallocator.store.plan_codec import STORE_COMPRESS_FROM_BYTES
+from reallocator.store.schema import assessments, metadata, snapshots
 from reallocator.store.sql import NewPlan, SqlStore
 from reallocator.v1 import plan_pb2, snapshot_pb2
 from reallocator.wire.plan import encode_plan
@@ -290,3 +291,41 @@ def test_the_migrations_make_the_tables_schema_py_describes(store: SqlStore) -> 
     with store.engine.connect() as connection:
         diff = compare_metadata(MigrationContext.configure(connection), metadata)
     assert diff == []
+
+
+def test_recording_supersedes_the_open_plans_and_keeps_the_assessment(store: SqlStore) -> None:
+    """What recording a plan writes in its few statements: the snapshot once per content, the
+    last plan as the previous one, the open plan superseded (a new etag, its event before the
+    new plan's), and the assessment read back byte for byte, stored as it is below
+    STORE_COMPRESS_FROM_BYTES and compressed from there."""
+    campaign = f"c-{os.getpid()}-{id(store)}-rec"
+    small = bytes(range(256)) * 40  # 10 KB
+    large = b"pacing " * (STORE_COMPRESS_FROM_BYTES // 6)  # 64 KiB and more, compressible
+    first = store.record_plan(new_plan(campaign), actor="svc")
+    second = store.record_plan(new_plan(campaign, assessment=small), actor="svc")
+    third = store.record_plan(new_plan(campaign, assessment=large), actor="ana")
+    assert (second.previous_plan, third.previous_plan) == (first.name, second.name)
+    for old, by, actor in ((first, second, "svc"), (second, third, "ana")):
+        now = store.life_cycle(old.name)
+        assert now.state == "SUPERSEDED" and now.etag != old.etag
+        assert [e[1:] for e in now.events] == [
+            ("svc", "PROPOSED", "created by Replan"),
+            (actor, "SUPERSEDED", f"replaced by {by.name}"),
+        ]
+    assert store.life_cycle(third.name).state == "PROPOSED"
+    rows, _ = store.pacing_history(campaign)
+    assert [(payload, plan) for _, payload, plan, _ in rows] == [
+        (small, second.name),
+        (large, third.name),
+    ]
+    with store.engine.connect() as connection:
+        stored = connection.execute(
+            sa.select(assessments.c.payload)
+            .where(assessments.c.campaign_id == campaign)
+            .order_by(assessments.c.id)
+        ).all()
+        copies = connection.execute(
+            sa.select(sa.func.count()).where(snapshots.c.campaign_id == campaign)
+        ).scalar()
+    assert bytes(stored[0].payload) == small and len(stored[1].payload) < len(large) // 10
+    assert copies == 1
