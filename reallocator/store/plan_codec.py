@@ -127,11 +127,32 @@ def _read_ipc(data: bytes) -> pa.Table:
         return reader.read_all()
 
 
+_NOT_IN_SUMMARY = frozenset((*LIFE_CYCLE, "deals", "schedules", "deals_arrow", "schedules_arrow"))
+
+_COPY_ROWS = 1000
+"""A message with fewer per-deal rows and schedules than this is copied whole and they are
+cleared after (one call in C: ~18 us at 50 deals); one with more has the fields the summary
+keeps copied one by one, its rows never (a repeated field is copied an element at a time,
+~0.35 us each, but copying a 100k-deal FULL answer whole cost ~40 ms)."""
+
+
 def _summary(msg: plan_pb2.Plan) -> bytes:
+    """The message without its life cycle and per-deal rows."""
     out = plan_pb2.Plan()
-    out.CopyFrom(msg)
-    for field in (*LIFE_CYCLE, "deals", "schedules", "deals_arrow", "schedules_arrow"):
-        out.ClearField(field)  # type: ignore[arg-type]
+    if len(msg.deals) + len(msg.schedules) < _COPY_ROWS:
+        out.CopyFrom(msg)
+        for name in _NOT_IN_SUMMARY:
+            out.ClearField(name)  # type: ignore[arg-type]
+    else:
+        for field, value in msg.ListFields():
+            if field.name in _NOT_IN_SUMMARY:
+                continue
+            if field.is_repeated:
+                getattr(out, field.name).MergeFrom(value)
+            elif field.message_type is not None:
+                getattr(out, field.name).CopyFrom(value)
+            else:
+                setattr(out, field.name, value)
     data: bytes = out.SerializeToString(deterministic=True)
     return data
 

@@ -59,6 +59,20 @@ def test_the_summary_stored_is_the_same_whatever_view_replan_answered() -> None:
     assert len(summaries) == 1
 
 
+@pytest.mark.parametrize(("seed", "text"), [(7, False), (11, True)])
+def test_the_summary_is_the_same_copied_whole_or_field_by_field(
+    seed: int, text: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large message's summary is made from the fields it keeps (`_COPY_ROWS`), a small
+    one's from a copy of the whole message: the same bytes, in every view."""
+    plan = _plan(60, seed, text)
+    messages = {view: encode_plan(plan, deals=view) for view in VIEWS}
+    whole = {view: plan_codec._summary(msg) for view, msg in messages.items()}
+    monkeypatch.setattr(plan_codec, "_COPY_ROWS", 0)
+    assert {view: plan_codec._summary(msg) for view, msg in messages.items()} == whole
+    assert len(set(whole.values())) == 1
+
+
 @pytest.mark.parametrize(("n", "share"), [(400, 1 / 2), (1500, 1 / 4)])
 def test_words_are_not_stored_and_the_parts_are_smaller_than_the_full_message(
     n: int, share: float
