@@ -7,7 +7,19 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reallocator.core.model import as_text, conform, table_of, values_of
+from reallocator.core.model import (
+    as_text,
+    conform,
+    factorize,
+    first_seen,
+    first_seen_of,
+    nan_to_num,
+    reading,
+    sorted_codes,
+    table_of,
+    text_of,
+    values_of,
+)
 
 LABELS = ["ON_PACE", "OVER", "UNDER", ""]
 
@@ -72,3 +84,72 @@ def test_a_table_owns_its_columns_no_edit_reaches_the_arrays_it_was_built_from()
     assert table["k"].tolist() == [7] * 4 and table["s"].tolist() == ["x"] * 4
     table.loc[2, "i"] = -1  # the table's own columns are writeable
     assert ints[2] == 2
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.text(max_size=3), max_size=40))
+def test_first_seen_and_sorted_codes_are_pandas_factorize(values: list[str]) -> None:
+    codes, uniques = first_seen(values)
+    want_codes, want_uniques = pd.factorize(np.array(values, dtype=object), sort=False)
+    assert codes.dtype == np.int64
+    assert codes.tolist() == want_codes.tolist() and uniques == list(want_uniques)
+    codes, uniques = sorted_codes(codes, uniques)
+    want_codes, want_uniques = pd.factorize(pd.Series(values, dtype="str"), sort=True)
+    assert codes.tolist() == want_codes.tolist() and uniques == list(want_uniques)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.sampled_from(["ON_PACE", "OVER", None, np.nan, "x"]), max_size=200),
+)
+def test_factorize_spreads_a_decision_per_value_as_pandas_does(values: list[object]) -> None:
+    """Short arrays go through a dict, long ones through pandas: either way the codes pick back
+    each value (NaN: a NaN), whatever the order of the uniques."""
+    array = np.array(values, dtype=object)
+    codes, uniques = factorize(array)
+    picked = np.asarray(list(uniques), dtype=object)[codes] if len(values) else array
+    assert [str(v) for v in picked] == [str(v) for v in values]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-5, 5)),
+        max_size=20,
+    ),
+    st.sampled_from([0.0, 1.0, -2.5]),
+)
+def test_nan_to_num_is_numpys(values: list[float], nan: float) -> None:
+    x = np.array(values, dtype=np.float64)
+    got = nan_to_num(x, nan=nan)
+    np.testing.assert_array_equal(got, np.nan_to_num(x, nan=nan))
+    assert not np.shares_memory(got, x)
+
+
+def test_reading_reads_each_column_once_read_only_and_only_in_its_block() -> None:
+    frame = pd.DataFrame(
+        {"n": np.arange(4, dtype=np.int64), "s": pd.array(list("abca"), dtype="str")}
+    )
+    other = frame.copy()
+    with reading(frame):
+        first = values_of(frame, "n", np.float64)
+        assert values_of(frame, "n", np.float64) is first  # read once
+        assert not first.flags.writeable  # shared: nobody may edit it
+        assert values_of(frame, "n").tolist() == [0, 1, 2, 3]
+        assert text_of(frame, "s") is text_of(frame, "s")
+        assert text_of(frame, "s").tolist() == list("abca")
+        codes, uniques = first_seen_of(frame, "s")  # type: ignore[misc]
+        assert codes.tolist() == [0, 1, 2, 0] and uniques == ["a", "b", "c"]
+        assert first_seen_of(frame, "s") is first_seen_of(frame, "s")
+        assert first_seen_of(frame, "n") is None  # not a str column
+        fresh = values_of(other, "n", np.float64)  # a frame not in the block: read each time
+        assert fresh is not values_of(other, "n", np.float64) and fresh.flags.writeable
+        with reading(other):  # an inner block adds its frames to the outer one
+            assert values_of(other, "n", np.float64) is values_of(other, "n", np.float64)
+    after = values_of(frame, "n", np.float64)  # outside any block: as before
+    assert after is not first and after.flags.writeable
+
+
+def test_first_seen_of_a_column_with_a_missing_value_is_none() -> None:
+    frame = pd.DataFrame({"s": pd.array(["a", None, "b"], dtype="str")})
+    assert first_seen_of(frame, "s") is None

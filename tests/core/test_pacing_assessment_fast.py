@@ -298,7 +298,7 @@ def test_short_group_columns_factorize_as_pandas_does(ids: list[str]) -> None:
     from reallocator.core.pacing.assessment import _factorize
 
     column = pd.Series(ids, dtype="str")
-    codes, uniques = _factorize(column)
+    codes, uniques = _factorize(pd.DataFrame({"seller_id": column}), "seller_id")
     want_codes, want_uniques = pd.factorize(column, sort=True)
     np.testing.assert_array_equal(codes, want_codes)
     assert uniques.tolist() == list(want_uniques)

@@ -204,3 +204,13 @@ def test_figures_are_formatted_only_where_a_sentence_shows_them(
         got = where(render, values, used, budget_type, "EUR")
         full = render(values, budget_type, "EUR")
         assert got == [t if u else "" for t, u in zip(full, used.tolist(), strict=True)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.floats(-1e6, 1e6), st.integers(1, 10**12)), min_size=1, max_size=30))
+def test_weighted_mean_is_numpys_average(pairs: list[tuple[float, int]]) -> None:
+    from reallocator.core.plan.explain import _weighted_mean
+
+    values = np.array([v for v, _ in pairs], dtype=np.float64)
+    weights = np.array([w for _, w in pairs], dtype=np.int64)
+    assert _weighted_mean(values, weights) == float(np.average(values, weights=weights))

@@ -22,7 +22,6 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -47,7 +46,7 @@ from reallocator.core.model import (
     Period,
     Policy,
     PriceKind,
-    is_text_array,
+    first_seen_of,
     nan_to_num,
     text_array,
     text_column,
@@ -161,38 +160,32 @@ def deal_bounds(
 
 _SMALL_CODES = 128
 """Up to this many deals a column's group codes are read from its values as Python strings
-(`_first_seen`): pandas' factorize of an Arrow string column cost ~95 us a call within a
-50-deal plan (two a plan), the dict ~50 us; past it factorize's hashing is the cheaper."""
+(`model.first_seen_of`): pandas' factorize of an Arrow string column cost ~95 us a call within
+a 50-deal plan (two a plan), the dict ~50 us; past it factorize's hashing is the cheaper."""
 
 
-def _codes(ids: Any, table: pd.DataFrame | None) -> tuple[CodeArray, pd.Index]:
-    """Group codes in order of first appearance (deterministic), then groups only in the table.
-    `ids`: the column's own array (factorizing a Series costs ~60 % more at small sizes)."""
-    small = _first_seen(ids) if len(ids) <= _SMALL_CODES and is_text_array(ids) else None
+def _codes(
+    deals: pd.DataFrame, name: str, table: pd.DataFrame | None
+) -> tuple[CodeArray, pd.Index]:
+    """Group codes of the deals' `name` column in order of first appearance (deterministic),
+    then groups only in the table; the index is named `name` (the plan's group tables are
+    indexed by it: renaming a copy cost ~20 us a table)."""
+    small = first_seen_of(deals, name) if len(deals) <= _SMALL_CODES else None
     if small is not None:
         codes, names = small
-        index = pd.Index(text_array(names))
+        index = pd.Index(text_array(names), name=name)
     else:
-        codes, uniques = pd.factorize(ids, sort=False)
-        index = pd.Index(uniques)
+        # The column's own array: factorizing a Series costs ~60 % more at small sizes.
+        codes, uniques = pd.factorize(text_column(deals, name), sort=False)
+        index = pd.Index(uniques, name=name)
         names = None
     if table is not None and len(table):
         # A set of the (few) group ids: Index.difference cost ~2 % of a 50-deal plan.
         seen = set(index.tolist() if names is None else names)
         extra = [g for g in table.index.tolist() if g not in seen]
         if extra:
-            index = index.append(pd.Index(extra, dtype=object))
+            index = index.append(pd.Index(extra, dtype=object, name=name))
     return codes.astype(np.int32), index
-
-
-def _first_seen(ids: Any) -> tuple[CodeArray, list[str]] | None:
-    """`pd.factorize(ids, sort=False)` of a "str" column through a dict of its values: the
-    codes and the uniques. None when a value is missing (factorize's -1)."""
-    where: dict[str, int] = {}
-    codes = [where.setdefault(v, len(where)) for v in ids.tolist()]
-    if not all(isinstance(v, str) for v in where):
-        return None
-    return np.array(codes, dtype=np.int32), list(where)
 
 
 def _limits(table: pd.DataFrame | None, index: pd.Index) -> dict[str, FloatArray]:
@@ -329,8 +322,8 @@ def build_problem(
         policy,
         room,
     )
-    seller, seller_ids = _codes(text_column(deals, "seller_id"), sellers)
-    channel, channel_ids = _codes(text_column(deals, "channel_id"), channels)
+    seller, seller_ids = _codes(deals, "seller_id", sellers)
+    channel, channel_ids = _codes(deals, "channel_id", channels)
     smin, smax, s_over, s_short = group_limits(
         sellers, seller_ids, seller, spent, lb, ub, flight_budget
     )

@@ -41,8 +41,11 @@ from reallocator.core.model import (
     Policy,
     PriceKind,
     Severity,
+    first_seen_of,
     is_text_array,
+    reading,
     select,
+    sorted_codes,
     text_array,
     text_column,
     values_of,
@@ -375,8 +378,8 @@ _ONE_BINCOUNT = 2048
 quantity (no copies: at 100k deals the copies cost more than the calls)."""
 
 _SMALL_FACTORIZE = 128
-"""Up to this many deals, numpy's unique is cheaper than pandas' factorize (its fixed cost was
-~50 us a column)."""
+"""Up to this many deals, a dict of the values is cheaper than pandas' factorize (its fixed
+cost was ~50 us a column)."""
 
 
 def _column_array(frame: pd.DataFrame, name: str) -> Any:
@@ -387,17 +390,15 @@ def _column_array(frame: pd.DataFrame, name: str) -> Any:
     return get(frame.columns.get_loc(name))
 
 
-def _factorize(column: Any) -> tuple[IntArray, np.ndarray]:
-    """`pd.factorize(column, sort=True)` (codes, sorted uniques as objects): for a short str
-    column without missing values by numpy's unique (the same order: both compare code points)."""
-    if (
-        len(column) <= _SMALL_FACTORIZE
-        and column.dtype == "str"
-        and not bool(pd.isna(column).any())
-    ):
-        uniques, codes = np.unique(column.to_numpy(dtype=object), return_inverse=True)
-        return codes.reshape(-1).astype(np.int64), uniques
-    found, labels = pd.factorize(column, sort=True)
+def _factorize(deals: pd.DataFrame, name: str) -> tuple[IntArray, np.ndarray]:
+    """`pd.factorize(deals[name], sort=True)` (codes, sorted uniques as objects): for a short str
+    column without missing values from its values in order of first appearance, sorted (the
+    same order: both compare code points)."""
+    small = first_seen_of(deals, name) if len(deals) <= _SMALL_FACTORIZE else None
+    if small is not None:
+        codes, uniques = sorted_codes(*small)
+        return codes, np.array(uniques, dtype=object)
+    found, labels = pd.factorize(_column_array(deals, name), sort=True)
     return found.astype(np.int64), np.asarray(labels, dtype=object)
 
 
@@ -421,6 +422,16 @@ def assess(
     `checkpoint` is called between phases (core/interrupt.py): it may raise Interrupted.
     `alert_messages` False leaves the alerts' messages empty (a planner that only counts the
     alerts does not pay for 100k sentences); with True they are worded on first read."""
+    with reading(snapshot.deals):  # each deals column read once (a plan's block holds on)
+        return _assess(snapshot, recent_window, checkpoint, alert_messages)
+
+
+def _assess(
+    snapshot: CampaignSnapshot,
+    recent_window: timedelta,
+    checkpoint: Checkpoint,
+    alert_messages: bool,
+) -> Assessment:
     spec = snapshot.pacing
     as_of = float(to_unix(snapshot.as_of))
     span = default_span(spec, snapshot.timezone, snapshot.as_of)
@@ -515,8 +526,8 @@ def assess(
     checkpoint("group verdicts")
     # Sellers, channels and the campaign: one bincount over every quantity and the three
     # codings (each group's sum is in deal order, as a bincount per quantity makes it).
-    seller_codes, seller_ids = _factorize(_column_array(deals, "seller_id"))
-    channel_codes, channel_ids = _factorize(_column_array(deals, "channel_id"))
+    seller_codes, seller_ids = _factorize(deals, "seller_id")
+    channel_codes, channel_ids = _factorize(deals, "channel_id")
     n_sellers, n_channels = len(seller_ids), len(channel_ids)
     n_groups = n_sellers + n_channels + 1
     codes = np.concatenate(

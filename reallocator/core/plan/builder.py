@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from reallocator.core.interrupt import Checkpoint, never
-from reallocator.core.model import CampaignSnapshot
+from reallocator.core.model import CampaignSnapshot, reading
 from reallocator.core.pacing.assessment import Assessment
 from reallocator.core.plan.actions import act
 from reallocator.core.plan.capacity import _awaiting
@@ -77,28 +77,36 @@ def build_plan(
     moved them, and the plan is made unless every move is too small to be worth making.
     """
     started = time.perf_counter()
-    prepared = prepare(
-        snapshot,
-        assessment=assessment,
-        history=history,
-        forecast=forecast,
-        windows=windows,
-        time_limit=time_limit,
-        checkpoint=checkpoint,
-    )
-    solved = solve_prepared(prepared, relax=relax, checkpoint=checkpoint)
-    checkpoint("post-solve")
-    post = post_solve(prepared, solved)
-    checkpoint("explain")
-    why = deal_codes(prepared, post)
-    decision = decide(prepared, post, solved.violations, why, rollback=rollback)
-    deals = deal_table(prepared, post, why, decision, text=text)
-    plan = assemble(prepared, post, solved.violations, decision, deals, started)
-    checkpoint("requests and schedules")
-    actions = act(
-        plan, prepared, history=history, schedule_window=schedule_window, make_schedules=schedules
-    )
-    return render(plan, actions, prepared, text=text)
+    # Every stage reads the snapshot's deals (and the finished plan's) column by column:
+    # each column is read once (model.reading).
+    with reading(snapshot.deals):
+        prepared = prepare(
+            snapshot,
+            assessment=assessment,
+            history=history,
+            forecast=forecast,
+            windows=windows,
+            time_limit=time_limit,
+            checkpoint=checkpoint,
+        )
+        solved = solve_prepared(prepared, relax=relax, checkpoint=checkpoint)
+        checkpoint("post-solve")
+        post = post_solve(prepared, solved)
+        checkpoint("explain")
+        why = deal_codes(prepared, post)
+        decision = decide(prepared, post, solved.violations, why, rollback=rollback)
+        deals = deal_table(prepared, post, why, decision, text=text)
+        with reading(deals):  # finished: the later stages only read it
+            plan = assemble(prepared, post, solved.violations, decision, deals, started)
+            checkpoint("requests and schedules")
+            actions = act(
+                plan,
+                prepared,
+                history=history,
+                schedule_window=schedule_window,
+                make_schedules=schedules,
+            )
+            return render(plan, actions, prepared, text=text)
 
 
 # Re-exported: tests and adapters import these from here.

@@ -115,6 +115,14 @@ class Explanation:
     group_at_max: npt.NDArray[np.bool_]  # the binding seller/channel is at its maximum
 
 
+def _weighted_mean(values: FloatArray, weights: IntArray) -> float:
+    """`np.average(values, weights=weights)` of float values and positive integer weights, by
+    its own steps (the products and the weights summed in float64) without its checks and
+    broadcasting (~25 us a plan)."""
+    total = np.multiply(values, weights, dtype=np.float64).sum()
+    return float(total / weights.sum(dtype=np.float64))
+
+
 def explain(
     problem: AllocationProblem,
     report: BoundsReport,
@@ -136,9 +144,7 @@ def explain(
     givers = delta < 0
     # Nobody gave: budget no deal held is being placed, and no deal is "worth more" than a
     # giver there is not.
-    giver_value = (
-        float(np.average(value[givers], weights=-delta[givers])) if givers.any() else np.inf
-    )
+    giver_value = _weighted_mean(value[givers], -delta[givers]) if givers.any() else np.inf
     by_response = np.asarray(frame["capped_by_response"], bool)
     beyond = beyond_forecast(problem, report, x)
     b = problem

@@ -67,6 +67,8 @@ from reallocator.core.model import (
     DealType,
     Policy,
     PriceKind,
+    factorize,
+    nan_to_num,
     select,
     text_of,
     values_of,
@@ -321,8 +323,8 @@ def largest_remainder(exact: FloatArray) -> IntArray:
 def throttle(participation: FloatArray, required: FloatArray, observed: FloatArray) -> FloatArray:
     """clip(participation x required / observed, 0, 1); participation NaN = 1; required 0 -> 0;
     observed unknown or 0 -> 1.0 (see the module docstring)."""
-    p = np.clip(np.nan_to_num(np.asarray(participation, np.float64), nan=1.0), 0.0, 1.0)
-    req = np.nan_to_num(np.asarray(required, np.float64), nan=0.0)
+    p = nan_to_num(participation, nan=1.0).clip(0.0, 1.0)
+    req = nan_to_num(required)
     obs = np.asarray(observed, np.float64)
     seen = np.isfinite(obs) & (obs > 0)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -371,12 +373,12 @@ def _schedule_reasons(status: ObjArray, plan_reason: ObjArray | None, pick: IntA
     reason for the deal, else PACING_SCHEDULE; plain str (a caller's plan_reason may hold enum
     members or numpy strings). Decided once per distinct value and spread by code: comparing
     100k objects three times, and sweeping them for non-str, cost ~15 ms."""
-    s_codes, s_values = pd.factorize(status, use_na_sentinel=False)
+    s_codes, s_values = factorize(status)
     by_status = np.array([_STATUS_REASONS.get(str(v), "") for v in s_values], dtype=object)
     if plan_reason is None:
         own = np.full(pick.size, ReasonCode.PACING_SCHEDULE.value, dtype=object)
     else:
-        r_codes, r_values = pd.factorize(plan_reason[pick], use_na_sentinel=False)
+        r_codes, r_values = factorize(plan_reason[pick])
         words = [str(v) for v in r_values]
         kept = [
             w if w not in (ReasonCode.UNCHANGED.value, "") else ReasonCode.PACING_SCHEDULE.value
@@ -408,7 +410,7 @@ def derive_schedule_table(
         largest_remainder(exact) if pick.size else np.zeros((0, n_hours), dtype=np.int64)
     )  # sums to the rounded share of the allocation
     targets_total = targets.sum(axis=1)
-    cost = np.nan_to_num(inputs.cost_per_unit[pick], nan=0.0)
+    cost = nan_to_num(inputs.cost_per_unit[pick])
     if inputs.budget_type is BudgetType.SPEND:
         spend = targets.copy()
     else:

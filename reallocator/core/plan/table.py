@@ -244,7 +244,7 @@ def _group_frame(
             else np.zeros(n),
         },
         PLAN_GROUP_COLUMNS,
-        index=ids.rename(column),  # a view named (building an Index again cost ~20 us)
+        index=ids if ids.name == column else ids.rename(column),  # named by the problem
     )
 
 
