@@ -257,3 +257,22 @@ def test_groups_without_limits_skip_the_sums_and_say_the_same(
     for a, b in zip(fast, general, strict=True):
         np.testing.assert_array_equal(a, b)
         assert a.dtype == b.dtype
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(*[st.one_of(st.none(), st.floats(0, 1e6)) for _ in range(4)]), max_size=6),
+    st.sampled_from(["float64", "Float64"]),
+    st.booleans(),
+)
+def test_no_limits_reads_the_four_limits_as_one_matrix_as_column_by_column(
+    rows: list[tuple[float | None, ...]], dtype: str, extra: bool
+) -> None:
+    columns = ("min_total", "max_total", "min_share", "max_share")
+    table = pd.DataFrame(
+        {c: pd.array([r[i] for r in rows], dtype=dtype) for i, c in enumerate(columns)}
+    )
+    if extra:  # another column: read column by column
+        table["note"] = "x"
+    want = all(bool(table[c].isna().all()) for c in columns)
+    assert bounds_module._no_limits(table) is want

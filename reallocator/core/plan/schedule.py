@@ -273,13 +273,18 @@ def hourly_profile(
     edges = np.clip(edges, t0, t1)
     clamped = np.minimum(edges, max(h1, t0))
     cal = curve.calendar
-    opportunity = np.diff(cal.opportunity_at(clamped))
-    remaining = float(cal.opportunity_hours(t0, max(h1, t0)))
+    # The hours' edges, then the horizon's end and as_of: one read of the calendar (and of the
+    # curve) for all of them, elementwise the values of separate reads.
+    at = np.append(clamped, [max(h1, t0), t0])
+    at_opportunity = cal.opportunity_at(at)
+    opportunity = np.diff(at_opportunity[:-2])
+    remaining = float(np.maximum(at_opportunity[-2] - at_opportunity[-1], 0.0))
     used: Shape = shape
     share = np.zeros(n)
     if shape == "curve" and not curve.ceiling:
-        cum = curve.cumulative(clamped, left=True)
-        total = float(curve.cumulative(max(h1, t0), left=True) - curve.cumulative(t0, left=True))
+        read = curve.cumulative(at, left=True)
+        cum = read[:-2]
+        total = float(read[-2] - read[-1])
         if total > _EPS:
             share = np.clip(np.diff(cum), 0.0, None) / total
         else:
