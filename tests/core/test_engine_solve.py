@@ -291,3 +291,78 @@ def test_max_deliverable_without_group_limits_equals_the_network(
     except InfeasibleProblem:
         network = None
     assert fast == network
+
+
+@given(
+    data=st.lists(
+        st.tuples(st.integers(0, 10**6), st.integers(0, 10**6), st.integers(0, 3)),
+        min_size=1,
+        max_size=20,
+    ),
+    total=st.integers(0, 3 * 10**6),
+    limits=st.lists(st.one_of(st.none(), st.integers(0, 3 * 10**6)), min_size=4, max_size=4),
+    huge=st.booleans(),
+)
+@settings(max_examples=200, deadline=None)
+def test_necessary_conditions_skip_only_groups_that_cannot_conflict(
+    data: list[tuple[int, int, int]], total: int, limits: list[int | None], huge: bool
+) -> None:
+    """A kind of group without a minimum or a maximum below the cap is not summed: the
+    conflicts found are those of every condition checked on the sums."""
+    from reallocator.core.engine.feasibility import necessary_conflicts
+    from reallocator.core.engine.problem import capped_group_sum
+
+    lb = np.array([min(a, b) for a, b, _ in data], dtype=np.int64)
+    ub = np.array([max(a, b) for a, b, _ in data], dtype=np.int64)
+    if huge:
+        ub[0] = NO_MAX
+    n = len(data)
+    s_min, s_max, c_min, c_max = limits
+    problem = make(
+        current=np.zeros(n, np.int64),
+        lb=lb,
+        ub=ub,
+        seller=np.array([k % 2 for *_, k in data], dtype=np.int32),
+        channel=np.array([k // 2 for *_, k in data], dtype=np.int32),
+        seller_min=[s_min or 0, 0],
+        seller_max=[NO_MAX, NO_MAX if s_max is None else s_max],
+        channel_min=[0, c_min or 0],
+        channel_max=[NO_MAX if c_max is None else c_max, NO_MAX],
+        total=total,
+        value_slopes=np.ones(n),
+    )
+    cap = np.iinfo(np.int64).max // 2
+    want = []
+    lb_total = int(capped_group_sum(problem.lb, np.zeros(n, np.int32), 1, cap)[0])
+    if lb_total > total:
+        want.append(("deal_minimums_above_total", -1))
+    for name, codes, lo, hi in (
+        ("seller", problem.seller, problem.seller_min, problem.seller_max),
+        ("channel", problem.channel, problem.channel_min, problem.channel_max),
+    ):
+        lb_sum = capped_group_sum(problem.lb, codes, 2, cap)
+        ub_sum = capped_group_sum(problem.ub_capped, codes, 2, cap)
+        high = np.minimum(hi, cap)
+        for kind, need, have in (
+            (f"{name}_min_above_max", lo, high),
+            (f"{name}_min_above_deal_maximums", lo, ub_sum),
+            (f"{name}_deal_minimums_above_max", lb_sum, high),
+        ):
+            want += [(kind, int(g)) for g in np.flatnonzero(need > have)]
+        if int(np.minimum(lo, cap).sum(dtype=np.float64)) > total:
+            want.append((f"{name}_minimums_above_total", -1))
+    got = [(c.kind, c.index) for c in necessary_conflicts(problem)]
+    assert got == want
+
+
+@pytest.mark.parametrize("lam_channel", [0.0, 0.05])
+def test_objective_parts_churn_across_channels(lam_channel: float) -> None:
+    from reallocator.core.engine.solve import objective_parts
+
+    problem = random_problem(60, n_sellers=5, n_channels=4, seed=3, lam_channel=lam_channel)
+    x = solve(problem).allocation
+    moved = np.bincount(problem.channel, x, 4) - np.bincount(problem.channel, problem.current, 4)
+    parts = objective_parts(problem, x)
+    assert parts.churn_channel == problem.lam_channel * float(np.abs(moved).sum()) * (
+        problem.value_unit
+    )

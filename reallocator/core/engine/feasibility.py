@@ -41,6 +41,10 @@ def necessary_conflicts(problem: AllocationProblem) -> tuple[Conflict, ...]:
         ("seller", problem.seller, problem.n_sellers, problem.seller_min, problem.seller_max),
         ("channel", problem.channel, problem.n_channels, problem.channel_min, problem.channel_max),
     ):
+        if not lo.any() and bool((hi >= cap).all()):
+            # No minimum and no maximum below the cap (the usual case): no condition of this
+            # kind can fail, so its sums are not made (~40 us of a 50-deal plan).
+            continue
         lb_sum = capped_group_sum(problem.lb, codes, n, cap)
         ub_sum = capped_group_sum(ub, codes, n, cap)
         out += _group_conflicts(name, lo, np.minimum(hi, cap), lb_sum, ub_sum)

@@ -37,12 +37,14 @@ def objective_parts(problem: AllocationProblem, x: IntArray) -> ObjectiveParts:
     """The objective of any plan, computed from the problem's own definition (not the solver's):
     summed in the problem's `value_unit` (where no sum can overflow), then in plain values."""
     delivered = int(x.sum())
-    moved_channel = group_sum(x, problem.channel, problem.n_channels) - (
-        problem.current_channel_totals()
-    )
     value = float(deal_value(problem, x).sum())
     churn_deal = churn_cost(problem, x)
-    churn_channel = problem.lam_channel * float(np.abs(moved_channel).sum(dtype=np.float64))
+    churn_channel = 0.0  # what a zero weight times the (finite) moves gives, without them
+    if problem.lam_channel:
+        moved_channel = group_sum(x, problem.channel, problem.n_channels) - (
+            problem.current_channel_totals()
+        )
+        churn_channel = problem.lam_channel * float(np.abs(moved_channel).sum(dtype=np.float64))
     unit = problem.value_unit
     return ObjectiveParts(
         delivered=delivered,
