@@ -276,3 +276,18 @@ def test_no_limits_reads_the_four_limits_as_one_matrix_as_column_by_column(
         table["note"] = "x"
     want = all(bool(table[c].isna().all()) for c in columns)
     assert bounds_module._no_limits(table) is want
+
+
+def test_group_codes_share_one_named_index_per_id_list() -> None:
+    """The problem's group ids: a named "str" Index of the ids in order of first appearance,
+    then the table's own; the same id list gives the same (immutable) Index."""
+    deals = pd.DataFrame({"seller_id": pd.array(["b", "a", "b", "c"], dtype="str")})
+    table = pd.DataFrame(index=pd.Index(["a", "z"], dtype=object, name="seller_id"))
+    codes, index = bounds_module._codes(deals, "seller_id", None)
+    assert codes.tolist() == [0, 1, 0, 2] and codes.dtype == np.int32
+    assert index.tolist() == ["b", "a", "c"] and index.name == "seller_id"
+    assert str(index.dtype) == "str"
+    assert bounds_module._codes(deals.copy(), "seller_id", None)[1] is index  # shared
+    _, more = bounds_module._codes(deals, "seller_id", table)
+    assert more.tolist() == ["b", "a", "c", "z"]
+    assert index.tolist() == ["b", "a", "c"]  # the shared one untouched
