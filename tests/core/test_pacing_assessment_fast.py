@@ -302,3 +302,29 @@ def test_short_group_columns_factorize_as_pandas_does(ids: list[str]) -> None:
     want_codes, want_uniques = pd.factorize(column, sort=True)
     np.testing.assert_array_equal(codes, want_codes)
     assert uniques.tolist() == list(want_uniques)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.integers(1, 60),
+    st.sampled_from([900, 3600]),
+    st.floats(-2.0, 70.0),
+    st.floats(-5.0, 70.0),
+    st.floats(0.0, 30.0),
+)
+def test_bucket_weights_from_one_grid_are_the_reference_weights(
+    n_buckets: int, step: int, as_of_h: float, a_h: float, width_h: float
+) -> None:
+    """The buckets' times computed once (`_bucket_grid`) give each window the weights the
+    reference computes from the series for every window."""
+    from reallocator.core.model import DeliverySeries
+    from reallocator.core.pacing.assessment import _bucket_grid, _bucket_weights
+
+    start = datetime(2026, 11, 2, tzinfo=UTC)
+    empty = np.zeros((1, n_buckets))
+    series = DeliverySeries(start, timedelta(seconds=step), empty, empty, empty, empty)
+    t0 = start.timestamp()
+    as_of, a = t0 + as_of_h * 3600.0, t0 + a_h * 3600.0
+    b = a + width_h * 3600.0
+    got = _bucket_weights(_bucket_grid(series, as_of), a, b)
+    np.testing.assert_array_equal(got, reference._bucket_weights(series, as_of, a, b))

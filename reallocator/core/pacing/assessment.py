@@ -488,16 +488,17 @@ def _assess(
     series = snapshot.delivery
     if series is not None:
         units, impr_series, has_series = _series_matrices(series, bt, n, actual, impressions)
+        grid = _bucket_grid(series, as_of)  # the buckets' times, read for every window below
         if ctx.rate_window is not None:
             a, b = ctx.rate_window
-            window_units = units @ _bucket_weights(series, as_of, a, b)
+            window_units = units @ _bucket_weights(grid, a, b)
             window_expected = expected_over(a, b)
             trend_ok = has_series & ~(restarted & (plan_at > a))
         if ctx.stall_window is not None:
             a, b = ctx.stall_window
-            stall_impressions = impr_series @ _bucket_weights(series, as_of, a, b)
+            stall_impressions = impr_series @ _bucket_weights(grid, a, b)
             stall_expected = expected_over(a, b)
-            recurring = _recurring_hole(series, impr_series, as_of, a, b)
+            recurring = _recurring_hole(series, grid, impr_series, a, b)
     active = status == DealStatus.ACTIVE
     should = (
         has_series
@@ -573,7 +574,7 @@ def _assess(
         ended=np.concatenate([status == DealStatus.ENDED, no_group]),
         trend_ok=np.concatenate([trend_ok, members_trend]),
     )
-    bounds = np.cumsum([0, n, n_sellers, n_channels, 1]).tolist()
+    bounds = list(itertools.accumulate([0, n, n_sellers, n_channels, 1]))
     sources: tuple[Any, ...] = (
         None,  # the deals' ids are read from their frame when asked for
         np.asarray(seller_ids, dtype=object).astype(str),
@@ -609,9 +610,10 @@ def _context(snapshot: CampaignSnapshot, curve: PacingCurve, recent: timedelta) 
     cal = curve.calendar
     as_of = float(to_unix(snapshot.as_of))
     h0, h1 = curve.horizon_at(as_of)
-    opp_now = float(cal.opportunity_at(min(max(as_of, h0), h1)))
-    opp_start = float(cal.opportunity_at(h0))
-    opp_end = float(cal.opportunity_at(h1))
+    now = min(max(as_of, h0), h1)
+    # One read of the calendar per curve, elementwise the values of one read per instant.
+    opp_now, opp_start, opp_end = cal.opportunity_at(np.array([now, h0, h1])).tolist()
+    active_now, active_start = cal.active_hours_at(np.array([now, h0]))
     tol_over, tol_under = conf.tolerances(policy)
 
     rate_window: tuple[float, float] | None = None
@@ -645,9 +647,7 @@ def _context(snapshot: CampaignSnapshot, curve: PacingCurve, recent: timedelta) 
         h0=h0,
         h1=h1,
         share_now=float(curve.share(as_of, (h0, h1))),
-        elapsed_active_hours=float(
-            cal.active_hours_at(min(max(as_of, h0), h1)) - cal.active_hours_at(h0)
-        ),
+        elapsed_active_hours=float(active_now - active_start),
         elapsed_opportunity=opp_now - opp_start,
         remaining_opportunity=opp_end - opp_now,
         opportunity_now=opp_now,
@@ -725,7 +725,7 @@ DAY_SECONDS = 86_400.0
 
 
 def _recurring_hole(
-    series: DeliverySeries, impressions: FloatArray, as_of: float, a: float, b: float
+    series: DeliverySeries, grid: _BucketGrid, impressions: FloatArray, a: float, b: float
 ) -> BoolArray | None:
     """Deals whose silence over the stall window [a, b] is a daily hole, not a stall: the same
     clock hours a day earlier were silent too and the deal delivered between the two (a deal
@@ -735,22 +735,33 @@ def _recurring_hole(
     start = float(to_unix(series.window_start))
     if b - a >= DAY_SECONDS or a - DAY_SECONDS < start:
         return None
-    before = impressions @ _bucket_weights(series, as_of, a - DAY_SECONDS, b - DAY_SECONDS)
-    between = impressions @ _bucket_weights(series, as_of, b - DAY_SECONDS, a)
+    before = impressions @ _bucket_weights(grid, a - DAY_SECONDS, b - DAY_SECONDS)
+    between = impressions @ _bucket_weights(grid, b - DAY_SECONDS, a)
     return np.asarray((before <= 0) & (between > 0), dtype=bool)
 
 
-def _bucket_weights(series: DeliverySeries, as_of: float, a: float, b: float) -> FloatArray:
-    """Share of each bucket inside [a, b], assuming delivery is uniform within a bucket.
+_BucketGrid = tuple[FloatArray, FloatArray, BoolArray, FloatArray]
+"""A series' buckets: start, end (the one holding `as_of` ends there: data is to date),
+whether each has a length, and that length (1 where it has none)."""
 
-    The bucket holding `as_of` only covers time up to `as_of` (data is to date).
-    """
+
+def _bucket_grid(series: DeliverySeries, as_of: float) -> _BucketGrid:
+    """The buckets' times, computed once for the windows an assessment reads."""
     step = series.bucket.total_seconds()
-    start = float(to_unix(series.window_start)) + step * np.arange(series.n_buckets)
-    end = np.minimum(start + step, as_of)
+    start = np.asarray(
+        float(to_unix(series.window_start)) + step * np.arange(series.n_buckets), np.float64
+    )
+    end: FloatArray = np.minimum(start + step, as_of)
     length = end - start
-    overlap = np.clip(np.minimum(end, b) - np.maximum(start, a), 0.0, None)
-    return np.where(length > 0, overlap / np.where(length > 0, length, 1.0), 0.0)
+    positive: BoolArray = length > 0
+    return start, end, positive, np.where(positive, length, 1.0)
+
+
+def _bucket_weights(grid: _BucketGrid, a: float, b: float) -> FloatArray:
+    """Share of each bucket inside [a, b], assuming delivery is uniform within a bucket."""
+    start, end, positive, length = grid
+    overlap = np.maximum(np.minimum(end, b) - np.maximum(start, a), 0.0)  # clip(.., 0, None)
+    return np.where(positive, overlap / length, 0.0)
 
 
 def _campaign_rows(
