@@ -332,6 +332,8 @@ class _Context:
     h1: float
     share_now: float
     elapsed_active_hours: float
+    active_hours_start: float  # the calendar's active hours at h0 and at as_of
+    active_hours_as_of: float
     elapsed_opportunity: float
     remaining_opportunity: float
     opportunity_now: float
@@ -475,8 +477,8 @@ def _assess(
         clock_start = np.where(restarted, plan_at, ctx.h0)
         since_clock = cal.active_hours_at(clock_start)
     else:
-        since_clock = np.full(n, float(cal.active_hours_at(ctx.h0)))
-    evidence_hours = np.maximum(float(cal.active_hours_at(as_of)) - since_clock, 0.0)
+        since_clock = np.full(n, ctx.active_hours_start)
+    evidence_hours = np.maximum(ctx.active_hours_as_of - since_clock, 0.0)
 
     window_units = np.zeros(n)
     window_expected = np.zeros(n)
@@ -613,7 +615,7 @@ def _context(snapshot: CampaignSnapshot, curve: PacingCurve, recent: timedelta) 
     now = min(max(as_of, h0), h1)
     # One read of the calendar per curve, elementwise the values of one read per instant.
     opp_now, opp_start, opp_end = cal.opportunity_at(np.array([now, h0, h1])).tolist()
-    active_now, active_start = cal.active_hours_at(np.array([now, h0]))
+    active_now, active_start, active_as_of = cal.active_hours_at(np.array([now, h0, as_of]))
     tol_over, tol_under = conf.tolerances(policy)
 
     rate_window: tuple[float, float] | None = None
@@ -648,6 +650,8 @@ def _context(snapshot: CampaignSnapshot, curve: PacingCurve, recent: timedelta) 
         h1=h1,
         share_now=float(curve.share(as_of, (h0, h1))),
         elapsed_active_hours=float(active_now - active_start),
+        active_hours_start=float(active_start),
+        active_hours_as_of=float(active_as_of),
         elapsed_opportunity=opp_now - opp_start,
         remaining_opportunity=opp_end - opp_now,
         opportunity_now=opp_now,

@@ -58,11 +58,12 @@ def log_ratio(num: FloatArray, den: FloatArray) -> FloatArray:
         value = np.log(num) - np.log(den)
     value = np.where((num == 0) & (den == 0), np.nan, value)
     value = np.where((num < 0) | (den < 0), np.nan, value)
-    return np.asarray(np.clip(value, -_CLIP, _CLIP), dtype=np.float64)
+    return np.asarray(value.clip(-_CLIP, _CLIP), dtype=np.float64)  # np.clip's own method
 
 
 def sigmoid(x: FloatArray) -> FloatArray:
-    return np.asarray(1.0 / (1.0 + np.exp(-np.clip(x, -_CLIP, _CLIP))), dtype=np.float64)
+    clipped = np.asarray(x, dtype=np.float64).clip(-_CLIP, _CLIP)  # np.clip without its wrappers
+    return np.asarray(1.0 / (1.0 + np.exp(-clipped)), dtype=np.float64)
 
 
 def beyond(x: FloatArray, direction: FloatArray, tol_over: float, tol_under: float) -> FloatArray:

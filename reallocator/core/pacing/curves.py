@@ -204,9 +204,9 @@ class PacingCurve:
             idx = np.where(t > edges[0], idx, -1)
         else:
             idx = np.searchsorted(edges, t, side="right") - 1
-        j = np.clip(idx, 0, n - 1)
+        j = idx.clip(0, n - 1)  # np.clip's own method, without its wrappers (~1 us a call)
         width = edges[j + 1] - edges[j]
-        frac = np.clip((t - edges[j]) / width, 0.0, 1.0)
+        frac = ((t - edges[j]) / width).clip(0.0, 1.0)
         value = self.cum_start[j] + (self.cum_end[j] - self.cum_start[j]) * frac
         value = np.where(idx < 0, 0.0, np.where(idx >= n, self.cum_end[-1], value))
         return np.asarray(value, dtype=np.float64)
