@@ -11,7 +11,7 @@ from google.protobuf.message import Message
 
 from reallocator.config import ServerConfig
 from reallocator.core.interrupt import Checkpoint, Interrupted
-from reallocator.core.model import CampaignSnapshot
+from reallocator.core.model import CampaignSnapshot, reading
 from reallocator.core.pacing.assessment import Assessment, assess
 from reallocator.core.plan.builder import build_plan
 from reallocator.lifecycle import PlanLifecycle, assessment_bytes, supplied
@@ -147,21 +147,23 @@ class ReallocatorServicer(LifecycleMethods):
                 return self._fits(context, pb.ReplanResponse(plan=protected), "plan", "")
         snapshot, history, windows = self.lifecycle.supply(snapshot)
         checkpoint = call_checkpoint(context)
-        assessment = assess(snapshot, checkpoint=checkpoint)
-        # PlanRejected (FAILED_PRECONDITION) and Interrupted map to statuses in the dispatch layer.
-        plan = build_plan(
-            snapshot,
-            relax=relax,
-            time_limit=limit,
-            schedule_window=window,
-            text=False,
-            history=None if history.empty else history,
-            assessment=assessment,
-            checkpoint=checkpoint,
-            windows=windows,
-            # A dry-run SUMMARY returns no schedules and keeps nothing: none are made.
-            schedules=not request.dry_run or request.view != pb.PLAN_VIEW_SUMMARY,
-        )
+        with reading(snapshot.deals):  # the assessment and the plan read each column once
+            assessment = assess(snapshot, checkpoint=checkpoint)
+            # PlanRejected (FAILED_PRECONDITION) and Interrupted map to statuses in the
+            # dispatch layer.
+            plan = build_plan(
+                snapshot,
+                relax=relax,
+                time_limit=limit,
+                schedule_window=window,
+                text=False,
+                history=None if history.empty else history,
+                assessment=assessment,
+                checkpoint=checkpoint,
+                windows=windows,
+                # A dry-run SUMMARY returns no schedules and keeps nothing: none are made.
+                schedules=not request.dry_run or request.view != pb.PLAN_VIEW_SUMMARY,
+            )
         response = pb.ReplanResponse()
         msg = encode_plan(plan, deals=PLAN_VIEWS[request.view], out=response.plan)
         if request.dry_run:
