@@ -31,6 +31,7 @@ from reallocator.v1 import plan_pb2, snapshot_pb2
 from reallocator.v1 import reallocator_service_pb2 as pb
 from reallocator.wire.assessment import encode_assessment
 from reallocator.wire.limits import WireLimits
+from reallocator.wire.messages import copy_except
 from reallocator.wire.plan import encode_plan
 from reallocator.wire.policy import decode_policy
 from reallocator.wire.snapshot import decode_snapshot
@@ -121,15 +122,7 @@ class PlanLifecycle:
         """What the store records of a plan: its numbers, its snapshot and how it was asked
         for (the request without its snapshot, so a review can re-solve it the same way)."""
         options = pb.ReplanRequest()
-        for field, value in request.ListFields():  # all but the snapshot, never copied
-            if field.name in ("snapshot", "request_id", "view"):
-                continue
-            if field.is_repeated:
-                getattr(options, field.name).extend(value)
-            elif field.message_type is not None:
-                getattr(options, field.name).CopyFrom(value)
-            else:
-                setattr(options, field.name, value)
+        copy_except(request, options, ("snapshot", "request_id", "view"))  # never the snapshot
         approve = auto_approved(plan, policy)
         return NewPlan(
             msg=msg,

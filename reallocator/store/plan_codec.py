@@ -33,6 +33,7 @@ from reallocator.core.plan.model import PLAN_DEAL_COLUMNS, Plan, ScheduleTable
 from reallocator.v1 import plan_pb2
 from reallocator.wire.assessment import BUDGET_TYPE
 from reallocator.wire.encode import arrow_stream
+from reallocator.wire.messages import copy_except
 from reallocator.wire.plan import add_rows
 
 LIFE_CYCLE = ("name", "state", "etag", "create_time", "history", "previous_plan")
@@ -144,15 +145,7 @@ def _summary(msg: plan_pb2.Plan) -> bytes:
         for name in _NOT_IN_SUMMARY:
             out.ClearField(name)  # type: ignore[arg-type]
     else:
-        for field, value in msg.ListFields():
-            if field.name in _NOT_IN_SUMMARY:
-                continue
-            if field.is_repeated:
-                getattr(out, field.name).MergeFrom(value)
-            elif field.message_type is not None:
-                getattr(out, field.name).CopyFrom(value)
-            else:
-                setattr(out, field.name, value)
+        copy_except(msg, out, _NOT_IN_SUMMARY)
     data: bytes = out.SerializeToString(deterministic=True)
     return data
 

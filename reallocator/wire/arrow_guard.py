@@ -130,8 +130,8 @@ def _parse_batch(metadata: bytes) -> _Batch | None:
     return _Batch(rows, buffers, compressed=bool(flat.ref(header, 3)))
 
 
-
 _kept_batch_of = functools.lru_cache(maxsize=256)(_parse_batch)
+
 
 def _declared_bytes(batch: _Batch, body: pa.Buffer) -> int:
     """Bytes the batch will occupy once read: its buffers as they lie in the body, or, when
