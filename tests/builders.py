@@ -619,3 +619,13 @@ __all__ = [
     "replan_request",
     "snapshot_messages",
 ]
+
+
+TINY_SCENARIO: dict[str, Any] = {
+    "name": "tiny",
+    "budget": 5_000,
+    "flight": {"days": 1},
+    "portfolio": {"deals": 8, "sellers": 3, "channels": 2},
+    "collapses": [{"select": {"channels": ["video"]}, "start_hour": 8, "level": 0.3}],
+}
+"""A simulator scenario small enough for a test: one day, 8 deals, video collapsing at 08:00."""

@@ -249,6 +249,29 @@ def test_subnormal_values_count_as_nothing(path: SolvePath) -> None:
     assert int(result.allocation.sum()) == 7
 
 
+def _two_by_two(
+    data: list[tuple[int, int, int]], total: int, huge: bool, **limits: list[int]
+) -> AllocationProblem:
+    """Deals of two sellers and two channels from (bound, bound, group) tuples: the smaller
+    bound the minimum, the larger the maximum (the first deal's uncapped when `huge`), the
+    group's bits the seller and the channel; `limits` the four groups' minimums and maximums."""
+    lb = np.array([min(a, b) for a, b, _ in data], dtype=np.int64)
+    ub = np.array([max(a, b) for a, b, _ in data], dtype=np.int64)
+    if huge and len(ub):
+        ub[0] = NO_MAX
+    n = len(data)
+    return make(
+        current=np.zeros(n, np.int64),
+        lb=lb,
+        ub=ub,
+        seller=np.array([k % 2 for *_, k in data], dtype=np.int32),
+        channel=np.array([k // 2 for *_, k in data], dtype=np.int32),
+        total=total,
+        value_slopes=np.ones(n),
+        **limits,
+    )
+
+
 @given(
     data=st.lists(
         st.tuples(st.integers(0, 10**6), st.integers(0, 10**6), st.integers(0, 3)),
@@ -264,23 +287,14 @@ def test_max_deliverable_without_group_limits_equals_the_network(
 ) -> None:
     """Without seller or channel limits the deliverable total is a sum: the same answer (and
     the same infeasibility) as the flow through channels, pairs and sellers."""
-    lb = np.array([min(a, b) for a, b, _ in data], dtype=np.int64)
-    ub = np.array([max(a, b) for a, b, _ in data], dtype=np.int64)
-    if huge and len(ub):
-        ub[0] = NO_MAX  # no cap: sums must not overflow
-    n = len(data)
-    problem = make(
-        current=np.zeros(n, np.int64),
-        lb=lb,
-        ub=ub,
-        seller=np.array([k % 2 for *_, k in data], dtype=np.int32),
-        channel=np.array([k // 2 for *_, k in data], dtype=np.int32),
+    problem = _two_by_two(
+        data,
+        total,
+        huge,  # no cap on the first deal: sums must not overflow
         seller_min=[0, 0],
         seller_max=[NO_MAX, total],
         channel_min=[0, 0],
         channel_max=[total, NO_MAX],
-        total=total,
-        value_slopes=np.ones(n),
     )
     try:
         fast: int | None = max_deliverable(problem)
@@ -312,24 +326,16 @@ def test_necessary_conditions_skip_only_groups_that_cannot_conflict(
     from reallocator.core.engine.feasibility import necessary_conflicts
     from reallocator.core.engine.problem import capped_group_sum
 
-    lb = np.array([min(a, b) for a, b, _ in data], dtype=np.int64)
-    ub = np.array([max(a, b) for a, b, _ in data], dtype=np.int64)
-    if huge:
-        ub[0] = NO_MAX
     n = len(data)
     s_min, s_max, c_min, c_max = limits
-    problem = make(
-        current=np.zeros(n, np.int64),
-        lb=lb,
-        ub=ub,
-        seller=np.array([k % 2 for *_, k in data], dtype=np.int32),
-        channel=np.array([k // 2 for *_, k in data], dtype=np.int32),
+    problem = _two_by_two(
+        data,
+        total,
+        huge,
         seller_min=[s_min or 0, 0],
         seller_max=[NO_MAX, NO_MAX if s_max is None else s_max],
         channel_min=[0, c_min or 0],
         channel_max=[NO_MAX if c_max is None else c_max, NO_MAX],
-        total=total,
-        value_slopes=np.ones(n),
     )
     cap = np.iinfo(np.int64).max // 2
     want = []

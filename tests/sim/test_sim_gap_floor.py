@@ -8,6 +8,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 import pytest
+from builders import TINY_SCENARIO
 
 from reallocator.sim import gap_floor
 from reallocator.sim.args import STRATEGIES
@@ -136,11 +137,8 @@ def test_maximums_that_leave_a_fifth_of_the_budget_unspendable() -> None:
 
 
 TINY = {
+    **TINY_SCENARIO,
     "name": "tiny_floor",
-    "budget": 5_000,
-    "flight": {"days": 1},
-    "portfolio": {"deals": 8, "sellers": 3, "channels": 2},
-    "collapses": [{"select": {"channels": ["video"]}, "start_hour": 8, "level": 0.3}],
     "stalls": {"events": [{"select": {"channels": ["display"]}, "start_hour": 14, "hours": 6}]},
 }
 LIMITED = {

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from builders import TINY_SCENARIO
 
 from reallocator.sim.cli import main
 from reallocator.sim.metrics import oracle_metrics, run_metrics
@@ -15,13 +16,7 @@ from reallocator.sim.run import run_world
 from reallocator.sim.scenario import scenario_from_dict
 from reallocator.sim.world import build_world
 
-SMALL = {
-    "name": "tiny",
-    "budget": 5_000,
-    "flight": {"days": 1},
-    "portfolio": {"deals": 8, "sellers": 3, "channels": 2},
-    "collapses": [{"select": {"channels": ["video"]}, "start_hour": 8, "level": 0.3}],
-}
+SMALL = TINY_SCENARIO
 
 
 def test_report_files_are_written(tmp_path: Path) -> None:
