@@ -159,12 +159,6 @@ def deal_bounds(
     return current, min_r, max_r.astype(np.int64), step, lb, ub
 
 
-_SMALL_CODES = 128
-"""Up to this many deals a column's group codes are read from its values as Python strings
-(`model.first_seen_of`): pandas' factorize of an Arrow string column cost ~95 us a call within
-a 50-deal plan (two a plan), the dict ~50 us; past it factorize's hashing is the cheaper."""
-
-
 @functools.lru_cache(maxsize=256)
 def _id_index(names: tuple[str, ...], name: str) -> pd.Index:
     """A short id list as a named "str" Index, built once per list and name (immutable, so
@@ -180,7 +174,7 @@ def _codes(
     """Group codes of the deals' `name` column in order of first appearance (deterministic),
     then groups only in the table; the index is named `name` (the plan's group tables are
     indexed by it: renaming a copy cost ~20 us a table)."""
-    small = first_seen_of(deals, name) if len(deals) <= _SMALL_CODES else None
+    small = first_seen_of(deals, name)  # a short column's, else None
     if small is not None:
         codes, names = small
         index = _id_index(tuple(names), name)

@@ -379,10 +379,6 @@ _ONE_BINCOUNT = 2048
 """Up to this many deals the group sums are one bincount (fewer calls); past it, three a
 quantity (no copies: at 100k deals the copies cost more than the calls)."""
 
-_SMALL_FACTORIZE = 128
-"""Up to this many deals, a dict of the values is cheaper than pandas' factorize (its fixed
-cost was ~50 us a column)."""
-
 
 def _column_array(frame: pd.DataFrame, name: str) -> Any:
     """A column's array without building a Series (~15 us each at 50 deals)."""
@@ -396,7 +392,7 @@ def _factorize(deals: pd.DataFrame, name: str) -> tuple[IntArray, np.ndarray]:
     """`pd.factorize(deals[name], sort=True)` (codes, sorted uniques as objects): for a short str
     column without missing values from its values in order of first appearance, sorted (the
     same order: both compare code points)."""
-    small = first_seen_of(deals, name) if len(deals) <= _SMALL_FACTORIZE else None
+    small = first_seen_of(deals, name)  # a short column's, else None
     if small is not None:
         codes, uniques = sorted_codes(*small)
         return codes, np.array(uniques, dtype=object)
