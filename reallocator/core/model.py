@@ -238,6 +238,8 @@ class Policy:
     reversal_window: timedelta = timedelta(hours=24)  # how long a move counts as recent
     reversal_churn: float = 2.0  # a move undoing the last recent one costs this multiple of
     # the churn weight per unit on top of it
+    churn_request: float = 1.0  # a move on a guaranteed deal (a seller request) costs this
+    # multiple of the churn weight per unit on top of it
     stall_outlook: bool = True  # a confident stall keeps the share of the deal's forecast it is
     # expected to deliver once it ends (by how long it has lasted); False: capacity 0
     pace_ahead: float = 2.0  # a buyer-paced deal given all its forecast supply may deliver up

@@ -402,7 +402,8 @@ class ReallocatorStrategy:
 class UnstabilisedStrategy(ReallocatorStrategy):
     """The ablation: the reallocator with no stabilisation - no churn weight (churn_deal,
     churn_relative and churn_channel 0) and the raw forecasts (cut_confidence 0, no dead band or
-    hysteresis: move_band, reversal_band and reversal_churn 0)."""
+    hysteresis: move_band, reversal_band and reversal_churn 0; no extra charge on seller requests:
+    churn_request 0)."""
 
     name = "unstabilised"
 
@@ -416,6 +417,7 @@ class UnstabilisedStrategy(ReallocatorStrategy):
             move_band=0.0,
             reversal_band=0.0,
             reversal_churn=0.0,
+            churn_request=0.0,
         )
         return super().replan(replace(ctx, policy=raw), step)
 

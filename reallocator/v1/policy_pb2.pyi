@@ -51,6 +51,7 @@ class Policy(_message.Message):
     REVERSAL_WINDOW_FIELD_NUMBER: _builtins.int
     REVERSAL_CHURN_FIELD_NUMBER: _builtins.int
     STALL_OUTLOOK_FIELD_NUMBER: _builtins.int
+    CHURN_REQUEST_FIELD_NUMBER: _builtins.int
     over_threshold: _builtins.float
     """Pacing ratio (actual / expected) above which delivery is OVER. Default 1.10."""
     under_threshold: _builtins.float
@@ -136,6 +137,13 @@ class Policy(_message.Message):
     and a long stall drains the deal plan by plan, instead of one cut to its spend that is
     reversed when supply returns. Default true; false: a confident stall forecasts 0.
     """
+    churn_request: _builtins.float
+    """A move on a deal its seller paces (a programmatic guaranteed deal, where every move is a
+    seller request) costs this multiple of the deal churn weight per unit on top of it, so the
+    budget forecast revisions move goes to deals the buyer paces itself where value allows, and
+    fewer requests ask one way and then the other. Higher: fewer requests, a little less value.
+    Default 1.0; range [0, 100].
+    """
     @_builtins.property
     def stalled_window(self) -> _duration_pb2.Duration:
         """A deal that should deliver but served no impression for this long is STALLED. Default 6h."""
@@ -216,10 +224,11 @@ class Policy(_message.Message):
         reversal_window: _duration_pb2.Duration | None = ...,
         reversal_churn: _builtins.float | None = ...,
         stall_outlook: _builtins.bool | None = ...,
+        churn_request: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_beyond_forecast", b"_beyond_forecast", "_cap_unmeetable_minimums", b"_cap_unmeetable_minimums", "_churn_relative", b"_churn_relative", "_confidence_threshold", b"_confidence_threshold", "_cut_confidence", b"_cut_confidence", "_min_evidence_impressions", b"_min_evidence_impressions", "_move_band", b"_move_band", "_over_threshold", b"_over_threshold", "_pace_ahead", b"_pace_ahead", "_protect_deviation", b"_protect_deviation", "_reversal_band", b"_reversal_band", "_reversal_churn", b"_reversal_churn", "_stall_outlook", b"_stall_outlook", "_under_threshold", b"_under_threshold", "auto_apply", b"auto_apply", "beyond_forecast", b"beyond_forecast", "cap_unmeetable_minimums", b"cap_unmeetable_minimums", "churn", b"churn", "churn_relative", b"churn_relative", "confidence_threshold", b"confidence_threshold", "cut_confidence", b"cut_confidence", "forecast_prior", b"forecast_prior", "min_evidence", b"min_evidence", "min_evidence_impressions", b"min_evidence_impressions", "move_band", b"move_band", "over_threshold", b"over_threshold", "pace_ahead", b"pace_ahead", "protect_deviation", b"protect_deviation", "protect_window", b"protect_window", "relaxation", b"relaxation", "requests", b"requests", "reversal_band", b"reversal_band", "reversal_churn", b"reversal_churn", "reversal_window", b"reversal_window", "severity", b"severity", "stall_outlook", b"stall_outlook", "stalled_window", b"stalled_window", "step_limits", b"step_limits", "under_threshold", b"under_threshold"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_beyond_forecast", b"_beyond_forecast", "_cap_unmeetable_minimums", b"_cap_unmeetable_minimums", "_churn_relative", b"_churn_relative", "_churn_request", b"_churn_request", "_confidence_threshold", b"_confidence_threshold", "_cut_confidence", b"_cut_confidence", "_min_evidence_impressions", b"_min_evidence_impressions", "_move_band", b"_move_band", "_over_threshold", b"_over_threshold", "_pace_ahead", b"_pace_ahead", "_protect_deviation", b"_protect_deviation", "_reversal_band", b"_reversal_band", "_reversal_churn", b"_reversal_churn", "_stall_outlook", b"_stall_outlook", "_under_threshold", b"_under_threshold", "auto_apply", b"auto_apply", "beyond_forecast", b"beyond_forecast", "cap_unmeetable_minimums", b"cap_unmeetable_minimums", "churn", b"churn", "churn_relative", b"churn_relative", "churn_request", b"churn_request", "confidence_threshold", b"confidence_threshold", "cut_confidence", b"cut_confidence", "forecast_prior", b"forecast_prior", "min_evidence", b"min_evidence", "min_evidence_impressions", b"min_evidence_impressions", "move_band", b"move_band", "over_threshold", b"over_threshold", "pace_ahead", b"pace_ahead", "protect_deviation", b"protect_deviation", "protect_window", b"protect_window", "relaxation", b"relaxation", "requests", b"requests", "reversal_band", b"reversal_band", "reversal_churn", b"reversal_churn", "reversal_window", b"reversal_window", "severity", b"severity", "stall_outlook", b"stall_outlook", "stalled_window", b"stalled_window", "step_limits", b"step_limits", "under_threshold", b"under_threshold"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_beyond_forecast", b"_beyond_forecast", "_cap_unmeetable_minimums", b"_cap_unmeetable_minimums", "_churn_relative", b"_churn_relative", "_confidence_threshold", b"_confidence_threshold", "_cut_confidence", b"_cut_confidence", "_min_evidence_impressions", b"_min_evidence_impressions", "_move_band", b"_move_band", "_over_threshold", b"_over_threshold", "_pace_ahead", b"_pace_ahead", "_protect_deviation", b"_protect_deviation", "_reversal_band", b"_reversal_band", "_reversal_churn", b"_reversal_churn", "_stall_outlook", b"_stall_outlook", "_under_threshold", b"_under_threshold", "auto_apply", b"auto_apply", "beyond_forecast", b"beyond_forecast", "cap_unmeetable_minimums", b"cap_unmeetable_minimums", "churn", b"churn", "churn_relative", b"churn_relative", "confidence_threshold", b"confidence_threshold", "cut_confidence", b"cut_confidence", "forecast_prior", b"forecast_prior", "min_evidence", b"min_evidence", "min_evidence_impressions", b"min_evidence_impressions", "move_band", b"move_band", "over_threshold", b"over_threshold", "pace_ahead", b"pace_ahead", "protect_deviation", b"protect_deviation", "protect_window", b"protect_window", "relaxation", b"relaxation", "requests", b"requests", "reversal_band", b"reversal_band", "reversal_churn", b"reversal_churn", "reversal_window", b"reversal_window", "severity", b"severity", "stall_outlook", b"stall_outlook", "stalled_window", b"stalled_window", "step_limits", b"step_limits", "under_threshold", b"under_threshold"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_beyond_forecast", b"_beyond_forecast", "_cap_unmeetable_minimums", b"_cap_unmeetable_minimums", "_churn_relative", b"_churn_relative", "_churn_request", b"_churn_request", "_confidence_threshold", b"_confidence_threshold", "_cut_confidence", b"_cut_confidence", "_min_evidence_impressions", b"_min_evidence_impressions", "_move_band", b"_move_band", "_over_threshold", b"_over_threshold", "_pace_ahead", b"_pace_ahead", "_protect_deviation", b"_protect_deviation", "_reversal_band", b"_reversal_band", "_reversal_churn", b"_reversal_churn", "_stall_outlook", b"_stall_outlook", "_under_threshold", b"_under_threshold", "auto_apply", b"auto_apply", "beyond_forecast", b"beyond_forecast", "cap_unmeetable_minimums", b"cap_unmeetable_minimums", "churn", b"churn", "churn_relative", b"churn_relative", "churn_request", b"churn_request", "confidence_threshold", b"confidence_threshold", "cut_confidence", b"cut_confidence", "forecast_prior", b"forecast_prior", "min_evidence", b"min_evidence", "min_evidence_impressions", b"min_evidence_impressions", "move_band", b"move_band", "over_threshold", b"over_threshold", "pace_ahead", b"pace_ahead", "protect_deviation", b"protect_deviation", "protect_window", b"protect_window", "relaxation", b"relaxation", "requests", b"requests", "reversal_band", b"reversal_band", "reversal_churn", b"reversal_churn", "reversal_window", b"reversal_window", "severity", b"severity", "stall_outlook", b"stall_outlook", "stalled_window", b"stalled_window", "step_limits", b"step_limits", "under_threshold", b"under_threshold"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__beyond_forecast: _TypeAlias = _typing.Literal["beyond_forecast"]  # noqa: Y015
     _WhichOneofArgType__beyond_forecast: _TypeAlias = _typing.Literal["_beyond_forecast", b"_beyond_forecast"]  # noqa: Y015
@@ -227,6 +236,8 @@ class Policy(_message.Message):
     _WhichOneofArgType__cap_unmeetable_minimums: _TypeAlias = _typing.Literal["_cap_unmeetable_minimums", b"_cap_unmeetable_minimums"]  # noqa: Y015
     _WhichOneofReturnType__churn_relative: _TypeAlias = _typing.Literal["churn_relative"]  # noqa: Y015
     _WhichOneofArgType__churn_relative: _TypeAlias = _typing.Literal["_churn_relative", b"_churn_relative"]  # noqa: Y015
+    _WhichOneofReturnType__churn_request: _TypeAlias = _typing.Literal["churn_request"]  # noqa: Y015
+    _WhichOneofArgType__churn_request: _TypeAlias = _typing.Literal["_churn_request", b"_churn_request"]  # noqa: Y015
     _WhichOneofReturnType__confidence_threshold: _TypeAlias = _typing.Literal["confidence_threshold"]  # noqa: Y015
     _WhichOneofArgType__confidence_threshold: _TypeAlias = _typing.Literal["_confidence_threshold", b"_confidence_threshold"]  # noqa: Y015
     _WhichOneofReturnType__cut_confidence: _TypeAlias = _typing.Literal["cut_confidence"]  # noqa: Y015
@@ -255,6 +266,8 @@ class Policy(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__cap_unmeetable_minimums) -> _WhichOneofReturnType__cap_unmeetable_minimums | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__churn_relative) -> _WhichOneofReturnType__churn_relative | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__churn_request) -> _WhichOneofReturnType__churn_request | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__confidence_threshold) -> _WhichOneofReturnType__confidence_threshold | None: ...
     @_typing.overload

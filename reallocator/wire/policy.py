@@ -173,6 +173,7 @@ def _decode(msg: policy_pb2.Policy, defaults: Policy, errors: Violations, path: 
     opt(msg, "reversal_band", "reversal_band", "", low=0.0, high=1.0)
     duration("reversal_window", "reversal_window")
     opt(msg, "reversal_churn", "reversal_churn", "", low=0.0, high=100.0)
+    opt(msg, "churn_request", "churn_request", "", low=0.0, high=100.0)
 
     auto = _AUTO_APPLY.get(msg.auto_apply.max_severity)
     if auto is None:
@@ -225,6 +226,7 @@ def encode_policy(policy: Policy) -> policy_pb2.Policy:
         move_band=policy.move_band,
         reversal_band=policy.reversal_band,
         reversal_churn=policy.reversal_churn,
+        churn_request=policy.churn_request,
     )
     msg.protect_window.FromTimedelta(policy.protect_window)
     msg.stalled_window.FromTimedelta(policy.stalled_window)

@@ -249,15 +249,18 @@ def test_marginal_value_of_a_binding_seller_limit_matches_a_re_solve(
     example: CampaignSnapshot,
 ) -> None:
     """The dual of newsgroup's maximum (display is worth 2.0 a unit, ctv 1.3) is what one more
-    unit of that maximum adds when the plan is solved again: 0.7 per micro."""
+    unit of that maximum adds when the plan is solved again: 0.7 per micro, with no extra
+    charge on seller requests (the unit comes from ctv's guaranteed deal, whose growth such a
+    charge would make dearer; the dual matches the re-solve either way)."""
     deals = example.deals.copy()
     deals.loc[deals["deal_id"] == "display-pd-002", "value_per_unit"] = 2.0
     deals.loc[deals["deal_id"] == "ctv-pg-001", "available_inventory"] = 12_000_000_000
+    no_charge = dataclasses.replace(example.policy, churn_request=0.0)
 
-    def with_max(total: int) -> Plan:
+    def with_max(total: int, policy: Policy = no_charge) -> Plan:
         sellers = example.sellers.copy()
         sellers.loc["newsgroup", "max_total"] = float(total)
-        return build_plan(dataclasses.replace(example, deals=deals, sellers=sellers))
+        return build_plan(dataclasses.replace(example, deals=deals, sellers=sellers, policy=policy))
 
     limit = 4_250_000_000 + 7_000_000_000
     plan, more = with_max(limit), with_max(limit + 1)
@@ -270,6 +273,11 @@ def test_marginal_value_of_a_binding_seller_limit_matches_a_re_solve(
     display = plan.deals.set_index("deal_id").loc["display-pd-002"]
     assert display["binding"] == BindingKind.SELLER
     assert "seller newsgroup at its maximum" in display["rationale"]
+    # The default charge: the dual is still the re-solve's gain.
+    plan, more = with_max(limit, example.policy), with_max(limit + 1, example.policy)
+    re_solve = more.solver.objective_value - plan.solver.objective_value
+    assert re_solve > 0.7 + 1e-3
+    assert plan.sellers.loc["newsgroup", "marginal_value"] == pytest.approx(re_solve, abs=1e-3)
 
 
 def test_a_given_forecast_replaces_the_built_in_one(example: CampaignSnapshot) -> None:

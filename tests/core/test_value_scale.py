@@ -166,6 +166,7 @@ def _plan(snapshot: CampaignSnapshot, **kw: Any) -> Plan | None:
 HEAVY: dict[str, Any] = {
     "churn_relative": 10.0,
     "reversal_churn": 100.0,
+    "churn_request": 100.0,
     "churn_deal": 0.5,
     "churn_channel": 0.25,
 }

@@ -1,5 +1,5 @@
-"""Policy.move_band, reversal_band (range [0, 1]), reversal_window and reversal_churn (range
-[0, 100]) on the wire."""
+"""Policy.move_band, reversal_band (range [0, 1]), reversal_window, reversal_churn and
+churn_request (range [0, 100]) on the wire."""
 
 from __future__ import annotations
 
@@ -22,11 +22,12 @@ def test_out_of_range_is_a_field_violation(name: str, value: float) -> None:
     assert [v.field for v in errors.items] == [f"policy.{name}"]
 
 
+@pytest.mark.parametrize("name", ["reversal_churn", "churn_request"])
 @pytest.mark.parametrize("value", [-1.0, 100.5, math.nan, math.inf])
-def test_reversal_churn_out_of_range_is_a_field_violation(value: float) -> None:
+def test_churn_multiples_out_of_range_are_field_violations(name: str, value: float) -> None:
     errors = Violations()
-    decode_policy(policy_pb2.Policy(reversal_churn=value), Policy(), errors)
-    assert [v.field for v in errors.items] == ["policy.reversal_churn"]
+    decode_policy(policy_pb2.Policy(**{name: value}), Policy(), errors)
+    assert [v.field for v in errors.items] == [f"policy.{name}"]
 
 
 def test_round_trip_and_defaults() -> None:
@@ -39,6 +40,7 @@ def test_round_trip_and_defaults() -> None:
     assert not errors.items
     assert Policy().move_band == 0.2 and Policy().reversal_band == 0.3
     assert Policy().reversal_window == timedelta(hours=24) and Policy().reversal_churn == 2.0
+    assert Policy().churn_request == 1.0
 
 
 def test_negative_reversal_window_is_a_field_violation() -> None:

@@ -39,6 +39,7 @@ AWAY: dict[str, object] = {
     "reversal_band": 0.5,
     "reversal_window": timedelta(hours=12),
     "reversal_churn": 1.0,
+    "churn_request": 3.0,
     "pace_ahead": 1.5,
     "protect_deviation": 0.3,
     "protect_window": timedelta(hours=3),
