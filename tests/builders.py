@@ -32,8 +32,10 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 import pyarrow as pa
 
+from reallocator.core.plan.model import RequestHistory
 from reallocator.v1 import common_pb2, pacing_pb2, snapshot_pb2
 from reallocator.v1 import reallocator_service_pb2 as service_pb2
 
@@ -629,3 +631,21 @@ TINY_SCENARIO: dict[str, Any] = {
     "collapses": [{"select": {"channels": ["video"]}, "start_hour": 8, "level": 0.3}],
 }
 """A simulator scenario small enough for a test: one day, 8 deals, video collapsing at 08:00."""
+
+
+def request_history(*rows: tuple[str, datetime, str, int, str, int]) -> RequestHistory:
+    """A `RequestHistory` of seller requests: (deal_id, requested_at, kind, target_total,
+    response, accepted_total) per row."""
+    deal, at, kind, target, response, accepted = zip(*rows, strict=True)
+    return RequestHistory(
+        pd.DataFrame(
+            {
+                "deal_id": list(deal),
+                "requested_at": [a.timestamp() for a in at],
+                "kind": list(kind),
+                "target_total": np.asarray(target, np.int64),
+                "response": list(response),
+                "accepted_total": np.asarray(accepted, np.int64),
+            }
+        )
+    )

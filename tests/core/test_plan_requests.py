@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from builders import request_history
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -31,7 +32,6 @@ from reallocator.core.model import (
 from reallocator.core.pacing import assess
 from reallocator.core.plan.model import (
     ReasonCode,
-    RequestHistory,
     RequestKind,
 )
 from reallocator.core.plan.requests import (
@@ -112,22 +112,6 @@ def decide(inp: RequestInputs, policy: Policy = POLICY, history: Any = None) -> 
 
 def outcomes(inp: RequestInputs, policy: Policy = POLICY, history: Any = None) -> list[str]:
     return decide(inp, policy, history)["outcome"].tolist()
-
-
-def history(*rows: tuple[str, datetime, str, int, str, int]) -> RequestHistory:
-    deal, at, kind, target, response, accepted = zip(*rows, strict=True)
-    return RequestHistory(
-        pd.DataFrame(
-            {
-                "deal_id": list(deal),
-                "requested_at": [a.timestamp() for a in at],
-                "kind": list(kind),
-                "target_total": np.asarray(target, np.int64),
-                "response": list(response),
-                "accepted_total": np.asarray(accepted, np.int64),
-            }
-        )
-    )
 
 
 # --- tolerance and routing -----------------------------------------------------------------------
@@ -302,14 +286,14 @@ def test_request_size_counts_the_delivery_change_not_only_the_allocation_change(
 
 def test_cooldown_blocks_non_critical_requests_only() -> None:
     inp = inputs(2, new_allocation=[8_500, 2_000], available_inventory=10**6)
-    recent = history(
+    recent = request_history(
         ("D0", AS_OF - timedelta(hours=2), "DECREASE", 1, "PENDING", 0),
         ("D1", AS_OF - timedelta(hours=2), "DECREASE", 1, "ACCEPTED", 0),
     )
     frame = decide(inp, POLICY, recent)
     assert frame["severity"].tolist() == [Severity.MATERIAL, Severity.CRITICAL]
     assert frame["outcome"].tolist() == ["COOLDOWN", "REQUESTED"]
-    old = history(("D0", AS_OF - timedelta(hours=13), "DECREASE", 1, "PENDING", 0))
+    old = request_history(("D0", AS_OF - timedelta(hours=13), "DECREASE", 1, "PENDING", 0))
     assert outcomes(inp, POLICY, old)[0] == "REQUESTED"
     assert outcomes(inp, replace(POLICY, cooldown=timedelta(hours=14)), old)[0] == "COOLDOWN"
 
@@ -324,7 +308,7 @@ def test_the_same_critical_ask_waits_for_the_cooldown_a_new_one_does_not() -> No
     total = first.target_total
 
     def asked(kind: str, target: int, hours: float = 2.0) -> list[str]:
-        past = history(("D0", AS_OF - timedelta(hours=hours), kind, target, "ACCEPTED", 0))
+        past = request_history(("D0", AS_OF - timedelta(hours=hours), kind, target, "ACCEPTED", 0))
         return outcomes(inp, POLICY, past)
 
     assert asked("DECREASE", total) == ["COOLDOWN"]
@@ -337,7 +321,7 @@ def test_the_same_critical_ask_waits_for_the_cooldown_a_new_one_does_not() -> No
 def test_resume_and_investigate_are_one_ask_for_the_cooldown() -> None:
     inp = inputs(pacing_status="STALLED", current_rate=0.0, new_allocation=12_000)
     (resume,) = derive_requests(inp, POLICY)
-    past = history(
+    past = request_history(
         ("D0", AS_OF - timedelta(hours=6), "INVESTIGATE", resume.target_total, "PENDING", 0)
     )
     assert outcomes(inp, POLICY, past) == ["COOLDOWN"]
@@ -346,7 +330,7 @@ def test_resume_and_investigate_are_one_ask_for_the_cooldown() -> None:
 def test_history_at_or_after_as_of_is_ignored_so_a_retry_is_identical() -> None:
     inp = inputs(new_allocation=8_500)
     first = derive_requests(inp, POLICY)
-    recorded = history(("D0", AS_OF, "DECREASE", first[0].target_total, "PENDING", 0))
+    recorded = request_history(("D0", AS_OF, "DECREASE", first[0].target_total, "PENDING", 0))
     again = derive_requests(inp, POLICY, recorded)
     assert [r.idempotency_key for r in again] == [r.idempotency_key for r in first]
     assert again[0].change_request == first[0].change_request
@@ -354,7 +338,7 @@ def test_history_at_or_after_as_of_is_ignored_so_a_retry_is_identical() -> None:
 
 def test_rejected_kind_is_not_asked_again_within_the_cooldown_even_if_critical() -> None:
     inp = inputs(2, new_allocation=2_000)  # critical decreases
-    past = history(
+    past = request_history(
         ("D0", AS_OF - timedelta(hours=3), "DECREASE", 1, "REJECTED", 0),
         ("D1", AS_OF - timedelta(hours=3), "INCREASE", 1, "REJECTED", 0),
     )
@@ -365,14 +349,14 @@ def test_rejected_kind_is_not_asked_again_within_the_cooldown_even_if_critical()
 
 def test_rejection_after_the_cooldown_is_noted() -> None:
     when = AS_OF - timedelta(days=2)
-    past = history(("D0", when, "DECREASE", 1, "REJECTED", 0))
+    past = request_history(("D0", when, "DECREASE", 1, "REJECTED", 0))
     (req,) = derive_requests(inputs(new_allocation=8_500), POLICY, past)
     assert "The seller rejected a decrease request on 2026-11-14." in req.rationale
 
 
 def test_partial_acceptance_caps_the_target() -> None:
     # The seller accepted a total of 17,000 (12,000 remaining); the plan now wants 15,000 more.
-    past = history(("D0", AS_OF - timedelta(days=1), "INCREASE", 20_000, "PARTIAL", 17_000))
+    past = request_history(("D0", AS_OF - timedelta(days=1), "INCREASE", 20_000, "PARTIAL", 17_000))
     inp = inputs(new_allocation=15_000, available_inventory=10**6)
     frame = decide(inp, POLICY, past)
     assert frame["capped_by"].tolist() == ["SELLER_PARTIAL"]
@@ -386,7 +370,7 @@ def test_partial_acceptance_caps_the_target() -> None:
 
 
 def test_a_newer_response_supersedes_a_partial_one() -> None:
-    past = history(
+    past = request_history(
         ("D0", AS_OF - timedelta(days=2), "INCREASE", 20_000, "PARTIAL", 17_000),
         ("D0", AS_OF - timedelta(days=1), "INCREASE", 20_000, "ACCEPTED", 0),
     )

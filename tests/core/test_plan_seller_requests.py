@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 import pytest
+from builders import request_history
 
 from reallocator.core.engine import AllocationProblem, solve
 from reallocator.core.model import (
@@ -94,21 +95,6 @@ def test_an_ask_outside_the_deals_bounds_is_planned_from_the_nearest_bound() -> 
     assert out.current.tolist() == [25, 30]
 
 
-def _history(rows: list[tuple[str, float, str, int, str]]) -> RequestHistory:
-    return RequestHistory(
-        requests=pd.DataFrame(
-            {
-                "deal_id": pd.Series([r[0] for r in rows], dtype="str"),
-                "requested_at": pd.Series([r[1] for r in rows], dtype="float64"),
-                "kind": pd.Series([r[2] for r in rows], dtype="str"),
-                "target_total": pd.Series([r[3] for r in rows], dtype="int64"),
-                "response": pd.Series([r[4] for r in rows], dtype="str"),
-                "accepted_total": pd.Series([-1] * len(rows), dtype="int64"),
-            }
-        )
-    )
-
-
 def test_pending_asks_are_the_last_unanswered_request_of_a_guaranteed_deal() -> None:
     deals = empty_deals(4)
     deals["deal_type"] = np.int8(DealType.PROGRAMMATIC_GUARANTEED)
@@ -132,17 +118,15 @@ def test_pending_asks_are_the_last_unanswered_request_of_a_guaranteed_deal() -> 
         ),
     )
     ids = deals["deal_id"].tolist()
-    t = snapshot.as_of.timestamp() - timedelta(hours=3).total_seconds()
-    history = _history(
-        [
-            (ids[0], t - 3600, "DECREASE", 50, "ACCEPTED"),
-            (ids[0], t, "INCREASE", 900, "PENDING"),  # the last: awaited
-            (ids[1], t - 3600, "INCREASE", 900, "PENDING"),
-            (ids[1], t, "DECREASE", 250, "REJECTED"),  # answered: nothing awaited
-            (ids[2], t, "DECREASE", 150, "PENDING"),  # below the spend: nothing more to give
-            (ids[3], t, "INCREASE", 900, "PENDING"),  # paced by the buyer: no ask stands
-            ("unknown", t, "INCREASE", 900, "PENDING"),
-        ]
+    t, hour = snapshot.as_of - timedelta(hours=3), timedelta(hours=1)
+    history = request_history(
+        (ids[0], t - hour, "DECREASE", 50, "ACCEPTED", 50),
+        (ids[0], t, "INCREASE", 900, "PENDING", -1),  # the last: awaited
+        (ids[1], t - hour, "INCREASE", 900, "PENDING", -1),
+        (ids[1], t, "DECREASE", 250, "REJECTED", -1),  # answered: nothing awaited
+        (ids[2], t, "DECREASE", 150, "PENDING", -1),  # below the spend: nothing more to give
+        (ids[3], t, "INCREASE", 900, "PENDING", -1),  # paced by the buyer: no ask stands
+        ("unknown", t, "INCREASE", 900, "PENDING", -1),
     )
     assert pending_asks(history, snapshot).tolist() == [800, -1, 0, -1]
     assert pending_asks(None, snapshot).tolist() == [-1, -1, -1, -1]
