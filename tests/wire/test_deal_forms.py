@@ -516,3 +516,29 @@ def test_group_limits_empty_partial_and_unset_read_as_they_say() -> None:
         ("snapshot.sellers[3].seller_id", "duplicate seller_id 'seller-a'"),
         ("snapshot.sellers[4].seller_id", "required"),
     ]
+
+
+@pytest.mark.parametrize("arrow_text", [False, True])
+def test_the_canonical_table_is_the_one_table_of_builds(arrow_text: bool) -> None:
+    """The deals table built from its blocks has table_of's dtypes, values and blocks, and owns
+    its data: an edit of the table reaches none of the caller's arrays."""
+    from reallocator.core.model import table_of, text_array
+
+    rng = np.random.default_rng(3)
+    n = 7
+    columns: dict[str, Any] = {}
+    for name, dtype in DEAL_COLUMNS.items():
+        if dtype == "str":
+            values = np.array([f"{name}-{i}" for i in range(n)], dtype=object)
+            columns[name] = text_array(values) if arrow_text else values
+        else:
+            columns[name] = rng.integers(0, 100, n).astype(dtype)
+    built = wire_deals._canonical(columns)
+    expected = table_of(columns, DEAL_COLUMNS)
+    pd.testing.assert_frame_equal(built, expected, check_exact=True)
+    layout = [(b.dtype, list(b.mgr_locs)) for b in built._mgr.blocks]
+    assert layout == [(b.dtype, list(b.mgr_locs)) for b in expected._mgr.blocks]
+    built.loc[0, "allocation"] = -5
+    built.loc[0, "deal_id"] = "edited"
+    assert columns["allocation"][0] != -5 and columns["deal_id"][0] == "deal_id-0"
+    assert isinstance(built.index, pd.RangeIndex) and len(built) == n
