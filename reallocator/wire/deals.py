@@ -30,7 +30,7 @@ from reallocator.core.model import (
     text_array,
 )
 from reallocator.v1 import snapshot_pb2
-from reallocator.wire.arrow_guard import StreamRejected, read_checked
+from reallocator.wire.arrow_guard import CheckedStream, StreamRejected, read_stream
 from reallocator.wire.limits import (
     DEFAULT_LIMITS,
     MAX_AMOUNT,
@@ -329,8 +329,16 @@ def read_arrow_stream(
     checked before anything is converted (wire/arrow_guard.py): every buffer inside its body,
     at most `max_bytes` declared once decompressed (checked before inflating), every batch
     validated in full (offsets, lengths, UTF-8)."""
+    stream = _read_stream(data, prefix, errors, max_bytes)
+    return None if stream is None else stream.table
+
+
+def _read_stream(
+    data: bytes, prefix: str, errors: Violations, max_bytes: int
+) -> CheckedStream | None:
+    """`read_arrow_stream`'s table with its schema key (arrow_guard.CheckedStream)."""
     try:
-        return read_checked(data, max_bytes)
+        return read_stream(data, max_bytes)
     except (StreamRejected, pa.ArrowException, OSError, ValueError) as exc:
         errors.add(prefix, f"not a readable Arrow IPC stream: {exc}")
         return None
@@ -340,8 +348,12 @@ def from_arrow(
     data: bytes, prefix: str, errors: Violations, *, max_bytes: int = DEFAULT_LIMITS.max_arrow_bytes
 ) -> RawDeals | None:
     """An Arrow IPC stream: nulls mean unset, so no has_ columns are needed."""
-    table = read_arrow_stream(data, prefix, errors, max_bytes=max_bytes)
-    return None if table is None else from_arrow_table(table, prefix, errors, validated=True)
+    stream = _read_stream(data, prefix, errors, max_bytes)
+    if stream is None:
+        return None
+    return from_arrow_table(
+        stream.table, prefix, errors, validated=True, schema_key=stream.schema_key
+    )
 
 
 def _numpy_widens(kind: pa.DataType, target: pa.DataType) -> bool:
@@ -361,7 +373,11 @@ class _ArrowStep:
     violation: str | None = None  # the column is not read: this is said of it instead
 
 
-def _arrow_steps(schema: pa.Schema, small: bool) -> tuple[tuple[_ArrowStep, ...], tuple[str, ...]]:
+_Steps = tuple[tuple[_ArrowStep, ...], tuple[str, ...]]
+"""`from_arrow_table`'s step for each column and the DealColumns names the table holds."""
+
+
+def _arrow_steps(schema: pa.Schema, small: bool) -> _Steps:
     """`from_arrow_table`'s step for each column of a table of `schema`, and the DealColumns
     names it holds: decided by the names and types alone."""
     known = set(_ALL_COLUMNS)
@@ -393,30 +409,42 @@ def _arrow_steps(schema: pa.Schema, small: bool) -> tuple[tuple[_ArrowStep, ...]
     return tuple(steps), tuple(seen)
 
 
-_STEPS: dict[tuple[str, bool], tuple[pa.Schema, tuple[tuple[_ArrowStep, ...], tuple[str, ...]]]]
-_STEPS = {}
+_STEPS: dict[tuple[str | bytes, bool], tuple[pa.Schema | None, _Steps]] = {}
 """`_arrow_steps` per schema (callers send the same one call after call: deciding again cost
-~2 us a column), keyed by its text and checked equal; a bounded handful."""
+~2 us a column), a bounded handful: keyed by a stream's schema message (equal bytes, equal
+schema), or else by the schema's text and checked equal."""
 
 
-def _steps_of(schema: pa.Schema, small: bool) -> tuple[tuple[_ArrowStep, ...], tuple[str, ...]]:
-    key = (schema.to_string(show_field_metadata=False, show_schema_metadata=False), small)
-    known = _STEPS.get(key)
-    if known is not None and known[0].equals(schema):
-        return known[1]
+def _steps_of(schema: pa.Schema, small: bool, schema_key: bytes | None = None) -> _Steps:
+    if schema_key is not None:
+        key: tuple[str | bytes, bool] = (schema_key, small)
+        kept = _STEPS.get(key)
+        if kept is not None:
+            return kept[1]
+    else:
+        key = (schema.to_string(show_field_metadata=False, show_schema_metadata=False), small)
+        kept = _STEPS.get(key)
+        if kept is not None and kept[0] is not None and kept[0].equals(schema):
+            return kept[1]
     steps = _arrow_steps(schema, small)
     if len(_STEPS) >= 64:
         _STEPS.clear()
-    _STEPS[key] = (schema, steps)
+    _STEPS[key] = (None if schema_key is not None else schema, steps)
     return steps
 
 
 def from_arrow_table(
-    table: pa.Table, prefix: str, errors: Violations, *, validated: bool = False
+    table: pa.Table,
+    prefix: str,
+    errors: Violations,
+    *,
+    validated: bool = False,
+    schema_key: bytes | None = None,
 ) -> RawDeals | None:
     """An Arrow table whose columns are DealColumns field names (nulls mean unset): the one
     decoder of the Arrow form, for the wire's IPC stream and for batch jobs' Parquet/CSV files.
-    `validated`: the table was already validated in full (`read_checked` did it)."""
+    `validated`: the table was already validated in full (`read_checked` did it);
+    `schema_key`: its stream's (arrow_guard.CheckedStream)."""
     mark = errors.mark()
     try:  # a table from a file or another library: converting an invalid one can crash
         if not validated:
@@ -426,7 +454,7 @@ def from_arrow_table(
         return None
     n_rows = table.num_rows
     small = n_rows < ARROW_TEXT_FROM
-    steps, seen = _steps_of(table.schema, small)
+    steps, seen = _steps_of(table.schema, small, schema_key)
     columns: dict[str, pa.ChunkedArray] = {}
     for step in steps:
         name = step.name

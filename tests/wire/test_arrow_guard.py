@@ -148,3 +148,64 @@ def test_a_stream_read_again_reuses_its_metadata_and_a_corrupt_one_is_rejected_a
     with contextlib.suppress(arrow_guard.StreamRejected):
         arrow_guard._batch_of(big)
     assert arrow_guard._kept_batch_of.cache_info().currsize == kept
+
+
+def _outcome(data: bytes) -> tuple[str, object]:
+    from reallocator.wire import arrow_guard
+
+    try:
+        stream = arrow_guard.read_stream(data, 1 << 24)
+    except (pa.ArrowException, ValueError, OSError) as exc:
+        return type(exc).__name__, str(exc)
+    return "table", (stream.table, stream.schema_key)
+
+
+def test_a_plain_stream_read_from_its_messages_reads_as_arrow_s_stream_reader_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The usual stream (its schema, then uncompressed record batches) is read from the
+    messages the checks walked: the same table, or, for a corrupted one, the same error as
+    Arrow's stream reader gives (bit flips of a deals stream, compressed and dictionary streams
+    among them)."""
+    import random
+
+    from reallocator.wire import arrow_guard
+
+    table = deal_arrow_table(random_snapshot_spec(200, seed=7, n_buckets=0).deals)
+    streams = [arrow_ipc(table), _stream(table, "zstd"), _stream(table.combine_chunks())]
+    coded = pa.table({"deal_id": pa.array(["a", "b", "a"]).dictionary_encode()})
+    streams.append(_stream(coded))
+    base = streams[0]
+    for k in range(300):
+        rnd = random.Random(k)
+        flipped = bytearray(base)
+        for _ in range(rnd.randint(1, 3)):
+            flipped[rnd.randrange(len(flipped))] = rnd.randrange(256)
+        streams.append(bytes(flipped))
+    fast = [_outcome(data) for data in streams]
+
+    def refused(messages: list[pa.ipc.Message]) -> pa.Table:
+        raise pa.ArrowInvalid("read by the stream reader instead")
+
+    monkeypatch.setattr(arrow_guard, "_from_messages", refused)
+    for data, outcome in zip(streams, fast, strict=True):
+        expected = _outcome(data)
+        if expected[0] != "table" or outcome[0] != "table":
+            assert outcome == expected
+            continue
+        (got, got_key), (want, want_key) = outcome[1], expected[1]  # type: ignore[misc]
+        assert got.equals(want) and got.schema.equals(want.schema) and got_key == want_key
+    assert fast[0][0] == "table" and sum(o[0] == "table" for o in fast) < len(fast)
+
+
+def test_the_schema_key_is_the_schema_message_so_equal_keys_are_equal_schemas() -> None:
+    from reallocator.wire import arrow_guard
+
+    one = pa.table({"allocation": pa.array([1, 2], pa.int64())})
+    other = pa.table({"allocation": pa.array([1, 2], pa.int32())})
+    first = arrow_guard.read_stream(_stream(one), 1 << 20)
+    again = arrow_guard.read_stream(_stream(pa.table({"allocation": [7, 8, 9]})), 1 << 20)
+    assert first.schema_key is not None and first.schema_key == again.schema_key
+    assert arrow_guard.read_stream(_stream(other), 1 << 20).schema_key != first.schema_key
+    wide = pa.table({f"c{i}" * 20: [1] for i in range(200)})  # metadata above the cached size
+    assert arrow_guard.read_stream(_stream(wide), 1 << 20).schema_key is None
