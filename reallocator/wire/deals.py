@@ -579,17 +579,10 @@ def _amounts(raw: RawDeals) -> npt.NDArray[np.int64]:
 def _check_ranges(
     raw: RawDeals, amounts: npt.NDArray[np.int64], errors: Violations, limits: WireLimits
 ) -> None:
-    """What later arithmetic relies on: identifiers of bounded length, every amount and each
-    column's sum within MAX_AMOUNT (the solver's exact range; sums of a few stay inside int64),
-    prices within MAX_PRICE_MICROS. `amounts`: `_amounts(raw)`."""
+    """What later arithmetic relies on: every amount and each column's sum within MAX_AMOUNT
+    (the solver's exact range; sums of a few stay inside int64), prices within
+    MAX_PRICE_MICROS. `amounts`: `_amounts(raw)`."""
     t, form = raw.table, raw.form
-    for column in ("deal_id", "seller_id", "channel_id", "order_id"):
-        lengths = _lengths(t[column], raw.n)
-        errors.rows(
-            form.path(column),
-            lengths > limits.max_id_length,
-            _fmt(f"longer than {limits.max_id_length} characters ({{:.0f}})", lengths),
-        )
     too_big = amounts > MAX_AMOUNT
     # np.clip's own dispatch costs ~2 us more than the two ufuncs it stands for.
     sums = np.minimum(np.maximum(amounts, 0), MAX_AMOUNT).astype(np.float64).sum(axis=1)
@@ -627,31 +620,19 @@ def check_deals(
 ) -> pd.DataFrame:
     """Validates the table (vectorised) and returns it in canonical form (DEAL_COLUMNS dtypes)."""
     t, form = raw.table, raw.form
+    key = _text_key(raw, sellers, channels, limits)
+    text = _PASSED_TEXT.get(key) if key is not None else None
+    text_failed = False
     amounts = _amounts(raw)
+    if text is None:  # checked ids are not checked again: they would pass again
+        mark = errors.mark()
+        _check_id_lengths(raw, errors, limits)
+        text_failed = errors.since(mark)
     _check_ranges(raw, amounts, errors, limits)
-    ids = t["deal_id"]
-    errors.rows(form.path("deal_id"), ids == "", "required")
-    dup = _duplicated(ids) & (ids != "")
-    if dup.any():
-        first_at = pd.Series(np.arange(raw.n)).groupby(ids).transform("first").to_numpy()
-        errors.rows(
-            form.path("deal_id"),
-            dup,
-            lambda i: f"duplicate deal_id {ids[i]!r} (first at row {first_at[i]})",
-        )
-    for column, known, what in (
-        ("seller_id", sellers, "seller"),
-        ("channel_id", channels, "channel"),
-    ):
-        values = t[column]
-        empty = values == ""
-        errors.rows(form.path(column), empty, "required")
-        unknown = ~_isin(values, known) & ~empty
-        errors.rows(
-            form.path(column),
-            unknown,
-            _fmt(f"unknown {what} {{!r}}: not listed in the snapshot's {what}s", values),
-        )
+    if text is None:
+        mark = errors.mark()
+        _check_ids(raw, sellers, channels, errors)
+        text_failed = text_failed or errors.since(mark)
     deal_type = t["deal_type"]
     errors.rows(
         form.path("deal_type"),
@@ -735,7 +716,98 @@ def check_deals(
     out["available_inventory"] = np.where(raw.has_inventory, inventory, -1)
     out["capacity_forecast"] = np.where(raw.has_forecast, forecast, -1)
     out["participation_rate"] = np.where(raw.has_participation, rate, np.nan)
+    if text is None:
+        text = tuple(_text_of(t[name]) for name in _TEXT_COLUMNS)
+        if key is not None and not text_failed:
+            _keep_text(key, text)
+    out.update(zip(_TEXT_COLUMNS, text, strict=True))
     return _canonical(out)
+
+
+def _check_id_lengths(raw: RawDeals, errors: Violations, limits: WireLimits) -> None:
+    """Identifiers of bounded length (each is logged, used as a key and stored)."""
+    for column in _TEXT_COLUMNS:
+        lengths = _lengths(raw.table[column], raw.n)
+        errors.rows(
+            raw.form.path(column),
+            lengths > limits.max_id_length,
+            _fmt(f"longer than {limits.max_id_length} characters ({{:.0f}})", lengths),
+        )
+
+
+def _check_ids(raw: RawDeals, sellers: pd.Index, channels: pd.Index, errors: Violations) -> None:
+    """Deal ids set and unique; seller and channel ids set and listed in the snapshot."""
+    t, form = raw.table, raw.form
+    ids = t["deal_id"]
+    errors.rows(form.path("deal_id"), ids == "", "required")
+    dup = _duplicated(ids) & (ids != "")
+    if dup.any():
+        first_at = pd.Series(np.arange(raw.n)).groupby(ids).transform("first").to_numpy()
+        errors.rows(
+            form.path("deal_id"),
+            dup,
+            lambda i: f"duplicate deal_id {ids[i]!r} (first at row {first_at[i]})",
+        )
+    for column, known, what in (
+        ("seller_id", sellers, "seller"),
+        ("channel_id", channels, "channel"),
+    ):
+        values = t[column]
+        empty = values == ""
+        errors.rows(form.path(column), empty, "required")
+        unknown = ~_isin(values, known) & ~empty
+        errors.rows(
+            form.path(column),
+            unknown,
+            _fmt(f"unknown {what} {{!r}}: not listed in the snapshot's {what}s", values),
+        )
+
+
+_TEXT_COLUMNS = ("deal_id", "seller_id", "channel_id", "order_id")
+KEPT_TEXT_ROWS = 1_000
+"""Most deals whose checked ids are kept (`_PASSED_TEXT`), and most sellers plus channels."""
+KEPT_TEXT_CHARACTERS = 1 << 16
+"""Most characters of a kept key's ids, so no caller pins much memory in the cache."""
+
+_TextKey = tuple[int, tuple[tuple[str, ...], ...]]
+"""The id length limit, then the seller ids, the channel ids and the table's id columns."""
+_PASSED_TEXT: dict[_TextKey, tuple[Any, ...]] = {}
+"""The canonical "str" arrays of the id columns of tables whose id checks passed (lengths;
+deal ids set and unique; seller and channel ids set and listed), per the ids themselves, the
+snapshot's seller and channel ids and the length limit: all those checks read. A campaign
+sends the same ids call after call; checking them again and converting them to Arrow strings
+cost ~65 us of a 50-deal decode, where the key costs ~10 us. Only passes are kept (a failure is
+checked and named every time); small tables of objects only; a bounded handful. The arrays are
+never edited: the table gets copies (`_canonical`)."""
+
+
+def _text_key(
+    raw: RawDeals, sellers: pd.Index, channels: pd.Index, limits: WireLimits
+) -> _TextKey | None:
+    """`_PASSED_TEXT`'s key of the table's ids, or None where none is kept (a large table, or
+    one whose ids are Arrow strings)."""
+    columns = [raw.table[name] for name in _TEXT_COLUMNS]
+    if raw.n > KEPT_TEXT_ROWS or len(sellers) + len(channels) > KEPT_TEXT_ROWS:
+        return None
+    if not all(isinstance(c, np.ndarray) and c.dtype == object for c in columns):
+        return None
+    ids = (tuple(sellers.tolist()), tuple(channels.tolist()), *(tuple(c.tolist()) for c in columns))
+    return limits.max_id_length, ids
+
+
+def _keep_text(key: _TextKey, text: tuple[Any, ...]) -> None:
+    """Keeps the checked ids' arrays, unless their characters would pin too much memory."""
+    characters = sum(len(v) for part in key[1] for v in part)
+    if characters > KEPT_TEXT_CHARACTERS:
+        return
+    if len(_PASSED_TEXT) >= 16:
+        _PASSED_TEXT.clear()
+    _PASSED_TEXT[key] = text
+
+
+def _text_of(values: Any) -> Any:
+    """A text column as the canonical table's "str" array (an Arrow one as it is)."""
+    return values if is_text_array(values) else text_array(values)
 
 
 def _block_plan() -> tuple[tuple[str, tuple[str, ...], npt.NDArray[np.intp]], ...]:

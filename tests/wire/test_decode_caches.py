@@ -1,23 +1,27 @@
-"""What the decoders keep between calls (a campaign's policy, pacing target and group ids, the
-same call after call) changes no answer: a call served from them returns what a fresh decode
-returns, with the same violations in the same order."""
+"""What the decoders keep between calls (a campaign's policy, pacing target, group ids and
+checked deal ids, the same call after call) changes no answer: a call served from them returns
+what a fresh decode returns, with the same violations in the same order."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
 import pytest
+from builders import build_snapshot, random_snapshot_spec
 
 from reallocator.core.model import Budget, BudgetChange, PacingSpec, Period, Policy
 from reallocator.v1 import pacing_pb2, policy_pb2, snapshot_pb2
+from reallocator.wire import deals as wire_deals
 from reallocator.wire import pacing as wire_pacing
 from reallocator.wire import policy as wire_policy
 from reallocator.wire import snapshot as wire_snapshot
+from reallocator.wire.deals import RawDeals
 from reallocator.wire.encode import encode_pacing
 from reallocator.wire.limits import DEFAULT_LIMITS
-from reallocator.wire.violations import Violations
+from reallocator.wire.violations import FieldViolation, Violations
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -153,3 +157,69 @@ def test_group_ids_are_shared_and_equal_to_a_fresh_index() -> None:
     assert wire_snapshot._group_ids(many, "seller_id") is not wire_snapshot._group_ids(
         many, "seller_id"
     )
+
+
+def _raw_deals(msg: snapshot_pb2.CampaignSnapshot, form: str, errors: Violations) -> RawDeals:
+    if form == "deals":
+        return wire_deals.from_messages(msg.deals, "snapshot.deals")
+    if form == "columns":
+        raw = wire_deals.from_columns(msg.deals_table.columns, "columns", errors)
+    else:
+        raw = wire_deals.from_arrow(msg.deals_table.arrow_ipc, "arrow_ipc", errors)
+    assert raw is not None
+    return raw
+
+
+def _checked(
+    msg: snapshot_pb2.CampaignSnapshot, form: str, sellers: list[str], channels: list[str],
+    max_id_length: int,
+) -> tuple[pd.DataFrame, list[FieldViolation]]:  # fmt: skip
+    errors = Violations()
+    raw = _raw_deals(msg, form, errors)
+    limits = dataclasses.replace(DEFAULT_LIMITS, max_id_length=max_id_length)
+    known = pd.Index(sellers, dtype=object), pd.Index(channels, dtype=object)
+    table = wire_deals.check_deals(raw, *known, None, errors, limits)
+    return table, errors.items
+
+
+@pytest.mark.parametrize("form", ["deals", "columns", "arrow"])
+def test_checked_ids_kept_change_no_answer(form: str) -> None:
+    """A table's ids that passed their checks are not checked again with the same sellers,
+    channels and length limit: the table and the violations of every later call are those of
+    a fresh check, whatever changed (a seller or channel no longer listed, a shorter limit, a
+    repeated or emptied id), and a failure is never kept."""
+    spec = random_snapshot_spec(30, seed=4, n_buckets=0)
+    msg = build_snapshot(spec, form)  # type: ignore[arg-type]
+    edited = build_snapshot(spec, "deals")
+    edited.deals[2].deal_id = edited.deals[0].deal_id
+    edited.deals[3].seller_id = ""
+    sellers, channels = list(spec.seller_ids), list(spec.channel_ids)
+    cases = [
+        (msg, form, sellers, channels, 256),
+        (msg, form, sellers[1:], channels, 256),
+        (msg, form, sellers, channels[:-1], 256),
+        (msg, form, sellers, channels, 3),
+        (edited, "deals", sellers, channels, 256),
+    ]
+    fresh = []
+    for case in cases:
+        wire_deals._PASSED_TEXT.clear()
+        fresh.append(_checked(*case))
+        assert not wire_deals._PASSED_TEXT or not fresh[-1][1]  # a failure is never kept
+    assert not fresh[0][1] and all(items for _, items in fresh[1:])
+    wire_deals._PASSED_TEXT.clear()
+    for _ in range(2):
+        for case, (table, items) in zip(cases, fresh, strict=True):
+            again, again_items = _checked(*case)
+            assert again_items == items
+            pd.testing.assert_frame_equal(again, table)
+    assert wire_deals._PASSED_TEXT  # the passing ids were kept: the later calls read them
+
+
+def test_no_ids_kept_for_a_large_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = random_snapshot_spec(5, seed=4, n_buckets=0)
+    raw = _raw_deals(build_snapshot(spec, "deals"), "deals", Violations())
+    sellers, channels = pd.Index(spec.seller_ids), pd.Index(spec.channel_ids)
+    assert wire_deals._text_key(raw, sellers, channels, DEFAULT_LIMITS) is not None
+    monkeypatch.setattr(wire_deals, "KEPT_TEXT_ROWS", 4)
+    assert wire_deals._text_key(raw, sellers, channels, DEFAULT_LIMITS) is None
