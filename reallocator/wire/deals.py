@@ -7,6 +7,7 @@ bad rows with the field path of the form the caller used (so both forms get the 
 from __future__ import annotations
 
 import itertools
+import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -67,6 +68,8 @@ _DEAL_PATHS = {
 }
 _COLUMN_NAMES = {v: k for k, v in _RENAMED.items()} | {"price_micros": "ecpm_micros"}
 SERIES_MEASURES = ("spend_micros", "impressions", "avails", "wins")
+_MEASURES_OF = operator.attrgetter(*SERIES_MEASURES)
+"""A DeliverySeries' measures, in SERIES_MEASURES order, in one call."""
 
 
 def _fmt(template: str, *columns: npt.NDArray[np.generic]) -> Callable[[int], str]:
@@ -909,42 +912,44 @@ def series_from_messages(
         return None
     key = (first.window_start.seconds, first.window_start.nanos,
            first.bucket_width.seconds, first.bucket_width.nanos)  # fmt: skip
-    values: dict[str, list[Sequence[int]]] = {k: [] for k in SERIES_MEASURES}
+    sequences: list[Sequence[int]] = []  # the kept rows' measures, row by row
     kept: list[int] = []
+    lengths = (n_buckets,) * len(SERIES_MEASURES)
     for i in rows:
         s = deals[i].recent_delivery
-        p = f"{prefix}[{i}].recent_delivery"
-        series = [getattr(s, k) for k in SERIES_MEASURES]
-        bad_length = [
-            k for k, v in zip(SERIES_MEASURES, series, strict=True) if len(v) != n_buckets
-        ]
-        for k in bad_length:
-            errors.add(f"{p}.{k}", f"has {len(getattr(s, k))} buckets, expected {n_buckets} "
-                                   f"(the length of {p0}.spend_micros)")  # fmt: skip
+        series = _MEASURES_OF(s)
         ws, bw = s.window_start, s.bucket_width
-        if (ws.seconds, ws.nanos, bw.seconds, bw.nanos) != key:
-            errors.add(p, f"every deal's series must share window_start and bucket_width with {p0}")
+        same_grid = (ws.seconds, ws.nanos, bw.seconds, bw.nanos) == key
+        if same_grid and tuple(map(len, series)) == lengths:  # the usual row: no path built
+            kept.append(i)
+            sequences += series
             continue
-        if bad_length:
-            continue
-        kept.append(i)
+        p = f"{prefix}[{i}].recent_delivery"
         for k, v in zip(SERIES_MEASURES, series, strict=True):
-            values[k].append(v)
+            if len(v) != n_buckets:
+                errors.add(f"{p}.{k}", f"has {len(v)} buckets, expected {n_buckets} "
+                                       f"(the length of {p0}.spend_micros)")  # fmt: skip
+        if not same_grid:
+            errors.add(p, f"every deal's series must share window_start and bucket_width with {p0}")
     if start is None or width is None or errors.since(mark):
         return None
     _check_grid(start, width, n_buckets, as_of, p0, errors, limits)
     if errors.since(mark):
         return None
+    # All measures of all rows in one pass (each value read once from its message: ~30 ns
+    # apiece, most of the form's cost), as integers (exact), then per measure.
+    count = len(kept) * len(SERIES_MEASURES) * n_buckets
+    values = np.fromiter(itertools.chain.from_iterable(sequences), np.int64, count)
+    blocks = values.reshape(len(kept), len(SERIES_MEASURES), n_buckets)
     arrays: dict[str, npt.NDArray[np.float64]] = {}
     index = np.asarray(kept)
-    for k in SERIES_MEASURES:
-        flat = itertools.chain.from_iterable(values[k])
-        block = np.fromiter(flat, np.float64, len(kept) * n_buckets).reshape(len(kept), n_buckets)
+    for m, k in enumerate(SERIES_MEASURES):
+        block = blocks[:, m]
         negative: npt.NDArray[np.bool_] = np.asarray((block < 0).any(axis=1))
         errors.rows(lambda r, k=k: f"{prefix}[{index[r]}].recent_delivery.{k}", negative,  # type: ignore[misc,arg-type]
                     "must not be negative")  # fmt: skip
         full = np.full((len(deals), n_buckets), np.nan)
-        full[index] = block
+        full[index] = block  # as float64: int64 to double rounds as Python's float(int) does
         arrays[k] = full
     if errors.since(mark):
         return None

@@ -408,6 +408,23 @@ def test_deals_without_a_series_get_rows_of_nan() -> None:
         )
 
 
+def test_per_deal_series_values_round_as_python_floats() -> None:
+    """Each measure is read as an integer and becomes a float as Python's float(int) rounds it,
+    in its own row and measure, beyond 2**53 too."""
+    spec = random_snapshot_spec(3, seed=4, n_buckets=3)
+    msg = build_snapshot(spec, "deals")
+    big = [2**53 + 1, 2**62 + 3, 2**63 - 1]
+    for row, deal in enumerate(msg.deals):
+        for m, measure in enumerate(("spend_micros", "impressions", "avails", "wins")):
+            values = getattr(deal.recent_delivery, measure)
+            values[:] = [v - 10 * row - m for v in big]
+    delivery = decode(msg).delivery
+    assert delivery is not None
+    for m, measure in enumerate(("spend_micros", "impressions", "avails", "wins")):
+        expected = [[float(v - 10 * row - m) for v in big] for row in range(3)]
+        np.testing.assert_array_equal(getattr(delivery, measure), np.array(expected))
+
+
 @pytest.mark.parametrize("form", FORMS)
 def test_no_recent_delivery_decodes_to_none(form: Form) -> None:
     assert (
