@@ -202,31 +202,50 @@ def read_stream(data: bytes, max_bytes: int) -> CheckedStream:
             raise StreamRejected(
                 f"declares more than {max_bytes} bytes of data once decompressed (max_arrow_bytes)"
             )
-    table = None
-    if plain and messages:
-        with contextlib.suppress(pa.ArrowException, ValueError, OSError):  # said by the reader
-            table = _from_messages(messages)
-    if table is None:
-        table = _from_reader(source, len(data))
     key = None
     if messages and messages[0].type == "schema":
         metadata = messages[0].metadata
         key = metadata.to_pybytes() if metadata.size <= CACHED_METADATA_BYTES else None
+    table = None
+    if plain and messages:
+        with contextlib.suppress(pa.ArrowException, ValueError, OSError):  # said by the reader
+            table = _from_messages(messages, key)
+    if table is None:
+        table = _from_reader(source, len(data))
     return CheckedStream(table, key)
 
 
-def _from_messages(messages: list[pa.ipc.Message]) -> pa.Table:
+def _from_messages(messages: list[pa.ipc.Message], key: bytes | None) -> pa.Table:
     """The table of a stream's schema message and its uncompressed record batches, each batch
     validated in full: what `_from_reader` reads, without parsing the stream a second time
-    (~7 us a stream). Uncompressed only: Arrow reads a lone message with its thread pool."""
-    schema = pa.ipc.read_schema(messages[0])
+    (~7 us a stream). Uncompressed only: Arrow reads a lone message with its thread pool.
+    `key`: the schema message's (CheckedStream.schema_key)."""
+    schema = _schema_of(messages[0], key)
     batches = []
     for message in messages[1:]:
         batch_read = pa.ipc.read_record_batch(message, schema)
         batch_read.validate(full=True)
         batches.append(batch_read)
-    _decode_names(schema)
     return pa.Table.from_batches(batches, schema=schema)
+
+
+_SCHEMAS: dict[bytes, pa.Schema] = {}
+"""Schemas read, with their names decoded, per schema message (a pure function of its bytes;
+a campaign's streams carry the same one call after call: ~6 us a stream read again). A Schema
+is immutable, so tables share it; a bounded handful, a rejection raised again, not kept."""
+
+
+def _schema_of(message: pa.ipc.Message, key: bytes | None) -> pa.Schema:
+    """The schema a stream's schema message says, its field names decoded (`_decode_names`)."""
+    schema = _SCHEMAS.get(key) if key is not None else None
+    if schema is None:
+        schema = pa.ipc.read_schema(message)
+        _decode_names(schema)
+        if key is not None:
+            if len(_SCHEMAS) >= 64:
+                _SCHEMAS.clear()
+            _SCHEMAS[key] = schema
+    return schema
 
 
 def _from_reader(source: pa.Buffer, size: int) -> pa.Table:

@@ -184,7 +184,7 @@ def test_a_plain_stream_read_from_its_messages_reads_as_arrow_s_stream_reader_do
         streams.append(bytes(flipped))
     fast = [_outcome(data) for data in streams]
 
-    def refused(messages: list[pa.ipc.Message]) -> pa.Table:
+    def refused(messages: list[pa.ipc.Message], key: bytes | None) -> pa.Table:
         raise pa.ArrowInvalid("read by the stream reader instead")
 
     monkeypatch.setattr(arrow_guard, "_from_messages", refused)
@@ -209,3 +209,21 @@ def test_the_schema_key_is_the_schema_message_so_equal_keys_are_equal_schemas() 
     assert arrow_guard.read_stream(_stream(other), 1 << 20).schema_key != first.schema_key
     wide = pa.table({f"c{i}" * 20: [1] for i in range(200)})  # metadata above the cached size
     assert arrow_guard.read_stream(_stream(wide), 1 << 20).schema_key is None
+
+
+def test_a_schema_is_kept_per_schema_message_and_a_bad_one_is_rejected_on_every_read() -> None:
+    from reallocator.wire import arrow_guard
+
+    table = pa.table({"allocation": pa.array([1, 2], pa.int64())})
+    data = _stream(table)
+    first = arrow_guard.read_stream(data, 1 << 20)
+    again = arrow_guard.read_stream(data, 1 << 20)
+    assert first.schema_key is not None and first.schema_key in arrow_guard._SCHEMAS
+    assert again.table.equals(table) and again.table.schema.equals(table.schema)
+    bad = bytearray(data)
+    bad[bytes(data).find(b"allocation")] = 0xFF  # a field name that is not UTF-8
+    kept = len(arrow_guard._SCHEMAS)
+    for _ in range(2):
+        with pytest.raises(ValueError):
+            arrow_guard.read_stream(bytes(bad), 1 << 20)
+    assert len(arrow_guard._SCHEMAS) == kept
