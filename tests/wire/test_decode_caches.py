@@ -214,6 +214,9 @@ def test_checked_ids_kept_change_no_answer(form: str) -> None:
             assert again_items == items
             pd.testing.assert_frame_equal(again, table)
     assert wire_deals._PASSED_TEXT  # the passing ids were kept: the later calls read them
+    edited_table, _ = _checked(*cases[0])
+    edited_table.loc[0, "deal_id"] = "edited"  # a table's edit reaches no kept array
+    pd.testing.assert_frame_equal(_checked(*cases[0])[0], fresh[0][0])
 
 
 def test_no_ids_kept_for_a_large_table(monkeypatch: pytest.MonkeyPatch) -> None:
