@@ -10,7 +10,12 @@ from __future__ import annotations
 import numpy as np
 
 from reallocator.core.engine.errors import Conflict, InfeasibleProblem
-from reallocator.core.engine.problem import AllocationProblem, IntArray, capped_group_sum
+from reallocator.core.engine.problem import (
+    AllocationProblem,
+    IntArray,
+    capped_group_sum,
+    capped_total,
+)
 from reallocator.core.engine.verify import money_exceeds
 
 
@@ -33,7 +38,7 @@ def necessary_conflicts(problem: AllocationProblem) -> tuple[Conflict, ...]:
     total = problem.total
     cap = np.iinfo(np.int64).max // 2
     ub = problem.ub_capped
-    lb_total = int(capped_group_sum(problem.lb, np.zeros(problem.n_deals, np.int32), 1, cap)[0])
+    lb_total = capped_total(problem.lb, cap)
     out: list[Conflict] = []
     if lb_total > total:
         out.append(Conflict("deal_minimums_above_total", -1, lb_total, total))

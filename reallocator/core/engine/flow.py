@@ -43,6 +43,7 @@ from reallocator.core.engine.problem import (
     CodeArray,
     IntArray,
     capped_group_sum,
+    capped_total,
     group_sum,
 )
 from reallocator.core.engine.segments import fold_pieces
@@ -126,10 +127,9 @@ def max_deliverable(problem: AllocationProblem) -> int:
     if not (cmin.any() or smin.any()) and bool((cmax >= total).all() and (smax >= total).all()):
         # No seller or channel limit: the network is its deals alone, and its answer is a sum
         # (the lower bounds fit the total or nothing does; then all that fits, up to the total).
-        one = np.zeros(problem.n_deals, dtype=np.int32)
-        if int(capped_group_sum(problem.lb, one, 1, total + 1)[0]) > total:
+        if capped_total(problem.lb, total + 1) > total:
             raise InfeasibleProblem("the flow network has no feasible flow")
-        return int(capped_group_sum(problem.ub_capped, one, 1, total)[0])
+        return capped_total(problem.ub_capped, total)
     return network_max_deliverable(problem)
 
 
@@ -263,7 +263,8 @@ def solve_flow(problem: AllocationProblem) -> FlowSolution:
     residual -= pieces.lower
     mask = residual > 0
     lam_c = problem.lam_channel
-    max_slope = max(float(np.abs(pieces.slope[mask]).max(initial=0.0)), lam_c)
+    deal_cost = pieces.slope[mask]  # the open pieces' slopes (a copy): their arcs' costs below
+    max_slope = max(float(np.abs(deal_cost).max(initial=0.0)), lam_c)
     scale = cost_resolution(sink + 1) / max_slope if max_slope > 0 else 0.0
     if not np.isfinite(scale):  # subnormal slopes (< 1e-300): value is nil, costs are 0
         scale = 0.0
@@ -293,10 +294,10 @@ def solve_flow(problem: AllocationProblem) -> FlowSolution:
     )
 
     # Deal arcs, one per piece with room, laid out deal-major: channel node -> seller node.
-    n_pieces = pieces.width.shape[1]
-    deal_tail = np.broadcast_to((1 + problem.channel)[:, None], (problem.n_deals, n_pieces))
-    deal_head = np.broadcast_to((1 + c + problem.seller)[:, None], (problem.n_deals, n_pieces))
-    deal_cost = pieces.slope[mask]
+    # Each deal's nodes repeated once per piece with room: what its row of `mask` picks.
+    per_deal = mask.sum(axis=1)
+    deal_tail = np.repeat(1 + problem.channel, per_deal)
+    deal_head = np.repeat(1 + c + problem.seller, per_deal)
     deal_cost *= -scale
     np.rint(deal_cost, out=deal_cost)
 
@@ -306,7 +307,7 @@ def solve_flow(problem: AllocationProblem) -> FlowSolution:
     )
     first_deal_arc = smcf.num_arcs()
     smcf.add_arcs_with_capacity_and_unit_cost(
-        deal_tail[mask], deal_head[mask], residual[mask], deal_cost.astype(np.int64)
+        deal_tail, deal_head, residual[mask], deal_cost.astype(np.int64)
     )
     n_arcs = smcf.num_arcs()
     del deal_cost

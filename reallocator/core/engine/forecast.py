@@ -168,7 +168,7 @@ class ForecastInputs:
                 n_hours = _observed_hours(series, seen, act, hours)
             with np.errstate(divide="ignore", invalid="ignore"):
                 rate = np.where(n_hours > 0, masked.sum(axis=1) / n_hours, np.nan)
-                avails_rate = np.where(n_hours > 0, np.nansum(av, 1) / n_hours, np.nan)
+                avails_rate = np.where(n_hours > 0, _row_sums(av) / n_hours, np.nan)
             if stalls is None:
                 rate_se = _rate_se(series, seen, hours, bucket_weights)
             else:
@@ -211,6 +211,15 @@ class ForecastInputs:
             rate_se=rate_se,
             stall_hours=stall_hours,
         )
+
+
+def _row_sums(values: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """`np.nansum(values, axis=1)`: integers hold no NaN, so their plain sum (the same numbers,
+    without nansum's Python-level checks, ~3 us a call on short arrays)."""
+    if values.dtype.kind in "iub":
+        out: npt.NDArray[Any] = values.sum(axis=1)
+        return out
+    return np.asarray(np.nansum(values, 1))
 
 
 def _observed_hours(
@@ -555,6 +564,24 @@ def forecast_capacity(
     return capacity, table_of(columns, RATIONALE_DTYPES)
 
 
+def participation(inputs: ForecastInputs) -> FloatArray:
+    """Each deal's participation rate as the forecast divides by it: unknown (NaN) is 1, and
+    below MIN_PARTICIPATION is floored there."""
+    out: FloatArray = np.clip(
+        nan_to_num(inputs.participation_rate, nan=1.0), MIN_PARTICIPATION, 1.0
+    )
+    return out
+
+
+def _per_deal(hours: float | FloatArray, shape: tuple[int, ...]) -> FloatArray:
+    """The remaining hours, one per deal: a number repeated (np.full, where broadcast_to is a
+    Python-level call), else the caller's array broadcast."""
+    if np.ndim(hours) == 0:
+        return np.full(shape, float(hours))
+    out: FloatArray = np.broadcast_to(np.asarray(hours, np.float64), shape)
+    return out
+
+
 def forecast_columns(
     inputs: ForecastInputs,
     remaining_opportunity_hours: float | FloatArray,
@@ -562,16 +589,13 @@ def forecast_columns(
 ) -> tuple[IntArray, dict[str, Any]]:
     """`forecast_capacity`'s table as its columns (RATIONALE_DTYPES): the plan adds its own
     columns and builds one table, not two."""
-    hours = np.broadcast_to(
-        np.asarray(remaining_opportunity_hours, np.float64), inputs.booked.shape
-    )
-    part = np.clip(nan_to_num(inputs.participation_rate, nan=1.0), MIN_PARTICIPATION, 1.0)
+    hours = _per_deal(remaining_opportunity_hours, inputs.booked.shape)
+    part = participation(inputs)
     unthrottled = inputs.observed_rate / part
     by_rate = unthrottled * hours
     by_avails = inputs.avails_rate * hours * inputs.win_rate * inputs.units_per_win
-    inventory = np.where(
-        inputs.available_inventory >= 0, inputs.available_inventory.astype(np.float64), np.inf
-    )
+    declared = inputs.available_inventory >= 0
+    inventory = np.where(declared, inputs.available_inventory.astype(np.float64), np.inf)
     forecast = np.fmin(np.fmin(by_rate, nan_to_num(by_avails, nan=np.inf)), inventory)
     # A seller paces its guaranteed deal to the commitment, so the deal's rate (and the bid
     # requests the seller sends) measure that pace, not the supply: planned on them, a deal
@@ -580,32 +604,33 @@ def forecast_columns(
     # seller's declaration, when there is one, says how much more (or less). Falling behind
     # is evidence of a shortfall: then the rate caps it like any deal.
     keeping = _flag(inputs.seller_paced, inputs) & _flag(inputs.keeping_pace, inputs)
-    declared_any = inputs.available_inventory >= 0
-    committed = np.where(declared_any, inventory, np.fmax(forecast, inputs.booked))
+    committed = np.where(declared, inventory, np.fmax(forecast, inputs.booked))
     forecast = np.where(keeping, committed, forecast)
 
     min_hours = policy.min_evidence.total_seconds() / 3600.0
+    measured = np.isfinite(inputs.observed_rate)
     evident = (
         (inputs.evidence_hours >= min_hours)
         & (inputs.evidence_impressions >= policy.min_evidence_impressions)
-        & np.isfinite(inputs.observed_rate)
+        & measured
     )
     # A rate read from supply needs no delivery of its own: the plan prevented that delivery,
     # and falling back to the booking would read the starved deal's nothing left as its supply.
-    evident |= _flag(inputs.from_supply, inputs) & np.isfinite(inputs.observed_rate)
-    declared = inputs.available_inventory >= 0
+    if inputs.from_supply is not None:
+        evident |= np.asarray(inputs.from_supply, dtype=bool) & measured
     fallback = np.where(declared, inventory, inputs.booked.astype(np.float64))
     capacity = np.where(evident, forecast, fallback)
-    kept = np.full(capacity.shape, np.nan)
     if inputs.stall_hours is not None and policy.stall_outlook:
         outlook = stall_outlook(inputs.stall_hours, hours)
         capacity = np.where(inputs.stalled, capacity * outlook, capacity)
         kept = np.where(inputs.stalled & inputs.active, outlook, np.nan)
         dead = ~inputs.active
     else:
+        kept = np.full(capacity.shape, np.nan)
         dead = inputs.stalled | ~inputs.active
     capacity = np.where(dead, 0.0, capacity)
     capacity = np.floor(np.clip(nan_to_num(capacity, nan=0.0), 0.0, _MAX_CAPACITY))
+    units = capacity.astype(np.int64)
 
     # Codes into METHODS straight away: no string per deal, no second pass comparing them.
     code = select(
@@ -621,7 +646,8 @@ def forecast_columns(
         default=_CODE["booked"],
     )
     rationale = {
-        "method": pd.Categorical.from_codes(code, dtype=_METHOD_DTYPE),
+        # The codes are METHODS' own (above): nothing to validate.
+        "method": pd.Categorical.from_codes(code, dtype=_METHOD_DTYPE, validate=False),
         "observed_rate": inputs.observed_rate,
         "participation_rate": inputs.participation_rate,
         "unthrottled_rate": unthrottled,
@@ -631,10 +657,10 @@ def forecast_columns(
         "available_inventory": inputs.available_inventory,
         "booked": inputs.booked,
         "evidence_hours": inputs.evidence_hours,
-        "capacity": capacity.astype(np.int64),
+        "capacity": units,
         "stall_outlook": kept,
     }
-    return capacity.astype(np.int64), rationale
+    return units, rationale
 
 
 def method_names(method: pd.Categorical) -> npt.NDArray[np.object_]:
@@ -644,6 +670,13 @@ def method_names(method: pd.Categorical) -> npt.NDArray[np.object_]:
 
 
 _METHOD_NAMES = np.array(METHODS, dtype=object)
+
+
+def method_is(method: pd.Categorical, name: str) -> BoolArray:
+    """Which deals' forecast method is `name` (one of METHODS): by code, where comparing
+    `method_names` is a Python compare per deal."""
+    out: BoolArray = np.asarray(method.codes) == _CODE[name]
+    return out
 
 
 def confident_cuts(
@@ -665,17 +698,13 @@ def confident_cuts(
     by the confidence bounds (a guaranteed deal's declaration only by the band)."""
     capacity = np.array(table["capacity"], dtype=np.int64)
     declared = inputs.available_inventory
-    method = method_names(table["method"])
-    eligible = (
-        (method == "rate")
-        & inputs.active
-        & ~inputs.stalled
-        & ((declared < 0) | (declared >= current))
-    )
+    method = table["method"]
+    live = inputs.active & ~inputs.stalled
+    eligible = method_is(method, "rate") & live & ((declared < 0) | (declared >= current))
+    hours = np.asarray(table["remaining_hours"], dtype=np.float64)
     out, held = capacity, np.zeros(capacity.shape, dtype=bool)
     if policy.cut_confidence > 0 and inputs.rate_se is not None:
-        part = np.clip(nan_to_num(inputs.participation_rate, nan=1.0), MIN_PARTICIPATION, 1.0)
-        hours = np.asarray(table["remaining_hours"], dtype=np.float64)
+        part = participation(inputs)
         spread = policy.cut_confidence * inputs.rate_se
         upper = (inputs.observed_rate + spread) / part * hours
         lower = (inputs.observed_rate - spread) / part * hours
@@ -685,8 +714,8 @@ def confident_cuts(
     out = shrink_to_current(out, current, inputs.evidence_hours, policy, eligible)
     # Seller-paced deals move through seller requests: the band holds them either way.
     paced = _flag(inputs.seller_paced, inputs)
-    by_seller = (method == "declared") | (method == "commitment")  # np.isin sorts text
-    seller = paced & by_seller & inputs.active & ~inputs.stalled
+    by_seller = method_is(method, "declared") | method_is(method, "commitment")
+    seller = paced & by_seller & live
     if awaiting is not None:
         # A request still unanswered may be accepted after this plan: held at its current
         # commitment, the deal's plan would give the money the request asks for to other deals
@@ -694,7 +723,6 @@ def confident_cuts(
         seller &= ~awaiting
     # Behind its curve, the campaign needs every unit placed where it can be spent.
     buyer = eligible & (behind <= BAND_RELEASE_GAP)
-    hours = np.asarray(table["remaining_hours"], dtype=np.float64)
     out, banded = hold_band(
         out,
         current,

@@ -109,6 +109,16 @@ def capped_group_sum(values: IntArray, codes: CodeArray, n_groups: int, cap: int
     return np.where(rough >= float(cap), cap, np.minimum(exact, cap)).astype(np.int64)
 
 
+def capped_total(values: IntArray, cap: int) -> int:
+    """`capped_group_sum` of one group (every value in it) as a Python int, without a code
+    array and np.add.at's passes (~10 us a call on short arrays): the same two sums, the exact
+    one in int64 and the rough one accumulated in order in float64, as np.add.at adds them."""
+    rough = float(np.cumsum(values, dtype=np.float64)[-1]) if values.shape[0] else 0.0
+    if rough >= float(cap):
+        return cap
+    return min(int(values.sum(dtype=np.int64)), cap)
+
+
 def _as(array: Any, dtype: type[np.generic], name: str, ndim: int) -> npt.NDArray[Any]:
     out = np.ascontiguousarray(array, dtype=dtype)
     if out.ndim != ndim:
@@ -221,9 +231,12 @@ class AllocationProblem:
             raise ValueError(f"total {self.total} above MAX_TOTAL (2**53): use a coarser unit")
         if not np.isfinite(self.value_slopes).all():
             raise ValueError("value_slopes must be finite")
-        if (np.diff(self.value_slopes, axis=1) > 0).any():
+        # Neighbours compared rather than np.diff'd (a Python-level call, ~3 us each): the same
+        # test for finite slopes and for breaks already known >= 0 (no difference overflows).
+        slopes, breaks = self.value_slopes, self.value_breaks
+        if (slopes[:, 1:] > slopes[:, :-1]).any():
             raise ValueError("value_slopes must be non-increasing (concave value curves)")
-        if (self.value_breaks < 0).any() or (np.diff(self.value_breaks, axis=1) < 0).any():
+        if (breaks < 0).any() or (breaks[:, 1:] < breaks[:, :-1]).any():
             raise ValueError("value_breaks must be >= 0 and non-decreasing")
         lams = (self.lam_deal, self.lam_channel)
         if not all(np.isfinite(v) and v >= 0 for v in lams):

@@ -152,7 +152,8 @@ def deal_capacity(
     # Zero capacity (a cut to the spend) only on a confident stall, never on a verdict that
     # lacks its evidence.
     confidence = nan_to_num(assessment.column(EntityKind.DEAL, "confidence"))
-    stalled = (status == PacingStatus.STALLED) & (confidence >= policy.confidence_threshold)
+    stalled_now = status == PacingStatus.STALLED  # text: a Python compare per deal, made once
+    stalled = stalled_now & (confidence >= policy.confidence_threshold)
     rate, avails_rate = inputs.observed_rate, inputs.avails_rate
     remaining = np.maximum(values_of(deals, "allocation", np.int64) - spent, 0)
     # A deal the plan starved (nothing left to spend), or one that delivered nothing without a
@@ -176,9 +177,7 @@ def deal_capacity(
         seller_paced=values_of(deals, "deal_type") == DealType.PROGRAMMATIC_GUARANTEED,
         # Comparisons rather than np.isin: over text it sorts both sides (~15 us a call).
         keeping_pace=~(
-            (status == PacingStatus.UNDER)
-            | (status == PacingStatus.STALLED)
-            | (status == PacingStatus.NOT_STARTED)
+            (status == PacingStatus.UNDER) | stalled_now | (status == PacingStatus.NOT_STARTED)
         ),
     )
     capacity, table = forecast_columns(inputs, assessment.opportunity_remaining_hours, policy)
@@ -213,7 +212,7 @@ def deal_capacity(
     if mine.any():
         capacity = np.where(mine, own, capacity)
         method = pd.Categorical.from_codes(
-            np.where(mine, METHODS.index("given"), method.codes), dtype=method.dtype
+            np.where(mine, METHODS.index("given"), method.codes), dtype=method.dtype, validate=False
         )
     capacity_column = capacity.copy()  # before the seller answers cap it
     capped = np.zeros(len(deals), dtype=bool)

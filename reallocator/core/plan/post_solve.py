@@ -21,7 +21,7 @@ from reallocator.core.engine import (
     solve,
 )
 from reallocator.core.engine.diagnosis import marginal_check
-from reallocator.core.engine.forecast import method_names
+from reallocator.core.engine.forecast import method_is
 from reallocator.core.engine.problem import NO_MAX
 from reallocator.core.engine.stretch import stretch
 from reallocator.core.model import CampaignSnapshot, DealType, values_of
@@ -59,7 +59,7 @@ def post_solve(prepared: Prepared, solved: Solved) -> PostSolved:
     problem, result, held = _hold_seller_decreases(snapshot, before, solved.result, report)
     result = _with_duals(problem, result)
     # A deal forecast at what it holds for want of evidence ("booked") shows no capacity.
-    unmeasured = method_names(prepared.forecast["method"]) == "booked"
+    unmeasured = method_is(prepared.forecast["method"], "booked")
     result, upper = _beyond_forecast(
         snapshot, problem, report, result, prepared.capacity, prepared.capped, unmeasured
     )
