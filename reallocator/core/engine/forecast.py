@@ -17,6 +17,7 @@ returned beside the capacity for the plan's rationale.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
@@ -143,7 +144,7 @@ class ForecastInputs:
             avails = delivery.avails
             av = avails if whole and avails.dtype.kind in "iu" else np.where(seen, avails, 0)
             n_hours = _observed_hours(series, seen, act, hours)
-            tail = max(1, int(np.ceil(policy.stalled_window / delivery.bucket)))
+            tail = max(1, math.ceil(policy.stalled_window / delivery.bucket))
             recent = masked[:, -tail:].sum(axis=1)
             stalled = (n_hours >= tail * hours) & (recent <= 0)
             stall_hours = _silent_hours(masked, seen, act, hours)
@@ -243,7 +244,7 @@ def _silent_hours(
     delivered = masked > 0
     n_buckets = delivered.shape[1]
     last = n_buckets - 1 - np.argmax(delivered[:, ::-1], axis=1)
-    ever = delivered[np.arange(delivered.shape[0]), last]  # argmax is 0 when none delivered
+    ever = delivered.any(axis=1)  # where none delivered, `last` (argmax 0) points nowhere
     after = np.concatenate([np.cumsum(active[::-1])[::-1][1:], [0]])  # active buckets after j
     out: FloatArray = np.where(ever, after[last], seen.sum(axis=1)) * hours
     return out
@@ -291,9 +292,10 @@ def _past_stalls(
     silent = seen & ~live
     if day and silent.shape[1] > day:
         again = silent[:, day:] & silent[:, :-day]  # silent a day apart: both are the hole
-        silent[:, day:] &= ~again
-        silent[:, :-day] &= ~again
-    rows = np.flatnonzero(np.count_nonzero(silent, axis=1) >= tail)
+        np.logical_not(again, out=again)
+        silent[:, day:] &= again
+        silent[:, :-day] &= again
+    rows = np.flatnonzero(silent.sum(axis=1) >= tail)  # count_nonzero(axis=) is Python-level
     if rows.size == 0:
         return None
     # Bucket by bucket across the deals (a series has tens of buckets and a plan up to 100k
@@ -430,17 +432,18 @@ def _rate_se(
     down to 5."""
     w = np.ones(series.shape[1]) if weights is None else np.asarray(weights, np.float64)
     shared = seen.ndim == 2 and seen.shape[0] > 0 and seen.strides[0] == 0  # one row for all
-    usable = (seen[:1] if shared else seen) & (w > 0)[None, :]
+    weighed = w > 0
+    usable = (seen[:1] if shared else seen) & weighed[None, :]
     everywhere = bool(usable.all())
     with np.errstate(divide="ignore", invalid="ignore"):
-        per_hour = np.divide(series, (hours * np.where(w > 0, w, 1.0))[None, :], dtype=np.float64)
+        per_hour = np.divide(series, (hours * np.where(weighed, w, 1.0))[None, :], dtype=np.float64)
         if not everywhere:
             if shared:
                 per_hour[:, ~usable[0]] = 0.0
             else:
                 per_hour[~usable] = 0.0
         count = np.full(series.shape[0], int(usable.sum())) if shared else usable.sum(axis=1)
-        if shared:
+        if shared and not everywhere:  # a mask for the subtraction below (unused otherwise)
             usable = np.broadcast_to(usable, series.shape)
         mean = per_hour.sum(axis=1, keepdims=True) / count[:, None]
         np.subtract(per_hour, mean, out=per_hour, where=True if everywhere else usable)
