@@ -279,7 +279,7 @@ def unit_prices(deals: pd.DataFrame, budget_type: BudgetType) -> tuple[IntArray,
     the deal has none; 0, noted, when nobody has delivered)."""
     notes: list[str] = []
     price = values_of(deals, "price_micros", np.float64)
-    per_unit = values_of(deals, "price_kind") == PriceKind.PER_UNIT
+    per_unit = values_of(deals, "price_kind") == int(PriceKind.PER_UNIT)  # not the IntEnum: ~3x
     imps = values_of(deals, "impressions", np.float64)
     units = values_of(deals, SPENT_COLUMN[budget_type], np.float64)
     if budget_type is BudgetType.IMPRESSIONS:

@@ -61,6 +61,7 @@ RATIONALE_DTYPES: dict[str, str] = {
 }
 """Columns of forecast_capacity's table (how each capacity was reached)."""
 _MAX_CAPACITY = 2.0**62
+_ACTIVE = int(DealStatus.ACTIVE)  # numpy compares an IntEnum member ~3x slower than its int
 
 
 @dataclass(frozen=True, eq=False)
@@ -208,7 +209,7 @@ class ForecastInputs:
             evidence_hours=evidence,
             evidence_impressions=evidence_imps,
             stalled=stalled,
-            active=values_of(deals, "status") == DealStatus.ACTIVE,
+            active=values_of(deals, "status") == _ACTIVE,
             rate_se=rate_se,
             stall_hours=stall_hours,
         )

@@ -35,6 +35,20 @@ from reallocator.core.pacing.calendar import (
 from reallocator.core.pacing.curves import PacingCurve
 from reallocator.core.plan.model import RequestHistory, SellerResponse
 
+# Enum members as the plain values numpy compares them by: an array compared with an IntEnum or
+# StrEnum member takes numpy ~3 us at 50 deals, with its int or str ~1 us (the same result).
+_GUARANTEED = int(DealType.PROGRAMMATIC_GUARANTEED)
+_UNDER, _STALLED, _NOT_STARTED = (
+    s.value for s in (PacingStatus.UNDER, PacingStatus.STALLED, PacingStatus.NOT_STARTED)
+)
+
+
+def seller_paced(deals: pd.DataFrame) -> npt.NDArray[np.bool_]:
+    """The deals their seller paces: the guaranteed ones (a move on one is a seller request)."""
+    out: npt.NDArray[np.bool_] = values_of(deals, "deal_type") == _GUARANTEED
+    return out
+
+
 FORECAST_DTYPES: dict[str, str] = RATIONALE_DTYPES | {
     "held_to_current": "bool",
     "capped_by_response": "bool",
@@ -152,7 +166,7 @@ def deal_capacity(
     # Zero capacity (a cut to the spend) only on a confident stall, never on a verdict that
     # lacks its evidence.
     confidence = nan_to_num(assessment.column(EntityKind.DEAL, "confidence"))
-    stalled_now = status == PacingStatus.STALLED  # text: a Python compare per deal, made once
+    stalled_now = status == _STALLED  # text: a Python compare per deal, made once
     stalled = stalled_now & (confidence >= policy.confidence_threshold)
     rate, avails_rate = inputs.observed_rate, inputs.avails_rate
     remaining = np.maximum(values_of(deals, "allocation", np.int64) - spent, 0)
@@ -174,11 +188,9 @@ def deal_capacity(
         avails_rate=avails_rate,
         rate_se=rate_se,
         from_supply=from_supply,
-        seller_paced=values_of(deals, "deal_type") == DealType.PROGRAMMATIC_GUARANTEED,
+        seller_paced=seller_paced(deals),
         # Comparisons rather than np.isin: over text it sorts both sides (~15 us a call).
-        keeping_pace=~(
-            (status == PacingStatus.UNDER) | stalled_now | (status == PacingStatus.NOT_STARTED)
-        ),
+        keeping_pace=~((status == _UNDER) | stalled_now | (status == _NOT_STARTED)),
     )
     capacity, table = forecast_columns(inputs, assessment.opportunity_remaining_hours, policy)
     behind = 0.0
@@ -259,4 +271,4 @@ def _frozen(columns: dict[str, Any], dtypes: dict[str, str]) -> dict[str, Any]:
     return out
 
 
-__all__ = ["deal_capacity"]
+__all__ = ["deal_capacity", "seller_paced"]

@@ -24,7 +24,8 @@ from reallocator.core.engine.diagnosis import marginal_check
 from reallocator.core.engine.forecast import method_is
 from reallocator.core.engine.problem import NO_MAX
 from reallocator.core.engine.stretch import stretch
-from reallocator.core.model import CampaignSnapshot, DealType, values_of
+from reallocator.core.model import CampaignSnapshot, values_of
+from reallocator.core.plan.capacity import seller_paced
 from reallocator.core.plan.conflicts import Solved
 from reallocator.core.plan.explain import beyond_forecast
 from reallocator.core.plan.prepare import Prepared
@@ -109,12 +110,7 @@ def _beyond_forecast(
         problem.ub,
         np.maximum(report.min_remaining, np.minimum(report.max_remaining, grow)),
     )
-    eligible = (
-        (capacity > 0)
-        & (values_of(deals, "deal_type") != DealType.PROGRAMMATIC_GUARANTEED)
-        & ~values_of(deals, "locked", bool)
-        & ~capped
-    )
+    eligible = (capacity > 0) & ~seller_paced(deals) & ~values_of(deals, "locked", bool) & ~capped
     upper = problem.ub
     for tier in (eligible & ~unmeasured, eligible & unmeasured):
         if not tier.any() or int(result.allocation.sum()) >= problem.total:
@@ -154,15 +150,15 @@ def _hold_seller_decreases(
     Returns the problem and result to use and the amount held per deal (none when the
     minimums need it: the re-solve is infeasible)."""
     x = result.allocation
-    seller_paced = values_of(snapshot.deals, "deal_type") == DealType.PROGRAMMATIC_GUARANTEED
+    paced = seller_paced(snapshot.deals)
     committed = report.current
-    held = np.where(seller_paced, np.maximum(committed - x, 0), 0)
+    held = np.where(paced, np.maximum(committed - x, 0), 0)
     total = int(held.sum())
     if total <= 0:
         return problem, result, np.zeros_like(x)
     asked = held > 0
     # The others the seller paces keep their commitments: lowering one would need a hold.
-    keep = np.where(seller_paced & ~asked, np.minimum(committed, problem.ub), 0)
+    keep = np.where(paced & ~asked, np.minimum(committed, problem.ub), 0)
     fixed = replace(
         problem,
         lb=np.where(asked, x, np.maximum(problem.lb, keep)),

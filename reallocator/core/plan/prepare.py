@@ -28,7 +28,6 @@ from reallocator.core.model import (
     BudgetType,
     CampaignSnapshot,
     DealStatus,
-    DealType,
     Period,
     Policy,
     table_of,
@@ -38,9 +37,16 @@ from reallocator.core.model import (
 from reallocator.core.pacing.assessment import Assessment, assess
 from reallocator.core.pacing.calendar import default_span
 from reallocator.core.pacing.curves import PacingCurve, build_curve
-from reallocator.core.plan.capacity import FORECAST_DTYPES, _last_requests, deal_capacity
+from reallocator.core.plan.capacity import (
+    FORECAST_DTYPES,
+    _last_requests,
+    deal_capacity,
+    seller_paced,
+)
 from reallocator.core.plan.model import RequestHistory, SellerResponse
 from reallocator.core.plan.rolling import WindowStarts, rolling_room
+
+_ACTIVE = int(DealStatus.ACTIVE)  # numpy compares an IntEnum member ~3x slower than its int
 
 
 @dataclass(frozen=True)
@@ -120,8 +126,7 @@ def prepare(
     )
     asked = pending_asks(history, snapshot)
     problem = reversal_churn(asked_as_current(built.problem, asked), moved, policy)
-    seller_paced = values_of(snapshot.deals, "deal_type") == DealType.PROGRAMMATIC_GUARANTEED
-    built = replace(built, problem=request_churn(problem, seller_paced, policy))
+    built = replace(built, problem=request_churn(problem, seller_paced(snapshot.deals), policy))
     return Prepared(
         snapshot=snapshot,
         assessment=assessment,
@@ -160,7 +165,7 @@ def _with_step_floor(snapshot: CampaignSnapshot) -> CampaignSnapshot:
     deals = snapshot.deals
     spent = values_of(deals, SPENT_COLUMN[snapshot.pacing.budget_type], np.int64)
     remaining = np.maximum(values_of(deals, "allocation", np.int64) - spent, 0)
-    active = values_of(deals, "status") == DealStatus.ACTIVE
+    active = values_of(deals, "status") == _ACTIVE
     if not active.any():
         return snapshot
     floor = -(-int(remaining[active].sum()) // int(active.sum()))
@@ -253,8 +258,7 @@ def pending_asks(
     ok = pos >= 0
     out[pos[ok]] = last["target_total"].to_numpy(np.int64)[ok]
     spent = values_of(deals, SPENT_COLUMN[snapshot.pacing.budget_type], np.int64)
-    seller_paced = values_of(deals, "deal_type") == DealType.PROGRAMMATIC_GUARANTEED
-    return np.where(seller_paced & (out >= 0), np.maximum(out - spent, 0), -1)
+    return np.where(seller_paced(deals) & (out >= 0), np.maximum(out - spent, 0), -1)
 
 
 def asked_as_current(problem: AllocationProblem, asked: npt.NDArray[np.int64]) -> AllocationProblem:
