@@ -225,12 +225,13 @@ def _float_column(table: pd.DataFrame, name: str) -> FloatArray:
 
 
 _LIMIT_COLUMNS = ("min_total", "max_total", "min_share", "max_share")
+_LIMIT_INDEX = pd.Index(_LIMIT_COLUMNS)
 
 
 def _no_limits(table: pd.DataFrame) -> bool:
     """Whether every limit of every group is unset (NaN): a table of the four limits alone (as
     decoded) as one matrix, where a column at a time cost ~50 us a table within a plan."""
-    if tuple(table.columns) == _LIMIT_COLUMNS:
+    if table.columns.equals(_LIMIT_INDEX):  # ~3 us, where a tuple of the labels costs ~4.5
         return bool(np.isnan(table.to_numpy(np.float64, na_value=np.nan)).all())
     return all(bool(np.isnan(_float_column(table, c)).all()) for c in _LIMIT_COLUMNS if c in table)
 
