@@ -310,7 +310,7 @@ def solve_flow(problem: AllocationProblem) -> FlowSolution:
         deal_tail, deal_head, residual[mask], deal_cost.astype(np.int64)
     )
     n_arcs = smcf.num_arcs()
-    del deal_cost
+    del deal_cost, deal_tail, deal_head, per_deal  # OR-Tools holds its own copies now
     t1 = time.perf_counter()
 
     _solve_with_supplies(smcf, groups.supply)
