@@ -18,6 +18,8 @@ from reallocator.core.engine.problem import (
 )
 from reallocator.core.engine.verify import money_exceeds
 
+_HALF_INT64 = int(np.iinfo(np.int64).max) // 2  # the sums' cap, made once (np.iinfo: ~1 us a call)
+
 
 def _group_conflicts(
     name: str, lo: IntArray, hi: IntArray, lb_sum: IntArray, ub_sum: IntArray
@@ -36,8 +38,7 @@ def _group_conflicts(
 def necessary_conflicts(problem: AllocationProblem) -> tuple[Conflict, ...]:
     """Every violated necessary condition (empty when none)."""
     total = problem.total
-    cap = np.iinfo(np.int64).max // 2
-    ub = problem.ub_capped
+    cap = _HALF_INT64
     lb_total = capped_total(problem.lb, cap)
     out: list[Conflict] = []
     if lb_total > total:
@@ -51,7 +52,7 @@ def necessary_conflicts(problem: AllocationProblem) -> tuple[Conflict, ...]:
             # kind can fail, so its sums are not made (~40 us of a 50-deal plan).
             continue
         lb_sum = capped_group_sum(problem.lb, codes, n, cap)
-        ub_sum = capped_group_sum(ub, codes, n, cap)
+        ub_sum = capped_group_sum(problem.ub_capped, codes, n, cap)
         out += _group_conflicts(name, lo, np.minimum(hi, cap), lb_sum, ub_sum)
         mins = int(np.minimum(lo, cap).sum(dtype=np.float64))
         if mins > total:

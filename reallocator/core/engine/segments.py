@@ -68,7 +68,9 @@ def fold_pieces(problem: AllocationProblem) -> Pieces:
         prev = problem.value_slopes[:, max(i - 1, 0)]
         np.copyto(slope[:, i], np.where(below, same + lam_below, prev - lam_above))
     lower = problem.lb[:, None] - start
-    np.clip(lower, 0, width, out=lower)
+    # clip(lower, 0, width) in two passes: np.clip with an array bound costs ~3 us at 50 deals.
+    np.maximum(lower, 0, out=lower)
+    np.minimum(lower, width, out=lower)
     return Pieces(start=start, width=width, lower=lower, slope=slope)
 
 

@@ -31,8 +31,9 @@ def verify_allocation(problem: AllocationProblem, x: IntArray) -> Binding:
     if x.shape != (n,) or x.dtype != np.int64:
         raise PlanVerificationError((f"allocation must be int64 of shape ({n},)",))
     errors: list[str] = []
+    capped = problem.ub_capped  # min(ub, total): above it is above ub or above the total
     low = np.flatnonzero(x < problem.lb)
-    high = np.flatnonzero((x > problem.ub) | (x > problem.total))
+    high = np.flatnonzero(x > capped)
     if low.size:
         errors.append(f"{low.size} deals below lb (first {int(low[0])})")
     if high.size:
@@ -70,7 +71,7 @@ def verify_allocation(problem: AllocationProblem, x: IntArray) -> Binding:
         channel_at_min=(c == problem.channel_min) & (problem.channel_min > 0),
         channel_at_max=c == problem.channel_max,
         deals_at_lb=int((x == problem.lb).sum()),
-        deals_at_ub=int((x == problem.ub_capped).sum()),
+        deals_at_ub=int((x == capped).sum()),
         total=delivered == problem.total,
         money=money_bind,
     )
