@@ -103,9 +103,10 @@ def deal_value(problem: AllocationProblem, x: IntArray) -> FloatArray:
     """f_d(x_d) per deal, straight from the value segments (independent of the folding), in
     multiples of `problem.value_unit`."""
     if problem.n_segments == 1:
-        # One segment (the usual problem): slope x amount, what the clip below gives for x >= 0
-        # without its four (n, 1) arrays.
-        value: FloatArray = x.astype(np.float64) * problem.value_slopes[:, 0]
+        # One segment (the usual problem): slope x amount filled, what the clip below gives
+        # (x within [0, INT64_MAX]) without its four (n, 1) arrays.
+        filled = np.maximum(x, 0).astype(np.float64)
+        value: FloatArray = filled * problem.value_slopes[:, 0]
         return value
     n = problem.n_deals
     start = np.concatenate([np.zeros((n, 1), np.int64), problem.value_breaks], axis=1)
