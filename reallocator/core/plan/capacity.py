@@ -17,7 +17,16 @@ import pandas as pd
 
 from reallocator.core.engine import ForecastInputs
 from reallocator.core.engine.bounds import SPENT_COLUMN
-from reallocator.core.engine.forecast import RATIONALE_DTYPES
+from reallocator.core.engine.forecast import (
+    METHODS,
+    RATIONALE_DTYPES,
+    confident_cuts,
+    forecast_columns,
+    pooled,
+    rate_read_from,
+    starved_rate,
+    with_totals_rate,
+)
 from reallocator.core.model import (
     CampaignSnapshot,
     DealType,
@@ -110,16 +119,6 @@ def deal_capacity(
     keeps the deal at its current plan, a PARTIAL one at what the seller accepted). Returns the
     capacity, the columns of how it was reached (`FORECAST_DTYPES`, read-only arrays: the plan
     reads a few and builds no table of them) and which deals an answer capped."""
-    from reallocator.core.engine.forecast import (
-        METHODS,
-        confident_cuts,
-        forecast_columns,
-        pooled,
-        rate_read_from,
-        starved_rate,
-        with_totals_rate,
-    )
-
     deals, policy = snapshot.deals, snapshot.policy
     active = None
     weights = None
