@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -48,6 +49,36 @@ def one_deal(**kw: Any) -> AllocationProblem:
 def test_malformed_problems_are_rejected(change: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         one_deal(**change)
+
+
+@pytest.mark.parametrize(
+    ("lb", "ub", "total", "message"),
+    [
+        ([11], [10], None, "lb <= ub"),
+        ([-1], [10], None, "lb <= ub"),
+        ([0, 0], [10, 10], None, "shape"),
+        ([0], [10], -1, "total must be >= 0"),
+        ([0], [10], MAX_TOTAL + 1, "MAX_TOTAL"),
+    ],
+)
+def test_new_bounds_are_checked_as_a_new_problem_would_be(
+    lb: list[int], ub: list[int], total: int | None, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        one_deal().with_bounds(np.array(lb), np.array(ub), total)
+    with pytest.raises(ValueError, match=message):
+        one_deal(lb=lb, ub=ub, **({} if total is None else {"total": total}))
+
+
+def test_new_bounds_give_the_problem_replace_gives() -> None:
+    problem = one_deal(current=[4], lam_deal=0.5, value_slopes=[[3.0, 1.0]], value_breaks=[[6]])
+    ours = problem.with_bounds(np.array([2]), np.array([7]), 9)
+    theirs = replace(problem, lb=[2], ub=[7], total=9)
+    for name in ("current", "lb", "ub", "value_slopes", "value_breaks", "seller", "channel"):
+        assert np.array_equal(getattr(ours, name), getattr(theirs, name))
+        assert getattr(ours, name).dtype == getattr(theirs, name).dtype
+    assert (ours.total, ours.lam_deal, ours.value_unit) == (9, 0.5, theirs.value_unit)
+    assert problem.lb.tolist() == [0] and problem.total == 10  # the original is unchanged
 
 
 @settings(max_examples=200, deadline=None, derandomize=True)

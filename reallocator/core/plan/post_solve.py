@@ -70,7 +70,7 @@ def post_solve(prepared: Prepared, solved: Solved) -> PostSolved:
     shown = (
         problem  # nothing held: the problem solved is the one shown (no second validation)
         if problem is before
-        else replace(problem, lb=before.lb, ub=np.where(asked, before.ub, problem.ub))
+        else problem.with_bounds(before.lb, np.where(asked, before.ub, problem.ub))
     )
     x = result.allocation
     over = x - np.maximum(shown.ub, report.capacity)
@@ -159,8 +159,7 @@ def _hold_seller_decreases(
     asked = held > 0
     # The others the seller paces keep their commitments: lowering one would need a hold.
     keep = np.where(paced & ~asked, np.minimum(committed, problem.ub), 0)
-    fixed = replace(
-        problem,
+    fixed = problem.with_bounds(
         lb=np.where(asked, x, np.maximum(problem.lb, keep)),
         ub=np.where(asked, x, problem.ub),
         total=max(0, int(problem.total) - total),
