@@ -24,6 +24,23 @@ IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
 
 
+_BINDING_NAMES = np.array([str(kind) for kind in BindingKind])
+"""Each BindingKind's name at its code (its position in the enum): the codes are compared and
+picked as small integers, the names looked up once at the end. Comparing and picking text
+arrays (and reading an enum member, ~1 us in Python 3.11) cost most of `explain`."""
+_BINDING_CODE = {kind: code for code, kind in enumerate(BindingKind)}
+_NONE = _BINDING_CODE[BindingKind.NONE]
+_DEAL_MIN = _BINDING_CODE[BindingKind.DEAL_MIN]
+_DEAL_MAX = _BINDING_CODE[BindingKind.DEAL_MAX]
+_CAPACITY = _BINDING_CODE[BindingKind.CAPACITY]
+_STEP = _BINDING_CODE[BindingKind.STEP]
+_LOCKED = _BINDING_CODE[BindingKind.LOCKED]
+_SELLER = _BINDING_CODE[BindingKind.SELLER]
+_CHANNEL = _BINDING_CODE[BindingKind.CHANNEL]
+_BUDGET = _BINDING_CODE[BindingKind.BUDGET]
+_ZERO = _BINDING_CODE[BindingKind.ZERO]
+
+
 def binding_kinds(
     problem: AllocationProblem,
     report: BoundsReport,
@@ -32,6 +49,16 @@ def binding_kinds(
 ) -> npt.NDArray[np.str_]:
     """The constraint that stopped each deal: its own bound if it sits on one (and which term
     of the bound formula set it), else a group limit it belongs to, else the budget."""
+    return _BINDING_NAMES[binding_codes(problem, report, result, locked)]
+
+
+def binding_codes(
+    problem: AllocationProblem,
+    report: BoundsReport,
+    result: AllocationResult,
+    locked: npt.NDArray[np.bool_],
+) -> IntArray:
+    """`binding_kinds` as codes (`_BINDING_NAMES`)."""
     x = result.allocation
     cur, step = report.current, report.step
     at_ub = (x >= problem.ub) & (x > problem.lb)
@@ -46,34 +73,34 @@ def binding_kinds(
             problem.ub == report.max_remaining,
             problem.ub == grow,
         ],
-        [BindingKind.DEAL_MIN, BindingKind.CAPACITY, BindingKind.DEAL_MAX, BindingKind.STEP],
-        default=BindingKind.CAPACITY,
+        [_DEAL_MIN, _CAPACITY, _DEAL_MAX, _STEP],
+        default=_CAPACITY,
     )
     # At its lower bound: its commitment, else the step limit - or, where the step would go
     # below nothing, the zero floor (a deal cut to 0 was not stopped by the step).
     lb_term = select(
         [(problem.lb == report.min_remaining) & has_min, problem.lb <= 0],
-        [BindingKind.DEAL_MIN, BindingKind.ZERO],
-        default=BindingKind.STEP,
+        [_DEAL_MIN, _ZERO],
+        default=_STEP,
     )
     b = result.binding
     seller_bound = (b.seller_at_max | b.seller_at_min)[problem.seller]
     channel_bound = (b.channel_at_max | b.channel_at_min)[problem.channel]
     inside = select(
         [seller_bound, channel_bound, np.full(len(x), b.total or b.money)],
-        [BindingKind.SELLER, BindingKind.CHANNEL, BindingKind.BUDGET],
-        default=BindingKind.NONE,
+        [_SELLER, _CHANNEL, _BUDGET],
+        default=_NONE,
     )
     out = select(
         [locked, fixed & (problem.lb == report.min_remaining) & has_min, fixed, at_ub, at_lb],
-        [BindingKind.LOCKED, BindingKind.DEAL_MIN, ub_term, ub_term, lb_term],
+        [_LOCKED, _DEAL_MIN, ub_term, ub_term, lb_term],
         default=inside,
     )
     # Beyond its forecast the forecast no longer stops a deal: a seller or channel limit does,
     # the budget (all placed), or else the room the policy allows beyond forecasts.
-    room = np.where(inside == BindingKind.NONE, BindingKind.CAPACITY, inside)
-    out = np.where(beyond_forecast(problem, report, x), room, out)
-    return np.asarray(out, dtype=str)
+    room = np.where(inside == _NONE, _CAPACITY, inside)
+    codes: IntArray = np.where(beyond_forecast(problem, report, x), room, out)
+    return codes
 
 
 def beyond_forecast(
@@ -135,7 +162,7 @@ def explain(
     x = result.allocation
     old = report.current
     delta = x - old
-    binding = binding_kinds(problem, report, result, np.asarray(frame["locked"], bool))
+    kind = binding_codes(problem, report, result, np.asarray(frame["locked"], bool))
     status = np.asarray(frame["status"], dtype=object)
     value = np.asarray(frame["value_per_unit"], np.float64)
     # On a power-of-two scale (exact; 1 for every realistic value): value x amount in the
@@ -150,63 +177,74 @@ def explain(
     b = problem
     seller_at_max = (group_sum(x, b.seller, b.n_sellers) >= b.seller_max)[b.seller]
     channel_at_max = (group_sum(x, b.channel, b.n_channels) >= b.channel_max)[b.channel]
-    group_at_max = np.where(binding == BindingKind.SELLER, seller_at_max, channel_at_max)
-    # Comparisons rather than np.isin: over text it sorts both sides (~15 us a call).
-    capped = (binding == BindingKind.DEAL_MAX) | (
-        ((binding == BindingKind.SELLER) | (binding == BindingKind.CHANNEL)) & group_at_max
-    )
+    by_seller, by_channel = kind == _SELLER, kind == _CHANNEL
+    group_at_max = np.where(by_seller, seller_at_max, channel_at_max)
+    capped = (kind == _DEAL_MAX) | ((by_seller | by_channel) & group_at_max)
     # Each code says why this deal moved, in words its own verdict cannot contradict: a deal
     # is UNDER_/OVER_DELIVERY only when it gives budget away and its verdict says so.
     reason = select(
         [
             delta == 0,
             beyond,
-            (status == "STALLED") & (delta < 0),
+            (status == "STALLED") & givers,
             by_response,
-            (delta < 0) & (report.capacity < old),
-            (delta < 0) & (status == "OVER"),
-            (delta < 0) & (status == "UNDER"),
-            (delta < 0) & capped,
-            (delta < 0),
+            givers & (report.capacity < old),
+            givers & (status == "OVER"),
+            givers & (status == "UNDER"),
+            givers & capped,
+            givers,
             (delta > 0) & (x <= problem.lb) & (problem.lb == report.min_remaining),
             (delta > 0) & (value > giver_value),
         ],
         [
-            ReasonCode.UNCHANGED,
-            ReasonCode.BEYOND_FORECAST,
-            ReasonCode.STALLED,
-            ReasonCode.SELLER_RESPONSE,
-            ReasonCode.CAPACITY_SHORTFALL,
-            ReasonCode.OVER_DELIVERY,
-            ReasonCode.UNDER_DELIVERY,
-            ReasonCode.MAXIMUM_REACHED,
-            ReasonCode.LOWER_VALUE,
-            ReasonCode.MINIMUM_REQUIRED,
-            ReasonCode.HIGHER_VALUE,
+            _UNCHANGED,
+            _BEYOND_FORECAST,
+            _STALLED,
+            _SELLER_RESPONSE,
+            _CAPACITY_SHORTFALL,
+            _OVER_DELIVERY,
+            _UNDER_DELIVERY,
+            _MAXIMUM_REACHED,
+            _LOWER_VALUE,
+            _MINIMUM_REQUIRED,
+            _HIGHER_VALUE,
         ],
-        default=ReasonCode.REDISTRIBUTED,
+        default=_REDISTRIBUTED,
     )
     # Marginal value of the binding constraint: for a deal held at its upper bound, what one more
     # unit there would add beyond the budget's price; at a lower bound, what one unit less saves.
     price = budget_price(problem, x)
     slope = marginal_slopes(problem, x)
-    upper = (
-        (binding == BindingKind.CAPACITY)
-        | (binding == BindingKind.DEAL_MAX)
-        | (binding == BindingKind.STEP)
-    )
+    upper = (kind == _CAPACITY) | (kind == _DEAL_MAX) | (kind == _STEP)
     marginal = np.where(
         upper,
         np.maximum(slope - price, 0.0),
-        np.where(binding == BindingKind.DEAL_MIN, np.maximum(price - slope, 0.0), 0.0),
+        np.where(kind == _DEAL_MIN, np.maximum(price - slope, 0.0), 0.0),
     )
     marginal = from_unit_array(marginal, problem.value_unit)  # the duals are plain values
     if result.duals is not None:
-        group_dual = result.duals.seller[problem.seller] * (binding == BindingKind.SELLER)
-        group_dual += result.duals.channel[problem.channel] * (binding == BindingKind.CHANNEL)
+        group_dual = result.duals.seller[problem.seller] * by_seller
+        group_dual += result.duals.channel[problem.channel] * by_channel
         marginal = np.where(group_dual != 0, np.abs(group_dual), marginal)
 
-    return Explanation(binding, np.asarray(reason, dtype=str), marginal, group_at_max)
+    return Explanation(_BINDING_NAMES[kind], _REASON_NAMES[reason], marginal, group_at_max)
+
+
+_REASON_NAMES = np.array([str(code) for code in ReasonCode])
+"""Each ReasonCode's name at its code (its position in the enum), as `_BINDING_NAMES`."""
+_REASON_CODE = {code: i for i, code in enumerate(ReasonCode)}
+_UNCHANGED = _REASON_CODE[ReasonCode.UNCHANGED]
+_BEYOND_FORECAST = _REASON_CODE[ReasonCode.BEYOND_FORECAST]
+_STALLED = _REASON_CODE[ReasonCode.STALLED]
+_SELLER_RESPONSE = _REASON_CODE[ReasonCode.SELLER_RESPONSE]
+_CAPACITY_SHORTFALL = _REASON_CODE[ReasonCode.CAPACITY_SHORTFALL]
+_OVER_DELIVERY = _REASON_CODE[ReasonCode.OVER_DELIVERY]
+_UNDER_DELIVERY = _REASON_CODE[ReasonCode.UNDER_DELIVERY]
+_MAXIMUM_REACHED = _REASON_CODE[ReasonCode.MAXIMUM_REACHED]
+_LOWER_VALUE = _REASON_CODE[ReasonCode.LOWER_VALUE]
+_MINIMUM_REQUIRED = _REASON_CODE[ReasonCode.MINIMUM_REQUIRED]
+_HIGHER_VALUE = _REASON_CODE[ReasonCode.HIGHER_VALUE]
+_REDISTRIBUTED = _REASON_CODE[ReasonCode.REDISTRIBUTED]
 
 
 _STOP = {
