@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from reallocator.core.model import BudgetType, Severity
+from reallocator.core.model import BudgetType, Severity, table_of
 from reallocator.core.pacing.assessment import Alert
 
 
@@ -121,6 +121,31 @@ PLAN_GROUP_COLUMNS: dict[str, str] = {
     "marginal_value": "float64",
 }
 """Columns of Plan.sellers and Plan.channels, indexed by seller_id / channel_id."""
+
+
+@dataclass(frozen=True, eq=False)
+class GroupTotals:
+    """Plan.sellers or Plan.channels as arrays: per group of `ids` (an Index named seller_id or
+    channel_id) the columns of PLAN_GROUP_COLUMNS, with their dtypes. The plan keeps these and
+    builds the frame on first use: the wire encoder and the decision record read the arrays,
+    and the two frames cost ~75 us of a 50-deal plan that a Replan never read."""
+
+    ids: pd.Index
+    delivered: npt.NDArray[np.int64]
+    old_allocation: npt.NDArray[np.int64]
+    new_allocation: npt.NDArray[np.int64]
+    min_total: npt.NDArray[np.float64]  # NaN: none
+    max_total: npt.NDArray[np.float64]
+    binding: npt.NDArray[np.bool_]
+    marginal_value: npt.NDArray[np.float64]
+
+    def frame(self) -> pd.DataFrame:
+        """The totals as a frame (PLAN_GROUP_COLUMNS, indexed by `ids`), its own copy."""
+        return table_of(
+            {name: getattr(self, name) for name in PLAN_GROUP_COLUMNS},
+            PLAN_GROUP_COLUMNS,
+            index=self.ids,
+        )
 
 
 @dataclass(frozen=True)
@@ -285,8 +310,8 @@ class Plan:
     allocated: int
     unspendable: int
     deals: pd.DataFrame  # PLAN_DEAL_COLUMNS
-    sellers: pd.DataFrame  # PLAN_GROUP_COLUMNS
-    channels: pd.DataFrame
+    seller_totals: GroupTotals
+    channel_totals: GroupTotals
     unspendable_reasons: tuple[Unspendable, ...] = ()
     requests: tuple[AdjustmentRequest, ...] = ()
     schedule_table: ScheduleTable | None = None
@@ -296,6 +321,16 @@ class Plan:
     no_change_reason: str = ""
     max_severity: Severity | None = None
     alerts: tuple[Alert, ...] = ()  # raised by the plan itself (broken commitments)
+
+    @cached_property
+    def sellers(self) -> pd.DataFrame:
+        """PLAN_GROUP_COLUMNS per seller, indexed by seller_id (made on first use)."""
+        return self.seller_totals.frame()
+
+    @cached_property
+    def channels(self) -> pd.DataFrame:
+        """PLAN_GROUP_COLUMNS per channel, indexed by channel_id (made on first use)."""
+        return self.channel_totals.frame()
 
     @cached_property
     def schedules(self) -> tuple[DeliverySchedule, ...]:

@@ -237,10 +237,10 @@ def decision_record(
         f"policy.churn: deal={p.churn_deal}, channel={p.churn_channel}",
         f"policy.min_change={p.min_change}",
     ]
-    for frame, kind in ((plan.sellers, "seller"), (plan.channels, "channel")):
-        binding = values_of(frame, "binding", bool)
+    for totals, kind in ((plan.seller_totals, "seller"), (plan.channel_totals, "channel")):
+        binding = totals.binding
         if binding.any():  # the ids read only then (the index as objects costs ~20 us)
-            for gid in np.asarray(frame.index, dtype=object)[binding][:20]:
+            for gid in np.asarray(totals.ids, dtype=object)[binding][:20]:
                 references.append(f"{kind}/{gid}: a limit binds")
     references += [f"constraint {v.constraint}: relaxed by {v.relaxation}" for v in plan.violations]
     return DecisionRecord(summary=summary, factors=factors, references=tuple(references))

@@ -25,8 +25,8 @@ from reallocator.core.plan.explain import Explanation, explain, render_deal_rati
 from reallocator.core.plan.gate import Decision
 from reallocator.core.plan.model import (
     PLAN_DEAL_COLUMNS,
-    PLAN_GROUP_COLUMNS,
     ConstraintViolation,
+    GroupTotals,
     Plan,
     PlanStatus,
     SolverReport,
@@ -120,7 +120,7 @@ def assemble(
     # The totals add up the table's own columns, from the arrays it was built of (a column read
     # back from the frame costs a few us, six reads a plan).
     columns = (report.spent, report.current, decision.allocation)
-    sellers = _group_frame(
+    sellers = _group_totals(
         columns,
         "seller_id",
         built.seller_ids,
@@ -130,7 +130,7 @@ def assemble(
         result.binding.seller_at_min | result.binding.seller_at_max,
         None if result.duals is None else result.duals.seller,
     )
-    channels = _group_frame(
+    channels = _group_totals(
         columns,
         "channel_id",
         built.channel_ids,
@@ -176,8 +176,8 @@ def assemble(
         allocated=allocated,
         unspendable=unspendable,
         deals=plan_deals,
-        sellers=sellers,
-        channels=channels,
+        seller_totals=sellers,
+        channel_totals=channels,
         unspendable_reasons=reasons,
         violations=violations,
         solver=solver,
@@ -212,7 +212,7 @@ def _broken_commitments(
     return tuple(out)
 
 
-def _group_frame(
+def _group_totals(
     deals: tuple[np.ndarray, np.ndarray, np.ndarray],
     column: str,
     ids: pd.Index,
@@ -221,7 +221,7 @@ def _group_frame(
     maxs: np.ndarray,
     binding: np.ndarray,
     duals: np.ndarray | None,
-) -> pd.DataFrame:
+) -> GroupTotals:
     """Totals per seller or channel of the deals' (delivered, old_allocation, new_allocation).
     `codes`: each deal's position in `ids` (the problem's own group codes, built with `ids`: no
     lookup of the deals' ids again)."""
@@ -229,22 +229,20 @@ def _group_frame(
     delivered = group_sum(deals[0], codes, n)
     # Limits as totals over the horizon (delivered + allocation), NaN where none. What one more
     # unit of a limit is worth, where a limit binds (nothing is worth more of a limit that does
-    # not bind, whatever the LP's degenerate duals say). One constructor: a column added at a
-    # time cost ~4 % of a 50-deal plan.
-    return table_of(
-        {
-            "delivered": delivered,
-            "old_allocation": group_sum(deals[1], codes, n),
-            "new_allocation": group_sum(deals[2], codes, n),
-            "min_total": np.where(mins > 0, mins + delivered, np.nan),
-            "max_total": np.where(maxs == NO_MAX, np.nan, maxs.astype(float) + delivered),
-            "binding": binding,
-            "marginal_value": np.where(binding, np.abs(duals), 0.0)
+    # not bind, whatever the LP's degenerate duals say).
+    return GroupTotals(
+        ids=ids if ids.name == column else ids.rename(column),  # named by the problem
+        delivered=delivered,
+        old_allocation=group_sum(deals[1], codes, n),
+        new_allocation=group_sum(deals[2], codes, n),
+        min_total=np.where(mins > 0, mins + delivered, np.nan).astype(np.float64, copy=False),
+        max_total=np.where(maxs == NO_MAX, np.nan, maxs.astype(float) + delivered),
+        binding=np.asarray(binding, dtype=bool),
+        marginal_value=(
+            np.where(binding, np.abs(duals), 0.0).astype(np.float64, copy=False)
             if duals is not None
-            else np.zeros(n),
-        },
-        PLAN_GROUP_COLUMNS,
-        index=ids if ids.name == column else ids.rename(column),  # named by the problem
+            else np.zeros(n)
+        ),
     )
 
 
