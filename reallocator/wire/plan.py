@@ -404,9 +404,10 @@ _DEAL_FIELDS = (
 """The plan table's columns a DealAllocation reads as they are (ids and integers)."""
 
 
-def _groups(totals: GroupTotals, into: Any) -> None:
-    """A GroupTotal per row, added in place (no message built then copied into the plan), from
-    the plan's arrays (not its frame, which is built only for a reader that asks for it)."""
+def _group_rows(totals: GroupTotals) -> list[dict[str, Any]]:
+    """A GroupTotal per row as the dict a message's constructor takes (it builds every one in C:
+    half the cost of adding them one by one), from the plan's arrays (not its frame, which is
+    built only for a reader that asks for it)."""
     # Plain values per row, one list per column, converted column-wise (a row ~1.5 us so).
     marginal = totals.marginal_value
     rows = zip(
@@ -420,22 +421,22 @@ def _groups(totals: GroupTotals, into: Any) -> None:
         totals.max_total.tolist(),
         strict=True,
     )
-    add = into.add
+    out = []
     for gid, total, old_total, new_total, binds, value, min_total, max_total in rows:
-        limits: dict[str, int] = {}  # the usual group has none
-        if not math.isnan(min_total):
-            limits["min_total"] = int(min_total)
+        row = {
+            "id": gid,
+            "delivered": total,
+            "old_allocation": old_total,
+            "new_allocation": new_total,
+            "binding": binds,
+            "marginal_value": value,
+        }
+        if not math.isnan(min_total):  # the usual group has no limits
+            row["min_total"] = int(min_total)
         if not math.isnan(max_total):
-            limits["max_total"] = int(max_total)
-        add(
-            id=gid,
-            delivered=total,
-            old_allocation=old_total,
-            new_allocation=new_total,
-            binding=binds,
-            marginal_value=value,
-            **limits,
-        )
+            row["max_total"] = int(max_total)
+        out.append(row)
+    return out
 
 
 def _plain(values: np.ndarray, kind: type) -> list[Any]:
@@ -474,6 +475,8 @@ def add_rows(
 
 
 VIEWS = ("all", "changed", "none", "table")
+_PLAN: Any = plan_pb2.Plan
+"""Its constructor takes dicts for sub-messages, as upb does (the stubs say messages only)."""
 
 
 def encode_plan(
@@ -503,8 +506,10 @@ def encode_plan(
         SEVERITY[str(plan.max_severity)] if plan.max_severity else common_pb2.SEVERITY_UNSPECIFIED
     )
     add_rows(msg, plan.deals, plan.schedule_table, plan.budget_type, plan.currency, deals)
-    _groups(plan.seller_totals, msg.sellers)
-    _groups(plan.channel_totals, msg.channels)
+    groups = _PLAN(
+        sellers=_group_rows(plan.seller_totals), channels=_group_rows(plan.channel_totals)
+    )
+    msg.MergeFrom(groups)  # appended, as to a new message
     for u in plan.unspendable_reasons:
         msg.unspendable_reasons.add(
             amount=u.amount,
