@@ -23,7 +23,7 @@ from reallocator.core.plan.model import (
 from reallocator.core.plan.prepare import Prepared
 from reallocator.core.plan.requests import RequestInputs, derive_requests
 from reallocator.core.plan.schedule import ScheduleInputs, derive_schedule_table
-from reallocator.core.plan.severity import change_severity, max_severity
+from reallocator.core.plan.severity import change_ranks, most_severe
 
 
 @dataclass(frozen=True)
@@ -94,14 +94,14 @@ def act(
                 curve,
                 policy,
             )
-        changes = change_severity(
+        ranks = change_ranks(
             values_of(plan.deals, "delta", np.int64),
             values_of(plan.deals, "old_allocation", np.int64),
             values_of(snapshot.deals, "premium", bool),
             policy.severity,
         )
         moved = values_of(plan.deals, "delta") != 0
-        severity = max_severity(np.concatenate([changes[moved], [r.severity for r in requests]]))
+        severity = most_severe(ranks[moved], (r.severity for r in requests))
     return Actions(requests=requests, schedules=schedules, severity=severity)
 
 

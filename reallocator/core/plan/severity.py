@@ -12,6 +12,7 @@ All functions are vectorised over deals and pure.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import fields
 from typing import Any, TypeAlias
 
@@ -58,17 +59,31 @@ def change_severity(
     MATERIAL. A zero change is MINOR whatever the deal: there is nothing to escalate. Monotone
     in |delta| for a fixed current allocation and premium flag.
     """
+    out: SeverityArray = _BY_RANK[change_ranks(delta, current, premium, tiers)]
+    return out
+
+
+def change_ranks(
+    delta: npt.ArrayLike,
+    current: npt.ArrayLike,
+    premium: npt.ArrayLike,
+    tiers: SeverityTiers,
+) -> IntArray:
+    """`change_severity` as ranks (SEVERITY_RANK): for a caller that only wants the most
+    severe, without a Severity per deal to look up again (`severity_rank`)."""
     d = np.asarray(delta)
     rel = relative_change(d, current)
     changed = d != 0
     prem = np.broadcast_to(np.asarray(premium, dtype=bool), rel.shape)
-    rank = select(
+    rank: IntArray = select(
         [changed & (rel >= tiers.critical), changed & ((rel >= tiers.material) | prem)],
-        [SEVERITY_RANK[Severity.CRITICAL], SEVERITY_RANK[Severity.MATERIAL]],
-        SEVERITY_RANK[Severity.MINOR],
+        [_CRITICAL, _MATERIAL],
+        _MINOR,
     )
-    out: SeverityArray = _BY_RANK[rank]
-    return out
+    return rank
+
+
+_MINOR, _MATERIAL, _CRITICAL = (SEVERITY_RANK[s] for s in SEVERITY_ORDER)
 
 
 def severity_rank(severity: npt.ArrayLike) -> IntArray:
@@ -85,6 +100,13 @@ def max_severity(severity: npt.ArrayLike) -> Severity | None:
     if ranks.size == 0 or int(ranks.max()) < 0:
         return None
     return SEVERITY_ORDER[int(ranks.max())]
+
+
+def most_severe(ranks: IntArray, others: Iterable[Severity]) -> Severity | None:
+    """The most severe of the changes ranked `ranks` (`change_ranks`) and of `others`: what
+    `max_severity` says of them all together, without a lookup per value."""
+    rank = max(int(ranks.max(initial=-1)), *(SEVERITY_RANK.get(s, -1) for s in others), -1)
+    return SEVERITY_ORDER[rank] if rank >= 0 else None
 
 
 def worth_changing(delta: npt.ArrayLike, min_change: int) -> BoolArray:
