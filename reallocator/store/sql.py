@@ -209,12 +209,9 @@ def _begin(connection: Connection) -> None:
     to the busy timeout) before its first read, so what it reads to decide its writes (a
     campaign's last and open plans, a plan's state, an idempotency key) is still so when it
     commits, across threads and processes. A read transaction stays deferred: in WAL it
-    never waits for a writer, nor fails for a lock: it is sent to the driver directly
-    (through SQLAlchemy's statement machinery it cost ~20 us, in every Replan's read)."""
-    if connection.get_execution_options().get(_WRITE, False):
-        connection.exec_driver_sql("BEGIN IMMEDIATE")  # its errors as SQLAlchemy's
-    else:
-        connection.connection.driver_connection.execute("BEGIN")  # type: ignore[union-attr]
+    never waits for a writer."""
+    write = connection.get_execution_options().get(_WRITE, False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
 def default_database_url() -> str:
