@@ -375,6 +375,10 @@ class _Rows:
     has_series: FloatArray  # count of members with a delivery series
 
 
+_TREND_SHIFT = np.array([[1.0], [1.0], [0.0]])
+"""`conf.scores`' shift of the gap, outlook and trend rows: a judged gap or outlook is scored
+`beyond` its threshold, a judged trend `toward` its direction (see confidence.py)."""
+
 _ONE_BINCOUNT = 2048
 """Up to this many deals the group sums are one bincount (fewer calls); past it, three a
 quantity (no copies: at 100k deals the copies cost more than the calls)."""
@@ -859,31 +863,23 @@ def _evaluate(
         conditions, [_STATUS_CODE[c] for c in choices], _STATUS_CODE[PacingStatus.ON_PACE]
     )
 
-    # Signals (log-ratios) and confidence.
+    # Signals (log-ratios) and confidence: gap, outlook and trend as the rows of one matrix.
     tol_o, tol_u = ctx.tol_over, ctx.tol_under
-    outlook_x = conf.log_ratio(projected, alloc)
-    gap_x = outlook_x if ctx.curve.ceiling else conf.log_ratio(actual, expected)
     if ctx.curve.ceiling:
-        trend_x = conf.log_ratio(rate * ctx.elapsed_opportunity, actual)
+        trend_num, trend_den = rate * ctx.elapsed_opportunity, actual
     else:
-        trend_x = conf.log_ratio(rows.window_units * expected, rows.window_expected * actual)
-    usable_trend = windowed & trend_ok
-    trend_x = np.where(usable_trend, trend_x, np.nan)
+        trend_num, trend_den = rows.window_units * expected, rows.window_expected * actual
+    gap_num, gap_den = (projected, alloc) if ctx.curve.ceiling else (actual, expected)
+    signals = conf.log_ratio(
+        np.array([gap_num, projected, trend_num]), np.array([gap_den, alloc, trend_den])
+    )
+    signals[2, ~(windowed & trend_ok)] = np.nan  # no usable trend
+    gap_x = signals[0]
     is_over = status == _STATUS_CODE[PacingStatus.OVER]
     is_under = status == _STATUS_CODE[PacingStatus.UNDER]
-    direction = np.where(is_over, 1.0, -1.0)
     judged = is_over | is_under
-    gap = np.where(
-        judged, conf.beyond(gap_x, direction, tol_o, tol_u), conf.within(gap_x, tol_o, tol_u)
-    )
-    outlook = np.where(
-        judged,
-        conf.beyond(outlook_x, direction, tol_o, tol_u),
-        conf.within(outlook_x, tol_o, tol_u),
-    )
-    trend = np.where(
-        judged, conf.toward(trend_x, direction, tol_o, tol_u), conf.within(trend_x, tol_o, tol_u)
-    )
+    components = conf.scores(signals, judged, is_over, _TREND_SHIFT, tol_o, tol_u)
+    gap, outlook, trend = components
     ev = conf.evidence(evidence_hours, rows.events, policy)
     score = conf.combine(gap, outlook, trend, ev)
     is_stalled = status == _STATUS_CODE[PacingStatus.STALLED]
@@ -892,11 +888,9 @@ def _evaluate(
         status == _STATUS_CODE[PacingStatus.NOT_STARTED]
     )
     score = np.where(is_stalled, stalled_score, np.where(fact, 100.0, score))
-    gap = np.where(is_stalled, stalled_score / 100.0, gap)
-    for component in (gap, outlook, trend):
-        component[fact] = np.nan
-    outlook[is_stalled] = np.nan
-    trend[is_stalled] = np.nan
+    np.copyto(gap, stalled_score / 100.0, where=is_stalled)
+    components[:, fact] = np.nan
+    components[1:, is_stalled] = np.nan
 
     # Severity, reason and the gates.
     deviation = np.where(is_over, gap_x / tol_o, -gap_x / tol_u)

@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 from reallocator.core.model import Policy, nan_to_num
-from reallocator.core.pacing.calendar import FloatArray
+from reallocator.core.pacing.calendar import BoolArray, FloatArray
 
 K = 2.0
 """Steepness of the logistic scores: one tolerance band past the threshold gives 0.88."""
@@ -85,6 +85,26 @@ def within(x: FloatArray, tol_over: float, tol_under: float) -> FloatArray:
     tol = np.where(x > 0, tol_over, tol_under)
     score = 1.0 - sigmoid(K * (np.abs(x) / tol - 1.0))
     return np.where(np.isnan(x), 0.5, score)
+
+
+def scores(
+    x: FloatArray,
+    judged: BoolArray,
+    over: BoolArray,
+    shift: FloatArray,
+    tol_over: float,
+    tol_under: float,
+) -> FloatArray:
+    """Rows of signals (`x`, one row per signal, one column per verdict) scored at once: where
+    the verdict is judged (OVER or UNDER, `over` telling which) `beyond` with a row's `shift`
+    1, `toward` with 0; elsewhere `within`. The same IEEE operations per element as those
+    three (a direction of +-1 negates exactly, and K = 2 scales exactly), in one logistic pass
+    over every row instead of two passes per row (~60 fewer numpy calls an assessment)."""
+    ahead = np.where(judged, over, x > 0)  # the side of the band whose tolerance applies
+    tol = np.where(ahead, tol_over, tol_under)
+    signed = np.where(judged, np.where(over, x, -x), np.abs(x))
+    score = sigmoid(K * (signed / tol - np.where(judged, shift, 1.0)))
+    return np.where(np.isnan(x), 0.5, np.where(judged, score, 1.0 - score))
 
 
 def evidence_time(active_hours: FloatArray, policy: Policy) -> FloatArray:
