@@ -248,6 +248,24 @@ def test_thousands_of_deals_with_restarted_plans_are_the_reference() -> None:
     assert_same(fast, reference.assess(snapshot))
 
 
+def test_exhaustion_is_dated_when_first_read_as_the_reference_dates_it() -> None:
+    """A plan never reads projected_exhaustion: the assessment dates it on the first read."""
+    snapshot = reference_snapshot()
+    fast = assess(snapshot, alert_messages=False)
+    columns = fast.verdicts[EntityKind.DEAL].evaluated.columns
+    for name in ("status", "confidence", "recent_rate", "pacing_ratio", "required_rate"):
+        fast.column(EntityKind.DEAL, name)  # what a plan reads
+    assert fast.n_alerts > 0
+    assert "projected_exhaustion" not in columns
+    first = fast.column(EntityKind.DEAL, "projected_exhaustion")
+    assert "projected_exhaustion" in columns and not first.flags.writeable
+    assert fast.column(EntityKind.DEAL, "projected_exhaustion").base is first.base  # kept
+    want = reference.assess(snapshot).deals["projected_exhaustion"].to_numpy()
+    np.testing.assert_array_equal(first, want)
+    with pytest.raises(KeyError):
+        columns["no such column"]
+
+
 def reference_snapshot(stalled: bool = False, n: int = 40) -> CampaignSnapshot:
     """A campaign in New York, every deal with a series; `stalled`: all went dark."""
     rng = np.random.default_rng(7)

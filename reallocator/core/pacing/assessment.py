@@ -19,8 +19,10 @@ end-of-flight total instead of the curve.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -792,11 +794,29 @@ def _campaign_rows(
     }
 
 
+Deferred = Callable[[], np.ndarray]
+"""A column computed when first read."""
+
+
+class _Columns(dict[str, np.ndarray]):
+    """The evaluated columns by name; those in `deferred` are computed on first read (a
+    column nothing in a plan reads: ~50 us of a 50-deal assessment) and kept, read-only."""
+
+    def __init__(self, columns: dict[str, np.ndarray], deferred: dict[str, Deferred]) -> None:
+        super().__init__(columns)
+        self.deferred = deferred
+
+    def __missing__(self, name: str) -> np.ndarray:
+        values = self.deferred[name]()  # KeyError for a name that is no column, as a dict's
+        values.flags.writeable = False
+        return self.setdefault(name, values)  # a concurrent first read keeps one array
+
+
 @dataclass(frozen=True, eq=False)
 class _Evaluated:
     """The verdict columns of every row (deals, sellers, channels, the campaign, in order)."""
 
-    columns: dict[str, np.ndarray]  # the numeric ASSESSMENT_COLUMNS and `alert`
+    columns: _Columns  # the numeric ASSESSMENT_COLUMNS and `alert` (some on first read)
     codes: dict[str, np.ndarray]  # status, severity, reason codes (into _STATUSES, ...)
     stall_lambda: FloatArray
 
@@ -835,7 +855,6 @@ def _evaluate(
     projected_capped = np.minimum(projected, np.maximum(alloc, actual))
     remaining = np.maximum(alloc - actual, 0.0)
     required = remaining / remaining_opp if remaining_opp > 0 else np.full(n, np.nan)
-    exhaustion = _exhaustion(ctx, alloc, actual, remaining, rate)
 
     # Status, in precedence order.
     over_th, under_th = policy.over_threshold, policy.under_threshold
@@ -935,7 +954,6 @@ def _evaluate(
             if ctx.rate_window_clock_hours > 0
             else np.full(n, np.nan),
             "projected_end": projected_capped,
-            "projected_exhaustion": exhaustion,
             "required_rate": required,
             "confidence": score,
             "conf_gap": gap,
@@ -948,8 +966,10 @@ def _evaluate(
         }  # fmt: skip
     for values in columns.values():
         values.flags.writeable = False  # shared by every frame and column read
+    # Nothing a plan reads depends on when the allocation runs out: dated on first read.
+    exhaustion = functools.partial(_exhaustion, ctx, alloc, actual, remaining, rate)
     return _Evaluated(
-        columns=columns,
+        columns=_Columns(columns, {"projected_exhaustion": exhaustion}),
         codes={"status": status, "severity": severity, "reason": reason},
         stall_lambda=rows.stall_lambda,
     )
