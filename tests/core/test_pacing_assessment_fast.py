@@ -248,19 +248,25 @@ def test_thousands_of_deals_with_restarted_plans_are_the_reference() -> None:
     assert_same(fast, reference.assess(snapshot))
 
 
-def test_exhaustion_is_dated_when_first_read_as_the_reference_dates_it() -> None:
-    """A plan never reads projected_exhaustion: the assessment dates it on the first read."""
+def test_exhaustion_severity_and_alert_order_are_made_when_first_read() -> None:
+    """A plan never reads projected_exhaustion, a severity or the alerts' order (it counts
+    them): the assessment makes them on the first read, as the reference makes them."""
     snapshot = reference_snapshot()
     fast = assess(snapshot, alert_messages=False)
-    columns = fast.verdicts[EntityKind.DEAL].evaluated.columns
+    evaluated = fast.verdicts[EntityKind.DEAL].evaluated
+    columns = evaluated.columns
     for name in ("status", "confidence", "recent_rate", "pacing_ratio", "required_rate"):
         fast.column(EntityKind.DEAL, name)  # what a plan reads
     assert fast.n_alerts > 0
-    assert "projected_exhaustion" not in columns
+    assert fast.table is not None and "_sorted" not in vars(fast.table)
+    assert "projected_exhaustion" not in columns and "severity" not in evaluated.codes
+    slow = reference.assess(snapshot)
+    assert str(fast.most_severe) == min(slow.alerts["severity"], key=_RANK.__getitem__)
+    assert "severity" in evaluated.codes and "_sorted" in vars(fast.table)
     first = fast.column(EntityKind.DEAL, "projected_exhaustion")
     assert "projected_exhaustion" in columns and not first.flags.writeable
     assert fast.column(EntityKind.DEAL, "projected_exhaustion").base is first.base  # kept
-    want = reference.assess(snapshot).deals["projected_exhaustion"].to_numpy()
+    want = slow.deals["projected_exhaustion"].to_numpy()
     np.testing.assert_array_equal(first, want)
     with pytest.raises(KeyError):
         columns["no such column"]

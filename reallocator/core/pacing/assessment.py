@@ -259,13 +259,13 @@ class Assessment:
     @property
     def n_alerts(self) -> int:
         """len(alerts), without building the frame or any message."""
-        return 0 if self.table is None else int(self.table.rows.size)
+        return 0 if self.table is None else int(self.table.alerted.size)
 
     @property
     def most_severe(self) -> AlertSeverity | None:
         """The severity of the most severe alert (None: no alert), without building the frame
         or any message: the alerts are sorted most severe first."""
-        if self.table is None or not self.table.rows.size:
+        if self.table is None or not self.table.alerted.size:
             return None
         code = self.table.evaluated.codes["severity"][self.table.rows[0]]
         return AlertSeverity(_LABELS["severity"][code])
@@ -295,7 +295,7 @@ class Assessment:
         """A label column (status, severity, reason) as a table's "str" column, picked by code
         from its few labels: no object per row converted to Arrow (~3 ms a column at 100k).
         A short column's objects are converted: there Arrow's take cost ~25 us more."""
-        codes = self.verdicts[kind].codes[name]
+        codes = self.verdicts[kind].code(name)
         if codes.size <= _SMALL_LABELS:
             return text_array(_LABELS[name][codes])
         return _LABEL_TEXT[name].take(codes)
@@ -314,7 +314,7 @@ class Assessment:
 
     def codes(self, kind: EntityKind, name: str) -> np.ndarray:
         """A label column as its integer codes into the categories of the frame's dtype."""
-        return self.verdicts[kind].codes[name]
+        return self.verdicts[kind].code(name)
 
     def alert_list(self) -> list[Alert]:
         """Alerts as typed records (for the gRPC adapter)."""
@@ -799,8 +799,9 @@ Deferred = Callable[[], np.ndarray]
 
 
 class _Columns(dict[str, np.ndarray]):
-    """The evaluated columns by name; those in `deferred` are computed on first read (a
-    column nothing in a plan reads: ~50 us of a 50-deal assessment) and kept, read-only."""
+    """Evaluated columns by name; those in `deferred` are computed on first read and kept,
+    read-only: columns nothing in a plan reads (exhaustion and severity were ~70 us of a
+    50-deal assessment's ~650)."""
 
     def __init__(self, columns: dict[str, np.ndarray], deferred: dict[str, Deferred]) -> None:
         super().__init__(columns)
@@ -817,7 +818,7 @@ class _Evaluated:
     """The verdict columns of every row (deals, sellers, channels, the campaign, in order)."""
 
     columns: _Columns  # the numeric ASSESSMENT_COLUMNS and `alert` (some on first read)
-    codes: dict[str, np.ndarray]  # status, severity, reason codes (into _STATUSES, ...)
+    codes: _Columns  # status, severity, reason codes (into _STATUSES, ...; severity on first read)
     stall_lambda: FloatArray
 
 
@@ -911,18 +912,7 @@ def _evaluate(
     components[:, fact] = np.nan
     components[1:, is_stalled] = np.nan
 
-    # Severity, reason and the gates.
-    deviation = np.where(is_over, gap_x / tol_o, -gap_x / tol_u)
-    severity = select(
-        [is_stalled, judged & (deviation >= 3.0), judged & (deviation >= 1.5), judged],
-        [
-            _SEVERITY_CODE[AlertSeverity.CRITICAL],
-            _SEVERITY_CODE[AlertSeverity.CRITICAL],
-            _SEVERITY_CODE[AlertSeverity.MATERIAL],
-            _SEVERITY_CODE[AlertSeverity.MINOR],
-        ],
-        0,
-    )
+    # Reason and the gates (the severity is graded when first read).
     under_reason = Reason.PROJECTED_UNDERDELIVERY if ctx.curve.ceiling else Reason.UNDERPACING
     reason = select(
         [is_stalled, is_over & delivered, is_over, is_under & paused, is_under],
@@ -966,12 +956,32 @@ def _evaluate(
         }  # fmt: skip
     for values in columns.values():
         values.flags.writeable = False  # shared by every frame and column read
-    # Nothing a plan reads depends on when the allocation runs out: dated on first read.
+    # Nothing a plan reads depends on when the allocation runs out or how severe an alert is
+    # (it counts them): dated and graded on first read.
     exhaustion = functools.partial(_exhaustion, ctx, alloc, actual, remaining, rate)
+    severity = functools.partial(_severity, ctx, gap_x, is_over, judged, is_stalled)
     return _Evaluated(
         columns=_Columns(columns, {"projected_exhaustion": exhaustion}),
-        codes={"status": status, "severity": severity, "reason": reason},
+        codes=_Columns({"status": status, "reason": reason}, {"severity": severity}),
         stall_lambda=rows.stall_lambda,
+    )
+
+
+def _severity(
+    ctx: _Context, gap_x: FloatArray, is_over: BoolArray, judged: BoolArray, stalled: BoolArray
+) -> IntArray:
+    """Severity codes: a stall is critical; an OVER/UNDER verdict by how many tolerance bands
+    its gap lies beyond the threshold (3: critical, 1.5: material, else minor)."""
+    deviation = np.where(is_over, gap_x / ctx.tol_over, -gap_x / ctx.tol_under)
+    return select(
+        [stalled, judged & (deviation >= 3.0), judged & (deviation >= 1.5), judged],
+        [
+            _SEVERITY_CODE[AlertSeverity.CRITICAL],
+            _SEVERITY_CODE[AlertSeverity.CRITICAL],
+            _SEVERITY_CODE[AlertSeverity.MATERIAL],
+            _SEVERITY_CODE[AlertSeverity.MINOR],
+        ],
+        0,
     )
 
 
@@ -985,9 +995,10 @@ class _Verdicts:
     source: np.ndarray | None  # the entity ids (None: the deals' deal_id column)
     deals: pd.DataFrame | None = None  # the deals, whose seller and channel lead the frame
 
-    @cached_property
-    def codes(self) -> dict[str, np.ndarray]:
-        return {name: codes[self.rows] for name, codes in self.evaluated.codes.items()}
+    def code(self, name: str) -> np.ndarray:
+        """A label column's codes (one at a time: a severity is graded only when read)."""
+        codes: np.ndarray = self.evaluated.codes[name][self.rows]
+        return codes
 
     @property
     def stall_lambda(self) -> FloatArray:
@@ -995,7 +1006,7 @@ class _Verdicts:
 
     def column(self, name: str) -> np.ndarray:
         values: np.ndarray = (
-            _LABELS[name][self.codes[name]]
+            _LABELS[name][self.code(name)]
             if name in _LABEL_COLUMNS
             else self.evaluated.columns[name][self.rows]
         )
@@ -1031,7 +1042,7 @@ class _Verdicts:
                 columns[name] = column.array if column.dtype == "str" else column.to_numpy()
         for name in ASSESSMENT_COLUMNS:
             if name in _LABEL_COLUMNS:
-                columns[name] = _categorical(self.codes[name], _LABEL_DTYPES[name])
+                columns[name] = _categorical(self.code(name), _LABEL_DTYPES[name])
             else:
                 columns[name] = self.evaluated.columns[name][self.rows]
         return pd.DataFrame(columns, index=pd.Index(self.ids, name=_INDEX_NAMES[self.kind]))
@@ -1203,11 +1214,10 @@ class _AlertTable:
     """Alerts of every entity that passed the gates: most severe first, then the broadest
     (campaign, channels, sellers, deals: a campaign-wide outage leads), then most confident.
 
-    Row numbers into the evaluated columns, sorted; ids, words and the frame are built on
-    first read (a planner only counts the alerts)."""
+    Row numbers into the evaluated columns; their order, ids, words and the frame are built
+    on first read (a planner only counts the alerts)."""
 
-    rows: IntArray  # into the evaluated columns (deals, sellers, channels, campaign), sorted
-    kinds: IntArray  # index into _KINDS of each alert
+    alerted: IntArray  # into the evaluated columns (deals, sellers, channels, campaign), in order
     evaluated: _Evaluated
     verdicts: dict[EntityKind, _Verdicts]
     bounds: list[int]  # first row of each kind, and the end
@@ -1223,10 +1233,26 @@ class _AlertTable:
         words: bool,
     ) -> _AlertTable:
         hit = np.flatnonzero(evaluated.columns["alert"])
-        kinds = np.searchsorted(np.asarray(bounds[1:-1]), hit, side="right")
-        severity = _SEVERITY_ORDER[evaluated.codes["severity"][hit]]
-        order = np.lexsort((-evaluated.columns["confidence"][hit], _KIND_BREADTH[kinds], severity))
-        return _AlertTable(hit[order], kinds[order], evaluated, verdicts, bounds, ctx, words)
+        return _AlertTable(hit, evaluated, verdicts, bounds, ctx, words)
+
+    @cached_property
+    def _sorted(self) -> tuple[IntArray, IntArray]:
+        """(rows, kinds): the alerts' rows sorted, and the index into _KINDS of each."""
+        hit, columns = self.alerted, self.evaluated.columns
+        kinds = np.searchsorted(np.asarray(self.bounds[1:-1]), hit, side="right")
+        severity = _SEVERITY_ORDER[self.evaluated.codes["severity"][hit]]
+        order = np.lexsort((-columns["confidence"][hit], _KIND_BREADTH[kinds], severity))
+        return hit[order], kinds[order]
+
+    @property
+    def rows(self) -> IntArray:
+        """Into the evaluated columns, most severe first, then broadest, then most confident."""
+        return self._sorted[0]
+
+    @property
+    def kinds(self) -> IntArray:
+        """The index into _KINDS of each of `rows`."""
+        return self._sorted[1]
 
     @cached_property
     def entity_ids(self) -> np.ndarray:
