@@ -381,6 +381,28 @@ _TREND_SHIFT = np.array([[1.0], [1.0], [0.0]])
 """`conf.scores`' shift of the gap, outlook and trend rows: a judged gap or outlook is scored
 `beyond` its threshold, a judged trend `toward` its direction (see confidence.py)."""
 
+
+def _reason_table(under: Reason) -> IntArray:
+    """Reason codes by [status code, whole allocation delivered, paused]: STALLED's, OVER's
+    (EARLY_EXHAUSTION when delivered), UNDER's (`under`, PAUSED when paused), else none (0)."""
+    table = np.zeros((len(_STATUSES), 2, 2), dtype=np.int64)
+    table[_STATUS_CODE[PacingStatus.STALLED]] = _REASON_CODE[Reason.STALLED]
+    over = _STATUS_CODE[PacingStatus.OVER]
+    table[over] = _REASON_CODE[Reason.OVERPACING]
+    table[over, 1] = _REASON_CODE[Reason.EARLY_EXHAUSTION]
+    under_code = _STATUS_CODE[PacingStatus.UNDER]
+    table[under_code] = _REASON_CODE[under]
+    table[under_code, :, 1] = _REASON_CODE[Reason.PAUSED]
+    table.flags.writeable = False
+    return table
+
+
+_REASONS_BY = {
+    False: _reason_table(Reason.UNDERPACING),
+    True: _reason_table(Reason.PROJECTED_UNDERDELIVERY),  # a ceiling shape judges projections
+}
+"""Reason tables by whether the curve is a ceiling."""
+
 _ONE_BINCOUNT = 2048
 """Up to this many deals the group sums are one bincount (fewer calls); past it, three a
 quantity (no copies: at 100k deals the copies cost more than the calls)."""
@@ -836,12 +858,9 @@ def _evaluate(
     policy = ctx.policy
     n = rows.actual.size
     alloc, expected, actual = rows.allocation, rows.expected, rows.actual
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(
-            expected > 0,
-            actual / np.where(expected > 0, expected, 1.0),
-            np.where(actual > 0, np.inf, 0.0),
-        )
+    due = expected > 0
+    ratio = np.where(actual > 0, np.inf, 0.0)  # where nothing is due yet
+    np.divide(actual, expected, out=ratio, where=due)  # no error state to set: no 0/0 done
 
     # Rate per opportunity hour: recent window when it is usable, else flight-to-date average.
     elapsed = ctx.elapsed_opportunity
@@ -861,11 +880,11 @@ def _evaluate(
     over_th, under_th = policy.over_threshold, policy.under_threshold
     stalled = (rows.should_deliver > 0) & (rows.stall_impressions <= 0)
     delivered = (alloc > 0) & (actual >= alloc)
-    on_curve = (expected > 0) & (ratio < under_th)
+    on_curve = due & (ratio < under_th)
     under = (alloc > 0) & (projected < under_th * alloc) if ctx.curve.ceiling else on_curve
     conditions = [
-        np.full(n, ctx.as_of >= ctx.h1) | ended,
-        np.full(n, ctx.as_of < ctx.h0) | ((ctx.share_now <= 0) & (actual <= 0)),
+        ended | (ctx.as_of >= ctx.h1),
+        ((ctx.share_now <= 0) & (actual <= 0)) | (ctx.as_of < ctx.h0),
         stalled,
         ratio > over_th,
         delivered,
@@ -900,10 +919,11 @@ def _evaluate(
     judged = is_over | is_under
     components = conf.scores(signals, judged, is_over, _TREND_SHIFT, tol_o, tol_u)
     gap, outlook, trend = components
-    ev = conf.evidence(evidence_hours, rows.events, policy)
+    hours_evidence = conf.evidence_time(evidence_hours, policy)  # read by both scores below
+    ev = conf.evidence_of(hours_evidence, rows.events, policy)
     score = conf.combine(gap, outlook, trend, ev)
     is_stalled = status == _STATUS_CODE[PacingStatus.STALLED]
-    stalled_score = conf.stalled(rows.stall_lambda, evidence_hours, policy)
+    stalled_score = conf.stalled_of(rows.stall_lambda, hours_evidence)
     fact = (status == _STATUS_CODE[PacingStatus.COMPLETED]) | (
         status == _STATUS_CODE[PacingStatus.NOT_STARTED]
     )
@@ -913,18 +933,8 @@ def _evaluate(
     components[1:, is_stalled] = np.nan
 
     # Reason and the gates (the severity is graded when first read).
-    under_reason = Reason.PROJECTED_UNDERDELIVERY if ctx.curve.ceiling else Reason.UNDERPACING
-    reason = select(
-        [is_stalled, is_over & delivered, is_over, is_under & paused, is_under],
-        [
-            _REASON_CODE[Reason.STALLED],
-            _REASON_CODE[Reason.EARLY_EXHAUSTION],
-            _REASON_CODE[Reason.OVERPACING],
-            _REASON_CODE[Reason.PAUSED],
-            _REASON_CODE[under_reason],
-        ],
-        0,
-    )
+    # A status has one reason, two of them told apart by the deal: one lookup, no select.
+    reason = _REASONS_BY[ctx.curve.ceiling][status, delivered.view(np.uint8), paused.view(np.uint8)]
     min_hours = policy.min_evidence.total_seconds() / 3600.0
     alert = (
         (reason != 0)

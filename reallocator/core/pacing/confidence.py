@@ -113,15 +113,20 @@ def evidence_time(active_hours: FloatArray, policy: Policy) -> FloatArray:
     hours = np.asarray(active_hours, dtype=np.float64)
     if need_h <= 0:
         return np.ones_like(hours)
-    return np.asarray(np.clip(hours / need_h, 0.0, 1.0), dtype=np.float64)
+    return np.asarray((hours / need_h).clip(0.0, 1.0), dtype=np.float64)  # np.clip's method
 
 
 def evidence(active_hours: FloatArray, events: FloatArray, policy: Policy) -> FloatArray:
     """How much the verdict rests on: hours of active delivery time and impressions, each capped."""
+    return evidence_of(evidence_time(active_hours, policy), events, policy)
+
+
+def evidence_of(time_evidence: FloatArray, events: FloatArray, policy: Policy) -> FloatArray:
+    """`evidence` from its `evidence_time` (which the stalled score reads too)."""
     need_n = float(policy.min_evidence_impressions)
     n = nan_to_num(events)
-    by_count = np.clip(n / need_n, 0.0, 1.0) if need_n > 0 else np.ones_like(n)
-    return np.asarray(evidence_time(active_hours, policy) * by_count, dtype=np.float64)
+    by_count = (n / need_n).clip(0.0, 1.0) if need_n > 0 else np.ones_like(n)
+    return np.asarray(time_evidence * by_count, dtype=np.float64)
 
 
 def combine(gap: FloatArray, outlook: FloatArray, trend: FloatArray, ev: FloatArray) -> FloatArray:
@@ -137,6 +142,11 @@ def stalled(
 ) -> FloatArray:
     """Poisson confidence that zero impressions is not chance, times the time evidence:
     100 (1 - exp(-lambda)) min(1, hours / min_evidence)."""
+    return stalled_of(expected_impressions, evidence_time(active_hours, policy))
+
+
+def stalled_of(expected_impressions: FloatArray, time_evidence: FloatArray) -> FloatArray:
+    """`stalled` from its `evidence_time` (which the evidence score reads too)."""
     lam = np.asarray(expected_impressions, dtype=np.float64)
     chance = -np.expm1(-np.maximum(lam, 0.0))
-    return np.asarray(100.0 * chance * evidence_time(active_hours, policy), dtype=np.float64)
+    return np.asarray(100.0 * chance * time_evidence, dtype=np.float64)
