@@ -257,22 +257,29 @@ class PacingCurve:
 
         The default horizon is the whole span; the assessment passes the current flight.
         """
-        h0, h1 = horizon or (self.calendar.start, self.calendar.end)
-        base, total = self._base_total(float(h0), float(h1))
         at_s = to_unix(at)
         if at_s.ndim == 0 and math.isfinite(float(at_s)):
-            when = min(float(at_s), float(h1))
-            # At h1 itself take the left limit: a jump at the end belongs to the next flight.
-            reached = base + total if when >= h1 else self._cumulative_at(when, False)
-            if total <= _EPS:
-                return np.asarray(1.0 if when >= h1 else 0.0, dtype=np.float64)
-            ratio = (reached - base) / total
-            return np.asarray(0.0 if ratio < 0.0 else (1.0 if ratio > 1.0 else ratio))
+            return np.asarray(self.share_at(float(at_s), horizon), dtype=np.float64)
+        h0, h1 = horizon or (self.calendar.start, self.calendar.end)
+        base, total = self._base_total(float(h0), float(h1))
         t = np.minimum(at_s, h1)
         value = np.where(t >= h1, base + total, self.cumulative(t, left=False))
         if total <= _EPS:
             return np.where(t >= h1, 1.0, 0.0).astype(np.float64)
         return np.asarray(np.clip((value - base) / total, 0.0, 1.0), dtype=np.float64)
+
+    def share_at(self, at: float, horizon: tuple[float, float] | None = None) -> float:
+        """`share` of one finite instant (unix seconds) as a float: the same value, with scalar
+        arithmetic and no array around it (an assessment reads the shares of a few instants)."""
+        h0, h1 = horizon or (self.calendar.start, self.calendar.end)
+        base, total = self._base_total(float(h0), float(h1))
+        when = min(at, float(h1))
+        # At h1 itself take the left limit: a jump at the end belongs to the next flight.
+        reached = base + total if when >= h1 else self._cumulative_at(when, False)
+        if total <= _EPS:
+            return 1.0 if when >= h1 else 0.0
+        ratio = (reached - base) / total
+        return 0.0 if ratio < 0.0 else (1.0 if ratio > 1.0 else ratio)
 
 
 def _runs(key: IntArray, covered: BoolArray) -> tuple[IntArray, IntArray]:
