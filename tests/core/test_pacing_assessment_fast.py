@@ -350,5 +350,11 @@ def test_bucket_weights_from_one_grid_are_the_reference_weights(
     t0 = start.timestamp()
     as_of, a = t0 + as_of_h * 3600.0, t0 + a_h * 3600.0
     b = a + width_h * 3600.0
-    got = _bucket_weights(_bucket_grid(series, as_of), a, b)
+    grid = _bucket_grid(series, as_of)
+    got = _bucket_weights(grid, a, b)
     np.testing.assert_array_equal(got, reference._bucket_weights(series, as_of, a, b))
+    # Several windows at once (a row each) are each window's own weights, bit for bit.
+    ends = np.array([[a, b], [b - 86_400.0, a], [a - 3600.0, b + 1800.0]])
+    rows = _bucket_weights(grid, ends[:, :1], ends[:, 1:])
+    for row, (lo, hi) in zip(rows, ends.tolist(), strict=True):
+        assert row.tobytes() == _bucket_weights(grid, lo, hi).tobytes()

@@ -493,10 +493,10 @@ def _assess(
 
     def expected_over(a: float, b: float) -> FloatArray:
         """Expected delivery in [a, b]; for a plan applied inside it, only since the plan."""
-        late = restarted & (plan_at > a)
         # One instant for all deals unless a plan was applied inside the window (the same
         # numbers: the curve is read per element either way).
-        since = np.where(late, plan_at, a) if any_restart and late.any() else a
+        late = restarted & (plan_at > a) if any_restart else None
+        since = np.where(late, plan_at, a) if late is not None and late.any() else a
         return np.maximum(expected_at(b) - expected_at(since), 0.0)
 
     expected = expected_at(as_of)
@@ -520,17 +520,17 @@ def _assess(
     series = snapshot.delivery
     if series is not None:
         units, impr_series, has_series = _series_matrices(series, bt, n, actual, impressions)
-        grid = _bucket_grid(series, as_of)  # the buckets' times, read for every window below
+        weights = _window_weights(series, as_of, ctx)
         if ctx.rate_window is not None:
             a, b = ctx.rate_window
-            window_units = units @ _bucket_weights(grid, a, b)
+            window_units = units @ weights["rate"]
             window_expected = expected_over(a, b)
             trend_ok = has_series & ~(restarted & (plan_at > a))
         if ctx.stall_window is not None:
             a, b = ctx.stall_window
-            stall_impressions = impr_series @ _bucket_weights(grid, a, b)
+            stall_impressions = impr_series @ weights["stall"]
             stall_expected = expected_over(a, b)
-            recurring = _recurring_hole(series, grid, impr_series, a, b)
+            recurring = _recurring_hole(impr_series, weights)
     active = status == _ACTIVE
     should = (
         has_series
@@ -762,19 +762,38 @@ def _series_matrices(
 DAY_SECONDS = 86_400.0
 
 
-def _recurring_hole(
-    series: DeliverySeries, grid: _BucketGrid, impressions: FloatArray, a: float, b: float
-) -> BoolArray | None:
-    """Deals whose silence over the stall window [a, b] is a daily hole, not a stall: the same
-    clock hours a day earlier were silent too and the deal delivered between the two (a deal
+def _window_weights(series: DeliverySeries, as_of: float, ctx: _Context) -> dict[str, FloatArray]:
+    """The bucket weights of every window the assessment reads, in one pass over the buckets
+    (a row each, the same numbers as one window at a time): "rate" and "stall" (the context's
+    windows, when it has them) and the two a daily hole compares (`_recurring_hole`): the stall
+    window's clock hours a day earlier ("day_before") and the time between ("between"), when
+    the series reaches back that far and the window is shorter than a day."""
+    windows: dict[str, tuple[float, float]] = {}
+    if ctx.rate_window is not None:
+        windows["rate"] = ctx.rate_window
+    if ctx.stall_window is not None:
+        a, b = ctx.stall_window
+        windows["stall"] = (a, b)
+        if b - a < DAY_SECONDS and a - DAY_SECONDS >= float(to_unix(series.window_start)):
+            windows["day_before"] = (a - DAY_SECONDS, b - DAY_SECONDS)
+            windows["between"] = (b - DAY_SECONDS, a)
+    if not windows:
+        return {}
+    ends = np.array(list(windows.values()))  # (window, 2): each row's weights broadcast
+    rows = _bucket_weights(_bucket_grid(series, as_of), ends[:, :1], ends[:, 1:])
+    return dict(zip(windows, rows, strict=True))
+
+
+def _recurring_hole(impressions: FloatArray, weights: dict[str, FloatArray]) -> BoolArray | None:
+    """Deals whose silence over the stall window is a daily hole, not a stall: the same clock
+    hours a day earlier were silent too and the deal delivered between the two (a deal
     without night supply, every night, is not STALLED each morning; one silent since
     yesterday is). None when the series does not reach a day before the window (the proto
-    recommends 48 h of buckets) or the window is a day or longer."""
-    start = float(to_unix(series.window_start))
-    if b - a >= DAY_SECONDS or a - DAY_SECONDS < start:
+    recommends 48 h of buckets) or the window is a day or longer (no such `weights`)."""
+    if "day_before" not in weights:
         return None
-    before = impressions @ _bucket_weights(grid, a - DAY_SECONDS, b - DAY_SECONDS)
-    between = impressions @ _bucket_weights(grid, b - DAY_SECONDS, a)
+    before = impressions @ weights["day_before"]
+    between = impressions @ weights["between"]
     return np.asarray((before <= 0) & (between > 0), dtype=bool)
 
 
@@ -795,8 +814,9 @@ def _bucket_grid(series: DeliverySeries, as_of: float) -> _BucketGrid:
     return start, end, positive, np.where(positive, length, 1.0)
 
 
-def _bucket_weights(grid: _BucketGrid, a: float, b: float) -> FloatArray:
-    """Share of each bucket inside [a, b], assuming delivery is uniform within a bucket."""
+def _bucket_weights(grid: _BucketGrid, a: float | FloatArray, b: float | FloatArray) -> FloatArray:
+    """Share of each bucket inside [a, b], assuming delivery is uniform within a bucket (a
+    column of `a` and of `b`: a row of shares per window)."""
     start, end, positive, length = grid
     overlap = np.maximum(np.minimum(end, b) - np.maximum(start, a), 0.0)  # clip(.., 0, None)
     return np.where(positive, overlap / length, 0.0)
