@@ -609,8 +609,8 @@ def _assess(
     bounds = list(itertools.accumulate([0, n, n_sellers, n_channels, 1]))
     sources: tuple[Any, ...] = (
         None,  # the deals' ids are read from their frame when asked for
-        np.asarray(seller_ids, dtype=object).astype(str),
-        np.asarray(channel_ids, dtype=object).astype(str),
+        seller_ids,  # others' made str when read (a plan reads none)
+        channel_ids,
         np.array([snapshot.campaign_id]),
     )
     verdicts = {
@@ -835,7 +835,7 @@ def _campaign_rows(
     window_expected = total["window_expected"]
     if ctx.rate_window is not None:
         a, b = ctx.rate_window
-        window_expected = np.array([float(curve.cumulative(b) - curve.cumulative(a))])
+        window_expected = np.array([curve.cumulative_at(b) - curve.cumulative_at(a)])
     expected_spend = np.array([expected]) if bt is BudgetType.SPEND else total["expected_spend"]
     return {
         **total,
@@ -1032,7 +1032,7 @@ class _Verdicts:
     kind: EntityKind
     evaluated: _Evaluated
     rows: slice
-    source: np.ndarray | None  # the entity ids (None: the deals' deal_id column)
+    source: np.ndarray | None  # the entity ids, made str when read (None: the deals' deal_id)
     deals: pd.DataFrame | None = None  # the deals, whose seller and channel lead the frame
 
     def code(self, name: str) -> np.ndarray:
@@ -1057,7 +1057,7 @@ class _Verdicts:
         if self.source is None:
             assert self.deals is not None
             return np.asarray(self.deals["deal_id"].astype(str).to_numpy())
-        return np.asarray(self.source)
+        return np.asarray(self.source).astype(str)
 
     def ids_at(self, rows: IntArray) -> np.ndarray:
         """The ids of some rows as Python str (what the whole column would give there)."""

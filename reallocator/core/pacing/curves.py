@@ -197,7 +197,7 @@ class PacingCurve:
         """Expected cumulative delivery at `at` (right-continuous; `left` gives left limits)."""
         t = to_unix(at)
         if t.ndim == 0:
-            return np.asarray(self._cumulative_at(float(t), left), dtype=np.float64)
+            return np.asarray(self.cumulative_at(float(t), left), dtype=np.float64)
         edges, n = self.calendar.edges, self.calendar.n_slots
         if left:
             idx = np.searchsorted(edges, t, side="left") - 1
@@ -211,10 +211,10 @@ class PacingCurve:
         value = np.where(idx < 0, 0.0, np.where(idx >= n, self.cum_end[-1], value))
         return np.asarray(value, dtype=np.float64)
 
-    def _cumulative_at(self, t: float, left: bool) -> float:
-        """`cumulative` of one instant with scalar arithmetic (the same IEEE operations as the
-        array path, so the same value, without a dozen array calls: the assessment reads the
-        curve at a few instants per call)."""
+    def cumulative_at(self, t: float, left: bool = False) -> float:
+        """`cumulative` of one instant (unix seconds) as a float, with scalar arithmetic (the
+        same IEEE operations as the array path, so the same value, without a dozen array
+        calls: the assessment reads the curve at a few instants per call)."""
         edges, n = self.calendar.edges, self.calendar.n_slots
         if left:
             idx = int(edges.searchsorted(t, side="left")) - 1
@@ -238,8 +238,8 @@ class PacingCurve:
         key = (h0, h1)
         known = self._horizons.get(key)
         if known is None:
-            base = self._cumulative_at(h0, True)
-            known = (base, self._cumulative_at(h1, True) - base)
+            base = self.cumulative_at(h0, True)
+            known = (base, self.cumulative_at(h1, True) - base)
             self._horizons[key] = known
         return known
 
@@ -250,7 +250,7 @@ class PacingCurve:
     def total(self, horizon: tuple[float, float] | None = None) -> float:
         """Expected delivery over the horizon (default: the whole span), budget units."""
         h0, h1 = horizon or (self.calendar.start, self.calendar.end)
-        return self._cumulative_at(float(h1), True) - self._cumulative_at(float(h0), True)
+        return self._base_total(float(h0), float(h1))[1]  # kept per horizon: the same difference
 
     def share(self, at: TimeLike, horizon: tuple[float, float] | None = None) -> FloatArray:
         """Share of the horizon's expected total delivered by `at`, in [0, 1].
@@ -275,7 +275,7 @@ class PacingCurve:
         base, total = self._base_total(float(h0), float(h1))
         when = min(at, float(h1))
         # At h1 itself take the left limit: a jump at the end belongs to the next flight.
-        reached = base + total if when >= h1 else self._cumulative_at(when, False)
+        reached = base + total if when >= h1 else self.cumulative_at(when, False)
         if total <= _EPS:
             return 1.0 if when >= h1 else 0.0
         ratio = (reached - base) / total
