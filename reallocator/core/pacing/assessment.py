@@ -499,7 +499,7 @@ def _assess(
         since = np.where(late, plan_at, a) if late is not None and late.any() else a
         return np.maximum(expected_at(b) - expected_at(since), 0.0)
 
-    expected = expected_at(as_of)
+    expected = expected_at(as_of) if any_restart else alloc * ctx.share_now  # the same share
     ipu = _impressions_per_unit(deals, bt, actual, impressions)
     cost = _cost_per_unit(deals, bt, actual, spend)
     cal = ctx.calendar

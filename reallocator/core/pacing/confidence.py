@@ -56,14 +56,19 @@ def log_ratio(num: FloatArray, den: FloatArray) -> FloatArray:
     den = np.asarray(den, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         value = np.log(num) - np.log(den)
-    value = np.where((num == 0) & (den == 0), np.nan, value)
-    value = np.where((num < 0) | (den < 0), np.nan, value)
-    return np.asarray(value.clip(-_CLIP, _CLIP), dtype=np.float64)  # np.clip's own method
+    undefined = ((num == 0) & (den == 0)) | (num < 0) | (den < 0)
+    return _clip(np.where(undefined, np.nan, value))
 
 
 def sigmoid(x: FloatArray) -> FloatArray:
-    clipped = np.asarray(x, dtype=np.float64).clip(-_CLIP, _CLIP)  # np.clip without its wrappers
+    clipped = _clip(np.asarray(x, dtype=np.float64))
     return np.asarray(1.0 / (1.0 + np.exp(-clipped)), dtype=np.float64)
+
+
+def _clip(x: FloatArray) -> FloatArray:
+    """`np.clip(x, -_CLIP, _CLIP)`: its min(max(x, lo), hi), NaN kept, as two ufunc calls
+    (the clip method's Python wrapper cost more than both on the assessment's short rows)."""
+    return np.asarray(np.minimum(np.maximum(x, -_CLIP), _CLIP), dtype=np.float64)
 
 
 def beyond(x: FloatArray, direction: FloatArray, tol_over: float, tol_under: float) -> FloatArray:
@@ -101,9 +106,10 @@ def scores(
     three (a direction of +-1 negates exactly, and K = 2 scales exactly), in one logistic pass
     over every row instead of two passes per row (~60 fewer numpy calls an assessment)."""
     ahead = np.where(judged, over, x > 0)  # the side of the band whose tolerance applies
-    tol = np.where(ahead, tol_over, tol_under)
-    signed = np.where(judged, np.where(over, x, -x), np.abs(x))
-    score = sigmoid(K * (signed / tol - np.where(judged, shift, 1.0)))
+    # d x / tol, or |x| / tol, as one division: x / -tol is -(x / tol) exactly (but for the
+    # sign of a zero, which the logistic cannot tell: exp(-0.0) is exp(0.0)).
+    tol = np.where(ahead, tol_over, -tol_under)
+    score = sigmoid(K * (x / tol - np.where(judged, shift, 1.0)))
     return np.where(np.isnan(x), 0.5, np.where(judged, score, 1.0 - score))
 
 
