@@ -23,7 +23,7 @@ import functools
 import itertools
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import cached_property
@@ -352,13 +352,6 @@ class _Context:
         return self.curve.calendar
 
 
-_ROW_FIELDS = (
-    "allocation", "expected", "actual", "expected_spend", "actual_spend", "events",
-    "window_units", "window_expected", "stall_impressions", "stall_lambda", "should_deliver",
-    "has_series",
-)  # fmt: skip
-
-
 @dataclass
 class _Rows:
     """Additive quantities of a set of entities: deals, or group sums of deals."""
@@ -376,6 +369,13 @@ class _Rows:
     should_deliver: FloatArray  # count of members that should deliver in the stalled window
     has_series: FloatArray  # count of members with a delivery series
 
+
+_ROW_FIELDS = tuple(f.name for f in fields(_Rows))
+"""The quantities in their order: the rows of the assessment's matrices."""
+
+
+_FIELD_ROW = {name: i for i, name in enumerate(_ROW_FIELDS)}
+"""Each quantity's row in the assessment's matrix of _ROW_FIELDS."""
 
 _TREND_SHIFT = np.array([[1.0], [1.0], [0.0]])
 """`conf.scores`' shift of the gap, outlook and trend rows: a judged gap or outlook is scored
@@ -510,13 +510,10 @@ def _assess(
         since_clock = np.full(n, ctx.active_hours_start)
     evidence_hours = np.maximum(ctx.active_hours_as_of - since_clock, 0.0)
 
-    window_units = np.zeros(n)
-    window_expected = np.zeros(n)
-    stall_impressions = np.zeros(n)
-    stall_expected = np.zeros(n)
+    nothing, no = np.zeros(n), np.zeros(n, dtype=bool)  # defaults, only read
+    window_units = window_expected = stall_impressions = stall_expected = nothing
+    has_series = trend_ok = no
     recurring: BoolArray | None = None
-    has_series = np.zeros(n, dtype=bool)
-    trend_ok = np.zeros(n, dtype=bool)
     series = snapshot.delivery
     if series is not None:
         units, impr_series, has_series = _series_matrices(series, bt, n, actual, impressions)
@@ -541,19 +538,24 @@ def _assess(
     )
     if recurring is not None:
         should &= ~recurring
-    rows = _Rows(
-        allocation=alloc,
-        expected=expected,
-        actual=actual,
-        expected_spend=expected * cost,
-        actual_spend=spend,
-        events=np.fmax(impressions, expected * ipu),
-        window_units=window_units,
-        window_expected=window_expected,
-        stall_impressions=stall_impressions,
-        stall_lambda=np.where(should, stall_expected * ipu, 0.0),
-        should_deliver=should.astype(np.float64),
-        has_series=has_series.astype(np.float64),
+    # The deals' additive quantities (_ROW_FIELDS, counts as 0/1) and trend_ok, a row each.
+    raw = np.array(
+        [
+            alloc,
+            expected,
+            actual,
+            expected * cost,  # expected_spend
+            spend,  # actual_spend
+            np.fmax(impressions, expected * ipu),  # events
+            window_units,
+            window_expected,
+            stall_impressions,
+            np.where(should, stall_expected * ipu, 0.0),  # stall_lambda
+            should,  # should_deliver
+            has_series,
+            trend_ok,
+        ],
+        dtype=np.float64,
     )
 
     checkpoint("group verdicts")
@@ -567,10 +569,6 @@ def _assess(
         [seller_codes, channel_codes + n_sellers, np.full(n, n_sellers + n_channels)]
     )
     n_fields = len(_ROW_FIELDS) + 1
-    raw = np.empty((n_fields, n))
-    for i, name in enumerate(_ROW_FIELDS):
-        raw[i] = getattr(rows, name)
-    raw[-1] = trend_ok
     clean = _zero_nan(raw)
     if n <= _ONE_BINCOUNT:
         keys = codes[None, :] + n_groups * np.arange(n_fields)[:, None]
@@ -589,21 +587,19 @@ def _assess(
             sums[i, -1] = np.bincount(everyone, clean[i], minlength=1)[0]
     members_trend = sums[-1] > 0
     matrix = np.concatenate([raw[:-1], sums[:-1]], axis=1)
-    field_row = {name: i for i, name in enumerate(_ROW_FIELDS)}
     campaign = _campaign_rows(
         {name: sums[i, -1:] for i, name in enumerate(_ROW_FIELDS)}, ctx, curve, bt
     )
     for name, value in campaign.items():
-        matrix[field_row[name], -1] = value[0]
-    all_rows = _Rows(**{name: matrix[i] for i, name in enumerate(_ROW_FIELDS)})
-    group_hours = np.full(n_groups, ctx.elapsed_active_hours)
-    no_group = np.zeros(n_groups, dtype=bool)
+        matrix[_FIELD_ROW[name], -1] = value[0]
+    all_rows = _Rows(*matrix)
+    statuses = np.concatenate([status, np.zeros(n_groups, dtype=status.dtype)])  # groups: none
     out = _evaluate(
         all_rows,
         ctx,
-        np.concatenate([evidence_hours, group_hours]),
-        paused=np.concatenate([status == _PAUSED, no_group]),
-        ended=np.concatenate([status == _ENDED, no_group]),
+        np.concatenate([evidence_hours, np.full(n_groups, ctx.elapsed_active_hours)]),
+        paused=statuses == _PAUSED,
+        ended=statuses == _ENDED,
         trend_ok=np.concatenate([trend_ok, members_trend]),
     )
     bounds = list(itertools.accumulate([0, n, n_sellers, n_channels, 1]))
