@@ -350,7 +350,7 @@ def test_bucket_weights_from_one_grid_are_the_reference_weights(
     t0 = start.timestamp()
     as_of, a = t0 + as_of_h * 3600.0, t0 + a_h * 3600.0
     b = a + width_h * 3600.0
-    grid = _bucket_grid(series, as_of)
+    grid = _bucket_grid(start.timestamp(), series, as_of)
     got = _bucket_weights(grid, a, b)
     np.testing.assert_array_equal(got, reference._bucket_weights(series, as_of, a, b))
     # Several windows at once (a row each) are each window's own weights, bit for bit.

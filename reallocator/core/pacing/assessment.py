@@ -344,6 +344,7 @@ class _Context:
     rate_window_opportunity: float
     rate_window_clock_hours: float
     stall_window: tuple[float, float] | None
+    series_start: float  # the delivery series' first instant (0 without a series)
     tol_over: float
     tol_under: float
 
@@ -506,9 +507,9 @@ def _assess(
     if any_restart:
         clock_start = np.where(restarted, plan_at, ctx.h0)
         since_clock = cal.active_hours_at(clock_start)
-    else:
-        since_clock = np.full(n, ctx.active_hours_start)
-    evidence_hours = np.maximum(ctx.active_hours_as_of - since_clock, 0.0)
+        evidence_hours = np.maximum(ctx.active_hours_as_of - since_clock, 0.0)
+    else:  # every deal's clock started with the horizon: one number
+        evidence_hours = np.full(n, max(ctx.active_hours_as_of - ctx.active_hours_start, 0.0))
 
     nothing, no = np.zeros(n), np.zeros(n, dtype=bool)  # defaults, only read
     window_units = window_expected = stall_impressions = stall_expected = nothing
@@ -587,11 +588,8 @@ def _assess(
             sums[i, -1] = np.bincount(everyone, clean[i], minlength=1)[0]
     members_trend = sums[-1] > 0
     matrix = np.concatenate([raw[:-1], sums[:-1]], axis=1)
-    campaign = _campaign_rows(
-        {name: sums[i, -1:] for i, name in enumerate(_ROW_FIELDS)}, ctx, curve, bt
-    )
-    for name, value in campaign.items():
-        matrix[_FIELD_ROW[name], -1] = value[0]
+    for name, value in _campaign_rows(ctx, curve, bt).items():  # the last column: the campaign
+        matrix[_FIELD_ROW[name], -1] = value
     all_rows = _Rows(*matrix)
     statuses = np.concatenate([status, np.zeros(n_groups, dtype=status.dtype)])  # groups: none
     out = _evaluate(
@@ -640,7 +638,7 @@ def _context(snapshot: CampaignSnapshot, curve: PacingCurve, recent: timedelta) 
     h0, h1 = curve.horizon_at(as_of)
     now = min(max(as_of, h0), h1)
     series = snapshot.delivery
-    lo = hi = 0.0
+    lo = hi = first = 0.0
     candidates: tuple[float, ...] = ()  # rate windows [a, hi], the first with opportunity
     if series is not None:
         first = float(to_unix(series.window_start))
@@ -689,6 +687,7 @@ def _context(snapshot: CampaignSnapshot, curve: PacingCurve, recent: timedelta) 
         rate_window_opportunity=rate_opp,
         rate_window_clock_hours=(rate_window[1] - rate_window[0]) / 3600.0 if rate_window else 0.0,
         stall_window=stall_window,
+        series_start=first,
         tol_over=tol_over,
         tol_under=tol_under,
     )
@@ -700,14 +699,15 @@ def _impressions_per_unit(
     """Impressions per budget unit: observed, else from an eCPM price; NaN when unknowable."""
     if bt is BudgetType.IMPRESSIONS:
         return np.ones(actual.size)
+    # Each quotient taken only where it is chosen (divide's `where`): no select afterwards.
+    out = np.full(actual.size, np.nan)
     if bt is BudgetType.SPEND:
         price = values_of(deals, "price_micros", np.float64)
         ecpm = values_of(deals, "price_kind") == _ECPM
-        priced = np.where(ecpm & (price > 0), 1000.0 / np.where(price > 0, price, 1.0), np.nan)
-    else:
-        priced = np.full(actual.size, np.nan)
+        np.divide(1000.0, price, out=out, where=ecpm & (price > 0))
     observed = (actual > 0) & (impressions > 0)
-    return np.where(observed, impressions / np.where(observed, actual, 1.0), priced)
+    np.divide(impressions, actual, out=out, where=observed)
+    return out
 
 
 def _cost_per_unit(
@@ -770,13 +770,14 @@ def _window_weights(series: DeliverySeries, as_of: float, ctx: _Context) -> dict
     if ctx.stall_window is not None:
         a, b = ctx.stall_window
         windows["stall"] = (a, b)
-        if b - a < DAY_SECONDS and a - DAY_SECONDS >= float(to_unix(series.window_start)):
+        if b - a < DAY_SECONDS and a - DAY_SECONDS >= ctx.series_start:
             windows["day_before"] = (a - DAY_SECONDS, b - DAY_SECONDS)
             windows["between"] = (b - DAY_SECONDS, a)
     if not windows:
         return {}
     ends = np.array(list(windows.values()))  # (window, 2): each row's weights broadcast
-    rows = _bucket_weights(_bucket_grid(series, as_of), ends[:, :1], ends[:, 1:])
+    grid = _bucket_grid(ctx.series_start, series, as_of)
+    rows = _bucket_weights(grid, ends[:, :1], ends[:, 1:])
     return dict(zip(windows, rows, strict=True))
 
 
@@ -798,12 +799,11 @@ _BucketGrid = tuple[FloatArray, FloatArray, BoolArray, FloatArray]
 whether each has a length, and that length (1 where it has none)."""
 
 
-def _bucket_grid(series: DeliverySeries, as_of: float) -> _BucketGrid:
-    """The buckets' times, computed once for the windows an assessment reads."""
+def _bucket_grid(first: float, series: DeliverySeries, as_of: float) -> _BucketGrid:
+    """The buckets' times (from the series' `first` instant, unix seconds), computed once
+    for the windows an assessment reads."""
     step = series.bucket.total_seconds()
-    start = np.asarray(
-        float(to_unix(series.window_start)) + step * np.arange(series.n_buckets), np.float64
-    )
+    start = np.asarray(first + step * np.arange(series.n_buckets), np.float64)
     end: FloatArray = np.minimum(start + step, as_of)
     length = end - start
     positive: BoolArray = length > 0
@@ -818,28 +818,21 @@ def _bucket_weights(grid: _BucketGrid, a: float | FloatArray, b: float | FloatAr
     return np.where(positive, overlap / length, 0.0)
 
 
-def _campaign_rows(
-    total: dict[str, FloatArray], ctx: _Context, curve: PacingCurve, bt: BudgetType
-) -> dict[str, FloatArray]:
-    """The campaign as one row: its own budgets' curve when it has budgets, else the deal sums
-    (`total`, one-element arrays)."""
+def _campaign_rows(ctx: _Context, curve: PacingCurve, bt: BudgetType) -> dict[str, float]:
+    """The campaign's own quantities where they are not its deals' sums: with budgets, its
+    allocation and expected delivery (and spend, window) follow its own curve; without,
+    nothing (every quantity is the deals' sum)."""
     if not curve.budget_units:
-        return total
-    h0, h1 = ctx.h0, ctx.h1
-    allocation = curve.total((h0, h1))
+        return {}
+    allocation = curve.total((ctx.h0, ctx.h1))
     expected = ctx.share_now * allocation
-    window_expected = total["window_expected"]
+    own = {"allocation": allocation, "expected": expected}
     if ctx.rate_window is not None:
         a, b = ctx.rate_window
-        window_expected = np.array([curve.cumulative_at(b) - curve.cumulative_at(a)])
-    expected_spend = np.array([expected]) if bt is BudgetType.SPEND else total["expected_spend"]
-    return {
-        **total,
-        "allocation": np.array([allocation]),
-        "expected": np.array([expected]),
-        "expected_spend": expected_spend,
-        "window_expected": window_expected,
-    }
+        own["window_expected"] = curve.cumulative_at(b) - curve.cumulative_at(a)
+    if bt is BudgetType.SPEND:
+        own["expected_spend"] = expected
+    return own
 
 
 Deferred = Callable[[], np.ndarray]

@@ -65,10 +65,10 @@ def sigmoid(x: FloatArray) -> FloatArray:
     return np.asarray(1.0 / (1.0 + np.exp(-clipped)), dtype=np.float64)
 
 
-def _clip(x: FloatArray) -> FloatArray:
-    """`np.clip(x, -_CLIP, _CLIP)`: its min(max(x, lo), hi), NaN kept, as two ufunc calls
-    (the clip method's Python wrapper cost more than both on the assessment's short rows)."""
-    return np.asarray(np.minimum(np.maximum(x, -_CLIP), _CLIP), dtype=np.float64)
+def _clip(x: FloatArray, lo: float = -_CLIP, hi: float = _CLIP) -> FloatArray:
+    """`np.clip(x, lo, hi)`: its min(max(x, lo), hi), NaN kept, as two ufunc calls (the clip
+    method's Python wrapper cost more than both on the assessment's short rows)."""
+    return np.asarray(np.minimum(np.maximum(x, lo), hi), dtype=np.float64)
 
 
 def beyond(x: FloatArray, direction: FloatArray, tol_over: float, tol_under: float) -> FloatArray:
@@ -119,7 +119,7 @@ def evidence_time(active_hours: FloatArray, policy: Policy) -> FloatArray:
     hours = np.asarray(active_hours, dtype=np.float64)
     if need_h <= 0:
         return np.ones_like(hours)
-    return np.asarray((hours / need_h).clip(0.0, 1.0), dtype=np.float64)  # np.clip's method
+    return _clip(hours / need_h, 0.0, 1.0)
 
 
 def evidence(active_hours: FloatArray, events: FloatArray, policy: Policy) -> FloatArray:
@@ -131,7 +131,7 @@ def evidence_of(time_evidence: FloatArray, events: FloatArray, policy: Policy) -
     """`evidence` from its `evidence_time` (which the stalled score reads too)."""
     need_n = float(policy.min_evidence_impressions)
     n = nan_to_num(events)
-    by_count = (n / need_n).clip(0.0, 1.0) if need_n > 0 else np.ones_like(n)
+    by_count = _clip(n / need_n, 0.0, 1.0) if need_n > 0 else np.ones_like(n)
     return np.asarray(time_evidence * by_count, dtype=np.float64)
 
 
