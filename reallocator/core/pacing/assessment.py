@@ -485,10 +485,14 @@ def _assess(
     restarted = (plan_at >= ctx.h0) & (plan_at <= as_of) & (plan_at < ctx.h1)
     any_restart = bool(restarted.any())
 
+    at_instant: dict[float, FloatArray] = {}  # the windows end at one instant: read once
+
     def expected_at(t: float | FloatArray) -> FloatArray:
         if not any_restart:  # deal_expected's own answer when no plan restarted a curve
             if isinstance(t, float) and math.isfinite(t):  # one instant: its share as a float
-                return np.asarray(alloc * curve.share_at(t, horizon), dtype=np.float64)
+                if t not in at_instant:
+                    at_instant[t] = np.asarray(alloc * curve.share_at(t, horizon), np.float64)
+                return at_instant[t]
             return np.asarray(alloc * curve.share(t, horizon), dtype=np.float64)
         return deal_expected(curve, horizon, t, alloc, plan_at, at_plan)
 
@@ -523,7 +527,7 @@ def _assess(
             a, b = ctx.rate_window
             window_units = units @ weights["rate"]
             window_expected = expected_over(a, b)
-            trend_ok = has_series & ~(restarted & (plan_at > a))
+            trend_ok = has_series & ~(restarted & (plan_at > a)) if any_restart else has_series
         if ctx.stall_window is not None:
             a, b = ctx.stall_window
             stall_impressions = impr_series @ weights["stall"]
@@ -931,7 +935,7 @@ def _evaluate(
     signals = conf.log_ratio(
         np.array([gap_num, projected, trend_num]), np.array([gap_den, alloc, trend_den])
     )
-    signals[2, ~(windowed & trend_ok)] = np.nan  # no usable trend
+    np.copyto(signals[2], np.nan, where=~(windowed & trend_ok))  # no usable trend
     gap_x = signals[0]
     is_over = status == _STATUS_CODE[PacingStatus.OVER]
     is_under = status == _STATUS_CODE[PacingStatus.UNDER]
@@ -948,8 +952,8 @@ def _evaluate(
     )
     score = np.where(is_stalled, stalled_score, np.where(fact, 100.0, score))
     np.copyto(gap, stalled_score / 100.0, where=is_stalled)
-    components[:, fact] = np.nan
-    components[1:, is_stalled] = np.nan
+    np.copyto(components, np.nan, where=fact)  # a mask per column, over every row
+    np.copyto(components[1:], np.nan, where=is_stalled)
 
     # Reason and the gates (the severity is graded when first read).
     # A status has one reason, two of them told apart by the deal: one lookup, no select.
