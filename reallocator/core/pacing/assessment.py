@@ -45,8 +45,8 @@ from reallocator.core.model import (
     Severity,
     first_seen_of,
     is_text_array,
+    nan_to_num,
     reading,
-    select,
     sorted_codes,
     text_array,
     text_column,
@@ -913,17 +913,7 @@ def _evaluate(
         delivered,
         under,
     ]
-    choices = [
-        PacingStatus.COMPLETED,
-        PacingStatus.NOT_STARTED,
-        PacingStatus.STALLED,
-        PacingStatus.OVER,
-        PacingStatus.COMPLETED,
-        PacingStatus.UNDER,
-    ]
-    status = select(
-        conditions, [_STATUS_CODE[c] for c in choices], _STATUS_CODE[PacingStatus.ON_PACE]
-    )
+    status = _first_code(conditions, _STATUS_CHOICES, _STATUS_CODE[PacingStatus.ON_PACE])
 
     # Signals (log-ratios) and confidence: gap, outlook and trend as the rows of one matrix.
     tol_o, tol_u = ctx.tol_over, ctx.tol_under
@@ -943,7 +933,8 @@ def _evaluate(
     components = conf.scores(signals, judged, is_over, _TREND_SHIFT, tol_o, tol_u)
     gap, outlook, trend = components
     hours_evidence = conf.evidence_time(evidence_hours, policy)  # read by both scores below
-    ev = conf.evidence_of(hours_evidence, rows.events, policy)
+    events = nan_to_num(rows.events)  # read by the evidence score and the alert gate
+    ev = conf.evidence_of(hours_evidence, events, policy)
     score = conf.combine(gap, outlook, trend, ev)
     is_stalled = status == _STATUS_CODE[PacingStatus.STALLED]
     stalled_score = conf.stalled_of(rows.stall_lambda, hours_evidence)
@@ -963,7 +954,7 @@ def _evaluate(
         (reason != 0)
         & (score > policy.confidence_threshold)
         & (evidence_hours >= min_hours)
-        & (_zero_nan(rows.events) >= policy.min_evidence_impressions)
+        & (events >= policy.min_evidence_impressions)
     )
     columns = {
             "allocation": alloc,
@@ -1000,20 +991,51 @@ def _evaluate(
     )
 
 
+_STATUS_CHOICES = tuple(
+    _STATUS_CODE[s]
+    for s in (
+        PacingStatus.COMPLETED,
+        PacingStatus.NOT_STARTED,
+        PacingStatus.STALLED,
+        PacingStatus.OVER,
+        PacingStatus.COMPLETED,
+        PacingStatus.UNDER,
+    )
+)
+"""The status codes of `_evaluate`'s conditions, in precedence order."""
+
+
+_SEVERITY_CHOICES = tuple(
+    _SEVERITY_CODE[s]
+    for s in (
+        AlertSeverity.CRITICAL,
+        AlertSeverity.CRITICAL,
+        AlertSeverity.MATERIAL,
+        AlertSeverity.MINOR,
+    )
+)
+"""The severity codes of `_severity`'s conditions, in precedence order."""
+
+
+def _first_code(conditions: list[BoolArray], codes: tuple[int, ...], default: int) -> IntArray:
+    """The code of each row's first true condition, else `default`: `select`'s own steps
+    (int64, the last condition first) without finding the codes' common dtype each call."""
+    out = np.empty(conditions[0].shape, dtype=np.int64)
+    out.fill(default)
+    for condition, code in zip(reversed(conditions), reversed(codes), strict=True):
+        np.copyto(out, code, where=condition)
+    return out
+
+
 def _severity(
     ctx: _Context, gap_x: FloatArray, is_over: BoolArray, judged: BoolArray, stalled: BoolArray
 ) -> IntArray:
     """Severity codes: a stall is critical; an OVER/UNDER verdict by how many tolerance bands
     its gap lies beyond the threshold (3: critical, 1.5: material, else minor)."""
     deviation = np.where(is_over, gap_x / ctx.tol_over, -gap_x / ctx.tol_under)
-    return select(
+    return _first_code(
         [stalled, judged & (deviation >= 3.0), judged & (deviation >= 1.5), judged],
-        [
-            _SEVERITY_CODE[AlertSeverity.CRITICAL],
-            _SEVERITY_CODE[AlertSeverity.CRITICAL],
-            _SEVERITY_CODE[AlertSeverity.MATERIAL],
-            _SEVERITY_CODE[AlertSeverity.MINOR],
-        ],
+        _SEVERITY_CHOICES,
         0,
     )
 

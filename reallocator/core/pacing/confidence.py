@@ -124,14 +124,14 @@ def evidence_time(active_hours: FloatArray, policy: Policy) -> FloatArray:
 
 def evidence(active_hours: FloatArray, events: FloatArray, policy: Policy) -> FloatArray:
     """How much the verdict rests on: hours of active delivery time and impressions, each capped."""
-    return evidence_of(evidence_time(active_hours, policy), events, policy)
+    return evidence_of(evidence_time(active_hours, policy), nan_to_num(events), policy)
 
 
 def evidence_of(time_evidence: FloatArray, events: FloatArray, policy: Policy) -> FloatArray:
-    """`evidence` from its `evidence_time` (which the stalled score reads too)."""
+    """`evidence` from its `evidence_time` (which the stalled score reads too) and events
+    without NaN (`nan_to_num`'s, which the alert gate reads too)."""
     need_n = float(policy.min_evidence_impressions)
-    n = nan_to_num(events)
-    by_count = _clip(n / need_n, 0.0, 1.0) if need_n > 0 else np.ones_like(n)
+    by_count = _clip(events / need_n, 0.0, 1.0) if need_n > 0 else np.ones_like(events)
     return np.asarray(time_evidence * by_count, dtype=np.float64)
 
 
