@@ -469,7 +469,7 @@ def _assess(
     checkpoint("pacing curve")
     curve = build_curve(spec, snapshot.timezone, span=span)
     checkpoint("deal verdicts")
-    ctx = _context(snapshot, curve, recent_window)
+    ctx = _context(snapshot, as_of, curve, recent_window)
 
     deals = snapshot.deals
     bt = spec.budget_type
@@ -479,7 +479,6 @@ def _assess(
     spend = values_of(deals, "spend_micros", np.float64)
     impressions = values_of(deals, "impressions", np.float64)
     plan_at = values_of(deals, "plan_applied_at", np.float64)
-    at_plan = values_of(deals, "delivered_at_plan", np.float64)
     status = values_of(deals, "status")
     horizon = (ctx.h0, ctx.h1)
     restarted = (plan_at >= ctx.h0) & (plan_at <= as_of) & (plan_at < ctx.h1)
@@ -494,6 +493,7 @@ def _assess(
                     at_instant[t] = np.asarray(alloc * curve.share_at(t, horizon), np.float64)
                 return at_instant[t]
             return np.asarray(alloc * curve.share(t, horizon), dtype=np.float64)
+        at_plan = values_of(deals, "delivered_at_plan", np.float64)  # read once, when needed
         return deal_expected(curve, horizon, t, alloc, plan_at, at_plan)
 
     def expected_over(a: float, b: float) -> FloatArray:
@@ -635,11 +635,13 @@ def _assess(
     )
 
 
-def _context(snapshot: CampaignSnapshot, curve: PacingCurve, recent: timedelta) -> _Context:
+def _context(
+    snapshot: CampaignSnapshot, as_of: float, curve: PacingCurve, recent: timedelta
+) -> _Context:
+    """The campaign-level scalars at `as_of` (the snapshot's, unix seconds)."""
     policy = snapshot.policy
     cal = curve.calendar
-    as_of = float(to_unix(snapshot.as_of))
-    h0, h1 = curve.horizon_at(as_of)
+    h0, h1 = cal.horizon_at(as_of)
     now = min(max(as_of, h0), h1)
     series = snapshot.delivery
     lo = hi = first = 0.0
