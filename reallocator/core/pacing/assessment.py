@@ -481,7 +481,10 @@ def _assess(
     plan_at = values_of(deals, "plan_applied_at", np.float64)
     status = values_of(deals, "status")
     horizon = (ctx.h0, ctx.h1)
-    restarted = (plan_at >= ctx.h0) & (plan_at <= as_of) & (plan_at < ctx.h1)
+    if plan_at.size and plan_at.max() >= ctx.h0:
+        restarted = (plan_at >= ctx.h0) & (plan_at <= as_of) & (plan_at < ctx.h1)
+    else:  # every plan applied before the horizon, or never (-1): one max tells most calls
+        restarted = np.zeros(n, dtype=bool)
     any_restart = bool(restarted.any())
 
     at_instant: dict[float, FloatArray] = {}  # the windows end at one instant: read once
@@ -594,6 +597,7 @@ def _assess(
     matrix = np.concatenate([raw[:-1], sums[:-1]], axis=1)
     for name, value in _campaign_rows(ctx, curve, bt).items():  # the last column: the campaign
         matrix[_FIELD_ROW[name], -1] = value
+    matrix.flags.writeable = False  # its rows are columns of the verdicts: read-only
     all_rows = _Rows(*matrix)
     statuses = np.concatenate([status, np.zeros(n_groups, dtype=status.dtype)])  # groups: none
     out = _evaluate(
@@ -933,20 +937,21 @@ def _evaluate(
     is_under = status == _STATUS_CODE[PacingStatus.UNDER]
     judged = is_over | is_under
     components = conf.scores(signals, judged, is_over, _TREND_SHIFT, tol_o, tol_u)
-    gap, outlook, trend = components
     hours_evidence = conf.evidence_time(evidence_hours, policy)  # read by both scores below
     events = nan_to_num(rows.events)  # read by the evidence score and the alert gate
     ev = conf.evidence_of(hours_evidence, events, policy)
-    score = conf.combine(gap, outlook, trend, ev)
+    score = conf.combine(components[0], components[1], components[2], ev)
     is_stalled = status == _STATUS_CODE[PacingStatus.STALLED]
     stalled_score = conf.stalled_of(rows.stall_lambda, hours_evidence)
     fact = (status == _STATUS_CODE[PacingStatus.COMPLETED]) | (
         status == _STATUS_CODE[PacingStatus.NOT_STARTED]
     )
     score = np.where(is_stalled, stalled_score, np.where(fact, 100.0, score))
-    np.copyto(gap, stalled_score / 100.0, where=is_stalled)
+    np.copyto(components[0], stalled_score / 100.0, where=is_stalled)  # the gap's
     np.copyto(components, np.nan, where=fact)  # a mask per column, over every row
     np.copyto(components[1:], np.nan, where=is_stalled)
+    components.flags.writeable = False  # done: its rows (columns below) are born read-only
+    gap, outlook, trend = components
 
     # Reason and the gates (the severity is graded when first read).
     # A status has one reason, two of them told apart by the deal: one lookup, no select.
@@ -980,8 +985,9 @@ def _evaluate(
             "evidence_events": rows.events,
             "alert": alert,
         }  # fmt: skip
-    for values in columns.values():
-        values.flags.writeable = False  # shared by every frame and column read
+    for values in columns.values():  # shared by every frame and column read
+        if values.flags.writeable:  # (rows of a frozen matrix already are: reading is cheaper)
+            values.flags.writeable = False
     # Nothing a plan reads depends on when the allocation runs out or how severe an alert is
     # (it counts them): dated and graded on first read.
     exhaustion = functools.partial(_exhaustion, ctx, alloc, actual, remaining, rate)
