@@ -17,9 +17,6 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
-from pandas.api.internals import (  # type: ignore[import-not-found]  # no stubs for it
-    create_dataframe_from_blocks,
-)
 
 from reallocator.core.model import (
     DEAL_COLUMNS,
@@ -28,6 +25,7 @@ from reallocator.core.model import (
     DealStatus,
     PriceKind,
     is_text_array,
+    table_of,
     text_array,
 )
 from reallocator.v1 import snapshot_pb2
@@ -813,48 +811,10 @@ def _text_of(values: Any) -> Any:
     return values if is_text_array(values) else text_array(values)
 
 
-def _block_plan() -> tuple[tuple[str, tuple[str, ...], npt.NDArray[np.intp]], ...]:
-    """DEAL_COLUMNS as pandas holds them: one block per numeric dtype (its columns and their
-    positions in the table) and one per text column, in the order pandas' constructor makes
-    them."""
-    positions: dict[str, list[int]] = {}
-    for i, dtype in enumerate(DEAL_COLUMNS.values()):
-        positions.setdefault(dtype, []).append(i)
-    names = list(DEAL_COLUMNS)
-    plan: list[tuple[str, tuple[str, ...], npt.NDArray[np.intp]]] = []
-    for dtype, places in positions.items():
-        groups = [[p] for p in places] if dtype == "str" else [places]
-        for group in groups:
-            place = np.array(group, dtype=np.intp)
-            place.flags.writeable = False  # shared by every table's blocks
-            plan.append((dtype, tuple(names[p] for p in group), place))
-    return tuple(plan)
-
-
-_BLOCKS = _block_plan()
-_DEAL_INDEX = pd.Index(list(DEAL_COLUMNS))
-"""The deals table's columns, one immutable Index all tables share."""
-
-
 def _canonical(columns: dict[str, Any]) -> pd.DataFrame:
-    """The DEAL_COLUMNS table (the dtypes and blocks `table_of` gives it), built from its
-    blocks: each numeric dtype's columns stacked in one call, each text column an Arrow array.
-    pandas' column-array constructor groups the columns by dtype again on every call (~40 us of
-    a 50-deal decode's ~0.1 ms table)."""
-    blocks: list[tuple[Any, npt.NDArray[np.intp]]] = []
-    for dtype, names, place in _BLOCKS:
-        if dtype == "str":
-            value = columns[names[0]]
-            # An Arrow text array is copied (its buffers are shared and immutable) so no edit
-            # of the table reaches the caller's array, as table_of does.
-            blocks.append((value.copy() if is_text_array(value) else text_array(value), place))
-        else:  # a new 2-D array: the table owns it, writeable
-            blocks.append((np.array([columns[name] for name in names], dtype=dtype), place))
-    n = len(columns["deal_id"])
-    frame: pd.DataFrame = create_dataframe_from_blocks(
-        blocks, index=pd.RangeIndex(n), columns=_DEAL_INDEX
-    )
-    return frame
+    """The DEAL_COLUMNS table the decoders agree on (`table_of`: built from its blocks, owning
+    its data, so an edit of the table reaches none of the decoded arrays)."""
+    return table_of(columns, DEAL_COLUMNS)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 from hypothesis import given, settings
@@ -84,6 +86,48 @@ def test_a_table_owns_its_columns_no_edit_reaches_the_arrays_it_was_built_from()
     assert table["k"].tolist() == [7] * 4 and table["s"].tolist() == ["x"] * 4
     table.loc[2, "i"] = -1  # the table's own columns are writeable
     assert ints[2] == 2
+
+
+_DTYPES = ("int64", "float64", "bool", "int8", "str", "keep")
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    schema=st.lists(st.sampled_from(_DTYPES), min_size=1, max_size=12),
+    n=st.integers(0, 30),
+    seed=st.integers(0, 1_000),
+    constant=st.booleans(),
+)
+def test_a_table_is_what_pandas_constructor_builds(
+    schema: list[str], n: int, seed: int, constant: bool
+) -> None:
+    """Built from its blocks, a table has the values, dtypes and column order pandas' own
+    constructor gives the same columns, whatever the mix of dtypes; a constant column (the
+    first of two or more, when `constant`) is repeated on every row."""
+    rng = np.random.default_rng(seed)
+    columns: dict[str, Any] = {}
+    dtypes: dict[str, str] = {}
+    expected: dict[str, Any] = {}
+    for i, dtype in enumerate(schema):
+        name = f"c{i}"
+        dtypes[name] = dtype
+        if dtype == "str":
+            value: Any = np.array([f"v{rng.integers(5)}" for _ in range(n)], dtype=object)
+            if constant and i == 0 and len(schema) > 1:
+                value = "same"
+            expected[name] = pd.array([value] * n if isinstance(value, str) else value, "str")
+        elif dtype == "keep":
+            value = pd.Categorical(rng.choice(["a", "b", "c"], n), categories=["a", "b", "c"])
+            expected[name] = value
+        else:
+            value = rng.integers(0, 3, n).astype(dtype)
+            if constant and i == 0 and len(schema) > 1:
+                value = np.array(1).astype(dtype).item()
+            expected[name] = np.full(n, value, dtype=dtype) if np.isscalar(value) else value
+        columns[name] = value
+    table = table_of(columns, dtypes)
+    pd.testing.assert_frame_equal(table, pd.DataFrame(expected), check_exact=True)
+    assert isinstance(table.index, pd.RangeIndex) and len(table) == n
 
 
 @settings(max_examples=60, deadline=None)
