@@ -61,9 +61,11 @@ def seller_paced(deals: pd.DataFrame) -> npt.NDArray[np.bool_]:
 FORECAST_DTYPES: dict[str, str] = RATIONALE_DTYPES | {
     "held_to_current": "bool",
     "capped_by_response": "bool",
+    "asked_total": "int64",
 }
 """`deal_capacity`'s columns: the engine's forecast table (RATIONALE_DTYPES; "capacity" before
-the seller answers cap it) and which deals the confidence band held or an answer capped."""
+the seller answers cap it), which deals the confidence band held or an answer capped, and the
+target total of each deal's unanswered seller request (-1: none awaited)."""
 
 
 def _last_requests(history: RequestHistory | None) -> pd.DataFrame | None:
@@ -80,13 +82,20 @@ def _awaiting(
 ) -> npt.NDArray[np.bool_]:
     """Deals whose last seller request is still unanswered (snapshot order); `last`: the
     history's `_last_requests` when the caller has them already."""
-    out = np.zeros(len(deals), dtype=bool)
     last = _last_requests(history) if last is None else last
+    return _awaited_totals(deals, last) >= 0
+
+
+def _awaited_totals(deals: pd.DataFrame, last: pd.DataFrame | None) -> npt.NDArray[np.int64]:
+    """Per deal (snapshot order) the target total its last seller request asks for while it is
+    unanswered, -1 where none is awaited; `last`: the history's `_last_requests`."""
+    out = np.full(len(deals), -1, dtype=np.int64)
     if last is None:
         return out
-    open_ids = last.loc[last["response"].astype(str) == SellerResponse.PENDING, "deal_id"]
-    pos = pd.Index(deals["deal_id"]).get_indexer(open_ids)
-    out[pos[pos >= 0]] = True
+    waiting = last.loc[last["response"].astype(str) == SellerResponse.PENDING]
+    pos = pd.Index(deals["deal_id"]).get_indexer(waiting["deal_id"])
+    ok = pos >= 0
+    out[pos[ok]] = waiting["target_total"].to_numpy(np.int64)[ok]
     return out
 
 
@@ -201,14 +210,9 @@ def deal_capacity(
         )
         behind = (expected - actual) / max(booked, 1.0)
     last_requests = _last_requests(history)  # read twice below: the awaited and the answered
+    asked = _awaited_totals(deals, last_requests)
     capacity, held = confident_cuts(
-        inputs,
-        table,
-        remaining,
-        policy,
-        moved,
-        behind,
-        awaiting=_awaiting(history, deals, last_requests),
+        inputs, table, remaining, policy, moved, behind, awaiting=asked >= 0
     )
     # The caller's own forecasts: per deal in the snapshot (capacity_forecast >= 0), or all of
     # them through build_plan(forecast=...).
@@ -251,6 +255,7 @@ def deal_capacity(
         "capacity": capacity_column,
         "held_to_current": held,
         "capped_by_response": capped,
+        "asked_total": asked,
         # The outlook speaks for the capacity only where nothing else set it.
         "stall_outlook": np.where(mine | capped | held, np.nan, columns["stall_outlook"]),
     }

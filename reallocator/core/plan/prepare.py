@@ -39,11 +39,12 @@ from reallocator.core.pacing.calendar import default_span
 from reallocator.core.pacing.curves import PacingCurve, build_curve
 from reallocator.core.plan.capacity import (
     FORECAST_DTYPES,
+    _awaited_totals,
     _last_requests,
     deal_capacity,
     seller_paced,
 )
-from reallocator.core.plan.model import RequestHistory, SellerResponse
+from reallocator.core.plan.model import RequestHistory
 from reallocator.core.plan.rolling import WindowStarts, rolling_room
 
 _ACTIVE = int(DealStatus.ACTIVE)  # numpy compares an IntEnum member ~3x slower than its int
@@ -124,7 +125,7 @@ def prepare(
         time_limit=time_limit if time_limit is not None else 10.0,
         room=room,
     )
-    asked = pending_asks(history, snapshot)
+    asked = _remaining_asks(snapshot, reached["asked_total"])
     problem = reversal_churn(asked_as_current(built.problem, asked), moved, policy)
     built = replace(built, problem=request_churn(problem, seller_paced(snapshot.deals), policy))
     return Prepared(
@@ -245,20 +246,19 @@ def pending_asks(
 ) -> npt.NDArray[np.int64]:
     """Per deal (snapshot order) what a guaranteed deal's unanswered last request still asks
     its seller to deliver beyond the spend (target total - spent, at least 0); -1 where no
-    request is awaited (or the deal is buyer-paced)."""
+    request is awaited (or the deal is buyer-paced). A plan reads it from its forecast's
+    `asked_total` (`_remaining_asks`), which the capacity forecast finds with the answers."""
+    return _remaining_asks(snapshot, _awaited_totals(snapshot.deals, _last_requests(history)))
+
+
+def _remaining_asks(
+    snapshot: CampaignSnapshot, asked_total: npt.NDArray[np.int64]
+) -> npt.NDArray[np.int64]:
+    """`pending_asks` from each deal's awaited target total (-1: none)."""
     deals = snapshot.deals
-    out = np.full(len(deals), -1, dtype=np.int64)
-    last = _last_requests(history)
-    if last is None:
-        return out
-    last = last[last["response"].astype(str) == SellerResponse.PENDING]
-    if not len(last):
-        return out
-    pos = pd.Index(text_column(deals, "deal_id")).get_indexer(last["deal_id"])
-    ok = pos >= 0
-    out[pos[ok]] = last["target_total"].to_numpy(np.int64)[ok]
     spent = values_of(deals, SPENT_COLUMN[snapshot.pacing.budget_type], np.int64)
-    return np.where(seller_paced(deals) & (out >= 0), np.maximum(out - spent, 0), -1)
+    waiting = seller_paced(deals) & (asked_total >= 0)
+    return np.where(waiting, np.maximum(asked_total - spent, 0), -1).astype(np.int64)
 
 
 def asked_as_current(problem: AllocationProblem, asked: npt.NDArray[np.int64]) -> AllocationProblem:
