@@ -78,12 +78,21 @@ def main() -> None:
             args.base: stack.enter_context(started_server(args.workers, base_tree)),
             "this tree": stack.enter_context(started_server(args.workers)),
         }
+        # A TABLE or FULL answer of 10k deals and more is over grpcio's 4 MiB default.
+        limit = 256 * 1024 * 1024
+        options = [
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.max_send_message_length", limit),
+        ]
         stubs = {
-            name: rpc.ReallocatorServiceStub(stack.enter_context(grpc.insecure_channel(target)))
+            name: rpc.ReallocatorServiceStub(
+                stack.enter_context(grpc.insecure_channel(target, options))
+            )
             for name, target in targets.items()
         }
+        warm = 50 if args.deals <= 1_000 else 3
         for stub in stubs.values():
-            for _ in range(50):  # warm: caches, first allocations
+            for _ in range(warm):  # caches, first allocations
                 stub.Replan(request, timeout=60)
         seconds: dict[str, list[float]] = {name: [] for name in stubs}
         for _ in range(args.blocks):
