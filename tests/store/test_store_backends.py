@@ -26,7 +26,7 @@ from reallocator.core.plan.model import RequestHistory
 from reallocator.lifecycle import PlanLifecycle
 from reallocator.store.errors import AlreadyExists, NotFound, StaleEtag, WrongState
 from reallocator.store.plan_codec import STORE_COMPRESS_FROM_BYTES
-from reallocator.store.schema import assessments, metadata, snapshots
+from reallocator.store.schema import assessments, metadata, plans, snapshots
 from reallocator.store.sql import NewPlan, SqlStore
 from reallocator.v1 import plan_pb2, snapshot_pb2
 from reallocator.wire.plan import encode_plan
@@ -291,6 +291,32 @@ def test_the_migrations_make_the_tables_schema_py_describes(store: SqlStore) -> 
     with store.engine.connect() as connection:
         diff = compare_metadata(MigrationContext.configure(connection), metadata)
     assert diff == []
+
+
+def test_recording_supersedes_every_open_plan_of_its_campaign_only(store: SqlStore) -> None:
+    """The one read before recording (snapshot known, last plan, open plans) with no plan, one,
+    and two open plans (the last plan's name and seq on each of their rows): each open plan of
+    the campaign is superseded, the last one is the previous plan, other campaigns' plans and
+    plans no longer open are left as they are."""
+    campaign = f"c-{os.getpid()}-{id(store)}-open"
+    other = store.record_plan(new_plan(f"{campaign}-other"), actor="svc")
+    first = store.record_plan(new_plan(campaign), actor="svc")
+    assert first.previous_plan == ""
+    second = store.record_plan(new_plan(campaign, seed=2), actor="svc")
+    rejected = store.record_plan(new_plan(campaign, seed=3), actor="svc")
+    with store.engine.begin() as connection:  # two open plans, one closed (not by the store)
+        for name, state in ((first.name, "APPROVED"), (rejected.name, "REJECTED")):
+            connection.execute(plans.update().where(plans.c.name == name).values(state=state))
+    third = store.record_plan(new_plan(campaign, seed=4), actor="svc")
+    assert third.previous_plan == rejected.name
+    assert [store.life_cycle(p.name).state for p in (first, second, rejected, third, other)] == [
+        "SUPERSEDED", "SUPERSEDED", "REJECTED", "PROPOSED", "PROPOSED"
+    ]  # fmt: skip
+    assert [e[2:] for e in store.life_cycle(first.name).events] == [
+        ("PROPOSED", "created by Replan"),
+        ("SUPERSEDED", f"replaced by {second.name}"),
+        ("SUPERSEDED", f"replaced by {third.name}"),
+    ]
 
 
 def test_recording_supersedes_the_open_plans_and_keeps_the_assessment(store: SqlStore) -> None:
