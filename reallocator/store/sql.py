@@ -293,6 +293,19 @@ class SqlStore:
         self.engine = engine
         self._writer = engine.execution_options(**{_WRITE: True})  # same pool, its own option
         self._postgres = engine.dialect.name == "postgresql"
+        # The INSERT ... ON CONFLICT DO NOTHING of every recorded Replan (its snapshot, when
+        # new, and its idempotency key), built once, values as parameters: one built per call
+        # with its values cost the recorded 50-deal Replan ~0.14 ms of thread CPU for the
+        # snapshot (43 KB) and ~0.09 ms for the key (SQLAlchemy caches the compiled form, but
+        # builds the statement and its cache key first).
+        self._insert_snapshot = self._insert(snapshots).on_conflict_do_nothing(
+            index_elements=["content_hash"]
+        )
+        self._claim_key = (
+            self._insert(idempotency)
+            .on_conflict_do_nothing(index_elements=["key"])
+            .execution_options(preserve_rowcount=True)
+        )
 
     @classmethod
     def open(cls, url: str, *, probe_interval: float = 1.0) -> SqlStore:
@@ -346,11 +359,7 @@ class SqlStore:
     def _seen(self, tx: Connection, key: str, request_hash: str, what: str) -> str | None:
         """The result recorded under an idempotency key, or None; AlreadyExists for a key
         reused with another body."""
-        seen = tx.execute(
-            sa.select(idempotency.c.request_hash, idempotency.c.result).where(
-                idempotency.c.key == key
-            )
-        ).first()
+        seen = tx.execute(_SEEN, {"key": key}).first()
         if seen is None:
             return None
         if seen.request_hash != request_hash:
@@ -366,10 +375,8 @@ class SqlStore:
         by default, and psycopg's is -1 once the cursor is closed, so on PostgreSQL every
         racing call "claimed" the key and recorded a plan of its own."""
         claimed = tx.execute(
-            self._insert(idempotency)
-            .values(key=key, request_hash=request_hash, result=result, create_time=_now())
-            .on_conflict_do_nothing(index_elements=["key"])
-            .execution_options(preserve_rowcount=True)
+            self._claim_key,
+            dict(key=key, request_hash=request_hash, result=result, create_time=_now()),
         )
         if claimed.rowcount == 0:
             raise _Raced
@@ -583,16 +590,15 @@ class SqlStore:
         if known:
             return
         tx.execute(
-            self._insert(snapshots)
-            .values(
+            self._insert_snapshot,
+            dict(
                 content_hash=content_hash,
                 campaign_id=campaign,
                 as_of=as_of,
                 create_time=now,
                 size=len(data),
                 payload=_pack(data),
-            )
-            .on_conflict_do_nothing(index_elements=["content_hash"])
+            ),
         )
 
     def record_assessment(
@@ -1397,6 +1403,11 @@ def request_hash(data: bytes) -> str:
 
 
 # Statements every Replan runs, built once (building them cost about as much as running them).
+_SEEN = sa.select(idempotency.c.request_hash, idempotency.c.result).where(
+    idempotency.c.key == sa.bindparam("key")
+)
+"""What an idempotency key recorded (`SqlStore._seen`: twice a Replan with a request_id), built
+once: a select built per call with the key inlined cost ~0.11 ms of thread CPU each time."""
 _KNOWN_SNAPSHOT = sa.select(snapshots.c.content_hash).where(
     snapshots.c.content_hash == sa.bindparam("content_hash")
 )

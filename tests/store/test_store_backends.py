@@ -6,6 +6,7 @@ skips, saying why; with REALLOCATOR_REQUIRE_POSTGRES=1 (CI) it fails instead."""
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -26,7 +27,7 @@ from reallocator.core.plan.model import RequestHistory
 from reallocator.lifecycle import PlanLifecycle
 from reallocator.store.errors import AlreadyExists, NotFound, StaleEtag, WrongState
 from reallocator.store.plan_codec import STORE_COMPRESS_FROM_BYTES
-from reallocator.store.schema import assessments, metadata, plans, snapshots
+from reallocator.store.schema import assessments, idempotency, metadata, plans, snapshots
 from reallocator.store.sql import NewPlan, SqlStore
 from reallocator.v1 import plan_pb2, snapshot_pb2
 from reallocator.wire.plan import encode_plan
@@ -291,6 +292,36 @@ def test_the_migrations_make_the_tables_schema_py_describes(store: SqlStore) -> 
     with store.engine.connect() as connection:
         diff = compare_metadata(MigrationContext.configure(connection), metadata)
     assert diff == []
+
+
+def test_a_recorded_snapshot_and_request_id_read_back_as_written(store: SqlStore) -> None:
+    """The rows recording writes with its INSERT ... ON CONFLICT DO NOTHING statements (built
+    once per store, values as parameters): each new snapshot once, its bytes back as sent
+    (stored plain under 4 KB, compressed above), and the request id's row (hash, plan, time)."""
+    campaign = f"c-{os.getpid()}-{id(store)}-snap"
+    small = replace(new_plan(campaign), snapshot=b"a small snapshot")
+    large = new_plan(campaign, seed=2)
+    assert len(large.snapshot) > 4096
+    before = time.time_ns() // 1000
+    names = [
+        store.record_plan(new, actor="svc", key=f"Replan:{campaign}:{i}", request_hash=f"h{i}").name
+        for i, new in enumerate((small, large, large))
+    ]
+    assert [store.plan_inputs(name).snapshot for name in names] == [
+        small.snapshot, large.snapshot, large.snapshot
+    ]  # fmt: skip
+    with store.engine.connect() as connection:
+        copies = connection.execute(
+            sa.select(snapshots.c.size).where(snapshots.c.campaign_id == campaign)
+        ).all()
+        keys = connection.execute(
+            sa.select(idempotency).where(idempotency.c.key.startswith(f"Replan:{campaign}:"))
+        ).all()
+    assert sorted(size for (size,) in copies) == sorted([len(small.snapshot), len(large.snapshot)])
+    assert sorted((k.key, k.request_hash, k.result) for k in keys) == [
+        (f"Replan:{campaign}:{i}", f"h{i}", name) for i, name in enumerate(names)
+    ]
+    assert all(before <= k.create_time <= time.time_ns() // 1000 for k in keys)
 
 
 def test_recording_supersedes_every_open_plan_of_its_campaign_only(store: SqlStore) -> None:
