@@ -213,10 +213,17 @@ def pacing_modes(
         measured |= labels == m
     live = np.asarray(deal_status) == DealStatus.ACTIVE
     ahead = (pace_ahead > 1.0) & ~guaranteed & live & measured & (x > 0) & (x >= cap)
-    out: ObjArray = select(
-        [guaranteed, ahead], [DealPacing.SELLER.value, DealPacing.AHEAD.value], DealPacing.CURVE
-    ).astype(object)
+    # Picked by code from the labels as str objects: a unicode array cast to objects makes a
+    # str per deal (~4 ms at 100k deals, the pick ~0.5 ms).
+    out: ObjArray = _PACING_LABELS[select([guaranteed, ahead], [_SELLER, _AHEAD], _CURVE)]
     return out
+
+
+_PACING_LABELS = np.array(
+    [DealPacing.CURVE.value, DealPacing.AHEAD.value, DealPacing.SELLER.value], dtype=object
+)
+"""DealPacing values by code (`pacing_modes`, `derive_schedule_table`)."""
+_CURVE, _AHEAD, _SELLER = 0, 1, 2
 
 
 def cost_per_unit(deals: pd.DataFrame, budget_type: BudgetType) -> FloatArray:
@@ -444,7 +451,7 @@ def derive_schedule_table(
         hourly_ceiling=ceiling,
         throttle=np.asarray(thr, dtype=np.float64),
         reason=reason,
-        pacing=np.where(ahead, DealPacing.AHEAD.value, DealPacing.CURVE.value).astype(object),
+        pacing=_PACING_LABELS[ahead.astype(np.intp)],  # AHEAD (1) or CURVE (0)
         current_rate=np.asarray(observed, dtype=np.float64),
         horizon_rate=np.asarray(horizon_required, dtype=np.float64),
         old_allocation=inputs.old_allocation[pick],
