@@ -552,7 +552,9 @@ def _duplicated(values: Any) -> npt.NDArray[np.bool_]:
     a set first for a table of objects, where a hash table of pandas costs ~50 us)."""
     if isinstance(values, np.ndarray) and len(set(values.tolist())) == len(values):
         return np.zeros(len(values), dtype=bool)
-    codes, _ = pd.factorize(values)
+    codes, uniques = pd.factorize(values)
+    if len(uniques) == len(codes):  # every value distinct (the usual case): no sort of the codes
+        return np.zeros(len(codes), dtype=bool)  # (np.unique's cost ~4 ms at 100k deals)
     out = np.ones(len(codes), dtype=bool)
     out[np.unique(codes, return_index=True)[1]] = False
     return out
