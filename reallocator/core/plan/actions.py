@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import numpy as np
 
-from reallocator.core.model import DealType, Severity, text_of, values_of
+from reallocator.core.model import DealType, Severity, labels_of, text_of, values_of
 from reallocator.core.pacing.assessment import EntityKind
 from reallocator.core.plan.model import (
     AdjustmentRequest,
@@ -69,7 +69,7 @@ def act(
                 "deal_id": text_of(snapshot.deals, "deal_id"),
                 "seller_id": text_of(snapshot.deals, "seller_id"),
                 "pacing_status": assessment.column(EntityKind.DEAL, "status"),
-                "plan_reason": text_of(plan.deals, "reason"),
+                "plan_reason": labels_of(plan.deals, "reason"),  # a few codes: by dictionary
             }
             if ask or make_schedules
             else {}

@@ -68,6 +68,7 @@ from reallocator.core.model import (
     Policy,
     PriceKind,
     factorize,
+    labels_of,
     nan_to_num,
     select,
     text_of,
@@ -186,7 +187,7 @@ class ScheduleInputs:
             plan_reason=(
                 text(plan_deals, "reason", "plan_reason") if "reason" in plan_deals else None
             ),
-            pacing=(text_of(plan_deals, "pacing") if "pacing" in plan_deals else None),
+            pacing=(labels_of(plan_deals, "pacing") if "pacing" in plan_deals else None),
         )
 
 
