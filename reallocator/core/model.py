@@ -555,6 +555,31 @@ def _first_seen_of(
     return codes, uniques
 
 
+def group_codes(frame: pd.DataFrame, name: str) -> tuple[npt.NDArray[np.int64], Any] | None:
+    """A "str" column's codes in order of first appearance and its distinct values (a list by
+    `first_seen_of` for a short column, else pandas' factorize's uniques), or None where it is
+    not one or misses a value. Once within a `reading` block, the codes read-only: a plan's
+    problem groups the deals by seller and by channel, and its assessment too (sorted:
+    `sorted_codes`), ~1.8 ms a column at 100k deals."""
+    if len(frame) <= SMALL_FACTORIZE:
+        return first_seen_of(frame, name)
+    return cast(
+        "tuple[npt.NDArray[np.int64], Any] | None",
+        _shared_read(frame, ("groups", name), _group_codes, name),
+    )
+
+
+def _group_codes(frame: pd.DataFrame, name: str) -> tuple[npt.NDArray[np.int64], Any] | None:
+    column = _text_column(frame, name)
+    if not is_text_array(column):
+        return None
+    codes, uniques = pd.factorize(column, sort=False)
+    if codes.size and int(codes.min()) < 0:
+        return None  # a missing value: each caller's own way
+    codes.flags.writeable = False
+    return codes, uniques
+
+
 def conform(frame: pd.DataFrame, dtypes: dict[str, str]) -> pd.DataFrame:
     """`frame` with `dtypes`, cast only where a column differs: `astype` of a whole frame copies
     every column even when nothing changes (~5 % of a 50-deal plan)."""

@@ -48,6 +48,7 @@ from reallocator.core.model import (
     Policy,
     PriceKind,
     first_seen_of,
+    group_codes,
     nan_to_num,
     text_array,
     text_column,
@@ -175,12 +176,16 @@ def _codes(
     then groups only in the table; the index is named `name` (the plan's group tables are
     indexed by it: renaming a copy cost ~20 us a table)."""
     small = first_seen_of(deals, name)  # a short column's, else None
+    shared = None if small is not None else group_codes(deals, name)  # the assessment's too
     if small is not None:
         codes, names = small
         index = _id_index(tuple(names), name)
     else:
         # The column's own array: factorizing a Series costs ~60 % more at small sizes.
-        codes, uniques = pd.factorize(text_column(deals, name), sort=False)
+        if shared is not None:
+            codes, uniques = shared
+        else:
+            codes, uniques = pd.factorize(text_column(deals, name), sort=False)
         index = pd.Index(uniques, name=name)
         names = None
     if table is not None and len(table):

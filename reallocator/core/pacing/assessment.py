@@ -44,6 +44,7 @@ from reallocator.core.model import (
     PriceKind,
     Severity,
     first_seen_of,
+    group_codes,
     is_text_array,
     nan_to_num,
     reading,
@@ -428,6 +429,10 @@ def _factorize(deals: pd.DataFrame, name: str) -> tuple[IntArray, np.ndarray]:
     small = first_seen_of(deals, name)  # a short column's, else None
     if small is not None:
         codes, uniques = sorted_codes(*small)
+        return codes, np.array(uniques, dtype=object)
+    shared = group_codes(deals, name)  # a long one's, as the plan's problem groups it
+    if shared is not None:
+        codes, uniques = sorted_codes(shared[0], shared[1].tolist())
         return codes, np.array(uniques, dtype=object)
     found, labels = pd.factorize(_column_array(deals, name), sort=True)
     return found.astype(np.int64), np.asarray(labels, dtype=object)
