@@ -67,7 +67,7 @@ def act(
         texts = (
             {
                 "deal_id": text_of(snapshot.deals, "deal_id"),
-                "seller_id": text_of(snapshot.deals, "seller_id"),
+                "seller_id": labels_of(snapshot.deals, "seller_id"),  # a few sellers
                 "pacing_status": assessment.column(EntityKind.DEAL, "status"),
                 "plan_reason": labels_of(plan.deals, "reason"),  # a few codes: by dictionary
             }

@@ -200,18 +200,25 @@ def pacing_modes(
     deal_status: IntArray,
     new_allocation: IntArray,
     capacity: IntArray,
-    method: ObjArray,
+    method: ObjArray | pd.Categorical,
     pace_ahead: float,
 ) -> ObjArray:
     """DealPacing per deal (module docstring): SELLER for guaranteed deals; AHEAD for live
-    buyer-paced deals given at least their supply forecast (when pace_ahead > 1); else CURVE."""
+    buyer-paced deals given at least their supply forecast (when pace_ahead > 1); else CURVE.
+    `method`: the forecast's methods as text, or as its categorical (read by code)."""
     guaranteed = np.asarray(deal_type) == DealType.PROGRAMMATIC_GUARANTEED
     x = np.asarray(new_allocation, dtype=np.int64)
     cap = np.asarray(capacity, dtype=np.int64)
-    labels = np.asarray(method, dtype=object)
-    measured = np.zeros(labels.shape, dtype=bool)  # compared as they are: no str() per deal
-    for m in SUPPLY_METHODS:
-        measured |= labels == m
+    if isinstance(method, pd.Categorical):
+        # One lookup by code (-1, missing: the last, False): three compares of 100k str
+        # objects cost ~2 ms, and picking them by code ~0.5 ms more.
+        supply = [c in SUPPLY_METHODS for c in method.categories.tolist()]
+        measured = np.array([*supply, False], dtype=bool)[method.codes]
+    else:
+        labels = np.asarray(method, dtype=object)
+        measured = np.zeros(labels.shape, dtype=bool)  # compared as they are: no str() per deal
+        for m in SUPPLY_METHODS:
+            measured |= labels == m
     live = np.asarray(deal_status) == DealStatus.ACTIVE
     ahead = (pace_ahead > 1.0) & ~guaranteed & live & measured & (x > 0) & (x >= cap)
     # Picked by code from the labels as str objects: a unicode array cast to objects makes a

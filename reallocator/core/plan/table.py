@@ -11,7 +11,6 @@ import time
 import numpy as np
 import pandas as pd
 
-from reallocator.core.engine.forecast import method_names
 from reallocator.core.engine.problem import NO_MAX, group_sum
 from reallocator.core.model import Severity, table_of, text_column, values_of
 from reallocator.core.pacing.assessment import (
@@ -66,7 +65,7 @@ def deal_table(
         values_of(deals, "status", np.int64),
         decision.allocation,
         prepared.capacity,
-        method_names(forecast["method"]),
+        forecast["method"],  # by code
         prepared.policy.pace_ahead,
     )
     spent = report.spent
