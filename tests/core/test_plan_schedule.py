@@ -295,6 +295,47 @@ def test_largest_remainder_sums_exactly_and_stays_within_a_unit(exact: np.ndarra
     assert np.all(out[exact == 0] == 0)
 
 
+def _largest_remainder_by_put(exact: np.ndarray) -> np.ndarray:
+    """The formulation before einsum's row sums and the flat scatter (the reference)."""
+    x = np.maximum(np.asarray(exact, dtype=np.float64), 0.0)
+    base = np.floor(x)
+    frac = x - base
+    total = np.rint(x.sum(axis=1))
+    positive = frac > 0
+    deficit = np.clip(total - base.sum(axis=1), 0, positive.sum(axis=1)).astype(np.int64)
+    order = np.argsort(np.where(positive, -frac, 1.0), axis=1, kind="stable")
+    bump = np.empty(x.shape, dtype=bool)
+    np.put_along_axis(bump, order, np.arange(x.shape[1])[None, :] < deficit[:, None], axis=1)
+    out: np.ndarray = base.astype(np.int64) + bump
+    return out
+
+
+_REMAINDER_VALUES = st.sampled_from(
+    [0.0, -0.0, -1.5, 0.25, 0.5, 0.75, 1.5, 2.25, 3.5, 7.0, 1e9 + 0.5, 2.0**53, 3e17 + 0.5]
+)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # NaN and inf cast to int64, both ways
+@settings(max_examples=300, deadline=None)
+@given(
+    hnp.arrays(
+        np.float64,
+        hnp.array_shapes(min_dims=2, max_dims=2, min_side=0, max_side=30),
+        elements=_REMAINDER_VALUES | st.floats(allow_nan=True, allow_infinity=True),
+    ),
+    st.lists(st.sampled_from([0.0, 0.1, 0.125, 1 / 3, 0.5]), min_size=1, max_size=30),
+    st.lists(st.integers(0, 10**7) | st.sampled_from([2**53, 2**62]), min_size=1, max_size=40),
+)
+def test_largest_remainder_gives_the_integers_of_the_sort_by_row(
+    exact: np.ndarray, share: list[float], new: list[int]
+) -> None:
+    """Ties (equal remainders: many in a row, as equal hourly shares make them), negatives,
+    NaN, inf and sums past 2**52: the same integers as the stable argsort and put_along_axis."""
+    np.testing.assert_array_equal(largest_remainder(exact), _largest_remainder_by_put(exact))
+    shares = np.asarray(new, dtype=np.float64)[:, None] * np.asarray(share)[None, :]
+    np.testing.assert_array_equal(largest_remainder(shares), _largest_remainder_by_put(shares))
+
+
 def test_window_must_end_after_as_of() -> None:
     curve = build_curve(spec(), "UTC")
     with pytest.raises(ValueError, match="window_end"):

@@ -338,13 +338,26 @@ def largest_remainder(exact: FloatArray) -> IntArray:
     x = np.maximum(np.asarray(exact, dtype=np.float64), 0.0)
     base = np.floor(x)
     frac = x - base
-    total = np.rint(x.sum(axis=1))
+    total = np.rint(x.sum(axis=1))  # numpy's own summation order (einsum's differs)
     positive = frac > 0
-    deficit = np.clip(total - base.sum(axis=1), 0, positive.sum(axis=1)).astype(np.int64)
-    order = np.argsort(np.where(positive, -frac, 1.0), axis=1, kind="stable")
-    # The first `deficit` hours in that order get one more, scattered back to their hours.
+    # Row sums of whole numbers and of flags by einsum, not ufunc reductions along a short
+    # row (100k deals x 7 hours ~0.4-0.6 ms a sum where `sum(axis=1)` cost ~1.5 ms): exact in
+    # any order while every partial sum of the floors (at most the row's total) is below 2**52.
+    if total.size and np.max(total) < 2.0**52:  # NaN or inf: numpy's own order, as before
+        floors = np.einsum("ij->i", base)
+    else:
+        floors = base.sum(axis=1)
+    count = np.einsum("ij->i", positive.view(np.uint8), dtype=np.intp)
+    deficit = np.clip(total - floors, 0, count).astype(np.int64)
+    key = np.negative(frac)  # the largest remainder first; hours without one last
+    key[~positive] = 1.0
+    order = np.argsort(key, axis=1, kind="stable")
+    # The first `deficit` hours in that order get one more, scattered back to their hours by
+    # flat position (~2.2 ms at 100k x 7 where put_along_axis cost ~2.8 ms).
+    rows, hours = x.shape
     bump = np.empty(x.shape, dtype=bool)
-    np.put_along_axis(bump, order, np.arange(x.shape[1])[None, :] < deficit[:, None], axis=1)
+    flat = order + (np.arange(rows, dtype=np.intp) * hours)[:, None]
+    bump.reshape(-1)[flat.reshape(-1)] = (np.arange(hours)[None, :] < deficit[:, None]).reshape(-1)
     out: IntArray = base.astype(np.int64)
     out += bump
     return out
