@@ -85,6 +85,28 @@ def inputs(curve: PacingCurve, as_of: datetime, n: int = 1, **kw: Any) -> Schedu
     return ScheduleInputs(**base)
 
 
+def test_inputs_keep_a_read_only_text_column_and_copy_one_that_can_change() -> None:
+    """A read-only column that owns its memory (a plan's shared read) is kept as it is; a
+    writable one, or a read-only view of a writable one, is copied: editing the caller's array
+    afterwards changes nothing."""
+    curve = build_curve(spec(), "UTC")
+    frozen = np.array(["D0", "D1"], dtype=object)
+    frozen.flags.writeable = False
+    owner = np.array(["S0", "S1"], dtype=object)
+    view = owner[:]
+    view.flags.writeable = False
+    status = np.array(["UNDER", "UNDER"], dtype=object)
+    inp = inputs(
+        curve, T0 + timedelta(days=7), n=2, deal_id=frozen, seller_id=view, pacing_status=status
+    )
+    assert inp.deal_id is frozen
+    assert inp.seller_id is not view and inp.pacing_status is not status
+    owner[0] = "changed"
+    status[0] = "changed"
+    assert inp.seller_id.tolist() == ["S0", "S1"]
+    assert inp.pacing_status.tolist() == ["UNDER", "UNDER"]
+
+
 def local_hours(start: datetime, n: int, tz: str) -> list[int]:
     zone = ZoneInfo(tz)
     return [(start + timedelta(hours=k)).astimezone(zone).hour for k in range(n)]
