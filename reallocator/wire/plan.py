@@ -157,6 +157,18 @@ def _code_array(values: Any, numbers: dict[str, int]) -> pa.Array:
     return pa.array(lookup[codes], pa.int32())
 
 
+def _schedule_ids(table: ScheduleTable) -> pa.Array:
+    """The schedules' deal ids as Arrow strings: taken at `deal_index` from the plan's own
+    column when it carries one without missing values (~0.4 ms at 100k deals, where the str
+    objects' conversion cost ~2.9 ms), else converted from `deal_id`. The same strings."""
+    if table.deal_ids is not None:
+        strings = pa.array(table.deal_ids)
+        if strings.null_count == 0:
+            out = strings.take(pa.array(table.deal_index, pa.int64())).cast(pa.string())
+            return out.combine_chunks() if isinstance(out, pa.ChunkedArray) else out
+    return pa.array(table.deal_id.astype(object), pa.string())
+
+
 def _arrow_strings(values: Any) -> pa.Array | pa.ChunkedArray | None:
     """A table's "str" column as its own Arrow strings, an object array of str converted to
     Arrow; None for anything else (a value Arrow will not take as a string)."""
@@ -320,7 +332,7 @@ def schedules_arrow(plan: Plan | ScheduleTable | None) -> bytes:
     start = int(table.window_start.timestamp())
     out = pa.table(
         {
-            "deal_id": pa.array(table.deal_id.astype(object), pa.string()),
+            "deal_id": _schedule_ids(table),
             "window_start_unix_seconds": pa.array(np.full(n, start, dtype=np.int64)),
             "hourly_target": matrix(table.hourly_target),
             "hourly_spend_micros": matrix(table.hourly_spend_micros),

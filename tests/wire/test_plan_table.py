@@ -3,6 +3,7 @@ and words rendered late (for the rows returned) are the words rendered at once."
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import numpy as np
@@ -16,7 +17,7 @@ from reallocator.core.plan.builder import build_plan
 from reallocator.v1 import plan_pb2
 from reallocator.v1 import reallocator_service_pb2 as pb
 from reallocator.v1 import reallocator_service_pb2_grpc as rpc
-from reallocator.wire.plan import encode_plan
+from reallocator.wire.plan import encode_plan, schedules_arrow
 from reallocator.wire.snapshot import decode_snapshot
 from reallocator.wire.violations import Violations
 
@@ -104,3 +105,20 @@ def test_a_plan_built_without_words_has_none_until_encoded() -> None:
     np.testing.assert_array_equal(
         [s.deal_id for s in plan.schedules], plan.schedule_table.deal_id.astype(str)
     )
+
+
+def test_a_long_plans_schedule_ids_come_from_its_deal_id_column_as_the_same_strings() -> None:
+    """Past 128 deals the schedules' table carries the snapshot's deal_id column and the stream
+    takes its rows by Arrow: the same bytes as converting the ids' str objects."""
+    for source in ("arrow", "deals"):
+        errors = Violations()
+        msg = build_snapshot(random_snapshot_spec(400, 7), source)
+        snapshot = decode_snapshot(msg, Policy(), errors)
+        assert snapshot is not None
+        table = build_plan(snapshot, schedule_window=timedelta(hours=6), text=False).schedule_table
+        assert table is not None and len(table) > 0
+        assert table.deal_ids is not None, source
+        by_objects = replace(table, deal_ids=None)
+        assert schedules_arrow(table) == schedules_arrow(by_objects)
+        ids = _table(schedules_arrow(table)).column("deal_id")
+        assert ids.type == pa.string() and ids.to_pylist() == table.deal_id.tolist()

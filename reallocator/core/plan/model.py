@@ -225,6 +225,9 @@ class ScheduleTable:
     budget_type: BudgetType = BudgetType.SPEND
     currency: str = ""
     rationale: npt.NDArray[np.object_] | None = None  # rendered words, when rendered
+    # All the plan's deal ids as its snapshot's "str" column, `deal_id` being its rows at
+    # `deal_index` (a long plan's, else None): the wire takes them by Arrow, not as objects.
+    deal_ids: Any = None
 
     def __len__(self) -> int:
         return len(self.deal_index)

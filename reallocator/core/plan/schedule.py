@@ -69,9 +69,11 @@ from reallocator.core.model import (
     Policy,
     PriceKind,
     factorize,
+    is_text_array,
     labels_of,
     nan_to_num,
     select,
+    text_column,
     text_of,
     values_of,
 )
@@ -123,6 +125,9 @@ class ScheduleInputs:
     timezone: str = "UTC"
     plan_reason: ObjArray | None = None
     pacing: ObjArray | None = None  # DealPacing per deal; None: all on the curve
+    # The snapshot's deal_id column ("str", the values of `deal_id`) for a long plan, else None:
+    # the schedules' Arrow stream takes its rows from it (ScheduleTable.deal_ids).
+    deal_ids: Any = None
 
     def __post_init__(self) -> None:
         dtypes: dict[str, Any] = {
@@ -168,6 +173,7 @@ class ScheduleInputs:
             return given if given is not None else text_of(frame, name)
 
         bt = snapshot.pacing.budget_type
+        ids = text_column(deals, "deal_id") if len(deals) > SMALL_IDS else None
         return cls(
             deal_id=text(deals, "deal_id", "deal_id"),
             seller_id=text(deals, "seller_id", "seller_id"),
@@ -189,7 +195,12 @@ class ScheduleInputs:
                 text(plan_deals, "reason", "plan_reason") if "reason" in plan_deals else None
             ),
             pacing=(labels_of(plan_deals, "pacing") if "pacing" in plan_deals else None),
+            deal_ids=ids if ids is not None and is_text_array(ids) else None,
         )
+
+
+SMALL_IDS = 128
+"""Up to this many deals the schedules' deal ids go to Arrow as str objects (`deal_ids`)."""
 
 
 SUPPLY_METHODS = ("rate", "declared", "given")
@@ -493,6 +504,7 @@ def derive_schedule_table(
         pace_ahead=ratio,
         budget_type=inputs.budget_type,
         currency=inputs.currency,
+        deal_ids=inputs.deal_ids,
     )
 
 
