@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from reallocator.core.model import (
     DEAL_COLUMNS,
@@ -566,8 +567,29 @@ def _isin(values: Any, known: pd.Index) -> npt.NDArray[np.bool_]:
     if isinstance(values, np.ndarray) and len(values) < ARROW_TEXT_FROM:
         names = set(known.tolist())
         return np.fromiter((v in names for v in values.tolist()), dtype=bool, count=len(values))
+    if is_text_array(values):
+        by_arrow = _arrow_isin(values, known)
+        if by_arrow is not None:
+            return by_arrow
     codes, uniques = pd.factorize(values)
     found: npt.NDArray[np.bool_] = np.asarray(pd.Index(uniques, dtype=object).isin(known))[codes]
+    return found
+
+
+def _arrow_isin(values: Any, known: pd.Index) -> npt.NDArray[np.bool_] | None:
+    """`_isin` of a "str" column by Arrow's `is_in` among the known names (~0.4 ms at 100k
+    deals where factorizing the column cost ~1.4 ms); None where a value is missing or a name
+    is not a str (pandas' way, as before)."""
+    strings = pa.array(values)
+    if strings.null_count:
+        return None
+    try:
+        names = pa.array(known.tolist(), strings.type)
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        return None
+    if names.null_count:
+        return None
+    found: npt.NDArray[np.bool_] = np.asarray(pc.is_in(strings, value_set=names))
     return found
 
 

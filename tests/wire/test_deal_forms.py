@@ -495,7 +495,7 @@ def test_arrow_strings_validate_as_objects_do(rows: int, monkeypatch: pytest.Mon
 
 @given(
     values=st.lists(st.sampled_from(["", "a", "b", "seller-a", "é", "a\x00"]), max_size=40),
-    known=st.lists(st.sampled_from(["a", "b", "seller-a", "é", "z"]), unique=True, max_size=5),
+    known=st.lists(st.sampled_from(["a", "b", "seller-a", "é", "z", 7]), unique=True, max_size=5),
 )
 @settings(max_examples=150, deadline=None)
 def test_membership_and_repeats_read_the_same_from_objects_and_arrow_strings(
