@@ -270,6 +270,9 @@ def test_exhaustion_severity_and_alert_order_are_made_when_first_read() -> None:
     np.testing.assert_array_equal(first, want)
     with pytest.raises(KeyError):
         columns["no such column"]
+    # A label column is a new pick each read, read-only as the numbers are.
+    status = fast.column(EntityKind.DEAL, "status")
+    assert not status.flags.writeable and status.tolist() == slow.deals["status"].tolist()
 
 
 def reference_snapshot(stalled: bool = False, n: int = 40) -> CampaignSnapshot:
