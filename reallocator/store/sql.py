@@ -552,7 +552,7 @@ class SqlStore:
             for r in msg.seller_requests
         ]
         if rows:
-            tx.execute(seller_requests.insert(), rows)
+            tx.execute(_INSERT_REQUESTS, rows)
         if new.assessment:
             tx.execute(
                 _INSERT_ASSESSMENT,
@@ -610,8 +610,11 @@ class SqlStore:
         now = _now()
         with self._tx(write=True) as tx:
             self._store_snapshot(tx, content_hash, campaign, as_of, now, snapshot)
+            # Built once, values as parameters (as `_record`'s): built per call with its values
+            # it cost ~0.17 ms of thread CPU (record_assessment 0.88 -> 0.71 ms, 50 deals).
             tx.execute(
-                assessments.insert().values(
+                _INSERT_ASSESSMENT,
+                dict(
                     campaign_id=campaign,
                     as_of=as_of,
                     create_time=now,
@@ -621,7 +624,7 @@ class SqlStore:
                     max_severity=severity,
                     size=len(assessment),
                     payload=_pack(assessment, _ASSESSMENT_PACK_FROM_BYTES),
-                )
+                ),
             )
 
     def _set_state(
@@ -1451,6 +1454,7 @@ _SET_STATE = (
 _INSERT_PLAN = plans.insert()
 _INSERT_EVENT = plan_events.insert()
 _INSERT_ASSESSMENT = assessments.insert()
+_INSERT_REQUESTS = seller_requests.insert()
 _SENT = plans.c.approve_time.is_not(None)
 """Plans whose seller requests went out: every plan ever approved, also one a newer plan then
 superseded before anyone confirmed it applied (the sellers were asked all the same: their

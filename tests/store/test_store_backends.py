@@ -27,7 +27,13 @@ from reallocator.core.plan.model import RequestHistory
 from reallocator.lifecycle import PlanLifecycle
 from reallocator.store.errors import AlreadyExists, NotFound, StaleEtag, WrongState
 from reallocator.store.plan_codec import STORE_COMPRESS_FROM_BYTES
-from reallocator.store.schema import assessments, idempotency, metadata, plans, snapshots
+from reallocator.store.schema import (
+    assessments,
+    idempotency,
+    metadata,
+    plans,
+    snapshots,
+)
 from reallocator.store.sql import NewPlan, SqlStore
 from reallocator.v1 import plan_pb2, snapshot_pb2
 from reallocator.wire.plan import encode_plan
@@ -386,3 +392,37 @@ def test_recording_supersedes_the_open_plans_and_keeps_the_assessment(store: Sql
         ).scalar()
     assert bytes(stored[0].payload) == small and len(stored[1].payload) < len(large) // 10
     assert copies == 1
+
+
+def test_a_recorded_assessment_reads_back_as_written(store: SqlStore) -> None:
+    """AssessPacing's rows (its INSERT built once, values as parameters): the snapshot once per
+    content, each assessment's columns as given and its bytes back as sent (stored plain below
+    STORE_COMPRESS_FROM_BYTES, compressed from there)."""
+    campaign = f"c-{os.getpid()}-{id(store)}-assess"
+    small = bytes(range(256)) * 40
+    large = b"pacing " * (STORE_COMPRESS_FROM_BYTES // 6)
+    snapshot = new_plan(campaign).snapshot
+    for as_of, payload, severity, actor in ((5, small, 0, "svc"), (7, large, 3, "ana")):
+        store.record_assessment(
+            campaign, as_of, snapshot=snapshot, assessment=payload, severity=severity, actor=actor
+        )
+    rows, _ = store.pacing_history(campaign)
+    assert [(payload, plan, state) for _, payload, plan, state in rows] == [
+        (small, "", ""),
+        (large, "", ""),
+    ]
+    with store.engine.connect() as connection:
+        stored = connection.execute(
+            sa.select(
+                assessments.c.as_of, assessments.c.snapshot_hash, assessments.c.plan_name,
+                assessments.c.actor, assessments.c.max_severity, assessments.c.size,
+            ).where(assessments.c.campaign_id == campaign).order_by(assessments.c.id)
+        ).all()  # fmt: skip
+        copies = connection.execute(
+            sa.select(snapshots.c.content_hash).where(snapshots.c.campaign_id == campaign)
+        ).all()
+    assert [tuple(r) for r in stored] == [
+        (5, copies[0].content_hash, "", "svc", 0, len(small)),
+        (7, copies[0].content_hash, "", "ana", 3, len(large)),
+    ]
+    assert len(copies) == 1
