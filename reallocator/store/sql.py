@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -639,13 +640,16 @@ class SqlStore:
         **values: Any,
     ) -> None:
         """Moves a plan to `state` (conditional on `etag` when given) and records the event."""
-        condition = plans.c.name == name
-        if etag:
-            condition = condition & (plans.c.etag == etag)
         done = tx.execute(
-            plans.update()
-            .where(condition)
-            .values(state=state, etag=uuid.uuid4().hex, update_time=now, **values)
+            _set_state_statement(bool(etag), tuple(values)),
+            dict(
+                plan=name,
+                to=state,
+                new_etag=uuid.uuid4().hex,
+                at=now,
+                **({"if_etag": etag} if etag else {}),
+                **{f"set_{column}": value for column, value in values.items()},
+            ),
         )
         if done.rowcount != 1:
             raise StaleEtag(f"{name} changed since it was read (etag {etag!r}): read it again")
@@ -746,12 +750,7 @@ class SqlStore:
         never sent: answering it is WrongState, as no plan would read the answer."""
         with self._tx(write=True) as tx:
             state = self._row(tx, plan).state
-            row = tx.execute(
-                sa.select(seller_requests.c.deal_id, seller_requests.c.sent).where(
-                    (seller_requests.c.plan_name == plan)
-                    & (seller_requests.c.request_id == request_id)
-                )
-            ).first()
+            row = tx.execute(_REQUEST, {"plan": plan, "request": request_id}).first()
             if row is None:
                 raise NotFound(f"{plan} has no seller request {request_id!r}")
             if not row.sent:  # no plan reads it: an OK here would be an answer ignored
@@ -766,25 +765,22 @@ class SqlStore:
                 )
             when = response_time or _now()
             tx.execute(
-                seller_requests.update()
-                .where(
-                    (seller_requests.c.plan_name == plan)
-                    & (seller_requests.c.request_id == request_id)
-                )
-                .values(
-                    response=_RESPONSE[response],
-                    accepted_total=accepted_total,
-                    response_time=when,
-                    message=message,
-                    actor=actor,
-                    available_inventory=available_inventory,
-                )
+                _ANSWER,
+                dict(
+                    plan=plan,
+                    request=request_id,
+                    set_response=_RESPONSE[response],
+                    set_accepted_total=accepted_total,
+                    set_response_time=when,
+                    set_message=message,
+                    set_actor=actor,
+                    set_available_inventory=available_inventory,
+                ),
             )
             note = f"seller answered {request_id}: {_RESPONSE[response]}"
             tx.execute(
-                plan_events.insert().values(
-                    plan_name=plan, event_time=_now(), actor=actor, state="", comment=note
-                )
+                _INSERT_EVENT,
+                dict(plan_name=plan, event_time=_now(), actor=actor, state="", comment=note),
             )
 
     def purge(self, before: int) -> tuple[int, int]:
@@ -805,24 +801,18 @@ class SqlStore:
         with self._tx() as tx:
             return self._seen(tx, key, request_hash, what)
 
-    def _row(self, tx: Connection, name: str) -> Any:
-        row = tx.execute(
-            sa.select(*(c for c in plans.c if c.name not in _BULKY)).where(plans.c.name == name)
-        ).first()
+    def _row(self, tx: Connection, name: str, read: sa.Select[Any] | None = None) -> Any:
+        """The plan's row: `_ROW`'s columns, or `read`'s (a select of one plan by `name`)."""
+        row = tx.execute(_ROW if read is None else read, {"name": name}).first()
         if row is None:
             raise NotFound(f"no plan {name!r}")
         return row
 
-    def _life_cycle(self, tx: Connection, name: str) -> LifeCycle:
-        row = self._row(tx, name)
-        events = tx.execute(
-            sa.select(plan_events).where(plan_events.c.plan_name == name).order_by(plan_events.c.id)
-        ).all()
-        answers = tx.execute(
-            sa.select(seller_requests.c.request_id, seller_requests.c.response).where(
-                seller_requests.c.plan_name == name
-            )
-        ).all()
+    def _life_cycle(self, tx: Connection, name: str, row: Any = None) -> LifeCycle:
+        """The plan's life cycle; `row`: its row (`_ROW`'s columns) when the caller read it."""
+        row = self._row(tx, name) if row is None else row
+        events = tx.execute(_EVENTS, {"name": name}).all()
+        answers = tx.execute(_ANSWERS, {"name": name}).all()
         return LifeCycle(
             name=name,
             state=str(row.state),
@@ -841,12 +831,9 @@ class SqlStore:
 
     def get_plan(self, name: str, view: str = "all") -> plan_pb2.Plan:
         """The stored plan in `view` (plan_codec.render), life cycle filled in."""
-        with self._tx() as tx:
-            lc = self._life_cycle(tx, name)
-            columns = [plans.c.payload, plans.c.size]
-            if view != "none":
-                columns += [plans.c.deals_table, plans.c.schedules_table]
-            row = tx.execute(sa.select(*columns).where(plans.c.name == name)).one()
+        with self._tx() as tx:  # the row with its content: one statement, not two
+            row = self._row(tx, name, _ROW_AND_SUMMARY if view == "none" else _ROW_AND_TABLES)
+            lc = self._life_cycle(tx, name, row)
         summary = unpack(row.payload, row.size)
         if view == "none":  # a summary, whether stored as one or whole
             return lc.fill(render(summary, None, None, view))
@@ -1004,47 +991,19 @@ class SqlStore:
         page_token: str = "",
     ) -> tuple[list[plan_pb2.Plan], str]:
         """A campaign's plans, newest first, as summaries, `page_size` at a time (AIP-158)."""
-        condition = plans.c.campaign_id == campaign
-        if state:
-            condition = condition & (plans.c.state == state)
-        if start is not None:
-            condition = condition & (plans.c.create_time >= start)
-        if end is not None:
-            condition = condition & (plans.c.create_time < end)
+        seq, last = "0", ""
         if page_token:
             seq, _, last = _decode_token(page_token).partition(":")
-            condition = condition & (
-                (plans.c.seq < int(seq)) | ((plans.c.seq == int(seq)) & (plans.c.name < last))
-            )
+        page = _list_page(bool(state), start is not None, end is not None, bool(page_token))
         with self._tx() as tx:  # one consistent page: three queries, whatever its size
             rows = tx.execute(
-                sa.select(
-                    plans.c.name,
-                    plans.c.seq,
-                    plans.c.state,
-                    plans.c.etag,
-                    plans.c.previous_plan,
-                    plans.c.create_time,
-                    plans.c.payload,
-                    plans.c.size,
-                )
-                .where(condition)
-                .order_by(plans.c.seq.desc(), plans.c.name.desc())
-                .limit(page_size + 1)
-            ).all()
+                page,
+                dict(campaign=campaign, state=state, start=start, end=end, seq=int(seq),
+                     last=last, limit=page_size + 1),
+            ).all()  # fmt: skip
             names = [r.name for r in rows[:page_size]]
-            events = tx.execute(
-                sa.select(plan_events)
-                .where(plan_events.c.plan_name.in_(names))
-                .order_by(plan_events.c.id)
-            ).all()
-            answers = tx.execute(
-                sa.select(
-                    seller_requests.c.plan_name,
-                    seller_requests.c.request_id,
-                    seller_requests.c.response,
-                ).where(seller_requests.c.plan_name.in_(names))
-            ).all()
+            events = tx.execute(_PAGE_EVENTS, {"names": names}).all()
+            answers = tx.execute(_PAGE_ANSWERS, {"names": names}).all()
         by_plan: dict[str, list[tuple[int, str, str, str]]] = {name: [] for name in names}
         for e in events:
             by_plan[e.plan_name].append(
@@ -1454,6 +1413,117 @@ _SET_STATE = (
 _INSERT_PLAN = plans.insert()
 _INSERT_EVENT = plan_events.insert()
 _INSERT_ASSESSMENT = assessments.insert()
+
+# The life-cycle reads and writes (GetPlan, ListPlans, ReviewPlan, ConfirmApplied, seller
+# answers), built once, values as parameters: SQLAlchemy builds a statement and its cache key
+# on every call even when the compiled form is cached (a plan's row of ~25 columns most). Thread
+# CPU in process at 50 deals: store.get_plan 4.26 -> 3.87 ms (also one statement fewer),
+# store.list_plans of 10 plans 0.74 -> 0.41 ms.
+_ROW = sa.select(*(c for c in plans.c if c.name not in _BULKY)).where(
+    plans.c.name == sa.bindparam("name")
+)
+"""A plan's row without its content (`SqlStore._row`)."""
+_ROW_AND_SUMMARY = _ROW.add_columns(plans.c.payload)
+_ROW_AND_TABLES = _ROW_AND_SUMMARY.add_columns(plans.c.deals_table, plans.c.schedules_table)
+"""A plan's row with its summary (and its tables): what GetPlan reads, in one statement."""
+_EVENTS = (
+    sa.select(plan_events)
+    .where(plan_events.c.plan_name == sa.bindparam("name"))
+    .order_by(plan_events.c.id)
+)
+_ANSWERS = sa.select(seller_requests.c.request_id, seller_requests.c.response).where(
+    seller_requests.c.plan_name == sa.bindparam("name")
+)
+_PAGE_EVENTS = (
+    sa.select(plan_events)
+    .where(plan_events.c.plan_name.in_(sa.bindparam("names", expanding=True)))
+    .order_by(plan_events.c.id)
+)
+_PAGE_ANSWERS = sa.select(
+    seller_requests.c.plan_name, seller_requests.c.request_id, seller_requests.c.response
+).where(seller_requests.c.plan_name.in_(sa.bindparam("names", expanding=True)))
+"""The events and answers of a page of plans (`SqlStore.list_plans`)."""
+_ONE_REQUEST = (seller_requests.c.plan_name == sa.bindparam("plan")) & (
+    seller_requests.c.request_id == sa.bindparam("request")
+)
+_REQUEST = sa.select(seller_requests.c.deal_id, seller_requests.c.sent).where(_ONE_REQUEST)
+_ANSWER = (
+    seller_requests.update()
+    .where(_ONE_REQUEST)
+    .values(
+        {
+            name: sa.bindparam(f"set_{name}")
+            for name in (
+                "response",
+                "accepted_total",
+                "response_time",
+                "message",
+                "actor",
+                "available_inventory",
+            )
+        }
+    )
+)
+"""A seller's answer to one request (`SqlStore.record_response`): parameters `set_` and the
+column, not the column's name (an UPDATE's parameter named after a column sets it)."""
+
+
+@cache
+def _list_page(state: bool, start: bool, end: bool, after: bool) -> sa.Select[Any]:
+    """A page of a campaign's plans, newest first, with the filters asked for (16 statements
+    at most, each built once): `state`, create time from `start` and before `end`, and `after`
+    a page token's (seq, name)."""
+    condition = plans.c.campaign_id == sa.bindparam("campaign")
+    if state:
+        condition = condition & (plans.c.state == sa.bindparam("state"))
+    if start:
+        condition = condition & (plans.c.create_time >= sa.bindparam("start"))
+    if end:
+        condition = condition & (plans.c.create_time < sa.bindparam("end"))
+    if after:
+        seq: sa.BindParameter[Any] = sa.bindparam("seq")
+        last: sa.BindParameter[Any] = sa.bindparam("last")
+        condition = condition & (
+            (plans.c.seq < seq) | ((plans.c.seq == seq) & (plans.c.name < last))
+        )
+    return (
+        sa.select(
+            plans.c.name,
+            plans.c.seq,
+            plans.c.state,
+            plans.c.etag,
+            plans.c.previous_plan,
+            plans.c.create_time,
+            plans.c.payload,
+            plans.c.size,
+        )
+        .where(condition)
+        .order_by(plans.c.seq.desc(), plans.c.name.desc())
+        .limit(sa.bindparam("limit", type_=sa.Integer))
+    )
+
+
+@cache
+def _set_state_statement(etag: bool, extra: tuple[str, ...]) -> sa.Update:
+    """Moves a plan (`plan`) to a state (`to`, a new etag `new_etag`, at `at`), only at its
+    etag (`if_etag`) when asked, setting the `extra` columns too (`set_approve_time`,
+    `set_apply_time`): one statement per such shape, built once. Parameters are not named after
+    columns: an UPDATE's parameter named after a column sets that column."""
+    condition = plans.c.name == sa.bindparam("plan")
+    if etag:
+        condition = condition & (plans.c.etag == sa.bindparam("if_etag"))
+    return (
+        plans.update()
+        .where(condition)
+        .values(
+            state=sa.bindparam("to"),
+            etag=sa.bindparam("new_etag"),
+            update_time=sa.bindparam("at"),
+            **{column: sa.bindparam(f"set_{column}") for column in extra},
+        )
+    )
+
+
 _INSERT_REQUESTS = seller_requests.insert()
 _SENT = plans.c.approve_time.is_not(None)
 """Plans whose seller requests went out: every plan ever approved, also one a newer plan then

@@ -32,6 +32,7 @@ from reallocator.store.schema import (
     idempotency,
     metadata,
     plans,
+    seller_requests,
     snapshots,
 )
 from reallocator.store.sql import NewPlan, SqlStore
@@ -426,3 +427,83 @@ def test_a_recorded_assessment_reads_back_as_written(store: SqlStore) -> None:
         (7, copies[0].content_hash, "", "ana", 3, len(large)),
     ]
     assert len(copies) == 1
+
+
+def test_the_life_cycle_writes_and_reads_back_its_rows(store: SqlStore) -> None:
+    """The life-cycle statements built once, values as parameters: the seller requests a plan
+    records, the answer's columns, approve and apply times and events as written; ListPlans with
+    each filter (state, times, page token) as the same filter over all the campaign's plans."""
+    campaign = f"c-{os.getpid()}-{id(store)}-life"
+    new = with_requests(campaign)
+    first = store.record_plan(new, actor="svc")
+    asked = list(new.msg.seller_requests)
+    approved = store.review(first.name, True, etag=first.etag, actor="ana", comment="ok")
+    with pytest.raises(StaleEtag):
+        store.confirm_applied(first.name, actor="svc", apply_time=None, etag="stale")
+    applied = store.confirm_applied(first.name, actor="svc", apply_time=1_234, etag=approved.etag)
+    store.record_response(
+        first.name, asked[0].request_id, response=plan_pb2.SELLER_RESPONSE_KIND_ACCEPTED,
+        accepted_total=77, message="fine", response_time=99, actor="seller",
+        available_inventory=500,
+    )  # fmt: skip
+    with pytest.raises(NotFound):
+        store.record_response(
+            first.name, "no-such-request", response=plan_pb2.SELLER_RESPONSE_KIND_ACCEPTED,
+            accepted_total=0, message="", response_time=None, actor="seller",
+        )  # fmt: skip
+    with store.engine.connect() as connection:
+        requests = connection.execute(
+            sa.select(seller_requests).where(seller_requests.c.plan_name == first.name)
+        ).all()
+        row = connection.execute(
+            sa.select(plans.c.state, plans.c.approve_time, plans.c.apply_time, plans.c.etag).where(
+                plans.c.name == first.name
+            )
+        ).one()
+    as_of = new.msg.as_of.ToMicroseconds()
+    kind = {r.request_id: plan_pb2.RequestKind.Name(r.kind)[13:] for r in asked}
+    assert sorted(
+        (r.request_id, r.campaign_id, r.deal_id, r.kind, r.target_total, r.requested_at, r.sent)
+        for r in requests
+    ) == sorted(
+        (r.request_id, campaign, r.deal_id, kind[r.request_id], r.target_total, as_of, True)
+        for r in asked
+    )
+    answers = {
+        r.request_id: (r.response, r.accepted_total, r.response_time, r.message, r.actor,
+                       r.available_inventory)
+        for r in requests
+    }  # fmt: skip
+    assert answers[asked[0].request_id] == ("ACCEPTED", 77, 99, "fine", "seller", 500)
+    assert answers[asked[1].request_id] == ("PENDING", 0, 0, "", "", None)
+    assert (row.state, row.apply_time, row.etag) == ("APPLIED", 1_234, applied.etag)
+    assert row.approve_time == approved.events[-1][0]
+    assert [e[2:] for e in store.life_cycle(first.name).events] == [
+        ("PROPOSED", "created by Replan"),
+        ("APPROVED", "ok"),
+        ("APPLIED", "applied at 1970-01-01T00:00:00.001234+00:00"),
+        ("", f"seller answered {asked[0].request_id}: ACCEPTED"),
+    ]
+    later = [store.record_plan(new_plan(campaign, seed=s), actor="svc") for s in (2, 3, 4)]
+    every, _ = store.list_plans(campaign)
+    assert [p.name for p in every] == [p.name for p in (*reversed(later), first)]
+    state = plan_pb2.PLAN_STATE_SUPERSEDED
+    middle = every[2].create_time.ToMicroseconds()
+    cases = [
+        ({"state": "SUPERSEDED"}, [p for p in every if p.state == state]),
+        ({"start": middle}, [p for p in every if p.create_time.ToMicroseconds() >= middle]),
+        ({"end": middle}, [p for p in every if p.create_time.ToMicroseconds() < middle]),
+        ({"state": "SUPERSEDED", "start": middle, "end": middle + 1}, [every[2]]),
+    ]
+    for asked_for, expected in cases:
+        assert store.list_plans(campaign, **asked_for)[0] == expected, asked_for
+    pages, token = [], ""
+    while True:
+        page, token = store.list_plans(campaign, page_size=2, page_token=token)
+        pages.append(page)
+        if not token:
+            break
+    assert pages == [every[:2], every[2:]]
+    assert store.get_plan(first.name, "none") == every[3]
+    with pytest.raises(NotFound):
+        store.get_plan(f"campaigns/{campaign}/plans/0000", "none")
