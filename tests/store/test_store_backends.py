@@ -507,3 +507,28 @@ def test_the_life_cycle_writes_and_reads_back_its_rows(store: SqlStore) -> None:
     assert store.get_plan(first.name, "none") == every[3]
     with pytest.raises(NotFound):
         store.get_plan(f"campaigns/{campaign}/plans/0000", "none")
+
+
+def test_a_watch_reads_the_events_and_assessments_after_its_cursor(store: SqlStore) -> None:
+    """What WatchCampaign polls (its selects built once, values as parameters): the campaign's
+    plan events and assessments after the cursor, oldest first, an assessment's bytes only when
+    its alerts are at least `min_severity`; none of another campaign's."""
+    campaign = f"c-{os.getpid()}-{id(store)}-watch"
+    first = store.record_plan(new_plan(campaign), actor="svc")
+    store.record_assessment(campaign, 1, snapshot=b"s", assessment=b"old", severity=3, actor="a")
+    cursor = store.cursor(campaign)
+    assert cursor[0] > 0 and cursor[1] > 0
+    assert store.events_after(campaign, cursor) == ([], [])
+    plan = store.record_plan(new_plan(campaign, seed=2), actor="svc")
+    store.record_plan(new_plan(f"{campaign}-other"), actor="svc")
+    for payload, severity in ((b"low", 1), (b"high", 3)):
+        store.record_assessment(
+            campaign, 2, snapshot=b"s", assessment=payload, severity=severity, actor="a"
+        )
+    events, assessed = store.events_after(campaign, cursor, min_severity=2)
+    assert [e[1:] for e in events] == [  # the first plan superseded, then the new one
+        (plan.create_time, first.name),
+        (plan.create_time, plan.name),
+    ]
+    assert [payload for _, _, payload in assessed] == [b"", b"high"]
+    assert all(i > cursor[1] for i, _, _ in assessed) and all(e[0] > cursor[0] for e in events)
