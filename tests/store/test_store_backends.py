@@ -532,3 +532,32 @@ def test_a_watch_reads_the_events_and_assessments_after_its_cursor(store: SqlSto
     ]
     assert [payload for _, _, payload in assessed] == [b"", b"high"]
     assert all(i > cursor[1] for i, _, _ in assessed) and all(e[0] > cursor[0] for e in events)
+
+
+def test_a_replan_reads_the_plans_applied_or_rolled_back_since_its_window(
+    store: SqlStore,
+) -> None:
+    """The applied plans a Replan reads (their select built once, values as parameters): those
+    APPLIED or ROLLED_BACK with as_of from `applied_since` on, oldest first, whole deals tables;
+    not a plan applied before, one never applied, nor another campaign's."""
+    campaign = f"window-{os.getpid()}-{id(store)}"
+    t0 = new_plan(campaign).msg.as_of.ToMicroseconds()
+    hour = 3_600_000_000
+    names = []
+    for k, target in enumerate((campaign, campaign, campaign, f"{campaign}-other", campaign)):
+        new = new_plan(target, n=20, seed=k + 3)
+        new.msg.as_of.FromMicroseconds(t0 + k * hour)
+        lc = store.record_plan(new, actor="svc")
+        names.append(lc.name)
+        if k < 4:
+            store.review(lc.name, True, etag=lc.etag, actor="ana", comment="")
+            store.confirm_applied(lc.name, actor="ana", apply_time=t0 + k * hour + 60)
+    with store.engine.begin() as connection:  # the second one rolled back (not by the store)
+        connection.execute(
+            plans.update().where(plans.c.name == names[1]).values(state="ROLLED_BACK")
+        )
+    past = store.campaign_past(campaign, applied_since=t0 + hour)
+    assert [at for at, _ in past.applied] == [(t0 + hour) / 1e6, (t0 + 2 * hour) / 1e6]
+    assert [len(deals) for _, deals in past.applied] == [20, 20]
+    assert list(past.applied[0][1].columns) == ["deal_id", "delta", "delivered", "old_allocation"]
+    assert store.campaign_past(campaign, applied_since=t0 + 3 * hour).applied == []
