@@ -464,12 +464,19 @@ def _labels_of(frame: pd.DataFrame, name: str) -> npt.NDArray[np.object_]:
     strings = pa.array(column)
     if strings.null_count:
         return _text_of(frame, name)  # missing values: NaN, as `as_text` gives them
+    codes, labels = _dictionary(strings)
+    picked: npt.NDArray[np.object_] = labels[codes]
+    return picked
+
+
+def _dictionary(strings: Any) -> tuple[npt.NDArray[Any], npt.NDArray[np.object_]]:
+    """Arrow strings (no missing value) as codes in order of first appearance and their
+    distinct values as str objects: Arrow's hashing, one str per distinct value."""
     encoded = strings.dictionary_encode()
     if isinstance(encoded, pa.ChunkedArray):
         encoded = encoded.unify_dictionaries().combine_chunks()
     labels = np.array(encoded.dictionary.to_pylist(), dtype=object)
-    picked: npt.NDArray[np.object_] = labels[encoded.indices.to_numpy()]
-    return picked
+    return encoded.indices.to_numpy(), labels
 
 
 def text_column(frame: pd.DataFrame, name: str) -> Any:
@@ -513,9 +520,8 @@ def factorize(values: npt.NDArray[Any]) -> tuple[npt.NDArray[np.int64], Any]:
         except (pa.ArrowTypeError, pa.ArrowInvalid):
             strings = None  # not all str: pandas' way
         if strings is not None and strings.null_count == 0:
-            encoded = strings.dictionary_encode()
-            labels = np.array(encoded.dictionary.to_pylist(), dtype=object)
-            return encoded.indices.to_numpy().astype(np.int64), labels
+            codes, labels = _dictionary(strings)
+            return codes.astype(np.int64), labels
     codes, uniques = pd.factorize(values, use_na_sentinel=False)
     return codes, uniques
 
