@@ -28,6 +28,7 @@ from reallocator.core.plan.model import (
     SellerResponse,
 )
 from reallocator.core.plan.schedule_text import render_schedule_rationales
+from reallocator.core.plan.sentences import deal_rationale_column, schedule_rationale_column
 from reallocator.v1 import common_pb2, plan_pb2
 from reallocator.wire.assessment import BUDGET_TYPE, SEVERITY, timestamp
 from reallocator.wire.assessment import STATUS as PACING_STATUS
@@ -207,13 +208,11 @@ def _schedule_messages(msg: plan_pb2.Plan, table: ScheduleTable) -> None:
     """Every schedule of the table as a message, straight from its columns (no objects)."""
     if len(table) == 0:
         return
-    texts = (
-        _texts(table.rationale)
-        if table.rationale is not None
-        else render_schedule_rationales(table)
-    )
     throttle = np.where(np.isfinite(table.throttle), table.throttle, 0.0)
     if len(table) >= COLUMNAR_FROM:
+        words: Any = (
+            table.rationale if table.rationale is not None else schedule_rationale_column(table)
+        )  # Arrow strings, as merge_repeated takes them
         merge_repeated(
             msg,
             "schedules",
@@ -224,7 +223,7 @@ def _schedule_messages(msg: plan_pb2.Plan, table: ScheduleTable) -> None:
                 "hourly_target": table.hourly_target,
                 "throttle": throttle,
                 "reason": _code_array(table.reason, REASON_NUMBERS).to_numpy(),
-                "rationale": texts,
+                "rationale": words,
                 "pacing": _code_array(table.pacing, PACING_NUMBERS).to_numpy(),
                 "hourly_ceiling": table.hourly_ceiling,
             },
@@ -235,6 +234,11 @@ def _schedule_messages(msg: plan_pb2.Plan, table: ScheduleTable) -> None:
     start = plan_pb2.DeliverySchedule(
         window_start_time=timestamp(table.window_start)
     ).SerializeToString()
+    texts = (
+        _texts(table.rationale)
+        if table.rationale is not None
+        else render_schedule_rationales(table)
+    )
     ids = _texts(table.deal_id)
     targets = table.hourly_target.tolist()
     spend = table.hourly_spend_micros.tolist()
@@ -363,10 +367,10 @@ def _deal_messages(
     msg: plan_pb2.Plan, table: pd.DataFrame, bt: BudgetType, currency: str, rows: np.ndarray
 ) -> None:
     """One DealAllocation per row of `rows`, columns read once; missing words rendered."""
-    texts = deal_rationales(table, bt, currency, rows)
     if rows.size >= COLUMNAR_FROM:
-        _deal_columns(msg, table, rows, texts)
+        _deal_columns(msg, table, rows, _deal_words(table, bt, currency, rows))
         return
+    texts = deal_rationales(table, bt, currency, rows)
     picked = None if rows.size == len(table) else rows  # rows are ascending: all, or fewer
     c = {k: _listed(table, k, picked) for k in _DEAL_FIELDS}  # no Series per column
     text = _texts(texts)
@@ -419,8 +423,18 @@ def deal_rationales(
     return texts
 
 
+def _deal_words(
+    table: pd.DataFrame, bt: BudgetType, currency: str, rows: np.ndarray
+) -> np.ndarray | pa.Array:
+    """`deal_rationales` for many rows: a plan built without words (the servicer's) gets them
+    as one Arrow string array (`sentences`), with no str per row."""
+    if not (values_of(table, "rationale", object)[rows] == "").all():
+        return deal_rationales(table, bt, currency, rows)
+    return deal_rationale_column(table, bt, currency, rows)
+
+
 def _deal_columns(
-    msg: plan_pb2.Plan, table: pd.DataFrame, rows: np.ndarray, texts: np.ndarray
+    msg: plan_pb2.Plan, table: pd.DataFrame, rows: np.ndarray, texts: np.ndarray | pa.Array
 ) -> None:
     """`_deal_messages` for many rows: the same fields, serialised from columns."""
     every = rows.size == len(table)

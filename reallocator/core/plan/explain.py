@@ -18,6 +18,7 @@ from reallocator.core.engine.problem import NO_MAX, from_unit_array, group_sum, 
 from reallocator.core.engine.segments import marginal_churn
 from reallocator.core.model import TEXT_DTYPE, BudgetType, select, values_of
 from reallocator.core.plan.model import BindingKind, ReasonCode
+from reallocator.core.plan.sentences import ARROW_FROM, STOP, deal_rationale_column, reason_words
 from reallocator.core.plan.text import amounts, rates, where
 
 IntArray = npt.NDArray[np.int64]
@@ -269,27 +270,8 @@ _HIGHER_VALUE = _REASON_CODE[ReasonCode.HIGHER_VALUE]
 _REDISTRIBUTED = _REASON_CODE[ReasonCode.REDISTRIBUTED]
 
 
-_STOP = {
-    BindingKind.CAPACITY: "capped by its capacity forecast of {cap}",
-    BindingKind.DEAL_MAX: "capped by its maximum allocation",
-    BindingKind.STEP: "moved no further: the step limit of {step} per plan",
-    BindingKind.LOCKED: "locked: not moved",
-    BindingKind.DEAL_MIN: "held at its minimum allocation (a commitment)",
-    BindingKind.BUDGET: "the remaining budget is fully placed",
-    BindingKind.ZERO: "cut to nothing",
-    BindingKind.NONE: "",
-}
-
-
-_STOP_TEXT = {str(k): v for k, v in _STOP.items()}
-"""The same templates keyed by plain strings (the table's binding column)."""
-
-_WHY = {
-    ReasonCode.REDISTRIBUTED.value: "takes budget other deals cannot deliver or did not hold",
-    ReasonCode.LOWER_VALUE.value: "moved to deals worth more per unit",
-    ReasonCode.ROLLBACK.value: "back towards its allocation before the rolled-back plan",
-}
-"""Reason codes whose words are not simply the code's name."""
+_STOP_TEXT = {str(k): v for k, v in STOP.items()}
+"""The stop templates keyed by plain strings (the table's binding column)."""
 
 RATIONALE_COLUMNS: dict[str, str] = {
     "step": "int64",  # the step limit the bounds used
@@ -313,8 +295,20 @@ def render_deal_rationales(
     """One sentence per deal of `rows` (every deal when None), in that order, from the plan's
     deals table alone: the move and its reason, the pacing verdict, and what stopped it ("unchanged"
     for a deal that did not move and is held by nothing). Figures are formatted column-wise (one
-    comprehension per column): at 100k deals the per-value calls, not the joining, cost."""
+    comprehension per column): at 100k deals the per-value calls, not the joining, cost. From
+    `ARROW_FROM` rows the same words come from `sentences` (column-wise, by Arrow)."""
     picked = np.arange(len(deals)) if rows is None else np.asarray(rows, dtype=np.int64)
+    if picked.size >= ARROW_FROM:
+        words: list[str] = deal_rationale_column(deals, budget_type, currency, picked).to_pylist()
+        return words
+    return deal_rationales_by_row(deals, budget_type, currency, picked)
+
+
+def deal_rationales_by_row(
+    deals: pd.DataFrame, budget_type: BudgetType, currency: str, picked: npt.NDArray[np.int64]
+) -> list[str]:
+    """`render_deal_rationales` a row at a time (short plans; the reference `sentences` is
+    tested against)."""
     old_all = values_of(deals, "old_allocation", np.int64)[picked]
     x_all = values_of(deals, "new_allocation", np.int64)[picked]
     binding_all = values_of(deals, "binding", object)[picked].astype(str)
@@ -349,7 +343,7 @@ def render_deal_rationales(
     )
     recent_t = where(rates, values_of(deals, "recent_rate", np.float64)[idx], paced_rows, bt, cur)
     need_t = where(rates, values_of(deals, "required_rate", np.float64)[idx], paced_rows, bt, cur)
-    why = [_WHY.get(r) or r.lower().replace("_", " ") for r in reason.tolist()]
+    why = [reason_words(r) for r in reason.tolist()]
     at_max = values_of(deals, "group_at_max", bool)[idx].tolist()
     sellers = values_of(deals, "seller_id", object)[idx].astype(str).tolist()
     channels = values_of(deals, "channel_id", object)[idx].astype(str).tolist()
@@ -380,7 +374,7 @@ def render_deal_rationales(
         else:
             template = _STOP_TEXT.get(kind)
             if template is None:  # not a BindingKind: raises ValueError, as it always did
-                template = _STOP.get(BindingKind(kind), "")
+                template = STOP.get(BindingKind(kind), "")
             stop = template.format(cap=cap_t[j], step=step_t[j]) if template else ""
             if kind == BindingKind.CAPACITY:
                 stop += outlook[j]

@@ -10,6 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from reallocator.core.plan.model import DealPacing, ScheduleTable
+from reallocator.core.plan.sentences import ARROW_FROM, schedule_rationale_column
 from reallocator.core.plan.text import amounts, rates, where
 
 
@@ -22,6 +23,15 @@ def render_schedule_rationales(
     idx = np.arange(len(table)) if rows is None else np.asarray(rows, dtype=np.int64)
     if idx.size == 0:
         return []
+    if idx.size >= ARROW_FROM:  # the same words, column-wise (`sentences`)
+        words: list[str] = schedule_rationale_column(table, idx).to_pylist()
+        return words
+    return schedule_rationales_by_row(table, idx)
+
+
+def schedule_rationales_by_row(table: ScheduleTable, idx: npt.NDArray[np.int64]) -> list[str]:
+    """`render_schedule_rationales` a row at a time (short plans; the reference `sentences` is
+    tested against)."""
     bt, cur = table.budget_type, table.currency
     observed = table.current_rate[idx]
     new = table.new_allocation[idx]
@@ -58,4 +68,4 @@ def render_schedule_rationales(
     return out
 
 
-__all__ = ["render_schedule_rationales"]
+__all__ = ["render_schedule_rationales", "schedule_rationales_by_row"]
