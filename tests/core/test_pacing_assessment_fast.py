@@ -31,7 +31,8 @@ from reallocator.core.model import (
     empty_deals,
 )
 from reallocator.core.pacing import ASSESSMENT_COLUMNS, EntityKind, assess
-from reallocator.core.pacing.assessment import AlertSeverity
+from reallocator.core.pacing.assessment import AlertSeverity, _utc_minutes
+from reallocator.core.pacing.calendar import to_datetime
 from reallocator.v1 import assessment_pb2, common_pb2
 from reallocator.wire.assessment import (
     BUDGET_TYPE,
@@ -361,3 +362,32 @@ def test_bucket_weights_from_one_grid_are_the_reference_weights(
     rows = _bucket_weights(grid, ends[:, :1], ends[:, 1:])
     for row, (lo, hi) in zip(rows, ends.tolist(), strict=True):
         assert row.tobytes() == _bucket_weights(grid, lo, hi).tobytes()
+
+
+def _strftime_minutes(seconds: np.ndarray) -> list[str]:
+    """The per-instant path `_utc_minutes` replaces: a datetime and its strftime each."""
+    return [f"{to_datetime(s):%Y-%m-%d %H:%M}" if np.isfinite(s) else "" for s in seconds.tolist()]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.floats(min_value=-1e10, max_value=3e11),
+            st.integers(min_value=0, max_value=4_000_000_000).map(
+                lambda m: m * 60.0 - 0.5e-6  # a minute's last half microsecond: rounds over
+            ),
+            st.sampled_from([np.nan, np.inf, -np.inf, 0.0, 253_402_300_799.0]),
+        ),
+        max_size=40,
+    )
+)
+def test_utc_minutes_are_each_datetimes_strftime(values: list[float]) -> None:
+    seconds = np.array(values, dtype=np.float64)
+    try:
+        expected = _strftime_minutes(seconds)
+    except (OverflowError, ValueError, OSError) as exc:  # past what a datetime holds
+        with pytest.raises(type(exc)):
+            _utc_minutes(seconds)
+        return
+    assert _utc_minutes(seconds) == expected
