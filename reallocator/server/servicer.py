@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 import grpc
 from google.protobuf.message import Message
@@ -22,7 +23,7 @@ from reallocator.server.lifecycle import LifecycleMethods
 from reallocator.store.sql import SqlStore, default_database_url, request_hash
 from reallocator.v1 import assessment_pb2, plan_pb2, snapshot_pb2
 from reallocator.v1 import reallocator_service_pb2 as pb
-from reallocator.wire.assessment import SEVERITY, encode_assessment
+from reallocator.wire.assessment import SEVERITY, assessment_fields
 from reallocator.wire.plan import encode_plan
 from reallocator.wire.policy import decode_policy
 from reallocator.wire.snapshot import decode_snapshot
@@ -42,6 +43,10 @@ def call_checkpoint(context: grpc.ServicerContext) -> Checkpoint:
             raise Interrupted("CANCELLED", phase)
 
     return check
+
+
+_RESPONSE: Any = pb.AssessPacingResponse
+"""AssessPacingResponse, whose constructor takes dicts for sub-messages as upb does."""
 
 
 class ReallocatorServicer(LifecycleMethods):
@@ -85,7 +90,11 @@ class ReallocatorServicer(LifecycleMethods):
             errors.raise_if_any()
         result = assess(snapshot, checkpoint=call_checkpoint(context))
         full = request.view != assessment_pb2.ASSESSMENT_VIEW_BASIC
-        response = pb.AssessPacingResponse(assessment=encode_assessment(result, include_deals=full))
+        # Built around the assessment's fields: a built message would be copied in (~9 ms at
+        # 100k deals). upb's constructor takes dicts for sub-messages (the stubs say messages).
+        response: pb.AssessPacingResponse = _RESPONSE(
+            assessment=assessment_fields(result, include_deals=full)
+        )
         stored = response.assessment if not full else None
         self.store.record_assessment(  # the pacing history and the alerts a watch streams
             snapshot.campaign_id,
