@@ -88,6 +88,10 @@ class ReallocatorServicer(LifecycleMethods):
             errors = Violations()
             errors.add("view", f"unknown value {request.view}")
             errors.raise_if_any()
+        # The snapshot as stored, serialised while the heap still holds free pages of its size:
+        # after the assessment its 62 MB (100k deals) were fresh pages each call (15k page
+        # faults, 45 -> 23 ms in process).
+        stored_snapshot = request.snapshot.SerializeToString(deterministic=True)
         result = assess(snapshot, checkpoint=call_checkpoint(context))
         full = request.view != assessment_pb2.ASSESSMENT_VIEW_BASIC
         # Built around the assessment's fields: a built message would be copied in (~9 ms at
@@ -99,7 +103,7 @@ class ReallocatorServicer(LifecycleMethods):
         self.store.record_assessment(  # the pacing history and the alerts a watch streams
             snapshot.campaign_id,
             response.assessment.as_of.ToMicroseconds(),
-            snapshot=request.snapshot.SerializeToString(deterministic=True),
+            snapshot=stored_snapshot,
             assessment=(
                 stored.SerializeToString(deterministic=True)
                 if stored is not None
