@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import struct
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -215,6 +216,35 @@ def read_stream(data: bytes, max_bytes: int) -> CheckedStream:
     return CheckedStream(table, key)
 
 
+class StreamReading:
+    """`read_stream` of a stream on a thread of its own, started now, its answer (or its
+    exception) taken by `result`. For a large compressed stream whose decompression Arrow does
+    outside the GIL: the caller checks something else meanwhile (a 100k-deal snapshot's 41 MB
+    series: ~55 ms of zstd beside ~35 ms of the deals' checks)."""
+
+    def __init__(self, data: bytes, max_bytes: int) -> None:
+        self.data = data
+        self._max_bytes = max_bytes
+        self._stream: CheckedStream | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._read, name="arrow-read", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        try:
+            self._stream = read_stream(self.data, self._max_bytes)
+        except BaseException as exc:  # raised again by `result`, in the caller
+            self._error = exc
+
+    def result(self) -> CheckedStream:
+        """What `read_stream(data, max_bytes)` returns, or raises what it raised."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._stream is not None
+        return self._stream
+
+
 def _from_messages(messages: list[pa.ipc.Message], key: bytes | None) -> pa.Table:
     """The table of a stream's schema message and its uncompressed record batches, each batch
     validated in full: what `_from_reader` reads, without parsing the stream a second time
@@ -270,4 +300,4 @@ def _decode_names(schema: pa.Schema) -> None:
     schema.names  # noqa: B018  # the property decodes them
 
 
-__all__ = ["CheckedStream", "StreamRejected", "read_checked", "read_stream"]
+__all__ = ["CheckedStream", "StreamReading", "StreamRejected", "read_checked", "read_stream"]

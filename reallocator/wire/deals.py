@@ -30,7 +30,13 @@ from reallocator.core.model import (
     text_array,
 )
 from reallocator.v1 import snapshot_pb2
-from reallocator.wire.arrow_guard import CheckedStream, StreamRejected, read_stream
+from reallocator.wire.arrow_guard import (
+    THREADED_BYTES,
+    CheckedStream,
+    StreamReading,
+    StreamRejected,
+    read_stream,
+)
 from reallocator.wire.limits import (
     DEFAULT_LIMITS,
     MAX_AMOUNT,
@@ -336,11 +342,16 @@ def read_arrow_stream(
 
 
 def _read_stream(
-    data: bytes, prefix: str, errors: Violations, max_bytes: int
+    data: bytes,
+    prefix: str,
+    errors: Violations,
+    max_bytes: int,
+    reading: StreamReading | None = None,
 ) -> CheckedStream | None:
-    """`read_arrow_stream`'s table with its schema key (arrow_guard.CheckedStream)."""
+    """`read_arrow_stream`'s table with its schema key (arrow_guard.CheckedStream); `reading`:
+    the same read of `data`, started earlier on a thread."""
     try:
-        return read_stream(data, max_bytes)
+        return reading.result() if reading is not None else read_stream(data, max_bytes)
     except (StreamRejected, pa.ArrowException, OSError, ValueError) as exc:
         errors.add(prefix, f"not a readable Arrow IPC stream: {exc}")
         return None
@@ -941,11 +952,12 @@ def series_from_messages(
 
 
 def _matrix_arrow(
-    data: bytes, path: str, errors: Violations, max_bytes: int
+    data: bytes, path: str, errors: Violations, max_bytes: int, reading: StreamReading | None
 ) -> dict[str, npt.NDArray[Any]] | None:
-    table = read_arrow_stream(data, path, errors, max_bytes=max_bytes)
-    if table is None:
+    stream = _read_stream(data, path, errors, max_bytes, reading)
+    if stream is None:
         return None
+    table = stream.table
     out: dict[str, npt.NDArray[Any]] = {}
     names = table.schema.names  # once: each `column_names` wraps every field (~10 us)
     for k in SERIES_MEASURES:
@@ -968,6 +980,18 @@ def _matrix_arrow(
     return out
 
 
+def read_matrix_ahead(
+    m: snapshot_pb2.DeliveryMatrix, data: bytes, limits: WireLimits = DEFAULT_LIMITS
+) -> StreamReading | None:
+    """The read `series_from_matrix(m, ...)` will make of the matrix's Arrow stream (`data`:
+    its arrow_ipc), started on a thread now, or None where it would read none (no stream; a
+    bucket count it rejects first) or the stream is small (a thread's start-up would cost more
+    than it hides)."""
+    if not 0 <= m.bucket_count <= limits.max_buckets or len(data) <= THREADED_BYTES:
+        return None
+    return StreamReading(data, limits.max_arrow_bytes)
+
+
 def series_from_matrix(
     m: snapshot_pb2.DeliveryMatrix,
     n_deals: int,
@@ -975,8 +999,11 @@ def series_from_matrix(
     as_of: datetime | None,
     errors: Violations,
     limits: WireLimits = DEFAULT_LIMITS,
+    *,
+    arrow: bytes | StreamReading | None = None,
 ) -> tuple[Grid, dict[str, npt.NDArray[Any]]] | None:
-    """The matrix form's series, as integers in the width sent (no deal lacks a series here)."""
+    """The matrix form's series, as integers in the width sent (no deal lacks a series here).
+    `arrow`: the matrix's arrow_ipc as the caller read it, or `read_matrix_ahead`'s read of it."""
     mark = errors.mark()
     if m.bucket_count < 0:
         errors.add(f"{path}.bucket_count", "must not be negative")
@@ -990,12 +1017,17 @@ def series_from_matrix(
     start = to_datetime(m.window_start, f"{path}.window_start", errors)
     width = to_timedelta(m.bucket_width, f"{path}.bucket_width", errors, positive=True)
     source: dict[str, npt.NDArray[Any]] | None
-    data = m.arrow_ipc  # read once: each read of a bytes field copies it (40 MB at 100k deals)
+    # Read once: each read of a bytes field copies it (40 MB at 100k deals).
+    reading: StreamReading | None = None
+    if isinstance(arrow, StreamReading):
+        reading, data = arrow, arrow.data
+    else:
+        data = m.arrow_ipc if arrow is None else arrow
     if data:
         packed = [k for k in SERIES_MEASURES if len(getattr(m, k))]
         for k in packed:
             errors.add(f"{path}.{k}", "must be empty when arrow_ipc is set")
-        source = _matrix_arrow(data, f"{path}.arrow_ipc", errors, limits.max_arrow_bytes)
+        source = _matrix_arrow(data, f"{path}.arrow_ipc", errors, limits.max_arrow_bytes, reading)
         sub = f"{path}.arrow_ipc"
     else:
         source = {k: np.asarray(getattr(m, k), dtype=np.int64) for k in SERIES_MEASURES}
@@ -1035,6 +1067,7 @@ __all__ = [
     "from_columns",
     "from_messages",
     "read_arrow_stream",
+    "read_matrix_ahead",
     "series_from_matrix",
     "series_from_messages",
 ]
