@@ -229,6 +229,30 @@ def test_fast_assessment_equals_the_reference(data: st.DataObject, words: bool) 
     assert_same(assess(snapshot, alert_messages=words), slow)
 
 
+@settings(max_examples=100, deadline=None)
+@given(data=st.data(), words=st.booleans())
+def test_an_answer_without_the_deals_dates_only_its_own_rows(
+    data: st.DataObject, words: bool
+) -> None:
+    """Encoded first (no column read before), an answer without the deals' verdicts computes
+    projected_exhaustion at its groups' and alerts' rows only (`_Columns.at`): the bytes of the
+    reference's, and each row as the whole column has it."""
+    try:
+        snapshot = campaign(data.draw)
+        slow = reference.assess(snapshot, alert_messages=words)
+    except ValueError:  # a random spec no curve can follow
+        return
+    fast = assess(snapshot, alert_messages=words)
+    columns = fast.verdicts[EntityKind.DEAL].evaluated.columns
+    encoded = encode_assessment(fast, include_deals=False).SerializeToString(deterministic=True)
+    assert "projected_exhaustion" not in columns  # dated row by row, nothing kept
+    assert encoded == frame_encoding(slow, False).SerializeToString(deterministic=True)
+    n = len(columns["alert"])
+    rows = np.asarray(data.draw(st.lists(st.integers(0, n - 1), max_size=20)), dtype=np.int64)
+    some = columns.at("projected_exhaustion", rows)
+    np.testing.assert_array_equal(some, columns["projected_exhaustion"][rows])
+
+
 def test_alert_frames_are_equal_when_nothing_alerts_and_when_everything_does() -> None:
     quiet = replace(
         reference_snapshot(), policy=Policy(confidence_threshold=100.0)

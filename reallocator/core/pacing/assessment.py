@@ -286,7 +286,7 @@ class Assessment:
         if whole:  # consecutive in the evaluated order: one slice of each column
             span = slice(slices[0].start, slices[-1].stop)
             columns = self.verdicts[kinds[0]].evaluated.columns
-            return np.array([columns[name][span] for name in names], dtype=np.float64)
+            return np.array([columns.at(name, span) for name in names], dtype=np.float64)
         return np.array(
             [np.concatenate([self.column(kind, name) for kind in kinds]) for name in names],
             dtype=np.float64,
@@ -854,6 +854,22 @@ Deferred = Callable[[], np.ndarray]
 """A column computed when first read."""
 
 
+@dataclass(frozen=True, eq=False)
+class _RowWise:
+    """A deferred column each row of which depends on that row of `arrays` alone, so some rows
+    can be computed without the rest (`_Columns.at`)."""
+
+    func: Callable[..., np.ndarray]
+    ctx: _Context
+    arrays: tuple[np.ndarray, ...]
+
+    def __call__(self) -> np.ndarray:
+        return self.func(self.ctx, *self.arrays)
+
+    def at(self, rows: slice | IntArray) -> np.ndarray:
+        return self.func(self.ctx, *(a[rows] for a in self.arrays))
+
+
 class _Columns(dict[str, np.ndarray]):
     """Evaluated columns by name; those in `deferred` are computed on first read and kept,
     read-only: columns nothing in a plan reads (exhaustion and severity were ~70 us of a
@@ -867,6 +883,15 @@ class _Columns(dict[str, np.ndarray]):
         values = self.deferred[name]()  # KeyError for a name that is no column, as a dict's
         values.flags.writeable = False
         return self.setdefault(name, values)  # a concurrent first read keeps one array
+
+    def at(self, name: str, rows: slice | IntArray) -> np.ndarray:
+        """`self[name][rows]`; a row-wise deferred column not read yet is computed at those rows
+        only, and not kept (an answer without the deals' verdicts dates 17.7k alerts and 111
+        groups, not 100k deals: ~7 ms less)."""
+        deferred = self.deferred.get(name)
+        if name in self or not isinstance(deferred, _RowWise):
+            return self[name][rows]
+        return deferred.at(rows)
 
 
 @dataclass(frozen=True, eq=False)
@@ -995,7 +1020,7 @@ def _evaluate(
             values.flags.writeable = False
     # Nothing a plan reads depends on when the allocation runs out or how severe an alert is
     # (it counts them): dated and graded on first read.
-    exhaustion = functools.partial(_exhaustion, ctx, alloc, actual, remaining, rate)
+    exhaustion = _RowWise(_exhaustion, ctx, (alloc, actual, remaining, rate))
     severity = functools.partial(_severity, ctx, gap_x, is_over, judged, is_stalled)
     return _Evaluated(
         columns=_Columns(columns, {"projected_exhaustion": exhaustion}),
@@ -1357,7 +1382,7 @@ class _AlertTable:
     def messages(self) -> np.ndarray:
         if not self.words:
             return np.full(self.rows.size, "", dtype=object)
-        hit = {name: self.evaluated.columns[name][self.rows] for name in _ALERT_NUMBERS}
+        hit = {name: self.evaluated.columns.at(name, self.rows) for name in _ALERT_NUMBERS}
         who = [
             f"{_KIND_WORDS[k]} {i}"
             for k, i in zip(self.kinds.tolist(), self.entity_ids.tolist(), strict=True)
