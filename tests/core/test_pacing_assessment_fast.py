@@ -17,6 +17,7 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
+from reallocator.core import figures
 from reallocator.core.model import (
     GROUP_COLUMNS,
     Budget,
@@ -227,6 +228,22 @@ def test_fast_assessment_equals_the_reference(data: st.DataObject, words: bool) 
         return
     event(f"{len(slow.alerts)} alerts" if len(slow.alerts) < 3 else "3+ alerts")
     assert_same(assess(snapshot, alert_messages=words), slow)
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.data())
+def test_alert_words_formatted_a_column_at_a_time_are_the_reference(data: st.DataObject) -> None:
+    """Any number of alerts takes the numpy formatter (`figures.texts`, which a campaign uses
+    from 250 values up): the reference's words, f-string by f-string."""
+    try:
+        snapshot = campaign(data.draw)
+        slow = reference.assess(snapshot, alert_messages=True)
+    except ValueError:  # a random spec no curve can follow
+        return
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(figures, "COLUMN_FROM", 0)
+        fast = assess(snapshot, alert_messages=True)
+        assert_same(fast, slow)
 
 
 @settings(max_examples=100, deadline=None)

@@ -20,8 +20,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from reallocator.core.figures import amount_column, formatted, rate_column
 from reallocator.core.model import BudgetType, is_text_array, text_column, values_of
-from reallocator.core.plan.figures import amount_column, fixed, rate_column
 from reallocator.core.plan.model import BindingKind, DealPacing, ReasonCode, ScheduleTable
 
 ARROW_FROM = 500
@@ -70,20 +70,6 @@ def _by_code(codes: pa.Array, words: Callable[[str], str]) -> pa.Array:
     encoded = codes.dictionary_encode()
     names = encoded.dictionary.to_pylist()
     return pa.array([words(n) for n in names], _TEXT).take(encoded.indices)
-
-
-def _plain_fixed(values: npt.NDArray[np.float64], spec: str) -> pa.Array:
-    """`format(v, spec)` of every value: `fixed` where finite, Python's own words (nan, inf)
-    elsewhere, as an f-string writes them."""
-    decimals = int(spec.rstrip("f%")[-1])
-    out = fixed(values, decimals, grouping=False, percent=spec.endswith("%"), nan="")
-    odd = np.flatnonzero(~np.isfinite(values))
-    if odd.size == 0:
-        return out
-    listed = out.to_pylist()
-    for i in odd.tolist():
-        listed[i] = format(float(values[i]), spec)
-    return pa.array(listed, _TEXT)
 
 
 STOP = {
@@ -167,7 +153,7 @@ def deal_rationale_column(
         paced,
         _join(
             "; pacing ",
-            _plain_fixed(ratio, ".0%"),
+            formatted(ratio, 0, grouping=False, percent=True),
             " of its curve to date (",
             status,
             "), lately ",
@@ -254,7 +240,7 @@ def _outlook(deals: pd.DataFrame, idx: npt.NDArray[np.int64]) -> Strings:
         return ""
     words = _join(
         ": the ",
-        _plain_fixed(np.where(has, kept, 0.0), ".0%"),
+        formatted(np.where(has, kept, 0.0), 0, grouping=False, percent=True),
         " of its forecast a stall this long is expected to leave",
     )
     return _choose(has, words, "")
@@ -284,7 +270,9 @@ def schedule_rationale_column(
     )
     known_part = np.isfinite(part)
     was = _choose(
-        known_part, _join(", was ", _plain_fixed(np.where(known_part, part, 0.0), ".2f")), ""
+        known_part,
+        _join(", was ", formatted(np.where(known_part, part, 0.0), 2, grouping=False)),
+        "",
     )
     ahead = table.pacing[idx] == DealPacing.AHEAD.value
     pace = _choose(ahead, f"paced ahead up to {table.pace_ahead:.3g}x, ", "")
@@ -304,7 +292,7 @@ def schedule_rationale_column(
         f" over the next {table.window_hours:.3g} h, ",
         pace,
         "throttle ",
-        _plain_fixed(table.throttle[idx].astype(float), ".2f"),
+        formatted(table.throttle[idx].astype(float), 2, grouping=False),
         was,
         ".",
     )

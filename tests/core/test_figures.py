@@ -13,9 +13,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from reallocator.core.figures import (
+    COLUMN_FROM,
+    amount_column,
+    fixed,
+    formatted,
+    rate_column,
+    texts,
+)
 from reallocator.core.model import BudgetType
 from reallocator.core.plan import text
-from reallocator.core.plan.figures import amount_column, fixed, rate_column
 
 
 def expected(
@@ -175,3 +182,39 @@ def test_columns_of_nothing_and_of_ints(budget_type: BudgetType) -> None:
         assert empty.to_pylist() == render(np.array([], np.float64), budget_type, "USD") == []
         ints = [0, 5000, 1_234_565_000, -15_000, 10**15]
         assert column(ints, budget_type, "USD").to_pylist() == render(ints, budget_type, "USD")
+
+
+@settings(max_examples=150, deadline=None)
+@given(arrays, st.integers(0, 3), options)
+def test_formatted_writes_non_finite_values_as_python_does(
+    values: list[float], decimals: int, kw: dict[str, object]
+) -> None:
+    kw = {k: v for k, v in kw.items() if k != "nan"}
+    spec = f"{',' if kw['grouping'] else ''}.{decimals}{'%' if kw['percent'] else 'f'}"
+    want = [f"{kw['prefix']}{format(v, spec)}{kw['suffix']}" for v in values]
+    got = formatted(np.array(values, np.float64), decimals, **kw)  # type: ignore[arg-type]
+    assert got.to_pylist() == want
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(element, max_size=8).flatmap(
+        lambda head: st.integers(0, 2 * COLUMN_FROM).map(lambda n: (head * (n // 8 + 1))[:n])
+    ),
+    st.integers(0, 3),
+    options,
+    st.booleans(),
+)
+def test_texts_are_the_same_words_below_and_above_the_column_size(
+    values: list[float], decimals: int, kw: dict[str, object], guarded: bool
+) -> None:
+    nan = kw.pop("nan") if guarded else None
+    spec = f"{',' if kw['grouping'] else ''}.{decimals}{'%' if kw['percent'] else 'f'}"
+    want = [
+        nan if nan is not None and not math.isfinite(v) else
+        f"{kw['prefix']}{format(v, spec)}{kw['suffix']}"
+        for v in values
+    ]  # fmt: skip
+    kw.pop("nan", None)
+    got = texts(np.array(values, np.float64), decimals, nan=nan, **kw)  # type: ignore[arg-type]
+    assert got == want

@@ -19,6 +19,7 @@ the 2-core box: 50 values 0.08 ms against 0.02, 1,000 values 0.11 against 0.35, 
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 import numpy.typing as npt
@@ -233,6 +234,65 @@ def _round_ties(
     lo = a - hi
     error = (hi * scale - s) + lo * scale  # exact: a x scale == s + error
     return np.where(error > 0, below + 1.0, np.where(error < 0, below, even))
+
+
+def formatted(
+    values: npt.ArrayLike,
+    decimals: int,
+    *,
+    grouping: bool = True,
+    prefix: str = "",
+    suffix: str = "",
+    percent: bool = False,
+) -> pa.Array:
+    """`prefix + format(v, spec) + suffix` for every value, NaN and infinities included as an
+    f-string writes them ("nan", "inf", "-inf"): `fixed` with Python's own words at the
+    non-finite rows (an f-string without an "n/a" guard)."""
+    v = np.asarray(values, np.float64).ravel()
+    out = fixed(v, decimals, grouping=grouping, prefix=prefix, suffix=suffix, percent=percent)
+    odd = np.flatnonzero(~np.isfinite(v))
+    if odd.size == 0:
+        return out
+    spec = f"{',' if grouping else ''}.{decimals}{'%' if percent else 'f'}"
+    texts = out.to_pylist()
+    for i in odd.tolist():
+        texts[i] = prefix + format(float(v[i]), spec) + suffix
+    return pa.array(texts, pa.large_string())
+
+
+COLUMN_FROM = 250
+"""Values from which `texts` formats by `fixed` (below, the f-strings are the cheaper)."""
+
+
+def texts(
+    values: npt.ArrayLike,
+    decimals: int,
+    *,
+    grouping: bool = True,
+    prefix: str = "",
+    suffix: str = "",
+    percent: bool = False,
+    nan: str | None = None,
+) -> list[str]:
+    """The same words as `formatted` (`nan` instead at the non-finite values, when given) as
+    Python strs, for callers that join them a row at a time: f-strings for a few values, the
+    numpy formatter for many (at 17.7k alerts ~5x cheaper)."""
+    v = np.asarray(values, np.float64).ravel()
+    if v.size < COLUMN_FROM:
+        spec = f"{',' if grouping else ''}.{decimals}{'%' if percent else 'f'}"
+        if nan is None:
+            return [f"{prefix}{x:{spec}}{suffix}" for x in v.tolist()]
+        return [f"{prefix}{x:{spec}}{suffix}" if math.isfinite(x) else nan for x in v.tolist()]
+    if nan is None:
+        column = formatted(
+            v, decimals, grouping=grouping, prefix=prefix, suffix=suffix, percent=percent
+        )
+    else:
+        column = fixed(
+            v, decimals, grouping=grouping, prefix=prefix, suffix=suffix, percent=percent, nan=nan
+        )
+    listed: list[str] = column.to_pylist()
+    return listed
 
 
 def amount_column(values: npt.ArrayLike, budget_type: BudgetType, currency: str) -> pa.Array:
