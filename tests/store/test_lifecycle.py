@@ -11,6 +11,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from builders import build_snapshot, random_snapshot_spec
 from conftest import bad_request, rpc_error
 from google.protobuf import json_format
 from plans import new_plan
@@ -19,6 +20,7 @@ from reallocator.store.sql import SqlStore
 from reallocator.v1 import plan_pb2
 from reallocator.v1 import reallocator_service_pb2 as pb
 from reallocator.v1 import reallocator_service_pb2_grpc as rpc
+from reallocator.wire.plan import COLUMNAR_FROM
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "replan_request.json"
 
@@ -48,6 +50,24 @@ def test_replan_records_and_get_plan_reads_back_the_same_plan(
     assert [e.state for e in plan.history] == [plan_pb2.PLAN_STATE_PROPOSED]
     again = stub.GetPlan(pb.GetPlanRequest(name=plan.name), timeout=10).plan
     assert again == plan  # life cycle included: nothing changed since
+    assert again.SerializeToString(deterministic=True) == plan.SerializeToString(deterministic=True)
+
+
+def test_a_long_plan_read_back_has_the_words_replan_gave(
+    stub: rpc.ReallocatorServiceStub,
+) -> None:
+    """Past the size where the words are assembled column-wise (the wire's deal rows and
+    schedules, and the store's rendering on reading): the same bytes back."""
+    request = pb.ReplanRequest(
+        snapshot=build_snapshot(random_snapshot_spec(3_000, seed=4), "arrow"),
+        view=pb.PLAN_VIEW_FULL,
+    )
+    request.snapshot.campaign_id = "life-long"
+    plan = stub.Replan(request, timeout=60).plan
+    assert len(plan.deals) == 3_000 and len(plan.schedules) >= COLUMNAR_FROM
+    assert any(d.rationale != "unchanged" for d in plan.deals)
+    assert all(s.rationale.startswith(f"Deal {s.deal_id} ") for s in plan.schedules)
+    again = stub.GetPlan(pb.GetPlanRequest(name=plan.name), timeout=30).plan
     assert again.SerializeToString(deterministic=True) == plan.SerializeToString(deterministic=True)
 
 
