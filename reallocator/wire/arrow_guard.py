@@ -216,6 +216,26 @@ def read_stream(data: bytes, max_bytes: int) -> CheckedStream:
     return CheckedStream(table, key)
 
 
+def compressed_stream(data: bytes) -> bool:
+    """Whether the stream's first batch is compressed (read from its metadata alone; False for
+    anything unreadable, which `read_stream` then says). Only a compressed stream is worth a
+    thread (`StreamReading`): a plain one is read without a copy, and there the thread's start
+    and hand-over only cost (decode wall in process, minimum of 40: 3k deals 2.22 -> 2.47 ms,
+    10k 4.05 -> 4.29 ms)."""
+    try:
+        reader = pa.ipc.MessageReader.open_stream(pa.py_buffer(data))
+        for _ in range(4):  # the schema, maybe dictionaries, then the first record batch
+            message = reader.read_next_message()
+            if message.type == "schema":
+                continue
+            batch = _batch_of(message.metadata.to_pybytes())
+            if batch is not None:
+                return batch.compressed
+    except (StopIteration, pa.ArrowException, StreamRejected, ValueError, OSError):
+        return False
+    return False
+
+
 class StreamReading:
     """`read_stream` of a stream on a thread of its own, started now, its answer (or its
     exception) taken by `result`. For a large compressed stream whose decompression Arrow does
@@ -300,4 +320,11 @@ def _decode_names(schema: pa.Schema) -> None:
     schema.names  # noqa: B018  # the property decodes them
 
 
-__all__ = ["CheckedStream", "StreamReading", "StreamRejected", "read_checked", "read_stream"]
+__all__ = [
+    "CheckedStream",
+    "StreamReading",
+    "StreamRejected",
+    "compressed_stream",
+    "read_checked",
+    "read_stream",
+]

@@ -35,6 +35,7 @@ from reallocator.wire.arrow_guard import (
     CheckedStream,
     StreamReading,
     StreamRejected,
+    compressed_stream,
     read_stream,
 )
 from reallocator.wire.limits import (
@@ -985,9 +986,11 @@ def read_matrix_ahead(
 ) -> StreamReading | None:
     """The read `series_from_matrix(m, ...)` will make of the matrix's Arrow stream (`data`:
     its arrow_ipc), started on a thread now, or None where it would read none (no stream; a
-    bucket count it rejects first) or the stream is small (a thread's start-up would cost more
-    than it hides)."""
+    bucket count it rejects first), the stream is small (a thread's start-up would cost more
+    than it hides) or plain (nothing to inflate outside the GIL: `compressed_stream`)."""
     if not 0 <= m.bucket_count <= limits.max_buckets or len(data) <= THREADED_BYTES:
+        return None
+    if not compressed_stream(data):
         return None
     return StreamReading(data, limits.max_arrow_bytes)
 

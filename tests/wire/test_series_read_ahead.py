@@ -10,6 +10,7 @@ from unittest import mock
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from builders import build_snapshot, random_snapshot_spec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 from reallocator.core.model import CampaignSnapshot, Policy
 from reallocator.v1 import snapshot_pb2
 from reallocator.wire import deals as wire_deals
-from reallocator.wire.arrow_guard import StreamReading
+from reallocator.wire.arrow_guard import StreamReading, compressed_stream
 from reallocator.wire.snapshot import decode_snapshot
 from reallocator.wire.violations import FieldViolation, Violations
 
@@ -72,6 +73,7 @@ def _decode(
     errors = Violations()
     with (
         mock.patch.object(wire_deals, "THREADED_BYTES", 0 if ahead else 1 << 62),
+        mock.patch.object(wire_deals, "compressed_stream", lambda data: ahead),
         mock.patch.object(wire_deals, "StreamReading", Counted),
     ):
         result = decode_snapshot(msg, Policy(), errors)
@@ -103,10 +105,24 @@ def test_a_series_read_beside_the_deal_checks_decodes_as_one_read_in_turn(
     )
 
 
-def test_a_large_series_is_read_ahead_by_default() -> None:
-    """Above THREADED_BYTES (a 6k-deal, 48-bucket series), with the limits as they are."""
+def _zstd(data: bytes) -> bytes:
+    """The same Arrow stream with its buffers compressed (zstd)."""
+    table = pa.ipc.open_stream(data).read_all()
+    sink = pa.BufferOutputStream()
+    options = pa.ipc.IpcWriteOptions(compression="zstd")
+    with pa.ipc.new_stream(sink, table.schema, options=options) as writer:
+        writer.write_table(table)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def test_a_large_compressed_series_is_read_ahead_and_a_plain_one_is_not() -> None:
+    """Above THREADED_BYTES (a 6k-deal, 48-bucket series), with the limits as they are: only a
+    compressed stream is inflated on a thread; a plain one is read in turn, to the same
+    snapshot."""
     msg = build_snapshot(random_snapshot_spec(6_000, 3), "arrow", matrix_arrow=True)
-    assert len(msg.deals_table.recent_delivery.arrow_ipc) > wire_deals.THREADED_BYTES
+    plain = msg.deals_table.recent_delivery.arrow_ipc
+    assert len(plain) > wire_deals.THREADED_BYTES
+    decoded = {}
     started: list[bytes] = []
 
     class Counted(StreamReading):
@@ -114,7 +130,28 @@ def test_a_large_series_is_read_ahead_by_default() -> None:
             started.append(data)
             super().__init__(data, max_bytes)
 
-    errors = Violations()
-    with mock.patch.object(wire_deals, "StreamReading", Counted):
-        result = decode_snapshot(msg, Policy(), errors)
-    assert not errors and result is not None and len(started) == 1
+    for name, data in (("plain", plain), ("zstd", _zstd(plain))):
+        msg.deals_table.recent_delivery.arrow_ipc = data
+        started.clear()
+        errors = Violations()
+        with mock.patch.object(wire_deals, "StreamReading", Counted):
+            result = decode_snapshot(msg, Policy(), errors)
+        assert not errors and result is not None
+        assert len(started) == (name == "zstd")
+        decoded[name] = result
+    assert decoded["plain"].delivery is not None and decoded["zstd"].delivery is not None
+    np.testing.assert_array_equal(
+        decoded["plain"].delivery.spend_micros, decoded["zstd"].delivery.spend_micros
+    )
+
+
+def test_only_a_stream_whose_first_batch_is_compressed_reads_as_compressed() -> None:
+    table = pa.table({"a": pa.array(np.arange(1_000, dtype=np.int64))})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    plain = bytes(sink.getvalue().to_pybytes())
+    assert compressed_stream(_zstd(plain))
+    assert not compressed_stream(plain)
+    for broken in (b"", b"not arrow at all", plain[:40], _zstd(plain)[:20]):
+        assert not compressed_stream(broken)
