@@ -68,6 +68,11 @@ def _head_table(decimals: int, tail: bytes) -> npt.NDArray[np.uint32]:
     return table.view(np.uint32).ravel()
 
 
+def _spec(decimals: int, grouping: bool, percent: bool) -> str:
+    """The format spec the functions here write like: ",.2f", ".0%"."""
+    return f"{',' if grouping else ''}.{decimals}{'%' if percent else 'f'}"
+
+
 def fixed(
     values: npt.ArrayLike,
     decimals: int,
@@ -83,7 +88,7 @@ def fixed(
 
     The same bytes as the f-strings (property-tested), so callers can switch at any size."""
     v = np.asarray(values, np.float64).ravel()
-    spec = f"{',' if grouping else ''}.{decimals}{'%' if percent else 'f'}"
+    spec = _spec(decimals, grouping, percent)
     n = v.size
     if n == 0:
         return pa.array([], pa.large_string())
@@ -253,7 +258,7 @@ def formatted(
     odd = np.flatnonzero(~np.isfinite(v))
     if odd.size == 0:
         return out
-    spec = f"{',' if grouping else ''}.{decimals}{'%' if percent else 'f'}"
+    spec = _spec(decimals, grouping, percent)
     texts = out.to_pylist()
     for i in odd.tolist():
         texts[i] = prefix + format(float(v[i]), spec) + suffix
@@ -279,7 +284,7 @@ def texts(
     numpy formatter for many (at 17.7k alerts ~5x cheaper)."""
     v = np.asarray(values, np.float64).ravel()
     if v.size < COLUMN_FROM:
-        spec = f"{',' if grouping else ''}.{decimals}{'%' if percent else 'f'}"
+        spec = _spec(decimals, grouping, percent)
         if nan is None:
             return [f"{prefix}{x:{spec}}{suffix}" for x in v.tolist()]
         return [f"{prefix}{x:{spec}}{suffix}" if math.isfinite(x) else nan for x in v.tolist()]
