@@ -5,6 +5,7 @@ skips, saying why; with REALLOCATOR_REQUIRE_POSTGRES=1 (CI) it fails instead."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from collections.abc import Iterator
@@ -35,7 +36,7 @@ from reallocator.store.schema import (
     seller_requests,
     snapshots,
 )
-from reallocator.store.sql import NewPlan, SqlStore
+from reallocator.store.sql import NewPlan, SqlStore, content_hash
 from reallocator.v1 import plan_pb2, snapshot_pb2
 from reallocator.wire.plan import encode_plan
 from reallocator.wire.snapshot import decode_snapshot
@@ -329,6 +330,23 @@ def test_a_recorded_snapshot_and_request_id_read_back_as_written(store: SqlStore
         (f"Replan:{campaign}:{i}", f"h{i}", name) for i, name in enumerate(names)
     ]
     assert all(before <= k.create_time <= time.time_ns() // 1000 for k in keys)
+
+
+def test_a_snapshot_hashed_by_the_caller_is_the_one_the_store_hashes(store: SqlStore) -> None:
+    """`content_hash` (inline below 1 MB, on a thread above) is the key the store computes
+    itself: a plan recorded with it shares the stored snapshot of one recorded without."""
+    large = bytes(range(256)) * 5000  # 1.28 MB: hashed on a thread
+    assert content_hash(large)() == hashlib.sha256(large).hexdigest()
+    campaign = f"c-{os.getpid()}-{id(store)}-hash"
+    plain = new_plan(campaign)
+    hashed = replace(plain, snapshot_hash=content_hash(plain.snapshot)())
+    names = [store.record_plan(new, actor="svc").name for new in (plain, hashed)]
+    assert [store.plan_inputs(name).snapshot for name in names] == [plain.snapshot] * 2
+    with store.engine.connect() as connection:
+        stored = connection.execute(
+            sa.select(snapshots.c.content_hash).where(snapshots.c.campaign_id == campaign)
+        ).all()
+    assert stored == [(hashlib.sha256(plain.snapshot).hexdigest(),)]
 
 
 def test_recording_supersedes_every_open_plan_of_its_campaign_only(store: SqlStore) -> None:
