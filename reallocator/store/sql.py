@@ -846,9 +846,7 @@ class SqlStore:
         from them for the rows a reader shows, `wire.plan.deal_rationales`); None for a plan
         stored whole, before the tables existed (its rows are in `get_plan`)."""
         with self._tx() as tx:
-            row = tx.execute(
-                sa.select(plans.c.deals_table, plans.c.schedules_table).where(plans.c.name == name)
-            ).first()
+            row = tx.execute(_TABLES, {"name": name}).first()
         if row is None:
             raise NotFound(f"no plan {name!r}")
         if row.deals_table is None:
@@ -858,18 +856,10 @@ class SqlStore:
     def plan_inputs(self, name: str) -> PlanInputs:
         """What a re-solve of a stored plan needs: its snapshot, its options and its deals."""
         with self._tx() as tx:
-            row = tx.execute(
-                sa.select(plans.c.snapshot_hash, plans.c.options, plans.c.deals_table).where(
-                    plans.c.name == name
-                )
-            ).first()
+            row = tx.execute(_INPUTS, {"name": name}).first()
             if row is None:
                 raise NotFound(f"no plan {name!r}")
-            snap = tx.execute(
-                sa.select(snapshots.c.payload, snapshots.c.size).where(
-                    snapshots.c.content_hash == row.snapshot_hash
-                )
-            ).first()
+            snap = tx.execute(_SNAPSHOT, {"content_hash": row.snapshot_hash}).first()
         if snap is None or row.deals_table is None:
             raise WrongState(f"{name}: its snapshot is no longer stored (purged)")
         return PlanInputs(
@@ -901,16 +891,7 @@ class SqlStore:
         """The campaign's newest APPLIED plan: (name, as_of in unix seconds, deals table,
         schedule table), or None."""
         with self._tx() as tx:
-            row = tx.execute(
-                sa.select(plans.c.name, plans.c.as_of, plans.c.deals_table, plans.c.schedules_table)
-                .where(
-                    (plans.c.campaign_id == campaign)
-                    & (plans.c.state == "APPLIED")
-                    & plans.c.deals_table.is_not(None)
-                )
-                .order_by(plans.c.seq.desc())
-                .limit(1)
-            ).first()
+            row = tx.execute(_LATEST_APPLIED, {"campaign": campaign}).first()
         if row is None:
             return None
         return (
@@ -964,12 +945,7 @@ class SqlStore:
         """The campaign's newest stored snapshot (by as_of, then recording order) and its
         as_of (unix micros)."""
         with self._tx() as tx:
-            row = tx.execute(
-                sa.select(snapshots.c.payload, snapshots.c.size, snapshots.c.as_of)
-                .where(snapshots.c.campaign_id == campaign)
-                .order_by(snapshots.c.as_of.desc(), snapshots.c.create_time.desc())
-                .limit(1)
-            ).first()
+            row = tx.execute(_LATEST_SNAPSHOT, {"campaign": campaign}).first()
         return None if row is None else (unpack(row.payload, row.size), int(row.as_of))
 
     def list_plans(
@@ -1033,34 +1009,18 @@ class SqlStore:
     ) -> tuple[list[tuple[int, bytes, str, str]], str]:
         """The campaign's stored assessments, oldest first: (id, PacingAssessment bytes, plan
         name, plan state) per assessment, `page_size` at a time."""
-        condition = assessments.c.campaign_id == campaign
-        if start is not None:
-            condition = condition & (assessments.c.as_of >= start)
-        if end is not None:
-            condition = condition & (assessments.c.as_of < end)
+        as_of, last = "0", ""
         if page_token:
             as_of, _, last = _decode_token(page_token).partition(":")
             if last and not _int64(last):
                 raise ValueError("page_token: not a token this server issued")
-            condition = condition & (
-                (assessments.c.as_of > int(as_of))
-                | ((assessments.c.as_of == int(as_of)) & (assessments.c.id > int(last or 0)))
-            )
+        page = _history_page(start is not None, end is not None, bool(page_token))
         with self._tx() as tx:
             rows = tx.execute(
-                sa.select(
-                    assessments.c.id,
-                    assessments.c.as_of,
-                    assessments.c.payload,
-                    assessments.c.size,
-                    assessments.c.plan_name,
-                    plans.c.state,
-                )
-                .select_from(assessments.outerjoin(plans, plans.c.name == assessments.c.plan_name))
-                .where(condition)
-                .order_by(assessments.c.as_of, assessments.c.id)
-                .limit(page_size + 1)
-            ).all()
+                page,
+                dict(campaign=campaign, start=start, end=end, as_of=int(as_of),
+                     last=int(last or 0), limit=page_size + 1),
+            ).all()  # fmt: skip
         out = [
             (int(r.id), unpack(r.payload, r.size), str(r.plan_name), str(r.state or ""))
             for r in rows[:page_size]
@@ -1074,16 +1034,8 @@ class SqlStore:
     def cursor(self, campaign: str) -> tuple[int, int]:
         """Where a watch starts: the newest plan event and assessment ids of the campaign."""
         with self._tx() as tx:
-            event = tx.execute(
-                sa.select(sa.func.max(plan_events.c.id))
-                .select_from(plan_events.join(plans, plans.c.name == plan_events.c.plan_name))
-                .where(plans.c.campaign_id == campaign)
-            ).scalar()
-            assessed = tx.execute(
-                sa.select(sa.func.max(assessments.c.id)).where(
-                    assessments.c.campaign_id == campaign
-                )
-            ).scalar()
+            event = tx.execute(_LAST_EVENT, {"campaign": campaign}).scalar()
+            assessed = tx.execute(_LAST_ASSESSED, {"campaign": campaign}).scalar()
         return int(event or 0), int(assessed or 0)
 
     def events_after(
@@ -1513,6 +1465,78 @@ def _list_page(state: bool, start: bool, end: bool, after: bool) -> sa.Select[An
         )
         .where(condition)
         .order_by(plans.c.seq.desc(), plans.c.name.desc())
+        .limit(sa.bindparam("limit", type_=sa.Integer))
+    )
+
+
+_TABLES = sa.select(plans.c.deals_table, plans.c.schedules_table).where(
+    plans.c.name == sa.bindparam("name")
+)
+"""A plan's tables (`SqlStore.plan_tables`)."""
+_INPUTS = sa.select(plans.c.snapshot_hash, plans.c.options, plans.c.deals_table).where(
+    plans.c.name == sa.bindparam("name")
+)
+_SNAPSHOT = sa.select(snapshots.c.payload, snapshots.c.size).where(
+    snapshots.c.content_hash == sa.bindparam("content_hash")
+)
+"""What a re-solve reads of a plan and its snapshot (`SqlStore.plan_inputs`)."""
+_LATEST_APPLIED = (
+    sa.select(plans.c.name, plans.c.as_of, plans.c.deals_table, plans.c.schedules_table)
+    .where(
+        (plans.c.campaign_id == sa.bindparam("campaign"))
+        & (plans.c.state == "APPLIED")
+        & plans.c.deals_table.is_not(None)
+    )
+    .order_by(plans.c.seq.desc())
+    .limit(1)
+)
+"""The campaign's newest APPLIED plan with its tables (`SqlStore.latest_applied`: every
+Replan under protection mode reads it)."""
+_LATEST_SNAPSHOT = (
+    sa.select(snapshots.c.payload, snapshots.c.size, snapshots.c.as_of)
+    .where(snapshots.c.campaign_id == sa.bindparam("campaign"))
+    .order_by(snapshots.c.as_of.desc(), snapshots.c.create_time.desc())
+    .limit(1)
+)
+_LAST_EVENT = (
+    sa.select(sa.func.max(plan_events.c.id))
+    .select_from(plan_events.join(plans, plans.c.name == plan_events.c.plan_name))
+    .where(plans.c.campaign_id == sa.bindparam("campaign"))
+)
+_LAST_ASSESSED = sa.select(sa.func.max(assessments.c.id)).where(
+    assessments.c.campaign_id == sa.bindparam("campaign")
+)
+"""Where a watch starts (`SqlStore.cursor`)."""
+
+
+@cache
+def _history_page(start: bool, end: bool, after: bool) -> sa.Select[Any]:
+    """A page of a campaign's stored assessments, oldest first, with their plans' states (8
+    statements at most, each built once, as `_list_page`): as_of from `start` and before
+    `end`, and `after` a page token's (as_of, id)."""
+    condition = assessments.c.campaign_id == sa.bindparam("campaign")
+    if start:
+        condition = condition & (assessments.c.as_of >= sa.bindparam("start"))
+    if end:
+        condition = condition & (assessments.c.as_of < sa.bindparam("end"))
+    if after:
+        as_of: sa.BindParameter[Any] = sa.bindparam("as_of")
+        condition = condition & (
+            (assessments.c.as_of > as_of)
+            | ((assessments.c.as_of == as_of) & (assessments.c.id > sa.bindparam("last")))
+        )
+    return (
+        sa.select(
+            assessments.c.id,
+            assessments.c.as_of,
+            assessments.c.payload,
+            assessments.c.size,
+            assessments.c.plan_name,
+            plans.c.state,
+        )
+        .select_from(assessments.outerjoin(plans, plans.c.name == assessments.c.plan_name))
+        .where(condition)
+        .order_by(assessments.c.as_of, assessments.c.id)
         .limit(sa.bindparam("limit", type_=sa.Integer))
     )
 
