@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import sqlalchemy as sa
+from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy.engine import Connection, Engine, Row
 
@@ -1303,6 +1304,45 @@ def content_hash(data: bytes) -> Callable[[], str]:
     return _hashing().submit(request_hash, data).result
 
 
+def recorded_bytes(
+    request: Message, *, whole: bool
+) -> tuple[bytes, Callable[[], str], Callable[[], str]]:
+    """What recording a call needs of its request (a message whose field 1 is its snapshot):
+    the snapshot as stored (serialised deterministically), its `content_hash`, and, when
+    `whole` (an idempotency key), the hash of the whole request ("" when not), both begun now.
+    With both, the request is serialised once and the snapshot read out of it (its field 1,
+    which a serialisation writes first): at 100k deals one 62 MB serialisation (~20 ms) fewer,
+    and the two hashes (~55 ms each) run on other cores while the caller decodes."""
+    if not whole:
+        snapshot = _serialised(request.snapshot)  # type: ignore[attr-defined]
+        return snapshot, content_hash(snapshot), lambda: ""
+    data = _serialised(request)
+    digest = content_hash(data)
+    inner = _field_one(data)
+    snapshot = _serialised(request.snapshot) if inner is None else inner  # type: ignore[attr-defined]
+    return snapshot, content_hash(snapshot), digest
+
+
+def _serialised(message: Message) -> bytes:
+    data: bytes = message.SerializeToString(deterministic=True)
+    return data
+
+
+def _field_one(data: bytes) -> bytes | None:
+    """The bytes of field 1 (length-delimited) when `data` begins with it, else None."""
+    if not data or data[0] != 0x0A:
+        return None
+    size, shift, at = 0, 0, 1
+    while at < min(len(data), 11):
+        byte = data[at]
+        size |= (byte & 0x7F) << shift
+        shift += 7
+        at += 1
+        if not byte & 0x80:
+            return data[at : at + size] if at + size <= len(data) else None
+    return None
+
+
 # Statements every Replan runs, built once (building them cost about as much as running them).
 _SEEN = sa.select(idempotency.c.request_hash, idempotency.c.result).where(
     idempotency.c.key == sa.bindparam("key")
@@ -1736,6 +1776,7 @@ __all__ = [
     "SqlStore",
     "content_hash",
     "default_database_url",
+    "recorded_bytes",
     "request_hash",
     "unpack",
 ]
