@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reallocator.core.engine import ForecastInputs, forecast_capacity
+from reallocator.core.engine import ForecastInputs, forecast, forecast_capacity
 from reallocator.core.model import BudgetType, DealStatus, DeliverySeries, Policy, empty_deals
 
 POLICY = Policy(min_evidence=timedelta(hours=6), min_evidence_impressions=1000)
@@ -301,6 +301,55 @@ def test_integer_series_forecast_as_their_float_copies(
         for name in ("observed_rate", "avails_rate", "evidence_hours", "rate_se",
                      "stalled", "stall_hours"):  # fmt: skip
             np.testing.assert_array_equal(getattr(ints, name), getattr(floats, name), name)
+
+
+@given(
+    n=st.integers(1, 40),
+    block=st.integers(1, 9),
+    seed=st.integers(0, 2**32 - 1),
+    kind=st.sampled_from(["uint32", "float64"]),
+    read_from=st.sampled_from([0, 12]),
+)
+def test_series_read_in_blocks_as_in_one(
+    n: int, block: int, seed: int, kind: str, read_from: int
+) -> None:
+    """The series are read BLOCK_ROWS deals at a time: every input is bit for bit what one
+    block of all the deals gives, with stalls ended inside the series (measured outside them
+    together), deals without a series (NaN rows), dayparts and traffic weights."""
+    rng = np.random.default_rng(seed)
+    buckets = 24
+    arrays = {
+        k: rng.integers(0, 10**9, (n, buckets)) * (rng.random((n, buckets)) < 0.8)
+        for k in ("spend_micros", "impressions", "avails", "wins")
+    }
+    for row in np.flatnonzero(rng.random(n) < 0.5):  # a silent run of 6-12 buckets
+        length = int(rng.integers(6, 13))
+        first = int(rng.integers(0, buckets - length))
+        for values in arrays.values():
+            values[row, first : first + length] = 0
+    series = {k: v.astype(kind) for k, v in arrays.items()}
+    if kind == "float64":
+        for values in series.values():
+            values[rng.random(n) < 0.2] = np.nan
+    deals = empty_deals(n)
+    deals["impressions"] = rng.integers(0, 2000, n)
+    deals["spend_micros"] = rng.integers(0, 10**9, n)
+    start = datetime(2026, 3, 2, tzinfo=UTC)
+    delivery = DeliverySeries(start, timedelta(hours=1), **series)
+    kw = {
+        "active_buckets": rng.random(buckets) < 0.8,
+        "bucket_weights": rng.random(buckets) + 0.5,
+        "read_from": read_from,
+    }
+    for budget in (BudgetType.SPEND, BudgetType.IMPRESSIONS):
+        whole = ForecastInputs.from_snapshot(deals, delivery, budget, POLICY, **kw)  # type: ignore[arg-type]
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(forecast, "BLOCK_ROWS", block)
+            blocks = ForecastInputs.from_snapshot(deals, delivery, budget, POLICY, **kw)  # type: ignore[arg-type]
+        for name in ("observed_rate", "avails_rate", "evidence_hours", "evidence_impressions",
+                     "rate_se", "stalled", "stall_hours"):  # fmt: skip
+            a, b = getattr(whole, name), getattr(blocks, name)
+            assert a.dtype == b.dtype and a.tobytes() == b.tobytes(), name
 
 
 # --- a deal live again after a stall -----------------------------------------------------------

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -123,79 +123,26 @@ class ForecastInputs:
         stall_hours = np.zeros(n)
         evidence_imps = values_of(deals, "impressions", np.int64)
         if delivery is not None and delivery.n_buckets:
-            hours = delivery.bucket.total_seconds() / 3600.0
-            act = np.ones(delivery.n_buckets, bool) if active_buckets is None else active_buckets
-            if budget_type is BudgetType.SPEND:
-                series = delivery.spend_micros
-            else:
+            per_imp = None
+            if budget_type is not BudgetType.SPEND:
                 # Impressions series, converted to the unit through each deal's observed ratio.
                 with np.errstate(divide="ignore", invalid="ignore"):
                     per_imp = np.where(imps > 0, units_total / imps, np.nan)
-                series = delivery.impressions * per_imp[:, None]
-            shown = delivery.impressions
-            if series.dtype.kind == "f":
-                seen = ~np.isnan(series) & act[None, :]
-            else:  # integers (the matrix form): every bucket known, no NaN pass
-                seen = np.broadcast_to(act[None, :], series.shape)
-            # Integers with every bucket active are summed as they are (exact; sums of an
-            # hour's micros over a series stay far below 2**53, so the same numbers); otherwise
-            # NaN only where not seen: masked once, summed plainly (nansum's NaN pass is moot).
-            whole = series.dtype.kind in "iu" and bool(act.all())
-            masked = series if whole else np.where(seen, series, 0.0)
-            avails = delivery.avails
-            av = avails if whole and avails.dtype.kind in "iu" else np.where(seen, avails, 0)
-            n_hours = _observed_hours(series, seen, act, hours)
-            tail = max(1, math.ceil(policy.stalled_window / delivery.bucket))
-            recent = masked[:, -tail:].sum(axis=1)
-            stalled = (n_hours >= tail * hours) & (recent <= 0)
-            stall_hours = _silent_hours(masked, seen, act, hours)
-            stalls = _past_stalls(masked, seen, tail, av, _buckets_a_day(delivery.bucket, tail))
-            stalls = _idle_before_plan(
-                stalls, masked, av, delivery, values_of(deals, "plan_applied_at", np.int64),
-                read_from, tail,
-            )  # fmt: skip
-            if 0 < read_from < delivery.n_buckets:
-                # The rate is read on the last buckets only (read_from on); the earlier ones
-                # told a daily hole from a stall above.
-                keep = slice(read_from, None)
-                series, seen, masked, av, act, shown = (
-                    m[..., keep] for m in (series, seen, masked, av, act, shown)
-                )  # fmt: skip
-                if bucket_weights is not None:
-                    bucket_weights = bucket_weights[keep]
-                if stalls is not None:
-                    stalls = stalls[:, keep]
-                    if not stalls.any():
-                        stalls = None
-                n_hours = _observed_hours(series, seen, act, hours)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                rate = np.where(n_hours > 0, masked.sum(axis=1) / n_hours, np.nan)
-                avails_rate = np.where(n_hours > 0, _row_sums(av) / n_hours, np.nan)
-            if stalls is None:
-                rate_se = _rate_se(series, seen, hours, bucket_weights)
-            else:
-                # A deal live again after a stall inside the series is measured outside it:
-                # the silent hours were the outage, not its rate (read over them, a deal whose
-                # supply returned stays at what the stall left it), and the hours before it
-                # are evidence of what the deal does when it is live.
-                rate, avails_rate, n_hours, rate_se = _measured_outside(
-                    stalls, series, masked, seen, av, hours, bucket_weights,
-                    (rate, avails_rate, n_hours),
-                )  # fmt: skip
-            evidence = n_hours
-            # The series' own impressions (on the buckets the rate is read on) count as
-            # evidence beside the totals to date: a campaign whose budget is a day's counts its
-            # totals from midnight, while the series may hold the day before. Read only where
-            # the totals fall short of the minimum.
-            short = np.flatnonzero(evidence_imps < policy.min_evidence_impressions)
-            if short.size:
-                counted = np.asarray(shown[short], dtype=np.float64)
-                read_on = seen[short] & ~np.isnan(counted)
-                if stalls is not None:
-                    read_on &= ~stalls[short]
-                in_series = np.where(read_on, counted, 0.0).sum(axis=1).astype(np.int64)
-                evidence_imps = evidence_imps.copy()  # values_of's view is read-only
-                evidence_imps[short] = np.maximum(evidence_imps[short], in_series)
+            reading = _SeriesReading(
+                delivery=delivery,
+                per_imp=per_imp,
+                active=(
+                    np.ones(delivery.n_buckets, bool) if active_buckets is None else active_buckets
+                ),
+                weights=bucket_weights,
+                read_from=read_from,
+                policy=policy,
+                plan_applied_at=values_of(deals, "plan_applied_at", np.int64),
+                evidence_impressions=evidence_imps,
+            )
+            rate, avails_rate, evidence, rate_se, stalled, stall_hours, evidence_imps = (
+                reading.in_blocks(n)
+            )
         return cls(
             observed_rate=rate,
             participation_rate=values_of(deals, "participation_rate", np.float64),
@@ -213,6 +160,150 @@ class ForecastInputs:
             rate_se=rate_se,
             stall_hours=stall_hours,
         )
+
+
+BLOCK_ROWS = 8192
+"""Deals the series are read for at a time (`_SeriesReading.in_blocks`): a block's matrices
+(8192 x 48 buckets, ~1.5 MB as uint32) are reused from cache, where a whole 100k-deal matrix
+is fresh memory each pass touches first (page faults) and reads back from RAM."""
+
+_Measures = tuple[FloatArray, FloatArray, FloatArray, FloatArray, BoolArray, FloatArray, IntArray]
+"""What the series say per deal: rate, avails rate, evidence hours, the rate's standard error,
+stalled, stall hours and evidence impressions (`ForecastInputs`' fields of the same names)."""
+
+
+@dataclass(frozen=True, eq=False)
+class _SeriesReading:
+    """What `ForecastInputs.from_snapshot` reads from the delivery series (its arguments; the
+    per-deal ones whole, for every deal)."""
+
+    delivery: DeliverySeries
+    per_imp: FloatArray | None  # budget units per impression (None: the series is spend)
+    active: BoolArray
+    weights: FloatArray | None
+    read_from: int
+    policy: Policy
+    plan_applied_at: IntArray
+    evidence_impressions: IntArray
+
+    def in_blocks(self, n: int) -> _Measures:
+        """`measures` for every deal, BLOCK_ROWS deals at a time: each deal's figures are read
+        from its own row alone (the same numbers in any blocks). With `_masked`, 100k deals x
+        48 buckets in a plan ~73 -> ~53 ms (thread CPU). The deals that came out of a stall
+        are then measured outside it together (`_measured_outside`: its weighted hours are a
+        matrix product, whose last bits depend on the rows multiplied together)."""
+        starts = range(0, n, BLOCK_ROWS) if n > BLOCK_ROWS else [0]
+        blocks = [self.measures(slice(i, i + BLOCK_ROWS)) for i in starts]
+        measures = cast(
+            _Measures, tuple(np.concatenate(p) for p in zip(*(m for m, _ in blocks), strict=True))
+        )
+        came_out = [(i, s) for i, (_, s) in zip(starts, blocks, strict=True) if s is not None]
+        if not came_out:
+            return measures
+        rows = np.concatenate([i + np.flatnonzero(s.any(axis=1)) for i, s in came_out])
+        stalls = np.concatenate([s[s.any(axis=1)] for _, s in came_out])
+        rate, avails_rate, n_hours, rate_se = measures[:4]
+        series, _, seen, masked, av = self._matrices(rows)
+        keep = slice(self.read_from if 0 < self.read_from < self.delivery.n_buckets else 0, None)
+        weights = None if self.weights is None else self.weights[keep]
+        outside = _measured_outside(
+            stalls, series[:, keep], masked[:, keep], seen[:, keep], av[:, keep],
+            self.delivery.bucket.total_seconds() / 3600.0, weights,
+            (rate[rows], avails_rate[rows], n_hours[rows]),
+        )  # fmt: skip
+        for column, values in zip((rate, avails_rate, n_hours, rate_se), outside, strict=True):
+            column[rows] = values
+        return measures
+
+    def _matrices(
+        self, rows: slice | IntArray
+    ) -> tuple[npt.NDArray[Any], npt.NDArray[Any], BoolArray, npt.NDArray[Any], npt.NDArray[Any]]:
+        """The series of the deals `rows` in the forecast's unit, their impressions, which
+        buckets are seen, the series and the bid requests with 0 where not seen."""
+        delivery, act = self.delivery, self.active
+        if self.per_imp is None:
+            series = delivery.spend_micros[rows]
+        else:
+            series = delivery.impressions[rows] * self.per_imp[rows, None]
+        if series.dtype.kind == "f":
+            seen = ~np.isnan(series) & act[None, :]
+        else:  # integers (the matrix form): every bucket known, no NaN pass
+            seen = np.broadcast_to(act[None, :], series.shape)
+        # Integers with every bucket active are summed as they are (exact; sums of an
+        # hour's micros over a series stay far below 2**53, so the same numbers); otherwise
+        # NaN only where not seen: masked once, summed plainly (nansum's NaN pass is moot).
+        whole = series.dtype.kind in "iu" and bool(act.all())
+        masked = series if whole else _masked(series, seen)
+        avails = delivery.avails[rows]
+        av = avails if whole and avails.dtype.kind in "iu" else np.where(seen, avails, 0)
+        return series, delivery.impressions[rows], seen, masked, av
+
+    def measures(self, rows: slice) -> tuple[_Measures, BoolArray | None]:
+        """The series' figures for the deals `rows`, and the buckets of the stalls they came
+        out of among those the rate is read on (None: none did), which the caller measures
+        them outside: the figures of those deals here are read over the stalls."""
+        delivery, act, policy = self.delivery, self.active, self.policy
+        read_from, bucket_weights = self.read_from, self.weights
+        evidence_imps = self.evidence_impressions[rows]
+        hours = delivery.bucket.total_seconds() / 3600.0
+        series, shown, seen, masked, av = self._matrices(rows)
+        n_hours = _observed_hours(series, seen, act, hours)
+        tail = max(1, math.ceil(policy.stalled_window / delivery.bucket))
+        recent = masked[:, -tail:].sum(axis=1)
+        stalled = (n_hours >= tail * hours) & (recent <= 0)
+        stall_hours = _silent_hours(masked, seen, act, hours)
+        stalls = _past_stalls(masked, seen, tail, av, _buckets_a_day(delivery.bucket, tail))
+        stalls = _idle_before_plan(
+            stalls, masked, av, delivery, self.plan_applied_at[rows], read_from, tail
+        )
+        if 0 < read_from < delivery.n_buckets:
+            # The rate is read on the last buckets only (read_from on); the earlier ones
+            # told a daily hole from a stall above.
+            keep = slice(read_from, None)
+            series, seen, masked, av, act, shown = (
+                m[..., keep] for m in (series, seen, masked, av, act, shown)
+            )  # fmt: skip
+            if bucket_weights is not None:
+                bucket_weights = bucket_weights[keep]
+            if stalls is not None:
+                stalls = stalls[:, keep]
+                if not stalls.any():
+                    stalls = None
+            n_hours = _observed_hours(series, seen, act, hours)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rate = np.where(n_hours > 0, masked.sum(axis=1) / n_hours, np.nan)
+            avails_rate = np.where(n_hours > 0, _row_sums(av) / n_hours, np.nan)
+        # A deal live again after a stall inside the series is measured outside it (the
+        # caller, `_measured_outside`): the silent hours were the outage, not its rate (read
+        # over them, a deal whose supply returned stays at what the stall left it), and the
+        # hours before it are evidence of what the deal does when it is live.
+        rate_se = _rate_se(series, seen, hours, bucket_weights)
+        # The series' own impressions (on the buckets the rate is read on) count as
+        # evidence beside the totals to date: a campaign whose budget is a day's counts its
+        # totals from midnight, while the series may hold the day before. Read only where
+        # the totals fall short of the minimum.
+        short = np.flatnonzero(evidence_imps < policy.min_evidence_impressions)
+        if short.size:
+            counted = np.asarray(shown[short], dtype=np.float64)
+            read_on = seen[short] & ~np.isnan(counted)
+            if stalls is not None:
+                read_on &= ~stalls[short]
+            in_series = np.where(read_on, counted, 0.0).sum(axis=1).astype(np.int64)
+            evidence_imps = evidence_imps.copy()  # values_of's view is read-only
+            evidence_imps[short] = np.maximum(evidence_imps[short], in_series)
+        measures = (rate, avails_rate, n_hours, rate_se, stalled, stall_hours, evidence_imps)
+        return measures, stalls
+
+
+def _masked(series: npt.NDArray[Any], seen: BoolArray) -> npt.NDArray[Any]:
+    """The series with 0 where not seen. Integers of 32 bits or fewer stay integers: every sum
+    the forecast takes of them (at most 2**32 a bucket, so below 2**53 for any series up to a
+    million buckets) is exact in either type, so the same numbers, and the matrix is half the
+    size of a float64 one (100k x 48: ~7.5 -> ~3.7 ms, and the passes reading it faster)."""
+    if series.dtype.kind in "iu" and series.dtype.itemsize <= 4 and series.shape[1] < 2**20:
+        return np.where(seen, series, series.dtype.type(0))
+    out: npt.NDArray[Any] = np.where(seen, series, 0.0)
+    return out
 
 
 def _row_sums(values: npt.NDArray[Any]) -> npt.NDArray[Any]:
@@ -247,7 +338,16 @@ def _silent_hours(
     last = n_buckets - 1 - np.argmax(delivered[:, ::-1], axis=1)
     ever = delivered.any(axis=1)  # where none delivered, `last` (argmax 0) points nowhere
     after = np.concatenate([np.cumsum(active[::-1])[::-1][1:], [0]])  # active buckets after j
-    out: FloatArray = np.where(ever, after[last], seen.sum(axis=1)) * hours
+    out: FloatArray = np.where(ever, after[last], _seen_counts(seen)) * hours
+    return out
+
+
+def _seen_counts(seen: BoolArray) -> IntArray:
+    """Each row's seen buckets: one row's count repeated when every row shares one mask (the
+    matrix form, a broadcast: summed per row it is a full pass, ~1.7 ms at 100k x 48)."""
+    if seen.ndim == 2 and seen.shape[0] > 0 and seen.strides[0] == 0:
+        return np.full(seen.shape[0], int(np.count_nonzero(seen[0])), dtype=np.int64)
+    out: IntArray = seen.sum(axis=1)
     return out
 
 
@@ -296,7 +396,9 @@ def _past_stalls(
         np.logical_not(again, out=again)
         silent[:, day:] &= again
         silent[:, :-day] &= again
-    rows = np.flatnonzero(silent.sum(axis=1) >= tail)  # count_nonzero(axis=) is Python-level
+    # count_nonzero(axis=) is Python-level; einsum over the flags' bytes beats a bool sum
+    # (~2.7 -> ~1.7 ms at 100k x 48).
+    rows = np.flatnonzero(np.einsum("ij->i", silent.view(np.uint8), dtype=np.intp) >= tail)
     if rows.size == 0:
         return None
     # Bucket by bucket across the deals (a series has tens of buckets and a plan up to 100k
