@@ -26,6 +26,7 @@ from reallocator.core.model import (
 )
 from reallocator.core.pacing.assessment import PacingStatus
 from reallocator.core.pacing.curves import PacingCurve, build_curve, deal_expected
+from reallocator.core.plan import schedule
 from reallocator.core.plan.model import ReasonCode
 from reallocator.core.plan.schedule import (
     ScheduleInputs,
@@ -394,3 +395,32 @@ def test_a_schedules_reason_is_its_verdict_else_the_plans_reason_else_the_schedu
         )
     assert got.tolist() == expected
     assert all(type(w) is str for w in got.tolist())
+
+
+@given(
+    n=st.integers(0, 40),
+    hours=st.integers(1, 9),
+    block=st.integers(1, 9),
+    seed=st.integers(0, 2**32 - 1),
+    spend=st.booleans(),
+)
+def test_hourly_matrices_made_in_blocks_as_in_one(
+    n: int, hours: int, block: int, seed: int, spend: bool
+) -> None:
+    """The schedules' hourly matrices are made BLOCK_ROWS rows at a time: targets, spend,
+    ceilings and totals bit for bit what one block of every row gives (huge allocations and
+    unknown costs among them)."""
+    rng = np.random.default_rng(seed)
+    new = np.floor(rng.lognormal(15, 4, n))
+    new[rng.random(n) < 0.1] = 2.0**60
+    share = rng.dirichlet(np.ones(hours)) * rng.uniform(0.5, 1.0)
+    ahead = rng.random(n) < 0.5
+    cost = None if spend else np.where(rng.random(n) < 0.2, 0.0, rng.random(n) * 5)
+    whole = schedule._HourlyMatrices.of(new, share, ahead, 1.3, cost)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(schedule, "BLOCK_ROWS", block)
+        blocks = schedule._HourlyMatrices.of(new, share, ahead, 1.3, cost)
+    for name in ("target", "spend", "ceiling", "total"):
+        a, b = getattr(whole, name), getattr(blocks, name)
+        assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes(), name
+    assert (whole.total == whole.target.sum(axis=1)).all()

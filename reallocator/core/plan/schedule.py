@@ -386,8 +386,11 @@ def throttle(participation: FloatArray, required: FloatArray, observed: FloatArr
     return np.asarray(np.where(req <= 0, 0.0, np.where(seen, scaled, 1.0)), dtype=np.float64)
 
 
-def schedule_candidates(inputs: ScheduleInputs, policy: Policy, remaining: float) -> BoolArray:
-    """Which deals get a schedule (module docstring): buyer-paced, live, and changed enough."""
+def schedule_candidates(
+    inputs: ScheduleInputs, policy: Policy, remaining: float, *, ahead: BoolArray | None = None
+) -> BoolArray:
+    """Which deals get a schedule (module docstring): buyer-paced, live, and changed enough.
+    `ahead`: which deals pace AHEAD, when the caller has read it (`_ahead`)."""
     status = inputs.pacing_status
     buyer = inputs.deal_type != DealType.PROGRAMMATIC_GUARANTEED
     old, new = inputs.old_allocation, inputs.new_allocation
@@ -404,7 +407,8 @@ def schedule_candidates(inputs: ScheduleInputs, policy: Policy, remaining: float
     projected = np.rint(np.where(np.isfinite(observed), observed * remaining, old))
     size = np.maximum(np.abs(new - old), np.abs(new - projected.astype(np.int64)))
     worth = worth_changing(size, policy.min_change)
-    ahead = _ahead(inputs)
+    if ahead is None:
+        ahead = _ahead(inputs)
     wanted = ((changed | off_pace) & worth) | ahead
     return np.asarray(buyer & live & (remaining > 0) & wanted, dtype=bool)
 
@@ -444,6 +448,72 @@ def _schedule_reasons(status: ObjArray, plan_reason: ObjArray | None, pick: IntA
     return out
 
 
+BLOCK_ROWS = 16_384
+"""Schedules whose hourly matrices are made at a time (`_HourlyMatrices`): a block's
+temporaries (16k x 7 hours, ~0.9 MB each) are reused from cache where a whole 100k-deal
+matrix is fresh memory for each of largest_remainder's dozen passes (page faults)."""
+
+
+@dataclass(frozen=True, eq=False)
+class _HourlyMatrices:
+    """The schedules' hours (rows: the schedules, columns: hours): the targets, which sum to
+    the rounded share of each allocation, their spend, the most an AHEAD deal may take
+    (its target elsewhere) and each row's total target."""
+
+    target: IntArray
+    spend: IntArray
+    ceiling: IntArray
+    total: IntArray
+
+    @classmethod
+    def of(
+        cls,
+        new: FloatArray,
+        share: FloatArray,
+        ahead: BoolArray,
+        ratio: float,
+        cost: FloatArray | None,
+    ) -> _HourlyMatrices:
+        """The matrices of allocations `new` over the hours' `share`, BLOCK_ROWS rows at a time:
+        every figure is its row's own (the same numbers in any blocks). `cost`: micros per
+        budget unit (None: the budget is spend). derive_schedule_table of 100k schedules x 7
+        hours (thread CPU, in a plan): ~43 -> ~38 ms."""
+        shape = (new.size, share.size)
+        out = cls(
+            target=np.empty(shape, np.int64),
+            spend=np.empty(shape, np.int64),
+            ceiling=np.empty(shape, np.int64),
+            total=np.empty(new.size, np.int64),
+        )
+        for start in range(0, new.size, BLOCK_ROWS):
+            rows = slice(start, start + BLOCK_ROWS)
+            out.fill(
+                rows, new[rows], share, ahead[rows], ratio, None if cost is None else cost[rows]
+            )
+        return out
+
+    def fill(
+        self,
+        rows: slice,
+        new: FloatArray,
+        share: FloatArray,
+        ahead: BoolArray,
+        ratio: float,
+        cost: FloatArray | None,
+    ) -> None:
+        """The matrices' `rows`, of the allocations `new`."""
+        exact = new[:, None] * share[None, :]
+        targets = largest_remainder(exact)  # sums to the rounded share of the allocation
+        self.target[rows] = targets
+        self.total[rows] = targets.sum(axis=1)
+        if cost is None:
+            self.spend[rows] = targets
+        else:
+            self.spend[rows] = np.rint(targets * cost[:, None]).astype(np.int64)
+        ceiling = np.where(ahead[:, None], np.ceil(exact * ratio - 1e-9), targets).astype(np.int64)
+        np.maximum(ceiling, targets, out=self.ceiling[rows])
+
+
 def derive_schedule_table(
     inputs: ScheduleInputs,
     curve: PacingCurve,
@@ -456,19 +526,18 @@ def derive_schedule_table(
     prof = hourly_profile(
         curve, inputs.as_of, inputs.window_end, inputs.horizon_end, inputs.timezone, shape
     )
-    pick = np.flatnonzero(schedule_candidates(inputs, policy, prof.remaining_opportunity))
-    n_hours = len(prof.share)
+    every_ahead = _ahead(inputs)
+    pick = np.flatnonzero(
+        schedule_candidates(inputs, policy, prof.remaining_opportunity, ahead=every_ahead)
+    )
     new = inputs.new_allocation[pick].astype(np.float64)
-    exact = new[:, None] * prof.share[None, :]
-    targets = (
-        largest_remainder(exact) if pick.size else np.zeros((0, n_hours), dtype=np.int64)
-    )  # sums to the rounded share of the allocation
-    targets_total = targets.sum(axis=1)
-    cost = nan_to_num(inputs.cost_per_unit[pick])
-    if inputs.budget_type is BudgetType.SPEND:
-        spend = targets.copy()
-    else:
-        spend = np.rint(targets * cost[:, None]).astype(np.int64)
+    ahead = every_ahead[pick]
+    ratio = max(policy.pace_ahead, 1.0)
+    cost = None
+    if inputs.budget_type is not BudgetType.SPEND:
+        cost = nan_to_num(inputs.cost_per_unit[pick])
+    hourly = _HourlyMatrices.of(new, prof.share, ahead, ratio, cost)
+    targets_total = hourly.total
 
     horizon_required = new / prof.remaining_opportunity if prof.remaining_opportunity > 0 else new
     required = (
@@ -476,11 +545,7 @@ def derive_schedule_table(
     )
     observed = inputs.current_rate[pick]
     participation = inputs.participation_rate[pick]
-    ahead = _ahead(inputs)[pick]
     thr = np.where(ahead, 1.0, throttle(participation, required, observed))
-    ratio = max(policy.pace_ahead, 1.0)
-    ceiling = np.where(ahead[:, None], np.ceil(exact * ratio - 1e-9), targets).astype(np.int64)
-    ceiling = np.maximum(ceiling, targets)
 
     reason = _schedule_reasons(inputs.pacing_status[pick], inputs.plan_reason, pick)
     return ScheduleTable(
@@ -488,9 +553,9 @@ def derive_schedule_table(
         deal_index=pick.astype(np.int64),
         deal_id=inputs.deal_id[pick],
         seller_id=inputs.seller_id[pick],
-        hourly_target=targets.astype(np.int64),
-        hourly_spend_micros=spend.astype(np.int64),
-        hourly_ceiling=ceiling,
+        hourly_target=hourly.target,
+        hourly_spend_micros=hourly.spend,
+        hourly_ceiling=hourly.ceiling,
         throttle=np.asarray(thr, dtype=np.float64),
         reason=reason,
         pacing=_PACING_LABELS[ahead.astype(np.intp)],  # AHEAD (1) or CURVE (0)
