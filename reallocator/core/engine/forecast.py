@@ -235,7 +235,10 @@ class _SeriesReading:
         whole = series.dtype.kind in "iu" and bool(act.all())
         masked = series if whole else _masked(series, seen)
         avails = delivery.avails[rows]
-        av = avails if whole and avails.dtype.kind in "iu" else np.where(seen, avails, 0)
+        if avails.dtype.kind in "iu":
+            av = avails if whole else avails * seen  # integers: x 1 or x 0, as np.where picks
+        else:
+            av = np.where(seen, avails, 0)
         return series, delivery.impressions[rows], seen, masked, av
 
     def measures(self, rows: slice) -> tuple[_Measures, BoolArray | None]:
@@ -249,8 +252,7 @@ class _SeriesReading:
         series, shown, seen, masked, av = self._matrices(rows)
         n_hours = _observed_hours(series, seen, act, hours)
         tail = max(1, math.ceil(policy.stalled_window / delivery.bucket))
-        recent = masked[:, -tail:].sum(axis=1)
-        stalled = (n_hours >= tail * hours) & (recent <= 0)
+        stalled = (n_hours >= tail * hours) & _none_delivered(masked[:, -tail:])
         stall_hours = _silent_hours(masked, seen, act, hours)
         stalls = _past_stalls(masked, seen, tail, av, _buckets_a_day(delivery.bucket, tail))
         stalls = _idle_before_plan(
@@ -271,7 +273,7 @@ class _SeriesReading:
                     stalls = None
             n_hours = _observed_hours(series, seen, act, hours)
         with np.errstate(divide="ignore", invalid="ignore"):
-            rate = np.where(n_hours > 0, masked.sum(axis=1) / n_hours, np.nan)
+            rate = np.where(n_hours > 0, _sums(masked) / n_hours, np.nan)
             avails_rate = np.where(n_hours > 0, _row_sums(av) / n_hours, np.nan)
         # A deal live again after a stall inside the series is measured outside it (the
         # caller, `_measured_outside`): the silent hours were the outage, not its rate (read
@@ -301,17 +303,39 @@ def _masked(series: npt.NDArray[Any], seen: BoolArray) -> npt.NDArray[Any]:
     million buckets) is exact in either type, so the same numbers, and the matrix is half the
     size of a float64 one (100k x 48: ~7.5 -> ~3.7 ms, and the passes reading it faster)."""
     if series.dtype.kind in "iu" and series.dtype.itemsize <= 4 and series.shape[1] < 2**20:
-        return np.where(seen, series, series.dtype.type(0))
+        masked: npt.NDArray[Any] = series * seen  # x 1 or x 0: np.where's picks, ~1.7x faster
+        return masked
     out: npt.NDArray[Any] = np.where(seen, series, 0.0)
     return out
 
 
-def _row_sums(values: npt.NDArray[Any]) -> npt.NDArray[Any]:
-    """`np.nansum(values, axis=1)`: integers hold no NaN, so their plain sum (the same numbers,
-    without nansum's Python-level checks, ~3 us a call on short arrays)."""
-    if values.dtype.kind in "iub":
-        out: npt.NDArray[Any] = values.sum(axis=1)
+def _none_delivered(masked: npt.NDArray[Any]) -> BoolArray:
+    """Rows whose sum is at most 0. Unsigned integers: those with no bucket above 0, counted by
+    einsum over the flags' bytes (~1.6 -> ~0.9 ms at 100k x 6 where a sum along short rows is
+    slow); others by their sum."""
+    if masked.dtype.kind == "u":
+        out: BoolArray = np.einsum("ij->i", (masked > 0).view(np.uint8), dtype=np.intp) == 0
         return out
+    return np.asarray(masked.sum(axis=1) <= 0)
+
+
+def _sums(values: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """`values.sum(axis=1)`: integers by einsum, in the sum's own dtype (exact in any order;
+    ~2.3 -> ~1.2 ms at 100k x 24, where a ufunc reduction along short rows is slow), floats
+    by the sum itself (its order)."""
+    if values.dtype.kind in "iub":
+        wide = np.uint64 if values.dtype.kind == "u" else np.int64  # as the sum widens them
+        summed: npt.NDArray[Any] = np.einsum("ij->i", values, dtype=wide)
+        return summed
+    out: npt.NDArray[Any] = values.sum(axis=1)
+    return out
+
+
+def _row_sums(values: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """`np.nansum(values, axis=1)`: integers hold no NaN, so their plain sum (`_sums`: the same
+    numbers, without nansum's Python-level checks, ~3 us a call on short arrays)."""
+    if values.dtype.kind in "iub":
+        return _sums(values)
     return np.asarray(np.nansum(values, 1))
 
 
