@@ -443,8 +443,10 @@ def _schedule_reasons(status: ObjArray, plan_reason: ObjArray | None, pick: IntA
             for w in words
         ]
         own = np.array(kept, dtype=object)[r_codes]
-    verdict = by_status[s_codes]
-    out: ObjArray = np.where(verdict != "", verdict, own).astype(object)
+    # Whether a verdict speaks, decided per distinct status too: comparing 100k objects to ""
+    # and copying the pick again cost ~1.2 ms.
+    speaks = np.array([v != "" for v in by_status], dtype=bool)[s_codes]
+    out: ObjArray = np.where(speaks, by_status[s_codes], own)
     return out
 
 
