@@ -3,6 +3,9 @@ behind budget no deal can deliver."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 
 from reallocator.core.engine import BoundsReport, BuiltProblem
@@ -25,7 +28,7 @@ def unspendable_reasons(
     forecast: np.ndarray,
     bt: BudgetType,
     currency: str,
-    deal_ids: np.ndarray,
+    deal_ids: Sequence[Any],
     beyond: int = 0,
     held_for_sellers: np.ndarray | None = None,
 ) -> tuple[Unspendable, ...]:

@@ -160,7 +160,9 @@ def assemble(
         prepared.forecast["capacity"],
         bt,
         currency,
-        values_of(snapshot.deals, "deal_id"),
+        # The column itself: a few deals are named, where converting every id to an object
+        # cost ~2.5 ms at 100k deals.
+        text_column(snapshot.deals, "deal_id"),
         beyond=post.beyond,
         held_for_sellers=None if status is PlanStatus.NO_CHANGE else post.held,  # nothing asked
     )
