@@ -28,12 +28,13 @@ import pyarrow.compute as pc
 
 from reallocator.core.model import BudgetType
 
-_UNIT_NAMES = {
+UNIT_NAMES = {
     BudgetType.IMPRESSIONS: "impressions",
     BudgetType.CLICKS: "clicks",
     BudgetType.COMPLETES: "completes",
     BudgetType.REQUESTS: "requests",
 }
+"""The words after an amount in a budget unit other than spend."""
 
 # Integers are exact and every half representable below this: the fast path's domain.
 _EXACT_LIMIT = float(2**52)
@@ -300,17 +301,39 @@ def texts(
     return listed
 
 
-def amount_column(values: npt.ArrayLike, budget_type: BudgetType, currency: str) -> pa.Array:
-    """text.amounts as a column: '1,234.56 USD' (micros / 1e6) for SPEND, '12,345 clicks'."""
+def _in_unit(
+    values: npt.ArrayLike, budget_type: BudgetType, currency: str, per_hour: bool
+) -> tuple[npt.NDArray[np.float64], int, str]:
+    """An amount (a rate per hour with `per_hour`) in the budget's unit as its figures, their
+    decimals and the words after them: micros / 1e6 to 2 places and the currency for SPEND,
+    counts (rates to 1 place) and the unit's name for the others."""
     v = np.asarray(values, np.float64)
+    per = "/h" if per_hour else ""
     if budget_type is BudgetType.SPEND:
-        return fixed(v / 1e6, 2, suffix=f" {currency}")
-    return fixed(v, 0, suffix=f" {_UNIT_NAMES[budget_type]}")
+        return v / 1e6, 2, f" {currency}{per}"
+    return v, (1 if per_hour else 0), f" {UNIT_NAMES[budget_type]}{per}"
+
+
+def amount_column(values: npt.ArrayLike, budget_type: BudgetType, currency: str) -> pa.Array:
+    """Amounts as a column: '1,234.56 USD' (micros / 1e6) for SPEND, '12,345 clicks', "n/a"
+    where not finite."""
+    figures, decimals, words = _in_unit(values, budget_type, currency, False)
+    return fixed(figures, decimals, suffix=words)
 
 
 def rate_column(values: npt.ArrayLike, budget_type: BudgetType, currency: str) -> pa.Array:
-    """text.rates as a column: '40.00 USD/h' for SPEND, '1,250.0 clicks/h'."""
-    v = np.asarray(values, np.float64)
-    if budget_type is BudgetType.SPEND:
-        return fixed(v / 1e6, 2, suffix=f" {currency}/h")
-    return fixed(v, 1, suffix=f" {_UNIT_NAMES[budget_type]}/h")
+    """Rates per hour as a column: '40.00 USD/h' for SPEND, '1,250.0 clicks/h'."""
+    figures, decimals, words = _in_unit(values, budget_type, currency, True)
+    return fixed(figures, decimals, suffix=words)
+
+
+def amount_texts(values: npt.ArrayLike, budget_type: BudgetType, currency: str) -> list[str]:
+    """`amount_column`'s words as Python strs (`texts`: f-strings for a few)."""
+    figures, decimals, words = _in_unit(values, budget_type, currency, False)
+    return texts(figures, decimals, suffix=words, nan="n/a")
+
+
+def rate_texts(values: npt.ArrayLike, budget_type: BudgetType, currency: str) -> list[str]:
+    """`rate_column`'s words as Python strs."""
+    figures, decimals, words = _in_unit(values, budget_type, currency, True)
+    return texts(figures, decimals, suffix=words, nan="n/a")

@@ -8,14 +8,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import numpy.typing as npt
 
+from reallocator.core.figures import UNIT_NAMES, amount_texts, rate_texts
 from reallocator.core.model import BudgetType
-
-_UNIT_NAMES = {
-    BudgetType.IMPRESSIONS: "impressions",
-    BudgetType.CLICKS: "clicks",
-    BudgetType.COMPLETES: "completes",
-    BudgetType.REQUESTS: "requests",
-}
 
 
 def amount(value: float, budget_type: BudgetType, currency: str) -> str:
@@ -24,7 +18,7 @@ def amount(value: float, budget_type: BudgetType, currency: str) -> str:
         return "n/a"
     if budget_type is BudgetType.SPEND:
         return money(value, currency)
-    return f"{value:,.0f} {_UNIT_NAMES[budget_type]}"
+    return f"{value:,.0f} {UNIT_NAMES[budget_type]}"
 
 
 def money(micros: float, currency: str) -> str:
@@ -34,26 +28,16 @@ def money(micros: float, currency: str) -> str:
 def amounts(
     values: npt.NDArray[np.generic] | Sequence[float], budget_type: BudgetType, currency: str
 ) -> list[str]:
-    """Many amounts at once (one comprehension, no call per value)."""
-    v = np.asarray(values, np.float64)
-    if budget_type is BudgetType.SPEND:
-        out = [f"{m:,.2f} {currency}" for m in (v / 1e6).tolist()]
-    else:
-        unit = _UNIT_NAMES[budget_type]
-        out = [f"{c:,.0f} {unit}" for c in v.tolist()]
-    return _not_available(out, v)
+    """Many amounts at once, as `amount` writes each (`figures.amount_texts`: f-strings for a
+    few, a column at a time for many)."""
+    return amount_texts(values, budget_type, currency)
 
 
 def rates(
     values: npt.NDArray[np.generic] | Sequence[float], budget_type: BudgetType, currency: str
 ) -> list[str]:
-    v = np.asarray(values, np.float64)
-    if budget_type is BudgetType.SPEND:
-        out = [f"{m:,.2f} {currency}/h" for m in (v / 1e6).tolist()]
-    else:
-        unit = _UNIT_NAMES[budget_type]
-        out = [f"{c:,.1f} {unit}/h" for c in v.tolist()]
-    return _not_available(out, v)
+    """Many rates at once, as `rate` writes each."""
+    return rate_texts(values, budget_type, currency)
 
 
 def where(
@@ -79,19 +63,13 @@ def where(
     return texts
 
 
-def _not_available(texts: list[str], values: npt.NDArray[np.float64]) -> list[str]:
-    for i in np.flatnonzero(~np.isfinite(values)).tolist():
-        texts[i] = "n/a"
-    return texts
-
-
 def rate(value: float, budget_type: BudgetType, currency: str) -> str:
     """A rate per (opportunity) hour in the budget unit: '40.00 USD/h', '1,250.0 clicks/h'."""
     if not math.isfinite(value):
         return "n/a"
     if budget_type is BudgetType.SPEND:
         return f"{value / 1e6:,.2f} {currency}/h"
-    return f"{value:,.1f} {_UNIT_NAMES[budget_type]}/h"
+    return f"{value:,.1f} {UNIT_NAMES[budget_type]}/h"
 
 
 def signed(value: float, budget_type: BudgetType, currency: str) -> str:
