@@ -392,6 +392,14 @@ def select(conditions: list[Any], choices: list[Any], default: Any) -> np.ndarra
     return out
 
 
+def flag_counts(flags: npt.NDArray[np.bool_]) -> npt.NDArray[np.intp]:
+    """How many flags each row of a boolean matrix has set: einsum over the flags' bytes, where
+    `count_nonzero(axis=)` is Python-level and a bool sum along short rows is slow (~2.7 -> ~1.7
+    ms at 100k x 48)."""
+    out: npt.NDArray[np.intp] = np.einsum("ij->i", flags.view(np.uint8), dtype=np.intp)
+    return out
+
+
 def nan_to_num(x: npt.ArrayLike, nan: float = 0.0) -> npt.NDArray[np.float64]:
     """`np.nan_to_num(x, nan=nan)` of a float array as a new float64 array (NaN to `nan`,
     infinities to the largest doubles), in one check where every value is finite (the usual

@@ -1474,6 +1474,17 @@ _ANSWER = (
 column, not the column's name (an UPDATE's parameter named after a column sets it)."""
 
 
+def _within(
+    condition: sa.ColumnElement[bool], column: sa.ColumnElement[Any], start: bool, end: bool
+) -> sa.ColumnElement[bool]:
+    """`condition` and, where asked, `column` from the "start" parameter and before "end"."""
+    if start:
+        condition = condition & (column >= sa.bindparam("start"))
+    if end:
+        condition = condition & (column < sa.bindparam("end"))
+    return condition
+
+
 @cache
 def _list_page(state: bool, start: bool, end: bool, after: bool) -> sa.Select[Any]:
     """A page of a campaign's plans, newest first, with the filters asked for (16 statements
@@ -1482,10 +1493,7 @@ def _list_page(state: bool, start: bool, end: bool, after: bool) -> sa.Select[An
     condition = plans.c.campaign_id == sa.bindparam("campaign")
     if state:
         condition = condition & (plans.c.state == sa.bindparam("state"))
-    if start:
-        condition = condition & (plans.c.create_time >= sa.bindparam("start"))
-    if end:
-        condition = condition & (plans.c.create_time < sa.bindparam("end"))
+    condition = _within(condition, plans.c.create_time, start, end)
     if after:
         seq: sa.BindParameter[Any] = sa.bindparam("seq")
         last: sa.BindParameter[Any] = sa.bindparam("last")
@@ -1555,10 +1563,7 @@ def _history_page(start: bool, end: bool, after: bool) -> sa.Select[Any]:
     statements at most, each built once, as `_list_page`): as_of from `start` and before
     `end`, and `after` a page token's (as_of, id)."""
     condition = assessments.c.campaign_id == sa.bindparam("campaign")
-    if start:
-        condition = condition & (assessments.c.as_of >= sa.bindparam("start"))
-    if end:
-        condition = condition & (assessments.c.as_of < sa.bindparam("end"))
+    condition = _within(condition, assessments.c.as_of, start, end)
     if after:
         as_of: sa.BindParameter[Any] = sa.bindparam("as_of")
         condition = condition & (

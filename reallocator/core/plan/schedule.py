@@ -69,6 +69,7 @@ from reallocator.core.model import (
     Policy,
     PriceKind,
     factorize,
+    flag_counts,
     is_text_array,
     labels_of,
     nan_to_num,
@@ -358,7 +359,7 @@ def largest_remainder(exact: FloatArray) -> IntArray:
         floors = np.einsum("ij->i", base)
     else:
         floors = base.sum(axis=1)
-    count = np.einsum("ij->i", positive.view(np.uint8), dtype=np.intp)
+    count = flag_counts(positive)
     deficit = np.clip(total - floors, 0, count).astype(np.int64)
     key = np.negative(frac)  # the largest remainder first; hours without one last
     key[~positive] = 1.0
