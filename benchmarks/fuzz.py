@@ -119,7 +119,7 @@ def main() -> int:
     elapsed = time.monotonic() - started
     alive = server.alive()
     settle = time.monotonic() + 15
-    reference = rss_over_time[1][1] if len(rss_over_time) > 2 else baseline
+    reference = rss_over_time[1][1] if len(rss_over_time) >= 2 else baseline
     while alive and server.rss() > 1.2 * reference and time.monotonic() < settle:
         time.sleep(0.5)
     rss_end = server.rss() if alive else 0
@@ -152,7 +152,7 @@ def main() -> int:
         at = log.find(found.group(1)) if found else -1
         if at >= 0:  # the server log's record of it: the stack the caller never sees
             print("  server log:", log[at : at + 2500])
-    reference = rss_over_time[1][1] if len(rss_over_time) > 2 else baseline
+    reference = rss_over_time[1][1] if len(rss_over_time) >= 2 else baseline
     print(f"RSS at the end vs after the first minute: {rss_end / reference - 1:+.0%}")
     ok = alive and not findings and not health_failures[0] and rss_end <= 1.2 * reference
     if "Traceback" in log or "Segmentation" in log:
