@@ -12,6 +12,7 @@ The snapshot is `assess_scaling.make_snapshot` as replan_scaling sends it (Arrow
 compression="auto"). The process uses the server's memory settings (server/memory.py).
 
     .venv/bin/python benchmarks/replan_inprocess.py [--sizes 50 1000] [--view all] [--profile]
+        [--sort tottime] [--top 40]
         [--guaranteed 0.3]
 """
 
@@ -89,6 +90,13 @@ def main() -> None:
     parser.add_argument("--view", default="all", choices=VIEWS, help="encode_plan's deals=")
     parser.add_argument("--repeats", type=int, default=None, help="calls (default by size)")
     parser.add_argument("--profile", action="store_true", help="cProfile of the whole call")
+    parser.add_argument(
+        "--sort",
+        default="cumulative",
+        choices=["cumulative", "tottime"],
+        help="--profile's order: cumulative time, or a function's own time",
+    )
+    parser.add_argument("--top", type=int, default=40, help="--profile's functions shown")
     parser.add_argument("--guaranteed", type=float, default=0.0,
                         help="share of guaranteed deals (seller requests; default 0)")  # fmt: skip
     args = parser.parse_args()
@@ -112,7 +120,7 @@ def main() -> None:
                 one_call(data, args.view, config, time.thread_time)
             profile.disable()
             print(f"--- {n} deals, {repeats} calls")
-            pstats.Stats(profile).sort_stats("cumulative").print_stats(40)
+            pstats.Stats(profile).sort_stats(args.sort).print_stats(args.top)
             continue
         runs: list[dict[str, Any]] = [
             one_call(data, args.view, config, time.thread_time) for _ in range(repeats)
