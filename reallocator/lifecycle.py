@@ -29,7 +29,7 @@ from reallocator.store.plan_codec import StoredInputs
 from reallocator.store.sql import CampaignPast, NewPlan, Replaces, SqlStore
 from reallocator.v1 import plan_pb2, snapshot_pb2
 from reallocator.v1 import reallocator_service_pb2 as pb
-from reallocator.wire.assessment import encode_assessment
+from reallocator.wire.assessment import stored_assessment
 from reallocator.wire.limits import WireLimits
 from reallocator.wire.messages import copy_except
 from reallocator.wire.plan import encode_plan
@@ -387,11 +387,9 @@ def _with_declared_inventory(snapshot: CampaignSnapshot, past: CampaignPast) -> 
 
 def assessment_bytes(assessment: Assessment) -> bytes:
     """The assessment as stored: campaign, seller and channel verdicts and the alerts (the
-    deals' verdicts are in the plan's deals table)."""
-    data: bytes = encode_assessment(assessment, include_deals=False).SerializeToString(
-        deterministic=True
-    )
-    return data
+    deals' verdicts are in the plan's deals table), in the store's form (`stored_assessment`:
+    numbers and labels, the alerts worded when read back)."""
+    return stored_assessment(assessment)
 
 
 def _campaign(plan_name: str) -> str:

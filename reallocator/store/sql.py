@@ -55,6 +55,7 @@ from reallocator.store.schema import (
     snapshots,
 )
 from reallocator.v1 import plan_pb2
+from reallocator.wire.assessment import stored_message
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -181,6 +182,13 @@ def unpack(data: bytes, size: int) -> bytes:
         return bytes(data)
     out: bytes = pa.decompress(data, decompressed_size=size, codec="zstd", asbytes=True)
     return out
+
+
+def _assessment(payload: bytes, size: int) -> bytes:
+    """A stored assessment's PacingAssessment message (serialised): the store's form
+    (`wire.assessment.stored_assessment`, a recorded Replan's) worded, or the message as older
+    rows and AssessPacing's BASIC view hold it."""
+    return stored_message(unpack(payload, size))
 
 
 def _timestamp(micros: int) -> Timestamp:
@@ -1023,7 +1031,7 @@ class SqlStore:
                      last=int(last or 0), limit=page_size + 1),
             ).all()  # fmt: skip
         out = [
-            (int(r.id), unpack(r.payload, r.size), str(r.plan_name), str(r.state or ""))
+            (int(r.id), _assessment(r.payload, r.size), str(r.plan_name), str(r.state or ""))
             for r in rows[:page_size]
         ]
         token = ""
@@ -1052,7 +1060,7 @@ class SqlStore:
         return (
             [(int(e.id), int(e.event_time), str(e.plan_name)) for e in events],
             [
-                (int(a.id), int(a.create_time), unpack(a.payload, a.size))
+                (int(a.id), int(a.create_time), _assessment(a.payload, a.size))
                 if a.max_severity and a.max_severity >= min_severity
                 else (int(a.id), int(a.create_time), b"")
                 for a in assessed

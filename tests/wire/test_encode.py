@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -22,7 +25,14 @@ from reallocator.core.model import (
     Period,
     Policy,
 )
+from reallocator.core.pacing.assessment import Assessment, assess
 from reallocator.v1 import snapshot_pb2
+from reallocator.wire.assessment import (
+    STORED_MAGIC,
+    encode_assessment,
+    stored_assessment,
+    stored_message,
+)
 from reallocator.wire.encode import (
     COMPRESS_FROM_BYTES,
     arrow_stream,
@@ -33,6 +43,9 @@ from reallocator.wire.encode import (
 from reallocator.wire.pacing import decode_pacing
 from reallocator.wire.snapshot import decode_snapshot
 from reallocator.wire.violations import Violations
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "core"))
+import test_pacing_assessment_fast as pacing_fast  # random campaigns, a reference campaign
 
 
 def decode(msg: snapshot_pb2.CampaignSnapshot) -> CampaignSnapshot:
@@ -175,3 +188,48 @@ def test_matrix_forms_read_missing_series_as_zero(form: str) -> None:
     again = decode(encode_snapshot(original, form))  # type: ignore[arg-type]
     assert again.delivery is not None
     np.testing.assert_array_equal(again.delivery.impressions[1], np.zeros(4))
+
+
+def _message_bytes(result: Assessment) -> bytes:
+    """What the store kept of an assessment before its stored form: the BASIC message."""
+    return encode_assessment(result, include_deals=False).SerializeToString(deterministic=True)
+
+
+def _assert_stored_reads_as_message(snapshot: CampaignSnapshot) -> None:
+    stored = stored_assessment(assess(snapshot))
+    assert stored.startswith(STORED_MAGIC)
+    # A fresh assessment: the stored one's alerts were never worded, this one's are.
+    assert stored_message(stored) == _message_bytes(assess(snapshot))
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.data())
+def test_a_stored_assessment_reads_back_as_its_message(data: st.DataObject) -> None:
+    """The stored form (numbers and labels, the alerts unworded) reads back as the BASIC
+    PacingAssessment message byte for byte, its alerts' words included, over random campaigns
+    (budget types, modes, dayparts, flights, statuses, snapshots before, in and after the
+    flight) and stalled windows."""
+    snapshot = pacing_fast.campaign(data.draw)
+    window = data.draw(st.sampled_from([None, timedelta(minutes=90), timedelta(hours=5)]))
+    if window is not None:
+        snapshot = replace(snapshot, policy=replace(snapshot.policy, stalled_window=window))
+    _assert_stored_reads_as_message(snapshot)
+
+
+@pytest.mark.parametrize("stalled", [False, True])
+def test_a_stored_assessment_with_many_alerts_reads_back_as_its_message(stalled: bool) -> None:
+    """Every reason's sentence (a campaign gone dark stalls every deal and group)."""
+    snapshot = pacing_fast.reference_snapshot(stalled=stalled, n=300)
+    assert assess(snapshot).n_alerts > 10
+    _assert_stored_reads_as_message(snapshot)
+
+
+def test_an_assessment_stored_as_its_message_reads_as_it_is() -> None:
+    """Rows written before the stored form (and AssessPacing's BASIC view) hold the message;
+    an assessment without words to defer is stored as its message too."""
+    snapshot = pacing_fast.reference_snapshot(stalled=True)
+    message = _message_bytes(assess(snapshot))
+    assert stored_message(message) == message
+    unworded = assess(snapshot, alert_messages=False)
+    assert stored_assessment(unworded) == _message_bytes(unworded)
+    assert stored_message(b"") == b""

@@ -1,0 +1,110 @@
+"""A recorded Replan stores its assessment unworded (wire.assessment.stored_assessment); the store
+reads it back as the PacingAssessment message AssessPacing answers for the same snapshot, byte
+for byte, alerts' words included, in the pacing history and in a watch's polls alike; a row
+written as the message (before that form) reads as it did."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from google.protobuf import json_format
+
+from reallocator.config import ServerConfig
+from reallocator.server.servicer import ReallocatorServicer
+from reallocator.store.schema import assessments
+from reallocator.store.sql import SqlStore
+from reallocator.v1 import assessment_pb2
+from reallocator.v1 import reallocator_service_pb2 as pb
+from reallocator.wire.assessment import STORED_MAGIC
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "replan_request.json"
+
+
+class _Context:
+    """The few ServicerContext calls the methods make, for calls made in process."""
+
+    def time_remaining(self) -> None:
+        return None
+
+    def is_active(self) -> bool:
+        return True
+
+    def invocation_metadata(self) -> tuple[()]:
+        return ()
+
+    def abort(self, *args: Any) -> None:
+        raise AssertionError(args)
+
+    def abort_with_status(self, *args: Any) -> None:
+        raise AssertionError(args)
+
+    def set_trailing_metadata(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def servicer(tmp_path: Path) -> ReallocatorServicer:
+    return ReallocatorServicer(ServerConfig(), SqlStore.open(f"sqlite:///{tmp_path}/s.db"))
+
+
+def _request() -> pb.ReplanRequest:
+    return json_format.Parse(EXAMPLE.read_text(), pb.ReplanRequest())
+
+
+def _answered(servicer: ReallocatorServicer, request: pb.ReplanRequest) -> bytes:
+    """AssessPacing's BASIC answer for the Replan request's snapshot, as its message's bytes."""
+    assessed = pb.AssessPacingRequest(
+        snapshot=request.snapshot, policy=request.policy, view=assessment_pb2.ASSESSMENT_VIEW_BASIC
+    )
+    answer = pb.AssessPacingResponse.FromString(
+        servicer.assess_pacing(assessed, _Context()).data  # type: ignore[arg-type]
+    )
+    data: bytes = answer.assessment.SerializeToString(deterministic=True)
+    return data
+
+
+def _payloads(store: SqlStore, campaign: str) -> list[bytes]:
+    with store.engine.connect() as connection:
+        rows = connection.execute(
+            assessments.select()
+            .where(assessments.c.campaign_id == campaign)
+            .order_by(assessments.c.id)
+        ).all()
+    return [bytes(r.payload) for r in rows]
+
+
+def test_a_recorded_replans_assessment_reads_back_as_assess_pacing_answers(
+    servicer: ReallocatorServicer,
+) -> None:
+    request = _request()
+    request.dry_run = False
+    campaign = request.snapshot.campaign_id
+    store = servicer.store
+    cursor = store.cursor(campaign)
+    servicer.replan(request, _Context())  # type: ignore[arg-type]
+    [stored] = _payloads(store, campaign)
+    assert stored.startswith(STORED_MAGIC)  # unworded
+    answered = _answered(servicer, request)
+    assert assessment_pb2.PacingAssessment.FromString(answered).alerts
+    assert all(a.message for a in assessment_pb2.PacingAssessment.FromString(answered).alerts)
+    history, _ = store.pacing_history(campaign)
+    assert [payload for _, payload, _, _ in history] == [answered, answered]
+    _, polled = store.events_after(campaign, cursor)
+    assert [payload for _, _, payload in polled] == [answered, answered]
+
+
+def test_an_assessment_stored_as_its_message_reads_as_before(
+    servicer: ReallocatorServicer,
+) -> None:
+    """A row holding the message (as every row did before the stored form) reads as it is."""
+    request = _request()
+    campaign = request.snapshot.campaign_id
+    answered = _answered(servicer, request)
+    servicer.store.record_assessment(
+        campaign, 1, snapshot=b"s", assessment=answered, severity=3, actor="old"
+    )
+    assert [p for p in _payloads(servicer.store, campaign)] == [answered, answered]
+    history, _ = servicer.store.pacing_history(campaign)
+    assert [payload for _, payload, _, _ in history] == [answered, answered]
