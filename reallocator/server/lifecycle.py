@@ -287,6 +287,7 @@ class LifecycleMethods:
             rows, token = self.store.pacing_history(
                 request.campaign_id, start=start, end=end,
                 page_size=request.page_size or 500, page_token=request.page_token,
+                alerts=False,  # the verdicts are read, not the alerts' words
             )  # fmt: skip
         except ValueError as exc:
             errors.add("page_token", str(exc).removeprefix("page_token: "))

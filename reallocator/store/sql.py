@@ -184,11 +184,12 @@ def unpack(data: bytes, size: int) -> bytes:
     return out
 
 
-def _assessment(payload: bytes, size: int) -> bytes:
+def _assessment(payload: bytes, size: int, alerts: bool = True) -> bytes:
     """A stored assessment's PacingAssessment message (serialised): the store's form
-    (`wire.assessment.stored_assessment`, a recorded Replan's) worded, or the message as older
-    rows and AssessPacing's BASIC view hold it."""
-    return stored_message(unpack(payload, size))
+    (`wire.assessment.stored_assessment`, a recorded Replan's) worded (without its alerts
+    where `alerts` is False), or the message as older rows and AssessPacing's BASIC view hold
+    it."""
+    return stored_message(unpack(payload, size), alerts)
 
 
 def _timestamp(micros: int) -> Timestamp:
@@ -1015,9 +1016,12 @@ class SqlStore:
         end: int | None = None,
         page_size: int = 500,
         page_token: str = "",
+        alerts: bool = True,
     ) -> tuple[list[tuple[int, bytes, str, str]], str]:
         """The campaign's stored assessments, oldest first: (id, PacingAssessment bytes, plan
-        name, plan state) per assessment, `page_size` at a time."""
+        name, plan state) per assessment, `page_size` at a time. `alerts` False: a reader of
+        the verdicts alone may get them without their alerts (stored unworded, they are
+        worded on reading; older rows come as they are)."""
         as_of, last = "0", ""
         if page_token:
             as_of, _, last = _decode_token(page_token).partition(":")
@@ -1031,7 +1035,12 @@ class SqlStore:
                      last=int(last or 0), limit=page_size + 1),
             ).all()  # fmt: skip
         out = [
-            (int(r.id), _assessment(r.payload, r.size), str(r.plan_name), str(r.state or ""))
+            (
+                int(r.id),
+                _assessment(r.payload, r.size, alerts),
+                str(r.plan_name),
+                str(r.state or ""),
+            )
             for r in rows[:page_size]
         ]
         token = ""

@@ -308,10 +308,12 @@ def stored_assessment(result: Assessment) -> bytes:
     )
 
 
-def stored_message(data: bytes) -> bytes:
+def stored_message(data: bytes, alerts: bool = True) -> bytes:
     """The PacingAssessment message (deterministic serialisation) of a stored assessment:
     `stored_assessment`'s form read back, with its alerts worded, or the message itself as
-    rows written before that form hold it."""
+    rows written before that form hold it. `alerts` False leaves the stored form's alerts out
+    (a reader of the verdicts alone, GetPacingHistory, does not pay for the words: ~68 ms a
+    row at 100k deals with 17.7k alerts)."""
     if not data.startswith(STORED_MAGIC):
         return data
     start = len(STORED_MAGIC) + 4
@@ -329,14 +331,17 @@ def stored_message(data: bytes) -> bytes:
     rows = _verdict_rows(ids, codes, numbers, head["status"], head["reason"], head["alert"])
     ends = np.cumsum(counts).tolist()
     parts = [rows[e - c : e] for e, c in zip(ends, counts, strict=True)]
-    alerts: dict[str, Any] = dict(head["alerts"])
-    alerts.update(zip(_ALERT_FLOATS, floats, strict=True))
     budget_type = BudgetType(head["budget_type"])
-    wording = AlertWording(
-        budget_type, head["currency"], timedelta(microseconds=head["stalled_window_us"])
-    )
     created = Timestamp(**head["as_of"])
-    alerts["confidence"] = alerts["confidence"].tolist()
+    rows_of_alerts: list[dict[str, Any]] = []
+    if alerts:
+        read: dict[str, Any] = dict(head["alerts"])
+        read.update(zip(_ALERT_FLOATS, floats, strict=True))
+        wording = AlertWording(
+            budget_type, head["currency"], timedelta(microseconds=head["stalled_window_us"])
+        )
+        read["confidence"] = read["confidence"].tolist()
+        rows_of_alerts = _alert_rows(read, alert_messages(read, wording), created)
     msg = _ASSESSMENT(
         campaign_id=head["campaign_id"],
         as_of=created,
@@ -350,7 +355,7 @@ def stored_message(data: bytes) -> bytes:
         sellers=parts[0],
         channels=parts[1],
         deals=(),
-        alerts=_alert_rows(alerts, alert_messages(alerts, wording), created),
+        alerts=rows_of_alerts,
     )
     out: bytes = msg.SerializeToString(deterministic=True)
     return out

@@ -15,7 +15,7 @@ from reallocator.config import ServerConfig
 from reallocator.server.servicer import ReallocatorServicer
 from reallocator.store.schema import assessments
 from reallocator.store.sql import SqlStore
-from reallocator.v1 import assessment_pb2
+from reallocator.v1 import assessment_pb2, common_pb2
 from reallocator.v1 import reallocator_service_pb2 as pb
 from reallocator.wire.assessment import STORED_MAGIC
 
@@ -108,3 +108,46 @@ def test_an_assessment_stored_as_its_message_reads_as_before(
     assert [p for p in _payloads(servicer.store, campaign)] == [answered, answered]
     history, _ = servicer.store.pacing_history(campaign)
     assert [payload for _, payload, _, _ in history] == [answered, answered]
+
+
+def test_the_verdicts_alone_read_without_the_alerts_words(
+    servicer: ReallocatorServicer,
+) -> None:
+    """GetPacingHistory reads verdicts only: the stored form read with `alerts=False` carries the
+    same verdicts and no alerts, and the RPC answers the same points either way."""
+    request = _request()
+    request.dry_run = False
+    campaign = request.snapshot.campaign_id
+    servicer.replan(request, _Context())  # type: ignore[arg-type]
+    worded, _ = servicer.store.pacing_history(campaign)
+    bare, _ = servicer.store.pacing_history(campaign, alerts=False)
+    [(_, full, _, _)] = worded
+    [(_, verdicts, _, _)] = bare
+    whole = assessment_pb2.PacingAssessment.FromString(full)
+    assert whole.alerts  # the example campaign alerts
+    without = assessment_pb2.PacingAssessment.FromString(verdicts)
+    assert not without.alerts
+    whole.ClearField("alerts")
+    assert without == whole
+    for kind, entity in (
+        (0, ""),
+        (common_pb2.ENTITY_KIND_SELLER, whole.sellers[0].entity.id),
+        (common_pb2.ENTITY_KIND_CHANNEL, whole.channels[0].entity.id),
+    ):
+        asked = pb.GetPacingHistoryRequest(campaign_id=campaign)
+        asked.entity.kind = kind
+        asked.entity.id = entity
+        answer = servicer.get_pacing_history(asked, _Context())  # type: ignore[arg-type]
+        [point] = answer.points
+        expected = (
+            whole.campaign
+            if kind == 0
+            else next(
+                v
+                for v in (
+                    whole.sellers if kind == common_pb2.ENTITY_KIND_SELLER else whole.channels
+                )
+                if v.entity.id == entity
+            )
+        )
+        assert point.verdict == expected
