@@ -35,7 +35,7 @@ from reallocator.core.plan.builder import build_plan
 from reallocator.server.memory import collect_garbage_less_often, keep_large_buffers
 from reallocator.v1 import reallocator_service_pb2 as pb
 from reallocator.wire.encode import encode_snapshot
-from reallocator.wire.plan import VIEWS, encode_plan
+from reallocator.wire.plan import VIEWS, Rows, encode_plan, plan_bytes
 from reallocator.wire.policy import decode_policy
 from reallocator.wire.snapshot import decode_snapshot
 from reallocator.wire.violations import Violations
@@ -75,9 +75,10 @@ def one_call(
     )
     lap("plan")
     response = pb.ReplanResponse()
-    encode_plan(plan, deals=view, out=response.plan)
+    kept = Rows()  # as the servicer: a long plan's rows as bytes beside the message
+    encode_plan(plan, deals=view, out=response.plan, rows=kept)
     lap("encode")
-    response.SerializeToString()
+    plan_bytes(response, "plan", kept) if kept.parts else response.SerializeToString()
     lap("serialise")
     assess(snapshot, alert_messages=False)  # as build_plan calls it
     lap("(assess)")

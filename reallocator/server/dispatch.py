@@ -250,11 +250,16 @@ def _unimplemented(method: MethodDescriptor) -> Callable[[bytes, grpc.ServicerCo
 
 class Encoded:
     """A response a servicer serialised already (to check its size on the bytes sent): the
-    message for whoever reads it on the way out (call log, metrics), the bytes for the wire."""
+    message for whoever reads it on the way out (call log, metrics), the bytes for the wire.
+    `deal_count`: the deals the bytes carry where the message does not hold them all (a long
+    plan's rows serialised apart: `wire.plan.Rows`); None where it does."""
 
-    def __init__(self, response: message.Message, data: bytes) -> None:
+    def __init__(
+        self, response: message.Message, data: bytes, deal_count: int | None = None
+    ) -> None:
         self.message = response
         self.data = data
+        self.deal_count = deal_count
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.message, name)

@@ -187,8 +187,7 @@ class Relayed(Encoded):
     metrics (`deal_count`: the deals the full answer carries)."""
 
     def __init__(self, summary: message.Message, data: bytes, deal_count: int) -> None:
-        super().__init__(summary, data)
-        self.deal_count = deal_count
+        super().__init__(summary, data, deal_count)
 
 
 def forwarder(peers: Peers) -> Callable[[MethodDescriptor, bytes, grpc.ServicerContext], Any]:
@@ -282,13 +281,14 @@ def tagger(index: int) -> Callable[[grpc.ServicerContext, Any, bool], None]:
 
 def _summarise(response: Any) -> tuple[bytes | None, int]:
     msg = getattr(response, "message", response)
+    counted = getattr(response, "deal_count", None)  # rows serialised apart (`Encoded`)
     if msg.DESCRIPTOR.fields_by_name.get("plan") is not None and msg.HasField("plan"):
         plan = msg.plan
         out = type(msg)()
         out.plan.status = plan.status
         if plan.HasField("solver"):
             out.plan.solver.CopyFrom(plan.solver)
-        return out.SerializeToString(), len(plan.deals)
+        return out.SerializeToString(), len(plan.deals) if counted is None else counted
     if msg.DESCRIPTOR.fields_by_name.get("assessment") is not None and msg.HasField("assessment"):
         out = type(msg)()
         out.assessment.SetInParent()

@@ -24,7 +24,7 @@ from reallocator.store.sql import SqlStore, default_database_url, recorded_bytes
 from reallocator.v1 import assessment_pb2, plan_pb2, snapshot_pb2
 from reallocator.v1 import reallocator_service_pb2 as pb
 from reallocator.wire.assessment import SEVERITY, assessment_fields
-from reallocator.wire.plan import encode_plan
+from reallocator.wire.plan import Rows, encode_plan, plan_bytes
 from reallocator.wire.policy import decode_policy
 from reallocator.wire.snapshot import decode_snapshot
 from reallocator.wire.timefields import to_timedelta
@@ -188,7 +188,8 @@ class ReallocatorServicer(LifecycleMethods):
                 schedules=not request.dry_run or request.view != pb.PLAN_VIEW_SUMMARY,
             )
         response = pb.ReplanResponse()
-        msg = encode_plan(plan, deals=PLAN_VIEWS[request.view], out=response.plan)
+        kept = Rows()  # a long plan's rows as bytes, not merged into the message
+        msg = encode_plan(plan, deals=PLAN_VIEWS[request.view], out=response.plan, rows=kept)
         if request.dry_run:
             msg.state = plan_pb2.PLAN_STATE_DRY_RUN
             msg.create_time.GetCurrentTime()
@@ -219,18 +220,29 @@ class ReallocatorServicer(LifecycleMethods):
             response,
             "plan",
             f"ask for {smaller} (view), or raise max_message_bytes on the server and the client",
+            kept,
         )
 
     def _fits(
-        self, context: grpc.ServicerContext, response: Message, what: str, remedy: str
+        self,
+        context: grpc.ServicerContext,
+        response: Message,
+        what: str,
+        remedy: str,
+        kept: Rows | None = None,
     ) -> Encoded:
-        """The response serialised once (the dispatch layer sends these bytes), or a clear
-        RESOURCE_EXHAUSTED when it is over the limit."""
-        data: bytes = response.SerializeToString()
+        """The response serialised once (the dispatch layer sends these bytes), with the plan's
+        rows `kept` apart, or a clear RESOURCE_EXHAUSTED when it is over the limit."""
+        if kept is None or not kept.parts:
+            data: bytes = response.SerializeToString()
+            count = None
+        else:
+            data = plan_bytes(response, "plan", kept)
+            count = len(response.plan.deals) + kept.deals  # type: ignore[attr-defined]
         limit = self.config.max_message_bytes
         if len(data) > limit:
             abort_with(context, too_large_status(what, len(data), limit, remedy))
-        return Encoded(response, data)
+        return Encoded(response, data, count)
 
 
 def _most_severe(assessment: Assessment) -> int:

@@ -19,7 +19,7 @@ cost per call): `wire/plan.py` picks (`COLUMNAR_FROM`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeAlias
 
 import numpy as np
@@ -157,7 +157,25 @@ def _column(values: Any, n: int, name: str, ndim: int) -> npt.NDArray[Any]:
 def repeated_bytes(container: type[Message], field: str, columns: Mapping[str, Column]) -> bytes:
     """`container`'s repeated message field `field` with one element per row of `columns`
     (keyed by the element's field names), as wire bytes; see `merge_repeated`."""
-    return bytes(_joined(container, field, columns))
+    return bytes(repeated_view(container, field, columns))
+
+
+def repeated_view(
+    container: type[Message], field: str, columns: Mapping[str, Column]
+) -> memoryview:
+    """`repeated_bytes` without the copy into `bytes`: appended to a serialised `container`,
+    they are that many more elements of `field` (a parser reads a message's fields in any
+    order and a repeated field's elements wherever they come; see `framed`)."""
+    return _joined(container, field, columns)
+
+
+def framed(container: type[Message], field: str, parts: Sequence[bytes | memoryview]) -> bytes:
+    """`parts` joined as the bytes of `container`'s message field `field` (its key, the parts'
+    total length, the parts): a message serialised by parts, one copy of each."""
+    number = container.DESCRIPTOR.fields_by_name[field].number
+    size = sum(len(part) for part in parts)
+    head = varints(np.array([_key(number, _LENGTH), size]))[0].tobytes()
+    return b"".join((head, *parts))
 
 
 def merge_repeated(msg: Message, field: str, columns: Mapping[str, Column]) -> None:

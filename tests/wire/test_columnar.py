@@ -16,6 +16,7 @@ from hypothesis.extra import numpy as hnp
 from reallocator.core.model import Policy
 from reallocator.core.plan.builder import build_plan
 from reallocator.v1 import plan_pb2
+from reallocator.v1 import reallocator_service_pb2 as pb
 from reallocator.wire import plan as wire_plan
 from reallocator.wire.assessment import timestamp
 from reallocator.wire.columnar import merge_repeated, repeated_bytes, varints
@@ -137,3 +138,33 @@ def test_a_large_plan_from_columns_is_the_plan_row_by_row(
     row_by_row = wire_plan.encode_plan(plan, deals=view)
     assert len(from_columns.deals) == len(row_by_row.deals) > 100
     assert from_columns.SerializeToString() == row_by_row.SerializeToString()
+
+
+@pytest.mark.parametrize("view", ["all", "changed", "none", "table"])
+def test_a_plans_rows_kept_apart_read_as_the_merged_answer(
+    view: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`encode_plan(rows=...)` keeps a long plan's rows as bytes and `plan_bytes` serialises the
+    answer with them: a parser reads the answer the merged message is, with as many deals."""
+    snapshot = build_snapshot(random_snapshot_spec(600, 11), "arrow")
+    errors = Violations()
+    snap = decode_snapshot(snapshot, Policy(), errors)
+    errors.raise_if_any()
+    plan = build_plan(snap, text=False, schedule_window=timedelta(hours=6))
+    monkeypatch.setattr(wire_plan, "COLUMNAR_FROM", 100)
+    merged = pb.ReplanResponse()
+    wire_plan.encode_plan(plan, deals=view, out=merged.plan)
+    apart, kept = pb.ReplanResponse(), wire_plan.Rows()
+    wire_plan.encode_plan(plan, deals=view, out=apart.plan, rows=kept)
+    data = wire_plan.plan_bytes(apart, "plan", kept)
+    assert pb.ReplanResponse.FromString(data) == merged
+    assert len(apart.plan.deals) + kept.deals == len(merged.plan.deals)
+    if view in ("all", "changed"):
+        assert kept.parts and not apart.plan.deals and not apart.plan.schedules
+    else:
+        assert not kept.parts and data == merged.SerializeToString()
+    apart.plan.name = "set after"  # the message's own fields still go out as they are then
+    merged.plan.name = "set after"
+    assert pb.ReplanResponse.FromString(wire_plan.plan_bytes(apart, "plan", kept)) == merged
+    with pytest.raises(ValueError, match="only 'plan'"):
+        wire_plan.plan_bytes(pb.ReplanRequest(dry_run=True), "plan", kept)
