@@ -20,6 +20,7 @@ from reallocator.server.identity import current_actor
 from reallocator.store.sql import SqlStore, request_hash
 from reallocator.v1 import assessment_pb2, common_pb2, plan_pb2
 from reallocator.v1 import reallocator_service_pb2 as pb
+from reallocator.wire.plan import Rows
 from reallocator.wire.timefields import to_datetime
 from reallocator.wire.violations import Violations
 
@@ -76,7 +77,12 @@ class LifecycleMethods:
 
     # The servicer provides this.
     def _fits(
-        self, context: grpc.ServicerContext, response: Message, what: str, remedy: str
+        self,
+        context: grpc.ServicerContext,
+        response: Message,
+        what: str,
+        remedy: str,
+        kept: Rows | None = None,
     ) -> Encoded:
         raise NotImplementedError
 
@@ -88,12 +94,14 @@ class LifecycleMethods:
         if request.view not in PLAN_VIEWS:
             errors.add("view", f"unknown value {request.view}")
         errors.raise_if_any()
-        plan = self.store.get_plan(name, PLAN_VIEWS[request.view])
+        kept = Rows()  # a long plan's rows as bytes (not copied into the answer's message)
+        plan = self.store.get_plan(name, PLAN_VIEWS[request.view], kept)
         return self._fits(
             context,
             pb.GetPlanResponse(plan=plan),
             "plan",
             "ask for PLAN_VIEW_TABLE, PLAN_VIEW_CHANGES or PLAN_VIEW_SUMMARY (view)",
+            kept,
         )
 
     def list_plans(

@@ -155,8 +155,9 @@ class ReallocatorServicer(LifecycleMethods):
             digest = request_digest()
             earlier = self.store.find_key(key, digest, f"campaign {snapshot.campaign_id!r}")
             if earlier is not None:  # a retry: the plan it created, recorded once
-                again = self.store.get_plan(earlier, PLAN_VIEWS[request.view])
-                return self._fits(context, pb.ReplanResponse(plan=again), "plan", "")
+                kept = Rows()
+                again = self.store.get_plan(earlier, PLAN_VIEWS[request.view], kept)
+                return self._fits(context, pb.ReplanResponse(plan=again), "plan", "", kept)
         if snapshot.policy.protect_deviation > 0 and not request.dry_run:
             protected = self.lifecycle.protect(
                 snapshot,
@@ -207,8 +208,9 @@ class ReallocatorServicer(LifecycleMethods):
                 new, actor=current_actor(context), key=key, request_hash=digest
             )
             if lc.replayed:  # a concurrent retry recorded it first: its plan
-                again = self.store.get_plan(lc.name, PLAN_VIEWS[request.view])
-                return self._fits(context, pb.ReplanResponse(plan=again), "plan", "")
+                kept = Rows()
+                again = self.store.get_plan(lc.name, PLAN_VIEWS[request.view], kept)
+                return self._fits(context, pb.ReplanResponse(plan=again), "plan", "", kept)
             lc.fill(msg)
         smaller = (
             "PLAN_VIEW_SUMMARY"

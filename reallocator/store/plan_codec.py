@@ -34,7 +34,7 @@ from reallocator.v1 import plan_pb2
 from reallocator.wire.assessment import BUDGET_TYPE
 from reallocator.wire.encode import arrow_stream
 from reallocator.wire.messages import copy_except
-from reallocator.wire.plan import add_rows
+from reallocator.wire.plan import Rows, add_rows
 
 LIFE_CYCLE = ("name", "state", "etag", "create_time", "history", "previous_plan")
 """Plan fields the store owns: cleared before storing, filled in on reading."""
@@ -378,10 +378,15 @@ def deals_columns(data: bytes, names: Sequence[str]) -> pa.Table:
 
 
 def render(
-    summary: bytes, deals: bytes | None, schedules: bytes | None, view: str
+    summary: bytes,
+    deals: bytes | None,
+    schedules: bytes | None,
+    view: str,
+    rows: Rows | None = None,
 ) -> plan_pb2.Plan:
     """The stored plan as a message in `view` ("all", "changed", "none", "table"), life cycle
-    unset. A plan stored whole (before the tables existed: `deals` None) is cut to the view."""
+    unset; with `rows`, a long plan's rows kept there as bytes (`wire.plan.Rows`). A plan
+    stored whole (before the tables existed: `deals` None) is cut to the view."""
     msg = plan_pb2.Plan.FromString(summary)
     if deals is None:
         return _cut(msg, view)
@@ -394,6 +399,7 @@ def render(
         _BUDGET_TYPE[msg.budget_type],
         msg.currency_code,
         view,
+        rows,
     )
     return msg
 

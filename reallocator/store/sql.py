@@ -56,6 +56,7 @@ from reallocator.store.schema import (
 )
 from reallocator.v1 import plan_pb2
 from reallocator.wire.assessment import stored_message
+from reallocator.wire.plan import Rows
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -841,15 +842,16 @@ class SqlStore:
         with self._tx() as tx:
             return self._life_cycle(tx, name)
 
-    def get_plan(self, name: str, view: str = "all") -> plan_pb2.Plan:
-        """The stored plan in `view` (plan_codec.render), life cycle filled in."""
+    def get_plan(self, name: str, view: str = "all", rows: Rows | None = None) -> plan_pb2.Plan:
+        """The stored plan in `view` (plan_codec.render), life cycle filled in; a long plan's
+        rows kept in `rows` when given."""
         with self._tx() as tx:  # the row with its content: one statement, not two
             row = self._row(tx, name, _ROW_AND_SUMMARY if view == "none" else _ROW_AND_TABLES)
             lc = self._life_cycle(tx, name, row)
         summary = unpack(row.payload, row.size)
         if view == "none":  # a summary, whether stored as one or whole
             return lc.fill(render(summary, None, None, view))
-        return lc.fill(render(summary, row.deals_table, row.schedules_table, view))
+        return lc.fill(render(summary, row.deals_table, row.schedules_table, view, rows))
 
     def plan_tables(self, name: str) -> tuple[pd.DataFrame, ScheduleTable | None] | None:
         """The stored plan's deals and schedules as the tables the plan held (words rendered
