@@ -158,6 +158,10 @@ def _numbers(table: dict[Any, int]) -> dict[str, int]:
 BINDING_NUMBERS = _numbers(BINDING)
 REASON_NUMBERS = _numbers(REASON)
 PACING_NUMBERS = _numbers(PACING)
+_REASON_BY_POSITION = np.array([REASON[code] for code in ReasonCode], dtype=np.int32)
+_PACING_BY_POSITION = np.array([PACING[mode] for mode in DealPacing], dtype=np.int32)
+"""Enum numbers by position in ReasonCode and DealPacing (ScheduleTable.reason_code and
+pacing_code)."""
 
 
 def _codes(values: Any, numbers: dict[str, int]) -> list[int]:
@@ -194,6 +198,21 @@ def _code_array(values: Any, numbers: dict[str, int]) -> pa.Array:
     codes, uniques = pd.factorize(values, use_na_sentinel=False)  # a missing code: KeyError
     lookup = np.array([numbers[str(c)] for c in uniques], dtype=np.int32)
     return pa.array(lookup[codes], pa.int32())
+
+
+def _schedule_codes(table: ScheduleTable) -> tuple[pa.Array, pa.Array]:
+    """The schedules' reason and pacing enum numbers as int32 Arrow arrays: looked up by the
+    table's positions where it has them (~0.2 ms at 100k schedules, where the labels' objects
+    converted and looked up cost ~6.5 ms), else from its labels (`_code_array`)."""
+    if table.reason_code is not None:
+        reason = pa.array(_REASON_BY_POSITION[table.reason_code])
+    else:
+        reason = _code_array(table.reason, REASON_NUMBERS)
+    if table.pacing_code is not None:
+        pacing = pa.array(_PACING_BY_POSITION[table.pacing_code])
+    else:
+        pacing = _code_array(table.pacing, PACING_NUMBERS)
+    return reason, pacing
 
 
 def _schedule_ids(table: ScheduleTable) -> pa.Array:
@@ -249,6 +268,7 @@ def _schedule_messages(msg: plan_pb2.Plan, table: ScheduleTable, kept: Rows | No
         return
     throttle = np.where(np.isfinite(table.throttle), table.throttle, 0.0)
     if len(table) >= COLUMNAR_FROM:
+        reason, pacing = _schedule_codes(table)
         words: Any = (
             table.rationale if table.rationale is not None else schedule_rationale_column(table)
         )  # Arrow strings, as merge_repeated takes them
@@ -261,9 +281,9 @@ def _schedule_messages(msg: plan_pb2.Plan, table: ScheduleTable, kept: Rows | No
                 "hourly_spend_micros": table.hourly_spend_micros,
                 "hourly_target": table.hourly_target,
                 "throttle": throttle,
-                "reason": _code_array(table.reason, REASON_NUMBERS).to_numpy(),
+                "reason": reason.to_numpy(),
                 "rationale": words,
-                "pacing": _code_array(table.pacing, PACING_NUMBERS).to_numpy(),
+                "pacing": pacing.to_numpy(),
                 "hourly_ceiling": table.hourly_ceiling,
             },
             kept,
@@ -374,6 +394,7 @@ def schedules_arrow(plan: Plan | ScheduleTable | None) -> bytes:
         )
         return _arrow(out)
     start = int(table.window_start.timestamp())
+    reason, pacing = _schedule_codes(table)
     out = pa.table(
         {
             "deal_id": _schedule_ids(table),
@@ -382,8 +403,8 @@ def schedules_arrow(plan: Plan | ScheduleTable | None) -> bytes:
             "hourly_spend_micros": matrix(table.hourly_spend_micros),
             "hourly_ceiling": matrix(table.hourly_ceiling),
             "throttle": pa.array(np.where(np.isfinite(table.throttle), table.throttle, 0.0)),
-            "reason": _code_array(table.reason, REASON_NUMBERS),
-            "pacing": _code_array(table.pacing, PACING_NUMBERS),
+            "reason": reason,
+            "pacing": pacing,
         }
     )
     return _arrow(out)

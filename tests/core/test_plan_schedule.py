@@ -385,7 +385,7 @@ def test_a_schedules_reason_is_its_verdict_else_the_plans_reason_else_the_schedu
         data.draw(st.lists(st.integers(0, 39), min_size=n, max_size=n)), dtype=np.int64
     )
     plan_reason = None if reasons is None else np.asarray(reasons, dtype=object)
-    got = _schedule_reasons(np.asarray(status, dtype=object), plan_reason, pick)
+    got, positions = _schedule_reasons(np.asarray(status, dtype=object), plan_reason, pick)
     expected = []
     for j, s in enumerate(status):
         own = "" if plan_reason is None else str(plan_reason[pick[j]])
@@ -395,6 +395,54 @@ def test_a_schedules_reason_is_its_verdict_else_the_plans_reason_else_the_schedu
         )
     assert got.tolist() == expected
     assert all(type(w) is str for w in got.tolist())
+    if positions is not None:  # positions in ReasonCode, where each reason is one
+        assert [list(ReasonCode)[p].value for p in positions.tolist()] == expected
+    else:
+        assert any(w not in set(ReasonCode) for w in expected)
+
+
+_LABELLED_REASONS = st.sampled_from(["", *[r.value for r in ReasonCode], "OTHER"])
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.sampled_from([s.value for s in PacingStatus]), min_size=0, max_size=40),
+    st.lists(_LABELLED_REASONS, min_size=40, max_size=40),
+    st.permutations(range(len(PacingStatus))),
+    st.data(),
+)
+def test_schedule_reasons_by_the_callers_codes_are_the_reasons_by_their_labels(
+    status: list[str], reasons: list[str], numbering: list[int], data: st.DataObject
+) -> None:
+    """Codes given (the assessment's verdict codes, in any numbering; the plan's reasons as
+    codes into their distinct labels) decide the same reasons and positions as the labels."""
+    n = len(status)
+    pick = np.asarray(
+        data.draw(st.lists(st.integers(0, 39), min_size=n, max_size=n)), dtype=np.int64
+    )
+    verdicts = np.asarray(status, dtype=object)
+    plan_reason = np.asarray(reasons, dtype=object)
+    labels = list(dict.fromkeys(reasons))
+    reason_codes = np.asarray([labels.index(r) for r in reasons], dtype=np.intp)
+    status_codes = np.asarray(
+        [numbering[[s.value for s in PacingStatus].index(v)] for v in status], dtype=np.intp
+    )
+    want, want_positions = _schedule_reasons(verdicts, plan_reason, pick)
+    got, positions = _schedule_reasons(
+        verdicts,
+        plan_reason,
+        pick,
+        status_codes=status_codes,
+        reason_codes=reason_codes,
+        reason_labels=np.asarray(labels, dtype=object),
+    )
+    assert got.tolist() == want.tolist()
+    assert all(type(w) is str for w in got.tolist())
+    if want_positions is None:
+        assert positions is None
+    else:
+        assert positions is not None
+        assert positions.tolist() == want_positions.tolist()
 
 
 @given(

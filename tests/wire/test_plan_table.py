@@ -14,10 +14,11 @@ from hypothesis import strategies as st
 
 from reallocator.core.model import Policy
 from reallocator.core.plan.builder import build_plan
+from reallocator.core.plan.model import DealPacing, ReasonCode
 from reallocator.v1 import plan_pb2
 from reallocator.v1 import reallocator_service_pb2 as pb
 from reallocator.v1 import reallocator_service_pb2_grpc as rpc
-from reallocator.wire.plan import encode_plan, schedules_arrow
+from reallocator.wire.plan import add_rows, encode_plan, schedules_arrow
 from reallocator.wire.snapshot import decode_snapshot
 from reallocator.wire.violations import Violations
 
@@ -122,3 +123,30 @@ def test_a_long_plans_schedule_ids_come_from_its_deal_id_column_as_the_same_stri
         assert schedules_arrow(table) == schedules_arrow(by_objects)
         ids = _table(schedules_arrow(table)).column("deal_id")
         assert ids.type == pa.string() and ids.to_pylist() == table.deal_id.tolist()
+
+
+def test_schedule_codes_by_position_are_the_codes_of_the_labels() -> None:
+    """A derived schedule table carries its reasons and pacing as positions in their enums:
+    the stream and the messages look the numbers up by them, the same bytes as from the
+    labels (a table read back from the store has labels only)."""
+    for n, seed in ((400, 7), (1_500, 3)):
+        errors = Violations()
+        msg = build_snapshot(random_snapshot_spec(n, seed), "arrow")
+        snapshot = decode_snapshot(msg, Policy(pace_ahead=2.0), errors)
+        assert snapshot is not None
+        plan = build_plan(snapshot, schedule_window=timedelta(hours=6), text=False)
+        table = plan.schedule_table
+        assert table is not None and len(table) > 0
+        assert table.reason_code is not None and table.pacing_code is not None
+        reasons = [list(ReasonCode)[p].value for p in table.reason_code.tolist()]
+        assert reasons == table.reason.tolist()
+        assert [list(DealPacing)[p].value for p in table.pacing_code.tolist()] == (
+            table.pacing.tolist()
+        )
+        by_labels = replace(table, reason_code=None, pacing_code=None)
+        assert schedules_arrow(table) == schedules_arrow(by_labels)
+        for view in ("all", "changed"):
+            coded, labelled = plan_pb2.Plan(), plan_pb2.Plan()
+            for out, schedules in ((coded, table), (labelled, by_labels)):
+                add_rows(out, plan.deals, schedules, plan.budget_type, plan.currency, view)
+            assert coded.SerializeToString() == labelled.SerializeToString()

@@ -228,6 +228,11 @@ class ScheduleTable:
     # All the plan's deal ids as its snapshot's "str" column, `deal_id` being its rows at
     # `deal_index` (a long plan's, else None): the wire takes them by Arrow, not as objects.
     deal_ids: Any = None
+    # `reason` and `pacing` as positions in ReasonCode's and DealPacing's order, where the
+    # table was derived with them (None: read the labels): the wire looks its enum numbers up
+    # by position instead of hashing 100k labels (~6.5 ms of a 100k-schedule Arrow stream).
+    reason_code: npt.NDArray[np.int8] | None = None
+    pacing_code: npt.NDArray[np.int8] | None = None
 
     def __len__(self) -> int:
         return len(self.deal_index)

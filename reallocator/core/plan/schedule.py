@@ -59,6 +59,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from reallocator.core.model import (
@@ -71,6 +72,7 @@ from reallocator.core.model import (
     factorize,
     flag_counts,
     is_text_array,
+    label_codes,
     labels_of,
     nan_to_num,
     select,
@@ -129,6 +131,12 @@ class ScheduleInputs:
     # The snapshot's deal_id column ("str", the values of `deal_id`) for a long plan, else None:
     # the schedules' Arrow stream takes its rows from it (ScheduleTable.deal_ids).
     deal_ids: Any = None
+    # `pacing_status` as integer codes (any numbering: rows of one code hold one label), and
+    # `plan_reason` as codes into its distinct `reason_labels`, when the caller has them: the
+    # reasons are decided per code, without hashing 100k objects (`_schedule_reasons`).
+    status_codes: IntArray | None = None
+    reason_codes: IntArray | None = None
+    reason_labels: ObjArray | None = None
 
     def __post_init__(self) -> None:
         dtypes: dict[str, Any] = {
@@ -144,8 +152,12 @@ class ScheduleInputs:
             "cost_per_unit": np.float64,
             "plan_reason": object,
             "pacing": object,
+            "status_codes": np.intp,
+            "reason_codes": np.intp,
         }
         coerce_columns(self, dtypes)
+        if (self.reason_codes is None) != (self.reason_labels is None):
+            raise ValueError("reason_codes and reason_labels go together")
         if self.window_end <= self.as_of:
             raise ValueError("window_end must be after as_of")
 
@@ -175,6 +187,7 @@ class ScheduleInputs:
 
         bt = snapshot.pacing.budget_type
         ids = text_column(deals, "deal_id") if len(deals) > SMALL_IDS else None
+        reasons = label_codes(plan_deals, "reason") if "reason" in plan_deals else None
         return cls(
             deal_id=text(deals, "deal_id", "deal_id"),
             seller_id=text(deals, "seller_id", "seller_id"),
@@ -197,6 +210,9 @@ class ScheduleInputs:
             ),
             pacing=(labels_of(plan_deals, "pacing") if "pacing" in plan_deals else None),
             deal_ids=ids if ids is not None and is_text_array(ids) else None,
+            status_codes=assessment.codes(EntityKind.DEAL, "status"),
+            reason_codes=None if reasons is None else reasons[0],
+            reason_labels=None if reasons is None else reasons[1],
         )
 
 
@@ -427,28 +443,66 @@ _STATUS_REASONS = {
 }
 
 
-def _schedule_reasons(status: ObjArray, plan_reason: ObjArray | None, pick: IntArray) -> ObjArray:
+_REASON_LABELS = np.array([c.value for c in ReasonCode], dtype=object)
+"""ReasonCode values by position in the enum (ScheduleTable.reason_code)."""
+_REASON_POSITION = {c.value: i for i, c in enumerate(ReasonCode)}
+
+
+def _schedule_reasons(
+    status: ObjArray,
+    plan_reason: ObjArray | None,
+    pick: IntArray,
+    *,
+    status_codes: IntArray | None = None,
+    reason_codes: IntArray | None = None,
+    reason_labels: ObjArray | None = None,
+) -> tuple[ObjArray, npt.NDArray[np.int8] | None]:
     """Why each schedule changes: the pacing verdict when it is off pace, else the plan's own
     reason for the deal, else PACING_SCHEDULE; plain str (a caller's plan_reason may hold enum
     members or numpy strings). Decided once per distinct value and spread by code: comparing
-    100k objects three times, and sweeping them for non-str, cost ~15 ms."""
-    s_codes, s_values = factorize(status)
-    by_status = np.array([_STATUS_REASONS.get(str(v), "") for v in s_values], dtype=object)
+    100k objects three times, and sweeping them for non-str, cost ~15 ms. The codes are the
+    caller's where it has them (`status_codes` of the picked deals' verdicts `status`, any
+    numbering; `reason_codes` of every deal's `plan_reason` into its `reason_labels`): 100k
+    schedules ~10 -> ~1 ms, no objects hashed. Also each reason's position in ReasonCode
+    (`ScheduleTable.reason_code`), None where one is not a ReasonCode value."""
+    s_codes, s_values = _status_codes(status, status_codes)
+    by_status = [_STATUS_REASONS.get(str(v), "") for v in s_values]
     if plan_reason is None:
-        own = np.full(pick.size, ReasonCode.PACING_SCHEDULE.value, dtype=object)
+        r_codes: IntArray = np.zeros(pick.size, dtype=np.intp)
+        own = [ReasonCode.PACING_SCHEDULE.value]
     else:
-        r_codes, r_values = factorize(plan_reason[pick])
+        if reason_codes is not None and reason_labels is not None:
+            r_codes, r_values = reason_codes[pick], reason_labels
+        else:
+            r_codes, r_values = factorize(plan_reason[pick])
         words = [str(v) for v in r_values]
-        kept = [
+        own = [
             w if w not in (ReasonCode.UNCHANGED.value, "") else ReasonCode.PACING_SCHEDULE.value
             for w in words
         ]
-        own = np.array(kept, dtype=object)[r_codes]
-    # Whether a verdict speaks, decided per distinct status too: comparing 100k objects to ""
-    # and copying the pick again cost ~1.2 ms.
-    speaks = np.array([v != "" for v in by_status], dtype=bool)[s_codes]
-    out: ObjArray = np.where(speaks, by_status[s_codes], own)
-    return out
+    # One table of labels, the verdicts' then the plan's own, picked per schedule by code.
+    speaks = np.array([v != "" for v in by_status], dtype=bool)
+    picked = np.where(speaks[s_codes], s_codes, len(by_status) + np.asarray(r_codes))
+    labels = [*by_status, *own]
+    position = np.array([_REASON_POSITION.get(v, -1) for v in labels], dtype=np.int8)
+    position[: len(by_status)][~speaks] = 0  # never picked
+    codes = position[picked]
+    if codes.size and int(codes.min()) < 0:  # a reason ReasonCode does not name: as it is
+        out: ObjArray = np.array(labels, dtype=object)[picked]
+        return out, None
+    return _REASON_LABELS[codes], codes
+
+
+def _status_codes(status: ObjArray, codes: IntArray | None) -> tuple[IntArray, list[Any]]:
+    """The verdicts as codes and the verdict of each code (`factorize`'s pair): the caller's
+    codes where given, each code's verdict read from a row that has it (a few passes over
+    the codes, where hashing the objects costs ~4 ms at 100k)."""
+    if codes is None or codes.size == 0 or int(codes.min()) < 0:
+        found, values = factorize(status)
+        return found, list(values)
+    present = np.bincount(codes)
+    values = [status[int(np.argmax(codes == c))] if present[c] else "" for c in range(present.size)]
+    return codes, values
 
 
 BLOCK_ROWS = 16_384
@@ -550,7 +604,15 @@ def derive_schedule_table(
     participation = inputs.participation_rate[pick]
     thr = np.where(ahead, 1.0, throttle(participation, required, observed))
 
-    reason = _schedule_reasons(inputs.pacing_status[pick], inputs.plan_reason, pick)
+    reason, reason_code = _schedule_reasons(
+        inputs.pacing_status[pick],
+        inputs.plan_reason,
+        pick,
+        status_codes=None if inputs.status_codes is None else inputs.status_codes[pick],
+        reason_codes=inputs.reason_codes,
+        reason_labels=inputs.reason_labels,
+    )
+    pacing_code = ahead.astype(np.int8)  # AHEAD (1) or CURVE (0), DealPacing's positions
     return ScheduleTable(
         window_start=prof.window_start,
         deal_index=pick.astype(np.int64),
@@ -561,7 +623,7 @@ def derive_schedule_table(
         hourly_ceiling=hourly.ceiling,
         throttle=np.asarray(thr, dtype=np.float64),
         reason=reason,
-        pacing=_PACING_LABELS[ahead.astype(np.intp)],  # AHEAD (1) or CURVE (0)
+        pacing=_PACING_LABELS[pacing_code],
         current_rate=np.asarray(observed, dtype=np.float64),
         horizon_rate=np.asarray(horizon_required, dtype=np.float64),
         old_allocation=inputs.old_allocation[pick],
@@ -573,6 +635,8 @@ def derive_schedule_table(
         budget_type=inputs.budget_type,
         currency=inputs.currency,
         deal_ids=inputs.deal_ids,
+        reason_code=reason_code,
+        pacing_code=pacing_code,
     )
 
 
