@@ -560,11 +560,29 @@ def _lengths(values: Any, n: int) -> npt.NDArray[np.float64]:
     return np.fromiter(map(len, values.tolist()), dtype=np.float64, count=n)
 
 
+def _bytes_at_most(values: Any, limit: int) -> bool:
+    """Whether every string of an Arrow "str" column has at most `limit` bytes (so at most as
+    many characters), from its offsets: ~0.1 ms a column at 100k deals where counting the
+    characters cost ~0.7 ms. False for anything else (or a longer one): count them."""
+    if not is_text_array(values) or len(values) == 0:
+        return False
+    strings = pa.array(values)
+    longest = pc.max(pc.binary_length(strings)).as_py()
+    return longest is not None and longest <= limit
+
+
 def _duplicated(values: Any) -> npt.NDArray[np.bool_]:
     """Whether each value appeared in an earlier row (one hash pass, Arrow's for its strings;
-    a set first for a table of objects, where a hash table of pandas costs ~50 us)."""
+    a set first for a table of objects, where a hash table of pandas costs ~50 us). Arrow
+    strings without a missing value are first counted by Arrow's `unique`: every one distinct
+    (the usual case) costs ~4.3 ms at 100k deals where factorizing them cost ~5.5 ms; a
+    repeated one is found by pandas, as before."""
     if isinstance(values, np.ndarray) and len(set(values.tolist())) == len(values):
         return np.zeros(len(values), dtype=bool)
+    if is_text_array(values):
+        strings = pa.array(values)
+        if strings.null_count == 0 and len(pc.unique(strings)) == len(strings):
+            return np.zeros(len(strings), dtype=bool)
     codes, uniques = pd.factorize(values)
     if len(uniques) == len(codes):  # every value distinct (the usual case): no sort of the codes
         return np.zeros(len(codes), dtype=bool)  # (np.unique's cost ~4 ms at 100k deals)
@@ -764,7 +782,10 @@ def check_deals(
 def _check_id_lengths(raw: RawDeals, errors: Violations, limits: WireLimits) -> None:
     """Identifiers of bounded length (each is logged, used as a key and stored)."""
     for column in _TEXT_COLUMNS:
-        lengths = _lengths(raw.table[column], raw.n)
+        values = raw.table[column]
+        if _bytes_at_most(values, limits.max_id_length):
+            continue  # no more characters than bytes: none is too long
+        lengths = _lengths(values, raw.n)
         errors.rows(
             raw.form.path(column),
             lengths > limits.max_id_length,

@@ -36,6 +36,7 @@ from reallocator.core.model import (
     DealStatus,
     Policy,
     PriceKind,
+    is_text_array,
 )
 from reallocator.v1 import common_pb2, snapshot_pb2
 from reallocator.wire import deals as wire_deals
@@ -511,6 +512,54 @@ def test_membership_and_repeats_read_the_same_from_objects_and_arrow_strings(
     np.testing.assert_array_equal(
         wire_deals._duplicated(objects), pd.Series(values, dtype=object).duplicated().to_numpy()
     )
+
+
+@given(
+    values=st.lists(st.text(st.sampled_from("ab\u00e9\u4e2d-0"), max_size=6), max_size=60),
+    distinct=st.booleans(),
+    limit=st.integers(1, 8),
+)
+@settings(max_examples=200, deadline=None)
+def test_repeats_and_id_lengths_of_arrow_strings_are_the_row_by_row_ones(
+    values: list[str], distinct: bool, limit: int
+) -> None:
+    """Arrow strings all distinct are told by Arrow's `unique`, ids no longer in bytes than the
+    limit are passed by their offsets: the same repeats and the same violations (named by
+    characters) as pandas and the per-row count."""
+    if distinct:
+        values = list(dict.fromkeys(values))
+    arrow = pd.array(values, dtype=TEXT_DTYPE)
+    np.testing.assert_array_equal(
+        wire_deals._duplicated(arrow), pd.Series(values, dtype=object).duplicated().to_numpy()
+    )
+    n = len(values)
+    table = pa.table(
+        {
+            "deal_id": pa.array(values, pa.string()),
+            "seller_id": pa.array(values[::-1], pa.string()),
+            "channel_id": pa.array(["c"] * n, pa.string()),
+            "seller_order_id": pa.array(values, pa.string()),
+            "deal_type": pa.array([1] * n, pa.int32()),
+            "allocation": pa.array([10] * n, pa.int64()),
+        }
+    )
+    with pytest.MonkeyPatch.context() as patch:  # the ids as Arrow strings, however few
+        patch.setattr(wire_deals, "ARROW_TEXT_FROM", 0)
+        raw = wire_deals.from_arrow_table(table, "t", Violations())
+    assert raw is not None
+    assert n == 0 or all(is_text_array(raw.table[c]) for c in ("deal_id", "order_id"))
+    errors = Violations()
+    limits = dataclasses.replace(wire_deals.DEFAULT_LIMITS, max_id_length=limit)
+    wire_deals._check_id_lengths(raw, errors, limits)
+    expected = Violations()
+    for column in ("deal_id", "seller_id", "channel_id", "order_id"):
+        lengths = np.array([len(v) for v in raw.table[column].tolist()], dtype=np.float64)
+        expected.rows(
+            raw.form.path(column),
+            lengths > limit,
+            lambda i, lengths=lengths: f"longer than {limit} characters ({lengths[i]:.0f})",
+        )
+    assert errors.items == expected.items
 
 
 def test_group_limits_empty_partial_and_unset_read_as_they_say() -> None:
