@@ -30,7 +30,10 @@ from reallocator.core.plan import schedule
 from reallocator.core.plan.model import ReasonCode
 from reallocator.core.plan.schedule import (
     ScheduleInputs,
+    _largest_remainder,
+    _ranked_bumps,
     _schedule_reasons,
+    _sorted_bumps,
     derive_schedules,
     floor_to_local_hour,
     hourly_profile,
@@ -357,6 +360,31 @@ def test_largest_remainder_gives_the_integers_of_the_sort_by_row(
     np.testing.assert_array_equal(largest_remainder(exact), _largest_remainder_by_put(exact))
     shares = np.asarray(new, dtype=np.float64)[:, None] * np.asarray(share)[None, :]
     np.testing.assert_array_equal(largest_remainder(shares), _largest_remainder_by_put(shares))
+    for matrix in (exact, shares):  # the row sums it gives with them are theirs
+        out, sums = _largest_remainder(matrix)
+        assert sums.dtype == np.int64
+        np.testing.assert_array_equal(sums, out.sum(axis=1))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    hnp.arrays(
+        np.float64,
+        hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=30),
+        elements=st.sampled_from([0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5]),
+    )
+)
+def test_ranked_and_sorted_bumps_pick_the_same_hours(exact: np.ndarray) -> None:
+    """Pairwise ranks (up to 24 hours) and the stable sort pick the same hours, ties (equal
+    remainders, many here) to the earlier hour."""
+    frac = exact - np.floor(exact)
+    positive = frac > 0
+    deficit = np.clip(
+        np.rint(exact.sum(axis=1)) - np.floor(exact).sum(axis=1), 0, positive.sum(axis=1)
+    ).astype(np.int64)
+    np.testing.assert_array_equal(
+        _ranked_bumps(frac, positive, deficit).T, _sorted_bumps(frac, positive, deficit)
+    )
 
 
 def test_window_must_end_after_as_of() -> None:
