@@ -9,6 +9,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -23,11 +24,12 @@ from reallocator.core.model import (
     PacingSpec,
     Period,
     Policy,
+    table_of,
 )
 from reallocator.core.pacing.assessment import PacingStatus
 from reallocator.core.pacing.curves import PacingCurve, build_curve, deal_expected
 from reallocator.core.plan import schedule
-from reallocator.core.plan.model import ReasonCode
+from reallocator.core.plan.model import DealPacing, ReasonCode
 from reallocator.core.plan.schedule import (
     ScheduleInputs,
     _largest_remainder,
@@ -38,6 +40,7 @@ from reallocator.core.plan.schedule import (
     floor_to_local_hour,
     hourly_profile,
     largest_remainder,
+    pacing_column,
     throttle,
 )
 
@@ -500,3 +503,17 @@ def test_hourly_matrices_made_in_blocks_as_in_one(
         a, b = getattr(whole, name), getattr(blocks, name)
         assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes(), name
     assert (whole.total == whole.target.sum(axis=1)).all()
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.integers(0, 2), max_size=400))
+def test_the_pacing_column_is_the_pacing_modes_labels(codes: list[int]) -> None:
+    """Long or short, the plan table's "pacing" column says the labels of its codes, and the
+    table holds it as it held the labels' str objects."""
+    picked = np.asarray(codes, dtype=np.int64)
+    column = pacing_column(picked)
+    labels = [list(DealPacing)[c].value for c in codes]
+    assert list(column) == labels
+    by_objects = table_of({"pacing": np.asarray(labels, dtype=object)}, {"pacing": "str"})
+    by_codes = table_of({"pacing": column}, {"pacing": "str"})
+    pd.testing.assert_frame_equal(by_codes, by_objects)

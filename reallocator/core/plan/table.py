@@ -34,7 +34,7 @@ from reallocator.core.plan.model import (
 from reallocator.core.plan.post_solve import PostSolved
 from reallocator.core.plan.prepare import Prepared
 from reallocator.core.plan.rationale import unspendable_reasons
-from reallocator.core.plan.schedule import pacing_modes
+from reallocator.core.plan.schedule import pacing_codes, pacing_column
 
 
 def deal_codes(prepared: Prepared, post: PostSolved) -> Explanation:
@@ -60,7 +60,7 @@ def deal_table(
     of the frame: ~90 us of a 50-deal plan's ~4.5 ms, measured."""
     deals, report, assessment = prepared.snapshot.deals, prepared.built.report, prepared.assessment
     forecast = prepared.forecast
-    pacing = pacing_modes(
+    pacing = pacing_codes(
         values_of(deals, "deal_type", np.int64),
         values_of(deals, "status", np.int64),
         decision.allocation,
@@ -86,7 +86,7 @@ def deal_table(
             "rationale": "",  # rendered from the table below, when asked
             "marginal_value": decision.marginal,
             "new_total": spent + decision.allocation,
-            "pacing": pacing,
+            "pacing": pacing_column(pacing),  # a long one by Arrow, from the codes
             "step": report.step,
             "pacing_ratio": assessment.column(EntityKind.DEAL, "pacing_ratio"),
             "pacing_status": assessment.labels(EntityKind.DEAL, "status"),
