@@ -517,3 +517,18 @@ def test_the_pacing_column_is_the_pacing_modes_labels(codes: list[int]) -> None:
     by_objects = table_of({"pacing": np.asarray(labels, dtype=object)}, {"pacing": "str"})
     by_codes = table_of({"pacing": column}, {"pacing": "str"})
     pd.testing.assert_frame_equal(by_codes, by_objects)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.integers(0, 2), min_size=0, max_size=400))
+def test_deals_paced_ahead_read_by_arrow_are_the_labels_ahead(codes: list[int]) -> None:
+    """A long plan's "pacing" column is compared by Arrow (a short one's labels as objects):
+    the same deals as its labels say AHEAD."""
+    column = pacing_column(np.asarray(codes, dtype=np.int64))
+    frame = table_of({"pacing": column}, {"pacing": "str"})
+    ahead = schedule._paced_ahead(frame)
+    if len(codes) <= schedule.SMALL_IDS:
+        assert ahead is None
+    else:
+        assert ahead is not None and ahead.dtype == bool
+        assert ahead.tolist() == [c == 1 for c in codes]

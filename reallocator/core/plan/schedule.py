@@ -61,6 +61,8 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from reallocator.core.model import (
     TEXT_DTYPE,
@@ -138,6 +140,10 @@ class ScheduleInputs:
     status_codes: IntArray | None = None
     reason_codes: IntArray | None = None
     reason_labels: ObjArray | None = None
+    # Which deals pace AHEAD, where the caller read it from the plan's column by Arrow (then
+    # `pacing` is None): ~0.2 ms at 100k deals, where its labels as objects, checked and
+    # compared, cost ~2.5 ms.
+    ahead: BoolArray | None = None
 
     def __post_init__(self) -> None:
         dtypes: dict[str, Any] = {
@@ -155,6 +161,7 @@ class ScheduleInputs:
             "pacing": object,
             "status_codes": np.intp,
             "reason_codes": np.intp,
+            "ahead": bool,
         }
         coerce_columns(self, dtypes)
         if (self.reason_codes is None) != (self.reason_labels is None):
@@ -189,6 +196,10 @@ class ScheduleInputs:
         bt = snapshot.pacing.budget_type
         ids = text_column(deals, "deal_id") if len(deals) > SMALL_IDS else None
         reasons = label_codes(plan_deals, "reason") if "reason" in plan_deals else None
+        ahead = _paced_ahead(plan_deals) if "pacing" in plan_deals else None
+        pacing = None
+        if ahead is None and "pacing" in plan_deals:
+            pacing = labels_of(plan_deals, "pacing")
         return cls(
             deal_id=text(deals, "deal_id", "deal_id"),
             seller_id=text(deals, "seller_id", "seller_id"),
@@ -209,12 +220,29 @@ class ScheduleInputs:
             plan_reason=(
                 text(plan_deals, "reason", "plan_reason") if "reason" in plan_deals else None
             ),
-            pacing=(labels_of(plan_deals, "pacing") if "pacing" in plan_deals else None),
+            pacing=pacing,
             deal_ids=ids if ids is not None and is_text_array(ids) else None,
             status_codes=assessment.codes(EntityKind.DEAL, "status"),
             reason_codes=None if reasons is None else reasons[0],
             reason_labels=None if reasons is None else reasons[1],
+            ahead=ahead,
         )
+
+
+def _paced_ahead(plan_deals: pd.DataFrame) -> BoolArray | None:
+    """Which deals the plan's "pacing" column says are AHEAD, compared by Arrow (a long "str"
+    column without missing values), else None (its labels are read as objects)."""
+    column = text_column(plan_deals, "pacing")
+    if len(column) <= SMALL_IDS or not is_text_array(column):
+        return None
+    strings = pa.array(column)
+    if strings.null_count:
+        return None
+    ahead = pc.equal(strings, DealPacing.AHEAD.value)
+    if isinstance(ahead, pa.ChunkedArray):
+        ahead = ahead.combine_chunks()
+    out: BoolArray = ahead.to_numpy(zero_copy_only=False)
+    return out
 
 
 SMALL_IDS = 128
@@ -501,6 +529,8 @@ def schedule_candidates(
 
 
 def _ahead(inputs: ScheduleInputs) -> BoolArray:
+    if inputs.ahead is not None:
+        return inputs.ahead
     if inputs.pacing is None:
         return np.zeros(inputs.n, dtype=bool)
     return np.asarray(inputs.pacing == DealPacing.AHEAD.value, dtype=bool)
