@@ -631,6 +631,25 @@ def _amounts(raw: RawDeals) -> npt.NDArray[np.int64]:
     return np.array([raw.table[column] for column in _AMOUNT_COLUMNS], dtype=np.int64)
 
 
+def _sums_beyond(amounts: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+    """Whether each row's amounts, clipped to [0, MAX_AMOUNT], sum (in float64, numpy's order)
+    beyond MAX_AMOUNT. Amounts all in that range whose exact integer sums are within it
+    (the usual table) sum exactly in float64 too, every partial sum being a whole number
+    within 2**53: the integer sums say it without the clipped float copy (~2.0 -> ~0.6 ms at
+    100k deals). Anything else is summed as before."""
+    n = amounts.shape[1] if amounts.ndim == 2 else 0
+    if amounts.size and int(amounts.min()) >= 0:
+        high = int(amounts.max())
+        if high <= MAX_AMOUNT and high * n <= INT64_MAX:  # no clip, no overflow
+            totals = amounts.sum(axis=1)
+            if bool((totals <= MAX_AMOUNT).all()):
+                return np.zeros(amounts.shape[0], dtype=bool)
+    # np.clip's own dispatch costs ~2 us more than the two ufuncs it stands for.
+    sums = np.minimum(np.maximum(amounts, 0), MAX_AMOUNT).astype(np.float64).sum(axis=1)
+    out: npt.NDArray[np.bool_] = sums > MAX_AMOUNT
+    return out
+
+
 def _check_ranges(
     raw: RawDeals, amounts: npt.NDArray[np.int64], errors: Violations, limits: WireLimits
 ) -> None:
@@ -639,12 +658,11 @@ def _check_ranges(
     MAX_PRICE_MICROS. `amounts`: `_amounts(raw)`."""
     t, form = raw.table, raw.form
     too_big = amounts > MAX_AMOUNT
-    # np.clip's own dispatch costs ~2 us more than the two ufuncs it stands for.
-    sums = np.minimum(np.maximum(amounts, 0), MAX_AMOUNT).astype(np.float64).sum(axis=1)
-    for k in np.flatnonzero(too_big.any(axis=1) | (sums > MAX_AMOUNT)).tolist():
+    beyond = _sums_beyond(amounts)
+    for k in np.flatnonzero(too_big.any(axis=1) | beyond).tolist():
         column = _AMOUNT_COLUMNS[k]
         errors.rows(form.path(column), too_big[k], f"must be at most 2**53 ({MAX_AMOUNT})")
-        if sums[k] > MAX_AMOUNT:
+        if beyond[k]:
             errors.add(
                 form.path(column)(0).replace("[0]", "[*]"),
                 f"the sum over all deals must be at most 2**53 ({MAX_AMOUNT})",

@@ -605,3 +605,22 @@ def test_the_canonical_table_owns_its_data(arrow_text: bool) -> None:
     built.loc[0, "deal_id"] = "edited"
     assert columns["allocation"][0] != -5 and columns["deal_id"][0] == "deal_id-0"
     assert isinstance(built.index, pd.RangeIndex) and len(built) == n
+
+
+@given(
+    hnp.arrays(
+        np.int64,
+        hnp.array_shapes(min_dims=2, max_dims=2, min_side=0, max_side=50),
+        elements=st.sampled_from([0, 1, 7, -3, 2**40, 2**50, 2**52, 2**53, 2**53 + 1, 2**62])
+        | st.integers(-(2**63), 2**63 - 1),
+    )
+)
+@settings(max_examples=300, deadline=None)
+def test_amount_sums_beyond_the_limit_are_the_clipped_float_sums_beyond_it(
+    amounts: np.ndarray,
+) -> None:
+    """Integer sums stand for the clipped float sums only where they are the same numbers."""
+    clipped = np.minimum(np.maximum(amounts, 0), wire_deals.MAX_AMOUNT).astype(np.float64)
+    np.testing.assert_array_equal(
+        wire_deals._sums_beyond(amounts), clipped.sum(axis=1) > wire_deals.MAX_AMOUNT
+    )
