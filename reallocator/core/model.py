@@ -474,6 +474,24 @@ def _labels_of(frame: pd.DataFrame, name: str) -> npt.NDArray[np.object_]:
     return picked
 
 
+def labels_by_code(
+    codes: npt.NDArray[np.integer[Any]], values: npt.NDArray[np.object_]
+) -> npt.NDArray[np.object_] | None:
+    """The label each code stands for, read from the first row that has it ("" for a code no
+    row has), `values` being labels picked by `codes` (an assessment's label column and its
+    codes): a decision per label is made once and spread by code, where comparing 100k objects
+    costs ~0.9 ms a compare (a few passes over the codes here). None without codes, or with a
+    negative one."""
+    if codes.size == 0 or int(codes.min()) < 0:
+        return None
+    present = np.bincount(codes)
+    out = np.array(
+        [values[int(np.argmax(codes == c))] if present[c] else "" for c in range(present.size)],
+        dtype=object,
+    )
+    return out
+
+
 def label_codes(
     frame: pd.DataFrame, name: str
 ) -> tuple[npt.NDArray[Any], npt.NDArray[np.object_]] | None:

@@ -15,6 +15,7 @@ from reallocator.core.model import (
     factorize,
     first_seen,
     first_seen_of,
+    labels_by_code,
     nan_to_num,
     reading,
     sorted_codes,
@@ -197,3 +198,26 @@ def test_reading_reads_each_column_once_read_only_and_only_in_its_block() -> Non
 def test_first_seen_of_a_column_with_a_missing_value_is_none() -> None:
     frame = pd.DataFrame({"s": pd.array(["a", None, "b"], dtype="str")})
     assert first_seen_of(frame, "s") is None
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.integers(0, 7), max_size=200),
+    st.permutations(["ON_PACE", "OVER", "UNDER", "STALLED", "NOT_STARTED", "COMPLETED", "", "x"]),
+)
+def test_labels_by_code_are_the_labels_the_rows_of_each_code_hold(
+    codes: list[int], labels: list[str]
+) -> None:
+    """A label column picked by code: the label read per code, spread back by code, is the
+    column (so a compare per code is the compare per row)."""
+    picked = np.asarray(codes, dtype=np.int64)
+    column = np.asarray(labels, dtype=object)[picked]
+    by_code = labels_by_code(picked, column)
+    if not codes:
+        assert by_code is None
+        return
+    assert by_code is not None
+    assert by_code[picked].tolist() == column.tolist()
+    for label in labels:
+        assert ((by_code == label)[picked]).tolist() == (column == label).tolist()
+    assert labels_by_code(np.asarray([0, -1]), np.asarray(["a", "b"], dtype=object)) is None

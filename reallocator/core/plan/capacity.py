@@ -8,6 +8,7 @@ reasons, the requests' avails forecast).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -31,6 +32,7 @@ from reallocator.core.model import (
     CampaignSnapshot,
     DealType,
     DeliverySeries,
+    labels_by_code,
     nan_to_num,
     values_of,
 )
@@ -170,11 +172,11 @@ def deal_capacity(
     inputs = with_totals_rate(
         inputs, spent.astype(np.float64), values_of(deals, "avails", np.float64), elapsed
     )
-    status = assessment.column(EntityKind.DEAL, "status")  # no frame built
+    is_status = _status_test(assessment)
     # Zero capacity (a cut to the spend) only on a confident stall, never on a verdict that
     # lacks its evidence.
     confidence = nan_to_num(assessment.column(EntityKind.DEAL, "confidence"))
-    stalled_now = status == _STALLED  # text: a Python compare per deal, made once
+    stalled_now = is_status(_STALLED)
     stalled = stalled_now & (confidence >= policy.confidence_threshold)
     rate, avails_rate = inputs.observed_rate, inputs.avails_rate
     remaining = np.maximum(values_of(deals, "allocation", np.int64) - spent, 0)
@@ -198,7 +200,7 @@ def deal_capacity(
         from_supply=from_supply,
         seller_paced=seller_paced(deals),
         # Comparisons rather than np.isin: over text it sorts both sides (~15 us a call).
-        keeping_pace=~((status == _UNDER) | stalled_now | (status == _NOT_STARTED)),
+        keeping_pace=~(is_status(_UNDER) | stalled_now | is_status(_NOT_STARTED)),
     )
     capacity, table = forecast_columns(inputs, assessment.opportunity_remaining_hours, policy)
     behind = 0.0
@@ -260,6 +262,18 @@ def deal_capacity(
         "stall_outlook": np.where(mine | capped | held, np.nan, columns["stall_outlook"]),
     }
     return capacity, _frozen(columns, FORECAST_DTYPES), capped
+
+
+def _status_test(assessment: Assessment) -> Callable[[str], npt.NDArray[np.bool_]]:
+    """Which deals have a pacing verdict, as a function of the verdict: compared per code of
+    the assessment's status column (three verdicts at 100k deals ~2.6 -> ~0.4 ms), else per
+    deal (text: a Python compare per deal)."""
+    status = assessment.column(EntityKind.DEAL, "status")  # no frame built
+    codes = assessment.codes(EntityKind.DEAL, "status")
+    by_code = labels_by_code(codes, status)
+    if by_code is None:
+        return lambda verdict: np.asarray(status == verdict, dtype=bool)
+    return lambda verdict: np.asarray(by_code == verdict, dtype=bool)[codes]
 
 
 def _frozen(columns: dict[str, Any], dtypes: dict[str, str]) -> dict[str, Any]:

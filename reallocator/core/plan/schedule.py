@@ -76,6 +76,7 @@ from reallocator.core.model import (
     flag_counts,
     is_text_array,
     label_codes,
+    labels_by_code,
     labels_of,
     nan_to_num,
     select,
@@ -597,12 +598,11 @@ def _status_codes(status: ObjArray, codes: IntArray | None) -> tuple[IntArray, l
     """The verdicts as codes and the verdict of each code (`factorize`'s pair): the caller's
     codes where given, each code's verdict read from a row that has it (a few passes over
     the codes, where hashing the objects costs ~4 ms at 100k)."""
-    if codes is None or codes.size == 0 or int(codes.min()) < 0:
+    by_code = None if codes is None else labels_by_code(codes, status)
+    if codes is None or by_code is None:
         found, values = factorize(status)
         return found, list(values)
-    present = np.bincount(codes)
-    values = [status[int(np.argmax(codes == c))] if present[c] else "" for c in range(present.size)]
-    return codes, values
+    return codes, by_code.tolist()
 
 
 BLOCK_ROWS = 16_384
