@@ -469,6 +469,15 @@ def test_schedule_reasons_by_the_callers_codes_are_the_reasons_by_their_labels(
     )
     assert got.tolist() == want.tolist()
     assert all(type(w) is str for w in got.tolist())
+    by_codes_alone, _ = _schedule_reasons(  # the reasons' objects not needed with their codes
+        verdicts,
+        None,
+        pick,
+        status_codes=status_codes,
+        reason_codes=reason_codes,
+        reason_labels=np.asarray(labels, dtype=object),
+    )
+    assert by_codes_alone.tolist() == want.tolist()
     if want_positions is None:
         assert positions is None
     else:

@@ -69,11 +69,12 @@ def act(
                 "deal_id": text_of(snapshot.deals, "deal_id"),
                 "seller_id": labels_of(snapshot.deals, "seller_id"),  # a few sellers
                 "pacing_status": assessment.column(EntityKind.DEAL, "status"),
-                "plan_reason": labels_of(plan.deals, "reason"),  # a few codes: by dictionary
             }
             if ask or make_schedules
             else {}
         )
+        if ask:  # the schedules read a long plan's reasons by code (label_codes)
+            texts["plan_reason"] = labels_of(plan.deals, "reason")  # a few codes: by dictionary
         if ask:
             inputs = RequestInputs.from_plan(
                 snapshot,

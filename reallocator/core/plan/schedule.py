@@ -136,8 +136,10 @@ class ScheduleInputs:
     # the schedules' Arrow stream takes its rows from it (ScheduleTable.deal_ids).
     deal_ids: Any = None
     # `pacing_status` as integer codes (any numbering: rows of one code hold one label), and
-    # `plan_reason` as codes into its distinct `reason_labels`, when the caller has them: the
-    # reasons are decided per code, without hashing 100k objects (`_schedule_reasons`).
+    # the plan's reasons as codes into their distinct `reason_labels`, when the caller has them:
+    # the reasons are decided per code, without hashing 100k objects (`_schedule_reasons`);
+    # with the codes, `plan_reason` may be None (not converted to objects and checked: ~1.2 ms
+    # at 100k deals).
     status_codes: IntArray | None = None
     reason_codes: IntArray | None = None
     reason_labels: ObjArray | None = None
@@ -219,7 +221,9 @@ class ScheduleInputs:
             currency=snapshot.currency,
             timezone=snapshot.timezone,
             plan_reason=(
-                text(plan_deals, "reason", "plan_reason") if "reason" in plan_deals else None
+                text(plan_deals, "reason", "plan_reason")
+                if "reason" in plan_deals and reasons is None
+                else None
             ),
             pacing=pacing,
             deal_ids=ids if ids is not None and is_text_array(ids) else None,
@@ -507,13 +511,12 @@ def schedule_candidates(
 ) -> BoolArray:
     """Which deals get a schedule (module docstring): buyer-paced, live, and changed enough.
     `ahead`: which deals pace AHEAD, when the caller has read it (`_ahead`)."""
-    status = inputs.pacing_status
     buyer = inputs.deal_type != DealType.PROGRAMMATIC_GUARANTEED
     old, new = inputs.old_allocation, inputs.new_allocation
     # COMPLETED: delivered on schedule (or the horizon is over: no remaining opportunity) - live
     # again when the plan gives it more.
     live = (inputs.deal_status == DealStatus.ACTIVE) & (
-        (status != PacingStatus.COMPLETED) | (new > 0)
+        ~_verdict_is(inputs, PacingStatus.COMPLETED) | (new > 0)
     )
     hours = remaining if remaining > 0 else 1.0
     observed = inputs.current_rate
@@ -527,6 +530,17 @@ def schedule_candidates(
         ahead = _ahead(inputs)
     wanted = ((changed | off_pace) & worth) | ahead
     return np.asarray(buyer & live & (remaining > 0) & wanted, dtype=bool)
+
+
+def _verdict_is(inputs: ScheduleInputs, verdict: str) -> BoolArray:
+    """Which deals' pacing verdict is `verdict`: compared per code where the caller gave the
+    codes (~0.2 ms at 100k deals, a compare per deal ~0.9 ms)."""
+    codes = inputs.status_codes
+    by_code = None if codes is None else labels_by_code(codes, inputs.pacing_status)
+    if codes is None or by_code is None:
+        return np.asarray(inputs.pacing_status == verdict, dtype=bool)
+    out: BoolArray = np.asarray(by_code == verdict, dtype=bool)[codes]
+    return out
 
 
 def _ahead(inputs: ScheduleInputs) -> BoolArray:
@@ -568,13 +582,14 @@ def _schedule_reasons(
     (`ScheduleTable.reason_code`), None where one is not a ReasonCode value."""
     s_codes, s_values = _status_codes(status, status_codes)
     by_status = [_STATUS_REASONS.get(str(v), "") for v in s_values]
-    if plan_reason is None:
+    if plan_reason is None and reason_codes is None:
         r_codes: IntArray = np.zeros(pick.size, dtype=np.intp)
         own = [ReasonCode.PACING_SCHEDULE.value]
     else:
         if reason_codes is not None and reason_labels is not None:
             r_codes, r_values = reason_codes[pick], reason_labels
         else:
+            assert plan_reason is not None
             r_codes, r_values = factorize(plan_reason[pick])
         words = [str(v) for v in r_values]
         own = [
