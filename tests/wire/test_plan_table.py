@@ -12,7 +12,8 @@ from builders import build_snapshot, random_snapshot_spec, replan_request
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reallocator.core.model import Policy
+from reallocator.core.model import Policy, labels_by_code
+from reallocator.core.pacing.assessment import EntityKind, assess
 from reallocator.core.plan.builder import build_plan
 from reallocator.core.plan.model import DealPacing, ReasonCode
 from reallocator.v1 import plan_pb2
@@ -150,3 +151,22 @@ def test_schedule_codes_by_position_are_the_codes_of_the_labels() -> None:
             for out, schedules in ((coded, table), (labelled, by_labels)):
                 add_rows(out, plan.deals, schedules, plan.budget_type, plan.currency, view)
             assert coded.SerializeToString() == labelled.SerializeToString()
+
+
+def test_the_assessments_status_labels_are_picked_by_its_codes() -> None:
+    """What the plan's compares per code (capacity, schedules: model.labels_by_code) rely on:
+    an assessment's status column is its labels picked by its codes."""
+    for seed in (3, 11):
+        errors = Violations()
+        msg = build_snapshot(random_snapshot_spec(300, seed), "arrow")
+        snapshot = decode_snapshot(msg, Policy(), errors)
+        assert snapshot is not None
+        assessment = assess(snapshot, alert_messages=False)
+        status = assessment.column(EntityKind.DEAL, "status")
+        codes = assessment.codes(EntityKind.DEAL, "status")
+        by_code = labels_by_code(codes, status)
+        assert by_code is not None
+        assert by_code[codes].tolist() == status.tolist()
+        # Rows of one code hold one label.
+        for code in np.unique(codes).tolist():
+            assert len(set(status[codes == code].tolist())) == 1
