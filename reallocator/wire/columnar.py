@@ -172,10 +172,15 @@ def repeated_view(
 def framed(container: type[Message], field: str, parts: Sequence[bytes | memoryview]) -> bytes:
     """`parts` joined as the bytes of `container`'s message field `field` (its key, the parts'
     total length, the parts): a message serialised by parts, one copy of each."""
-    number = container.DESCRIPTOR.fields_by_name[field].number
-    size = sum(len(part) for part in parts)
-    head = varints(np.array([_key(number, _LENGTH), size]))[0].tobytes()
+    head = framed_head(container, field, sum(len(part) for part in parts))
     return b"".join((head, *parts))
+
+
+def framed_head(container: type[Message], field: str, size: int) -> bytes:
+    """The key and length that precede `size` bytes of `container`'s field `field` (a
+    length-delimited one: a message, bytes or a string)."""
+    number = container.DESCRIPTOR.fields_by_name[field].number
+    return varints(np.array([_key(number, _LENGTH), size]))[0].tobytes()
 
 
 def merge_repeated(msg: Message, field: str, columns: Mapping[str, Column]) -> None:

@@ -56,7 +56,14 @@ def narrowest(values: npt.NDArray[np.int64]) -> npt.NDArray[Any]:
 
 
 def arrow_stream(table: pa.Table, compression: str | None = None) -> bytes:
-    """`table` as an Arrow IPC stream (the bytes DealsTable/DeliveryMatrix.arrow_ipc hold).
+    """`table` as an Arrow IPC stream (the bytes DealsTable/DeliveryMatrix.arrow_ipc hold); see
+    `arrow_buffer`."""
+    return bytes(arrow_buffer(table, compression).to_pybytes())
+
+
+def arrow_buffer(table: pa.Table, compression: str | None = None) -> pa.Buffer:
+    """`table` as an Arrow IPC stream in Arrow's own buffer (`arrow_stream` copies it into
+    bytes; a writer of bytes by parts takes the buffer as it is).
 
     `compression="auto"`: zstd from `COMPRESS_FROM_BYTES` of data up, none below. A small
     table gains nothing on the wire and costs the server's CPU: pyarrow decompresses each
@@ -76,11 +83,12 @@ def arrow_stream(table: pa.Table, compression: str | None = None) -> bytes:
         buffer = pa.allocate_buffer(mock.size())
         with pa.ipc.new_stream(pa.FixedSizeBufferWriter(buffer), table.schema) as writer:
             writer.write_table(table)
-        return bytes(buffer.to_pybytes())
+        return buffer
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema, options=options) as writer:
         writer.write_table(table)
-    return bytes(sink.getvalue().to_pybytes())
+    out: pa.Buffer = sink.getvalue()
+    return out
 
 
 def encode_pacing(spec: PacingSpec) -> pacing_pb2.PacingTarget:

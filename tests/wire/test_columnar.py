@@ -144,8 +144,9 @@ def test_a_large_plan_from_columns_is_the_plan_row_by_row(
 def test_a_plans_rows_kept_apart_read_as_the_merged_answer(
     view: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`encode_plan(rows=...)` keeps a long plan's rows as bytes and `plan_bytes` serialises the
-    answer with them: a parser reads the answer the merged message is, with as many deals."""
+    """`encode_plan(rows=...)` keeps a long plan's rows (or its TABLE view's Arrow streams) as
+    bytes and `plan_bytes` serialises the answer with them: a parser reads the answer the merged
+    message is, with as many deals."""
     snapshot = build_snapshot(random_snapshot_spec(600, 11), "arrow")
     errors = Violations()
     snap = decode_snapshot(snapshot, Policy(), errors)
@@ -159,10 +160,11 @@ def test_a_plans_rows_kept_apart_read_as_the_merged_answer(
     data = wire_plan.plan_bytes(apart, "plan", kept)
     assert pb.ReplanResponse.FromString(data) == merged
     assert len(apart.plan.deals) + kept.deals == len(merged.plan.deals)
-    if view in ("all", "changed"):
-        assert kept.parts and not apart.plan.deals and not apart.plan.schedules
-    else:
+    if view == "none":
         assert not kept.parts and data == merged.SerializeToString()
+    else:  # rows, or the TABLE view's two Arrow streams, only in the bytes
+        assert kept.parts and not apart.plan.deals and not apart.plan.schedules
+        assert not apart.plan.deals_arrow and not apart.plan.schedules_arrow
     apart.plan.name = "set after"  # the message's own fields still go out as they are then
     merged.plan.name = "set after"
     assert pb.ReplanResponse.FromString(wire_plan.plan_bytes(apart, "plan", kept)) == merged
