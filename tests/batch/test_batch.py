@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from builders import build_snapshot, random_snapshot_spec
+from call_context import CallContext
 
 from reallocator.batch.book import book_rows
 from reallocator.batch.campaign import Options, plan_campaign
@@ -311,19 +312,6 @@ def test_store_records_planned_campaigns_as_replan_does(tmp_path: Path) -> None:
     store.close()
 
 
-class _Context:
-    """The servicer's view of a call, for an in-process Replan on a test's own store."""
-
-    def time_remaining(self) -> None:
-        return None
-
-    def is_active(self) -> bool:
-        return True
-
-    def invocation_metadata(self) -> tuple[()]:
-        return ()
-
-
 def test_store_supplies_batch_what_it_supplies_replan(tmp_path: Path) -> None:
     """With --store, a campaign whose last plan was applied and whose seller declared its
     inventory is planned by batch exactly as Replan plans it from the same store (the last
@@ -337,7 +325,7 @@ def test_store_supplies_batch_what_it_supplies_replan(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'store.db'}"
     store = SqlStore.open(url)
     servicer = ReallocatorServicer(ServerConfig(), store)
-    context: Any = _Context()
+    context: Any = CallContext()
     first = servicer.replan(pb.ReplanRequest(snapshot=msg), context).message.plan
     assert any(d.delta for d in first.deals) and first.seller_requests
     approved = store.review(first.name, True, etag=first.etag, actor="t", comment="")

@@ -5,10 +5,10 @@ still count its deals."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 from builders import build_snapshot, random_snapshot_spec
+from call_context import CallContext
 
 from reallocator.config import ServerConfig
 from reallocator.server import peers
@@ -20,25 +20,8 @@ from reallocator.v1 import reallocator_service_pb2 as pb
 from reallocator.wire import plan as wire_plan
 
 
-class _Context:
-    def time_remaining(self) -> None:
-        return None
-
-    def is_active(self) -> bool:
-        return True
-
-    def invocation_metadata(self) -> tuple[()]:
-        return ()
-
-    def abort(self, *args: Any) -> None:
-        raise AssertionError(args)
-
-    def abort_with_status(self, *args: Any) -> None:
-        raise AssertionError(args)
-
-
 def _answer(servicer: ReallocatorServicer, request: pb.ReplanRequest) -> Encoded:
-    out = servicer.replan(request, _Context())  # type: ignore[arg-type]
+    out = servicer.replan(request, CallContext())  # type: ignore[arg-type]
     assert isinstance(out, Encoded)
     return out
 

@@ -6,9 +6,9 @@ written as the message (before that form) reads as it did."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
+from call_context import CallContext
 from google.protobuf import json_format
 
 from reallocator.config import ServerConfig
@@ -20,28 +20,6 @@ from reallocator.v1 import reallocator_service_pb2 as pb
 from reallocator.wire.assessment import STORED_MAGIC
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "replan_request.json"
-
-
-class _Context:
-    """The few ServicerContext calls the methods make, for calls made in process."""
-
-    def time_remaining(self) -> None:
-        return None
-
-    def is_active(self) -> bool:
-        return True
-
-    def invocation_metadata(self) -> tuple[()]:
-        return ()
-
-    def abort(self, *args: Any) -> None:
-        raise AssertionError(args)
-
-    def abort_with_status(self, *args: Any) -> None:
-        raise AssertionError(args)
-
-    def set_trailing_metadata(self, *args: Any) -> None:
-        pass
 
 
 @pytest.fixture
@@ -59,7 +37,7 @@ def _answered(servicer: ReallocatorServicer, request: pb.ReplanRequest) -> bytes
         snapshot=request.snapshot, policy=request.policy, view=assessment_pb2.ASSESSMENT_VIEW_BASIC
     )
     answer = pb.AssessPacingResponse.FromString(
-        servicer.assess_pacing(assessed, _Context()).data  # type: ignore[arg-type]
+        servicer.assess_pacing(assessed, CallContext()).data  # type: ignore[arg-type]
     )
     data: bytes = answer.assessment.SerializeToString(deterministic=True)
     return data
@@ -83,7 +61,7 @@ def test_a_recorded_replans_assessment_reads_back_as_assess_pacing_answers(
     campaign = request.snapshot.campaign_id
     store = servicer.store
     cursor = store.cursor(campaign)
-    servicer.replan(request, _Context())  # type: ignore[arg-type]
+    servicer.replan(request, CallContext())  # type: ignore[arg-type]
     [stored] = _payloads(store, campaign)
     assert stored.startswith(STORED_MAGIC)  # unworded
     answered = _answered(servicer, request)
@@ -118,7 +96,7 @@ def test_the_verdicts_alone_read_without_the_alerts_words(
     request = _request()
     request.dry_run = False
     campaign = request.snapshot.campaign_id
-    servicer.replan(request, _Context())  # type: ignore[arg-type]
+    servicer.replan(request, CallContext())  # type: ignore[arg-type]
     worded, _ = servicer.store.pacing_history(campaign)
     bare, _ = servicer.store.pacing_history(campaign, alerts=False)
     [(_, full, _, _)] = worded
@@ -137,7 +115,7 @@ def test_the_verdicts_alone_read_without_the_alerts_words(
         asked = pb.GetPacingHistoryRequest(campaign_id=campaign)
         asked.entity.kind = kind
         asked.entity.id = entity
-        answer = servicer.get_pacing_history(asked, _Context())  # type: ignore[arg-type]
+        answer = servicer.get_pacing_history(asked, CallContext())  # type: ignore[arg-type]
         [point] = answer.points
         expected = (
             whole.campaign
