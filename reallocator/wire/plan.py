@@ -76,12 +76,18 @@ def _merge(
 
 
 def plan_bytes(container: Message, name: str, rows: Rows) -> bytes:
-    """`container` serialised with `rows` in its plan field `name` (the only field it holds: a
-    ReplanResponse's or GetPlan's answer), as a parser reads the message they were kept from."""
-    if [f.name for f, _ in container.ListFields()] != [name]:
-        raise ValueError(f"{type(container).__name__}: only {name!r} may be set")
-    plan = getattr(container, name).SerializeToString()
-    return framed(type(container), name, [plan, *rows.parts])
+    """`container` serialised with `rows` in its plan field `name` (a ReplanResponse's or
+    GetPlan's answer), as a parser reads the message they were kept from: its other fields
+    first, if it has any, then the plan framed with its rows."""
+    plan = framed(
+        type(container), name, [getattr(container, name).SerializeToString(), *rows.parts]
+    )
+    if [f.name for f, _ in container.ListFields()] == [name]:
+        return plan
+    others = type(container)()
+    others.CopyFrom(container)
+    others.ClearField(name)
+    return others.SerializeToString() + plan
 
 
 STATUS = {

@@ -168,5 +168,11 @@ def test_a_plans_rows_kept_apart_read_as_the_merged_answer(
     apart.plan.name = "set after"  # the message's own fields still go out as they are then
     merged.plan.name = "set after"
     assert pb.ReplanResponse.FromString(wire_plan.plan_bytes(apart, "plan", kept)) == merged
-    with pytest.raises(ValueError, match="only 'plan'"):
-        wire_plan.plan_bytes(pb.ReplanRequest(dry_run=True), "plan", kept)
+    watched = pb.WatchCampaignResponse()  # a container with another field beside the plan
+    watched.event_time.seconds = 7
+    watched.plan.CopyFrom(apart.plan)
+    expected = pb.WatchCampaignResponse(plan=merged.plan)
+    expected.event_time.seconds = 7
+    assert pb.WatchCampaignResponse.FromString(wire_plan.plan_bytes(watched, "plan", kept)) == (
+        expected
+    )
