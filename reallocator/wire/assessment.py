@@ -366,4 +366,4 @@ def _seconds_nanos(ts: Timestamp) -> dict[str, int]:
 
 
 def _micros(span: timedelta) -> int:
-    return (span.days * 86_400 + span.seconds) * 1_000_000 + span.microseconds
+    return span // timedelta(microseconds=1)

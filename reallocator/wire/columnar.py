@@ -179,7 +179,11 @@ def framed(container: type[Message], field: str, parts: Sequence[bytes | memoryv
 def framed_head(container: type[Message], field: str, size: int) -> bytes:
     """The key and length that precede `size` bytes of `container`'s field `field` (a
     length-delimited one: a message, bytes or a string)."""
-    number = container.DESCRIPTOR.fields_by_name[field].number
+    return _length_head(container.DESCRIPTOR.fields_by_name[field].number, size)
+
+
+def _length_head(number: int, size: int) -> bytes:
+    """Field `number`'s key as a length-delimited field, then `size`, as varints."""
     return varints(np.array([_key(number, _LENGTH), size]))[0].tobytes()
 
 
@@ -210,7 +214,7 @@ def _joined(container: type[Message], field: str, columns: Mapping[str, Column])
     for name, values in columns.items():
         f = outer.message_type.fields_by_name[name]
         if isinstance(values, bytes):  # a sub-message every row carries
-            head = varints(np.array([_key(f.number, _LENGTH), len(values)]))[0].tobytes()
+            head = _length_head(f.number, len(values))
             add(pa.scalar(head + values, _BINARY), len(head) + len(values))
         elif f.type == FieldDescriptor.TYPE_STRING:
             text, sizes = _strings(values, n, name)
