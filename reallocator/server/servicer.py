@@ -155,9 +155,7 @@ class ReallocatorServicer(LifecycleMethods):
             digest = request_digest()
             earlier = self.store.find_key(key, digest, f"campaign {snapshot.campaign_id!r}")
             if earlier is not None:  # a retry: the plan it created, recorded once
-                kept = Rows()
-                again = self.store.get_plan(earlier, PLAN_VIEWS[request.view], kept)
-                return self._fits(context, pb.ReplanResponse(plan=again), "plan", "", kept)
+                return self._recorded_answer(context, earlier, request.view)
         if snapshot.policy.protect_deviation > 0 and not request.dry_run:
             protected = self.lifecycle.protect(
                 snapshot,
@@ -208,9 +206,7 @@ class ReallocatorServicer(LifecycleMethods):
                 new, actor=current_actor(context), key=key, request_hash=digest
             )
             if lc.replayed:  # a concurrent retry recorded it first: its plan
-                kept = Rows()
-                again = self.store.get_plan(lc.name, PLAN_VIEWS[request.view], kept)
-                return self._fits(context, pb.ReplanResponse(plan=again), "plan", "", kept)
+                return self._recorded_answer(context, lc.name, request.view)
             lc.fill(msg)
         smaller = (
             "PLAN_VIEW_SUMMARY"
@@ -224,6 +220,14 @@ class ReallocatorServicer(LifecycleMethods):
             f"ask for {smaller} (view), or raise max_message_bytes on the server and the client",
             kept,
         )
+
+    def _recorded_answer(
+        self, context: grpc.ServicerContext, name: str, view: pb.PlanView.ValueType
+    ) -> Encoded:
+        """The plan an earlier call with this request's id recorded, as Replan answers it."""
+        kept = Rows()
+        again = self.store.get_plan(name, PLAN_VIEWS[view], kept)
+        return self._fits(context, pb.ReplanResponse(plan=again), "plan", "", kept)
 
     def _fits(
         self,
