@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
+import contextvars
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import replace
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf.message import Message
@@ -20,11 +24,11 @@ from reallocator.server.dispatch import Encoded
 from reallocator.server.errors import abort_with, too_large_status
 from reallocator.server.identity import current_actor
 from reallocator.server.lifecycle import LifecycleMethods
-from reallocator.store.sql import SqlStore, default_database_url, recorded_bytes
+from reallocator.store.sql import LifeCycle, SqlStore, default_database_url, recorded_bytes
 from reallocator.v1 import assessment_pb2, plan_pb2, snapshot_pb2
 from reallocator.v1 import reallocator_service_pb2 as pb
 from reallocator.wire.assessment import SEVERITY, assessment_fields
-from reallocator.wire.plan import Rows, encode_plan, plan_bytes
+from reallocator.wire.plan import COLUMNAR_FROM, Rows, add_rows, encode_plan, plan_bytes
 from reallocator.wire.policy import decode_policy
 from reallocator.wire.snapshot import decode_snapshot
 from reallocator.wire.timefields import to_timedelta
@@ -188,23 +192,34 @@ class ReallocatorServicer(LifecycleMethods):
             )
         response = pb.ReplanResponse()
         kept = Rows()  # a long plan's rows as bytes, not merged into the message
-        msg = encode_plan(plan, deals=PLAN_VIEWS[request.view], out=response.plan, rows=kept)
+        view = PLAN_VIEWS[request.view]
         if request.dry_run:
+            msg = encode_plan(plan, deals=view, out=response.plan, rows=kept)
             msg.state = plan_pb2.PLAN_STATE_DRY_RUN
             msg.create_time.GetCurrentTime()
         else:  # recorded: the plan's numbers, whatever view this answer carries
             assert stored_hash is not None
-            new = self.lifecycle.new_plan(plan, msg, stored, request, snapshot.policy)
-            new = replace(
-                new,
-                snapshot_hash=stored_hash(),
-                inputs=supplied(snapshot, history, windows),
-                assessment=assessment_bytes(assessment),
-                max_alert_severity=_most_severe(assessment),
-            )
-            lc = self.store.record_plan(
-                new, actor=current_actor(context), key=key, request_hash=digest
-            )
+            msg = encode_plan(plan, deals="none", out=response.plan)  # what the store reads
+            actor = current_actor(context)
+
+            def record(summary: plan_pb2.Plan) -> LifeCycle:
+                new = self.lifecycle.new_plan(plan, summary, stored, request, snapshot.policy)
+                new = replace(
+                    new,
+                    snapshot_hash=stored_hash(),
+                    inputs=supplied(snapshot, history, windows),
+                    assessment=assessment_bytes(assessment),
+                    max_alert_severity=_most_severe(assessment),
+                )
+                return self.store.record_plan(new, actor=actor, key=key, request_hash=digest)
+
+            if len(plan.deals) < COLUMNAR_FROM:
+                recorded = _at_once(record, msg)
+            else:  # stored on a thread while the rows are encoded (its own copy of the summary)
+                recorded = _begun(record, _copy(msg))
+            add_rows(msg, plan.deals, plan.schedule_table, plan.budget_type, plan.currency, view,
+                     kept)  # fmt: skip
+            lc = recorded()
             if lc.replayed:  # a concurrent retry recorded it first: its plan
                 return self._recorded_answer(context, lc.name, request.view)
             lc.fill(msg)
@@ -249,6 +264,41 @@ class ReallocatorServicer(LifecycleMethods):
         if len(data) > limit:
             abort_with(context, too_large_status(what, len(data), limit, remedy))
         return Encoded(response, data, count)
+
+
+T = TypeVar("T")
+A = TypeVar("A")
+
+
+def _at_once(call: Callable[[A], T], arg: A) -> Callable[[], T]:
+    """`call(arg)` now, its result taken by the function returned (as `_begun`'s)."""
+    result = call(arg)
+    return lambda: result
+
+
+def _begun(call: Callable[[A], T], arg: A) -> Callable[[], T]:
+    """`call(arg)` on a thread of its own, started now in this call's context (its log fields
+    and trace span), its result (or its exception) taken by the function returned. For a long
+    plan's storing: Arrow's compression and SQLite's writes and commit run outside the GIL, so
+    on a second core they overlap the encoding of the answer's rows (100k deals, FULL,
+    recorded: ~0.26 s of storing after a ~0.38 s encode)."""
+    future: Future[T] = Future()
+    context = contextvars.copy_context()
+
+    def run() -> None:
+        try:
+            future.set_result(context.run(call, arg))
+        except BaseException as exc:  # raised again in the caller, by future.result
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name="record-plan", daemon=True).start()
+    return future.result
+
+
+def _copy(msg: plan_pb2.Plan) -> plan_pb2.Plan:
+    out = plan_pb2.Plan()
+    out.CopyFrom(msg)
+    return out
 
 
 def _most_severe(assessment: Assessment) -> int:

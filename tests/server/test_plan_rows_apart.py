@@ -4,7 +4,10 @@ still count its deals."""
 
 from __future__ import annotations
 
+import contextvars
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from builders import build_snapshot, random_snapshot_spec
@@ -12,9 +15,11 @@ from call_context import CallContext
 
 from reallocator.config import ServerConfig
 from reallocator.server import peers
+from reallocator.server import servicer as servicer_module
 from reallocator.server.dispatch import Encoded
 from reallocator.server.logs import CallRecord, note_response
 from reallocator.server.servicer import ReallocatorServicer
+from reallocator.store.errors import AlreadyExists
 from reallocator.store.sql import SqlStore
 from reallocator.v1 import reallocator_service_pb2 as pb
 from reallocator.wire import plan as wire_plan
@@ -52,3 +57,73 @@ def test_a_long_plans_answer_reads_as_the_merged_one_and_counts_its_deals(
     assert record.deals == apart.deal_count
     summary, deals = peers._summarise(apart)  # what a forwarded call's worker sends back
     assert summary is not None and deals == apart.deal_count
+
+
+_LIFE_CYCLE = ("name", "etag", "create_time", "history", "previous_plan")
+
+
+def _stored_answer(servicer: ReallocatorServicer, request: pb.ReplanRequest) -> pb.ReplanResponse:
+    """A recorded Replan's answer, checked against the plan the store keeps, without its
+    life-cycle fields (each call records a plan of its own)."""
+    answer = pb.ReplanResponse.FromString(_answer(servicer, request).data)
+    again = servicer.store.get_plan(answer.plan.name, "all")
+    assert again.SerializeToString(deterministic=True) == answer.plan.SerializeToString(
+        deterministic=True
+    )
+    for name in _LIFE_CYCLE:
+        answer.plan.ClearField(name)  # type: ignore[arg-type]
+    for timing in ("build", "solve", "verify", "total"):
+        answer.plan.solver.ClearField(f"{timing}_duration")  # type: ignore[arg-type]
+    return answer
+
+
+def test_a_long_recorded_plan_stored_on_a_thread_answers_and_stores_as_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From COLUMNAR_FROM deals the plan is stored on a thread while its rows are encoded: the
+    same answer and the same stored plan as stored first, and a store's refusal still reaches
+    the caller."""
+    servicer = ReallocatorServicer(ServerConfig(), SqlStore.open(f"sqlite:///{tmp_path}/s.db"))
+    request = pb.ReplanRequest(
+        snapshot=build_snapshot(random_snapshot_spec(400, 6), "arrow"), view=pb.PLAN_VIEW_FULL
+    )
+    monkeypatch.setattr(wire_plan, "COLUMNAR_FROM", 50)  # rows kept apart in both
+    monkeypatch.setattr(servicer_module, "COLUMNAR_FROM", 10**9)
+    at_once = _stored_answer(servicer, request)
+    started: list[str] = []
+    begun = servicer_module._begun
+
+    def spy(call: Any, arg: Any) -> Any:
+        started.append(threading.current_thread().name)
+        return begun(call, arg)
+
+    monkeypatch.setattr(servicer_module, "COLUMNAR_FROM", 50)
+    monkeypatch.setattr(servicer_module, "_begun", spy)
+    apart = _stored_answer(servicer, request)
+    assert started and apart == at_once and len(apart.plan.deals) == 400
+
+    def refused(*args: Any, **kwargs: Any) -> None:
+        raise AlreadyExists("refused by the store")
+
+    monkeypatch.setattr(servicer.store, "record_plan", refused)
+    with pytest.raises(AlreadyExists, match="refused by the store"):
+        _answer(servicer, request)
+    assert started == ["MainThread", "MainThread"]  # begun by the call, both times
+
+
+def test_begun_runs_on_its_own_thread_in_the_callers_context() -> None:
+    seen: contextvars.ContextVar[str] = contextvars.ContextVar("seen", default="")
+    seen.set("caller")
+
+    def where(tag: str) -> tuple[str, str, int]:
+        return tag, seen.get(), threading.get_ident()
+
+    tag, value, thread = servicer_module._begun(where, "x")()
+    assert (tag, value) == ("x", "caller") and thread != threading.get_ident()
+
+    def fails(_: object) -> None:
+        raise ValueError("in the thread")
+
+    result = servicer_module._begun(fails, None)
+    with pytest.raises(ValueError, match="in the thread"):
+        result()
