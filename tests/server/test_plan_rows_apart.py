@@ -4,8 +4,6 @@ still count its deals."""
 
 from __future__ import annotations
 
-import contextvars
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +11,7 @@ import pytest
 from builders import build_snapshot, random_snapshot_spec
 from call_context import CallContext
 
+from reallocator import background
 from reallocator.config import ServerConfig
 from reallocator.server import peers
 from reallocator.server import servicer as servicer_module
@@ -91,14 +90,13 @@ def test_a_long_recorded_plan_stored_on_a_thread_answers_and_stores_as_at_once(
     monkeypatch.setattr(servicer_module, "COLUMNAR_FROM", 10**9)
     at_once = _stored_answer(servicer, request)
     started: list[str] = []
-    begun = servicer_module._begun
 
-    def spy(call: Any, arg: Any) -> Any:
-        started.append(threading.current_thread().name)
-        return begun(call, arg)
+    def spy(call: Any, *args: Any, name: str = "") -> Any:
+        started.append(name)
+        return background.begun(call, *args, name=name)
 
     monkeypatch.setattr(servicer_module, "COLUMNAR_FROM", 50)
-    monkeypatch.setattr(servicer_module, "_begun", spy)
+    monkeypatch.setattr(servicer_module, "begun", spy)
     apart = _stored_answer(servicer, request)
     assert started and apart == at_once and len(apart.plan.deals) == 400
 
@@ -108,22 +106,4 @@ def test_a_long_recorded_plan_stored_on_a_thread_answers_and_stores_as_at_once(
     monkeypatch.setattr(servicer.store, "record_plan", refused)
     with pytest.raises(AlreadyExists, match="refused by the store"):
         _answer(servicer, request)
-    assert started == ["MainThread", "MainThread"]  # begun by the call, both times
-
-
-def test_begun_runs_on_its_own_thread_in_the_callers_context() -> None:
-    seen: contextvars.ContextVar[str] = contextvars.ContextVar("seen", default="")
-    seen.set("caller")
-
-    def where(tag: str) -> tuple[str, str, int]:
-        return tag, seen.get(), threading.get_ident()
-
-    tag, value, thread = servicer_module._begun(where, "x")()
-    assert (tag, value) == ("x", "caller") and thread != threading.get_ident()
-
-    def fails(_: object) -> None:
-        raise ValueError("in the thread")
-
-    result = servicer_module._begun(fails, None)
-    with pytest.raises(ValueError, match="in the thread"):
-        result()
+    assert started == ["record-plan", "record-plan"]
