@@ -1,6 +1,7 @@
 """The audit store's tables (SQLAlchemy Core). Append-only history: snapshots are deduplicated
 by content hash; a plan row changes only its life-cycle state and etag (each change is also a
-plan_events row); idempotency keys map a caller's request id to what it created.
+plan_events row), its content (summary and tables) is a plan_tables row written once;
+idempotency keys map a caller's request id to what it created.
 
 Times are unix microseconds (BIGINT), so SQLite and PostgreSQL compare them alike.
 """
@@ -51,28 +52,39 @@ plans = Table(
     Column("actor", Text, nullable=False),
     Column("previous_plan", Text, nullable=False),
     Column("snapshot_hash", String(64), nullable=False),
-    Column("size", BigInteger, nullable=False),
-    # zstd of the Plan message, life cycle cleared: without per-deal rows and schedules when
-    # the tables below are set (plan_codec.py), whole for plans stored before they existed
-    Column("payload", LargeBinary, nullable=False),
-    Column("deals_table", LargeBinary, nullable=True),  # Arrow IPC (zstd) of Plan.deals
-    Column("schedules_table", LargeBinary, nullable=True),  # Arrow IPC (zstd) of the schedules
+    Column("size", BigInteger, nullable=False),  # of the summary, serialised (plan_tables)
     Column("deal_count", BigInteger, nullable=False, server_default="0"),
     Column("kind", String(16), nullable=False, server_default="REPLAN"),  # REVISION, ROLLBACK
-    Column("options", LargeBinary, nullable=True),  # the ReplanRequest minus its snapshot
     Column("apply_time", BigInteger, nullable=True),  # when ConfirmApplied said it was applied
     # When it was approved (its seller requests went out), kept when a newer plan supersedes it
     Column("approve_time", BigInteger, nullable=True),
+    Index("ix_plans_campaign", "campaign_id", "seq"),
+    Index("ix_plans_campaign_state", "campaign_id", "state"),
+    Index("ix_plans_campaign_approved", "campaign_id", "approve_time"),
+)
+
+plan_tables = Table(
+    "plan_tables",
+    metadata,
+    # A plan's content, apart from its life cycle (0009): a state change (review, apply,
+    # supersede) rewrites the small `plans` row only. SQLite rewrites a whole row on any UPDATE
+    # (a 100k-deal plan's was ~12 MB: ReviewPlan took 82 ms), and reading a column walks the
+    # overflow pages of the ones before it: the columns are in the order they are read most.
+    Column("name", Text, primary_key=True),  # plans.name
+    # zstd of the Plan message, life cycle cleared: without per-deal rows and schedules when
+    # the tables below are set (plan_codec.py), whole for plans stored before they existed;
+    # its seller requests alone are ~2 MB at 100k deals with 30% guaranteed
+    Column("payload", LargeBinary, nullable=False),
+    Column("options", LargeBinary, nullable=True),  # the ReplanRequest minus its snapshot
+    # Arrow IPC: plan_codec.MOVED_COLUMNS of the deals this plan changes (what later Replans
+    # read once it is applied); NULL for plans stored before 0007 (their deals_table is read)
+    Column("moved_table", LargeBinary, nullable=True),
+    Column("deals_table", LargeBinary, nullable=True),  # Arrow IPC (zstd) of Plan.deals
+    Column("schedules_table", LargeBinary, nullable=True),  # Arrow IPC (zstd) of the schedules
     # What the store supplied the plan beyond its snapshot (plan_codec.PlanInputs), for replay:
     Column("history_table", LargeBinary, nullable=True),  # Arrow IPC: the seller history
     Column("inputs_table", LargeBinary, nullable=True),  # Arrow IPC: per-deal filled inputs
     Column("moves_table", LargeBinary, nullable=True),  # Arrow IPC: earlier plans' moves read
-    # Arrow IPC: plan_codec.MOVED_COLUMNS of the deals this plan changes (what later Replans
-    # read once it is applied); NULL for plans stored before 0007 (their deals_table is read)
-    Column("moved_table", LargeBinary, nullable=True),
-    Index("ix_plans_campaign", "campaign_id", "seq"),
-    Index("ix_plans_campaign_state", "campaign_id", "state"),
-    Index("ix_plans_campaign_approved", "campaign_id", "approve_time"),
 )
 
 assessments = Table(
@@ -156,4 +168,12 @@ idempotency = Table(
     Column("create_time", BigInteger, nullable=False),
 )
 
-__all__ = ["idempotency", "metadata", "plan_events", "plans", "seller_requests", "snapshots"]
+__all__ = [
+    "idempotency",
+    "metadata",
+    "plan_events",
+    "plan_tables",
+    "plans",
+    "seller_requests",
+    "snapshots",
+]

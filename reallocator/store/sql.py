@@ -5,7 +5,9 @@ and the locks a write transaction takes before its reads: `SqlStore._tx`), never
 memory, so several server processes may share one database.
 
 A plan is stored as numbers (plan_codec.py): its summary message and its deals and schedule
-tables; GetPlan renders the view asked from them, life cycle filled in again.
+tables, in a `plan_tables` row of their own beside its life-cycle row in `plans` (a state change
+rewrites the small row only); GetPlan renders the view asked from them, life cycle filled in
+again.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from reallocator.store.schema import (
     assessments,
     idempotency,
     plan_events,
+    plan_tables,
     plans,
     seller_requests,
     snapshots,
@@ -501,6 +504,8 @@ class SqlStore:
         etag = uuid.uuid4().hex
         # Statements built once, values as parameters: building an INSERT per call cost more
         # than running it (SQLAlchemy caches the compiled form per set of columns).
+        # The life-cycle row and the content row, in this transaction (never one without the
+        # other): a state change later rewrites the small one only.
         tx.execute(
             _INSERT_PLAN,
             dict(
@@ -517,14 +522,20 @@ class SqlStore:
                 previous_plan=previous,
                 snapshot_hash=content_hash,
                 size=len(parts.summary),
-                payload=_pack(parts.summary),
-                deals_table=parts.deals,
-                moved_table=parts.moved,
-                schedules_table=parts.schedules,
                 deal_count=parts.deal_count,
                 kind=new.kind,
-                options=new.options,
                 approve_time=now if new.approve else None,
+            ),
+        )
+        tx.execute(
+            _INSERT_CONTENT,
+            dict(
+                name=name,
+                payload=_pack(parts.summary),
+                options=new.options,
+                moved_table=parts.moved,
+                deals_table=parts.deals,
+                schedules_table=parts.schedules,
                 **dict(
                     zip(
                         ("history_table", "inputs_table", "moves_table"),
@@ -815,7 +826,8 @@ class SqlStore:
             return self._seen(tx, key, request_hash, what)
 
     def _row(self, tx: Connection, name: str, read: sa.Select[Any] | None = None) -> Any:
-        """The plan's row: `_ROW`'s columns, or `read`'s (a select of one plan by `name`)."""
+        """The plan's row: `_ROW`'s columns (its `plans` row), or `read`'s (a select of one
+        plan by `name`)."""
         row = tx.execute(_ROW if read is None else read, {"name": name}).first()
         if row is None:
             raise NotFound(f"no plan {name!r}")
@@ -845,7 +857,7 @@ class SqlStore:
     def get_plan(self, name: str, view: str = "all", rows: Rows | None = None) -> plan_pb2.Plan:
         """The stored plan in `view` (plan_codec.render), life cycle filled in; a long plan's
         rows kept in `rows` when given."""
-        with self._tx() as tx:  # the row with its content: one statement, not two
+        with self._tx() as tx:  # the row with its content (a join): one statement, not two
             row = self._row(tx, name, _ROW_AND_SUMMARY if view == "none" else _ROW_AND_TABLES)
             lc = self._life_cycle(tx, name, row)
         summary = unpack(row.payload, row.size)
@@ -928,15 +940,15 @@ class SqlStore:
             rows = tx.execute(
                 sa.select(
                     plans.c.name,
-                    plans.c.options,
-                    plans.c.history_table,
-                    plans.c.inputs_table,
-                    plans.c.moves_table,
+                    plan_tables.c.options,
+                    plan_tables.c.history_table,
+                    plan_tables.c.inputs_table,
+                    plan_tables.c.moves_table,
                     snapshots.c.payload,
                     snapshots.c.size,
                 )
                 .select_from(
-                    plans.join(snapshots, snapshots.c.content_hash == plans.c.snapshot_hash)
+                    _WITH_CONTENT.join(snapshots, snapshots.c.content_hash == plans.c.snapshot_hash)
                 )
                 .where(condition)
                 .order_by(plans.c.as_of, plans.c.seq)
@@ -1258,23 +1270,13 @@ each deal held before them (`core.plan.rolling.window_starts`)."""
 _APPLICATION_COLUMNS = ("deal_id", "delta", "pacing", "delivered")
 """What a Replan reads of the last plan applied (`lifecycle._with_application`)."""
 
-_MOVED_OR_DEALS = sa.func.coalesce(plans.c.moved_table, plans.c.deals_table)
+_WITH_CONTENT = plans.join(plan_tables, plan_tables.c.name == plans.c.name)
+"""A plan's life-cycle row with its content (every plan has both, written together): what
+the reads of a plan's summary or tables select from, one statement as before 0009."""
+
+_MOVED_OR_DEALS = sa.func.coalesce(plan_tables.c.moved_table, plan_tables.c.deals_table)
 """What later Replans read of an applied plan: its moved rows, or its whole deals table when
 it was stored before 0007 (the rows it did not change are dropped by the readers)."""
-
-_BULKY = frozenset(
-    {
-        "payload",
-        "deals_table",
-        "schedules_table",
-        "options",
-        "history_table",
-        "inputs_table",
-        "moves_table",
-        "moved_table",
-    }
-)
-"""Plan columns read only when the plan's content is asked for."""
 
 
 def _encode_token(text: str) -> str:
@@ -1409,6 +1411,7 @@ _SET_STATE = (
     .values(state=sa.bindparam("to"), etag=sa.bindparam("new_etag"), update_time=sa.bindparam("at"))
 )
 _INSERT_PLAN = plans.insert()
+_INSERT_CONTENT = plan_tables.insert()
 _INSERT_EVENT = plan_events.insert()
 _INSERT_ASSESSMENT = assessments.insert()
 
@@ -1417,12 +1420,12 @@ _INSERT_ASSESSMENT = assessments.insert()
 # on every call even when the compiled form is cached (a plan's row of ~25 columns most). Thread
 # CPU in process at 50 deals: store.get_plan 4.26 -> 3.87 ms (also one statement fewer),
 # store.list_plans of 10 plans 0.74 -> 0.41 ms.
-_ROW = sa.select(*(c for c in plans.c if c.name not in _BULKY)).where(
-    plans.c.name == sa.bindparam("name")
-)
+_ROW = sa.select(plans).where(plans.c.name == sa.bindparam("name"))
 """A plan's row without its content (`SqlStore._row`)."""
-_ROW_AND_SUMMARY = _ROW.add_columns(plans.c.payload)
-_ROW_AND_TABLES = _ROW_AND_SUMMARY.add_columns(plans.c.deals_table, plans.c.schedules_table)
+_ROW_AND_SUMMARY = _ROW.add_columns(plan_tables.c.payload).select_from(_WITH_CONTENT)
+_ROW_AND_TABLES = _ROW_AND_SUMMARY.add_columns(
+    plan_tables.c.deals_table, plan_tables.c.schedules_table
+)
 """A plan's row with its summary (and its tables): what GetPlan reads, in one statement."""
 _EVENTS = (
     sa.select(plan_events)
@@ -1527,32 +1530,36 @@ def _list_page(state: bool, start: bool, end: bool, after: bool) -> sa.Select[An
             plans.c.etag,
             plans.c.previous_plan,
             plans.c.create_time,
-            plans.c.payload,
+            plan_tables.c.payload,
             plans.c.size,
         )
+        .select_from(_WITH_CONTENT)
         .where(condition)
         .order_by(plans.c.seq.desc(), plans.c.name.desc())
         .limit(sa.bindparam("limit", type_=sa.Integer))
     )
 
 
-_TABLES = sa.select(plans.c.deals_table, plans.c.schedules_table).where(
-    plans.c.name == sa.bindparam("name")
+_TABLES = sa.select(plan_tables.c.deals_table, plan_tables.c.schedules_table).where(
+    plan_tables.c.name == sa.bindparam("name")
 )
 """A plan's tables (`SqlStore.plan_tables`)."""
-_INPUTS = sa.select(plans.c.snapshot_hash, plans.c.options, plans.c.deals_table).where(
-    plans.c.name == sa.bindparam("name")
+_INPUTS = (
+    sa.select(plans.c.snapshot_hash, plan_tables.c.options, plan_tables.c.deals_table)
+    .select_from(_WITH_CONTENT)
+    .where(plans.c.name == sa.bindparam("name"))
 )
 _SNAPSHOT = sa.select(snapshots.c.payload, snapshots.c.size).where(
     snapshots.c.content_hash == sa.bindparam("content_hash")
 )
 """What a re-solve reads of a plan and its snapshot (`SqlStore.plan_inputs`)."""
 _LATEST_APPLIED = (
-    sa.select(plans.c.name, plans.c.as_of, plans.c.deals_table, plans.c.schedules_table)
+    sa.select(plans.c.name, plans.c.as_of, plan_tables.c.deals_table, plan_tables.c.schedules_table)
+    .select_from(_WITH_CONTENT)
     .where(
         (plans.c.campaign_id == sa.bindparam("campaign"))
         & (plans.c.state == "APPLIED")
-        & plans.c.deals_table.is_not(None)
+        & plan_tables.c.deals_table.is_not(None)
     )
     .order_by(plans.c.seq.desc())
     .limit(1)
@@ -1633,10 +1640,11 @@ superseded before anyone confirmed it applied (the sellers were asked all the sa
 answers and the cooldown still count)."""
 _LAST_APPLICATION = (
     sa.select(plans.c.name, plans.c.apply_time, _MOVED_OR_DEALS.label("deals"))
+    .select_from(_WITH_CONTENT)
     .where(
         (plans.c.campaign_id == sa.bindparam("campaign"))
         & (plans.c.state == "APPLIED")
-        & plans.c.deals_table.is_not(None)
+        & plan_tables.c.deals_table.is_not(None)
         & plans.c.apply_time.is_not(None)
     )
     .order_by(plans.c.apply_time.desc(), plans.c.seq.desc())
@@ -1652,17 +1660,18 @@ def _applied(blob: sa.ColumnElement[Any]) -> sa.Select[Any]:
     last application; 50 deals) took 5.2 ms of thread CPU instead of 5.9 (in process)."""
     return (
         sa.select(plans.c.as_of, blob.label("deals"))
+        .select_from(_WITH_CONTENT)
         .where(
             (plans.c.campaign_id == sa.bindparam("campaign"))
             & sa.or_(plans.c.state == "APPLIED", plans.c.state == "ROLLED_BACK")
             & (plans.c.as_of >= sa.bindparam("since"))
-            & plans.c.deals_table.is_not(None)
+            & plan_tables.c.deals_table.is_not(None)
         )
         .order_by(plans.c.as_of)
     )
 
 
-_APPLIED_WHOLE = _applied(plans.c.deals_table)
+_APPLIED_WHOLE = _applied(plan_tables.c.deals_table)
 _APPLIED_MOVES = _applied(_MOVED_OR_DEALS)
 _ACTED = (
     sa.select(plans.c.name)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from reallocator.store.schema import plan_events, plans, seller_requests, snapshots
+from reallocator.store.schema import plan_events, plan_tables, plans, seller_requests, snapshots
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,11 @@ def list_campaigns(engine: Engine) -> list[CampaignRow]:
 
 def plan_payload(engine: Engine, name: str) -> tuple[bytes, int]:
     """A plan's stored bytes (zstd of the Plan message, life cycle cleared) and their size."""
-    query = sa.select(plans.c.payload, plans.c.size).where(plans.c.name == name)
+    query = (
+        sa.select(plan_tables.c.payload, plans.c.size)
+        .join_from(plans, plan_tables, plan_tables.c.name == plans.c.name)
+        .where(plans.c.name == name)
+    )
     with engine.connect() as connection:
         row = connection.execute(query).one()
     return bytes(row.payload), int(row.size)

@@ -214,6 +214,10 @@ def check_database(url: str) -> dict[str, int]:
         "EXISTS (SELECT 1 FROM plans p WHERE p.name = r.plan_name)",
         "request ids without plan": "SELECT key FROM idempotency i WHERE NOT EXISTS "
         "(SELECT 1 FROM plans p WHERE p.name = i.result)",
+        "plans without content": "SELECT name FROM plans p WHERE NOT EXISTS "
+        "(SELECT 1 FROM plan_tables t WHERE t.name = p.name)",
+        "content without plan": "SELECT name FROM plan_tables t WHERE NOT EXISTS "
+        "(SELECT 1 FROM plans p WHERE p.name = t.name)",
         "plans without snapshot": "SELECT name FROM plans p WHERE NOT EXISTS "
         "(SELECT 1 FROM snapshots s WHERE s.content_hash = p.snapshot_hash)",
     }

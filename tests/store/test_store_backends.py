@@ -247,7 +247,11 @@ def test_applied_plans_read_from_their_moved_rows_as_from_their_tables(store: Sq
     kept = read()
     with store.engine.begin() as connection:
         connection.execute(
-            sa.text("UPDATE plans SET moved_table = NULL WHERE campaign_id = :c"), {"c": campaign}
+            sa.text(
+                "UPDATE plan_tables SET moved_table = NULL WHERE name IN "
+                "(SELECT name FROM plans WHERE campaign_id = :c)"
+            ),
+            {"c": campaign},
         )
     before_0007 = read()
     assert len(kept[0]) and len(kept[1])
