@@ -1638,8 +1638,8 @@ _SENT = plans.c.approve_time.is_not(None)
 """Plans whose seller requests went out: every plan ever approved, also one a newer plan then
 superseded before anyone confirmed it applied (the sellers were asked all the same: their
 answers and the cooldown still count)."""
-_LAST_APPLICATION = (
-    sa.select(plans.c.name, plans.c.apply_time, _MOVED_OR_DEALS.label("deals"))
+_NEWEST_APPLIED = (
+    sa.select(plans.c.name)
     .select_from(_WITH_CONTENT)
     .where(
         (plans.c.campaign_id == sa.bindparam("campaign"))
@@ -1649,8 +1649,16 @@ _LAST_APPLICATION = (
     )
     .order_by(plans.c.apply_time.desc(), plans.c.seq.desc())
     .limit(1)
+    .scalar_subquery()
 )
-"""The campaign's newest APPLIED plan (`SqlStore._last_application`)."""
+_LAST_APPLICATION = (
+    sa.select(plans.c.name, plans.c.apply_time, _MOVED_OR_DEALS.label("deals"))
+    .select_from(_WITH_CONTENT)
+    .where(plans.c.name == _NEWEST_APPLIED)
+)
+"""The campaign's newest APPLIED plan (`SqlStore._last_application`): found by name first, so
+the sort of the campaign's applied plans carries their names, not their tables (it read every
+applied plan's moves, a cost that grew with the campaign's age)."""
 
 
 def _applied(blob: sa.ColumnElement[Any]) -> sa.Select[Any]:

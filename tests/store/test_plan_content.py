@@ -114,3 +114,22 @@ class _Writes:
                     sa.select(sa.literal_column(column)).where(plan_tables.c.name == name)
                 ).scalar_one()
             )
+
+
+def test_the_last_application_is_the_newest_applied_plan_by_apply_time(store: SqlStore) -> None:
+    """Found by name first (its tables then read for that plan alone): the plan applied last,
+    whatever order the plans were made in; the newest of equal apply times."""
+    names = []
+    for seed in range(4):
+        lc = store.record_plan(new_plan("last-applied", seed=seed, approve=True), actor="a")
+        names.append(lc.name)
+    times = [3_000_000, 9_000_000, 5_000_000, 9_000_000]
+    for name, at in zip(names[:3], times[:3], strict=True):
+        store.confirm_applied(name, actor="a", apply_time=at)
+    found = store.last_application("last-applied")
+    assert found is not None and found[0] == names[1] and found[1] == 9.0
+    assert set(found[2].columns) == {"deal_id", "delta", "pacing", "delivered"} and len(found[2])
+    store.confirm_applied(names[3], actor="a", apply_time=times[3])  # same time, made later
+    found = store.last_application("last-applied")
+    assert found is not None and found[0] == names[3]
+    assert store.last_application("no-such-campaign") is None
