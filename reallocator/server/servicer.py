@@ -93,6 +93,9 @@ class ReallocatorServicer(LifecycleMethods):
         # after the assessment its 62 MB (100k deals) were fresh pages each call (15k page
         # faults, 45 -> 23 ms in process).
         stored_snapshot = request.snapshot.SerializeToString(deterministic=True)
+        stored_hash = self.store.snapshot_ahead(
+            snapshot.campaign_id, request.snapshot.as_of.ToMicroseconds(), stored_snapshot
+        )  # hashed and stored beside the assessment when large
         result = assess(snapshot, checkpoint=call_checkpoint(context))
         full = request.view != assessment_pb2.ASSESSMENT_VIEW_BASIC
         # Built around the assessment's fields: a built message would be copied in (~9 ms at
@@ -112,6 +115,7 @@ class ReallocatorServicer(LifecycleMethods):
             ),
             severity=_most_severe(result),
             actor=current_actor(context),
+            snapshot_hash=stored_hash(),
         )
         return self._fits(context, response, "assessment", "ask for ASSESSMENT_VIEW_BASIC")
 
@@ -157,6 +161,10 @@ class ReallocatorServicer(LifecycleMethods):
             earlier = self.store.find_key(key, digest, f"campaign {snapshot.campaign_id!r}")
             if earlier is not None:  # a retry: the plan it created, recorded once
                 return self._recorded_answer(context, earlier, request.view)
+        if not request.dry_run:  # stored beside the plan's making when large (validated)
+            stored_hash = self.store.snapshot_ahead(
+                snapshot.campaign_id, request.snapshot.as_of.ToMicroseconds(), stored, stored_hash
+            )
         if snapshot.policy.protect_deviation > 0 and not request.dry_run:
             protected = self.lifecycle.protect(
                 snapshot,

@@ -1,0 +1,89 @@
+"""A large snapshot is stored in a transaction of its own while the plan or assessment made from
+it is computed (`SqlStore.snapshot_ahead`): the record then finds it stored, a failure to store
+it fails the call, and a small one is left to the record's own transaction."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from builders import build_snapshot, random_snapshot_spec
+from call_context import CallContext
+
+from reallocator.config import ServerConfig
+from reallocator.server.servicer import ReallocatorServicer
+from reallocator.store import sql
+from reallocator.store.errors import StoreUnavailable
+from reallocator.store.schema import snapshots
+from reallocator.store.sql import SqlStore
+from reallocator.v1 import assessment_pb2
+from reallocator.v1 import reallocator_service_pb2 as pb
+
+
+def _stored(store: SqlStore) -> list[tuple[str, str]]:
+    with store.engine.connect() as connection:
+        rows = connection.execute(sa.select(snapshots.c.content_hash, snapshots.c.campaign_id))
+        return [(str(r.content_hash), str(r.campaign_id)) for r in rows]
+
+
+@pytest.fixture
+def servicer(tmp_path: Path) -> ReallocatorServicer:
+    return ReallocatorServicer(ServerConfig(), SqlStore.open(f"sqlite:///{tmp_path}/s.db"))
+
+
+def test_a_large_snapshot_is_stored_before_its_record_and_once(
+    servicer: ReallocatorServicer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sql, "_STORED_AHEAD_FROM_BYTES", 1)  # every snapshot counts as large
+    store = servicer.store
+    snapshot = build_snapshot(random_snapshot_spec(30, 2), "arrow")
+    snapshot.campaign_id = "ahead"
+    data = snapshot.SerializeToString(deterministic=True)
+    digest = hashlib.sha256(data).hexdigest()
+    waited = store.snapshot_ahead("ahead", snapshot.as_of.ToMicroseconds(), data)
+    assert waited() == digest and _stored(store) == [(digest, "ahead")]  # before any record
+    assert store.latest_snapshot("ahead") == (data, snapshot.as_of.ToMicroseconds())
+    writes: list[str] = []
+    keep = SqlStore._store_snapshot
+
+    def counted(self: SqlStore, tx: Any, found: str, *args: Any, **kwargs: Any) -> None:
+        writes.append(found)
+        keep(self, tx, found, *args, **kwargs)
+
+    monkeypatch.setattr(SqlStore, "_store_snapshot", counted)
+    plan = pb.ReplanResponse.FromString(
+        servicer.replan(pb.ReplanRequest(snapshot=snapshot), CallContext()).data  # type: ignore[arg-type]
+    ).plan
+    assessed = pb.AssessPacingRequest(snapshot=snapshot, view=assessment_pb2.ASSESSMENT_VIEW_BASIC)
+    servicer.assess_pacing(assessed, CallContext())  # type: ignore[arg-type]
+    assert _stored(store) == [(digest, "ahead")]  # one row, whoever stored it
+    assert writes == [digest] * 4  # ahead and in the record, for the plan and the assessment
+    assert store.plan_inputs(plan.name).snapshot == data
+    history, _ = store.pacing_history("ahead", alerts=False)
+    assert len(history) == 2  # the plan's assessment and the AssessPacing call's
+
+
+def test_a_snapshot_that_cannot_be_stored_fails_the_call(
+    servicer: ReallocatorServicer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sql, "_STORED_AHEAD_FROM_BYTES", 1)
+
+    def unavailable(*args: Any, **kwargs: Any) -> None:
+        raise StoreUnavailable("the database went away")
+
+    monkeypatch.setattr(SqlStore, "_store_snapshot", unavailable)
+    snapshot = build_snapshot(random_snapshot_spec(30, 2), "arrow")
+    with pytest.raises(StoreUnavailable, match="went away"):
+        servicer.replan(pb.ReplanRequest(snapshot=snapshot), CallContext())  # type: ignore[arg-type]
+    assert servicer.store.list_plans(snapshot.campaign_id) == ([], "")  # nothing recorded
+
+
+def test_a_small_snapshot_is_left_to_the_record(servicer: ReallocatorServicer) -> None:
+    snapshot = build_snapshot(random_snapshot_spec(30, 2), "arrow")
+    data = snapshot.SerializeToString(deterministic=True)
+    assert len(data) < sql._STORED_AHEAD_FROM_BYTES
+    waited = servicer.store.snapshot_ahead("small", snapshot.as_of.ToMicroseconds(), data)
+    assert waited() == hashlib.sha256(data).hexdigest() and _stored(servicer.store) == []
