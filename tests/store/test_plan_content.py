@@ -13,22 +13,12 @@ import pytest
 import sqlalchemy as sa
 from both_databases import database_url
 from plans import new_plan
+from test_migrations import _CONTENT
 from test_store_backends import postgres_url  # noqa: F401  (a fixture)
 
 from reallocator.store.schema import plan_tables
 from reallocator.store.sql import SqlStore
 from reallocator.v1 import plan_pb2
-
-_CONTENT = (
-    "payload",
-    "options",
-    "moved_table",
-    "deals_table",
-    "schedules_table",
-    "history_table",
-    "inputs_table",
-    "moves_table",
-)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
