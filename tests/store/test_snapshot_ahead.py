@@ -5,13 +5,16 @@ it fails the call, and a small one is left to the record's own transaction."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from both_databases import database_url
 from builders import build_snapshot, random_snapshot_spec
 from call_context import CallContext
+from test_store_backends import postgres_url  # noqa: F401  (a fixture)
 
 from reallocator.config import ServerConfig
 from reallocator.server.servicer import ReallocatorServicer
@@ -23,15 +26,18 @@ from reallocator.v1 import assessment_pb2
 from reallocator.v1 import reallocator_service_pb2 as pb
 
 
-def _stored(store: SqlStore) -> list[tuple[str, str]]:
+def _stored(store: SqlStore, campaign: str) -> list[str]:
+    """The content hashes of the campaign's stored snapshots."""
+    query = sa.select(snapshots.c.content_hash).where(snapshots.c.campaign_id == campaign)
     with store.engine.connect() as connection:
-        rows = connection.execute(sa.select(snapshots.c.content_hash, snapshots.c.campaign_id))
-        return [(str(r.content_hash), str(r.campaign_id)) for r in rows]
+        return [str(r.content_hash) for r in connection.execute(query)]
 
 
-@pytest.fixture
-def servicer(tmp_path: Path) -> ReallocatorServicer:
-    return ReallocatorServicer(ServerConfig(), SqlStore.open(f"sqlite:///{tmp_path}/s.db"))
+@pytest.fixture(params=["sqlite", "postgresql"])
+def servicer(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ReallocatorServicer]:
+    store = SqlStore.open(database_url(request, tmp_path, "ahead"))
+    yield ReallocatorServicer(ServerConfig(), store)
+    store.close()
 
 
 def test_a_large_snapshot_is_stored_before_its_record_and_once(
@@ -44,7 +50,7 @@ def test_a_large_snapshot_is_stored_before_its_record_and_once(
     data = snapshot.SerializeToString(deterministic=True)
     digest = hashlib.sha256(data).hexdigest()
     waited = store.snapshot_ahead("ahead", snapshot.as_of.ToMicroseconds(), data)
-    assert waited() == digest and _stored(store) == [(digest, "ahead")]  # before any record
+    assert waited() == digest and _stored(store, "ahead") == [digest]  # before any record
     assert store.latest_snapshot("ahead") == (data, snapshot.as_of.ToMicroseconds())
     writes: list[str] = []
     keep = SqlStore._store_snapshot
@@ -59,7 +65,7 @@ def test_a_large_snapshot_is_stored_before_its_record_and_once(
     ).plan
     assessed = pb.AssessPacingRequest(snapshot=snapshot, view=assessment_pb2.ASSESSMENT_VIEW_BASIC)
     servicer.assess_pacing(assessed, CallContext())  # type: ignore[arg-type]
-    assert _stored(store) == [(digest, "ahead")]  # one row, whoever stored it
+    assert _stored(store, "ahead") == [digest]  # one row, whoever stored it
     assert writes == [digest] * 4  # ahead and in the record, for the plan and the assessment
     assert store.plan_inputs(plan.name).snapshot == data
     history, _ = store.pacing_history("ahead", alerts=False)
@@ -76,6 +82,7 @@ def test_a_snapshot_that_cannot_be_stored_fails_the_call(
 
     monkeypatch.setattr(SqlStore, "_store_snapshot", unavailable)
     snapshot = build_snapshot(random_snapshot_spec(30, 2), "arrow")
+    snapshot.campaign_id = "ahead-failed"
     with pytest.raises(StoreUnavailable, match="went away"):
         servicer.replan(pb.ReplanRequest(snapshot=snapshot), CallContext())  # type: ignore[arg-type]
     assert servicer.store.list_plans(snapshot.campaign_id) == ([], "")  # nothing recorded
@@ -86,4 +93,4 @@ def test_a_small_snapshot_is_left_to_the_record(servicer: ReallocatorServicer) -
     data = snapshot.SerializeToString(deterministic=True)
     assert len(data) < sql._STORED_AHEAD_FROM_BYTES
     waited = servicer.store.snapshot_ahead("small", snapshot.as_of.ToMicroseconds(), data)
-    assert waited() == hashlib.sha256(data).hexdigest() and _stored(servicer.store) == []
+    assert waited() == hashlib.sha256(data).hexdigest() and _stored(servicer.store, "small") == []
