@@ -16,7 +16,7 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 
-from reallocator.core.model import CampaignSnapshot, Policy, values_of
+from reallocator.core.model import CampaignSnapshot, Policy, text_column, values_of
 from reallocator.core.pacing.assessment import Assessment
 from reallocator.core.plan.builder import build_plan
 from reallocator.core.plan.model import Plan, RequestHistory
@@ -347,20 +347,18 @@ def _with_application(
     took = (plan_deals["delta"].to_numpy(np.int64) != 0) & (
         plan_deals["pacing"].astype(str).to_numpy() != "SELLER"
     )
-    seen = pd.Series(
-        plan_deals["delivered"].to_numpy(np.int64)[took],
-        index=plan_deals["deal_id"].astype(str).to_numpy()[took],
+    # Each deal's row among those the plan moved (-1: none), by the ids' index (unique).
+    at_row = pd.Index(plan_deals["deal_id"].astype(str).to_numpy()[took]).get_indexer(
+        text_column(deals, "deal_id")
     )
-    delivered = seen.reindex(deals["deal_id"].astype(str).to_numpy()).to_numpy(np.float64)
-    fill = missing & ~np.isnan(delivered)
+    fill = missing & (at_row >= 0)
     if not fill.any():
         return snapshot
+    delivered = plan_deals["delivered"].to_numpy(np.int64)[took][np.maximum(at_row, 0)]
     filled = deals.assign(
-        plan_applied_at=np.where(fill, int(at), deals["plan_applied_at"].to_numpy(np.int64)),
+        plan_applied_at=np.where(fill, int(at), values_of(deals, "plan_applied_at", np.int64)),
         delivered_at_plan=np.where(
-            fill,
-            np.nan_to_num(delivered).astype(np.int64),
-            deals["delivered_at_plan"].to_numpy(np.int64),
+            fill, delivered, values_of(deals, "delivered_at_plan", np.int64)
         ),
     )
     return replace(snapshot, deals=filled)
