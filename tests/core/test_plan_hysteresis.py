@@ -180,6 +180,49 @@ def test_last_moves_reads_the_latest_recent_move_per_deal() -> None:
     assert last_moves(None, ids, at, policy).tolist() == [0] * 5
 
 
+def _last_moves_by_frame(
+    moves: pd.DataFrame, ids: pd.Series, at: float, window: float
+) -> list[int]:
+    """The reference: the frame's filter, stable sort by time and last row per deal."""
+    out = np.zeros(len(ids), dtype=np.int8)
+    t, d = moves["planned_at"].to_numpy(np.float64), moves["delta"].to_numpy(np.int64)
+    recent = moves[(t <= at) & (t > at - window) & (d != 0)]
+    last = recent.sort_values("planned_at", kind="stable").groupby("deal_id").tail(1)
+    pos = pd.Index(ids).get_indexer(last["deal_id"])
+    ok = pos >= 0
+    out[pos[ok]] = np.sign(last["delta"].to_numpy(np.int64)[ok])
+    return [int(v) for v in out]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b", "c", "d", "x"]),
+            st.integers(-30, 4),  # hours from as_of: ties, the window's edge, after as_of
+            st.integers(-3, 3),
+        ),
+        max_size=40,
+    ),
+    st.integers(1, 30),
+)
+def test_last_moves_agrees_with_the_frames_reading(
+    rows: list[tuple[str, int, int]], window_hours: int
+) -> None:
+    at = T0.timestamp()
+    moves = pd.DataFrame(
+        {
+            "deal_id": pd.Series([r[0] for r in rows], dtype="str"),
+            "planned_at": np.array([at + 3_600.0 * r[1] for r in rows], dtype=np.float64),
+            "delta": np.array([r[2] for r in rows], dtype=np.int64),
+        }
+    )
+    ids = pd.Series(["d", "a", "c", "b", "e"], dtype="str")
+    policy = Policy(reversal_window=timedelta(hours=window_hours))
+    got = last_moves(RequestHistory(moves=moves), ids, at, policy).tolist()
+    assert got == _last_moves_by_frame(moves, ids, at, 3_600.0 * window_hours)
+
+
 def _two_homes(lam_above: np.ndarray | None) -> np.ndarray:
     """Deal 0 can no longer hold its 100 (ub 40): 60 must go to deal 1 or deal 2, equal in value
     and in room. Returns the allocation."""

@@ -91,6 +91,30 @@ def test_deciding_keeps_the_last_request_the_last_rejection_of_each_kind_and_the
     assert sorted(moves["delta"]) == [-3, 2]
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["a", "b", "c", "d"]), st.integers(0, 5), st.integers(-2, 2)),
+        max_size=40,
+    )
+)
+def test_the_last_moves_are_the_frames_last_rows(rows: list[tuple[str, int, int]]) -> None:
+    """Per deal the last change that is not 0, ties in their order: the rows (and labels) the
+    frame's filter, stable sort and duplicate search keep."""
+    moves = pd.DataFrame(
+        {
+            "deal_id": pd.Series([r[0] for r in rows], dtype="str"),
+            "planned_at": np.array([1e9 + r[1] for r in rows], dtype=np.float64),
+            "delta": np.array([r[2] for r in rows], dtype=np.int64),
+        },
+        index=pd.RangeIndex(100, 100 + len(rows)),
+    )
+    moved = moves.loc[moves["delta"].to_numpy() != 0].sort_values("planned_at", kind="stable")
+    expected = moved.loc[~moved.duplicated("deal_id", keep="last").to_numpy()]
+    got = RequestHistory(moves=moves).deciding().moves
+    pd.testing.assert_frame_equal(got, expected if len(rows) else moves)
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     n=st.integers(2, 30),

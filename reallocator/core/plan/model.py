@@ -412,10 +412,14 @@ def _deciding_requests(requests: pd.DataFrame) -> pd.DataFrame:
 
 
 def _last_moves(moves: pd.DataFrame) -> pd.DataFrame:
-    """Per deal its last change that is not 0 (a change of 0 moved nothing)."""
+    """Per deal its last change that is not 0 (a change of 0 moved nothing), in time order
+    (ties in their order). Found as arrays, the rows taken once: the frame's filter, sort and
+    duplicate search cost ~0.3 ms a plan of an hourly campaign."""
     if moves.empty:
         return moves
-    moved = moves.loc[moves["delta"].to_numpy(np.int64) != 0]
-    ordered = moved.sort_values("planned_at", kind="stable")
-    last: pd.DataFrame = ordered.loc[~ordered.duplicated("deal_id", keep="last").to_numpy()]
+    moved = np.flatnonzero(moves["delta"].to_numpy(np.int64) != 0)
+    ordered = moved[np.argsort(moves["planned_at"].to_numpy(np.float64)[moved], kind="stable")]
+    codes = pd.factorize(moves["deal_id"].to_numpy()[ordered])[0]
+    _, from_end = np.unique(codes[::-1], return_index=True)  # each deal's last, from the end
+    last: pd.DataFrame = moves.iloc[ordered[np.sort(len(codes) - 1 - from_end)]]
     return last

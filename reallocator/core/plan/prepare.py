@@ -185,13 +185,17 @@ def last_moves(
     moves = history.moves
     at = moves["planned_at"].to_numpy(np.float64)
     delta = moves["delta"].to_numpy(np.int64)
-    recent = moves[(at <= as_of) & (at > as_of - window) & (delta != 0)]
-    if not len(recent):
+    recent = np.flatnonzero((at <= as_of) & (at > as_of - window) & (delta != 0))
+    if not recent.size:
         return out
-    last = recent.sort_values("planned_at", kind="stable").groupby("deal_id").tail(1)
-    pos = pd.Index(deal_ids).get_indexer(last["deal_id"])
+    # In time order (ties in their order), each move's deal position; per deal the last one.
+    # As arrays: the frame's filter, sort and group cost ~1 ms a plan of an hourly campaign.
+    ordered = recent[np.argsort(at[recent], kind="stable")]
+    pos = pd.Index(deal_ids).get_indexer(moves["deal_id"].to_numpy()[ordered])
     ok = pos >= 0
-    out[pos[ok]] = np.sign(last["delta"].to_numpy(np.int64)[ok]).astype(np.int8)
+    pos, sign = pos[ok][::-1], np.sign(delta[ordered][ok])[::-1]
+    deals, last = np.unique(pos, return_index=True)  # the first from the end: the last move
+    out[deals] = sign[last].astype(np.int8)
     return out
 
 
