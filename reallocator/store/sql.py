@@ -633,7 +633,7 @@ class SqlStore:
         thread when it is large, while the caller makes its plan or assessment: the function
         returned waits for that and gives its content hash (`digest`'s, when the caller began
         hashing it: `content_hash`), or raises what storing raised. The record made from it
-        then finds it stored. A snapshot whose plan then fails stays, as any snapshot does
+        then finds it stored. A snapshot whose plan or assessment then fails stays, as any does
         until retention (`purge`)."""
         digest = digest or content_hash(data)
         if len(data) < _STORED_AHEAD_FROM_BYTES:
