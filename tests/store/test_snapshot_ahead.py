@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +18,15 @@ from call_context import CallContext
 from test_store_backends import postgres_url  # noqa: F401  (a fixture)
 
 from reallocator.config import ServerConfig
+from reallocator.server import servicer as servicer_module
 from reallocator.server.servicer import ReallocatorServicer
 from reallocator.store import sql
 from reallocator.store.errors import StoreUnavailable
 from reallocator.store.schema import snapshots
 from reallocator.store.sql import SqlStore
-from reallocator.v1 import assessment_pb2
+from reallocator.v1 import assessment_pb2, plan_pb2, snapshot_pb2
 from reallocator.v1 import reallocator_service_pb2 as pb
+from reallocator.wire import plan as wire_plan
 
 
 def _stored(store: SqlStore, campaign: str) -> list[str]:
@@ -94,3 +97,37 @@ def test_a_small_snapshot_is_left_to_the_record(servicer: ReallocatorServicer) -
     assert len(data) < sql._STORED_AHEAD_FROM_BYTES
     waited = servicer.store.snapshot_ahead("small", snapshot.as_of.ToMicroseconds(), data)
     assert waited() == hashlib.sha256(data).hexdigest() and _stored(servicer.store, "small") == []
+
+
+def test_concurrent_recorded_calls_on_their_threads_record_each_plan_once(
+    servicer: ReallocatorServicer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Snapshots stored ahead and plans stored beside their encoding (both on threads, every
+    call here), from several callers at once on one campaign: each call records its plan once
+    (its retry answers the same plan), each newer plan supersedes the one before, and every
+    plan reads back with its snapshot."""
+    monkeypatch.setattr(sql, "_STORED_AHEAD_FROM_BYTES", 1)
+    monkeypatch.setattr(servicer_module, "COLUMNAR_FROM", 10)
+    monkeypatch.setattr(wire_plan, "COLUMNAR_FROM", 10)
+    base = build_snapshot(random_snapshot_spec(40, 5), "arrow")
+    base.campaign_id = "ahead-together"
+
+    def calls(caller: int) -> list[tuple[str, str]]:
+        names = []
+        for i in range(3):
+            request = pb.ReplanRequest(snapshot=base, request_id=f"c{caller}-{i}")
+            request.snapshot.as_of.seconds += 60 * (3 * caller + i)  # a new snapshot each
+            first = pb.ReplanResponse.FromString(servicer.replan(request, CallContext()).data)  # type: ignore[arg-type]
+            again = pb.ReplanResponse.FromString(servicer.replan(request, CallContext()).data)  # type: ignore[arg-type]
+            names.append((first.plan.name, again.plan.name))
+        return names
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        answered = [pair for names in pool.map(calls, range(4)) for pair in names]
+    assert all(first == again for first, again in answered) and len(set(answered)) == 12
+    plans, _ = servicer.store.list_plans("ahead-together", page_size=50)
+    states = sorted(plan_pb2.PlanState.Name(p.state) for p in plans)
+    assert states == ["PLAN_STATE_PROPOSED"] + ["PLAN_STATE_SUPERSEDED"] * 11
+    for plan in plans:
+        stored = servicer.store.plan_inputs(plan.name).snapshot
+        assert snapshot_pb2.CampaignSnapshot.FromString(stored).campaign_id == "ahead-together"
