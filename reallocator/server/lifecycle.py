@@ -16,17 +16,18 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from reallocator.lifecycle import PlanLifecycle
+from reallocator.server.dispatch import Encoded
+from reallocator.server.errors import abort_with, too_large_status
 from reallocator.server.identity import current_actor
 from reallocator.store.sql import SqlStore, request_hash
 from reallocator.v1 import assessment_pb2, common_pb2, plan_pb2
 from reallocator.v1 import reallocator_service_pb2 as pb
-from reallocator.wire.plan import Rows
+from reallocator.wire.plan import Rows, plan_bytes
 from reallocator.wire.timefields import to_datetime
 from reallocator.wire.violations import Violations
 
 if TYPE_CHECKING:
     from reallocator.config import ServerConfig
-    from reallocator.server.dispatch import Encoded
 
 PLAN_NAME = re.compile(r"campaigns/([^/]{1,200})/plans/([0-9a-f]{1,64})")
 CAMPAIGN = re.compile(r"campaigns/([^/]{1,200})")
@@ -75,7 +76,6 @@ class LifecycleMethods:
     config: ServerConfig
     lifecycle: PlanLifecycle
 
-    # The servicer provides this.
     def _fits(
         self,
         context: grpc.ServicerContext,
@@ -84,7 +84,18 @@ class LifecycleMethods:
         remedy: str,
         kept: Rows | None = None,
     ) -> Encoded:
-        raise NotImplementedError
+        """The response serialised once (the dispatch layer sends these bytes), with the plan's
+        rows `kept` apart, or a clear RESOURCE_EXHAUSTED when it is over the limit."""
+        if kept is None or not kept.parts:
+            data: bytes = response.SerializeToString()
+            count = None
+        else:
+            data = plan_bytes(response, "plan", kept)
+            count = len(response.plan.deals) + kept.deals  # type: ignore[attr-defined]
+        limit = self.config.max_message_bytes
+        if len(data) > limit:
+            abort_with(context, too_large_status(what, len(data), limit, remedy))
+        return Encoded(response, data, count)
 
     def get_plan(self, request: pb.GetPlanRequest, context: grpc.ServicerContext) -> Encoded:
         from reallocator.server.servicer import PLAN_VIEWS

@@ -8,7 +8,6 @@ from datetime import timedelta
 from typing import Any
 
 import grpc
-from google.protobuf.message import Message
 
 from reallocator.background import at_once, begun
 from reallocator.config import ServerConfig
@@ -18,14 +17,13 @@ from reallocator.core.pacing.assessment import Assessment, assess
 from reallocator.core.plan.builder import build_plan
 from reallocator.lifecycle import PlanLifecycle, assessment_bytes, supplied
 from reallocator.server.dispatch import Encoded
-from reallocator.server.errors import abort_with, too_large_status
 from reallocator.server.identity import current_actor
 from reallocator.server.lifecycle import LifecycleMethods
 from reallocator.store.sql import LifeCycle, SqlStore, default_database_url, recorded_bytes
 from reallocator.v1 import assessment_pb2, plan_pb2, snapshot_pb2
 from reallocator.v1 import reallocator_service_pb2 as pb
 from reallocator.wire.assessment import SEVERITY, assessment_fields
-from reallocator.wire.plan import COLUMNAR_FROM, Rows, add_rows, encode_plan, plan_bytes
+from reallocator.wire.plan import COLUMNAR_FROM, Rows, add_rows, encode_plan
 from reallocator.wire.policy import decode_policy
 from reallocator.wire.snapshot import decode_snapshot
 from reallocator.wire.timefields import to_timedelta
@@ -251,27 +249,6 @@ class ReallocatorServicer(LifecycleMethods):
         kept = Rows()
         again = self.store.get_plan(name, PLAN_VIEWS[view], kept)
         return self._fits(context, pb.ReplanResponse(plan=again), "plan", "", kept)
-
-    def _fits(
-        self,
-        context: grpc.ServicerContext,
-        response: Message,
-        what: str,
-        remedy: str,
-        kept: Rows | None = None,
-    ) -> Encoded:
-        """The response serialised once (the dispatch layer sends these bytes), with the plan's
-        rows `kept` apart, or a clear RESOURCE_EXHAUSTED when it is over the limit."""
-        if kept is None or not kept.parts:
-            data: bytes = response.SerializeToString()
-            count = None
-        else:
-            data = plan_bytes(response, "plan", kept)
-            count = len(response.plan.deals) + kept.deals  # type: ignore[attr-defined]
-        limit = self.config.max_message_bytes
-        if len(data) > limit:
-            abort_with(context, too_large_status(what, len(data), limit, remedy))
-        return Encoded(response, data, count)
 
 
 def _copy(msg: plan_pb2.Plan) -> plan_pb2.Plan:
