@@ -15,6 +15,7 @@ from datetime import timedelta
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from reallocator.core.model import CampaignSnapshot, Policy, text_column, values_of
 from reallocator.core.pacing.assessment import Assessment
@@ -330,7 +331,7 @@ _NOTHING_SUPPLIED = pd.DataFrame({c: pd.Series(dtype=t) for c, t in _SUPPLIED.it
 
 
 def _with_application(
-    snapshot: CampaignSnapshot, last: tuple[str, float, pd.DataFrame] | None
+    snapshot: CampaignSnapshot, last: tuple[str, float, pa.Table] | None
 ) -> CampaignSnapshot:
     """Deals the caller sent no last_plan_application for, and that the campaign's last plan
     confirmed applied (`last`) moved (buyer-paced deals), get that application (ConfirmApplied's
@@ -343,22 +344,24 @@ def _with_application(
         return snapshot
     _, at, plan_deals = last
     # The plan restarted the curve of the deals it moved and the buyer paces; a guaranteed
-    # deal's changes take effect when its seller commits (the caller says when).
-    took = (plan_deals["delta"].to_numpy(np.int64) != 0) & (
-        plan_deals["pacing"].astype(str).to_numpy() != "SELLER"
-    )
+    # deal's changes take effect when its seller commits (the caller says when). Its columns
+    # as arrays: a frame of them cost more than the rest of this (an hourly call makes one).
+    delta = plan_deals.column("delta").to_numpy().astype(np.int64, copy=False)
+    pacing = plan_deals.column("pacing").to_numpy().astype(str)
+    took = (delta != 0) & (pacing != "SELLER")
     # Each deal's row among those the plan moved (-1: none), by the ids' index (unique).
-    at_row = pd.Index(plan_deals["deal_id"].astype(str).to_numpy()[took]).get_indexer(
-        text_column(deals, "deal_id")
-    )
+    ids = plan_deals.column("deal_id").to_numpy().astype(str)
+    at_row = pd.Index(ids[took]).get_indexer(text_column(deals, "deal_id"))
     fill = missing & (at_row >= 0)
     if not fill.any():
         return snapshot
-    delivered = plan_deals["delivered"].to_numpy(np.int64)[took][np.maximum(at_row, 0)]
+    delivered = plan_deals.column("delivered").to_numpy().astype(np.int64, copy=False)
     filled = deals.assign(
         plan_applied_at=np.where(fill, int(at), values_of(deals, "plan_applied_at", np.int64)),
         delivered_at_plan=np.where(
-            fill, delivered, values_of(deals, "delivered_at_plan", np.int64)
+            fill,
+            delivered[took][np.maximum(at_row, 0)],
+            values_of(deals, "delivered_at_plan", np.int64),
         ),
     )
     return replace(snapshot, deals=filled)

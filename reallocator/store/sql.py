@@ -41,13 +41,13 @@ from reallocator.store.plan_codec import (
     STORE_COMPRESS_FROM_BYTES,
     PlanParts,
     StoredInputs,
-    deals_columns,
     deals_frame,
     inputs_frames,
     inputs_parts,
     render,
     schedule_table,
 )
+from reallocator.store.read_tables import ReadTables
 from reallocator.store.schema import (
     assessments,
     idempotency,
@@ -310,6 +310,7 @@ class SqlStore:
         self.engine = engine
         self._writer = engine.execution_options(**{_WRITE: True})  # same pool, its own option
         self._postgres = engine.dialect.name == "postgresql"
+        self._read = ReadTables()  # plans' tables as read before: their content never changes
         # The INSERT ... ON CONFLICT DO NOTHING of every recorded Replan (its snapshot, when
         # new, and its idempotency key), built once, values as parameters: one built per call
         # with its values cost the recorded 50-deal Replan ~0.14 ms of thread CPU for the
@@ -914,22 +915,21 @@ class SqlStore:
             deals=deals_frame(row.deals_table),
         )
 
-    def last_application(self, campaign: str) -> tuple[str, float, pd.DataFrame] | None:
+    def last_application(self, campaign: str) -> tuple[str, float, pa.Table] | None:
         """The campaign's newest APPLIED plan as the snapshot's last_plan_application reads
         it: (name, apply time in unix seconds, its deals' deal_id, delta, pacing and
-        delivered), or None."""
+        delivered as Arrow), or None."""
         with self._tx() as tx:
             return self._last_application(tx, campaign)
 
     def _last_application(
         self, tx: Connection, campaign: str
-    ) -> tuple[str, float, pd.DataFrame] | None:
+    ) -> tuple[str, float, pa.Table] | None:
         row = tx.execute(_LAST_APPLICATION, {"campaign": campaign}).first()
         if row is None:
             return None
-        table = deals_columns(row.deals, _APPLICATION_COLUMNS)
-        deals = pd.DataFrame({name: table.column(name).to_numpy() for name in _APPLICATION_COLUMNS})
-        return str(row.name), row.apply_time / 1e6, deals
+        name = str(row.name)
+        return name, row.apply_time / 1e6, self._read.columns(name, row.deals, _APPLICATION_COLUMNS)
 
     def latest_applied(
         self, campaign: str
@@ -1130,7 +1130,7 @@ class SqlStore:
         read = _APPLIED_WHOLE if whole else _APPLIED_MOVES
         rows = tx.execute(read, {"campaign": campaign, "since": since}).all()
         names = _APPLIED_COLUMNS if whole else _MOVE_COLUMNS
-        return [(r.as_of / 1e6, deals_columns(r.deals, names)) for r in rows]
+        return [(r.as_of / 1e6, self._read.columns(r.name, r.deals, names)) for r in rows]
 
     def declared_inventory(self, campaign: str) -> pd.Series:
         """Per deal, the newest inventory a seller declared with an answer (budget units)."""
@@ -1246,8 +1246,8 @@ class CampaignPast:
     history: RequestHistory
     applied: list[tuple[float, pd.DataFrame]]
     """Plans applied since `applied_since`: (as_of in unix seconds, deals table), oldest first."""
-    application: tuple[str, float, pd.DataFrame] | None
-    """The newest APPLIED plan: (name, apply time in unix seconds, deals table)."""
+    application: tuple[str, float, pa.Table] | None
+    """The newest APPLIED plan: (name, apply time in unix seconds, `_APPLICATION_COLUMNS`)."""
     declared: pd.Series
     """Per deal id, the newest inventory its seller declared (budget units)."""
 
@@ -1700,7 +1700,7 @@ def _applied(blob: sa.ColumnElement[Any]) -> sa.Select[Any]:
     with `_LAST_APPLICATION`: campaign_past of a campaign with 3 applied plans (moves, windows,
     last application; 50 deals) took 5.2 ms of thread CPU instead of 5.9 (in process)."""
     return (
-        sa.select(plans.c.as_of, blob.label("deals"))
+        sa.select(plans.c.name, plans.c.as_of, blob.label("deals"))
         .select_from(_WITH_CONTENT)
         .where(
             (plans.c.campaign_id == sa.bindparam("campaign"))

@@ -118,7 +118,8 @@ def test_the_last_application_is_the_newest_applied_plan_by_apply_time(store: Sq
         store.confirm_applied(name, actor="a", apply_time=at)
     found = store.last_application("last-applied")
     assert found is not None and found[0] == names[1] and found[1] == 9.0
-    assert set(found[2].columns) == {"deal_id", "delta", "pacing", "delivered"} and len(found[2])
+    assert set(found[2].column_names) == {"deal_id", "delta", "pacing", "delivered"}
+    assert found[2].num_rows
     store.confirm_applied(names[3], actor="a", apply_time=times[3])  # same time, made later
     found = store.last_application("last-applied")
     assert found is not None and found[0] == names[3]

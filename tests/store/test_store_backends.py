@@ -237,14 +237,15 @@ def test_applied_plans_read_from_their_moved_rows_as_from_their_tables(store: Sq
         store.review(lc.name, True, etag=lc.etag, actor="ana", comment="")
         store.confirm_applied(lc.name, actor="ana", apply_time=t0 + k * 3_600_000_000 + 60)
 
-    def read() -> tuple[pd.DataFrame, pd.DataFrame, str, float]:
+    def read(store: SqlStore) -> tuple[pd.DataFrame, pd.DataFrame, str, float]:
         past = store.campaign_past(campaign, moves_since=0, application=True)
         assert past.application is not None
-        name, at, deals = past.application
+        name, at, table = past.application
+        deals = table.to_pandas()
         moved = deals[deals["delta"] != 0].reset_index(drop=True)
         return past.history.moves, moved.astype({"pacing": str}), name, at
 
-    kept = read()
+    kept = read(store)
     with store.engine.begin() as connection:
         connection.execute(
             sa.text(
@@ -253,7 +254,7 @@ def test_applied_plans_read_from_their_moved_rows_as_from_their_tables(store: Sq
             ),
             {"c": campaign},
         )
-    before_0007 = read()
+    before_0007 = read(SqlStore(store.engine))  # a process that has read none of them yet
     assert len(kept[0]) and len(kept[1])
     assert kept[0].equals(before_0007[0])
     assert kept[1].equals(before_0007[1])
