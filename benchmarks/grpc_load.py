@@ -10,8 +10,10 @@ channel, that many calls in flight at once (futures). grpcio sends them all over
 connection, which the kernel gives one server process; the workers share such calls
 (server/peers.py), and this is what shows it.
 
+The clients keep large buffers as replan_scaling's do (`--default-malloc`: without).
+
     .venv/bin/python benchmarks/grpc_load.py [--clients 1 8 32] [--sizes 50 2000] [--workers 2]
-        [--one-channel]
+        [--one-channel] [--default-malloc]
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import grpc
 from assess_scaling import make_snapshot
 from replan_scaling import run, started_server
 
+from reallocator.client import keep_large_buffers
 from reallocator.v1 import reallocator_service_pb2 as pb
 from reallocator.wire.encode import encode_snapshot
 
@@ -108,7 +111,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0, help="most seconds per run")
     parser.add_argument("--one-channel", action="store_true",
                         help="one process, one channel, --clients calls in flight")  # fmt: skip
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="clients keep glibc's default allocator settings")  # fmt: skip
     args = parser.parse_args()
+    kept = not args.default_malloc  # as replan_scaling: README's advice to Python callers
+    if kept:
+        keep_large_buffers()
     requests = {
         n: pb.ReplanRequest(
             snapshot=encode_snapshot(make_snapshot(n), "arrow", compression="auto"),
@@ -127,7 +135,7 @@ def main() -> None:
                     if args.one_channel:
                         r = run_one_channel(target, request, clients, args.calls, args.seconds)
                     else:
-                        r = run(target, request, clients, args.calls, args.seconds)
+                        r = run(target, request, clients, args.calls, args.seconds, kept)
                     rates[(workers, n, clients)] = r["rate"]
                     split = f"  {r['workers']}" if "workers" in r else ""
                     print(f"{workers:>10}{n:>10}{clients:>10}{r['calls']:>10.0f}"

@@ -19,9 +19,14 @@ calls back to back, bounded in count and time) against a warmed server of 1 proc
 one per core (`--concurrency-workers`), p50/p99 and calls/s. Then the sizes, one caller at a
 time, against a server of `--workers`.
 
+The clients keep large buffers (`reallocator.client.keep_large_buffers`, as README advises a
+Python caller of large requests: glibc's defaults page-fault every serialisation's buffer in
+afresh, ~13 ms of a 10k-deal call's and ~50 ms of a 100k-deal call's); `--default-malloc`
+measures them without.
+
     .venv/bin/python benchmarks/replan_scaling.py [--sizes 50 1000 10000 100000] [--workers N]
         [--clients 1 8] [--concurrency-workers 1 2] [--concurrent-calls 400]
-        [--guaranteed 0.3]
+        [--guaranteed 0.3] [--default-malloc]
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ import grpc
 from assess_scaling import make_snapshot
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from reallocator.client import keep_large_buffers
 from reallocator.v1 import assessment_pb2
 from reallocator.v1 import reallocator_service_pb2 as pb
 from reallocator.v1 import reallocator_service_pb2_grpc as rpc
@@ -121,9 +127,14 @@ def timed(call: Callable[[], object], repeats: int) -> tuple[float, float, objec
     return statistics.median(seconds), p99, reply
 
 
-def _client(target: str, data: bytes, ready: Any, left: Any, stop_at: Any, out: Any) -> None:
+def _client(
+    target: str, data: bytes, ready: Any, left: Any, stop_at: Any, out: Any, kept: bool
+) -> None:
     """One client process: its own channel, warmed by one call, then calls back to back until
-    the shared budget of calls is spent or the clock runs out; its latencies go to `out`."""
+    the shared budget of calls is spent or the clock runs out; its latencies go to `out`.
+    `kept`: with the allocator setting README advises Python callers of large requests."""
+    if kept:
+        keep_large_buffers()
     request = pb.ReplanRequest.FromString(data)
     options = [
         ("grpc.max_receive_message_length", 256 * MIB),
@@ -153,11 +164,17 @@ def _client(target: str, data: bytes, ready: Any, left: Any, stop_at: Any, out: 
 
 
 def run(
-    target: str, request: pb.ReplanRequest, clients: int, calls: int, seconds: float
+    target: str,
+    request: pb.ReplanRequest,
+    clients: int,
+    calls: int,
+    seconds: float,
+    kept: bool = True,
 ) -> dict[str, float]:
     """`clients` client processes (so the callers' own Python does not share one GIL and
     become the bottleneck), each with its own channel (warmed by one call first), calling until
-    `calls` calls in all or `seconds` have passed: p50/p99 of the calls and calls/s."""
+    `calls` calls in all or `seconds` have passed: p50/p99 of the calls and calls/s. `kept`:
+    the clients keep large buffers (`reallocator.client.keep_large_buffers`)."""
     context = multiprocessing.get_context("spawn")  # no fork of a process with gRPC threads
     stop_at = context.Value("d", float("inf"))
     ready = context.Barrier(clients + 1)
@@ -165,7 +182,7 @@ def run(
     out = context.Queue()
     data = request.SerializeToString()
     procs = [
-        context.Process(target=_client, args=(target, data, ready, left, stop_at, out))
+        context.Process(target=_client, args=(target, data, ready, left, stop_at, out, kept))
         for _ in range(clients)
     ]
     for p in procs:
@@ -196,6 +213,7 @@ def concurrency(
     calls: int,
     seconds: float,
     guaranteed: float = 0.0,
+    kept: bool = True,
 ) -> None:
     """The everyday call (a FULL dry-run Replan) from concurrent clients, per server size."""
     request = pb.ReplanRequest(
@@ -210,9 +228,9 @@ def concurrency(
     rates: dict[tuple[int, int], float] = {}
     for w in workers:
         with started_server(w) as target:
-            run(target, request, 1, 50, seconds)  # warm the server's every worker and cache
+            run(target, request, 1, 50, seconds, kept)  # warm every worker and cache
             for c in clients:
-                r = run(target, request, c, calls, seconds)
+                r = run(target, request, c, calls, seconds, kept)
                 rates[(w, c)] = r["rate"]
                 print(f"{w:>10}{deals:>10}{c:>10}{r['calls']:>10.0f}{r['errors']:>10.0f}"
                       f"{r['p50'] * 1e3:>10.1f}{r['p99'] * 1e3:>10.1f}{r['rate']:>10.1f}",
@@ -251,7 +269,17 @@ def main() -> None:
                         help="most calls per concurrent run")  # fmt: skip
     parser.add_argument("--concurrent-seconds", type=float, default=30.0,
                         help="most seconds per concurrent run")  # fmt: skip
+    parser.add_argument(
+        "--default-malloc",
+        action="store_true",
+        help="clients keep glibc's default allocator settings (without: as README advises "
+        "Python callers of large requests, reallocator.client.keep_large_buffers)",
+    )
     args = parser.parse_args()
+    kept = not args.default_malloc
+    if kept:
+        keep_large_buffers()
+    print(f"clients: {'keep large buffers' if kept else 'glibc default malloc'}", flush=True)
     if args.clients:
         concurrency(
             args.concurrent_deals,
@@ -260,6 +288,7 @@ def main() -> None:
             args.concurrent_calls,
             args.concurrent_seconds,
             args.guaranteed,
+            kept,
         )
     options = [
         ("grpc.max_receive_message_length", 256 * MIB),

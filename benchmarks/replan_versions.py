@@ -27,6 +27,7 @@ import grpc
 from assess_scaling import make_snapshot
 from replan_scaling import VIEWS, started_server
 
+from reallocator.client import keep_large_buffers
 from reallocator.v1 import reallocator_service_pb2 as pb
 from reallocator.v1 import reallocator_service_pb2_grpc as rpc
 from reallocator.wire.encode import encode_snapshot
@@ -66,6 +67,7 @@ def main() -> None:
     parser.add_argument("--recorded", action="store_true",
                         help="not a dry run: each call records a plan in its store")  # fmt: skip
     args = parser.parse_args()
+    keep_large_buffers()  # the client as README advises Python callers (both versions alike)
     snapshot = make_snapshot(args.deals, guaranteed=args.guaranteed)
     request = pb.ReplanRequest(
         snapshot=encode_snapshot(snapshot, "arrow", compression="auto"),

@@ -32,7 +32,7 @@ def _libc() -> ctypes.CDLL | None:
     return libc
 
 
-def keep_large_buffers() -> bool:
+def keep_large_buffers(*, one_arena: bool = True) -> bool:
     """Serves large requests from reused heap memory. glibc maps every allocation above 32 MB
     afresh and unmaps it when freed, so each 62 MB request (100k deals) page-faults its buffers
     in again: a loopback gRPC call carrying 62 MB to an empty handler took 82 ms, 24 ms with
@@ -42,21 +42,20 @@ def keep_large_buffers() -> bool:
     mapped anyway; the server's Python runs under one GIL, so threads rarely contend for it).
     Called before the server's threads start. Skipped when the operator tuned malloc through
     GLIBC_TUNABLES. Freed memory still goes back to the OS when calls pause
-    (`return_freed_memory`).
+    (`return_freed_memory`). Without `one_arena` the arenas are left as they are (a client's
+    threads may allocate at once: `reallocator.client.keep_large_buffers`).
     Returns whether the settings took."""
     if "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", ""):
         return False
     libc = _libc()
     if libc is None:
         return False
-    took = all(
-        libc.mallopt(option, value) == 1
-        for option, value in (
-            (_M_ARENA_MAX, 1),
-            (_M_MMAP_THRESHOLD, LARGE_BUFFER_BYTES),
-            (_M_TRIM_THRESHOLD, 4 * LARGE_BUFFER_BYTES),
-        )
-    )
+    settings = [
+        *([(_M_ARENA_MAX, 1)] if one_arena else []),
+        (_M_MMAP_THRESHOLD, LARGE_BUFFER_BYTES),
+        (_M_TRIM_THRESHOLD, 4 * LARGE_BUFFER_BYTES),
+    ]
+    took = all(libc.mallopt(option, value) == 1 for option, value in settings)
     if not took:
         log.warning("malloc: could not keep large buffers on the heap")
     return took
