@@ -17,7 +17,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from reallocator.core.model import CampaignSnapshot, Policy, text_column, values_of
+from reallocator.core.model import (
+    CampaignSnapshot,
+    Policy,
+    positions,
+    table_of,
+    text_column,
+    values_of,
+)
 from reallocator.core.pacing.assessment import Assessment
 from reallocator.core.plan.builder import build_plan
 from reallocator.core.plan.model import Plan, RequestHistory
@@ -301,18 +308,18 @@ def supplied(
     inventory = values_of(deals, "available_inventory", np.int64)
     if windows is None and not (applied >= 0).any() and not (inventory >= 0).any():
         per_deal = _NOTHING_SUPPLIED
-    else:
-        n = len(deals)
-        per_deal = pd.DataFrame(
+    else:  # built from its blocks: the dict constructor cost ~0.25 ms at 30 deals
+        per_deal = table_of(
             {
-                "deal_id": deals["deal_id"].astype(str).to_numpy(),
+                "deal_id": text_column(deals, "deal_id"),
                 "plan_applied_at": applied,
                 "delivered_at_plan": values_of(deals, "delivered_at_plan", np.int64),
                 "available_inventory": inventory,
-                "window_hour": windows.hour if windows is not None else np.full(n, np.nan),
-                "window_day": windows.day if windows is not None else np.full(n, np.nan),
-                "windows": np.full(n, windows is not None),
-            }
+                "window_hour": windows.hour if windows is not None else np.nan,
+                "window_day": windows.day if windows is not None else np.nan,
+                "windows": windows is not None,
+            },
+            _SUPPLIED,
         )
     return StoredInputs(history=history.requests, deals=per_deal, moves=history.moves)
 
@@ -351,7 +358,7 @@ def _with_application(
     took = (delta != 0) & (pacing != "SELLER")
     # Each deal's row among those the plan moved (-1: none), by the ids' index (unique).
     ids = plan_deals.column("deal_id").to_numpy().astype(str)
-    at_row = pd.Index(ids[took]).get_indexer(text_column(deals, "deal_id"))
+    at_row = positions(text_column(deals, "deal_id"), ids[took])
     fill = missing & (at_row >= 0)
     if not fill.any():
         return snapshot

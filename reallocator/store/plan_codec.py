@@ -337,9 +337,11 @@ column names and dtypes: found once, then the table is made from the columns as 
 
 
 def _frame_table(frame: pd.DataFrame) -> pa.Table:
-    """`pa.Table.from_pandas(frame, preserve_index=False)`, the same table."""
+    """`pa.Table.from_pandas(frame, preserve_index=False)`, the same table, whatever the index
+    (left out: a frame of rows picked out of another, as `RequestHistory.deciding` makes,
+    took pandas' way, ~0.4 ms of an hourly campaign's Replan)."""
     read = _columns(frame)
-    if read is None or not isinstance(frame.index, pd.RangeIndex):
+    if read is None:
         return pa.Table.from_pandas(frame, preserve_index=False)
     names, arrays = read
     key = (names, tuple(values.dtype for values in arrays))

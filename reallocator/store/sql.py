@@ -34,6 +34,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy.engine import Connection, Engine, Row
 
 from reallocator.background import begun
+from reallocator.core.model import table_of
 from reallocator.core.plan.model import RequestHistory, ScheduleTable
 from reallocator.store.availability import DatabaseWatch, engine_options, starting
 from reallocator.store.errors import AlreadyExists, NotFound, StaleEtag, WrongState
@@ -1278,16 +1279,14 @@ def _moves(applied: list[tuple[float, pa.Table]], since: float) -> pd.DataFrame:
     at = np.repeat([when for when, _ in kept], [deals.num_rows for _, deals in kept])
     delta = table.column("delta").to_numpy().astype(np.int64, copy=False)
     moved = np.flatnonzero(delta)
-    return pd.DataFrame(
-        {
-            "deal_id": table.column("deal_id").take(pa.array(moved)).to_pandas().astype("str"),
-            "planned_at": at[moved].astype(np.float64),
-            "delta": delta[moved],
-        }
-    )
+    ids = table.column("deal_id").take(pa.array(moved)).to_numpy()
+    # From its blocks: the dict constructor cost ~0.2 ms of an hourly campaign's Replan.
+    return table_of({"deal_id": ids, "planned_at": at[moved], "delta": delta[moved]}, _MOVES)
 
 
 _MOVE_COLUMNS = ("deal_id", "delta")
+_MOVES = {"deal_id": "str", "planned_at": "float64", "delta": "int64"}
+"""RequestHistory.moves' columns and dtypes."""
 _APPLIED_COLUMNS = ("deal_id", "delta", "delivered", "old_allocation")
 """What a Replan reads of the plans applied in its windows: their moves (`_moves`) and what
 each deal held before them (`core.plan.rolling.window_starts`)."""

@@ -25,7 +25,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 import numpy as np
-import numpy.typing as npt
 import pandas as pd
 
 from reallocator.core.engine.problem import (
@@ -50,6 +49,7 @@ from reallocator.core.model import (
     first_seen_of,
     group_codes,
     nan_to_num,
+    positions,
     text_array,
     text_column,
     values_of,
@@ -204,21 +204,12 @@ def _limits(table: pd.DataFrame | None, index: pd.Index) -> dict[str, FloatArray
     none = np.full(len(index), np.nan)
     if table is None or len(table) == 0:
         return dict.fromkeys(columns, none)
-    pos = _positions(table.index, index)
+    pos = positions(index, table.index)
     found, at = pos >= 0, np.maximum(pos, 0)
     return {
         c: np.where(found, _float_column(table, c)[at], np.nan) if c in table else none
         for c in columns
     }
-
-
-def _positions(table_index: pd.Index, index: pd.Index) -> npt.NDArray[np.intp]:
-    """`table_index.get_indexer(index)` (-1 where missing; `table_index` is unique): through a
-    dict when there are few groups, where get_indexer's dtype checks cost ~30 us a call."""
-    if len(index) + len(table_index) > 4096 or not table_index.is_unique:
-        return np.asarray(table_index.get_indexer(index), dtype=np.intp)
-    where = {g: i for i, g in enumerate(table_index.tolist())}
-    return np.fromiter((where.get(g, -1) for g in index.tolist()), np.intp, len(index))
 
 
 def _float_column(table: pd.DataFrame, name: str) -> FloatArray:

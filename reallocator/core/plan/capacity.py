@@ -34,6 +34,8 @@ from reallocator.core.model import (
     DeliverySeries,
     labels_by_code,
     nan_to_num,
+    positions,
+    text_column,
     values_of,
 )
 from reallocator.core.pacing.assessment import Assessment, EntityKind, PacingStatus
@@ -95,7 +97,7 @@ def _awaited_totals(deals: pd.DataFrame, last: pd.DataFrame | None) -> npt.NDArr
     if last is None:
         return out
     waiting = last.loc[last["response"].astype(str) == SellerResponse.PENDING]
-    pos = pd.Index(deals["deal_id"]).get_indexer(waiting["deal_id"])
+    pos = positions(waiting["deal_id"], text_column(deals, "deal_id"))
     ok = pos >= 0
     out[pos[ok]] = waiting["target_total"].to_numpy(np.int64)[ok]
     return out
@@ -235,8 +237,7 @@ def deal_capacity(
     capped = np.zeros(len(deals), dtype=bool)
     if last_requests is not None:
         last = last_requests  # spent and remaining as read above
-        index = pd.Index(deals["deal_id"])
-        pos = index.get_indexer(last["deal_id"])
+        pos = positions(last["deal_id"], text_column(deals, "deal_id"))
         ok = pos >= 0
         last, pos = last[ok], pos[ok]
         response = last["response"].astype(str).to_numpy()

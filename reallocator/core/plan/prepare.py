@@ -30,6 +30,7 @@ from reallocator.core.model import (
     DealStatus,
     Period,
     Policy,
+    positions,
     table_of,
     text_column,
     values_of,
@@ -191,7 +192,7 @@ def last_moves(
     # In time order (ties in their order), each move's deal position; per deal the last one.
     # As arrays: the frame's filter, sort and group cost ~1 ms a plan of an hourly campaign.
     ordered = recent[np.argsort(at[recent], kind="stable")]
-    pos = pd.Index(deal_ids).get_indexer(moves["deal_id"].to_numpy()[ordered])
+    pos = positions(moves["deal_id"].to_numpy()[ordered], deal_ids)
     ok = pos >= 0
     pos, sign = pos[ok][::-1], np.sign(delta[ordered][ok])[::-1]
     deals, last = np.unique(pos, return_index=True)  # the first from the end: the last move
