@@ -1,5 +1,6 @@
 """The moves of applied plans as a Replan reads them (`store.sql._moves`): built from its blocks,
-the frame pandas' dict constructor built from the same Arrow tables."""
+the frame pandas' dict constructor built from the same Arrow tables; and, when a plan's as_of
+follows them all, per deal the last, as `RequestHistory.deciding` reduces that frame."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from reallocator.core.plan.model import RequestHistory
 from reallocator.store.sql import _moves
 
 
@@ -59,3 +61,25 @@ def test_the_moves_frame_is_the_one_pandas_built(
     want = _reference(applied, since)
     pd.testing.assert_frame_equal(got, want)
     assert list(got.dtypes.astype(str)) == ["str", "float64", "int64"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    applied=plans(),
+    since=st.sampled_from([0.0, 1_000.0, 8_000.0]),
+    before=st.sampled_from([0.0, 4_600.0, 12_000.0, 99_999.0]),
+)
+def test_the_moves_a_plan_reads_are_each_deals_last(
+    applied: list[tuple[float, pa.Table]], since: float, before: float
+) -> None:
+    """Every move at or before `before`: per deal its last, in time order (ties in their
+    order: the later plan's), as `deciding` gives; a move after it (a plan made from an older
+    snapshot): all of them, for the plan to filter."""
+    got = _moves(applied, since, before)
+    every = _reference(applied, since)
+    if (every["planned_at"] <= before).all():
+        want = RequestHistory(moves=every).deciding().moves.reset_index(drop=True)
+        assert got["deal_id"].is_unique
+    else:
+        want = every
+    pd.testing.assert_frame_equal(got, want)

@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from reallocator.core.model import BudgetType, Severity, table_of
+from reallocator.core.model import BudgetType, Severity, factorize, table_of
 from reallocator.core.pacing.assessment import Alert
 
 
@@ -418,8 +418,16 @@ def _last_moves(moves: pd.DataFrame) -> pd.DataFrame:
     if moves.empty:
         return moves
     moved = np.flatnonzero(moves["delta"].to_numpy(np.int64) != 0)
-    ordered = moved[np.argsort(moves["planned_at"].to_numpy(np.float64)[moved], kind="stable")]
-    codes = pd.factorize(moves["deal_id"].to_numpy()[ordered])[0]
-    _, from_end = np.unique(codes[::-1], return_index=True)  # each deal's last, from the end
-    last: pd.DataFrame = moves.iloc[ordered[np.sort(len(codes) - 1 - from_end)]]
+    at = moves["planned_at"].to_numpy(np.float64)[moved]
+    last: pd.DataFrame = moves.iloc[moved[last_of_each(moves["deal_id"].to_numpy()[moved], at)]]
     return last
+
+
+def last_of_each(labels: npt.NDArray[Any], at: npt.NDArray[np.float64]) -> npt.NDArray[np.intp]:
+    """The positions of each label's last row in time order (ties in their order: the later
+    row counts), themselves in time order: per deal its last move."""
+    order = np.argsort(at, kind="stable")
+    codes, _ = factorize(labels[order])
+    _, from_end = np.unique(codes[::-1], return_index=True)  # each label's last, from the end
+    out: npt.NDArray[np.intp] = order[np.sort(len(codes) - 1 - from_end)]
+    return out
