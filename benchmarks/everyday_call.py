@@ -21,10 +21,10 @@ import os
 import pstats
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import grpc
 from auction_pool import Reallocator, build_world, simulate, started_server
@@ -36,24 +36,8 @@ from reallocator.store.sql import SqlStore
 from reallocator.v1 import reallocator_service_pb2 as pb
 from reallocator.v1 import reallocator_service_pb2_grpc as rpc
 
-
-class _Context:
-    """What the servicer reads of a gRPC context on a call that succeeds."""
-
-    def time_remaining(self) -> None:
-        return None
-
-    def is_active(self) -> bool:
-        return True
-
-    def invocation_metadata(self) -> tuple[()]:
-        return ()
-
-    def abort(self, *args: Any) -> None:
-        raise RuntimeError(args)
-
-    def abort_with_status(self, *args: Any) -> None:
-        raise RuntimeError(args)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from call_context import CallContext  # the tests' in-process servicer context
 
 
 def played_day(root: Path, deals: int, seed: int) -> str:
@@ -90,7 +74,7 @@ def main() -> None:
             collect_garbage_less_often()
 
             def call() -> None:
-                servicer.replan(pb.ReplanRequest.FromString(data), _Context())  # type: ignore[arg-type]
+                servicer.replan(pb.ReplanRequest.FromString(data), CallContext())  # type: ignore[arg-type]
 
             for _ in range(10):
                 call()

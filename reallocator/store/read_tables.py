@@ -28,17 +28,18 @@ _KEEP_BELOW_BYTES = 1 << 16
 
 
 class ReadTables:
-    """`deals_columns` of a plan's stored table, once per (plan name, columns)."""
+    """`deals_columns` of a plan's stored table, once per (plan name, table, columns)."""
 
     def __init__(self, max_bytes: int = READ_TABLES_BYTES) -> None:
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
-        self._tables: OrderedDict[tuple[str, tuple[str, ...]], pa.Table] = OrderedDict()
+        self._tables: OrderedDict[tuple[str, str, tuple[str, ...]], pa.Table] = OrderedDict()
         self._bytes = 0
 
-    def columns(self, name: str, data: bytes, names: Sequence[str]) -> pa.Table:
-        """The columns `names` of plan `name`'s stored table `data` (as `deals_columns`)."""
-        key = (name, tuple(names))
+    def columns(self, name: str, part: str, data: bytes, names: Sequence[str]) -> pa.Table:
+        """The columns `names` of plan `name`'s stored table `data` (as `deals_columns`);
+        `part` says which of the plan's tables `data` is (its moved rows, its deals)."""
+        key = (name, part, tuple(names))
         with self._lock:
             found = self._tables.get(key)
             if found is not None:

@@ -930,7 +930,8 @@ class SqlStore:
         if row is None:
             return None
         name = str(row.name)
-        return name, row.apply_time / 1e6, self._read.columns(name, row.deals, _APPLICATION_COLUMNS)
+        table = self._read.columns(name, _MOVED, row.deals, _APPLICATION_COLUMNS)
+        return name, row.apply_time / 1e6, table
 
     def latest_applied(
         self, campaign: str
@@ -1130,8 +1131,8 @@ class SqlStore:
         campaign has ~24 plans in a day, and a frame each cost more than reading them."""
         read = _APPLIED_WHOLE if whole else _APPLIED_MOVES
         rows = tx.execute(read, {"campaign": campaign, "since": since}).all()
-        names = _APPLIED_COLUMNS if whole else _MOVE_COLUMNS
-        return [(r.as_of / 1e6, self._read.columns(r.name, r.deals, names)) for r in rows]
+        part, names = ("deals", _APPLIED_COLUMNS) if whole else (_MOVED, _MOVE_COLUMNS)
+        return [(r.as_of / 1e6, self._read.columns(r.name, part, r.deals, names)) for r in rows]
 
     def declared_inventory(self, campaign: str) -> pd.Series:
         """Per deal, the newest inventory a seller declared with an answer (budget units)."""
@@ -1307,6 +1308,8 @@ the reads of a plan's summary or tables select from, one statement as before 000
 _MOVED_OR_DEALS = sa.func.coalesce(plan_tables.c.moved_table, plan_tables.c.deals_table)
 """What later Replans read of an applied plan: its moved rows, or its whole deals table when
 it was stored before 0007 (the rows it did not change are dropped by the readers)."""
+_MOVED = "moved or deals"
+"""`_MOVED_OR_DEALS` as the read tables name it (`ReadTables.columns`' part)."""
 
 
 def _encode_token(text: str) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
 from typing import Any
 
 from builders import build_snapshot, random_snapshot_spec
@@ -9,7 +11,7 @@ from builders import build_snapshot, random_snapshot_spec
 from reallocator.core.model import Policy
 from reallocator.core.plan.builder import build_plan
 from reallocator.store.plan_codec import split
-from reallocator.store.sql import NewPlan
+from reallocator.store.sql import NewPlan, SqlStore
 from reallocator.wire.plan import encode_plan
 from reallocator.wire.snapshot import decode_snapshot
 from reallocator.wire.violations import Violations
@@ -39,3 +41,16 @@ def with_requests(campaign: str, at_least: int = 2) -> NewPlan:
         if len(new.msg.seller_requests) >= at_least:
             return new
     raise AssertionError("no random campaign asked sellers for changes")
+
+
+def applied_hourly(store: SqlStore, campaign: str, seed: int) -> Iterator[str]:
+    """30-deal plans of `campaign` an hour apart, each approved and confirmed applied a minute
+    after its as_of; yields each plan's name once it is applied (stop when enough)."""
+    t0 = new_plan(campaign).msg.as_of.ToMicroseconds()
+    for k in itertools.count():
+        new = new_plan(campaign, n=30, seed=seed + k)
+        new.msg.as_of.FromMicroseconds(t0 + k * 3_600_000_000)
+        lc = store.record_plan(new, actor="svc")
+        store.review(lc.name, True, etag=lc.etag, actor="ana", comment="")
+        store.confirm_applied(lc.name, actor="ana", apply_time=t0 + k * 3_600_000_000 + 60)
+        yield lc.name

@@ -6,6 +6,7 @@ skips, saying why; with REALLOCATOR_REQUIRE_POSTGRES=1 (CI) it fails instead."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import time
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from both_databases import database_url
-from plans import new_plan, with_requests
+from plans import applied_hourly, new_plan, with_requests
 from throwaway_postgres import ThrowawayPostgres
 
 from reallocator.core.model import Policy
@@ -229,13 +230,8 @@ def test_applied_plans_read_from_their_moved_rows_as_from_their_tables(store: Sq
     from the moved rows kept since 0007 as from the whole deals table a plan stored before it
     has, on both databases."""
     campaign = f"moved-{os.getpid()}-{id(store)}"
-    t0 = new_plan(campaign).msg.as_of.ToMicroseconds()
-    for k in range(5):
-        new = new_plan(campaign, n=30, seed=k + 3)
-        new.msg.as_of.FromMicroseconds(t0 + k * 3_600_000_000)
-        lc = store.record_plan(new, actor="svc")
-        store.review(lc.name, True, etag=lc.etag, actor="ana", comment="")
-        store.confirm_applied(lc.name, actor="ana", apply_time=t0 + k * 3_600_000_000 + 60)
+    for _ in itertools.islice(applied_hourly(store, campaign, seed=3), 5):
+        pass
 
     def read(store: SqlStore) -> tuple[pd.DataFrame, pd.DataFrame, str, float]:
         past = store.campaign_past(campaign, moves_since=0, application=True)
