@@ -69,6 +69,16 @@ def _body_hash(request: object) -> str:
     return request_hash(request.SerializeToString(deterministic=True))  # type: ignore[attr-defined]
 
 
+PLAN_VIEWS = {
+    pb.PLAN_VIEW_UNSPECIFIED: "all",
+    pb.PLAN_VIEW_FULL: "all",
+    pb.PLAN_VIEW_CHANGES: "changed",
+    pb.PLAN_VIEW_SUMMARY: "none",
+    pb.PLAN_VIEW_TABLE: "table",
+}
+"""A plan view as `wire.plan.encode_plan` and the store name it (Replan and GetPlan alike)."""
+
+
 class LifecycleMethods:
     """Mixed into ReallocatorServicer; `self.store` is the audit store."""
 
@@ -98,8 +108,6 @@ class LifecycleMethods:
         return Encoded(response, data, count)
 
     def get_plan(self, request: pb.GetPlanRequest, context: grpc.ServicerContext) -> Encoded:
-        from reallocator.server.servicer import PLAN_VIEWS
-
         errors = Violations()
         name = _plan_name(request.name, "name", errors)
         if request.view not in PLAN_VIEWS:

@@ -18,7 +18,7 @@ from reallocator.core.plan.builder import build_plan
 from reallocator.lifecycle import PlanLifecycle, assessment_bytes, supplied
 from reallocator.server.dispatch import Encoded
 from reallocator.server.identity import current_actor
-from reallocator.server.lifecycle import LifecycleMethods
+from reallocator.server.lifecycle import PLAN_VIEWS, LifecycleMethods
 from reallocator.store.sql import LifeCycle, SqlStore, default_database_url, recorded_bytes
 from reallocator.v1 import assessment_pb2, plan_pb2, snapshot_pb2
 from reallocator.v1 import reallocator_service_pb2 as pb
@@ -262,14 +262,6 @@ def _most_severe(assessment: Assessment) -> int:
     severity = assessment.most_severe
     return SEVERITY[str(severity)] if severity is not None else 0
 
-
-PLAN_VIEWS = {
-    pb.PLAN_VIEW_UNSPECIFIED: "all",
-    pb.PLAN_VIEW_FULL: "all",
-    pb.PLAN_VIEW_CHANGES: "changed",
-    pb.PLAN_VIEW_SUMMARY: "none",
-    pb.PLAN_VIEW_TABLE: "table",
-}
 
 _INFEASIBILITY = (
     pb.INFEASIBILITY_HANDLING_UNSPECIFIED,
