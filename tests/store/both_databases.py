@@ -5,11 +5,13 @@ together."""
 from __future__ import annotations
 
 import multiprocessing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from reallocator.store.sql import SqlStore
 
 
 def database_url(request: pytest.FixtureRequest, tmp_path: Path, name: str = "store") -> str:
@@ -19,6 +21,16 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path, name: str = "st
         return f"sqlite:///{tmp_path / f'{name}.db'}"
     url: str = request.getfixturevalue("postgres_url")
     return url
+
+
+def opened_store(
+    request: pytest.FixtureRequest, tmp_path: Path, name: str = "store"
+) -> Iterator[SqlStore]:
+    """The body of a both-databases store fixture (`yield from` it): the store open at
+    `database_url`, closed after the test."""
+    opened = SqlStore.open(database_url(request, tmp_path, name))
+    yield opened
+    opened.close()
 
 
 def run_together(target: Callable[..., None], args: tuple[Any, ...], count: int) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from both_databases import database_url, run_together
+from both_databases import opened_store, run_together
 from plans import new_plan
 from test_store_backends import postgres_url  # noqa: F401  (a fixture)
 
@@ -32,9 +32,7 @@ CALLERS = 4
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlStore]:
-    opened = SqlStore.open(database_url(request, tmp_path))
-    yield opened
-    opened.close()
+    yield from opened_store(request, tmp_path)
 
 
 def _together(calls: list[Callable[[], Any]]) -> list[Any]:

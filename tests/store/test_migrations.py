@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from both_databases import database_url
+from both_databases import opened_store
 from plans import new_plan, with_requests
 from test_store_backends import postgres_url  # noqa: F401  (a fixture)
 
@@ -133,9 +133,7 @@ _CONTENT = (
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlStore]:
-    opened = SqlStore.open(database_url(request, tmp_path, "migrated"))
-    yield opened
-    opened.close()
+    yield from opened_store(request, tmp_path, "migrated")
 
 
 def test_0009_moves_the_content_of_plans_written_before_it_and_back(any_store: SqlStore) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from both_databases import database_url
+from both_databases import opened_store
 from plans import new_plan
 from test_migrations import _CONTENT
 from test_store_backends import postgres_url  # noqa: F401  (a fixture)
@@ -23,9 +23,7 @@ from reallocator.v1 import plan_pb2
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlStore]:
-    opened = SqlStore.open(database_url(request, tmp_path, "content"))
-    yield opened
-    opened.close()
+    yield from opened_store(request, tmp_path, "content")
 
 
 def test_the_plans_table_holds_no_content(store: SqlStore) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
-from both_databases import database_url
+from both_databases import opened_store
 from plans import applied_hourly
 from test_store_backends import postgres_url  # noqa: F401  (a fixture)
 
@@ -96,9 +96,7 @@ def test_threads_reading_the_same_plans_get_equal_tables() -> None:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlStore]:
-    opened = SqlStore.open(database_url(request, tmp_path, "read"))
-    yield opened
-    opened.close()
+    yield from opened_store(request, tmp_path, "read")
 
 
 def test_a_plan_applied_after_a_read_is_in_the_next(store: SqlStore) -> None:

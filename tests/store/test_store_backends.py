@@ -19,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from both_databases import database_url
+from both_databases import opened_store
 from plans import applied_hourly, new_plan, with_requests
 from throwaway_postgres import ThrowawayPostgres
 
@@ -56,9 +56,7 @@ def postgres_url() -> Iterator[str]:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlStore]:
-    opened = SqlStore.open(database_url(request, tmp_path))
-    yield opened
-    opened.close()
+    yield from opened_store(request, tmp_path)
 
 
 def test_the_life_cycle_on_each_database(store: SqlStore) -> None:
