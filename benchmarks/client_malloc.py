@@ -13,11 +13,10 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import statistics
-import time
 from typing import Any
 
 from assess_scaling import make_snapshot
-from replan_scaling import MIB, VIEWS, started_server
+from replan_scaling import MIB, VIEWS, started_server, timed
 
 from reallocator.v1 import reallocator_service_pb2 as pb
 from reallocator.wire.encode import encode_snapshot
@@ -42,13 +41,8 @@ def _client(target: str, data: bytes, view: int, kept: bool, calls: int, out: An
     ]
     with grpc.insecure_channel(target, options) as channel:
         stub = rpc.ReallocatorServiceStub(channel)
-        stub.Replan(request, timeout=600)
-        seconds = []
-        for _ in range(calls):
-            t0 = time.perf_counter()
-            stub.Replan(request, timeout=600)
-            seconds.append(time.perf_counter() - t0)
-    out.put(statistics.median(seconds))
+        p50, _, _ = timed(lambda: stub.Replan(request, timeout=600), calls)  # warm, then timed
+    out.put(p50)
 
 
 def main() -> None:
