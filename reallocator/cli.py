@@ -29,6 +29,7 @@ def _serve(args: argparse.Namespace) -> int:
             host=args.host,
             port=args.port,
             max_workers=args.max_workers,
+            interleave_after_seconds=args.interleave_after_seconds,
             max_message_bytes=args.max_message_bytes,
             database_url=args.database_url,
             solver_time_limit_seconds=args.solver_time_limit_seconds,
@@ -255,6 +256,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="interface to bind (default 0.0.0.0)")
     serve.add_argument("--port", type=int, help="port (default 50051; 0 picks a free one)")
     serve.add_argument("--max-workers", type=int, help="calls one process runs at once (default 2)")
+    serve.add_argument(
+        "--interleave-after-seconds",
+        type=float,
+        help="a second call starts beside a running one only after it has run this long "
+        "(default 0.02; 0: at once)",
+    )
     serve.add_argument(
         "--database-url",
         help="the audit store (SQLAlchemy URL; default: SQLite reallocator.db in the working "

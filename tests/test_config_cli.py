@@ -298,6 +298,22 @@ def test_durations_in_seconds_from_toml_env_and_flags(
     assert main(["serve", "--grace-period-seconds", "-1"]) == 2
 
 
+def test_interleave_after_from_toml_env_and_flag_reaches_the_admission_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, served: list[ServerConfig]
+) -> None:
+    assert load_config(env={}).interleave_after == timedelta(milliseconds=20)
+    path = _toml(tmp_path, "[server]\ninterleave_after_seconds = 0.05\n")
+    assert load_config(path, env={}).interleave_after == timedelta(seconds=0.05)
+    env = {"REALLOCATOR_INTERLEAVE_AFTER_SECONDS": "0"}
+    assert load_config(path, env=env).interleave_after == timedelta(0)
+    monkeypatch.setenv("REALLOCATOR_INTERLEAVE_AFTER_SECONDS", "0.1")
+    assert main(["serve", "--interleave-after-seconds", "0.2"]) == 0
+    assert served[-1].interleave_after == timedelta(seconds=0.2)
+    assert main(["serve", "--interleave-after-seconds", "-1"]) == 2
+    with pytest.raises(ConfigError, match="interleave_after"):
+        load_config(_toml(tmp_path, "[server]\ninterleave_after_ms = 5\n"), env={})
+
+
 def test_load_config_raises_config_error() -> None:
     with pytest.raises(ConfigError, match="REALLOCATOR_PORT"):
         load_config(env={"REALLOCATOR_PORT": "eighty"})

@@ -151,6 +151,7 @@ def start_server(
         config.max_workers,
         config.max_pending_calls,
         publish=siblings.publish if siblings else None,
+        interleave_after=config.interleave_after.total_seconds(),
     )
     watches = Admission(config.max_watch_streams, 0)  # streams wait on the store, not a core
     servicer = ReallocatorServicer(config)

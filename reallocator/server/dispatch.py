@@ -82,6 +82,15 @@ class Busy(ResourceLimit):
     """Every serving slot is taken and the waiting line is full: retry with backoff."""
 
 
+class _Waiter:
+    """A call in the admission line; `granted` once it holds a slot."""
+
+    __slots__ = ("granted",)
+
+    def __init__(self) -> None:
+        self.granted = False
+
+
 class Admission:
     """Bounds the service's calls: at most `running` at once, at most `waiting` more queued for a
     slot (until their deadline; a cancelled caller leaves the line), the rest refused at once
@@ -90,20 +99,32 @@ class Admission:
 
     The line is first come, first served: a finished call hands its slot to the longest waiter
     (a semaphore polled with a timeout sends a waiter that checks on its caller to the back,
-    and under 32 callers a few waited seconds while others passed)."""
+    and under 32 callers a few waited seconds while others passed).
+
+    `interleave_after` (seconds): a free slot goes to the next call only once every running
+    call has run that long. A process's calls share one core under the GIL, so two short calls
+    at once only interleave, each taking twice as long, and the tail grows; a long call still
+    lets the next one run beside it after that delay."""
 
     def __init__(
-        self, running: int, waiting: int, publish: Callable[[int], None] | None = None
+        self,
+        running: int,
+        waiting: int,
+        publish: Callable[[int], None] | None = None,
+        interleave_after: float = 0.0,
     ) -> None:
         """`publish(admitted)` is told every change of the calls admitted (under the lock):
         how the other server processes see this one's load (server/peers.py)."""
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)  # a slot handed on or freed
         self._free = running
-        self._line: deque[threading.Event] = deque()
+        self._line: deque[_Waiter] = deque()
+        self._started: dict[_Waiter, float] = {}  # the running calls' start (monotonic)
         self._admitted = 0
         self._calls = 0
         self._quiet_since = time.monotonic()
         self.running, self.capacity = running, running + waiting
+        self.interleave_after = interleave_after
         self._publish = publish
 
     def activity(self) -> tuple[int, float]:
@@ -115,6 +136,7 @@ class Admission:
 
     @contextmanager
     def slot(self, context: grpc.ServicerContext) -> Iterator[None]:
+        mine = _Waiter()
         with self._lock:
             if self._admitted >= self.capacity:
                 raise Busy(
@@ -125,19 +147,16 @@ class Admission:
             self._calls += 1
             if self._publish is not None:
                 self._publish(self._admitted)
-            turn: threading.Event | None = None
-            if self._free > 0 and not self._line:
-                self._free -= 1
-            else:
-                turn = threading.Event()
-                self._line.append(turn)
+            self._line.append(mine)
+            self._take_free()
         try:
-            if turn is not None:
-                self._wait(turn, context)
+            if not mine.granted:
+                self._wait(mine, context)
             try:
                 yield
             finally:
                 with self._lock:
+                    del self._started[mine]
                     self._hand_on()
         finally:
             with self._lock:
@@ -147,24 +166,56 @@ class Admission:
                 if not self._admitted:
                     self._quiet_since = time.monotonic()
 
-    def _wait(self, turn: threading.Event, context: grpc.ServicerContext) -> None:
-        while not turn.wait(0.25):
+    def _wait(self, mine: _Waiter, context: grpc.ServicerContext) -> None:
+        while True:
+            with self._lock:
+                checked = time.monotonic() + 0.25  # the caller checked on at least this often
+                while not mine.granted:
+                    pause = checked - time.monotonic()
+                    if pause <= 0:
+                        break
+                    later = self._take_free()
+                    if not mine.granted:
+                        self._changed.wait(pause if later is None else min(pause, later))
+                if mine.granted:
+                    return
             try:
                 _check_caller(context, "waiting for a serving slot")
             except BaseException:
                 with self._lock:
-                    if turn.is_set():  # handed the slot meanwhile: pass it on
+                    if mine.granted:  # handed the slot meanwhile: pass it on
+                        del self._started[mine]
                         self._hand_on()
                     else:
-                        self._line.remove(turn)
+                        self._line.remove(mine)
+                        self._changed.notify_all()  # another may head the line now
                 raise
 
+    def _take_free(self) -> float | None:
+        """A free slot to the head of the line if the running calls have run `interleave_after`
+        (the lock held); else the seconds until they will have (None: no free slot or no line)."""
+        if not self._line or self._free <= 0:
+            return None
+        now = time.monotonic()
+        if self._started and self.interleave_after > 0:
+            later = max(self._started.values()) + self.interleave_after - now
+            if later > 0:
+                return later
+        self._free -= 1
+        self._grant(self._line.popleft(), now)
+        return None
+
+    def _grant(self, waiter: _Waiter, now: float) -> None:
+        waiter.granted = True
+        self._started[waiter] = now
+        self._changed.notify_all()  # wakes it
+
     def _hand_on(self) -> None:
-        """A slot freed (the lock held): to the first in line, else back to the pool."""
-        if self._line:
-            self._line.popleft().set()
-        else:
-            self._free += 1
+        """A slot freed (the lock held): to the first in line when the rule above lets it
+        (the waiters are told either way: the head may be due a slot later)."""
+        self._free += 1
+        self._take_free()
+        self._changed.notify_all()
 
 
 def _check_caller(context: grpc.ServicerContext, phase: str) -> None:
