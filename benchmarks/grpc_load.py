@@ -1,7 +1,7 @@
 """Concurrent callers against a started `reallocator serve` on loopback: 1, 8 and 32 clients of
-50-deal and 2,000-deal Replans (dry runs, SUMMARY view), each client a process with its own
-channel issuing calls back to back (threads of one process would share a GIL and be the
-bottleneck themselves). Bounded: every run stops after `--calls` calls or
+50-deal and 2,000-deal Replans (dry runs, SUMMARY view unless `--view`), each client a process
+with its own channel issuing calls back to back (threads of one process would share a GIL and
+be the bottleneck themselves). Bounded: every run stops after `--calls` calls or
 `--seconds`, whichever comes first. Prints p50/p99 latency and throughput, for one server
 process and for `--workers N` (one per core by default), and the throughput ratio.
 
@@ -12,8 +12,13 @@ connection, which the kernel gives one server process; the workers share such ca
 
 The clients keep large buffers as replan_scaling's do (`--default-malloc`: without).
 
+`--interleave-after 0 0.02` compares server settings instead (`serve --interleave-after-seconds`:
+how long a running call runs before a second one starts beside it), all with `--workers`
+processes, a server per setting started afresh in each of `--rounds` rounds, the settings
+alternated so that a drifting machine slows them alike.
+
     .venv/bin/python benchmarks/grpc_load.py [--clients 1 8 32] [--sizes 50 2000] [--workers 2]
-        [--one-channel] [--default-malloc]
+        [--one-channel] [--default-malloc] [--interleave-after 0 0.02 --rounds 3] [--view FULL]
 """
 
 from __future__ import annotations
@@ -101,6 +106,25 @@ def run_one_channel(
     }
 
 
+def compare_settings(
+    args: argparse.Namespace, requests: dict[int, pb.ReplanRequest], kept: bool
+) -> None:
+    """Each `--interleave-after` setting in turn, round after round (warmed by 50 calls)."""
+    header = ("round", "interleave", "deals", "clients", "calls", "p50 ms", "p99 ms", "calls/s")
+    print("".join(f"{h:>11}" for h in header))
+    for round_ in range(1, args.rounds + 1):
+        for seconds in args.interleave_after:
+            flags = ["--interleave-after-seconds", str(seconds)]
+            with started_server(args.workers, flags=flags) as target:
+                for n, request in requests.items():
+                    run(target, request, 1, 50, args.seconds, kept)
+                    for clients in args.clients:
+                        r = run(target, request, clients, args.calls, args.seconds, kept)
+                        print(f"{round_:>11}{seconds:>11g}{n:>11}{clients:>11}{r['calls']:>11.0f}"
+                              f"{r['p50'] * 1e3:>11.1f}{r['p99'] * 1e3:>11.1f}"
+                              f"{r['rate']:>11.1f}", flush=True)  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
@@ -113,6 +137,10 @@ def main() -> None:
                         help="one process, one channel, --clients calls in flight")  # fmt: skip
     parser.add_argument("--default-malloc", action="store_true",
                         help="clients keep glibc's default allocator settings")  # fmt: skip
+    parser.add_argument("--interleave-after", type=float, nargs="+", default=None,
+                        metavar="SECONDS", help="compare these server settings")  # fmt: skip
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of --interleave-after")
+    parser.add_argument("--view", default="SUMMARY", choices=["SUMMARY", "TABLE", "FULL"])
     args = parser.parse_args()
     kept = not args.default_malloc  # as replan_scaling: README's advice to Python callers
     if kept:
@@ -120,11 +148,14 @@ def main() -> None:
     requests = {
         n: pb.ReplanRequest(
             snapshot=encode_snapshot(make_snapshot(n), "arrow", compression="auto"),
-            view=pb.PLAN_VIEW_SUMMARY,
+            view=pb.PlanView.Value(f"PLAN_VIEW_{args.view}"),
             dry_run=True,
         )
         for n in args.sizes
     }
+    if args.interleave_after:
+        compare_settings(args, requests, kept)
+        return
     header = ("workers", "deals", "clients", "calls", "errors", "p50 ms", "p99 ms", "calls/s")
     print("".join(f"{h:>10}" for h in header))
     rates: dict[tuple[int, int, int], float] = {}

@@ -38,7 +38,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -63,11 +63,15 @@ REPEATS = {50: 200, 1_000: 60, 10_000: 12, 100_000: 5}
 
 @contextmanager
 def started_server(
-    workers: int | None, root: Path | None = None, store: Path | None = None
+    workers: int | None,
+    root: Path | None = None,
+    store: Path | None = None,
+    flags: Sequence[str] = (),
 ) -> Iterator[str]:
     """`reallocator serve` as a README reader starts it (default settings), on loopback; with
     `root`, the code of that checkout (its package first on the path) instead of this one; with
-    `store`, its audit store (SQLite) in that directory, which is also its working directory.
+    `store`, its audit store (SQLite) in that directory, which is also its working directory;
+    `flags`: more of `serve`'s flags.
     A server that exits before it serves (its port taken in the meantime by another process on
     a shared machine) is started again on another port, up to three times."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("REALLOCATOR_")}
@@ -82,6 +86,7 @@ def started_server(
             command += ["--workers", str(workers)]
         if store is not None:
             command += ["--database-url", f"sqlite:///{store / 'reallocator.db'}"]
+        command += flags
         proc = subprocess.Popen(command, env=env, cwd=cwd)
         target = f"127.0.0.1:{port}"
         try:
