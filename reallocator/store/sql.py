@@ -37,6 +37,7 @@ from reallocator.background import begun
 from reallocator.core.model import table_of
 from reallocator.core.plan.model import RequestHistory, ScheduleTable, last_of_each
 from reallocator.store.availability import DatabaseWatch, engine_options, starting
+from reallocator.store.checkpoints import SAFETY_NET_PAGES, WalCheckpointer
 from reallocator.store.errors import AlreadyExists, NotFound, StaleEtag, WrongState
 from reallocator.store.plan_codec import (
     STORE_COMPRESS_FROM_BYTES,
@@ -213,6 +214,9 @@ def _on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA busy_timeout=10000")
+    # The log is copied into the file by the store's checkpoint thread (store/checkpoints.py);
+    # a commit copies it only past this safety net.
+    cursor.execute(f"PRAGMA wal_autocheckpoint={SAFETY_NET_PAGES}")
     cursor.close()
     dbapi_connection.isolation_level = None
 
@@ -309,6 +313,12 @@ class SqlStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        database = engine.url.database if engine.dialect.name == "sqlite" else None
+        self._checkpoints = (
+            WalCheckpointer(database)
+            if database and database != ":memory:" and not database.startswith("file:")
+            else None
+        )  # an SQLite file's log copied into it off the calls' path
         self._writer = engine.execution_options(**{_WRITE: True})  # same pool, its own option
         self._postgres = engine.dialect.name == "postgresql"
         self._read = ReadTables()  # plans' tables as read before: their content never changes
@@ -334,6 +344,8 @@ class SqlStore:
         store = cls(engine)
         with starting(url):
             store.upgrade()
+        if store._checkpoints is not None:
+            store._checkpoints.wrote()  # the migrations' pages, if any
         store.watch = DatabaseWatch(engine, interval=probe_interval)
         return store
 
@@ -353,6 +365,8 @@ class SqlStore:
             engine.dispose()
 
     def close(self) -> None:
+        if self._checkpoints is not None:
+            self._checkpoints.close()
         self.engine.dispose()
 
     @contextmanager
@@ -372,6 +386,8 @@ class SqlStore:
             if campaign and self._postgres:
                 tx.execute(_LOCK_CAMPAIGN, {"key": _campaign_key(campaign)})
             yield tx
+        if self._checkpoints is not None and (write or campaign):
+            self._checkpoints.wrote()  # committed: its pages are in the log
 
     # --- idempotency --------------------------------------------------------------------------
 
