@@ -9,8 +9,12 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
-from reallocator.store.checkpoints import SAFETY_NET_PAGES, WalCheckpointer
+import pytest
+
+from reallocator.store import checkpoints
+from reallocator.store.checkpoints import RESTART_FROM_PAGES, SAFETY_NET_PAGES, WalCheckpointer
 from reallocator.store.sql import SqlStore
 
 
@@ -91,3 +95,48 @@ def test_a_failing_checkpoint_leaves_the_thread_running(tmp_path: Path) -> None:
             time.sleep(0.05)
     finally:
         checkpointer.close()
+
+
+def _long_log(path: Path, pages: int) -> sqlite3.Connection:
+    """A WAL database whose log holds about `pages` pages, none copied yet."""
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("PRAGMA wal_autocheckpoint=0")
+    writer.execute("CREATE TABLE t (b BLOB)")
+    writer.execute("BEGIN")
+    for _ in range(pages):
+        writer.execute("INSERT INTO t VALUES (randomblob(4000))")
+    writer.execute("COMMIT")
+    return writer
+
+
+def test_a_long_log_copied_whole_is_restarted_and_a_short_one_is_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    issued: list[str] = []
+    connect = sqlite3.connect
+
+    def traced(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        connection = connect(*args, **kwargs)
+        connection.set_trace_callback(issued.append)
+        return connection
+
+    monkeypatch.setattr(checkpoints.sqlite3, "connect", traced)
+    for pages, restarted in ((RESTART_FROM_PAGES + 100, True), (100, False)):
+        path = tmp_path / f"{pages}.db"
+        writer = _long_log(path, pages)
+        checkpointer = WalCheckpointer(str(path))
+        try:
+            issued.clear()
+            busy, log_pages, copied = checkpointer.checkpoint()
+            assert busy == 0 and copied == log_pages >= pages
+            assert issued[0] == "PRAGMA wal_checkpoint(PASSIVE)"
+            assert ("PRAGMA wal_checkpoint(RESTART)" in issued) is restarted
+            if restarted:  # the next write starts the log again
+                writer.execute("INSERT INTO t VALUES (1)")
+                reader = connect(path)
+                assert reader.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1] < 10
+                reader.close()
+        finally:
+            checkpointer.close()
+            writer.close()
