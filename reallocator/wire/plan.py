@@ -373,7 +373,7 @@ def _deals_table(d: pd.DataFrame) -> pa.Table:
         if wire.endswith("_id"):  # the table's Arrow strings as they are (no objects between)
             columns[wire] = pa.array(text_column(d, col), pa.string())
             continue
-        values = d[col].to_numpy()
+        values = values_of(d, col)  # no Series per column (~20 us each at 50 deals)
         if wire == "marginal_value":
             values = np.where(np.isfinite(values), values, 0.0)
         columns[wire] = pa.array(values)
