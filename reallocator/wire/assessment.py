@@ -8,7 +8,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from reallocator.core.model import BudgetType
@@ -73,16 +72,6 @@ _LARGEST = float(np.finfo(np.float64).max)
 _VERDICT_LABELS = ("status", "reason", "alert")
 _ASSESSMENT: Any = assessment_pb2.PacingAssessment
 """Its constructor takes dicts for sub-messages, as upb does (the stubs say messages only)."""
-
-
-def verdicts(frame: pd.DataFrame, kind: EntityKind) -> list[assessment_pb2.PacingVerdict]:
-    """One PacingVerdict per row of a verdict frame."""
-    ids = frame.index.astype(str).tolist()
-    numbers = np.array([frame[name].to_numpy(np.float64) for name in _NUMBERS])
-    rows = _verdict_rows(
-        ids, [KIND[kind]] * len(ids), numbers, *(frame[n].to_numpy() for n in _VERDICT_LABELS)
-    )
-    return list(_ASSESSMENT(sellers=rows).sellers)
 
 
 def _verdict_rows(
