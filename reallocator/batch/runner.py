@@ -17,7 +17,7 @@ import json
 import multiprocessing
 import os
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, as_completed, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -310,8 +310,3 @@ class Progress:
 
     def close(self) -> None:
         self._bar.close()  # type: ignore[attr-defined]
-
-
-def iter_parts(out: Path, part: str) -> Iterator[Path]:
-    """The written parts of one kind, in chunk order."""
-    yield from sorted((out / part).glob("part-*.parquet"))

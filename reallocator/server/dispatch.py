@@ -287,10 +287,6 @@ def _streaming(
     return handle
 
 
-def _cut_message(text: str, most: int = 1000) -> str:
-    return text if len(text) <= most else text[: most - 1] + "…"
-
-
 def _unimplemented(method: MethodDescriptor) -> Callable[[bytes, grpc.ServicerContext], Any]:
     def handle(data: bytes, context: grpc.ServicerContext) -> Any:
         _parse(method, data, context)

@@ -806,18 +806,9 @@ def forecast_columns(
     return units, rationale
 
 
-def method_names(method: pd.Categorical) -> npt.NDArray[np.object_]:
-    """Each deal's forecast method as text (the categorical's labels picked by code)."""
-    names: npt.NDArray[np.object_] = _METHOD_NAMES[method.codes]
-    return names
-
-
-_METHOD_NAMES = np.array(METHODS, dtype=object)
-
-
 def method_is(method: pd.Categorical, name: str) -> BoolArray:
-    """Which deals' forecast method is `name` (one of METHODS): by code, where comparing
-    `method_names` is a Python compare per deal."""
+    """Which deals' forecast method is `name` (one of METHODS): by code, where comparing the
+    labels is a Python compare per deal."""
     out: BoolArray = np.asarray(method.codes) == _CODE[name]
     return out
 

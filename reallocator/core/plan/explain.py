@@ -42,24 +42,15 @@ _BUDGET = _BINDING_CODE[BindingKind.BUDGET]
 _ZERO = _BINDING_CODE[BindingKind.ZERO]
 
 
-def binding_kinds(
-    problem: AllocationProblem,
-    report: BoundsReport,
-    result: AllocationResult,
-    locked: npt.NDArray[np.bool_],
-) -> npt.NDArray[np.str_]:
-    """The constraint that stopped each deal: its own bound if it sits on one (and which term
-    of the bound formula set it), else a group limit it belongs to, else the budget."""
-    return _BINDING_NAMES[binding_codes(problem, report, result, locked)]
-
-
 def binding_codes(
     problem: AllocationProblem,
     report: BoundsReport,
     result: AllocationResult,
     locked: npt.NDArray[np.bool_],
 ) -> IntArray:
-    """`binding_kinds` as codes (`_BINDING_NAMES`)."""
+    """The constraint that stopped each deal, as a code (`_BINDING_NAMES`): its own bound if it
+    sits on one (and which term of the bound formula set it), else a group limit it belongs
+    to, else the budget."""
     x = result.allocation
     cur, step = report.current, report.step
     at_ub = (x >= problem.ub) & (x > problem.lb)

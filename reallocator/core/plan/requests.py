@@ -150,10 +150,6 @@ DECISION_COLUMNS: tuple[str, ...] = (
 """Columns of `request_decisions`, one row per deal in input order."""
 
 
-def _obj(values: Any) -> ObjArray:
-    return np.asarray(values, dtype=object)
-
-
 def pacing_status(assessment: Assessment, texts: Mapping[str, ObjArray]) -> ObjArray:
     """The deals' pacing verdicts as labels: the caller's conversion when it made one, else the
     assessment's own column (no frame built)."""
