@@ -131,12 +131,12 @@ def main() -> int:
         key=lambda c: c.map(order) if c.name == "scenario" else c,
         kind="stable",
     )
-    deviates = {sc.name: sc.deviates for sc in scenarios}
+    expected = {sc.name: sc.expected for sc in scenarios}
     kept.sort(key=lambda r: order[r.world.scenario.name])
-    summary = write_report(rows.reset_index(drop=True), args.out, deviates, kept)
+    summary = write_report(rows.reset_index(drop=True), args.out, expected, kept)
     elapsed = time.perf_counter() - started
     print(format_table(summary, f"Pacing quality ({args.seeds} seeds, {elapsed:.0f} s)"))
-    checks = check_targets(summary, deviates)
+    checks = check_targets(summary, expected)
     print()
     print(format_targets(checks))
     print(f"\nreport: {args.out}/")

@@ -133,11 +133,11 @@ def simulate_command(args: argparse.Namespace) -> int:
     ]
     rows, kept = run_tasks(tasks, args.workers, print_progress)
     out = args.out or Path("reports") / scenario.name
-    deviates = {scenario.name: scenario.deviates}
-    summary = write_report(rows, out, deviates, kept if plots else [])
+    expected = {scenario.name: scenario.expected}
+    summary = write_report(rows, out, expected, kept if plots else [])
     print(format_table(summary))
     print()
-    print(format_targets(check_targets(summary, deviates)))
+    print(format_targets(check_targets(summary, expected)))
     print(f"\nreport: {out}/")
     return 0
 

@@ -25,6 +25,7 @@ import pandas as pd
 
 from reallocator.sim.metrics import check_targets, summarise
 from reallocator.sim.run import WorldResult
+from reallocator.sim.scenario import Expected
 from reallocator.sim.world import FloatArray, World
 
 STYLES = {
@@ -121,13 +122,13 @@ def format_targets(checks: pd.DataFrame) -> str:
     return "Targets (reallocator, medians over seeds):\n" + shown.to_string(index=False)
 
 
-def write_tables(rows: pd.DataFrame, out: Path, deviates: dict[str, bool]) -> pd.DataFrame:
+def write_tables(rows: pd.DataFrame, out: Path, expected: dict[str, Expected]) -> pd.DataFrame:
     """metrics.csv (every run), summary.csv (medians), targets.csv; returns the summary."""
     out.mkdir(parents=True, exist_ok=True)
     rows.to_csv(out / "metrics.csv", index=False, float_format="%.6g")
     summary = summarise(rows)
     summary.to_csv(out / "summary.csv", index=False, float_format="%.6g")
-    check_targets(summary, deviates).to_csv(out / "targets.csv", index=False)
+    check_targets(summary, expected).to_csv(out / "targets.csv", index=False)
     return summary
 
 
@@ -309,17 +310,17 @@ def write_plots(result: WorldResult, out: Path) -> list[Path]:
 def write_report(
     rows: pd.DataFrame,
     out: Path,
-    deviates: dict[str, bool],
+    expected: dict[str, Expected],
     plotted: Iterable[WorldResult] = (),
 ) -> pd.DataFrame:
     """Tables for all rows, plots for each world in `plotted` (a sub-folder per scenario when
     there are several)."""
-    summary = write_tables(rows, out, deviates)
+    summary = write_tables(rows, out, expected)
     plotted = list(plotted)
     for result in plotted:
         folder = out if len(plotted) == 1 else out / result.world.scenario.name
         write_plots(result, folder)
     (out / "summary.txt").write_text(
-        format_table(summary) + "\n\n" + format_targets(check_targets(summary, deviates)) + "\n"
+        format_table(summary) + "\n\n" + format_targets(check_targets(summary, expected)) + "\n"
     )
     return summary

@@ -10,10 +10,10 @@ import pytest
 from builders import TINY_SCENARIO
 
 from reallocator.sim.cli import main
-from reallocator.sim.metrics import oracle_metrics, run_metrics
+from reallocator.sim.metrics import VALUE_CHECK, check_targets, oracle_metrics, run_metrics
 from reallocator.sim.report import write_report
 from reallocator.sim.run import run_world
-from reallocator.sim.scenario import scenario_from_dict
+from reallocator.sim.scenario import Expected, scenario_from_dict
 from reallocator.sim.world import build_world
 
 SMALL = TINY_SCENARIO
@@ -24,7 +24,7 @@ def test_report_files_are_written(tmp_path: Path) -> None:
     result = run_world(world)
     rows = [oracle_metrics(world, result.oracle)]
     rows += [run_metrics(world, result.oracle, r) for r in result.runs.values()]
-    summary = write_report(pd.DataFrame(rows), tmp_path, {"tiny": True}, [result])
+    summary = write_report(pd.DataFrame(rows), tmp_path, {"tiny": Expected()}, [result])
     assert list(summary["strategy"]) == ["oracle", "static", "rules", "greedy", "reallocator"]
     for name in (
         "metrics.csv",
@@ -49,6 +49,44 @@ def test_report_files_are_written(tmp_path: Path) -> None:
     assert bool(targets["floor<=3%"].iloc[0]) is True
     table = (tmp_path / "summary.txt").read_text()
     assert "maxgap%  floor%" in table
+
+
+def _summary(value: float) -> pd.DataFrame:
+    """One scenario's medians: the reallocator at `value` of the oracle's, the rest met."""
+    return pd.DataFrame(
+        {
+            "scenario": ["world"],
+            "strategy": ["reallocator"],
+            "utilisation_vs_oracle": [0.995],
+            "utilisation": [0.99],
+            "overspend_max": [0.0],
+            "worst_cum_gap": [0.02],
+            "gap_floor": [0.001],
+            "value_vs_oracle": [value],
+            "churn": [0.5],
+            "reversed": [0.2],
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "burst", "met"),
+    [(0.951, False, True), (0.93, False, False), (0.93, True, True), (0.91, True, False)],
+)
+def test_value_target_is_lower_with_a_burst(value: float, burst: bool, met: bool) -> None:
+    scenario = dict(SMALL, name="world")
+    if burst:
+        event = {"select": {"channels": ["display"]}, "start_hour": 10, "amplitude": 1.5}
+        scenario["events"] = [event]
+    expected = scenario_from_dict(scenario).expected
+    assert expected.value == (0.92 if burst else 0.95)
+    checks = check_targets(_summary(value), {"world": expected})
+    assert bool(checks[VALUE_CHECK].iloc[0]) is met
+
+
+def test_an_event_that_only_reshapes_demand_is_no_burst() -> None:
+    event = {"select": {"channels": ["ctv"]}, "start_hour": 10, "shape": "nyc_blizzard"}
+    assert scenario_from_dict(dict(SMALL, events=[event])).expected == Expected()
 
 
 def test_simulate_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
