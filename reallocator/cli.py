@@ -36,6 +36,7 @@ def _serve(args: argparse.Namespace) -> int:
             grace_period_seconds=args.grace_period_seconds,
             workers=args.workers,
             share_calls=args.share_calls,
+            warm_up=args.warm_up,
             **_security_flags(args),
         )
     except ConfigError as exc:
@@ -279,6 +280,14 @@ def build_parser() -> argparse.ArgumentParser:
         const=False,
         help="each worker runs the calls of its own connections (default: a busy worker hands "
         "Replan and AssessPacing calls to an idle one)",
+    )
+    serve.add_argument(
+        "--no-warm-up",
+        dest="warm_up",
+        action="store_const",
+        const=False,
+        help="listen at once (default: each worker first runs the example Replan through "
+        "itself, nothing stored, so that no caller's call is its first)",
     )
     serve.add_argument(
         "--max-message-bytes",

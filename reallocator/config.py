@@ -46,6 +46,9 @@ class ServerConfig:
     # With workers > 1: a busy worker hands a Replan or AssessPacing to an idle sibling over a
     # private Unix socket (server/peers.py), so one connection's calls use every core.
     share_calls: bool = True
+    # `serve`: each worker runs the example Replan and an AssessPacing through itself before it
+    # listens (server/warm_up.py; nothing stored), so no caller's call is a process's first.
+    warm_up: bool = True
     max_pending_calls: int = 32  # calls waiting for a thread beyond max_workers; more: refused
     max_watch_streams: int = (
         8  # WatchCampaign streams open at once (beside the calls); more: refused
@@ -87,6 +90,7 @@ _ENV = {
     "REALLOCATOR_DRAIN_DELAY_SECONDS": ("drain_delay", float),
     "REALLOCATOR_WORKERS": ("workers", int),
     "REALLOCATOR_SHARE_CALLS": ("share_calls", bool),
+    "REALLOCATOR_WARM_UP": ("warm_up", bool),
     "REALLOCATOR_MAX_PENDING_CALLS": ("max_pending_calls", int),
     "REALLOCATOR_MAX_WATCH_STREAMS": ("max_watch_streams", int),
     "REALLOCATOR_WATCH_POLL_SECONDS": ("watch_poll", float),

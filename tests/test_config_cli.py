@@ -262,6 +262,20 @@ def test_share_calls_from_toml_env_and_the_flag(
     assert [c.share_calls for c in served] == [True, False]
 
 
+def test_warm_up_from_toml_env_and_the_flag(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, served: list[ServerConfig]
+) -> None:
+    """On by default; `warm_up = false`, REALLOCATOR_WARM_UP=0 or --no-warm-up turn it off,
+    and the environment overrides the file both ways."""
+    assert load_config(env={}).warm_up
+    off = _toml(tmp_path, "[server]\nwarm_up = false\n")
+    assert not load_config(off, env={}).warm_up
+    assert load_config(off, env={"REALLOCATOR_WARM_UP": "yes"}).warm_up
+    assert not load_config(env={"REALLOCATOR_WARM_UP": "0"}).warm_up
+    assert main(["serve"]) == 0 and main(["serve", "--no-warm-up"]) == 0
+    assert [c.warm_up for c in served] == [True, False]
+
+
 DURATION_SPELLINGS = {
     "toml_server": ("[server]\ngrace_period = 3\n", "server.grace_period"),
     "toml_server_hours": ("[server]\nsolver_time_limit_hours = 1\n", "solver_time_limit_seconds"),

@@ -55,6 +55,7 @@ from reallocator.server.peers import (
     tagger,
 )
 from reallocator.server.servicer import ReallocatorServicer
+from reallocator.server.warm_up import warm_up
 from reallocator.v1 import reallocator_service_pb2
 
 log = logging.getLogger(__name__)
@@ -116,9 +117,11 @@ def start_server(
     reuse_port: bool = False,
     process_index: int = 0,
     peers: PeerSpec | None = None,
+    warm: bool = False,
 ) -> RunningServer:
     """Starts a server in this process (tests, and each worker of `serve`); with `peers`, it
-    shares CPU-bound calls with the other workers (server/peers.py)."""
+    shares CPU-bound calls with the other workers (server/peers.py); `warm`: it runs the
+    warm-up's calls (server/warm_up.py) before it listens."""
     options = [
         ("grpc.max_receive_message_length", config.max_message_bytes),
         ("grpc.max_send_message_length", config.max_message_bytes),
@@ -155,6 +158,8 @@ def start_server(
     )
     watches = Admission(config.max_watch_streams, 0)  # streams wait on the store, not a core
     servicer = ReallocatorServicer(config)
+    if warm:  # before the port is opened: a rehearsal must not roll back a caller's writes
+        log.info("warmed up in %.0f ms", 1e3 * warm_up(servicer))
     if config.retention_days:
         threading.Thread(
             target=_purge_every_hour, args=(servicer, config.retention_days), daemon=True
@@ -265,7 +270,10 @@ def _serve_here(
     one_blas_thread()
     keep_large_buffers()  # before the server's threads start
     collect_garbage_less_often()
-    running = start_server(config, reuse_port=reuse_port, process_index=process_index, peers=peers)
+    running = start_server(
+        config, reuse_port=reuse_port, process_index=process_index, peers=peers,
+        warm=config.warm_up,
+    )  # fmt: skip
     return_freed_memory(running.admission.activity if running.admission else None)
     while not stopping.wait(0.5):  # a timed wait wakes for signals on every platform
         pass

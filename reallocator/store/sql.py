@@ -322,6 +322,7 @@ class SqlStore:
         self._writer = engine.execution_options(**{_WRITE: True})  # same pool, its own option
         self._postgres = engine.dialect.name == "postgresql"
         self._read = ReadTables()  # plans' tables as read before: their content never changes
+        self._rehearsing = False  # `rehearsal`: every transaction rolled back
         # The INSERT ... ON CONFLICT DO NOTHING of every recorded Replan (its snapshot, when
         # new, and its idempotency key), built once, values as parameters: one built per call
         # with its values cost the recorded 50-deal Replan ~0.14 ms of thread CPU for the
@@ -370,6 +371,19 @@ class SqlStore:
         self.engine.dispose()
 
     @contextmanager
+    def rehearsal(self) -> Iterator[None]:
+        """Every transaction meanwhile, on any thread, is rolled back instead of committed:
+        a worker's warm-up (server/warm_up.py) runs recorded calls on this engine before it
+        listens, so their statements are compiled and their code paths loaded before the first
+        caller's, and nothing is stored. Never while the server serves: a caller's writes in
+        the meantime would be rolled back too."""
+        self._rehearsing = True
+        try:
+            yield
+        finally:
+            self._rehearsing = False
+
+    @contextmanager
     def _tx(self, write: bool = False, *, campaign: str = "") -> Iterator[Connection]:
         """One transaction, committed as a whole or not at all; a database that cannot be
         reached (now or mid-way) is StoreUnavailable, whose outcome the caller retries.
@@ -386,6 +400,9 @@ class SqlStore:
             if campaign and self._postgres:
                 tx.execute(_LOCK_CAMPAIGN, {"key": _campaign_key(campaign)})
             yield tx
+            if self._rehearsing:
+                tx.rollback()  # the transaction ends here: `begin` then has nothing to commit
+                return
         if self._checkpoints is not None and (write or campaign):
             self._checkpoints.wrote()  # committed: its pages are in the log
 
