@@ -21,7 +21,6 @@ import os
 import pstats
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,12 +31,10 @@ from auction_pool import Reallocator, build_world, simulate, started_server
 from reallocator.config import ServerConfig
 from reallocator.server.memory import collect_garbage_less_often, keep_large_buffers
 from reallocator.server.servicer import ReallocatorServicer
+from reallocator.server.warm_up import InProcessContext
 from reallocator.store.sql import SqlStore
 from reallocator.v1 import reallocator_service_pb2 as pb
 from reallocator.v1 import reallocator_service_pb2_grpc as rpc
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from call_context import CallContext  # the tests' in-process servicer context
 
 
 def played_day(root: Path, deals: int, seed: int) -> str:
@@ -74,7 +71,7 @@ def main() -> None:
             collect_garbage_less_often()
 
             def call() -> None:
-                servicer.replan(pb.ReplanRequest.FromString(data), CallContext())  # type: ignore[arg-type]
+                servicer.replan(pb.ReplanRequest.FromString(data), InProcessContext())  # type: ignore[arg-type]
 
             for _ in range(10):
                 call()

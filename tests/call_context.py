@@ -1,28 +1,18 @@
-"""A ServicerContext for servicer methods called in process (no server, no channel): a caller
-with no deadline that stays, and no metadata; an abort fails the test."""
+"""A ServicerContext for servicer methods called in process (no server, no channel): the
+warm-up's (a caller with no deadline that stays, and no metadata), whose abort fails the test."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from reallocator.server.warm_up import InProcessContext
 
-class CallContext:
-    """The few ServicerContext calls the methods make."""
 
-    def time_remaining(self) -> None:
-        return None
-
-    def is_active(self) -> bool:
-        return True
-
-    def invocation_metadata(self) -> tuple[()]:
-        return ()
+class CallContext(InProcessContext):
+    """The few ServicerContext calls the methods make; an abort is the test's failure."""
 
     def abort(self, *args: Any) -> None:
         raise AssertionError(args)
 
     def abort_with_status(self, *args: Any) -> None:
         raise AssertionError(args)
-
-    def set_trailing_metadata(self, *args: Any) -> None:
-        pass

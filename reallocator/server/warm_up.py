@@ -31,9 +31,10 @@ REQUEST = Path(__file__).with_name("warm_up_request.json")
 """The warm-up's Replan: a copy of examples/replan_request.json (a test keeps them equal)."""
 
 
-class _Context:
-    """What the servicer asks of a call's context: no deadline, a caller that waits, no
-    metadata (the store's actor is then "anonymous"; nothing is stored anyway)."""
+class InProcessContext:
+    """The few `grpc.ServicerContext` calls the servicer's methods make, for a call made in
+    process (no server, no channel): no deadline, a caller that waits, no metadata (the
+    store's actor is then "anonymous"); an abort raises."""
 
     def time_remaining(self) -> None:
         return None
@@ -78,7 +79,7 @@ def warm_up(servicer: ReallocatorServicer) -> float:
     have without the warm-up, and the server still starts."""
     started = time.perf_counter()
     dry, recorded, assess = requests()
-    context: Any = _Context()
+    context: Any = InProcessContext()
     calls: list[tuple[str, Callable[[], object]]] = [
         ("Replan (dry run)", lambda: servicer.replan(dry, context)),
         ("Replan (recorded)", lambda: servicer.replan(recorded, context)),
@@ -93,4 +94,4 @@ def warm_up(servicer: ReallocatorServicer) -> float:
     return time.perf_counter() - started
 
 
-__all__ = ["REQUEST", "requests", "warm_up"]
+__all__ = ["REQUEST", "InProcessContext", "requests", "warm_up"]
