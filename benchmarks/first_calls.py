@@ -30,7 +30,10 @@ SETTINGS = {"warm-up": (), "no warm-up": ("--no-warm-up",)}
 
 
 def one_round(
-    flags: tuple[str, ...], request: pb.ReplanRequest, channels: int, calls: int
+    flags: tuple[str, ...],
+    request: pb.ReplanRequest,
+    channels: int,
+    calls: int,
 ) -> dict[str, float]:
     """One fresh server: seconds to SERVING and every call's latency, in order."""
     with tempfile.TemporaryDirectory() as store:

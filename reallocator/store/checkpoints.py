@@ -47,8 +47,7 @@ class WalCheckpointer:
             daemon=True,
             name="sqlite-checkpoint",
         )
-        weakref.finalize(self, self._closing.set)
-        weakref.finalize(self, self._due.set)
+        weakref.finalize(self, _stop, self._closing, self._due)
         self._thread.start()
 
     def wrote(self) -> None:
@@ -57,8 +56,7 @@ class WalCheckpointer:
 
     def close(self) -> None:
         """Stops the thread (a checkpoint under way finishes first)."""
-        self._closing.set()
-        self._due.set()
+        _stop(self._closing, self._due)
         if self._thread is not threading.current_thread():
             self._thread.join(timeout=30)
 
@@ -76,6 +74,12 @@ class WalCheckpointer:
             connection.close()
         self.checkpoints += 1
         return int(row[0]), int(row[1]), int(row[2])
+
+
+def _stop(closing: threading.Event, due: threading.Event) -> None:
+    """Tells the thread to end, and wakes it to see so."""
+    closing.set()
+    due.set()
 
 
 def _run(
