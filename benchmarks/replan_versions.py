@@ -7,10 +7,12 @@ both servers start as README says (`reallocator serve`, one worker each unless `
 warm, then `--blocks` blocks of `--calls` calls alternate between them. Prints p50 and p99 of
 each and the ratio of the p50s. The request is `assess_scaling.make_snapshot` (Arrow,
 compression="auto"), a dry run in `--view` (`--recorded`: stored in each server's audit store,
-the SQLite file of its working folder).
+the SQLite file of its working folder). `--cycle` times an orchestrator's hourly round instead,
+each call on its own: the recorded Replan, GetPlan of it (FULL), ReviewPlan (approve) and
+ConfirmApplied.
 
     .venv/bin/python benchmarks/replan_versions.py --base b31b1c9 [--deals 50] [--view SUMMARY]
-        [--guaranteed 0.3] [--blocks 20] [--calls 25] [--workers 1] [--recorded]
+        [--guaranteed 0.3] [--blocks 20] [--calls 25] [--workers 1] [--recorded | --cycle]
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import argparse
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -55,6 +57,28 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+def timed(call: Callable[[], object]) -> tuple[float, object]:
+    t0 = time.perf_counter()
+    answer = call()
+    return time.perf_counter() - t0, answer
+
+
+def one_round(stub: rpc.ReallocatorServiceStub, request: pb.ReplanRequest) -> dict[str, float]:
+    """An orchestrator's hourly round, each call timed: a recorded Replan (`request`), then
+    its plan read, approved and confirmed applied."""
+    took, answer = timed(lambda: stub.Replan(request, timeout=60))
+    name = answer.plan.name  # type: ignore[attr-defined]
+    get = pb.GetPlanRequest(name=name, view=pb.PLAN_VIEW_FULL)
+    review = pb.ReviewPlanRequest(name=name, decision=pb.REVIEW_DECISION_APPROVE)
+    confirm = pb.ConfirmAppliedRequest(name=name)
+    times = {"Replan": took}
+    times["GetPlan FULL"], _ = timed(lambda: stub.GetPlan(get, timeout=60))
+    times["ReviewPlan"], _ = timed(lambda: stub.ReviewPlan(review, timeout=60))
+    confirm.apply_time.GetCurrentTime()
+    times["ConfirmApplied"], _ = timed(lambda: stub.ConfirmApplied(confirm, timeout=60))
+    return times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", required=True, help="the earlier commit (any git revision)")
@@ -66,7 +90,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--recorded", action="store_true",
                         help="not a dry run: each call records a plan in its store")  # fmt: skip
+    parser.add_argument("--cycle", action="store_true",
+                        help="recorded; then GetPlan, ReviewPlan, ConfirmApplied")  # fmt: skip
     args = parser.parse_args()
+    args.recorded = args.recorded or args.cycle
     keep_large_buffers()  # the client as README advises Python callers (both versions alike)
     snapshot = make_snapshot(args.deals, guaranteed=args.guaranteed)
     request = pb.ReplanRequest(
@@ -96,21 +123,26 @@ def main() -> None:
         for stub in stubs.values():
             for _ in range(warm):  # caches, first allocations
                 stub.Replan(request, timeout=60)
-        seconds: dict[str, list[float]] = {name: [] for name in stubs}
+        seconds: dict[str, dict[str, list[float]]] = {name: {} for name in stubs}
         for _ in range(args.blocks):
             for name, stub in stubs.items():
                 for _ in range(args.calls):
-                    t0 = time.perf_counter()
-                    stub.Replan(request, timeout=60)
-                    seconds[name].append(time.perf_counter() - t0)
-    kind = "recorded" if args.recorded else "dry run"
+                    if args.cycle:
+                        times = one_round(stub, request)
+                    else:
+                        times = {"Replan": timed(lambda s=stub: s.Replan(request, timeout=60))[0]}
+                    for call, took in times.items():
+                        seconds[name].setdefault(call, []).append(took)
+    kind = "hourly round" if args.cycle else "recorded" if args.recorded else "dry run"
     print(f"{args.deals} deals, {args.view} {kind}, {args.guaranteed:.0%} guaranteed, "
           f"{args.workers} worker(s), {args.blocks} x {args.calls} calls each")  # fmt: skip
-    for name, values in seconds.items():
-        print(f"  {name:>12}: p50 {percentile(values, 0.5) * 1e3:6.2f} ms  "
-              f"p99 {percentile(values, 0.99) * 1e3:6.2f} ms")  # fmt: skip
-    base, now = (percentile(seconds[k], 0.5) for k in stubs)
-    print(f"  p50 this tree / {args.base}: {now / base:.2f}x")
+    for call in seconds["this tree"]:
+        for name, calls in seconds.items():
+            values = calls[call]
+            print(f"  {call:>14} {name:>12}: p50 {percentile(values, 0.5) * 1e3:6.2f} ms  "
+                  f"p99 {percentile(values, 0.99) * 1e3:6.2f} ms")  # fmt: skip
+        base, now = (percentile(seconds[k][call], 0.5) for k in stubs)
+        print(f"  {call:>14} p50 this tree / {args.base}: {now / base:.2f}x")
 
 
 if __name__ == "__main__":

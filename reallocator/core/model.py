@@ -705,6 +705,12 @@ def _column_index(names: tuple[str, ...]) -> pd.Index:
     return pd.Index(names)
 
 
+def arrow_text(values: pa.Array | pa.ChunkedArray) -> Any:
+    """An Arrow column of text (plain or dictionary-encoded) as the "str" dtype's array: its
+    buffers shared, without pandas' conversion of each value (a stored plan's labels)."""
+    return _ArrowText(values.cast(pa.large_string()), dtype=TEXT_DTYPE)
+
+
 def _constant_text(value: str, n: int) -> Any:
     """A constant label as an `n`-row "str" array (a plan's deals table has one: its rationale
     before the words): Arrow repeats the one string, without the take of a one-row array

@@ -178,6 +178,34 @@ def test_the_stored_deals_table_is_the_one_pandas_would_give(data: st.DataObject
     plan_codec._STORED.clear()
 
 
+@settings(max_examples=60, deadline=None)
+@given(data=st.data(), n=st.integers(0, 30))
+def test_a_stored_deals_table_reads_back_as_pandas_would_give_it(
+    data: st.DataObject, n: int
+) -> None:
+    """`deals_frame` makes the frame from the stored Arrow columns: the same frame, dtypes and
+    values (NaN, infinities, missing and non-ASCII text, no rows) as Arrow's pandas conversion
+    with the code columns cast back to text, and the plan's own table with its words emptied."""
+    columns: dict[str, object] = {}
+    for name, dtype in PLAN_DEAL_COLUMNS.items():
+        element = {"str": st.one_of(_TEXT, st.none()), "int64": st.integers(-(2**63), 2**63 - 1),
+                   "float64": _FLOAT, "bool": st.booleans()}[dtype]  # fmt: skip
+        values = data.draw(st.lists(element, min_size=n, max_size=n))
+        columns[name] = np.array(values, dtype=object if dtype == "str" else dtype)
+    frame = table_of(columns, PLAN_DEAL_COLUMNS)
+    stored = plan_codec._ipc(plan_codec._deals_table(frame))
+    got = plan_codec.deals_frame(stored)
+    want = pa.ipc.open_stream(pa.py_buffer(stored)).read_all().to_pandas()
+    for name in ("binding", "reason", "pacing", "pacing_status", "seller_id", "channel_id"):
+        want[name] = want[name].astype("str")
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+    frame["rationale"] = ""
+    pd.testing.assert_frame_equal(got, frame, check_exact=True)
+    got.loc[:, "delta"] = 7  # the frame owns its numbers: the stored bytes are not written
+    assert plan_codec.deals_frame(stored)["delta"].tolist() == frame["delta"].tolist()
+    plan_codec._STORED.clear()
+
+
 def stored_as_before(deals: pa.Table) -> pa.Table:
     """The stored deals table as split made it before `_deals_table`."""
     for i, name in enumerate(deals.column_names):
