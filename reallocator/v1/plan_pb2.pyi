@@ -251,7 +251,10 @@ class _ReasonCodeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ReasonCode
     REASON_CODE_STALLED: _ReasonCode.ValueType  # 4
     """Stalled: no delivery over the stalled window."""
     REASON_CODE_CAPACITY_SHORTFALL: _ReasonCode.ValueType  # 5
-    """Capacity forecast below the allocation."""
+    """Capacity forecast below the allocation, and the shortfall is most of the cut: what the
+    deal is cut below its forecast is no more than what the forecast falls short by (a deal
+    cut further gets the reason of the rest: LOWER_VALUE, MAXIMUM_REACHED, ...).
+    """
     REASON_CODE_HIGHER_VALUE: _ReasonCode.ValueType  # 6
     """Budget moved to higher value per unit."""
     REASON_CODE_MINIMUM_REQUIRED: _ReasonCode.ValueType  # 7
@@ -290,7 +293,10 @@ REASON_CODE_OVER_DELIVERY: ReasonCode.ValueType  # 3
 REASON_CODE_STALLED: ReasonCode.ValueType  # 4
 """Stalled: no delivery over the stalled window."""
 REASON_CODE_CAPACITY_SHORTFALL: ReasonCode.ValueType  # 5
-"""Capacity forecast below the allocation."""
+"""Capacity forecast below the allocation, and the shortfall is most of the cut: what the
+deal is cut below its forecast is no more than what the forecast falls short by (a deal
+cut further gets the reason of the rest: LOWER_VALUE, MAXIMUM_REACHED, ...).
+"""
 REASON_CODE_HIGHER_VALUE: ReasonCode.ValueType  # 6
 """Budget moved to higher value per unit."""
 REASON_CODE_MINIMUM_REQUIRED: ReasonCode.ValueType  # 7

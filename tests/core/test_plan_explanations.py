@@ -10,7 +10,7 @@ import re
 
 import numpy as np
 import pytest
-from builders import build_snapshot, random_snapshot_spec
+from builders import DealSpec, SnapshotSpec, build_snapshot, lifetime_pacing, random_snapshot_spec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -57,6 +57,8 @@ def check_words_agree(plan: Plan) -> None:
             assert row.pacing_status == "OVER", where
         if reason is ReasonCode.STALLED:
             assert row.pacing_status == "STALLED", where
+        if reason is ReasonCode.CAPACITY_SHORTFALL:  # the shortfall is most of the cut
+            assert row.old_allocation - row.capacity >= row.capacity - row.new_allocation, where
         if binding is BindingKind.STEP:
             assert abs(delta) == row.step, where
             assert f"the step limit of {amount(row.step, bt, cur)}" in row.rationale, where
@@ -107,6 +109,47 @@ def test_every_plan_says_what_its_numbers_say(
     plan = build_plan(snapshot)
     check_words_agree(plan)
     check_groups_and_summary(plan)
+
+
+def test_a_deal_cut_far_below_its_forecast_is_cut_for_value_not_for_a_shortfall() -> None:
+    """Two on-pace deals of one campaign: the low-valued one's forecast is 10 % under what it
+    holds, the other has room for both. The plan moves all of it: most of that cut is below
+    the forecast, so it is said to go to a deal worth more, not to a capacity shortfall."""
+    m = 1_000_000
+    low, high = (
+        DealSpec(
+            deal_id,
+            seller,
+            "c1",
+            allocation=1000 * m,
+            spend_micros=333 * m,
+            impressions=100_000,
+            ecpm_micros=4 * m,
+            value_per_unit=value,
+            capacity_forecast=forecast * m,
+        )
+        for deal_id, seller, value, forecast in (("low", "s1", 0.5, 600), ("high", "s2", 2.0, 5000))
+    )
+    spec = SnapshotSpec(
+        deals=(low, high), seller_ids=("s1", "s2"), channel_ids=("c1",),
+        pacing=lifetime_pacing(2000 * m),
+    )  # fmt: skip
+    errors = Violations()
+    snapshot = decode_snapshot(build_snapshot(spec, "deals"), Policy(step_rel=1.0), errors)
+    assert snapshot is not None, errors.items
+    plan = build_plan(snapshot)
+    row = plan.deals.set_index("deal_id").loc["low"]
+    assert (row.old_allocation, row.capacity, row.new_allocation) == (667 * m, 600 * m, 0)
+    assert row.reason == "LOWER_VALUE"
+    assert row.rationale.startswith("-667.00 USD (667.00 USD -> 0.00 USD remaining): moved to")
+    check_words_agree(plan)
+    nearly = dataclasses.replace(
+        spec, deals=(dataclasses.replace(low, capacity_forecast=300 * m), high)
+    )
+    snapshot = decode_snapshot(build_snapshot(nearly, "deals"), Policy(step_rel=1.0), errors)
+    assert snapshot is not None, errors.items
+    row = build_plan(snapshot).deals.set_index("deal_id").loc["low"]
+    assert (row.new_allocation, row.reason) == (0, "CAPACITY_SHORTFALL")  # 367 of the 667
 
 
 def test_a_no_change_plan_explains_no_move() -> None:

@@ -181,7 +181,10 @@ def explain(
             beyond,
             (status == "STALLED") & givers,
             by_response,
-            givers & (report.capacity < old),
+            # The shortfall is most of the cut (no less than the part below the forecast): a
+            # deal cut well below its forecast was cut for another reason (a low-value deal's
+            # 600 cut to nothing on a forecast of 540 read "capacity shortfall").
+            givers & (old - report.capacity >= report.capacity - x),
             givers & (status == "OVER"),
             givers & (status == "UNDER"),
             givers & capped,
