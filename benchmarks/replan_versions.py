@@ -7,9 +7,9 @@ both servers start as README says (`reallocator serve`, one worker each unless `
 warm, then `--blocks` blocks of `--calls` calls alternate between them. Prints p50 and p99 of
 each and the ratio of the p50s. The request is `assess_scaling.make_snapshot` (Arrow,
 compression="auto"), a dry run in `--view` (`--recorded`: stored in each server's audit store,
-the SQLite file of its working folder). `--cycle` times an orchestrator's hourly round instead,
-each call on its own: the recorded Replan, GetPlan of it (FULL), ReviewPlan (approve) and
-ConfirmApplied.
+a SQLite file in a temporary folder of its own, empty at the start). `--cycle` times an
+orchestrator's hourly round instead, each call on its own: the recorded Replan, GetPlan of it
+(FULL), ReviewPlan (approve) and ConfirmApplied.
 
     .venv/bin/python benchmarks/replan_versions.py --base b31b1c9 [--deals 50] [--view SUMMARY]
         [--guaranteed 0.3] [--blocks 20] [--calls 25] [--workers 1] [--recorded | --cycle]
@@ -103,9 +103,13 @@ def main() -> None:
     )
     with ExitStack() as stack:
         base_tree = stack.enter_context(checkout(args.base))
+        stores = [
+            Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="replan-versions-")))
+            for _ in range(2)
+        ]  # each server's own empty audit store, whatever runs came before
         targets = {
-            args.base: stack.enter_context(started_server(args.workers, base_tree)),
-            "this tree": stack.enter_context(started_server(args.workers)),
+            args.base: stack.enter_context(started_server(args.workers, base_tree, stores[0])),
+            "this tree": stack.enter_context(started_server(args.workers, None, stores[1])),
         }
         # A TABLE or FULL answer of 10k deals and more is over grpcio's 4 MiB default.
         limit = 256 * 1024 * 1024
