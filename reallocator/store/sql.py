@@ -37,7 +37,7 @@ from reallocator.background import begun
 from reallocator.core.model import table_of
 from reallocator.core.plan.model import RequestHistory, ScheduleTable, last_of_each
 from reallocator.store.availability import DatabaseWatch, engine_options, starting
-from reallocator.store.checkpoints import SAFETY_NET_PAGES, WalCheckpointer
+from reallocator.store.checkpoints import JOURNAL_SIZE_LIMIT, SAFETY_NET_PAGES, WalCheckpointer
 from reallocator.store.errors import AlreadyExists, NotFound, StaleEtag, WrongState
 from reallocator.store.plan_codec import (
     STORE_COMPRESS_FROM_BYTES,
@@ -217,6 +217,7 @@ def _on_connect(dbapi_connection: Any, _record: Any) -> None:
     # The log is copied into the file by the store's checkpoint thread (store/checkpoints.py);
     # a commit copies it only past this safety net.
     cursor.execute(f"PRAGMA wal_autocheckpoint={SAFETY_NET_PAGES}")
+    cursor.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")  # no -wal left at its longest
     cursor.close()
     dbapi_connection.isolation_level = None
 
