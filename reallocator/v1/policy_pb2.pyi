@@ -305,7 +305,9 @@ class StepLimits(_message.Message):
     MAX_STEP_REL_PER_DAY_FIELD_NUMBER: _builtins.int
     max_step_abs: _builtins.int
     """Absolute step, budget unit. Default 0, which means automatic: an even share of what the
-    active deals still hold (remaining budget / active deals), so a deal at 0 can grow.
+    active deals still hold (remaining budget / active deals), so a deal at 0 can grow; a deal
+    that holds nothing may grow by an even share of the budget left to place (when every deal
+    was cut to its spend, they hold nothing and the first share would be 1 micro).
     """
     max_step_rel: _builtins.float
     """Step relative to the deal's current remaining allocation. Default 1.0 (it may double or

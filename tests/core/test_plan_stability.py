@@ -149,6 +149,27 @@ def test_a_confident_stall_keeps_only_what_it_may_deliver_after_it() -> None:
     assert row["reason"] == "STALLED" and row["capacity"] == 0 and row["new_allocation"] == 0
 
 
+def test_a_campaign_whose_every_deal_was_cut_to_its_spend_gets_its_budget_back() -> None:
+    """Every deal delivered for 16 h, then the whole campaign's supply stopped for 10 h and a
+    plan cut every deal to its spend (a confident stall); for the last 4 h bid requests are back
+    but no deal holds anything to buy with. The plan places the budget again, as far as the
+    deals' supply goes: each deal may grow by an even share of the budget left, not of what
+    the deals hold (nothing: the step was 1 micro, and no plan could ever raise them)."""
+    hours = 30
+    per_hour = np.zeros((N, hours))
+    per_hour[:, :16] = 12e6
+    avails = per_hour / 2_000.0 * 10
+    avails[:, 26:] = 12e6 / 2_000.0 * 10  # supply again, nothing bought
+    spent = per_hour.sum(axis=1).astype(np.int64)
+    snapshot = pool(T0 + hours * HOUR, spent, per_hour, avails, allocation=spent, days=3)
+    d = build_plan(snapshot).deals
+    assert (d["old_allocation"] == 0).all()
+    assert (d["capacity"] > 12_000_000).all(), d[["capacity", "pacing_status"]]
+    # Each deal back to what its supply allows (the stabilised forecast, stretched).
+    assert (d["new_allocation"] >= d["capacity"]).all(), d[["new_allocation", "binding"]]
+    assert (d["binding"] != "STEP").all()
+
+
 def test_a_deal_back_from_a_stall_is_forecast_from_its_pace_outside_it() -> None:
     """Deal 0 delivered for two hours, stalled for ten (no delivery, no bid requests) and has
     delivered at its old pace for the last six, like its 29 equal peers all along. Read over

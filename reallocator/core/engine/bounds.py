@@ -139,16 +139,20 @@ def deal_bounds(
     locked: np.ndarray,
     policy: Policy,
     room: tuple[IntArray, IntArray] | None = None,
+    regrow: int = 0,
 ) -> tuple[IntArray, IntArray, IntArray, IntArray, IntArray, IntArray]:
     """The per-deal formulas above, vectorised: (current, min', max', step, lb, ub). `room`:
     how far each deal may still grow and shrink within the rolling step windows
-    (plan/rolling.py); the step each way is the smaller, and `step` reports the upward one."""
+    (plan/rolling.py); the step each way is the smaller, and `step` reports the upward one.
+    `regrow`: the least a deal that holds nothing may grow by (plan/prepare.py)."""
     zero = np.int64(0)
     current = np.maximum(zero, allocation - spent)
     min_r = np.maximum(zero, min_allocation - spent)
     max_r = np.where(max_allocation == NO_MAX, NO_MAX, np.maximum(zero, max_allocation - spent))
     rel = np.floor(np.minimum(policy.step_rel * current.astype(np.float64), 2.0**62))
     step = np.maximum(np.int64(policy.step_abs), rel.astype(np.int64))
+    if regrow > 0:
+        step = np.where(current == 0, np.maximum(step, np.int64(regrow)), step)
     down = step
     if room is not None:
         step, down = np.minimum(step, room[0]), np.minimum(step, room[1])
@@ -306,6 +310,7 @@ def build_problem(
     value_breaks: IntArray | None = None,
     time_limit: float = 10.0,
     room: tuple[IntArray, IntArray] | None = None,
+    regrow: int = 0,
 ) -> BuiltProblem:
     """The problem for one campaign: deal bounds, group limits, value curves, churn weights.
 
@@ -324,6 +329,7 @@ def build_problem(
         values_of(deals, "locked", bool),
         policy,
         room,
+        regrow,
     )
     seller, seller_ids = _codes(deals, "seller_id", sellers)
     channel, channel_ids = _codes(deals, "channel_id", channels)
@@ -431,6 +437,7 @@ def build_from_snapshot(
     value_breaks: IntArray | None = None,
     time_limit: float = 10.0,
     room: tuple[IntArray, IntArray] | None = None,
+    regrow: int = 0,
 ) -> BuiltProblem:
     """`build_problem` with the horizon, the total, the flight budget and the money left read
     from the snapshot. The deals table's delivery columns are to date within the horizon; with
@@ -465,6 +472,7 @@ def build_from_snapshot(
         value_breaks=value_breaks,
         time_limit=time_limit,
         room=room,
+        regrow=regrow,
     )
     if not notes:
         return built

@@ -22,6 +22,7 @@ from reallocator.core.engine.bounds import (
     SPENT_COLUMN,
     build_from_snapshot,
     horizon,
+    total_to_allocate,
 )
 from reallocator.core.interrupt import Checkpoint
 from reallocator.core.model import (
@@ -109,7 +110,8 @@ def prepare(
         span = default_span(spec, snapshot.timezone, snapshot.as_of)
         curve = build_curve(spec, snapshot.timezone, span=span)
     as_of = snapshot.as_of.timestamp()
-
+    period_left = _period_left(snapshot, curve, as_of)
+    regrow = _regrowth(snapshot, period_left)
     snapshot = _with_step_floor(snapshot)
     policy = snapshot.policy
     # The sign of each deal's last recent move (hysteresis and the reversal charge read it).
@@ -122,9 +124,10 @@ def prepare(
     built = build_from_snapshot(
         snapshot,
         capacity,
-        period_left=_period_left(snapshot, curve, as_of),
+        period_left=period_left,
         time_limit=time_limit if time_limit is not None else 10.0,
         room=room,
+        regrow=regrow,
     )
     asked = _remaining_asks(snapshot, reached["asked_total"])
     problem = reversal_churn(asked_as_current(built.problem, asked), moved, policy)
@@ -172,6 +175,23 @@ def _with_step_floor(snapshot: CampaignSnapshot) -> CampaignSnapshot:
         return snapshot
     floor = -(-int(remaining[active].sum()) // int(active.sum()))
     return replace(snapshot, policy=replace(policy, step_abs=max(floor, 1)))
+
+
+def _regrowth(snapshot: CampaignSnapshot, period_left: dict[Period, int]) -> int:
+    """With `step_abs` automatic, the least a deal that holds nothing may grow by: an even share
+    of the budget left to place. The automatic floor is a share of what the deals hold, so once
+    every deal was cut to its spend (a stall of the whole campaign, confident) it was 1 micro,
+    and no plan could raise them again when supply came back (a 7-day flight, 5 deals: 24 % of
+    the budget spent where fixed allocations spent 63 %). 0: no floor beyond the policy's."""
+    if snapshot.policy.step_abs > 0:
+        return 0
+    deals, spec = snapshot.deals, snapshot.pacing
+    active = int(np.count_nonzero(values_of(deals, "status") == _ACTIVE))
+    spent = int(values_of(deals, SPENT_COLUMN[spec.budget_type]).sum())
+    to_place = total_to_allocate(horizon(spec, snapshot.as_of).budgets, spent, period_left)
+    if not active or not to_place:
+        return 0
+    return -(-to_place // active)
 
 
 def last_moves(
