@@ -313,6 +313,15 @@ class Scenario:
         )
         for i, e in enumerate(self.events):
             need(e.shape in profiles.EVENT_SHAPES, f"events[{i}].shape", f"{profiles.EVENT_SHAPES}")
+        for i, c in enumerate(self.collapses):
+            need(c.level >= 0 and c.ramp_hours >= 0, f"collapses[{i}]", "level, ramp_hours >= 0")
+            need(
+                c.end_hour is None or c.end_hour > c.start_hour,
+                f"collapses[{i}].end_hour",
+                "must be after start_hour",
+            )
+        for i, stall in enumerate(self.stalls.events):
+            need(stall.hours > 0, f"stalls.events[{i}].hours", "must be positive")
         for i, sel in enumerate(
             [e.select for e in self.stalls.events]
             + [c.select for c in self.collapses]

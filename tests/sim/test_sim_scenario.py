@@ -51,6 +51,14 @@ def test_unknown_key_is_an_error_naming_it() -> None:
         scenario_from_dict({"name": "x", "pacer": {"kind": "magic"}})
     with pytest.raises(ScenarioError, match=r"capacity_ratio"):
         scenario_from_dict({"name": "x", "portfolio": {"capacity_ratio": 1.0}})
+    collapse = {"select": {}, "start_hour": 50, "end_hour": 20}
+    with pytest.raises(ScenarioError, match=r"collapses\[0\]\.end_hour: must be after"):
+        scenario_from_dict({"name": "x", "collapses": [collapse]})
+    with pytest.raises(ScenarioError, match=r"collapses\[0\]: level"):
+        scenario_from_dict({"name": "x", "collapses": [{**collapse, "end_hour": 60, "level": -1}]})
+    stall = {"select": {}, "start_hour": 5, "hours": 0}
+    with pytest.raises(ScenarioError, match=r"stalls\.events\[0\]\.hours"):
+        scenario_from_dict({"name": "x", "stalls": {"events": [stall]}})
 
 
 def test_policy_overrides_convert_hours_and_money() -> None:
