@@ -170,6 +170,25 @@ def test_a_campaign_whose_every_deal_was_cut_to_its_spend_gets_its_budget_back()
     assert (d["binding"] != "STEP").all()
 
 
+def test_a_deal_left_a_sliver_it_cannot_buy_an_impression_with_is_not_stalled() -> None:
+    """Deal 0 stopped 7 hours ago (the others delivered) and holds 1 micro beyond its spend,
+    the sliver a cut to its spend can leave: it cannot buy one impression (2,000 micros each),
+    so its silence is no stall (no STALLED verdict, nor the stall's alert). With an impression's
+    worth left, the same silence is a stall."""
+    hours = 8
+    per_hour = np.full((N, hours), 12e6)
+    per_hour[0, -7:] = 0.0
+    avails = per_hour / 2_000.0 * 10
+    avails[0, -7:] = 12e6 / 2_000.0 * 10  # bid requests go on: supply is there
+    spent = per_hour.sum(axis=1).astype(np.int64)
+    for left, stalled in ((1, False), (2_000, True)):
+        allocation = spent + 12_000_000 * 16
+        allocation[0] = spent[0] + left
+        plan = build_plan(pool(T0 + hours * HOUR, spent, per_hour, avails, allocation=allocation))
+        row = plan.deals.iloc[0]
+        assert (row["pacing_status"] == "STALLED") is stalled, (left, row["pacing_status"])
+
+
 def test_a_deal_back_from_a_stall_is_forecast_from_its_pace_outside_it() -> None:
     """Deal 0 delivered for two hours, stalled for ten (no delivery, no bid requests) and has
     delivered at its old pace for the last six, like its 29 equal peers all along. Read over

@@ -554,11 +554,15 @@ def _assess(
             stall_expected = expected_over(a, b)
             recurring = _recurring_hole(impr_series, weights)
     active = status == _ACTIVE
+    # A deal left less than one impression's worth cannot deliver: silent, it is not stalled
+    # (a sliver a cut leaves, 1 micro, read as a stall kept its deal cut for good).
+    can_buy = ~((alloc - actual) * ipu < 1.0)  # unknown impressions per unit: as before
     should = (
         has_series
         & active
         & (stall_expected > 0)
         & (actual < alloc)
+        & can_buy
         & (ctx.stall_window is not None)
     )
     if recurring is not None:
