@@ -248,32 +248,32 @@ def test_serve_flags_override_env_and_toml(
     assert (config.host, config.port, config.max_workers) == ("10.1.1.1", 1234, 3)
 
 
-def test_share_calls_from_toml_env_and_the_flag(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, served: list[ServerConfig]
+@pytest.mark.parametrize(
+    ("setting", "variable", "on", "off", "flag"),
+    [
+        ("share_calls", "REALLOCATOR_SHARE_CALLS", "true", "No", "--no-share-calls"),
+        ("warm_up", "REALLOCATOR_WARM_UP", "yes", "0", "--no-warm-up"),
+    ],
+)
+def test_a_switch_from_toml_env_and_the_flag(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    served: list[ServerConfig],
+    setting: str,
+    variable: str,
+    on: str,
+    off: str,
+    flag: str,
 ) -> None:
-    """On by default; `share_calls = false`, REALLOCATOR_SHARE_CALLS=0 or --no-share-calls
+    """share_calls and warm_up: on by default; `<setting> = false`, the variable or the flag
     turn it off, and the environment overrides the file both ways."""
-    assert load_config(env={}).share_calls
-    off = _toml(tmp_path, "[server]\nshare_calls = false\n")
-    assert not load_config(off, env={}).share_calls
-    assert load_config(off, env={"REALLOCATOR_SHARE_CALLS": "true"}).share_calls
-    assert not load_config(env={"REALLOCATOR_SHARE_CALLS": "No"}).share_calls
-    assert main(["serve"]) == 0 and main(["serve", "--no-share-calls"]) == 0
-    assert [c.share_calls for c in served] == [True, False]
-
-
-def test_warm_up_from_toml_env_and_the_flag(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, served: list[ServerConfig]
-) -> None:
-    """On by default; `warm_up = false`, REALLOCATOR_WARM_UP=0 or --no-warm-up turn it off,
-    and the environment overrides the file both ways."""
-    assert load_config(env={}).warm_up
-    off = _toml(tmp_path, "[server]\nwarm_up = false\n")
-    assert not load_config(off, env={}).warm_up
-    assert load_config(off, env={"REALLOCATOR_WARM_UP": "yes"}).warm_up
-    assert not load_config(env={"REALLOCATOR_WARM_UP": "0"}).warm_up
-    assert main(["serve"]) == 0 and main(["serve", "--no-warm-up"]) == 0
-    assert [c.warm_up for c in served] == [True, False]
+    assert getattr(load_config(env={}), setting)
+    toml = _toml(tmp_path, f"[server]\n{setting} = false\n")
+    assert not getattr(load_config(toml, env={}), setting)
+    assert getattr(load_config(toml, env={variable: on}), setting)
+    assert not getattr(load_config(env={variable: off}), setting)
+    assert main(["serve"]) == 0 and main(["serve", flag]) == 0
+    assert [getattr(c, setting) for c in served] == [True, False]
 
 
 DURATION_SPELLINGS = {
