@@ -156,8 +156,9 @@ def _usd(micros: str | int | None) -> str:
 
 
 ROW = re.compile(
-    r"^(?P<deal>\S+)\s+(?P<delta>[+-][\d,.]+) USD \((?P<old>[\d,.]+) USD -> (?P<new>[\d,.]+) USD "
-    r"remaining\).*?\[(?P<reason>REASON_CODE_\w+), (?P<binding>BINDING_CONSTRAINT_\w+)\]",
+    r"^(?P<deal>\S+)\s+(?:(?P<delta>[+-][\d,.]+) USD \((?P<old>[\d,.]+) USD -> "
+    r"(?P<new>[\d,.]+) USD remaining\)|unchanged at (?P<kept>[\d,.]+) USD remaining)"
+    r".*?\[(?P<reason>REASON_CODE_\w+), (?P<binding>BINDING_CONSTRAINT_\w+)\]",
     re.S | re.M,
 )
 
@@ -177,12 +178,17 @@ def test_replan_plan_is_the_one_shown(plan: dict[str, Any]) -> None:
     for m in matches:
         deal = deals[m["deal"]]
         delta = int(deal.get("delta", 0))
+        assert (m["reason"], m["binding"]) == (deal["reason"], deal["binding"])
+        if m["kept"] is not None:  # an unchanged deal
+            assert delta == 0
+            assert m["kept"] == _usd(deal["oldAllocation"]) == _usd(deal.get("newAllocation"))
+            assert deal["rationale"].startswith(f"unchanged at {m['kept']} USD remaining")
+            continue
         assert m["delta"] == ("+" if delta >= 0 else "-") + _usd(abs(delta))
         assert (m["old"], m["new"]) == (
             _usd(deal["oldAllocation"]),
             _usd(deal.get("newAllocation")),
         )
-        assert (m["reason"], m["binding"]) == (deal["reason"], deal["binding"])
         assert deal["rationale"].startswith(f"{m['delta']} USD ({m['old']} USD -> {m['new']} USD")
 
 

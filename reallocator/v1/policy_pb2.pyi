@@ -133,9 +133,12 @@ class Policy(_message.Message):
     """A confidently STALLED deal keeps the share of its capacity forecast it is expected to
     deliver once the stall ends, judged by how long the stall has lasted: seen for s hours with
     R opportunity hours left, 1 - (s/R) ln(1 + R/s) (a stall as likely to last another s hours
-    as to end sooner). A night without supply or a short outage then moves a little budget
-    and a long stall drains the deal plan by plan, instead of one cut to its spend that is
-    reversed when supply returns. Default true; false: a confident stall forecasts 0.
+    as to end sooner). The forecast it scales is the deal's live one: its rate read on the
+    series' buckets before the stall (on its totals to date when the stall fills the last
+    day), not over the stall's silent hours. A night without supply or a short outage then
+    moves a little budget and a long stall drains the deal plan by plan, instead of one cut
+    to its spend that is reversed when supply returns. Default true; false: a confident
+    stall forecasts 0.
     """
     churn_request: _builtins.float
     """A move on a deal its seller paces (a programmatic guaranteed deal, where every move is a

@@ -294,6 +294,23 @@ def assess(
             a, b = ctx.stall_window
             stall_impressions = impr_series @ _bucket_weights(series, as_of, a, b)
             stall_expected = expected_over(a, b)
+            # A deal silent across a plan applied inside the window, offered no bid requests
+            # before it: its silence was not the plan's, so the stall is judged over the
+            # whole window, the plan's pace extended back to its start, with the window's
+            # hours as evidence. Only deals whose bid requests are reported (some to date).
+            offered = np.nan_to_num(np.asarray(series.avails, np.float64))
+            reported = np.nan_to_num(deals["avails"].to_numpy(np.float64)) > 0
+            hours = float(ctx.calendar.active_hours_at(b) - ctx.calendar.active_hours_at(a))
+            for i in range(n):
+                if not (restarted[i] and plan_at[i] > a and stall_impressions[i] <= 0):
+                    continue
+                if not reported[i] or offered[i] @ _bucket_weights(series, as_of, a, plan_at[i]):
+                    continue
+                room = max(alloc[i] - at_plan[i], 0.0)
+                s_a, s_b = (float(curve.share(t, horizon)) for t in (a, b))
+                extended = room * (s_b - s_a) / (1.0 - s_a) if 1.0 - s_a > 1e-12 else room
+                stall_expected[i] = max(stall_expected[i], extended)
+                evidence_hours[i] = max(evidence_hours[i], hours)
     should = (
         has_series
         & (status == DealStatus.ACTIVE)

@@ -584,19 +584,56 @@ def test_verdicts_are_consistent(actual: list[int], rate: float, day: float) -> 
     assert np.all(frame["confidence"].to_numpy()[alerted] > 60)
 
 
-def test_stall_after_a_plan_counts_only_what_was_expected_since_the_plan() -> None:
+def _silent_since_a_plan(offered_while_silent: float) -> DeliverySeries:
+    """48 h of delivery, the last 8 silent, with `offered_while_silent` bid requests an hour
+    in them; the frame's plan was applied an hour ago."""
+    rates = steady([1000], 48)
+    rates[:, -8:] = 0.0
+    series = hourly(rates, DAY5)
+    avails = np.array(series.avails, dtype=np.float64)
+    avails[:, -8:] = offered_while_silent
+    return replace(series, avails=avails)
+
+
+def _planned_an_hour_ago() -> pd.DataFrame:
     frame = deals([110_000])
     frame["plan_applied_at"] = int((DAY5 - HOUR).timestamp())
     frame["delivered_at_plan"] = 110_000
-    rates = steady([1000], 48)
-    rates[:, -8:] = 0.0
-    result = assess(snapshot(frame, DAY5, delivery=hourly(rates, DAY5)))
+    frame["avails"] = 1_100_000  # bid requests to date
+    return frame
+
+
+def test_stall_after_a_plan_counts_only_what_was_expected_since_the_plan() -> None:
+    """Offered supply while silent before the plan: the silence may be the plan's own doing
+    (a deal left nothing to spend), so only the hour since the plan is evidence."""
+    frame = _planned_an_hour_ago()
+    result = assess(snapshot(frame, DAY5, delivery=_silent_since_a_plan(5_000.0)))
     row = one(result)
     assert row["status"] == PacingStatus.STALLED
     assert row["expected"] == pytest.approx(110_000 + 130_000 / 121)  # 1 h of the 121 left
     assert row["evidence_hours"] == pytest.approx(1)
     assert row["confidence"] == pytest.approx(100 / 6)  # a plan an hour old: little evidence
     assert result.alerts[result.alerts["entity_kind"] == EntityKind.DEAL].empty
+
+
+def test_a_silence_without_supply_before_a_plan_is_judged_over_the_whole_window() -> None:
+    """No bid requests before the plan either: the plan did not cause the silence, so the
+    stall is judged over its whole window (the plan's pace extended back to its start) with
+    the window's hours as evidence. Restarted instead, a silent deal that every plan moved
+    never gathered confidence and budget piled into it."""
+    frame = _planned_an_hour_ago()
+    quiet_series = _silent_since_a_plan(0.0)
+    result = assess(snapshot(frame, DAY5, delivery=quiet_series))
+    row = one(result)
+    assert row["status"] == PacingStatus.STALLED
+    assert row["expected"] == pytest.approx(110_000 + 130_000 / 121)  # the curve: unchanged
+    assert row["evidence_hours"] == pytest.approx(6)  # the stall window
+    assert row["confidence"] == pytest.approx(100.0)  # 6 h of the plan's pace: no chance
+    alerted = result.alerts[result.alerts["entity_kind"] == EntityKind.DEAL]
+    assert list(alerted["status"]) == [PacingStatus.STALLED]
+    # A deal whose bid requests are not reported cannot tell the silences apart: as before.
+    frame["avails"] = 0
+    assert one(assess(snapshot(frame, DAY5, delivery=quiet_series)))["evidence_hours"] == 1
 
 
 def test_dateless_campaign_is_judged_over_its_current_period() -> None:

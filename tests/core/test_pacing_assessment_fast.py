@@ -113,8 +113,14 @@ def campaign(draw: Any) -> CampaignSnapshot:
         frame["impressions"] = delivered * (1 if bt is BudgetType.IMPRESSIONS else 300)
         frame["spend_micros"] = frame["impressions"] * price // 1000
         frame["clicks"] = delivered
+    # Bid requests to date reported for most deals (the stall verdict across a plan reads them).
+    frame["avails"] = np.where(rng.random(n) < 0.8, frame["impressions"].to_numpy() * 10, 0)
     applied = rng.random(n) < draw(st.sampled_from([0.0, 0.3]))
-    applied_at = int(as_of.timestamp()) - rng.integers(0, 3 * 86_400, n)
+    # Half of the plans within the last 8 hours: inside the stall window of a deal silent
+    # for them (the series below silences 10 % of the deals for 8 hours).
+    recent = rng.random(n) < 0.5
+    ago = np.where(recent, rng.integers(0, 8 * 3_600, n), rng.integers(0, 3 * 86_400, n))
+    applied_at = int(as_of.timestamp()) - ago
     frame["plan_applied_at"] = np.where(applied, applied_at, -1)
     frame["delivered_at_plan"] = np.where(applied, delivered // 2, 0)
 

@@ -73,17 +73,18 @@ def test_example_campaign_plan_reads_like_a_decision(example: CampaignSnapshot) 
     check_plan(plan)
     assert plan.status is PlanStatus.OPTIMAL
     deals = plan.deals.set_index("deal_id")
-    # The audio deal, silent for its last 12 hours, keeps what it is expected to deliver
-    # once the stall ends (its 4.50 USD/h over the 278 opportunity hours left, x the 86 % a
-    # 12-hour stall leaves of them): the rest of its budget moves to deals that can deliver it.
+    # The audio deal, silent for its last 12 hours, may keep at most what it is expected to
+    # deliver once the stall ends: its 9.00 USD/h before the stall (its rate read outside the
+    # stall) over the 278 opportunity hours left, x the 86 % a 12-hour stall leaves of them.
+    # The CTV deal takes 4,900 USD; the display deal (value 1.0 against 0.9) would gain less
+    # than the churn costs, so the audio deal keeps the rest, under its capacity.
     audio = deals.loc["audio-pmp-003"]
-    assert audio["reason"] == ReasonCode.STALLED and audio["binding"] == BindingKind.CAPACITY
-    assert 0 < audio["new_allocation"] == audio["capacity"] < 0.2 * audio["old_allocation"]
-    assert audio["rationale"].endswith(
-        "capacity forecast of 1,079.01 USD: the 86% of its forecast a stall this long is "
-        "expected to leave"
-    )
     assert audio["stall_outlook"] == pytest.approx(0.862, abs=1e-3)
+    assert audio["capacity"] == pytest.approx(9e6 * 278 * audio["stall_outlook"], rel=1e-3)
+    assert audio["reason"] == ReasonCode.STALLED and audio["binding"] == BindingKind.BUDGET
+    assert 0 < audio["new_allocation"] == 1_900_000_000 < audio["capacity"]
+    assert deals.loc["ctv-pg-001", "delta"] == 4_900_000_000
+    assert deals.loc["display-pd-002", "delta"] == 0
     assert np.isnan(deals.drop(index="audio-pmp-003")["stall_outlook"]).all()
     gone = dataclasses.replace(example.policy, stall_outlook=False)
     assert (

@@ -132,7 +132,9 @@ def test_a_night_without_supply_every_night_is_no_stall_when_the_series_shows_tw
 def test_a_confident_stall_keeps_only_what_it_may_deliver_after_it() -> None:
     """Deal 0 stopped 7 hours ago while the others delivered: a confident stall. Its capacity
     is its forecast times the share of the time left a 7-hour stall is expected to leave
-    (stall_outlook), not 0; with stall_outlook off it is cut to its spend."""
+    (stall_outlook), not 0; with stall_outlook off it is cut to its spend. The forecast is
+    read on its hour before the stall, as live as the others': read over the stall's silent
+    hours it was an eighth of theirs, the stall counted twice."""
     hours = 8
     per_hour = np.full((N, hours), 12e6)
     per_hour[0, -7:] = 0.0
@@ -142,11 +144,35 @@ def test_a_confident_stall_keeps_only_what_it_may_deliver_after_it() -> None:
     plan = build_plan(snapshot)
     row, others = plan.deals.iloc[0], plan.deals.iloc[1:]
     assert row["pacing_status"] == "STALLED"
-    assert 0 < row["capacity"] < others["capacity"].min() / 8
+    assert 0 < row["stall_outlook"] < 1
+    assert 0 < row["capacity"] < others["capacity"].min()
     assert row["new_allocation"] < row["old_allocation"]
+    # The others' own forecasts (no prior, no bounds): deal 0 keeps at least the outlook's
+    # share of one of them.
+    raw = replace(snapshot.policy, forecast_prior=timedelta(0), cut_confidence=0.0, move_band=0.0)
+    live = build_plan(replace(snapshot, policy=raw)).deals["capacity"].iloc[1:].min()
+    assert row["capacity"] >= row["stall_outlook"] * live
     off = replace(snapshot, policy=replace(snapshot.policy, stall_outlook=False))
     row = build_plan(off).deals.iloc[0]
     assert row["reason"] == "STALLED" and row["capacity"] == 0 and row["new_allocation"] == 0
+
+
+def test_a_stall_longer_than_the_read_window_keeps_its_outlook_of_the_deals_rate() -> None:
+    """Deal 0 has been silent (no delivery, no bid requests) for 30 of the series' 48 hours:
+    the last day, which rates are read on, holds none of its live hours. It keeps the
+    outlook's share of its rate to date, where a rate read over the silence (0) kept nothing;
+    the same silence with stall_outlook off is cut to its spend."""
+    hours = 48
+    per_hour = np.full((N, hours), 12e6)
+    per_hour[0, -30:] = 0.0
+    avails = per_hour / 2_000.0 * 10
+    spent = per_hour.sum(axis=1).astype(np.int64)
+    snapshot = pool(T0 + hours * HOUR, spent, per_hour, avails, days=4)
+    row = build_plan(snapshot).deals.iloc[0]
+    assert row["pacing_status"] == "STALLED" and 0 < row["stall_outlook"] < 1
+    assert row["capacity"] > 0 and row["new_allocation"] > 0
+    off = replace(snapshot, policy=replace(snapshot.policy, stall_outlook=False))
+    assert build_plan(off).deals.iloc[0]["capacity"] == 0
 
 
 def test_a_campaign_whose_every_deal_was_cut_to_its_spend_gets_its_budget_back() -> None:

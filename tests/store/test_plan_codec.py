@@ -5,6 +5,7 @@ are rendered again from the numbers); and the parts are much smaller than the FU
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import replace
 from datetime import timedelta
 
 import numpy as np
@@ -137,7 +138,10 @@ def test_a_plan_stored_before_the_stall_outlook_still_renders() -> None:
     errors = Violations()
     snapshot = decode_snapshot(request.snapshot, Policy(), errors)
     assert snapshot is not None, errors.items
-    plan = build_plan(snapshot, schedule_window=timedelta(hours=6))
+    # The audio deal worth more than the display deal: it fills its outlook (binding there).
+    deals = snapshot.deals.copy()
+    deals.loc[deals["deal_id"] == "audio-pmp-003", "value_per_unit"] = 1.2
+    plan = build_plan(replace(snapshot, deals=deals), schedule_window=timedelta(hours=6))
     parts = plan_codec.split(plan, encode_plan(plan, deals="none"))
     want = encode_plan(plan, deals="all")
     assert any("stall this long" in d.rationale for d in want.deals)

@@ -47,6 +47,11 @@ def _request(campaign: str) -> pb.ReplanRequest:
     request = json_format.Parse(EXAMPLE.read_text(), pb.ReplanRequest())
     request.dry_run = False
     request.snapshot.campaign_id = campaign
+    # The display deal worth more than the stalled audio deal (1.2 against 0.9), so the plan
+    # moves all three deals: a revision with one move rejected still moves the other two.
+    for deal in request.snapshot.deals:
+        if deal.deal_id == "display-pd-002":
+            deal.value_per_unit = 1.2
     return request
 
 

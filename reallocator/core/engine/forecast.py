@@ -97,6 +97,7 @@ class ForecastInputs:
         active_buckets: npt.NDArray[np.bool_] | None = None,
         bucket_weights: FloatArray | None = None,
         read_from: int = 0,
+        stalled_now: BoolArray | None = None,
     ) -> ForecastInputs:
         """Inputs from the deals table and the recent delivery series.
 
@@ -106,6 +107,8 @@ class ForecastInputs:
         (the hour-of-week curve): the rate's standard error is measured on the buckets divided
         by it, so the daily traffic cycle does not read as noise. Rates are read on the
         buckets from `read_from` on (0: all); the whole series tells stalls from daily holes.
+        `stalled_now` marks the deals whose silence at the end of the series is a stall (the
+        assessment's confident verdict): their rate is read outside it, see `_running_stalls`.
         """
         n = len(deals)
         imps = values_of(deals, "impressions", np.float64)
@@ -140,6 +143,7 @@ class ForecastInputs:
                 policy=policy,
                 plan_applied_at=values_of(deals, "plan_applied_at", np.int64),
                 evidence_impressions=evidence_imps,
+                stalled_now=None if stalled_now is None else np.asarray(stalled_now, bool),
             )
             rate, avails_rate, evidence, rate_se, stalled, stall_hours, evidence_imps = (
                 reading.in_blocks(n)
@@ -186,6 +190,7 @@ class _SeriesReading:
     policy: Policy
     plan_applied_at: IntArray
     evidence_impressions: IntArray
+    stalled_now: BoolArray | None = None  # deals in a confident stall (`_running_stalls`)
 
     def in_blocks(self, n: int) -> _Measures:
         """`measures` for every deal, BLOCK_ROWS deals at a time: each deal's figures are read
@@ -259,6 +264,8 @@ class _SeriesReading:
         stalls = _idle_before_plan(
             stalls, masked, av, delivery, self.plan_applied_at[rows], read_from, tail
         )
+        if self.stalled_now is not None:
+            stalls = _running_stalls(stalls, masked, seen, self.stalled_now[rows])
         if 0 < read_from < delivery.n_buckets:
             # The rate is read on the last buckets only (read_from on); the earlier ones
             # told a daily hole from a stall above.
@@ -456,6 +463,34 @@ def _past_stalls(
         return None
     out = np.zeros(masked.shape, dtype=bool)
     out[rows] = stall.T
+    return out
+
+
+def _running_stalls(
+    stalls: BoolArray | None, masked: FloatArray, seen: BoolArray, stalled: BoolArray
+) -> BoolArray | None:
+    """`stalls` with the silence each `stalled` deal's series ends in (its observed buckets
+    after its last delivery): its rate is then read outside the stall, like a stall it came
+    out of, and the stall outlook scales that rate by the share of the time left it is
+    expected to deliver in.
+
+    Read over the stall's silent hours, the rate already counts the stall once (a six-hour
+    stall takes a quarter off a day's rate) and the outlook counted it again; a stall as long
+    as the read window read a rate of 0, so the outlook kept nothing and a whole-campaign
+    outage cut every deal to its spend at once, then regrew them from nothing. Where the
+    stall fills the read window no bucket is left: the rate is unknown and the deal is read
+    on its totals (`with_totals_rate`)."""
+    rows = np.flatnonzero(stalled)
+    if rows.size == 0:
+        return stalls
+    delivered = masked[rows] > 0
+    n_buckets = delivered.shape[1]
+    last = np.where(
+        delivered.any(axis=1), n_buckets - 1 - np.argmax(delivered[:, ::-1], axis=1), -1
+    )
+    after = (np.arange(n_buckets)[None, :] > last[:, None]) & seen[rows]
+    out = np.zeros(masked.shape, dtype=bool) if stalls is None else stalls.copy()
+    out[rows] |= after
     return out
 
 

@@ -553,6 +553,16 @@ def _assess(
             stall_impressions = impr_series @ weights["stall"]
             stall_expected = expected_over(a, b)
             recurring = _recurring_hole(impr_series, weights)
+            if any_restart:
+                # Only deals whose bid requests are reported (some to date): for the others
+                # nothing tells the two silences apart.
+                candidates = restarted & (plan_at > a) & (stall_impressions <= 0)
+                candidates &= values_of(deals, "avails", np.float64) > 0  # NaN: False
+                stall_expected, evidence_hours = _silent_across_plan(
+                    series, as_of, ctx, candidates,
+                    (alloc, plan_at, values_of(deals, "delivered_at_plan", np.float64)),
+                    stall_expected, evidence_hours,
+                )  # fmt: skip
     active = status == _ACTIVE
     # A deal left less than one impression's worth cannot deliver: silent, it is not stalled
     # (a sliver a cut leaves, 1 micro, read as a stall kept its deal cut for good).
@@ -810,6 +820,51 @@ def _window_weights(series: DeliverySeries, as_of: float, ctx: _Context) -> dict
     grid = _bucket_grid(ctx.series_start, series, as_of)
     rows = _bucket_weights(grid, ends[:, :1], ends[:, 1:])
     return dict(zip(windows, rows, strict=True))
+
+
+def _silent_across_plan(
+    series: DeliverySeries,
+    as_of: float,
+    ctx: _Context,
+    candidates: BoolArray,
+    deal: tuple[FloatArray, FloatArray, FloatArray],
+    stall_expected: FloatArray,
+    evidence_hours: FloatArray,
+) -> tuple[FloatArray, FloatArray]:
+    """The stall window's expected delivery and evidence hours of the `candidates` (a plan
+    applied inside the window, nothing delivered in it) that were offered no bid requests in
+    the window before that plan: judged over the whole window, on the plan's pace extended
+    back to the window's start, and with at least the window's hours as evidence.
+
+    A plan restarts a deal's clock because the silence before it may be the plan's own doing
+    (a deal left nothing to spend, raised an hour ago, has had an hour to deliver). Without
+    supply before the plan the silence was not the plan's: restarted, the verdict of a silent
+    deal the plans kept moving never gathered confidence, so it was never read as a stall,
+    and budget the stalled deals could not hold piled into it plan after plan (a stall of
+    every deal of a campaign, hourly replans)."""
+    expected_out, evidence_out = stall_expected, evidence_hours
+    avails = series.avails
+    if not candidates.any():
+        return expected_out, evidence_out
+    a, b = ctx.stall_window if ctx.stall_window is not None else (as_of, as_of)
+    rows = np.flatnonzero(candidates)
+    alloc, plan_at, at_plan = (x[rows] for x in deal)
+    grid = _bucket_grid(ctx.series_start, series, as_of)
+    before = _bucket_weights(grid, a, plan_at[:, None])
+    offered = (_zero_nan(np.asarray(avails[rows], np.float64)) * before).sum(axis=1)
+    rows, quiet = rows[offered <= 0], offered <= 0
+    if rows.size == 0:
+        return expected_out, evidence_out
+    alloc, at_plan = alloc[quiet], at_plan[quiet]
+    s_a, s_b = (float(ctx.curve.share(t, (ctx.h0, ctx.h1))) for t in (a, b))
+    room = np.maximum(alloc - at_plan, 0.0)
+    extended = room * (s_b - s_a) / (1.0 - s_a) if 1.0 - s_a > 1e-12 else room
+    expected_out = stall_expected.copy()
+    expected_out[rows] = np.maximum(extended, stall_expected[rows])
+    window_hours = float(ctx.calendar.active_hours_at(b) - ctx.calendar.active_hours_at(a))
+    evidence_out = evidence_hours.copy()
+    evidence_out[rows] = np.maximum(evidence_hours[rows], window_hours)
+    return expected_out, evidence_out
 
 
 def _recurring_hole(impressions: FloatArray, weights: dict[str, FloatArray]) -> BoolArray | None:

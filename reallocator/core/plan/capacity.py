@@ -153,6 +153,12 @@ def deal_capacity(
             clock = read_active * series.bucket.total_seconds() / 3600.0
             per_opportunity = clock / read_total
             weights = opportunity / (read_total / read_active)
+    is_status = _status_test(assessment)
+    # Zero capacity (a cut to the spend) only on a confident stall, never on a verdict that
+    # lacks its evidence.
+    confidence = nan_to_num(assessment.column(EntityKind.DEAL, "confidence"))
+    stalled_now = is_status(_STALLED)
+    stalled = stalled_now & (confidence >= policy.confidence_threshold)
     inputs = ForecastInputs.from_snapshot(
         deals,
         snapshot.delivery,
@@ -161,6 +167,7 @@ def deal_capacity(
         active_buckets=active,
         bucket_weights=weights,
         read_from=read_from,
+        stalled_now=stalled if policy.stall_outlook else None,
     )
     if per_opportunity != 1.0:  # the series' rates, per opportunity hour
         inputs = replace(
@@ -174,12 +181,6 @@ def deal_capacity(
     inputs = with_totals_rate(
         inputs, spent.astype(np.float64), values_of(deals, "avails", np.float64), elapsed
     )
-    is_status = _status_test(assessment)
-    # Zero capacity (a cut to the spend) only on a confident stall, never on a verdict that
-    # lacks its evidence.
-    confidence = nan_to_num(assessment.column(EntityKind.DEAL, "confidence"))
-    stalled_now = is_status(_STALLED)
-    stalled = stalled_now & (confidence >= policy.confidence_threshold)
     rate, avails_rate = inputs.observed_rate, inputs.avails_rate
     remaining = np.maximum(values_of(deals, "allocation", np.int64) - spent, 0)
     # A deal the plan starved (nothing left to spend), or one that delivered nothing without a
