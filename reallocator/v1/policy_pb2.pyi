@@ -65,7 +65,10 @@ class Policy(_message.Message):
     buyer paces may take up to this multiple of its forecast beyond it (within every other
     limit), the rest split in proportion to the forecasts, so pacers run at full speed instead
     of leaving budget idle (a forecast is an estimate; unallocated budget never spends).
-    Guaranteed (seller-paced), locked and seller-capped deals are not stretched. Default 1.0;
+    Guaranteed (seller-paced), locked and seller-capped deals are not stretched; what still
+    does not fit goes back to the guaranteed deals the forecasts cut, up to their current
+    commitments, so no seller is asked to deliver less for budget no deal can take (its seller
+    would pace the deal to the smaller commitment for the rest of the flight). Default 1.0;
     0 leaves the rest unallocated (reported unspendable).
     """
     pace_ahead: _builtins.float

@@ -212,6 +212,24 @@ def test_increase_only_when_the_seller_shows_inventory() -> None:
     assert "inventory of 12,000 impressions" in capped.rationale
 
 
+def test_an_increase_capped_below_the_commitment_is_not_asked() -> None:
+    """A deal behind its pace (60/h where its 10,000 left need 100/h), kept or raised by the
+    plan: with supply for only 8,000 more the capped ask would propose a total below what
+    its seller is committed to (a smaller booking the plan never chose), so it is not asked;
+    with supply between the commitment and the plan's raise the ask is capped there. A plan
+    that lowers the deal still asks, capped, as it chose a smaller booking itself."""
+    inp = inputs(
+        4,
+        current_rate=60.0,
+        new_allocation=[10_000, 14_000, 14_000, 9_000],
+        available_inventory=[8_000, 8_000, 12_000, 8_000],
+    )
+    frame = decide(inp)
+    assert frame["outcome"].tolist() == ["NO_INVENTORY", "NO_INVENTORY", "REQUESTED", "REQUESTED"]
+    assert frame["target_remaining"].tolist()[2:] == [12_000, 8_000]
+    assert frame["kind"].tolist()[2:] == ["INCREASE", "INCREASE"]
+
+
 def test_decrease_needs_no_inventory() -> None:
     assert outcomes(inputs(new_allocation=5_000)) == ["REQUESTED"]
 

@@ -22,6 +22,7 @@ from reallocator.core.model import (
     GROUP_COLUMNS,
     Budget,
     CampaignSnapshot,
+    DealType,
     DeliverySeries,
     PacingSpec,
     Period,
@@ -173,6 +174,43 @@ def test_a_stall_longer_than_the_read_window_keeps_its_outlook_of_the_deals_rate
     assert row["capacity"] > 0 and row["new_allocation"] > 0
     off = replace(snapshot, policy=replace(snapshot.policy, stall_outlook=False))
     assert build_plan(off).deals.iloc[0]["capacity"] == 0
+
+
+def test_a_guaranteed_deal_keeps_its_commitment_when_nobody_can_take_the_budget() -> None:
+    """Every deal silent for 14 h, the first five guaranteed: no deal's forecast can take the
+    budget. Asking the guaranteed deals' sellers for less would free budget nobody can place
+    (and its seller would pace the deal to the smaller commitment for the rest of the flight),
+    so they keep their commitments and are only asked to resume delivery; the buyer-paced
+    deals are stretched beyond their forecasts. With beyond_forecast 0 (no budget placed
+    beyond forecasts) they are cut to their forecasts, as before."""
+    hours = 30
+    per_hour = np.zeros((N, hours))
+    per_hour[:, :16] = 12e6
+    avails = per_hour / 2_000.0 * 10
+    spent = per_hour.sum(axis=1).astype(np.int64)
+    snapshot = pool(T0 + hours * HOUR, spent, per_hour, avails, days=3)
+    deals = snapshot.deals.copy()
+    guaranteed = np.arange(N) < 5
+    deals.loc[guaranteed, "deal_type"] = int(DealType.PROGRAMMATIC_GUARANTEED)
+    deals.loc[guaranteed, "order_id"] = "SO-1"
+    snapshot = replace(snapshot, deals=deals)
+    plan = build_plan(snapshot)
+    d = plan.deals
+    assert (d["pacing_status"] == "STALLED").all()
+    pg, others = d[guaranteed], d[~guaranteed]
+    assert (pg["new_allocation"] == pg["old_allocation"]).all()
+    assert (pg["new_allocation"] > pg["capacity"]).all()
+    assert pg["rationale"].str.contains("beyond its capacity forecast of").all()
+    assert not pg["rationale"].str.contains("capped by its capacity").any()
+    assert (others["new_allocation"] > others["capacity"]).all()  # stretched
+    committed = (pg["delivered"] + pg["old_allocation"]).tolist()
+    assert sorted(r.deal_id for r in plan.requests) == sorted(pg["deal_id"])
+    assert all(str(r.kind) == "RESUME" for r in plan.requests)
+    assert sorted(r.target_total for r in plan.requests) == sorted(committed)
+    off = build_plan(replace(snapshot, policy=replace(snapshot.policy, beyond_forecast=0.0)))
+    cut = off.deals[guaranteed]
+    assert (cut["new_allocation"] == cut["capacity"]).all()
+    assert (cut["new_allocation"] < cut["old_allocation"]).all()
 
 
 def test_a_campaign_whose_every_deal_was_cut_to_its_spend_gets_its_budget_back() -> None:
@@ -384,3 +422,4 @@ def test_stabilised_capacity_lies_between_the_forecast_and_the_current_plan(
     lo, hi = np.minimum(capacity, current), np.maximum(capacity, current)
     assert (out >= lo).all() and (out <= hi).all()
     assert (out[~eligible] == capacity[~eligible]).all()
+

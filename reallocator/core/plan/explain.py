@@ -319,6 +319,11 @@ def deal_rationales_by_row(
     delta = x - old
     moved = delta != 0
     beyond_forecast = reason == ReasonCode.BEYOND_FORECAST
+    # A deal kept above its forecast (a guaranteed deal keeping its commitment) is beyond it
+    # too, whatever its reason.
+    beyond_forecast |= (kinds == BindingKind.CAPACITY) & (
+        x > values_of(deals, "capacity", np.int64)[idx]
+    )
     # Paced: a verdict to report (not before the start or after the end).
     paced_rows = np.isfinite(ratio) & ~np.isin(status, ["NOT_STARTED", "COMPLETED"])
     # Each figure formatted only for the sentences that show it.

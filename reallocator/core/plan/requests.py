@@ -34,8 +34,10 @@ Rules (vectorised over deals in `request_decisions`; `derive_requests` builds th
    avails-based forecast (observed avails x win rate x units per win over the remaining
    opportunity: the engine forecast's ``by_avails``), else unknown. An INCREASE is asked only
    when the supply is known and exceeds what the deal delivers at its current rate; the target
-   is capped at the supply. Unknown supply: no INCREASE (outcome NO_INVENTORY). RESUME is not
-   gated: it asks for delivery that was booked.
+   is capped at the supply. Unknown supply: no INCREASE (outcome NO_INVENTORY); nor one whose
+   cap falls below the seller's current commitment on a deal the plan keeps or raises (its
+   total would propose a smaller booking). RESUME is not gated: it asks for delivery that was
+   booked.
 7. **Size and severity**: a request's size is max(|target - old allocation|, |target -
    projection at the current rate|) - the allocation change and the delivery change it asks
    for. It must be worth asking (``policy.min_change``); its severity uses
@@ -459,6 +461,12 @@ def _decisions(
     increase = ~stalled & (target > projected)
     no_inventory = increase & (~known | ~(np.where(known, supply, 0.0) > projected))
     inventory_binds = increase & known & ~no_inventory & (target > np.where(known, supply, 0.0))
+    # Capped at a supply below what the seller is already committed to, an increase of a deal
+    # the plan keeps or raises would propose a smaller booking (the change request's total):
+    # a decrease the plan never chose. Not asked; the supply does not support more.
+    below_commitment = inventory_binds & (new >= old) & (np.where(known, supply, 0.0) < old)
+    no_inventory |= below_commitment
+    inventory_binds &= ~below_commitment
     target = np.where(
         inventory_binds, np.floor(np.where(known, supply, 0.0)).astype(np.int64), target
     )

@@ -132,6 +132,11 @@ def deal_rationale_column(
     delta = x - old
     moved = delta != 0
     beyond = np.asarray(pc.equal(reason, ReasonCode.BEYOND_FORECAST.value), dtype=bool)
+    # A deal kept above its forecast (a guaranteed deal keeping its commitment) is beyond it
+    # too, whatever its reason.
+    beyond |= (kind_names == str(BindingKind.CAPACITY)) & (
+        x > values_of(deals, "capacity", np.int64)[idx]
+    )
     status_names = np.asarray(status.to_numpy(zero_copy_only=False), dtype=object)
     paced = np.isfinite(ratio) & ~np.isin(status_names, ["NOT_STARTED", "COMPLETED"])
     old_t = amount_column(old, bt, cur)
