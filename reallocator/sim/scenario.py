@@ -24,7 +24,7 @@ import math
 import types
 import typing
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -231,7 +231,8 @@ class Scenario:
 
     @property
     def end(self) -> datetime:
-        return self.start + self.n_steps * self.step
+        """Elapsed time from the start (not wall-clock: see `World.at`)."""
+        return (self.start.astimezone(UTC) + self.n_steps * self.step).astimezone(self.start.tzinfo)
 
     @property
     def steps_per_hour(self) -> int:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import zlib
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import numpy.typing as npt
@@ -105,14 +105,17 @@ class World:
 
     @property
     def end(self) -> datetime:
-        return self.start + self.n_steps * self.step
+        return self.at(self.n_steps)
 
     @property
     def step_hours(self) -> float:
         return self.step.total_seconds() / 3600.0
 
     def at(self, t: int) -> datetime:
-        return self.start + t * self.step
+        """Step t's instant, in the flight's zone: elapsed time from the start (an aware local
+        datetime plus a timedelta is wall-clock arithmetic, which across a change of clocks
+        gives an hour that does not exist, or one twice)."""
+        return (self.start.astimezone(UTC) + t * self.step).astimezone(self.start.tzinfo)
 
     @property
     def value_per_unit(self) -> FloatArray:

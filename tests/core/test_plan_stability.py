@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -423,3 +424,20 @@ def test_stabilised_capacity_lies_between_the_forecast_and_the_current_plan(
     assert (out >= lo).all() and (out <= hi).all()
     assert (out[~eligible] == capacity[~eligible]).all()
 
+
+def test_a_plan_at_a_local_hour_the_clocks_skip_has_its_schedule_window() -> None:
+    """An in-process caller's as_of in local time at 02:00 on New York's spring-forward night
+    (an hour that does not exist: the instant of 03:00): the schedule window is an hour of
+    elapsed time, where wall-clock arithmetic ended it when it began (ValueError)."""
+    hours = 151  # 2026-03-08 07:00 UTC
+    per_hour = np.full((N, hours), 12e6)
+    per_hour[0, -7:] = 0.0  # a stall: the plan moves budget, and schedules it
+    avails = per_hour / 2_000.0 * 10
+    spent = per_hour.sum(axis=1).astype(np.int64)
+    snapshot = pool(T0 + hours * HOUR, spent, per_hour, avails, days=8)
+    local = datetime(2026, 3, 8, 2, 0, tzinfo=ZoneInfo("America/New_York"))
+    assert local.timestamp() == snapshot.as_of.timestamp()
+    plan = build_plan(replace(snapshot, as_of=local), schedule_window=HOUR)
+    assert plan.schedule_table is not None and len(plan.schedule_table) == N
+    utc = build_plan(snapshot, schedule_window=HOUR)
+    assert plan.deals["new_allocation"].tolist() == utc.deals["new_allocation"].tolist()

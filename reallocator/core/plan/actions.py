@@ -7,7 +7,7 @@ read the finished deals table; a NO_CHANGE plan asks nothing of anyone. No words
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 import numpy as np
 
@@ -51,7 +51,9 @@ def act(
     schedules: ScheduleTable | None = None
     severity = None
     if plan.status is not PlanStatus.NO_CHANGE:
-        window_end = snapshot.as_of + schedule_window
+        # Elapsed time, not wall-clock: an aware local as_of plus an hour across a change of
+        # clocks is the same instant (02:00 -> 03:00 on a spring-forward night).
+        window_end = snapshot.as_of.astimezone(UTC) + schedule_window
         end = min(window_end, assessment.horizon_end)
         hours = (
             float(curve.calendar.opportunity_hours(snapshot.as_of, end))
