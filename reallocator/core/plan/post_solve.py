@@ -181,7 +181,8 @@ def _keep_commitments(
     most = np.floor(np.maximum(capacity, 0).astype(np.float64) * (1.0 + max(ratio, 0.0)))
     most = np.minimum(np.minimum(most, 2.0**62).astype(np.int64), report.max_remaining)
     room = np.where(buyers, np.maximum(np.minimum(most, budget) - x, 0), 0)
-    spare = budget - int(x.sum()) - int(room.sum())
+    # Summed as floats: deals' rooms of up to the whole budget each overflow an int64 sum.
+    spare = budget - int(x.sum()) - int(min(float(room.sum(dtype=np.float64)), float(budget)))
     if spare <= 0:
         return problem, result, upper, held
     wider = problem.with_bounds(problem.lb, problem.ub, total=int(x.sum()) + spare)
