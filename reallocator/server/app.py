@@ -333,6 +333,22 @@ def _reserved_port(host: str) -> Iterator[socket.socket]:
         sock.close()
 
 
+def _refuse_a_taken_port(host: str, port: int) -> None:
+    """Raises OSError when something listens on the address already. The workers and their
+    reservation share the port through SO_REUSEPORT, which any socket of the same user that
+    also set it may join: a second `serve` on the port started without complaint and split
+    the calls with the first (a stale server answering beside a new one). A plain bind (with
+    SO_REUSEADDR, so connections of a server just stopped do not block it) fails wherever a
+    socket listens."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    probe = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))
+    finally:
+        probe.close()
+
+
 def serve(config: ServerConfig) -> None:
     """Runs until SIGINT/SIGTERM and drains (see the module docstring). With one worker the
     server runs in this process; with more, this process only supervises them."""
@@ -341,6 +357,8 @@ def serve(config: ServerConfig) -> None:
         return
     with _reserved_port(config.host) as reservation:
         try:
+            if config.port:
+                _refuse_a_taken_port(config.host, config.port)
             reservation.bind((config.host, config.port))
         except OSError as exc:
             raise OSError(f"cannot listen on {config.address}: {exc.strerror}") from exc

@@ -197,3 +197,20 @@ def test_a_server_process_runs_blas_on_one_thread() -> None:
         one_blas_thread()
         blas = [p for p in threadpool_info() if p["user_api"] == "blas"]
         assert blas and all(p["num_threads"] == 1 for p in blas)
+
+
+def test_a_second_server_on_a_taken_port_refuses_to_start() -> None:
+    """Two `serve` processes on one port (SO_REUSEPORT lets the same user's sockets share it):
+    the second stops at once, saying which address is taken, and the first keeps serving."""
+    port = free_port()
+    with _serve("--port", str(port), "--workers", "2") as first:
+        _wait_serving(first, port)
+        with _serve("--port", str(port), "--workers", "2") as second:
+            _, err = second.communicate(timeout=60)
+        assert second.returncode != 0
+        assert f"cannot listen on 127.0.0.1:{port}" in err, err
+        assert "Traceback" not in err
+        assert _health(port) == "SERVING"
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=15)
+        assert first.returncode == 0
