@@ -319,13 +319,16 @@ def _worker(config: ServerConfig, log_level: int, index: int, peers: PeerSpec) -
         os._exit(3)
 
 
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
 @contextlib.contextmanager
 def _reserved_port(host: str) -> Iterator[socket.socket]:
     """A socket bound (not listening) to the address with SO_REUSEPORT, held while the workers
     run: it picks the port for `--port 0` and fails at once when another program holds the
     port. Not listening, it never receives a connection."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(_family(host), socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         yield sock
@@ -340,8 +343,7 @@ def _refuse_a_taken_port(host: str, port: int) -> None:
     the calls with the first (a stale server answering beside a new one). A plain bind (with
     SO_REUSEADDR, so connections of a server just stopped do not block it) fails wherever a
     socket listens."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    probe = socket.socket(family, socket.SOCK_STREAM)
+    probe = socket.socket(_family(host), socket.SOCK_STREAM)
     try:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         probe.bind((host, port))

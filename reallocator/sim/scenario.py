@@ -36,6 +36,13 @@ PACERS = ("probabilistic", "discount")
 MICROS = 1_000_000
 
 
+def elapsed(start: datetime, delta: timedelta) -> datetime:
+    """`start` plus `delta` of elapsed time, in `start`'s zone. An aware local datetime plus a
+    timedelta is wall-clock arithmetic, which across a change of clocks gives an hour that
+    does not exist (02:00 on a spring-forward night, the instant of 03:00) or one twice."""
+    return (start.astimezone(UTC) + delta).astimezone(start.tzinfo)
+
+
 class ScenarioError(ValueError):
     """A scenario file that does not describe a valid scenario (the message names the key)."""
 
@@ -231,8 +238,7 @@ class Scenario:
 
     @property
     def end(self) -> datetime:
-        """Elapsed time from the start (not wall-clock: see `World.at`)."""
-        return (self.start.astimezone(UTC) + self.n_steps * self.step).astimezone(self.start.tzinfo)
+        return elapsed(self.start, self.n_steps * self.step)
 
     @property
     def steps_per_hour(self) -> int:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import zlib
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import numpy as np
 import numpy.typing as npt
@@ -35,7 +35,7 @@ from scipy.signal import lfilter  # type: ignore[import-untyped]
 
 from reallocator.core.model import GROUP_COLUMNS, INT64_MAX, DealType
 from reallocator.sim import profiles
-from reallocator.sim.scenario import CHANNEL_NAMES, MICROS, Scenario, Selector
+from reallocator.sim.scenario import CHANNEL_NAMES, MICROS, Scenario, Selector, elapsed
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -112,10 +112,8 @@ class World:
         return self.step.total_seconds() / 3600.0
 
     def at(self, t: int) -> datetime:
-        """Step t's instant, in the flight's zone: elapsed time from the start (an aware local
-        datetime plus a timedelta is wall-clock arithmetic, which across a change of clocks
-        gives an hour that does not exist, or one twice)."""
-        return (self.start.astimezone(UTC) + t * self.step).astimezone(self.start.tzinfo)
+        """Step t's instant, in the flight's zone (elapsed time, not wall-clock)."""
+        return elapsed(self.start, t * self.step)
 
     @property
     def value_per_unit(self) -> FloatArray:

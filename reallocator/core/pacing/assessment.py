@@ -559,7 +559,7 @@ def _assess(
                 candidates = restarted & (plan_at > a) & (stall_impressions <= 0)
                 candidates &= values_of(deals, "avails", np.float64) > 0  # NaN: False
                 stall_expected, evidence_hours = _silent_across_plan(
-                    series, as_of, ctx, candidates,
+                    series, as_of, ctx, (a, b), candidates,
                     (alloc, plan_at, values_of(deals, "delivered_at_plan", np.float64)),
                     stall_expected, evidence_hours,
                 )  # fmt: skip
@@ -826,12 +826,13 @@ def _silent_across_plan(
     series: DeliverySeries,
     as_of: float,
     ctx: _Context,
+    window: tuple[float, float],
     candidates: BoolArray,
     deal: tuple[FloatArray, FloatArray, FloatArray],
     stall_expected: FloatArray,
     evidence_hours: FloatArray,
 ) -> tuple[FloatArray, FloatArray]:
-    """The stall window's expected delivery and evidence hours of the `candidates` (a plan
+    """The stall `window`'s expected delivery and evidence hours of the `candidates` (a plan
     applied inside the window, nothing delivered in it) that were offered no bid requests in
     the window before that plan: judged over the whole window, on the plan's pace extended
     back to the window's start, and with at least the window's hours as evidence.
@@ -842,20 +843,17 @@ def _silent_across_plan(
     deal the plans kept moving never gathered confidence, so it was never read as a stall,
     and budget the stalled deals could not hold piled into it plan after plan (a stall of
     every deal of a campaign, hourly replans)."""
-    expected_out, evidence_out = stall_expected, evidence_hours
-    avails = series.avails
     if not candidates.any():
-        return expected_out, evidence_out
-    a, b = ctx.stall_window if ctx.stall_window is not None else (as_of, as_of)
+        return stall_expected, evidence_hours
+    a, b = window
     rows = np.flatnonzero(candidates)
     alloc, plan_at, at_plan = (x[rows] for x in deal)
-    grid = _bucket_grid(ctx.series_start, series, as_of)
-    before = _bucket_weights(grid, a, plan_at[:, None])
-    offered = (_zero_nan(np.asarray(avails[rows], np.float64)) * before).sum(axis=1)
-    rows, quiet = rows[offered <= 0], offered <= 0
-    if rows.size == 0:
-        return expected_out, evidence_out
-    alloc, at_plan = alloc[quiet], at_plan[quiet]
+    before = _bucket_weights(_bucket_grid(ctx.series_start, series, as_of), a, plan_at[:, None])
+    offered = (_zero_nan(np.asarray(series.avails[rows], np.float64)) * before).sum(axis=1)
+    quiet = offered <= 0
+    if not quiet.any():
+        return stall_expected, evidence_hours
+    rows, alloc, at_plan = rows[quiet], alloc[quiet], at_plan[quiet]
     s_a, s_b = (float(ctx.curve.share(t, (ctx.h0, ctx.h1))) for t in (a, b))
     room = np.maximum(alloc - at_plan, 0.0)
     extended = room * (s_b - s_a) / (1.0 - s_a) if 1.0 - s_a > 1e-12 else room

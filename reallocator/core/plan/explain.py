@@ -18,7 +18,13 @@ from reallocator.core.engine.problem import NO_MAX, from_unit_array, group_sum, 
 from reallocator.core.engine.segments import marginal_churn
 from reallocator.core.model import TEXT_DTYPE, BudgetType, select, values_of
 from reallocator.core.plan.model import BindingKind, ReasonCode
-from reallocator.core.plan.sentences import ARROW_FROM, STOP, deal_rationale_column, reason_words
+from reallocator.core.plan.sentences import (
+    ARROW_FROM,
+    STOP,
+    deal_rationale_column,
+    kept_beyond,
+    reason_words,
+)
 from reallocator.core.plan.text import amounts, rates, where
 
 IntArray = npt.NDArray[np.int64]
@@ -319,11 +325,7 @@ def deal_rationales_by_row(
     delta = x - old
     moved = delta != 0
     beyond_forecast = reason == ReasonCode.BEYOND_FORECAST
-    # A deal kept above its forecast (a guaranteed deal keeping its commitment) is beyond it
-    # too, whatever its reason.
-    beyond_forecast |= (kinds == BindingKind.CAPACITY) & (
-        x > values_of(deals, "capacity", np.int64)[idx]
-    )
+    beyond_forecast |= kept_beyond(deals, idx, x, kinds == BindingKind.CAPACITY)
     # Paced: a verdict to report (not before the start or after the end).
     paced_rows = np.isfinite(ratio) & ~np.isin(status, ["NOT_STARTED", "COMPLETED"])
     # Each figure formatted only for the sentences that show it.

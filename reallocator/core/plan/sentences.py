@@ -105,6 +105,18 @@ def _fixed_stop(kind: str) -> str:
     return "" if "{" in template else template
 
 
+def kept_beyond(
+    deals: pd.DataFrame,
+    idx: npt.NDArray[np.int64],
+    x: npt.NDArray[np.int64],
+    at_capacity: npt.NDArray[np.bool_],
+) -> npt.NDArray[np.bool_]:
+    """Rows `idx` stopped at their capacity yet holding more than their forecast (a guaranteed
+    deal keeping its commitment): beyond it, whatever their reason, not "capped by" it."""
+    out: npt.NDArray[np.bool_] = at_capacity & (x > values_of(deals, "capacity", np.int64)[idx])
+    return out
+
+
 def deal_rationale_column(
     deals: pd.DataFrame,
     budget_type: BudgetType,
@@ -132,11 +144,7 @@ def deal_rationale_column(
     delta = x - old
     moved = delta != 0
     beyond = np.asarray(pc.equal(reason, ReasonCode.BEYOND_FORECAST.value), dtype=bool)
-    # A deal kept above its forecast (a guaranteed deal keeping its commitment) is beyond it
-    # too, whatever its reason.
-    beyond |= (kind_names == str(BindingKind.CAPACITY)) & (
-        x > values_of(deals, "capacity", np.int64)[idx]
-    )
+    beyond |= kept_beyond(deals, idx, x, kind_names == str(BindingKind.CAPACITY))
     status_names = np.asarray(status.to_numpy(zero_copy_only=False), dtype=object)
     paced = np.isfinite(ratio) & ~np.isin(status_names, ["NOT_STARTED", "COMPLETED"])
     old_t = amount_column(old, bt, cur)
