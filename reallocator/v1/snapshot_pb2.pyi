@@ -419,7 +419,8 @@ class SupplySignals(_message.Message):
     """Your own forecast of what the deal can still deliver in the horizon, in the budget unit,
     when you have a better model than the built-in one (which reads the signals above and the
     recent delivery). Set: it replaces the built-in forecast for this deal (a seller's REJECTED
-    or PARTIAL answer still caps it). Unset: reallocator forecasts. >= 0.
+    or PARTIAL answer still caps it). Unset: reallocator forecasts. >= 0. Ignored for a
+    PAUSED or ENDED deal, which forecasts no capacity.
     """
     def __init__(
         self,

@@ -16,7 +16,7 @@ from google.protobuf import json_format
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reallocator.core.model import CampaignSnapshot, Policy
+from reallocator.core.model import CampaignSnapshot, DealStatus, Policy
 from reallocator.core.plan.builder import PlanRejected, build_plan
 from reallocator.core.plan.model import (
     BindingKind,
@@ -177,6 +177,12 @@ def test_random_snapshots_give_verified_plans_or_a_named_conflict(n: int, seed: 
     changed = plan.deals["delta"].to_numpy() != 0
     assert all(re.search(r"\d", t) for t in plan.deals["rationale"][changed])
     assert np.isfinite(plan.deals["marginal_value"]).all()
+    # A paused or ended deal gains nothing its minimum does not force, whatever the caller
+    # forecasts for it (capacity_forecast is set on a fifth of these deals).
+    d = plan.deals
+    inactive = snapshot.deals["status"].to_numpy() != int(DealStatus.ACTIVE)
+    floor = np.maximum(d["old_allocation"].to_numpy(), d["lower_bound"].to_numpy())
+    assert (d["new_allocation"].to_numpy()[inactive] <= floor[inactive]).all()
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -334,3 +340,22 @@ def test_a_campaign_with_only_periodic_budgets_is_planned_over_its_current_perio
     assert own.status is PlanStatus.OPTIMAL and 0 < own.allocated <= 30_000_000_000
     given = build_plan(snapshot, assessment=assess(snapshot))
     assert given.deals["new_allocation"].tolist() == own.deals["new_allocation"].tolist()
+
+
+@pytest.mark.parametrize("status", [DealStatus.PAUSED, DealStatus.ENDED])
+def test_a_paused_or_ended_deal_ignores_the_caller_s_forecast(
+    example: CampaignSnapshot, status: DealStatus
+) -> None:
+    """A paused or ended deal forecasts no capacity (common.proto): a capacity_forecast the
+    caller sets on it neither keeps nor raises its allocation, nor makes it take the budget the
+    other forecasts leave over (it was stretched beyond its booking)."""
+    deals = example.deals.copy()
+    row = int(np.flatnonzero(deals["deal_id"].to_numpy() == "display-pd-002")[0])
+    deals.loc[row, "status"] = int(status)
+    deals.loc[row, "capacity_forecast"] = 50_000_000_000  # far beyond the whole budget
+    plan = build_plan(dataclasses.replace(example, deals=deals))
+    check_plan(plan)
+    display = plan.deals.set_index("deal_id").loc["display-pd-002"]
+    assert display["capacity"] == 0
+    assert display["new_allocation"] == max(0, int(display["lower_bound"]))
+    assert display["new_allocation"] < display["old_allocation"]

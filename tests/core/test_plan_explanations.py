@@ -14,7 +14,7 @@ from builders import DealSpec, SnapshotSpec, build_snapshot, lifetime_pacing, ra
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reallocator.core.model import Budget, BudgetType, CampaignSnapshot, Period, Policy
+from reallocator.core.model import Budget, BudgetType, CampaignSnapshot, DealStatus, Period, Policy
 from reallocator.core.plan.builder import PlanRejected, build_plan
 from reallocator.core.plan.model import BindingKind, Plan, PlanStatus, ReasonCode
 from reallocator.core.plan.text import amount, amounts, rates, where
@@ -211,13 +211,14 @@ def test_a_broken_commitment_can_be_rejected_or_relaxed_instead_of_capped() -> N
 def test_a_deal_cut_to_nothing_was_stopped_by_zero_not_the_step() -> None:
     snapshot = _snapshot(40, 3)
     deals = snapshot.deals.copy()
-    # Every deal could take its whole booking again (the caller's own forecast); deal 0 is
+    # Every deal could take its whole booking again (the caller's own forecast, all live); deal 0 is
     # worth nothing next to the others, so it gives all it holds.
     deals["capacity_forecast"] = deals["allocation"] * 2
     deals["value_per_unit"] = 10.0
     deals.loc[0, "value_per_unit"] = 0.001
     deals.loc[0, "min_allocation"] = 0
     deals.loc[0, "locked"] = False
+    deals["status"] = int(DealStatus.ACTIVE)  # a paused or ended deal forecasts nothing
     # No budget beyond what the deals hold: what deal 0 gives is what the others take.
     held = int(np.maximum(deals["allocation"] - deals["spend_micros"], 0).sum())
     total = int(deals["spend_micros"].sum()) + held

@@ -227,7 +227,9 @@ def deal_capacity(
             raise ValueError(f"forecast needs one value per deal ({len(deals)})")
     else:
         own = values_of(deals, "capacity_forecast", np.int64)
-    mine = own >= 0
+    # Not for a paused or ended deal: it forecasts no capacity whatever the caller expects of
+    # it (given one, the stretch and the first solve raised an ended deal beyond its booking).
+    mine = (own >= 0) & inputs.active
     method = table["method"]
     if mine.any():
         capacity = np.where(mine, own, capacity)
