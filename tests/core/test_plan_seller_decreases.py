@@ -17,6 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from builders import (
     AS_OF,
     DealSpec,
@@ -29,9 +30,9 @@ from builders import random_snapshot_spec as random_spec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reallocator.core.model import CampaignSnapshot, DealType, Policy
+from reallocator.core.model import Budget, CampaignSnapshot, DealType, Period, Policy
 from reallocator.core.plan.builder import PlanRejected, build_plan
-from reallocator.core.plan.model import Plan, PlanStatus, RequestKind
+from reallocator.core.plan.model import Plan, PlanStatus, RequestHistory, RequestKind
 from reallocator.v1 import common_pb2, pacing_pb2
 from reallocator.wire.snapshot import decode_snapshot
 from reallocator.wire.violations import Violations
@@ -290,3 +291,47 @@ def test_a_guaranteed_deal_keeping_pace_is_not_trimmed_to_its_pace() -> None:
     unbanded = dataclasses.replace(snap.policy, move_band=0.0)
     buyer = build_plan(dataclasses.replace(snap, deals=deals_b, policy=unbanded))
     assert row(buyer, "pg")["capacity"] < 10 * B
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(n=st.integers(2, 30), seed=st.integers(0, 100_000))
+def test_an_unanswered_request_is_held_like_a_commitment(n: int, seed: int) -> None:
+    """A guaranteed deal whose last request its seller has not answered may still end at that
+    request's total, whichever way it asks (answers come in the order asked: a request for less
+    sent before an earlier one was accepted can raise the commitment that one left). So the
+    plan holds the larger of the commitment and the ask: if every such seller accepts its
+    pending ask and every one asked now says no, the plan still spends no more than the budget.
+    The budget is what an earlier plan gave out: the commitments, and the asks beyond them."""
+    snap, forecast = mixed_snapshot(n, seed)
+    rng = np.random.default_rng(seed + 1)
+    deals = snap.deals
+    pg = deals["deal_type"].to_numpy() == DealType.PROGRAMMATIC_GUARANTEED
+    spent = deals["spend_micros"].to_numpy(np.int64)
+    current = deals["allocation"].to_numpy(np.int64) - spent
+    waiting = pg & (rng.random(n) < 0.6)
+    asked = (current * rng.uniform(0.0, 1.8, n)).astype(np.int64)  # beyond the spend
+    history = RequestHistory(
+        pd.DataFrame(
+            {
+                "deal_id": deals["deal_id"].to_numpy()[waiting],
+                "requested_at": snap.as_of.timestamp() - 3600.0,
+                "kind": np.where(asked > current, "INCREASE", "DECREASE")[waiting],
+                "target_total": (spent + asked)[waiting],
+                "response": "PENDING",
+                "accepted_total": -1,
+            }
+        )
+    )
+    beyond = int(np.where(waiting, np.maximum(asked - current, 0), 0).sum())
+    budget = int(deals["allocation"].sum()) + beyond
+    snap = dataclasses.replace(
+        snap, pacing=dataclasses.replace(snap.pacing, budgets=(Budget(Period.LIFETIME, budget),))
+    )
+    plan = build_plan(snap, forecast=forecast, history=history)
+    if plan.status is PlanStatus.NO_CHANGE:
+        return  # nothing moves: what earlier plans asked stands as they asked it
+    d = plan.deals
+    new = d["new_allocation"].to_numpy(np.int64)
+    old = d["old_allocation"].to_numpy(np.int64)
+    worst = np.maximum(old, np.where(waiting, asked, 0))  # a seller accepting its pending ask
+    assert int(np.where(pg, np.maximum(new, worst), new).sum()) <= plan.remaining_budget

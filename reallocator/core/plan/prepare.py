@@ -63,6 +63,7 @@ class Prepared:
     forecast: dict[str, Any]  # how each capacity was reached: columns (capacity.FORECAST_DTYPES)
     capped: npt.NDArray[np.bool_]  # a seller's answer capped the deal's capacity
     built: BuiltProblem  # bounds, the problem (reversal charge on it) and their report
+    asks: npt.NDArray[np.int64]  # what an unanswered request asks beyond the spend (-1: none)
 
     @cached_property
     def forecast_table(self) -> pd.DataFrame:
@@ -140,6 +141,7 @@ def prepare(
         forecast=reached,
         capped=capped,
         built=built,
+        asks=asked,
     )
 
 
