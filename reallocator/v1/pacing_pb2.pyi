@@ -318,7 +318,8 @@ class CustomCurve(_message.Message):
     @_builtins.property
     def hour_weights(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
         """24 hour-of-day weights (00h first) or 168 hour-of-week weights (Monday 00h first).
-        Non-negative, finite, not all zero.
+        Non-negative, finite, not all zero; a non-zero weight at least 1e-9 of the largest
+        (use 0 for an hour without traffic).
         """
 
     def __init__(

@@ -402,7 +402,23 @@ def _custom_curve(
     if weights.sum() <= 0:
         errors.add(p, "must not be all zero")
         return None
+    top = float(weights.max())
+    tiny = (weights > 0) & (weights < top * MIN_RELATIVE_WEIGHT)
+    if tiny.any():
+        i = int(np.flatnonzero(tiny)[0])
+        errors.add(
+            f"{p}[{i}]",
+            f"must be 0 or at least {MIN_RELATIVE_WEIGHT:g} of the largest weight ({top:g}); "
+            f"got {weights[i]:g}",
+        )
+        return None
     return weights
+
+
+MIN_RELATIVE_WEIGHT = 1e-9
+"""A custom curve's non-zero hour weighs at least this share of its largest: an hour of
+1e-213 made a rate read over it overflow (delivery per opportunity hour) where 0 means what
+was meant, no traffic."""
 
 
 def _dayparting(msg: pacing_pb2.PacingTarget, path: str, errors: Violations) -> np.ndarray | None:

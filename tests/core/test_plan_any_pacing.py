@@ -9,8 +9,10 @@ the dates) through the wire's validation into the planner."""
 
 from __future__ import annotations
 
+import warnings
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 from google.protobuf import json_format
 from hypothesis import HealthCheck, assume, event, given, settings
@@ -94,7 +96,11 @@ def test_every_pacing_target_the_wire_accepts_is_planned(
     assert snapshot is not None
     event("dated" if pacing.HasField("start_time") else "only periodic budgets")
     try:
-        own = build_plan(snapshot)
+        # A numpy warning here was a NaN or an int64 cast overflow in the making (subnormal
+        # custom weights: the curve divided by a mean of 0; a rate over almost no opportunity).
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            own = build_plan(snapshot)
     except PlanRejected:  # limits that conflict (FAILED_PRECONDITION with the conflict named)
         with pytest.raises(PlanRejected):
             build_plan(snapshot, assessment=assess(snapshot))
@@ -103,3 +109,54 @@ def test_every_pacing_target_the_wire_accepts_is_planned(
     check_plan(own)
     given_ = build_plan(snapshot, assessment=assess(snapshot))
     assert given_.deals["new_allocation"].tolist() == own.deals["new_allocation"].tolist()
+
+
+@pytest.mark.parametrize(
+    "tiny",
+    [
+        [5e-324] + [0.0] * 23,  # the smallest subnormal: its mean underflowed to 0
+        [1e-320] * 24,
+        [1e-318, 5e-315] * 12,  # subnormal, within 1e-9 of each other
+    ],
+)
+def test_a_custom_curve_of_subnormal_weights_is_the_same_curve_scaled_up(
+    tiny: list[float],
+) -> None:
+    """Only the weights' ratios matter: weights the wire accepts (finite, >= 0, not all zero)
+    however small plan as the same weights scaled up, without a NaN or a numpy warning (the
+    mean of subnormal weights underflowed to 0 and the curve divided by it)."""
+    biggest = max(tiny)
+    scaled = [w / biggest for w in tiny]  # 5e-324 / 5e-324 == 1.0
+    plans = []
+    for weights in (tiny, scaled):
+        msg = type(BASE)()
+        msg.CopyFrom(BASE)
+        msg.pacing.mode = common_pb2.PACING_MODE_CUSTOM
+        del msg.pacing.custom_curve.hour_weights[:]
+        msg.pacing.custom_curve.hour_weights.extend(weights)
+        errors = Violations()
+        snapshot = decode_snapshot(msg, Policy(), errors)
+        assert snapshot is not None, errors.items
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            plans.append(build_plan(snapshot))
+    a, b = plans
+    assert a.status is b.status
+    assert a.deals["new_allocation"].tolist() == b.deals["new_allocation"].tolist()
+    assert np.allclose(a.deals["pacing_ratio"], b.deals["pacing_ratio"], equal_nan=True)
+    assert np.isfinite(a.deals["pacing_ratio"]).all()
+
+
+def test_a_custom_weight_far_below_the_largest_is_a_field_violation() -> None:
+    """An hour of traffic 1e-213 of the busiest is 0 in any real curve, and a rate read over
+    it overflowed: the wire asks for 0 or at least 1e-9 of the largest, naming the hour."""
+    msg = type(BASE)()
+    msg.CopyFrom(BASE)
+    msg.pacing.mode = common_pb2.PACING_MODE_CUSTOM
+    del msg.pacing.custom_curve.hour_weights[:]
+    msg.pacing.custom_curve.hour_weights.extend([1.0] * 5 + [2e-213] + [0.0] * 18)
+    errors = Violations()
+    assert decode_snapshot(msg, Policy(), errors) is None
+    (violation,) = errors.items
+    assert violation.field.endswith("custom_curve.hour_weights[5]")
+    assert "at least 1e-09 of the largest" in violation.description

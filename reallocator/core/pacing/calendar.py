@@ -41,6 +41,10 @@ SLOT_SECONDS = 900
 _FLIGHT_KEY_STRIDE = 1 << 40
 """Keeps period keys of different flights apart when one key array covers all flights."""
 
+_MAX_RELATIVE_WEIGHT = 1e12
+"""An inactive hour's weight relative to the largest active one, at most (only its finiteness
+matters: it is never active)."""
+
 
 def to_unix(at: TimeLike) -> FloatArray:
     """Unix seconds as a float64 array (0-d for a scalar); rejects naive datetimes.
@@ -332,7 +336,13 @@ def build_calendar(
     active_weights = weights168[mask168]
     if active_weights.size == 0 or float(active_weights.sum()) <= 0.0:
         raise ValueError("no active hour carries any weight: nothing can ever deliver")
-    weights168 = weights168 / float(active_weights.mean())
+    # Relative to the largest active weight first: the mean of subnormal weights (5e-324 is a
+    # valid weight) underflows to 0 and the curve became NaN. An hour outside the dayparts is
+    # never active; its weight is capped so that it stays finite.
+    top = float(active_weights.max())
+    with np.errstate(over="ignore"):
+        scaled = np.minimum(weights168 / top, _MAX_RELATIVE_WEIGHT)
+    weights168 = scaled / float(scaled[mask168].mean())
 
     if bounds:
         starts = np.array([s for s, _ in bounds])

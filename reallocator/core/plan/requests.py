@@ -498,7 +498,9 @@ def _decisions(
         & (kind_code > 0),
     )
 
-    projected_units = np.rint(nan_to_num(projected)).astype(np.int64)
+    # Clipped before the cast: a rate read over almost no opportunity (a custom curve's hours
+    # weighted 1e-213) projects beyond int64, whose cast gave an arbitrary value.
+    projected_units = np.rint(np.clip(nan_to_num(projected), -(2.0**62), 2.0**62)).astype(np.int64)
     size = np.maximum(np.abs(target - old), np.abs(target - projected_units))
     severity = change_severity(size, old, inputs.premium, policy.severity)
     worth = worth_changing(size, policy.min_change)

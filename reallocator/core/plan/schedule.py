@@ -524,6 +524,7 @@ def schedule_candidates(
     changed = new != old
     off_pace = beyond_tolerance(required, observed, policy.request_tolerance)
     projected = np.rint(np.where(np.isfinite(observed), observed * remaining, old))
+    projected = np.clip(projected, -(2.0**62), 2.0**62)  # a rate read over almost no opportunity
     size = np.maximum(np.abs(new - old), np.abs(new - projected.astype(np.int64)))
     worth = worth_changing(size, policy.min_change)
     if ahead is None:
