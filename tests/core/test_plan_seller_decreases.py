@@ -335,3 +335,19 @@ def test_an_unanswered_request_is_held_like_a_commitment(n: int, seed: int) -> N
     old = d["old_allocation"].to_numpy(np.int64)
     worst = np.maximum(old, np.where(waiting, asked, 0))  # a seller accepting its pending ask
     assert int(np.where(pg, np.maximum(new, worst), new).sum()) <= plan.remaining_budget
+
+
+def test_a_commitment_is_kept_when_only_room_beyond_the_forecasts_could_take_it() -> None:
+    """"pg" can deliver 4,000 of the 14,000 it holds, "rich" 12,000 (it holds 10,000): within
+    their forecasts the deals can take 16,000 of the 30,000 left. What "pg" would free could go
+    only into "rich"'s room beyond its forecast (the stretch, a hedge re-decided every plan),
+    while a decrease its seller accepts is not undone: "pg" keeps its commitment, nobody is asked
+    for less, and "rich" still takes what is left beyond its forecast."""
+    forecast = np.array([4 * B, 12 * B])
+    plan = build_plan(snapshot(), forecast=forecast)
+    pg, rich = row(plan, "pg"), row(plan, "rich")
+    assert pg["new_allocation"] == pg["old_allocation"] == 14 * B
+    assert not any(r.deal_id == "pg" and r.kind is RequestKind.DECREASE for r in plan.requests)
+    assert held_amount(plan) == 0
+    assert rich["new_allocation"] == plan.remaining_budget - 14 * B > rich["capacity"]
+    assert exposure(plan, snapshot()) <= plan.remaining_budget
