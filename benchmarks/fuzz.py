@@ -44,7 +44,7 @@ def main() -> int:
     parser.add_argument("--plans", type=int, default=20, help="real plans for life-cycle cases")
     args = parser.parse_args()
 
-    server = ServerProcess(workers=args.workers)
+    server = ServerProcess(workers=args.workers, keep_files=True)
     warm = random.Random(0)  # the first calls import and allocate what later calls reuse
     for _ in range(10):
         method, request = valid_request(warm)

@@ -338,7 +338,7 @@ def test_an_unanswered_request_is_held_like_a_commitment(n: int, seed: int) -> N
 
 
 def test_a_commitment_is_kept_when_only_room_beyond_the_forecasts_could_take_it() -> None:
-    """"pg" can deliver 4,000 of the 14,000 it holds, "rich" 12,000 (it holds 10,000): within
+    """Deal "pg" can deliver 4,000 of the 14,000 it holds, "rich" 12,000 (it holds 10,000): within
     their forecasts the deals can take 16,000 of the 30,000 left. What "pg" would free could go
     only into "rich"'s room beyond its forecast (the stretch, a hedge re-decided every plan),
     while a decrease its seller accepts is not undone: "pg" keeps its commitment, nobody is asked

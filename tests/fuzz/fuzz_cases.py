@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -411,10 +412,13 @@ def _parse(method: str, data: bytes) -> Message:
 
 
 class ServerProcess:
-    """`reallocator serve` (one worker, so its RSS is the server's) on a free port."""
+    """`reallocator serve` (one worker, so its RSS is the server's) on a free port. Its folder
+    (audit store, log) goes when it stops, unless `keep_files` (the fuzz benchmark prints where
+    the log is)."""
 
-    def __init__(self, workers: int = 1, **env: str) -> None:
+    def __init__(self, workers: int = 1, keep_files: bool = False, **env: str) -> None:
         self.port = free_port()
+        self.keep_files = keep_files
         clean = {k: v for k, v in os.environ.items() if not k.startswith("REALLOCATOR_")}
         # its own audit store, never a reallocator.db left in the working directory
         self.folder = tempfile.mkdtemp(prefix="reallocator-fuzz-")
@@ -516,4 +520,6 @@ class ServerProcess:
                 self.proc.kill()
         self._log.close()
         err = self.log_path.read_text(errors="replace")
+        if not self.keep_files:
+            shutil.rmtree(self.folder, ignore_errors=True)
         return f"exit {self.proc.returncode}: {err}"
