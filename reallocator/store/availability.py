@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from reallocator.store.errors import StoreUnavailable
 
@@ -115,6 +115,20 @@ class DatabaseWatch:
             if not unreachable(exc):
                 raise
             raise self.lost(exc) from exc
+
+    @contextmanager
+    def connection(self, engine: Engine) -> Iterator[Connection]:
+        """A connection from `engine`'s pool. Any database error while getting one means the
+        database cannot be reached: no statement of ours has run, so none can be wrong. The
+        pool's ping, cut off by a server shutting down, left psycopg mid-transaction and
+        raised ProgrammingError ("can't change 'autocommit' now"), which read as a bug: one
+        Replan answered INTERNAL during an outage (tests/store/test_database_outage.py)."""
+        try:
+            connection = engine.connect()
+        except sa.exc.DBAPIError as exc:
+            raise self.lost(exc) from exc
+        with connection:
+            yield connection
 
     def lost(self, exc: BaseException) -> StoreUnavailable:
         """Records that a call found the database unreachable (listeners told, probe started)

@@ -397,12 +397,17 @@ class SqlStore:
         other comes between them and the commit: concurrent Replans of one campaign, in
         threads or server processes, each supersede the one before."""
         engine = self._writer if write or campaign else self.engine
-        with self.watch.guard() if self.watch else nullcontext(), engine.begin() as tx:
+        watch = self.watch
+        with (
+            watch.guard() if watch else nullcontext(),
+            watch.connection(engine) if watch else engine.connect() as tx,
+            tx.begin(),
+        ):
             if campaign and self._postgres:
                 tx.execute(_LOCK_CAMPAIGN, {"key": _campaign_key(campaign)})
             yield tx
             if self._rehearsing:
-                tx.rollback()  # the transaction ends here: `begin` then has nothing to commit
+                tx.rollback()  # the transaction ends here: `begin()` then has nothing to commit
                 return
         if self._checkpoints is not None and (write or campaign):
             self._checkpoints.wrote()  # committed: its pages are in the log

@@ -226,3 +226,34 @@ def test_the_watch_tells_listeners_when_the_database_goes_and_comes_back(tmp_pat
     assert [ok for ok, _ in seen] == [False, True] and [ok for ok, _ in late] == [False, True]
     assert len(probes) == 4 and probes[-1] - probes[0] >= 3 * 0.05 * 0.9
     store.close()
+
+
+def test_an_error_while_getting_a_connection_is_unavailable_not_internal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Any database error before a statement of ours runs (the pool's ping cut off by a
+    PostgreSQL shutting down left psycopg mid-transaction: ProgrammingError "can't change
+    'autocommit' now") means the database cannot be reached, not that a statement is wrong:
+    StoreUnavailable, the watch told. A wrong statement stays a bug."""
+    store = SqlStore.open(f"sqlite:///{tmp_path / 'ping.db'}", probe_interval=0.05)
+    watch = store.watch
+    assert watch is not None
+    cut = sa.exc.ProgrammingError(
+        "select pg_catalog.version()",
+        {},
+        Exception("can't change 'autocommit' now: connection in transaction status ACTIVE"),
+    )
+    assert not unreachable(cut)  # by its class alone it reads as a bug
+
+    def cut_off() -> sa.Connection:
+        raise cut
+
+    for engine in {store.engine, store._writer}:
+        monkeypatch.setattr(engine, "connect", cut_off)
+    with pytest.raises(StoreUnavailable):
+        store.latest_snapshot("campaign-1")
+    assert not watch.reachable
+    monkeypatch.undo()
+    _until(lambda: watch.reachable, 5, "the probe finding the database")
+    assert store.latest_snapshot("campaign-1") is None
+    store.close()
