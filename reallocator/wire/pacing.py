@@ -380,6 +380,12 @@ def _flights(msg: pacing_pb2.PacingTarget, path: str, errors: Violations) -> tup
     return tuple(f for _, f in flights)
 
 
+MIN_RELATIVE_WEIGHT = 1e-9
+"""A custom curve's non-zero hour weighs at least this share of its largest: an hour of
+1e-213 made a rate read over it overflow (delivery per opportunity hour) where 0 means what
+was meant, no traffic."""
+
+
 def _custom_curve(
     msg: pacing_pb2.PacingTarget, path: str, mode: PacingMode, errors: Violations
 ) -> np.ndarray | None:
@@ -413,12 +419,6 @@ def _custom_curve(
         )
         return None
     return weights
-
-
-MIN_RELATIVE_WEIGHT = 1e-9
-"""A custom curve's non-zero hour weighs at least this share of its largest: an hour of
-1e-213 made a rate read over it overflow (delivery per opportunity hour) where 0 means what
-was meant, no traffic."""
 
 
 def _dayparting(msg: pacing_pb2.PacingTarget, path: str, errors: Violations) -> np.ndarray | None:
