@@ -22,6 +22,8 @@ import traceback
 from typing import Any
 
 from reallocator.sim import profiles
+from reallocator.sim.args import policy_overrides
+from reallocator.sim.cli import with_policy
 from reallocator.sim.oracle import solve_oracle
 from reallocator.sim.run import make_strategy, simulate
 from reallocator.sim.scenario import scenario_from_dict
@@ -132,16 +134,24 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--count", type=int, default=25)
     parser.add_argument("--below", type=float, default=0.03, help="flag: static minus this")
+    parser.add_argument(
+        "--policy",
+        type=policy_overrides,
+        default=None,
+        help="policy overrides merged into every world's (scenario file syntax); the worlds "
+        "and their seeds are the same with or without",
+    )
     args = parser.parse_args()
     rng = random.Random(args.seed)
     failures, flagged = 0, 0
+    margins: list[float] = []
     print(" # realloc   static   oracle  deals replans seconds  zone, start, days, step")
     for i in range(args.count):
         spec = random_scenario(rng, f"random-{args.seed}-{i}")
         seed = rng.randint(0, 999)
         started = time.perf_counter()
         try:
-            world = build_world(scenario_from_dict(spec), seed)
+            world = build_world(with_policy(scenario_from_dict(spec), args.policy), seed)
             runs = {s: simulate(world, make_strategy(s)) for s in ("static", "reallocator")}
             oracle = solve_oracle(world)
         except Exception:  # a valid scenario must run: report it and go on
@@ -150,6 +160,7 @@ def main() -> None:
             print(f"{i:2d} ERROR seed {seed}: {json.dumps(spec)}")
             continue
         use = {s: float(r.state.spent.sum()) / world.budget for s, r in runs.items()}
+        margins.append(use["reallocator"] - use["static"])
         flight = spec["flight"]
         print(
             f"{i:2d} {use['reallocator']:8.1%} {use['static']:8.1%} {oracle.utilisation:8.1%} "
@@ -165,6 +176,14 @@ def main() -> None:
             flagged += 1
             print(f"   below static, seed {seed}: {json.dumps(spec)}")
     print(f"{args.count} worlds: {failures} failed (error or overspend), {flagged} below static")
+    if margins:
+        above = sum(m > args.below for m in margins)
+        below = sum(m < -args.below for m in margins)
+        print(
+            f"against static: {above} above by more than {args.below:.0%}, "
+            f"{len(margins) - above - below} within, {below} below; "
+            f"mean {100 * sum(margins) / len(margins):+.2f} points"
+        )
     sys.exit(1 if failures else 0)
 
 
