@@ -418,6 +418,21 @@ def nan_to_num(x: npt.ArrayLike, nan: float = 0.0) -> npt.NDArray[np.float64]:
 
 _LARGEST = float(np.finfo(np.float64).max)
 
+UNITS_LIMIT = 2.0**62
+"""The largest amount of budget units (either sign) a computed float becomes as an int64: far
+beyond any budget, and two of them still add up within int64. Clipped before the cast: a rate
+read over almost no opportunity (a custom curve's hours weighted 1e-213) projects beyond int64,
+whose cast gives an arbitrary value."""
+
+
+def as_units(x: npt.ArrayLike) -> npt.NDArray[np.int64]:
+    """Float amounts as whole budget units (int64): NaN read as 0, rounded, within
+    +-UNITS_LIMIT."""
+    out: npt.NDArray[np.int64] = np.rint(np.clip(nan_to_num(x), -UNITS_LIMIT, UNITS_LIMIT)).astype(
+        np.int64
+    )
+    return out
+
 
 def as_text(column: pd.Series) -> npt.NDArray[np.object_]:
     """`column.astype(str)` as an object array, without the round trip through pandas for the

@@ -46,6 +46,7 @@ from reallocator.core.plan.requests import (
 from reallocator.core.plan.severity import (
     auto_applicable,
     change_severity,
+    change_size,
     max_severity,
     worth_changing,
 )
@@ -601,6 +602,35 @@ def test_worth_changing_and_helpers() -> None:
     assert auto_applicable(sev, POLICY).tolist() == [False, False, False]
     up_to = replace(POLICY, auto_apply_up_to="MATERIAL")
     assert auto_applicable(sev, up_to).tolist() == [True, False, True]
+
+
+_AMOUNTS = st.integers(min_value=0, max_value=2**53)
+_PROJECTIONS = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.floats(min_value=-1e30, max_value=1e30),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_AMOUNTS, _AMOUNTS, _PROJECTIONS), min_size=1, max_size=20))
+def test_a_change_is_sized_the_same_for_requests_and_schedules(
+    rows: list[tuple[int, int, float]],
+) -> None:
+    """The larger of the move and the gap to the deal's current pace, in whole units; a
+    projection beyond int64 (a rate read over almost no opportunity) or NaN never gives an
+    arbitrary or negative size."""
+    new = np.array([r[0] for r in rows], dtype=np.int64)
+    old = np.array([r[1] for r in rows], dtype=np.int64)
+    projected = np.array([r[2] for r in rows], dtype=np.float64)
+    with np.errstate(all="raise"):
+        size = change_size(new, old, projected)
+    assert size.dtype == np.int64
+    for n, o, p, got in zip(
+        new.tolist(), old.tolist(), projected.tolist(), size.tolist(), strict=True
+    ):
+        units = 0 if np.isnan(p) else round(min(max(p, -(2.0**62)), 2.0**62))
+        assert got == max(abs(n - o), abs(n - units))
+        assert got >= 0
 
 
 def test_bad_shapes_are_rejected() -> None:

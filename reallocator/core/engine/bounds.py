@@ -39,6 +39,7 @@ from reallocator.core.engine.problem import (
 )
 from reallocator.core.model import (
     DELIVERED_COLUMN,
+    UNITS_LIMIT,
     Budget,
     BudgetType,
     CampaignSnapshot,
@@ -149,7 +150,7 @@ def deal_bounds(
     current = np.maximum(zero, allocation - spent)
     min_r = np.maximum(zero, min_allocation - spent)
     max_r = np.where(max_allocation == NO_MAX, NO_MAX, np.maximum(zero, max_allocation - spent))
-    rel = np.floor(np.minimum(policy.step_rel * current.astype(np.float64), 2.0**62))
+    rel = np.floor(np.minimum(policy.step_rel * current.astype(np.float64), UNITS_LIMIT))
     step = np.maximum(np.int64(policy.step_abs), rel.astype(np.int64))
     if regrow > 0:
         step = np.where(current == 0, np.maximum(step, np.int64(regrow)), step)
@@ -265,8 +266,8 @@ def group_limits(
     over = np.where(has_max, np.maximum(0.0, spent_g + lb_g - cap), 0.0)
     max_r = np.full(n, NO_MAX, dtype=np.int64)
     room = np.maximum(np.maximum(cap - spent_g, lb_g), 0.0)  # commitments and locks outrank
-    max_r[has_max] = np.minimum(room[has_max], 2.0**62).astype(np.int64)
-    want = np.minimum(np.maximum(0.0, nan_to_num(limit_min) - spent_g), 2.0**62)
+    max_r[has_max] = np.minimum(room[has_max], UNITS_LIMIT).astype(np.int64)
+    want = np.minimum(np.maximum(0.0, nan_to_num(limit_min) - spent_g), UNITS_LIMIT)
     min_r = np.minimum(want, np.minimum(ub_g, max_r.astype(np.float64)))
     short = want - min_r
     return min_r.astype(np.int64), max_r, over.astype(np.int64), short.astype(np.int64)

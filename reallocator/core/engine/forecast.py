@@ -29,6 +29,7 @@ import pandas as pd
 from reallocator.core.engine.problem import BoolArray, FloatArray, IntArray
 from reallocator.core.model import (
     DELIVERED_COLUMN,
+    UNITS_LIMIT,
     BudgetType,
     DealStatus,
     DeliverySeries,
@@ -61,7 +62,7 @@ RATIONALE_DTYPES: dict[str, str] = {
     "stall_outlook": "float64",  # share of its forecast a confident stall keeps; NaN: none
 }
 """Columns of forecast_capacity's table (how each capacity was reached)."""
-_MAX_CAPACITY = 2.0**62
+_MAX_CAPACITY = UNITS_LIMIT
 _ACTIVE = int(DealStatus.ACTIVE)  # numpy compares an IntEnum member ~3x slower than its int
 
 

@@ -34,6 +34,7 @@ from reallocator.core.engine.problem import (
 from reallocator.core.engine.result import AllocationResult, SolvePath, SolveStatus, Timings
 from reallocator.core.engine.solve import objective_parts, solve
 from reallocator.core.engine.verify import verify_allocation
+from reallocator.core.model import UNITS_LIMIT
 
 LEVELS = 8
 """Slices of room per deal: among deals of equal value the split is proportional to the
@@ -50,7 +51,7 @@ def stretch_room(
 ) -> IntArray:
     """Per deal: how much it may take beyond `x` (0 where not eligible)."""
     extra = np.floor(np.maximum(capacity, 0).astype(np.float64) * max(ratio, 0.0))
-    extra = np.minimum(extra, 2.0**62).astype(np.int64)
+    extra = np.minimum(extra, UNITS_LIMIT).astype(np.int64)
     room = np.minimum(np.maximum(open_ub - x, 0), extra)
     out: IntArray = np.where(eligible, room, 0).astype(np.int64)
     return out

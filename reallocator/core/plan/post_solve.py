@@ -25,7 +25,7 @@ from reallocator.core.engine.diagnosis import marginal_check
 from reallocator.core.engine.forecast import method_is
 from reallocator.core.engine.problem import NO_MAX
 from reallocator.core.engine.stretch import stretch
-from reallocator.core.model import CampaignSnapshot, DealStatus, values_of
+from reallocator.core.model import UNITS_LIMIT, CampaignSnapshot, DealStatus, values_of
 from reallocator.core.plan.capacity import seller_paced
 from reallocator.core.plan.conflicts import Solved
 from reallocator.core.plan.explain import beyond_forecast
@@ -187,7 +187,7 @@ def _keep_commitments(
     # again.
     buyers = (capacity > 0) & ~paced & ~locked & ~capped
     most = np.floor(np.maximum(capacity, 0).astype(np.float64))
-    most = np.minimum(np.minimum(most, 2.0**62).astype(np.int64), report.max_remaining)
+    most = np.minimum(np.minimum(most, UNITS_LIMIT).astype(np.int64), report.max_remaining)
     room = np.where(buyers, np.maximum(np.minimum(most, budget) - x, 0), 0)
     # Summed as floats: deals' rooms of up to the whole budget each overflow an int64 sum.
     spare = budget - int(x.sum()) - int(min(float(room.sum(dtype=np.float64)), float(budget)))

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from reallocator.core.engine import BoundsReport, BuiltProblem
-from reallocator.core.model import BudgetType, CampaignSnapshot, text_column, values_of
+from reallocator.core.model import UNITS_LIMIT, BudgetType, CampaignSnapshot, text_column, values_of
 from reallocator.core.pacing.assessment import Assessment, EntityKind
 from reallocator.core.plan.model import (
     DecisionFactor,
@@ -96,7 +96,7 @@ def unspendable_reasons(
                 )
             )
     if unspendable > 0:
-        total_capacity = int(np.minimum(forecast, 2**62).sum())
+        total_capacity = int(np.minimum(forecast, int(UNITS_LIMIT)).sum())
         out.append(
             Unspendable(
                 unspendable,
@@ -105,7 +105,7 @@ def unspendable_reasons(
                 "",
                 f"{amount(unspendable, bt, currency)} of the remaining budget cannot be placed: "
                 f"the deals' capacity forecasts total "
-                f"{amount(min(total_capacity, 2**62), bt, currency)}"
+                f"{amount(min(total_capacity, int(UNITS_LIMIT)), bt, currency)}"
                 + (
                     f", the plan placed {amount(beyond, bt, currency)} beyond them as far as "
                     "the policy's beyond_forecast and the limits allow"

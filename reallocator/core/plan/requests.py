@@ -106,6 +106,7 @@ from reallocator.core.plan.severity import (
     FloatArray,
     IntArray,
     change_severity,
+    change_size,
     coerce_columns,
     worth_changing,
 )
@@ -498,10 +499,7 @@ def _decisions(
         & (kind_code > 0),
     )
 
-    # Clipped before the cast: a rate read over almost no opportunity (a custom curve's hours
-    # weighted 1e-213) projects beyond int64, whose cast gave an arbitrary value.
-    projected_units = np.rint(np.clip(nan_to_num(projected), -(2.0**62), 2.0**62)).astype(np.int64)
-    size = np.maximum(np.abs(target - old), np.abs(target - projected_units))
+    size = change_size(target, old, projected)
     severity = change_severity(size, old, inputs.premium, policy.severity)
     worth = worth_changing(size, policy.min_change)
     critical = severity == Severity.CRITICAL

@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from reallocator.core.model import Policy
+from reallocator.core.model import UNITS_LIMIT, Policy
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -86,8 +86,10 @@ def rolling_room(
         low = np.minimum(np.ceil(r * (1.0 - share)), r - step_abs)
         up = np.minimum(up, np.maximum(0.0, high - now))
         down = np.minimum(down, np.maximum(0.0, now - low))
-    cap = float(2**62)
-    return np.minimum(up, cap).astype(np.int64), np.minimum(down, cap).astype(np.int64)
+    return (
+        np.minimum(up, UNITS_LIMIT).astype(np.int64),
+        np.minimum(down, UNITS_LIMIT).astype(np.int64),
+    )
 
 
 __all__ = ["WindowStarts", "rolling_room", "window_starts"]

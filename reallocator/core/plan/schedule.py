@@ -97,6 +97,7 @@ from reallocator.core.plan.severity import (
     BoolArray,
     FloatArray,
     IntArray,
+    change_size,
     coerce_columns,
     worth_changing,
 )
@@ -523,9 +524,8 @@ def schedule_candidates(
     required = new / hours
     changed = new != old
     off_pace = beyond_tolerance(required, observed, policy.request_tolerance)
-    projected = np.rint(np.where(np.isfinite(observed), observed * remaining, old))
-    projected = np.clip(projected, -(2.0**62), 2.0**62)  # a rate read over almost no opportunity
-    size = np.maximum(np.abs(new - old), np.abs(new - projected.astype(np.int64)))
+    projected = np.where(np.isfinite(observed), observed * remaining, old)
+    size = change_size(new, old, projected)
     worth = worth_changing(size, policy.min_change)
     if ahead is None:
         ahead = _ahead(inputs)

@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 from pandas.api.types import infer_dtype
 
-from reallocator.core.model import Policy, Severity, SeverityTiers, select
+from reallocator.core.model import Policy, Severity, SeverityTiers, as_units, select
 
 IntArray: TypeAlias = npt.NDArray[np.int64]
 FloatArray: TypeAlias = npt.NDArray[np.float64]
@@ -107,6 +107,15 @@ def most_severe(ranks: IntArray, others: Iterable[Severity]) -> Severity | None:
     `max_severity` says of them all together, without a lookup per value."""
     rank = max(int(ranks.max(initial=-1)), *(SEVERITY_RANK.get(s, -1) for s in others), -1)
     return SEVERITY_ORDER[rank] if rank >= 0 else None
+
+
+def change_size(new: IntArray, old: IntArray, projected: FloatArray) -> IntArray:
+    """How large a deal's change is for whoever paces it: the larger of the move and the gap
+    between the new allocation and what the deal would deliver at its current pace
+    (`projected`, budget units; NaN read as 0): a deal off its pace needs telling even when its
+    allocation stays. The seller requests and the schedules size a change alike."""
+    out: IntArray = np.maximum(np.abs(new - old), np.abs(new - as_units(projected)))
+    return out
 
 
 def worth_changing(delta: npt.ArrayLike, min_change: int) -> BoolArray:
