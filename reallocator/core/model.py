@@ -228,8 +228,9 @@ class Policy:
     relax_group: float = 1.0  # elastic weight per unit on seller/channel bounds
     relax_commitment: float = 10.0  # ... on deal minimums
     relax_limit: float = 100.0  # ... on deal maximums and step limits
-    beyond_forecast: float = 1.0  # budget the forecasts cannot absorb: a buyer-paced deal may
-    # take up to this multiple of its forecast beyond it (in proportion); 0 leaves it unplaced
+    beyond_forecast: float = 100.0  # budget the forecasts cannot absorb: a buyer-paced deal may
+    # take up to this multiple of its forecast beyond it (one forecast first, then the rest, in
+    # proportion, after the guaranteed deals' commitments); 0 leaves it unplaced
     forecast_prior: timedelta = timedelta(hours=24)  # H0: a capacity forecast from H hours of
     # delivery weighs H / (H + H0) against the current allocation (0: the raw forecast)
     cut_confidence: float = 2.0  # z: a deal is cut below its allocation only when its forecast

@@ -63,13 +63,16 @@ class Policy(_message.Message):
     beyond_forecast: _builtins.float
     """When the capacity forecasts together cannot absorb the remaining budget, each deal the
     buyer paces may take up to this multiple of its forecast beyond it (within every other
-    limit), the rest split in proportion to the forecasts, so pacers run at full speed instead
-    of leaving budget idle (a forecast is an estimate; unallocated budget never spends).
-    Guaranteed (seller-paced), locked and seller-capped deals are not stretched; what still
-    does not fit goes back to the guaranteed deals the forecasts cut, up to their current
-    commitments, so no seller is asked to deliver less for budget no deal can take (its seller
-    would pace the deal to the smaller commitment for the rest of the flight). Default 1.0;
-    0 leaves the rest unallocated (reported unspendable).
+    limit), split in proportion to the forecasts, so pacers run at full speed instead of
+    leaving budget idle (a forecast is an estimate; unallocated budget never spends). In this
+    order: one forecast more each (leaning toward the more valuable deals); then back to the
+    guaranteed deals the forecasts cut, up to their current commitments, so no seller is asked
+    to deliver less for budget a deal could take only that far beyond its forecast (its seller
+    would pace the deal to the smaller commitment for the rest of the flight); then the rest,
+    up to this multiple in all; deals measured on too little evidence last. Guaranteed
+    (seller-paced), locked and seller-capped deals are not stretched. Default 100 (all the
+    budget, as far as step limits and maximums allow); 1.0 stops after the first forecast
+    more; 0 leaves the rest unallocated (reported unspendable).
     """
     pace_ahead: _builtins.float
     """A deal the buyer paces that the plan gives all the supply it forecasts is paced ahead: its

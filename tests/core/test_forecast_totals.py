@@ -138,7 +138,7 @@ def test_no_hours_elapsed_leaves_the_inputs_as_they_are() -> None:
     assert with_totals_rate(inputs, np.ones(2), np.ones(2), 0.0) is inputs
 
 
-def _three(policy: Policy) -> CampaignSnapshot:
+def _three(policy: Policy, budget: int = 9_000 * USD) -> CampaignSnapshot:
     """Ten days into a 30-day, 9,000 USD flight, totals only: `a` and `c` are measured (10 and
     50 USD a day), `new` is not (500 impressions, under `min_evidence_impressions`): it is
     forecast at the 2,995 USD it holds. The forecasts leave budget unplaced."""
@@ -152,7 +152,7 @@ def _three(policy: Policy) -> CampaignSnapshot:
         seller_ids=("s1",),
         channel_ids=("display",),
         pacing=lifetime_pacing(
-            9_000 * USD, start=AS_OF - timedelta(days=10), end=AS_OF + timedelta(days=20)
+            budget, start=AS_OF - timedelta(days=10), end=AS_OF + timedelta(days=20)
         ),
     )
     errors = Violations()
@@ -162,21 +162,35 @@ def _three(policy: Policy) -> CampaignSnapshot:
 
 
 def test_a_deal_without_evidence_takes_budget_beyond_the_forecasts_last() -> None:
-    """With room enough beyond the measured deals' forecasts (`beyond_forecast` 5), the budget
-    they leave goes to them: the unmeasured deal keeps what it holds, no more (stretched in
-    proportion to that, it would grow on its own forecast plan after plan). With little room
-    (1), the measured deals fill theirs and the unmeasured one takes the rest."""
-    wide = build_plan(_three(Policy(beyond_forecast=5.0)))
-    new = dict(zip(wide.deals["deal_id"], wide.deals["new_total"], strict=True))
-    capacity = dict(zip(wide.deals["deal_id"], wide.deals["capacity"], strict=True))
-    assert wide.unspendable == 0
-    assert new["new"] == 5 * USD + capacity["new"] == 3_000 * USD
-    assert new["a"] > 100 * USD + capacity["a"] and new["c"] > 500 * USD + capacity["c"]
-    narrow = build_plan(_three(Policy(beyond_forecast=1.0)))
-    new = dict(zip(narrow.deals["deal_id"], narrow.deals["new_total"], strict=True))
-    capacity = dict(zip(narrow.deals["deal_id"], narrow.deals["capacity"], strict=True))
+    """The measured deals take one forecast more each first (the hedge); the unmeasured deal
+    takes what they leave, up to one of its own (it is forecast at what it holds: stretched in
+    proportion to that before them, it would grow on its own forecast plan after plan); only
+    then do the measured deals take more (`beyond_forecast` 5: up to 5 x forecast in all), and
+    the unmeasured one last again. Here the hedge and the unmeasured deal's own place it all,
+    so the wide policy gives the plan the narrow one does."""
+    plans = {
+        ratio: build_plan(_three(Policy(beyond_forecast=ratio))) for ratio in (1.0, 5.0, 100.0)
+    }
     spent = {"a": 100 * USD, "new": 5 * USD, "c": 500 * USD}
-    for deal in ("a", "c"):  # filled to twice their forecasts
-        assert new[deal] - spent[deal] == 2 * capacity[deal]
-    assert new["new"] > 3_000 * USD
-    assert sum(new.values()) == 9_000 * USD
+    for ratio, plan in plans.items():
+        new = dict(zip(plan.deals["deal_id"], plan.deals["new_total"], strict=True))
+        capacity = dict(zip(plan.deals["deal_id"], plan.deals["capacity"], strict=True))
+        assert plan.unspendable == 0, ratio
+        for deal in ("a", "c"):  # filled to twice their forecasts, no more
+            assert new[deal] - spent[deal] == 2 * capacity[deal], (ratio, deal)
+        assert 2 * capacity["new"] > new["new"] - spent["new"] > capacity["new"], ratio
+        assert sum(new.values()) == 9_000 * USD
+    allocations = [p.deals["new_allocation"].tolist() for p in plans.values()]
+    assert allocations[0] == allocations[1] == allocations[2]
+    # With a larger budget (and a step limit of 3 x what a deal holds) the measured deals take
+    # the rest up to their step limits before the unmeasured one takes more than its hedge.
+    plan = build_plan(_three(Policy(step_rel=3.0), budget=30_000 * USD))
+    d = plan.deals.set_index("deal_id")
+    left = d["new_allocation"] - d["capacity"]
+    for deal in ("a", "c"):
+        assert d.at[deal, "new_allocation"] == d.at[deal, "upper_bound"], deal
+        assert d.at[deal, "new_allocation"] == 4 * d.at[deal, "old_allocation"], deal
+        assert left[deal] > d.at[deal, "capacity"], deal
+    assert left["new"] > d.at["new", "capacity"]
+    assert d.at["new", "new_allocation"] < d.at["new", "upper_bound"]
+    assert plan.unspendable == 0

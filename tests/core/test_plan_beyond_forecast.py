@@ -1,7 +1,8 @@
 """Budget beyond the forecasts in a plan (Policy.beyond_forecast): when the capacity forecasts
 cannot absorb the remaining budget, buyer-paced deals take the rest in proportion to their
-forecasts, at most `beyond_forecast` x forecast each; guaranteed, locked and seller-capped deals
-are not stretched. Also the policy field on the wire: range check, round trip, and Replan.
+forecasts, first one forecast more each (the hedge), then up to `beyond_forecast` x forecast
+in all; guaranteed, locked and seller-capped deals are not stretched. Also the policy field on
+the wire: range check, round trip, and Replan.
 
 The snapshot: no recent delivery; each deal's rate to date (1,000 USD in the first 5 of 25 days)
 projects 4,000 USD more, above every seller-declared available inventory, so every forecast is
@@ -119,6 +120,9 @@ def snapshot(
     return out
 
 
+HEDGE = Policy(beyond_forecast=1.0)  # one forecast more beyond each forecast, no more
+
+
 def plan_of(policy: Policy | None = None, lifetime: int = 60 * B, **kw: object) -> Plan:
     plan = build_plan(snapshot(policy, lifetime, **kw), history=HISTORY)  # type: ignore[arg-type]
     check_bounds(plan)
@@ -165,8 +169,8 @@ def test_without_beyond_forecast_the_rest_is_unspendable() -> None:
     assert (d["upper_bound"][unlocked] == d["capacity"][unlocked]).all()
 
 
-def test_by_default_buyer_paced_deals_take_their_forecast_again() -> None:
-    plan = plan_of()  # beyond_forecast 1.0: up to 1 x forecast beyond it
+def test_the_hedge_gives_buyer_paced_deals_their_forecast_again() -> None:
+    plan = plan_of(HEDGE)  # beyond_forecast 1.0: up to 1 x forecast beyond it
     d = rows(plan)
     stretched = list(STRETCHABLE)
     # Far more is left than the room: each stretchable deal takes exactly 1 x its forecast more.
@@ -191,6 +195,40 @@ def test_by_default_buyer_paced_deals_take_their_forecast_again() -> None:
     # The unspendable reason does not contradict what the plan placed.
     (why,) = [r for r in plan.unspendable_reasons if r.reason_code == "CAPACITY"]
     assert f"placed {extra // 10**6:,}.00 USD beyond them" in why.message
+
+
+def test_by_default_the_rest_goes_too_as_far_as_the_limits_allow() -> None:
+    """Beyond the hedge (one forecast more each, in proportion) the default (100 x forecast)
+    places what is left as well: 40,500 USD is left after the forecasts, 13,500 more than
+    twice them; each stretchable deal is stopped by its step limit (its 5,000 USD remaining
+    may double in one plan), so the rest of the budget stays unspendable, reported as such."""
+    plan = plan_of()
+    d = rows(plan)
+    hedge = rows(plan_of(HEDGE))
+    for deal_id in STRETCHABLE:
+        assert d.at[deal_id, "new_allocation"] == d.at[deal_id, "upper_bound"] == 10 * B, deal_id
+        assert d.at[deal_id, "new_allocation"] > hedge.at[deal_id, "new_allocation"], deal_id
+        assert d.at[deal_id, "reason"] == ReasonCode.BEYOND_FORECAST, deal_id
+        assert d.at[deal_id, "step"] == 5 * B, deal_id  # what stops it: 5,000 + its step
+        assert "cannot absorb" in d.at[deal_id, "rationale"], deal_id
+    for deal_id in ("pg", "locked", "capped"):  # never stretched
+        assert d.at[deal_id, "new_allocation"] == FIRST[deal_id], deal_id
+    assert plan.allocated == FIRST_TOTAL - sum(FIRST[i] for i in STRETCHABLE) + 30 * B
+    assert plan.unspendable == plan.remaining_budget - plan.allocated > 0
+
+
+def test_what_is_left_after_the_hedge_is_split_in_proportion_to_the_forecasts() -> None:
+    # 9,000 USD left beyond the forecasts (1,000 : 2,000 : 3,000): the hedge takes 6,000 (one
+    # forecast each), the rest 3,000 in the same proportion (500 : 1,000 : 1,500), each within
+    # a slice of its room.
+    plan = plan_of(lifetime=SPENT + FIRST_TOTAL + 9 * B)
+    d = rows(plan)
+    assert plan.allocated == plan.remaining_budget and plan.unspendable == 0
+    total = sum(FORECAST[i] for i in STRETCHABLE)
+    for deal_id in STRETCHABLE:
+        share = 3 * B * FORECAST[deal_id] // total
+        beyond = int(d.at[deal_id, "new_allocation"]) - 2 * FORECAST[deal_id]
+        assert abs(beyond - share) <= FORECAST[deal_id] // 4, (deal_id, beyond, share)
 
 
 @pytest.mark.parametrize("ratio", [0.5, 0.25, 2.0])
@@ -234,7 +272,7 @@ def test_a_seller_maximum_still_holds_beyond_the_forecasts() -> None:
         (s3,) = [s for s in msg.sellers if s.seller_id == "s3"]
         s3.limits.max_total = 9 * B
 
-    plan = plan_of(edit=limit)
+    plan = plan_of(HEDGE, edit=limit)
     d = rows(plan)
     assert int(d.loc[["pmp", "open"], "new_allocation"].sum()) == 7 * B
     assert bool(plan.sellers.loc["s3", "binding"])
@@ -258,12 +296,12 @@ def test_deal_maximum_and_step_limit_still_hold_beyond_the_forecasts() -> None:
         (pd_deal,) = [d for d in msg.deals if d.deal_id == "pd"]
         pd_deal.max_allocation = 2_500_000_000
 
-    d = rows(plan_of(edit=cap_pd))
+    d = rows(plan_of(HEDGE, edit=cap_pd))
     assert d.at["pd", "new_allocation"] == d.at["pd", "upper_bound"] == 1_500_000_000
     assert d.at["open", "new_allocation"] == 2 * FORECAST["open"]
     # A step of 10% of the 5,000 remaining: no deal may end above 5,500, so "open" takes 2,500
     # beyond its forecast of 3,000 instead of 3,000.
-    d = rows(plan_of(Policy(step_rel=0.1, step_abs=1)))
+    d = rows(plan_of(Policy(step_rel=0.1, step_abs=1, beyond_forecast=1.0)))
     assert d.at["open", "new_allocation"] == d.at["open", "upper_bound"] == 5_500_000_000
     assert d.at["pmp", "new_allocation"] == 2 * FORECAST["pmp"]
     assert d.at["pd", "new_allocation"] == 2 * FORECAST["pd"]
@@ -309,7 +347,7 @@ def test_unset_beyond_forecast_takes_the_server_default() -> None:
     errors = Violations()
     policy = decode_policy(policy_pb2.Policy(), Policy(beyond_forecast=3.0), errors)
     assert errors.items == [] and policy.beyond_forecast == 3.0
-    assert Policy().beyond_forecast == 1.0
+    assert Policy().beyond_forecast == 100.0
 
 
 def test_replan_rejects_a_negative_beyond_forecast_with_invalid_argument(
@@ -326,6 +364,7 @@ def test_replan_rejects_a_negative_beyond_forecast_with_invalid_argument(
 
 def test_replan_over_grpc_honours_beyond_forecast(stub: pb_grpc.ReallocatorServiceStub) -> None:
     request = replan_request(build_snapshot(spec()), dry_run=True)
+    request.policy.beyond_forecast = 1.0
     default = stub.Replan(request, timeout=30).plan
     request.policy.beyond_forecast = 0.0
     off = stub.Replan(request, timeout=30).plan

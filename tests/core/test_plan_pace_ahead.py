@@ -449,7 +449,8 @@ def check_ahead_schedule_spend(s: DeliverySchedule, ratio: float) -> None:
 
 
 def test_an_unchanged_ahead_deal_still_gets_its_ceiling() -> None:
-    plan = plan_of()
+    hedge = Policy(beyond_forecast=1.0)  # no budget beyond one forecast more: "open" stays
+    plan = plan_of(hedge)
     d = plan.deals.set_index("deal_id")
     # "open" holds 4,000 USD, twice its forecast: the plan leaves it, and it is paced ahead.
     assert at(d, "open", "delta") == 0
@@ -457,7 +458,7 @@ def test_an_unchanged_ahead_deal_still_gets_its_ceiling() -> None:
     assert at(d, "open", "pacing") == AHEAD
     check_ahead_schedule_spend(schedules(plan)["open"], Policy().pace_ahead)
     # Without pacing ahead nothing asks for a schedule for it.
-    assert "open" not in schedules(plan_of(Policy(pace_ahead=1.0)))
+    assert "open" not in schedules(plan_of(dataclasses.replace(hedge, pace_ahead=1.0)))
 
 
 def test_at_exactly_its_forecast_a_deal_is_ahead() -> None:

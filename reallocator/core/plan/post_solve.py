@@ -24,7 +24,7 @@ from reallocator.core.engine import (
 from reallocator.core.engine.diagnosis import marginal_check
 from reallocator.core.engine.forecast import method_is
 from reallocator.core.engine.problem import NO_MAX
-from reallocator.core.engine.stretch import stretch
+from reallocator.core.engine.stretch import stretch, stretch_room
 from reallocator.core.model import UNITS_LIMIT, CampaignSnapshot, DealStatus, values_of
 from reallocator.core.plan.capacity import seller_paced
 from reallocator.core.plan.conflicts import Solved
@@ -55,7 +55,8 @@ class PostSolved:
 
 def post_solve(prepared: Prepared, solved: Solved) -> PostSolved:
     """Hold seller decreases, add duals, place budget beyond forecasts (in that order: the
-    duals and the stretch read the held problem)."""
+    duals and the stretch read the held problem): the measured deals' hedge, the guaranteed
+    deals' kept commitments, then the rest."""
     snapshot, report = prepared.snapshot, prepared.built.report
     before = solved.problem
     problem, result, held = _hold_seller_decreases(
@@ -69,6 +70,16 @@ def post_solve(prepared: Prepared, solved: Solved) -> PostSolved:
     )
     problem, result, upper, held = _keep_commitments(
         snapshot, problem, report, result, upper, held, prepared, int(before.total)
+    )
+    problem, result, upper = _place_the_rest(
+        snapshot,
+        problem,
+        report,
+        result,
+        upper,
+        prepared,
+        unmeasured,
+        int(before.total) - int(held.sum()),
     )
     # The deals a hold fixed (asked to deliver less, or the other guaranteed deals kept at their
     # commitments meanwhile) are explained and shown within their real bounds, not the fix.
@@ -100,19 +111,19 @@ def _beyond_forecast(
     capped: np.ndarray,
     unmeasured: np.ndarray,
 ) -> tuple[AllocationResult, np.ndarray]:
-    """What the forecasts leave unplaced goes to the deals the buyer paces, within every other
-    limit (engine/stretch.py). Not to deals the seller paces (asking a seller beyond the
-    inventory it can deliver is not a plan), locked ones, or ones a seller's answer capped. The
-    `unmeasured` deals (too little evidence: forecast at what they hold) take only what the
-    measured ones cannot: stretched in proportion to what they hold, they would grow on their
-    own forecast plan by plan (a deal able to buy 40 USD a day grew from 300 to 560 in a daily
-    pool sent totals only, while deals with supply went short)."""
-    ratio = snapshot.policy.beyond_forecast
+    """What the forecasts leave unplaced goes first to the deals the buyer paces, up to HEDGE x
+    forecast beyond them, within every other limit (engine/stretch.py). Not to deals the seller
+    paces (asking a seller beyond the inventory it can deliver is not a plan), locked ones, or
+    ones a seller's answer capped. The `unmeasured` deals (too little evidence: forecast at what
+    they hold) take only what the measured ones cannot: stretched in proportion to what they
+    hold, they would grow on their own forecast plan by plan (a deal able to buy 40 USD a day
+    grew from 300 to 560 in a daily pool sent totals only, while deals with supply went
+    short)."""
+    ratio = min(snapshot.policy.beyond_forecast, HEDGE)
     if ratio <= 0 or int(result.allocation.sum()) >= problem.total:
         return result, problem.ub
-    deals = snapshot.deals
     open_ub = _open_upper(problem, report)
-    eligible = (capacity > 0) & ~seller_paced(deals) & ~values_of(deals, "locked", bool) & ~capped
+    eligible = _stretchable(snapshot, capacity, capped)
     upper = problem.ub
     for tier in (eligible & ~unmeasured, eligible & unmeasured):
         if not tier.any() or int(result.allocation.sum()) >= problem.total:
@@ -124,6 +135,73 @@ def _beyond_forecast(
             result, reached = out
             upper = np.maximum(upper, reached)
     return result, upper
+
+
+HEDGE = 1.0
+"""How far beyond its forecast a buyer-paced deal is stretched first (x forecast), level by
+level leaning toward value (engine/stretch.py), before the guaranteed deals' commitments are
+kept; the rest of `beyond_forecast` comes after them (`_place_the_rest`). A guaranteed deal's
+commitment outranks budget a buyer-paced deal could take only beyond twice its forecast."""
+
+
+def _stretchable(
+    snapshot: CampaignSnapshot, capacity: np.ndarray, capped: np.ndarray
+) -> npt.NDArray[np.bool_]:
+    """The deals budget beyond the forecasts may go to: buyer-paced, forecast to deliver
+    something, neither locked nor capped by a seller's answer."""
+    deals = snapshot.deals
+    out: npt.NDArray[np.bool_] = (
+        (capacity > 0) & ~seller_paced(deals) & ~values_of(deals, "locked", bool) & ~capped
+    )
+    return out
+
+
+def _place_the_rest(
+    snapshot: CampaignSnapshot,
+    problem: AllocationProblem,
+    report: BoundsReport,
+    result: AllocationResult,
+    upper: npt.NDArray[np.int64],
+    prepared: Prepared,
+    unmeasured: np.ndarray,
+    total: int,
+) -> tuple[AllocationProblem, AllocationResult, npt.NDArray[np.int64]]:
+    """What is still unplaced once the deals hold their forecasts and the hedge beyond them and
+    the guaranteed ones their kept commitments: left unplaced it is certain not to spend, and
+    the forecasts that leave it are the least sure ones (a one-deal campaign read at night, a
+    long stall's outlook). It goes to the same buyer-paced deals, in proportion to their
+    forecasts, up to `beyond_forecast` x forecast beyond them in all; the `unmeasured` ones
+    again only what the measured ones cannot take. `total`: the budget the plan may place (a
+    decrease's hold excluded)."""
+    ratio = snapshot.policy.beyond_forecast
+    placed = int(result.allocation.sum())
+    if ratio <= 0 or placed >= total:
+        return problem, result, upper
+    capacity = prepared.capacity
+    eligible = _stretchable(snapshot, capacity, prepared.capped)
+    wider = problem.with_bounds(problem.lb, problem.ub, total=total)
+    open_ub = _open_upper(problem, report)
+    bound = np.minimum(open_ub, total)
+    share = ratio - min(ratio, HEDGE)  # how much more x forecast each may take
+    for tier in (eligible & ~unmeasured, eligible & unmeasured):
+        left = total - int(result.allocation.sum())
+        if share <= 0 or left <= 0 or not tier.any():
+            continue
+        # The least multiple (doubling, up to `share`) whose room holds what is left: the split
+        # stays in proportion to the forecasts rather than to the room.
+        step = min(HEDGE, share)
+        while (
+            step < share
+            and int(stretch_room(result.allocation, bound, capacity, tier, step).sum()) < left
+        ):
+            step = min(2.0 * step, share)
+        out = stretch(wider, result, open_ub=open_ub, capacity=capacity, eligible=tier, ratio=step)
+        if out is not None:
+            result, reached = out
+            upper = np.maximum(upper, reached)
+    if int(result.allocation.sum()) == placed:
+        return problem, result, upper
+    return wider, result, upper
 
 
 def _open_upper(problem: AllocationProblem, report: BoundsReport) -> npt.NDArray[np.int64]:

@@ -109,11 +109,13 @@ def kept_beyond(
     deals: pd.DataFrame,
     idx: npt.NDArray[np.int64],
     x: npt.NDArray[np.int64],
-    at_capacity: npt.NDArray[np.bool_],
+    stopped: npt.NDArray[np.bool_],
 ) -> npt.NDArray[np.bool_]:
-    """Rows `idx` stopped at their capacity yet holding more than their forecast (a guaranteed
-    deal keeping its commitment): beyond it, whatever their reason, not "capped by" it."""
-    out: npt.NDArray[np.bool_] = at_capacity & (x > values_of(deals, "capacity", np.int64)[idx])
+    """Rows `idx` stopped at their capacity, or by the budget (all of it placed), yet holding
+    more than their forecast (a guaranteed deal keeping its commitment, a deal that keeps what
+    it holds beyond its forecast): beyond it, whatever their reason, not "capped by" it nor
+    merely "the remaining budget is fully placed"."""
+    out: npt.NDArray[np.bool_] = stopped & (x > values_of(deals, "capacity", np.int64)[idx])
     return out
 
 
@@ -144,7 +146,12 @@ def deal_rationale_column(
     delta = x - old
     moved = delta != 0
     beyond = np.asarray(pc.equal(reason, ReasonCode.BEYOND_FORECAST.value), dtype=bool)
-    beyond |= kept_beyond(deals, idx, x, kind_names == str(BindingKind.CAPACITY))
+    beyond |= kept_beyond(
+        deals,
+        idx,
+        x,
+        (kind_names == str(BindingKind.CAPACITY)) | (kind_names == str(BindingKind.BUDGET)),
+    )
     status_names = np.asarray(status.to_numpy(zero_copy_only=False), dtype=object)
     paced = np.isfinite(ratio) & ~np.isin(status_names, ["NOT_STARTED", "COMPLETED"])
     old_t = amount_column(old, bt, cur)
