@@ -55,8 +55,8 @@ class PostSolved:
 
 def post_solve(prepared: Prepared, solved: Solved) -> PostSolved:
     """Hold seller decreases, add duals, place budget beyond forecasts (in that order: the
-    duals and the stretch read the held problem): the measured deals' hedge, the guaranteed
-    deals' kept commitments, then the rest."""
+    duals and the stretch read the held problem): the hedge, the guaranteed deals' kept
+    commitments, then the rest."""
     snapshot, report = prepared.snapshot, prepared.built.report
     before = solved.problem
     problem, result, held = _hold_seller_decreases(
@@ -263,7 +263,7 @@ def _keep_commitments(
     # What the buyer-paced deals may take: up to their forecasts within their maximums. Not
     # their step limits: what a decrease frees is placed by a later plan, when they may step
     # again.
-    buyers = (capacity > 0) & ~paced & ~locked & ~capped
+    buyers = _stretchable(snapshot, capacity, capped)
     most = np.floor(np.maximum(capacity, 0).astype(np.float64))
     most = np.minimum(np.minimum(most, UNITS_LIMIT).astype(np.int64), report.max_remaining)
     room = np.where(buyers, np.maximum(np.minimum(most, budget) - x, 0), 0)
