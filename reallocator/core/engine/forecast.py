@@ -62,7 +62,6 @@ RATIONALE_DTYPES: dict[str, str] = {
     "stall_outlook": "float64",  # share of its forecast a confident stall keeps; NaN: none
 }
 """Columns of forecast_capacity's table (how each capacity was reached)."""
-_MAX_CAPACITY = UNITS_LIMIT
 _ACTIVE = int(DealStatus.ACTIVE)  # numpy compares an IntEnum member ~3x slower than its int
 
 
@@ -721,7 +720,7 @@ def hold_unconfident_cuts(
         grow = eligible & (capacity > current)
         # An unknown spread (NaN: fewer than two buckets, or a rate not read from the series)
         # does not restrict growth.
-        low = np.floor(np.clip(nan_to_num(lower, nan=_MAX_CAPACITY), 0.0, _MAX_CAPACITY))
+        low = np.floor(np.clip(nan_to_num(lower, nan=UNITS_LIMIT), 0.0, UNITS_LIMIT))
         out = np.where(grow, np.maximum(current, np.minimum(capacity, low)), out).astype(np.int64)
         held = held | (grow & (out < capacity))
     return out, held
@@ -808,7 +807,7 @@ def forecast_columns(
         kept = np.full(capacity.shape, np.nan)
         dead = inputs.stalled | ~inputs.active
     capacity = np.where(dead, 0.0, capacity)
-    capacity = np.floor(np.clip(nan_to_num(capacity, nan=0.0), 0.0, _MAX_CAPACITY))
+    capacity = np.floor(np.clip(nan_to_num(capacity, nan=0.0), 0.0, UNITS_LIMIT))
     units = capacity.astype(np.int64)
 
     # Codes into METHODS straight away: no string per deal, no second pass comparing them.

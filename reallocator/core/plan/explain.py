@@ -325,9 +325,7 @@ def deal_rationales_by_row(
     delta = x - old
     moved = delta != 0
     beyond_forecast = reason == ReasonCode.BEYOND_FORECAST
-    beyond_forecast |= kept_beyond(
-        deals, idx, x, (kinds == BindingKind.CAPACITY) | (kinds == BindingKind.BUDGET)
-    )
+    beyond_forecast |= kept_beyond(deals, idx, x, kinds)
     # Paced: a verdict to report (not before the start or after the end).
     paced_rows = np.isfinite(ratio) & ~np.isin(status, ["NOT_STARTED", "COMPLETED"])
     # Each figure formatted only for the sentences that show it.

@@ -174,18 +174,18 @@ def _place_the_rest(
     again only what the measured ones cannot take. `total`: the budget the plan may place (a
     decrease's hold excluded)."""
     ratio = snapshot.policy.beyond_forecast
+    share = ratio - min(ratio, HEDGE)  # how much more x forecast each may take
     placed = int(result.allocation.sum())
-    if ratio <= 0 or placed >= total:
+    if share <= 0 or placed >= total:
         return problem, result, upper
     capacity = prepared.capacity
     eligible = _stretchable(snapshot, capacity, prepared.capped)
     wider = problem.with_bounds(problem.lb, problem.ub, total=total)
     open_ub = _open_upper(problem, report)
     bound = np.minimum(open_ub, total)
-    share = ratio - min(ratio, HEDGE)  # how much more x forecast each may take
     for tier in (eligible & ~unmeasured, eligible & unmeasured):
         left = total - int(result.allocation.sum())
-        if share <= 0 or left <= 0 or not tier.any():
+        if left <= 0 or not tier.any():
             continue
         # The least multiple (doubling, up to `share`) whose room holds what is left: the split
         # stays in proportion to the forecasts rather than to the room.

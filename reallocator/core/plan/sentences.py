@@ -109,12 +109,13 @@ def kept_beyond(
     deals: pd.DataFrame,
     idx: npt.NDArray[np.int64],
     x: npt.NDArray[np.int64],
-    stopped: npt.NDArray[np.bool_],
+    kinds: npt.NDArray[Any],
 ) -> npt.NDArray[np.bool_]:
-    """Rows `idx` stopped at their capacity, or by the budget (all of it placed), yet holding
-    more than their forecast (a guaranteed deal keeping its commitment, a deal that keeps what
-    it holds beyond its forecast): beyond it, whatever their reason, not "capped by" it nor
-    merely "the remaining budget is fully placed"."""
+    """Rows `idx` (their binding `kinds`) stopped at their capacity, or by the budget (all of
+    it placed), yet holding more than their forecast (a guaranteed deal keeping its
+    commitment, a deal that keeps what it holds beyond its forecast): beyond it, whatever
+    their reason, not "capped by" it nor merely "the remaining budget is fully placed"."""
+    stopped = (kinds == BindingKind.CAPACITY) | (kinds == BindingKind.BUDGET)
     out: npt.NDArray[np.bool_] = stopped & (x > values_of(deals, "capacity", np.int64)[idx])
     return out
 
@@ -146,12 +147,7 @@ def deal_rationale_column(
     delta = x - old
     moved = delta != 0
     beyond = np.asarray(pc.equal(reason, ReasonCode.BEYOND_FORECAST.value), dtype=bool)
-    beyond |= kept_beyond(
-        deals,
-        idx,
-        x,
-        (kind_names == str(BindingKind.CAPACITY)) | (kind_names == str(BindingKind.BUDGET)),
-    )
+    beyond |= kept_beyond(deals, idx, x, kind_names)
     status_names = np.asarray(status.to_numpy(zero_copy_only=False), dtype=object)
     paced = np.isfinite(ratio) & ~np.isin(status_names, ["NOT_STARTED", "COMPLETED"])
     old_t = amount_column(old, bt, cur)
