@@ -57,7 +57,10 @@ class Policy(_message.Message):
     under_threshold: _builtins.float
     """Pacing ratio below which delivery is UNDER. Default 0.90."""
     min_evidence_impressions: _builtins.int
-    """Impressions a verdict needs before it can raise an alert. Default 1000."""
+    """Impressions a verdict needs before it can raise an alert. Default 1000. A deal's capacity
+    forecast from its own delivery rate needs 3 % of it (rounded up; below that the deal is
+    forecast at what it holds): the rate's noise is carried by its confidence bounds.
+    """
     confidence_threshold: _builtins.float
     """Confidence (0-100) a verdict needs to raise an alert. Default 60."""
     beyond_forecast: _builtins.float

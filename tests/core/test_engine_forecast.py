@@ -68,6 +68,24 @@ def test_low_evidence_uses_declared_then_booked() -> None:
     assert why["method"].tolist() == ["declared", "booked", "booked"]
 
 
+@given(verdict=st.integers(0, 10**9), count=st.integers(0, 10**9))
+def test_a_forecast_needs_a_share_of_the_impressions_a_verdict_needs(
+    verdict: int, count: int
+) -> None:
+    """A rate measured on `count` impressions forecasts the deal once the count reaches 3 %
+    (rounded up) of `min_evidence_impressions`; below it the deal keeps what it holds. The
+    verdict's own threshold (alerts) is untouched."""
+    assert forecast.forecast_min_impressions(Policy()) == 30  # the default verdict's 1,000
+    policy = replace(POLICY, min_evidence_impressions=verdict)
+    need = forecast.forecast_min_impressions(policy)
+    assert need == -(-verdict * 3 // 100)
+    x = inputs(1, evidence_impressions=np.array([count], np.int64))
+    cap, why = forecast_capacity(x, 10.0, policy)
+    measured = count >= need
+    assert why["method"].tolist() == ["rate" if measured else "booked"]
+    assert cap.tolist() == [1000 if measured else 777]
+
+
 def test_stalled_and_inactive_deals_forecast_zero() -> None:
     x = inputs(2, stalled=np.array([True, False]), active=np.array([True, False]))
     cap, why = forecast_capacity(x, 10.0, POLICY)

@@ -24,17 +24,17 @@ CPM = 20  # USD per thousand impressions
 
 
 def _daily_pool(
-    per_hour: np.ndarray, allocation: list[float], spent_today: list[float]
+    per_hour: np.ndarray, allocation: list[float], spent_today: list[float], cpm: float = CPM
 ) -> CampaignSnapshot:
     """Deals of one 1,000 USD daily pool; `per_hour` (deals x hours, USD) their delivery up to
-    now, at full participation (every bid request won)."""
+    now, at full participation (every bid request won), at `cpm` USD a thousand impressions."""
     pacing = pacing_pb2.PacingTarget(
         budget_type=common_pb2.BUDGET_TYPE_SPEND,
         mode=common_pb2.PACING_MODE_EVEN,
         budgets=[pacing_pb2.Budget(period=common_pb2.PERIOD_DAY, amount=1_000 * USD)],
     )
     spend = np.round(per_hour * USD).astype(np.int64)
-    imps = np.round(per_hour * 1_000 / CPM).astype(np.int64)
+    imps = np.round(per_hour * 1_000 / cpm).astype(np.int64)
     deals = tuple(
         DealSpec(
             deal_id=f"d{i}",
@@ -42,8 +42,8 @@ def _daily_pool(
             channel_id="ctv",
             allocation=int(a * USD),
             spend_micros=int(s * USD),
-            impressions=int(s * 1_000 / CPM),
-            ecpm_micros=CPM * USD,
+            impressions=int(s * 1_000 / cpm),
+            ecpm_micros=round(cpm * USD),
             value_per_unit=1.0,
             participation_rate=1.0,
         )
@@ -78,15 +78,19 @@ def _hours(night: bool, per_hour: float) -> np.ndarray:
 
 
 def test_yesterdays_buckets_count_as_evidence() -> None:
-    """A deal that delivered 1 USD an hour since 13:00 yesterday (13 USD today: 650
-    impressions, under the 1,000 `min_evidence_impressions`; 1,200 over the 24 hours): read
-    on all 24 hours it is measured (1 USD an hour, about 11 more today) and the plan cuts it
-    from the 300 USD it holds. The same deal whose series starts at midnight has too little
-    evidence and keeps it."""
+    """A deal that delivered 1 USD an hour since 13:00 yesterday at a 500 USD CPM (13 USD today:
+    26 impressions, under the 30 a forecast needs, `forecast_min_impressions`; 48 over the 24
+    hours): read on all 24 hours it is measured (1 USD an hour, about 11 more today) and the
+    plan cuts it from the 300 USD it holds. The same deal whose series starts at midnight has
+    too little evidence and keeps it."""
     delivery = np.stack([_hours(False, 1.0), _hours(False, 40.0)])
-    today = _daily_pool(delivery[:, 11:], allocation=[300.0, 700.0], spent_today=[13.0, 520.0])
+
+    def pool(series: np.ndarray) -> CampaignSnapshot:
+        return _daily_pool(series, [300.0, 700.0], [13.0, 520.0], cpm=500.0)
+
+    today = pool(delivery[:, 11:])
     assert build_plan(today).deals["new_total"].iloc[0] == 300 * USD
-    snapshot = _daily_pool(delivery, allocation=[300.0, 700.0], spent_today=[13.0, 520.0])
+    snapshot = pool(delivery)
     prepared = prepare(
         snapshot, assessment=None, history=None, forecast=None, windows=None,
         time_limit=10.0, checkpoint=lambda _: None,

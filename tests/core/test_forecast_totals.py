@@ -140,11 +140,11 @@ def test_no_hours_elapsed_leaves_the_inputs_as_they_are() -> None:
 
 def _three(policy: Policy, budget: int = 9_000 * USD) -> CampaignSnapshot:
     """Ten days into a 30-day, 9,000 USD flight, totals only: `a` and `c` are measured (10 and
-    50 USD a day), `new` is not (500 impressions, under `min_evidence_impressions`): it is
+    50 USD a day), `new` is not (20 impressions, under the 30 a forecast needs): it is
     forecast at the 2,995 USD it holds. The forecasts leave budget unplaced."""
     deals = (
         _deal("a", 4_000, 100, 1.0),
-        dataclasses.replace(_deal("new", 3_000, 5, 1.0), impressions=500),
+        dataclasses.replace(_deal("new", 3_000, 5, 1.0), impressions=20),
         _deal("c", 2_000, 500, 1.0),
     )
     spec = SnapshotSpec(
