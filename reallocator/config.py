@@ -109,6 +109,7 @@ POLICY_DURATIONS = frozenset(
         "stalled_window",
         "min_evidence",
         "cooldown",
+        "answer_time",
         "forecast_prior",
         "protect_window",
         "reversal_window",

@@ -223,6 +223,8 @@ class Policy:
     request_tolerance: float = 0.10  # required vs current rate gap that warrants a request
     min_change: int = 0  # smallest change (budget units) worth making/asking
     cooldown: timedelta = timedelta(hours=24)
+    answer_time: timedelta = timedelta(hours=12)  # how long a seller takes to answer a request:
+    # a guaranteed deal grows only by what it can deliver after the answer (0: the whole time)
     severity: SeverityTiers = field(default_factory=SeverityTiers)
     auto_apply_up_to: str = ""  # "", "MINOR", "MATERIAL", "CRITICAL": auto-apply up to this
     relax_group: float = 1.0  # elastic weight per unit on seller/channel bounds

@@ -34,6 +34,9 @@ from reallocator.wire.snapshot import decode_snapshot
 from reallocator.wire.violations import Violations
 
 HISTORY_COLUMNS = ("deal_id", "requested_at", "kind", "target_total", "response", "accepted_total")
+ANSWERED_AT = "answered_at"
+"""When each seller answered (unix s; null until it did): optional, read where recorded (a
+record made before it replays each seller at the policy's answer_time)."""
 MOVES_COLUMNS = ("deal_id", "planned_at", "delta")
 """What earlier plans changed per deal (RequestHistory.moves), the optional "moves" key/column."""
 
@@ -61,7 +64,8 @@ def history_frame(rows: Sequence[dict[str, Any]]) -> RequestHistory:
     missing = [c for c in HISTORY_COLUMNS if c not in frame]
     if missing:
         raise ValueError(f"history rows need the columns {', '.join(missing)}")
-    frame = frame[list(HISTORY_COLUMNS)].astype(
+    kept = [*HISTORY_COLUMNS, *([ANSWERED_AT] if ANSWERED_AT in frame else [])]
+    frame = frame[kept].astype(
         {
             "deal_id": "str",
             "requested_at": "float64",
@@ -70,17 +74,22 @@ def history_frame(rows: Sequence[dict[str, Any]]) -> RequestHistory:
             "response": "str",
             "accepted_total": "int64",
         }
+        | ({ANSWERED_AT: "float64"} if ANSWERED_AT in frame else {})
     )
     return RequestHistory(requests=frame.reset_index(drop=True))
 
 
 def history_rows(history: RequestHistory) -> list[dict[str, Any]]:
     frame = history.requests
-    columns = {c: frame[c].tolist() for c in HISTORY_COLUMNS}
-    kinds = {"requested_at": float, "target_total": int, "accepted_total": int}
-    return [
-        {c: kinds.get(c, str)(columns[c][i]) for c in HISTORY_COLUMNS} for i in range(len(frame))
-    ]
+    names = [*HISTORY_COLUMNS, *([ANSWERED_AT] if ANSWERED_AT in frame else [])]
+    columns = {c: frame[c].tolist() for c in names}
+    kinds: dict[str, Any] = {
+        "requested_at": float,
+        "target_total": int,
+        "accepted_total": int,
+        ANSWERED_AT: lambda v: None if v != v else float(v),  # NaN: not answered (null)
+    }
+    return [{c: kinds.get(c, str)(columns[c][i]) for c in names} for i in range(len(frame))]
 
 
 def moves_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:

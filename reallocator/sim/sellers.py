@@ -76,6 +76,7 @@ class SellerDesk:
                 "target_total": int(target_total),
                 "response": str(SellerResponse.PENDING),
                 "accepted_total": -1,
+                "answered_at": float("nan"),
             }
         )
         due = step + int(w.delay_steps[deal])
@@ -122,6 +123,7 @@ class SellerDesk:
             row = self.rows[p.row]
             row["response"] = str(response)
             row["accepted_total"] = int(accepted) if response is not SellerResponse.REJECTED else -1
+            row["answered_at"] = w.at(step).timestamp()
             answer = Answer(
                 d, p.kind, response, int(accepted), before, int(committed[d]), step, p.ref
             )
@@ -142,6 +144,7 @@ class SellerDesk:
                 "target_total": "int64",
                 "response": "str",
                 "accepted_total": "int64",
+                "answered_at": "float64",
             }
         )
         return RequestHistory(requests=frame)

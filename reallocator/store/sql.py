@@ -35,7 +35,12 @@ from sqlalchemy.engine import Connection, Engine, Row
 
 from reallocator.background import begun
 from reallocator.core.model import table_of
-from reallocator.core.plan.model import RequestHistory, ScheduleTable, last_of_each
+from reallocator.core.plan.model import (
+    RequestHistory,
+    ScheduleTable,
+    SellerResponse,
+    last_of_each,
+)
 from reallocator.store.availability import DatabaseWatch, engine_options, starting
 from reallocator.store.checkpoints import JOURNAL_SIZE_LIMIT, SAFETY_NET_PAGES, WalCheckpointer
 from reallocator.store.errors import AlreadyExists, NotFound, StaleEtag, WrongState
@@ -1248,9 +1253,10 @@ class SqlStore:
             rows = tx.execute(_ALL_SENT, {"campaign": campaign}).all()
         if not rows:
             return _NO_HISTORY
-        _, _, deal_id, requested_at, kind, target_total, response, accepted_total = zip(
+        _, _, deal_id, requested_at, kind, target_total, response, accepted_total, answered = zip(
             *rows, strict=True
         )
+        answered_at = np.array(answered, dtype=np.float64) / 1e6
         frame = pd.DataFrame(
             {
                 "deal_id": deal_id,
@@ -1261,6 +1267,9 @@ class SqlStore:
                 "accepted_total": np.array(accepted_total, dtype=np.int64),
             }
         )
+        # 0: not answered; a PENDING answer is an acknowledgement, not the seller's answer.
+        done = (answered_at > 0) & (frame["response"].to_numpy() != SellerResponse.PENDING)
+        frame["answered_at"] = np.where(done, answered_at, np.nan)
         return RequestHistory(requests=frame)
 
 
@@ -1825,6 +1834,7 @@ _READ_COLUMNS = tuple(
         "target_total",
         "response",
         "accepted_total",
+        "response_time",
     )
 )
 """What a plan reads of a request, after its key (plan_name, request_id: a row's identity in

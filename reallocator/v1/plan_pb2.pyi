@@ -614,7 +614,8 @@ class DealAllocation(_message.Message):
     """The constraint that stopped it."""
     capacity_forecast: _builtins.int
     """Forecast of what it can deliver in the rest of the horizon (the caller's own where the
-    snapshot gave one).
+    snapshot gave one). A guaranteed deal's is what it can deliver once its seller has
+    answered an increase (policy.requests.answer_time): until then the seller keeps its pace.
     """
     reason: Global___ReasonCode.ValueType
     """Machine-readable reason."""

@@ -410,6 +410,7 @@ class RequestPolicy(_message.Message):
     RATE_TOLERANCE_FIELD_NUMBER: _builtins.int
     MIN_CHANGE_FIELD_NUMBER: _builtins.int
     COOLDOWN_FIELD_NUMBER: _builtins.int
+    ANSWER_TIME_FIELD_NUMBER: _builtins.int
     rate_tolerance: _builtins.float
     """Relative gap between required and current delivery rate that warrants a request.
     Default 0.10.
@@ -424,16 +425,30 @@ class RequestPolicy(_message.Message):
         one routine ask per deal a day (12h asked a third more for plans of the same value).
         """
 
+    @_builtins.property
+    def answer_time(self) -> _duration_pb2.Duration:
+        """How long a seller takes to answer a request, where the history has no answer of its own.
+        A guaranteed deal's seller keeps its pace (its commitment, or an ask still unanswered)
+        until it answers, so an increase can only be delivered in the opportunity left after the
+        answer: a guaranteed deal grows by at most that share of its capacity beyond its pace, and
+        budget a late answer could not use stays with the deals that can spend it now. A seller
+        that has answered before is read at the median time of its answers the audit store holds
+        (RecordSellerResponse's response_time, or when it was recorded, after the plan's as_of).
+        Near a flight's end (and in a flight shorter than the answer time) no guaranteed deal is
+        grown. Default 12h; 0: an increase is sized on the whole time left.
+        """
+
     def __init__(
         self,
         *,
         rate_tolerance: _builtins.float | None = ...,
         min_change: _builtins.int | None = ...,
         cooldown: _duration_pb2.Duration | None = ...,
+        answer_time: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_min_change", b"_min_change", "_rate_tolerance", b"_rate_tolerance", "cooldown", b"cooldown", "min_change", b"min_change", "rate_tolerance", b"rate_tolerance"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_min_change", b"_min_change", "_rate_tolerance", b"_rate_tolerance", "answer_time", b"answer_time", "cooldown", b"cooldown", "min_change", b"min_change", "rate_tolerance", b"rate_tolerance"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_min_change", b"_min_change", "_rate_tolerance", b"_rate_tolerance", "cooldown", b"cooldown", "min_change", b"min_change", "rate_tolerance", b"rate_tolerance"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_min_change", b"_min_change", "_rate_tolerance", b"_rate_tolerance", "answer_time", b"answer_time", "cooldown", b"cooldown", "min_change", b"min_change", "rate_tolerance", b"rate_tolerance"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__min_change: _TypeAlias = _typing.Literal["min_change"]  # noqa: Y015
     _WhichOneofArgType__min_change: _TypeAlias = _typing.Literal["_min_change", b"_min_change"]  # noqa: Y015

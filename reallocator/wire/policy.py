@@ -132,6 +132,7 @@ def _decode(msg: policy_pb2.Policy, defaults: Policy, errors: Violations, path: 
             errors.add(f"{path}.requests.min_change", "must not be negative")
         changes["min_change"] = int(msg.requests.min_change)
     duration("cooldown", "cooldown", container=msg.requests, sub="requests.")
+    duration("answer_time", "answer_time", container=msg.requests, sub="requests.")
 
     material = (
         msg.severity.material_share
@@ -234,6 +235,7 @@ def encode_policy(policy: Policy) -> policy_pb2.Policy:
     msg.reversal_window.FromTimedelta(policy.reversal_window)
     msg.min_evidence.FromTimedelta(policy.min_evidence)
     msg.requests.cooldown.FromTimedelta(policy.cooldown)
+    msg.requests.answer_time.FromTimedelta(policy.answer_time)
     severity = {v: k for k, v in _AUTO_APPLY.items()}
     msg.auto_apply.max_severity = severity.get(
         policy.auto_apply_up_to, common_pb2.SEVERITY_UNSPECIFIED

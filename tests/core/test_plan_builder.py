@@ -310,7 +310,12 @@ def test_a_deal_s_own_capacity_forecast_replaces_the_built_in_one(
     example: CampaignSnapshot,
 ) -> None:
     """capacity_forecast set on one deal (the wire's SupplySignals.capacity_forecast): that
-    deal's capacity is the caller's, every other deal keeps the built-in forecast."""
+    deal's capacity is the caller's, every other deal keeps the built-in forecast. (The deal
+    is guaranteed: with no time for its seller to answer, its capacity is the forecast itself;
+    test_plan_answer_time has the rest.)"""
+    example = dataclasses.replace(
+        example, policy=dataclasses.replace(example.policy, answer_time=timedelta(0))
+    )
     base = build_plan(example)
     deals = example.deals.copy()
     row = int(np.argmax(base.deals["capacity"].to_numpy()))

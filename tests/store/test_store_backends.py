@@ -81,10 +81,20 @@ def test_the_life_cycle_on_each_database(store: SqlStore) -> None:
         first.name, requests[1].request_id, response=partial, accepted_total=1_500, message="",
         response_time=None, actor="seller",
     )  # fmt: skip
+    pending = plan_pb2.SELLER_RESPONSE_KIND_PENDING  # an acknowledgement: not yet an answer
+    store.record_response(
+        first.name, requests[0].request_id, response=pending, accepted_total=0, message="",
+        response_time=None, actor="seller",
+    )  # fmt: skip
     history = store.request_history(campaign).requests.set_index("deal_id")
     assert history.loc[requests[1].deal_id, "response"] == "PARTIAL"
     assert history.loc[requests[1].deal_id, "accepted_total"] == 1_500
     assert history.loc[requests[0].deal_id, "response"] == "PENDING"
+    # When each seller answered (Policy.answer_time is read from it): now, for the PARTIAL.
+    answered_at = history.loc[requests[1].deal_id, "answered_at"]
+    assert abs(answered_at - time.time()) < 60
+    assert answered_at >= history.loc[requests[1].deal_id, "requested_at"]
+    assert np.isnan(history.loc[requests[0].deal_id, "answered_at"])
     second = store.record_plan(new_plan(campaign, approve=True), actor="svc")
     assert second.previous_plan == first.name and second.state == "APPROVED"
     plans, token = store.list_plans(campaign, page_size=1)
@@ -94,7 +104,7 @@ def test_the_life_cycle_on_each_database(store: SqlStore) -> None:
     # A page is what GetPlan SUMMARY answers for each plan: life cycle, events and answers.
     page, _ = store.list_plans(campaign)
     assert page == [store.get_plan(p.name, "none") for p in page]
-    assert [len(p.history) for p in page] == [1, 4]
+    assert [len(p.history) for p in page] == [1, 5]  # the two answers are events
     assert [r.response for r in page[1].seller_requests] == [
         plan_pb2.SELLER_RESPONSE_KIND_PENDING,
         partial,
@@ -189,8 +199,9 @@ def test_a_replan_reads_only_the_requests_that_decide_its_plan(store: SqlStore) 
     )
     expected = every[last | last_rejected]
     assert 0 < len(read) < len(every)
-    assert sorted(map(tuple, read.to_numpy().tolist())) == sorted(
-        map(tuple, expected.to_numpy().tolist())
+    unanswered = {"answered_at": -1.0}  # NaN: compares unequal to itself in a tuple
+    assert sorted(map(tuple, read.fillna(unanswered).to_numpy().tolist())) == sorted(
+        map(tuple, expected.fillna(unanswered).to_numpy().tolist())
     )
     decided = RequestHistory(requests=every).deciding().requests.reset_index(drop=True)
     assert RequestHistory(requests=read).deciding().requests.reset_index(drop=True).equals(decided)

@@ -27,6 +27,7 @@ AWAY: dict[str, object] = {
     "request_tolerance": 0.2,
     "min_change": 5_000,
     "cooldown": timedelta(hours=36),
+    "answer_time": timedelta(hours=3),
     "severity": SeverityTiers(material=0.15, critical=0.4),
     "auto_apply_up_to": "MINOR",
     "relax_group": 2.0,

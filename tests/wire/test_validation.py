@@ -777,6 +777,11 @@ def negative_cooldown(r: pb.ReplanRequest) -> None:
     r.policy.requests.cooldown.seconds = -1
 
 
+@case(("policy.requests.answer_time", "must not be negative"))
+def negative_answer_time(r: pb.ReplanRequest) -> None:
+    r.policy.requests.answer_time.seconds = -3600
+
+
 @case(("policy.min_evidence_impressions", "must not be negative"))
 def negative_min_evidence_impressions(r: pb.ReplanRequest) -> None:
     r.policy.min_evidence_impressions = -1

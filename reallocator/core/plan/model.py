@@ -352,8 +352,9 @@ class RequestHistory:
     """What earlier plans asked of sellers, so the next plan honours cooldowns and responses.
 
     `requests` has columns deal_id, requested_at (unix s), kind, target_total, response
-    (SellerResponse), accepted_total (budget units; for PARTIAL). The audit store fills it; the
-    simulator keeps its own. Empty: no history.
+    (SellerResponse), accepted_total (budget units; for PARTIAL) and, optionally, answered_at
+    (unix s, NaN until answered: how long each seller takes, `capacity.answer_times`). The
+    audit store fills it; the simulator keeps its own. Empty: no history.
 
     `moves` has columns deal_id, planned_at (unix s), delta (budget units): what earlier plans
     changed per deal, so a move that would undo a recent one needs more evidence
@@ -369,6 +370,7 @@ class RequestHistory:
                 "target_total": pd.Series(dtype="int64"),
                 "response": pd.Series(dtype="str"),
                 "accepted_total": pd.Series(dtype="int64"),
+                "answered_at": pd.Series(dtype="float64"),
             }
         )
     )
