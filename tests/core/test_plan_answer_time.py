@@ -190,3 +190,40 @@ def test_a_seller_that_answers_within_the_hour_is_still_asked_near_the_end() -> 
     new = late.deals.set_index("deal_id")["new_allocation"]
     assert new["pg"] > 1 * B
     assert int(new["pg"]) == pytest.approx(1 * B + 3 * B * 5 / 6, rel=1e-3)
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 5), st.one_of(st.none(), st.floats(0.0, 48.0))),
+        max_size=40,
+    ),
+    st.lists(st.integers(0, 3), min_size=6, max_size=6),
+)
+def test_answer_times_are_each_seller_s_median(
+    answers: list[tuple[int, float | None]], sellers: list[int]
+) -> None:
+    """Six deals on up to four sellers; any answers on any of them (None: still awaited):
+    each deal's time is its seller's median as pandas computes it, else the default."""
+    deals = snapshot(timedelta(days=20), Policy()).deals.iloc[[0, 1, 0, 1, 0, 1]]
+    deals = deals.assign(
+        deal_id=[f"d{i}" for i in range(6)], seller_id=[f"s{k}" for k in sellers]
+    ).reset_index(drop=True)
+    at = 1.7e9 + 3600.0 * np.arange(len(answers))
+    waited = np.array([np.nan if a is None else a * 3600 for _, a in answers], dtype=np.float64)
+    frame = pd.DataFrame(
+        {
+            "deal_id": [f"d{d}" for d, _ in answers],
+            "requested_at": at,
+            "kind": "INCREASE",
+            "target_total": 1,
+            "response": ["PENDING" if a is None else "ACCEPTED" for _, a in answers],
+            "accepted_total": 1,
+            "answered_at": at + waited,
+        }
+    )
+    got = answer_times(deals, RequestHistory(frame), timedelta(hours=12))
+    seller_of = dict(zip(deals["deal_id"], deals["seller_id"], strict=True))
+    known = frame.assign(seller=frame["deal_id"].map(seller_of), wait=waited).dropna()
+    median = known.groupby("seller")["wait"].median()
+    expected = [median.get(s, 43_200.0) for s in deals["seller_id"]]
+    assert got.tolist() == pytest.approx(expected)

@@ -33,6 +33,7 @@ from reallocator.core.model import (
     CampaignSnapshot,
     DealType,
     DeliverySeries,
+    factorize,
     labels_by_code,
     nan_to_num,
     positions,
@@ -295,11 +296,19 @@ def answer_times(
     known = (pos >= 0) & np.isfinite(waited) & (waited >= 0)
     if not known.any():
         return out
+    # The median per seller, on arrays (a pandas groupby cost ~1 ms a 50-deal plan): the
+    # sellers of the answered rows coded, then each deal's seller found among them.
     seller = text_column(deals, "seller_id")
-    median = pd.Series(waited[known]).groupby(seller[pos[known]]).median()
-    found = positions(pd.Series(seller), median.index.to_numpy())
+    group, sellers = factorize(np.asarray(seller[pos[known]], dtype=object))
+    wait = waited[known]
+    order = np.lexsort((wait, group))
+    group, wait = group[order], wait[order]
+    starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+    ends = np.r_[starts[1:], len(group)]
+    median = (wait[(starts + ends - 1) // 2] + wait[(starts + ends) // 2]) / 2
+    found = positions(seller, sellers)
     has = found >= 0
-    out[has] = median.to_numpy(np.float64)[found[has]]
+    out[has] = median[found[has]]
     return out
 
 
