@@ -1256,20 +1256,21 @@ class SqlStore:
         _, _, deal_id, requested_at, kind, target_total, response, accepted_total, answered = zip(
             *rows, strict=True
         )
+        read = [_AS_PLANS_READ.get(r, r) for r in response]
+        # 0: not answered; a PENDING answer is an acknowledgement, not the seller's answer.
         answered_at = np.array(answered, dtype=np.float64) / 1e6
+        done = (answered_at > 0) & (np.array(read, dtype=object) != SellerResponse.PENDING)
         frame = pd.DataFrame(
             {
                 "deal_id": deal_id,
                 "requested_at": np.array(requested_at, dtype=np.float64) / 1e6,
                 "kind": kind,
                 "target_total": np.array(target_total, dtype=np.int64),
-                "response": [_AS_PLANS_READ.get(r, r) for r in response],
+                "response": read,
                 "accepted_total": np.array(accepted_total, dtype=np.int64),
+                "answered_at": np.where(done, answered_at, np.nan),
             }
         )
-        # 0: not answered; a PENDING answer is an acknowledgement, not the seller's answer.
-        done = (answered_at > 0) & (frame["response"].to_numpy() != SellerResponse.PENDING)
-        frame["answered_at"] = np.where(done, answered_at, np.nan)
         return RequestHistory(requests=frame)
 
 

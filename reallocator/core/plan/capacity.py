@@ -192,6 +192,7 @@ def deal_capacity(
     supply_rate = avails_rate * pooled(inputs.win_rate) * pooled(inputs.units_per_win)
     to_date = spent / elapsed if elapsed > 0 else np.full(len(deals), np.nan)
     starved = ((remaining <= 0) | (rate == 0)) & ~stalled & inputs.active
+    paced = seller_paced(deals)  # guaranteed: read by the forecast and the answer time
     rate = starved_rate(rate, supply_rate, np.where(spent > 0, to_date, np.nan), starved)
     from_supply = starved & np.isfinite(rate) & (rate > 0)
     # A starved deal's series measures the plan: its spread says nothing about its supply.
@@ -203,7 +204,7 @@ def deal_capacity(
         avails_rate=avails_rate,
         rate_se=rate_se,
         from_supply=from_supply,
-        seller_paced=seller_paced(deals),
+        seller_paced=paced,
         # Comparisons rather than np.isin: over text it sorts both sides (~15 us a call).
         keeping_pace=~(is_status(_UNDER) | stalled_now | is_status(_NOT_STARTED)),
     )
@@ -238,7 +239,6 @@ def deal_capacity(
         method = pd.Categorical.from_codes(
             np.where(mine, METHODS.index("given"), method.codes), dtype=method.dtype, validate=False
         )
-    paced = seller_paced(deals)
     if paced.any() and policy.answer_time > timedelta(0):
         # What the seller delivers until it answers: its commitment (or the ask awaited), or
         # more where it already runs faster (an OVER deal loses nothing waiting).
