@@ -128,6 +128,12 @@ def valid_request(rng: random.Random) -> tuple[str, Message]:
         snapshot_policy = pb.ReplanRequest().policy
         snapshot_policy.over_threshold = 1.2
         snapshot_policy.stalled_window.seconds = 3600
+        # Its sub-messages set (at their defaults), so their fields are walked and broken too.
+        snapshot_policy.requests.answer_time.seconds = 12 * 3600
+        snapshot_policy.requests.cooldown.seconds = 24 * 3600
+        snapshot_policy.churn.deal = 0.0
+        snapshot_policy.step_limits.max_step_rel = 1.0
+        snapshot_policy.severity.material_share = 0.1
     else:
         snapshot_policy = None
     if rng.random() < 0.4:
