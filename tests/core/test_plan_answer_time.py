@@ -228,3 +228,21 @@ def test_answer_times_are_each_seller_s_median(
     median = known.groupby("seller")["wait"].median()
     expected = [median.get(s, 43_200.0) for s in deals["seller_id"]]
     assert got.tolist() == pytest.approx(expected)
+
+
+def test_the_words_name_the_answer_time_where_it_limits_the_deal() -> None:
+    plan, _ = planned(timedelta(days=20), timedelta(hours=12))
+    words = plan.deals.set_index("deal_id")["rationale"]
+    # 12 h of the 20 days' even traffic pass before the answer: 97.5 % of the rest is left.
+    assert words["pg"].endswith(
+        "its present pace and the 98% of its further supply left once its seller answers"
+    ), words["pg"]
+    assert "answers" not in words["pd"]
+    late, _ = planned(timedelta(hours=6), timedelta(hours=12))
+    assert late.deals.set_index("deal_id")["rationale"]["pg"].endswith(
+        "its present pace: its seller could not answer an increase before the end"
+    )
+    # Without a wait nothing limits it, and nothing is said.
+    now, _ = planned(timedelta(days=20), timedelta(0))
+    assert "answers" not in now.deals.set_index("deal_id")["rationale"]["pg"]
+    assert np.isnan(now.deals.set_index("deal_id")["answer_share"]["pg"])

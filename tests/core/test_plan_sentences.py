@@ -68,6 +68,7 @@ def _mutated_deals(deals: pd.DataFrame, seed: int, as_text: bool) -> pd.DataFram
         return text_array(objects) if as_text else objects
 
     kept = rng.random(n)
+    answered = rng.random(n)
     return deals.assign(
         old_allocation=old,
         new_allocation=new,
@@ -82,6 +83,8 @@ def _mutated_deals(deals: pd.DataFrame, seed: int, as_text: bool) -> pd.DataFram
         step=rng.integers(0, 10**11, n),
         group_at_max=rng.random(n) < 0.5,
         stall_outlook=np.where(kept < 0.5, np.nan, kept),
+        # a share left once a seller answers: none, some, or none in time (0)
+        answer_share=np.where(answered < 0.4, np.nan, np.where(answered < 0.6, 0.0, answered)),
     )
 
 
@@ -106,12 +109,17 @@ def test_deal_words_by_arrow_are_the_row_wise_words(
             assert got == want
 
 
-def test_a_plan_without_a_stall_outlook_column_reads_as_before() -> None:
-    deals = _mutated_deals(_plan(40, 1).deals, 7, True).drop(columns="stall_outlook")
+@pytest.mark.parametrize(
+    "dropped", [["stall_outlook"], ["answer_share"], ["stall_outlook", "answer_share"]]
+)
+def test_a_plan_without_the_newer_columns_reads_as_before(dropped: list[str]) -> None:
+    deals = _mutated_deals(_plan(40, 1).deals, 7, True).drop(columns=dropped)
     rows = np.arange(len(deals))
     want = deal_rationales_by_row(deals, BudgetType.SPEND, "USD", rows)
     assert deal_rationale_column(deals, BudgetType.SPEND, "USD", rows).to_pylist() == want
     assert any("capped by its capacity forecast of" in w for w in want)
+    assert ("stall this long" in " ".join(want)) == ("stall_outlook" not in dropped)
+    assert ("once its seller answers" in " ".join(want)) == ("answer_share" not in dropped)
 
 
 def test_an_unknown_binding_is_refused_by_both() -> None:

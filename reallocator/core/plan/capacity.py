@@ -68,10 +68,13 @@ FORECAST_DTYPES: dict[str, str] = RATIONALE_DTYPES | {
     "held_to_current": "bool",
     "capped_by_response": "bool",
     "asked_total": "int64",
+    "answer_share": "float64",
 }
 """`deal_capacity`'s columns: the engine's forecast table (RATIONALE_DTYPES; "capacity" before
-the seller answers cap it), which deals the confidence band held or an answer capped, and the
-target total of each deal's unanswered seller request (-1: none awaited)."""
+the seller answers cap it), which deals the confidence band held or an answer capped, the
+target total of each deal's unanswered seller request (-1: none awaited) and, for a guaranteed
+deal whose capacity the time its seller takes to answer limited, the share of its supply beyond
+its present pace that is left once the seller answers (NaN: not limited; `answer_limited`)."""
 
 
 def _last_requests(history: RequestHistory | None) -> pd.DataFrame | None:
@@ -239,6 +242,7 @@ def deal_capacity(
         method = pd.Categorical.from_codes(
             np.where(mine, METHODS.index("given"), method.codes), dtype=method.dtype, validate=False
         )
+    answer_share = np.full(len(deals), np.nan)
     if paced.any() and policy.answer_time > timedelta(0):
         # What the seller delivers until it answers: its commitment (or the ask awaited), or
         # more where it already runs faster (an OVER deal loses nothing waiting).
@@ -246,8 +250,10 @@ def deal_capacity(
         pace = np.floor(nan_to_num(inputs.observed_rate) * hours).astype(np.int64)
         floor = np.maximum(np.maximum(remaining, asked - spent), pace)
         waits = answer_times(deals, history, policy.answer_time)
-        share = share_after_answer(curve, snapshot.as_of, waits)
-        capacity = answer_limited(capacity, floor, paced, share)
+        share = np.broadcast_to(share_after_answer(curve, snapshot.as_of, waits), len(deals))
+        limited = answer_limited(capacity, floor, paced, share)
+        answer_share = np.where(limited < capacity, share, np.nan)  # what the words say
+        capacity = limited
     capacity_column = capacity.copy()  # before the seller answers cap it
     capped = np.zeros(len(deals), dtype=bool)
     if last_requests is not None:
@@ -274,6 +280,7 @@ def deal_capacity(
         "held_to_current": held,
         "capped_by_response": capped,
         "asked_total": asked,
+        "answer_share": np.where(capped, np.nan, answer_share),
         # The outlook speaks for the capacity only where nothing else set it.
         "stall_outlook": np.where(mine | capped | held, np.nan, columns["stall_outlook"]),
     }

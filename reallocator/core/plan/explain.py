@@ -19,6 +19,8 @@ from reallocator.core.engine.segments import marginal_churn
 from reallocator.core.model import TEXT_DTYPE, BudgetType, select, values_of
 from reallocator.core.plan.model import BindingKind, ReasonCode
 from reallocator.core.plan.sentences import (
+    ANSWER_NONE,
+    ANSWER_WORDS,
     ARROW_FROM,
     STOP,
     deal_rationale_column,
@@ -270,6 +272,15 @@ _HIGHER_VALUE = _REASON_CODE[ReasonCode.HIGHER_VALUE]
 _REDISTRIBUTED = _REASON_CODE[ReasonCode.REDISTRIBUTED]
 
 
+def answer_words(share: float) -> str:
+    """What limits a guaranteed deal's capacity while its seller has yet to answer (`share`: of
+    its supply beyond its present pace, what is left once it has; capacity.answer_limited)."""
+    if share <= 0:
+        return ANSWER_NONE
+    head, tail = ANSWER_WORDS
+    return f"{head}{share:.0%}{tail}"
+
+
 _STOP_TEXT = {str(k): v for k, v in STOP.items()}
 """The stop templates keyed by plain strings (the table's binding column)."""
 
@@ -281,6 +292,7 @@ RATIONALE_COLUMNS: dict[str, str] = {
     "required_rate": "float64",  # ... needed on its old allocation
     "group_at_max": "bool",  # the seller/channel that binds is at its maximum (else minimum)
     "stall_outlook": "float64",  # share of its forecast a confident stall keeps (NaN: none)
+    "answer_share": "float64",  # of a guaranteed deal's further supply, left once answered
 }
 """Columns of the plan's deals table that only the rationale reads: with them the words are
 rendered from the table alone (after the NO_CHANGE gate, for the rows a view returns)."""
@@ -362,6 +374,17 @@ def deal_rationales_by_row(
         f": the {k:.0%} of its forecast a stall this long is expected to leave" if has else ""
         for k, has in zip(kept.tolist(), np.isfinite(kept).tolist(), strict=True)
     ]
+    # Plans stored before the answer time have no such column either.
+    answered = (
+        values_of(deals, "answer_share", np.float64)[idx]
+        if "answer_share" in deals.columns
+        else np.full(idx.size, np.nan)
+    )
+    if np.isfinite(answered).any():
+        outlook = [
+            o + answer_words(a) if np.isfinite(a) else o
+            for o, a in zip(outlook, answered.tolist(), strict=True)
+        ]
     for j, (i, kind) in enumerate(zip(told.tolist(), kinds.tolist(), strict=True)):
         if beyond[j]:
             stop = (

@@ -108,6 +108,8 @@ PLAN_DEAL_COLUMNS: dict[str, str] = {
     "required_rate": "float64",
     "group_at_max": "bool",
     "stall_outlook": "float64",  # share of its forecast a confident stall keeps; NaN: none
+    # share of a guaranteed deal's supply beyond its pace left once its seller answers; NaN: none
+    "answer_share": "float64",
 }
 """Columns of Plan.deals, one row per deal in snapshot order."""
 

@@ -214,7 +214,9 @@ def _stop(
         cap_t = amount_column(values_of(deals, "capacity", np.int64)[idx], bt, cur)
         if capacity.any():
             stop = _choose(
-                capacity, _join("capped by its capacity forecast of ", cap_t, _outlook(deals, idx)),
+                capacity,
+                _join("capped by its capacity forecast of ", cap_t, _outlook(deals, idx),
+                      _answer(deals, idx)),
                 stop,
             )  # fmt: skip
     step = is_kind[BindingKind.STEP]
@@ -260,6 +262,30 @@ def _outlook(deals: pd.DataFrame, idx: npt.NDArray[np.int64]) -> Strings:
         " of its forecast a stall this long is expected to leave",
     )
     return _choose(has, words, "")
+
+
+def _answer(deals: pd.DataFrame, idx: npt.NDArray[np.int64]) -> Strings:
+    """`explain.answer_words` after a capacity cap, where the time a seller takes to answer
+    limited the deal's capacity."""
+    if "answer_share" not in deals.columns:  # plans stored before the answer time
+        return ""
+    share = values_of(deals, "answer_share", np.float64)[idx]
+    has = np.isfinite(share)
+    if not has.any():
+        return ""
+    head, tail = ANSWER_WORDS
+    words = _join(head, formatted(np.where(has, share, 0.0), 0, grouping=False, percent=True), tail)
+    words = _choose(has & (share <= 0), ANSWER_NONE, words)
+    return _choose(has, words, "")
+
+
+ANSWER_WORDS = (
+    ", its present pace and the ",
+    " of its further supply left once its seller answers",
+)
+"""The words around the share `capacity.answer_limited` left a guaranteed deal (`_answer`)."""
+ANSWER_NONE = ", its present pace: its seller could not answer an increase before the end"
+"""... where no answer could come in time (share 0)."""
 
 
 def schedule_rationale_column(

@@ -94,6 +94,7 @@ def deal_table(
             "required_rate": assessment.column(EntityKind.DEAL, "required_rate"),
             "group_at_max": why.group_at_max,
             "stall_outlook": forecast["stall_outlook"],
+            "answer_share": forecast["answer_share"],
         },
         PLAN_DEAL_COLUMNS,
     )
