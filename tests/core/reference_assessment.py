@@ -297,9 +297,11 @@ def assess(
             # A deal silent across a plan applied inside the window, offered no bid requests
             # before it: its silence was not the plan's, so the stall is judged over the
             # whole window, the plan's pace extended back to its start, with the window's
-            # hours as evidence. Only deals whose bid requests are reported (some to date).
+            # hours as evidence. Only where bid requests are reported: some to date for the
+            # deal, or for any deal of the campaign.
             offered = np.nan_to_num(np.asarray(series.avails, np.float64))
             reported = np.nan_to_num(deals["avails"].to_numpy(np.float64)) > 0
+            reported = reported | reported.any()
             hours = float(ctx.calendar.active_hours_at(b) - ctx.calendar.active_hours_at(a))
             for i in range(n):
                 if not (restarted[i] and plan_at[i] > a and stall_impressions[i] <= 0):

@@ -636,6 +636,39 @@ def test_a_silence_without_supply_before_a_plan_is_judged_over_the_whole_window(
     assert one(assess(snapshot(frame, DAY5, delivery=quiet_series)))["evidence_hours"] == 1
 
 
+def test_a_deal_offered_no_bid_request_where_others_were_is_judged_over_the_whole_window() -> None:
+    """Beside a deal whose bid requests are reported, one offered none to date was offered
+    none: the campaign's platform reports them. Its silence across the plan is judged over the
+    whole window, as the other's is; taken for unreported, only the hour since the plan
+    counted, and a deal silent since the start of a stall of the whole campaign was never
+    confidently stalled (`random_scenarios.py --seed 33`, world 11)."""
+    frame = deals([110_000, 110_000])
+    frame["plan_applied_at"] = int((DAY5 - HOUR).timestamp())
+    frame["delivered_at_plan"] = 110_000
+    frame["avails"] = [1_100_000, 0]
+    quiet = _silent_since_a_plan(0.0)
+    two = replace(
+        quiet,
+        **{
+            name: np.repeat(np.asarray(getattr(quiet, name), dtype=np.float64), 2, axis=0)
+            for name in ("spend_micros", "impressions", "avails", "wins")
+        },
+    )
+    avails = np.array(two.avails)
+    avails[1] = 0.0  # the second deal was never offered a bid request
+    result = assess(snapshot(frame, DAY5, delivery=replace(two, avails=avails)))
+    for deal in (0, 1):
+        row = one(result, deal)
+        assert row["status"] == PacingStatus.STALLED
+        assert row["evidence_hours"] == pytest.approx(6)
+        assert row["confidence"] == pytest.approx(100.0)
+    # Where no deal of the campaign reports any, nothing tells the silences apart.
+    frame["avails"] = 0
+    avails[0] = 0.0
+    result = assess(snapshot(frame, DAY5, delivery=replace(two, avails=avails)))
+    assert [one(result, d)["evidence_hours"] for d in (0, 1)] == [1, 1]
+
+
 def test_dateless_campaign_is_judged_over_its_current_period() -> None:
     pacing = PacingSpec(
         budget_type=BudgetType.IMPRESSIONS,

@@ -441,3 +441,35 @@ def test_a_plan_at_a_local_hour_the_clocks_skip_has_its_schedule_window() -> Non
     assert plan.schedule_table is not None and len(plan.schedule_table) == N
     utc = build_plan(snapshot, schedule_window=HOUR)
     assert plan.deals["new_allocation"].tolist() == utc.deals["new_allocation"].tolist()
+
+
+def test_a_deal_silent_from_the_start_is_drained_like_the_stalled_ones() -> None:
+    """Every deal silent (no delivery, no bid requests) since the flight's first hour, deal 0
+    since its start, and an hourly plan moved them all an hour ago. A plan restarts a silent
+    deal's clock unless the deal was offered no bid requests before it; deal 0, offered none
+    to date, was taken for a deal whose bid requests are not reported, so only the hour since
+    counted: never a confident stall, it was forecast at what it held while every other deal
+    kept the outlook's share of its own, and the budget they could not keep went to it, plan
+    after plan (`random_scenarios.py --seed 33`, world 11: two such deals and two more came to
+    hold 97 % of the budget left, and when supply came back the rest, holding slivers, bought
+    2.7 % of the budget where the booking bought 33 %). The other deals report bid requests, so its
+    none is a fact: judged over its whole silence, it is drained like them."""
+    hours = 10
+    per_hour = np.zeros((N, hours))
+    per_hour[1:, 0] = 12e6
+    avails = per_hour / 2_000.0 * 10
+    spent = per_hour.sum(axis=1).astype(np.int64)
+    snapshot = pool(T0 + hours * HOUR, spent, per_hour, avails)
+    # Hourly plans moved every deal: the last an hour ago. A deal offered bid requests before
+    # it is judged over its whole silence; deal 0, never offered any, over the hour since.
+    deals = snapshot.deals.copy()
+    deals["plan_applied_at"] = int((T0 + (hours - 1) * HOUR).timestamp())
+    deals["delivered_at_plan"] = spent
+    plan = build_plan(replace(snapshot, deals=deals))
+    row, others = plan.deals.iloc[0], plan.deals.iloc[1:]
+    assert row["pacing_status"] == "STALLED" and (others["pacing_status"] == "STALLED").all()
+    assert 0 < row["stall_outlook"] < 1
+    assert row["stall_outlook"] == pytest.approx(others["stall_outlook"].max(), rel=0.2)
+    assert row["capacity"] < row["old_allocation"]
+    # No richer than the deals that delivered: the budget nobody can take is not piled on it.
+    assert row["new_allocation"] <= others["new_allocation"].max()
