@@ -248,35 +248,35 @@ def _stop(
     return stop
 
 
+def _share_clause(
+    deals: pd.DataFrame, idx: npt.NDArray[np.int64], column: str, head: str, tail: str
+) -> tuple[Strings, npt.NDArray[np.float64] | None]:
+    """`head`, a share column's percent, `tail`: the clauses after a capacity cap, for the rows
+    where the column is set ("" elsewhere, and for plans stored before it had the column);
+    beside them the shares read (None: none set)."""
+    if column not in deals.columns:
+        return "", None
+    share = values_of(deals, column, np.float64)[idx]
+    has = np.isfinite(share)
+    if not has.any():
+        return "", None
+    words = _join(head, formatted(np.where(has, share, 0.0), 0, grouping=False, percent=True), tail)
+    return _choose(has, words, ""), share
+
+
 def _outlook(deals: pd.DataFrame, idx: npt.NDArray[np.int64]) -> Strings:
     """The stall outlook's words after a capacity cap, where the deal has one."""
-    if "stall_outlook" not in deals.columns:  # plans stored before the stall outlook
-        return ""
-    kept = values_of(deals, "stall_outlook", np.float64)[idx]
-    has = np.isfinite(kept)
-    if not has.any():
-        return ""
-    words = _join(
-        ": the ",
-        formatted(np.where(has, kept, 0.0), 0, grouping=False, percent=True),
-        " of its forecast a stall this long is expected to leave",
-    )
-    return _choose(has, words, "")
+    head, tail = ": the ", " of its forecast a stall this long is expected to leave"
+    return _share_clause(deals, idx, "stall_outlook", head, tail)[0]
 
 
 def _answer(deals: pd.DataFrame, idx: npt.NDArray[np.int64]) -> Strings:
     """`explain.answer_words` after a capacity cap, where the time a seller takes to answer
     limited the deal's capacity."""
-    if "answer_share" not in deals.columns:  # plans stored before the answer time
-        return ""
-    share = values_of(deals, "answer_share", np.float64)[idx]
-    has = np.isfinite(share)
-    if not has.any():
-        return ""
-    head, tail = ANSWER_WORDS
-    words = _join(head, formatted(np.where(has, share, 0.0), 0, grouping=False, percent=True), tail)
-    words = _choose(has & (share <= 0), ANSWER_NONE, words)
-    return _choose(has, words, "")
+    words, share = _share_clause(deals, idx, "answer_share", *ANSWER_WORDS)
+    if share is None:
+        return words
+    return _choose(share <= 0, ANSWER_NONE, words)  # NaN: not <= 0, its words ("")
 
 
 ANSWER_WORDS = (
