@@ -232,7 +232,8 @@ class Policy:
     relax_limit: float = 100.0  # ... on deal maximums and step limits
     beyond_forecast: float = 100.0  # budget the forecasts cannot absorb: a buyer-paced deal may
     # take up to this multiple of its forecast beyond it (one forecast first, then the rest, in
-    # proportion, after the guaranteed deals' commitments); 0 leaves it unplaced
+    # proportion, after the guaranteed deals' commitments; above 1, what is still left stays
+    # with the buyer-paced deals the plan would cut, up to what they hold); 0 leaves it unplaced
     forecast_prior: timedelta = timedelta(hours=24)  # H0: a capacity forecast from H hours of
     # delivery weighs H / (H + H0) against the current allocation (0: the raw forecast)
     cut_confidence: float = 2.0  # z: a deal is cut below its allocation only when its forecast

@@ -72,10 +72,13 @@ class Policy(_message.Message):
     guaranteed deals the forecasts cut, up to their current commitments, so no seller is asked
     to deliver less for budget a deal could take only that far beyond its forecast (its seller
     would pace the deal to the smaller commitment for the rest of the flight); then the rest,
-    up to this multiple in all; deals measured on too little evidence last. Guaranteed
-    (seller-paced), locked and seller-capped deals are not stretched. Default 100 (all the
-    budget, as far as step limits and maximums allow); 1.0 stops after the first forecast
-    more; 0 leaves the rest unallocated (reported unspendable).
+    up to this multiple in all; deals measured on too little evidence last; then, above 1,
+    what even that leaves stays with the buyer-paced deals the plan would cut, up to what they
+    hold (a plan takes budget off a deal only to place it on another: a long stall's outlook
+    or a lone deal read at night does not release its budget to nobody). Guaranteed
+    (seller-paced), locked and seller-capped deals are not stretched, nor paused or ended ones
+    kept. Default 100 (all the budget, as far as step limits and maximums allow); 1.0 stops
+    after the first forecast more; 0 leaves the rest unallocated (reported unspendable).
     """
     pace_ahead: _builtins.float
     """A deal the buyer paces that the plan gives all the supply it forecasts is paced ahead: its

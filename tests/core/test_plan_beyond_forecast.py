@@ -231,14 +231,18 @@ def test_what_is_left_after_the_hedge_is_split_in_proportion_to_the_forecasts() 
         assert abs(beyond - share) <= FORECAST[deal_id] // 4, (deal_id, beyond, share)
 
 
-@pytest.mark.parametrize("ratio", [0.5, 0.25, 2.0])
+@pytest.mark.parametrize("ratio", [0.5, 0.25, 1.0, 2.0])
 def test_the_ratio_caps_what_each_deal_takes_beyond_its_forecast(ratio: float) -> None:
     plan = plan_of(Policy(beyond_forecast=ratio))
     d = rows(plan)
+    # Above 1 what the ratio leaves stays with the deals the plan would cut (each holds 5,000
+    # remaining): pd (3,000 at 2 x) keeps its 5,000; pmp and open grow beyond it.
+    kept = 5 * B if ratio > 1 else 0
     for deal_id in STRETCHABLE:
         beyond = math.floor(FORECAST[deal_id] * ratio)
-        assert d.at[deal_id, "new_allocation"] == FORECAST[deal_id] + beyond, deal_id
-    extra = sum(math.floor(FORECAST[i] * ratio) for i in STRETCHABLE)
+        expected = max(FORECAST[deal_id] + beyond, kept)
+        assert d.at[deal_id, "new_allocation"] == expected, deal_id
+    extra = sum(max(math.floor(FORECAST[i] * (1 + ratio)), kept) - FORECAST[i] for i in STRETCHABLE)
     assert plan.allocated == FIRST_TOTAL + extra
 
 
