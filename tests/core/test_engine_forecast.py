@@ -120,6 +120,39 @@ def test_inputs_from_a_snapshot_series() -> None:
     assert cap.tolist() == [1000, 0]
 
 
+def test_no_bid_request_where_the_deal_delivered_is_unreported_not_no_supply() -> None:
+    """Spend in buckets that report no bid request (counts reported late, or rounded away): the
+    avails say nothing, so the supply forecast is unknown and the rate decides, as for totals.
+    Read as 0 it forecast the deal at 0 and cut it to its spend. A deal with bid requests
+    reported keeps its avails-based cap; one that delivered nothing keeps its 0 supply."""
+    deals = empty_deals(3)
+    deals["impressions"] = 5000
+    deals["spend_micros"] = 1_000_000
+    deals["allocation"] = 5_000_000
+    deals["bids"] = 100
+    deals["wins"] = 50
+    hours = 12
+    spend = np.array([[100.0] * hours, [100.0] * hours, [0.0] * hours])
+    avails = np.array([[0.0] * hours, [4.0] * hours, [0.0] * hours])
+    series = DeliverySeries(
+        window_start=datetime(2026, 11, 1, tzinfo=UTC),
+        bucket=timedelta(hours=1),
+        spend_micros=spend,
+        impressions=spend / 10,
+        avails=avails,
+        wins=np.where(spend > 0, 2.0, 0.0),
+    )
+    x = ForecastInputs.from_snapshot(deals, series, BudgetType.SPEND, POLICY)
+    assert np.isnan(x.avails_rate[0])
+    assert x.avails_rate[1:].tolist() == [4.0, 0.0]
+    cap, table = forecast_capacity(x, 10.0, POLICY)
+    assert np.isnan(table["by_avails"].to_numpy()[0])
+    # Both at their rate (100 an hour over 10 hours); the second's bid requests read as ever
+    # (4 an hour x 10 hours x 0.5 wins a bid x 20,000 a win), the third's at 0.
+    assert cap.tolist()[:2] == [1000, 1000]
+    assert table["by_avails"].to_numpy()[1:].tolist() == pytest.approx([400_000.0, 0.0])
+
+
 # --- seller-paced deals: the rate is the seller's pace ---------------------------------------
 
 

@@ -169,6 +169,13 @@ class ForecastInputs:
             rate, avails_rate, evidence, rate_se, stalled, stall_hours, evidence_imps = (
                 reading.in_blocks(n)
             )
+            # No bid request over buckets the deal delivered in is a gap in their reporting
+            # (a count reported late, or rounded away), not a deal without supply: unknown,
+            # as the totals read them (`with_totals_rate`). Read as 0 it made the supply
+            # forecast 0 and cut the deal to its spend (random world `--seed 37` #0: 60
+            # guaranteed deals, each stall's outside read on one late bucket with spend and no
+            # bid request; 55 asked to stop).
+            avails_rate = np.where((avails_rate == 0) & (rate > 0), np.nan, avails_rate)
         return cls(
             observed_rate=rate,
             participation_rate=values_of(deals, "participation_rate", np.float64),
