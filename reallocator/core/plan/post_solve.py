@@ -233,11 +233,10 @@ def _keep_the_rest(
     x = result.allocation
     if snapshot.policy.beyond_forecast <= HEDGE or total - int(x.sum()) <= 0:
         return problem, result, upper
-    deals = snapshot.deals
     cut = np.maximum(report.current - x, 0)
-    live = values_of(deals, "status") == DealStatus.ACTIVE
-    locked = values_of(deals, "locked", bool)
-    eligible = ~seller_paced(deals) & ~locked & ~prepared.capped & live & (cut > 0)
+    live = values_of(snapshot.deals, "status") == DealStatus.ACTIVE
+    # The deals the stretch may reach, with their cuts as their room.
+    eligible = _stretchable(snapshot, cut, prepared.capped) & live
     if not eligible.any():
         return problem, result, upper
     wider = problem.with_bounds(problem.lb, problem.ub, total=total)
