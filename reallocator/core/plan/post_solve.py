@@ -82,7 +82,7 @@ def post_solve(prepared: Prepared, solved: Solved) -> PostSolved:
         int(before.total) - int(held.sum()),
     )
     problem, result, upper = _keep_the_rest(
-        snapshot, problem, report, result, upper, prepared, int(before.total) - int(held.sum())
+        prepared, problem, result, upper, int(before.total) - int(held.sum())
     )
     # The deals a hold fixed (asked to deliver less, or the other guaranteed deals kept at their
     # commitments meanwhile) are explained and shown within their real bounds, not the fix.
@@ -208,12 +208,10 @@ def _place_the_rest(
 
 
 def _keep_the_rest(
-    snapshot: CampaignSnapshot,
+    prepared: Prepared,
     problem: AllocationProblem,
-    report: BoundsReport,
     result: AllocationResult,
     upper: npt.NDArray[np.int64],
-    prepared: Prepared,
     total: int,
 ) -> tuple[AllocationProblem, AllocationResult, npt.NDArray[np.int64]]:
     """What no deal takes, even beyond the forecasts, goes back to the buyer-paced deals the plan
@@ -230,7 +228,7 @@ def _keep_the_rest(
     seller-capped and inactive deals release it. `total`: the budget the plan may place (a
     decrease's hold excluded). Only where `beyond_forecast` places the rest (above HEDGE): at
     1 or less the forecasts are trusted and what they leave is reported unspendable."""
-    x = result.allocation
+    snapshot, report, x = prepared.snapshot, prepared.built.report, result.allocation
     if snapshot.policy.beyond_forecast <= HEDGE or total - int(x.sum()) <= 0:
         return problem, result, upper
     cut = np.maximum(report.current - x, 0)
