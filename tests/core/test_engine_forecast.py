@@ -515,8 +515,10 @@ def test_a_hole_at_the_same_hours_every_day_is_the_deals_daily_cycle_not_a_stall
     the nights are its daily cycle, so its rate is its daily average over all 48 hours, as a
     deal without the hole in its dayparts would be read, not the daytime rate a stall's
     exclusion would give (which every morning's verdict then cut back). One night alone in the
-    series (24 h) is still an outage left out of the rate, and so is the part of a 30 h
-    silence that is not repeated a day apart."""
+    series (24 h) is still an outage left out of the rate, and so is a silence longer than a
+    day: its hours a day apart have no delivery between them, so they are one stall, not two
+    nights (read as holes, a five-day stall that ended this morning kept most of the day's
+    silent hours in the deal's rate, a third of what it delivers since)."""
     deals = empty_deals(3)
     deals["impressions"] = 10_000
     night = [0.0] * 8 + [100.0] * 16
@@ -533,10 +535,17 @@ def test_a_hole_at_the_same_hours_every_day_is_the_deals_daily_cycle_not_a_stall
     )  # fmt: skip
     assert one.evidence_hours[0] == 16.0
     assert one.observed_rate[0] == pytest.approx(100.0)
-    # Silent 30 h: hours 0-5 and 24-29 are silent a day apart (read as a daily hole, in the
-    # rate), hours 6-23 are the stall left out.
-    assert x.evidence_hours[2] == 30.0
-    assert x.observed_rate[2] == pytest.approx(1_800.0 / 30)
+    # Silent 30 h: hours 0-5 and 24-29 are silent a day apart but nothing lived between
+    # them: all 30 are the stall, left out.
+    assert x.evidence_hours[2] == 18.0
+    assert x.observed_rate[2] == pytest.approx(100.0)
+    # The same silence in the last 30 hours (still running, the stall outlook's) is no past
+    # stall; and a hole a day apart needs a live bucket between the two nights.
+    from reallocator.core.engine.forecast import _past_stalls
+
+    hole = np.array([night + night, dead[::-1]])
+    stalls = _past_stalls(hole, np.ones(hole.shape, bool), 6, np.where(hole > 0, 5.0, 0.0), 24)
+    assert stalls is None
 
 
 def test_the_rate_outside_a_stall_is_per_traffic_weighted_hour() -> None:
@@ -576,7 +585,7 @@ def test_the_stalls_that_ended_are_found_as_a_plain_loop_finds_them(
     """Against a loop: every observed bucket with neither delivery nor supply in a run of >=
     `tail` such buckets that a later live bucket ended (None when no deal has one). Unobserved
     buckets neither end a run nor count in it, nor do silent ones whose bucket `day` earlier
-    or later is silent too (a daily hole)."""
+    or later is silent too with a live bucket between the two (a daily hole)."""
     from reallocator.core.engine.forecast import _past_stalls
 
     cells = n * buckets
@@ -594,6 +603,15 @@ def test_the_stalls_that_ended_are_found_as_a_plain_loop_finds_them(
     def silent(i: int, j: int) -> bool:
         return 0 <= j < buckets and bool(seen[i, j]) and masked[i, j] <= 0 and offered[i, j] <= 0
 
+    def lived(i: int, a: int, b: int) -> bool:  # a live bucket strictly between a and b
+        return any(masked[i, k] > 0 or offered[i, k] > 0 for k in range(max(a + 1, 0), b))
+
+    def hole(i: int, j: int) -> bool:
+        return bool(day) and (
+            (silent(i, j - day) and lived(i, j - day, j))
+            or (silent(i, j + day) and lived(i, j, j + day))
+        )
+
     for i, (row, offer) in enumerate(zip(masked, offered, strict=True)):
         quiet: list[int] = []  # the observed silent buckets of the current run
         for j in range(buckets):
@@ -601,7 +619,7 @@ def test_the_stalls_that_ended_are_found_as_a_plain_loop_finds_them(
                 if len(quiet) >= tail:
                     want[i, quiet] = True
                 quiet = []
-            elif silent(i, j) and not (day and (silent(i, j - day) or silent(i, j + day))):
+            elif silent(i, j) and not hole(i, j):
                 quiet.append(j)
     got = _past_stalls(masked, seen, tail, offered, day)
     if not want.any():

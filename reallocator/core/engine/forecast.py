@@ -447,10 +447,10 @@ def _past_stalls(
     stall outlook speaks for it). Only the rows with `tail` silent buckets at all are read.
 
     With `day` buckets a day (0: none), a silent bucket whose bucket a day earlier or a day
-    later is silent too is a daily hole (a deal without night supply), carried like an
-    unobserved one: its hours stay in the rate, which is then the deal's daily average. A
-    stall running since yesterday still shows, by its silent buckets whose days before and
-    after were live or outside the series."""
+    later is silent too, with a live bucket between the two, is a daily hole (a deal without
+    night supply), carried like an unobserved one: its hours stay in the rate, which is then
+    the deal's daily average. A silence longer than a day is a stall all through (nothing
+    lived between its buckets a day apart)."""
     live = (masked > 0) | (offered > 0)  # bid requests (0 where not seen; NaN compares False)
     silent = seen & ~live
     # Only rows with `tail` silent buckets can hold a stall, and a daily hole only takes silent
@@ -461,7 +461,12 @@ def _past_stalls(
         return None
     live, silent = live[rows], silent[rows]
     if day and silent.shape[1] > day:
-        again = silent[:, day:] & silent[:, :-day]  # silent a day apart: both are the hole
+        # Silent a day apart with a live bucket between: both are the hole. Without one the
+        # two lie in one silence longer than a day, a stall (read as holes, a five-day stall
+        # that ended this morning kept its 17 silent hours of the day read in the deal's rate:
+        # a third of its rate since; `random_scenarios.py --seed 34` world 0).
+        lived = np.cumsum(live, axis=1, dtype=np.int32)
+        again = silent[:, day:] & silent[:, :-day] & (lived[:, day - 1 : -1] > lived[:, :-day])
         np.logical_not(again, out=again)
         silent[:, day:] &= again
         silent[:, :-day] &= again
