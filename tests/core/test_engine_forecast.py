@@ -68,6 +68,54 @@ def test_low_evidence_uses_declared_then_booked() -> None:
     assert why["method"].tolist() == ["declared", "booked", "booked"]
 
 
+def test_a_long_look_at_few_impressions_measures_a_shortfall() -> None:
+    """16 impressions in 24 hours, a rate that forecasts 10 of the 777 the deal holds: even
+    the count's upper bound (16 + 2 x 4 + 4 = 28 impressions, 1.75 x) keeps it far short, so
+    the rate forecasts the deal although 16 is below the 30 a forecast needs. Not with no
+    impression at all, fewer hours than `min_evidence`, or a holding the bound reaches."""
+    x = inputs(
+        4,
+        observed_rate=np.full(4, 1.0),
+        evidence_hours=np.array([24.0, 24.0, 2.0, 24.0]),
+        evidence_impressions=np.array([16, 0, 16, 16], np.int64),
+        booked=np.array([777, 777, 777, 17], np.int64),
+    )
+    cap, why = forecast_capacity(x, 10.0, POLICY)
+    assert why["method"].tolist() == ["rate", "booked", "booked", "booked"]
+    assert cap.tolist() == [10, 777, 777, 17]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    count=st.integers(0, 29),
+    rate=st.floats(0.0, 1e4),
+    booked=st.integers(0, 10**7),
+    hours=st.floats(0.0, 48.0),
+)
+def test_few_impressions_forecast_only_a_confident_shortfall(
+    count: int, rate: float, booked: int, hours: float
+) -> None:
+    """Below the impressions a forecast needs, a deal keeps what it holds unless it was watched
+    for `min_evidence` and bought at least one impression, and its forecast read up by its
+    count's upper bound (n + 2 sqrt(n) + 4) still falls short of its holding; then its rate
+    forecasts it, and the capacity is below what it holds."""
+    x = inputs(
+        1,
+        observed_rate=np.array([rate]),
+        evidence_hours=np.array([hours]),
+        evidence_impressions=np.array([count], np.int64),
+        booked=np.array([booked], np.int64),
+    )
+    cap, why = forecast_capacity(x, 10.0, POLICY)
+    upper = rate * 10.0 * (count + 2 * np.sqrt(count) + 4) / count if count else np.inf
+    measured = hours >= 6.0 and count >= 1 and upper < booked
+    assert why["method"].tolist() == ["rate" if measured else "booked"]
+    if measured:
+        assert cap[0] == int(np.floor(rate * 10.0)) and cap[0] < booked
+    else:
+        assert cap[0] == booked
+
+
 @given(verdict=st.integers(0, 10**9), count=st.integers(0, 10**9))
 def test_a_forecast_needs_a_share_of_the_impressions_a_verdict_needs(
     verdict: int, count: int

@@ -140,11 +140,12 @@ def test_no_hours_elapsed_leaves_the_inputs_as_they_are() -> None:
 
 def _three(policy: Policy, budget: int = 9_000 * USD) -> CampaignSnapshot:
     """Ten days into a 30-day, 9,000 USD flight, totals only: `a` and `c` are measured (10 and
-    50 USD a day), `new` is not (20 impressions, under the 30 a forecast needs): it is
-    forecast at the 2,995 USD it holds. The forecasts leave budget unplaced."""
+    50 USD a day), `new` is not (20 impressions, under the 30 a forecast needs, and at 45 USD
+    each, read up by their count's upper bound, enough for the 2,700 USD it holds: no measured
+    shortfall either): it is forecast at what it holds. The forecasts leave budget unplaced."""
     deals = (
-        _deal("a", 4_000, 100, 1.0),
-        dataclasses.replace(_deal("new", 3_000, 5, 1.0), impressions=20),
+        _deal("a", 3_400, 100, 1.0),
+        dataclasses.replace(_deal("new", 3_600, 900, 1.0), impressions=20),
         _deal("c", 2_000, 500, 1.0),
     )
     spec = SnapshotSpec(
@@ -171,7 +172,7 @@ def test_a_deal_without_evidence_takes_budget_beyond_the_forecasts_last() -> Non
     plans = {
         ratio: build_plan(_three(Policy(beyond_forecast=ratio))) for ratio in (1.0, 5.0, 100.0)
     }
-    spent = {"a": 100 * USD, "new": 5 * USD, "c": 500 * USD}
+    spent = {"a": 100 * USD, "new": 900 * USD, "c": 500 * USD}
     for ratio, plan in plans.items():
         new = dict(zip(plan.deals["deal_id"], plan.deals["new_total"], strict=True))
         capacity = dict(zip(plan.deals["deal_id"], plan.deals["capacity"], strict=True))

@@ -473,3 +473,30 @@ def test_a_deal_silent_from_the_start_is_drained_like_the_stalled_ones() -> None
     assert row["capacity"] < row["old_allocation"]
     # No richer than the deals that delivered: the budget nobody can take is not piled on it.
     assert row["new_allocation"] <= others["new_allocation"].max()
+
+
+def test_a_stalled_deal_that_bought_few_impressions_keeps_its_outlook_of_its_rate() -> None:
+    """Every deal silent for the last 14 hours; deal 0 holds seven times what the others hold
+    and bought one impression an hour before (16 in all, fewer than the 30 a forecast needs).
+    Sixteen hours at that rate are a confident shortfall, so its forecast is its rate and its
+    stall keeps the outlook's share of that, not of what it holds: read as no evidence, it kept
+    that share of its whole holding and its part of the budget beyond the forecasts in
+    proportion (`random_scenarios.py --seed 34` world 0, every deal silent for five days: two
+    such deals came to hold 40 of the 41 USD left; when supply came back the deals that had
+    it held slivers, 28.9 % of the budget spent where the booking spent 44.1 %, now 46.0 %)."""
+    hours = 30
+    per_hour = np.zeros((N, hours))
+    per_hour[:, :16] = 12e6
+    per_hour[0, :16] = 2_000.0  # one impression an hour
+    avails = per_hour / 2_000.0 * 10
+    spent = per_hour.sum(axis=1).astype(np.int64)
+    allocation = np.full(N, 3 * DAILY)
+    allocation[0] = 20 * DAILY
+    snapshot = pool(T0 + hours * HOUR, spent, per_hour, avails, allocation, days=3)
+    d = build_plan(snapshot).deals
+    row, others = d.iloc[0], d.iloc[1:]
+    assert (d["pacing_status"] == "STALLED").all()
+    assert 0 < row["stall_outlook"] < 1
+    rate_left = 2_000.0 * (3 * 24 - hours)  # its rate over the hours left, at most
+    assert row["capacity"] <= rate_left
+    assert row["new_allocation"] < others["new_allocation"].min()
