@@ -60,9 +60,9 @@ evaluation sets the same at 30 and 100 (README, "Stable plans")."""
 THIN_COUNT_Z = 2.0
 """How many standard errors of its count a deal's few impressions are read up by before a rate
 that fell short of what the deal holds counts as measured with fewer impressions than
-`forecast_min_impressions` (`thin_shortfall`): n impressions are at most n + z sqrt(n) + z^2
-(a Poisson count's upper bound, ~97.7 % one-sided at z = 2, which is `cut_confidence`'s
-default)."""
+`forecast_min_impressions` (`thin_shortfall`): n impressions are read as n + z sqrt(n) + z^2,
+above a Poisson count's score-interval upper limit (n + z^2/2 + z sqrt(n + z^2/4)), which is
+~97.7 % one-sided at z = 2 (`cut_confidence`'s default)."""
 
 
 def thin_shortfall(
