@@ -215,7 +215,10 @@ class ReplanRequest(_message.Message):
     @_builtins.property
     def schedule_window(self) -> _duration_pb2.Duration:
         """How far ahead buyer-side schedules reach: until the next replan. Default 6h; at most
-        max_schedule_window_hours [168].
+        max_schedule_window_hours [168]. It also tells the plan when the next one comes: a
+        guaranteed deal is not asked for less when the first plan after its seller's answer
+        (Policy.requests.answer_time) would come at or past the horizon's end, as no plan could
+        place what the decrease frees.
         """
 
     def __init__(

@@ -351,3 +351,37 @@ def test_a_commitment_is_kept_when_only_room_beyond_the_forecasts_could_take_it(
     assert held_amount(plan) == 0
     assert rich["new_allocation"] == plan.remaining_budget - 14 * B > rich["capacity"]
     assert exposure(plan, snapshot()) <= plan.remaining_budget
+
+
+def _ending_in(hours: float) -> CampaignSnapshot:
+    """`snapshot()` with the flight ending `hours` after it."""
+    snap = snapshot()
+    end = AS_OF + timedelta(hours=hours)
+    return dataclasses.replace(snap, pacing=dataclasses.replace(snap.pacing, end=end))
+
+
+def test_no_seller_is_asked_for_less_when_no_plan_could_place_what_it_frees() -> None:
+    """What a decrease frees is held until the seller agrees and placed by the first plan after
+    the answer: 12 hours (`answer_time`), the next plan every 6 hours (`schedule_window`). With
+    10 hours left no plan comes after it, so the decrease would only stop "pg" while its
+    supply lasts and place nothing: "pg" keeps what it holds, no request, nothing held, and
+    "rich" takes the rest. With 30 hours left the plan at hour 12 places it: asked as before;
+    and so with 10 hours left when the seller answers within the hour and the next plan is two
+    hours away."""
+    window = timedelta(hours=6)
+    late = build_plan(_ending_in(10), forecast=FORECAST, schedule_window=window)
+    pg = row(late, "pg")
+    assert pg["new_allocation"] == pg["old_allocation"]
+    assert not [r for r in late.requests if r.deal_id == "pg"]
+    assert held_amount(late) == 0
+    assert row(late, "rich")["new_allocation"] == late.remaining_budget - pg["old_allocation"]
+    early = build_plan(_ending_in(30), forecast=FORECAST, schedule_window=window)
+    pg = row(early, "pg")
+    assert pg["new_allocation"] < pg["old_allocation"]
+    assert held_amount(early) == int(pg["old_allocation"] - pg["new_allocation"]) > 0
+    quick = dataclasses.replace(
+        _ending_in(10),
+        policy=dataclasses.replace(snapshot().policy, answer_time=timedelta(hours=1)),
+    )
+    plan = build_plan(quick, forecast=FORECAST, schedule_window=timedelta(hours=2))
+    assert row(plan, "pg")["new_allocation"] < row(plan, "pg")["old_allocation"]

@@ -88,6 +88,7 @@ def build_plan(
             windows=windows,
             time_limit=time_limit,
             checkpoint=checkpoint,
+            schedule_window=schedule_window,
         )
         solved = solve_prepared(prepared, relax=relax, checkpoint=checkpoint)
         checkpoint("post-solve")
