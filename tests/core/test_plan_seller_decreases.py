@@ -372,6 +372,9 @@ def test_no_seller_is_asked_for_less_when_no_plan_could_place_what_it_frees() ->
     late = build_plan(_ending_in(10), forecast=FORECAST, schedule_window=window)
     pg = row(late, "pg")
     assert pg["new_allocation"] == pg["old_allocation"]
+    # Shown within its own bounds: no bound of its stopped it, and the words name none.
+    assert pg["lower_bound"] < pg["new_allocation"] and pg["binding"] not in ("STEP", "DEAL_MIN")
+    assert "step limit" not in pg["rationale"] and "minimum" not in pg["rationale"]
     assert not [r for r in late.requests if r.deal_id == "pg"]
     assert held_amount(late) == 0
     assert row(late, "rich")["new_allocation"] == late.remaining_budget - pg["old_allocation"]
@@ -385,3 +388,16 @@ def test_no_seller_is_asked_for_less_when_no_plan_could_place_what_it_frees() ->
     )
     plan = build_plan(quick, forecast=FORECAST, schedule_window=timedelta(hours=2))
     assert row(plan, "pg")["new_allocation"] < row(plan, "pg")["old_allocation"]
+
+
+def test_a_limit_still_cuts_a_commitment_no_plan_could_replace() -> None:
+    """The same late plan with a seller maximum below what "pg" holds: the limit decides, so
+    "pg" is cut to it (a decrease asked) rather than kept into a plan no solve could make."""
+    snap = _ending_in(10)
+    sellers = snap.sellers.copy()
+    sellers.loc["seller-pg", "max_total"] = float(12 * B)  # 5,000 delivered + 7,000
+    snap = dataclasses.replace(snap, sellers=sellers)
+    plan = build_plan(snap, forecast=FORECAST, schedule_window=timedelta(hours=6), relax=False)
+    pg = row(plan, "pg")
+    assert pg["new_allocation"] <= 7 * B < pg["old_allocation"]
+    assert [r.deal_id for r in plan.requests if r.deal_id == "pg"] == ["pg"]

@@ -87,10 +87,11 @@ def post_solve(prepared: Prepared, solved: Solved) -> PostSolved:
     # The deals a hold fixed (asked to deliver less, or the other guaranteed deals kept at their
     # commitments meanwhile) are explained and shown within their real bounds, not the fix.
     asked = held > 0
+    lower = before.lb if prepared.shown_lb is None else prepared.shown_lb
     shown = (
         problem  # nothing held: the problem solved is the one shown (no second validation)
-        if problem is before
-        else problem.with_bounds(before.lb, np.where(asked, before.ub, problem.ub))
+        if problem is before and prepared.shown_lb is None
+        else problem.with_bounds(lower, np.where(asked, before.ub, problem.ub))
     )
     x = result.allocation
     over = x - np.maximum(shown.ub, report.capacity)

@@ -66,6 +66,9 @@ class Prepared:
     capped: npt.NDArray[np.bool_]  # a seller's answer capped the deal's capacity
     built: BuiltProblem  # bounds, the problem (reversal charge on it) and their report
     asks: npt.NDArray[np.int64]  # what an unanswered request asks beyond the spend (-1: none)
+    # The lower bounds a plan is explained and shown with where the solved problem's differ
+    # (`keep_unplaceable_commitments` raised them); None: the problem's own.
+    shown_lb: npt.NDArray[np.int64] | None = None
 
     @cached_property
     def forecast_table(self) -> pd.DataFrame:
@@ -137,8 +140,9 @@ def prepare(
     asked = _remaining_asks(snapshot, reached["asked_total"])
     problem = reversal_churn(asked_as_current(built.problem, asked), moved, policy)
     problem = request_churn(problem, seller_paced(snapshot.deals), policy)
-    problem = keep_unplaceable_commitments(problem, snapshot, assessment, history, schedule_window)
-    built = replace(built, problem=problem)
+    kept = keep_unplaceable_commitments(problem, snapshot, assessment, history, schedule_window)
+    shown_lb = None if kept is problem else problem.lb
+    built = replace(built, problem=kept)
     return Prepared(
         snapshot=snapshot,
         assessment=assessment,
@@ -148,6 +152,7 @@ def prepare(
         capped=capped,
         built=built,
         asks=asked,
+        shown_lb=shown_lb,
     )
 
 
@@ -309,7 +314,9 @@ def keep_unplaceable_commitments(
     before the end asked three guaranteed deals on pace for less (two for nothing) to fund a
     deal worth more, held the 4.1 M USD it freed for "the next plan", and none came (85.7 %
     of the budget spent where the booking spent 92.9 %). A deal short of its commitment is
-    still planned at its capacity (its upper bound)."""
+    still planned at its capacity (its upper bound), and nothing is kept where keeping it
+    would break a budget, seller or channel limit (the limits decide). The plan shows and
+    explains such a deal within its own bounds (`Prepared.shown_lb`): no bound stopped it."""
     if schedule_window is None or schedule_window <= timedelta(0):
         return problem
     paced = seller_paced(snapshot.deals)
@@ -324,6 +331,14 @@ def keep_unplaceable_commitments(
         return problem
     keep = np.minimum(problem.current, problem.ub)
     lb = np.where(last, np.maximum(problem.lb, keep), problem.lb).astype(np.int64)
+    sellers = np.bincount(problem.seller, lb, minlength=len(problem.seller_max))
+    channels = np.bincount(problem.channel, lb, minlength=len(problem.channel_max))
+    if (
+        int(lb.sum()) > problem.total
+        or (sellers > problem.seller_max).any()
+        or (channels > problem.channel_max).any()
+    ):
+        return problem
     return replace(problem, lb=lb)
 
 
