@@ -69,12 +69,15 @@ FORECAST_DTYPES: dict[str, str] = RATIONALE_DTYPES | {
     "capped_by_response": "bool",
     "asked_total": "int64",
     "answer_share": "float64",
+    "answer_seconds": "float64",
 }
 """`deal_capacity`'s columns: the engine's forecast table (RATIONALE_DTYPES; "capacity" before
 the seller answers cap it), which deals the confidence band held or an answer capped, the
 target total of each deal's unanswered seller request (-1: none awaited) and, for a guaranteed
 deal whose capacity the time its seller takes to answer limited, the share of its supply beyond
-its present pace that is left once the seller answers (NaN: not limited; `answer_limited`)."""
+its present pace that is left once the seller answers (NaN: not limited; `answer_limited`), and
+how long a guaranteed deal's seller takes to answer, in seconds (`answer_times`; NaN: no
+guaranteed deal in the campaign)."""
 
 
 def _last_requests(history: RequestHistory | None) -> pd.DataFrame | None:
@@ -243,13 +246,14 @@ def deal_capacity(
             np.where(mine, METHODS.index("given"), method.codes), dtype=method.dtype, validate=False
         )
     answer_share = np.full(len(deals), np.nan)
+    # How long each deal's seller takes to answer (read once: the plan's decreases read it too).
+    waits = answer_times(deals, history, policy.answer_time) if paced.any() else answer_share
     if paced.any() and policy.answer_time > timedelta(0):
         # What the seller delivers until it answers: its commitment (or the ask awaited), or
         # more where it already runs faster (an OVER deal loses nothing waiting).
         hours = np.asarray(table["remaining_hours"], dtype=np.float64)
         pace = np.floor(nan_to_num(inputs.observed_rate) * hours).astype(np.int64)
         floor = np.maximum(np.maximum(remaining, asked - spent), pace)
-        waits = answer_times(deals, history, policy.answer_time)
         share = np.broadcast_to(share_after_answer(curve, snapshot.as_of, waits), len(deals))
         limited = answer_limited(capacity, floor, paced, share)
         answer_share = np.where(limited < capacity, share, np.nan)  # what the words say
@@ -281,6 +285,7 @@ def deal_capacity(
         "capped_by_response": capped,
         "asked_total": asked,
         "answer_share": np.where(capped, np.nan, answer_share),
+        "answer_seconds": waits,
         # The outlook speaks for the capacity only where nothing else set it.
         "stall_outlook": np.where(mine | capped | held, np.nan, columns["stall_outlook"]),
     }

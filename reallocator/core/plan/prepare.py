@@ -44,7 +44,6 @@ from reallocator.core.plan.capacity import (
     FORECAST_DTYPES,
     _awaited_totals,
     _last_requests,
-    answer_times,
     deal_capacity,
     seller_paced,
 )
@@ -140,7 +139,9 @@ def prepare(
     asked = _remaining_asks(snapshot, reached["asked_total"])
     problem = reversal_churn(asked_as_current(built.problem, asked), moved, policy)
     problem = request_churn(problem, seller_paced(snapshot.deals), policy)
-    kept = keep_unplaceable_commitments(problem, snapshot, assessment, history, schedule_window)
+    kept = keep_unplaceable_commitments(
+        problem, snapshot, assessment, reached["answer_seconds"], schedule_window
+    )
     shown_lb = None if kept is problem else problem.lb
     built = replace(built, problem=kept)
     return Prepared(
@@ -302,29 +303,28 @@ def keep_unplaceable_commitments(
     problem: AllocationProblem,
     snapshot: CampaignSnapshot,
     assessment: Assessment,
-    history: RequestHistory | None,
+    answer_seconds: npt.NDArray[np.float64],
     schedule_window: timedelta | None,
 ) -> AllocationProblem:
     """A guaranteed deal keeps what it holds (within its bounds) when no plan could place what
-    asking its seller for less would free: that budget is held until the seller agrees
-    (post_solve, `_hold_seller_decreases`) and placed by the first plan after the answer, at
-    the next multiple of `schedule_window` (until the next plan) after the seller's answer time
-    (`answer_times`); at or past the horizon's end there is none. A decrease asked then only
-    stops a deal with supply: `random_scenarios.py --seed 32` world 6, one plan 12 hours
-    before the end asked three guaranteed deals on pace for less (two for nothing) to fund a
-    deal worth more, held the 4.1 M USD it freed for "the next plan", and none came (85.7 %
-    of the budget spent where the booking spent 92.9 %). A deal short of its commitment is
-    still planned at its capacity (its upper bound), and nothing is kept where keeping it
-    would break a budget, seller or channel limit (the limits decide). The plan shows and
-    explains such a deal within its own bounds (`Prepared.shown_lb`): no bound stopped it."""
+    asking its seller for less would free: that budget is held until the seller agrees (post_solve,
+    `_hold_seller_decreases`) and placed by the first plan after the answer, at the next
+    multiple of `schedule_window` (until the next plan) after the seller's answer time
+    (`answer_seconds`, the forecast's `answer_times`); at or past the horizon's end there is
+    none. A decrease asked then only stops a deal with supply: `random_scenarios.py --seed 32`
+    world 6, one plan 12 hours before the end asked three guaranteed deals on pace for less (two
+    for nothing) to fund a deal worth more, held the 4.1 M USD it freed for "the next plan", and
+    none came (85.7 % of the budget spent where the booking spent 92.9 %). A deal short of its
+    commitment is still planned at its capacity (its upper bound), and nothing is kept where
+    keeping it would break a budget, seller or channel limit (the limits decide). The plan shows
+    and explains such a deal within its own bounds (`Prepared.shown_lb`): no bound stopped it."""
     if schedule_window is None or schedule_window <= timedelta(0):
         return problem
     paced = seller_paced(snapshot.deals)
     if not paced.any():
         return problem
     step = schedule_window.total_seconds()
-    waits = answer_times(snapshot.deals, history, snapshot.policy.answer_time)
-    plans = np.maximum(np.ceil(np.maximum(waits, 0.0) / step), 1.0)  # the first after it
+    plans = np.maximum(np.ceil(np.maximum(answer_seconds, 0.0) / step), 1.0)  # the first after it
     placed_at = snapshot.as_of.timestamp() + plans * step
     last = paced & (placed_at >= assessment.horizon_end.timestamp())
     if not last.any():
